@@ -1,0 +1,25 @@
+/*
+ * The audit log: audit.jsonl in the store, one JSON line per create, verify,
+ * restore, cleanup and delete (time, operation, name, result, detail, uid,
+ * pid, via). Lines older than 90 days are dropped when the log is rewritten.
+ */
+#ifndef BRI_AUDIT_H
+#define BRI_AUDIT_H
+
+#include "bri/common.h"
+#include "bri/store.h"
+
+#define BRI_AUDIT_RETENTION_DAYS 90
+
+/*
+ * Appends one line and mirrors it to the log. result is 0 or a negative
+ * errno; detail may be NULL. Failure to write the audit log is logged, not
+ * returned: it never fails the operation it records.
+ */
+void bri_audit_record(struct bri_store *s, const char *op, const char *name, int result,
+		      const char *detail, const struct bri_op_ctx *ctx);
+
+/* Drops lines older than keep_days from audit.jsonl at time now. */
+int bri_audit_prune(struct bri_store *s, time_t now, int keep_days);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * Removing backups: cleanup by the retention policy (with a dry run that
+ * says what would go and why) and delete of one named backup. Both hold the
+ * store's lock and write the audit log.
+ */
+#ifndef BRI_CLEANUP_H
+#define BRI_CLEANUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "bri/common.h"
+#include "bri/retention.h"
+#include "bri/store.h"
+
+struct bri_cleanup_item {
+	char name[BRI_NAME_MAX + 1];        /* backup name */
+	time_t time;                        /* its time */
+	enum bri_retention_verdict verdict; /* why it goes or stays */
+};
+
+/*
+ * Applies the rules at time now. Fills *items (malloc'd, every backup with its
+ * verdict, newest first) and *n; removes the expired ones unless dry_run.
+ * Returns the number removed (or that would be), or a negative errno.
+ */
+int bri_cleanup(struct bri_store *s, const struct bri_retention_rules *rules, time_t now,
+		bool dry_run, const struct bri_op_ctx *ctx, struct bri_cleanup_item **items,
+		size_t *n, struct bri_err *err);
+
+/* Removes backup name (.db last-in-first-out: .db, then .meta and .verify). */
+int bri_delete(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
+	       struct bri_err *err);
+
+#endif

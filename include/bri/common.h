@@ -1,0 +1,57 @@
+/*
+ * Common types of the bri core: the error record every operation fills, the
+ * caller context (who asked, where progress goes) and the small helpers for
+ * times in the store's formats. No I/O happens here.
+ */
+#ifndef BRI_COMMON_H
+#define BRI_COMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define BRI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/* What went wrong: a negative errno and a sentence for a person. */
+struct bri_err {
+	int code;      /* negative errno, 0 when nothing failed */
+	char msg[512]; /* what failed and, where useful, what to do */
+};
+
+/*
+ * Records code and the formatted message in err (err may be NULL) and returns
+ * code, so that `return bri_err_set(err, -EINVAL, "...")` reads naturally.
+ */
+int bri_err_set(struct bri_err *err, int code, const char *fmt, ...) BRI_PRINTF(3, 4);
+
+/* Called during long operations; done and total are bytes (total 0: unknown). */
+typedef void (*bri_progress_fn)(void *arg, const char *phase, uint64_t done, uint64_t total);
+
+/* Who asked for an operation and where its progress goes. */
+struct bri_op_ctx {
+	uid_t uid;                /* caller's uid, for the audit log */
+	pid_t pid;                /* caller's pid, 0 when unknown */
+	const char *via;          /* "cli" or "mount", for the audit log */
+	bri_progress_fn progress; /* may be NULL */
+	void *progress_arg;       /* passed to progress */
+};
+
+/* A context for the current process (uid, pid, via). */
+struct bri_op_ctx bri_op_ctx_self(const char *via);
+
+/* Formats t as local "YYYY-MM-DDTHH:MM:SS" (the seed's backup_time); buf >= 20. */
+void bri_time_local(time_t t, char *buf, size_t len);
+/* Formats t as UTC "YYYY-MM-DDTHH:MM:SSZ"; buf >= 21. */
+void bri_time_utc(time_t t, char *buf, size_t len);
+/*
+ * Parses "YYYY-MM-DDTHH:MM:SS" with optional fraction and optional "Z" or
+ * "+HH:MM" offset; without an offset the time is local. Returns 0 and sets
+ * *out, or -EINVAL.
+ */
+int bri_time_parse(const char *s, time_t *out);
+
+/* Monotonic seconds, for durations. */
+double bri_now_mono(void);
+
+#endif

@@ -1,0 +1,33 @@
+/*
+ * Taking a backup (SPEC.md section 2, create): snapshot of the live database
+ * into a temporary file, checksum, metadata, fsync, publish by rename, fsync
+ * the folder. A crash or error at any point leaves no backup or a complete
+ * one. Takes the store's lock unless the caller holds it.
+ */
+#ifndef BRI_CREATE_H
+#define BRI_CREATE_H
+
+#include <stdbool.h>
+
+#include "bri/common.h"
+#include "bri/meta.h"
+#include "bri/store.h"
+
+#define BRI_DEFAULT_BUSY_TIMEOUT_MS 30000
+
+struct bri_create_opts {
+	const char *name;     /* backup name; NULL or "": automatic name */
+	enum bri_kind kind;   /* auto/named by default from name; safety for restore */
+	int busy_timeout_ms;  /* wait for locks on the live database; 0: default */
+	bool lock_held;       /* the caller already holds bri_store_lock */
+};
+
+/*
+ * Creates a backup. Returns 0 and sets *out_name (malloc'd) to the new
+ * backup's name, or a negative errno: -EINVAL bad name, -EEXIST name taken,
+ * -ENOENT no live database, -ENOSPC disk full, -EBUSY locked, -EIO.
+ */
+int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
+	       const struct bri_op_ctx *ctx, char **out_name, struct bri_err *err);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * The one logging entry point: to stderr or syslog, optionally a file, and a
+ * ring of recent lines that the mount serves as ctl/log. Thread-safe. The
+ * level is checked before the arguments are evaluated.
+ */
+#ifndef BRI_LOG_H
+#define BRI_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "bri/common.h"
+
+enum bri_log_level { BRI_LOG_ERR = 0, BRI_LOG_WARN = 1, BRI_LOG_INFO = 2, BRI_LOG_DEBUG = 3 };
+
+/* Where log lines go. */
+struct bri_log_config {
+	enum bri_log_level level; /* lines above this level are dropped */
+	bool to_stderr;           /* write to stderr */
+	bool to_syslog;           /* write to syslog (ident "bri-backupfs") */
+	const char *file;         /* append to this file too; NULL: none */
+	size_t ring_lines;        /* recent lines kept for bri_log_recent; 0: none */
+};
+
+/* Sets the sinks. Default before any call: level WARN, stderr, no ring. */
+int bri_log_init(const struct bri_log_config *cfg);
+/* Closes the file and syslog and frees the ring. */
+void bri_log_shutdown(void);
+
+extern enum bri_log_level bri_log_current_level;
+
+void bri_log_write(enum bri_log_level level, const char *fmt, ...) BRI_PRINTF(2, 3);
+
+#define bri_log(level, ...)                                                                        \
+	do {                                                                                       \
+		if ((level) <= bri_log_current_level)                                              \
+			bri_log_write((level), __VA_ARGS__);                                       \
+	} while (0)
+
+/*
+ * The recent lines, oldest first, newline-terminated, as one malloc'd string
+ * that the caller frees; *len gets its length. Returns 0 or -ENOMEM.
+ */
+int bri_log_recent(char **out, size_t *len);
+
+#endif

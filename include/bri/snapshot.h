@@ -1,0 +1,59 @@
+/*
+ * The SQLite side of a backup: copying one database into another with the
+ * online backup API (sqlite3_backup_step(-1), one step, so a steady writer in
+ * WAL mode cannot starve it), setting the copy's journal mode to DELETE, and
+ * counting rows. The only module besides verify that talks to SQLite.
+ */
+#ifndef BRI_SNAPSHOT_H
+#define BRI_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bri/common.h"
+#include "bri/meta.h"
+
+struct sqlite3;
+
+/* What a copy learned about the database it wrote. */
+struct bri_snapshot_info {
+	int64_t page_size;              /* bytes per page */
+	int64_t page_count;             /* pages */
+	struct bri_table_count *tables; /* row count per non-sqlite_ table, malloc'd */
+	size_t ntables;                 /* entries in tables */
+};
+
+/*
+ * Copies the database at src_path (opened read-only; the live database is
+ * never changed) into a new database at dst_path (an empty temporary file),
+ * waiting up to busy_timeout_ms for locks. The copy ends in journal mode
+ * DELETE. Does not fsync. Fills info (free with bri_snapshot_info_free).
+ */
+int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeout_ms,
+		      struct bri_snapshot_info *info, struct bri_err *err);
+
+/*
+ * Copies the backup at backup_path into the live database at live_path
+ * through a connection on the live file, as one transaction: other
+ * connections see the old or the new content, never a mix. Waits up to
+ * busy_timeout_ms for a writer, then fails with -EBUSY ("database is
+ * locked") having changed nothing. Creates live_path when absent. Runs
+ * PRAGMA quick_check on the result.
+ */
+int bri_snapshot_restore(const char *backup_path, const char *live_path, int busy_timeout_ms,
+			 struct bri_err *err);
+
+/* Counts rows of every table not named sqlite_* in db, sorted by name. */
+int bri_snapshot_count_rows(struct sqlite3 *db, struct bri_table_count **out, size_t *n,
+			    struct bri_err *err);
+
+/*
+ * Runs "PRAGMA integrity_check" (quick false) or "quick_check" on db. Returns
+ * 0 when it says "ok", -EIO with its first complaint in err otherwise.
+ */
+int bri_snapshot_check(struct sqlite3 *db, bool quick, struct bri_err *err);
+
+void bri_snapshot_info_free(struct bri_snapshot_info *info);
+void bri_table_counts_free(struct bri_table_count *t, size_t n);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * Verification of a backup: SHA-256 against the metadata, PRAGMA
+ * integrity_check, row counts against the metadata. The result is persisted
+ * as NAME.db.verify (JSON) and rendered as the mount's "verify" file. A
+ * missing or broken .meta is a failed verification, never a crash.
+ */
+#ifndef BRI_VERIFY_H
+#define BRI_VERIFY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "bri/common.h"
+#include "bri/meta.h"
+#include "bri/store.h"
+
+enum bri_verify_status { BRI_VERIFY_UNVERIFIED = 0, BRI_VERIFY_OK, BRI_VERIFY_FAILED };
+
+struct bri_verify_result {
+	enum bri_verify_status status; /* unverified, ok or failed */
+	time_t checked;                /* when it ran (epoch), 0 if never */
+	char checked_at[40];           /* the same in local seed format */
+	char check[24];                /* "integrity_check" or "quick_check" */
+	int checksum_ok;               /* 1 matched, 0 mismatched, -1 not checked */
+	int integrity_ok;              /* 1 ok, 0 failed, -1 not checked */
+	int counts_ok;                 /* 1 matched, 0 mismatched, -1 not checked */
+	double duration_s;             /* how long it took */
+	char reason[512];              /* why it failed, "" when ok */
+};
+
+/* "ok", "failed" or "unverified". */
+const char *bri_verify_status_name(enum bri_verify_status s);
+
+/*
+ * Verifies the database file at db_path against meta (NULL when the metadata
+ * is missing or broken: then meta_error says why and the result is failed).
+ * Never fails itself for a bad backup: the verdict goes into *res. Returns
+ * a negative errno only when it could not run at all (ENOMEM).
+ */
+int bri_verify_file(const char *db_path, const struct bri_meta *meta, const char *meta_error,
+		    const struct bri_op_ctx *ctx, struct bri_verify_result *res);
+
+/*
+ * Verifies backup name of the store, persists the result as NAME.db.verify,
+ * writes the audit log. Returns 0 when it ran (look at res->status), -ENOENT
+ * when there is no such backup, or another negative errno.
+ */
+int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
+		      struct bri_verify_result *res, struct bri_err *err);
+
+/*
+ * The persisted result of name (status unverified when there is none or it
+ * is unreadable). Returns 0.
+ */
+int bri_verify_load(const struct bri_store *s, const char *name, struct bri_verify_result *res);
+
+/* JSON of res (as persisted), malloc'd, newline-terminated. */
+int bri_verify_to_json(const struct bri_verify_result *res, char **out, size_t *len);
+/* Parses persisted JSON; -EINVAL when malformed. */
+int bri_verify_from_json(const char *json, size_t len, struct bri_verify_result *res);
+
+/*
+ * The text of the mount's verify file: first line "ok", "failed: <reason>"
+ * or "unverified", then "checked_at: ...", "check: ...", etc. malloc'd.
+ */
+int bri_verify_render(const struct bri_verify_result *res, char **out, size_t *len);
+
+#endif

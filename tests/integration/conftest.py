@@ -1,0 +1,143 @@
+"""Shared fixtures of the integration tests: the built programs, a sample
+live database in a temporary folder, a CLI runner and a real FUSE mount of
+the daemon that is always unmounted, even when a test fails."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("BRI_BUILD_DIR", ROOT / "build"))
+BRI_BACKUP = BUILD / "src/cli/bri-backup"
+BRI_BACKUPFS = BUILD / "src/fs/bri-backupfs"
+MAKE_SAMPLE = ROOT / "scripts/make-sample-db"
+
+
+def make_sample_db(path, rows=200):
+    """A BRI-shaped database in WAL mode at path (videos, memory, video_context)."""
+    subprocess.run([str(MAKE_SAMPLE), str(path), str(rows)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return Path(path)
+
+
+def table_counts(db):
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        names = [r[0] for r in con.execute(
+            "select name from sqlite_master where type='table' and name not like 'sqlite_%'")]
+        return {n: con.execute(f'select count(*) from "{n}"').fetchone()[0] for n in names}
+    finally:
+        con.close()
+
+
+class Cli:
+    """Runs bri-backup against one live database and store."""
+
+    def __init__(self, db, store):
+        self.db = Path(db)
+        self.store = Path(store)
+
+    def run(self, *args, check=True, timeout=120, input=None, env=None):
+        cmd = [str(BRI_BACKUP), "--db", str(self.db), "--backup-dir", str(self.store), *args]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                           input=input, env=env)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{cmd} exited {p.returncode}: {p.stderr}")
+        return p
+
+
+@pytest.fixture
+def live_db(tmp_path):
+    return make_sample_db(tmp_path / "data" / "bri.db")
+
+
+@pytest.fixture
+def store(live_db):
+    return live_db.parent / "backups"
+
+
+@pytest.fixture
+def cli(live_db, store):
+    return Cli(live_db, store)
+
+
+def is_mounted(mnt):
+    mnt = os.path.realpath(mnt)
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == mnt for line in f)
+
+
+def wait_for_mount(proc, mnt, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_mounted(mnt):
+            return
+        if proc.poll() is not None:
+            out = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"bri-backupfs exited {proc.returncode} before mounting: {out}")
+        time.sleep(0.05)
+    raise AssertionError("bri-backupfs did not mount within the time limit")
+
+
+def unmount(proc, mnt):
+    """fusermount3 -u, then -uz, then kill: never leave a mount behind."""
+    if is_mounted(mnt):
+        r = subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        if r.returncode != 0:
+            subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+    if proc is not None:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+    if is_mounted(mnt):
+        subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+
+
+class Mount:
+    """A running bri-backupfs -f over a live database, at path."""
+
+    def __init__(self, db, store, path, options=(), user=None):
+        self.db, self.store, self.path = Path(db), Path(store), Path(path)
+        self.options = list(options)
+        self.user = user
+        self.proc = None
+
+    def start(self):
+        self.path.mkdir(parents=True, exist_ok=True)
+        opts = ["backup_dir=" + str(self.store), *self.options]
+        cmd = [str(BRI_BACKUPFS), "-f", "-o", ",".join(opts), str(self.db), str(self.path)]
+        if self.user:
+            cmd = ["setpriv", "--reuid", str(self.user), "--regid", str(self.user),
+                   "--clear-groups", "--"] + cmd
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        try:
+            wait_for_mount(self.proc, self.path)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        unmount(self.proc, self.path)
+
+    def __truediv__(self, other):
+        return self.path / other
+
+
+@pytest.fixture
+def mounted(live_db, store, tmp_path):
+    """The view of live_db mounted at tmp_path/mnt; always unmounted afterwards."""
+    m = Mount(live_db, store, tmp_path / "mnt")
+    m.start()
+    try:
+        yield m
+    finally:
+        m.stop()
