@@ -1,0 +1,1196 @@
+/*
+ * The commands of bri-backup (SPEC.md section 3): each parses its own
+ * options, calls the core library, prints for a person (or JSON with
+ * --json) and returns the exit status: 0 done, 1 the operation failed (a
+ * message on stderr says why and what to do), 2 bad usage. All backup logic
+ * lives in the core; this file only translates between the command line and
+ * it. json-c is used here only to print list, verify, cleanup and create
+ * results.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bri/catalog.h"
+#include "bri/cleanup.h"
+#include "bri/create.h"
+#include "bri/meta.h"
+#include "bri/report.h"
+#include "bri/restore.h"
+#include "bri/retention.h"
+#include "bri/store.h"
+#include "bri/verify.h"
+#include "cli.h"
+
+/* getopt_long's "stop": help was shown or a usage error printed. */
+#define OPT_STOP (-2)
+
+/* Option values of the commands' long options without a short form. */
+enum {
+	OPT_VERIFY = 0x200,
+	OPT_CLEANUP,
+	OPT_NO_VERIFY,
+	OPT_DRY_RUN,
+	OPT_MAX_AGE,
+	OPT_MIN_BACKUPS,
+};
+
+static const char help_create[] =
+    "Usage: bri-backup [OPTIONS] create [--name NAME] [--verify] [--cleanup]\n"
+    "Takes an online backup of the live database and prints its path.\n"
+    "\n"
+    "  -n, --name NAME  the backup's name: [A-Za-z0-9][A-Za-z0-9._-]*, at most 128\n"
+    "                   bytes, not ctl, restore or latest, not taken (default:\n"
+    "                   <stem>_backup_YYYYMMDD_HHMMSS)\n"
+    "      --verify     verify the new backup; exit 1 if that fails\n"
+    "      --cleanup    then remove expired backups (--retention-days, --keep-min)\n"
+    "  -h, --help       show this help\n";
+
+static const char help_list[] = "Usage: bri-backup [OPTIONS] list\n"
+                                "Lists the backups, newest first: name, created, size, kind and\n"
+                                "last verification. With --json: an array of objects.\n";
+
+static const char help_verify[] =
+    "Usage: bri-backup [OPTIONS] verify [NAME|PATH ...]\n"
+    "Verifies backups: SHA-256 against the metadata, PRAGMA integrity_check and\n"
+    "row counts. None given: every backup of the store. A PATH (containing '/',\n"
+    "or an existing file ending in .db) is checked against PATH.meta without\n"
+    "recording the result. Exit 1 if any verification failed.\n";
+
+static const char help_restore[] =
+    "Usage: bri-backup [OPTIONS] restore [NAME|PATH] [--no-verify]\n"
+    "Restores a backup (none given: the newest) into the live database: verify,\n"
+    "safety backup of the live data (pre_restore_safety_*), copy through SQLite,\n"
+    "quick_check. A failed verification aborts and changes nothing.\n"
+    "\n"
+    "      --no-verify  restore without verifying first (faster, risky)\n"
+    "  -h, --help       show this help\n";
+
+static const char help_cleanup[] =
+    "Usage: bri-backup [OPTIONS] cleanup [--dry-run]\n"
+    "Removes backups older than --retention-days (default 30), never a safety\n"
+    "backup and never the newest --keep-min (default 7). Prints what it removed.\n"
+    "\n"
+    "      --dry-run    only print what would be removed\n"
+    "  -h, --help       show this help\n";
+
+static const char help_delete[] = "Usage: bri-backup [OPTIONS] delete NAME\n"
+                                  "Removes the backup NAME (safety backups too).\n";
+
+static const char help_stats[] = "Usage: bri-backup [OPTIONS] stats\n"
+                                 "Shows the store's statistics (JSON with --json).\n";
+
+static const char help_health[] =
+    "Usage: bri-backup [OPTIONS] health [--max-age-hours H] [--min-backups N]\n"
+    "Prints ok, or one warning per problem, and exits 1 on a warning: the newest\n"
+    "backup older than H hours (default 24), fewer than N backups (default 7),\n"
+    "or a failed verification.\n"
+    "\n"
+    "      --max-age-hours H  age limit of the newest backup\n"
+    "      --min-backups N    least number of backups\n"
+    "  -h, --help             show this help\n";
+
+/*
+ * The next option of a command: handles -h/--help (help on stdout), the
+ * global options and usage errors itself. Returns the option, -1 at the end,
+ * or OPT_STOP with *rc set to the exit status.
+ */
+static int next_option(struct cli_globals *g, int argc, char **argv, const char *shortopts,
+                       const struct option *longopts, const char *help, int *rc)
+{
+	int opt, r;
+
+	for (;;) {
+		opt = getopt_long(argc, argv, shortopts, longopts, NULL);
+		switch (opt) {
+		case 'h':
+			fputs(help, stdout);
+			fputs("\nGlobal options (--db, --backup-dir, --json, ...): bri-backup "
+			      "--help\n",
+			      stdout);
+			*rc = CLI_EXIT_OK;
+			return OPT_STOP;
+		case '?':
+		case ':':
+			*rc = cli_bad_option(argv[0], opt, argv);
+			return OPT_STOP;
+		case -1:
+			return -1;
+		default:
+			r = cli_global_option(g, opt, optarg);
+			if (r < 0) {
+				*rc = CLI_EXIT_USAGE;
+				return OPT_STOP;
+			}
+			if (r == 0)
+				return opt;
+		}
+	}
+}
+
+/* Parses a command without options of its own; returns -1 to go on, else the exit status. */
+static int parse_plain(struct cli_globals *g, int argc, char **argv, const char *help)
+{
+	static const struct option own[] = {{"help", no_argument, NULL, 'h'}};
+	struct option longopts[32];
+	int opt, rc = CLI_EXIT_OK;
+
+	cli_merge_longopts(own, 1, longopts);
+	opt = next_option(g, argc, argv, ":hv", longopts, help, &rc);
+	if (opt == OPT_STOP)
+		return rc;
+	if (opt != -1)
+		return cli_usage_error(argv[0], "unexpected option");
+	return -1;
+}
+
+/* A hint for the error code of a failed operation, or "". */
+static const char *hint_for(int code)
+{
+	switch (code) {
+	case -EBUSY:
+		return "the live database is locked by a writer; stop the writers and retry";
+	case -ENOSPC:
+		return "the disk is full; free space (e.g. bri-backup cleanup) and retry";
+	case -EACCES:
+	case -EPERM:
+		return "check the permissions of the database and of the backup folder";
+	case -EROFS:
+		return "the file system is read-only";
+	default:
+		return "";
+	}
+}
+
+/* Prints "bri-backup: <what>: <err>" and a hint; returns CLI_EXIT_FAIL. */
+static int fail(const char *what, const struct bri_err *err, int code)
+{
+	const char *msg = err && err->msg[0] ? err->msg : strerror(-code);
+	const char *hint = hint_for(code);
+
+	cli_progress_done();
+	if (*hint && !strstr(msg, hint))
+		cli_error("%s: %s (%s)", what, msg, hint);
+	else
+		cli_error("%s: %s", what, msg);
+	return CLI_EXIT_FAIL;
+}
+
+/* Checks a backup name given by the user; returns 0 or CLI_EXIT_USAGE (message printed). */
+static int check_name(const char *command, const char *name)
+{
+	struct bri_err err = {0};
+
+	if (bri_store_check_name(name, strlen(name), &err) == 0)
+		return 0;
+	return cli_usage_error(command, "invalid backup name '%s': %s", name,
+	                       err.msg[0] ? err.msg
+	                                  : "names are [A-Za-z0-9][A-Za-z0-9._-]*, at most "
+	                                    "128 bytes, not ctl, restore or latest");
+}
+
+/*
+ * Opens the store of g. With create false a missing store is not an error:
+ * *out is then NULL and 0 is returned. Else returns 0 or CLI_EXIT_FAIL
+ * (message printed).
+ */
+static int open_store(const struct cli_globals *g, bool create, struct bri_store **out)
+{
+	struct bri_err err = {0};
+	int r;
+
+	*out = NULL;
+	r = bri_store_open(g->db, g->backup_dir, create, out, &err);
+	if (r == -ENOENT && !create) {
+		*out = NULL;
+		return 0;
+	}
+	if (r < 0)
+		return fail("cannot open the backup store", &err, r);
+	return 0;
+}
+
+static void close_store(struct bri_store *s)
+{
+	if (s)
+		bri_store_close(s);
+}
+
+/* An empty catalog, for a store that does not exist yet. */
+static struct bri_catalog empty_catalog;
+
+/* The catalog of s (the empty one when s is NULL); free with put_catalog. */
+static int get_catalog(const struct bri_store *s, struct bri_catalog **out)
+{
+	struct bri_err err = {0};
+	int r;
+
+	if (!s) {
+		*out = &empty_catalog;
+		return 0;
+	}
+	r = bri_catalog_scan(s, NULL, out, &err);
+	if (r < 0)
+		return fail("cannot read the backup store", &err, r);
+	return 0;
+}
+
+static void put_catalog(struct bri_catalog *c)
+{
+	if (c && c != &empty_catalog)
+		bri_catalog_free(c);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && !strcmp(s + n - m, suffix);
+}
+
+static bool is_regular_file(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/*
+ * What the user means by arg of verify or restore: a backup of the store
+ * (*name) or a database file elsewhere (*path, absolute). A PATH contains
+ * '/' or is an existing file ending in ".db"; a path into the store itself
+ * is taken as that backup's name, so its result is recorded. Both outputs
+ * are malloc'd, one of them set. Returns 0, CLI_EXIT_FAIL or CLI_EXIT_USAGE
+ * (message printed).
+ */
+static int resolve_target(const struct bri_store *s, const char *command, const char *arg,
+                          char **name, char **path)
+{
+	char *real, *slash, *dir_real;
+	bool in_store = false;
+
+	*name = NULL;
+	*path = NULL;
+	if (strchr(arg, '/') || (ends_with(arg, ".db") && is_regular_file(arg))) {
+		real = realpath(arg, NULL);
+		if (!real) {
+			cli_error("%s: cannot use '%s': %s", command, arg, strerror(errno));
+			return CLI_EXIT_FAIL;
+		}
+		slash = strrchr(real, '/');
+		dir_real = s ? realpath(s->dir, NULL) : NULL;
+		if (dir_real && slash && ends_with(slash + 1, ".db")) {
+			size_t dlen = (size_t)(slash - real);
+			size_t blen = strlen(slash + 1) - 3;
+
+			in_store = strlen(dir_real) == dlen && !strncmp(dir_real, real, dlen) &&
+			           bri_store_check_name(slash + 1, blen, NULL) == 0;
+			if (in_store) {
+				*name = strndup(slash + 1, blen);
+				in_store = *name && bri_store_has(s, *name) == 1;
+				if (!in_store) {
+					free(*name);
+					*name = NULL;
+				}
+			}
+		}
+		free(dir_real);
+		if (in_store) {
+			free(real);
+			return 0;
+		}
+		*path = real;
+		return 0;
+	}
+	/* "NAME.db" for the backup NAME, as the seed's file names read. */
+	if (s && ends_with(arg, ".db") && bri_store_has(s, arg) != 1) {
+		char *stem = strndup(arg, strlen(arg) - 3);
+
+		if (stem && bri_store_check_name(stem, strlen(stem), NULL) == 0 &&
+		    bri_store_has(s, stem) == 1) {
+			*name = stem;
+			return 0;
+		}
+		free(stem);
+	}
+	if (check_name(command, arg))
+		return CLI_EXIT_USAGE;
+	*name = strdup(arg);
+	if (!*name) {
+		cli_error("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
+/* Rounds to two decimals, as the seed's size_mb. */
+static double mb2(int64_t bytes)
+{
+	return round((double)bytes / (1024.0 * 1024.0) * 100.0) / 100.0;
+}
+
+/* A JSON number with two decimals ("10.00"), always a float to a reader. */
+static json_object *json_mb(int64_t bytes)
+{
+	char buf[64];
+	double v = mb2(bytes);
+
+	snprintf(buf, sizeof(buf), "%.2f", v);
+	return json_object_new_double_s(v, buf);
+}
+
+static json_object *json_str(const char *s)
+{
+	return s ? json_object_new_string(s) : NULL;
+}
+
+/* -1 not checked (null), 0 false, 1 true. */
+static json_object *json_tristate(int v)
+{
+	return v < 0 ? NULL : json_object_new_boolean(v ? 1 : 0);
+}
+
+/* Prints a JSON value (pretty) and a newline on stdout, then frees it. */
+static void print_json(json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+	                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
+static json_object *verify_json(const char *name, const char *path,
+                                const struct bri_verify_result *r)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "name", json_str(name));
+	json_object_object_add(o, "path", json_str(path));
+	json_object_object_add(o, "status", json_str(bri_verify_status_name(r->status)));
+	json_object_object_add(o, "reason", json_str(r->reason));
+	json_object_object_add(o, "checked_at", r->checked ? json_str(r->checked_at) : NULL);
+	json_object_object_add(o, "check", r->check[0] ? json_str(r->check) : NULL);
+	json_object_object_add(o, "checksum_ok", json_tristate(r->checksum_ok));
+	json_object_object_add(o, "integrity_ok", json_tristate(r->integrity_ok));
+	json_object_object_add(o, "counts_ok", json_tristate(r->counts_ok));
+	json_object_object_add(o, "duration_s", json_object_new_double(r->duration_s));
+	return o;
+}
+
+/* ---- create ---- */
+
+/* Runs a cleanup and prints what it removed; out gets its JSON when not NULL. */
+static int run_cleanup(struct bri_store *s, const struct cli_globals *g, bool dry_run, FILE *f,
+                       json_object **out);
+
+int cli_cmd_create(struct cli_globals *g, int argc, char **argv)
+{
+	static const struct option own[] = {
+	    {"name", required_argument, NULL, 'n'},
+	    {"verify", no_argument, NULL, OPT_VERIFY},
+	    {"cleanup", no_argument, NULL, OPT_CLEANUP},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct option longopts[32];
+	struct bri_create_opts opts = {0};
+	struct bri_verify_result vres = {0};
+	struct bri_op_ctx ctx;
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	json_object *out = NULL, *cleaned = NULL;
+	const char *name = NULL;
+	char *new_name = NULL, *path = NULL;
+	bool verify = false, cleanup = false;
+	int opt, r, rc = CLI_EXIT_OK;
+
+	cli_merge_longopts(own, 4, longopts);
+	while ((opt = next_option(g, argc, argv, ":hvn:", longopts, help_create, &rc)) != -1) {
+		switch (opt) {
+		case OPT_STOP:
+			return rc;
+		case 'n':
+			name = optarg;
+			break;
+		case OPT_VERIFY:
+			verify = true;
+			break;
+		case OPT_CLEANUP:
+			cleanup = true;
+			break;
+		default:
+			return cli_usage_error(argv[0], "unexpected option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error(argv[0], "unexpected argument '%s' (names go after --name)",
+		                       argv[optind]);
+	/* A refused name is refused before anything is opened or written. */
+	if (name && check_name(argv[0], name))
+		return CLI_EXIT_USAGE;
+	cli_setup_logging(g);
+	rc = open_store(g, true, &s);
+	if (rc)
+		return rc;
+
+	opts.name = name;
+	opts.kind = name ? BRI_KIND_NAMED : BRI_KIND_AUTO;
+	ctx = cli_progress_ctx(name ? name : "create");
+	r = bri_create(s, &opts, &ctx, &new_name, &err);
+	cli_progress_done();
+	if (r < 0) {
+		rc = fail("create", &err, r);
+		if (r == -EEXIST)
+			fputs("Choose another name, or delete the old backup first.\n", stderr);
+		else if (r == -ENOENT)
+			fputs("Check --db (or $BRI_DB): it names the live database.\n", stderr);
+		goto out_close_store;
+	}
+	path = bri_store_path(s, new_name, ".db");
+	if (!path) {
+		cli_error("out of memory");
+		rc = CLI_EXIT_FAIL;
+		goto out_free_name;
+	}
+	if (g->json) {
+		out = json_object_new_object();
+		json_object_object_add(out, "name", json_str(new_name));
+		json_object_object_add(out, "path", json_str(path));
+	} else {
+		puts(path);
+		fflush(stdout);
+	}
+
+	if (verify) {
+		ctx = cli_progress_ctx(new_name);
+		r = bri_verify_backup(s, new_name, &ctx, &vres, &err);
+		cli_progress_done();
+		if (r < 0) {
+			rc = fail("verify", &err, r);
+		} else if (vres.status != BRI_VERIFY_OK) {
+			cli_error("verification of %s failed: %s", new_name, vres.reason);
+			fprintf(stderr,
+			        "The backup is kept; do not rely on it. Retry the backup.\n");
+			rc = CLI_EXIT_FAIL;
+		} else if (!g->json) {
+			fprintf(stderr, "verified %s: ok\n", new_name);
+		}
+		if (out && r >= 0)
+			json_object_object_add(out, "verify", verify_json(new_name, path, &vres));
+	}
+	if (cleanup) {
+		r = run_cleanup(s, g, false, stderr, out ? &cleaned : NULL);
+		if (r)
+			rc = r;
+		if (out && cleaned)
+			json_object_object_add(out, "cleanup", cleaned);
+	}
+	if (out)
+		print_json(out);
+	free(path);
+out_free_name:
+	free(new_name);
+out_close_store:
+	close_store(s);
+	return rc;
+}
+
+/* ---- list ---- */
+
+/* The backup's time as the seed writes it: the meta's backup_time, else the entry's time. */
+static void entry_created(const struct bri_entry *e, char *buf, size_t len)
+{
+	if (e->meta_ok && e->meta.backup_time[0])
+		snprintf(buf, len, "%s", e->meta.backup_time);
+	else
+		bri_time_local(e->time, buf, len);
+}
+
+static json_object *entry_json(const struct bri_store *s, const struct bri_entry *e)
+{
+	json_object *o = json_object_new_object(), *tables = json_object_new_object();
+	char created[40], filename[BRI_NAME_MAX + 8];
+	char *path = bri_store_path(s, e->name, ".db");
+	size_t i;
+
+	entry_created(e, created, sizeof(created));
+	snprintf(filename, sizeof(filename), "%s.db", e->name);
+	if (e->meta_ok) {
+		for (i = 0; i < e->meta.ntables; i++)
+			json_object_object_add(tables, e->meta.tables[i].name,
+			                       json_object_new_int64(e->meta.tables[i].rows));
+	}
+	/* The seed's list keys first. */
+	json_object_object_add(o, "filename", json_str(filename));
+	json_object_object_add(o, "path", json_str(path));
+	json_object_object_add(o, "created", json_str(created));
+	json_object_object_add(o, "size_mb", json_mb((int64_t)e->db_st.st_size));
+	json_object_object_add(o, "tables", tables);
+	json_object_object_add(o, "name", json_str(e->name));
+	json_object_object_add(o, "kind", json_str(bri_kind_name(e->kind)));
+	json_object_object_add(o, "verify", json_str(bri_verify_status_name(e->verify.status)));
+	json_object_object_add(o, "size_bytes", json_object_new_int64((int64_t)e->db_st.st_size));
+	json_object_object_add(o, "checksum", e->meta_ok ? json_str(e->meta.checksum) : NULL);
+	json_object_object_add(
+	    o, "backup_time_utc",
+	    e->meta_ok && e->meta.backup_time_utc[0] ? json_str(e->meta.backup_time_utc) : NULL);
+	json_object_object_add(o, "verified_at",
+	                       e->verify.checked ? json_str(e->verify.checked_at) : NULL);
+	json_object_object_add(o, "verify_reason",
+	                       e->verify.reason[0] ? json_str(e->verify.reason) : NULL);
+	json_object_object_add(o, "meta_error", e->meta_ok ? NULL : json_str(e->meta_error));
+	free(path);
+	return o;
+}
+
+int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
+{
+	struct bri_store *s = NULL;
+	struct bri_catalog *c = NULL;
+	size_t i, width = 4;
+	int rc;
+
+	rc = parse_plain(g, argc, argv, help_list);
+	if (rc >= 0)
+		return rc;
+	if (optind < argc)
+		return cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+	cli_setup_logging(g);
+	rc = open_store(g, false, &s);
+	if (rc)
+		return rc;
+	rc = get_catalog(s, &c);
+	if (rc)
+		goto out_close_store;
+
+	if (g->json) {
+		json_object *arr = json_object_new_array();
+
+		for (i = 0; i < c->n; i++)
+			json_object_array_add(arr, entry_json(s, c->entries[i]));
+		print_json(arr);
+		goto out_put_catalog;
+	}
+	if (c->n == 0) {
+		printf("No backups in %s.\n", s ? s->dir : "the store (it does not exist yet)");
+		goto out_put_catalog;
+	}
+	for (i = 0; i < c->n; i++) {
+		size_t len = strlen(c->entries[i]->name);
+
+		if (len > width)
+			width = len;
+	}
+	printf("%-*s  %-19s  %10s  %-7s  %s\n", (int)width, "NAME", "CREATED", "SIZE MB", "KIND",
+	       "VERIFIED");
+	for (i = 0; i < c->n; i++) {
+		const struct bri_entry *e = c->entries[i];
+		char created[40];
+
+		entry_created(e, created, sizeof(created));
+		printf("%-*s  %-19s  %10.2f  %-7s  %s%s%s\n", (int)width, e->name, created,
+		       mb2((int64_t)e->db_st.st_size), bri_kind_name(e->kind),
+		       bri_verify_status_name(e->verify.status),
+		       e->verify.status == BRI_VERIFY_FAILED ? ": " : "",
+		       e->verify.status == BRI_VERIFY_FAILED ? e->verify.reason : "");
+		if (!e->meta_ok)
+			printf("%-*s  (metadata unusable: %s)\n", (int)width, "", e->meta_error);
+	}
+out_put_catalog:
+	put_catalog(c);
+out_close_store:
+	close_store(s);
+	return rc;
+}
+
+/* ---- verify ---- */
+
+/* Reads path (a regular file of at most max bytes) into a malloc'd string. */
+static int read_small_file(const char *path, size_t max, char **out, size_t *len)
+{
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	size_t got = 0;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out_close_fd;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = -EINVAL;
+		goto out_close_fd;
+	}
+	if ((uint64_t)st.st_size > max) {
+		r = -EFBIG;
+		goto out_close_fd;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out_close_fd;
+	}
+	while (got < (size_t)st.st_size) {
+		n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			free(buf);
+			goto out_close_fd;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	*out = buf;
+	*len = got;
+out_close_fd:
+	close(fd);
+	return r;
+}
+
+/*
+ * Verifies a database file outside the store against PATH.meta; nothing is
+ * recorded. Returns 0 when it ran (the verdict in res) or a negative errno
+ * with err filled.
+ */
+static int verify_path(const char *path, struct bri_verify_result *res, struct bri_err *err_out)
+{
+	struct bri_meta meta = {0};
+	struct bri_err err = {0};
+	struct bri_op_ctx ctx;
+	char meta_error[600] = "";
+	char *meta_path, *json = NULL;
+	const char *base = strrchr(path, '/');
+	size_t len = 0;
+	bool have_meta = false;
+	int r;
+
+	if (!is_regular_file(path))
+		return bri_err_set(err_out, -ENOENT, "%s is not a regular file", path);
+	if (asprintf(&meta_path, "%s.meta", path) < 0)
+		return -ENOMEM;
+	r = read_small_file(meta_path, BRI_META_MAX_BYTES, &json, &len);
+	if (r == -ENOENT) {
+		snprintf(meta_error, sizeof(meta_error), "no metadata file %s", meta_path);
+	} else if (r < 0) {
+		snprintf(meta_error, sizeof(meta_error), "cannot read %s: %s", meta_path,
+		         strerror(-r));
+	} else if (bri_meta_parse(json, len, &meta, &err) < 0) {
+		snprintf(meta_error, sizeof(meta_error), "%s: %s", meta_path,
+		         err.msg[0] ? err.msg : "not valid metadata");
+	} else {
+		have_meta = true;
+	}
+	ctx = cli_progress_ctx(base ? base + 1 : path);
+	r = bri_verify_file(path, have_meta ? &meta : NULL, have_meta ? NULL : meta_error, &ctx,
+	                    res);
+	cli_progress_done();
+	if (r < 0)
+		bri_err_set(err_out, r, "cannot verify %s: %s", path, strerror(-r));
+	if (have_meta)
+		bri_meta_free(&meta);
+	free(json);
+	free(meta_path);
+	return r;
+}
+
+int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
+{
+	struct bri_store *s = NULL;
+	struct bri_catalog *c = NULL;
+	json_object *arr = NULL;
+	char **names = NULL, **paths = NULL;
+	size_t n = 0, i, failed = 0;
+	int rc, r;
+
+	rc = parse_plain(g, argc, argv, help_verify);
+	if (rc >= 0)
+		return rc;
+	cli_setup_logging(g);
+	rc = open_store(g, false, &s);
+	if (rc)
+		return rc;
+
+	/* Resolve every argument first: a bad one verifies nothing. */
+	if (optind < argc) {
+		n = (size_t)(argc - optind);
+		names = calloc(n, sizeof(*names));
+		paths = calloc(n, sizeof(*paths));
+		if (!names || !paths) {
+			cli_error("out of memory");
+			rc = CLI_EXIT_FAIL;
+			goto out_free_targets;
+		}
+		for (i = 0; i < n; i++) {
+			rc =
+			    resolve_target(s, argv[0], argv[optind + (int)i], &names[i], &paths[i]);
+			if (rc)
+				goto out_free_targets;
+		}
+	} else {
+		rc = get_catalog(s, &c);
+		if (rc)
+			goto out_free_targets;
+		n = c->n;
+		names = calloc(n ? n : 1, sizeof(*names));
+		paths = calloc(n ? n : 1, sizeof(*paths));
+		if (!names || !paths) {
+			cli_error("out of memory");
+			rc = CLI_EXIT_FAIL;
+			goto out_free_targets;
+		}
+		for (i = 0; i < n; i++) {
+			names[i] = strdup(c->entries[i]->name);
+			if (!names[i]) {
+				cli_error("out of memory");
+				rc = CLI_EXIT_FAIL;
+				goto out_free_targets;
+			}
+		}
+		if (n == 0 && !g->json)
+			printf("No backups to verify.\n");
+	}
+
+	if (g->json)
+		arr = json_object_new_array();
+	for (i = 0; i < n; i++) {
+		struct bri_verify_result res = {0};
+		struct bri_err err = {0};
+		const char *label = names[i] ? names[i] : paths[i];
+		char *where = NULL;
+
+		if (paths[i]) {
+			r = verify_path(paths[i], &res, &err);
+		} else if (!s) {
+			r = -ENOENT;
+			snprintf(err.msg, sizeof(err.msg), "no backup named %s (the store %s)",
+			         names[i], "does not exist");
+		} else {
+			struct bri_op_ctx ctx = cli_progress_ctx(names[i]);
+
+			r = bri_verify_backup(s, names[i], &ctx, &res, &err);
+			cli_progress_done();
+			if (r == -ENOENT && !err.msg[0])
+				snprintf(err.msg, sizeof(err.msg), "no backup named %s", names[i]);
+		}
+		if (r < 0) {
+			failed++;
+			fail(label, &err, r);
+			if (arr) {
+				json_object *o = json_object_new_object();
+
+				json_object_object_add(o, "name", json_str(names[i]));
+				json_object_object_add(o, "path", json_str(paths[i]));
+				json_object_object_add(o, "status", json_str("error"));
+				json_object_object_add(
+				    o, "reason", json_str(err.msg[0] ? err.msg : strerror(-r)));
+				json_object_array_add(arr, o);
+			}
+			continue;
+		}
+		if (res.status != BRI_VERIFY_OK)
+			failed++;
+		if (arr) {
+			where = paths[i] ? strdup(paths[i]) : bri_store_path(s, names[i], ".db");
+			json_object_array_add(arr, verify_json(names[i], where, &res));
+			free(where);
+		} else if (res.status == BRI_VERIFY_OK) {
+			printf("%s: ok (%s, %.1f s)\n", label, res.check[0] ? res.check : "checked",
+			       res.duration_s);
+		} else {
+			printf("%s: %s: %s\n", label, bri_verify_status_name(res.status),
+			       res.reason);
+		}
+		fflush(stdout);
+	}
+	if (arr)
+		print_json(arr);
+	else if (n > 1)
+		printf("%zu verified: %zu ok, %zu failed\n", n, n - failed, failed);
+	rc = failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+out_free_targets:
+	for (i = 0; names && paths && i < n; i++) {
+		free(names[i]);
+		free(paths[i]);
+	}
+	free(names);
+	free(paths);
+	put_catalog(c);
+	close_store(s);
+	return rc;
+}
+
+/* ---- restore ---- */
+
+int cli_cmd_restore(struct cli_globals *g, int argc, char **argv)
+{
+	static const struct option own[] = {
+	    {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct option longopts[32];
+	struct bri_restore_opts opts = {.verify = true};
+	struct bri_restore_report report;
+	struct bri_op_ctx ctx;
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	char *name = NULL, *path = NULL;
+	const char *what = NULL;
+	int opt, r, rc = CLI_EXIT_OK;
+
+	cli_merge_longopts(own, 2, longopts);
+	while ((opt = next_option(g, argc, argv, ":hv", longopts, help_restore, &rc)) != -1) {
+		switch (opt) {
+		case OPT_STOP:
+			return rc;
+		case OPT_NO_VERIFY:
+			opts.verify = false;
+			break;
+		default:
+			return cli_usage_error(argv[0], "unexpected option");
+		}
+	}
+	if (argc - optind > 1)
+		return cli_usage_error(argv[0], "restore takes one backup, not %d", argc - optind);
+	cli_setup_logging(g);
+	rc = open_store(g, true, &s);
+	if (rc)
+		return rc;
+	if (optind < argc) {
+		rc = resolve_target(s, argv[0], argv[optind], &name, &path);
+		if (rc)
+			goto out_close_store;
+		what = name ? name : path;
+	}
+
+	memset(&report, 0, sizeof(report));
+	ctx = cli_progress_ctx(what ? (name ? name : "restore") : "restore");
+	r = bri_restore(s, what, &opts, &ctx, &report, &err);
+	cli_progress_done();
+	if (r < 0) {
+		rc = fail("restore", &err, r);
+		if (report.message[0] && strcmp(report.message, err.msg) != 0)
+			fprintf(stderr, "%s\n", report.message);
+		if (report.verified && report.check.status == BRI_VERIFY_FAILED)
+			fprintf(stderr,
+			        "The backup failed verification, so nothing was changed. Choose "
+			        "another backup (bri-backup list), or restore this one anyway "
+			        "with --no-verify.\n");
+		else if (!report.safety_name[0])
+			fprintf(stderr, "The live database was not changed.\n");
+		else
+			fprintf(stderr,
+			        "A safety backup of the live data before the restore is %s.\n",
+			        report.safety_name);
+		goto out_free_target;
+	}
+	if (g->json) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "source", json_str(report.source));
+		json_object_object_add(o, "database", json_str(s->db_path));
+		json_object_object_add(o, "verified", json_object_new_boolean(report.verified));
+		json_object_object_add(
+		    o, "verify",
+		    report.verified ? json_str(bri_verify_status_name(report.check.status)) : NULL);
+		json_object_object_add(o, "safety_backup",
+		                       report.safety_name[0] ? json_str(report.safety_name) : NULL);
+		json_object_object_add(o, "result", json_str("restored"));
+		json_object_object_add(o, "duration_s", json_object_new_double(report.duration_s));
+		print_json(o);
+	} else {
+		printf("restored %s into %s\n", report.source[0] ? report.source : "the backup",
+		       s->db_path);
+		if (report.safety_name[0])
+			printf("safety backup of the previous content: %s\n", report.safety_name);
+		if (!report.verified)
+			printf("the backup was not verified (--no-verify)\n");
+	}
+out_free_target:
+	free(name);
+	free(path);
+out_close_store:
+	close_store(s);
+	return rc;
+}
+
+/* ---- cleanup ---- */
+
+static int run_cleanup(struct bri_store *s, const struct cli_globals *g, bool dry_run, FILE *f,
+                       json_object **out)
+{
+	struct bri_retention_rules rules = {
+	    .retention_days = g->retention_days,
+	    .keep_min = g->keep_min,
+	};
+	struct bri_cleanup_item *items = NULL;
+	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
+	struct bri_err err = {0};
+	json_object *removed = NULL, *kept = NULL;
+	size_t n = 0, i;
+	int r;
+
+	r = bri_cleanup(s, &rules, time(NULL), dry_run, &ctx, &items, &n, &err);
+	if (r < 0)
+		return fail("cleanup", &err, r);
+	if (out) {
+		removed = json_object_new_array();
+		kept = json_object_new_array();
+	}
+	for (i = 0; i < n; i++) {
+		char when[40];
+		const char *why = bri_retention_reason(items[i].verdict);
+
+		bri_time_local(items[i].time, when, sizeof(when));
+		if (out) {
+			json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "name", json_str(items[i].name));
+			json_object_object_add(o, "backup_time", json_str(when));
+			json_object_object_add(o, "reason", json_str(why));
+			json_object_array_add(
+			    items[i].verdict == BRI_REMOVE_EXPIRED ? removed : kept, o);
+		} else if (items[i].verdict == BRI_REMOVE_EXPIRED) {
+			fprintf(f, "%s %s (%s, %s)\n", dry_run ? "would remove" : "removed",
+			        items[i].name, when, why);
+		}
+	}
+	if (out) {
+		*out = json_object_new_object();
+		json_object_object_add(*out, "dry_run", json_object_new_boolean(dry_run));
+		json_object_object_add(*out, "removed", removed);
+		json_object_object_add(*out, "kept", kept);
+	} else {
+		fprintf(f, "%s %d of %zu backups (retention %d days, keep at least %d)\n",
+		        dry_run ? "would remove" : "removed", r, n, rules.retention_days,
+		        rules.keep_min);
+	}
+	free(items);
+	return CLI_EXIT_OK;
+}
+
+int cli_cmd_cleanup(struct cli_globals *g, int argc, char **argv)
+{
+	static const struct option own[] = {
+	    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct option longopts[32];
+	struct bri_store *s = NULL;
+	json_object *out = NULL;
+	bool dry_run = false;
+	int opt, rc = CLI_EXIT_OK;
+
+	cli_merge_longopts(own, 2, longopts);
+	while ((opt = next_option(g, argc, argv, ":hvn", longopts, help_cleanup, &rc)) != -1) {
+		switch (opt) {
+		case OPT_STOP:
+			return rc;
+		case 'n':
+		case OPT_DRY_RUN:
+			dry_run = true;
+			break;
+		default:
+			return cli_usage_error(argv[0], "unexpected option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+	cli_setup_logging(g);
+	rc = open_store(g, false, &s);
+	if (rc)
+		return rc;
+	if (!s) {
+		if (g->json)
+			puts("{ \"dry_run\": false, \"removed\": [ ], \"kept\": [ ] }");
+		else
+			printf("%s 0 of 0 backups (no store yet)\n",
+			       dry_run ? "would remove" : "removed");
+		return CLI_EXIT_OK;
+	}
+	rc = run_cleanup(s, g, dry_run, stdout, g->json ? &out : NULL);
+	if (out)
+		print_json(out);
+	close_store(s);
+	return rc;
+}
+
+/* ---- delete ---- */
+
+int cli_cmd_delete(struct cli_globals *g, int argc, char **argv)
+{
+	struct bri_store *s = NULL;
+	struct bri_err err = {0};
+	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
+	const char *name;
+	int rc, r;
+
+	rc = parse_plain(g, argc, argv, help_delete);
+	if (rc >= 0)
+		return rc;
+	if (argc - optind != 1)
+		return cli_usage_error(argv[0], "delete takes exactly one backup name");
+	name = argv[optind];
+	if (check_name(argv[0], name))
+		return CLI_EXIT_USAGE;
+	cli_setup_logging(g);
+	rc = open_store(g, false, &s);
+	if (rc)
+		return rc;
+	if (!s || bri_store_has(s, name) != 1) {
+		cli_error("delete: no backup named %s (see bri-backup list)", name);
+		rc = CLI_EXIT_FAIL;
+		goto out_close_store;
+	}
+	r = bri_delete(s, name, &ctx, &err);
+	if (r < 0) {
+		rc = fail("delete", &err, r);
+		goto out_close_store;
+	}
+	printf("deleted %s\n", name);
+out_close_store:
+	close_store(s);
+	return rc;
+}
+
+/* ---- stats ---- */
+
+int cli_cmd_stats(struct cli_globals *g, int argc, char **argv)
+{
+	struct bri_store *s = NULL;
+	struct bri_catalog *c = NULL;
+	struct bri_stats st;
+	char *json = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = parse_plain(g, argc, argv, help_stats);
+	if (rc >= 0)
+		return rc;
+	if (optind < argc)
+		return cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+	cli_setup_logging(g);
+	rc = open_store(g, false, &s);
+	if (rc)
+		return rc;
+	rc = get_catalog(s, &c);
+	if (rc)
+		goto out_close_store;
+	memset(&st, 0, sizeof(st));
+	bri_stats_compute(c, &st);
+	if (g->json) {
+		if (bri_stats_to_json(&st, &json, &len) < 0) {
+			cli_error("stats: out of memory");
+			rc = CLI_EXIT_FAIL;
+			goto out_put_catalog;
+		}
+		fwrite(json, 1, len, stdout);
+		if (len == 0 || json[len - 1] != '\n')
+			putchar('\n');
+		free(json);
+	} else {
+		printf("total_backups: %zu\n", st.total_backups);
+		printf("total_size_mb: %.2f\n", st.total_size_mb);
+		printf("newest_backup: %s%s%s%s\n", st.newest_backup[0] ? st.newest_backup : "-",
+		       st.newest_name[0] ? " (" : "", st.newest_name, st.newest_name[0] ? ")" : "");
+		printf("oldest_backup: %s\n", st.oldest_backup[0] ? st.oldest_backup : "-");
+		printf("by kind: %zu auto, %zu named, %zu safety", st.by_kind[BRI_KIND_AUTO],
+		       st.by_kind[BRI_KIND_NAMED], st.by_kind[BRI_KIND_SAFETY]);
+		if (st.by_kind[BRI_KIND_UNKNOWN])
+			printf(", %zu unknown", st.by_kind[BRI_KIND_UNKNOWN]);
+		printf("\nverification: %zu ok, %zu failed, %zu unverified\n", st.verified_ok,
+		       st.verify_failed, st.unverified);
+	}
+out_put_catalog:
+	put_catalog(c);
+out_close_store:
+	close_store(s);
+	return rc;
+}
+
+/* ---- health ---- */
+
+int cli_cmd_health(struct cli_globals *g, int argc, char **argv)
+{
+	static const struct option own[] = {
+	    {"max-age-hours", required_argument, NULL, OPT_MAX_AGE},
+	    {"min-backups", required_argument, NULL, OPT_MIN_BACKUPS},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct option longopts[32];
+	struct bri_health_rules rules = {.max_age_hours = 24, .min_backups = 7};
+	struct bri_store *s = NULL;
+	struct bri_catalog *c = NULL;
+	char *text = NULL, *end;
+	size_t len = 0;
+	bool ok;
+	int opt, rc = CLI_EXIT_OK;
+
+	cli_merge_longopts(own, 3, longopts);
+	while ((opt = next_option(g, argc, argv, ":hv", longopts, help_health, &rc)) != -1) {
+		switch (opt) {
+		case OPT_STOP:
+			return rc;
+		case OPT_MAX_AGE:
+			errno = 0;
+			rules.max_age_hours = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(rules.max_age_hours > 0) ||
+			    !isfinite(rules.max_age_hours))
+				return cli_usage_error(argv[0],
+				                       "--max-age-hours wants a number of hours "
+				                       "above 0, not '%s'",
+				                       optarg);
+			break;
+		case OPT_MIN_BACKUPS: {
+			unsigned long v;
+
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || *optarg == '-' || v > INT_MAX)
+				return cli_usage_error(argv[0],
+				                       "--min-backups wants a whole number of 0 "
+				                       "or more, not '%s'",
+				                       optarg);
+			rules.min_backups = (size_t)v;
+			break;
+		}
+		default:
+			return cli_usage_error(argv[0], "unexpected option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+	cli_setup_logging(g);
+	rc = open_store(g, false, &s);
+	if (rc)
+		return rc;
+	rc = get_catalog(s, &c);
+	if (rc)
+		goto out_close_store;
+	ok = bri_health_check(c, time(NULL), &rules, g->json, &text, &len);
+	if (text) {
+		fwrite(text, 1, len, stdout);
+		if (len == 0 || text[len - 1] != '\n')
+			putchar('\n');
+		free(text);
+	}
+	rc = ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	put_catalog(c);
+out_close_store:
+	close_store(s);
+	return rc;
+}
