@@ -25,13 +25,15 @@ struct bri_entry {
 	struct stat verify_st;           /* lstat of NAME.db.verify (zeroed if absent) */
 	bool meta_ok;                    /* meta parsed */
 	struct bri_meta meta;            /* valid when meta_ok */
-	char meta_error[256];            /* why meta is not ok */
+	char meta_error[512];            /* why meta is not ok */
 	struct bri_verify_result verify; /* last verification */
 	uint64_t id;                     /* stable per name while the process lives */
+	bool moved;                      /* internal: taken over by a newer scan */
 };
 
 struct bri_catalog {
 	struct bri_entry **entries; /* newest first */
+	struct bri_entry **by_name; /* the same entries sorted by name, for lookups */
 	size_t n;                   /* number of entries */
 	uint64_t generation;        /* increases whenever the content changes */
 };
@@ -47,7 +49,7 @@ int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct
 
 void bri_catalog_free(struct bri_catalog *c);
 
-/* The entry called name, or NULL. */
+/* The entry called name, or NULL (a binary search). */
 struct bri_entry *bri_catalog_find(const struct bri_catalog *c, const char *name);
 
 /* The newest entry that is not a safety backup, else the newest, else NULL. */

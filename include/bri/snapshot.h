@@ -7,6 +7,7 @@
 #ifndef BRI_SNAPSHOT_H
 #define BRI_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,0 +1,162 @@
+/*
+ * audit.jsonl: one JSON line per operation, appended under an flock of the
+ * file itself, and pruned of lines older than 90 days by a durable rewrite.
+ * An appender that finds the file was replaced while it waited reopens it.
+ */
+#include "bri/audit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bri/log.h"
+
+#define AUDIT_FILE "audit.jsonl"
+#define AUDIT_MAX_BYTES (64u << 20)
+
+/* Opens audit.jsonl for appending and locks it, reopening if it was replaced. */
+static int open_locked(struct bri_store *s)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		struct stat a, b;
+		int fd = openat(s->dirfd, AUDIT_FILE,
+				O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+		if (fd < 0)
+			return -errno;
+		if (flock(fd, LOCK_EX) < 0) {
+			close(fd);
+			return -errno;
+		}
+		if (fstat(fd, &a) == 0 &&
+		    fstatat(s->dirfd, AUDIT_FILE, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+			return fd;
+		close(fd);
+	}
+	return -EAGAIN;
+}
+
+void bri_audit_record(struct bri_store *s, const char *op, const char *name, int result,
+		      const char *detail, const struct bri_op_ctx *ctx)
+{
+	json_object *o = json_object_new_object();
+	char local[40], utc[40];
+	time_t now = time(NULL);
+	const char *text;
+	char *line = NULL;
+	int fd, n;
+
+	if (!o)
+		return;
+	bri_time_local(now, local, sizeof(local));
+	bri_time_utc(now, utc, sizeof(utc));
+	json_object_object_add(o, "time", json_object_new_string(local));
+	json_object_object_add(o, "time_utc", json_object_new_string(utc));
+	json_object_object_add(o, "operation", json_object_new_string(op));
+	json_object_object_add(o, "name", json_object_new_string(name ? name : ""));
+	json_object_object_add(o, "result",
+			       json_object_new_string(result == 0 ? "ok" : strerror(-result)));
+	if (detail)
+		json_object_object_add(o, "detail", json_object_new_string(detail));
+	if (ctx) {
+		json_object_object_add(o, "uid", json_object_new_int64(ctx->uid));
+		if (ctx->pid)
+			json_object_object_add(o, "pid", json_object_new_int64(ctx->pid));
+		if (ctx->via)
+			json_object_object_add(o, "via", json_object_new_string(ctx->via));
+	}
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+						      JSON_C_TO_STRING_NOSLASHESCAPE);
+	n = text ? asprintf(&line, "%s\n", text) : -1;
+	json_object_put(o);
+	if (n < 0)
+		return;
+
+	if (result == 0)
+		bri_log(BRI_LOG_INFO, "%s %s: ok%s%s", op, name ? name : "", detail ? ": " : "",
+			detail ? detail : "");
+	else
+		bri_log(BRI_LOG_WARN, "%s %s: failed: %s", op, name ? name : "",
+			detail ? detail : strerror(-result));
+
+	fd = open_locked(s);
+	if (fd < 0) {
+		bri_log(BRI_LOG_WARN, "cannot write the audit log in %s: %s", s->dir,
+			strerror(-fd));
+		free(line);
+		return;
+	}
+	if (write(fd, line, (size_t)n) != n)
+		bri_log(BRI_LOG_WARN, "cannot append to %s/%s: %s", s->dir, AUDIT_FILE,
+			strerror(errno));
+	close(fd);
+	free(line);
+}
+
+/* The epoch time of one line, or -1 when it has none. */
+static time_t line_time(const char *line, size_t len)
+{
+	json_object *o, *v;
+	time_t t = -1;
+
+	o = json_tokener_parse_verbose(line, NULL);
+	(void)len;
+	if (!o)
+		return -1;
+	if (json_object_object_get_ex(o, "time_utc", &v) && json_object_is_type(v, json_type_string))
+		bri_time_parse(json_object_get_string(v), &t);
+	else if (json_object_object_get_ex(o, "time", &v) && json_object_is_type(v, json_type_string))
+		bri_time_parse(json_object_get_string(v), &t);
+	json_object_put(o);
+	return t;
+}
+
+int bri_audit_prune(struct bri_store *s, time_t now, int keep_days)
+{
+	time_t cutoff = now - (time_t)keep_days * 86400;
+	char *text = NULL, *kept = NULL, *p;
+	size_t len = 0, klen = 0;
+	int fd, rc;
+
+	fd = open_locked(s);
+	if (fd < 0)
+		return fd;
+	rc = bri_store_read_file(s, AUDIT_FILE, AUDIT_MAX_BYTES, &text, &len);
+	if (rc < 0)
+		goto out_close;
+	kept = malloc(len + 1);
+	if (!kept) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	for (p = text; p < text + len;) {
+		char *nl = memchr(p, '\n', (size_t)(text + len - p));
+		size_t l = nl ? (size_t)(nl - p) + 1 : (size_t)(text + len - p);
+		char save = p[l - 1];
+		time_t t;
+
+		p[l - 1] = '\0';
+		t = line_time(p, l);
+		p[l - 1] = save;
+		if (t < 0 || t >= cutoff) {
+			memcpy(kept + klen, p, l);
+			klen += l;
+		}
+		p += l;
+	}
+	if (klen != len)
+		rc = bri_store_write_file(s, AUDIT_FILE, kept, klen, NULL);
+out_free:
+	free(kept);
+	free(text);
+out_close:
+	close(fd);
+	return rc;
+}

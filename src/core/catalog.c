@@ -1,0 +1,282 @@
+/*
+ * The in-memory index of a store: one readdir, an lstat of each backup's
+ * three files, and a read of .meta and .verify only for entries that are new
+ * or changed since the previous scan. Symlinks and anything that is not a
+ * regular file are never indexed, so a planted link cannot expose a file.
+ */
+#include "bri/catalog.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bri/log.h"
+
+static atomic_uint_fast64_t next_id = 1;
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static void free_entry(struct bri_entry *e)
+{
+	if (!e)
+		return;
+	free(e->name);
+	if (e->meta_ok)
+		bri_meta_free(&e->meta);
+	free(e);
+}
+
+/* lstat of a sidecar; a non-regular file counts as absent. */
+static void stat_sidecar(int dirfd, const char *name, const char *suffix, struct stat *st)
+{
+	char file[BRI_NAME_MAX + 16];
+
+	snprintf(file, sizeof(file), "%s%s", name, suffix);
+	if (fstatat(dirfd, file, st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st->st_mode))
+		memset(st, 0, sizeof(*st));
+}
+
+static enum bri_kind kind_by_name(const char *name)
+{
+	return strncmp(name, "pre_restore_safety", 18) == 0 ? BRI_KIND_SAFETY : BRI_KIND_UNKNOWN;
+}
+
+static void load_entry(const struct bri_store *s, struct bri_entry *e)
+{
+	char file[BRI_NAME_MAX + 16], *text;
+	struct bri_err err = {0};
+	size_t len;
+	int rc;
+
+	snprintf(file, sizeof(file), "%s.db.meta", e->name);
+	rc = bri_store_read_file(s, file, BRI_META_MAX_BYTES, &text, &len);
+	if (rc == 0) {
+		e->meta_ok = bri_meta_parse(text, len, &e->meta, &err) == 0;
+		if (!e->meta_ok)
+			snprintf(e->meta_error, sizeof(e->meta_error), "%s", err.msg);
+		free(text);
+	} else {
+		snprintf(e->meta_error, sizeof(e->meta_error), "%s: %s", file,
+			 rc == -ENOENT ? "missing" : strerror(-rc));
+	}
+	e->time = e->meta_ok ? e->meta.time : e->db_st.st_mtime;
+	e->kind = e->meta_ok ? e->meta.kind : BRI_KIND_UNKNOWN;
+	if (e->kind == BRI_KIND_UNKNOWN)
+		e->kind = kind_by_name(e->name);
+	bri_verify_load(s, e->name, &e->verify);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp((*(struct bri_entry *const *)a)->name, (*(struct bri_entry *const *)b)->name);
+}
+
+/* Takes the entry called name out of prev when its files are unchanged. */
+static struct bri_entry *take_unchanged(struct bri_catalog *prev, const struct bri_entry *fresh,
+					uint64_t *id)
+{
+	struct bri_entry *old = prev ? bri_catalog_find(prev, fresh->name) : NULL;
+
+	if (!old)
+		return NULL;
+	if (old->db_st.st_ino == fresh->db_st.st_ino && old->db_st.st_dev == fresh->db_st.st_dev)
+		*id = old->id;
+	if (old->moved || !same_file(&old->db_st, &fresh->db_st) ||
+	    !same_file(&old->meta_st, &fresh->meta_st) ||
+	    !same_file(&old->verify_st, &fresh->verify_st))
+		return NULL;
+	old->moved = true;
+	return old;
+}
+
+/* Drops the entries a newer scan took over from prev. */
+static void forget_moved(struct bri_catalog *prev)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < prev->n; i++) {
+		if (prev->entries[i]->moved)
+			prev->entries[i]->moved = false;
+		else
+			prev->entries[kept++] = prev->entries[i];
+	}
+	prev->n = kept;
+	if (prev->by_name) {
+		memcpy(prev->by_name, prev->entries, kept * sizeof(*prev->entries));
+		qsort(prev->by_name, kept, sizeof(*prev->by_name), by_name);
+	}
+}
+
+static int newest_first(const void *a, const void *b)
+{
+	const struct bri_entry *x = *(struct bri_entry *const *)a;
+	const struct bri_entry *y = *(struct bri_entry *const *)b;
+
+	if (x->time != y->time)
+		return x->time > y->time ? -1 : 1;
+	return -strcmp(x->name, y->name);
+}
+
+static int add_entry(struct bri_catalog *c, size_t *cap, struct bri_entry *e)
+{
+	if (c->n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+		struct bri_entry **n = realloc(c->entries, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		c->entries = n;
+		*cap = ncap;
+	}
+	c->entries[c->n++] = e;
+	return 0;
+}
+
+/* The backup name of a directory entry "NAME.db", or false. */
+static bool backup_name(const char *fname, char name[BRI_NAME_MAX + 1])
+{
+	size_t n = strlen(fname);
+
+	if (n <= 3 || n - 3 > BRI_NAME_MAX || strcmp(fname + n - 3, ".db") != 0)
+		return false;
+	memcpy(name, fname, n - 3);
+	name[n - 3] = '\0';
+	return bri_store_check_name(name, n - 3, NULL) == 0;
+}
+
+int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct bri_catalog **out,
+		     struct bri_err *err)
+{
+	struct bri_catalog *c = calloc(1, sizeof(*c));
+	char name[BRI_NAME_MAX + 1];
+	size_t cap = 0, reused = 0;
+	struct dirent *d;
+	DIR *dir = NULL;
+	int fd, rc = 0;
+
+	if (!c)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || !(dir = fdopendir(fd))) {
+		rc = bri_err_set(err, -errno, "cannot read backup folder %s: %s", s->dir,
+				 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		goto out_fail;
+	}
+	for (;;) {
+		struct bri_entry probe = {0}, *e;
+		uint64_t id = 0;
+
+		errno = 0;
+		d = readdir(dir);
+		if (!d) {
+			if (errno) {
+				rc = bri_err_set(err, -errno, "cannot read backup folder %s: %s",
+						 s->dir, strerror(errno));
+				goto out_fail;
+			}
+			break;
+		}
+		if (!backup_name(d->d_name, name))
+			continue;
+		if (fstatat(s->dirfd, d->d_name, &probe.db_st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(probe.db_st.st_mode))
+			continue;
+		stat_sidecar(s->dirfd, name, ".db.meta", &probe.meta_st);
+		stat_sidecar(s->dirfd, name, ".db.verify", &probe.verify_st);
+		probe.name = name;
+		e = take_unchanged(prev, &probe, &id);
+		if (e) {
+			reused++;
+		} else {
+			e = calloc(1, sizeof(*e));
+			if (!e || !(e->name = strdup(name))) {
+				free(e);
+				rc = bri_err_set(err, -ENOMEM, "out of memory");
+				goto out_fail;
+			}
+			e->db_st = probe.db_st;
+			e->meta_st = probe.meta_st;
+			e->verify_st = probe.verify_st;
+			e->id = id ? id : atomic_fetch_add(&next_id, 1);
+			load_entry(s, e);
+		}
+		if (add_entry(c, &cap, e) < 0) {
+			if (e->moved)
+				e->moved = false;
+			else
+				free_entry(e);
+			rc = bri_err_set(err, -ENOMEM, "out of memory");
+			goto out_fail;
+		}
+	}
+	closedir(dir);
+	dir = NULL;
+	c->by_name = malloc((c->n ? c->n : 1) * sizeof(*c->by_name));
+	if (!c->by_name) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_fail;
+	}
+	memcpy(c->by_name, c->entries, c->n * sizeof(*c->entries));
+	qsort(c->by_name, c->n, sizeof(*c->by_name), by_name);
+	qsort(c->entries, c->n, sizeof(*c->entries), newest_first);
+	if (prev)
+		forget_moved(prev);
+	c->generation = prev ? prev->generation : 0;
+	if (!prev || reused != c->n || prev->n != c->n)
+		c->generation++;
+	*out = c;
+	return 0;
+out_fail:
+	if (dir)
+		closedir(dir);
+	/* Entries taken over from prev go back to it. */
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->entries[i]->moved) {
+			c->entries[i]->moved = false;
+			c->entries[i] = NULL;
+		}
+	}
+	bri_catalog_free(c);
+	return rc;
+}
+
+void bri_catalog_free(struct bri_catalog *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++)
+		free_entry(c->entries[i]);
+	free(c->entries);
+	free(c->by_name);
+	free(c);
+}
+
+struct bri_entry *bri_catalog_find(const struct bri_catalog *c, const char *name)
+{
+	struct bri_entry key = {.name = (char *)name}, *kp = &key, **found;
+
+	if (!c->by_name)
+		return NULL;
+	found = bsearch(&kp, c->by_name, c->n, sizeof(*c->by_name), by_name);
+	return found ? *found : NULL;
+}
+
+struct bri_entry *bri_catalog_newest(const struct bri_catalog *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (c->entries[i]->kind != BRI_KIND_SAFETY)
+			return c->entries[i];
+	return c->n ? c->entries[0] : NULL;
+}

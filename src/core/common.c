@@ -1,0 +1,137 @@
+/*
+ * The small shared pieces of the core: error records, the caller context and
+ * time formatting and parsing in the store's formats.
+ */
+#include "bri/common.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int bri_err_set(struct bri_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return code;
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+struct bri_op_ctx bri_op_ctx_self(const char *via)
+{
+	struct bri_op_ctx ctx = {
+		.uid = getuid(),
+		.pid = getpid(),
+		.via = via,
+	};
+	return ctx;
+}
+
+void bri_time_local(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+}
+
+void bri_time_utc(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int parse_digits(const char **p, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)(*p)[i]))
+			return -EINVAL;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	*out = v;
+	return 0;
+}
+
+static int expect_char(const char **p, char c)
+{
+	if (**p != c)
+		return -EINVAL;
+	(*p)++;
+	return 0;
+}
+
+int bri_time_parse(const char *s, time_t *out)
+{
+	struct tm tm = {0};
+	int year, mon, day, hour, min, sec, oh, om;
+	const char *p = s;
+	time_t t;
+
+	if (!s)
+		return -EINVAL;
+	if (parse_digits(&p, 4, &year) || expect_char(&p, '-') || parse_digits(&p, 2, &mon) ||
+	    expect_char(&p, '-') || parse_digits(&p, 2, &day))
+		return -EINVAL;
+	if (*p != 'T' && *p != ' ')
+		return -EINVAL;
+	p++;
+	if (parse_digits(&p, 2, &hour) || expect_char(&p, ':') || parse_digits(&p, 2, &min) ||
+	    expect_char(&p, ':') || parse_digits(&p, 2, &sec))
+		return -EINVAL;
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		while (isdigit((unsigned char)*p))
+			p++;
+	}
+	if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
+		return -EINVAL;
+	tm.tm_year = year - 1900;
+	tm.tm_mon = mon - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = hour;
+	tm.tm_min = min;
+	tm.tm_sec = sec;
+	if (*p == '\0') {
+		tm.tm_isdst = -1;
+		t = mktime(&tm);
+	} else if (*p == 'Z' && p[1] == '\0') {
+		t = timegm(&tm);
+	} else if (*p == '+' || *p == '-') {
+		int sign = *p == '-' ? -1 : 1;
+
+		p++;
+		if (parse_digits(&p, 2, &oh) || expect_char(&p, ':') || parse_digits(&p, 2, &om) ||
+		    *p != '\0' || oh > 23 || om > 59)
+			return -EINVAL;
+		t = timegm(&tm) - sign * (oh * 3600 + om * 60);
+	} else {
+		return -EINVAL;
+	}
+	if (t == (time_t)-1)
+		return -EINVAL;
+	*out = t;
+	return 0;
+}
+
+double bri_now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}

@@ -1,0 +1,178 @@
+/*
+ * Taking a backup: the snapshot goes to a temporary file in the store, is
+ * hashed and counted, its metadata is written durably, and only then is the
+ * .db renamed into place (without replacing anything) and the folder synced.
+ * The .db's rename is the commit point: before it there is no backup.
+ */
+#include "bri/create.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bri/audit.h"
+#include "bri/checksum.h"
+#include "bri/log.h"
+#include "bri/snapshot.h"
+
+static int choose_name(struct bri_store *s, const struct bri_create_opts *o, time_t now,
+		       char name[BRI_NAME_MAX + 1], struct bri_err *err)
+{
+	int rc;
+
+	if (o->name && *o->name) {
+		rc = bri_store_check_name(o->name, strlen(o->name), err);
+		if (rc < 0)
+			return rc;
+		if (bri_store_has(s, o->name))
+			return bri_err_set(err, -EEXIST,
+					   "a backup named %s already exists; choose another name "
+					   "or delete it first",
+					   o->name);
+		snprintf(name, BRI_NAME_MAX + 1, "%s", o->name);
+		return 0;
+	}
+	rc = bri_store_auto_name(s, o->kind == BRI_KIND_SAFETY ? "pre_restore_safety" : NULL, now,
+				 name, BRI_NAME_MAX + 1);
+	if (rc < 0)
+		return bri_err_set(err, rc, "cannot make a backup name from %s", s->stem);
+	return 0;
+}
+
+/* Everything after the snapshot: hash, metadata, publish. */
+static int finish_backup(struct bri_store *s, int fd, const char *tmp, const char *name,
+			 struct bri_meta *meta, const struct bri_op_ctx *ctx, struct bri_err *err)
+{
+	char meta_file[BRI_NAME_MAX + 16], db_file[BRI_NAME_MAX + 8];
+	struct stat st;
+	char *json;
+	size_t len;
+	int rc;
+
+	if (fstat(fd, &st) < 0 || lseek(fd, 0, SEEK_SET) < 0)
+		return bri_err_set(err, -errno, "cannot read back the backup: %s", strerror(errno));
+	meta->size_bytes = st.st_size;
+	meta->size_mb = (double)st.st_size / (1024.0 * 1024.0);
+	rc = bri_checksum_fd(fd, (uint64_t)st.st_size, ctx, meta->checksum, err);
+	if (rc < 0)
+		return rc;
+	rc = bri_meta_format(meta, &json, &len);
+	if (rc < 0)
+		return bri_err_set(err, rc, "out of memory");
+	snprintf(meta_file, sizeof(meta_file), "%s.db.meta", name);
+	snprintf(db_file, sizeof(db_file), "%s.db", name);
+	rc = bri_store_write_file(s, meta_file, json, len, err);
+	free(json);
+	if (rc < 0)
+		return rc;
+	rc = bri_store_publish(s, fd, tmp, db_file, true, err);
+	if (rc < 0)
+		bri_store_unlink(s, meta_file);
+	return rc;
+}
+
+int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
+	       const struct bri_op_ctx *ctx, char **out_name, struct bri_err *err)
+{
+	struct bri_create_opts o = *opts;
+	struct bri_snapshot_info info = {0};
+	char name[BRI_NAME_MAX + 1] = "", verify_file[BRI_NAME_MAX + 16];
+	struct bri_meta meta = {0};
+	double start = bri_now_mono();
+	time_t now = time(NULL);
+	char *tmp = NULL, *tmp_path = NULL;
+	struct stat st;
+	int lockfd = -1, fd = -1, rc;
+
+	if (!o.busy_timeout_ms)
+		o.busy_timeout_ms = BRI_DEFAULT_BUSY_TIMEOUT_MS;
+	if (o.name && *o.name) {
+		rc = bri_store_check_name(o.name, strlen(o.name), err);
+		if (rc < 0)
+			goto out_audit;
+	}
+	if (stat(s->db_path, &st) < 0) {
+		rc = bri_err_set(err, -errno, "database not found: %s (%s); check --db", s->db_path,
+				 strerror(errno));
+		goto out_audit;
+	}
+	if (!o.lock_held) {
+		lockfd = bri_store_lock(s, err);
+		if (lockfd < 0) {
+			rc = lockfd;
+			goto out_audit;
+		}
+	}
+	rc = choose_name(s, &o, now, name, err);
+	if (rc < 0)
+		goto out_unlock;
+	fd = bri_store_tmpfile(s, name, "create", &tmp, err);
+	if (fd < 0) {
+		rc = fd;
+		goto out_unlock;
+	}
+	tmp_path = bri_store_path(s, tmp, NULL);
+	if (!tmp_path) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_remove_tmp;
+	}
+	if (ctx && ctx->progress)
+		ctx->progress(ctx->progress_arg, "copy", 0, (uint64_t)st.st_size);
+	rc = bri_snapshot_take(s->db_path, tmp_path, o.busy_timeout_ms, &info, err);
+	if (rc < 0)
+		goto out_remove_tmp;
+	if (ctx && ctx->progress)
+		ctx->progress(ctx->progress_arg, "copy", (uint64_t)st.st_size, (uint64_t)st.st_size);
+
+	bri_time_local(now, meta.backup_time, sizeof(meta.backup_time));
+	bri_time_utc(now, meta.backup_time_utc, sizeof(meta.backup_time_utc));
+	meta.time = now;
+	meta.source_db = s->db_path;
+	meta.backup_path = bri_store_path(s, name, ".db");
+	meta.tables = info.tables;
+	meta.ntables = info.ntables;
+	meta.kind = o.kind == BRI_KIND_SAFETY ? BRI_KIND_SAFETY
+		    : (o.name && *o.name)    ? BRI_KIND_NAMED
+					     : BRI_KIND_AUTO;
+	meta.page_size = info.page_size;
+	meta.page_count = info.page_count;
+	meta.duration_s = bri_now_mono() - start;
+	if (!meta.backup_path) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_remove_tmp;
+	}
+	snprintf(verify_file, sizeof(verify_file), "%s.db.verify", name);
+	/* A stale .verify of an earlier backup of that name must not describe this one. */
+	bri_store_unlink(s, verify_file);
+	rc = finish_backup(s, fd, tmp, name, &meta, ctx, err);
+	if (rc < 0)
+		goto out_remove_tmp;
+	*out_name = strdup(name);
+	if (!*out_name)
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+	goto out_free_meta;
+
+out_remove_tmp:
+	if (tmp)
+		bri_store_unlink(s, tmp);
+out_free_meta:
+	free(meta.backup_path);
+	bri_snapshot_info_free(&info);
+	if (fd >= 0)
+		close(fd);
+	free(tmp_path);
+	free(tmp);
+out_unlock:
+	bri_store_unlock(lockfd);
+out_audit:
+	if (rc == -ENOSPC && err)
+		bri_err_set(err, rc, "no space left for the backup in %s; free space or run cleanup",
+			    s->dir);
+	bri_audit_record(s, o.kind == BRI_KIND_SAFETY ? "create-safety" : "create",
+			 name[0] ? name : (o.name ? o.name : ""), rc,
+			 rc < 0 && err ? err->msg : NULL, ctx);
+	return rc;
+}

@@ -1,0 +1,146 @@
+/*
+ * The logging sink of the core and the daemon: stderr or syslog, an optional
+ * file, and a bounded ring of recent lines for the mount's ctl/log. One mutex
+ * guards the sinks and the ring.
+ */
+#include "bri/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#define LINE_MAX_BYTES 1024
+
+enum bri_log_level bri_log_current_level = BRI_LOG_WARN;
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Everything below is guarded by log_lock. */
+static bool log_to_stderr = true;  /* write lines to stderr */
+static bool log_to_syslog;         /* write lines to syslog */
+static FILE *log_file;             /* append lines here, or NULL */
+static char **ring;                /* recent lines, ring_cap slots */
+static size_t ring_cap;            /* slots in ring */
+static size_t ring_next;           /* next slot to write */
+static size_t ring_count;          /* filled slots */
+
+static const char *level_names[] = {"error", "warning", "info", "debug"};
+
+int bri_log_init(const struct bri_log_config *cfg)
+{
+	FILE *f = NULL;
+	char **r = NULL;
+
+	if (cfg->file) {
+		f = fopen(cfg->file, "ae");
+		if (!f)
+			return -errno;
+		setvbuf(f, NULL, _IOLBF, 0);
+	}
+	if (cfg->ring_lines) {
+		r = calloc(cfg->ring_lines, sizeof(*r));
+		if (!r) {
+			if (f)
+				fclose(f);
+			return -ENOMEM;
+		}
+	}
+	bri_log_shutdown();
+	pthread_mutex_lock(&log_lock);
+	bri_log_current_level = cfg->level;
+	log_to_stderr = cfg->to_stderr;
+	log_to_syslog = cfg->to_syslog;
+	if (log_to_syslog)
+		openlog("bri-backupfs", LOG_PID, LOG_DAEMON);
+	log_file = f;
+	ring = r;
+	ring_cap = cfg->ring_lines;
+	ring_next = ring_count = 0;
+	pthread_mutex_unlock(&log_lock);
+	return 0;
+}
+
+void bri_log_shutdown(void)
+{
+	pthread_mutex_lock(&log_lock);
+	if (log_file)
+		fclose(log_file);
+	log_file = NULL;
+	if (log_to_syslog)
+		closelog();
+	log_to_syslog = false;
+	for (size_t i = 0; i < ring_cap; i++)
+		free(ring[i]);
+	free(ring);
+	ring = NULL;
+	ring_cap = ring_next = ring_count = 0;
+	pthread_mutex_unlock(&log_lock);
+}
+
+void bri_log_write(enum bri_log_level level, const char *fmt, ...)
+{
+	static const int syslog_levels[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+	char msg[LINE_MAX_BYTES], stamp[32], line[LINE_MAX_BYTES + 64];
+	time_t now = time(NULL);
+	struct tm tm;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(line, sizeof(line), "%s %s: %s\n", stamp, level_names[level], msg);
+
+	pthread_mutex_lock(&log_lock);
+	if (log_to_stderr)
+		fprintf(stderr, "bri: %s: %s\n", level_names[level], msg);
+	if (log_to_syslog)
+		syslog(syslog_levels[level], "%s", msg);
+	if (log_file)
+		fputs(line, log_file);
+	if (ring_cap) {
+		char *copy = strdup(line);
+
+		if (copy) {
+			free(ring[ring_next]);
+			ring[ring_next] = copy;
+			ring_next = (ring_next + 1) % ring_cap;
+			if (ring_count < ring_cap)
+				ring_count++;
+		}
+	}
+	pthread_mutex_unlock(&log_lock);
+}
+
+int bri_log_recent(char **out, size_t *len)
+{
+	size_t total = 0, start, pos = 0;
+	char *buf;
+
+	pthread_mutex_lock(&log_lock);
+	start = (ring_next + ring_cap - ring_count) % (ring_cap ? ring_cap : 1);
+	for (size_t i = 0; i < ring_count; i++)
+		total += strlen(ring[(start + i) % ring_cap]);
+	buf = malloc(total + 1);
+	if (!buf) {
+		pthread_mutex_unlock(&log_lock);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < ring_count; i++) {
+		const char *l = ring[(start + i) % ring_cap];
+		size_t n = strlen(l);
+
+		memcpy(buf + pos, l, n);
+		pos += n;
+	}
+	pthread_mutex_unlock(&log_lock);
+	buf[pos] = '\0';
+	*out = buf;
+	*len = pos;
+	return 0;
+}

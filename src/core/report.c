@@ -1,0 +1,160 @@
+/*
+ * Stats and health of a store, from its catalog: the seed's keys and
+ * thresholds, plus counts by kind and by verification result.
+ */
+#include "bri/report.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void bri_stats_compute(const struct bri_catalog *c, struct bri_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < c->n; i++) {
+		const struct bri_entry *e = c->entries[i];
+
+		out->total_backups++;
+		out->total_bytes += e->db_st.st_size;
+		out->by_kind[e->kind <= BRI_KIND_UNKNOWN ? e->kind : BRI_KIND_UNKNOWN]++;
+		if (e->verify.status == BRI_VERIFY_OK)
+			out->verified_ok++;
+		else if (e->verify.status == BRI_VERIFY_FAILED)
+			out->verify_failed++;
+		else
+			out->unverified++;
+	}
+	out->total_size_mb = (double)out->total_bytes / (1024.0 * 1024.0);
+	if (c->n) {
+		const struct bri_entry *newest = c->entries[0], *oldest = c->entries[c->n - 1];
+
+		if (newest->meta_ok)
+			snprintf(out->newest_backup, sizeof(out->newest_backup), "%s",
+				 newest->meta.backup_time);
+		else
+			bri_time_local(newest->time, out->newest_backup, sizeof(out->newest_backup));
+		if (oldest->meta_ok)
+			snprintf(out->oldest_backup, sizeof(out->oldest_backup), "%s",
+				 oldest->meta.backup_time);
+		else
+			bri_time_local(oldest->time, out->oldest_backup, sizeof(out->oldest_backup));
+		snprintf(out->newest_name, sizeof(out->newest_name), "%s", newest->name);
+	}
+}
+
+static json_object *string_or_null(const char *s)
+{
+	return s[0] ? json_object_new_string(s) : NULL;
+}
+
+static int emit(json_object *o, char **out, size_t *len)
+{
+	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+								 JSON_C_TO_STRING_SPACED |
+								 JSON_C_TO_STRING_NOSLASHESCAPE);
+	int rc = 0;
+
+	if (!text || asprintf(out, "%s\n", text) < 0)
+		rc = -ENOMEM;
+	else
+		*len = strlen(*out);
+	json_object_put(o);
+	return rc;
+}
+
+int bri_stats_to_json(const struct bri_stats *st, char **out, size_t *len)
+{
+	json_object *o = json_object_new_object(), *kinds = json_object_new_object();
+
+	if (!o || !kinds) {
+		json_object_put(o);
+		json_object_put(kinds);
+		return -ENOMEM;
+	}
+	json_object_object_add(o, "total_backups", json_object_new_int64((int64_t)st->total_backups));
+	json_object_object_add(o, "total_size_mb",
+			       json_object_new_double(round(st->total_size_mb * 100) / 100));
+	json_object_object_add(o, "newest_backup", string_or_null(st->newest_backup));
+	json_object_object_add(o, "oldest_backup", string_or_null(st->oldest_backup));
+	json_object_object_add(o, "total_bytes", json_object_new_int64(st->total_bytes));
+	json_object_object_add(o, "newest_name", string_or_null(st->newest_name));
+	for (int k = BRI_KIND_AUTO; k <= BRI_KIND_UNKNOWN; k++)
+		json_object_object_add(kinds, bri_kind_name((enum bri_kind)k),
+				       json_object_new_int64((int64_t)st->by_kind[k]));
+	json_object_object_add(o, "by_kind", kinds);
+	json_object_object_add(o, "verified_ok", json_object_new_int64((int64_t)st->verified_ok));
+	json_object_object_add(o, "verify_failed", json_object_new_int64((int64_t)st->verify_failed));
+	json_object_object_add(o, "unverified", json_object_new_int64((int64_t)st->unverified));
+	return emit(o, out, len);
+}
+
+bool bri_health_check(const struct bri_catalog *c, time_t now, const struct bri_health_rules *rules,
+		      bool json, char **text, size_t *len)
+{
+	json_object *o = NULL, *warnings = NULL;
+	char lines[8][320];
+	size_t nlines = 0, total = 0, pos = 0;
+	struct bri_stats st;
+	double age_hours = -1;
+
+	bri_stats_compute(c, &st);
+	if (c->n)
+		age_hours = difftime(now, c->entries[0]->time) / 3600.0;
+	if (!c->n)
+		snprintf(lines[nlines++], sizeof(lines[0]), "no backups exist");
+	else if (age_hours > rules->max_age_hours)
+		snprintf(lines[nlines++], sizeof(lines[0]),
+			 "latest backup is %.1f hours old (more than %.0f)", age_hours,
+			 rules->max_age_hours);
+	if (st.total_backups < rules->min_backups)
+		snprintf(lines[nlines++], sizeof(lines[0]), "only %zu backups available (fewer than %zu)",
+			 st.total_backups, rules->min_backups);
+	for (size_t i = 0; i < c->n && nlines < 7; i++) {
+		const struct bri_entry *e = c->entries[i];
+
+		if (e->verify.status == BRI_VERIFY_FAILED)
+			snprintf(lines[nlines++], sizeof(lines[0]), "backup %s failed verification: %.200s",
+				 e->name, e->verify.reason);
+	}
+
+	if (json) {
+		o = json_object_new_object();
+		warnings = json_object_new_array();
+		if (o && warnings) {
+			json_object_object_add(o, "status",
+					       json_object_new_string(nlines ? "warning" : "ok"));
+			for (size_t i = 0; i < nlines; i++)
+				json_object_array_add(warnings, json_object_new_string(lines[i]));
+			json_object_object_add(o, "warnings", warnings);
+			json_object_object_add(o, "total_backups",
+					       json_object_new_int64((int64_t)st.total_backups));
+			json_object_object_add(o, "latest_age_hours",
+					       age_hours < 0 ? NULL
+							     : json_object_new_double(
+								       round(age_hours * 10) / 10));
+			json_object_object_add(o, "verify_failed",
+					       json_object_new_int64((int64_t)st.verify_failed));
+			if (emit(o, text, len) < 0)
+				*text = NULL;
+		} else {
+			json_object_put(o);
+			json_object_put(warnings);
+			*text = NULL;
+		}
+		return nlines == 0;
+	}
+	for (size_t i = 0; i < nlines; i++)
+		total += strlen(lines[i]) + 10;
+	*text = malloc(total + 4);
+	if (!*text)
+		return nlines == 0;
+	if (!nlines)
+		pos = (size_t)sprintf(*text, "ok\n");
+	for (size_t i = 0; i < nlines; i++)
+		pos += (size_t)sprintf(*text + pos, "warning: %s\n", lines[i]);
+	*len = pos;
+	return nlines == 0;
+}
