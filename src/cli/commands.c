@@ -401,6 +401,7 @@ int cli_cmd_create(struct cli_globals *g, int argc, char **argv)
 	};
 	struct option longopts[32];
 	struct bri_create_opts opts = {0};
+	struct stat st;
 	struct bri_verify_result vres = {0};
 	struct bri_op_ctx ctx;
 	struct bri_err err = {0};
@@ -436,6 +437,16 @@ int cli_cmd_create(struct cli_globals *g, int argc, char **argv)
 	if (name && check_name(argv[0], name))
 		return CLI_EXIT_USAGE;
 	cli_setup_logging(g);
+	/* stat only: the live database is never opened outside SQLite. */
+	if (stat(g->db, &st) < 0) {
+		cli_error("create: database not found: %s (%s); check --db or $BRI_DB", g->db,
+		          strerror(errno));
+		return CLI_EXIT_FAIL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		cli_error("create: %s is not a database file; check --db or $BRI_DB", g->db);
+		return CLI_EXIT_FAIL;
+	}
 	rc = open_store(g, true, &s);
 	if (rc)
 		return rc;
@@ -447,10 +458,6 @@ int cli_cmd_create(struct cli_globals *g, int argc, char **argv)
 	cli_progress_done();
 	if (r < 0) {
 		rc = fail("create", &err, r);
-		if (r == -EEXIST)
-			fputs("Choose another name, or delete the old backup first.\n", stderr);
-		else if (r == -ENOENT)
-			fputs("Check --db (or $BRI_DB): it names the live database.\n", stderr);
 		goto out_close_store;
 	}
 	path = bri_store_path(s, new_name, ".db");
@@ -885,16 +892,9 @@ int cli_cmd_restore(struct cli_globals *g, int argc, char **argv)
 		rc = fail("restore", &err, r);
 		if (report.message[0] && strcmp(report.message, err.msg) != 0)
 			fprintf(stderr, "%s\n", report.message);
-		if (report.verified && report.check.status == BRI_VERIFY_FAILED)
+		if (report.safety_name[0])
 			fprintf(stderr,
-			        "The backup failed verification, so nothing was changed. Choose "
-			        "another backup (bri-backup list), or restore this one anyway "
-			        "with --no-verify.\n");
-		else if (!report.safety_name[0])
-			fprintf(stderr, "The live database was not changed.\n");
-		else
-			fprintf(stderr,
-			        "A safety backup of the live data before the restore is %s.\n",
+			        "The live data before the restore is in the safety backup %s.\n",
 			        report.safety_name);
 		goto out_free_target;
 	}

@@ -205,7 +205,9 @@ static void usage(FILE *f)
 void cli_setup_logging(const struct cli_globals *g)
 {
 	struct bri_log_config cfg = {
-	    .level = BRI_LOG_WARN,
+	    /* The commands report failures themselves: the core's warnings
+	     * about the same failures would say it twice. */
+	    .level = BRI_LOG_ERR,
 	    .to_stderr = true,
 	};
 
