@@ -28,8 +28,15 @@ int bri_cleanup(struct bri_store *s, const struct bri_retention_rules *rules, ti
 		bool dry_run, const struct bri_op_ctx *ctx, struct bri_cleanup_item **items,
 		size_t *n, struct bri_err *err);
 
-/* Removes backup name (.db last-in-first-out: .db, then .meta and .verify). */
+/*
+ * Removes backup name: the .db first (so it stops being a backup at once),
+ * then .meta and .verify. Returns 0, -ENOENT, -EINVAL or another errno.
+ */
 int bri_delete(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
 	       struct bri_err *err);
+
+/* As bri_delete, for a caller that already holds bri_store_lock. */
+int bri_delete_locked(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
+		      struct bri_err *err);
 
 #endif

@@ -15,6 +15,12 @@
 
 #define BRI_DEFAULT_BUSY_TIMEOUT_MS 30000
 
+/*
+ * The busy timeout used when an operation is given 0: $BRI_BUSY_TIMEOUT_MS
+ * when set to a number, else BRI_DEFAULT_BUSY_TIMEOUT_MS.
+ */
+int bri_default_busy_timeout_ms(void);
+
 struct bri_create_opts {
 	const char *name;     /* backup name; NULL or "": automatic name */
 	enum bri_kind kind;   /* auto/named by default from name; safety for restore */

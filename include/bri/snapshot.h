@@ -39,7 +39,8 @@ int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeo
  * connections see the old or the new content, never a mix. Waits up to
  * busy_timeout_ms for a writer, then fails with -EBUSY ("database is
  * locked") having changed nothing. Creates live_path when absent. Runs
- * PRAGMA quick_check on the result.
+ * PRAGMA quick_check on the result: -EBADMSG when it fails (the content was
+ * changed); any other error means nothing was changed.
  */
 int bri_snapshot_restore(const char *backup_path, const char *live_path, int busy_timeout_ms,
 			 struct bri_err *err);

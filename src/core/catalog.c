@@ -124,6 +124,11 @@ static int newest_first(const void *a, const void *b)
 
 	if (x->time != y->time)
 		return x->time > y->time ? -1 : 1;
+	/* Within one second, the file written last is the newer backup. */
+	if (x->db_st.st_mtim.tv_sec != y->db_st.st_mtim.tv_sec)
+		return x->db_st.st_mtim.tv_sec > y->db_st.st_mtim.tv_sec ? -1 : 1;
+	if (x->db_st.st_mtim.tv_nsec != y->db_st.st_mtim.tv_nsec)
+		return x->db_st.st_mtim.tv_nsec > y->db_st.st_mtim.tv_nsec ? -1 : 1;
 	return -strcmp(x->name, y->name);
 }
 

@@ -100,18 +100,20 @@ out_unlock:
 	return rc;
 }
 
-int bri_delete(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
-	       struct bri_err *err)
+static int delete_backup(struct bri_store *s, const char *name, bool lock_held,
+			 const struct bri_op_ctx *ctx, struct bri_err *err)
 {
-	int lockfd, rc;
+	int lockfd = -1, rc;
 
 	rc = bri_store_check_name(name, strlen(name), err);
 	if (rc < 0)
 		goto out_audit;
-	lockfd = bri_store_lock(s, err);
-	if (lockfd < 0) {
-		rc = lockfd;
-		goto out_audit;
+	if (!lock_held) {
+		lockfd = bri_store_lock(s, err);
+		if (lockfd < 0) {
+			rc = lockfd;
+			goto out_audit;
+		}
 	}
 	if (!bri_store_has(s, name))
 		rc = bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
@@ -120,7 +122,17 @@ int bri_delete(struct bri_store *s, const char *name, const struct bri_op_ctx *c
 	bri_store_unlock(lockfd);
 out_audit:
 	bri_audit_record(s, "delete", name, rc, rc < 0 && err ? err->msg : NULL, ctx);
-	if (rc == 0)
-		bri_log(BRI_LOG_INFO, "deleted backup %s", name);
 	return rc;
+}
+
+int bri_delete(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
+	       struct bri_err *err)
+{
+	return delete_backup(s, name, false, ctx, err);
+}
+
+int bri_delete_locked(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
+		      struct bri_err *err)
+{
+	return delete_backup(s, name, true, ctx, err);
 }

@@ -74,6 +74,20 @@ static int finish_backup(struct bri_store *s, int fd, const char *tmp, const cha
 	return rc;
 }
 
+int bri_default_busy_timeout_ms(void)
+{
+	const char *env = getenv("BRI_BUSY_TIMEOUT_MS");
+	char *end;
+	long v;
+
+	if (!env || !*env)
+		return BRI_DEFAULT_BUSY_TIMEOUT_MS;
+	v = strtol(env, &end, 10);
+	if (*end || v < 0 || v > 24L * 3600 * 1000)
+		return BRI_DEFAULT_BUSY_TIMEOUT_MS;
+	return (int)v;
+}
+
 int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 	       const struct bri_op_ctx *ctx, char **out_name, struct bri_err *err)
 {
@@ -88,7 +102,7 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 	int lockfd = -1, fd = -1, rc;
 
 	if (!o.busy_timeout_ms)
-		o.busy_timeout_ms = BRI_DEFAULT_BUSY_TIMEOUT_MS;
+		o.busy_timeout_ms = bri_default_busy_timeout_ms();
 	if (o.name && *o.name) {
 		rc = bri_store_check_name(o.name, strlen(o.name), err);
 		if (rc < 0)

@@ -5,6 +5,8 @@
  */
 #include "bri/meta.h"
 
+#include "json_number.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <json-c/json.h>
@@ -245,11 +247,6 @@ out_fail:
 	return rc;
 }
 
-static double round_to(double v, double unit)
-{
-	return round(v / unit) * unit;
-}
-
 int bri_meta_format(const struct bri_meta *m, char **out, size_t *len)
 {
 	json_object *obj = json_object_new_object(), *tables = json_object_new_object();
@@ -266,7 +263,7 @@ int bri_meta_format(const struct bri_meta *m, char **out, size_t *len)
 	json_object_object_add(obj, "backup_path",
 			       json_object_new_string(m->backup_path ? m->backup_path : ""));
 	json_object_object_add(obj, "size_bytes", json_object_new_int64(m->size_bytes));
-	json_object_object_add(obj, "size_mb", json_object_new_double(round_to(m->size_mb, 0.01)));
+	json_object_object_add(obj, "size_mb", bri_json_double(m->size_mb, 2));
 	json_object_object_add(obj, "checksum", json_object_new_string(m->checksum));
 	for (size_t i = 0; i < m->ntables; i++)
 		json_object_object_add(tables, m->tables[i].name,
@@ -282,7 +279,7 @@ int bri_meta_format(const struct bri_meta *m, char **out, size_t *len)
 	if (m->page_count)
 		json_object_object_add(obj, "page_count", json_object_new_int64(m->page_count));
 	json_object_object_add(obj, "duration_s",
-			       json_object_new_double(round_to(m->duration_s, 0.001)));
+			       bri_json_double(m->duration_s, 3));
 	json_object_object_add(obj, "tool", json_object_new_string("bri-backupfs " BRI_VERSION));
 
 	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |

@@ -4,6 +4,8 @@
  */
 #include "bri/report.h"
 
+#include "json_number.h"
+
 #include <errno.h>
 #include <json-c/json.h>
 #include <math.h>
@@ -76,7 +78,7 @@ int bri_stats_to_json(const struct bri_stats *st, char **out, size_t *len)
 	}
 	json_object_object_add(o, "total_backups", json_object_new_int64((int64_t)st->total_backups));
 	json_object_object_add(o, "total_size_mb",
-			       json_object_new_double(round(st->total_size_mb * 100) / 100));
+			       bri_json_double(st->total_size_mb, 2));
 	json_object_object_add(o, "newest_backup", string_or_null(st->newest_backup));
 	json_object_object_add(o, "oldest_backup", string_or_null(st->oldest_backup));
 	json_object_object_add(o, "total_bytes", json_object_new_int64(st->total_bytes));
@@ -133,8 +135,7 @@ bool bri_health_check(const struct bri_catalog *c, time_t now, const struct bri_
 					       json_object_new_int64((int64_t)st.total_backups));
 			json_object_object_add(o, "latest_age_hours",
 					       age_hours < 0 ? NULL
-							     : json_object_new_double(
-								       round(age_hours * 10) / 10));
+							     : bri_json_double(age_hours, 1));
 			json_object_object_add(o, "verify_failed",
 					       json_object_new_int64((int64_t)st.verify_failed));
 			if (emit(o, text, len) < 0)

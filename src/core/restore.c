@@ -15,6 +15,7 @@
 
 #include "bri/audit.h"
 #include "bri/catalog.h"
+#include "bri/cleanup.h"
 #include "bri/create.h"
 #include "bri/log.h"
 #include "bri/snapshot.h"
@@ -163,7 +164,7 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 	report->started = time(NULL);
 	snprintf(report->source, sizeof(report->source), "%s", what && *what ? what : "(newest)");
 	if (!o.busy_timeout_ms)
-		o.busy_timeout_ms = BRI_DEFAULT_BUSY_TIMEOUT_MS;
+		o.busy_timeout_ms = bri_default_busy_timeout_ms();
 
 	lockfd = bri_store_lock(s, err);
 	if (lockfd < 0) {
@@ -200,6 +201,11 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 	if (ctx && ctx->progress)
 		ctx->progress(ctx->progress_arg, "restore", 0, 0);
 	rc = bri_snapshot_restore(src.path, s->db_path, o.busy_timeout_ms, err);
+	if (rc < 0 && rc != -EBADMSG && report->safety_name[0]) {
+		/* The live database is unchanged: its copy is not needed. */
+		bri_delete_locked(s, report->safety_name, ctx, NULL);
+		report->safety_name[0] = '\0';
+	}
 out_unlock:
 	bri_store_unlock(lockfd);
 out_report:

@@ -278,6 +278,8 @@ int bri_snapshot_restore(const char *backup_path, const char *live_path, int bus
 		goto out_close_live;
 	rc = bri_snapshot_check(live, true, err);
 	if (rc < 0)
+		rc = -EBADMSG;
+	if (rc < 0)
 		bri_log(BRI_LOG_ERR, "restored database %s fails quick_check: %s", live_path,
 			err ? err->msg : "");
 out_close_live:

@@ -5,6 +5,8 @@
  */
 #include "bri/verify.h"
 
+#include "json_number.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <json-c/json.h>
@@ -237,7 +239,7 @@ int bri_verify_to_json(const struct bri_verify_result *res, char **out, size_t *
 	json_object_object_add(o, "checksum_ok", tristate(res->checksum_ok));
 	json_object_object_add(o, "integrity_ok", tristate(res->integrity_ok));
 	json_object_object_add(o, "counts_ok", tristate(res->counts_ok));
-	json_object_object_add(o, "duration_s", json_object_new_double(res->duration_s));
+	json_object_object_add(o, "duration_s", bri_json_double(res->duration_s, 3));
 	json_object_object_add(o, "detail", json_object_new_string(res->reason));
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
 	if (!text || asprintf(out, "%s\n", text) < 0)
