@@ -126,14 +126,14 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 	switch (opt) {
 	case OPT_DB:
 		if (!*arg) {
-			cli_error("--db needs a path");
+			cli_usage_error(NULL, "--db needs a path");
 			return -1;
 		}
 		g->db = arg;
 		return 1;
 	case OPT_BACKUP_DIR:
 		if (!*arg) {
-			cli_error("--backup-dir needs a folder");
+			cli_usage_error(NULL, "--backup-dir needs a folder");
 			return -1;
 		}
 		g->backup_dir = arg;
@@ -142,8 +142,9 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 	case OPT_KEEP_MIN:
 		n = parse_count(arg);
 		if (n < 0) {
-			cli_error("%s wants a whole number of 0 or more, not '%s'",
-			          opt == OPT_KEEP_MIN ? "--keep-min" : "--retention-days", arg);
+			cli_usage_error(NULL, "%s wants a whole number of 0 or more, not '%s'",
+			                opt == OPT_KEEP_MIN ? "--keep-min" : "--retention-days",
+			                arg);
 			return -1;
 		}
 		if (opt == OPT_KEEP_MIN)
