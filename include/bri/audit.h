@@ -13,11 +13,27 @@
 
 /*
  * Appends one line and mirrors it to the log. result is 0 or a negative
- * errno; detail may be NULL. Failure to write the audit log is logged, not
- * returned: it never fails the operation it records.
+ * errno; detail may be NULL; duration_s < 0 means not measured. Failure to
+ * write the audit log is logged, not returned: it never fails the operation
+ * it records.
  */
 void bri_audit_record(struct bri_store *s, const char *op, const char *name, int result,
-		      const char *detail, const struct bri_op_ctx *ctx);
+		      const char *detail, double duration_s, const struct bri_op_ctx *ctx);
+
+/* The last audit record of one operation, as read back by bri_audit_last. */
+struct bri_audit_last {
+	time_t time;       /* when it was recorded, 0 when never */
+	bool ok;           /* its result was ok */
+	double duration_s; /* its duration, < 0 when unknown */
+};
+
+/*
+ * Reads the tail of audit.jsonl and fills last[i] with the newest record of
+ * operation ops[i] (n of them). Returns 0 or a negative errno (-ENOENT when
+ * there is no audit log yet).
+ */
+int bri_audit_last(const struct bri_store *s, const char *const *ops, size_t n,
+		   struct bri_audit_last *last);
 
 /* Drops lines older than keep_days from audit.jsonl at time now. */
 int bri_audit_prune(struct bri_store *s, time_t now, int keep_days);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "bri/log.h"
+#include "json_number.h"
 
 #define AUDIT_FILE "audit.jsonl"
 #define AUDIT_MAX_BYTES (64u << 20)
@@ -44,7 +45,7 @@ static int open_locked(struct bri_store *s)
 }
 
 void bri_audit_record(struct bri_store *s, const char *op, const char *name, int result,
-		      const char *detail, const struct bri_op_ctx *ctx)
+		      const char *detail, double duration_s, const struct bri_op_ctx *ctx)
 {
 	json_object *o = json_object_new_object();
 	char local[40], utc[40];
@@ -65,6 +66,8 @@ void bri_audit_record(struct bri_store *s, const char *op, const char *name, int
 			       json_object_new_string(result == 0 ? "ok" : strerror(-result)));
 	if (detail)
 		json_object_object_add(o, "detail", json_object_new_string(detail));
+	if (duration_s >= 0)
+		json_object_object_add(o, "duration_s", bri_json_double(duration_s, 3));
 	if (ctx) {
 		json_object_object_add(o, "uid", json_object_new_int64(ctx->uid));
 		if (ctx->pid)
@@ -156,6 +159,90 @@ int bri_audit_prune(struct bri_store *s, time_t now, int keep_days)
 out_free:
 	free(kept);
 	free(text);
+out_close:
+	close(fd);
+	return rc;
+}
+
+#define AUDIT_TAIL_BYTES (256u << 10)
+
+/* Fills the slot of the operation of one line, if it is one of ops. */
+static void note_line(json_object *o, const char *const *ops, size_t n,
+		      struct bri_audit_last *last)
+{
+	json_object *op, *v;
+	time_t t = 0;
+
+	if (!json_object_object_get_ex(o, "operation", &op) ||
+	    !json_object_is_type(op, json_type_string))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(json_object_get_string(op), ops[i]) != 0)
+			continue;
+		if (json_object_object_get_ex(o, "time_utc", &v) &&
+		    json_object_is_type(v, json_type_string))
+			bri_time_parse(json_object_get_string(v), &t);
+		last[i].time = t;
+		last[i].ok = json_object_object_get_ex(o, "result", &v) &&
+			     json_object_is_type(v, json_type_string) &&
+			     strcmp(json_object_get_string(v), "ok") == 0;
+		last[i].duration_s = -1;
+		if (json_object_object_get_ex(o, "duration_s", &v) &&
+		    (json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)))
+			last[i].duration_s = json_object_get_double(v);
+	}
+}
+
+int bri_audit_last(const struct bri_store *s, const char *const *ops, size_t n,
+		   struct bri_audit_last *last)
+{
+	struct stat st;
+	char *buf, *p, *end;
+	off_t from;
+	ssize_t got;
+	int fd, rc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		last[i] = (struct bri_audit_last){.time = 0, .ok = false, .duration_s = -1};
+	fd = openat(s->dirfd, AUDIT_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		rc = -EINVAL;
+		goto out_close;
+	}
+	buf = malloc(AUDIT_TAIL_BYTES + 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out_close;
+	}
+	from = st.st_size > (off_t)AUDIT_TAIL_BYTES ? st.st_size - (off_t)AUDIT_TAIL_BYTES : 0;
+	got = pread(fd, buf, AUDIT_TAIL_BYTES, from);
+	if (got < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	buf[got] = '\0';
+	p = buf;
+	if (from > 0) { /* the first line is cut */
+		p = strchr(buf, '\n');
+		p = p ? p + 1 : buf + got;
+	}
+	/* Oldest first, so later lines overwrite earlier ones. */
+	for (; p < buf + got; p = end + 1) {
+		json_object *o;
+
+		end = strchr(p, '\n');
+		if (!end)
+			end = buf + got;
+		*end = '\0';
+		o = json_tokener_parse(p);
+		if (o && json_object_is_type(o, json_type_object))
+			note_line(o, ops, n, last);
+		json_object_put(o);
+	}
+out_free:
+	free(buf);
 out_close:
 	close(fd);
 	return rc;

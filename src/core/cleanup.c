@@ -75,7 +75,7 @@ int bri_cleanup(struct bri_store *s, const struct bri_retention_rules *rules, ti
 			continue;
 		rc = remove_backup(s, out[i].name, err);
 		bri_audit_record(s, "cleanup-remove", out[i].name, rc,
-				 rc == 0 ? bri_retention_reason(verdict[i]) : err->msg, ctx);
+				 rc == 0 ? bri_retention_reason(verdict[i]) : err->msg, -1, ctx);
 		if (rc < 0)
 			goto out_free;
 		removed++;
@@ -83,7 +83,7 @@ int bri_cleanup(struct bri_store *s, const struct bri_retention_rules *rules, ti
 	if (!dry_run) {
 		snprintf(detail, sizeof(detail), "removed %d (retention %d days, keep_min %d)",
 			 removed, rules->retention_days, rules->keep_min);
-		bri_audit_record(s, "cleanup", "", 0, detail, ctx);
+		bri_audit_record(s, "cleanup", "", 0, detail, -1, ctx);
 		bri_audit_prune(s, now, BRI_AUDIT_RETENTION_DAYS);
 	}
 	*items = out;
@@ -121,7 +121,7 @@ static int delete_backup(struct bri_store *s, const char *name, bool lock_held,
 		rc = remove_backup(s, name, err);
 	bri_store_unlock(lockfd);
 out_audit:
-	bri_audit_record(s, "delete", name, rc, rc < 0 && err ? err->msg : NULL, ctx);
+	bri_audit_record(s, "delete", name, rc, rc < 0 && err ? err->msg : NULL, -1, ctx);
 	return rc;
 }
 

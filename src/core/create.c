@@ -187,6 +187,6 @@ out_audit:
 			    s->dir);
 	bri_audit_record(s, o.kind == BRI_KIND_SAFETY ? "create-safety" : "create",
 			 name[0] ? name : (o.name ? o.name : ""), rc,
-			 rc < 0 && err ? err->msg : NULL, ctx);
+			 rc < 0 && err ? err->msg : NULL, bri_now_mono() - start, ctx);
 	return rc;
 }

@@ -216,7 +216,7 @@ out_report:
 	bri_audit_record(s, "restore", report->source, rc,
 			 rc == 0 ? (report->safety_name[0] ? report->safety_name : NULL)
 				 : report->message,
-			 ctx);
+			 report->duration_s, ctx);
 	free_source(&src);
 	return rc;
 }
