@@ -1,0 +1,227 @@
+/*
+ * Internal contract of the bri-backupfs daemon (src/fs/): the shared state
+ * of one mount, the inode scheme, the catalog refresh, generated files, the
+ * ctl/ operations, the restore/ drop folder and the worker threads. Nothing
+ * here is used outside src/fs/; the core library (include/bri/) knows
+ * nothing of FUSE.
+ */
+#ifndef BFS_FS_H
+#define BFS_FS_H
+
+#define FUSE_USE_VERSION 34
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "bri/catalog.h"
+#include "bri/report.h"
+#include "bri/restore.h"
+#include "bri/retention.h"
+#include "bri/store.h"
+
+/* Cache lifetimes (seconds) for the immutable backup trees. */
+#define BFS_TTL_LONG 3600.0
+/* Cap on the bytes one open ctl/ file accepts (then EFBIG). */
+#define BFS_CTL_MAX 4096
+/* How often (seconds) root operations look at the store for changes. */
+#define BFS_REFRESH_INTERVAL 0.5
+
+/*
+ * Inode scheme. Fixed inodes for the root, ctl/, restore/, latest and the
+ * ctl/ files; every backup's inodes are a fixed function of the catalog
+ * entry's id (stable per name for the life of the daemon) and the file kind:
+ * ((id + BFS_ID_BASE) << BFS_KIND_BITS) | kind. forget has nothing to free.
+ */
+enum bfs_fixed_ino {
+	BFS_INO_ROOT = 1,
+	BFS_INO_CTL = 2,
+	BFS_INO_RESTORE = 3,
+	BFS_INO_LATEST = 4,
+	BFS_INO_CTL_FIRST = 8, /* ctl file i is BFS_INO_CTL_FIRST + i */
+};
+
+#define BFS_KIND_BITS 3
+#define BFS_ID_BASE   64
+
+enum bfs_bkind {
+	BFS_B_DIR = 0,    /* the backup's directory */
+	BFS_B_DB = 1,     /* NAME/<db file name>: the backup itself */
+	BFS_B_META = 2,   /* NAME/meta.json */
+	BFS_B_VERIFY = 3, /* NAME/verify */
+	BFS_B_REPORT = 4, /* restore/NAME.report */
+};
+
+/* What an inode number stands for. */
+enum bfs_node_type {
+	BFS_N_ROOT,
+	BFS_N_CTL,
+	BFS_N_RESTORE,
+	BFS_N_LATEST,
+	BFS_N_CTLFILE,
+	BFS_N_BACKUP, /* with bkind and id */
+};
+
+struct bfs_node {
+	enum bfs_node_type type; /* what it is */
+	int ctl;                 /* index in bfs_ctl_files for BFS_N_CTLFILE */
+	enum bfs_bkind bkind;    /* for BFS_N_BACKUP */
+	uint64_t id;             /* catalog entry id for BFS_N_BACKUP */
+};
+
+/* The ctl/ files. */
+enum bfs_ctl_op {
+	BFS_CTL_CREATE,
+	BFS_CTL_VERIFY,
+	BFS_CTL_CLEANUP,
+	BFS_CTL_DELETE,
+	BFS_CTL_RESTORE,
+	BFS_CTL_STATS,
+	BFS_CTL_HEALTH,
+	BFS_CTL_LOG,
+	BFS_CTL_COUNT
+};
+
+struct bfs_ctl_file {
+	const char *name; /* file name in ctl/ */
+	mode_t mode;      /* permission bits */
+	bool writable;    /* accepts a request */
+	bool readable;    /* has generated content */
+};
+
+extern const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT];
+
+/* The id -> catalog index map of one catalog (open addressing). */
+struct bfs_idmap {
+	uint64_t *keys; /* id + 1, 0 = empty slot */
+	size_t *vals;   /* index in catalog->entries */
+	size_t cap;     /* slots, a power of two */
+};
+
+/* What a restore left in restore/: NAME.report. */
+struct bfs_report {
+	char name[BRI_NAME_MAX + 1]; /* the backup restored */
+	uint64_t id;                 /* its catalog id (inode of the report) */
+	time_t time;                 /* when the restore ran */
+	char *text;                  /* bri_restore_report_render output */
+	size_t len;                  /* bytes in text */
+};
+
+/* A queued kernel cache invalidation, sent by the notify worker. */
+struct bfs_inval {
+	struct bfs_inval *next;      /* queue link */
+	fuse_ino_t parent;           /* entry invalidation: parent (0: inode) */
+	fuse_ino_t ino;              /* inode invalidation: inode */
+	char name[BRI_NAME_MAX + 16]; /* entry invalidation: name */
+};
+
+/* The daemon's options (filled by main.c's fuse_opt table). */
+struct bfs_options {
+	char *db;             /* the live database (first non-option) */
+	char *backup_dir;     /* -o backup_dir= */
+	int retention_days;   /* -o retention_days= */
+	int keep_min;         /* -o keep_min= */
+	char *scrub_interval; /* -o scrub_interval= (seconds or s/m/h/d suffix) */
+	char *log_file;       /* -o log= */
+	char *log_level;      /* -o log_level= err|warn|info|debug */
+	double max_age_hours; /* -o max_age_hours= (health) */
+	int min_backups;      /* -o min_backups= (health) */
+	int show_help;        /* -h, --help */
+	int show_version;     /* -V, --version */
+};
+
+/* One mount. */
+struct bfs {
+	struct bri_store *store;               /* the store, opened at start */
+	struct fuse_session *se;               /* for notifications */
+	uid_t uid;                             /* owner of every file: the mounting user */
+	gid_t gid;                             /* its group */
+	struct bri_retention_rules rules;      /* cleanup policy */
+	struct bri_health_rules health;        /* health thresholds */
+	time_t scrub_interval;                 /* re-verify after this many seconds; 0: never */
+	time_t start_time;                     /* when the daemon started */
+
+	pthread_rwlock_t cat_lock;             /* guards cat, idmap, reports */
+	struct bri_catalog *cat;               /* current catalog, never NULL after start */
+	struct bfs_idmap idmap;                /* id -> index in cat */
+	struct bfs_report *reports;            /* restore reports */
+	size_t nreports;                       /* entries in reports */
+
+	pthread_mutex_t refresh_lock;          /* serialises scans; guards the fields below */
+	double last_check;                     /* monotonic time of the last look at the store */
+	struct stat dir_st;                    /* the store folder at the last scan */
+	double dir_scan_real;                  /* wall time of the last scan */
+	int store_error;                       /* 0, or the negative errno of the last look */
+
+	pthread_mutex_t op_lock;               /* serialises ctl/ operations and restores */
+
+	pthread_mutex_t q_lock;                /* guards the queue, stop, q_done, q_sent */
+	pthread_cond_t q_cond;                 /* signalled on queue push and stop */
+	pthread_cond_t q_done_cond;            /* signalled when the notify worker drained */
+	struct bfs_inval *q_head, *q_tail;     /* pending invalidations */
+	uint64_t q_pushed;                     /* invalidations queued so far */
+	uint64_t q_sent;                       /* invalidations processed so far */
+	bool stop;                             /* the workers must exit */
+	pthread_cond_t verify_cond;            /* wakes the verifier (under q_lock) */
+	bool verify_kick;                      /* something new to verify (under q_lock) */
+	pthread_t notify_thread, verify_thread;
+	bool threads_started;
+};
+
+/* inode.c */
+fuse_ino_t bfs_ino(uint64_t id, enum bfs_bkind kind);
+int bfs_node_of(fuse_ino_t ino, struct bfs_node *out);
+int bfs_idmap_build(struct bfs_idmap *m, const struct bri_catalog *c);
+void bfs_idmap_free(struct bfs_idmap *m);
+/* The entry with id in the current catalog, or NULL; call with cat_lock held. */
+struct bri_entry *bfs_entry_by_id(struct bfs *fs, uint64_t id);
+
+/* refresh.c */
+/*
+ * Looks at the store when BFS_REFRESH_INTERVAL passed (or always with
+ * force) and rescans it when it changed. Returns 0, or a negative errno
+ * when the store is unreadable or gone (then every root operation fails).
+ */
+int bfs_refresh(struct bfs *fs, bool force);
+int bfs_catalog_init(struct bfs *fs);
+void bfs_catalog_fini(struct bfs *fs);
+
+/* gen.c: generated files; *out malloc'd, caller frees. Call without locks. */
+int bfs_render_verify(struct bfs *fs, uint64_t id, char **out, size_t *len);
+int bfs_render_ctl(struct bfs *fs, int ctl, char **out, size_t *len);
+int bfs_render_report(struct bfs *fs, uint64_t id, char **out, size_t *len);
+
+/* view.c */
+extern const struct fuse_lowlevel_ops bfs_ops;
+/* The struct bfs of a request. */
+struct bfs *bfs_of(fuse_req_t req);
+/* Attributes and cache lifetimes of ino; 0 or a negative errno. */
+int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e);
+
+/* ctl.c */
+/* Runs one request line (without its newline) written to ctl file ctl. */
+int bfs_ctl_run(struct bfs *fs, int ctl, const char *line, size_t len, const struct fuse_ctx *who);
+
+/* restore_dir.c */
+int bfs_restore_lookup(struct bfs *fs, const char *name, struct fuse_entry_param *e);
+/* Restores name and records restore/NAME.report; 0 or negative errno. */
+int bfs_restore_run(struct bfs *fs, const char *name, const struct fuse_ctx *who);
+void bfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		const char *newname, unsigned int flags);
+void bfs_reports_free(struct bfs *fs);
+
+/* worker.c */
+int bfs_workers_start(struct bfs *fs);
+void bfs_workers_stop(struct bfs *fs);
+/* Queues the invalidation of entry name in parent / of inode ino. */
+void bfs_inval_entry(struct bfs *fs, fuse_ino_t parent, const char *name);
+void bfs_inval_inode(struct bfs *fs, fuse_ino_t ino);
+/* Waits (at most timeout_s) until everything queued so far was sent. */
+void bfs_inval_wait(struct bfs *fs, double timeout_s);
+/* Tells the background verifier to look for work. */
+void bfs_verify_kick(struct bfs *fs);
+
+#endif

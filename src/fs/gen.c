@@ -1,0 +1,200 @@
+/*
+ * Generated files of the mount: each backup's verify file, the readable
+ * ctl/ files (stats.json, health, log, cleanup's plan) and restore/X.report.
+ * Each is rendered from the in-memory catalog (never by opening backups), at
+ * lookup/getattr for an exact st_size and again at open for the content the
+ * reader gets. Write-only ctl/ files render as empty.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bri/log.h"
+#include "bri/verify.h"
+#include "fs.h"
+
+static int empty(char **out, size_t *len)
+{
+	*out = calloc(1, 1);
+	if (!*out)
+		return -ENOMEM;
+	*len = 0;
+	return 0;
+}
+
+int bfs_render_verify(struct bfs *fs, uint64_t id, char **out, size_t *len)
+{
+	struct bri_verify_result res;
+	struct bri_entry *e;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	e = bfs_entry_by_id(fs, id);
+	if (e)
+		res = e->verify;
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!e)
+		return -ENOENT;
+	return bri_verify_render(&res, out, len);
+}
+
+int bfs_render_report(struct bfs *fs, uint64_t id, char **out, size_t *len)
+{
+	int rc = -ENOENT;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	for (size_t i = 0; i < fs->nreports; i++) {
+		if (fs->reports[i].id != id)
+			continue;
+		*out = malloc(fs->reports[i].len + 1);
+		if (!*out) {
+			rc = -ENOMEM;
+			break;
+		}
+		memcpy(*out, fs->reports[i].text, fs->reports[i].len);
+		(*out)[fs->reports[i].len] = '\0';
+		*len = fs->reports[i].len;
+		rc = 0;
+		break;
+	}
+	pthread_rwlock_unlock(&fs->cat_lock);
+	return rc;
+}
+
+/* A growing text buffer with a cap. */
+struct text {
+	char *buf;  /* NUL-terminated */
+	size_t len; /* bytes used */
+	size_t cap; /* bytes allocated */
+	int error;  /* first failure, sticky */
+};
+
+#define TEXT_MAX (16u << 20)
+
+static void text_add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void text_add(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->error)
+		return;
+	for (;;) {
+		size_t room = t->cap - t->len;
+
+		va_start(ap, fmt);
+		n = room ? vsnprintf(t->buf + t->len, room, fmt, ap) : 0;
+		va_end(ap);
+		if (n < 0) {
+			t->error = -EINVAL;
+			return;
+		}
+		if (room && (size_t)n < room) {
+			t->len += (size_t)n;
+			return;
+		}
+		size_t ncap = t->cap ? t->cap * 2 : 4096;
+		while (ncap < t->len + (size_t)n + 1)
+			ncap *= 2;
+		if (ncap > TEXT_MAX) {
+			t->error = -EFBIG;
+			return;
+		}
+		char *nb = realloc(t->buf, ncap);
+		if (!nb) {
+			t->error = -ENOMEM;
+			return;
+		}
+		t->buf = nb;
+		t->cap = ncap;
+	}
+}
+
+static int text_done(struct text *t, char **out, size_t *len)
+{
+	if (t->error) {
+		free(t->buf);
+		return t->error;
+	}
+	if (!t->buf)
+		return empty(out, len);
+	*out = t->buf;
+	*len = t->len;
+	return 0;
+}
+
+/* cleanup's plan: what a cleanup would remove now, and why. */
+static int render_cleanup(struct bfs *fs, char **out, size_t *len)
+{
+	struct bri_retention_item *items = NULL;
+	enum bri_retention_verdict *verdict = NULL;
+	struct text t = {0};
+	time_t now = time(NULL);
+	const struct bri_catalog *c;
+	int n, rc = 0;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	c = fs->cat;
+	items = calloc(c->n + 1, sizeof(*items));
+	verdict = calloc(c->n + 1, sizeof(*verdict));
+	if (!items || !verdict) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		items[i].name = c->entries[i]->name;
+		items[i].time = c->entries[i]->time;
+		items[i].kind = c->entries[i]->kind;
+	}
+	n = bri_retention_plan(items, c->n, now, &fs->rules, verdict);
+	if (n < 0) {
+		rc = n;
+		goto out_unlock;
+	}
+	text_add(&t, "cleanup would remove %d of %zu backups (retention %d days, keep at least %d)\n",
+		 n, c->n, fs->rules.retention_days, fs->rules.keep_min);
+	for (size_t i = 0; i < c->n; i++) {
+		char when[40];
+
+		bri_time_local(items[i].time, when, sizeof(when));
+		text_add(&t, "%s\t%s\t%s\t%s\n", verdict[i] == BRI_REMOVE_EXPIRED ? "remove" : "keep",
+			 items[i].name, when, bri_retention_reason(verdict[i]));
+	}
+out_unlock:
+	pthread_rwlock_unlock(&fs->cat_lock);
+	free(items);
+	free(verdict);
+	if (rc < 0) {
+		free(t.buf);
+		return rc;
+	}
+	return text_done(&t, out, len);
+}
+
+int bfs_render_ctl(struct bfs *fs, int ctl, char **out, size_t *len)
+{
+	struct bri_stats st;
+
+	switch (ctl) {
+	case BFS_CTL_STATS:
+		pthread_rwlock_rdlock(&fs->cat_lock);
+		bri_stats_compute(fs->cat, &st);
+		pthread_rwlock_unlock(&fs->cat_lock);
+		return bri_stats_to_json(&st, out, len);
+	case BFS_CTL_HEALTH:
+		*out = NULL;
+		pthread_rwlock_rdlock(&fs->cat_lock);
+		bri_health_check(fs->cat, time(NULL), &fs->health, false, out, len);
+		pthread_rwlock_unlock(&fs->cat_lock);
+		return *out ? 0 : -ENOMEM;
+	case BFS_CTL_LOG:
+		return bri_log_recent(out, len);
+	case BFS_CTL_CLEANUP:
+		return render_cleanup(fs, out, len);
+	default:
+		return empty(out, len);
+	}
+}

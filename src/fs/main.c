@@ -1,0 +1,334 @@
+/*
+ * bri-backupfs: options and startup of the FUSE daemon that serves the
+ * backup view of one SQLite database (SPEC.md section 4). One fuse_opt
+ * table holds our -o keys; fstab-only keys are dropped; default_permissions
+ * is always on. Opens the store, builds the catalog, mounts, daemonises
+ * (unless -f), starts the worker threads and runs libfuse's multithreaded
+ * loop until unmounted. The file system itself lives in view.c and friends.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bri/log.h"
+#include "fs.h"
+
+#define DEFAULT_SCRUB "7d"
+#define RING_LINES    500
+
+enum { KEY_HELP, KEY_VERSION, KEY_DISCARD };
+
+#define BFS_OPT(t, field, v) {t, offsetof(struct bfs_options, field), v}
+
+static const struct fuse_opt bfs_opt_table[] = {
+	BFS_OPT("backup_dir=%s", backup_dir, 0),
+	BFS_OPT("retention_days=%d", retention_days, 0),
+	BFS_OPT("keep_min=%d", keep_min, 0),
+	BFS_OPT("scrub_interval=%s", scrub_interval, 0),
+	BFS_OPT("log=%s", log_file, 0),
+	BFS_OPT("log_level=%s", log_level, 0),
+	BFS_OPT("max_age_hours=%lf", max_age_hours, 0),
+	BFS_OPT("min_backups=%d", min_backups, 0),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	/* fstab-only keys that mount(8) may pass on */
+	FUSE_OPT_KEY("noauto", KEY_DISCARD),
+	FUSE_OPT_KEY("auto", KEY_DISCARD),
+	FUSE_OPT_KEY("user", KEY_DISCARD),
+	FUSE_OPT_KEY("nouser", KEY_DISCARD),
+	FUSE_OPT_KEY("users", KEY_DISCARD),
+	FUSE_OPT_KEY("owner", KEY_DISCARD),
+	FUSE_OPT_KEY("group", KEY_DISCARD),
+	FUSE_OPT_KEY("_netdev", KEY_DISCARD),
+	FUSE_OPT_KEY("nofail", KEY_DISCARD),
+	FUSE_OPT_KEY("defaults", KEY_DISCARD),
+	FUSE_OPT_KEY("comment=", KEY_DISCARD),
+	FUSE_OPT_KEY("x-systemd.", KEY_DISCARD),
+	FUSE_OPT_END,
+};
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [FUSE options] [-o OPTION,...] DB MOUNTPOINT\n"
+	       "\n"
+	       "Serves the backups of the SQLite database DB as a file system at MOUNTPOINT.\n"
+	       "\n"
+	       "bri-backupfs options:\n"
+	       "    -o backup_dir=DIR      the store (default: <folder of DB>/backups)\n"
+	       "    -o retention_days=N    ctl/cleanup removes backups older than N days (%d)\n"
+	       "    -o keep_min=N          ctl/cleanup keeps the N newest backups (%d)\n"
+	       "    -o scrub_interval=T    re-verify backups every T seconds, or with suffix\n"
+	       "                           s, m, h, d (default %s; 0 disables)\n"
+	       "    -o log=FILE            append log lines to FILE too\n"
+	       "    -o log_level=LEVEL     err, warn, info (default) or debug\n"
+	       "    -o max_age_hours=H     ctl/health warns when the newest backup is older (24)\n"
+	       "    -o min_backups=N       ctl/health warns when fewer backups exist (7)\n"
+	       "    -h, --help             this help, then libfuse's\n"
+	       "    -V, --version          versions\n"
+	       "\n",
+	       prog, BRI_DEFAULT_RETENTION_DAYS, BRI_DEFAULT_KEEP_MIN, DEFAULT_SCRUB);
+}
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct bfs_options *o = data;
+
+	(void)outargs;
+	switch (key) {
+	case KEY_HELP:
+		o->show_help = 1;
+		return 0;
+	case KEY_VERSION:
+		o->show_version = 1;
+		return 0;
+	case KEY_DISCARD:
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		if (!o->db) {
+			o->db = strdup(arg);
+			return o->db ? 0 : -1;
+		}
+		return 1; /* the mount point, for fuse_parse_cmdline */
+	default:
+		return 1;
+	}
+}
+
+/* Seconds in "N", "Ns", "Nm", "Nh" or "Nd"; -1 when malformed. */
+static long parse_interval(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || v < 0)
+		return -1;
+	switch (*end) {
+	case '\0':
+	case 's':
+		break;
+	case 'm':
+		v *= 60;
+		break;
+	case 'h':
+		v *= 3600;
+		break;
+	case 'd':
+		v *= 86400;
+		break;
+	default:
+		return -1;
+	}
+	if (*end && end[1])
+		return -1;
+	return v;
+}
+
+static int parse_level(const char *s, enum bri_log_level *out)
+{
+	static const char *names[] = {"err", "warn", "info", "debug"};
+
+	for (int i = 0; i < 4; i++) {
+		if (!strcmp(s, names[i])) {
+			*out = (enum bri_log_level)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* An absolute copy of path (relative to the current folder), malloc'd. */
+static char *absolute(const char *path)
+{
+	char cwd[PATH_MAX];
+	char *out;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return NULL;
+	if (asprintf(&out, "%s/%s", cwd, path) < 0)
+		return NULL;
+	return out;
+}
+
+/* "-ofsname=DB" with the characters fuse_opt treats specially escaped. */
+static int add_fsname(struct fuse_args *args, const char *db)
+{
+	size_t len = strlen(db);
+	char *opt = malloc(len * 2 + 16);
+	char *p;
+	int rc;
+
+	if (!opt)
+		return -1;
+	p = opt + sprintf(opt, "-ofsname=");
+	for (size_t i = 0; i < len; i++) {
+		if (db[i] == ',' || db[i] == '\\')
+			*p++ = '\\';
+		*p++ = db[i];
+	}
+	*p = '\0';
+	rc = fuse_opt_add_arg(args, opt);
+	free(opt);
+	return rc;
+}
+
+static void free_options(struct bfs_options *o)
+{
+	free(o->db);
+	free(o->backup_dir);
+	free(o->scrub_interval);
+	free(o->log_file);
+	free(o->log_level);
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct bfs_options o = {.retention_days = BRI_DEFAULT_RETENTION_DAYS,
+				.keep_min = BRI_DEFAULT_KEEP_MIN,
+				.max_age_hours = 24,
+				.min_backups = 7};
+	struct fuse_cmdline_opts copts = {0};
+	struct bri_log_config logcfg = {.level = BRI_LOG_INFO, .ring_lines = RING_LINES};
+	struct bri_err err = {0};
+	struct bfs fs = {0};
+	char *log_path = NULL;
+	long scrub;
+	int ret = 1;
+
+	if (fuse_opt_parse(&args, &o, bfs_opt_table, opt_proc) < 0) {
+		ret = 2;
+		goto out_free_args;
+	}
+	if (o.show_help) {
+		usage(argv[0]);
+		printf("FUSE options:\n");
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		ret = 0;
+		goto out_free_args;
+	}
+	if (o.show_version) {
+		printf("bri-backupfs version %s\n", BRI_VERSION);
+		printf("libfuse version %s\n", fuse_pkgversion());
+		fuse_lowlevel_version();
+		ret = 0;
+		goto out_free_args;
+	}
+	if (add_fsname(&args, o.db ? o.db : "bri-backupfs") < 0 ||
+	    fuse_opt_add_arg(&args, "-osubtype=bri-backupfs") < 0 ||
+	    fuse_opt_add_arg(&args, "-odefault_permissions") < 0)
+		goto out_free_args;
+	if (fuse_parse_cmdline(&args, &copts) != 0) {
+		ret = 2;
+		goto out_free_args;
+	}
+	if (!o.db || !copts.mountpoint) {
+		fprintf(stderr, "usage: %s [options] DB MOUNTPOINT (see --help)\n", argv[0]);
+		ret = 2;
+		goto out_free_cmdline;
+	}
+	scrub = parse_interval(o.scrub_interval ? o.scrub_interval : DEFAULT_SCRUB);
+	if (scrub < 0 || o.retention_days < 0 || o.keep_min < 0 || o.min_backups < 0 ||
+	    o.max_age_hours < 0) {
+		fprintf(stderr, "bri-backupfs: invalid option value (see --help)\n");
+		ret = 2;
+		goto out_free_cmdline;
+	}
+	if (o.log_level && parse_level(o.log_level, &logcfg.level) < 0) {
+		fprintf(stderr, "bri-backupfs: log_level must be err, warn, info or debug\n");
+		ret = 2;
+		goto out_free_cmdline;
+	}
+	if (copts.debug)
+		logcfg.level = BRI_LOG_DEBUG;
+	if (o.log_file) {
+		log_path = absolute(o.log_file);
+		if (!log_path)
+			goto out_free_cmdline;
+	}
+	logcfg.to_stderr = copts.foreground;
+	logcfg.to_syslog = !copts.foreground;
+	logcfg.file = log_path;
+	if (bri_log_init(&logcfg) < 0) {
+		fprintf(stderr, "bri-backupfs: cannot open the log %s\n", log_path);
+		goto out_free_cmdline;
+	}
+
+	fs.uid = getuid();
+	fs.gid = getgid();
+	fs.start_time = time(NULL);
+	fs.rules.retention_days = o.retention_days;
+	fs.rules.keep_min = o.keep_min;
+	fs.health.max_age_hours = o.max_age_hours;
+	fs.health.min_backups = (size_t)o.min_backups;
+	fs.scrub_interval = scrub;
+	pthread_mutex_init(&fs.op_lock, NULL);
+	pthread_mutex_init(&fs.q_lock, NULL);
+	pthread_cond_init(&fs.q_cond, NULL);
+	pthread_cond_init(&fs.q_done_cond, NULL);
+	pthread_cond_init(&fs.verify_cond, NULL);
+
+	if (bri_store_open(o.db, o.backup_dir, true, &fs.store, &err) < 0) {
+		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
+		goto out_log;
+	}
+	if (bfs_catalog_init(&fs) < 0) {
+		fprintf(stderr, "bri-backupfs: cannot read the store %s\n", fs.store->dir);
+		goto out_catalog;
+	}
+	fs.se = fuse_session_new(&args, &bfs_ops, sizeof(bfs_ops), &fs);
+	if (!fs.se)
+		goto out_catalog;
+	if (fuse_set_signal_handlers(fs.se) != 0)
+		goto out_session;
+	if (fuse_session_mount(fs.se, copts.mountpoint) != 0)
+		goto out_signals;
+	bri_log(BRI_LOG_INFO, "serving the backups of %s (store %s) at %s", fs.store->db_path,
+		fs.store->dir, copts.mountpoint);
+	if (fuse_daemonize(copts.foreground) != 0)
+		goto out_unmount;
+	if (bfs_workers_start(&fs) < 0) {
+		bri_log(BRI_LOG_ERR, "cannot start the worker threads");
+		goto out_unmount;
+	}
+	if (copts.singlethread) {
+		ret = fuse_session_loop(fs.se) ? 1 : 0;
+	} else {
+		struct fuse_loop_config lc = {.clone_fd = copts.clone_fd,
+					      .max_idle_threads = copts.max_idle_threads};
+
+		ret = fuse_session_loop_mt(fs.se, &lc) ? 1 : 0;
+	}
+	bfs_workers_stop(&fs);
+	bri_log(BRI_LOG_INFO, "unmounted %s", copts.mountpoint);
+out_unmount:
+	fuse_session_unmount(fs.se);
+out_signals:
+	fuse_remove_signal_handlers(fs.se);
+out_session:
+	fuse_session_destroy(fs.se);
+out_catalog:
+	bfs_reports_free(&fs);
+	if (fs.cat)
+		bfs_catalog_fini(&fs);
+	bri_store_close(fs.store);
+out_log:
+	bri_log_shutdown();
+out_free_cmdline:
+	free(copts.mountpoint);
+	free(log_path);
+out_free_args:
+	fuse_opt_free_args(&args);
+	free_options(&o);
+	return ret;
+}

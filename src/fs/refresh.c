@@ -1,0 +1,170 @@
+/*
+ * The daemon's in-memory catalog of the store and how it follows the store:
+ * a cheap look at the store folder (fstat of the kept descriptor, compared
+ * with the path) at most every BFS_REFRESH_INTERVAL seconds on root
+ * operations, and a rescan (bri_catalog_scan with the previous catalog, so
+ * unchanged backups cost a few stat calls) when the folder changed. Entries
+ * that disappeared or changed get their kernel cache entries invalidated
+ * through the notify worker. A store that vanished or cannot be read makes
+ * the look fail with -EIO: the view never shows an empty listing because of
+ * an error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bri/log.h"
+#include "fs.h"
+
+static double now_real(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Checks that the store folder is still there, the same and readable. */
+static int store_look(struct bfs *fs, struct stat *st)
+{
+	struct stat by_path;
+
+	if (fstat(fs->store->dirfd, st) < 0)
+		return -EIO;
+	if (st->st_nlink == 0)
+		return -EIO; /* removed while mounted */
+	if (stat(fs->store->dir, &by_path) < 0)
+		return -EIO;
+	if (by_path.st_ino != st->st_ino || by_path.st_dev != st->st_dev)
+		return -EIO; /* replaced by another folder */
+	if (faccessat(fs->store->dirfd, ".", R_OK | X_OK, AT_EACCESS) < 0)
+		return -EIO;
+	return 0;
+}
+
+static bool ts_equal(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/* Queues invalidations for the entries of old that vanished or changed in cur. */
+static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
+			  const struct bri_catalog *cur)
+{
+	for (size_t i = 0; i < old->n; i++) {
+		const struct bri_entry *e = old->entries[i];
+		const struct bri_entry *ne = bri_catalog_find(cur, e->name);
+
+		if (!ne || ne->id != e->id) {
+			/* gone, or replaced by another file: another inode */
+			bfs_inval_entry(fs, BFS_INO_ROOT, e->name);
+			continue;
+		}
+		bfs_inval_inode(fs, bfs_ino(ne->id, BFS_B_VERIFY));
+		if (e->db_st.st_ino != ne->db_st.st_ino || e->db_st.st_size != ne->db_st.st_size ||
+		    !ts_equal(&e->db_st.st_mtim, &ne->db_st.st_mtim))
+			bfs_inval_inode(fs, bfs_ino(ne->id, BFS_B_DB));
+		if (e->meta_st.st_ino != ne->meta_st.st_ino ||
+		    e->meta_st.st_size != ne->meta_st.st_size ||
+		    !ts_equal(&e->meta_st.st_mtim, &ne->meta_st.st_mtim)) {
+			bfs_inval_inode(fs, bfs_ino(ne->id, BFS_B_META));
+			bfs_inval_inode(fs, bfs_ino(ne->id, BFS_B_DIR));
+			if (!ne->meta_st.st_ino)
+				bfs_inval_entry(fs, bfs_ino(ne->id, BFS_B_DIR), "meta.json");
+		}
+	}
+}
+
+/* Rescans; call with refresh_lock held. */
+static int rescan(struct bfs *fs, const struct stat *st)
+{
+	struct bri_catalog *cur = NULL, *old;
+	struct bfs_idmap map = {0};
+	struct bri_err err = {0};
+	double started = now_real();
+	int rc;
+
+	pthread_rwlock_wrlock(&fs->cat_lock);
+	old = fs->cat;
+	rc = bri_catalog_scan(fs->store, old, &cur, &err);
+	if (rc < 0) {
+		pthread_rwlock_unlock(&fs->cat_lock);
+		bri_log(BRI_LOG_ERR, "cannot read the store %s: %s", fs->store->dir, err.msg);
+		return -EIO;
+	}
+	rc = bfs_idmap_build(&map, cur);
+	bfs_idmap_free(&fs->idmap);
+	if (rc == 0)
+		fs->idmap = map;
+	fs->cat = cur;
+	if (old) {
+		queue_changes(fs, old, cur);
+		bri_catalog_free(old);
+	}
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (rc < 0)
+		return rc;
+	fs->dir_st = *st;
+	fs->dir_scan_real = started;
+	bfs_verify_kick(fs);
+	return 0;
+}
+
+int bfs_refresh(struct bfs *fs, bool force)
+{
+	struct stat st;
+	double now = bri_now_mono();
+	bool changed;
+	int rc;
+
+	pthread_mutex_lock(&fs->refresh_lock);
+	if (!force && now - fs->last_check < BFS_REFRESH_INTERVAL) {
+		rc = fs->store_error;
+		goto out_unlock;
+	}
+	fs->last_check = now;
+	rc = store_look(fs, &st);
+	if (rc < 0) {
+		if (!fs->store_error)
+			bri_log(BRI_LOG_ERR, "the store %s is gone or unreadable", fs->store->dir);
+		fs->store_error = rc;
+		goto out_unlock;
+	}
+	/*
+	 * Folder timestamps are coarse: a change within the tick of the last
+	 * scan leaves them equal, so a folder changed shortly before that
+	 * scan is looked at again.
+	 */
+	changed = force || fs->store_error || !fs->cat ||
+		  !ts_equal(&st.st_mtim, &fs->dir_st.st_mtim) ||
+		  !ts_equal(&st.st_ctim, &fs->dir_st.st_ctim) ||
+		  fs->dir_scan_real - (double)fs->dir_st.st_mtim.tv_sec < 2.0;
+	if (!changed)
+		goto out_unlock;
+	rc = rescan(fs, &st);
+	fs->store_error = rc;
+out_unlock:
+	pthread_mutex_unlock(&fs->refresh_lock);
+	return rc;
+}
+
+int bfs_catalog_init(struct bfs *fs)
+{
+	pthread_rwlock_init(&fs->cat_lock, NULL);
+	pthread_mutex_init(&fs->refresh_lock, NULL);
+	fs->last_check = -1e9;
+	return bfs_refresh(fs, true);
+}
+
+void bfs_catalog_fini(struct bfs *fs)
+{
+	bfs_idmap_free(&fs->idmap);
+	bri_catalog_free(fs->cat);
+	fs->cat = NULL;
+	pthread_rwlock_destroy(&fs->cat_lock);
+	pthread_mutex_destroy(&fs->refresh_lock);
+}

@@ -1,0 +1,953 @@
+/*
+ * The FUSE low-level operations of the view: lookup, getattr, readlink,
+ * opendir/readdir(plus), open/read/write/flush/release, statfs, and the
+ * refusal of every change inside the view (EROFS). Backup trees get long
+ * cache lifetimes; the root, ctl/, restore/ and verify files get none.
+ * Directory listings are built once at opendir and kept in fi->fh; backup
+ * .db files are opened on open and closed on release (no descriptor per
+ * inode) and read with fuse_reply_data so libfuse can splice. The requests
+ * written to ctl/ files are handed to ctl.c; rename (mv into restore/) to
+ * restore_dir.c. Every handler replies exactly once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bri/log.h"
+#include "bri/verify.h"
+#include "fs.h"
+
+const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT] = {
+	[BFS_CTL_CREATE] = {"create", 0200, true, false},
+	[BFS_CTL_VERIFY] = {"verify", 0200, true, false},
+	[BFS_CTL_CLEANUP] = {"cleanup", 0644, true, true},
+	[BFS_CTL_DELETE] = {"delete", 0200, true, false},
+	[BFS_CTL_RESTORE] = {"restore", 0200, true, false},
+	[BFS_CTL_STATS] = {"stats.json", 0444, false, true},
+	[BFS_CTL_HEALTH] = {"health", 0444, false, true},
+	[BFS_CTL_LOG] = {"log", 0444, false, true},
+};
+
+#define META_FILE   "meta.json"
+#define VERIFY_FILE "verify"
+
+/* An open file. */
+struct bfs_fh {
+	int fd;               /* the backup's .db in the store, -1 when none */
+	char *buf;            /* generated content, or the request being written */
+	size_t len;           /* bytes in buf */
+	int ctl;              /* index in bfs_ctl_files, -1 when not a ctl file */
+	bool writer;          /* opened to write a ctl request */
+	bool ran;             /* a request of this open file ran (one per open) */
+	pthread_mutex_t lock; /* guards buf and len of a writer */
+};
+
+/* One name of a listing. */
+struct bfs_dirent {
+	char *name;                 /* entry name */
+	struct fuse_entry_param e;  /* ino and attributes (for readdirplus) */
+};
+
+/* A listing built at opendir. */
+struct bfs_dir {
+	struct bfs_dirent *ents; /* the names, "." and ".." first */
+	size_t n;                /* entries used */
+	size_t cap;              /* entries allocated */
+};
+
+struct bfs *bfs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void fill_common(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, time_t t,
+			struct fuse_entry_param *e)
+{
+	struct stat *st = &e->attr;
+
+	memset(e, 0, sizeof(*e));
+	e->ino = ino;
+	e->generation = 1;
+	st->st_ino = ino;
+	st->st_mode = mode;
+	st->st_nlink = S_ISDIR(mode) ? 2 : 1;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_size = size;
+	st->st_blksize = 4096;
+	st->st_blocks = (size + 511) / 512;
+	st->st_atim.tv_sec = t;
+	st->st_mtim.tv_sec = t;
+	st->st_ctim.tv_sec = t;
+}
+
+/* Attributes of a backup's file; call with cat_lock held. */
+static int backup_attr(struct bfs *fs, const struct bri_entry *b, enum bfs_bkind kind,
+		       struct fuse_entry_param *e)
+{
+	fuse_ino_t ino = bfs_ino(b->id, kind);
+	char *text;
+	size_t len;
+	time_t t;
+	int rc;
+
+	switch (kind) {
+	case BFS_B_DIR:
+		fill_common(fs, ino, S_IFDIR | 0700, 4096, b->time, e);
+		break;
+	case BFS_B_DB:
+		fill_common(fs, ino, S_IFREG | 0400, b->db_st.st_size, b->time, e);
+		break;
+	case BFS_B_META:
+		if (!b->meta_st.st_ino)
+			return -ENOENT;
+		fill_common(fs, ino, S_IFREG | 0400, b->meta_st.st_size, b->time, e);
+		break;
+	case BFS_B_VERIFY:
+		rc = bri_verify_render(&b->verify, &text, &len);
+		if (rc < 0)
+			return rc;
+		free(text);
+		t = b->verify.checked ? b->verify.checked : b->time;
+		fill_common(fs, ino, S_IFREG | 0400, (off_t)len, t, e);
+		e->entry_timeout = BFS_TTL_LONG;
+		return 0; /* attributes change: attr_timeout 0 */
+	default:
+		return -ENOENT;
+	}
+	e->entry_timeout = BFS_TTL_LONG;
+	e->attr_timeout = BFS_TTL_LONG;
+	return 0;
+}
+
+/* The newest backup's time (the root's and latest's time); cat_lock held. */
+static time_t newest_time(struct bfs *fs)
+{
+	const struct bri_entry *b = bri_catalog_newest(fs->cat);
+
+	return b ? b->time : fs->start_time;
+}
+
+static int ctl_attr(struct bfs *fs, int ctl, struct fuse_entry_param *e)
+{
+	const struct bfs_ctl_file *c = &bfs_ctl_files[ctl];
+	size_t len = 0;
+	char *text;
+	int rc;
+
+	if (c->readable) {
+		rc = bfs_render_ctl(fs, ctl, &text, &len);
+		if (rc < 0)
+			return rc;
+		free(text);
+	}
+	fill_common(fs, BFS_INO_CTL_FIRST + (fuse_ino_t)ctl, S_IFREG | c->mode, (off_t)len,
+		    c->readable ? time(NULL) : fs->start_time, e);
+	return 0;
+}
+
+int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
+{
+	const struct bri_entry *b;
+	struct bfs_node n;
+	char *text;
+	size_t len;
+	int rc;
+
+	rc = bfs_node_of(ino, &n);
+	if (rc < 0)
+		return rc;
+	switch (n.type) {
+	case BFS_N_ROOT:
+		pthread_rwlock_rdlock(&fs->cat_lock);
+		fill_common(fs, ino, S_IFDIR | 0755, 4096, newest_time(fs), e);
+		e->attr.st_nlink = 4 + fs->cat->n;
+		pthread_rwlock_unlock(&fs->cat_lock);
+		return 0;
+	case BFS_N_CTL:
+		fill_common(fs, ino, S_IFDIR | 0755, 4096, fs->start_time, e);
+		e->entry_timeout = BFS_TTL_LONG;
+		return 0;
+	case BFS_N_RESTORE:
+		fill_common(fs, ino, S_IFDIR | 0755, 4096, fs->start_time, e);
+		e->entry_timeout = BFS_TTL_LONG;
+		return 0;
+	case BFS_N_LATEST:
+		pthread_rwlock_rdlock(&fs->cat_lock);
+		b = bri_catalog_newest(fs->cat);
+		if (b)
+			fill_common(fs, ino, S_IFLNK | 0777, (off_t)strlen(b->name), b->time, e);
+		pthread_rwlock_unlock(&fs->cat_lock);
+		return b ? 0 : -ENOENT;
+	case BFS_N_CTLFILE:
+		return ctl_attr(fs, n.ctl, e);
+	case BFS_N_BACKUP:
+		if (n.bkind == BFS_B_REPORT) {
+			time_t t = 0;
+
+			rc = bfs_render_report(fs, n.id, &text, &len);
+			if (rc < 0)
+				return rc;
+			free(text);
+			pthread_rwlock_rdlock(&fs->cat_lock);
+			for (size_t i = 0; i < fs->nreports; i++)
+				if (fs->reports[i].id == n.id)
+					t = fs->reports[i].time;
+			pthread_rwlock_unlock(&fs->cat_lock);
+			fill_common(fs, ino, S_IFREG | 0444, (off_t)len, t, e);
+			return 0;
+		}
+		pthread_rwlock_rdlock(&fs->cat_lock);
+		b = bfs_entry_by_id(fs, n.id);
+		rc = b ? backup_attr(fs, b, n.bkind, e) : -ENOENT;
+		pthread_rwlock_unlock(&fs->cat_lock);
+		return rc;
+	}
+	return -ENOENT;
+}
+
+/* The id of backup name in the current catalog; 0 and *id, or -ENOENT. */
+static int backup_id(struct bfs *fs, const char *name, uint64_t *id)
+{
+	const struct bri_entry *b;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = bri_catalog_find(fs->cat, name);
+	if (b)
+		*id = b->id;
+	pthread_rwlock_unlock(&fs->cat_lock);
+	return b ? 0 : -ENOENT;
+}
+
+static int lookup_root(struct bfs *fs, const char *name, struct fuse_entry_param *e)
+{
+	uint64_t id;
+	int rc;
+
+	if (!strcmp(name, "ctl"))
+		return bfs_getattr_ino(fs, BFS_INO_CTL, e);
+	if (!strcmp(name, "restore"))
+		return bfs_getattr_ino(fs, BFS_INO_RESTORE, e);
+	rc = bfs_refresh(fs, false);
+	if (rc < 0)
+		return rc;
+	if (!strcmp(name, "latest"))
+		return bfs_getattr_ino(fs, BFS_INO_LATEST, e);
+	rc = backup_id(fs, name, &id);
+	if (rc < 0)
+		return rc;
+	return bfs_getattr_ino(fs, bfs_ino(id, BFS_B_DIR), e);
+}
+
+static int lookup_backup(struct bfs *fs, uint64_t id, const char *name,
+			 struct fuse_entry_param *e)
+{
+	enum bfs_bkind kind;
+
+	if (!strcmp(name, fs->store->db_filename))
+		kind = BFS_B_DB;
+	else if (!strcmp(name, META_FILE))
+		kind = BFS_B_META;
+	else if (!strcmp(name, VERIFY_FILE))
+		kind = BFS_B_VERIFY;
+	else
+		return -ENOENT;
+	return bfs_getattr_ino(fs, bfs_ino(id, kind), e);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct bfs *fs = bfs_of(req);
+	struct fuse_entry_param e;
+	struct bfs_node n;
+	int rc;
+
+	rc = bfs_node_of(parent, &n);
+	if (rc < 0)
+		goto out_reply;
+	switch (n.type) {
+	case BFS_N_ROOT:
+		rc = lookup_root(fs, name, &e);
+		break;
+	case BFS_N_CTL:
+		rc = -ENOENT;
+		for (int i = 0; i < BFS_CTL_COUNT; i++)
+			if (!strcmp(name, bfs_ctl_files[i].name))
+				rc = bfs_getattr_ino(fs, BFS_INO_CTL_FIRST + (fuse_ino_t)i, &e);
+		break;
+	case BFS_N_RESTORE:
+		rc = bfs_restore_lookup(fs, name, &e);
+		break;
+	case BFS_N_BACKUP:
+		rc = n.bkind == BFS_B_DIR ? lookup_backup(fs, n.id, name, &e) : -ENOTDIR;
+		break;
+	default:
+		rc = -ENOTDIR;
+	}
+out_reply:
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	(void)ino;
+	(void)nlookup;
+	fuse_reply_none(req); /* inodes are computed, nothing to free */
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	(void)count;
+	(void)forgets;
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct bfs *fs = bfs_of(req);
+	struct fuse_entry_param e;
+	struct bfs_node n;
+	int rc;
+
+	(void)fi;
+	rc = bfs_node_of(ino, &n);
+	if (rc < 0)
+		goto out_reply;
+	if (n.type == BFS_N_ROOT || n.type == BFS_N_LATEST ||
+	    (n.type == BFS_N_BACKUP && n.bkind == BFS_B_VERIFY)) {
+		rc = bfs_refresh(fs, false);
+		if (rc < 0)
+			goto out_reply;
+	}
+	rc = bfs_getattr_ino(fs, ino, &e);
+out_reply:
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &e.attr, e.attr_timeout);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct bfs *fs = bfs_of(req);
+	char target[BRI_NAME_MAX + 1] = "";
+	const struct bri_entry *b;
+	int rc;
+
+	if (ino != BFS_INO_LATEST) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	rc = bfs_refresh(fs, false);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = bri_catalog_newest(fs->cat);
+	if (b)
+		snprintf(target, sizeof(target), "%s", b->name);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!target[0])
+		fuse_reply_err(req, ENOENT);
+	else
+		fuse_reply_readlink(req, target);
+}
+
+/* Adds one name to a listing; e may be NULL for "." and "..". */
+static int dir_add(struct bfs_dir *d, const char *name, const struct fuse_entry_param *e,
+		   fuse_ino_t ino, mode_t mode)
+{
+	struct bfs_dirent *de;
+
+	if (d->n == d->cap) {
+		size_t ncap = d->cap ? d->cap * 2 : 16;
+		struct bfs_dirent *ne = realloc(d->ents, ncap * sizeof(*ne));
+
+		if (!ne)
+			return -ENOMEM;
+		d->ents = ne;
+		d->cap = ncap;
+	}
+	de = &d->ents[d->n];
+	de->name = strdup(name);
+	if (!de->name)
+		return -ENOMEM;
+	if (e) {
+		de->e = *e;
+	} else {
+		memset(&de->e, 0, sizeof(de->e));
+		de->e.attr.st_ino = ino;
+		de->e.attr.st_mode = mode;
+	}
+	d->n++;
+	return 0;
+}
+
+static void dir_free(struct bfs_dir *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->n; i++)
+		free(d->ents[i].name);
+	free(d->ents);
+	free(d);
+}
+
+static int list_root(struct bfs *fs, struct bfs_dir *d)
+{
+	struct fuse_entry_param e;
+	int rc;
+
+	rc = bfs_refresh(fs, false);
+	if (rc < 0)
+		return rc;
+	rc = dir_add(d, ".", NULL, BFS_INO_ROOT, S_IFDIR);
+	if (rc == 0)
+		rc = dir_add(d, "..", NULL, BFS_INO_ROOT, S_IFDIR);
+	if (rc == 0 && bfs_getattr_ino(fs, BFS_INO_CTL, &e) == 0)
+		rc = dir_add(d, "ctl", &e, 0, 0);
+	if (rc == 0 && bfs_getattr_ino(fs, BFS_INO_RESTORE, &e) == 0)
+		rc = dir_add(d, "restore", &e, 0, 0);
+	if (rc == 0 && bfs_getattr_ino(fs, BFS_INO_LATEST, &e) == 0)
+		rc = dir_add(d, "latest", &e, 0, 0);
+	if (rc < 0)
+		return rc;
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	for (size_t i = 0; i < fs->cat->n && rc == 0; i++) {
+		const struct bri_entry *b = fs->cat->entries[i];
+
+		rc = backup_attr(fs, b, BFS_B_DIR, &e);
+		if (rc == 0)
+			rc = dir_add(d, b->name, &e, 0, 0);
+	}
+	pthread_rwlock_unlock(&fs->cat_lock);
+	return rc;
+}
+
+static int list_backup(struct bfs *fs, fuse_ino_t ino, uint64_t id, struct bfs_dir *d)
+{
+	static const enum bfs_bkind kinds[] = {BFS_B_DB, BFS_B_META, BFS_B_VERIFY};
+	const struct bri_entry *b;
+	struct fuse_entry_param e;
+	int rc;
+
+	rc = dir_add(d, ".", NULL, ino, S_IFDIR);
+	if (rc == 0)
+		rc = dir_add(d, "..", NULL, BFS_INO_ROOT, S_IFDIR);
+	if (rc < 0)
+		return rc;
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = bfs_entry_by_id(fs, id);
+	if (!b)
+		rc = -ENOENT;
+	for (size_t i = 0; b && rc == 0 && i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		const char *name = kinds[i] == BFS_B_DB     ? fs->store->db_filename
+				   : kinds[i] == BFS_B_META ? META_FILE
+							    : VERIFY_FILE;
+
+		if (backup_attr(fs, b, kinds[i], &e) == 0)
+			rc = dir_add(d, name, &e, 0, 0);
+	}
+	pthread_rwlock_unlock(&fs->cat_lock);
+	return rc;
+}
+
+static int list_ctl(struct bfs *fs, struct bfs_dir *d)
+{
+	struct fuse_entry_param e;
+	int rc;
+
+	rc = dir_add(d, ".", NULL, BFS_INO_CTL, S_IFDIR);
+	if (rc == 0)
+		rc = dir_add(d, "..", NULL, BFS_INO_ROOT, S_IFDIR);
+	for (int i = 0; i < BFS_CTL_COUNT && rc == 0; i++) {
+		rc = ctl_attr(fs, i, &e);
+		if (rc == 0)
+			rc = dir_add(d, bfs_ctl_files[i].name, &e, 0, 0);
+	}
+	return rc;
+}
+
+static int list_restore(struct bfs *fs, struct bfs_dir *d)
+{
+	uint64_t ids[64];
+	char names[64][BRI_NAME_MAX + 8];
+	size_t n = 0;
+	int rc;
+
+	rc = dir_add(d, ".", NULL, BFS_INO_RESTORE, S_IFDIR);
+	if (rc == 0)
+		rc = dir_add(d, "..", NULL, BFS_INO_ROOT, S_IFDIR);
+	if (rc < 0)
+		return rc;
+	/* Copy out the names: attributes take the lock again. Newest 64 shown. */
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	for (size_t i = fs->nreports; i > 0 && n < 64; i--, n++) {
+		ids[n] = fs->reports[i - 1].id;
+		snprintf(names[n], sizeof(names[n]), "%s.report", fs->reports[i - 1].name);
+	}
+	pthread_rwlock_unlock(&fs->cat_lock);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct fuse_entry_param e;
+
+		if (bfs_getattr_ino(fs, bfs_ino(ids[i], BFS_B_REPORT), &e) == 0)
+			rc = dir_add(d, names[i], &e, 0, 0);
+	}
+	return rc;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct bfs *fs = bfs_of(req);
+	struct bfs_dir *d;
+	struct bfs_node n;
+	int rc;
+
+	rc = bfs_node_of(ino, &n);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	switch (n.type) {
+	case BFS_N_ROOT:
+		rc = list_root(fs, d);
+		break;
+	case BFS_N_CTL:
+		rc = list_ctl(fs, d);
+		break;
+	case BFS_N_RESTORE:
+		rc = list_restore(fs, d);
+		break;
+	case BFS_N_BACKUP:
+		rc = n.bkind == BFS_B_DIR ? list_backup(fs, ino, n.id, d) : -ENOTDIR;
+		break;
+	default:
+		rc = -ENOTDIR;
+	}
+	if (rc < 0) {
+		dir_free(d);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		dir_free(d); /* the opener was interrupted */
+}
+
+static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
+		       bool plus)
+{
+	struct bfs_dir *d = (struct bfs_dir *)(uintptr_t)fi->fh;
+	size_t pos = 0;
+	char *buf;
+
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = (size_t)off; i < d->n; i++) {
+		struct bfs_dirent *de = &d->ents[i];
+		size_t need;
+
+		if (plus)
+			need = fuse_add_direntry_plus(req, buf + pos, size - pos, de->name, &de->e,
+						      (off_t)i + 1);
+		else
+			need = fuse_add_direntry(req, buf + pos, size - pos, de->name, &de->e.attr,
+						 (off_t)i + 1);
+		if (need > size - pos)
+			break;
+		pos += need;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	do_readdir(req, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	(void)ino;
+	do_readdir(req, size, off, fi, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	dir_free((struct bfs_dir *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void fh_free(struct bfs_fh *h)
+{
+	if (!h)
+		return;
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h->buf);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+/* Opens NAME.db or reads NAME.db.meta of backup id for h. */
+static int open_backup_file(struct bfs *fs, uint64_t id, enum bfs_bkind kind, struct bfs_fh *h)
+{
+	char file[BRI_NAME_MAX + 16];
+	const struct bri_entry *b;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = bfs_entry_by_id(fs, id);
+	if (b)
+		snprintf(file, sizeof(file), "%s.db%s", b->name, kind == BFS_B_META ? ".meta" : "");
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!b)
+		return -ENOENT;
+	if (kind == BFS_B_META)
+		return bri_store_read_file(fs->store, file, BRI_META_MAX_BYTES, &h->buf, &h->len);
+	h->fd = openat(fs->store->dirfd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	return h->fd < 0 ? -errno : 0;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct bfs *fs = bfs_of(req);
+	int acc = fi->flags & O_ACCMODE;
+	struct bfs_node n;
+	struct bfs_fh *h;
+	int rc;
+
+	rc = bfs_node_of(ino, &n);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->fd = -1;
+	h->ctl = -1;
+	pthread_mutex_init(&h->lock, NULL);
+	if (n.type == BFS_N_CTLFILE) {
+		const struct bfs_ctl_file *c = &bfs_ctl_files[n.ctl];
+
+		h->ctl = n.ctl;
+		fi->direct_io = 1;
+		fi->nonseekable = 0;
+		if (acc != O_RDONLY && !c->writable) {
+			rc = -EACCES;
+		} else if (acc != O_RDONLY) {
+			h->writer = true; /* starts with an empty request, reads as empty */
+		} else {
+			rc = bfs_render_ctl(fs, n.ctl, &h->buf, &h->len);
+		}
+	} else if (n.type == BFS_N_BACKUP) {
+		if (acc != O_RDONLY || (fi->flags & O_TRUNC)) {
+			rc = -EROFS;
+		} else if (n.bkind == BFS_B_DB || n.bkind == BFS_B_META) {
+			rc = open_backup_file(fs, n.id, n.bkind, h);
+			fi->keep_cache = 1;
+		} else if (n.bkind == BFS_B_VERIFY) {
+			rc = bfs_render_verify(fs, n.id, &h->buf, &h->len);
+			fi->direct_io = 1;
+		} else if (n.bkind == BFS_B_REPORT) {
+			rc = bfs_render_report(fs, n.id, &h->buf, &h->len);
+			fi->direct_io = 1;
+		} else {
+			rc = -EISDIR;
+		}
+	} else {
+		rc = -EISDIR;
+	}
+	if (rc < 0) {
+		fh_free(h);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		fh_free(h);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (h->fd >= 0) {
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		bv.buf[0].fd = h->fd;
+		bv.buf[0].pos = off;
+		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+		return;
+	}
+	if (h->writer) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (off < 0 || (size_t)off >= h->len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (size > h->len - (size_t)off)
+		size = h->len - (size_t)off;
+	fuse_reply_buf(req, h->buf + off, size);
+}
+
+/*
+ * Takes the request buffered in h (a line without its newline) and runs it.
+ * Returns 0, or a negative errno.
+ */
+static int run_pending(struct bfs *fs, struct bfs_fh *h, const struct fuse_ctx *who)
+{
+	char *line;
+	size_t len;
+
+	pthread_mutex_lock(&h->lock);
+	line = h->buf;
+	len = h->len;
+	h->buf = NULL;
+	h->len = 0;
+	pthread_mutex_unlock(&h->lock);
+	if (!line)
+		return 0;
+	int rc = bfs_ctl_run(fs, h->ctl, line, len, who);
+	free(line);
+	return rc;
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
+	struct bfs *fs = bfs_of(req);
+	char *nl, *nb;
+	int rc = 0;
+
+	(void)ino;
+	(void)off;
+	if (!h->writer) {
+		fuse_reply_err(req, h->ctl >= 0 ? EBADF : EROFS);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	if (h->ran) {
+		pthread_mutex_unlock(&h->lock);
+		bri_log(BRI_LOG_ERR, "ctl/%s: one request per open; more lines refused",
+			bfs_ctl_files[h->ctl].name);
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (h->len + size > BFS_CTL_MAX) {
+		free(h->buf);
+		h->buf = NULL;
+		h->len = 0;
+		pthread_mutex_unlock(&h->lock);
+		bri_log(BRI_LOG_ERR, "ctl/%s: request longer than %d bytes refused",
+			bfs_ctl_files[h->ctl].name, BFS_CTL_MAX);
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	nb = realloc(h->buf, h->len + size + 1);
+	if (!nb) {
+		pthread_mutex_unlock(&h->lock);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(nb + h->len, buf, size);
+	h->buf = nb;
+	h->len += size;
+	h->buf[h->len] = '\0';
+	nl = memchr(h->buf, '\n', h->len);
+	if (nl && nl != h->buf + h->len - 1) {
+		free(h->buf);
+		h->buf = NULL;
+		h->len = 0;
+		pthread_mutex_unlock(&h->lock);
+		bri_log(BRI_LOG_ERR, "ctl/%s: more than one line refused (write one name)",
+			bfs_ctl_files[h->ctl].name);
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (nl) {
+		h->len--; /* the request is complete: run it now */
+		h->buf[h->len] = '\0';
+		h->ran = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (nl)
+		rc = run_pending(fs, h, fuse_req_ctx(req));
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_write(req, size);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
+	int rc = 0;
+
+	(void)ino;
+	if (h->writer)
+		rc = run_pending(bfs_of(req), h, fuse_req_ctx(req));
+	fuse_reply_err(req, -rc);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (h->writer)
+		run_pending(bfs_of(req), h, fuse_req_ctx(req));
+	fh_free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	const int allowed = FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+			    FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW |
+			    FUSE_SET_ATTR_CTIME;
+	struct bfs *fs = bfs_of(req);
+	struct fuse_entry_param e;
+	struct bfs_node n;
+	int rc;
+
+	(void)fi;
+	rc = bfs_node_of(ino, &n);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	/* Truncating a ctl/ request file (echo > ctl/create) is a no-op. */
+	if (n.type == BFS_N_CTLFILE && bfs_ctl_files[n.ctl].writable &&
+	    (to_set & FUSE_SET_ATTR_SIZE) && attr->st_size == 0 && !(to_set & ~allowed)) {
+		rc = bfs_getattr_ino(fs, ino, &e);
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_attr(req, &e.attr, 0);
+		return;
+	}
+	fuse_reply_err(req, n.type == BFS_N_CTLFILE || n.type == BFS_N_CTL ? EPERM : EROFS);
+}
+
+static void op_refuse_entry(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	(void)rdev;
+	op_refuse_entry(req, parent, name, mode);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	(void)fi;
+	op_refuse_entry(req, parent, name, mode);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	op_refuse_entry(req, parent, name, 0);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link;
+	op_refuse_entry(req, parent, name, 0);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	op_refuse_entry(req, newparent, newname, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct bfs *fs = bfs_of(req);
+	struct statvfs sv;
+
+	(void)ino;
+	if (fstatvfs(fs->store->dirfd, &sv) < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+const struct fuse_lowlevel_ops bfs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_refuse_entry,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.symlink = op_symlink,
+	.rename = bfs_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+	.create = op_create,
+};
