@@ -843,6 +843,35 @@ out_free_targets:
 
 /* ---- restore ---- */
 
+/*
+ * The name of the backup a restore without argument takes (the newest that
+ * is not a safety backup, as the core chooses), so that the output names it.
+ * Returns 0 and *out (malloc'd), or CLI_EXIT_FAIL (message printed).
+ */
+static int newest_name(const struct bri_store *s, char **out)
+{
+	struct bri_catalog *c = NULL;
+	struct bri_entry *e;
+	int rc;
+
+	rc = get_catalog(s, &c);
+	if (rc)
+		return rc;
+	e = bri_catalog_newest(c);
+	if (!e) {
+		cli_error("restore: there are no backups in %s to restore", s->dir);
+		put_catalog(c);
+		return CLI_EXIT_FAIL;
+	}
+	*out = strdup(e->name);
+	put_catalog(c);
+	if (!*out) {
+		cli_error("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
 int cli_cmd_restore(struct cli_globals *g, int argc, char **argv)
 {
 	static const struct option own[] = {
@@ -881,11 +910,15 @@ int cli_cmd_restore(struct cli_globals *g, int argc, char **argv)
 		rc = resolve_target(s, argv[0], argv[optind], &name, &path);
 		if (rc)
 			goto out_close_store;
-		what = name ? name : path;
+	} else {
+		rc = newest_name(s, &name);
+		if (rc)
+			goto out_close_store;
 	}
+	what = name ? name : path;
 
 	memset(&report, 0, sizeof(report));
-	ctx = cli_progress_ctx(what ? (name ? name : "restore") : "restore");
+	ctx = cli_progress_ctx(name ? name : "restore");
 	r = bri_restore(s, what, &opts, &ctx, &report, &err);
 	cli_progress_done();
 	if (r < 0) {
