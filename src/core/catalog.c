@@ -46,9 +46,37 @@ static void stat_sidecar(int dirfd, const char *name, const char *suffix, struct
 		memset(st, 0, sizeof(*st));
 }
 
+/* True when s is "_backup_" + YYYYMMDD_HHMMSS, optionally followed by _N. */
+static bool auto_suffix(const char *s)
+{
+	if (strncmp(s, "_backup_", 8) != 0)
+		return false;
+	s += 8;
+	for (int i = 0; i < 15; i++)
+		if (i == 8 ? s[i] != '_' : (s[i] < '0' || s[i] > '9'))
+			return false;
+	s += 15;
+	if (*s == '\0')
+		return true;
+	if (*s++ != '_' || !*s)
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+/* The kind of a backup whose metadata does not say (the seed's), by its name. */
 static enum bri_kind kind_by_name(const char *name)
 {
-	return strncmp(name, "pre_restore_safety", 18) == 0 ? BRI_KIND_SAFETY : BRI_KIND_UNKNOWN;
+	const char *p;
+
+	if (strncmp(name, "pre_restore_safety", 18) == 0)
+		return BRI_KIND_SAFETY;
+	for (p = strstr(name, "_backup_"); p; p = strstr(p + 1, "_backup_"))
+		if (auto_suffix(p))
+			return BRI_KIND_AUTO;
+	return BRI_KIND_NAMED;
 }
 
 static void load_entry(const struct bri_store *s, struct bri_entry *e)

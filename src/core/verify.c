@@ -259,6 +259,33 @@ static int read_tristate(json_object *o, const char *key)
 	return json_object_get_boolean(v) ? 1 : 0;
 }
 
+/* Every key this file knows has its type, when present. */
+static bool known_types_ok(json_object *o)
+{
+	static const struct {
+		const char *key;
+		json_type type;
+	} keys[] = {
+		{"status", json_type_string},       {"checked_at", json_type_string},
+		{"checked_epoch", json_type_int},   {"check", json_type_string},
+		{"checksum_ok", json_type_boolean}, {"integrity_ok", json_type_boolean},
+		{"counts_ok", json_type_boolean},   {"duration_s", json_type_double},
+		{"detail", json_type_string},
+	};
+	json_object *v;
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (!json_object_object_get_ex(o, keys[i].key, &v) ||
+		    json_object_is_type(v, json_type_null))
+			continue;
+		if (keys[i].type == json_type_double && json_object_is_type(v, json_type_int))
+			continue;
+		if (!json_object_is_type(v, keys[i].type))
+			return false;
+	}
+	return true;
+}
+
 int bri_verify_from_json(const char *json, size_t len, struct bri_verify_result *res)
 {
 	struct bri_verify_result r = {0};
@@ -270,8 +297,19 @@ int bri_verify_from_json(const char *json, size_t len, struct bri_verify_result 
 	if (!tok)
 		return -ENOMEM;
 	o = len <= VERIFY_FILE_MAX ? json_tokener_parse_ex(tok, json, (int)len) : NULL;
+	if (o) {
+		size_t end = json_tokener_get_parse_end(tok);
+
+		while (end < len && (json[end] == ' ' || json[end] == '\n' || json[end] == '\t' ||
+				     json[end] == '\r'))
+			end++;
+		if (end != len) {
+			json_object_put(o);
+			o = NULL;
+		}
+	}
 	json_tokener_free(tok);
-	if (!o || !json_object_is_type(o, json_type_object))
+	if (!o || !json_object_is_type(o, json_type_object) || !known_types_ok(o))
 		goto out_put;
 	if (!json_object_object_get_ex(o, "status", &v) || !json_object_is_type(v, json_type_string))
 		goto out_put;
