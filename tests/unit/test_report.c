@@ -1,0 +1,273 @@
+/*
+ * Unit tests of stats and health (include/bri/report.h) on a real catalog:
+ * one backup made by bri_create from a real live database, plus copies of it
+ * published with their own metadata at chosen times and kinds, some verified
+ * ok, one failing verification. Checks the seed's stats keys, the counts by
+ * kind and verification, the JSON forms, and the health thresholds (age of
+ * the newest backup, number of backups, failed verifications).
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bri/catalog.h"
+#include "bri/create.h"
+#include "bri/report.h"
+#include "bri/store.h"
+#include "bri/verify.h"
+#include "expect.h"
+#include "testutil.h"
+
+#define HOUR ((time_t)3600)
+
+static struct bri_op_ctx ctx;
+
+/* Publishes a copy of backup src as name, with its time and kind changed. */
+static void clone_backup(struct bri_store *s, const char *src, const char *name, time_t t,
+			 enum bri_kind kind, bool bad_checksum)
+{
+	struct bri_err err = { 0 };
+	char *sf = tu_fmt("%s.db", src), *smf = tu_fmt("%s.db.meta", src);
+	char *df = tu_fmt("%s.db", name), *dmf = tu_fmt("%s.db.meta", name);
+	char *bytes = NULL, *json = NULL;
+	size_t len, jlen;
+	struct bri_meta m;
+	memset(&m, 0, sizeof(m));
+	if (bri_store_read_file(s, sf, 1u << 30, &bytes, &len) != 0 ||
+	    bri_store_read_file(s, smf, BRI_META_MAX_BYTES, &json, &jlen) != 0 ||
+	    bri_meta_parse(json, jlen, &m, &err) != 0)
+		TU_DIE("reading %s: %s", src, err.msg);
+	free(json);
+	m.time = t;
+	bri_time_local(t, m.backup_time, sizeof(m.backup_time));
+	bri_time_utc(t, m.backup_time_utc, sizeof(m.backup_time_utc));
+	free(m.backup_path);
+	m.backup_path = bri_store_path(s, name, ".db");
+	m.kind = kind;
+	if (bad_checksum)
+		m.checksum[0] = m.checksum[0] == 'a' ? 'b' : 'a';
+	if (bri_store_write_file(s, df, bytes, len, &err) != 0 ||
+	    bri_meta_format(&m, &json, &jlen) != 0 ||
+	    bri_store_write_file(s, dmf, json, jlen, &err) != 0)
+		TU_DIE("writing %s: %s", name, err.msg);
+	free(json);
+	free(bytes);
+	bri_meta_free(&m);
+	free(sf);
+	free(smf);
+	free(df);
+	free(dmf);
+}
+
+static struct bri_catalog *scan(struct bri_store *s, struct bri_catalog *prev)
+{
+	struct bri_err err = { 0 };
+	struct bri_catalog *c = NULL;
+	if (bri_catalog_scan(s, prev, &c, &err) != 0)
+		TU_DIE("scan: %s", err.msg);
+	bri_catalog_free(prev);
+	return c;
+}
+
+static int count_lines(const char *t, const char *prefix)
+{
+	int n = 0;
+	size_t pl = strlen(prefix);
+	for (const char *p = t; p && *p;) {
+		if (strncmp(p, prefix, pl) == 0)
+			n++;
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return n;
+}
+
+/* Health at now with rules; returns ok, and the number of "warning" lines in *warnings. */
+static bool health(const struct bri_catalog *c, time_t now, double hours, size_t min,
+		   int *warnings, char **text_out)
+{
+	struct bri_health_rules r = { .max_age_hours = hours, .min_backups = min };
+	char *text = NULL;
+	size_t len = 0;
+	bool ok = bri_health_check(c, now, &r, false, &text, &len);
+	EXPECT(text && len == strlen(text) && len > 0 && text[len - 1] == '\n');
+	*warnings = count_lines(text, "warning");
+	if (ok)
+		EXPECT_STREQ(text, "ok\n");
+	else
+		EXPECT_MSG(*warnings >= 1 && count_lines(text, "") == *warnings,
+			   "not one warning per line:\n%s", text ? text : "");
+	if (text_out)
+		*text_out = text;
+	else
+		free(text);
+	return ok;
+}
+
+static void test_report(const char *base)
+{
+	struct bri_err err = { 0 };
+	struct bri_store *s = NULL;
+	char *live = tu_fmt("%s/bri.db", base);
+	tu_make_db(live, "wal", 42, 300, false);
+	if (bri_store_open(live, NULL, true, &s, &err) != 0)
+		TU_DIE("store: %s", err.msg);
+
+	/* Empty store. */
+	struct bri_catalog *c = scan(s, NULL);
+	struct bri_stats st;
+	memset(&st, 0x5a, sizeof(st));
+	bri_stats_compute(c, &st);
+	EXPECT_EQ_INT(st.total_backups, 0);
+	EXPECT_EQ_INT(st.total_bytes, 0);
+	EXPECT(st.total_size_mb == 0);
+	EXPECT_STREQ(st.newest_backup, "");
+	EXPECT_STREQ(st.oldest_backup, "");
+	char *json = NULL;
+	size_t len = 0;
+	EXPECT_EQ_INT(bri_stats_to_json(&st, &json, &len), 0);
+	json_object *o = json ? json_tokener_parse(json) : NULL;
+	EXPECT_MSG(o && json_object_is_type(o, json_type_object), "stats JSON: %s",
+		   json ? json : "(null)");
+	json_object_put(o);
+	free(json);
+	int w = 0;
+	EXPECT(!health(c, time(NULL), 24, 7, &w, NULL));
+	EXPECT(w >= 1);
+
+	/* One real backup, six copies at 3-hour steps back. */
+	struct bri_create_opts opts = { .name = "base1" };
+	char *name = NULL;
+	EXPECT_EQ_INT(bri_create(s, &opts, &ctx, &name, &err), 0);
+	free(name);
+	c = scan(s, c);
+	if (c->n != 1)
+		TU_DIE("create base1: %zu entries (%s)", c->n, err.msg);
+	time_t newest = c->entries[0]->time;
+	int64_t size = c->entries[0]->db_st.st_size;
+	static const enum bri_kind kinds[] = { BRI_KIND_AUTO, BRI_KIND_AUTO,   BRI_KIND_SAFETY,
+					       BRI_KIND_NAMED, BRI_KIND_AUTO, BRI_KIND_AUTO };
+	for (int i = 0; i < 6; i++) {
+		char n[32];
+		snprintf(n, sizeof(n), "copy%d", i + 1);
+		clone_backup(s, "base1", n, newest - (i + 1) * 3 * HOUR, kinds[i], i == 1);
+	}
+	const char *verified[] = { "base1", "copy3", "copy4" };
+	for (size_t i = 0; i < 3; i++) {
+		struct bri_verify_result r;
+		EXPECT_EQ_INT(bri_verify_backup(s, verified[i], &ctx, &r, &err), 0);
+		EXPECT_EQ_INT(r.status, BRI_VERIFY_OK);
+	}
+	c = scan(s, c);
+	EXPECT_EQ_INT(c->n, 7);
+
+	memset(&st, 0x5a, sizeof(st));
+	bri_stats_compute(c, &st);
+	char want[40];
+	EXPECT_EQ_INT(st.total_backups, 7);
+	EXPECT_EQ_INT(st.total_bytes, 7 * size);
+	EXPECT(fabs(st.total_size_mb - 7.0 * (double)size / 1048576.0) < 0.01);
+	bri_time_local(newest, want, sizeof(want));
+	EXPECT_STREQ(st.newest_backup, want);
+	EXPECT_STREQ(st.newest_name, "base1");
+	bri_time_local(newest - 18 * HOUR, want, sizeof(want));
+	EXPECT_STREQ(st.oldest_backup, want);
+	EXPECT_EQ_INT(st.by_kind[BRI_KIND_AUTO], 4);
+	EXPECT_EQ_INT(st.by_kind[BRI_KIND_NAMED], 2);
+	EXPECT_EQ_INT(st.by_kind[BRI_KIND_SAFETY], 1);
+	EXPECT_EQ_INT(st.by_kind[BRI_KIND_UNKNOWN], 0);
+	EXPECT_EQ_INT(st.verified_ok, 3);
+	EXPECT_EQ_INT(st.verify_failed, 0);
+	EXPECT_EQ_INT(st.unverified, 4);
+
+	/* JSON: the seed's keys first, with the seed's types. */
+	json = NULL;
+	EXPECT_EQ_INT(bri_stats_to_json(&st, &json, &len), 0);
+	EXPECT(json && len == strlen(json));
+	o = json ? json_tokener_parse(json) : NULL;
+	EXPECT(o && json_object_is_type(o, json_type_object));
+	if (o) {
+		json_object *v;
+		EXPECT(json_object_object_get_ex(o, "total_backups", &v) &&
+		       json_object_is_type(v, json_type_int) && json_object_get_int(v) == 7);
+		EXPECT(json_object_object_get_ex(o, "total_size_mb", &v) &&
+		       (json_object_is_type(v, json_type_double) ||
+			json_object_is_type(v, json_type_int)));
+		EXPECT(json_object_object_get_ex(o, "newest_backup", &v) &&
+		       json_object_is_type(v, json_type_string) &&
+		       strcmp(json_object_get_string(v), st.newest_backup) == 0);
+		EXPECT(json_object_object_get_ex(o, "oldest_backup", &v) &&
+		       json_object_is_type(v, json_type_string) &&
+		       strcmp(json_object_get_string(v), st.oldest_backup) == 0);
+		int i = 0;
+		json_object_object_foreach(o, key, val)
+		{
+			(void)val;
+			if (i == 0)
+				EXPECT_STREQ(key, "total_backups");
+			i++;
+		}
+		json_object_put(o);
+	}
+	free(json);
+
+	/* Health: ok within 24 h with 7 backups; each threshold alone warns. */
+	EXPECT(health(c, newest + HOUR, 24, 7, &w, NULL));
+	EXPECT(health(c, newest + 23 * HOUR, 24, 7, &w, NULL));
+	char *text = NULL;
+	EXPECT(!health(c, newest + 25 * HOUR, 24, 7, &w, &text));
+	EXPECT_EQ_INT(w, 1);
+	free(text);
+	EXPECT(!health(c, newest + HOUR, 24, 8, &w, NULL));
+	EXPECT_EQ_INT(w, 1);
+	EXPECT(!health(c, newest + 25 * HOUR, 24, 8, &w, NULL));
+	EXPECT_EQ_INT(w, 2);
+	/* Thresholds are settable. */
+	EXPECT(!health(c, newest + 2 * HOUR, 1, 7, &w, NULL));
+	EXPECT(health(c, newest + 48 * HOUR, 72, 2, &w, NULL));
+
+	/* A failed verification warns. */
+	struct bri_verify_result r;
+	EXPECT_EQ_INT(bri_verify_backup(s, "copy2", &ctx, &r, &err), 0);
+	EXPECT_EQ_INT(r.status, BRI_VERIFY_FAILED);
+	c = scan(s, c);
+	bri_stats_compute(c, &st);
+	EXPECT_EQ_INT(st.verified_ok, 3);
+	EXPECT_EQ_INT(st.verify_failed, 1);
+	EXPECT_EQ_INT(st.unverified, 3);
+	text = NULL;
+	EXPECT(!health(c, newest + HOUR, 24, 7, &w, &text));
+	EXPECT_EQ_INT(w, 1);
+	EXPECT_MSG(text && strstr(text, "copy2"), "failed verification warning names no backup:\n%s",
+		   text ? text : "");
+	free(text);
+	EXPECT(!health(c, newest + 25 * HOUR, 24, 8, &w, NULL));
+	EXPECT_EQ_INT(w, 3);
+
+	/* The JSON form of health is a JSON object. */
+	struct bri_health_rules rules = { 24, 7 };
+	json = NULL;
+	bool ok = bri_health_check(c, newest + HOUR, &rules, true, &json, &len);
+	EXPECT(!ok);
+	o = json ? json_tokener_parse(json) : NULL;
+	EXPECT_MSG(o && json_object_is_type(o, json_type_object), "health JSON: %s",
+		   json ? json : "(null)");
+	json_object_put(o);
+	free(json);
+
+	bri_catalog_free(c);
+	bri_store_close(s);
+	free(live);
+}
+
+int main(void)
+{
+	ctx = bri_op_ctx_self("cli");
+	char *base = tu_tmpdir("report");
+	test_report(base);
+	tu_tmpdir_done(base);
+	return EXPECT_RESULT();
+}

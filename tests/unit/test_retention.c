@@ -1,0 +1,280 @@
+/*
+ * Unit tests of the retention policy (include/bri/retention.h) on synthetic
+ * lists with a fixed "now": recent backups kept, expired ones removed, safety
+ * backups never removed, the newest keep_min non-safety backups kept however
+ * old, order of the input irrelevant, negative rules refused. Pure: no I/O.
+ */
+#include <errno.h>
+
+#include "bri/retention.h"
+#include "expect.h"
+
+#define NOW ((time_t)1760625000)
+#define DAY ((time_t)86400)
+#define MAXN 64
+
+static const struct bri_retention_rules defaults = { BRI_DEFAULT_RETENTION_DAYS,
+						     BRI_DEFAULT_KEEP_MIN };
+
+struct list {
+	struct bri_retention_item items[MAXN];
+	char names[MAXN][32];
+	size_t n;
+};
+
+static void add(struct list *l, time_t age, enum bri_kind kind)
+{
+	size_t i = l->n++;
+	snprintf(l->names[i], sizeof(l->names[i]), "b%02zu", i);
+	l->items[i].name = l->names[i];
+	l->items[i].time = NOW - age;
+	l->items[i].kind = kind;
+}
+
+/* Runs the plan; returns its result, verdicts in v. */
+static int plan(const struct list *l, const struct bri_retention_rules *r,
+		enum bri_retention_verdict *v)
+{
+	for (size_t i = 0; i < MAXN; i++)
+		v[i] = (enum bri_retention_verdict)99;
+	return bri_retention_plan(l->items, l->n, NOW, r, v);
+}
+
+static int count(const enum bri_retention_verdict *v, size_t n, enum bri_retention_verdict which)
+{
+	int c = 0;
+	for (size_t i = 0; i < n; i++)
+		c += v[i] == which;
+	return c;
+}
+
+static void test_defaults(void)
+{
+	EXPECT_EQ_INT(BRI_DEFAULT_RETENTION_DAYS, 30);
+	EXPECT_EQ_INT(BRI_DEFAULT_KEEP_MIN, 7);
+}
+
+static void test_all_recent(void)
+{
+	struct list l = { .n = 0 };
+	enum bri_retention_verdict v[MAXN];
+	for (int i = 0; i < 10; i++)
+		add(&l, i * DAY + 60, BRI_KIND_AUTO);
+	EXPECT_EQ_INT(plan(&l, &defaults, v), 0);
+	for (size_t i = 0; i < l.n; i++)
+		EXPECT_MSG(v[i] != BRI_REMOVE_EXPIRED && v[i] != (enum bri_retention_verdict)99,
+			   "item %zu verdict %d", i, v[i]);
+	/* Fewer than keep_min, all young: nothing removed either. */
+	l.n = 3;
+	EXPECT_EQ_INT(plan(&l, &defaults, v), 0);
+	/* An empty list. */
+	EXPECT_EQ_INT(bri_retention_plan(NULL, 0, NOW, &defaults, v), 0);
+}
+
+static void test_expired(void)
+{
+	struct list l = { .n = 0 };
+	enum bri_retention_verdict v[MAXN];
+	for (int i = 0; i < 10; i++)
+		add(&l, i * DAY + 60, BRI_KIND_AUTO); /* 0..9 days */
+	for (int i = 0; i < 5; i++)
+		add(&l, (40 + i) * DAY, BRI_KIND_NAMED); /* 40..44 days */
+	EXPECT_EQ_INT(plan(&l, &defaults, v), 5);
+	for (size_t i = 0; i < 10; i++)
+		EXPECT_EQ_INT(v[i], BRI_KEEP_RECENT);
+	for (size_t i = 10; i < 15; i++)
+		EXPECT_EQ_INT(v[i], BRI_REMOVE_EXPIRED);
+
+	/* Unknown kind (no metadata) counts as an ordinary backup. */
+	l.items[12].kind = BRI_KIND_UNKNOWN;
+	EXPECT_EQ_INT(plan(&l, &defaults, v), 5);
+	EXPECT_EQ_INT(v[12], BRI_REMOVE_EXPIRED);
+
+	/* Around the boundary: 30 days - 1 s kept, 30 days + 1 s removed. */
+	struct list b = { .n = 0 };
+	for (int i = 0; i < 7; i++)
+		add(&b, i * 60, BRI_KIND_AUTO);
+	add(&b, 30 * DAY - 1, BRI_KIND_AUTO);
+	add(&b, 30 * DAY + 1, BRI_KIND_AUTO);
+	EXPECT_EQ_INT(plan(&b, &defaults, v), 1);
+	EXPECT_EQ_INT(v[7], BRI_KEEP_RECENT);
+	EXPECT_EQ_INT(v[8], BRI_REMOVE_EXPIRED);
+}
+
+static void test_safety(void)
+{
+	struct list l = { .n = 0 };
+	enum bri_retention_verdict v[MAXN];
+	for (int i = 0; i < 10; i++)
+		add(&l, i * DAY + 60, BRI_KIND_AUTO);
+	add(&l, 1000 * DAY, BRI_KIND_SAFETY);
+	add(&l, 40 * DAY, BRI_KIND_SAFETY);
+	add(&l, 40 * DAY, BRI_KIND_AUTO);
+	add(&l, DAY, BRI_KIND_SAFETY);
+	EXPECT_EQ_INT(plan(&l, &defaults, v), 1);
+	EXPECT_EQ_INT(v[10], BRI_KEEP_SAFETY);
+	EXPECT_EQ_INT(v[11], BRI_KEEP_SAFETY);
+	EXPECT_EQ_INT(v[12], BRI_REMOVE_EXPIRED);
+	EXPECT(v[13] == BRI_KEEP_SAFETY || v[13] == BRI_KEEP_RECENT);
+
+	/* Only ancient safety backups, keep_min 0, retention 0: all kept. */
+	struct list s = { .n = 0 };
+	for (int i = 0; i < 5; i++)
+		add(&s, (500 + i) * DAY, BRI_KIND_SAFETY);
+	struct bri_retention_rules zero = { 0, 0 };
+	EXPECT_EQ_INT(plan(&s, &zero, v), 0);
+	for (size_t i = 0; i < s.n; i++)
+		EXPECT_EQ_INT(v[i], BRI_KEEP_SAFETY);
+}
+
+static void test_keep_min(void)
+{
+	enum bri_retention_verdict v[MAXN];
+
+	/* Ten expired backups: the newest seven stay, the oldest three go. */
+	struct list l = { .n = 0 };
+	for (int i = 0; i < 10; i++)
+		add(&l, (100 + i) * DAY, BRI_KIND_AUTO);
+	EXPECT_EQ_INT(plan(&l, &defaults, v), 3);
+	EXPECT_EQ_INT(count(v, l.n, BRI_KEEP_MIN), 7);
+	EXPECT_EQ_INT(count(v, l.n, BRI_REMOVE_EXPIRED), 3);
+	for (size_t i = 0; i < 7; i++)
+		EXPECT_EQ_INT(v[i], BRI_KEEP_MIN);
+	for (size_t i = 7; i < 10; i++)
+		EXPECT_EQ_INT(v[i], BRI_REMOVE_EXPIRED);
+
+	/* Newer safety backups do not count towards keep_min. */
+	struct list s = { .n = 0 };
+	for (int i = 0; i < 3; i++)
+		add(&s, (1 + i) * DAY, BRI_KIND_SAFETY);
+	for (int i = 0; i < 10; i++)
+		add(&s, (100 + i) * DAY, BRI_KIND_AUTO);
+	EXPECT_EQ_INT(plan(&s, &defaults, v), 3);
+	for (size_t i = 3; i < 10; i++)
+		EXPECT_EQ_INT(v[i], BRI_KEEP_MIN);
+	for (size_t i = 10; i < 13; i++)
+		EXPECT_EQ_INT(v[i], BRI_REMOVE_EXPIRED);
+
+	/* Recent backups count towards keep_min: 3 recent + 4 oldest kept = 7. */
+	struct list m = { .n = 0 };
+	for (int i = 0; i < 3; i++)
+		add(&m, i * DAY + 60, BRI_KIND_AUTO);
+	for (int i = 0; i < 10; i++)
+		add(&m, (100 + i) * DAY, BRI_KIND_NAMED);
+	EXPECT_EQ_INT(plan(&m, &defaults, v), 6);
+	for (size_t i = 0; i < 3; i++)
+		EXPECT(v[i] == BRI_KEEP_RECENT || v[i] == BRI_KEEP_MIN);
+	for (size_t i = 3; i < 7; i++)
+		EXPECT_EQ_INT(v[i], BRI_KEEP_MIN);
+	for (size_t i = 7; i < 13; i++)
+		EXPECT_EQ_INT(v[i], BRI_REMOVE_EXPIRED);
+
+	/* keep_min larger than the list: nothing removed. */
+	struct list few = { .n = 0 };
+	for (int i = 0; i < 5; i++)
+		add(&few, (100 + i) * DAY, BRI_KIND_AUTO);
+	EXPECT_EQ_INT(plan(&few, &defaults, v), 0);
+	for (size_t i = 0; i < few.n; i++)
+		EXPECT_EQ_INT(v[i], BRI_KEEP_MIN);
+	struct bri_retention_rules many = { 30, 1000 };
+	EXPECT_EQ_INT(plan(&l, &many, v), 0);
+
+	/* keep_min 0: every expired backup goes. */
+	struct bri_retention_rules none = { 30, 0 };
+	EXPECT_EQ_INT(plan(&l, &none, v), 10);
+	/* keep_min 1: only the newest stays. */
+	struct bri_retention_rules one = { 30, 1 };
+	EXPECT_EQ_INT(plan(&l, &one, v), 9);
+	EXPECT_EQ_INT(v[0], BRI_KEEP_MIN);
+}
+
+static void test_retention_zero(void)
+{
+	enum bri_retention_verdict v[MAXN];
+	struct list l = { .n = 0 };
+	add(&l, 3600, BRI_KIND_AUTO);
+	add(&l, DAY, BRI_KIND_NAMED);
+	add(&l, -3600, BRI_KIND_AUTO); /* an hour in the future: clock skew */
+	add(&l, 2 * DAY, BRI_KIND_SAFETY);
+	struct bri_retention_rules zero = { 0, 0 };
+	EXPECT_EQ_INT(plan(&l, &zero, v), 2);
+	EXPECT_EQ_INT(v[0], BRI_REMOVE_EXPIRED);
+	EXPECT_EQ_INT(v[1], BRI_REMOVE_EXPIRED);
+	EXPECT(v[2] != BRI_REMOVE_EXPIRED);
+	EXPECT_EQ_INT(v[3], BRI_KEEP_SAFETY);
+
+	/* A future backup is never expired, and is the newest for keep_min. */
+	struct bri_retention_rules keep1 = { 0, 1 };
+	EXPECT_EQ_INT(plan(&l, &keep1, v), 2);
+	EXPECT(v[2] != BRI_REMOVE_EXPIRED);
+}
+
+static void test_negative(void)
+{
+	enum bri_retention_verdict v[MAXN];
+	struct list l = { .n = 0 };
+	add(&l, 100 * DAY, BRI_KIND_AUTO);
+	struct bri_retention_rules bad1 = { -1, 7 };
+	struct bri_retention_rules bad2 = { 30, -1 };
+	struct bri_retention_rules bad3 = { -30, -7 };
+	EXPECT_EQ_INT(plan(&l, &bad1, v), -EINVAL);
+	EXPECT_MSG(v[0] == (enum bri_retention_verdict)99, "verdict written on -EINVAL");
+	EXPECT_EQ_INT(plan(&l, &bad2, v), -EINVAL);
+	EXPECT_EQ_INT(plan(&l, &bad3, v), -EINVAL);
+	EXPECT_EQ_INT(bri_retention_plan(NULL, 0, NOW, &bad1, v), -EINVAL);
+}
+
+static void test_unsorted(void)
+{
+	/* The keep_min case of test_keep_min, shuffled, plus safety and recent. */
+	enum bri_retention_verdict v[MAXN];
+	static const int ages[] = { 105, 2, 109, 100, 500, 103, 1, 107, 101, 108, 106, 102, 104, 0 };
+	struct list l = { .n = 0 };
+	for (size_t i = 0; i < sizeof(ages) / sizeof(ages[0]); i++)
+		add(&l, ages[i] * DAY + 60, ages[i] == 500 || ages[i] == 1 ? BRI_KIND_SAFETY
+									   : BRI_KIND_AUTO);
+	/* Non-safety by age: 0, 2 (recent), 100..109; keep_min 7 keeps 0, 2, 100..104. */
+	EXPECT_EQ_INT(plan(&l, &defaults, v), 5);
+	for (size_t i = 0; i < l.n; i++) {
+		int a = ages[i];
+		if (a == 500 || a == 1)
+			EXPECT_MSG(v[i] == BRI_KEEP_SAFETY || (a == 1 && v[i] == BRI_KEEP_RECENT),
+				   "age %d: verdict %d", a, v[i]);
+		else if (a < 30)
+			EXPECT_MSG(v[i] == BRI_KEEP_RECENT || v[i] == BRI_KEEP_MIN,
+				   "age %d: verdict %d", a, v[i]);
+		else if (a <= 104)
+			EXPECT_MSG(v[i] == BRI_KEEP_MIN, "age %d: verdict %d", a, v[i]);
+		else
+			EXPECT_MSG(v[i] == BRI_REMOVE_EXPIRED, "age %d: verdict %d", a, v[i]);
+	}
+	/* The input is not reordered. */
+	for (size_t i = 0; i < l.n; i++)
+		EXPECT(l.items[i].time == NOW - (ages[i] * DAY + 60));
+}
+
+static void test_reasons(void)
+{
+	enum bri_retention_verdict all[] = { BRI_KEEP_RECENT, BRI_KEEP_SAFETY, BRI_KEEP_MIN,
+					     BRI_REMOVE_EXPIRED };
+	for (size_t i = 0; i < 4; i++) {
+		const char *r = bri_retention_reason(all[i]);
+		EXPECT(r && r[0] != '\0');
+		for (size_t j = 0; j < i; j++)
+			EXPECT(r && strcmp(r, bri_retention_reason(all[j])) != 0);
+	}
+}
+
+int main(void)
+{
+	test_defaults();
+	test_all_recent();
+	test_expired();
+	test_safety();
+	test_keep_min();
+	test_retention_zero();
+	test_negative();
+	test_unsorted();
+	test_reasons();
+	return EXPECT_RESULT();
+}

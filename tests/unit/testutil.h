@@ -1,0 +1,198 @@
+/*
+ * Helpers shared by the unit tests that touch the disk: a private temporary
+ * folder per test (removed at the end unless BRI_TEST_KEEP is set), whole-file
+ * read/write, and real SQLite databases made with the sqlite3 C API. No mocks:
+ * everything here makes real files that the core then reads.
+ */
+#ifndef BRI_TEST_UTIL_H
+#define BRI_TEST_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Aborts the test program (exit 1) when a setup step fails: not a check. */
+#define TU_DIE(...)                                                          \
+	do {                                                                 \
+		fprintf(stderr, "%s:%d: setup failed: ", __FILE__, __LINE__); \
+		fprintf(stderr, __VA_ARGS__);                                \
+		fputc('\n', stderr);                                         \
+		exit(1);                                                     \
+	} while (0)
+
+static inline int tu_rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(p);
+	return 0;
+}
+
+/* Removes the tree at path (no error when absent). */
+static inline void tu_rmrf(const char *path)
+{
+	nftw(path, tu_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh private folder under $TMPDIR (or /tmp), absolute and resolved; malloc'd. */
+static inline char *tu_tmpdir(const char *tag)
+{
+	const char *base = getenv("TMPDIR");
+	char tmpl[PATH_MAX], real[PATH_MAX];
+	if (!base || !*base)
+		base = "/tmp";
+	snprintf(tmpl, sizeof(tmpl), "%s/bri-unit-%s-XXXXXX", base, tag);
+	if (!mkdtemp(tmpl))
+		TU_DIE("mkdtemp %s: %s", tmpl, strerror(errno));
+	if (!realpath(tmpl, real))
+		TU_DIE("realpath %s: %s", tmpl, strerror(errno));
+	return strdup(real);
+}
+
+/* Removes a folder made by tu_tmpdir, unless BRI_TEST_KEEP is set; frees dir. */
+static inline void tu_tmpdir_done(char *dir)
+{
+	if (getenv("BRI_TEST_KEEP"))
+		fprintf(stderr, "kept %s\n", dir);
+	else
+		tu_rmrf(dir);
+	free(dir);
+}
+
+/* snprintf into a malloc'd string. */
+static inline char *tu_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline char *tu_fmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		TU_DIE("vasprintf");
+	va_end(ap);
+	return s;
+}
+
+/* Writes len bytes to path (created 0644 under the umask, truncated). */
+static inline void tu_write(const char *path, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		TU_DIE("open %s: %s", path, strerror(errno));
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0)
+			TU_DIE("write %s: %s", path, strerror(errno));
+		p += n;
+		len -= (size_t)n;
+	}
+	close(fd);
+}
+
+static inline void tu_write_str(const char *path, const char *s)
+{
+	tu_write(path, s, strlen(s));
+}
+
+/* The whole file at path, malloc'd and NUL-terminated; NULL when unreadable. */
+static inline char *tu_read(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return NULL;
+	}
+	char *buf = malloc((size_t)st.st_size + 1);
+	size_t got = 0;
+	while (buf && got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (buf)
+		buf[got] = '\0';
+	if (len)
+		*len = got;
+	return buf;
+}
+
+/* Copies the file src to dst. */
+static inline void tu_copy(const char *src, const char *dst)
+{
+	size_t len;
+	char *buf = tu_read(src, &len);
+	if (!buf)
+		TU_DIE("read %s: %s", src, strerror(errno));
+	tu_write(dst, buf, len);
+	free(buf);
+}
+
+static inline bool tu_exists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0;
+}
+
+/* Permission bits of path (lstat), or -1. */
+static inline int tu_mode(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return -1;
+	return (int)(st.st_mode & 07777);
+}
+
+/* Runs sql on db, dying on error. */
+static inline void tu_exec(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		TU_DIE("sql \"%s\": %s", sql, msg ? msg : "?");
+}
+
+/*
+ * Makes a real SQLite database at path with tables videos (nvideos rows) and
+ * memory (nmemory rows, ~100 bytes each, so the file spans several pages),
+ * in journal mode jmode ("wal" or "delete"). Returns the open connection
+ * when keep_open, else closes it and returns NULL.
+ */
+static inline sqlite3 *tu_make_db(const char *path, const char *jmode, int nvideos, int nmemory,
+				  bool keep_open)
+{
+	sqlite3 *db;
+	if (sqlite3_open(path, &db) != SQLITE_OK)
+		TU_DIE("sqlite3_open %s", path);
+	char *sql = tu_fmt("PRAGMA journal_mode=%s;"
+			   "CREATE TABLE videos (id INTEGER PRIMARY KEY, title TEXT NOT NULL);"
+			   "CREATE TABLE memory (id INTEGER PRIMARY KEY, video_id INTEGER, content TEXT);"
+			   "CREATE INDEX memory_video ON memory(video_id);"
+			   "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d)"
+			   "  INSERT INTO videos(title) SELECT 'video ' || i FROM n WHERE %d > 0;"
+			   "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d)"
+			   "  INSERT INTO memory(video_id, content) SELECT i %% 7, 'message ' || i || ' ' ||"
+			   "  hex(randomblob(40)) FROM n WHERE %d > 0;",
+			   jmode, nvideos, nvideos, nmemory, nmemory);
+	tu_exec(db, sql);
+	free(sql);
+	if (keep_open)
+		return db;
+	sqlite3_close(db);
+	return NULL;
+}
+
+#endif
