@@ -1008,8 +1008,8 @@ static int run_cleanup(struct bri_store *s, const struct cli_globals *g, bool dr
 		json_object_object_add(*out, "removed", removed);
 		json_object_object_add(*out, "kept", kept);
 	} else {
-		fprintf(f, "%s %d of %zu backups (retention %d days, keep at least %d)\n",
-		        dry_run ? "would remove" : "removed", r, n, rules.retention_days,
+		fprintf(f, "%d of %zu backups %s (retention %d days, keep at least %d)\n", r, n,
+		        dry_run ? "would be removed" : "removed", rules.retention_days,
 		        rules.keep_min);
 	}
 	free(items);
@@ -1048,11 +1048,16 @@ int cli_cmd_cleanup(struct cli_globals *g, int argc, char **argv)
 	if (rc)
 		return rc;
 	if (!s) {
-		if (g->json)
-			puts("{ \"dry_run\": false, \"removed\": [ ], \"kept\": [ ] }");
-		else
-			printf("%s 0 of 0 backups (no store yet)\n",
-			       dry_run ? "would remove" : "removed");
+		if (g->json) {
+			out = json_object_new_object();
+			json_object_object_add(out, "dry_run", json_object_new_boolean(dry_run));
+			json_object_object_add(out, "removed", json_object_new_array());
+			json_object_object_add(out, "kept", json_object_new_array());
+			print_json(out);
+		} else {
+			printf("0 of 0 backups %s (no store yet)\n",
+			       dry_run ? "would be removed" : "removed");
+		}
 		return CLI_EXIT_OK;
 	}
 	rc = run_cleanup(s, g, dry_run, stdout, g->json ? &out : NULL);
