@@ -273,20 +273,14 @@ static void test_catalog(const char *base)
 		EXPECT(e->meta_error[0] != '\0');
 		EXPECT_EQ_INT(e->time, old);
 		EXPECT_EQ_INT(e->meta_st.st_size, 0);
+		EXPECT_EQ_INT(e->kind, BRI_KIND_NAMED);
 	}
 	e = bri_catalog_find(c, "pre_restore_safety_20250101_000000");
 	EXPECT(e && e->kind == BRI_KIND_SAFETY);
 	e = bri_catalog_find(c, "bri_backup_20250101_000000");
 	EXPECT(e != NULL);
-	/*
-	 * KNOWN BUG: a backup without metadata (or seed metadata without "kind")
-	 * named "<stem>_backup_YYYYMMDD_HHMMSS" gets kind unknown: catalog.c's
-	 * kind_by_name only recognises "pre_restore_safety", not the automatic
-	 * name, though catalog.h says the kind is taken "by name when meta lacks
-	 * it". Seed-made backups then count as "unknown" in list/stats.
-	 */
-	if (getenv("BRI_TEST_KNOWN_BUGS"))
-		EXPECT(e && e->kind == BRI_KIND_AUTO);
+	/* Kind by name when there is no metadata: the automatic name is auto. */
+	EXPECT(e && e->kind == BRI_KIND_AUTO);
 	EXPECT(bri_catalog_find(c, "link") == NULL);
 	EXPECT(bri_catalog_find(c, "link2") == NULL);
 	EXPECT(bri_catalog_find(c, "dir") == NULL);
