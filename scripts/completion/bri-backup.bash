@@ -1,0 +1,73 @@
+# bash completion for bri-backup: commands, options, and backup names of the
+# store (read with `bri-backup list --json`, so --db and --backup-dir given on
+# the line are honoured). Install: source this file, or copy it to
+# /usr/share/bash-completion/completions/bri-backup.
+
+_bri_backup_names()
+{
+	local -a global=()
+	local i
+	for ((i = 1; i < ${#COMP_WORDS[@]} - 1; i++)); do
+		case "${COMP_WORDS[i]}" in
+		--db | --backup-dir) global+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}") ;;
+		esac
+	done
+	"${COMP_WORDS[0]}" "${global[@]}" --json list 2>/dev/null |
+		sed -n 's/^ *"name": *"\([^"]*\)".*/\1/p'
+}
+
+_bri_backup()
+{
+	local cur prev cmd i
+	cur=${COMP_WORDS[COMP_CWORD]}
+	prev=${COMP_WORDS[COMP_CWORD - 1]}
+	local commands="create list verify restore cleanup delete stats health metrics"
+	local globals="--db --backup-dir --retention-days --keep-min --json --help --version"
+
+	case "$prev" in
+	--db | --backup-dir)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
+	--retention-days | --keep-min | --name | --max-age-hours | --min-backups)
+		COMPREPLY=()
+		return
+		;;
+	esac
+
+	cmd=
+	for ((i = 1; i < COMP_CWORD; i++)); do
+		case "${COMP_WORDS[i]}" in
+		--db | --backup-dir | --retention-days | --keep-min) ((i++)) ;;
+		-*) ;;
+		*)
+			cmd=${COMP_WORDS[i]}
+			break
+			;;
+		esac
+	done
+
+	if [ -z "$cmd" ]; then
+		COMPREPLY=($(compgen -W "$commands $globals" -- "$cur"))
+		return
+	fi
+	case "$cmd" in
+	create) COMPREPLY=($(compgen -W "--name --verify --cleanup --help" -- "$cur")) ;;
+	cleanup) COMPREPLY=($(compgen -W "--dry-run --help" -- "$cur")) ;;
+	health) COMPREPLY=($(compgen -W "--max-age-hours --min-backups --help" -- "$cur")) ;;
+	verify | restore | delete)
+		if [[ "$cur" == -* ]]; then
+			local opts="--help"
+			[ "$cmd" = restore ] && opts="--no-verify --help"
+			COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+		elif [[ "$cur" == */* || "$cur" == .* ]]; then
+			COMPREPLY=($(compgen -f -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "$(_bri_backup_names)" -- "$cur"))
+		fi
+		;;
+	*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
+	esac
+}
+
+complete -F _bri_backup bri-backup
