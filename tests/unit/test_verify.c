@@ -14,6 +14,7 @@
 
 #include "bri/checksum.h"
 #include "bri/meta.h"
+#include "bri/snapshot.h"
 #include "bri/store.h"
 #include "bri/verify.h"
 #include "expect.h"
@@ -289,6 +290,7 @@ static void test_verify_file(const char *base)
 
 	/* A table in the database that the metadata does not list. */
 	EXPECT_EQ_INT(bri_meta_copy(&bad, &m), 0);
+	free(bad.tables[1].name);
 	bad.ntables = 1;
 	r = run(db, &bad, NULL);
 	expect_failed(&r, "table missing from metadata");
@@ -310,6 +312,8 @@ static void test_verify_file(const char *base)
 	tu_write(txt, junk, sizeof(junk));
 	struct bri_meta tm;
 	meta_for(txt, &tm);
+	bri_table_counts_free(tm.tables, tm.ntables);
+	tm.tables = NULL;
 	tm.ntables = 0;
 	r = run(txt, &tm, NULL);
 	expect_failed(&r, "not SQLite");
