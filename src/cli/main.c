@@ -183,8 +183,8 @@ static void usage(FILE *f)
 	      "Commands:\n",
 	      f);
 	for (i = 0; i < NCOMMANDS; i++)
-		fprintf(f, "  %-8s %s\n           %s\n", commands[i].name, commands[i].args,
-		        commands[i].what);
+		fprintf(f, "  %s%s%s\n      %s\n", commands[i].name, *commands[i].args ? " " : "",
+		        commands[i].args, commands[i].what);
 	fprintf(f,
 	        "\n"
 	        "Options (before or after the command):\n"
@@ -197,6 +197,9 @@ static void usage(FILE *f)
 	        "  -v, --verbose         log what happens on stderr (twice: debug)\n"
 	        "  -h, --help            show this help (after a command: that command's help)\n"
 	        "  -V, --version         show the version\n"
+	        "\n"
+	        "Environment: BRI_DB and BRI_BACKUP_DIR (the defaults above), and\n"
+	        "BRI_BUSY_TIMEOUT_MS: how long to wait for a locked database (default 30000).\n"
 	        "\n"
 	        "Exit status: 0 success, 1 the operation failed, 2 bad usage.\n"
 	        "See bri-backup(1).\n",
