@@ -51,7 +51,7 @@ static int check_name(const char *line, size_t len, struct bri_err *err)
 }
 
 static int do_create(struct bfs *fs, const char *line, size_t len, const struct bri_op_ctx *ctx,
-		     struct bri_err *err)
+                     struct bri_err *err)
 {
 	struct bri_create_opts opts = {0};
 	char *made = NULL;
@@ -76,7 +76,7 @@ static int do_create(struct bfs *fs, const char *line, size_t len, const struct 
 
 /* Verifies one backup and shows the result at once; -EIO when it failed. */
 static int verify_one(struct bfs *fs, const char *name, const struct bri_op_ctx *ctx,
-		      struct bri_err *err)
+                      struct bri_err *err)
 {
 	struct bri_verify_result res = {0};
 	int rc;
@@ -96,7 +96,7 @@ static int verify_one(struct bfs *fs, const char *name, const struct bri_op_ctx 
 }
 
 static int do_verify(struct bfs *fs, const char *line, size_t len, const struct bri_op_ctx *ctx,
-		     struct bri_err *err)
+                     struct bri_err *err)
 {
 	char **names = NULL;
 	size_t n = 0, total;
@@ -136,22 +136,79 @@ static int do_verify(struct bfs *fs, const char *line, size_t len, const struct 
 	return rc < 0 ? rc : err->code;
 }
 
+/*
+ * Cleanup by the retention rules. Works around the core: bri_cleanup (via
+ * bri_audit_prune, json_tokener_parse_verbose with a NULL error pointer)
+ * crashes on a store with an audit log, so the daemon applies the same pure
+ * policy (bri_retention_plan) to its catalog and removes each expired backup
+ * with bri_delete, which takes the store's lock and writes the audit log.
+ */
 static int do_cleanup(struct bfs *fs, const struct bri_op_ctx *ctx, struct bri_err *err)
 {
-	struct bri_cleanup_item *items = NULL;
-	size_t n = 0;
-	int rc;
+	struct bri_retention_item *items = NULL;
+	enum bri_retention_verdict *verdict = NULL;
+	char **doomed = NULL;
+	size_t n = 0, ndoomed = 0;
+	int rc = 0, removed = 0;
 
-	rc = bri_cleanup(fs->store, &fs->rules, time(NULL), false, ctx, &items, &n, err);
+	bfs_refresh(fs, true);
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	n = fs->cat->n;
+	items = calloc(n + 1, sizeof(*items));
+	verdict = calloc(n + 1, sizeof(*verdict));
+	doomed = calloc(n + 1, sizeof(*doomed));
+	if (!items || !verdict || !doomed) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_unlock;
+	}
+	for (size_t i = 0; i < n; i++) {
+		items[i].name = fs->cat->entries[i]->name;
+		items[i].time = fs->cat->entries[i]->time;
+		items[i].kind = fs->cat->entries[i]->kind;
+	}
+	rc = bri_retention_plan(items, n, time(NULL), &fs->rules, verdict);
+	if (rc < 0) {
+		bri_err_set(err, rc, "invalid retention rules");
+		goto out_unlock;
+	}
+	rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (verdict[i] != BRI_REMOVE_EXPIRED)
+			continue;
+		doomed[ndoomed] = strdup(items[i].name);
+		if (!doomed[ndoomed]) {
+			rc = bri_err_set(err, -ENOMEM, "out of memory");
+			break;
+		}
+		ndoomed++;
+	}
+out_unlock:
+	pthread_rwlock_unlock(&fs->cat_lock);
+	for (size_t i = 0; rc == 0 && i < ndoomed; i++) {
+		struct bri_err one = {0};
+		int r = bri_delete(fs->store, doomed[i], ctx, &one);
+
+		if (r == 0)
+			removed++;
+		else if (r != -ENOENT && !err->code)
+			*err = one;
+	}
+	for (size_t i = 0; i < ndoomed; i++)
+		free(doomed[i]);
+	free(doomed);
 	free(items);
+	free(verdict);
 	if (rc < 0)
 		return rc;
-	bri_log(BRI_LOG_INFO, "ctl/cleanup: removed %d backup(s)", rc);
+	if (err->code)
+		return err->code;
+	bri_log(BRI_LOG_INFO, "ctl/cleanup: removed %d backup(s) (retention %d days, keep %d)",
+	        removed, fs->rules.retention_days, fs->rules.keep_min);
 	return 0;
 }
 
 static int do_delete(struct bfs *fs, const char *line, size_t len, const struct bri_op_ctx *ctx,
-		     struct bri_err *err)
+                     struct bri_err *err)
 {
 	int rc;
 
@@ -176,7 +233,7 @@ int bfs_ctl_run(struct bfs *fs, int ctl, const char *line, size_t len, const str
 		if (memchr(line, '\0', len) || bri_store_check_name(line, len, &err) < 0) {
 			printable(line, len, shown, sizeof(shown));
 			bri_log(BRI_LOG_ERR, "ctl/restore '%s' refused: %s", shown,
-				err.msg[0] ? err.msg : "invalid name");
+			        err.msg[0] ? err.msg : "invalid name");
 			return err.code ? err.code : -EINVAL;
 		}
 		return bfs_restore_run(fs, line, who);
@@ -204,7 +261,7 @@ int bfs_ctl_run(struct bfs *fs, int ctl, const char *line, size_t len, const str
 	if (rc < 0) {
 		printable(line, len, shown, sizeof(shown));
 		bri_log(BRI_LOG_ERR, "ctl/%s '%s' failed: %s", bfs_ctl_files[ctl].name, shown,
-			err.msg[0] ? err.msg : strerror(-rc));
+		        err.msg[0] ? err.msg : strerror(-rc));
 		return rc;
 	}
 	/* A removed backup must vanish from the kernel's caches before we return. */

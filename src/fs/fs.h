@@ -112,9 +112,9 @@ struct bfs_report {
 
 /* A queued kernel cache invalidation, sent by the notify worker. */
 struct bfs_inval {
-	struct bfs_inval *next;      /* queue link */
-	fuse_ino_t parent;           /* entry invalidation: parent (0: inode) */
-	fuse_ino_t ino;              /* inode invalidation: inode */
+	struct bfs_inval *next;       /* queue link */
+	fuse_ino_t parent;            /* entry invalidation: parent (0: inode) */
+	fuse_ino_t ino;               /* inode invalidation: inode */
 	char name[BRI_NAME_MAX + 16]; /* entry invalidation: name */
 };
 
@@ -135,38 +135,38 @@ struct bfs_options {
 
 /* One mount. */
 struct bfs {
-	struct bri_store *store;               /* the store, opened at start */
-	struct fuse_session *se;               /* for notifications */
-	uid_t uid;                             /* owner of every file: the mounting user */
-	gid_t gid;                             /* its group */
-	struct bri_retention_rules rules;      /* cleanup policy */
-	struct bri_health_rules health;        /* health thresholds */
-	time_t scrub_interval;                 /* re-verify after this many seconds; 0: never */
-	time_t start_time;                     /* when the daemon started */
+	struct bri_store *store;          /* the store, opened at start */
+	struct fuse_session *se;          /* for notifications */
+	uid_t uid;                        /* owner of every file: the mounting user */
+	gid_t gid;                        /* its group */
+	struct bri_retention_rules rules; /* cleanup policy */
+	struct bri_health_rules health;   /* health thresholds */
+	time_t scrub_interval;            /* re-verify after this many seconds; 0: never */
+	time_t start_time;                /* when the daemon started */
 
-	pthread_rwlock_t cat_lock;             /* guards cat, idmap, reports */
-	struct bri_catalog *cat;               /* current catalog, never NULL after start */
-	struct bfs_idmap idmap;                /* id -> index in cat */
-	struct bfs_report *reports;            /* restore reports */
-	size_t nreports;                       /* entries in reports */
+	pthread_rwlock_t cat_lock;  /* guards cat, idmap, reports */
+	struct bri_catalog *cat;    /* current catalog, never NULL after start */
+	struct bfs_idmap idmap;     /* id -> index in cat */
+	struct bfs_report *reports; /* restore reports */
+	size_t nreports;            /* entries in reports */
 
-	pthread_mutex_t refresh_lock;          /* serialises scans; guards the fields below */
-	double last_check;                     /* monotonic time of the last look at the store */
-	struct stat dir_st;                    /* the store folder at the last scan */
-	double dir_scan_real;                  /* wall time of the last scan */
-	int store_error;                       /* 0, or the negative errno of the last look */
+	pthread_mutex_t refresh_lock; /* serialises scans; guards the fields below */
+	double last_check;            /* monotonic time of the last look at the store */
+	struct stat dir_st;           /* the store folder at the last scan */
+	double dir_scan_real;         /* wall time of the last scan */
+	int store_error;              /* 0, or the negative errno of the last look */
 
-	pthread_mutex_t op_lock;               /* serialises ctl/ operations and restores */
+	pthread_mutex_t op_lock; /* serialises ctl/ operations and restores */
 
-	pthread_mutex_t q_lock;                /* guards the queue, stop, q_done, q_sent */
-	pthread_cond_t q_cond;                 /* signalled on queue push and stop */
-	pthread_cond_t q_done_cond;            /* signalled when the notify worker drained */
-	struct bfs_inval *q_head, *q_tail;     /* pending invalidations */
-	uint64_t q_pushed;                     /* invalidations queued so far */
-	uint64_t q_sent;                       /* invalidations processed so far */
-	bool stop;                             /* the workers must exit */
-	pthread_cond_t verify_cond;            /* wakes the verifier (under q_lock) */
-	bool verify_kick;                      /* something new to verify (under q_lock) */
+	pthread_mutex_t q_lock;            /* guards the queue, stop, q_done, q_sent */
+	pthread_cond_t q_cond;             /* signalled on queue push and stop */
+	pthread_cond_t q_done_cond;        /* signalled when the notify worker drained */
+	struct bfs_inval *q_head, *q_tail; /* pending invalidations */
+	uint64_t q_pushed;                 /* invalidations queued so far */
+	uint64_t q_sent;                   /* invalidations processed so far */
+	bool stop;                         /* the workers must exit */
+	pthread_cond_t verify_cond;        /* wakes the verifier (under q_lock) */
+	bool verify_kick;                  /* something new to verify (under q_lock) */
 	pthread_t notify_thread, verify_thread;
 	bool threads_started;
 };
@@ -210,7 +210,7 @@ int bfs_restore_lookup(struct bfs *fs, const char *name, struct fuse_entry_param
 /* Restores name and records restore/NAME.report; 0 or negative errno. */
 int bfs_restore_run(struct bfs *fs, const char *name, const struct fuse_ctx *who);
 void bfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-		const char *newname, unsigned int flags);
+                const char *newname, unsigned int flags);
 void bfs_reports_free(struct bfs *fs);
 
 /* worker.c */

@@ -154,14 +154,16 @@ static int render_cleanup(struct bfs *fs, char **out, size_t *len)
 		rc = n;
 		goto out_unlock;
 	}
-	text_add(&t, "cleanup would remove %d of %zu backups (retention %d days, keep at least %d)\n",
-		 n, c->n, fs->rules.retention_days, fs->rules.keep_min);
+	text_add(&t,
+	         "cleanup would remove %d of %zu backups (retention %d days, keep at least %d)\n",
+	         n, c->n, fs->rules.retention_days, fs->rules.keep_min);
 	for (size_t i = 0; i < c->n; i++) {
 		char when[40];
 
 		bri_time_local(items[i].time, when, sizeof(when));
-		text_add(&t, "%s\t%s\t%s\t%s\n", verdict[i] == BRI_REMOVE_EXPIRED ? "remove" : "keep",
-			 items[i].name, when, bri_retention_reason(verdict[i]));
+		text_add(&t, "%s\t%s\t%s\t%s\n",
+		         verdict[i] == BRI_REMOVE_EXPIRED ? "remove" : "keep", items[i].name, when,
+		         bri_retention_reason(verdict[i]));
 	}
 out_unlock:
 	pthread_rwlock_unlock(&fs->cat_lock);

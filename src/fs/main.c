@@ -22,35 +22,38 @@
 
 enum { KEY_HELP, KEY_VERSION, KEY_DISCARD };
 
-#define BFS_OPT(t, field, v) {t, offsetof(struct bfs_options, field), v}
+#define BFS_OPT(t, field, v)                                                                       \
+	{                                                                                          \
+		t, offsetof(struct bfs_options, field), v                                          \
+	}
 
 static const struct fuse_opt bfs_opt_table[] = {
-	BFS_OPT("backup_dir=%s", backup_dir, 0),
-	BFS_OPT("retention_days=%d", retention_days, 0),
-	BFS_OPT("keep_min=%d", keep_min, 0),
-	BFS_OPT("scrub_interval=%s", scrub_interval, 0),
-	BFS_OPT("log=%s", log_file, 0),
-	BFS_OPT("log_level=%s", log_level, 0),
-	BFS_OPT("max_age_hours=%lf", max_age_hours, 0),
-	BFS_OPT("min_backups=%d", min_backups, 0),
-	FUSE_OPT_KEY("-h", KEY_HELP),
-	FUSE_OPT_KEY("--help", KEY_HELP),
-	FUSE_OPT_KEY("-V", KEY_VERSION),
-	FUSE_OPT_KEY("--version", KEY_VERSION),
-	/* fstab-only keys that mount(8) may pass on */
-	FUSE_OPT_KEY("noauto", KEY_DISCARD),
-	FUSE_OPT_KEY("auto", KEY_DISCARD),
-	FUSE_OPT_KEY("user", KEY_DISCARD),
-	FUSE_OPT_KEY("nouser", KEY_DISCARD),
-	FUSE_OPT_KEY("users", KEY_DISCARD),
-	FUSE_OPT_KEY("owner", KEY_DISCARD),
-	FUSE_OPT_KEY("group", KEY_DISCARD),
-	FUSE_OPT_KEY("_netdev", KEY_DISCARD),
-	FUSE_OPT_KEY("nofail", KEY_DISCARD),
-	FUSE_OPT_KEY("defaults", KEY_DISCARD),
-	FUSE_OPT_KEY("comment=", KEY_DISCARD),
-	FUSE_OPT_KEY("x-systemd.", KEY_DISCARD),
-	FUSE_OPT_END,
+    BFS_OPT("backup_dir=%s", backup_dir, 0),
+    BFS_OPT("retention_days=%d", retention_days, 0),
+    BFS_OPT("keep_min=%d", keep_min, 0),
+    BFS_OPT("scrub_interval=%s", scrub_interval, 0),
+    BFS_OPT("log=%s", log_file, 0),
+    BFS_OPT("log_level=%s", log_level, 0),
+    BFS_OPT("max_age_hours=%lf", max_age_hours, 0),
+    BFS_OPT("min_backups=%d", min_backups, 0),
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    /* fstab-only keys that mount(8) may pass on */
+    FUSE_OPT_KEY("noauto", KEY_DISCARD),
+    FUSE_OPT_KEY("auto", KEY_DISCARD),
+    FUSE_OPT_KEY("user", KEY_DISCARD),
+    FUSE_OPT_KEY("nouser", KEY_DISCARD),
+    FUSE_OPT_KEY("users", KEY_DISCARD),
+    FUSE_OPT_KEY("owner", KEY_DISCARD),
+    FUSE_OPT_KEY("group", KEY_DISCARD),
+    FUSE_OPT_KEY("_netdev", KEY_DISCARD),
+    FUSE_OPT_KEY("nofail", KEY_DISCARD),
+    FUSE_OPT_KEY("defaults", KEY_DISCARD),
+    FUSE_OPT_KEY("comment=", KEY_DISCARD),
+    FUSE_OPT_KEY("x-systemd.", KEY_DISCARD),
+    FUSE_OPT_END,
 };
 
 static void usage(const char *prog)
@@ -194,9 +197,9 @@ int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct bfs_options o = {.retention_days = BRI_DEFAULT_RETENTION_DAYS,
-				.keep_min = BRI_DEFAULT_KEEP_MIN,
-				.max_age_hours = 24,
-				.min_backups = 7};
+	                        .keep_min = BRI_DEFAULT_KEEP_MIN,
+	                        .max_age_hours = 24,
+	                        .min_backups = 7};
 	struct fuse_cmdline_opts copts = {0};
 	struct bri_log_config logcfg = {.level = BRI_LOG_INFO, .ring_lines = RING_LINES};
 	struct bri_err err = {0};
@@ -294,7 +297,7 @@ int main(int argc, char *argv[])
 	if (fuse_session_mount(fs.se, copts.mountpoint) != 0)
 		goto out_signals;
 	bri_log(BRI_LOG_INFO, "serving the backups of %s (store %s) at %s", fs.store->db_path,
-		fs.store->dir, copts.mountpoint);
+	        fs.store->dir, copts.mountpoint);
 	if (fuse_daemonize(copts.foreground) != 0)
 		goto out_unmount;
 	if (bfs_workers_start(&fs) < 0) {
@@ -305,7 +308,7 @@ int main(int argc, char *argv[])
 		ret = fuse_session_loop(fs.se) ? 1 : 0;
 	} else {
 		struct fuse_loop_config lc = {.clone_fd = copts.clone_fd,
-					      .max_idle_threads = copts.max_idle_threads};
+		                              .max_idle_threads = copts.max_idle_threads};
 
 		ret = fuse_session_loop_mt(fs.se, &lc) ? 1 : 0;
 	}

@@ -53,7 +53,7 @@ static bool ts_equal(const struct timespec *a, const struct timespec *b)
 
 /* Queues invalidations for the entries of old that vanished or changed in cur. */
 static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
-			  const struct bri_catalog *cur)
+                          const struct bri_catalog *cur)
 {
 	for (size_t i = 0; i < old->n; i++) {
 		const struct bri_entry *e = old->entries[i];
@@ -140,9 +140,9 @@ int bfs_refresh(struct bfs *fs, bool force)
 	 * scan is looked at again.
 	 */
 	changed = force || fs->store_error || !fs->cat ||
-		  !ts_equal(&st.st_mtim, &fs->dir_st.st_mtim) ||
-		  !ts_equal(&st.st_ctim, &fs->dir_st.st_ctim) ||
-		  fs->dir_scan_real - (double)fs->dir_st.st_mtim.tv_sec < 2.0;
+	          !ts_equal(&st.st_mtim, &fs->dir_st.st_mtim) ||
+	          !ts_equal(&st.st_ctim, &fs->dir_st.st_ctim) ||
+	          fs->dir_scan_real - (double)fs->dir_st.st_mtim.tv_sec < 2.0;
 	if (!changed)
 		goto out_unlock;
 	rc = rescan(fs, &st);

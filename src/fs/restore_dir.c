@@ -42,7 +42,7 @@ int bfs_restore_lookup(struct bfs *fs, const char *name, struct fuse_entry_param
 
 /* Keeps the report of a restore of name (id), replacing an older one. */
 static void keep_report(struct bfs *fs, const char *name, uint64_t id, time_t when, char *text,
-			size_t len)
+                        size_t len)
 {
 	struct bfs_report *r = NULL;
 
@@ -53,7 +53,7 @@ static void keep_report(struct bfs *fs, const char *name, uint64_t id, time_t wh
 			struct bfs_report old = fs->reports[i];
 
 			memmove(&fs->reports[i], &fs->reports[i + 1],
-				(fs->nreports - i - 1) * sizeof(*fs->reports));
+			        (fs->nreports - i - 1) * sizeof(*fs->reports));
 			fs->reports[fs->nreports - 1] = old;
 			r = &fs->reports[fs->nreports - 1];
 			free(r->text);
@@ -118,15 +118,15 @@ int bfs_restore_run(struct bfs *fs, const char *name, const struct fuse_ctx *who
 	pthread_mutex_unlock(&fs->op_lock);
 	if (rc < 0)
 		bri_log(BRI_LOG_ERR, "restore %s failed: %s", name,
-			err.msg[0] ? err.msg : strerror(-rc));
+		        err.msg[0] ? err.msg : strerror(-rc));
 	else
 		bri_log(BRI_LOG_INFO, "restore %s: restored (safety backup %s)", name,
-			report.safety_name);
+		        report.safety_name);
 	return rc;
 }
 
 void bfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
-		const char *newname, unsigned int flags)
+                const char *newname, unsigned int flags)
 {
 	struct bfs *fs = bfs_of(req);
 	int rc;
@@ -135,10 +135,14 @@ void bfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t 
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	if (parent != BFS_INO_ROOT || strcmp(name, newname) || (flags & ~RENAME_NOREPLACE)) {
+	if (flags & ~RENAME_NOREPLACE) {
+		fuse_reply_err(req, EINVAL); /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+		return;
+	}
+	if (parent != BFS_INO_ROOT || strcmp(name, newname)) {
 		bri_log(BRI_LOG_ERR, "restore/: only `mv MOUNTPOINT/NAME MOUNTPOINT/restore/` "
-				     "restores a backup");
-		fuse_reply_err(req, EINVAL);
+		                     "restores a backup");
+		fuse_reply_err(req, EPERM);
 		return;
 	}
 	rc = bfs_restore_run(fs, name, fuse_req_ctx(req));

@@ -23,14 +23,14 @@
 #include "fs.h"
 
 const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT] = {
-	[BFS_CTL_CREATE] = {"create", 0200, true, false},
-	[BFS_CTL_VERIFY] = {"verify", 0200, true, false},
-	[BFS_CTL_CLEANUP] = {"cleanup", 0644, true, true},
-	[BFS_CTL_DELETE] = {"delete", 0200, true, false},
-	[BFS_CTL_RESTORE] = {"restore", 0200, true, false},
-	[BFS_CTL_STATS] = {"stats.json", 0444, false, true},
-	[BFS_CTL_HEALTH] = {"health", 0444, false, true},
-	[BFS_CTL_LOG] = {"log", 0444, false, true},
+    [BFS_CTL_CREATE] = {"create", 0200, true, false},
+    [BFS_CTL_VERIFY] = {"verify", 0200, true, false},
+    [BFS_CTL_CLEANUP] = {"cleanup", 0644, true, true},
+    [BFS_CTL_DELETE] = {"delete", 0200, true, false},
+    [BFS_CTL_RESTORE] = {"restore", 0200, true, false},
+    [BFS_CTL_STATS] = {"stats.json", 0444, false, true},
+    [BFS_CTL_HEALTH] = {"health", 0444, false, true},
+    [BFS_CTL_LOG] = {"log", 0444, false, true},
 };
 
 #define META_FILE   "meta.json"
@@ -49,8 +49,8 @@ struct bfs_fh {
 
 /* One name of a listing. */
 struct bfs_dirent {
-	char *name;                 /* entry name */
-	struct fuse_entry_param e;  /* ino and attributes (for readdirplus) */
+	char *name;                /* entry name */
+	struct fuse_entry_param e; /* ino and attributes (for readdirplus) */
 };
 
 /* A listing built at opendir. */
@@ -66,7 +66,7 @@ struct bfs *bfs_of(fuse_req_t req)
 }
 
 static void fill_common(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, time_t t,
-			struct fuse_entry_param *e)
+                        struct fuse_entry_param *e)
 {
 	struct stat *st = &e->attr;
 
@@ -88,7 +88,7 @@ static void fill_common(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size,
 
 /* Attributes of a backup's file; call with cat_lock held. */
 static int backup_attr(struct bfs *fs, const struct bri_entry *b, enum bfs_bkind kind,
-		       struct fuse_entry_param *e)
+                       struct fuse_entry_param *e)
 {
 	fuse_ino_t ino = bfs_ino(b->id, kind);
 	char *text;
@@ -147,7 +147,7 @@ static int ctl_attr(struct bfs *fs, int ctl, struct fuse_entry_param *e)
 		free(text);
 	}
 	fill_common(fs, BFS_INO_CTL_FIRST + (fuse_ino_t)ctl, S_IFREG | c->mode, (off_t)len,
-		    c->readable ? time(NULL) : fs->start_time, e);
+	            c->readable ? time(NULL) : fs->start_time, e);
 	return 0;
 }
 
@@ -244,8 +244,7 @@ static int lookup_root(struct bfs *fs, const char *name, struct fuse_entry_param
 	return bfs_getattr_ino(fs, bfs_ino(id, BFS_B_DIR), e);
 }
 
-static int lookup_backup(struct bfs *fs, uint64_t id, const char *name,
-			 struct fuse_entry_param *e)
+static int lookup_backup(struct bfs *fs, uint64_t id, const char *name, struct fuse_entry_param *e)
 {
 	enum bfs_bkind kind;
 
@@ -364,7 +363,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 /* Adds one name to a listing; e may be NULL for "." and "..". */
 static int dir_add(struct bfs_dir *d, const char *name, const struct fuse_entry_param *e,
-		   fuse_ino_t ino, mode_t mode)
+                   fuse_ino_t ino, mode_t mode)
 {
 	struct bfs_dirent *de;
 
@@ -451,8 +450,8 @@ static int list_backup(struct bfs *fs, fuse_ino_t ino, uint64_t id, struct bfs_d
 		rc = -ENOENT;
 	for (size_t i = 0; b && rc == 0 && i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		const char *name = kinds[i] == BFS_B_DB     ? fs->store->db_filename
-				   : kinds[i] == BFS_B_META ? META_FILE
-							    : VERIFY_FILE;
+		                   : kinds[i] == BFS_B_META ? META_FILE
+		                                            : VERIFY_FILE;
 
 		if (backup_attr(fs, b, kinds[i], &e) == 0)
 			rc = dir_add(d, name, &e, 0, 0);
@@ -548,8 +547,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		dir_free(d); /* the opener was interrupted */
 }
 
-static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
-		       bool plus)
+static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
 {
 	struct bfs_dir *d = (struct bfs_dir *)(uintptr_t)fi->fh;
 	size_t pos = 0;
@@ -566,10 +564,10 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 
 		if (plus)
 			need = fuse_add_direntry_plus(req, buf + pos, size - pos, de->name, &de->e,
-						      (off_t)i + 1);
+			                              (off_t)i + 1);
 		else
 			need = fuse_add_direntry(req, buf + pos, size - pos, de->name, &de->e.attr,
-						 (off_t)i + 1);
+			                         (off_t)i + 1);
 		if (need > size - pos)
 			break;
 		pos += need;
@@ -579,14 +577,14 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+                       struct fuse_file_info *fi)
 {
 	(void)ino;
 	do_readdir(req, size, off, fi, false);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			   struct fuse_file_info *fi)
+                           struct fuse_file_info *fi)
 {
 	(void)ino;
 	do_readdir(req, size, off, fi, true);
@@ -692,7 +690,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+                    struct fuse_file_info *fi)
 {
 	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
 
@@ -742,7 +740,7 @@ static int run_pending(struct bfs *fs, struct bfs_fh *h, const struct fuse_ctx *
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-		     struct fuse_file_info *fi)
+                     struct fuse_file_info *fi)
 {
 	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
 	struct bfs *fs = bfs_of(req);
@@ -759,7 +757,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	if (h->ran) {
 		pthread_mutex_unlock(&h->lock);
 		bri_log(BRI_LOG_ERR, "ctl/%s: one request per open; more lines refused",
-			bfs_ctl_files[h->ctl].name);
+		        bfs_ctl_files[h->ctl].name);
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
@@ -769,7 +767,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		h->len = 0;
 		pthread_mutex_unlock(&h->lock);
 		bri_log(BRI_LOG_ERR, "ctl/%s: request longer than %d bytes refused",
-			bfs_ctl_files[h->ctl].name, BFS_CTL_MAX);
+		        bfs_ctl_files[h->ctl].name, BFS_CTL_MAX);
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
@@ -790,7 +788,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		h->len = 0;
 		pthread_mutex_unlock(&h->lock);
 		bri_log(BRI_LOG_ERR, "ctl/%s: more than one line refused (write one name)",
-			bfs_ctl_files[h->ctl].name);
+		        bfs_ctl_files[h->ctl].name);
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
@@ -831,11 +829,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-		       struct fuse_file_info *fi)
+                       struct fuse_file_info *fi)
 {
 	const int allowed = FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
-			    FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW |
-			    FUSE_SET_ATTR_CTIME;
+	                    FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
 	struct bfs *fs = bfs_of(req);
 	struct fuse_entry_param e;
 	struct bfs_node n;
@@ -868,15 +865,14 @@ static void op_refuse_entry(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fuse_reply_err(req, EROFS);
 }
 
-static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		     dev_t rdev)
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
 	(void)rdev;
 	op_refuse_entry(req, parent, name, mode);
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		      struct fuse_file_info *fi)
+                      struct fuse_file_info *fi)
 {
 	(void)fi;
 	op_refuse_entry(req, parent, name, mode);
@@ -925,29 +921,29 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 const struct fuse_lowlevel_ops bfs_ops = {
-	.init = op_init,
-	.lookup = op_lookup,
-	.forget = op_forget,
-	.forget_multi = op_forget_multi,
-	.getattr = op_getattr,
-	.setattr = op_setattr,
-	.readlink = op_readlink,
-	.mknod = op_mknod,
-	.mkdir = op_refuse_entry,
-	.unlink = op_unlink,
-	.rmdir = op_unlink,
-	.symlink = op_symlink,
-	.rename = bfs_rename,
-	.link = op_link,
-	.open = op_open,
-	.read = op_read,
-	.write = op_write,
-	.flush = op_flush,
-	.release = op_release,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.readdirplus = op_readdirplus,
-	.releasedir = op_releasedir,
-	.statfs = op_statfs,
-	.create = op_create,
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_refuse_entry,
+    .unlink = op_unlink,
+    .rmdir = op_unlink,
+    .symlink = op_symlink,
+    .rename = bfs_rename,
+    .link = op_link,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .release = op_release,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .statfs = op_statfs,
+    .create = op_create,
 };

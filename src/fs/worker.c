@@ -97,7 +97,7 @@ static void *notify_main(void *arg)
 		/* -ENOENT: the kernel does not know it; nothing to do. */
 		if (iv->parent)
 			fuse_lowlevel_notify_inval_entry(fs->se, iv->parent, iv->name,
-							 strlen(iv->name));
+			                                 strlen(iv->name));
 		else
 			fuse_lowlevel_notify_inval_inode(fs->se, iv->ino, 0, 0);
 		free(iv);
@@ -127,9 +127,9 @@ void bfs_verify_kick(struct bfs *fs)
 
 /* When the verifier last tried each backup (by catalog id). */
 struct attempts {
-	uint64_t *ids;  /* catalog ids */
-	time_t *when;   /* last attempt */
-	size_t n, cap;  /* used, allocated */
+	uint64_t *ids; /* catalog ids */
+	time_t *when;  /* last attempt */
+	size_t n, cap; /* used, allocated */
 };
 
 static time_t *attempt_slot(struct attempts *a, uint64_t id, bool add)
@@ -164,7 +164,8 @@ static time_t *attempt_slot(struct attempts *a, uint64_t id, bool add)
  */
 static bool pick(struct bfs *fs, struct attempts *a, time_t now, char *name, uint64_t *id)
 {
-	time_t retry = fs->scrub_interval > 0 && fs->scrub_interval < 600 ? fs->scrub_interval : 600;
+	time_t retry =
+	    fs->scrub_interval > 0 && fs->scrub_interval < 600 ? fs->scrub_interval : 600;
 	bool found = false;
 
 	pthread_rwlock_rdlock(&fs->cat_lock);
@@ -175,9 +176,9 @@ static bool pick(struct bfs *fs, struct attempts *a, time_t now, char *name, uin
 
 			if (pass == 0 && e->verify.status != BRI_VERIFY_UNVERIFIED)
 				continue;
-			if (pass == 1 && (fs->scrub_interval <= 0 ||
-					  e->verify.status == BRI_VERIFY_UNVERIFIED ||
-					  e->verify.checked + fs->scrub_interval > now))
+			if (pass == 1 &&
+			    (fs->scrub_interval <= 0 || e->verify.status == BRI_VERIFY_UNVERIFIED ||
+			     e->verify.checked + fs->scrub_interval > now))
 				continue;
 			last = attempt_slot(a, e->id, false);
 			if (last && *last > now - retry)
@@ -219,8 +220,8 @@ static void *verify_main(void *arg)
 			deadline.tv_sec += 30;
 			pthread_mutex_lock(&fs->q_lock);
 			while (!fs->stop && !fs->verify_kick)
-				if (pthread_cond_timedwait(&fs->verify_cond, &fs->q_lock, &deadline) ==
-				    ETIMEDOUT)
+				if (pthread_cond_timedwait(&fs->verify_cond, &fs->q_lock,
+				                           &deadline) == ETIMEDOUT)
 					break;
 			fs->verify_kick = false;
 			pthread_mutex_unlock(&fs->q_lock);
@@ -233,12 +234,12 @@ static void *verify_main(void *arg)
 		if (rc < 0) {
 			if (rc != -ENOENT)
 				bri_log(BRI_LOG_WARN, "background verification of %s: %s", name,
-					err.msg);
+				        err.msg);
 			continue;
 		}
 		if (res.status != BRI_VERIFY_OK)
 			bri_log(BRI_LOG_ERR, "background verification of %s failed: %s", name,
-				res.reason);
+			        res.reason);
 		pthread_rwlock_wrlock(&fs->cat_lock);
 		struct bri_entry *e = bri_catalog_find(fs->cat, name);
 		if (e)

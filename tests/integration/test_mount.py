@@ -1,0 +1,531 @@
+"""Integration tests of the bri-backupfs mount (SPEC.md section 4), as root:
+a real FUSE mount through /dev/fuse driven with the tools its users use (ls,
+stat, cat, sha256sum, sqlite3, echo >, mv, rm, chmod, rsync, tar, find, df).
+Every command runs with a time limit; the `mounted` fixture always
+unmounts."""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BRI_BACKUPFS, Mount, is_mounted, table_counts
+
+T = 60  # seconds: the time limit of one command
+
+
+def sh(cmd, check=True, timeout=T, **kw):
+    """Runs a shell command line; returns the CompletedProcess."""
+    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd!r} exited {p.returncode}: {p.stderr}")
+    return p
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def wait_until(pred, timeout=10, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def store_state(store):
+    """Every file of the store except the audit log and lock, with its hash."""
+    out = {}
+    for p in sorted(Path(store).iterdir()):
+        if p.name in ("audit.jsonl", ".lock") or p.name.endswith(".verify"):
+            continue
+        out[p.name] = sha256(p)
+    return out
+
+
+def live_content(db):
+    """The live database's rows, as a comparable value."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {t: con.execute(f'select * from "{t}" order by 1').fetchall()
+                for t in ("videos", "memory", "video_context")}
+    finally:
+        con.close()
+
+
+def all_verified(m):
+    names = [p.name for p in m.path.iterdir() if p.name not in ("ctl", "restore", "latest")]
+    return all(not (m.path / n / "verify").read_text().startswith("unverified") for n in names)
+
+
+@pytest.fixture
+def two(cli, mounted):
+    """The mount with two backups: 'first' and 'second' (newest)."""
+    cli.run("create", "--name", "first")
+    time.sleep(1.1)  # distinct backup times
+    cli.run("create", "--name", "second")
+    assert wait_until(lambda: (mounted.path / "second").exists(), 5)
+    return mounted
+
+
+def test_ls(two):
+    names = sh(f"ls {two.path}").stdout.split()
+    assert names == sorted(["ctl", "first", "latest", "restore", "second"])
+    assert sh(f"ls {two.path}/first").stdout.split() == ["bri.db", "meta.json", "verify"]
+    assert sh(f"ls {two.path}/ctl").stdout.split() == sorted(
+        ["cleanup", "create", "delete", "health", "log", "restore", "stats.json", "verify"])
+    assert sh(f"ls {two.path}/restore").stdout.split() == []
+
+
+def test_ls_l_modes(two):
+    out = sh(f"ls -l {two.path}").stdout
+    modes = {line.split()[-1]: line.split()[0] for line in out.splitlines()[1:]}
+    assert modes["first"] == "drwx------"
+    assert modes["ctl"] == "drwxr-xr-x"
+    assert modes["restore"] == "drwxr-xr-x"
+    assert modes["second"].startswith("drwx------")
+    assert out.count("latest -> second") == 1
+    out = sh(f"ls -l {two.path}/first {two.path}/ctl").stdout
+    assert re.search(r"^-r-------- .* bri\.db$", out, re.M)
+    assert re.search(r"^-r-------- .* meta\.json$", out, re.M)
+    for f in ("create", "verify", "delete", "restore"):
+        assert re.search(rf"^--w------- .* {f}$", out, re.M), f
+    for f in ("stats.json", "health", "log"):
+        assert re.search(rf"^-r--r--r-- .* {re.escape(f)}$", out, re.M), f
+    st = os.stat(two.path / "first" / "bri.db")
+    assert st.st_uid == os.getuid() and st.st_gid == os.getgid()
+
+
+def test_stat_exact_sizes_blocks_and_stable_inodes(two, store):
+    m = two.path
+    files = ["first/bri.db", "first/meta.json", "first/verify", "ctl/stats.json", "ctl/health",
+             "ctl/cleanup"]
+    for f in files:
+        st = os.stat(m / f)
+        data = (m / f).read_bytes()
+        assert st.st_size == len(data), f
+        assert st.st_blocks == (st.st_size + 511) // 512, f
+    assert (m / "first/meta.json").read_bytes() == (store / "first.db.meta").read_bytes()
+    assert os.stat(m / "first/bri.db").st_size == os.stat(store / "first.db").st_size
+    # Times are the backup's time.
+    meta = json.loads((m / "first/meta.json").read_text())
+    assert int(os.stat(m / "first/bri.db").st_mtime) == int(os.stat(m / "first").st_mtime)
+    assert time.strftime("%Y-%m-%dT%H:%M:%S",
+                         time.localtime(os.stat(m / "first").st_mtime)) == meta["backup_time"]
+    # stat(1) agrees.
+    out = sh(f"stat -c '%s %b' {m}/first/verify").stdout.split()
+    assert int(out[0]) == len((m / "first/verify").read_bytes()) and int(out[1]) >= 1
+    inodes = {f: os.stat(m / f).st_ino for f in ["first", "second", *files]}
+    assert len(set(inodes.values())) == len(inodes)
+    sh(f"echo third > {m}/ctl/create")
+    for f, ino in inodes.items():
+        assert os.stat(m / f).st_ino == ino, f
+    listed = {e.name: e.inode() for e in os.scandir(m)}
+    assert listed["first"] == inodes["first"]
+
+
+def test_cat_and_sha256_match_store_and_metadata(two, store):
+    for name in ("first", "second"):
+        out = sh(f"cat {two.path}/{name}/bri.db | sha256sum").stdout.split()[0]
+        assert out == sha256(store / f"{name}.db")
+        meta = json.loads((two.path / name / "meta.json").read_text())
+        assert meta["checksum"] == out
+        assert sh(f"sha256sum {two.path}/{name}/bri.db").stdout.split()[0] == out
+        assert (two.path / name / "bri.db").read_bytes() == (store / f"{name}.db").read_bytes()
+
+
+def test_sqlite3_shell_reads_backup_of_wal_database(two, live_db):
+    assert sh(f"sqlite3 {live_db} 'pragma journal_mode'").stdout.strip() == "wal"
+    out = sh(f"sqlite3 {two.path}/first/bri.db 'select count(*) from memory'").stdout
+    assert int(out) == table_counts(live_db)["memory"]
+    out = sh(f"sqlite3 -readonly {two.path}/second/bri.db 'pragma integrity_check'").stdout
+    assert out.strip() == "ok"
+
+
+def test_sqlite3_shell_reads_backup_of_rollback_database(tmp_path):
+    from conftest import Cli, make_sample_db
+    db = make_sample_db(tmp_path / "r" / "bri.db")
+    sh(f"sqlite3 {db} 'pragma journal_mode=delete'")
+    store = db.parent / "backups"
+    Cli(db, store).run("create", "--name", "rb")
+    m = Mount(db, store, tmp_path / "mnt2").start()
+    try:
+        out = sh(f"sqlite3 {m.path}/rb/bri.db 'select count(*) from videos'").stdout
+        assert int(out) == 42
+    finally:
+        m.stop()
+
+
+def test_ctl_create_good_empty_and_refused_names(mounted, store, live_db):
+    m = mounted.path
+    sh(f"echo before_update > {m}/ctl/create")
+    # Durable and listed when echo returns.
+    assert (store / "before_update.db").exists() and (m / "before_update").is_dir()
+    assert json.loads((m / "before_update/meta.json").read_text())["tables"]["videos"] == 42
+    sh(f"echo > {m}/ctl/create")
+    auto = [n for n in os.listdir(m) if n.startswith("bri_backup_")]
+    assert len(auto) == 1 and re.fullmatch(r"bri_backup_\d{8}_\d{6}", auto[0])
+    before = store_state(store)
+    refused = {
+        "bad/name": "EINVAL",
+        "..": "EINVAL",
+        "with space": "EINVAL",
+        "ctl": "EINVAL",
+        "latest": "EINVAL",
+        "x" * 200: "",
+        "before_update": "exists",
+        "-dash": "EINVAL",
+    }
+    for name in refused:
+        p = sh(f"echo '{name}' > {m}/ctl/create", check=False)
+        assert p.returncode != 0, name
+        assert "write error" in p.stderr, p.stderr
+    p = sh(f"printf 'a\\nb\\n' > {m}/ctl/create", check=False)
+    fd = os.open(m / "ctl/create", os.O_WRONLY)
+    with pytest.raises(OSError):
+        os.write(fd, b"one\ntwo\n")
+    os.close(fd)
+    # /bin/echo sees the error of close too (no newline: runs at close).
+    p = sh(f"/bin/echo -n 'bad/x' > {m}/ctl/create", check=False)
+    assert p.returncode != 0
+    state = store_state(store)
+    for k in [k for k in state if k not in before]:
+        assert k.startswith(("a.", "b.")), k  # printf wrote "a" alone first
+    log = (m / "ctl/log").read_text()
+    assert "bad/name" in log and "'/'" in log or "bad/name" in log
+    assert "before_update" in log and "exist" in log
+
+
+def test_ctl_create_errno(mounted):
+    m = mounted.path
+    fd = os.open(m / "ctl/create", os.O_WRONLY | os.O_TRUNC)
+    try:
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"bad/name\n")
+        assert e.value.errno == 22
+    finally:
+        os.close(fd)
+    os.close(os.open(m / "ctl/create", os.O_WRONLY))  # nothing written: nothing done
+    assert [n for n in os.listdir(m) if n.startswith("bri_")] == []
+    fd = os.open(m / "ctl/create", os.O_WRONLY)
+    os.write(fd, b"dup")
+    os.close(fd)
+    fd = os.open(m / "ctl/create", os.O_WRONLY)
+    os.write(fd, b"dup")
+    with pytest.raises(OSError) as e:
+        os.close(fd)
+    assert e.value.errno == 17  # EEXIST from close
+    with pytest.raises(OSError) as e:
+        with open(m / "ctl/create", "wb") as f:
+            f.write(b"y" * 5000)
+    assert e.value.errno in (27, 22)  # EFBIG
+
+
+def test_writes_inside_view_refused_and_nothing_changed(two, store):
+    m = two.path
+    before = store_state(store)
+    cmds = [
+        f"echo x > {m}/first/bri.db",
+        f"echo x >> {m}/first/meta.json",
+        f"truncate -s 0 {m}/first/bri.db",
+        f"chmod 777 {m}/first/bri.db",
+        f"chmod 777 {m}/first",
+        f"chown nobody {m}/first/bri.db",
+        f"rm -f {m}/first/bri.db",
+        f"rm -rf {m}/first",
+        f"rmdir {m}/second",
+        f"touch {m}/first/new",
+        f"mkdir {m}/first/d",
+        f"mkdir {m}/newdir",
+        f"touch {m}/newfile",
+        f"ln -s first {m}/link",
+        f"ln {m}/first/bri.db {m}/first/hard",
+        f"mv {m}/first {m}/renamed",
+        f"mv {m}/first/bri.db {m}/first/x.db",
+        f"cp /etc/hostname {m}/first/",
+        f"rm -f {m}/latest",
+        f"rm -f {m}/ctl/create",
+        f"echo x > {m}/ctl/stats.json",
+        f"touch {m}/restore/x",
+        f"mkdir {m}/restore/y",
+        f"mv {m}/first {m}/restore/other",
+    ]
+    for c in cmds:
+        p = sh(c, check=False)
+        assert p.returncode != 0, c
+        assert re.search(r"Read-only file system|Permission denied|Operation not permitted|"
+                         r"Invalid argument|Bad file", p.stderr), (c, p.stderr)
+    assert store_state(store) == before
+    assert sorted(os.listdir(m)) == ["ctl", "first", "latest", "restore", "second"]
+    assert os.stat(m / "first/bri.db").st_mode & 0o777 == 0o400
+
+
+def test_mv_into_restore(two, store, live_db, cli):
+    m = two.path
+    first = live_content(live_db)
+    con = sqlite3.connect(live_db)
+    con.execute("delete from memory where id > 10")
+    con.commit()
+    con.close()
+    assert live_content(live_db) != first
+    sh(f"mv {m}/first {m}/restore/")
+    assert live_content(live_db) == first
+    names = os.listdir(m)
+    assert "first" in names
+    assert any(n.startswith("pre_restore_safety_") for n in names)
+    assert os.listdir(m / "restore") == ["first.report"]
+    report = (m / "restore/first.report").read_text()
+    assert "first" in report and "ok" in report and "pre_restore_safety_" in report
+    st = os.stat(m / "restore/first.report")
+    assert st.st_size == len(report.encode()) and st.st_mode & 0o777 == 0o444
+    # The same mv again: restore/ holds no directory named first.
+    con = sqlite3.connect(live_db)
+    con.execute("delete from videos where id > 5")
+    con.commit()
+    con.close()
+    sh(f"mv {m}/first {m}/restore/")
+    assert live_content(live_db) == first
+    assert len([n for n in os.listdir(m) if n.startswith("pre_restore_safety_")]) == 2
+    assert (m / "first/bri.db").is_file()
+    # ctl/restore does the same.
+    sh(f"echo second > {m}/ctl/restore")
+    assert sorted(os.listdir(m / "restore")) == ["first.report", "second.report"]
+
+
+def test_mv_of_corrupted_backup_refused(two, store, live_db):
+    m = two.path
+    before = live_content(live_db)
+    raw = bytearray((store / "first.db").read_bytes())
+    raw[5000:5016] = b"\xff" * 16
+    (store / "first.db").write_bytes(raw)
+    p = sh(f"mv {m}/first {m}/restore/", check=False)
+    assert p.returncode != 0
+    assert "mv:" in p.stderr
+    assert live_content(live_db) == before
+    assert "first" in os.listdir(m)
+    assert not any(n.startswith("pre_restore_safety_") for n in os.listdir(m))
+    report = (m / "restore/first.report").read_text()
+    assert "fail" in report
+    assert (m / "first/verify").read_text().startswith("failed")
+
+
+def test_ctl_verify_shows_new_result_at_once(two, store):
+    m = two.path
+    assert wait_until(lambda: all_verified(two), 20)
+    old = (m / "first/verify").read_text()
+    assert old.startswith("ok")
+    time.sleep(1.1)
+    sh(f"echo first > {m}/ctl/verify")
+    new = (m / "first/verify").read_text()
+    assert new.startswith("ok") and new != old
+    raw = bytearray((store / "second.db").read_bytes())
+    raw[-100:] = b"\x00" * 100
+    (store / "second.db").write_bytes(raw)
+    p = sh(f"echo second > {m}/ctl/verify", check=False)
+    assert p.returncode != 0
+    text = (m / "second/verify").read_text()
+    assert text.startswith("failed: ")
+    assert os.stat(m / "second/verify").st_size == len(text.encode())
+    p = sh(f"echo all > {m}/ctl/verify", check=False)
+    assert p.returncode != 0  # second is still bad
+    assert (m / "first/verify").read_text().startswith("ok")
+    p = sh(f"echo nosuch > {m}/ctl/verify", check=False)
+    assert p.returncode != 0
+
+
+def test_background_verification(cli, live_db, store, tmp_path):
+    cli.run("create", "--name", "bg")
+    assert not (store / "bg.db.verify").exists() or True
+    (store / "bg.db.verify").unlink(missing_ok=True)
+    m = Mount(live_db, store, tmp_path / "mnt3", options=["scrub_interval=2s"]).start()
+    try:
+        assert wait_until(lambda: (m.path / "bg/verify").read_text().startswith("ok"), 15)
+        first = (m.path / "bg/verify").read_text()
+        time.sleep(1.1)
+        # scrub: re-verified after the interval
+        assert wait_until(lambda: (m.path / "bg/verify").read_text() != first, 40, 0.2)
+    finally:
+        m.stop()
+
+
+def test_backup_made_by_cli_appears(mounted, cli):
+    m = mounted.path
+    assert sorted(os.listdir(m)) == ["ctl", "restore"]
+    cli.run("create", "--name", "from_cli")
+    t0 = time.monotonic()
+    assert wait_until(lambda: "from_cli" in os.listdir(m), 5)
+    assert time.monotonic() - t0 < 1.5
+    assert os.readlink(m / "latest") == "from_cli"
+    cli.run("delete", "from_cli")
+    assert wait_until(lambda: "from_cli" not in os.listdir(m), 5)
+    assert wait_until(lambda: not (m / "from_cli").exists(), 5)
+
+
+def test_latest(two):
+    m = two.path
+    assert os.readlink(m / "latest") == "second"
+    assert (m / "latest/bri.db").read_bytes() == (m / "second/bri.db").read_bytes()
+    sh(f"echo third > {m}/ctl/create")
+    assert os.readlink(m / "latest") == "third"
+
+
+def test_ctl_delete_and_cleanup(two, store):
+    m = two.path
+    plan = (m / "ctl/cleanup").read_text()
+    assert "would remove 0 of 2" in plan and "first" in plan
+    assert os.stat(m / "ctl/cleanup").st_size == len(plan.encode())
+    sh(f"echo first > {m}/ctl/delete")
+    assert not (m / "first").exists()
+    assert "first" not in os.listdir(m) and not (store / "first.db").exists()
+    p = sh(f"echo first > {m}/ctl/delete", check=False)
+    assert p.returncode != 0
+    sh(f"echo > {m}/ctl/cleanup")
+    assert "second" in os.listdir(m)
+    stats = json.loads((m / "ctl/stats.json").read_text())
+    assert stats["total_backups"] == 1
+    assert (m / "ctl/health").read_text().startswith("warning")
+
+
+def test_rsync_twice_copies_nothing_the_second_time(two, tmp_path, store):
+    m = two.path
+    assert wait_until(lambda: all_verified(two), 20)
+    dest = tmp_path / "offsite"
+    cmd = f"rsync -a --itemize-changes --stats --exclude ctl --exclude restore {m}/ {dest}/"
+    p = sh(cmd)
+    assert "Number of regular files transferred: 6" in p.stdout, p.stdout
+    for name in ("first", "second"):
+        assert sha256(dest / name / "bri.db") == sha256(store / f"{name}.db")
+    assert os.readlink(dest / "latest") == "second"
+    p = sh(cmd)
+    assert "Number of regular files transferred: 0" in p.stdout, p.stdout
+    assert not re.search(r"^>f", p.stdout, re.M), p.stdout
+
+
+def test_tar_and_find(two, tmp_path, store):
+    m = two.path
+    out = sh(f"find {m} -path {m}/ctl -prune -o -type f -print").stdout.split()
+    assert sorted(os.path.relpath(p, m) for p in out) == sorted(
+        f"{n}/{f}" for n in ("first", "second") for f in ("bri.db", "meta.json", "verify"))
+    sh(f"tar -C {m} -cf {tmp_path}/b.tar first second latest")
+    sh(f"mkdir {tmp_path}/x && tar -C {tmp_path}/x -xf {tmp_path}/b.tar")
+    assert sha256(tmp_path / "x/first/bri.db") == sha256(store / "first.db")
+    assert sh(f"du -sb {m}/first").stdout.split()[0].isdigit()
+
+
+def test_two_creates_at_once(mounted, store):
+    m = mounted.path
+    results = {}
+
+    def create(name):
+        results[name] = sh(f"echo {name} > {m}/ctl/create", check=False).returncode
+
+    ts = [threading.Thread(target=create, args=(n,)) for n in ("c1", "c2")]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(T)
+    assert results == {"c1": 0, "c2": 0}
+    for n in ("c1", "c2"):
+        assert (m / n / "bri.db").is_file()
+        assert sqlite3.connect(f"file:{store}/{n}.db?mode=ro", uri=True).execute(
+            "pragma integrity_check").fetchone()[0] == "ok"
+    # Two automatic names at once: both complete under distinct names.
+    ts = [threading.Thread(target=create, args=("",)) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(T)
+    assert len([n for n in os.listdir(m) if n.startswith("bri_backup_")]) == 2
+
+
+def test_df_reports_store_filesystem(mounted, store):
+    out = sh(f"df -k --output=size {mounted.path}").stdout.split()[-1]
+    ref = sh(f"df -k --output=size {store}").stdout.split()[-1]
+    assert out == ref
+    sv, rv = os.statvfs(mounted.path), os.statvfs(store)
+    assert sv.f_blocks == rv.f_blocks and sv.f_bsize == rv.f_bsize
+
+
+def test_dead_store_fails_never_empty(two, store):
+    m = two.path
+    gone = store.with_name("backups.gone")
+    store.rename(gone)
+    try:
+        time.sleep(0.6)
+        p = sh(f"ls {m}", check=False)
+        assert p.returncode != 0 and "Input/output error" in p.stderr
+        p = sh(f"rsync -a --exclude ctl --exclude restore {m}/ /tmp/never-{os.getpid()}/",
+               check=False)
+        assert p.returncode != 0
+    finally:
+        gone.rename(store)
+        shutil.rmtree(f"/tmp/never-{os.getpid()}", ignore_errors=True)
+
+
+def test_unmount_leaves_no_process(live_db, store, tmp_path):
+    m = Mount(live_db, store, tmp_path / "mnt4").start()
+    pid = m.proc.pid
+    m.stop()
+    assert m.proc.returncode == 0
+    assert not is_mounted(m.path)
+    assert not Path(f"/proc/{pid}").exists()
+
+
+def test_daemonises_and_fstab_style_options(live_db, store, tmp_path):
+    mnt = tmp_path / "mnt5"
+    mnt.mkdir()
+    opts = f"backup_dir={store},noauto,_netdev,nofail,user,retention_days=10,keep_min=3"
+    p = subprocess.run([str(BRI_BACKUPFS), str(live_db), str(mnt), "-o", opts],
+                       capture_output=True, text=True, timeout=T)
+    try:
+        assert p.returncode == 0, p.stderr
+        assert wait_until(lambda: is_mounted(mnt), 10)
+        assert "retention 10 days, keep at least 3" in (mnt / "ctl/cleanup").read_text()
+        mounts = Path("/proc/self/mounts").read_text()
+        line = [l for l in mounts.splitlines() if l.split()[1] == str(mnt)][0]
+        assert "fuse.bri-backupfs" in line and "default_permissions" in line
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], timeout=T)
+        if is_mounted(mnt):
+            subprocess.run(["fusermount3", "-uz", str(mnt)], timeout=T)
+    assert wait_until(lambda: sh(f"pgrep -f 'bri-backupfs {live_db}'", check=False).returncode
+                      != 0, 10)
+
+
+def test_help_and_version():
+    p = subprocess.run([str(BRI_BACKUPFS), "--help"], capture_output=True, text=True, timeout=T)
+    assert p.returncode == 0
+    out = p.stdout + p.stderr
+    assert out.index("backup_dir=") < out.index("allow_other")
+    for key in ("retention_days=", "keep_min=", "scrub_interval=", "log="):
+        assert key in out
+    p = subprocess.run([str(BRI_BACKUPFS), "--version"], capture_output=True, text=True,
+                       timeout=T)
+    assert p.returncode == 0 and "bri-backupfs" in p.stdout
+    p = subprocess.run([str(BRI_BACKUPFS)], capture_output=True, text=True, timeout=T)
+    assert p.returncode != 0 and "usage" in p.stderr
+
+
+def test_log_option_writes_file(live_db, store, tmp_path):
+    log = tmp_path / "bfs.log"
+    m = Mount(live_db, store, tmp_path / "mnt6", options=[f"log={log}"]).start()
+    try:
+        sh(f"echo bad/name > {m.path}/ctl/create", check=False)
+        assert "bad/name" in (m.path / "ctl/log").read_text()
+    finally:
+        m.stop()
+    assert "bad/name" in log.read_text()
