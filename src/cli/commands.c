@@ -83,8 +83,10 @@ static const char help_cleanup[] =
     "      --dry-run    only print what would be removed\n"
     "  -h, --help       show this help\n";
 
-static const char help_delete[] = "Usage: bri-backup [OPTIONS] delete NAME\n"
-                                  "Removes the backup NAME (safety backups too).\n";
+static const char help_delete[] =
+    "Usage: bri-backup [OPTIONS] delete NAME\n"
+    "Removes the backup NAME (safety backups too; NAME.db is read as\n"
+    "NAME when there is no backup called NAME.db).\n";
 
 static const char help_stats[] = "Usage: bri-backup [OPTIONS] stats\n"
                                  "Shows the store's statistics (JSON with --json).\n";
@@ -1075,6 +1077,7 @@ int cli_cmd_delete(struct cli_globals *g, int argc, char **argv)
 	struct bri_err err = {0};
 	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
 	const char *name;
+	char *stem = NULL;
 	int rc, r;
 
 	rc = parse_plain(g, argc, argv, help_delete);
@@ -1089,6 +1092,13 @@ int cli_cmd_delete(struct cli_globals *g, int argc, char **argv)
 	rc = open_store(g, false, &s);
 	if (rc)
 		return rc;
+	if (s && bri_store_has(s, name) != 1 && ends_with(name, ".db")) {
+		/* "NAME.db", the backup's file name, for the backup NAME. */
+		stem = strndup(name, strlen(name) - 3);
+		if (stem && bri_store_check_name(stem, strlen(stem), NULL) == 0 &&
+		    bri_store_has(s, stem) == 1)
+			name = stem;
+	}
 	if (!s || bri_store_has(s, name) != 1) {
 		cli_error("delete: no backup named %s (see bri-backup list)", name);
 		rc = CLI_EXIT_FAIL;
@@ -1101,6 +1111,7 @@ int cli_cmd_delete(struct cli_globals *g, int argc, char **argv)
 	}
 	printf("deleted %s\n", name);
 out_close_store:
+	free(stem);
 	close_store(s);
 	return rc;
 }

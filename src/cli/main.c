@@ -302,5 +302,11 @@ int main(int argc, char **argv)
 	optind = 0;
 	rc = commands[i].fn(&g, argc, argv);
 	bri_log_shutdown();
+	/* Output that did not reach its file (disk full, closed pipe) is a failure. */
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		cli_error("cannot write the output: %s", strerror(errno));
+		if (rc == CLI_EXIT_OK)
+			rc = CLI_EXIT_FAIL;
+	}
 	return rc;
 }

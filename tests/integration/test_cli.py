@@ -374,3 +374,18 @@ def test_json_outputs_parse(cli, store, tmp_path):
     assert c["removed"] == [] and c["dry_run"] is True
     r = json.loads(cli.run("--json", "restore", "j1").stdout)
     assert r["result"] == "restored" and r["safety_backup"].startswith("pre_restore_safety_")
+
+
+def test_delete_by_file_name(cli, store):
+    create(cli, "--name", "seedstyle")
+    cli.run("delete", "seedstyle.db")
+    assert names_in(cli) == []
+
+
+def test_output_write_errors_fail(cli):
+    create(cli, "--name", "x")
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([*map(str, (BRI_BACKUP, "--db", cli.db, "--backup-dir", cli.store)),
+                            "list"], stdout=full, stderr=subprocess.PIPE, text=True,
+                           timeout=TIMEOUT)
+    assert p.returncode == 1 and "write" in p.stderr

@@ -334,3 +334,49 @@ def test_progress_bar_on_a_terminal(tmp_path):
     # The bar is cleared when done: nothing but the verdict follows the last clear.
     assert b"\r\033[K" in err
     assert b"%" not in err.split(b"\r\033[K")[-1], err
+
+
+# ---- concurrency and crashes ----
+
+def test_concurrent_creates_all_complete_or_are_refused_cleanly(cli, store):
+    procs = [subprocess.Popen([str(BRI_BACKUP), "--db", str(cli.db), "--backup-dir",
+                               str(store), "create", *(["--name", "same"] if i % 2 else [])],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(6)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        results.append((p.returncode, out.strip(), err))
+    ok = [r for r in results if r[0] == 0]
+    # Three automatic ones always succeed; of the three "same", exactly one.
+    assert len(ok) == 4, results
+    assert all(r[0] == 1 and "exists" in r[2] for r in results if r[0] != 0), results
+    paths = [Path(r[1]) for r in ok]
+    assert len(set(paths)) == 4
+    assert sorted(names_in(cli)) == sorted(p.stem for p in paths)
+    assert cli.run("verify").returncode == 0
+    assert not [p for p in store.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_killed_create_leaves_no_backup_or_a_complete_one(tmp_path):
+    db = make_sample_db(tmp_path / "data" / "bri.db", rows=150000)
+    store = tmp_path / "data" / "backups"
+    base = [str(BRI_BACKUP), "--db", str(db)]
+    for delay in (0.05, 0.15, 0.3, 0.6):
+        p = subprocess.Popen([*base, "create", "--name", f"k{int(delay * 100)}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.kill()
+        p.wait(timeout=60)
+        listed = json.loads(subprocess.run([*base, "--json", "list"], capture_output=True,
+                                           text=True, timeout=60, check=True).stdout)
+        for b in listed:  # whatever is listed is whole
+            v = subprocess.run([*base, "verify", b["name"]], capture_output=True, text=True,
+                               timeout=120)
+            assert v.returncode == 0, (delay, v.stdout, v.stderr)
+    # The next create sweeps what the killed ones left behind.
+    p = subprocess.run([*base, "create", "--name", "after"], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert not [x for x in store.iterdir() if x.name.endswith(".tmp")]
+    assert journal_mode(db) == "wal"
