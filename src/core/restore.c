@@ -29,6 +29,30 @@ struct source {
 	char meta_error[512];     /* why there is none */
 };
 
+/*
+ * The metadata of a .db outside the store: "PATH.meta" (a copy of the store),
+ * else "meta.json" beside it (a copy of the mount's view).
+ */
+static char *find_meta_file(const char *path)
+{
+	char *meta_path, *slash;
+
+	if (asprintf(&meta_path, "%s.meta", path) < 0)
+		return NULL;
+	if (access(meta_path, F_OK) == 0)
+		return meta_path;
+	free(meta_path);
+	slash = strrchr(path, '/');
+	if (asprintf(&meta_path, "%.*smeta.json", slash ? (int)(slash - path + 1) : 0, path) < 0)
+		return NULL;
+	if (access(meta_path, F_OK) == 0)
+		return meta_path;
+	free(meta_path);
+	if (asprintf(&meta_path, "%s.meta", path) < 0)
+		return NULL;
+	return meta_path;
+}
+
 static void load_meta_file(const char *path, struct source *src)
 {
 	struct bri_err e = {0};
@@ -36,7 +60,8 @@ static void load_meta_file(const char *path, struct source *src)
 	size_t len = 0;
 	FILE *f;
 
-	if (asprintf(&meta_path, "%s.meta", path) < 0)
+	meta_path = find_meta_file(path);
+	if (!meta_path)
 		return;
 	f = fopen(meta_path, "re");
 	if (!f) {
