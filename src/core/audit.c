@@ -106,10 +106,12 @@ void bri_audit_record(struct bri_store *s, const char *op, const char *name, int
 /* The epoch time of one line, or -1 when it has none. */
 static time_t line_time(const char *line, size_t len)
 {
+	enum json_tokener_error jerr;
 	json_object *o, *v;
 	time_t t = -1;
 
-	o = json_tokener_parse_verbose(line, NULL);
+	/* json-c stores the error through its second argument: never NULL. */
+	o = json_tokener_parse_verbose(line, &jerr);
 	(void)len;
 	if (!o)
 		return -1;
