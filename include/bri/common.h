@@ -25,7 +25,11 @@ struct bri_err {
  */
 int bri_err_set(struct bri_err *err, int code, const char *fmt, ...) BRI_PRINTF(3, 4);
 
-/* Called during long operations; done and total are bytes (total 0: unknown). */
+/*
+ * Called during long operations; done and total are bytes (total 0: unknown).
+ * It may be called from a thread of the core's own while the operation runs,
+ * but never twice at the same time.
+ */
 typedef void (*bri_progress_fn)(void *arg, const char *phase, uint64_t done, uint64_t total);
 
 /* Who asked for an operation and where its progress goes. */

@@ -7,6 +7,7 @@
 #include "bri/create.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,69 @@ static int finish_backup(struct bri_store *s, int fd, const char *tmp, const cha
 	return rc;
 }
 
+/* A thread that reports the copy's progress from the growing temporary file. */
+struct copy_watch {
+	pthread_mutex_t lock;          /* guards done */
+	pthread_cond_t cond;           /* signalled when done is set */
+	bool done;                     /* the copy finished */
+	int fd;                        /* the temporary file */
+	uint64_t total;                /* the live database's size */
+	const struct bri_op_ctx *ctx;  /* where progress goes */
+};
+
+static void *watch_copy(void *arg)
+{
+	struct copy_watch *w = arg;
+	struct timespec until;
+	struct stat st;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->done) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 250 * 1000 * 1000;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&w->cond, &w->lock, &until);
+		if (!w->done && fstat(w->fd, &st) == 0)
+			w->ctx->progress(w->ctx->progress_arg, "copy", (uint64_t)st.st_size, w->total);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* bri_snapshot_take, reporting progress when ctx has a progress function. */
+static int snapshot_with_progress(const char *src, const char *dst, int fd, uint64_t total,
+				  int busy_timeout_ms, const struct bri_op_ctx *ctx,
+				  struct bri_snapshot_info *info, struct bri_err *err)
+{
+	struct copy_watch w = {.fd = fd, .total = total, .ctx = ctx};
+	pthread_t thread;
+	bool watching;
+	int rc;
+
+	if (!ctx || !ctx->progress)
+		return bri_snapshot_take(src, dst, busy_timeout_ms, info, err);
+	ctx->progress(ctx->progress_arg, "copy", 0, total);
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.cond, NULL);
+	watching = pthread_create(&thread, NULL, watch_copy, &w) == 0;
+	rc = bri_snapshot_take(src, dst, busy_timeout_ms, info, err);
+	if (watching) {
+		pthread_mutex_lock(&w.lock);
+		w.done = true;
+		pthread_cond_signal(&w.cond);
+		pthread_mutex_unlock(&w.lock);
+		pthread_join(thread, NULL);
+	}
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
+	if (rc == 0)
+		ctx->progress(ctx->progress_arg, "copy", total, total);
+	return rc;
+}
+
 int bri_default_busy_timeout_ms(void)
 {
 	const char *env = getenv("BRI_BUSY_TIMEOUT_MS");
@@ -133,13 +197,10 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_remove_tmp;
 	}
-	if (ctx && ctx->progress)
-		ctx->progress(ctx->progress_arg, "copy", 0, (uint64_t)st.st_size);
-	rc = bri_snapshot_take(s->db_path, tmp_path, o.busy_timeout_ms, &info, err);
+	rc = snapshot_with_progress(s->db_path, tmp_path, fd, (uint64_t)st.st_size,
+				    o.busy_timeout_ms, ctx, &info, err);
 	if (rc < 0)
 		goto out_remove_tmp;
-	if (ctx && ctx->progress)
-		ctx->progress(ctx->progress_arg, "copy", (uint64_t)st.st_size, (uint64_t)st.st_size);
 
 	bri_time_local(now, meta.backup_time, sizeof(meta.backup_time));
 	bri_time_utc(now, meta.backup_time_utc, sizeof(meta.backup_time_utc));
