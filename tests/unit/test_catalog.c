@@ -24,9 +24,9 @@
 static struct bri_op_ctx ctx;
 
 static int create(struct bri_store *s, const char *name, enum bri_kind kind, char **out,
-		  struct bri_err *err)
+                  struct bri_err *err)
 {
-	struct bri_create_opts o = { .name = name, .kind = kind };
+	struct bri_create_opts o = {.name = name, .kind = kind};
 	*out = NULL;
 	memset(err, 0, sizeof(*err));
 	return bri_create(s, &o, &ctx, out, err);
@@ -37,7 +37,8 @@ static int64_t count_rows(sqlite3 *db, const char *table)
 	sqlite3_stmt *st;
 	int64_t n = -1;
 	char *sql = tu_fmt("SELECT count(*) FROM \"%s\"", table);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	free(sql);
@@ -45,8 +46,8 @@ static int64_t count_rows(sqlite3 *db, const char *table)
 }
 
 /* Checks one fresh backup's files against the live counts. */
-static void check_backup(struct bri_store *s, const char *name, enum bri_kind kind,
-			 int64_t videos, int64_t memory)
+static void check_backup(struct bri_store *s, const char *name, enum bri_kind kind, int64_t videos,
+                         int64_t memory)
 {
 	char *db = bri_store_path(s, name, ".db");
 	char *meta = bri_store_path(s, name, ".db.meta");
@@ -60,12 +61,12 @@ static void check_backup(struct bri_store *s, const char *name, enum bri_kind ki
 	EXPECT(h && len >= 100 && memcmp(h, "SQLite format 3", 16) == 0);
 	if (h && len >= 100)
 		EXPECT_MSG(h[18] == 1 && h[19] == 1, "%s: header bytes 18/19 = %d/%d (WAL is 2)",
-			   name, h[18], h[19]);
+		           name, h[18], h[19]);
 	free(h);
 
 	char *json = NULL;
 	struct bri_meta m;
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	char *mf = tu_fmt("%s.db.meta", name);
 	EXPECT_EQ_INT(bri_store_read_file(s, mf, BRI_META_MAX_BYTES, &json, &len), 0);
 	memset(&m, 0, sizeof(m));
@@ -87,7 +88,7 @@ static void check_backup(struct bri_store *s, const char *name, enum bri_kind ki
 		struct bri_verify_result r;
 		EXPECT_EQ_INT(bri_verify_file(db, &m, NULL, &ctx, &r), 0);
 		EXPECT_MSG(r.status == BRI_VERIFY_OK, "%s: fresh backup does not verify: %s", name,
-			   r.reason);
+		           r.reason);
 		bri_meta_free(&m);
 	}
 	free(json);
@@ -112,14 +113,14 @@ static int count_tmp(const char *dir)
 
 static void set_mtime(const char *path, time_t t)
 {
-	struct timespec ts[2] = { { t, 0 }, { t, 0 } };
+	struct timespec ts[2] = {{t, 0}, {t, 0}};
 	if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) < 0)
 		TU_DIE("utimensat %s", path);
 }
 
 static void test_catalog(const char *base)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	struct bri_store *s = NULL;
 	char *data = tu_fmt("%s/data", base);
 	char *live = tu_fmt("%s/data/bri.db", base);
@@ -231,10 +232,18 @@ static void test_catalog(const char *base)
 	set_mtime(autob, old - 120);
 
 	/* Things that are not backups. */
-	static const char *junk[] = { ".x.create.123.abc.tmp", ".hidden.db", "notes.txt",
-				      "bad name.db", "ctl.db", "latest.db", "-dash.db",
-				      "ghost.db.meta", "y.db-journal", "z.db-wal", "w.db-shm",
-				      "first.db.bak" };
+	static const char *junk[] = {".x.create.123.abc.tmp",
+	                             ".hidden.db",
+	                             "notes.txt",
+	                             "bad name.db",
+	                             "ctl.db",
+	                             "latest.db",
+	                             "-dash.db",
+	                             "ghost.db.meta",
+	                             "y.db-journal",
+	                             "z.db-wal",
+	                             "w.db-shm",
+	                             "first.db.bak"};
 	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
 		char *p = bri_store_path(s, junk[i], "");
 		tu_copy(first_db, p);
@@ -258,13 +267,13 @@ static void test_catalog(const char *base)
 	for (size_t i = 0; i < c->n; i++) {
 		const char *nm = c->entries[i]->name;
 		EXPECT_MSG(strcmp(nm, "third") == 0 || strcmp(nm, n2) == 0 ||
-				   strcmp(nm, "first") == 0 || strcmp(nm, "orphan") == 0 ||
-				   strcmp(nm, "pre_restore_safety_20250101_000000") == 0 ||
-				   strcmp(nm, "bri_backup_20250101_000000") == 0,
-			   "listed a non-backup: \"%s\"", nm);
+		               strcmp(nm, "first") == 0 || strcmp(nm, "orphan") == 0 ||
+		               strcmp(nm, "pre_restore_safety_20250101_000000") == 0 ||
+		               strcmp(nm, "bri_backup_20250101_000000") == 0,
+		           "listed a non-backup: \"%s\"", nm);
 		if (i > 0)
 			EXPECT_MSG(c->entries[i]->time <= c->entries[i - 1]->time,
-				   "not newest first at %zu", i);
+			           "not newest first at %zu", i);
 	}
 	struct bri_entry *e = bri_catalog_find(c, "orphan");
 	EXPECT(e != NULL);
@@ -341,7 +350,8 @@ static void test_catalog(const char *base)
 		EXPECT(c4->n > 0 && strcmp(c4->entries[0]->name, "pre_restore_safety_test") == 0);
 		EXPECT(c4->n > 0 && c4->entries[0]->kind == BRI_KIND_SAFETY);
 		EXPECT(bri_catalog_newest(c4) && strcmp(bri_catalog_newest(c4)->name, n2) == 0);
-		EXPECT(bri_catalog_find(c4, "first") && bri_catalog_find(c4, "first")->id == id_first);
+		EXPECT(bri_catalog_find(c4, "first") &&
+		       bri_catalog_find(c4, "first")->id == id_first);
 		bri_catalog_free(c4);
 	}
 

@@ -13,9 +13,9 @@
 #include "expect.h"
 #include "testutil.h"
 
-#define SHA_EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-#define SHA_ABC "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-#define SHA_448 "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+#define SHA_EMPTY     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define SHA_ABC       "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+#define SHA_448       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
 #define SHA_MILLION_A "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
 
 static bool lower_hex64(const char *h)
@@ -50,12 +50,12 @@ static void test_vectors(void)
 }
 
 struct progress_log {
-	int calls;         /* how many reports */
-	uint64_t last;     /* last done */
-	uint64_t total;    /* total of the last report */
-	bool monotonic;    /* done never went backwards */
-	bool bad_phase;    /* a phase other than "checksum" */
-	bool over;         /* done > total */
+	int calls;      /* how many reports */
+	uint64_t last;  /* last done */
+	uint64_t total; /* total of the last report */
+	bool monotonic; /* done never went backwards */
+	bool bad_phase; /* a phase other than "checksum" */
+	bool over;      /* done > total */
 };
 
 static void on_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
@@ -75,7 +75,7 @@ static void on_progress(void *arg, const char *phase, uint64_t done, uint64_t to
 static void test_files(const char *base)
 {
 	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	char hex[BRI_CHECKSUM_HEX_LEN + 1], want[BRI_CHECKSUM_HEX_LEN + 1];
 
 	/* 3 MiB + 17 bytes of varied data: larger than any sensible chunk. */
@@ -95,7 +95,7 @@ static void test_files(const char *base)
 	EXPECT_STREQ(hex, want);
 
 	/* With progress: phase "checksum", done never beyond total, forward only. */
-	struct progress_log log = { .monotonic = true };
+	struct progress_log log = {.monotonic = true};
 	ctx.progress = on_progress;
 	ctx.progress_arg = &log;
 	memset(hex, 0, sizeof(hex));

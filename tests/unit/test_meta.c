@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <math.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "bri/meta.h"
 #include "expect.h"
@@ -16,16 +18,16 @@
 #define HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 /* The seed's keys and a valid value for each, in the seed's order. */
-static const char *seed_keys[] = { "backup_time", "source_db",	"backup_path", "size_bytes",
-				   "size_mb",	  "checksum", "tables" };
+static const char *seed_keys[] = {"backup_time", "source_db", "backup_path", "size_bytes",
+                                  "size_mb",     "checksum",  "tables"};
 static const char *seed_vals[] = {
-	"\"2025-10-16T14:30:00\"",
-	"\"data/bri.db\"",
-	"\"data/backups/bri_backup_20251016_143000.db\"",
-	"10485760",
-	"10.0",
-	"\"" HEX64 "\"",
-	"{\"videos\": 42, \"memory\": 1250, \"video_context\": 3500}",
+    "\"2025-10-16T14:30:00\"",
+    "\"data/bri.db\"",
+    "\"data/backups/bri_backup_20251016_143000.db\"",
+    "10485760",
+    "10.0",
+    "\"" HEX64 "\"",
+    "{\"videos\": 42, \"memory\": 1250, \"video_context\": 3500}",
 };
 #define NSEED (sizeof(seed_keys) / sizeof(seed_keys[0]))
 
@@ -63,14 +65,15 @@ static void sentinel(struct bri_meta *m)
 static bool untouched(const struct bri_meta *m)
 {
 	return m->size_bytes == -777 && m->kind == BRI_KIND_SAFETY && !m->source_db &&
-	       !m->backup_path && !m->tables && m->ntables == 0 && strcmp(m->checksum, "sentinel") == 0;
+	       !m->backup_path && !m->tables && m->ntables == 0 &&
+	       strcmp(m->checksum, "sentinel") == 0;
 }
 
 /* Expects json (len bytes) to be refused with -EINVAL and m untouched. */
 static void refused(const char *json, size_t len, const char *what)
 {
 	struct bri_meta m;
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	sentinel(&m);
 	int rc = bri_meta_parse(json, len, &m, &err);
 	EXPECT_MSG(rc == -EINVAL, "%s: got %d, expected -EINVAL", what, rc);
@@ -111,11 +114,11 @@ static void full_meta(struct bri_meta *m)
 	strcpy(m->checksum, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	m->ntables = 5;
 	m->tables = calloc(m->ntables, sizeof(*m->tables));
-	m->tables[0] = (struct bri_table_count){ strdup("videos"), 42 };
-	m->tables[1] = (struct bri_table_count){ strdup("memory"), 1250 };
-	m->tables[2] = (struct bri_table_count){ strdup("video_context"), 3500 };
-	m->tables[3] = (struct bri_table_count){ strdup("we\"ird \xc3\xbc"), 0 };
-	m->tables[4] = (struct bri_table_count){ strdup("big"), 5000000000LL };
+	m->tables[0] = (struct bri_table_count){strdup("videos"), 42};
+	m->tables[1] = (struct bri_table_count){strdup("memory"), 1250};
+	m->tables[2] = (struct bri_table_count){strdup("video_context"), 3500};
+	m->tables[3] = (struct bri_table_count){strdup("we\"ird \xc3\xbc"), 0};
+	m->tables[4] = (struct bri_table_count){strdup("big"), 5000000000LL};
 	m->kind = BRI_KIND_NAMED;
 	m->page_size = 4096;
 	m->page_count = 2560;
@@ -135,7 +138,7 @@ static void expect_same(const struct bri_meta *a, const struct bri_meta *b)
 	EXPECT_EQ_INT(a->ntables, b->ntables);
 	for (size_t i = 0; i < b->ntables; i++)
 		EXPECT_MSG(bri_meta_rows(a, b->tables[i].name) == b->tables[i].rows, "table %s",
-			   b->tables[i].name);
+		           b->tables[i].name);
 	EXPECT_EQ_INT(a->kind, b->kind);
 	EXPECT_EQ_INT(a->page_size, b->page_size);
 	EXPECT_EQ_INT(a->page_count, b->page_count);
@@ -145,7 +148,7 @@ static void expect_same(const struct bri_meta *a, const struct bri_meta *b)
 static void test_round_trip(void)
 {
 	struct bri_meta m, back;
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	full_meta(&m);
 	char *json = NULL;
 	size_t len = 0;
@@ -175,10 +178,11 @@ static void test_round_trip(void)
 		EXPECT(json_object_object_get_ex(o, "backup_path", &v) &&
 		       json_object_is_type(v, json_type_string));
 		EXPECT(json_object_object_get_ex(o, "size_bytes", &v) &&
-		       json_object_is_type(v, json_type_int) && json_object_get_int64(v) == 10485760);
+		       json_object_is_type(v, json_type_int) &&
+		       json_object_get_int64(v) == 10485760);
 		EXPECT(json_object_object_get_ex(o, "size_mb", &v) &&
 		       (json_object_is_type(v, json_type_double) ||
-			json_object_is_type(v, json_type_int)));
+		        json_object_is_type(v, json_type_int)));
 		EXPECT(json_object_object_get_ex(o, "checksum", &v) &&
 		       json_object_is_type(v, json_type_string));
 		EXPECT(json_object_object_get_ex(o, "tables", &v) &&
@@ -203,7 +207,8 @@ static void test_round_trip(void)
 	for (size_t i = 0; i < NSEED; i++) {
 		char *k = tu_fmt("\"%s\"", seed_keys[i]);
 		const char *at = strstr(json, k);
-		EXPECT_MSG(at && kind_at && at < kind_at, "seed key %s not before kind", seed_keys[i]);
+		EXPECT_MSG(at && kind_at && at < kind_at, "seed key %s not before kind",
+		           seed_keys[i]);
 		free(k);
 	}
 
@@ -248,7 +253,7 @@ static void test_round_trip(void)
 static void test_seed_style(void)
 {
 	struct bri_meta m;
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	char *json = seed_json(NULL, NULL, NULL, NULL);
 	memset(&m, 0, sizeof(m));
 	int rc = bri_meta_parse(json, strlen(json), &m, &err);
@@ -290,9 +295,10 @@ static void test_seed_style(void)
 	free(json);
 
 	/* Unknown keys of every shape are ignored; trailing whitespace is fine. */
-	json = seed_json(NULL, NULL, NULL,
-			 "\"zzz\": null, \"foo\": {\"bar\": [1, 2, {\"x\": true}]}, \"n\": 1.5e300, "
-			 "\"s\": \"\\u00e9\\n\"");
+	json =
+	    seed_json(NULL, NULL, NULL,
+	              "\"zzz\": null, \"foo\": {\"bar\": [1, 2, {\"x\": true}]}, \"n\": 1.5e300, "
+	              "\"s\": \"\\u00e9\\n\"");
 	char *padded = tu_fmt("  \n%s \n\t ", json);
 	memset(&m, 0, sizeof(m));
 	rc = bri_meta_parse(padded, strlen(padded), &m, &err);
@@ -306,8 +312,8 @@ static void test_seed_style(void)
 
 	/* Known extra keys are read; an unknown kind is "unknown", not an error. */
 	json = seed_json(NULL, NULL, NULL,
-			 "\"kind\": \"safety\", \"backup_time_utc\": \"2025-10-16T12:30:00Z\", "
-			 "\"page_size\": 4096, \"page_count\": 3, \"duration_s\": 0.5");
+	                 "\"kind\": \"safety\", \"backup_time_utc\": \"2025-10-16T12:30:00Z\", "
+	                 "\"page_size\": 4096, \"page_count\": 3, \"duration_s\": 0.5");
 	memset(&m, 0, sizeof(m));
 	rc = bri_meta_parse(json, strlen(json), &m, &err);
 	EXPECT_EQ_INT(rc, 0);
@@ -395,42 +401,46 @@ static void test_malformed(void)
 	static const struct {
 		const char *key, *val;
 	} bad[] = {
-		{ "backup_time", "123" },
-		{ "backup_time", "null" },
-		{ "backup_time", "[\"2025-10-16T14:30:00\"]" },
-		{ "backup_time", "\"yesterday\"" },
-		{ "backup_time", "\"\"" },
-		{ "source_db", "5" },
-		{ "source_db", "null" },
-		{ "source_db", "{}" },
-		{ "backup_path", "{}" },
-		{ "backup_path", "true" },
-		{ "size_bytes", "\"10485760\"" },
-		{ "size_bytes", "null" },
-		{ "size_bytes", "[1]" },
-		{ "size_bytes", "1.5" },
-		{ "size_mb", "\"10.0\"" },
-		{ "size_mb", "null" },
-		{ "size_mb", "{}" },
-		{ "checksum", "12345" },
-		{ "checksum", "null" },
-		{ "checksum", "\"\"" },
-		{ "checksum", "\"" HEX64 "0\"" },	 /* 65 */
-		{ "checksum", "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\"" }, /* 63 */
-		{ "checksum", "\"g123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"" },
-		{ "checksum", "\" 123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"" },
-		{ "checksum", "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\\u0000\"" },
-		{ "tables", "[]" },
-		{ "tables", "\"videos\"" },
-		{ "tables", "42" },
-		{ "tables", "null" },
-		{ "tables", "{\"videos\": \"42\"}" },
-		{ "tables", "{\"videos\": -1}" },
-		{ "tables", "{\"videos\": 42, \"memory\": -5}" },
-		{ "tables", "{\"videos\": 1.5}" },
-		{ "tables", "{\"videos\": null}" },
-		{ "tables", "{\"videos\": {}}" },
-		{ "tables", "{\"videos\": [42]}" },
+	    {"backup_time", "123"},
+	    {"backup_time", "null"},
+	    {"backup_time", "[\"2025-10-16T14:30:00\"]"},
+	    {"backup_time", "\"yesterday\""},
+	    {"backup_time", "\"\""},
+	    {"source_db", "5"},
+	    {"source_db", "null"},
+	    {"source_db", "{}"},
+	    {"backup_path", "{}"},
+	    {"backup_path", "true"},
+	    {"size_bytes", "\"10485760\""},
+	    {"size_bytes", "null"},
+	    {"size_bytes", "[1]"},
+	    {"size_bytes", "1.5"},
+	    {"size_mb", "\"10.0\""},
+	    {"size_mb", "null"},
+	    {"size_mb", "{}"},
+	    {"checksum", "12345"},
+	    {"checksum", "null"},
+	    {"checksum", "\"\""},
+	    {"checksum", "\"" HEX64 "0\""}, /* 65 */
+	    {"checksum",
+	     "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\""}, /* 63 */
+	    {"checksum", "\"g123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\""},
+	    {"checksum", "\" 123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\""},
+	    {"checksum",
+	     "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\\u0000\""},
+	    {"tables", "[]"},
+	    {"tables", "\"videos\""},
+	    {"tables", "42"},
+	    {"tables", "null"},
+	    {"tables", "{\"videos\": \"42\"}"},
+	    {"tables", "{\"videos\": -1}"},
+	    {"tables", "{\"videos\": 42, \"memory\": -5}"},
+	    {"tables", "{\"videos\": 1.5}"},
+	    {"tables", "{\"videos\": null}"},
+	    {"tables", "{\"videos\": {}}"},
+	    {"tables", "{\"videos\": [42]}"},
+	    {"size_bytes", "-1"},
+	    {"size_mb", "-1.0"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char *what = tu_fmt("%s = %s", bad[i].key, bad[i].val);
@@ -449,7 +459,7 @@ static void test_malformed(void)
 	json = seed_json(NULL, NULL, NULL, extra);
 	{
 		struct bri_meta m;
-		struct bri_err err = { 0 };
+		struct bri_err err = {0};
 		sentinel(&m);
 		int rc = bri_meta_parse(json, strlen(json), &m, &err);
 		EXPECT_MSG(rc < 0, "input over BRI_META_MAX_BYTES accepted");
@@ -471,7 +481,7 @@ static void test_malformed(void)
 	json = seed_json(NULL, NULL, NULL, extra);
 	{
 		struct bri_meta m;
-		struct bri_err err = { 0 };
+		struct bri_err err = {0};
 		memset(&m, 0, sizeof(m));
 		if (bri_meta_parse(json, strlen(json), &m, &err) == 0)
 			bri_meta_free(&m);
@@ -482,11 +492,48 @@ static void test_malformed(void)
 	free(deep);
 }
 
+/* A NUL byte inside len is not JSON; err may be NULL like everywhere else. */
+static void test_odd_calls(void)
+{
+	char *json = seed_json(NULL, NULL, NULL, NULL);
+	size_t l = strlen(json);
+	char *with_nul = malloc(l + 2);
+	memcpy(with_nul, json, l);
+	with_nul[l] = '\0';
+	with_nul[l + 1] = ' ';
+	refused(with_nul, l + 2, "NUL after the object");
+	free(with_nul);
+
+	/*
+	 * err NULL: run in a child so that a crash is a failed check, not a dead
+	 * test program.
+	 */
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct bri_meta m;
+		memset(&m, 0, sizeof(m));
+		if (bri_meta_parse(json, l, &m, NULL) != 0)
+			_exit(2);
+		bri_meta_free(&m);
+		if (bri_meta_parse("{}", 2, &m, NULL) != -EINVAL)
+			_exit(3);
+		_exit(0);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	EXPECT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	           "bri_meta_parse with err NULL: %s %d",
+	           WIFSIGNALED(status) ? "killed by signal" : "exit",
+	           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	free(json);
+}
+
 int main(void)
 {
 	test_kinds();
 	test_round_trip();
 	test_seed_style();
 	test_malformed();
+	test_odd_calls();
 	return EXPECT_RESULT();
 }

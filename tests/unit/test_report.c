@@ -26,9 +26,9 @@ static struct bri_op_ctx ctx;
 
 /* Publishes a copy of backup src as name, with its time and kind changed. */
 static void clone_backup(struct bri_store *s, const char *src, const char *name, time_t t,
-			 enum bri_kind kind, bool bad_checksum)
+                         enum bri_kind kind, bool bad_checksum)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	char *sf = tu_fmt("%s.db", src), *smf = tu_fmt("%s.db.meta", src);
 	char *df = tu_fmt("%s.db", name), *dmf = tu_fmt("%s.db.meta", name);
 	char *bytes = NULL, *json = NULL;
@@ -63,7 +63,7 @@ static void clone_backup(struct bri_store *s, const char *src, const char *name,
 
 static struct bri_catalog *scan(struct bri_store *s, struct bri_catalog *prev)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	struct bri_catalog *c = NULL;
 	if (bri_catalog_scan(s, prev, &c, &err) != 0)
 		TU_DIE("scan: %s", err.msg);
@@ -86,10 +86,10 @@ static int count_lines(const char *t, const char *prefix)
 }
 
 /* Health at now with rules; returns ok, and the number of "warning" lines in *warnings. */
-static bool health(const struct bri_catalog *c, time_t now, double hours, size_t min,
-		   int *warnings, char **text_out)
+static bool health(const struct bri_catalog *c, time_t now, double hours, size_t min, int *warnings,
+                   char **text_out)
 {
-	struct bri_health_rules r = { .max_age_hours = hours, .min_backups = min };
+	struct bri_health_rules r = {.max_age_hours = hours, .min_backups = min};
 	char *text = NULL;
 	size_t len = 0;
 	bool ok = bri_health_check(c, now, &r, false, &text, &len);
@@ -99,7 +99,7 @@ static bool health(const struct bri_catalog *c, time_t now, double hours, size_t
 		EXPECT_STREQ(text, "ok\n");
 	else
 		EXPECT_MSG(*warnings >= 1 && count_lines(text, "") == *warnings,
-			   "not one warning per line:\n%s", text ? text : "");
+		           "not one warning per line:\n%s", text ? text : "");
 	if (text_out)
 		*text_out = text;
 	else
@@ -109,7 +109,7 @@ static bool health(const struct bri_catalog *c, time_t now, double hours, size_t
 
 static void test_report(const char *base)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	struct bri_store *s = NULL;
 	char *live = tu_fmt("%s/bri.db", base);
 	tu_make_db(live, "wal", 42, 300, false);
@@ -131,7 +131,7 @@ static void test_report(const char *base)
 	EXPECT_EQ_INT(bri_stats_to_json(&st, &json, &len), 0);
 	json_object *o = json ? json_tokener_parse(json) : NULL;
 	EXPECT_MSG(o && json_object_is_type(o, json_type_object), "stats JSON: %s",
-		   json ? json : "(null)");
+	           json ? json : "(null)");
 	json_object_put(o);
 	free(json);
 	int w = 0;
@@ -139,7 +139,7 @@ static void test_report(const char *base)
 	EXPECT(w >= 1);
 
 	/* One real backup, six copies at 3-hour steps back. */
-	struct bri_create_opts opts = { .name = "base1" };
+	struct bri_create_opts opts = {.name = "base1"};
 	char *name = NULL;
 	EXPECT_EQ_INT(bri_create(s, &opts, &ctx, &name, &err), 0);
 	free(name);
@@ -148,14 +148,14 @@ static void test_report(const char *base)
 		TU_DIE("create base1: %zu entries (%s)", c->n, err.msg);
 	time_t newest = c->entries[0]->time;
 	int64_t size = c->entries[0]->db_st.st_size;
-	static const enum bri_kind kinds[] = { BRI_KIND_AUTO, BRI_KIND_AUTO,   BRI_KIND_SAFETY,
-					       BRI_KIND_NAMED, BRI_KIND_AUTO, BRI_KIND_AUTO };
+	static const enum bri_kind kinds[] = {BRI_KIND_AUTO,  BRI_KIND_AUTO, BRI_KIND_SAFETY,
+	                                      BRI_KIND_NAMED, BRI_KIND_AUTO, BRI_KIND_AUTO};
 	for (int i = 0; i < 6; i++) {
 		char n[32];
 		snprintf(n, sizeof(n), "copy%d", i + 1);
 		clone_backup(s, "base1", n, newest - (i + 1) * 3 * HOUR, kinds[i], i == 1);
 	}
-	const char *verified[] = { "base1", "copy3", "copy4" };
+	const char *verified[] = {"base1", "copy3", "copy4"};
 	for (size_t i = 0; i < 3; i++) {
 		struct bri_verify_result r;
 		EXPECT_EQ_INT(bri_verify_backup(s, verified[i], &ctx, &r, &err), 0);
@@ -195,7 +195,7 @@ static void test_report(const char *base)
 		       json_object_is_type(v, json_type_int) && json_object_get_int(v) == 7);
 		EXPECT(json_object_object_get_ex(o, "total_size_mb", &v) &&
 		       (json_object_is_type(v, json_type_double) ||
-			json_object_is_type(v, json_type_int)));
+		        json_object_is_type(v, json_type_int)));
 		EXPECT(json_object_object_get_ex(o, "newest_backup", &v) &&
 		       json_object_is_type(v, json_type_string) &&
 		       strcmp(json_object_get_string(v), st.newest_backup) == 0);
@@ -241,20 +241,20 @@ static void test_report(const char *base)
 	text = NULL;
 	EXPECT(!health(c, newest + HOUR, 24, 7, &w, &text));
 	EXPECT_EQ_INT(w, 1);
-	EXPECT_MSG(text && strstr(text, "copy2"), "failed verification warning names no backup:\n%s",
-		   text ? text : "");
+	EXPECT_MSG(text && strstr(text, "copy2"),
+	           "failed verification warning names no backup:\n%s", text ? text : "");
 	free(text);
 	EXPECT(!health(c, newest + 25 * HOUR, 24, 8, &w, NULL));
 	EXPECT_EQ_INT(w, 3);
 
 	/* The JSON form of health is a JSON object. */
-	struct bri_health_rules rules = { 24, 7 };
+	struct bri_health_rules rules = {24, 7};
 	json = NULL;
 	bool ok = bri_health_check(c, newest + HOUR, &rules, true, &json, &len);
 	EXPECT(!ok);
 	o = json ? json_tokener_parse(json) : NULL;
 	EXPECT_MSG(o && json_object_is_type(o, json_type_object), "health JSON: %s",
-		   json ? json : "(null)");
+	           json ? json : "(null)");
 	json_object_put(o);
 	free(json);
 

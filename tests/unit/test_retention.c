@@ -9,12 +9,12 @@
 #include "bri/retention.h"
 #include "expect.h"
 
-#define NOW ((time_t)1760625000)
-#define DAY ((time_t)86400)
+#define NOW  ((time_t)1760625000)
+#define DAY  ((time_t)86400)
 #define MAXN 64
 
-static const struct bri_retention_rules defaults = { BRI_DEFAULT_RETENTION_DAYS,
-						     BRI_DEFAULT_KEEP_MIN };
+static const struct bri_retention_rules defaults = {BRI_DEFAULT_RETENTION_DAYS,
+                                                    BRI_DEFAULT_KEEP_MIN};
 
 struct list {
 	struct bri_retention_item items[MAXN];
@@ -33,7 +33,7 @@ static void add(struct list *l, time_t age, enum bri_kind kind)
 
 /* Runs the plan; returns its result, verdicts in v. */
 static int plan(const struct list *l, const struct bri_retention_rules *r,
-		enum bri_retention_verdict *v)
+                enum bri_retention_verdict *v)
 {
 	for (size_t i = 0; i < MAXN; i++)
 		v[i] = (enum bri_retention_verdict)99;
@@ -56,14 +56,14 @@ static void test_defaults(void)
 
 static void test_all_recent(void)
 {
-	struct list l = { .n = 0 };
+	struct list l = {.n = 0};
 	enum bri_retention_verdict v[MAXN];
 	for (int i = 0; i < 10; i++)
 		add(&l, i * DAY + 60, BRI_KIND_AUTO);
 	EXPECT_EQ_INT(plan(&l, &defaults, v), 0);
 	for (size_t i = 0; i < l.n; i++)
 		EXPECT_MSG(v[i] != BRI_REMOVE_EXPIRED && v[i] != (enum bri_retention_verdict)99,
-			   "item %zu verdict %d", i, v[i]);
+		           "item %zu verdict %d", i, v[i]);
 	/* Fewer than keep_min, all young: nothing removed either. */
 	l.n = 3;
 	EXPECT_EQ_INT(plan(&l, &defaults, v), 0);
@@ -73,7 +73,7 @@ static void test_all_recent(void)
 
 static void test_expired(void)
 {
-	struct list l = { .n = 0 };
+	struct list l = {.n = 0};
 	enum bri_retention_verdict v[MAXN];
 	for (int i = 0; i < 10; i++)
 		add(&l, i * DAY + 60, BRI_KIND_AUTO); /* 0..9 days */
@@ -91,7 +91,7 @@ static void test_expired(void)
 	EXPECT_EQ_INT(v[12], BRI_REMOVE_EXPIRED);
 
 	/* Around the boundary: 30 days - 1 s kept, 30 days + 1 s removed. */
-	struct list b = { .n = 0 };
+	struct list b = {.n = 0};
 	for (int i = 0; i < 7; i++)
 		add(&b, i * 60, BRI_KIND_AUTO);
 	add(&b, 30 * DAY - 1, BRI_KIND_AUTO);
@@ -103,7 +103,7 @@ static void test_expired(void)
 
 static void test_safety(void)
 {
-	struct list l = { .n = 0 };
+	struct list l = {.n = 0};
 	enum bri_retention_verdict v[MAXN];
 	for (int i = 0; i < 10; i++)
 		add(&l, i * DAY + 60, BRI_KIND_AUTO);
@@ -118,10 +118,10 @@ static void test_safety(void)
 	EXPECT(v[13] == BRI_KEEP_SAFETY || v[13] == BRI_KEEP_RECENT);
 
 	/* Only ancient safety backups, keep_min 0, retention 0: all kept. */
-	struct list s = { .n = 0 };
+	struct list s = {.n = 0};
 	for (int i = 0; i < 5; i++)
 		add(&s, (500 + i) * DAY, BRI_KIND_SAFETY);
-	struct bri_retention_rules zero = { 0, 0 };
+	struct bri_retention_rules zero = {0, 0};
 	EXPECT_EQ_INT(plan(&s, &zero, v), 0);
 	for (size_t i = 0; i < s.n; i++)
 		EXPECT_EQ_INT(v[i], BRI_KEEP_SAFETY);
@@ -132,7 +132,7 @@ static void test_keep_min(void)
 	enum bri_retention_verdict v[MAXN];
 
 	/* Ten expired backups: the newest seven stay, the oldest three go. */
-	struct list l = { .n = 0 };
+	struct list l = {.n = 0};
 	for (int i = 0; i < 10; i++)
 		add(&l, (100 + i) * DAY, BRI_KIND_AUTO);
 	EXPECT_EQ_INT(plan(&l, &defaults, v), 3);
@@ -144,7 +144,7 @@ static void test_keep_min(void)
 		EXPECT_EQ_INT(v[i], BRI_REMOVE_EXPIRED);
 
 	/* Newer safety backups do not count towards keep_min. */
-	struct list s = { .n = 0 };
+	struct list s = {.n = 0};
 	for (int i = 0; i < 3; i++)
 		add(&s, (1 + i) * DAY, BRI_KIND_SAFETY);
 	for (int i = 0; i < 10; i++)
@@ -156,7 +156,7 @@ static void test_keep_min(void)
 		EXPECT_EQ_INT(v[i], BRI_REMOVE_EXPIRED);
 
 	/* Recent backups count towards keep_min: 3 recent + 4 oldest kept = 7. */
-	struct list m = { .n = 0 };
+	struct list m = {.n = 0};
 	for (int i = 0; i < 3; i++)
 		add(&m, i * DAY + 60, BRI_KIND_AUTO);
 	for (int i = 0; i < 10; i++)
@@ -170,20 +170,20 @@ static void test_keep_min(void)
 		EXPECT_EQ_INT(v[i], BRI_REMOVE_EXPIRED);
 
 	/* keep_min larger than the list: nothing removed. */
-	struct list few = { .n = 0 };
+	struct list few = {.n = 0};
 	for (int i = 0; i < 5; i++)
 		add(&few, (100 + i) * DAY, BRI_KIND_AUTO);
 	EXPECT_EQ_INT(plan(&few, &defaults, v), 0);
 	for (size_t i = 0; i < few.n; i++)
 		EXPECT_EQ_INT(v[i], BRI_KEEP_MIN);
-	struct bri_retention_rules many = { 30, 1000 };
+	struct bri_retention_rules many = {30, 1000};
 	EXPECT_EQ_INT(plan(&l, &many, v), 0);
 
 	/* keep_min 0: every expired backup goes. */
-	struct bri_retention_rules none = { 30, 0 };
+	struct bri_retention_rules none = {30, 0};
 	EXPECT_EQ_INT(plan(&l, &none, v), 10);
 	/* keep_min 1: only the newest stays. */
-	struct bri_retention_rules one = { 30, 1 };
+	struct bri_retention_rules one = {30, 1};
 	EXPECT_EQ_INT(plan(&l, &one, v), 9);
 	EXPECT_EQ_INT(v[0], BRI_KEEP_MIN);
 }
@@ -191,12 +191,12 @@ static void test_keep_min(void)
 static void test_retention_zero(void)
 {
 	enum bri_retention_verdict v[MAXN];
-	struct list l = { .n = 0 };
+	struct list l = {.n = 0};
 	add(&l, 3600, BRI_KIND_AUTO);
 	add(&l, DAY, BRI_KIND_NAMED);
 	add(&l, -3600, BRI_KIND_AUTO); /* an hour in the future: clock skew */
 	add(&l, 2 * DAY, BRI_KIND_SAFETY);
-	struct bri_retention_rules zero = { 0, 0 };
+	struct bri_retention_rules zero = {0, 0};
 	EXPECT_EQ_INT(plan(&l, &zero, v), 2);
 	EXPECT_EQ_INT(v[0], BRI_REMOVE_EXPIRED);
 	EXPECT_EQ_INT(v[1], BRI_REMOVE_EXPIRED);
@@ -204,7 +204,7 @@ static void test_retention_zero(void)
 	EXPECT_EQ_INT(v[3], BRI_KEEP_SAFETY);
 
 	/* A future backup is never expired, and is the newest for keep_min. */
-	struct bri_retention_rules keep1 = { 0, 1 };
+	struct bri_retention_rules keep1 = {0, 1};
 	EXPECT_EQ_INT(plan(&l, &keep1, v), 2);
 	EXPECT(v[2] != BRI_REMOVE_EXPIRED);
 }
@@ -212,11 +212,11 @@ static void test_retention_zero(void)
 static void test_negative(void)
 {
 	enum bri_retention_verdict v[MAXN];
-	struct list l = { .n = 0 };
+	struct list l = {.n = 0};
 	add(&l, 100 * DAY, BRI_KIND_AUTO);
-	struct bri_retention_rules bad1 = { -1, 7 };
-	struct bri_retention_rules bad2 = { 30, -1 };
-	struct bri_retention_rules bad3 = { -30, -7 };
+	struct bri_retention_rules bad1 = {-1, 7};
+	struct bri_retention_rules bad2 = {30, -1};
+	struct bri_retention_rules bad3 = {-30, -7};
 	EXPECT_EQ_INT(plan(&l, &bad1, v), -EINVAL);
 	EXPECT_MSG(v[0] == (enum bri_retention_verdict)99, "verdict written on -EINVAL");
 	EXPECT_EQ_INT(plan(&l, &bad2, v), -EINVAL);
@@ -228,21 +228,21 @@ static void test_unsorted(void)
 {
 	/* The keep_min case of test_keep_min, shuffled, plus safety and recent. */
 	enum bri_retention_verdict v[MAXN];
-	static const int ages[] = { 105, 2, 109, 100, 500, 103, 1, 107, 101, 108, 106, 102, 104, 0 };
-	struct list l = { .n = 0 };
+	static const int ages[] = {105, 2, 109, 100, 500, 103, 1, 107, 101, 108, 106, 102, 104, 0};
+	struct list l = {.n = 0};
 	for (size_t i = 0; i < sizeof(ages) / sizeof(ages[0]); i++)
-		add(&l, ages[i] * DAY + 60, ages[i] == 500 || ages[i] == 1 ? BRI_KIND_SAFETY
-									   : BRI_KIND_AUTO);
+		add(&l, ages[i] * DAY + 60,
+		    ages[i] == 500 || ages[i] == 1 ? BRI_KIND_SAFETY : BRI_KIND_AUTO);
 	/* Non-safety by age: 0, 2 (recent), 100..109; keep_min 7 keeps 0, 2, 100..104. */
 	EXPECT_EQ_INT(plan(&l, &defaults, v), 5);
 	for (size_t i = 0; i < l.n; i++) {
 		int a = ages[i];
 		if (a == 500 || a == 1)
 			EXPECT_MSG(v[i] == BRI_KEEP_SAFETY || (a == 1 && v[i] == BRI_KEEP_RECENT),
-				   "age %d: verdict %d", a, v[i]);
+			           "age %d: verdict %d", a, v[i]);
 		else if (a < 30)
 			EXPECT_MSG(v[i] == BRI_KEEP_RECENT || v[i] == BRI_KEEP_MIN,
-				   "age %d: verdict %d", a, v[i]);
+			           "age %d: verdict %d", a, v[i]);
 		else if (a <= 104)
 			EXPECT_MSG(v[i] == BRI_KEEP_MIN, "age %d: verdict %d", a, v[i]);
 		else
@@ -253,10 +253,35 @@ static void test_unsorted(void)
 		EXPECT(l.items[i].time == NOW - (ages[i] * DAY + 60));
 }
 
+static void test_ties(void)
+{
+	/* Ten expired backups of the same second: exactly keep_min stay. */
+	enum bri_retention_verdict v[MAXN];
+	struct list l = {.n = 0};
+	for (int i = 0; i < 10; i++)
+		add(&l, 100 * DAY, BRI_KIND_AUTO);
+	EXPECT_EQ_INT(plan(&l, &defaults, v), 3);
+	EXPECT_EQ_INT(count(v, l.n, BRI_KEEP_MIN), 7);
+	/* A large list, newest first and oldest first, gives the same counts. */
+	struct list big = {.n = 0}, rev = {.n = 0};
+	for (int i = 0; i < MAXN; i++)
+		add(&big, (time_t)i * DAY / 2 + 3600, i % 9 == 0 ? BRI_KIND_SAFETY : BRI_KIND_AUTO);
+	for (int i = MAXN - 1; i >= 0; i--)
+		add(&rev, (time_t)i * DAY / 2 + 3600, i % 9 == 0 ? BRI_KIND_SAFETY : BRI_KIND_AUTO);
+	enum bri_retention_verdict v2[MAXN];
+	int a = plan(&big, &defaults, v);
+	int b = plan(&rev, &defaults, v2);
+	EXPECT_EQ_INT(a, b);
+	/* Ages i/2 days + 1 h: i = 60..63 expired, but 63 is a safety backup: 3 go. */
+	EXPECT_EQ_INT(a, 3);
+	for (int i = 0; i < MAXN; i++)
+		EXPECT_EQ_INT(v[i], v2[MAXN - 1 - i]);
+}
+
 static void test_reasons(void)
 {
-	enum bri_retention_verdict all[] = { BRI_KEEP_RECENT, BRI_KEEP_SAFETY, BRI_KEEP_MIN,
-					     BRI_REMOVE_EXPIRED };
+	enum bri_retention_verdict all[] = {BRI_KEEP_RECENT, BRI_KEEP_SAFETY, BRI_KEEP_MIN,
+	                                    BRI_REMOVE_EXPIRED};
 	for (size_t i = 0; i < 4; i++) {
 		const char *r = bri_retention_reason(all[i]);
 		EXPECT(r && r[0] != '\0');
@@ -275,6 +300,7 @@ int main(void)
 	test_retention_zero();
 	test_negative();
 	test_unsorted();
+	test_ties();
 	test_reasons();
 	return EXPECT_RESULT();
 }

@@ -25,7 +25,7 @@
 /* Checks that name (len bytes) is refused with code and a reason. */
 static void refused(const char *name, size_t len, int code, const char *what)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	int rc = bri_store_check_name(name, len, &err);
 	EXPECT_MSG(rc == code, "name %s: got %d, expected %d", what, rc, code);
 	EXPECT_MSG(err.code == rc, "name %s: err.code %d != rc %d", what, err.code, rc);
@@ -34,7 +34,7 @@ static void refused(const char *name, size_t len, int code, const char *what)
 
 static void accepted(const char *name, size_t len, const char *what)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	int rc = bri_store_check_name(name, len, &err);
 	EXPECT_MSG(rc == 0, "name %s: got %d (%s), expected accepted", what, rc, err.msg);
 }
@@ -101,22 +101,23 @@ static void test_names(void)
 
 	/* Every byte value, alone and as the second character. */
 	for (int c = 0; c < 256; c++) {
-		char one[1] = { (char)c };
-		char two[2] = { 'a', (char)c };
-		struct bri_err err = { 0 };
+		char one[1] = {(char)c};
+		char two[2] = {'a', (char)c};
+		struct bri_err err = {0};
 		int rc1 = bri_store_check_name(one, 1, &err);
 		bool ok1 = is_alnum_ascii(c);
 		EXPECT_MSG((rc1 == 0) == ok1, "1-byte name 0x%02x: got %d, expected %s", c, rc1,
-			   ok1 ? "accepted" : "refused");
+		           ok1 ? "accepted" : "refused");
 		if (!ok1)
-			EXPECT_MSG(rc1 == -EINVAL, "1-byte name 0x%02x: got %d, expected -EINVAL", c,
-				   rc1);
+			EXPECT_MSG(rc1 == -EINVAL, "1-byte name 0x%02x: got %d, expected -EINVAL",
+			           c, rc1);
 		int rc2 = bri_store_check_name(two, 2, &err);
 		bool ok2 = is_alnum_ascii(c) || c == '.' || c == '_' || c == '-';
 		EXPECT_MSG((rc2 == 0) == ok2, "name 'a'+0x%02x: got %d, expected %s", c, rc2,
-			   ok2 ? "accepted" : "refused");
+		           ok2 ? "accepted" : "refused");
 		if (!ok2)
-			EXPECT_MSG(rc2 == -EINVAL, "name 'a'+0x%02x: got %d, expected -EINVAL", c, rc2);
+			EXPECT_MSG(rc2 == -EINVAL, "name 'a'+0x%02x: got %d, expected -EINVAL", c,
+			           rc2);
 	}
 
 	/* err may be NULL. */
@@ -126,7 +127,7 @@ static void test_names(void)
 
 static void test_open(const char *base)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	struct bri_store *s = NULL;
 	char *data = tu_fmt("%s/data", base);
 	char *db = tu_fmt("%s/data/bri.db", base);
@@ -222,7 +223,7 @@ static void test_open(const char *base)
 
 static struct bri_store *open_store(const char *base, const char *sub)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	struct bri_store *s = NULL;
 	char *db = tu_fmt("%s/bri.db", base);
 	char *dir = tu_fmt("%s/%s", base, sub);
@@ -253,7 +254,7 @@ static int count_suffix(const char *dir, const char *suffix)
 
 static void test_files(const char *base)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	mode_t old = umask(0);
 	struct bri_store *s = open_store(base, "files");
 
@@ -341,7 +342,7 @@ static void test_files(const char *base)
 		char *prefix = tu_fmt(".two.create.%d.", (int)getpid());
 		EXPECT_MSG(strncmp(tmp, prefix, strlen(prefix)) == 0, "tmp name %s", tmp);
 		EXPECT_MSG(strlen(tmp) > 4 && strcmp(tmp + strlen(tmp) - 4, ".tmp") == 0,
-			   "tmp name %s", tmp);
+		           "tmp name %s", tmp);
 		EXPECT(strchr(tmp, '/') == NULL);
 		char *tp = bri_store_path(s, tmp, "");
 		EXPECT_EQ_INT(tu_mode(tp), 0600);
@@ -427,7 +428,7 @@ struct lock_thread {
 static void *lock_thread_main(void *arg)
 {
 	struct lock_thread *lt = arg;
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	int fd = bri_store_lock(lt->s, &err);
 	char c = fd >= 0 ? 'L' : 'E';
 	if (write(lt->pipe_w, &c, 1) != 1)
@@ -440,7 +441,7 @@ static void *lock_thread_main(void *arg)
 /* Waits up to ms for one byte on fd; returns it or 0 on timeout. */
 static char wait_byte(int fd, int ms)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
 	char c = 0;
 	if (poll(&pfd, 1, ms) == 1 && read(fd, &c, 1) == 1)
 		return c;
@@ -449,7 +450,7 @@ static char wait_byte(int fd, int ms)
 
 static void test_lock(const char *base)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	struct bri_store *s = open_store(base, "lock");
 
 	int fd = bri_store_lock(s, &err);
@@ -496,7 +497,7 @@ static void test_lock(const char *base)
 	EXPECT(fd >= 0);
 	EXPECT(pipe(pfd) == 0);
 	struct bri_store *s2 = open_store(base, "lock");
-	struct lock_thread lt = { .s = s2, .pipe_w = pfd[1] };
+	struct lock_thread lt = {.s = s2, .pipe_w = pfd[1]};
 	pthread_t th;
 	EXPECT(pthread_create(&th, NULL, lock_thread_main, &lt) == 0);
 	EXPECT_MSG(wait_byte(pfd[0], 400) == 0, "another thread took the lock while held");
@@ -531,7 +532,7 @@ static pid_t dead_pid(void)
 
 static void test_sweep(const char *base)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	struct bri_store *s = open_store(base, "sweep");
 	int fd = bri_store_lock(s, &err);
 	EXPECT(fd >= 0);
@@ -548,8 +549,8 @@ static void test_sweep(const char *base)
 	char *kept_verify = tu_fmt("%s/kept.db.verify", s->dir);
 	char *other = tu_fmt("%s/notes.txt", s->dir);
 	char *audit = tu_fmt("%s/audit.jsonl", s->dir);
-	const char *all[] = { dead1, dead2, live1, live2, orphan_meta, orphan_verify, kept_db,
-			      kept_meta, kept_verify, other, audit };
+	const char *all[] = {dead1,   dead2,     live1,       live2, orphan_meta, orphan_verify,
+	                     kept_db, kept_meta, kept_verify, other, audit};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		tu_write_str(all[i], "x");
 	char *own = NULL;
@@ -599,7 +600,7 @@ static void test_sweep(const char *base)
 
 static void test_auto_name(const char *base)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	struct bri_store *s = open_store(base, "auto");
 	time_t now = 1760625000; /* 2025-10-16 */
 	struct tm tm;
@@ -647,6 +648,55 @@ static void test_auto_name(const char *base)
 	bri_store_close(s);
 }
 
+/* Automatic names are valid names whatever the database file is called. */
+static void test_auto_name_odd_stems(const char *base)
+{
+	static const char *files[] = {
+	    "my data.db",
+	    ".hidden.db",
+	    "donn\xc3\xa9"
+	    "es.db",
+	    "bri.sqlite",
+	    "-x.db",
+	    "ctl.db",
+	    "a\nb.db",
+	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.db"};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		struct bri_err err = {0};
+		struct bri_store *s = NULL;
+		char *db = tu_fmt("%s/%s", base, files[i]);
+		char *dir = tu_fmt("%s/odd%zu", base, i);
+		int rc = bri_store_open(db, dir, true, &s, &err);
+		EXPECT_MSG(rc == 0, "open for %s: %s", files[i], err.msg);
+		if (rc == 0) {
+			char buf[BRI_NAME_MAX + 1], prev[BRI_NAME_MAX + 1] = "";
+			/* Three in the same second: three different valid names. */
+			for (int k = 0; k < 3; k++) {
+				rc = bri_store_auto_name(s, NULL, 1760625000, buf, sizeof(buf));
+				EXPECT_MSG(rc == 0, "auto name for %s: %d", files[i], rc);
+				if (rc != 0)
+					break;
+				EXPECT_MSG(bri_store_check_name(buf, strlen(buf), NULL) == 0,
+				           "auto name for %s is not a valid name: \"%s\"", files[i],
+				           buf);
+				EXPECT_MSG(strcmp(buf, prev) != 0, "auto name repeated: %s", buf);
+				EXPECT_MSG(strstr(buf, "20251016_") != NULL ||
+				               strstr(buf, "20251017_") != NULL,
+				           "auto name without its time: %s", buf);
+				snprintf(prev, sizeof(prev), "%s", buf);
+				char *f = tu_fmt("%s.db", buf);
+				EXPECT_EQ_INT(bri_store_write_file(s, f, "x", 1, &err), 0);
+				free(f);
+			}
+			bri_store_close(s);
+		}
+		free(db);
+		free(dir);
+	}
+}
+
 int main(void)
 {
 	char *base = tu_tmpdir("store");
@@ -656,6 +706,7 @@ int main(void)
 	test_lock(base);
 	test_sweep(base);
 	test_auto_name(base);
+	test_auto_name_odd_stems(base);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
 }

@@ -25,7 +25,7 @@ static void expect_parse(const char *s, time_t want)
 	int rc = bri_time_parse(s, &got);
 	EXPECT_MSG(rc == 0, "parse \"%s\": %d", s, rc);
 	EXPECT_MSG(got == want, "parse \"%s\": got %lld, expected %lld", s, (long long)got,
-		   (long long)want);
+	           (long long)want);
 }
 
 static void expect_refused(const char *s)
@@ -92,7 +92,30 @@ static void test_parse(void)
 		EXPECT_MSG(bri_time_parse(buf, &back) == 0 && back == t, "utc round trip %s", buf);
 		bri_time_local(t, buf, sizeof(buf));
 		back = 0;
-		EXPECT_MSG(bri_time_parse(buf, &back) == 0 && back == t, "local round trip %s", buf);
+		EXPECT_MSG(bri_time_parse(buf, &back) == 0 && back == t, "local round trip %s",
+		           buf);
+	}
+
+	/*
+	 * A zone with summer time: local times parse back to the same instant
+	 * in summer and in winter (the classic tm_isdst = 0 mistake is an hour
+	 * off in summer). Checked through formatting, so the repeated autumn
+	 * hour is no ambiguity.
+	 */
+	set_tz("CET-1CEST,M3.5.0,M10.5.0/3");
+	expect_parse("2025-07-01T14:00:00", 1751371200); /* 12:00Z, CEST */
+	expect_parse("2025-01-15T13:00:00", 1736942400); /* 12:00Z, CET */
+	expect_parse("2025-07-01T14:00:00.25", 1751371200);
+	for (time_t t = 1735689600; t < 1767225600; t += 1800 + 7) { /* all of 2025 */
+		char buf[64], again[64];
+		time_t back = 0;
+		bri_time_local(t, buf, sizeof(buf));
+		EXPECT_MSG(bri_time_parse(buf, &back) == 0, "parse %s", buf);
+		bri_time_local(back, again, sizeof(again));
+		EXPECT_MSG(strcmp(buf, again) == 0, "CET/CEST: %s parsed to %lld, which is %s", buf,
+		           (long long)back, again);
+		EXPECT_MSG(back == t || back == t - 3600 || back == t + 3600, "%s: %lld vs %lld",
+		           buf, (long long)back, (long long)t);
 	}
 
 	expect_refused("");
@@ -119,7 +142,7 @@ static void test_parse(void)
 
 static void test_err_ctx_clock(void)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	EXPECT_EQ_INT(bri_err_set(&err, -ENOENT, "no backup %s", "x"), -ENOENT);
 	EXPECT_EQ_INT(err.code, -ENOENT);
 	EXPECT_STREQ(err.msg, "no backup x");

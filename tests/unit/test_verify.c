@@ -47,8 +47,8 @@ static void sample_result(struct bri_verify_result *r, enum bri_verify_status st
 static void test_json(void)
 {
 	struct bri_verify_result r, back;
-	static const char *reasons[] = { "", "checksum mismatch: expected 0123, got 4567",
-					 "quote \" backslash \\ newline \n tab \t \xc3\xa9" };
+	static const char *reasons[] = {"", "checksum mismatch: expected 0123, got 4567",
+	                                "quote \" backslash \\ newline \n tab \t \xc3\xa9"};
 	for (size_t i = 0; i < 3; i++) {
 		sample_result(&r, i == 0 ? BRI_VERIFY_OK : BRI_VERIFY_FAILED, reasons[i]);
 		char *json = NULL;
@@ -85,19 +85,19 @@ static void test_json(void)
 	EXPECT(json && strstr(json, "\"checked_at\""));
 	free(json);
 
-	static const char *bad[] = { "",
-				     "{",
-				     "[]",
-				     "42",
-				     "null",
-				     "{}",
-				     "{\"status\": 5}",
-				     "{\"status\": null}",
-				     "{\"status\": \"bogus\"}",
-				     "{\"status\": [\"ok\"]}",
-				     "{\"status\": \"ok\", \"checked_at\": 12}",
-				     "{\"status\": \"ok\"} junk",
-				     "{\"status\": \"ok\"}}" };
+	static const char *bad[] = {"",
+	                            "{",
+	                            "[]",
+	                            "42",
+	                            "null",
+	                            "{}",
+	                            "{\"status\": 5}",
+	                            "{\"status\": null}",
+	                            "{\"status\": \"bogus\"}",
+	                            "{\"status\": [\"ok\"]}",
+	                            "{\"status\": \"ok\", \"checked_at\": 12}",
+	                            "{\"status\": \"ok\"} junk",
+	                            "{\"status\": \"ok\"}}"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(&back, 0, sizeof(back));
 		int rc = bri_verify_from_json(bad[i], strlen(bad[i]), &back);
@@ -181,7 +181,7 @@ static void test_render(void)
 /* A meta describing the database at path as it is now (checksum, counts). */
 static void meta_for(const char *path, struct bri_meta *m)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
 	struct stat st;
 	memset(m, 0, sizeof(*m));
@@ -198,8 +198,8 @@ static void meta_for(const char *path, struct bri_meta *m)
 		TU_DIE("checksum %s: %s", path, err.msg);
 	m->ntables = 2;
 	m->tables = calloc(4, sizeof(*m->tables));
-	m->tables[0] = (struct bri_table_count){ strdup("videos"), NVIDEOS };
-	m->tables[1] = (struct bri_table_count){ strdup("memory"), NMEMORY };
+	m->tables[0] = (struct bri_table_count){strdup("videos"), NVIDEOS};
+	m->tables[1] = (struct bri_table_count){strdup("memory"), NMEMORY};
 	m->kind = BRI_KIND_NAMED;
 }
 
@@ -216,9 +216,9 @@ static struct bri_verify_result run(const char *path, const struct bri_meta *m, 
 static void expect_failed(const struct bri_verify_result *r, const char *what)
 {
 	EXPECT_MSG(r->status == BRI_VERIFY_FAILED, "%s: status %d, expected failed", what,
-		   r->status);
+	           r->status);
 	EXPECT_MSG(r->reason[0] != '\0' && memchr(r->reason, '\0', sizeof(r->reason)),
-		   "%s: no reason", what);
+	           "%s: no reason", what);
 	EXPECT_MSG(r->checked > 0, "%s: checked not set", what);
 }
 
@@ -281,7 +281,7 @@ static void test_verify_file(const char *base)
 	/* A table in the metadata that the database lacks. */
 	EXPECT_EQ_INT(bri_meta_copy(&bad, &m), 0);
 	bad.tables = realloc(bad.tables, 3 * sizeof(*bad.tables));
-	bad.tables[2] = (struct bri_table_count){ strdup("ghost"), 0 };
+	bad.tables[2] = (struct bri_table_count){strdup("ghost"), 0};
 	bad.ntables = 3;
 	r = run(db, &bad, NULL);
 	expect_failed(&r, "table missing from database");
@@ -344,6 +344,41 @@ static void test_verify_file(const char *base)
 	expect_failed(&r, "missing file");
 	EXPECT(!tu_exists(missing));
 
+	/*
+	 * A backup in WAL mode (what the seed's Python tool made from a WAL
+	 * database with the backup API): verifies ok, stays byte for byte the
+	 * same, and leaves nothing beside it in the store.
+	 */
+	char *wal = tu_fmt("%s/walmode.db", base);
+	tu_make_db(wal, "wal", NVIDEOS, NMEMORY, false);
+	unsigned char *hdr = (unsigned char *)tu_read(wal, NULL);
+	EXPECT(hdr && hdr[18] == 2 && hdr[19] == 2);
+	free(hdr);
+	struct bri_meta wm;
+	meta_for(wal, &wm);
+	r = run(wal, &wm, NULL);
+	EXPECT_MSG(r.status == BRI_VERIFY_OK, "WAL-mode backup: %s", r.reason);
+	struct bri_meta wm2;
+	meta_for(wal, &wm2);
+	EXPECT_STREQ(wm2.checksum, wm.checksum);
+	bri_meta_free(&wm2);
+	bri_meta_free(&wm);
+	char *wal_wal = tu_fmt("%s-wal", wal), *wal_shm = tu_fmt("%s-shm", wal);
+	/*
+	 * KNOWN BUG: verifying a WAL-mode backup opens it as a normal read-only
+	 * connection, which creates NAME.db-wal and NAME.db-shm beside it in the
+	 * store (and cannot open it at all on a read-only store). Opening
+	 * backups with "immutable=1" avoids both. Skipped unless
+	 * BRI_TEST_KNOWN_BUGS is set.
+	 */
+	if (KNOWN_BUGS_ENABLED()) {
+		EXPECT_MSG(!tu_exists(wal_wal), "verify left %s", wal_wal);
+		EXPECT_MSG(!tu_exists(wal_shm), "verify left %s", wal_shm);
+	}
+	free(wal_wal);
+	free(wal_shm);
+	free(wal);
+
 	/* The good file is still good and unchanged. */
 	r = run(db, &m, NULL);
 	EXPECT_EQ_INT(r.status, BRI_VERIFY_OK);
@@ -361,7 +396,7 @@ static void test_verify_file(const char *base)
 
 static void put_backup(struct bri_store *s, const char *src, const char *name, bool with_meta)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	size_t len;
 	char *bytes = tu_read(src, &len);
 	char *f = tu_fmt("%s.db", name);
@@ -388,7 +423,7 @@ static void put_backup(struct bri_store *s, const char *src, const char *name, b
 
 static void test_store_verify(const char *base)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
 	struct bri_store *s = NULL;
 	char *live = tu_fmt("%s/bri.db", base);
@@ -401,7 +436,8 @@ static void test_store_verify(const char *base)
 	put_backup(s, src, "good", true);
 	put_backup(s, src, "nometa", false);
 	put_backup(s, src, "badmeta", false);
-	EXPECT_EQ_INT(bri_store_write_file(s, "badmeta.db.meta", "{\"backup_time\": ", 16, &err), 0);
+	EXPECT_EQ_INT(bri_store_write_file(s, "badmeta.db.meta", "{\"backup_time\": ", 16, &err),
+	              0);
 	put_backup(s, src, "fresh", true);
 
 	struct bri_verify_result r, l;

@@ -21,12 +21,12 @@
 #include <unistd.h>
 
 /* Aborts the test program (exit 1) when a setup step fails: not a check. */
-#define TU_DIE(...)                                                          \
-	do {                                                                 \
-		fprintf(stderr, "%s:%d: setup failed: ", __FILE__, __LINE__); \
-		fprintf(stderr, __VA_ARGS__);                                \
-		fputc('\n', stderr);                                         \
-		exit(1);                                                     \
+#define TU_DIE(...)                                                                                \
+	do {                                                                                       \
+		fprintf(stderr, "%s:%d: setup failed: ", __FILE__, __LINE__);                      \
+		fprintf(stderr, __VA_ARGS__);                                                      \
+		fputc('\n', stderr);                                                               \
+		exit(1);                                                                           \
 	} while (0)
 
 static inline int tu_rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
@@ -172,21 +172,22 @@ static inline void tu_exec(sqlite3 *db, const char *sql)
  * when keep_open, else closes it and returns NULL.
  */
 static inline sqlite3 *tu_make_db(const char *path, const char *jmode, int nvideos, int nmemory,
-				  bool keep_open)
+                                  bool keep_open)
 {
 	sqlite3 *db;
 	if (sqlite3_open(path, &db) != SQLITE_OK)
 		TU_DIE("sqlite3_open %s", path);
-	char *sql = tu_fmt("PRAGMA journal_mode=%s;"
-			   "CREATE TABLE videos (id INTEGER PRIMARY KEY, title TEXT NOT NULL);"
-			   "CREATE TABLE memory (id INTEGER PRIMARY KEY, video_id INTEGER, content TEXT);"
-			   "CREATE INDEX memory_video ON memory(video_id);"
-			   "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d)"
-			   "  INSERT INTO videos(title) SELECT 'video ' || i FROM n WHERE %d > 0;"
-			   "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d)"
-			   "  INSERT INTO memory(video_id, content) SELECT i %% 7, 'message ' || i || ' ' ||"
-			   "  hex(randomblob(40)) FROM n WHERE %d > 0;",
-			   jmode, nvideos, nvideos, nmemory, nmemory);
+	char *sql = tu_fmt(
+	    "PRAGMA journal_mode=%s;"
+	    "CREATE TABLE videos (id INTEGER PRIMARY KEY, title TEXT NOT NULL);"
+	    "CREATE TABLE memory (id INTEGER PRIMARY KEY, video_id INTEGER, content TEXT);"
+	    "CREATE INDEX memory_video ON memory(video_id);"
+	    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d)"
+	    "  INSERT INTO videos(title) SELECT 'video ' || i FROM n WHERE %d > 0;"
+	    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d)"
+	    "  INSERT INTO memory(video_id, content) SELECT i %% 7, 'message ' || i || ' ' ||"
+	    "  hex(randomblob(40)) FROM n WHERE %d > 0;",
+	    jmode, nvideos, nvideos, nmemory, nmemory);
 	tu_exec(db, sql);
 	free(sql);
 	if (keep_open)
