@@ -415,7 +415,10 @@ int cli_cmd_create(struct cli_globals *g, int argc, char **argv)
 	int opt, r, rc = CLI_EXIT_OK;
 
 	cli_merge_longopts(own, 4, longopts);
-	while ((opt = next_option(g, argc, argv, ":hvn:", longopts, help_create, &rc)) != -1) {
+	for (;;) {
+		opt = next_option(g, argc, argv, ":hvn:", longopts, help_create, &rc);
+		if (opt == -1)
+			break;
 		switch (opt) {
 		case OPT_STOP:
 			return rc;
@@ -891,7 +894,10 @@ int cli_cmd_restore(struct cli_globals *g, int argc, char **argv)
 	int opt, r, rc = CLI_EXIT_OK;
 
 	cli_merge_longopts(own, 2, longopts);
-	while ((opt = next_option(g, argc, argv, ":hv", longopts, help_restore, &rc)) != -1) {
+	for (;;) {
+		opt = next_option(g, argc, argv, ":hv", longopts, help_restore, &rc);
+		if (opt == -1)
+			break;
 		switch (opt) {
 		case OPT_STOP:
 			return rc;
@@ -1031,7 +1037,10 @@ int cli_cmd_cleanup(struct cli_globals *g, int argc, char **argv)
 	int opt, rc = CLI_EXIT_OK;
 
 	cli_merge_longopts(own, 2, longopts);
-	while ((opt = next_option(g, argc, argv, ":hvn", longopts, help_cleanup, &rc)) != -1) {
+	for (;;) {
+		opt = next_option(g, argc, argv, ":hvn", longopts, help_cleanup, &rc);
+		if (opt == -1)
+			break;
 		switch (opt) {
 		case OPT_STOP:
 			return rc;
@@ -1190,7 +1199,10 @@ int cli_cmd_health(struct cli_globals *g, int argc, char **argv)
 	int opt, rc = CLI_EXIT_OK;
 
 	cli_merge_longopts(own, 3, longopts);
-	while ((opt = next_option(g, argc, argv, ":hv", longopts, help_health, &rc)) != -1) {
+	for (;;) {
+		opt = next_option(g, argc, argv, ":hv", longopts, help_health, &rc);
+		if (opt == -1)
+			break;
 		switch (opt) {
 		case OPT_STOP:
 			return rc;

@@ -250,7 +250,10 @@ int main(int argc, char **argv)
 	cli_merge_longopts(own, (int)(sizeof(own) / sizeof(own[0])), longopts);
 	opterr = 0;
 	/* "+": stop at the command; its arguments are its own. */
-	while ((opt = getopt_long(argc, argv, "+:hVv", longopts, NULL)) != -1) {
+	for (;;) {
+		opt = getopt_long(argc, argv, "+:hVv", longopts, NULL);
+		if (opt == -1)
+			break;
 		switch (opt) {
 		case 'h':
 			usage(stdout);
