@@ -7,6 +7,7 @@
 #include "bri/create.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,19 @@ static int choose_name(struct bri_store *s, const struct bri_create_opts *o, tim
 	if (rc < 0)
 		return bri_err_set(err, rc, "cannot make a backup name from %s", s->stem);
 	return 0;
+}
+
+/* Removes the temporary copy and what SQLite may have left beside it. */
+static void remove_tmp(struct bri_store *s, const char *tmp)
+{
+	static const char *sidecars[] = {"-wal", "-shm", "-journal"};
+	char file[PATH_MAX];
+
+	bri_store_unlink(s, tmp);
+	for (size_t i = 0; i < sizeof(sidecars) / sizeof(sidecars[0]); i++) {
+		if ((size_t)snprintf(file, sizeof(file), "%s%s", tmp, sidecars[i]) < sizeof(file))
+			bri_store_unlink(s, file);
+	}
 }
 
 /* Everything after the snapshot: hash, metadata, publish. */
@@ -232,7 +246,7 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 
 out_remove_tmp:
 	if (tmp)
-		bri_store_unlink(s, tmp);
+		remove_tmp(s, tmp);
 out_free_meta:
 	free(meta.backup_path);
 	bri_snapshot_info_free(&info);

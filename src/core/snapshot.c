@@ -41,6 +41,19 @@ static int sqlite_errno(int rc)
 	}
 }
 
+/*
+ * As sqlite_errno, but a write that failed because the disk is full is
+ * -ENOSPC whatever SQLite called it (some paths report SQLITE_IOERR).
+ */
+static int db_errno(sqlite3 *db, int rc)
+{
+	int sys = db ? sqlite3_system_errno(db) : 0;
+
+	if ((rc & 0xff) == SQLITE_IOERR && (sys == ENOSPC || sys == EDQUOT))
+		return -ENOSPC;
+	return sqlite_errno(rc);
+}
+
 static int open_db(const char *path, int flags, int busy_timeout_ms, sqlite3 **out,
 		   struct bri_err *err)
 {
@@ -67,7 +80,7 @@ static int exec_sql(sqlite3 *db, const char *sql, const char *what, struct bri_e
 	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
 
 	if (rc != SQLITE_OK) {
-		int e = sqlite_errno(rc);
+		int e = db_errno(db, rc);
 
 		bri_err_set(err, e, "%s: %s", what, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
@@ -104,7 +117,7 @@ static int copy_all(sqlite3 *dst, sqlite3 *src, const char *what, struct bri_err
 	rc = sqlite3_backup_step(b, -1);
 	sqlite3_backup_finish(b);
 	if (rc != SQLITE_DONE) {
-		int e = sqlite_errno(rc);
+		int e = db_errno(dst, rc);
 
 		if (e == -EBUSY)
 			return bri_err_set(err, e, "%s: database is locked (another process holds "
