@@ -307,8 +307,11 @@ int main(int argc, char *argv[])
 	if (copts.singlethread) {
 		ret = fuse_session_loop(fs.se) ? 1 : 0;
 	} else {
-		struct fuse_loop_config lc = {.clone_fd = copts.clone_fd,
-		                              .max_idle_threads = copts.max_idle_threads};
+		/* libfuse 3.14 warns about its own "unset" (-1) here: use its old default. */
+		struct fuse_loop_config lc = {.clone_fd = copts.clone_fd, .max_idle_threads = 10};
+
+		if (copts.max_idle_threads != UINT_MAX)
+			lc.max_idle_threads = copts.max_idle_threads;
 
 		ret = fuse_session_loop_mt(fs.se, &lc) ? 1 : 0;
 	}
