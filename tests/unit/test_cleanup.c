@@ -1,0 +1,211 @@
+/*
+ * Unit tests of cleanup and delete (include/bri/cleanup.h) on a real store:
+ * one backup made by bri_create and copies of it published with their own
+ * metadata at chosen ages and kinds. A dry run reports and removes nothing;
+ * the real run removes exactly the expired backups beyond keep_min (all
+ * three files), never a safety backup, and audits it; delete removes one
+ * named backup (safety too) and refuses unknown or invalid names.
+ */
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bri/cleanup.h"
+#include "bri/create.h"
+#include "bri/meta.h"
+#include "bri/store.h"
+#include "bri/verify.h"
+#include "expect.h"
+#include "testutil.h"
+
+#define DAY ((time_t)86400)
+
+static struct bri_op_ctx ctx;
+
+/* Publishes a copy of backup src as name, with its time and kind changed. */
+static void clone_backup(struct bri_store *s, const char *src, const char *name, time_t t,
+                         enum bri_kind kind)
+{
+	struct bri_err err = {0};
+	char *sf = tu_fmt("%s.db", src), *smf = tu_fmt("%s.db.meta", src);
+	char *df = tu_fmt("%s.db", name), *dmf = tu_fmt("%s.db.meta", name);
+	char *bytes = NULL, *json = NULL;
+	size_t len, jlen;
+	struct bri_meta m;
+	memset(&m, 0, sizeof(m));
+	if (bri_store_read_file(s, sf, 1u << 30, &bytes, &len) != 0 ||
+	    bri_store_read_file(s, smf, BRI_META_MAX_BYTES, &json, &jlen) != 0 ||
+	    bri_meta_parse(json, jlen, &m, &err) != 0)
+		TU_DIE("reading %s: %s", src, err.msg);
+	free(json);
+	m.time = t;
+	bri_time_local(t, m.backup_time, sizeof(m.backup_time));
+	bri_time_utc(t, m.backup_time_utc, sizeof(m.backup_time_utc));
+	free(m.backup_path);
+	m.backup_path = bri_store_path(s, name, ".db");
+	m.kind = kind;
+	if (bri_store_write_file(s, df, bytes, len, &err) != 0 ||
+	    bri_meta_format(&m, &json, &jlen) != 0 ||
+	    bri_store_write_file(s, dmf, json, jlen, &err) != 0)
+		TU_DIE("writing %s: %s", name, err.msg);
+	free(json);
+	free(bytes);
+	bri_meta_free(&m);
+	free(sf);
+	free(smf);
+	free(df);
+	free(dmf);
+}
+
+static bool has_files(struct bri_store *s, const char *name, bool any)
+{
+	static const char *sfx[] = {".db", ".db.meta", ".db.verify"};
+	int n = 0;
+	for (size_t i = 0; i < 3; i++) {
+		char *p = bri_store_path(s, name, sfx[i]);
+		n += tu_exists(p);
+		free(p);
+	}
+	return any ? n > 0 : n == 3;
+}
+
+static void test_cleanup(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	char *live = tu_fmt("%s/bri.db", base);
+	tu_make_db(live, "wal", 42, 100, false);
+	if (bri_store_open(live, NULL, true, &s, &err) != 0)
+		TU_DIE("store: %s", err.msg);
+	struct bri_create_opts o = {.name = "fresh"};
+	char *out = NULL;
+	if (bri_create(s, &o, &ctx, &out, &err) != 0)
+		TU_DIE("create: %s", err.msg);
+	free(out);
+	time_t now = time(NULL);
+
+	/* fresh (now), day1, old40..old49, safety400: 12 non-safety, keep_min 7. */
+	clone_backup(s, "fresh", "day1", now - DAY, BRI_KIND_AUTO);
+	for (int i = 0; i < 10; i++) {
+		char n[16];
+		snprintf(n, sizeof(n), "old%d", 40 + i);
+		clone_backup(s, "fresh", n, now - (40 + i) * DAY, BRI_KIND_AUTO);
+	}
+	clone_backup(s, "fresh", "pre_restore_safety_old", now - 400 * DAY, BRI_KIND_SAFETY);
+	/* Every backup verified, so each has its three files. */
+	const char *all[] = {"fresh",
+	                     "day1",
+	                     "old40",
+	                     "old41",
+	                     "old42",
+	                     "old43",
+	                     "old44",
+	                     "old45",
+	                     "old46",
+	                     "old47",
+	                     "old48",
+	                     "old49",
+	                     "pre_restore_safety_old"};
+	for (size_t i = 0; i < 13; i++) {
+		struct bri_verify_result r;
+		EXPECT_EQ_INT(bri_verify_backup(s, all[i], &ctx, &r, &err), 0);
+	}
+
+	struct bri_retention_rules rules = {30, 7};
+	struct bri_cleanup_item *items = NULL;
+	size_t n = 0;
+
+	/* Dry run: says what would go, removes nothing. */
+	int rc = bri_cleanup(s, &rules, now, true, &ctx, &items, &n, &err);
+	EXPECT_EQ_INT(rc, 5);
+	EXPECT_EQ_INT(n, 13);
+	int removing = 0;
+	for (size_t i = 0; items && i < n; i++) {
+		if (i > 0)
+			EXPECT_MSG(items[i].time <= items[i - 1].time,
+			           "items not newest first at %zu", i);
+		bool old = strncmp(items[i].name, "old", 3) == 0 && atoi(items[i].name + 3) >= 45;
+		EXPECT_MSG((items[i].verdict == BRI_REMOVE_EXPIRED) == old, "%s: verdict %d",
+		           items[i].name, items[i].verdict);
+		removing += items[i].verdict == BRI_REMOVE_EXPIRED;
+		if (strcmp(items[i].name, "pre_restore_safety_old") == 0)
+			EXPECT_EQ_INT(items[i].verdict, BRI_KEEP_SAFETY);
+	}
+	EXPECT_EQ_INT(removing, 5);
+	free(items);
+	for (size_t i = 0; i < 13; i++)
+		EXPECT_MSG(has_files(s, all[i], false), "dry run removed files of %s", all[i]);
+
+	/* For real. */
+	items = NULL;
+	rc = bri_cleanup(s, &rules, now, false, &ctx, &items, &n, &err);
+	EXPECT_EQ_INT(rc, 5);
+	free(items);
+	for (size_t i = 0; i < 13; i++) {
+		bool gone = strncmp(all[i], "old", 3) == 0 && atoi(all[i] + 3) >= 45;
+		if (gone)
+			EXPECT_MSG(!has_files(s, all[i], true), "%s: files left after cleanup",
+			           all[i]);
+		else
+			EXPECT_MSG(has_files(s, all[i], false), "%s: removed by cleanup", all[i]);
+	}
+	/* Again: nothing more to do. */
+	items = NULL;
+	EXPECT_EQ_INT(bri_cleanup(s, &rules, now, false, &ctx, &items, &n, &err), 0);
+	EXPECT_EQ_INT(n, 8);
+	free(items);
+
+	/* Negative rules. */
+	struct bri_retention_rules bad = {-1, 7};
+	items = NULL;
+	EXPECT_EQ_INT(bri_cleanup(s, &bad, now, false, &ctx, &items, &n, &err), -EINVAL);
+	free(items);
+	EXPECT(has_files(s, "old44", false));
+
+	/* The audit log records the cleanup. */
+	char *audit = NULL;
+	size_t alen;
+	EXPECT_EQ_INT(bri_store_read_file(s, "audit.jsonl", 1 << 20, &audit, &alen), 0);
+	EXPECT(audit && strstr(audit, "cleanup"));
+	free(audit);
+
+	/* Delete: one named backup, all its files; safety ones too. */
+	EXPECT_EQ_INT(bri_delete(s, "old44", &ctx, &err), 0);
+	EXPECT(!has_files(s, "old44", true));
+	EXPECT_EQ_INT(bri_delete(s, "pre_restore_safety_old", &ctx, &err), 0);
+	EXPECT(!has_files(s, "pre_restore_safety_old", true));
+	memset(&err, 0, sizeof(err));
+	EXPECT_EQ_INT(bri_delete(s, "old44", &ctx, &err), -ENOENT);
+	EXPECT(err.msg[0] != '\0');
+	EXPECT_EQ_INT(bri_delete(s, "../bri", &ctx, &err), -EINVAL);
+	EXPECT_EQ_INT(bri_delete(s, "", &ctx, &err), -EINVAL);
+	EXPECT(tu_exists(live));
+	/* A .db without .meta or .verify is deleted too. */
+	char *od = bri_store_path(s, "orphan", ".db");
+	char *fd = bri_store_path(s, "fresh", ".db");
+	tu_copy(fd, od);
+	EXPECT_EQ_INT(bri_delete(s, "orphan", &ctx, &err), 0);
+	EXPECT(!tu_exists(od));
+	free(od);
+	free(fd);
+	/* delete_locked with the lock held. */
+	int lfd = bri_store_lock(s, &err);
+	EXPECT(lfd >= 0);
+	EXPECT_EQ_INT(bri_delete_locked(s, "old43", &ctx, &err), 0);
+	if (lfd >= 0)
+		bri_store_unlock(lfd);
+	EXPECT(!has_files(s, "old43", true));
+	EXPECT(has_files(s, "fresh", false));
+
+	bri_store_close(s);
+	free(live);
+}
+
+int main(void)
+{
+	ctx = bri_op_ctx_self("cli");
+	char *base = tu_tmpdir("cleanup");
+	test_cleanup(base);
+	tu_tmpdir_done(base);
+	return EXPECT_RESULT();
+}

@@ -1,0 +1,337 @@
+/*
+ * Unit tests of taking a backup (include/bri/create.h, with the snapshot
+ * module underneath): a consistent copy while another thread keeps writing
+ * to the live WAL database, a rollback-journal live database left byte for
+ * byte unchanged, -EBUSY and nothing in the store when a writer holds the
+ * database exclusively past the busy timeout, a live file that is not
+ * SQLite, lock_held, and progress reports. Real SQLite files only.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bri/checksum.h"
+#include "bri/create.h"
+#include "bri/meta.h"
+#include "bri/store.h"
+#include "bri/verify.h"
+#include "expect.h"
+#include "testutil.h"
+
+static struct bri_op_ctx ctx;
+
+static int64_t count_rows(sqlite3 *db, const char *table)
+{
+	sqlite3_stmt *st;
+	int64_t n = -1;
+	char *sql = tu_fmt("SELECT count(*) FROM \"%s\"", table);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	free(sql);
+	return n;
+}
+
+/* Entries of the store folder other than ".lock" and "audit.jsonl". */
+static int count_files(const char *dir)
+{
+	int n = 0;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+		    strcmp(de->d_name, ".lock") == 0 || strcmp(de->d_name, "audit.jsonl") == 0)
+			continue;
+		n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/*
+ * Checks backup name against itself: its meta parses, its checksum matches,
+ * its counts are the backup file's own counts, it verifies ok, and it is not
+ * in WAL mode. Returns the backup's row count of memory (or -1).
+ */
+static int64_t check_consistent(struct bri_store *s, const char *name)
+{
+	struct bri_err err = {0};
+	char *db = bri_store_path(s, name, ".db");
+	char *mf = tu_fmt("%s.db.meta", name);
+	char *json = NULL;
+	size_t len = 0;
+	struct bri_meta m;
+	int64_t rows = -1;
+	memset(&m, 0, sizeof(m));
+	EXPECT_EQ_INT(bri_store_read_file(s, mf, BRI_META_MAX_BYTES, &json, &len), 0);
+	if (json && bri_meta_parse(json, len, &m, &err) == 0) {
+		sqlite3 *b;
+		char *uri = tu_fmt("file:%s?immutable=1", db);
+		EXPECT(sqlite3_open_v2(uri, &b, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) ==
+		       SQLITE_OK);
+		rows = count_rows(b, "memory");
+		EXPECT_EQ_INT(bri_meta_rows(&m, "memory"), rows);
+		EXPECT_EQ_INT(bri_meta_rows(&m, "videos"), count_rows(b, "videos"));
+		sqlite3_close(b);
+		free(uri);
+		struct bri_verify_result r;
+		EXPECT_EQ_INT(bri_verify_file(db, &m, NULL, &ctx, &r), 0);
+		EXPECT_MSG(r.status == BRI_VERIFY_OK, "%s: %s", name, r.reason);
+		unsigned char *h = (unsigned char *)tu_read(db, NULL);
+		EXPECT(h && h[18] == 1 && h[19] == 1);
+		free(h);
+		EXPECT(m.page_size > 0);
+		EXPECT(m.page_count > 0);
+		struct stat st;
+		EXPECT(stat(db, &st) == 0 && st.st_size == m.page_size * m.page_count);
+		bri_meta_free(&m);
+	} else {
+		EXPECT_MSG(0, "%s: meta unreadable: %s", name, err.msg);
+	}
+	free(json);
+	free(mf);
+	free(db);
+	return rows;
+}
+
+struct writer {
+	const char *path;    /* live database */
+	atomic_bool stop;    /* set to end the thread */
+	atomic_long commits; /* transactions committed */
+	int errors;          /* failed statements */
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	sqlite3 *db;
+	if (sqlite3_open(w->path, &db) != SQLITE_OK)
+		return NULL;
+	sqlite3_busy_timeout(db, 5000);
+	while (!atomic_load(&w->stop)) {
+		if (sqlite3_exec(
+		        db,
+		        "BEGIN; INSERT INTO memory(video_id, content) VALUES (1, "
+		        "hex(randomblob(200))); INSERT INTO memory(video_id, content) VALUES "
+		        "(2, 'x'); COMMIT;",
+		        NULL, NULL, NULL) == SQLITE_OK)
+			atomic_fetch_add(&w->commits, 1);
+		else {
+			w->errors++;
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		}
+	}
+	sqlite3_close(db);
+	return NULL;
+}
+
+struct progress_log {
+	int calls;      /* reports seen */
+	bool bad_total; /* done > total with total known */
+};
+
+static void on_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
+{
+	struct progress_log *p = arg;
+	(void)phase;
+	p->calls++;
+	if (total && done > total)
+		p->bad_total = true;
+}
+
+static void test_concurrent_writer(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	char *live = tu_fmt("%s/wal/bri.db", base);
+	char *dir = tu_fmt("%s/wal", base);
+	EXPECT(mkdir(dir, 0755) == 0);
+	tu_make_db(live, "wal", 42, 20000, false);
+	EXPECT_EQ_INT(bri_store_open(live, NULL, true, &s, &err), 0);
+	if (!s)
+		TU_DIE("store: %s", err.msg);
+
+	struct writer w = {.path = live};
+	atomic_init(&w.stop, false);
+	atomic_init(&w.commits, 0);
+	pthread_t th;
+	EXPECT(pthread_create(&th, NULL, writer_main, &w) == 0);
+	while (atomic_load(&w.commits) < 20)
+		usleep(1000);
+
+	struct progress_log pl = {0};
+	struct bri_op_ctx pctx = ctx;
+	pctx.progress = on_progress;
+	pctx.progress_arg = &pl;
+	int64_t prev = -1;
+	for (int i = 0; i < 3; i++) {
+		char name[32], *out = NULL;
+		snprintf(name, sizeof(name), "busy%d", i);
+		struct bri_create_opts o = {.name = name};
+		long before = atomic_load(&w.commits);
+		int rc = bri_create(s, &o, i == 0 ? &pctx : &ctx, &out, &err);
+		EXPECT_MSG(rc == 0, "create under a writer: %d %s", rc, err.msg);
+		free(out);
+		if (rc == 0) {
+			int64_t rows = check_consistent(s, name);
+			/* Each snapshot is a committed state: whole transactions only. */
+			EXPECT_MSG(rows >= 0 && (rows - 20000) % 2 == 0,
+			           "snapshot holds half a transaction (%lld rows)",
+			           (long long)rows);
+			EXPECT(rows >= 20000 + 2 * before);
+			EXPECT(rows >= prev);
+			prev = rows;
+		}
+	}
+	atomic_store(&w.stop, true);
+	pthread_join(th, NULL);
+	EXPECT_EQ_INT(w.errors, 0);
+	EXPECT(atomic_load(&w.commits) > 20);
+	EXPECT(pl.calls >= 1);
+	EXPECT(!pl.bad_total);
+
+	/* The live database is intact and still in WAL mode. */
+	sqlite3 *db;
+	EXPECT(sqlite3_open(live, &db) == SQLITE_OK);
+	sqlite3_stmt *st;
+	EXPECT(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK);
+	EXPECT(sqlite3_step(st) == SQLITE_ROW &&
+	       strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0);
+	sqlite3_finalize(st);
+	EXPECT(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK);
+	EXPECT(sqlite3_step(st) == SQLITE_ROW &&
+	       strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0);
+	sqlite3_finalize(st);
+	EXPECT_EQ_INT(count_rows(db, "memory"), 20000 + 2 * atomic_load(&w.commits));
+	sqlite3_close(db);
+	bri_store_close(s);
+	free(dir);
+	free(live);
+}
+
+static void test_rollback_and_busy(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	char *dir = tu_fmt("%s/rb", base);
+	char *live = tu_fmt("%s/rb/bri.db", base);
+	EXPECT(mkdir(dir, 0755) == 0);
+	tu_make_db(live, "delete", 42, 500, false);
+	EXPECT_EQ_INT(bri_store_open(live, NULL, true, &s, &err), 0);
+	if (!s)
+		TU_DIE("store: %s", err.msg);
+
+	/* The live file is not changed by a backup, not even its header. */
+	char before[BRI_CHECKSUM_HEX_LEN + 1], after[BRI_CHECKSUM_HEX_LEN + 1];
+	struct stat st0, st1;
+	EXPECT_EQ_INT(bri_checksum_path(live, &ctx, before, &err), 0);
+	EXPECT(stat(live, &st0) == 0);
+	char *out = NULL;
+	struct bri_create_opts o = {.name = "plain"};
+	EXPECT_EQ_INT(bri_create(s, &o, &ctx, &out, &err), 0);
+	free(out);
+	check_consistent(s, "plain");
+	EXPECT_EQ_INT(bri_checksum_path(live, &ctx, after, &err), 0);
+	EXPECT_STREQ(after, before);
+	EXPECT(stat(live, &st1) == 0);
+	EXPECT(st1.st_mtim.tv_sec == st0.st_mtim.tv_sec &&
+	       st1.st_mtim.tv_nsec == st0.st_mtim.tv_nsec);
+	char *j = tu_fmt("%s-journal", live), *wal = tu_fmt("%s-wal", live);
+	EXPECT(!tu_exists(j));
+	EXPECT(!tu_exists(wal));
+
+	/* A writer holding the database exclusively: -EBUSY after the timeout. */
+	int files = count_files(s->dir);
+	sqlite3 *wdb;
+	EXPECT(sqlite3_open(live, &wdb) == SQLITE_OK);
+	tu_exec(wdb, "BEGIN EXCLUSIVE; INSERT INTO videos(title) VALUES ('held')");
+	o.name = "blocked";
+	o.busy_timeout_ms = 300;
+	out = NULL;
+	double t0 = bri_now_mono();
+	int rc = bri_create(s, &o, &ctx, &out, &err);
+	double took = bri_now_mono() - t0;
+	EXPECT_EQ_INT(rc, -EBUSY);
+	EXPECT(out == NULL);
+	EXPECT(err.msg[0] != '\0');
+	EXPECT_MSG(took >= 0.25 && took < 10, "busy timeout 300 ms took %.3f s", took);
+	EXPECT_EQ_INT(bri_store_has(s, "blocked"), 0);
+	EXPECT_EQ_INT(count_files(s->dir), files);
+	tu_exec(wdb, "ROLLBACK");
+
+	/* The writer gone, the same name works. */
+	o.busy_timeout_ms = 0;
+	EXPECT_EQ_INT(bri_create(s, &o, &ctx, &out, &err), 0);
+	free(out);
+	sqlite3_close(wdb);
+
+	/* lock_held: the caller holds the store's lock. */
+	int lfd = bri_store_lock(s, &err);
+	EXPECT(lfd >= 0);
+	struct bri_create_opts held = {.name = "held", .lock_held = true};
+	out = NULL;
+	EXPECT_EQ_INT(bri_create(s, &held, &ctx, &out, &err), 0);
+	free(out);
+	if (lfd >= 0)
+		bri_store_unlock(lfd);
+	EXPECT_EQ_INT(bri_store_has(s, "held"), 1);
+
+	/* An empty name means an automatic one. */
+	struct bri_create_opts empty = {.name = ""};
+	out = NULL;
+	EXPECT_EQ_INT(bri_create(s, &empty, &ctx, &out, &err), 0);
+	EXPECT(out && strncmp(out, "bri_backup_", 11) == 0);
+	free(out);
+
+	free(j);
+	free(wal);
+	bri_store_close(s);
+	free(live);
+	free(dir);
+}
+
+static void test_not_sqlite(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	char *dir = tu_fmt("%s/junk", base);
+	char *live = tu_fmt("%s/junk/bri.db", base);
+	EXPECT(mkdir(dir, 0755) == 0);
+	char text[4096];
+	memset(text, 'z', sizeof(text));
+	tu_write(live, text, sizeof(text));
+	EXPECT_EQ_INT(bri_store_open(live, NULL, true, &s, &err), 0);
+	if (!s)
+		TU_DIE("store: %s", err.msg);
+	char *out = NULL;
+	struct bri_create_opts o = {.name = "x"};
+	memset(&err, 0, sizeof(err));
+	int rc = bri_create(s, &o, &ctx, &out, &err);
+	EXPECT_MSG(rc < 0, "a backup of a non-SQLite file succeeded");
+	EXPECT(err.msg[0] != '\0');
+	EXPECT_EQ_INT(bri_store_has(s, "x"), 0);
+	EXPECT_EQ_INT(count_files(s->dir), 0);
+	char *now = tu_read(live, NULL);
+	EXPECT(now && memcmp(now, text, sizeof(text)) == 0);
+	free(now);
+	free(out);
+	bri_store_close(s);
+	free(live);
+	free(dir);
+}
+
+int main(void)
+{
+	ctx = bri_op_ctx_self("cli");
+	char *base = tu_tmpdir("create");
+	test_concurrent_writer(base);
+	test_rollback_and_busy(base);
+	test_not_sqlite(base);
+	tu_tmpdir_done(base);
+	return EXPECT_RESULT();
+}

@@ -1,0 +1,251 @@
+/*
+ * Unit tests of restore (include/bri/restore.h) on a real live database in
+ * WAL mode with another connection open on it: a verified restore with its
+ * safety backup, the live database staying in WAL mode and the open
+ * connection seeing the restored content; a failed verification aborting
+ * with nothing changed; --no-verify; the newest backup when none is named;
+ * a path to a .db outside the store; an unknown name; a writer holding the
+ * database (-EBUSY, "database is locked", live content unchanged); a missing
+ * live database created from the backup; and the report's text.
+ */
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bri/catalog.h"
+#include "bri/create.h"
+#include "bri/meta.h"
+#include "bri/restore.h"
+#include "bri/store.h"
+#include "expect.h"
+#include "testutil.h"
+
+static struct bri_op_ctx ctx;
+
+static int64_t count_rows(sqlite3 *db, const char *table)
+{
+	sqlite3_stmt *st;
+	int64_t n = -1;
+	char *sql = tu_fmt("SELECT count(*) FROM \"%s\"", table);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	free(sql);
+	return n;
+}
+
+/* Row count of videos in the database at path, through a fresh connection. */
+static int64_t videos_at(const char *path)
+{
+	sqlite3 *db;
+	int64_t n = -1;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK)
+		n = count_rows(db, "videos");
+	sqlite3_close(db);
+	return n;
+}
+
+static const char *journal_mode(sqlite3 *db)
+{
+	static char mode[16];
+	sqlite3_stmt *st;
+	mode[0] = '\0';
+	if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		snprintf(mode, sizeof(mode), "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return mode;
+}
+
+static size_t count_backups(struct bri_store *s)
+{
+	struct bri_err err = {0};
+	struct bri_catalog *c = NULL;
+	size_t n = 0;
+	if (bri_catalog_scan(s, NULL, &c, &err) == 0) {
+		n = c->n;
+		bri_catalog_free(c);
+	}
+	return n;
+}
+
+static char *make_backup(struct bri_store *s, const char *name)
+{
+	struct bri_err err = {0};
+	struct bri_create_opts o = {.name = name};
+	char *out = NULL;
+	if (bri_create(s, &o, &ctx, &out, &err) != 0)
+		TU_DIE("create %s: %s", name ? name : "(auto)", err.msg);
+	return out;
+}
+
+static int restore(struct bri_store *s, const char *what, bool verify,
+                   struct bri_restore_report *rep, struct bri_err *err)
+{
+	struct bri_restore_opts o = {.verify = verify, .busy_timeout_ms = 300};
+	memset(rep, 0, sizeof(*rep));
+	memset(err, 0, sizeof(*err));
+	return bri_restore(s, what, &o, &ctx, rep, err);
+}
+
+static void test_restore(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_restore_report rep;
+	struct bri_store *s = NULL;
+	char *live = tu_fmt("%s/bri.db", base);
+	sqlite3 *reader = tu_make_db(live, "wal", 42, 300, true);
+	if (bri_store_open(live, NULL, true, &s, &err) != 0)
+		TU_DIE("store: %s", err.msg);
+
+	free(make_backup(s, "v42"));
+	tu_exec(reader, "INSERT INTO videos(title) VALUES ('a'), ('b'), ('c')");
+	EXPECT_EQ_INT(count_rows(reader, "videos"), 45);
+
+	/* A verified restore: safety backup of the 45-row state, live back at 42. */
+	size_t n0 = count_backups(s);
+	int rc = restore(s, "v42", true, &rep, &err);
+	EXPECT_MSG(rc == 0, "restore v42: %d %s", rc, err.msg);
+	EXPECT_EQ_INT(rep.result, 0);
+	EXPECT(rep.verified);
+	EXPECT_EQ_INT(rep.check.status, BRI_VERIFY_OK);
+	EXPECT_MSG(strncmp(rep.safety_name, "pre_restore_safety_", 19) == 0, "safety name \"%s\"",
+	           rep.safety_name);
+	EXPECT(strstr(rep.source, "v42") != NULL);
+	EXPECT(rep.started > 0);
+	EXPECT(rep.message[0] != '\0');
+	EXPECT_EQ_INT(count_rows(reader, "videos"), 42);
+	EXPECT_EQ_INT(videos_at(live), 42);
+	EXPECT_STREQ(journal_mode(reader), "wal");
+	EXPECT_EQ_INT(count_backups(s), n0 + 1);
+	EXPECT_EQ_INT(bri_store_has(s, "v42"), 1);
+	if (rep.safety_name[0]) {
+		char *sp = bri_store_path(s, rep.safety_name, ".db");
+		EXPECT_EQ_INT(videos_at(sp), 45);
+		free(sp);
+		struct bri_catalog *c = NULL;
+		EXPECT_EQ_INT(bri_catalog_scan(s, NULL, &c, &err), 0);
+		struct bri_entry *e = c ? bri_catalog_find(c, rep.safety_name) : NULL;
+		EXPECT(e && e->kind == BRI_KIND_SAFETY && e->meta_ok);
+		bri_catalog_free(c);
+	}
+	char *text = NULL;
+	size_t len = 0;
+	EXPECT_EQ_INT(bri_restore_report_render(&rep, &text, &len), 0);
+	EXPECT(text && len == strlen(text) && strstr(text, ": ") && text[len - 1] == '\n');
+	EXPECT(text && strstr(text, rep.safety_name));
+	free(text);
+
+	/* The reader can keep writing after the restore. */
+	tu_exec(reader, "INSERT INTO videos(title) VALUES ('after')");
+	EXPECT_EQ_INT(count_rows(reader, "videos"), 43);
+	free(make_backup(s, "v43"));
+
+	/* A backup whose verification fails: aborted, nothing changed, no safety backup. */
+	char *mf = bri_store_path(s, "v42", ".db.meta");
+	size_t ml = 0;
+	char *meta = tu_read(mf, &ml);
+	char *good_meta = meta ? strdup(meta) : NULL;
+	char *ck = meta ? strstr(meta, "\"checksum\"") : NULL;
+	char *q = ck ? strchr(ck + 10, '"') : NULL;
+	if (q)
+		q[1] = q[1] == '0' ? '1' : '0';
+	EXPECT_EQ_INT(bri_store_write_file(s, "v42.db.meta", meta, ml, &err), 0);
+	size_t n1 = count_backups(s);
+	rc = restore(s, "v42", true, &rep, &err);
+	EXPECT(rc < 0);
+	EXPECT_EQ_INT(rep.result, rc);
+	EXPECT(rep.verified);
+	EXPECT_EQ_INT(rep.check.status, BRI_VERIFY_FAILED);
+	EXPECT_STREQ(rep.safety_name, "");
+	EXPECT(err.msg[0] != '\0');
+	EXPECT_EQ_INT(count_rows(reader, "videos"), 43);
+	EXPECT_EQ_INT(count_backups(s), n1);
+
+	/* The same without verification restores. */
+	rc = restore(s, "v42", false, &rep, &err);
+	EXPECT_MSG(rc == 0, "restore --no-verify: %d %s", rc, err.msg);
+	EXPECT(!rep.verified);
+	EXPECT_EQ_INT(count_rows(reader, "videos"), 42);
+	EXPECT_EQ_INT(bri_store_write_file(s, "v42.db.meta", good_meta, ml, &err), 0);
+	free(meta);
+	free(good_meta);
+	free(mf);
+
+	/* None named: the newest non-safety backup (v43). */
+	rc = restore(s, NULL, true, &rep, &err);
+	EXPECT_MSG(rc == 0, "restore newest: %d %s", rc, err.msg);
+	EXPECT(strstr(rep.source, "v43") != NULL);
+	EXPECT_EQ_INT(count_rows(reader, "videos"), 43);
+
+	/* A path to a .db outside the store (with its .meta beside it). */
+	char *off = tu_fmt("%s/offsite", base);
+	EXPECT(mkdir(off, 0700) == 0);
+	char *src = bri_store_path(s, "v42", ".db");
+	char *srcm = bri_store_path(s, "v42", ".db.meta");
+	char *dst = tu_fmt("%s/copy.db", off);
+	char *dstm = tu_fmt("%s/copy.db.meta", off);
+	tu_copy(src, dst);
+	tu_copy(srcm, dstm);
+	rc = restore(s, dst, true, &rep, &err);
+	EXPECT_MSG(rc == 0, "restore by path: %d %s", rc, err.msg);
+	EXPECT_EQ_INT(rep.check.status, BRI_VERIFY_OK);
+	EXPECT_EQ_INT(count_rows(reader, "videos"), 42);
+	EXPECT(tu_exists(dst));
+
+	/* Unknown names: an error, nothing changed. */
+	size_t n2 = count_backups(s);
+	rc = restore(s, "nope", true, &rep, &err);
+	EXPECT_EQ_INT(rc, -ENOENT);
+	rc = restore(s, "../etc/passwd", true, &rep, &err);
+	EXPECT(rc < 0);
+	EXPECT_EQ_INT(count_rows(reader, "videos"), 42);
+	EXPECT_EQ_INT(count_backups(s), n2);
+
+	/* A writer holds the live database: wait, then "database is locked", nothing changed. */
+	sqlite3 *writer;
+	EXPECT(sqlite3_open(live, &writer) == SQLITE_OK);
+	tu_exec(writer, "BEGIN IMMEDIATE; INSERT INTO videos(title) VALUES ('pending')");
+	double t0 = bri_now_mono();
+	rc = restore(s, "v43", true, &rep, &err);
+	double took = bri_now_mono() - t0;
+	EXPECT_EQ_INT(rc, -EBUSY);
+	EXPECT_MSG(strstr(err.msg, "database is locked") != NULL, "message: %s", err.msg);
+	EXPECT_MSG(took >= 0.25 && took < 20, "busy timeout 300 ms took %.3f s", took);
+	tu_exec(writer, "COMMIT");
+	sqlite3_close(writer);
+	EXPECT_EQ_INT(count_rows(reader, "videos"), 43); /* 42 + the writer's row */
+
+	sqlite3_close(reader);
+
+	/* No live database: created from the backup, no safety backup. */
+	char *gone = tu_fmt("%s/fresh.db", base);
+	struct bri_store *s2 = NULL;
+	EXPECT_EQ_INT(bri_store_open(gone, s->dir, false, &s2, &err), 0);
+	if (s2) {
+		rc = restore(s2, "v43", true, &rep, &err);
+		EXPECT_MSG(rc == 0, "restore into a missing database: %d %s", rc, err.msg);
+		EXPECT_STREQ(rep.safety_name, "");
+		EXPECT_EQ_INT(videos_at(gone), 43);
+		bri_store_close(s2);
+	}
+
+	free(gone);
+	free(dst);
+	free(dstm);
+	free(src);
+	free(srcm);
+	free(off);
+	bri_store_close(s);
+	free(live);
+}
+
+int main(void)
+{
+	ctx = bri_op_ctx_self("cli");
+	char *base = tu_tmpdir("restore");
+	test_restore(base);
+	tu_tmpdir_done(base);
+	return EXPECT_RESULT();
+}
