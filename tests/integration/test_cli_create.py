@@ -384,3 +384,23 @@ def test_killed_create_leaves_no_backup_or_a_complete_one(tmp_path):
     assert p.returncode == 0, p.stderr
     assert not [x for x in store.iterdir() if x.name.endswith(".tmp")]
     assert journal_mode(db) == "wal"
+
+
+def test_create_on_a_locked_database_fails_cleanly(cli, live_db, store):
+    subprocess.run(["sqlite3", str(live_db), "pragma journal_mode=delete"], check=True,
+                   capture_output=True, timeout=60)
+    create(cli, "--name", "first")
+    before = listing(store)
+    holder = sqlite3.connect(live_db, isolation_level=None, timeout=1)
+    try:
+        holder.execute("begin exclusive")
+        env = dict(os.environ, BRI_BUSY_TIMEOUT_MS="1000")
+        p = cli.run("create", "--name", "blocked", check=False, env=env, timeout=60)
+        assert p.returncode == 1, p.stdout
+        assert "locked" in p.stderr
+        assert p.stdout == ""
+    finally:
+        holder.execute("rollback")
+        holder.close()
+    assert listing(store) == before
+    assert create(cli, "--name", "blocked").name == "blocked.db"
