@@ -266,6 +266,22 @@ static bool is_regular_file(const char *path)
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* path made absolute against the current folder (symlinks kept), malloc'd. */
+static char *absolute(const char *path)
+{
+	char *cwd, *out = NULL;
+
+	if (path[0] == '/')
+		return strdup(path);
+	cwd = getcwd(NULL, 0);
+	if (!cwd)
+		return NULL;
+	if (asprintf(&out, "%s/%s", cwd, path) < 0)
+		out = NULL;
+	free(cwd);
+	return out;
+}
+
 /*
  * What the user means by arg of verify or restore: a backup of the store
  * (*name) or a database file elsewhere (*path, absolute). A PATH contains
@@ -306,11 +322,15 @@ static int resolve_target(const struct bri_store *s, const char *command, const 
 			}
 		}
 		free(dir_real);
-		if (in_store) {
-			free(real);
+		free(real);
+		if (in_store)
 			return 0;
+		/* As given, made absolute: PATH.meta is looked up beside the name used. */
+		*path = absolute(arg);
+		if (!*path) {
+			cli_error("%s: cannot use '%s': %s", command, arg, strerror(errno));
+			return CLI_EXIT_FAIL;
 		}
-		*path = real;
 		return 0;
 	}
 	/* "NAME.db" for the backup NAME, as the seed's file names read. */
@@ -782,7 +802,8 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 	for (i = 0; i < n; i++) {
 		struct bri_verify_result res = {0};
 		struct bri_err err = {0};
-		const char *label = names[i] ? names[i] : paths[i];
+		/* A path is shown as the user wrote it. */
+		const char *label = paths[i] ? argv[optind + (int)i] : names[i];
 		char *where = NULL;
 
 		if (paths[i]) {
