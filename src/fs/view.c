@@ -320,7 +320,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	rc = bfs_node_of(ino, &n);
 	if (rc < 0)
 		goto out_reply;
-	if (n.type == BFS_N_ROOT || n.type == BFS_N_LATEST ||
+	if (n.type == BFS_N_ROOT || n.type == BFS_N_LATEST || n.type == BFS_N_CTLFILE ||
 	    (n.type == BFS_N_BACKUP && n.bkind == BFS_B_VERIFY)) {
 		rc = bfs_refresh(fs, false);
 		if (rc < 0)
@@ -516,6 +516,14 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	/* A vanished store fails every listing, not only the root's. */
+	if (n.type == BFS_N_BACKUP) {
+		rc = bfs_refresh(fs, false);
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	}
 	d = calloc(1, sizeof(*d));
 	if (!d) {
 		fuse_reply_err(req, ENOMEM);
@@ -639,6 +647,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
+	}
+	if (n.type == BFS_N_BACKUP || n.type == BFS_N_CTLFILE) {
+		rc = bfs_refresh(fs, false);
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
 	}
 	h = calloc(1, sizeof(*h));
 	if (!h) {

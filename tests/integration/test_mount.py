@@ -529,3 +529,46 @@ def test_log_option_writes_file(live_db, store, tmp_path):
     finally:
         m.stop()
     assert "bad/name" in log.read_text()
+
+
+def test_fstab_line_through_mount(live_db, store, tmp_path, cli):
+    """An fstab line mounts the view through mount(8) and mount.fuse3, which
+    pass the fstab-only keys on; the daemon ignores them. (The fuse.bri-backupfs
+    type needs the program installed in PATH; "fuse" with PROGRAM#DB is the
+    same path through mount.fuse3.)"""
+    if os.geteuid() != 0:
+        pytest.skip("mount -T needs root")
+    cli.run("create", "--name", "fst")
+    mnt = tmp_path / "mnt7"
+    mnt.mkdir()
+    fstab = tmp_path / "fstab"
+    fstab.write_text(f"{BRI_BACKUPFS}#{live_db} {mnt} fuse "
+                     f"backup_dir={store},noauto,_netdev,nofail,user,retention_days=9 0 0\n")
+    try:
+        sh(f"mount -T {fstab} {mnt}")
+        assert is_mounted(mnt)
+        assert "fst" in os.listdir(mnt)
+        assert "retention 9 days" in (mnt / "ctl/cleanup").read_text()
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], timeout=T, capture_output=True)
+        if is_mounted(mnt):
+            subprocess.run(["fusermount3", "-uz", str(mnt)], timeout=T)
+    assert not is_mounted(mnt)
+
+
+def test_dead_store_fails_inside_backup_dirs_too(two, store):
+    m = two.path
+    os.listdir(m / "first")  # cached by the kernel
+    gone = store.with_name("backups.gone")
+    store.rename(gone)
+    try:
+        time.sleep(0.6)
+        with pytest.raises(OSError) as e:
+            os.listdir(m / "first")
+        assert e.value.errno == 5
+        with pytest.raises(OSError):
+            (m / "first/bri.db").read_bytes()
+    finally:
+        gone.rename(store)
+    time.sleep(0.6)
+    assert sorted(os.listdir(m / "first")) == ["bri.db", "meta.json", "verify"]
