@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bri/catalog.h"
@@ -403,11 +404,59 @@ static void test_catalog(const char *base)
 	free(data);
 }
 
+/*
+ * FIFOs where files are expected must not hang a scan (the mount would
+ * freeze): run it in a child with an alarm.
+ */
+static void test_fifos(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	char *live = tu_fmt("%s/fifo.db", base);
+	char *dir = tu_fmt("%s/fifo-store", base);
+	if (bri_store_open(live, dir, true, &s, &err) != 0)
+		TU_DIE("store: %s", err.msg);
+	char *p1 = bri_store_path(s, "pipe", ".db");
+	char *p2 = bri_store_path(s, "pipe", ".db.meta");
+	char *p3 = bri_store_path(s, "pipe", ".db.verify");
+	char *p4 = bri_store_path(s, "fifo", ".db");
+	tu_write_str(p1, "not read by the catalog");
+	EXPECT(mkfifo(p2, 0600) == 0);
+	EXPECT(mkfifo(p3, 0600) == 0);
+	EXPECT(mkfifo(p4, 0600) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(10);
+		struct bri_catalog *c = NULL;
+		if (bri_catalog_scan(s, NULL, &c, &err) != 0)
+			_exit(2);
+		if (c->n != 1 || strcmp(c->entries[0]->name, "pipe") != 0)
+			_exit(3);
+		if (c->entries[0]->meta_ok || c->entries[0]->verify.status != BRI_VERIFY_UNVERIFIED)
+			_exit(4);
+		bri_catalog_free(c);
+		_exit(0);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	EXPECT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "scan with FIFOs: %s %d",
+	           WIFSIGNALED(status) ? "killed by signal (hung?)" : "exit",
+	           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	free(p1);
+	free(p2);
+	free(p3);
+	free(p4);
+	free(dir);
+	free(live);
+	bri_store_close(s);
+}
+
 int main(void)
 {
 	ctx = bri_op_ctx_self("cli");
 	char *base = tu_tmpdir("catalog");
 	test_catalog(base);
+	test_fifos(base);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
 }

@@ -194,6 +194,45 @@ static void test_restore(const char *base)
 	EXPECT_EQ_INT(count_rows(reader, "videos"), 42);
 	EXPECT(tu_exists(dst));
 
+	/*
+	 * A backup with another page size (8192; the live WAL database has
+	 * 4096): SQLite's backup API cannot change the page size of a WAL
+	 * database, so this either works or fails cleanly with nothing changed.
+	 */
+	{
+		char *ps = tu_fmt("%s/pagesize.db", off);
+		sqlite3 *b;
+		EXPECT(sqlite3_open(ps, &b) == SQLITE_OK);
+		tu_exec(b, "PRAGMA page_size=8192; CREATE TABLE videos (id INTEGER PRIMARY KEY, "
+		           "title TEXT); INSERT INTO videos(title) VALUES ('p1'), ('p2');");
+		sqlite3_close(b);
+		rc = restore(s, ps, false, &rep, &err);
+		int64_t rows = count_rows(reader, "videos");
+		if (rc == 0)
+			EXPECT_EQ_INT(rows, 2);
+		else
+			EXPECT_EQ_INT(rows, 42);
+		EXPECT_STREQ(journal_mode(reader), "wal");
+		/*
+		 * KNOWN BUG: it fails with -EACCES "attempt to write a readonly
+		 * database" (SQLite's SQLITE_READONLY from backup_step into a WAL
+		 * destination of another page size): the restore of a valid backup
+		 * is impossible and the message misleads. Expected: it restores
+		 * (e.g. through a copy with the live page size), or at least
+		 * says that the page sizes differ.
+		 */
+		if (KNOWN_BUGS_ENABLED()) {
+			EXPECT_MSG(rc == 0, "restore of a backup with another page size: %d %s", rc,
+			           err.msg);
+		}
+		if (rc == 0) {
+			/* Put the 42-row content back for the checks below. */
+			rc = restore(s, dst, true, &rep, &err);
+			EXPECT_EQ_INT(rc, 0);
+		}
+		free(ps);
+	}
+
 	/* Unknown names: an error, nothing changed. */
 	size_t n2 = count_backups(s);
 	rc = restore(s, "nope", true, &rep, &err);

@@ -317,6 +317,22 @@ static void test_files(const char *base)
 	if (rc == 0)
 		free(buf);
 
+	/* A FIFO is refused at once, not waited on (run in a child with an alarm). */
+	char *fifo = bri_store_path(s, "fifo", ".db.meta");
+	EXPECT(mkfifo(fifo, 0600) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(10);
+		char *fb = NULL;
+		size_t fl;
+		_exit(bri_store_read_file(s, "fifo.db.meta", 4096, &fb, &fl) < 0 ? 0 : 1);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	EXPECT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	           "read_file of a FIFO hung or succeeded");
+	free(fifo);
+
 	/* bri_store_has: regular NAME.db only. */
 	EXPECT_EQ_INT(bri_store_has(s, "one"), 0);
 	EXPECT_EQ_INT(bri_store_write_file(s, "one.db", "SQLite", 6, &err), 0);
