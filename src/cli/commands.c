@@ -80,7 +80,7 @@ static const char help_cleanup[] =
     "Removes backups older than --retention-days (default 30), never a safety\n"
     "backup and never the newest --keep-min (default 7). Prints what it removed.\n"
     "\n"
-    "      --dry-run    only print what would be removed\n"
+    "  -n, --dry-run    only print what would be removed\n"
     "  -h, --help       show this help\n";
 
 static const char help_delete[] =
