@@ -1,0 +1,234 @@
+/*
+ * Unit tests of the audit log (include/bri/audit.h) and the log ring
+ * (include/bri/log.h): every record is one complete JSON line with the
+ * documented keys (also when several processes append at once), the newest
+ * record per operation is read back, pruning drops only lines older than the
+ * retention, and the log keeps the last ring_lines lines, oldest first, at
+ * the configured level. Real files in a private temporary folder.
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bri/audit.h"
+#include "bri/log.h"
+#include "bri/store.h"
+#include "expect.h"
+#include "testutil.h"
+
+#define DAY ((time_t)86400)
+
+static struct bri_op_ctx ctx;
+
+/* Lines of audit.jsonl (-1 if unreadable); *bad: missing final newline; *nojson: not objects. */
+static int each_line(struct bri_store *s, int *bad, int *nojson)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int n = 0;
+	*bad = 0;
+	*nojson = 0;
+	if (bri_store_read_file(s, "audit.jsonl", 64u << 20, &text, &len) != 0)
+		return -1;
+	if (len > 0 && text[len - 1] != '\n')
+		(*bad)++;
+	for (char *p = text, *nl; p < text + len; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(text + len - p));
+		if (!nl)
+			nl = text + len;
+		*nl = '\0';
+		json_object *o = json_tokener_parse(p);
+		if (!o || !json_object_is_type(o, json_type_object))
+			(*nojson)++;
+		json_object_put(o);
+		n++;
+	}
+	free(text);
+	return n;
+}
+
+static void test_records(struct bri_store *s)
+{
+	EXPECT_EQ_INT(
+	    bri_audit_last(s, (const char *const[]){"create"}, 1, &(struct bri_audit_last){0}),
+	    -ENOENT);
+	time_t t0 = time(NULL);
+	bri_audit_record(s, "create", "first", 0, "1.0 MB", 1.25, &ctx);
+	bri_audit_record(s, "verify", "first", -EIO, "checksum mismatch", -1, &ctx);
+	bri_audit_record(s, "delete", NULL, -ENOENT, NULL, 0.5, NULL);
+	bri_audit_record(s, "create", "second \"quoted\"\n", 0, NULL, 2.5, &ctx);
+
+	char *path = bri_store_path(s, "audit.jsonl", "");
+	EXPECT_EQ_INT(tu_mode(path), 0600);
+	free(path);
+	int bad, nojson;
+	EXPECT_EQ_INT(each_line(s, &bad, &nojson), 4);
+	EXPECT_EQ_INT(bad, 0);
+	EXPECT_EQ_INT(nojson, 0);
+
+	/* The first line's keys. */
+	char *text = NULL;
+	size_t len;
+	EXPECT_EQ_INT(bri_store_read_file(s, "audit.jsonl", 1 << 20, &text, &len), 0);
+	json_object *o = text ? json_tokener_parse(text) : NULL;
+	EXPECT(o != NULL);
+	if (o) {
+		json_object *v;
+		EXPECT(json_object_object_get_ex(o, "time", &v) &&
+		       json_object_is_type(v, json_type_string));
+		time_t t;
+		EXPECT(bri_time_parse(json_object_get_string(v), &t) == 0 && t >= t0 - 1 &&
+		       t <= time(NULL) + 1);
+		EXPECT(json_object_object_get_ex(o, "operation", &v) &&
+		       strcmp(json_object_get_string(v), "create") == 0);
+		EXPECT(json_object_object_get_ex(o, "name", &v) &&
+		       strcmp(json_object_get_string(v), "first") == 0);
+		EXPECT(json_object_object_get_ex(o, "result", &v) &&
+		       strcmp(json_object_get_string(v), "ok") == 0);
+		EXPECT(json_object_object_get_ex(o, "uid", &v) &&
+		       json_object_get_int64(v) == (int64_t)getuid());
+		EXPECT(json_object_object_get_ex(o, "pid", &v) &&
+		       json_object_get_int64(v) == (int64_t)getpid());
+		EXPECT(json_object_object_get_ex(o, "via", &v) &&
+		       strcmp(json_object_get_string(v), "cli") == 0);
+		json_object_put(o);
+	}
+	/* A failure is not "ok". */
+	char *second = text ? strchr(text, '\n') : NULL;
+	o = second ? json_tokener_parse(second + 1) : NULL;
+	if (o) {
+		json_object *v;
+		EXPECT(json_object_object_get_ex(o, "result", &v) &&
+		       strcmp(json_object_get_string(v), "ok") != 0);
+		json_object_put(o);
+	}
+	free(text);
+
+	/* The newest record of each operation. */
+	const char *ops[] = {"create", "verify", "restore", "delete"};
+	struct bri_audit_last last[4];
+	EXPECT_EQ_INT(bri_audit_last(s, ops, 4, last), 0);
+	EXPECT(last[0].time >= t0 - 1 && last[0].ok);
+	EXPECT(last[0].duration_s > 2.4 && last[0].duration_s < 2.6);
+	EXPECT(last[1].time >= t0 - 1 && !last[1].ok);
+	EXPECT_EQ_INT(last[2].time, 0);
+	EXPECT(last[3].time >= t0 - 1 && !last[3].ok);
+}
+
+static void test_concurrent(struct bri_store *s)
+{
+	int before, bad, nojson;
+	before = each_line(s, &bad, &nojson);
+	pid_t kids[4];
+	for (int k = 0; k < 4; k++) {
+		kids[k] = fork();
+		if (kids[k] == 0) {
+			char detail[600];
+			memset(detail, 'a' + k, sizeof(detail) - 1);
+			detail[sizeof(detail) - 1] = '\0';
+			for (int i = 0; i < 50; i++)
+				bri_audit_record(s, "verify", "concurrent", 0, detail, 0.1, &ctx);
+			_exit(0);
+		}
+	}
+	for (int k = 0; k < 4; k++)
+		waitpid(kids[k], NULL, 0);
+	EXPECT_EQ_INT(each_line(s, &bad, &nojson), before + 200);
+	EXPECT_EQ_INT(bad, 0);
+	EXPECT_EQ_INT(nojson, 0);
+}
+
+static void test_prune(struct bri_store *s)
+{
+	struct bri_err err = {0};
+	time_t now = time(NULL);
+	char old[40], mid[40], recent[40];
+	bri_time_utc(now - 100 * DAY, old, sizeof(old));
+	bri_time_utc(now - 10 * DAY, mid, sizeof(mid));
+	bri_time_utc(now - 60, recent, sizeof(recent));
+	char *text =
+	    tu_fmt("{\"time_utc\": \"%s\", \"operation\": \"create\", \"name\": \"old\"}\n"
+	           "not json at all\n"
+	           "{\"time_utc\": \"%s\", \"operation\": \"create\", \"name\": \"mid\"}\n"
+	           "{\"time_utc\": \"%s\", \"operation\": \"delete\", \"name\": \"old2\"}\n"
+	           "{\"time_utc\": \"%s\", \"operation\": \"create\", \"name\": \"new\"}\n",
+	           old, mid, old, recent);
+	EXPECT_EQ_INT(bri_store_write_file(s, "audit.jsonl", text, strlen(text), &err), 0);
+	free(text);
+	EXPECT_EQ_INT(bri_audit_prune(s, now, BRI_AUDIT_RETENTION_DAYS), 0);
+	char *after = NULL;
+	size_t len;
+	EXPECT_EQ_INT(bri_store_read_file(s, "audit.jsonl", 1 << 20, &after, &len), 0);
+	EXPECT(after && !strstr(after, "\"old\"") && !strstr(after, "\"old2\""));
+	EXPECT(after && strstr(after, "\"mid\"") && strstr(after, "\"new\""));
+	EXPECT(after && strstr(after, "not json at all\n"));
+	free(after);
+	char *path = bri_store_path(s, "audit.jsonl", "");
+	EXPECT_EQ_INT(tu_mode(path), 0600);
+	free(path);
+	/* Appending still works after the rewrite. */
+	bri_audit_record(s, "cleanup", "", 0, NULL, -1, &ctx);
+	int bad, nojson;
+	EXPECT_EQ_INT(each_line(s, &bad, &nojson), 4);
+	EXPECT_EQ_INT(nojson, 1);
+}
+
+static void test_log(void)
+{
+	struct bri_log_config cfg = {.level = BRI_LOG_INFO, .to_stderr = false, .ring_lines = 3};
+	EXPECT_EQ_INT(bri_log_init(&cfg), 0);
+	for (int i = 1; i <= 5; i++)
+		bri_log(BRI_LOG_INFO, "line %d", i);
+	bri_log(BRI_LOG_DEBUG, "debug is dropped");
+	char *out = NULL;
+	size_t len = 0;
+	EXPECT_EQ_INT(bri_log_recent(&out, &len), 0);
+	EXPECT(out && len == strlen(out));
+	EXPECT(out && !strstr(out, "line 2") && !strstr(out, "debug is dropped"));
+	const char *l3 = out ? strstr(out, "line 3") : NULL;
+	const char *l4 = out ? strstr(out, "line 4") : NULL;
+	const char *l5 = out ? strstr(out, "line 5") : NULL;
+	EXPECT(l3 && l4 && l5 && l3 < l4 && l4 < l5);
+	EXPECT(out && len > 0 && out[len - 1] == '\n');
+	int lines = 0;
+	for (size_t i = 0; out && i < len; i++)
+		lines += out[i] == '\n';
+	EXPECT_EQ_INT(lines, 3);
+	free(out);
+
+	/* The level is checked before the arguments are evaluated. */
+	int evaluated = 0;
+	bri_log(BRI_LOG_DEBUG, "%d", ++evaluated);
+	EXPECT_EQ_INT(evaluated, 0);
+
+	/* A very long line is kept whole or cut, never overflowing. */
+	char big[20000];
+	memset(big, 'q', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	bri_log(BRI_LOG_WARN, "%s", big);
+	out = NULL;
+	EXPECT_EQ_INT(bri_log_recent(&out, &len), 0);
+	EXPECT(out && len == strlen(out) && strstr(out, "qqqq"));
+	free(out);
+	bri_log_shutdown();
+}
+
+int main(void)
+{
+	ctx = bri_op_ctx_self("cli");
+	char *base = tu_tmpdir("audit");
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	char *live = tu_fmt("%s/bri.db", base);
+	if (bri_store_open(live, NULL, true, &s, &err) != 0)
+		TU_DIE("store: %s", err.msg);
+	test_records(s);
+	test_concurrent(s);
+	test_prune(s);
+	bri_store_close(s);
+	test_log();
+	free(live);
+	tu_tmpdir_done(base);
+	return EXPECT_RESULT();
+}
