@@ -325,6 +325,78 @@ static void test_not_sqlite(const char *base)
 	free(dir);
 }
 
+/*
+ * Table names that need quoting, a WITHOUT ROWID table, a view, an FTS5
+ * table (its shadow tables are tables) and a virtual table of a module this
+ * process does not have: the backup is taken, counted and verifies ok.
+ */
+static void test_odd_schema(const char *base)
+{
+	struct bri_err err = { 0 };
+	struct bri_store *s = NULL;
+	char *dir = tu_fmt("%s/odd", base);
+	char *live = tu_fmt("%s/odd/bri.db", base);
+	EXPECT(mkdir(dir, 0755) == 0);
+	sqlite3 *db;
+	EXPECT(sqlite3_open(live, &db) == SQLITE_OK);
+	tu_exec(db, "PRAGMA journal_mode=WAL;"
+		    "CREATE TABLE \"my table\"(a); INSERT INTO \"my table\" VALUES (1);"
+		    "CREATE TABLE \"we\"\"ird\"(a); INSERT INTO \"we\"\"ird\" VALUES (1), (2);"
+		    "CREATE TABLE \"order\"(a);"
+		    "CREATE TABLE \"%s%n\"(a); INSERT INTO \"%s%n\" VALUES (1);"
+		    "CREATE TABLE \"caf\xc3\xa9\"(a); INSERT INTO \"caf\xc3\xa9\" VALUES (1), (2), (3);"
+		    "CREATE TABLE wr(k TEXT PRIMARY KEY, v) WITHOUT ROWID;"
+		    "INSERT INTO wr VALUES ('a', 1), ('b', 2);"
+		    "CREATE VIEW vw AS SELECT * FROM wr;");
+	/* FTS5 is in Debian's SQLite; skip just that part if not. */
+	bool fts5 = sqlite3_exec(db, "CREATE VIRTUAL TABLE ft USING fts5(body);"
+				     "INSERT INTO ft VALUES ('hello world');",
+				 NULL, NULL, NULL) == SQLITE_OK;
+	/* As made by an application that had an extension module loaded. */
+	tu_exec(db, "PRAGMA writable_schema=ON;"
+		    "INSERT INTO sqlite_master VALUES ('table', 'vx', 'vx', 0,"
+		    " 'CREATE VIRTUAL TABLE vx USING nosuchmodule(a)');"
+		    "PRAGMA writable_schema=OFF;");
+	sqlite3_close(db);
+
+	EXPECT_EQ_INT(bri_store_open(live, NULL, true, &s, &err), 0);
+	if (!s)
+		TU_DIE("store: %s", err.msg);
+	struct bri_create_opts o = { .name = "odd" };
+	char *out = NULL;
+	int rc = bri_create(s, &o, &ctx, &out, &err);
+	EXPECT_MSG(rc == 0, "create with an odd schema: %d %s", rc, err.msg);
+	free(out);
+	if (rc == 0) {
+		char *json = NULL;
+		size_t len;
+		struct bri_meta m;
+		memset(&m, 0, sizeof(m));
+		EXPECT_EQ_INT(bri_store_read_file(s, "odd.db.meta", 1 << 20, &json, &len), 0);
+		EXPECT(json && bri_meta_parse(json, len, &m, &err) == 0);
+		EXPECT_EQ_INT(bri_meta_rows(&m, "my table"), 1);
+		EXPECT_EQ_INT(bri_meta_rows(&m, "we\"ird"), 2);
+		EXPECT_EQ_INT(bri_meta_rows(&m, "order"), 0);
+		EXPECT_EQ_INT(bri_meta_rows(&m, "%s%n"), 1);
+		EXPECT_EQ_INT(bri_meta_rows(&m, "caf\xc3\xa9"), 3);
+		EXPECT_EQ_INT(bri_meta_rows(&m, "wr"), 2);
+		EXPECT_EQ_INT(bri_meta_rows(&m, "vw"), -1);
+		if (fts5)
+			EXPECT_EQ_INT(bri_meta_rows(&m, "ft_content"), 1);
+		for (size_t i = 0; i < m.ntables; i++)
+			EXPECT_MSG(strncmp(m.tables[i].name, "sqlite_", 7) != 0, "counted %s",
+				   m.tables[i].name);
+		bri_meta_free(&m);
+		free(json);
+		struct bri_verify_result r;
+		EXPECT_EQ_INT(bri_verify_backup(s, "odd", &ctx, &r, &err), 0);
+		EXPECT_MSG(r.status == BRI_VERIFY_OK, "odd schema: %s", r.reason);
+	}
+	bri_store_close(s);
+	free(live);
+	free(dir);
+}
+
 int main(void)
 {
 	ctx = bri_op_ctx_self("cli");
@@ -332,6 +404,7 @@ int main(void)
 	test_concurrent_writer(base);
 	test_rollback_and_busy(base);
 	test_not_sqlite(base);
+	test_odd_schema(base);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
 }

@@ -256,6 +256,20 @@ static void test_restore(const char *base)
 	sqlite3_close(writer);
 	EXPECT_EQ_INT(count_rows(reader, "videos"), 43); /* 42 + the writer's row */
 
+	/* A reader inside a read transaction keeps its snapshot; after it, the new content. */
+	sqlite3 *snap;
+	EXPECT(sqlite3_open(live, &snap) == SQLITE_OK);
+	tu_exec(snap, "BEGIN");
+	EXPECT_EQ_INT(count_rows(snap, "videos"), 43);
+	rc = restore(s, dst, true, &rep, &err); /* the 42-row backup */
+	EXPECT_MSG(rc == 0, "restore under an open read transaction: %d %s", rc, err.msg);
+	EXPECT_EQ_INT(count_rows(snap, "videos"), 43);
+	tu_exec(snap, "COMMIT");
+	EXPECT_EQ_INT(count_rows(snap, "videos"), rc == 0 ? 42 : 43);
+	EXPECT_EQ_INT(count_rows(reader, "videos"), rc == 0 ? 42 : 43);
+	sqlite3_close(snap);
+	EXPECT_STREQ(journal_mode(reader), "wal");
+
 	sqlite3_close(reader);
 
 	/* No live database: created from the backup, no safety backup. */
@@ -280,11 +294,56 @@ static void test_restore(const char *base)
 	free(live);
 }
 
+/* A live database in rollback-journal mode: restored; a reader's lock makes it wait, then fail. */
+static void test_rollback_mode(const char *base)
+{
+	struct bri_err err = { 0 };
+	struct bri_restore_report rep;
+	struct bri_store *s = NULL;
+	char *dir = tu_fmt("%s/rb", base);
+	char *live = tu_fmt("%s/rb/bri.db", base);
+	EXPECT(mkdir(dir, 0755) == 0);
+	tu_make_db(live, "delete", 42, 300, false);
+	if (bri_store_open(live, NULL, true, &s, &err) != 0)
+		TU_DIE("store: %s", err.msg);
+	free(make_backup(s, "v42"));
+	sqlite3 *db;
+	EXPECT(sqlite3_open(live, &db) == SQLITE_OK);
+	tu_exec(db, "INSERT INTO videos(title) VALUES ('x')");
+
+	/* A reader holds a shared lock: the restore waits and fails, nothing changed. */
+	tu_exec(db, "BEGIN");
+	EXPECT_EQ_INT(count_rows(db, "videos"), 43);
+	int rc = restore(s, "v42", true, &rep, &err);
+	EXPECT_EQ_INT(rc, -EBUSY);
+	EXPECT_MSG(strstr(err.msg, "database is locked") != NULL, "message: %s", err.msg);
+	tu_exec(db, "COMMIT");
+	EXPECT_EQ_INT(count_rows(db, "videos"), 43);
+
+	rc = restore(s, "v42", true, &rep, &err);
+	EXPECT_MSG(rc == 0, "restore in rollback mode: %d %s", rc, err.msg);
+	EXPECT_EQ_INT(count_rows(db, "videos"), 42);
+	EXPECT_STREQ(journal_mode(db), "delete");
+	sqlite3_stmt *st;
+	EXPECT(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK);
+	EXPECT(sqlite3_step(st) == SQLITE_ROW &&
+	       strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	char *j = tu_fmt("%s-journal", live);
+	EXPECT(!tu_exists(j));
+	free(j);
+	bri_store_close(s);
+	free(live);
+	free(dir);
+}
+
 int main(void)
 {
 	ctx = bri_op_ctx_self("cli");
 	char *base = tu_tmpdir("restore");
 	test_restore(base);
+	test_rollback_mode(base);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
 }
