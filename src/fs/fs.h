@@ -147,6 +147,7 @@ struct bfs {
 	pthread_rwlock_t cat_lock;  /* guards cat, idmap, reports */
 	struct bri_catalog *cat;    /* current catalog, never NULL after start */
 	struct bfs_idmap idmap;     /* id -> index in cat */
+	time_t cat_changed;         /* when the catalog last changed (ctl/ file times) */
 	struct bfs_report *reports; /* restore reports */
 	size_t nreports;            /* entries in reports */
 

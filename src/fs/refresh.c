@@ -100,6 +100,8 @@ static int rescan(struct bfs *fs, const struct stat *st)
 	bfs_idmap_free(&fs->idmap);
 	if (rc == 0)
 		fs->idmap = map;
+	if (!old || cur->generation != old->generation)
+		fs->cat_changed = time(NULL);
 	fs->cat = cur;
 	if (old) {
 		queue_changes(fs, old, cur);

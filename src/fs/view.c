@@ -133,21 +133,29 @@ static time_t newest_time(struct bfs *fs)
 	return b ? b->time : fs->start_time;
 }
 
+/*
+ * Attributes of a ctl/ file. Its time is the catalog's last change (stable
+ * while nothing changes, so tar and rsync see an unchanged file); its size
+ * is that of the content rendered now.
+ */
 static int ctl_attr(struct bfs *fs, int ctl, struct fuse_entry_param *e)
 {
 	const struct bfs_ctl_file *c = &bfs_ctl_files[ctl];
 	size_t len = 0;
+	time_t t;
 	char *text;
 	int rc;
 
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	t = fs->cat_changed > fs->start_time ? fs->cat_changed : fs->start_time;
+	pthread_rwlock_unlock(&fs->cat_lock);
 	if (c->readable) {
 		rc = bfs_render_ctl(fs, ctl, &text, &len);
 		if (rc < 0)
 			return rc;
 		free(text);
 	}
-	fill_common(fs, BFS_INO_CTL_FIRST + (fuse_ino_t)ctl, S_IFREG | c->mode, (off_t)len,
-	            c->readable ? time(NULL) : fs->start_time, e);
+	fill_common(fs, BFS_INO_CTL_FIRST + (fuse_ino_t)ctl, S_IFREG | c->mode, (off_t)len, t, e);
 	return 0;
 }
 

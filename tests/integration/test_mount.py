@@ -51,7 +51,7 @@ def store_state(store):
     """Every file of the store except the audit log and lock, with its hash."""
     out = {}
     for p in sorted(Path(store).iterdir()):
-        if p.name in ("audit.jsonl", ".lock") or p.name.endswith(".verify"):
+        if p.name == "audit.jsonl" or p.name.startswith(".") or p.name.endswith(".verify"):
             continue
         out[p.name] = sha256(p)
     return out
@@ -413,6 +413,9 @@ def test_rsync_twice_copies_nothing_the_second_time(two, tmp_path, store):
     p = sh(cmd)
     assert "Number of regular files transferred: 0" in p.stdout, p.stdout
     assert not re.search(r"^>f", p.stdout, re.M), p.stdout
+    # The whole mount, ctl/ and restore/ included, copies and exits 0 too.
+    sh(f"rsync -a {m}/ {tmp_path}/all/")
+    assert sha256(tmp_path / "all/second/bri.db") == sha256(store / "second.db")
 
 
 def test_tar_and_find(two, tmp_path, store):
@@ -420,9 +423,12 @@ def test_tar_and_find(two, tmp_path, store):
     out = sh(f"find {m} -path {m}/ctl -prune -o -type f -print").stdout.split()
     assert sorted(os.path.relpath(p, m) for p in out) == sorted(
         f"{n}/{f}" for n in ("first", "second") for f in ("bri.db", "meta.json", "verify"))
-    sh(f"tar -C {m} -cf {tmp_path}/b.tar first second latest")
+    assert wait_until(lambda: all_verified(two), 20)
+    sh(f"tar -C {m} -cf {tmp_path}/b.tar .")  # everything, ctl/ and restore/ too
     sh(f"mkdir {tmp_path}/x && tar -C {tmp_path}/x -xf {tmp_path}/b.tar")
     assert sha256(tmp_path / "x/first/bri.db") == sha256(store / "first.db")
+    assert (tmp_path / "x/second/meta.json").read_bytes() == (store / "second.db.meta").read_bytes()
+    assert os.readlink(tmp_path / "x/latest") == "second"
     assert sh(f"du -sb {m}/first").stdout.split()[0].isdigit()
 
 
