@@ -9,10 +9,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "bri/catalog.h"
 #include "bri/checksum.h"
 #include "bri/create.h"
 #include "bri/meta.h"
@@ -332,37 +335,39 @@ static void test_not_sqlite(const char *base)
  */
 static void test_odd_schema(const char *base)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	struct bri_store *s = NULL;
 	char *dir = tu_fmt("%s/odd", base);
 	char *live = tu_fmt("%s/odd/bri.db", base);
 	EXPECT(mkdir(dir, 0755) == 0);
 	sqlite3 *db;
 	EXPECT(sqlite3_open(live, &db) == SQLITE_OK);
-	tu_exec(db, "PRAGMA journal_mode=WAL;"
-		    "CREATE TABLE \"my table\"(a); INSERT INTO \"my table\" VALUES (1);"
-		    "CREATE TABLE \"we\"\"ird\"(a); INSERT INTO \"we\"\"ird\" VALUES (1), (2);"
-		    "CREATE TABLE \"order\"(a);"
-		    "CREATE TABLE \"%s%n\"(a); INSERT INTO \"%s%n\" VALUES (1);"
-		    "CREATE TABLE \"caf\xc3\xa9\"(a); INSERT INTO \"caf\xc3\xa9\" VALUES (1), (2), (3);"
-		    "CREATE TABLE wr(k TEXT PRIMARY KEY, v) WITHOUT ROWID;"
-		    "INSERT INTO wr VALUES ('a', 1), ('b', 2);"
-		    "CREATE VIEW vw AS SELECT * FROM wr;");
+	tu_exec(db,
+	        "PRAGMA journal_mode=WAL;"
+	        "CREATE TABLE \"my table\"(a); INSERT INTO \"my table\" VALUES (1);"
+	        "CREATE TABLE \"we\"\"ird\"(a); INSERT INTO \"we\"\"ird\" VALUES (1), (2);"
+	        "CREATE TABLE \"order\"(a);"
+	        "CREATE TABLE \"%s%n\"(a); INSERT INTO \"%s%n\" VALUES (1);"
+	        "CREATE TABLE \"caf\xc3\xa9\"(a); INSERT INTO \"caf\xc3\xa9\" VALUES (1), (2), (3);"
+	        "CREATE TABLE wr(k TEXT PRIMARY KEY, v) WITHOUT ROWID;"
+	        "INSERT INTO wr VALUES ('a', 1), ('b', 2);"
+	        "CREATE VIEW vw AS SELECT * FROM wr;");
 	/* FTS5 is in Debian's SQLite; skip just that part if not. */
-	bool fts5 = sqlite3_exec(db, "CREATE VIRTUAL TABLE ft USING fts5(body);"
-				     "INSERT INTO ft VALUES ('hello world');",
-				 NULL, NULL, NULL) == SQLITE_OK;
+	bool fts5 = sqlite3_exec(db,
+	                         "CREATE VIRTUAL TABLE ft USING fts5(body);"
+	                         "INSERT INTO ft VALUES ('hello world');",
+	                         NULL, NULL, NULL) == SQLITE_OK;
 	/* As made by an application that had an extension module loaded. */
 	tu_exec(db, "PRAGMA writable_schema=ON;"
-		    "INSERT INTO sqlite_master VALUES ('table', 'vx', 'vx', 0,"
-		    " 'CREATE VIRTUAL TABLE vx USING nosuchmodule(a)');"
-		    "PRAGMA writable_schema=OFF;");
+	            "INSERT INTO sqlite_master VALUES ('table', 'vx', 'vx', 0,"
+	            " 'CREATE VIRTUAL TABLE vx USING nosuchmodule(a)');"
+	            "PRAGMA writable_schema=OFF;");
 	sqlite3_close(db);
 
 	EXPECT_EQ_INT(bri_store_open(live, NULL, true, &s, &err), 0);
 	if (!s)
 		TU_DIE("store: %s", err.msg);
-	struct bri_create_opts o = { .name = "odd" };
+	struct bri_create_opts o = {.name = "odd"};
 	char *out = NULL;
 	int rc = bri_create(s, &o, &ctx, &out, &err);
 	EXPECT_MSG(rc == 0, "create with an odd schema: %d %s", rc, err.msg);
@@ -385,13 +390,107 @@ static void test_odd_schema(const char *base)
 			EXPECT_EQ_INT(bri_meta_rows(&m, "ft_content"), 1);
 		for (size_t i = 0; i < m.ntables; i++)
 			EXPECT_MSG(strncmp(m.tables[i].name, "sqlite_", 7) != 0, "counted %s",
-				   m.tables[i].name);
+			           m.tables[i].name);
 		bri_meta_free(&m);
 		free(json);
 		struct bri_verify_result r;
 		EXPECT_EQ_INT(bri_verify_backup(s, "odd", &ctx, &r, &err), 0);
 		EXPECT_MSG(r.status == BRI_VERIFY_OK, "odd schema: %s", r.reason);
 	}
+	bri_store_close(s);
+	free(live);
+	free(dir);
+}
+
+/*
+ * kill -9 of a create at random moments: afterwards (the next lock sweeps)
+ * every listed backup is complete and verifies, and no temporary file stays.
+ */
+static void test_killed(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	char *dir = tu_fmt("%s/kill", base);
+	char *live = tu_fmt("%s/kill/bri.db", base);
+	EXPECT(mkdir(dir, 0755) == 0);
+	tu_make_db(live, "wal", 42, 60000, false);
+	if (bri_store_open(live, NULL, true, &s, &err) != 0)
+		TU_DIE("store: %s", err.msg);
+
+	/* How long one create takes here. */
+	double t0 = bri_now_mono();
+	char *out = NULL;
+	struct bri_create_opts o = {.name = "timing"};
+	EXPECT_EQ_INT(bri_create(s, &o, &ctx, &out, &err), 0);
+	free(out);
+	double one = bri_now_mono() - t0;
+	unsigned seed = 12345;
+	int killed = 0;
+	for (int i = 0; i < 25; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "k%d", i);
+		pid_t pid = fork();
+		if (pid == 0) {
+			struct bri_store *cs = NULL;
+			struct bri_err cerr = {0};
+			struct bri_create_opts co = {.name = name};
+			char *cout = NULL;
+			if (bri_store_open(live, NULL, false, &cs, &cerr) != 0)
+				_exit(2);
+			_exit(bri_create(cs, &co, &ctx, &cout, &cerr) == 0 ? 0 : 1);
+		}
+		seed = seed * 1103515245u + 12345u;
+		useconds_t delay =
+		    (useconds_t)((double)(seed >> 8 & 0xffff) / 65535.0 * one * 1.3e6);
+		usleep(delay);
+		kill(pid, SIGKILL);
+		int status = 0;
+		waitpid(pid, &status, 0);
+		killed += WIFSIGNALED(status);
+	}
+	int lfd = bri_store_lock(s, &err); /* sweeps what the dead left */
+	EXPECT(lfd >= 0);
+	if (lfd >= 0)
+		bri_store_unlock(lfd);
+
+	struct bri_catalog *c = NULL;
+	EXPECT_EQ_INT(bri_catalog_scan(s, NULL, &c, &err), 0);
+	for (size_t i = 0; c && i < c->n; i++) {
+		struct bri_entry *e = c->entries[i];
+		EXPECT_MSG(e->meta_ok, "%s: listed without metadata after kill -9 (%s)", e->name,
+		           e->meta_error);
+		if (e->meta_ok) {
+			char *p = bri_store_path(s, e->name, ".db");
+			struct bri_verify_result r;
+			EXPECT_EQ_INT(bri_verify_file(p, &e->meta, NULL, &ctx, &r), 0);
+			EXPECT_MSG(r.status == BRI_VERIFY_OK, "%s after kill -9: %s", e->name,
+			           r.reason);
+			free(p);
+		}
+	}
+	fprintf(stderr, "kill -9 test: %d of 25 creates killed, %zu backups complete\n", killed,
+	        c ? c->n : 0);
+	bri_catalog_free(c);
+	DIR *d = opendir(s->dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		size_t l = strlen(de->d_name);
+		EXPECT_MSG(!(l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0), "left: %s",
+		           de->d_name);
+		if (l > 8 && strcmp(de->d_name + l - 8, ".db.meta") == 0) {
+			char *dbn = strndup(de->d_name, l - 5); /* NAME.db */
+			EXPECT_MSG(faccessat(s->dirfd, dbn, F_OK, AT_SYMLINK_NOFOLLOW) == 0,
+			           "orphan metadata left: %s", de->d_name);
+			free(dbn);
+		}
+	}
+	if (d)
+		closedir(d);
+	/* The live database is intact. */
+	sqlite3 *db;
+	EXPECT(sqlite3_open(live, &db) == SQLITE_OK);
+	EXPECT_EQ_INT(count_rows(db, "memory"), 60000);
+	sqlite3_close(db);
 	bri_store_close(s);
 	free(live);
 	free(dir);
@@ -405,6 +504,7 @@ int main(void)
 	test_rollback_and_busy(base);
 	test_not_sqlite(base);
 	test_odd_schema(base);
+	test_killed(base);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
 }

@@ -297,7 +297,7 @@ static void test_restore(const char *base)
 /* A live database in rollback-journal mode: restored; a reader's lock makes it wait, then fail. */
 static void test_rollback_mode(const char *base)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	struct bri_restore_report rep;
 	struct bri_store *s = NULL;
 	char *dir = tu_fmt("%s/rb", base);
