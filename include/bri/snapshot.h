@@ -36,14 +36,23 @@ int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeo
 /*
  * Copies the backup at backup_path into the live database at live_path
  * through a connection on the live file, as one transaction: other
- * connections see the old or the new content, never a mix. Waits up to
+ * connections see the old or the new content, never a mix. A backup of
+ * another page size than a live WAL database is first rebuilt in a temporary
+ * file in scratch_dir (removed afterwards). Waits up to
  * busy_timeout_ms for a writer, then fails with -EBUSY ("database is
  * locked") having changed nothing. Creates live_path when absent. Runs
  * PRAGMA quick_check on the result: -EBADMSG when it fails (the content was
  * changed); any other error means nothing was changed.
  */
-int bri_snapshot_restore(const char *backup_path, const char *live_path, int busy_timeout_ms,
-			 struct bri_err *err);
+int bri_snapshot_restore(const char *backup_path, const char *live_path, const char *scratch_dir,
+			 int busy_timeout_ms, struct bri_err *err);
+
+/*
+ * Opens the backup at path read-only as immutable (no locks, no -wal or -shm
+ * created beside it, so it works on read-only media and leaves the store as
+ * it was). Returns 0 and *out (close with sqlite3_close), or a negative errno.
+ */
+int bri_snapshot_open_backup(const char *path, struct sqlite3 **out, struct bri_err *err);
 
 /* Counts rows of every table not named sqlite_* in db, sorted by name. */
 int bri_snapshot_count_rows(struct sqlite3 *db, struct bri_table_count **out, size_t *n,

@@ -225,7 +225,7 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 	}
 	if (ctx && ctx->progress)
 		ctx->progress(ctx->progress_arg, "restore", 0, 0);
-	rc = bri_snapshot_restore(src.path, s->db_path, o.busy_timeout_ms, err);
+	rc = bri_snapshot_restore(src.path, s->db_path, s->dir, o.busy_timeout_ms, err);
 	if (rc < 0 && rc != -EBADMSG && report->safety_name[0]) {
 		/* The live database is unchanged: its copy is not needed. */
 		bri_delete_locked(s, report->safety_name, ctx, NULL);

@@ -266,14 +266,106 @@ out_close_src:
 	return rc;
 }
 
-int bri_snapshot_restore(const char *backup_path, const char *live_path, int busy_timeout_ms,
-			 struct bri_err *err)
+int bri_snapshot_open_backup(const char *path, sqlite3 **out, struct bri_err *err)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(path);
+	char *uri = malloc(3 * n + 32), *p;
+	int rc;
+
+	if (!uri)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	p = uri + sprintf(uri, "file:");
+	for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+		if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+		    strchr("/._~-", *c)) {
+			*p++ = (char)*c;
+		} else {
+			*p++ = '%';
+			*p++ = hex[*c >> 4];
+			*p++ = hex[*c & 15];
+		}
+	}
+	strcpy(p, "?immutable=1");
+	rc = open_db(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, 5000, out, err);
+	free(uri);
+	if (rc < 0)
+		bri_err_set(err, rc, "cannot open %s as SQLite: %s", path,
+			    err ? err->msg : "");
+	return rc;
+}
+
+/*
+ * SQLite cannot copy a database of another page size into a WAL database.
+ * For such a restore the backup is first copied into a temporary file in
+ * scratch_dir and rebuilt (VACUUM) with the live page size; *out is then that
+ * copy and *tmp_path its name, to close and remove after use.
+ */
+static int match_page_size(sqlite3 *live, sqlite3 *src, const char *scratch_dir, sqlite3 **out,
+			   char **tmp_path, struct bri_err *err)
+{
+	int64_t live_ps = 0, src_ps = 0, pages = 0;
+	char mode[16] = "", *sql;
+	sqlite3 *tmp = NULL;
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = NULL;
+	rc = query_int(live, "PRAGMA page_count", &pages, err);
+	if (rc == 0)
+		rc = query_int(live, "PRAGMA page_size", &live_ps, err);
+	if (rc == 0)
+		rc = query_int(src, "PRAGMA page_size", &src_ps, err);
+	if (rc < 0 || live_ps == src_ps || pages == 0)
+		return rc;
+	if (sqlite3_prepare_v2(live, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			snprintf(mode, sizeof(mode), "%s", (const char *)sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+	}
+	if (strcmp(mode, "wal") != 0)
+		return 0;
+	bri_log(BRI_LOG_INFO, "restore: rebuilding the backup with page size %lld (it has %lld)",
+		(long long)live_ps, (long long)src_ps);
+	if (asprintf(tmp_path, "%s/.restore.pagesize.%ld.XXXXXX.tmp", scratch_dir,
+		     (long)getpid()) < 0) {
+		*tmp_path = NULL;
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	}
+	rc = mkstemps(*tmp_path, 4);
+	if (rc < 0)
+		return bri_err_set(err, -errno, "cannot create a temporary file in %s: %s",
+				   scratch_dir, strerror(errno));
+	close(rc);
+	rc = open_db(*tmp_path, SQLITE_OPEN_READWRITE, 5000, &tmp, err);
+	if (rc < 0)
+		return rc;
+	exec_sql(tmp, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", "restore", NULL);
+	rc = copy_all(tmp, src, "restore: copying the backup", err);
+	sql = sqlite3_mprintf("PRAGMA page_size=%lld; VACUUM", (long long)live_ps);
+	if (rc == 0)
+		rc = sql ? exec_sql(tmp, sql, "restore: changing the backup's page size", err)
+			 : bri_err_set(err, -ENOMEM, "out of memory");
+	sqlite3_free(sql);
+	if (rc < 0) {
+		sqlite3_close(tmp);
+		return rc;
+	}
+	*out = tmp;
+	return 0;
+}
+
+int bri_snapshot_restore(const char *backup_path, const char *live_path, const char *scratch_dir,
+			 int busy_timeout_ms, struct bri_err *err)
 {
 	sqlite3 *src = NULL, *live = NULL;
 	int64_t probe;
 	int rc;
 
-	rc = open_db(backup_path, SQLITE_OPEN_READONLY, busy_timeout_ms, &src, err);
+	sqlite3 *rebuilt = NULL;
+	char *rebuilt_path = NULL;
+
+	rc = bri_snapshot_open_backup(backup_path, &src, err);
 	if (rc < 0)
 		return rc;
 	rc = query_int(src, "SELECT count(*) FROM sqlite_schema", &probe, err);
@@ -286,7 +378,13 @@ int bri_snapshot_restore(const char *backup_path, const char *live_path, int bus
 		     err);
 	if (rc < 0)
 		goto out_close_src;
-	rc = copy_all(live, src, "restore", err);
+	rc = match_page_size(live, src, scratch_dir, &rebuilt, &rebuilt_path, err);
+	if (rc == 0)
+		rc = copy_all(live, rebuilt ? rebuilt : src, "restore", err);
+	sqlite3_close(rebuilt);
+	if (rebuilt_path)
+		unlink(rebuilt_path);
+	free(rebuilt_path);
 	if (rc < 0)
 		goto out_close_live;
 	rc = bri_snapshot_check(live, true, err);

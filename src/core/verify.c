@@ -85,13 +85,12 @@ static void check_database(const char *db_path, const struct bri_meta *meta,
 	size_t n = 0;
 	int rc;
 
-	rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc != SQLITE_OK) {
+	rc = bri_snapshot_open_backup(db_path, &db, &e);
+	if (rc < 0) {
 		res->integrity_ok = 0;
-		fail(res, "cannot open as SQLite: %s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		fail(res, "%s", e.msg);
 		goto out_close;
 	}
-	sqlite3_busy_timeout(db, 5000);
 	rc = bri_snapshot_check(db, false, &e);
 	res->integrity_ok = rc == 0;
 	if (rc < 0) {
