@@ -11,7 +11,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -496,6 +498,60 @@ static void test_killed(const char *base)
 	free(dir);
 }
 
+/*
+ * A full disk: a store on a 1 MiB tmpfs (mounted only when this process may
+ * mount; skipped otherwise) and a live database of several MiB: -ENOSPC,
+ * and nothing of the attempt is left in the store.
+ */
+static void test_enospc(const char *base)
+{
+	struct bri_err err = { 0 };
+	char *mnt = tu_fmt("%s/tiny", base);
+	char *live = tu_fmt("%s/big.db", base);
+	EXPECT(mkdir(mnt, 0755) == 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=1m") != 0) {
+		fprintf(stderr, "test_enospc skipped: cannot mount a tmpfs (%s)\n", strerror(errno));
+		free(mnt);
+		free(live);
+		return;
+	}
+	tu_make_db(live, "wal", 42, 30000, false);
+	struct bri_store *s = NULL;
+	char *dir = tu_fmt("%s/store", mnt);
+	EXPECT_EQ_INT(bri_store_open(live, dir, true, &s, &err), 0);
+	if (s) {
+		char *out = NULL;
+		struct bri_create_opts o = { .name = "full" };
+		memset(&err, 0, sizeof(err));
+		int rc = bri_create(s, &o, &ctx, &out, &err);
+		EXPECT_EQ_INT(rc, -ENOSPC);
+		EXPECT(out == NULL);
+		EXPECT(err.msg[0] != '\0');
+		EXPECT_EQ_INT(bri_store_has(s, "full"), 0);
+		EXPECT_EQ_INT(count_files(s->dir), 0);
+		struct statvfs vfs;
+		EXPECT(statvfs(dir, &vfs) == 0 && vfs.f_bfree * vfs.f_bsize > 900 * 1024);
+		/* A small database still fits afterwards. */
+		char *small = tu_fmt("%s/small.db", base);
+		tu_make_db(small, "delete", 3, 3, false);
+		struct bri_store *s2 = NULL;
+		EXPECT_EQ_INT(bri_store_open(small, dir, false, &s2, &err), 0);
+		if (s2) {
+			o.name = "small";
+			EXPECT_EQ_INT(bri_create(s2, &o, &ctx, &out, &err), 0);
+			free(out);
+			bri_store_close(s2);
+		}
+		free(small);
+		bri_store_close(s);
+	}
+	if (umount(mnt) != 0)
+		umount2(mnt, MNT_DETACH);
+	free(dir);
+	free(mnt);
+	free(live);
+}
+
 int main(void)
 {
 	ctx = bri_op_ctx_self("cli");
@@ -505,6 +561,7 @@ int main(void)
 	test_not_sqlite(base);
 	test_odd_schema(base);
 	test_killed(base);
+	test_enospc(base);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
 }
