@@ -505,12 +505,13 @@ static void test_killed(const char *base)
  */
 static void test_enospc(const char *base)
 {
-	struct bri_err err = { 0 };
+	struct bri_err err = {0};
 	char *mnt = tu_fmt("%s/tiny", base);
 	char *live = tu_fmt("%s/big.db", base);
 	EXPECT(mkdir(mnt, 0755) == 0);
 	if (mount("tmpfs", mnt, "tmpfs", 0, "size=1m") != 0) {
-		fprintf(stderr, "test_enospc skipped: cannot mount a tmpfs (%s)\n", strerror(errno));
+		fprintf(stderr, "test_enospc skipped: cannot mount a tmpfs (%s)\n",
+		        strerror(errno));
 		free(mnt);
 		free(live);
 		return;
@@ -521,7 +522,7 @@ static void test_enospc(const char *base)
 	EXPECT_EQ_INT(bri_store_open(live, dir, true, &s, &err), 0);
 	if (s) {
 		char *out = NULL;
-		struct bri_create_opts o = { .name = "full" };
+		struct bri_create_opts o = {.name = "full"};
 		memset(&err, 0, sizeof(err));
 		int rc = bri_create(s, &o, &ctx, &out, &err);
 		EXPECT_EQ_INT(rc, -ENOSPC);

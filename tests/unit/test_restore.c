@@ -9,6 +9,7 @@
  * live database created from the backup; and the report's text.
  */
 #include <errno.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -338,12 +339,64 @@ static void test_rollback_mode(const char *base)
 	free(dir);
 }
 
+/*
+ * The live database on a full disk (a 2 MiB tmpfs, when this process may
+ * mount one): restoring a bigger backup fails, and the live database keeps
+ * its old content, intact.
+ */
+static void test_full_disk(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_restore_report rep;
+	char *mnt = tu_fmt("%s/tiny", base);
+	EXPECT(mkdir(mnt, 0755) == 0);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=2m") != 0) {
+		fprintf(stderr, "test_full_disk skipped: cannot mount a tmpfs (%s)\n",
+		        strerror(errno));
+		free(mnt);
+		return;
+	}
+	char *live = tu_fmt("%s/bri.db", mnt);
+	char *big = tu_fmt("%s/big.db", base);
+	char *store = tu_fmt("%s/tiny-store", base);
+	sqlite3 *db = tu_make_db(live, "wal", 42, 100, true);
+	tu_make_db(big, "delete", 42, 40000, false);
+	struct bri_store *s = NULL;
+	EXPECT_EQ_INT(bri_store_open(live, store, true, &s, &err), 0);
+	if (s) {
+		int rc = restore(s, big, false, &rep, &err);
+		EXPECT_MSG(rc < 0, "restore of 5 MiB onto a 2 MiB disk succeeded");
+		EXPECT_EQ_INT(rep.result, rc);
+		EXPECT(err.msg[0] != '\0');
+		EXPECT_EQ_INT(count_rows(db, "memory"), 100);
+		EXPECT_EQ_INT(count_rows(db, "videos"), 42);
+		sqlite3_stmt *st;
+		EXPECT(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) ==
+		       SQLITE_OK);
+		EXPECT(sqlite3_step(st) == SQLITE_ROW &&
+		       strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0);
+		sqlite3_finalize(st);
+		/* And it still takes writes. */
+		tu_exec(db, "INSERT INTO videos(title) VALUES ('still writable')");
+		EXPECT_EQ_INT(count_rows(db, "videos"), 43);
+		bri_store_close(s);
+	}
+	sqlite3_close(db);
+	if (umount(mnt) != 0)
+		umount2(mnt, MNT_DETACH);
+	free(store);
+	free(big);
+	free(live);
+	free(mnt);
+}
+
 int main(void)
 {
 	ctx = bri_op_ctx_self("cli");
 	char *base = tu_tmpdir("restore");
 	test_restore(base);
 	test_rollback_mode(base);
+	test_full_disk(base);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
 }
