@@ -232,6 +232,19 @@ static void test_catalog(const char *base)
 	set_mtime(safety, old - 60);
 	set_mtime(autob, old - 120);
 
+	/* The longest valid name is listed; one byte more is not. */
+	char n128[BRI_NAME_MAX + 2];
+	memset(n128, 'L', sizeof(n128));
+	n128[BRI_NAME_MAX] = '\0';
+	char *p128 = bri_store_path(s, n128, ".db");
+	tu_copy(first_db, p128);
+	set_mtime(p128, old - 30);
+	n128[BRI_NAME_MAX] = 'L';
+	n128[BRI_NAME_MAX + 1] = '\0';
+	char *p129 = bri_store_path(s, n128, ".db");
+	tu_copy(first_db, p129);
+	n128[BRI_NAME_MAX] = '\0';
+
 	/* Things that are not backups. */
 	static const char *junk[] = {".x.create.123.abc.tmp",
 	                             ".hidden.db",
@@ -264,11 +277,13 @@ static void test_catalog(const char *base)
 	EXPECT_EQ_INT(bri_catalog_scan(s, NULL, &c, &err), 0);
 	if (!c)
 		TU_DIE("scan: %s", err.msg);
-	EXPECT_EQ_INT(c->n, 6);
+	EXPECT_EQ_INT(c->n, 7);
+	EXPECT(bri_catalog_find(c, n128) != NULL);
 	for (size_t i = 0; i < c->n; i++) {
 		const char *nm = c->entries[i]->name;
 		EXPECT_MSG(strcmp(nm, "third") == 0 || strcmp(nm, n2) == 0 ||
-		               strcmp(nm, "first") == 0 || strcmp(nm, "orphan") == 0 ||
+		               strcmp(nm, n128) == 0 || strcmp(nm, "first") == 0 ||
+		               strcmp(nm, "orphan") == 0 ||
 		               strcmp(nm, "pre_restore_safety_20250101_000000") == 0 ||
 		               strcmp(nm, "bri_backup_20250101_000000") == 0,
 		           "listed a non-backup: \"%s\"", nm);
@@ -296,8 +311,8 @@ static void test_catalog(const char *base)
 	EXPECT(bri_catalog_find(c, "dir") == NULL);
 	EXPECT(bri_catalog_find(c, "ctl") == NULL);
 	EXPECT(bri_catalog_find(c, "ghost") == NULL);
-	if (c->n == 6)
-		EXPECT_STREQ(c->entries[5]->name, "bri_backup_20250101_000000");
+	if (c->n == 7)
+		EXPECT_STREQ(c->entries[6]->name, "bri_backup_20250101_000000");
 
 	/* Rescan with prev: same entries, same ids; prev loses what was taken over. */
 	uint64_t id_first = bri_catalog_find(c, "first") ? bri_catalog_find(c, "first")->id : 0;
@@ -307,7 +322,7 @@ static void test_catalog(const char *base)
 	EXPECT_EQ_INT(bri_catalog_scan(s, c, &c2, &err), 0);
 	if (!c2)
 		TU_DIE("rescan: %s", err.msg);
-	EXPECT_EQ_INT(c2->n, 6);
+	EXPECT_EQ_INT(c2->n, 7);
 	EXPECT(bri_catalog_find(c2, "first") && bri_catalog_find(c2, "first")->id == id_first);
 	EXPECT(bri_catalog_find(c2, "third") && bri_catalog_find(c2, "third")->id == id_third);
 	EXPECT(bri_catalog_find(c2, "orphan") && bri_catalog_find(c2, "orphan")->id == id_orphan);
@@ -328,7 +343,7 @@ static void test_catalog(const char *base)
 	EXPECT_EQ_INT(bri_catalog_scan(s, c2, &c3, &err), 0);
 	if (!c3)
 		TU_DIE("rescan: %s", err.msg);
-	EXPECT_EQ_INT(c3->n, 5);
+	EXPECT_EQ_INT(c3->n, 6);
 	EXPECT(bri_catalog_find(c3, "third") == NULL);
 	e = bri_catalog_find(c3, "first");
 	EXPECT(e && e->id == id_first && e->verify.status == BRI_VERIFY_OK);
@@ -347,7 +362,7 @@ static void test_catalog(const char *base)
 	EXPECT_EQ_INT(bri_catalog_scan(s, c3, &c4, &err), 0);
 	bri_catalog_free(c3);
 	if (c4) {
-		EXPECT_EQ_INT(c4->n, 6);
+		EXPECT_EQ_INT(c4->n, 7);
 		EXPECT(c4->n > 0 && strcmp(c4->entries[0]->name, "pre_restore_safety_test") == 0);
 		EXPECT(c4->n > 0 && c4->entries[0]->kind == BRI_KIND_SAFETY);
 		EXPECT(bri_catalog_newest(c4) && strcmp(bri_catalog_newest(c4)->name, n2) == 0);
@@ -385,6 +400,8 @@ static void test_catalog(const char *base)
 	sqlite3_close(w);
 
 	free(ns);
+	free(p128);
+	free(p129);
 	free(third_db);
 	free(third_meta);
 	free(first_meta);
