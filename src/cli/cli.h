@@ -42,6 +42,7 @@ int cli_cmd_cleanup(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_delete(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_stats(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_health(struct cli_globals *g, int argc, char **argv);
+int cli_cmd_metrics(struct cli_globals *g, int argc, char **argv);
 
 /*
  * Handles one global option (the getopt_long value opt with argument arg)

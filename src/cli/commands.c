@@ -27,6 +27,7 @@
 #include "bri/report.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
+#include "bri/metrics.h"
 #include "bri/store.h"
 #include "bri/verify.h"
 #include "cli.h"
@@ -42,6 +43,7 @@ enum {
 	OPT_DRY_RUN,
 	OPT_MAX_AGE,
 	OPT_MIN_BACKUPS,
+	OPT_OUTPUT,
 };
 
 static const char help_create[] =
@@ -100,6 +102,17 @@ static const char help_health[] =
     "      --max-age-hours H  age limit of the newest backup\n"
     "      --min-backups N    least number of backups\n"
     "  -h, --help             show this help\n";
+
+static const char help_metrics[] =
+    "Usage: bri-backup [OPTIONS] metrics [--output FILE]\n"
+    "Prints the store's metrics in the Prometheus text format: backups by kind,\n"
+    "bytes, the newest backup's time and age, verification results, health, and\n"
+    "the time, result and duration of the last create, verify, restore and\n"
+    "cleanup. With --output, writes FILE atomically (mode 0644) instead, for\n"
+    "node_exporter's textfile collector (FILE should end in .prom).\n"
+    "\n"
+    "  -o, --output FILE  write FILE instead of standard output\n"
+    "  -h, --help         show this help\n";
 
 /*
  * The next option of a command: handles -h/--help (help on stdout), the
@@ -1271,6 +1284,99 @@ int cli_cmd_health(struct cli_globals *g, int argc, char **argv)
 		free(text);
 	}
 	rc = ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+	put_catalog(c);
+out_close_store:
+	close_store(s);
+	return rc;
+}
+
+/* ---- metrics ---- */
+
+/* Writes len bytes of text to path through a temporary file and a rename. */
+static int write_atomically(const char *path, const char *text, size_t len)
+{
+	char *tmp = NULL;
+	FILE *f;
+	int fd, rc = -1;
+
+	if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
+		return -1;
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		goto out_free;
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		goto out_unlink;
+	}
+	fchmod(fd, 0644);
+	if (fwrite(text, 1, len, f) != len || fflush(f) != 0 || fsync(fd) != 0) {
+		fclose(f);
+		goto out_unlink;
+	}
+	if (fclose(f) != 0 || rename(tmp, path) != 0)
+		goto out_unlink;
+	rc = 0;
+	goto out_free;
+out_unlink:
+	unlink(tmp);
+out_free:
+	free(tmp);
+	return rc;
+}
+
+int cli_cmd_metrics(struct cli_globals *g, int argc, char **argv)
+{
+	static const struct option own[] = {
+	    {"output", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct bri_health_rules rules = {.max_age_hours = 24, .min_backups = 7};
+	struct option longopts[32];
+	struct bri_store *s = NULL;
+	struct bri_catalog *c = NULL;
+	const char *output = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	int opt, rc = CLI_EXIT_OK;
+
+	cli_merge_longopts(own, 2, longopts);
+	for (;;) {
+		opt = next_option(g, argc, argv, ":ho:v", longopts, help_metrics, &rc);
+		if (opt == -1)
+			break;
+		switch (opt) {
+		case OPT_STOP:
+			return rc;
+		case 'o':
+			output = optarg;
+			break;
+		default:
+			return cli_usage_error(argv[0], "unexpected option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+	cli_setup_logging(g);
+	rc = open_store(g, false, &s);
+	if (rc)
+		return rc;
+	rc = get_catalog(s, &c);
+	if (rc)
+		goto out_close_store;
+	if (bri_metrics_render(s, c, time(NULL), &rules, &text, &len) < 0) {
+		cli_error("metrics: out of memory");
+		rc = CLI_EXIT_FAIL;
+		goto out_put_catalog;
+	}
+	if (!output) {
+		fwrite(text, 1, len, stdout);
+	} else if (write_atomically(output, text, len) < 0) {
+		cli_error("metrics: cannot write %s: %s", output, strerror(errno));
+		rc = CLI_EXIT_FAIL;
+	}
+	free(text);
+out_put_catalog:
 	put_catalog(c);
 out_close_store:
 	close_store(s);

@@ -62,6 +62,8 @@ static const struct {
     {"stats", cli_cmd_stats, "", "show the store's statistics"},
     {"health", cli_cmd_health, "[--max-age-hours H] [--min-backups N]",
      "check the store's health; exit 1 on a warning"},
+    {"metrics", cli_cmd_metrics, "[--output FILE]",
+     "print metrics in the Prometheus text format (or write FILE)"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

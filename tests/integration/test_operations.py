@@ -137,3 +137,40 @@ def test_systemd_verify_catches_a_broken_unit(tmp_path):
                         str(tmp_path / "bri-backup.service")],
                        capture_output=True, text=True, timeout=60)
     assert "bogus" in r.stderr
+
+
+def parse_prometheus(text):
+    """{sample name with labels: value}, checking every line's format."""
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            continue
+        name, value = line.rsplit(" ", 1)
+        samples[name] = float(value)
+    return samples
+
+
+def test_metrics_for_the_textfile_collector(cli, store, tmp_path):
+    cli.run("create", "--name", "one", "--verify")
+    cli.run("create")
+    assert cli.run("create", "--name", "one", check=False).returncode == 1
+    m = parse_prometheus(cli.run("metrics").stdout)
+    assert m['bri_backups{kind="named"}'] == 1
+    assert m['bri_backups{kind="auto"}'] == 1
+    assert m["bri_backup_bytes"] == sum(p.stat().st_size for p in store.glob("*.db"))
+    assert 0 <= m["bri_backup_newest_age_seconds"] < 120
+    assert m['bri_backup_verification{result="ok"}'] == 1
+    assert m['bri_backup_verification{result="unverified"}'] == 1
+    assert m['bri_backup_last_run_success{operation="create"}'] == 0  # the refused one
+    assert m['bri_backup_last_run_success{operation="verify"}'] == 1
+    assert m["bri_backup_healthy"] == 0  # two backups are fewer than seven
+    out = tmp_path / "textfile" / "bri.prom"
+    out.parent.mkdir()
+    cli.run("metrics", "--output", str(out))
+    written = parse_prometheus(out.read_text())
+    assert set(written) == set(m)
+    assert written['bri_backups{kind="named"}'] == 1
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in out.parent.iterdir()] == ["bri.prom"]
+    r = cli.run("metrics", "--output", str(tmp_path / "missing" / "x.prom"), check=False)
+    assert r.returncode == 1 and "cannot write" in r.stderr
