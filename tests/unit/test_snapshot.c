@@ -113,14 +113,14 @@ static void test_take(const char *base)
 	char sum[BRI_CHECKSUM_HEX_LEN + 1], after[BRI_CHECKSUM_HEX_LEN + 1];
 	EXPECT_EQ_INT(bri_checksum_path(dst, &ctx, sum, &err), 0);
 	tu_exec(db, "DELETE FROM memory");
-	rc = bri_snapshot_restore(dst, src, 1000, &err);
+	rc = bri_snapshot_restore(dst, src, base, 1000, &err);
 	EXPECT_MSG(rc == 0, "snapshot_restore: %d %s", rc, err.msg);
 	EXPECT_EQ_INT(count_rows(db, "memory"), 1000);
 	EXPECT_EQ_INT(count_rows(db, "aaa"), 2);
 	EXPECT_EQ_INT(bri_checksum_path(dst, &ctx, after, &err), 0);
 	EXPECT_STREQ(after, sum); /* the backup is only read */
 	char *fresh = tu_fmt("%s/fresh.db", base);
-	EXPECT_EQ_INT(bri_snapshot_restore(dst, fresh, 1000, &err), 0);
+	EXPECT_EQ_INT(bri_snapshot_restore(dst, fresh, base, 1000, &err), 0);
 	sqlite3 *f;
 	EXPECT(sqlite3_open_v2(fresh, &f, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
 	EXPECT_EQ_INT(count_rows(f, "videos"), 42);
@@ -131,7 +131,7 @@ static void test_take(const char *base)
 	EXPECT(sqlite3_open(src, &w) == SQLITE_OK);
 	tu_exec(w, "BEGIN IMMEDIATE; DELETE FROM videos");
 	memset(&err, 0, sizeof(err));
-	rc = bri_snapshot_restore(dmg, src, 200, &err);
+	rc = bri_snapshot_restore(dmg, src, base, 200, &err);
 	EXPECT_EQ_INT(rc, -EBUSY);
 	tu_exec(w, "ROLLBACK");
 	sqlite3_close(w);
