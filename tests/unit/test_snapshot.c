@@ -126,6 +126,25 @@ static void test_take(const char *base)
 	EXPECT_EQ_INT(count_rows(f, "videos"), 42);
 	sqlite3_close(f);
 
+	/* Another page size into the WAL live database: rebuilt in scratch, which is left clean. */
+	char *scratch = tu_fmt("%s/scratch", base);
+	EXPECT(mkdir(scratch, 0700) == 0);
+	char *ps = tu_fmt("%s/pagesize.db", base);
+	sqlite3 *p8;
+	EXPECT(sqlite3_open(ps, &p8) == SQLITE_OK);
+	tu_exec(p8, "PRAGMA page_size=8192; CREATE TABLE videos(id INTEGER PRIMARY KEY, title);"
+	            "INSERT INTO videos(title) VALUES ('p1'), ('p2');");
+	sqlite3_close(p8);
+	memset(&err, 0, sizeof(err));
+	rc = bri_snapshot_restore(ps, src, scratch, 1000, &err);
+	EXPECT_MSG(rc == 0, "restore of another page size: %d %s", rc, err.msg);
+	EXPECT_EQ_INT(count_rows(db, "videos"), 2);
+	EXPECT(rmdir(scratch) == 0); /* empty again */
+	EXPECT_EQ_INT(bri_snapshot_restore(dst, src, base, 1000, &err), 0);
+	EXPECT_EQ_INT(count_rows(db, "videos"), 42);
+	free(ps);
+	free(scratch);
+
 	/* A writer in the way: -EBUSY after the timeout, nothing changed. */
 	sqlite3 *w;
 	EXPECT(sqlite3_open(src, &w) == SQLITE_OK);

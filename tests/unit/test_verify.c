@@ -390,17 +390,9 @@ static void test_verify_file(const char *base)
 	bri_meta_free(&wm2);
 	bri_meta_free(&wm);
 	char *wal_wal = tu_fmt("%s-wal", wal), *wal_shm = tu_fmt("%s-shm", wal);
-	/*
-	 * KNOWN BUG: verifying a WAL-mode backup opens it as a normal read-only
-	 * connection, which creates NAME.db-wal and NAME.db-shm beside it in the
-	 * store (and cannot open it at all on a read-only store). Opening
-	 * backups with "immutable=1" avoids both. Skipped unless
-	 * BRI_TEST_KNOWN_BUGS is set.
-	 */
-	if (KNOWN_BUGS_ENABLED()) {
-		EXPECT_MSG(!tu_exists(wal_wal), "verify left %s", wal_wal);
-		EXPECT_MSG(!tu_exists(wal_shm), "verify left %s", wal_shm);
-	}
+	/* Backups are opened immutable: no -wal/-shm appear in the store. */
+	EXPECT_MSG(!tu_exists(wal_wal), "verify left %s", wal_wal);
+	EXPECT_MSG(!tu_exists(wal_shm), "verify left %s", wal_shm);
 	free(wal_wal);
 	free(wal_shm);
 	free(wal);
