@@ -5,7 +5,8 @@
  * handler or while holding a lock a handler needs, so they are sent only
  * from here, holding nothing. The verifier verifies every backup that was
  * never verified and re-verifies ("scrub") those whose last verification is
- * older than scrub_interval, one at a time, in the background.
+ * older than scrub_interval, one at a time, in the background, holding the
+ * daemon's op_lock for each so that it never races a restore or a request.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -230,7 +231,20 @@ static void *verify_main(void *arg)
 		slot = attempt_slot(&a, id, true);
 		if (slot)
 			*slot = now;
+		/*
+		 * Under op_lock: a restore or ctl/verify of the same backup must not
+		 * be overwritten by a result computed from the file it replaced.
+		 */
+		pthread_mutex_lock(&fs->op_lock);
 		rc = bri_verify_backup(fs->store, name, &ctx, &res, &err);
+		if (rc == 0) {
+			pthread_rwlock_wrlock(&fs->cat_lock);
+			struct bri_entry *e = bri_catalog_find(fs->cat, name);
+			if (e)
+				e->verify = res;
+			pthread_rwlock_unlock(&fs->cat_lock);
+		}
+		pthread_mutex_unlock(&fs->op_lock);
 		if (rc < 0) {
 			if (rc != -ENOENT)
 				bri_log(BRI_LOG_WARN, "background verification of %s: %s", name,
@@ -240,11 +254,6 @@ static void *verify_main(void *arg)
 		if (res.status != BRI_VERIFY_OK)
 			bri_log(BRI_LOG_ERR, "background verification of %s failed: %s", name,
 			        res.reason);
-		pthread_rwlock_wrlock(&fs->cat_lock);
-		struct bri_entry *e = bri_catalog_find(fs->cat, name);
-		if (e)
-			e->verify = res;
-		pthread_rwlock_unlock(&fs->cat_lock);
 		bfs_inval_inode(fs, bfs_ino(id, BFS_B_VERIFY));
 	}
 	free(a.ids);

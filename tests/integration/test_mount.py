@@ -112,6 +112,7 @@ def test_ls_l_modes(two):
 
 def test_stat_exact_sizes_blocks_and_stable_inodes(two, store):
     m = two.path
+    assert wait_until(lambda: all_verified(two), 20)  # verify files stop changing
     files = ["first/bri.db", "first/meta.json", "first/verify", "ctl/stats.json", "ctl/health",
              "ctl/cleanup"]
     for f in files:
