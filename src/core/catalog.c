@@ -139,7 +139,7 @@ static void forget_moved(struct bri_catalog *prev)
 			prev->entries[kept++] = prev->entries[i];
 	}
 	prev->n = kept;
-	if (prev->by_name) {
+	if (prev->by_name && kept) {
 		memcpy(prev->by_name, prev->entries, kept * sizeof(*prev->entries));
 		qsort(prev->by_name, kept, sizeof(*prev->by_name), by_name);
 	}
@@ -261,9 +261,12 @@ int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_fail;
 	}
-	memcpy(c->by_name, c->entries, c->n * sizeof(*c->entries));
-	qsort(c->by_name, c->n, sizeof(*c->by_name), by_name);
-	qsort(c->entries, c->n, sizeof(*c->entries), newest_first);
+	/* An empty store has no entries array: memcpy and qsort want non-NULL. */
+	if (c->n) {
+		memcpy(c->by_name, c->entries, c->n * sizeof(*c->entries));
+		qsort(c->by_name, c->n, sizeof(*c->by_name), by_name);
+		qsort(c->entries, c->n, sizeof(*c->entries), newest_first);
+	}
 	if (prev)
 		forget_moved(prev);
 	c->generation = prev ? prev->generation : 0;
