@@ -553,6 +553,77 @@ static void test_enospc(const char *base)
 	free(live);
 }
 
+struct par {
+	struct bri_store *s; /* shared store handle */
+	const char *name;    /* name to create, NULL: automatic */
+	int rc;              /* bri_create's result */
+	char *out;           /* its name */
+};
+
+static void *par_main(void *arg)
+{
+	struct par *p = arg;
+	struct bri_err err = {0};
+	struct bri_create_opts o = {.name = p->name};
+	p->rc = bri_create(p->s, &o, &ctx, &p->out, &err);
+	return NULL;
+}
+
+/*
+ * Creates at once from several threads on one store handle (as the mount's
+ * workers do): automatic names all complete (or are refused cleanly), one
+ * explicit name is taken exactly once, and every backup verifies.
+ */
+static void test_parallel(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	char *dir = tu_fmt("%s/par", base);
+	char *live = tu_fmt("%s/par/bri.db", base);
+	EXPECT(mkdir(dir, 0755) == 0);
+	tu_make_db(live, "wal", 42, 2000, false);
+	if (bri_store_open(live, NULL, true, &s, &err) != 0)
+		TU_DIE("store: %s", err.msg);
+	enum { N = 6 };
+	for (int round = 0; round < 2; round++) {
+		struct par p[N];
+		pthread_t th[N];
+		for (int i = 0; i < N; i++) {
+			p[i] = (struct par){.s = s, .name = round == 0 ? NULL : "dup"};
+			EXPECT(pthread_create(&th[i], NULL, par_main, &p[i]) == 0);
+		}
+		int ok = 0;
+		for (int i = 0; i < N; i++) {
+			pthread_join(th[i], NULL);
+			EXPECT_MSG(p[i].rc == 0 || p[i].rc == -EEXIST, "parallel create: %d",
+			           p[i].rc);
+			if (p[i].rc == 0) {
+				ok++;
+				for (int j = 0; j < i; j++)
+					EXPECT(!p[j].out || strcmp(p[j].out, p[i].out) != 0);
+			}
+		}
+		if (round == 0)
+			EXPECT_MSG(ok >= 1, "no parallel automatic create succeeded");
+		else
+			EXPECT_EQ_INT(ok, 1);
+		for (int i = 0; i < N; i++)
+			free(p[i].out);
+	}
+	struct bri_catalog *c = NULL;
+	EXPECT_EQ_INT(bri_catalog_scan(s, NULL, &c, &err), 0);
+	for (size_t i = 0; c && i < c->n; i++) {
+		struct bri_verify_result r;
+		EXPECT_EQ_INT(bri_verify_backup(s, c->entries[i]->name, &ctx, &r, &err), 0);
+		EXPECT_MSG(r.status == BRI_VERIFY_OK, "%s: %s", c->entries[i]->name, r.reason);
+	}
+	EXPECT(c && c->n >= 2);
+	bri_catalog_free(c);
+	bri_store_close(s);
+	free(live);
+	free(dir);
+}
+
 int main(void)
 {
 	ctx = bri_op_ctx_self("cli");
@@ -563,6 +634,7 @@ int main(void)
 	test_odd_schema(base);
 	test_killed(base);
 	test_enospc(base);
+	test_parallel(base);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
 }
