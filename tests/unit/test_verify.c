@@ -489,6 +489,17 @@ static void test_store_verify(const char *base)
 	EXPECT_EQ_INT(bri_verify_backup(s, "badmeta", &ctx, &r, &err), 0);
 	EXPECT_EQ_INT(r.status, BRI_VERIFY_FAILED);
 
+	/* Names are names: nothing outside the store is verified or written. */
+	char *evil = tu_fmt("%s/evil.db", base);
+	tu_copy(src, evil);
+	memset(&r, 0, sizeof(r));
+	int erc = bri_verify_backup(s, "../evil", &ctx, &r, &err);
+	EXPECT_MSG(erc == -EINVAL || erc == -ENOENT, "verify of \"../evil\": %d", erc);
+	char *evil_verify = tu_fmt("%s/evil.db.verify", base);
+	EXPECT(!tu_exists(evil_verify));
+	free(evil_verify);
+	free(evil);
+
 	/* No such backup. */
 	memset(&err, 0, sizeof(err));
 	EXPECT_EQ_INT(bri_verify_backup(s, "absent", &ctx, &r, &err), -ENOENT);
