@@ -136,74 +136,19 @@ static int do_verify(struct bfs *fs, const char *line, size_t len, const struct 
 	return rc < 0 ? rc : err->code;
 }
 
-/*
- * Cleanup by the retention rules. Works around the core: bri_cleanup (via
- * bri_audit_prune, json_tokener_parse_verbose with a NULL error pointer)
- * crashes on a store with an audit log, so the daemon applies the same pure
- * policy (bri_retention_plan) to its catalog and removes each expired backup
- * with bri_delete, which takes the store's lock and writes the audit log.
- */
+/* Cleanup by the retention rules (the core holds the store's lock). */
 static int do_cleanup(struct bfs *fs, const struct bri_op_ctx *ctx, struct bri_err *err)
 {
-	struct bri_retention_item *items = NULL;
-	enum bri_retention_verdict *verdict = NULL;
-	char **doomed = NULL;
-	size_t n = 0, ndoomed = 0;
-	int rc = 0, removed = 0;
+	struct bri_cleanup_item *items = NULL;
+	size_t n = 0;
+	int rc;
 
-	bfs_refresh(fs, true);
-	pthread_rwlock_rdlock(&fs->cat_lock);
-	n = fs->cat->n;
-	items = calloc(n + 1, sizeof(*items));
-	verdict = calloc(n + 1, sizeof(*verdict));
-	doomed = calloc(n + 1, sizeof(*doomed));
-	if (!items || !verdict || !doomed) {
-		rc = bri_err_set(err, -ENOMEM, "out of memory");
-		goto out_unlock;
-	}
-	for (size_t i = 0; i < n; i++) {
-		items[i].name = fs->cat->entries[i]->name;
-		items[i].time = fs->cat->entries[i]->time;
-		items[i].kind = fs->cat->entries[i]->kind;
-	}
-	rc = bri_retention_plan(items, n, time(NULL), &fs->rules, verdict);
-	if (rc < 0) {
-		bri_err_set(err, rc, "invalid retention rules");
-		goto out_unlock;
-	}
-	rc = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (verdict[i] != BRI_REMOVE_EXPIRED)
-			continue;
-		doomed[ndoomed] = strdup(items[i].name);
-		if (!doomed[ndoomed]) {
-			rc = bri_err_set(err, -ENOMEM, "out of memory");
-			break;
-		}
-		ndoomed++;
-	}
-out_unlock:
-	pthread_rwlock_unlock(&fs->cat_lock);
-	for (size_t i = 0; rc == 0 && i < ndoomed; i++) {
-		struct bri_err one = {0};
-		int r = bri_delete(fs->store, doomed[i], ctx, &one);
-
-		if (r == 0)
-			removed++;
-		else if (r != -ENOENT && !err->code)
-			*err = one;
-	}
-	for (size_t i = 0; i < ndoomed; i++)
-		free(doomed[i]);
-	free(doomed);
+	rc = bri_cleanup(fs->store, &fs->rules, time(NULL), false, ctx, &items, &n, err);
 	free(items);
-	free(verdict);
 	if (rc < 0)
 		return rc;
-	if (err->code)
-		return err->code;
-	bri_log(BRI_LOG_INFO, "ctl/cleanup: removed %d backup(s) (retention %d days, keep %d)",
-	        removed, fs->rules.retention_days, fs->rules.keep_min);
+	bri_log(BRI_LOG_INFO, "ctl/cleanup: removed %d backup(s) (retention %d days, keep %d)", rc,
+	        fs->rules.retention_days, fs->rules.keep_min);
 	return 0;
 }
 

@@ -620,3 +620,38 @@ def test_dead_store_fails_inside_backup_dirs_too(two, store):
         gone.rename(store)
     time.sleep(0.6)
     assert sorted(os.listdir(m / "first")) == ["bri.db", "meta.json", "verify"]
+
+
+def test_ctl_cleanup_removes_expired_keeps_safety_and_newest(cli, live_db, store, tmp_path):
+    cli.run("create", "--name", "new")
+    meta = json.loads((store / "new.db.meta").read_text())
+    olds = ["old1", "old2", "old3", "pre_restore_safety_20200101_000000"]
+    for i, name in enumerate(olds):
+        shutil.copyfile(store / "new.db", store / f"{name}.db")
+        m = dict(meta)
+        m["backup_time"] = f"2020-01-0{i + 1}T10:00:00"
+        m["backup_time_utc"] = f"2020-01-0{i + 1}T10:00:00Z"
+        m["backup_path"] = str(store / f"{name}.db")
+        m["kind"] = "safety" if name.startswith("pre_") else "named"
+        (store / f"{name}.db.meta").write_text(json.dumps(m, indent=2) + "\n")
+    mnt = Mount(live_db, store, tmp_path / "mnt8",
+                options=["retention_days=30", "keep_min=2"]).start()
+    try:
+        m = mnt.path
+        for name in olds:
+            os.stat(m / name)  # the kernel knows them
+        plan = (m / "ctl/cleanup").read_text()
+        assert "would remove 2 of 5" in plan, plan
+        assert re.search(r"^remove\told1\t", plan, re.M), plan
+        assert re.search(r"^remove\told2\t", plan, re.M), plan
+        assert re.search(r"^keep\told3\t", plan, re.M), plan  # keep_min 2: new and old3
+        assert re.search(r"^keep\tpre_restore_safety_20200101_000000\t", plan, re.M), plan
+        sh(f"echo yes > {m}/ctl/cleanup")
+        assert sorted(n for n in os.listdir(m) if n not in ("ctl", "restore", "latest")) == [
+            "new", "old3", "pre_restore_safety_20200101_000000"]
+        assert not (m / "old2").exists() and not (store / "old2.db").exists()
+        assert not (m / "old1").exists()
+        assert "would remove 0 of 3" in (m / "ctl/cleanup").read_text()
+        assert "cleanup" in (m / "ctl/log").read_text()
+    finally:
+        mnt.stop()
