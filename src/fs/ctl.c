@@ -53,7 +53,7 @@ static int check_name(const char *line, size_t len, struct bri_err *err)
 static int do_create(struct bfs *fs, const char *line, size_t len, const struct bri_op_ctx *ctx,
                      struct bri_err *err)
 {
-	struct bri_create_opts opts = {0};
+	struct bri_create_opts opts = {.busy_timeout_ms = fs->busy_timeout_ms};
 	char *made = NULL;
 	int rc;
 

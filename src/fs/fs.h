@@ -125,6 +125,7 @@ struct bfs_options {
 	int retention_days;   /* -o retention_days= */
 	int keep_min;         /* -o keep_min= */
 	char *scrub_interval; /* -o scrub_interval= (seconds or s/m/h/d suffix) */
+	int busy_timeout_ms;  /* -o busy_timeout= (milliseconds; 0: the core's default) */
 	char *log_file;       /* -o log= */
 	char *log_level;      /* -o log_level= err|warn|info|debug */
 	double max_age_hours; /* -o max_age_hours= (health) */
@@ -142,6 +143,7 @@ struct bfs {
 	struct bri_retention_rules rules; /* cleanup policy */
 	struct bri_health_rules health;   /* health thresholds */
 	time_t scrub_interval;            /* re-verify after this many seconds; 0: never */
+	int busy_timeout_ms;              /* wait for the live database's locks; 0: default */
 	time_t start_time;                /* when the daemon started */
 
 	pthread_rwlock_t cat_lock;  /* guards cat, idmap, reports */

@@ -32,6 +32,7 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("retention_days=%d", retention_days, 0),
     BFS_OPT("keep_min=%d", keep_min, 0),
     BFS_OPT("scrub_interval=%s", scrub_interval, 0),
+    BFS_OPT("busy_timeout=%d", busy_timeout_ms, 0),
     BFS_OPT("log=%s", log_file, 0),
     BFS_OPT("log_level=%s", log_level, 0),
     BFS_OPT("max_age_hours=%lf", max_age_hours, 0),
@@ -68,6 +69,8 @@ static void usage(const char *prog)
 	       "    -o keep_min=N          ctl/cleanup keeps the N newest backups (%d)\n"
 	       "    -o scrub_interval=T    re-verify backups every T seconds, or with suffix\n"
 	       "                           s, m, h, d (default %s; 0 disables)\n"
+	       "    -o busy_timeout=MS     how long create and restore wait for a writer\n"
+	       "                           of the live database (default 30000)\n"
 	       "    -o log=FILE            append log lines to FILE too\n"
 	       "    -o log_level=LEVEL     err, warn, info (default) or debug\n"
 	       "    -o max_age_hours=H     ctl/health warns when the newest backup is older (24)\n"
@@ -241,8 +244,8 @@ int main(int argc, char *argv[])
 		goto out_free_cmdline;
 	}
 	scrub = parse_interval(o.scrub_interval ? o.scrub_interval : DEFAULT_SCRUB);
-	if (scrub < 0 || o.retention_days < 0 || o.keep_min < 0 || o.min_backups < 0 ||
-	    o.max_age_hours < 0) {
+	if (scrub < 0 || o.busy_timeout_ms < 0 || o.retention_days < 0 || o.keep_min < 0 ||
+	    o.min_backups < 0 || o.max_age_hours < 0) {
 		fprintf(stderr, "bri-backupfs: invalid option value (see --help)\n");
 		ret = 2;
 		goto out_free_cmdline;
@@ -275,6 +278,7 @@ int main(int argc, char *argv[])
 	fs.health.max_age_hours = o.max_age_hours;
 	fs.health.min_backups = (size_t)o.min_backups;
 	fs.scrub_interval = scrub;
+	fs.busy_timeout_ms = o.busy_timeout_ms;
 	pthread_mutex_init(&fs.op_lock, NULL);
 	pthread_mutex_init(&fs.q_lock, NULL);
 	pthread_cond_init(&fs.q_cond, NULL);

@@ -86,7 +86,7 @@ static void keep_report(struct bfs *fs, const char *name, uint64_t id, time_t wh
 
 int bfs_restore_run(struct bfs *fs, const char *name, const struct fuse_ctx *who)
 {
-	struct bri_restore_opts opts = {.verify = true};
+	struct bri_restore_opts opts = {.verify = true, .busy_timeout_ms = fs->busy_timeout_ms};
 	struct bri_restore_report report;
 	struct bri_op_ctx ctx = bri_op_ctx_self("mount");
 	struct bri_err err = {0};

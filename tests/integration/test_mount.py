@@ -655,3 +655,54 @@ def test_ctl_cleanup_removes_expired_keeps_safety_and_newest(cli, live_db, store
         assert "cleanup" in (m / "ctl/log").read_text()
     finally:
         mnt.stop()
+
+
+def test_mv_into_restore_while_live_database_locked_fails_ebusy(cli, live_db, store, tmp_path):
+    cli.run("create", "--name", "locked")
+    before = live_content(live_db)
+    mnt = Mount(live_db, store, tmp_path / "mnt9", options=["busy_timeout=300"]).start()
+    writer = sqlite3.connect(live_db, isolation_level=None)
+    try:
+        writer.execute("begin immediate")
+        writer.execute("insert into videos(title) values ('uncommitted')")
+        p = sh(f"mv {mnt.path}/locked {mnt.path}/restore/", check=False)
+        assert p.returncode != 0
+        assert "busy" in p.stderr.lower(), p.stderr
+        writer.execute("rollback")
+        assert live_content(live_db) == before
+        report = (mnt.path / "restore/locked.report").read_text()
+        assert "locked" in report or "busy" in report, report
+        assert "locked" in os.listdir(mnt.path)
+        sh(f"mv {mnt.path}/locked {mnt.path}/restore/")  # unlocked: works
+    finally:
+        writer.close()
+        mnt.stop()
+
+
+def test_create_while_a_writer_commits(mounted, live_db, store):
+    stop = threading.Event()
+    commits = []
+
+    def write():
+        con = sqlite3.connect(live_db, timeout=30)
+        while not stop.is_set():
+            con.execute("insert into memory(video_id, role, content) values (1, 'user', 'x')")
+            con.commit()
+            commits.append(1)
+        con.close()
+
+    t = threading.Thread(target=write)
+    t.start()
+    try:
+        time.sleep(0.2)
+        for i in range(3):
+            sh(f"echo during_{i} > {mounted.path}/ctl/create")
+    finally:
+        stop.set()
+        t.join(T)
+    assert len(commits) > 10
+    for i in range(3):
+        con = sqlite3.connect(f"file:{mounted.path}/during_{i}/bri.db?mode=ro&immutable=1",
+                              uri=True)
+        assert con.execute("pragma integrity_check").fetchone()[0] == "ok"
+        con.close()
