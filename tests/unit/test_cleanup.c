@@ -7,6 +7,7 @@
  * named backup (safety too) and refuses unknown or invalid names.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -155,6 +156,24 @@ static void test_cleanup(const char *base)
 	EXPECT_EQ_INT(n, 8);
 	free(items);
 
+	/* Backups without metadata: time from the file, kind from the name. */
+	char *fdb = bri_store_path(s, "fresh", ".db");
+	char *sa = bri_store_path(s, "pre_restore_safety_20200101_000000", ".db");
+	char *aa = bri_store_path(s, "bri_backup_20200101_000000", ".db");
+	tu_copy(fdb, sa);
+	tu_copy(fdb, aa);
+	struct timespec ts[2] = {{now - 400 * DAY, 0}, {now - 400 * DAY, 0}};
+	EXPECT(utimensat(AT_FDCWD, sa, ts, 0) == 0);
+	EXPECT(utimensat(AT_FDCWD, aa, ts, 0) == 0);
+	items = NULL;
+	EXPECT_EQ_INT(bri_cleanup(s, &rules, now, false, &ctx, &items, &n, &err), 1);
+	free(items);
+	EXPECT_MSG(tu_exists(sa), "cleanup removed a safety backup that has no metadata");
+	EXPECT(!tu_exists(aa));
+	free(fdb);
+	free(sa);
+	free(aa);
+
 	/* Negative rules. */
 	struct bri_retention_rules bad = {-1, 7};
 	items = NULL;
@@ -173,6 +192,7 @@ static void test_cleanup(const char *base)
 	EXPECT_EQ_INT(bri_delete(s, "old44", &ctx, &err), 0);
 	EXPECT(!has_files(s, "old44", true));
 	EXPECT_EQ_INT(bri_delete(s, "pre_restore_safety_old", &ctx, &err), 0);
+	EXPECT_EQ_INT(bri_delete(s, "pre_restore_safety_20200101_000000", &ctx, &err), 0);
 	EXPECT(!has_files(s, "pre_restore_safety_old", true));
 	memset(&err, 0, sizeof(err));
 	EXPECT_EQ_INT(bri_delete(s, "old44", &ctx, &err), -ENOENT);
