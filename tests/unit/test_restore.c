@@ -9,6 +9,8 @@
  * live database created from the backup; and the report's text.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -380,6 +382,86 @@ static void test_full_disk(const char *base)
 	free(mnt);
 }
 
+struct writer {
+	const char *path;    /* live database */
+	atomic_bool stop;    /* set to end the thread */
+	atomic_long commits; /* transactions committed */
+	atomic_long errors;  /* failed transactions */
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	sqlite3 *db;
+	if (sqlite3_open(w->path, &db) != SQLITE_OK)
+		return NULL;
+	sqlite3_busy_timeout(db, 10000);
+	while (!atomic_load(&w->stop)) {
+		if (sqlite3_exec(db, "INSERT INTO memory(video_id, content) VALUES (1, 'w')", NULL,
+		                 NULL, NULL) == SQLITE_OK)
+			atomic_fetch_add(&w->commits, 1);
+		else
+			atomic_fetch_add(&w->errors, 1);
+		usleep(500);
+	}
+	sqlite3_close(db);
+	return NULL;
+}
+
+/*
+ * A restore while another thread commits every half millisecond (an
+ * application that keeps writing): the restore gets its turn and completes;
+ * the writer carries on afterwards on the restored content.
+ */
+static void test_busy_writer(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_restore_report rep;
+	struct bri_store *s = NULL;
+	char *dir = tu_fmt("%s/bw", base);
+	char *live = tu_fmt("%s/bw/bri.db", base);
+	EXPECT(mkdir(dir, 0755) == 0);
+	tu_make_db(live, "wal", 42, 5000, false);
+	if (bri_store_open(live, NULL, true, &s, &err) != 0)
+		TU_DIE("store: %s", err.msg);
+	free(make_backup(s, "base"));
+	struct writer w = {.path = live};
+	atomic_init(&w.stop, false);
+	atomic_init(&w.commits, 0);
+	atomic_init(&w.errors, 0);
+	pthread_t th;
+	EXPECT(pthread_create(&th, NULL, writer_main, &w) == 0);
+	while (atomic_load(&w.commits) < 50)
+		usleep(1000);
+	struct bri_restore_opts o = {.verify = true, .busy_timeout_ms = 10000};
+	double t0 = bri_now_mono();
+	int rc = bri_restore(s, "base", &o, &ctx, &rep, &err);
+	double took = bri_now_mono() - t0;
+	long at_restore = atomic_load(&w.commits);
+	usleep(50000);
+	atomic_store(&w.stop, true);
+	pthread_join(th, NULL);
+	fprintf(stderr, "restore under a busy writer: %d after %.3f s, %ld commits\n", rc, took,
+	        at_restore);
+	EXPECT_MSG(rc == 0, "restore under a busy writer: %d %s (%.3f s)", rc, err.msg, took);
+	EXPECT_EQ_INT(atomic_load(&w.errors), 0);
+	sqlite3 *db;
+	EXPECT(sqlite3_open(live, &db) == SQLITE_OK);
+	int64_t rows = count_rows(db, "memory");
+	/* The backup's 5000 rows plus what the writer added after the restore. */
+	EXPECT_MSG(rows >= 5000 && rows < 5000 + atomic_load(&w.commits),
+	           "%lld rows after the restore", (long long)rows);
+	sqlite3_stmt *st;
+	EXPECT(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK);
+	EXPECT(sqlite3_step(st) == SQLITE_ROW &&
+	       strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	bri_store_close(s);
+	free(live);
+	free(dir);
+}
+
 int main(void)
 {
 	ctx = bri_op_ctx_self("cli");
@@ -387,6 +469,7 @@ int main(void)
 	test_restore(base);
 	test_rollback_mode(base);
 	test_full_disk(base);
+	test_busy_writer(base);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
 }
