@@ -167,6 +167,24 @@ static int do_delete(struct bfs *fs, const char *line, size_t len, const struct 
 	return 0;
 }
 
+int bfs_op_lock(struct bfs *fs)
+{
+	if (atomic_fetch_add(&fs->op_waiters, 1) >= BFS_OP_WAITERS_MAX) {
+		atomic_fetch_sub(&fs->op_waiters, 1);
+		bri_log(BRI_LOG_ERR, "request refused: %d others are already waiting",
+		        BFS_OP_WAITERS_MAX);
+		return -EBUSY;
+	}
+	pthread_mutex_lock(&fs->op_lock);
+	atomic_fetch_sub(&fs->op_waiters, 1);
+	return 0;
+}
+
+void bfs_op_unlock(struct bfs *fs)
+{
+	pthread_mutex_unlock(&fs->op_lock);
+}
+
 int bfs_ctl_run(struct bfs *fs, int ctl, const char *line, size_t len, const struct fuse_ctx *who)
 {
 	struct bri_op_ctx ctx = ctx_of(who);
@@ -183,7 +201,9 @@ int bfs_ctl_run(struct bfs *fs, int ctl, const char *line, size_t len, const str
 		}
 		return bfs_restore_run(fs, line, who);
 	}
-	pthread_mutex_lock(&fs->op_lock);
+	rc = bfs_op_lock(fs);
+	if (rc < 0)
+		return rc;
 	switch (ctl) {
 	case BFS_CTL_CREATE:
 		rc = do_create(fs, line, len, &ctx, &err);
@@ -202,7 +222,7 @@ int bfs_ctl_run(struct bfs *fs, int ctl, const char *line, size_t len, const str
 	}
 	/* Show the result before replying: the caller may look at once. */
 	bfs_refresh(fs, true);
-	pthread_mutex_unlock(&fs->op_lock);
+	bfs_op_unlock(fs);
 	if (rc < 0) {
 		printable(line, len, shown, sizeof(shown));
 		bri_log(BRI_LOG_ERR, "ctl/%s '%s' failed: %s", bfs_ctl_files[ctl].name, shown,

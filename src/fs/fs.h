@@ -12,6 +12,7 @@
 
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,11 @@
 #define BFS_TTL_LONG 3600.0
 /* Cap on the bytes one open ctl/ file accepts (then EFBIG). */
 #define BFS_CTL_MAX 4096
+/*
+ * Requests that may wait for op_lock at once; more are refused with EBUSY,
+ * so that waiting requests never take all of libfuse's worker threads.
+ */
+#define BFS_OP_WAITERS_MAX 4
 /* How often (seconds) root operations look at the store for changes. */
 #define BFS_REFRESH_INTERVAL 0.5
 
@@ -160,6 +166,7 @@ struct bfs {
 	int store_error;              /* 0, or the negative errno of the last look */
 
 	pthread_mutex_t op_lock; /* serialises ctl/ operations and restores */
+	atomic_int op_waiters;   /* requests waiting for op_lock (bounded: BFS_OP_WAITERS_MAX) */
 
 	pthread_mutex_t q_lock;            /* guards the queue, stop, q_done, q_sent */
 	pthread_cond_t q_cond;             /* signalled on queue push and stop */
@@ -205,6 +212,9 @@ struct bfs *bfs_of(fuse_req_t req);
 int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e);
 
 /* ctl.c */
+/* Takes op_lock for a request; -EBUSY when too many already wait. */
+int bfs_op_lock(struct bfs *fs);
+void bfs_op_unlock(struct bfs *fs);
 /* Runs one request line (without its newline) written to ctl file ctl. */
 int bfs_ctl_run(struct bfs *fs, int ctl, const char *line, size_t len, const struct fuse_ctx *who);
 

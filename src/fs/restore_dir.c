@@ -110,12 +110,14 @@ int bfs_restore_run(struct bfs *fs, const char *name, const struct fuse_ctx *who
 		return -ENOENT;
 	}
 	memset(&report, 0, sizeof(report));
-	pthread_mutex_lock(&fs->op_lock);
+	rc = bfs_op_lock(fs);
+	if (rc < 0)
+		return rc;
 	rc = bri_restore(fs->store, name, &opts, &ctx, &report, &err);
 	if (bri_restore_report_render(&report, &text, &len) == 0)
 		keep_report(fs, name, id, report.started ? report.started : time(NULL), text, len);
 	bfs_refresh(fs, true);
-	pthread_mutex_unlock(&fs->op_lock);
+	bfs_op_unlock(fs);
 	if (rc < 0)
 		bri_log(BRI_LOG_ERR, "restore %s failed: %s", name,
 		        err.msg[0] ? err.msg : strerror(-rc));
