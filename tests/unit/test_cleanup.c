@@ -208,6 +208,11 @@ static void test_cleanup(const char *base)
 	EXPECT(!tu_exists(od));
 	free(od);
 	free(fd);
+	/* Deletes and cleanups are audited, failures too. */
+	EXPECT(tu_audit_count(s->dir, "delete", "old44", true) == 1);
+	EXPECT(tu_audit_count(s->dir, "delete", "old44", false) >= 1);
+	EXPECT(tu_audit_count(s->dir, "cleanup", NULL, true) >= 2);
+
 	/* delete_locked with the lock held. */
 	int lfd = bri_store_lock(s, &err);
 	EXPECT(lfd >= 0);

@@ -269,6 +269,10 @@ static void test_rollback_and_busy(const char *base)
 	EXPECT_EQ_INT(count_files(s->dir), files);
 	tu_exec(wdb, "ROLLBACK");
 
+	/* Creates are audited, failures too. */
+	EXPECT_EQ_INT(tu_audit_count(s->dir, "create", "plain", true), 1);
+	EXPECT(tu_audit_count(s->dir, "create", "blocked", false) >= 1);
+
 	/* The writer gone, the same name works. */
 	o.busy_timeout_ms = 0;
 	EXPECT_EQ_INT(bri_create(s, &o, &ctx, &out, &err), 0);

@@ -226,6 +226,14 @@ static void test_restore(const char *base)
 		free(ps);
 	}
 
+	/* Restores and creates are audited, failures too. */
+	EXPECT(tu_audit_count(s->dir, "restore", NULL, true) >= 3);
+	EXPECT(tu_audit_count(s->dir, "restore", NULL, false) >= 1);
+	EXPECT(tu_audit_count(s->dir, "create", "v42", true) == 1);
+	EXPECT(tu_audit_count(s->dir, "create", NULL, true) +
+	           tu_audit_count(s->dir, "create-safety", NULL, true) >=
+	       5); /* the safety backups too */
+
 	/* Unknown names: an error, nothing changed. */
 	size_t n2 = count_backups(s);
 	rc = restore(s, "nope", true, &rep, &err);

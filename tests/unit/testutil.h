@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <json-c/json.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -194,6 +195,40 @@ static inline sqlite3 *tu_make_db(const char *path, const char *jmode, int nvide
 		return db;
 	sqlite3_close(db);
 	return NULL;
+}
+
+/*
+ * Counts the lines of the audit log (audit.jsonl in store_dir) whose
+ * operation is op, whose name is name (NULL: any) and whose result is "ok"
+ * (ok) or anything else (!ok).
+ */
+static inline int tu_audit_count(const char *store_dir, const char *op, const char *name, bool ok)
+{
+	char *path = tu_fmt("%s/audit.jsonl", store_dir);
+	size_t len = 0;
+	char *text = tu_read(path, &len);
+	int n = 0;
+	free(path);
+	for (char *p = text, *nl; p && p < text + len; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(text + len - p));
+		if (!nl)
+			nl = text + len;
+		*nl = '\0';
+		json_object *o = json_tokener_parse(p), *v;
+		const char *vop = NULL, *vname = NULL, *vres = NULL;
+		if (o && json_object_object_get_ex(o, "operation", &v))
+			vop = json_object_get_string(v);
+		if (o && json_object_object_get_ex(o, "name", &v))
+			vname = json_object_get_string(v);
+		if (o && json_object_object_get_ex(o, "result", &v))
+			vres = json_object_get_string(v);
+		if (vop && strcmp(vop, op) == 0 && (!name || (vname && strcmp(vname, name) == 0)) &&
+		    (vres && strcmp(vres, "ok") == 0) == ok)
+			n++;
+		json_object_put(o);
+	}
+	free(text);
+	return n;
 }
 
 #endif
