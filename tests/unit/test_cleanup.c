@@ -137,6 +137,25 @@ static void test_cleanup(const char *base)
 	for (size_t i = 0; i < 13; i++)
 		EXPECT_MSG(has_files(s, all[i], false), "dry run removed files of %s", all[i]);
 
+	/* An audit line older than 90 days, dropped by the real cleanup. */
+	{
+		char old[40];
+		bri_time_utc(now - 100 * DAY, old, sizeof(old));
+		char *line = tu_fmt("{\"time_utc\":\"%s\",\"operation\":\"create\","
+		                    "\"name\":\"ancient\",\"result\":\"ok\"}\n",
+		                    old);
+		char *ap = bri_store_path(s, "audit.jsonl", "");
+		size_t alen = 0;
+		char *cur = tu_read(ap, &alen);
+		char *both = tu_fmt("%s%s", line, cur ? cur : "");
+		tu_write(ap, both, strlen(both));
+		EXPECT_EQ_INT(tu_audit_count(s->dir, "create", "ancient", true), 1);
+		free(both);
+		free(cur);
+		free(ap);
+		free(line);
+	}
+
 	/* For real. */
 	items = NULL;
 	rc = bri_cleanup(s, &rules, now, false, &ctx, &items, &n, &err);
@@ -150,6 +169,10 @@ static void test_cleanup(const char *base)
 		else
 			EXPECT_MSG(has_files(s, all[i], false), "%s: removed by cleanup", all[i]);
 	}
+	EXPECT_MSG(tu_audit_count(s->dir, "create", "ancient", true) == 0,
+	           "cleanup left an audit line older than 90 days");
+	EXPECT(tu_audit_count(s->dir, "verify", "fresh", true) == 1);
+
 	/* Again: nothing more to do. */
 	items = NULL;
 	EXPECT_EQ_INT(bri_cleanup(s, &rules, now, false, &ctx, &items, &n, &err), 0);
