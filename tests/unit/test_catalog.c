@@ -106,7 +106,7 @@ static int count_tmp(const char *dir)
 	int n = 0;
 	DIR *d = opendir(dir);
 	struct dirent *de;
-	while (d && (de = readdir(d))) {
+	for (de = d ? readdir(d) : NULL; de; de = readdir(d)) {
 		size_t l = strlen(de->d_name);
 		n += l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0;
 	}

@@ -47,7 +47,7 @@ static int count_files(const char *dir)
 	int n = 0;
 	DIR *d = opendir(dir);
 	struct dirent *de;
-	while (d && (de = readdir(d))) {
+	for (de = d ? readdir(d) : NULL; de; de = readdir(d)) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
 		    strcmp(de->d_name, ".lock") == 0 || strcmp(de->d_name, "audit.jsonl") == 0)
 			continue;
@@ -479,7 +479,7 @@ static void test_killed(const char *base)
 	bri_catalog_free(c);
 	DIR *d = opendir(s->dir);
 	struct dirent *de;
-	while (d && (de = readdir(d))) {
+	for (de = d ? readdir(d) : NULL; de; de = readdir(d)) {
 		size_t l = strlen(de->d_name);
 		EXPECT_MSG(!(l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0), "left: %s",
 		           de->d_name);

@@ -243,7 +243,7 @@ static int count_suffix(const char *dir, const char *suffix)
 	size_t sl = strlen(suffix);
 	if (!d)
 		return -1;
-	while ((de = readdir(d))) {
+	for (de = readdir(d); de; de = readdir(d)) {
 		size_t l = strlen(de->d_name);
 		if (l >= sl && strcmp(de->d_name + l - sl, suffix) == 0)
 			n++;
