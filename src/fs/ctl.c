@@ -50,6 +50,25 @@ static int check_name(const char *line, size_t len, struct bri_err *err)
 	return bri_store_check_name(line, len, err);
 }
 
+/* Whether a request line is well-formed for ctl file ctl; err says why not. */
+static bool valid_request(int ctl, const char *line, size_t len, struct bri_err *err)
+{
+	switch (ctl) {
+	case BFS_CTL_CREATE:
+		return len == 0 || check_name(line, len, err) == 0; /* empty: automatic name */
+	case BFS_CTL_VERIFY:
+		return (len == 3 && !memcmp(line, "all", 3)) || check_name(line, len, err) == 0;
+	case BFS_CTL_DELETE:
+	case BFS_CTL_RESTORE:
+		return check_name(line, len, err) == 0;
+	case BFS_CTL_CLEANUP:
+		return true; /* anything */
+	default:
+		bri_err_set(err, -EBADF, "ctl/%s takes no requests", bfs_ctl_files[ctl].name);
+		return false;
+	}
+}
+
 static int do_create(struct bfs *fs, const char *line, size_t len, const struct bri_op_ctx *ctx,
                      struct bri_err *err)
 {
@@ -58,9 +77,6 @@ static int do_create(struct bfs *fs, const char *line, size_t len, const struct 
 	int rc;
 
 	if (len) {
-		rc = check_name(line, len, err);
-		if (rc < 0)
-			return rc;
 		opts.name = line;
 		opts.kind = BRI_KIND_NAMED;
 	} else {
@@ -102,12 +118,8 @@ static int do_verify(struct bfs *fs, const char *line, size_t len, const struct 
 	size_t n = 0, total;
 	int rc = 0;
 
-	if (!(len == 3 && !memcmp(line, "all", 3))) {
-		rc = check_name(line, len, err);
-		if (rc < 0)
-			return rc;
+	if (!(len == 3 && !memcmp(line, "all", 3)))
 		return verify_one(fs, line, ctx, err);
-	}
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	total = fs->cat->n;
 	names = calloc(total + 1, sizeof(*names));
@@ -152,14 +164,11 @@ static int do_cleanup(struct bfs *fs, const struct bri_op_ctx *ctx, struct bri_e
 	return 0;
 }
 
-static int do_delete(struct bfs *fs, const char *line, size_t len, const struct bri_op_ctx *ctx,
+static int do_delete(struct bfs *fs, const char *line, const struct bri_op_ctx *ctx,
                      struct bri_err *err)
 {
 	int rc;
 
-	rc = check_name(line, len, err);
-	if (rc < 0)
-		return rc;
 	rc = bri_delete(fs->store, line, ctx, err);
 	if (rc < 0)
 		return rc;
@@ -192,15 +201,15 @@ int bfs_ctl_run(struct bfs *fs, int ctl, const char *line, size_t len, const str
 	char shown[BRI_NAME_MAX + 8];
 	int rc;
 
-	if (ctl == BFS_CTL_RESTORE) {
-		if (memchr(line, '\0', len) || bri_store_check_name(line, len, &err) < 0) {
-			printable(line, len, shown, sizeof(shown));
-			bri_log(BRI_LOG_ERR, "ctl/restore '%s' refused: %s", shown,
-			        err.msg[0] ? err.msg : "invalid name");
-			return err.code ? err.code : -EINVAL;
-		}
-		return bfs_restore_run(fs, line, who);
+	/* Refuse a bad name before waiting for anything. */
+	if (!valid_request(ctl, line, len, &err)) {
+		printable(line, len, shown, sizeof(shown));
+		bri_log(BRI_LOG_ERR, "ctl/%s '%s' refused: %s", bfs_ctl_files[ctl].name, shown,
+		        err.msg);
+		return err.code;
 	}
+	if (ctl == BFS_CTL_RESTORE)
+		return bfs_restore_run(fs, line, who);
 	rc = bfs_op_lock(fs);
 	if (rc < 0)
 		return rc;
@@ -215,10 +224,10 @@ int bfs_ctl_run(struct bfs *fs, int ctl, const char *line, size_t len, const str
 		rc = do_cleanup(fs, &ctx, &err);
 		break;
 	case BFS_CTL_DELETE:
-		rc = do_delete(fs, line, len, &ctx, &err);
+		rc = do_delete(fs, line, &ctx, &err);
 		break;
 	default:
-		rc = bri_err_set(&err, -EBADF, "ctl/%s takes no requests", bfs_ctl_files[ctl].name);
+		rc = -EBADF; /* refused by valid_request */
 	}
 	/* Show the result before replying: the caller may look at once. */
 	bfs_refresh(fs, true);
