@@ -397,6 +397,50 @@ static void test_verify_file(const char *base)
 	free(wal_shm);
 	free(wal);
 
+	/*
+	 * AUTOINCREMENT makes a table sqlite_sequence. Our metadata leaves
+	 * sqlite_* tables out; metadata written by the seed's Python tool
+	 * (every table of sqlite_master) lists it with its true count. Both
+	 * verify ok.
+	 */
+	char *ai = tu_fmt("%s/autoinc.db", base);
+	{
+		sqlite3 *adb;
+		EXPECT(sqlite3_open(ai, &adb) == SQLITE_OK);
+		tu_exec(adb, "CREATE TABLE videos (id INTEGER PRIMARY KEY AUTOINCREMENT, title);"
+		             "CREATE TABLE memory (id INTEGER PRIMARY KEY AUTOINCREMENT, content);"
+		             "INSERT INTO videos(title) VALUES ('a'), ('b');"
+		             "INSERT INTO memory(content) VALUES ('m');");
+		sqlite3_close(adb);
+	}
+	struct bri_meta am;
+	meta_for(ai, &am);
+	am.tables[0].rows = 2;
+	am.tables[1].rows = 1;
+	r = run(ai, &am, NULL);
+	EXPECT_MSG(r.status == BRI_VERIFY_OK, "AUTOINCREMENT, our metadata: %s", r.reason);
+	am.tables = realloc(am.tables, 3 * sizeof(*am.tables));
+	am.tables[2] = (struct bri_table_count){strdup("sqlite_sequence"), 2};
+	am.ntables = 3;
+	r = run(ai, &am, NULL);
+	/*
+	 * KNOWN BUG: with "sqlite_sequence": 2 in the metadata (true: two
+	 * AUTOINCREMENT tables), verification fails with "table sqlite_sequence
+	 * of the metadata is missing": the counts skip sqlite_* tables of the
+	 * database but not of the metadata. A seed backup of a database with
+	 * AUTOINCREMENT then never verifies, and restore (which verifies first)
+	 * refuses it.
+	 */
+	if (KNOWN_BUGS_ENABLED())
+		EXPECT_MSG(r.status == BRI_VERIFY_OK,
+		           "seed-style metadata with sqlite_sequence: %s", r.reason);
+	/* A wrong sqlite_sequence count is a mismatch either way. */
+	am.tables[2].rows = 7;
+	r = run(ai, &am, NULL);
+	expect_failed(&r, "wrong sqlite_sequence count");
+	bri_meta_free(&am);
+	free(ai);
+
 	/* The good file is still good and unchanged. */
 	r = run(db, &m, NULL);
 	EXPECT_EQ_INT(r.status, BRI_VERIFY_OK);
