@@ -196,6 +196,8 @@ struct bri_entry *bfs_entry_by_id(struct bfs *fs, uint64_t id);
  * when the store is unreadable or gone (then every root operation fails).
  */
 int bfs_refresh(struct bfs *fs, bool force);
+/* As bfs_refresh, looking at the store now whatever the interval. */
+int bfs_refresh_look(struct bfs *fs);
 int bfs_catalog_init(struct bfs *fs);
 void bfs_catalog_fini(struct bfs *fs);
 

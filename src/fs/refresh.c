@@ -116,7 +116,7 @@ static int rescan(struct bfs *fs, const struct stat *st)
 	return 0;
 }
 
-int bfs_refresh(struct bfs *fs, bool force)
+static int refresh(struct bfs *fs, bool look_now, bool force)
 {
 	struct stat st;
 	double now = bri_now_mono();
@@ -124,7 +124,7 @@ int bfs_refresh(struct bfs *fs, bool force)
 	int rc;
 
 	pthread_mutex_lock(&fs->refresh_lock);
-	if (!force && now - fs->last_check < BFS_REFRESH_INTERVAL) {
+	if (!force && !look_now && now - fs->last_check < BFS_REFRESH_INTERVAL) {
 		rc = fs->store_error;
 		goto out_unlock;
 	}
@@ -152,6 +152,16 @@ int bfs_refresh(struct bfs *fs, bool force)
 out_unlock:
 	pthread_mutex_unlock(&fs->refresh_lock);
 	return rc;
+}
+
+int bfs_refresh(struct bfs *fs, bool force)
+{
+	return refresh(fs, false, force);
+}
+
+int bfs_refresh_look(struct bfs *fs)
+{
+	return refresh(fs, true, false);
 }
 
 int bfs_catalog_init(struct bfs *fs)

@@ -234,7 +234,7 @@ static int backup_id(struct bfs *fs, const char *name, uint64_t *id)
 
 static int lookup_root(struct bfs *fs, const char *name, struct fuse_entry_param *e)
 {
-	uint64_t id;
+	uint64_t id = 0;
 	int rc;
 
 	if (!strcmp(name, "ctl"))
@@ -247,6 +247,12 @@ static int lookup_root(struct bfs *fs, const char *name, struct fuse_entry_param
 	if (!strcmp(name, "latest"))
 		return bfs_getattr_ino(fs, BFS_INO_LATEST, e);
 	rc = backup_id(fs, name, &id);
+	if (rc == -ENOENT) {
+		/* Perhaps just made by another process: look at the store now. */
+		rc = bfs_refresh_look(fs);
+		if (rc == 0)
+			rc = backup_id(fs, name, &id);
+	}
 	if (rc < 0)
 		return rc;
 	return bfs_getattr_ino(fs, bfs_ino(id, BFS_B_DIR), e);

@@ -409,6 +409,7 @@ def test_backup_made_by_cli_appears(mounted, cli):
     assert sorted(os.listdir(m)) == ["ctl", "restore"]
     cli.run("create", "--name", "from_cli")
     t0 = time.monotonic()
+    assert (m / "from_cli" / "bri.db").is_file()  # a lookup looks at the store at once
     assert wait_until(lambda: "from_cli" in os.listdir(m), 5)
     assert time.monotonic() - t0 < 1.5
     assert os.readlink(m / "latest") == "from_cli"
