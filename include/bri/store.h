@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 
 #include "bri/common.h"
 
@@ -44,8 +45,14 @@ int bri_store_check_name(const char *name, size_t len, struct bri_err *err);
 /* "<dir>/<name><suffix>", malloc'd; NULL on ENOMEM. */
 char *bri_store_path(const struct bri_store *s, const char *name, const char *suffix);
 
-/* 1 when NAME.db exists in the store as a regular file, 0 when not. */
+/*
+ * 1 when NAME.db exists in the store as a regular file that is not the live
+ * database itself (a store in the database's own folder), 0 when not.
+ */
 int bri_store_has(const struct bri_store *s, const char *name);
+
+/* Whether st describes the live database file. */
+bool bri_store_is_live(const struct bri_store *s, const struct stat *st);
 
 /*
  * Takes the store's exclusive lock (flock on ".lock"), waiting for other

@@ -195,10 +195,14 @@ int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct
 	size_t cap = 0, reused = 0;
 	struct dirent *d;
 	DIR *dir = NULL;
+	struct stat live = {0};
+	bool have_live;
 	int fd, rc = 0;
 
 	if (!c)
 		return bri_err_set(err, -ENOMEM, "out of memory");
+	/* A store in the live database's own folder must not list the database. */
+	have_live = stat(s->db_path, &live) == 0;
 	fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || !(dir = fdopendir(fd))) {
 		rc = bri_err_set(err, -errno, "cannot read backup folder %s: %s", s->dir,
@@ -225,6 +229,9 @@ int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct
 			continue;
 		if (fstatat(s->dirfd, d->d_name, &probe.db_st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISREG(probe.db_st.st_mode))
+			continue;
+		if (have_live && probe.db_st.st_ino == live.st_ino &&
+		    probe.db_st.st_dev == live.st_dev)
 			continue;
 		stat_sidecar(s->dirfd, name, ".db.meta", &probe.meta_st);
 		stat_sidecar(s->dirfd, name, ".db.verify", &probe.verify_st);

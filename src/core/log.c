@@ -119,20 +119,21 @@ void bri_log_write(enum bri_log_level level, const char *fmt, ...)
 
 int bri_log_recent(char **out, size_t *len)
 {
-	size_t total = 0, start, pos = 0;
+	size_t total = 0, start, pos = 0, cap;
 	char *buf;
 
 	pthread_mutex_lock(&log_lock);
-	start = (ring_next + ring_cap - ring_count) % (ring_cap ? ring_cap : 1);
+	cap = ring_cap ? ring_cap : 1; /* ring_count is 0 when ring_cap is */
+	start = (ring_next + ring_cap - ring_count) % cap;
 	for (size_t i = 0; i < ring_count; i++)
-		total += strlen(ring[(start + i) % ring_cap]);
+		total += strlen(ring[(start + i) % cap]);
 	buf = malloc(total + 1);
 	if (!buf) {
 		pthread_mutex_unlock(&log_lock);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < ring_count; i++) {
-		const char *l = ring[(start + i) % ring_cap];
+		const char *l = ring[(start + i) % cap];
 		size_t n = strlen(l);
 
 		memcpy(buf + pos, l, n);

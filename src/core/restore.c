@@ -125,6 +125,9 @@ static int resolve(struct bri_store *s, const char *what, struct source *src, st
 		if (!S_ISREG(st.st_mode))
 			return bri_err_set(err, -EINVAL, "cannot restore %s: not a regular file",
 					   what);
+		if (bri_store_is_live(s, &st))
+			return bri_err_set(err, -EINVAL,
+					   "cannot restore %s: it is the live database itself", what);
 		src->path = realpath(what, NULL);
 		if (!src->path)
 			return bri_err_set(err, -errno, "cannot restore %s: %s", what,

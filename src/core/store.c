@@ -197,6 +197,14 @@ char *bri_store_path(const struct bri_store *s, const char *name, const char *su
 	return out;
 }
 
+bool bri_store_is_live(const struct bri_store *s, const struct stat *st)
+{
+	struct stat live;
+
+	return stat(s->db_path, &live) == 0 && live.st_dev == st->st_dev &&
+	       live.st_ino == st->st_ino;
+}
+
 int bri_store_has(const struct bri_store *s, const char *name)
 {
 	char file[BRI_NAME_MAX + 8];
@@ -205,7 +213,7 @@ int bri_store_has(const struct bri_store *s, const char *name)
 	snprintf(file, sizeof(file), "%s.db", name);
 	if (fstatat(s->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return 0;
-	return S_ISREG(st.st_mode) ? 1 : 0;
+	return S_ISREG(st.st_mode) && !bri_store_is_live(s, &st) ? 1 : 0;
 }
 
 int bri_store_lock(struct bri_store *s, struct bri_err *err)
@@ -324,12 +332,15 @@ int bri_store_write_file(struct bri_store *s, const char *file_name, const void 
 	fd = bri_store_tmpfile(s, file_name, "write", &tmp, err);
 	if (fd < 0)
 		return fd;
+	/* tmp is set whenever a descriptor came back; clang-analyzer cannot see
+	 * that bri_err_set returns its (negative) code, hence the NOLINTs. */
 	rc = write_all(fd, data, len);
 	if (rc < 0) {
 		bri_err_set(err, rc, "cannot write %s/%s: %s", s->dir, file_name, strerror(-rc));
-		unlinkat(s->dirfd, tmp, 0);
+		unlinkat(s->dirfd, tmp, 0); // NOLINT(clang-analyzer-core.CallAndMessage)
 		goto out_close;
 	}
+	// NOLINTNEXTLINE(clang-analyzer-core.CallAndMessage)
 	rc = bri_store_publish(s, fd, tmp, file_name, false, err);
 out_close:
 	close(fd);

@@ -48,8 +48,31 @@ static void fail(struct bri_verify_result *res, const char *fmt, ...)
 			*p = ' ';
 }
 
-static void compare_counts(const struct bri_meta *meta, const struct bri_table_count *t, size_t n,
-			   struct bri_verify_result *res)
+/* Compares the row count of one of SQLite's own tables that the metadata lists. */
+static void compare_internal(sqlite3 *db, const struct bri_table_count *want,
+			     struct bri_verify_result *res)
+{
+	char *sql = sqlite3_mprintf("SELECT count(*) FROM \"%w\"", want->name);
+	sqlite3_stmt *st = NULL;
+	int64_t rows = -1;
+
+	if (sql && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		rows = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_free(sql);
+	if (rows < 0) {
+		res->counts_ok = 0;
+		fail(res, "table %s of the metadata is missing", want->name);
+	} else if (rows != want->rows) {
+		res->counts_ok = 0;
+		fail(res, "table %s has %lld rows, the metadata says %lld", want->name,
+		     (long long)rows, (long long)want->rows);
+	}
+}
+
+static void compare_counts(sqlite3 *db, const struct bri_meta *meta,
+			   const struct bri_table_count *t, size_t n, struct bri_verify_result *res)
 {
 	res->counts_ok = 1;
 	for (size_t i = 0; i < n; i++) {
@@ -67,6 +90,11 @@ static void compare_counts(const struct bri_meta *meta, const struct bri_table_c
 	for (size_t i = 0; i < meta->ntables; i++) {
 		bool found = false;
 
+		/* The seed listed SQLite's own tables too (sqlite_sequence). */
+		if (strncmp(meta->tables[i].name, "sqlite_", 7) == 0) {
+			compare_internal(db, &meta->tables[i], res);
+			continue;
+		}
 		for (size_t j = 0; j < n && !found; j++)
 			found = strcmp(meta->tables[i].name, t[j].name) == 0;
 		if (!found) {
@@ -106,7 +134,7 @@ static void check_database(const char *db_path, const struct bri_meta *meta,
 		fail(res, "cannot count rows: %s", e.msg);
 		goto out_close;
 	}
-	compare_counts(meta, t, n, res);
+	compare_counts(db, meta, t, n, res);
 	bri_table_counts_free(t, n);
 out_close:
 	sqlite3_close(db);
