@@ -277,14 +277,10 @@ static void test_store_is_db_folder(const char *base)
 	bool listed = c && bri_catalog_find(c, "bri") != NULL;
 	bri_catalog_free(c);
 	/*
-	 * KNOWN BUG: the live database is listed as a backup named "bri"
-	 * (meta_ok false), bri_delete(s, "bri") deletes the live database, and
-	 * a cleanup with keep_min 0 removes it as expired. Expected: the scan
-	 * skips the file that is s->db_path (same st_dev/st_ino), and delete /
-	 * cleanup / restore refuse it. Only checked with BRI_TEST_KNOWN_BUGS
-	 * (the calls below would delete the live database of this test).
+	 * The live database is never a backup: not listed, not deleted, not
+	 * cleaned up, even when the store is its own folder.
 	 */
-	if (KNOWN_BUGS_ENABLED()) {
+	{
 		EXPECT_MSG(!listed, "the live database is listed as a backup");
 		int rc = bri_delete(s, "bri", &ctx, &err);
 		EXPECT_MSG(rc < 0, "bri_delete removed the live database");
@@ -294,9 +290,6 @@ static void test_store_is_db_folder(const char *base)
 		bri_cleanup(s, &none, time(NULL), false, &ctx, &items, &n, &err);
 		free(items);
 		EXPECT_MSG(tu_exists(live), "the live database was removed");
-	} else if (listed) {
-		fprintf(stderr, "KNOWN BUG (skipped): the live database is listed as a backup "
-		                "when the store is its folder\n");
 	}
 	EXPECT_EQ_INT(bri_store_has(s, "real"), 1);
 	bri_store_close(s);

@@ -495,22 +495,12 @@ static void test_self_restore(const char *base)
 	bool intact = after == 42 && ic && strcmp(ic, "ok") == 0;
 	sqlite3_finalize(st);
 	/*
-	 * KNOWN BUG: bri_restore(s, "<the live database's own path>") returns 0
-	 * and leaves the live database EMPTY (no tables): the backup API copies
-	 * the file onto itself through two connections. The safety backup taken
-	 * first still holds the data. Expected: refused with -EINVAL (compare
-	 * st_dev/st_ino of the source with the live file), nothing changed.
+	 * Restoring the live database onto itself (the backup API would copy the
+	 * file onto itself and empty it) is refused with nothing changed.
 	 */
-	if (KNOWN_BUGS_ENABLED()) {
-		EXPECT_MSG(intact, "restore of the live database onto itself (rc %d): %lld rows",
-		           rc, (long long)after);
-		EXPECT_MSG(rc == -EINVAL || rc == 0, "rc %d", rc);
-	} else if (!intact) {
-		fprintf(stderr,
-		        "KNOWN BUG (skipped): restoring the live database onto itself "
-		        "returned %d and left %lld rows\n",
-		        rc, (long long)after);
-	}
+	EXPECT_MSG(intact, "restore of the live database onto itself (rc %d): %lld rows", rc,
+	           (long long)after);
+	EXPECT_MSG(rc == -EINVAL, "rc %d", rc);
 	/* Whatever happened, the safety backup holds the old content. */
 	if (rep.safety_name[0]) {
 		char *sp = bri_store_path(s, rep.safety_name, ".db");

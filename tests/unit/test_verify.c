@@ -424,16 +424,11 @@ static void test_verify_file(const char *base)
 	am.ntables = 3;
 	r = run(ai, &am, NULL);
 	/*
-	 * KNOWN BUG: with "sqlite_sequence": 2 in the metadata (true: two
-	 * AUTOINCREMENT tables), verification fails with "table sqlite_sequence
-	 * of the metadata is missing": the counts skip sqlite_* tables of the
-	 * database but not of the metadata. A seed backup of a database with
-	 * AUTOINCREMENT then never verifies, and restore (which verifies first)
-	 * refuses it.
+	 * Seed-style metadata lists sqlite_sequence (two AUTOINCREMENT tables):
+	 * its true count verifies.
 	 */
-	if (KNOWN_BUGS_ENABLED())
-		EXPECT_MSG(r.status == BRI_VERIFY_OK,
-		           "seed-style metadata with sqlite_sequence: %s", r.reason);
+	EXPECT_MSG(r.status == BRI_VERIFY_OK, "seed-style metadata with sqlite_sequence: %s",
+	           r.reason);
 	/* A wrong sqlite_sequence count is a mismatch either way. */
 	am.tables[2].rows = 7;
 	r = run(ai, &am, NULL);
