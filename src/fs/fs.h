@@ -152,7 +152,7 @@ struct bfs {
 	int busy_timeout_ms;              /* wait for the live database's locks; 0: default */
 	time_t start_time;                /* when the daemon started */
 
-	pthread_rwlock_t cat_lock;  /* guards cat, idmap, reports */
+	pthread_rwlock_t cat_lock;  /* guards cat (and its entries' verify), idmap, reports */
 	struct bri_catalog *cat;    /* current catalog, never NULL after start */
 	struct bfs_idmap idmap;     /* id -> index in cat */
 	time_t cat_changed;         /* when the catalog last changed (ctl/ file times) */
@@ -168,7 +168,7 @@ struct bfs {
 	pthread_mutex_t op_lock; /* serialises ctl/ operations and restores */
 	atomic_int op_waiters;   /* requests waiting for op_lock (bounded: BFS_OP_WAITERS_MAX) */
 
-	pthread_mutex_t q_lock;            /* guards the queue, stop, q_done, q_sent */
+	pthread_mutex_t q_lock;            /* guards the queue, q_pushed, q_sent, stop */
 	pthread_cond_t q_cond;             /* signalled on queue push and stop */
 	pthread_cond_t q_done_cond;        /* signalled when the notify worker drained */
 	struct bfs_inval *q_head, *q_tail; /* pending invalidations */
@@ -177,8 +177,9 @@ struct bfs {
 	bool stop;                         /* the workers must exit */
 	pthread_cond_t verify_cond;        /* wakes the verifier (under q_lock) */
 	bool verify_kick;                  /* something new to verify (under q_lock) */
-	pthread_t notify_thread, verify_thread;
-	bool threads_started;
+	pthread_t notify_thread;           /* sends the invalidations (worker.c) */
+	pthread_t verify_thread;           /* background verification (worker.c) */
+	bool threads_started;              /* both run (main thread only) */
 };
 
 /* inode.c */
@@ -191,8 +192,8 @@ struct bri_entry *bfs_entry_by_id(struct bfs *fs, uint64_t id);
 
 /* refresh.c */
 /*
- * Looks at the store when BFS_REFRESH_INTERVAL passed (or always with
- * force) and rescans it when it changed. Returns 0, or a negative errno
+ * Looks at the store when BFS_REFRESH_INTERVAL passed and rescans it when
+ * it changed; with force, rescans now. Returns 0, or a negative errno
  * when the store is unreadable or gone (then every root operation fails).
  */
 int bfs_refresh(struct bfs *fs, bool force);
