@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,16 @@ def test_user_mount_create_restore_and_refusals(user_env):
         assert con.execute("select count(*) from videos").fetchone()[0] == 42
         con.close()
         as_user(uid, f"mv {mnt}/first {mnt}/restore/")  # again
+        # An unreadable store fails the listing instead of showing it empty.
+        os.chmod(store, 0o000)
+        try:
+            time.sleep(0.6)
+            p = as_user(uid, f"ls {mnt}", check=False)
+            assert p.returncode != 0 and "Input/output error" in p.stderr, p.stderr
+        finally:
+            os.chmod(store, 0o700)
+        time.sleep(0.6)
+        assert "first" in as_user(uid, f"ls {mnt}").stdout.split()
         # Only the mounting user sees the mount (no allow_other).
         other = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534",
                                 "--clear-groups", "--", "ls", str(mnt)],
