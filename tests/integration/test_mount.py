@@ -566,7 +566,11 @@ def test_help_and_version():
                        timeout=T)
     assert p.returncode == 0 and "bri-backupfs" in p.stdout
     p = subprocess.run([str(BRI_BACKUPFS)], capture_output=True, text=True, timeout=T)
-    assert p.returncode != 0 and "usage" in p.stderr
+    assert p.returncode == 2 and "usage" in p.stderr
+    for bad in ("scrub_interval=soon", "retention_days=-1", "log_level=loud"):
+        p = subprocess.run([str(BRI_BACKUPFS), "-o", bad, "/nonexistent/bri.db", "/nonexistent"],
+                           capture_output=True, text=True, timeout=T)
+        assert p.returncode == 2 and p.stderr, bad
 
 
 def test_log_option_writes_file(live_db, store, tmp_path):
