@@ -45,6 +45,7 @@ struct bfs_fh {
 	bool writer;          /* opened to write a ctl request */
 	bool ran;             /* a request of this open file ran (one per open) */
 	pthread_mutex_t lock; /* guards buf and len of a writer */
+	atomic_int refs;      /* release's reference plus one per reply in flight */
 };
 
 /* One name of a listing. */
@@ -619,9 +620,15 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
-static void fh_free(struct bfs_fh *h)
+/*
+ * Drops a reference to h and frees it with the last one. A read's reply
+ * holds one while libfuse writes from h->buf: the reader may close the file
+ * as soon as the kernel has the data, and release may then run in another
+ * thread before the reply's write call has returned.
+ */
+static void fh_put(struct bfs_fh *h)
 {
-	if (!h)
+	if (!h || atomic_fetch_sub(&h->refs, 1) != 1)
 		return;
 	if (h->fd >= 0)
 		close(h->fd);
@@ -676,6 +683,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	h->fd = -1;
 	h->ctl = -1;
+	atomic_init(&h->refs, 1);
 	pthread_mutex_init(&h->lock, NULL);
 	if (n.type == BFS_N_CTLFILE) {
 		const struct bfs_ctl_file *c = &bfs_ctl_files[n.ctl];
@@ -709,13 +717,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -EISDIR;
 	}
 	if (rc < 0) {
-		fh_free(h);
+		fh_put(h);
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	fi->fh = (uintptr_t)h;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		fh_free(h);
+		fh_put(h);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -724,6 +732,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	atomic_fetch_add(&h->refs, 1);
 	if (h->fd >= 0) {
 		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
 
@@ -731,19 +740,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		bv.buf[0].fd = h->fd;
 		bv.buf[0].pos = off;
 		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
-		return;
-	}
-	if (h->writer) {
+	} else if (h->writer || off < 0 || (size_t)off >= h->len) {
 		fuse_reply_buf(req, NULL, 0);
-		return;
+	} else {
+		if (size > h->len - (size_t)off)
+			size = h->len - (size_t)off;
+		fuse_reply_buf(req, h->buf + off, size);
 	}
-	if (off < 0 || (size_t)off >= h->len) {
-		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
-	if (size > h->len - (size_t)off)
-		size = h->len - (size_t)off;
-	fuse_reply_buf(req, h->buf + off, size);
+	fh_put(h);
 }
 
 /*
@@ -853,7 +857,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	(void)ino;
 	if (h->writer)
 		run_pending(bfs_of(req), h, fuse_req_ctx(req));
-	fh_free(h);
+	fh_put(h);
 	fuse_reply_err(req, 0);
 }
 
