@@ -558,13 +558,16 @@ int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeo
 		goto out_close_dst;
 	}
 	rc = 0;
-	*info = out;
 out_close_dst:
 	if (sqlite3_close(dst) != SQLITE_OK && rc == 0)
 		rc = bri_err_set(err, -EIO, "cannot close the backup file");
 out_close_src:
 	sqlite3_close(src);
-	if (rc < 0)
+	/* info is set only on success: a failed close must not hand out tables
+	 * that are freed here (the caller would free them again). */
+	if (rc == 0)
+		*info = out;
+	else
 		bri_snapshot_info_free(&out);
 	return rc;
 }
