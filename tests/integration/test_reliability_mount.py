@@ -1,0 +1,283 @@
+"""Reliability and hostile input through the mount (issue 4): the daemon
+killed (the mount answers ENOTCONN, never an empty listing; a remount serves
+everything), killed in the middle of a ctl/create and of a restore by mv,
+the daemon and bri-backup acting on one store at once, hostile names written
+to ctl/create, and a hostile store seen through the mount. Every mount is
+unmounted in a finally block; every subprocess runs under a timeout."""
+
+import contextlib
+import errno
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BRI_BACKUP, BRI_BACKUPFS, Cli, Mount, make_sample_db
+from test_reliability import (SEED, assert_store_sound, file_sha, fingerprint, integrity,
+                              listed, make_big_db, make_content_a, orphans, sweep, temp_files)
+
+pytestmark = pytest.mark.skipif(not BRI_BACKUPFS.exists(), reason="bri-backupfs is not built")
+
+TIMEOUT = 120
+VALGRIND = "build-valgrind" in str(BRI_BACKUPFS)
+
+
+def kill_daemon(m):
+    """kill -9 of the daemon; the mount stays, dead."""
+    with contextlib.suppress(ProcessLookupError):
+        m.proc.send_signal(signal.SIGKILL)
+    m.proc.wait(timeout=30)
+
+
+def assert_enotconn(path):
+    with pytest.raises(OSError) as e:
+        os.listdir(path)
+    assert e.value.errno == errno.ENOTCONN, e.value
+
+
+def write_ctl(path, data, timeout=TIMEOUT):
+    """Writes data to a ctl file in a child process (so a hung request cannot
+    hang the test); returns (ok, errno name or '')."""
+    code = ("import os, sys\n"
+            "data = bytes.fromhex(sys.argv[2])\n"
+            "try:\n"
+            "    fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+            "    try:\n"
+            "        os.write(fd, data)\n"
+            "    finally:\n"
+            "        os.close(fd)\n"
+            "except OSError as e:\n"
+            "    import errno; print(errno.errorcode.get(e.errno, e.errno)); sys.exit(1)\n")
+    p = subprocess.run(["python3", "-c", code, str(path), data.hex()], capture_output=True,
+                       text=True, timeout=timeout)
+    return p.returncode == 0, p.stdout.strip()
+
+
+# ---- the daemon dies ----
+
+def test_killed_daemon_answers_enotconn_and_a_remount_serves_everything(cli, live_db, store,
+                                                                          tmp_path):
+    for i in range(3):
+        cli.run("create", "--name", f"b{i}")
+    shas = {f"b{i}": file_sha(store / f"b{i}.db") for i in range(3)}
+    m = Mount(live_db, store, tmp_path / "mnt")
+    m.start()
+    try:
+        assert {"b0", "b1", "b2"} <= set(os.listdir(m.path))
+        kill_daemon(m)
+        # Never an empty listing: every access fails with ENOTCONN.
+        assert_enotconn(m.path)
+        for p in (m.path / "b0", m.path / "b0/bri.db", m.path / "ctl/stats.json"):
+            with pytest.raises(OSError) as e:
+                os.stat(p)
+            assert e.value.errno == errno.ENOTCONN
+        ls = subprocess.run(["ls", str(m.path)], capture_output=True, text=True, timeout=30)
+        assert ls.returncode != 0 and ls.stdout == ""
+        dest = tmp_path / "offsite"
+        dest.mkdir()
+        (dest / "keep").write_text("x")
+        r = subprocess.run(["rsync", "-a", "--delete", f"{m.path}/", f"{dest}/"],
+                           capture_output=True, timeout=60)
+        assert r.returncode != 0 and (dest / "keep").exists()
+    finally:
+        m.stop()
+    # A new daemon serves everything again.
+    m2 = Mount(live_db, store, tmp_path / "mnt")
+    m2.start()
+    try:
+        assert {"b0", "b1", "b2"} <= set(os.listdir(m2.path))
+        for n, sha in shas.items():
+            assert file_sha(m2.path / n / "bri.db") == sha
+    finally:
+        m2.stop()
+
+
+@pytest.fixture
+def big_cli(tmp_path):
+    db = make_big_db(tmp_path / "data" / "bri.db", blobs=6000)
+    return Cli(db, tmp_path / "data" / "backups")
+
+
+def test_daemon_killed_during_ctl_create(big_cli, tmp_path):
+    cli = big_cli
+    rng = random.Random(SEED + 7)
+    before = (file_sha(cli.db), fingerprint(cli.db))
+    rounds = 4
+    for i in range(rounds):
+        name = f"k{i}"
+        m = Mount(cli.db, cli.store, tmp_path / "mnt")
+        m.start()
+        try:
+            t = threading.Thread(target=write_ctl, args=(m.path / "ctl/create",
+                                                        f"{name}\n".encode(), 60))
+            t.start()
+            time.sleep(rng.uniform(0, 0.4))
+            kill_daemon(m)
+            t.join(timeout=90)
+            assert not t.is_alive()
+        finally:
+            m.stop()
+        # Complete and verifying, or absent.
+        names = assert_store_sound(cli, [name])
+        if name not in names:
+            assert not (cli.store / f"{name}.db").exists()
+        assert (file_sha(cli.db), fingerprint(cli.db)) == before
+        sweep(cli)
+        assert temp_files(cli.store) == [] and orphans(cli.store) == []
+
+
+def test_daemon_killed_during_restore_by_mv(tmp_path):
+    rng = random.Random(SEED + 8)
+    db = make_big_db(tmp_path / "data" / "bri.db", blobs=6000)
+    cli = Cli(db, tmp_path / "data" / "backups")
+    fp_b = fingerprint(db)
+    cli.run("create", "--name", "good")
+    for i in range(3):
+        make_content_a(db)
+        fp_a = fingerprint(db)
+        known = set(listed(cli))
+        m = Mount(db, cli.store, tmp_path / "mnt")
+        m.start()
+        try:
+            p = subprocess.Popen(["mv", str(m.path / "good"), str(m.path / "restore") + "/"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(0, 0.6))
+            kill_daemon(m)
+            p.wait(timeout=60)
+        finally:
+            m.stop()
+        assert integrity(db) == "ok"
+        assert fingerprint(db) in (fp_a, fp_b), f"round {i}: a mix"
+        new = [n for n in listed(cli) if n not in known]
+        assert_store_sound(cli, new)
+        assert "good" in listed(cli)  # a restore never consumes a backup
+        sweep(cli)
+        assert temp_files(cli.store) == []
+
+
+# ---- the daemon and bri-backup on one store ----
+
+def test_daemon_and_cli_on_one_store_at_once(cli, live_db, store, tmp_path):
+    from test_cli import age_backup
+    for i in range(2):
+        cli.run("create", "--name", f"old{i}")
+        age_backup(store / f"old{i}.db", 90 + i)
+    cli.run("create", "--name", "gone_cli")
+    cli.run("create", "--name", "gone_ctl")
+    m = Mount(live_db, store, tmp_path / "mnt")
+    m.start()
+    try:
+        n = 2 if VALGRIND else 4
+        results = {}
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(
+            f"m{i}", write_ctl(m.path / "ctl/create", f"m{i}\n".encode())))
+            for i in range(n)]
+        threads.append(threading.Thread(target=lambda: results.__setitem__(
+            "del", write_ctl(m.path / "ctl/delete", b"gone_ctl\n"))))
+        procs = []
+        base = ["--db", str(live_db), "--backup-dir", str(store)]
+        for i in range(n):
+            procs.append(subprocess.Popen([str(BRI_BACKUP), *base, "create", "--name", f"c{i}"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                          text=True))
+        procs.append(subprocess.Popen([str(BRI_BACKUP), *base, "delete", "gone_cli"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      text=True))
+        procs.append(subprocess.Popen([str(BRI_BACKUP), *base, "--keep-min", "0", "cleanup"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      text=True))
+        for t in threads:
+            t.start()
+        for p in procs:
+            _, err = p.communicate(timeout=TIMEOUT)
+            assert p.returncode == 0, err
+        for t in threads:
+            t.join(timeout=TIMEOUT)
+            assert not t.is_alive()
+        assert all(ok for ok, _ in results.values()), results
+        expected = {f"m{i}" for i in range(n)} | {f"c{i}" for i in range(n)}
+        names = set(assert_store_sound(cli))
+        assert names == expected, names
+        # The mount shows exactly the same backups.
+        shown = {e for e in os.listdir(m.path) if e not in ("ctl", "restore", "latest")}
+        assert shown == expected
+        assert temp_files(store) == []
+    finally:
+        m.stop()
+
+
+# ---- hostile input through the mount ----
+
+HOSTILE = [b"..", b".", b"/", b"a/b", b"../x", b"a\x00b", b"\x00", b"a\nb\n", b"\n\n",
+           b"x" * 10240 + b"\n", b"a" * 129 + b"\n", "bäckup\n".encode(), b"-rf\n", b"ctl\n",
+           b"restore\n", b"latest\n", b" a\n", b"a b\n", b"a\tb\n", b"\xff\n", b"a\x1b[2Jb\n"]
+
+
+def test_hostile_names_through_ctl_create(mounted, store, live_db):
+    m = mounted
+    cli = Cli(live_db, store)
+    before = set(os.listdir(store)) if store.exists() else set()
+    cases = list(HOSTILE)
+    if not VALGRIND:
+        cases += [bytes([b]) + b"\n" for b in range(1, 256) if b != ord("\n") and not (
+            chr(b).isascii() and chr(b).isalnum())]
+    for data in cases:
+        ok, why = write_ctl(m.path / "ctl/create", data)
+        assert not ok, data
+        assert why in ("EINVAL", "ENAMETOOLONG", "EFBIG", "EEXIST"), (data, why)
+    after = set(os.listdir(store)) if store.exists() else set()
+    assert {n for n in after - before if n not in ("audit.jsonl", ".lock")} == set()
+    # The daemon is alive and still works.
+    assert os.path.isdir(m.path / "ctl")
+    ok, why = write_ctl(m.path / "ctl/create", b"fine\n")
+    assert ok, why
+    assert listed(cli) == ["fine"]
+    # The log names refusals without raw control characters.
+    log = (m.path / "ctl/log").read_bytes()
+    assert b"\x1b" not in log and b"\x00" not in log
+
+
+def test_hostile_store_seen_through_the_mount(cli, live_db, store, tmp_path):
+    secret = make_sample_db(tmp_path / "elsewhere" / "secret.db", rows=10)
+    secret_sha = file_sha(secret)
+    cli.run("create", "--name", "real")
+    cli.run("create", "--name", "badmeta")
+    (store / "badmeta.db.meta").write_text("{not json")
+    os.symlink(secret, store / "evil.db")
+    os.symlink("/etc/passwd", store / "passwd.db")
+    os.symlink(secret, store / "real2.db.meta")
+    (store / "dir.db").mkdir()
+    os.mkfifo(store / "fifo.db")
+    m = Mount(live_db, store, tmp_path / "mnt")
+    m.start()
+    try:
+        shown = set(os.listdir(m.path))
+        assert "evil" not in shown and "passwd" not in shown and "dir" not in shown \
+            and "fifo" not in shown
+        assert "real" in shown
+        for n in ("evil", "passwd", "dir", "fifo"):
+            with pytest.raises(FileNotFoundError):
+                os.stat(m.path / n)
+        # Read everything the mount shows: nothing is the secret, nothing hangs.
+        for dirpath, dirs, files in os.walk(m.path):
+            for f in files:
+                p = Path(dirpath) / f
+                if p.parent.name == "ctl" or p.parent.name == "restore":
+                    continue
+                with contextlib.suppress(OSError):
+                    data = p.read_bytes()
+                    assert hashlib.sha256(data).hexdigest() != secret_sha, p
+        # The verify of the broken one fails with a reason; the daemon lives on.
+        ok, why = write_ctl(m.path / "ctl/verify", b"badmeta\n")
+        first = (m.path / "badmeta/verify").read_text().splitlines()[0]
+        assert first.startswith("failed"), first
+        assert os.path.isdir(m.path / "real")
+    finally:
+        m.stop()
+    assert file_sha(secret) == secret_sha
