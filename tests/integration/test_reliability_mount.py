@@ -281,3 +281,56 @@ def test_hostile_store_seen_through_the_mount(cli, live_db, store, tmp_path):
     finally:
         m.stop()
     assert file_sha(secret) == secret_sha
+
+
+# ---- a full disk and the umask, through the mount ----
+
+def test_ctl_create_on_a_full_disk_fails_with_enospc_then_works(tmp_path):
+    from test_reliability import tmpfs
+    db = make_sample_db(tmp_path / "data" / "bri.db", rows=12000)
+    before = file_sha(db)
+    with tmpfs(tmp_path / "small", "2m") as store:
+        cli = Cli(db, store)
+        m = Mount(db, store, tmp_path / "mnt")
+        m.start()
+        try:
+            ok, why = write_ctl(m.path / "ctl/create", b"toobig\n")
+            assert not ok and why == "ENOSPC", why
+            assert "toobig" not in os.listdir(m.path)
+            assert listed(cli) == [] and temp_files(store) == []
+            assert "space" in (m.path / "ctl/log").read_text().lower()
+            subprocess.run(["mount", "-o", "remount,size=64m", str(store)], check=True,
+                           timeout=30)
+            ok, why = write_ctl(m.path / "ctl/create", b"toobig\n")
+            assert ok, why
+            assert "toobig" in os.listdir(m.path)
+        finally:
+            m.stop()
+        assert_store_sound(cli)
+        assert temp_files(store) == []
+    assert file_sha(db) == before
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o077])
+def test_daemon_keeps_the_store_private_whatever_the_umask(live_db, store, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        m = Mount(live_db, store, tmp_path / "mnt")
+        m.start()
+    finally:
+        os.umask(old)
+    try:
+        for line in (b"u1\n", b"\n"):
+            ok, why = write_ctl(m.path / "ctl/create", line)
+            assert ok, why
+        ok, why = write_ctl(m.path / "ctl/verify", b"u1\n")
+        assert ok, why
+        r = subprocess.run(["mv", str(m.path / "u1"), str(m.path / "restore") + "/"],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        assert r.returncode == 0, r.stderr
+    finally:
+        m.stop()
+    assert os.stat(store).st_mode & 0o777 == 0o700
+    for n in os.listdir(store):
+        mode = os.lstat(store / n).st_mode & 0o777
+        assert mode == 0o600, (n, oct(mode))
