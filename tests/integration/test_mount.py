@@ -4,6 +4,7 @@ stat, cat, sha256sum, sqlite3, echo >, mv, rm, chmod, rsync, tar, find, df).
 Every command runs with a time limit; the `mounted` fixture always
 unmounts."""
 
+import errno
 import hashlib
 import json
 import os
@@ -222,34 +223,33 @@ def test_ctl_create_good_empty_and_refused_names(mounted, store, live_db):
     auto = [n for n in os.listdir(m) if n.startswith("bri_backup_")]
     assert len(auto) == 1 and re.fullmatch(r"bri_backup_\d{8}_\d{6}", auto[0])
     before = store_state(store)
-    refused = {
-        "bad/name": "EINVAL",
-        "..": "EINVAL",
-        "with space": "EINVAL",
-        "ctl": "EINVAL",
-        "latest": "EINVAL",
-        "x" * 200: "",
-        "before_update": "exists",
-        "-dash": "EINVAL",
-    }
+    refused = ["bad/name", "..", ".hidden", "-dash", "with space", "ctl", "latest", "restore",
+               "x" * 129, "before_update", "tab\there"]
     for name in refused:
-        p = sh(f"echo '{name}' > {m}/ctl/create", check=False)
+        p = sh(f"printf '%s\\n' '{name}' > {m}/ctl/create", check=False)
         assert p.returncode != 0, name
         assert "write error" in p.stderr, p.stderr
-    p = sh(f"printf 'a\\nb\\n' > {m}/ctl/create", check=False)
+    # More than one line in one write: refused, nothing made.
     fd = os.open(m / "ctl/create", os.O_WRONLY)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as e:
         os.write(fd, b"one\ntwo\n")
+    assert e.value.errno == errno.EINVAL
+    os.close(fd)
+    # One request per open: a second line written later is refused.
+    fd = os.open(m / "ctl/create", os.O_WRONLY)
+    os.write(fd, b"first_line\n")
+    with pytest.raises(OSError) as e:
+        os.write(fd, b"second_line\n")
     os.close(fd)
     # /bin/echo sees the error of close too (no newline: runs at close).
     p = sh(f"/bin/echo -n 'bad/x' > {m}/ctl/create", check=False)
-    assert p.returncode != 0
-    state = store_state(store)
-    for k in [k for k in state if k not in before]:
-        assert k.startswith(("a.", "b.")), k  # printf wrote "a" alone first
+    assert p.returncode != 0 and "Invalid argument" in p.stderr
+    added = set(store_state(store)) - set(before)
+    assert added == {"first_line.db", "first_line.db.meta"}, added
     log = (m / "ctl/log").read_text()
-    assert "bad/name" in log and "'/'" in log or "bad/name" in log
-    assert "before_update" in log and "exist" in log
+    assert "'bad/name' refused" in log and "'/'" in log, log
+    assert "'before_update' failed" in log and "exist" in log, log
+    assert "'tab?here' refused" in log  # control characters never reach the log raw
 
 
 def test_ctl_create_errno(mounted):
