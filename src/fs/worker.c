@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bri/log.h"
 #include "bri/verify.h"
@@ -193,6 +194,16 @@ static bool pick(struct bfs *fs, struct attempts *a, time_t now, char *name, uin
 	return found;
 }
 
+static bool stopping(struct bfs *fs)
+{
+	bool stop;
+
+	pthread_mutex_lock(&fs->q_lock);
+	stop = fs->stop;
+	pthread_mutex_unlock(&fs->q_lock);
+	return stop;
+}
+
 static void *verify_main(void *arg)
 {
 	struct bfs *fs = arg;
@@ -208,12 +219,8 @@ static void *verify_main(void *arg)
 		uint64_t id;
 		int rc;
 
-		pthread_mutex_lock(&fs->q_lock);
-		if (fs->stop) {
-			pthread_mutex_unlock(&fs->q_lock);
+		if (stopping(fs))
 			break;
-		}
-		pthread_mutex_unlock(&fs->q_lock);
 		if (!pick(fs, &a, now, name, &id)) {
 			struct timespec deadline;
 
@@ -235,6 +242,9 @@ static void *verify_main(void *arg)
 		 * Under op_lock: a restore or ctl/verify of the same backup must not
 		 * be overwritten by a result computed from the file it replaced.
 		 */
+		/* Requests go first: the verifier never starves them of op_lock. */
+		while (atomic_load(&fs->op_waiters) > 0 && !stopping(fs))
+			usleep(10000);
 		pthread_mutex_lock(&fs->op_lock);
 		rc = bri_verify_backup(fs->store, name, &ctx, &res, &err);
 		if (rc == 0) {
