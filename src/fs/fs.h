@@ -199,6 +199,11 @@ struct bri_entry *bfs_entry_by_id(struct bfs *fs, uint64_t id);
 int bfs_refresh(struct bfs *fs, bool force);
 /* As bfs_refresh, looking at the store now whatever the interval. */
 int bfs_refresh_look(struct bfs *fs);
+/*
+ * Reloads the verification result of backup id when its .verify file changed
+ * (bri-backup verify while mounted): one fstatat, no rescan.
+ */
+void bfs_fresh_verify(struct bfs *fs, uint64_t id);
 int bfs_catalog_init(struct bfs *fs);
 void bfs_catalog_fini(struct bfs *fs);
 

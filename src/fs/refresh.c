@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "bri/log.h"
+#include "bri/verify.h"
 #include "fs.h"
 
 static double now_real(void)
@@ -162,6 +164,43 @@ int bfs_refresh(struct bfs *fs, bool force)
 int bfs_refresh_look(struct bfs *fs)
 {
 	return refresh(fs, true, false);
+}
+
+static bool same_stat(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       ts_equal(&a->st_mtim, &b->st_mtim) && ts_equal(&a->st_ctim, &b->st_ctim);
+}
+
+void bfs_fresh_verify(struct bfs *fs, uint64_t id)
+{
+	char name[BRI_NAME_MAX + 1], file[BRI_NAME_MAX + 16];
+	struct bri_verify_result res;
+	struct stat st, known;
+	struct bri_entry *e;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	e = bfs_entry_by_id(fs, id);
+	if (e) {
+		snprintf(name, sizeof(name), "%s", e->name);
+		known = e->verify_st;
+	}
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!e)
+		return;
+	snprintf(file, sizeof(file), "%s.db.verify", name);
+	if (fstatat(fs->store->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+		memset(&st, 0, sizeof(st));
+	if (same_stat(&st, &known))
+		return;
+	bri_verify_load(fs->store, name, &res);
+	pthread_rwlock_wrlock(&fs->cat_lock);
+	e = bfs_entry_by_id(fs, id);
+	if (e && !strcmp(e->name, name)) {
+		e->verify = res;
+		e->verify_st = st;
+	}
+	pthread_rwlock_unlock(&fs->cat_lock);
 }
 
 int bfs_catalog_init(struct bfs *fs)

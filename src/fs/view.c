@@ -341,6 +341,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		if (rc < 0)
 			goto out_reply;
 	}
+	if (n.type == BFS_N_BACKUP && n.bkind == BFS_B_VERIFY)
+		bfs_fresh_verify(fs, n.id);
 	rc = bfs_getattr_ino(fs, ino, &e);
 out_reply:
 	if (rc < 0)
@@ -454,6 +456,7 @@ static int list_backup(struct bfs *fs, fuse_ino_t ino, uint64_t id, struct bfs_d
 	struct fuse_entry_param e;
 	int rc;
 
+	bfs_fresh_verify(fs, id);
 	rc = dir_add(d, ".", NULL, ino, S_IFDIR);
 	if (rc == 0)
 		rc = dir_add(d, "..", NULL, BFS_INO_ROOT, S_IFDIR);
@@ -705,6 +708,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			rc = open_backup_file(fs, n.id, n.bkind, h);
 			fi->keep_cache = 1;
 		} else if (n.bkind == BFS_B_VERIFY) {
+			bfs_fresh_verify(fs, n.id);
 			rc = bfs_render_verify(fs, n.id, &h->buf, &h->len);
 			fi->direct_io = 1;
 		} else if (n.bkind == BFS_B_REPORT) {

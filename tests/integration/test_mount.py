@@ -711,3 +711,18 @@ def test_create_while_a_writer_commits(mounted, live_db, store):
                               uri=True)
         assert con.execute("pragma integrity_check").fetchone()[0] == "ok"
         con.close()
+
+
+def test_verify_by_cli_shows_at_once(two, store, cli):
+    m = two.path
+    assert wait_until(lambda: all_verified(two), 20)
+    assert (m / "first/verify").read_text().startswith("ok")
+    raw = bytearray((store / "first.db").read_bytes())
+    raw[-64:] = b"\x01" * 64
+    (store / "first.db").write_bytes(raw)
+    p = cli.run("verify", "first", check=False)
+    assert p.returncode == 1
+    text = (m / "first/verify").read_text()  # no waiting
+    assert text.startswith("failed: "), text
+    assert os.stat(m / "first/verify").st_size == len(text.encode())
+    assert "verify" in sh(f"ls {m}/first").stdout
