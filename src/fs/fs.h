@@ -219,6 +219,14 @@ struct bfs *bfs_of(fuse_req_t req);
 /* Attributes and cache lifetimes of ino; 0 or a negative errno. */
 int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e);
 
+/* file.c: open, read, write, flush and release of the view's files */
+void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void bfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+               struct fuse_file_info *fi);
+void bfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void bfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
 /* ctl.c */
 /* Takes op_lock for a request; -EBUSY when too many already wait. */
 int bfs_op_lock(struct bfs *fs);

@@ -1,0 +1,271 @@
+/*
+ * Open files of the view: a backup's .db (the store file, opened on open and
+ * closed on release, so no descriptor per inode; read with fuse_reply_data so
+ * libfuse can splice; kept in the page cache), generated content (meta.json,
+ * verify, ctl/ reads, restore reports: rendered at open, direct I/O), and the
+ * requests written to ctl/ files: buffered per open file up to BFS_CTL_MAX,
+ * run by ctl.c when the line is complete (newline written, or flush), the
+ * result returned by that write or by close. Every handler replies once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bri/log.h"
+#include "fs.h"
+
+/* An open file. */
+struct bfs_fh {
+	int fd;               /* the backup's .db in the store, -1 when none */
+	char *buf;            /* generated content, or the request being written */
+	size_t len;           /* bytes in buf */
+	int ctl;              /* index in bfs_ctl_files, -1 when not a ctl file */
+	bool writer;          /* opened to write a ctl request */
+	bool ran;             /* a request of this open file ran (one per open) */
+	pthread_mutex_t lock; /* guards buf and len of a writer */
+	atomic_int refs;      /* release's reference plus one per reply in flight */
+};
+
+/*
+ * Drops a reference to h and frees it with the last one. A read's reply
+ * holds one while libfuse writes from h->buf: the reader may close the file
+ * as soon as the kernel has the data, and release may then run in another
+ * thread before the reply's write call has returned.
+ */
+static void fh_put(struct bfs_fh *h)
+{
+	if (!h || atomic_fetch_sub(&h->refs, 1) != 1)
+		return;
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h->buf);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+/* Opens NAME.db or reads NAME.db.meta of backup id for h. */
+static int open_backup_file(struct bfs *fs, uint64_t id, enum bfs_bkind kind, struct bfs_fh *h)
+{
+	char file[BRI_NAME_MAX + 16];
+	const struct bri_entry *b;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = bfs_entry_by_id(fs, id);
+	if (b)
+		snprintf(file, sizeof(file), "%s.db%s", b->name, kind == BFS_B_META ? ".meta" : "");
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!b)
+		return -ENOENT;
+	if (kind == BFS_B_META)
+		return bri_store_read_file(fs->store, file, BRI_META_MAX_BYTES, &h->buf, &h->len);
+	h->fd = openat(fs->store->dirfd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	return h->fd < 0 ? -errno : 0;
+}
+
+void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct bfs *fs = bfs_of(req);
+	int acc = fi->flags & O_ACCMODE;
+	struct bfs_node n;
+	struct bfs_fh *h;
+	int rc;
+
+	rc = bfs_node_of(ino, &n);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (n.type == BFS_N_BACKUP || n.type == BFS_N_CTLFILE) {
+		rc = bfs_refresh(fs, false);
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->fd = -1;
+	h->ctl = -1;
+	atomic_init(&h->refs, 1);
+	pthread_mutex_init(&h->lock, NULL);
+	if (n.type == BFS_N_CTLFILE) {
+		const struct bfs_ctl_file *c = &bfs_ctl_files[n.ctl];
+
+		h->ctl = n.ctl;
+		fi->direct_io = 1;
+		fi->nonseekable = 0;
+		if (acc != O_RDONLY && !c->writable) {
+			rc = -EACCES;
+		} else if (acc != O_RDONLY) {
+			h->writer = true; /* starts with an empty request, reads as empty */
+		} else {
+			rc = bfs_render_ctl(fs, n.ctl, &h->buf, &h->len);
+		}
+	} else if (n.type == BFS_N_BACKUP) {
+		if (acc != O_RDONLY || (fi->flags & O_TRUNC)) {
+			rc = -EROFS;
+		} else if (n.bkind == BFS_B_DB || n.bkind == BFS_B_META) {
+			rc = open_backup_file(fs, n.id, n.bkind, h);
+			fi->keep_cache = 1;
+		} else if (n.bkind == BFS_B_VERIFY) {
+			bfs_fresh_verify(fs, n.id);
+			rc = bfs_render_verify(fs, n.id, &h->buf, &h->len);
+			fi->direct_io = 1;
+		} else if (n.bkind == BFS_B_REPORT) {
+			rc = bfs_render_report(fs, n.id, &h->buf, &h->len);
+			fi->direct_io = 1;
+		} else {
+			rc = -EISDIR;
+		}
+	} else {
+		rc = -EISDIR;
+	}
+	if (rc < 0) {
+		fh_put(h);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		fh_put(h);
+}
+
+void bfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	atomic_fetch_add(&h->refs, 1);
+	if (h->fd >= 0) {
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		bv.buf[0].fd = h->fd;
+		bv.buf[0].pos = off;
+		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+	} else if (h->writer || off < 0 || (size_t)off >= h->len) {
+		fuse_reply_buf(req, NULL, 0);
+	} else {
+		if (size > h->len - (size_t)off)
+			size = h->len - (size_t)off;
+		fuse_reply_buf(req, h->buf + off, size);
+	}
+	fh_put(h);
+}
+
+/*
+ * Takes the request buffered in h (a line without its newline) and runs it.
+ * Returns 0, or a negative errno.
+ */
+static int run_pending(struct bfs *fs, struct bfs_fh *h, const struct fuse_ctx *who)
+{
+	char *line;
+	size_t len;
+
+	pthread_mutex_lock(&h->lock);
+	line = h->buf;
+	len = h->len;
+	h->buf = NULL;
+	h->len = 0;
+	pthread_mutex_unlock(&h->lock);
+	if (!line)
+		return 0;
+	int rc = bfs_ctl_run(fs, h->ctl, line, len, who);
+	free(line);
+	return rc;
+}
+
+void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+               struct fuse_file_info *fi)
+{
+	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
+	struct bfs *fs = bfs_of(req);
+	char *nl, *nb;
+	int rc = 0;
+
+	(void)ino;
+	(void)off;
+	if (!h->writer) {
+		fuse_reply_err(req, h->ctl >= 0 ? EBADF : EROFS);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	if (h->ran) {
+		pthread_mutex_unlock(&h->lock);
+		bri_log(BRI_LOG_ERR, "ctl/%s: one request per open; more lines refused",
+		        bfs_ctl_files[h->ctl].name);
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (h->len + size > BFS_CTL_MAX) {
+		free(h->buf);
+		h->buf = NULL;
+		h->len = 0;
+		pthread_mutex_unlock(&h->lock);
+		bri_log(BRI_LOG_ERR, "ctl/%s: request longer than %d bytes refused",
+		        bfs_ctl_files[h->ctl].name, BFS_CTL_MAX);
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	nb = realloc(h->buf, h->len + size + 1);
+	if (!nb) {
+		pthread_mutex_unlock(&h->lock);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	memcpy(nb + h->len, buf, size);
+	h->buf = nb;
+	h->len += size;
+	h->buf[h->len] = '\0';
+	nl = memchr(h->buf, '\n', h->len);
+	if (nl && nl != h->buf + h->len - 1) {
+		free(h->buf);
+		h->buf = NULL;
+		h->len = 0;
+		pthread_mutex_unlock(&h->lock);
+		bri_log(BRI_LOG_ERR, "ctl/%s: more than one line refused (write one name)",
+		        bfs_ctl_files[h->ctl].name);
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (nl) {
+		h->len--; /* the request is complete: run it now */
+		h->buf[h->len] = '\0';
+		h->ran = true;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (nl)
+		rc = run_pending(fs, h, fuse_req_ctx(req));
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_write(req, size);
+}
+
+void bfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
+	int rc = 0;
+
+	(void)ino;
+	if (h->writer)
+		rc = run_pending(bfs_of(req), h, fuse_req_ctx(req));
+	fuse_reply_err(req, -rc);
+}
+
+void bfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (h->writer)
+		run_pending(bfs_of(req), h, fuse_req_ctx(req));
+	fh_put(h);
+	fuse_reply_err(req, 0);
+}
