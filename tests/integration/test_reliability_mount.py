@@ -29,7 +29,9 @@ VALGRIND = "build-valgrind" in str(BRI_BACKUPFS)
 
 
 def kill_daemon(m):
-    """kill -9 of the daemon; the mount stays, dead."""
+    """kill -9 of the daemon (stopped or not); the mount stays, dead."""
+    if m.proc is None:
+        return
     with contextlib.suppress(ProcessLookupError):
         m.proc.send_signal(signal.SIGKILL)
     m.proc.wait(timeout=30)
@@ -130,6 +132,75 @@ def test_daemon_killed_during_ctl_create(big_cli, tmp_path):
         assert (file_sha(cli.db), fingerprint(cli.db)) == before
         sweep(cli)
         assert temp_files(cli.store) == [] and orphans(cli.store) == []
+
+
+def stage_seen(store, name, stage, size):
+    """Whether the store shows stage of the create of name (as in test_reliability)."""
+    try:
+        files = os.listdir(store)
+    except FileNotFoundError:
+        return False
+    tmp_db = [f for f in files if f.startswith(f".{name}.create.") and f.endswith(".tmp")]
+    if stage == "copy-start":
+        return bool(tmp_db)
+    if stage == "copy-half":
+        for f in tmp_db:
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.getsize(store / f) > size // 2:
+                    return True
+        return False
+    if stage == "between-renames":
+        return f"{name}.db.meta" in files and f"{name}.db" not in files
+    if stage == "published":
+        return f"{name}.db" in files
+    raise ValueError(stage)
+
+
+@pytest.mark.parametrize("stage", ["copy-start", "copy-half", "between-renames", "published"])
+def test_daemon_killed_at_each_stage_of_ctl_create(tmp_path, stage):
+    db = make_big_db(tmp_path / "data" / "bri.db", blobs=12000)
+    cli = Cli(db, tmp_path / "data" / "backups")
+    size = os.path.getsize(db)
+    before = (file_sha(db), fingerprint(db))
+    caught = 0
+    for i in range(2):
+        name = f"s{i}"
+        m = Mount(db, cli.store, tmp_path / "mnt")
+        m.start()
+        hit = published = False
+        t = threading.Thread(target=write_ctl, args=(m.path / "ctl/create",
+                                                    f"{name}\n".encode(), 60))
+        try:
+            t.start()
+            deadline = time.monotonic() + 60
+            while t.is_alive() and time.monotonic() < deadline:
+                if stage_seen(cli.store, name, stage, size):
+                    m.proc.send_signal(signal.SIGSTOP)
+                    hit = True
+                    break
+            if hit:
+                # Stopped mid-create, holding the lock: list shows no partial
+                # backup. The stop lands a moment after the stage was seen,
+                # so what counts is whether NAME.db existed when it stopped.
+                published = (cli.store / f"{name}.db").exists()
+                assert (name in listed(cli)) == published
+        finally:
+            # Never unmount a stopped daemon: unmount would wait on it forever.
+            kill_daemon(m)
+            if t.is_alive():
+                t.join(timeout=90)
+            m.stop()
+        assert not t.is_alive()
+        caught += hit
+        names = assert_store_sound(cli, [name])
+        if hit:
+            # The rename of NAME.db is the commit point.
+            assert (name in names) == published, (stage, names)
+            assert published or stage != "published"
+        assert (file_sha(db), fingerprint(db)) == before
+        sweep(cli)
+        assert temp_files(cli.store) == [] and orphans(cli.store) == []
+    assert caught >= 1, f"stage {stage} never caught"
 
 
 def test_daemon_killed_during_restore_by_mv(tmp_path):
