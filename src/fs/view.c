@@ -162,14 +162,18 @@ int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 		fill_common(fs, ino, S_IFDIR | 0755, 4096, newest_time(fs), e);
 		e->attr.st_nlink = 4 + fs->cat->n;
 		pthread_rwlock_unlock(&fs->cat_lock);
+		/*
+		 * Short, and invalidated when the catalog changes: with
+		 * default_permissions every path lookup checks the root.
+		 */
+		e->attr_timeout = BFS_TTL_ROOT;
 		return 0;
 	case BFS_N_CTL:
-		fill_common(fs, ino, S_IFDIR | 0755, 4096, fs->start_time, e);
-		e->entry_timeout = BFS_TTL_LONG;
-		return 0;
 	case BFS_N_RESTORE:
+		/* Fixed attributes; their listings are built at each opendir. */
 		fill_common(fs, ino, S_IFDIR | 0755, 4096, fs->start_time, e);
 		e->entry_timeout = BFS_TTL_LONG;
+		e->attr_timeout = BFS_TTL_LONG;
 		return 0;
 	case BFS_N_LATEST:
 		pthread_rwlock_rdlock(&fs->cat_lock);
@@ -554,6 +558,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	fi->fh = (uintptr_t)d;
+	if (n.type == BFS_N_BACKUP) {
+		/* A backup's names never change: the kernel may keep the listing. */
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
+	}
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		dir_free(d); /* the opener was interrupted */
 }
