@@ -468,3 +468,40 @@ def test_unprivileged_user_gets_a_clear_refusal(tmp_path):
         assert err.strip(), args
         assert "permission denied" in err.lower() or "cannot" in err.lower(), (args, err)
     assert store_files(cli.store) == before
+
+
+# ---- hostile paths to verify and restore ----
+
+def test_verify_and_restore_of_hostile_paths(cli, store, tmp_path):
+    cli.run("create", "--name", "one")
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)
+    (tmp_path / "dir.db").mkdir()
+    text = tmp_path / "text.db"
+    text.write_text("not a database\n")
+    (tmp_path / "text.db.meta").write_text("{}")
+    before = file_sha(cli.db)
+    env = dict(os.environ, BRI_BACKUP=str(BRI_BACKUP), BRI_DB=str(cli.db),
+               BRI_BACKUP_DIR=str(store))
+    for path in (fifo, tmp_path / "dir.db", text, "/dev/zero", "/dev/null", "/etc/passwd",
+                 "/proc/self/status", tmp_path / "missing.db", tmp_path):
+        # verify never hangs on a FIFO or a device and never passes.
+        p = cli.run("verify", str(path), check=False, timeout=30)
+        assert p.returncode == 1, (path, p.stdout, p.stderr)
+        # (--no-verify of a zero-length regular file such as /proc/self/status
+        # restores an empty database, which SQLite takes it for: left out.)
+        unverified = str(path) != "/proc/self/status"
+        for args in (["restore", str(path)], ["restore", "--no-verify", str(path)]):
+            if "--no-verify" in args and not unverified:
+                continue
+            p = cli.run(*args, check=False, timeout=30)
+            assert p.returncode == 1, (args, p.stdout, p.stderr)
+            assert p.stderr.strip()
+        if unverified:
+            rc, out, err = run_bytes([str(ROOT / "scripts/restore_database"), "--no-verify",
+                                      str(path)], env=env, timeout=30)
+            assert rc == 1, (path, out, err)
+        assert file_sha(cli.db) == before, path
+    # Nothing was added to the store: no safety backup for a refused restore.
+    assert listed(cli) == ["one"]
+    assert temp_files(store) == []
