@@ -26,8 +26,6 @@
 
 /* Cache lifetimes (seconds) for the immutable backup trees. */
 #define BFS_TTL_LONG 3600.0
-/* Attribute lifetime (seconds) of the root, which changes with the catalog. */
-#define BFS_TTL_ROOT 1.0
 /* Cap on the bytes one open ctl/ file accepts (then EFBIG). */
 #define BFS_CTL_MAX 4096
 /*

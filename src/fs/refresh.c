@@ -102,10 +102,8 @@ static int rescan(struct bfs *fs, const struct stat *st)
 	bfs_idmap_free(&fs->idmap);
 	if (rc == 0)
 		fs->idmap = map;
-	if (!old || cur->generation != old->generation) {
+	if (!old || cur->generation != old->generation)
 		fs->cat_changed = time(NULL);
-		bfs_inval_inode(fs, BFS_INO_ROOT); /* its nlink and time */
-	}
 	fs->cat = cur;
 	if (old) {
 		queue_changes(fs, old, cur);

@@ -163,10 +163,12 @@ int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 		e->attr.st_nlink = 4 + fs->cat->n;
 		pthread_rwlock_unlock(&fs->cat_lock);
 		/*
-		 * Short, and invalidated when the catalog changes: with
-		 * default_permissions every path lookup checks the root.
+		 * attr_timeout 0: with default_permissions every path walk then
+		 * asks the daemon about the root, so a dead daemon makes every
+		 * access fail at once (ENOTCONN) instead of serving cached
+		 * entries. A cached root (1 s) would make a warm ls -l of 10,000
+		 * backups ten times faster; this guarantee was chosen instead.
 		 */
-		e->attr_timeout = BFS_TTL_ROOT;
 		return 0;
 	case BFS_N_CTL:
 	case BFS_N_RESTORE:
