@@ -262,7 +262,7 @@ int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op
 	else
 		bri_err_set(err, rc, "out of memory");
 	bri_audit_record(s, "verify", name, res->status == BRI_VERIFY_OK ? 0 : -EIO,
-			 res->status == BRI_VERIFY_OK ? "ok" : res->reason, res->duration_s, ctx);
+			 res->status == BRI_VERIFY_OK ? NULL : res->reason, res->duration_s, ctx);
 	free(json);
 out_free_path:
 	free(db_path);
