@@ -69,7 +69,7 @@ static bool valid_request(int ctl, const char *line, size_t len, struct bri_err 
 	}
 }
 
-static int do_create(struct bfs *fs, const char *line, size_t len, const struct bri_op_ctx *ctx,
+static int do_create(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
                      struct bri_err *err)
 {
 	struct bri_create_opts opts = {.busy_timeout_ms = fs->busy_timeout_ms};
@@ -82,7 +82,9 @@ static int do_create(struct bfs *fs, const char *line, size_t len, const struct 
 	} else {
 		opts.kind = BRI_KIND_AUTO;
 	}
+	bfs_progress_begin(&fs->progress, ctx, "create", opts.name, "ctl/create");
 	rc = bri_create(fs->store, &opts, ctx, &made, err);
+	bfs_progress_end(&fs->progress, made, rc, err->msg);
 	if (rc < 0)
 		return rc;
 	bri_log(BRI_LOG_INFO, "ctl/create: created backup %s", made);
@@ -95,9 +97,12 @@ static int verify_one(struct bfs *fs, const char *name, const struct bri_op_ctx 
                       struct bri_err *err)
 {
 	struct bri_verify_result res = {0};
+	struct bri_op_ctx shown = *ctx;
 	int rc;
 
-	rc = bri_verify_backup(fs->store, name, ctx, &res, err);
+	bfs_progress_begin(&fs->progress, &shown, "verify", name, "ctl/verify");
+	rc = bri_verify_backup(fs->store, name, &shown, &res, err);
+	bfs_progress_end_verify(&fs->progress, rc, &res, err);
 	if (rc < 0)
 		return rc;
 	pthread_rwlock_wrlock(&fs->cat_lock);
@@ -209,7 +214,7 @@ int bfs_ctl_run(struct bfs *fs, int ctl, const char *line, size_t len, const str
 		return err.code;
 	}
 	if (ctl == BFS_CTL_RESTORE)
-		return bfs_restore_run(fs, line, who);
+		return bfs_restore_run(fs, line, who, "ctl/restore");
 	rc = bfs_op_lock(fs);
 	if (rc < 0)
 		return rc;

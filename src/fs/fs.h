@@ -22,7 +22,9 @@
 #include "bri/report.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
+#include "bri/schedule.h"
 #include "bri/store.h"
+#include "bri/verify.h"
 
 /* Cache lifetimes (seconds) for the immutable backup trees. */
 #define BFS_TTL_LONG 3600.0
@@ -88,6 +90,9 @@ enum bfs_ctl_op {
 	BFS_CTL_STATS,
 	BFS_CTL_HEALTH,
 	BFS_CTL_LOG,
+	BFS_CTL_SCHEDULE,
+	BFS_CTL_METRICS,
+	BFS_CTL_PROGRESS,
 	BFS_CTL_COUNT
 };
 
@@ -136,8 +141,51 @@ struct bfs_options {
 	char *log_level;      /* -o log_level= err|warn|info|debug */
 	double max_age_hours; /* -o max_age_hours= (health) */
 	int min_backups;      /* -o min_backups= (health) */
+	char *schedule;       /* -o schedule= daily@HH:MM, hourly, every=N{s,m,h,d}, none */
 	int show_help;        /* -h, --help */
 	int show_version;     /* -V, --version */
+};
+
+/*
+ * What ctl/progress shows: the operation running now (one at a time: they
+ * all hold op_lock) and a summary of the last one. Fed by the core's
+ * progress callback, which may run on a thread of the core's own.
+ */
+struct bfs_progress {
+	pthread_mutex_t lock;             /* guards every field below */
+	bool active;                      /* an operation runs */
+	char op[16];                      /* "create", "verify" or "restore" */
+	char name[BRI_NAME_MAX + 1];      /* its backup, "" when not known yet */
+	char via[24];                     /* who started it: "ctl/create", "schedule", ... */
+	char phase[16];                   /* the core's phase: copy, checksum, restore */
+	uint64_t done, total;             /* bytes of the phase (total 0: unknown) */
+	double started;                   /* monotonic start of the operation */
+	double phase_started;             /* monotonic start of the phase */
+	bool have_last;                   /* the fields below describe a finished operation */
+	char last_op[16];                 /* its operation */
+	char last_name[BRI_NAME_MAX + 1]; /* its backup */
+	char last_via[24];                /* who started it */
+	int last_result;                  /* 0 or a negative errno */
+	char last_error[256];             /* why it failed */
+	time_t last_finished;             /* when it ended */
+	double last_duration;             /* how long it took (seconds) */
+};
+
+/* The backup schedule (-o schedule=) and its thread (schedule.c). */
+struct bfs_sched {
+	struct bri_schedule sc;           /* the schedule; kind NONE: no thread */
+	pthread_mutex_t lock;             /* guards every field below but sc and thread */
+	pthread_cond_t cond;              /* wakes the thread to stop */
+	bool stop;                        /* the thread must exit */
+	bool running;                     /* a scheduled backup is being taken */
+	time_t last_taken;                /* backup time of the last scheduled backup, 0: none */
+	time_t last_attempt;              /* when the last scheduled run started, 0: never */
+	int last_result;                  /* 0 or the negative errno of that run */
+	char last_name[BRI_NAME_MAX + 1]; /* the backup it made */
+	char last_error[512];             /* why it failed */
+	int last_removed;                 /* backups its cleanup removed, -1: cleanup failed */
+	pthread_t thread;                 /* the scheduler */
+	bool started;                     /* the thread runs (main thread only) */
 };
 
 /* One mount. */
@@ -180,6 +228,9 @@ struct bfs {
 	pthread_t notify_thread;           /* sends the invalidations (worker.c) */
 	pthread_t verify_thread;           /* background verification (worker.c) */
 	bool threads_started;              /* both run (main thread only) */
+
+	struct bfs_progress progress; /* ctl/progress (progress.c) */
+	struct bfs_sched sched;       /* the backup schedule (schedule.c) */
 };
 
 /* inode.c */
@@ -211,6 +262,9 @@ void bfs_catalog_fini(struct bfs *fs);
 int bfs_render_verify(struct bfs *fs, uint64_t id, char **out, size_t *len);
 int bfs_render_ctl(struct bfs *fs, int ctl, char **out, size_t *len);
 int bfs_render_report(struct bfs *fs, uint64_t id, char **out, size_t *len);
+/* Appends to buf (cap bytes, *pos used, NUL-terminated); what does not fit is cut. */
+void bfs_appendf(char *buf, size_t cap, size_t *pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* view.c */
 extern const struct fuse_lowlevel_ops bfs_ops;
@@ -236,8 +290,11 @@ int bfs_ctl_run(struct bfs *fs, int ctl, const char *line, size_t len, const str
 
 /* restore_dir.c */
 int bfs_restore_lookup(struct bfs *fs, const char *name, struct fuse_entry_param *e);
-/* Restores name and records restore/NAME.report; 0 or negative errno. */
-int bfs_restore_run(struct bfs *fs, const char *name, const struct fuse_ctx *who);
+/*
+ * Restores name and records restore/NAME.report; via ("restore/",
+ * "ctl/restore") is shown in ctl/progress. 0 or negative errno.
+ */
+int bfs_restore_run(struct bfs *fs, const char *name, const struct fuse_ctx *who, const char *via);
 void bfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                 const char *newname, unsigned int flags);
 void bfs_reports_free(struct bfs *fs);
@@ -252,5 +309,33 @@ void bfs_inval_inode(struct bfs *fs, fuse_ino_t ino);
 void bfs_inval_wait(struct bfs *fs, double timeout_s);
 /* Tells the background verifier to look for work. */
 void bfs_verify_kick(struct bfs *fs);
+
+/* progress.c */
+void bfs_progress_init(struct bfs_progress *p);
+void bfs_progress_fini(struct bfs_progress *p);
+/*
+ * Starts showing operation op ("create", "verify", "restore") of backup name
+ * (NULL or "": not known yet), started by via, and points ctx's progress
+ * callback at p. Call holding op_lock, with a matching bfs_progress_end.
+ */
+void bfs_progress_begin(struct bfs_progress *p, struct bri_op_ctx *ctx, const char *op,
+                        const char *name, const char *via);
+/* Ends it: name (NULL: as begun), result 0 or a negative errno, error why. */
+void bfs_progress_end(struct bfs_progress *p, const char *name, int result, const char *error);
+/* Ends a verification: bri_verify_backup's rc, result and error (failed: -EIO). */
+void bfs_progress_end_verify(struct bfs_progress *p, int rc, const struct bri_verify_result *res,
+                             const struct bri_err *err);
+/* The text of ctl/progress, malloc'd. 0 or -ENOMEM. */
+int bfs_progress_render(struct bfs_progress *p, char **out, size_t *len);
+
+/* schedule.c */
+/* Parses -o schedule= into fs->sched; 0, or -EINVAL with the reason in err. */
+int bfs_schedule_setup(struct bfs *fs, const char *spec, struct bri_err *err);
+/* Starts the scheduler thread when a schedule is set; 0 or a negative errno. */
+int bfs_schedule_start(struct bfs *fs);
+/* Stops it (waits for a backup being taken) and frees its state. */
+void bfs_schedule_stop(struct bfs *fs);
+/* The text of ctl/schedule, malloc'd. 0 or -ENOMEM. */
+int bfs_schedule_render(struct bfs *fs, char **out, size_t *len);
 
 #endif

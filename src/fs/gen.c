@@ -1,6 +1,7 @@
 /*
  * Generated files of the mount: each backup's verify file, the readable
- * ctl/ files (stats.json, health, log, cleanup's plan) and restore/X.report.
+ * ctl/ files (stats.json, health, log, cleanup's plan, metrics; schedule
+ * and progress come from their modules) and restore/X.report.
  * Each is rendered from the in-memory catalog (never by opening backups), at
  * lookup/getattr for an exact st_size and again at open for the content the
  * reader gets. Write-only ctl/ files render as empty.
@@ -13,6 +14,7 @@
 #include <time.h>
 
 #include "bri/log.h"
+#include "bri/metrics.h"
 #include "bri/verify.h"
 #include "fs.h"
 
@@ -61,6 +63,20 @@ int bfs_render_report(struct bfs *fs, uint64_t id, char **out, size_t *len)
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);
 	return rc;
+}
+
+void bfs_appendf(char *buf, size_t cap, size_t *pos, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*pos + 1 >= cap)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *pos, cap - *pos, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		*pos = *pos + (size_t)n < cap ? *pos + (size_t)n : cap - 1;
 }
 
 /* A growing text buffer with a cap. */
@@ -179,6 +195,7 @@ out_unlock:
 int bfs_render_ctl(struct bfs *fs, int ctl, char **out, size_t *len)
 {
 	struct bri_stats st;
+	int rc;
 
 	switch (ctl) {
 	case BFS_CTL_STATS:
@@ -194,6 +211,15 @@ int bfs_render_ctl(struct bfs *fs, int ctl, char **out, size_t *len)
 		return *out ? 0 : -ENOMEM;
 	case BFS_CTL_LOG:
 		return bri_log_recent(out, len);
+	case BFS_CTL_SCHEDULE:
+		return bfs_schedule_render(fs, out, len);
+	case BFS_CTL_PROGRESS:
+		return bfs_progress_render(&fs->progress, out, len);
+	case BFS_CTL_METRICS:
+		pthread_rwlock_rdlock(&fs->cat_lock);
+		rc = bri_metrics_render(fs->store, fs->cat, time(NULL), &fs->health, out, len);
+		pthread_rwlock_unlock(&fs->cat_lock);
+		return rc;
 	case BFS_CTL_CLEANUP:
 		return render_cleanup(fs, out, len);
 	default:

@@ -37,6 +37,7 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("log_level=%s", log_level, 0),
     BFS_OPT("max_age_hours=%lf", max_age_hours, 0),
     BFS_OPT("min_backups=%d", min_backups, 0),
+    BFS_OPT("schedule=%s", schedule, 0),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -75,6 +76,10 @@ static void usage(const char *prog)
 	       "    -o log_level=LEVEL     err, warn, info (default) or debug\n"
 	       "    -o max_age_hours=H     ctl/health warns when the newest backup is older (24)\n"
 	       "    -o min_backups=N       ctl/health warns when fewer backups exist (7)\n"
+	       "    -o schedule=WHEN       take automatic backups, each followed by a cleanup:\n"
+	       "                           daily@HH:MM, daily (02:00), hourly, every=N with\n"
+	       "                           suffix s, m, h, d, or none (default); a run missed\n"
+	       "                           while the machine was off runs at start-up\n"
 	       "    -h, --help             this help, then libfuse's\n"
 	       "    -V, --version          versions\n"
 	       "\n",
@@ -194,6 +199,7 @@ static void free_options(struct bfs_options *o)
 	free(o->scrub_interval);
 	free(o->log_file);
 	free(o->log_level);
+	free(o->schedule);
 }
 
 int main(int argc, char *argv[])
@@ -250,6 +256,11 @@ int main(int argc, char *argv[])
 		ret = 2;
 		goto out_free_cmdline;
 	}
+	if (bfs_schedule_setup(&fs, o.schedule, &err) < 0) {
+		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
+		ret = 2;
+		goto out_free_cmdline;
+	}
 	if (o.log_level && parse_level(o.log_level, &logcfg.level) < 0) {
 		fprintf(stderr, "bri-backupfs: log_level must be err, warn, info or debug\n");
 		ret = 2;
@@ -284,6 +295,7 @@ int main(int argc, char *argv[])
 	pthread_cond_init(&fs.q_cond, NULL);
 	pthread_cond_init(&fs.q_done_cond, NULL);
 	pthread_cond_init(&fs.verify_cond, NULL);
+	bfs_progress_init(&fs.progress);
 
 	if (bri_store_open(o.db, o.backup_dir, true, &fs.store, &err) < 0) {
 		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
@@ -308,6 +320,10 @@ int main(int argc, char *argv[])
 		bri_log(BRI_LOG_ERR, "cannot start the worker threads");
 		goto out_unmount;
 	}
+	if (bfs_schedule_start(&fs) < 0) {
+		bri_log(BRI_LOG_ERR, "cannot start the scheduler thread");
+		goto out_stop_workers;
+	}
 	if (copts.singlethread) {
 		ret = fuse_session_loop(fs.se) ? 1 : 0;
 	} else {
@@ -319,8 +335,10 @@ int main(int argc, char *argv[])
 
 		ret = fuse_session_loop_mt(fs.se, &lc) ? 1 : 0;
 	}
-	bfs_workers_stop(&fs);
+	bfs_schedule_stop(&fs);
 	bri_log(BRI_LOG_INFO, "unmounted %s", copts.mountpoint);
+out_stop_workers:
+	bfs_workers_stop(&fs);
 out_unmount:
 	fuse_session_unmount(fs.se);
 out_signals:
@@ -332,6 +350,7 @@ out_catalog:
 	if (fs.cat)
 		bfs_catalog_fini(&fs);
 	bri_store_close(fs.store);
+	bfs_progress_fini(&fs.progress);
 out_log:
 	bri_log_shutdown();
 out_free_cmdline:

@@ -84,7 +84,7 @@ static void keep_report(struct bfs *fs, const char *name, uint64_t id, time_t wh
 	pthread_rwlock_unlock(&fs->cat_lock);
 }
 
-int bfs_restore_run(struct bfs *fs, const char *name, const struct fuse_ctx *who)
+int bfs_restore_run(struct bfs *fs, const char *name, const struct fuse_ctx *who, const char *via)
 {
 	struct bri_restore_opts opts = {.verify = true, .busy_timeout_ms = fs->busy_timeout_ms};
 	struct bri_restore_report report;
@@ -113,7 +113,9 @@ int bfs_restore_run(struct bfs *fs, const char *name, const struct fuse_ctx *who
 	rc = bfs_op_lock(fs);
 	if (rc < 0)
 		return rc;
+	bfs_progress_begin(&fs->progress, &ctx, "restore", name, via);
 	rc = bri_restore(fs->store, name, &opts, &ctx, &report, &err);
+	bfs_progress_end(&fs->progress, NULL, rc, err.msg);
 	if (bri_restore_report_render(&report, &text, &len) == 0)
 		keep_report(fs, name, id, report.started ? report.started : time(NULL), text, len);
 	bfs_refresh(fs, true);
@@ -147,7 +149,7 @@ void bfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t 
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	rc = bfs_restore_run(fs, name, fuse_req_ctx(req));
+	rc = bfs_restore_run(fs, name, fuse_req_ctx(req), "restore/");
 	fuse_reply_err(req, -rc);
 	/* After the reply: the kernel moved X's dentry into restore/. */
 	bfs_inval_entry(fs, BFS_INO_RESTORE, name);

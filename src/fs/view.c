@@ -28,6 +28,9 @@ const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT] = {
     [BFS_CTL_STATS] = {"stats.json", 0444, false, true},
     [BFS_CTL_HEALTH] = {"health", 0444, false, true},
     [BFS_CTL_LOG] = {"log", 0444, false, true},
+    [BFS_CTL_SCHEDULE] = {"schedule", 0444, false, true},
+    [BFS_CTL_METRICS] = {"metrics", 0444, false, true},
+    [BFS_CTL_PROGRESS] = {"progress", 0444, false, true},
 };
 
 #define META_FILE   "meta.json"

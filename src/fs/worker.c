@@ -7,10 +7,17 @@
  * never verified and re-verifies ("scrub") those whose last verification is
  * older than scrub_interval, one at a time, in the background, holding the
  * daemon's op_lock for each so that it never races a restore or a request.
+ * It is throttled so that it never starves the live application: its
+ * thread (and the hashing thread the core starts from it, which inherits
+ * this) does I/O at idle priority and runs at a lower CPU priority, and it
+ * pauses between backups as long as the last verification took (so at most
+ * half the time is spent verifying).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -204,21 +211,77 @@ static bool stopping(struct bfs *fs)
 	return stop;
 }
 
+/* linux/ioprio.h's values (glibc has no wrapper). */
+#define IOPRIO_CLASS_SHIFT 13
+#define IOPRIO_CLASS_IDLE  3
+#define IOPRIO_WHO_PROCESS 1
+/* The verifier's CPU niceness (the threads of a process have their own). */
+#define VERIFY_NICE 10
+/* Bounds of the pause after each background verification (seconds). */
+#define PAUSE_MIN 0.02
+#define PAUSE_MAX 60.0
+
+/*
+ * Makes the calling thread a background one: idle I/O class (it gets the
+ * disk only when nobody else wants it; honoured by the bfq scheduler,
+ * ignored by none and mq-deadline) and nice VERIFY_NICE. Both are
+ * per-thread on Linux, inherited by threads started from it.
+ */
+static void become_background(void)
+{
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+
+	if (syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid,
+	            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT) < 0)
+		bri_log(BRI_LOG_WARN, "background verifier: cannot set idle I/O priority: %s",
+		        strerror(errno));
+	if (setpriority(PRIO_PROCESS, (id_t)tid, VERIFY_NICE) < 0)
+		bri_log(BRI_LOG_DEBUG, "background verifier: cannot lower CPU priority: %s",
+		        strerror(errno));
+}
+
+/* Sleeps seconds, or less when the daemon stops. */
+static void pause_for(struct bfs *fs, double seconds)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)seconds;
+	until.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&fs->q_lock);
+	while (!fs->stop)
+		if (pthread_cond_timedwait(&fs->verify_cond, &fs->q_lock, &until) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&fs->q_lock);
+}
+
 static void *verify_main(void *arg)
 {
 	struct bfs *fs = arg;
-	struct bri_op_ctx ctx = bri_op_ctx_self("mount");
 	struct attempts a = {0};
 	char name[BRI_NAME_MAX + 1];
+	double rest = 0; /* seconds to pause before the next verification */
 
+	become_background();
 	for (;;) {
+		struct bri_op_ctx ctx = bri_op_ctx_self("mount");
 		struct bri_verify_result res = {0};
 		struct bri_err err = {0};
 		time_t now = time(NULL);
+		double took;
 		time_t *slot;
 		uint64_t id;
 		int rc;
 
+		if (rest > 0) {
+			pause_for(fs, rest);
+			rest = 0;
+			now = time(NULL);
+		}
 		if (stopping(fs))
 			break;
 		if (!pick(fs, &a, now, name, &id)) {
@@ -246,7 +309,11 @@ static void *verify_main(void *arg)
 		while (atomic_load(&fs->op_waiters) > 0 && !stopping(fs))
 			usleep(10000);
 		pthread_mutex_lock(&fs->op_lock);
+		took = bri_now_mono();
+		bfs_progress_begin(&fs->progress, &ctx, "verify", name, "background");
 		rc = bri_verify_backup(fs->store, name, &ctx, &res, &err);
+		bfs_progress_end_verify(&fs->progress, rc, &res, &err);
+		took = bri_now_mono() - took;
 		if (rc == 0) {
 			pthread_rwlock_wrlock(&fs->cat_lock);
 			struct bri_entry *e = bri_catalog_find(fs->cat, name);
@@ -255,6 +322,8 @@ static void *verify_main(void *arg)
 			pthread_rwlock_unlock(&fs->cat_lock);
 		}
 		pthread_mutex_unlock(&fs->op_lock);
+		/* Throttle: rest as long as the work took, so the application gets the disk. */
+		rest = took < PAUSE_MIN ? PAUSE_MIN : took > PAUSE_MAX ? PAUSE_MAX : took;
 		if (rc < 0) {
 			if (rc != -ENOENT)
 				bri_log(BRI_LOG_WARN, "background verification of %s: %s", name,
@@ -279,6 +348,10 @@ int bfs_workers_start(struct bfs *fs)
 	if (rc)
 		return -rc;
 	rc = pthread_create(&fs->verify_thread, NULL, verify_main, fs);
+	if (rc == 0) {
+		pthread_setname_np(fs->notify_thread, "bri-notify");
+		pthread_setname_np(fs->verify_thread, "bri-verify");
+	}
 	if (rc) {
 		pthread_mutex_lock(&fs->q_lock);
 		fs->stop = true;

@@ -1,0 +1,456 @@
+"""Integration tests of the mount's operations (issue 6): the backup schedule
+(-o schedule=, ctl/schedule, a missed run at start-up, cleanup after each
+run), ctl/metrics in the Prometheus text format, ctl/progress during a large
+create, the throttled background verifier (idle I/O priority) and the health
+warning after a failed verification. Real mounts through the conftest Mount
+class; every command and every test has a time limit, and every mount is
+unmounted even when a test fails."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from conftest import BRI_BACKUPFS, Mount
+
+T = 60  # seconds: the time limit of one command
+LIMIT = 240  # seconds: the time limit of one test
+
+
+def _our_daemons(tmp_path):
+    """Pids of the bri-backupfs processes this test started."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"bri-backupfs" in cmd and str(tmp_path).encode() in cmd:
+            pids.append(int(pid))
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def time_limit(tmp_path):
+    """A hung mount cannot hang the suite: when the limit passes, the test's
+    daemons are killed (whatever waits on the mount then fails) and the
+    fixtures unmount."""
+    fired = []
+
+    def expire():
+        fired.append(True)
+        for pid in _our_daemons(tmp_path):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    timer = threading.Timer(LIMIT, expire)
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
+    assert not fired, f"the test took longer than {LIMIT} s"
+
+
+def sh(cmd, check=True, timeout=T):
+    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd!r} exited {p.returncode}: {p.stderr}")
+    return p
+
+
+def wait_until(pred, timeout=10, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def backups(store):
+    """{name: meta} of the complete backups in the store."""
+    out = {}
+    for meta in Path(store).glob("*.db.meta"):
+        name = meta.name[: -len(".db.meta")]
+        if (Path(store) / f"{name}.db").exists():
+            try:
+                out[name] = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def auto_backups(store):
+    return {n: m for n, m in backups(store).items() if m.get("kind") == "auto"}
+
+
+def audit(store):
+    p = Path(store) / "audit.jsonl"
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def keys(text):
+    """The "key: value" lines of a generated file, as a dict."""
+    out = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition(": ")
+        if sep:
+            out[k] = v
+    return out
+
+
+def all_verified(m):
+    names = [p.name for p in m.path.iterdir() if p.name not in ("ctl", "restore", "latest")]
+    return all(not (m.path / n / "verify").read_text().startswith("unverified") for n in names)
+
+
+def backdate(store, name, seconds):
+    """Moves a backup's time (its .meta) seconds into the past."""
+    meta_path = Path(store) / f"{name}.db.meta"
+    meta = json.loads(meta_path.read_text())
+    t = datetime.now() - timedelta(seconds=seconds)
+    meta["backup_time"] = t.strftime("%Y-%m-%dT%H:%M:%S")
+    meta["backup_time_utc"] = datetime.utcfromtimestamp(t.timestamp()).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def corrupt(path):
+    """Overwrites bytes in the middle of a file, keeping its size."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        f.write(b"\xde\xad\xbe\xef" * 64)
+
+
+@pytest.fixture
+def mount(live_db, store, tmp_path):
+    """Starts mounts with options; every one is unmounted afterwards."""
+    started = []
+
+    def start(*options, name="mnt"):
+        m = Mount(live_db, store, tmp_path / name, options=list(options)).start()
+        started.append(m)
+        return m
+
+    yield start
+    for m in started:
+        m.stop()
+
+
+# --- the schedule ---------------------------------------------------------
+
+
+def test_schedule_every_takes_auto_backups_then_cleans_up(mount, store):
+    m = mount("schedule=every=2s")
+    # Never run before: the first backup is taken at once.
+    assert wait_until(lambda: len(auto_backups(store)) >= 1, 8)
+    t0 = time.monotonic()
+    assert wait_until(lambda: len(auto_backups(store)) >= 2, 10)
+    assert time.monotonic() - t0 > 0.5  # after the interval, not at once
+    metas = sorted(auto_backups(store).values(), key=lambda x: x["backup_time"])
+    first = datetime.fromisoformat(metas[0]["backup_time"])
+    second = datetime.fromisoformat(metas[1]["backup_time"])
+    assert (second - first).total_seconds() >= 2
+    # Each run is followed by a cleanup, audited like any other.
+    assert wait_until(lambda: any(r["operation"] == "cleanup" and r["via"] == "mount"
+                                  for r in audit(store)), 5)
+    names = set(auto_backups(store))
+    assert names <= set(os.listdir(m.path))
+    log = (m.path / "ctl/log").read_text()
+    assert "schedule: created backup" in log
+    assert "schedule: cleanup removed" in log
+
+
+def test_schedule_cleanup_applies_the_mount_retention(cli, mount, store):
+    # Two old named backups; keep_min=1 lets the cleanup after a run remove them.
+    for name in ("old1", "old2"):
+        cli.run("create", "--name", name)
+        backdate(store, name, 40 * 86400)
+    mount("schedule=every=1h", "retention_days=30", "keep_min=1")
+    assert wait_until(lambda: len(auto_backups(store)) == 1, 8)
+    assert wait_until(lambda: "old1" not in backups(store) and "old2" not in backups(store), 8)
+    cleanups = [r for r in audit(store) if r["operation"] == "cleanup"]
+    assert cleanups and cleanups[-1]["result"] == "ok"
+    assert "removed 2" in cleanups[-1].get("detail", "")
+
+
+def test_schedule_missed_run_runs_at_startup(cli, mount, store):
+    cli.run("create")  # an automatic backup, as cron would make
+    (old,) = auto_backups(store)
+    backdate(store, old, 2 * 86400)  # the machine was off for two days
+    m = mount("schedule=every=1h")
+    assert wait_until(lambda: len(auto_backups(store)) == 2, 8)
+    # Once, not once per missed slot.
+    time.sleep(2.5)
+    assert len(auto_backups(store)) == 2
+    sched = keys((m.path / "ctl/schedule").read_text())
+    assert sched["schedule"] == "every 3600 s"
+    assert 3500 <= int(sched["next_run_in_s"]) <= 3600
+    new = (set(auto_backups(store)) - {old}).pop()
+    assert sched["last_run"].endswith(f"({new})")
+
+
+def test_schedule_not_due_takes_nothing_at_startup(cli, mount, store):
+    cli.run("create")
+    (last,) = auto_backups(store)
+    backdate(store, last, 600)  # ten minutes ago
+    m = mount("schedule=every=1h")
+    time.sleep(2.5)
+    assert list(auto_backups(store)) == [last]
+    sched = keys((m.path / "ctl/schedule").read_text())
+    # The next run is an hour after the last one, whoever made it.
+    assert 2900 <= int(sched["next_run_in_s"]) <= 3000
+    last_time = datetime.fromisoformat(auto_backups(store)[last]["backup_time"])
+    assert sched["next_run"] == (last_time + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_ctl_schedule_daily_shows_next_run(cli, mount, store):
+    cli.run("create")  # a run today already: nothing due now
+    m = mount("schedule=daily@02:00")
+    text = sh(f"cat {m.path}/ctl/schedule").stdout
+    sched = keys(text)
+    assert sched["schedule"] == "daily at 02:00"
+    now = datetime.now()
+    nxt = now.replace(hour=2, minute=0, second=0, microsecond=0)
+    if nxt <= now:
+        nxt += timedelta(days=1)
+    assert sched["next_run"] == nxt.strftime("%Y-%m-%dT%H:%M:%S")
+    assert "cleanup" in sched
+    st = os.stat(m.path / "ctl/schedule")
+    assert st.st_mode & 0o777 == 0o444
+    assert st.st_size == len((m.path / "ctl/schedule").read_bytes())
+    time.sleep(1)
+    assert len(auto_backups(store)) == 1
+
+
+def test_ctl_schedule_without_schedule(mounted):
+    sched = keys((mounted.path / "ctl/schedule").read_text())
+    assert sched["schedule"] == "none"
+    assert sched["next_run"].startswith("none")
+
+
+@pytest.mark.parametrize("spec", ["weekly", "every=0", "every=soon", "daily@25:00", "daily@2"])
+def test_bad_schedule_refused(live_db, store, tmp_path, spec):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    p = subprocess.run([str(BRI_BACKUPFS), "-f", "-o", f"backup_dir={store},schedule={spec}",
+                        str(live_db), str(mnt)], capture_output=True, text=True, timeout=T)
+    assert p.returncode == 2
+    assert "schedule" in p.stderr
+
+
+def test_help_documents_schedule():
+    out = subprocess.run([str(BRI_BACKUPFS), "--help"], capture_output=True, text=True,
+                         timeout=T).stdout
+    assert "schedule=" in out
+
+
+# --- metrics --------------------------------------------------------------
+
+METRIC_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"'
+                         r'(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? -?[0-9]+(\.[0-9]+)?$')
+
+
+def parse_metrics(text):
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            assert re.match(r"^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* \S", line), line
+            continue
+        assert METRIC_LINE.match(line), f"not a metric line: {line!r}"
+        name, value = line.rsplit(" ", 1)
+        values[name] = float(value)
+    return values
+
+
+def test_ctl_metrics_parses_and_matches_store(cli, mount, store):
+    cli.run("create", "--name", "one")
+    cli.run("create", "--name", "two")
+    cli.run("create")
+    m = mount()
+    assert wait_until(lambda: all_verified(m), 20)
+    text = sh(f"cat {m.path}/ctl/metrics").stdout
+    assert text.endswith("\n")
+    v = parse_metrics(text)
+    assert v['bri_backups{kind="named"}'] == 2
+    assert v['bri_backups{kind="auto"}'] == 1
+    assert v['bri_backups{kind="safety"}'] == 0
+    assert v["bri_backup_bytes"] == sum(p.stat().st_size for p in store.glob("*.db"))
+    assert v['bri_backup_verification{result="ok"}'] == 3
+    assert v['bri_backup_verification{result="failed"}'] == 0
+    newest = max(meta["backup_time"] for meta in backups(store).values())
+    assert v["bri_backup_newest_timestamp_seconds"] == datetime.fromisoformat(newest).timestamp()
+    assert 0 <= v["bri_backup_newest_age_seconds"] < 120
+    assert v["bri_backup_healthy"] == 0  # fewer than 7 backups
+    assert v['bri_backup_last_run_success{operation="create"}'] == 1
+    st = os.stat(m.path / "ctl/metrics")
+    assert st.st_mode & 0o777 == 0o444
+    # Exact size in stat (retried: the age may gain a digit between the two).
+    assert wait_until(lambda: os.stat(m.path / "ctl/metrics").st_size
+                      == len((m.path / "ctl/metrics").read_bytes()), 5)
+    assert sh(f"echo x > {m.path}/ctl/metrics", check=False).returncode != 0
+    # A new backup shows at once.
+    sh(f"echo three > {m.path}/ctl/create")
+    v = parse_metrics((m.path / "ctl/metrics").read_text())
+    assert v['bri_backups{kind="named"}'] == 3
+
+
+def test_ctl_listing_has_the_new_files(mounted):
+    names = os.listdir(mounted.path / "ctl")
+    for f in ("schedule", "metrics", "progress"):
+        assert f in names
+    out = sh(f"ls -l {mounted.path}/ctl").stdout
+    for f in ("schedule", "metrics", "progress"):
+        assert re.search(rf"^-r--r--r-- .* {f}$", out, re.M), f
+
+
+# --- progress -------------------------------------------------------------
+
+
+def make_big(db, mb):
+    """Adds about mb MB of random blobs to the live database, quickly."""
+    sh(f"""sqlite3 {db} "create table big(b blob);
+        with recursive c(x) as (select 1 union all select x + 1 from c where x < {mb * 4})
+        insert into big select randomblob(262144) from c;
+        pragma wal_checkpoint(truncate);" """, timeout=120)
+
+
+def test_ctl_progress_during_large_create(live_db, mount, store):
+    make_big(live_db, 300)
+    assert live_db.stat().st_size > 250e6
+    m = mount()
+    prog = m.path / "ctl/progress"
+    assert sh(f"cat {prog}").stdout.startswith("idle")
+    writer = subprocess.Popen(["bash", "-c", f"echo big > {m.path}/ctl/create"],
+                              stderr=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            text = sh(f"cat {prog}").stdout
+            k = keys(text)
+            if k.get("operation") == "create" and int(k.get("bytes_done", 0)) > 0:
+                seen.append(k)
+            if writer.poll() is not None:
+                break
+            time.sleep(0.02)
+        assert writer.wait(timeout=120) == 0, writer.stderr.read()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    assert seen, "ctl/progress never showed the create with bytes done"
+    k = seen[-1]
+    assert k["name"] == "big"
+    assert k["started_by"] == "ctl/create"
+    assert k["phase"] in ("copy", "checksum")
+    assert 0 < int(k["bytes_done"]) <= int(k["bytes_total"])
+    assert int(k["bytes_total"]) >= 250e6
+    assert 0 < float(k["percent"]) <= 100
+    assert float(k["elapsed_s"]) >= 0
+    assert "remaining_s" in k
+    # Back to idle (after the background verification of the new backup).
+    assert wait_until(lambda: sh(f"cat {prog}").stdout.startswith("idle"), 60, 0.2)
+    st = os.stat(prog)
+    assert st.st_mode & 0o777 == 0o444
+    idle = sh(f"cat {prog}").stdout
+    assert keys(idle)["last_name"] == "big"
+    assert keys(idle)["last_result"] == "ok"
+
+
+def test_ctl_progress_idle_shows_last_operation(cli, mount, store):
+    cli.run("create", "--name", "small")
+    m = mount()
+    assert wait_until(lambda: all_verified(m), 20)
+    sh(f"echo small > {m.path}/ctl/verify")
+    text = sh(f"cat {m.path}/ctl/progress").stdout
+    assert text.splitlines()[0] == "idle"
+    k = keys(text)
+    assert k["last_operation"] == "verify"
+    assert k["last_name"] == "small"
+    assert k["last_started_by"] == "ctl/verify"
+    assert k["last_result"] == "ok"
+    assert os.stat(m.path / "ctl/progress").st_size == len(text.encode())
+
+
+# --- the background verifier and health -------------------------------------
+
+
+def test_failed_verification_warns_in_health(cli, mount, store):
+    cli.run("create", "--name", "good")
+    cli.run("create", "--name", "bad")
+    m = mount("min_backups=1")
+    assert wait_until(lambda: all_verified(m), 20)
+    assert sh(f"cat {m.path}/ctl/health").stdout == "ok\n"
+    corrupt(store / "bad.db")
+    p = sh(f"echo bad > {m.path}/ctl/verify", check=False)
+    assert p.returncode != 0
+    health = sh(f"cat {m.path}/ctl/health").stdout
+    lines = [line for line in health.splitlines() if line.startswith("warning:")]
+    assert any("bad" in line and "verification" in line for line in lines), health
+    assert not any("good" in line for line in lines)
+    v = parse_metrics((m.path / "ctl/metrics").read_text())
+    assert v['bri_backup_verification{result="failed"}'] == 1
+    assert v["bri_backup_healthy"] == 0
+    k = keys((m.path / "ctl/progress").read_text())
+    assert k["last_result"].startswith("failed: ")
+
+
+def test_scrub_failed_verification_warns_in_health(cli, mount, store):
+    cli.run("create", "--name", "good")
+    cli.run("create", "--name", "rotted")
+    m = mount("min_backups=1", "scrub_interval=2s")
+    assert wait_until(lambda: all_verified(m), 20)
+    assert (m.path / "rotted/verify").read_text().startswith("ok")
+    corrupt(store / "rotted.db")  # bit rot after the first verification
+    assert wait_until(lambda: "rotted" in (m.path / "ctl/health").read_text(), 40, 0.2)
+    health = (m.path / "ctl/health").read_text()
+    assert re.search(r"^warning: .*rotted.*verification", health, re.M), health
+    assert (m.path / "rotted/verify").read_text().startswith("failed: ")
+    assert (m.path / "good/verify").read_text().startswith("ok")
+
+
+def _threads(pid):
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out.setdefault((task / "comm").read_text().strip(), []).append(int(task.name))
+        except OSError:
+            continue
+    return out
+
+
+def test_background_verifier_runs_at_idle_io_priority(cli, mount, store):
+    cli.run("create", "--name", "bg")
+    m = mount("scrub_interval=2s", "schedule=every=1h")
+    threads = _threads(m.proc.pid)
+    assert "bri-verify" in threads and "bri-schedule" in threads, threads
+    (tid,) = threads["bri-verify"]
+    assert sh(f"ionice -p {tid}").stdout.strip() == "idle"
+    # Only that thread: requests are served at normal priority.
+    assert sh(f"ionice -p {m.proc.pid}").stdout.strip() != "idle"
+    # And it still verifies and scrubs.
+    assert wait_until(lambda: (m.path / "bg/verify").read_text().startswith("ok"), 15)
+    first = (m.path / "bg/verify").read_text()
+    assert wait_until(lambda: (m.path / "bg/verify").read_text() != first, 40, 0.2)
+
+
+def test_unmount_is_prompt_with_a_schedule(mount, store):
+    m = mount("schedule=every=1h")
+    assert wait_until(lambda: len(auto_backups(store)) == 1, 8)
+    t0 = time.monotonic()
+    m.stop()
+    assert m.proc.returncode == 0
+    assert time.monotonic() - t0 < 5  # the sleeping scheduler wakes at once
