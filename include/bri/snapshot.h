@@ -38,7 +38,8 @@ int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeo
  * through a connection on the live file, as one transaction: other
  * connections see the old or the new content, never a mix. A backup of
  * another page size than a live WAL database is first rebuilt in a temporary
- * file in scratch_dir (removed afterwards). Waits up to
+ * file in scratch_dir (removed afterwards). A backup without any table (an
+ * empty file is one to SQLite) is refused with -EINVAL. Waits up to
  * busy_timeout_ms for a writer, then fails with -EBUSY ("database is
  * locked") having changed nothing. Creates live_path when absent. Runs
  * PRAGMA quick_check on the result: -EBADMSG when it fails (the content was

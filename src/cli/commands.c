@@ -201,13 +201,28 @@ static int fail(const char *what, const struct bri_err *err, int code)
 }
 
 /* Checks a backup name given by the user; returns 0 or CLI_EXIT_USAGE (message printed). */
+/*
+ * A refused name as it may be shown on a terminal: control characters as
+ * '?', cut after 64 bytes (a name can be an attacker's escape sequence).
+ */
+static void printable_name(const char *name, char out[72])
+{
+	size_t i;
+
+	for (i = 0; name[i] && i < 64; i++)
+		out[i] = ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) ? '?' : name[i];
+	strcpy(out + i, name[i] ? "..." : "");
+}
+
 static int check_name(const char *command, const char *name)
 {
 	struct bri_err err = {0};
+	char shown[72];
 
 	if (bri_store_check_name(name, strlen(name), &err) == 0)
 		return 0;
-	return cli_usage_error(command, "invalid backup name '%s': %s", name,
+	printable_name(name, shown);
+	return cli_usage_error(command, "invalid backup name '%s': %s", shown,
 	                       err.msg[0] ? err.msg
 	                                  : "names are [A-Za-z0-9][A-Za-z0-9._-]*, at most "
 	                                    "128 bytes, not ctl, restore or latest");

@@ -680,6 +680,14 @@ int bri_snapshot_restore(const char *backup_path, const char *live_path, const c
 			    sqlite3_errmsg(src));
 		goto out_close_src;
 	}
+	/* An empty file is a valid empty database to SQLite: never a backup. */
+	if (probe == 0) {
+		rc = bri_err_set(err, -EINVAL,
+				 "%s holds no tables: refusing to replace the live database with "
+				 "an empty one; nothing was changed",
+				 backup_path);
+		goto out_close_src;
+	}
 	rc = open_db(live_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, busy_timeout_ms, &live,
 		     err);
 	if (rc < 0)

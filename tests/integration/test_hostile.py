@@ -479,29 +479,39 @@ def test_verify_and_restore_of_hostile_paths(cli, store, tmp_path):
     (tmp_path / "dir.db").mkdir()
     text = tmp_path / "text.db"
     text.write_text("not a database\n")
+    (tmp_path / "empty.db").write_bytes(b"")
     (tmp_path / "text.db.meta").write_text("{}")
     before = file_sha(cli.db)
     env = dict(os.environ, BRI_BACKUP=str(BRI_BACKUP), BRI_DB=str(cli.db),
                BRI_BACKUP_DIR=str(store))
     for path in (fifo, tmp_path / "dir.db", text, "/dev/zero", "/dev/null", "/etc/passwd",
-                 "/proc/self/status", tmp_path / "missing.db", tmp_path):
+                 "/proc/self/status", tmp_path / "empty.db", tmp_path / "missing.db",
+                 tmp_path):
         # verify never hangs on a FIFO or a device and never passes.
         p = cli.run("verify", str(path), check=False, timeout=30)
         assert p.returncode == 1, (path, p.stdout, p.stderr)
-        # (--no-verify of a zero-length regular file such as /proc/self/status
-        # restores an empty database, which SQLite takes it for: left out.)
-        unverified = str(path) != "/proc/self/status"
+        # A zero-length file (empty.db, /proc/self/status) is an empty
+        # database to SQLite: refused too, even with --no-verify.
         for args in (["restore", str(path)], ["restore", "--no-verify", str(path)]):
-            if "--no-verify" in args and not unverified:
-                continue
             p = cli.run(*args, check=False, timeout=30)
             assert p.returncode == 1, (args, p.stdout, p.stderr)
             assert p.stderr.strip()
-        if unverified:
-            rc, out, err = run_bytes([str(ROOT / "scripts/restore_database"), "--no-verify",
-                                      str(path)], env=env, timeout=30)
-            assert rc == 1, (path, out, err)
+        rc, out, err = run_bytes([str(ROOT / "scripts/restore_database"), "--no-verify",
+                                  str(path)], env=env, timeout=30)
+        assert rc == 1, (path, out, err)
         assert file_sha(cli.db) == before, path
     # Nothing was added to the store: no safety backup for a refused restore.
     assert listed(cli) == ["one"]
     assert temp_files(store) == []
+
+
+def test_refused_names_are_shown_without_control_characters(cli, store):
+    """A name carrying a terminal escape sequence or a forged line is refused,
+    and the message shows it defanged: no ESC, no newline from the name."""
+    name = "a\x1b[31mRED\nbri-backup: forged line"
+    p = cli.run("create", "--name", name, check=False)
+    assert p.returncode == 2
+    assert "\x1b" not in p.stderr
+    assert "forged line" not in p.stderr.split("\n", 1)[1]
+    assert "a?[31mRED?bri-backup: forged line" in p.stderr.splitlines()[0]
+    assert not store.exists() or not list(store.glob("*.db"))
