@@ -165,7 +165,6 @@ static void *sched_main(void *arg)
 
 	for (;;) {
 		time_t last, now, next;
-		bool stop, due;
 
 		bfs_refresh(fs, false); /* a backup made by another process counts */
 		last = last_auto(fs, NULL, 0);
@@ -181,15 +180,13 @@ static void *sched_main(void *arg)
 			pthread_mutex_unlock(&s->lock);
 			continue;
 		}
-		stop = s->stop;
-		due = !stop;
-		if (due) {
-			s->running = true;
-			s->last_attempt = now;
-		}
-		pthread_mutex_unlock(&s->lock);
-		if (stop)
+		if (s->stop) {
+			pthread_mutex_unlock(&s->lock);
 			break;
+		}
+		s->running = true;
+		s->last_attempt = now;
+		pthread_mutex_unlock(&s->lock);
 		run_once(fs);
 	}
 	return NULL;

@@ -370,6 +370,35 @@ def test_ctl_progress_during_large_create(live_db, mount, store):
     assert keys(idle)["last_result"] == "ok"
 
 
+def test_ctl_progress_during_restore_by_mv(live_db, cli, mount, store):
+    make_big(live_db, 200)
+    cli.run("create", "--name", "bigone")
+    m = mount()
+    assert wait_until(lambda: all_verified(m), 60, 0.2)
+    prog = m.path / "ctl/progress"
+    mover = subprocess.Popen(["mv", str(m.path / "bigone"), str(m.path / "restore/")],
+                             stderr=subprocess.PIPE, text=True)
+    phases = set()
+    try:
+        deadline = time.monotonic() + 60
+        while mover.poll() is None and time.monotonic() < deadline:
+            k = keys(sh(f"cat {prog}").stdout)
+            if k.get("operation") == "restore":
+                assert k["name"] == "bigone"
+                assert k["started_by"] == "restore/"
+                phases.add(k["phase"])
+            time.sleep(0.02)
+        assert mover.wait(timeout=120) == 0, mover.stderr.read()
+    finally:
+        if mover.poll() is None:
+            mover.kill()
+            mover.wait()
+    # verify (checksum), the safety backup (copy, checksum), the restore itself
+    assert phases, "ctl/progress never showed the restore"
+    assert phases <= {"starting", "checksum", "copy", "restore"}
+    assert (m.path / "restore/bigone.report").exists()
+
+
 def test_ctl_progress_idle_shows_last_operation(cli, mount, store):
     cli.run("create", "--name", "small")
     m = mount()
