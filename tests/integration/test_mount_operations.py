@@ -476,6 +476,27 @@ def test_background_verifier_runs_at_idle_io_priority(cli, mount, store):
     assert wait_until(lambda: (m.path / "bg/verify").read_text() != first, 40, 0.2)
 
 
+def test_schedule_from_an_fstab_line(live_db, store, tmp_path, cli):
+    """schedule= passes through mount(8) and mount.fuse3 like any option."""
+    if os.geteuid() != 0:
+        pytest.skip("mount -T needs root")
+    cli.run("create")  # a run a moment ago: the daily one is not due
+    mnt = tmp_path / "mnt-fstab"
+    mnt.mkdir()
+    fstab = tmp_path / "fstab"
+    fstab.write_text(f"{BRI_BACKUPFS}#{live_db} {mnt} fuse "
+                     f"backup_dir={store},schedule=daily@03:30,noauto,nofail 0 0\n")
+    try:
+        sh(f"mount -T {fstab} {mnt}")
+        sched = keys((mnt / "ctl/schedule").read_text())
+        assert sched["schedule"] == "daily at 03:30"
+        assert sched["next_run"].endswith("T03:30:00")
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], timeout=T, capture_output=True)
+        if subprocess.run(["mountpoint", "-q", str(mnt)]).returncode == 0:
+            subprocess.run(["fusermount3", "-uz", str(mnt)], timeout=T)
+
+
 def test_unmount_is_prompt_with_a_schedule(mount, store):
     m = mount("schedule=every=1h")
     assert wait_until(lambda: len(auto_backups(store)) == 1, 8)
