@@ -9,14 +9,15 @@
  * daemon's op_lock for each so that it never races a restore or a request.
  * It is throttled so that it never starves the live application: its
  * thread (and the hashing thread the core starts from it, which inherits
- * this) does I/O at idle priority and runs at a lower CPU priority, and it
- * pauses between backups as long as the last verification took (so at most
- * half the time is spent verifying).
+ * this) does I/O at idle priority, and it pauses between backups as long as
+ * the last verification took (so at most half the time is spent
+ * verifying). Its CPU priority is left alone: it holds op_lock while it
+ * verifies, and a request waiting for that lock must not wait for a
+ * starved thread longer than the idle I/O class already makes it.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -215,17 +216,14 @@ static bool stopping(struct bfs *fs)
 #define IOPRIO_CLASS_SHIFT 13
 #define IOPRIO_CLASS_IDLE  3
 #define IOPRIO_WHO_PROCESS 1
-/* The verifier's CPU niceness (the threads of a process have their own). */
-#define VERIFY_NICE 10
 /* Bounds of the pause after each background verification (seconds). */
 #define PAUSE_MIN 0.02
 #define PAUSE_MAX 60.0
 
 /*
- * Makes the calling thread a background one: idle I/O class (it gets the
- * disk only when nobody else wants it; honoured by the bfq scheduler,
- * ignored by none and mq-deadline) and nice VERIFY_NICE. Both are
- * per-thread on Linux, inherited by threads started from it.
+ * Puts the calling thread in the idle I/O class: it gets the disk only when
+ * nobody else wants it (honoured by the bfq scheduler, ignored by none and
+ * mq-deadline). Per-thread on Linux, inherited by threads started from it.
  */
 static void become_background(void)
 {
@@ -234,9 +232,6 @@ static void become_background(void)
 	if (syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid,
 	            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT) < 0)
 		bri_log(BRI_LOG_WARN, "background verifier: cannot set idle I/O priority: %s",
-		        strerror(errno));
-	if (setpriority(PRIO_PROCESS, (id_t)tid, VERIFY_NICE) < 0)
-		bri_log(BRI_LOG_DEBUG, "background verifier: cannot lower CPU priority: %s",
 		        strerror(errno));
 }
 

@@ -155,9 +155,9 @@ def mount(live_db, store, tmp_path):
 def test_schedule_every_takes_auto_backups_then_cleans_up(mount, store):
     m = mount("schedule=every=2s")
     # Never run before: the first backup is taken at once.
-    assert wait_until(lambda: len(auto_backups(store)) >= 1, 8)
+    assert wait_until(lambda: len(auto_backups(store)) >= 1, 20)
     t0 = time.monotonic()
-    assert wait_until(lambda: len(auto_backups(store)) >= 2, 10)
+    assert wait_until(lambda: len(auto_backups(store)) >= 2, 20)
     assert time.monotonic() - t0 > 0.5  # after the interval, not at once
     metas = sorted(auto_backups(store).values(), key=lambda x: x["backup_time"])
     first = datetime.fromisoformat(metas[0]["backup_time"])
@@ -179,8 +179,8 @@ def test_schedule_cleanup_applies_the_mount_retention(cli, mount, store):
         cli.run("create", "--name", name)
         backdate(store, name, 40 * 86400)
     mount("schedule=every=1h", "retention_days=30", "keep_min=1")
-    assert wait_until(lambda: len(auto_backups(store)) == 1, 8)
-    assert wait_until(lambda: "old1" not in backups(store) and "old2" not in backups(store), 8)
+    assert wait_until(lambda: len(auto_backups(store)) == 1, 20)
+    assert wait_until(lambda: "old1" not in backups(store) and "old2" not in backups(store), 20)
     cleanups = [r for r in audit(store) if r["operation"] == "cleanup"]
     assert cleanups and cleanups[-1]["result"] == "ok"
     assert "removed 2" in cleanups[-1].get("detail", "")
@@ -191,7 +191,7 @@ def test_schedule_missed_run_runs_at_startup(cli, mount, store):
     (old,) = auto_backups(store)
     backdate(store, old, 2 * 86400)  # the machine was off for two days
     m = mount("schedule=every=1h")
-    assert wait_until(lambda: len(auto_backups(store)) == 2, 8)
+    assert wait_until(lambda: len(auto_backups(store)) == 2, 20)
     # Once, not once per missed slot.
     time.sleep(2.5)
     assert len(auto_backups(store)) == 2
@@ -280,7 +280,7 @@ def test_ctl_metrics_parses_and_matches_store(cli, mount, store):
     cli.run("create", "--name", "two")
     cli.run("create")
     m = mount()
-    assert wait_until(lambda: all_verified(m), 20)
+    assert wait_until(lambda: all_verified(m), 60, 0.2)
     text = sh(f"cat {m.path}/ctl/metrics").stdout
     assert text.endswith("\n")
     v = parse_metrics(text)
@@ -402,7 +402,7 @@ def test_ctl_progress_during_restore_by_mv(live_db, cli, mount, store):
 def test_ctl_progress_idle_shows_last_operation(cli, mount, store):
     cli.run("create", "--name", "small")
     m = mount()
-    assert wait_until(lambda: all_verified(m), 20)
+    assert wait_until(lambda: all_verified(m), 60, 0.2)
     sh(f"echo small > {m.path}/ctl/verify")
     text = sh(f"cat {m.path}/ctl/progress").stdout
     assert text.splitlines()[0] == "idle"
@@ -421,7 +421,7 @@ def test_failed_verification_warns_in_health(cli, mount, store):
     cli.run("create", "--name", "good")
     cli.run("create", "--name", "bad")
     m = mount("min_backups=1")
-    assert wait_until(lambda: all_verified(m), 20)
+    assert wait_until(lambda: all_verified(m), 60, 0.2)
     assert sh(f"cat {m.path}/ctl/health").stdout == "ok\n"
     corrupt(store / "bad.db")
     p = sh(f"echo bad > {m.path}/ctl/verify", check=False)
@@ -441,10 +441,10 @@ def test_scrub_failed_verification_warns_in_health(cli, mount, store):
     cli.run("create", "--name", "good")
     cli.run("create", "--name", "rotted")
     m = mount("min_backups=1", "scrub_interval=2s")
-    assert wait_until(lambda: all_verified(m), 20)
+    assert wait_until(lambda: all_verified(m), 60, 0.2)
     assert (m.path / "rotted/verify").read_text().startswith("ok")
     corrupt(store / "rotted.db")  # bit rot after the first verification
-    assert wait_until(lambda: "rotted" in (m.path / "ctl/health").read_text(), 40, 0.2)
+    assert wait_until(lambda: "rotted" in (m.path / "ctl/health").read_text(), 90, 0.2)
     health = (m.path / "ctl/health").read_text()
     assert re.search(r"^warning: .*rotted.*verification", health, re.M), health
     assert (m.path / "rotted/verify").read_text().startswith("failed: ")
@@ -471,9 +471,9 @@ def test_background_verifier_runs_at_idle_io_priority(cli, mount, store):
     # Only that thread: requests are served at normal priority.
     assert sh(f"ionice -p {m.proc.pid}").stdout.strip() != "idle"
     # And it still verifies and scrubs.
-    assert wait_until(lambda: (m.path / "bg/verify").read_text().startswith("ok"), 15)
+    assert wait_until(lambda: (m.path / "bg/verify").read_text().startswith("ok"), 60, 0.2)
     first = (m.path / "bg/verify").read_text()
-    assert wait_until(lambda: (m.path / "bg/verify").read_text() != first, 40, 0.2)
+    assert wait_until(lambda: (m.path / "bg/verify").read_text() != first, 90, 0.2)
 
 
 def test_schedule_from_an_fstab_line(live_db, store, tmp_path, cli):
@@ -499,7 +499,7 @@ def test_schedule_from_an_fstab_line(live_db, store, tmp_path, cli):
 
 def test_unmount_is_prompt_with_a_schedule(mount, store):
     m = mount("schedule=every=1h")
-    assert wait_until(lambda: len(auto_backups(store)) == 1, 8)
+    assert wait_until(lambda: len(auto_backups(store)) == 1, 20)
     t0 = time.monotonic()
     m.stop()
     assert m.proc.returncode == 0
