@@ -324,6 +324,22 @@ def test_kill9_create_at_random_moments(big):
     assert_store_sound(cli)
 
 
+def wait_stopped(pid, timeout=10):
+    """Waits until every thread of pid has stopped: SIGSTOP is delivered
+    asynchronously, and a process checked before it stops may still publish."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            states = [Path(f"/proc/{pid}/task/{t}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                      for t in os.listdir(f"/proc/{pid}/task")]
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if all(st in ("T", "t", "Z", "X") for st in states):
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"process {pid} did not stop within {timeout} s")
+
+
 def kill_at_stage(cli, name, stage, deadline_s=60):
     """Starts a create of name and SIGSTOPs it as soon as the store shows
     stage; checks that list does not show a partial backup while it is
@@ -359,6 +375,7 @@ def kill_at_stage(cli, name, stage, deadline_s=60):
                 raise ValueError(stage)
             if hit:
                 p.send_signal(signal.SIGSTOP)
+                wait_stopped(p.pid)
                 caught = True
                 break
         published = False

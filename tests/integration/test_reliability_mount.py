@@ -20,7 +20,8 @@ import pytest
 
 from conftest import BRI_BACKUP, BRI_BACKUPFS, Cli, Mount, make_sample_db
 from test_reliability import (SEED, assert_store_sound, file_sha, fingerprint, integrity,
-                              listed, make_big_db, make_content_a, orphans, sweep, temp_files)
+                              listed, make_big_db, make_content_a, orphans, sweep, temp_files,
+                              wait_stopped)
 
 pytestmark = pytest.mark.skipif(not BRI_BACKUPFS.exists(), reason="bri-backupfs is not built")
 
@@ -180,6 +181,7 @@ def test_daemon_killed_at_each_stage_of_ctl_create(tmp_path, stage):
             while t.is_alive() and time.monotonic() < deadline:
                 if stage_seen(cli.store, name, stage, size):
                     m.proc.send_signal(signal.SIGSTOP)
+                    wait_stopped(m.proc.pid)
                     hit = True
                     break
             if hit:
