@@ -28,6 +28,8 @@
 
 /* Cache lifetimes (seconds) for the immutable backup trees. */
 #define BFS_TTL_LONG 3600.0
+/* Attribute lifetime (seconds) of the root, whose times and link count change. */
+#define BFS_TTL_ROOT 0.05
 /* Cap on the bytes one open ctl/ file accepts (then EFBIG). */
 #define BFS_CTL_MAX 4096
 /*

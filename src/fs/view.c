@@ -166,12 +166,14 @@ int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 		e->attr.st_nlink = 4 + fs->cat->n;
 		pthread_rwlock_unlock(&fs->cat_lock);
 		/*
-		 * attr_timeout 0: with default_permissions every path walk then
-		 * asks the daemon about the root, so a dead daemon makes every
-		 * access fail at once (ENOTCONN) instead of serving cached
-		 * entries. A cached root (1 s) would make a warm ls -l of 10,000
-		 * backups ten times faster; this guarantee was chosen instead.
+		 * With default_permissions every path walk checks the root, so
+		 * attr_timeout 0 costs a round trip per stat: a warm ls -l of
+		 * 10,000 backups then takes ten times longer. 50 ms keeps all of
+		 * that gain (docs/benchmark.md) and a dead daemon still fails
+		 * every access (ENOTCONN) within 50 ms; listings and reads fail
+		 * at once either way.
 		 */
+		e->attr_timeout = BFS_TTL_ROOT;
 		return 0;
 	case BFS_N_CTL:
 	case BFS_N_RESTORE:
