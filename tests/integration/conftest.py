@@ -6,6 +6,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,66 @@ BUILD = Path(os.environ.get("BRI_BUILD_DIR", ROOT / "build"))
 BRI_BACKUP = BUILD / "src/cli/bri-backup"
 BRI_BACKUPFS = BUILD / "src/fs/bri-backupfs"
 MAKE_SAMPLE = ROOT / "scripts/make-sample-db"
+
+COMMAND_LIMIT = 60  # seconds: the time limit of one shell command (sh)
+TEST_LIMIT = 600  # seconds: the time limit of one test (a hang guard, generous for sanitizer builds)
+
+
+def sh(cmd, check=True, timeout=COMMAND_LIMIT, **kw):
+    """Runs a shell command line with a time limit; returns the CompletedProcess."""
+    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd!r} exited {p.returncode}: {p.stderr}")
+    return p
+
+
+def wait_until(pred, timeout=10, step=0.05):
+    """Polls pred until it is true or timeout seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def our_daemons(tmp_path):
+    """Pids of the bri-backupfs processes this test started (children of
+    pytest, or daemonised with this test's folder on their command line)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"bri-backupfs" in cmd and (ppid == os.getpid() or str(tmp_path).encode() in cmd):
+            pids.append(int(pid))
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def time_limit(tmp_path):
+    """Every test has a time limit: a hung mount cannot hang the suite. When
+    it passes, the test's daemons are killed, which aborts their FUSE
+    connections, so whatever waits on the mount fails (ENOTCONN); the
+    fixtures then unmount."""
+    fired = []
+
+    def expire():
+        fired.append(True)
+        for pid in our_daemons(tmp_path):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    timer = threading.Timer(TEST_LIMIT, expire)
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
+    assert not fired, f"the test took longer than {TEST_LIMIT} s"
 
 
 def make_sample_db(path, rows=200):

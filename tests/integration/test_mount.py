@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import threading
@@ -19,57 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUPFS, Mount, is_mounted, table_counts
-
-T = 60  # seconds: the time limit of one command
-LIMIT = 300  # seconds: the time limit of one test
-
-
-def _our_daemons(tmp_path):
-    """Pids of the bri-backupfs processes this test started (children of
-    pytest, or daemonised with this test's folder on their command line)."""
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if b"bri-backupfs" in cmd and (ppid == os.getpid() or str(tmp_path).encode() in cmd):
-            pids.append(int(pid))
-    return pids
-
-
-@pytest.fixture(autouse=True)
-def time_limit(tmp_path):
-    """Every test has a time limit: a hung mount cannot hang the suite. When
-    it passes, the test's daemons are killed, which aborts their FUSE
-    connections, so whatever waits on the mount fails (ENOTCONN); the
-    fixtures then unmount."""
-    fired = []
-
-    def expire():
-        fired.append(True)
-        for pid in _our_daemons(tmp_path):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-    timer = threading.Timer(LIMIT, expire)
-    timer.daemon = True
-    timer.start()
-    yield
-    timer.cancel()
-    assert not fired, f"the test took longer than {LIMIT} s"
-
-
-def sh(cmd, check=True, timeout=T, **kw):
-    """Runs a shell command line; returns the CompletedProcess."""
-    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout, **kw)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{cmd!r} exited {p.returncode}: {p.stderr}")
-    return p
+from conftest import (BRI_BACKUPFS, COMMAND_LIMIT as T, Mount, is_mounted, sh, table_counts,
+                      wait_until)
 
 
 def sha256(path):
@@ -78,15 +28,6 @@ def sha256(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def wait_until(pred, timeout=10, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def store_state(store):

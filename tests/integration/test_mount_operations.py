@@ -9,71 +9,15 @@ unmounted even when a test fails."""
 import json
 import os
 import re
-import signal
 import subprocess
-import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUPFS, Mount
+from conftest import BRI_BACKUPFS, COMMAND_LIMIT as T, Mount, sh, wait_until
 
-T = 60  # seconds: the time limit of one command
-LIMIT = 240  # seconds: the time limit of one test
-
-
-def _our_daemons(tmp_path):
-    """Pids of the bri-backupfs processes this test started."""
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"bri-backupfs" in cmd and str(tmp_path).encode() in cmd:
-            pids.append(int(pid))
-    return pids
-
-
-@pytest.fixture(autouse=True)
-def time_limit(tmp_path):
-    """A hung mount cannot hang the suite: when the limit passes, the test's
-    daemons are killed (whatever waits on the mount then fails) and the
-    fixtures unmount."""
-    fired = []
-
-    def expire():
-        fired.append(True)
-        for pid in _our_daemons(tmp_path):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-    timer = threading.Timer(LIMIT, expire)
-    timer.daemon = True
-    timer.start()
-    yield
-    timer.cancel()
-    assert not fired, f"the test took longer than {LIMIT} s"
-
-
-def sh(cmd, check=True, timeout=T):
-    p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{cmd!r} exited {p.returncode}: {p.stderr}")
-    return p
-
-
-def wait_until(pred, timeout=10, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def backups(store):

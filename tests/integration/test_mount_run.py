@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from test_mount import sh, time_limit, wait_until  # noqa: F401 (time_limit: per-test limit)
+from conftest import sh, wait_until
 from conftest import BUILD, ROOT, Cli, Mount, is_mounted, make_sample_db
 
 

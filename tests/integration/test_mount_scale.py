@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import time
 
-from test_mount import time_limit  # noqa: F401 (the per-test time limit)
 from conftest import Mount
 
 N = 5000

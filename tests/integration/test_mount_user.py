@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from test_mount import time_limit  # noqa: F401 (the per-test time limit)
 from conftest import BRI_BACKUP, Mount, make_sample_db
 
 USER = "bribfs"

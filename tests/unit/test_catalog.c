@@ -36,19 +36,6 @@ static int create(struct bri_store *s, const char *name, enum bri_kind kind, cha
 	return bri_create(s, &o, &ctx, out, err);
 }
 
-static int64_t count_rows(sqlite3 *db, const char *table)
-{
-	sqlite3_stmt *st;
-	int64_t n = -1;
-	char *sql = tu_fmt("SELECT count(*) FROM \"%s\"", table);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	free(sql);
-	return n;
-}
-
 /* Checks one fresh backup's files against the live counts. */
 static void check_backup(struct bri_store *s, const char *name, enum bri_kind kind, int64_t videos,
                          int64_t memory)
@@ -158,7 +145,7 @@ static void test_catalog(const char *base)
 	tu_exec(w, "DELETE FROM memory WHERE id <= 100");
 	EXPECT_EQ_INT(create(s, "third", BRI_KIND_AUTO, &n3, &err), 0);
 	check_backup(s, "third", BRI_KIND_NAMED, 47, 200);
-	EXPECT_EQ_INT(count_rows(w, "memory"), 200);
+	EXPECT_EQ_INT(tu_count_rows(w, "memory"), 200);
 	EXPECT_EQ_INT(count_tmp(s->dir), 0);
 	EXPECT_EQ_INT(tu_mode(s->dir), 0700);
 	if (!n2)
@@ -394,7 +381,7 @@ static void test_catalog(const char *base)
 	}
 
 	/* The live database was never changed by any of this, and is still WAL. */
-	EXPECT_EQ_INT(count_rows(w, "videos"), 47);
+	EXPECT_EQ_INT(tu_count_rows(w, "videos"), 47);
 	sqlite3_stmt *st;
 	EXPECT(sqlite3_prepare_v2(w, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK);
 	EXPECT(sqlite3_step(st) == SQLITE_ROW &&

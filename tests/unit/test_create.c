@@ -28,19 +28,6 @@
 
 static struct bri_op_ctx ctx;
 
-static int64_t count_rows(sqlite3 *db, const char *table)
-{
-	sqlite3_stmt *st;
-	int64_t n = -1;
-	char *sql = tu_fmt("SELECT count(*) FROM \"%s\"", table);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	free(sql);
-	return n;
-}
-
 /* Entries of the store folder other than ".lock" and "audit.jsonl". */
 static int count_files(const char *dir)
 {
@@ -79,9 +66,9 @@ static int64_t check_consistent(struct bri_store *s, const char *name)
 		char *uri = tu_fmt("file:%s?immutable=1", db);
 		EXPECT(sqlite3_open_v2(uri, &b, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) ==
 		       SQLITE_OK);
-		rows = count_rows(b, "memory");
+		rows = tu_count_rows(b, "memory");
 		EXPECT_EQ_INT(bri_meta_rows(&m, "memory"), rows);
-		EXPECT_EQ_INT(bri_meta_rows(&m, "videos"), count_rows(b, "videos"));
+		EXPECT_EQ_INT(bri_meta_rows(&m, "videos"), tu_count_rows(b, "videos"));
 		sqlite3_close(b);
 		free(uri);
 		struct bri_verify_result r;
@@ -212,7 +199,7 @@ static void test_concurrent_writer(const char *base)
 	EXPECT(sqlite3_step(st) == SQLITE_ROW &&
 	       strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0);
 	sqlite3_finalize(st);
-	EXPECT_EQ_INT(count_rows(db, "memory"), 20000 + 2 * atomic_load(&w.commits));
+	EXPECT_EQ_INT(tu_count_rows(db, "memory"), 20000 + 2 * atomic_load(&w.commits));
 	sqlite3_close(db);
 	bri_store_close(s);
 	free(dir);
@@ -495,7 +482,7 @@ static void test_killed(const char *base)
 	/* The live database is intact. */
 	sqlite3 *db;
 	EXPECT(sqlite3_open(live, &db) == SQLITE_OK);
-	EXPECT_EQ_INT(count_rows(db, "memory"), 60000);
+	EXPECT_EQ_INT(tu_count_rows(db, "memory"), 60000);
 	sqlite3_close(db);
 	bri_store_close(s);
 	free(live);

@@ -25,26 +25,13 @@
 
 static struct bri_op_ctx ctx;
 
-static int64_t count_rows(sqlite3 *db, const char *table)
-{
-	sqlite3_stmt *st;
-	int64_t n = -1;
-	char *sql = tu_fmt("SELECT count(*) FROM \"%s\"", table);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	free(sql);
-	return n;
-}
-
 /* Row count of videos in the database at path, through a fresh connection. */
 static int64_t videos_at(const char *path)
 {
 	sqlite3 *db;
 	int64_t n = -1;
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK)
-		n = count_rows(db, "videos");
+		n = tu_count_rows(db, "videos");
 	sqlite3_close(db);
 	return n;
 }
@@ -104,7 +91,7 @@ static void test_restore(const char *base)
 
 	free(make_backup(s, "v42"));
 	tu_exec(reader, "INSERT INTO videos(title) VALUES ('a'), ('b'), ('c')");
-	EXPECT_EQ_INT(count_rows(reader, "videos"), 45);
+	EXPECT_EQ_INT(tu_count_rows(reader, "videos"), 45);
 
 	/* A verified restore: safety backup of the 45-row state, live back at 42. */
 	size_t n0 = count_backups(s);
@@ -118,7 +105,7 @@ static void test_restore(const char *base)
 	EXPECT(strstr(rep.source, "v42") != NULL);
 	EXPECT(rep.started > 0);
 	EXPECT(rep.message[0] != '\0');
-	EXPECT_EQ_INT(count_rows(reader, "videos"), 42);
+	EXPECT_EQ_INT(tu_count_rows(reader, "videos"), 42);
 	EXPECT_EQ_INT(videos_at(live), 42);
 	EXPECT_STREQ(journal_mode(reader), "wal");
 	EXPECT_EQ_INT(count_backups(s), n0 + 1);
@@ -142,7 +129,7 @@ static void test_restore(const char *base)
 
 	/* The reader can keep writing after the restore. */
 	tu_exec(reader, "INSERT INTO videos(title) VALUES ('after')");
-	EXPECT_EQ_INT(count_rows(reader, "videos"), 43);
+	EXPECT_EQ_INT(tu_count_rows(reader, "videos"), 43);
 	free(make_backup(s, "v43"));
 
 	/* A backup whose verification fails: aborted, nothing changed, no safety backup. */
@@ -163,14 +150,14 @@ static void test_restore(const char *base)
 	EXPECT_EQ_INT(rep.check.status, BRI_VERIFY_FAILED);
 	EXPECT_STREQ(rep.safety_name, "");
 	EXPECT(err.msg[0] != '\0');
-	EXPECT_EQ_INT(count_rows(reader, "videos"), 43);
+	EXPECT_EQ_INT(tu_count_rows(reader, "videos"), 43);
 	EXPECT_EQ_INT(count_backups(s), n1);
 
 	/* The same without verification restores. */
 	rc = restore(s, "v42", false, &rep, &err);
 	EXPECT_MSG(rc == 0, "restore --no-verify: %d %s", rc, err.msg);
 	EXPECT(!rep.verified);
-	EXPECT_EQ_INT(count_rows(reader, "videos"), 42);
+	EXPECT_EQ_INT(tu_count_rows(reader, "videos"), 42);
 	EXPECT_EQ_INT(bri_store_write_file(s, "v42.db.meta", good_meta, ml, &err), 0);
 	free(meta);
 	free(good_meta);
@@ -180,7 +167,7 @@ static void test_restore(const char *base)
 	rc = restore(s, NULL, true, &rep, &err);
 	EXPECT_MSG(rc == 0, "restore newest: %d %s", rc, err.msg);
 	EXPECT(strstr(rep.source, "v43") != NULL);
-	EXPECT_EQ_INT(count_rows(reader, "videos"), 43);
+	EXPECT_EQ_INT(tu_count_rows(reader, "videos"), 43);
 
 	/* A path to a .db outside the store (with its .meta beside it). */
 	char *off = tu_fmt("%s/offsite", base);
@@ -194,7 +181,7 @@ static void test_restore(const char *base)
 	rc = restore(s, dst, true, &rep, &err);
 	EXPECT_MSG(rc == 0, "restore by path: %d %s", rc, err.msg);
 	EXPECT_EQ_INT(rep.check.status, BRI_VERIFY_OK);
-	EXPECT_EQ_INT(count_rows(reader, "videos"), 42);
+	EXPECT_EQ_INT(tu_count_rows(reader, "videos"), 42);
 	EXPECT(tu_exists(dst));
 
 	/*
@@ -210,7 +197,7 @@ static void test_restore(const char *base)
 		           "title TEXT); INSERT INTO videos(title) VALUES ('p1'), ('p2');");
 		sqlite3_close(b);
 		rc = restore(s, ps, false, &rep, &err);
-		int64_t rows = count_rows(reader, "videos");
+		int64_t rows = tu_count_rows(reader, "videos");
 		if (rc == 0)
 			EXPECT_EQ_INT(rows, 2);
 		else
@@ -240,7 +227,7 @@ static void test_restore(const char *base)
 	EXPECT_EQ_INT(rc, -ENOENT);
 	rc = restore(s, "../etc/passwd", true, &rep, &err);
 	EXPECT(rc < 0);
-	EXPECT_EQ_INT(count_rows(reader, "videos"), 42);
+	EXPECT_EQ_INT(tu_count_rows(reader, "videos"), 42);
 	EXPECT_EQ_INT(count_backups(s), n2);
 
 	/* A writer holds the live database: wait, then "database is locked", nothing changed. */
@@ -255,19 +242,19 @@ static void test_restore(const char *base)
 	EXPECT_MSG(took >= 0.25 && took < 20, "busy timeout 300 ms took %.3f s", took);
 	tu_exec(writer, "COMMIT");
 	sqlite3_close(writer);
-	EXPECT_EQ_INT(count_rows(reader, "videos"), 43); /* 42 + the writer's row */
+	EXPECT_EQ_INT(tu_count_rows(reader, "videos"), 43); /* 42 + the writer's row */
 
 	/* A reader inside a read transaction keeps its snapshot; after it, the new content. */
 	sqlite3 *snap;
 	EXPECT(sqlite3_open(live, &snap) == SQLITE_OK);
 	tu_exec(snap, "BEGIN");
-	EXPECT_EQ_INT(count_rows(snap, "videos"), 43);
+	EXPECT_EQ_INT(tu_count_rows(snap, "videos"), 43);
 	rc = restore(s, dst, true, &rep, &err); /* the 42-row backup */
 	EXPECT_MSG(rc == 0, "restore under an open read transaction: %d %s", rc, err.msg);
-	EXPECT_EQ_INT(count_rows(snap, "videos"), 43);
+	EXPECT_EQ_INT(tu_count_rows(snap, "videos"), 43);
 	tu_exec(snap, "COMMIT");
-	EXPECT_EQ_INT(count_rows(snap, "videos"), rc == 0 ? 42 : 43);
-	EXPECT_EQ_INT(count_rows(reader, "videos"), rc == 0 ? 42 : 43);
+	EXPECT_EQ_INT(tu_count_rows(snap, "videos"), rc == 0 ? 42 : 43);
+	EXPECT_EQ_INT(tu_count_rows(reader, "videos"), rc == 0 ? 42 : 43);
 	sqlite3_close(snap);
 	EXPECT_STREQ(journal_mode(reader), "wal");
 
@@ -314,16 +301,16 @@ static void test_rollback_mode(const char *base)
 
 	/* A reader holds a shared lock: the restore waits and fails, nothing changed. */
 	tu_exec(db, "BEGIN");
-	EXPECT_EQ_INT(count_rows(db, "videos"), 43);
+	EXPECT_EQ_INT(tu_count_rows(db, "videos"), 43);
 	int rc = restore(s, "v42", true, &rep, &err);
 	EXPECT_EQ_INT(rc, -EBUSY);
 	EXPECT_MSG(strstr(err.msg, "database is locked") != NULL, "message: %s", err.msg);
 	tu_exec(db, "COMMIT");
-	EXPECT_EQ_INT(count_rows(db, "videos"), 43);
+	EXPECT_EQ_INT(tu_count_rows(db, "videos"), 43);
 
 	rc = restore(s, "v42", true, &rep, &err);
 	EXPECT_MSG(rc == 0, "restore in rollback mode: %d %s", rc, err.msg);
-	EXPECT_EQ_INT(count_rows(db, "videos"), 42);
+	EXPECT_EQ_INT(tu_count_rows(db, "videos"), 42);
 	EXPECT_STREQ(journal_mode(db), "delete");
 	sqlite3_stmt *st;
 	EXPECT(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK);
@@ -368,8 +355,8 @@ static void test_full_disk(const char *base)
 		EXPECT_MSG(rc < 0, "restore of 5 MiB onto a 2 MiB disk succeeded");
 		EXPECT_EQ_INT(rep.result, rc);
 		EXPECT(err.msg[0] != '\0');
-		EXPECT_EQ_INT(count_rows(db, "memory"), 100);
-		EXPECT_EQ_INT(count_rows(db, "videos"), 42);
+		EXPECT_EQ_INT(tu_count_rows(db, "memory"), 100);
+		EXPECT_EQ_INT(tu_count_rows(db, "videos"), 42);
 		sqlite3_stmt *st;
 		EXPECT(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) ==
 		       SQLITE_OK);
@@ -378,7 +365,7 @@ static void test_full_disk(const char *base)
 		sqlite3_finalize(st);
 		/* And it still takes writes. */
 		tu_exec(db, "INSERT INTO videos(title) VALUES ('still writable')");
-		EXPECT_EQ_INT(count_rows(db, "videos"), 43);
+		EXPECT_EQ_INT(tu_count_rows(db, "videos"), 43);
 		bri_store_close(s);
 	}
 	sqlite3_close(db);
@@ -455,7 +442,7 @@ static void test_busy_writer(const char *base)
 	EXPECT_EQ_INT(atomic_load(&w.errors), 0);
 	sqlite3 *db;
 	EXPECT(sqlite3_open(live, &db) == SQLITE_OK);
-	int64_t rows = count_rows(db, "memory");
+	int64_t rows = tu_count_rows(db, "memory");
 	/* The backup's 5000 rows plus what the writer added after the restore. */
 	EXPECT_MSG(rows >= 5000 && rows < 5000 + atomic_load(&w.commits),
 	           "%lld rows after the restore", (long long)rows);
@@ -486,7 +473,7 @@ static void test_self_restore(const char *base)
 	if (bri_store_open(live, NULL, true, &s, &err) != 0)
 		TU_DIE("store: %s", err.msg);
 	int rc = restore(s, live, false, &rep, &err);
-	int64_t after = count_rows(db, "videos");
+	int64_t after = tu_count_rows(db, "videos");
 	sqlite3_stmt *st;
 	const char *ic = "";
 	if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK &&

@@ -15,19 +15,6 @@
 #include "expect.h"
 #include "testutil.h"
 
-static int64_t count_rows(sqlite3 *db, const char *table)
-{
-	sqlite3_stmt *st;
-	int64_t n = -1;
-	char *sql = tu_fmt("SELECT count(*) FROM \"%s\"", table);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	free(sql);
-	return n;
-}
-
 static void test_take(const char *base)
 {
 	struct bri_err err = {0};
@@ -69,7 +56,7 @@ static void test_take(const char *base)
 	}
 	/* The source's open connection carries on, in WAL mode. */
 	tu_exec(db, "INSERT INTO aaa VALUES (3)");
-	EXPECT_EQ_INT(count_rows(db, "aaa"), 3);
+	EXPECT_EQ_INT(tu_count_rows(db, "aaa"), 3);
 
 	/* count_rows and check on the copy. */
 	sqlite3 *copy;
@@ -115,15 +102,15 @@ static void test_take(const char *base)
 	tu_exec(db, "DELETE FROM memory");
 	rc = bri_snapshot_restore(dst, src, base, 1000, &err);
 	EXPECT_MSG(rc == 0, "snapshot_restore: %d %s", rc, err.msg);
-	EXPECT_EQ_INT(count_rows(db, "memory"), 1000);
-	EXPECT_EQ_INT(count_rows(db, "aaa"), 2);
+	EXPECT_EQ_INT(tu_count_rows(db, "memory"), 1000);
+	EXPECT_EQ_INT(tu_count_rows(db, "aaa"), 2);
 	EXPECT_EQ_INT(bri_checksum_path(dst, &ctx, after, &err), 0);
 	EXPECT_STREQ(after, sum); /* the backup is only read */
 	char *fresh = tu_fmt("%s/fresh.db", base);
 	EXPECT_EQ_INT(bri_snapshot_restore(dst, fresh, base, 1000, &err), 0);
 	sqlite3 *f;
 	EXPECT(sqlite3_open_v2(fresh, &f, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-	EXPECT_EQ_INT(count_rows(f, "videos"), 42);
+	EXPECT_EQ_INT(tu_count_rows(f, "videos"), 42);
 	sqlite3_close(f);
 
 	/* Another page size into the WAL live database: rebuilt in scratch, which is left clean. */
@@ -138,10 +125,10 @@ static void test_take(const char *base)
 	memset(&err, 0, sizeof(err));
 	rc = bri_snapshot_restore(ps, src, scratch, 1000, &err);
 	EXPECT_MSG(rc == 0, "restore of another page size: %d %s", rc, err.msg);
-	EXPECT_EQ_INT(count_rows(db, "videos"), 2);
+	EXPECT_EQ_INT(tu_count_rows(db, "videos"), 2);
 	EXPECT(rmdir(scratch) == 0); /* empty again */
 	EXPECT_EQ_INT(bri_snapshot_restore(dst, src, base, 1000, &err), 0);
-	EXPECT_EQ_INT(count_rows(db, "videos"), 42);
+	EXPECT_EQ_INT(tu_count_rows(db, "videos"), 42);
 	free(ps);
 	free(scratch);
 
@@ -154,8 +141,8 @@ static void test_take(const char *base)
 	EXPECT_EQ_INT(rc, -EBUSY);
 	tu_exec(w, "ROLLBACK");
 	sqlite3_close(w);
-	EXPECT_EQ_INT(count_rows(db, "videos"), 42);
-	EXPECT_EQ_INT(count_rows(db, "memory"), 1000);
+	EXPECT_EQ_INT(tu_count_rows(db, "videos"), 42);
+	EXPECT_EQ_INT(tu_count_rows(db, "memory"), 1000);
 
 	sqlite3_close(db);
 	free(fresh);

@@ -231,4 +231,18 @@ static inline int tu_audit_count(const char *store_dir, const char *op, const ch
 	return n;
 }
 
+/* Rows of table in db, or -1 when it cannot be counted. */
+static inline int64_t tu_count_rows(sqlite3 *db, const char *table)
+{
+	sqlite3_stmt *st;
+	int64_t n = -1;
+	char *sql = tu_fmt("SELECT count(*) FROM \"%s\"", table);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	free(sql);
+	return n;
+}
+
 #endif
