@@ -55,6 +55,12 @@ void bri_time_utc(time_t t, char *buf, size_t len);
  */
 int bri_time_parse(const char *s, time_t *out);
 
+/*
+ * An absolute copy of path (a relative one is taken from the current
+ * folder, without resolving links), malloc'd; NULL on failure.
+ */
+char *bri_path_absolute(const char *path);
+
 /* Monotonic seconds, for durations. */
 double bri_now_mono(void);
 

@@ -17,7 +17,7 @@
 
 /*
  * Renders the metrics of store s (catalog c) at time now into a malloc'd
- * text. Returns 0 or -ENOMEM.
+ * text; s may be NULL for a store not made yet. Returns 0 or -ENOMEM.
  */
 int bri_metrics_render(const struct bri_store *s, const struct bri_catalog *c, time_t now,
 		       const struct bri_health_rules *rules, char **out, size_t *len);

@@ -280,6 +280,28 @@ static void put_catalog(struct bri_catalog *c)
 		bri_catalog_free(c);
 }
 
+/*
+ * For the commands that read the store: refuses extra arguments, sets up
+ * logging, opens the store and its catalog (both NULL-safe to put back).
+ * Returns 0, CLI_EXIT_USAGE or CLI_EXIT_FAIL (message printed).
+ */
+static int open_catalog(struct cli_globals *g, int argc, char **argv, struct bri_store **s,
+                        struct bri_catalog **c)
+{
+	int rc;
+
+	if (optind < argc)
+		return cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+	cli_setup_logging(g);
+	rc = open_store(g, false, s);
+	if (rc)
+		return rc;
+	rc = get_catalog(*s, c);
+	if (rc)
+		close_store(*s);
+	return rc;
+}
+
 static bool ends_with(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), m = strlen(suffix);
@@ -620,15 +642,9 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 	rc = parse_plain(g, argc, argv, help_list);
 	if (rc >= 0)
 		return rc;
-	if (optind < argc)
-		return cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
-	cli_setup_logging(g);
-	rc = open_store(g, false, &s);
+	rc = open_catalog(g, argc, argv, &s, &c);
 	if (rc)
 		return rc;
-	rc = get_catalog(s, &c);
-	if (rc)
-		goto out_close_store;
 
 	if (g->json) {
 		json_object *arr = json_object_new_array();
@@ -665,7 +681,6 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 	}
 out_put_catalog:
 	put_catalog(c);
-out_close_store:
 	close_store(s);
 	return rc;
 }
@@ -1188,15 +1203,9 @@ int cli_cmd_stats(struct cli_globals *g, int argc, char **argv)
 	rc = parse_plain(g, argc, argv, help_stats);
 	if (rc >= 0)
 		return rc;
-	if (optind < argc)
-		return cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
-	cli_setup_logging(g);
-	rc = open_store(g, false, &s);
+	rc = open_catalog(g, argc, argv, &s, &c);
 	if (rc)
 		return rc;
-	rc = get_catalog(s, &c);
-	if (rc)
-		goto out_close_store;
 	memset(&st, 0, sizeof(st));
 	bri_stats_compute(c, &st);
 	if (g->json) {
@@ -1224,7 +1233,6 @@ int cli_cmd_stats(struct cli_globals *g, int argc, char **argv)
 	}
 out_put_catalog:
 	put_catalog(c);
-out_close_store:
 	close_store(s);
 	return rc;
 }
@@ -1282,15 +1290,9 @@ int cli_cmd_health(struct cli_globals *g, int argc, char **argv)
 			return cli_usage_error(argv[0], "unexpected option");
 		}
 	}
-	if (optind < argc)
-		return cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
-	cli_setup_logging(g);
-	rc = open_store(g, false, &s);
+	rc = open_catalog(g, argc, argv, &s, &c);
 	if (rc)
 		return rc;
-	rc = get_catalog(s, &c);
-	if (rc)
-		goto out_close_store;
 	ok = bri_health_check(c, time(NULL), &rules, g->json, &text, &len);
 	if (text) {
 		fwrite(text, 1, len, stdout);
@@ -1300,7 +1302,6 @@ int cli_cmd_health(struct cli_globals *g, int argc, char **argv)
 	}
 	rc = ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 	put_catalog(c);
-out_close_store:
 	close_store(s);
 	return rc;
 }
@@ -1370,15 +1371,9 @@ int cli_cmd_metrics(struct cli_globals *g, int argc, char **argv)
 			return cli_usage_error(argv[0], "unexpected option");
 		}
 	}
-	if (optind < argc)
-		return cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
-	cli_setup_logging(g);
-	rc = open_store(g, false, &s);
+	rc = open_catalog(g, argc, argv, &s, &c);
 	if (rc)
 		return rc;
-	rc = get_catalog(s, &c);
-	if (rc)
-		goto out_close_store;
 	if (bri_metrics_render(s, c, time(NULL), &rules, &text, &len) < 0) {
 		cli_error("metrics: out of memory");
 		rc = CLI_EXIT_FAIL;
@@ -1393,7 +1388,6 @@ int cli_cmd_metrics(struct cli_globals *g, int argc, char **argv)
 	free(text);
 out_put_catalog:
 	put_catalog(c);
-out_close_store:
 	close_store(s);
 	return rc;
 }

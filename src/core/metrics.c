@@ -80,7 +80,11 @@ int bri_metrics_render(const struct bri_store *s, const struct bri_catalog *c, t
 		return -ENOMEM;
 	t.buf[0] = '\0';
 	bri_stats_compute(c, &st);
-	bri_audit_last(s, ops, 4, last);
+	if (s)
+		bri_audit_last(s, ops, 4, last);
+	else
+		for (size_t i = 0; i < 4; i++)
+			last[i] = (struct bri_audit_last){.duration_s = -1};
 	ok = bri_health_check(c, now, rules, false, &health, &hlen);
 	free(health);
 

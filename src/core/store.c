@@ -20,19 +20,6 @@
 
 #include "bri/log.h"
 
-static char *absolute_path(const char *path)
-{
-	char cwd[PATH_MAX], *out;
-
-	if (path[0] == '/')
-		return strdup(path);
-	if (!getcwd(cwd, sizeof(cwd)))
-		return NULL;
-	if (asprintf(&out, "%s/%s", cwd, path) < 0)
-		return NULL;
-	return out;
-}
-
 /* mkdir -p of path; the last component gets mode. */
 static int make_dirs(const char *path, mode_t mode)
 {
@@ -84,7 +71,7 @@ int bri_store_open(const char *db_path, const char *backup_dir, bool create, str
 	if (!s)
 		return bri_err_set(err, -ENOMEM, "out of memory");
 	s->dirfd = -1;
-	s->db_path = absolute_path(db_path);
+	s->db_path = bri_path_absolute(db_path);
 	if (!s->db_path) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
@@ -97,7 +84,7 @@ int bri_store_open(const char *db_path, const char *backup_dir, bool create, str
 		goto out_free;
 	}
 	if (backup_dir && *backup_dir) {
-		s->dir = absolute_path(backup_dir);
+		s->dir = bri_path_absolute(backup_dir);
 	} else {
 		size_t dlen = (size_t)(slash - s->db_path);
 

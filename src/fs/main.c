@@ -155,21 +155,6 @@ static int parse_level(const char *s, enum bri_log_level *out)
 	return -EINVAL;
 }
 
-/* An absolute copy of path (relative to the current folder), malloc'd. */
-static char *absolute(const char *path)
-{
-	char cwd[PATH_MAX];
-	char *out;
-
-	if (path[0] == '/')
-		return strdup(path);
-	if (!getcwd(cwd, sizeof(cwd)))
-		return NULL;
-	if (asprintf(&out, "%s/%s", cwd, path) < 0)
-		return NULL;
-	return out;
-}
-
 /* "-ofsname=DB" with the characters fuse_opt treats specially escaped. */
 static int add_fsname(struct fuse_args *args, const char *db)
 {
@@ -269,7 +254,7 @@ int main(int argc, char *argv[])
 	if (copts.debug)
 		logcfg.level = BRI_LOG_DEBUG;
 	if (o.log_file) {
-		log_path = absolute(o.log_file);
+		log_path = bri_path_absolute(o.log_file);
 		if (!log_path)
 			goto out_free_cmdline;
 	}

@@ -174,3 +174,13 @@ def test_metrics_for_the_textfile_collector(cli, store, tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["bri.prom"]
     r = cli.run("metrics", "--output", str(tmp_path / "missing" / "x.prom"), check=False)
     assert r.returncode == 1 and "cannot write" in r.stderr
+
+
+def test_metrics_before_the_first_backup(cli, store):
+    """No store yet: zero backups and unhealthy, not a crash."""
+    assert not store.exists()
+    m = parse_prometheus(cli.run("metrics").stdout)
+    assert m['bri_backups{kind="auto"}'] == 0
+    assert m["bri_backup_healthy"] == 0
+    assert "bri_backup_newest_age_seconds" not in m
+    assert not store.exists()
