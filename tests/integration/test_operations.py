@@ -3,12 +3,13 @@ or empty source, bash completion of bri-backup, and the systemd units."""
 
 import os
 import shutil
+import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, BRI_BACKUPFS, ROOT, Mount
+from conftest import BRI_BACKUP, BRI_BACKUPFS, ROOT, Mount, table_counts
 
 OFFSITE = ROOT / "scripts/offsite-sync"
 COMPLETION = ROOT / "scripts/completion/bri-backup.bash"
@@ -66,6 +67,21 @@ def test_offsite_sync_of_a_mount_and_refusal_when_the_daemon_died(live_db, store
         assert (dest / "one" / "bri.db").read_bytes() == (store / "one.db").read_bytes()
         assert not (dest / "ctl").exists() and not (dest / "restore").exists()
         before = tree(dest)
+        # Restore from the offsite copy of the view: verified against the
+        # meta.json beside the file; a damaged copy is refused.
+        con = sqlite3.connect(live_db)
+        con.execute("delete from memory")
+        con.commit()
+        con.close()
+        r = cli.run("restore", str(dest / "one" / "bri.db"))
+        assert table_counts(live_db)["memory"] > 0
+        damaged = tmp_path / "damaged"
+        shutil.copytree(dest / "one", damaged)
+        with open(damaged / "bri.db", "r+b") as f:
+            f.seek(-100, 2)
+            f.write(b"x" * 100)
+        r = cli.run("restore", str(damaged / "bri.db"), check=False)
+        assert r.returncode == 1 and "verification failed" in r.stderr
         m.proc.kill()
         m.proc.wait(timeout=10)
         r = offsite(m.path, dest)
