@@ -209,7 +209,7 @@ static void printable_name(const char *name, char out[72])
 {
 	size_t i;
 
-	for (i = 0; name[i] && i < 64; i++)
+	for (i = 0; i < 64 && name[i]; i++)
 		out[i] = ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) ? '?' : name[i];
 	strcpy(out + i, name[i] ? "..." : "");
 }
@@ -290,8 +290,12 @@ static int open_catalog(struct cli_globals *g, int argc, char **argv, struct bri
 {
 	int rc;
 
-	if (optind < argc)
-		return cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+	*s = NULL;
+	*c = NULL;
+	if (optind < argc) {
+		cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
+		return CLI_EXIT_USAGE;
+	}
 	cli_setup_logging(g);
 	rc = open_store(g, false, s);
 	if (rc)

@@ -664,24 +664,22 @@ static int match_page_size(sqlite3 *live, sqlite3 *src, const char *scratch_dir,
 int bri_snapshot_restore(const char *backup_path, const char *live_path, const char *scratch_dir,
 			 int busy_timeout_ms, struct bri_err *err)
 {
-	sqlite3 *src = NULL, *live = NULL;
-	int64_t probe;
-	int rc;
-
-	sqlite3 *rebuilt = NULL;
+	sqlite3 *src = NULL, *live = NULL, *rebuilt = NULL;
 	char *rebuilt_path = NULL;
+	int64_t tables = -1;
+	int rc;
 
 	rc = bri_snapshot_open_backup(backup_path, &src, err);
 	if (rc < 0)
 		return rc;
-	rc = query_int(src, "SELECT count(*) FROM sqlite_schema", &probe, err);
+	rc = query_int(src, "SELECT count(*) FROM sqlite_schema", &tables, err);
 	if (rc < 0) {
 		bri_err_set(err, rc, "cannot read the backup %s: %s", backup_path,
 			    sqlite3_errmsg(src));
 		goto out_close_src;
 	}
 	/* An empty file is a valid empty database to SQLite: never a backup. */
-	if (probe == 0) {
+	if (tables == 0) {
 		rc = bri_err_set(err, -EINVAL,
 				 "%s holds no tables: refusing to replace the live database with "
 				 "an empty one; nothing was changed",
