@@ -24,41 +24,6 @@
 
 static struct bri_op_ctx ctx;
 
-/* Publishes a copy of backup src as name, with its time and kind changed. */
-static void clone_backup(struct bri_store *s, const char *src, const char *name, time_t t,
-                         enum bri_kind kind)
-{
-	struct bri_err err = {0};
-	char *sf = tu_fmt("%s.db", src), *smf = tu_fmt("%s.db.meta", src);
-	char *df = tu_fmt("%s.db", name), *dmf = tu_fmt("%s.db.meta", name);
-	char *bytes = NULL, *json = NULL;
-	size_t len, jlen;
-	struct bri_meta m;
-	memset(&m, 0, sizeof(m));
-	if (bri_store_read_file(s, sf, 1u << 30, &bytes, &len) != 0 ||
-	    bri_store_read_file(s, smf, BRI_META_MAX_BYTES, &json, &jlen) != 0 ||
-	    bri_meta_parse(json, jlen, &m, &err) != 0)
-		TU_DIE("reading %s: %s", src, err.msg);
-	free(json);
-	m.time = t;
-	bri_time_local(t, m.backup_time, sizeof(m.backup_time));
-	bri_time_utc(t, m.backup_time_utc, sizeof(m.backup_time_utc));
-	free(m.backup_path);
-	m.backup_path = bri_store_path(s, name, ".db");
-	m.kind = kind;
-	if (bri_store_write_file(s, df, bytes, len, &err) != 0 ||
-	    bri_meta_format(&m, &json, &jlen) != 0 ||
-	    bri_store_write_file(s, dmf, json, jlen, &err) != 0)
-		TU_DIE("writing %s: %s", name, err.msg);
-	free(json);
-	free(bytes);
-	bri_meta_free(&m);
-	free(sf);
-	free(smf);
-	free(df);
-	free(dmf);
-}
-
 static bool has_files(struct bri_store *s, const char *name, bool any)
 {
 	static const char *sfx[] = {".db", ".db.meta", ".db.verify"};
@@ -87,13 +52,13 @@ static void test_cleanup(const char *base)
 	time_t now = time(NULL);
 
 	/* fresh (now), day1, old40..old49, safety400: 12 non-safety, keep_min 7. */
-	clone_backup(s, "fresh", "day1", now - DAY, BRI_KIND_AUTO);
+	tu_clone_backup(s, "fresh", "day1", now - DAY, BRI_KIND_AUTO, false);
 	for (int i = 0; i < 10; i++) {
 		char n[16];
 		snprintf(n, sizeof(n), "old%d", 40 + i);
-		clone_backup(s, "fresh", n, now - (40 + i) * DAY, BRI_KIND_AUTO);
+		tu_clone_backup(s, "fresh", n, now - (40 + i) * DAY, BRI_KIND_AUTO, false);
 	}
-	clone_backup(s, "fresh", "pre_restore_safety_old", now - 400 * DAY, BRI_KIND_SAFETY);
+	tu_clone_backup(s, "fresh", "pre_restore_safety_old", now - 400 * DAY, BRI_KIND_SAFETY, false);
 	/* Every backup verified, so each has its three files. */
 	const char *all[] = {"fresh",
 	                     "day1",

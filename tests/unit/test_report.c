@@ -24,43 +24,6 @@
 
 static struct bri_op_ctx ctx;
 
-/* Publishes a copy of backup src as name, with its time and kind changed. */
-static void clone_backup(struct bri_store *s, const char *src, const char *name, time_t t,
-                         enum bri_kind kind, bool bad_checksum)
-{
-	struct bri_err err = {0};
-	char *sf = tu_fmt("%s.db", src), *smf = tu_fmt("%s.db.meta", src);
-	char *df = tu_fmt("%s.db", name), *dmf = tu_fmt("%s.db.meta", name);
-	char *bytes = NULL, *json = NULL;
-	size_t len, jlen;
-	struct bri_meta m;
-	memset(&m, 0, sizeof(m));
-	if (bri_store_read_file(s, sf, 1u << 30, &bytes, &len) != 0 ||
-	    bri_store_read_file(s, smf, BRI_META_MAX_BYTES, &json, &jlen) != 0 ||
-	    bri_meta_parse(json, jlen, &m, &err) != 0)
-		TU_DIE("reading %s: %s", src, err.msg);
-	free(json);
-	m.time = t;
-	bri_time_local(t, m.backup_time, sizeof(m.backup_time));
-	bri_time_utc(t, m.backup_time_utc, sizeof(m.backup_time_utc));
-	free(m.backup_path);
-	m.backup_path = bri_store_path(s, name, ".db");
-	m.kind = kind;
-	if (bad_checksum)
-		m.checksum[0] = m.checksum[0] == 'a' ? 'b' : 'a';
-	if (bri_store_write_file(s, df, bytes, len, &err) != 0 ||
-	    bri_meta_format(&m, &json, &jlen) != 0 ||
-	    bri_store_write_file(s, dmf, json, jlen, &err) != 0)
-		TU_DIE("writing %s: %s", name, err.msg);
-	free(json);
-	free(bytes);
-	bri_meta_free(&m);
-	free(sf);
-	free(smf);
-	free(df);
-	free(dmf);
-}
-
 static struct bri_catalog *scan(struct bri_store *s, struct bri_catalog *prev)
 {
 	struct bri_err err = {0};
@@ -153,7 +116,7 @@ static void test_report(const char *base)
 	for (int i = 0; i < 6; i++) {
 		char n[32];
 		snprintf(n, sizeof(n), "copy%d", i + 1);
-		clone_backup(s, "base1", n, newest - (i + 1) * 3 * HOUR, kinds[i], i == 1);
+		tu_clone_backup(s, "base1", n, newest - (i + 1) * 3 * HOUR, kinds[i], i == 1);
 	}
 	const char *verified[] = {"base1", "copy3", "copy4"};
 	for (size_t i = 0; i < 3; i++) {

@@ -21,6 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bri/meta.h"
+#include "bri/store.h"
+
 /* Aborts the test program (exit 1) when a setup step fails: not a check. */
 #define TU_DIE(...)                                                                                \
 	do {                                                                                       \
@@ -243,6 +246,47 @@ static inline int64_t tu_count_rows(sqlite3 *db, const char *table)
 	sqlite3_finalize(st);
 	free(sql);
 	return n;
+}
+
+/*
+ * Copies backup src of store s as name with backup time t and kind, as a
+ * seed-style hand copy would (a wrong checksum with bad_checksum). Dies on
+ * failure.
+ */
+static inline void tu_clone_backup(struct bri_store *s, const char *src, const char *name, time_t t,
+                         enum bri_kind kind, bool bad_checksum)
+{
+	struct bri_err err = {0};
+	char *sf = tu_fmt("%s.db", src), *smf = tu_fmt("%s.db.meta", src);
+	char *df = tu_fmt("%s.db", name), *dmf = tu_fmt("%s.db.meta", name);
+	char *bytes = NULL, *json = NULL;
+	size_t len, jlen;
+	struct bri_meta m;
+	memset(&m, 0, sizeof(m));
+	if (bri_store_read_file(s, sf, 1u << 30, &bytes, &len) != 0 ||
+	    bri_store_read_file(s, smf, BRI_META_MAX_BYTES, &json, &jlen) != 0 ||
+	    bri_meta_parse(json, jlen, &m, &err) != 0)
+		TU_DIE("reading %s: %s", src, err.msg);
+	free(json);
+	m.time = t;
+	bri_time_local(t, m.backup_time, sizeof(m.backup_time));
+	bri_time_utc(t, m.backup_time_utc, sizeof(m.backup_time_utc));
+	free(m.backup_path);
+	m.backup_path = bri_store_path(s, name, ".db");
+	m.kind = kind;
+	if (bad_checksum)
+		m.checksum[0] = m.checksum[0] == 'a' ? 'b' : 'a';
+	if (bri_store_write_file(s, df, bytes, len, &err) != 0 ||
+	    bri_meta_format(&m, &json, &jlen) != 0 ||
+	    bri_store_write_file(s, dmf, json, jlen, &err) != 0)
+		TU_DIE("writing %s: %s", name, err.msg);
+	free(json);
+	free(bytes);
+	bri_meta_free(&m);
+	free(sf);
+	free(smf);
+	free(df);
+	free(dmf);
 }
 
 #endif
