@@ -26,6 +26,14 @@ struct bri_err {
 int bri_err_set(struct bri_err *err, int code, const char *fmt, ...) BRI_PRINTF(3, 4);
 
 /*
+ * Wraps the cause already in err: err->msg becomes "<formatted context>:
+ * <cause>" (the cause being the old message, or strerror(code) when there was
+ * none) and err->code becomes code. The context is formatted into a buffer
+ * of its own first, so the cause may be any string. Returns code.
+ */
+int bri_err_wrap(struct bri_err *err, int code, const char *fmt, ...) BRI_PRINTF(3, 4);
+
+/*
  * Called during long operations; done and total are bytes (total 0: unknown).
  * It may be called from a thread of the core's own while the operation runs,
  * but never twice at the same time.

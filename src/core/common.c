@@ -26,6 +26,30 @@ int bri_err_set(struct bri_err *err, int code, const char *fmt, ...)
 	return code;
 }
 
+int bri_err_wrap(struct bri_err *err, int code, const char *fmt, ...)
+{
+	char context[sizeof(err->msg)];
+	char joined[2 * sizeof(err->msg) + 2];
+	const char *cause;
+	size_t n;
+	va_list ap;
+
+	if (!err)
+		return code;
+	va_start(ap, fmt);
+	vsnprintf(context, sizeof(context), fmt, ap);
+	va_end(ap);
+	cause = err->msg[0] ? err->msg : strerror(code < 0 ? -code : code);
+	snprintf(joined, sizeof(joined), "%s: %.*s", context, (int)sizeof(err->msg) - 1, cause);
+	n = strlen(joined);
+	if (n >= sizeof(err->msg))
+		n = sizeof(err->msg) - 1;
+	memcpy(err->msg, joined, n);
+	err->msg[n] = '\0';
+	err->code = code;
+	return code;
+}
+
 struct bri_op_ctx bri_op_ctx_self(const char *via)
 {
 	struct bri_op_ctx ctx = {

@@ -219,8 +219,8 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 
 		rc = bri_create(s, &co, ctx, &safety, err);
 		if (rc < 0) {
-			bri_err_set(err, rc, "cannot take the safety backup, so nothing was "
-				    "restored: %s", err->msg);
+			bri_err_wrap(err, rc, "cannot take the safety backup, so nothing was "
+				     "restored");
 			goto out_unlock;
 		}
 		snprintf(report->safety_name, sizeof(report->safety_name), "%s", safety);

@@ -596,8 +596,7 @@ int bri_snapshot_open_backup(const char *path, sqlite3 **out, struct bri_err *er
 	rc = open_db(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, 5000, out, err);
 	free(uri);
 	if (rc < 0)
-		bri_err_set(err, rc, "cannot open %s as SQLite: %s", path,
-			    err ? err->msg : "");
+		bri_err_wrap(err, rc, "cannot open %s as SQLite", path);
 	return rc;
 }
 

@@ -154,6 +154,20 @@ static void test_err_ctx_clock(void)
 	bri_err_set(&err, -EINVAL, "%s", big);
 	EXPECT_EQ_INT(strlen(err.msg), sizeof(err.msg) - 1);
 
+	/* Wrapping keeps the cause after the context, even one that fills msg. */
+	bri_err_set(&err, -EIO, "disk %s", "gone");
+	EXPECT_EQ_INT(bri_err_wrap(&err, -EPERM, "cannot %s", "restore"), -EPERM);
+	EXPECT_EQ_INT(err.code, -EPERM);
+	EXPECT_STREQ(err.msg, "cannot restore: disk gone");
+	struct bri_err empty = {0};
+	bri_err_wrap(&empty, -ENOENT, "no %s", "x");
+	EXPECT_STREQ(empty.msg, "no x: No such file or directory");
+	bri_err_set(&err, -EINVAL, "%s", big);
+	bri_err_wrap(&err, -EINVAL, "ctx");
+	EXPECT_EQ_INT(strlen(err.msg), sizeof(err.msg) - 1);
+	EXPECT(strncmp(err.msg, "ctx: mmm", 8) == 0);
+	EXPECT_EQ_INT(bri_err_wrap(NULL, -EIO, "ignored"), -EIO);
+
 	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
 	EXPECT_EQ_INT(ctx.uid, getuid());
 	EXPECT_EQ_INT(ctx.pid, getpid());
