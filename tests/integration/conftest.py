@@ -40,6 +40,46 @@ def wait_until(pred, timeout=10, step=0.05):
     return pred()
 
 
+class PausePoints:
+    """Test-only pause points (include/bri/testpoint.h) of the processes a
+    test starts with env() in their environment: arm(P) makes the next one to
+    reach P stop there, wait_reached(P) waits until one has, release(P) lets
+    it go on."""
+
+    def __init__(self, folder):
+        self.dir = Path(folder)
+        self.dir.mkdir(mode=0o777, exist_ok=True)
+        self.dir.chmod(0o777)  # the daemon may run as another user
+
+    def env(self, base=None):
+        e = dict(os.environ if base is None else base)
+        e["BRI_TEST_PAUSE_DIR"] = str(self.dir)
+        return e
+
+    def arm(self, point):
+        (self.dir / f"{point}.reached").unlink(missing_ok=True)
+        (self.dir / point).touch()
+
+    def wait_reached(self, point, timeout=60):
+        assert wait_until(lambda: (self.dir / f"{point}.reached").exists(), timeout), (
+            f"no process reached the pause point {point}"
+        )
+
+    def release(self, point):
+        (self.dir / point).unlink(missing_ok=True)
+
+
+@pytest.fixture
+def pause_points(tmp_path):
+    """Pause points for this test; every armed point is released at the end,
+    so a paused process never outlives a failing test by 60 s."""
+    p = PausePoints(tmp_path / "pause-points")
+    yield p
+    for f in p.dir.iterdir():
+        if not f.name.endswith(".reached"):
+            f.unlink(missing_ok=True)
+
+
 def our_daemons(tmp_path):
     """Pids of the bri-backupfs processes this test started (children of
     pytest, or daemonised with this test's folder on their command line)."""
