@@ -235,11 +235,16 @@ static int check_name(const char *command, const char *name)
  */
 static int open_store(const struct cli_globals *g, bool create, struct bri_store **out)
 {
+	struct bri_store_open_opts o = {
+	    .create = create,
+	    .follow_symlink = g->follow_symlink,
+	    .force = g->force,
+	};
 	struct bri_err err = {0};
 	int r;
 
 	*out = NULL;
-	r = bri_store_open(g->db, g->backup_dir, create, out, &err);
+	r = bri_store_open_ex(g->db, g->backup_dir, &o, out, &err);
 	if (r == -ENOENT && !create) {
 		*out = NULL;
 		return 0;
@@ -1312,18 +1317,53 @@ int cli_cmd_health(struct cli_globals *g, int argc, char **argv)
 
 /* ---- metrics ---- */
 
-/* Writes len bytes of text to path through a temporary file and a rename. */
+/*
+ * Writes len bytes of text to path through a temporary file beside it and a
+ * rename, never through a symlink: a symlink at path is refused (ELOOP), the
+ * temporary file is made with O_EXCL | O_NOFOLLOW relative to the folder's
+ * descriptor, and the rename replaces the name, never a file a link points
+ * to. Returns 0, or -1 with errno set.
+ */
 static int write_atomically(const char *path, const char *text, size_t len)
 {
-	char *tmp = NULL;
+	char *copy = strdup(path), *slash, *tmp = NULL;
+	const char *folder = ".", *base;
+	int dirfd, fd = -1, rc = -1, saved;
+	struct stat st;
 	FILE *f;
-	int fd, rc = -1;
 
-	if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
+	if (!copy)
 		return -1;
-	fd = mkstemp(tmp);
-	if (fd < 0)
+	slash = strrchr(copy, '/');
+	base = copy;
+	if (slash) {
+		*slash = '\0';
+		folder = slash == copy ? "/" : copy;
+		base = slash + 1;
+	}
+	if (!*base) {
+		errno = EISDIR;
 		goto out_free;
+	}
+	dirfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		goto out_free;
+	if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+		errno = ELOOP;
+		goto out_close_dir;
+	}
+	for (unsigned i = 0; i < 100 && fd < 0; i++) {
+		free(tmp);
+		if (asprintf(&tmp, ".%s.%ld.%u.tmp", base, (long)getpid(), i) < 0) {
+			tmp = NULL;
+			goto out_close_dir;
+		}
+		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (fd < 0 && errno != EEXIST)
+			goto out_close_dir;
+	}
+	if (fd < 0)
+		goto out_close_dir;
 	f = fdopen(fd, "w");
 	if (!f) {
 		close(fd);
@@ -1334,14 +1374,22 @@ static int write_atomically(const char *path, const char *text, size_t len)
 		fclose(f);
 		goto out_unlink;
 	}
-	if (fclose(f) != 0 || rename(tmp, path) != 0)
+	if (fclose(f) != 0 || renameat(dirfd, tmp, dirfd, base) != 0)
 		goto out_unlink;
+	fsync(dirfd);
 	rc = 0;
-	goto out_free;
+	goto out_close_dir;
 out_unlink:
-	unlink(tmp);
+	saved = errno;
+	unlinkat(dirfd, tmp, 0);
+	errno = saved;
+out_close_dir:
+	saved = errno;
+	close(dirfd);
+	errno = saved;
 out_free:
 	free(tmp);
+	free(copy);
 	return rc;
 }
 
@@ -1386,7 +1434,12 @@ int cli_cmd_metrics(struct cli_globals *g, int argc, char **argv)
 	if (!output) {
 		fwrite(text, 1, len, stdout);
 	} else if (write_atomically(output, text, len) < 0) {
-		cli_error("metrics: cannot write %s: %s", output, strerror(errno));
+		if (errno == ELOOP)
+			cli_error("metrics: refusing to write %s: it is a symbolic link (give the "
+			          "path of a regular file)",
+			          output);
+		else
+			cli_error("metrics: cannot write %s: %s", output, strerror(errno));
 		rc = CLI_EXIT_FAIL;
 	}
 	free(text);

@@ -21,9 +21,15 @@
 #define AUDIT_FILE "audit.jsonl"
 #define AUDIT_MAX_BYTES (64u << 20)
 
-/* Opens audit.jsonl for appending and locks it, reopening if it was replaced. */
+/*
+ * Opens audit.jsonl for appending and locks it, reopening if it was replaced;
+ * -ESTALE when the store folder itself was replaced.
+ */
 static int open_locked(struct bri_store *s)
 {
+	/* A store folder replaced while open is written to no more (neither one). */
+	if (bri_store_check(s, NULL) < 0)
+		return -ESTALE;
 	for (int tries = 0; tries < 8; tries++) {
 		struct stat a, b;
 		int fd = openat(s->dirfd, AUDIT_FILE,

@@ -48,6 +48,9 @@ int bri_cleanup(struct bri_store *s, const struct bri_retention_rules *rules, ti
 	lockfd = bri_store_lock(s, err);
 	if (lockfd < 0)
 		return lockfd;
+	rc = bri_store_check(s, err);
+	if (rc < 0)
+		goto out_unlock;
 	rc = bri_catalog_scan(s, NULL, &cat, err);
 	if (rc < 0)
 		goto out_unlock;
@@ -115,9 +118,10 @@ static int delete_backup(struct bri_store *s, const char *name, bool lock_held,
 			goto out_audit;
 		}
 	}
-	if (!bri_store_has(s, name))
+	rc = bri_store_check(s, err);
+	if (rc == 0 && !bri_store_has(s, name))
 		rc = bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
-	else
+	else if (rc == 0)
 		rc = remove_backup(s, name, err);
 	bri_store_unlock(lockfd);
 out_audit:

@@ -20,6 +20,7 @@
 #include "bri/checksum.h"
 #include "bri/log.h"
 #include "bri/snapshot.h"
+#include "bri/testpoint.h"
 
 static int choose_name(struct bri_store *s, const struct bri_create_opts *o, time_t now,
 		       char name[BRI_NAME_MAX + 1], struct bri_err *err)
@@ -207,6 +208,7 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 				 strerror(errno));
 		goto out_audit;
 	}
+	bri_testpoint("create-start");
 	if (!o.lock_held) {
 		lockfd = bri_store_lock(s, err);
 		if (lockfd < 0) {
@@ -214,6 +216,10 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 			goto out_audit;
 		}
 	}
+	/* A store folder replaced since it was opened gets nothing, not even a temporary file. */
+	rc = bri_store_check(s, err);
+	if (rc < 0)
+		goto out_unlock;
 	rc = choose_name(s, &o, now, name, err);
 	if (rc < 0)
 		goto out_unlock;
@@ -222,13 +228,19 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 		rc = fd;
 		goto out_unlock;
 	}
-	tmp_path = bri_store_path(s, tmp, NULL);
+	/* SQLite opens the copy by name: a name through the store's descriptor. */
+	tmp_path = bri_store_fd_path(s, tmp, NULL);
 	if (!tmp_path) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_remove_tmp;
 	}
 	rc = snapshot_with_progress(s->db_path, tmp_path, fd, (uint64_t)st.st_size,
 				    o.busy_timeout_ms, ctx, &info, err);
+	if (rc < 0)
+		goto out_remove_tmp;
+	bri_testpoint("create-copied");
+	/* Replaced while copying: the copy is removed, nothing is published. */
+	rc = bri_store_check(s, err);
 	if (rc < 0)
 		goto out_remove_tmp;
 

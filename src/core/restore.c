@@ -183,6 +183,7 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 	struct bri_err local = {0};
 	struct source src = {0};
 	double start = bri_now_mono();
+	char *scratch;
 	struct stat st;
 	int lockfd, rc;
 
@@ -199,7 +200,9 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 		rc = lockfd;
 		goto out_report;
 	}
-	rc = resolve(s, what, &src, err);
+	rc = bri_store_check(s, err);
+	if (rc == 0)
+		rc = resolve(s, what, &src, err);
 	if (rc < 0)
 		goto out_unlock;
 	snprintf(report->source, sizeof(report->source), "%s",
@@ -228,7 +231,10 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 	}
 	if (ctx && ctx->progress)
 		ctx->progress(ctx->progress_arg, "restore", 0, 0);
-	rc = bri_snapshot_restore(src.path, s->db_path, s->dir, o.busy_timeout_ms, err);
+	scratch = bri_store_fd_path(s, NULL, NULL);
+	rc = scratch ? bri_snapshot_restore(src.path, s->db_path, scratch, o.busy_timeout_ms, err)
+		     : bri_err_set(err, -ENOMEM, "out of memory");
+	free(scratch);
 	if (rc < 0 && rc != -EBADMSG && report->safety_name[0]) {
 		/* The live database is unchanged: its copy is not needed. */
 		bri_delete_locked(s, report->safety_name, ctx, NULL);

@@ -322,6 +322,26 @@ static int wc_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int f
 	return rc;
 }
 
+/*
+ * A name through the store's descriptor ("/proc/self/fd/N/...") stays one:
+ * resolving it, as the unix VFS does with symlinks, would turn it back into
+ * the store's path, which may name another folder by the time SQLite opens
+ * the file (or its -journal and -wal beside it).
+ */
+static int wc_full_pathname(sqlite3_vfs *vfs, const char *name, int n, char *out)
+{
+	static const char fd_prefix[] = "/proc/self/fd/";
+	size_t len = strlen(name);
+
+	(void)vfs;
+	if (strncmp(name, fd_prefix, sizeof(fd_prefix) - 1) != 0)
+		return wc_root->xFullPathname(wc_root, name, n, out);
+	if (len >= (size_t)n)
+		return SQLITE_CANTOPEN;
+	memcpy(out, name, len + 1);
+	return SQLITE_OK;
+}
+
 static void wc_register(void)
 {
 	wc_root = sqlite3_vfs_find(NULL);
@@ -332,6 +352,7 @@ static void wc_register(void)
 	wc_vfs.zName = WC_VFS_NAME;
 	wc_vfs.szOsFile = (int)(WC_REAL_OFFSET + (size_t)wc_root->szOsFile);
 	wc_vfs.xOpen = wc_open;
+	wc_vfs.xFullPathname = wc_full_pathname;
 	wc_registered = sqlite3_vfs_register(&wc_vfs, 0);
 }
 
@@ -516,7 +537,9 @@ int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeo
 	int64_t probe;
 	int rc;
 
-	rc = open_db(src_path, SQLITE_OPEN_READONLY, busy_timeout_ms, &src, err);
+	/* The live database: never through a symlink (the caller's path is canonical). */
+	rc = open_db(src_path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, busy_timeout_ms, &src,
+		     err);
 	if (rc < 0)
 		return rc;
 	/* Fails early, with SQLite's words, on a file that is not a database. */
@@ -685,8 +708,10 @@ int bri_snapshot_restore(const char *backup_path, const char *live_path, const c
 				 backup_path);
 		goto out_close_src;
 	}
-	rc = open_db(live_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, busy_timeout_ms, &live,
-		     err);
+	/* Never through a symlink: SQLite opens the file, its -journal and -wal
+	 * with O_NOFOLLOW and refuses a symlink anywhere in live_path. */
+	rc = open_db(live_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
+		     busy_timeout_ms, &live, err);
 	if (rc < 0)
 		goto out_close_src;
 	rc = match_page_size(live, src, scratch_dir, &rebuilt, &rebuilt_path, err);

@@ -235,6 +235,9 @@ int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op
 	rc = bri_store_check_name(name, strlen(name), err);
 	if (rc < 0)
 		return rc;
+	rc = bri_store_check(s, err);
+	if (rc < 0)
+		return rc;
 	if (!bri_store_has(s, name))
 		return bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
 	snprintf(meta_file, sizeof(meta_file), "%s.db.meta", name);

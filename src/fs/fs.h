@@ -144,6 +144,8 @@ struct bfs_options {
 	double max_age_hours; /* -o max_age_hours= (health) */
 	int min_backups;      /* -o min_backups= (health) */
 	char *schedule;       /* -o schedule= daily@HH:MM, hourly, every=N{s,m,h,d}, none */
+	int follow_symlink;   /* -o follow_symlink: accept a symlinked DB or backup_dir */
+	int force;            /* -o force: accept a store in the database's own folder */
 	int show_help;        /* -h, --help */
 	int show_version;     /* -V, --version */
 };

@@ -38,6 +38,8 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("max_age_hours=%lf", max_age_hours, 0),
     BFS_OPT("min_backups=%d", min_backups, 0),
     BFS_OPT("schedule=%s", schedule, 0),
+    BFS_OPT("follow_symlink", follow_symlink, 1),
+    BFS_OPT("force", force, 1),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -80,6 +82,10 @@ static void usage(const char *prog)
 	       "                           daily@HH:MM, daily (02:00), hourly, every=N with\n"
 	       "                           suffix s, m, h, d, or none (default); a run missed\n"
 	       "                           while the machine was off runs at start-up\n"
+	       "    -o follow_symlink      accept a DB or backup_dir path that is a symbolic\n"
+	       "                           link and use what it points to (refused by default)\n"
+	       "    -o force               accept a backup_dir that is the folder of DB\n"
+	       "                           (refused by default)\n"
 	       "    -h, --help             this help, then libfuse's\n"
 	       "    -V, --version          versions\n"
 	       "\n",
@@ -195,6 +201,7 @@ int main(int argc, char *argv[])
 	                        .max_age_hours = 24,
 	                        .min_backups = 7};
 	struct fuse_cmdline_opts copts = {0};
+	struct bri_store_open_opts sopts = {.create = true};
 	struct bri_log_config logcfg = {.level = BRI_LOG_INFO, .ring_lines = RING_LINES};
 	struct bri_err err = {0};
 	struct bfs fs = {0};
@@ -282,7 +289,9 @@ int main(int argc, char *argv[])
 	pthread_cond_init(&fs.verify_cond, NULL);
 	bfs_progress_init(&fs.progress);
 
-	if (bri_store_open(o.db, o.backup_dir, true, &fs.store, &err) < 0) {
+	sopts.follow_symlink = o.follow_symlink;
+	sopts.force = o.force;
+	if (bri_store_open_ex(o.db, o.backup_dir, &sopts, &fs.store, &err) < 0) {
 		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
 		goto out_log;
 	}

@@ -230,7 +230,12 @@ static void test_store_is_db_folder(const char *base)
 	tu_make_db(live, "wal", 42, 10, false);
 	struct timespec ts[2] = {{time(NULL) - 400 * DAY, 0}, {time(NULL) - 400 * DAY, 0}};
 	EXPECT(utimensat(AT_FDCWD, live, ts, 0) == 0); /* a database not written for a while */
-	if (bri_store_open(live, dir, true, &s, &err) != 0)
+	/* SPEC.md section 1: refused unless forced, with a message saying why. */
+	EXPECT_EQ_INT(bri_store_open(live, dir, true, &s, &err), -EINVAL);
+	EXPECT(s == NULL);
+	EXPECT_MSG(strstr(err.msg, "own folder") != NULL, "message: %s", err.msg);
+	struct bri_store_open_opts forced = {.create = true, .force = true};
+	if (bri_store_open_ex(live, dir, &forced, &s, &err) != 0)
 		TU_DIE("store: %s", err.msg);
 	struct bri_create_opts o = {.name = "real"};
 	char *out = NULL;
