@@ -98,7 +98,8 @@ void bri_audit_record(struct bri_store *s, const char *op, const char *name, int
 	fd = open_locked(s);
 	if (fd < 0) {
 		bri_log(BRI_LOG_WARN, "cannot write the audit log in %s: %s", s->dir,
-			strerror(-fd));
+			fd == -ESTALE ? "the folder was moved or replaced while in use"
+				      : strerror(-fd));
 		free(line);
 		return;
 	}
