@@ -29,6 +29,10 @@ struct bri_snapshot_info {
  * never changed) into a new database at dst_path (an empty temporary file),
  * waiting up to busy_timeout_ms for locks. The copy ends in journal mode
  * DELETE. Does not fsync. Fills info (free with bri_snapshot_info_free).
+ * src_path is opened with SQLITE_OPEN_NOFOLLOW: it must hold no symlink
+ * (bri_store_open makes the live database's path canonical). dst_path may be
+ * a "/proc/self/fd/N/NAME" path (bri_store_fd_path): it is used as it is,
+ * never resolved to the folder's current name.
  */
 int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeout_ms,
 		      struct bri_snapshot_info *info, struct bri_err *err);
@@ -43,7 +47,9 @@ int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeo
  * busy_timeout_ms for a writer, then fails with -EBUSY ("database is
  * locked") having changed nothing. Creates live_path when absent. Runs
  * PRAGMA quick_check on the result: -EBADMSG when it fails (the content was
- * changed); any other error means nothing was changed.
+ * changed); any other error means nothing was changed. live_path is opened
+ * with SQLITE_OPEN_NOFOLLOW (no symlink anywhere in it; -journal and -wal
+ * opened with O_NOFOLLOW too).
  */
 int bri_snapshot_restore(const char *backup_path, const char *live_path, const char *scratch_dir,
 			 int busy_timeout_ms, struct bri_err *err);

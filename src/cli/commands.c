@@ -109,7 +109,8 @@ static const char help_metrics[] =
     "bytes, the newest backup's time and age, verification results, health, and\n"
     "the time, result and duration of the last create, verify, restore and\n"
     "cleanup. With --output, writes FILE atomically (mode 0644) instead, for\n"
-    "node_exporter's textfile collector (FILE should end in .prom).\n"
+    "node_exporter's textfile collector (FILE should end in .prom); a FILE that\n"
+    "is a symbolic link is refused.\n"
     "\n"
     "  -o, --output FILE  write FILE instead of standard output\n"
     "  -h, --help         show this help\n";

@@ -2,7 +2,11 @@
  * The store folder on disk: opening and creating it, backup names, paths,
  * durable writes (temporary file, fsync, rename, fsync the folder), the
  * cross-process flock and the sweep of leftovers. Files inside the store are
- * always opened relative to its descriptor and never through a symlink.
+ * always created, opened, renamed and removed relative to its descriptor and
+ * never through a symlink; bri_store_check tells whether the store's path
+ * still names that folder. Opening refuses a symlinked database path or store
+ * folder (unless asked to follow) and a store in the database's own folder
+ * (unless forced), and makes both folders canonical once.
  */
 #include "bri/store.h"
 
