@@ -370,10 +370,17 @@ static int open_db_vfs(const char *path, int flags, const char *vfs, int busy_ti
 	int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, vfs);
 
 	if (rc != SQLITE_OK) {
-		int e = sqlite_errno(rc);
+		bool symlink = db && sqlite3_extended_errcode(db) == SQLITE_CANTOPEN_SYMLINK;
+		int e = symlink ? -ELOOP : sqlite_errno(rc);
 
-		bri_err_set(err, e, "cannot open database %s: %s", path,
-			    db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		if (symlink)
+			bri_err_set(err, e,
+				    "refusing to open database %s: it is, or its path passes "
+				    "through, a symbolic link",
+				    path);
+		else
+			bri_err_set(err, e, "cannot open database %s: %s", path,
+				    db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		sqlite3_close(db);
 		return e;
 	}

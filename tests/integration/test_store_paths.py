@@ -166,6 +166,33 @@ def test_mount_refuses_a_symlinked_live_database_unless_follow_symlink(cli, live
     assert link.is_symlink()
 
 
+@pytest.mark.parametrize("kind", ["to_a_database", "dangling"])
+def test_mount_restore_refuses_a_symlink_planted_after_mounting(cli, live_db, store, tmp_path,
+                                                               kind):
+    """The daemon (root, in the shipped unit) opened its store long ago; the
+    application's user, who can write the database's folder, then puts a
+    symlink where the database was. The restore must not follow it."""
+    cli.run("create", "--name", "good")
+    victim = make_sample_db(tmp_path / "other_app" / "app.db", rows=5)
+    victim_sha = sha(victim)
+    m = Mount(live_db, store, tmp_path / "mnt").start()
+    try:
+        for f in live_db.parent.glob(live_db.name + "*"):
+            f.unlink()
+        live_db.symlink_to(victim if kind == "to_a_database" else tmp_path / "planted.db")
+        before = files_under(tmp_path / "other_app")
+        r = subprocess.run(["mv", str(m / "good"), str(m / "restore/")], capture_output=True,
+                           text=True, timeout=TIMEOUT)
+        assert r.returncode != 0, "the restore went through the symlink"
+        assert sha(victim) == victim_sha
+        assert files_under(tmp_path / "other_app") == before
+        assert not (tmp_path / "planted.db").exists(), "a file was created through the link"
+        assert live_db.is_symlink()
+        assert "symbolic link" in (m / "ctl" / "log").read_text()
+    finally:
+        m.stop()
+
+
 # ---- item 1: the store folder as a symlink ----
 
 def test_store_folder_symlink_is_refused_unless_follow_symlink(cli, live_db, store, tmp_path):
