@@ -251,7 +251,7 @@ static int open_store(const struct cli_globals *g, bool create, struct bri_store
 		return 0;
 	}
 	if (r < 0)
-		return fail("cannot open the backup store", &err, r);
+		return fail(r == -ELOOP ? "refused" : "cannot open the backup store", &err, r);
 	return 0;
 }
 
