@@ -7,6 +7,7 @@
  * metadata, a file that is not SQLite, a truncated file, a missing file. Then
  * bri_verify_backup/bri_verify_load through a real store.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <sys/stat.h>
@@ -563,6 +564,55 @@ static void test_store_verify(const char *base)
 	free(live);
 }
 
+/* Entries of folder dir other than . and .. */
+static int entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+/*
+ * A store folder replaced while open (mv store store.old; mkdir store):
+ * verify fails with -ESTALE and writes nothing into either folder (issue 9
+ * item 10: it left its temporary .verify in the new folder).
+ */
+static void test_store_replaced(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
+	struct bri_store *s = NULL;
+	struct bri_verify_result r;
+	char *live = tu_fmt("%s/repl.db", base);
+	char *dir = tu_fmt("%s/repl", base);
+	char *old = tu_fmt("%s/repl.old", base);
+	char *src = tu_fmt("%s/repl-src.db", base);
+	tu_make_db(src, "delete", NVIDEOS, NMEMORY, false);
+	if (bri_store_open(live, dir, true, &s, &err) != 0)
+		TU_DIE("store: %s", err.msg);
+	put_backup(s, src, "good", true);
+	EXPECT(rename(dir, old) == 0);
+	EXPECT(mkdir(dir, 0700) == 0);
+	int before = entries(old);
+	memset(&r, 0, sizeof(r));
+	EXPECT_EQ_INT(bri_verify_backup(s, "good", &ctx, &r, &err), -ESTALE);
+	EXPECT(strstr(err.msg, "replaced") != NULL);
+	EXPECT_EQ_INT(entries(dir), 0);
+	EXPECT_EQ_INT(entries(old), before);
+	bri_store_close(s);
+	free(src);
+	free(old);
+	free(dir);
+	free(live);
+}
+
 int main(void)
 {
 	char *base = tu_tmpdir("verify");
@@ -571,6 +621,7 @@ int main(void)
 	test_render();
 	test_verify_file(base);
 	test_store_verify(base);
+	test_store_replaced(base);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
 }
