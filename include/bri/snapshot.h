@@ -57,7 +57,9 @@ int bri_snapshot_restore(const char *backup_path, const char *live_path, const c
 /*
  * Opens the backup at path read-only as immutable (no locks, no -wal or -shm
  * created beside it, so it works on read-only media and leaves the store as
- * it was). Returns 0 and *out (close with sqlite3_close), or a negative errno.
+ * it was). A "/proc/self/fd/N/NAME" path (bri_store_fd_path) is opened as it
+ * is, through that descriptor's folder. Returns 0 and *out (close with
+ * sqlite3_close), or a negative errno.
  */
 int bri_snapshot_open_backup(const char *path, struct sqlite3 **out, struct bri_err *err);
 

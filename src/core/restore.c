@@ -139,7 +139,8 @@ static int resolve(struct bri_store *s, const char *what, struct source *src, st
 				   "no backup named %s in %s (bri-backup list shows them)", what,
 				   s->dir);
 	}
-	src->path = bri_store_path(s, src->store_name, ".db");
+	/* Read through the store's descriptor: the folder verified is the folder copied. */
+	src->path = bri_store_fd_path(s, src->store_name, ".db");
 	if (!src->path)
 		return bri_err_set(err, -ENOMEM, "out of memory");
 	load_meta_file(src->path, src);

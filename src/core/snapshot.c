@@ -70,6 +70,7 @@ static int db_errno(sqlite3 *db, int rc)
  * files pass straight through.
  */
 #define WC_VFS_NAME "bri-write-combine"
+#define FD_VFS_NAME "bri-fd-path"
 /* The unix VFS writes at most 0x1ffff bytes a call (seekAndWrite masks the length). */
 #define WC_BUF_BYTES 0x1ffffu
 #define WC_FCNTL_FLUSH 0x62726901 /* private op: write the buffer out, return its result */
@@ -84,9 +85,11 @@ struct wc_file {
 };
 
 static sqlite3_vfs wc_vfs;
+static sqlite3_vfs fd_vfs; /* the default VFS with wc_full_pathname, for reading backups */
 static sqlite3_vfs *wc_root;
 static pthread_once_t wc_once = PTHREAD_ONCE_INIT;
 static int wc_registered = SQLITE_ERROR;
+static int fd_registered = SQLITE_ERROR;
 
 static int wc_flush(struct wc_file *f)
 {
@@ -354,6 +357,11 @@ static void wc_register(void)
 	wc_vfs.xOpen = wc_open;
 	wc_vfs.xFullPathname = wc_full_pathname;
 	wc_registered = sqlite3_vfs_register(&wc_vfs, 0);
+	fd_vfs = *wc_root;
+	fd_vfs.pNext = NULL;
+	fd_vfs.zName = FD_VFS_NAME;
+	fd_vfs.xFullPathname = wc_full_pathname;
+	fd_registered = sqlite3_vfs_register(&fd_vfs, 0);
 }
 
 /* The write-combining VFS's name, or NULL (the default VFS) if unavailable. */
@@ -361,6 +369,19 @@ static const char *wc_vfs_name(void)
 {
 	pthread_once(&wc_once, wc_register);
 	return wc_registered == SQLITE_OK ? WC_VFS_NAME : NULL;
+}
+
+/*
+ * The VFS for opening path: for a name through a folder's descriptor
+ * ("/proc/self/fd/N/..."), the default one that keeps such names as they
+ * are (wc_full_pathname); else NULL, the default VFS itself.
+ */
+static const char *fd_vfs_name(const char *path)
+{
+	if (strncmp(path, "/proc/self/fd/", 14) != 0)
+		return NULL;
+	pthread_once(&wc_once, wc_register);
+	return fd_registered == SQLITE_OK ? FD_VFS_NAME : NULL;
 }
 
 static int open_db_vfs(const char *path, int flags, const char *vfs, int busy_timeout_ms,
@@ -623,7 +644,8 @@ int bri_snapshot_open_backup(const char *path, sqlite3 **out, struct bri_err *er
 		}
 	}
 	strcpy(p, "?immutable=1");
-	rc = open_db(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, 5000, out, err);
+	rc = open_db_vfs(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, fd_vfs_name(path), 5000, out,
+			 err);
 	free(uri);
 	if (rc < 0)
 		bri_err_wrap(err, rc, "cannot open %s as SQLite", path);
