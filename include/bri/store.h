@@ -37,7 +37,7 @@ struct bri_store_open_opts {
  * made with mode 0700 (whatever the umask).
  * Symlinks: a db_path or backup_dir whose last component is a symlink is
  * refused with -ELOOP unless o->follow_symlink (then the path it points to
- * is used; a dangling one is refused with -ENOENT, nothing is created). The
+ * is used; a dangling one is refused with -EINVAL, nothing is created). The
  * folders are then made canonical (realpath) once: s->db_path is "<canonical
  * folder>/<file name>", s->dir the canonical store, so the live database can
  * be opened with SQLITE_OPEN_NOFOLLOW.

@@ -99,8 +99,9 @@ static int resolve_db_path(struct bri_store *s, const char *db_path, bool follow
 					   "its target)",
 					   abs);
 		real = realpath(abs, NULL);
+		/* -EINVAL, not -ENOENT: callers take -ENOENT for "no store yet". */
 		if (!real)
-			return bri_err_set(err, -errno,
+			return bri_err_set(err, -EINVAL,
 					   "the database path %s is a symbolic link to nothing "
 					   "usable (%s); refusing to create a file through it",
 					   abs, strerror(errno));
