@@ -235,6 +235,16 @@ struct bfs {
 	struct bfs_sched sched;       /* the backup schedule (schedule.c) */
 };
 
+/* guard.c */
+/*
+ * Refuses a mount point that is the store, inside it, an ancestor of it, or
+ * the live database's folder or an ancestor of it (canonical paths and
+ * st_dev/st_ino): the daemon would wait on its own mount. 0, or a negative
+ * errno with the reason in why.
+ */
+int bfs_check_mountpoint(const char *mountpoint, const char *store_dir, const char *db_path,
+                         char *why, size_t why_len);
+
 /* inode.c */
 fuse_ino_t bfs_ino(uint64_t id, enum bfs_bkind kind);
 int bfs_node_of(fuse_ino_t ino, struct bfs_node *out);

@@ -187,6 +187,17 @@ static void free_options(struct bfs_options *o)
 	free(o->schedule);
 }
 
+/* Refuses (with a message) a mount point the daemon would wait on: guard.c. */
+static int refuse_own_mountpoint(const char *mountpoint, const struct bri_store *s)
+{
+	char why[3 * PATH_MAX];
+	int rc = bfs_check_mountpoint(mountpoint, s->dir, s->db_path, why, sizeof(why));
+
+	if (rc < 0)
+		fprintf(stderr, "bri-backupfs: refusing to mount: %s\n", why);
+	return rc;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -285,6 +296,10 @@ int main(int argc, char *argv[])
 	if (bri_store_open(o.db, o.backup_dir, true, &fs.store, &err) < 0) {
 		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
 		goto out_log;
+	}
+	if (refuse_own_mountpoint(copts.mountpoint, fs.store) < 0) {
+		ret = 2;
+		goto out_catalog;
 	}
 	if (bfs_catalog_init(&fs) < 0) {
 		fprintf(stderr, "bri-backupfs: cannot read the store %s\n", fs.store->dir);

