@@ -25,6 +25,7 @@ struct bfs_fh {
 	int ctl;              /* index in bfs_ctl_files, -1 when not a ctl file */
 	bool writer;          /* opened to write a ctl request */
 	bool ran;             /* a request of this open file ran (one per open) */
+	int refused;          /* errno of a refused request (too long, two lines): spent */
 	pthread_mutex_t lock; /* guards buf and len of a writer */
 	atomic_int refs;      /* release's reference plus one per reply in flight */
 };
@@ -196,6 +197,19 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
+	if (h->refused) {
+		/*
+		 * One write is one request: the rest of a refused request must
+		 * not become a request of its own. Reopen to send another.
+		 */
+		rc = h->refused;
+		pthread_mutex_unlock(&h->lock);
+		bri_log(BRI_LOG_ERR,
+		        "ctl/%s: this open's request was refused; reopen to send another",
+		        bfs_ctl_files[h->ctl].name);
+		fuse_reply_err(req, rc);
+		return;
+	}
 	if (h->ran) {
 		pthread_mutex_unlock(&h->lock);
 		bri_log(BRI_LOG_ERR, "ctl/%s: one request per open; more lines refused",
@@ -207,6 +221,7 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 		free(h->buf);
 		h->buf = NULL;
 		h->len = 0;
+		h->refused = EFBIG;
 		pthread_mutex_unlock(&h->lock);
 		bri_log(BRI_LOG_ERR, "ctl/%s: request longer than %d bytes refused",
 		        bfs_ctl_files[h->ctl].name, BFS_CTL_MAX);
@@ -228,6 +243,7 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 		free(h->buf);
 		h->buf = NULL;
 		h->len = 0;
+		h->refused = EINVAL;
 		pthread_mutex_unlock(&h->lock);
 		bri_log(BRI_LOG_ERR, "ctl/%s: more than one line refused (write one name)",
 		        bfs_ctl_files[h->ctl].name);

@@ -111,3 +111,29 @@ def test_mount_beside_the_store_in_the_database_folder_works(tmp_path):
         assert (m / "one" / "bri.db").read_bytes() == (store / "one.db").read_bytes()
     finally:
         m.stop()
+
+
+# ---- item 13: a ctl handle that got EFBIG or EINVAL is spent ----
+
+@pytest.mark.parametrize("first", [[b"a" * 4000, b"b" * 200], [b"x\ny\n"]],
+                         ids=["too-long", "two-lines"])
+def test_a_refused_ctl_request_leaves_nothing_to_join_the_next_write(mounted, store, first):
+    fd = os.open(mounted / "ctl" / "create", os.O_WRONLY)
+    try:
+        with pytest.raises(OSError) as e:
+            for chunk in first:
+                os.write(fd, chunk)
+        refused = e.value.errno
+        assert refused in (27, 22), e.value  # EFBIG, EINVAL
+        # The same handle: a later write must not start (or finish) a request.
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"fresh\n")
+        assert e.value.errno == refused
+    finally:
+        os.close(fd)
+    assert not (store / "fresh.db").exists()
+    assert "fresh" not in os.listdir(mounted.path)
+    # A new open works.
+    with open(mounted / "ctl" / "create", "w") as f:
+        f.write("fresh\n")
+    assert (store / "fresh.db").exists()
