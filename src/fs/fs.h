@@ -245,6 +245,14 @@ struct bfs {
 int bfs_check_mountpoint(const char *mountpoint, const char *store_dir, const char *db_path,
                          char *why, size_t why_len);
 
+/* sighup.c: SIGHUP reopens the -o log= file; the daemon stays mounted. */
+/* Installs the handler (after fuse_set_signal_handlers); 0 or a negative errno. */
+int bfs_sighup_install(void);
+/* Starts the thread that reopens the log (after daemonizing). */
+int bfs_sighup_start(void);
+/* Restores SIGHUP's default, stops the thread, closes the pipe. */
+void bfs_sighup_remove(void);
+
 /* inode.c */
 fuse_ino_t bfs_ino(uint64_t id, enum bfs_bkind kind);
 int bfs_node_of(fuse_ino_t ino, struct bfs_node *out);

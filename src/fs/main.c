@@ -310,6 +310,8 @@ int main(int argc, char *argv[])
 		goto out_catalog;
 	if (fuse_set_signal_handlers(fs.se) != 0)
 		goto out_session;
+	if (bfs_sighup_install() < 0) /* after libfuse's: SIGHUP reopens the log */
+		goto out_signals;
 	if (fuse_session_mount(fs.se, copts.mountpoint) != 0)
 		goto out_signals;
 	bri_log(BRI_LOG_INFO, "serving the backups of %s (store %s) at %s", fs.store->db_path,
@@ -320,6 +322,9 @@ int main(int argc, char *argv[])
 		bri_log(BRI_LOG_ERR, "cannot start the worker threads");
 		goto out_unmount;
 	}
+	if (bfs_sighup_start() < 0)
+		bri_log(BRI_LOG_WARN,
+		        "cannot start the SIGHUP thread: SIGHUP will not reopen the log");
 	if (bfs_schedule_start(&fs) < 0) {
 		bri_log(BRI_LOG_ERR, "cannot start the scheduler thread");
 		goto out_stop_workers;
@@ -342,6 +347,7 @@ out_stop_workers:
 out_unmount:
 	fuse_session_unmount(fs.se);
 out_signals:
+	bfs_sighup_remove();
 	fuse_remove_signal_handlers(fs.se);
 out_session:
 	fuse_session_destroy(fs.se);

@@ -137,3 +137,26 @@ def test_a_refused_ctl_request_leaves_nothing_to_join_the_next_write(mounted, st
     with open(mounted / "ctl" / "create", "w") as f:
         f.write("fresh\n")
     assert (store / "fresh.db").exists()
+
+
+# ---- item 13: SIGHUP reopens -o log= (logrotate) and does not unmount ----
+
+def test_sighup_reopens_the_log_file_and_keeps_the_mount(live_db, store, tmp_path):
+    log = tmp_path / "bri.log"
+    m = Mount(live_db, store, tmp_path / "mnt", options=[f"log={log}"]).start()
+    try:
+        assert wait_until(lambda: log.exists() and "serving the backups" in log.read_text())
+        log.rename(tmp_path / "bri.log.1")  # what logrotate does
+        m.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: m.proc.poll() is not None or
+                   (log.exists() and "log file reopened" in log.read_text()), timeout=30)
+        assert m.proc.poll() is None and is_mounted(m.path), "SIGHUP ended the daemon"
+        assert log.exists() and "log file reopened" in log.read_text()
+        with open(m / "ctl" / "create", "w") as f:
+            f.write("after_hup\n")
+        assert wait_until(lambda: "after_hup" in log.read_text(), timeout=30)
+        assert "after_hup" not in (tmp_path / "bri.log.1").read_text()
+        assert "after_hup" in os.listdir(m.path)
+        assert m.proc.poll() is None and is_mounted(m.path)
+    finally:
+        m.stop()
