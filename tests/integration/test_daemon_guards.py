@@ -160,3 +160,23 @@ def test_sighup_reopens_the_log_file_and_keeps_the_mount(live_db, store, tmp_pat
         assert m.proc.poll() is None and is_mounted(m.path)
     finally:
         m.stop()
+
+
+# ---- item 13: a backup dated in the future does not stop the schedule ----
+
+def test_a_backup_dated_in_the_future_does_not_stop_the_schedule(cli, live_db, store, tmp_path):
+    from test_mount_operations import auto_backups, backdate, keys
+    cli.run("create")  # an automatic backup, as cron would make
+    (future,) = auto_backups(store)
+    backdate(store, future, -86400)  # dated tomorrow: the clock went back
+    m = Mount(live_db, store, tmp_path / "mnt", options=["schedule=every=2s"]).start()
+    try:
+        # Runs go on from now: a new automatic backup, then another.
+        assert wait_until(lambda: len(auto_backups(store)) >= 3, 30), auto_backups(store)
+        sched = keys((m / "ctl" / "schedule").read_text())
+        assert future in sched.get("warning", ""), sched
+        assert not sched["last_run"].endswith(f"({future})"), sched
+        log = (m / "ctl" / "log").read_text()
+        assert f"backup {future} is dated in the future" in log
+    finally:
+        m.stop()
