@@ -297,6 +297,8 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
 		goto out_log;
 	}
+	if (bfs_render_cache_init(&fs) < 0)
+		goto out_catalog;
 	if (refuse_own_mountpoint(copts.mountpoint, fs.store) < 0) {
 		ret = 2;
 		goto out_catalog;
@@ -356,6 +358,7 @@ out_catalog:
 	if (fs.cat)
 		bfs_catalog_fini(&fs);
 	bri_store_close(fs.store);
+	bfs_render_cache_fini(&fs);
 	bfs_progress_fini(&fs.progress);
 out_log:
 	bri_log_shutdown();

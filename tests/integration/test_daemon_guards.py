@@ -180,3 +180,72 @@ def test_a_backup_dated_in_the_future_does_not_stop_the_schedule(cli, live_db, s
         assert f"backup {future} is dated in the future" in log
     finally:
         m.stop()
+
+
+# ---- item 8: ctl/ renderings shared per content version, bounded, given back ----
+
+OPENER = r"""
+import os, resource, sys
+path, n = sys.argv[1], int(sys.argv[2])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+want = n + 64
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), max(hard, want)))
+fds = [os.open(path, os.O_RDONLY) for _ in range(n)]
+print("open", flush=True)
+sys.stdin.readline()
+for fd in fds:
+    os.close(fd)
+print("closed", flush=True)
+"""
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def many_backups(cli, store, n):
+    """n backups: one made, the others copies under new names (cheap)."""
+    cli.run("create", "--name", "seed")
+    db, meta = store / "seed.db", store / "seed.db.meta"
+    for i in range(1, n):
+        shutil.copyfile(db, store / f"copy_{i:05d}.db")
+        shutil.copyfile(meta, store / f"copy_{i:05d}.db.meta")
+
+
+OPENS = 4000
+
+
+@pytest.mark.parametrize("ctl", ["cleanup", "stats.json", "metrics"])
+def test_4000_opens_of_a_ctl_file_share_one_rendering(cli, live_db, store, tmp_path, ctl):
+    many_backups(cli, store, 600)
+    m = Mount(live_db, store, tmp_path / "mnt").start()
+    try:
+        path = m / "ctl" / ctl
+        size = len(path.read_bytes())
+        rss0 = rss_kb(m.proc.pid)
+        p = subprocess.Popen(["python3", "-c", OPENER, str(path), str(OPENS)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert p.stdout.readline().strip() == "open", "the opener failed"
+            held = rss_kb(m.proc.pid)
+            p.stdin.write("\n")
+            p.stdin.flush()
+            assert p.stdout.readline().strip() == "closed"
+            assert p.wait(timeout=120) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+        print(f"ctl/{ctl}: {size} bytes, daemon RSS {rss0} kB, {held} kB with {OPENS} opens")
+        # One copy per content version, not one per open (4000 x size).
+        assert held - rss0 < 64 * 1024, (ctl, size, rss0, held)
+        # Given back after close.
+        assert wait_until(lambda: rss_kb(m.proc.pid) - rss0 < 16 * 1024, timeout=30), \
+            (ctl, size, rss0, held, rss_kb(m.proc.pid))
+        assert len(path.read_bytes()) > 0
+    finally:
+        m.stop()
