@@ -69,6 +69,18 @@ static int open_backup_file(struct bfs *fs, uint64_t id, enum bfs_bkind kind, st
 }
 
 /*
+ * Whether the .db just opened changed in place since the catalog saw it
+ * (then its cached pages must not be kept: the kernel drops them at this
+ * open, and the notify worker invalidates its attributes).
+ */
+static bool db_changed(struct bfs *fs, uint64_t id, int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && bfs_db_check(fs, id, &st);
+}
+
+/*
  * Shares the content just rendered into h->buf through the render cache:
  * opens of ino with equal content hold one copy. rc is the renderer's.
  */
@@ -137,6 +149,8 @@ void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			if (n.bkind == BFS_B_META)
 				rc = share_rendering(fs, ino, h, rc);
 			fi->keep_cache = 1;
+			if (rc == 0 && n.bkind == BFS_B_DB && db_changed(fs, n.id, h->fd))
+				fi->keep_cache = 0;
 		} else if (n.bkind == BFS_B_VERIFY) {
 			bfs_fresh_verify(fs, n.id);
 			rc = share_rendering(fs, ino, h,

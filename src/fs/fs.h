@@ -316,6 +316,14 @@ int bfs_refresh_look(struct bfs *fs);
  * (bri-backup verify while mounted): one fstatat, no rescan.
  */
 void bfs_fresh_verify(struct bfs *fs, uint64_t id);
+/*
+ * Checks backup id's .db against the catalog's identity of it (inode, size,
+ * mtime, ctime): st is an fstat of it (NULL: fstatat by name now). When it
+ * changed in place (an admin's cp over it), records the new identity (the
+ * size getattr reports) and queues the invalidation of the inode's kernel
+ * attributes and pages. Returns whether it changed. Call without locks.
+ */
+bool bfs_db_check(struct bfs *fs, uint64_t id, const struct stat *st);
 int bfs_catalog_init(struct bfs *fs);
 void bfs_catalog_fini(struct bfs *fs);
 

@@ -249,3 +249,43 @@ def test_4000_opens_of_a_ctl_file_share_one_rendering(cli, live_db, store, tmp_p
         assert len(path.read_bytes()) > 0
     finally:
         m.stop()
+
+
+# ---- item 12: a store file changed in place ----
+
+def sha(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("rows", [2000, 20], ids=["bigger", "smaller"])
+def test_a_store_file_changed_in_place_is_served_new(cli, live_db, store, tmp_path, rows):
+    cli.run("create", "--name", "x")
+    cli.run("verify", "x")  # long done: the mount's verifier has nothing to write
+    # Another backup of another size.
+    other = make_sample_db(tmp_path / "other" / "bri.db", rows=rows)
+    Cli(other, tmp_path / "other" / "backups").run("create", "--name", "y")
+    new = tmp_path / "other" / "backups" / "y.db"
+    assert new.stat().st_size != (store / "x.db").stat().st_size
+    # A store quiet for an hour: the daemon has no reason to rescan it (an
+    # in-place cp changes no folder time).
+    hour_ago = time.time() - 3600
+    os.utime(store, (hour_ago, hour_ago))
+    m = Mount(live_db, store, tmp_path / "mnt").start()
+    try:
+        old_sha = sha(store / "x.db")
+        assert sha(m / "x" / "bri.db") == old_sha  # cached by the kernel now
+        ino = (store / "x.db").stat().st_ino
+        # What an admin does: cp rewrites the same inode.
+        subprocess.run(["cp", str(new), str(store / "x.db")], check=True, timeout=60)
+        assert (store / "x.db").stat().st_ino == ino
+        want = sha(new)
+
+        def served():
+            p = subprocess.run(f"cat {m / 'x' / 'bri.db'} | sha256sum", shell=True,
+                               capture_output=True, text=True, timeout=60)
+            return p.stdout.split()[0] == want
+
+        assert wait_until(served, timeout=20), "the mount kept serving the old bytes"
+        assert os.stat(m / "x" / "bri.db").st_size == new.stat().st_size
+    finally:
+        m.stop()
