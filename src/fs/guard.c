@@ -117,5 +117,20 @@ int bfs_check_mountpoint(const char *mountpoint, const char *store_dir, const ch
 		         dbdir.path);
 		return -EINVAL;
 	}
+	/* The database reached through a symbolic link: its real folder too. */
+	if (realpath(db_path, folder)) {
+		char *last = strrchr(folder, '/');
+
+		if (last && last != folder)
+			*last = '\0';
+		else if (last)
+			last[1] = '\0';
+		if (place_of(folder, &dbdir) == 0 && covers(&mnt, dbdir.path)) {
+			snprintf(why, why_len,
+			         "the mount point %s would cover the live database's folder %s",
+			         mnt.path, dbdir.path);
+			return -EINVAL;
+		}
+	}
 	return 0;
 }

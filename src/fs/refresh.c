@@ -222,6 +222,13 @@ bool bfs_db_check(struct bfs *fs, uint64_t id, const struct stat *st)
 			return false; /* gone: the rescan's business */
 		st = &by_name;
 	}
+	pthread_rwlock_rdlock(&fs->cat_lock); /* the common case: unchanged */
+	e = bfs_entry_by_id(fs, id);
+	changed = e && !same_stat(&e->db_st, st);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!changed)
+		return false;
+	changed = false;
 	pthread_rwlock_wrlock(&fs->cat_lock);
 	e = bfs_entry_by_id(fs, id);
 	if (e && !same_stat(&e->db_st, st)) {

@@ -101,6 +101,19 @@ def test_mount_above_the_database_is_refused(tmp_path):
         assert not mounted_anywhere_under(tmp_path)
 
 
+def test_mount_above_the_real_folder_of_a_symlinked_database_is_refused(tmp_path):
+    real = make_sample_db(tmp_path / "real" / "bri.db")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "bri.db").symlink_to(real)
+    store = tmp_path / "store"
+    store.mkdir()
+    rc, err = refused_mount(tmp_path / "app" / "bri.db", tmp_path / "real", store)
+    # (A daemon that refuses a symlinked database outright is as good.)
+    assert rc != 0 and ("would cover the live database's folder" in err
+                        or "symbolic link" in err or "symlink" in err), err
+    assert not mounted_anywhere_under(tmp_path)
+
+
 def test_mount_beside_the_store_in_the_database_folder_works(tmp_path):
     db = make_sample_db(tmp_path / "data" / "bri.db")
     store = tmp_path / "data" / "backups"
