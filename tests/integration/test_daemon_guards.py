@@ -171,6 +171,10 @@ def test_sighup_reopens_the_log_file_and_keeps_the_mount(live_db, store, tmp_pat
         assert "after_hup" not in (tmp_path / "bri.log.1").read_text()
         assert "after_hup" in os.listdir(m.path)
         assert m.proc.poll() is None and is_mounted(m.path)
+        # SIGTERM still unmounts.
+        m.proc.send_signal(signal.SIGTERM)
+        m.proc.wait(timeout=60)
+        assert not is_mounted(m.path)
     finally:
         m.stop()
 
@@ -302,3 +306,16 @@ def test_a_store_file_changed_in_place_is_served_new(cli, live_db, store, tmp_pa
         assert os.stat(m / "x" / "bri.db").st_size == new.stat().st_size
     finally:
         m.stop()
+
+
+def test_an_open_keeps_its_version_while_a_new_open_sees_the_new_one(mounted, cli):
+    path = mounted / "ctl" / "stats.json"
+    with open(path, "rb", buffering=0) as before:
+        first = before.read(1 << 20)
+        cli.run("create", "--name", "later")
+        assert wait_until(lambda: "later" in os.listdir(mounted.path))
+        with open(path, "rb", buffering=0) as after:
+            new = after.read(1 << 20)
+        assert new != first
+        before.seek(0)
+        assert before.read(1 << 20) == first  # its own version, unchanged
