@@ -42,8 +42,8 @@ int bri_cleanup(struct bri_store *s, const struct bri_retention_rules *rules, ti
 /*
  * Removes backup name: the .db first (so it stops being a backup at once),
  * then .meta and .verify. A .db whose .meta is missing or does not parse is
- * not a backup and is never removed: -EPERM, saying so. Returns 0, -ENOENT,
- * -EINVAL, -EPERM or another errno.
+ * not a backup and is never removed: -EINVAL, saying so. Returns 0, -ENOENT,
+ * -EINVAL or another errno.
  */
 int bri_delete(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
 	       struct bri_err *err);

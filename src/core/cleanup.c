@@ -117,7 +117,7 @@ out_unlock:
 }
 
 /*
- * 0 when name's .meta parses with the seed's keys, else -EPERM with why: a
+ * 0 when name's .meta parses with the seed's keys, else -EINVAL with why: a
  * .db without one is not a backup (perhaps another program's database in a
  * shared folder), so a request by name does not remove it either.
  */
@@ -141,7 +141,7 @@ static int check_is_backup(struct bri_store *s, const char *name, struct bri_err
 	} else {
 		bri_err_set(&why, rc, "%s: %s", file, rc == -ENOENT ? "missing" : strerror(-rc));
 	}
-	return bri_err_set(err, -EPERM,
+	return bri_err_set(err, -EINVAL,
 	                   "%s.db in %s is not a backup (no usable metadata: %s), so it is not "
 	                   "removed; remove the file yourself if you mean to",
 	                   name, s->dir, why.msg);

@@ -160,9 +160,10 @@ enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
 			 st.total_backups, rules->min_backups);
 	if (c->nunknown)
 		snprintf(lines[nlines++], sizeof(lines[0]),
-		         "%zu .db file%s in the store %s not a backup (no usable metadata; "
-		         "never verified as good, never removed by cleanup), e.g. %.128s.db",
-		         c->nunknown, c->nunknown == 1 ? "" : "s", c->nunknown == 1 ? "is" : "are",
+		         "%zu .db file%s in the store %s (no usable metadata; never "
+		         "verified as good, never removed by cleanup), e.g. %.128s.db",
+		         c->nunknown, c->nunknown == 1 ? "" : "s",
+		         c->nunknown == 1 ? "is not a backup" : "are not backups",
 		         c->unknown[0]->name);
 	for (size_t i = 0; i < c->n && nlines < HEALTH_LINES; i++) {
 		const struct bri_entry *e = c->entries[i];
