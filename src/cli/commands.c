@@ -59,7 +59,8 @@ static const char help_create[] =
 
 static const char help_list[] = "Usage: bri-backup [OPTIONS] list\n"
                                 "Lists the backups, newest first: name, created, size, kind and\n"
-                                "last verification. With --json: an array of objects.\n";
+                                "last verification, then the .db files that are not backups (no\n"
+                                "usable .meta) as unknown. With --json: an array of objects.\n";
 
 static const char help_verify[] =
     "Usage: bri-backup [OPTIONS] verify [NAME|PATH ...]\n"
@@ -80,7 +81,9 @@ static const char help_restore[] =
 static const char help_cleanup[] =
     "Usage: bri-backup [OPTIONS] cleanup [--dry-run]\n"
     "Removes backups older than --retention-days (default 30), never a safety\n"
-    "backup and never the newest --keep-min (default 7). Prints what it removed.\n"
+    "backup, never the newest --keep-min (default 7) good ones (last verification\n"
+    "not failed), never the newest good one, never a .db that is not a backup.\n"
+    "Prints what it removed.\n"
     "\n"
     "  -n, --dry-run    only print what would be removed\n"
     "  -h, --help       show this help\n";
@@ -95,9 +98,11 @@ static const char help_stats[] = "Usage: bri-backup [OPTIONS] stats\n"
 
 static const char help_health[] =
     "Usage: bri-backup [OPTIONS] health [--max-age-hours H] [--min-backups N]\n"
-    "Prints ok, or one warning per problem, and exits 1 on a warning: the newest\n"
-    "backup older than H hours (default 24), fewer than N backups (default 7),\n"
-    "or a failed verification.\n"
+    "Prints ok, or one line per problem, and exits 1 on any: first \"critical:\"\n"
+    "when no good backup exists (none, or every one failed verification), then\n"
+    "\"warning:\" lines: the newest backup older than H hours (default 24), fewer\n"
+    "than N backups (default 7), .db files that are not backups, or a failed\n"
+    "verification.\n"
     "\n"
     "      --max-age-hours H  age limit of the newest backup\n"
     "      --min-backups N    least number of backups\n"
