@@ -1245,9 +1245,9 @@ int cli_cmd_stats(struct cli_globals *g, int argc, char **argv)
 		printf("\nverification: %zu ok, %zu failed, %zu unverified (%zu good)\n",
 		       st.verified_ok, st.verify_failed, st.unverified, st.good);
 		if (st.unknown_files)
-			printf("unknown: %zu .db file%s without usable metadata (not backups, "
-			       "%.2f MB)\n",
+			printf("unknown: %zu .db file%s without usable metadata (%s, %.2f MB)\n",
 			       st.unknown_files, st.unknown_files == 1 ? "" : "s",
+			       st.unknown_files == 1 ? "not a backup" : "not backups",
 			       mb2(st.unknown_bytes));
 	}
 out_put_catalog:
