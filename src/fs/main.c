@@ -67,7 +67,7 @@ static void usage(const char *prog)
 	       "bri-backupfs options:\n"
 	       "    -o backup_dir=DIR      the store (default: <folder of DB>/backups)\n"
 	       "    -o retention_days=N    ctl/cleanup removes backups older than N days (%d)\n"
-	       "    -o keep_min=N          ctl/cleanup keeps the N newest backups (%d)\n"
+	       "    -o keep_min=N          ctl/cleanup keeps the N newest good backups (%d)\n"
 	       "    -o scrub_interval=T    re-verify backups every T seconds, or with suffix\n"
 	       "                           s, m, h, d (default %s; 0 disables)\n"
 	       "    -o busy_timeout=MS     how long create and restore wait for a writer\n"
