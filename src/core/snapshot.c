@@ -707,8 +707,33 @@ struct bri_snapshot_restore {
 	sqlite3 *live;       /* the connection on the live database */
 	sqlite3_backup *b;   /* (rebuilt or src) -> live; NULL once finished */
 	char *live_path;     /* the live database */
-	int busy_timeout_ms; /* for the safety copy's own connection */
+	int busy_timeout_ms; /* how long one wait for a lock may last */
+	double busy_since;   /* monotonic start of the current wait (restore_busy) */
 };
+
+/* How often restore_busy tries again (nanoseconds). */
+#define RESTORE_BUSY_POLL_NS (1000 * 1000)
+
+/*
+ * The busy handler of the restore's connection on the live database.
+ * SQLite's own (sqlite3_busy_timeout) sleeps 1, 2, 5, ... then 100 ms
+ * between tries; a writer committing back to back holds the lock nearly all
+ * the time, and such tries seldom land in one of its gaps. This one tries
+ * again every millisecond, up to the busy timeout of each wait.
+ */
+static int restore_busy(void *arg, int count)
+{
+	struct bri_snapshot_restore *r = arg;
+	struct timespec tick = {.tv_sec = 0, .tv_nsec = RESTORE_BUSY_POLL_NS};
+	double now = bri_now_mono();
+
+	if (count == 0)
+		r->busy_since = now;
+	if ((now - r->busy_since) * 1000.0 >= (double)r->busy_timeout_ms)
+		return 0;
+	nanosleep(&tick, NULL);
+	return 1;
+}
 
 void bri_snapshot_restore_end(struct bri_snapshot_restore *r)
 {
@@ -764,6 +789,7 @@ int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,
 		     &r->live, err);
 	if (rc < 0)
 		goto out_end;
+	sqlite3_busy_handler(r->live, restore_busy, r);
 	rc = match_page_size(r->live, r->src, scratch_dir, &r->rebuilt, &r->rebuilt_path, err);
 	if (rc < 0)
 		goto out_end;
