@@ -7,17 +7,24 @@ backup is taken, before the backup is copied in) makes the window wide and
 certain: a commit tried there must either fail (the restore holds the write
 lock) or land in the safety backup. Also: in WAL mode readers keep reading
 while the restore holds the lock; in rollback-journal mode a reader sees the
-old or the new content, never a mix."""
+old or the new content, never a mix.
+
+And what a restore through the mount holds (item 7): echo X > ctl/restore
+does not hold the root's lock (ls of the root finishes while it runs),
+mv X restore/ does (ls waits, as the man page says), and a restore facing a
+writer that holds the database gives up after about the busy timeout."""
 
 import json
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from conftest import BRI_BACKUP, make_sample_db, wait_until
+from conftest import BRI_BACKUP, Cli, Mount, make_sample_db, wait_until
+from test_cli import content
 
 PROBE_ID = 10**9  # the id of the one commit tried at the pause point
 
@@ -238,3 +245,133 @@ def test_readers_see_old_or_new_content_only(tmp_path, pause_points, journal):
         reader.join(30)
     assert set(seen) <= {old, new}, set(seen) - {old, new}
     assert seen[0] == old and seen[-1] == new
+
+
+# ---- issue 9, item 7: what a restore through the mount holds, and for how long ----
+
+def start_mount(live_db, store, path, pause_points, monkeypatch, options=()):
+    """A mount whose daemon stops at armed pause points."""
+    monkeypatch.setenv("BRI_TEST_PAUSE_DIR", str(pause_points.dir))
+    return Mount(live_db, store, path, options=options).start()
+
+
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_ls_of_the_root_during_a_ctl_restore(live_db, store, tmp_path, pause_points,
+                                             monkeypatch):
+    """echo X > ctl/restore holds no lock of the root: while the restore is
+    stopped midway, ls of the mount's root finishes."""
+    Cli(live_db, store).run("create", "--name", "target")
+    mnt = start_mount(live_db, store, tmp_path / "mnt", pause_points, monkeypatch)
+    req = ls = None
+    try:
+        pause_points.arm("restore_after_safety")
+        req = subprocess.Popen(["bash", "-c", f"echo target > {mnt.path}/ctl/restore"],
+                               stderr=subprocess.PIPE, text=True)
+        pause_points.wait_reached("restore_after_safety")
+        ls = subprocess.Popen(["ls", "-la", str(mnt.path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+        finished = wait_until(lambda: ls.poll() is not None, 30)
+        still_paused = req.poll() is None
+        assert finished, "ls of the root waited for the restore"
+        assert still_paused, "the restore was not stopped while ls ran"
+        out = ls.stdout.read()
+        assert ls.returncode == 0 and "target" in out, out
+        pause_points.release("restore_after_safety")
+        assert req.wait(timeout=120) == 0, req.stderr.read()
+    finally:
+        pause_points.release("restore_after_safety")
+        for p in (req, ls):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait(timeout=60)
+        mnt.stop()
+
+
+def test_ls_of_the_root_waits_during_an_mv_restore(live_db, store, tmp_path, pause_points,
+                                                   monkeypatch):
+    """What the man page says: the kernel holds the root's rename lock for
+    the whole mv into restore/, so ls of the root waits until it ends."""
+    Cli(live_db, store).run("create", "--name", "target")
+    mnt = start_mount(live_db, store, tmp_path / "mnt", pause_points, monkeypatch)
+    req = ls = None
+    try:
+        pause_points.arm("restore_after_safety")
+        req = subprocess.Popen(["mv", f"{mnt.path}/target", f"{mnt.path}/restore/"],
+                               stderr=subprocess.PIPE, text=True)
+        pause_points.wait_reached("restore_after_safety")
+        ls = subprocess.Popen(["ls", "-la", str(mnt.path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+        # Asleep in the kernel, waiting for the root's lock.
+        assert wait_until(lambda: proc_state(ls.pid) == "D", 30), proc_state(ls.pid)
+        assert req.poll() is None
+        pause_points.release("restore_after_safety")
+        assert req.wait(timeout=120) == 0, req.stderr.read()
+        assert ls.wait(timeout=60) == 0
+        assert "target" in ls.stdout.read()
+    finally:
+        pause_points.release("restore_after_safety")
+        for p in (req, ls):
+            if p and p.poll() is None:
+                p.kill()
+                p.wait(timeout=60)
+        mnt.stop()
+
+
+HOLD = """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("begin " + sys.argv[2])
+con.execute("insert into memory(video_id, role, content) values (1, 'user', 'uncommitted')")
+print("holding", flush=True)
+sys.stdin.read()
+con.execute("rollback")
+"""
+
+
+@pytest.mark.parametrize("journal,mode", [("wal", "immediate"), ("delete", "exclusive")])
+def test_ctl_restore_waits_for_a_writer_for_the_busy_timeout(live_db, store, tmp_path,
+                                                              pause_points, monkeypatch,
+                                                              journal, mode):
+    """With a writer holding the live database, echo X > ctl/restore fails
+    after about the mount's busy timeout with "database is locked", and
+    nothing changed."""
+    busy_ms = 3000
+    sqlite3.connect(live_db).execute(f"pragma journal_mode={journal}").fetchone()
+    Cli(live_db, store).run("create", "--name", "target")
+    con = sqlite3.connect(live_db)
+    con.execute("delete from memory where id % 2 = 0")
+    con.commit()
+    con.close()
+    before = content(live_db)
+    store_before = sorted(p.name for p in store.iterdir() if not p.name.endswith(".verify"))
+    mnt = start_mount(live_db, store, tmp_path / "mnt", pause_points, monkeypatch,
+                      options=[f"busy_timeout={busy_ms}"])
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(live_db), mode],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        t0 = time.monotonic()
+        p = subprocess.run(["bash", "-c", f"echo target > {mnt.path}/ctl/restore"],
+                           capture_output=True, text=True, timeout=busy_ms / 1000 + 60)
+        took = time.monotonic() - t0
+        assert p.returncode != 0
+        assert "busy" in p.stderr.lower(), p.stderr
+        assert busy_ms / 1000 * 0.9 <= took < busy_ms / 1000 + 20, took
+        print(f"restore against a held lock ({journal}, busy_timeout {busy_ms} ms): "
+              f"failed after {took:.2f} s")
+        log = (mnt.path / "ctl/log").read_text()
+        assert "database is locked" in log, log[-2000:]
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+        mnt.stop()
+    assert content(live_db) == before
+    after = sorted(p.name for p in store.iterdir() if not p.name.endswith(".verify"))
+    assert after == store_before
