@@ -55,6 +55,36 @@ int bri_snapshot_restore(const char *backup_path, const char *live_path, const c
 			 int busy_timeout_ms, struct bri_err *err);
 
 /*
+ * The same restore in steps, so that a safety copy of the live database can
+ * be taken while the restore already holds its write lock (no commit can
+ * fall between the two):
+ *   begin   opens both sides (rebuilding for the page size as above) and
+ *           takes the live database's write lock, waiting up to
+ *           busy_timeout_ms (-EBUSY, "database is locked"); copies nothing.
+ *           In WAL mode readers go on; in rollback-journal mode the lock is
+ *           EXCLUSIVE and readers get SQLITE_BUSY until the end.
+ *   save    copies the live database as it is under that lock into dst_path
+ *           (an empty temporary file, dst_fd open on it), in journal mode
+ *           DELETE, and fills info (free with bri_snapshot_info_free). Reads
+ *           through a second read-only connection in WAL mode, and through
+ *           the locked connection's own file handle otherwise (never a new
+ *           descriptor of the live file). Does not fsync.
+ *   commit  copies the backup in and runs quick_check (errors as
+ *           bri_snapshot_restore); the lock is released when it returns.
+ *   end     frees everything; without a commit nothing was changed.
+ * begin returns 0 and *out, or a negative errno with nothing to end.
+ */
+struct bri_snapshot_restore;
+
+int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,
+			       const char *scratch_dir, int busy_timeout_ms,
+			       struct bri_snapshot_restore **out, struct bri_err *err);
+int bri_snapshot_restore_save(struct bri_snapshot_restore *r, const char *dst_path, int dst_fd,
+			      struct bri_snapshot_info *info, struct bri_err *err);
+int bri_snapshot_restore_commit(struct bri_snapshot_restore *r, struct bri_err *err);
+void bri_snapshot_restore_end(struct bri_snapshot_restore *r);
+
+/*
  * Opens the backup at path read-only as immutable (no locks, no -wal or -shm
  * created beside it, so it works on read-only media and leaves the store as
  * it was). A "/proc/self/fd/N/NAME" path (bri_store_fd_path) is opened as it

@@ -59,7 +59,8 @@ static const char help_create[] =
 
 static const char help_list[] = "Usage: bri-backup [OPTIONS] list\n"
                                 "Lists the backups, newest first: name, created, size, kind and\n"
-                                "last verification. With --json: an array of objects.\n";
+                                "last verification, then the .db files that are not backups (no\n"
+                                "usable .meta) as unknown. With --json: an array of objects.\n";
 
 static const char help_verify[] =
     "Usage: bri-backup [OPTIONS] verify [NAME|PATH ...]\n"
@@ -80,7 +81,9 @@ static const char help_restore[] =
 static const char help_cleanup[] =
     "Usage: bri-backup [OPTIONS] cleanup [--dry-run]\n"
     "Removes backups older than --retention-days (default 30), never a safety\n"
-    "backup and never the newest --keep-min (default 7). Prints what it removed.\n"
+    "backup, never the newest --keep-min (default 7) good ones (last verification\n"
+    "not failed), never the newest good one, never a .db that is not a backup.\n"
+    "Prints what it removed.\n"
     "\n"
     "  -n, --dry-run    only print what would be removed\n"
     "  -h, --help       show this help\n";
@@ -95,9 +98,11 @@ static const char help_stats[] = "Usage: bri-backup [OPTIONS] stats\n"
 
 static const char help_health[] =
     "Usage: bri-backup [OPTIONS] health [--max-age-hours H] [--min-backups N]\n"
-    "Prints ok, or one warning per problem, and exits 1 on a warning: the newest\n"
-    "backup older than H hours (default 24), fewer than N backups (default 7),\n"
-    "or a failed verification.\n"
+    "Prints ok, or one line per problem, and exits 1 on any: first \"critical:\"\n"
+    "when no good backup exists (none, or every one failed verification), then\n"
+    "\"warning:\" lines: the newest backup older than H hours (default 24), fewer\n"
+    "than N backups (default 7), .db files that are not backups, or a failed\n"
+    "verification.\n"
     "\n"
     "      --max-age-hours H  age limit of the newest backup\n"
     "      --min-backups N    least number of backups\n"
@@ -656,28 +661,31 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 	if (rc)
 		return rc;
 
+	/* The backups newest first, then the .db files that are not backups. */
 	if (g->json) {
 		json_object *arr = json_object_new_array();
 
 		for (i = 0; i < c->n; i++)
 			json_object_array_add(arr, entry_json(s, c->entries[i]));
+		for (i = 0; i < c->nunknown; i++)
+			json_object_array_add(arr, entry_json(s, c->unknown[i]));
 		print_json(arr);
 		goto out_put_catalog;
 	}
-	if (c->n == 0) {
+	if (c->n == 0 && c->nunknown == 0) {
 		printf("No backups in %s.\n", s ? s->dir : "the store (it does not exist yet)");
 		goto out_put_catalog;
 	}
-	for (i = 0; i < c->n; i++) {
-		size_t len = strlen(c->entries[i]->name);
+	for (i = 0; i < c->n + c->nunknown; i++) {
+		size_t len = strlen(i < c->n ? c->entries[i]->name : c->unknown[i - c->n]->name);
 
 		if (len > width)
 			width = len;
 	}
 	printf("%-*s  %-19s  %10s  %-7s  %s\n", (int)width, "NAME", "CREATED", "SIZE MB", "KIND",
 	       "VERIFIED");
-	for (i = 0; i < c->n; i++) {
-		const struct bri_entry *e = c->entries[i];
+	for (i = 0; i < c->n + c->nunknown; i++) {
+		const struct bri_entry *e = i < c->n ? c->entries[i] : c->unknown[i - c->n];
 		char created[40];
 
 		entry_created(e, created, sizeof(created));
@@ -686,9 +694,11 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 		       bri_verify_status_name(e->verify.status),
 		       e->verify.status == BRI_VERIFY_FAILED ? ": " : "",
 		       e->verify.status == BRI_VERIFY_FAILED ? e->verify.reason : "");
-		if (!e->meta_ok)
-			printf("%-*s  (metadata unusable: %s)\n", (int)width, "", e->meta_error);
 	}
+	if (c->nunknown)
+		printf("%zu .db file%s marked unknown %s not a backup: never verified as good, "
+		       "never removed by cleanup.\n",
+		       c->nunknown, c->nunknown == 1 ? "" : "s", c->nunknown == 1 ? "is" : "are");
 out_put_catalog:
 	put_catalog(c);
 	close_store(s);
@@ -830,7 +840,8 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 		rc = get_catalog(s, &c);
 		if (rc)
 			goto out_free_targets;
-		n = c->n;
+		/* The backups, then the unknown .db files: reported failed, never opened. */
+		n = c->n + c->nunknown;
 		names = calloc(n ? n : 1, sizeof(*names));
 		paths = calloc(n ? n : 1, sizeof(*paths));
 		if (!names || !paths) {
@@ -839,7 +850,8 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 			goto out_free_targets;
 		}
 		for (i = 0; i < n; i++) {
-			names[i] = strdup(c->entries[i]->name);
+			names[i] =
+			    strdup(i < c->n ? c->entries[i]->name : c->unknown[i - c->n]->name);
 			if (!names[i]) {
 				cli_error("out of memory");
 				rc = CLI_EXIT_FAIL;
@@ -1236,10 +1248,13 @@ int cli_cmd_stats(struct cli_globals *g, int argc, char **argv)
 		printf("oldest_backup: %s\n", st.oldest_backup[0] ? st.oldest_backup : "-");
 		printf("by kind: %zu auto, %zu named, %zu safety", st.by_kind[BRI_KIND_AUTO],
 		       st.by_kind[BRI_KIND_NAMED], st.by_kind[BRI_KIND_SAFETY]);
-		if (st.by_kind[BRI_KIND_UNKNOWN])
-			printf(", %zu unknown", st.by_kind[BRI_KIND_UNKNOWN]);
-		printf("\nverification: %zu ok, %zu failed, %zu unverified\n", st.verified_ok,
-		       st.verify_failed, st.unverified);
+		printf("\nverification: %zu ok, %zu failed, %zu unverified (%zu good)\n",
+		       st.verified_ok, st.verify_failed, st.unverified, st.good);
+		if (st.unknown_files)
+			printf("unknown: %zu .db file%s without usable metadata (%s, %.2f MB)\n",
+			       st.unknown_files, st.unknown_files == 1 ? "" : "s",
+			       st.unknown_files == 1 ? "not a backup" : "not backups",
+			       mb2(st.unknown_bytes));
 	}
 out_put_catalog:
 	put_catalog(c);

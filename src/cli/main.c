@@ -204,7 +204,7 @@ static void usage(FILE *f)
 	        "  --backup-dir DIR      the store (default $BRI_BACKUP_DIR, else the folder\n"
 	        "                        'backups' beside the database)\n"
 	        "  --retention-days N    cleanup removes backups older than N days (default %d)\n"
-	        "  --keep-min N          cleanup always keeps the newest N backups (default %d)\n"
+	        "  --keep-min N          cleanup keeps the newest N good backups (default %d)\n"
 	        "  --json                machine-readable output of list, verify, stats, health\n"
 	        "  --follow-symlink      accept a --db or --backup-dir path that is a symbolic\n"
 	        "                        link, and use what it points to (refused by default)\n"

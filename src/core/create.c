@@ -138,9 +138,18 @@ static void *watch_copy(void *arg)
 	return NULL;
 }
 
-/* bri_snapshot_take, reporting progress when ctx has a progress function. */
-static int snapshot_with_progress(const char *src, const char *dst, int fd, uint64_t total,
-				  int busy_timeout_ms, const struct bri_op_ctx *ctx,
+/* The snapshot into the temporary file: o->fill, else bri_snapshot_take. */
+static int snapshot(const struct bri_create_opts *o, const char *src, const char *dst, int fd,
+		    struct bri_snapshot_info *info, struct bri_err *err)
+{
+	if (o->fill)
+		return o->fill(o->fill_arg, dst, fd, info, err);
+	return bri_snapshot_take(src, dst, o->busy_timeout_ms, info, err);
+}
+
+/* snapshot(), reporting progress when ctx has a progress function. */
+static int snapshot_with_progress(const struct bri_create_opts *o, const char *src, const char *dst,
+				  int fd, uint64_t total, const struct bri_op_ctx *ctx,
 				  struct bri_snapshot_info *info, struct bri_err *err)
 {
 	struct copy_watch w = {.fd = fd, .total = total, .ctx = ctx};
@@ -149,12 +158,12 @@ static int snapshot_with_progress(const char *src, const char *dst, int fd, uint
 	int rc;
 
 	if (!ctx || !ctx->progress)
-		return bri_snapshot_take(src, dst, busy_timeout_ms, info, err);
+		return snapshot(o, src, dst, fd, info, err);
 	ctx->progress(ctx->progress_arg, "copy", 0, total);
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
 	watching = pthread_create(&thread, NULL, watch_copy, &w) == 0;
-	rc = bri_snapshot_take(src, dst, busy_timeout_ms, info, err);
+	rc = snapshot(o, src, dst, fd, info, err);
 	if (watching) {
 		pthread_mutex_lock(&w.lock);
 		w.done = true;
@@ -234,8 +243,8 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_remove_tmp;
 	}
-	rc = snapshot_with_progress(s->db_path, tmp_path, fd, (uint64_t)st.st_size,
-				    o.busy_timeout_ms, ctx, &info, err);
+	rc = snapshot_with_progress(&o, s->db_path, tmp_path, fd, (uint64_t)st.st_size, ctx, &info,
+				    err);
 	if (rc < 0)
 		goto out_remove_tmp;
 	bri_testpoint("create-copied");

@@ -448,6 +448,20 @@ static int query_int(sqlite3 *db, const char *sql, int64_t *out, struct bri_err 
 	return 0;
 }
 
+/* Fills err for a backup step on dst that returned rc (not SQLITE_DONE/OK). */
+static int step_error(sqlite3 *dst, int rc, const char *what, struct bri_err *err)
+{
+	int e = db_errno(dst, rc);
+
+	if (e == -EBUSY)
+		return bri_err_set(err, e, "%s: database is locked (another process holds "
+				   "a lock past the busy timeout); nothing was changed",
+				   what);
+	return bri_err_set(err, e, "%s: %s", what,
+			   sqlite3_errcode(dst) != SQLITE_OK ? sqlite3_errmsg(dst)
+							     : sqlite3_errstr(rc));
+}
+
 /* Runs a whole-database copy from src to dst in one step. */
 static int copy_all(sqlite3 *dst, sqlite3 *src, const char *what, struct bri_err *err)
 {
@@ -459,17 +473,8 @@ static int copy_all(sqlite3 *dst, sqlite3 *src, const char *what, struct bri_err
 				   sqlite3_errmsg(dst));
 	rc = sqlite3_backup_step(b, -1);
 	sqlite3_backup_finish(b);
-	if (rc != SQLITE_DONE) {
-		int e = db_errno(dst, rc);
-
-		if (e == -EBUSY)
-			return bri_err_set(err, e, "%s: database is locked (another process holds "
-					   "a lock past the busy timeout); nothing was changed",
-					   what);
-		return bri_err_set(err, e, "%s: %s", what,
-				   sqlite3_errcode(dst) != SQLITE_OK ? sqlite3_errmsg(dst)
-								     : sqlite3_errstr(rc));
-	}
+	if (rc != SQLITE_DONE)
+		return step_error(dst, rc, what, err);
 	return 0;
 }
 
@@ -557,11 +562,77 @@ int bri_snapshot_check(sqlite3 *db, bool quick, struct bri_err *err)
 	return result;
 }
 
-int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeout_ms,
+/*
+ * What a finished copy at dst says about itself: page size and count, row
+ * counts. The copy's journal mode becomes DELETE first: a copy of a WAL
+ * database says WAL in its header, and readers on read-only media could not
+ * open it.
+ */
+static int describe_copy(sqlite3 *dst, struct bri_snapshot_info *out, struct bri_err *err)
+{
+	int rc;
+
+	rc = exec_sql(dst, "PRAGMA journal_mode=DELETE", "setting the backup's journal mode", err);
+	if (rc == 0)
+		rc = query_int(dst, "PRAGMA page_size", &out->page_size, err);
+	if (rc == 0)
+		rc = query_int(dst, "PRAGMA page_count", &out->page_count, err);
+	if (rc == 0)
+		rc = bri_snapshot_count_rows(dst, &out->tables, &out->ntables, err);
+	return rc;
+}
+
+/*
+ * Copies the database of the open connection src into dst_path (an empty
+ * temporary file) with the backup API, through the write-combining VFS.
+ * Fills info on success only.
+ */
+static int take_from(sqlite3 *src, const char *dst_path, int busy_timeout_ms,
 		      struct bri_snapshot_info *info, struct bri_err *err)
 {
 	struct bri_snapshot_info out = {0};
-	sqlite3 *src = NULL, *dst = NULL;
+	sqlite3 *dst = NULL;
+	int rc;
+
+	rc = open_db_vfs(dst_path, SQLITE_OPEN_READWRITE, wc_vfs_name(), busy_timeout_ms, &dst,
+			 err);
+	if (rc < 0)
+		return rc;
+	/* The copy is a private temporary file until published: no journal, one
+	 * fsync by the caller at the end. */
+	rc = exec_sql(dst, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", "backup file", err);
+	if (rc < 0)
+		goto out_close_dst;
+	rc = copy_all(dst, src, "backup", err);
+	if (rc < 0)
+		goto out_close_dst;
+	rc = describe_copy(dst, &out, err);
+	if (rc < 0)
+		goto out_close_dst;
+	/* Every deferred write is in the file, or its error is reported here. */
+	rc = sqlite3_file_control(dst, "main", WC_FCNTL_FLUSH, NULL);
+	if (rc != SQLITE_OK && rc != SQLITE_NOTFOUND) {
+		rc = bri_err_set(err, sqlite_errno(rc), "cannot write the backup file: %s",
+				 sqlite3_errstr(rc));
+		goto out_close_dst;
+	}
+	rc = 0;
+out_close_dst:
+	if (sqlite3_close(dst) != SQLITE_OK && rc == 0)
+		rc = bri_err_set(err, -EIO, "cannot close the backup file");
+	/* info is set only on success: a failed close must not hand out tables
+	 * that are freed here (the caller would free them again). */
+	if (rc == 0)
+		*info = out;
+	else
+		bri_snapshot_info_free(&out);
+	return rc;
+}
+
+int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeout_ms,
+		      struct bri_snapshot_info *info, struct bri_err *err)
+{
+	sqlite3 *src = NULL;
 	int64_t probe;
 	int rc;
 
@@ -577,49 +648,9 @@ int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeo
 			    sqlite3_errmsg(src));
 		goto out_close_src;
 	}
-	rc = open_db_vfs(dst_path, SQLITE_OPEN_READWRITE, wc_vfs_name(), busy_timeout_ms, &dst,
-			 err);
-	if (rc < 0)
-		goto out_close_src;
-	/* The copy is a private temporary file until published: no journal, one
-	 * fsync by the caller at the end. */
-	rc = exec_sql(dst, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", "backup file", err);
-	if (rc < 0)
-		goto out_close_dst;
-	rc = copy_all(dst, src, "backup", err);
-	if (rc < 0)
-		goto out_close_dst;
-	/* A copy of a WAL database says WAL in its header: readers on read-only
-	 * media could not open it. */
-	rc = exec_sql(dst, "PRAGMA journal_mode=DELETE", "setting the backup's journal mode", err);
-	if (rc < 0)
-		goto out_close_dst;
-	rc = query_int(dst, "PRAGMA page_size", &out.page_size, err);
-	if (rc == 0)
-		rc = query_int(dst, "PRAGMA page_count", &out.page_count, err);
-	if (rc == 0)
-		rc = bri_snapshot_count_rows(dst, &out.tables, &out.ntables, err);
-	if (rc < 0)
-		goto out_close_dst;
-	/* Every deferred write is in the file, or its error is reported here. */
-	rc = sqlite3_file_control(dst, "main", WC_FCNTL_FLUSH, NULL);
-	if (rc != SQLITE_OK && rc != SQLITE_NOTFOUND) {
-		rc = bri_err_set(err, sqlite_errno(rc), "cannot write the backup file: %s",
-				 sqlite3_errstr(rc));
-		goto out_close_dst;
-	}
-	rc = 0;
-out_close_dst:
-	if (sqlite3_close(dst) != SQLITE_OK && rc == 0)
-		rc = bri_err_set(err, -EIO, "cannot close the backup file");
+	rc = take_from(src, dst_path, busy_timeout_ms, info, err);
 out_close_src:
 	sqlite3_close(src);
-	/* info is set only on success: a failed close must not hand out tables
-	 * that are freed here (the caller would free them again). */
-	if (rc == 0)
-		*info = out;
-	else
-		bri_snapshot_info_free(&out);
 	return rc;
 }
 
@@ -712,22 +743,91 @@ static int match_page_size(sqlite3 *live, sqlite3 *src, const char *scratch_dir,
 	return 0;
 }
 
-int bri_snapshot_restore(const char *backup_path, const char *live_path, const char *scratch_dir,
-			 int busy_timeout_ms, struct bri_err *err)
+/*
+ * A restore in progress. After bri_snapshot_restore_begin, the backup handle
+ * has run sqlite3_backup_step(b, 0): SQLite then holds the live database's
+ * write lock (WAL: the WAL write lock, readers go on; rollback journal: an
+ * EXCLUSIVE lock, readers get SQLITE_BUSY) and keeps it until the copy
+ * finishes or is abandoned, having copied no page. No commit can happen in
+ * between, so the safety copy taken then (bri_snapshot_restore_save) holds
+ * every commit acknowledged before the restore.
+ */
+struct bri_snapshot_restore {
+	sqlite3 *src;        /* the backup, opened immutable */
+	sqlite3 *rebuilt;    /* the backup rebuilt with the live page size, or NULL */
+	char *rebuilt_path;  /* rebuilt's temporary file, removed at the end */
+	sqlite3 *live;       /* the connection on the live database */
+	sqlite3_backup *b;   /* (rebuilt or src) -> live; NULL once finished */
+	char *live_path;     /* the live database */
+	int busy_timeout_ms; /* how long one wait for a lock may last */
+	double busy_since;   /* monotonic start of the current wait (restore_busy) */
+};
+
+/* How often restore_busy tries again (nanoseconds). */
+#define RESTORE_BUSY_POLL_NS (1000 * 1000)
+
+/*
+ * The busy handler of the restore's connection on the live database.
+ * SQLite's own (sqlite3_busy_timeout) sleeps 1, 2, 5, ... then 100 ms
+ * between tries; a writer committing back to back holds the lock nearly all
+ * the time, and such tries seldom land in one of its gaps. This one tries
+ * again every millisecond, up to the busy timeout of each wait.
+ */
+static int restore_busy(void *arg, int count)
 {
-	sqlite3 *src = NULL, *live = NULL, *rebuilt = NULL;
-	char *rebuilt_path = NULL;
+	struct bri_snapshot_restore *r = arg;
+	struct timespec tick = {.tv_sec = 0, .tv_nsec = RESTORE_BUSY_POLL_NS};
+	double now = bri_now_mono();
+
+	if (count == 0)
+		r->busy_since = now;
+	if ((now - r->busy_since) * 1000.0 >= (double)r->busy_timeout_ms)
+		return 0;
+	nanosleep(&tick, NULL);
+	return 1;
+}
+
+void bri_snapshot_restore_end(struct bri_snapshot_restore *r)
+{
+	if (!r)
+		return;
+	/* Unfinished: SQLite rolls the destination back, nothing was written. */
+	if (r->b)
+		sqlite3_backup_finish(r->b);
+	sqlite3_close(r->live);
+	sqlite3_close(r->rebuilt);
+	if (r->rebuilt_path)
+		unlink(r->rebuilt_path);
+	free(r->rebuilt_path);
+	sqlite3_close(r->src);
+	free(r->live_path);
+	free(r);
+}
+
+int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,
+			       const char *scratch_dir, int busy_timeout_ms,
+			       struct bri_snapshot_restore **out, struct bri_err *err)
+{
+	struct bri_snapshot_restore *r = calloc(1, sizeof(*r));
 	int64_t tables = -1;
 	int rc;
 
-	rc = bri_snapshot_open_backup(backup_path, &src, err);
+	if (!r)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	r->busy_timeout_ms = busy_timeout_ms;
+	r->live_path = strdup(live_path);
+	if (!r->live_path) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_end;
+	}
+	rc = bri_snapshot_open_backup(backup_path, &r->src, err);
 	if (rc < 0)
-		return rc;
-	rc = query_int(src, "SELECT count(*) FROM sqlite_schema", &tables, err);
+		goto out_end;
+	rc = query_int(r->src, "SELECT count(*) FROM sqlite_schema", &tables, err);
 	if (rc < 0) {
 		bri_err_set(err, rc, "cannot read the backup %s: %s", backup_path,
-			    sqlite3_errmsg(src));
-		goto out_close_src;
+			    sqlite3_errmsg(r->src));
+		goto out_end;
 	}
 	/* An empty file is a valid empty database to SQLite: never a backup. */
 	if (tables == 0) {
@@ -735,33 +835,173 @@ int bri_snapshot_restore(const char *backup_path, const char *live_path, const c
 				 "%s holds no tables: refusing to replace the live database with "
 				 "an empty one; nothing was changed",
 				 backup_path);
-		goto out_close_src;
+		goto out_end;
 	}
 	/* Never through a symlink: SQLite opens the file, its -journal and -wal
 	 * with O_NOFOLLOW and refuses a symlink anywhere in live_path. */
 	rc = open_db(live_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
-		     busy_timeout_ms, &live, err);
+		     busy_timeout_ms, &r->live, err);
 	if (rc < 0)
-		goto out_close_src;
-	rc = match_page_size(live, src, scratch_dir, &rebuilt, &rebuilt_path, err);
+		goto out_end;
+	sqlite3_busy_handler(r->live, restore_busy, r);
+	rc = match_page_size(r->live, r->src, scratch_dir, &r->rebuilt, &r->rebuilt_path, err);
+	if (rc < 0)
+		goto out_end;
+	r->b = sqlite3_backup_init(r->live, "main", r->rebuilt ? r->rebuilt : r->src, "main");
+	if (!r->b) {
+		rc = bri_err_set(err, sqlite_errno(sqlite3_errcode(r->live)), "restore: %s",
+				 sqlite3_errmsg(r->live));
+		goto out_end;
+	}
+	/* Takes the live database's write lock (waiting up to the busy timeout)
+	 * and keeps it; copies nothing. */
+	rc = sqlite3_backup_step(r->b, 0);
+	if (rc != SQLITE_OK) {
+		rc = step_error(r->live, rc, "restore", err);
+		goto out_end;
+	}
+	*out = r;
+	return 0;
+out_end:
+	bri_snapshot_restore_end(r);
+	return rc;
+}
+
+/* Bytes of the live file read per call by save_file. */
+#define SAVE_CHUNK (1024 * 1024)
+
+/*
+ * Copies the live file's bytes into fd through the restore connection's own
+ * file handle (xRead), which holds the EXCLUSIVE lock: another connection
+ * could not read it, and a new descriptor of the live file, once closed,
+ * would drop this process's POSIX locks on it (howtocorrupt.html 2.2). With
+ * that lock held and no hot journal (SQLite rolled one back when it took
+ * the lock), the file is exactly the last committed database.
+ */
+static int save_file(struct bri_snapshot_restore *r, int fd, struct bri_err *err)
+{
+	sqlite3_file *f = NULL;
+	sqlite3_int64 size = 0;
+	char *buf;
+	int rc;
+
+	rc = sqlite3_file_control(r->live, "main", SQLITE_FCNTL_FILE_POINTER, &f);
+	if (rc != SQLITE_OK || !f || !f->pMethods)
+		return bri_err_set(err, -EIO, "cannot reach the live database's file");
+	rc = f->pMethods->xFileSize(f, &size);
+	if (rc != SQLITE_OK)
+		return bri_err_set(err, -EIO, "cannot size the live database: %s",
+				   sqlite3_errstr(rc));
+	buf = malloc(SAVE_CHUNK);
+	if (!buf)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	for (sqlite3_int64 off = 0; off < size;) {
+		int n = size - off < SAVE_CHUNK ? (int)(size - off) : SAVE_CHUNK;
+
+		rc = f->pMethods->xRead(f, buf, n, off);
+		if (rc != SQLITE_OK) {
+			rc = bri_err_set(err, -EIO, "cannot read the live database: %s",
+					 sqlite3_errstr(rc));
+			goto out_free;
+		}
+		for (int done = 0; done < n;) {
+			ssize_t w = pwrite(fd, buf + done, (size_t)(n - done), off + done);
+
+			if (w < 0) {
+				rc = bri_err_set(err, -errno, "cannot write the backup file: %s",
+						 strerror(errno));
+				goto out_free;
+			}
+			done += (int)w;
+		}
+		off += n;
+	}
+	rc = 0;
+out_free:
+	free(buf);
+	return rc;
+}
+
+/* Whether the live file says WAL (header bytes 18 and 19 are 2), read as save_file does. */
+static bool live_is_wal(struct bri_snapshot_restore *r)
+{
+	unsigned char header[20];
+	sqlite3_file *f = NULL;
+	sqlite3_int64 size = 0;
+
+	if (sqlite3_file_control(r->live, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
+	    !f || !f->pMethods || f->pMethods->xFileSize(f, &size) != SQLITE_OK ||
+	    size < (sqlite3_int64)sizeof(header) ||
+	    f->pMethods->xRead(f, header, sizeof(header), 0) != SQLITE_OK)
+		return false;
+	return header[18] == 2 && header[19] == 2;
+}
+
+int bri_snapshot_restore_save(struct bri_snapshot_restore *r, const char *dst_path, int dst_fd,
+			      struct bri_snapshot_info *info, struct bri_err *err)
+{
+	struct bri_snapshot_info out = {0};
+	sqlite3 *reader = NULL, *dst = NULL;
+	int rc;
+
+	if (live_is_wal(r)) {
+		/* The WAL write lock leaves readers alone: a second connection
+		 * reads the last commit, which no one can follow while it is held. */
+		rc = open_db(r->live_path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW,
+			     r->busy_timeout_ms, &reader, err);
+		if (rc == 0)
+			rc = take_from(reader, dst_path, r->busy_timeout_ms, info, err);
+		sqlite3_close(reader);
+		return rc;
+	}
+	rc = save_file(r, dst_fd, err);
+	if (rc < 0)
+		return rc;
+	/* dst_path may name the file through the store's descriptor: kept as it is. */
+	rc = open_db_vfs(dst_path, SQLITE_OPEN_READWRITE, fd_vfs_name(dst_path), r->busy_timeout_ms,
+			 &dst, err);
+	if (rc < 0)
+		return rc;
+	rc = describe_copy(dst, &out, err);
+	if (sqlite3_close(dst) != SQLITE_OK && rc == 0)
+		rc = bri_err_set(err, -EIO, "cannot close the backup file");
 	if (rc == 0)
-		rc = copy_all(live, rebuilt ? rebuilt : src, "restore", err);
-	sqlite3_close(rebuilt);
-	if (rebuilt_path)
-		unlink(rebuilt_path);
-	free(rebuilt_path);
-	if (rc < 0)
-		goto out_close_live;
-	rc = bri_snapshot_check(live, true, err);
-	if (rc < 0)
-		rc = -EBADMSG;
-	if (rc < 0)
-		bri_log(BRI_LOG_ERR, "restored database %s fails quick_check: %s", live_path,
+		*info = out;
+	else
+		bri_snapshot_info_free(&out);
+	return rc;
+}
+
+int bri_snapshot_restore_commit(struct bri_snapshot_restore *r, struct bri_err *err)
+{
+	int rc;
+
+	rc = sqlite3_backup_step(r->b, -1);
+	sqlite3_backup_finish(r->b);
+	r->b = NULL;
+	if (rc != SQLITE_DONE)
+		return step_error(r->live, rc, "restore", err);
+	rc = bri_snapshot_check(r->live, true, err);
+	if (rc < 0) {
+		bri_log(BRI_LOG_ERR, "restored database %s fails quick_check: %s", r->live_path,
 			err ? err->msg : "");
-out_close_live:
-	sqlite3_close(live);
-out_close_src:
-	sqlite3_close(src);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int bri_snapshot_restore(const char *backup_path, const char *live_path, const char *scratch_dir,
+			 int busy_timeout_ms, struct bri_err *err)
+{
+	struct bri_snapshot_restore *r = NULL;
+	int rc;
+
+	rc = bri_snapshot_restore_begin(backup_path, live_path, scratch_dir, busy_timeout_ms, &r,
+					err);
+	if (rc < 0)
+		return rc;
+	rc = bri_snapshot_restore_commit(r, err);
+	bri_snapshot_restore_end(r);
 	return rc;
 }
 

@@ -69,7 +69,7 @@ static void usage(const char *prog)
 	       "bri-backupfs options:\n"
 	       "    -o backup_dir=DIR      the store (default: <folder of DB>/backups)\n"
 	       "    -o retention_days=N    ctl/cleanup removes backups older than N days (%d)\n"
-	       "    -o keep_min=N          ctl/cleanup keeps the N newest backups (%d)\n"
+	       "    -o keep_min=N          ctl/cleanup keeps the N newest good backups (%d)\n"
 	       "    -o scrub_interval=T    re-verify backups every T seconds, or with suffix\n"
 	       "                           s, m, h, d (default %s; 0 disables)\n"
 	       "    -o busy_timeout=MS     how long create and restore wait for a writer\n"
@@ -193,6 +193,17 @@ static void free_options(struct bfs_options *o)
 	free(o->schedule);
 }
 
+/* Refuses (with a message) a mount point the daemon would wait on: guard.c. */
+static int refuse_own_mountpoint(const char *mountpoint, const struct bri_store *s)
+{
+	char why[3 * PATH_MAX];
+	int rc = bfs_check_mountpoint(mountpoint, s->dir, s->db_path, why, sizeof(why));
+
+	if (rc < 0)
+		fprintf(stderr, "bri-backupfs: refusing to mount: %s\n", why);
+	return rc;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -295,6 +306,12 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
 		goto out_log;
 	}
+	if (bfs_render_cache_init(&fs) < 0)
+		goto out_catalog;
+	if (refuse_own_mountpoint(copts.mountpoint, fs.store) < 0) {
+		ret = 2;
+		goto out_catalog;
+	}
 	if (bfs_catalog_init(&fs) < 0) {
 		fprintf(stderr, "bri-backupfs: cannot read the store %s\n", fs.store->dir);
 		goto out_catalog;
@@ -304,6 +321,8 @@ int main(int argc, char *argv[])
 		goto out_catalog;
 	if (fuse_set_signal_handlers(fs.se) != 0)
 		goto out_session;
+	if (bfs_sighup_install() < 0) /* after libfuse's: SIGHUP reopens the log */
+		goto out_signals;
 	if (fuse_session_mount(fs.se, copts.mountpoint) != 0)
 		goto out_signals;
 	bri_log(BRI_LOG_INFO, "serving the backups of %s (store %s) at %s", fs.store->db_path,
@@ -314,6 +333,9 @@ int main(int argc, char *argv[])
 		bri_log(BRI_LOG_ERR, "cannot start the worker threads");
 		goto out_unmount;
 	}
+	if (bfs_sighup_start() < 0)
+		bri_log(BRI_LOG_WARN,
+		        "cannot start the SIGHUP thread: SIGHUP will not reopen the log");
 	if (bfs_schedule_start(&fs) < 0) {
 		bri_log(BRI_LOG_ERR, "cannot start the scheduler thread");
 		goto out_stop_workers;
@@ -336,6 +358,7 @@ out_stop_workers:
 out_unmount:
 	fuse_session_unmount(fs.se);
 out_signals:
+	bfs_sighup_remove();
 	fuse_remove_signal_handlers(fs.se);
 out_session:
 	fuse_session_destroy(fs.se);
@@ -344,6 +367,7 @@ out_catalog:
 	if (fs.cat)
 		bfs_catalog_fini(&fs);
 	bri_store_close(fs.store);
+	bfs_render_cache_fini(&fs);
 	bfs_progress_fini(&fs.progress);
 out_log:
 	bri_log_shutdown();
