@@ -286,6 +286,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
 		goto out_log;
 	}
+	fs.store->lock_timeout_ms = o.busy_timeout_ms; /* every wait for the store's lock too */
 	if (bfs_catalog_init(&fs) < 0) {
 		fprintf(stderr, "bri-backupfs: cannot read the store %s\n", fs.store->dir);
 		goto out_catalog;
