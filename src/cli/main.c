@@ -301,6 +301,8 @@ int main(int argc, char **argv)
 	if (i == NCOMMANDS)
 		return cli_usage_error(NULL, "unknown command '%s'", command);
 
+	/* One descriptor per backup being checked or copied: use all we may. */
+	bri_raise_nofile_limit();
 	argc -= optind;
 	argv += optind;
 	/* optind 0 makes GNU getopt start afresh on the command's arguments. */

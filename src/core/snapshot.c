@@ -349,8 +349,12 @@ static int open_db_vfs(const char *path, int flags, const char *vfs, int busy_ti
 	int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, vfs);
 
 	if (rc != SQLITE_OK) {
-		int e = sqlite_errno(rc);
+		int e = sqlite_errno(rc), sys = db ? sqlite3_system_errno(db) : 0;
 
+		/* Out of descriptors or memory is no property of the database. */
+		if (((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_IOERR) &&
+		    bri_errno_is_resource(sys))
+			e = -sys;
 		bri_err_set(err, e, "cannot open database %s: %s", path,
 			    db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		sqlite3_close(db);

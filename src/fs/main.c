@@ -187,6 +187,22 @@ static void free_options(struct bfs_options *o)
 	free(o->schedule);
 }
 
+/*
+ * The kernel's open files each hold one descriptor here (a backup open
+ * through the mount keeps its .db open until release), and a verification
+ * or a create needs a few more: start with the soft limit of open files
+ * raised to the hard limit, so that ordinary use never runs out.
+ */
+static void raise_open_files_limit(void)
+{
+	long n = bri_raise_nofile_limit();
+
+	if (n < 0)
+		bri_log(BRI_LOG_WARN, "cannot raise the limit of open files: %s", strerror((int)-n));
+	else
+		bri_log(BRI_LOG_DEBUG, "limit of open files: %ld", n);
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -266,6 +282,7 @@ int main(int argc, char *argv[])
 		goto out_free_cmdline;
 	}
 
+	raise_open_files_limit();
 	fs.uid = getuid();
 	fs.gid = getgid();
 	fs.start_time = time(NULL);
