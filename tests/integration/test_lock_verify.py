@@ -138,3 +138,185 @@ def test_a_stopped_lock_holder_makes_ctl_create_fail_with_ebusy(live_db, cli, st
         assert (mnt / "after").is_dir() and (mnt / "held").is_dir()
     finally:
         m.stop()
+
+
+def flip_bytes(path):
+    """Damages a file in place in its second half (keeps its size)."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.seek(size // 2 + 100)
+        data = f.read(64)
+        f.seek(size // 2 + 100)
+        f.write(bytes(b ^ 0xFF for b in data))
+
+
+def listed_verify(cli, name):
+    entries = json.loads(cli.run("--json", "list").stdout)
+    (entry,) = [e for e in entries if e["name"] == name]
+    return entry["verify"]
+
+
+def test_a_backup_replaced_during_its_verification_never_gets_the_old_result(
+        cli, live_db, store, pause_points):
+    cli.run("create", "--name", "x")
+    pause_points.arm("verify_before_persist")
+    v = start_cli(cli, "verify", "x", env=pause_points.env())
+    try:
+        pause_points.wait_reached("verify_before_persist")
+        # The old x checked ok; now x is deleted and made again, damaged.
+        cli.run("delete", "x")
+        sh_sql(live_db, "INSERT INTO videos(title) VALUES ('after the first x')")
+        cli.run("create", "--name", "x")
+        flip_bytes(store / "x.db")
+    finally:
+        pause_points.release("verify_before_persist")
+    out, err = v.communicate(timeout=120)
+    assert v.returncode == 1, (out, err)
+    assert "replaced" in err and "discarded" in err, err
+    # The new, damaged x is not shown ok: never verified yet.
+    assert listed_verify(cli, "x") == "unverified"
+    if (store / "x.db.verify").exists():
+        assert json.loads((store / "x.db.verify").read_text())["status"] != "ok"
+    # Verifying it finds the damage.
+    p = cli.run("verify", "x", check=False)
+    assert p.returncode == 1 and "failed" in p.stdout, (p.stdout, p.stderr)
+    assert listed_verify(cli, "x") == "failed"
+
+
+def sh_sql(db, sql):
+    import sqlite3
+    con = sqlite3.connect(db)
+    try:
+        con.execute(sql)
+        con.commit()
+    finally:
+        con.close()
+
+
+def test_verify_all_skips_backups_removed_after_the_listing(cli, store, pause_points):
+    for name in ("a", "b", "c"):
+        cli.run("create", "--name", name)
+    # Removed between the listing and its verification.
+    pause_points.arm("verify_all_listed")
+    v = start_cli(cli, "verify", env=pause_points.env())
+    try:
+        pause_points.wait_reached("verify_all_listed")
+        cli.run("delete", "b")
+    finally:
+        pause_points.release("verify_all_listed")
+    out, err = v.communicate(timeout=120)
+    assert v.returncode == 0, (out, err)
+    assert re.search(r"^b: skipped: removed", out, re.M), out
+    assert re.search(r"^a: ok", out, re.M) and re.search(r"^c: ok", out, re.M), out
+    # Removed while it was being verified (the newest, c, comes first).
+    pause_points.arm("verify_before_persist")
+    v = start_cli(cli, "--json", "verify", env=pause_points.env())
+    try:
+        pause_points.wait_reached("verify_before_persist")
+        cli.run("delete", "c")
+    finally:
+        pause_points.release("verify_before_persist")
+    out, err = v.communicate(timeout=120)
+    assert v.returncode == 0, (out, err)
+    results = {r["name"]: r["status"] for r in json.loads(out)}
+    assert results == {"a": "ok", "c": "skipped"}, out
+    assert not (store / "c.db.verify").exists()
+
+
+class LimitedMount(Mount):
+    """A Mount whose daemon starts under `prlimit --nofile=SOFT:HARD`."""
+
+    def __init__(self, *a, nofile, env=None, **kw):
+        super().__init__(*a, **kw)
+        self.nofile = nofile
+        self.env = env
+
+    def start(self):
+        from conftest import wait_for_mount
+        self.path.mkdir(parents=True, exist_ok=True)
+        opts = ["backup_dir=" + str(self.store), *self.options]
+        cmd = ["prlimit", f"--nofile={self.nofile}", "--", str(BRI_BACKUPFS), "-f", "-o",
+               ",".join(opts), str(self.db), str(self.path)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, env=self.env)
+        try:
+            wait_for_mount(self.proc, self.path)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+
+def nofile_limits(pid):
+    for line in open(f"/proc/{pid}/limits"):
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open files limit")
+
+
+def test_the_daemon_raises_its_open_files_limit(live_db, store, tmp_path):
+    m = LimitedMount(live_db, store, tmp_path / "mnt", nofile="64:4096",
+                     options=["scrub_interval=0"]).start()
+    try:
+        assert nofile_limits(m.proc.pid) == (4096, 4096)
+    finally:
+        m.stop()
+
+
+def daemon_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_out_of_descriptors_no_good_backup_is_recorded_as_failed(cli, live_db, store,
+                                                                tmp_path, pause_points):
+    cli.run("create", "--name", "b00")
+    for i in range(1, 30):  # the same bytes and metadata: all good
+        for suffix in (".db", ".db.meta"):
+            (store / f"b{i:02}{suffix}").write_bytes((store / f"b00{suffix}").read_bytes())
+    log = tmp_path / "daemon.log"
+    # The background verifier waits at its pause point until the test has
+    # taken every descriptor of the daemon (hard limit 40) but one.
+    pause_points.arm("background_verify")
+    m = LimitedMount(live_db, store, tmp_path / "mnt", nofile="40:40",
+                     options=["scrub_interval=2s", f"log={log}"], env=pause_points.env())
+    m.start()
+    try:
+        check_no_failed_verdict_out_of_descriptors(m, store, log, pause_points)
+        # With descriptors back, every one of them is verified ok (retried after 2 s).
+        def all_ok():
+            return all((m.path / f"b{i:02}" / "verify").read_text().startswith("ok")
+                       for i in range(30))
+        assert wait_until(all_ok, 120, 0.2)
+    finally:
+        m.stop()
+
+
+def check_no_failed_verdict_out_of_descriptors(m, store, log, pause_points):
+    held = []
+    try:
+        pause_points.wait_reached("background_verify")
+        while True:  # one daemon descriptor per open backup file
+            try:
+                held.append(open(m.path / "b00" / "bri.db", "rb"))
+            except OSError as e:
+                assert e.errno == errno.EMFILE, e
+                break
+        assert 20 < len(held) < 40, len(held)
+        assert daemon_fds(m.proc.pid) == 40
+        held.pop().close()
+        assert wait_until(lambda: daemon_fds(m.proc.pid) == 39, 10)
+        pause_points.release("background_verify")
+        # The verifier runs into the limit ...
+        pattern = re.compile(r"background verification of \S+.*[Tt]oo many open files")
+        assert wait_until(lambda: log.exists() and pattern.search(log.read_text()), 60, 0.1), \
+            log.read_text() if log.exists() else "no log"
+        # ... and records no verdict for it.
+        for f in store.glob("*.db.verify"):
+            assert json.loads(f.read_text())["status"] == "ok", (f.name, f.read_text())
+        for i in range(30):
+            assert not (m.path / f"b{i:02}" / "verify").read_text().startswith("failed"), i
+    finally:
+        pause_points.release("background_verify")
+        for f in held:
+            f.close()
