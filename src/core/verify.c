@@ -396,14 +396,18 @@ int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op
 		            "cannot verify %s now: %s (a shortage of this machine, not a fault "
 		            "of the backup; nothing was recorded, try again later)",
 		            name, strerror(-rc));
-		goto out_free_path;
+		goto out_audit;
 	}
 	rc = persist(s, name, res, err);
-	if (rc == 0)
+out_audit:
+	/* A verification that recorded nothing is audited with its error. */
+	if (rc < 0)
+		bri_audit_record(s, "verify", name, rc, err ? err->msg : strerror(-rc),
+		                 res->duration_s, ctx);
+	else
 		bri_audit_record(s, "verify", name, res->status == BRI_VERIFY_OK ? 0 : -EIO,
 		                 res->status == BRI_VERIFY_OK ? NULL : res->reason, res->duration_s,
 		                 ctx);
-out_free_path:
 	free(db_path);
 out_free_meta:
 	if (meta_ok)
