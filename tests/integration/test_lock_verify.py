@@ -320,3 +320,56 @@ def check_no_failed_verdict_out_of_descriptors(m, store, log, pause_points):
         pause_points.release("background_verify")
         for f in held:
             f.close()
+
+
+WRITE_CODE = ("import os, sys\n"
+              "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+              "try:\n"
+              "    os.write(fd, sys.argv[2].encode())\n"
+              "    os.close(fd)\n"
+              "except OSError as e:\n"
+              "    sys.exit(e.errno)\n")
+
+
+def test_a_sixth_concurrent_request_is_refused_at_once_with_a_clear_reason(
+        live_db, cli, store, tmp_path, pause_points):
+    """Writes to one ctl file are serialised by the kernel (they queue, never
+    refused); requests to different ctl files, and restore/, meet in the
+    daemon: one runs, four wait, the sixth is refused with EBUSY at once."""
+    for name in ("v", "d", "rs", "six"):
+        cli.run("create", "--name", name)
+    cli.run("verify")  # the background verifier has nothing to do: it takes no turn
+    mnt = tmp_path / "mnt"
+    m = Mount(live_db, store, mnt, options=["busy_timeout=60000", "scrub_interval=0"]).start()
+    holder, writers = None, []
+    try:
+        # The first request runs and waits for the store's lock, held by a
+        # stopped bri-backup; the next four wait for it.
+        holder = StoppedHolder(cli, pause_points)
+        for ctl, line in (("create", "r1"), ("verify", "v"), ("cleanup", "now"),
+                          ("delete", "d"), ("restore", "rs")):
+            w = subprocess.Popen(["python3", "-c", WRITE_CODE, str(mnt / "ctl" / ctl),
+                                  line + "\n"])
+            try:
+                rc = w.wait(timeout=1)  # it waits (the daemon has it after this long)
+                raise AssertionError(f"ctl/{ctl} returned at once: "
+                                     f"{os.strerror(rc) if rc else 'success'}")
+            except subprocess.TimeoutExpired:
+                writers.append(w)
+        t0 = time.monotonic()
+        p = subprocess.run(["mv", str(mnt / "six"), str(mnt / "restore") + "/"],
+                           capture_output=True, text=True, timeout=60)
+        took = time.monotonic() - t0
+        assert p.returncode != 0 and "busy" in p.stderr, p.stderr
+        assert took < 10, f"the refusal took {took:.2f} s"
+        log = (mnt / "ctl/log").read_text()
+        assert re.search(r"request refused with EBUSY .*one operation at a time.* 4 requests "
+                         r"already wait", log), log
+    finally:
+        if holder:
+            rc, out, err = holder.resume()
+        results = [w.wait(timeout=120) for w in writers]
+        m.stop()
+    assert rc == 0, err
+    assert results == [0] * 5, results
+    assert (store / "r1.db").exists() and not (store / "d.db").exists()
