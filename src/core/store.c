@@ -209,6 +209,15 @@ int bri_store_has(const struct bri_store *s, const char *name)
 /* The lock this thread holds (bri_store_lock is reentrant per thread and store). */
 static __thread const struct bri_store *held_store;
 static __thread int held_fd = -1;
+static __thread ino_t held_ino; /* of held_fd's file, so a reused number is not taken */
+
+/* Whether this thread holds the lock of s (and held_fd is still its descriptor). */
+static bool holding(const struct bri_store *s)
+{
+	struct stat st;
+
+	return held_store == s && held_fd >= 0 && fstat(held_fd, &st) == 0 && st.st_ino == held_ino;
+}
 
 /* Bounds of the pause between two tries of a busy lock (seconds). */
 #define LOCK_POLL_MIN 0.001
@@ -268,9 +277,10 @@ int bri_store_lock(struct bri_store *s, struct bri_err *err)
 	int timeout_ms =
 	    s->lock_timeout_ms > 0 ? s->lock_timeout_ms : bri_default_busy_timeout_ms();
 	double deadline = bri_now_mono() + timeout_ms / 1000.0, pause = LOCK_POLL_MIN;
+	struct stat st;
 	int fd;
 
-	if (held_store == s && held_fd >= 0) {
+	if (holding(s)) {
 		fd = fcntl(held_fd, F_DUPFD_CLOEXEC, 0);
 		if (fd < 0)
 			return bri_err_set(err, -errno, "cannot lock %s/.lock again: %s", s->dir,
@@ -308,6 +318,7 @@ int bri_store_lock(struct bri_store *s, struct bri_err *err)
 	lock_record_holder(fd);
 	held_store = s;
 	held_fd = fd;
+	held_ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
 	bri_testpoint("store_locked");
 	bri_store_sweep(s);
 	return fd;
