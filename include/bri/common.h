@@ -49,6 +49,20 @@ struct bri_op_ctx {
 	void *progress_arg;       /* passed to progress */
 };
 
+/*
+ * Whether errno e (positive or negative) is a shortage of this machine's
+ * resources (EMFILE, ENFILE, ENOMEM, ENOSPC, EDQUOT, EAGAIN, EBUSY, EINTR,
+ * ENOBUFS), not a property of the file at hand: such an error is retried,
+ * never recorded as a verdict on a backup.
+ */
+bool bri_errno_is_resource(int e);
+
+/*
+ * Raises this process's soft limit of open files (RLIMIT_NOFILE) to its
+ * hard limit. Returns the new soft limit, or a negative errno.
+ */
+long bri_raise_nofile_limit(void);
+
 /* A context for the current process (uid, pid, via). */
 struct bri_op_ctx bri_op_ctx_self(const char *via);
 

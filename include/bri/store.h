@@ -22,6 +22,7 @@ struct bri_store {
 	char *stem;        /* the file name without ".db", e.g. "bri" */
 	char *dir;         /* the store folder, absolute */
 	int dirfd;         /* O_DIRECTORY descriptor of dir, kept open */
+	int lock_timeout_ms; /* how long bri_store_lock waits; 0: bri_default_busy_timeout_ms() */
 };
 
 /* How bri_store_open_ex treats a missing store, symlinks and a shared folder. */
@@ -93,10 +94,15 @@ int bri_store_has(const struct bri_store *s, const char *name);
 bool bri_store_is_live(const struct bri_store *s, const struct stat *st);
 
 /*
- * Takes the store's exclusive lock (flock on ".lock"), waiting for other
- * holders in this or another process. Returns a descriptor for
- * bri_store_unlock, or a negative errno. Holding it, leftover temporary files
- * of dead processes are swept.
+ * Takes the store's exclusive lock (flock on ".lock"), waiting for another
+ * holder, in this or another process, at most s->lock_timeout_ms (the busy
+ * timeout): then -EBUSY, with the holder's pid in err and in the log. A
+ * blocking flock cannot be woken, so it polls with LOCK_NB (1 ms, backing
+ * off to 50 ms). The holder writes its pid into ".lock". A thread that
+ * already holds the lock of s gets it again (a duplicate descriptor: the
+ * lock stays until the first one is released). Returns a descriptor for
+ * bri_store_unlock, or a negative errno. Holding it, leftover temporary
+ * files of dead processes are swept.
  */
 int bri_store_lock(struct bri_store *s, struct bri_err *err);
 void bri_store_unlock(int lockfd);

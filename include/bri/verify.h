@@ -9,13 +9,25 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
 #include <time.h>
 
+#include "bri/checksum.h"
 #include "bri/common.h"
 #include "bri/meta.h"
 #include "bri/store.h"
 
 enum bri_verify_status { BRI_VERIFY_UNVERIFIED = 0, BRI_VERIFY_OK, BRI_VERIFY_FAILED };
+
+/* The file a verification checked, as it was when the check began. */
+struct bri_verify_file {
+	bool known;                            /* recorded (older results lack it) */
+	uint64_t dev, ino;                     /* st_dev, st_ino */
+	int64_t size;                          /* st_size */
+	int64_t mtime_ns;                      /* st_mtim in nanoseconds since the epoch */
+	char sha256[BRI_CHECKSUM_HEX_LEN + 1]; /* what hashing found, "" when not hashed */
+};
 
 struct bri_verify_result {
 	enum bri_verify_status status; /* unverified, ok or failed */
@@ -27,6 +39,7 @@ struct bri_verify_result {
 	int counts_ok;                 /* 1 matched, 0 mismatched, -1 not checked */
 	double duration_s;             /* how long it took */
 	char reason[512];              /* why it failed, "" when ok */
+	struct bri_verify_file file;   /* what was checked */
 };
 
 /* "ok", "failed" or "unverified". */
@@ -35,25 +48,41 @@ const char *bri_verify_status_name(enum bri_verify_status s);
 /*
  * Verifies the database file at db_path against meta (NULL when the metadata
  * is missing or broken: then meta_error says why and the result is failed).
- * Never fails itself for a bad backup: the verdict goes into *res. Returns
- * a negative errno only when it could not run at all (ENOMEM).
+ * Never fails itself for a bad backup: the verdict goes into *res, with the
+ * identity of the file checked in res->file. Returns a negative errno when
+ * it could not run for want of a resource of this machine (EMFILE, ENFILE,
+ * ENOMEM, ...; see bri_errno_is_resource): that is no verdict on the backup,
+ * res->status is then unverified and res->reason says why.
  */
 int bri_verify_file(const char *db_path, const struct bri_meta *meta, const char *meta_error,
 		    const struct bri_op_ctx *ctx, struct bri_verify_result *res);
 
 /*
  * Verifies backup name of the store, persists the result as NAME.db.verify,
- * writes the audit log. Returns 0 when it ran (look at res->status), -ENOENT
- * when there is no such backup, or another negative errno.
+ * writes the audit log. The result is recorded under the store's lock, and
+ * only when NAME.db is still the file that was checked. Returns 0 when it
+ * ran and was recorded (look at res->status); -ENOENT when there is no such
+ * backup, or it was removed during the verification; -ESTALE when NAME.db
+ * was replaced during it (the result is discarded); a resource error
+ * (bri_errno_is_resource: nothing recorded, try again later; -EBUSY also
+ * when the store's lock stayed busy); or another negative errno.
  */
 int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
 		      struct bri_verify_result *res, struct bri_err *err);
 
 /*
- * The persisted result of name (status unverified when there is none or it
- * is unreadable). Returns 0.
+ * The persisted result of name: status unverified when there is none, it is
+ * unreadable, or it does not describe the current NAME.db (the file it
+ * checked was replaced or changed since, or it predates such records).
+ * Returns 0.
  */
 int bri_verify_load(const struct bri_store *s, const char *name, struct bri_verify_result *res);
+
+/* Fills f with the identity of the file st (known, dev, inode, size, mtime). */
+void bri_verify_file_of(struct bri_verify_file *f, const struct stat *st);
+
+/* Whether res describes the file st (dev, inode, size and mtime match). */
+bool bri_verify_matches(const struct bri_verify_result *res, const struct stat *st);
 
 /* JSON of res (as persisted), malloc'd, newline-terminated. */
 int bri_verify_to_json(const struct bri_verify_result *res, char **out, size_t *len);

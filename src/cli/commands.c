@@ -24,11 +24,12 @@
 #include "bri/cleanup.h"
 #include "bri/create.h"
 #include "bri/meta.h"
+#include "bri/metrics.h"
 #include "bri/report.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
-#include "bri/metrics.h"
 #include "bri/store.h"
+#include "bri/testpoint.h"
 #include "bri/verify.h"
 #include "cli.h"
 
@@ -809,7 +810,7 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 	struct bri_catalog *c = NULL;
 	json_object *arr = NULL;
 	char **names = NULL, **paths = NULL;
-	size_t n = 0, i, failed = 0;
+	size_t n = 0, i, failed = 0, skipped = 0;
 	int rc, r;
 
 	rc = parse_plain(g, argc, argv, help_verify);
@@ -860,6 +861,7 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 		}
 		if (n == 0 && !g->json)
 			printf("No backups to verify.\n");
+		bri_testpoint("verify_all_listed");
 	}
 
 	if (g->json)
@@ -884,6 +886,26 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 			cli_progress_done();
 			if (r == -ENOENT && !err.msg[0])
 				snprintf(err.msg, sizeof(err.msg), "no backup named %s", names[i]);
+		}
+		/*
+		 * Verifying all: a backup removed (a cleanup, a delete) or replaced
+		 * since the listing is no failure; it is skipped with a note.
+		 */
+		if (c && (r == -ENOENT || r == -ESTALE)) {
+			skipped++;
+			if (!g->json)
+				printf("%s: skipped: %s\n", label,
+				       r == -ENOENT ? "removed since the listing"
+				                    : "replaced while it was verified");
+			if (arr) {
+				json_object *o = json_object_new_object();
+
+				json_object_object_add(o, "name", json_str(names[i]));
+				json_object_object_add(o, "status", json_str("skipped"));
+				json_object_object_add(o, "reason", json_str(err.msg));
+				json_object_array_add(arr, o);
+			}
+			continue;
 		}
 		if (r < 0) {
 			failed++;
@@ -917,6 +939,9 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 	}
 	if (arr)
 		print_json(arr);
+	else if (n > 1 && skipped)
+		printf("%zu verified: %zu ok, %zu failed, %zu skipped (gone)\n", n - skipped,
+		       n - skipped - failed, failed, skipped);
 	else if (n > 1)
 		printf("%zu verified: %zu ok, %zu failed\n", n, n - failed, failed);
 	rc = failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;

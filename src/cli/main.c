@@ -216,7 +216,8 @@ static void usage(FILE *f)
 	        "  -V, --version         show the version\n"
 	        "\n"
 	        "Environment: BRI_DB and BRI_BACKUP_DIR (the defaults above), and\n"
-	        "BRI_BUSY_TIMEOUT_MS: how long to wait for a locked database (default 30000).\n"
+	        "BRI_BUSY_TIMEOUT_MS: how long to wait for a locked database or for the\n"
+	        "store's lock held by another process (milliseconds, default 30000).\n"
 	        "\n"
 	        "Exit status: 0 success, 1 the operation failed, 2 bad usage.\n"
 	        "See bri-backup(1).\n",
@@ -316,6 +317,8 @@ int main(int argc, char **argv)
 	if (i == NCOMMANDS)
 		return cli_usage_error(NULL, "unknown command '%s'", command);
 
+	/* One descriptor per backup being checked or copied: use all we may. */
+	bri_raise_nofile_limit();
 	argc -= optind;
 	argv += optind;
 	/* optind 0 makes GNU getopt start afresh on the command's arguments. */

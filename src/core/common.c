@@ -1,5 +1,6 @@
 /*
- * The small shared pieces of the core: error records, the caller context and
+ * The small shared pieces of the core: error records (and which errors are
+ * a shortage of resources), the open-files limit, the caller context and
  * time formatting and parsing in the store's formats.
  */
 #include "bri/common.h"
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 int bri_err_set(struct bri_err *err, int code, const char *fmt, ...)
@@ -48,6 +50,38 @@ int bri_err_wrap(struct bri_err *err, int code, const char *fmt, ...)
 	err->msg[n] = '\0';
 	err->code = code;
 	return code;
+}
+
+bool bri_errno_is_resource(int e)
+{
+	switch (e < 0 ? -e : e) {
+	case EMFILE:
+	case ENFILE:
+	case ENOMEM:
+	case ENOSPC:
+	case EDQUOT:
+	case EAGAIN:
+	case EBUSY:
+	case EINTR:
+	case ENOBUFS:
+		return true;
+	default:
+		return false;
+	}
+}
+
+long bri_raise_nofile_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			return -errno;
+	}
+	return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
 }
 
 struct bri_op_ctx bri_op_ctx_self(const char *via)

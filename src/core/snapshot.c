@@ -392,8 +392,13 @@ static int open_db_vfs(const char *path, int flags, const char *vfs, int busy_ti
 
 	if (rc != SQLITE_OK) {
 		bool symlink = db && sqlite3_extended_errcode(db) == SQLITE_CANTOPEN_SYMLINK;
-		int e = symlink ? -ELOOP : sqlite_errno(rc);
+		int e = symlink ? -ELOOP : sqlite_errno(rc), sys = db ? sqlite3_system_errno(db) : 0;
 
+		/* Out of descriptors or memory is no property of the database. */
+		if (!symlink &&
+		    ((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_IOERR) &&
+		    bri_errno_is_resource(sys))
+			e = -sys;
 		if (symlink)
 			bri_err_set(err, e,
 				    "refusing to open database %s: it is, or its path passes "

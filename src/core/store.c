@@ -24,7 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bri/create.h"
 #include "bri/log.h"
+#include "bri/testpoint.h"
 
 /* mkdir -p of path; the last component gets mode. */
 static int make_dirs(const char *path, mode_t mode)
@@ -378,29 +380,136 @@ int bri_store_has(const struct bri_store *s, const char *name)
 	return S_ISREG(st.st_mode) && !bri_store_is_live(s, &st) ? 1 : 0;
 }
 
+/* The lock this thread holds (bri_store_lock is reentrant per thread and store). */
+static __thread const struct bri_store *held_store;
+static __thread int held_fd = -1;
+static __thread ino_t held_ino; /* of held_fd's file, so a reused number is not taken */
+
+/* Whether this thread holds the lock of s (and held_fd is still its descriptor). */
+static bool holding(const struct bri_store *s)
+{
+	struct stat st;
+
+	return held_store == s && held_fd >= 0 && fstat(held_fd, &st) == 0 && st.st_ino == held_ino;
+}
+
+/* Bounds of the pause between two tries of a busy lock (seconds). */
+#define LOCK_POLL_MIN 0.001
+#define LOCK_POLL_MAX 0.050
+
+/* The pid the holder wrote into ".lock", or 0 when unknown. */
+static long lock_holder(int fd)
+{
+	char buf[32];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	long pid;
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	pid = strtol(buf, NULL, 10);
+	return pid > 0 ? pid : 0;
+}
+
+/* Records this process as the holder: the content of ".lock" is its pid. */
+static void lock_record_holder(int fd)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+
+	if (ftruncate(fd, 0) == 0 && pwrite(fd, buf, (size_t)n, 0) != n)
+		bri_log(BRI_LOG_DEBUG, "cannot record the lock holder: %s", strerror(errno));
+}
+
+static int lock_busy(struct bri_store *s, int fd, int timeout_ms, struct bri_err *err)
+{
+	long holder = lock_holder(fd);
+	char who[96];
+
+	if (!holder)
+		snprintf(who, sizeof(who), "another process (its pid is not recorded yet)");
+	else if (holder == (long)getpid())
+		snprintf(who, sizeof(who), "another operation of this process (pid %ld)", holder);
+	else
+		snprintf(who, sizeof(who), "process %ld", holder);
+	bri_err_set(err, -EBUSY,
+	            "the backup store %s is locked by %s, still after %d ms (the busy "
+	            "timeout); try again when that operation ends%s",
+	            s->dir, who, timeout_ms,
+	            holder && holder != (long)getpid() ? " (if it is stopped, resume it with "
+	                                                 "kill -CONT, or end it)"
+	                                               : "");
+	bri_log(BRI_LOG_WARN,
+	        "store lock %s/.lock: held by pid %ld (0: not known) for more than "
+	        "%d ms: giving up with EBUSY",
+	        s->dir, holder, timeout_ms);
+	return -EBUSY;
+}
+
 int bri_store_lock(struct bri_store *s, struct bri_err *err)
 {
-	int fd = openat(s->dirfd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int timeout_ms =
+	    s->lock_timeout_ms > 0 ? s->lock_timeout_ms : bri_default_busy_timeout_ms();
+	double deadline = bri_now_mono() + timeout_ms / 1000.0, pause = LOCK_POLL_MIN;
+	struct stat st;
+	int fd;
 
+	if (holding(s)) {
+		fd = fcntl(held_fd, F_DUPFD_CLOEXEC, 0);
+		if (fd < 0)
+			return bri_err_set(err, -errno, "cannot lock %s/.lock again: %s", s->dir,
+			                   strerror(errno));
+		return fd;
+	}
+	fd = openat(s->dirfd, ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return bri_err_set(err, -errno, "cannot open the lock file in %s: %s", s->dir,
-				   strerror(errno));
-	while (flock(fd, LOCK_EX) < 0) {
-		if (errno == EINTR)
-			continue;
+		                   strerror(errno));
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		double left = deadline - bri_now_mono();
+		struct timespec ts;
 		int rc = -errno;
 
-		close(fd);
-		return bri_err_set(err, rc, "cannot lock %s/.lock: %s", s->dir, strerror(-rc));
+		if (rc == -EINTR)
+			continue;
+		if (rc != -EWOULDBLOCK) {
+			close(fd);
+			return bri_err_set(err, rc, "cannot lock %s/.lock: %s", s->dir,
+			                   strerror(-rc));
+		}
+		if (left <= 0) {
+			rc = lock_busy(s, fd, timeout_ms, err);
+			close(fd);
+			return rc;
+		}
+		if (pause > left)
+			pause = left;
+		ts.tv_sec = (time_t)pause;
+		ts.tv_nsec = (long)((pause - (double)ts.tv_sec) * 1e9);
+		nanosleep(&ts, NULL);
+		pause = pause * 2 > LOCK_POLL_MAX ? LOCK_POLL_MAX : pause * 2;
 	}
+	lock_record_holder(fd);
+	held_store = s;
+	held_fd = fd;
+	held_ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
+	bri_testpoint("store_locked");
 	bri_store_sweep(s);
 	return fd;
 }
 
 void bri_store_unlock(int lockfd)
 {
-	if (lockfd >= 0)
-		close(lockfd);
+	if (lockfd < 0)
+		return;
+	if (lockfd == held_fd) {
+		/* The last holder: nobody is recorded once it is gone. */
+		if (ftruncate(lockfd, 0) < 0)
+			bri_log(BRI_LOG_DEBUG, "cannot clear the lock holder: %s", strerror(errno));
+		held_store = NULL;
+		held_fd = -1;
+	}
+	close(lockfd);
 }
 
 /* Six random characters of [A-Za-z0-9], as mkstemp's XXXXXX. */

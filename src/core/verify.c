@@ -8,18 +8,21 @@
 #include "json_number.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <stdarg.h>
+#include <fcntl.h>
 #include <json-c/json.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "bri/audit.h"
 #include "bri/log.h"
 #include "bri/snapshot.h"
+#include "bri/testpoint.h"
 
 #define VERIFY_FILE_MAX (64u << 10)
 /* Page cache of the connection that checks a backup, in KiB (SQLite's default: 2000). */
@@ -106,18 +109,42 @@ static void compare_counts(sqlite3 *db, const struct bri_meta *meta,
 	}
 }
 
-/* Opens the backup read-only and runs integrity_check and the row counts. */
-static void check_database(const char *db_path, const struct bri_meta *meta,
-			   struct bri_verify_result *res)
+/*
+ * The negative errno when the last error of db was a shortage of resources
+ * (memory, descriptors, temporary space), else 0.
+ */
+static int db_resource_error(sqlite3 *db)
+{
+	int code = sqlite3_errcode(db) & 0xff, sys = sqlite3_system_errno(db);
+
+	if (code == SQLITE_NOMEM)
+		return -ENOMEM;
+	if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+		return -EBUSY;
+	if ((code == SQLITE_IOERR || code == SQLITE_CANTOPEN || code == SQLITE_FULL) &&
+	    bri_errno_is_resource(sys))
+		return -sys;
+	return 0;
+}
+
+/*
+ * Opens the backup read-only and runs integrity_check and the row counts.
+ * Returns 0 (the verdict in res), or a negative errno when a resource ran
+ * out (no verdict).
+ */
+static int check_database(const char *db_path, const struct bri_meta *meta,
+                          struct bri_verify_result *res)
 {
 	struct bri_table_count *t = NULL;
 	struct bri_err e = {0};
 	sqlite3 *db = NULL;
 	size_t n = 0;
-	int rc;
+	int rc, out = 0;
 
 	rc = bri_snapshot_open_backup(db_path, &db, &e);
 	if (rc < 0) {
+		if (bri_errno_is_resource(rc))
+			return rc;
 		res->integrity_ok = 0;
 		fail(res, "%s", e.msg);
 		goto out_close;
@@ -126,6 +153,8 @@ static void check_database(const char *db_path, const struct bri_meta *meta,
 	 * reads a 1 GiB backup about twice (1.3 s here); 8 MiB halves that. */
 	sqlite3_exec(db, "PRAGMA cache_size=-" VERIFY_CACHE_KIB, NULL, NULL, NULL);
 	rc = bri_snapshot_check(db, false, &e);
+	if (rc < 0 && (out = db_resource_error(db)) < 0)
+		goto out_close;
 	res->integrity_ok = rc == 0;
 	if (rc < 0) {
 		fail(res, "%s", e.msg);
@@ -135,6 +164,9 @@ static void check_database(const char *db_path, const struct bri_meta *meta,
 		goto out_close;
 	rc = bri_snapshot_count_rows(db, &t, &n, &e);
 	if (rc < 0) {
+		out = bri_errno_is_resource(rc) ? rc : db_resource_error(db);
+		if (out < 0)
+			goto out_close;
 		res->counts_ok = 0;
 		fail(res, "cannot count rows: %s", e.msg);
 		goto out_close;
@@ -143,34 +175,68 @@ static void check_database(const char *db_path, const struct bri_meta *meta,
 	bri_table_counts_free(t, n);
 out_close:
 	sqlite3_close(db);
+	return out;
 }
 
 /* The SHA-256 of a backup, computed on its own thread. */
 struct hash_job {
-	const char *path;              /* the file */
-	const struct bri_op_ctx *ctx;  /* progress */
+	int fd;                             /* the file, open */
+	uint64_t size;                      /* its size, for progress */
+	const struct bri_op_ctx *ctx;       /* progress */
 	char hex[BRI_CHECKSUM_HEX_LEN + 1]; /* the result */
-	struct bri_err err;            /* why it failed */
-	int rc;                        /* 0 or a negative errno */
+	struct bri_err err;                 /* why it failed */
+	int rc;                             /* 0 or a negative errno */
 };
 
 static void *hash_thread(void *arg)
 {
 	struct hash_job *j = arg;
 
-	j->rc = bri_checksum_path(j->path, j->ctx, j->hex, &j->err);
+	posix_fadvise(j->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	j->rc = bri_checksum_fd(j->fd, j->size, j->ctx, j->hex, &j->err);
 	return NULL;
+}
+
+static int64_t mtime_ns(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+void bri_verify_file_of(struct bri_verify_file *f, const struct stat *st)
+{
+	f->known = true;
+	f->dev = (uint64_t)st->st_dev;
+	f->ino = (uint64_t)st->st_ino;
+	f->size = (int64_t)st->st_size;
+	f->mtime_ns = mtime_ns(st);
+}
+
+bool bri_verify_matches(const struct bri_verify_result *res, const struct stat *st)
+{
+	return res->file.known && res->file.dev == (uint64_t)st->st_dev &&
+	       res->file.ino == (uint64_t)st->st_ino && res->file.size == (int64_t)st->st_size &&
+	       res->file.mtime_ns == mtime_ns(st);
+}
+
+/* Makes res "could not verify": no verdict, for a resource error rc. */
+static int no_verdict(struct bri_verify_result *res, int rc, const char *what)
+{
+	res->status = BRI_VERIFY_UNVERIFIED;
+	snprintf(res->reason, sizeof(res->reason), "could not verify (%s: %s); nothing recorded",
+	         what, strerror(-rc));
+	return rc;
 }
 
 int bri_verify_file(const char *db_path, const struct bri_meta *meta, const char *meta_error,
 		    const struct bri_op_ctx *ctx, struct bri_verify_result *res)
 {
-	struct hash_job job = {.path = db_path, .ctx = ctx};
+	struct hash_job job = {.ctx = ctx};
 	double start = bri_now_mono();
 	struct bri_verify_result db;
 	bool hashing = false;
 	pthread_t thread;
 	struct stat st;
+	int fd, rc;
 
 	memset(res, 0, sizeof(*res));
 	res->status = BRI_VERIFY_OK;
@@ -179,18 +245,25 @@ int bri_verify_file(const char *db_path, const struct bri_meta *meta, const char
 	snprintf(res->check, sizeof(res->check), "integrity_check");
 	res->checksum_ok = res->integrity_ok = res->counts_ok = -1;
 
+	/* One descriptor for the identity and the hash: it keeps the file checked. */
+	fd = open(db_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && bri_errno_is_resource(errno))
+		return no_verdict(res, -errno, "opening the backup");
 	if (!meta)
 		fail(res, "metadata missing or unreadable: %s", meta_error ? meta_error : "no .meta");
-	if (stat(db_path, &st) < 0) {
+	if (fd < 0 || fstat(fd, &st) < 0) {
 		fail(res, "cannot read %s: %s", db_path, strerror(errno));
-		goto out_done;
+		goto out_close;
 	}
+	bri_verify_file_of(&res->file, &st);
 	if (meta && st.st_size != meta->size_bytes)
 		fail(res, "size is %lld bytes, the metadata says %lld", (long long)st.st_size,
 		     (long long)meta->size_bytes);
 	/* The hash and the SQLite checks read the file at the same time, on two
 	 * threads; the verdict is composed as if they ran one after the other
 	 * (checksum first, and no database verdict when the file is unreadable). */
+	job.fd = fd;
+	job.size = (uint64_t)st.st_size;
 	if (meta)
 		hashing = pthread_create(&thread, NULL, hash_thread, &job) == 0;
 	if (meta && !hashing)
@@ -198,15 +271,24 @@ int bri_verify_file(const char *db_path, const struct bri_meta *meta, const char
 	db = *res;
 	db.status = BRI_VERIFY_OK;
 	db.reason[0] = '\0';
-	check_database(db_path, meta, &db);
+	rc = check_database(db_path, meta, &db);
 	if (hashing)
 		pthread_join(thread, NULL);
+	if (rc < 0) {
+		close(fd);
+		return no_verdict(res, rc, "checking the database");
+	}
 	if (meta) {
+		if (job.rc < 0 && bri_errno_is_resource(job.rc)) {
+			close(fd);
+			return no_verdict(res, job.rc, "hashing");
+		}
 		if (job.rc < 0) {
 			res->checksum_ok = 0;
 			fail(res, "%s", job.err.msg);
-			goto out_done;
+			goto out_close;
 		}
+		snprintf(res->file.sha256, sizeof(res->file.sha256), "%s", job.hex);
 		res->checksum_ok = strcmp(job.hex, meta->checksum) == 0;
 		if (!res->checksum_ok)
 			fail(res, "checksum mismatch: file has %.12s..., the metadata says %.12s...",
@@ -216,19 +298,70 @@ int bri_verify_file(const char *db_path, const struct bri_meta *meta, const char
 	res->counts_ok = db.counts_ok;
 	if (db.status != BRI_VERIFY_OK)
 		fail(res, "%s", db.reason);
-out_done:
+out_close:
+	if (fd >= 0)
+		close(fd);
 	res->duration_s = bri_now_mono() - start;
 	return 0;
+}
+
+/*
+ * Records res as NAME.db.verify under the store's lock, only when NAME.db is
+ * still the file that was checked: a backup deleted, or deleted and created
+ * again, during the verification must not get the old result.
+ */
+static int persist(struct bri_store *s, const char *name, const struct bri_verify_result *res,
+                   struct bri_err *err)
+{
+	char db_file[BRI_NAME_MAX + 8], verify_file[BRI_NAME_MAX + 16];
+	char *json = NULL;
+	struct stat st;
+	size_t len;
+	int lockfd, rc;
+
+	snprintf(db_file, sizeof(db_file), "%s.db", name);
+	snprintf(verify_file, sizeof(verify_file), "%s.db.verify", name);
+	rc = bri_verify_to_json(res, &json, &len);
+	if (rc < 0)
+		return bri_err_set(err, rc, "out of memory");
+	bri_testpoint("verify_before_persist");
+	lockfd = bri_store_lock(s, err);
+	if (lockfd < 0) {
+		rc = bri_err_wrap(err, lockfd, "the result of verifying %s was not recorded", name);
+		goto out_free;
+	}
+	if (fstatat(s->dirfd, db_file, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = errno == ENOENT ? bri_err_set(err, -ENOENT,
+		                                   "backup %s was removed while it was verified; "
+		                                   "its result was discarded",
+		                                   name)
+		                     : bri_err_set(err, -errno, "cannot look at %s/%s: %s", s->dir,
+		                                   db_file, strerror(errno));
+		goto out_unlock;
+	}
+	if (res->file.known && !bri_verify_matches(res, &st)) {
+		rc = bri_err_set(err, -ESTALE,
+		                 "backup %s was replaced or changed while it was verified; its "
+		                 "result was discarded (verify it again)",
+		                 name);
+		goto out_unlock;
+	}
+	rc = bri_store_write_file(s, verify_file, json, len, err);
+out_unlock:
+	bri_store_unlock(lockfd);
+out_free:
+	free(json);
+	return rc;
 }
 
 int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
 		      struct bri_verify_result *res, struct bri_err *err)
 {
-	char meta_file[BRI_NAME_MAX + 16], verify_file[BRI_NAME_MAX + 16];
+	char meta_file[BRI_NAME_MAX + 16];
 	struct bri_err merr = {0};
 	struct bri_meta meta;
 	bool meta_ok = false;
-	char *db_path, *text, *json = NULL;
+	char *db_path, *text;
 	size_t len;
 	int rc;
 
@@ -241,11 +374,17 @@ int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op
 	if (!bri_store_has(s, name))
 		return bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
 	snprintf(meta_file, sizeof(meta_file), "%s.db.meta", name);
-	snprintf(verify_file, sizeof(verify_file), "%s.db.verify", name);
 	rc = bri_store_read_file(s, meta_file, BRI_META_MAX_BYTES, &text, &len);
 	if (rc == 0) {
 		meta_ok = bri_meta_parse(text, len, &meta, &merr) == 0;
 		free(text);
+	} else if (bri_errno_is_resource(rc)) {
+		memset(res, 0, sizeof(*res));
+		no_verdict(res, rc, "reading the metadata");
+		return bri_err_set(err, rc,
+		                   "cannot verify %s now: %s/%s: %s (nothing was recorded; try "
+		                   "again later)",
+		                   name, s->dir, meta_file, strerror(-rc));
 	} else {
 		bri_err_set(&merr, rc, "%s: %s", meta_file,
 		            rc == -ENOENT ? "missing" : strerror(-rc));
@@ -268,18 +407,22 @@ int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op
 	}
 	rc = bri_verify_file(db_path, meta_ok ? &meta : NULL, merr.msg, ctx, res);
 	if (rc < 0) {
-		bri_err_set(err, rc, "cannot verify %s: %s", name, strerror(-rc));
-		goto out_free_path;
+		bri_err_set(err, rc,
+		            "cannot verify %s now: %s (a shortage of this machine, not a fault "
+		            "of the backup; nothing was recorded, try again later)",
+		            name, strerror(-rc));
+		goto out_audit;
 	}
-	rc = bri_verify_to_json(res, &json, &len);
-	if (rc == 0)
-		rc = bri_store_write_file(s, verify_file, json, len, err);
+	rc = persist(s, name, res, err);
+out_audit:
+	/* A verification that recorded nothing is audited with its error. */
+	if (rc < 0)
+		bri_audit_record(s, "verify", name, rc, err ? err->msg : strerror(-rc),
+		                 res->duration_s, ctx);
 	else
-		bri_err_set(err, rc, "out of memory");
-	bri_audit_record(s, "verify", name, res->status == BRI_VERIFY_OK ? 0 : -EIO,
-			 res->status == BRI_VERIFY_OK ? NULL : res->reason, res->duration_s, ctx);
-	free(json);
-out_free_path:
+		bri_audit_record(s, "verify", name, res->status == BRI_VERIFY_OK ? 0 : -EIO,
+		                 res->status == BRI_VERIFY_OK ? NULL : res->reason, res->duration_s,
+		                 ctx);
 	free(db_path);
 out_free_meta:
 	if (meta_ok)
@@ -290,6 +433,7 @@ out_free_meta:
 int bri_verify_load(const struct bri_store *s, const char *name, struct bri_verify_result *res)
 {
 	char file[BRI_NAME_MAX + 16], *text;
+	struct stat st;
 	size_t len;
 
 	memset(res, 0, sizeof(*res));
@@ -299,6 +443,12 @@ int bri_verify_load(const struct bri_store *s, const char *name, struct bri_veri
 	if (bri_verify_from_json(text, len, res) < 0)
 		memset(res, 0, sizeof(*res));
 	free(text);
+	/* A result counts only for the file it checked. */
+	snprintf(file, sizeof(file), "%s.db", name);
+	if (res->status != BRI_VERIFY_UNVERIFIED &&
+	    (fstatat(s->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	     !bri_verify_matches(res, &st)))
+		memset(res, 0, sizeof(*res));
 	return 0;
 }
 
@@ -324,6 +474,22 @@ int bri_verify_to_json(const struct bri_verify_result *res, char **out, size_t *
 	json_object_object_add(o, "counts_ok", tristate(res->counts_ok));
 	json_object_object_add(o, "duration_s", bri_json_double(res->duration_s, 3));
 	json_object_object_add(o, "detail", json_object_new_string(res->reason));
+	if (res->file.known) {
+		json_object *f = json_object_new_object();
+
+		if (!f) {
+			json_object_put(o);
+			return -ENOMEM;
+		}
+		json_object_object_add(f, "dev", json_object_new_int64((int64_t)res->file.dev));
+		json_object_object_add(f, "ino", json_object_new_int64((int64_t)res->file.ino));
+		json_object_object_add(f, "size", json_object_new_int64(res->file.size));
+		json_object_object_add(f, "mtime_ns", json_object_new_int64(res->file.mtime_ns));
+		if (res->file.sha256[0])
+			json_object_object_add(f, "sha256",
+			                       json_object_new_string(res->file.sha256));
+		json_object_object_add(o, "file", f);
+	}
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
 	if (!text || asprintf(out, "%s\n", text) < 0)
 		rc = -ENOMEM;
@@ -349,11 +515,11 @@ static bool known_types_ok(json_object *o)
 		const char *key;
 		json_type type;
 	} keys[] = {
-		{"status", json_type_string},       {"checked_at", json_type_string},
-		{"checked_epoch", json_type_int},   {"check", json_type_string},
-		{"checksum_ok", json_type_boolean}, {"integrity_ok", json_type_boolean},
-		{"counts_ok", json_type_boolean},   {"duration_s", json_type_double},
-		{"detail", json_type_string},
+	    {"status", json_type_string},       {"checked_at", json_type_string},
+	    {"checked_epoch", json_type_int},   {"check", json_type_string},
+	    {"checksum_ok", json_type_boolean}, {"integrity_ok", json_type_boolean},
+	    {"counts_ok", json_type_boolean},   {"duration_s", json_type_double},
+	    {"detail", json_type_string},       {"file", json_type_object},
 	};
 	json_object *v;
 
@@ -367,6 +533,30 @@ static bool known_types_ok(json_object *o)
 			return false;
 	}
 	return true;
+}
+
+/* The "file" object: known only when dev, ino, size and mtime_ns are integers. */
+static void read_file_identity(json_object *o, struct bri_verify_file *f)
+{
+	const char *keys[] = {"dev", "ino", "size", "mtime_ns"};
+	int64_t v[4];
+	json_object *x;
+
+	for (size_t i = 0; i < 4; i++) {
+		if (!json_object_object_get_ex(o, keys[i], &x) ||
+		    !json_object_is_type(x, json_type_int))
+			return;
+		v[i] = json_object_get_int64(x);
+	}
+	f->dev = (uint64_t)v[0];
+	f->ino = (uint64_t)v[1];
+	f->size = v[2];
+	f->mtime_ns = v[3];
+	f->known = true;
+	if (json_object_object_get_ex(o, "sha256", &x) &&
+	    json_object_is_type(x, json_type_string) &&
+	    strlen(json_object_get_string(x)) == BRI_CHECKSUM_HEX_LEN)
+		snprintf(f->sha256, sizeof(f->sha256), "%s", json_object_get_string(x));
 }
 
 int bri_verify_from_json(const char *json, size_t len, struct bri_verify_result *res)
@@ -414,6 +604,8 @@ int bri_verify_from_json(const char *json, size_t len, struct bri_verify_result 
 		r.duration_s = json_object_get_double(v);
 	if (json_object_object_get_ex(o, "detail", &v) && json_object_is_type(v, json_type_string))
 		snprintf(r.reason, sizeof(r.reason), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "file", &v) && json_object_is_type(v, json_type_object))
+		read_file_identity(v, &r.file);
 	r.checksum_ok = read_tristate(o, "checksum_ok");
 	r.integrity_ok = read_tristate(o, "integrity_ok");
 	r.counts_ok = read_tristate(o, "counts_ok");

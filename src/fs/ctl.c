@@ -107,7 +107,8 @@ static int verify_one(struct bfs *fs, const char *name, const struct bri_op_ctx 
 		return rc;
 	pthread_rwlock_wrlock(&fs->cat_lock);
 	struct bri_entry *e = bri_catalog_find(fs->cat, name);
-	if (e)
+	/* Only for the file checked: a newer one of that name is not. */
+	if (e && bri_verify_matches(&res, &e->db_st))
 		e->verify = res;
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (res.status != BRI_VERIFY_OK)
@@ -141,7 +142,12 @@ static int do_verify(struct bfs *fs, const char *line, size_t len, const struct 
 		struct bri_err one = {0};
 		int r = verify_one(fs, names[i], ctx, &one);
 
-		if (r < 0 && r != -ENOENT) {
+		/* Removed or replaced since the listing: skipped, not a failure. */
+		if (r == -ENOENT || r == -ESTALE) {
+			bri_log(BRI_LOG_INFO, "ctl/verify all: %s skipped: %s", names[i], one.msg);
+			continue;
+		}
+		if (r < 0) {
 			bri_log(BRI_LOG_ERR, "ctl/verify: %s", one.msg);
 			if (!err->code)
 				*err = one;
@@ -185,7 +191,11 @@ int bfs_op_lock(struct bfs *fs)
 {
 	if (atomic_fetch_add(&fs->op_waiters, 1) >= BFS_OP_WAITERS_MAX) {
 		atomic_fetch_sub(&fs->op_waiters, 1);
-		bri_log(BRI_LOG_ERR, "request refused: %d others are already waiting",
+		bri_log(BRI_LOG_ERR,
+		        "request refused with EBUSY (device or resource busy): the mount runs one "
+		        "operation at a time (create, verify, cleanup, delete, restore) and %d "
+		        "requests already wait for it, the most it lets wait; nothing was done, "
+		        "retry when one has finished (ctl/progress shows what runs)",
 		        BFS_OP_WAITERS_MAX);
 		return -EBUSY;
 	}

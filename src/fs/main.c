@@ -73,7 +73,8 @@ static void usage(const char *prog)
 	       "    -o scrub_interval=T    re-verify backups every T seconds, or with suffix\n"
 	       "                           s, m, h, d (default %s; 0 disables)\n"
 	       "    -o busy_timeout=MS     how long create and restore wait for a writer\n"
-	       "                           of the live database (default 30000)\n"
+	       "                           of the live database, and any request for the\n"
+	       "                           store's lock (default 30000)\n"
 	       "    -o log=FILE            append log lines to FILE too\n"
 	       "    -o log_level=LEVEL     err, warn, info (default) or debug\n"
 	       "    -o max_age_hours=H     ctl/health warns when the newest backup is older (24)\n"
@@ -204,6 +205,22 @@ static int refuse_own_mountpoint(const char *mountpoint, const struct bri_store 
 	return rc;
 }
 
+/*
+ * The kernel's open files each hold one descriptor here (a backup open
+ * through the mount keeps its .db open until release), and a verification
+ * or a create needs a few more: start with the soft limit of open files
+ * raised to the hard limit, so that ordinary use never runs out.
+ */
+static void raise_open_files_limit(void)
+{
+	long n = bri_raise_nofile_limit();
+
+	if (n < 0)
+		bri_log(BRI_LOG_WARN, "cannot raise the limit of open files: %s", strerror((int)-n));
+	else
+		bri_log(BRI_LOG_DEBUG, "limit of open files: %ld", n);
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -284,6 +301,7 @@ int main(int argc, char *argv[])
 		goto out_free_cmdline;
 	}
 
+	raise_open_files_limit();
 	fs.uid = getuid();
 	fs.gid = getgid();
 	fs.start_time = time(NULL);
@@ -312,6 +330,7 @@ int main(int argc, char *argv[])
 		ret = 2;
 		goto out_catalog;
 	}
+	fs.store->lock_timeout_ms = o.busy_timeout_ms; /* every wait for the store's lock too */
 	if (bfs_catalog_init(&fs) < 0) {
 		fprintf(stderr, "bri-backupfs: cannot read the store %s\n", fs.store->dir);
 		goto out_catalog;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bri/log.h"
+#include "bri/testpoint.h"
 #include "bri/verify.h"
 #include "fs.h"
 
@@ -135,71 +136,134 @@ void bfs_verify_kick(struct bfs *fs)
 	pthread_mutex_unlock(&fs->q_lock);
 }
 
-/* When the verifier last tried each backup (by catalog id). */
+/*
+ * When the verifier last tried each backup, by catalog id: an open-addressing
+ * hash, so that choosing the next backup is one pass over the catalog with a
+ * constant-time lookup per entry (a list made it O(n^2) over 10,000
+ * unverified backups). Attempts older than the retry interval no longer
+ * matter and are dropped whenever the table grows.
+ */
 struct attempts {
-	uint64_t *ids; /* catalog ids */
-	time_t *when;  /* last attempt */
-	size_t n, cap; /* used, allocated */
+	uint64_t *ids; /* id + 1 per slot; 0: empty */
+	time_t *when;  /* last attempt of the slot's id */
+	size_t cap;    /* slots, a power of two (0: none allocated) */
+	size_t used;   /* slots in use */
 };
 
-static time_t *attempt_slot(struct attempts *a, uint64_t id, bool add)
+static size_t attempt_hash(uint64_t id, size_t cap)
 {
-	for (size_t i = 0; i < a->n; i++)
-		if (a->ids[i] == id)
-			return &a->when[i];
-	if (!add)
-		return NULL;
-	if (a->n == a->cap) {
-		size_t ncap = a->cap ? a->cap * 2 : 64;
-		uint64_t *ni = realloc(a->ids, ncap * sizeof(*ni));
+	return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
+}
 
-		if (!ni)
-			return NULL;
-		a->ids = ni;
-		time_t *nw = realloc(a->when, ncap * sizeof(*nw));
-		if (!nw)
-			return NULL;
-		a->when = nw;
-		a->cap = ncap;
+/* The slot of id, or of the empty slot where it would go. */
+static size_t attempt_find(const struct attempts *a, uint64_t id)
+{
+	size_t i = attempt_hash(id, a->cap);
+
+	while (a->ids[i] && a->ids[i] != id + 1)
+		i = (i + 1) & (a->cap - 1);
+	return i;
+}
+
+/* When id was last tried, or 0. */
+static time_t attempt_last(const struct attempts *a, uint64_t id)
+{
+	size_t i;
+
+	if (!a->cap)
+		return 0;
+	i = attempt_find(a, id);
+	return a->ids[i] ? a->when[i] : 0;
+}
+
+/* Rebuilds the table with room for twice what is still recent (after cutoff). */
+static int attempt_rehash(struct attempts *a, time_t cutoff)
+{
+	size_t live = 0, cap = 64;
+	struct attempts n = {0};
+
+	for (size_t i = 0; i < a->cap; i++)
+		live += a->ids[i] && a->when[i] > cutoff;
+	while (cap < 4 * (live + 1))
+		cap *= 2;
+	n.ids = calloc(cap, sizeof(*n.ids));
+	n.when = calloc(cap, sizeof(*n.when));
+	if (!n.ids || !n.when) {
+		free(n.ids);
+		free(n.when);
+		return -ENOMEM;
 	}
-	a->ids[a->n] = id;
-	a->when[a->n] = 0;
-	return &a->when[a->n++];
+	n.cap = cap;
+	for (size_t i = 0; i < a->cap; i++) {
+		if (!a->ids[i] || a->when[i] <= cutoff)
+			continue;
+		size_t j = attempt_find(&n, a->ids[i] - 1);
+
+		n.ids[j] = a->ids[i];
+		n.when[j] = a->when[i];
+		n.used++;
+	}
+	free(a->ids);
+	free(a->when);
+	*a = n;
+	return 0;
+}
+
+/* Records that id was tried at now; attempts at or before cutoff may be dropped. */
+static void attempt_set(struct attempts *a, uint64_t id, time_t now, time_t cutoff)
+{
+	size_t i;
+
+	if ((a->used + 1) * 2 > a->cap && attempt_rehash(a, cutoff) < 0)
+		return; /* out of memory: the retry interval is not kept this once */
+	i = attempt_find(a, id);
+	if (!a->ids[i]) {
+		a->ids[i] = id + 1;
+		a->used++;
+	}
+	a->when[i] = now;
+}
+
+/* How long a backup that could not be verified or recorded waits for another try. */
+static time_t retry_interval(const struct bfs *fs)
+{
+	return fs->scrub_interval > 0 && fs->scrub_interval < 600 ? fs->scrub_interval : 600;
 }
 
 /*
  * Picks the next backup to verify, oldest first: never verified ones, then
- * those due for a scrub. Skips backups tried within retry seconds (a store
- * where results cannot be saved must not loop). Copies its name into name.
+ * those due for a scrub. Skips backups tried within the retry interval (a
+ * store where results cannot be saved must not loop). One pass over the
+ * catalog. Copies its name into name.
  */
 static bool pick(struct bfs *fs, struct attempts *a, time_t now, char *name, uint64_t *id)
 {
-	time_t retry =
-	    fs->scrub_interval > 0 && fs->scrub_interval < 600 ? fs->scrub_interval : 600;
-	bool found = false;
+	time_t retry = retry_interval(fs);
+	const struct bri_entry *scrub = NULL, *found = NULL;
 
 	pthread_rwlock_rdlock(&fs->cat_lock);
-	for (int pass = 0; pass < 2 && !found; pass++) {
-		for (size_t i = fs->cat->n; i > 0 && !found; i--) {
-			const struct bri_entry *e = fs->cat->entries[i - 1];
-			time_t *last;
+	for (size_t i = fs->cat->n; i > 0 && !found; i--) {
+		const struct bri_entry *e = fs->cat->entries[i - 1];
+		bool unverified = e->verify.status == BRI_VERIFY_UNVERIFIED;
 
-			if (pass == 0 && e->verify.status != BRI_VERIFY_UNVERIFIED)
-				continue;
-			if (pass == 1 &&
-			    (fs->scrub_interval <= 0 || e->verify.status == BRI_VERIFY_UNVERIFIED ||
-			     e->verify.checked + fs->scrub_interval > now))
-				continue;
-			last = attempt_slot(a, e->id, false);
-			if (last && *last > now - retry)
-				continue;
-			strcpy(name, e->name);
-			*id = e->id;
-			found = true;
-		}
+		if (!unverified && (scrub || fs->scrub_interval <= 0 ||
+		                    e->verify.checked + fs->scrub_interval > now))
+			continue;
+		if (attempt_last(a, e->id) > now - retry)
+			continue;
+		if (unverified)
+			found = e;
+		else
+			scrub = e;
+	}
+	if (!found)
+		found = scrub;
+	if (found) {
+		strcpy(name, found->name);
+		*id = found->id;
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);
-	return found;
+	return found != NULL;
 }
 
 static bool stopping(struct bfs *fs)
@@ -268,7 +332,6 @@ static void *verify_main(void *arg)
 		struct bri_err err = {0};
 		time_t now = time(NULL);
 		double took;
-		time_t *slot;
 		uint64_t id;
 		int rc;
 
@@ -279,6 +342,7 @@ static void *verify_main(void *arg)
 		}
 		if (stopping(fs))
 			break;
+		bri_testpoint("background_verify");
 		if (!pick(fs, &a, now, name, &id)) {
 			struct timespec deadline;
 
@@ -293,9 +357,7 @@ static void *verify_main(void *arg)
 			pthread_mutex_unlock(&fs->q_lock);
 			continue;
 		}
-		slot = attempt_slot(&a, id, true);
-		if (slot)
-			*slot = now;
+		attempt_set(&a, id, now, now - retry_interval(fs));
 		/*
 		 * Under op_lock: a restore or ctl/verify of the same backup must not
 		 * be overwritten by a result computed from the file it replaced.
@@ -312,7 +374,8 @@ static void *verify_main(void *arg)
 		if (rc == 0) {
 			pthread_rwlock_wrlock(&fs->cat_lock);
 			struct bri_entry *e = bri_catalog_find(fs->cat, name);
-			if (e)
+			/* Only for the file checked: a newer one of that name is not. */
+			if (e && bri_verify_matches(&res, &e->db_st))
 				e->verify = res;
 			pthread_rwlock_unlock(&fs->cat_lock);
 		}
@@ -320,9 +383,13 @@ static void *verify_main(void *arg)
 		/* Throttle: rest as long as the work took, so the application gets the disk. */
 		rest = took < PAUSE_MIN ? PAUSE_MIN : took > PAUSE_MAX ? PAUSE_MAX : took;
 		if (rc < 0) {
+			/* Nothing was recorded; it is tried again after the retry interval. */
 			if (rc != -ENOENT)
-				bri_log(BRI_LOG_WARN, "background verification of %s: %s", name,
-				        err.msg);
+				bri_log(
+				    BRI_LOG_WARN,
+				    "background verification of %s postponed (retried in %lld s): "
+				    "%s",
+				    name, (long long)retry_interval(fs), err.msg);
 			continue;
 		}
 		if (res.status != BRI_VERIFY_OK)

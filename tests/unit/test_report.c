@@ -268,6 +268,11 @@ static void test_report(const char *base)
 		struct bri_verify_result bad = {.status = BRI_VERIFY_FAILED, .checked = newest};
 		char *vj = NULL, vf[BRI_NAME_MAX + 16];
 		size_t vl = 0;
+		struct stat dbst;
+		char *dbp = bri_store_path(s, c->entries[i]->name, ".db");
+		EXPECT(dbp && stat(dbp, &dbst) == 0);
+		free(dbp);
+		bri_verify_file_of(&bad.file, &dbst); /* a result for this very file */
 		snprintf(bad.reason, sizeof(bad.reason), "checksum mismatch");
 		snprintf(vf, sizeof(vf), "%s.db.verify", c->entries[i]->name);
 		EXPECT_EQ_INT(bri_verify_to_json(&bad, &vj, &vl), 0);

@@ -537,6 +537,57 @@ static void test_lock(const char *base)
 	bri_store_close(s);
 }
 
+/*
+ * Waits for the lock end at the busy timeout with -EBUSY naming the holder's
+ * pid (written into .lock); the holding thread may lock again (reentrant).
+ */
+static void test_lock_deadline(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_store *s = open_store(base, "deadline");
+	struct bri_store *other = open_store(base, "deadline");
+	char pid[32], *lp = bri_store_path(s, ".lock", ""), *text;
+
+	int fd = bri_store_lock(s, &err);
+	EXPECT(fd >= 0);
+	snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	text = tu_read(lp, NULL);
+	EXPECT(text && strcmp(text, pid) == 0);
+	free(text);
+
+	/* The same thread again: a second descriptor of the same lock. */
+	int again = bri_store_lock(s, &err);
+	EXPECT(again >= 0 && again != fd);
+	bri_store_unlock(again);
+	EXPECT(!lock_free(s));
+
+	/* Another holder (open file description) gives up after its timeout. */
+	other->lock_timeout_ms = 200;
+	memset(&err, 0, sizeof(err));
+	double t0 = bri_now_mono();
+	int rc = bri_store_lock(other, &err);
+	double took = bri_now_mono() - t0;
+	EXPECT_EQ_INT(rc, -EBUSY);
+	EXPECT_EQ_INT(err.code, -EBUSY);
+	EXPECT_MSG(took >= 0.19 && took < 5, "a 200 ms lock timeout took %.3f s", took);
+	snprintf(pid, sizeof(pid), "pid %ld", (long)getpid());
+	EXPECT_MSG(strstr(err.msg, pid) != NULL, "no holder pid in: %s", err.msg);
+
+	/* Released: .lock names nobody and the other takes it at once. */
+	if (fd >= 0)
+		bri_store_unlock(fd);
+	text = tu_read(lp, NULL);
+	EXPECT(text && text[0] == '\0');
+	free(text);
+	fd = bri_store_lock(other, &err);
+	EXPECT(fd >= 0);
+	if (fd >= 0)
+		bri_store_unlock(fd);
+	free(lp);
+	bri_store_close(other);
+	bri_store_close(s);
+}
+
 /* A pid that existed a moment ago and is now gone (reaped). */
 static pid_t dead_pid(void)
 {
@@ -869,6 +920,7 @@ int main(void)
 	test_open(base);
 	test_files(base);
 	test_lock(base);
+	test_lock_deadline(base);
 	test_sweep(base);
 	test_auto_name(base);
 	test_auto_name_odd_stems(base);

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -547,6 +548,32 @@ static void test_store_verify(const char *base)
 	EXPECT_EQ_INT(bri_verify_backup(s, "absent", &ctx, &r, &err), -ENOENT);
 	EXPECT_EQ_INT(err.code, -ENOENT);
 
+	/*
+	 * A result holds only for the file it checked: the .verify records its
+	 * identity, and once good.db is replaced (new inode and mtime) or
+	 * changed, the old result reads as unverified. One without an identity
+	 * (older versions) reads as unverified too.
+	 */
+	{
+		size_t vlen = 0;
+		char *vtext = NULL;
+		EXPECT_EQ_INT(bri_store_read_file(s, "good.db.verify", 1 << 16, &vtext, &vlen), 0);
+		EXPECT(vtext && strstr(vtext, "\"mtime_ns\"") && strstr(vtext, "\"ino\""));
+		free(vtext);
+		put_backup(s, src, "good", false); /* the same bytes, a new file */
+		memset(&l, 0x5a, sizeof(l));
+		EXPECT_EQ_INT(bri_verify_load(s, "good", &l), 0);
+		EXPECT_EQ_INT(l.status, BRI_VERIFY_UNVERIFIED);
+		EXPECT_EQ_INT(bri_verify_backup(s, "good", &ctx, &r, &err), 0);
+		EXPECT_EQ_INT(bri_verify_load(s, "good", &l), 0);
+		EXPECT_EQ_INT(l.status, BRI_VERIFY_OK);
+		const char *legacy = "{\"status\": \"ok\", \"checked_epoch\": 1760625000}\n";
+		EXPECT_EQ_INT(bri_store_write_file(s, "good.db.verify", legacy, strlen(legacy), &err),
+		              0);
+		EXPECT_EQ_INT(bri_verify_load(s, "good", &l), 0);
+		EXPECT_EQ_INT(l.status, BRI_VERIFY_UNVERIFIED);
+	}
+
 	/* A damaged .verify reads as unverified. */
 	EXPECT_EQ_INT(bri_store_write_file(s, "fresh.db.verify", "{\"status\": ", 11, &err), 0);
 	memset(&l, 0x5a, sizeof(l));
@@ -615,6 +642,81 @@ static void test_store_replaced(const char *base)
 	free(live);
 }
 
+/* The lowest descriptor number not in use. */
+static int lowest_free_fd(void)
+{
+	int fd = dup(STDERR_FILENO);
+	if (fd >= 0)
+		close(fd);
+	return fd;
+}
+
+/*
+ * Out of file descriptors (RLIMIT_NOFILE lowered in this process), a good
+ * backup's verification cannot run: it is an error of this machine, never a
+ * "failed" verdict, and nothing is recorded. At every limit from "no
+ * descriptor left" up to enough, verify either fails with a resource error
+ * and writes no .verify, or verifies ok.
+ */
+static void test_resource_errors(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
+	struct bri_store *s = NULL;
+	struct rlimit saved, low;
+	char *live = tu_fmt("%s/bri.db", base);
+	char *dir = tu_fmt("%s/store-rlimit", base);
+	char *src = tu_fmt("%s/src-rlimit.db", base);
+	tu_make_db(src, "delete", NVIDEOS, NMEMORY, false);
+	if (bri_store_open(live, dir, true, &s, &err) != 0)
+		TU_DIE("store: %s", err.msg);
+	put_backup(s, src, "good", true);
+	char *vp = bri_store_path(s, "good", ".db.verify");
+	if (getrlimit(RLIMIT_NOFILE, &saved) != 0)
+		TU_DIE("getrlimit: %s", strerror(errno));
+
+	int first = lowest_free_fd(), oks = 0, resource = 0;
+	for (int extra = 0; extra <= 6; extra++) {
+		struct bri_verify_result r;
+		memset(&r, 0, sizeof(r));
+		memset(&err, 0, sizeof(err));
+		unlink(vp);
+		low = saved;
+		low.rlim_cur = (rlim_t)(first + extra);
+		if (setrlimit(RLIMIT_NOFILE, &low) != 0)
+			TU_DIE("setrlimit: %s", strerror(errno));
+		int rc = bri_verify_backup(s, "good", &ctx, &r, &err);
+		setrlimit(RLIMIT_NOFILE, &saved);
+		if (rc == 0) {
+			EXPECT_MSG(r.status == BRI_VERIFY_OK,
+			           "%d free descriptors: a good backup verified %s: %s", extra,
+			           bri_verify_status_name(r.status), r.reason);
+			oks++;
+			continue;
+		}
+		resource++;
+		EXPECT_MSG(rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM,
+		           "%d free descriptors: verify returned %d (%s)", extra, rc, err.msg);
+		EXPECT_MSG(!tu_exists(vp), "%d free descriptors: a .verify was recorded (rc %d)",
+		           extra, rc);
+		EXPECT_MSG(r.status != BRI_VERIFY_FAILED, "%d free descriptors: verdict failed: %s",
+		           extra, r.reason);
+	}
+	EXPECT_MSG(resource > 0, "no limit made verification run out of descriptors");
+	EXPECT_MSG(oks > 0, "no limit was enough to verify");
+	/* With the limit back, it verifies ok and records it. */
+	struct bri_verify_result r, l;
+	EXPECT_EQ_INT(bri_verify_backup(s, "good", &ctx, &r, &err), 0);
+	EXPECT_EQ_INT(r.status, BRI_VERIFY_OK);
+	EXPECT_EQ_INT(bri_verify_load(s, "good", &l), 0);
+	EXPECT_EQ_INT(l.status, BRI_VERIFY_OK);
+	free(vp);
+	bri_store_close(s);
+	free(src);
+	free(dir);
+	free(live);
+}
+
 int main(void)
 {
 	char *base = tu_tmpdir("verify");
@@ -624,6 +726,7 @@ int main(void)
 	test_verify_file(base);
 	test_store_verify(base);
 	test_store_replaced(base);
+	test_resource_errors(base);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
 }
