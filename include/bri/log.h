@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "bri/common.h"
 
@@ -48,5 +49,16 @@ void bri_log_write(enum bri_log_level level, const char *fmt, ...) BRI_PRINTF(2,
  * that the caller frees; *len gets its length. Returns 0 or -ENOMEM.
  */
 int bri_log_recent(char **out, size_t *len);
+
+/*
+ * The recent lines as a stream that only grows: every line ever logged has
+ * a fixed byte offset. Returns the bytes from offset from (from the oldest
+ * line held when from is older) as a malloc'd string, *len its length, and
+ * in *end the stream's end offset. 0 or -ENOMEM.
+ */
+int bri_log_since(uint64_t from, char **out, size_t *len, uint64_t *end);
+
+/* The stream's end offset: the size of ctl/log. */
+uint64_t bri_log_end(void);
 
 #endif

@@ -28,6 +28,8 @@ static char **ring;               /* recent lines, ring_cap slots */
 static size_t ring_cap;           /* slots in ring */
 static size_t ring_next;          /* next slot to write */
 static size_t ring_count;         /* filled slots */
+static uint64_t ring_end;         /* bytes ever put in the ring: the stream's end offset */
+static uint64_t ring_bytes;       /* bytes of the lines the ring holds now */
 
 static const char *level_names[] = {"error", "warning", "info", "debug"};
 
@@ -71,6 +73,7 @@ int bri_log_init(const struct bri_log_config *cfg)
 	ring = r;
 	ring_cap = cfg->ring_lines;
 	ring_next = ring_count = 0;
+	ring_bytes = 0;
 	pthread_mutex_unlock(&log_lock);
 	return 0;
 }
@@ -91,6 +94,7 @@ void bri_log_shutdown(void)
 	free(ring);
 	ring = NULL;
 	ring_cap = ring_next = ring_count = 0;
+	ring_bytes = 0;
 	pthread_mutex_unlock(&log_lock);
 }
 
@@ -145,14 +149,66 @@ void bri_log_write(enum bri_log_level level, const char *fmt, ...)
 		char *copy = strdup(line);
 
 		if (copy) {
+			if (ring[ring_next] && ring_count == ring_cap)
+				ring_bytes -= strlen(ring[ring_next]);
 			free(ring[ring_next]);
 			ring[ring_next] = copy;
+			ring_end += strlen(copy);
+			ring_bytes += strlen(copy);
 			ring_next = (ring_next + 1) % ring_cap;
 			if (ring_count < ring_cap)
 				ring_count++;
 		}
 	}
 	pthread_mutex_unlock(&log_lock);
+}
+
+int bri_log_since(uint64_t from, char **out, size_t *len, uint64_t *end)
+{
+	size_t start, pos = 0, cap, skip;
+	uint64_t at;
+	char *buf;
+
+	pthread_mutex_lock(&log_lock);
+	cap = ring_cap ? ring_cap : 1;
+	start = (ring_next + ring_cap - ring_count) % cap;
+	at = ring_end - ring_bytes; /* the offset of the oldest line held */
+	skip = from > at ? (size_t)(from - at) : 0;
+	if (skip > ring_bytes)
+		skip = ring_bytes;
+	buf = malloc(ring_bytes - skip + 1);
+	if (!buf) {
+		pthread_mutex_unlock(&log_lock);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < ring_count; i++) {
+		const char *l = ring[(start + i) % cap];
+		size_t n = strlen(l);
+
+		if (skip >= n) {
+			skip -= n;
+			continue;
+		}
+		memcpy(buf + pos, l + skip, n - skip);
+		pos += n - skip;
+		skip = 0;
+	}
+	*end = ring_end;
+	pthread_mutex_unlock(&log_lock);
+	buf[pos] = '\0';
+	*out = buf;
+	*len = pos;
+	return 0;
+}
+
+uint64_t bri_log_end(void)
+{
+	uint64_t end;
+
+	pthread_mutex_lock(&log_lock);
+	end = ring_end;
+	pthread_mutex_unlock(&log_lock);
+	return end;
 }
 
 int bri_log_recent(char **out, size_t *len)

@@ -18,6 +18,21 @@
 #include "bri/verify.h"
 #include "fs.h"
 
+/* The ctl/ files: name, permission bits, whether they take a request, whether they read. */
+const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT] = {
+    [BFS_CTL_CREATE] = {"create", 0200, true, false},
+    [BFS_CTL_VERIFY] = {"verify", 0200, true, false},
+    [BFS_CTL_CLEANUP] = {"cleanup", 0644, true, true},
+    [BFS_CTL_DELETE] = {"delete", 0200, true, false},
+    [BFS_CTL_RESTORE] = {"restore", 0200, true, false},
+    [BFS_CTL_STATS] = {"stats.json", 0444, false, true},
+    [BFS_CTL_HEALTH] = {"health", 0444, false, true},
+    [BFS_CTL_LOG] = {"log", 0444, false, true},
+    [BFS_CTL_SCHEDULE] = {"schedule", 0444, false, true},
+    [BFS_CTL_METRICS] = {"metrics", 0444, false, true},
+    [BFS_CTL_PROGRESS] = {"progress", 0444, false, true},
+};
+
 /* A printable copy of a request for the log (control characters as '?'). */
 static void printable(const char *in, size_t len, char *out, size_t cap)
 {
