@@ -8,6 +8,42 @@
 #ifndef BFS_FS_H
 #define BFS_FS_H
 
+/*
+ * THREAD SAFETY NOTES
+ *
+ * libfuse runs requests on several threads; the notify worker, the
+ * background verifier and the scheduler are threads of their own. Locks
+ * are taken in this order, never the other way round:
+ *
+ *   op_lock -> refresh_lock -> cat_lock -> { q_lock, node_lock -> render_lock,
+ *                                            progress.lock, sched.lock, log_lock }
+ *
+ * - op_lock (mutex): one store operation at a time (ctl/ requests, restores,
+ *   the background verifier, scheduled backups). Held for seconds; at most
+ *   BFS_OP_WAITERS_MAX requests wait for it (op_waiters), others get EBUSY.
+ *   Guards nothing in struct bfs by itself: it orders the store's changes.
+ * - refresh_lock (mutex): one look at / rescan of the store at a time;
+ *   guards last_check, dir_st, dir_scan_real, store_error.
+ * - cat_lock (rwlock): guards cat (and each entry's verify, verify_st and
+ *   db_st, which bfs_fresh_verify and bfs_db_check update in place under the
+ *   write lock), idmap (with its file index), cat_changed, reports and
+ *   nreports. Read-locked by every request that looks at a backup; never
+ *   held while rendering into the render cache or sending to the kernel.
+ * - q_lock (mutex): guards the invalidation queue, q_pushed, q_sent, stop,
+ *   verify_kick. Pushing an invalidation takes only q_lock, so it may be done
+ *   under cat_lock; the notify worker sends them holding no lock at all
+ *   (a notification sent from a request handler, or while holding a lock a
+ *   handler needs, deadlocks the daemon).
+ * - node_lock (inode.c) guards the node table; render_lock (render.c) the
+ *   render cache. node_lock may take render_lock (a reference to a node's
+ *   version); render_lock is a leaf. Renderings are freed outside both.
+ * - progress.lock, sched.lock and the core's log_lock are leaves.
+ *
+ * Fields set once before the session starts (store, se, uid, gid, rules,
+ * health, scrub_interval, busy_timeout_ms, start_time, no_opendir, the
+ * pointers renders and nodes) are read without a lock.
+ */
+
 #define FUSE_USE_VERSION 34
 
 #include <fuse_lowlevel.h>
@@ -411,6 +447,9 @@ struct bfs_kind_ops {
 	            struct bfs_source *src);
 	/* Generated content of ino (malloc'd), for kinds rendered at open. */
 	int (*render)(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len);
+	/* A backup's kinds: attributes of ino from backup b (cat_lock held). */
+	int (*entry_attr)(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+	                  struct fuse_entry_param *e);
 };
 
 /* The row of ino's kind, or NULL. */

@@ -99,46 +99,70 @@ static struct bri_entry *entry_of(struct bfs *fs, fuse_ino_t ino)
 	return b && backup_ino(b, k) == ino ? b : NULL;
 }
 
+/* Long lifetimes and the generation of a backup's immutable node. */
+static void immutable(const struct bri_entry *b, fuse_ino_t ino, struct fuse_entry_param *e)
+{
+	enum bfs_kind k = bfs_ino_kind(ino);
+
+	e->generation = bfs_generation(b->name, file_stat(b, file_of_kind(k)), k);
+	e->entry_timeout = BFS_TTL_LONG;
+	e->attr_timeout = BFS_TTL_LONG;
+}
+
+static int dir_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+                    struct fuse_entry_param *e)
+{
+	fill_common(fs, ino, S_IFDIR | 0700, 4096, b->time, e);
+	immutable(b, ino, e);
+	return 0;
+}
+
+static int db_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+                   struct fuse_entry_param *e)
+{
+	fill_common(fs, ino, S_IFREG | 0400, b->db_st.st_size, b->time, e);
+	immutable(b, ino, e);
+	return 0;
+}
+
+static int meta_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+                     struct fuse_entry_param *e)
+{
+	if (!b->meta_st.st_ino)
+		return -ENOENT;
+	fill_common(fs, ino, S_IFREG | 0400, b->meta_st.st_size, b->time, e);
+	immutable(b, ino, e);
+	return 0;
+}
+
+static int verify_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+                       struct fuse_entry_param *e)
+{
+	char *text;
+	size_t len;
+	int rc;
+
+	rc = bri_verify_render(&b->verify, &text, &len);
+	if (rc < 0)
+		return rc;
+	free(text);
+	fill_common(fs, ino, S_IFREG | 0400, (off_t)len,
+	            b->verify.checked ? b->verify.checked : b->time, e);
+	immutable(b, ino, e);
+	/* The name gets a new inode with a new result: looked up each time. */
+	e->entry_timeout = 0;
+	return 0;
+}
+
+static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT];
+
 /* Attributes of backup b's node of kind k; cat_lock held. */
 static int backup_attr(struct bfs *fs, const struct bri_entry *b, enum bfs_kind k,
                        struct fuse_entry_param *e)
 {
 	fuse_ino_t ino = backup_ino(b, k);
-	char *text;
-	size_t len;
-	int rc;
 
-	switch (k == BFS_K_VERIFY_NONE ? BFS_K_VERIFY : k) {
-	case BFS_K_BACKUP_DIR:
-		fill_common(fs, ino, S_IFDIR | 0700, 4096, b->time, e);
-		break;
-	case BFS_K_BACKUP_DB:
-		fill_common(fs, ino, S_IFREG | 0400, b->db_st.st_size, b->time, e);
-		break;
-	case BFS_K_META:
-		if (!b->meta_st.st_ino)
-			return -ENOENT;
-		fill_common(fs, ino, S_IFREG | 0400, b->meta_st.st_size, b->time, e);
-		break;
-	case BFS_K_VERIFY:
-		rc = bri_verify_render(&b->verify, &text, &len);
-		if (rc < 0)
-			return rc;
-		free(text);
-		fill_common(fs, ino, S_IFREG | 0400, (off_t)len,
-		            b->verify.checked ? b->verify.checked : b->time, e);
-		/* The name may get a new inode (a new result): looked up each time. */
-		e->generation = bfs_generation(
-		    b->name, file_stat(b, file_of_kind(bfs_ino_kind(ino))), bfs_ino_kind(ino));
-		e->attr_timeout = BFS_TTL_LONG;
-		return 0;
-	default:
-		return -ENOENT;
-	}
-	e->generation = bfs_generation(b->name, file_stat(b, file_of_kind(k)), k);
-	e->entry_timeout = BFS_TTL_LONG;
-	e->attr_timeout = BFS_TTL_LONG;
-	return 0;
+	return bfs_kinds[bfs_ino_kind(ino)].entry_attr(fs, b, ino, e);
 }
 
 /* The id of the backup of a backup-kind inode, for refreshes; 0 and *id, or -ENOENT. */
@@ -673,24 +697,60 @@ static int attr_report(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *
 /* ---- the table ---- */
 
 static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT] = {
-    [BFS_K_ROOT] = {"root", S_IFDIR | 0755, attr_root, lookup_root, list_root, NULL, NULL},
-    [BFS_K_CTL_DIR] = {"ctl/", S_IFDIR | 0755, attr_fixed_dir, lookup_ctl, list_ctl, NULL, NULL},
-    [BFS_K_RESTORE_DIR] = {"restore/", S_IFDIR | 0755, attr_fixed_dir, lookup_restore, list_restore,
-                           NULL, NULL},
-    [BFS_K_LATEST] = {"latest", S_IFLNK | 0777, attr_latest, NULL, NULL, NULL, NULL},
-    [BFS_K_CTL_FILE] = {"ctl file", S_IFREG, attr_ctl_file, NULL, NULL, open_ctl_file, NULL},
-    [BFS_K_REPORT] = {"restore report", S_IFREG | 0444, attr_report, NULL, NULL, open_generated,
-                      render_report},
-    [BFS_K_BACKUP_DIR] = {"backup folder", S_IFDIR | 0700, attr_backup, lookup_backup, list_backup,
-                          NULL, NULL},
-    [BFS_K_BACKUP_DB] = {"backup file", S_IFREG | 0400, attr_backup, NULL, NULL, open_backup_db,
-                         NULL},
-    [BFS_K_META] = {"meta.json", S_IFREG | 0400, attr_backup, NULL, NULL, open_generated,
-                    render_meta},
-    [BFS_K_VERIFY] = {"verify", S_IFREG | 0400, attr_backup, NULL, NULL, open_generated,
-                      render_verify},
-    [BFS_K_VERIFY_NONE] = {"verify", S_IFREG | 0400, attr_backup, NULL, NULL, open_generated,
-                           render_verify},
+    [BFS_K_ROOT] = {.name = "root",
+                    .mode = S_IFDIR | 0755,
+                    .attr = attr_root,
+                    .lookup = lookup_root,
+                    .list = list_root},
+    [BFS_K_CTL_DIR] = {.name = "ctl/",
+                       .mode = S_IFDIR | 0755,
+                       .attr = attr_fixed_dir,
+                       .lookup = lookup_ctl,
+                       .list = list_ctl},
+    [BFS_K_RESTORE_DIR] = {.name = "restore/",
+                           .mode = S_IFDIR | 0755,
+                           .attr = attr_fixed_dir,
+                           .lookup = lookup_restore,
+                           .list = list_restore},
+    [BFS_K_LATEST] = {.name = "latest", .mode = S_IFLNK | 0777, .attr = attr_latest},
+    [BFS_K_CTL_FILE] = {.name = "ctl file",
+                        .mode = S_IFREG,
+                        .attr = attr_ctl_file,
+                        .open = open_ctl_file},
+    [BFS_K_REPORT] = {.name = "restore report",
+                      .mode = S_IFREG | 0444,
+                      .attr = attr_report,
+                      .open = open_generated,
+                      .render = render_report},
+    [BFS_K_BACKUP_DIR] = {.name = "backup folder",
+                          .mode = S_IFDIR | 0700,
+                          .attr = attr_backup,
+                          .lookup = lookup_backup,
+                          .list = list_backup,
+                          .entry_attr = dir_attr},
+    [BFS_K_BACKUP_DB] = {.name = "backup file",
+                         .mode = S_IFREG | 0400,
+                         .attr = attr_backup,
+                         .open = open_backup_db,
+                         .entry_attr = db_attr},
+    [BFS_K_META] = {.name = "meta.json",
+                    .mode = S_IFREG | 0400,
+                    .attr = attr_backup,
+                    .open = open_generated,
+                    .render = render_meta,
+                    .entry_attr = meta_attr},
+    [BFS_K_VERIFY] = {.name = "verify",
+                      .mode = S_IFREG | 0400,
+                      .attr = attr_backup,
+                      .open = open_generated,
+                      .render = render_verify,
+                      .entry_attr = verify_attr},
+    [BFS_K_VERIFY_NONE] = {.name = "verify (no result)",
+                           .mode = S_IFREG | 0400,
+                           .attr = attr_backup,
+                           .open = open_generated,
+                           .render = render_verify,
+                           .entry_attr = verify_attr},
 };
 
 const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino)
