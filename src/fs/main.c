@@ -216,7 +216,8 @@ static void raise_open_files_limit(void)
 	long n = bri_raise_nofile_limit();
 
 	if (n < 0)
-		bri_log(BRI_LOG_WARN, "cannot raise the limit of open files: %s", strerror((int)-n));
+		bri_log(BRI_LOG_WARN, "cannot raise the limit of open files: %s",
+		        strerror((int)-n));
 	else
 		bri_log(BRI_LOG_DEBUG, "limit of open files: %ld", n);
 }
@@ -314,7 +315,15 @@ int main(int argc, char *argv[])
 	pthread_mutex_init(&fs.op_lock, NULL);
 	pthread_mutex_init(&fs.q_lock, NULL);
 	pthread_cond_init(&fs.q_cond, NULL);
-	pthread_cond_init(&fs.q_done_cond, NULL);
+	{
+		/* bfs_inval_wait waits with a CLOCK_MONOTONIC deadline. */
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&fs.q_done_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	pthread_cond_init(&fs.verify_cond, NULL);
 	bfs_progress_init(&fs.progress);
 

@@ -60,7 +60,7 @@ static bool ts_equal(const struct timespec *a, const struct timespec *b)
  * place keeps its inode, whose attributes and pages are invalidated.
  */
 static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
-                          const struct bri_catalog *cur)
+                          const struct bri_catalog *cur, bool listed)
 {
 	for (size_t i = 0; i < old->n; i++) {
 		const struct bri_entry *e = old->entries[i];
@@ -73,8 +73,6 @@ static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
 			continue;
 		}
 		dir = bfs_ino_store(ne, &ne->db_st, BFS_K_BACKUP_DIR);
-		if (ne->verify_st.st_ino != e->verify_st.st_ino)
-			bfs_inval_entry(fs, dir, "verify");
 		if (e->db_st.st_size != ne->db_st.st_size ||
 		    !ts_equal(&e->db_st.st_mtim, &ne->db_st.st_mtim) ||
 		    !ts_equal(&e->db_st.st_ctim, &ne->db_st.st_ctim))
@@ -86,6 +84,8 @@ static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
 			bfs_inval_entry(fs, dir, "meta.json");
 		}
 	}
+	if (!listed)
+		return;
 	/* The kernel keeps listings (no opendir): drop the root's and ctl/'s. */
 	bfs_inval_inode(fs, BFS_INO_ROOT);
 	bfs_inval_inode(fs, BFS_INO_CTL);
@@ -94,16 +94,13 @@ static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
 
 void bfs_inval_verify(struct bfs *fs, uint64_t id)
 {
-	const struct bri_entry *e;
-	fuse_ino_t dir = 0;
-
-	pthread_rwlock_rdlock(&fs->cat_lock);
-	e = bfs_entry_by_id(fs, id);
-	if (e)
-		dir = bfs_ino_store(e, &e->db_st, BFS_K_BACKUP_DIR);
-	pthread_rwlock_unlock(&fs->cat_lock);
-	if (dir)
-		bfs_inval_entry(fs, dir, "verify");
+	/*
+	 * Nothing to send: a new result is a new inode that the next lookup
+	 * of the name (entry lifetime 0) finds; the old one keeps answering
+	 * for the descriptors that read it until the kernel forgets it.
+	 */
+	(void)fs;
+	(void)id;
 }
 
 /* Rescans; call with refresh_lock held. */
@@ -130,10 +127,8 @@ static int rescan(struct bfs *fs, const struct stat *st)
 	if (!old || cur->generation != old->generation)
 		fs->cat_changed = time(NULL);
 	fs->cat = cur;
-	if (old && cur->generation != old->generation) {
-		queue_changes(fs, old, cur);
-	}
 	if (old) {
+		queue_changes(fs, old, cur, cur->generation != old->generation);
 		bri_catalog_free(old);
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);

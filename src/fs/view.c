@@ -148,8 +148,15 @@ static int verify_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino
 	free(text);
 	fill_common(fs, ino, S_IFREG | 0400, (off_t)len,
 	            b->verify.checked ? b->verify.checked : b->time, e);
+	/*
+	 * A version's attributes never change (a new result is a new file in
+	 * the store, so a new inode), but the name is looked up each time
+	 * rather than invalidated: an entry invalidation waits for the
+	 * folder's lock, which a rename of this backup into restore/ holds
+	 * while it waits for the daemon, and a daemon killed then could not
+	 * exit (its notify thread stuck in the kernel), leaving mv hung.
+	 */
 	immutable(b, ino, e);
-	/* The name gets a new inode with a new result: looked up each time. */
 	e->entry_timeout = 0;
 	return 0;
 }
