@@ -17,9 +17,22 @@ BUILD = Path(os.environ.get("BRI_BUILD_DIR", ROOT / "build"))
 BRI_BACKUP = BUILD / "src/cli/bri-backup"
 BRI_BACKUPFS = BUILD / "src/fs/bri-backupfs"
 MAKE_SAMPLE = ROOT / "scripts/make-sample-db"
+# The bri_backup module (and its stubs) in the build tree; ROOT holds the
+# seed's storage/backup.py shim. PYTHONPATH for both: python_env().
+PY_MODULE_DIR = BUILD / "src/python"
 
 COMMAND_LIMIT = 60  # seconds: the time limit of one shell command (sh)
 TEST_LIMIT = 600  # seconds: the time limit of one test (a hang guard, generous for sanitizer builds)
+
+
+def python_env(base=None, **extra):
+    """An environment whose Python finds bri_backup in the build tree and
+    the seed's storage.backup (PYTHONPATH=<build>/src/python:<root>)."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(PY_MODULE_DIR), str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.update(extra)
+    return env
 
 
 def sh(cmd, check=True, timeout=COMMAND_LIMIT, **kw):
