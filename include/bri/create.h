@@ -8,6 +8,7 @@
 #define BRI_CREATE_H
 
 #include <stdbool.h>
+#include <time.h>
 
 #include "bri/common.h"
 #include "bri/meta.h"
@@ -26,6 +27,7 @@ struct bri_create_opts {
 	enum bri_kind kind;   /* auto/named by default from name; safety for restore */
 	int busy_timeout_ms;  /* wait for locks on the live database; 0: default */
 	bool lock_held;       /* the caller already holds bri_store_lock */
+	time_t now;           /* the backup's time (auto name, meta); 0: time(NULL) */
 };
 
 /*

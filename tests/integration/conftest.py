@@ -143,8 +143,13 @@ class Cli:
         self.db = Path(db)
         self.store = Path(store)
 
-    def run(self, *args, check=True, timeout=120, input=None, env=None):
+    def run(self, *args, check=True, timeout=120, input=None, env=None, now=None):
+        """now: the time (seconds since the epoch) a create stamps its backup
+        with, through the test-only $BRI_TEST_NOW: distinct backup times
+        without sleeping."""
         cmd = [str(BRI_BACKUP), "--db", str(self.db), "--backup-dir", str(self.store), *args]
+        if now is not None:
+            env = dict(os.environ if env is None else env, BRI_TEST_NOW=str(int(now)))
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                            input=input, env=env)
         if check and p.returncode != 0:
@@ -204,10 +209,11 @@ def unmount(proc, mnt):
 class Mount:
     """A running bri-backupfs -f over a live database, at path."""
 
-    def __init__(self, db, store, path, options=(), user=None):
+    def __init__(self, db, store, path, options=(), user=None, env=None):
         self.db, self.store, self.path = Path(db), Path(store), Path(path)
         self.options = list(options)
         self.user = user
+        self.env = env  # the daemon's environment (None: ours), e.g. pause_points.env()
         self.proc = None
 
     def start(self):
@@ -218,7 +224,7 @@ class Mount:
             cmd = ["setpriv", "--reuid", str(self.user), "--regid", str(self.user),
                    "--clear-groups", "--"] + cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, env=self.env)
         try:
             wait_for_mount(self.proc, self.path)
         except BaseException:
