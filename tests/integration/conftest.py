@@ -209,22 +209,26 @@ def unmount(proc, mnt):
 class Mount:
     """A running bri-backupfs -f over a live database, at path."""
 
-    def __init__(self, db, store, path, options=(), user=None, env=None):
+    def __init__(self, db, store, path, options=(), user=None, env=None, group=None,
+                 program=None, cwd=None):
         self.db, self.store, self.path = Path(db), Path(store), Path(path)
         self.options = list(options)
-        self.user = user
+        self.user = user  # run the daemon as this uid (group: its gid, default the same)
+        self.group = user if group is None else group
         self.env = env  # the daemon's environment (None: ours), e.g. pause_points.env()
+        self.program = Path(program) if program else BRI_BACKUPFS  # e.g. a copy
+        self.cwd = cwd
         self.proc = None
 
     def start(self):
         self.path.mkdir(parents=True, exist_ok=True)
         opts = ["backup_dir=" + str(self.store), *self.options]
-        cmd = [str(BRI_BACKUPFS), "-f", "-o", ",".join(opts), str(self.db), str(self.path)]
+        cmd = [str(self.program), "-f", "-o", ",".join(opts), str(self.db), str(self.path)]
         if self.user:
-            cmd = ["setpriv", "--reuid", str(self.user), "--regid", str(self.user),
+            cmd = ["setpriv", "--reuid", str(self.user), "--regid", str(self.group),
                    "--clear-groups", "--"] + cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, env=self.env)
+                                     text=True, env=self.env, cwd=self.cwd)
         try:
             wait_for_mount(self.proc, self.path)
         except BaseException:
