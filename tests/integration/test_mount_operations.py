@@ -100,9 +100,9 @@ def test_schedule_every_takes_auto_backups_then_cleans_up(mount, store):
     m = mount("schedule=every=2s")
     # Never run before: the first backup is taken at once.
     assert wait_until(lambda: len(auto_backups(store)) >= 1, 20)
-    t0 = time.monotonic()
     assert wait_until(lambda: len(auto_backups(store)) >= 2, 20)
-    assert time.monotonic() - t0 > 0.5  # after the interval, not at once
+    # After the interval, not at once: by the backups' own times (when the
+    # test saw the first one says nothing on a busy machine).
     metas = sorted(auto_backups(store).values(), key=lambda x: x["backup_time"])
     first = datetime.fromisoformat(metas[0]["backup_time"])
     second = datetime.fromisoformat(metas[1]["backup_time"])
