@@ -3,6 +3,7 @@ live database in a temporary folder, a CLI runner and a real FUSE mount of
 the daemon that is always unmounted, even when a test fails."""
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -117,6 +118,31 @@ def time_limit(tmp_path):
     yield
     timer.cancel()
     assert not fired, f"the test took longer than {TEST_LIMIT} s"
+
+
+def reachable_tmp():
+    """A temporary folder every user can traverse: $TMPDIR's when it is, else /tmp."""
+    import tempfile
+    d = Path(tempfile.gettempdir()).resolve()
+    if all(os.stat(p).st_mode & 0o001 for p in [d, *d.parents]):
+        return str(d)
+    return "/tmp"
+
+
+def copy_programs(folder):
+    """Copies bri-backup and bri-backupfs into folder (made 0755), for tests
+    that run them as another user: the clone may sit where that user cannot
+    go (a 0700 folder, root's home). Returns (bri-backup, bri-backupfs)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o755)
+    out = []
+    for prog in (BRI_BACKUP, BRI_BACKUPFS):
+        dest = folder / prog.name
+        shutil.copy(prog, dest)  # follows symlinks
+        dest.chmod(0o755)
+        out.append(dest)
+    return tuple(out)
 
 
 def make_sample_db(path, rows=200):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, BRI_BACKUPFS, Mount, make_sample_db, wait_until
+from conftest import Mount, copy_programs, make_sample_db, reachable_tmp, wait_until
 
 T = 60
 
@@ -120,14 +120,6 @@ def fuse_for_users():
         f.release()
 
 
-def reachable_tmp():
-    """A temporary folder every user can traverse: $TMPDIR's when it is, else /tmp."""
-    d = Path(tempfile.gettempdir()).resolve()
-    if all(os.stat(p).st_mode & 0o001 for p in [d, *d.parents]):
-        return str(d)
-    return "/tmp"
-
-
 @pytest.fixture
 def user_env(fuse_for_users):
     """This run's user, and a folder of its own (0755, in a place it can reach)
@@ -137,11 +129,7 @@ def user_env(fuse_for_users):
     base = Path(tempfile.mkdtemp(prefix="bri-user-", dir=reachable_tmp()))
     try:
         os.chmod(base, 0o755)
-        bin_dir = base / "bin"
-        bin_dir.mkdir()
-        for prog in (BRI_BACKUP, BRI_BACKUPFS):
-            shutil.copy(prog, bin_dir / prog.name)  # follows symlinks; mode 0755 kept
-            os.chmod(bin_dir / prog.name, 0o755)
+        copy_programs(base / "bin")
         db = make_sample_db(base / "data" / "bri.db")
         store = base / "data" / "backups"
         (base / "mnt").mkdir()
