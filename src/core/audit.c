@@ -374,8 +374,6 @@ static int prune_locked(struct bri_store *s, int fd, time_t now, int keep_days)
 		free(tmp);
 		o.fd = fd2;
 		tmp = tmp2;
-		fd2 = -1;
-		tmp2 = NULL;
 		dropped++;
 	}
 	if (dropped == 0) {

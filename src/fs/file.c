@@ -51,16 +51,9 @@ static void fh_link(struct bfs_fh *h)
 	pthread_mutex_unlock(&open_files_lock);
 }
 
-static void fh_free(struct bfs_fh *h)
+/* Frees h, which is no longer in open_files. */
+static void fh_destroy(struct bfs_fh *h)
 {
-	pthread_mutex_lock(&open_files_lock);
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		open_files = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
-	pthread_mutex_unlock(&open_files_lock);
 	if (h->fd >= 0)
 		close(h->fd);
 	free(h->buf);
@@ -78,15 +71,29 @@ static void fh_put(struct bfs_fh *h)
 {
 	if (!h || atomic_fetch_sub(&h->refs, 1) != 1)
 		return;
-	fh_free(h);
+	pthread_mutex_lock(&open_files_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		open_files = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&open_files_lock);
+	fh_destroy(h);
 }
 
 size_t bfs_files_free_unreleased(void)
 {
+	struct bfs_fh *h, *next;
 	size_t n = 0;
 
-	while (open_files) {
-		fh_free(open_files);
+	pthread_mutex_lock(&open_files_lock);
+	h = open_files;
+	open_files = NULL;
+	pthread_mutex_unlock(&open_files_lock);
+	for (; h; h = next) {
+		next = h->next;
+		fh_destroy(h);
 		n++;
 	}
 	return n;
