@@ -4,6 +4,13 @@
  * files (never the .db files). A refresh reuses entries whose files did not
  * change, so a store of thousands of backups is re-indexed with stat calls
  * only. Used by list, stats, health, cleanup and the mount.
+ *
+ * A backup is a NAME.db whose NAME.db.meta parses with the seed's keys
+ * (SPEC.md section 1). Any other NAME.db (no .meta, or one that does not
+ * parse: another program's database in a shared folder, a damaged backup)
+ * is kept apart in `unknown`: it is never among `entries`, so nothing that
+ * walks the backups (cleanup, verify all, the mount's folders, latest, the
+ * background verifier) can touch it. list, stats and health report it.
  */
 #ifndef BRI_CATALOG_H
 #define BRI_CATALOG_H
@@ -19,22 +26,26 @@
 struct bri_entry {
 	char *name;                      /* backup name */
 	time_t time;                     /* backup time (meta, else .db mtime) */
-	enum bri_kind kind;              /* from meta; by name when meta lacks it */
+	enum bri_kind kind;              /* from meta; by name when meta lacks it;
+	                                    BRI_KIND_UNKNOWN exactly when !meta_ok */
 	struct stat db_st;               /* lstat of NAME.db */
 	struct stat meta_st;             /* lstat of NAME.db.meta (zeroed if absent) */
 	struct stat verify_st;           /* lstat of NAME.db.verify (zeroed if absent) */
 	bool meta_ok;                    /* meta parsed */
 	struct bri_meta meta;            /* valid when meta_ok */
 	char meta_error[512];            /* why meta is not ok */
-	struct bri_verify_result verify; /* last verification */
+	struct bri_verify_result verify; /* last verification; for an unknown
+	                                    entry always failed ("not a backup") */
 	uint64_t id;                     /* stable per name while the process lives */
 	bool moved;                      /* internal: taken over by a newer scan */
 };
 
 struct bri_catalog {
-	struct bri_entry **entries; /* newest first */
-	struct bri_entry **by_name; /* the same entries sorted by name, for lookups */
-	size_t n;                   /* number of entries */
+	struct bri_entry **entries; /* the backups, newest first */
+	struct bri_entry **by_name; /* entries and unknown together, sorted by name */
+	size_t n;                   /* number of entries (backups) */
+	struct bri_entry **unknown; /* .db files that are not backups, newest first */
+	size_t nunknown;            /* number of them */
 	uint64_t generation;        /* increases whenever the content changes */
 };
 
@@ -49,10 +60,13 @@ int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct
 
 void bri_catalog_free(struct bri_catalog *c);
 
-/* The entry called name, or NULL (a binary search). */
+/* The backup called name, or NULL (a binary search; never an unknown file). */
 struct bri_entry *bri_catalog_find(const struct bri_catalog *c, const char *name);
 
-/* The newest entry that is not a safety backup, else the newest, else NULL. */
+/* The unknown (not a backup) .db file called name, or NULL. */
+struct bri_entry *bri_catalog_find_unknown(const struct bri_catalog *c, const char *name);
+
+/* The newest backup that is not a safety backup, else the newest, else NULL. */
 struct bri_entry *bri_catalog_newest(const struct bri_catalog *c);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "bri/catalog.h"
 #include "bri/common.h"
 #include "bri/retention.h"
 #include "bri/store.h"
@@ -18,6 +19,16 @@ struct bri_cleanup_item {
 	time_t time;                        /* its time */
 	enum bri_retention_verdict verdict; /* why it goes or stays */
 };
+
+/*
+ * The retention plan of catalog c's backups at time now: verdict[i] for
+ * c->entries[i] (unknown .db files are not entries, so never in a plan).
+ * Good means the last verification did not fail. The one place the CLI,
+ * cleanup and the mount's ctl/cleanup get their plan from. Returns the
+ * number to remove, -EINVAL for negative rules, or -ENOMEM.
+ */
+int bri_cleanup_plan(const struct bri_catalog *c, time_t now,
+                     const struct bri_retention_rules *rules, enum bri_retention_verdict *verdict);
 
 /*
  * Applies the rules at time now. Fills *items (malloc'd, every backup with its
@@ -30,7 +41,9 @@ int bri_cleanup(struct bri_store *s, const struct bri_retention_rules *rules, ti
 
 /*
  * Removes backup name: the .db first (so it stops being a backup at once),
- * then .meta and .verify. Returns 0, -ENOENT, -EINVAL or another errno.
+ * then .meta and .verify. A .db whose .meta is missing or does not parse is
+ * not a backup and is never removed: -EINVAL, saying so. Returns 0, -ENOENT,
+ * -EINVAL or another errno.
  */
 int bri_delete(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
 	       struct bri_err *err);

@@ -22,12 +22,23 @@
  */
 int bri_default_busy_timeout_ms(void);
 
+struct bri_snapshot_info;
+
 struct bri_create_opts {
 	const char *name;     /* backup name; NULL or "": automatic name */
 	enum bri_kind kind;   /* auto/named by default from name; safety for restore */
 	int busy_timeout_ms;  /* wait for locks on the live database; 0: default */
 	bool lock_held;       /* the caller already holds bri_store_lock */
-	time_t now;           /* the backup's time (auto name, meta); 0: time(NULL) */
+	/*
+	 * Fills the temporary file (path tmp_path, fd open on it) instead of the
+	 * usual snapshot of the live database, and info as bri_snapshot_take
+	 * does; NULL: the usual snapshot. Restore uses it to feed the safety
+	 * backup from its own locked connection (bri_snapshot_restore_save).
+	 */
+	int (*fill)(void *arg, const char *tmp_path, int fd, struct bri_snapshot_info *info,
+		    struct bri_err *err);
+	void *fill_arg; /* passed to fill */
+	time_t now; /* the backup's time (auto name, meta); 0: time(NULL) */
 };
 
 /*

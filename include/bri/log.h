@@ -26,6 +26,12 @@ struct bri_log_config {
 int bri_log_init(const struct bri_log_config *cfg);
 /* Closes the file and syslog and frees the ring. */
 void bri_log_shutdown(void);
+/*
+ * Opens the log file again by its path (after logrotate moved it), then
+ * closes the old one. 0 (also when there is no log file), or a negative
+ * errno: then lines keep going to the old file.
+ */
+int bri_log_reopen(void);
 
 extern enum bri_log_level bri_log_current_level;
 

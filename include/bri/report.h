@@ -2,7 +2,8 @@
  * Stats and health of a store, computed from a catalog: the seed's keys
  * (total_backups, total_size_mb, newest_backup, oldest_backup) and more, and
  * the seed's health thresholds (newest older than 24 hours, fewer than 7
- * backups) plus failed verifications.
+ * backups) plus failed verifications and unknown .db files (warnings), and
+ * no good backup at all (critical).
  */
 #ifndef BRI_REPORT_H
 #define BRI_REPORT_H
@@ -14,16 +15,25 @@
 #include "bri/catalog.h"
 
 struct bri_stats {
-	size_t total_backups;    /* every backup, safety ones included */
+	size_t total_backups;    /* every backup, safety ones included (no unknown files) */
 	int64_t total_bytes;     /* sum of .db sizes */
 	double total_size_mb;    /* total_bytes / 2^20 */
 	char newest_backup[40];  /* backup_time of the newest, "" if none */
 	char oldest_backup[40];  /* backup_time of the oldest, "" if none */
 	char newest_name[BRI_NAME_MAX + 1]; /* its name */
-	size_t by_kind[4];       /* count per enum bri_kind */
+	size_t by_kind[4];       /* count per enum bri_kind; [BRI_KIND_UNKNOWN] = unknown_files */
 	size_t verified_ok;      /* last verification ok */
 	size_t verify_failed;    /* last verification failed */
 	size_t unverified;       /* never verified */
+	size_t good;             /* backups whose last verification did not fail */
+	size_t unknown_files;    /* .db files that are not backups (catalog's unknown) */
+	int64_t unknown_bytes;   /* their total size */
+};
+
+enum bri_health_level {
+	BRI_HEALTH_OK = 0,   /* nothing to report */
+	BRI_HEALTH_WARNING,  /* old or few backups, a failed verification, unknown files */
+	BRI_HEALTH_CRITICAL, /* no good backup exists (none, or every one failed) */
 };
 
 struct bri_health_rules {
@@ -37,9 +47,19 @@ void bri_stats_compute(const struct bri_catalog *c, struct bri_stats *out);
 int bri_stats_to_json(const struct bri_stats *st, char **out, size_t *len);
 
 /*
- * Health at time now: returns true when ok. *text (malloc'd) gets "ok\n" or
- * one "warning: ..." line per problem; with json, a JSON object instead.
+ * Health at time now: returns the level. *text (malloc'd, NULL when out of
+ * memory) gets "ok\n" or one line per problem, the "critical: ..." ones
+ * first, then "warning: ..."; with json, a JSON object instead (status
+ * "ok", "warning" or "critical", and the lines in "critical" and "warnings").
  */
+enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
+                                        const struct bri_health_rules *rules, bool json,
+                                        char **text, size_t *len);
+
+/* "ok", "warning" or "critical". */
+const char *bri_health_level_name(enum bri_health_level level);
+
+/* As bri_health_assess; returns true when the level is ok. */
 bool bri_health_check(const struct bri_catalog *c, time_t now, const struct bri_health_rules *rules,
 		      bool json, char **text, size_t *len);
 

@@ -43,7 +43,8 @@ time_t bri_schedule_prev(const struct bri_schedule *sc, time_t now, time_t last_
 
 /*
  * Whether a run is due at now, given the last run (0: never): true when a
- * scheduled time has passed since last_run.
+ * scheduled time has passed since last_run, and when last_run is after now
+ * (a clock that went back must not stop the schedule).
  */
 bool bri_schedule_due(const struct bri_schedule *sc, time_t last_run, time_t now);
 

@@ -29,6 +29,10 @@ struct bri_snapshot_info {
  * never changed) into a new database at dst_path (an empty temporary file),
  * waiting up to busy_timeout_ms for locks. The copy ends in journal mode
  * DELETE. Does not fsync. Fills info (free with bri_snapshot_info_free).
+ * src_path is opened with SQLITE_OPEN_NOFOLLOW: it must hold no symlink
+ * (bri_store_open makes the live database's path canonical). dst_path may be
+ * a "/proc/self/fd/N/NAME" path (bri_store_fd_path): it is used as it is,
+ * never resolved to the folder's current name.
  */
 int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeout_ms,
 		      struct bri_snapshot_info *info, struct bri_err *err);
@@ -43,15 +47,49 @@ int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeo
  * busy_timeout_ms for a writer, then fails with -EBUSY ("database is
  * locked") having changed nothing. Creates live_path when absent. Runs
  * PRAGMA quick_check on the result: -EBADMSG when it fails (the content was
- * changed); any other error means nothing was changed.
+ * changed); any other error means nothing was changed. live_path is opened
+ * with SQLITE_OPEN_NOFOLLOW (no symlink anywhere in it; -journal and -wal
+ * opened with O_NOFOLLOW too).
  */
 int bri_snapshot_restore(const char *backup_path, const char *live_path, const char *scratch_dir,
 			 int busy_timeout_ms, struct bri_err *err);
 
 /*
+ * The same restore in steps, so that a safety copy of the live database can
+ * be taken while the restore already holds its write lock (no commit can
+ * fall between the two):
+ *   begin   opens both sides (rebuilding for the page size as above) and
+ *           takes the live database's write lock, waiting up to
+ *           busy_timeout_ms (-EBUSY, "database is locked"); copies nothing.
+ *           In WAL mode readers go on; in rollback-journal mode the lock is
+ *           EXCLUSIVE and readers get SQLITE_BUSY until the end.
+ *   save    copies the live database as it is under that lock into dst_path
+ *           (an empty temporary file, dst_fd open on it), in journal mode
+ *           DELETE, and fills info (free with bri_snapshot_info_free). Reads
+ *           through a second read-only connection in WAL mode, and through
+ *           the locked connection's own file handle otherwise (never a new
+ *           descriptor of the live file). Does not fsync.
+ *   commit  copies the backup in and runs quick_check (errors as
+ *           bri_snapshot_restore); the lock is released when it returns.
+ *   end     frees everything; without a commit nothing was changed.
+ * begin returns 0 and *out, or a negative errno with nothing to end.
+ */
+struct bri_snapshot_restore;
+
+int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,
+			       const char *scratch_dir, int busy_timeout_ms,
+			       struct bri_snapshot_restore **out, struct bri_err *err);
+int bri_snapshot_restore_save(struct bri_snapshot_restore *r, const char *dst_path, int dst_fd,
+			      struct bri_snapshot_info *info, struct bri_err *err);
+int bri_snapshot_restore_commit(struct bri_snapshot_restore *r, struct bri_err *err);
+void bri_snapshot_restore_end(struct bri_snapshot_restore *r);
+
+/*
  * Opens the backup at path read-only as immutable (no locks, no -wal or -shm
  * created beside it, so it works on read-only media and leaves the store as
- * it was). Returns 0 and *out (close with sqlite3_close), or a negative errno.
+ * it was). A "/proc/self/fd/N/NAME" path (bri_store_fd_path) is opened as it
+ * is, through that descriptor's folder. Returns 0 and *out (close with
+ * sqlite3_close), or a negative errno.
  */
 int bri_snapshot_open_backup(const char *path, struct sqlite3 **out, struct bri_err *err);
 

@@ -24,14 +24,43 @@ struct bri_store {
 	int dirfd;         /* O_DIRECTORY descriptor of dir, kept open */
 };
 
+/* How bri_store_open_ex treats a missing store, symlinks and a shared folder. */
+struct bri_store_open_opts {
+	bool create;         /* make a missing store folder (mode 0700) */
+	bool follow_symlink; /* accept a database path or store folder that is a symlink */
+	bool force;          /* accept a store that is the live database's own folder */
+};
+
 /*
  * Opens the store of the live database db_path. backup_dir NULL means the
- * default, "<folder of db_path>/backups". With create, a missing store is
- * made with mode 0700 (whatever the umask). Returns 0 and *out (free with
- * bri_store_close), or a negative errno with err filled.
+ * default, "<folder of db_path>/backups". With o->create, a missing store is
+ * made with mode 0700 (whatever the umask).
+ * Symlinks: a db_path or backup_dir whose last component is a symlink is
+ * refused with -ELOOP unless o->follow_symlink (then the path it points to
+ * is used; a dangling one is refused with -EINVAL, nothing is created). The
+ * folders are then made canonical (realpath) once: s->db_path is "<canonical
+ * folder>/<file name>", s->dir the canonical store, so the live database can
+ * be opened with SQLITE_OPEN_NOFOLLOW.
+ * A store that is the live database's own folder (same st_dev/st_ino) is
+ * refused with -EINVAL unless o->force.
+ * Returns 0 and *out (free with bri_store_close), or a negative errno with
+ * err filled.
  */
+int bri_store_open_ex(const char *db_path, const char *backup_dir,
+		      const struct bri_store_open_opts *o, struct bri_store **out,
+		      struct bri_err *err);
+
+/* bri_store_open_ex with only create set: symlinks and a shared folder refused. */
 int bri_store_open(const char *db_path, const char *backup_dir, bool create, struct bri_store **out,
 		   struct bri_err *err);
+
+/*
+ * 0 when the store folder at s->dir is still the folder s->dirfd was opened
+ * on; -ESTALE with err filled when it was moved, removed or replaced (e.g.
+ * "mv store store.old; mkdir store") while open. Operations call it before
+ * they write, and write nothing into either folder when it fails.
+ */
+int bri_store_check(const struct bri_store *s, struct bri_err *err);
 void bri_store_close(struct bri_store *s);
 
 /*
@@ -42,8 +71,17 @@ void bri_store_close(struct bri_store *s);
  */
 int bri_store_check_name(const char *name, size_t len, struct bri_err *err);
 
-/* "<dir>/<name><suffix>", malloc'd; NULL on ENOMEM. */
+/* "<dir>/<name><suffix>", malloc'd; NULL on ENOMEM. For showing, not for opening. */
 char *bri_store_path(const struct bri_store *s, const char *name, const char *suffix);
+
+/*
+ * A path for opening "<name><suffix>" by name where only a path will do
+ * (SQLite): "/proc/self/fd/<dirfd>/<name><suffix>", which always means the
+ * folder s->dirfd holds, even after the store's path names another folder.
+ * name NULL: the folder itself. Falls back to bri_store_path's form when
+ * /proc is not mounted. malloc'd; NULL on ENOMEM.
+ */
+char *bri_store_fd_path(const struct bri_store *s, const char *name, const char *suffix);
 
 /*
  * 1 when NAME.db exists in the store as a regular file that is not the live
@@ -65,7 +103,7 @@ void bri_store_unlock(int lockfd);
 
 /*
  * Creates a temporary file ".NAME.WHAT.PID.XXXXXX.tmp" (mode 0600) in the
- * store. Returns its descriptor and sets *tmp_name (malloc'd, relative to the
+ * store, relative to s->dirfd (never through the store's path). Returns its descriptor and sets *tmp_name (malloc'd, relative to the
  * store), or a negative errno.
  */
 int bri_store_tmpfile(struct bri_store *s, const char *name, const char *what, char **tmp_name,
@@ -79,7 +117,10 @@ int bri_store_tmpfile(struct bri_store *s, const char *name, const char *what, c
 int bri_store_publish(struct bri_store *s, int fd, const char *tmp_name, const char *final_name,
 		      bool noreplace, struct bri_err *err);
 
-/* Durably writes len bytes of data as file_name in the store (0600). */
+/*
+ * Durably writes len bytes of data as file_name in the store (0600); fails
+ * with -ESTALE (bri_store_check) when the store folder was replaced.
+ */
 int bri_store_write_file(struct bri_store *s, const char *file_name, const void *data, size_t len,
 			 struct bri_err *err);
 

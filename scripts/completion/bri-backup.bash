@@ -10,6 +10,7 @@ _bri_backup_names()
 	for ((i = 1; i < ${#COMP_WORDS[@]} - 1; i++)); do
 		case "${COMP_WORDS[i]}" in
 		--db | --backup-dir) global+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}") ;;
+		--follow-symlink | --force) global+=("${COMP_WORDS[i]}") ;;
 		esac
 	done
 	"${COMP_WORDS[0]}" "${global[@]}" --json list 2>/dev/null |
@@ -22,7 +23,7 @@ _bri_backup()
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
 	local commands="create list verify restore cleanup delete stats health metrics"
-	local globals="--db --backup-dir --retention-days --keep-min --json --help --version"
+	local globals="--db --backup-dir --retention-days --keep-min --json --follow-symlink --force --help --version"
 
 	case "$prev" in
 	--db | --backup-dir)

@@ -25,6 +25,8 @@ struct cli_globals {
 	int retention_days;     /* --retention-days, for cleanup */
 	int keep_min;           /* --keep-min, for cleanup */
 	bool json;              /* --json: machine-readable output */
+	bool follow_symlink;    /* --follow-symlink: accept a symlinked --db or --backup-dir */
+	bool force;             /* --force: accept a store in the database's own folder */
 	int verbose;            /* -v count: log level above WARN */
 };
 

@@ -60,7 +60,8 @@ static const char help_create[] =
 
 static const char help_list[] = "Usage: bri-backup [OPTIONS] list\n"
                                 "Lists the backups, newest first: name, created, size, kind and\n"
-                                "last verification. With --json: an array of objects.\n";
+                                "last verification, then the .db files that are not backups (no\n"
+                                "usable .meta) as unknown. With --json: an array of objects.\n";
 
 static const char help_verify[] =
     "Usage: bri-backup [OPTIONS] verify [NAME|PATH ...]\n"
@@ -81,7 +82,9 @@ static const char help_restore[] =
 static const char help_cleanup[] =
     "Usage: bri-backup [OPTIONS] cleanup [--dry-run]\n"
     "Removes backups older than --retention-days (default 30), never a safety\n"
-    "backup and never the newest --keep-min (default 7). Prints what it removed.\n"
+    "backup, never the newest --keep-min (default 7) good ones (last verification\n"
+    "not failed), never the newest good one, never a .db that is not a backup.\n"
+    "Prints what it removed.\n"
     "\n"
     "  -n, --dry-run    only print what would be removed\n"
     "  -h, --help       show this help\n";
@@ -96,9 +99,11 @@ static const char help_stats[] = "Usage: bri-backup [OPTIONS] stats\n"
 
 static const char help_health[] =
     "Usage: bri-backup [OPTIONS] health [--max-age-hours H] [--min-backups N]\n"
-    "Prints ok, or one warning per problem, and exits 1 on a warning: the newest\n"
-    "backup older than H hours (default 24), fewer than N backups (default 7),\n"
-    "or a failed verification.\n"
+    "Prints ok, or one line per problem, and exits 1 on any: first \"critical:\"\n"
+    "when no good backup exists (none, or every one failed verification), then\n"
+    "\"warning:\" lines: the newest backup older than H hours (default 24), fewer\n"
+    "than N backups (default 7), .db files that are not backups, or a failed\n"
+    "verification.\n"
     "\n"
     "      --max-age-hours H  age limit of the newest backup\n"
     "      --min-backups N    least number of backups\n"
@@ -110,7 +115,8 @@ static const char help_metrics[] =
     "bytes, the newest backup's time and age, verification results, health, and\n"
     "the time, result and duration of the last create, verify, restore and\n"
     "cleanup. With --output, writes FILE atomically (mode 0644) instead, for\n"
-    "node_exporter's textfile collector (FILE should end in .prom).\n"
+    "node_exporter's textfile collector (FILE should end in .prom); a FILE that\n"
+    "is a symbolic link is refused.\n"
     "\n"
     "  -o, --output FILE  write FILE instead of standard output\n"
     "  -h, --help         show this help\n";
@@ -236,17 +242,22 @@ static int check_name(const char *command, const char *name)
  */
 static int open_store(const struct cli_globals *g, bool create, struct bri_store **out)
 {
+	struct bri_store_open_opts o = {
+	    .create = create,
+	    .follow_symlink = g->follow_symlink,
+	    .force = g->force,
+	};
 	struct bri_err err = {0};
 	int r;
 
 	*out = NULL;
-	r = bri_store_open(g->db, g->backup_dir, create, out, &err);
+	r = bri_store_open_ex(g->db, g->backup_dir, &o, out, &err);
 	if (r == -ENOENT && !create) {
 		*out = NULL;
 		return 0;
 	}
 	if (r < 0)
-		return fail("cannot open the backup store", &err, r);
+		return fail(r == -ELOOP ? "refused" : "cannot open the backup store", &err, r);
 	return 0;
 }
 
@@ -652,28 +663,31 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 	if (rc)
 		return rc;
 
+	/* The backups newest first, then the .db files that are not backups. */
 	if (g->json) {
 		json_object *arr = json_object_new_array();
 
 		for (i = 0; i < c->n; i++)
 			json_object_array_add(arr, entry_json(s, c->entries[i]));
+		for (i = 0; i < c->nunknown; i++)
+			json_object_array_add(arr, entry_json(s, c->unknown[i]));
 		print_json(arr);
 		goto out_put_catalog;
 	}
-	if (c->n == 0) {
+	if (c->n == 0 && c->nunknown == 0) {
 		printf("No backups in %s.\n", s ? s->dir : "the store (it does not exist yet)");
 		goto out_put_catalog;
 	}
-	for (i = 0; i < c->n; i++) {
-		size_t len = strlen(c->entries[i]->name);
+	for (i = 0; i < c->n + c->nunknown; i++) {
+		size_t len = strlen(i < c->n ? c->entries[i]->name : c->unknown[i - c->n]->name);
 
 		if (len > width)
 			width = len;
 	}
 	printf("%-*s  %-19s  %10s  %-7s  %s\n", (int)width, "NAME", "CREATED", "SIZE MB", "KIND",
 	       "VERIFIED");
-	for (i = 0; i < c->n; i++) {
-		const struct bri_entry *e = c->entries[i];
+	for (i = 0; i < c->n + c->nunknown; i++) {
+		const struct bri_entry *e = i < c->n ? c->entries[i] : c->unknown[i - c->n];
 		char created[40];
 
 		entry_created(e, created, sizeof(created));
@@ -682,9 +696,11 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 		       bri_verify_status_name(e->verify.status),
 		       e->verify.status == BRI_VERIFY_FAILED ? ": " : "",
 		       e->verify.status == BRI_VERIFY_FAILED ? e->verify.reason : "");
-		if (!e->meta_ok)
-			printf("%-*s  (metadata unusable: %s)\n", (int)width, "", e->meta_error);
 	}
+	if (c->nunknown)
+		printf("%zu .db file%s marked unknown %s not a backup: never verified as good, "
+		       "never removed by cleanup.\n",
+		       c->nunknown, c->nunknown == 1 ? "" : "s", c->nunknown == 1 ? "is" : "are");
 out_put_catalog:
 	put_catalog(c);
 	close_store(s);
@@ -826,7 +842,8 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 		rc = get_catalog(s, &c);
 		if (rc)
 			goto out_free_targets;
-		n = c->n;
+		/* The backups, then the unknown .db files: reported failed, never opened. */
+		n = c->n + c->nunknown;
 		names = calloc(n ? n : 1, sizeof(*names));
 		paths = calloc(n ? n : 1, sizeof(*paths));
 		if (!names || !paths) {
@@ -835,7 +852,8 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 			goto out_free_targets;
 		}
 		for (i = 0; i < n; i++) {
-			names[i] = strdup(c->entries[i]->name);
+			names[i] =
+			    strdup(i < c->n ? c->entries[i]->name : c->unknown[i - c->n]->name);
 			if (!names[i]) {
 				cli_error("out of memory");
 				rc = CLI_EXIT_FAIL;
@@ -1232,10 +1250,13 @@ int cli_cmd_stats(struct cli_globals *g, int argc, char **argv)
 		printf("oldest_backup: %s\n", st.oldest_backup[0] ? st.oldest_backup : "-");
 		printf("by kind: %zu auto, %zu named, %zu safety", st.by_kind[BRI_KIND_AUTO],
 		       st.by_kind[BRI_KIND_NAMED], st.by_kind[BRI_KIND_SAFETY]);
-		if (st.by_kind[BRI_KIND_UNKNOWN])
-			printf(", %zu unknown", st.by_kind[BRI_KIND_UNKNOWN]);
-		printf("\nverification: %zu ok, %zu failed, %zu unverified\n", st.verified_ok,
-		       st.verify_failed, st.unverified);
+		printf("\nverification: %zu ok, %zu failed, %zu unverified (%zu good)\n",
+		       st.verified_ok, st.verify_failed, st.unverified, st.good);
+		if (st.unknown_files)
+			printf("unknown: %zu .db file%s without usable metadata (%s, %.2f MB)\n",
+			       st.unknown_files, st.unknown_files == 1 ? "" : "s",
+			       st.unknown_files == 1 ? "not a backup" : "not backups",
+			       mb2(st.unknown_bytes));
 	}
 out_put_catalog:
 	put_catalog(c);
@@ -1314,18 +1335,53 @@ int cli_cmd_health(struct cli_globals *g, int argc, char **argv)
 
 /* ---- metrics ---- */
 
-/* Writes len bytes of text to path through a temporary file and a rename. */
+/*
+ * Writes len bytes of text to path through a temporary file beside it and a
+ * rename, never through a symlink: a symlink at path is refused (ELOOP), the
+ * temporary file is made with O_EXCL | O_NOFOLLOW relative to the folder's
+ * descriptor, and the rename replaces the name, never a file a link points
+ * to. Returns 0, or -1 with errno set.
+ */
 static int write_atomically(const char *path, const char *text, size_t len)
 {
-	char *tmp = NULL;
+	char *copy = strdup(path), *slash, *tmp = NULL;
+	const char *folder = ".", *base;
+	int dirfd, fd = -1, rc = -1, saved;
+	struct stat st;
 	FILE *f;
-	int fd, rc = -1;
 
-	if (asprintf(&tmp, "%s.XXXXXX", path) < 0)
+	if (!copy)
 		return -1;
-	fd = mkstemp(tmp);
-	if (fd < 0)
+	slash = strrchr(copy, '/');
+	base = copy;
+	if (slash) {
+		*slash = '\0';
+		folder = slash == copy ? "/" : copy;
+		base = slash + 1;
+	}
+	if (!*base) {
+		errno = EISDIR;
 		goto out_free;
+	}
+	dirfd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		goto out_free;
+	if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+		errno = ELOOP;
+		goto out_close_dir;
+	}
+	for (unsigned i = 0; i < 100 && fd < 0; i++) {
+		free(tmp);
+		if (asprintf(&tmp, ".%s.%ld.%u.tmp", base, (long)getpid(), i) < 0) {
+			tmp = NULL;
+			goto out_close_dir;
+		}
+		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (fd < 0 && errno != EEXIST)
+			goto out_close_dir;
+	}
+	if (fd < 0)
+		goto out_close_dir;
 	f = fdopen(fd, "w");
 	if (!f) {
 		close(fd);
@@ -1336,14 +1392,22 @@ static int write_atomically(const char *path, const char *text, size_t len)
 		fclose(f);
 		goto out_unlink;
 	}
-	if (fclose(f) != 0 || rename(tmp, path) != 0)
+	if (fclose(f) != 0 || renameat(dirfd, tmp, dirfd, base) != 0)
 		goto out_unlink;
+	fsync(dirfd);
 	rc = 0;
-	goto out_free;
+	goto out_close_dir;
 out_unlink:
-	unlink(tmp);
+	saved = errno;
+	unlinkat(dirfd, tmp, 0);
+	errno = saved;
+out_close_dir:
+	saved = errno;
+	close(dirfd);
+	errno = saved;
 out_free:
 	free(tmp);
+	free(copy);
 	return rc;
 }
 
@@ -1388,7 +1452,12 @@ int cli_cmd_metrics(struct cli_globals *g, int argc, char **argv)
 	if (!output) {
 		fwrite(text, 1, len, stdout);
 	} else if (write_atomically(output, text, len) < 0) {
-		cli_error("metrics: cannot write %s: %s", output, strerror(errno));
+		if (errno == ELOOP)
+			cli_error("metrics: refusing to write %s: it is a symbolic link (give the "
+			          "path of a regular file)",
+			          output);
+		else
+			cli_error("metrics: cannot write %s: %s", output, strerror(errno));
 		rc = CLI_EXIT_FAIL;
 	}
 	free(text);

@@ -31,6 +31,8 @@ enum {
 	OPT_KEEP_MIN,
 	OPT_JSON,
 	OPT_VERSION,
+	OPT_FOLLOW_SYMLINK,
+	OPT_FORCE,
 };
 
 const struct option cli_global_longopts[] = {
@@ -39,6 +41,8 @@ const struct option cli_global_longopts[] = {
     {"retention-days", required_argument, NULL, OPT_RETENTION_DAYS},
     {"keep-min", required_argument, NULL, OPT_KEEP_MIN},
     {"json", no_argument, NULL, OPT_JSON},
+    {"follow-symlink", no_argument, NULL, OPT_FOLLOW_SYMLINK},
+    {"force", no_argument, NULL, OPT_FORCE},
     {"verbose", no_argument, NULL, 'v'},
     {NULL, 0, NULL, 0},
 };
@@ -157,6 +161,12 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 	case OPT_JSON:
 		g->json = true;
 		return 1;
+	case OPT_FOLLOW_SYMLINK:
+		g->follow_symlink = true;
+		return 1;
+	case OPT_FORCE:
+		g->force = true;
+		return 1;
 	case 'v':
 		g->verbose++;
 		return 1;
@@ -194,8 +204,13 @@ static void usage(FILE *f)
 	        "  --backup-dir DIR      the store (default $BRI_BACKUP_DIR, else the folder\n"
 	        "                        'backups' beside the database)\n"
 	        "  --retention-days N    cleanup removes backups older than N days (default %d)\n"
-	        "  --keep-min N          cleanup always keeps the newest N backups (default %d)\n"
+	        "  --keep-min N          cleanup keeps the newest N good backups (default %d)\n"
 	        "  --json                machine-readable output of list, verify, stats, health\n"
+	        "  --follow-symlink      accept a --db or --backup-dir path that is a symbolic\n"
+	        "                        link, and use what it points to (refused by default)\n"
+	        "  --force               accept a --backup-dir that is the database's own folder\n"
+	        "                        (refused by default: other .db files there would be\n"
+	        "                        taken for backups)\n"
 	        "  -v, --verbose         log what happens on stderr (twice: debug)\n"
 	        "  -h, --help            show this help (after a command: that command's help)\n"
 	        "  -V, --version         show the version\n"

@@ -28,9 +28,15 @@
 #define AUDIT_CHUNK      (1u << 20)  /* the prune's read and write buffers */
 #define AUDIT_LINE_MAX   (64u << 10) /* longer lines are kept unparsed */
 
-/* Opens audit.jsonl for appending and locks it, reopening if it was replaced. */
+/*
+ * Opens audit.jsonl for appending and locks it, reopening if it was replaced;
+ * -ESTALE when the store folder itself was replaced.
+ */
 static int open_locked(struct bri_store *s)
 {
+	/* A store folder replaced while open is written to no more (neither one). */
+	if (bri_store_check(s, NULL) < 0)
+		return -ESTALE;
 	for (int tries = 0; tries < 8; tries++) {
 		struct stat a, b;
 		int fd = openat(s->dirfd, AUDIT_FILE,
@@ -102,7 +108,8 @@ void bri_audit_record(struct bri_store *s, const char *op, const char *name, int
 	fd = open_locked(s);
 	if (fd < 0) {
 		bri_log(BRI_LOG_WARN, "cannot write the audit log in %s: %s", s->dir,
-		        strerror(-fd));
+		        fd == -ESTALE ? "the folder was moved or replaced while in use"
+		                      : strerror(-fd));
 		free(line);
 		return;
 	}

@@ -3,6 +3,8 @@
  * three files, and a read of .meta and .verify only for entries that are new
  * or changed since the previous scan. Symlinks and anything that is not a
  * regular file are never indexed, so a planted link cannot expose a file.
+ * A .db whose .meta does not parse is not a backup: it goes to the unknown
+ * list, apart from the backups, and its .verify is never read.
  */
 #include "bri/catalog.h"
 
@@ -97,8 +99,19 @@ static void load_entry(const struct bri_store *s, struct bri_entry *e)
 		snprintf(e->meta_error, sizeof(e->meta_error), "%s: %s", file,
 			 rc == -ENOENT ? "missing" : strerror(-rc));
 	}
-	e->time = e->meta_ok ? e->meta.time : e->db_st.st_mtime;
-	e->kind = e->meta_ok ? e->meta.kind : BRI_KIND_UNKNOWN;
+	if (!e->meta_ok) {
+		/* Not a backup: never verified as good, whatever a .verify says. */
+		e->time = e->db_st.st_mtime;
+		e->kind = BRI_KIND_UNKNOWN;
+		memset(&e->verify, 0, sizeof(e->verify));
+		e->verify.status = BRI_VERIFY_FAILED;
+		e->verify.checksum_ok = e->verify.integrity_ok = e->verify.counts_ok = -1;
+		snprintf(e->verify.reason, sizeof(e->verify.reason),
+		         "not a backup: no usable metadata (%.400s)", e->meta_error);
+		return;
+	}
+	e->time = e->meta.time;
+	e->kind = e->meta.kind;
 	if (e->kind == BRI_KIND_UNKNOWN)
 		e->kind = kind_by_name(e->name);
 	bri_verify_load(s, e->name, &e->verify);
@@ -109,11 +122,22 @@ static int by_name(const void *a, const void *b)
 	return strcmp((*(struct bri_entry *const *)a)->name, (*(struct bri_entry *const *)b)->name);
 }
 
+/* The entry called name, a backup or an unknown file, or NULL. */
+static struct bri_entry *find_any(const struct bri_catalog *c, const char *name)
+{
+	struct bri_entry key = {.name = (char *)name}, *kp = &key, **found;
+
+	if (!c->by_name)
+		return NULL;
+	found = bsearch(&kp, c->by_name, c->n + c->nunknown, sizeof(*c->by_name), by_name);
+	return found ? *found : NULL;
+}
+
 /* Takes the entry called name out of prev when its files are unchanged. */
 static struct bri_entry *take_unchanged(struct bri_catalog *prev, const struct bri_entry *fresh,
 					uint64_t *id)
 {
-	struct bri_entry *old = prev ? bri_catalog_find(prev, fresh->name) : NULL;
+	struct bri_entry *old = prev ? find_any(prev, fresh->name) : NULL;
 
 	if (!old)
 		return NULL;
@@ -127,21 +151,34 @@ static struct bri_entry *take_unchanged(struct bri_catalog *prev, const struct b
 	return old;
 }
 
-/* Drops the entries a newer scan took over from prev. */
-static void forget_moved(struct bri_catalog *prev)
+/* Removes the moved entries of list (n of them), keeping the order; the new count. */
+static size_t drop_moved(struct bri_entry **list, size_t n)
 {
 	size_t kept = 0;
 
-	for (size_t i = 0; i < prev->n; i++) {
-		if (prev->entries[i]->moved)
-			prev->entries[i]->moved = false;
+	for (size_t i = 0; i < n; i++) {
+		if (list[i]->moved)
+			list[i]->moved = false;
 		else
-			prev->entries[kept++] = prev->entries[i];
+			list[kept++] = list[i];
 	}
-	prev->n = kept;
-	if (prev->by_name && kept) {
-		memcpy(prev->by_name, prev->entries, kept * sizeof(*prev->entries));
-		qsort(prev->by_name, kept, sizeof(*prev->by_name), by_name);
+	return kept;
+}
+
+/* Drops the entries a newer scan took over from prev. */
+static void forget_moved(struct bri_catalog *prev)
+{
+	prev->n = drop_moved(prev->entries, prev->n);
+	prev->nunknown = prev->unknown ? drop_moved(prev->unknown, prev->nunknown) : 0;
+	if (prev->by_name) {
+		if (prev->n)
+			memcpy(prev->by_name, prev->entries, prev->n * sizeof(*prev->entries));
+		if (prev->nunknown)
+			memcpy(prev->by_name + prev->n, prev->unknown,
+			       prev->nunknown * sizeof(*prev->unknown));
+		if (prev->n + prev->nunknown)
+			qsort(prev->by_name, prev->n + prev->nunknown, sizeof(*prev->by_name),
+			      by_name);
 	}
 }
 
@@ -192,7 +229,7 @@ int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct
 {
 	struct bri_catalog *c = calloc(1, sizeof(*c));
 	char name[BRI_NAME_MAX + 1];
-	size_t cap = 0, reused = 0;
+	size_t cap = 0, reused = 0, total;
 	struct dirent *d;
 	DIR *dir = NULL;
 	struct stat live = {0};
@@ -263,22 +300,34 @@ int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct
 	}
 	closedir(dir);
 	dir = NULL;
-	c->by_name = malloc((c->n ? c->n : 1) * sizeof(*c->by_name));
-	if (!c->by_name) {
+	total = c->n;
+	c->by_name = malloc((total ? total : 1) * sizeof(*c->by_name));
+	c->unknown = malloc((total ? total : 1) * sizeof(*c->unknown));
+	if (!c->by_name || !c->unknown) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_fail;
 	}
 	/* An empty store has no entries array: memcpy and qsort want non-NULL. */
-	if (c->n) {
-		memcpy(c->by_name, c->entries, c->n * sizeof(*c->entries));
-		qsort(c->by_name, c->n, sizeof(*c->by_name), by_name);
+	if (total) {
+		memcpy(c->by_name, c->entries, total * sizeof(*c->entries));
+		qsort(c->by_name, total, sizeof(*c->by_name), by_name);
+		/* The backups stay in entries; the rest move to unknown. */
+		c->n = 0;
+		for (size_t i = 0; i < total; i++) {
+			if (c->entries[i]->kind == BRI_KIND_UNKNOWN)
+				c->unknown[c->nunknown++] = c->entries[i];
+			else
+				c->entries[c->n++] = c->entries[i];
+		}
 		qsort(c->entries, c->n, sizeof(*c->entries), newest_first);
+		qsort(c->unknown, c->nunknown, sizeof(*c->unknown), newest_first);
 	}
+	/* Unchanged when every entry was taken over and prev had no others. */
+	c->generation = prev ? prev->generation : 0;
+	if (!prev || reused != total || prev->n + prev->nunknown != total)
+		c->generation++;
 	if (prev)
 		forget_moved(prev);
-	c->generation = prev ? prev->generation : 0;
-	if (!prev || reused != c->n || prev->n != c->n)
-		c->generation++;
 	*out = c;
 	return 0;
 out_fail:
@@ -301,19 +350,26 @@ void bri_catalog_free(struct bri_catalog *c)
 		return;
 	for (size_t i = 0; i < c->n; i++)
 		free_entry(c->entries[i]);
+	for (size_t i = 0; i < c->nunknown; i++)
+		free_entry(c->unknown[i]);
 	free(c->entries);
+	free(c->unknown);
 	free(c->by_name);
 	free(c);
 }
 
 struct bri_entry *bri_catalog_find(const struct bri_catalog *c, const char *name)
 {
-	struct bri_entry key = {.name = (char *)name}, *kp = &key, **found;
+	struct bri_entry *e = find_any(c, name);
 
-	if (!c->by_name)
-		return NULL;
-	found = bsearch(&kp, c->by_name, c->n, sizeof(*c->by_name), by_name);
-	return found ? *found : NULL;
+	return e && e->kind != BRI_KIND_UNKNOWN ? e : NULL;
+}
+
+struct bri_entry *bri_catalog_find_unknown(const struct bri_catalog *c, const char *name)
+{
+	struct bri_entry *e = find_any(c, name);
+
+	return e && e->kind == BRI_KIND_UNKNOWN ? e : NULL;
 }
 
 struct bri_entry *bri_catalog_newest(const struct bri_catalog *c)

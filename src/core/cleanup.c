@@ -31,11 +31,30 @@ static int remove_backup(struct bri_store *s, const char *name, struct bri_err *
 	return bri_store_sync(s, err);
 }
 
+int bri_cleanup_plan(const struct bri_catalog *c, time_t now,
+                     const struct bri_retention_rules *rules, enum bri_retention_verdict *verdict)
+{
+	struct bri_retention_item *items = calloc(c->n ? c->n : 1, sizeof(*items));
+	int rc;
+
+	if (!items)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->n; i++)
+		items[i] = (struct bri_retention_item){
+		    .name = c->entries[i]->name,
+		    .time = c->entries[i]->time,
+		    .kind = c->entries[i]->kind,
+		    .failed = c->entries[i]->verify.status == BRI_VERIFY_FAILED,
+		};
+	rc = bri_retention_plan(items, c->n, now, rules, verdict);
+	free(items);
+	return rc;
+}
+
 int bri_cleanup(struct bri_store *s, const struct bri_retention_rules *rules, time_t now,
 		bool dry_run, const struct bri_op_ctx *ctx, struct bri_cleanup_item **items,
 		size_t *n, struct bri_err *err)
 {
-	struct bri_retention_item *ri = NULL;
 	enum bri_retention_verdict *verdict = NULL;
 	struct bri_cleanup_item *out = NULL;
 	struct bri_catalog *cat = NULL;
@@ -48,23 +67,24 @@ int bri_cleanup(struct bri_store *s, const struct bri_retention_rules *rules, ti
 	lockfd = bri_store_lock(s, err);
 	if (lockfd < 0)
 		return lockfd;
+	rc = bri_store_check(s, err);
+	if (rc < 0)
+		goto out_unlock;
 	rc = bri_catalog_scan(s, NULL, &cat, err);
 	if (rc < 0)
 		goto out_unlock;
-	ri = calloc(cat->n ? cat->n : 1, sizeof(*ri));
 	verdict = calloc(cat->n ? cat->n : 1, sizeof(*verdict));
 	out = calloc(cat->n ? cat->n : 1, sizeof(*out));
-	if (!ri || !verdict || !out) {
+	if (!verdict || !out) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}
-	for (size_t i = 0; i < cat->n; i++)
-		ri[i] = (struct bri_retention_item){.name = cat->entries[i]->name,
-						    .time = cat->entries[i]->time,
-						    .kind = cat->entries[i]->kind};
-	planned = bri_retention_plan(ri, cat->n, now, rules, verdict);
+	planned = bri_cleanup_plan(cat, now, rules, verdict);
 	if (planned < 0) {
-		rc = bri_err_set(err, planned, "retention days and keep_min must not be negative");
+		rc = planned == -ENOMEM
+		         ? bri_err_set(err, planned, "out of memory")
+		         : bri_err_set(err, planned,
+		                       "retention days and keep_min must not be negative");
 		goto out_free;
 	}
 	for (size_t i = 0; i < cat->n; i++) {
@@ -93,11 +113,41 @@ int bri_cleanup(struct bri_store *s, const struct bri_retention_rules *rules, ti
 out_free:
 	free(out);
 	free(verdict);
-	free(ri);
 	bri_catalog_free(cat);
 out_unlock:
 	bri_store_unlock(lockfd);
 	return rc;
+}
+
+/*
+ * 0 when name's .meta parses with the seed's keys, else -EINVAL with why: a
+ * .db without one is not a backup (perhaps another program's database in a
+ * shared folder), so a request by name does not remove it either.
+ */
+static int check_is_backup(struct bri_store *s, const char *name, struct bri_err *err)
+{
+	char file[BRI_NAME_MAX + 16], *text = NULL;
+	struct bri_err why = {0};
+	struct bri_meta meta;
+	size_t len;
+	int rc;
+
+	snprintf(file, sizeof(file), "%s.db.meta", name);
+	rc = bri_store_read_file(s, file, BRI_META_MAX_BYTES, &text, &len);
+	if (rc == 0) {
+		rc = bri_meta_parse(text, len, &meta, &why);
+		free(text);
+		if (rc == 0) {
+			bri_meta_free(&meta);
+			return 0;
+		}
+	} else {
+		bri_err_set(&why, rc, "%s: %s", file, rc == -ENOENT ? "missing" : strerror(-rc));
+	}
+	return bri_err_set(err, -EINVAL,
+	                   "%s.db in %s is not a backup (no usable metadata: %s), so it is not "
+	                   "removed; remove the file yourself if you mean to",
+	                   name, s->dir, why.msg);
 }
 
 static int delete_backup(struct bri_store *s, const char *name, bool lock_held,
@@ -115,9 +165,12 @@ static int delete_backup(struct bri_store *s, const char *name, bool lock_held,
 			goto out_audit;
 		}
 	}
-	if (!bri_store_has(s, name))
+	rc = bri_store_check(s, err);
+	if (rc == 0 && !bri_store_has(s, name))
 		rc = bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
-	else
+	else if (rc == 0)
+		rc = check_is_backup(s, name, err);
+	if (rc == 0)
 		rc = remove_backup(s, name, err);
 	bri_store_unlock(lockfd);
 out_audit:

@@ -20,6 +20,7 @@
 #include "bri/checksum.h"
 #include "bri/log.h"
 #include "bri/snapshot.h"
+#include "bri/testpoint.h"
 
 static int choose_name(struct bri_store *s, const struct bri_create_opts *o, time_t now,
 		       char name[BRI_NAME_MAX + 1], struct bri_err *err)
@@ -137,9 +138,18 @@ static void *watch_copy(void *arg)
 	return NULL;
 }
 
-/* bri_snapshot_take, reporting progress when ctx has a progress function. */
-static int snapshot_with_progress(const char *src, const char *dst, int fd, uint64_t total,
-				  int busy_timeout_ms, const struct bri_op_ctx *ctx,
+/* The snapshot into the temporary file: o->fill, else bri_snapshot_take. */
+static int snapshot(const struct bri_create_opts *o, const char *src, const char *dst, int fd,
+		    struct bri_snapshot_info *info, struct bri_err *err)
+{
+	if (o->fill)
+		return o->fill(o->fill_arg, dst, fd, info, err);
+	return bri_snapshot_take(src, dst, o->busy_timeout_ms, info, err);
+}
+
+/* snapshot(), reporting progress when ctx has a progress function. */
+static int snapshot_with_progress(const struct bri_create_opts *o, const char *src, const char *dst,
+				  int fd, uint64_t total, const struct bri_op_ctx *ctx,
 				  struct bri_snapshot_info *info, struct bri_err *err)
 {
 	struct copy_watch w = {.fd = fd, .total = total, .ctx = ctx};
@@ -148,12 +158,12 @@ static int snapshot_with_progress(const char *src, const char *dst, int fd, uint
 	int rc;
 
 	if (!ctx || !ctx->progress)
-		return bri_snapshot_take(src, dst, busy_timeout_ms, info, err);
+		return snapshot(o, src, dst, fd, info, err);
 	ctx->progress(ctx->progress_arg, "copy", 0, total);
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
 	watching = pthread_create(&thread, NULL, watch_copy, &w) == 0;
-	rc = bri_snapshot_take(src, dst, busy_timeout_ms, info, err);
+	rc = snapshot(o, src, dst, fd, info, err);
 	if (watching) {
 		pthread_mutex_lock(&w.lock);
 		w.done = true;
@@ -207,6 +217,7 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 				 strerror(errno));
 		goto out_audit;
 	}
+	bri_testpoint("create-start");
 	if (!o.lock_held) {
 		lockfd = bri_store_lock(s, err);
 		if (lockfd < 0) {
@@ -214,6 +225,10 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 			goto out_audit;
 		}
 	}
+	/* A store folder replaced since it was opened gets nothing, not even a temporary file. */
+	rc = bri_store_check(s, err);
+	if (rc < 0)
+		goto out_unlock;
 	rc = choose_name(s, &o, now, name, err);
 	if (rc < 0)
 		goto out_unlock;
@@ -222,13 +237,19 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 		rc = fd;
 		goto out_unlock;
 	}
-	tmp_path = bri_store_path(s, tmp, NULL);
+	/* SQLite opens the copy by name: a name through the store's descriptor. */
+	tmp_path = bri_store_fd_path(s, tmp, NULL);
 	if (!tmp_path) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_remove_tmp;
 	}
-	rc = snapshot_with_progress(s->db_path, tmp_path, fd, (uint64_t)st.st_size,
-				    o.busy_timeout_ms, ctx, &info, err);
+	rc = snapshot_with_progress(&o, s->db_path, tmp_path, fd, (uint64_t)st.st_size, ctx, &info,
+				    err);
+	if (rc < 0)
+		goto out_remove_tmp;
+	bri_testpoint("create-copied");
+	/* Replaced while copying: the copy is removed, nothing is published. */
+	rc = bri_store_check(s, err);
 	if (rc < 0)
 		goto out_remove_tmp;
 

@@ -20,13 +20,14 @@ enum bri_log_level bri_log_current_level = BRI_LOG_WARN;
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Everything below is guarded by log_lock. */
-static bool log_to_stderr = true;  /* write lines to stderr */
-static bool log_to_syslog;         /* write lines to syslog */
-static FILE *log_file;             /* append lines here, or NULL */
-static char **ring;                /* recent lines, ring_cap slots */
-static size_t ring_cap;            /* slots in ring */
-static size_t ring_next;           /* next slot to write */
-static size_t ring_count;          /* filled slots */
+static bool log_to_stderr = true; /* write lines to stderr */
+static bool log_to_syslog;        /* write lines to syslog */
+static FILE *log_file;            /* append lines here, or NULL */
+static char *log_file_path;       /* its path, for bri_log_reopen */
+static char **ring;               /* recent lines, ring_cap slots */
+static size_t ring_cap;           /* slots in ring */
+static size_t ring_next;          /* next slot to write */
+static size_t ring_count;         /* filled slots */
 
 static const char *level_names[] = {"error", "warning", "info", "debug"};
 
@@ -34,11 +35,19 @@ int bri_log_init(const struct bri_log_config *cfg)
 {
 	FILE *f = NULL;
 	char **r = NULL;
+	char *path = NULL;
 
 	if (cfg->file) {
+		path = strdup(cfg->file);
+		if (!path)
+			return -ENOMEM;
 		f = fopen(cfg->file, "ae");
-		if (!f)
-			return -errno;
+		if (!f) {
+			int rc = -errno;
+
+			free(path);
+			return rc;
+		}
 		setvbuf(f, NULL, _IOLBF, 0);
 	}
 	if (cfg->ring_lines) {
@@ -46,6 +55,7 @@ int bri_log_init(const struct bri_log_config *cfg)
 		if (!r) {
 			if (f)
 				fclose(f);
+			free(path);
 			return -ENOMEM;
 		}
 	}
@@ -57,6 +67,7 @@ int bri_log_init(const struct bri_log_config *cfg)
 	if (log_to_syslog)
 		openlog("bri-backupfs", LOG_PID, LOG_DAEMON);
 	log_file = f;
+	log_file_path = path;
 	ring = r;
 	ring_cap = cfg->ring_lines;
 	ring_next = ring_count = 0;
@@ -70,6 +81,8 @@ void bri_log_shutdown(void)
 	if (log_file)
 		fclose(log_file);
 	log_file = NULL;
+	free(log_file_path);
+	log_file_path = NULL;
 	if (log_to_syslog)
 		closelog();
 	log_to_syslog = false;
@@ -79,6 +92,31 @@ void bri_log_shutdown(void)
 	ring = NULL;
 	ring_cap = ring_next = ring_count = 0;
 	pthread_mutex_unlock(&log_lock);
+}
+
+int bri_log_reopen(void)
+{
+	FILE *f, *old;
+	int rc = 0;
+
+	pthread_mutex_lock(&log_lock);
+	if (!log_file_path) {
+		pthread_mutex_unlock(&log_lock);
+		return 0;
+	}
+	f = fopen(log_file_path, "ae");
+	if (!f) {
+		rc = -errno; /* keep writing to the old file: no line is lost */
+		pthread_mutex_unlock(&log_lock);
+		return rc;
+	}
+	setvbuf(f, NULL, _IOLBF, 0);
+	old = log_file;
+	log_file = f;
+	pthread_mutex_unlock(&log_lock);
+	if (old)
+		fclose(old);
+	return 0;
 }
 
 void bri_log_write(enum bri_log_level level, const char *fmt, ...)

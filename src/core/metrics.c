@@ -71,9 +71,9 @@ int bri_metrics_render(const struct bri_store *s, const struct bri_catalog *c, t
 	struct bri_audit_last last[4];
 	struct text t = {.cap = 4096};
 	struct bri_stats st;
-	char *health;
+	enum bri_health_level level;
+	char *health = NULL;
 	size_t hlen;
-	bool ok;
 
 	t.buf = malloc(t.cap);
 	if (!t.buf)
@@ -85,10 +85,11 @@ int bri_metrics_render(const struct bri_store *s, const struct bri_catalog *c, t
 	else
 		for (size_t i = 0; i < 4; i++)
 			last[i] = (struct bri_audit_last){.duration_s = -1};
-	ok = bri_health_check(c, now, rules, false, &health, &hlen);
+	level = bri_health_assess(c, now, rules, false, &health, &hlen);
 	free(health);
 
-	header(&t, "bri_backups", "gauge", "Backups in the store, by kind.");
+	header(&t, "bri_backups", "gauge",
+	       "Backups in the store, by kind (unknown: .db files that are not backups).");
 	for (int k = BRI_KIND_AUTO; k <= BRI_KIND_UNKNOWN; k++)
 		add(&t, "bri_backups{kind=\"%s\"} %zu\n", bri_kind_name((enum bri_kind)k),
 		    st.by_kind[k]);
@@ -108,9 +109,18 @@ int bri_metrics_render(const struct bri_store *s, const struct bri_catalog *c, t
 	add(&t, "bri_backup_verification{result=\"ok\"} %zu\n", st.verified_ok);
 	add(&t, "bri_backup_verification{result=\"failed\"} %zu\n", st.verify_failed);
 	add(&t, "bri_backup_verification{result=\"unverified\"} %zu\n", st.unverified);
+	header(&t, "bri_backup_good", "gauge",
+	       "Good backups: the last verification did not fail (unverified counts).");
+	add(&t, "bri_backup_good %zu\n", st.good);
 	header(&t, "bri_backup_healthy", "gauge",
-	       "1 when health is ok, 0 on a warning (old or few backups, failed verification).");
-	add(&t, "bri_backup_healthy %d\n", ok ? 1 : 0);
+	       "1 when health is ok, 0 on a warning or critical.");
+	add(&t, "bri_backup_healthy %d\n", level == BRI_HEALTH_OK ? 1 : 0);
+	header(&t, "bri_backup_health", "gauge",
+	       "Health level: 1 for the current one of ok, warning, critical (no good backup).");
+	for (int l = BRI_HEALTH_OK; l <= BRI_HEALTH_CRITICAL; l++)
+		add(&t, "bri_backup_health{level=\"%s\"} %d\n",
+		    bri_health_level_name((enum bri_health_level)l),
+		    level == (enum bri_health_level)l);
 	header(&t, "bri_backup_last_run_timestamp_seconds", "gauge",
 	       "When the operation last ran (Unix seconds).");
 	for (size_t i = 0; i < 4; i++)

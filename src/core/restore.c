@@ -1,8 +1,10 @@
 /*
  * Restoring a backup into the live database: resolve what to restore, verify
- * it, take a safety backup of the live database, copy the backup in through
- * SQLite's backup API (one transaction on the live file) and quick_check it.
- * The store's lock is held throughout, so no create or cleanup interleaves.
+ * it, take the live database's write lock, take a safety backup of the live
+ * database under that lock (so every commit acknowledged before the restore
+ * is in it), copy the backup in through SQLite's backup API (one transaction
+ * on the live file) and quick_check it. The store's lock is held throughout,
+ * so no create or cleanup interleaves.
  */
 #include "bri/restore.h"
 
@@ -19,6 +21,7 @@
 #include "bri/create.h"
 #include "bri/log.h"
 #include "bri/snapshot.h"
+#include "bri/testpoint.h"
 
 /* What is restored: the file, and its metadata when there is some. */
 struct source {
@@ -139,7 +142,8 @@ static int resolve(struct bri_store *s, const char *what, struct source *src, st
 				   "no backup named %s in %s (bri-backup list shows them)", what,
 				   s->dir);
 	}
-	src->path = bri_store_path(s, src->store_name, ".db");
+	/* Read through the store's descriptor: the folder verified is the folder copied. */
+	src->path = bri_store_fd_path(s, src->store_name, ".db");
 	if (!src->path)
 		return bri_err_set(err, -ENOMEM, "out of memory");
 	load_meta_file(src->path, src);
@@ -176,6 +180,13 @@ static int verify_source(struct bri_store *s, struct source *src, const struct b
 	return 0;
 }
 
+/* bri_create's fill for the safety backup: the live database under the restore's lock. */
+static int save_safety(void *arg, const char *tmp_path, int fd, struct bri_snapshot_info *info,
+		       struct bri_err *err)
+{
+	return bri_snapshot_restore_save(arg, tmp_path, fd, info, err);
+}
+
 int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_opts *opts,
 		const struct bri_op_ctx *ctx, struct bri_restore_report *report, struct bri_err *err)
 {
@@ -183,6 +194,9 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 	struct bri_err local = {0};
 	struct source src = {0};
 	double start = bri_now_mono();
+	struct bri_snapshot_restore *live = NULL;
+	bool live_exists;
+	char *scratch;
 	struct stat st;
 	int lockfd, rc;
 
@@ -199,7 +213,9 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 		rc = lockfd;
 		goto out_report;
 	}
-	rc = resolve(s, what, &src, err);
+	rc = bri_store_check(s, err);
+	if (rc == 0)
+		rc = resolve(s, what, &src, err);
 	if (rc < 0)
 		goto out_unlock;
 	snprintf(report->source, sizeof(report->source), "%s",
@@ -209,11 +225,23 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 		if (rc < 0)
 			goto out_unlock;
 	}
-	if (stat(s->db_path, &st) == 0) {
+	live_exists = stat(s->db_path, &st) == 0;
+	/* From here the live database's write lock is held: no commit can fall
+	 * between the safety backup and the restore. */
+	scratch = bri_store_fd_path(s, NULL, NULL);
+	rc = scratch ? bri_snapshot_restore_begin(src.path, s->db_path, scratch, o.busy_timeout_ms,
+						  &live, err)
+		     : bri_err_set(err, -ENOMEM, "out of memory");
+	free(scratch);
+	if (rc < 0)
+		goto out_unlock;
+	if (live_exists) {
 		struct bri_create_opts co = {
 			.kind = BRI_KIND_SAFETY,
 			.busy_timeout_ms = o.busy_timeout_ms,
 			.lock_held = true,
+			.fill = save_safety,
+			.fill_arg = live,
 		};
 		char *safety = NULL;
 
@@ -221,19 +249,22 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 		if (rc < 0) {
 			bri_err_wrap(err, rc, "cannot take the safety backup, so nothing was "
 				     "restored");
-			goto out_unlock;
+			goto out_end_restore;
 		}
 		snprintf(report->safety_name, sizeof(report->safety_name), "%s", safety);
 		free(safety);
 	}
+	bri_testpoint("restore_after_safety");
 	if (ctx && ctx->progress)
 		ctx->progress(ctx->progress_arg, "restore", 0, 0);
-	rc = bri_snapshot_restore(src.path, s->db_path, s->dir, o.busy_timeout_ms, err);
+	rc = bri_snapshot_restore_commit(live, err);
 	if (rc < 0 && rc != -EBADMSG && report->safety_name[0]) {
 		/* The live database is unchanged: its copy is not needed. */
 		bri_delete_locked(s, report->safety_name, ctx, NULL);
 		report->safety_name[0] = '\0';
 	}
+out_end_restore:
+	bri_snapshot_restore_end(live);
 out_unlock:
 	bri_store_unlock(lockfd);
 out_report:

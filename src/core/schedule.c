@@ -70,25 +70,26 @@ int bri_schedule_parse(const char *spec, struct bri_schedule *out, struct bri_er
 
 		if (!(isdigit((unsigned char)t[0]) && isdigit((unsigned char)t[1]) && t[2] == ':' &&
 		      isdigit((unsigned char)t[3]) && isdigit((unsigned char)t[4]) && !t[5]))
-			return bri_err_set(err, -EINVAL,
-					   "schedule '%s': the time must be HH:MM, e.g. daily@02:00",
-					   spec);
+			return bri_err_set(
+			    err, -EINVAL, "schedule '%s': the time must be HH:MM, e.g. daily@02:00",
+			    spec);
 		sc.kind = BRI_SCHEDULE_DAILY;
 		sc.hour = (t[0] - '0') * 10 + (t[1] - '0');
 		sc.minute = (t[3] - '0') * 10 + (t[4] - '0');
 		if (sc.hour > 23 || sc.minute > 59)
-			return bri_err_set(err, -EINVAL, "schedule '%s': no such time of day", spec);
+			return bri_err_set(err, -EINVAL, "schedule '%s': no such time of day",
+			                   spec);
 	} else if (strncmp(spec, "every=", 6) == 0) {
 		sc.kind = BRI_SCHEDULE_EVERY;
 		if (bri_duration_parse(spec + 6, &sc.interval_s) < 0 || sc.interval_s < 1)
 			return bri_err_set(err, -EINVAL,
-					   "schedule '%s': the interval must be N or N followed by "
-					   "s, m, h or d, e.g. every=6h",
-					   spec);
+			                   "schedule '%s': the interval must be N or N followed by "
+			                   "s, m, h or d, e.g. every=6h",
+			                   spec);
 	} else {
 		return bri_err_set(err, -EINVAL,
-				   "unknown schedule '%s' (use daily@HH:MM, hourly or every=6h)",
-				   spec);
+		                   "unknown schedule '%s' (use daily@HH:MM, hourly or every=6h)",
+		                   spec);
 	}
 	*out = sc;
 	return 0;
@@ -152,7 +153,11 @@ bool bri_schedule_due(const struct bri_schedule *sc, time_t last_run, time_t now
 {
 	if (sc->kind == BRI_SCHEDULE_NONE)
 		return false;
-	if (!last_run)
+	/*
+	 * A last run in the future (the clock went back, a store restored
+	 * from another machine) is no run: due now, rather than never.
+	 */
+	if (!last_run || last_run > now)
 		return true;
 	if (sc->kind == BRI_SCHEDULE_EVERY)
 		return now - last_run >= sc->interval_s;

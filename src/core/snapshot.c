@@ -70,6 +70,7 @@ static int db_errno(sqlite3 *db, int rc)
  * files pass straight through.
  */
 #define WC_VFS_NAME "bri-write-combine"
+#define FD_VFS_NAME "bri-fd-path"
 /* The unix VFS writes at most 0x1ffff bytes a call (seekAndWrite masks the length). */
 #define WC_BUF_BYTES 0x1ffffu
 #define WC_FCNTL_FLUSH 0x62726901 /* private op: write the buffer out, return its result */
@@ -84,9 +85,11 @@ struct wc_file {
 };
 
 static sqlite3_vfs wc_vfs;
+static sqlite3_vfs fd_vfs; /* the default VFS with wc_full_pathname, for reading backups */
 static sqlite3_vfs *wc_root;
 static pthread_once_t wc_once = PTHREAD_ONCE_INIT;
 static int wc_registered = SQLITE_ERROR;
+static int fd_registered = SQLITE_ERROR;
 
 static int wc_flush(struct wc_file *f)
 {
@@ -322,6 +325,26 @@ static int wc_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int f
 	return rc;
 }
 
+/*
+ * A name through the store's descriptor ("/proc/self/fd/N/...") stays one:
+ * resolving it, as the unix VFS does with symlinks, would turn it back into
+ * the store's path, which may name another folder by the time SQLite opens
+ * the file (or its -journal and -wal beside it).
+ */
+static int wc_full_pathname(sqlite3_vfs *vfs, const char *name, int n, char *out)
+{
+	static const char fd_prefix[] = "/proc/self/fd/";
+	size_t len = strlen(name);
+
+	(void)vfs;
+	if (strncmp(name, fd_prefix, sizeof(fd_prefix) - 1) != 0)
+		return wc_root->xFullPathname(wc_root, name, n, out);
+	if (len >= (size_t)n)
+		return SQLITE_CANTOPEN;
+	memcpy(out, name, len + 1);
+	return SQLITE_OK;
+}
+
 static void wc_register(void)
 {
 	wc_root = sqlite3_vfs_find(NULL);
@@ -332,7 +355,13 @@ static void wc_register(void)
 	wc_vfs.zName = WC_VFS_NAME;
 	wc_vfs.szOsFile = (int)(WC_REAL_OFFSET + (size_t)wc_root->szOsFile);
 	wc_vfs.xOpen = wc_open;
+	wc_vfs.xFullPathname = wc_full_pathname;
 	wc_registered = sqlite3_vfs_register(&wc_vfs, 0);
+	fd_vfs = *wc_root;
+	fd_vfs.pNext = NULL;
+	fd_vfs.zName = FD_VFS_NAME;
+	fd_vfs.xFullPathname = wc_full_pathname;
+	fd_registered = sqlite3_vfs_register(&fd_vfs, 0);
 }
 
 /* The write-combining VFS's name, or NULL (the default VFS) if unavailable. */
@@ -342,6 +371,19 @@ static const char *wc_vfs_name(void)
 	return wc_registered == SQLITE_OK ? WC_VFS_NAME : NULL;
 }
 
+/*
+ * The VFS for opening path: for a name through a folder's descriptor
+ * ("/proc/self/fd/N/..."), the default one that keeps such names as they
+ * are (wc_full_pathname); else NULL, the default VFS itself.
+ */
+static const char *fd_vfs_name(const char *path)
+{
+	if (strncmp(path, "/proc/self/fd/", 14) != 0)
+		return NULL;
+	pthread_once(&wc_once, wc_register);
+	return fd_registered == SQLITE_OK ? FD_VFS_NAME : NULL;
+}
+
 static int open_db_vfs(const char *path, int flags, const char *vfs, int busy_timeout_ms,
 		       sqlite3 **out, struct bri_err *err)
 {
@@ -349,10 +391,17 @@ static int open_db_vfs(const char *path, int flags, const char *vfs, int busy_ti
 	int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, vfs);
 
 	if (rc != SQLITE_OK) {
-		int e = sqlite_errno(rc);
+		bool symlink = db && sqlite3_extended_errcode(db) == SQLITE_CANTOPEN_SYMLINK;
+		int e = symlink ? -ELOOP : sqlite_errno(rc);
 
-		bri_err_set(err, e, "cannot open database %s: %s", path,
-			    db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		if (symlink)
+			bri_err_set(err, e,
+				    "refusing to open database %s: it is, or its path passes "
+				    "through, a symbolic link",
+				    path);
+		else
+			bri_err_set(err, e, "cannot open database %s: %s", path,
+				    db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		sqlite3_close(db);
 		return e;
 	}
@@ -399,6 +448,20 @@ static int query_int(sqlite3 *db, const char *sql, int64_t *out, struct bri_err 
 	return 0;
 }
 
+/* Fills err for a backup step on dst that returned rc (not SQLITE_DONE/OK). */
+static int step_error(sqlite3 *dst, int rc, const char *what, struct bri_err *err)
+{
+	int e = db_errno(dst, rc);
+
+	if (e == -EBUSY)
+		return bri_err_set(err, e, "%s: database is locked (another process holds "
+				   "a lock past the busy timeout); nothing was changed",
+				   what);
+	return bri_err_set(err, e, "%s: %s", what,
+			   sqlite3_errcode(dst) != SQLITE_OK ? sqlite3_errmsg(dst)
+							     : sqlite3_errstr(rc));
+}
+
 /* Runs a whole-database copy from src to dst in one step. */
 static int copy_all(sqlite3 *dst, sqlite3 *src, const char *what, struct bri_err *err)
 {
@@ -410,17 +473,8 @@ static int copy_all(sqlite3 *dst, sqlite3 *src, const char *what, struct bri_err
 				   sqlite3_errmsg(dst));
 	rc = sqlite3_backup_step(b, -1);
 	sqlite3_backup_finish(b);
-	if (rc != SQLITE_DONE) {
-		int e = db_errno(dst, rc);
-
-		if (e == -EBUSY)
-			return bri_err_set(err, e, "%s: database is locked (another process holds "
-					   "a lock past the busy timeout); nothing was changed",
-					   what);
-		return bri_err_set(err, e, "%s: %s", what,
-				   sqlite3_errcode(dst) != SQLITE_OK ? sqlite3_errmsg(dst)
-								     : sqlite3_errstr(rc));
-	}
+	if (rc != SQLITE_DONE)
+		return step_error(dst, rc, what, err);
 	return 0;
 }
 
@@ -508,28 +562,42 @@ int bri_snapshot_check(sqlite3 *db, bool quick, struct bri_err *err)
 	return result;
 }
 
-int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeout_ms,
+/*
+ * What a finished copy at dst says about itself: page size and count, row
+ * counts. The copy's journal mode becomes DELETE first: a copy of a WAL
+ * database says WAL in its header, and readers on read-only media could not
+ * open it.
+ */
+static int describe_copy(sqlite3 *dst, struct bri_snapshot_info *out, struct bri_err *err)
+{
+	int rc;
+
+	rc = exec_sql(dst, "PRAGMA journal_mode=DELETE", "setting the backup's journal mode", err);
+	if (rc == 0)
+		rc = query_int(dst, "PRAGMA page_size", &out->page_size, err);
+	if (rc == 0)
+		rc = query_int(dst, "PRAGMA page_count", &out->page_count, err);
+	if (rc == 0)
+		rc = bri_snapshot_count_rows(dst, &out->tables, &out->ntables, err);
+	return rc;
+}
+
+/*
+ * Copies the database of the open connection src into dst_path (an empty
+ * temporary file) with the backup API, through the write-combining VFS.
+ * Fills info on success only.
+ */
+static int take_from(sqlite3 *src, const char *dst_path, int busy_timeout_ms,
 		      struct bri_snapshot_info *info, struct bri_err *err)
 {
 	struct bri_snapshot_info out = {0};
-	sqlite3 *src = NULL, *dst = NULL;
-	int64_t probe;
+	sqlite3 *dst = NULL;
 	int rc;
 
-	rc = open_db(src_path, SQLITE_OPEN_READONLY, busy_timeout_ms, &src, err);
-	if (rc < 0)
-		return rc;
-	/* Fails early, with SQLite's words, on a file that is not a database. */
-	rc = query_int(src, "SELECT count(*) FROM sqlite_schema", &probe, err);
-	if (rc < 0) {
-		bri_err_set(err, rc, "cannot read the live database %s: %s", src_path,
-			    sqlite3_errmsg(src));
-		goto out_close_src;
-	}
 	rc = open_db_vfs(dst_path, SQLITE_OPEN_READWRITE, wc_vfs_name(), busy_timeout_ms, &dst,
 			 err);
 	if (rc < 0)
-		goto out_close_src;
+		return rc;
 	/* The copy is a private temporary file until published: no journal, one
 	 * fsync by the caller at the end. */
 	rc = exec_sql(dst, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", "backup file", err);
@@ -538,16 +606,7 @@ int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeo
 	rc = copy_all(dst, src, "backup", err);
 	if (rc < 0)
 		goto out_close_dst;
-	/* A copy of a WAL database says WAL in its header: readers on read-only
-	 * media could not open it. */
-	rc = exec_sql(dst, "PRAGMA journal_mode=DELETE", "setting the backup's journal mode", err);
-	if (rc < 0)
-		goto out_close_dst;
-	rc = query_int(dst, "PRAGMA page_size", &out.page_size, err);
-	if (rc == 0)
-		rc = query_int(dst, "PRAGMA page_count", &out.page_count, err);
-	if (rc == 0)
-		rc = bri_snapshot_count_rows(dst, &out.tables, &out.ntables, err);
+	rc = describe_copy(dst, &out, err);
 	if (rc < 0)
 		goto out_close_dst;
 	/* Every deferred write is in the file, or its error is reported here. */
@@ -561,14 +620,37 @@ int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeo
 out_close_dst:
 	if (sqlite3_close(dst) != SQLITE_OK && rc == 0)
 		rc = bri_err_set(err, -EIO, "cannot close the backup file");
-out_close_src:
-	sqlite3_close(src);
 	/* info is set only on success: a failed close must not hand out tables
 	 * that are freed here (the caller would free them again). */
 	if (rc == 0)
 		*info = out;
 	else
 		bri_snapshot_info_free(&out);
+	return rc;
+}
+
+int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeout_ms,
+		      struct bri_snapshot_info *info, struct bri_err *err)
+{
+	sqlite3 *src = NULL;
+	int64_t probe;
+	int rc;
+
+	/* The live database: never through a symlink (the caller's path is canonical). */
+	rc = open_db(src_path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, busy_timeout_ms, &src,
+		     err);
+	if (rc < 0)
+		return rc;
+	/* Fails early, with SQLite's words, on a file that is not a database. */
+	rc = query_int(src, "SELECT count(*) FROM sqlite_schema", &probe, err);
+	if (rc < 0) {
+		bri_err_set(err, rc, "cannot read the live database %s: %s", src_path,
+			    sqlite3_errmsg(src));
+		goto out_close_src;
+	}
+	rc = take_from(src, dst_path, busy_timeout_ms, info, err);
+out_close_src:
+	sqlite3_close(src);
 	return rc;
 }
 
@@ -593,7 +675,8 @@ int bri_snapshot_open_backup(const char *path, sqlite3 **out, struct bri_err *er
 		}
 	}
 	strcpy(p, "?immutable=1");
-	rc = open_db(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, 5000, out, err);
+	rc = open_db_vfs(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, fd_vfs_name(path), 5000, out,
+			 err);
 	free(uri);
 	if (rc < 0)
 		bri_err_wrap(err, rc, "cannot open %s as SQLite", path);
@@ -660,22 +743,91 @@ static int match_page_size(sqlite3 *live, sqlite3 *src, const char *scratch_dir,
 	return 0;
 }
 
-int bri_snapshot_restore(const char *backup_path, const char *live_path, const char *scratch_dir,
-			 int busy_timeout_ms, struct bri_err *err)
+/*
+ * A restore in progress. After bri_snapshot_restore_begin, the backup handle
+ * has run sqlite3_backup_step(b, 0): SQLite then holds the live database's
+ * write lock (WAL: the WAL write lock, readers go on; rollback journal: an
+ * EXCLUSIVE lock, readers get SQLITE_BUSY) and keeps it until the copy
+ * finishes or is abandoned, having copied no page. No commit can happen in
+ * between, so the safety copy taken then (bri_snapshot_restore_save) holds
+ * every commit acknowledged before the restore.
+ */
+struct bri_snapshot_restore {
+	sqlite3 *src;        /* the backup, opened immutable */
+	sqlite3 *rebuilt;    /* the backup rebuilt with the live page size, or NULL */
+	char *rebuilt_path;  /* rebuilt's temporary file, removed at the end */
+	sqlite3 *live;       /* the connection on the live database */
+	sqlite3_backup *b;   /* (rebuilt or src) -> live; NULL once finished */
+	char *live_path;     /* the live database */
+	int busy_timeout_ms; /* how long one wait for a lock may last */
+	double busy_since;   /* monotonic start of the current wait (restore_busy) */
+};
+
+/* How often restore_busy tries again (nanoseconds). */
+#define RESTORE_BUSY_POLL_NS (1000 * 1000)
+
+/*
+ * The busy handler of the restore's connection on the live database.
+ * SQLite's own (sqlite3_busy_timeout) sleeps 1, 2, 5, ... then 100 ms
+ * between tries; a writer committing back to back holds the lock nearly all
+ * the time, and such tries seldom land in one of its gaps. This one tries
+ * again every millisecond, up to the busy timeout of each wait.
+ */
+static int restore_busy(void *arg, int count)
 {
-	sqlite3 *src = NULL, *live = NULL, *rebuilt = NULL;
-	char *rebuilt_path = NULL;
+	struct bri_snapshot_restore *r = arg;
+	struct timespec tick = {.tv_sec = 0, .tv_nsec = RESTORE_BUSY_POLL_NS};
+	double now = bri_now_mono();
+
+	if (count == 0)
+		r->busy_since = now;
+	if ((now - r->busy_since) * 1000.0 >= (double)r->busy_timeout_ms)
+		return 0;
+	nanosleep(&tick, NULL);
+	return 1;
+}
+
+void bri_snapshot_restore_end(struct bri_snapshot_restore *r)
+{
+	if (!r)
+		return;
+	/* Unfinished: SQLite rolls the destination back, nothing was written. */
+	if (r->b)
+		sqlite3_backup_finish(r->b);
+	sqlite3_close(r->live);
+	sqlite3_close(r->rebuilt);
+	if (r->rebuilt_path)
+		unlink(r->rebuilt_path);
+	free(r->rebuilt_path);
+	sqlite3_close(r->src);
+	free(r->live_path);
+	free(r);
+}
+
+int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,
+			       const char *scratch_dir, int busy_timeout_ms,
+			       struct bri_snapshot_restore **out, struct bri_err *err)
+{
+	struct bri_snapshot_restore *r = calloc(1, sizeof(*r));
 	int64_t tables = -1;
 	int rc;
 
-	rc = bri_snapshot_open_backup(backup_path, &src, err);
+	if (!r)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	r->busy_timeout_ms = busy_timeout_ms;
+	r->live_path = strdup(live_path);
+	if (!r->live_path) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_end;
+	}
+	rc = bri_snapshot_open_backup(backup_path, &r->src, err);
 	if (rc < 0)
-		return rc;
-	rc = query_int(src, "SELECT count(*) FROM sqlite_schema", &tables, err);
+		goto out_end;
+	rc = query_int(r->src, "SELECT count(*) FROM sqlite_schema", &tables, err);
 	if (rc < 0) {
 		bri_err_set(err, rc, "cannot read the backup %s: %s", backup_path,
-			    sqlite3_errmsg(src));
-		goto out_close_src;
+			    sqlite3_errmsg(r->src));
+		goto out_end;
 	}
 	/* An empty file is a valid empty database to SQLite: never a backup. */
 	if (tables == 0) {
@@ -683,31 +835,173 @@ int bri_snapshot_restore(const char *backup_path, const char *live_path, const c
 				 "%s holds no tables: refusing to replace the live database with "
 				 "an empty one; nothing was changed",
 				 backup_path);
-		goto out_close_src;
+		goto out_end;
 	}
-	rc = open_db(live_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, busy_timeout_ms, &live,
-		     err);
+	/* Never through a symlink: SQLite opens the file, its -journal and -wal
+	 * with O_NOFOLLOW and refuses a symlink anywhere in live_path. */
+	rc = open_db(live_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
+		     busy_timeout_ms, &r->live, err);
 	if (rc < 0)
-		goto out_close_src;
-	rc = match_page_size(live, src, scratch_dir, &rebuilt, &rebuilt_path, err);
+		goto out_end;
+	sqlite3_busy_handler(r->live, restore_busy, r);
+	rc = match_page_size(r->live, r->src, scratch_dir, &r->rebuilt, &r->rebuilt_path, err);
+	if (rc < 0)
+		goto out_end;
+	r->b = sqlite3_backup_init(r->live, "main", r->rebuilt ? r->rebuilt : r->src, "main");
+	if (!r->b) {
+		rc = bri_err_set(err, sqlite_errno(sqlite3_errcode(r->live)), "restore: %s",
+				 sqlite3_errmsg(r->live));
+		goto out_end;
+	}
+	/* Takes the live database's write lock (waiting up to the busy timeout)
+	 * and keeps it; copies nothing. */
+	rc = sqlite3_backup_step(r->b, 0);
+	if (rc != SQLITE_OK) {
+		rc = step_error(r->live, rc, "restore", err);
+		goto out_end;
+	}
+	*out = r;
+	return 0;
+out_end:
+	bri_snapshot_restore_end(r);
+	return rc;
+}
+
+/* Bytes of the live file read per call by save_file. */
+#define SAVE_CHUNK (1024 * 1024)
+
+/*
+ * Copies the live file's bytes into fd through the restore connection's own
+ * file handle (xRead), which holds the EXCLUSIVE lock: another connection
+ * could not read it, and a new descriptor of the live file, once closed,
+ * would drop this process's POSIX locks on it (howtocorrupt.html 2.2). With
+ * that lock held and no hot journal (SQLite rolled one back when it took
+ * the lock), the file is exactly the last committed database.
+ */
+static int save_file(struct bri_snapshot_restore *r, int fd, struct bri_err *err)
+{
+	sqlite3_file *f = NULL;
+	sqlite3_int64 size = 0;
+	char *buf;
+	int rc;
+
+	rc = sqlite3_file_control(r->live, "main", SQLITE_FCNTL_FILE_POINTER, &f);
+	if (rc != SQLITE_OK || !f || !f->pMethods)
+		return bri_err_set(err, -EIO, "cannot reach the live database's file");
+	rc = f->pMethods->xFileSize(f, &size);
+	if (rc != SQLITE_OK)
+		return bri_err_set(err, -EIO, "cannot size the live database: %s",
+				   sqlite3_errstr(rc));
+	buf = malloc(SAVE_CHUNK);
+	if (!buf)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	for (sqlite3_int64 off = 0; off < size;) {
+		int n = size - off < SAVE_CHUNK ? (int)(size - off) : SAVE_CHUNK;
+
+		rc = f->pMethods->xRead(f, buf, n, off);
+		if (rc != SQLITE_OK) {
+			rc = bri_err_set(err, -EIO, "cannot read the live database: %s",
+					 sqlite3_errstr(rc));
+			goto out_free;
+		}
+		for (int done = 0; done < n;) {
+			ssize_t w = pwrite(fd, buf + done, (size_t)(n - done), off + done);
+
+			if (w < 0) {
+				rc = bri_err_set(err, -errno, "cannot write the backup file: %s",
+						 strerror(errno));
+				goto out_free;
+			}
+			done += (int)w;
+		}
+		off += n;
+	}
+	rc = 0;
+out_free:
+	free(buf);
+	return rc;
+}
+
+/* Whether the live file says WAL (header bytes 18 and 19 are 2), read as save_file does. */
+static bool live_is_wal(struct bri_snapshot_restore *r)
+{
+	unsigned char header[20];
+	sqlite3_file *f = NULL;
+	sqlite3_int64 size = 0;
+
+	if (sqlite3_file_control(r->live, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
+	    !f || !f->pMethods || f->pMethods->xFileSize(f, &size) != SQLITE_OK ||
+	    size < (sqlite3_int64)sizeof(header) ||
+	    f->pMethods->xRead(f, header, sizeof(header), 0) != SQLITE_OK)
+		return false;
+	return header[18] == 2 && header[19] == 2;
+}
+
+int bri_snapshot_restore_save(struct bri_snapshot_restore *r, const char *dst_path, int dst_fd,
+			      struct bri_snapshot_info *info, struct bri_err *err)
+{
+	struct bri_snapshot_info out = {0};
+	sqlite3 *reader = NULL, *dst = NULL;
+	int rc;
+
+	if (live_is_wal(r)) {
+		/* The WAL write lock leaves readers alone: a second connection
+		 * reads the last commit, which no one can follow while it is held. */
+		rc = open_db(r->live_path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW,
+			     r->busy_timeout_ms, &reader, err);
+		if (rc == 0)
+			rc = take_from(reader, dst_path, r->busy_timeout_ms, info, err);
+		sqlite3_close(reader);
+		return rc;
+	}
+	rc = save_file(r, dst_fd, err);
+	if (rc < 0)
+		return rc;
+	/* dst_path may name the file through the store's descriptor: kept as it is. */
+	rc = open_db_vfs(dst_path, SQLITE_OPEN_READWRITE, fd_vfs_name(dst_path), r->busy_timeout_ms,
+			 &dst, err);
+	if (rc < 0)
+		return rc;
+	rc = describe_copy(dst, &out, err);
+	if (sqlite3_close(dst) != SQLITE_OK && rc == 0)
+		rc = bri_err_set(err, -EIO, "cannot close the backup file");
 	if (rc == 0)
-		rc = copy_all(live, rebuilt ? rebuilt : src, "restore", err);
-	sqlite3_close(rebuilt);
-	if (rebuilt_path)
-		unlink(rebuilt_path);
-	free(rebuilt_path);
-	if (rc < 0)
-		goto out_close_live;
-	rc = bri_snapshot_check(live, true, err);
-	if (rc < 0)
-		rc = -EBADMSG;
-	if (rc < 0)
-		bri_log(BRI_LOG_ERR, "restored database %s fails quick_check: %s", live_path,
+		*info = out;
+	else
+		bri_snapshot_info_free(&out);
+	return rc;
+}
+
+int bri_snapshot_restore_commit(struct bri_snapshot_restore *r, struct bri_err *err)
+{
+	int rc;
+
+	rc = sqlite3_backup_step(r->b, -1);
+	sqlite3_backup_finish(r->b);
+	r->b = NULL;
+	if (rc != SQLITE_DONE)
+		return step_error(r->live, rc, "restore", err);
+	rc = bri_snapshot_check(r->live, true, err);
+	if (rc < 0) {
+		bri_log(BRI_LOG_ERR, "restored database %s fails quick_check: %s", r->live_path,
 			err ? err->msg : "");
-out_close_live:
-	sqlite3_close(live);
-out_close_src:
-	sqlite3_close(src);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int bri_snapshot_restore(const char *backup_path, const char *live_path, const char *scratch_dir,
+			 int busy_timeout_ms, struct bri_err *err)
+{
+	struct bri_snapshot_restore *r = NULL;
+	int rc;
+
+	rc = bri_snapshot_restore_begin(backup_path, live_path, scratch_dir, busy_timeout_ms, &r,
+					err);
+	if (rc < 0)
+		return rc;
+	rc = bri_snapshot_restore_commit(r, err);
+	bri_snapshot_restore_end(r);
 	return rc;
 }
 

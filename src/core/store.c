@@ -2,7 +2,11 @@
  * The store folder on disk: opening and creating it, backup names, paths,
  * durable writes (temporary file, fsync, rename, fsync the folder), the
  * cross-process flock and the sweep of leftovers. Files inside the store are
- * always opened relative to its descriptor and never through a symlink.
+ * always created, opened, renamed and removed relative to its descriptor and
+ * never through a symlink; bri_store_check tells whether the store's path
+ * still names that folder. Opening refuses a symlinked database path or store
+ * folder (unless asked to follow) and a store in the database's own folder
+ * (unless forced), and makes both folders canonical once.
  */
 #include "bri/store.h"
 
@@ -15,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bri/log.h"
@@ -58,11 +64,132 @@ static char *stem_of(const char *filename)
 	return strndup(filename, n);
 }
 
-int bri_store_open(const char *db_path, const char *backup_dir, bool create, struct bri_store **out,
-		   struct bri_err *err)
+/* The folder part of the absolute path abs ("/" for "/x"), malloc'd. */
+static char *folder_of(const char *abs)
 {
+	const char *slash = strrchr(abs, '/');
+
+	return strndup(abs, slash == abs ? 1 : (size_t)(slash - abs));
+}
+
+/*
+ * The live database's path, absolute, with a symlink as last component
+ * refused unless follow (then resolved; a dangling one refused). Sets
+ * s->db_path and s->db_filename.
+ */
+static int resolve_db_path(struct bri_store *s, const char *db_path, bool follow,
+			   struct bri_err *err)
+{
+	char *abs = bri_path_absolute(db_path), *real;
+	const char *slash;
+	struct stat st;
+
+	if (!abs)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	s->db_path = abs;
+	slash = strrchr(abs, '/');
+	if (!slash[1])
+		return bri_err_set(err, -EINVAL, "database path '%s' names no file", db_path);
+	if (lstat(abs, &st) == 0 && S_ISLNK(st.st_mode)) {
+		if (!follow)
+			return bri_err_set(err, -ELOOP,
+					   "the database path %s is a symbolic link; refusing it, "
+					   "since a restore would write wherever it points (give the "
+					   "real path, or --follow-symlink / -o follow_symlink to use "
+					   "its target)",
+					   abs);
+		real = realpath(abs, NULL);
+		/* -EINVAL, not -ENOENT: callers take -ENOENT for "no store yet". */
+		if (!real)
+			return bri_err_set(err, -EINVAL,
+					   "the database path %s is a symbolic link to nothing "
+					   "usable (%s); refusing to create a file through it",
+					   abs, strerror(errno));
+		free(s->db_path);
+		s->db_path = real;
+		slash = strrchr(real, '/');
+	}
+	s->db_filename = strdup(slash + 1);
+	if (!s->db_filename)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+/*
+ * Makes the folder of s->db_path canonical (realpath) when it exists, so
+ * that no symlink is left anywhere in the path SQLite opens with
+ * SQLITE_OPEN_NOFOLLOW. Returns 0 or -ENOMEM.
+ */
+static int canonical_db_folder(struct bri_store *s)
+{
+	char *folder = folder_of(s->db_path), *real, *path;
+
+	if (!folder)
+		return -ENOMEM;
+	real = realpath(folder, NULL);
+	free(folder);
+	if (!real)
+		return 0; /* no such folder yet: nothing to open there either */
+	if (asprintf(&path, "%s%s%s", real, strcmp(real, "/") ? "/" : "", s->db_filename) < 0) {
+		free(real);
+		return -ENOMEM;
+	}
+	free(real);
+	free(s->db_path);
+	s->db_path = path;
+	return 0;
+}
+
+/*
+ * Opens the store folder dir (absolute) into s: a symlink as last component
+ * refused unless follow, created when missing and create, then made
+ * canonical. Sets s->dir and s->dirfd.
+ */
+static int open_store_dir(struct bri_store *s, const char *dir, bool create, bool follow,
+			  struct bri_err *err)
+{
+	int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW);
+	struct stat st, by_fd;
+	int rc;
+
+	if (!follow && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
+		return bri_err_set(err, -ELOOP,
+				   "the backup folder %s is a symbolic link; refusing it (give "
+				   "the real path, or --follow-symlink / -o follow_symlink)",
+				   dir);
+	s->dirfd = open(dir, flags);
+	if (s->dirfd < 0 && errno == ENOENT && create) {
+		rc = make_dirs(dir, 0700);
+		if (rc < 0 && rc != -EEXIST)
+			return bri_err_set(err, rc, "cannot create backup folder %s: %s", dir,
+					   strerror(-rc));
+		s->dirfd = open(dir, flags);
+	}
+	if (s->dirfd < 0) {
+		rc = -errno;
+		return bri_err_set(err, rc, "cannot open backup folder %s: %s%s", dir,
+				   strerror(-rc),
+				   rc == -ENOENT ? " (no backups have been made yet?)" : "");
+	}
+	s->dir = realpath(dir, NULL);
+	if (!s->dir)
+		return bri_err_set(err, -errno, "cannot resolve backup folder %s: %s", dir,
+				   strerror(errno));
+	/* The canonical name must lead to the folder that was opened. */
+	if (fstat(s->dirfd, &by_fd) < 0 || stat(s->dir, &st) < 0 || st.st_dev != by_fd.st_dev ||
+	    st.st_ino != by_fd.st_ino)
+		return bri_err_set(err, -ESTALE, "the backup folder %s changed while it was opened",
+				   dir);
+	return 0;
+}
+
+int bri_store_open_ex(const char *db_path, const char *backup_dir,
+		      const struct bri_store_open_opts *o, struct bri_store **out,
+		      struct bri_err *err)
+{
+	struct stat db_folder, store_st;
 	struct bri_store *s;
-	char *slash;
+	char *dir = NULL, *folder;
 	int rc;
 
 	if (!db_path || !*db_path)
@@ -71,51 +198,85 @@ int bri_store_open(const char *db_path, const char *backup_dir, bool create, str
 	if (!s)
 		return bri_err_set(err, -ENOMEM, "out of memory");
 	s->dirfd = -1;
-	s->db_path = bri_path_absolute(db_path);
-	if (!s->db_path) {
-		rc = bri_err_set(err, -ENOMEM, "out of memory");
+	rc = resolve_db_path(s, db_path, o->follow_symlink, err);
+	if (rc < 0)
 		goto out_free;
-	}
-	slash = strrchr(s->db_path, '/');
-	s->db_filename = strdup(slash + 1);
-	s->stem = s->db_filename ? stem_of(s->db_filename) : NULL;
-	if (!s->db_filename || !s->stem || !*s->db_filename) {
-		rc = bri_err_set(err, -EINVAL, "database path '%s' names no file", db_path);
+	s->stem = stem_of(s->db_filename);
+	if (!s->stem) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}
 	if (backup_dir && *backup_dir) {
-		s->dir = bri_path_absolute(backup_dir);
+		dir = bri_path_absolute(backup_dir);
 	} else {
-		size_t dlen = (size_t)(slash - s->db_path);
+		size_t dlen = (size_t)(strrchr(s->db_path, '/') - s->db_path);
 
-		if (asprintf(&s->dir, "%.*s/backups", (int)dlen, s->db_path) < 0)
-			s->dir = NULL;
+		if (asprintf(&dir, "%.*s/backups", (int)dlen, s->db_path) < 0)
+			dir = NULL;
 	}
-	if (!s->dir) {
+	if (!dir) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}
-	s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->dirfd < 0 && errno == ENOENT && create) {
-		rc = make_dirs(s->dir, 0700);
-		if (rc < 0 && rc != -EEXIST) {
-			bri_err_set(err, rc, "cannot create backup folder %s: %s", s->dir,
-				    strerror(-rc));
-			goto out_free;
-		}
-		s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	}
-	if (s->dirfd < 0) {
-		rc = -errno;
-		bri_err_set(err, rc, "cannot open backup folder %s: %s%s", s->dir, strerror(errno),
-			    errno == ENOENT ? " (no backups have been made yet?)" : "");
+	/* A trailing '/' would make a symlink's lstat look at its target. */
+	for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--)
+		dir[n - 1] = '\0';
+	rc = open_store_dir(s, dir, o->create, o->follow_symlink, err);
+	if (rc < 0)
+		goto out_free;
+	/* After the store: its folder may have been made just now, with the database's. */
+	if (canonical_db_folder(s) < 0) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}
+	folder = folder_of(s->db_path);
+	if (!folder) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_free;
+	}
+	if (!o->force && stat(folder, &db_folder) == 0 && fstat(s->dirfd, &store_st) == 0 &&
+	    db_folder.st_dev == store_st.st_dev && db_folder.st_ino == store_st.st_ino) {
+		rc = bri_err_set(err, -EINVAL,
+				 "the backup folder %s is the live database's own folder; refusing "
+				 "it, since every other .db there would be taken for a backup "
+				 "(use a folder of its own, e.g. %s/backups, or --force / -o force)",
+				 s->dir, folder);
+		free(folder);
+		goto out_free;
+	}
+	free(folder);
+	free(dir);
 	*out = s;
 	return 0;
 out_free:
+	free(dir);
 	bri_store_close(s);
 	return rc;
+}
+
+int bri_store_open(const char *db_path, const char *backup_dir, bool create, struct bri_store **out,
+		   struct bri_err *err)
+{
+	struct bri_store_open_opts o = {.create = create};
+
+	return bri_store_open_ex(db_path, backup_dir, &o, out, err);
+}
+
+int bri_store_check(const struct bri_store *s, struct bri_err *err)
+{
+	struct stat by_fd, by_path;
+
+	if (fstat(s->dirfd, &by_fd) < 0)
+		return bri_err_set(err, -errno, "cannot read backup folder %s: %s", s->dir,
+				   strerror(errno));
+	if (by_fd.st_nlink > 0 && lstat(s->dir, &by_path) == 0 &&
+	    by_path.st_dev == by_fd.st_dev && by_path.st_ino == by_fd.st_ino)
+		return 0;
+	return bri_err_set(err, -ESTALE,
+			   "the backup folder %s was moved, removed or replaced while in use (it "
+			   "is no longer the folder opened at the start); refusing to write into "
+			   "either (remount, or run again, to use the folder now at that path)",
+			   s->dir);
 }
 
 void bri_store_close(struct bri_store *s)
@@ -184,6 +345,20 @@ char *bri_store_path(const struct bri_store *s, const char *name, const char *su
 	return out;
 }
 
+char *bri_store_fd_path(const struct bri_store *s, const char *name, const char *suffix)
+{
+	char *out;
+	int n;
+
+	if (access("/proc/self/fd", X_OK) != 0)
+		return name ? bri_store_path(s, name, suffix) : strdup(s->dir);
+	if (name)
+		n = asprintf(&out, "/proc/self/fd/%d/%s%s", s->dirfd, name, suffix ? suffix : "");
+	else
+		n = asprintf(&out, "/proc/self/fd/%d", s->dirfd);
+	return n < 0 ? NULL : out;
+}
+
 bool bri_store_is_live(const struct bri_store *s, const struct stat *st)
 {
 	struct stat live;
@@ -228,29 +403,49 @@ void bri_store_unlock(int lockfd)
 		close(lockfd);
 }
 
+/* Six random characters of [A-Za-z0-9], as mkstemp's XXXXXX. */
+static void random_tag(char out[7])
+{
+	static const char chars[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	unsigned char bytes[6];
+	struct timespec ts;
+
+	if (getrandom(bytes, sizeof(bytes), GRND_NONBLOCK) != (ssize_t)sizeof(bytes)) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		for (size_t i = 0; i < sizeof(bytes); i++)
+			bytes[i] = (unsigned char)((unsigned long)ts.tv_nsec >> (i * 5)) ^
+				   (unsigned char)rand();
+	}
+	for (size_t i = 0; i < 6; i++)
+		out[i] = chars[bytes[i] % (sizeof(chars) - 1)];
+	out[6] = '\0';
+}
+
 int bri_store_tmpfile(struct bri_store *s, const char *name, const char *what, char **tmp_name,
 		      struct bri_err *err)
 {
-	char *path;
-	int fd;
+	char *file = NULL, tag[7];
+	int fd = -1, rc = -EEXIST;
 
-	if (asprintf(&path, "%s/.%s.%s.%ld.XXXXXX.tmp", s->dir, name, what, (long)getpid()) < 0)
-		return bri_err_set(err, -ENOMEM, "out of memory");
-	fd = mkostemps(path, 4, O_CLOEXEC);
+	/* openat with O_EXCL, relative to the store's descriptor: never a file
+	 * in whatever folder the store's path names now. */
+	for (int tries = 0; tries < 100 && fd < 0 && rc == -EEXIST; tries++) {
+		free(file);
+		random_tag(tag);
+		if (asprintf(&file, ".%s.%s.%ld.%s.tmp", name, what, (long)getpid(), tag) < 0)
+			return bri_err_set(err, -ENOMEM, "out of memory");
+		fd = openat(s->dirfd, file, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			    0600);
+		rc = fd < 0 ? -errno : 0;
+	}
 	if (fd < 0) {
-		int rc = -errno;
-
-		free(path);
+		free(file);
 		return bri_err_set(err, rc, "cannot create a temporary file in %s: %s", s->dir,
 				   strerror(-rc));
 	}
 	fchmod(fd, 0600);
-	*tmp_name = strdup(path + strlen(s->dir) + 1);
-	free(path);
-	if (!*tmp_name) {
-		close(fd);
-		return bri_err_set(err, -ENOMEM, "out of memory");
-	}
+	*tmp_name = file;
 	return fd;
 }
 
@@ -316,6 +511,9 @@ int bri_store_write_file(struct bri_store *s, const char *file_name, const void 
 	char *tmp;
 	int fd, rc;
 
+	rc = bri_store_check(s, err);
+	if (rc < 0)
+		return rc;
 	fd = bri_store_tmpfile(s, file_name, "write", &tmp, err);
 	if (fd < 0)
 		return fd;

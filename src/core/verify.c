@@ -235,6 +235,9 @@ int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op
 	rc = bri_store_check_name(name, strlen(name), err);
 	if (rc < 0)
 		return rc;
+	rc = bri_store_check(s, err);
+	if (rc < 0)
+		return rc;
 	if (!bri_store_has(s, name))
 		return bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
 	snprintf(meta_file, sizeof(meta_file), "%s.db.meta", name);
@@ -244,7 +247,19 @@ int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op
 		meta_ok = bri_meta_parse(text, len, &meta, &merr) == 0;
 		free(text);
 	} else {
-		bri_err_set(&merr, rc, "%s: %s", meta_file, strerror(-rc));
+		bri_err_set(&merr, rc, "%s: %s", meta_file,
+		            rc == -ENOENT ? "missing" : strerror(-rc));
+	}
+	if (!meta_ok) {
+		/* Not a backup (SPEC.md section 1): failed, and the .db is neither
+		 * opened nor given a .verify; it may be another program's file. */
+		memset(res, 0, sizeof(*res));
+		res->checked = time(NULL);
+		bri_time_local(res->checked, res->checked_at, sizeof(res->checked_at));
+		res->checksum_ok = res->integrity_ok = res->counts_ok = -1;
+		fail(res, "not a backup: no metadata (%s)", merr.msg);
+		bri_audit_record(s, "verify", name, -EIO, res->reason, 0, ctx);
+		return 0;
 	}
 	db_path = bri_store_path(s, name, ".db");
 	if (!db_path) {

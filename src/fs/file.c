@@ -19,12 +19,14 @@
 
 /* An open file. */
 struct bfs_fh {
-	int fd;               /* the backup's .db in the store, -1 when none */
-	char *buf;            /* generated content, or the request being written */
-	size_t len;           /* bytes in buf */
-	int ctl;              /* index in bfs_ctl_files, -1 when not a ctl file */
-	bool writer;          /* opened to write a ctl request */
-	bool ran;             /* a request of this open file ran (one per open) */
+	int fd;                          /* the backup's .db in the store, -1 when none */
+	char *buf;                       /* the request being written (a writer), else NULL */
+	size_t len;                      /* bytes in buf, or in render */
+	const struct bfs_render *render; /* generated content, shared (render.c) */
+	int ctl;                         /* index in bfs_ctl_files, -1 when not a ctl file */
+	bool writer;                     /* opened to write a ctl request */
+	bool ran;                        /* a request of this open file ran (one per open) */
+	int refused;          /* errno of a refused request (too long, two lines): spent */
 	pthread_mutex_t lock; /* guards buf and len of a writer */
 	atomic_int refs;      /* release's reference plus one per reply in flight */
 	struct bfs_fh *prev;  /* in open_files (guarded by open_files_lock) */
@@ -57,6 +59,7 @@ static void fh_destroy(struct bfs_fh *h)
 	if (h->fd >= 0)
 		close(h->fd);
 	free(h->buf);
+	bfs_render_put(h->render);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
@@ -118,6 +121,36 @@ static int open_backup_file(struct bfs *fs, uint64_t id, enum bfs_bkind kind, st
 	return h->fd < 0 ? -errno : 0;
 }
 
+/*
+ * Whether the .db just opened changed in place since the catalog saw it
+ * (then its cached pages must not be kept: the kernel drops them at this
+ * open, and the notify worker invalidates its attributes).
+ */
+static bool db_changed(struct bfs *fs, uint64_t id, int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && bfs_db_check(fs, id, &st);
+}
+
+/*
+ * Shares the content just rendered into h->buf through the render cache:
+ * opens of ino with equal content hold one copy. rc is the renderer's.
+ */
+static int share_rendering(struct bfs *fs, fuse_ino_t ino, struct bfs_fh *h, int rc)
+{
+	char *buf = h->buf;
+
+	if (rc < 0)
+		return rc;
+	h->buf = NULL;
+	rc = bfs_render_intern(fs, ino, buf, h->len, &h->render);
+	if (rc == -EFBIG)
+		bri_log(BRI_LOG_ERR, "inode %lu: rendering of %zu bytes over the cap refused",
+		        (unsigned long)ino, h->len);
+	return rc;
+}
+
 void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct bfs *fs = bfs_of(req);
@@ -159,20 +192,27 @@ void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		} else if (acc != O_RDONLY) {
 			h->writer = true; /* starts with an empty request, reads as empty */
 		} else {
-			rc = bfs_render_ctl(fs, n.ctl, &h->buf, &h->len);
+			rc = share_rendering(fs, ino, h,
+			                     bfs_render_ctl(fs, n.ctl, &h->buf, &h->len));
 		}
 	} else if (n.type == BFS_N_BACKUP) {
 		if (acc != O_RDONLY || (fi->flags & O_TRUNC)) {
 			rc = -EROFS;
 		} else if (n.bkind == BFS_B_DB || n.bkind == BFS_B_META) {
 			rc = open_backup_file(fs, n.id, n.bkind, h);
+			if (n.bkind == BFS_B_META)
+				rc = share_rendering(fs, ino, h, rc);
 			fi->keep_cache = 1;
+			if (rc == 0 && n.bkind == BFS_B_DB && db_changed(fs, n.id, h->fd))
+				fi->keep_cache = 0;
 		} else if (n.bkind == BFS_B_VERIFY) {
 			bfs_fresh_verify(fs, n.id);
-			rc = bfs_render_verify(fs, n.id, &h->buf, &h->len);
+			rc = share_rendering(fs, ino, h,
+			                     bfs_render_verify(fs, n.id, &h->buf, &h->len));
 			fi->direct_io = 1;
 		} else if (n.bkind == BFS_B_REPORT) {
-			rc = bfs_render_report(fs, n.id, &h->buf, &h->len);
+			rc = share_rendering(fs, ino, h,
+			                     bfs_render_report(fs, n.id, &h->buf, &h->len));
 			fi->direct_io = 1;
 		} else {
 			rc = -EISDIR;
@@ -204,12 +244,12 @@ void bfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 		bv.buf[0].fd = h->fd;
 		bv.buf[0].pos = off;
 		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
-	} else if (h->writer || off < 0 || (size_t)off >= h->len) {
+	} else if (h->writer || !h->render || off < 0 || (size_t)off >= h->len) {
 		fuse_reply_buf(req, NULL, 0);
 	} else {
 		if (size > h->len - (size_t)off)
 			size = h->len - (size_t)off;
-		fuse_reply_buf(req, h->buf + off, size);
+		fuse_reply_buf(req, h->render->buf + off, size);
 	}
 	fh_put(h);
 }
@@ -251,6 +291,19 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
+	if (h->refused) {
+		/*
+		 * One write is one request: the rest of a refused request must
+		 * not become a request of its own. Reopen to send another.
+		 */
+		rc = h->refused;
+		pthread_mutex_unlock(&h->lock);
+		bri_log(BRI_LOG_ERR,
+		        "ctl/%s: this open's request was refused; reopen to send another",
+		        bfs_ctl_files[h->ctl].name);
+		fuse_reply_err(req, rc);
+		return;
+	}
 	if (h->ran) {
 		pthread_mutex_unlock(&h->lock);
 		bri_log(BRI_LOG_ERR, "ctl/%s: one request per open; more lines refused",
@@ -262,6 +315,7 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 		free(h->buf);
 		h->buf = NULL;
 		h->len = 0;
+		h->refused = EFBIG;
 		pthread_mutex_unlock(&h->lock);
 		bri_log(BRI_LOG_ERR, "ctl/%s: request longer than %d bytes refused",
 		        bfs_ctl_files[h->ctl].name, BFS_CTL_MAX);
@@ -283,6 +337,7 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 		free(h->buf);
 		h->buf = NULL;
 		h->len = 0;
+		h->refused = EINVAL;
 		pthread_mutex_unlock(&h->lock);
 		bri_log(BRI_LOG_ERR, "ctl/%s: more than one line refused (write one name)",
 		        bfs_ctl_files[h->ctl].name);

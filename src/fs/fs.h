@@ -30,6 +30,12 @@
 #define BFS_TTL_LONG 3600.0
 /* Attribute lifetime (seconds) of the root, whose times and link count change. */
 #define BFS_TTL_ROOT 0.05
+/* Cap on one rendering of a generated file (then EFBIG at open). */
+#define BFS_RENDER_MAX (16u << 20)
+/* Renderings this large or larger get a mapping of their own (render.c). */
+#define BFS_RENDER_MMAP (64u << 10)
+/* Dropping a rendering this large trims the heap. */
+#define BFS_RENDER_TRIM (1u << 20)
 /* Cap on the bytes one open ctl/ file accepts (then EFBIG). */
 #define BFS_CTL_MAX 4096
 /*
@@ -144,6 +150,8 @@ struct bfs_options {
 	double max_age_hours; /* -o max_age_hours= (health) */
 	int min_backups;      /* -o min_backups= (health) */
 	char *schedule;       /* -o schedule= daily@HH:MM, hourly, every=N{s,m,h,d}, none */
+	int follow_symlink;   /* -o follow_symlink: accept a symlinked DB or backup_dir */
+	int force;            /* -o force: accept a store in the database's own folder */
 	int show_help;        /* -h, --help */
 	int show_version;     /* -V, --version */
 };
@@ -190,6 +198,20 @@ struct bfs_sched {
 	bool started;                     /* the thread runs (main thread only) */
 };
 
+/*
+ * One content version of a generated file (render.c): immutable, shared by
+ * the opens that read it. (ino, gen) names it: gen is unique in the daemon
+ * and new whenever the inode's content differs from its current version.
+ */
+struct bfs_render {
+	fuse_ino_t ino; /* the generated file */
+	uint64_t gen;   /* its content version */
+	char *buf;      /* the content (NUL after len); never written once shared */
+	size_t len;     /* bytes in buf */
+};
+
+struct bfs_render_cache;
+
 /* One mount. */
 struct bfs {
 	struct bri_store *store;          /* the store, opened at start */
@@ -231,9 +253,48 @@ struct bfs {
 	pthread_t verify_thread;           /* background verification (worker.c) */
 	bool threads_started;              /* both run (main thread only) */
 
-	struct bfs_progress progress; /* ctl/progress (progress.c) */
-	struct bfs_sched sched;       /* the backup schedule (schedule.c) */
+	struct bfs_render_cache *renders; /* generated content shared by opens (render.c) */
+	struct bfs_progress progress;     /* ctl/progress (progress.c) */
+	struct bfs_sched sched;           /* the backup schedule (schedule.c) */
 };
+
+/* guard.c */
+/*
+ * Refuses a mount point that is the store, inside it, an ancestor of it, or
+ * the live database's folder or an ancestor of it (canonical paths and
+ * st_dev/st_ino): the daemon would wait on its own mount. 0, or a negative
+ * errno with the reason in why.
+ */
+int bfs_check_mountpoint(const char *mountpoint, const char *store_dir, const char *db_path,
+                         char *why, size_t why_len);
+
+/* sighup.c: SIGHUP reopens the -o log= file; the daemon stays mounted. */
+/* Installs the handler (after fuse_set_signal_handlers); 0 or a negative errno. */
+int bfs_sighup_install(void);
+/* Starts the thread that reopens the log (after daemonizing). */
+int bfs_sighup_start(void);
+/* Restores SIGHUP's default, stops the thread, closes the pipe. */
+void bfs_sighup_remove(void);
+
+/*
+ * render.c: the render cache. Lock order: render_lock is a leaf, taken with
+ * no other lock held and never held while rendering.
+ */
+int bfs_render_cache_init(struct bfs *fs);
+/* Frees the cache; every rendering was put back before. */
+void bfs_render_cache_fini(struct bfs *fs);
+/*
+ * Takes the fresh rendering buf (len bytes, malloc'd; always consumed) of
+ * ino: returns in *out the inode's current version when equal (the fresh one
+ * is freed), else a new current version. 0, -EFBIG (over BFS_RENDER_MAX) or
+ * -ENOMEM. Give it back with bfs_render_put.
+ */
+int bfs_render_intern(struct bfs *fs, fuse_ino_t ino, char *buf, size_t len,
+                      const struct bfs_render **out);
+/* Drops one reference; frees the version with its last (NULL: nothing). */
+void bfs_render_put(const struct bfs_render *r);
+/* Versions held now and their bytes (for tests and the log). */
+void bfs_render_stats(struct bfs *fs, size_t *versions, size_t *bytes);
 
 /* inode.c */
 fuse_ino_t bfs_ino(uint64_t id, enum bfs_bkind kind);
@@ -257,6 +318,14 @@ int bfs_refresh_look(struct bfs *fs);
  * (bri-backup verify while mounted): one fstatat, no rescan.
  */
 void bfs_fresh_verify(struct bfs *fs, uint64_t id);
+/*
+ * Checks backup id's .db against the catalog's identity of it (inode, size,
+ * mtime, ctime): st is an fstat of it (NULL: fstatat by name now). When it
+ * changed in place (an admin's cp over it), records the new identity (the
+ * size getattr reports) and queues the invalidation of the inode's kernel
+ * attributes and pages. Returns whether it changed. Call without locks.
+ */
+bool bfs_db_check(struct bfs *fs, uint64_t id, const struct stat *st);
 int bfs_catalog_init(struct bfs *fs);
 void bfs_catalog_fini(struct bfs *fs);
 

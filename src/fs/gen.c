@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bri/cleanup.h"
 #include "bri/log.h"
 #include "bri/metrics.h"
 #include "bri/verify.h"
@@ -142,10 +143,9 @@ static int text_done(struct text *t, char **out, size_t *len)
 	return 0;
 }
 
-/* cleanup's plan: what a cleanup would remove now, and why. */
+/* cleanup's plan: what a cleanup would remove now, and why (the core's plan). */
 static int render_cleanup(struct bfs *fs, char **out, size_t *len)
 {
-	struct bri_retention_item *items = NULL;
 	enum bri_retention_verdict *verdict = NULL;
 	struct text t = {0};
 	time_t now = time(NULL);
@@ -154,18 +154,12 @@ static int render_cleanup(struct bfs *fs, char **out, size_t *len)
 
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	c = fs->cat;
-	items = calloc(c->n + 1, sizeof(*items));
 	verdict = calloc(c->n + 1, sizeof(*verdict));
-	if (!items || !verdict) {
+	if (!verdict) {
 		rc = -ENOMEM;
 		goto out_unlock;
 	}
-	for (size_t i = 0; i < c->n; i++) {
-		items[i].name = c->entries[i]->name;
-		items[i].time = c->entries[i]->time;
-		items[i].kind = c->entries[i]->kind;
-	}
-	n = bri_retention_plan(items, c->n, now, &fs->rules, verdict);
+	n = bri_cleanup_plan(c, now, &fs->rules, verdict);
 	if (n < 0) {
 		rc = n;
 		goto out_unlock;
@@ -174,16 +168,16 @@ static int render_cleanup(struct bfs *fs, char **out, size_t *len)
 	         "cleanup would remove %d of %zu backups (retention %d days, keep at least %d)\n",
 	         n, c->n, fs->rules.retention_days, fs->rules.keep_min);
 	for (size_t i = 0; i < c->n; i++) {
+		const struct bri_entry *e = c->entries[i];
 		char when[40];
 
-		bri_time_local(items[i].time, when, sizeof(when));
+		bri_time_local(e->time, when, sizeof(when));
 		text_add(&t, "%s\t%s\t%s\t%s\n",
-		         verdict[i] == BRI_REMOVE_EXPIRED ? "remove" : "keep", items[i].name, when,
+		         verdict[i] == BRI_REMOVE_EXPIRED ? "remove" : "keep", e->name, when,
 		         bri_retention_reason(verdict[i]));
 	}
 out_unlock:
 	pthread_rwlock_unlock(&fs->cat_lock);
-	free(items);
 	free(verdict);
 	if (rc < 0) {
 		free(t.buf);

@@ -38,6 +38,8 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("max_age_hours=%lf", max_age_hours, 0),
     BFS_OPT("min_backups=%d", min_backups, 0),
     BFS_OPT("schedule=%s", schedule, 0),
+    BFS_OPT("follow_symlink", follow_symlink, 1),
+    BFS_OPT("force", force, 1),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -67,7 +69,7 @@ static void usage(const char *prog)
 	       "bri-backupfs options:\n"
 	       "    -o backup_dir=DIR      the store (default: <folder of DB>/backups)\n"
 	       "    -o retention_days=N    ctl/cleanup removes backups older than N days (%d)\n"
-	       "    -o keep_min=N          ctl/cleanup keeps the N newest backups (%d)\n"
+	       "    -o keep_min=N          ctl/cleanup keeps the N newest good backups (%d)\n"
 	       "    -o scrub_interval=T    re-verify backups every T seconds, or with suffix\n"
 	       "                           s, m, h, d (default %s; 0 disables)\n"
 	       "    -o busy_timeout=MS     how long create and restore wait for a writer\n"
@@ -80,6 +82,10 @@ static void usage(const char *prog)
 	       "                           daily@HH:MM, daily (02:00), hourly, every=N with\n"
 	       "                           suffix s, m, h, d, or none (default); a run missed\n"
 	       "                           while the machine was off runs at start-up\n"
+	       "    -o follow_symlink      accept a DB or backup_dir path that is a symbolic\n"
+	       "                           link and use what it points to (refused by default)\n"
+	       "    -o force               accept a backup_dir that is the folder of DB\n"
+	       "                           (refused by default)\n"
 	       "    -h, --help             this help, then libfuse's\n"
 	       "    -V, --version          versions\n"
 	       "\n",
@@ -187,6 +193,17 @@ static void free_options(struct bfs_options *o)
 	free(o->schedule);
 }
 
+/* Refuses (with a message) a mount point the daemon would wait on: guard.c. */
+static int refuse_own_mountpoint(const char *mountpoint, const struct bri_store *s)
+{
+	char why[3 * PATH_MAX];
+	int rc = bfs_check_mountpoint(mountpoint, s->dir, s->db_path, why, sizeof(why));
+
+	if (rc < 0)
+		fprintf(stderr, "bri-backupfs: refusing to mount: %s\n", why);
+	return rc;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -195,6 +212,7 @@ int main(int argc, char *argv[])
 	                        .max_age_hours = 24,
 	                        .min_backups = 7};
 	struct fuse_cmdline_opts copts = {0};
+	struct bri_store_open_opts sopts = {.create = true};
 	struct bri_log_config logcfg = {.level = BRI_LOG_INFO, .ring_lines = RING_LINES};
 	struct bri_err err = {0};
 	struct bfs fs = {0};
@@ -283,9 +301,17 @@ int main(int argc, char *argv[])
 	pthread_cond_init(&fs.verify_cond, NULL);
 	bfs_progress_init(&fs.progress);
 
-	if (bri_store_open(o.db, o.backup_dir, true, &fs.store, &err) < 0) {
+	sopts.follow_symlink = o.follow_symlink;
+	sopts.force = o.force;
+	if (bri_store_open_ex(o.db, o.backup_dir, &sopts, &fs.store, &err) < 0) {
 		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
 		goto out_log;
+	}
+	if (bfs_render_cache_init(&fs) < 0)
+		goto out_catalog;
+	if (refuse_own_mountpoint(copts.mountpoint, fs.store) < 0) {
+		ret = 2;
+		goto out_catalog;
 	}
 	if (bfs_catalog_init(&fs) < 0) {
 		fprintf(stderr, "bri-backupfs: cannot read the store %s\n", fs.store->dir);
@@ -296,6 +322,8 @@ int main(int argc, char *argv[])
 		goto out_catalog;
 	if (fuse_set_signal_handlers(fs.se) != 0)
 		goto out_session;
+	if (bfs_sighup_install() < 0) /* after libfuse's: SIGHUP reopens the log */
+		goto out_signals;
 	if (fuse_session_mount(fs.se, copts.mountpoint) != 0)
 		goto out_signals;
 	bri_log(BRI_LOG_INFO, "serving the backups of %s (store %s) at %s", fs.store->db_path,
@@ -306,6 +334,9 @@ int main(int argc, char *argv[])
 		bri_log(BRI_LOG_ERR, "cannot start the worker threads");
 		goto out_unmount;
 	}
+	if (bfs_sighup_start() < 0)
+		bri_log(BRI_LOG_WARN,
+		        "cannot start the SIGHUP thread: SIGHUP will not reopen the log");
 	if (bfs_schedule_start(&fs) < 0) {
 		bri_log(BRI_LOG_ERR, "cannot start the scheduler thread");
 		goto out_stop_workers;
@@ -332,6 +363,7 @@ out_stop_workers:
 out_unmount:
 	fuse_session_unmount(fs.se);
 out_signals:
+	bfs_sighup_remove();
 	fuse_remove_signal_handlers(fs.se);
 out_session:
 	fuse_session_destroy(fs.se);
@@ -340,6 +372,7 @@ out_catalog:
 	if (fs.cat)
 		bfs_catalog_fini(&fs);
 	bri_store_close(fs.store);
+	bfs_render_cache_fini(&fs);
 	bfs_progress_fini(&fs.progress);
 out_log:
 	bri_log_shutdown();

@@ -68,7 +68,8 @@ static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
 		}
 		bfs_inval_inode(fs, bfs_ino(ne->id, BFS_B_VERIFY));
 		if (e->db_st.st_ino != ne->db_st.st_ino || e->db_st.st_size != ne->db_st.st_size ||
-		    !ts_equal(&e->db_st.st_mtim, &ne->db_st.st_mtim))
+		    !ts_equal(&e->db_st.st_mtim, &ne->db_st.st_mtim) ||
+		    !ts_equal(&e->db_st.st_ctim, &ne->db_st.st_ctim))
 			bfs_inval_inode(fs, bfs_ino(ne->id, BFS_B_DB));
 		if (e->meta_st.st_ino != ne->meta_st.st_ino ||
 		    e->meta_st.st_size != ne->meta_st.st_size ||
@@ -201,6 +202,51 @@ void bfs_fresh_verify(struct bfs *fs, uint64_t id)
 		e->verify_st = st;
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);
+}
+
+bool bfs_db_check(struct bfs *fs, uint64_t id, const struct stat *st)
+{
+	char name[BRI_NAME_MAX + 1];
+	struct stat seen, by_name;
+	struct bri_entry *e;
+	bool changed = false;
+
+	if (!st) {
+		pthread_rwlock_rdlock(&fs->cat_lock);
+		e = bfs_entry_by_id(fs, id);
+		if (e)
+			snprintf(name, sizeof(name), "%s.db", e->name);
+		pthread_rwlock_unlock(&fs->cat_lock);
+		if (!e || fstatat(fs->store->dirfd, name, &by_name, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(by_name.st_mode))
+			return false; /* gone: the rescan's business */
+		st = &by_name;
+	}
+	pthread_rwlock_rdlock(&fs->cat_lock); /* the common case: unchanged */
+	e = bfs_entry_by_id(fs, id);
+	changed = e && !same_stat(&e->db_st, st);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!changed)
+		return false;
+	changed = false;
+	pthread_rwlock_wrlock(&fs->cat_lock);
+	e = bfs_entry_by_id(fs, id);
+	if (e && !same_stat(&e->db_st, st)) {
+		seen = e->db_st;
+		snprintf(name, sizeof(name), "%s", e->name);
+		e->db_st = *st;
+		changed = true;
+	}
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!changed)
+		return false;
+	bri_log(BRI_LOG_WARN,
+	        "backup %s changed in the store (size %lld -> %lld): the kernel's cached copy is "
+	        "dropped",
+	        name, (long long)seen.st_size, (long long)st->st_size);
+	/* Attributes and pages; sent by the notify worker, never from this handler. */
+	bfs_inval_inode(fs, bfs_ino(id, BFS_B_DB));
+	return true;
 }
 
 int bfs_catalog_init(struct bfs *fs)

@@ -38,23 +38,36 @@ int bfs_schedule_setup(struct bfs *fs, const char *spec, struct bri_err *err)
 	return bri_schedule_parse(spec, &s->sc, err);
 }
 
-/* The newest backup of kind auto: its time (0: none) and name (may be NULL). */
-static time_t last_auto(struct bfs *fs, char *name, size_t len)
+/*
+ * The newest backup of kind auto dated at or before now: its time (0: none)
+ * and name (may be NULL). One dated after now (the clock went back, a store
+ * restored from elsewhere) is not the last run, or the schedule would stop
+ * until that date: its name goes to future (may be NULL), "" when none.
+ */
+static time_t last_auto(struct bfs *fs, time_t now, char *name, size_t len, char *future,
+                        size_t flen)
 {
 	time_t t = 0;
 
 	if (name)
 		name[0] = '\0';
+	if (future)
+		future[0] = '\0';
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	for (size_t i = 0; i < fs->cat->n; i++) {
 		const struct bri_entry *e = fs->cat->entries[i];
 
-		if (e->kind == BRI_KIND_AUTO) {
-			t = e->time;
-			if (name)
-				snprintf(name, len, "%s", e->name);
-			break;
+		if (e->kind != BRI_KIND_AUTO)
+			continue;
+		if (e->time > now) {
+			if (future && !future[0])
+				snprintf(future, flen, "%s", e->name);
+			continue;
 		}
+		t = e->time;
+		if (name)
+			snprintf(name, len, "%s", e->name);
+		break;
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);
 	return t;
@@ -76,7 +89,7 @@ static time_t next_run(const struct bfs_sched *s, time_t last, time_t now)
 {
 	time_t next;
 
-	if (s->last_taken > last)
+	if (s->last_taken > last && s->last_taken <= now)
 		last = s->last_taken;
 	if (bri_schedule_due(&s->sc, last, now))
 		next = now;
@@ -165,13 +178,21 @@ static void *sched_main(void *arg)
 	struct bfs *fs = arg;
 	struct bfs_sched *s = &fs->sched;
 
+	char future[BRI_NAME_MAX + 1], warned[BRI_NAME_MAX + 1] = "";
+
 	for (;;) {
 		time_t last, now, next;
 
 		bfs_refresh(fs, false); /* a backup made by another process counts */
-		last = last_auto(fs, NULL, 0);
-		pthread_mutex_lock(&s->lock);
 		now = time(NULL);
+		last = last_auto(fs, now, NULL, 0, future, sizeof(future));
+		if (future[0] && strcmp(future, warned) != 0)
+			bri_log(BRI_LOG_WARN,
+			        "schedule: backup %s is dated in the future (clock went back, or a "
+			        "restored store); the schedule runs from now, not from its date",
+			        future);
+		snprintf(warned, sizeof(warned), "%s", future);
+		pthread_mutex_lock(&s->lock);
 		next = next_run(s, last, now);
 		if (!s->stop && next > now) {
 			struct timespec until = {.tv_sec =
@@ -230,7 +251,7 @@ void bfs_schedule_stop(struct bfs *fs)
 int bfs_schedule_render(struct bfs *fs, char **out, size_t *len)
 {
 	struct bfs_sched *s = &fs->sched;
-	char desc[64], when[40], last_name[BRI_NAME_MAX + 1];
+	char desc[64], when[40], last_name[BRI_NAME_MAX + 1], future[BRI_NAME_MAX + 1];
 	const size_t cap = 2048;
 	char *buf = malloc(cap);
 	time_t last, now, next;
@@ -239,11 +260,11 @@ int bfs_schedule_render(struct bfs *fs, char **out, size_t *len)
 	if (!buf)
 		return -ENOMEM;
 	buf[0] = '\0';
-	last = last_auto(fs, last_name, sizeof(last_name));
+	now = time(NULL);
+	last = last_auto(fs, now, last_name, sizeof(last_name), future, sizeof(future));
 	bri_schedule_describe(&s->sc, desc, sizeof(desc));
 	bfs_appendf(buf, cap, &pos, "schedule: %s\n", desc);
 	pthread_mutex_lock(&s->lock);
-	now = time(NULL);
 	if (s->sc.kind == BRI_SCHEDULE_NONE) {
 		bfs_appendf(buf, cap, &pos,
 		            "next_run: none (mount with -o schedule=daily@02:00, hourly "
@@ -263,6 +284,11 @@ int bfs_schedule_render(struct bfs *fs, char **out, size_t *len)
 	} else {
 		bfs_appendf(buf, cap, &pos, "last_run: never (no backup of kind auto)\n");
 	}
+	if (future[0])
+		bfs_appendf(
+		    buf, cap, &pos,
+		    "warning: backup %s is dated in the future; not counted as the last run\n",
+		    future);
 	if (s->sc.kind != BRI_SCHEDULE_NONE)
 		bfs_appendf(buf, cap, &pos,
 		            "cleanup: after each run (retention %d days, keep at least %d)\n",

@@ -207,6 +207,8 @@ int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 			fill_common(fs, ino, S_IFREG | 0444, (off_t)len, t, e);
 			return 0;
 		}
+		if (n.bkind == BFS_B_DB)
+			bfs_db_check(fs, n.id, NULL); /* changed in place: the new size */
 		pthread_rwlock_rdlock(&fs->cat_lock);
 		b = bfs_entry_by_id(fs, n.id);
 		rc = b ? backup_attr(fs, b, n.bkind, e) : -ENOENT;

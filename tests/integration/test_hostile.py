@@ -344,7 +344,10 @@ def test_hard_link_planted_in_the_store(cli, store, tmp_path):
     verify_fails(cli, "linked", "meta")
     p = cli.run("restore", "linked", check=False)
     assert p.returncode == 1
-    cli.run("delete", "linked")
+    # Without metadata it is not a backup: delete refuses it, the link stays.
+    p = cli.run("delete", "linked", check=False)
+    assert p.returncode == 1 and "not a backup" in p.stderr, p.stderr
+    assert (store / "linked.db").exists()
     assert secret.exists() and file_sha(secret) == before
     nothing_crashes(cli)
 

@@ -339,6 +339,8 @@ def test_hostile_store_seen_through_the_mount(cli, live_db, store, tmp_path):
         assert "evil" not in shown and "passwd" not in shown and "dir" not in shown \
             and "fifo" not in shown
         assert "real" in shown
+        # A .db whose .meta does not parse is not a backup: no folder for it.
+        assert "badmeta" not in shown
         for n in ("evil", "passwd", "dir", "fifo"):
             with pytest.raises(FileNotFoundError):
                 os.stat(m.path / n)
@@ -353,8 +355,9 @@ def test_hostile_store_seen_through_the_mount(cli, live_db, store, tmp_path):
                     assert hashlib.sha256(data).hexdigest() != secret_sha, p
         # The verify of the broken one fails with a reason; the daemon lives on.
         ok, why = write_ctl(m.path / "ctl/verify", b"badmeta\n")
-        first = (m.path / "badmeta/verify").read_text().splitlines()[0]
-        assert first.startswith("failed"), first
+        assert not ok, why
+        assert "not a backup" in (m.path / "ctl/log").read_text()
+        assert not (store / "badmeta.db.verify").exists()
         assert os.path.isdir(m.path / "real")
     finally:
         m.stop()

@@ -211,7 +211,8 @@ static void test_catalog(const char *base)
 	EXPECT(bri_catalog_newest(c) && strcmp(bri_catalog_newest(c)->name, "third") == 0);
 	bri_catalog_free(c);
 
-	/* Backups without .meta: listed, meta_ok false, time from mtime, kind by name. */
+	/* .db files without .meta are not backups: kept apart in unknown (kind
+	 * unknown, time from mtime, verification failed), never among entries. */
 	char *first_db = bri_store_path(s, "first", ".db");
 	char *orphan = bri_store_path(s, "orphan", ".db");
 	char *safety = bri_store_path(s, "pre_restore_safety_20250101_000000", ".db");
@@ -269,55 +270,69 @@ static void test_catalog(const char *base)
 	EXPECT_EQ_INT(bri_catalog_scan(s, NULL, &c, &err), 0);
 	if (!c)
 		TU_DIE("scan: %s", err.msg);
-	EXPECT_EQ_INT(c->n, 7);
-	EXPECT(bri_catalog_find(c, n128) != NULL);
+	EXPECT_EQ_INT(c->n, 3);
+	EXPECT_EQ_INT(c->nunknown, 4);
+	EXPECT(bri_catalog_find(c, n128) == NULL && bri_catalog_find_unknown(c, n128) != NULL);
 	for (size_t i = 0; i < c->n; i++) {
 		const char *nm = c->entries[i]->name;
 		EXPECT_MSG(strcmp(nm, "third") == 0 || strcmp(nm, n2) == 0 ||
-		               strcmp(nm, n128) == 0 || strcmp(nm, "first") == 0 ||
-		               strcmp(nm, "orphan") == 0 ||
-		               strcmp(nm, "pre_restore_safety_20250101_000000") == 0 ||
-		               strcmp(nm, "bri_backup_20250101_000000") == 0,
+		               strcmp(nm, "first") == 0,
 		           "listed a non-backup: \"%s\"", nm);
+		EXPECT(c->entries[i]->meta_ok && c->entries[i]->kind != BRI_KIND_UNKNOWN);
 		if (i > 0)
 			EXPECT_MSG(c->entries[i]->time <= c->entries[i - 1]->time,
 			           "not newest first at %zu", i);
 	}
+	for (size_t i = 0; i < c->nunknown; i++) {
+		const struct bri_entry *u = c->unknown[i];
+		EXPECT(!u->meta_ok && u->kind == BRI_KIND_UNKNOWN);
+		EXPECT_EQ_INT(u->verify.status, BRI_VERIFY_FAILED);
+		EXPECT(strstr(u->verify.reason, "not a backup") != NULL);
+		if (i > 0)
+			EXPECT_MSG(u->time <= c->unknown[i - 1]->time, "unknown not newest first");
+	}
 	struct bri_entry *e = bri_catalog_find(c, "orphan");
+	EXPECT(e == NULL);
+	e = bri_catalog_find_unknown(c, "orphan");
 	EXPECT(e != NULL);
 	if (e) {
 		EXPECT(!e->meta_ok);
 		EXPECT(e->meta_error[0] != '\0');
 		EXPECT_EQ_INT(e->time, old);
 		EXPECT_EQ_INT(e->meta_st.st_size, 0);
-		EXPECT_EQ_INT(e->kind, BRI_KIND_NAMED);
+		EXPECT_EQ_INT(e->kind, BRI_KIND_UNKNOWN);
 	}
-	e = bri_catalog_find(c, "pre_restore_safety_20250101_000000");
-	EXPECT(e && e->kind == BRI_KIND_SAFETY);
-	e = bri_catalog_find(c, "bri_backup_20250101_000000");
-	EXPECT(e != NULL);
-	/* Kind by name when there is no metadata: the automatic name is auto. */
-	EXPECT(e && e->kind == BRI_KIND_AUTO);
+	/* Whatever the name says: without metadata, not a backup. */
+	EXPECT(bri_catalog_find(c, "pre_restore_safety_20250101_000000") == NULL);
+	e = bri_catalog_find_unknown(c, "pre_restore_safety_20250101_000000");
+	EXPECT(e && e->kind == BRI_KIND_UNKNOWN);
+	EXPECT(bri_catalog_find(c, "bri_backup_20250101_000000") == NULL);
+	EXPECT(bri_catalog_find_unknown(c, "bri_backup_20250101_000000") != NULL);
+	EXPECT(bri_catalog_find_unknown(c, "first") == NULL);
 	EXPECT(bri_catalog_find(c, "link") == NULL);
 	EXPECT(bri_catalog_find(c, "link2") == NULL);
 	EXPECT(bri_catalog_find(c, "dir") == NULL);
 	EXPECT(bri_catalog_find(c, "ctl") == NULL);
 	EXPECT(bri_catalog_find(c, "ghost") == NULL);
-	if (c->n == 7)
-		EXPECT_STREQ(c->entries[6]->name, "bri_backup_20250101_000000");
+	if (c->nunknown == 4)
+		EXPECT_STREQ(c->unknown[3]->name, "bri_backup_20250101_000000");
 
 	/* Rescan with prev: same entries, same ids; prev loses what was taken over. */
 	uint64_t id_first = bri_catalog_find(c, "first") ? bri_catalog_find(c, "first")->id : 0;
 	uint64_t id_third = bri_catalog_find(c, "third") ? bri_catalog_find(c, "third")->id : 0;
-	uint64_t id_orphan = bri_catalog_find(c, "orphan") ? bri_catalog_find(c, "orphan")->id : 0;
+	uint64_t id_orphan =
+	    bri_catalog_find_unknown(c, "orphan") ? bri_catalog_find_unknown(c, "orphan")->id : 0;
 	struct bri_catalog *c2 = NULL;
 	EXPECT_EQ_INT(bri_catalog_scan(s, c, &c2, &err), 0);
 	if (!c2)
 		TU_DIE("rescan: %s", err.msg);
-	EXPECT_EQ_INT(c2->n, 7);
+	EXPECT_EQ_INT(c2->n, 3);
+	EXPECT_EQ_INT(c2->nunknown, 4);
+	EXPECT_EQ_INT(c2->generation, c->generation);
 	EXPECT(bri_catalog_find(c2, "first") && bri_catalog_find(c2, "first")->id == id_first);
 	EXPECT(bri_catalog_find(c2, "third") && bri_catalog_find(c2, "third")->id == id_third);
-	EXPECT(bri_catalog_find(c2, "orphan") && bri_catalog_find(c2, "orphan")->id == id_orphan);
+	EXPECT(bri_catalog_find_unknown(c2, "orphan") &&
+	       bri_catalog_find_unknown(c2, "orphan")->id == id_orphan);
 	bri_catalog_free(c);
 
 	/* A verification changes .verify: the entry is re-read, its id stays. */
@@ -335,12 +350,17 @@ static void test_catalog(const char *base)
 	EXPECT_EQ_INT(bri_catalog_scan(s, c2, &c3, &err), 0);
 	if (!c3)
 		TU_DIE("rescan: %s", err.msg);
-	EXPECT_EQ_INT(c3->n, 6);
+	EXPECT_EQ_INT(c3->n, 2);
+	EXPECT_EQ_INT(c3->nunknown, 4);
 	EXPECT(bri_catalog_find(c3, "third") == NULL);
 	e = bri_catalog_find(c3, "first");
 	EXPECT(e && e->id == id_first && e->verify.status == BRI_VERIFY_OK);
-	e = bri_catalog_find(c3, "orphan");
+	e = bri_catalog_find_unknown(c3, "orphan");
 	EXPECT(e && e->id == id_orphan && e->verify.status == BRI_VERIFY_FAILED);
+	/* Its verification wrote nothing beside it. */
+	char *orphan_verify = bri_store_path(s, "orphan", ".db.verify");
+	EXPECT(!tu_exists(orphan_verify));
+	free(orphan_verify);
 	EXPECT(c3->generation > c2->generation);
 	EXPECT(bri_catalog_newest(c3) && strcmp(bri_catalog_newest(c3)->name, n2) == 0);
 	bri_catalog_free(c2);
@@ -353,7 +373,7 @@ static void test_catalog(const char *base)
 	EXPECT_EQ_INT(bri_catalog_scan(s, c3, &c4, &err), 0);
 	bri_catalog_free(c3);
 	if (c4) {
-		EXPECT_EQ_INT(c4->n, 7);
+		EXPECT_EQ_INT(c4->n, 3);
 		EXPECT(c4->n > 0 && strcmp(c4->entries[0]->name, "pre_restore_safety_test") == 0);
 		EXPECT(c4->n > 0 && c4->entries[0]->kind == BRI_KIND_SAFETY);
 		EXPECT(bri_catalog_newest(c4) && strcmp(bri_catalog_newest(c4)->name, n2) == 0);
@@ -438,9 +458,9 @@ static void test_fifos(const char *base)
 		struct bri_catalog *c = NULL;
 		if (bri_catalog_scan(s, NULL, &c, &err) != 0)
 			_exit(2);
-		if (c->n != 1 || strcmp(c->entries[0]->name, "pipe") != 0)
+		if (c->n != 0 || c->nunknown != 1 || strcmp(c->unknown[0]->name, "pipe") != 0)
 			_exit(3);
-		if (c->entries[0]->meta_ok || c->entries[0]->verify.status != BRI_VERIFY_UNVERIFIED)
+		if (c->unknown[0]->meta_ok || c->unknown[0]->kind != BRI_KIND_UNKNOWN)
 			_exit(4);
 		bri_catalog_free(c);
 		_exit(0);

@@ -145,7 +145,8 @@ static void test_cleanup(const char *base)
 	EXPECT_EQ_INT(n, 8);
 	free(items);
 
-	/* Backups without metadata: time from the file, kind from the name. */
+	/* .db files without metadata are not backups: never removed, however old,
+	 * whatever their name says (SPEC.md section 1). */
 	char *fdb = bri_store_path(s, "fresh", ".db");
 	char *sa = bri_store_path(s, "pre_restore_safety_20200101_000000", ".db");
 	char *aa = bri_store_path(s, "bri_backup_20200101_000000", ".db");
@@ -155,13 +156,19 @@ static void test_cleanup(const char *base)
 	EXPECT(utimensat(AT_FDCWD, sa, ts, 0) == 0);
 	EXPECT(utimensat(AT_FDCWD, aa, ts, 0) == 0);
 	items = NULL;
-	EXPECT_EQ_INT(bri_cleanup(s, &rules, now, false, &ctx, &items, &n, &err), 1);
+	EXPECT_EQ_INT(bri_cleanup(s, &rules, now, false, &ctx, &items, &n, &err), 0);
+	EXPECT_EQ_INT(n, 8); /* and not listed among the backups it judged */
 	free(items);
-	EXPECT_MSG(tu_exists(sa), "cleanup removed a safety backup that has no metadata");
-	EXPECT(!tu_exists(aa));
+	struct bri_retention_rules none = {0, 0};
+	items = NULL;
+	EXPECT(bri_cleanup(s, &none, now + 1000 * DAY, true, &ctx, &items, &n, &err) >= 0);
+	for (size_t i = 0; items && i < n; i++)
+		EXPECT(strcmp(items[i].name, "bri_backup_20200101_000000") != 0 &&
+		       strcmp(items[i].name, "pre_restore_safety_20200101_000000") != 0);
+	free(items);
+	EXPECT_MSG(tu_exists(sa), "cleanup removed a .db that has no metadata");
+	EXPECT_MSG(tu_exists(aa), "cleanup removed a .db that has no metadata");
 	free(fdb);
-	free(sa);
-	free(aa);
 
 	/* Negative rules. */
 	struct bri_retention_rules bad = {-1, 7};
@@ -181,7 +188,11 @@ static void test_cleanup(const char *base)
 	EXPECT_EQ_INT(bri_delete(s, "old44", &ctx, &err), 0);
 	EXPECT(!has_files(s, "old44", true));
 	EXPECT_EQ_INT(bri_delete(s, "pre_restore_safety_old", &ctx, &err), 0);
-	EXPECT_EQ_INT(bri_delete(s, "pre_restore_safety_20200101_000000", &ctx, &err), 0);
+	/* A .db without metadata is not a backup: even a request by name keeps it. */
+	memset(&err, 0, sizeof(err));
+	EXPECT_EQ_INT(bri_delete(s, "pre_restore_safety_20200101_000000", &ctx, &err), -EINVAL);
+	EXPECT(strstr(err.msg, "not a backup") != NULL);
+	EXPECT(tu_exists(sa));
 	EXPECT(!has_files(s, "pre_restore_safety_old", true));
 	memset(&err, 0, sizeof(err));
 	EXPECT_EQ_INT(bri_delete(s, "old44", &ctx, &err), -ENOENT);
@@ -189,12 +200,18 @@ static void test_cleanup(const char *base)
 	EXPECT_EQ_INT(bri_delete(s, "../bri", &ctx, &err), -EINVAL);
 	EXPECT_EQ_INT(bri_delete(s, "", &ctx, &err), -EINVAL);
 	EXPECT(tu_exists(live));
-	/* A .db without .meta or .verify is deleted too. */
+	/* Nor a .db whose .meta lacks the seed's keys. */
 	char *od = bri_store_path(s, "orphan", ".db");
+	char *om = bri_store_path(s, "orphan", ".db.meta");
 	char *fd = bri_store_path(s, "fresh", ".db");
 	tu_copy(fd, od);
-	EXPECT_EQ_INT(bri_delete(s, "orphan", &ctx, &err), 0);
-	EXPECT(!tu_exists(od));
+	tu_write_str(om, "{\"backup_time\": \"2020-01-01T00:00:00\"}\n");
+	EXPECT_EQ_INT(bri_delete(s, "orphan", &ctx, &err), -EINVAL);
+	EXPECT(tu_exists(od) && tu_exists(om));
+	EXPECT(unlink(od) == 0 && unlink(om) == 0 && unlink(sa) == 0 && unlink(aa) == 0);
+	free(om);
+	free(sa);
+	free(aa);
 	free(od);
 	free(fd);
 	/* Deletes and cleanups are audited, failures too. */
@@ -230,7 +247,12 @@ static void test_store_is_db_folder(const char *base)
 	tu_make_db(live, "wal", 42, 10, false);
 	struct timespec ts[2] = {{time(NULL) - 400 * DAY, 0}, {time(NULL) - 400 * DAY, 0}};
 	EXPECT(utimensat(AT_FDCWD, live, ts, 0) == 0); /* a database not written for a while */
-	if (bri_store_open(live, dir, true, &s, &err) != 0)
+	/* SPEC.md section 1: refused unless forced, with a message saying why. */
+	EXPECT_EQ_INT(bri_store_open(live, dir, true, &s, &err), -EINVAL);
+	EXPECT(s == NULL);
+	EXPECT_MSG(strstr(err.msg, "own folder") != NULL, "message: %s", err.msg);
+	struct bri_store_open_opts forced = {.create = true, .force = true};
+	if (bri_store_open_ex(live, dir, &forced, &s, &err) != 0)
 		TU_DIE("store: %s", err.msg);
 	struct bri_create_opts o = {.name = "real"};
 	char *out = NULL;
@@ -255,6 +277,39 @@ static void test_store_is_db_folder(const char *base)
 		bri_cleanup(s, &none, time(NULL), false, &ctx, &items, &n, &err);
 		free(items);
 		EXPECT_MSG(tu_exists(live), "the live database was removed");
+	}
+	/*
+	 * Another program's databases in that folder (issue 9 item 2: "removed
+	 * analytics"): no .meta, or one without the seed's keys. Not backups:
+	 * cleanup and delete leave them, the catalog lists them as unknown.
+	 */
+	{
+		char *an = tu_fmt("%s/analytics.db", dir), *sl = tu_fmt("%s/seedless.db", dir);
+		char *slm = tu_fmt("%s/seedless.db.meta", dir);
+		tu_make_db(an, "wal", 5, 10, false);
+		tu_make_db(sl, "delete", 6, 10, false);
+		tu_write_str(slm, "{\"app\": \"other\", \"version\": 3}\n");
+		EXPECT(utimensat(AT_FDCWD, an, ts, 0) == 0);
+		EXPECT(utimensat(AT_FDCWD, sl, ts, 0) == 0);
+		struct bri_retention_rules none = {0, 0};
+		struct bri_cleanup_item *items = NULL;
+		size_t n = 0;
+		EXPECT_EQ_INT(bri_cleanup(s, &none, time(NULL) + 10, false, &ctx, &items, &n, &err),
+		              0);
+		free(items);
+		EXPECT_MSG(tu_exists(an) && tu_exists(sl) && tu_exists(slm),
+		           "cleanup removed another program's database");
+		EXPECT_EQ_INT(bri_delete(s, "analytics", &ctx, &err), -EINVAL);
+		EXPECT(tu_exists(an));
+		c = NULL;
+		EXPECT_EQ_INT(bri_catalog_scan(s, NULL, &c, &err), 0);
+		EXPECT(c && c->n == 1 && c->nunknown == 2);
+		EXPECT(c && bri_catalog_find_unknown(c, "analytics") &&
+		       bri_catalog_find_unknown(c, "seedless"));
+		bri_catalog_free(c);
+		free(an);
+		free(sl);
+		free(slm);
 	}
 	EXPECT_EQ_INT(bri_store_has(s, "real"), 1);
 	bri_store_close(s);

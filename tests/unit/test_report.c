@@ -57,12 +57,17 @@ static bool health(const struct bri_catalog *c, time_t now, double hours, size_t
 	size_t len = 0;
 	bool ok = bri_health_check(c, now, &r, false, &text, &len);
 	EXPECT(text && len == strlen(text) && len > 0 && text[len - 1] == '\n');
-	*warnings = count_lines(text, "warning");
+	*warnings = count_lines(text, "warning: ");
+	int critical = count_lines(text, "critical: ");
 	if (ok)
 		EXPECT_STREQ(text, "ok\n");
 	else
-		EXPECT_MSG(*warnings >= 1 && count_lines(text, "") == *warnings,
-		           "not one warning per line:\n%s", text ? text : "");
+		EXPECT_MSG(*warnings + critical >= 1 &&
+		               count_lines(text, "") == *warnings + critical,
+		           "not one warning or critical line per line:\n%s", text ? text : "");
+	/* Critical lines come first. */
+	if (critical)
+		EXPECT(text && strncmp(text, "critical: ", 10) == 0);
 	if (text_out)
 		*text_out = text;
 	else
@@ -100,6 +105,16 @@ static void test_report(const char *base)
 	int w = 0;
 	EXPECT(!health(c, time(NULL), 24, 7, &w, NULL));
 	EXPECT(w >= 1);
+	/* No backup at all: no good backup, critical. */
+	{
+		struct bri_health_rules r0 = {24, 0};
+		char *t0 = NULL;
+		size_t l0 = 0;
+		EXPECT_EQ_INT(bri_health_assess(c, time(NULL), &r0, false, &t0, &l0),
+		              BRI_HEALTH_CRITICAL);
+		EXPECT(t0 && strstr(t0, "critical: no good backup"));
+		free(t0);
+	}
 
 	/* One real backup, six copies at 3-hour steps back. */
 	struct bri_create_opts opts = {.name = "base1"};
@@ -220,6 +235,74 @@ static void test_report(const char *base)
 	           json ? json : "(null)");
 	json_object_put(o);
 	free(json);
+	/* One failed of seven is a warning, not critical: six are good. */
+	EXPECT_EQ_INT(st.good, 6);
+	EXPECT_EQ_INT(bri_health_assess(c, newest + HOUR, &rules, false, &text, &len),
+	              BRI_HEALTH_WARNING);
+	free(text);
+
+	/* A .db without metadata is not a backup: counted apart, and a warning. */
+	char *stray = bri_store_path(s, "stray", ".db");
+	char *base1 = bri_store_path(s, "base1", ".db");
+	tu_copy(base1, stray);
+	c = scan(s, c);
+	EXPECT_EQ_INT(c->n, 7);
+	EXPECT_EQ_INT(c->nunknown, 1);
+	bri_stats_compute(c, &st);
+	EXPECT_EQ_INT(st.total_backups, 7);
+	EXPECT_EQ_INT(st.unknown_files, 1);
+	EXPECT_EQ_INT(st.by_kind[BRI_KIND_UNKNOWN], 1);
+	EXPECT_EQ_INT(st.total_bytes, 7 * size);
+	text = NULL;
+	EXPECT(!health(c, newest + HOUR, 24, 6, &w, &text));
+	EXPECT_EQ_INT(w, 2); /* copy2 failed, and the stray file */
+	EXPECT_MSG(text && strstr(text, "warning: 1 .db file in the store is not a backup") &&
+	               strstr(text, "stray"),
+	           "no warning about the unknown file:\n%s", text ? text : "");
+	free(text);
+	free(base1);
+	free(stray);
+
+	/* Every backup failed its last verification: no good backup, critical. */
+	for (size_t i = 0; i < c->n; i++) {
+		struct bri_verify_result bad = {.status = BRI_VERIFY_FAILED, .checked = newest};
+		char *vj = NULL, vf[BRI_NAME_MAX + 16];
+		size_t vl = 0;
+		snprintf(bad.reason, sizeof(bad.reason), "checksum mismatch");
+		snprintf(vf, sizeof(vf), "%s.db.verify", c->entries[i]->name);
+		EXPECT_EQ_INT(bri_verify_to_json(&bad, &vj, &vl), 0);
+		EXPECT_EQ_INT(bri_store_write_file(s, vf, vj, vl, &err), 0);
+		free(vj);
+	}
+	c = scan(s, c);
+	bri_stats_compute(c, &st);
+	EXPECT_EQ_INT(st.good, 0);
+	EXPECT_EQ_INT(st.verify_failed, 7);
+	text = NULL;
+	EXPECT(!health(c, newest + HOUR, 24, 7, &w, &text));
+	EXPECT_MSG(text && strncmp(text, "critical: no good backup exists", 31) == 0,
+	           "no critical line:\n%s", text ? text : "");
+	free(text);
+	EXPECT_EQ_INT(bri_health_assess(c, newest + HOUR, &rules, false, &text, &len),
+	              BRI_HEALTH_CRITICAL);
+	free(text);
+	json = NULL;
+	EXPECT_EQ_INT(bri_health_assess(c, newest + HOUR, &rules, true, &json, &len),
+	              BRI_HEALTH_CRITICAL);
+	o = json ? json_tokener_parse(json) : NULL;
+	if (o) {
+		json_object *v;
+		EXPECT(json_object_object_get_ex(o, "status", &v) &&
+		       strcmp(json_object_get_string(v), "critical") == 0);
+		EXPECT(json_object_object_get_ex(o, "critical", &v) &&
+		       json_object_array_length(v) == 1);
+		EXPECT(json_object_object_get_ex(o, "good_backups", &v) &&
+		       json_object_get_int(v) == 0);
+	}
+	EXPECT(o != NULL);
+	json_object_put(o);
+	free(json);
+	EXPECT_STREQ(bri_health_level_name(BRI_HEALTH_CRITICAL), "critical");
 
 	bri_catalog_free(c);
 	bri_store_close(s);

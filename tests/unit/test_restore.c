@@ -312,6 +312,18 @@ static void test_rollback_mode(const char *base)
 	EXPECT_MSG(rc == 0, "restore in rollback mode: %d %s", rc, err.msg);
 	EXPECT_EQ_INT(tu_count_rows(db, "videos"), 42);
 	EXPECT_STREQ(journal_mode(db), "delete");
+	/* The safety backup, read through the restore's own locked file handle:
+	 * the 43-row state, complete, and it verifies. */
+	EXPECT_MSG(strncmp(rep.safety_name, "pre_restore_safety_", 19) == 0, "safety name \"%s\"",
+	           rep.safety_name);
+	if (rep.safety_name[0]) {
+		struct bri_verify_result vr = {0};
+		char *sp = bri_store_path(s, rep.safety_name, ".db");
+		EXPECT_EQ_INT(videos_at(sp), 43);
+		free(sp);
+		EXPECT_EQ_INT(bri_verify_backup(s, rep.safety_name, &ctx, &vr, &err), 0);
+		EXPECT_MSG(vr.status == BRI_VERIFY_OK, "safety backup verification: %s", vr.reason);
+	}
 	sqlite3_stmt *st;
 	EXPECT(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK);
 	EXPECT(sqlite3_step(st) == SQLITE_ROW &&

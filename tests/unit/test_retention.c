@@ -1,11 +1,14 @@
 /*
  * Unit tests of the retention policy (include/bri/retention.h) on synthetic
  * lists with a fixed "now": recent backups kept, expired ones removed, safety
- * backups never removed, the newest keep_min non-safety backups kept however
- * old, order of the input irrelevant, negative rules refused. Pure: no I/O.
+ * backups never removed, the newest keep_min good non-safety backups kept
+ * however old, the newest good one always kept, failed ones never counted
+ * towards the floor, unknown files (not backups) never touched, order of the
+ * input irrelevant, negative rules refused. Pure: no I/O.
  */
 #include <errno.h>
 
+#include "bri/cleanup.h"
 #include "bri/retention.h"
 #include "expect.h"
 
@@ -85,10 +88,10 @@ static void test_expired(void)
 	for (size_t i = 10; i < 15; i++)
 		EXPECT_EQ_INT(v[i], BRI_REMOVE_EXPIRED);
 
-	/* Unknown kind (no metadata) counts as an ordinary backup. */
+	/* Unknown kind (no metadata): not a backup, never removed. */
 	l.items[12].kind = BRI_KIND_UNKNOWN;
-	EXPECT_EQ_INT(plan(&l, &defaults, v), 5);
-	EXPECT_EQ_INT(v[12], BRI_REMOVE_EXPIRED);
+	EXPECT_EQ_INT(plan(&l, &defaults, v), 4);
+	EXPECT_EQ_INT(v[12], BRI_KEEP_UNKNOWN);
 
 	/* Around the boundary: 30 days - 1 s kept, 30 days + 1 s removed. */
 	struct list b = {.n = 0};
@@ -179,9 +182,10 @@ static void test_keep_min(void)
 	struct bri_retention_rules many = {30, 1000};
 	EXPECT_EQ_INT(plan(&l, &many, v), 0);
 
-	/* keep_min 0: every expired backup goes. */
+	/* keep_min 0: every expired backup goes but the newest good one. */
 	struct bri_retention_rules none = {30, 0};
-	EXPECT_EQ_INT(plan(&l, &none, v), 10);
+	EXPECT_EQ_INT(plan(&l, &none, v), 9);
+	EXPECT_EQ_INT(v[0], BRI_KEEP_NEWEST_GOOD);
 	/* keep_min 1: only the newest stays. */
 	struct bri_retention_rules one = {30, 1};
 	EXPECT_EQ_INT(plan(&l, &one, v), 9);
@@ -278,11 +282,149 @@ static void test_ties(void)
 		EXPECT_EQ_INT(v[i], v2[MAXN - 1 - i]);
 }
 
+/* Issue 9 item 4: the floor counts good backups (last verification not failed). */
+static void test_good_floor(void)
+{
+	enum bri_retention_verdict v[MAXN];
+
+	/* The seven newest failed, three older good, all expired: the good ones stay. */
+	struct list l = {.n = 0};
+	for (int i = 0; i < 10; i++) {
+		add(&l, (100 + i) * DAY, BRI_KIND_AUTO);
+		l.items[i].failed = i < 7;
+	}
+	EXPECT_EQ_INT(plan(&l, &defaults, v), 0);
+	for (size_t i = 7; i < 10; i++)
+		EXPECT_MSG(v[i] == BRI_KEEP_MIN, "good backup %zu: verdict %d", i, v[i]);
+	/* The failed ones among the newest keep_min stay too, for salvage. */
+	for (size_t i = 0; i < 7; i++)
+		EXPECT_EQ_INT(v[i], BRI_KEEP_MIN_FAILED);
+
+	/* More good ones than keep_min: the newest keep_min good ones stay, the
+	 * failed ones beyond the newest keep_min go. */
+	struct bri_retention_rules three = {30, 3};
+	struct list m = {.n = 0};
+	for (int i = 0; i < 12; i++) {
+		add(&m, (100 + i) * DAY, BRI_KIND_NAMED);
+		m.items[i].failed = i < 7;
+	}
+	EXPECT_EQ_INT(plan(&m, &three, v), 6);
+	for (size_t i = 0; i < 3; i++)
+		EXPECT_EQ_INT(v[i], BRI_KEEP_MIN_FAILED);
+	for (size_t i = 3; i < 7; i++)
+		EXPECT_EQ_INT(v[i], BRI_REMOVE_EXPIRED);
+	for (size_t i = 7; i < 10; i++)
+		EXPECT_EQ_INT(v[i], BRI_KEEP_MIN);
+	for (size_t i = 10; i < 12; i++)
+		EXPECT_EQ_INT(v[i], BRI_REMOVE_EXPIRED);
+
+	/* keep_min 0 still keeps the newest good backup, however old. */
+	struct bri_retention_rules none = {30, 0};
+	struct list z = {.n = 0};
+	for (int i = 0; i < 5; i++)
+		add(&z, (100 + i) * DAY, BRI_KIND_AUTO);
+	EXPECT_EQ_INT(plan(&z, &none, v), 4);
+	EXPECT_EQ_INT(v[0], BRI_KEEP_NEWEST_GOOD);
+	/* ... and when the newest failed, the next good one is the one kept. */
+	z.items[0].failed = true;
+	z.items[1].failed = true;
+	EXPECT_EQ_INT(plan(&z, &none, v), 4);
+	EXPECT_EQ_INT(v[0], BRI_REMOVE_EXPIRED);
+	EXPECT_EQ_INT(v[1], BRI_REMOVE_EXPIRED);
+	EXPECT_EQ_INT(v[2], BRI_KEEP_NEWEST_GOOD);
+	/* A recent good backup is the newest good one: the old ones may go. */
+	struct list r = {.n = 0};
+	add(&r, DAY, BRI_KIND_AUTO);
+	add(&r, 100 * DAY, BRI_KIND_AUTO);
+	EXPECT_EQ_INT(plan(&r, &none, v), 1);
+	EXPECT_EQ_INT(v[0], BRI_KEEP_RECENT);
+	EXPECT_EQ_INT(v[1], BRI_REMOVE_EXPIRED);
+	/* Retention 0, keep_min 0, every backup old: one good one remains. */
+	struct bri_retention_rules zero = {0, 0};
+	EXPECT_EQ_INT(plan(&z, &zero, v), 4);
+	EXPECT_EQ_INT(count(v, z.n, BRI_KEEP_NEWEST_GOOD), 1);
+	/* All failed: nothing protects them but keep_min. */
+	for (size_t i = 0; i < z.n; i++)
+		z.items[i].failed = true;
+	EXPECT_EQ_INT(plan(&z, &none, v), 5);
+	EXPECT_EQ_INT(plan(&z, &defaults, v), 0);
+
+	/* A good safety backup does not stand in for the newest good ordinary one. */
+	struct list s = {.n = 0};
+	add(&s, DAY, BRI_KIND_SAFETY);
+	add(&s, 100 * DAY, BRI_KIND_AUTO);
+	add(&s, 101 * DAY, BRI_KIND_AUTO);
+	EXPECT_EQ_INT(plan(&s, &none, v), 1);
+	EXPECT_EQ_INT(v[1], BRI_KEEP_NEWEST_GOOD);
+}
+
+/* Unknown files (a .db without usable metadata) are never removed nor counted. */
+static void test_unknown(void)
+{
+	enum bri_retention_verdict v[MAXN];
+	struct list l = {.n = 0};
+	for (int i = 0; i < 3; i++)
+		add(&l, (1000 + i) * DAY, BRI_KIND_UNKNOWN); /* ancient */
+	add(&l, 0, BRI_KIND_UNKNOWN);                        /* and the newest of all */
+	for (int i = 0; i < 10; i++)
+		add(&l, (100 + i) * DAY, BRI_KIND_AUTO);
+	EXPECT_EQ_INT(plan(&l, &defaults, v), 3); /* as if they were not there */
+	for (size_t i = 0; i < 4; i++)
+		EXPECT_EQ_INT(v[i], BRI_KEEP_UNKNOWN);
+	for (size_t i = 4; i < 11; i++)
+		EXPECT_EQ_INT(v[i], BRI_KEEP_MIN);
+	struct bri_retention_rules zero = {0, 0};
+	EXPECT_EQ_INT(plan(&l, &zero, v), 9);
+	for (size_t i = 0; i < 4; i++)
+		EXPECT_EQ_INT(v[i], BRI_KEEP_UNKNOWN);
+	/* Even marked failed. */
+	l.items[0].failed = true;
+	EXPECT_EQ_INT(plan(&l, &zero, v), 9);
+	EXPECT_EQ_INT(v[0], BRI_KEEP_UNKNOWN);
+}
+
+/* bri_cleanup_plan over a synthetic catalog: unverified counts as good. */
+static void test_cleanup_plan(void)
+{
+	static const enum bri_verify_status status[] = {BRI_VERIFY_FAILED, BRI_VERIFY_FAILED,
+	                                                BRI_VERIFY_UNVERIFIED, BRI_VERIFY_OK,
+	                                                BRI_VERIFY_UNVERIFIED};
+	struct bri_entry e[5], *list[5];
+	char names[5][8];
+	enum bri_retention_verdict v[5];
+	struct bri_catalog c = {.entries = list, .n = 5};
+	memset(e, 0, sizeof(e));
+	for (size_t i = 0; i < 5; i++) {
+		snprintf(names[i], sizeof(names[i]), "b%zu", i);
+		e[i].name = names[i];
+		e[i].time = NOW - (time_t)(100 + i) * DAY;
+		e[i].kind = BRI_KIND_AUTO;
+		e[i].meta_ok = true;
+		e[i].verify.status = status[i];
+		list[i] = &e[i];
+	}
+	/* keep_min 2: the two newest good are b2 (unverified) and b3 (ok). */
+	struct bri_retention_rules two = {30, 2};
+	EXPECT_EQ_INT(bri_cleanup_plan(&c, NOW, &two, v), 1);
+	EXPECT_EQ_INT(v[0], BRI_KEEP_MIN_FAILED);
+	EXPECT_EQ_INT(v[1], BRI_KEEP_MIN_FAILED);
+	EXPECT_EQ_INT(v[2], BRI_KEEP_MIN);
+	EXPECT_EQ_INT(v[3], BRI_KEEP_MIN);
+	EXPECT_EQ_INT(v[4], BRI_REMOVE_EXPIRED);
+	/* keep_min 0: the newest good one is b2, never verified. */
+	struct bri_retention_rules none = {30, 0};
+	EXPECT_EQ_INT(bri_cleanup_plan(&c, NOW, &none, v), 4);
+	EXPECT_EQ_INT(v[2], BRI_KEEP_NEWEST_GOOD);
+	struct bri_retention_rules bad = {-1, 0};
+	EXPECT_EQ_INT(bri_cleanup_plan(&c, NOW, &bad, v), -EINVAL);
+}
+
 static void test_reasons(void)
 {
-	enum bri_retention_verdict all[] = {BRI_KEEP_RECENT, BRI_KEEP_SAFETY, BRI_KEEP_MIN,
-	                                    BRI_REMOVE_EXPIRED};
-	for (size_t i = 0; i < 4; i++) {
+	enum bri_retention_verdict all[] = {
+	    BRI_KEEP_RECENT,      BRI_KEEP_SAFETY,     BRI_KEEP_MIN,    BRI_REMOVE_EXPIRED,
+	    BRI_KEEP_NEWEST_GOOD, BRI_KEEP_MIN_FAILED, BRI_KEEP_UNKNOWN};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		const char *r = bri_retention_reason(all[i]);
 		EXPECT(r && r[0] != '\0');
 		for (size_t j = 0; j < i; j++)
@@ -301,6 +443,9 @@ int main(void)
 	test_negative();
 	test_unsorted();
 	test_ties();
+	test_good_floor();
+	test_unknown();
+	test_cleanup_plan();
 	test_reasons();
 	return EXPECT_RESULT();
 }

@@ -38,13 +38,22 @@ static void test_parse(void)
 	EXPECT_EQ_INT(bri_schedule_parse("none", &sc, &err), 0);
 	EXPECT_EQ_INT(sc.kind, BRI_SCHEDULE_NONE);
 
-	const char *bad[] = {"daily@24:00", "daily@2:00", "daily@02:60", "daily@", "weekly",
-			     "every=", "every=0", "every=6x", "every=-1h", "every=h",
-			     "every=99999999999d", "daily@02:00 "};
+	const char *bad[] = {"daily@24:00",
+	                     "daily@2:00",
+	                     "daily@02:60",
+	                     "daily@",
+	                     "weekly",
+	                     "every=",
+	                     "every=0",
+	                     "every=6x",
+	                     "every=-1h",
+	                     "every=h",
+	                     "every=99999999999d",
+	                     "daily@02:00 "};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err.msg[0] = '\0';
 		EXPECT_MSG(bri_schedule_parse(bad[i], &sc, &err) == -EINVAL, "accepted '%s'",
-			   bad[i]);
+		           bad[i]);
 		EXPECT_MSG(err.msg[0] != '\0', "no reason for '%s'", bad[i]);
 	}
 	EXPECT_EQ_INT(bri_duration_parse("7d", &d), 0);
@@ -94,6 +103,24 @@ static void test_every(void)
 	EXPECT_EQ_INT(bri_schedule_next(&sc, T0), -1);
 }
 
+/* A last run dated in the future (clock went back, restored store) never stops the schedule. */
+static void test_future_last_run(void)
+{
+	struct bri_schedule sc;
+
+	bri_schedule_parse("every=5s", &sc, NULL);
+	EXPECT(bri_schedule_due(&sc, T0 + 3600, T0));
+	EXPECT(bri_schedule_due(&sc, T0 + 1, T0));
+	EXPECT(!bri_schedule_due(&sc, T0, T0));
+	EXPECT(!bri_schedule_due(&sc, T0, T0 + 4));
+	bri_schedule_parse("daily@02:00", &sc, NULL);
+	EXPECT(bri_schedule_due(&sc, T0 + 3 * 86400, T0));
+	bri_schedule_parse("hourly", &sc, NULL);
+	EXPECT(bri_schedule_due(&sc, T0 + 60, T0));
+	bri_schedule_parse("none", &sc, NULL);
+	EXPECT(!bri_schedule_due(&sc, T0 + 60, T0));
+}
+
 static void test_describe(void)
 {
 	struct bri_schedule sc;
@@ -114,6 +141,7 @@ int main(void)
 	test_parse();
 	test_daily();
 	test_every();
+	test_future_last_run();
 	test_describe();
 	return EXPECT_RESULT();
 }

@@ -4,7 +4,9 @@
  * count, row counts sorted by name, source unchanged), bri_snapshot_count_rows,
  * bri_snapshot_check on a sound and a damaged database, and
  * bri_snapshot_restore into an existing and a missing live file and against
- * a writer (-EBUSY, nothing changed). Real SQLite files only.
+ * a writer (-EBUSY, nothing changed); snapshots and backups opened through a
+ * store's descriptor after its folder was replaced, and a live database
+ * path holding a symlink refused. Real SQLite files only.
  */
 #include <errno.h>
 #include <sys/stat.h>
@@ -12,6 +14,7 @@
 
 #include "bri/checksum.h"
 #include "bri/snapshot.h"
+#include "bri/store.h"
 #include "expect.h"
 #include "testutil.h"
 
@@ -153,10 +156,107 @@ static void test_take(const char *base)
 	free(src);
 }
 
+/* Rows of table videos in the backup at path, opened by bri_snapshot_open_backup. */
+static int64_t backup_videos(const char *path)
+{
+	struct bri_err err = {0};
+	sqlite3 *db = NULL;
+	int64_t n;
+	if (bri_snapshot_open_backup(path, &db, &err) != 0)
+		return -1;
+	n = tu_count_rows(db, "videos");
+	sqlite3_close(db);
+	return n;
+}
+
+/*
+ * A store folder replaced while open (mv store store.old; mkdir store; a
+ * planted NAME.db): names from bri_store_fd_path still lead to the folder
+ * of the descriptor, for reading a backup and for writing a snapshot, while
+ * the store's path leads to the planted file (issue 9 item 10).
+ */
+static void test_through_the_store_fd(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	struct bri_snapshot_info info;
+	char *live = tu_fmt("%s/fdlive.db", base);
+	char *dir = tu_fmt("%s/fdstore", base);
+	char *old = tu_fmt("%s/fdstore.old", base);
+	char *in_old = tu_fmt("%s/fdstore.old/b.db", base);
+	char *planted = tu_fmt("%s/fdstore/b.db", base);
+	tu_make_db(live, "wal", 10, 10, false);
+	if (bri_store_open(live, dir, true, &s, &err) != 0)
+		TU_DIE("store: %s", err.msg);
+	char *fd_b = bri_store_fd_path(s, "b", ".db");
+	char *fd_t = bri_store_fd_path(s, "t", ".db");
+	char *in_old_t = tu_fmt("%s/fdstore.old/t.db", base);
+	char *by_path_t = tu_fmt("%s/fdstore/t.db", base);
+	EXPECT(strncmp(fd_b, "/proc/self/fd/", 14) == 0);
+	tu_copy(live, planted); /* b.db of the store: 10 videos */
+	EXPECT(rename(dir, old) == 0);
+	EXPECT(tu_exists(in_old));
+	EXPECT(mkdir(dir, 0700) == 0);
+	tu_make_db(planted, "delete", 99, 0, false);
+	EXPECT_EQ_INT(backup_videos(planted), 99);
+	EXPECT_EQ_INT(backup_videos(fd_b), 10);
+
+	/* A snapshot written through the descriptor lands in the old folder only. */
+	tu_write(in_old_t, "", 0);
+	memset(&info, 0, sizeof(info));
+	EXPECT_EQ_INT(bri_snapshot_take(live, fd_t, 1000, &info, &err), 0);
+	bri_snapshot_info_free(&info);
+	EXPECT_EQ_INT(backup_videos(in_old_t), 10);
+	EXPECT(!tu_exists(by_path_t));
+	bri_store_close(s);
+	free(by_path_t);
+	free(in_old_t);
+	free(fd_t);
+	free(fd_b);
+	free(planted);
+	free(in_old);
+	free(old);
+	free(dir);
+	free(live);
+}
+
+/* SQLITE_OPEN_NOFOLLOW: a live database path holding a symlink is refused, never followed. */
+static void test_live_symlink(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_snapshot_info info;
+	char *real = tu_fmt("%s/real.db", base);
+	char *link = tu_fmt("%s/link.db", base);
+	char *dangling = tu_fmt("%s/dangling.db", base);
+	char *nowhere = tu_fmt("%s/nowhere.db", base);
+	char *backup = tu_fmt("%s/lbackup.db", base);
+	char *dst = tu_fmt("%s/ldst.db", base);
+	tu_make_db(real, "wal", 5, 5, false);
+	tu_make_db(backup, "delete", 50, 0, false);
+	EXPECT(symlink(real, link) == 0);
+	EXPECT(symlink(nowhere, dangling) == 0);
+	tu_write(dst, "", 0);
+	memset(&info, 0, sizeof(info));
+	EXPECT_EQ_INT(bri_snapshot_take(link, dst, 1000, &info, &err), -ELOOP);
+	EXPECT(strstr(err.msg, "symbolic link") != NULL);
+	EXPECT_EQ_INT(bri_snapshot_restore(backup, link, base, 1000, &err), -ELOOP);
+	EXPECT_EQ_INT(backup_videos(real), 5);
+	EXPECT_EQ_INT(bri_snapshot_restore(backup, dangling, base, 1000, &err), -ELOOP);
+	EXPECT(!tu_exists(nowhere));
+	free(dst);
+	free(backup);
+	free(nowhere);
+	free(dangling);
+	free(link);
+	free(real);
+}
+
 int main(void)
 {
 	char *base = tu_tmpdir("snapshot");
 	test_take(base);
+	test_through_the_store_fd(base);
+	test_live_symlink(base);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
 }

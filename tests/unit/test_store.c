@@ -4,7 +4,8 @@
  * and creating the store folder (0700 whatever the umask), durable writes and
  * reads of files (0600), temporary files and publishing by rename, the
  * cross-process lock, the sweep of leftovers of dead processes, and automatic
- * names. Real files in a private temporary folder; no SQLite involved.
+ * names, symlinked and shared folders refused, a store folder replaced
+ * while open. Real files in a private temporary folder; no SQLite involved.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -713,9 +714,157 @@ static void test_auto_name_odd_stems(const char *base)
 	}
 }
 
+/* Number of entries of folder dir (without . and ..), -1 when unreadable. */
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+/*
+ * Symlinks at the database's path and the store folder are refused unless
+ * followed; folders are made canonical; a store in the database's own folder
+ * is refused unless forced.
+ */
+static void test_open_paths(const char *base)
+{
+	struct bri_store_open_opts follow = {.create = true, .follow_symlink = true};
+	struct bri_store_open_opts plain = {.create = true};
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	char *real = tu_fmt("%s/paths", base);
+	char *db = tu_fmt("%s/paths/bri.db", base);
+	char *alias = tu_fmt("%s/alias", base);
+	char *link = tu_fmt("%s/paths/link.db", base);
+	char *dangling = tu_fmt("%s/paths/dangling.db", base);
+	char *nowhere = tu_fmt("%s/nowhere/x.db", base);
+	char *store = tu_fmt("%s/paths/backups", base);
+	char *store_link = tu_fmt("%s/store_link", base);
+	char *want_db = NULL;
+	EXPECT(mkdir(real, 0755) == 0);
+	tu_write(db, "x", 1);
+	EXPECT(symlink(real, alias) == 0);
+	EXPECT(symlink(db, link) == 0);
+	EXPECT(symlink(nowhere, dangling) == 0);
+
+	/* A symlink as last component: refused, nothing created. */
+	EXPECT_EQ_INT(bri_store_open(link, NULL, true, &s, &err), -ELOOP);
+	EXPECT(strstr(err.msg, "symbolic link") != NULL);
+	EXPECT(s == NULL);
+	EXPECT_EQ_INT(bri_store_open(dangling, NULL, true, &s, &err), -ELOOP);
+	EXPECT_EQ_INT(bri_store_open_ex(dangling, NULL, &follow, &s, &err), -EINVAL);
+	EXPECT(access(nowhere, F_OK) < 0);
+	EXPECT_EQ_INT(count_entries(real), 3); /* bri.db, link.db, dangling.db: no store */
+
+	/* Followed: the target, in a canonical folder. */
+	EXPECT_EQ_INT(bri_store_open_ex(link, NULL, &follow, &s, &err), 0);
+	if (s) {
+		EXPECT_STREQ(s->db_path, db);
+		EXPECT_STREQ(s->dir, store);
+		bri_store_close(s);
+		s = NULL;
+	}
+	/* A symlink above the file: resolved, not refused. */
+	want_db = tu_fmt("%s/alias/bri.db", base);
+	EXPECT_EQ_INT(bri_store_open(want_db, NULL, true, &s, &err), 0);
+	if (s) {
+		EXPECT_STREQ(s->db_path, db);
+		EXPECT_STREQ(s->dir, store);
+		EXPECT_EQ_INT(bri_store_check(s, &err), 0);
+		bri_store_close(s);
+		s = NULL;
+	}
+	/* The store folder as a symlink. */
+	EXPECT(symlink(store, store_link) == 0);
+	EXPECT_EQ_INT(bri_store_open_ex(db, store_link, &plain, &s, &err), -ELOOP);
+	EXPECT(strstr(err.msg, "symbolic link") != NULL);
+	EXPECT_EQ_INT(bri_store_open_ex(db, store_link, &follow, &s, &err), 0);
+	if (s) {
+		EXPECT_STREQ(s->dir, store);
+		bri_store_close(s);
+		s = NULL;
+	}
+	/* The database's own folder, however spelled. */
+	EXPECT_EQ_INT(bri_store_open(db, real, true, &s, &err), -EINVAL);
+	EXPECT(strstr(err.msg, "own folder") != NULL);
+	EXPECT_EQ_INT(bri_store_open(db, alias, false, &s, &err), -ELOOP);
+	EXPECT_EQ_INT(bri_store_open_ex(db, alias, &follow, &s, &err), -EINVAL);
+	struct bri_store_open_opts forced = {.force = true};
+	EXPECT_EQ_INT(bri_store_open_ex(db, real, &forced, &s, &err), 0);
+	bri_store_close(s);
+	s = NULL;
+	free(want_db);
+	free(store_link);
+	free(store);
+	free(nowhere);
+	free(dangling);
+	free(link);
+	free(alias);
+	free(db);
+	free(real);
+}
+
+/*
+ * A store folder replaced while open: bri_store_check says so, temporary
+ * files and durable writes go to the folder of the descriptor or nowhere,
+ * never to the new folder at the path.
+ */
+static void test_replaced(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	char *db = tu_fmt("%s/repl.db", base);
+	char *dir = tu_fmt("%s/repl", base);
+	char *old = tu_fmt("%s/repl.old", base);
+	char *tmp = NULL;
+	tu_write(db, "x", 1);
+	if (bri_store_open(db, dir, true, &s, &err) != 0)
+		TU_DIE("bri_store_open: %s", err.msg);
+	EXPECT_EQ_INT(bri_store_check(s, &err), 0);
+	EXPECT(rename(dir, old) == 0);
+	EXPECT(mkdir(dir, 0700) == 0);
+	EXPECT_EQ_INT(bri_store_check(s, &err), -ESTALE);
+	EXPECT(strstr(err.msg, "replaced") != NULL);
+	EXPECT_EQ_INT(bri_store_write_file(s, "x.db.meta", "{}", 2, &err), -ESTALE);
+	int fd = bri_store_tmpfile(s, "x", "create", &tmp, &err);
+	EXPECT(fd >= 0);
+	if (fd >= 0) {
+		/* The temporary file is in the old folder, and its fd path leads there. */
+		char *in_old = tu_fmt("%s/%s", old, tmp);
+		char *via_fd = bri_store_fd_path(s, tmp, NULL);
+		struct stat a, b;
+		EXPECT(stat(in_old, &a) == 0 && stat(via_fd, &b) == 0 && a.st_ino == b.st_ino);
+		EXPECT_EQ_INT(bri_store_unlink(s, tmp), 0);
+		close(fd);
+		free(via_fd);
+		free(in_old);
+	}
+	free(tmp);
+	EXPECT_EQ_INT(count_entries(dir), 0);
+	EXPECT_EQ_INT(count_entries(old), 0);
+	/* Removed while open: the same answer. */
+	EXPECT(rmdir(old) == 0);
+	EXPECT_EQ_INT(bri_store_check(s, &err), -ESTALE);
+	bri_store_close(s);
+	free(old);
+	free(dir);
+	free(db);
+}
+
 int main(void)
 {
 	char *base = tu_tmpdir("store");
+	test_open_paths(base);
+	test_replaced(base);
 	test_names();
 	test_open(base);
 	test_files(base);
