@@ -3,7 +3,8 @@
 headers under include/bri/ and bri.pc there; the README's C example
 (data/libbri_example.c) compiles with `pkg-config --cflags --libs bri`
 against it, runs, and sees what bri-backup sees. The library exports
-exactly the bri_* functions and variables declared in include/bri/."""
+exactly the bri_* functions and variables declared in include/bri/. The
+same install puts the Python module where Debian's python3 reads it."""
 
 import json
 import os
@@ -83,3 +84,25 @@ def test_the_c_example_builds_with_pkg_config_and_runs(installed, live_db, tmp_p
     listed = json.loads(subprocess.run([str(BRI_BACKUP), "--json", "list"], cwd=project,
                                        capture_output=True, text=True, check=True).stdout)
     assert lines[1:] == [f"{b['name']} {b['created']} {b['size_bytes']}" for b in listed]
+
+
+def test_python_module_installs_where_debians_python_reads_it(installed, live_db):
+    """After `meson install` the module is in a folder /usr/bin/python3 reads
+    (<prefix>/lib/python3.X/dist-packages, not meson's .../python3/... that
+    Debian's interpreter ignores for /usr/local), its stubs beside it; and
+    the issue's one-liner works from there."""
+    dest, _ = installed
+    (so,) = dest.rglob("bri_backup*.so")
+    assert (so.parent / "bri_backup.pyi").is_file()
+    target = "/" + str(so.parent.relative_to(dest))
+    sys_path = subprocess.run(["/usr/bin/python3", "-c", "import sys; print('\\n'.join(sys.path))"],
+                              capture_output=True, text=True, check=True).stdout.split("\n")
+    assert target in sys_path, (target, sys_path)
+    project = live_db.parent.parent
+    env = dict(os.environ, PYTHONPATH=str(so.parent))
+    p = subprocess.run(["/usr/bin/python3", "-c",
+                        "from bri_backup import DatabaseBackup; "
+                        "print(DatabaseBackup().create_backup())"],
+                       cwd=project, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == 0, p.stderr
+    assert Path(p.stdout.strip()).parent == (project / "data" / "backups").resolve()
