@@ -13,7 +13,9 @@ PYTHONPATH is not set."""
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -86,7 +88,7 @@ def test_every_seed_command_line(live_db, interpreter):
         assert p.returncode == 0, (line, p.stdout, p.stderr)
         ran.append(line)
         if "backup_database.py" in line:
-            created = Path_of(p.stdout)
+            created = Path(p.stdout.strip().splitlines()[-1])
             assert created.parent == store.resolve() and created.is_file(), (line, p.stdout)
             m = re.search(r"--name (\S+)", line)
             if m:
@@ -101,11 +103,6 @@ def test_every_seed_command_line(live_db, interpreter):
     assert len(ran) == len(seed_command_lines())
 
 
-def Path_of(stdout):
-    from pathlib import Path
-    return Path(stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize("interpreter", interpreters())
 def test_seed_restore_lines_restore_what_they_name(live_db, interpreter):
     project = live_db.parent.parent
@@ -113,7 +110,6 @@ def test_seed_restore_lines_restore_what_they_name(live_db, interpreter):
     p = bash("python scripts/backup_database.py --name before_update_v1.5", project, interpreter)
     assert p.returncode == 0, p.stderr
     before = content(live_db)
-    import sqlite3
     con = sqlite3.connect(live_db)
     con.execute("delete from memory")
     con.commit()
