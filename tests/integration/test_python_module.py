@@ -55,8 +55,7 @@ def test_module_surface(project):
     assert lines[0] in version
     assert lines[1:] == [
         "(db_path='data/bri.db', backup_dir=None, retention_days=30)",
-        "create_backup create_backup(self, /, name=None)"[len("create_backup "):]
-        and "create_backup (self, /, name=None)",
+        "create_backup (self, /, name=None)",
         "restore_backup (self, /, path=None, verify=True)",
         "verify_backup (self, /, path)",
         "list_backups (self, /)",
