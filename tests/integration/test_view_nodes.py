@@ -229,3 +229,32 @@ def test_create_during_paced_listing_hides_no_backup(cli, live_db, store, tmp_pa
         assert len(seen) == len(set(seen)), "an entry listed twice"
     finally:
         m.stop()
+
+
+def test_verify_descriptor_keeps_its_version(three, mounted):
+    m = mounted
+    path = m.path / "two" / "verify"
+    assert wait_until(lambda: path.read_text().startswith("ok"), 30)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        old = path.read_bytes()
+        # A new result (a new check time at least) is a new version.
+        # The result's time has a resolution of one second: let it tick.
+        t = int(time.time())
+        assert wait_until(lambda: int(time.time()) > t, 5)
+        sh(f"echo two > {m.path}/ctl/verify")
+        new = path.read_bytes()
+        assert new != old
+        assert os.stat(path).st_ino != st.st_ino
+        assert os.stat(path).st_size == len(new)
+        data = b""
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                break
+            data += b
+        assert data == old
+        assert os.fstat(fd).st_size == st.st_size == len(old)
+    finally:
+        os.close(fd)
