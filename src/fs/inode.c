@@ -182,8 +182,10 @@ int bfs_node_ref(struct bfs *fs, const struct fuse_entry_param *e, const struct 
 		t->table[node_bucket(e->ino)] = n;
 		t->count++;
 	}
-	if (n->generation != e->generation)
-		n->nlookup = 0; /* a reused number: the kernel drops the old inode */
+	/*
+	 * A reused number (another generation): the kernel drops its old inode
+	 * and forgets it with that inode's count, so the counts add up.
+	 */
 	n->generation = e->generation;
 	n->nlookup++;
 	n->attr = e->attr;
