@@ -6,6 +6,7 @@ scenario: `diff before_cleanup live --table videos | grep '^-'` lists exactly
 the deleted rows."""
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -323,3 +324,105 @@ def test_sample_db_and_the_seed_scenario(tmp_path):
                           timeout=TIMEOUT).stdout
     assert bri(db, store, "diff", "before_cleanup", "live").stdout == want
     assert bri(db, store, "diff", "before_cleanup", "latest").stdout == want
+
+
+def random_value(rng):
+    k = rng.randrange(9)
+    if k == 0:
+        return None
+    if k == 1:
+        return rng.randrange(-2**63, 2**63)
+    if k == 2:
+        return rng.choice([0.1, -0.0, 1.0, 1e300, 2.5e-8, 123456.789, float(rng.randrange(10**6)),
+                           rng.random() * 10 ** rng.randrange(-20, 20)])
+    if k == 3:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(6)))
+    if k == 4:
+        return "".join(rng.choice('ab ,"\'\n\r\t\x7fé日\\x') for _ in range(rng.randrange(6)))
+    return rng.choice(["", "plain", "a,b", "x" * rng.randrange(40), str(rng.randrange(100))])
+
+
+RANDOM_SHAPES = [
+    ("CREATE TABLE {t} (id INTEGER PRIMARY KEY, a, b, c)", 4),
+    ("CREATE TABLE {t} (a, b, c)", 3),
+    ("CREATE TABLE {t} (k TEXT, n INT, v, PRIMARY KEY (k, n))", 3),
+    ("CREATE TABLE {t} (k TEXT PRIMARY KEY, v, w) WITHOUT ROWID", 3),
+    ('CREATE TABLE {t} ("x y", "select", [z"q])', 3),
+]
+
+
+@pytest.mark.skipif(not SQLDIFF, reason="sqldiff (sqlite3-tools) not installed")
+@pytest.mark.parametrize("seed", range(6))
+def test_random_databases_match_the_oracles(tmp_path, seed):
+    """Random tables of every shape, random values of every type, random
+    inserts, updates and deletes: the summary is sqldiff's, every export the
+    shell's, and the CSV's op counts sqldiff's counts."""
+    import csv
+    import io
+    import random
+    rng = random.Random(seed)
+    db = tmp_path / "data" / "bri.db"
+    db.parent.mkdir()
+    store = tmp_path / "data" / "backups"
+    con = sqlite3.connect(db)
+    names = []
+    for i, (shape, ncol) in enumerate(RANDOM_SHAPES):
+        t = rng.choice(["t{}", "T {}", 'q"{}', "ü{}", "[{}]"]).format(i)
+        names.append((t, ncol))
+        con.execute(shape.format(t=qid(t)))
+    def insert(t, ncol):
+        row = [random_value(rng) for _ in range(ncol)]
+        sql = con.execute("SELECT sql FROM sqlite_schema WHERE name=?", (t,)).fetchone()[0]
+        if "WITHOUT" in sql and row[0] is None:
+            row[0] = "k"
+        if "INTEGER PRIMARY KEY" in sql:
+            row[0] = rng.choice([None, rng.randrange(1, 40)])
+        con.execute(f"INSERT OR REPLACE INTO {qid(t)} VALUES ({','.join('?' * ncol)})", row)
+    for t, ncol in names:
+        for _ in range(rng.randrange(0, 25)):
+            insert(t, ncol)
+    con.commit()
+    if seed % 2:
+        con.execute("ANALYZE")
+        con.commit()
+    con.close()
+    bri(db, store, "create", "--name", "a")
+    con = sqlite3.connect(db)
+    for t, ncol in names:
+        cols = columns(db, t)
+        for _ in range(rng.randrange(0, 8)):
+            op = rng.randrange(3)
+            if op == 0:
+                insert(t, ncol)
+            elif op == 1:
+                con.execute(f"DELETE FROM {qid(t)} WHERE {qid(cols[0])} IN (SELECT "
+                            f"{qid(cols[0])} FROM {qid(t)} ORDER BY random() LIMIT 1)")
+            else:
+                c = rng.choice(cols[1:])
+                con.execute(f"UPDATE OR IGNORE {qid(t)} SET {qid(c)} = ? WHERE {qid(cols[0])} IN "
+                            f"(SELECT {qid(cols[0])} FROM {qid(t)} ORDER BY random() LIMIT 2)",
+                            (random_value(rng),))
+    con.commit()
+    con.close()
+    bri(db, store, "create", "--name", "b")
+    for name in ("a", "b"):
+        path = store / f"{name}.db"
+        for t, _ in names:
+            assert bri(db, store, "export", name, "--table", t).stdout == csv_oracle(path, t), \
+                (name, t)
+        assert bri(db, store, "export", name, "--schema").stdout == schema_oracle(path)
+    want = subprocess.run([SQLDIFF, "--primarykey", "--summary", str(store / "a.db"),
+                           str(store / "b.db")], capture_output=True, check=True,
+                          timeout=TIMEOUT).stdout
+    assert bri(db, store, "diff", "a", "b").stdout == want
+    assert re.search(rb"[1-9]\d* (changes|inserts|deletes)", want), want
+    for line in want.decode().splitlines():
+        table, counts = line.rsplit(": ", 1)
+        if " changes, " not in line:
+            continue
+        ch, ins, dels = [int(x.split()[0]) for x in counts.split(", ")[:3]]
+        out = bri(db, store, "diff", "a", "b", "--table", table).stdout
+        ops = [r[0] for r in csv.reader(io.StringIO(out.decode("utf-8", "surrogateescape"),
+                                                   newline=""))][1:]
+        assert (ops.count("~-"), ops.count("~+"), ops.count("+"), ops.count("-")) == \
+            (ch, ch, ins, dels), line
