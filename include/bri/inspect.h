@@ -55,6 +55,13 @@ int bri_render_skip(struct bri_render *r, uint64_t n, struct bri_err *err);
 /* Renders the rest of the output, adding its length to *size. 0 or a negative errno. */
 int bri_render_count(struct bri_render *r, uint64_t *size, struct bri_err *err);
 
+/*
+ * Lowers the cap of one rendered row for r to max bytes (0 or more than
+ * BRI_RENDER_ROW_MAX: BRI_RENDER_ROW_MAX), e.g. to keep a daemon within its
+ * memory bound. Call before the first read.
+ */
+void bri_render_set_row_max(struct bri_render *r, size_t max);
+
 /* The number of bytes read or skipped so far. */
 uint64_t bri_render_offset(const struct bri_render *r);
 
@@ -107,6 +114,34 @@ int bri_diff_open(const char *old_path, const char *new_path, struct sqlite3 **o
  * unchanged". Rows are paired by declared PRIMARY KEY, else by rowid.
  */
 int bri_diff_summary(struct sqlite3 *db, struct bri_render **out, struct bri_err *err);
+
+/* How one table compares, as a summary line says it. */
+enum bri_diff_state {
+	BRI_DIFF_COMPARED,     /* on both sides, compared: the counts are set */
+	BRI_DIFF_ONLY_OLD,     /* "missing from second database" */
+	BRI_DIFF_ONLY_NEW,     /* "missing from first database" */
+	BRI_DIFF_INCOMPATIBLE, /* "incompatible schema" (other key or columns) */
+	BRI_DIFF_NEITHER,      /* no table (e.g. a view) on either side: no line */
+};
+
+struct bri_diff_counts {
+	enum bri_diff_state state; /* which line */
+	int64_t changes;           /* paired rows that differ */
+	int64_t inserts;           /* NEW rows without a partner */
+	int64_t deletes;           /* OLD rows without a partner */
+	int64_t unchanged;         /* paired rows that are the same */
+};
+
+/*
+ * The tables the summary walks (sqldiff's list: every table of either side
+ * that is not virtual, sqlite_ ones too, by name), malloc'd as in
+ * bri_inspect_tables.
+ */
+int bri_diff_tables(struct sqlite3 *db, char ***names, size_t *n, struct bri_err *err);
+
+/* Compares one table as the summary does; 0 and *out, or a negative errno. */
+int bri_diff_table_counts(struct sqlite3 *db, const char *table, struct bri_diff_counts *out,
+                          struct bri_err *err);
 
 /*
  * TABLE.csv of a diff: header "op" then the columns, then "+" lines (added

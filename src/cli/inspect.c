@@ -154,91 +154,54 @@ static int open_all(struct cli_globals *g, const char *command, struct bri_store
 /*
  * The summary as JSON: {"old": NAME, "new": NAME, "tables": [{"table": T,
  * "status": "compared"|"missing_from_new"|"missing_from_old"|
- * "incompatible_schema", "changes", "inserts", "deletes", "unchanged"}]},
- * read back from the summary's lines (the one place they are made).
+ * "incompatible_schema", and when compared "changes", "inserts",
+ * "deletes", "unchanged"}]}, from the same core counts as the summary.
  */
-static int summary_json(struct bri_render *r, const char *old_name, const char *new_name)
+static int summary_json(sqlite3 *db, const char *old_name, const char *new_name)
 {
+	static const char *const status[] = {
+	    [BRI_DIFF_COMPARED] = "compared",
+	    [BRI_DIFF_ONLY_OLD] = "missing_from_new",
+	    [BRI_DIFF_ONLY_NEW] = "missing_from_old",
+	    [BRI_DIFF_INCOMPATIBLE] = "incompatible_schema",
+	};
 	json_object *root = json_object_new_object(), *tables = json_object_new_array();
+	struct bri_diff_counts dc;
 	struct bri_err err = {0};
-	char *line = NULL;
-	size_t len = 0, cap = 0;
+	char **names = NULL;
+	size_t n = 0;
 	int rc = 0;
 
 	json_object_object_add(root, "old", json_object_new_string(old_name));
 	json_object_object_add(root, "new", json_object_new_string(new_name));
-	for (;;) {
-		char ch;
-		ssize_t n = bri_render_read(r, &ch, 1, &err);
+	json_object_object_add(root, "tables", tables);
+	if (bri_diff_tables(db, &names, &n, &err) < 0) {
+		cli_error("diff: %s", err.msg);
+		json_object_put(root);
+		return CLI_EXIT_FAIL;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		json_object *t;
 
-		if (n < 0) {
+		if (bri_diff_table_counts(db, names[i], &dc, &err) < 0) {
 			cli_error("diff: %s", err.msg);
 			rc = CLI_EXIT_FAIL;
 			break;
 		}
-		if (n == 0)
-			break;
-		if (len + 1 >= cap) {
-			char *nl;
-
-			cap = cap ? cap * 2 : 256;
-			nl = cap > (1u << 20) ? NULL : realloc(line, cap);
-			if (!nl) {
-				cli_error("diff: a summary line too long");
-				rc = CLI_EXIT_FAIL;
-				break;
-			}
-			line = nl;
-		}
-		if (ch != '\n') {
-			line[len++] = ch;
+		if (dc.state == BRI_DIFF_NEITHER)
 			continue;
+		t = json_object_new_object();
+		json_object_object_add(t, "table", json_object_new_string(names[i]));
+		json_object_object_add(t, "status", json_object_new_string(status[dc.state]));
+		if (dc.state == BRI_DIFF_COMPARED) {
+			json_object_object_add(t, "changes", json_object_new_int64(dc.changes));
+			json_object_object_add(t, "inserts", json_object_new_int64(dc.inserts));
+			json_object_object_add(t, "deletes", json_object_new_int64(dc.deletes));
+			json_object_object_add(t, "unchanged", json_object_new_int64(dc.unchanged));
 		}
-		line[len] = 0;
-		len = 0;
-		{
-			static const char *const tails[][2] = {
-			    {": missing from second database", "missing_from_new"},
-			    {": missing from first database", "missing_from_old"},
-			    {": incompatible schema", "incompatible_schema"},
-			};
-			json_object *t = json_object_new_object();
-			long long v[4] = {0};
-			const char *status = "compared", *colon = NULL;
-			size_t ll = strlen(line);
-
-			for (size_t i = 0; i < 3 && !colon; i++) {
-				size_t tl = strlen(tails[i][0]);
-
-				if (ll > tl && !strcmp(line + ll - tl, tails[i][0])) {
-					colon = line + ll - tl;
-					status = tails[i][1];
-				}
-			}
-			if (!colon) {
-				/* "T: C changes, ..." : the last ": " before the counts. */
-				for (const char *p = line; (p = strstr(p, ": ")); p++)
-					if (sscanf(p,
-					           ": %lld changes, %lld inserts, %lld deletes, "
-					           "%lld unchanged",
-					           &v[0], &v[1], &v[2], &v[3]) == 4)
-						colon = p;
-			}
-			json_object_object_add(t, "table",
-			                       json_object_new_string_len(
-			                           line, colon ? (int)(colon - line) : (int)ll));
-			json_object_object_add(t, "status", json_object_new_string(status));
-			if (!strcmp(status, "compared")) {
-				json_object_object_add(t, "changes", json_object_new_int64(v[0]));
-				json_object_object_add(t, "inserts", json_object_new_int64(v[1]));
-				json_object_object_add(t, "deletes", json_object_new_int64(v[2]));
-				json_object_object_add(t, "unchanged", json_object_new_int64(v[3]));
-			}
-			json_object_array_add(tables, t);
-		}
+		json_object_array_add(tables, t);
 	}
-	free(line);
-	json_object_object_add(root, "tables", tables);
+	bri_inspect_names_free(names, n);
 	if (rc == 0)
 		printf("%s\n", json_object_to_json_string_ext(
 		                   root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -310,12 +273,16 @@ int cli_cmd_diff(struct cli_globals *g, int argc, char **argv)
 		rc = CLI_EXIT_FAIL;
 		goto out_drop;
 	}
+	if (g->json) {
+		rc = summary_json(db, a.name, b.name);
+		goto out_close;
+	}
 	if (table ? bri_diff_table_csv(db, table, &r, &err) : bri_diff_summary(db, &r, &err)) {
 		cli_error("diff: %s", err.msg);
 		rc = CLI_EXIT_FAIL;
 		goto out_close;
 	}
-	rc = g->json ? summary_json(r, a.name, b.name) : pour(r, "diff");
+	rc = pour(r, "diff");
 	bri_render_free(r);
 out_close:
 	sqlite3_close(db);

@@ -22,18 +22,19 @@ struct rowbuf {
 	char *p;     /* bytes, malloc'd */
 	size_t len;  /* bytes in use */
 	size_t cap;  /* bytes allocated */
-	bool toobig; /* an append went over BRI_RENDER_ROW_MAX (or out of memory) */
+	size_t max;  /* the cap (0: BRI_RENDER_ROW_MAX) */
+	bool toobig; /* an append went over the cap */
 	bool nomem;  /* an allocation failed */
 };
 
 static void rb_add(struct rowbuf *b, const void *data, size_t n)
 {
-	size_t want;
+	size_t want, max = b->max ? b->max : BRI_RENDER_ROW_MAX;
 	char *np;
 
 	if (b->toobig || b->nomem)
 		return;
-	if (n > BRI_RENDER_ROW_MAX - b->len) {
+	if (n > max - b->len) {
 		b->toobig = true;
 		return;
 	}
@@ -41,8 +42,8 @@ static void rb_add(struct rowbuf *b, const void *data, size_t n)
 		want = b->cap ? b->cap : 4096;
 		while (want < b->len + n)
 			want *= 2;
-		if (want > BRI_RENDER_ROW_MAX)
-			want = BRI_RENDER_ROW_MAX;
+		if (want > max)
+			want = max;
 		np = realloc(b->p, want);
 		if (!np) {
 			b->nomem = true;
@@ -216,6 +217,7 @@ static int step(struct bri_render *r, struct bri_err *err)
 }
 
 static int summary_line(struct bri_render *r, const char *table, struct bri_err *err);
+static int names_of(sqlite3 *db, const char *sql, char ***names, size_t *n, struct bri_err *err);
 
 /* Renders the next row into r->row: 1 a row, 0 the end, or a negative errno. */
 static int next_row(struct bri_render *r, struct bri_err *err)
@@ -373,6 +375,11 @@ int bri_render_count(struct bri_render *r, uint64_t *size, struct bri_err *err)
 	if (rc == 0)
 		*size += r->off - start;
 	return rc;
+}
+
+void bri_render_set_row_max(struct bri_render *r, size_t max)
+{
+	r->row.max = max && max < BRI_RENDER_ROW_MAX ? max : BRI_RENDER_ROW_MAX;
 }
 
 uint64_t bri_render_offset(const struct bri_render *r)
@@ -654,31 +661,29 @@ static bool table_exists(sqlite3 *db, const char *schema, const char *table)
 	                                     NULL) == SQLITE_OK;
 }
 
-static int summary_line(struct bri_render *r, const char *table, struct bri_err *err)
+int bri_diff_table_counts(sqlite3 *db, const char *table, struct bri_diff_counts *out,
+                          struct bri_err *err)
 {
+	struct bri_diff_counts c = {.state = BRI_DIFF_COMPARED};
 	struct cols a = {0}, b = {0};
 	sqlite3_str *s = NULL;
 	sqlite3_stmt *st = NULL;
-	sqlite3_int64 nupd = 0, nins = 0, ndel = 0, nsame = 0;
-	char *id = NULL, *sql = NULL, line[128];
+	char *id = NULL, *sql = NULL;
 	int rc, i, n = 0;
 
-	if (!table_exists(r->db, "n", table)) {
-		if (!table_exists(r->db, "o", table)) {
-			return 1; /* a view, or gone: sqldiff prints nothing either */
-		}
-		rb_str(&r->row, table);
-		rb_str(&r->row, ": missing from second database\n");
-		return 1;
+	if (!table_exists(db, "n", table)) {
+		c.state = table_exists(db, "o", table) ? BRI_DIFF_ONLY_OLD : BRI_DIFF_NEITHER;
+		*out = c;
+		return 0;
 	}
-	if (!table_exists(r->db, "o", table)) {
-		rb_str(&r->row, table);
-		rb_str(&r->row, ": missing from first database\n");
-		return 1;
+	if (!table_exists(db, "o", table)) {
+		c.state = BRI_DIFF_ONLY_NEW;
+		*out = c;
+		return 0;
 	}
-	rc = cols_read(r->db, "o", table, &a, err);
+	rc = cols_read(db, "o", table, &a, err);
 	if (rc == 0)
-		rc = cols_read(r->db, "n", table, &b, err);
+		rc = cols_read(db, "n", table, &b, err);
 	if (rc < 0)
 		goto out_free;
 	if (a.ok && b.ok)
@@ -686,23 +691,22 @@ static int summary_line(struct bri_render *r, const char *table, struct bri_err 
 			if (n >= b.n || sqlite3_stricmp(a.name[n], b.name[n]) != 0)
 				break;
 	if (!a.ok || !b.ok || a.npk != b.npk || n < a.n) {
-		rb_str(&r->row, table);
-		rb_str(&r->row, ": incompatible schema\n");
-		rc = 1;
+		c.state = BRI_DIFF_INCOMPATIBLE;
 		goto out_free;
 	}
+	/* sqldiff's query, term for term. */
 	id = sqlite3_mprintf("\"%w\"", table);
-	s = sqlite3_str_new(r->db);
+	s = sqlite3_str_new(db);
 	sqlite3_str_appendall(s, "SELECT 1, count(*)");
 	if (a.n == b.npk) {
 		sqlite3_str_appendall(s, ", 0\n");
 	} else {
 		for (i = a.npk; i < a.n; i++) {
-			char *c = col_sql(&a, i);
+			char *col = col_sql(&a, i);
 
 			sqlite3_str_appendf(s, "%sA.%s IS NOT B.%s", i == a.npk ? ", sum(" : " OR ",
-			                    c, c);
-			sqlite3_free(c);
+			                    col, col);
+			sqlite3_free(col);
 		}
 		sqlite3_str_appendall(s, ")\n");
 	}
@@ -724,41 +728,87 @@ static int summary_line(struct bri_render *r, const char *table, struct bri_err 
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}
-	rc = sqlite3_prepare_v2(r->db, sql, -1, &st, NULL);
+	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK) {
-		rc = sql_fail(r, rc, err, "cannot compare the table");
+		rc = bri_err_set(err, -EIO, "cannot compare the table %s: %s", table,
+		                 sqlite3_errmsg(db));
 		goto out_free;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		switch (sqlite3_column_int(st, 0)) {
 		case 1:
-			nupd = sqlite3_column_int64(st, 2);
-			nsame = sqlite3_column_int64(st, 1) - nupd;
+			c.changes = sqlite3_column_int64(st, 2);
+			c.unchanged = sqlite3_column_int64(st, 1) - c.changes;
 			break;
 		case 2:
-			ndel = sqlite3_column_int64(st, 1);
+			c.deletes = sqlite3_column_int64(st, 1);
 			break;
 		case 3:
-			nins = sqlite3_column_int64(st, 1);
+			c.inserts = sqlite3_column_int64(st, 1);
 			break;
 		}
 	}
 	if (rc != SQLITE_DONE) {
-		rc = sql_fail(r, rc, err, "cannot compare the table");
+		rc = bri_err_set(err, (rc & 0xff) == SQLITE_NOMEM ? -ENOMEM : -EIO,
+		                 "cannot compare the table %s: %s", table, sqlite3_errmsg(db));
 		goto out_free;
 	}
-	rb_str(&r->row, table);
-	snprintf(line, sizeof(line), ": %lld changes, %lld inserts, %lld deletes, %lld unchanged\n",
-	         (long long)nupd, (long long)nins, (long long)ndel, (long long)nsame);
-	rb_str(&r->row, line);
-	rc = 1;
+	rc = 0;
 out_free:
 	sqlite3_finalize(st);
 	sqlite3_free(sql);
 	sqlite3_free(id);
 	cols_free(&a);
 	cols_free(&b);
+	if (rc == 0)
+		*out = c;
 	return rc;
+}
+
+/* The summary's line for one table. */
+static int summary_line(struct bri_render *r, const char *table, struct bri_err *err)
+{
+	struct bri_diff_counts c;
+	char line[160];
+	int rc = bri_diff_table_counts(r->db, table, &c, err);
+
+	if (rc < 0)
+		return rc;
+	switch (c.state) {
+	case BRI_DIFF_NEITHER:
+		return 1; /* a view, or gone: sqldiff prints nothing either */
+	case BRI_DIFF_ONLY_OLD:
+		snprintf(line, sizeof(line), ": missing from second database\n");
+		break;
+	case BRI_DIFF_ONLY_NEW:
+		snprintf(line, sizeof(line), ": missing from first database\n");
+		break;
+	case BRI_DIFF_INCOMPATIBLE:
+		snprintf(line, sizeof(line), ": incompatible schema\n");
+		break;
+	case BRI_DIFF_COMPARED:
+		snprintf(line, sizeof(line),
+		         ": %lld changes, %lld inserts, %lld deletes, %lld unchanged\n",
+		         (long long)c.changes, (long long)c.inserts, (long long)c.deletes,
+		         (long long)c.unchanged);
+		break;
+	}
+	rb_str(&r->row, table);
+	rb_str(&r->row, line);
+	return 1;
+}
+
+/* The tables sqldiff walks, in its order. */
+static const char summary_tables_sql[] = "SELECT name FROM o.sqlite_schema\n"
+                                         " WHERE type='table' AND sql NOT LIKE 'CREATE VIRTUAL%'\n"
+                                         " UNION\n"
+                                         "SELECT name FROM n.sqlite_schema\n"
+                                         " WHERE type='table' AND sql NOT LIKE 'CREATE VIRTUAL%'\n"
+                                         " ORDER BY name";
+
+int bri_diff_tables(sqlite3 *db, char ***names, size_t *n, struct bri_err *err)
+{
+	return names_of(db, summary_tables_sql, names, n, err);
 }
 
 int bri_diff_summary(sqlite3 *db, struct bri_render **out, struct bri_err *err)
@@ -768,15 +818,7 @@ int bri_diff_summary(sqlite3 *db, struct bri_render **out, struct bri_err *err)
 
 	if (!r)
 		return bri_err_set(err, -ENOMEM, "out of memory");
-	/* The tables sqldiff walks, in its order. */
-	rc = prepare(r,
-	             "SELECT name FROM o.sqlite_schema\n"
-	             " WHERE type='table' AND sql NOT LIKE 'CREATE VIRTUAL%'\n"
-	             " UNION\n"
-	             "SELECT name FROM n.sqlite_schema\n"
-	             " WHERE type='table' AND sql NOT LIKE 'CREATE VIRTUAL%'\n"
-	             " ORDER BY name",
-	             err);
+	rc = prepare(r, summary_tables_sql, err);
 	if (rc < 0) {
 		bri_render_free(r);
 		return rc;

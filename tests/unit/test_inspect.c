@@ -180,6 +180,12 @@ static void test_row_cap(const char *base)
 	EXPECT_EQ_INT(bri_inspect_table_csv(db, "b", &r, &err), 0);
 	EXPECT_EQ_INT(bri_render_count(r, &size, &err), -EFBIG);
 	bri_render_free(r);
+	/* A lower cap, as a daemon may set: "x\n" fits in 4 bytes, "1\n" too, the blob not. */
+	EXPECT_EQ_INT(bri_inspect_table_csv(db, "b", &r, &err), 0);
+	bri_render_set_row_max(r, 4);
+	EXPECT_EQ_INT(bri_render_read(r, buf, 4, &err), 4);
+	EXPECT_EQ_INT(bri_render_read(r, buf, 4, &err), -EFBIG);
+	bri_render_free(r);
 	sqlite3_close(db);
 	free(path);
 }
@@ -215,6 +221,21 @@ static void test_diff(const char *base)
 	check_render(db, open_diff, "only_old", "op,z\n-,gone\n");
 	check_render(db, open_diff, "only_new", "op,z,w\n+,new,\n");
 	EXPECT_EQ_INT(bri_diff_table_csv(db, "nothing", &r, &err), -ENOENT);
+	struct bri_diff_counts dc;
+	EXPECT_EQ_INT(bri_diff_table_counts(db, "p", &dc, &err), 0);
+	EXPECT(dc.state == BRI_DIFF_COMPARED && dc.changes == 1 && dc.inserts == 1 &&
+	       dc.deletes == 1 && dc.unchanged == 1);
+	EXPECT_EQ_INT(bri_diff_table_counts(db, "only_old", &dc, &err), 0);
+	EXPECT_EQ_INT(dc.state, BRI_DIFF_ONLY_OLD);
+	EXPECT_EQ_INT(bri_diff_table_counts(db, "only_new", &dc, &err), 0);
+	EXPECT_EQ_INT(dc.state, BRI_DIFF_ONLY_NEW);
+	EXPECT_EQ_INT(bri_diff_table_counts(db, "nothing", &dc, &err), 0);
+	EXPECT_EQ_INT(dc.state, BRI_DIFF_NEITHER);
+	char **tn = NULL;
+	size_t ntn = 0;
+	EXPECT_EQ_INT(bri_diff_tables(db, &tn, &ntn, &err), 0);
+	EXPECT_EQ_INT(ntn, 4);
+	bri_inspect_names_free(tn, ntn);
 	sqlite3_close(db);
 
 	/* Not a database on the NEW side. */
