@@ -4,8 +4,9 @@
  * and `export NAME --table T | --schema` (a table as CSV, the schema as
  * SQL). They only present what the core's inspection engine renders
  * (include/bri/inspect.h), the same bytes the mount serves. OLD, NEW and NAME
- * are backup names, `latest`, or `live` (an online snapshot of the live
- * database, taken into a temporary file in the store and removed after).
+ * are backup names (or NAME.db), `latest`, or `live` (an online snapshot of
+ * the live database, taken into a temporary file in the store and removed
+ * after; an old backup called live is reached as live.db).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -90,9 +91,18 @@ static int resolve(struct bri_store *s, const struct bri_catalog *c, const char 
 			return CLI_EXIT_FAIL;
 		}
 	} else {
-		if (bri_store_check_name(arg, strlen(arg), &err) < 0)
+		size_t len = strlen(arg);
+
+		if (bri_store_check_name(arg, len, &err) < 0)
 			return cli_usage_error(command, "invalid backup name: %s", err.msg);
 		e = bri_catalog_find(c, arg);
+		/* "NAME.db" is the backup NAME too: so a backup called live stays reachable. */
+		if (!e && len > 3 && !strcmp(arg + len - 3, ".db")) {
+			char *stem = strndup(arg, len - 3);
+
+			e = stem ? bri_catalog_find(c, stem) : NULL;
+			free(stem);
+		}
 		if (!e) {
 			cli_error("%s: no backup called '%s' in %s", command, arg, s->dir);
 			return CLI_EXIT_FAIL;

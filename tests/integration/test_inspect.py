@@ -426,3 +426,23 @@ def test_random_databases_match_the_oracles(tmp_path, seed):
                                                    newline=""))][1:]
         assert (ops.count("~-"), ops.count("~+"), ops.count("+"), ops.count("-")) == \
             (ch, ch, ins, dels), line
+
+
+def test_new_names_that_inspection_takes_are_refused(awkward):
+    """New backup names may not contain '..' (diff/OLD..NEW) nor be inspect,
+    diff, at or live; an old backup called live stays reachable as live.db."""
+    db, store = awkward
+    for name in ("a..b", "x..", "live", "inspect", "diff", "at"):
+        p = bri(db, store, "create", "--name", name, check=False)
+        assert p.returncode == 1, name
+        assert not (store / f"{name}.db").exists()
+    assert b"may not contain '..'" in bri(db, store, "create", "--name", "a..b",
+                                           check=False).stderr
+    assert b"reserved" in bri(db, store, "create", "--name", "live", check=False).stderr
+    # A backup called live, made before the rule: reached as live.db.
+    for suffix in (".db", ".db.meta"):
+        shutil.copyfile(store / f"old{suffix}", store / f"live{suffix}")
+    assert bri(db, store, "export", "live.db", "--table", "t_pk").stdout == \
+        bri(db, store, "export", "old", "--table", "t_pk").stdout
+    assert bri(db, store, "diff", "live.db", "old").stdout == \
+        bri(db, store, "diff", "old", "old").stdout
