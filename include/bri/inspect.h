@@ -7,8 +7,11 @@
  *
  * Output is pulled, not pushed: a `struct bri_render` produces one file's
  * bytes in order, one row at a time, through bri_render_read. Nothing holds
- * a whole output (or a whole changeset) in memory: at most one rendered row,
- * bounded by BRI_RENDER_ROW_MAX. So a server of these files:
+ * a whole output (or a whole changeset) in memory: one row at a time, whose
+ * small parts are copied (at most BRI_RENDER_ROW_MAX bytes, or the render's
+ * own cap) and whose large values (over 4 KiB) are written out from
+ * SQLite's copy as they are read (a BLOB's hex is never built). So a server
+ * of these files:
  *   - learns the exact size at stat with one counting pass
  *     (bri_render_count: renders and drops every row), before any read;
  *   - serves read(offset, len) from a render kept with the open file: a read
@@ -35,7 +38,10 @@
 
 struct sqlite3;
 
-/* The largest rendered row (a CSV line, a pair of diff lines): 64 MiB. */
+/*
+ * The most bytes a row's copied parts (separators, quotes, values up to
+ * 4 KiB) may take: 64 MiB. Larger values are not copied, so not counted.
+ */
 #define BRI_RENDER_ROW_MAX (64u << 20)
 
 /* One output being rendered, read in order. */
@@ -44,7 +50,7 @@ struct bri_render;
 /*
  * Copies up to len bytes of the output into buf, going on from where the
  * last read or skip stopped. Returns the number of bytes copied (0 only at
- * the end), or a negative errno (-EFBIG: a row over BRI_RENDER_ROW_MAX) with
+ * the end), or a negative errno (-EFBIG: a row over the cap) with
  * err filled; after an error the render only fails.
  */
 ssize_t bri_render_read(struct bri_render *r, void *buf, size_t len, struct bri_err *err);
@@ -56,7 +62,7 @@ int bri_render_skip(struct bri_render *r, uint64_t n, struct bri_err *err);
 int bri_render_count(struct bri_render *r, uint64_t *size, struct bri_err *err);
 
 /*
- * Lowers the cap of one rendered row for r to max bytes (0 or more than
+ * Lowers the cap of a row's copied parts for r to max bytes (0 or more than
  * BRI_RENDER_ROW_MAX: BRI_RENDER_ROW_MAX), e.g. to keep a daemon within its
  * memory bound. Call before the first read.
  */

@@ -16,15 +16,40 @@
 #include "bri/inspect.h"
 #include "bri/snapshot.h"
 
-/* ---- the row buffer: one rendered row, capped at BRI_RENDER_ROW_MAX ---- */
+/*
+ * ---- the row buffer: one rendered row ----
+ *
+ * A row is a list of segments: literal bytes in the buffer (separators,
+ * small values, quotes), and large values left where SQLite holds them
+ * (valid until the statement steps again), written out as they are read:
+ * a BLOB as hex, a text with its '"' doubled. So a 100 MiB blob costs no
+ * 200 MiB of hex. The literal bytes of a row are capped (BRI_RENDER_ROW_MAX
+ * or the render's own cap).
+ */
+
+/* A value larger than this is a segment of its own, not copied. */
+#define BIG_VALUE 4096
+
+enum seg_kind { SEG_BUF, SEG_HEX, SEG_TEXT };
+
+struct seg {
+	enum seg_kind kind;       /* what the bytes are */
+	const unsigned char *src; /* SEG_HEX, SEG_TEXT: the value's bytes (SQLite's) */
+	size_t off;               /* SEG_BUF: where its bytes start in the buffer */
+	size_t n;                 /* bytes of src, or of the buffer */
+};
 
 struct rowbuf {
-	char *p;     /* bytes, malloc'd */
-	size_t len;  /* bytes in use */
-	size_t cap;  /* bytes allocated */
-	size_t max;  /* the cap (0: BRI_RENDER_ROW_MAX) */
-	bool toobig; /* an append went over the cap */
-	bool nomem;  /* an allocation failed */
+	char *p;         /* literal bytes, malloc'd */
+	size_t len;      /* bytes in use */
+	size_t cap;      /* bytes allocated */
+	size_t max;      /* the cap of len (0: BRI_RENDER_ROW_MAX) */
+	size_t flushed;  /* bytes of p already in a SEG_BUF segment */
+	struct seg *seg; /* the row's segments, malloc'd */
+	size_t nseg;     /* segments in use */
+	size_t segcap;   /* segments allocated */
+	bool toobig;     /* an append went over the cap */
+	bool nomem;      /* an allocation failed */
 };
 
 static void rb_add(struct rowbuf *b, const void *data, size_t n)
@@ -54,6 +79,55 @@ static void rb_add(struct rowbuf *b, const void *data, size_t n)
 	}
 	memcpy(b->p + b->len, data, n);
 	b->len += n;
+}
+
+static void rb_push(struct rowbuf *b, struct seg g)
+{
+	struct seg *ns;
+
+	if (b->toobig || b->nomem)
+		return;
+	if (b->nseg == b->segcap) {
+		size_t want = b->segcap ? 2 * b->segcap : 16;
+
+		/* At most a few per column; SQLite allows 32767 columns. */
+		if (want > (1u << 20)) {
+			b->toobig = true;
+			return;
+		}
+		ns = realloc(b->seg, want * sizeof(*ns));
+		if (!ns) {
+			b->nomem = true;
+			return;
+		}
+		b->seg = ns;
+		b->segcap = want;
+	}
+	b->seg[b->nseg++] = g;
+}
+
+/* Ends the literal bytes appended since the last segment with a SEG_BUF. */
+static void rb_close(struct rowbuf *b)
+{
+	if (b->len > b->flushed) {
+		rb_push(b,
+		        (struct seg){.kind = SEG_BUF, .off = b->flushed, .n = b->len - b->flushed});
+		b->flushed = b->len;
+	}
+}
+
+/* A large value as a segment of its own. */
+static void rb_big(struct rowbuf *b, enum seg_kind kind, const unsigned char *src, size_t n)
+{
+	rb_close(b);
+	rb_push(b, (struct seg){.kind = kind, .src = src, .n = n});
+}
+
+static void rb_reset(struct rowbuf *b)
+{
+	b->len = 0;
+	b->flushed = 0;
+	b->nseg = 0;
 }
 
 static void rb_str(struct rowbuf *b, const char *s)
@@ -97,30 +171,47 @@ static void csv_value(struct rowbuf *b, sqlite3_stmt *st, int i)
 	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *p;
 	char chunk[512];
-	int n, k, j;
+	size_t n, k, j;
+	bool quoted;
 
 	switch (sqlite3_column_type(st, i)) {
 	case SQLITE_NULL:
 		return;
 	case SQLITE_BLOB:
 		p = sqlite3_column_blob(st, i);
-		n = sqlite3_column_bytes(st, i);
-		rb_str(b, "\"X'");
-		for (k = 0; k < n;) {
-			for (j = 0; j + 2 <= (int)sizeof(chunk) && k < n; k++) {
-				chunk[j++] = hex[p[k] >> 4];
-				chunk[j++] = hex[p[k] & 15];
+		n = (size_t)sqlite3_column_bytes(st, i);
+		rb_add(b, "\"X'", 3);
+		if (n > BIG_VALUE / 2) {
+			rb_big(b, SEG_HEX, p, n);
+		} else {
+			for (k = 0; k < n;) {
+				for (j = 0; j + 2 <= sizeof(chunk) && k < n; k++) {
+					chunk[j++] = hex[p[k] >> 4];
+					chunk[j++] = hex[p[k] & 15];
+				}
+				rb_add(b, chunk, j);
 			}
-			rb_add(b, chunk, (size_t)j);
 		}
-		rb_str(b, "'\"");
+		rb_add(b, "'\"", 2);
 		return;
 	default:
 		p = sqlite3_column_text(st, i);
-		if (p)
-			csv_text(b, (const char *)p);
-		else
+		if (!p) {
 			b->nomem = true;
+			return;
+		}
+		/* The shell shows text up to its first NUL byte. */
+		n = strlen((const char *)p);
+		if (n <= BIG_VALUE) {
+			csv_text(b, (const char *)p);
+			return;
+		}
+		quoted = csv_needs_quote(p);
+		if (quoted)
+			rb_add(b, "\"", 1);
+		rb_big(b, SEG_TEXT, p, n); /* unquoted text holds no '"' to double */
+		if (quoted)
+			rb_add(b, "\"", 1);
 	}
 }
 
@@ -148,8 +239,10 @@ struct bri_render {
 	enum render_kind kind;
 	sqlite3 *db;         /* the caller's connection */
 	sqlite3_stmt *st;    /* the statement being stepped, or NULL */
-	struct rowbuf row;   /* the current row's bytes */
-	size_t row_pos;      /* bytes of row already handed out */
+	struct rowbuf row;   /* the current row */
+	size_t si;           /* the row's segment being handed out */
+	size_t spos;         /* bytes (SEG_HEX: hex digits) of it handed out */
+	bool half;           /* SEG_TEXT: a '"' was handed out once of twice */
 	uint64_t off;        /* bytes handed out or skipped in all */
 	bool started;        /* the first row (a header) was rendered */
 	bool done;           /* no more rows */
@@ -186,6 +279,7 @@ void bri_render_free(struct bri_render *r)
 		return;
 	sqlite3_finalize(r->st);
 	free(r->row.p);
+	free(r->row.seg);
 	free(r->header);
 	for (int i = 0; i < 3; i++)
 		sqlite3_free(r->sql[i]);
@@ -291,6 +385,7 @@ static int next_row(struct bri_render *r, struct bri_err *err)
 /* Makes sure a row with unread bytes is at hand: 1, 0 at the end, or an error. */
 static int fill(struct bri_render *r, struct bri_err *err)
 {
+	size_t max = r->row.max ? r->row.max : (size_t)BRI_RENDER_ROW_MAX;
 	int rc;
 
 	if (r->failed) {
@@ -298,26 +393,32 @@ static int fill(struct bri_render *r, struct bri_err *err)
 			*err = r->ferr;
 		return r->failed;
 	}
-	while (r->row_pos == r->row.len) {
+	while (r->si >= r->row.nseg) {
 		if (r->done)
 			return 0;
-		r->row.len = 0;
-		r->row_pos = 0;
+		rb_reset(&r->row);
+		r->si = 0;
+		r->spos = 0;
+		r->half = false;
 		rc = next_row(r, &r->ferr);
+		rb_close(&r->row);
 		if (rc == 1 && r->row.nomem)
 			rc = bri_err_set(&r->ferr, -ENOMEM, "out of memory");
 		if (rc == 1 && r->row.toobig)
-			rc = bri_err_set(&r->ferr, -EFBIG, "a row renders to more than %u MiB",
-			                 BRI_RENDER_ROW_MAX >> 20);
+			rc =
+			    bri_err_set(&r->ferr, -EFBIG,
+			                "a row renders to more than %zu bytes (%zu MiB), the limit",
+			                max, max >> 20);
 		if (rc < 0) {
 			r->failed = rc;
-			r->row.len = 0;
+			rb_reset(&r->row);
 			if (err)
 				*err = r->ferr;
 			return rc;
 		}
 		if (rc == 0) {
 			r->done = true;
+			rb_reset(&r->row);
 			sqlite3_finalize(r->st);
 			r->st = NULL;
 			return 0;
@@ -326,9 +427,67 @@ static int fill(struct bri_render *r, struct bri_err *err)
 	return 1;
 }
 
+/*
+ * Hands out up to len bytes of the current row into buf (NULL: drops them)
+ * and returns how many.
+ */
+static size_t emit(struct bri_render *r, char *buf, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t got = 0, n, end;
+
+	while (got < len && r->si < r->row.nseg) {
+		const struct seg *g = &r->row.seg[r->si];
+
+		switch (g->kind) {
+		case SEG_BUF:
+			n = g->n - r->spos;
+			if (n > len - got)
+				n = len - got;
+			if (buf)
+				memcpy(buf + got, r->row.p + g->off + r->spos, n);
+			r->spos += n;
+			got += n;
+			end = g->n;
+			break;
+		case SEG_HEX:
+			end = 2 * g->n;
+			for (; got < len && r->spos < end; r->spos++, got++)
+				if (buf)
+					buf[got] = hex[(r->spos & 1) ? g->src[r->spos / 2] & 15
+					                             : g->src[r->spos / 2] >> 4];
+			break;
+		case SEG_TEXT:
+		default:
+			end = g->n;
+			while (got < len && r->spos < end) {
+				unsigned char c = g->src[r->spos];
+
+				if (buf)
+					buf[got] = (char)c;
+				got++;
+				if (c == '"' && !r->half) {
+					r->half = true; /* once more */
+				} else {
+					r->half = false;
+					r->spos++;
+				}
+			}
+			break;
+		}
+		if (r->spos >= end) {
+			r->si++;
+			r->spos = 0;
+			r->half = false;
+		}
+	}
+	r->off += got;
+	return got;
+}
+
 ssize_t bri_render_read(struct bri_render *r, void *buf, size_t len, struct bri_err *err)
 {
-	size_t got = 0, n;
+	size_t got = 0;
 	int rc;
 
 	while (got < len) {
@@ -337,32 +496,20 @@ ssize_t bri_render_read(struct bri_render *r, void *buf, size_t len, struct bri_
 			return rc;
 		if (rc == 0)
 			break;
-		n = r->row.len - r->row_pos;
-		if (n > len - got)
-			n = len - got;
-		memcpy((char *)buf + got, r->row.p + r->row_pos, n);
-		r->row_pos += n;
-		r->off += n;
-		got += n;
+		got += emit(r, (char *)buf + got, len - got);
 	}
 	return (ssize_t)got;
 }
 
 int bri_render_skip(struct bri_render *r, uint64_t want, struct bri_err *err)
 {
-	uint64_t n;
 	int rc;
 
 	while (want > 0) {
 		rc = fill(r, err);
 		if (rc <= 0)
 			return rc;
-		n = r->row.len - r->row_pos;
-		if (n > want)
-			n = want;
-		r->row_pos += (size_t)n;
-		r->off += n;
-		want -= n;
+		want -= emit(r, NULL, want > SIZE_MAX ? SIZE_MAX : (size_t)want);
 	}
 	return 0;
 }

@@ -5,6 +5,7 @@ database and on a generated database with awkward data. Also the seed's
 scenario: `diff before_cleanup live --table videos | grep '^-'` lists exactly
 the deleted rows."""
 
+import csv
 import json
 import re
 import shutil
@@ -18,6 +19,7 @@ from conftest import BRI_BACKUP, make_sample_db
 
 TIMEOUT = 120
 SQLDIFF = shutil.which("sqldiff")
+csv.field_size_limit(1 << 30)  # the big values' fields
 
 
 def bri(db, store, *args, check=True):
@@ -94,6 +96,10 @@ CREATE TABLE nums (id INTEGER PRIMARY KEY, v);
 CREATE INDEX t_pk_name ON t_pk(name);
 CREATE VIEW a_view AS SELECT 1 AS one;
 CREATE TABLE auto (id INTEGER PRIMARY KEY AUTOINCREMENT, v);
+CREATE TABLE big (id INTEGER PRIMARY KEY, t TEXT, b BLOB);
+INSERT INTO big VALUES (1, replace(hex(zeroblob(5000)), '00', 'a"b,'), randomblob(70000)),
+  (2, replace(hex(zeroblob(9000)), '00', 'xy'), zeroblob(3000)),
+  (3, 'small', randomblob(2049));
 INSERT INTO auto(v) VALUES (1), (2);
 INSERT INTO "weird table" VALUES
   (NULL, NULL, NULL, NULL), ('', 0, x'', 0.0), ('a,b', 1, x'00ff00', 0.1),
@@ -144,6 +150,8 @@ UPDATE text_pk SET n = 20 WHERE name = 'beta';
 DELETE FROM text_pk WHERE name = 'alpha';
 UPDATE nums SET v = 2 WHERE id = 1;
 INSERT INTO auto(v) VALUES (3);
+UPDATE big SET t = t || '"' WHERE id = 1;
+UPDATE big SET b = randomblob(5000) WHERE id = 3;
 '''
 
 

@@ -157,34 +157,78 @@ static void test_table_and_schema(const char *base)
 	free(path);
 }
 
-static void test_row_cap(const char *base)
+static void test_big_values(const char *base)
 {
 	char *path = tu_fmt("%s/big.db", base);
 	struct bri_render *r = NULL;
 	struct bri_err err = {0};
 	sqlite3 *w = NULL, *db = NULL;
 	uint64_t size = 0;
+	size_t len;
 	char buf[64];
+	int rc;
 
 	EXPECT(sqlite3_open(path, &w) == SQLITE_OK);
-	/* 33 MiB as hex is 66 MiB: over the 64 MiB row cap. */
-	tu_exec(w, "CREATE TABLE b(x); INSERT INTO b VALUES (1), (zeroblob(33 * 1048576)), (3);");
+	/* 33 MiB of blob, 66 MiB as hex: written out as it is read, not built. */
+	tu_exec(w, "CREATE TABLE b(x); INSERT INTO b VALUES (1), (zeroblob(33 * 1048576)), (3);"
+	           "CREATE TABLE t(x); INSERT INTO t VALUES (replace(hex(zeroblob(3000)), '00', "
+	           "'a\"')), (replace(hex(zeroblob(3000)), '00', 'ab'));");
 	sqlite3_close(w);
 	EXPECT_EQ_INT(bri_inspect_open(path, &db, &err), 0);
 	EXPECT_EQ_INT(bri_inspect_table_csv(db, "b", &r, &err), 0);
+	EXPECT_EQ_INT(bri_render_count(r, &size, &err), 0);
+	EXPECT_EQ_INT(size, 2 + 2 + 3 + 66 * 1048576 + 2 + 1 + 2);
+	bri_render_free(r);
+	EXPECT_EQ_INT(bri_inspect_table_csv(db, "b", &r, &err), 0);
+	EXPECT_EQ_INT(bri_render_skip(r, 4 + 3 + 66 * 1048576 - 2, &err), 0);
+	EXPECT_EQ_INT(bri_render_read(r, buf, sizeof(buf), &err), 2 + 3 + 2);
+	EXPECT(memcmp(buf, "00'\"\n3\n", 7) == 0);
+	bri_render_free(r);
+
+	/* Big text: quotes doubled on the way out, in pieces of any size. */
+	char *want = malloc(20000), *p = want;
+	p += sprintf(p, "x\n\"");
+	for (int i = 0; i < 3000; i++)
+		p += sprintf(p, "a\"\"");
+	p += sprintf(p, "\"\n");
+	for (int i = 0; i < 3000; i++)
+		p += sprintf(p, "ab");
+	p += sprintf(p, "\n");
+	for (size_t step = 1; step < 9000; step = step * 3 + 1) {
+		EXPECT_EQ_INT(bri_inspect_table_csv(db, "t", &r, &err), 0);
+		char *got = read_all(r, step, &len, &rc);
+		EXPECT_MSG(len == strlen(want) && memcmp(got, want, len) == 0, "step %zu", step);
+		free(got);
+		bri_render_free(r);
+	}
+	for (size_t off = 0; off < strlen(want); off += 997) {
+		EXPECT_EQ_INT(bri_inspect_table_csv(db, "t", &r, &err), 0);
+		EXPECT_EQ_INT(bri_render_skip(r, off, &err), 0);
+		char *got = read_all(r, 4096, &len, &rc);
+		EXPECT_MSG(len == strlen(want) - off && memcmp(got, want + off, len) == 0,
+		           "skip %zu", off);
+		free(got);
+		bri_render_free(r);
+	}
+	free(want);
+
+	/* The cap on a row's literal bytes, as a daemon may lower it. */
+	EXPECT_EQ_INT(bri_inspect_table_csv(db, "b", &r, &err), 0);
+	bri_render_set_row_max(r, 6);
 	EXPECT_EQ_INT(bri_render_read(r, buf, 4, &err), 4); /* "x\n1\n" */
-	EXPECT_EQ_INT(bri_render_read(r, buf, sizeof(buf), &err), -EFBIG);
-	EXPECT(strstr(err.msg, "64 MiB") != NULL);
-	EXPECT_EQ_INT(bri_render_read(r, buf, sizeof(buf), &err), -EFBIG);
-	bri_render_free(r);
-	EXPECT_EQ_INT(bri_inspect_table_csv(db, "b", &r, &err), 0);
-	EXPECT_EQ_INT(bri_render_count(r, &size, &err), -EFBIG);
-	bri_render_free(r);
-	/* A lower cap, as a daemon may set: "x\n" fits in 4 bytes, "1\n" too, the blob not. */
-	EXPECT_EQ_INT(bri_inspect_table_csv(db, "b", &r, &err), 0);
-	bri_render_set_row_max(r, 4);
+	/* The blob's row: 6 literal bytes ("X' and '"\n) and the hex, not counted. */
 	EXPECT_EQ_INT(bri_render_read(r, buf, 4, &err), 4);
+	EXPECT(memcmp(buf, "\"X'0", 4) == 0);
+	bri_render_free(r);
+	EXPECT_EQ_INT(bri_inspect_table_csv(db, "t", &r, &err), 0);
+	bri_render_set_row_max(r, 1);
 	EXPECT_EQ_INT(bri_render_read(r, buf, 4, &err), -EFBIG);
+	EXPECT(strstr(err.msg, "more than 1 bytes") != NULL);
+	EXPECT_EQ_INT(bri_render_read(r, buf, 4, &err), -EFBIG);
+	bri_render_free(r);
+	EXPECT_EQ_INT(bri_inspect_table_csv(db, "t", &r, &err), 0);
+	bri_render_set_row_max(r, 1);
+	EXPECT_EQ_INT(bri_render_count(r, &size, &err), -EFBIG);
 	bri_render_free(r);
 	sqlite3_close(db);
 	free(path);
@@ -298,7 +342,7 @@ int main(void)
 	char *base = tu_tmpdir("inspect");
 
 	test_table_and_schema(base);
-	test_row_cap(base);
+	test_big_values(base);
 	test_diff(base);
 	test_at();
 	tu_tmpdir_done(base);
