@@ -35,6 +35,7 @@
 
 #include "bri/catalog.h"
 #include "bri/common.h"
+#include "bri/store.h"
 
 struct sqlite3;
 
@@ -81,6 +82,22 @@ void bri_render_free(struct bri_render *r);
  * sqlite3_close), or a negative errno.
  */
 int bri_inspect_open(const char *path, struct sqlite3 **out, struct bri_err *err);
+
+/*
+ * `live`: an online snapshot of s's live database (the backup API, as
+ * create takes it, waiting up to busy_timeout_ms for a writer) into a
+ * temporary file of the store (".live.inspect.PID.XXXXXX.tmp": swept as a
+ * leftover if this process dies). The live database is only read. Returns
+ * 0, *tmp_name (the file, relative to the store) and *path (to open with
+ * bri_inspect_open or bri_diff_open), both malloc'd: give them back with
+ * bri_inspect_live_drop once every connection on it is closed. Else a
+ * negative errno, and nothing is left behind.
+ */
+int bri_inspect_live_take(struct bri_store *s, int busy_timeout_ms, char **tmp_name, char **path,
+                          struct bri_err *err);
+
+/* Removes the snapshot (and any SQLite file beside it) and frees both names. */
+void bri_inspect_live_drop(struct bri_store *s, char *tmp_name, char *path);
 
 /* schema.sql: every non-NULL sql of sqlite_schema in rowid order, each + ";\n". */
 int bri_inspect_schema(struct sqlite3 *db, struct bri_render **out, struct bri_err *err);

@@ -21,7 +21,6 @@
 #include "bri/catalog.h"
 #include "bri/create.h"
 #include "bri/inspect.h"
-#include "bri/snapshot.h"
 #include "bri/store.h"
 #include "cli.h"
 
@@ -36,30 +35,12 @@ struct source {
 
 static void source_drop(struct bri_store *s, struct source *src)
 {
-	if (src->tmp_name && s)
-		unlinkat(s->dirfd, src->tmp_name, 0);
-	free(src->tmp_name);
-	free(src->path);
+	if (src->tmp_name)
+		bri_inspect_live_drop(s, src->tmp_name, src->path);
+	else
+		free(src->path);
 	free(src->name);
 	memset(src, 0, sizeof(*src));
-}
-
-/* Takes an online snapshot of the live database into a temporary file. */
-static int snapshot_live(struct bri_store *s, struct source *src, struct bri_err *err)
-{
-	struct bri_snapshot_info info = {0};
-	int fd, rc;
-
-	fd = bri_store_tmpfile(s, "live", "inspect", &src->tmp_name, err);
-	if (fd < 0)
-		return fd;
-	close(fd);
-	src->path = bri_store_fd_path(s, src->tmp_name, NULL);
-	if (!src->path)
-		return bri_err_set(err, -ENOMEM, "out of memory");
-	rc = bri_snapshot_take(s->db_path, src->path, bri_default_busy_timeout_ms(), &info, err);
-	bri_snapshot_info_free(&info);
-	return rc;
 }
 
 /*
@@ -76,10 +57,10 @@ static int resolve(struct bri_store *s, const struct bri_catalog *c, const char 
 	memset(src, 0, sizeof(*src));
 	if (!strcmp(arg, "live")) {
 		src->name = strdup("live");
-		rc = snapshot_live(s, src, &err);
+		rc = bri_inspect_live_take(s, bri_default_busy_timeout_ms(), &src->tmp_name,
+		                           &src->path, &err);
 		if (rc < 0) {
-			cli_error("%s: cannot take a snapshot of the live database %s: %s", command,
-			          s->db_path, err.msg);
+			cli_error("%s: %s", command, err.msg);
 			return CLI_EXIT_FAIL;
 		}
 		return 0;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bri/inspect.h"
 #include "bri/snapshot.h"
@@ -576,6 +577,51 @@ int bri_diff_open(const char *old_path, const char *new_path, sqlite3 **out, str
 	}
 	*out = db;
 	return 0;
+}
+
+void bri_inspect_live_drop(struct bri_store *s, char *tmp_name, char *path)
+{
+	static const char *const sidecars[] = {"", "-journal", "-wal", "-shm"};
+	char file[BRI_NAME_MAX + 96];
+
+	if (tmp_name && s)
+		for (size_t i = 0; i < sizeof(sidecars) / sizeof(sidecars[0]); i++)
+			if (snprintf(file, sizeof(file), "%s%s", tmp_name, sidecars[i]) <
+			    (int)sizeof(file))
+				bri_store_unlink(s, file);
+	free(tmp_name);
+	free(path);
+}
+
+int bri_inspect_live_take(struct bri_store *s, int busy_timeout_ms, char **tmp_name, char **path,
+                          struct bri_err *err)
+{
+	struct bri_snapshot_info info = {0};
+	char *tmp = NULL, *p = NULL;
+	int fd, rc;
+
+	fd = bri_store_tmpfile(s, "live", "inspect", &tmp, err);
+	if (fd < 0)
+		return fd;
+	close(fd);
+	/* SQLite opens the copy by name: a name through the store's descriptor. */
+	p = bri_store_fd_path(s, tmp, NULL);
+	if (!p) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_remove;
+	}
+	rc = bri_snapshot_take(s->db_path, p, busy_timeout_ms, &info, err);
+	bri_snapshot_info_free(&info);
+	if (rc < 0) {
+		bri_err_wrap(err, rc, "cannot take a snapshot of the live database %s", s->db_path);
+		goto out_remove;
+	}
+	*tmp_name = tmp;
+	*path = p;
+	return 0;
+out_remove:
+	bri_inspect_live_drop(s, tmp, p);
+	return rc;
 }
 
 /* ---- schema.sql and tables ---- */

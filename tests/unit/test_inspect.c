@@ -6,8 +6,10 @@
  * cap (-EFBIG), the diff summary and a diff CSV, at/TIME parsing (local and
  * Z, the end of a day) and the at/ choice over a catalog.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bri/inspect.h"
@@ -291,6 +293,71 @@ static void test_diff(const char *base)
 	free(b);
 }
 
+/* Files in folder dir whose names start with '.' and end in ".tmp". */
+static int tmp_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] == '.' && strstr(e->d_name, ".tmp"))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void test_live(const char *base)
+{
+	char *live = tu_fmt("%s/live/bri.db", base), *dir = tu_fmt("%s/live", base);
+	char *tmp = NULL, *path = NULL, *got;
+	struct bri_store *s = NULL;
+	struct bri_render *r = NULL;
+	struct bri_err err = {0};
+	sqlite3 *w = NULL, *db = NULL;
+	size_t len;
+	int rc;
+
+	mkdir(dir, 0700);
+	EXPECT(sqlite3_open(live, &w) == SQLITE_OK);
+	tu_exec(w, "PRAGMA journal_mode=WAL; CREATE TABLE t(a); INSERT INTO t VALUES (1), (2);");
+	EXPECT_EQ_INT(bri_store_open(live, NULL, true, &s, &err), 0);
+	/* A writer keeps its connection open (WAL): the snapshot sees what it committed. */
+	EXPECT_EQ_INT(bri_inspect_live_take(s, 1000, &tmp, &path, &err), 0);
+	EXPECT_EQ_INT(tmp_files(s->dir), 1);
+	EXPECT_EQ_INT(bri_inspect_open(path, &db, &err), 0);
+	EXPECT_EQ_INT(bri_inspect_table_csv(db, "t", &r, &err), 0);
+	got = read_all(r, 100, &len, &rc);
+	EXPECT_STREQ(got, "a\n1\n2\n");
+	free(got);
+	bri_render_free(r);
+	sqlite3_close(db);
+	bri_inspect_live_drop(s, tmp, path);
+	EXPECT_EQ_INT(tmp_files(s->dir), 0);
+	sqlite3_close(w);
+	bri_store_close(s);
+
+	/* No live database: an error, and nothing left in the store. */
+	s = NULL;
+	char *gone = tu_fmt("%s/gone/bri.db", base), *gdir = tu_fmt("%s/gone", base);
+	mkdir(gdir, 0700);
+	EXPECT_EQ_INT(bri_store_open(gone, NULL, true, &s, &err), 0);
+	if (s) {
+		tmp = path = NULL;
+		EXPECT(bri_inspect_live_take(s, 100, &tmp, &path, &err) < 0);
+		EXPECT(tmp == NULL && path == NULL);
+		EXPECT(strstr(err.msg, "snapshot of the live database") != NULL);
+		EXPECT_EQ_INT(tmp_files(s->dir), 0);
+		bri_store_close(s);
+	}
+	free(gone);
+	free(gdir);
+	free(live);
+	free(dir);
+}
+
 static void test_at(void)
 {
 	time_t t, u;
@@ -344,6 +411,7 @@ int main(void)
 	test_table_and_schema(base);
 	test_big_values(base);
 	test_diff(base);
+	test_live(base);
 	test_at();
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
