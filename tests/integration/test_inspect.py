@@ -454,3 +454,14 @@ def test_new_names_that_inspection_takes_are_refused(awkward):
         bri(db, store, "export", "old", "--table", "t_pk").stdout
     assert bri(db, store, "diff", "live.db", "old").stdout == \
         bri(db, store, "diff", "old", "old").stdout
+
+
+def test_bash_completion_of_diff_and_export(awkward):
+    from test_operations import complete
+    db, store = awkward
+    assert {"diff", "export"} <= complete("bri-backup ")
+    assert {"--table", "--summary", "--json"} <= complete("bri-backup diff --")
+    assert {"--table", "--schema"} <= complete("bri-backup export --")
+    assert complete(f"bri-backup --db {db} --backup-dir {store} diff ") >= {
+        "old", "new", "latest", "live"}
+    assert complete(f"bri-backup --db {db} --backup-dir {store} export ol") == {"old"}
