@@ -244,16 +244,22 @@ static void test_diff(const char *base)
 	sqlite3 *w = NULL, *db = NULL;
 
 	EXPECT(sqlite3_open(a, &w) == SQLITE_OK);
-	tu_exec(w, "CREATE TABLE p(id INTEGER PRIMARY KEY, v);"
-	           "INSERT INTO p VALUES (1, 'a'), (2, 'b'), (3, 'c');"
-	           "CREATE TABLE np(x, y); INSERT INTO np VALUES (1, 1), (2, 2);"
-	           "CREATE TABLE only_old(z); INSERT INTO only_old VALUES ('gone');");
+	tu_exec(w,
+	        "CREATE TABLE p(id INTEGER PRIMARY KEY, v);"
+	        "INSERT INTO p VALUES (1, 'a'), (2, 'b'), (3, 'c');"
+	        "CREATE TABLE np(x, y); INSERT INTO np VALUES (1, 1), (2, 2);"
+	        "CREATE TABLE only_old(z); INSERT INTO only_old VALUES ('gone');"
+	        "CREATE TABLE rekey(a PRIMARY KEY, b); INSERT INTO rekey VALUES (1, 'x'), (2, 'y');"
+	        "CREATE TABLE wr(a PRIMARY KEY, b) WITHOUT ROWID; INSERT INTO wr VALUES (1, 2);");
 	sqlite3_close(w);
 	EXPECT(sqlite3_open(b, &w) == SQLITE_OK);
-	tu_exec(w, "CREATE TABLE p(id INTEGER PRIMARY KEY, v);"
-	           "INSERT INTO p VALUES (1, 'a'), (3, 'C'), (4, 'd');"
-	           "CREATE TABLE np(x, y); INSERT INTO np VALUES (1, 1), (2, 3);"
-	           "CREATE TABLE only_new(z, w); INSERT INTO only_new VALUES ('new', NULL);");
+	tu_exec(w,
+	        "CREATE TABLE p(id INTEGER PRIMARY KEY, v);"
+	        "INSERT INTO p VALUES (1, 'a'), (3, 'C'), (4, 'd');"
+	        "CREATE TABLE np(x, y); INSERT INTO np VALUES (1, 1), (2, 3);"
+	        "CREATE TABLE only_new(z, w); INSERT INTO only_new VALUES ('new', NULL);"
+	        "CREATE TABLE rekey(a, b PRIMARY KEY); INSERT INTO rekey VALUES (1, 'x'), (2, 'z');"
+	        "CREATE TABLE wr(a, b PRIMARY KEY) WITHOUT ROWID; INSERT INTO wr VALUES (1, 2);");
 	sqlite3_close(w);
 
 	EXPECT_EQ_INT(bri_diff_open(a, b, &db, &err), 0);
@@ -261,7 +267,12 @@ static void test_diff(const char *base)
 	             "np: 1 changes, 0 inserts, 0 deletes, 1 unchanged\n"
 	             "only_new: missing from first database\n"
 	             "only_old: missing from second database\n"
-	             "p: 1 changes, 1 inserts, 1 deletes, 1 unchanged\n");
+	             "p: 1 changes, 1 inserts, 1 deletes, 1 unchanged\n"
+	             "rekey: incompatible schema\n"
+	             "wr: incompatible schema\n");
+	/* Another key: paired on the rowid; a WITHOUT ROWID table has none. */
+	check_render(db, open_diff, "rekey", "op,a,b\n~-,2,y\n~+,2,z\n");
+	EXPECT_EQ_INT(bri_diff_table_csv(db, "wr", &r, &err), -EOPNOTSUPP);
 	check_render(db, open_diff, "p", "op,id,v\n-,2,b\n~-,3,c\n~+,3,C\n+,4,d\n");
 	check_render(db, open_diff, "np", "op,x,y\n~-,2,2\n~+,2,3\n");
 	check_render(db, open_diff, "only_old", "op,z\n-,gone\n");
@@ -280,7 +291,7 @@ static void test_diff(const char *base)
 	char **tn = NULL;
 	size_t ntn = 0;
 	EXPECT_EQ_INT(bri_diff_tables(db, &tn, &ntn, &err), 0);
-	EXPECT_EQ_INT(ntn, 4);
+	EXPECT_EQ_INT(ntn, 6);
 	bri_inspect_names_free(tn, ntn);
 	sqlite3_close(db);
 
