@@ -182,6 +182,16 @@ int bri_diff_table_csv(struct sqlite3 *db, const char *table, struct bri_render 
                        struct bri_err *err);
 
 /*
+ * The same rows as bri_diff_table_csv, in the same order, as JSON lines (no
+ * header): {"op":"-","old":{COL:VALUE,...}}, {"op":"~","old":{...},
+ * "new":{...}}, {"op":"+","new":{...}}. A value is null, a number (INTEGER;
+ * REAL as SQLite writes it, null when not finite), a string (TEXT, every
+ * byte, control bytes escaped) or {"hex":"..."} (BLOB).
+ */
+int bri_diff_table_json(struct sqlite3 *db, const char *table, struct bri_render **out,
+                        struct bri_err *err);
+
+/*
  * Parses an at/ time: "YYYY-MM-DDTHH:MM", "YYYY-MM-DDTHH:MM:SS" or
  * "YYYY-MM-DD" (the end of that day, 23:59:59), local time or UTC with a
  * trailing "Z". Returns 0 and *out, or -EINVAL.

@@ -208,7 +208,9 @@ static const char diff_help[] =
     "  --table T   the rows of table T that differ, as CSV: a header 'op,...',\n"
     "              then '-' deleted rows, '~-'/'~+' changed rows (old, new) and\n"
     "              '+' added rows\n"
-    "  --json      the summary as JSON\n";
+    "  --json      the summary as JSON; with --table, the rows as JSON lines:\n"
+    "              {\"op\":\"-\",\"old\":{...}}, {\"op\":\"~\",\"old\":{...},\"new\":{...}},\n"
+    "              {\"op\":\"+\",\"new\":{...}}\n";
 
 int cli_cmd_diff(struct cli_globals *g, int argc, char **argv)
 {
@@ -249,8 +251,6 @@ int cli_cmd_diff(struct cli_globals *g, int argc, char **argv)
 	}
 	if (argc - optind != 2)
 		return cli_usage_error(argv[0], "diff takes two databases: OLD NEW");
-	if (table && g->json)
-		return cli_usage_error(argv[0], "--json shows the summary; --table prints CSV");
 	rc = open_all(g, argv[0], &s, &c);
 	if (rc)
 		return rc;
@@ -264,11 +264,13 @@ int cli_cmd_diff(struct cli_globals *g, int argc, char **argv)
 		rc = CLI_EXIT_FAIL;
 		goto out_drop;
 	}
-	if (g->json) {
+	if (g->json && !table) {
 		rc = summary_json(db, a.name, b.name);
 		goto out_close;
 	}
-	if (table ? bri_diff_table_csv(db, table, &r, &err) : bri_diff_summary(db, &r, &err)) {
+	if (table ? (g->json ? bri_diff_table_json(db, table, &r, &err)
+	                     : bri_diff_table_csv(db, table, &r, &err))
+	          : bri_diff_summary(db, &r, &err)) {
 		cli_error("diff: %s", err.msg);
 		rc = CLI_EXIT_FAIL;
 		goto out_close;

@@ -232,6 +232,94 @@ static void csv_line(struct rowbuf *b, const char *prefix, sqlite3_stmt *st, int
 	rb_add(b, "\n", 1);
 }
 
+/* s (n bytes) as a JSON string. */
+static void json_text(struct rowbuf *b, const unsigned char *s, size_t n)
+{
+	char esc[8];
+	size_t from = 0;
+
+	rb_add(b, "\"", 1);
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] >= 0x20 && s[i] != '"' && s[i] != '\\')
+			continue;
+		rb_add(b, s + from, i - from);
+		if (s[i] == '"' || s[i] == '\\')
+			snprintf(esc, sizeof(esc), "\\%c", s[i]);
+		else if (s[i] == '\n')
+			snprintf(esc, sizeof(esc), "\\n");
+		else
+			snprintf(esc, sizeof(esc), "\\u%04x", s[i]);
+		rb_str(b, esc);
+		from = i + 1;
+	}
+	rb_add(b, s + from, n - from);
+	rb_add(b, "\"", 1);
+}
+
+/*
+ * Column i of st as a JSON value: null, a number (INTEGER; REAL as SQLite's
+ * text of it, null when not finite), a string (TEXT, all of its bytes), or
+ * {"hex":"..."} (BLOB).
+ */
+static void json_value(struct rowbuf *b, sqlite3_stmt *st, int i)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p;
+	size_t n;
+	double d;
+
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_NULL:
+		rb_str(b, "null");
+		return;
+	case SQLITE_FLOAT:
+		d = sqlite3_column_double(st, i);
+		if (d != d || d > 1.7976931348623157e308 || d < -1.7976931348623157e308) {
+			rb_str(b, "null");
+			return;
+		}
+		/* fall through */
+	case SQLITE_INTEGER:
+		rb_str(b, (const char *)sqlite3_column_text(st, i));
+		return;
+	case SQLITE_BLOB:
+		p = sqlite3_column_blob(st, i);
+		n = (size_t)sqlite3_column_bytes(st, i);
+		rb_str(b, "{\"hex\":\"");
+		if (n > BIG_VALUE / 2) {
+			rb_big(b, SEG_HEX, p, n);
+		} else {
+			for (size_t k = 0; k < n; k++) {
+				char two[2] = {hex[p[k] >> 4], hex[p[k] & 15]};
+
+				rb_add(b, two, 2);
+			}
+		}
+		rb_str(b, "\"}");
+		return;
+	default:
+		p = sqlite3_column_text(st, i);
+		if (!p) {
+			b->nomem = true;
+			return;
+		}
+		json_text(b, p, (size_t)sqlite3_column_bytes(st, i));
+	}
+}
+
+/* Columns [from, from + n) of st as a JSON object with the keys keys. */
+static void json_object(struct rowbuf *b, char **keys, sqlite3_stmt *st, int from, int n)
+{
+	rb_add(b, "{", 1);
+	for (int i = 0; i < n; i++) {
+		if (i)
+			rb_add(b, ",", 1);
+		rb_str(b, keys[i]);
+		json_value(b, st, from + i);
+	}
+	rb_add(b, "}", 1);
+}
+
 /* ---- renders ---- */
 
 enum render_kind { R_SCHEMA, R_TABLE, R_SUMMARY, R_DIFF };
@@ -254,6 +342,8 @@ struct bri_render {
 	int phase;           /* R_DIFF: 0 deleted, 1 changed, 2 added */
 	char *sql[3];        /* R_DIFF: the statement of each phase (NULL: none) */
 	const char *sign[3]; /* R_DIFF: the op of each phase */
+	bool json;           /* R_DIFF: JSON lines instead of CSV */
+	char **jkeys;        /* R_DIFF: each column's JSON key, "\"name\":", malloc'd */
 };
 
 static int sql_fail(struct bri_render *r, int rc, struct bri_err *err, const char *what)
@@ -282,6 +372,9 @@ void bri_render_free(struct bri_render *r)
 	free(r->row.p);
 	free(r->row.seg);
 	free(r->header);
+	for (int i = 0; r->jkeys && i < r->ncols; i++)
+		free(r->jkeys[i]);
+	free(r->jkeys);
 	for (int i = 0; i < 3; i++)
 		sqlite3_free(r->sql[i]);
 	free(r);
@@ -350,7 +443,8 @@ static int next_row(struct bri_render *r, struct bri_err *err)
 	case R_DIFF:
 		if (!r->started) {
 			r->started = true;
-			rb_str(&r->row, r->header);
+			if (!r->json)
+				rb_str(&r->row, r->header);
 			return 1;
 		}
 		for (;;) {
@@ -372,7 +466,17 @@ static int next_row(struct bri_render *r, struct bri_err *err)
 			r->st = NULL;
 			r->phase++;
 		}
-		if (r->phase == 1) {
+		if (r->json) {
+			rb_str(&r->row, r->phase == 0   ? "{\"op\":\"-\",\"old\":"
+			                : r->phase == 1 ? "{\"op\":\"~\",\"old\":"
+			                                : "{\"op\":\"+\",\"new\":");
+			json_object(&r->row, r->jkeys, r->st, 0, r->ncols);
+			if (r->phase == 1) {
+				rb_str(&r->row, ",\"new\":");
+				json_object(&r->row, r->jkeys, r->st, r->ncols, r->ncols);
+			}
+			rb_str(&r->row, "}\n");
+		} else if (r->phase == 1) {
 			csv_line(&r->row, "~-", r->st, 0, r->ncols);
 			csv_line(&r->row, "~+", r->st, r->ncols, r->ncols);
 		} else {
@@ -1041,6 +1145,29 @@ static char *diff_header(char **names, int n)
 	return b.p;
 }
 
+/* The CSV header and the JSON keys of a diff's n columns; false on ENOMEM. */
+static bool set_columns(struct bri_render *r, char **names, int n)
+{
+	r->ncols = n;
+	r->header = diff_header(names, n);
+	r->jkeys = calloc((size_t)n + 1, sizeof(*r->jkeys));
+	if (!r->header || !r->jkeys)
+		return false;
+	for (int i = 0; i < n; i++) {
+		struct rowbuf b = {0};
+
+		json_text(&b, (const unsigned char *)names[i], strlen(names[i]));
+		rb_add(&b, ":", 2); /* the ':' and a NUL */
+		if (b.nomem || b.toobig) {
+			free(b.p);
+			return false;
+		}
+		r->jkeys[i] = b.p;
+		free(b.seg);
+	}
+	return true;
+}
+
 /* "A.c1, A.c2, ..." (alias A or B) for the columns names. */
 static void select_list(sqlite3_str *s, const char *alias, char **names, int n)
 {
@@ -1071,14 +1198,14 @@ static int diff_one_side(struct bri_render *r, const char *schema, const char *t
 	size_t n = 0;
 	int rc = plain_cols(r->db, schema, table, &names, &n, err);
 	int ph = schema[0] == 'o' ? 0 : 2;
+	bool ok;
 
 	if (rc < 0)
 		return rc;
-	r->ncols = (int)n;
-	r->header = diff_header(names, (int)n);
+	ok = set_columns(r, names, (int)n);
 	r->sql[ph] = sqlite3_mprintf("SELECT * FROM \"%w\".\"%w\"", schema, table);
 	bri_inspect_names_free(names, n);
-	if (!r->header || !r->sql[ph])
+	if (!ok || !r->sql[ph])
 		return bri_err_set(err, -ENOMEM, "out of memory");
 	return 0;
 }
@@ -1166,8 +1293,10 @@ int bri_diff_table_csv(sqlite3 *db, const char *table, struct bri_render **out, 
 		                 "cannot pair the rows of '%s': no common key and no rowid", table);
 		goto out_free;
 	}
-	r->ncols = (int)ns;
-	r->header = diff_header(shared, (int)ns);
+	if (!set_columns(r, shared, (int)ns)) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_free;
+	}
 	/* Deleted: old rows without a partner. */
 	s = sqlite3_str_new(db);
 	sqlite3_str_appendall(s, "SELECT ");
@@ -1197,7 +1326,7 @@ int bri_diff_table_csv(sqlite3 *db, const char *table, struct bri_render **out, 
 	sqlite3_str_appendf(s, " FROM n.%s B WHERE NOT EXISTS(SELECT 1 FROM o.%s A WHERE %s)", id,
 	                    id, key);
 	r->sql[2] = sqlite3_str_finish(s);
-	if (!r->header || !r->sql[0] || (ns && !r->sql[1]) || !r->sql[2]) {
+	if (!r->sql[0] || (ns && !r->sql[1]) || !r->sql[2]) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}
@@ -1228,6 +1357,16 @@ out_free:
 	}
 out_fail:
 	bri_render_free(r);
+	return rc;
+}
+
+int bri_diff_table_json(sqlite3 *db, const char *table, struct bri_render **out,
+                        struct bri_err *err)
+{
+	int rc = bri_diff_table_csv(db, table, out, err);
+
+	if (rc == 0)
+		(*out)->json = true;
 	return rc;
 }
 

@@ -6,6 +6,7 @@ scenario: `diff before_cleanup live --table videos | grep '^-'` lists exactly
 the deleted rows."""
 
 import csv
+import io
 import json
 import re
 import shutil
@@ -465,3 +466,38 @@ def test_bash_completion_of_diff_and_export(awkward):
     assert complete(f"bri-backup --db {db} --backup-dir {store} diff ") >= {
         "old", "new", "latest", "live"}
     assert complete(f"bri-backup --db {db} --backup-dir {store} export ol") == {"old"}
+
+
+def test_diff_table_json_lines(awkward):
+    """--table with --json: the CSV's rows, in its order, as JSON lines."""
+    db, store = awkward
+    out = bri(db, store, "diff", "old", "new", "--table", "t_pk", "--json").stdout
+    rows = [json.loads(ln) for ln in out.decode().splitlines()]
+    assert rows == [
+        {"op": "-", "old": {"id": 2, "name": "two", "data": None, "f": None}},
+        {"op": "~", "old": {"id": 1, "name": "one", "data": {"hex": "0102"}, "f": 1.5},
+         "new": {"id": 1, "name": "ONE", "data": {"hex": "0103"}, "f": 1.5}},
+        {"op": "+", "new": {"id": 6, "name": "six,\nlines", "data": {"hex": "0006"},
+                            "f": 6.25}},
+    ]
+    out = bri(db, store, "diff", "old", "new", "--table", "weird table", "--json").stdout
+    rows = [json.loads(ln) for ln in out.decode().splitlines()]
+    assert [r["op"] for r in rows] == ["-", "~"]
+    assert rows[0]["old"] == {'col "q"': "plain", "select": 7, "a,b": None,
+                              "x": 9.00719925474099e+15}
+    # every table's JSON has as many rows as its CSV has ops
+    for t in ("t_comp", "t_wr", "big", "gone", "new one", "schema_add", "nums"):
+        js = bri(db, store, "diff", "old", "new", "--table", t, "--json").stdout
+        ops = [json.loads(ln)["op"] for ln in js.decode().splitlines()]
+        csv_out = bri(db, store, "diff", "old", "new", "--table", t).stdout.decode()
+        csv_ops = [r[0] for r in csv.reader(io.StringIO(csv_out, newline=""))][1:]
+        assert len(ops) == len([o for o in csv_ops if o != "~+"]), t
+    # text with a NUL byte is whole in JSON
+    con = sqlite3.connect(db)
+    con.execute("""UPDATE "weird table" SET x = 5 WHERE "select" = 6""")
+    con.commit()
+    con.close()
+    out = bri(db, store, "diff", "old", "live", "--table", "weird table", "--json").stdout
+    texts = [json.loads(ln)["old"]['col "q"'] for ln in out.decode().splitlines()
+             if json.loads(ln)["op"] == "~"]
+    assert "ab\x00cd" in texts

@@ -107,6 +107,11 @@ static int open_diff(sqlite3 *db, const char *arg, struct bri_render **out, stru
 	return bri_diff_table_csv(db, arg, out, err);
 }
 
+static int open_json(sqlite3 *db, const char *arg, struct bri_render **out, struct bri_err *err)
+{
+	return bri_diff_table_json(db, arg, out, err);
+}
+
 static void test_table_and_schema(const char *base)
 {
 	char *path = tu_fmt("%s/a.db", base);
@@ -275,6 +280,13 @@ static void test_diff(const char *base)
 	EXPECT_EQ_INT(bri_diff_table_csv(db, "wr", &r, &err), -EOPNOTSUPP);
 	check_render(db, open_diff, "p", "op,id,v\n-,2,b\n~-,3,c\n~+,3,C\n+,4,d\n");
 	check_render(db, open_diff, "np", "op,x,y\n~-,2,2\n~+,2,3\n");
+	check_render(
+	    db, open_json, "p",
+	    "{\"op\":\"-\",\"old\":{\"id\":2,\"v\":\"b\"}}\n"
+	    "{\"op\":\"~\",\"old\":{\"id\":3,\"v\":\"c\"},\"new\":{\"id\":3,\"v\":\"C\"}}\n"
+	    "{\"op\":\"+\",\"new\":{\"id\":4,\"v\":\"d\"}}\n");
+	check_render(db, open_json, "only_new",
+	             "{\"op\":\"+\",\"new\":{\"z\":\"new\",\"w\":null}}\n");
 	check_render(db, open_diff, "only_old", "op,z\n-,gone\n");
 	check_render(db, open_diff, "only_new", "op,z,w\n+,new,\n");
 	EXPECT_EQ_INT(bri_diff_table_csv(db, "nothing", &r, &err), -ENOENT);
