@@ -7,6 +7,7 @@
  * FUSE or of the command line.
  */
 #include <errno.h>
+#include <math.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -274,7 +275,7 @@ static void json_value(struct rowbuf *b, sqlite3_stmt *st, int i)
 		return;
 	case SQLITE_FLOAT:
 		d = sqlite3_column_double(st, i);
-		if (d != d || d > 1.7976931348623157e308 || d < -1.7976931348623157e308) {
+		if (!isfinite(d)) {
 			rb_str(b, "null");
 			return;
 		}

@@ -264,11 +264,13 @@ static void test_diff(const char *base)
 	        "CREATE TABLE np(x, y); INSERT INTO np VALUES (1, 1), (2, 3);"
 	        "CREATE TABLE only_new(z, w); INSERT INTO only_new VALUES ('new', NULL);"
 	        "CREATE TABLE rekey(a, b PRIMARY KEY); INSERT INTO rekey VALUES (1, 'x'), (2, 'z');"
-	        "CREATE TABLE wr(a, b PRIMARY KEY) WITHOUT ROWID; INSERT INTO wr VALUES (1, 2);");
+	        "CREATE TABLE wr(a, b PRIMARY KEY) WITHOUT ROWID; INSERT INTO wr VALUES (1, 2);"
+	        "CREATE TABLE infs(x); INSERT INTO infs VALUES (1e999), (-1e999), (0.5);");
 	sqlite3_close(w);
 
 	EXPECT_EQ_INT(bri_diff_open(a, b, &db, &err), 0);
 	check_render(db, open_summary, NULL,
+	             "infs: missing from first database\n"
 	             "np: 1 changes, 0 inserts, 0 deletes, 1 unchanged\n"
 	             "only_new: missing from first database\n"
 	             "only_old: missing from second database\n"
@@ -285,6 +287,10 @@ static void test_diff(const char *base)
 	    "{\"op\":\"-\",\"old\":{\"id\":2,\"v\":\"b\"}}\n"
 	    "{\"op\":\"~\",\"old\":{\"id\":3,\"v\":\"c\"},\"new\":{\"id\":3,\"v\":\"C\"}}\n"
 	    "{\"op\":\"+\",\"new\":{\"id\":4,\"v\":\"d\"}}\n");
+	check_render(db, open_diff, "infs", "op,x\n+,Inf\n+,-Inf\n+,0.5\n");
+	check_render(db, open_json, "infs",
+	             "{\"op\":\"+\",\"new\":{\"x\":null}}\n{\"op\":\"+\",\"new\":{\"x\":null}}\n"
+	             "{\"op\":\"+\",\"new\":{\"x\":0.5}}\n");
 	check_render(db, open_json, "only_new",
 	             "{\"op\":\"+\",\"new\":{\"z\":\"new\",\"w\":null}}\n");
 	check_render(db, open_diff, "only_old", "op,z\n-,gone\n");
@@ -303,7 +309,7 @@ static void test_diff(const char *base)
 	char **tn = NULL;
 	size_t ntn = 0;
 	EXPECT_EQ_INT(bri_diff_tables(db, &tn, &ntn, &err), 0);
-	EXPECT_EQ_INT(ntn, 6);
+	EXPECT_EQ_INT(ntn, 7);
 	bri_inspect_names_free(tn, ntn);
 	sqlite3_close(db);
 
