@@ -58,7 +58,16 @@ int bri_log_recent(char **out, size_t *len);
  */
 int bri_log_since(uint64_t from, char **out, size_t *len, uint64_t *end);
 
-/* The stream's end offset: the size of ctl/log. */
-uint64_t bri_log_end(void);
+/*
+ * As bri_log_since, also giving in *start the offset of the oldest line held
+ * and in *epoch how many times the oldest lines were dropped (when the ring
+ * is full its oldest half goes at once, so the window moves rarely); start
+ * and epoch may be NULL.
+ */
+int bri_log_window(uint64_t from, char **out, size_t *len, uint64_t *end, uint64_t *start,
+                   uint64_t *epoch);
+
+/* The stream's end offset, and (each may be NULL) the window's start and epoch. */
+uint64_t bri_log_end(uint64_t *start, uint64_t *epoch);
 
 #endif

@@ -30,6 +30,7 @@ static size_t ring_next;          /* next slot to write */
 static size_t ring_count;         /* filled slots */
 static uint64_t ring_end;         /* bytes ever put in the ring: the stream's end offset */
 static uint64_t ring_bytes;       /* bytes of the lines the ring holds now */
+static uint64_t ring_epoch;       /* times the oldest half was dropped */
 
 static const char *level_names[] = {"error", "warning", "info", "debug"};
 
@@ -149,9 +150,23 @@ void bri_log_write(enum bri_log_level level, const char *fmt, ...)
 		char *copy = strdup(line);
 
 		if (copy) {
-			if (ring[ring_next] && ring_count == ring_cap)
-				ring_bytes -= strlen(ring[ring_next]);
-			free(ring[ring_next]);
+			if (ring_count == ring_cap) {
+				/*
+				 * Full: the oldest half goes at once, so the stream's
+				 * window moves (a new epoch) once per half a ring.
+				 */
+				size_t oldest = ring_next; /* == the oldest slot when full */
+
+				for (size_t i = 0; i < (ring_cap + 1) / 2; i++) {
+					size_t s = (oldest + i) % ring_cap;
+
+					ring_bytes -= strlen(ring[s]);
+					free(ring[s]);
+					ring[s] = NULL;
+					ring_count--;
+				}
+				ring_epoch++;
+			}
 			ring[ring_next] = copy;
 			ring_end += strlen(copy);
 			ring_bytes += strlen(copy);
@@ -164,6 +179,12 @@ void bri_log_write(enum bri_log_level level, const char *fmt, ...)
 }
 
 int bri_log_since(uint64_t from, char **out, size_t *len, uint64_t *end)
+{
+	return bri_log_window(from, out, len, end, NULL, NULL);
+}
+
+int bri_log_window(uint64_t from, char **out, size_t *len, uint64_t *end, uint64_t *first,
+                   uint64_t *epoch)
 {
 	size_t start, pos = 0, cap, skip;
 	uint64_t at;
@@ -194,6 +215,10 @@ int bri_log_since(uint64_t from, char **out, size_t *len, uint64_t *end)
 		skip = 0;
 	}
 	*end = ring_end;
+	if (first)
+		*first = at;
+	if (epoch)
+		*epoch = ring_epoch;
 	pthread_mutex_unlock(&log_lock);
 	buf[pos] = '\0';
 	*out = buf;
@@ -201,12 +226,16 @@ int bri_log_since(uint64_t from, char **out, size_t *len, uint64_t *end)
 	return 0;
 }
 
-uint64_t bri_log_end(void)
+uint64_t bri_log_end(uint64_t *start, uint64_t *epoch)
 {
 	uint64_t end;
 
 	pthread_mutex_lock(&log_lock);
 	end = ring_end;
+	if (start)
+		*start = ring_end - ring_bytes;
+	if (epoch)
+		*epoch = ring_epoch;
 	pthread_mutex_unlock(&log_lock);
 	return end;
 }

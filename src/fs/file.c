@@ -29,6 +29,7 @@ struct bfs_fh {
 	bool writer;                     /* opened to write a ctl request */
 	bool ran;                        /* a request of this open file ran (one per open) */
 	bool log;                        /* ctl/log: reads by offset from the log's stream */
+	uint64_t log_epoch;              /* the epoch of the log it reads */
 	int refused;          /* errno of a refused request (too long, two lines): spent */
 	pthread_mutex_t lock; /* guards buf and len of a writer */
 	atomic_int refs;      /* release's reference plus one per reply in flight */
@@ -136,6 +137,7 @@ void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->ctl = src.ctl;
 	h->writer = src.writer;
 	h->log = src.log;
+	h->log_epoch = src.log_epoch;
 	if (rc < 0) {
 		fh_put(h);
 		fuse_reply_err(req, -rc);
@@ -147,17 +149,28 @@ void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fh_put(h);
 }
 
-/* ctl/log: the log's bytes from off, read now (the log only grows). */
-static void read_log(fuse_req_t req, size_t size, off_t off)
+/*
+ * ctl/log: the bytes from off of the log's window in epoch, read now (it
+ * only grows within an epoch); an older epoch reads as ended.
+ */
+static void read_log(fuse_req_t req, uint64_t epoch, size_t size, off_t off)
 {
-	uint64_t end;
+	uint64_t start, now, end;
 	char *text;
 	size_t len;
 
-	if (off < 0 || bri_log_since((uint64_t)off, &text, &len, &end) < 0) {
-		fuse_reply_err(req, off < 0 ? EINVAL : ENOMEM);
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	bri_log_end(&start, &now);
+	if (now != epoch ||
+	    bri_log_window(start + (uint64_t)off, &text, &len, &end, &start, &now) < 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (now != epoch)
+		len = 0; /* moved on meanwhile */
 	fuse_reply_buf(req, text, len < size ? len : size);
 	free(text);
 }
@@ -176,7 +189,7 @@ void bfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 		bv.buf[0].pos = off;
 		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 	} else if (h->log && !h->writer) {
-		read_log(req, size, off);
+		read_log(req, h->log_epoch, size, off);
 	} else if (h->writer || !h->render || off < 0 || (size_t)off >= h->len) {
 		fuse_reply_buf(req, NULL, 0);
 	} else {

@@ -420,6 +420,7 @@ struct bfs_source {
 	int ctl;                         /* a ctl/ file: its index, else -1 */
 	bool writer;                     /* opened to write a ctl/ request */
 	bool log;                        /* ctl/log: read by offset from the log's stream */
+	uint64_t log_epoch;              /* the log's epoch this open reads */
 };
 
 /*

@@ -467,6 +467,19 @@ static int list_root(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn ad
 
 /* ---- ctl/ (the files' own logic is ctl.c's and gen.c's) ---- */
 
+/*
+ * ctl/log is a window on the log's stream (bri_log_window) that only grows
+ * until the oldest half of the lines is dropped, a new epoch: each epoch is
+ * an inode of its own, index BFS_CTL_LOG | epoch << LOG_EPOCH_SHIFT, whose
+ * offsets are relative to the epoch's first line.
+ */
+#define LOG_EPOCH_SHIFT 8
+
+static fuse_ino_t log_ino(uint64_t epoch)
+{
+	return bfs_ino_fixed((uint64_t)BFS_CTL_LOG | epoch << LOG_EPOCH_SHIFT, BFS_K_CTL_FILE);
+}
+
 /* Whether ctl file i's content is rendered into versions (a new inode each). */
 static bool ctl_versioned(int i)
 {
@@ -479,8 +492,14 @@ static int ctl_index(struct bfs *fs, fuse_ino_t ino)
 	const struct bfs_render *r;
 	int sub = -1;
 
-	if (!(ino & BFS_SPACE_VERSION))
-		return bfs_ino_index(ino) < BFS_CTL_COUNT ? (int)bfs_ino_index(ino) : -1;
+	if (!(ino & BFS_SPACE_VERSION)) {
+		uint64_t idx = bfs_ino_index(ino);
+
+		/* ctl/log's index carries the log's epoch above LOG_EPOCH_SHIFT. */
+		if ((idx & ((1u << LOG_EPOCH_SHIFT) - 1)) == BFS_CTL_LOG)
+			return BFS_CTL_LOG;
+		return idx < BFS_CTL_COUNT ? (int)idx : -1;
+	}
 	if (bfs_node_render(fs, ino, &r, &sub) < 0)
 		return -1;
 	bfs_render_put(r);
@@ -512,7 +531,10 @@ static int ctl_entry(struct bfs *fs, int i, struct fuse_entry_param *e, const st
 
 	*r = NULL;
 	if (i == BFS_CTL_LOG) {
-		fill_common(fs, base, S_IFREG | c->mode, (off_t)bri_log_end(), ctl_time(fs), e);
+		uint64_t start, epoch, end = bri_log_end(&start, &epoch);
+
+		fill_common(fs, log_ino(epoch), S_IFREG | c->mode, (off_t)(end - start),
+		            ctl_time(fs), e);
 		return 0; /* grows: attributes looked at each time */
 	}
 	if (!ctl_versioned(i)) {
@@ -546,7 +568,8 @@ static int attr_ctl_file(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param
 	}
 	rc = ctl_entry(fs, i, e, &r);
 	bfs_render_put(r);
-	return rc;
+	/* An older epoch of ctl/log: what the node last showed. */
+	return rc == 0 && e->ino != ino ? -ESTALE : rc;
 }
 
 static int lookup_ctl(struct bfs *fs, fuse_ino_t dir, const char *name, struct fuse_entry_param *e,
@@ -607,6 +630,7 @@ static int open_ctl_file(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *
 	}
 	if (i == BFS_CTL_LOG) {
 		src->log = true;
+		src->log_epoch = bfs_ino_index(ino) >> LOG_EPOCH_SHIFT;
 		return 0;
 	}
 	if (!(ino & BFS_SPACE_VERSION))

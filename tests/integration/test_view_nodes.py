@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import threading
 import time
 
 import pytest
@@ -258,3 +259,30 @@ def test_verify_descriptor_keeps_its_version(three, mounted):
         assert os.fstat(fd).st_size == st.st_size == len(old)
     finally:
         os.close(fd)
+
+
+def test_ctl_log_reads_once_after_the_ring_wraps(mounted):
+    """More lines than the daemon keeps (500): cat shows each line once, and
+    stat's size is what cat reads."""
+    m = mounted
+    # The daemon also logs to its stderr, a pipe of the fixture: drain it,
+    # or 700 lines fill it and the daemon waits on the write.
+    threading.Thread(target=m.proc.stderr.read, daemon=True).start()
+    for i in range(700):
+        fd = os.open(m.path / "ctl" / "create", os.O_WRONLY)
+        try:
+            os.write(fd, f"bad/{i:04d}\n".encode())
+        except OSError:
+            pass  # refused, and logged: what this test wants
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    log = m.path / "ctl" / "log"
+    data = log.read_bytes()
+    lines = data.decode().splitlines()
+    shown = [l for l in lines if "bad/" in l]
+    assert shown and len(shown) == len(set(shown)), "a line shown twice"
+    assert any("bad/0699" in l for l in shown)
+    assert os.stat(log).st_size == len(data)
