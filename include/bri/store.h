@@ -199,7 +199,8 @@ struct bri_reader {
 	struct stat st; /* identity of what was opened (st_dev, st_ino, st_mtim;
 	                   st_size == size), for tying a verification to it */
 	int fd;         /* a descriptor of exactly those bytes (splice, hashing),
-	                   owned by the reader; -1 when the format has none */
+	                   owned by the reader, which a caller may take over
+	                   (then sets it to -1); -1 when the format has none */
 	char *label;    /* what messages call it (plain: the file's path) */
 	void *priv;     /* the format's */
 };

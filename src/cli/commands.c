@@ -551,7 +551,7 @@ int cli_cmd_create(struct cli_globals *g, int argc, char **argv)
 		rc = fail("create", &err, r);
 		goto out_close_store;
 	}
-	path = bri_store_path(s, new_name, ".db");
+	path = bri_store_backup_path(s, new_name);
 	if (!path) {
 		cli_error("out of memory");
 		rc = CLI_EXIT_FAIL;
@@ -615,7 +615,7 @@ static json_object *entry_json(const struct bri_store *s, const struct bri_entry
 {
 	json_object *o = json_object_new_object(), *tables = json_object_new_object();
 	char created[40], filename[BRI_NAME_MAX + 8];
-	char *path = bri_store_path(s, e->name, ".db");
+	char *path = bri_store_backup_path(s, e->name);
 	size_t i;
 
 	entry_created(e, created, sizeof(created));
@@ -925,7 +925,7 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 		if (res.status != BRI_VERIFY_OK)
 			failed++;
 		if (arr) {
-			where = paths[i] ? strdup(paths[i]) : bri_store_path(s, names[i], ".db");
+			where = paths[i] ? strdup(paths[i]) : bri_store_backup_path(s, names[i]);
 			json_object_array_add(arr, verify_json(names[i], where, &res));
 			free(where);
 		} else if (res.status == BRI_VERIFY_OK) {

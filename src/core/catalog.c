@@ -93,7 +93,7 @@ static void load_entry(const struct bri_store *s, struct bri_entry *e)
 			snprintf(e->meta_error, sizeof(e->meta_error), "%s", err.msg);
 		free(text);
 	} else {
-		snprintf(e->meta_error, sizeof(e->meta_error), "%s.db.meta: %s", e->name,
+		snprintf(e->meta_error, sizeof(e->meta_error), "metadata %s",
 			 rc == -ENOENT ? "missing" : strerror(-rc));
 	}
 	if (!e->meta_ok) {

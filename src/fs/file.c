@@ -49,23 +49,37 @@ static void fh_put(struct bfs_fh *h)
 	free(h);
 }
 
-/* Opens NAME.db or reads NAME.db.meta of backup id for h. */
+/*
+ * Opens the bytes of backup id (through the store's reader) or reads its
+ * metadata, for h: the one place the daemon opens a backup's files. The
+ * plain format's reader has a descriptor, kept for splice.
+ */
 static int open_backup_file(struct bfs *fs, uint64_t id, enum bfs_bkind kind, struct bfs_fh *h)
 {
-	char file[BRI_NAME_MAX + 16];
+	char name[BRI_NAME_MAX + 1];
 	const struct bri_entry *b;
+	struct bri_reader *r;
+	int rc;
 
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = bfs_entry_by_id(fs, id);
 	if (b)
-		snprintf(file, sizeof(file), "%s.db%s", b->name, kind == BFS_B_META ? ".meta" : "");
+		snprintf(name, sizeof(name), "%s", b->name);
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!b)
 		return -ENOENT;
 	if (kind == BFS_B_META)
-		return bri_store_read_file(fs->store, file, BRI_META_MAX_BYTES, &h->buf, &h->len);
-	h->fd = openat(fs->store->dirfd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	return h->fd < 0 ? -errno : 0;
+		return bri_store_sidecar_read(fs->store, name, BRI_SIDECAR_META, BRI_META_MAX_BYTES,
+		                              &h->buf, &h->len);
+	rc = bri_store_open_reader(fs->store, name, &r, NULL);
+	if (rc < 0)
+		return rc;
+	/* Taken over from the reader. A format without a descriptor will need
+	 * reads through the reader (bri_reader_pread): not yet. */
+	h->fd = r->fd;
+	r->fd = -1;
+	bri_reader_close(r);
+	return h->fd >= 0 ? 0 : -EOPNOTSUPP;
 }
 
 /*

@@ -175,7 +175,7 @@ static bool same_stat(const struct stat *a, const struct stat *b)
 
 void bfs_fresh_verify(struct bfs *fs, uint64_t id)
 {
-	char name[BRI_NAME_MAX + 1], file[BRI_NAME_MAX + 16];
+	char name[BRI_NAME_MAX + 1];
 	struct bri_verify_result res;
 	struct stat st, known;
 	struct bri_entry *e;
@@ -189,8 +189,7 @@ void bfs_fresh_verify(struct bfs *fs, uint64_t id)
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!e)
 		return;
-	snprintf(file, sizeof(file), "%s.db.verify", name);
-	if (fstatat(fs->store->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+	if (bri_store_sidecar_stat(fs->store, name, BRI_SIDECAR_VERIFY, &st) < 0)
 		memset(&st, 0, sizeof(st));
 	if (same_stat(&st, &known))
 		return;
@@ -215,10 +214,9 @@ bool bfs_db_check(struct bfs *fs, uint64_t id, const struct stat *st)
 		pthread_rwlock_rdlock(&fs->cat_lock);
 		e = bfs_entry_by_id(fs, id);
 		if (e)
-			snprintf(name, sizeof(name), "%s.db", e->name);
+			snprintf(name, sizeof(name), "%s", e->name);
 		pthread_rwlock_unlock(&fs->cat_lock);
-		if (!e || fstatat(fs->store->dirfd, name, &by_name, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(by_name.st_mode))
+		if (!e || bri_store_stat(fs->store, name, &by_name) < 0)
 			return false; /* gone: the rescan's business */
 		st = &by_name;
 	}
