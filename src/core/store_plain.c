@@ -272,12 +272,21 @@ static int plain_write_commit(struct bri_backup_writer *w, const char *meta, siz
 {
 	struct plain_writer *p = w->priv;
 	char file[FILE_MAX];
+	struct stat st;
 	int rc;
 
+	/* Never the metadata of an existing backup of that name (noreplace
+	 * below refuses its .db, and the metadata would go with it). */
+	db_file(w->name, file);
+	rc = fstatat(w->s->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 ? -EEXIST
+	     : errno != ENOENT                                         ? -errno
+	                                                               : 0;
+	if (rc < 0)
+		return bri_err_set(err, rc, "cannot publish %s/%s: %s", w->s->dir, file,
+		                   rc == -EEXIST ? "it already exists" : strerror(-rc));
 	rc = plain_sidecar_write(w->s, w->name, BRI_SIDECAR_META, meta, len, err);
 	if (rc < 0)
 		return rc;
-	db_file(w->name, file);
 	rc = bri_store_publish(w->s, w->fd, p->tmp, file, true, err);
 	if (rc < 0)
 		plain_sidecar_remove(w->s, w->name, BRI_SIDECAR_META);
