@@ -35,7 +35,13 @@ struct bri_audit_last {
 int bri_audit_last(const struct bri_store *s, const char *const *ops, size_t n,
 		   struct bri_audit_last *last);
 
-/* Drops lines older than keep_days from audit.jsonl at time now. */
+/*
+ * Drops lines older than keep_days from audit.jsonl at time now, and, when
+ * more than 64 MiB remain, the oldest lines down to 32 MiB. Streams the file
+ * (bounded memory whatever its size); rewrites it durably only when a line
+ * goes. Returns 0 or a negative errno. bri_audit_record prunes by itself when
+ * an append takes the file past 64 MiB.
+ */
 int bri_audit_prune(struct bri_store *s, time_t now, int keep_days);
 
 #endif

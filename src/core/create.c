@@ -182,7 +182,7 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 	char name[BRI_NAME_MAX + 1] = "";
 	struct bri_meta meta = {0};
 	double start = bri_now_mono();
-	time_t now = time(NULL);
+	time_t now = opts->now ? opts->now : time(NULL);
 	struct bri_backup_writer *w = NULL;
 	struct stat st;
 	int lockfd = -1, rc;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bri/cleanup.h"
 #include "bri/create.h"
@@ -72,7 +73,7 @@ static bool valid_request(int ctl, const char *line, size_t len, struct bri_err 
 static int do_create(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
                      struct bri_err *err)
 {
-	struct bri_create_opts opts = {.busy_timeout_ms = fs->busy_timeout_ms};
+	struct bri_create_opts opts = {.busy_timeout_ms = fs->busy_timeout_ms, .now = time(NULL)};
 	char *made = NULL;
 	int rc;
 
