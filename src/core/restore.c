@@ -251,6 +251,7 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 		if (rc < 0)
 			goto out_unlock;
 	}
+	bri_testpoint("restore_verified");
 	live_exists = stat(s->db_path, &st) == 0;
 	/* From here the live database's write lock is held: no commit can fall
 	 * between the safety backup and the restore. */
