@@ -40,3 +40,25 @@ def test_restore_copies_the_file_it_verified(cli, live_db, store, pause_points, 
     out, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 0, out + err
     assert content(live_db) == good, "the restore copied in a file it had not verified"
+
+
+def test_a_store_of_an_unknown_format_is_refused_and_left_alone(cli, live_db, store, tmp_path):
+    """store.json names the store's format; one this version does not know is
+    refused by the CLI and the mount, and nothing in the store is touched:
+    its files are no plain store's, so the plain sweep (which removes
+    metadata without a .db) must never run on it."""
+    cli.run("create", "--name", "first", now=1_700_000_000)
+    (store / "store.json").write_text('{"format": "pages", "version": 1}\n')
+    (store / "kept.db.meta").write_text("{}\n")  # plain would sweep this
+    before = sorted(os.listdir(store))
+    for args in (["list"], ["create", "--name", "second"], ["cleanup"], ["verify", "first"]):
+        p = cli.run(*args, check=False)
+        assert p.returncode != 0, (args, p.stdout)
+        assert 'format "pages"' in p.stderr, (args, p.stderr)
+    from test_daemon_guards import refused_mount
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    rc, err = refused_mount(live_db, mnt, store)
+    assert rc != 0
+    assert 'format "pages"' in err, err
+    assert sorted(os.listdir(store)) == before
