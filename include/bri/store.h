@@ -195,7 +195,7 @@ struct bri_reader {
 	 * end of the file), or a negative errno. */
 	ssize_t (*pread)(struct bri_reader *r, void *buf, size_t len, uint64_t off);
 	void (*close)(struct bri_reader *r); /* frees r and what it holds */
-	uint64_t size; /* the logical size: bytes of the database as served */
+	uint64_t size;                       /* the logical size: bytes of the database as served */
 	struct stat st; /* identity of what was opened (st_dev, st_ino, st_mtim;
 	                   st_size == size), for tying a verification to it */
 	int fd;         /* a descriptor of exactly those bytes (splice, hashing),
@@ -211,12 +211,12 @@ struct bri_reader {
  * bri_store_write_commit. Both are the format's to keep until the end.
  */
 struct bri_backup_writer {
-	struct bri_store *s;          /* the store it goes into */
-	char name[BRI_NAME_MAX + 1];  /* the backup's name */
-	int fd;                       /* the file the copy is written into */
-	char *path;                   /* that file, by a name SQLite can open */
-	bool committed;               /* bri_store_write_commit succeeded */
-	void *priv;                   /* the format's */
+	struct bri_store *s;         /* the store it goes into */
+	char name[BRI_NAME_MAX + 1]; /* the backup's name */
+	int fd;                      /* the file the copy is written into */
+	char *path;                  /* that file, by a name SQLite can open */
+	bool committed;              /* bri_store_write_commit succeeded */
+	void *priv;                  /* the format's */
 };
 
 /*
@@ -229,29 +229,29 @@ struct bri_store_ops {
 	 * with st its logical size and identity; stops at fn's first non-zero
 	 * return and returns it. */
 	int (*list)(const struct bri_store *s,
-		    int (*fn)(void *arg, const char *name, const struct stat *st), void *arg,
-		    struct bri_err *err);
+	            int (*fn)(void *arg, const char *name, const struct stat *st), void *arg,
+	            struct bri_err *err);
 	/* The logical size and identity of backup name: 0, or -ENOENT. */
 	int (*stat)(const struct bri_store *s, const char *name, struct stat *st);
 	int (*open_reader)(const struct bri_store *s, const char *name, struct bri_reader **out,
-			   struct bri_err *err);
+	                   struct bri_err *err);
 	int (*write_begin)(struct bri_store *s, const char *name, struct bri_backup_writer **out,
-			   struct bri_err *err);
+	                   struct bri_err *err);
 	/* Stores meta as the metadata and publishes the backup: the commit point. */
 	int (*write_commit)(struct bri_backup_writer *w, const char *meta, size_t len,
-			    struct bri_err *err);
+	                    struct bri_err *err);
 	/* Frees w; without a commit, leaves nothing of it in the store. */
 	void (*write_end)(struct bri_backup_writer *w);
 	/* Removes the backup and all its sidecars, the backup first. */
 	int (*remove)(struct bri_store *s, const char *name, struct bri_err *err);
 	int (*sidecar_read)(const struct bri_store *s, const char *name, enum bri_sidecar kind,
-			    size_t max, char **out, size_t *len);
+	                    size_t max, char **out, size_t *len);
 	int (*sidecar_write)(struct bri_store *s, const char *name, enum bri_sidecar kind,
-			     const void *data, size_t len, struct bri_err *err);
+	                     const void *data, size_t len, struct bri_err *err);
 	int (*sidecar_remove)(struct bri_store *s, const char *name, enum bri_sidecar kind);
 	/* lstat-like identity of a sidecar: 0, or -ENOENT when absent. */
 	int (*sidecar_stat)(const struct bri_store *s, const char *name, enum bri_sidecar kind,
-			    struct stat *st);
+	                    struct stat *st);
 	/* Where a user finds the backup's file (for showing), malloc'd; NULL if none. */
 	char *(*backup_path)(const struct bri_store *s, const char *name);
 	/* Whether the store entry fname (not a temporary file) is a leftover the
@@ -267,28 +267,28 @@ const struct bri_store_ops *bri_store_format(const char *name);
 
 /* The operations below call s->ops; see struct bri_store_ops. */
 int bri_store_list(const struct bri_store *s,
-		   int (*fn)(void *arg, const char *name, const struct stat *st), void *arg,
-		   struct bri_err *err);
+                   int (*fn)(void *arg, const char *name, const struct stat *st), void *arg,
+                   struct bri_err *err);
 int bri_store_stat(const struct bri_store *s, const char *name, struct stat *st);
 /* 0 and *out, or -ENOENT (no such backup) or another negative errno, err filled. */
 int bri_store_open_reader(const struct bri_store *s, const char *name, struct bri_reader **out,
-			  struct bri_err *err);
+                          struct bri_err *err);
 int bri_store_write_begin(struct bri_store *s, const char *name, struct bri_backup_writer **out,
-			  struct bri_err *err);
+                          struct bri_err *err);
 int bri_store_write_commit(struct bri_backup_writer *w, const char *meta, size_t len,
-			   struct bri_err *err);
+                           struct bri_err *err);
 void bri_store_write_end(struct bri_backup_writer *w);
 int bri_store_remove(struct bri_store *s, const char *name, struct bri_err *err);
 /* Reads a sidecar whole (NUL-terminated, malloc'd); -ENOENT when absent, -EFBIG over max. */
 int bri_store_sidecar_read(const struct bri_store *s, const char *name, enum bri_sidecar kind,
-			   size_t max, char **out, size_t *len);
+                           size_t max, char **out, size_t *len);
 /* Durably writes a sidecar (replacing it); -ESTALE when the store folder was replaced. */
 int bri_store_sidecar_write(struct bri_store *s, const char *name, enum bri_sidecar kind,
-			    const void *data, size_t len, struct bri_err *err);
+                            const void *data, size_t len, struct bri_err *err);
 /* Removes a sidecar if present (no error when absent). */
 int bri_store_sidecar_remove(struct bri_store *s, const char *name, enum bri_sidecar kind);
 int bri_store_sidecar_stat(const struct bri_store *s, const char *name, enum bri_sidecar kind,
-			   struct stat *st);
+                           struct stat *st);
 /* Where a user finds backup name's file, for showing; malloc'd, NULL on ENOMEM. */
 char *bri_store_backup_path(const struct bri_store *s, const char *name);
 

@@ -254,7 +254,8 @@ static int verify_reader(struct bri_reader *r, int open_rc, const char *open_msg
 	if (!r && bri_errno_is_resource(open_rc))
 		return no_verdict(res, open_rc, "opening the backup");
 	if (!meta)
-		fail(res, "metadata missing or unreadable: %s", meta_error ? meta_error : "no .meta");
+		fail(res, "metadata missing or unreadable: %s",
+		     meta_error ? meta_error : "no .meta");
 	if (!r) {
 		fail(res, "%s", open_msg);
 		goto out;
@@ -290,7 +291,8 @@ static int verify_reader(struct bri_reader *r, int open_rc, const char *open_msg
 		snprintf(res->file.sha256, sizeof(res->file.sha256), "%s", job.hex);
 		res->checksum_ok = strcmp(job.hex, meta->checksum) == 0;
 		if (!res->checksum_ok)
-			fail(res, "checksum mismatch: file has %.12s..., the metadata says %.12s...",
+			fail(res,
+			     "checksum mismatch: file has %.12s..., the metadata says %.12s...",
 			     job.hex, meta->checksum);
 	}
 	res->integrity_ok = db.integrity_ok;
@@ -344,8 +346,8 @@ static int persist(struct bri_store *s, const char *name, const struct bri_verif
 		                                 "backup %s was removed while it was verified; "
 		                                 "its result was discarded",
 		                                 name)
-		                   : bri_err_set(err, rc, "cannot look at backup %s in %s: %s", name,
-		                                 s->dir, strerror(-rc));
+		                   : bri_err_set(err, rc, "cannot look at backup %s in %s: %s",
+		                                 name, s->dir, strerror(-rc));
 		goto out_unlock;
 	}
 	if (res->file.known && !bri_verify_matches(res, &st)) {
