@@ -110,6 +110,22 @@ int bri_snapshot_open_backup(const char *path, struct sqlite3 **out, struct bri_
  */
 int bri_snapshot_open_reader(struct bri_reader *r, struct sqlite3 **out, struct bri_err *err);
 
+/*
+ * Attaches the backup at path to db (a connection opened with
+ * bri_snapshot_open_backup) as schema, read-only and immutable in the same
+ * way. Returns 0 or a negative errno.
+ */
+int bri_snapshot_attach_backup(struct sqlite3 *db, const char *path, const char *schema,
+			       struct bri_err *err);
+
+/*
+ * Attaches the backup that r reads to db as schema, through the reader VFS
+ * as bri_snapshot_open_reader does (r must stay open until it is detached or
+ * db closed). Returns 0 or a negative errno.
+ */
+int bri_snapshot_attach_reader(struct sqlite3 *db, struct bri_reader *r, const char *schema,
+			       struct bri_err *err);
+
 /* Counts rows of every table not named sqlite_* in db, sorted by name. */
 int bri_snapshot_count_rows(struct sqlite3 *db, struct bri_table_count **out, size_t *n,
 			    struct bri_err *err);

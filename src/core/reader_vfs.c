@@ -239,7 +239,9 @@ const char *bri_reader_vfs_attach(struct bri_reader *r, char *uri, size_t len, u
 	attached_list = a;
 	pthread_mutex_unlock(&attach_lock);
 	*id = a->id;
-	snprintf(uri, len, "file:" READER_PREFIX "%" PRIu64 "?immutable=1", a->id);
+	/* vfs= too, so that the URI can also be ATTACHed to another connection. */
+	snprintf(uri, len, "file:" READER_PREFIX "%" PRIu64 "?immutable=1&vfs=" READER_VFS_NAME,
+	         a->id);
 	return READER_VFS_NAME;
 }
 

@@ -252,6 +252,17 @@ static void test_vfs(struct bri_store *s, const char *bytes, size_t len)
 	sqlite3_close(db);
 	db = NULL;
 
+	/* Attached beside another backup (a diff of two backups reads both). */
+	EXPECT_EQ_INT(bri_store_open_reader(s, "b1", &r, &err), 0);
+	if (r) {
+		EXPECT_EQ_INT(bri_snapshot_open_reader(r, &db, &err), 0);
+		EXPECT_EQ_INT(bri_snapshot_attach_reader(db, &mr, "other", &err), 0);
+		EXPECT_EQ_INT(tu_count_rows(db, "other\".\"memory"), 300);
+		sqlite3_close(db);
+		db = NULL;
+		bri_reader_close(r);
+	}
+
 	/* A reader that fails: an error, never a crash or a verdict of "ok". */
 	m.fail = EIO;
 	int rc = bri_snapshot_open_reader(&mr, &db, &err);
