@@ -222,7 +222,7 @@ static void reader_register(void)
 	reader_registered = sqlite3_vfs_register(&reader_vfs, 0);
 }
 
-const char *bri_reader_vfs_attach(struct bri_reader *r, char *uri, size_t len, uint64_t *id)
+const char *reader_vfs_attach(struct bri_reader *r, char *uri, size_t len, uint64_t *id)
 {
 	struct attached *a;
 
@@ -245,7 +245,7 @@ const char *bri_reader_vfs_attach(struct bri_reader *r, char *uri, size_t len, u
 	return READER_VFS_NAME;
 }
 
-void bri_reader_vfs_detach(uint64_t id)
+void reader_vfs_detach(uint64_t id)
 {
 	struct attached **p, *gone = NULL;
 

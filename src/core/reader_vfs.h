@@ -1,6 +1,7 @@
 /*
  * Internal: the SQLite VFS over a bri_reader (reader_vfs.c), used by
- * snapshot.c's bri_snapshot_open_reader. Not part of the contract.
+ * snapshot.c's bri_snapshot_open_reader. Not part of the contract: the
+ * names have no bri_ prefix, so libbri does not export them.
  */
 #ifndef BRI_READER_VFS_H
 #define BRI_READER_VFS_H
@@ -11,13 +12,13 @@
 #include "bri/store.h"
 
 /*
- * Makes r openable by SQLite until bri_reader_vfs_detach(*id): writes into
+ * Makes r openable by SQLite until reader_vfs_detach(*id): writes into
  * uri (len bytes) the URI to open, read-only, with the VFS whose name is
  * returned. Returns NULL when the VFS cannot be registered or out of memory.
  */
-const char *bri_reader_vfs_attach(struct bri_reader *r, char *uri, size_t len, uint64_t *id);
+const char *reader_vfs_attach(struct bri_reader *r, char *uri, size_t len, uint64_t *id);
 
 /* Forgets the reader attached as id; connections already open keep reading it. */
-void bri_reader_vfs_detach(uint64_t id);
+void reader_vfs_detach(uint64_t id);
 
 #endif

@@ -711,13 +711,13 @@ int bri_snapshot_open_reader(struct bri_reader *r, sqlite3 **out, struct bri_err
 	uint64_t id;
 	int rc;
 
-	vfs = bri_reader_vfs_attach(r, uri, sizeof(uri), &id);
+	vfs = reader_vfs_attach(r, uri, sizeof(uri), &id);
 	if (!vfs)
 		return bri_err_set(err, -ENOMEM, "cannot open %s as SQLite: no memory for its VFS",
 		                   r->label);
 	/* SQLite opens the main file within sqlite3_open_v2: the name can go after. */
 	rc = open_db_vfs(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, vfs, 5000, out, err);
-	bri_reader_vfs_detach(id);
+	reader_vfs_detach(id);
 	if (rc < 0)
 		bri_err_wrap(err, rc, "cannot open %s as SQLite", r->label);
 	return rc;
@@ -730,13 +730,13 @@ int bri_snapshot_attach_reader(sqlite3 *db, struct bri_reader *r, const char *sc
 	uint64_t id;
 	int rc;
 
-	if (!bri_reader_vfs_attach(r, uri, sizeof(uri), &id))
+	if (!reader_vfs_attach(r, uri, sizeof(uri), &id))
 		return bri_err_set(err, -ENOMEM, "cannot open %s as SQLite: no memory for its VFS",
 		                   r->label);
 	sql = sqlite3_mprintf("ATTACH %Q AS \"%w\"", uri, schema);
 	/* SQLite opens the file within ATTACH: the name can go after. */
 	rc = sql ? sqlite3_exec(db, sql, NULL, NULL, NULL) : SQLITE_NOMEM;
-	bri_reader_vfs_detach(id);
+	reader_vfs_detach(id);
 	sqlite3_free(sql);
 	if (rc == SQLITE_NOMEM)
 		return bri_err_set(err, -ENOMEM, "out of memory");

@@ -248,7 +248,7 @@ int bri_store_open_ex(const char *db_path, const char *backup_dir,
 		goto out_free;
 	}
 	free(folder);
-	rc = bri_store_detect_format(s, err);
+	rc = store_detect_format(s, err);
 	if (rc < 0)
 		goto out_free;
 	free(dir);

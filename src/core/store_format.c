@@ -32,7 +32,7 @@ const struct bri_store_ops *bri_store_format(const char *name)
 	return NULL;
 }
 
-int bri_store_detect_format(struct bri_store *s, struct bri_err *err)
+int store_detect_format(struct bri_store *s, struct bri_err *err)
 {
 	json_object *o = NULL, *v;
 	const char *name;
