@@ -41,7 +41,7 @@ def store_files(store):
         return None
     out = {}
     for n in sorted(os.listdir(store)):
-        if n in ("audit.jsonl", ".lock"):
+        if n in ("audit.jsonl", ".lock", "restore_reports.jsonl"):
             continue
         p = store / n
         out[n] = file_sha(p) if p.is_file() and not p.is_symlink() else os.readlink(p) \

@@ -34,7 +34,8 @@ def store_state(store):
     """Every file of the store except the audit log and lock, with its hash."""
     out = {}
     for p in sorted(Path(store).iterdir()):
-        if p.name == "audit.jsonl" or p.name.startswith(".") or p.name.endswith(".verify"):
+        if p.name in ("audit.jsonl", "restore_reports.jsonl") or p.name.startswith(".") or \
+                p.name.endswith(".verify"):
             continue
         out[p.name] = sha256(p)
     return out
