@@ -62,7 +62,13 @@ struct bri_audit_cursor {
 int bri_audit_follow(const struct bri_store *s, struct bri_audit_cursor *cur,
 		     const char *skip_via, void (*fn)(void *arg, const char *text), void *arg);
 
-/* Drops lines older than keep_days from audit.jsonl at time now. */
+/*
+ * Drops lines older than keep_days from audit.jsonl at time now, and, when
+ * more than 64 MiB remain, the oldest lines down to 32 MiB. Streams the file
+ * (bounded memory whatever its size); rewrites it durably only when a line
+ * goes. Returns 0 or a negative errno. bri_audit_record prunes by itself when
+ * an append takes the file past 64 MiB.
+ */
 int bri_audit_prune(struct bri_store *s, time_t now, int keep_days);
 
 #endif

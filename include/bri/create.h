@@ -8,6 +8,7 @@
 #define BRI_CREATE_H
 
 #include <stdbool.h>
+#include <time.h>
 
 #include "bri/common.h"
 #include "bri/meta.h"
@@ -37,6 +38,7 @@ struct bri_create_opts {
 	int (*fill)(void *arg, const char *tmp_path, int fd, struct bri_snapshot_info *info,
 		    struct bri_err *err);
 	void *fill_arg; /* passed to fill */
+	time_t now; /* the backup's time (auto name, meta); 0: time(NULL) */
 };
 
 /*

@@ -10,7 +10,16 @@
 #ifndef BRI_TESTPOINT_H
 #define BRI_TESTPOINT_H
 
+#include <time.h>
+
 /* Pauses at point while it is armed (see above); returns at once otherwise. */
 void bri_testpoint(const char *point);
+
+/*
+ * The time a new backup is stamped with: time(NULL), or, in tests only, the
+ * seconds since the epoch in $BRI_TEST_NOW when it is set to a positive
+ * number (so tests give backups distinct times without sleeping).
+ */
+time_t bri_testpoint_now(void);
 
 #endif

@@ -482,6 +482,7 @@ int cli_cmd_create(struct cli_globals *g, int argc, char **argv)
 
 	opts.name = name;
 	opts.kind = name ? BRI_KIND_NAMED : BRI_KIND_AUTO;
+	opts.now = bri_testpoint_now();
 	ctx = cli_progress_ctx(name ? name : "create");
 	r = bri_create(s, &opts, &ctx, &new_name, &err);
 	cli_progress_done();

@@ -1,13 +1,17 @@
 /*
  * audit.jsonl: one JSON line per operation, appended under an flock of the
- * file itself, and pruned of lines older than 90 days by a durable rewrite.
- * An appender that finds the file was replaced while it waited reopens it.
+ * file itself, and pruned of lines older than 90 days by a durable rewrite
+ * that streams the file (bounded memory, any size). Past AUDIT_MAX_BYTES the
+ * oldest lines go whatever their age, so the file stays bounded; an append
+ * that takes it past the cap prunes at once. An appender that finds the file
+ * was replaced while it waited reopens it.
  */
 #include "bri/audit.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +22,11 @@
 #include "bri/log.h"
 #include "json_number.h"
 
-#define AUDIT_FILE "audit.jsonl"
-#define AUDIT_MAX_BYTES (64u << 20)
+#define AUDIT_FILE       "audit.jsonl"
+#define AUDIT_MAX_BYTES  (64u << 20) /* past this, the oldest lines go, whatever their age */
+#define AUDIT_TRIM_BYTES (32u << 20) /* what such a trim keeps (the newest lines) */
+#define AUDIT_CHUNK      (1u << 20)  /* the prune's read and write buffers */
+#define AUDIT_LINE_MAX   (64u << 10) /* longer lines are kept unparsed */
 
 /*
  * Opens audit.jsonl for appending and locks it, reopening if it was replaced;
@@ -33,7 +40,7 @@ static int open_locked(struct bri_store *s)
 	for (int tries = 0; tries < 8; tries++) {
 		struct stat a, b;
 		int fd = openat(s->dirfd, AUDIT_FILE,
-				O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		                O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 
 		if (fd < 0)
 			return -errno;
@@ -50,14 +57,17 @@ static int open_locked(struct bri_store *s)
 	return -EAGAIN;
 }
 
+static int prune_locked(struct bri_store *s, int fd, time_t now, int keep_days);
+
 void bri_audit_record(struct bri_store *s, const char *op, const char *name, int result,
-		      const char *detail, double duration_s, const struct bri_op_ctx *ctx)
+                      const char *detail, double duration_s, const struct bri_op_ctx *ctx)
 {
 	json_object *o = json_object_new_object();
 	char local[40], utc[40];
 	time_t now = time(NULL);
 	const char *text;
 	char *line = NULL;
+	struct stat st;
 	int fd, n;
 
 	if (!o)
@@ -69,7 +79,7 @@ void bri_audit_record(struct bri_store *s, const char *op, const char *name, int
 	json_object_object_add(o, "operation", json_object_new_string(op));
 	json_object_object_add(o, "name", json_object_new_string(name ? name : ""));
 	json_object_object_add(o, "result",
-			       json_object_new_string(result == 0 ? "ok" : strerror(-result)));
+	                       json_object_new_string(result == 0 ? "ok" : strerror(-result)));
 	if (detail)
 		json_object_object_add(o, "detail", json_object_new_string(detail));
 	if (duration_s >= 0)
@@ -82,7 +92,7 @@ void bri_audit_record(struct bri_store *s, const char *op, const char *name, int
 			json_object_object_add(o, "via", json_object_new_string(ctx->via));
 	}
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-						      JSON_C_TO_STRING_NOSLASHESCAPE);
+	                                             JSON_C_TO_STRING_NOSLASHESCAPE);
 	n = text ? asprintf(&line, "%s\n", text) : -1;
 	json_object_put(o);
 	if (n < 0)
@@ -90,22 +100,30 @@ void bri_audit_record(struct bri_store *s, const char *op, const char *name, int
 
 	if (result == 0)
 		bri_log(BRI_LOG_INFO, "%s %s: ok%s%s", op, name ? name : "", detail ? ": " : "",
-			detail ? detail : "");
+		        detail ? detail : "");
 	else
 		bri_log(BRI_LOG_WARN, "%s %s: failed: %s", op, name ? name : "",
-			detail ? detail : strerror(-result));
+		        detail ? detail : strerror(-result));
 
 	fd = open_locked(s);
 	if (fd < 0) {
 		bri_log(BRI_LOG_WARN, "cannot write the audit log in %s: %s", s->dir,
-			fd == -ESTALE ? "the folder was moved or replaced while in use"
-				      : strerror(-fd));
+		        fd == -ESTALE ? "the folder was moved or replaced while in use"
+		                      : strerror(-fd));
 		free(line);
 		return;
 	}
 	if (write(fd, line, (size_t)n) != n)
 		bri_log(BRI_LOG_WARN, "cannot append to %s/%s: %s", s->dir, AUDIT_FILE,
-			strerror(errno));
+		        strerror(errno));
+	/* Bounded whether or not cleanups run: prune when it passes its cap. */
+	if (fstat(fd, &st) == 0 && st.st_size > (off_t)AUDIT_MAX_BYTES) {
+		int rc = prune_locked(s, fd, now, BRI_AUDIT_RETENTION_DAYS);
+
+		if (rc < 0)
+			bri_log(BRI_LOG_WARN, "cannot prune %s/%s: %s", s->dir, AUDIT_FILE,
+			        strerror(-rc));
+	}
 	close(fd);
 	free(line);
 }
@@ -122,53 +140,279 @@ static time_t line_time(const char *line, size_t len)
 	(void)len;
 	if (!o)
 		return -1;
-	if (json_object_object_get_ex(o, "time_utc", &v) && json_object_is_type(v, json_type_string))
+	if (json_object_object_get_ex(o, "time_utc", &v) &&
+	    json_object_is_type(v, json_type_string))
 		bri_time_parse(json_object_get_string(v), &t);
-	else if (json_object_object_get_ex(o, "time", &v) && json_object_is_type(v, json_type_string))
+	else if (json_object_object_get_ex(o, "time", &v) &&
+	         json_object_is_type(v, json_type_string))
 		bri_time_parse(json_object_get_string(v), &t);
 	json_object_put(o);
 	return t;
 }
 
-int bri_audit_prune(struct bri_store *s, time_t now, int keep_days)
+/* A buffered writer into a temporary file of the prune. */
+struct out {
+	int fd;      /* the temporary file */
+	char *buf;   /* AUDIT_CHUNK bytes */
+	size_t len;  /* bytes waiting in buf */
+	off_t total; /* bytes written through it */
+};
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int out_flush(struct out *o)
+{
+	int rc = write_all(o->fd, o->buf, o->len);
+
+	o->len = 0;
+	return rc;
+}
+
+static int out_write(struct out *o, const char *p, size_t n)
+{
+	int rc;
+
+	o->total += (off_t)n;
+	if (o->len + n > AUDIT_CHUNK) {
+		rc = out_flush(o);
+		if (rc < 0)
+			return rc;
+		if (n > AUDIT_CHUNK)
+			return write_all(o->fd, p, n);
+	}
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+	return 0;
+}
+
+/* Reads up to AUDIT_CHUNK bytes; the count, 0 at the end, or a negative errno. */
+static ssize_t read_chunk(int fd, char *buf)
+{
+	ssize_t n;
+
+	do
+		n = read(fd, buf, AUDIT_CHUNK);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+/*
+ * Copies the complete line (len bytes, its newline included when it has one,
+ * line[len] writable) to o unless its time is before cutoff; counts drops.
+ */
+static int keep_line(struct out *o, char *line, size_t len, time_t cutoff, size_t *dropped)
+{
+	size_t body = len && line[len - 1] == '\n' ? len - 1 : len;
+	char save = line[body];
+	time_t t;
+
+	line[body] = '\0';
+	t = line_time(line, body);
+	line[body] = save;
+	if (t >= 0 && t < cutoff) {
+		(*dropped)++;
+		return 0;
+	}
+	return out_write(o, line, len);
+}
+
+/*
+ * Streams the lines of in to o, leaving out those older than cutoff; lines
+ * without a time are kept, and so are lines longer than AUDIT_LINE_MAX (copied
+ * through unparsed). Memory: one chunk and one line, whatever the file's size.
+ */
+static int filter_lines(int in, time_t cutoff, struct out *o, size_t *dropped)
+{
+	char *chunk = malloc(AUDIT_CHUNK), *line = malloc(AUDIT_LINE_MAX + 1);
+	size_t llen = 0;
+	bool passing = false; /* copying the rest of an overlong line */
+	ssize_t n;
+	int rc = 0;
+
+	if (!chunk || !line) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	while ((n = read_chunk(in, chunk)) > 0) {
+		for (char *p = chunk, *end = chunk + n; p < end && rc == 0;) {
+			char *nl = memchr(p, '\n', (size_t)(end - p));
+			size_t seg = nl ? (size_t)(nl + 1 - p) : (size_t)(end - p);
+
+			if (passing) {
+				rc = out_write(o, p, seg);
+				passing = !nl;
+			} else if (llen + seg > AUDIT_LINE_MAX) {
+				rc = out_write(o, line, llen);
+				if (rc == 0)
+					rc = out_write(o, p, seg);
+				llen = 0;
+				passing = !nl;
+			} else {
+				memcpy(line + llen, p, seg);
+				llen += seg;
+				if (nl) {
+					rc = keep_line(o, line, llen, cutoff, dropped);
+					llen = 0;
+				}
+			}
+			p += seg;
+		}
+		if (rc < 0)
+			goto out_free;
+	}
+	if (n < 0)
+		rc = (int)n;
+	else if (llen) /* a last line without its newline */
+		rc = keep_line(o, line, llen, cutoff, dropped);
+out_free:
+	free(line);
+	free(chunk);
+	return rc;
+}
+
+/* Copies in from the first line that starts at or after offset from, to o. */
+static int copy_tail(int in, off_t from, struct out *o)
+{
+	char *chunk = malloc(AUDIT_CHUNK);
+	bool skipping = from > 0; /* the line cut by from, up to its newline */
+	ssize_t n;
+	int rc = 0;
+
+	if (!chunk)
+		return -ENOMEM;
+	/* From the byte before: when it is a newline, from starts a line. */
+	if (lseek(in, from > 0 ? from - 1 : 0, SEEK_SET) < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	while (rc == 0 && (n = read_chunk(in, chunk)) > 0) {
+		char *p = chunk;
+
+		if (skipping) {
+			char *nl = memchr(chunk, '\n', (size_t)n);
+
+			if (!nl)
+				continue;
+			skipping = false;
+			p = nl + 1;
+		}
+		rc = out_write(o, p, (size_t)(chunk + n - p));
+	}
+	if (rc == 0 && n < 0)
+		rc = (int)n;
+out_free:
+	free(chunk);
+	return rc;
+}
+
+/*
+ * The prune of audit.jsonl, whose lock the caller holds on fd: drops lines
+ * older than keep_days, then, when more than AUDIT_MAX_BYTES remain, the
+ * oldest lines down to AUDIT_TRIM_BYTES; rewrites the file durably when
+ * anything was dropped. Streams: bounded memory for any size.
+ */
+static int prune_locked(struct bri_store *s, int fd, time_t now, int keep_days)
 {
 	time_t cutoff = now - (time_t)keep_days * 86400;
-	char *text = NULL, *kept = NULL, *p;
-	size_t len = 0, klen = 0;
+	struct out o = {.fd = -1};
+	struct bri_err err = {0};
+	char *tmp = NULL, *tmp2 = NULL;
+	struct stat a, b;
+	size_t dropped = 0;
+	int in, fd2 = -1, rc;
+
+	in = openat(s->dirfd, AUDIT_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (in < 0)
+		return -errno;
+	if (fstat(in, &a) < 0 || fstat(fd, &b) < 0 || a.st_ino != b.st_ino ||
+	    a.st_dev != b.st_dev) {
+		rc = -EAGAIN; /* replaced since it was locked */
+		goto out_close_in;
+	}
+	o.buf = malloc(AUDIT_CHUNK);
+	if (!o.buf) {
+		rc = -ENOMEM;
+		goto out_close_in;
+	}
+	o.fd = bri_store_tmpfile(s, AUDIT_FILE, "prune", &tmp, &err);
+	if (o.fd < 0) {
+		rc = o.fd;
+		goto out_free_buf;
+	}
+	rc = filter_lines(in, cutoff, &o, &dropped);
+	if (rc == 0)
+		rc = out_flush(&o);
+	if (rc < 0)
+		goto out_remove_tmp;
+	if (o.total > (off_t)AUDIT_MAX_BYTES) {
+		/* Still too big within the retention: the oldest lines go. */
+		struct out o2 = {.buf = o.buf};
+
+		fd2 = bri_store_tmpfile(s, AUDIT_FILE, "trim", &tmp2, &err);
+		if (fd2 < 0) {
+			rc = fd2;
+			goto out_remove_tmp;
+		}
+		o2.fd = fd2;
+		rc = copy_tail(o.fd, o.total - (off_t)AUDIT_TRIM_BYTES, &o2);
+		if (rc == 0)
+			rc = out_flush(&o2);
+		if (rc < 0)
+			goto out_remove_tmp2;
+		bri_log(BRI_LOG_WARN,
+		        "%s/%s: over %u MiB within %d days: dropped its oldest %lld bytes", s->dir,
+		        AUDIT_FILE, AUDIT_MAX_BYTES >> 20, keep_days,
+		        (long long)(o.total - o2.total));
+		unlinkat(s->dirfd, tmp, 0);
+		close(o.fd);
+		free(tmp);
+		o.fd = fd2;
+		tmp = tmp2;
+		dropped++;
+	}
+	if (dropped == 0) {
+		rc = 0; /* nothing to drop: the file stays as it is */
+		goto out_remove_tmp;
+	}
+	rc = bri_store_publish(s, o.fd, tmp, AUDIT_FILE, false, &err); /* removes tmp on failure */
+	goto out_close_tmp;
+out_remove_tmp2:
+	unlinkat(s->dirfd, tmp2, 0);
+	close(fd2);
+	free(tmp2);
+out_remove_tmp:
+	unlinkat(s->dirfd, tmp, 0);
+out_close_tmp:
+	close(o.fd);
+	free(tmp);
+out_free_buf:
+	free(o.buf);
+out_close_in:
+	close(in);
+	return rc;
+}
+
+int bri_audit_prune(struct bri_store *s, time_t now, int keep_days)
+{
 	int fd, rc;
 
 	fd = open_locked(s);
 	if (fd < 0)
 		return fd;
-	rc = bri_store_read_file(s, AUDIT_FILE, AUDIT_MAX_BYTES, &text, &len);
-	if (rc < 0)
-		goto out_close;
-	kept = malloc(len + 1);
-	if (!kept) {
-		rc = -ENOMEM;
-		goto out_free;
-	}
-	for (p = text; p < text + len;) {
-		char *nl = memchr(p, '\n', (size_t)(text + len - p));
-		size_t l = nl ? (size_t)(nl - p) + 1 : (size_t)(text + len - p);
-		char save = p[l - 1];
-		time_t t;
-
-		p[l - 1] = '\0';
-		t = line_time(p, l);
-		p[l - 1] = save;
-		if (t < 0 || t >= cutoff) {
-			memcpy(kept + klen, p, l);
-			klen += l;
-		}
-		p += l;
-	}
-	if (klen != len)
-		rc = bri_store_write_file(s, AUDIT_FILE, kept, klen, NULL);
-out_free:
-	free(kept);
-	free(text);
-out_close:
+	rc = prune_locked(s, fd, now, keep_days);
 	close(fd);
 	return rc;
 }
@@ -176,8 +420,7 @@ out_close:
 #define AUDIT_TAIL_BYTES (256u << 10)
 
 /* Fills the slot of the operation of one line, if it is one of ops. */
-static void note_line(json_object *o, const char *const *ops, size_t n,
-		      struct bri_audit_last *last)
+static void note_line(json_object *o, const char *const *ops, size_t n, struct bri_audit_last *last)
 {
 	json_object *op, *v;
 	time_t t = 0;
@@ -193,17 +436,18 @@ static void note_line(json_object *o, const char *const *ops, size_t n,
 			bri_time_parse(json_object_get_string(v), &t);
 		last[i].time = t;
 		last[i].ok = json_object_object_get_ex(o, "result", &v) &&
-			     json_object_is_type(v, json_type_string) &&
-			     strcmp(json_object_get_string(v), "ok") == 0;
+		             json_object_is_type(v, json_type_string) &&
+		             strcmp(json_object_get_string(v), "ok") == 0;
 		last[i].duration_s = -1;
 		if (json_object_object_get_ex(o, "duration_s", &v) &&
-		    (json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)))
+		    (json_object_is_type(v, json_type_double) ||
+		     json_object_is_type(v, json_type_int)))
 			last[i].duration_s = json_object_get_double(v);
 	}
 }
 
 int bri_audit_last(const struct bri_store *s, const char *const *ops, size_t n,
-		   struct bri_audit_last *last)
+                   struct bri_audit_last *last)
 {
 	struct stat st;
 	char *buf, *p, *end;

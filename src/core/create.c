@@ -200,7 +200,7 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 	char name[BRI_NAME_MAX + 1] = "", verify_file[BRI_NAME_MAX + 16];
 	struct bri_meta meta = {0};
 	double start = bri_now_mono();
-	time_t now = time(NULL);
+	time_t now = opts->now ? opts->now : time(NULL);
 	char *tmp = NULL, *tmp_path = NULL;
 	struct stat st;
 	int lockfd = -1, fd = -1, rc;

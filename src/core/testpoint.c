@@ -5,6 +5,7 @@
  */
 #include "bri/testpoint.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -34,4 +35,19 @@ void bri_testpoint(const char *point)
 		close(fd);
 	for (int i = 0; i < TESTPOINT_WAIT_MAX_S * 100 && access(armed, F_OK) == 0; i++)
 		nanosleep(&tick, NULL);
+}
+
+time_t bri_testpoint_now(void)
+{
+	const char *v = getenv("BRI_TEST_NOW");
+	char *end = NULL;
+	long long t;
+
+	if (!v || !v[0])
+		return time(NULL);
+	errno = 0;
+	t = strtoll(v, &end, 10);
+	if (errno || *end || t <= 0)
+		return time(NULL);
+	return (time_t)t;
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bri/cleanup.h"
 #include "bri/create.h"
@@ -115,7 +116,7 @@ static int resolve_name(struct bfs *fs, const char *req, char *name, struct bri_
 static int run_create(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
                       struct bri_err *err)
 {
-	struct bri_create_opts opts = {.busy_timeout_ms = fs->busy_timeout_ms};
+	struct bri_create_opts opts = {.busy_timeout_ms = fs->busy_timeout_ms, .now = time(NULL)};
 	char *made = NULL;
 	int rc;
 

@@ -30,7 +30,40 @@ struct bfs_fh {
 	int refused;          /* errno of a refused request (too long, two lines, invalid): spent */
 	pthread_mutex_t lock; /* guards ran and refused of a writer */
 	atomic_int refs;      /* release's reference plus one per reply in flight */
+	struct bfs_fh *prev;  /* in open_files (guarded by open_files_lock) */
+	struct bfs_fh *next;
 };
+
+/*
+ * Every open file not yet freed. The kernel sends no RELEASE for a file still
+ * open when the connection ends (an abort), and drops a RELEASE still queued
+ * when the file system is unmounted: bfs_files_free_unreleased frees those
+ * once the session loop has ended.
+ */
+static pthread_mutex_t open_files_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct bfs_fh *open_files; /* guarded by open_files_lock */
+
+static void fh_link(struct bfs_fh *h)
+{
+	pthread_mutex_lock(&open_files_lock);
+	h->prev = NULL;
+	h->next = open_files;
+	if (open_files)
+		open_files->prev = h;
+	open_files = h;
+	pthread_mutex_unlock(&open_files_lock);
+}
+
+/* Frees h, which is no longer in open_files. */
+static void fh_destroy(struct bfs_fh *h)
+{
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h->buf);
+	bfs_render_put(h->render);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
 
 /*
  * Drops a reference to h and frees it with the last one. A read's reply
@@ -42,12 +75,32 @@ static void fh_put(struct bfs_fh *h)
 {
 	if (!h || atomic_fetch_sub(&h->refs, 1) != 1)
 		return;
-	if (h->fd >= 0)
-		close(h->fd);
-	free(h->buf);
-	bfs_render_put(h->render);
-	pthread_mutex_destroy(&h->lock);
-	free(h);
+	pthread_mutex_lock(&open_files_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		open_files = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&open_files_lock);
+	fh_destroy(h);
+}
+
+size_t bfs_files_free_unreleased(void)
+{
+	struct bfs_fh *h, *next;
+	size_t n = 0;
+
+	pthread_mutex_lock(&open_files_lock);
+	h = open_files;
+	open_files = NULL;
+	pthread_mutex_unlock(&open_files_lock);
+	for (; h; h = next) {
+		next = h->next;
+		fh_destroy(h);
+		n++;
+	}
+	return n;
 }
 
 /* Opens NAME.db or reads NAME.db.meta of backup id for h. */
@@ -128,6 +181,7 @@ void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->ctl = -1;
 	atomic_init(&h->refs, 1);
 	pthread_mutex_init(&h->lock, NULL);
+	fh_link(h);
 	if (n.type == BFS_N_CTLFILE) {
 		const struct bfs_ctl_file *c = &bfs_ctl_files[n.ctl];
 
@@ -173,7 +227,8 @@ void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uintptr_t)h;
-	if (fuse_reply_open(req, fi) == -ENOENT)
+	/* Not delivered (interrupted: -ENOENT; the connection gone): no RELEASE comes. */
+	if (fuse_reply_open(req, fi) != 0)
 		fh_put(h);
 }
 

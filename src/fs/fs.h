@@ -376,6 +376,11 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
                struct fuse_file_info *fi);
 void bfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void bfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/*
+ * Frees the open files the kernel never released (the connection ended while
+ * they were open); call after the session loop. Returns how many.
+ */
+size_t bfs_files_free_unreleased(void);
 
 /* ctl.c: the ctl/ table (bfs_ctl_files) and its requests */
 /* Takes op_lock for a request; -EBUSY when too many already wait. */

@@ -234,6 +234,7 @@ int main(int argc, char *argv[])
 	struct bri_err err = {0};
 	struct bfs fs = {0};
 	char *log_path = NULL;
+	size_t unreleased;
 	long scrub;
 	int ret = 1;
 
@@ -378,6 +379,10 @@ int main(int argc, char *argv[])
 		ret = fuse_session_loop_mt(fs.se, &lc) ? 1 : 0;
 	}
 	bfs_schedule_stop(&fs);
+	unreleased = bfs_files_free_unreleased();
+	if (unreleased)
+		bri_log(BRI_LOG_INFO, "%zu open file(s) never released by the kernel: freed",
+		        unreleased);
 	bri_log(BRI_LOG_INFO, "unmounted %s", copts.mountpoint);
 out_stop_workers:
 	bfs_workers_stop(&fs);

@@ -20,6 +20,7 @@
 #include "bri/cleanup.h"
 #include "bri/create.h"
 #include "bri/log.h"
+#include "bri/testpoint.h"
 #include "fs.h"
 
 /* Seconds before a failed run is tried again, at most (every=N: N when less). */
@@ -121,6 +122,7 @@ static void run_once(struct bfs *fs)
 	 */
 	pthread_mutex_lock(&fs->op_lock);
 	bfs_progress_begin(&fs->progress, &ctx, "create", NULL, "schedule");
+	opts.now = started;
 	rc = bri_create(fs->store, &opts, &ctx, &made, &err);
 	bfs_progress_end(&fs->progress, made, rc, err.msg);
 	ctx.progress = NULL;
@@ -196,6 +198,7 @@ static void *sched_main(void *arg)
 			struct timespec until = {.tv_sec =
 			                             next - now > WAKE_MAX ? now + WAKE_MAX : next};
 
+			bri_testpoint("schedule-waits"); /* tests: nothing is due now */
 			/* Woken early by stop; either way, look again. */
 			pthread_cond_timedwait(&s->cond, &s->lock, &until);
 			pthread_mutex_unlock(&s->lock);

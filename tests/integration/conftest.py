@@ -3,6 +3,7 @@ live database in a temporary folder, a CLI runner and a real FUSE mount of
 the daemon that is always unmounted, even when a test fails."""
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -119,6 +120,31 @@ def time_limit(tmp_path):
     assert not fired, f"the test took longer than {TEST_LIMIT} s"
 
 
+def reachable_tmp():
+    """A temporary folder every user can traverse: $TMPDIR's when it is, else /tmp."""
+    import tempfile
+    d = Path(tempfile.gettempdir()).resolve()
+    if all(os.stat(p).st_mode & 0o001 for p in [d, *d.parents]):
+        return str(d)
+    return "/tmp"
+
+
+def copy_programs(folder):
+    """Copies bri-backup and bri-backupfs into folder (made 0755), for tests
+    that run them as another user: the clone may sit where that user cannot
+    go (a 0700 folder, root's home). Returns (bri-backup, bri-backupfs)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o755)
+    out = []
+    for prog in (BRI_BACKUP, BRI_BACKUPFS):
+        dest = folder / prog.name
+        shutil.copy(prog, dest)  # follows symlinks
+        dest.chmod(0o755)
+        out.append(dest)
+    return tuple(out)
+
+
 def make_sample_db(path, rows=200):
     """A BRI-shaped database in WAL mode at path (videos, memory, video_context)."""
     subprocess.run([str(MAKE_SAMPLE), str(path), str(rows)], check=True,
@@ -143,8 +169,13 @@ class Cli:
         self.db = Path(db)
         self.store = Path(store)
 
-    def run(self, *args, check=True, timeout=120, input=None, env=None):
+    def run(self, *args, check=True, timeout=120, input=None, env=None, now=None):
+        """now: the time (seconds since the epoch) a create stamps its backup
+        with, through the test-only $BRI_TEST_NOW: distinct backup times
+        without sleeping."""
         cmd = [str(BRI_BACKUP), "--db", str(self.db), "--backup-dir", str(self.store), *args]
+        if now is not None:
+            env = dict(os.environ if env is None else env, BRI_TEST_NOW=str(int(now)))
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                            input=input, env=env)
         if check and p.returncode != 0:
@@ -204,21 +235,26 @@ def unmount(proc, mnt):
 class Mount:
     """A running bri-backupfs -f over a live database, at path."""
 
-    def __init__(self, db, store, path, options=(), user=None):
+    def __init__(self, db, store, path, options=(), user=None, env=None, group=None,
+                 program=None, cwd=None):
         self.db, self.store, self.path = Path(db), Path(store), Path(path)
         self.options = list(options)
-        self.user = user
+        self.user = user  # run the daemon as this uid (group: its gid, default the same)
+        self.group = user if group is None else group
+        self.env = env  # the daemon's environment (None: ours), e.g. pause_points.env()
+        self.program = Path(program) if program else BRI_BACKUPFS  # e.g. a copy
+        self.cwd = cwd
         self.proc = None
 
     def start(self):
         self.path.mkdir(parents=True, exist_ok=True)
         opts = ["backup_dir=" + str(self.store), *self.options]
-        cmd = [str(BRI_BACKUPFS), "-f", "-o", ",".join(opts), str(self.db), str(self.path)]
+        cmd = [str(self.program), "-f", "-o", ",".join(opts), str(self.db), str(self.path)]
         if self.user:
-            cmd = ["setpriv", "--reuid", str(self.user), "--regid", str(self.user),
+            cmd = ["setpriv", "--reuid", str(self.user), "--regid", str(self.group),
                    "--clear-groups", "--"] + cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, env=self.env, cwd=self.cwd)
         try:
             wait_for_mount(self.proc, self.path)
         except BaseException:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, make_sample_db, table_counts
+from conftest import BRI_BACKUP, make_sample_db, table_counts, wait_until
 from test_cli import TIME_RE, create, listing, meta_of, names_in, sha256sum
 
 SEED_KEYS = ("backup_time", "source_db", "backup_path", "size_bytes", "size_mb", "checksum",
@@ -184,14 +184,25 @@ def test_online_backup_while_a_writer_commits(tmp_path, live_mode):
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(stop), live_mode],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     paths = []
+
+    def committed(path=db):
+        c = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            return c.execute("select n from counter").fetchone()[0]
+        finally:
+            c.close()
+
     try:
-        time.sleep(0.3)
+        assert wait_until(lambda: committed() > 0, 30)  # the writer is committing
         for i in range(6):
             p = subprocess.run([str(BRI_BACKUP), "--db", str(db), "create", "--name",
                                 f"during{i}"], capture_output=True, text=True, timeout=120)
             assert p.returncode == 0, p.stderr
             paths.append(Path(p.stdout.strip()))
-            time.sleep(0.1)
+            # The next backup is of a later state: the writer commits between them.
+            n = committed(paths[-1])
+            assert wait_until(lambda: committed() > n, 30)
+        assert wait_until(lambda: committed() > 10, 30)
     finally:
         stop.touch()
         try:

@@ -59,9 +59,9 @@ def all_verified(m):
 @pytest.fixture
 def two(cli, mounted):
     """The mount with two backups: 'first' and 'second' (newest)."""
-    cli.run("create", "--name", "first")
-    time.sleep(1.1)  # distinct backup times
-    cli.run("create", "--name", "second")
+    now = time.time()
+    cli.run("create", "--name", "first", now=now - 60)  # distinct backup times
+    cli.run("create", "--name", "second", now=now)
     assert wait_until(lambda: (mounted.path / "second").exists(), 5)
     return mounted
 
@@ -321,7 +321,10 @@ def test_ctl_verify_shows_new_result_at_once(two, store):
     assert wait_until(lambda: all_verified(two), 20)
     old = (m / "first/verify").read_text()
     assert old.startswith("ok")
-    time.sleep(1.1)
+    # A new check is told from the old one by its time (in seconds): wait for
+    # the clock to pass the old check's second.
+    checked = json.loads((store / "first.db.verify").read_text())["checked_epoch"]
+    assert wait_until(lambda: time.time() >= checked + 1, 5)
     sh(f"echo first > {m}/ctl/verify")
     new = (m / "first/verify").read_text()
     assert new.startswith("ok") and new != old
@@ -342,15 +345,15 @@ def test_ctl_verify_shows_new_result_at_once(two, store):
 
 def test_background_verification(cli, live_db, store, tmp_path):
     cli.run("create", "--name", "bg")
-    assert not (store / "bg.db.verify").exists() or True
-    (store / "bg.db.verify").unlink(missing_ok=True)
+    # A create without --verify records no verification: the backup starts
+    # unverified, and only the mount's background verifier checks it.
+    assert not (store / "bg.db.verify").exists()
     m = Mount(live_db, store, tmp_path / "mnt3", options=["scrub_interval=2s"]).start()
     try:
         # Generous limits: the verifier runs at idle I/O priority, and under
         # the sanitizer build on a busy machine it can take a while.
         assert wait_until(lambda: (m.path / "bg/verify").read_text().startswith("ok"), 60)
         first = (m.path / "bg/verify").read_text()
-        time.sleep(1.1)
         # scrub: re-verified after the interval
         assert wait_until(lambda: (m.path / "bg/verify").read_text() != first, 90, 0.2)
     finally:
@@ -467,9 +470,18 @@ def test_dead_store_fails_never_empty(two, store):
     gone = store.with_name("backups.gone")
     store.rename(gone)
     try:
-        time.sleep(0.6)
-        p = sh(f"ls {m}", check=False)
-        assert p.returncode != 0 and "Input/output error" in p.stderr
+        # Until the daemon looks at the store again (BFS_REFRESH_INTERVAL) ls
+        # may show what it showed before, but never an empty folder.
+        seen = []
+
+        def listing_fails():
+            seen.append(sh(f"ls {m}", check=False))
+            if seen[-1].returncode == 0:
+                assert "first" in seen[-1].stdout.split(), seen[-1].stdout
+            return seen[-1].returncode != 0
+
+        assert wait_until(listing_fails, 10)
+        assert "Input/output error" in seen[-1].stderr
         p = sh(f"rsync -a --exclude ctl --exclude restore {m}/ /tmp/never-{os.getpid()}/",
                check=False)
         assert p.returncode != 0
@@ -568,16 +580,31 @@ def test_dead_store_fails_inside_backup_dirs_too(two, store):
     gone = store.with_name("backups.gone")
     store.rename(gone)
     try:
-        time.sleep(0.6)
-        with pytest.raises(OSError) as e:
-            os.listdir(m / "first")
-        assert e.value.errno == 5
+        errors = []
+
+        def listing_fails():
+            try:
+                assert sorted(os.listdir(m / "first")) == ["bri.db", "meta.json", "verify"]
+                return False  # not looked at again yet: what it showed before
+            except OSError as e:
+                errors.append(e.errno)
+                return True
+
+        assert wait_until(listing_fails, 10)
+        assert errors[-1] == errno.EIO
         with pytest.raises(OSError):
             (m / "first/bri.db").read_bytes()
     finally:
         gone.rename(store)
-    time.sleep(0.6)
-    assert sorted(os.listdir(m / "first")) == ["bri.db", "meta.json", "verify"]
+
+    def listing_back():
+        try:
+            return sorted(os.listdir(m / "first"))
+        except OSError:
+            return None  # the failure, until the daemon looks again
+
+    assert wait_until(lambda: listing_back() is not None, 10)
+    assert listing_back() == ["bri.db", "meta.json", "verify"]
 
 
 def test_ctl_cleanup_removes_expired_keeps_safety_and_newest(cli, live_db, store, tmp_path):
@@ -652,7 +679,7 @@ def test_create_while_a_writer_commits(mounted, live_db, store):
     t = threading.Thread(target=write)
     t.start()
     try:
-        time.sleep(0.2)
+        assert wait_until(lambda: len(commits) > 0, 30)  # the writer is committing
         for i in range(3):
             sh(f"echo during_{i} > {mounted.path}/ctl/create")
     finally:

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from conftest import sh, wait_until
@@ -26,9 +25,15 @@ def test_scripts_run_mounts_then_unmounts_on_ctrl_c(tmp_path):
         names = os.listdir(mnt)
         assert "ctl" in names and any(n.startswith("bri_backup_") for n in names)
         assert (tmp_path / "data" / "backups").is_dir()
-        time.sleep(0.3)
+        # Ctrl-C once the script waits for it (its last words say so).
+        head = []
+        for line in p.stdout:
+            head.append(line)
+            if "Ctrl-C here unmounts." in line:
+                break
+        assert "Ctrl-C here unmounts." in "".join(head)
         os.killpg(p.pid, signal.SIGINT)
-        out = p.communicate(timeout=30)[0]
+        out = "".join(head) + p.communicate(timeout=30)[0]
         assert not is_mounted(mnt)
         assert "ls -l" in out and "unmounted" in out
     finally:

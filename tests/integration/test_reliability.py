@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, Cli, make_sample_db
+from conftest import BRI_BACKUP, Cli, make_sample_db, wait_until
 
 TIMEOUT = 120
 SEED = int(os.environ.get("BRI_TEST_SEED", "0")) or random.SystemRandom().randrange(1, 1 << 30)
@@ -60,6 +60,15 @@ def make_big_db(path, blobs=16000, journal="wal"):
     finally:
         con.close()
     return path
+
+
+def balances(db, timeout=30):
+    """The accounts' balances of a make_big_db database, in id order."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=timeout)
+    try:
+        return [r[0] for r in con.execute("select balance from accounts order by id")]
+    finally:
+        con.close()
 
 
 def fingerprint(db, timeout=30):
@@ -160,6 +169,21 @@ def tmpfs(path, size):
             subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
 
 
+def holds_open(pid, path):
+    """Whether process pid has path open."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def kill_tree(p):
     with contextlib.suppress(ProcessLookupError):
         p.send_signal(signal.SIGKILL)
@@ -168,11 +192,14 @@ def kill_tree(p):
 
 
 # A separate Python process that writes the live database: transfers between
-# accounts (the sum stays constant), each its own transaction. It prints a
-# JSON summary when told to stop (SIGTERM) or when its time is up.
+# accounts (the sum stays constant), each its own transaction. It prints
+# 'ready' after its first commit, and a JSON summary when told to stop
+# (SIGTERM) or when its time is up. Its optional third argument names a file
+# where it keeps the count of its commits, for a test to wait on.
 WRITER = textwrap.dedent("""
-    import json, random, signal, sqlite3, sys, time
+    import json, os, random, signal, sqlite3, sys, time
     db, seconds = sys.argv[1], float(sys.argv[2])
+    count = os.open(sys.argv[3], os.O_WRONLY | os.O_CREAT, 0o644) if len(sys.argv) > 3 else -1
     stop = False
     def on_term(*a):
         global stop
@@ -181,7 +208,6 @@ WRITER = textwrap.dedent("""
     con = sqlite3.connect(db, timeout=60, isolation_level=None)
     n, errors, rng, end = 0, [], random.Random(1), time.monotonic() + seconds
     n_acc = con.execute("select count(*) from accounts").fetchone()[0]
-    print("ready", flush=True)
     while not stop and time.monotonic() < end:
         a, b, x = rng.randrange(1, n_acc + 1), rng.randrange(1, n_acc + 1), rng.randrange(1, 9)
         try:
@@ -190,19 +216,23 @@ WRITER = textwrap.dedent("""
             con.execute("update accounts set balance = balance + ? where id = ?", (x, b))
             con.execute("commit")
             n += 1
+            if count >= 0:
+                os.pwrite(count, b"%12d" % n, 0)
+            if n == 1:
+                print("ready", flush=True)  # committing
         except sqlite3.Error as e:
             errors.append(repr(e))
             try:
                 con.execute("rollback")
             except sqlite3.Error:
                 pass
-        time.sleep(0.001)
+        time.sleep(0.001)  # the writer's pace
     con.close()
     print(json.dumps({"commits": n, "errors": errors[:20]}), flush=True)
 """)
 
 # A separate Python process that reads the live database in transactions and
-# reports every distinct fingerprint it saw.
+# reports every distinct fingerprint it saw; 'ready' after its first read.
 READER = textwrap.dedent("""
     import json, signal, sqlite3, sys, time
     db = sys.argv[1]
@@ -213,7 +243,6 @@ READER = textwrap.dedent("""
     signal.signal(signal.SIGTERM, on_term)
     seen, errors, n = {}, [], 0
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60, isolation_level=None)
-    print("ready", flush=True)
     while not stop:
         try:
             con.execute("begin")
@@ -223,6 +252,8 @@ READER = textwrap.dedent("""
             con.execute("commit")
             seen[json.dumps(fp)] = seen.get(json.dumps(fp), 0) + 1
             n += 1
+            if n == 1:
+                print("ready", flush=True)  # reading
         except sqlite3.Error as e:
             errors.append(repr(e))
             try:
@@ -562,13 +593,14 @@ def test_backups_under_a_steady_writer_keep_the_invariant(tmp_path, journal):
     db = make_big_db(tmp_path / "data" / "bri.db", blobs=4000, journal=journal)
     cli = Cli(db, tmp_path / "data" / "backups")
     total = fingerprint(db)[0]
-    writer = Helper(WRITER, db, 60)
+    count = tmp_path / "commits"
+    writer = Helper(WRITER, db, 60, count)  # committing
     try:
-        time.sleep(0.3)
         names = []
         for i in range(6):
             p = cli.run("create", "--name", f"w{i}", timeout=120)
             names.append(f"w{i}")
+        assert wait_until(lambda: int(count.read_bytes() or 0) > 50, 60)
         result = writer.finish()
     finally:
         writer.kill()
@@ -598,11 +630,13 @@ def test_restore_under_readers_and_a_writer(tmp_path, journal):
     cli = accounts_db_b_and_a(tmp_path, journal)
     fp_a = fingerprint(cli.db)
     readers = [Helper(READER, cli.db) for _ in range(2)]
-    writer = Helper(WRITER, cli.db, 60)
+    writer = Helper(WRITER, cli.db, 60)  # readers reading, the writer committing
     try:
-        time.sleep(0.3)
         cli.run("restore", "good", timeout=120)
-        time.sleep(0.3)
+        # The writer goes on committing on the restored content: wait until
+        # one of its transfers has changed the restored balances.
+        restored = balances(cli.store / "good.db")
+        assert wait_until(lambda: balances(cli.db) != restored, 60)
         wres = writer.finish()
         rres = [r.finish() for r in readers]
     finally:
@@ -739,7 +773,10 @@ def test_concurrent_verify_and_create_under_stop_and_continue(big):
         others = [subprocess.Popen(backup_cmd(cli.db, cli.store, "create", "--name", f"o{i}"),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                   for i in range(3)]
-        time.sleep(1)
+        # Each has the store's lock file open (it is waiting for the lock, or
+        # about to): then none of them may finish while first holds it.
+        assert wait_until(lambda: all(holds_open(o.pid, cli.store / ".lock") for o in others),
+                          30)
         assert all(o.poll() is None for o in others), "creates did not wait for the lock"
         # Reading commands do not wait for the lock.
         assert "first" not in listed(cli)

@@ -26,7 +26,9 @@ def sha(path):
 
 
 def files_under(root):
-    """Every path under root (symlinks as links, not followed) -> its sha256 or 'dir'/'link'."""
+    """Every path under root (symlinks as links, not followed) -> its sha256 or
+    'dir'/'link'. The store's .lock is only there or not: it holds its
+    holder's pid while locked, which is bookkeeping, not a write of data."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for d in dirnames:
@@ -34,7 +36,10 @@ def files_under(root):
             out[str(p)] = "link" if p.is_symlink() else "dir"
         for f in filenames:
             p = Path(dirpath, f)
-            out[str(p)] = "link:" + os.readlink(p) if p.is_symlink() else sha(p)
+            if p.is_symlink():
+                out[str(p)] = "link:" + os.readlink(p)
+            else:
+                out[str(p)] = "lock file" if f == ".lock" else sha(p)
     return out
 
 

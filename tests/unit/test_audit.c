@@ -7,7 +7,10 @@
  * the configured level. Real files in a private temporary folder.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -174,6 +177,137 @@ static void test_prune(struct bri_store *s)
 	EXPECT_EQ_INT(nojson, 1);
 }
 
+/*
+ * Fills a buffer with as many copies of one audit line (at time t, with
+ * name) as fit in cap bytes; returns the bytes used.
+ */
+static size_t fill_lines(char *buf, size_t cap, time_t t, const char *name)
+{
+	char when[40], line[400];
+	size_t len, used = 0;
+	bri_time_utc(t, when, sizeof(when));
+	len =
+	    (size_t)snprintf(line, sizeof(line),
+	                     "{\"time_utc\": \"%s\", \"operation\": \"verify\", \"name\": \"%s\", "
+	                     "\"result\": \"ok\", \"detail\": \"%0200d\"}\n",
+	                     when, name, 0);
+	while (used + len <= cap) {
+		memcpy(buf + used, line, len);
+		used += len;
+	}
+	return used;
+}
+
+/* Appends n copies of buf (len bytes) to fd: a big file, fast. */
+static void write_copies(int fd, const char *buf, size_t len, int n)
+{
+	for (int i = 0; i < n; i++)
+		EXPECT(write(fd, buf, len) == (ssize_t)len);
+}
+
+static long max_rss_kib(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+/*
+ * A log past 64 MiB (40 MiB of lines older than 90 days, then 30 MiB of recent
+ * ones) is still pruned, by a stream: every old line goes, every recent one
+ * stays, in order, and the prune's memory does not grow with the file.
+ */
+static void test_prune_big(struct bri_store *s)
+{
+	const size_t cap = 1u << 20;
+	time_t now = time(NULL);
+	char *buf = malloc(cap);
+	char *path = bri_store_path(s, "audit.jsonl", "");
+	if (!buf || !path)
+		TU_DIE("out of memory");
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	EXPECT(fd >= 0);
+	size_t old_len = fill_lines(buf, cap, now - 100 * DAY, "old");
+	write_copies(fd, buf, old_len, 40);
+	const char *marker =
+	    "{\"time_utc\": \"2999-01-01T00:00:00Z\", \"name\": \"first-recent\"}\n";
+	EXPECT(write(fd, marker, strlen(marker)) == (ssize_t)strlen(marker));
+	size_t new_len = fill_lines(buf, cap, now - 60, "recent");
+	write_copies(fd, buf, new_len, 30);
+	close(fd);
+	EXPECT((off_t)40 * (off_t)old_len + 30 * (off_t)new_len > (off_t)(64u << 20));
+
+	pid_t kid = fork();
+	if (kid == 0) {
+		long before = max_rss_kib();
+		int rc = bri_audit_prune(s, now, BRI_AUDIT_RETENTION_DAYS);
+		long grew = max_rss_kib() - before;
+		fprintf(stderr, "prune of a 70 MiB log: %d, max RSS grew by %ld KiB\n", rc, grew);
+#ifndef __SANITIZE_ADDRESS__
+		if (grew > 16 * 1024)
+			_exit(2);
+#endif
+		_exit(rc == 0 ? 0 : 1);
+	}
+	int status = -1;
+	waitpid(kid, &status, 0);
+	EXPECT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "prune: status %d", status);
+
+	struct stat st;
+	EXPECT(stat(path, &st) == 0);
+	EXPECT_EQ_INT(st.st_size, (off_t)strlen(marker) + 30 * (off_t)new_len);
+	fd = open(path, O_RDONLY);
+	char head[200] = "";
+	EXPECT(fd >= 0 && read(fd, head, sizeof(head) - 1) > 0);
+	if (fd >= 0)
+		close(fd);
+	EXPECT_MSG(strncmp(head, marker, strlen(marker)) == 0, "first line: %.80s", head);
+	EXPECT_EQ_INT(tu_mode(path), 0600);
+	free(buf);
+	free(path);
+}
+
+/*
+ * More than 64 MiB within the retention: the append that passes the cap
+ * drops the oldest lines, so the file stays bounded; the newest lines, the
+ * one just written included, are kept whole.
+ */
+static void test_cap(struct bri_store *s)
+{
+	const size_t cap = 1u << 20;
+	char *buf = malloc(cap);
+	char *path = bri_store_path(s, "audit.jsonl", "");
+	if (!buf || !path)
+		TU_DIE("out of memory");
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	EXPECT(fd >= 0);
+	size_t len = fill_lines(buf, cap, time(NULL) - 3600, "recent");
+	write_copies(fd, buf, len, 70);
+	close(fd);
+	bri_audit_record(s, "create", "the-newest", 0, NULL, -1, &ctx);
+
+	struct stat st;
+	EXPECT(stat(path, &st) == 0);
+	EXPECT_MSG(st.st_size <= (off_t)(64u << 20), "audit.jsonl is %lld bytes",
+	           (long long)st.st_size);
+	EXPECT(st.st_size > (off_t)(16u << 20)); /* the newest lines, not nothing */
+	fd = open(path, O_RDONLY);
+	char first = 0, tail[300] = "";
+	EXPECT(fd >= 0 && pread(fd, &first, 1, 0) == 1);
+	off_t from = st.st_size > 299 ? st.st_size - 299 : 0;
+	EXPECT(fd >= 0 && pread(fd, tail, 299, from) > 0);
+	if (fd >= 0)
+		close(fd);
+	EXPECT_MSG(first == '{', "starts with %c: a whole line", first);
+	EXPECT(strstr(tail, "\"the-newest\"") != NULL);
+	int bad, nojson;
+	EXPECT(each_line(s, &bad, &nojson) > 0);
+	EXPECT_EQ_INT(bad, 0);
+	EXPECT_EQ_INT(nojson, 0);
+	free(buf);
+	free(path);
+}
+
 static void test_log(void)
 {
 	struct bri_log_config cfg = {.level = BRI_LOG_INFO, .to_stderr = false, .ring_lines = 3};
@@ -226,6 +360,8 @@ int main(void)
 	test_records(s);
 	test_concurrent(s);
 	test_prune(s);
+	test_prune_big(s);
+	test_cap(s);
 	bri_store_close(s);
 	test_log();
 	free(live);

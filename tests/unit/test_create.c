@@ -284,6 +284,29 @@ static void test_rollback_and_busy(const char *base)
 	EXPECT(out && strncmp(out, "bri_backup_", 11) == 0);
 	free(out);
 
+	/* The caller's time stamps the backup: its automatic name and its meta. */
+	struct bri_create_opts dated = {.now = 1700000000};
+	char when[64], stem[80];
+	out = NULL;
+	EXPECT_EQ_INT(bri_create(s, &dated, &ctx, &out, &err), 0);
+	bri_time_local(1700000000, when, sizeof(when));
+	snprintf(stem, sizeof(stem), "bri_backup_%.4s%.2s%.2s_%.2s%.2s%.2s", when, when + 5,
+	         when + 8, when + 11, when + 14, when + 17);
+	EXPECT_MSG(out && strcmp(out, stem) == 0, "auto name %s, expected %s", out ? out : "-", stem);
+	if (out) {
+		char *mp = bri_store_path(s, out, ".db.meta");
+		size_t mlen = 0;
+		char *mtext = tu_read(mp, &mlen);
+		struct bri_meta m = {0};
+		EXPECT(mtext && bri_meta_parse(mtext, mlen, &m, &err) == 0);
+		EXPECT_EQ_INT(m.time, 1700000000);
+		EXPECT_STREQ(m.backup_time, when);
+		bri_meta_free(&m);
+		free(mtext);
+		free(mp);
+	}
+	free(out);
+
 	free(j);
 	free(wal);
 	bri_store_close(s);

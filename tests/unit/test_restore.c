@@ -445,7 +445,11 @@ static void test_busy_writer(const char *base)
 	int rc = bri_restore(s, "base", &o, &ctx, &rep, &err);
 	double took = bri_now_mono() - t0;
 	long at_restore = atomic_load(&w.commits);
-	usleep(50000);
+	/* The writer carries on after the restore: wait for its next commits. */
+	for (int i = 0; i < 30000 && atomic_load(&w.commits) < at_restore + 10; i++)
+		usleep(1000);
+	EXPECT_MSG(atomic_load(&w.commits) >= at_restore + 10, "the writer stopped at %ld commits",
+	           at_restore);
 	atomic_store(&w.stop, true);
 	pthread_join(th, NULL);
 	fprintf(stderr, "restore under a busy writer: %d after %.3f s, %ld commits\n", rc, took,
