@@ -49,13 +49,15 @@ struct bri_audit_cursor {
 
 /* Cap on the bytes one bri_audit_follow call reads (the rest: next call). */
 #define BRI_AUDIT_FOLLOW_MAX (1u << 20)
+/* The first call shows at most this much of the log's end. */
+#define BRI_AUDIT_FIRST_MAX (64u << 10)
 
 /*
  * Calls fn(arg, text) for each record added to audit.jsonl since the cursor,
  * text being one readable line: "TIME OPERATION NAME: ok[: detail] (by VIA,
  * pid P, uid U)" or "...: failed: RESULT[: detail] (...)". Records whose via
  * equals skip_via (may be NULL) are left out, except in the first call,
- * which shows the last BRI_AUDIT_FOLLOW_MAX bytes of the log whoever wrote
+ * which shows the last BRI_AUDIT_FIRST_MAX bytes of the log whoever wrote
  * them. A file rewritten by pruning is followed by time. 0 (also when there
  * is no audit log yet) or a negative errno.
  */

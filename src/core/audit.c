@@ -581,13 +581,16 @@ int bri_audit_follow(const struct bri_store *s, struct bri_audit_cursor *cur, co
 		goto out_close;
 	}
 	if (first)
-		start = (uint64_t)st.st_size > BRI_AUDIT_FOLLOW_MAX
-		            ? (uint64_t)st.st_size - BRI_AUDIT_FOLLOW_MAX
+		start = (uint64_t)st.st_size > BRI_AUDIT_FIRST_MAX
+		            ? (uint64_t)st.st_size - BRI_AUDIT_FIRST_MAX
 		            : 0;
 	else if (cur->ino != (uint64_t)st.st_ino || (uint64_t)st.st_size < cur->off)
-		start = 0, by_time = true; /* rewritten (pruned): lines after the last seen */
+		start = 0; /* rewritten (pruned): the lines after the last seen */
 	else
 		start = cur->off;
+	by_time = !first && start == 0 && cur->ino != (uint64_t)st.st_ino;
+	if (!first && (uint64_t)st.st_size < cur->off)
+		by_time = true;
 	want = (uint64_t)st.st_size - start > BRI_AUDIT_FOLLOW_MAX
 	           ? BRI_AUDIT_FOLLOW_MAX
 	           : (size_t)((uint64_t)st.st_size - start);

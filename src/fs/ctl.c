@@ -359,7 +359,7 @@ static pthread_mutex_t audit_lock = PTHREAD_MUTEX_INITIALIZER;
 static void audit_line(void *arg, const char *text)
 {
 	(void)arg;
-	bri_log(BRI_LOG_INFO, "audit: %s", text);
+	bri_log_ring_write(BRI_LOG_INFO, "audit: %s", text);
 }
 
 void bfs_audit_follow(struct bfs *fs)
