@@ -93,6 +93,14 @@ void bri_snapshot_restore_end(struct bri_snapshot_restore *r);
  */
 int bri_snapshot_open_backup(const char *path, struct sqlite3 **out, struct bri_err *err);
 
+/*
+ * Attaches the backup at path to db (a connection opened with
+ * bri_snapshot_open_backup) as schema, read-only and immutable in the same
+ * way. Returns 0 or a negative errno.
+ */
+int bri_snapshot_attach_backup(struct sqlite3 *db, const char *path, const char *schema,
+			       struct bri_err *err);
+
 /* Counts rows of every table not named sqlite_* in db, sorted by name. */
 int bri_snapshot_count_rows(struct sqlite3 *db, struct bri_table_count **out, size_t *n,
 			    struct bri_err *err);

@@ -28,9 +28,23 @@ static int choose_name(struct bri_store *s, const struct bri_create_opts *o, tim
 	int rc;
 
 	if (o->name && *o->name) {
+		/* Names the mount's inspection folders and diff pairs take (SPEC.md 4.1). */
+		static const char *const taken[] = {"inspect", "diff", "at", "live"};
+
 		rc = bri_store_check_name(o->name, strlen(o->name), err);
 		if (rc < 0)
 			return rc;
+		if (strstr(o->name, ".."))
+			return bri_err_set(err, -EINVAL,
+					   "a new backup name may not contain '..' (diff/OLD..NEW "
+					   "names two backups)");
+		for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+			if (!strcmp(o->name, taken[i]))
+				return bri_err_set(err, -EINVAL,
+						   "'%s' is reserved for new backups (inspect/, diff/ "
+						   "and at/ are folders of the mount, live is the live "
+						   "database in a diff); choose another name",
+						   o->name);
 		if (bri_store_has(s, o->name))
 			return bri_err_set(err, -EEXIST,
 					   "a backup named %s already exists; choose another name "

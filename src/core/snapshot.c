@@ -659,15 +659,18 @@ out_close_src:
 	return rc;
 }
 
-int bri_snapshot_open_backup(const char *path, sqlite3 **out, struct bri_err *err)
+/*
+ * "file:<path, %-escaped>?immutable=1", plus "&vfs=NAME" when vfs is not
+ * NULL (an ATTACH picks its VFS from the URI); malloc'd, NULL on ENOMEM.
+ */
+static char *backup_uri(const char *path, const char *vfs)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t n = strlen(path);
-	char *uri = malloc(3 * n + 32), *p;
-	int rc;
+	char *uri = malloc(3 * n + 32 + (vfs ? strlen(vfs) : 0)), *p;
 
 	if (!uri)
-		return bri_err_set(err, -ENOMEM, "out of memory");
+		return NULL;
 	p = uri + sprintf(uri, "file:");
 	for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
 		if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
@@ -679,13 +682,45 @@ int bri_snapshot_open_backup(const char *path, sqlite3 **out, struct bri_err *er
 			*p++ = hex[*c & 15];
 		}
 	}
-	strcpy(p, "?immutable=1");
+	p += sprintf(p, "?immutable=1");
+	if (vfs)
+		sprintf(p, "&vfs=%s", vfs);
+	return uri;
+}
+
+int bri_snapshot_open_backup(const char *path, sqlite3 **out, struct bri_err *err)
+{
+	char *uri = backup_uri(path, NULL);
+	int rc;
+
+	if (!uri)
+		return bri_err_set(err, -ENOMEM, "out of memory");
 	rc = open_db_vfs(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, fd_vfs_name(path), 5000, out,
 			 err);
 	free(uri);
 	if (rc < 0)
 		bri_err_wrap(err, rc, "cannot open %s as SQLite", path);
 	return rc;
+}
+
+int bri_snapshot_attach_backup(sqlite3 *db, const char *path, const char *schema,
+			       struct bri_err *err)
+{
+	char *uri = backup_uri(path, fd_vfs_name(path)), *sql;
+	int rc;
+
+	if (!uri)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	sql = sqlite3_mprintf("ATTACH %Q AS \"%w\"", uri, schema);
+	free(uri);
+	if (!sql)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_free(sql);
+	if (rc != SQLITE_OK)
+		return bri_err_set(err, sqlite_errno(rc), "cannot open %s as SQLite: %s", path,
+				   sqlite3_errmsg(db));
+	return 0;
 }
 
 /*

@@ -65,6 +65,23 @@ static bool is_backup(const struct bri_store *s, const char *name, size_t len)
 }
 
 /*
+ * Whether NAME.db's stem (len bytes) is a backup file of the store, also
+ * one whose name is reserved since (an older backup called live or latest
+ * stays reachable as "live.db").
+ */
+static bool is_backup_stem(const struct bri_store *s, const char *name, size_t len)
+{
+	char buf[BRI_NAME_MAX + 1];
+
+	if (!s || len == 0 || len > BRI_NAME_MAX || name[0] == '.' || memchr(name, '/', len))
+		return false;
+	snprintf(buf, sizeof(buf), "%.*s", (int)len, name);
+	if (strstr(buf, ".."))
+		return false;
+	return bri_store_has(s, buf) == 1;
+}
+
+/*
  * The metadata file of a .db outside the store: PATH.meta (a copy of the
  * store), else meta.json in its folder (a copy of the mount). NULL when
  * neither exists (or out of memory).
@@ -168,7 +185,7 @@ int bri_target_resolve(const struct bri_store *s, const struct bri_catalog *cat,
 	if (is_backup(s, what, len))
 		return set_backup(out, what, len);
 	/* "NAME.db" for the backup NAME, as the seed's file names read. */
-	if (ends_with(what, ".db") && is_backup(s, what, len - 3))
+	if (ends_with(what, ".db") && is_backup_stem(s, what, len - 3))
 		return set_backup(out, what, len - 3);
 	if (!names_only && ends_with(what, ".db") && access(what, F_OK) == 0)
 		return resolve_path(s, what, out, err);
