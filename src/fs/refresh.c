@@ -82,6 +82,17 @@ static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
 	}
 }
 
+/* Whether the backups listed differ between old and cur (names, not content). */
+static bool listing_changed(const struct bri_catalog *old, const struct bri_catalog *cur)
+{
+	if (!old || old->n != cur->n)
+		return true;
+	for (size_t i = 0; i < cur->n; i++)
+		if (!bri_catalog_find(old, cur->entries[i]->name))
+			return true;
+	return false;
+}
+
 /* Rescans; call with refresh_lock held. */
 static int rescan(struct bfs *fs, const struct stat *st)
 {
@@ -105,6 +116,12 @@ static int rescan(struct bfs *fs, const struct stat *st)
 		fs->idmap = map;
 	if (!old || cur->generation != old->generation)
 		fs->cat_changed = time(NULL);
+	/*
+	 * The root's mtime: the store folder's when the listing changed (a
+	 * create, delete, cleanup or safety backup), never going back.
+	 */
+	if (listing_changed(old, cur) && st->st_mtim.tv_sec > fs->root_mtime)
+		fs->root_mtime = st->st_mtim.tv_sec;
 	fs->cat = cur;
 	if (old) {
 		queue_changes(fs, old, cur);

@@ -24,7 +24,7 @@
 
 static char *base;
 
-/* Entries of the store folder other than ".", "..", ".lock" and "audit.jsonl". */
+/* Entries of the store folder other than ".", "..", and the store's own logs and lock. */
 static int count_files(const char *dir)
 {
 	int n = 0;
@@ -32,7 +32,8 @@ static int count_files(const char *dir)
 	struct dirent *de;
 	for (de = d ? readdir(d) : NULL; de; de = readdir(d)) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-		    strcmp(de->d_name, ".lock") == 0 || strcmp(de->d_name, "audit.jsonl") == 0)
+		    strcmp(de->d_name, ".lock") == 0 || strcmp(de->d_name, "audit.jsonl") == 0 ||
+		    strcmp(de->d_name, "restore_reports.jsonl") == 0)
 			continue;
 		n++;
 	}
