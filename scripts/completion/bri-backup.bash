@@ -72,8 +72,10 @@ _bri_backup()
 			COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 		elif [[ "$cur" == */* || "$cur" == .* ]]; then
 			COMPREPLY=($(compgen -f -- "$cur"))
-		else
+		elif [ "$cmd" = delete ]; then
 			COMPREPLY=($(compgen -W "$(_bri_backup_names)" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "latest $(_bri_backup_names)" -- "$cur"))
 		fi
 		;;
 	*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;

@@ -22,6 +22,7 @@
 #include "bri/create.h"
 #include "bri/inspect.h"
 #include "bri/store.h"
+#include "bri/target.h"
 #include "cli.h"
 
 enum { OPT_TABLE = 0x200, OPT_SUMMARY, OPT_SCHEMA };
@@ -65,29 +66,22 @@ static int resolve(struct bri_store *s, const struct bri_catalog *c, const char 
 		}
 		return 0;
 	}
-	if (!strcmp(arg, "latest")) {
-		e = bri_catalog_newest(c);
-		if (!e) {
-			cli_error("%s: there are no backups in %s", command, s->dir);
-			return CLI_EXIT_FAIL;
-		}
-	} else {
-		size_t len = strlen(arg);
+	/* A name, latest or NAME.db: the core's one resolution (bri_target_resolve). */
+	struct bri_target t;
 
-		if (bri_store_check_name(arg, len, &err) < 0)
-			return cli_usage_error(command, "invalid backup name: %s", err.msg);
-		e = bri_catalog_find(c, arg);
-		/* "NAME.db" is the backup NAME too: so a backup called live stays reachable. */
-		if (!e && len > 3 && !strcmp(arg + len - 3, ".db")) {
-			char *stem = strndup(arg, len - 3);
-
-			e = stem ? bri_catalog_find(c, stem) : NULL;
-			free(stem);
-		}
-		if (!e) {
-			cli_error("%s: no backup called '%s' in %s", command, arg, s->dir);
-			return CLI_EXIT_FAIL;
-		}
+	rc = bri_target_resolve(s, c, arg, BRI_TARGET_NAMES_ONLY, &t, &err);
+	if (rc == -EINVAL || rc == -ENAMETOOLONG)
+		return cli_usage_error(command, "invalid backup name: %s", err.msg);
+	if (rc < 0 && !strcmp(arg, BRI_TARGET_LATEST)) {
+		cli_error("%s: there are no backups in %s", command, s->dir);
+		return CLI_EXIT_FAIL;
+	}
+	e = rc == 0 ? bri_catalog_find(c, t.name) : NULL;
+	if (rc == 0)
+		bri_target_free(&t);
+	if (!e) {
+		cli_error("%s: no backup called '%s' in %s", command, arg, s->dir);
+		return CLI_EXIT_FAIL;
 	}
 	src->name = strdup(e->name);
 	src->path = bri_store_fd_path(s, e->name, ".db");

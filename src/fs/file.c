@@ -1,13 +1,14 @@
 /*
  * Open files of the view, set up by the open of the node's kind (view.c's
- * table): a backup's .db (the store file, opened on open and closed on
- * release, so no descriptor per inode; read with fuse_reply_data so libfuse
- * can splice; kept in the page cache), generated content (one version held
- * per open, shared through the render cache), ctl/log (read by offset from
- * the log's stream, which only grows, so tail -f sees new lines), and the
- * requests written to ctl/ files: buffered per open file up to BFS_CTL_MAX,
- * run by ctl.c when the line is complete (newline written, or flush), the
- * result returned by that write or by close. Every handler replies once.
+ * table): a backup's .db (the store's reader's descriptor, opened on open and
+ * closed on release, so no descriptor per inode; read with fuse_reply_data so
+ * libfuse can splice; kept in the page cache), generated content (one
+ * version held per open, shared through the render cache), ctl/log (read by
+ * offset from the log's stream, which only grows within an epoch, so tail -f
+ * sees new lines), and the requests written to ctl/ files: each write(2) is
+ * one request, run by ctl.c before the write returns, its result that
+ * write's return value (sysfs); one request per open, and a refused one
+ * spends the open. Every handler replies once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +23,7 @@
 /* An open file. */
 struct bfs_fh {
 	int fd;                          /* the backup's .db in the store, -1 when none */
-	char *buf;                       /* the request being written (a writer), else NULL */
+	char *buf;                       /* meta.json or a rendering before it is shared */
 	size_t len;                      /* bytes in buf, or in render */
 	const struct bfs_render *render; /* generated content, shared (render.c) */
 	int ctl;                         /* index in bfs_ctl_files, -1 when not a ctl file */
@@ -30,8 +31,8 @@ struct bfs_fh {
 	bool ran;                        /* a request of this open file ran (one per open) */
 	bool log;                        /* ctl/log: reads by offset from the log's stream */
 	uint64_t log_epoch;              /* the epoch of the log it reads */
-	int refused;          /* errno of a refused request (too long, two lines): spent */
-	pthread_mutex_t lock; /* guards buf and len of a writer */
+	int refused;          /* errno of a refused request (too long, two lines, invalid): spent */
+	pthread_mutex_t lock; /* guards ran and refused of a writer */
 	atomic_int refs;      /* release's reference plus one per reply in flight */
 	struct bfs_fh *prev;  /* in open_files (guarded by open_files_lock) */
 	struct bfs_fh *next;
@@ -163,6 +164,7 @@ static void read_log(fuse_req_t req, uint64_t epoch, size_t size, off_t off)
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	bfs_audit_follow(bfs_of(req)); /* operations of other processes join the log */
 	bri_log_end(&start, &now);
 	if (now != epoch ||
 	    bri_log_window(start + (uint64_t)off, &text, &len, &end, &start, &now) < 0) {
@@ -200,35 +202,12 @@ void bfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 	fh_put(h);
 }
 
-/*
- * Takes the request buffered in h (a line without its newline) and runs it.
- * Returns 0, or a negative errno.
- */
-static int run_pending(struct bfs *fs, struct bfs_fh *h, const struct fuse_ctx *who)
-{
-	char *line;
-	size_t len;
-
-	pthread_mutex_lock(&h->lock);
-	line = h->buf;
-	len = h->len;
-	h->buf = NULL;
-	h->len = 0;
-	pthread_mutex_unlock(&h->lock);
-	if (!line)
-		return 0;
-	int rc = bfs_ctl_run(fs, h->ctl, line, len, who);
-	free(line);
-	return rc;
-}
-
 void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                struct fuse_file_info *fi)
 {
 	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
-	struct bfs *fs = bfs_of(req);
-	char *nl, *nb;
-	int rc = 0;
+	bool refused = false;
+	int rc;
 
 	(void)ino;
 	(void)off;
@@ -239,8 +218,8 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 	pthread_mutex_lock(&h->lock);
 	if (h->refused) {
 		/*
-		 * One write is one request: the rest of a refused request must
-		 * not become a request of its own. Reopen to send another.
+		 * A refused request spends the open: the rest of a write the
+		 * kernel split must not become a request of its own.
 		 */
 		rc = h->refused;
 		pthread_mutex_unlock(&h->lock);
@@ -252,52 +231,19 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 	}
 	if (h->ran) {
 		pthread_mutex_unlock(&h->lock);
-		bri_log(BRI_LOG_ERR, "ctl/%s: one request per open; more lines refused",
+		bri_log(BRI_LOG_ERR, "ctl/%s: one request per open; more writes refused",
 		        bfs_ctl_files[h->ctl].name);
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (h->len + size > BFS_CTL_MAX) {
-		free(h->buf);
-		h->buf = NULL;
-		h->len = 0;
-		h->refused = EFBIG;
-		pthread_mutex_unlock(&h->lock);
-		bri_log(BRI_LOG_ERR, "ctl/%s: request longer than %d bytes refused",
-		        bfs_ctl_files[h->ctl].name, BFS_CTL_MAX);
-		fuse_reply_err(req, EFBIG);
-		return;
-	}
-	nb = realloc(h->buf, h->len + size + 1);
-	if (!nb) {
-		pthread_mutex_unlock(&h->lock);
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	memcpy(nb + h->len, buf, size);
-	h->buf = nb;
-	h->len += size;
-	h->buf[h->len] = '\0';
-	nl = memchr(h->buf, '\n', h->len);
-	if (nl && nl != h->buf + h->len - 1) {
-		free(h->buf);
-		h->buf = NULL;
-		h->len = 0;
-		h->refused = EINVAL;
-		pthread_mutex_unlock(&h->lock);
-		bri_log(BRI_LOG_ERR, "ctl/%s: more than one line refused (write one name)",
-		        bfs_ctl_files[h->ctl].name);
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if (nl) {
-		h->len--; /* the request is complete: run it now */
-		h->buf[h->len] = '\0';
-		h->ran = true;
-	}
+	h->ran = true;
 	pthread_mutex_unlock(&h->lock);
-	if (nl)
-		rc = run_pending(fs, h, fuse_req_ctx(req));
+	rc = bfs_ctl_write(bfs_of(req), h->ctl, buf, size, fuse_req_ctx(req), &refused);
+	if (refused) {
+		pthread_mutex_lock(&h->lock);
+		h->refused = -rc;
+		pthread_mutex_unlock(&h->lock);
+	}
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -306,13 +252,9 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 
 void bfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
-	int rc = 0;
-
 	(void)ino;
-	if (h->writer)
-		rc = run_pending(bfs_of(req), h, fuse_req_ctx(req));
-	fuse_reply_err(req, -rc);
+	(void)fi;
+	fuse_reply_err(req, 0); /* every request ran at its write */
 }
 
 void bfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -320,8 +262,6 @@ void bfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	if (h->writer)
-		run_pending(bfs_of(req), h, fuse_req_ctx(req));
 	fh_put(h);
 	fuse_reply_err(req, 0);
 }

@@ -316,15 +316,13 @@ int main(int argc, char *argv[])
 	pthread_mutex_init(&fs.op_lock, NULL);
 	pthread_mutex_init(&fs.q_lock, NULL);
 	pthread_cond_init(&fs.q_cond, NULL);
-	{
-		/* bfs_inval_wait waits with a CLOCK_MONOTONIC deadline. */
-		pthread_condattr_t ca;
+	/* bfs_inval_wait waits on it with a CLOCK_MONOTONIC deadline. */
+	pthread_condattr_t mono;
 
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&fs.q_done_cond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	pthread_condattr_init(&mono);
+	pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs.q_done_cond, &mono);
+	pthread_condattr_destroy(&mono);
 	pthread_cond_init(&fs.verify_cond, NULL);
 	bfs_progress_init(&fs.progress);
 
@@ -345,6 +343,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "bri-backupfs: cannot read the store %s\n", fs.store->dir);
 		goto out_catalog;
 	}
+	bfs_audit_follow(&fs); /* ctl/log starts with the store's recent operations */
 	fs.se = fuse_session_new(&args, &bfs_ops, sizeof(bfs_ops), &fs);
 	if (!fs.se)
 		goto out_catalog;

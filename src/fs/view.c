@@ -283,17 +283,18 @@ static int open_generated(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info 
 /* meta.json: the store's NAME.db.meta, read at open. */
 static int render_meta(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len)
 {
-	char file[BRI_NAME_MAX + 16];
+	char name[BRI_NAME_MAX + 1];
 	struct bri_entry *b;
 
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = entry_of(fs, ino);
 	if (b)
-		snprintf(file, sizeof(file), "%s.db.meta", b->name);
+		snprintf(name, sizeof(name), "%s", b->name);
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!b)
 		return -ENOENT;
-	return bri_store_read_file(fs->store, file, BRI_META_MAX_BYTES, out, len);
+	return bri_store_sidecar_read(fs->store, name, BRI_SIDECAR_META, BRI_META_MAX_BYTES, out,
+	                              len);
 }
 
 static int render_verify(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len)
@@ -316,14 +317,6 @@ static int render_verify(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len
 
 /* ---- the root ---- */
 
-/* The newest backup's time (the root's and latest's time); cat_lock held. */
-static time_t newest_time(struct bfs *fs)
-{
-	const struct bri_entry *b = bri_catalog_newest(fs->cat);
-
-	return b ? b->time : fs->start_time;
-}
-
 static int attr_root(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 {
 	int rc = bfs_refresh(fs, false);
@@ -331,7 +324,8 @@ static int attr_root(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 	if (rc < 0)
 		return rc;
 	pthread_rwlock_rdlock(&fs->cat_lock);
-	fill_common(fs, ino, S_IFDIR | 0755, 4096, newest_time(fs), e);
+	fill_common(fs, ino, S_IFDIR | 0755, 4096, fs->root_mtime ? fs->root_mtime : fs->start_time,
+	            e);
 	e->attr.st_nlink = 4 + fs->cat->n;
 	pthread_rwlock_unlock(&fs->cat_lock);
 	/*
@@ -483,7 +477,7 @@ static fuse_ino_t log_ino(uint64_t epoch)
 /* Whether ctl file i's content is rendered into versions (a new inode each). */
 static bool ctl_versioned(int i)
 {
-	return bfs_ctl_files[i].readable && i != BFS_CTL_LOG;
+	return bfs_ctl_files[i].render && i != BFS_CTL_LOG;
 }
 
 /* The ctl file index of ino (fixed: its index; a version: its node's). */
@@ -531,8 +525,10 @@ static int ctl_entry(struct bfs *fs, int i, struct fuse_entry_param *e, const st
 
 	*r = NULL;
 	if (i == BFS_CTL_LOG) {
-		uint64_t start, epoch, end = bri_log_end(&start, &epoch);
+		uint64_t start, epoch, end;
 
+		bfs_audit_follow(fs); /* operations of other processes join the log first */
+		end = bri_log_end(&start, &epoch);
 		fill_common(fs, log_ino(epoch), S_IFREG | c->mode, (off_t)(end - start),
 		            ctl_time(fs), e);
 		return 0; /* grows: attributes looked at each time */
@@ -623,7 +619,7 @@ static int open_ctl_file(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *
 	src->ctl = i;
 	fi->direct_io = 1;
 	if (acc != O_RDONLY) {
-		if (!bfs_ctl_files[i].writable)
+		if (!bfs_ctl_files[i].run)
 			return -EACCES;
 		src->writer = true; /* starts with an empty request, reads as empty */
 		return 0;
@@ -672,6 +668,7 @@ static int list_restore(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn
 	if (after < KEY_DOTDOT && add(ctx, "..", &e, NULL, 0, KEY_DOTDOT))
 		return 0;
 	/* The newest 64 reports, keyed by their catalog id. */
+	bfs_reports_sync(fs);
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	for (size_t i = fs->nreports; i > 0 && n < 64; i--)
 		ids[n++] = fs->reports[i - 1].id;
@@ -804,14 +801,16 @@ const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino)
 }
 
 /*
- * Opens a backup's .db: the one place that opens a backup file for reading
- * (the store file itself, so reads splice from it and the kernel may keep
- * its pages unless it changed in place since the catalog saw it).
+ * Opens a backup's bytes through the store's reader: the one place the
+ * daemon opens a backup file for reading. The plain format's reader has a
+ * descriptor, kept for splice; the kernel may keep the pages unless the
+ * file changed in place since the catalog saw it.
  */
 static int open_backup_db(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
                           struct bfs_source *src)
 {
-	char file[BRI_NAME_MAX + 16];
+	char name[BRI_NAME_MAX + 1];
+	struct bri_reader *r;
 	struct bri_entry *b;
 	uint64_t id = 0;
 	struct stat st;
@@ -825,15 +824,22 @@ static int open_backup_db(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info 
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = entry_of(fs, ino);
 	if (b) {
-		snprintf(file, sizeof(file), "%s.db", b->name);
+		snprintf(name, sizeof(name), "%s", b->name);
 		id = b->id;
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!b)
 		return -ENOENT;
-	src->fd = openat(fs->store->dirfd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	rc = bri_store_open_reader(fs->store, name, &r, NULL);
+	if (rc < 0)
+		return rc;
+	/* Taken over from the reader. A format without a descriptor will need
+	 * reads through the reader (bri_reader_pread): not yet. */
+	src->fd = r->fd;
+	r->fd = -1;
+	bri_reader_close(r);
 	if (src->fd < 0)
-		return -errno;
+		return -EOPNOTSUPP;
 	fi->keep_cache = 1;
 	if (fstat(src->fd, &st) == 0 && bfs_db_check(fs, id, &st))
 		fi->keep_cache = 0;
@@ -1094,7 +1100,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	if (k == BFS_K_CTL_FILE)
 		ctl = ctl_index(fs, ino);
 	/* Truncating a ctl/ request file (echo > ctl/create) is a no-op. */
-	if (ctl >= 0 && bfs_ctl_files[ctl].writable && (to_set & FUSE_SET_ATTR_SIZE) &&
+	if (ctl >= 0 && bfs_ctl_files[ctl].run && (to_set & FUSE_SET_ATTR_SIZE) &&
 	    attr->st_size == 0 && !(to_set & ~allowed)) {
 		rc = bfs_getattr_ino(fs, ino, &e);
 		if (rc < 0)
