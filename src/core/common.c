@@ -15,7 +15,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-int bri_err_set(struct bri_err *err, int code, const char *fmt, ...)
+int(bri_err_set)(struct bri_err *err, int code, const char *fmt, ...)
 {
 	va_list ap;
 
