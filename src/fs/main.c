@@ -237,6 +237,7 @@ int main(int argc, char *argv[])
 	struct bfs fs = {0};
 	char *log_path = NULL;
 	sigset_t all_signals, old_mask;
+	pthread_condattr_t mono;
 	size_t unreleased;
 	long scrub;
 	int ret = 1, rc;
@@ -318,7 +319,12 @@ int main(int argc, char *argv[])
 	pthread_mutex_init(&fs.op_lock, NULL);
 	pthread_mutex_init(&fs.q_lock, NULL);
 	pthread_cond_init(&fs.q_cond, NULL);
-	pthread_cond_init(&fs.q_done_cond, NULL);
+	/* bfs_inval_wait's deadline is on CLOCK_MONOTONIC: with the default
+	 * (realtime) clock it lay in 1970 and the wait returned at once. */
+	pthread_condattr_init(&mono);
+	pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs.q_done_cond, &mono);
+	pthread_condattr_destroy(&mono);
 	pthread_cond_init(&fs.verify_cond, NULL);
 	bfs_progress_init(&fs.progress);
 
