@@ -251,6 +251,14 @@ print("closed", flush=True)
 """
 
 
+def sanitizer_build():
+    """True for a daemon built with ASan/UBSan (scripts/check sanitize): its
+    allocator keeps freed memory in quarantine and pads every block, so its
+    RSS measures the sanitizer, not us."""
+    out = subprocess.run(["ldd", str(BRI_BACKUPFS)], capture_output=True, text=True).stdout
+    return "libasan" in out or "libubsan" in out
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -293,6 +301,10 @@ def test_4000_opens_of_a_ctl_file_share_one_rendering(cli, live_db, store, tmp_p
                 p.kill()
                 p.wait(timeout=30)
         print(f"ctl/{ctl}: {size} bytes, daemon RSS {rss0} kB, {held} kB with {OPENS} opens")
+        assert len(path.read_bytes()) > 0 and m.proc.poll() is None
+        if sanitizer_build():
+            pytest.skip("the opens succeeded; the RSS bounds are not checked under a "
+                        "sanitizer build (ASan's quarantine and redzones, not ours)")
         # One copy per content version, not one per open (4000 x size).
         assert held - rss0 < 64 * 1024, (ctl, size, rss0, held)
         # Given back after close.
