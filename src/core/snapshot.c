@@ -817,6 +817,7 @@ int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,
 	int64_t tables = -1;
 	int rc;
 
+	*out = NULL;
 	if (!r)
 		return bri_err_set(err, -ENOMEM, "out of memory");
 	r->busy_timeout_ms = busy_timeout_ms;
@@ -869,7 +870,7 @@ int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,
 	return 0;
 out_end:
 	bri_snapshot_restore_end(r);
-	return rc;
+	return rc < 0 ? rc : -EIO; /* never success without *out */
 }
 
 /* Bytes of the live file read per call by save_file. */
