@@ -6,6 +6,10 @@
 #ifndef BRI_AUDIT_H
 #define BRI_AUDIT_H
 
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
 #include "bri/common.h"
 #include "bri/store.h"
 
@@ -34,6 +38,31 @@ struct bri_audit_last {
  */
 int bri_audit_last(const struct bri_store *s, const char *const *ops, size_t n,
 		   struct bri_audit_last *last);
+
+/* A reader's place in audit.jsonl (bri_audit_follow); zero it before the first call. */
+struct bri_audit_cursor {
+	bool started;     /* a call positioned it */
+	uint64_t ino;     /* the file read */
+	uint64_t off;     /* bytes of it consumed (whole lines) */
+	time_t last_time; /* time of the newest line seen */
+};
+
+/* Cap on the bytes one bri_audit_follow call reads (the rest: next call). */
+#define BRI_AUDIT_FOLLOW_MAX (1u << 20)
+/* The first call shows at most this much of the log's end. */
+#define BRI_AUDIT_FIRST_MAX (64u << 10)
+
+/*
+ * Calls fn(arg, text) for each record added to audit.jsonl since the cursor,
+ * text being one readable line: "TIME OPERATION NAME: ok[: detail] (by VIA,
+ * pid P, uid U)" or "...: failed: RESULT[: detail] (...)". Records whose via
+ * equals skip_via (may be NULL) are left out, except in the first call,
+ * which shows the last BRI_AUDIT_FIRST_MAX bytes of the log whoever wrote
+ * them. A file rewritten by pruning is followed by time. 0 (also when there
+ * is no audit log yet) or a negative errno.
+ */
+int bri_audit_follow(const struct bri_store *s, struct bri_audit_cursor *cur,
+		     const char *skip_via, void (*fn)(void *arg, const char *text), void *arg);
 
 /*
  * Drops lines older than keep_days from audit.jsonl at time now, and, when

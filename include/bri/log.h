@@ -36,6 +36,12 @@ int bri_log_reopen(void);
 extern enum bri_log_level bri_log_current_level;
 
 void bri_log_write(enum bri_log_level level, const char *fmt, ...) BRI_PRINTF(2, 3);
+/*
+ * As bri_log_write, into the ring of recent lines only (not stderr, syslog
+ * or the file): for lines another process logged already, such as the
+ * audit records the mount shows in ctl/log.
+ */
+void bri_log_ring_write(enum bri_log_level level, const char *fmt, ...) BRI_PRINTF(2, 3);
 
 #define bri_log(level, ...)                                                                        \
 	do {                                                                                       \

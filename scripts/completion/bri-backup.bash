@@ -22,7 +22,7 @@ _bri_backup()
 	local cur prev cmd i
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
-	local commands="create list verify restore cleanup delete stats health metrics"
+	local commands="create list verify restore cleanup delete stats health metrics diff export"
 	local globals="--db --backup-dir --retention-days --keep-min --json --follow-symlink --force --help --version"
 
 	case "$prev" in
@@ -30,7 +30,7 @@ _bri_backup()
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
-	--retention-days | --keep-min | --name | --max-age-hours | --min-backups)
+	--retention-days | --keep-min | --name | --max-age-hours | --min-backups | --table)
 		COMPREPLY=()
 		return
 		;;
@@ -56,6 +56,15 @@ _bri_backup()
 	create) COMPREPLY=($(compgen -W "--name --verify --cleanup --help" -- "$cur")) ;;
 	cleanup) COMPREPLY=($(compgen -W "--dry-run --help" -- "$cur")) ;;
 	health) COMPREPLY=($(compgen -W "--max-age-hours --min-backups --help" -- "$cur")) ;;
+	diff | export)
+		if [[ "$cur" == -* ]]; then
+			local opts="--table --summary --json --help"
+			[ "$cmd" = export ] && opts="--table --schema --help"
+			COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "latest live $(_bri_backup_names)" -- "$cur"))
+		fi
+		;;
 	verify | restore | delete)
 		if [[ "$cur" == -* ]]; then
 			local opts="--help"
@@ -63,8 +72,10 @@ _bri_backup()
 			COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 		elif [[ "$cur" == */* || "$cur" == .* ]]; then
 			COMPREPLY=($(compgen -f -- "$cur"))
-		else
+		elif [ "$cmd" = delete ]; then
 			COMPREPLY=($(compgen -W "$(_bri_backup_names)" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "latest $(_bri_backup_names)" -- "$cur"))
 		fi
 		;;
 	*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;

@@ -29,6 +29,7 @@
 #include "bri/restore.h"
 #include "bri/retention.h"
 #include "bri/store.h"
+#include "bri/target.h"
 #include "bri/testpoint.h"
 #include "bri/verify.h"
 #include "cli.h"
@@ -325,99 +326,36 @@ static bool ends_with(const char *s, const char *suffix)
 	return n >= m && !strcmp(s + n - m, suffix);
 }
 
-static bool is_regular_file(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* path made absolute against the current folder (symlinks kept), malloc'd. */
-static char *absolute(const char *path)
-{
-	char *cwd, *out = NULL;
-
-	if (path[0] == '/')
-		return strdup(path);
-	cwd = getcwd(NULL, 0);
-	if (!cwd)
-		return NULL;
-	if (asprintf(&out, "%s/%s", cwd, path) < 0)
-		out = NULL;
-	free(cwd);
-	return out;
-}
-
 /*
- * What the user means by arg of verify or restore: a backup of the store
- * (*name) or a database file elsewhere (*path, absolute). A PATH contains
- * '/' or is an existing file ending in ".db"; a path into the store itself
- * is taken as that backup's name, so its result is recorded. Both outputs
- * are malloc'd, one of them set. Returns 0, CLI_EXIT_FAIL or CLI_EXIT_USAGE
- * (message printed).
+ * What the user means by arg of verify or restore, decided by the core
+ * (bri_target_resolve: a name, "latest", "NAME.db", a path into the store,
+ * a .db anywhere with its .db.meta, a copy of the mount's NAME/bri.db with
+ * meta.json). Fills *t; returns 0, CLI_EXIT_FAIL or CLI_EXIT_USAGE (an
+ * invalid name; message printed).
  */
 static int resolve_target(const struct bri_store *s, const char *command, const char *arg,
-                          char **name, char **path)
+                          struct bri_target *t)
 {
-	char *real, *slash, *dir_real;
-	bool in_store = false;
+	struct bri_err err = {0};
+	int r;
 
-	*name = NULL;
-	*path = NULL;
-	if (strchr(arg, '/') || (ends_with(arg, ".db") && is_regular_file(arg))) {
-		real = realpath(arg, NULL);
-		if (!real) {
-			cli_error("%s: cannot use '%s': %s", command, arg, strerror(errno));
-			return CLI_EXIT_FAIL;
-		}
-		slash = strrchr(real, '/');
-		dir_real = s ? realpath(s->dir, NULL) : NULL;
-		if (dir_real && slash && ends_with(slash + 1, ".db")) {
-			size_t dlen = (size_t)(slash - real);
-			size_t blen = strlen(slash + 1) - 3;
-
-			in_store = strlen(dir_real) == dlen && !strncmp(dir_real, real, dlen) &&
-			           bri_store_check_name(slash + 1, blen, NULL) == 0;
-			if (in_store) {
-				*name = strndup(slash + 1, blen);
-				in_store = *name && bri_store_has(s, *name) == 1;
-				if (!in_store) {
-					free(*name);
-					*name = NULL;
-				}
-			}
-		}
-		free(dir_real);
-		free(real);
-		if (in_store)
-			return 0;
-		/* As given, made absolute: PATH.meta is looked up beside the name used. */
-		*path = absolute(arg);
-		if (!*path) {
-			cli_error("%s: cannot use '%s': %s", command, arg, strerror(errno));
-			return CLI_EXIT_FAIL;
-		}
+	r = bri_target_resolve(s, NULL, arg, 0, t, &err);
+	if (r == 0)
+		return 0;
+	if (r == -EINVAL || r == -ENAMETOOLONG) {
+		if (!strchr(arg, '/') && check_name(command, arg))
+			return CLI_EXIT_USAGE;
+	}
+	/* A name that is no backup is a failed verification / restore, as before. */
+	if (r == -ENOENT && !strchr(arg, '/') && strcmp(arg, BRI_TARGET_LATEST) &&
+	    bri_store_check_name(arg, strlen(arg), NULL) == 0) {
+		memset(t, 0, sizeof(*t));
+		t->kind = BRI_TARGET_BACKUP;
+		snprintf(t->name, sizeof(t->name), "%s", arg);
 		return 0;
 	}
-	/* "NAME.db" for the backup NAME, as the seed's file names read. */
-	if (s && ends_with(arg, ".db") && bri_store_has(s, arg) != 1) {
-		char *stem = strndup(arg, strlen(arg) - 3);
-
-		if (stem && bri_store_check_name(stem, strlen(stem), NULL) == 0 &&
-		    bri_store_has(s, stem) == 1) {
-			*name = stem;
-			return 0;
-		}
-		free(stem);
-	}
-	if (check_name(command, arg))
-		return CLI_EXIT_USAGE;
-	*name = strdup(arg);
-	if (!*name) {
-		cli_error("out of memory");
-		return CLI_EXIT_FAIL;
-	}
-	return 0;
+	cli_error("%s: %s", command, err.msg[0] ? err.msg : strerror(-r));
+	return CLI_EXIT_FAIL;
 }
 
 /* Rounds to two decimals, as the seed's size_mb. */
@@ -552,7 +490,7 @@ int cli_cmd_create(struct cli_globals *g, int argc, char **argv)
 		rc = fail("create", &err, r);
 		goto out_close_store;
 	}
-	path = bri_store_path(s, new_name, ".db");
+	path = bri_store_backup_path(s, new_name);
 	if (!path) {
 		cli_error("out of memory");
 		rc = CLI_EXIT_FAIL;
@@ -616,7 +554,7 @@ static json_object *entry_json(const struct bri_store *s, const struct bri_entry
 {
 	json_object *o = json_object_new_object(), *tables = json_object_new_object();
 	char created[40], filename[BRI_NAME_MAX + 8];
-	char *path = bri_store_path(s, e->name, ".db");
+	char *path = bri_store_backup_path(s, e->name);
 	size_t i;
 
 	entry_created(e, created, sizeof(created));
@@ -709,108 +647,12 @@ out_put_catalog:
 
 /* ---- verify ---- */
 
-/* Reads path (a regular file of at most max bytes) into a malloc'd string. */
-static int read_small_file(const char *path, size_t max, char **out, size_t *len)
-{
-	struct stat st;
-	char *buf;
-	ssize_t n;
-	size_t got = 0;
-	int fd, r = 0;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out_close_fd;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = -EINVAL;
-		goto out_close_fd;
-	}
-	if ((uint64_t)st.st_size > max) {
-		r = -EFBIG;
-		goto out_close_fd;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		r = -ENOMEM;
-		goto out_close_fd;
-	}
-	while (got < (size_t)st.st_size) {
-		n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			free(buf);
-			goto out_close_fd;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	*out = buf;
-	*len = got;
-out_close_fd:
-	close(fd);
-	return r;
-}
-
-/*
- * Verifies a database file outside the store against PATH.meta; nothing is
- * recorded. Returns 0 when it ran (the verdict in res) or a negative errno
- * with err filled.
- */
-static int verify_path(const char *path, struct bri_verify_result *res, struct bri_err *err_out)
-{
-	struct bri_meta meta = {0};
-	struct bri_err err = {0};
-	struct bri_op_ctx ctx;
-	char meta_error[600] = "";
-	char *meta_path, *json = NULL;
-	const char *base = strrchr(path, '/');
-	size_t len = 0;
-	bool have_meta = false;
-	int r;
-
-	if (!is_regular_file(path))
-		return bri_err_set(err_out, -ENOENT, "%s is not a regular file", path);
-	if (asprintf(&meta_path, "%s.meta", path) < 0)
-		return -ENOMEM;
-	r = read_small_file(meta_path, BRI_META_MAX_BYTES, &json, &len);
-	if (r == -ENOENT) {
-		snprintf(meta_error, sizeof(meta_error), "no metadata file %s", meta_path);
-	} else if (r < 0) {
-		snprintf(meta_error, sizeof(meta_error), "cannot read %s: %s", meta_path,
-		         strerror(-r));
-	} else if (bri_meta_parse(json, len, &meta, &err) < 0) {
-		snprintf(meta_error, sizeof(meta_error), "%s: %s", meta_path,
-		         err.msg[0] ? err.msg : "not valid metadata");
-	} else {
-		have_meta = true;
-	}
-	ctx = cli_progress_ctx(base ? base + 1 : path);
-	r = bri_verify_file(path, have_meta ? &meta : NULL, have_meta ? NULL : meta_error, &ctx,
-	                    res);
-	cli_progress_done();
-	if (r < 0)
-		bri_err_set(err_out, r, "cannot verify %s: %s", path, strerror(-r));
-	if (have_meta)
-		bri_meta_free(&meta);
-	free(json);
-	free(meta_path);
-	return r;
-}
-
 int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 {
 	struct bri_store *s = NULL;
 	struct bri_catalog *c = NULL;
 	json_object *arr = NULL;
-	char **names = NULL, **paths = NULL;
+	char **names = NULL, **paths = NULL, **metas = NULL;
 	size_t n = 0, i, failed = 0, skipped = 0;
 	int rc, r;
 
@@ -827,16 +669,30 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 		n = (size_t)(argc - optind);
 		names = calloc(n, sizeof(*names));
 		paths = calloc(n, sizeof(*paths));
-		if (!names || !paths) {
+		metas = calloc(n, sizeof(*metas));
+		if (!names || !paths || !metas) {
 			cli_error("out of memory");
 			rc = CLI_EXIT_FAIL;
 			goto out_free_targets;
 		}
 		for (i = 0; i < n; i++) {
-			rc =
-			    resolve_target(s, argv[0], argv[optind + (int)i], &names[i], &paths[i]);
+			struct bri_target t;
+
+			rc = resolve_target(s, argv[0], argv[optind + (int)i], &t);
 			if (rc)
 				goto out_free_targets;
+			/* A backup by name, or a file (with the metadata beside it). */
+			if (t.kind == BRI_TARGET_FILE) {
+				paths[i] = t.path;
+				metas[i] = t.meta_path;
+			} else {
+				names[i] = strdup(t.name);
+				if (!names[i]) {
+					cli_error("out of memory");
+					rc = CLI_EXIT_FAIL;
+					goto out_free_targets;
+				}
+			}
 		}
 	} else {
 		rc = get_catalog(s, &c);
@@ -846,7 +702,8 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 		n = c->n + c->nunknown;
 		names = calloc(n ? n : 1, sizeof(*names));
 		paths = calloc(n ? n : 1, sizeof(*paths));
-		if (!names || !paths) {
+		metas = calloc(n ? n : 1, sizeof(*metas));
+		if (!names || !paths || !metas) {
 			cli_error("out of memory");
 			rc = CLI_EXIT_FAIL;
 			goto out_free_targets;
@@ -875,7 +732,13 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 		char *where = NULL;
 
 		if (paths[i]) {
-			r = verify_path(paths[i], &res, &err);
+			struct bri_target t = {
+			    .kind = BRI_TARGET_FILE, .path = paths[i], .meta_path = metas[i]};
+			const char *base = strrchr(paths[i], '/');
+			struct bri_op_ctx ctx = cli_progress_ctx(base ? base + 1 : paths[i]);
+
+			r = bri_target_verify(s, &t, &ctx, &res, &err);
+			cli_progress_done();
 		} else if (!s) {
 			r = -ENOENT;
 			snprintf(err.msg, sizeof(err.msg), "no backup named %s (the store %s)",
@@ -926,7 +789,7 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 		if (res.status != BRI_VERIFY_OK)
 			failed++;
 		if (arr) {
-			where = paths[i] ? strdup(paths[i]) : bri_store_path(s, names[i], ".db");
+			where = paths[i] ? strdup(paths[i]) : bri_store_backup_path(s, names[i]);
 			json_object_array_add(arr, verify_json(names[i], where, &res));
 			free(where);
 		} else if (res.status == BRI_VERIFY_OK) {
@@ -947,12 +810,14 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 		printf("%zu verified: %zu ok, %zu failed\n", n, n - failed, failed);
 	rc = failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 out_free_targets:
-	for (i = 0; names && paths && i < n; i++) {
+	for (i = 0; names && paths && metas && i < n; i++) {
 		free(names[i]);
 		free(paths[i]);
+		free(metas[i]);
 	}
 	free(names);
 	free(paths);
+	free(metas);
 	put_catalog(c);
 	close_store(s);
 	return rc;
@@ -1027,9 +892,23 @@ int cli_cmd_restore(struct cli_globals *g, int argc, char **argv)
 	if (rc)
 		return rc;
 	if (optind < argc) {
-		rc = resolve_target(s, argv[0], argv[optind], &name, &path);
+		struct bri_target t;
+
+		rc = resolve_target(s, argv[0], argv[optind], &t);
 		if (rc)
 			goto out_close_store;
+		if (t.kind == BRI_TARGET_FILE) {
+			path = t.path;
+			t.path = NULL;
+		} else {
+			name = strdup(t.name);
+		}
+		bri_target_free(&t);
+		if (!name && !path) {
+			cli_error("out of memory");
+			rc = CLI_EXIT_FAIL;
+			goto out_close_store;
+		}
 	} else {
 		rc = newest_name(s, &name);
 		if (rc)

@@ -68,6 +68,10 @@ static const struct {
      "check the store's health; exit 1 on a warning"},
     {"metrics", cli_cmd_metrics, "[--output FILE]",
      "print metrics in the Prometheus text format (or write FILE)"},
+    {"diff", cli_cmd_diff, "OLD NEW [--table T] [--summary] [--json]",
+     "compare two backups (or 'live'): the sqldiff summary, or one table's changed rows as CSV"},
+    {"export", cli_cmd_export, "NAME --table T | --schema",
+     "print a backup's table as CSV, or its schema"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

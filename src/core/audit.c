@@ -500,3 +500,141 @@ out_close:
 	close(fd);
 	return rc;
 }
+
+static const char *get_str(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return NULL;
+}
+
+/* One record as a readable line into buf; its time into *t. False when it is no record. */
+static bool render_record(const char *line, char *buf, size_t len, const char **via, time_t *t)
+{
+	enum json_tokener_error jerr;
+	json_object *o, *v;
+	const char *when, *op, *name, *result, *detail, *by;
+	char who[96] = "";
+	size_t w = 0;
+
+	o = json_tokener_parse_verbose(line, &jerr);
+	if (!o)
+		return false;
+	when = get_str(o, "time");
+	op = get_str(o, "operation");
+	name = get_str(o, "name");
+	result = get_str(o, "result");
+	detail = get_str(o, "detail");
+	by = get_str(o, "via");
+	*t = -1;
+	if (get_str(o, "time_utc"))
+		bri_time_parse(get_str(o, "time_utc"), t);
+	else if (when)
+		bri_time_parse(when, t);
+	if (!op || !result) {
+		json_object_put(o);
+		return false;
+	}
+	w += (size_t)snprintf(who + w, sizeof(who) - w, "by %s", by ? by : "?");
+	if (json_object_object_get_ex(o, "pid", &v) && w < sizeof(who))
+		w += (size_t)snprintf(who + w, sizeof(who) - w, ", pid %lld",
+		                      (long long)json_object_get_int64(v));
+	if (json_object_object_get_ex(o, "uid", &v) && w < sizeof(who))
+		snprintf(who + w, sizeof(who) - w, ", uid %lld",
+		         (long long)json_object_get_int64(v));
+	snprintf(buf, len, "%s %s %s: %s%s%s%s (%s)", when ? when : "?", op, name ? name : "",
+	         strcmp(result, "ok") ? "failed: " : "", result, detail ? ": " : "",
+	         detail ? detail : "", who);
+	for (char *c = buf; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?'; /* one line, no terminal escapes */
+	*via = by && !strcmp(by, "mount") ? "mount" : by && !strcmp(by, "cli") ? "cli" : "";
+	json_object_put(o);
+	return true;
+}
+
+int bri_audit_follow(const struct bri_store *s, struct bri_audit_cursor *cur, const char *skip_via,
+                     void (*fn)(void *arg, const char *text), void *arg)
+{
+	bool first = !cur->started, by_time = false;
+	time_t after = cur->last_time;
+	uint64_t start;
+	struct stat st;
+	char *buf, *p, *end;
+	ssize_t got;
+	size_t want;
+	int fd, rc = 0;
+
+	fd = openat(s->dirfd, AUDIT_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return -errno;
+		cur->started = true;
+		cur->ino = 0;
+		cur->off = 0;
+		return 0;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		rc = -EINVAL;
+		goto out_close;
+	}
+	if (first)
+		start = (uint64_t)st.st_size > BRI_AUDIT_FIRST_MAX
+		            ? (uint64_t)st.st_size - BRI_AUDIT_FIRST_MAX
+		            : 0;
+	else if (cur->ino != (uint64_t)st.st_ino || (uint64_t)st.st_size < cur->off)
+		start = 0; /* rewritten (pruned): the lines after the last seen */
+	else
+		start = cur->off;
+	by_time = !first && start == 0 && cur->ino != (uint64_t)st.st_ino;
+	if (!first && (uint64_t)st.st_size < cur->off)
+		by_time = true;
+	want = (uint64_t)st.st_size - start > BRI_AUDIT_FOLLOW_MAX
+	           ? BRI_AUDIT_FOLLOW_MAX
+	           : (size_t)((uint64_t)st.st_size - start);
+	buf = malloc(want + 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out_close;
+	}
+	got = want ? pread(fd, buf, want, (off_t)start) : 0;
+	if (got < 0) {
+		rc = -errno;
+		free(buf);
+		goto out_close;
+	}
+	buf[got] = '\0';
+	p = buf;
+	/* The first call may start mid-line: from the next whole line. */
+	if (first && start > 0) {
+		char *nl = memchr(p, '\n', (size_t)got);
+
+		p = nl ? nl + 1 : buf + got;
+	}
+	while ((end = memchr(p, '\n', (size_t)(buf + got - p)))) {
+		char text[1024];
+		const char *via = "";
+		time_t t = -1;
+
+		*end = '\0';
+		if (render_record(p, text, sizeof(text), &via, &t)) {
+			bool shown = !(by_time && t <= after) &&
+			             (first || !skip_via || strcmp(via, skip_via));
+
+			if (t > cur->last_time)
+				cur->last_time = t;
+			if (shown)
+				fn(arg, text);
+		}
+		p = end + 1;
+	}
+	cur->started = true;
+	cur->ino = (uint64_t)st.st_ino;
+	cur->off = start + (uint64_t)(p - buf);
+	free(buf);
+out_close:
+	close(fd);
+	return rc;
+}

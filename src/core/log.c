@@ -119,27 +119,24 @@ int bri_log_reopen(void)
 	return 0;
 }
 
-void bri_log_write(enum bri_log_level level, const char *fmt, ...)
+static void log_vwrite(enum bri_log_level level, bool ring_only, const char *fmt, va_list ap)
 {
 	static const int syslog_levels[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 	char msg[LINE_MAX_BYTES], stamp[32], line[LINE_MAX_BYTES + 64];
 	time_t now = time(NULL);
 	struct tm tm;
-	va_list ap;
 
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	localtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(line, sizeof(line), "%s %s: %s\n", stamp, level_names[level], msg);
 
 	pthread_mutex_lock(&log_lock);
-	if (log_to_stderr)
+	if (log_to_stderr && !ring_only)
 		fprintf(stderr, "bri: %s: %s\n", level_names[level], msg);
-	if (log_to_syslog)
+	if (log_to_syslog && !ring_only)
 		syslog(syslog_levels[level], "%s", msg);
-	if (log_file)
+	if (log_file && !ring_only)
 		fputs(line, log_file);
 	if (ring_cap) {
 		char *copy = strdup(line);
@@ -153,6 +150,24 @@ void bri_log_write(enum bri_log_level level, const char *fmt, ...)
 		}
 	}
 	pthread_mutex_unlock(&log_lock);
+}
+
+void bri_log_write(enum bri_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(level, false, fmt, ap);
+	va_end(ap);
+}
+
+void bri_log_ring_write(enum bri_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(level, true, fmt, ap);
+	va_end(ap);
 }
 
 int bri_log_recent(char **out, size_t *len)

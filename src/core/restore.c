@@ -20,138 +20,71 @@
 #include "bri/cleanup.h"
 #include "bri/create.h"
 #include "bri/log.h"
+#include "bri/reports.h"
 #include "bri/snapshot.h"
+#include "bri/target.h"
 #include "bri/testpoint.h"
 
 /* What is restored: the file, and its metadata when there is some. */
 struct source {
-	char *path;               /* the .db file */
+	char *path;               /* a file outside the store, else NULL */
+	struct bri_reader *reader; /* the backup, open: what is verified and copied in */
 	char *store_name;         /* the backup's name when it is in the store */
 	bool meta_ok;             /* meta is valid */
 	struct bri_meta meta;     /* its metadata */
 	char meta_error[512];     /* why there is none */
 };
 
-/*
- * The metadata of a .db outside the store: "PATH.meta" (a copy of the store),
- * else "meta.json" beside it (a copy of the mount's view).
- */
-static char *find_meta_file(const char *path)
-{
-	char *meta_path, *slash;
-
-	if (asprintf(&meta_path, "%s.meta", path) < 0)
-		return NULL;
-	if (access(meta_path, F_OK) == 0)
-		return meta_path;
-	free(meta_path);
-	slash = strrchr(path, '/');
-	if (asprintf(&meta_path, "%.*smeta.json", slash ? (int)(slash - path + 1) : 0, path) < 0)
-		return NULL;
-	if (access(meta_path, F_OK) == 0)
-		return meta_path;
-	free(meta_path);
-	if (asprintf(&meta_path, "%s.meta", path) < 0)
-		return NULL;
-	return meta_path;
-}
-
-static void load_meta_file(const char *path, struct source *src)
+/* The metadata of the store's backup src->store_name. */
+static void load_store_meta(struct bri_store *s, struct source *src)
 {
 	struct bri_err e = {0};
-	char *meta_path, *text = NULL;
+	char *text = NULL;
 	size_t len = 0;
-	FILE *f;
+	int rc;
 
-	meta_path = find_meta_file(path);
-	if (!meta_path)
+	rc = bri_store_sidecar_read(s, src->store_name, BRI_SIDECAR_META, BRI_META_MAX_BYTES, &text,
+	                            &len);
+	if (rc < 0) {
+		snprintf(src->meta_error, sizeof(src->meta_error), "metadata of %s: %s",
+		         src->store_name, rc == -ENOENT ? "missing" : strerror(-rc));
 		return;
-	f = fopen(meta_path, "re");
-	if (!f) {
-		snprintf(src->meta_error, sizeof(src->meta_error), "%s: %s", meta_path,
-			 strerror(errno));
-		goto out_free;
-	}
-	text = malloc(BRI_META_MAX_BYTES + 1);
-	if (text)
-		len = fread(text, 1, BRI_META_MAX_BYTES + 1, f);
-	fclose(f);
-	if (!text || len > BRI_META_MAX_BYTES) {
-		snprintf(src->meta_error, sizeof(src->meta_error), "%s: too large", meta_path);
-		goto out_free;
 	}
 	src->meta_ok = bri_meta_parse(text, len, &src->meta, &e) == 0;
 	if (!src->meta_ok)
 		snprintf(src->meta_error, sizeof(src->meta_error), "%s", e.msg);
-out_free:
 	free(text);
-	free(meta_path);
 }
 
-static bool looks_like_path(const char *what)
-{
-	size_t n = strlen(what);
-
-	return strchr(what, '/') || (n > 3 && strcmp(what + n - 3, ".db") == 0);
-}
-
+/* Resolves what (bri_target_resolve) and loads the metadata of a file outside the store. */
 static int resolve(struct bri_store *s, const char *what, struct source *src, struct bri_err *err)
 {
-	struct bri_catalog *cat = NULL;
-	struct stat st;
+	struct bri_target t;
 	int rc;
 
-	if (!what || !*what) {
-		struct bri_entry *newest;
-
-		rc = bri_catalog_scan(s, NULL, &cat, err);
-		if (rc < 0)
-			return rc;
-		newest = bri_catalog_newest(cat);
-		if (!newest) {
-			bri_catalog_free(cat);
-			return bri_err_set(err, -ENOENT, "there are no backups in %s to restore",
-					   s->dir);
-		}
-		src->store_name = strdup(newest->name);
-		bri_catalog_free(cat);
-		if (!src->store_name)
-			return bri_err_set(err, -ENOMEM, "out of memory");
-	} else if (bri_store_check_name(what, strlen(what), NULL) == 0 && bri_store_has(s, what)) {
-		src->store_name = strdup(what);
-		if (!src->store_name)
-			return bri_err_set(err, -ENOMEM, "out of memory");
-	} else if (looks_like_path(what)) {
-		if (stat(what, &st) < 0)
-			return bri_err_set(err, -errno, "cannot restore %s: %s", what,
-					   strerror(errno));
-		if (!S_ISREG(st.st_mode))
-			return bri_err_set(err, -EINVAL, "cannot restore %s: not a regular file",
-					   what);
-		if (bri_store_is_live(s, &st))
-			return bri_err_set(err, -EINVAL,
-					   "cannot restore %s: it is the live database itself", what);
-		src->path = realpath(what, NULL);
-		if (!src->path)
-			return bri_err_set(err, -errno, "cannot restore %s: %s", what,
-					   strerror(errno));
-		load_meta_file(src->path, src);
-		return 0;
-	} else {
-		return bri_err_set(err, -ENOENT,
-				   "no backup named %s in %s (bri-backup list shows them)", what,
-				   s->dir);
+	rc = bri_target_resolve(s, NULL, what, 0, &t, err);
+	if (rc < 0)
+		return rc;
+	if (t.kind == BRI_TARGET_FILE) {
+		src->path = t.path;
+		t.path = NULL;
+		src->meta_ok = bri_target_load_meta(&t, &src->meta, src->meta_error,
+						    sizeof(src->meta_error)) == 0;
+		bri_target_free(&t);
+		return bri_reader_open_path(src->path, &src->reader, err);
 	}
-	/* Read through the store's descriptor: the folder verified is the folder copied. */
-	src->path = bri_store_fd_path(s, src->store_name, ".db");
-	if (!src->path)
+	src->store_name = strdup(t.name);
+	bri_target_free(&t);
+	if (!src->store_name)
 		return bri_err_set(err, -ENOMEM, "out of memory");
-	load_meta_file(src->path, src);
-	return 0;
+	/* Read through the store's descriptor: the folder verified is the folder copied. */
+	load_store_meta(s, src);
+	return bri_store_open_reader(s, src->store_name, &src->reader, err);
 }
 
 static void free_source(struct source *src)
 {
+	bri_reader_close(src->reader);
 	free(src->path);
 	free(src->store_name);
 	if (src->meta_ok)
@@ -172,6 +105,12 @@ static int verify_source(struct bri_store *s, struct source *src, const struct b
 				     ctx, &r->check);
 	if (rc < 0)
 		return rc;
+	/* What was verified is what is copied in. */
+	if (r->check.file.known && !bri_verify_matches(&r->check, &src->reader->st))
+		return bri_err_set(err, -ESTALE,
+		                   "backup %s was replaced while it was verified; nothing was "
+		                   "changed (run the restore again)",
+		                   src->store_name ? src->store_name : src->path);
 	if (r->check.status != BRI_VERIFY_OK)
 		return bri_err_set(err, -EIO,
 				   "backup verification failed: %s; nothing was changed (restore "
@@ -185,6 +124,30 @@ static int save_safety(void *arg, const char *tmp_path, int fd, struct bri_snaps
 		       struct bri_err *err)
 {
 	return bri_snapshot_restore_save(arg, tmp_path, fd, info, err);
+}
+
+static void finish_report(struct bri_restore_report *report, int rc, const struct bri_err *err,
+			  double start)
+{
+	report->result = rc;
+	report->duration_s = bri_now_mono() - start;
+	snprintf(report->message, sizeof(report->message), "%s",
+		 rc == 0 ? "restored" : err->msg);
+}
+
+/* Records the report of a restore of backup name (bri_reports_add); a failure is logged only. */
+static void keep_report(struct bri_store *s, const char *name,
+			const struct bri_restore_report *report)
+{
+	struct bri_err e = {0};
+	char *text = NULL;
+	size_t len;
+
+	if (bri_restore_report_render(report, &text, &len) < 0 ||
+	    bri_reports_add(s, name, report->started, text, &e) < 0)
+		bri_log(BRI_LOG_WARN, "the report of the restore of %s was not kept: %s", name,
+			e.msg[0] ? e.msg : "out of memory");
+	free(text);
 }
 
 int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_opts *opts,
@@ -225,12 +188,13 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 		if (rc < 0)
 			goto out_unlock;
 	}
+	bri_testpoint("restore_verified");
 	live_exists = stat(s->db_path, &st) == 0;
 	/* From here the live database's write lock is held: no commit can fall
 	 * between the safety backup and the restore. */
 	scratch = bri_store_fd_path(s, NULL, NULL);
-	rc = scratch ? bri_snapshot_restore_begin(src.path, s->db_path, scratch, o.busy_timeout_ms,
-						  &live, err)
+	rc = scratch ? bri_snapshot_restore_begin_reader(src.reader, s->db_path, scratch,
+							 o.busy_timeout_ms, &live, err)
 		     : bri_err_set(err, -ENOMEM, "out of memory");
 	free(scratch);
 	if (rc < 0)
@@ -266,12 +230,14 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 out_end_restore:
 	bri_snapshot_restore_end(live);
 out_unlock:
+	if (src.store_name) {
+		/* Kept in the store for the mount's restore/NAME.report, under the lock. */
+		finish_report(report, rc, err, start);
+		keep_report(s, src.store_name, report);
+	}
 	bri_store_unlock(lockfd);
 out_report:
-	report->result = rc;
-	report->duration_s = bri_now_mono() - start;
-	snprintf(report->message, sizeof(report->message), "%s",
-		 rc == 0 ? "restored" : err->msg);
+	finish_report(report, rc, err, start);
 	bri_audit_record(s, "restore", report->source, rc,
 			 rc == 0 ? (report->safety_name[0] ? report->safety_name : NULL)
 				 : report->message,

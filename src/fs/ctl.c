@@ -1,11 +1,14 @@
 /*
- * The requests written to ctl/ files: create, verify, cleanup, delete and
- * restore. view.c buffers what a process writes (one line, capped) and calls
- * bfs_ctl_run when the line is complete (its newline arrived, or the file is
- * flushed); the result goes back to the writer as the errno of write or
- * close, and the reason to the log (ctl/log). Requests are serialised by
- * op_lock here and by the store's lock across processes; the catalog is
- * rescanned before the reply, so a success is visible at once.
+ * The ctl/ folder as a table: one row per file, {name, mode, validate, run,
+ * render}. A new ctl command is one row here (and its index in fs.h's enum
+ * bfs_ctl_op, which the inode scheme numbers). Requests follow sysfs: each
+ * write(2) is one request, with or without one trailing newline, and its
+ * result is that write's return value (bfs_ctl_write); the reason of a
+ * failure goes to the log (ctl/log). Requests are serialised by op_lock here
+ * and by the store's lock across processes; the catalog is rescanned before
+ * the reply, so a success is visible at once. Readable rows render from the
+ * catalog and the daemon's state, never by opening backups. No FUSE replies
+ * are sent here: file.c and view.c serve the table.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +19,8 @@
 #include "bri/cleanup.h"
 #include "bri/create.h"
 #include "bri/log.h"
+#include "bri/metrics.h"
+#include "bri/target.h"
 #include "bri/verify.h"
 #include "fs.h"
 
@@ -32,7 +37,7 @@ static void printable(const char *in, size_t len, char *out, size_t cap)
 	out[n] = '\0';
 }
 
-static struct bri_op_ctx ctx_of(const struct fuse_ctx *who)
+struct bri_op_ctx bfs_op_ctx(const struct fuse_ctx *who)
 {
 	struct bri_op_ctx ctx = bri_op_ctx_self("mount");
 
@@ -51,27 +56,65 @@ static int check_name(const char *line, size_t len, struct bri_err *err)
 	return bri_store_check_name(line, len, err);
 }
 
-/* Whether a request line is well-formed for ctl file ctl; err says why not. */
-static bool valid_request(int ctl, const char *line, size_t len, struct bri_err *err)
+/* validate of create: a new name, or nothing (an automatic name). */
+static int valid_create(const char *req, size_t len, struct bri_err *err)
 {
-	switch (ctl) {
-	case BFS_CTL_CREATE:
-		return len == 0 || check_name(line, len, err) == 0; /* empty: automatic name */
-	case BFS_CTL_VERIFY:
-		return (len == 3 && !memcmp(line, "all", 3)) || check_name(line, len, err) == 0;
-	case BFS_CTL_DELETE:
-	case BFS_CTL_RESTORE:
-		return check_name(line, len, err) == 0;
-	case BFS_CTL_CLEANUP:
-		return true; /* anything */
-	default:
-		bri_err_set(err, -EBADF, "ctl/%s takes no requests", bfs_ctl_files[ctl].name);
-		return false;
-	}
+	return len == 0 ? 0 : check_name(req, len, err);
 }
 
-static int do_create(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
-                     struct bri_err *err)
+/* validate of delete: one backup name. */
+static int valid_name(const char *req, size_t len, struct bri_err *err)
+{
+	return check_name(req, len, err);
+}
+
+static bool is_word(const char *req, size_t len, const char *word)
+{
+	return len == strlen(word) && !memcmp(req, word, len);
+}
+
+/* validate of restore: a backup name or "latest" (bri_target_resolve). */
+static int valid_target(const char *req, size_t len, struct bri_err *err)
+{
+	return is_word(req, len, BRI_TARGET_LATEST) ? 0 : check_name(req, len, err);
+}
+
+/* validate of verify: a backup name, "latest" or "all". */
+static int valid_verify(const char *req, size_t len, struct bri_err *err)
+{
+	return is_word(req, len, "all") ? 0 : valid_target(req, len, err);
+}
+
+/* validate of cleanup: anything. */
+static int valid_any(const char *req, size_t len, struct bri_err *err)
+{
+	(void)req;
+	(void)len;
+	(void)err;
+	return 0;
+}
+
+/*
+ * The backup name that req (a name or "latest") means now, by the core's
+ * one resolution (bri_target_resolve) over the daemon's catalog.
+ */
+static int resolve_name(struct bfs *fs, const char *req, char *name, struct bri_err *err)
+{
+	struct bri_target t;
+	int rc;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	rc = bri_target_resolve(fs->store, fs->cat, req, BRI_TARGET_NAMES_ONLY, &t, err);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (rc < 0)
+		return rc;
+	snprintf(name, BRI_NAME_MAX + 1, "%s", t.name);
+	bri_target_free(&t);
+	return 0;
+}
+
+static int run_create(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
+                      struct bri_err *err)
 {
 	struct bri_create_opts opts = {.busy_timeout_ms = fs->busy_timeout_ms, .now = time(NULL)};
 	char *made = NULL;
@@ -118,15 +161,17 @@ static int verify_one(struct bfs *fs, const char *name, const struct bri_op_ctx 
 	return 0;
 }
 
-static int do_verify(struct bfs *fs, const char *line, size_t len, const struct bri_op_ctx *ctx,
-                     struct bri_err *err)
+static int run_verify(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
+                      struct bri_err *err)
 {
-	char **names = NULL;
+	char **names = NULL, one_name[BRI_NAME_MAX + 1];
 	size_t n = 0, total;
 	int rc = 0;
 
-	if (!(len == 3 && !memcmp(line, "all", 3)))
-		return verify_one(fs, line, ctx, err);
+	if (!is_word(line, len, "all")) {
+		rc = resolve_name(fs, line, one_name, err);
+		return rc < 0 ? rc : verify_one(fs, one_name, ctx, err);
+	}
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	total = fs->cat->n;
 	names = calloc(total + 1, sizeof(*names));
@@ -161,12 +206,15 @@ static int do_verify(struct bfs *fs, const char *line, size_t len, const struct 
 }
 
 /* Cleanup by the retention rules (the core holds the store's lock). */
-static int do_cleanup(struct bfs *fs, const struct bri_op_ctx *ctx, struct bri_err *err)
+static int run_cleanup(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
+                       struct bri_err *err)
 {
 	struct bri_cleanup_item *items = NULL;
 	size_t n = 0;
 	int rc;
 
+	(void)line;
+	(void)len;
 	rc = bri_cleanup(fs->store, &fs->rules, time(NULL), false, ctx, &items, &n, err);
 	free(items);
 	if (rc < 0)
@@ -176,11 +224,12 @@ static int do_cleanup(struct bfs *fs, const struct bri_op_ctx *ctx, struct bri_e
 	return 0;
 }
 
-static int do_delete(struct bfs *fs, const char *line, const struct bri_op_ctx *ctx,
-                     struct bri_err *err)
+static int run_delete(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
+                      struct bri_err *err)
 {
 	int rc;
 
+	(void)len;
 	rc = bri_delete(fs->store, line, ctx, err);
 	if (rc < 0)
 		return rc;
@@ -210,52 +259,182 @@ void bfs_op_unlock(struct bfs *fs)
 	pthread_mutex_unlock(&fs->op_lock);
 }
 
-int bfs_ctl_run(struct bfs *fs, int ctl, const char *line, size_t len, const struct fuse_ctx *who)
+/* run of restore: takes op_lock itself (restore_dir.c), so the row is BFS_CTL_OWN_LOCK. */
+static int run_restore(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
+                       struct bri_err *err)
 {
-	struct bri_op_ctx ctx = ctx_of(who);
-	struct bri_err err = {0};
-	char shown[BRI_NAME_MAX + 8];
+	(void)len;
+	(void)err;
+	return bfs_restore_run(fs, line, ctx, "ctl/restore");
+}
+
+static int render_stats(struct bfs *fs, char **out, size_t *len)
+{
+	struct bri_stats st;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	bri_stats_compute(fs->cat, &st);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	return bri_stats_to_json(&st, out, len);
+}
+
+static int render_health(struct bfs *fs, char **out, size_t *len)
+{
+	*out = NULL;
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	bri_health_check(fs->cat, time(NULL), &fs->health, false, out, len);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int render_log(struct bfs *fs, char **out, size_t *len)
+{
+	bfs_audit_follow(fs); /* operations of other processes join the log first */
+	return bri_log_recent(out, len);
+}
+
+static int render_metrics(struct bfs *fs, char **out, size_t *len)
+{
 	int rc;
 
-	/* Refuse a bad name before waiting for anything. */
-	if (!valid_request(ctl, line, len, &err)) {
-		printable(line, len, shown, sizeof(shown));
-		bri_log(BRI_LOG_ERR, "ctl/%s '%s' refused: %s", bfs_ctl_files[ctl].name, shown,
-		        err.msg);
-		return err.code;
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	rc = bri_metrics_render(fs->store, fs->cat, time(NULL), &fs->health, out, len);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	return rc;
+}
+
+static int render_schedule(struct bfs *fs, char **out, size_t *len)
+{
+	return bfs_schedule_render(fs, out, len);
+}
+
+static int render_progress(struct bfs *fs, char **out, size_t *len)
+{
+	return bfs_progress_render(&fs->progress, out, len);
+}
+
+/*
+ * The ctl/ files. A row without run takes no requests (EACCES at open for
+ * writing); a row without render reads as empty.
+ */
+const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT] = {
+    [BFS_CTL_CREATE] = {"create", 0200, valid_create, run_create, NULL, 0},
+    [BFS_CTL_VERIFY] = {"verify", 0200, valid_verify, run_verify, NULL, 0},
+    [BFS_CTL_CLEANUP] = {"cleanup", 0644, valid_any, run_cleanup, bfs_render_cleanup_plan,
+                         BFS_CTL_INVAL},
+    [BFS_CTL_DELETE] = {"delete", 0200, valid_name, run_delete, NULL, BFS_CTL_INVAL},
+    [BFS_CTL_RESTORE] = {"restore", 0200, valid_target, run_restore, NULL, BFS_CTL_OWN_LOCK},
+    [BFS_CTL_STATS] = {"stats.json", 0444, NULL, NULL, render_stats, 0},
+    [BFS_CTL_HEALTH] = {"health", 0444, NULL, NULL, render_health, 0},
+    [BFS_CTL_LOG] = {"log", 0444, NULL, NULL, render_log, 0},
+    [BFS_CTL_SCHEDULE] = {"schedule", 0444, NULL, NULL, render_schedule, 0},
+    [BFS_CTL_METRICS] = {"metrics", 0444, NULL, NULL, render_metrics, 0},
+    [BFS_CTL_PROGRESS] = {"progress", 0444, NULL, NULL, render_progress, 0},
+};
+
+int bfs_ctl_lookup(const char *name)
+{
+	for (int i = 0; i < BFS_CTL_COUNT; i++)
+		if (!strcmp(name, bfs_ctl_files[i].name))
+			return i;
+	return -ENOENT;
+}
+
+int bfs_render_ctl(struct bfs *fs, int ctl, char **out, size_t *len)
+{
+	const struct bfs_ctl_file *c = &bfs_ctl_files[ctl];
+
+	if (c->render)
+		return c->render(fs, out, len);
+	*out = calloc(1, 1);
+	if (!*out)
+		return -ENOMEM;
+	*len = 0;
+	return 0;
+}
+
+/* Guards fs->audit_cursor: one reader of audit.jsonl at a time (a leaf lock). */
+static pthread_mutex_t audit_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void audit_line(void *arg, const char *text)
+{
+	(void)arg;
+	bri_log_ring_write(BRI_LOG_INFO, "audit: %s", text);
+}
+
+void bfs_audit_follow(struct bfs *fs)
+{
+	pthread_mutex_lock(&audit_lock);
+	/* This daemon's own records ("mount") are in the log already. */
+	bri_audit_follow(fs->store, &fs->audit_cursor, "mount", audit_line, NULL);
+	pthread_mutex_unlock(&audit_lock);
+}
+
+/* Logs a refusal or failure of a request to ctl file c. */
+static void log_failure(const struct bfs_ctl_file *c, const char *req, size_t len, const char *what,
+                        const char *why)
+{
+	char shown[BRI_NAME_MAX + 8];
+
+	printable(req, len, shown, sizeof(shown));
+	bri_log(BRI_LOG_ERR, "ctl/%s '%s' %s: %s", c->name, shown, what, why);
+}
+
+int bfs_ctl_write(struct bfs *fs, int ctl, const char *buf, size_t size, const struct fuse_ctx *who,
+                  bool *refused)
+{
+	const struct bfs_ctl_file *c = &bfs_ctl_files[ctl];
+	struct bri_op_ctx ctx = bfs_op_ctx(who);
+	struct bri_err err = {0};
+	size_t len = size;
+	char *req;
+	int rc;
+
+	*refused = true;
+	if (!c->run)
+		return -EBADF;
+	if (size > BFS_CTL_MAX) {
+		bri_log(BRI_LOG_ERR, "ctl/%s: request longer than %d bytes refused", c->name,
+		        BFS_CTL_MAX);
+		return -EFBIG;
 	}
-	if (ctl == BFS_CTL_RESTORE)
-		return bfs_restore_run(fs, line, who, "ctl/restore");
-	rc = bfs_op_lock(fs);
+	if (len && buf[len - 1] == '\n')
+		len--; /* one trailing newline: echo's */
+	if (memchr(buf, '\n', len)) {
+		bri_log(BRI_LOG_ERR, "ctl/%s: more than one line refused (write one name)",
+		        c->name);
+		return -EINVAL;
+	}
+	/* Refuse a bad request before waiting for anything. */
+	rc = c->validate(buf, len, &err);
+	if (rc < 0) {
+		log_failure(c, buf, len, "refused", err.msg);
+		return rc;
+	}
+	*refused = false;
+	req = malloc(len + 1);
+	if (!req)
+		return -ENOMEM;
+	memcpy(req, buf, len);
+	req[len] = '\0';
+	if (c->flags & BFS_CTL_OWN_LOCK) {
+		rc = c->run(fs, req, len, &ctx, &err);
+	} else {
+		rc = bfs_op_lock(fs);
+		if (rc == 0) {
+			rc = c->run(fs, req, len, &ctx, &err);
+			/* Show the result before replying: the caller may look at once. */
+			bfs_refresh(fs, true);
+			bfs_op_unlock(fs);
+		}
+	}
+	if (rc < 0 && !(c->flags & BFS_CTL_OWN_LOCK))
+		log_failure(c, req, len, "failed", err.msg[0] ? err.msg : strerror(-rc));
+	free(req);
 	if (rc < 0)
 		return rc;
-	switch (ctl) {
-	case BFS_CTL_CREATE:
-		rc = do_create(fs, line, len, &ctx, &err);
-		break;
-	case BFS_CTL_VERIFY:
-		rc = do_verify(fs, line, len, &ctx, &err);
-		break;
-	case BFS_CTL_CLEANUP:
-		rc = do_cleanup(fs, &ctx, &err);
-		break;
-	case BFS_CTL_DELETE:
-		rc = do_delete(fs, line, &ctx, &err);
-		break;
-	default:
-		rc = -EBADF; /* refused by valid_request */
-	}
-	/* Show the result before replying: the caller may look at once. */
-	bfs_refresh(fs, true);
-	bfs_op_unlock(fs);
-	if (rc < 0) {
-		printable(line, len, shown, sizeof(shown));
-		bri_log(BRI_LOG_ERR, "ctl/%s '%s' failed: %s", bfs_ctl_files[ctl].name, shown,
-		        err.msg[0] ? err.msg : strerror(-rc));
-		return rc;
-	}
 	/* A removed backup must vanish from the kernel's caches before we return. */
-	if (ctl == BFS_CTL_DELETE || ctl == BFS_CTL_CLEANUP)
-		bfs_inval_wait(fs, 2.0);
+	if (c->flags & BFS_CTL_INVAL)
+		bfs_inval_wait(fs, BFS_INVAL_WAIT_S);
 	return 0;
 }

@@ -3,9 +3,10 @@
  * closed on release, so no descriptor per inode; read with fuse_reply_data so
  * libfuse can splice; kept in the page cache), generated content (meta.json,
  * verify, ctl/ reads, restore reports: rendered at open, direct I/O), and the
- * requests written to ctl/ files: buffered per open file up to BFS_CTL_MAX,
- * run by ctl.c when the line is complete (newline written, or flush), the
- * result returned by that write or by close. Every handler replies once.
+ * requests written to ctl/ files: each write(2) is one request, run by ctl.c
+ * before the write returns, its result that write's return value (sysfs);
+ * one request per open, and a refused one spends the open. Every handler
+ * replies once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,14 +21,14 @@
 /* An open file. */
 struct bfs_fh {
 	int fd;                          /* the backup's .db in the store, -1 when none */
-	char *buf;                       /* the request being written (a writer), else NULL */
+	char *buf;                       /* meta.json or a rendering before it is shared */
 	size_t len;                      /* bytes in buf, or in render */
 	const struct bfs_render *render; /* generated content, shared (render.c) */
 	int ctl;                         /* index in bfs_ctl_files, -1 when not a ctl file */
 	bool writer;                     /* opened to write a ctl request */
 	bool ran;                        /* a request of this open file ran (one per open) */
-	int refused;          /* errno of a refused request (too long, two lines): spent */
-	pthread_mutex_t lock; /* guards buf and len of a writer */
+	int refused;          /* errno of a refused request (too long, two lines, invalid): spent */
+	pthread_mutex_t lock; /* guards ran and refused of a writer */
 	atomic_int refs;      /* release's reference plus one per reply in flight */
 	struct bfs_fh *prev;  /* in open_files (guarded by open_files_lock) */
 	struct bfs_fh *next;
@@ -102,23 +103,37 @@ size_t bfs_files_free_unreleased(void)
 	return n;
 }
 
-/* Opens NAME.db or reads NAME.db.meta of backup id for h. */
+/*
+ * Opens the bytes of backup id (through the store's reader) or reads its
+ * metadata, for h: the one place the daemon opens a backup's files. The
+ * plain format's reader has a descriptor, kept for splice.
+ */
 static int open_backup_file(struct bfs *fs, uint64_t id, enum bfs_bkind kind, struct bfs_fh *h)
 {
-	char file[BRI_NAME_MAX + 16];
+	char name[BRI_NAME_MAX + 1];
 	const struct bri_entry *b;
+	struct bri_reader *r;
+	int rc;
 
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = bfs_entry_by_id(fs, id);
 	if (b)
-		snprintf(file, sizeof(file), "%s.db%s", b->name, kind == BFS_B_META ? ".meta" : "");
+		snprintf(name, sizeof(name), "%s", b->name);
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!b)
 		return -ENOENT;
 	if (kind == BFS_B_META)
-		return bri_store_read_file(fs->store, file, BRI_META_MAX_BYTES, &h->buf, &h->len);
-	h->fd = openat(fs->store->dirfd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	return h->fd < 0 ? -errno : 0;
+		return bri_store_sidecar_read(fs->store, name, BRI_SIDECAR_META, BRI_META_MAX_BYTES,
+		                              &h->buf, &h->len);
+	rc = bri_store_open_reader(fs->store, name, &r, NULL);
+	if (rc < 0)
+		return rc;
+	/* Taken over from the reader. A format without a descriptor will need
+	 * reads through the reader (bri_reader_pread): not yet. */
+	h->fd = r->fd;
+	r->fd = -1;
+	bri_reader_close(r);
+	return h->fd >= 0 ? 0 : -EOPNOTSUPP;
 }
 
 /*
@@ -187,7 +202,7 @@ void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		h->ctl = n.ctl;
 		fi->direct_io = 1;
 		fi->nonseekable = 0;
-		if (acc != O_RDONLY && !c->writable) {
+		if (acc != O_RDONLY && !c->run) {
 			rc = -EACCES;
 		} else if (acc != O_RDONLY) {
 			h->writer = true; /* starts with an empty request, reads as empty */
@@ -254,35 +269,12 @@ void bfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 	fh_put(h);
 }
 
-/*
- * Takes the request buffered in h (a line without its newline) and runs it.
- * Returns 0, or a negative errno.
- */
-static int run_pending(struct bfs *fs, struct bfs_fh *h, const struct fuse_ctx *who)
-{
-	char *line;
-	size_t len;
-
-	pthread_mutex_lock(&h->lock);
-	line = h->buf;
-	len = h->len;
-	h->buf = NULL;
-	h->len = 0;
-	pthread_mutex_unlock(&h->lock);
-	if (!line)
-		return 0;
-	int rc = bfs_ctl_run(fs, h->ctl, line, len, who);
-	free(line);
-	return rc;
-}
-
 void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                struct fuse_file_info *fi)
 {
 	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
-	struct bfs *fs = bfs_of(req);
-	char *nl, *nb;
-	int rc = 0;
+	bool refused = false;
+	int rc;
 
 	(void)ino;
 	(void)off;
@@ -293,8 +285,8 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 	pthread_mutex_lock(&h->lock);
 	if (h->refused) {
 		/*
-		 * One write is one request: the rest of a refused request must
-		 * not become a request of its own. Reopen to send another.
+		 * A refused request spends the open: the rest of a write the
+		 * kernel split must not become a request of its own.
 		 */
 		rc = h->refused;
 		pthread_mutex_unlock(&h->lock);
@@ -306,52 +298,19 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 	}
 	if (h->ran) {
 		pthread_mutex_unlock(&h->lock);
-		bri_log(BRI_LOG_ERR, "ctl/%s: one request per open; more lines refused",
+		bri_log(BRI_LOG_ERR, "ctl/%s: one request per open; more writes refused",
 		        bfs_ctl_files[h->ctl].name);
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (h->len + size > BFS_CTL_MAX) {
-		free(h->buf);
-		h->buf = NULL;
-		h->len = 0;
-		h->refused = EFBIG;
-		pthread_mutex_unlock(&h->lock);
-		bri_log(BRI_LOG_ERR, "ctl/%s: request longer than %d bytes refused",
-		        bfs_ctl_files[h->ctl].name, BFS_CTL_MAX);
-		fuse_reply_err(req, EFBIG);
-		return;
-	}
-	nb = realloc(h->buf, h->len + size + 1);
-	if (!nb) {
-		pthread_mutex_unlock(&h->lock);
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	memcpy(nb + h->len, buf, size);
-	h->buf = nb;
-	h->len += size;
-	h->buf[h->len] = '\0';
-	nl = memchr(h->buf, '\n', h->len);
-	if (nl && nl != h->buf + h->len - 1) {
-		free(h->buf);
-		h->buf = NULL;
-		h->len = 0;
-		h->refused = EINVAL;
-		pthread_mutex_unlock(&h->lock);
-		bri_log(BRI_LOG_ERR, "ctl/%s: more than one line refused (write one name)",
-		        bfs_ctl_files[h->ctl].name);
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if (nl) {
-		h->len--; /* the request is complete: run it now */
-		h->buf[h->len] = '\0';
-		h->ran = true;
-	}
+	h->ran = true;
 	pthread_mutex_unlock(&h->lock);
-	if (nl)
-		rc = run_pending(fs, h, fuse_req_ctx(req));
+	rc = bfs_ctl_write(bfs_of(req), h->ctl, buf, size, fuse_req_ctx(req), &refused);
+	if (refused) {
+		pthread_mutex_lock(&h->lock);
+		h->refused = -rc;
+		pthread_mutex_unlock(&h->lock);
+	}
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -360,13 +319,9 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 
 void bfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
-	int rc = 0;
-
 	(void)ino;
-	if (h->writer)
-		rc = run_pending(bfs_of(req), h, fuse_req_ctx(req));
-	fuse_reply_err(req, -rc);
+	(void)fi;
+	fuse_reply_err(req, 0); /* every request ran at its write */
 }
 
 void bfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -374,8 +329,6 @@ void bfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	if (h->writer)
-		run_pending(bfs_of(req), h, fuse_req_ctx(req));
 	fh_put(h);
 	fuse_reply_err(req, 0);
 }

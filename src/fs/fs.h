@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "bri/audit.h"
 #include "bri/catalog.h"
 #include "bri/report.h"
 #include "bri/restore.h"
@@ -104,11 +105,29 @@ enum bfs_ctl_op {
 	BFS_CTL_COUNT
 };
 
+struct bfs;
+
+/* Flags of a ctl/ row. */
+#define BFS_CTL_INVAL    1u /* may remove backups: wait for the kernel's caches before replying */
+#define BFS_CTL_OWN_LOCK 2u /* run takes op_lock itself and logs its own failure */
+/* How long a removing request waits for its invalidations to be sent (seconds). */
+#define BFS_INVAL_WAIT_S 2.0
+
+/* One ctl/ file: a row of ctl.c's table. */
 struct bfs_ctl_file {
 	const char *name; /* file name in ctl/ */
 	mode_t mode;      /* permission bits */
-	bool writable;    /* accepts a request */
-	bool readable;    /* has generated content */
+	/* Whether req (len bytes, no newline) is well-formed: 0, or a negative errno with err. */
+	int (*validate)(const char *req, size_t len, struct bri_err *err);
+	/*
+	 * Runs a validated request (req NUL-terminated), holding op_lock unless
+	 * BFS_CTL_OWN_LOCK; 0 or a negative errno with err. NULL: no requests.
+	 */
+	int (*run)(struct bfs *fs, const char *req, size_t len, struct bri_op_ctx *ctx,
+	           struct bri_err *err);
+	/* The content a read gets, malloc'd; 0 or a negative errno. NULL: empty. */
+	int (*render)(struct bfs *fs, char **out, size_t *len);
+	unsigned flags; /* BFS_CTL_* */
 };
 
 extern const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT];
@@ -228,8 +247,13 @@ struct bfs {
 	struct bri_catalog *cat;    /* current catalog, never NULL after start */
 	struct bfs_idmap idmap;     /* id -> index in cat */
 	time_t cat_changed;         /* when the catalog last changed (ctl/ file times) */
-	struct bfs_report *reports; /* restore reports */
+	struct bfs_report *reports; /* restore reports (the store's, bfs_reports_sync) */
 	size_t nreports;            /* entries in reports */
+	struct stat reports_st;     /* the store's report file when last loaded */
+	bool reports_loaded;        /* reports were loaded once */
+	uint64_t report_ids;        /* last id given to a report (its inode) */
+	time_t root_mtime;          /* the root's mtime: the last listing change, never back */
+	struct bri_audit_cursor audit_cursor; /* ctl/log's place in audit.jsonl (ctl.c's lock) */
 
 	pthread_mutex_t refresh_lock; /* serialises scans; guards the fields below */
 	double last_check;            /* monotonic time of the last look at the store */
@@ -331,8 +355,9 @@ void bfs_catalog_fini(struct bfs *fs);
 
 /* gen.c: generated files; *out malloc'd, caller frees. Call without locks. */
 int bfs_render_verify(struct bfs *fs, uint64_t id, char **out, size_t *len);
-int bfs_render_ctl(struct bfs *fs, int ctl, char **out, size_t *len);
 int bfs_render_report(struct bfs *fs, uint64_t id, char **out, size_t *len);
+/* ctl/cleanup's text: what a cleanup would remove now, and why. */
+int bfs_render_cleanup_plan(struct bfs *fs, char **out, size_t *len);
 /* Appends to buf (cap bytes, *pos used, NUL-terminated); what does not fit is cut. */
 void bfs_appendf(char *buf, size_t cap, size_t *pos, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -357,23 +382,43 @@ void bfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
  */
 size_t bfs_files_free_unreleased(void);
 
-/* ctl.c */
+/* ctl.c: the ctl/ table (bfs_ctl_files) and its requests */
 /* Takes op_lock for a request; -EBUSY when too many already wait. */
 int bfs_op_lock(struct bfs *fs);
 void bfs_op_unlock(struct bfs *fs);
-/* Runs one request line (without its newline) written to ctl file ctl. */
-int bfs_ctl_run(struct bfs *fs, int ctl, const char *line, size_t len, const struct fuse_ctx *who);
+/* The index in bfs_ctl_files of ctl/name, or -ENOENT. */
+int bfs_ctl_lookup(const char *name);
+/*
+ * One write(2) to ctl file ctl: one request (buf, size bytes, at most one
+ * trailing newline), run now. Returns 0 or a negative errno (the write's
+ * result); *refused tells that the request was refused before it ran (too
+ * long, two lines, invalid), which spends the open (file.c).
+ */
+int bfs_ctl_write(struct bfs *fs, int ctl, const char *buf, size_t size, const struct fuse_ctx *who,
+                  bool *refused);
+/* The content of ctl file ctl (its row's render, else empty), malloc'd. */
+int bfs_render_ctl(struct bfs *fs, int ctl, char **out, size_t *len);
+/* The audit context of a request by who (NULL: the daemon itself). */
+struct bri_op_ctx bfs_op_ctx(const struct fuse_ctx *who);
 
 /* restore_dir.c */
 int bfs_restore_lookup(struct bfs *fs, const char *name, struct fuse_entry_param *e);
 /*
- * Restores name and records restore/NAME.report; via ("restore/",
- * "ctl/restore") is shown in ctl/progress. 0 or negative errno.
+ * Restores what (a backup name or "latest", resolved by the core) for the
+ * caller ctx; the core keeps its report in the store (restore/NAME.report).
+ * via ("restore/", "ctl/restore") is shown in ctl/progress. 0 or negative errno.
  */
-int bfs_restore_run(struct bfs *fs, const char *name, const struct fuse_ctx *who, const char *via);
+int bfs_restore_run(struct bfs *fs, const char *what, const struct bri_op_ctx *ctx,
+                    const char *via);
 void bfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                 const char *newname, unsigned int flags);
 void bfs_reports_free(struct bfs *fs);
+/* Loads the store's restore reports into fs->reports when they changed. */
+void bfs_reports_sync(struct bfs *fs);
+
+/* audit.c (daemon side): ctl/log shows the audit lines of other processes. */
+/* Appends the store's audit lines written since the last call by others to the log. */
+void bfs_audit_follow(struct bfs *fs);
 
 /* worker.c */
 int bfs_workers_start(struct bfs *fs);

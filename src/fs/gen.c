@@ -15,7 +15,6 @@
 
 #include "bri/cleanup.h"
 #include "bri/log.h"
-#include "bri/metrics.h"
 #include "bri/verify.h"
 #include "fs.h"
 
@@ -144,7 +143,7 @@ static int text_done(struct text *t, char **out, size_t *len)
 }
 
 /* cleanup's plan: what a cleanup would remove now, and why (the core's plan). */
-static int render_cleanup(struct bfs *fs, char **out, size_t *len)
+int bfs_render_cleanup_plan(struct bfs *fs, char **out, size_t *len)
 {
 	enum bri_retention_verdict *verdict = NULL;
 	struct text t = {0};
@@ -184,39 +183,4 @@ out_unlock:
 		return rc;
 	}
 	return text_done(&t, out, len);
-}
-
-int bfs_render_ctl(struct bfs *fs, int ctl, char **out, size_t *len)
-{
-	struct bri_stats st;
-	int rc;
-
-	switch (ctl) {
-	case BFS_CTL_STATS:
-		pthread_rwlock_rdlock(&fs->cat_lock);
-		bri_stats_compute(fs->cat, &st);
-		pthread_rwlock_unlock(&fs->cat_lock);
-		return bri_stats_to_json(&st, out, len);
-	case BFS_CTL_HEALTH:
-		*out = NULL;
-		pthread_rwlock_rdlock(&fs->cat_lock);
-		bri_health_check(fs->cat, time(NULL), &fs->health, false, out, len);
-		pthread_rwlock_unlock(&fs->cat_lock);
-		return *out ? 0 : -ENOMEM;
-	case BFS_CTL_LOG:
-		return bri_log_recent(out, len);
-	case BFS_CTL_SCHEDULE:
-		return bfs_schedule_render(fs, out, len);
-	case BFS_CTL_PROGRESS:
-		return bfs_progress_render(&fs->progress, out, len);
-	case BFS_CTL_METRICS:
-		pthread_rwlock_rdlock(&fs->cat_lock);
-		rc = bri_metrics_render(fs->store, fs->cat, time(NULL), &fs->health, out, len);
-		pthread_rwlock_unlock(&fs->cat_lock);
-		return rc;
-	case BFS_CTL_CLEANUP:
-		return render_cleanup(fs, out, len);
-	default:
-		return empty(out, len);
-	}
 }

@@ -237,7 +237,6 @@ int main(int argc, char *argv[])
 	struct bfs fs = {0};
 	char *log_path = NULL;
 	sigset_t all_signals, old_mask;
-	pthread_condattr_t mono;
 	size_t unreleased;
 	long scrub;
 	int ret = 1, rc;
@@ -319,8 +318,9 @@ int main(int argc, char *argv[])
 	pthread_mutex_init(&fs.op_lock, NULL);
 	pthread_mutex_init(&fs.q_lock, NULL);
 	pthread_cond_init(&fs.q_cond, NULL);
-	/* bfs_inval_wait's deadline is on CLOCK_MONOTONIC: with the default
-	 * (realtime) clock it lay in 1970 and the wait returned at once. */
+	/* bfs_inval_wait waits on it with a CLOCK_MONOTONIC deadline. */
+	pthread_condattr_t mono;
+
 	pthread_condattr_init(&mono);
 	pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
 	pthread_cond_init(&fs.q_done_cond, &mono);
@@ -345,6 +345,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "bri-backupfs: cannot read the store %s\n", fs.store->dir);
 		goto out_catalog;
 	}
+	bfs_audit_follow(&fs); /* ctl/log starts with the store's recent operations */
 	fs.se = fuse_session_new(&args, &bfs_ops, sizeof(bfs_ops), &fs);
 	if (!fs.se)
 		goto out_catalog;

@@ -82,6 +82,17 @@ static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
 	}
 }
 
+/* Whether the backups listed differ between old and cur (names, not content). */
+static bool listing_changed(const struct bri_catalog *old, const struct bri_catalog *cur)
+{
+	if (!old || old->n != cur->n)
+		return true;
+	for (size_t i = 0; i < cur->n; i++)
+		if (!bri_catalog_find(old, cur->entries[i]->name))
+			return true;
+	return false;
+}
+
 /* Rescans; call with refresh_lock held. */
 static int rescan(struct bfs *fs, const struct stat *st)
 {
@@ -105,6 +116,12 @@ static int rescan(struct bfs *fs, const struct stat *st)
 		fs->idmap = map;
 	if (!old || cur->generation != old->generation)
 		fs->cat_changed = time(NULL);
+	/*
+	 * The root's mtime: the store folder's when the listing changed (a
+	 * create, delete, cleanup or safety backup), never going back.
+	 */
+	if (listing_changed(old, cur) && st->st_mtim.tv_sec > fs->root_mtime)
+		fs->root_mtime = st->st_mtim.tv_sec;
 	fs->cat = cur;
 	if (old) {
 		queue_changes(fs, old, cur);
@@ -175,7 +192,7 @@ static bool same_stat(const struct stat *a, const struct stat *b)
 
 void bfs_fresh_verify(struct bfs *fs, uint64_t id)
 {
-	char name[BRI_NAME_MAX + 1], file[BRI_NAME_MAX + 16];
+	char name[BRI_NAME_MAX + 1];
 	struct bri_verify_result res;
 	struct stat st, known;
 	struct bri_entry *e;
@@ -189,8 +206,7 @@ void bfs_fresh_verify(struct bfs *fs, uint64_t id)
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!e)
 		return;
-	snprintf(file, sizeof(file), "%s.db.verify", name);
-	if (fstatat(fs->store->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+	if (bri_store_sidecar_stat(fs->store, name, BRI_SIDECAR_VERIFY, &st) < 0)
 		memset(&st, 0, sizeof(st));
 	if (same_stat(&st, &known))
 		return;
@@ -215,10 +231,9 @@ bool bfs_db_check(struct bfs *fs, uint64_t id, const struct stat *st)
 		pthread_rwlock_rdlock(&fs->cat_lock);
 		e = bfs_entry_by_id(fs, id);
 		if (e)
-			snprintf(name, sizeof(name), "%s.db", e->name);
+			snprintf(name, sizeof(name), "%s", e->name);
 		pthread_rwlock_unlock(&fs->cat_lock);
-		if (!e || fstatat(fs->store->dirfd, name, &by_name, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(by_name.st_mode))
+		if (!e || bri_store_stat(fs->store, name, &by_name) < 0)
 			return false; /* gone: the rescan's business */
 		st = &by_name;
 	}

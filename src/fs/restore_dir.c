@@ -1,22 +1,78 @@
 /*
  * The restore/ drop folder: `mv MOUNTPOINT/X MOUNTPOINT/restore/` (a rename
  * from the root into restore/ under the same name) runs the core's
- * safety-backed restore of X and replies with its result. Each restore
- * leaves restore/X.report (bri_restore_report_render); restore/ never holds
- * a directory, so the same mv works again. After the rename the kernel has
+ * safety-backed restore of X and replies with its result; X may be latest
+ * (the newest backup, resolved by the core). Each restore leaves
+ * restore/NAME.report: the core keeps the newest BRI_REPORTS_MAX reports in
+ * the store, so they outlive a remount and include restores by bri-backup.
+ * restore/ never holds a directory, so the same mv works again. After the rename the kernel has
  * moved X's dentry into restore/: the notify worker invalidates both names
  * once the reply is sent (never from inside this handler).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bri/log.h"
+#include "bri/reports.h"
+#include "bri/target.h"
 #include "fs.h"
 
 #define REPORT_SUFFIX ".report"
-#define REPORTS_MAX   256
+
+/*
+ * Follows the store's restore reports (bri_reports_load) when the file
+ * changed: a restore by this daemon, by bri-backup, or before a remount.
+ * A report keeps its inode while its (name, time) stays.
+ */
+void bfs_reports_sync(struct bfs *fs)
+{
+	struct bri_report_rec *recs = NULL;
+	struct bfs_report *nr;
+	struct stat st;
+	size_t n = 0;
+
+	if (fstatat(fs->store->dirfd, BRI_REPORTS_FILE, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		memset(&st, 0, sizeof(st));
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	bool same = st.st_ino == fs->reports_st.st_ino && st.st_size == fs->reports_st.st_size &&
+	            st.st_mtim.tv_sec == fs->reports_st.st_mtim.tv_sec &&
+	            st.st_mtim.tv_nsec == fs->reports_st.st_mtim.tv_nsec && fs->reports_loaded;
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (same)
+		return;
+	if (st.st_ino && bri_reports_load(fs->store, &recs, &n) < 0)
+		return; /* unreadable now: keep what is shown */
+	nr = calloc(n + 1, sizeof(*nr));
+	if (!nr) {
+		bri_reports_free(recs, n);
+		return;
+	}
+	pthread_rwlock_wrlock(&fs->cat_lock);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t id = 0;
+
+		for (size_t k = 0; k < fs->nreports && !id; k++)
+			if (!strcmp(fs->reports[k].name, recs[i].name) &&
+			    fs->reports[k].time == recs[i].time)
+				id = fs->reports[k].id;
+		snprintf(nr[i].name, sizeof(nr[i].name), "%s", recs[i].name);
+		nr[i].id = id ? id : ++fs->report_ids;
+		nr[i].time = recs[i].time;
+		nr[i].text = recs[i].text;
+		nr[i].len = recs[i].len;
+		recs[i].text = NULL;
+	}
+	bfs_reports_free(fs);
+	fs->reports = nr;
+	fs->nreports = n;
+	fs->reports_st = st;
+	fs->reports_loaded = true;
+	pthread_rwlock_unlock(&fs->cat_lock);
+	bri_reports_free(recs, n);
+}
 
 int bfs_restore_lookup(struct bfs *fs, const char *name, struct fuse_entry_param *e)
 {
@@ -26,6 +82,7 @@ int bfs_restore_lookup(struct bfs *fs, const char *name, struct fuse_entry_param
 
 	if (len <= slen || strcmp(name + len - slen, REPORT_SUFFIX))
 		return -ENOENT;
+	bfs_reports_sync(fs);
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	for (size_t i = 0; i < fs->nreports; i++) {
 		if (strlen(fs->reports[i].name) == len - slen &&
@@ -40,75 +97,28 @@ int bfs_restore_lookup(struct bfs *fs, const char *name, struct fuse_entry_param
 	return bfs_getattr_ino(fs, bfs_ino(id, BFS_B_REPORT), e);
 }
 
-/* Keeps the report of a restore of name (id), replacing an older one. */
-static void keep_report(struct bfs *fs, const char *name, uint64_t id, time_t when, char *text,
-                        size_t len)
-{
-	struct bfs_report *r = NULL;
-
-	pthread_rwlock_wrlock(&fs->cat_lock);
-	for (size_t i = 0; i < fs->nreports; i++) {
-		if (!strcmp(fs->reports[i].name, name)) {
-			/* Move it to the end: reports are kept oldest first. */
-			struct bfs_report old = fs->reports[i];
-
-			memmove(&fs->reports[i], &fs->reports[i + 1],
-			        (fs->nreports - i - 1) * sizeof(*fs->reports));
-			fs->reports[fs->nreports - 1] = old;
-			r = &fs->reports[fs->nreports - 1];
-			free(r->text);
-			break;
-		}
-	}
-	if (!r && fs->nreports == REPORTS_MAX) {
-		free(fs->reports[0].text);
-		memmove(&fs->reports[0], &fs->reports[1], (REPORTS_MAX - 1) * sizeof(*fs->reports));
-		fs->nreports--;
-	}
-	if (!r) {
-		struct bfs_report *nr = realloc(fs->reports, (fs->nreports + 1) * sizeof(*nr));
-
-		if (!nr) {
-			pthread_rwlock_unlock(&fs->cat_lock);
-			free(text);
-			return;
-		}
-		fs->reports = nr;
-		r = &fs->reports[fs->nreports++];
-	}
-	snprintf(r->name, sizeof(r->name), "%s", name);
-	r->id = id;
-	r->time = when;
-	r->text = text;
-	r->len = len;
-	pthread_rwlock_unlock(&fs->cat_lock);
-}
-
-int bfs_restore_run(struct bfs *fs, const char *name, const struct fuse_ctx *who, const char *via)
+int bfs_restore_run(struct bfs *fs, const char *what, const struct bri_op_ctx *who, const char *via)
 {
 	struct bri_restore_opts opts = {.verify = true, .busy_timeout_ms = fs->busy_timeout_ms};
 	struct bri_restore_report report;
-	struct bri_op_ctx ctx = bri_op_ctx_self("mount");
+	struct bri_op_ctx ctx = *who;
 	struct bri_err err = {0};
-	const struct bri_entry *b;
-	char *text = NULL;
-	size_t len = 0;
-	uint64_t id = 0;
+	struct bri_target t;
+	char name[BRI_NAME_MAX + 1];
 	int rc;
 
-	if (who) {
-		ctx.uid = who->uid;
-		ctx.pid = who->pid;
-	}
+	/* A name or latest, decided by the core over the daemon's catalog. */
 	pthread_rwlock_rdlock(&fs->cat_lock);
-	b = bri_catalog_find(fs->cat, name);
-	if (b)
-		id = b->id;
+	rc = bri_target_resolve(fs->store, fs->cat, what, BRI_TARGET_NAMES_ONLY, &t, &err);
+	if (rc == 0 && !bri_catalog_find(fs->cat, t.name))
+		rc = bri_err_set(&err, -ENOENT, "no such backup");
 	pthread_rwlock_unlock(&fs->cat_lock);
-	if (!b) {
-		bri_log(BRI_LOG_ERR, "restore %s refused: no such backup", name);
-		return -ENOENT;
+	if (rc < 0) {
+		bri_log(BRI_LOG_ERR, "restore %s refused: %s", what, err.msg);
+		return rc;
 	}
+	snprintf(name, sizeof(name), "%s", t.name);
+	bri_target_free(&t);
 	memset(&report, 0, sizeof(report));
 	rc = bfs_op_lock(fs);
 	if (rc < 0)
@@ -116,15 +126,16 @@ int bfs_restore_run(struct bfs *fs, const char *name, const struct fuse_ctx *who
 	bfs_progress_begin(&fs->progress, &ctx, "restore", name, via);
 	rc = bri_restore(fs->store, name, &opts, &ctx, &report, &err);
 	bfs_progress_end(&fs->progress, NULL, rc, err.msg);
-	if (bri_restore_report_render(&report, &text, &len) == 0)
-		keep_report(fs, name, id, report.started ? report.started : time(NULL), text, len);
 	bfs_refresh(fs, true);
 	bfs_op_unlock(fs);
+	bfs_reports_sync(fs); /* the core kept the report in the store */
 	if (rc < 0)
-		bri_log(BRI_LOG_ERR, "restore %s failed: %s", name,
+		bri_log(BRI_LOG_ERR, "restore %s%s%s failed: %s", what,
+		        strcmp(what, name) ? " = " : "", strcmp(what, name) ? name : "",
 		        err.msg[0] ? err.msg : strerror(-rc));
 	else
-		bri_log(BRI_LOG_INFO, "restore %s: restored (safety backup %s)", name,
+		bri_log(BRI_LOG_INFO, "restore %s%s%s: restored (safety backup %s)", what,
+		        strcmp(what, name) ? " = " : "", strcmp(what, name) ? name : "",
 		        report.safety_name);
 	return rc;
 }
@@ -149,7 +160,9 @@ void bfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t 
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	rc = bfs_restore_run(fs, name, fuse_req_ctx(req), "restore/");
+	struct bri_op_ctx ctx = bfs_op_ctx(fuse_req_ctx(req));
+
+	rc = bfs_restore_run(fs, name, &ctx, "restore/");
 	fuse_reply_err(req, -rc);
 	/* After the reply: the kernel moved X's dentry into restore/. */
 	bfs_inval_entry(fs, BFS_INO_RESTORE, name);

@@ -19,20 +19,6 @@
 #include "bri/verify.h"
 #include "fs.h"
 
-const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT] = {
-    [BFS_CTL_CREATE] = {"create", 0200, true, false},
-    [BFS_CTL_VERIFY] = {"verify", 0200, true, false},
-    [BFS_CTL_CLEANUP] = {"cleanup", 0644, true, true},
-    [BFS_CTL_DELETE] = {"delete", 0200, true, false},
-    [BFS_CTL_RESTORE] = {"restore", 0200, true, false},
-    [BFS_CTL_STATS] = {"stats.json", 0444, false, true},
-    [BFS_CTL_HEALTH] = {"health", 0444, false, true},
-    [BFS_CTL_LOG] = {"log", 0444, false, true},
-    [BFS_CTL_SCHEDULE] = {"schedule", 0444, false, true},
-    [BFS_CTL_METRICS] = {"metrics", 0444, false, true},
-    [BFS_CTL_PROGRESS] = {"progress", 0444, false, true},
-};
-
 #define META_FILE   "meta.json"
 #define VERIFY_FILE "verify"
 
@@ -114,14 +100,6 @@ static int backup_attr(struct bfs *fs, const struct bri_entry *b, enum bfs_bkind
 	return 0;
 }
 
-/* The newest backup's time (the root's and latest's time); cat_lock held. */
-static time_t newest_time(struct bfs *fs)
-{
-	const struct bri_entry *b = bri_catalog_newest(fs->cat);
-
-	return b ? b->time : fs->start_time;
-}
-
 /*
  * Attributes of a ctl/ file. Its time is the catalog's last change (stable
  * while nothing changes, so tar and rsync see an unchanged file); its size
@@ -138,7 +116,7 @@ static int ctl_attr(struct bfs *fs, int ctl, struct fuse_entry_param *e)
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	t = fs->cat_changed > fs->start_time ? fs->cat_changed : fs->start_time;
 	pthread_rwlock_unlock(&fs->cat_lock);
-	if (c->readable) {
+	if (c->render) {
 		rc = bfs_render_ctl(fs, ctl, &text, &len);
 		if (rc < 0)
 			return rc;
@@ -162,7 +140,8 @@ int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 	switch (n.type) {
 	case BFS_N_ROOT:
 		pthread_rwlock_rdlock(&fs->cat_lock);
-		fill_common(fs, ino, S_IFDIR | 0755, 4096, newest_time(fs), e);
+		fill_common(fs, ino, S_IFDIR | 0755, 4096,
+		            fs->root_mtime ? fs->root_mtime : fs->start_time, e);
 		e->attr.st_nlink = 4 + fs->cat->n;
 		pthread_rwlock_unlock(&fs->cat_lock);
 		/*
@@ -505,6 +484,7 @@ static int list_restore(struct bfs *fs, struct bfs_dir *d)
 	if (rc < 0)
 		return rc;
 	/* Copy out the names: attributes take the lock again. Newest 64 shown. */
+	bfs_reports_sync(fs);
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	for (size_t i = fs->nreports; i > 0 && n < 64; i--, n++) {
 		ids[n] = fs->reports[i - 1].id;
@@ -643,8 +623,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		return;
 	}
 	/* Truncating a ctl/ request file (echo > ctl/create) is a no-op. */
-	if (n.type == BFS_N_CTLFILE && bfs_ctl_files[n.ctl].writable &&
-	    (to_set & FUSE_SET_ATTR_SIZE) && attr->st_size == 0 && !(to_set & ~allowed)) {
+	if (n.type == BFS_N_CTLFILE && bfs_ctl_files[n.ctl].run && (to_set & FUSE_SET_ATTR_SIZE) &&
+	    attr->st_size == 0 && !(to_set & ~allowed)) {
 		rc = bfs_getattr_ino(fs, ino, &e);
 		if (rc < 0)
 			fuse_reply_err(req, -rc);

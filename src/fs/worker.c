@@ -105,6 +105,7 @@ static void *notify_main(void *arg)
 		if (!fs->q_head)
 			fs->q_tail = NULL;
 		pthread_mutex_unlock(&fs->q_lock);
+		bri_testpoint("notify_send");
 		/* -ENOENT: the kernel does not know it; nothing to do. */
 		if (iv->parent)
 			fuse_lowlevel_notify_inval_entry(fs->se, iv->parent, iv->name,

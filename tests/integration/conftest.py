@@ -18,9 +18,43 @@ BUILD = Path(os.environ.get("BRI_BUILD_DIR", ROOT / "build"))
 BRI_BACKUP = BUILD / "src/cli/bri-backup"
 BRI_BACKUPFS = BUILD / "src/fs/bri-backupfs"
 MAKE_SAMPLE = ROOT / "scripts/make-sample-db"
+# The bri_backup module (and its stubs) in the build tree; ROOT holds the
+# seed's storage/backup.py shim. PYTHONPATH for both: python_env().
+PY_MODULE_DIR = BUILD / "src/python"
 
 COMMAND_LIMIT = 60  # seconds: the time limit of one shell command (sh)
 TEST_LIMIT = 600  # seconds: the time limit of one test (a hang guard, generous for sanitizer builds)
+
+
+def sanitizer_preload():
+    """The sanitizer runtimes the bri_backup module of BUILD links (an ASan
+    build: scripts/check sanitize), as an LD_PRELOAD value; "" for an
+    ordinary build. The interpreter itself is not instrumented, so the ASan
+    runtime has to come first in it."""
+    so = next(PY_MODULE_DIR.glob("bri_backup*.so"), None)
+    if so is None:
+        return ""
+    out = subprocess.run(["ldd", str(so)], capture_output=True, text=True, timeout=60).stdout
+    libs = [line.split("=>")[1].split("(")[0].strip() for line in out.splitlines()
+            if "=>" in line and ("libasan.so" in line or "libubsan.so" in line)]
+    return ":".join(sorted(libs))  # libasan before libubsan
+
+
+def python_env(base=None, **extra):
+    """An environment whose Python finds bri_backup in the build tree and
+    the seed's storage.backup (PYTHONPATH=<build>/src/python:<root>). For an
+    ASan build, the runtime is preloaded and leak detection is off: the
+    interpreter's own allocations at exit are not ours."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(PY_MODULE_DIR), str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    preload = sanitizer_preload()
+    if preload:
+        env["LD_PRELOAD"] = preload
+        env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"),
+                                                     "detect_leaks=0"]))
+    env.update(extra)
+    return env
 
 
 def sh(cmd, check=True, timeout=COMMAND_LIMIT, **kw):

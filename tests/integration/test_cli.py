@@ -68,7 +68,7 @@ def listing(store):
         return None
     out = {}
     for p in sorted(store.iterdir()):
-        if p.name in ("audit.jsonl", ".lock"):
+        if p.name in ("audit.jsonl", ".lock", "restore_reports.jsonl"):
             continue
         out[p.name] = (p.stat().st_size, sha256sum(p) if p.is_file() else None)
     return out

@@ -41,7 +41,7 @@ def store_files(store):
         return None
     out = {}
     for n in sorted(os.listdir(store)):
-        if n in ("audit.jsonl", ".lock"):
+        if n in ("audit.jsonl", ".lock", "restore_reports.jsonl"):
             continue
         p = store / n
         out[n] = file_sha(p) if p.is_file() and not p.is_symlink() else os.readlink(p) \
@@ -70,7 +70,7 @@ BAD_NAMES = [
     b"", b".", b"..", b"/", b"a/b", b"../x", b"../../etc/passwd", b"/etc/passwd", b"x/..",
     b"\n", b"a\nb", b"a\rb", b"a\tb", b" a", b"a ", b"a b", b"a\x7fb", b"a\x1b[31mb",
     b"-rf", b"-", b"--", b"--help", b".hidden", b"_x", b"-x",
-    b"ctl", b"restore", b"latest",
+    b"ctl", b"restore", b"latest", b"inspect", b"diff", b"at", b"live", b"a..b", b"x..",
     "bäckup".encode(), "備份".encode(), "a\u202eb".encode(), b"\xff\xfe", b"a\xc0\xafb",
     b"a" * 129, b"a" * 256, b"a" * 4096, b"x" * 10240,
     b"a*", b"a?", b"a[1]", b"$(touch pwned)", b"`id`", b"a;b", b"a|b", b"a&b", b"a'b",
@@ -123,9 +123,9 @@ def test_bad_names_are_refused_everywhere(cli, store, name):
 
 def test_boundary_names_are_accepted(cli, store):
     for name in ("a" * 128, "A", "0", "a.b", "a_b", "a-b", "x.db", "a.tmp", "CTL", "Latest",
-                 "restore1", "a..b", "9" * 20):
+                 "restore1", "a.b.c", "inspect1", "9" * 20):
         cli.run("create", "--name", name)
-    assert len(assert_store_sound(cli)) == 13
+    assert len(assert_store_sound(cli)) == 14
 
 
 def test_existing_name_is_refused_and_kept(cli, store):

@@ -122,6 +122,10 @@ def test_bash_completion_of_commands_options_and_names(cli, live_db, store):
     assert names == {"before_update", "before_migration"}
     assert complete(f"bri-backup --db {live_db} --backup-dir {store} verify before_u") == {
         "before_update"}
+    # latest is a name for verify and restore, never offered to delete.
+    assert "latest" in complete(f"bri-backup --db {live_db} --backup-dir {store} restore l")
+    assert "latest" in complete(f"bri-backup --db {live_db} --backup-dir {store} verify ")
+    assert "latest" not in complete(f"bri-backup --db {live_db} --backup-dir {store} delete ")
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")

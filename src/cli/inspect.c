@@ -1,0 +1,360 @@
+/*
+ * The inspection commands of bri-backup: `diff OLD NEW` (the summary of
+ * `sqldiff --primarykey --summary`, or one table's rows that differ, as CSV)
+ * and `export NAME --table T | --schema` (a table as CSV, the schema as
+ * SQL). They only present what the core's inspection engine renders
+ * (include/bri/inspect.h), the same bytes the mount serves. OLD, NEW and NAME
+ * are backup names (or NAME.db), `latest`, or `live` (an online snapshot of
+ * the live database, taken into a temporary file in the store and removed
+ * after; an old backup called live is reached as live.db).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bri/catalog.h"
+#include "bri/create.h"
+#include "bri/inspect.h"
+#include "bri/store.h"
+#include "bri/target.h"
+#include "cli.h"
+
+enum { OPT_TABLE = 0x200, OPT_SUMMARY, OPT_SCHEMA };
+
+/* A database given by name, ready to open. */
+struct source {
+	char *path;     /* the file to open (a store fd path), malloc'd */
+	char *name;     /* the backup's name, "live" for a snapshot, malloc'd */
+	char *tmp_name; /* the snapshot's temporary file in the store, or NULL */
+};
+
+static void source_drop(struct bri_store *s, struct source *src)
+{
+	if (src->tmp_name)
+		bri_inspect_live_drop(s, src->tmp_name, src->path);
+	else
+		free(src->path);
+	free(src->name);
+	memset(src, 0, sizeof(*src));
+}
+
+/*
+ * Resolves arg (a backup name, "latest" or "live") to a file. Returns 0, or
+ * CLI_EXIT_USAGE / CLI_EXIT_FAIL with the message printed.
+ */
+static int resolve(struct bri_store *s, const struct bri_catalog *c, const char *command,
+                   const char *arg, struct source *src)
+{
+	struct bri_err err = {0};
+	const struct bri_entry *e;
+	int rc;
+
+	memset(src, 0, sizeof(*src));
+	if (!strcmp(arg, "live")) {
+		src->name = strdup("live");
+		rc = bri_inspect_live_take(s, bri_default_busy_timeout_ms(), &src->tmp_name,
+		                           &src->path, &err);
+		if (rc < 0) {
+			cli_error("%s: %s", command, err.msg);
+			return CLI_EXIT_FAIL;
+		}
+		return 0;
+	}
+	/* A name, latest or NAME.db: the core's one resolution (bri_target_resolve). */
+	struct bri_target t;
+
+	rc = bri_target_resolve(s, c, arg, BRI_TARGET_NAMES_ONLY, &t, &err);
+	if (rc == -EINVAL || rc == -ENAMETOOLONG)
+		return cli_usage_error(command, "invalid backup name: %s", err.msg);
+	if (rc < 0 && !strcmp(arg, BRI_TARGET_LATEST)) {
+		cli_error("%s: there are no backups in %s", command, s->dir);
+		return CLI_EXIT_FAIL;
+	}
+	e = rc == 0 ? bri_catalog_find(c, t.name) : NULL;
+	if (rc == 0)
+		bri_target_free(&t);
+	if (!e) {
+		cli_error("%s: no backup called '%s' in %s", command, arg, s->dir);
+		return CLI_EXIT_FAIL;
+	}
+	src->name = strdup(e->name);
+	src->path = bri_store_fd_path(s, e->name, ".db");
+	if (!src->name || !src->path) {
+		cli_error("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
+/* Copies a render to stdout. Returns 0 or CLI_EXIT_FAIL (message printed). */
+static int pour(struct bri_render *r, const char *what)
+{
+	static char buf[1 << 16];
+	struct bri_err err = {0};
+	ssize_t n;
+
+	while ((n = bri_render_read(r, buf, sizeof(buf), &err)) > 0) {
+		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
+			return CLI_EXIT_FAIL; /* main reports the write error */
+	}
+	if (n < 0) {
+		cli_error("%s: %s", what, err.msg);
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
+/* Opens the store (it must exist) and its catalog; CLI_EXIT_FAIL when not. */
+static int open_all(struct cli_globals *g, const char *command, struct bri_store **s,
+                    struct bri_catalog **c)
+{
+	struct bri_store_open_opts o = {
+	    .follow_symlink = g->follow_symlink,
+	    .force = g->force,
+	};
+	struct bri_err err = {0};
+	int r;
+
+	cli_setup_logging(g);
+	r = bri_store_open_ex(g->db, g->backup_dir, &o, s, &err);
+	if (r < 0) {
+		cli_error("%s: cannot open the backup store: %s", command, err.msg);
+		return CLI_EXIT_FAIL;
+	}
+	r = bri_catalog_scan(*s, NULL, c, &err);
+	if (r < 0) {
+		cli_error("%s: cannot read the backup store: %s", command, err.msg);
+		bri_store_close(*s);
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
+/*
+ * The summary as JSON: {"old": NAME, "new": NAME, "tables": [{"table": T,
+ * "status": "compared"|"missing_from_new"|"missing_from_old"|
+ * "incompatible_schema", and when compared "changes", "inserts",
+ * "deletes", "unchanged"}]}, from the same core counts as the summary.
+ */
+static int summary_json(sqlite3 *db, const char *old_name, const char *new_name)
+{
+	static const char *const status[] = {
+	    [BRI_DIFF_COMPARED] = "compared",
+	    [BRI_DIFF_ONLY_OLD] = "missing_from_new",
+	    [BRI_DIFF_ONLY_NEW] = "missing_from_old",
+	    [BRI_DIFF_INCOMPATIBLE] = "incompatible_schema",
+	};
+	json_object *root = json_object_new_object(), *tables = json_object_new_array();
+	struct bri_diff_counts dc;
+	struct bri_err err = {0};
+	char **names = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	json_object_object_add(root, "old", json_object_new_string(old_name));
+	json_object_object_add(root, "new", json_object_new_string(new_name));
+	json_object_object_add(root, "tables", tables);
+	if (bri_diff_tables(db, &names, &n, &err) < 0) {
+		cli_error("diff: %s", err.msg);
+		json_object_put(root);
+		return CLI_EXIT_FAIL;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		json_object *t;
+
+		if (bri_diff_table_counts(db, names[i], &dc, &err) < 0) {
+			cli_error("diff: %s", err.msg);
+			rc = CLI_EXIT_FAIL;
+			break;
+		}
+		if (dc.state == BRI_DIFF_NEITHER)
+			continue;
+		t = json_object_new_object();
+		json_object_object_add(t, "table", json_object_new_string(names[i]));
+		json_object_object_add(t, "status", json_object_new_string(status[dc.state]));
+		if (dc.state == BRI_DIFF_COMPARED) {
+			json_object_object_add(t, "changes", json_object_new_int64(dc.changes));
+			json_object_object_add(t, "inserts", json_object_new_int64(dc.inserts));
+			json_object_object_add(t, "deletes", json_object_new_int64(dc.deletes));
+			json_object_object_add(t, "unchanged", json_object_new_int64(dc.unchanged));
+		}
+		json_object_array_add(tables, t);
+	}
+	bri_inspect_names_free(names, n);
+	if (rc == 0)
+		printf("%s\n", json_object_to_json_string_ext(
+		                   root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(root);
+	return rc;
+}
+
+static const char diff_help[] =
+    "Usage: bri-backup diff OLD NEW [--table T] [--summary] [--json]\n"
+    "Compare two databases. OLD and NEW: backup names, 'latest', or 'live' (an\n"
+    "online snapshot of the live database, removed afterwards).\n"
+    "  --summary   what `sqldiff --primarykey --summary` prints (the default)\n"
+    "  --table T   the rows of table T that differ, as CSV: a header 'op,...',\n"
+    "              then '-' deleted rows, '~-'/'~+' changed rows (old, new) and\n"
+    "              '+' added rows\n"
+    "  --json      the summary as JSON; with --table, the rows as JSON lines:\n"
+    "              {\"op\":\"-\",\"old\":{...}}, {\"op\":\"~\",\"old\":{...},\"new\":{...}},\n"
+    "              {\"op\":\"+\",\"new\":{...}}\n";
+
+int cli_cmd_diff(struct cli_globals *g, int argc, char **argv)
+{
+	static const struct option own[] = {
+	    {"table", required_argument, NULL, OPT_TABLE},
+	    {"summary", no_argument, NULL, OPT_SUMMARY},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct option longopts[32];
+	const char *table = NULL;
+	struct bri_store *s = NULL;
+	struct bri_catalog *c = NULL;
+	struct source a = {0}, b = {0};
+	struct bri_render *r = NULL;
+	struct bri_err err = {0};
+	sqlite3 *db = NULL;
+	int opt, rc;
+
+	cli_merge_longopts(own, 3, longopts);
+	while ((opt = getopt_long(argc, argv, ":hv", longopts, NULL)) != -1) {
+		if (opt == 'h') {
+			fputs(diff_help, stdout);
+			return CLI_EXIT_OK;
+		}
+		if (opt == OPT_TABLE) {
+			table = optarg;
+			continue;
+		}
+		if (opt == OPT_SUMMARY)
+			continue;
+		if (opt == '?' || opt == ':')
+			return cli_bad_option(argv[0], opt, argv);
+		rc = cli_global_option(g, opt, optarg);
+		if (rc < 0)
+			return CLI_EXIT_USAGE;
+		if (rc == 0)
+			return cli_usage_error(argv[0], "unexpected option");
+	}
+	if (argc - optind != 2)
+		return cli_usage_error(argv[0], "diff takes two databases: OLD NEW");
+	rc = open_all(g, argv[0], &s, &c);
+	if (rc)
+		return rc;
+	rc = resolve(s, c, argv[0], argv[optind], &a);
+	if (rc == 0)
+		rc = resolve(s, c, argv[0], argv[optind + 1], &b);
+	if (rc)
+		goto out_drop;
+	if (bri_diff_open(a.path, b.path, &db, &err) < 0) {
+		cli_error("diff: %s", err.msg);
+		rc = CLI_EXIT_FAIL;
+		goto out_drop;
+	}
+	if (g->json && !table) {
+		rc = summary_json(db, a.name, b.name);
+		goto out_close;
+	}
+	if (table ? (g->json ? bri_diff_table_json(db, table, &r, &err)
+	                     : bri_diff_table_csv(db, table, &r, &err))
+	          : bri_diff_summary(db, &r, &err)) {
+		cli_error("diff: %s", err.msg);
+		rc = CLI_EXIT_FAIL;
+		goto out_close;
+	}
+	rc = pour(r, "diff");
+	bri_render_free(r);
+out_close:
+	sqlite3_close(db);
+out_drop:
+	source_drop(s, &a);
+	source_drop(s, &b);
+	bri_catalog_free(c);
+	bri_store_close(s);
+	return rc;
+}
+
+static const char export_help[] =
+    "Usage: bri-backup export NAME --table T | --schema\n"
+    "Print one table of a backup as CSV (the sqlite3 shell's -csv -header\n"
+    "output, with a header always and BLOBs as X'...' literals), or its\n"
+    "schema as SQL. NAME: a backup name, 'latest' or 'live'.\n";
+
+int cli_cmd_export(struct cli_globals *g, int argc, char **argv)
+{
+	static const struct option own[] = {
+	    {"table", required_argument, NULL, OPT_TABLE},
+	    {"schema", no_argument, NULL, OPT_SCHEMA},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct option longopts[32];
+	const char *table = NULL;
+	bool schema = false;
+	struct bri_store *s = NULL;
+	struct bri_catalog *c = NULL;
+	struct source a = {0};
+	struct bri_render *r = NULL;
+	struct bri_err err = {0};
+	sqlite3 *db = NULL;
+	int opt, rc;
+
+	cli_merge_longopts(own, 3, longopts);
+	while ((opt = getopt_long(argc, argv, ":hv", longopts, NULL)) != -1) {
+		if (opt == 'h') {
+			fputs(export_help, stdout);
+			return CLI_EXIT_OK;
+		}
+		if (opt == OPT_TABLE) {
+			table = optarg;
+			continue;
+		}
+		if (opt == OPT_SCHEMA) {
+			schema = true;
+			continue;
+		}
+		if (opt == '?' || opt == ':')
+			return cli_bad_option(argv[0], opt, argv);
+		rc = cli_global_option(g, opt, optarg);
+		if (rc < 0)
+			return CLI_EXIT_USAGE;
+		if (rc == 0)
+			return cli_usage_error(argv[0], "unexpected option");
+	}
+	if (argc - optind != 1)
+		return cli_usage_error(argv[0], "export takes one backup: NAME");
+	if (!table == !schema)
+		return cli_usage_error(argv[0], "say what to export: --table T or --schema");
+	rc = open_all(g, argv[0], &s, &c);
+	if (rc)
+		return rc;
+	rc = resolve(s, c, argv[0], argv[optind], &a);
+	if (rc)
+		goto out_drop;
+	if (bri_inspect_open(a.path, &db, &err) < 0) {
+		cli_error("export: %s", err.msg);
+		rc = CLI_EXIT_FAIL;
+		goto out_drop;
+	}
+	if (schema ? bri_inspect_schema(db, &r, &err)
+	           : bri_inspect_table_csv(db, table, &r, &err)) {
+		cli_error("export: %s", err.msg);
+		rc = CLI_EXIT_FAIL;
+		goto out_close;
+	}
+	rc = pour(r, "export");
+	bri_render_free(r);
+out_close:
+	sqlite3_close(db);
+out_drop:
+	source_drop(s, &a);
+	bri_catalog_free(c);
+	bri_store_close(s);
+	return rc;
+}
