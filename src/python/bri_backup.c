@@ -443,91 +443,6 @@ static PyObject *DatabaseBackup_verify_backup(DatabaseBackupObject *self, PyObje
 	return PyBool_FromLong(res.status == BRI_VERIFY_OK);
 }
 
-/* A str, or None for NULL or "". */
-static PyObject *str_or_none(const char *s)
-{
-	if (!s || !*s)
-		Py_RETURN_NONE;
-	return PyUnicode_DecodeFSDefault(s);
-}
-
-/* d[key] = v, stealing v; -1 (and v released) on failure. */
-static int put(PyObject *d, const char *key, PyObject *v)
-{
-	int r;
-
-	if (!v)
-		return -1;
-	r = PyDict_SetItemString(d, key, v);
-	Py_DECREF(v);
-	return r;
-}
-
-/* Rounds to two decimals, as the seed's size_mb. */
-static double mb2(int64_t bytes)
-{
-	return round((double)bytes / (1024.0 * 1024.0) * 100.0) / 100.0;
-}
-
-/* True (ok), False (failed) or None (never verified). */
-static PyObject *verified_of(enum bri_verify_status st)
-{
-	if (st == BRI_VERIFY_OK)
-		Py_RETURN_TRUE;
-	if (st == BRI_VERIFY_FAILED)
-		Py_RETURN_FALSE;
-	Py_RETURN_NONE;
-}
-
-/* The dict of one entry: the keys of `bri-backup --json list`, plus verified. */
-static PyObject *entry_dict(const struct bri_store *s, const struct bri_entry *e)
-{
-	PyObject *d = PyDict_New(), *tables = PyDict_New();
-	char created[40], filename[BRI_NAME_MAX + 8];
-	char *path = bri_store_backup_path(s, e->name);
-	size_t i;
-
-	if (!d || !tables || !path)
-		goto out_fail;
-	if (e->meta_ok && e->meta.backup_time[0])
-		snprintf(created, sizeof(created), "%s", e->meta.backup_time);
-	else
-		bri_time_local(e->time, created, sizeof(created));
-	snprintf(filename, sizeof(filename), "%s.db", e->name);
-	for (i = 0; e->meta_ok && i < e->meta.ntables; i++)
-		if (put(tables, e->meta.tables[i].name,
-		        PyLong_FromLongLong(e->meta.tables[i].rows)))
-			goto out_fail;
-	if (put(d, "filename", PyUnicode_DecodeFSDefault(filename)) ||
-	    put(d, "path", PyUnicode_DecodeFSDefault(path)) ||
-	    put(d, "created", PyUnicode_FromString(created)) ||
-	    put(d, "size_mb", PyFloat_FromDouble(mb2((int64_t)e->db_st.st_size))))
-		goto out_fail;
-	if (PyDict_SetItemString(d, "tables", tables))
-		goto out_fail;
-	if (put(d, "name", PyUnicode_DecodeFSDefault(e->name)) ||
-	    put(d, "kind", PyUnicode_FromString(bri_kind_name(e->kind))) ||
-	    put(d, "verified", verified_of(e->verify.status)) ||
-	    put(d, "verify", PyUnicode_FromString(bri_verify_status_name(e->verify.status))) ||
-	    put(d, "size_bytes", PyLong_FromLongLong((long long)e->db_st.st_size)) ||
-	    put(d, "checksum", str_or_none(e->meta_ok ? e->meta.checksum : NULL)) ||
-	    put(d, "backup_time_utc", str_or_none(e->meta_ok ? e->meta.backup_time_utc : NULL)) ||
-	    put(d, "verified_at", str_or_none(e->verify.checked ? e->verify.checked_at : NULL)) ||
-	    put(d, "verify_reason", str_or_none(e->verify.reason)) ||
-	    put(d, "meta_error", str_or_none(e->meta_ok ? NULL : e->meta_error)))
-		goto out_fail;
-	Py_DECREF(tables);
-	free(path);
-	return d;
-out_fail:
-	if (!PyErr_Occurred())
-		PyErr_NoMemory();
-	Py_XDECREF(d);
-	Py_XDECREF(tables);
-	free(path);
-	return NULL;
-}
-
 /*
  * Opens the store of self (none: *s NULL) and scans its catalog (none:
  * *c NULL), without the GIL. Returns 0, or -1 with an exception.
@@ -572,34 +487,33 @@ PyDoc_STRVAR(list_backups_doc,
              "\"safety\"), verified (True, False, or None when never verified), verify\n"
              "(\"ok\", \"failed\", \"unverified\"), size_bytes, checksum, backup_time_utc,\n"
              "verified_at, verify_reason and meta_error: the entries of\n"
-             "`bri-backup --json list`. .db files in the folder that are not backups\n"
-             "(no usable .meta) come last, with kind \"unknown\". No folder: [].");
+             "`bri-backup --json list`, rendered by the core. .db files in the folder\n"
+             "that are not backups (no usable .meta) come last, with kind \"unknown\".\n"
+             "No folder: [].");
 
 static PyObject *DatabaseBackup_list_backups(DatabaseBackupObject *self, PyObject *unused)
 {
 	struct bri_store *s;
 	struct bri_catalog *c;
-	PyObject *list, *d;
-	size_t i;
+	char *json = NULL;
+	size_t len = 0;
+	PyObject *out;
+	int r;
 
 	(void)unused;
 	if (scan(self, "list", &s, &c) < 0)
 		return NULL;
-	list = PyList_New(0);
-	for (i = 0; list && c && i < c->n + c->nunknown; i++) {
-		d = entry_dict(s, i < c->n ? c->entries[i] : c->unknown[i - c->n]);
-		if (!d || PyList_Append(list, d) < 0) {
-			Py_XDECREF(d);
-			Py_CLEAR(list);
-			break;
-		}
-		Py_DECREF(d);
-	}
+	/* The core's rendering, the same as `bri-backup --json list`. */
+	r = bri_list_to_json(s, c, &json, &len);
 	if (c)
 		bri_catalog_free(c);
 	if (s)
 		bri_store_close(s);
-	return list;
+	if (r < 0)
+		return PyErr_NoMemory();
+	out = PyObject_CallFunction(json_loads, "s#", json, (Py_ssize_t)len);
+	free(json);
+	return out;
 }
 
 PyDoc_STRVAR(cleanup_old_backups_doc,
