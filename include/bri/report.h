@@ -43,6 +43,19 @@ struct bri_health_rules {
 
 void bri_stats_compute(const struct bri_catalog *c, struct bri_stats *out);
 
+/*
+ * The backups of c as a JSON array, newest first, then the .db files that
+ * are not backups (kind "unknown"): per entry the seed's list keys
+ * (filename, path, created, size_mb, tables), then name, kind, verify ("ok",
+ * "failed", "unverified"), verified (true, false, null), size_bytes,
+ * checksum, backup_time_utc, verified_at, verify_reason and meta_error.
+ * `bri-backup --json list` prints it and the Python module's list_backups()
+ * returns it. s may be NULL (no store: path null). Pretty, malloc'd; 0 or
+ * -ENOMEM.
+ */
+int bri_list_to_json(const struct bri_store *s, const struct bri_catalog *c, char **out,
+                     size_t *len);
+
 /* The stats as pretty JSON (seed keys first), malloc'd. */
 int bri_stats_to_json(const struct bri_stats *st, char **out, size_t *len);
 

@@ -364,25 +364,9 @@ static double mb2(int64_t bytes)
 	return round((double)bytes / (1024.0 * 1024.0) * 100.0) / 100.0;
 }
 
-/* A JSON number with two decimals ("10.00"), always a float to a reader. */
-static json_object *json_mb(int64_t bytes)
-{
-	char buf[64];
-	double v = mb2(bytes);
-
-	snprintf(buf, sizeof(buf), "%.2f", v);
-	return json_object_new_double_s(v, buf);
-}
-
 static json_object *json_str(const char *s)
 {
 	return s ? json_object_new_string(s) : NULL;
-}
-
-/* -1 not checked (null), 0 false, 1 true. */
-static json_object *json_tristate(int v)
-{
-	return v < 0 ? NULL : json_object_new_boolean(v ? 1 : 0);
 }
 
 /* Prints a JSON value (pretty) and a newline on stdout, then frees it. */
@@ -393,21 +377,21 @@ static void print_json(json_object *o)
 	json_object_put(o);
 }
 
+/*
+ * A verification result as JSON: the core's one rendering
+ * (bri_verify_result_to_json), the same object Python and the store see.
+ * NULL when out of memory.
+ */
 static json_object *verify_json(const char *name, const char *path,
                                 const struct bri_verify_result *r)
 {
-	json_object *o = json_object_new_object();
+	json_object *o = NULL;
+	char *text = NULL;
+	size_t len = 0;
 
-	json_object_object_add(o, "name", json_str(name));
-	json_object_object_add(o, "path", json_str(path));
-	json_object_object_add(o, "status", json_str(bri_verify_status_name(r->status)));
-	json_object_object_add(o, "reason", json_str(r->reason));
-	json_object_object_add(o, "checked_at", r->checked ? json_str(r->checked_at) : NULL);
-	json_object_object_add(o, "check", r->check[0] ? json_str(r->check) : NULL);
-	json_object_object_add(o, "checksum_ok", json_tristate(r->checksum_ok));
-	json_object_object_add(o, "integrity_ok", json_tristate(r->integrity_ok));
-	json_object_object_add(o, "counts_ok", json_tristate(r->counts_ok));
-	json_object_object_add(o, "duration_s", json_object_new_double(r->duration_s));
+	if (bri_verify_result_to_json(name, path, r, &text, &len) == 0)
+		o = json_tokener_parse(text);
+	free(text);
 	return o;
 }
 
@@ -550,43 +534,6 @@ static void entry_created(const struct bri_entry *e, char *buf, size_t len)
 		bri_time_local(e->time, buf, len);
 }
 
-static json_object *entry_json(const struct bri_store *s, const struct bri_entry *e)
-{
-	json_object *o = json_object_new_object(), *tables = json_object_new_object();
-	char created[40], filename[BRI_NAME_MAX + 8];
-	char *path = bri_store_backup_path(s, e->name);
-	size_t i;
-
-	entry_created(e, created, sizeof(created));
-	snprintf(filename, sizeof(filename), "%s.db", e->name);
-	if (e->meta_ok) {
-		for (i = 0; i < e->meta.ntables; i++)
-			json_object_object_add(tables, e->meta.tables[i].name,
-			                       json_object_new_int64(e->meta.tables[i].rows));
-	}
-	/* The seed's list keys first. */
-	json_object_object_add(o, "filename", json_str(filename));
-	json_object_object_add(o, "path", json_str(path));
-	json_object_object_add(o, "created", json_str(created));
-	json_object_object_add(o, "size_mb", json_mb((int64_t)e->db_st.st_size));
-	json_object_object_add(o, "tables", tables);
-	json_object_object_add(o, "name", json_str(e->name));
-	json_object_object_add(o, "kind", json_str(bri_kind_name(e->kind)));
-	json_object_object_add(o, "verify", json_str(bri_verify_status_name(e->verify.status)));
-	json_object_object_add(o, "size_bytes", json_object_new_int64((int64_t)e->db_st.st_size));
-	json_object_object_add(o, "checksum", e->meta_ok ? json_str(e->meta.checksum) : NULL);
-	json_object_object_add(
-	    o, "backup_time_utc",
-	    e->meta_ok && e->meta.backup_time_utc[0] ? json_str(e->meta.backup_time_utc) : NULL);
-	json_object_object_add(o, "verified_at",
-	                       e->verify.checked ? json_str(e->verify.checked_at) : NULL);
-	json_object_object_add(o, "verify_reason",
-	                       e->verify.reason[0] ? json_str(e->verify.reason) : NULL);
-	json_object_object_add(o, "meta_error", e->meta_ok ? NULL : json_str(e->meta_error));
-	free(path);
-	return o;
-}
-
 int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 {
 	struct bri_store *s = NULL;
@@ -603,13 +550,17 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 
 	/* The backups newest first, then the .db files that are not backups. */
 	if (g->json) {
-		json_object *arr = json_object_new_array();
+		/* The core's rendering, the same as Python's list_backups(). */
+		char *text = NULL;
+		size_t len = 0;
 
-		for (i = 0; i < c->n; i++)
-			json_object_array_add(arr, entry_json(s, c->entries[i]));
-		for (i = 0; i < c->nunknown; i++)
-			json_object_array_add(arr, entry_json(s, c->unknown[i]));
-		print_json(arr);
+		if (bri_list_to_json(s, c, &text, &len) < 0) {
+			cli_error("out of memory");
+			rc = CLI_EXIT_FAIL;
+		} else {
+			fputs(text, stdout);
+		}
+		free(text);
 		goto out_put_catalog;
 	}
 	if (c->n == 0 && c->nunknown == 0) {

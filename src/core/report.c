@@ -106,6 +106,82 @@ int bri_stats_to_json(const struct bri_stats *st, char **out, size_t *len)
 	return emit(o, out, len);
 }
 
+/* The backup's time as the seed writes it: the meta's backup_time, else the entry's time. */
+static void entry_created(const struct bri_entry *e, char *buf, size_t len)
+{
+	if (e->meta_ok && e->meta.backup_time[0])
+		snprintf(buf, len, "%s", e->meta.backup_time);
+	else
+		bri_time_local(e->time, buf, len);
+}
+
+/* true (ok), false (failed) or null (never verified). */
+static json_object *verified_of(enum bri_verify_status st)
+{
+	return st == BRI_VERIFY_UNVERIFIED ? NULL : json_object_new_boolean(st == BRI_VERIFY_OK);
+}
+
+static json_object *entry_json(const struct bri_store *s, const struct bri_entry *e)
+{
+	json_object *o = json_object_new_object(), *tables = json_object_new_object();
+	char created[40], filename[BRI_NAME_MAX + 8];
+	char *path = s ? bri_store_backup_path(s, e->name) : NULL;
+
+	if (!o || !tables || (s && !path)) {
+		json_object_put(o);
+		json_object_put(tables);
+		free(path);
+		return NULL;
+	}
+	entry_created(e, created, sizeof(created));
+	snprintf(filename, sizeof(filename), "%s.db", e->name);
+	for (size_t i = 0; e->meta_ok && i < e->meta.ntables; i++)
+		json_object_object_add(tables, e->meta.tables[i].name,
+		                       json_object_new_int64(e->meta.tables[i].rows));
+	/* The seed's list keys first. */
+	json_object_object_add(o, "filename", json_object_new_string(filename));
+	json_object_object_add(o, "path", path ? json_object_new_string(path) : NULL);
+	json_object_object_add(o, "created", json_object_new_string(created));
+	json_object_object_add(o, "size_mb",
+	                       bri_json_double((double)e->db_st.st_size / 1048576.0, 2));
+	json_object_object_add(o, "tables", tables);
+	json_object_object_add(o, "name", json_object_new_string(e->name));
+	json_object_object_add(o, "kind", json_object_new_string(bri_kind_name(e->kind)));
+	json_object_object_add(o, "verify",
+	                       json_object_new_string(bri_verify_status_name(e->verify.status)));
+	json_object_object_add(o, "verified", verified_of(e->verify.status));
+	json_object_object_add(o, "size_bytes", json_object_new_int64((int64_t)e->db_st.st_size));
+	json_object_object_add(o, "checksum", e->meta_ok ? string_or_null(e->meta.checksum) : NULL);
+	json_object_object_add(o, "backup_time_utc",
+	                       e->meta_ok ? string_or_null(e->meta.backup_time_utc) : NULL);
+	json_object_object_add(o, "verified_at",
+	                       e->verify.checked ? string_or_null(e->verify.checked_at) : NULL);
+	json_object_object_add(o, "verify_reason", string_or_null(e->verify.reason));
+	json_object_object_add(o, "meta_error", e->meta_ok ? NULL : string_or_null(e->meta_error));
+	free(path);
+	return o;
+}
+
+int bri_list_to_json(const struct bri_store *s, const struct bri_catalog *c, char **out,
+                     size_t *len)
+{
+	json_object *arr = json_object_new_array();
+
+	if (!arr)
+		return -ENOMEM;
+	/* The backups newest first, then the .db files that are not backups. */
+	for (size_t i = 0; c && i < c->n + c->nunknown; i++) {
+		json_object *o = entry_json(s, i < c->n ? c->entries[i] : c->unknown[i - c->n]);
+
+		if (!o || json_object_array_add(arr, o) < 0) {
+			json_object_put(o);
+			json_object_put(arr);
+			return -ENOMEM;
+		}
+	}
+	return emit(arr, out, len);
+}
+
 const char *bri_health_level_name(enum bri_health_level level)
 {
 	switch (level) {
