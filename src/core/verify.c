@@ -420,7 +420,7 @@ int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op
 	}
 	/* Through the store's descriptor: the folder checked is the folder recorded into. */
 	open_rc = bri_store_open_reader(s, name, &r, &rerr);
-	rc = verify_reader(r, open_rc, rerr.msg, meta_ok ? &meta : NULL, merr.msg, ctx, res);
+	rc = verify_reader(r, open_rc, rerr.msg, &meta, merr.msg, ctx, res);
 	bri_reader_close(r);
 	if (rc < 0) {
 		bri_err_set(err, rc,
