@@ -268,6 +268,9 @@ int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct
 	rc = bri_store_list(s, scan_one, &sc, err);
 	if (rc < 0)
 		goto out_fail;
+	/* scan_one appends to entries only; unknown is made and filled below. */
+	c->unknown = NULL;
+	c->nunknown = 0;
 	total = c->n;
 	c->by_name = malloc((total ? total : 1) * sizeof(*c->by_name));
 	c->unknown = malloc((total ? total : 1) * sizeof(*c->unknown));
