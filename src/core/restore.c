@@ -35,31 +35,35 @@ struct source {
 	char meta_error[512];     /* why there is none */
 };
 
-/* The metadata of the store's backup src->store_name. */
-static void load_store_meta(struct bri_store *s, struct source *src)
+/* The metadata of the store's backup name into meta; false and why in why when there is none. */
+static bool load_store_meta(struct bri_store *s, const char *name, struct bri_meta *meta,
+                            char *why, size_t why_size)
 {
 	struct bri_err e = {0};
 	char *text = NULL;
 	size_t len = 0;
 	int rc;
 
-	rc = bri_store_sidecar_read(s, src->store_name, BRI_SIDECAR_META, BRI_META_MAX_BYTES, &text,
-	                            &len);
+	rc = bri_store_sidecar_read(s, name, BRI_SIDECAR_META, BRI_META_MAX_BYTES, &text, &len);
 	if (rc < 0) {
-		snprintf(src->meta_error, sizeof(src->meta_error), "metadata of %s: %s",
-		         src->store_name, rc == -ENOENT ? "missing" : strerror(-rc));
-		return;
+		snprintf(why, why_size, "metadata of %s: %s", name,
+		         rc == -ENOENT ? "missing" : strerror(-rc));
+		return false;
 	}
-	src->meta_ok = bri_meta_parse(text, len, &src->meta, &e) == 0;
-	if (!src->meta_ok)
-		snprintf(src->meta_error, sizeof(src->meta_error), "%s", e.msg);
+	rc = bri_meta_parse(text, len, meta, &e);
 	free(text);
+	if (rc != 0) {
+		snprintf(why, why_size, "%s", e.msg);
+		return false;
+	}
+	return true;
 }
 
 /* Resolves what (bri_target_resolve) and loads the metadata of a file outside the store. */
 static int resolve(struct bri_store *s, const char *what, struct source *src, struct bri_err *err)
 {
 	struct bri_target t;
+	char *name;
 	int rc;
 
 	rc = bri_target_resolve(s, NULL, what, 0, &t, err);
@@ -73,13 +77,15 @@ static int resolve(struct bri_store *s, const char *what, struct source *src, st
 		bri_target_free(&t);
 		return bri_reader_open_path(src->path, &src->reader, err);
 	}
-	src->store_name = strdup(t.name);
+	name = strdup(t.name);
 	bri_target_free(&t);
-	if (!src->store_name)
+	if (!name)
 		return bri_err_set(err, -ENOMEM, "out of memory");
+	src->meta_ok = load_store_meta(s, name, &src->meta, src->meta_error, sizeof(src->meta_error));
 	/* Read through the store's descriptor: the folder verified is the folder copied. */
-	load_store_meta(s, src);
-	return bri_store_open_reader(s, src->store_name, &src->reader, err);
+	rc = bri_store_open_reader(s, name, &src->reader, err);
+	src->store_name = name; /* also on failure: free_source frees it */
+	return rc;
 }
 
 static void free_source(struct source *src)
