@@ -149,7 +149,10 @@ static int fd_reader(int fd, char *label, struct bri_reader **out, struct bri_er
 		goto out_fail;
 	}
 	if (fstat(fd, &r->st) < 0) {
-		rc = bri_err_set(err, -errno, "cannot read %s: %s", label, strerror(errno));
+		rc = -errno; /* before bri_err_set, which may change errno */
+		if (rc >= 0)
+			rc = -EIO; /* never success: *out is set only on success */
+		bri_err_set(err, rc, "cannot read %s: %s", label, strerror(-rc));
 		goto out_fail;
 	}
 	if (!S_ISREG(r->st.st_mode)) {
