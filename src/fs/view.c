@@ -541,7 +541,7 @@ static int ctl_entry(struct bfs *fs, int i, struct fuse_entry_param *e, const st
 	rc = bfs_render_ctl(fs, i, &text, &len);
 	if (rc == 0)
 		rc = bfs_render_intern(fs, base, text, len, r);
-	if (rc < 0)
+	if (rc != 0) /* 0 or a negative errno: *r is set only on 0 */
 		return rc;
 	fill_common(fs, bfs_ino_version((*r)->gen, BFS_K_CTL_FILE), S_IFREG | c->mode,
 	            (off_t)(*r)->len, ctl_time(fs), e);
