@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "bri/common.h"
+#include "bri/retention.h"
 
 /* Exit statuses of SPEC.md section 3. */
 #define CLI_EXIT_OK    0
@@ -24,6 +25,8 @@ struct cli_globals {
 	const char *backup_dir; /* store folder (--backup-dir, $BRI_BACKUP_DIR); NULL: default */
 	int retention_days;     /* --retention-days, for cleanup */
 	int keep_min;           /* --keep-min, for cleanup */
+	bool retention_days_set; /* --retention-days was given */
+	struct bri_retention_rules tiers; /* --keep-hourly ... --keep-within (only those) */
 	bool json;              /* --json: machine-readable output */
 	bool follow_symlink;    /* --follow-symlink: accept a symlinked --db or --backup-dir */
 	bool force;             /* --force: accept a store in the database's own folder */
@@ -55,6 +58,12 @@ int cli_cmd_export(struct cli_globals *g, int argc, char **argv);
  * -1 when its argument is bad (the message has been printed).
  */
 int cli_global_option(struct cli_globals *g, int opt, const char *arg);
+
+/*
+ * The cleanup rules of the global options: with any calendar tier, the age
+ * rule applies only when --retention-days was given.
+ */
+struct bri_retention_rules cli_rules(const struct cli_globals *g);
 
 /* The long options every command accepts too, ending with a zero entry. */
 extern const struct option cli_global_longopts[];

@@ -965,18 +965,16 @@ out_close_store:
 static int run_cleanup(struct bri_store *s, const struct cli_globals *g, bool dry_run, FILE *f,
                        json_object **out)
 {
-	struct bri_retention_rules rules = {
-	    .retention_days = g->retention_days,
-	    .keep_min = g->keep_min,
-	};
+	struct bri_retention_rules rules = cli_rules(g);
 	struct bri_cleanup_item *items = NULL;
 	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
 	struct bri_err err = {0};
 	json_object *removed = NULL, *kept = NULL;
+	char described[256];
 	size_t n = 0, i;
 	int r;
 
-	r = bri_cleanup(s, &rules, time(NULL), dry_run, &ctx, &items, &n, &err);
+	r = bri_cleanup(s, &rules, bri_testpoint_now(), dry_run, &ctx, &items, &n, &err);
 	if (r < 0)
 		return fail("cleanup", &err, r);
 	if (out) {
@@ -984,21 +982,25 @@ static int run_cleanup(struct bri_store *s, const struct cli_globals *g, bool dr
 		kept = json_object_new_array();
 	}
 	for (i = 0; i < n; i++) {
-		char when[40];
+		char when[40], rule[64];
 		const char *why = bri_retention_reason(items[i].verdict);
+		bool goes = bri_retention_removes(items[i].verdict);
 
 		bri_time_local(items[i].time, when, sizeof(when));
+		bri_retention_label(items[i].verdict, items[i].time, rule, sizeof(rule));
 		if (out) {
 			json_object *o = json_object_new_object();
 
 			json_object_object_add(o, "name", json_str(items[i].name));
 			json_object_object_add(o, "backup_time", json_str(when));
+			json_object_object_add(o, "rule", json_str(rule));
 			json_object_object_add(o, "reason", json_str(why));
-			json_object_array_add(
-			    items[i].verdict == BRI_REMOVE_EXPIRED ? removed : kept, o);
-		} else if (items[i].verdict == BRI_REMOVE_EXPIRED) {
-			fprintf(f, "%s %s (%s, %s)\n", dry_run ? "would remove" : "removed",
-			        items[i].name, when, why);
+			json_object_array_add(goes ? removed : kept, o);
+		} else if (goes) {
+			fprintf(f, "%s %s (%s, %s: %s)\n", dry_run ? "would remove" : "removed",
+			        items[i].name, when, rule, why);
+		} else if (dry_run) {
+			fprintf(f, "keep %s (%s, %s: %s)\n", items[i].name, when, rule, why);
 		}
 	}
 	if (out) {
@@ -1007,9 +1009,9 @@ static int run_cleanup(struct bri_store *s, const struct cli_globals *g, bool dr
 		json_object_object_add(*out, "removed", removed);
 		json_object_object_add(*out, "kept", kept);
 	} else {
-		fprintf(f, "%d of %zu backups %s (retention %d days, keep at least %d)\n", r, n,
-		        dry_run ? "would be removed" : "removed", rules.retention_days,
-		        rules.keep_min);
+		fprintf(f, "%d of %zu backups %s (%s)\n", r, n,
+		        dry_run ? "would be removed" : "removed",
+		        bri_retention_describe(&rules, described, sizeof(described)));
 	}
 	free(items);
 	return CLI_EXIT_OK;

@@ -33,6 +33,12 @@ enum {
 	OPT_VERSION,
 	OPT_FOLLOW_SYMLINK,
 	OPT_FORCE,
+	OPT_KEEP_HOURLY,
+	OPT_KEEP_DAILY,
+	OPT_KEEP_WEEKLY,
+	OPT_KEEP_MONTHLY,
+	OPT_KEEP_YEARLY,
+	OPT_KEEP_WITHIN,
 };
 
 const struct option cli_global_longopts[] = {
@@ -40,6 +46,12 @@ const struct option cli_global_longopts[] = {
     {"backup-dir", required_argument, NULL, OPT_BACKUP_DIR},
     {"retention-days", required_argument, NULL, OPT_RETENTION_DAYS},
     {"keep-min", required_argument, NULL, OPT_KEEP_MIN},
+    {"keep-hourly", required_argument, NULL, OPT_KEEP_HOURLY},
+    {"keep-daily", required_argument, NULL, OPT_KEEP_DAILY},
+    {"keep-weekly", required_argument, NULL, OPT_KEEP_WEEKLY},
+    {"keep-monthly", required_argument, NULL, OPT_KEEP_MONTHLY},
+    {"keep-yearly", required_argument, NULL, OPT_KEEP_YEARLY},
+    {"keep-within", required_argument, NULL, OPT_KEEP_WITHIN},
     {"json", no_argument, NULL, OPT_JSON},
     {"follow-symlink", no_argument, NULL, OPT_FOLLOW_SYMLINK},
     {"force", no_argument, NULL, OPT_FORCE},
@@ -157,10 +169,41 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 			                arg);
 			return -1;
 		}
-		if (opt == OPT_KEEP_MIN)
+		if (opt == OPT_KEEP_MIN) {
 			g->keep_min = n;
-		else
+		} else {
 			g->retention_days = n;
+			g->retention_days_set = true;
+		}
+		return 1;
+	case OPT_KEEP_HOURLY:
+	case OPT_KEEP_DAILY:
+	case OPT_KEEP_WEEKLY:
+	case OPT_KEEP_MONTHLY:
+	case OPT_KEEP_YEARLY: {
+		static const char *const names[] = {"--keep-hourly", "--keep-daily",
+		                                    "--keep-weekly", "--keep-monthly",
+		                                    "--keep-yearly"};
+		int *slot[] = {&g->tiers.keep_hourly, &g->tiers.keep_daily, &g->tiers.keep_weekly,
+		               &g->tiers.keep_monthly, &g->tiers.keep_yearly};
+
+		n = parse_count(arg);
+		if (n < 0) {
+			cli_usage_error(NULL, "%s wants a whole number of 0 or more, not '%s'",
+			                names[opt - OPT_KEEP_HOURLY], arg);
+			return -1;
+		}
+		*slot[opt - OPT_KEEP_HOURLY] = n;
+		return 1;
+	}
+	case OPT_KEEP_WITHIN:
+		if (bri_calendar_duration_parse(arg, &g->tiers.keep_within) < 0) {
+			cli_usage_error(NULL,
+			                "--keep-within wants a duration such as 7d, 36h or 1y6m, "
+			                "not '%s'",
+			                arg);
+			return -1;
+		}
 		return 1;
 	case OPT_JSON:
 		g->json = true;
@@ -336,4 +379,15 @@ int main(int argc, char **argv)
 			rc = CLI_EXIT_FAIL;
 	}
 	return rc;
+}
+
+struct bri_retention_rules cli_rules(const struct cli_globals *g)
+{
+	struct bri_retention_rules r = g->tiers;
+
+	r.keep_min = g->keep_min;
+	r.retention_days = g->retention_days;
+	if (bri_retention_has_tiers(&r) && !g->retention_days_set)
+		r.retention_days = BRI_RETENTION_DAYS_OFF;
+	return r;
 }

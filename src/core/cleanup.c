@@ -91,7 +91,7 @@ int bri_cleanup(struct bri_store *s, const struct bri_retention_rules *rules, ti
 		snprintf(out[i].name, sizeof(out[i].name), "%s", cat->entries[i]->name);
 		out[i].time = cat->entries[i]->time;
 		out[i].verdict = verdict[i];
-		if (dry_run || verdict[i] != BRI_REMOVE_EXPIRED)
+		if (dry_run || !bri_retention_removes(verdict[i]))
 			continue;
 		rc = remove_backup(s, out[i].name, err);
 		bri_audit_record(s, "cleanup-remove", out[i].name, rc,

@@ -219,8 +219,10 @@ static int run_cleanup(struct bfs *fs, const char *line, size_t len, struct bri_
 	free(items);
 	if (rc < 0)
 		return rc;
-	bri_log(BRI_LOG_INFO, "ctl/cleanup: removed %d backup(s) (retention %d days, keep %d)", rc,
-	        fs->rules.retention_days, fs->rules.keep_min);
+	char described[256];
+
+	bri_log(BRI_LOG_INFO, "ctl/cleanup: removed %d backup(s) (%s)", rc,
+	        bri_retention_describe(&fs->rules, described, sizeof(described)));
 	return 0;
 }
 

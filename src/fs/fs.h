@@ -162,6 +162,8 @@ struct bfs_options {
 	char *backup_dir;     /* -o backup_dir= */
 	int retention_days;   /* -o retention_days= */
 	int keep_min;         /* -o keep_min= */
+	int keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly; /* -o keep_daily= ... */
+	char *keep_within;    /* -o keep_within= (e.g. 7d, 1y6m) */
 	char *scrub_interval; /* -o scrub_interval= (seconds or s/m/h/d suffix) */
 	int busy_timeout_ms;  /* -o busy_timeout= (milliseconds; 0: the core's default) */
 	char *log_file;       /* -o log= */

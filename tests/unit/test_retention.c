@@ -16,8 +16,8 @@
 #define DAY  ((time_t)86400)
 #define MAXN 64
 
-static const struct bri_retention_rules defaults = {BRI_DEFAULT_RETENTION_DAYS,
-                                                    BRI_DEFAULT_KEEP_MIN};
+static const struct bri_retention_rules defaults = {.retention_days = BRI_DEFAULT_RETENTION_DAYS,
+                                                    .keep_min = BRI_DEFAULT_KEEP_MIN};
 
 struct list {
 	struct bri_retention_item items[MAXN];
@@ -124,7 +124,7 @@ static void test_safety(void)
 	struct list s = {.n = 0};
 	for (int i = 0; i < 5; i++)
 		add(&s, (500 + i) * DAY, BRI_KIND_SAFETY);
-	struct bri_retention_rules zero = {0, 0};
+	struct bri_retention_rules zero = {.retention_days = 0, .keep_min = 0};
 	EXPECT_EQ_INT(plan(&s, &zero, v), 0);
 	for (size_t i = 0; i < s.n; i++)
 		EXPECT_EQ_INT(v[i], BRI_KEEP_SAFETY);
@@ -179,15 +179,15 @@ static void test_keep_min(void)
 	EXPECT_EQ_INT(plan(&few, &defaults, v), 0);
 	for (size_t i = 0; i < few.n; i++)
 		EXPECT_EQ_INT(v[i], BRI_KEEP_MIN);
-	struct bri_retention_rules many = {30, 1000};
+	struct bri_retention_rules many = {.retention_days = 30, .keep_min = 1000};
 	EXPECT_EQ_INT(plan(&l, &many, v), 0);
 
 	/* keep_min 0: every expired backup goes but the newest good one. */
-	struct bri_retention_rules none = {30, 0};
+	struct bri_retention_rules none = {.retention_days = 30, .keep_min = 0};
 	EXPECT_EQ_INT(plan(&l, &none, v), 9);
 	EXPECT_EQ_INT(v[0], BRI_KEEP_NEWEST_GOOD);
 	/* keep_min 1: only the newest stays. */
-	struct bri_retention_rules one = {30, 1};
+	struct bri_retention_rules one = {.retention_days = 30, .keep_min = 1};
 	EXPECT_EQ_INT(plan(&l, &one, v), 9);
 	EXPECT_EQ_INT(v[0], BRI_KEEP_MIN);
 }
@@ -200,7 +200,7 @@ static void test_retention_zero(void)
 	add(&l, DAY, BRI_KIND_NAMED);
 	add(&l, -3600, BRI_KIND_AUTO); /* an hour in the future: clock skew */
 	add(&l, 2 * DAY, BRI_KIND_SAFETY);
-	struct bri_retention_rules zero = {0, 0};
+	struct bri_retention_rules zero = {.retention_days = 0, .keep_min = 0};
 	EXPECT_EQ_INT(plan(&l, &zero, v), 2);
 	EXPECT_EQ_INT(v[0], BRI_REMOVE_EXPIRED);
 	EXPECT_EQ_INT(v[1], BRI_REMOVE_EXPIRED);
@@ -208,7 +208,7 @@ static void test_retention_zero(void)
 	EXPECT_EQ_INT(v[3], BRI_KEEP_SAFETY);
 
 	/* A future backup is never expired, and is the newest for keep_min. */
-	struct bri_retention_rules keep1 = {0, 1};
+	struct bri_retention_rules keep1 = {.retention_days = 0, .keep_min = 1};
 	EXPECT_EQ_INT(plan(&l, &keep1, v), 2);
 	EXPECT(v[2] != BRI_REMOVE_EXPIRED);
 }
@@ -218,9 +218,9 @@ static void test_negative(void)
 	enum bri_retention_verdict v[MAXN];
 	struct list l = {.n = 0};
 	add(&l, 100 * DAY, BRI_KIND_AUTO);
-	struct bri_retention_rules bad1 = {-1, 7};
-	struct bri_retention_rules bad2 = {30, -1};
-	struct bri_retention_rules bad3 = {-30, -7};
+	struct bri_retention_rules bad1 = {.retention_days = -1, .keep_min = 7};
+	struct bri_retention_rules bad2 = {.retention_days = 30, .keep_min = -1};
+	struct bri_retention_rules bad3 = {.retention_days = -30, .keep_min = -7};
 	EXPECT_EQ_INT(plan(&l, &bad1, v), -EINVAL);
 	EXPECT_MSG(v[0] == (enum bri_retention_verdict)99, "verdict written on -EINVAL");
 	EXPECT_EQ_INT(plan(&l, &bad2, v), -EINVAL);
@@ -302,7 +302,7 @@ static void test_good_floor(void)
 
 	/* More good ones than keep_min: the newest keep_min good ones stay, the
 	 * failed ones beyond the newest keep_min go. */
-	struct bri_retention_rules three = {30, 3};
+	struct bri_retention_rules three = {.retention_days = 30, .keep_min = 3};
 	struct list m = {.n = 0};
 	for (int i = 0; i < 12; i++) {
 		add(&m, (100 + i) * DAY, BRI_KIND_NAMED);
@@ -319,7 +319,7 @@ static void test_good_floor(void)
 		EXPECT_EQ_INT(v[i], BRI_REMOVE_EXPIRED);
 
 	/* keep_min 0 still keeps the newest good backup, however old. */
-	struct bri_retention_rules none = {30, 0};
+	struct bri_retention_rules none = {.retention_days = 30, .keep_min = 0};
 	struct list z = {.n = 0};
 	for (int i = 0; i < 5; i++)
 		add(&z, (100 + i) * DAY, BRI_KIND_AUTO);
@@ -340,7 +340,7 @@ static void test_good_floor(void)
 	EXPECT_EQ_INT(v[0], BRI_KEEP_RECENT);
 	EXPECT_EQ_INT(v[1], BRI_REMOVE_EXPIRED);
 	/* Retention 0, keep_min 0, every backup old: one good one remains. */
-	struct bri_retention_rules zero = {0, 0};
+	struct bri_retention_rules zero = {.retention_days = 0, .keep_min = 0};
 	EXPECT_EQ_INT(plan(&z, &zero, v), 4);
 	EXPECT_EQ_INT(count(v, z.n, BRI_KEEP_NEWEST_GOOD), 1);
 	/* All failed: nothing protects them but keep_min. */
@@ -373,7 +373,7 @@ static void test_unknown(void)
 		EXPECT_EQ_INT(v[i], BRI_KEEP_UNKNOWN);
 	for (size_t i = 4; i < 11; i++)
 		EXPECT_EQ_INT(v[i], BRI_KEEP_MIN);
-	struct bri_retention_rules zero = {0, 0};
+	struct bri_retention_rules zero = {.retention_days = 0, .keep_min = 0};
 	EXPECT_EQ_INT(plan(&l, &zero, v), 9);
 	for (size_t i = 0; i < 4; i++)
 		EXPECT_EQ_INT(v[i], BRI_KEEP_UNKNOWN);
@@ -404,7 +404,7 @@ static void test_cleanup_plan(void)
 		list[i] = &e[i];
 	}
 	/* keep_min 2: the two newest good are b2 (unverified) and b3 (ok). */
-	struct bri_retention_rules two = {30, 2};
+	struct bri_retention_rules two = {.retention_days = 30, .keep_min = 2};
 	EXPECT_EQ_INT(bri_cleanup_plan(&c, NOW, &two, v), 1);
 	EXPECT_EQ_INT(v[0], BRI_KEEP_MIN_FAILED);
 	EXPECT_EQ_INT(v[1], BRI_KEEP_MIN_FAILED);
@@ -412,10 +412,10 @@ static void test_cleanup_plan(void)
 	EXPECT_EQ_INT(v[3], BRI_KEEP_MIN);
 	EXPECT_EQ_INT(v[4], BRI_REMOVE_EXPIRED);
 	/* keep_min 0: the newest good one is b2, never verified. */
-	struct bri_retention_rules none = {30, 0};
+	struct bri_retention_rules none = {.retention_days = 30, .keep_min = 0};
 	EXPECT_EQ_INT(bri_cleanup_plan(&c, NOW, &none, v), 4);
 	EXPECT_EQ_INT(v[2], BRI_KEEP_NEWEST_GOOD);
-	struct bri_retention_rules bad = {-1, 0};
+	struct bri_retention_rules bad = {.retention_days = -1, .keep_min = 0};
 	EXPECT_EQ_INT(bri_cleanup_plan(&c, NOW, &bad, v), -EINVAL);
 }
 
