@@ -23,14 +23,14 @@ _bri_backup()
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
 	local commands="create list verify restore cleanup delete stats health metrics diff export"
-	local globals="--db --backup-dir --retention-days --keep-min --json --follow-symlink --force --help --version"
+	local globals="--db --backup-dir --retention-days --keep-min --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --json --follow-symlink --force --help --version"
 
 	case "$prev" in
 	--db | --backup-dir)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
-	--retention-days | --keep-min | --name | --max-age-hours | --min-backups | --table)
+	--retention-days | --keep-min | --keep-hourly | --keep-daily | --keep-weekly | --keep-monthly | --keep-yearly | --keep-within | --name | --max-age-hours | --min-backups | --table)
 		COMPREPLY=()
 		return
 		;;
@@ -39,7 +39,7 @@ _bri_backup()
 	cmd=
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case "${COMP_WORDS[i]}" in
-		--db | --backup-dir | --retention-days | --keep-min) ((i++)) ;;
+		--db | --backup-dir | --retention-days | --keep-min | --keep-hourly | --keep-daily | --keep-weekly | --keep-monthly | --keep-yearly | --keep-within) ((i++)) ;;
 		-*) ;;
 		*)
 			cmd=${COMP_WORDS[i]}

@@ -84,10 +84,12 @@ static const char help_cleanup[] =
     "Usage: bri-backup [OPTIONS] cleanup [--dry-run]\n"
     "Removes backups older than --retention-days (default 30), never a safety\n"
     "backup, never the newest --keep-min (default 7) good ones (last verification\n"
-    "not failed), never the newest good one, never a .db that is not a backup.\n"
-    "Prints what it removed.\n"
+    "not failed), never the newest good one, never a .db that is not a backup,\n"
+    "never a pinned one. With --keep-daily and the other calendar tiers (see\n"
+    "bri-backup --help), a backup no rule keeps goes. Prints what it removed.\n"
     "\n"
-    "  -n, --dry-run    only print what would be removed\n"
+    "  -n, --dry-run    print every backup, kept or would go, and the rule that\n"
+    "                   decided (daily 2026-11-29, weekly 2026-W48, keep_min, ...)\n"
     "  -h, --help       show this help\n";
 
 static const char help_delete[] =
