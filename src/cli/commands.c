@@ -25,6 +25,7 @@
 #include "bri/create.h"
 #include "bri/meta.h"
 #include "bri/metrics.h"
+#include "bri/pin.h"
 #include "bri/report.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
@@ -46,6 +47,7 @@ enum {
 	OPT_MAX_AGE,
 	OPT_MIN_BACKUPS,
 	OPT_OUTPUT,
+	OPT_REASON,
 };
 
 static const char help_create[] =
@@ -96,6 +98,18 @@ static const char help_delete[] =
     "Usage: bri-backup [OPTIONS] delete NAME\n"
     "Removes the backup NAME (safety backups too; NAME.db is read as\n"
     "NAME when there is no backup called NAME.db).\n";
+
+static const char help_pin[] =
+    "Usage: bri-backup [OPTIONS] pin NAME [--reason TEXT]\n"
+    "Pins the backup NAME: no cleanup removes it and delete refuses it until it\n"
+    "is unpinned. The pin is its own file, NAME.db.pin (time, reason, who); the\n"
+    "backup's .meta is not changed. Pinning again replaces the reason.\n"
+    "\n"
+    "  -r, --reason TEXT  why (one line, at most 1024 bytes), shown by list\n"
+    "  -h, --help         show this help\n";
+
+static const char help_unpin[] = "Usage: bri-backup [OPTIONS] unpin NAME\n"
+                                 "Removes the pin of backup NAME (exit 1 if not pinned).\n";
 
 static const char help_stats[] = "Usage: bri-backup [OPTIONS] stats\n"
                                  "Shows the store's statistics (JSON with --json).\n";
@@ -557,6 +571,7 @@ static json_object *entry_json(const struct bri_store *s, const struct bri_entry
 	json_object *o = json_object_new_object(), *tables = json_object_new_object();
 	char created[40], filename[BRI_NAME_MAX + 8];
 	char *path = bri_store_path(s, e->name, ".db");
+	struct bri_pin pin;
 	size_t i;
 
 	entry_created(e, created, sizeof(created));
@@ -585,6 +600,11 @@ static json_object *entry_json(const struct bri_store *s, const struct bri_entry
 	json_object_object_add(o, "verify_reason",
 	                       e->verify.reason[0] ? json_str(e->verify.reason) : NULL);
 	json_object_object_add(o, "meta_error", e->meta_ok ? NULL : json_str(e->meta_error));
+	json_object_object_add(o, "pinned", json_object_new_boolean(e->pinned));
+	if (e->pinned && s && bri_pin_read(s, e->name, &pin) == 0)
+		json_object_object_add(o, "pin_reason", json_str(pin.reason));
+	else
+		json_object_object_add(o, "pin_reason", NULL);
 	free(path);
 	return o;
 }
@@ -630,12 +650,19 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 		const struct bri_entry *e = i < c->n ? c->entries[i] : c->unknown[i - c->n];
 		char created[40];
 
+		struct bri_pin pin;
+		char pinned[BRI_PIN_REASON_MAX + 32] = "";
+
 		entry_created(e, created, sizeof(created));
-		printf("%-*s  %-19s  %10.2f  %-7s  %s%s%s\n", (int)width, e->name, created,
+		if (e->pinned && bri_pin_read(s, e->name, &pin) == 0 && pin.reason[0])
+			snprintf(pinned, sizeof(pinned), "  [pinned: %s]", pin.reason);
+		else if (e->pinned)
+			snprintf(pinned, sizeof(pinned), "  [pinned]");
+		printf("%-*s  %-19s  %10.2f  %-7s  %s%s%s%s\n", (int)width, e->name, created,
 		       mb2((int64_t)e->db_st.st_size), bri_kind_name(e->kind),
 		       bri_verify_status_name(e->verify.status),
 		       e->verify.status == BRI_VERIFY_FAILED ? ": " : "",
-		       e->verify.status == BRI_VERIFY_FAILED ? e->verify.reason : "");
+		       e->verify.status == BRI_VERIFY_FAILED ? e->verify.reason : "", pinned);
 	}
 	if (c->nunknown)
 		printf("%zu .db file%s marked unknown %s not a backup: never verified as good, "
@@ -1108,6 +1135,13 @@ int cli_cmd_delete(struct cli_globals *g, int argc, char **argv)
 		rc = CLI_EXIT_FAIL;
 		goto out_close_store;
 	}
+	if (bri_pin_exists(s, name)) {
+		cli_error("delete: backup %s is pinned, so it is not deleted; unpin it first "
+		          "(bri-backup unpin %s) if you mean to",
+		          name, name);
+		rc = CLI_EXIT_FAIL;
+		goto out_close_store;
+	}
 	r = bri_delete(s, name, &ctx, &err);
 	if (r < 0) {
 		rc = fail("delete", &err, r);
@@ -1118,6 +1152,72 @@ out_close_store:
 	free(stem);
 	close_store(s);
 	return rc;
+}
+
+/* ---- pin, unpin ---- */
+
+static int pin_or_unpin(struct cli_globals *g, int argc, char **argv, bool pin)
+{
+	static const struct option own[] = {
+	    {"reason", required_argument, NULL, OPT_REASON},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct option longopts[32];
+	struct bri_store *s = NULL;
+	struct bri_err err = {0};
+	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
+	const char *name, *reason = NULL;
+	int opt, rc = CLI_EXIT_OK, r;
+
+	/* unpin takes only --help */
+	cli_merge_longopts(pin ? own : own + 1, pin ? 2 : 1, longopts);
+	for (;;) {
+		opt = next_option(g, argc, argv, pin ? ":hvr:" : ":hv", longopts,
+		                  pin ? help_pin : help_unpin, &rc);
+		if (opt == -1)
+			break;
+		switch (opt) {
+		case OPT_STOP:
+			return rc;
+		case 'r':
+		case OPT_REASON:
+			reason = optarg;
+			break;
+		default:
+			return cli_usage_error(argv[0], "unexpected option");
+		}
+	}
+	if (argc - optind != 1)
+		return cli_usage_error(argv[0], "%s takes exactly one backup name", argv[0]);
+	name = argv[optind];
+	if (check_name(argv[0], name))
+		return CLI_EXIT_USAGE;
+	cli_setup_logging(g);
+	rc = open_store(g, false, &s);
+	if (rc)
+		return rc;
+	if (!s) {
+		cli_error("%s: no backup named %s (there is no store yet)", argv[0], name);
+		return CLI_EXIT_FAIL;
+	}
+	r = pin ? bri_pin(s, name, reason, bri_testpoint_now(), &ctx, &err)
+	        : bri_unpin(s, name, &ctx, &err);
+	if (r < 0)
+		rc = fail(argv[0], &err, r);
+	else
+		printf("%s %s\n", pin ? "pinned" : "unpinned", name);
+	close_store(s);
+	return rc;
+}
+
+int cli_cmd_pin(struct cli_globals *g, int argc, char **argv)
+{
+	return pin_or_unpin(g, argc, argv, true);
+}
+
+int cli_cmd_unpin(struct cli_globals *g, int argc, char **argv)
+{
+	return pin_or_unpin(g, argc, argv, false);
 }
 
 /* ---- stats ---- */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "bri/log.h"
+#include "bri/pin.h"
 
 static atomic_uint_fast64_t next_id = 1;
 
@@ -289,6 +290,7 @@ int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct
 			e->id = id ? id : atomic_fetch_add(&next_id, 1);
 			load_entry(s, e);
 		}
+		e->pinned = bri_pin_exists(s, name);
 		if (add_entry(c, &cap, e) < 0) {
 			if (e->moved)
 				e->moved = false;

@@ -14,14 +14,15 @@
 #include "bri/audit.h"
 #include "bri/catalog.h"
 #include "bri/log.h"
+#include "bri/pin.h"
 
 static int remove_backup(struct bri_store *s, const char *name, struct bri_err *err)
 {
-	const char *suffixes[] = {".db", ".db.meta", ".db.verify"};
+	const char *suffixes[] = {".db", ".db.meta", ".db.verify", BRI_PIN_SUFFIX};
 	char file[BRI_NAME_MAX + 16];
 	int rc;
 
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		snprintf(file, sizeof(file), "%s%s", name, suffixes[i]);
 		rc = bri_store_unlink(s, file);
 		if (rc < 0)
@@ -45,6 +46,7 @@ int bri_cleanup_plan(const struct bri_catalog *c, time_t now,
 		    .time = c->entries[i]->time,
 		    .kind = c->entries[i]->kind,
 		    .failed = c->entries[i]->verify.status == BRI_VERIFY_FAILED,
+		    .pinned = c->entries[i]->pinned,
 		};
 	rc = bri_retention_plan(items, c->n, now, rules, verdict);
 	free(items);
@@ -170,6 +172,11 @@ static int delete_backup(struct bri_store *s, const char *name, bool lock_held,
 		rc = bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
 	else if (rc == 0)
 		rc = check_is_backup(s, name, err);
+	if (rc == 0 && bri_pin_exists(s, name))
+		rc = bri_err_set(err, -EPERM,
+		                 "backup %s is pinned, so it is not deleted; unpin it first "
+		                 "(bri-backup unpin %s) if you mean to",
+		                 name, name);
 	if (rc == 0)
 		rc = remove_backup(s, name, err);
 	bri_store_unlock(lockfd);

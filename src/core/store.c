@@ -26,6 +26,7 @@
 
 #include "bri/create.h"
 #include "bri/log.h"
+#include "bri/pin.h"
 #include "bri/testpoint.h"
 
 /* mkdir -p of path; the last component gets mode. */
@@ -749,14 +750,14 @@ static bool process_alive(pid_t pid)
 	return pid == getpid() || kill(pid, 0) == 0 || errno == EPERM;
 }
 
-/* For "NAME.db.meta" or "NAME.db.verify": whether NAME.db is missing. */
+/* For "NAME.db.meta", "NAME.db.verify" or a pin: whether NAME.db is missing. */
 static bool orphan_sidecar(int dirfd, const char *fname)
 {
 	char db[NAME_MAX + 1];
-	const char *suffixes[] = {".db.meta", ".db.verify"};
+	const char *suffixes[] = {".db.meta", ".db.verify", BRI_PIN_SUFFIX};
 	struct stat st;
 
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		size_t n = strlen(fname), m = strlen(suffixes[i]);
 
 		if (n <= m || fname[0] == '.' || !ends_with(fname, suffixes[i]))

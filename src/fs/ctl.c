@@ -20,6 +20,7 @@
 #include "bri/create.h"
 #include "bri/log.h"
 #include "bri/metrics.h"
+#include "bri/pin.h"
 #include "bri/target.h"
 #include "bri/verify.h"
 #include "fs.h"
@@ -239,6 +240,43 @@ static int run_delete(struct bfs *fs, const char *line, size_t len, struct bri_o
 	return 0;
 }
 
+/* validate of pin: "NAME" or "NAME REASON..." (the reason one line of text). */
+static int valid_pin(const char *req, size_t len, struct bri_err *err)
+{
+	const char *sp = memchr(req, ' ', len);
+
+	return check_name(req, sp ? (size_t)(sp - req) : len, err);
+}
+
+static int run_pin(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
+                   struct bri_err *err)
+{
+	char name[BRI_NAME_MAX + 1];
+	const char *sp = memchr(line, ' ', len);
+	size_t n = sp ? (size_t)(sp - line) : len;
+	int rc;
+
+	snprintf(name, sizeof(name), "%.*s", (int)n, line);
+	rc = bri_pin(fs->store, name, sp ? sp + 1 : NULL, time(NULL), ctx, err);
+	if (rc < 0)
+		return rc;
+	bri_log(BRI_LOG_INFO, "ctl/pin: pinned backup %s", name);
+	return 0;
+}
+
+static int run_unpin(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
+                     struct bri_err *err)
+{
+	int rc;
+
+	(void)len;
+	rc = bri_unpin(fs->store, line, ctx, err);
+	if (rc < 0)
+		return rc;
+	bri_log(BRI_LOG_INFO, "ctl/unpin: unpinned backup %s", line);
+	return 0;
+}
+
 int bfs_op_lock(struct bfs *fs)
 {
 	if (atomic_fetch_add(&fs->op_waiters, 1) >= BFS_OP_WAITERS_MAX) {
@@ -332,6 +370,8 @@ const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT] = {
     [BFS_CTL_SCHEDULE] = {"schedule", 0444, NULL, NULL, render_schedule, 0},
     [BFS_CTL_METRICS] = {"metrics", 0444, NULL, NULL, render_metrics, 0},
     [BFS_CTL_PROGRESS] = {"progress", 0444, NULL, NULL, render_progress, 0},
+    [BFS_CTL_PIN] = {"pin", 0200, valid_pin, run_pin, NULL, 0},
+    [BFS_CTL_UNPIN] = {"unpin", 0200, valid_name, run_unpin, NULL, 0},
 };
 
 int bfs_ctl_lookup(const char *name)
