@@ -12,12 +12,15 @@
 #include <stdint.h>
 
 #include "bri/common.h"
+#include "bri/hook.h"
+#include "bri/store.h"
 #include "bri/retention.h"
 
 /* Exit statuses of SPEC.md section 3. */
 #define CLI_EXIT_OK    0
 #define CLI_EXIT_FAIL  1
 #define CLI_EXIT_USAGE 2
+#define CLI_EXIT_NAGIOS_UNKNOWN 3 /* health --nagios: the state is unknown */
 
 /* Global options, filled by main.c before a command runs. */
 struct cli_globals {
@@ -27,6 +30,10 @@ struct cli_globals {
 	int keep_min;           /* --keep-min, for cleanup */
 	bool retention_days_set; /* --retention-days was given */
 	struct bri_retention_rules tiers; /* --keep-hourly ... --keep-within (only those) */
+	struct bri_hooks hooks;          /* --on-success, --on-failure, --hook-timeout */
+	bool hook_ran;                   /* set by a command whose operation ran: hooks apply */
+	char hook_name[BRI_NAME_MAX + 1]; /* the backup it was about (BRI_NAME) */
+	char hook_reason[1024];          /* why it failed, when no error was printed */
 	bool json;              /* --json: machine-readable output */
 	bool follow_symlink;    /* --follow-symlink: accept a symlinked --db or --backup-dir */
 	bool force;             /* --force: accept a store in the database's own folder */

@@ -26,6 +26,7 @@
 #include "bri/meta.h"
 #include "bri/metrics.h"
 #include "bri/pin.h"
+#include "bri/schedule.h"
 #include "bri/report.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
@@ -48,6 +49,11 @@ enum {
 	OPT_MIN_BACKUPS,
 	OPT_OUTPUT,
 	OPT_REASON,
+	OPT_WARN_AGE,
+	OPT_CRIT_AGE,
+	OPT_WARN_COUNT,
+	OPT_CRIT_COUNT,
+	OPT_NAGIOS,
 };
 
 static const char help_create[] =
@@ -124,6 +130,13 @@ static const char help_health[] =
     "\n"
     "      --max-age-hours H  age limit of the newest backup\n"
     "      --min-backups N    least number of backups\n"
+    "      --warn-age D       as --max-age-hours, as a duration: 26h, 90m, 2d\n"
+    "      --crit-age D       critical when the newest backup is older than D\n"
+    "      --warn-count N     as --min-backups\n"
+    "      --crit-count N     critical when fewer than N backups exist\n"
+    "      --nagios           one line in the Nagios plugin format; exit 0 ok,\n"
+    "                         1 warning, 2 critical, 3 unknown (store unreadable,\n"
+    "                         bad arguments)\n"
     "  -h, --help             show this help\n";
 
 static const char help_metrics[] =
@@ -208,6 +221,13 @@ static const char *hint_for(int code)
 	default:
 		return "";
 	}
+}
+
+/* The operation of this command runs now, about backup name (may be NULL). */
+static void hook_note(struct cli_globals *g, const char *name)
+{
+	g->hook_ran = true;
+	snprintf(g->hook_name, sizeof(g->hook_name), "%s", name ? name : "");
 }
 
 /* Prints "bri-backup: <what>: <err>" and a hint; returns CLI_EXIT_FAIL. */
@@ -482,6 +502,7 @@ int cli_cmd_create(struct cli_globals *g, int argc, char **argv)
 	if (name && check_name(argv[0], name))
 		return CLI_EXIT_USAGE;
 	cli_setup_logging(g);
+	hook_note(g, name); /* from here on a failure is the create's */
 	/* stat only: the live database is never opened outside SQLite. */
 	if (stat(g->db, &st) < 0) {
 		cli_error("create: database not found: %s (%s); check --db or $BRI_DB", g->db,
@@ -502,6 +523,8 @@ int cli_cmd_create(struct cli_globals *g, int argc, char **argv)
 	ctx = cli_progress_ctx(name ? name : "create");
 	r = bri_create(s, &opts, &ctx, &new_name, &err);
 	cli_progress_done();
+	if (r == 0)
+		hook_note(g, new_name);
 	if (r < 0) {
 		rc = fail("create", &err, r);
 		goto out_close_store;
@@ -753,6 +776,7 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 
 	if (g->json)
 		arr = json_object_new_array();
+	hook_note(g, n == 1 && names[0] ? names[0] : NULL);
 	for (i = 0; i < n; i++) {
 		struct bri_verify_result res = {0};
 		struct bri_err err = {0};
@@ -815,8 +839,9 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 			}
 			continue;
 		}
-		if (res.status != BRI_VERIFY_OK)
-			failed++;
+		if (res.status != BRI_VERIFY_OK && !failed++)
+			snprintf(g->hook_reason, sizeof(g->hook_reason), "%s: %s: %s", label,
+			         bri_verify_status_name(res.status), res.reason);
 		if (arr) {
 			where = paths[i] ? strdup(paths[i]) : bri_store_path(s, names[i], ".db");
 			json_object_array_add(arr, verify_json(names[i], where, &res));
@@ -947,6 +972,7 @@ int cli_cmd_restore(struct cli_globals *g, int argc, char **argv)
 
 	memset(&report, 0, sizeof(report));
 	ctx = cli_progress_ctx(name ? name : "restore");
+	hook_note(g, name);
 	r = bri_restore(s, what, &opts, &ctx, &report, &err);
 	cli_progress_done();
 	if (r < 0) {
@@ -1093,6 +1119,8 @@ int cli_cmd_cleanup(struct cli_globals *g, int argc, char **argv)
 		}
 		return CLI_EXIT_OK;
 	}
+	if (!dry_run)
+		hook_note(g, NULL);
 	rc = run_cleanup(s, g, dry_run, stdout, g->json ? &out : NULL);
 	if (out)
 		print_json(out);
@@ -1273,68 +1301,148 @@ out_put_catalog:
 
 /* ---- health ---- */
 
+/* A whole number of 0 or more for option what, or -1 (message printed). */
+static long health_count(const char *cmd, const char *what, const char *arg)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (errno || end == arg || *end || *arg == '-' || v > INT_MAX) {
+		cli_usage_error(cmd, "%s wants a whole number of 0 or more, not '%s'", what, arg);
+		return -1;
+	}
+	return (long)v;
+}
+
+/* A duration (N seconds or N{s,m,h,d}) above 0 in hours, or -1 (message printed). */
+static double health_age(const char *cmd, const char *what, const char *arg)
+{
+	long secs;
+
+	if (bri_duration_parse(arg, &secs) < 0 || secs <= 0) {
+		cli_usage_error(cmd, "%s wants a duration such as 26h, 90m or 2d, not '%s'", what,
+		                arg);
+		return -1;
+	}
+	return secs / 3600.0;
+}
+
 int cli_cmd_health(struct cli_globals *g, int argc, char **argv)
 {
 	static const struct option own[] = {
 	    {"max-age-hours", required_argument, NULL, OPT_MAX_AGE},
 	    {"min-backups", required_argument, NULL, OPT_MIN_BACKUPS},
+	    {"warn-age", required_argument, NULL, OPT_WARN_AGE},
+	    {"crit-age", required_argument, NULL, OPT_CRIT_AGE},
+	    {"warn-count", required_argument, NULL, OPT_WARN_COUNT},
+	    {"crit-count", required_argument, NULL, OPT_CRIT_COUNT},
+	    {"nagios", no_argument, NULL, OPT_NAGIOS},
 	    {"help", no_argument, NULL, 'h'},
 	};
-	struct option longopts[32];
+	struct option longopts[40];
 	struct bri_health_rules rules = {.max_age_hours = 24, .min_backups = 7};
 	struct bri_store *s = NULL;
 	struct bri_catalog *c = NULL;
 	char *text = NULL, *end;
 	size_t len = 0;
-	bool ok;
+	bool nagios = false;
 	int opt, rc = CLI_EXIT_OK;
+	double hours;
+	long count;
 
-	cli_merge_longopts(own, 3, longopts);
+	/* Nagios wants 3 (unknown) for bad arguments too: look for the flag first. */
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--nagios"))
+			nagios = true;
+#define USAGE(call) return nagios ? (call, CLI_EXIT_NAGIOS_UNKNOWN) : call
+	cli_merge_longopts(own, 8, longopts);
 	for (;;) {
 		opt = next_option(g, argc, argv, ":hv", longopts, help_health, &rc);
 		if (opt == -1)
 			break;
 		switch (opt) {
 		case OPT_STOP:
-			return rc;
+			return nagios && rc == CLI_EXIT_USAGE ? CLI_EXIT_NAGIOS_UNKNOWN : rc;
 		case OPT_MAX_AGE:
 			errno = 0;
 			rules.max_age_hours = strtod(optarg, &end);
 			if (errno || end == optarg || *end || !(rules.max_age_hours > 0) ||
 			    !isfinite(rules.max_age_hours))
-				return cli_usage_error(argv[0],
-				                       "--max-age-hours wants a number of hours "
-				                       "above 0, not '%s'",
-				                       optarg);
+				USAGE(cli_usage_error(argv[0],
+				                      "--max-age-hours wants a number of hours "
+				                      "above 0, not '%s'",
+				                      optarg));
 			break;
-		case OPT_MIN_BACKUPS: {
-			unsigned long v;
-
-			errno = 0;
-			v = strtoul(optarg, &end, 10);
-			if (errno || end == optarg || *end || *optarg == '-' || v > INT_MAX)
-				return cli_usage_error(argv[0],
-				                       "--min-backups wants a whole number of 0 "
-				                       "or more, not '%s'",
-				                       optarg);
-			rules.min_backups = (size_t)v;
+		case OPT_WARN_AGE:
+		case OPT_CRIT_AGE:
+			hours = health_age(argv[0], opt == OPT_WARN_AGE ? "--warn-age" : "--crit-age",
+			                   optarg);
+			if (hours < 0)
+				return nagios ? CLI_EXIT_NAGIOS_UNKNOWN : CLI_EXIT_USAGE;
+			if (opt == OPT_WARN_AGE)
+				rules.max_age_hours = hours;
+			else
+				rules.crit_age_hours = hours;
 			break;
-		}
+		case OPT_MIN_BACKUPS:
+		case OPT_WARN_COUNT:
+		case OPT_CRIT_COUNT:
+			count = health_count(argv[0],
+			                     opt == OPT_MIN_BACKUPS  ? "--min-backups"
+			                     : opt == OPT_WARN_COUNT ? "--warn-count"
+			                                             : "--crit-count",
+			                     optarg);
+			if (count < 0)
+				return nagios ? CLI_EXIT_NAGIOS_UNKNOWN : CLI_EXIT_USAGE;
+			if (opt == OPT_CRIT_COUNT)
+				rules.crit_backups = (size_t)count;
+			else
+				rules.min_backups = (size_t)count;
+			break;
+		case OPT_NAGIOS:
+			nagios = true;
+			break;
 		default:
-			return cli_usage_error(argv[0], "unexpected option");
+			USAGE(cli_usage_error(argv[0], "unexpected option"));
 		}
 	}
+#undef USAGE
+	if (rules.crit_age_hours > 0 && rules.crit_age_hours < rules.max_age_hours) {
+		cli_usage_error(argv[0], "--crit-age must not be below --warn-age");
+		return nagios ? CLI_EXIT_NAGIOS_UNKNOWN : CLI_EXIT_USAGE;
+	}
 	rc = open_catalog(g, argc, argv, &s, &c);
-	if (rc)
-		return rc;
-	ok = bri_health_check(c, time(NULL), &rules, g->json, &text, &len);
+	if (rc) {
+		if (!nagios)
+			return rc;
+		printf("BRI-BACKUP UNKNOWN - cannot read the store (see the error above)\n");
+		return CLI_EXIT_NAGIOS_UNKNOWN;
+	}
+	if (nagios) {
+		bri_health_nagios(c, time(NULL), &rules, &text);
+		if (!text) {
+			printf("BRI-BACKUP UNKNOWN - out of memory\n");
+			rc = CLI_EXIT_NAGIOS_UNKNOWN;
+		} else {
+			fputs(text, stdout);
+			rc = (int)bri_health_assess(c, time(NULL), &rules, false, &end, &len);
+			free(end);
+		}
+		free(text);
+		goto out_put_catalog;
+	}
+	rc = bri_health_assess(c, time(NULL), &rules, g->json, &text, &len) == BRI_HEALTH_OK
+	         ? CLI_EXIT_OK
+	         : CLI_EXIT_FAIL;
 	if (text) {
 		fwrite(text, 1, len, stdout);
 		if (len == 0 || text[len - 1] != '\n')
 			putchar('\n');
 		free(text);
 	}
-	rc = ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+out_put_catalog:
 	put_catalog(c);
 	close_store(s);
 	return rc;

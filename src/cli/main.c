@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bri/hook.h"
 #include "bri/log.h"
 #include "bri/retention.h"
 #include "cli.h"
@@ -39,6 +40,9 @@ enum {
 	OPT_KEEP_MONTHLY,
 	OPT_KEEP_YEARLY,
 	OPT_KEEP_WITHIN,
+	OPT_ON_SUCCESS,
+	OPT_ON_FAILURE,
+	OPT_HOOK_TIMEOUT,
 };
 
 const struct option cli_global_longopts[] = {
@@ -52,6 +56,9 @@ const struct option cli_global_longopts[] = {
     {"keep-monthly", required_argument, NULL, OPT_KEEP_MONTHLY},
     {"keep-yearly", required_argument, NULL, OPT_KEEP_YEARLY},
     {"keep-within", required_argument, NULL, OPT_KEEP_WITHIN},
+    {"on-success", required_argument, NULL, OPT_ON_SUCCESS},
+    {"on-failure", required_argument, NULL, OPT_ON_FAILURE},
+    {"hook-timeout", required_argument, NULL, OPT_HOOK_TIMEOUT},
     {"json", no_argument, NULL, OPT_JSON},
     {"follow-symlink", no_argument, NULL, OPT_FOLLOW_SYMLINK},
     {"force", no_argument, NULL, OPT_FORCE},
@@ -90,6 +97,9 @@ static const struct {
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
+/* The last error printed: the BRI_REASON of a failure hook. */
+static char last_error[1024];
+
 void cli_error(const char *fmt, ...)
 {
 	va_list ap;
@@ -99,6 +109,9 @@ void cli_error(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
 }
 
 int cli_bad_option(const char *command, int opt, char **argv)
@@ -198,6 +211,29 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 		*slot[opt - OPT_KEEP_HOURLY] = n;
 		return 1;
 	}
+	case OPT_ON_SUCCESS:
+	case OPT_ON_FAILURE:
+		if (arg[0] != '/') {
+			cli_usage_error(NULL,
+			                "%s wants the absolute path of a program (run with no "
+			                "shell), not '%s'",
+			                opt == OPT_ON_SUCCESS ? "--on-success" : "--on-failure", arg);
+			return -1;
+		}
+		if (opt == OPT_ON_SUCCESS)
+			g->hooks.on_success = arg;
+		else
+			g->hooks.on_failure = arg;
+		return 1;
+	case OPT_HOOK_TIMEOUT:
+		n = parse_count(arg);
+		if (n <= 0) {
+			cli_usage_error(NULL, "--hook-timeout wants a number of seconds above 0, not '%s'",
+			                arg);
+			return -1;
+		}
+		g->hooks.timeout_s = n;
+		return 1;
 	case OPT_KEEP_WITHIN:
 		if (bri_calendar_duration_parse(arg, &g->tiers.keep_within) < 0) {
 			cli_usage_error(NULL,
@@ -259,6 +295,10 @@ static void usage(FILE *f)
 	        "                        last N hours/days/ISO weeks/months/years (local time)\n"
 	        "  --keep-within D       keep all backups within D (7d, 36h, 1y6m) of the newest;\n"
 	        "                        with tiers, --retention-days applies only if given\n"
+	        "  --on-success PROGRAM  run PROGRAM (absolute path, no shell) after a create,\n"
+	        "  --on-failure PROGRAM  verify, restore or cleanup that succeeded / failed,\n"
+	        "                        with BRI_OPERATION, BRI_NAME, BRI_RESULT, BRI_REASON\n"
+	        "  --hook-timeout S      kill a hook's process group after S seconds (30)\n"
 	        "  --json                machine-readable output of list, verify, stats, health\n"
 	        "  --follow-symlink      accept a --db or --backup-dir path that is a symbolic\n"
 	        "                        link, and use what it points to (refused by default)\n"
@@ -378,6 +418,10 @@ int main(int argc, char **argv)
 	/* optind 0 makes GNU getopt start afresh on the command's arguments. */
 	optind = 0;
 	rc = commands[i].fn(&g, argc, argv);
+	/* The operation ran (not --help, not bad usage): tell the hook. */
+	if (g.hook_ran && rc != CLI_EXIT_USAGE)
+		bri_hook_run(&g.hooks, command, g.hook_name, rc == CLI_EXIT_OK ? 0 : -1,
+		             g.hook_reason[0] ? g.hook_reason : last_error);
 	bri_log_shutdown();
 	/* Output that did not reach its file (disk full, closed pipe) is a failure. */
 	if (fflush(stdout) != 0 || ferror(stdout)) {

@@ -277,6 +277,61 @@ static int run_unpin(struct bfs *fs, const char *line, size_t len, struct bri_op
 	return 0;
 }
 
+struct hook_job {
+	struct bri_hooks hooks;
+	char *operation, *name, *reason;
+	int rc;
+};
+
+static void *hook_main(void *arg)
+{
+	struct hook_job *j = arg;
+
+	bri_hook_run(&j->hooks, j->operation, j->name, j->rc, j->reason);
+	free(j->operation);
+	free(j->name);
+	free(j->reason);
+	free(j);
+	return NULL;
+}
+
+void bfs_hook_async(struct bfs *fs, const char *operation, const char *name, int rc,
+                    const char *reason)
+{
+	const char *program = rc == 0 ? fs->hooks.on_success : fs->hooks.on_failure;
+	struct hook_job *j;
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (!program)
+		return;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		goto out_oom;
+	j->hooks = fs->hooks;
+	j->rc = rc;
+	j->operation = strdup(operation);
+	j->name = strdup(name ? name : "");
+	j->reason = strdup(reason ? reason : "");
+	if (!j->operation || !j->name || !j->reason)
+		goto out_free;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, hook_main, j) != 0) {
+		pthread_attr_destroy(&attr);
+		goto out_free;
+	}
+	pthread_attr_destroy(&attr);
+	return;
+out_free:
+	free(j->operation);
+	free(j->name);
+	free(j->reason);
+	free(j);
+out_oom:
+	bri_log(BRI_LOG_ERR, "hook %s after %s not run: out of resources", program, operation);
+}
+
 int bfs_op_lock(struct bfs *fs)
 {
 	if (atomic_fetch_add(&fs->op_waiters, 1) >= BFS_OP_WAITERS_MAX) {
@@ -472,6 +527,10 @@ int bfs_ctl_write(struct bfs *fs, int ctl, const char *buf, size_t size, const s
 	}
 	if (rc < 0 && !(c->flags & BFS_CTL_OWN_LOCK))
 		log_failure(c, req, len, "failed", err.msg[0] ? err.msg : strerror(-rc));
+	if (ctl == BFS_CTL_CREATE || ctl == BFS_CTL_VERIFY || ctl == BFS_CTL_RESTORE ||
+	    ctl == BFS_CTL_CLEANUP)
+		bfs_hook_async(fs, c->name, ctl == BFS_CTL_CLEANUP ? "" : req, rc,
+		               rc < 0 ? (err.msg[0] ? err.msg : strerror(-rc)) : NULL);
 	free(req);
 	if (rc < 0)
 		return rc;

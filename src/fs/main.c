@@ -39,6 +39,9 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("keep_monthly=%d", keep_monthly, 0),
     BFS_OPT("keep_yearly=%d", keep_yearly, 0),
     BFS_OPT("keep_within=%s", keep_within, 0),
+    BFS_OPT("on_success=%s", on_success, 0),
+    BFS_OPT("on_failure=%s", on_failure, 0),
+    BFS_OPT("hook_timeout=%d", hook_timeout, 0),
     BFS_OPT("scrub_interval=%s", scrub_interval, 0),
     BFS_OPT("busy_timeout=%d", busy_timeout_ms, 0),
     BFS_OPT("log=%s", log_file, 0),
@@ -84,6 +87,12 @@ static void usage(const char *prog)
 	       "    -o keep_within=D       keep all backups within D (e.g. 7d, 36h, 1y6m) of the\n"
 	       "                           newest; with any tier, retention_days applies only\n"
 	       "                           when given too\n"
+	       "    -o on_success=PROGRAM, on_failure=PROGRAM\n"
+	       "                           run PROGRAM (absolute path, no shell) after a create,\n"
+	       "                           verify, restore or cleanup (ctl/ or scheduled) that\n"
+	       "                           succeeded / failed, with BRI_OPERATION, BRI_NAME,\n"
+	       "                           BRI_RESULT and BRI_REASON in its environment\n"
+	       "    -o hook_timeout=S      kill a hook's process group after S seconds (30)\n"
 	       "    -o scrub_interval=T    re-verify backups every T seconds, or with suffix\n"
 	       "                           s, m, h, d (default %s; 0 disables)\n"
 	       "    -o busy_timeout=MS     how long create and restore wait for a writer\n"
@@ -293,6 +302,16 @@ int main(int argc, char *argv[])
 		ret = 2;
 		goto out_free_cmdline;
 	}
+	if ((o.on_success && o.on_success[0] != '/') || (o.on_failure && o.on_failure[0] != '/') ||
+	    o.hook_timeout < 0) {
+		fprintf(stderr, "bri-backupfs: on_success and on_failure want the absolute path of "
+		                "a program (run with no shell); hook_timeout a number of seconds\n");
+		ret = 2;
+		goto out_free_cmdline;
+	}
+	fs.hooks.on_success = o.on_success;
+	fs.hooks.on_failure = o.on_failure;
+	fs.hooks.timeout_s = o.hook_timeout;
 	fs.rules.keep_hourly = o.keep_hourly;
 	fs.rules.keep_daily = o.keep_daily;
 	fs.rules.keep_weekly = o.keep_weekly;

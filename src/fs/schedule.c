@@ -126,11 +126,14 @@ static void run_once(struct bfs *fs)
 	rc = bri_create(fs->store, &opts, &ctx, &made, &err);
 	bfs_progress_end(&fs->progress, made, rc, err.msg);
 	ctx.progress = NULL;
+	bfs_hook_async(fs, "create", made, rc, rc < 0 ? (err.msg[0] ? err.msg : strerror(-rc)) : NULL);
 	if (rc == 0) {
 		bri_log(BRI_LOG_INFO, "schedule: created backup %s", made);
 		removed =
 		    bri_cleanup(fs->store, &fs->rules, time(NULL), false, &ctx, &items, &n, &cerr);
 		free(items);
+		bfs_hook_async(fs, "cleanup", "", removed < 0 ? removed : 0,
+		               removed < 0 ? (cerr.msg[0] ? cerr.msg : strerror(-removed)) : NULL);
 		if (removed < 0)
 			bri_log(BRI_LOG_ERR, "schedule: cleanup after %s failed: %s", made,
 			        cerr.msg[0] ? cerr.msg : strerror(-removed));

@@ -107,7 +107,7 @@ static void test_report(const char *base)
 	EXPECT(w >= 1);
 	/* No backup at all: no good backup, critical. */
 	{
-		struct bri_health_rules r0 = {24, 0};
+		struct bri_health_rules r0 = {.max_age_hours = 24, .min_backups = 0};
 		char *t0 = NULL;
 		size_t l0 = 0;
 		EXPECT_EQ_INT(bri_health_assess(c, time(NULL), &r0, false, &t0, &l0),
@@ -226,7 +226,7 @@ static void test_report(const char *base)
 	EXPECT_EQ_INT(w, 3);
 
 	/* The JSON form of health is a JSON object. */
-	struct bri_health_rules rules = {24, 7};
+	struct bri_health_rules rules = {.max_age_hours = 24, .min_backups = 7};
 	json = NULL;
 	bool ok = bri_health_check(c, newest + HOUR, &rules, true, &json, &len);
 	EXPECT(!ok);
