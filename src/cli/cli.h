@@ -52,6 +52,7 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_restore(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_cleanup(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_delete(struct cli_globals *g, int argc, char **argv);
+int cli_cmd_rehearse(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_pin(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_unpin(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_stats(struct cli_globals *g, int argc, char **argv);

@@ -26,6 +26,7 @@
 #include "bri/meta.h"
 #include "bri/metrics.h"
 #include "bri/pin.h"
+#include "bri/rehearse.h"
 #include "bri/schedule.h"
 #include "bri/report.h"
 #include "bri/restore.h"
@@ -54,6 +55,8 @@ enum {
 	OPT_WARN_COUNT,
 	OPT_CRIT_COUNT,
 	OPT_NAGIOS,
+	OPT_CHECKS,
+	OPT_SCRATCH,
 };
 
 static const char help_create[] =
@@ -116,6 +119,20 @@ static const char help_pin[] =
 
 static const char help_unpin[] = "Usage: bri-backup [OPTIONS] unpin NAME\n"
                                  "Removes the pin of backup NAME (exit 1 if not pinned).\n";
+
+static const char help_rehearse[] =
+    "Usage: bri-backup [OPTIONS] rehearse [NAME|latest] [--checks FILE] [--scratch DIR]\n"
+    "Proves that a backup (none given: the newest) restores: verify, the restore's\n"
+    "copy through SQLite into a scratch database in a new folder under DIR ($TMPDIR\n"
+    "or /tmp; never the store, never the live database), quick_check, then your\n"
+    "checks against that copy, then the copy is removed. Prints how long each step\n"
+    "took and each check's result; exit 1 if anything failed.\n"
+    "\n"
+    "      --checks FILE  SQL statements, each optionally followed on its line by\n"
+    "                     \"-- expect VALUE\" (first column of the first row), e.g.\n"
+    "                     SELECT count(*) > 0 FROM videos; -- expect 1\n"
+    "      --scratch DIR  where the scratch folder is made\n"
+    "  -h, --help         show this help\n";
 
 static const char help_stats[] = "Usage: bri-backup [OPTIONS] stats\n"
                                  "Shows the store's statistics (JSON with --json).\n";
@@ -1178,6 +1195,129 @@ int cli_cmd_delete(struct cli_globals *g, int argc, char **argv)
 	printf("deleted %s\n", name);
 out_close_store:
 	free(stem);
+	close_store(s);
+	return rc;
+}
+
+/* ---- rehearse ---- */
+
+int cli_cmd_rehearse(struct cli_globals *g, int argc, char **argv)
+{
+	static const struct option own[] = {
+	    {"checks", required_argument, NULL, OPT_CHECKS},
+	    {"scratch", required_argument, NULL, OPT_SCRATCH},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct option longopts[32];
+	struct bri_rehearse_report rep;
+	struct bri_store *s = NULL;
+	struct bri_target t = {0};
+	struct bri_err err = {0};
+	struct bri_op_ctx ctx;
+	const char *checks = NULL, *scratch = NULL;
+	char *name = NULL;
+	int opt, rc = CLI_EXIT_OK, r;
+
+	cli_merge_longopts(own, 3, longopts);
+	for (;;) {
+		opt = next_option(g, argc, argv, ":hv", longopts, help_rehearse, &rc);
+		if (opt == -1)
+			break;
+		switch (opt) {
+		case OPT_STOP:
+			return rc;
+		case OPT_CHECKS:
+			checks = optarg;
+			break;
+		case OPT_SCRATCH:
+			scratch = optarg;
+			break;
+		default:
+			return cli_usage_error(argv[0], "unexpected option");
+		}
+	}
+	if (argc - optind > 1)
+		return cli_usage_error(argv[0], "rehearse takes at most one backup name");
+	if (optind < argc && strcmp(argv[optind], BRI_TARGET_LATEST) &&
+	    check_name(argv[0], argv[optind]))
+		return CLI_EXIT_USAGE;
+	cli_setup_logging(g);
+	rc = open_store(g, false, &s);
+	if (rc)
+		return rc;
+	if (!s) {
+		cli_error("rehearse: there is no store yet, so no backup to rehearse");
+		return CLI_EXIT_FAIL;
+	}
+	if (optind < argc && strcmp(argv[optind], BRI_TARGET_LATEST)) {
+		r = bri_target_resolve(s, NULL, argv[optind], BRI_TARGET_NAMES_ONLY, &t, &err);
+		if (r < 0) {
+			rc = fail("rehearse", &err, r);
+			goto out_close_store;
+		}
+		name = strdup(t.name);
+		bri_target_free(&t);
+		if (!name) {
+			cli_error("out of memory");
+			rc = CLI_EXIT_FAIL;
+			goto out_close_store;
+		}
+	} else {
+		rc = newest_name(s, &name);
+		if (rc)
+			goto out_close_store;
+	}
+	hook_note(g, name);
+	ctx = cli_progress_ctx(name);
+	r = bri_rehearse(s, name, checks, scratch, &ctx, &rep, &err);
+	cli_progress_done();
+	if (g->json) {
+		json_object *o = json_object_new_object(), *arr = json_object_new_array();
+
+		json_object_object_add(o, "name", json_str(name));
+		json_object_object_add(o, "ok", json_object_new_boolean(r == 0));
+		json_object_object_add(o, "message", json_str(rep.message));
+		json_object_object_add(o, "verify",
+		                       json_str(bri_verify_status_name(rep.verify.status)));
+		json_object_object_add(o, "verify_s", json_object_new_double(rep.verify_s));
+		json_object_object_add(o, "restored", json_object_new_boolean(rep.restored));
+		json_object_object_add(o, "restore_s", json_object_new_double(rep.restore_s));
+		for (size_t i = 0; i < rep.nchecks; i++) {
+			const struct bri_rehearse_check *c = &rep.checks[i];
+			json_object *x = json_object_new_object();
+
+			json_object_object_add(x, "sql", json_str(c->sql));
+			json_object_object_add(x, "expect", c->expect[0] ? json_str(c->expect) : NULL);
+			json_object_object_add(x, "got", c->error[0] ? NULL : json_str(c->got));
+			json_object_object_add(x, "error", c->error[0] ? json_str(c->error) : NULL);
+			json_object_object_add(x, "ok", json_object_new_boolean(c->ok));
+			json_object_object_add(x, "duration_s", json_object_new_double(c->duration_s));
+			json_object_array_add(arr, x);
+		}
+		json_object_object_add(o, "checks", arr);
+		print_json(o);
+	} else {
+		printf("rehearsal of %s: %s\n", name, r == 0 ? "ok" : "FAILED");
+		printf("verify: %s (%.2f s)\n", bri_verify_status_name(rep.verify.status),
+		       rep.verify_s);
+		if (rep.restored)
+			printf("restore: ok, quick_check ok (%.2f s)\n", rep.restore_s);
+		for (size_t i = 0; i < rep.nchecks; i++) {
+			const struct bri_rehearse_check *c = &rep.checks[i];
+
+			if (c->error[0])
+				printf("check %zu: FAILED: %s -> error: %s\n", i + 1, c->sql, c->error);
+			else
+				printf("check %zu: %s: %s -> %s%s%s (%.3f s)\n", i + 1,
+				       c->ok ? "ok" : "FAILED", c->sql, c->got,
+				       c->expect[0] ? ", expected " : "", c->expect, c->duration_s);
+		}
+	}
+	if (r < 0)
+		rc = fail("rehearse", &err, r);
+	bri_rehearse_report_free(&rep);
+out_close_store:
+	free(name);
 	close_store(s);
 	return rc;
 }

@@ -82,6 +82,8 @@ static const struct {
      "restore a backup (none given: the newest) into the live database"},
     {"cleanup", cli_cmd_cleanup, "[--dry-run]", "remove backups older than the retention period"},
     {"delete", cli_cmd_delete, "NAME", "remove one backup (refused when pinned)"},
+    {"rehearse", cli_cmd_rehearse, "[NAME|latest] [--checks FILE] [--scratch DIR]",
+     "prove a backup restores: restore into a scratch copy, run your checks"},
     {"pin", cli_cmd_pin, "NAME [--reason TEXT]", "keep a backup from every cleanup"},
     {"unpin", cli_cmd_unpin, "NAME", "remove a backup's pin"},
     {"stats", cli_cmd_stats, "", "show the store's statistics"},
