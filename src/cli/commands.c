@@ -27,10 +27,10 @@
 #include "bri/metrics.h"
 #include "bri/pin.h"
 #include "bri/rehearse.h"
-#include "bri/schedule.h"
 #include "bri/report.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
+#include "bri/schedule.h"
 #include "bri/store.h"
 #include "bri/target.h"
 #include "bri/testpoint.h"
@@ -1287,11 +1287,13 @@ int cli_cmd_rehearse(struct cli_globals *g, int argc, char **argv)
 			json_object *x = json_object_new_object();
 
 			json_object_object_add(x, "sql", json_str(c->sql));
-			json_object_object_add(x, "expect", c->expect[0] ? json_str(c->expect) : NULL);
+			json_object_object_add(x, "expect",
+			                       c->expect[0] ? json_str(c->expect) : NULL);
 			json_object_object_add(x, "got", c->error[0] ? NULL : json_str(c->got));
 			json_object_object_add(x, "error", c->error[0] ? json_str(c->error) : NULL);
 			json_object_object_add(x, "ok", json_object_new_boolean(c->ok));
-			json_object_object_add(x, "duration_s", json_object_new_double(c->duration_s));
+			json_object_object_add(x, "duration_s",
+			                       json_object_new_double(c->duration_s));
 			json_object_array_add(arr, x);
 		}
 		json_object_object_add(o, "checks", arr);
@@ -1306,7 +1308,8 @@ int cli_cmd_rehearse(struct cli_globals *g, int argc, char **argv)
 			const struct bri_rehearse_check *c = &rep.checks[i];
 
 			if (c->error[0])
-				printf("check %zu: FAILED: %s -> error: %s\n", i + 1, c->sql, c->error);
+				printf("check %zu: FAILED: %s -> error: %s\n", i + 1, c->sql,
+				       c->error);
 			else
 				printf("check %zu: %s: %s -> %s%s%s (%.3f s)\n", i + 1,
 				       c->ok ? "ok" : "FAILED", c->sql, c->got,
@@ -1517,8 +1520,8 @@ int cli_cmd_health(struct cli_globals *g, int argc, char **argv)
 			break;
 		case OPT_WARN_AGE:
 		case OPT_CRIT_AGE:
-			hours = health_age(argv[0], opt == OPT_WARN_AGE ? "--warn-age" : "--crit-age",
-			                   optarg);
+			hours = health_age(
+			    argv[0], opt == OPT_WARN_AGE ? "--warn-age" : "--crit-age", optarg);
 			if (hours < 0)
 				return nagios ? CLI_EXIT_NAGIOS_UNKNOWN : CLI_EXIT_USAGE;
 			if (opt == OPT_WARN_AGE)

@@ -219,7 +219,8 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 			cli_usage_error(NULL,
 			                "%s wants the absolute path of a program (run with no "
 			                "shell), not '%s'",
-			                opt == OPT_ON_SUCCESS ? "--on-success" : "--on-failure", arg);
+			                opt == OPT_ON_SUCCESS ? "--on-success" : "--on-failure",
+			                arg);
 			return -1;
 		}
 		if (opt == OPT_ON_SUCCESS)
@@ -230,8 +231,9 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 	case OPT_HOOK_TIMEOUT:
 		n = parse_count(arg);
 		if (n <= 0) {
-			cli_usage_error(NULL, "--hook-timeout wants a number of seconds above 0, not '%s'",
-			                arg);
+			cli_usage_error(
+			    NULL, "--hook-timeout wants a number of seconds above 0, not '%s'",
+			    arg);
 			return -1;
 		}
 		g->hooks.timeout_s = n;

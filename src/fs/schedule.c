@@ -126,7 +126,8 @@ static void run_once(struct bfs *fs)
 	rc = bri_create(fs->store, &opts, &ctx, &made, &err);
 	bfs_progress_end(&fs->progress, made, rc, err.msg);
 	ctx.progress = NULL;
-	bfs_hook_async(fs, "create", made, rc, rc < 0 ? (err.msg[0] ? err.msg : strerror(-rc)) : NULL);
+	bfs_hook_async(fs, "create", made, rc,
+	               rc < 0 ? (err.msg[0] ? err.msg : strerror(-rc)) : NULL);
 	if (rc == 0) {
 		bri_log(BRI_LOG_INFO, "schedule: created backup %s", made);
 		removed =
@@ -138,7 +139,8 @@ static void run_once(struct bfs *fs)
 			bri_log(BRI_LOG_ERR, "schedule: cleanup after %s failed: %s", made,
 			        cerr.msg[0] ? cerr.msg : strerror(-removed));
 		else
-			bri_log(BRI_LOG_INFO, "schedule: cleanup removed %d backup(s) (%s)", removed,
+			bri_log(BRI_LOG_INFO, "schedule: cleanup removed %d backup(s) (%s)",
+			        removed,
 			        bri_retention_describe(&fs->rules, described, sizeof(described)));
 	} else {
 		bri_log(BRI_LOG_ERR, "schedule: automatic backup failed: %s",
@@ -252,7 +254,8 @@ void bfs_schedule_stop(struct bfs *fs)
 int bfs_schedule_render(struct bfs *fs, char **out, size_t *len)
 {
 	struct bfs_sched *s = &fs->sched;
-	char desc[64], when[40], described[256], last_name[BRI_NAME_MAX + 1], future[BRI_NAME_MAX + 1];
+	char desc[64], when[40], described[256], last_name[BRI_NAME_MAX + 1],
+	    future[BRI_NAME_MAX + 1];
 	const size_t cap = 2048;
 	char *buf = malloc(cap);
 	time_t last, now, next;
