@@ -21,6 +21,7 @@
 #include "bri/log.h"
 #include "bri/metrics.h"
 #include "bri/pin.h"
+#include "bri/rehearse.h"
 #include "bri/target.h"
 #include "bri/verify.h"
 #include "fs.h"
@@ -277,9 +278,42 @@ static int run_unpin(struct bfs *fs, const char *line, size_t len, struct bri_op
 	return 0;
 }
 
+/* A restore rehearsal of one backup (or latest) with -o checks=FILE. */
+static int run_rehearse(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
+                        struct bri_err *err)
+{
+	struct bri_rehearse_report rep;
+	char name[BRI_NAME_MAX + 1];
+	int rc;
+
+	(void)len;
+	rc = resolve_name(fs, line, name, err);
+	if (rc < 0) {
+		bfs_hook_async(fs, "rehearse", line, rc, err->msg);
+		return rc;
+	}
+	bfs_progress_begin(&fs->progress, ctx, "rehearse", name, "ctl/rehearse");
+	rc = bri_rehearse(fs->store, name, fs->checks, NULL, ctx, &rep, err);
+	bfs_progress_end(&fs->progress, name, rc, err->msg);
+	/* the hook hears the backup's name, not "latest" */
+	bfs_hook_async(fs, "rehearse", name, rc, rc < 0 ? err->msg : NULL);
+	if (rc == 0)
+		bri_log(BRI_LOG_INFO,
+		        "ctl/rehearse: %s ok (verify %.2f s, restore %.2f s, %zu checks)", name,
+		        rep.verify_s, rep.restore_s, rep.nchecks);
+	for (size_t i = 0; i < rep.nchecks; i++)
+		if (!rep.checks[i].ok)
+			bri_log(BRI_LOG_ERR, "ctl/rehearse: %s: check failed: %s -> %s%s%s", name,
+			        rep.checks[i].sql,
+			        rep.checks[i].error[0] ? rep.checks[i].error : rep.checks[i].got,
+			        rep.checks[i].expect[0] ? ", expected " : "", rep.checks[i].expect);
+	bri_rehearse_report_free(&rep);
+	return rc;
+}
+
 struct hook_job {
-	struct bri_hooks hooks;
-	char *operation, *name, *reason;
+	struct bri_hooks hooks; /* both programs: program, the job's own copy */
+	char *program, *operation, *name, *reason;
 	int rc;
 };
 
@@ -288,6 +322,7 @@ static void *hook_main(void *arg)
 	struct hook_job *j = arg;
 
 	bri_hook_run(&j->hooks, j->operation, j->name, j->rc, j->reason);
+	free(j->program);
 	free(j->operation);
 	free(j->name);
 	free(j->reason);
@@ -308,12 +343,14 @@ void bfs_hook_async(struct bfs *fs, const char *operation, const char *name, int
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		goto out_oom;
-	j->hooks = fs->hooks;
+	j->program = strdup(program);
+	j->hooks = (struct bri_hooks){
+	    .on_success = j->program, .on_failure = j->program, .timeout_s = fs->hooks.timeout_s};
 	j->rc = rc;
 	j->operation = strdup(operation);
 	j->name = strdup(name ? name : "");
 	j->reason = strdup(reason ? reason : "");
-	if (!j->operation || !j->name || !j->reason)
+	if (!j->program || !j->operation || !j->name || !j->reason)
 		goto out_free;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -324,6 +361,7 @@ void bfs_hook_async(struct bfs *fs, const char *operation, const char *name, int
 	pthread_attr_destroy(&attr);
 	return;
 out_free:
+	free(j->program);
 	free(j->operation);
 	free(j->name);
 	free(j->reason);
@@ -427,6 +465,7 @@ const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT] = {
     [BFS_CTL_PROGRESS] = {"progress", 0444, NULL, NULL, render_progress, 0},
     [BFS_CTL_PIN] = {"pin", 0200, valid_pin, run_pin, NULL, 0},
     [BFS_CTL_UNPIN] = {"unpin", 0200, valid_name, run_unpin, NULL, 0},
+    [BFS_CTL_REHEARSE] = {"rehearse", 0200, valid_target, run_rehearse, NULL, 0},
 };
 
 int bfs_ctl_lookup(const char *name)

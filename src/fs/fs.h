@@ -105,6 +105,7 @@ enum bfs_ctl_op {
 	BFS_CTL_PROGRESS,
 	BFS_CTL_PIN,
 	BFS_CTL_UNPIN,
+	BFS_CTL_REHEARSE,
 	BFS_CTL_COUNT
 };
 
@@ -170,6 +171,7 @@ struct bfs_options {
 	char *on_success;     /* -o on_success=PROGRAM */
 	char *on_failure;     /* -o on_failure=PROGRAM */
 	int hook_timeout;     /* -o hook_timeout=SECONDS */
+	char *checks;         /* -o checks=FILE: ctl/rehearse's checks */
 	char *scrub_interval; /* -o scrub_interval= (seconds or s/m/h/d suffix) */
 	int busy_timeout_ms;  /* -o busy_timeout= (milliseconds; 0: the core's default) */
 	char *log_file;       /* -o log= */
@@ -247,6 +249,7 @@ struct bfs {
 	gid_t gid;                        /* its group */
 	struct bri_retention_rules rules; /* cleanup policy */
 	struct bri_hooks hooks;           /* -o on_success=, on_failure=, hook_timeout= */
+	char *checks;                     /* -o checks= (absolute), or NULL */
 	struct bri_health_rules health;   /* health thresholds */
 	time_t scrub_interval;            /* re-verify after this many seconds; 0: never */
 	int busy_timeout_ms;              /* wait for the live database's locks; 0: default */

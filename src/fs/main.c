@@ -42,6 +42,7 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("on_success=%s", on_success, 0),
     BFS_OPT("on_failure=%s", on_failure, 0),
     BFS_OPT("hook_timeout=%d", hook_timeout, 0),
+    BFS_OPT("checks=%s", checks, 0),
     BFS_OPT("scrub_interval=%s", scrub_interval, 0),
     BFS_OPT("busy_timeout=%d", busy_timeout_ms, 0),
     BFS_OPT("log=%s", log_file, 0),
@@ -93,6 +94,7 @@ static void usage(const char *prog)
 	       "                           succeeded / failed, with BRI_OPERATION, BRI_NAME,\n"
 	       "                           BRI_RESULT and BRI_REASON in its environment\n"
 	       "    -o hook_timeout=S      kill a hook's process group after S seconds (30)\n"
+	       "    -o checks=FILE         the SQL checks of ctl/rehearse (SELECT ...; -- expect 1)\n"
 	       "    -o scrub_interval=T    re-verify backups every T seconds, or with suffix\n"
 	       "                           s, m, h, d (default %s; 0 disables)\n"
 	       "    -o busy_timeout=MS     how long create and restore wait for a writer\n"
@@ -215,6 +217,10 @@ static void free_options(struct bfs_options *o)
 	free(o->log_file);
 	free(o->log_level);
 	free(o->schedule);
+	free(o->keep_within);
+	free(o->on_success);
+	free(o->on_failure);
+	free(o->checks);
 }
 
 /* Refuses (with a message) a mount point the daemon would wait on: guard.c. */
@@ -308,6 +314,11 @@ int main(int argc, char *argv[])
 		                "a program (run with no shell); hook_timeout a number of seconds\n");
 		ret = 2;
 		goto out_free_cmdline;
+	}
+	if (o.checks) {
+		fs.checks = bri_path_absolute(o.checks);
+		if (!fs.checks)
+			goto out_free_cmdline;
 	}
 	fs.hooks.on_success = o.on_success;
 	fs.hooks.on_failure = o.on_failure;
@@ -455,6 +466,7 @@ out_catalog:
 out_log:
 	bri_log_shutdown();
 out_free_cmdline:
+	free(fs.checks);
 	free(copts.mountpoint);
 	free(log_path);
 out_free_args:

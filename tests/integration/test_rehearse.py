@@ -86,3 +86,27 @@ def test_rehearse_failures(cli, live_db, store, tmp_path):
     assert p.returncode == 1 and "verify: failed" in p.stdout and "restore:" not in p.stdout
     assert out.read_text() == "rehearse|one|failed\n"
     assert os.listdir(scratch) == []
+
+
+def test_ctl_rehearse(live_db, store, tmp_path, cli):
+    from conftest import Mount, sh, wait_until
+    cli.run("create", "--name", "one")
+    checks = tmp_path / "checks.sql"
+    checks.write_text("SELECT count(*) > 0 FROM videos; -- expect 1\n")
+    hook = tmp_path / "hook"
+    out = tmp_path / "hook.out"
+    hook.write_text(f"#!/bin/sh\nprintf '%s|%s|%s\\n' \"$BRI_OPERATION\" \"$BRI_NAME\" "
+                    f"\"$BRI_RESULT\" >> {out}\n")
+    hook.chmod(0o755)
+    m = Mount(live_db, store, tmp_path / "mnt",
+              options=[f"checks={checks}", f"on_success={hook}", f"on_failure={hook}"]).start()
+    try:
+        sh(f"echo latest > {m.path}/ctl/rehearse")
+        assert wait_until(lambda: out.exists() and out.read_text() == "rehearse|one|ok\n", 20)
+        assert "ctl/rehearse: one ok" in (m / "ctl/log").read_text()
+        checks.write_text("SELECT count(*) FROM videos; -- expect -1\n")
+        assert sh(f"echo one > {m.path}/ctl/rehearse", check=False).returncode != 0
+        assert wait_until(lambda: out.read_text().endswith("rehearse|one|failed\n"), 20)
+        assert sorted(os.listdir(m / "one")) == ["bri.db", "meta.json", "verify"]
+    finally:
+        m.stop()
