@@ -22,7 +22,7 @@ _bri_backup()
 	local cur prev cmd i
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
-	local commands="create list verify restore cleanup delete pin unpin stats health metrics diff export"
+	local commands="create list verify restore cleanup delete rehearse pin unpin stats health metrics diff export"
 	local globals="--db --backup-dir --retention-days --keep-min --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --on-success --on-failure --hook-timeout --json --follow-symlink --force --help --version"
 
 	case "$prev" in
@@ -56,6 +56,15 @@ _bri_backup()
 	create) COMPREPLY=($(compgen -W "--name --verify --cleanup --help" -- "$cur")) ;;
 	cleanup) COMPREPLY=($(compgen -W "--dry-run --help" -- "$cur")) ;;
 	health) COMPREPLY=($(compgen -W "--max-age-hours --min-backups --warn-age --crit-age --warn-count --crit-count --nagios --help" -- "$cur")) ;;
+	rehearse)
+		if [[ "$prev" == --checks || "$prev" == --scratch ]]; then
+			COMPREPLY=($(compgen -f -- "$cur"))
+		elif [[ "$cur" == -* ]]; then
+			COMPREPLY=($(compgen -W "--checks --scratch --help" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "latest $(_bri_backup_names)" -- "$cur"))
+		fi
+		;;
 	pin | unpin)
 		if [[ "$cur" == -* ]]; then
 			local opts="--help"
