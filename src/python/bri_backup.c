@@ -27,6 +27,7 @@
 #include "bri/create.h"
 #include "bri/log.h"
 #include "bri/meta.h"
+#include "bri/pin.h"
 #include "bri/report.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
@@ -671,6 +672,7 @@ static PyObject *entry_dict(const struct bri_store *s, const struct bri_entry *e
 	PyObject *d = PyDict_New(), *tables = PyDict_New();
 	char created[40], filename[BRI_NAME_MAX + 8];
 	char *path = bri_store_path(s, e->name, ".db");
+	struct bri_pin pin;
 	size_t i;
 
 	if (!d || !tables || !path)
@@ -700,8 +702,15 @@ static PyObject *entry_dict(const struct bri_store *s, const struct bri_entry *e
 	    put(d, "backup_time_utc", str_or_none(e->meta_ok ? e->meta.backup_time_utc : NULL)) ||
 	    put(d, "verified_at", str_or_none(e->verify.checked ? e->verify.checked_at : NULL)) ||
 	    put(d, "verify_reason", str_or_none(e->verify.reason)) ||
-	    put(d, "meta_error", str_or_none(e->meta_ok ? NULL : e->meta_error)))
+	    put(d, "meta_error", str_or_none(e->meta_ok ? NULL : e->meta_error)) ||
+	    put(d, "pinned", PyBool_FromLong(e->pinned)))
 		goto out_fail;
+	if (e->pinned && bri_pin_read(s, e->name, &pin) == 0) {
+		if (put(d, "pin_reason", PyUnicode_FromString(pin.reason)))
+			goto out_fail;
+	} else if (put(d, "pin_reason", str_or_none(NULL))) {
+		goto out_fail;
+	}
 	Py_DECREF(tables);
 	free(path);
 	return d;
@@ -757,7 +766,7 @@ PyDoc_STRVAR(list_backups_doc,
              "tables ({table: rows}), and also path, name, kind (\"auto\", \"named\",\n"
              "\"safety\"), verified (True, False, or None when never verified), verify\n"
              "(\"ok\", \"failed\", \"unverified\"), size_bytes, checksum, backup_time_utc,\n"
-             "verified_at, verify_reason and meta_error: the entries of\n"
+             "verified_at, verify_reason, meta_error, pinned and pin_reason: the entries of\n"
              "`bri-backup --json list`. .db files in the folder that are not backups\n"
              "(no usable .meta) come last, with kind \"unknown\". No folder: [].");
 
