@@ -1,7 +1,8 @@
 /*
  * The catalog: an in-memory index of the store's backups, newest first,
- * built from one directory scan plus each backup's small .meta and .verify
- * files (never the .db files). A refresh reuses entries whose files did not
+ * built from one listing of the store (bri_store_list: for the plain format
+ * one directory scan) plus each backup's small metadata and verify sidecars
+ * (never the backups' bytes). A refresh reuses entries whose files did not
  * change, so a store of thousands of backups is re-indexed with stat calls
  * only. Used by list, stats, health, cleanup and the mount.
  *
@@ -28,9 +29,10 @@ struct bri_entry {
 	time_t time;                     /* backup time (meta, else .db mtime) */
 	enum bri_kind kind;              /* from meta; by name when meta lacks it;
 	                                    BRI_KIND_UNKNOWN exactly when !meta_ok */
-	struct stat db_st;               /* lstat of NAME.db */
-	struct stat meta_st;             /* lstat of NAME.db.meta (zeroed if absent) */
-	struct stat verify_st;           /* lstat of NAME.db.verify (zeroed if absent) */
+	struct stat db_st;               /* the backup's logical size and identity
+	                                    (bri_store_stat; plain: lstat of NAME.db) */
+	struct stat meta_st;             /* identity of its metadata (zeroed if absent) */
+	struct stat verify_st;           /* identity of its verify result (zeroed if absent) */
 	bool meta_ok;                    /* meta parsed */
 	struct bri_meta meta;            /* valid when meta_ok */
 	char meta_error[512];            /* why meta is not ok */

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "bri/common.h"
+#include "bri/store.h"
 
 #define BRI_CHECKSUM_HEX_LEN 64
 
@@ -21,6 +22,10 @@ int bri_checksum_buffer(const void *data, size_t len, char hex[BRI_CHECKSUM_HEX_
  */
 int bri_checksum_fd(int fd, uint64_t total, const struct bri_op_ctx *ctx,
 		    char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err);
+
+/* As bri_checksum_fd on all the bytes r reads (a backup of any store format). */
+int bri_checksum_reader(struct bri_reader *r, const struct bri_op_ctx *ctx,
+			char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err);
 
 /* As bri_checksum_fd on the file at path. */
 int bri_checksum_path(const char *path, const struct bri_op_ctx *ctx,

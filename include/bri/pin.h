@@ -1,6 +1,7 @@
 /*
  * Pins: a backup that no cleanup removes (Barman's "keep"). A pin lives in
- * its own small file NAME.db.pin in the store (JSON: time, reason, by),
+ * its own small file, the store's BRI_SIDECAR_PIN of the backup (plain
+ * format: NAME.db.pin; JSON: time, reason, by),
  * never in the .meta, so metas stay immutable (the mount's caches and
  * object-locked offsite copies rely on that). delete refuses a pinned
  * backup: unpin it first. Pin and unpin hold the store's lock and write the

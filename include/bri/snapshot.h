@@ -13,6 +13,7 @@
 
 #include "bri/common.h"
 #include "bri/meta.h"
+#include "bri/store.h"
 
 struct sqlite3;
 
@@ -79,6 +80,13 @@ struct bri_snapshot_restore;
 int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,
 			       const char *scratch_dir, int busy_timeout_ms,
 			       struct bri_snapshot_restore **out, struct bri_err *err);
+/*
+ * begin with the backup read through backup (a store's reader, opened with
+ * bri_snapshot_open_reader): it must stay open until end.
+ */
+int bri_snapshot_restore_begin_reader(struct bri_reader *backup, const char *live_path,
+				      const char *scratch_dir, int busy_timeout_ms,
+				      struct bri_snapshot_restore **out, struct bri_err *err);
 int bri_snapshot_restore_save(struct bri_snapshot_restore *r, const char *dst_path, int dst_fd,
 			      struct bri_snapshot_info *info, struct bri_err *err);
 int bri_snapshot_restore_commit(struct bri_snapshot_restore *r, struct bri_err *err);
@@ -94,11 +102,28 @@ void bri_snapshot_restore_end(struct bri_snapshot_restore *r);
 int bri_snapshot_open_backup(const char *path, struct sqlite3 **out, struct bri_err *err);
 
 /*
+ * Opens the backup that r reads (bri_store_open_reader, bri_reader_open_path)
+ * read-only and immutable through the reader VFS: SQLite reads exactly the
+ * bytes r serves, of whatever store format, and nothing is written beside
+ * them. r must stay open until the connection is closed. Returns 0 and
+ * *out (close with sqlite3_close), or a negative errno with err filled.
+ */
+int bri_snapshot_open_reader(struct bri_reader *r, struct sqlite3 **out, struct bri_err *err);
+
+/*
  * Attaches the backup at path to db (a connection opened with
  * bri_snapshot_open_backup) as schema, read-only and immutable in the same
  * way. Returns 0 or a negative errno.
  */
 int bri_snapshot_attach_backup(struct sqlite3 *db, const char *path, const char *schema,
+			       struct bri_err *err);
+
+/*
+ * Attaches the backup that r reads to db as schema, through the reader VFS
+ * as bri_snapshot_open_reader does (r must stay open until it is detached or
+ * db closed). Returns 0 or a negative errno.
+ */
+int bri_snapshot_attach_reader(struct sqlite3 *db, struct bri_reader *r, const char *schema,
 			       struct bri_err *err);
 
 /* Counts rows of every table not named sqlite_* in db, sorted by name. */

@@ -4,19 +4,42 @@
  * (temporary file, fsync, rename, fsync the folder), holds the cross-process
  * lock and sweeps leftover temporary files. It knows nothing of SQLite or
  * JSON; the operations (create, verify, restore, ...) build on it.
+ *
+ * How backups are laid out in the folder is the store's format, behind one
+ * table of operations (struct bri_store_ops, in the manner of Redis's rio.h):
+ * list and stat backups (with their logical size and identity), open a
+ * reader (pread), write a new backup (begin, commit, end), remove one, and
+ * read, write and remove its sidecars (metadata, verification result, pin,
+ * restore report) by kind. "plain" (SPEC.md section 1, store_plain.c) is the
+ * first format and the default; a store records another in store.json. No
+ * caller outside a format's own file spells a backup's file names.
  */
 #ifndef BRI_STORE_H
 #define BRI_STORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #include "bri/common.h"
 
 #define BRI_NAME_MAX 128
 
+struct bri_store_ops;
+
+/* What a backup has besides its bytes, each kept by the format as it likes. */
+enum bri_sidecar {
+	BRI_SIDECAR_META,   /* the metadata JSON (plain: NAME.db.meta) */
+	BRI_SIDECAR_VERIFY, /* the last verification's result (plain: NAME.db.verify) */
+	BRI_SIDECAR_PIN,    /* a pin: kept by cleanup (plain: NAME.db.pin) */
+	BRI_SIDECAR_REPORT, /* a restore report (plain: NAME.db.report) */
+	BRI_SIDECAR_KINDS   /* how many kinds there are */
+};
+
 struct bri_store {
+	const struct bri_store_ops *ops; /* the store's format; set by bri_store_open_ex */
 	char *db_path;     /* the live database, absolute */
 	char *db_filename; /* its file name, e.g. "bri.db" */
 	char *stem;        /* the file name without ".db", e.g. "bri" */
@@ -72,7 +95,10 @@ void bri_store_close(struct bri_store *s);
  */
 int bri_store_check_name(const char *name, size_t len, struct bri_err *err);
 
-/* "<dir>/<name><suffix>", malloc'd; NULL on ENOMEM. For showing, not for opening. */
+/*
+ * "<dir>/<name><suffix>", malloc'd; NULL on ENOMEM. For showing, not for
+ * opening. For a backup, use bri_store_backup_path instead.
+ */
 char *bri_store_path(const struct bri_store *s, const char *name, const char *suffix);
 
 /*
@@ -84,10 +110,7 @@ char *bri_store_path(const struct bri_store *s, const char *name, const char *su
  */
 char *bri_store_fd_path(const struct bri_store *s, const char *name, const char *suffix);
 
-/*
- * 1 when NAME.db exists in the store as a regular file that is not the live
- * database itself (a store in the database's own folder), 0 when not.
- */
+/* 1 when the store has a backup file called name (bri_store_stat is 0), else 0. */
 int bri_store_has(const struct bri_store *s, const char *name);
 
 /* Whether st describes the live database file. */
@@ -145,9 +168,9 @@ int bri_store_unlink(struct bri_store *s, const char *file_name);
 int bri_store_sync(struct bri_store *s, struct bri_err *err);
 
 /*
- * Removes leftover ".*.tmp" files whose creating process is gone, and
- * ".meta"/".verify" files without their ".db". Call with the lock held.
- * Returns the number removed.
+ * Removes leftover ".*.tmp" files whose creating process is gone, and what
+ * the format calls leftovers (plain: sidecars without their .db). Call with
+ * the lock held. Returns the number removed.
  */
 int bri_store_sweep(struct bri_store *s);
 
@@ -158,5 +181,127 @@ int bri_store_sweep(struct bri_store *s);
  */
 int bri_store_auto_name(const struct bri_store *s, const char *prefix, time_t now, char *buf,
 			size_t len);
+
+/* ---- The store's format: one table of operations per format ---- */
+
+/*
+ * An open backup, read by offset. Made by bri_store_open_reader (or
+ * bri_reader_open_path for a file outside any store); the bytes are the
+ * database as served (the mount's NAME/bri.db), whatever the format keeps.
+ * Safe to read from several threads at once. Close with bri_reader_close.
+ */
+struct bri_reader {
+	/* Reads up to len bytes at off into buf: the count (short only at the
+	 * end of the file), or a negative errno. */
+	ssize_t (*pread)(struct bri_reader *r, void *buf, size_t len, uint64_t off);
+	void (*close)(struct bri_reader *r); /* frees r and what it holds */
+	uint64_t size;                       /* the logical size: bytes of the database as served */
+	struct stat st; /* identity of what was opened (st_dev, st_ino, st_mtim;
+	                   st_size == size), for tying a verification to it */
+	int fd;         /* a descriptor of exactly those bytes (splice, hashing),
+	                   owned by the reader, which a caller may take over
+	                   (then sets it to -1); -1 when the format has none */
+	char *label;    /* what messages call it (plain: the file's path) */
+	void *priv;     /* the format's */
+};
+
+/*
+ * A backup being written. The copy is written into fd (or through path, a
+ * name SQLite can open for writing) and becomes a backup only with
+ * bri_store_write_commit. Both are the format's to keep until the end.
+ */
+struct bri_backup_writer {
+	struct bri_store *s;         /* the store it goes into */
+	char name[BRI_NAME_MAX + 1]; /* the backup's name */
+	int fd;                      /* the file the copy is written into */
+	char *path;                  /* that file, by a name SQLite can open */
+	bool committed;              /* bri_store_write_commit succeeded */
+	void *priv;                  /* the format's */
+};
+
+/*
+ * A store format: every operation that knows how backups are laid out.
+ * Errors are negative errnos; err, where given, says why.
+ */
+struct bri_store_ops {
+	const char *format; /* its name in store.json, e.g. "plain" */
+	/* Calls fn for each backup (the live database excluded), in no order,
+	 * with st its logical size and identity; stops at fn's first non-zero
+	 * return and returns it. */
+	int (*list)(const struct bri_store *s,
+	            int (*fn)(void *arg, const char *name, const struct stat *st), void *arg,
+	            struct bri_err *err);
+	/* The logical size and identity of backup name: 0, or -ENOENT. */
+	int (*stat)(const struct bri_store *s, const char *name, struct stat *st);
+	int (*open_reader)(const struct bri_store *s, const char *name, struct bri_reader **out,
+	                   struct bri_err *err);
+	int (*write_begin)(struct bri_store *s, const char *name, struct bri_backup_writer **out,
+	                   struct bri_err *err);
+	/* Stores meta as the metadata and publishes the backup: the commit point. */
+	int (*write_commit)(struct bri_backup_writer *w, const char *meta, size_t len,
+	                    struct bri_err *err);
+	/* Frees w; without a commit, leaves nothing of it in the store. */
+	void (*write_end)(struct bri_backup_writer *w);
+	/* Removes the backup and all its sidecars, the backup first. */
+	int (*remove)(struct bri_store *s, const char *name, struct bri_err *err);
+	int (*sidecar_read)(const struct bri_store *s, const char *name, enum bri_sidecar kind,
+	                    size_t max, char **out, size_t *len);
+	int (*sidecar_write)(struct bri_store *s, const char *name, enum bri_sidecar kind,
+	                     const void *data, size_t len, struct bri_err *err);
+	int (*sidecar_remove)(struct bri_store *s, const char *name, enum bri_sidecar kind);
+	/* lstat-like identity of a sidecar: 0, or -ENOENT when absent. */
+	int (*sidecar_stat)(const struct bri_store *s, const char *name, enum bri_sidecar kind,
+	                    struct stat *st);
+	/* Where a user finds the backup's file (for showing), malloc'd; NULL if none. */
+	char *(*backup_path)(const struct bri_store *s, const char *name);
+	/* Whether the store entry fname (not a temporary file) is a leftover the
+	 * sweep may remove. */
+	bool (*is_leftover)(const struct bri_store *s, const char *fname);
+};
+
+/* The plain folder (SPEC.md section 1): one NAME.db per backup. */
+extern const struct bri_store_ops bri_store_plain_ops;
+
+/* The format called name ("plain"), or NULL when this build has none such. */
+const struct bri_store_ops *bri_store_format(const char *name);
+
+/* The operations below call s->ops; see struct bri_store_ops. */
+int bri_store_list(const struct bri_store *s,
+                   int (*fn)(void *arg, const char *name, const struct stat *st), void *arg,
+                   struct bri_err *err);
+int bri_store_stat(const struct bri_store *s, const char *name, struct stat *st);
+/* 0 and *out, or -ENOENT (no such backup) or another negative errno, err filled. */
+int bri_store_open_reader(const struct bri_store *s, const char *name, struct bri_reader **out,
+                          struct bri_err *err);
+int bri_store_write_begin(struct bri_store *s, const char *name, struct bri_backup_writer **out,
+                          struct bri_err *err);
+int bri_store_write_commit(struct bri_backup_writer *w, const char *meta, size_t len,
+                           struct bri_err *err);
+void bri_store_write_end(struct bri_backup_writer *w);
+int bri_store_remove(struct bri_store *s, const char *name, struct bri_err *err);
+/* Reads a sidecar whole (NUL-terminated, malloc'd); -ENOENT when absent, -EFBIG over max. */
+int bri_store_sidecar_read(const struct bri_store *s, const char *name, enum bri_sidecar kind,
+                           size_t max, char **out, size_t *len);
+/* Durably writes a sidecar (replacing it); -ESTALE when the store folder was replaced. */
+int bri_store_sidecar_write(struct bri_store *s, const char *name, enum bri_sidecar kind,
+                            const void *data, size_t len, struct bri_err *err);
+/* Removes a sidecar if present (no error when absent). */
+int bri_store_sidecar_remove(struct bri_store *s, const char *name, enum bri_sidecar kind);
+int bri_store_sidecar_stat(const struct bri_store *s, const char *name, enum bri_sidecar kind,
+                           struct stat *st);
+/* Where a user finds backup name's file, for showing; malloc'd, NULL on ENOMEM. */
+char *bri_store_backup_path(const struct bri_store *s, const char *name);
+
+/* Reads up to len bytes at off: the count, or a negative errno. */
+ssize_t bri_reader_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off);
+/* Reads exactly len bytes at off: 0, or a negative errno (-EIO past the end). */
+int bri_reader_read_full(struct bri_reader *r, void *buf, size_t len, uint64_t off);
+void bri_reader_close(struct bri_reader *r);
+
+/*
+ * A reader of the regular file at path, outside any store (a copy of a
+ * backup given by path). Follows a symlink at path as open(2) does.
+ */
+int bri_reader_open_path(const char *path, struct bri_reader **out, struct bri_err *err);
 
 #endif

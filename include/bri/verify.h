@@ -58,7 +58,9 @@ int bri_verify_file(const char *db_path, const struct bri_meta *meta, const char
 		    const struct bri_op_ctx *ctx, struct bri_verify_result *res);
 
 /*
- * Verifies backup name of the store, persists the result as NAME.db.verify,
+ * Verifies backup name of the store (through its reader: the hash and
+ * SQLite read the same open file), persists the result as its verify
+ * sidecar (plain: NAME.db.verify),
  * writes the audit log. The result is recorded under the store's lock, and
  * only when NAME.db is still the file that was checked. Returns 0 when it
  * ran and was recorded (look at res->status); -ENOENT when there is no such

@@ -546,7 +546,7 @@ int cli_cmd_create(struct cli_globals *g, int argc, char **argv)
 		rc = fail("create", &err, r);
 		goto out_close_store;
 	}
-	path = bri_store_path(s, new_name, ".db");
+	path = bri_store_backup_path(s, new_name);
 	if (!path) {
 		cli_error("out of memory");
 		rc = CLI_EXIT_FAIL;
@@ -610,7 +610,7 @@ static json_object *entry_json(const struct bri_store *s, const struct bri_entry
 {
 	json_object *o = json_object_new_object(), *tables = json_object_new_object();
 	char created[40], filename[BRI_NAME_MAX + 8];
-	char *path = bri_store_path(s, e->name, ".db");
+	char *path = bri_store_backup_path(s, e->name);
 	struct bri_pin pin;
 	size_t i;
 
@@ -860,7 +860,7 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 			snprintf(g->hook_reason, sizeof(g->hook_reason), "%s: %s: %s", label,
 			         bri_verify_status_name(res.status), res.reason);
 		if (arr) {
-			where = paths[i] ? strdup(paths[i]) : bri_store_path(s, names[i], ".db");
+			where = paths[i] ? strdup(paths[i]) : bri_store_backup_path(s, names[i]);
 			json_object_array_add(arr, verify_json(names[i], where, &res));
 			free(where);
 		} else if (res.status == BRI_VERIFY_OK) {

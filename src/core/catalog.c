@@ -1,14 +1,14 @@
 /*
- * The in-memory index of a store: one readdir, an lstat of each backup's
- * three files, and a read of .meta and .verify only for entries that are new
- * or changed since the previous scan. Symlinks and anything that is not a
+ * The in-memory index of a store: one listing of the store (its format's
+ * list: for plain, one readdir), a stat of each backup's sidecars, and a
+ * read of the metadata and verification result only for entries that are
+ * new or changed since the previous scan. Symlinks and anything that is not a
  * regular file are never indexed, so a planted link cannot expose a file.
  * A .db whose .meta does not parse is not a backup: it goes to the unknown
  * list, apart from the backups, and its .verify is never read.
  */
 #include "bri/catalog.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -39,13 +39,11 @@ static void free_entry(struct bri_entry *e)
 	free(e);
 }
 
-/* lstat of a sidecar; a non-regular file counts as absent. */
-static void stat_sidecar(int dirfd, const char *name, const char *suffix, struct stat *st)
+/* The identity of a sidecar; zeroed when absent. */
+static void stat_sidecar(const struct bri_store *s, const char *name, enum bri_sidecar kind,
+                         struct stat *st)
 {
-	char file[BRI_NAME_MAX + 16];
-
-	snprintf(file, sizeof(file), "%s%s", name, suffix);
-	if (fstatat(dirfd, file, st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st->st_mode))
+	if (bri_store_sidecar_stat(s, name, kind, st) < 0)
 		memset(st, 0, sizeof(*st));
 }
 
@@ -84,20 +82,19 @@ static enum bri_kind kind_by_name(const char *name)
 
 static void load_entry(const struct bri_store *s, struct bri_entry *e)
 {
-	char file[BRI_NAME_MAX + 16], *text;
 	struct bri_err err = {0};
+	char *text;
 	size_t len;
 	int rc;
 
-	snprintf(file, sizeof(file), "%s.db.meta", e->name);
-	rc = bri_store_read_file(s, file, BRI_META_MAX_BYTES, &text, &len);
+	rc = bri_store_sidecar_read(s, e->name, BRI_SIDECAR_META, BRI_META_MAX_BYTES, &text, &len);
 	if (rc == 0) {
 		e->meta_ok = bri_meta_parse(text, len, &e->meta, &err) == 0;
 		if (!e->meta_ok)
 			snprintf(e->meta_error, sizeof(e->meta_error), "%s", err.msg);
 		free(text);
 	} else {
-		snprintf(e->meta_error, sizeof(e->meta_error), "%s: %s", file,
+		snprintf(e->meta_error, sizeof(e->meta_error), "metadata %s",
 			 rc == -ENOENT ? "missing" : strerror(-rc));
 	}
 	if (!e->meta_ok) {
@@ -213,95 +210,66 @@ static int add_entry(struct bri_catalog *c, size_t *cap, struct bri_entry *e)
 	return 0;
 }
 
-/* The backup name of a directory entry "NAME.db", or false. */
-static bool backup_name(const char *fname, char name[BRI_NAME_MAX + 1])
-{
-	size_t n = strlen(fname);
+/* The state of one scan, for scan_one. */
+struct scan {
+	const struct bri_store *s; /* the store */
+	struct bri_catalog *c;     /* being filled */
+	struct bri_catalog *prev;  /* the previous scan, or NULL */
+	size_t cap;                /* room in c->entries */
+	size_t reused;             /* entries taken over from prev */
+	struct bri_err *err;       /* why it failed */
+};
 
-	if (n <= 3 || n - 3 > BRI_NAME_MAX || strcmp(fname + n - 3, ".db") != 0)
-		return false;
-	memcpy(name, fname, n - 3);
-	name[n - 3] = '\0';
-	return bri_store_check_name(name, n - 3, NULL) == 0;
+/* Indexes the backup name of the store (st: its identity); 0 or a negative errno. */
+static int scan_one(void *arg, const char *name, const struct stat *st)
+{
+	struct scan *sc = arg;
+	struct bri_entry probe = {0}, *e;
+	uint64_t id = 0;
+
+	probe.db_st = *st;
+	stat_sidecar(sc->s, name, BRI_SIDECAR_META, &probe.meta_st);
+	stat_sidecar(sc->s, name, BRI_SIDECAR_VERIFY, &probe.verify_st);
+	probe.name = (char *)name;
+	e = take_unchanged(sc->prev, &probe, &id);
+	if (e) {
+		sc->reused++;
+	} else {
+		e = calloc(1, sizeof(*e));
+		if (!e || !(e->name = strdup(name))) {
+			free(e);
+			return bri_err_set(sc->err, -ENOMEM, "out of memory");
+		}
+		e->db_st = probe.db_st;
+		e->meta_st = probe.meta_st;
+		e->verify_st = probe.verify_st;
+		e->id = id ? id : atomic_fetch_add(&next_id, 1);
+		load_entry(sc->s, e);
+	}
+	e->pinned = bri_pin_exists(sc->s, name);
+	if (add_entry(sc->c, &sc->cap, e) < 0) {
+		if (e->moved)
+			e->moved = false;
+		else
+			free_entry(e);
+		return bri_err_set(sc->err, -ENOMEM, "out of memory");
+	}
+	return 0;
 }
 
 int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct bri_catalog **out,
 		     struct bri_err *err)
 {
 	struct bri_catalog *c = calloc(1, sizeof(*c));
-	char name[BRI_NAME_MAX + 1];
-	size_t cap = 0, reused = 0, total;
-	struct dirent *d;
-	DIR *dir = NULL;
-	struct stat live = {0};
-	bool have_live;
-	int fd, rc = 0;
+	struct scan sc = {.s = s, .c = c, .prev = prev, .err = err};
+	size_t total;
+	int rc = 0;
 
 	if (!c)
 		return bri_err_set(err, -ENOMEM, "out of memory");
-	/* A store in the live database's own folder must not list the database. */
-	have_live = stat(s->db_path, &live) == 0;
-	fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || !(dir = fdopendir(fd))) {
-		rc = bri_err_set(err, -errno, "cannot read backup folder %s: %s", s->dir,
-				 strerror(errno));
-		if (fd >= 0)
-			close(fd);
+	rc = bri_store_list(s, scan_one, &sc, err);
+	if (rc < 0)
 		goto out_fail;
-	}
-	for (;;) {
-		struct bri_entry probe = {0}, *e;
-		uint64_t id = 0;
-
-		errno = 0;
-		d = readdir(dir);
-		if (!d) {
-			if (errno) {
-				rc = bri_err_set(err, -errno, "cannot read backup folder %s: %s",
-						 s->dir, strerror(errno));
-				goto out_fail;
-			}
-			break;
-		}
-		if (!backup_name(d->d_name, name))
-			continue;
-		if (fstatat(s->dirfd, d->d_name, &probe.db_st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(probe.db_st.st_mode))
-			continue;
-		if (have_live && probe.db_st.st_ino == live.st_ino &&
-		    probe.db_st.st_dev == live.st_dev)
-			continue;
-		stat_sidecar(s->dirfd, name, ".db.meta", &probe.meta_st);
-		stat_sidecar(s->dirfd, name, ".db.verify", &probe.verify_st);
-		probe.name = name;
-		e = take_unchanged(prev, &probe, &id);
-		if (e) {
-			reused++;
-		} else {
-			e = calloc(1, sizeof(*e));
-			if (!e || !(e->name = strdup(name))) {
-				free(e);
-				rc = bri_err_set(err, -ENOMEM, "out of memory");
-				goto out_fail;
-			}
-			e->db_st = probe.db_st;
-			e->meta_st = probe.meta_st;
-			e->verify_st = probe.verify_st;
-			e->id = id ? id : atomic_fetch_add(&next_id, 1);
-			load_entry(s, e);
-		}
-		e->pinned = bri_pin_exists(s, name);
-		if (add_entry(c, &cap, e) < 0) {
-			if (e->moved)
-				e->moved = false;
-			else
-				free_entry(e);
-			rc = bri_err_set(err, -ENOMEM, "out of memory");
-			goto out_fail;
-		}
-	}
-	closedir(dir);
-	dir = NULL;
 	total = c->n;
 	c->by_name = malloc((total ? total : 1) * sizeof(*c->by_name));
 	c->unknown = malloc((total ? total : 1) * sizeof(*c->unknown));
@@ -326,15 +294,13 @@ int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct
 	}
 	/* Unchanged when every entry was taken over and prev had no others. */
 	c->generation = prev ? prev->generation : 0;
-	if (!prev || reused != total || prev->n + prev->nunknown != total)
+	if (!prev || sc.reused != total || prev->n + prev->nunknown != total)
 		c->generation++;
 	if (prev)
 		forget_moved(prev);
 	*out = c;
 	return 0;
 out_fail:
-	if (dir)
-		closedir(dir);
 	/* Entries taken over from prev go back to it. */
 	for (size_t i = 0; i < c->n; i++) {
 		if (c->entries[i]->moved) {

@@ -36,8 +36,27 @@ int bri_checksum_buffer(const void *data, size_t len, char hex[BRI_CHECKSUM_HEX_
 	return 0;
 }
 
-int bri_checksum_fd(int fd, uint64_t total, const struct bri_op_ctx *ctx,
-		    char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err)
+/* Reads the next bytes of a source at off: the count (0 at the end) or -errno. */
+typedef ssize_t (*next_fn)(void *src, void *buf, size_t len, uint64_t off);
+
+static ssize_t next_of_fd(void *src, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n;
+
+	(void)off; /* from the descriptor's own offset */
+	do
+		n = read(*(int *)src, buf, len);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+static ssize_t next_of_reader(void *src, void *buf, size_t len, uint64_t off)
+{
+	return bri_reader_pread(src, buf, len, off);
+}
+
+static int checksum(next_fn next, void *src, uint64_t total, const struct bri_op_ctx *ctx,
+                    char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err)
 {
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned dlen = 0;
@@ -57,13 +76,11 @@ int bri_checksum_fd(int fd, uint64_t total, const struct bri_op_ctx *ctx,
 		goto out_free;
 	}
 	for (;;) {
-		ssize_t n = read(fd, buf, CHUNK_BYTES);
+		ssize_t n = next(src, buf, CHUNK_BYTES, done);
 
-		if (n < 0 && errno == EINTR)
-			continue;
 		if (n < 0) {
-			rc = bri_err_set(err, -errno, "read error while hashing: %s",
-					 strerror(errno));
+			rc = bri_err_set(err, (int)n, "read error while hashing: %s",
+					 strerror((int)-n));
 			goto out_free;
 		}
 		if (n == 0)
@@ -79,6 +96,20 @@ out_free:
 	EVP_MD_CTX_free(md);
 	free(buf);
 	return rc;
+}
+
+int bri_checksum_fd(int fd, uint64_t total, const struct bri_op_ctx *ctx,
+		    char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err)
+{
+	return checksum(next_of_fd, &fd, total, ctx, hex, err);
+}
+
+int bri_checksum_reader(struct bri_reader *r, const struct bri_op_ctx *ctx,
+                        char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err)
+{
+	if (r->fd >= 0)
+		posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	return checksum(next_of_reader, r, r->size, ctx, hex, err);
 }
 
 int bri_checksum_path(const char *path, const struct bri_op_ctx *ctx,

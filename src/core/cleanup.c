@@ -1,7 +1,8 @@
 /*
  * Removing backups, by policy (cleanup) or by request (delete), always under
- * the store's lock. The .db goes first, so an interrupted removal leaves at
- * most an orphaned .meta that the next sweep removes, never a backup that
+ * the store's lock. The store's format removes the backup before its
+ * sidecars (bri_store_remove), so an interrupted removal leaves at most an
+ * orphaned metadata file that the next sweep removes, never a backup that
  * looks complete and is not.
  */
 #include "bri/cleanup.h"
@@ -18,18 +19,7 @@
 
 static int remove_backup(struct bri_store *s, const char *name, struct bri_err *err)
 {
-	const char *suffixes[] = {".db", ".db.meta", ".db.verify", BRI_PIN_SUFFIX};
-	char file[BRI_NAME_MAX + 16];
-	int rc;
-
-	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-		snprintf(file, sizeof(file), "%s%s", name, suffixes[i]);
-		rc = bri_store_unlink(s, file);
-		if (rc < 0)
-			return bri_err_set(err, rc, "cannot remove %s/%s: %s", s->dir, file,
-					   strerror(-rc));
-	}
-	return bri_store_sync(s, err);
+	return bri_store_remove(s, name, err);
 }
 
 int bri_cleanup_plan(const struct bri_catalog *c, time_t now,
@@ -128,14 +118,13 @@ out_unlock:
  */
 static int check_is_backup(struct bri_store *s, const char *name, struct bri_err *err)
 {
-	char file[BRI_NAME_MAX + 16], *text = NULL;
 	struct bri_err why = {0};
 	struct bri_meta meta;
+	char *text = NULL, *path;
 	size_t len;
 	int rc;
 
-	snprintf(file, sizeof(file), "%s.db.meta", name);
-	rc = bri_store_read_file(s, file, BRI_META_MAX_BYTES, &text, &len);
+	rc = bri_store_sidecar_read(s, name, BRI_SIDECAR_META, BRI_META_MAX_BYTES, &text, &len);
 	if (rc == 0) {
 		rc = bri_meta_parse(text, len, &meta, &why);
 		free(text);
@@ -144,12 +133,15 @@ static int check_is_backup(struct bri_store *s, const char *name, struct bri_err
 			return 0;
 		}
 	} else {
-		bri_err_set(&why, rc, "%s: %s", file, rc == -ENOENT ? "missing" : strerror(-rc));
+		bri_err_set(&why, rc, "metadata %s", rc == -ENOENT ? "missing" : strerror(-rc));
 	}
-	return bri_err_set(err, -EINVAL,
-	                   "%s.db in %s is not a backup (no usable metadata: %s), so it is not "
-	                   "removed; remove the file yourself if you mean to",
-	                   name, s->dir, why.msg);
+	path = bri_store_backup_path(s, name);
+	rc = bri_err_set(err, -EINVAL,
+	                 "%s is not a backup (no usable metadata: %s), so it is not removed; "
+	                 "remove the file yourself if you mean to",
+	                 path ? path : name, why.msg);
+	free(path);
+	return rc;
 }
 
 static int delete_backup(struct bri_store *s, const char *name, bool lock_held,

@@ -1,8 +1,10 @@
 /*
- * Taking a backup: the snapshot goes to a temporary file in the store, is
- * hashed and counted, its metadata is written durably, and only then is the
- * .db renamed into place (without replacing anything) and the folder synced.
- * The .db's rename is the commit point: before it there is no backup.
+ * Taking a backup: the snapshot goes into a new backup of the store
+ * (bri_store_write_begin: for plain, a temporary file in the store), is
+ * hashed and counted, and is committed with its metadata
+ * (bri_store_write_commit: for plain, the metadata is written durably, then
+ * the .db renamed into place without replacing anything and the folder
+ * synced). The commit is the commit point: before it there is no backup.
  */
 #include "bri/create.h"
 
@@ -60,19 +62,6 @@ static int choose_name(struct bri_store *s, const struct bri_create_opts *o, tim
 	return 0;
 }
 
-/* Removes the temporary copy and what SQLite may have left beside it. */
-static void remove_tmp(struct bri_store *s, const char *tmp)
-{
-	static const char *sidecars[] = {"-wal", "-shm", "-journal"};
-	char file[PATH_MAX];
-
-	bri_store_unlink(s, tmp);
-	for (size_t i = 0; i < sizeof(sidecars) / sizeof(sidecars[0]); i++) {
-		if ((size_t)snprintf(file, sizeof(file), "%s%s", tmp, sidecars[i]) < sizeof(file))
-			bri_store_unlink(s, file);
-	}
-}
-
 /* Starts the write-out of the file *arg to disk (sync_file_range, no wait). */
 static void *write_out(void *arg)
 {
@@ -81,10 +70,10 @@ static void *write_out(void *arg)
 }
 
 /* Everything after the snapshot: hash, metadata, publish. */
-static int finish_backup(struct bri_store *s, int fd, const char *tmp, const char *name,
-			 struct bri_meta *meta, const struct bri_op_ctx *ctx, struct bri_err *err)
+static int finish_backup(struct bri_backup_writer *w, struct bri_meta *meta,
+			 const struct bri_op_ctx *ctx, struct bri_err *err)
 {
-	char meta_file[BRI_NAME_MAX + 16], db_file[BRI_NAME_MAX + 8];
+	int fd = w->fd;
 	struct stat st;
 	pthread_t writer;
 	bool writing;
@@ -108,15 +97,8 @@ static int finish_backup(struct bri_store *s, int fd, const char *tmp, const cha
 	rc = bri_meta_format(meta, &json, &len);
 	if (rc < 0)
 		return bri_err_set(err, rc, "out of memory");
-	snprintf(meta_file, sizeof(meta_file), "%s.db.meta", name);
-	snprintf(db_file, sizeof(db_file), "%s.db", name);
-	rc = bri_store_write_file(s, meta_file, json, len, err);
+	rc = bri_store_write_commit(w, json, len, err);
 	free(json);
-	if (rc < 0)
-		return rc;
-	rc = bri_store_publish(s, fd, tmp, db_file, true, err);
-	if (rc < 0)
-		bri_store_unlink(s, meta_file);
 	return rc;
 }
 
@@ -211,13 +193,13 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 {
 	struct bri_create_opts o = *opts;
 	struct bri_snapshot_info info = {0};
-	char name[BRI_NAME_MAX + 1] = "", verify_file[BRI_NAME_MAX + 16];
+	char name[BRI_NAME_MAX + 1] = "";
 	struct bri_meta meta = {0};
 	double start = bri_now_mono();
 	time_t now = opts->now ? opts->now : time(NULL);
-	char *tmp = NULL, *tmp_path = NULL;
+	struct bri_backup_writer *w = NULL;
 	struct stat st;
-	int lockfd = -1, fd = -1, rc;
+	int lockfd = -1, rc;
 
 	if (!o.busy_timeout_ms)
 		o.busy_timeout_ms = bri_default_busy_timeout_ms();
@@ -246,32 +228,24 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 	rc = choose_name(s, &o, now, name, err);
 	if (rc < 0)
 		goto out_unlock;
-	fd = bri_store_tmpfile(s, name, "create", &tmp, err);
-	if (fd < 0) {
-		rc = fd;
-		goto out_unlock;
-	}
-	/* SQLite opens the copy by name: a name through the store's descriptor. */
-	tmp_path = bri_store_fd_path(s, tmp, NULL);
-	if (!tmp_path) {
-		rc = bri_err_set(err, -ENOMEM, "out of memory");
-		goto out_remove_tmp;
-	}
-	rc = snapshot_with_progress(&o, s->db_path, tmp_path, fd, (uint64_t)st.st_size, ctx, &info,
-				    err);
+	rc = bri_store_write_begin(s, name, &w, err);
 	if (rc < 0)
-		goto out_remove_tmp;
+		goto out_unlock;
+	rc = snapshot_with_progress(&o, s->db_path, w->path, w->fd, (uint64_t)st.st_size, ctx,
+				    &info, err);
+	if (rc < 0)
+		goto out_end_write;
 	bri_testpoint("create-copied");
 	/* Replaced while copying: the copy is removed, nothing is published. */
 	rc = bri_store_check(s, err);
 	if (rc < 0)
-		goto out_remove_tmp;
+		goto out_end_write;
 
 	bri_time_local(now, meta.backup_time, sizeof(meta.backup_time));
 	bri_time_utc(now, meta.backup_time_utc, sizeof(meta.backup_time_utc));
 	meta.time = now;
 	meta.source_db = s->db_path;
-	meta.backup_path = bri_store_path(s, name, ".db");
+	meta.backup_path = bri_store_backup_path(s, name);
 	meta.tables = info.tables;
 	meta.ntables = info.ntables;
 	meta.kind = o.kind == BRI_KIND_SAFETY ? BRI_KIND_SAFETY
@@ -282,29 +256,22 @@ int bri_create(struct bri_store *s, const struct bri_create_opts *opts,
 	meta.duration_s = bri_now_mono() - start;
 	if (!meta.backup_path) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
-		goto out_remove_tmp;
+		goto out_end_write;
 	}
-	snprintf(verify_file, sizeof(verify_file), "%s.db.verify", name);
-	/* A stale .verify of an earlier backup of that name must not describe this one. */
-	bri_store_unlink(s, verify_file);
-	rc = finish_backup(s, fd, tmp, name, &meta, ctx, err);
+	/* A stale result of an earlier backup of that name must not describe this one. */
+	bri_store_sidecar_remove(s, name, BRI_SIDECAR_VERIFY);
+	rc = finish_backup(w, &meta, ctx, err);
 	if (rc < 0)
-		goto out_remove_tmp;
+		goto out_end_write;
 	*out_name = strdup(name);
 	if (!*out_name)
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
-	goto out_free_meta;
 
-out_remove_tmp:
-	if (tmp)
-		remove_tmp(s, tmp);
-out_free_meta:
+out_end_write:
+	/* Without a commit, nothing of the copy is left in the store. */
+	bri_store_write_end(w);
 	free(meta.backup_path);
 	bri_snapshot_info_free(&info);
-	if (fd >= 0)
-		close(fd);
-	free(tmp_path);
-	free(tmp);
 out_unlock:
 	bri_store_unlock(lockfd);
 out_audit:

@@ -1,7 +1,8 @@
 /*
- * Pins (include/bri/pin.h): NAME.db.pin, a small JSON file written durably
- * under the store's lock. Its presence is what pins; the content (time,
- * reason, who) is for people.
+ * Pins (include/bri/pin.h): the store's BRI_SIDECAR_PIN of a backup (plain
+ * format: NAME.db.pin), a small JSON file written durably under the store's
+ * lock. Its presence is what pins; the content (time, reason, who) is for
+ * people.
  */
 #include "bri/pin.h"
 
@@ -16,18 +17,11 @@
 #include "bri/catalog.h"
 #include "bri/meta.h"
 
-static void pin_file(const char *name, char *buf, size_t size)
-{
-	snprintf(buf, size, "%s%s", name, BRI_PIN_SUFFIX);
-}
-
 bool bri_pin_exists(const struct bri_store *s, const char *name)
 {
-	char file[BRI_NAME_MAX + 16];
 	struct stat st;
 
-	pin_file(name, file, sizeof(file));
-	return fstatat(s->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+	return bri_store_sidecar_stat(s, name, BRI_SIDECAR_PIN, &st) == 0;
 }
 
 /* 0 when name is a backup whose .meta parses, else -ENOENT or -EINVAL with why. */
@@ -73,7 +67,7 @@ static int check_reason(const char *reason, struct bri_err *err)
 int bri_pin(struct bri_store *s, const char *name, const char *reason, time_t now,
             const struct bri_op_ctx *ctx, struct bri_err *err)
 {
-	char file[BRI_NAME_MAX + 16], when[40], by[64];
+	char when[40], by[64];
 	json_object *o = NULL;
 	const char *text;
 	int lockfd = -1, rc;
@@ -108,8 +102,7 @@ int bri_pin(struct bri_store *s, const char *name, const char *reason, time_t no
 	json_object_object_add(o, "by", json_object_new_string(by));
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
 	                                             JSON_C_TO_STRING_NOSLASHESCAPE);
-	pin_file(name, file, sizeof(file));
-	rc = bri_store_write_file(s, file, text, strlen(text), err);
+	rc = bri_store_sidecar_write(s, name, BRI_SIDECAR_PIN, text, strlen(text), err);
 	json_object_put(o);
 out_unlock:
 	bri_store_unlock(lockfd);
@@ -121,7 +114,6 @@ out_audit:
 int bri_unpin(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
               struct bri_err *err)
 {
-	char file[BRI_NAME_MAX + 16];
 	int lockfd = -1, rc;
 
 	rc = bri_store_check_name(name, strlen(name), err);
@@ -139,13 +131,12 @@ int bri_unpin(struct bri_store *s, const char *name, const struct bri_op_ctx *ct
 		rc = bri_err_set(err, -ENOENT, "%s is not pinned", name);
 		goto out_unlock;
 	}
-	pin_file(name, file, sizeof(file));
-	rc = bri_store_unlink(s, file);
-	if (rc < 0) {
-		rc = bri_err_set(err, rc, "cannot remove %s/%s: %s", s->dir, file, strerror(-rc));
-		goto out_unlock;
-	}
-	rc = bri_store_sync(s, err);
+	rc = bri_store_sidecar_remove(s, name, BRI_SIDECAR_PIN);
+	if (rc < 0)
+		rc = bri_err_set(err, rc, "cannot remove the pin of %s in %s: %s", name, s->dir,
+		                 strerror(-rc));
+	else
+		rc = bri_store_sync(s, err); /* an unpin that a crash undoes would surprise */
 out_unlock:
 	bri_store_unlock(lockfd);
 out_audit:
@@ -155,14 +146,13 @@ out_audit:
 
 int bri_pin_read(const struct bri_store *s, const char *name, struct bri_pin *out)
 {
-	char file[BRI_NAME_MAX + 16], *text = NULL;
 	json_object *o, *v;
+	char *text = NULL;
 	size_t len;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	pin_file(name, file, sizeof(file));
-	rc = bri_store_read_file(s, file, BRI_PIN_MAX_BYTES, &text, &len);
+	rc = bri_store_sidecar_read(s, name, BRI_SIDECAR_PIN, BRI_PIN_MAX_BYTES, &text, &len);
 	if (rc < 0)
 		return rc;
 	o = json_tokener_parse(text);

@@ -159,7 +159,9 @@ int bri_rehearse(struct bri_store *s, const char *name, const char *checks_path,
                  struct bri_rehearse_report *r, struct bri_err *err)
 {
 	char dir[4096], copy[4096 + 256], detail[256];
-	char *text = NULL, *backup = NULL;
+	struct bri_snapshot_restore *live = NULL;
+	struct bri_reader *reader = NULL;
+	char *text = NULL;
 	struct bri_err local = {0};
 	sqlite3 *db = NULL;
 	double start, total = bri_now_mono();
@@ -200,15 +202,18 @@ int bri_rehearse(struct bri_store *s, const char *name, const char *checks_path,
 		goto out_report;
 	}
 	snprintf(copy, sizeof(copy), "%s/%s", dir, s->db_filename);
-	backup = bri_store_fd_path(s, name, ".db");
-	if (!backup) {
-		rc = bri_err_set(err, -ENOMEM, "out of memory");
+	/* The restore's own path: the store's reader, the SQLite copy, quick_check. */
+	rc = bri_store_open_reader(s, name, &reader, err);
+	if (rc < 0)
 		goto out_scratch;
-	}
 	if (ctx && ctx->progress)
 		ctx->progress(ctx->progress_arg, "restore", 0, 0);
 	start = bri_now_mono();
-	rc = bri_snapshot_restore(backup, copy, dir, bri_default_busy_timeout_ms(), err);
+	rc = bri_snapshot_restore_begin_reader(reader, copy, dir, bri_default_busy_timeout_ms(),
+	                                       &live, err);
+	if (rc == 0)
+		rc = bri_snapshot_restore_commit(live, err);
+	bri_snapshot_restore_end(live);
 	r->restore_s = bri_now_mono() - start;
 	if (rc < 0) {
 		bri_err_wrap(err, rc, "restore of %s into the scratch copy failed", name);
@@ -234,7 +239,8 @@ out_close:
 out_scratch:
 	remove_scratch(dir, s->db_filename);
 out_report:
-	free(backup);
+	if (reader)
+		bri_reader_close(reader);
 	free(text);
 	snprintf(r->message, sizeof(r->message), "%s", rc == 0 ? "ok" : err->msg);
 	snprintf(detail, sizeof(detail), "restore %.1f s, %zu checks, %zu failed", r->restore_s,

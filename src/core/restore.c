@@ -27,12 +27,34 @@
 
 /* What is restored: the file, and its metadata when there is some. */
 struct source {
-	char *path;               /* the .db file */
+	char *path;               /* a file outside the store, else NULL */
+	struct bri_reader *reader; /* the backup, open: what is verified and copied in */
 	char *store_name;         /* the backup's name when it is in the store */
 	bool meta_ok;             /* meta is valid */
 	struct bri_meta meta;     /* its metadata */
 	char meta_error[512];     /* why there is none */
 };
+
+/* The metadata of the store's backup src->store_name. */
+static void load_store_meta(struct bri_store *s, struct source *src)
+{
+	struct bri_err e = {0};
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = bri_store_sidecar_read(s, src->store_name, BRI_SIDECAR_META, BRI_META_MAX_BYTES, &text,
+	                            &len);
+	if (rc < 0) {
+		snprintf(src->meta_error, sizeof(src->meta_error), "metadata of %s: %s",
+		         src->store_name, rc == -ENOENT ? "missing" : strerror(-rc));
+		return;
+	}
+	src->meta_ok = bri_meta_parse(text, len, &src->meta, &e) == 0;
+	if (!src->meta_ok)
+		snprintf(src->meta_error, sizeof(src->meta_error), "%s", e.msg);
+	free(text);
+}
 
 /* Resolves what (bri_target_resolve) and loads the metadata of a file outside the store. */
 static int resolve(struct bri_store *s, const char *what, struct source *src, struct bri_err *err)
@@ -49,21 +71,20 @@ static int resolve(struct bri_store *s, const char *what, struct source *src, st
 		src->meta_ok = bri_target_load_meta(&t, &src->meta, src->meta_error,
 						    sizeof(src->meta_error)) == 0;
 		bri_target_free(&t);
-		return 0;
+		return bri_reader_open_path(src->path, &src->reader, err);
 	}
 	src->store_name = strdup(t.name);
 	bri_target_free(&t);
 	if (!src->store_name)
 		return bri_err_set(err, -ENOMEM, "out of memory");
 	/* Read through the store's descriptor: the folder verified is the folder copied. */
-	src->path = bri_store_fd_path(s, src->store_name, ".db");
-	if (!src->path)
-		return bri_err_set(err, -ENOMEM, "out of memory");
-	return 0;
+	load_store_meta(s, src);
+	return bri_store_open_reader(s, src->store_name, &src->reader, err);
 }
 
 static void free_source(struct source *src)
 {
+	bri_reader_close(src->reader);
 	free(src->path);
 	free(src->store_name);
 	if (src->meta_ok)
@@ -84,6 +105,12 @@ static int verify_source(struct bri_store *s, struct source *src, const struct b
 				     ctx, &r->check);
 	if (rc < 0)
 		return rc;
+	/* What was verified is what is copied in. */
+	if (r->check.file.known && !bri_verify_matches(&r->check, &src->reader->st))
+		return bri_err_set(err, -ESTALE,
+		                   "backup %s was replaced while it was verified; nothing was "
+		                   "changed (run the restore again)",
+		                   src->store_name ? src->store_name : src->path);
 	if (r->check.status != BRI_VERIFY_OK)
 		return bri_err_set(err, -EIO,
 				   "backup verification failed: %s; nothing was changed (restore "
@@ -161,12 +188,13 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 		if (rc < 0)
 			goto out_unlock;
 	}
+	bri_testpoint("restore_verified");
 	live_exists = stat(s->db_path, &st) == 0;
 	/* From here the live database's write lock is held: no commit can fall
 	 * between the safety backup and the restore. */
 	scratch = bri_store_fd_path(s, NULL, NULL);
-	rc = scratch ? bri_snapshot_restore_begin(src.path, s->db_path, scratch, o.busy_timeout_ms,
-						  &live, err)
+	rc = scratch ? bri_snapshot_restore_begin_reader(src.reader, s->db_path, scratch,
+							 o.busy_timeout_ms, &live, err)
 		     : bri_err_set(err, -ENOMEM, "out of memory");
 	free(scratch);
 	if (rc < 0)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "bri/log.h"
+#include "reader_vfs.h"
 
 /* A negative errno for an SQLite result code. */
 static int sqlite_errno(int rc)
@@ -703,6 +704,48 @@ int bri_snapshot_open_backup(const char *path, sqlite3 **out, struct bri_err *er
 	return rc;
 }
 
+int bri_snapshot_open_reader(struct bri_reader *r, sqlite3 **out, struct bri_err *err)
+{
+	char uri[96];
+	const char *vfs;
+	uint64_t id;
+	int rc;
+
+	vfs = reader_vfs_attach(r, uri, sizeof(uri), &id);
+	if (!vfs)
+		return bri_err_set(err, -ENOMEM, "cannot open %s as SQLite: no memory for its VFS",
+		                   r->label);
+	/* SQLite opens the main file within sqlite3_open_v2: the name can go after. */
+	rc = open_db_vfs(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, vfs, 5000, out, err);
+	reader_vfs_detach(id);
+	if (rc < 0)
+		bri_err_wrap(err, rc, "cannot open %s as SQLite", r->label);
+	return rc;
+}
+
+int bri_snapshot_attach_reader(sqlite3 *db, struct bri_reader *r, const char *schema,
+                               struct bri_err *err)
+{
+	char uri[96], *sql;
+	uint64_t id;
+	int rc;
+
+	if (!reader_vfs_attach(r, uri, sizeof(uri), &id))
+		return bri_err_set(err, -ENOMEM, "cannot open %s as SQLite: no memory for its VFS",
+		                   r->label);
+	sql = sqlite3_mprintf("ATTACH %Q AS \"%w\"", uri, schema);
+	/* SQLite opens the file within ATTACH: the name can go after. */
+	rc = sql ? sqlite3_exec(db, sql, NULL, NULL, NULL) : SQLITE_NOMEM;
+	reader_vfs_detach(id);
+	sqlite3_free(sql);
+	if (rc == SQLITE_NOMEM)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	if (rc != SQLITE_OK)
+		return bri_err_set(err, sqlite_errno(rc), "cannot open %s as SQLite: %s", r->label,
+		                   sqlite3_errmsg(db));
+	return 0;
+}
+
 int bri_snapshot_attach_backup(sqlite3 *db, const char *path, const char *schema,
 			       struct bri_err *err)
 {
@@ -844,12 +887,54 @@ void bri_snapshot_restore_end(struct bri_snapshot_restore *r)
 	free(r);
 }
 
-int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,
-			       const char *scratch_dir, int busy_timeout_ms,
-			       struct bri_snapshot_restore **out, struct bri_err *err)
+/*
+ * The restore's start once r->src is open (label names it in messages): the
+ * checks, the live connection, the page size, the write lock.
+ */
+static int restore_begin_src(struct bri_snapshot_restore *r, const char *label,
+                             const char *scratch_dir, struct bri_err *err)
+{
+	int64_t tables = -1;
+	int rc;
+
+	rc = query_int(r->src, "SELECT count(*) FROM sqlite_schema", &tables, err);
+	if (rc < 0)
+		return bri_err_set(err, rc, "cannot read the backup %s: %s", label,
+		                   sqlite3_errmsg(r->src));
+	/* An empty file is a valid empty database to SQLite: never a backup. */
+	if (tables == 0)
+		return bri_err_set(err, -EINVAL,
+		                   "%s holds no tables: refusing to replace the live database with "
+		                   "an empty one; nothing was changed",
+		                   label);
+	/* Never through a symlink: SQLite opens the file, its -journal and -wal
+	 * with O_NOFOLLOW and refuses a symlink anywhere in live_path. */
+	rc = open_db(r->live_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
+	             r->busy_timeout_ms, &r->live, err);
+	if (rc < 0)
+		return rc;
+	sqlite3_busy_handler(r->live, restore_busy, r);
+	rc = match_page_size(r->live, r->src, scratch_dir, &r->rebuilt, &r->rebuilt_path, err);
+	if (rc < 0)
+		return rc;
+	r->b = sqlite3_backup_init(r->live, "main", r->rebuilt ? r->rebuilt : r->src, "main");
+	if (!r->b)
+		return bri_err_set(err, sqlite_errno(sqlite3_errcode(r->live)), "restore: %s",
+		                   sqlite3_errmsg(r->live));
+	/* Takes the live database's write lock (waiting up to the busy timeout)
+	 * and keeps it; copies nothing. */
+	rc = sqlite3_backup_step(r->b, 0);
+	if (rc != SQLITE_OK)
+		return step_error(r->live, rc, "restore", err);
+	return 0;
+}
+
+/* Opens the source: the reader through its VFS, else the file at backup_path. */
+static int restore_begin(const char *backup_path, struct bri_reader *reader,
+                         const char *live_path, const char *scratch_dir, int busy_timeout_ms,
+                         struct bri_snapshot_restore **out, struct bri_err *err)
 {
 	struct bri_snapshot_restore *r = calloc(1, sizeof(*r));
-	int64_t tables = -1;
 	int rc;
 
 	if (!r)
@@ -860,51 +945,31 @@ int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_end;
 	}
-	rc = bri_snapshot_open_backup(backup_path, &r->src, err);
+	rc = reader ? bri_snapshot_open_reader(reader, &r->src, err)
+	            : bri_snapshot_open_backup(backup_path, &r->src, err);
+	if (rc == 0)
+		rc = restore_begin_src(r, reader ? reader->label : backup_path, scratch_dir, err);
 	if (rc < 0)
 		goto out_end;
-	rc = query_int(r->src, "SELECT count(*) FROM sqlite_schema", &tables, err);
-	if (rc < 0) {
-		bri_err_set(err, rc, "cannot read the backup %s: %s", backup_path,
-			    sqlite3_errmsg(r->src));
-		goto out_end;
-	}
-	/* An empty file is a valid empty database to SQLite: never a backup. */
-	if (tables == 0) {
-		rc = bri_err_set(err, -EINVAL,
-				 "%s holds no tables: refusing to replace the live database with "
-				 "an empty one; nothing was changed",
-				 backup_path);
-		goto out_end;
-	}
-	/* Never through a symlink: SQLite opens the file, its -journal and -wal
-	 * with O_NOFOLLOW and refuses a symlink anywhere in live_path. */
-	rc = open_db(live_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
-		     busy_timeout_ms, &r->live, err);
-	if (rc < 0)
-		goto out_end;
-	sqlite3_busy_handler(r->live, restore_busy, r);
-	rc = match_page_size(r->live, r->src, scratch_dir, &r->rebuilt, &r->rebuilt_path, err);
-	if (rc < 0)
-		goto out_end;
-	r->b = sqlite3_backup_init(r->live, "main", r->rebuilt ? r->rebuilt : r->src, "main");
-	if (!r->b) {
-		rc = bri_err_set(err, sqlite_errno(sqlite3_errcode(r->live)), "restore: %s",
-				 sqlite3_errmsg(r->live));
-		goto out_end;
-	}
-	/* Takes the live database's write lock (waiting up to the busy timeout)
-	 * and keeps it; copies nothing. */
-	rc = sqlite3_backup_step(r->b, 0);
-	if (rc != SQLITE_OK) {
-		rc = step_error(r->live, rc, "restore", err);
-		goto out_end;
-	}
 	*out = r;
 	return 0;
 out_end:
 	bri_snapshot_restore_end(r);
 	return rc;
+}
+
+int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,
+                               const char *scratch_dir, int busy_timeout_ms,
+                               struct bri_snapshot_restore **out, struct bri_err *err)
+{
+	return restore_begin(backup_path, NULL, live_path, scratch_dir, busy_timeout_ms, out, err);
+}
+
+int bri_snapshot_restore_begin_reader(struct bri_reader *backup, const char *live_path,
+                                      const char *scratch_dir, int busy_timeout_ms,
+                                      struct bri_snapshot_restore **out, struct bri_err *err)
+{
+	return restore_begin(NULL, backup, live_path, scratch_dir, busy_timeout_ms, out, err);
 }
 
 /* Bytes of the live file read per call by save_file. */

@@ -26,8 +26,8 @@
 
 #include "bri/create.h"
 #include "bri/log.h"
-#include "bri/pin.h"
 #include "bri/testpoint.h"
+#include "store_int.h"
 
 /* mkdir -p of path; the last component gets mode. */
 static int make_dirs(const char *path, mode_t mode)
@@ -248,6 +248,9 @@ int bri_store_open_ex(const char *db_path, const char *backup_dir,
 		goto out_free;
 	}
 	free(folder);
+	rc = store_detect_format(s, err);
+	if (rc < 0)
+		goto out_free;
 	free(dir);
 	*out = s;
 	return 0;
@@ -372,13 +375,9 @@ bool bri_store_is_live(const struct bri_store *s, const struct stat *st)
 
 int bri_store_has(const struct bri_store *s, const char *name)
 {
-	char file[BRI_NAME_MAX + 8];
 	struct stat st;
 
-	snprintf(file, sizeof(file), "%s.db", name);
-	if (fstatat(s->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return 0;
-	return S_ISREG(st.st_mode) && !bri_store_is_live(s, &st) ? 1 : 0;
+	return bri_store_stat(s, name, &st) == 0 ? 1 : 0;
 }
 
 /* The lock this thread holds (bri_store_lock is reentrant per thread and store). */
@@ -750,24 +749,6 @@ static bool process_alive(pid_t pid)
 	return pid == getpid() || kill(pid, 0) == 0 || errno == EPERM;
 }
 
-/* For "NAME.db.meta", "NAME.db.verify" or a pin: whether NAME.db is missing. */
-static bool orphan_sidecar(int dirfd, const char *fname)
-{
-	char db[NAME_MAX + 1];
-	const char *suffixes[] = {".db.meta", ".db.verify", BRI_PIN_SUFFIX};
-	struct stat st;
-
-	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-		size_t n = strlen(fname), m = strlen(suffixes[i]);
-
-		if (n <= m || fname[0] == '.' || !ends_with(fname, suffixes[i]))
-			continue;
-		snprintf(db, sizeof(db), "%.*s.db", (int)(n - m), fname);
-		return fstatat(dirfd, db, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
-	}
-	return false;
-}
-
 int bri_store_sweep(struct bri_store *s)
 {
 	int fd = dup(s->dirfd), removed = 0;
@@ -789,7 +770,7 @@ int bri_store_sweep(struct bri_store *s)
 		if (owner > 0)
 			remove = !process_alive(owner);
 		else
-			remove = orphan_sidecar(s->dirfd, d->d_name);
+			remove = s->ops->is_leftover(s, d->d_name);
 		if (remove && unlinkat(s->dirfd, d->d_name, 0) == 0) {
 			bri_log(BRI_LOG_INFO, "removed leftover %s/%s", s->dir, d->d_name);
 			removed++;

@@ -1,7 +1,10 @@
 /*
  * Verification of backups: size and SHA-256 against the metadata, PRAGMA
  * integrity_check, row counts against the metadata. A bad backup is a
- * verdict, never an error of the verifier. Results persist as NAME.db.verify.
+ * verdict, never an error of the verifier. The backup is read through the
+ * store's reader (its hash) and SQLite's reader VFS (integrity and counts),
+ * so both look at the very bytes of the file opened, whatever the store's
+ * format. Results persist as the backup's verify sidecar.
  */
 #include "bri/verify.h"
 
@@ -133,7 +136,7 @@ static int db_resource_error(sqlite3 *db)
  * Returns 0 (the verdict in res), or a negative errno when a resource ran
  * out (no verdict).
  */
-static int check_database(const char *db_path, const struct bri_meta *meta,
+static int check_database(struct bri_reader *r, const struct bri_meta *meta,
                           struct bri_verify_result *res)
 {
 	struct bri_table_count *t = NULL;
@@ -142,7 +145,7 @@ static int check_database(const char *db_path, const struct bri_meta *meta,
 	size_t n = 0;
 	int rc, out = 0;
 
-	rc = bri_snapshot_open_backup(db_path, &db, &e);
+	rc = bri_snapshot_open_reader(r, &db, &e);
 	if (rc < 0) {
 		if (bri_errno_is_resource(rc))
 			return rc;
@@ -181,8 +184,7 @@ out_close:
 
 /* The SHA-256 of a backup, computed on its own thread. */
 struct hash_job {
-	int fd;                             /* the file, open */
-	uint64_t size;                      /* its size, for progress */
+	struct bri_reader *r;               /* the backup, open */
 	const struct bri_op_ctx *ctx;       /* progress */
 	char hex[BRI_CHECKSUM_HEX_LEN + 1]; /* the result */
 	struct bri_err err;                 /* why it failed */
@@ -194,8 +196,7 @@ static void *hash_thread(void *arg)
 {
 	struct hash_job *j = arg;
 
-	posix_fadvise(j->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	j->rc = bri_checksum_fd(j->fd, j->size, j->ctx, j->hex, &j->err);
+	j->rc = bri_checksum_reader(j->r, j->ctx, j->hex, &j->err);
 	/* The database check still runs: say so, not "checksum 100%". */
 	if (!atomic_load(&j->db_done) && j->ctx && j->ctx->progress)
 		j->ctx->progress(j->ctx->progress_arg, "integrity_check", 0, 0);
@@ -232,16 +233,21 @@ static int no_verdict(struct bri_verify_result *res, int rc, const char *what)
 	return rc;
 }
 
-int bri_verify_file(const char *db_path, const struct bri_meta *meta, const char *meta_error,
-		    const struct bri_op_ctx *ctx, struct bri_verify_result *res)
+/*
+ * Verifies the backup r reads (NULL when it could not be opened: open_rc
+ * and open_msg say why). Returns 0 with the verdict in res, or a negative
+ * errno for a resource error (no verdict).
+ */
+static int verify_reader(struct bri_reader *r, int open_rc, const char *open_msg,
+                         const struct bri_meta *meta, const char *meta_error,
+                         const struct bri_op_ctx *ctx, struct bri_verify_result *res)
 {
-	struct hash_job job = {.ctx = ctx};
+	struct hash_job job = {.ctx = ctx, .r = r};
 	double start = bri_now_mono();
 	struct bri_verify_result db;
 	bool hashing = false;
 	pthread_t thread;
-	struct stat st;
-	int fd, rc;
+	int rc;
 
 	memset(res, 0, sizeof(*res));
 	res->status = BRI_VERIFY_OK;
@@ -250,25 +256,23 @@ int bri_verify_file(const char *db_path, const struct bri_meta *meta, const char
 	snprintf(res->check, sizeof(res->check), "integrity_check");
 	res->checksum_ok = res->integrity_ok = res->counts_ok = -1;
 
-	/* One descriptor for the identity and the hash: it keeps the file checked. */
-	fd = open(db_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && bri_errno_is_resource(errno))
-		return no_verdict(res, -errno, "opening the backup");
+	if (!r && bri_errno_is_resource(open_rc))
+		return no_verdict(res, open_rc, "opening the backup");
 	if (!meta)
-		fail(res, "metadata missing or unreadable: %s", meta_error ? meta_error : "no .meta");
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		fail(res, "cannot read %s: %s", db_path, strerror(errno));
-		goto out_close;
+		fail(res, "metadata missing or unreadable: %s",
+		     meta_error ? meta_error : "no .meta");
+	if (!r) {
+		fail(res, "%s", open_msg);
+		goto out;
 	}
-	bri_verify_file_of(&res->file, &st);
-	if (meta && st.st_size != meta->size_bytes)
-		fail(res, "size is %lld bytes, the metadata says %lld", (long long)st.st_size,
+	/* One reader for the identity, the hash and SQLite: it keeps the file checked. */
+	bri_verify_file_of(&res->file, &r->st);
+	if (meta && (int64_t)r->size != meta->size_bytes)
+		fail(res, "size is %lld bytes, the metadata says %lld", (long long)r->size,
 		     (long long)meta->size_bytes);
 	/* The hash and the SQLite checks read the file at the same time, on two
 	 * threads; the verdict is composed as if they ran one after the other
 	 * (checksum first, and no database verdict when the file is unreadable). */
-	job.fd = fd;
-	job.size = (uint64_t)st.st_size;
 	if (meta)
 		hashing = pthread_create(&thread, NULL, hash_thread, &job) == 0;
 	if (meta && !hashing)
@@ -279,57 +283,63 @@ int bri_verify_file(const char *db_path, const struct bri_meta *meta, const char
 	if (!hashing && ctx && ctx->progress)
 		ctx->progress(ctx->progress_arg, "integrity_check", 0, 0);
 	bri_testpoint("verify_database_check");
-	rc = check_database(db_path, meta, &db);
+	rc = check_database(r, meta, &db);
 	atomic_store(&job.db_done, true);
 	if (hashing)
 		pthread_join(thread, NULL);
-	if (rc < 0) {
-		close(fd);
+	if (rc < 0)
 		return no_verdict(res, rc, "checking the database");
-	}
 	if (meta) {
-		if (job.rc < 0 && bri_errno_is_resource(job.rc)) {
-			close(fd);
+		if (job.rc < 0 && bri_errno_is_resource(job.rc))
 			return no_verdict(res, job.rc, "hashing");
-		}
 		if (job.rc < 0) {
 			res->checksum_ok = 0;
 			fail(res, "%s", job.err.msg);
-			goto out_close;
+			goto out;
 		}
 		snprintf(res->file.sha256, sizeof(res->file.sha256), "%s", job.hex);
 		res->checksum_ok = strcmp(job.hex, meta->checksum) == 0;
 		if (!res->checksum_ok)
-			fail(res, "checksum mismatch: file has %.12s..., the metadata says %.12s...",
+			fail(res,
+			     "checksum mismatch: file has %.12s..., the metadata says %.12s...",
 			     job.hex, meta->checksum);
 	}
 	res->integrity_ok = db.integrity_ok;
 	res->counts_ok = db.counts_ok;
 	if (db.status != BRI_VERIFY_OK)
 		fail(res, "%s", db.reason);
-out_close:
-	if (fd >= 0)
-		close(fd);
+out:
 	res->duration_s = bri_now_mono() - start;
 	return 0;
 }
 
+int bri_verify_file(const char *db_path, const struct bri_meta *meta, const char *meta_error,
+		    const struct bri_op_ctx *ctx, struct bri_verify_result *res)
+{
+	struct bri_reader *r = NULL;
+	struct bri_err e = {0};
+	int rc;
+
+	rc = bri_reader_open_path(db_path, &r, &e);
+	rc = verify_reader(r, rc, e.msg, meta, meta_error, ctx, res);
+	bri_reader_close(r);
+	return rc;
+}
+
 /*
- * Records res as NAME.db.verify under the store's lock, only when NAME.db is
- * still the file that was checked: a backup deleted, or deleted and created
- * again, during the verification must not get the old result.
+ * Records res as the backup's verify sidecar under the store's lock, only
+ * when the backup is still the file that was checked: a backup deleted, or
+ * deleted and created again, during the verification must not get the old
+ * result.
  */
 static int persist(struct bri_store *s, const char *name, const struct bri_verify_result *res,
                    struct bri_err *err)
 {
-	char db_file[BRI_NAME_MAX + 8], verify_file[BRI_NAME_MAX + 16];
 	char *json = NULL;
 	struct stat st;
 	size_t len;
 	int lockfd, rc;
 
-	snprintf(db_file, sizeof(db_file), "%s.db", name);
-	snprintf(verify_file, sizeof(verify_file), "%s.db.verify", name);
 	rc = bri_verify_to_json(res, &json, &len);
 	if (rc < 0)
 		return bri_err_set(err, rc, "out of memory");
@@ -339,13 +349,14 @@ static int persist(struct bri_store *s, const char *name, const struct bri_verif
 		rc = bri_err_wrap(err, lockfd, "the result of verifying %s was not recorded", name);
 		goto out_free;
 	}
-	if (fstatat(s->dirfd, db_file, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-		rc = errno == ENOENT ? bri_err_set(err, -ENOENT,
-		                                   "backup %s was removed while it was verified; "
-		                                   "its result was discarded",
-		                                   name)
-		                     : bri_err_set(err, -errno, "cannot look at %s/%s: %s", s->dir,
-		                                   db_file, strerror(errno));
+	rc = bri_store_stat(s, name, &st);
+	if (rc < 0) {
+		rc = rc == -ENOENT ? bri_err_set(err, -ENOENT,
+		                                 "backup %s was removed while it was verified; "
+		                                 "its result was discarded",
+		                                 name)
+		                   : bri_err_set(err, rc, "cannot look at backup %s in %s: %s",
+		                                 name, s->dir, strerror(-rc));
 		goto out_unlock;
 	}
 	if (res->file.known && !bri_verify_matches(res, &st)) {
@@ -355,7 +366,7 @@ static int persist(struct bri_store *s, const char *name, const struct bri_verif
 		                 name);
 		goto out_unlock;
 	}
-	rc = bri_store_write_file(s, verify_file, json, len, err);
+	rc = bri_store_sidecar_write(s, name, BRI_SIDECAR_VERIFY, json, len, err);
 out_unlock:
 	bri_store_unlock(lockfd);
 out_free:
@@ -366,13 +377,13 @@ out_free:
 int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
 		      struct bri_verify_result *res, struct bri_err *err)
 {
-	char meta_file[BRI_NAME_MAX + 16];
-	struct bri_err merr = {0};
+	struct bri_err merr = {0}, rerr = {0};
+	struct bri_reader *r = NULL;
 	struct bri_meta meta;
 	bool meta_ok = false;
-	char *db_path, *text;
+	char *text;
 	size_t len;
-	int rc;
+	int rc, open_rc;
 
 	rc = bri_store_check_name(name, strlen(name), err);
 	if (rc < 0)
@@ -382,8 +393,7 @@ int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op
 		return rc;
 	if (!bri_store_has(s, name))
 		return bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
-	snprintf(meta_file, sizeof(meta_file), "%s.db.meta", name);
-	rc = bri_store_read_file(s, meta_file, BRI_META_MAX_BYTES, &text, &len);
+	rc = bri_store_sidecar_read(s, name, BRI_SIDECAR_META, BRI_META_MAX_BYTES, &text, &len);
 	if (rc == 0) {
 		meta_ok = bri_meta_parse(text, len, &meta, &merr) == 0;
 		free(text);
@@ -391,12 +401,11 @@ int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op
 		memset(res, 0, sizeof(*res));
 		no_verdict(res, rc, "reading the metadata");
 		return bri_err_set(err, rc,
-		                   "cannot verify %s now: %s/%s: %s (nothing was recorded; try "
-		                   "again later)",
-		                   name, s->dir, meta_file, strerror(-rc));
+		                   "cannot verify %s now: reading its metadata in %s: %s (nothing "
+		                   "was recorded; try again later)",
+		                   name, s->dir, strerror(-rc));
 	} else {
-		bri_err_set(&merr, rc, "%s: %s", meta_file,
-		            rc == -ENOENT ? "missing" : strerror(-rc));
+		bri_err_set(&merr, rc, "metadata %s", rc == -ENOENT ? "missing" : strerror(-rc));
 	}
 	if (!meta_ok) {
 		/* Not a backup (SPEC.md section 1): failed, and the .db is neither
@@ -409,12 +418,10 @@ int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op
 		bri_audit_record(s, "verify", name, -EIO, res->reason, 0, ctx);
 		return 0;
 	}
-	db_path = bri_store_path(s, name, ".db");
-	if (!db_path) {
-		rc = bri_err_set(err, -ENOMEM, "out of memory");
-		goto out_free_meta;
-	}
-	rc = bri_verify_file(db_path, meta_ok ? &meta : NULL, merr.msg, ctx, res);
+	/* Through the store's descriptor: the folder checked is the folder recorded into. */
+	open_rc = bri_store_open_reader(s, name, &r, &rerr);
+	rc = verify_reader(r, open_rc, rerr.msg, meta_ok ? &meta : NULL, merr.msg, ctx, res);
+	bri_reader_close(r);
 	if (rc < 0) {
 		bri_err_set(err, rc,
 		            "cannot verify %s now: %s (a shortage of this machine, not a fault "
@@ -432,8 +439,6 @@ out_audit:
 		bri_audit_record(s, "verify", name, res->status == BRI_VERIFY_OK ? 0 : -EIO,
 		                 res->status == BRI_VERIFY_OK ? NULL : res->reason, res->duration_s,
 		                 ctx);
-	free(db_path);
-out_free_meta:
 	if (meta_ok)
 		bri_meta_free(&meta);
 	return rc;
@@ -441,22 +446,19 @@ out_free_meta:
 
 int bri_verify_load(const struct bri_store *s, const char *name, struct bri_verify_result *res)
 {
-	char file[BRI_NAME_MAX + 16], *text;
 	struct stat st;
+	char *text;
 	size_t len;
 
 	memset(res, 0, sizeof(*res));
-	snprintf(file, sizeof(file), "%s.db.verify", name);
-	if (bri_store_read_file(s, file, VERIFY_FILE_MAX, &text, &len) < 0)
+	if (bri_store_sidecar_read(s, name, BRI_SIDECAR_VERIFY, VERIFY_FILE_MAX, &text, &len) < 0)
 		return 0;
 	if (bri_verify_from_json(text, len, res) < 0)
 		memset(res, 0, sizeof(*res));
 	free(text);
 	/* A result counts only for the file it checked. */
-	snprintf(file, sizeof(file), "%s.db", name);
 	if (res->status != BRI_VERIFY_UNVERIFIED &&
-	    (fstatat(s->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-	     !bri_verify_matches(res, &st)))
+	    (bri_store_stat(s, name, &st) < 0 || !bri_verify_matches(res, &st)))
 		memset(res, 0, sizeof(*res));
 	return 0;
 }

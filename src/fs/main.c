@@ -394,7 +394,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
 		goto out_log;
 	}
-	if (bfs_render_cache_init(&fs) < 0)
+	if (bfs_render_cache_init(&fs) < 0 || bfs_nodes_init(&fs) < 0)
 		goto out_catalog;
 	if (refuse_own_mountpoint(copts.mountpoint, fs.store) < 0) {
 		ret = 2;
@@ -461,6 +461,7 @@ out_catalog:
 	if (fs.cat)
 		bfs_catalog_fini(&fs);
 	bri_store_close(fs.store);
+	bfs_nodes_fini(&fs); /* holds renderings: before the cache */
 	bfs_render_cache_fini(&fs);
 	bfs_progress_fini(&fs.progress);
 out_log:

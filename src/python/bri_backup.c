@@ -460,7 +460,7 @@ static PyObject *DatabaseBackup_create_backup(DatabaseBackupObject *self, PyObje
 	if (r == 0) {
 		r = bri_create(s, &opts, &ctx, &new_name, &err);
 		if (r == 0) {
-			path = bri_store_path(s, new_name, ".db");
+			path = bri_store_backup_path(s, new_name);
 			if (!path)
 				r = bri_err_set(&err, -ENOMEM, "out of memory");
 		}
@@ -671,7 +671,7 @@ static PyObject *entry_dict(const struct bri_store *s, const struct bri_entry *e
 {
 	PyObject *d = PyDict_New(), *tables = PyDict_New();
 	char created[40], filename[BRI_NAME_MAX + 8];
-	char *path = bri_store_path(s, e->name, ".db");
+	char *path = bri_store_backup_path(s, e->name);
 	struct bri_pin pin;
 	size_t i;
 

@@ -1,0 +1,179 @@
+/*
+ * The store's formats: which one a store is (store.json, or plain when there
+ * is none), the operations every caller uses (each one call through the
+ * store's table of operations), and the reader helpers. What a format does
+ * is in its own file (store_plain.c); nothing here knows a file name of a
+ * backup.
+ */
+#include "bri/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store_int.h"
+
+/* store.json is a few lines; anything larger is not one. */
+#define STORE_JSON_MAX (64u << 10)
+
+static const struct bri_store_ops *const formats[] = {
+    &bri_store_plain_ops,
+};
+
+const struct bri_store_ops *bri_store_format(const char *name)
+{
+	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
+		if (strcmp(formats[i]->format, name) == 0)
+			return formats[i];
+	return NULL;
+}
+
+int store_detect_format(struct bri_store *s, struct bri_err *err)
+{
+	json_object *o = NULL, *v;
+	const char *name;
+	char *text;
+	size_t len;
+	int rc;
+
+	rc = bri_store_read_file(s, "store.json", STORE_JSON_MAX, &text, &len);
+	if (rc == -ENOENT) {
+		s->ops = &bri_store_plain_ops; /* the seed's layout needs no store.json */
+		return 0;
+	}
+	if (rc < 0)
+		return bri_err_set(err, rc, "cannot read %s/store.json: %s", s->dir,
+		                   rc == -EFBIG ? "too large" : strerror(-rc));
+	o = json_tokener_parse(text);
+	free(text);
+	if (!o || !json_object_is_type(o, json_type_object) ||
+	    !json_object_object_get_ex(o, "format", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		json_object_put(o);
+		return bri_err_set(err, -EINVAL,
+		                   "%s/store.json does not say the store's format (a JSON object "
+		                   "with a \"format\" string); refusing to guess",
+		                   s->dir);
+	}
+	name = json_object_get_string(v);
+	s->ops = bri_store_format(name);
+	if (!s->ops)
+		rc = bri_err_set(err, -EPROTONOSUPPORT,
+		                 "the backup store %s has format \"%.64s\", which this version of "
+		                 "bri-backup cannot read",
+		                 s->dir, name);
+	json_object_put(o);
+	return rc;
+}
+
+/* The store's operations; plain for a store made without bri_store_open_ex. */
+static const struct bri_store_ops *ops_of(const struct bri_store *s)
+{
+	return s->ops ? s->ops : &bri_store_plain_ops;
+}
+
+int bri_store_list(const struct bri_store *s,
+                   int (*fn)(void *arg, const char *name, const struct stat *st), void *arg,
+                   struct bri_err *err)
+{
+	return ops_of(s)->list(s, fn, arg, err);
+}
+
+int bri_store_stat(const struct bri_store *s, const char *name, struct stat *st)
+{
+	return ops_of(s)->stat(s, name, st);
+}
+
+int bri_store_open_reader(const struct bri_store *s, const char *name, struct bri_reader **out,
+                          struct bri_err *err)
+{
+	return ops_of(s)->open_reader(s, name, out, err);
+}
+
+int bri_store_write_begin(struct bri_store *s, const char *name, struct bri_backup_writer **out,
+                          struct bri_err *err)
+{
+	return ops_of(s)->write_begin(s, name, out, err);
+}
+
+int bri_store_write_commit(struct bri_backup_writer *w, const char *meta, size_t len,
+                           struct bri_err *err)
+{
+	int rc = ops_of(w->s)->write_commit(w, meta, len, err);
+
+	if (rc == 0)
+		w->committed = true;
+	return rc;
+}
+
+void bri_store_write_end(struct bri_backup_writer *w)
+{
+	if (w)
+		ops_of(w->s)->write_end(w);
+}
+
+int bri_store_remove(struct bri_store *s, const char *name, struct bri_err *err)
+{
+	return ops_of(s)->remove(s, name, err);
+}
+
+int bri_store_sidecar_read(const struct bri_store *s, const char *name, enum bri_sidecar kind,
+                           size_t max, char **out, size_t *len)
+{
+	return ops_of(s)->sidecar_read(s, name, kind, max, out, len);
+}
+
+int bri_store_sidecar_write(struct bri_store *s, const char *name, enum bri_sidecar kind,
+                            const void *data, size_t len, struct bri_err *err)
+{
+	return ops_of(s)->sidecar_write(s, name, kind, data, len, err);
+}
+
+int bri_store_sidecar_remove(struct bri_store *s, const char *name, enum bri_sidecar kind)
+{
+	return ops_of(s)->sidecar_remove(s, name, kind);
+}
+
+int bri_store_sidecar_stat(const struct bri_store *s, const char *name, enum bri_sidecar kind,
+                           struct stat *st)
+{
+	return ops_of(s)->sidecar_stat(s, name, kind, st);
+}
+
+char *bri_store_backup_path(const struct bri_store *s, const char *name)
+{
+	return ops_of(s)->backup_path(s, name);
+}
+
+ssize_t bri_reader_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off)
+{
+	return r->pread(r, buf, len, off);
+}
+
+int bri_reader_read_full(struct bri_reader *r, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = r->pread(r, p, len, off);
+
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+void bri_reader_close(struct bri_reader *r)
+{
+	if (r)
+		r->close(r);
+}
