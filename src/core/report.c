@@ -4,6 +4,7 @@
  * files (not backups) counted apart, and a critical level when no good
  * backup exists.
  */
+#include "bri/pin.h"
 #include "bri/report.h"
 
 #include "json_number.h"
@@ -126,6 +127,7 @@ static json_object *entry_json(const struct bri_store *s, const struct bri_entry
 	json_object *o = json_object_new_object(), *tables = json_object_new_object();
 	char created[40], filename[BRI_NAME_MAX + 8];
 	char *path = s ? bri_store_backup_path(s, e->name) : NULL;
+	struct bri_pin pin;
 
 	if (!o || !tables || (s && !path)) {
 		json_object_put(o);
@@ -158,6 +160,11 @@ static json_object *entry_json(const struct bri_store *s, const struct bri_entry
 	                       e->verify.checked ? string_or_null(e->verify.checked_at) : NULL);
 	json_object_object_add(o, "verify_reason", string_or_null(e->verify.reason));
 	json_object_object_add(o, "meta_error", e->meta_ok ? NULL : string_or_null(e->meta_error));
+	json_object_object_add(o, "pinned", json_object_new_boolean(e->pinned));
+	json_object_object_add(o, "pin_reason",
+	                       e->pinned && s && bri_pin_read(s, e->name, &pin) == 0
+	                           ? json_object_new_string(pin.reason)
+	                           : NULL);
 	free(path);
 	return o;
 }
@@ -225,15 +232,34 @@ enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
 	}
 	for (size_t i = nlines; i < HEALTH_LINES; i++)
 		line_level[i] = BRI_HEALTH_WARNING;
+	/* The critical thresholds (--crit-age, --crit-count) */
+	if (c->n && rules->crit_age_hours > 0 && age_hours > rules->crit_age_hours) {
+		line_level[nlines] = BRI_HEALTH_CRITICAL;
+		snprintf(lines[nlines++], sizeof(lines[0]),
+		         "latest backup is %.1f hours old (more than %g)", age_hours,
+		         rules->crit_age_hours);
+	}
+	if (c->n && st.total_backups < rules->crit_backups) {
+		line_level[nlines] = BRI_HEALTH_CRITICAL;
+		snprintf(lines[nlines++], sizeof(lines[0]),
+		         "only %zu backups available (fewer than %zu)", st.total_backups,
+		         rules->crit_backups);
+	}
+	bool age_crit = c->n && rules->crit_age_hours > 0 && age_hours > rules->crit_age_hours;
+	bool count_crit = c->n && st.total_backups < rules->crit_backups;
+
+	for (size_t i = nlines; i < HEALTH_LINES; i++)
+		line_level[i] = BRI_HEALTH_WARNING;
 	if (!c->n)
 		snprintf(lines[nlines++], sizeof(lines[0]), "no backups exist");
-	else if (age_hours > rules->max_age_hours)
+	else if (age_hours > rules->max_age_hours && !age_crit)
 		snprintf(lines[nlines++], sizeof(lines[0]),
-			 "latest backup is %.1f hours old (more than %.0f)", age_hours,
+			 "latest backup is %.1f hours old (more than %g)", age_hours,
 			 rules->max_age_hours);
-	if (st.total_backups < rules->min_backups)
+	if (st.total_backups < rules->min_backups && !count_crit)
 		snprintf(lines[nlines++], sizeof(lines[0]), "only %zu backups available (fewer than %zu)",
 			 st.total_backups, rules->min_backups);
+
 	if (c->nunknown)
 		snprintf(lines[nlines++], sizeof(lines[0]),
 		         "%zu .db file%s in the store %s (no usable metadata; never "
@@ -304,4 +330,56 @@ bool bri_health_check(const struct bri_catalog *c, time_t now, const struct bri_
                       bool json, char **text, size_t *len)
 {
 	return bri_health_assess(c, now, rules, json, text, len) == BRI_HEALTH_OK;
+}
+
+void bri_health_nagios(const struct bri_catalog *c, time_t now,
+                       const struct bri_health_rules *rules, char **text)
+{
+	static const char *const word[] = {"OK", "WARNING", "CRITICAL"};
+	enum bri_health_level level;
+	char *lines = NULL, *first, *nl, crit_age[32] = "", crit_n[32] = "";
+	size_t len = 0;
+	struct bri_stats st;
+	long age = -1;
+
+	*text = NULL;
+	level = bri_health_assess(c, now, rules, false, &lines, &len);
+	if (!lines)
+		return;
+	bri_stats_compute(c, &st);
+	if (c->n)
+		age = (long)difftime(now, c->entries[0]->time);
+	/* The first line is the worst problem (critical ones come first). */
+	first = lines;
+	nl = strchr(first, '\n');
+	if (nl)
+		*nl = '\0';
+	if (level != BRI_HEALTH_OK && strchr(first, ':'))
+		first = strchr(first, ':') + 2;
+	else if (level == BRI_HEALTH_OK)
+		first = "";
+	if (rules->crit_age_hours > 0)
+		snprintf(crit_age, sizeof(crit_age), "%.0f", rules->crit_age_hours * 3600);
+	if (rules->crit_backups)
+		snprintf(crit_n, sizeof(crit_n), "%zu", rules->crit_backups);
+	char head[400];
+	if (level == BRI_HEALTH_OK)
+		snprintf(head, sizeof(head), "%zu backups, %zu good, newest %.1f hours old",
+		         st.total_backups, st.good, age / 3600.0);
+	else
+		snprintf(head, sizeof(head), "%s", first);
+	/* '|' separates the performance data: keep it out of the text */
+	for (char *p = head; *p; p++)
+		if (*p == '|')
+			*p = '/';
+	char age_s[32] = "";
+	if (age >= 0)
+		snprintf(age_s, sizeof(age_s), "%lds", age);
+	else
+		snprintf(age_s, sizeof(age_s), "U");
+	if (asprintf(text, "BRI-BACKUP %s - %s | age=%s;%.0f;%s backups=%zu;%zu;%s good=%zu\n",
+	             word[level], head, age_s, rules->max_age_hours * 3600, crit_age,
+	             st.total_backups, rules->min_backups, crit_n, st.good) < 0)
+		*text = NULL;
+	free(lines);
 }

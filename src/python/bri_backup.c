@@ -28,6 +28,7 @@
 #include "bri/create.h"
 #include "bri/log.h"
 #include "bri/meta.h"
+#include "bri/pin.h"
 #include "bri/report.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
@@ -486,10 +487,10 @@ PyDoc_STRVAR(list_backups_doc,
              "tables ({table: rows}), and also path, name, kind (\"auto\", \"named\",\n"
              "\"safety\"), verified (True, False, or None when never verified), verify\n"
              "(\"ok\", \"failed\", \"unverified\"), size_bytes, checksum, backup_time_utc,\n"
-             "verified_at, verify_reason and meta_error: the entries of\n"
-             "`bri-backup --json list`, rendered by the core. .db files in the folder\n"
-             "that are not backups (no usable .meta) come last, with kind \"unknown\".\n"
-             "No folder: [].");
+             "verified_at, verify_reason, meta_error, pinned and pin_reason: the\n"
+             "entries of `bri-backup --json list`, rendered by the core. .db files in\n"
+             "the folder that are not backups (no usable .meta) come last, with kind\n"
+             "\"unknown\". No folder: [].");
 
 static PyObject *DatabaseBackup_list_backups(DatabaseBackupObject *self, PyObject *unused)
 {
