@@ -192,8 +192,11 @@ int bri_rehearse(struct bri_store *s, const char *name, const char *checks_path,
 		    bri_err_set(err, -EIO, "verification of %s failed: %s", name, r->verify.reason);
 		goto out_report;
 	}
-	if (!scratch_parent)
-		scratch_parent = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	if (!scratch_parent) {
+		const char *tmpdir = getenv("TMPDIR"); /* read once: the value tested is the one used */
+
+		scratch_parent = tmpdir && *tmpdir ? tmpdir : "/tmp";
+	}
 	snprintf(dir, sizeof(dir), "%s/bri-rehearse-XXXXXX", scratch_parent);
 	if (!mkdtemp(dir)) {
 		rc = bri_err_set(err, -errno, "cannot make a scratch folder in %s: %s",
