@@ -51,7 +51,7 @@ static long long period_key(enum tier which, time_t t)
 	case TIER_WEEKLY:
 		/* ISO 8601 week-based year and week: Monday to Sunday, 01..53 */
 		strftime(iso, sizeof(iso), "%G%V", &tm);
-		return atoll(iso);
+		return strtoll(iso, NULL, 10); /* digits only: strftime made them */
 	case TIER_MONTHLY:
 		return y * 100 + m;
 	case TIER_YEARLY:
