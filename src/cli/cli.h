@@ -41,6 +41,7 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_verify(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_restore(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_cleanup(struct cli_globals *g, int argc, char **argv);
+int cli_cmd_init(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_delete(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_stats(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_health(struct cli_globals *g, int argc, char **argv);

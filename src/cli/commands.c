@@ -46,6 +46,7 @@ enum {
 	OPT_MAX_AGE,
 	OPT_MIN_BACKUPS,
 	OPT_OUTPUT,
+	OPT_FORMAT,
 };
 
 static const char help_create[] =
@@ -58,6 +59,17 @@ static const char help_create[] =
     "      --verify     verify the new backup; exit 1 if that fails\n"
     "      --cleanup    then remove expired backups (--retention-days, --keep-min)\n"
     "  -h, --help       show this help\n";
+
+static const char help_init[] =
+    "Usage: bri-backup [OPTIONS] init [--format plain|pages]\n"
+    "Makes the backup store (if missing) of the given format and records it in\n"
+    "store.json. plain (the default): one complete .db per backup. pages: each\n"
+    "distinct page kept once, compressed, in shared pack files. A store that is\n"
+    "already of that format is left as it is; one of another format, or a plain\n"
+    "store that holds backups, is refused (converting is migrate's).\n"
+    "\n"
+    "      --format F  plain or pages (default: plain)\n"
+    "  -h, --help      show this help\n";
 
 static const char help_list[] = "Usage: bri-backup [OPTIONS] list\n"
                                 "Lists the backups, newest first: name, created, size, kind and\n"
@@ -1070,6 +1082,54 @@ int cli_cmd_cleanup(struct cli_globals *g, int argc, char **argv)
 }
 
 /* ---- delete ---- */
+
+int cli_cmd_init(struct cli_globals *g, int argc, char **argv)
+{
+	static const struct option own[] = {
+	    {"format", required_argument, NULL, OPT_FORMAT},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct option longopts[32];
+	struct bri_store *s = NULL;
+	struct bri_err err = {0};
+	const char *format = "plain";
+	int opt, r, lockfd, rc = CLI_EXIT_OK;
+
+	cli_merge_longopts(own, 2, longopts);
+	for (;;) {
+		opt = next_option(g, argc, argv, ":hv", longopts, help_init, &rc);
+		if (opt == -1)
+			break;
+		if (opt == OPT_STOP)
+			return rc;
+		if (opt != OPT_FORMAT)
+			return cli_usage_error(argv[0], "unexpected option");
+		format = optarg;
+	}
+	if (optind != argc)
+		return cli_usage_error(argv[0], "init takes no arguments");
+	if (!bri_store_format(format))
+		return cli_usage_error(argv[0], "--format is plain or pages");
+	cli_setup_logging(g);
+	rc = open_store(g, true, &s);
+	if (rc)
+		return rc;
+	lockfd = bri_store_lock(s, &err);
+	if (lockfd < 0) {
+		rc = fail("init", &err, lockfd);
+		goto out_close_store;
+	}
+	r = bri_store_init_format(s, format, &err);
+	bri_store_unlock(lockfd);
+	if (r < 0) {
+		rc = fail("init", &err, r);
+		goto out_close_store;
+	}
+	printf("%s: a %s store\n", s->dir, s->ops->format);
+out_close_store:
+	close_store(s);
+	return rc;
+}
 
 int cli_cmd_delete(struct cli_globals *g, int argc, char **argv)
 {

@@ -54,6 +54,8 @@ static const struct {
 	const char *args;  /* its synopsis after the name */
 	const char *what;  /* one line for --help */
 } commands[] = {
+    {"init", cli_cmd_init, "[--format plain|pages]",
+     "make the backup store, of a format (plain: the default; pages)"},
     {"create", cli_cmd_create, "[--name NAME] [--verify] [--cleanup]",
      "take a backup; prints its path"},
     {"list", cli_cmd_list, "", "list the backups, newest first"},
