@@ -21,6 +21,7 @@
 #include "bri/catalog.h"
 #include "bri/create.h"
 #include "bri/inspect.h"
+#include "bri/snapshot.h"
 #include "bri/store.h"
 #include "bri/target.h"
 #include "cli.h"
@@ -29,9 +30,10 @@ enum { OPT_TABLE = 0x200, OPT_SUMMARY, OPT_SCHEMA };
 
 /* A database given by name, ready to open. */
 struct source {
-	char *path;     /* the file to open (a store fd path), malloc'd */
-	char *name;     /* the backup's name, "live" for a snapshot, malloc'd */
-	char *tmp_name; /* the snapshot's temporary file in the store, or NULL */
+	struct bri_reader *r; /* a backup: read through the store's reader (any format) */
+	char *path;           /* the snapshot's file to open (a store fd path), malloc'd */
+	char *name;           /* the backup's name, "live" for a snapshot, malloc'd */
+	char *tmp_name;       /* the snapshot's temporary file in the store, or NULL */
 };
 
 static void source_drop(struct bri_store *s, struct source *src)
@@ -40,6 +42,7 @@ static void source_drop(struct bri_store *s, struct source *src)
 		bri_inspect_live_drop(s, src->tmp_name, src->path);
 	else
 		free(src->path);
+	bri_reader_close(src->r);
 	free(src->name);
 	memset(src, 0, sizeof(*src));
 }
@@ -84,11 +87,65 @@ static int resolve(struct bri_store *s, const struct bri_catalog *c, const char 
 		return CLI_EXIT_FAIL;
 	}
 	src->name = strdup(e->name);
-	src->path = bri_store_fd_path(s, e->name, ".db");
-	if (!src->name || !src->path) {
+	if (!src->name) {
 		cli_error("out of memory");
 		return CLI_EXIT_FAIL;
 	}
+	/* Through the store's reader: a backup of any format (plain, pages). */
+	rc = bri_store_open_reader(s, e->name, &src->r, &err);
+	if (rc < 0) {
+		cli_error("%s: %s", command, err.msg);
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
+/* Opens src read-only as the main database of a new connection. */
+static int source_open(struct source *src, sqlite3 **db, struct bri_err *err)
+{
+	int rc;
+
+	if (!src->r)
+		return bri_inspect_open(src->path, db, err);
+	rc = bri_snapshot_open_reader(src->r, db, err);
+	/* Reading the schema now makes a file that is no database fail here. */
+	if (rc == 0 && sqlite3_exec(*db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL) !=
+	                   SQLITE_OK) {
+		rc = bri_err_set(err, -EINVAL, "%s is not an SQLite database: %s", src->name,
+		                 sqlite3_errmsg(*db));
+		sqlite3_close(*db);
+		*db = NULL;
+	}
+	return rc;
+}
+
+static int source_attach(sqlite3 *db, struct source *src, const char *schema, struct bri_err *err)
+{
+	if (src->r)
+		return bri_snapshot_attach_reader(db, src->r, schema, err);
+	return bri_snapshot_attach_backup(db, src->path, schema, err);
+}
+
+/* bri_diff_open for two sources: OLD is "main" and "o", NEW is "n". */
+static int diff_open(struct source *a, struct source *b, sqlite3 **out, struct bri_err *err)
+{
+	sqlite3 *db = NULL;
+	int rc = source_open(a, &db, err);
+
+	if (rc < 0)
+		return rc;
+	rc = source_attach(db, a, "o", err);
+	if (rc == 0)
+		rc = source_attach(db, b, "n", err);
+	if (rc == 0 && sqlite3_exec(db, "SELECT 1 FROM n.sqlite_schema LIMIT 1", NULL, NULL,
+	                            NULL) != SQLITE_OK)
+		rc = bri_err_set(err, -EINVAL, "%s is not an SQLite database: %s", b->name,
+		                 sqlite3_errmsg(db));
+	if (rc < 0) {
+		sqlite3_close(db);
+		return rc;
+	}
+	*out = db;
 	return 0;
 }
 
@@ -253,7 +310,7 @@ int cli_cmd_diff(struct cli_globals *g, int argc, char **argv)
 		rc = resolve(s, c, argv[0], argv[optind + 1], &b);
 	if (rc)
 		goto out_drop;
-	if (bri_diff_open(a.path, b.path, &db, &err) < 0) {
+	if (diff_open(&a, &b, &db, &err) < 0) {
 		cli_error("diff: %s", err.msg);
 		rc = CLI_EXIT_FAIL;
 		goto out_drop;
@@ -337,7 +394,7 @@ int cli_cmd_export(struct cli_globals *g, int argc, char **argv)
 	rc = resolve(s, c, argv[0], argv[optind], &a);
 	if (rc)
 		goto out_drop;
-	if (bri_inspect_open(a.path, &db, &err) < 0) {
+	if (source_open(&a, &db, &err) < 0) {
 		cli_error("export: %s", err.msg);
 		rc = CLI_EXIT_FAIL;
 		goto out_drop;

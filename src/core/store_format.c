@@ -140,8 +140,7 @@ static int sum_sizes(void *arg, const char *name, const struct stat *st)
 	return 0;
 }
 
-int bri_store_usage(struct bri_store *s, uint64_t *logical, uint64_t *stored,
-                    struct bri_err *err)
+int bri_store_usage(struct bri_store *s, uint64_t *logical, uint64_t *stored, struct bri_err *err)
 {
 	int rc;
 
@@ -199,7 +198,8 @@ int bri_store_init_format(struct bri_store *s, const char *format, struct bri_er
 		json_object_object_add(o, "group_pages", json_object_new_int(16));
 		json_object_object_add(o, "encryption", json_object_new_string("none"));
 	}
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+	                                             JSON_C_TO_STRING_NOSLASHESCAPE);
 	/* store.json last: a store is of the new format only when all it needs is there. */
 	rc = bri_store_write_file(s, "store.json", text, strlen(text), err);
 	json_object_put(o);
