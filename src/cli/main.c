@@ -72,8 +72,8 @@ static const struct {
      "print metrics in the Prometheus text format (or write FILE)"},
     {"diff", cli_cmd_diff, "OLD NEW [--table T] [--summary] [--json]",
      "compare two backups (or 'live'): the sqldiff summary, or one table's changed rows as CSV"},
-    {"export", cli_cmd_export, "NAME --table T | --schema",
-     "print a backup's table as CSV, or its schema"},
+    {"export", cli_cmd_export, "NAME FILE | NAME --table T | --schema",
+     "write a backup as a plain .db FILE, or print a table as CSV, or its schema"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

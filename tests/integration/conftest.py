@@ -228,8 +228,23 @@ def store(live_db):
 
 
 @pytest.fixture
-def cli(live_db, store):
-    return Cli(live_db, store)
+def store_format():
+    """The format the cli fixture makes its store in: plain unless a test is
+    parametrized over both_formats (SPEC.md section 5)."""
+    return "plain"
+
+
+# Runs a test once on a plain store and once on a page store: the same test,
+# its store made with `bri-backup init --format pages` for the second run.
+both_formats = pytest.mark.parametrize("store_format", ["plain", "pages"])
+
+
+@pytest.fixture
+def cli(live_db, store, store_format):
+    c = Cli(live_db, store)
+    if store_format != "plain":
+        c.run("init", "--format", store_format)
+    return c
 
 
 def is_mounted(mnt):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, table_counts
+from conftest import BRI_BACKUP, table_counts, both_formats
 
 TIMEOUT = 120
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
@@ -214,6 +214,7 @@ def test_reading_commands_on_a_missing_store(tmp_path, live_db):
 
 # ---- list ----
 
+@both_formats
 def test_list_newest_first_text_and_json(cli, store, live_db):
     first = create(cli, "--name", "first")
     age_backup(first, 2)
@@ -264,6 +265,7 @@ def test_list_hides_work_in_progress_and_survives_bad_meta(cli, store):
 
 # ---- delete ----
 
+@both_formats
 def test_delete(cli, store):
     a = create(cli, "--name", "a")
     create(cli, "--name", "b")
@@ -289,6 +291,7 @@ def test_delete(cli, store):
 
 # ---- stats ----
 
+@both_formats
 def test_stats_keys_and_values(cli, store):
     old = create(cli, "--name", "old")
     old_time = age_backup(old, 3)
@@ -353,6 +356,7 @@ def test_health_warns_on_failed_verification(cli, store):
 
 # ---- --json of everything that has it ----
 
+@both_formats
 def test_json_outputs_parse(cli, store, tmp_path):
     p = cli.run("--json", "create", "--name", "j1", "--verify", "--cleanup")
     out = json.loads(p.stdout)

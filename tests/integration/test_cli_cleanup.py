@@ -5,6 +5,7 @@ the store, never removes a safety backup, and --dry-run removes nothing."""
 import json
 import re
 
+from conftest import both_formats
 from test_cli import age_backup, create, listing, names_in
 
 
@@ -27,6 +28,7 @@ def make_safety(cli, live_db, days):
     return safety[0]["name"]
 
 
+@both_formats
 def test_cleanup_keeps_the_newest_keep_min_and_every_safety_backup(cli, live_db, store):
     make_aged(cli, 10, 60)
     safety = make_safety(cli, live_db, 60)
@@ -56,6 +58,7 @@ def test_cleanup_keeps_the_newest_keep_min_and_every_safety_backup(cli, live_db,
                for r in audit)
 
 
+@both_formats
 def test_cleanup_never_empties_the_store(cli, store):
     """A long pause in backups: all are older than the retention period."""
     make_aged(cli, 9, 90)
@@ -69,6 +72,7 @@ def test_cleanup_never_empties_the_store(cli, store):
     assert sorted(names_in(cli)) == ["b0", "b1"]
 
 
+@both_formats
 def test_cleanup_within_retention_removes_nothing(cli, store):
     make_aged(cli, 12, 10)
     before = listing(store)
@@ -80,6 +84,7 @@ def test_cleanup_within_retention_removes_nothing(cli, store):
     assert len(names_in(cli)) == 7
 
 
+@both_formats
 def test_cleanup_dry_run_json(cli, store):
     make_aged(cli, 9, 45)
     before = listing(store)
@@ -93,6 +98,7 @@ def test_cleanup_dry_run_json(cli, store):
     assert len(names_in(cli)) == 7
 
 
+@both_formats
 def test_cleanup_on_an_empty_or_missing_store(cli, store):
     p = cli.run("cleanup")
     assert p.stdout.splitlines()[-1].startswith("0 of ")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, make_sample_db, table_counts, wait_until
+from conftest import BRI_BACKUP, make_sample_db, table_counts, wait_until, both_formats
 from test_cli import TIME_RE, create, listing, meta_of, names_in, sha256sum
 
 SEED_KEYS = ("backup_time", "source_db", "backup_path", "size_bytes", "size_mb", "checksum",
@@ -40,6 +40,7 @@ def header_versions(db):
 
 # ---- metadata ----
 
+@both_formats
 def test_metadata_keys_types_and_values(cli, live_db, store):
     before = datetime.datetime.now().replace(microsecond=0)
     path = create(cli)
@@ -78,6 +79,7 @@ def test_metadata_keys_types_and_values(cli, live_db, store):
     assert not [p for p in store.iterdir() if p.name.endswith(".tmp")]
 
 
+@both_formats
 def test_named_backup_and_automatic_names_never_collide(cli, store):
     named = create(cli, "--name", "before_update_v1.5")
     assert named == store / "before_update_v1.5.db"
@@ -89,6 +91,7 @@ def test_named_backup_and_automatic_names_never_collide(cli, store):
     assert len(names_in(cli)) == 5
 
 
+@both_formats
 def test_create_verify_records_the_result(cli, store):
     p = cli.run("create", "--name", "checked", "--verify")
     assert p.stdout.strip() == str(store / "checked.db")
@@ -97,6 +100,7 @@ def test_create_verify_records_the_result(cli, store):
     assert json.loads(cli.run("--json", "list").stdout)[0]["verify"] == "ok"
 
 
+@both_formats
 def test_create_cleanup_removes_only_expired(cli, store):
     from test_cli import age_backup
     olds = [create(cli, "--name", f"old{i}") for i in range(9)]
@@ -236,6 +240,7 @@ def test_online_backup_while_a_writer_commits(tmp_path, live_mode):
     live.close()
 
 
+@both_formats
 def test_rows_only_in_the_wal_are_captured(cli, live_db):
     con = sqlite3.connect(live_db, isolation_level=None)
     try:
@@ -288,6 +293,7 @@ def test_refused_name_in_a_fresh_store_creates_no_store(cli, store):
     assert not store.exists()
 
 
+@both_formats
 def test_existing_name_is_refused_and_the_backup_kept(cli, store, live_db):
     path = create(cli, "--name", "keep")
     before = listing(store)
@@ -353,6 +359,7 @@ def test_progress_bar_on_a_terminal(tmp_path):
 
 # ---- concurrency and crashes ----
 
+@both_formats
 def test_concurrent_creates_all_complete_or_are_refused_cleanly(cli, store):
     procs = [subprocess.Popen([str(BRI_BACKUP), "--db", str(cli.db), "--backup-dir",
                                str(store), "create", *(["--name", "same"] if i % 2 else [])],
