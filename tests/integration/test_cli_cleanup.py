@@ -5,7 +5,7 @@ the store, never removes a safety backup, and --dry-run removes nothing."""
 import json
 import re
 
-from conftest import both_formats
+from conftest import backup_file, both_formats
 from test_cli import age_backup, create, listing, names_in
 
 
@@ -24,7 +24,7 @@ def make_safety(cli, live_db, days):
     safety = [b for b in json.loads(cli.run("--json", "list").stdout) if b["kind"] == "safety"]
     assert len(safety) == 1
     cli.run("delete", "for_restore")
-    age_backup(cli.store / f"{safety[0]['name']}.db", days, 3600 * 24)
+    age_backup(backup_file(cli.store, safety[0]["name"]), days, 3600 * 24)
     return safety[0]["name"]
 
 
@@ -98,7 +98,6 @@ def test_cleanup_dry_run_json(cli, store):
     assert len(names_in(cli)) == 7
 
 
-@both_formats
 def test_cleanup_on_an_empty_or_missing_store(cli, store):
     p = cli.run("cleanup")
     assert p.stdout.splitlines()[-1].startswith("0 of ")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, make_sample_db, table_counts, wait_until, both_formats
+from conftest import (BRI_BACKUP, as_plain, backup_file, both_formats, make_sample_db, sidecar,
+                      table_counts, wait_until)
 from test_cli import TIME_RE, create, listing, meta_of, names_in, sha256sum
 
 SEED_KEYS = ("backup_time", "source_db", "backup_path", "size_bytes", "size_mb", "checksum",
@@ -52,9 +53,10 @@ def test_metadata_keys_types_and_values(cli, live_db, store):
     assert re.fullmatch(r"[0-9a-f]{64}", meta["checksum"])
     assert meta["tables"] == table_counts(live_db) == table_counts(path)
     assert meta["tables"] == {"videos": 42, "memory": 200, "video_context": 600}
-    assert type(meta["size_bytes"]) is int and meta["size_bytes"] == path.stat().st_size
+    size = as_plain(path).stat().st_size  # the database as served
+    assert type(meta["size_bytes"]) is int and meta["size_bytes"] == size
     assert type(meta["size_mb"]) is float
-    assert meta["size_mb"] == pytest.approx(path.stat().st_size / 2**20, abs=0.005)
+    assert meta["size_mb"] == pytest.approx(size / 2**20, abs=0.005)
     assert TIME_RE.match(meta["backup_time"])
     created = datetime.datetime.fromisoformat(meta["backup_time"])
     assert before <= created <= after  # local time, naive, as the seed compares it
@@ -74,7 +76,7 @@ def test_metadata_keys_types_and_values(cli, live_db, store):
 
     # Modes: backups and metadata 0600, the store 0700.
     assert path.stat().st_mode & 0o777 == 0o600
-    assert Path(f"{path}.meta").stat().st_mode & 0o777 == 0o600
+    assert sidecar(path, "meta").stat().st_mode & 0o777 == 0o600
     assert store.stat().st_mode & 0o777 == 0o700
     assert not [p for p in store.iterdir() if p.name.endswith(".tmp")]
 
@@ -82,7 +84,7 @@ def test_metadata_keys_types_and_values(cli, live_db, store):
 @both_formats
 def test_named_backup_and_automatic_names_never_collide(cli, store):
     named = create(cli, "--name", "before_update_v1.5")
-    assert named == store / "before_update_v1.5.db"
+    assert named == backup_file(store, "before_update_v1.5")
     assert meta_of(named)["kind"] == "named"
     paths = [create(cli) for _ in range(4)]  # within a second or two: _1, _2, ...
     assert len({p.name for p in paths}) == 4
@@ -94,8 +96,8 @@ def test_named_backup_and_automatic_names_never_collide(cli, store):
 @both_formats
 def test_create_verify_records_the_result(cli, store):
     p = cli.run("create", "--name", "checked", "--verify")
-    assert p.stdout.strip() == str(store / "checked.db")
-    v = json.loads((store / "checked.db.verify").read_text())
+    assert p.stdout.strip() == str(backup_file(store, "checked"))
+    v = json.loads(sidecar(backup_file(store, "checked"), "verify").read_text())
     assert v["status"] == "ok"
     assert json.loads(cli.run("--json", "list").stdout)[0]["verify"] == "ok"
 
@@ -107,7 +109,7 @@ def test_create_cleanup_removes_only_expired(cli, store):
     for i, path in enumerate(olds):
         age_backup(path, 60, i * 60)
     p = cli.run("create", "--name", "fresh", "--cleanup")
-    assert p.stdout.strip() == str(store / "fresh.db")
+    assert p.stdout.strip() == str(backup_file(store, "fresh"))
     # keep_min 7 counts the fresh one: six of the old ones stay, the three oldest go.
     assert sorted(names_in(cli)) == sorted(["fresh"] + [f"old{i}" for i in range(6)])
     assert "old8" in p.stderr
@@ -219,7 +221,7 @@ def test_online_backup_while_a_writer_commits(tmp_path, live_mode):
 
     seen = set()
     for path in paths:
-        b = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        b = sqlite3.connect(f"file:{as_plain(path)}?mode=ro", uri=True)
         try:
             assert b.execute("pragma integrity_check").fetchone()[0] == "ok"
             total, count = b.execute("select sum(balance), count(*) from accounts").fetchone()
@@ -257,7 +259,7 @@ def test_rows_only_in_the_wal_are_captured(cli, live_db):
         assert wal.stat().st_size > 0
     finally:
         con.close()
-    b = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    b = sqlite3.connect(f"file:{as_plain(path)}?mode=ro", uri=True)
     try:
         n = b.execute("select count(*) from memory where content like 'wal-only %'").fetchone()[0]
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import table_counts, both_formats
+from conftest import backup_file, both_formats, sidecar, table_counts
 from test_cli import content, corrupt, create, listing, meta_of, names_in, sha256sum
 
 
@@ -111,7 +111,7 @@ def test_safety_backup_holds_the_pre_restore_data(cli, live_db, store):
     s = safety[0]
     assert re.fullmatch(r"pre_restore_safety_\d{8}_\d{6}(_\d+)?", s["name"])
     assert s["name"] in p.stdout
-    spath = store / f"{s['name']}.db"
+    spath = backup_file(store, s["name"])
     meta = meta_of(spath)
     assert meta["kind"] == "safety"
     assert meta["tables"] == pre_counts
@@ -317,7 +317,7 @@ def test_verify_catches_count_mismatch(cli, store):
     path = create(cli, "--name", "counted")
     meta = meta_of(path)
     meta["tables"]["memory"] += 1
-    Path(f"{path}.meta").write_text(json.dumps(meta, indent=2))
+    sidecar(path, "meta").write_text(json.dumps(meta, indent=2))
     p = cli.run("verify", "counted", check=False)
     assert p.returncode == 1 and "failed" in p.stdout
 
