@@ -45,6 +45,24 @@ struct blob_hdr {
 	uint32_t page_size, npages, ids_len, raw_len, stored_len;
 };
 
+/*
+ * zstd at ZSTD_LEVEL with the frame's content checksum on: a damaged
+ * manifest fails to decompress (pages are checked against their ids too).
+ */
+static size_t zcompress(void *dst, size_t cap, const void *src, size_t len)
+{
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	size_t n;
+
+	if (!cctx)
+		return (size_t)-1; /* an error code for ZSTD_isError */
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+	n = ZSTD_compress2(cctx, dst, cap, src, len);
+	ZSTD_freeCCtx(cctx);
+	return n;
+}
+
 static void put32(uint8_t *p, uint32_t v)
 {
 	v = htole32(v);
@@ -76,7 +94,7 @@ static void hdr_encode(const struct blob_hdr *h, uint8_t out[BLOB_HDR])
 
 static int hdr_decode(const uint8_t in[BLOB_HDR], struct blob_hdr *h)
 {
-	if (memcmp(in, "BRIb", 4) != 0 || in[4] != 1)
+	if (memcmp(in, "BRIb", 4) != 0 || in[4] != 1 || get32(in + 28) != 0)
 		return -EBADMSG;
 	h->kind = in[5];
 	h->codec = in[6];
@@ -94,6 +112,10 @@ static int hdr_decode(const uint8_t in[BLOB_HDR], struct blob_hdr *h)
 	    (h->npages == 0 || h->npages > PACK_GROUP_PAGES || h->page_size < PAGE_SIZE_MIN ||
 	     h->page_size > PAGE_SIZE_MAX || h->ids_len != h->npages * PAGE_ID_LEN ||
 	     h->raw_len != h->npages * h->page_size))
+		return -EBADMSG;
+	if (h->kind == BLOB_MANIFEST && (h->npages != 0 || h->ids_len != 0))
+		return -EBADMSG;
+	if (h->kind != BLOB_GROUP && h->kind != BLOB_MANIFEST)
 		return -EBADMSG;
 	if (h->codec == CODEC_RAW && h->raw_len != h->stored_len)
 		return -EBADMSG;
@@ -518,7 +540,7 @@ static int write_group(int fd, uint64_t *off, uint32_t page_size, uint32_t count
 
 	if (!z)
 		return -ENOMEM;
-	n = ZSTD_compress(z, cap, pages, raw_len, ZSTD_LEVEL);
+	n = zcompress(z, cap, pages, raw_len);
 	if (ZSTD_isError(n)) {
 		free(z);
 		return -EIO;
@@ -676,7 +698,7 @@ int manifest_encode(const struct manifest *m, void **out, size_t *len)
 	put32(raw, m->page_size);
 	memcpy(raw + 4, &count, 8);
 	memcpy(raw + 12, m->ids, (size_t)m->page_count * PAGE_ID_LEN);
-	n = ZSTD_compress(blob + BLOB_HDR, cap, raw, raw_len, ZSTD_LEVEL);
+	n = zcompress(blob + BLOB_HDR, cap, raw, raw_len);
 	free(raw);
 	if (ZSTD_isError(n)) {
 		free(blob);
@@ -725,7 +747,7 @@ int manifest_decode(const void *data, size_t len, struct manifest *m)
 	m->page_size = get32(raw);
 	memcpy(&count, raw + 4, 8);
 	m->page_count = le64toh(count);
-	if (m->page_count != (h.raw_len - 12) / PAGE_ID_LEN ||
+	if (m->page_count != (h.raw_len - 12) / PAGE_ID_LEN || m->page_size != h.page_size ||
 	    (m->page_count && (m->page_size < PAGE_SIZE_MIN || m->page_size > PAGE_SIZE_MAX ||
 	                       (m->page_size & (m->page_size - 1))))) {
 		free(raw);
