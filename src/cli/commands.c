@@ -1195,6 +1195,8 @@ int cli_cmd_stats(struct cli_globals *g, int argc, char **argv)
 		return rc;
 	memset(&st, 0, sizeof(st));
 	bri_stats_compute(c, &st);
+	if (s)
+		bri_stats_usage(s, &st, NULL); /* leaves format "" when it cannot tell */
 	if (g->json) {
 		if (bri_stats_to_json(&st, &json, &len) < 0) {
 			cli_error("stats: out of memory");
@@ -1215,6 +1217,10 @@ int cli_cmd_stats(struct cli_globals *g, int argc, char **argv)
 		       st.by_kind[BRI_KIND_NAMED], st.by_kind[BRI_KIND_SAFETY]);
 		printf("\nverification: %zu ok, %zu failed, %zu unverified (%zu good)\n",
 		       st.verified_ok, st.verify_failed, st.unverified, st.good);
+		if (st.format[0])
+			printf("format: %s; logical %.2f MB, stored %.2f MB, dedup ratio %.2f\n",
+			       st.format, mb2(st.logical_bytes), mb2(st.stored_bytes),
+			       st.dedup_ratio);
 		if (st.unknown_files)
 			printf("unknown: %zu .db file%s without usable metadata (%s, %.2f MB)\n",
 			       st.unknown_files, st.unknown_files == 1 ? "" : "s",

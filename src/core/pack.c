@@ -978,22 +978,34 @@ static int pack_size(void *arg, const char *name)
 	return 0;
 }
 
+struct logical_arg {
+	const struct bri_store *s;
+	uint64_t logical, manifests;
+};
+
 static int logical_of(void *arg, const char *name, const struct stat *st)
 {
-	(void)name;
-	*(uint64_t *)arg += (uint64_t)st->st_size;
+	struct logical_arg *l = arg;
+	char file[BRI_NAME_MAX + 16];
+	struct stat mst;
+
+	l->logical += (uint64_t)st->st_size;
+	snprintf(file, sizeof(file), "%s" MANIFEST_SUFFIX, name);
+	if (fstatat(l->s->dirfd, file, &mst, AT_SYMLINK_NOFOLLOW) == 0)
+		l->manifests += (uint64_t)mst.st_size;
 	return 0;
 }
 
 int pages_usage(struct bri_store *s, uint64_t *logical, uint64_t *stored, struct bri_err *err)
 {
 	struct usage_arg u = {.s = s};
+	struct logical_arg l = {.s = s};
 	int rc;
 
-	*logical = 0;
-	rc = bri_store_list(s, logical_of, logical, err);
+	rc = bri_store_list(s, logical_of, &l, err);
 	if (rc == 0)
 		rc = each_pack(s, pack_size, &u);
-	*stored = u.stored;
+	*logical = l.logical;
+	*stored = u.stored + l.manifests; /* packs and manifests */
 	return rc;
 }

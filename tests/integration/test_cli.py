@@ -295,7 +295,7 @@ def test_delete(cli, store):
 # ---- stats ----
 
 @both_formats
-def test_stats_keys_and_values(cli, store):
+def test_stats_keys_and_values(cli, store, store_format):
     old = create(cli, "--name", "old")
     old_time = age_backup(old, 3)
     new = create(cli, "--name", "new")
@@ -309,12 +309,19 @@ def test_stats_keys_and_values(cli, store):
     assert st["newest_backup"] == meta_of(new)["backup_time"]
     assert st["oldest_backup"] == old_time
     assert TIME_RE.match(st["newest_backup"]) and TIME_RE.match(st["oldest_backup"])
+    # Logical bytes (as served), stored bytes and the dedup ratio (SPEC.md 5).
+    assert st["format"] == store_format and st["logical_bytes"] == total
+    if store_format == "plain":
+        assert st["stored_bytes"] == total and st["dedup_ratio"] == 1.0
+    else:  # the same database twice: its pages are stored once, compressed
+        assert st["stored_bytes"] < total / 2 and st["dedup_ratio"] > 2
     # The seed's monitoring snippet works on it.
     newest = datetime.datetime.fromisoformat(st["newest_backup"])
     assert datetime.datetime.now() - newest < datetime.timedelta(minutes=5)
 
     text = cli.run("stats").stdout
     assert "total_backups: 2" in text and st["newest_backup"] in text
+    assert f"format: {store_format}" in text and "dedup ratio" in text
 
 
 def test_stats_empty_store(cli):
