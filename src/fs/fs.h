@@ -171,6 +171,7 @@ struct bfs_options {
 	char *schedule;       /* -o schedule= daily@HH:MM, hourly, every=N{s,m,h,d}, none */
 	int follow_symlink;   /* -o follow_symlink: accept a symlinked DB or backup_dir */
 	int force;            /* -o force: accept a store in the database's own folder */
+	char *store_format;   /* -o store_format=plain|pages: the format of a new store */
 	int show_help;        /* -h, --help */
 	int show_version;     /* -V, --version */
 };
