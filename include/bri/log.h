@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "bri/common.h"
 
@@ -54,5 +55,25 @@ void bri_log_ring_write(enum bri_log_level level, const char *fmt, ...) BRI_PRIN
  * that the caller frees; *len gets its length. Returns 0 or -ENOMEM.
  */
 int bri_log_recent(char **out, size_t *len);
+
+/*
+ * The recent lines as a stream that only grows: every line ever logged has
+ * a fixed byte offset. Returns the bytes from offset from (from the oldest
+ * line held when from is older) as a malloc'd string, *len its length, and
+ * in *end the stream's end offset. 0 or -ENOMEM.
+ */
+int bri_log_since(uint64_t from, char **out, size_t *len, uint64_t *end);
+
+/*
+ * As bri_log_since, also giving in *start the offset of the oldest line held
+ * and in *epoch how many times the oldest lines were dropped (when the ring
+ * is full its oldest half goes at once, so the window moves rarely); start
+ * and epoch may be NULL.
+ */
+int bri_log_window(uint64_t from, char **out, size_t *len, uint64_t *end, uint64_t *start,
+                   uint64_t *epoch);
+
+/* The stream's end offset, and (each may be NULL) the window's start and epoch. */
+uint64_t bri_log_end(uint64_t *start, uint64_t *epoch);
 
 #endif

@@ -28,6 +28,9 @@ static char **ring;               /* recent lines, ring_cap slots */
 static size_t ring_cap;           /* slots in ring */
 static size_t ring_next;          /* next slot to write */
 static size_t ring_count;         /* filled slots */
+static uint64_t ring_end;         /* bytes ever put in the ring: the stream's end offset */
+static uint64_t ring_bytes;       /* bytes of the lines the ring holds now */
+static uint64_t ring_epoch;       /* times the oldest half was dropped */
 
 static const char *level_names[] = {"error", "warning", "info", "debug"};
 
@@ -71,6 +74,7 @@ int bri_log_init(const struct bri_log_config *cfg)
 	ring = r;
 	ring_cap = cfg->ring_lines;
 	ring_next = ring_count = 0;
+	ring_bytes = 0;
 	pthread_mutex_unlock(&log_lock);
 	return 0;
 }
@@ -91,13 +95,14 @@ void bri_log_shutdown(void)
 	free(ring);
 	ring = NULL;
 	ring_cap = ring_next = ring_count = 0;
+	ring_bytes = 0;
 	pthread_mutex_unlock(&log_lock);
 }
 
 int bri_log_reopen(void)
 {
 	FILE *f, *old;
-	int rc = 0;
+	int rc;
 
 	pthread_mutex_lock(&log_lock);
 	if (!log_file_path) {
@@ -142,8 +147,26 @@ static void log_vwrite(enum bri_log_level level, bool ring_only, const char *fmt
 		char *copy = strdup(line);
 
 		if (copy) {
-			free(ring[ring_next]);
+			if (ring_count == ring_cap) {
+				/*
+				 * Full: the oldest half goes at once, so the stream's
+				 * window moves (a new epoch) once per half a ring.
+				 */
+				size_t oldest = ring_next; /* == the oldest slot when full */
+
+				for (size_t i = 0; i < (ring_cap + 1) / 2; i++) {
+					size_t s = (oldest + i) % ring_cap;
+
+					ring_bytes -= strlen(ring[s]);
+					free(ring[s]);
+					ring[s] = NULL;
+					ring_count--;
+				}
+				ring_epoch++;
+			}
 			ring[ring_next] = copy;
+			ring_end += strlen(copy);
+			ring_bytes += strlen(copy);
 			ring_next = (ring_next + 1) % ring_cap;
 			if (ring_count < ring_cap)
 				ring_count++;
@@ -168,6 +191,68 @@ void bri_log_ring_write(enum bri_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vwrite(level, true, fmt, ap);
 	va_end(ap);
+}
+
+int bri_log_since(uint64_t from, char **out, size_t *len, uint64_t *end)
+{
+	return bri_log_window(from, out, len, end, NULL, NULL);
+}
+
+int bri_log_window(uint64_t from, char **out, size_t *len, uint64_t *end, uint64_t *first,
+                   uint64_t *epoch)
+{
+	size_t start, pos = 0, cap, skip;
+	uint64_t at;
+	char *buf;
+
+	pthread_mutex_lock(&log_lock);
+	cap = ring_cap ? ring_cap : 1;
+	start = (ring_next + ring_cap - ring_count) % cap;
+	at = ring_end - ring_bytes; /* the offset of the oldest line held */
+	skip = from > at ? (size_t)(from - at) : 0;
+	if (skip > ring_bytes)
+		skip = ring_bytes;
+	buf = malloc(ring_bytes - skip + 1);
+	if (!buf) {
+		pthread_mutex_unlock(&log_lock);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < ring_count; i++) {
+		const char *l = ring[(start + i) % cap];
+		size_t n = strlen(l);
+
+		if (skip >= n) {
+			skip -= n;
+			continue;
+		}
+		memcpy(buf + pos, l + skip, n - skip);
+		pos += n - skip;
+		skip = 0;
+	}
+	*end = ring_end;
+	if (first)
+		*first = at;
+	if (epoch)
+		*epoch = ring_epoch;
+	pthread_mutex_unlock(&log_lock);
+	buf[pos] = '\0';
+	*out = buf;
+	*len = pos;
+	return 0;
+}
+
+uint64_t bri_log_end(uint64_t *start, uint64_t *epoch)
+{
+	uint64_t end;
+
+	pthread_mutex_lock(&log_lock);
+	end = ring_end;
+	if (start)
+		*start = ring_end - ring_bytes;
+	if (epoch)
+		*epoch = ring_epoch;
+	pthread_mutex_unlock(&log_lock);
+	return end;
 }
 
 int bri_log_recent(char **out, size_t *len)

@@ -943,6 +943,7 @@ static int restore_begin(const char *backup_path, struct bri_reader *reader,
 	struct bri_snapshot_restore *r = calloc(1, sizeof(*r));
 	int rc;
 
+	*out = NULL;
 	if (!r)
 		return bri_err_set(err, -ENOMEM, "out of memory");
 	r->busy_timeout_ms = busy_timeout_ms;
@@ -961,7 +962,7 @@ static int restore_begin(const char *backup_path, struct bri_reader *reader,
 	return 0;
 out_end:
 	bri_snapshot_restore_end(r);
-	return rc;
+	return rc < 0 ? rc : -EIO; /* never success without *out */
 }
 
 int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,

@@ -1,12 +1,14 @@
 /*
- * Open files of the view: a backup's .db (the store file, opened on open and
+ * Open files of the view, set up by the open of the node's kind (view.c's
+ * table): a backup's .db (the store's reader's descriptor, opened on open and
  * closed on release, so no descriptor per inode; read with fuse_reply_data so
- * libfuse can splice; kept in the page cache), generated content (meta.json,
- * verify, ctl/ reads, restore reports: rendered at open, direct I/O), and the
- * requests written to ctl/ files: each write(2) is one request, run by ctl.c
- * before the write returns, its result that write's return value (sysfs);
- * one request per open, and a refused one spends the open. Every handler
- * replies once.
+ * libfuse can splice; kept in the page cache), generated content (one
+ * version held per open, shared through the render cache), ctl/log (read by
+ * offset from the log's stream, which only grows within an epoch, so tail -f
+ * sees new lines), and the requests written to ctl/ files: each write(2) is
+ * one request, run by ctl.c before the write returns, its result that
+ * write's return value (sysfs); one request per open, and a refused one
+ * spends the open. Every handler replies once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +29,8 @@ struct bfs_fh {
 	int ctl;                         /* index in bfs_ctl_files, -1 when not a ctl file */
 	bool writer;                     /* opened to write a ctl request */
 	bool ran;                        /* a request of this open file ran (one per open) */
+	bool log;                        /* ctl/log: reads by offset from the log's stream */
+	uint64_t log_epoch;              /* the epoch of the log it reads */
 	int refused;          /* errno of a refused request (too long, two lines, invalid): spent */
 	pthread_mutex_t lock; /* guards ran and refused of a writer */
 	atomic_int refs;      /* release's reference plus one per reply in flight */
@@ -103,138 +107,38 @@ size_t bfs_files_free_unreleased(void)
 	return n;
 }
 
-/*
- * Opens the bytes of backup id (through the store's reader) or reads its
- * metadata, for h: the one place the daemon opens a backup's files. The
- * plain format's reader has a descriptor, kept for splice.
- */
-static int open_backup_file(struct bfs *fs, uint64_t id, enum bfs_bkind kind, struct bfs_fh *h)
-{
-	char name[BRI_NAME_MAX + 1];
-	const struct bri_entry *b;
-	struct bri_reader *r;
-	int rc;
-
-	pthread_rwlock_rdlock(&fs->cat_lock);
-	b = bfs_entry_by_id(fs, id);
-	if (b)
-		snprintf(name, sizeof(name), "%s", b->name);
-	pthread_rwlock_unlock(&fs->cat_lock);
-	if (!b)
-		return -ENOENT;
-	if (kind == BFS_B_META)
-		return bri_store_sidecar_read(fs->store, name, BRI_SIDECAR_META, BRI_META_MAX_BYTES,
-		                              &h->buf, &h->len);
-	rc = bri_store_open_reader(fs->store, name, &r, NULL);
-	if (rc < 0)
-		return rc;
-	/* Taken over from the reader. A format without a descriptor will need
-	 * reads through the reader (bri_reader_pread): not yet. */
-	h->fd = r->fd;
-	r->fd = -1;
-	bri_reader_close(r);
-	return h->fd >= 0 ? 0 : -EOPNOTSUPP;
-}
-
-/*
- * Whether the .db just opened changed in place since the catalog saw it
- * (then its cached pages must not be kept: the kernel drops them at this
- * open, and the notify worker invalidates its attributes).
- */
-static bool db_changed(struct bfs *fs, uint64_t id, int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && bfs_db_check(fs, id, &st);
-}
-
-/*
- * Shares the content just rendered into h->buf through the render cache:
- * opens of ino with equal content hold one copy. rc is the renderer's.
- */
-static int share_rendering(struct bfs *fs, fuse_ino_t ino, struct bfs_fh *h, int rc)
-{
-	char *buf = h->buf;
-
-	if (rc < 0)
-		return rc;
-	h->buf = NULL;
-	rc = bfs_render_intern(fs, ino, buf, h->len, &h->render);
-	if (rc == -EFBIG)
-		bri_log(BRI_LOG_ERR, "inode %lu: rendering of %zu bytes over the cap refused",
-		        (unsigned long)ino, h->len);
-	return rc;
-}
-
 void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	const struct bfs_kind_ops *k = bfs_kind_of(ino);
+	struct bfs_source src = {.fd = -1, .ctl = -1};
 	struct bfs *fs = bfs_of(req);
-	int acc = fi->flags & O_ACCMODE;
-	struct bfs_node n;
 	struct bfs_fh *h;
 	int rc;
 
-	rc = bfs_node_of(ino, &n);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
+	if (!k) {
+		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (n.type == BFS_N_BACKUP || n.type == BFS_N_CTLFILE) {
-		rc = bfs_refresh(fs, false);
-		if (rc < 0) {
-			fuse_reply_err(req, -rc);
-			return;
-		}
+	if (!k->open) {
+		fuse_reply_err(req, S_ISDIR(k->mode) ? EISDIR : EINVAL);
+		return;
 	}
 	h = calloc(1, sizeof(*h));
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	h->fd = -1;
-	h->ctl = -1;
 	atomic_init(&h->refs, 1);
 	pthread_mutex_init(&h->lock, NULL);
 	fh_link(h);
-	if (n.type == BFS_N_CTLFILE) {
-		const struct bfs_ctl_file *c = &bfs_ctl_files[n.ctl];
-
-		h->ctl = n.ctl;
-		fi->direct_io = 1;
-		fi->nonseekable = 0;
-		if (acc != O_RDONLY && !c->run) {
-			rc = -EACCES;
-		} else if (acc != O_RDONLY) {
-			h->writer = true; /* starts with an empty request, reads as empty */
-		} else {
-			rc = share_rendering(fs, ino, h,
-			                     bfs_render_ctl(fs, n.ctl, &h->buf, &h->len));
-		}
-	} else if (n.type == BFS_N_BACKUP) {
-		if (acc != O_RDONLY || (fi->flags & O_TRUNC)) {
-			rc = -EROFS;
-		} else if (n.bkind == BFS_B_DB || n.bkind == BFS_B_META) {
-			rc = open_backup_file(fs, n.id, n.bkind, h);
-			if (n.bkind == BFS_B_META)
-				rc = share_rendering(fs, ino, h, rc);
-			fi->keep_cache = 1;
-			if (rc == 0 && n.bkind == BFS_B_DB && db_changed(fs, n.id, h->fd))
-				fi->keep_cache = 0;
-		} else if (n.bkind == BFS_B_VERIFY) {
-			bfs_fresh_verify(fs, n.id);
-			rc = share_rendering(fs, ino, h,
-			                     bfs_render_verify(fs, n.id, &h->buf, &h->len));
-			fi->direct_io = 1;
-		} else if (n.bkind == BFS_B_REPORT) {
-			rc = share_rendering(fs, ino, h,
-			                     bfs_render_report(fs, n.id, &h->buf, &h->len));
-			fi->direct_io = 1;
-		} else {
-			rc = -EISDIR;
-		}
-	} else {
-		rc = -EISDIR;
-	}
+	rc = k->open(fs, ino, fi, &src);
+	h->fd = src.fd;
+	h->render = src.render;
+	h->len = src.render ? src.render->len : 0;
+	h->ctl = src.ctl;
+	h->writer = src.writer;
+	h->log = src.log;
+	h->log_epoch = src.log_epoch;
 	if (rc < 0) {
 		fh_put(h);
 		fuse_reply_err(req, -rc);
@@ -244,6 +148,33 @@ void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* Not delivered (interrupted: -ENOENT; the connection gone): no RELEASE comes. */
 	if (fuse_reply_open(req, fi) != 0)
 		fh_put(h);
+}
+
+/*
+ * ctl/log: the bytes from off of the log's window in epoch, read now (it
+ * only grows within an epoch); an older epoch reads as ended.
+ */
+static void read_log(fuse_req_t req, uint64_t epoch, size_t size, off_t off)
+{
+	uint64_t start, now, end;
+	char *text;
+	size_t len;
+
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	bfs_audit_follow(bfs_of(req)); /* operations of other processes join the log */
+	bri_log_end(&start, &now);
+	if (now != epoch ||
+	    bri_log_window(start + (uint64_t)off, &text, &len, &end, &start, &now) < 0) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (now != epoch)
+		len = 0; /* moved on meanwhile */
+	fuse_reply_buf(req, text, len < size ? len : size);
+	free(text);
 }
 
 void bfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -259,6 +190,8 @@ void bfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 		bv.buf[0].fd = h->fd;
 		bv.buf[0].pos = off;
 		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+	} else if (h->log && !h->writer) {
+		read_log(req, h->log_epoch, size, off);
 	} else if (h->writer || !h->render || off < 0 || (size_t)off >= h->len) {
 		fuse_reply_buf(req, NULL, 0);
 	} else {

@@ -8,6 +8,42 @@
 #ifndef BFS_FS_H
 #define BFS_FS_H
 
+/*
+ * THREAD SAFETY NOTES
+ *
+ * libfuse runs requests on several threads; the notify worker, the
+ * background verifier and the scheduler are threads of their own. Locks
+ * are taken in this order, never the other way round:
+ *
+ *   op_lock -> refresh_lock -> cat_lock -> { q_lock, node_lock -> render_lock,
+ *                                            progress.lock, sched.lock, log_lock }
+ *
+ * - op_lock (mutex): one store operation at a time (ctl/ requests, restores,
+ *   the background verifier, scheduled backups). Held for seconds; at most
+ *   BFS_OP_WAITERS_MAX requests wait for it (op_waiters), others get EBUSY.
+ *   Guards nothing in struct bfs by itself: it orders the store's changes.
+ * - refresh_lock (mutex): one look at / rescan of the store at a time;
+ *   guards last_check, dir_st, dir_scan_real, store_error.
+ * - cat_lock (rwlock): guards cat (and each entry's verify, verify_st and
+ *   db_st, which bfs_fresh_verify and bfs_db_check update in place under the
+ *   write lock), idmap (with its file index), cat_changed, reports and
+ *   nreports. Read-locked by every request that looks at a backup; never
+ *   held while rendering into the render cache or sending to the kernel.
+ * - q_lock (mutex): guards the invalidation queue, q_pushed, q_sent, stop,
+ *   verify_kick. Pushing an invalidation takes only q_lock, so it may be done
+ *   under cat_lock; the notify worker sends them holding no lock at all
+ *   (a notification sent from a request handler, or while holding a lock a
+ *   handler needs, deadlocks the daemon).
+ * - node_lock (inode.c) guards the node table; render_lock (render.c) the
+ *   render cache. node_lock may take render_lock (a reference to a node's
+ *   version); render_lock is a leaf. Renderings are freed outside both.
+ * - progress.lock, sched.lock and the core's log_lock are leaves.
+ *
+ * Fields set once before the session starts (store, se, uid, gid, rules,
+ * health, scrub_interval, busy_timeout_ms, start_time, no_opendir, the
+ * pointers renders and nodes) are read without a lock.
+ */
+
 #define FUSE_USE_VERSION 34
 
 #include <fuse_lowlevel.h>
@@ -48,45 +84,47 @@
 #define BFS_REFRESH_INTERVAL 0.5
 
 /*
- * Inode scheme. Fixed inodes for the root, ctl/, restore/, latest and the
- * ctl/ files; every backup's inodes are a fixed function of the catalog
- * entry's id (stable per name for the life of the daemon) and the file kind:
- * ((id + BFS_ID_BASE) << BFS_KIND_BITS) | kind. forget has nothing to free.
+ * Node kinds: the low BFS_KIND_BITS bits of every inode number. view.c's
+ * table has one row per kind; inode.c documents the id spaces above them.
  */
+enum bfs_kind {
+	BFS_K_NONE = 0,
+	BFS_K_ROOT = 1,         /* the mount's root (FUSE_ROOT_ID) */
+	BFS_K_CTL_DIR = 2,      /* ctl/ */
+	BFS_K_RESTORE_DIR = 3,  /* restore/ */
+	BFS_K_LATEST = 4,       /* latest -> the newest backup */
+	BFS_K_CTL_FILE = 5,     /* a ctl/ file (fixed, or a version of a readable one) */
+	BFS_K_REPORT = 6,       /* restore/NAME.report (fixed: the catalog id) */
+	BFS_K_BACKUP_DIR = 7,   /* a backup's folder (store: NAME.db) */
+	BFS_K_BACKUP_DB = 8,    /* NAME/<db file name> (store: NAME.db) */
+	BFS_K_META = 9,         /* NAME/meta.json (store: NAME.db.meta) */
+	BFS_K_VERIFY = 10,      /* NAME/verify with a result (store: NAME.db.verify) */
+	BFS_K_VERIFY_NONE = 11, /* NAME/verify without one (store: NAME.db) */
+	BFS_K_COUNT
+};
+
+#define BFS_KIND_BITS     5
+#define BFS_SPACE_MASK    (3ull << 62)
+#define BFS_SPACE_STORE   (1ull << 63)
+#define BFS_SPACE_VERSION (1ull << 62)
+/* Fixed-space index base of backups whose store inode numbers do not fit. */
+#define BFS_ID_BASE 64
+
 enum bfs_fixed_ino {
-	BFS_INO_ROOT = 1,
-	BFS_INO_CTL = 2,
-	BFS_INO_RESTORE = 3,
-	BFS_INO_LATEST = 4,
-	BFS_INO_CTL_FIRST = 8, /* ctl file i is BFS_INO_CTL_FIRST + i */
+	BFS_INO_ROOT = BFS_K_ROOT,
+	BFS_INO_CTL = BFS_K_CTL_DIR,
+	BFS_INO_RESTORE = BFS_K_RESTORE_DIR,
+	BFS_INO_LATEST = BFS_K_LATEST,
 };
 
-#define BFS_KIND_BITS 3
-#define BFS_ID_BASE   64
+/* Which store file of a backup a bfs_fileref names. */
+enum bfs_file { BFS_FILE_DB, BFS_FILE_META, BFS_FILE_VERIFY };
 
-enum bfs_bkind {
-	BFS_B_DIR = 0,    /* the backup's directory */
-	BFS_B_DB = 1,     /* NAME/<db file name>: the backup itself */
-	BFS_B_META = 2,   /* NAME/meta.json */
-	BFS_B_VERIFY = 3, /* NAME/verify */
-	BFS_B_REPORT = 4, /* restore/NAME.report */
-};
-
-/* What an inode number stands for. */
-enum bfs_node_type {
-	BFS_N_ROOT,
-	BFS_N_CTL,
-	BFS_N_RESTORE,
-	BFS_N_LATEST,
-	BFS_N_CTLFILE,
-	BFS_N_BACKUP, /* with bkind and id */
-};
-
-struct bfs_node {
-	enum bfs_node_type type; /* what it is */
-	int ctl;                 /* index in bfs_ctl_files for BFS_N_CTLFILE */
-	enum bfs_bkind bkind;    /* for BFS_N_BACKUP */
-	uint64_t id;             /* catalog entry id for BFS_N_BACKUP */
+/* A store file of the catalog, found by its inode number. */
+struct bfs_fileref {
+	uint64_t st_ino;     /* its inode number in the store */
+	enum bfs_file which; /* which file of the backup */
+	struct bri_entry *e; /* the backup (valid while cat_lock is held) */
 };
 
 /* The ctl/ files. */
@@ -132,11 +170,13 @@ struct bfs_ctl_file {
 
 extern const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT];
 
-/* The id -> catalog index map of one catalog (open addressing). */
+/* The id -> catalog index map of one catalog (open addressing), and its files. */
 struct bfs_idmap {
-	uint64_t *keys; /* id + 1, 0 = empty slot */
-	size_t *vals;   /* index in catalog->entries */
-	size_t cap;     /* slots, a power of two */
+	uint64_t *keys;            /* id + 1, 0 = empty slot */
+	size_t *vals;              /* index in catalog->entries */
+	size_t cap;                /* slots, a power of two */
+	struct bfs_fileref *files; /* every store file of the catalog, by st_ino */
+	size_t nfiles;             /* entries in files */
 };
 
 /* What a restore left in restore/: NAME.report. */
@@ -231,6 +271,7 @@ struct bfs_render {
 };
 
 struct bfs_render_cache;
+struct bfs_nodes;
 
 /* One mount. */
 struct bfs {
@@ -279,6 +320,8 @@ struct bfs {
 	bool threads_started;              /* both run (main thread only) */
 
 	struct bfs_render_cache *renders; /* generated content shared by opens (render.c) */
+	struct bfs_nodes *nodes;          /* the inodes the kernel holds (inode.c) */
+	bool no_opendir;                  /* the kernel lists folders without OPENDIR */
 	struct bfs_progress progress;     /* ctl/progress (progress.c) */
 	struct bfs_sched sched;           /* the backup schedule (schedule.c) */
 };
@@ -316,18 +359,50 @@ void bfs_render_cache_fini(struct bfs *fs);
  */
 int bfs_render_intern(struct bfs *fs, fuse_ino_t ino, char *buf, size_t len,
                       const struct bfs_render **out);
+/* Takes one more reference to r (returned). */
+const struct bfs_render *bfs_render_get(const struct bfs_render *r);
 /* Drops one reference; frees the version with its last (NULL: nothing). */
 void bfs_render_put(const struct bfs_render *r);
 /* Versions held now and their bytes (for tests and the log). */
 void bfs_render_stats(struct bfs *fs, size_t *versions, size_t *bytes);
 
-/* inode.c */
-fuse_ino_t bfs_ino(uint64_t id, enum bfs_bkind kind);
-int bfs_node_of(fuse_ino_t ino, struct bfs_node *out);
+/* inode.c: the inode scheme (its header comment) and the node table */
+fuse_ino_t bfs_ino_fixed(uint64_t index, enum bfs_kind kind);
+fuse_ino_t bfs_ino_version(uint64_t gen, enum bfs_kind kind);
+/* The inode of kind derived from store file st of backup e. */
+fuse_ino_t bfs_ino_store(const struct bri_entry *e, const struct stat *st, enum bfs_kind kind);
+/* The generation of such an inode. */
+uint64_t bfs_generation(const char *name, const struct stat *st, enum bfs_kind kind);
+enum bfs_kind bfs_ino_kind(fuse_ino_t ino);
+/* The index of a fixed inode, the st_ino of a store one, the gen of a version. */
+uint64_t bfs_ino_index(fuse_ino_t ino);
+int bfs_nodes_init(struct bfs *fs);
+void bfs_nodes_fini(struct bfs *fs);
+/*
+ * Counts one kernel reference to e->ino (a lookup or readdirplus reply),
+ * remembering its attributes; r (consumed, may be NULL) is a version
+ * inode's content, sub its index. 0 or -ENOMEM.
+ */
+int bfs_node_ref(struct bfs *fs, const struct fuse_entry_param *e, const struct bfs_render *r,
+                 int sub);
+/* The kernel forgot nlookup references: the node goes with the last. */
+void bfs_node_forget(struct bfs *fs, fuse_ino_t ino, uint64_t nlookup);
+/* The attributes last replied for ino; 0, or -ENOENT when the kernel holds none. */
+int bfs_node_attr(struct bfs *fs, fuse_ino_t ino, struct stat *st);
+/* A new reference to a version inode's content and its index; 0 or -ESTALE. */
+int bfs_node_render(struct bfs *fs, fuse_ino_t ino, const struct bfs_render **out, int *sub);
+/* Nodes held (tests, logs). */
+size_t bfs_nodes_count(struct bfs *fs);
 int bfs_idmap_build(struct bfs_idmap *m, const struct bri_catalog *c);
+/* Rebuilds the file index after an entry's store file changed; cat_lock held for writing. */
+int bfs_idmap_refile(struct bfs *fs);
 void bfs_idmap_free(struct bfs_idmap *m);
 /* The entry with id in the current catalog, or NULL; call with cat_lock held. */
 struct bri_entry *bfs_entry_by_id(struct bfs *fs, uint64_t id);
+/* The store file with inode number st_ino, or NULL; cat_lock held. */
+const struct bfs_fileref *bfs_file_by_ino(struct bfs *fs, uint64_t st_ino);
+/* The index in idmap.files of the first file after st_ino; cat_lock held. */
+size_t bfs_file_after(struct bfs *fs, uint64_t st_ino);
 
 /* refresh.c */
 /*
@@ -355,7 +430,6 @@ int bfs_catalog_init(struct bfs *fs);
 void bfs_catalog_fini(struct bfs *fs);
 
 /* gen.c: generated files; *out malloc'd, caller frees. Call without locks. */
-int bfs_render_verify(struct bfs *fs, uint64_t id, char **out, size_t *len);
 int bfs_render_report(struct bfs *fs, uint64_t id, char **out, size_t *len);
 /* ctl/cleanup's text: what a cleanup would remove now, and why. */
 int bfs_render_cleanup_plan(struct bfs *fs, char **out, size_t *len);
@@ -363,7 +437,51 @@ int bfs_render_cleanup_plan(struct bfs *fs, char **out, size_t *len);
 void bfs_appendf(char *buf, size_t cap, size_t *pos, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* view.c */
+/* view.c: the node-kind table and the FUSE operations that dispatch on it */
+
+/* What an open file reads, as a kind's open sets it up (file.c holds it). */
+struct bfs_source {
+	int fd;                          /* a store file (splice reads), or -1 */
+	const struct bfs_render *render; /* generated content (one reference), or NULL */
+	int ctl;                         /* a ctl/ file: its index, else -1 */
+	bool writer;                     /* opened to write a ctl/ request */
+	bool log;                        /* ctl/log: read by offset from the log's stream */
+	uint64_t log_epoch;              /* the log's epoch this open reads */
+};
+
+/*
+ * Called by a kind's list for each entry, in key order: name, its entry
+ * (ino 0 for "." and ".."), r a version's content (consumed) and sub its
+ * index, key the entry's offset (a listing resumes after it). Returns
+ * nonzero when the reply is full (the entry was not added).
+ */
+typedef int (*bfs_list_fn)(void *ctx, const char *name, const struct fuse_entry_param *e,
+                           const struct bfs_render *r, int sub, off_t key);
+
+/* One kind of node: a row of view.c's table. NULL: not that kind of node. */
+struct bfs_kind_ops {
+	const char *name; /* what it is, for the log */
+	mode_t mode;      /* file type and permission bits (ctl files: per file) */
+	/* Attributes and cache lifetimes of ino; 0 or a negative errno. */
+	int (*attr)(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e);
+	/* A folder's entry name: fills e, and r and sub for a version inode. */
+	int (*lookup)(struct bfs *fs, fuse_ino_t dir, const char *name, struct fuse_entry_param *e,
+	              const struct bfs_render **r, int *sub);
+	/* A folder's entries whose key is over after, in key order, until add is full. */
+	int (*list)(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx);
+	/* A file's open (fi->flags, fi->direct_io, fi->keep_cache): fills src. */
+	int (*open)(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
+	            struct bfs_source *src);
+	/* Generated content of ino (malloc'd), for kinds rendered at open. */
+	int (*render)(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len);
+	/* A backup's kinds: attributes of ino from backup b (cat_lock held). */
+	int (*entry_attr)(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+	                  struct fuse_entry_param *e);
+};
+
+/* The row of ino's kind, or NULL. */
+const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino);
+
 extern const struct fuse_lowlevel_ops bfs_ops;
 /* The struct bfs of a request. */
 struct bfs *bfs_of(fuse_req_t req);
@@ -427,6 +545,8 @@ void bfs_workers_stop(struct bfs *fs);
 /* Queues the invalidation of entry name in parent / of inode ino. */
 void bfs_inval_entry(struct bfs *fs, fuse_ino_t parent, const char *name);
 void bfs_inval_inode(struct bfs *fs, fuse_ino_t ino);
+/* Queues the invalidation of backup id's verify entry (a new result). */
+void bfs_inval_verify(struct bfs *fs, uint64_t id);
 /* Waits (at most timeout_s) until everything queued so far was sent. */
 void bfs_inval_wait(struct bfs *fs, double timeout_s);
 /* Tells the background verifier to look for work. */

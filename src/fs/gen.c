@@ -1,10 +1,10 @@
 /*
- * Generated files of the mount: each backup's verify file, the readable
- * ctl/ files (stats.json, health, log, cleanup's plan, metrics; schedule
- * and progress come from their modules) and restore/X.report.
- * Each is rendered from the in-memory catalog (never by opening backups), at
- * lookup/getattr for an exact st_size and again at open for the content the
- * reader gets. Write-only ctl/ files render as empty.
+ * Generated files of the mount: the readable ctl/ files (stats.json,
+ * health, log, cleanup's plan, metrics; schedule and progress come from
+ * their modules) and restore/X.report. Each is rendered from the in-memory
+ * catalog (never by opening backups); a ctl/ file's rendering at lookup is
+ * a content version with an inode of its own (view.c), which its opens
+ * read. Write-only ctl/ files render as empty.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -25,21 +25,6 @@ static int empty(char **out, size_t *len)
 		return -ENOMEM;
 	*len = 0;
 	return 0;
-}
-
-int bfs_render_verify(struct bfs *fs, uint64_t id, char **out, size_t *len)
-{
-	struct bri_verify_result res;
-	struct bri_entry *e;
-
-	pthread_rwlock_rdlock(&fs->cat_lock);
-	e = bfs_entry_by_id(fs, id);
-	if (e)
-		res = e->verify;
-	pthread_rwlock_unlock(&fs->cat_lock);
-	if (!e)
-		return -ENOENT;
-	return bri_verify_render(&res, out, len);
 }
 
 int bfs_render_report(struct bfs *fs, uint64_t id, char **out, size_t *len)

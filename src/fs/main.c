@@ -8,6 +8,8 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,9 +264,10 @@ int main(int argc, char *argv[])
 	struct bri_err err = {0};
 	struct bfs fs = {0};
 	char *log_path = NULL;
+	sigset_t all_signals, old_mask;
 	size_t unreleased;
 	long scrub;
-	int ret = 1;
+	int ret = 1, rc;
 
 	if (fuse_opt_parse(&args, &o, bfs_opt_table, opt_proc) < 0) {
 		ret = 2;
@@ -359,7 +362,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
 		goto out_log;
 	}
-	if (bfs_render_cache_init(&fs) < 0)
+	if (bfs_render_cache_init(&fs) < 0 || bfs_nodes_init(&fs) < 0)
 		goto out_catalog;
 	if (refuse_own_mountpoint(copts.mountpoint, fs.store) < 0) {
 		ret = 2;
@@ -386,14 +389,27 @@ int main(int argc, char *argv[])
 	        fs.store->dir, copts.mountpoint);
 	if (fuse_daemonize(copts.foreground) != 0)
 		goto out_unmount;
+	/*
+	 * Our threads start with every signal blocked (they inherit the mask),
+	 * as libfuse's own workers do: SIGTERM/SIGINT must reach the thread
+	 * waiting in fuse_session_loop_mt, whose wait the signal interrupts. A
+	 * SIGTERM taken by the verifier or the SIGHUP thread instead would set
+	 * the exit flag but leave the loop asleep until the next request: no
+	 * unmount on SIGTERM.
+	 */
+	sigfillset(&all_signals);
+	pthread_sigmask(SIG_BLOCK, &all_signals, &old_mask);
 	if (bfs_workers_start(&fs) < 0) {
+		pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 		bri_log(BRI_LOG_ERR, "cannot start the worker threads");
 		goto out_unmount;
 	}
 	if (bfs_sighup_start() < 0)
 		bri_log(BRI_LOG_WARN,
 		        "cannot start the SIGHUP thread: SIGHUP will not reopen the log");
-	if (bfs_schedule_start(&fs) < 0) {
+	rc = bfs_schedule_start(&fs);
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	if (rc < 0) {
 		bri_log(BRI_LOG_ERR, "cannot start the scheduler thread");
 		goto out_stop_workers;
 	}
@@ -428,6 +444,7 @@ out_catalog:
 	if (fs.cat)
 		bfs_catalog_fini(&fs);
 	bri_store_close(fs.store);
+	bfs_nodes_fini(&fs); /* holds renderings: before the cache */
 	bfs_render_cache_fini(&fs);
 	bfs_progress_fini(&fs.progress);
 out_log:

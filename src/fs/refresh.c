@@ -53,33 +53,54 @@ static bool ts_equal(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
 }
 
-/* Queues invalidations for the entries of old that vanished or changed in cur. */
+/*
+ * Queues invalidations for the entries of old that vanished or changed in
+ * cur. A backup's inodes derive from its store files (inode.c): a file
+ * replaced is another inode, so the name is invalidated; a file changed in
+ * place keeps its inode, whose attributes and pages are invalidated.
+ */
 static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
-                          const struct bri_catalog *cur)
+                          const struct bri_catalog *cur, bool listed)
 {
 	for (size_t i = 0; i < old->n; i++) {
 		const struct bri_entry *e = old->entries[i];
 		const struct bri_entry *ne = bri_catalog_find(cur, e->name);
+		fuse_ino_t dir;
 
-		if (!ne || ne->id != e->id) {
+		if (!ne || ne->db_st.st_ino != e->db_st.st_ino) {
 			/* gone, or replaced by another file: another inode */
 			bfs_inval_entry(fs, BFS_INO_ROOT, e->name);
 			continue;
 		}
-		bfs_inval_inode(fs, bfs_ino(ne->id, BFS_B_VERIFY));
-		if (e->db_st.st_ino != ne->db_st.st_ino || e->db_st.st_size != ne->db_st.st_size ||
+		dir = bfs_ino_store(ne, &ne->db_st, BFS_K_BACKUP_DIR);
+		if (e->db_st.st_size != ne->db_st.st_size ||
 		    !ts_equal(&e->db_st.st_mtim, &ne->db_st.st_mtim) ||
 		    !ts_equal(&e->db_st.st_ctim, &ne->db_st.st_ctim))
-			bfs_inval_inode(fs, bfs_ino(ne->id, BFS_B_DB));
+			bfs_inval_inode(fs, bfs_ino_store(ne, &ne->db_st, BFS_K_BACKUP_DB));
 		if (e->meta_st.st_ino != ne->meta_st.st_ino ||
 		    e->meta_st.st_size != ne->meta_st.st_size ||
 		    !ts_equal(&e->meta_st.st_mtim, &ne->meta_st.st_mtim)) {
-			bfs_inval_inode(fs, bfs_ino(ne->id, BFS_B_META));
-			bfs_inval_inode(fs, bfs_ino(ne->id, BFS_B_DIR));
-			if (!ne->meta_st.st_ino)
-				bfs_inval_entry(fs, bfs_ino(ne->id, BFS_B_DIR), "meta.json");
+			bfs_inval_inode(fs, dir);
+			bfs_inval_entry(fs, dir, "meta.json");
 		}
 	}
+	if (!listed)
+		return;
+	/* The kernel keeps listings (no opendir): drop the root's and ctl/'s. */
+	bfs_inval_inode(fs, BFS_INO_ROOT);
+	bfs_inval_inode(fs, BFS_INO_CTL);
+	bfs_inval_inode(fs, BFS_INO_RESTORE);
+}
+
+void bfs_inval_verify(struct bfs *fs, uint64_t id)
+{
+	/*
+	 * Nothing to send: a new result is a new inode that the next lookup
+	 * of the name (entry lifetime 0) finds; the old one keeps answering
+	 * for the descriptors that read it until the kernel forgets it.
+	 */
+	(void)fs;
+	(void)id;
 }
 
 /* Whether the backups listed differ between old and cur (names, not content). */
@@ -124,7 +145,7 @@ static int rescan(struct bfs *fs, const struct stat *st)
 		fs->root_mtime = st->st_mtim.tv_sec;
 	fs->cat = cur;
 	if (old) {
-		queue_changes(fs, old, cur);
+		queue_changes(fs, old, cur, cur->generation != old->generation);
 		bri_catalog_free(old);
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);
@@ -214,8 +235,12 @@ void bfs_fresh_verify(struct bfs *fs, uint64_t id)
 	pthread_rwlock_wrlock(&fs->cat_lock);
 	e = bfs_entry_by_id(fs, id);
 	if (e && !strcmp(e->name, name)) {
+		bool refile = e->verify_st.st_ino != st.st_ino;
+
 		e->verify = res;
 		e->verify_st = st;
+		if (refile && bfs_idmap_refile(fs) < 0)
+			bri_log(BRI_LOG_ERR, "out of memory indexing the store's files");
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);
 }
@@ -249,8 +274,12 @@ bool bfs_db_check(struct bfs *fs, uint64_t id, const struct stat *st)
 	if (e && !same_stat(&e->db_st, st)) {
 		seen = e->db_st;
 		snprintf(name, sizeof(name), "%s", e->name);
+		bool refile = e->db_st.st_ino != st->st_ino;
+
 		e->db_st = *st;
 		changed = true;
+		if (refile && bfs_idmap_refile(fs) < 0)
+			bri_log(BRI_LOG_ERR, "out of memory indexing the store's files");
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!changed)
@@ -260,7 +289,11 @@ bool bfs_db_check(struct bfs *fs, uint64_t id, const struct stat *st)
 	        "dropped",
 	        name, (long long)seen.st_size, (long long)st->st_size);
 	/* Attributes and pages; sent by the notify worker, never from this handler. */
-	bfs_inval_inode(fs, bfs_ino(id, BFS_B_DB));
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	e = bfs_entry_by_id(fs, id);
+	if (e)
+		bfs_inval_inode(fs, bfs_ino_store(e, &e->db_st, BFS_K_BACKUP_DB));
+	pthread_rwlock_unlock(&fs->cat_lock);
 	return true;
 }
 

@@ -174,6 +174,17 @@ int bfs_render_intern(struct bfs *fs, fuse_ino_t ino, char *buf, size_t len,
 	return 0;
 }
 
+const struct bfs_render *bfs_render_get(const struct bfs_render *r)
+{
+	struct bfs_render_node *n =
+	    (struct bfs_render_node *)((char *)r - offsetof(struct bfs_render_node, r));
+
+	pthread_mutex_lock(&n->c->lock);
+	n->refs++;
+	pthread_mutex_unlock(&n->c->lock);
+	return r;
+}
+
 void bfs_render_put(const struct bfs_render *r)
 {
 	struct bfs_render_node *n;

@@ -1,10 +1,18 @@
 /*
- * The FUSE low-level operations of the view: lookup, getattr, readlink,
- * opendir/readdir(plus), statfs, and the refusal of every change inside
- * the view (EROFS). Backup trees get long cache lifetimes; the root, ctl/,
- * restore/ and verify files get none. Directory listings are built once at
- * opendir and kept in fi->fh. Open files are file.c's, rename (mv into
- * restore/) restore_dir.c's. Every handler replies exactly once.
+ * The node-kind table of the view and the FUSE low-level operations that
+ * dispatch on it: lookup, forget, getattr, readlink, readdir(plus), statfs,
+ * and the refusal of every change inside the view (EROFS). Each kind of node
+ * (enum bfs_kind) is one row {name, mode, attr, lookup, list, open, render}
+ * in bfs_kinds below; a new kind is one enum value, its functions and its
+ * row. The inode scheme is inode.c's; open files are file.c's; ctl/ files'
+ * own logic (requests, what they render) is ctl.c's and gen.c's; rename
+ * (mv into restore/) is restore_dir.c's. Every handler replies exactly once.
+ *
+ * Listings are served without OPENDIR (FUSE_CAP_NO_OPENDIR_SUPPORT): the
+ * kernel caches them, and a listing is built from (inode, offset) at each
+ * readdir, where an offset names an entry (its key: a fixed small number,
+ * or a backup's store inode number), not a position, so entries that
+ * appear or vanish mid-listing never make another entry vanish.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,18 +30,8 @@
 #define META_FILE   "meta.json"
 #define VERIFY_FILE "verify"
 
-/* One name of a listing. */
-struct bfs_dirent {
-	char *name;                /* entry name */
-	struct fuse_entry_param e; /* ino and attributes (for readdirplus) */
-};
-
-/* A listing built at opendir. */
-struct bfs_dir {
-	struct bfs_dirent *ents; /* the names, "." and ".." first */
-	size_t n;                /* entries used */
-	size_t cap;              /* entries allocated */
-};
+/* Listing keys of the fixed entries; a backup's key is KEY_STORE + its st_ino. */
+enum { KEY_DOT = 1, KEY_DOTDOT = 2, KEY_CTL = 3, KEY_RESTORE = 4, KEY_LATEST = 5, KEY_STORE = 16 };
 
 struct bfs *bfs_of(fuse_req_t req)
 {
@@ -61,243 +59,868 @@ static void fill_common(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size,
 	st->st_ctim.tv_sec = t;
 }
 
-/* Attributes of a backup's file; call with cat_lock held. */
-static int backup_attr(struct bfs *fs, const struct bri_entry *b, enum bfs_bkind kind,
-                       struct fuse_entry_param *e)
-{
-	fuse_ino_t ino = bfs_ino(b->id, kind);
-	char *text;
-	size_t len;
-	time_t t;
-	int rc;
+/* ---- backups: inodes derived from their store files ---- */
 
-	switch (kind) {
-	case BFS_B_DIR:
-		fill_common(fs, ino, S_IFDIR | 0700, 4096, b->time, e);
-		break;
-	case BFS_B_DB:
-		fill_common(fs, ino, S_IFREG | 0400, b->db_st.st_size, b->time, e);
-		break;
-	case BFS_B_META:
-		if (!b->meta_st.st_ino)
-			return -ENOENT;
-		fill_common(fs, ino, S_IFREG | 0400, b->meta_st.st_size, b->time, e);
-		break;
-	case BFS_B_VERIFY:
-		rc = bri_verify_render(&b->verify, &text, &len);
-		if (rc < 0)
-			return rc;
-		free(text);
-		t = b->verify.checked ? b->verify.checked : b->time;
-		fill_common(fs, ino, S_IFREG | 0400, (off_t)len, t, e);
-		e->entry_timeout = BFS_TTL_LONG;
-		return 0; /* attributes change: attr_timeout 0 */
-	default:
-		return -ENOENT;
+/* The store file a backup kind's inode derives from. */
+static enum bfs_file file_of_kind(enum bfs_kind k)
+{
+	return k == BFS_K_META ? BFS_FILE_META : k == BFS_K_VERIFY ? BFS_FILE_VERIFY : BFS_FILE_DB;
+}
+
+static const struct stat *file_stat(const struct bri_entry *b, enum bfs_file f)
+{
+	return f == BFS_FILE_META ? &b->meta_st : f == BFS_FILE_VERIFY ? &b->verify_st : &b->db_st;
+}
+
+/* The inode of backup b's node of kind k (its verify: with or without a result). */
+static fuse_ino_t backup_ino(const struct bri_entry *b, enum bfs_kind k)
+{
+	if (k == BFS_K_VERIFY || k == BFS_K_VERIFY_NONE)
+		k = b->verify_st.st_ino ? BFS_K_VERIFY : BFS_K_VERIFY_NONE;
+	return bfs_ino_store(b, file_stat(b, file_of_kind(k)), k);
+}
+
+/* The backup that ino (a backup kind) belongs to now, or NULL; cat_lock held. */
+static struct bri_entry *entry_of(struct bfs *fs, fuse_ino_t ino)
+{
+	enum bfs_kind k = bfs_ino_kind(ino);
+	struct bri_entry *b;
+
+	if (ino & BFS_SPACE_STORE) {
+		const struct bfs_fileref *f = bfs_file_by_ino(fs, bfs_ino_index(ino));
+
+		b = f && f->which == file_of_kind(k) ? f->e : NULL;
+	} else {
+		uint64_t idx = bfs_ino_index(ino);
+
+		b = idx >= BFS_ID_BASE ? bfs_entry_by_id(fs, idx - BFS_ID_BASE) : NULL;
 	}
+	/* The number must still be this backup's (a verify result replaced). */
+	return b && backup_ino(b, k) == ino ? b : NULL;
+}
+
+/* Long lifetimes and the generation of a backup's immutable node. */
+static void immutable(const struct bri_entry *b, fuse_ino_t ino, struct fuse_entry_param *e)
+{
+	enum bfs_kind k = bfs_ino_kind(ino);
+
+	e->generation = bfs_generation(b->name, file_stat(b, file_of_kind(k)), k);
 	e->entry_timeout = BFS_TTL_LONG;
 	e->attr_timeout = BFS_TTL_LONG;
+}
+
+static int dir_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+                    struct fuse_entry_param *e)
+{
+	fill_common(fs, ino, S_IFDIR | 0700, 4096, b->time, e);
+	immutable(b, ino, e);
 	return 0;
 }
 
-/*
- * Attributes of a ctl/ file. Its time is the catalog's last change (stable
- * while nothing changes, so tar and rsync see an unchanged file); its size
- * is that of the content rendered now.
- */
-static int ctl_attr(struct bfs *fs, int ctl, struct fuse_entry_param *e)
+static int db_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+                   struct fuse_entry_param *e)
 {
-	const struct bfs_ctl_file *c = &bfs_ctl_files[ctl];
-	size_t len = 0;
-	time_t t;
-	char *text;
-	int rc;
-
-	pthread_rwlock_rdlock(&fs->cat_lock);
-	t = fs->cat_changed > fs->start_time ? fs->cat_changed : fs->start_time;
-	pthread_rwlock_unlock(&fs->cat_lock);
-	if (c->render) {
-		rc = bfs_render_ctl(fs, ctl, &text, &len);
-		if (rc < 0)
-			return rc;
-		free(text);
-	}
-	fill_common(fs, BFS_INO_CTL_FIRST + (fuse_ino_t)ctl, S_IFREG | c->mode, (off_t)len, t, e);
+	fill_common(fs, ino, S_IFREG | 0400, b->db_st.st_size, b->time, e);
+	immutable(b, ino, e);
 	return 0;
 }
 
-int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
+static int meta_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+                     struct fuse_entry_param *e)
 {
-	const struct bri_entry *b;
-	struct bfs_node n;
+	if (!b->meta_st.st_ino)
+		return -ENOENT;
+	fill_common(fs, ino, S_IFREG | 0400, b->meta_st.st_size, b->time, e);
+	immutable(b, ino, e);
+	return 0;
+}
+
+static int verify_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+                       struct fuse_entry_param *e)
+{
 	char *text;
 	size_t len;
 	int rc;
 
-	rc = bfs_node_of(ino, &n);
+	rc = bri_verify_render(&b->verify, &text, &len);
 	if (rc < 0)
 		return rc;
-	switch (n.type) {
-	case BFS_N_ROOT:
-		pthread_rwlock_rdlock(&fs->cat_lock);
-		fill_common(fs, ino, S_IFDIR | 0755, 4096,
-		            fs->root_mtime ? fs->root_mtime : fs->start_time, e);
-		e->attr.st_nlink = 4 + fs->cat->n;
-		pthread_rwlock_unlock(&fs->cat_lock);
-		/*
-		 * With default_permissions every path walk checks the root, so
-		 * attr_timeout 0 costs a round trip per stat: a warm ls -l of
-		 * 10,000 backups then takes ten times longer. 50 ms keeps all of
-		 * that gain (docs/benchmark.md) and a dead daemon still fails
-		 * every access (ENOTCONN) within 50 ms; listings and reads fail
-		 * at once either way.
-		 */
-		e->attr_timeout = BFS_TTL_ROOT;
-		return 0;
-	case BFS_N_CTL:
-	case BFS_N_RESTORE:
-		/* Fixed attributes; their listings are built at each opendir. */
-		fill_common(fs, ino, S_IFDIR | 0755, 4096, fs->start_time, e);
-		e->entry_timeout = BFS_TTL_LONG;
-		e->attr_timeout = BFS_TTL_LONG;
-		return 0;
-	case BFS_N_LATEST:
-		pthread_rwlock_rdlock(&fs->cat_lock);
-		b = bri_catalog_newest(fs->cat);
-		if (b)
-			fill_common(fs, ino, S_IFLNK | 0777, (off_t)strlen(b->name), b->time, e);
-		pthread_rwlock_unlock(&fs->cat_lock);
-		return b ? 0 : -ENOENT;
-	case BFS_N_CTLFILE:
-		return ctl_attr(fs, n.ctl, e);
-	case BFS_N_BACKUP:
-		if (n.bkind == BFS_B_REPORT) {
-			time_t t = 0;
-
-			rc = bfs_render_report(fs, n.id, &text, &len);
-			if (rc < 0)
-				return rc;
-			free(text);
-			pthread_rwlock_rdlock(&fs->cat_lock);
-			for (size_t i = 0; i < fs->nreports; i++)
-				if (fs->reports[i].id == n.id)
-					t = fs->reports[i].time;
-			pthread_rwlock_unlock(&fs->cat_lock);
-			fill_common(fs, ino, S_IFREG | 0444, (off_t)len, t, e);
-			return 0;
-		}
-		if (n.bkind == BFS_B_DB)
-			bfs_db_check(fs, n.id, NULL); /* changed in place: the new size */
-		pthread_rwlock_rdlock(&fs->cat_lock);
-		b = bfs_entry_by_id(fs, n.id);
-		rc = b ? backup_attr(fs, b, n.bkind, e) : -ENOENT;
-		pthread_rwlock_unlock(&fs->cat_lock);
-		return rc;
-	}
-	return -ENOENT;
+	free(text);
+	fill_common(fs, ino, S_IFREG | 0400, (off_t)len,
+	            b->verify.checked ? b->verify.checked : b->time, e);
+	/*
+	 * A version's attributes never change (a new result is a new file in
+	 * the store, so a new inode), but the name is looked up each time
+	 * rather than invalidated: an entry invalidation waits for the
+	 * folder's lock, which a rename of this backup into restore/ holds
+	 * while it waits for the daemon, and a daemon killed then could not
+	 * exit (its notify thread stuck in the kernel), leaving mv hung.
+	 */
+	immutable(b, ino, e);
+	e->entry_timeout = 0;
+	return 0;
 }
 
-/* The id of backup name in the current catalog; 0 and *id, or -ENOENT. */
-static int backup_id(struct bfs *fs, const char *name, uint64_t *id)
+static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT];
+
+/* Attributes of backup b's node of kind k; cat_lock held. */
+static int backup_attr(struct bfs *fs, const struct bri_entry *b, enum bfs_kind k,
+                       struct fuse_entry_param *e)
 {
-	const struct bri_entry *b;
+	fuse_ino_t ino = backup_ino(b, k);
+
+	return bfs_kinds[bfs_ino_kind(ino)].entry_attr(fs, b, ino, e);
+}
+
+/* The id of the backup of a backup-kind inode, for refreshes; 0 and *id, or -ENOENT. */
+static int backup_id_of(struct bfs *fs, fuse_ino_t ino, uint64_t *id)
+{
+	struct bri_entry *b;
 
 	pthread_rwlock_rdlock(&fs->cat_lock);
-	b = bri_catalog_find(fs->cat, name);
+	b = entry_of(fs, ino);
 	if (b)
 		*id = b->id;
 	pthread_rwlock_unlock(&fs->cat_lock);
 	return b ? 0 : -ENOENT;
 }
 
-static int lookup_root(struct bfs *fs, const char *name, struct fuse_entry_param *e)
+static int attr_backup(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 {
-	uint64_t id = 0;
+	enum bfs_kind k = bfs_ino_kind(ino);
+	struct bri_entry *b;
+	uint64_t id;
 	int rc;
 
+	if (backup_id_of(fs, ino, &id) == 0) {
+		if (k == BFS_K_BACKUP_DB)
+			bfs_db_check(fs, id, NULL); /* changed in place: the new size */
+		if (k == BFS_K_VERIFY || k == BFS_K_VERIFY_NONE)
+			bfs_fresh_verify(fs, id);
+	}
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = entry_of(fs, ino);
+	rc = b ? backup_attr(fs, b, k, e) : -ENOENT;
+	pthread_rwlock_unlock(&fs->cat_lock);
+	return rc;
+}
+
+static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
+                         struct fuse_entry_param *e, const struct bfs_render **r, int *sub)
+{
+	enum bfs_kind k;
+	struct bri_entry *b;
+	uint64_t id;
+	int rc;
+
+	(void)r;
+	(void)sub;
+	if (!strcmp(name, fs->store->db_filename))
+		k = BFS_K_BACKUP_DB;
+	else if (!strcmp(name, META_FILE))
+		k = BFS_K_META;
+	else if (!strcmp(name, VERIFY_FILE))
+		k = BFS_K_VERIFY;
+	else
+		return -ENOENT;
+	if (backup_id_of(fs, dir, &id) < 0)
+		return -ENOENT;
+	if (k == BFS_K_VERIFY)
+		bfs_fresh_verify(fs, id);
+	if (k == BFS_K_BACKUP_DB)
+		bfs_db_check(fs, id, NULL);
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = entry_of(fs, dir);
+	rc = b ? backup_attr(fs, b, k, e) : -ENOENT;
+	pthread_rwlock_unlock(&fs->cat_lock);
+	return rc;
+}
+
+static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
+{
+	static const enum bfs_kind kinds[] = {BFS_K_BACKUP_DB, BFS_K_META, BFS_K_VERIFY};
+	struct fuse_entry_param e[3], dot;
+	const char *names[3];
+	bool have[3] = {false, false, false};
+	struct bri_entry *b;
+	uint64_t id;
+	int rc;
+
+	rc = bfs_refresh(fs, false); /* a vanished store fails every listing */
+	if (rc < 0)
+		return rc;
+	if (backup_id_of(fs, dir, &id) < 0)
+		return -ENOENT;
+	bfs_fresh_verify(fs, id);
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = entry_of(fs, dir);
+	for (size_t i = 0; b && i < 3; i++)
+		have[i] = backup_attr(fs, b, kinds[i], &e[i]) == 0;
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!b)
+		return -ENOENT;
+	names[0] = fs->store->db_filename;
+	names[1] = META_FILE;
+	names[2] = VERIFY_FILE;
+	memset(&dot, 0, sizeof(dot));
+	dot.attr.st_mode = S_IFDIR;
+	if (after < KEY_DOT && add(ctx, ".", &dot, NULL, 0, KEY_DOT))
+		return 0;
+	if (after < KEY_DOTDOT && add(ctx, "..", &dot, NULL, 0, KEY_DOTDOT))
+		return 0;
+	for (int i = 0; i < 3; i++)
+		if (have[i] && after < 3 + i && add(ctx, names[i], &e[i], NULL, 0, 3 + i))
+			return 0;
+	return 0;
+}
+
+static int open_backup_db(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
+                          struct bfs_source *src);
+
+static int open_generated(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
+                          struct bfs_source *src);
+
+/* meta.json: the store's NAME.db.meta, read at open. */
+static int render_meta(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len)
+{
+	char name[BRI_NAME_MAX + 1];
+	struct bri_entry *b;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = entry_of(fs, ino);
+	if (b)
+		snprintf(name, sizeof(name), "%s", b->name);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!b)
+		return -ENOENT;
+	return bri_store_sidecar_read(fs->store, name, BRI_SIDECAR_META, BRI_META_MAX_BYTES, out,
+	                              len);
+}
+
+static int render_verify(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len)
+{
+	struct bri_verify_result res;
+	struct bri_entry *b;
+	uint64_t id;
+
+	if (backup_id_of(fs, ino, &id) == 0)
+		bfs_fresh_verify(fs, id);
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = entry_of(fs, ino);
+	if (b)
+		res = b->verify;
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!b)
+		return -ESTALE; /* a newer result has another inode: look it up again */
+	return bri_verify_render(&res, out, len);
+}
+
+/* ---- the root ---- */
+
+static int attr_root(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
+{
+	int rc = bfs_refresh(fs, false);
+
+	if (rc < 0)
+		return rc;
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	fill_common(fs, ino, S_IFDIR | 0755, 4096, fs->root_mtime ? fs->root_mtime : fs->start_time,
+	            e);
+	e->attr.st_nlink = 4 + fs->cat->n;
+	pthread_rwlock_unlock(&fs->cat_lock);
+	/*
+	 * With default_permissions every path walk checks the root, so
+	 * attr_timeout 0 costs a round trip per stat: a warm ls -l of
+	 * 10,000 backups then takes ten times longer. 50 ms keeps all of
+	 * that gain (docs/benchmark.md) and a dead daemon still fails
+	 * every access (ENOTCONN) within 50 ms; listings and reads fail
+	 * at once either way.
+	 */
+	e->attr_timeout = BFS_TTL_ROOT;
+	return 0;
+}
+
+static int attr_fixed_dir(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
+{
+	fill_common(fs, ino, S_IFDIR | 0755, 4096, fs->start_time, e);
+	e->entry_timeout = BFS_TTL_LONG;
+	e->attr_timeout = BFS_TTL_LONG;
+	return 0;
+}
+
+static int attr_latest(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
+{
+	const struct bri_entry *b;
+	int rc = bfs_refresh(fs, false);
+
+	if (rc < 0)
+		return rc;
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = bri_catalog_newest(fs->cat);
+	if (b)
+		fill_common(fs, ino, S_IFLNK | 0777, (off_t)strlen(b->name), b->time, e);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	return b ? 0 : -ENOENT;
+}
+
+/* The backup folder named name; refreshes first. */
+static int lookup_root(struct bfs *fs, fuse_ino_t dir, const char *name, struct fuse_entry_param *e,
+                       const struct bfs_render **r, int *sub)
+{
+	const struct bri_entry *b;
+	int rc;
+
+	(void)dir;
+	(void)r;
+	(void)sub;
 	if (!strcmp(name, "ctl"))
-		return bfs_getattr_ino(fs, BFS_INO_CTL, e);
+		return attr_fixed_dir(fs, BFS_INO_CTL, e);
 	if (!strcmp(name, "restore"))
-		return bfs_getattr_ino(fs, BFS_INO_RESTORE, e);
+		return attr_fixed_dir(fs, BFS_INO_RESTORE, e);
 	rc = bfs_refresh(fs, false);
 	if (rc < 0)
 		return rc;
 	if (!strcmp(name, "latest"))
-		return bfs_getattr_ino(fs, BFS_INO_LATEST, e);
-	rc = backup_id(fs, name, &id);
-	if (rc == -ENOENT) {
+		return attr_latest(fs, BFS_INO_LATEST, e);
+	for (int pass = 0; pass < 2; pass++) {
+		pthread_rwlock_rdlock(&fs->cat_lock);
+		b = bri_catalog_find(fs->cat, name);
+		rc = b ? backup_attr(fs, b, BFS_K_BACKUP_DIR, e) : -ENOENT;
+		pthread_rwlock_unlock(&fs->cat_lock);
+		if (rc != -ENOENT || pass)
+			break;
 		/* Perhaps just made by another process: look at the store now. */
 		rc = bfs_refresh_look(fs);
-		if (rc == 0)
-			rc = backup_id(fs, name, &id);
+		if (rc < 0)
+			break;
 	}
-	if (rc < 0)
-		return rc;
-	return bfs_getattr_ino(fs, bfs_ino(id, BFS_B_DIR), e);
+	return rc;
 }
 
-static int lookup_backup(struct bfs *fs, uint64_t id, const char *name, struct fuse_entry_param *e)
-{
-	enum bfs_bkind kind;
+/* Most backups added per readdir pass under one hold of cat_lock. */
+#define LIST_BATCH 64
 
-	if (!strcmp(name, fs->store->db_filename))
-		kind = BFS_B_DB;
-	else if (!strcmp(name, META_FILE))
-		kind = BFS_B_META;
-	else if (!strcmp(name, VERIFY_FILE))
-		kind = BFS_B_VERIFY;
-	else
+static int list_root(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
+{
+	struct fuse_entry_param e, batch[LIST_BATCH];
+	char *names[LIST_BATCH];
+	off_t keys[LIST_BATCH];
+	size_t n;
+	int rc;
+
+	(void)dir;
+	rc = bfs_refresh(fs, false);
+	if (rc < 0)
+		return rc;
+	memset(&e, 0, sizeof(e));
+	e.attr.st_mode = S_IFDIR;
+	if (after < KEY_DOT && add(ctx, ".", &e, NULL, 0, KEY_DOT))
+		return 0;
+	if (after < KEY_DOTDOT && add(ctx, "..", &e, NULL, 0, KEY_DOTDOT))
+		return 0;
+	if (after < KEY_CTL && attr_fixed_dir(fs, BFS_INO_CTL, &e) == 0 &&
+	    add(ctx, "ctl", &e, NULL, 0, KEY_CTL))
+		return 0;
+	if (after < KEY_RESTORE && attr_fixed_dir(fs, BFS_INO_RESTORE, &e) == 0 &&
+	    add(ctx, "restore", &e, NULL, 0, KEY_RESTORE))
+		return 0;
+	if (after < KEY_LATEST && attr_latest(fs, BFS_INO_LATEST, &e) == 0 &&
+	    add(ctx, "latest", &e, NULL, 0, KEY_LATEST))
+		return 0;
+	/* Backups in the order of their store inode numbers, which name them. */
+	do {
+		uint64_t from = after > KEY_STORE ? (uint64_t)(after - KEY_STORE) : 0;
+		bool any = after >= KEY_STORE;
+
+		n = 0;
+		pthread_rwlock_rdlock(&fs->cat_lock);
+		for (size_t i = any ? bfs_file_after(fs, from) : 0;
+		     i < fs->idmap.nfiles && n < LIST_BATCH && rc == 0; i++) {
+			const struct bfs_fileref *f = &fs->idmap.files[i];
+
+			if (f->which != BFS_FILE_DB)
+				continue;
+			rc = backup_attr(fs, f->e, BFS_K_BACKUP_DIR, &batch[n]);
+			names[n] = rc == 0 ? strdup(f->e->name) : NULL;
+			if (rc == 0 && !names[n])
+				rc = -ENOMEM;
+			keys[n] = KEY_STORE + (off_t)(f->st_ino & (UINT64_MAX >> 2));
+			if (rc == 0)
+				n++;
+		}
+		pthread_rwlock_unlock(&fs->cat_lock);
+		for (size_t i = 0; i < n; i++) {
+			if (rc == 0 && add(ctx, names[i], &batch[i], NULL, 0, keys[i]))
+				rc = 1; /* full */
+			after = keys[i];
+			free(names[i]);
+		}
+	} while (n == LIST_BATCH && rc == 0);
+	return rc < 0 ? rc : 0;
+}
+
+/* ---- ctl/ (the files' own logic is ctl.c's and gen.c's) ---- */
+
+/*
+ * ctl/log is a window on the log's stream (bri_log_window) that only grows
+ * until the oldest half of the lines is dropped, a new epoch: each epoch is
+ * an inode of its own, index BFS_CTL_LOG | epoch << LOG_EPOCH_SHIFT, whose
+ * offsets are relative to the epoch's first line.
+ */
+#define LOG_EPOCH_SHIFT 8
+
+static fuse_ino_t log_ino(uint64_t epoch)
+{
+	return bfs_ino_fixed((uint64_t)BFS_CTL_LOG | epoch << LOG_EPOCH_SHIFT, BFS_K_CTL_FILE);
+}
+
+/* Whether ctl file i's content is rendered into versions (a new inode each). */
+static bool ctl_versioned(int i)
+{
+	return bfs_ctl_files[i].render && i != BFS_CTL_LOG;
+}
+
+/* The ctl file index of ino (fixed: its index; a version: its node's). */
+static int ctl_index(struct bfs *fs, fuse_ino_t ino)
+{
+	const struct bfs_render *r;
+	int sub = -1;
+
+	if (!(ino & BFS_SPACE_VERSION)) {
+		uint64_t idx = bfs_ino_index(ino);
+
+		/* ctl/log's index carries the log's epoch above LOG_EPOCH_SHIFT. */
+		if ((idx & ((1u << LOG_EPOCH_SHIFT) - 1)) == BFS_CTL_LOG)
+			return BFS_CTL_LOG;
+		return idx < BFS_CTL_COUNT ? (int)idx : -1;
+	}
+	if (bfs_node_render(fs, ino, &r, &sub) < 0)
+		return -1;
+	bfs_render_put(r);
+	return sub;
+}
+
+/* The ctl files' time: the catalog's last change (stable while nothing changes). */
+static time_t ctl_time(struct bfs *fs)
+{
+	time_t t;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	t = fs->cat_changed > fs->start_time ? fs->cat_changed : fs->start_time;
+	pthread_rwlock_unlock(&fs->cat_lock);
+	return t;
+}
+
+/*
+ * Entry of ctl file i: a write-only file and ctl/log have a fixed inode; a
+ * readable one is rendered now and its content version is its inode.
+ */
+static int ctl_entry(struct bfs *fs, int i, struct fuse_entry_param *e, const struct bfs_render **r)
+{
+	const struct bfs_ctl_file *c = &bfs_ctl_files[i];
+	fuse_ino_t base = bfs_ino_fixed((uint64_t)i, BFS_K_CTL_FILE);
+	char *text;
+	size_t len;
+	int rc;
+
+	*r = NULL;
+	if (i == BFS_CTL_LOG) {
+		uint64_t start, epoch, end;
+
+		bfs_audit_follow(fs); /* operations of other processes join the log first */
+		end = bri_log_end(&start, &epoch);
+		fill_common(fs, log_ino(epoch), S_IFREG | c->mode, (off_t)(end - start),
+		            ctl_time(fs), e);
+		return 0; /* grows: attributes looked at each time */
+	}
+	if (!ctl_versioned(i)) {
+		fill_common(fs, base, S_IFREG | c->mode, 0, ctl_time(fs), e);
+		e->attr_timeout = BFS_TTL_LONG;
+		return 0;
+	}
+	rc = bfs_render_ctl(fs, i, &text, &len);
+	if (rc == 0)
+		rc = bfs_render_intern(fs, base, text, len, r);
+	if (rc < 0)
+		return rc;
+	fill_common(fs, bfs_ino_version((*r)->gen, BFS_K_CTL_FILE), S_IFREG | c->mode,
+	            (off_t)(*r)->len, ctl_time(fs), e);
+	e->attr_timeout = BFS_TTL_LONG; /* this version never changes */
+	return 0;
+}
+
+static int attr_ctl_file(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
+{
+	const struct bfs_render *r;
+	int i = ctl_index(fs, ino), rc;
+
+	if (i < 0)
 		return -ENOENT;
-	return bfs_getattr_ino(fs, bfs_ino(id, kind), e);
+	if (ino & BFS_SPACE_VERSION) {
+		fill_common(fs, ino, S_IFREG | bfs_ctl_files[i].mode, 0, ctl_time(fs), e);
+		rc = bfs_node_attr(fs, ino, &e->attr);
+		e->attr_timeout = BFS_TTL_LONG;
+		return rc;
+	}
+	rc = ctl_entry(fs, i, e, &r);
+	bfs_render_put(r);
+	/* An older epoch of ctl/log: what the node last showed. */
+	return rc == 0 && e->ino != ino ? -ESTALE : rc;
+}
+
+static int lookup_ctl(struct bfs *fs, fuse_ino_t dir, const char *name, struct fuse_entry_param *e,
+                      const struct bfs_render **r, int *sub)
+{
+	(void)dir;
+	for (int i = 0; i < BFS_CTL_COUNT; i++) {
+		if (strcmp(name, bfs_ctl_files[i].name))
+			continue;
+		*sub = i;
+		return ctl_entry(fs, i, e, r);
+	}
+	return -ENOENT;
+}
+
+static int list_ctl(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
+{
+	struct fuse_entry_param e;
+	const struct bfs_render *r;
+
+	(void)dir;
+	memset(&e, 0, sizeof(e));
+	e.attr.st_mode = S_IFDIR;
+	if (after < KEY_DOT && add(ctx, ".", &e, NULL, 0, KEY_DOT))
+		return 0;
+	if (after < KEY_DOTDOT && add(ctx, "..", &e, NULL, 0, KEY_DOTDOT))
+		return 0;
+	for (int i = 0; i < BFS_CTL_COUNT; i++) {
+		if (after >= KEY_STORE + i)
+			continue;
+		if (ctl_entry(fs, i, &e, &r) < 0)
+			continue;
+		if (add(ctx, bfs_ctl_files[i].name, &e, r, i, KEY_STORE + i))
+			return 0;
+	}
+	return 0;
+}
+
+static int open_ctl_file(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
+                         struct bfs_source *src)
+{
+	int acc = fi->flags & O_ACCMODE;
+	int i = ctl_index(fs, ino), sub;
+	int rc;
+
+	if (i < 0)
+		return -ESTALE;
+	rc = bfs_refresh(fs, false);
+	if (rc < 0)
+		return rc;
+	src->ctl = i;
+	fi->direct_io = 1;
+	if (acc != O_RDONLY) {
+		if (!bfs_ctl_files[i].run)
+			return -EACCES;
+		src->writer = true; /* starts with an empty request, reads as empty */
+		return 0;
+	}
+	if (i == BFS_CTL_LOG) {
+		src->log = true;
+		src->log_epoch = bfs_ino_index(ino) >> LOG_EPOCH_SHIFT;
+		return 0;
+	}
+	if (!(ino & BFS_SPACE_VERSION))
+		return 0; /* write-only: reads as empty */
+	/* Exactly the version this inode stands for. */
+	return bfs_node_render(fs, ino, &src->render, &sub);
+}
+
+/* ---- restore/ ---- */
+
+static int lookup_restore(struct bfs *fs, fuse_ino_t dir, const char *name,
+                          struct fuse_entry_param *e, const struct bfs_render **r, int *sub)
+{
+	(void)dir;
+	(void)r;
+	(void)sub;
+	return bfs_restore_lookup(fs, name, e);
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int list_restore(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
+{
+	uint64_t ids[64];
+	char names[64][BRI_NAME_MAX + 8];
+	size_t n = 0;
+	struct fuse_entry_param e;
+
+	(void)dir;
+	memset(&e, 0, sizeof(e));
+	e.attr.st_mode = S_IFDIR;
+	if (after < KEY_DOT && add(ctx, ".", &e, NULL, 0, KEY_DOT))
+		return 0;
+	if (after < KEY_DOTDOT && add(ctx, "..", &e, NULL, 0, KEY_DOTDOT))
+		return 0;
+	/* The newest 64 reports, keyed by their catalog id. */
+	bfs_reports_sync(fs);
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	for (size_t i = fs->nreports; i > 0 && n < 64; i--)
+		ids[n++] = fs->reports[i - 1].id;
+	pthread_rwlock_unlock(&fs->cat_lock);
+	qsort(ids, n, sizeof(ids[0]), id_cmp);
+	for (size_t i = 0; i < n; i++) {
+		bool found = false;
+
+		if (after >= KEY_STORE + (off_t)ids[i])
+			continue;
+		pthread_rwlock_rdlock(&fs->cat_lock);
+		for (size_t j = 0; j < fs->nreports; j++) {
+			if (fs->reports[j].id == ids[i]) {
+				snprintf(names[i], sizeof(names[i]), "%s.report",
+				         fs->reports[j].name);
+				found = true;
+			}
+		}
+		pthread_rwlock_unlock(&fs->cat_lock);
+		if (!found || bfs_getattr_ino(fs, bfs_ino_fixed(ids[i], BFS_K_REPORT), &e) < 0)
+			continue;
+		if (add(ctx, names[i], &e, NULL, 0, KEY_STORE + (off_t)ids[i]))
+			return 0;
+	}
+	return 0;
+}
+
+static int render_report(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len)
+{
+	return bfs_render_report(fs, bfs_ino_index(ino), out, len);
+}
+
+static int attr_report(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
+{
+	uint64_t id = bfs_ino_index(ino);
+	time_t t = 0;
+	char *text;
+	size_t len;
+	int rc;
+
+	rc = bfs_render_report(fs, id, &text, &len);
+	if (rc < 0)
+		return rc;
+	free(text);
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	for (size_t i = 0; i < fs->nreports; i++)
+		if (fs->reports[i].id == id)
+			t = fs->reports[i].time;
+	pthread_rwlock_unlock(&fs->cat_lock);
+	fill_common(fs, ino, S_IFREG | 0444, (off_t)len, t, e);
+	return 0;
+}
+
+/* ---- the table ---- */
+
+static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT] = {
+    [BFS_K_ROOT] = {.name = "root",
+                    .mode = S_IFDIR | 0755,
+                    .attr = attr_root,
+                    .lookup = lookup_root,
+                    .list = list_root},
+    [BFS_K_CTL_DIR] = {.name = "ctl/",
+                       .mode = S_IFDIR | 0755,
+                       .attr = attr_fixed_dir,
+                       .lookup = lookup_ctl,
+                       .list = list_ctl},
+    [BFS_K_RESTORE_DIR] = {.name = "restore/",
+                           .mode = S_IFDIR | 0755,
+                           .attr = attr_fixed_dir,
+                           .lookup = lookup_restore,
+                           .list = list_restore},
+    [BFS_K_LATEST] = {.name = "latest", .mode = S_IFLNK | 0777, .attr = attr_latest},
+    [BFS_K_CTL_FILE] = {.name = "ctl file",
+                        .mode = S_IFREG,
+                        .attr = attr_ctl_file,
+                        .open = open_ctl_file},
+    [BFS_K_REPORT] = {.name = "restore report",
+                      .mode = S_IFREG | 0444,
+                      .attr = attr_report,
+                      .open = open_generated,
+                      .render = render_report},
+    [BFS_K_BACKUP_DIR] = {.name = "backup folder",
+                          .mode = S_IFDIR | 0700,
+                          .attr = attr_backup,
+                          .lookup = lookup_backup,
+                          .list = list_backup,
+                          .entry_attr = dir_attr},
+    [BFS_K_BACKUP_DB] = {.name = "backup file",
+                         .mode = S_IFREG | 0400,
+                         .attr = attr_backup,
+                         .open = open_backup_db,
+                         .entry_attr = db_attr},
+    [BFS_K_META] = {.name = "meta.json",
+                    .mode = S_IFREG | 0400,
+                    .attr = attr_backup,
+                    .open = open_generated,
+                    .render = render_meta,
+                    .entry_attr = meta_attr},
+    [BFS_K_VERIFY] = {.name = "verify",
+                      .mode = S_IFREG | 0400,
+                      .attr = attr_backup,
+                      .open = open_generated,
+                      .render = render_verify,
+                      .entry_attr = verify_attr},
+    [BFS_K_VERIFY_NONE] = {.name = "verify (no result)",
+                           .mode = S_IFREG | 0400,
+                           .attr = attr_backup,
+                           .open = open_generated,
+                           .render = render_verify,
+                           .entry_attr = verify_attr},
+};
+
+const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino)
+{
+	enum bfs_kind k = bfs_ino_kind(ino);
+	bool store = k >= BFS_K_BACKUP_DIR;
+
+	if (k <= BFS_K_NONE || k >= BFS_K_COUNT)
+		return NULL;
+	/* Each kind lives in its own id space (inode.c). */
+	if ((ino & BFS_SPACE_VERSION) && k != BFS_K_CTL_FILE)
+		return NULL;
+	if ((ino & BFS_SPACE_STORE) && !store)
+		return NULL;
+	if (!(ino & BFS_SPACE_MASK) && store && bfs_ino_index(ino) < BFS_ID_BASE)
+		return NULL;
+	if (k <= BFS_K_LATEST && ino != (fuse_ino_t)k)
+		return NULL;
+	return &bfs_kinds[k];
+}
+
+/*
+ * Opens a backup's bytes through the store's reader: the one place the
+ * daemon opens a backup file for reading. The plain format's reader has a
+ * descriptor, kept for splice; the kernel may keep the pages unless the
+ * file changed in place since the catalog saw it.
+ */
+static int open_backup_db(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
+                          struct bfs_source *src)
+{
+	char name[BRI_NAME_MAX + 1];
+	struct bri_reader *r;
+	struct bri_entry *b;
+	uint64_t id = 0;
+	struct stat st;
+	int rc;
+
+	rc = bfs_refresh(fs, false);
+	if (rc < 0)
+		return rc;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
+		return -EROFS;
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = entry_of(fs, ino);
+	if (b) {
+		snprintf(name, sizeof(name), "%s", b->name);
+		id = b->id;
+	}
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!b)
+		return -ENOENT;
+	rc = bri_store_open_reader(fs->store, name, &r, NULL);
+	if (rc < 0)
+		return rc;
+	/* Taken over from the reader. A format without a descriptor will need
+	 * reads through the reader (bri_reader_pread): not yet. */
+	src->fd = r->fd;
+	r->fd = -1;
+	bri_reader_close(r);
+	if (src->fd < 0)
+		return -EOPNOTSUPP;
+	fi->keep_cache = 1;
+	if (fstat(src->fd, &st) == 0 && bfs_db_check(fs, id, &st))
+		fi->keep_cache = 0;
+	return 0;
+}
+
+/*
+ * Opens a file rendered at open (meta.json, verify, a report): the row's
+ * render, shared through the render cache by (inode, generation).
+ */
+static int open_generated(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
+                          struct bfs_source *src)
+{
+	const struct bfs_kind_ops *k = bfs_kind_of(ino);
+	char *text;
+	size_t len;
+	int rc;
+
+	rc = bfs_refresh(fs, false);
+	if (rc < 0)
+		return rc;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
+		return -EROFS;
+	rc = k->render(fs, ino, &text, &len);
+	if (rc < 0)
+		return rc;
+	rc = bfs_render_intern(fs, ino, text, len, &src->render);
+	if (rc == -EFBIG)
+		bri_log(BRI_LOG_ERR, "inode %lu: rendering of %zu bytes over the cap refused",
+		        (unsigned long)ino, len);
+	/* A store file's content never changes under its inode: cache it. */
+	if (bfs_ino_kind(ino) == BFS_K_META)
+		fi->keep_cache = 1;
+	else
+		fi->direct_io = 1;
+	return rc;
+}
+
+/* ---- the operations ---- */
+
+int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
+{
+	const struct bfs_kind_ops *k = bfs_kind_of(ino);
+
+	return k ? k->attr(fs, ino, e) : -ENOENT;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	const struct bfs_kind_ops *k = bfs_kind_of(parent);
+	const struct bfs_render *r = NULL;
 	struct bfs *fs = bfs_of(req);
 	struct fuse_entry_param e;
-	struct bfs_node n;
-	int rc;
+	int rc, sub = 0;
 
-	rc = bfs_node_of(parent, &n);
-	if (rc < 0)
-		goto out_reply;
-	switch (n.type) {
-	case BFS_N_ROOT:
-		rc = lookup_root(fs, name, &e);
-		break;
-	case BFS_N_CTL:
+	if (!k)
 		rc = -ENOENT;
-		for (int i = 0; i < BFS_CTL_COUNT; i++)
-			if (!strcmp(name, bfs_ctl_files[i].name))
-				rc = bfs_getattr_ino(fs, BFS_INO_CTL_FIRST + (fuse_ino_t)i, &e);
-		break;
-	case BFS_N_RESTORE:
-		rc = bfs_restore_lookup(fs, name, &e);
-		break;
-	case BFS_N_BACKUP:
-		rc = n.bkind == BFS_B_DIR ? lookup_backup(fs, n.id, name, &e) : -ENOTDIR;
-		break;
-	default:
+	else if (!k->lookup)
 		rc = -ENOTDIR;
-	}
-out_reply:
+	else
+		rc = k->lookup(fs, parent, name, &e, &r, &sub);
+	if (rc == 0)
+		rc = bfs_node_ref(fs, &e, r, sub); /* consumes r */
+	else
+		bfs_render_put(r);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
-	else
-		fuse_reply_entry(req, &e);
+	else if (fuse_reply_entry(req, &e) < 0)
+		bfs_node_forget(fs, e.ino, 1); /* the lookup was interrupted */
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	(void)ino;
-	(void)nlookup;
-	fuse_reply_none(req); /* inodes are computed, nothing to free */
+	bfs_node_forget(bfs_of(req), ino, nlookup);
+	fuse_reply_none(req);
 }
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
-	(void)count;
-	(void)forgets;
+	for (size_t i = 0; i < count; i++)
+		bfs_node_forget(bfs_of(req), forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -305,23 +928,19 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct bfs *fs = bfs_of(req);
 	struct fuse_entry_param e;
-	struct bfs_node n;
 	int rc;
 
 	(void)fi;
-	rc = bfs_node_of(ino, &n);
-	if (rc < 0)
-		goto out_reply;
-	if (n.type == BFS_N_ROOT || n.type == BFS_N_LATEST || n.type == BFS_N_CTLFILE ||
-	    (n.type == BFS_N_BACKUP && n.bkind == BFS_B_VERIFY)) {
-		rc = bfs_refresh(fs, false);
-		if (rc < 0)
-			goto out_reply;
-	}
-	if (n.type == BFS_N_BACKUP && n.bkind == BFS_B_VERIFY)
-		bfs_fresh_verify(fs, n.id);
 	rc = bfs_getattr_ino(fs, ino, &e);
-out_reply:
+	/*
+	 * A node answers by its inode until the kernel forgets it: fstat of an
+	 * open backup after its deletion, or an older version of a file.
+	 */
+	if (rc == -ENOENT || rc == -ESTALE) {
+		e.attr_timeout = 0;
+		if (bfs_node_attr(fs, ino, &e.attr) == 0)
+			rc = 0;
+	}
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -355,254 +974,110 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_readlink(req, target);
 }
 
-/* Adds one name to a listing; e may be NULL for "." and "..". */
-static int dir_add(struct bfs_dir *d, const char *name, const struct fuse_entry_param *e,
-                   fuse_ino_t ino, mode_t mode)
-{
-	struct bfs_dirent *de;
-
-	if (d->n == d->cap) {
-		size_t ncap = d->cap ? d->cap * 2 : 16;
-		struct bfs_dirent *ne = realloc(d->ents, ncap * sizeof(*ne));
-
-		if (!ne)
-			return -ENOMEM;
-		d->ents = ne;
-		d->cap = ncap;
-	}
-	de = &d->ents[d->n];
-	de->name = strdup(name);
-	if (!de->name)
-		return -ENOMEM;
-	if (e) {
-		de->e = *e;
-	} else {
-		memset(&de->e, 0, sizeof(de->e));
-		de->e.attr.st_ino = ino;
-		de->e.attr.st_mode = mode;
-	}
-	d->n++;
-	return 0;
-}
-
-static void dir_free(struct bfs_dir *d)
-{
-	if (!d)
-		return;
-	for (size_t i = 0; i < d->n; i++)
-		free(d->ents[i].name);
-	free(d->ents);
-	free(d);
-}
-
-static int list_root(struct bfs *fs, struct bfs_dir *d)
-{
-	struct fuse_entry_param e;
-	int rc;
-
-	rc = bfs_refresh(fs, false);
-	if (rc < 0)
-		return rc;
-	rc = dir_add(d, ".", NULL, BFS_INO_ROOT, S_IFDIR);
-	if (rc == 0)
-		rc = dir_add(d, "..", NULL, BFS_INO_ROOT, S_IFDIR);
-	if (rc == 0 && bfs_getattr_ino(fs, BFS_INO_CTL, &e) == 0)
-		rc = dir_add(d, "ctl", &e, 0, 0);
-	if (rc == 0 && bfs_getattr_ino(fs, BFS_INO_RESTORE, &e) == 0)
-		rc = dir_add(d, "restore", &e, 0, 0);
-	if (rc == 0 && bfs_getattr_ino(fs, BFS_INO_LATEST, &e) == 0)
-		rc = dir_add(d, "latest", &e, 0, 0);
-	if (rc < 0)
-		return rc;
-	pthread_rwlock_rdlock(&fs->cat_lock);
-	for (size_t i = 0; i < fs->cat->n && rc == 0; i++) {
-		const struct bri_entry *b = fs->cat->entries[i];
-
-		rc = backup_attr(fs, b, BFS_B_DIR, &e);
-		if (rc == 0)
-			rc = dir_add(d, b->name, &e, 0, 0);
-	}
-	pthread_rwlock_unlock(&fs->cat_lock);
-	return rc;
-}
-
-static int list_backup(struct bfs *fs, fuse_ino_t ino, uint64_t id, struct bfs_dir *d)
-{
-	static const enum bfs_bkind kinds[] = {BFS_B_DB, BFS_B_META, BFS_B_VERIFY};
-	const struct bri_entry *b;
-	struct fuse_entry_param e;
-	int rc;
-
-	bfs_fresh_verify(fs, id);
-	rc = dir_add(d, ".", NULL, ino, S_IFDIR);
-	if (rc == 0)
-		rc = dir_add(d, "..", NULL, BFS_INO_ROOT, S_IFDIR);
-	if (rc < 0)
-		return rc;
-	pthread_rwlock_rdlock(&fs->cat_lock);
-	b = bfs_entry_by_id(fs, id);
-	if (!b)
-		rc = -ENOENT;
-	for (size_t i = 0; b && rc == 0 && i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		const char *name = kinds[i] == BFS_B_DB     ? fs->store->db_filename
-		                   : kinds[i] == BFS_B_META ? META_FILE
-		                                            : VERIFY_FILE;
-
-		if (backup_attr(fs, b, kinds[i], &e) == 0)
-			rc = dir_add(d, name, &e, 0, 0);
-	}
-	pthread_rwlock_unlock(&fs->cat_lock);
-	return rc;
-}
-
-static int list_ctl(struct bfs *fs, struct bfs_dir *d)
-{
-	struct fuse_entry_param e;
-	int rc;
-
-	rc = dir_add(d, ".", NULL, BFS_INO_CTL, S_IFDIR);
-	if (rc == 0)
-		rc = dir_add(d, "..", NULL, BFS_INO_ROOT, S_IFDIR);
-	for (int i = 0; i < BFS_CTL_COUNT && rc == 0; i++) {
-		rc = ctl_attr(fs, i, &e);
-		if (rc == 0)
-			rc = dir_add(d, bfs_ctl_files[i].name, &e, 0, 0);
-	}
-	return rc;
-}
-
-static int list_restore(struct bfs *fs, struct bfs_dir *d)
-{
-	uint64_t ids[64];
-	char names[64][BRI_NAME_MAX + 8];
-	size_t n = 0;
-	int rc;
-
-	rc = dir_add(d, ".", NULL, BFS_INO_RESTORE, S_IFDIR);
-	if (rc == 0)
-		rc = dir_add(d, "..", NULL, BFS_INO_ROOT, S_IFDIR);
-	if (rc < 0)
-		return rc;
-	/* Copy out the names: attributes take the lock again. Newest 64 shown. */
-	bfs_reports_sync(fs);
-	pthread_rwlock_rdlock(&fs->cat_lock);
-	for (size_t i = fs->nreports; i > 0 && n < 64; i--, n++) {
-		ids[n] = fs->reports[i - 1].id;
-		snprintf(names[n], sizeof(names[n]), "%s.report", fs->reports[i - 1].name);
-	}
-	pthread_rwlock_unlock(&fs->cat_lock);
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		struct fuse_entry_param e;
-
-		if (bfs_getattr_ino(fs, bfs_ino(ids[i], BFS_B_REPORT), &e) == 0)
-			rc = dir_add(d, names[i], &e, 0, 0);
-	}
-	return rc;
-}
-
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct bfs *fs = bfs_of(req);
-	struct bfs_dir *d;
-	struct bfs_node n;
-	int rc;
+	const struct bfs_kind_ops *k = bfs_kind_of(ino);
 
-	rc = bfs_node_of(ino, &n);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
+	if (!k || !k->list) {
+		fuse_reply_err(req, k ? ENOTDIR : ENOENT);
 		return;
 	}
-	/* A vanished store fails every listing, not only the root's. */
-	if (n.type == BFS_N_BACKUP) {
-		rc = bfs_refresh(fs, false);
-		if (rc < 0) {
-			fuse_reply_err(req, -rc);
-			return;
-		}
-	}
-	d = calloc(1, sizeof(*d));
-	if (!d) {
-		fuse_reply_err(req, ENOMEM);
+	if (fs->no_opendir) {
+		fuse_reply_err(req, ENOSYS); /* listings need no open: see readdir */
 		return;
 	}
-	switch (n.type) {
-	case BFS_N_ROOT:
-		rc = list_root(fs, d);
-		break;
-	case BFS_N_CTL:
-		rc = list_ctl(fs, d);
-		break;
-	case BFS_N_RESTORE:
-		rc = list_restore(fs, d);
-		break;
-	case BFS_N_BACKUP:
-		rc = n.bkind == BFS_B_DIR ? list_backup(fs, ino, n.id, d) : -ENOTDIR;
-		break;
-	default:
-		rc = -ENOTDIR;
-	}
-	if (rc < 0) {
-		dir_free(d);
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	fi->fh = (uintptr_t)d;
-	if (n.type == BFS_N_BACKUP) {
+	fi->fh = 0;
+	if (bfs_ino_kind(ino) == BFS_K_BACKUP_DIR) {
 		/* A backup's names never change: the kernel may keep the listing. */
 		fi->cache_readdir = 1;
 		fi->keep_cache = 1;
 	}
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		dir_free(d); /* the opener was interrupted */
+	fuse_reply_open(req, fi);
 }
 
-static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
-{
-	struct bfs_dir *d = (struct bfs_dir *)(uintptr_t)fi->fh;
-	size_t pos = 0;
-	char *buf;
+/* One readdir reply being filled. */
+struct readdir_ctx {
+	fuse_req_t req;
+	struct bfs *fs;
+	char *buf;   /* the reply */
+	size_t size; /* its room */
+	size_t pos;  /* bytes used */
+	bool plus;   /* readdirplus: entries count as lookups */
+};
 
-	buf = malloc(size ? size : 1);
-	if (!buf) {
+static int readdir_add(void *arg, const char *name, const struct fuse_entry_param *e,
+                       const struct bfs_render *r, int sub, off_t key)
+{
+	struct readdir_ctx *c = arg;
+	bool dot = !e->ino;
+	size_t need;
+
+	if (!c->plus) {
+		bfs_render_put(r);
+		need = fuse_add_direntry(c->req, c->buf + c->pos, c->size - c->pos, name, &e->attr,
+		                         key);
+		if (need > c->size - c->pos)
+			return 1;
+		c->pos += need;
+		return 0;
+	}
+	/* The kernel counts a lookup for each entry but "." and "..". */
+	if (!dot && bfs_node_ref(c->fs, e, r, sub) < 0)
+		return 1;
+	if (dot)
+		bfs_render_put(r);
+	need = fuse_add_direntry_plus(c->req, c->buf + c->pos, c->size - c->pos, name, e, key);
+	if (need > c->size - c->pos) {
+		if (!dot)
+			bfs_node_forget(c->fs, e->ino, 1);
+		return 1;
+	}
+	c->pos += need;
+	return 0;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+	const struct bfs_kind_ops *k = bfs_kind_of(ino);
+	struct readdir_ctx c = {req, bfs_of(req), NULL, size, 0, plus};
+	int rc;
+
+	if (!k || !k->list) {
+		fuse_reply_err(req, k ? ENOTDIR : ENOENT);
+		return;
+	}
+	c.buf = malloc(size ? size : 1);
+	if (!c.buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (size_t i = (size_t)off; i < d->n; i++) {
-		struct bfs_dirent *de = &d->ents[i];
-		size_t need;
-
-		if (plus)
-			need = fuse_add_direntry_plus(req, buf + pos, size - pos, de->name, &de->e,
-			                              (off_t)i + 1);
-		else
-			need = fuse_add_direntry(req, buf + pos, size - pos, de->name, &de->e.attr,
-			                         (off_t)i + 1);
-		if (need > size - pos)
-			break;
-		pos += need;
-	}
-	fuse_reply_buf(req, buf, pos);
-	free(buf);
+	rc = k->list(c.fs, ino, off, readdir_add, &c);
+	if (rc < 0 && c.pos == 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, c.buf, c.pos);
+	free(c.buf);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
-	(void)ino;
-	do_readdir(req, size, off, fi, false);
+	(void)fi;
+	do_readdir(req, ino, size, off, false);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                            struct fuse_file_info *fi)
 {
-	(void)ino;
-	do_readdir(req, size, off, fi, true);
+	(void)fi;
+	do_readdir(req, ino, size, off, true);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	dir_free((struct bfs_dir *)(uintptr_t)fi->fh);
+	(void)fi;
 	fuse_reply_err(req, 0);
 }
 
@@ -612,18 +1087,20 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	const int allowed = FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
 	                    FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
 	struct bfs *fs = bfs_of(req);
+	enum bfs_kind k = bfs_ino_kind(ino);
 	struct fuse_entry_param e;
-	struct bfs_node n;
+	int ctl = -1;
 	int rc;
 
 	(void)fi;
-	rc = bfs_node_of(ino, &n);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
+	if (!bfs_kind_of(ino)) {
+		fuse_reply_err(req, ENOENT);
 		return;
 	}
+	if (k == BFS_K_CTL_FILE)
+		ctl = ctl_index(fs, ino);
 	/* Truncating a ctl/ request file (echo > ctl/create) is a no-op. */
-	if (n.type == BFS_N_CTLFILE && bfs_ctl_files[n.ctl].run && (to_set & FUSE_SET_ATTR_SIZE) &&
+	if (ctl >= 0 && bfs_ctl_files[ctl].run && (to_set & FUSE_SET_ATTR_SIZE) &&
 	    attr->st_size == 0 && !(to_set & ~allowed)) {
 		rc = bfs_getattr_ino(fs, ino, &e);
 		if (rc < 0)
@@ -632,7 +1109,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			fuse_reply_attr(req, &e.attr, 0);
 		return;
 	}
-	fuse_reply_err(req, n.type == BFS_N_CTLFILE || n.type == BFS_N_CTL ? EPERM : EROFS);
+	fuse_reply_err(req, k == BFS_K_CTL_FILE || k == BFS_K_CTL_DIR ? EPERM : EROFS);
 }
 
 static void op_refuse_entry(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -687,7 +1164,13 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct bfs *fs = userdata;
+
+	/* Listings without OPENDIR round trips: opendir answers ENOSYS. */
+	if (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT)
+		fs->no_opendir = true;
+	bri_log(BRI_LOG_DEBUG, "kernel %s listing without opendir",
+	        fs->no_opendir ? "supports" : "does not support");
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;

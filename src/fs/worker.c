@@ -396,7 +396,7 @@ static void *verify_main(void *arg)
 		if (res.status != BRI_VERIFY_OK)
 			bri_log(BRI_LOG_ERR, "background verification of %s failed: %s", name,
 			        res.reason);
-		bfs_inval_inode(fs, bfs_ino(id, BFS_B_VERIFY));
+		bfs_inval_verify(fs, id);
 	}
 	free(a.ids);
 	free(a.when);
