@@ -442,6 +442,7 @@ void bfs_appendf(char *buf, size_t cap, size_t *pos, const char *fmt, ...)
 /* What an open file reads, as a kind's open sets it up (file.c holds it). */
 struct bfs_source {
 	int fd;                          /* a store file (splice reads), or -1 */
+	struct bri_reader *reader;       /* a backup of a format without a file (pages), or NULL */
 	const struct bfs_render *render; /* generated content (one reference), or NULL */
 	int ctl;                         /* a ctl/ file: its index, else -1 */
 	bool writer;                     /* opened to write a ctl/ request */

@@ -833,14 +833,19 @@ static int open_backup_db(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info 
 	rc = bri_store_open_reader(fs->store, name, &r, NULL);
 	if (rc < 0)
 		return rc;
-	/* Taken over from the reader. A format without a descriptor will need
-	 * reads through the reader (bri_reader_pread): not yet. */
+	fi->keep_cache = 1;
+	if (r->fd < 0) {
+		/* A format without a file (pages): reads go through the reader,
+		 * which assembles the database from its pages. */
+		src->reader = r;
+		if (bfs_db_check(fs, id, &r->st))
+			fi->keep_cache = 0;
+		return 0;
+	}
+	/* Taken over from the reader. */
 	src->fd = r->fd;
 	r->fd = -1;
 	bri_reader_close(r);
-	if (src->fd < 0)
-		return -EOPNOTSUPP;
-	fi->keep_cache = 1;
 	if (fstat(src->fd, &st) == 0 && bfs_db_check(fs, id, &st))
 		fi->keep_cache = 0;
 	return 0;

@@ -87,3 +87,26 @@ def test_thirty_backups_with_one_percent_churn(tmp_path):
     print(f"30 backups, ~1% churn: plain {sizes['plain']} B, pages {sizes['pages']} B, "
           f"ratio {ratio:.3f}")
     assert ratio < 0.2, sizes
+
+
+def test_mount_serves_a_page_store_backup(live_db, store, tmp_path):
+    """Through the mount NAME/bri.db is the plain database, assembled from
+    pages: sha256sum equals the checksum, sqlite3 reads it."""
+    cli = Cli(live_db, store)
+    cli.run("init", "--format", "pages")
+    cli.run("create", "--name", "served")
+    checksum = meta_of(backup_file(store, "served"))["checksum"]
+    m = Mount(live_db, store, tmp_path / "mnt")
+    m.start()
+    try:
+        served = m.path / "served" / "bri.db"
+        assert sha256sum(served) == checksum
+        con = sqlite3.connect(f"file:{served}?mode=ro&immutable=1", uri=True)
+        try:
+            assert con.execute("pragma integrity_check").fetchone()[0] == "ok"
+            assert con.execute("select count(*) from memory").fetchone()[0] == 200
+        finally:
+            con.close()
+        assert served.stat().st_size == meta_of(backup_file(store, "served"))["size_bytes"]
+    finally:
+        m.stop()
