@@ -348,6 +348,10 @@ static int load_pack(void *arg, const char *name)
 	struct load_arg a = {.db = db};
 	int fd, rc;
 
+	for (size_t i = 0; i < db->npacks; i++)
+		if (strcmp(db->packs[i].name, name) == 0)
+			return 0; /* known already (a rescan) */
+
 	fd = openat(db->s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno; /* removed by a cleanup meanwhile */
@@ -512,6 +516,12 @@ int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t p
 		}
 	}
 	e = pages_db_find(db, id);
+	if (!e) {
+		/* A cleanup may have rewritten a pack while the folder was read:
+		 * its page is in a pack published since. Look once more. */
+		each_pack(db->s, load_pack, db);
+		e = pages_db_find(db, id);
+	}
 	if (!e) {
 		rc = -ENOENT;
 		goto out_unlock;
