@@ -8,7 +8,12 @@
  * with AES-256-GCM and says so in the same byte), so that sealing plugs in
  * without a new layout. A pack file "pack-<16 hex>.pack" is a file header
  * followed by group blobs: up to PACK_GROUP_PAGES pages of one page size,
- * their ids (raw) and then their bytes, compressed together. A manifest is
+ * their ids (raw) and then their bytes, compressed together. Groups rather
+ * than one page at a time with a trained dictionary: on the sample database
+ * (1073 pages of 4 KiB) groups of 16 took 1.38 MB, pages with a 110 KB
+ * dictionary 1.41 MB plus the dictionary, pages alone 1.53 MB; and groups
+ * need no dictionary to train, keep and retrain as the data changes. A read
+ * decompresses its page's group (64 KiB), kept in a small cache. A manifest is
  * one blob: page size, page count and one id per page. The index (page id
  * -> pack, blob, slot) is rebuilt from the packs' headers and ids when a
  * store is opened for reading or writing; nothing else is needed to find a

@@ -382,10 +382,13 @@ def test_concurrent_creates_all_complete_or_are_refused_cleanly(cli, store):
     assert not [p for p in store.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_killed_create_leaves_no_backup_or_a_complete_one(tmp_path):
+@both_formats
+def test_killed_create_leaves_no_backup_or_a_complete_one(tmp_path, store_format):
     db = make_sample_db(tmp_path / "data" / "bri.db", rows=150000)
     store = tmp_path / "data" / "backups"
     base = [str(BRI_BACKUP), "--db", str(db)]
+    if store_format != "plain":
+        subprocess.run([*base, "init", "--format", store_format], check=True, timeout=60)
     for delay in (0.05, 0.15, 0.3, 0.6):
         p = subprocess.Popen([*base, "create", "--name", f"k{int(delay * 100)}"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -404,6 +407,9 @@ def test_killed_create_leaves_no_backup_or_a_complete_one(tmp_path):
     assert p.returncode == 0, p.stderr
     assert not [x for x in store.iterdir() if x.name.endswith(".tmp")]
     assert journal_mode(db) == "wal"
+    # Every backup still verifies, the one after the kills too.
+    v = subprocess.run([*base, "verify"], capture_output=True, text=True, timeout=120)
+    assert v.returncode == 0, v.stdout + v.stderr
 
 
 def test_create_on_a_locked_database_fails_cleanly(cli, live_db, store):

@@ -6,8 +6,9 @@ export NAME FILE, and the space the page store saves over a plain one."""
 import json
 import os
 import sqlite3
+import subprocess
 
-from conftest import Cli, Mount, backup_file, make_sample_db
+from conftest import BRI_BACKUP, Cli, Mount, backup_file, make_sample_db
 from test_cli import meta_of, sha256sum
 
 
@@ -110,3 +111,55 @@ def test_mount_serves_a_page_store_backup(live_db, store, tmp_path):
         assert served.stat().st_size == meta_of(backup_file(store, "served"))["size_bytes"]
     finally:
         m.stop()
+
+
+def kill_at(cli, pause_points, point, *args):
+    """Runs bri-backup args, kill -9 once it reaches the pause point."""
+    pause_points.arm(point)
+    proc = subprocess.Popen([str(BRI_BACKUP), "--db", str(cli.db), "--backup-dir",
+                             str(cli.store), *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=pause_points.env())
+    try:
+        pause_points.wait_reached(point)
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        pause_points.release(point)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+
+
+def test_kill_9_in_create_and_delete_leaves_every_backup_complete(cli, live_db, store,
+                                                                  pause_points):
+    """kill -9 after a create's pack is published (before its manifest), and
+    after a delete removed its manifest (before freeing pages): no partial
+    backup is listed, every remaining one verifies, and the next delete
+    frees the pages nothing uses."""
+    cli.run("init", "--format", "pages")
+    cli.run("create", "--name", "a")
+    con = sqlite3.connect(live_db)
+    con.execute("update memory set content = content || ' changed'")
+    con.commit()
+    con.close()
+    before = set(store.glob("pack-*.pack"))
+    kill_at(cli, pause_points, "pages-pack-published", "create", "--name", "killed")
+    assert "killed" not in cli.run("list").stdout
+    orphan = set(store.glob("pack-*.pack")) - before  # the killed create's pack stays
+    assert len(orphan) == 1
+    assert cli.run("verify").returncode == 0
+    con = sqlite3.connect(live_db)  # other pages than the killed create's
+    con.execute("update memory set content = content || ' again'")
+    con.commit()
+    con.close()
+    cli.run("create", "--name", "b")
+    cli.run("create", "--name", "c")
+    kill_at(cli, pause_points, "pages-removed", "delete", "b")
+    names = cli.run("list").stdout
+    assert "b " not in names and "a " in names and "c " in names
+    assert cli.run("verify").returncode == 0
+    cli.run("delete", "a")  # frees a's pages and the killed create's
+    assert cli.run("verify").returncode == 0
+    assert not orphan & set(store.glob("pack-*.pack")), sorted(os.listdir(store))
+    st = json.loads(cli.run("--json", "stats").stdout)
+    assert st["stored_bytes"] < st["logical_bytes"]
