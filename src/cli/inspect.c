@@ -29,27 +29,25 @@
 
 enum { OPT_TABLE = 0x200, OPT_SUMMARY, OPT_SCHEMA };
 
-/* A database given by name, ready to open. */
+/* A database given by name, open for reading (any store format). */
 struct source {
-	struct bri_reader *r; /* a backup: read through the store's reader (any format) */
-	char *path;           /* the snapshot's file to open (a store fd path), malloc'd */
-	char *name;           /* the backup's name, "live" for a snapshot, malloc'd */
-	char *tmp_name;       /* the snapshot's temporary file in the store, or NULL */
+	struct bri_reader *reader; /* the backup or the snapshot, open */
+	char *name;                /* the backup's name, "live" for a snapshot, malloc'd */
+	char *tmp_name;            /* the snapshot's temporary file in the store, or NULL */
 };
 
 static void source_drop(struct bri_store *s, struct source *src)
 {
 	if (src->tmp_name)
-		bri_inspect_live_drop(s, src->tmp_name, src->path);
+		bri_inspect_live_drop(s, src->tmp_name, src->reader);
 	else
-		free(src->path);
-	bri_reader_close(src->r);
+		bri_reader_close(src->reader);
 	free(src->name);
 	memset(src, 0, sizeof(*src));
 }
 
 /*
- * Resolves arg (a backup name, "latest" or "live") to a file. Returns 0, or
+ * Resolves arg (a backup name, "latest" or "live") and opens it. Returns 0, or
  * CLI_EXIT_USAGE / CLI_EXIT_FAIL with the message printed.
  */
 static int resolve(struct bri_store *s, const struct bri_catalog *c, const char *command,
@@ -63,7 +61,7 @@ static int resolve(struct bri_store *s, const struct bri_catalog *c, const char 
 	if (!strcmp(arg, "live")) {
 		src->name = strdup("live");
 		rc = bri_inspect_live_take(s, bri_default_busy_timeout_ms(), &src->tmp_name,
-		                           &src->path, &err);
+		                           &src->reader, &err);
 		if (rc < 0) {
 			cli_error("%s: %s", command, err.msg);
 			return CLI_EXIT_FAIL;
@@ -92,61 +90,12 @@ static int resolve(struct bri_store *s, const struct bri_catalog *c, const char 
 		cli_error("out of memory");
 		return CLI_EXIT_FAIL;
 	}
-	/* Through the store's reader: a backup of any format (plain, pages). */
-	rc = bri_store_open_reader(s, e->name, &src->r, &err);
+	/* Through the store's reader: diff and export read any store format. */
+	rc = bri_store_open_reader(s, e->name, &src->reader, &err);
 	if (rc < 0) {
-		cli_error("%s: %s", command, err.msg);
+		cli_error("%s: %s", command, err.msg[0] ? err.msg : strerror(-rc));
 		return CLI_EXIT_FAIL;
 	}
-	return 0;
-}
-
-/* Opens src read-only as the main database of a new connection. */
-static int source_open(struct source *src, sqlite3 **db, struct bri_err *err)
-{
-	int rc;
-
-	if (!src->r)
-		return bri_inspect_open(src->path, db, err);
-	rc = bri_snapshot_open_reader(src->r, db, err);
-	/* Reading the schema now makes a file that is no database fail here. */
-	if (rc == 0 && sqlite3_exec(*db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL) !=
-	                   SQLITE_OK) {
-		rc = bri_err_set(err, -EINVAL, "%s is not an SQLite database: %s", src->name,
-		                 sqlite3_errmsg(*db));
-		sqlite3_close(*db);
-		*db = NULL;
-	}
-	return rc;
-}
-
-static int source_attach(sqlite3 *db, struct source *src, const char *schema, struct bri_err *err)
-{
-	if (src->r)
-		return bri_snapshot_attach_reader(db, src->r, schema, err);
-	return bri_snapshot_attach_backup(db, src->path, schema, err);
-}
-
-/* bri_diff_open for two sources: OLD is "main" and "o", NEW is "n". */
-static int diff_open(struct source *a, struct source *b, sqlite3 **out, struct bri_err *err)
-{
-	sqlite3 *db = NULL;
-	int rc = source_open(a, &db, err);
-
-	if (rc < 0)
-		return rc;
-	rc = source_attach(db, a, "o", err);
-	if (rc == 0)
-		rc = source_attach(db, b, "n", err);
-	if (rc == 0 && sqlite3_exec(db, "SELECT 1 FROM n.sqlite_schema LIMIT 1", NULL, NULL,
-	                            NULL) != SQLITE_OK)
-		rc = bri_err_set(err, -EINVAL, "%s is not an SQLite database: %s", b->name,
-		                 sqlite3_errmsg(db));
-	if (rc < 0) {
-		sqlite3_close(db);
-		return rc;
-	}
-	*out = db;
 	return 0;
 }
 
@@ -311,7 +260,7 @@ int cli_cmd_diff(struct cli_globals *g, int argc, char **argv)
 		rc = resolve(s, c, argv[0], argv[optind + 1], &b);
 	if (rc)
 		goto out_drop;
-	if (diff_open(&a, &b, &db, &err) < 0) {
+	if (bri_diff_open(a.reader, b.reader, &db, &err) < 0) {
 		cli_error("diff: %s", err.msg);
 		rc = CLI_EXIT_FAIL;
 		goto out_drop;
@@ -371,7 +320,7 @@ static int export_file(struct cli_globals *g, const char *command, const char *a
 		goto out_drop;
 	rc = CLI_EXIT_FAIL;
 	e = bri_catalog_find(c, a.name);
-	if (!a.r || !e || !e->meta_ok) {
+	if (!a.reader || !e || !e->meta_ok) {
 		cli_error("%s: %s has no usable metadata to check the copy against", command, arg);
 		goto out_drop;
 	}
@@ -390,12 +339,12 @@ static int export_file(struct cli_globals *g, const char *command, const char *a
 		cli_error("%s: cannot create %s: %s", command, tmp, strerror(errno));
 		goto out_drop;
 	}
-	for (uint64_t off = 0; off < a.r->size;) {
-		ssize_t n = bri_reader_pread(a.r, buf, 1 << 20, off);
+	for (uint64_t off = 0; off < a.reader->size;) {
+		ssize_t n = bri_reader_pread(a.reader, buf, 1 << 20, off);
 
 		if (n <= 0) {
 			cli_error("%s: cannot read %s: %s", command, a.name,
-			          a.r->why[0] ? a.r->why : strerror(n < 0 ? (int)-n : EIO));
+			          a.reader->why[0] ? a.reader->why : strerror(n < 0 ? (int)-n : EIO));
 			goto out_unlink;
 		}
 		for (ssize_t done = 0; done < n;) {
@@ -495,7 +444,7 @@ int cli_cmd_export(struct cli_globals *g, int argc, char **argv)
 	rc = resolve(s, c, argv[0], argv[optind], &a);
 	if (rc)
 		goto out_drop;
-	if (source_open(&a, &db, &err) < 0) {
+	if (bri_inspect_open(a.reader, &db, &err) < 0) {
 		cli_error("export: %s", err.msg);
 		rc = CLI_EXIT_FAIL;
 		goto out_drop;
