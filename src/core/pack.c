@@ -773,6 +773,33 @@ int manifest_decode(const void *data, size_t len, struct manifest *m)
 	return 0;
 }
 
+int manifest_logical_size(const struct bri_store *s, const char *name, uint64_t *size)
+{
+	char file[BRI_NAME_MAX + 16];
+	uint8_t hb[BLOB_HDR];
+	struct blob_hdr h;
+	ssize_t n;
+	int fd, rc;
+
+	snprintf(file, sizeof(file), "%s" MANIFEST_SUFFIX, name);
+	fd = openat(s->dirfd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	n = pread_full(fd, hb, BLOB_HDR, 0);
+	close(fd);
+	if (n < 0)
+		return (int)n;
+	if (n != BLOB_HDR)
+		return -EBADMSG;
+	rc = hdr_decode(hb, &h);
+	if (rc < 0)
+		return rc;
+	if (h.kind != BLOB_MANIFEST || h.raw_len < 12 || (h.raw_len - 12) % PAGE_ID_LEN)
+		return -EBADMSG;
+	*size = (uint64_t)(h.raw_len - 12) / PAGE_ID_LEN * h.page_size;
+	return 0;
+}
+
 int manifest_read(const struct bri_store *s, const char *name, struct manifest *m)
 {
 	char file[BRI_NAME_MAX + 16];

@@ -119,6 +119,8 @@ struct manifest {
 
 int manifest_encode(const struct manifest *m, void **out, size_t *len);
 int manifest_decode(const void *data, size_t len, struct manifest *m);
+/* The logical size of NAME.manifest's backup from its header alone (no decoding). */
+int manifest_logical_size(const struct bri_store *s, const char *name, uint64_t *size);
 /* Reads NAME.manifest of s: 0, -ENOENT, -EBADMSG, or another negative errno. */
 int manifest_read(const struct bri_store *s, const char *name, struct manifest *m);
 

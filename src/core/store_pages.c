@@ -68,11 +68,11 @@ static bool backup_name(const char *fname, char name[BRI_NAME_MAX + 1])
 	return bri_store_check_name(name, n - m, NULL) == 0;
 }
 
-/* The logical size of a manifest without decoding it all: from its stat. */
+/* The manifest's identity with the backup's logical size, from the manifest's header. */
 static int manifest_stat(const struct bri_store *s, const char *name, struct stat *st)
 {
-	struct manifest m;
 	char file[FILE_MAX];
+	uint64_t size;
 	int rc;
 
 	manifest_file(name, file);
@@ -80,11 +80,10 @@ static int manifest_stat(const struct bri_store *s, const char *name, struct sta
 		return -errno;
 	if (!S_ISREG(st->st_mode))
 		return -ENOENT;
-	rc = manifest_read(s, name, &m);
+	rc = manifest_logical_size(s, name, &size);
 	if (rc < 0)
 		return rc;
-	st->st_size = (off_t)(m.page_count * m.page_size);
-	free(m.ids);
+	st->st_size = (off_t)size;
 	return 0;
 }
 
