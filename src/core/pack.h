@@ -68,6 +68,7 @@ struct group_cache {
 struct pages_db {
 	struct bri_store *s;
 	uint8_t secret[32];
+	void *mac; /* EVP_MAC_CTX keyed with secret: copied for each page id */
 	struct pack_file *packs;
 	size_t npacks, cap_packs;
 	struct pack_entry *entries;
