@@ -42,6 +42,12 @@
 
 /* Most specs a mount interns (then lookups fail with ENFILE). */
 #define SPEC_MAX 65536
+/*
+ * The time of the inspection folders and their READMEs: fixed (the READMEs'
+ * text is), so a copy of the mount (restic, rsync) sees them unchanged
+ * after a remount. 2026-11-30T00:00:00Z.
+ */
+#define README_TIME ((time_t)1795996800)
 /* Cap on one row's copied bytes in the daemon (its memory bound). */
 #define ROW_MAX (8u << 20)
 
@@ -524,7 +530,7 @@ int bfs_insp_attr(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 	case BFS_K_INSPECT_DIR:
 	case BFS_K_DIFF_DIR:
 	case BFS_K_AT_DIR:
-		fill(fs, ino, S_IFDIR | 0555, 4096, fs->start_time, e);
+		fill(fs, ino, S_IFDIR | 0555, 4096, README_TIME, e);
 		e->entry_timeout = BFS_TTL_LONG;
 		e->attr_timeout = BFS_TTL_LONG;
 		return 0;
@@ -534,7 +540,7 @@ int bfs_insp_attr(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 		             : dir == BFS_K_DIFF_DIR  ? sizeof(readme_diff) - 1
 		                                      : sizeof(readme_at) - 1;
 
-		fill(fs, ino, S_IFREG | 0444, (off_t)len, fs->start_time, e);
+		fill(fs, ino, S_IFREG | 0444, (off_t)len, README_TIME, e);
 		e->entry_timeout = BFS_TTL_LONG;
 		e->attr_timeout = BFS_TTL_LONG;
 		return 0;
