@@ -5,6 +5,7 @@
 
 import calendar
 import os
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -169,3 +170,24 @@ def test_diff_name_too_long(mounted, two):
         os.stat(mounted.path / "diff" / ("a" * 200 + ".." + "b" * 100))
     assert e.value.errno == 36  # ENAMETOOLONG
     assert not (mounted.path / "diff" / "nosuch..after_cleanup").exists()
+
+
+def test_backup_named_like_a_folder_stays_reachable(cli, live_db, store, tmp_path):
+    """A backup made before these names were reserved is hidden in the
+    mount (the folder wins), reachable through bri-backup, and logged."""
+    cli.run("create", "--name", "one")
+    for n in ("inspect", "at"):
+        shutil.copyfile(store / "one.db", store / f"{n}.db")
+        shutil.copyfile(store / "one.db.meta", store / f"{n}.db.meta")
+    m = Mount(live_db, store, tmp_path / "mnt").start()
+    try:
+        names = os.listdir(m.path)
+        assert names.count("inspect") == 1 and names.count("at") == 1
+        assert os.listdir(m.path / "inspect") == ["README"]
+        assert (m.path / "inspect/inspect/tables/videos.csv").read_bytes() == \
+            oracle_csv(store / "inspect.db", "videos")
+    finally:
+        m.stop()
+    assert "as a folder of the mount's root" in m.proc.stderr.read()
+    listed = cli.run("list").stdout
+    assert "inspect" in listed and "at" in listed.split()
