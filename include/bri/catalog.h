@@ -39,6 +39,7 @@ struct bri_entry {
 	struct bri_verify_result verify; /* last verification; for an unknown
 	                                    entry always failed ("not a backup") */
 	uint64_t id;                     /* stable per name while the process lives */
+	bool pinned;                     /* NAME.db.pin exists (looked up at every scan) */
 	bool moved;                      /* internal: taken over by a newer scan */
 };
 

@@ -24,6 +24,11 @@ struct bri_err {
  * code, so that `return bri_err_set(err, -EINVAL, "...")` reads naturally.
  */
 int bri_err_set(struct bri_err *err, int code, const char *fmt, ...) BRI_PRINTF(3, 4);
+#ifdef __clang_analyzer__
+/* The analyzer sees one file at a time: it is told here that code comes back
+ * (else it follows "rc >= 0" paths after a failure that cannot happen). */
+#define bri_err_set(err, code, ...) (bri_err_set((err), (code), __VA_ARGS__), (code))
+#endif
 
 /*
  * Wraps the cause already in err: err->msg becomes "<formatted context>:

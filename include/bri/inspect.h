@@ -76,28 +76,31 @@ uint64_t bri_render_offset(const struct bri_render *r);
 void bri_render_free(struct bri_render *r);
 
 /*
- * Opens the database file at path read-only for inspection (through
- * bri_snapshot_open_backup: immutable, no locks, nothing created beside it).
- * The one place inspection opens a backup. Returns 0 and *out (close with
- * sqlite3_close), or a negative errno.
+ * Opens the backup that r reads (bri_store_open_reader for a backup of any
+ * store format, bri_reader_open_path for a file) read-only for inspection,
+ * through the reader VFS (bri_snapshot_open_reader: immutable, no locks,
+ * nothing created beside it). The one place inspection opens a backup. r
+ * must stay open until the connection is closed. Returns 0 and *out (close
+ * with sqlite3_close), or a negative errno (-EINVAL: not an SQLite
+ * database).
  */
-int bri_inspect_open(const char *path, struct sqlite3 **out, struct bri_err *err);
+int bri_inspect_open(struct bri_reader *r, struct sqlite3 **out, struct bri_err *err);
 
 /*
  * `live`: an online snapshot of s's live database (the backup API, as
  * create takes it, waiting up to busy_timeout_ms for a writer) into a
  * temporary file of the store (".live.inspect.PID.XXXXXX.tmp": swept as a
  * leftover if this process dies). The live database is only read. Returns
- * 0, *tmp_name (the file, relative to the store) and *path (to open with
- * bri_inspect_open or bri_diff_open), both malloc'd: give them back with
- * bri_inspect_live_drop once every connection on it is closed. Else a
- * negative errno, and nothing is left behind.
+ * 0, *tmp_name (the file, relative to the store, malloc'd) and *reader (a
+ * reader of it, to open with bri_inspect_open or bri_diff_open): give both
+ * back with bri_inspect_live_drop once every connection on it is closed.
+ * Else a negative errno, and nothing is left behind.
  */
-int bri_inspect_live_take(struct bri_store *s, int busy_timeout_ms, char **tmp_name, char **path,
-                          struct bri_err *err);
+int bri_inspect_live_take(struct bri_store *s, int busy_timeout_ms, char **tmp_name,
+                          struct bri_reader **reader, struct bri_err *err);
 
-/* Removes the snapshot (and any SQLite file beside it) and frees both names. */
-void bri_inspect_live_drop(struct bri_store *s, char *tmp_name, char *path);
+/* Closes the reader, removes the snapshot (and any SQLite file beside it), frees the name. */
+void bri_inspect_live_drop(struct bri_store *s, char *tmp_name, struct bri_reader *reader);
 
 /* schema.sql: every non-NULL sql of sqlite_schema in rowid order, each + ";\n". */
 int bri_inspect_schema(struct sqlite3 *db, struct bri_render **out, struct bri_err *err);
@@ -122,11 +125,13 @@ int bri_inspect_table_csv(struct sqlite3 *db, const char *table, struct bri_rend
                           struct bri_err *err);
 
 /*
- * A connection with two databases attached read-only (immutable): "o" (OLD)
- * and "n" (NEW). Returns 0 and *out (close with sqlite3_close), or a
- * negative errno. Diff renders read it.
+ * A connection with the two backups that old and new read attached
+ * read-only (immutable, through the reader VFS): "o" (OLD) and "n" (NEW).
+ * Both readers must stay open until the connection is closed. Returns 0
+ * and *out (close with sqlite3_close), or a negative errno. Diff renders
+ * read it.
  */
-int bri_diff_open(const char *old_path, const char *new_path, struct sqlite3 **out,
+int bri_diff_open(struct bri_reader *old, struct bri_reader *new, struct sqlite3 **out,
                   struct bri_err *err);
 
 /*

@@ -39,9 +39,24 @@ enum bri_health_level {
 struct bri_health_rules {
 	double max_age_hours; /* warn when the newest backup is older (default 24) */
 	size_t min_backups;   /* warn when fewer backups exist (default 7) */
+	double crit_age_hours; /* critical when the newest is older; 0: no such rule */
+	size_t crit_backups;   /* critical when fewer backups exist; 0: no such rule */
 };
 
 void bri_stats_compute(const struct bri_catalog *c, struct bri_stats *out);
+
+/*
+ * The backups of c as a JSON array, newest first, then the .db files that
+ * are not backups (kind "unknown"): per entry the seed's list keys
+ * (filename, path, created, size_mb, tables), then name, kind, verify ("ok",
+ * "failed", "unverified"), verified (true, false, null), size_bytes,
+ * checksum, backup_time_utc, verified_at, verify_reason and meta_error.
+ * `bri-backup --json list` prints it and the Python module's list_backups()
+ * returns it. s may be NULL (no store: path null). Pretty, malloc'd; 0 or
+ * -ENOMEM.
+ */
+int bri_list_to_json(const struct bri_store *s, const struct bri_catalog *c, char **out,
+                     size_t *len);
 
 /* The stats as pretty JSON (seed keys first), malloc'd. */
 int bri_stats_to_json(const struct bri_stats *st, char **out, size_t *len);
@@ -55,6 +70,15 @@ int bri_stats_to_json(const struct bri_stats *st, char **out, size_t *len);
 enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
                                         const struct bri_health_rules *rules, bool json,
                                         char **text, size_t *len);
+
+/*
+ * One line in the Nagios plugin format for the level, e.g. "BRI-BACKUP
+ * WARNING - latest backup is 30.0 hours old (more than 26) | age=108000s;
+ * 93600;172800 backups=9;7;3 good=9", malloc'd into *text (NULL when out of
+ * memory). The exit status is the level (0 ok, 1 warning, 2 critical).
+ */
+void bri_health_nagios(const struct bri_catalog *c, time_t now,
+                       const struct bri_health_rules *rules, char **text);
 
 /* "ok", "warning" or "critical". */
 const char *bri_health_level_name(enum bri_health_level level);

@@ -77,12 +77,10 @@ int bri_snapshot_restore(const char *backup_path, const char *live_path, const c
  */
 struct bri_snapshot_restore;
 
-int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,
-			       const char *scratch_dir, int busy_timeout_ms,
-			       struct bri_snapshot_restore **out, struct bri_err *err);
 /*
- * begin with the backup read through backup (a store's reader, opened with
- * bri_snapshot_open_reader): it must stay open until end.
+ * begin reads the backup through backup (a store's reader, or
+ * bri_reader_open_path; opened with bri_snapshot_open_reader): it must stay
+ * open until end.
  */
 int bri_snapshot_restore_begin_reader(struct bri_reader *backup, const char *live_path,
 				      const char *scratch_dir, int busy_timeout_ms,
@@ -93,15 +91,6 @@ int bri_snapshot_restore_commit(struct bri_snapshot_restore *r, struct bri_err *
 void bri_snapshot_restore_end(struct bri_snapshot_restore *r);
 
 /*
- * Opens the backup at path read-only as immutable (no locks, no -wal or -shm
- * created beside it, so it works on read-only media and leaves the store as
- * it was). A "/proc/self/fd/N/NAME" path (bri_store_fd_path) is opened as it
- * is, through that descriptor's folder. Returns 0 and *out (close with
- * sqlite3_close), or a negative errno.
- */
-int bri_snapshot_open_backup(const char *path, struct sqlite3 **out, struct bri_err *err);
-
-/*
  * Opens the backup that r reads (bri_store_open_reader, bri_reader_open_path)
  * read-only and immutable through the reader VFS: SQLite reads exactly the
  * bytes r serves, of whatever store format, and nothing is written beside
@@ -109,14 +98,6 @@ int bri_snapshot_open_backup(const char *path, struct sqlite3 **out, struct bri_
  * *out (close with sqlite3_close), or a negative errno with err filled.
  */
 int bri_snapshot_open_reader(struct bri_reader *r, struct sqlite3 **out, struct bri_err *err);
-
-/*
- * Attaches the backup at path to db (a connection opened with
- * bri_snapshot_open_backup) as schema, read-only and immutable in the same
- * way. Returns 0 or a negative errno.
- */
-int bri_snapshot_attach_backup(struct sqlite3 *db, const char *path, const char *schema,
-			       struct bri_err *err);
 
 /*
  * Attaches the backup that r reads to db as schema, through the reader VFS

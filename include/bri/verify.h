@@ -86,9 +86,22 @@ void bri_verify_file_of(struct bri_verify_file *f, const struct stat *st);
 /* Whether res describes the file st (dev, inode, size and mtime match). */
 bool bri_verify_matches(const struct bri_verify_result *res, const struct stat *st);
 
-/* JSON of res (as persisted), malloc'd, newline-terminated. */
+/*
+ * The one JSON shape of a verification result: status ("ok", "failed",
+ * "unverified"), reason ("" when ok), checked_at (local seed time, null when
+ * never checked), check (null when none ran), checksum_ok, integrity_ok and
+ * counts_ok (true, false, null for not checked) and duration_s.
+ * bri_verify_result_to_json puts name and path (null when NULL) first: what
+ * `bri-backup --json verify` prints per backup and the Python module
+ * returns. bri_verify_to_json is the persisted sidecar: the same keys, then
+ * checked_epoch, detail (the reason again, the key SPEC.md section 1 and
+ * older readers know) and file (the identity checked). Both malloc'd,
+ * pretty, newline-terminated; 0 or -ENOMEM.
+ */
+int bri_verify_result_to_json(const char *name, const char *path,
+                              const struct bri_verify_result *res, char **out, size_t *len);
 int bri_verify_to_json(const struct bri_verify_result *res, char **out, size_t *len);
-/* Parses persisted JSON; -EINVAL when malformed. */
+/* Parses persisted JSON (the reason from "reason", else "detail"); -EINVAL when malformed. */
 int bri_verify_from_json(const char *json, size_t len, struct bri_verify_result *res);
 
 /*

@@ -22,15 +22,15 @@ _bri_backup()
 	local cur prev cmd i
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
-	local commands="create list verify restore cleanup delete stats health metrics diff export"
-	local globals="--db --backup-dir --retention-days --keep-min --json --follow-symlink --force --help --version"
+	local commands="create list verify restore cleanup delete rehearse pin unpin stats health metrics diff export"
+	local globals="--db --backup-dir --retention-days --keep-min --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --on-success --on-failure --hook-timeout --json --follow-symlink --force --help --version"
 
 	case "$prev" in
-	--db | --backup-dir)
+	--db | --backup-dir | --on-success | --on-failure)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
-	--retention-days | --keep-min | --name | --max-age-hours | --min-backups | --table)
+	--retention-days | --keep-min | --keep-hourly | --keep-daily | --keep-weekly | --keep-monthly | --keep-yearly | --keep-within | --hook-timeout | --reason | --warn-age | --crit-age | --warn-count | --crit-count | --name | --max-age-hours | --min-backups | --table)
 		COMPREPLY=()
 		return
 		;;
@@ -39,7 +39,7 @@ _bri_backup()
 	cmd=
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case "${COMP_WORDS[i]}" in
-		--db | --backup-dir | --retention-days | --keep-min) ((i++)) ;;
+		--db | --backup-dir | --retention-days | --keep-min | --keep-hourly | --keep-daily | --keep-weekly | --keep-monthly | --keep-yearly | --keep-within | --on-success | --on-failure | --hook-timeout) ((i++)) ;;
 		-*) ;;
 		*)
 			cmd=${COMP_WORDS[i]}
@@ -55,7 +55,25 @@ _bri_backup()
 	case "$cmd" in
 	create) COMPREPLY=($(compgen -W "--name --verify --cleanup --help" -- "$cur")) ;;
 	cleanup) COMPREPLY=($(compgen -W "--dry-run --help" -- "$cur")) ;;
-	health) COMPREPLY=($(compgen -W "--max-age-hours --min-backups --help" -- "$cur")) ;;
+	health) COMPREPLY=($(compgen -W "--max-age-hours --min-backups --warn-age --crit-age --warn-count --crit-count --nagios --help" -- "$cur")) ;;
+	rehearse)
+		if [[ "$prev" == --checks || "$prev" == --scratch ]]; then
+			COMPREPLY=($(compgen -f -- "$cur"))
+		elif [[ "$cur" == -* ]]; then
+			COMPREPLY=($(compgen -W "--checks --scratch --help" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "latest $(_bri_backup_names)" -- "$cur"))
+		fi
+		;;
+	pin | unpin)
+		if [[ "$cur" == -* ]]; then
+			local opts="--help"
+			[ "$cmd" = pin ] && opts="--reason --help"
+			COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+		else
+			COMPREPLY=($(compgen -W "$(_bri_backup_names)" -- "$cur"))
+		fi
+		;;
 	diff | export)
 		if [[ "$cur" == -* ]]; then
 			local opts="--table --summary --json --help"

@@ -12,22 +12,32 @@
 #include <stdint.h>
 
 #include "bri/common.h"
+#include "bri/hook.h"
+#include "bri/retention.h"
+#include "bri/store.h"
 
 /* Exit statuses of SPEC.md section 3. */
-#define CLI_EXIT_OK    0
-#define CLI_EXIT_FAIL  1
-#define CLI_EXIT_USAGE 2
+#define CLI_EXIT_OK             0
+#define CLI_EXIT_FAIL           1
+#define CLI_EXIT_USAGE          2
+#define CLI_EXIT_NAGIOS_UNKNOWN 3 /* health --nagios: the state is unknown */
 
 /* Global options, filled by main.c before a command runs. */
 struct cli_globals {
-	const char *db;         /* live database path (--db, $BRI_DB, data/bri.db) */
-	const char *backup_dir; /* store folder (--backup-dir, $BRI_BACKUP_DIR); NULL: default */
-	int retention_days;     /* --retention-days, for cleanup */
-	int keep_min;           /* --keep-min, for cleanup */
-	bool json;              /* --json: machine-readable output */
-	bool follow_symlink;    /* --follow-symlink: accept a symlinked --db or --backup-dir */
-	bool force;             /* --force: accept a store in the database's own folder */
-	int verbose;            /* -v count: log level above WARN */
+	const char *db;          /* live database path (--db, $BRI_DB, data/bri.db) */
+	const char *backup_dir;  /* store folder (--backup-dir, $BRI_BACKUP_DIR); NULL: default */
+	int retention_days;      /* --retention-days, for cleanup */
+	int keep_min;            /* --keep-min, for cleanup */
+	bool retention_days_set; /* --retention-days was given */
+	struct bri_retention_rules tiers; /* --keep-hourly ... --keep-within (only those) */
+	struct bri_hooks hooks;           /* --on-success, --on-failure, --hook-timeout */
+	bool hook_ran;                    /* set by a command whose operation ran: hooks apply */
+	char hook_name[BRI_NAME_MAX + 1]; /* the backup it was about (BRI_NAME) */
+	char hook_reason[1024];           /* why it failed, when no error was printed */
+	bool json;                        /* --json: machine-readable output */
+	bool follow_symlink; /* --follow-symlink: accept a symlinked --db or --backup-dir */
+	bool force;          /* --force: accept a store in the database's own folder */
+	int verbose;         /* -v count: log level above WARN */
 };
 
 /*
@@ -42,6 +52,9 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_restore(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_cleanup(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_delete(struct cli_globals *g, int argc, char **argv);
+int cli_cmd_rehearse(struct cli_globals *g, int argc, char **argv);
+int cli_cmd_pin(struct cli_globals *g, int argc, char **argv);
+int cli_cmd_unpin(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_stats(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_health(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_metrics(struct cli_globals *g, int argc, char **argv);
@@ -55,6 +68,12 @@ int cli_cmd_export(struct cli_globals *g, int argc, char **argv);
  * -1 when its argument is bad (the message has been printed).
  */
 int cli_global_option(struct cli_globals *g, int opt, const char *arg);
+
+/*
+ * The cleanup rules of the global options: with any calendar tier, the age
+ * rule applies only when --retention-days was given.
+ */
+struct bri_retention_rules cli_rules(const struct cli_globals *g);
 
 /* The long options every command accepts too, ending with a zero entry. */
 extern const struct option cli_global_longopts[];

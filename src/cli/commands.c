@@ -25,9 +25,12 @@
 #include "bri/create.h"
 #include "bri/meta.h"
 #include "bri/metrics.h"
+#include "bri/pin.h"
+#include "bri/rehearse.h"
 #include "bri/report.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
+#include "bri/schedule.h"
 #include "bri/store.h"
 #include "bri/target.h"
 #include "bri/testpoint.h"
@@ -46,6 +49,14 @@ enum {
 	OPT_MAX_AGE,
 	OPT_MIN_BACKUPS,
 	OPT_OUTPUT,
+	OPT_REASON,
+	OPT_WARN_AGE,
+	OPT_CRIT_AGE,
+	OPT_WARN_COUNT,
+	OPT_CRIT_COUNT,
+	OPT_NAGIOS,
+	OPT_CHECKS,
+	OPT_SCRATCH,
 };
 
 static const char help_create[] =
@@ -84,16 +95,44 @@ static const char help_cleanup[] =
     "Usage: bri-backup [OPTIONS] cleanup [--dry-run]\n"
     "Removes backups older than --retention-days (default 30), never a safety\n"
     "backup, never the newest --keep-min (default 7) good ones (last verification\n"
-    "not failed), never the newest good one, never a .db that is not a backup.\n"
-    "Prints what it removed.\n"
+    "not failed), never the newest good one, never a .db that is not a backup,\n"
+    "never a pinned one. With --keep-daily and the other calendar tiers (see\n"
+    "bri-backup --help), a backup no rule keeps goes. Prints what it removed.\n"
     "\n"
-    "  -n, --dry-run    only print what would be removed\n"
+    "  -n, --dry-run    print every backup, kept or would go, and the rule that\n"
+    "                   decided (daily 2026-11-29, weekly 2026-W48, keep_min, ...)\n"
     "  -h, --help       show this help\n";
 
 static const char help_delete[] =
     "Usage: bri-backup [OPTIONS] delete NAME\n"
     "Removes the backup NAME (safety backups too; NAME.db is read as\n"
     "NAME when there is no backup called NAME.db).\n";
+
+static const char help_pin[] =
+    "Usage: bri-backup [OPTIONS] pin NAME [--reason TEXT]\n"
+    "Pins the backup NAME: no cleanup removes it and delete refuses it until it\n"
+    "is unpinned. The pin is its own file, NAME.db.pin (time, reason, who); the\n"
+    "backup's .meta is not changed. Pinning again replaces the reason.\n"
+    "\n"
+    "  -r, --reason TEXT  why (one line, at most 1024 bytes), shown by list\n"
+    "  -h, --help         show this help\n";
+
+static const char help_unpin[] = "Usage: bri-backup [OPTIONS] unpin NAME\n"
+                                 "Removes the pin of backup NAME (exit 1 if not pinned).\n";
+
+static const char help_rehearse[] =
+    "Usage: bri-backup [OPTIONS] rehearse [NAME|latest] [--checks FILE] [--scratch DIR]\n"
+    "Proves that a backup (none given: the newest) restores: verify, the restore's\n"
+    "copy through SQLite into a scratch database in a new folder under DIR ($TMPDIR\n"
+    "or /tmp; never the store, never the live database), quick_check, then your\n"
+    "checks against that copy, then the copy is removed. Prints how long each step\n"
+    "took and each check's result; exit 1 if anything failed.\n"
+    "\n"
+    "      --checks FILE  SQL statements, each optionally followed on its line by\n"
+    "                     \"-- expect VALUE\" (first column of the first row), e.g.\n"
+    "                     SELECT count(*) > 0 FROM videos; -- expect 1\n"
+    "      --scratch DIR  where the scratch folder is made\n"
+    "  -h, --help         show this help\n";
 
 static const char help_stats[] = "Usage: bri-backup [OPTIONS] stats\n"
                                  "Shows the store's statistics (JSON with --json).\n";
@@ -108,6 +147,13 @@ static const char help_health[] =
     "\n"
     "      --max-age-hours H  age limit of the newest backup\n"
     "      --min-backups N    least number of backups\n"
+    "      --warn-age D       as --max-age-hours, as a duration: 26h, 90m, 2d\n"
+    "      --crit-age D       critical when the newest backup is older than D\n"
+    "      --warn-count N     as --min-backups\n"
+    "      --crit-count N     critical when fewer than N backups exist\n"
+    "      --nagios           one line in the Nagios plugin format; exit 0 ok,\n"
+    "                         1 warning, 2 critical, 3 unknown (store unreadable,\n"
+    "                         bad arguments)\n"
     "  -h, --help             show this help\n";
 
 static const char help_metrics[] =
@@ -192,6 +238,13 @@ static const char *hint_for(int code)
 	default:
 		return "";
 	}
+}
+
+/* The operation of this command runs now, about backup name (may be NULL). */
+static void hook_note(struct cli_globals *g, const char *name)
+{
+	g->hook_ran = true;
+	snprintf(g->hook_name, sizeof(g->hook_name), "%s", name ? name : "");
 }
 
 /* Prints "bri-backup: <what>: <err>" and a hint; returns CLI_EXIT_FAIL. */
@@ -364,25 +417,9 @@ static double mb2(int64_t bytes)
 	return round((double)bytes / (1024.0 * 1024.0) * 100.0) / 100.0;
 }
 
-/* A JSON number with two decimals ("10.00"), always a float to a reader. */
-static json_object *json_mb(int64_t bytes)
-{
-	char buf[64];
-	double v = mb2(bytes);
-
-	snprintf(buf, sizeof(buf), "%.2f", v);
-	return json_object_new_double_s(v, buf);
-}
-
 static json_object *json_str(const char *s)
 {
 	return s ? json_object_new_string(s) : NULL;
-}
-
-/* -1 not checked (null), 0 false, 1 true. */
-static json_object *json_tristate(int v)
-{
-	return v < 0 ? NULL : json_object_new_boolean(v ? 1 : 0);
 }
 
 /* Prints a JSON value (pretty) and a newline on stdout, then frees it. */
@@ -393,21 +430,21 @@ static void print_json(json_object *o)
 	json_object_put(o);
 }
 
+/*
+ * A verification result as JSON: the core's one rendering
+ * (bri_verify_result_to_json), the same object Python and the store see.
+ * NULL when out of memory.
+ */
 static json_object *verify_json(const char *name, const char *path,
                                 const struct bri_verify_result *r)
 {
-	json_object *o = json_object_new_object();
+	json_object *o = NULL;
+	char *text = NULL;
+	size_t len = 0;
 
-	json_object_object_add(o, "name", json_str(name));
-	json_object_object_add(o, "path", json_str(path));
-	json_object_object_add(o, "status", json_str(bri_verify_status_name(r->status)));
-	json_object_object_add(o, "reason", json_str(r->reason));
-	json_object_object_add(o, "checked_at", r->checked ? json_str(r->checked_at) : NULL);
-	json_object_object_add(o, "check", r->check[0] ? json_str(r->check) : NULL);
-	json_object_object_add(o, "checksum_ok", json_tristate(r->checksum_ok));
-	json_object_object_add(o, "integrity_ok", json_tristate(r->integrity_ok));
-	json_object_object_add(o, "counts_ok", json_tristate(r->counts_ok));
-	json_object_object_add(o, "duration_s", json_object_new_double(r->duration_s));
+	if (bri_verify_result_to_json(name, path, r, &text, &len) == 0)
+		o = json_tokener_parse(text);
+	free(text);
 	return o;
 }
 
@@ -466,6 +503,7 @@ int cli_cmd_create(struct cli_globals *g, int argc, char **argv)
 	if (name && check_name(argv[0], name))
 		return CLI_EXIT_USAGE;
 	cli_setup_logging(g);
+	hook_note(g, name); /* from here on a failure is the create's */
 	/* stat only: the live database is never opened outside SQLite. */
 	if (stat(g->db, &st) < 0) {
 		cli_error("create: database not found: %s (%s); check --db or $BRI_DB", g->db,
@@ -486,6 +524,8 @@ int cli_cmd_create(struct cli_globals *g, int argc, char **argv)
 	ctx = cli_progress_ctx(name ? name : "create");
 	r = bri_create(s, &opts, &ctx, &new_name, &err);
 	cli_progress_done();
+	if (r == 0)
+		hook_note(g, new_name);
 	if (r < 0) {
 		rc = fail("create", &err, r);
 		goto out_close_store;
@@ -550,43 +590,6 @@ static void entry_created(const struct bri_entry *e, char *buf, size_t len)
 		bri_time_local(e->time, buf, len);
 }
 
-static json_object *entry_json(const struct bri_store *s, const struct bri_entry *e)
-{
-	json_object *o = json_object_new_object(), *tables = json_object_new_object();
-	char created[40], filename[BRI_NAME_MAX + 8];
-	char *path = bri_store_backup_path(s, e->name);
-	size_t i;
-
-	entry_created(e, created, sizeof(created));
-	snprintf(filename, sizeof(filename), "%s.db", e->name);
-	if (e->meta_ok) {
-		for (i = 0; i < e->meta.ntables; i++)
-			json_object_object_add(tables, e->meta.tables[i].name,
-			                       json_object_new_int64(e->meta.tables[i].rows));
-	}
-	/* The seed's list keys first. */
-	json_object_object_add(o, "filename", json_str(filename));
-	json_object_object_add(o, "path", json_str(path));
-	json_object_object_add(o, "created", json_str(created));
-	json_object_object_add(o, "size_mb", json_mb((int64_t)e->db_st.st_size));
-	json_object_object_add(o, "tables", tables);
-	json_object_object_add(o, "name", json_str(e->name));
-	json_object_object_add(o, "kind", json_str(bri_kind_name(e->kind)));
-	json_object_object_add(o, "verify", json_str(bri_verify_status_name(e->verify.status)));
-	json_object_object_add(o, "size_bytes", json_object_new_int64((int64_t)e->db_st.st_size));
-	json_object_object_add(o, "checksum", e->meta_ok ? json_str(e->meta.checksum) : NULL);
-	json_object_object_add(
-	    o, "backup_time_utc",
-	    e->meta_ok && e->meta.backup_time_utc[0] ? json_str(e->meta.backup_time_utc) : NULL);
-	json_object_object_add(o, "verified_at",
-	                       e->verify.checked ? json_str(e->verify.checked_at) : NULL);
-	json_object_object_add(o, "verify_reason",
-	                       e->verify.reason[0] ? json_str(e->verify.reason) : NULL);
-	json_object_object_add(o, "meta_error", e->meta_ok ? NULL : json_str(e->meta_error));
-	free(path);
-	return o;
-}
-
 int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 {
 	struct bri_store *s = NULL;
@@ -603,13 +606,17 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 
 	/* The backups newest first, then the .db files that are not backups. */
 	if (g->json) {
-		json_object *arr = json_object_new_array();
+		/* The core's rendering, the same as Python's list_backups(). */
+		char *text = NULL;
+		size_t len = 0;
 
-		for (i = 0; i < c->n; i++)
-			json_object_array_add(arr, entry_json(s, c->entries[i]));
-		for (i = 0; i < c->nunknown; i++)
-			json_object_array_add(arr, entry_json(s, c->unknown[i]));
-		print_json(arr);
+		if (bri_list_to_json(s, c, &text, &len) < 0) {
+			cli_error("out of memory");
+			rc = CLI_EXIT_FAIL;
+		} else {
+			fputs(text, stdout);
+		}
+		free(text);
 		goto out_put_catalog;
 	}
 	if (c->n == 0 && c->nunknown == 0) {
@@ -628,12 +635,19 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 		const struct bri_entry *e = i < c->n ? c->entries[i] : c->unknown[i - c->n];
 		char created[40];
 
+		struct bri_pin pin;
+		char pinned[BRI_PIN_REASON_MAX + 32] = "";
+
 		entry_created(e, created, sizeof(created));
-		printf("%-*s  %-19s  %10.2f  %-7s  %s%s%s\n", (int)width, e->name, created,
+		if (e->pinned && bri_pin_read(s, e->name, &pin) == 0 && pin.reason[0])
+			snprintf(pinned, sizeof(pinned), "  [pinned: %s]", pin.reason);
+		else if (e->pinned)
+			snprintf(pinned, sizeof(pinned), "  [pinned]");
+		printf("%-*s  %-19s  %10.2f  %-7s  %s%s%s%s\n", (int)width, e->name, created,
 		       mb2((int64_t)e->db_st.st_size), bri_kind_name(e->kind),
 		       bri_verify_status_name(e->verify.status),
 		       e->verify.status == BRI_VERIFY_FAILED ? ": " : "",
-		       e->verify.status == BRI_VERIFY_FAILED ? e->verify.reason : "");
+		       e->verify.status == BRI_VERIFY_FAILED ? e->verify.reason : "", pinned);
 	}
 	if (c->nunknown)
 		printf("%zu .db file%s marked unknown %s not a backup: never verified as good, "
@@ -724,6 +738,7 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 
 	if (g->json)
 		arr = json_object_new_array();
+	hook_note(g, n == 1 && names[0] ? names[0] : NULL);
 	for (i = 0; i < n; i++) {
 		struct bri_verify_result res = {0};
 		struct bri_err err = {0};
@@ -786,8 +801,9 @@ int cli_cmd_verify(struct cli_globals *g, int argc, char **argv)
 			}
 			continue;
 		}
-		if (res.status != BRI_VERIFY_OK)
-			failed++;
+		if (res.status != BRI_VERIFY_OK && !failed++)
+			snprintf(g->hook_reason, sizeof(g->hook_reason), "%s: %s: %s", label,
+			         bri_verify_status_name(res.status), res.reason);
 		if (arr) {
 			where = paths[i] ? strdup(paths[i]) : bri_store_backup_path(s, names[i]);
 			json_object_array_add(arr, verify_json(names[i], where, &res));
@@ -918,6 +934,7 @@ int cli_cmd_restore(struct cli_globals *g, int argc, char **argv)
 
 	memset(&report, 0, sizeof(report));
 	ctx = cli_progress_ctx(name ? name : "restore");
+	hook_note(g, name);
 	r = bri_restore(s, what, &opts, &ctx, &report, &err);
 	cli_progress_done();
 	if (r < 0) {
@@ -965,18 +982,16 @@ out_close_store:
 static int run_cleanup(struct bri_store *s, const struct cli_globals *g, bool dry_run, FILE *f,
                        json_object **out)
 {
-	struct bri_retention_rules rules = {
-	    .retention_days = g->retention_days,
-	    .keep_min = g->keep_min,
-	};
+	struct bri_retention_rules rules = cli_rules(g);
 	struct bri_cleanup_item *items = NULL;
 	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
 	struct bri_err err = {0};
 	json_object *removed = NULL, *kept = NULL;
+	char described[256];
 	size_t n = 0, i;
 	int r;
 
-	r = bri_cleanup(s, &rules, time(NULL), dry_run, &ctx, &items, &n, &err);
+	r = bri_cleanup(s, &rules, bri_testpoint_now(), dry_run, &ctx, &items, &n, &err);
 	if (r < 0)
 		return fail("cleanup", &err, r);
 	if (out) {
@@ -984,21 +999,25 @@ static int run_cleanup(struct bri_store *s, const struct cli_globals *g, bool dr
 		kept = json_object_new_array();
 	}
 	for (i = 0; i < n; i++) {
-		char when[40];
+		char when[40], rule[64];
 		const char *why = bri_retention_reason(items[i].verdict);
+		bool goes = bri_retention_removes(items[i].verdict);
 
 		bri_time_local(items[i].time, when, sizeof(when));
+		bri_retention_label(items[i].verdict, items[i].time, rule, sizeof(rule));
 		if (out) {
 			json_object *o = json_object_new_object();
 
 			json_object_object_add(o, "name", json_str(items[i].name));
 			json_object_object_add(o, "backup_time", json_str(when));
+			json_object_object_add(o, "rule", json_str(rule));
 			json_object_object_add(o, "reason", json_str(why));
-			json_object_array_add(
-			    items[i].verdict == BRI_REMOVE_EXPIRED ? removed : kept, o);
-		} else if (items[i].verdict == BRI_REMOVE_EXPIRED) {
-			fprintf(f, "%s %s (%s, %s)\n", dry_run ? "would remove" : "removed",
-			        items[i].name, when, why);
+			json_object_array_add(goes ? removed : kept, o);
+		} else if (goes) {
+			fprintf(f, "%s %s (%s, %s: %s)\n", dry_run ? "would remove" : "removed",
+			        items[i].name, when, rule, why);
+		} else if (dry_run) {
+			fprintf(f, "keep %s (%s, %s: %s)\n", items[i].name, when, rule, why);
 		}
 	}
 	if (out) {
@@ -1007,9 +1026,9 @@ static int run_cleanup(struct bri_store *s, const struct cli_globals *g, bool dr
 		json_object_object_add(*out, "removed", removed);
 		json_object_object_add(*out, "kept", kept);
 	} else {
-		fprintf(f, "%d of %zu backups %s (retention %d days, keep at least %d)\n", r, n,
-		        dry_run ? "would be removed" : "removed", rules.retention_days,
-		        rules.keep_min);
+		fprintf(f, "%d of %zu backups %s (%s)\n", r, n,
+		        dry_run ? "would be removed" : "removed",
+		        bri_retention_describe(&rules, described, sizeof(described)));
 	}
 	free(items);
 	return CLI_EXIT_OK;
@@ -1062,6 +1081,8 @@ int cli_cmd_cleanup(struct cli_globals *g, int argc, char **argv)
 		}
 		return CLI_EXIT_OK;
 	}
+	if (!dry_run)
+		hook_note(g, NULL);
 	rc = run_cleanup(s, g, dry_run, stdout, g->json ? &out : NULL);
 	if (out)
 		print_json(out);
@@ -1104,6 +1125,13 @@ int cli_cmd_delete(struct cli_globals *g, int argc, char **argv)
 		rc = CLI_EXIT_FAIL;
 		goto out_close_store;
 	}
+	if (bri_pin_exists(s, name)) {
+		cli_error("delete: backup %s is pinned, so it is not deleted; unpin it first "
+		          "(bri-backup unpin %s) if you mean to",
+		          name, name);
+		rc = CLI_EXIT_FAIL;
+		goto out_close_store;
+	}
 	r = bri_delete(s, name, &ctx, &err);
 	if (r < 0) {
 		rc = fail("delete", &err, r);
@@ -1114,6 +1142,198 @@ out_close_store:
 	free(stem);
 	close_store(s);
 	return rc;
+}
+
+/* ---- rehearse ---- */
+
+int cli_cmd_rehearse(struct cli_globals *g, int argc, char **argv)
+{
+	static const struct option own[] = {
+	    {"checks", required_argument, NULL, OPT_CHECKS},
+	    {"scratch", required_argument, NULL, OPT_SCRATCH},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct option longopts[32];
+	struct bri_rehearse_report rep;
+	struct bri_store *s = NULL;
+	struct bri_target t = {0};
+	struct bri_err err = {0};
+	struct bri_op_ctx ctx;
+	const char *checks = NULL, *scratch = NULL;
+	char *name = NULL;
+	int opt, rc = CLI_EXIT_OK, r;
+
+	cli_merge_longopts(own, 3, longopts);
+	for (;;) {
+		opt = next_option(g, argc, argv, ":hv", longopts, help_rehearse, &rc);
+		if (opt == -1)
+			break;
+		switch (opt) {
+		case OPT_STOP:
+			return rc;
+		case OPT_CHECKS:
+			checks = optarg;
+			break;
+		case OPT_SCRATCH:
+			scratch = optarg;
+			break;
+		default:
+			return cli_usage_error(argv[0], "unexpected option");
+		}
+	}
+	if (argc - optind > 1)
+		return cli_usage_error(argv[0], "rehearse takes at most one backup name");
+	if (optind < argc && strcmp(argv[optind], BRI_TARGET_LATEST) &&
+	    check_name(argv[0], argv[optind]))
+		return CLI_EXIT_USAGE;
+	cli_setup_logging(g);
+	rc = open_store(g, false, &s);
+	if (rc)
+		return rc;
+	if (!s) {
+		cli_error("rehearse: there is no store yet, so no backup to rehearse");
+		return CLI_EXIT_FAIL;
+	}
+	if (optind < argc && strcmp(argv[optind], BRI_TARGET_LATEST)) {
+		r = bri_target_resolve(s, NULL, argv[optind], BRI_TARGET_NAMES_ONLY, &t, &err);
+		if (r < 0) {
+			rc = fail("rehearse", &err, r);
+			goto out_close_store;
+		}
+		name = strdup(t.name);
+		bri_target_free(&t);
+		if (!name) {
+			cli_error("out of memory");
+			rc = CLI_EXIT_FAIL;
+			goto out_close_store;
+		}
+	} else {
+		rc = newest_name(s, &name);
+		if (rc)
+			goto out_close_store;
+	}
+	hook_note(g, name);
+	ctx = cli_progress_ctx(name);
+	r = bri_rehearse(s, name, checks, scratch, &ctx, &rep, &err);
+	cli_progress_done();
+	if (g->json) {
+		json_object *o = json_object_new_object(), *arr = json_object_new_array();
+
+		json_object_object_add(o, "name", json_str(name));
+		json_object_object_add(o, "ok", json_object_new_boolean(r == 0));
+		json_object_object_add(o, "message", json_str(rep.message));
+		json_object_object_add(o, "verify",
+		                       json_str(bri_verify_status_name(rep.verify.status)));
+		json_object_object_add(o, "verify_s", json_object_new_double(rep.verify_s));
+		json_object_object_add(o, "restored", json_object_new_boolean(rep.restored));
+		json_object_object_add(o, "restore_s", json_object_new_double(rep.restore_s));
+		for (size_t i = 0; i < rep.nchecks; i++) {
+			const struct bri_rehearse_check *c = &rep.checks[i];
+			json_object *x = json_object_new_object();
+
+			json_object_object_add(x, "sql", json_str(c->sql));
+			json_object_object_add(x, "expect",
+			                       c->expect[0] ? json_str(c->expect) : NULL);
+			json_object_object_add(x, "got", c->error[0] ? NULL : json_str(c->got));
+			json_object_object_add(x, "error", c->error[0] ? json_str(c->error) : NULL);
+			json_object_object_add(x, "ok", json_object_new_boolean(c->ok));
+			json_object_object_add(x, "duration_s",
+			                       json_object_new_double(c->duration_s));
+			json_object_array_add(arr, x);
+		}
+		json_object_object_add(o, "checks", arr);
+		print_json(o);
+	} else {
+		printf("rehearsal of %s: %s\n", name, r == 0 ? "ok" : "FAILED");
+		printf("verify: %s (%.2f s)\n", bri_verify_status_name(rep.verify.status),
+		       rep.verify_s);
+		if (rep.restored)
+			printf("restore: ok, quick_check ok (%.2f s)\n", rep.restore_s);
+		for (size_t i = 0; i < rep.nchecks; i++) {
+			const struct bri_rehearse_check *c = &rep.checks[i];
+
+			if (c->error[0])
+				printf("check %zu: FAILED: %s -> error: %s\n", i + 1, c->sql,
+				       c->error);
+			else
+				printf("check %zu: %s: %s -> %s%s%s (%.3f s)\n", i + 1,
+				       c->ok ? "ok" : "FAILED", c->sql, c->got,
+				       c->expect[0] ? ", expected " : "", c->expect, c->duration_s);
+		}
+	}
+	if (r < 0)
+		rc = fail("rehearse", &err, r);
+	bri_rehearse_report_free(&rep);
+out_close_store:
+	free(name);
+	close_store(s);
+	return rc;
+}
+
+/* ---- pin, unpin ---- */
+
+static int pin_or_unpin(struct cli_globals *g, int argc, char **argv, bool pin)
+{
+	static const struct option own[] = {
+	    {"reason", required_argument, NULL, OPT_REASON},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct option longopts[32];
+	struct bri_store *s = NULL;
+	struct bri_err err = {0};
+	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
+	const char *name, *reason = NULL;
+	int opt, rc = CLI_EXIT_OK, r;
+
+	/* unpin takes only --help */
+	cli_merge_longopts(pin ? own : own + 1, pin ? 2 : 1, longopts);
+	for (;;) {
+		opt = next_option(g, argc, argv, pin ? ":hvr:" : ":hv", longopts,
+		                  pin ? help_pin : help_unpin, &rc);
+		if (opt == -1)
+			break;
+		switch (opt) {
+		case OPT_STOP:
+			return rc;
+		case 'r':
+		case OPT_REASON:
+			reason = optarg;
+			break;
+		default:
+			return cli_usage_error(argv[0], "unexpected option");
+		}
+	}
+	if (argc - optind != 1)
+		return cli_usage_error(argv[0], "%s takes exactly one backup name", argv[0]);
+	name = argv[optind];
+	if (check_name(argv[0], name))
+		return CLI_EXIT_USAGE;
+	cli_setup_logging(g);
+	rc = open_store(g, false, &s);
+	if (rc)
+		return rc;
+	if (!s) {
+		cli_error("%s: no backup named %s (there is no store yet)", argv[0], name);
+		return CLI_EXIT_FAIL;
+	}
+	r = pin ? bri_pin(s, name, reason, bri_testpoint_now(), &ctx, &err)
+	        : bri_unpin(s, name, &ctx, &err);
+	if (r < 0)
+		rc = fail(argv[0], &err, r);
+	else
+		printf("%s %s\n", pin ? "pinned" : "unpinned", name);
+	close_store(s);
+	return rc;
+}
+
+int cli_cmd_pin(struct cli_globals *g, int argc, char **argv)
+{
+	return pin_or_unpin(g, argc, argv, true);
+}
+
+int cli_cmd_unpin(struct cli_globals *g, int argc, char **argv)
+{
+	return pin_or_unpin(g, argc, argv, false);
 }
 
 /* ---- stats ---- */
@@ -1169,68 +1389,148 @@ out_put_catalog:
 
 /* ---- health ---- */
 
+/* A whole number of 0 or more for option what, or -1 (message printed). */
+static long health_count(const char *cmd, const char *what, const char *arg)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (errno || end == arg || *end || *arg == '-' || v > INT_MAX) {
+		cli_usage_error(cmd, "%s wants a whole number of 0 or more, not '%s'", what, arg);
+		return -1;
+	}
+	return (long)v;
+}
+
+/* A duration (N seconds or N{s,m,h,d}) above 0 in hours, or -1 (message printed). */
+static double health_age(const char *cmd, const char *what, const char *arg)
+{
+	long secs;
+
+	if (bri_duration_parse(arg, &secs) < 0 || secs <= 0) {
+		cli_usage_error(cmd, "%s wants a duration such as 26h, 90m or 2d, not '%s'", what,
+		                arg);
+		return -1;
+	}
+	return secs / 3600.0;
+}
+
 int cli_cmd_health(struct cli_globals *g, int argc, char **argv)
 {
 	static const struct option own[] = {
 	    {"max-age-hours", required_argument, NULL, OPT_MAX_AGE},
 	    {"min-backups", required_argument, NULL, OPT_MIN_BACKUPS},
+	    {"warn-age", required_argument, NULL, OPT_WARN_AGE},
+	    {"crit-age", required_argument, NULL, OPT_CRIT_AGE},
+	    {"warn-count", required_argument, NULL, OPT_WARN_COUNT},
+	    {"crit-count", required_argument, NULL, OPT_CRIT_COUNT},
+	    {"nagios", no_argument, NULL, OPT_NAGIOS},
 	    {"help", no_argument, NULL, 'h'},
 	};
-	struct option longopts[32];
+	struct option longopts[40];
 	struct bri_health_rules rules = {.max_age_hours = 24, .min_backups = 7};
 	struct bri_store *s = NULL;
 	struct bri_catalog *c = NULL;
 	char *text = NULL, *end;
 	size_t len = 0;
-	bool ok;
+	bool nagios = false;
 	int opt, rc = CLI_EXIT_OK;
+	double hours;
+	long count;
 
-	cli_merge_longopts(own, 3, longopts);
+	/* Nagios wants 3 (unknown) for bad arguments too: look for the flag first. */
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--nagios"))
+			nagios = true;
+#define USAGE(call) return nagios ? (call, CLI_EXIT_NAGIOS_UNKNOWN) : call
+	cli_merge_longopts(own, 8, longopts);
 	for (;;) {
 		opt = next_option(g, argc, argv, ":hv", longopts, help_health, &rc);
 		if (opt == -1)
 			break;
 		switch (opt) {
 		case OPT_STOP:
-			return rc;
+			return nagios && rc == CLI_EXIT_USAGE ? CLI_EXIT_NAGIOS_UNKNOWN : rc;
 		case OPT_MAX_AGE:
 			errno = 0;
 			rules.max_age_hours = strtod(optarg, &end);
 			if (errno || end == optarg || *end || !(rules.max_age_hours > 0) ||
 			    !isfinite(rules.max_age_hours))
-				return cli_usage_error(argv[0],
-				                       "--max-age-hours wants a number of hours "
-				                       "above 0, not '%s'",
-				                       optarg);
+				USAGE(cli_usage_error(argv[0],
+				                      "--max-age-hours wants a number of hours "
+				                      "above 0, not '%s'",
+				                      optarg));
 			break;
-		case OPT_MIN_BACKUPS: {
-			unsigned long v;
-
-			errno = 0;
-			v = strtoul(optarg, &end, 10);
-			if (errno || end == optarg || *end || *optarg == '-' || v > INT_MAX)
-				return cli_usage_error(argv[0],
-				                       "--min-backups wants a whole number of 0 "
-				                       "or more, not '%s'",
-				                       optarg);
-			rules.min_backups = (size_t)v;
+		case OPT_WARN_AGE:
+		case OPT_CRIT_AGE:
+			hours = health_age(
+			    argv[0], opt == OPT_WARN_AGE ? "--warn-age" : "--crit-age", optarg);
+			if (hours < 0)
+				return nagios ? CLI_EXIT_NAGIOS_UNKNOWN : CLI_EXIT_USAGE;
+			if (opt == OPT_WARN_AGE)
+				rules.max_age_hours = hours;
+			else
+				rules.crit_age_hours = hours;
 			break;
-		}
+		case OPT_MIN_BACKUPS:
+		case OPT_WARN_COUNT:
+		case OPT_CRIT_COUNT:
+			count = health_count(argv[0],
+			                     opt == OPT_MIN_BACKUPS  ? "--min-backups"
+			                     : opt == OPT_WARN_COUNT ? "--warn-count"
+			                                             : "--crit-count",
+			                     optarg);
+			if (count < 0)
+				return nagios ? CLI_EXIT_NAGIOS_UNKNOWN : CLI_EXIT_USAGE;
+			if (opt == OPT_CRIT_COUNT)
+				rules.crit_backups = (size_t)count;
+			else
+				rules.min_backups = (size_t)count;
+			break;
+		case OPT_NAGIOS:
+			nagios = true;
+			break;
 		default:
-			return cli_usage_error(argv[0], "unexpected option");
+			USAGE(cli_usage_error(argv[0], "unexpected option"));
 		}
 	}
+#undef USAGE
+	if (rules.crit_age_hours > 0 && rules.crit_age_hours < rules.max_age_hours) {
+		cli_usage_error(argv[0], "--crit-age must not be below --warn-age");
+		return nagios ? CLI_EXIT_NAGIOS_UNKNOWN : CLI_EXIT_USAGE;
+	}
 	rc = open_catalog(g, argc, argv, &s, &c);
-	if (rc)
-		return rc;
-	ok = bri_health_check(c, time(NULL), &rules, g->json, &text, &len);
+	if (rc) {
+		if (!nagios)
+			return rc;
+		printf("BRI-BACKUP UNKNOWN - cannot read the store (see the error above)\n");
+		return CLI_EXIT_NAGIOS_UNKNOWN;
+	}
+	if (nagios) {
+		bri_health_nagios(c, time(NULL), &rules, &text);
+		if (!text) {
+			printf("BRI-BACKUP UNKNOWN - out of memory\n");
+			rc = CLI_EXIT_NAGIOS_UNKNOWN;
+		} else {
+			fputs(text, stdout);
+			rc = (int)bri_health_assess(c, time(NULL), &rules, false, &end, &len);
+			free(end);
+		}
+		free(text);
+		goto out_put_catalog;
+	}
+	rc = bri_health_assess(c, time(NULL), &rules, g->json, &text, &len) == BRI_HEALTH_OK
+	         ? CLI_EXIT_OK
+	         : CLI_EXIT_FAIL;
 	if (text) {
 		fwrite(text, 1, len, stdout);
 		if (len == 0 || text[len - 1] != '\n')
 			putchar('\n');
 		free(text);
 	}
-	rc = ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+out_put_catalog:
 	put_catalog(c);
 	close_store(s);
 	return rc;

@@ -27,25 +27,25 @@
 
 enum { OPT_TABLE = 0x200, OPT_SUMMARY, OPT_SCHEMA };
 
-/* A database given by name, ready to open. */
+/* A database given by name, open for reading (any store format). */
 struct source {
-	char *path;     /* the file to open (a store fd path), malloc'd */
-	char *name;     /* the backup's name, "live" for a snapshot, malloc'd */
-	char *tmp_name; /* the snapshot's temporary file in the store, or NULL */
+	struct bri_reader *reader; /* the backup or the snapshot, open */
+	char *name;                /* the backup's name, "live" for a snapshot, malloc'd */
+	char *tmp_name;            /* the snapshot's temporary file in the store, or NULL */
 };
 
 static void source_drop(struct bri_store *s, struct source *src)
 {
 	if (src->tmp_name)
-		bri_inspect_live_drop(s, src->tmp_name, src->path);
+		bri_inspect_live_drop(s, src->tmp_name, src->reader);
 	else
-		free(src->path);
+		bri_reader_close(src->reader);
 	free(src->name);
 	memset(src, 0, sizeof(*src));
 }
 
 /*
- * Resolves arg (a backup name, "latest" or "live") to a file. Returns 0, or
+ * Resolves arg (a backup name, "latest" or "live") and opens it. Returns 0, or
  * CLI_EXIT_USAGE / CLI_EXIT_FAIL with the message printed.
  */
 static int resolve(struct bri_store *s, const struct bri_catalog *c, const char *command,
@@ -59,7 +59,7 @@ static int resolve(struct bri_store *s, const struct bri_catalog *c, const char 
 	if (!strcmp(arg, "live")) {
 		src->name = strdup("live");
 		rc = bri_inspect_live_take(s, bri_default_busy_timeout_ms(), &src->tmp_name,
-		                           &src->path, &err);
+		                           &src->reader, &err);
 		if (rc < 0) {
 			cli_error("%s: %s", command, err.msg);
 			return CLI_EXIT_FAIL;
@@ -84,9 +84,14 @@ static int resolve(struct bri_store *s, const struct bri_catalog *c, const char 
 		return CLI_EXIT_FAIL;
 	}
 	src->name = strdup(e->name);
-	src->path = bri_store_fd_path(s, e->name, ".db");
-	if (!src->name || !src->path) {
+	if (!src->name) {
 		cli_error("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	/* Through the store's reader: diff and export read any store format. */
+	rc = bri_store_open_reader(s, e->name, &src->reader, &err);
+	if (rc < 0) {
+		cli_error("%s: %s", command, err.msg[0] ? err.msg : strerror(-rc));
 		return CLI_EXIT_FAIL;
 	}
 	return 0;
@@ -253,7 +258,7 @@ int cli_cmd_diff(struct cli_globals *g, int argc, char **argv)
 		rc = resolve(s, c, argv[0], argv[optind + 1], &b);
 	if (rc)
 		goto out_drop;
-	if (bri_diff_open(a.path, b.path, &db, &err) < 0) {
+	if (bri_diff_open(a.reader, b.reader, &db, &err) < 0) {
 		cli_error("diff: %s", err.msg);
 		rc = CLI_EXIT_FAIL;
 		goto out_drop;
@@ -337,7 +342,7 @@ int cli_cmd_export(struct cli_globals *g, int argc, char **argv)
 	rc = resolve(s, c, argv[0], argv[optind], &a);
 	if (rc)
 		goto out_drop;
-	if (bri_inspect_open(a.path, &db, &err) < 0) {
+	if (bri_inspect_open(a.reader, &db, &err) < 0) {
 		cli_error("export: %s", err.msg);
 		rc = CLI_EXIT_FAIL;
 		goto out_drop;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bri/hook.h"
 #include "bri/log.h"
 #include "bri/retention.h"
 #include "cli.h"
@@ -33,6 +34,15 @@ enum {
 	OPT_VERSION,
 	OPT_FOLLOW_SYMLINK,
 	OPT_FORCE,
+	OPT_KEEP_HOURLY,
+	OPT_KEEP_DAILY,
+	OPT_KEEP_WEEKLY,
+	OPT_KEEP_MONTHLY,
+	OPT_KEEP_YEARLY,
+	OPT_KEEP_WITHIN,
+	OPT_ON_SUCCESS,
+	OPT_ON_FAILURE,
+	OPT_HOOK_TIMEOUT,
 };
 
 const struct option cli_global_longopts[] = {
@@ -40,6 +50,15 @@ const struct option cli_global_longopts[] = {
     {"backup-dir", required_argument, NULL, OPT_BACKUP_DIR},
     {"retention-days", required_argument, NULL, OPT_RETENTION_DAYS},
     {"keep-min", required_argument, NULL, OPT_KEEP_MIN},
+    {"keep-hourly", required_argument, NULL, OPT_KEEP_HOURLY},
+    {"keep-daily", required_argument, NULL, OPT_KEEP_DAILY},
+    {"keep-weekly", required_argument, NULL, OPT_KEEP_WEEKLY},
+    {"keep-monthly", required_argument, NULL, OPT_KEEP_MONTHLY},
+    {"keep-yearly", required_argument, NULL, OPT_KEEP_YEARLY},
+    {"keep-within", required_argument, NULL, OPT_KEEP_WITHIN},
+    {"on-success", required_argument, NULL, OPT_ON_SUCCESS},
+    {"on-failure", required_argument, NULL, OPT_ON_FAILURE},
+    {"hook-timeout", required_argument, NULL, OPT_HOOK_TIMEOUT},
     {"json", no_argument, NULL, OPT_JSON},
     {"follow-symlink", no_argument, NULL, OPT_FOLLOW_SYMLINK},
     {"force", no_argument, NULL, OPT_FORCE},
@@ -62,7 +81,11 @@ static const struct {
     {"restore", cli_cmd_restore, "[NAME|PATH] [--no-verify]",
      "restore a backup (none given: the newest) into the live database"},
     {"cleanup", cli_cmd_cleanup, "[--dry-run]", "remove backups older than the retention period"},
-    {"delete", cli_cmd_delete, "NAME", "remove one backup"},
+    {"delete", cli_cmd_delete, "NAME", "remove one backup (refused when pinned)"},
+    {"rehearse", cli_cmd_rehearse, "[NAME|latest] [--checks FILE] [--scratch DIR]",
+     "prove a backup restores: restore into a scratch copy, run your checks"},
+    {"pin", cli_cmd_pin, "NAME [--reason TEXT]", "keep a backup from every cleanup"},
+    {"unpin", cli_cmd_unpin, "NAME", "remove a backup's pin"},
     {"stats", cli_cmd_stats, "", "show the store's statistics"},
     {"health", cli_cmd_health, "[--max-age-hours H] [--min-backups N]",
      "check the store's health; exit 1 on a warning"},
@@ -76,6 +99,9 @@ static const struct {
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
+/* The last error printed: the BRI_REASON of a failure hook. */
+static char last_error[1024];
+
 void cli_error(const char *fmt, ...)
 {
 	va_list ap;
@@ -85,6 +111,9 @@ void cli_error(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
 }
 
 int cli_bad_option(const char *command, int opt, char **argv)
@@ -157,10 +186,66 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 			                arg);
 			return -1;
 		}
-		if (opt == OPT_KEEP_MIN)
+		if (opt == OPT_KEEP_MIN) {
 			g->keep_min = n;
-		else
+		} else {
 			g->retention_days = n;
+			g->retention_days_set = true;
+		}
+		return 1;
+	case OPT_KEEP_HOURLY:
+	case OPT_KEEP_DAILY:
+	case OPT_KEEP_WEEKLY:
+	case OPT_KEEP_MONTHLY:
+	case OPT_KEEP_YEARLY: {
+		static const char *const names[] = {"--keep-hourly", "--keep-daily",
+		                                    "--keep-weekly", "--keep-monthly",
+		                                    "--keep-yearly"};
+		int *slot[] = {&g->tiers.keep_hourly, &g->tiers.keep_daily, &g->tiers.keep_weekly,
+		               &g->tiers.keep_monthly, &g->tiers.keep_yearly};
+
+		n = parse_count(arg);
+		if (n < 0) {
+			cli_usage_error(NULL, "%s wants a whole number of 0 or more, not '%s'",
+			                names[opt - OPT_KEEP_HOURLY], arg);
+			return -1;
+		}
+		*slot[opt - OPT_KEEP_HOURLY] = n;
+		return 1;
+	}
+	case OPT_ON_SUCCESS:
+	case OPT_ON_FAILURE:
+		if (arg[0] != '/') {
+			cli_usage_error(NULL,
+			                "%s wants the absolute path of a program (run with no "
+			                "shell), not '%s'",
+			                opt == OPT_ON_SUCCESS ? "--on-success" : "--on-failure",
+			                arg);
+			return -1;
+		}
+		if (opt == OPT_ON_SUCCESS)
+			g->hooks.on_success = arg;
+		else
+			g->hooks.on_failure = arg;
+		return 1;
+	case OPT_HOOK_TIMEOUT:
+		n = parse_count(arg);
+		if (n <= 0) {
+			cli_usage_error(
+			    NULL, "--hook-timeout wants a number of seconds above 0, not '%s'",
+			    arg);
+			return -1;
+		}
+		g->hooks.timeout_s = n;
+		return 1;
+	case OPT_KEEP_WITHIN:
+		if (bri_calendar_duration_parse(arg, &g->tiers.keep_within) < 0) {
+			cli_usage_error(NULL,
+			                "--keep-within wants a duration such as 7d, 36h or 1y6m, "
+			                "not '%s'",
+			                arg);
+			return -1;
+		}
 		return 1;
 	case OPT_JSON:
 		g->json = true;
@@ -209,6 +294,15 @@ static void usage(FILE *f)
 	        "                        'backups' beside the database)\n"
 	        "  --retention-days N    cleanup removes backups older than N days (default %d)\n"
 	        "  --keep-min N          cleanup keeps the newest N good backups (default %d)\n"
+	        "  --keep-hourly N, --keep-daily N, --keep-weekly N, --keep-monthly N,\n"
+	        "  --keep-yearly N       calendar tiers: keep the newest backup of each of the\n"
+	        "                        last N hours/days/ISO weeks/months/years (local time)\n"
+	        "  --keep-within D       keep all backups within D (7d, 36h, 1y6m) of the newest;\n"
+	        "                        with tiers, --retention-days applies only if given\n"
+	        "  --on-success PROGRAM  run PROGRAM (absolute path, no shell) after a create,\n"
+	        "  --on-failure PROGRAM  verify, restore or cleanup that succeeded / failed,\n"
+	        "                        with BRI_OPERATION, BRI_NAME, BRI_RESULT, BRI_REASON\n"
+	        "  --hook-timeout S      kill a hook's process group after S seconds (30)\n"
 	        "  --json                machine-readable output of list, verify, stats, health\n"
 	        "  --follow-symlink      accept a --db or --backup-dir path that is a symbolic\n"
 	        "                        link, and use what it points to (refused by default)\n"
@@ -328,6 +422,10 @@ int main(int argc, char **argv)
 	/* optind 0 makes GNU getopt start afresh on the command's arguments. */
 	optind = 0;
 	rc = commands[i].fn(&g, argc, argv);
+	/* The operation ran (not --help, not bad usage): tell the hook. */
+	if (g.hook_ran && rc != CLI_EXIT_USAGE)
+		bri_hook_run(&g.hooks, command, g.hook_name, rc == CLI_EXIT_OK ? 0 : -1,
+		             g.hook_reason[0] ? g.hook_reason : last_error);
 	bri_log_shutdown();
 	/* Output that did not reach its file (disk full, closed pipe) is a failure. */
 	if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -336,4 +434,15 @@ int main(int argc, char **argv)
 			rc = CLI_EXIT_FAIL;
 	}
 	return rc;
+}
+
+struct bri_retention_rules cli_rules(const struct cli_globals *g)
+{
+	struct bri_retention_rules r = g->tiers;
+
+	r.keep_min = g->keep_min;
+	r.retention_days = g->retention_days;
+	if (bri_retention_has_tiers(&r) && !g->retention_days_set)
+		r.retention_days = BRI_RETENTION_DAYS_OFF;
+	return r;
 }

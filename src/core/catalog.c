@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "bri/log.h"
+#include "bri/pin.h"
 
 static atomic_uint_fast64_t next_id = 1;
 
@@ -245,6 +246,7 @@ static int scan_one(void *arg, const char *name, const struct stat *st)
 		e->id = id ? id : atomic_fetch_add(&next_id, 1);
 		load_entry(sc->s, e);
 	}
+	e->pinned = bri_pin_exists(sc->s, name);
 	if (add_entry(sc->c, &sc->cap, e) < 0) {
 		if (e->moved)
 			e->moved = false;

@@ -15,6 +15,7 @@
 #include "bri/audit.h"
 #include "bri/catalog.h"
 #include "bri/log.h"
+#include "bri/pin.h"
 
 static int remove_backup(struct bri_store *s, const char *name, struct bri_err *err)
 {
@@ -35,6 +36,7 @@ int bri_cleanup_plan(const struct bri_catalog *c, time_t now,
 		    .time = c->entries[i]->time,
 		    .kind = c->entries[i]->kind,
 		    .failed = c->entries[i]->verify.status == BRI_VERIFY_FAILED,
+		    .pinned = c->entries[i]->pinned,
 		};
 	rc = bri_retention_plan(items, c->n, now, rules, verdict);
 	free(items);
@@ -81,7 +83,7 @@ int bri_cleanup(struct bri_store *s, const struct bri_retention_rules *rules, ti
 		snprintf(out[i].name, sizeof(out[i].name), "%s", cat->entries[i]->name);
 		out[i].time = cat->entries[i]->time;
 		out[i].verdict = verdict[i];
-		if (dry_run || verdict[i] != BRI_REMOVE_EXPIRED)
+		if (dry_run || !bri_retention_removes(verdict[i]))
 			continue;
 		rc = remove_backup(s, out[i].name, err);
 		bri_audit_record(s, "cleanup-remove", out[i].name, rc,
@@ -162,6 +164,11 @@ static int delete_backup(struct bri_store *s, const char *name, bool lock_held,
 		rc = bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
 	else if (rc == 0)
 		rc = check_is_backup(s, name, err);
+	if (rc == 0 && bri_pin_exists(s, name))
+		rc = bri_err_set(err, -EPERM,
+		                 "backup %s is pinned, so it is not deleted; unpin it first "
+		                 "(bri-backup unpin %s) if you mean to",
+		                 name, name);
 	if (rc == 0)
 		rc = remove_backup(s, name, err);
 	bri_store_unlock(lockfd);

@@ -15,7 +15,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-int bri_err_set(struct bri_err *err, int code, const char *fmt, ...)
+/* In parentheses: common.h's analyzer-only macro of that name is not expanded. */
+int(bri_err_set)(struct bri_err *err, int code, const char *fmt, ...)
 {
 	va_list ap;
 

@@ -642,17 +642,17 @@ uint64_t bri_render_offset(const struct bri_render *r)
 
 /* ---- opening ---- */
 
-int bri_inspect_open(const char *path, sqlite3 **out, struct bri_err *err)
+int bri_inspect_open(struct bri_reader *r, sqlite3 **out, struct bri_err *err)
 {
 	sqlite3 *db = NULL;
-	int rc = bri_snapshot_open_backup(path, &db, err);
+	int rc = bri_snapshot_open_reader(r, &db, err);
 
 	if (rc < 0)
 		return rc;
 	/* Reading the schema now makes a file that is no database fail here. */
 	rc = sqlite3_exec(db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
-		bri_err_set(err, -EINVAL, "%s is not an SQLite database: %s", path,
+		bri_err_set(err, -EINVAL, "%s is not an SQLite database: %s", r->label,
 		            sqlite3_errmsg(db));
 		sqlite3_close(db);
 		return -EINVAL;
@@ -661,20 +661,21 @@ int bri_inspect_open(const char *path, sqlite3 **out, struct bri_err *err)
 	return 0;
 }
 
-int bri_diff_open(const char *old_path, const char *new_path, sqlite3 **out, struct bri_err *err)
+int bri_diff_open(struct bri_reader *old, struct bri_reader *new, sqlite3 **out,
+                  struct bri_err *err)
 {
 	sqlite3 *db = NULL;
-	int rc = bri_inspect_open(old_path, &db, err);
+	int rc = bri_inspect_open(old, &db, err);
 
 	if (rc < 0)
 		return rc;
 	/* OLD is "main"; "o" names it too, so that queries read alike. */
-	rc = bri_snapshot_attach_backup(db, old_path, "o", err);
+	rc = bri_snapshot_attach_reader(db, old, "o", err);
 	if (rc == 0)
-		rc = bri_snapshot_attach_backup(db, new_path, "n", err);
+		rc = bri_snapshot_attach_reader(db, new, "n", err);
 	if (rc == 0 && sqlite3_exec(db, "SELECT 1 FROM n.sqlite_schema LIMIT 1", NULL, NULL,
 	                            NULL) != SQLITE_OK)
-		rc = bri_err_set(err, -EINVAL, "%s is not an SQLite database: %s", new_path,
+		rc = bri_err_set(err, -EINVAL, "%s is not an SQLite database: %s", new->label,
 		                 sqlite3_errmsg(db));
 	if (rc < 0) {
 		sqlite3_close(db);
@@ -684,24 +685,25 @@ int bri_diff_open(const char *old_path, const char *new_path, sqlite3 **out, str
 	return 0;
 }
 
-void bri_inspect_live_drop(struct bri_store *s, char *tmp_name, char *path)
+void bri_inspect_live_drop(struct bri_store *s, char *tmp_name, struct bri_reader *reader)
 {
 	static const char *const sidecars[] = {"", "-journal", "-wal", "-shm"};
 	char file[BRI_NAME_MAX + 96];
 
+	bri_reader_close(reader);
 	if (tmp_name && s)
 		for (size_t i = 0; i < sizeof(sidecars) / sizeof(sidecars[0]); i++)
 			if (snprintf(file, sizeof(file), "%s%s", tmp_name, sidecars[i]) <
 			    (int)sizeof(file))
 				bri_store_unlink(s, file);
 	free(tmp_name);
-	free(path);
 }
 
-int bri_inspect_live_take(struct bri_store *s, int busy_timeout_ms, char **tmp_name, char **path,
-                          struct bri_err *err)
+int bri_inspect_live_take(struct bri_store *s, int busy_timeout_ms, char **tmp_name,
+                          struct bri_reader **reader, struct bri_err *err)
 {
 	struct bri_snapshot_info info = {0};
+	struct bri_reader *r = NULL;
 	char *tmp = NULL, *p = NULL;
 	int fd, rc;
 
@@ -709,7 +711,7 @@ int bri_inspect_live_take(struct bri_store *s, int busy_timeout_ms, char **tmp_n
 	if (fd < 0)
 		return fd;
 	close(fd);
-	/* SQLite opens the copy by name: a name through the store's descriptor. */
+	/* SQLite writes the copy by name: a name through the store's descriptor. */
 	p = bri_store_fd_path(s, tmp, NULL);
 	if (!p) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
@@ -721,11 +723,16 @@ int bri_inspect_live_take(struct bri_store *s, int busy_timeout_ms, char **tmp_n
 		bri_err_wrap(err, rc, "cannot take a snapshot of the live database %s", s->db_path);
 		goto out_remove;
 	}
+	rc = bri_reader_open_path(p, &r, err);
+	if (rc < 0)
+		goto out_remove;
+	free(p);
 	*tmp_name = tmp;
-	*path = p;
+	*reader = r;
 	return 0;
 out_remove:
-	bri_inspect_live_drop(s, tmp, p);
+	free(p);
+	bri_inspect_live_drop(s, tmp, NULL);
 	return rc;
 }
 

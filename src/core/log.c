@@ -102,7 +102,7 @@ void bri_log_shutdown(void)
 int bri_log_reopen(void)
 {
 	FILE *f, *old;
-	int rc = 0;
+	int rc;
 
 	pthread_mutex_lock(&log_lock);
 	if (!log_file_path) {

@@ -4,6 +4,7 @@
  * files (not backups) counted apart, and a critical level when no good
  * backup exists.
  */
+#include "bri/pin.h"
 #include "bri/report.h"
 
 #include "json_number.h"
@@ -106,6 +107,88 @@ int bri_stats_to_json(const struct bri_stats *st, char **out, size_t *len)
 	return emit(o, out, len);
 }
 
+/* The backup's time as the seed writes it: the meta's backup_time, else the entry's time. */
+static void entry_created(const struct bri_entry *e, char *buf, size_t len)
+{
+	if (e->meta_ok && e->meta.backup_time[0])
+		snprintf(buf, len, "%s", e->meta.backup_time);
+	else
+		bri_time_local(e->time, buf, len);
+}
+
+/* true (ok), false (failed) or null (never verified). */
+static json_object *verified_of(enum bri_verify_status st)
+{
+	return st == BRI_VERIFY_UNVERIFIED ? NULL : json_object_new_boolean(st == BRI_VERIFY_OK);
+}
+
+static json_object *entry_json(const struct bri_store *s, const struct bri_entry *e)
+{
+	json_object *o = json_object_new_object(), *tables = json_object_new_object();
+	char created[40], filename[BRI_NAME_MAX + 8];
+	char *path = s ? bri_store_backup_path(s, e->name) : NULL;
+	struct bri_pin pin;
+
+	if (!o || !tables || (s && !path)) {
+		json_object_put(o);
+		json_object_put(tables);
+		free(path);
+		return NULL;
+	}
+	entry_created(e, created, sizeof(created));
+	snprintf(filename, sizeof(filename), "%s.db", e->name);
+	for (size_t i = 0; e->meta_ok && i < e->meta.ntables; i++)
+		json_object_object_add(tables, e->meta.tables[i].name,
+		                       json_object_new_int64(e->meta.tables[i].rows));
+	/* The seed's list keys first. */
+	json_object_object_add(o, "filename", json_object_new_string(filename));
+	json_object_object_add(o, "path", path ? json_object_new_string(path) : NULL);
+	json_object_object_add(o, "created", json_object_new_string(created));
+	json_object_object_add(o, "size_mb",
+	                       bri_json_double((double)e->db_st.st_size / 1048576.0, 2));
+	json_object_object_add(o, "tables", tables);
+	json_object_object_add(o, "name", json_object_new_string(e->name));
+	json_object_object_add(o, "kind", json_object_new_string(bri_kind_name(e->kind)));
+	json_object_object_add(o, "verify",
+	                       json_object_new_string(bri_verify_status_name(e->verify.status)));
+	json_object_object_add(o, "verified", verified_of(e->verify.status));
+	json_object_object_add(o, "size_bytes", json_object_new_int64((int64_t)e->db_st.st_size));
+	json_object_object_add(o, "checksum", e->meta_ok ? string_or_null(e->meta.checksum) : NULL);
+	json_object_object_add(o, "backup_time_utc",
+	                       e->meta_ok ? string_or_null(e->meta.backup_time_utc) : NULL);
+	json_object_object_add(o, "verified_at",
+	                       e->verify.checked ? string_or_null(e->verify.checked_at) : NULL);
+	json_object_object_add(o, "verify_reason", string_or_null(e->verify.reason));
+	json_object_object_add(o, "meta_error", e->meta_ok ? NULL : string_or_null(e->meta_error));
+	json_object_object_add(o, "pinned", json_object_new_boolean(e->pinned));
+	json_object_object_add(o, "pin_reason",
+	                       e->pinned && s && bri_pin_read(s, e->name, &pin) == 0
+	                           ? json_object_new_string(pin.reason)
+	                           : NULL);
+	free(path);
+	return o;
+}
+
+int bri_list_to_json(const struct bri_store *s, const struct bri_catalog *c, char **out,
+                     size_t *len)
+{
+	json_object *arr = json_object_new_array();
+
+	if (!arr)
+		return -ENOMEM;
+	/* The backups newest first, then the .db files that are not backups. */
+	for (size_t i = 0; c && i < c->n + c->nunknown; i++) {
+		json_object *o = entry_json(s, i < c->n ? c->entries[i] : c->unknown[i - c->n]);
+
+		if (!o || json_object_array_add(arr, o) < 0) {
+			json_object_put(o);
+			json_object_put(arr);
+			return -ENOMEM;
+		}
+	}
+	return emit(arr, out, len);
+}
+
 const char *bri_health_level_name(enum bri_health_level level)
 {
 	switch (level) {
@@ -149,15 +232,34 @@ enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
 	}
 	for (size_t i = nlines; i < HEALTH_LINES; i++)
 		line_level[i] = BRI_HEALTH_WARNING;
+	/* The critical thresholds (--crit-age, --crit-count) */
+	if (c->n && rules->crit_age_hours > 0 && age_hours > rules->crit_age_hours) {
+		line_level[nlines] = BRI_HEALTH_CRITICAL;
+		snprintf(lines[nlines++], sizeof(lines[0]),
+		         "latest backup is %.1f hours old (more than %g)", age_hours,
+		         rules->crit_age_hours);
+	}
+	if (c->n && st.total_backups < rules->crit_backups) {
+		line_level[nlines] = BRI_HEALTH_CRITICAL;
+		snprintf(lines[nlines++], sizeof(lines[0]),
+		         "only %zu backups available (fewer than %zu)", st.total_backups,
+		         rules->crit_backups);
+	}
+	bool age_crit = c->n && rules->crit_age_hours > 0 && age_hours > rules->crit_age_hours;
+	bool count_crit = c->n && st.total_backups < rules->crit_backups;
+
+	for (size_t i = nlines; i < HEALTH_LINES; i++)
+		line_level[i] = BRI_HEALTH_WARNING;
 	if (!c->n)
 		snprintf(lines[nlines++], sizeof(lines[0]), "no backups exist");
-	else if (age_hours > rules->max_age_hours)
+	else if (age_hours > rules->max_age_hours && !age_crit)
 		snprintf(lines[nlines++], sizeof(lines[0]),
-			 "latest backup is %.1f hours old (more than %.0f)", age_hours,
+			 "latest backup is %.1f hours old (more than %g)", age_hours,
 			 rules->max_age_hours);
-	if (st.total_backups < rules->min_backups)
+	if (st.total_backups < rules->min_backups && !count_crit)
 		snprintf(lines[nlines++], sizeof(lines[0]), "only %zu backups available (fewer than %zu)",
 			 st.total_backups, rules->min_backups);
+
 	if (c->nunknown)
 		snprintf(lines[nlines++], sizeof(lines[0]),
 		         "%zu .db file%s in the store %s (no usable metadata; never "
@@ -228,4 +330,56 @@ bool bri_health_check(const struct bri_catalog *c, time_t now, const struct bri_
                       bool json, char **text, size_t *len)
 {
 	return bri_health_assess(c, now, rules, json, text, len) == BRI_HEALTH_OK;
+}
+
+void bri_health_nagios(const struct bri_catalog *c, time_t now,
+                       const struct bri_health_rules *rules, char **text)
+{
+	static const char *const word[] = {"OK", "WARNING", "CRITICAL"};
+	enum bri_health_level level;
+	char *lines = NULL, *first, *nl, crit_age[32] = "", crit_n[32] = "";
+	size_t len = 0;
+	struct bri_stats st;
+	long age = -1;
+
+	*text = NULL;
+	level = bri_health_assess(c, now, rules, false, &lines, &len);
+	if (!lines)
+		return;
+	bri_stats_compute(c, &st);
+	if (c->n)
+		age = (long)difftime(now, c->entries[0]->time);
+	/* The first line is the worst problem (critical ones come first). */
+	first = lines;
+	nl = strchr(first, '\n');
+	if (nl)
+		*nl = '\0';
+	if (level != BRI_HEALTH_OK && strchr(first, ':'))
+		first = strchr(first, ':') + 2;
+	else if (level == BRI_HEALTH_OK)
+		first = "";
+	if (rules->crit_age_hours > 0)
+		snprintf(crit_age, sizeof(crit_age), "%.0f", rules->crit_age_hours * 3600);
+	if (rules->crit_backups)
+		snprintf(crit_n, sizeof(crit_n), "%zu", rules->crit_backups);
+	char head[400];
+	if (level == BRI_HEALTH_OK)
+		snprintf(head, sizeof(head), "%zu backups, %zu good, newest %.1f hours old",
+		         st.total_backups, st.good, age / 3600.0);
+	else
+		snprintf(head, sizeof(head), "%s", first);
+	/* '|' separates the performance data: keep it out of the text */
+	for (char *p = head; *p; p++)
+		if (*p == '|')
+			*p = '/';
+	char age_s[32] = "";
+	if (age >= 0)
+		snprintf(age_s, sizeof(age_s), "%lds", age);
+	else
+		snprintf(age_s, sizeof(age_s), "U");
+	if (asprintf(text, "BRI-BACKUP %s - %s | age=%s;%.0f;%s backups=%zu;%zu;%s good=%zu\n",
+	             word[level], head, age_s, rules->max_age_hours * 3600, crit_age,
+	             st.total_backups, rules->min_backups, crit_n, st.good) < 0)
+		*text = NULL;
+	free(lines);
 }

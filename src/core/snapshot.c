@@ -660,50 +660,6 @@ out_close_src:
 	return rc;
 }
 
-/*
- * "file:<path, %-escaped>?immutable=1", plus "&vfs=NAME" when vfs is not
- * NULL (an ATTACH picks its VFS from the URI); malloc'd, NULL on ENOMEM.
- */
-static char *backup_uri(const char *path, const char *vfs)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = strlen(path);
-	char *uri = malloc(3 * n + 32 + (vfs ? strlen(vfs) : 0)), *p;
-
-	if (!uri)
-		return NULL;
-	p = uri + sprintf(uri, "file:");
-	for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
-		if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
-		    strchr("/._~-", *c)) {
-			*p++ = (char)*c;
-		} else {
-			*p++ = '%';
-			*p++ = hex[*c >> 4];
-			*p++ = hex[*c & 15];
-		}
-	}
-	p += sprintf(p, "?immutable=1");
-	if (vfs)
-		sprintf(p, "&vfs=%s", vfs);
-	return uri;
-}
-
-int bri_snapshot_open_backup(const char *path, sqlite3 **out, struct bri_err *err)
-{
-	char *uri = backup_uri(path, NULL);
-	int rc;
-
-	if (!uri)
-		return bri_err_set(err, -ENOMEM, "out of memory");
-	rc = open_db_vfs(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, fd_vfs_name(path), 5000, out,
-			 err);
-	free(uri);
-	if (rc < 0)
-		bri_err_wrap(err, rc, "cannot open %s as SQLite", path);
-	return rc;
-}
-
 int bri_snapshot_open_reader(struct bri_reader *r, sqlite3 **out, struct bri_err *err)
 {
 	char uri[96];
@@ -743,26 +699,6 @@ int bri_snapshot_attach_reader(sqlite3 *db, struct bri_reader *r, const char *sc
 	if (rc != SQLITE_OK)
 		return bri_err_set(err, sqlite_errno(rc), "cannot open %s as SQLite: %s", r->label,
 		                   sqlite3_errmsg(db));
-	return 0;
-}
-
-int bri_snapshot_attach_backup(sqlite3 *db, const char *path, const char *schema,
-			       struct bri_err *err)
-{
-	char *uri = backup_uri(path, fd_vfs_name(path)), *sql;
-	int rc;
-
-	if (!uri)
-		return bri_err_set(err, -ENOMEM, "out of memory");
-	sql = sqlite3_mprintf("ATTACH %Q AS \"%w\"", uri, schema);
-	free(uri);
-	if (!sql)
-		return bri_err_set(err, -ENOMEM, "out of memory");
-	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-	sqlite3_free(sql);
-	if (rc != SQLITE_OK)
-		return bri_err_set(err, sqlite_errno(rc), "cannot open %s as SQLite: %s", path,
-				   sqlite3_errmsg(db));
 	return 0;
 }
 
@@ -929,14 +865,14 @@ static int restore_begin_src(struct bri_snapshot_restore *r, const char *label,
 	return 0;
 }
 
-/* Opens the source: the reader through its VFS, else the file at backup_path. */
-static int restore_begin(const char *backup_path, struct bri_reader *reader,
-                         const char *live_path, const char *scratch_dir, int busy_timeout_ms,
-                         struct bri_snapshot_restore **out, struct bri_err *err)
+int bri_snapshot_restore_begin_reader(struct bri_reader *backup, const char *live_path,
+                                      const char *scratch_dir, int busy_timeout_ms,
+                                      struct bri_snapshot_restore **out, struct bri_err *err)
 {
 	struct bri_snapshot_restore *r = calloc(1, sizeof(*r));
 	int rc;
 
+	*out = NULL;
 	if (!r)
 		return bri_err_set(err, -ENOMEM, "out of memory");
 	r->busy_timeout_ms = busy_timeout_ms;
@@ -945,31 +881,16 @@ static int restore_begin(const char *backup_path, struct bri_reader *reader,
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_end;
 	}
-	rc = reader ? bri_snapshot_open_reader(reader, &r->src, err)
-	            : bri_snapshot_open_backup(backup_path, &r->src, err);
+	rc = bri_snapshot_open_reader(backup, &r->src, err);
 	if (rc == 0)
-		rc = restore_begin_src(r, reader ? reader->label : backup_path, scratch_dir, err);
+		rc = restore_begin_src(r, backup->label, scratch_dir, err);
 	if (rc < 0)
 		goto out_end;
 	*out = r;
 	return 0;
 out_end:
 	bri_snapshot_restore_end(r);
-	return rc;
-}
-
-int bri_snapshot_restore_begin(const char *backup_path, const char *live_path,
-                               const char *scratch_dir, int busy_timeout_ms,
-                               struct bri_snapshot_restore **out, struct bri_err *err)
-{
-	return restore_begin(backup_path, NULL, live_path, scratch_dir, busy_timeout_ms, out, err);
-}
-
-int bri_snapshot_restore_begin_reader(struct bri_reader *backup, const char *live_path,
-                                      const char *scratch_dir, int busy_timeout_ms,
-                                      struct bri_snapshot_restore **out, struct bri_err *err)
-{
-	return restore_begin(NULL, backup, live_path, scratch_dir, busy_timeout_ms, out, err);
+	return rc < 0 ? rc : -EIO; /* never success without *out */
 }
 
 /* Bytes of the live file read per call by save_file. */
@@ -1099,14 +1020,19 @@ int bri_snapshot_restore(const char *backup_path, const char *live_path, const c
 			 int busy_timeout_ms, struct bri_err *err)
 {
 	struct bri_snapshot_restore *r = NULL;
+	struct bri_reader *backup = NULL;
 	int rc;
 
-	rc = bri_snapshot_restore_begin(backup_path, live_path, scratch_dir, busy_timeout_ms, &r,
-					err);
+	rc = bri_reader_open_path(backup_path, &backup, err);
 	if (rc < 0)
 		return rc;
-	rc = bri_snapshot_restore_commit(r, err);
-	bri_snapshot_restore_end(r);
+	rc = bri_snapshot_restore_begin_reader(backup, live_path, scratch_dir, busy_timeout_ms, &r,
+					       err);
+	if (rc == 0) {
+		rc = bri_snapshot_restore_commit(r, err);
+		bri_snapshot_restore_end(r);
+	}
+	bri_reader_close(backup);
 	return rc;
 }
 

@@ -522,9 +522,11 @@ static void random_tag(char out[7])
 
 	if (getrandom(bytes, sizeof(bytes), GRND_NONBLOCK) != (ssize_t)sizeof(bytes)) {
 		clock_gettime(CLOCK_MONOTONIC, &ts);
+		/* No rand(): the clock and the pid are enough for O_EXCL retries. */
 		for (size_t i = 0; i < sizeof(bytes); i++)
 			bytes[i] = (unsigned char)((unsigned long)ts.tv_nsec >> (i * 5)) ^
-				   (unsigned char)rand();
+				   (unsigned char)((unsigned long)getpid() >> (i * 3)) ^
+				   (unsigned char)(ts.tv_sec + (long)i);
 	}
 	for (size_t i = 0; i < 6; i++)
 		out[i] = chars[bytes[i] % (sizeof(chars) - 1)];

@@ -468,22 +468,52 @@ static json_object *tristate(int v)
 	return v < 0 ? NULL : json_object_new_boolean(v);
 }
 
-int bri_verify_to_json(const struct bri_verify_result *res, char **out, size_t *len)
+static json_object *string_or_null(const char *s)
 {
-	json_object *o = json_object_new_object();
-	const char *text;
-	int rc = 0;
+	return s && s[0] ? json_object_new_string(s) : NULL;
+}
 
-	if (!o)
-		return -ENOMEM;
+/*
+ * The keys of a verification result that every rendering shares (the CLI's
+ * --json, the Python module, the persisted sidecar): status, reason,
+ * checked_at, check, checksum_ok, integrity_ok, counts_ok, duration_s.
+ */
+static void add_result(json_object *o, const struct bri_verify_result *res)
+{
 	json_object_object_add(o, "status", json_object_new_string(bri_verify_status_name(res->status)));
-	json_object_object_add(o, "checked_at", json_object_new_string(res->checked_at));
-	json_object_object_add(o, "checked_epoch", json_object_new_int64(res->checked));
-	json_object_object_add(o, "check", json_object_new_string(res->check));
+	json_object_object_add(o, "reason", json_object_new_string(res->reason));
+	json_object_object_add(o, "checked_at",
+	                       res->checked ? string_or_null(res->checked_at) : NULL);
+	json_object_object_add(o, "check", string_or_null(res->check));
 	json_object_object_add(o, "checksum_ok", tristate(res->checksum_ok));
 	json_object_object_add(o, "integrity_ok", tristate(res->integrity_ok));
 	json_object_object_add(o, "counts_ok", tristate(res->counts_ok));
 	json_object_object_add(o, "duration_s", bri_json_double(res->duration_s, 3));
+}
+
+static int emit(json_object *o, char **out, size_t *len)
+{
+	const char *text = json_object_to_json_string_ext(
+	    o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+	int rc = 0;
+
+	if (!text || asprintf(out, "%s\n", text) < 0)
+		rc = -ENOMEM;
+	else
+		*len = strlen(*out);
+	json_object_put(o);
+	return rc;
+}
+
+int bri_verify_to_json(const struct bri_verify_result *res, char **out, size_t *len)
+{
+	json_object *o = json_object_new_object();
+
+	if (!o)
+		return -ENOMEM;
+	add_result(o, res);
+	json_object_object_add(o, "checked_epoch", json_object_new_int64(res->checked));
+	/* The reason under its older name too: SPEC.md's NAME.db.verify, older readers. */
 	json_object_object_add(o, "detail", json_object_new_string(res->reason));
 	if (res->file.known) {
 		json_object *f = json_object_new_object();
@@ -501,13 +531,20 @@ int bri_verify_to_json(const struct bri_verify_result *res, char **out, size_t *
 			                       json_object_new_string(res->file.sha256));
 		json_object_object_add(o, "file", f);
 	}
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
-	if (!text || asprintf(out, "%s\n", text) < 0)
-		rc = -ENOMEM;
-	else
-		*len = strlen(*out);
-	json_object_put(o);
-	return rc;
+	return emit(o, out, len);
+}
+
+int bri_verify_result_to_json(const char *name, const char *path,
+                              const struct bri_verify_result *res, char **out, size_t *len)
+{
+	json_object *o = json_object_new_object();
+
+	if (!o)
+		return -ENOMEM;
+	json_object_object_add(o, "name", string_or_null(name));
+	json_object_object_add(o, "path", string_or_null(path));
+	add_result(o, res);
+	return emit(o, out, len);
 }
 
 static int read_tristate(json_object *o, const char *key)
@@ -531,6 +568,7 @@ static bool known_types_ok(json_object *o)
 	    {"checksum_ok", json_type_boolean}, {"integrity_ok", json_type_boolean},
 	    {"counts_ok", json_type_boolean},   {"duration_s", json_type_double},
 	    {"detail", json_type_string},       {"file", json_type_object},
+	    {"reason", json_type_string},
 	};
 	json_object *v;
 
@@ -613,7 +651,11 @@ int bri_verify_from_json(const char *json, size_t len, struct bri_verify_result 
 	if (json_object_object_get_ex(o, "duration_s", &v) &&
 	    (json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)))
 		r.duration_s = json_object_get_double(v);
-	if (json_object_object_get_ex(o, "detail", &v) && json_object_is_type(v, json_type_string))
+	/* "reason" as every rendering names it; "detail" as results recorded before did. */
+	if ((json_object_object_get_ex(o, "reason", &v) &&
+	     json_object_is_type(v, json_type_string)) ||
+	    (json_object_object_get_ex(o, "detail", &v) &&
+	     json_object_is_type(v, json_type_string)))
 		snprintf(r.reason, sizeof(r.reason), "%s", json_object_get_string(v));
 	if (json_object_object_get_ex(o, "file", &v) && json_object_is_type(v, json_type_object))
 		read_file_identity(v, &r.file);

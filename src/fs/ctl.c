@@ -20,6 +20,8 @@
 #include "bri/create.h"
 #include "bri/log.h"
 #include "bri/metrics.h"
+#include "bri/pin.h"
+#include "bri/rehearse.h"
 #include "bri/target.h"
 #include "bri/verify.h"
 #include "fs.h"
@@ -219,8 +221,10 @@ static int run_cleanup(struct bfs *fs, const char *line, size_t len, struct bri_
 	free(items);
 	if (rc < 0)
 		return rc;
-	bri_log(BRI_LOG_INFO, "ctl/cleanup: removed %d backup(s) (retention %d days, keep %d)", rc,
-	        fs->rules.retention_days, fs->rules.keep_min);
+	char described[256];
+
+	bri_log(BRI_LOG_INFO, "ctl/cleanup: removed %d backup(s) (%s)", rc,
+	        bri_retention_describe(&fs->rules, described, sizeof(described)));
 	return 0;
 }
 
@@ -235,6 +239,135 @@ static int run_delete(struct bfs *fs, const char *line, size_t len, struct bri_o
 		return rc;
 	bri_log(BRI_LOG_INFO, "ctl/delete: deleted backup %s", line);
 	return 0;
+}
+
+/* validate of pin: "NAME" or "NAME REASON..." (the reason one line of text). */
+static int valid_pin(const char *req, size_t len, struct bri_err *err)
+{
+	const char *sp = memchr(req, ' ', len);
+
+	return check_name(req, sp ? (size_t)(sp - req) : len, err);
+}
+
+static int run_pin(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
+                   struct bri_err *err)
+{
+	char name[BRI_NAME_MAX + 1];
+	const char *sp = memchr(line, ' ', len);
+	size_t n = sp ? (size_t)(sp - line) : len;
+	int rc;
+
+	snprintf(name, sizeof(name), "%.*s", (int)n, line);
+	rc = bri_pin(fs->store, name, sp ? sp + 1 : NULL, time(NULL), ctx, err);
+	if (rc < 0)
+		return rc;
+	bri_log(BRI_LOG_INFO, "ctl/pin: pinned backup %s", name);
+	return 0;
+}
+
+static int run_unpin(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
+                     struct bri_err *err)
+{
+	int rc;
+
+	(void)len;
+	rc = bri_unpin(fs->store, line, ctx, err);
+	if (rc < 0)
+		return rc;
+	bri_log(BRI_LOG_INFO, "ctl/unpin: unpinned backup %s", line);
+	return 0;
+}
+
+/* A restore rehearsal of one backup (or latest) with -o checks=FILE. */
+static int run_rehearse(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
+                        struct bri_err *err)
+{
+	struct bri_rehearse_report rep;
+	char name[BRI_NAME_MAX + 1];
+	int rc;
+
+	(void)len;
+	rc = resolve_name(fs, line, name, err);
+	if (rc < 0) {
+		bfs_hook_async(fs, "rehearse", line, rc, err->msg);
+		return rc;
+	}
+	bfs_progress_begin(&fs->progress, ctx, "rehearse", name, "ctl/rehearse");
+	rc = bri_rehearse(fs->store, name, fs->checks, NULL, ctx, &rep, err);
+	bfs_progress_end(&fs->progress, name, rc, err->msg);
+	/* the hook hears the backup's name, not "latest" */
+	bfs_hook_async(fs, "rehearse", name, rc, rc < 0 ? err->msg : NULL);
+	if (rc == 0)
+		bri_log(BRI_LOG_INFO,
+		        "ctl/rehearse: %s ok (verify %.2f s, restore %.2f s, %zu checks)", name,
+		        rep.verify_s, rep.restore_s, rep.nchecks);
+	for (size_t i = 0; i < rep.nchecks; i++)
+		if (!rep.checks[i].ok)
+			bri_log(BRI_LOG_ERR, "ctl/rehearse: %s: check failed: %s -> %s%s%s", name,
+			        rep.checks[i].sql,
+			        rep.checks[i].error[0] ? rep.checks[i].error : rep.checks[i].got,
+			        rep.checks[i].expect[0] ? ", expected " : "", rep.checks[i].expect);
+	bri_rehearse_report_free(&rep);
+	return rc;
+}
+
+struct hook_job {
+	struct bri_hooks hooks; /* both programs: program, the job's own copy */
+	char *program, *operation, *name, *reason;
+	int rc;
+};
+
+static void *hook_main(void *arg)
+{
+	struct hook_job *j = arg;
+
+	bri_hook_run(&j->hooks, j->operation, j->name, j->rc, j->reason);
+	free(j->program);
+	free(j->operation);
+	free(j->name);
+	free(j->reason);
+	free(j);
+	return NULL;
+}
+
+void bfs_hook_async(struct bfs *fs, const char *operation, const char *name, int rc,
+                    const char *reason)
+{
+	const char *program = rc == 0 ? fs->hooks.on_success : fs->hooks.on_failure;
+	struct hook_job *j;
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (!program)
+		return;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		goto out_oom;
+	j->program = strdup(program);
+	j->hooks = (struct bri_hooks){
+	    .on_success = j->program, .on_failure = j->program, .timeout_s = fs->hooks.timeout_s};
+	j->rc = rc;
+	j->operation = strdup(operation);
+	j->name = strdup(name ? name : "");
+	j->reason = strdup(reason ? reason : "");
+	if (!j->program || !j->operation || !j->name || !j->reason)
+		goto out_free;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, hook_main, j) != 0) {
+		pthread_attr_destroy(&attr);
+		goto out_free;
+	}
+	pthread_attr_destroy(&attr);
+	return;
+out_free:
+	free(j->program);
+	free(j->operation);
+	free(j->name);
+	free(j->reason);
+	free(j);
+out_oom:
+	bri_log(BRI_LOG_ERR, "hook %s after %s not run: out of resources", program, operation);
 }
 
 int bfs_op_lock(struct bfs *fs)
@@ -330,6 +463,9 @@ const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT] = {
     [BFS_CTL_SCHEDULE] = {"schedule", 0444, NULL, NULL, render_schedule, 0},
     [BFS_CTL_METRICS] = {"metrics", 0444, NULL, NULL, render_metrics, 0},
     [BFS_CTL_PROGRESS] = {"progress", 0444, NULL, NULL, render_progress, 0},
+    [BFS_CTL_PIN] = {"pin", 0200, valid_pin, run_pin, NULL, 0},
+    [BFS_CTL_UNPIN] = {"unpin", 0200, valid_name, run_unpin, NULL, 0},
+    [BFS_CTL_REHEARSE] = {"rehearse", 0200, valid_target, run_rehearse, NULL, 0},
 };
 
 int bfs_ctl_lookup(const char *name)
@@ -430,6 +566,10 @@ int bfs_ctl_write(struct bfs *fs, int ctl, const char *buf, size_t size, const s
 	}
 	if (rc < 0 && !(c->flags & BFS_CTL_OWN_LOCK))
 		log_failure(c, req, len, "failed", err.msg[0] ? err.msg : strerror(-rc));
+	if (ctl == BFS_CTL_CREATE || ctl == BFS_CTL_VERIFY || ctl == BFS_CTL_RESTORE ||
+	    ctl == BFS_CTL_CLEANUP)
+		bfs_hook_async(fs, c->name, ctl == BFS_CTL_CLEANUP ? "" : req, rc,
+		               rc < 0 ? (err.msg[0] ? err.msg : strerror(-rc)) : NULL);
 	free(req);
 	if (rc < 0)
 		return rc;

@@ -56,6 +56,7 @@
 
 #include "bri/audit.h"
 #include "bri/catalog.h"
+#include "bri/hook.h"
 #include "bri/report.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
@@ -153,6 +154,9 @@ enum bfs_ctl_op {
 	BFS_CTL_SCHEDULE,
 	BFS_CTL_METRICS,
 	BFS_CTL_PROGRESS,
+	BFS_CTL_PIN,
+	BFS_CTL_UNPIN,
+	BFS_CTL_REHEARSE,
 	BFS_CTL_COUNT
 };
 
@@ -215,6 +219,12 @@ struct bfs_options {
 	char *backup_dir;     /* -o backup_dir= */
 	int retention_days;   /* -o retention_days= */
 	int keep_min;         /* -o keep_min= */
+	int keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly; /* -o keep_daily= ... */
+	char *keep_within;    /* -o keep_within= (e.g. 7d, 1y6m) */
+	char *on_success;     /* -o on_success=PROGRAM */
+	char *on_failure;     /* -o on_failure=PROGRAM */
+	int hook_timeout;     /* -o hook_timeout=SECONDS */
+	char *checks;         /* -o checks=FILE: ctl/rehearse's checks */
 	char *scrub_interval; /* -o scrub_interval= (seconds or s/m/h/d suffix) */
 	int busy_timeout_ms;  /* -o busy_timeout= (milliseconds; 0: the core's default) */
 	char *log_file;       /* -o log= */
@@ -292,6 +302,8 @@ struct bfs {
 	uid_t uid;                        /* owner of every file: the mounting user */
 	gid_t gid;                        /* its group */
 	struct bri_retention_rules rules; /* cleanup policy */
+	struct bri_hooks hooks;           /* -o on_success=, on_failure=, hook_timeout= */
+	char *checks;                     /* -o checks= (absolute), or NULL */
 	struct bri_health_rules health;   /* health thresholds */
 	time_t scrub_interval;            /* re-verify after this many seconds; 0: never */
 	int busy_timeout_ms;              /* wait for the live database's locks; 0: default */
@@ -543,6 +555,13 @@ int bfs_op_lock(struct bfs *fs);
 void bfs_op_unlock(struct bfs *fs);
 /* The index in bfs_ctl_files of ctl/name, or -ENOENT. */
 int bfs_ctl_lookup(const char *name);
+
+/*
+ * Runs the hook for operation's result (rc 0 or a negative errno) on a
+ * detached thread of its own, so no request waits for it (ctl.c).
+ */
+void bfs_hook_async(struct bfs *fs, const char *operation, const char *name, int rc,
+                    const char *reason);
 /*
  * One write(2) to ctl file ctl: one request (buf, size bytes, at most one
  * trailing newline), run now. Returns 0 or a negative errno (the write's

@@ -148,16 +148,18 @@ int bfs_render_cleanup_plan(struct bfs *fs, char **out, size_t *len)
 		rc = n;
 		goto out_unlock;
 	}
-	text_add(&t,
-	         "cleanup would remove %d of %zu backups (retention %d days, keep at least %d)\n",
-	         n, c->n, fs->rules.retention_days, fs->rules.keep_min);
+	char described[256];
+
+	text_add(&t, "cleanup would remove %d of %zu backups (%s)\n", n, c->n,
+	         bri_retention_describe(&fs->rules, described, sizeof(described)));
 	for (size_t i = 0; i < c->n; i++) {
 		const struct bri_entry *e = c->entries[i];
-		char when[40];
+		char when[40], rule[64];
 
 		bri_time_local(e->time, when, sizeof(when));
-		text_add(&t, "%s\t%s\t%s\t%s\n",
-		         verdict[i] == BRI_REMOVE_EXPIRED ? "remove" : "keep", e->name, when,
+		bri_retention_label(verdict[i], e->time, rule, sizeof(rule));
+		text_add(&t, "%s\t%s\t%s\t%s: %s\n",
+		         bri_retention_removes(verdict[i]) ? "remove" : "keep", e->name, when, rule,
 		         bri_retention_reason(verdict[i]));
 	}
 out_unlock:

@@ -8,6 +8,8 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,8 @@
 
 #define DEFAULT_SCRUB "7d"
 #define RING_LINES    500
+/* retention_days not given: the default, or no age rule when tiers are set */
+#define RETENTION_DAYS_UNSET (-1000)
 
 enum { KEY_HELP, KEY_VERSION, KEY_DISCARD };
 
@@ -31,6 +35,16 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("backup_dir=%s", backup_dir, 0),
     BFS_OPT("retention_days=%d", retention_days, 0),
     BFS_OPT("keep_min=%d", keep_min, 0),
+    BFS_OPT("keep_hourly=%d", keep_hourly, 0),
+    BFS_OPT("keep_daily=%d", keep_daily, 0),
+    BFS_OPT("keep_weekly=%d", keep_weekly, 0),
+    BFS_OPT("keep_monthly=%d", keep_monthly, 0),
+    BFS_OPT("keep_yearly=%d", keep_yearly, 0),
+    BFS_OPT("keep_within=%s", keep_within, 0),
+    BFS_OPT("on_success=%s", on_success, 0),
+    BFS_OPT("on_failure=%s", on_failure, 0),
+    BFS_OPT("hook_timeout=%d", hook_timeout, 0),
+    BFS_OPT("checks=%s", checks, 0),
     BFS_OPT("scrub_interval=%s", scrub_interval, 0),
     BFS_OPT("busy_timeout=%d", busy_timeout_ms, 0),
     BFS_OPT("log=%s", log_file, 0),
@@ -70,6 +84,19 @@ static void usage(const char *prog)
 	       "    -o backup_dir=DIR      the store (default: <folder of DB>/backups)\n"
 	       "    -o retention_days=N    ctl/cleanup removes backups older than N days (%d)\n"
 	       "    -o keep_min=N          ctl/cleanup keeps the N newest good backups (%d)\n"
+	       "    -o keep_hourly=N, keep_daily=N, keep_weekly=N, keep_monthly=N, keep_yearly=N\n"
+	       "                           calendar tiers: keep the newest backup of each of the\n"
+	       "                           last N hours/days/ISO weeks/months/years that have one\n"
+	       "    -o keep_within=D       keep all backups within D (e.g. 7d, 36h, 1y6m) of the\n"
+	       "                           newest; with any tier, retention_days applies only\n"
+	       "                           when given too\n"
+	       "    -o on_success=PROGRAM, on_failure=PROGRAM\n"
+	       "                           run PROGRAM (absolute path, no shell) after a create,\n"
+	       "                           verify, restore or cleanup (ctl/ or scheduled) that\n"
+	       "                           succeeded / failed, with BRI_OPERATION, BRI_NAME,\n"
+	       "                           BRI_RESULT and BRI_REASON in its environment\n"
+	       "    -o hook_timeout=S      kill a hook's process group after S seconds (30)\n"
+	       "    -o checks=FILE         the SQL checks of ctl/rehearse (SELECT ...; -- expect 1)\n"
 	       "    -o scrub_interval=T    re-verify backups every T seconds, or with suffix\n"
 	       "                           s, m, h, d (default %s; 0 disables)\n"
 	       "    -o busy_timeout=MS     how long create and restore wait for a writer\n"
@@ -192,6 +219,10 @@ static void free_options(struct bfs_options *o)
 	free(o->log_file);
 	free(o->log_level);
 	free(o->schedule);
+	free(o->keep_within);
+	free(o->on_success);
+	free(o->on_failure);
+	free(o->checks);
 }
 
 /* Refuses (with a message) a mount point the daemon would wait on: guard.c. */
@@ -225,7 +256,7 @@ static void raise_open_files_limit(void)
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct bfs_options o = {.retention_days = BRI_DEFAULT_RETENTION_DAYS,
+	struct bfs_options o = {.retention_days = RETENTION_DAYS_UNSET,
 	                        .keep_min = BRI_DEFAULT_KEEP_MIN,
 	                        .max_age_hours = 24,
 	                        .min_backups = 7};
@@ -235,9 +266,10 @@ int main(int argc, char *argv[])
 	struct bri_err err = {0};
 	struct bfs fs = {0};
 	char *log_path = NULL;
+	sigset_t all_signals, old_mask;
 	size_t unreleased;
 	long scrub;
-	int ret = 1;
+	int ret = 1, rc;
 
 	if (fuse_opt_parse(&args, &o, bfs_opt_table, opt_proc) < 0) {
 		ret = 2;
@@ -272,8 +304,41 @@ int main(int argc, char *argv[])
 		goto out_free_cmdline;
 	}
 	scrub = parse_interval(o.scrub_interval ? o.scrub_interval : DEFAULT_SCRUB);
-	if (scrub < 0 || o.busy_timeout_ms < 0 || o.retention_days < 0 || o.keep_min < 0 ||
-	    o.min_backups < 0 || o.max_age_hours < 0) {
+	if (o.keep_within &&
+	    bri_calendar_duration_parse(o.keep_within, &fs.rules.keep_within) < 0) {
+		fprintf(stderr, "bri-backupfs: keep_within wants a duration such as 7d, 36h or "
+		                "1y6m\n");
+		ret = 2;
+		goto out_free_cmdline;
+	}
+	if ((o.on_success && o.on_success[0] != '/') || (o.on_failure && o.on_failure[0] != '/') ||
+	    o.hook_timeout < 0) {
+		fprintf(stderr, "bri-backupfs: on_success and on_failure want the absolute path of "
+		                "a program (run with no shell); hook_timeout a number of seconds\n");
+		ret = 2;
+		goto out_free_cmdline;
+	}
+	if (o.checks) {
+		fs.checks = bri_path_absolute(o.checks);
+		if (!fs.checks)
+			goto out_free_cmdline;
+	}
+	fs.hooks.on_success = o.on_success;
+	fs.hooks.on_failure = o.on_failure;
+	fs.hooks.timeout_s = o.hook_timeout;
+	fs.rules.keep_hourly = o.keep_hourly;
+	fs.rules.keep_daily = o.keep_daily;
+	fs.rules.keep_weekly = o.keep_weekly;
+	fs.rules.keep_monthly = o.keep_monthly;
+	fs.rules.keep_yearly = o.keep_yearly;
+	if (o.retention_days == RETENTION_DAYS_UNSET)
+		o.retention_days = bri_retention_has_tiers(&fs.rules) ? BRI_RETENTION_DAYS_OFF
+		                                                      : BRI_DEFAULT_RETENTION_DAYS;
+	else if (o.retention_days < 0)
+		o.retention_days = RETENTION_DAYS_UNSET; /* refused below */
+	if (scrub < 0 || o.busy_timeout_ms < 0 || o.retention_days < BRI_RETENTION_DAYS_OFF ||
+	    o.keep_min < 0 || o.keep_hourly < 0 || o.keep_daily < 0 || o.keep_weekly < 0 ||
+	    o.keep_monthly < 0 || o.keep_yearly < 0 || o.min_backups < 0 || o.max_age_hours < 0) {
 		fprintf(stderr, "bri-backupfs: invalid option value (see --help)\n");
 		ret = 2;
 		goto out_free_cmdline;
@@ -357,14 +422,27 @@ int main(int argc, char *argv[])
 	        fs.store->dir, copts.mountpoint);
 	if (fuse_daemonize(copts.foreground) != 0)
 		goto out_unmount;
+	/*
+	 * Our threads start with every signal blocked (they inherit the mask),
+	 * as libfuse's own workers do: SIGTERM/SIGINT must reach the thread
+	 * waiting in fuse_session_loop_mt, whose wait the signal interrupts. A
+	 * SIGTERM taken by the verifier or the SIGHUP thread instead would set
+	 * the exit flag but leave the loop asleep until the next request: no
+	 * unmount on SIGTERM.
+	 */
+	sigfillset(&all_signals);
+	pthread_sigmask(SIG_BLOCK, &all_signals, &old_mask);
 	if (bfs_workers_start(&fs) < 0) {
+		pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 		bri_log(BRI_LOG_ERR, "cannot start the worker threads");
 		goto out_unmount;
 	}
 	if (bfs_sighup_start() < 0)
 		bri_log(BRI_LOG_WARN,
 		        "cannot start the SIGHUP thread: SIGHUP will not reopen the log");
-	if (bfs_schedule_start(&fs) < 0) {
+	rc = bfs_schedule_start(&fs);
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	if (rc < 0) {
 		bri_log(BRI_LOG_ERR, "cannot start the scheduler thread");
 		goto out_stop_workers;
 	}
@@ -406,6 +484,7 @@ out_catalog:
 out_log:
 	bri_log_shutdown();
 out_free_cmdline:
+	free(fs.checks);
 	free(copts.mountpoint);
 	free(log_path);
 out_free_args:

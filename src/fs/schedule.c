@@ -112,7 +112,7 @@ static void run_once(struct bfs *fs)
 	struct bri_err err = {0}, cerr = {0};
 	time_t started = time(NULL), taken = 0;
 	const struct bri_entry *e;
-	char *made = NULL;
+	char *made = NULL, described[256];
 	int rc, removed = 0;
 	size_t n = 0;
 
@@ -126,19 +126,22 @@ static void run_once(struct bfs *fs)
 	rc = bri_create(fs->store, &opts, &ctx, &made, &err);
 	bfs_progress_end(&fs->progress, made, rc, err.msg);
 	ctx.progress = NULL;
+	bfs_hook_async(fs, "create", made, rc,
+	               rc < 0 ? (err.msg[0] ? err.msg : strerror(-rc)) : NULL);
 	if (rc == 0) {
 		bri_log(BRI_LOG_INFO, "schedule: created backup %s", made);
 		removed =
 		    bri_cleanup(fs->store, &fs->rules, time(NULL), false, &ctx, &items, &n, &cerr);
 		free(items);
+		bfs_hook_async(fs, "cleanup", "", removed < 0 ? removed : 0,
+		               removed < 0 ? (cerr.msg[0] ? cerr.msg : strerror(-removed)) : NULL);
 		if (removed < 0)
 			bri_log(BRI_LOG_ERR, "schedule: cleanup after %s failed: %s", made,
 			        cerr.msg[0] ? cerr.msg : strerror(-removed));
 		else
-			bri_log(
-			    BRI_LOG_INFO,
-			    "schedule: cleanup removed %d backup(s) (retention %d days, keep %d)",
-			    removed, fs->rules.retention_days, fs->rules.keep_min);
+			bri_log(BRI_LOG_INFO, "schedule: cleanup removed %d backup(s) (%s)",
+			        removed,
+			        bri_retention_describe(&fs->rules, described, sizeof(described)));
 	} else {
 		bri_log(BRI_LOG_ERR, "schedule: automatic backup failed: %s",
 		        err.msg[0] ? err.msg : strerror(-rc));
@@ -251,7 +254,8 @@ void bfs_schedule_stop(struct bfs *fs)
 int bfs_schedule_render(struct bfs *fs, char **out, size_t *len)
 {
 	struct bfs_sched *s = &fs->sched;
-	char desc[64], when[40], last_name[BRI_NAME_MAX + 1], future[BRI_NAME_MAX + 1];
+	char desc[64], when[40], described[256], last_name[BRI_NAME_MAX + 1],
+	    future[BRI_NAME_MAX + 1];
 	const size_t cap = 2048;
 	char *buf = malloc(cap);
 	time_t last, now, next;
@@ -290,9 +294,8 @@ int bfs_schedule_render(struct bfs *fs, char **out, size_t *len)
 		    "warning: backup %s is dated in the future; not counted as the last run\n",
 		    future);
 	if (s->sc.kind != BRI_SCHEDULE_NONE)
-		bfs_appendf(buf, cap, &pos,
-		            "cleanup: after each run (retention %d days, keep at least %d)\n",
-		            fs->rules.retention_days, fs->rules.keep_min);
+		bfs_appendf(buf, cap, &pos, "cleanup: after each run (%s)\n",
+		            bri_retention_describe(&fs->rules, described, sizeof(described)));
 	if (s->last_attempt && s->last_result < 0) {
 		bfs_appendf(buf, cap, &pos, "last_scheduled: failed: %s\n", s->last_error);
 	} else if (s->last_attempt && s->last_name[0]) {

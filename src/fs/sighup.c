@@ -83,6 +83,7 @@ int bfs_sighup_start(void)
 	rc = pthread_create(&hup_thread, NULL, hup_main, NULL);
 	if (rc)
 		return -rc;
+	pthread_setname_np(hup_thread, "bri-sighup");
 	hup_started = true;
 	return 0;
 }

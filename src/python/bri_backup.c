@@ -5,8 +5,9 @@
  * function verify_all_backups(). It only translates: arguments in, the
  * core's calls with the GIL released for the long ones, Python objects and
  * bri_backup.Error (an OSError with errno and the command line's message)
- * out. It decides nothing about backups itself, except resolving what a
- * path argument means, as bri-backup's commands do.
+ * out. It decides nothing about backups itself: what a backup argument
+ * means is the core's target resolution (bri_target_resolve), as for
+ * bri-backup and the mount.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,10 +28,12 @@
 #include "bri/create.h"
 #include "bri/log.h"
 #include "bri/meta.h"
+#include "bri/pin.h"
 #include "bri/report.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
 #include "bri/store.h"
+#include "bri/target.h"
 #include "bri/verify.h"
 
 #define DEFAULT_DB "data/bri.db"
@@ -149,177 +152,6 @@ static int self_paths(DatabaseBackupObject *self, char **db, char **dir)
 		}
 	}
 	return 0;
-}
-
-static bool ends_with(const char *s, const char *suffix)
-{
-	size_t n = strlen(s), m = strlen(suffix);
-
-	return n >= m && !strcmp(s + n - m, suffix);
-}
-
-static bool is_regular_file(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/*
- * What arg of verify_backup or restore_backup means, as bri-backup decides
- * it: a backup of the store s (*name) or a database file elsewhere (*path,
- * absolute). A path contains '/' or is an existing file ending in ".db"; a
- * path into the store is that backup's name, so its result is recorded;
- * "NAME.db" is the backup NAME. s may be NULL (no store yet). Returns 0 with
- * one output set (malloc'd), or a negative errno with err filled. Runs
- * without the GIL.
- */
-static int resolve_target(const struct bri_store *s, const char *arg, char **name, char **path,
-                          struct bri_err *err)
-{
-	char *real, *slash, *dir_real;
-	bool in_store = false;
-
-	*name = NULL;
-	*path = NULL;
-	if (strchr(arg, '/') || (ends_with(arg, ".db") && is_regular_file(arg))) {
-		real = realpath(arg, NULL);
-		if (!real)
-			return bri_err_set(err, -errno, "cannot use '%s': %s", arg,
-			                   strerror(errno));
-		slash = strrchr(real, '/');
-		dir_real = s ? realpath(s->dir, NULL) : NULL;
-		if (dir_real && slash && ends_with(slash + 1, ".db")) {
-			size_t dlen = (size_t)(slash - real);
-			size_t blen = strlen(slash + 1) - 3;
-
-			in_store = strlen(dir_real) == dlen && !strncmp(dir_real, real, dlen) &&
-			           bri_store_check_name(slash + 1, blen, NULL) == 0;
-			if (in_store) {
-				*name = strndup(slash + 1, blen);
-				in_store = *name && bri_store_has(s, *name) == 1;
-				if (!in_store) {
-					free(*name);
-					*name = NULL;
-				}
-			}
-		}
-		free(dir_real);
-		free(real);
-		if (in_store)
-			return 0;
-		*path = bri_path_absolute(arg);
-		return *path ? 0 : bri_err_set(err, -ENOMEM, "out of memory");
-	}
-	if (s && ends_with(arg, ".db") && bri_store_has(s, arg) != 1) {
-		char *stem = strndup(arg, strlen(arg) - 3);
-
-		if (stem && bri_store_check_name(stem, strlen(stem), NULL) == 0 &&
-		    bri_store_has(s, stem) == 1) {
-			*name = stem;
-			return 0;
-		}
-		free(stem);
-	}
-	if (bri_store_check_name(arg, strlen(arg), err) < 0)
-		return bri_err_wrap(err, -EINVAL, "invalid backup name");
-	if (!s)
-		return bri_err_set(err, -ENOENT, "no backup named %s (the store does not exist)",
-		                   arg);
-	*name = strdup(arg);
-	return *name ? 0 : bri_err_set(err, -ENOMEM, "out of memory");
-}
-
-/* Reads path (a regular file of at most max bytes) into a malloc'd string. */
-static int read_small_file(const char *path, size_t max, char **out, size_t *len)
-{
-	struct stat st;
-	char *buf;
-	ssize_t n;
-	size_t got = 0;
-	int fd, r = 0;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		r = -errno;
-		goto out_close_fd;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = -EINVAL;
-		goto out_close_fd;
-	}
-	if ((uint64_t)st.st_size > max) {
-		r = -EFBIG;
-		goto out_close_fd;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		r = -ENOMEM;
-		goto out_close_fd;
-	}
-	while (got < (size_t)st.st_size) {
-		n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			free(buf);
-			goto out_close_fd;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	*out = buf;
-	*len = got;
-out_close_fd:
-	close(fd);
-	return r;
-}
-
-/*
- * Verifies a database file outside the store against PATH.meta, as
- * `bri-backup verify PATH` does; nothing is recorded. Returns 0 when it ran
- * (the verdict in res) or a negative errno with err filled.
- */
-static int verify_path(const char *path, struct bri_verify_result *res, struct bri_err *err_out)
-{
-	struct bri_meta meta = {0};
-	struct bri_err err = {0};
-	struct bri_op_ctx ctx = bri_op_ctx_self("python");
-	char meta_error[600] = "";
-	char *meta_path, *json = NULL;
-	size_t len = 0;
-	bool have_meta = false;
-	int r;
-
-	if (!is_regular_file(path))
-		return bri_err_set(err_out, -ENOENT, "%s is not a regular file", path);
-	if (asprintf(&meta_path, "%s.meta", path) < 0)
-		return bri_err_set(err_out, -ENOMEM, "out of memory");
-	r = read_small_file(meta_path, BRI_META_MAX_BYTES, &json, &len);
-	if (r == -ENOENT)
-		snprintf(meta_error, sizeof(meta_error), "no metadata file %s", meta_path);
-	else if (r < 0)
-		snprintf(meta_error, sizeof(meta_error), "cannot read %s: %s", meta_path,
-		         strerror(-r));
-	else if (bri_meta_parse(json, len, &meta, &err) < 0)
-		snprintf(meta_error, sizeof(meta_error), "%s: %s", meta_path,
-		         err.msg[0] ? err.msg : "not valid metadata");
-	else
-		have_meta = true;
-	r = bri_verify_file(path, have_meta ? &meta : NULL, have_meta ? NULL : meta_error, &ctx,
-	                    res);
-	if (r < 0)
-		bri_err_set(err_out, r, "cannot verify %s: %s", path, strerror(-r));
-	if (have_meta)
-		bri_meta_free(&meta);
-	free(json);
-	free(meta_path);
-	return r;
 }
 
 /*
@@ -481,8 +313,10 @@ static PyObject *DatabaseBackup_create_backup(DatabaseBackupObject *self, PyObje
 PyDoc_STRVAR(restore_backup_doc,
              "restore_backup($self, /, path=None, verify=True)\n--\n\n"
              "Restore a backup into the live database and return True.\n\n"
-             "path is a backup's file (\"data/backups/NAME.db\", or a .db anywhere with\n"
-             "its .db.meta beside it) or a backup's name; None means the newest backup.\n"
+             "path is what bri-backup restore accepts: a backup's name, \"latest\" or\n"
+             "None (the newest backup), its file (\"data/backups/NAME.db\"), a .db\n"
+             "anywhere with its .db.meta beside it, or a copy of the mount's folder\n"
+             "(DEST/NAME/bri.db with meta.json, or DEST/NAME).\n"
              "With verify (the default) the backup's checksum, integrity and row\n"
              "counts are checked first and a backup that fails is not restored. The\n"
              "current content is first saved as a safety backup; the copy goes through\n"
@@ -502,9 +336,7 @@ static PyObject *DatabaseBackup_restore_backup(DatabaseBackupObject *self, PyObj
 	struct bri_op_ctx ctx = bri_op_ctx_self("python");
 	struct bri_err err = {0};
 	struct bri_store *s = NULL;
-	struct bri_catalog *c = NULL;
-	struct bri_entry *e;
-	char *db, *dir, *arg = NULL, *name = NULL, *path = NULL;
+	char *db, *dir, *arg = NULL;
 	int r;
 
 	if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Op:restore_backup", kwlist, &what_obj,
@@ -529,29 +361,12 @@ static PyObject *DatabaseBackup_restore_backup(DatabaseBackupObject *self, PyObj
 	Py_BEGIN_ALLOW_THREADS;
 	r = bri_store_open(db, dir, true, &s, &err);
 	if (r == 0) {
-		if (arg) {
-			r = resolve_target(s, arg, &name, &path, &err);
-		} else {
-			r = bri_catalog_scan(s, NULL, &c, &err);
-			if (r == 0) {
-				e = bri_catalog_newest(c);
-				if (!e)
-					r = bri_err_set(&err, -ENOENT,
-					                "there are no backups in %s to restore",
-					                s->dir);
-				else if (!(name = strdup(e->name)))
-					r = bri_err_set(&err, -ENOMEM, "out of memory");
-				bri_catalog_free(c);
-			}
-		}
-		if (r == 0)
-			r = bri_restore(s, name ? name : path, &opts, &ctx, &report, &err);
+		/* NULL: the newest backup; else resolved by the core, as bri-backup's. */
+		r = bri_restore(s, arg, &opts, &ctx, &report, &err);
 		bri_store_close(s);
 	}
 	Py_END_ALLOW_THREADS;
 
-	free(name);
-	free(path);
 	free(arg);
 	free(db);
 	free(dir);
@@ -571,8 +386,10 @@ PyDoc_STRVAR(verify_backup_doc,
              "verify_backup($self, /, path)\n--\n\n"
              "Verify one backup; return True when it is good, False when it is not.\n\n"
              "Checks the SHA-256 checksum against the metadata, PRAGMA integrity_check\n"
-             "and the row counts. path is a backup's file or name, or a .db anywhere\n"
-             "with its .db.meta beside it. The result of a backup of the store is\n"
+             "and the row counts. path is what bri-backup verify accepts: a backup's\n"
+             "name, \"latest\", its file, a .db anywhere with its .db.meta beside it,\n"
+             "or a copy of the mount's folder (DEST/NAME/bri.db with meta.json, or\n"
+             "DEST/NAME). The result of a backup of the store is\n"
              "recorded (list_backups() shows it). The GIL is released while it runs.\n\n"
              "Raises bri_backup.Error (an OSError) when it cannot verify at all: ENOENT\n"
              "for a missing file or no such backup, EINVAL for a bad name, or a\n"
@@ -587,7 +404,8 @@ static PyObject *DatabaseBackup_verify_backup(DatabaseBackupObject *self, PyObje
 	struct bri_op_ctx ctx = bri_op_ctx_self("python");
 	struct bri_err err = {0};
 	struct bri_store *s = NULL;
-	char *db, *dir, *arg, *name = NULL, *path = NULL;
+	struct bri_target t;
+	char *db, *dir, *arg;
 	int r;
 
 	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:verify_backup", kwlist, &what_obj))
@@ -607,111 +425,23 @@ static PyObject *DatabaseBackup_verify_backup(DatabaseBackupObject *self, PyObje
 	Py_BEGIN_ALLOW_THREADS;
 	r = open_existing(db, dir, &s, &err);
 	if (r == 0)
-		r = resolve_target(s, arg, &name, &path, &err);
-	if (r == 0 && path) {
-		r = verify_path(path, &res, &err);
-	} else if (r == 0) {
-		r = bri_verify_backup(s, name, &ctx, &res, &err);
+		r = bri_target_resolve(s, NULL, arg, 0, &t, &err);
+	if (r == 0) {
+		r = bri_target_verify(s, &t, &ctx, &res, &err);
 		if (r == -ENOENT && !err.msg[0])
-			bri_err_set(&err, r, "no backup named %s", name);
+			bri_err_set(&err, r, "no backup named %s", t.name);
+		bri_target_free(&t);
 	}
 	if (s)
 		bri_store_close(s);
 	Py_END_ALLOW_THREADS;
 
-	free(name);
-	free(path);
 	free(arg);
 	free(db);
 	free(dir);
 	if (r < 0)
 		return raise_err("verify", &err, r);
 	return PyBool_FromLong(res.status == BRI_VERIFY_OK);
-}
-
-/* A str, or None for NULL or "". */
-static PyObject *str_or_none(const char *s)
-{
-	if (!s || !*s)
-		Py_RETURN_NONE;
-	return PyUnicode_DecodeFSDefault(s);
-}
-
-/* d[key] = v, stealing v; -1 (and v released) on failure. */
-static int put(PyObject *d, const char *key, PyObject *v)
-{
-	int r;
-
-	if (!v)
-		return -1;
-	r = PyDict_SetItemString(d, key, v);
-	Py_DECREF(v);
-	return r;
-}
-
-/* Rounds to two decimals, as the seed's size_mb. */
-static double mb2(int64_t bytes)
-{
-	return round((double)bytes / (1024.0 * 1024.0) * 100.0) / 100.0;
-}
-
-/* True (ok), False (failed) or None (never verified). */
-static PyObject *verified_of(enum bri_verify_status st)
-{
-	if (st == BRI_VERIFY_OK)
-		Py_RETURN_TRUE;
-	if (st == BRI_VERIFY_FAILED)
-		Py_RETURN_FALSE;
-	Py_RETURN_NONE;
-}
-
-/* The dict of one entry: the keys of `bri-backup --json list`, plus verified. */
-static PyObject *entry_dict(const struct bri_store *s, const struct bri_entry *e)
-{
-	PyObject *d = PyDict_New(), *tables = PyDict_New();
-	char created[40], filename[BRI_NAME_MAX + 8];
-	char *path = bri_store_backup_path(s, e->name);
-	size_t i;
-
-	if (!d || !tables || !path)
-		goto out_fail;
-	if (e->meta_ok && e->meta.backup_time[0])
-		snprintf(created, sizeof(created), "%s", e->meta.backup_time);
-	else
-		bri_time_local(e->time, created, sizeof(created));
-	snprintf(filename, sizeof(filename), "%s.db", e->name);
-	for (i = 0; e->meta_ok && i < e->meta.ntables; i++)
-		if (put(tables, e->meta.tables[i].name,
-		        PyLong_FromLongLong(e->meta.tables[i].rows)))
-			goto out_fail;
-	if (put(d, "filename", PyUnicode_DecodeFSDefault(filename)) ||
-	    put(d, "path", PyUnicode_DecodeFSDefault(path)) ||
-	    put(d, "created", PyUnicode_FromString(created)) ||
-	    put(d, "size_mb", PyFloat_FromDouble(mb2((int64_t)e->db_st.st_size))))
-		goto out_fail;
-	if (PyDict_SetItemString(d, "tables", tables))
-		goto out_fail;
-	if (put(d, "name", PyUnicode_DecodeFSDefault(e->name)) ||
-	    put(d, "kind", PyUnicode_FromString(bri_kind_name(e->kind))) ||
-	    put(d, "verified", verified_of(e->verify.status)) ||
-	    put(d, "verify", PyUnicode_FromString(bri_verify_status_name(e->verify.status))) ||
-	    put(d, "size_bytes", PyLong_FromLongLong((long long)e->db_st.st_size)) ||
-	    put(d, "checksum", str_or_none(e->meta_ok ? e->meta.checksum : NULL)) ||
-	    put(d, "backup_time_utc", str_or_none(e->meta_ok ? e->meta.backup_time_utc : NULL)) ||
-	    put(d, "verified_at", str_or_none(e->verify.checked ? e->verify.checked_at : NULL)) ||
-	    put(d, "verify_reason", str_or_none(e->verify.reason)) ||
-	    put(d, "meta_error", str_or_none(e->meta_ok ? NULL : e->meta_error)))
-		goto out_fail;
-	Py_DECREF(tables);
-	free(path);
-	return d;
-out_fail:
-	if (!PyErr_Occurred())
-		PyErr_NoMemory();
-	Py_XDECREF(d);
-	Py_XDECREF(tables);
-	free(path);
-	return NULL;
 }
 
 /*
@@ -757,35 +487,34 @@ PyDoc_STRVAR(list_backups_doc,
              "tables ({table: rows}), and also path, name, kind (\"auto\", \"named\",\n"
              "\"safety\"), verified (True, False, or None when never verified), verify\n"
              "(\"ok\", \"failed\", \"unverified\"), size_bytes, checksum, backup_time_utc,\n"
-             "verified_at, verify_reason and meta_error: the entries of\n"
-             "`bri-backup --json list`. .db files in the folder that are not backups\n"
-             "(no usable .meta) come last, with kind \"unknown\". No folder: [].");
+             "verified_at, verify_reason, meta_error, pinned and pin_reason: the\n"
+             "entries of `bri-backup --json list`, rendered by the core. .db files in\n"
+             "the folder that are not backups (no usable .meta) come last, with kind\n"
+             "\"unknown\". No folder: [].");
 
 static PyObject *DatabaseBackup_list_backups(DatabaseBackupObject *self, PyObject *unused)
 {
 	struct bri_store *s;
 	struct bri_catalog *c;
-	PyObject *list, *d;
-	size_t i;
+	char *json = NULL;
+	size_t len = 0;
+	PyObject *out;
+	int r;
 
 	(void)unused;
 	if (scan(self, "list", &s, &c) < 0)
 		return NULL;
-	list = PyList_New(0);
-	for (i = 0; list && c && i < c->n + c->nunknown; i++) {
-		d = entry_dict(s, i < c->n ? c->entries[i] : c->unknown[i - c->n]);
-		if (!d || PyList_Append(list, d) < 0) {
-			Py_XDECREF(d);
-			Py_CLEAR(list);
-			break;
-		}
-		Py_DECREF(d);
-	}
+	/* The core's rendering, the same as `bri-backup --json list`. */
+	r = bri_list_to_json(s, c, &json, &len);
 	if (c)
 		bri_catalog_free(c);
 	if (s)
 		bri_store_close(s);
-	return list;
+	if (r < 0)
+		return PyErr_NoMemory();
+	out = PyObject_CallFunction(json_loads, "s#", json, (Py_ssize_t)len);
+	free(json);
+	return out;
 }
 
 PyDoc_STRVAR(cleanup_old_backups_doc,

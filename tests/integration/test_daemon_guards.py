@@ -154,6 +154,41 @@ def test_a_refused_ctl_request_leaves_nothing_to_join_the_next_write(mounted, st
 
 
 # ---- item 13: SIGHUP reopens -o log= (logrotate) and does not unmount ----
+def test_sigterm_reaches_the_fuse_loop_not_our_own_threads(live_db, store, tmp_path):
+    """The kernel gives a process signal to any thread not blocking it. One
+    taken by the verifier or the SIGHUP thread sets libfuse's exit flag but
+    does not wake the loop waiting in fuse_session_loop_mt: the daemon stays
+    mounted until the next request. Our threads block every signal."""
+    m = Mount(live_db, store, tmp_path / "mnt", ).start()
+    try:
+        task = Path(f"/proc/{m.proc.pid}/task")
+
+        def threads():
+            out = {}
+            for t in task.iterdir():
+                try:
+                    status = (t / "status").read_text()
+                except FileNotFoundError:
+                    continue  # a thread that just ended
+                fields = dict(line.split(":\t", 1) for line in status.splitlines()
+                              if ":\t" in line)
+                out[int(t.name)] = (fields["Name"].strip(), int(fields["SigBlk"], 16))
+            return out
+
+        assert wait_until(lambda: {"bri-verify", "bri-notify", "bri-sighup"} <=
+                          {name for name, _ in threads().values()})
+        term = 1 << (signal.SIGTERM - 1)
+        ours = {tid: (n, blk) for tid, (n, blk) in threads().items()
+                if tid != m.proc.pid and n.startswith("bri-")}
+        assert all(blk & term for _, blk in ours.values()), ours
+        assert not threads()[m.proc.pid][1] & term  # the loop's thread takes it
+        m.proc.send_signal(signal.SIGTERM)
+        m.proc.wait(timeout=60)
+        assert not is_mounted(m.path)
+    finally:
+        m.stop()
+
+
 
 def test_sighup_reopens_the_log_file_and_keeps_the_mount(live_db, store, tmp_path):
     log = tmp_path / "bri.log"
@@ -217,6 +252,14 @@ print("closed", flush=True)
 """
 
 
+def sanitizer_build():
+    """True for a daemon built with ASan/UBSan (scripts/check sanitize): its
+    allocator keeps freed memory in quarantine and pads every block, so its
+    RSS measures the sanitizer, not us."""
+    out = subprocess.run(["ldd", str(BRI_BACKUPFS)], capture_output=True, text=True).stdout
+    return "libasan" in out or "libubsan" in out
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -259,6 +302,10 @@ def test_4000_opens_of_a_ctl_file_share_one_rendering(cli, live_db, store, tmp_p
                 p.kill()
                 p.wait(timeout=30)
         print(f"ctl/{ctl}: {size} bytes, daemon RSS {rss0} kB, {held} kB with {OPENS} opens")
+        assert len(path.read_bytes()) > 0 and m.proc.poll() is None
+        if sanitizer_build():
+            pytest.skip("the opens succeeded; the RSS bounds are not checked under a "
+                        "sanitizer build (ASan's quarantine and redzones, not ours)")
         # One copy per content version, not one per open (4000 x size).
         assert held - rss0 < 64 * 1024, (ctl, size, rss0, held)
         # Given back after close.

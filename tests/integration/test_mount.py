@@ -71,8 +71,8 @@ def test_ls(two):
     assert names == sorted(["ctl", "first", "latest", "restore", "second", *INSPECTION_DIRS])
     assert sh(f"ls {two.path}/first").stdout.split() == ["bri.db", "meta.json", "verify"]
     assert sh(f"ls {two.path}/ctl").stdout.split() == sorted(
-        ["cleanup", "create", "delete", "health", "log", "metrics", "progress", "restore",
-         "schedule", "stats.json", "verify"])
+        ["cleanup", "create", "delete", "health", "log", "metrics", "pin", "progress", "rehearse",
+         "restore", "schedule", "stats.json", "unpin", "verify"])
     assert sh(f"ls {two.path}/restore").stdout.split() == []
 
 

@@ -131,6 +131,41 @@ def test_verify_backup_verdicts_and_paths(project, tmp_path):
     assert {b["name"]: b["verify"] for b in listed} == {"good": "ok", "bad": "failed"}
 
 
+def test_verify_backup_accepts_what_the_cli_accepts(project, tmp_path):
+    """Python asks the core's target resolution, as bri-backup does: latest,
+    a copy of the mount (DEST/NAME/bri.db with meta.json, or DEST/NAME), a
+    copy of the store (X.db with X.db.meta); the same verdicts as the CLI."""
+    py(project, """
+        from bri_backup import DatabaseBackup
+        m = DatabaseBackup()
+        m.create_backup("good")
+        m.create_backup("newest")
+    """)
+    store = project / "data" / "backups"
+    mount_copy = tmp_path / "dest" / "good"
+    mount_copy.mkdir(parents=True)
+    shutil.copy(store / "good.db", mount_copy / "bri.db")
+    shutil.copy(store / "good.db.meta", mount_copy / "meta.json")
+    bad_copy = tmp_path / "dest" / "bad"
+    bad_copy.mkdir()
+    shutil.copy(store / "good.db", bad_copy / "bri.db")
+    shutil.copy(store / "good.db.meta", bad_copy / "meta.json")
+    corrupt(bad_copy / "bri.db")
+    targets = ["latest", "newest.db", str(mount_copy / "bri.db"), str(mount_copy),
+               str(bad_copy / "bri.db"), str(bad_copy)]
+    out = py(project, f"""
+        import json
+        from bri_backup import DatabaseBackup
+        m = DatabaseBackup()
+        print(json.dumps([m.verify_backup(t) for t in {targets!r}]))
+    """)
+    assert json.loads(out) == [True, True, True, True, False, False]
+    for t, verdict in zip(targets, json.loads(out)):
+        p = cli(project, "verify", t)
+        assert (p.returncode == 0) == verdict, (t, p.stdout, p.stderr)
+    assert not (mount_copy / "bri.db.verify").exists()
+
+
 def test_list_and_stats_agree_with_the_cli(project):
     out = py(project, """
         import json

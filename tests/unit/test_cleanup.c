@@ -78,7 +78,7 @@ static void test_cleanup(const char *base)
 		EXPECT_EQ_INT(bri_verify_backup(s, all[i], &ctx, &r, &err), 0);
 	}
 
-	struct bri_retention_rules rules = {30, 7};
+	struct bri_retention_rules rules = {.retention_days = 30, .keep_min = 7};
 	struct bri_cleanup_item *items = NULL;
 	size_t n = 0;
 
@@ -159,7 +159,7 @@ static void test_cleanup(const char *base)
 	EXPECT_EQ_INT(bri_cleanup(s, &rules, now, false, &ctx, &items, &n, &err), 0);
 	EXPECT_EQ_INT(n, 8); /* and not listed among the backups it judged */
 	free(items);
-	struct bri_retention_rules none = {0, 0};
+	struct bri_retention_rules none = {.retention_days = 0, .keep_min = 0};
 	items = NULL;
 	EXPECT(bri_cleanup(s, &none, now + 1000 * DAY, true, &ctx, &items, &n, &err) >= 0);
 	for (size_t i = 0; items && i < n; i++)
@@ -171,7 +171,7 @@ static void test_cleanup(const char *base)
 	free(fdb);
 
 	/* Negative rules. */
-	struct bri_retention_rules bad = {-1, 7};
+	struct bri_retention_rules bad = {.retention_days = -1, .keep_min = 7};
 	items = NULL;
 	EXPECT_EQ_INT(bri_cleanup(s, &bad, now, false, &ctx, &items, &n, &err), -EINVAL);
 	free(items);
@@ -271,7 +271,7 @@ static void test_store_is_db_folder(const char *base)
 		EXPECT_MSG(!listed, "the live database is listed as a backup");
 		int rc = bri_delete(s, "bri", &ctx, &err);
 		EXPECT_MSG(rc < 0, "bri_delete removed the live database");
-		struct bri_retention_rules none = {30, 0};
+		struct bri_retention_rules none = {.retention_days = 30, .keep_min = 0};
 		struct bri_cleanup_item *items = NULL;
 		size_t n = 0;
 		bri_cleanup(s, &none, time(NULL), false, &ctx, &items, &n, &err);
@@ -291,7 +291,7 @@ static void test_store_is_db_folder(const char *base)
 		tu_write_str(slm, "{\"app\": \"other\", \"version\": 3}\n");
 		EXPECT(utimensat(AT_FDCWD, an, ts, 0) == 0);
 		EXPECT(utimensat(AT_FDCWD, sl, ts, 0) == 0);
-		struct bri_retention_rules none = {0, 0};
+		struct bri_retention_rules none = {.retention_days = 0, .keep_min = 0};
 		struct bri_cleanup_item *items = NULL;
 		size_t n = 0;
 		EXPECT_EQ_INT(bri_cleanup(s, &none, time(NULL) + 10, false, &ctx, &items, &n, &err),

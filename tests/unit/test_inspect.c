@@ -112,10 +112,50 @@ static int open_json(sqlite3 *db, const char *arg, struct bri_render **out, stru
 	return bri_diff_table_json(db, arg, out, err);
 }
 
+/*
+ * Opens the file at path for inspection through a reader, as the CLI opens a
+ * backup (bri_reader_open_path, bri_inspect_open); closes the reader again
+ * when it fails. *r must be closed after the connection.
+ */
+static int open_path(const char *path, struct bri_reader **r, sqlite3 **db, struct bri_err *err)
+{
+	int rc = bri_reader_open_path(path, r, err);
+
+	if (rc == 0) {
+		rc = bri_inspect_open(*r, db, err);
+		if (rc < 0) {
+			bri_reader_close(*r);
+			*r = NULL;
+		}
+	}
+	return rc;
+}
+
+/* The two files through readers and bri_diff_open; *ro and *rn close after db. */
+static int open_diff_paths(const char *a, const char *b, struct bri_reader **ro,
+                           struct bri_reader **rn, sqlite3 **db, struct bri_err *err)
+{
+	int rc;
+
+	*ro = *rn = NULL;
+	rc = bri_reader_open_path(a, ro, err);
+	if (rc == 0)
+		rc = bri_reader_open_path(b, rn, err);
+	if (rc == 0)
+		rc = bri_diff_open(*ro, *rn, db, err);
+	if (rc < 0) {
+		bri_reader_close(*ro);
+		bri_reader_close(*rn);
+		*ro = *rn = NULL;
+	}
+	return rc;
+}
+
 static void test_table_and_schema(const char *base)
 {
 	char *path = tu_fmt("%s/a.db", base);
 	struct bri_err err = {0};
+	struct bri_reader *rd = NULL;
 	sqlite3 *w = NULL, *db = NULL;
 	char **names = NULL;
 	size_t n = 0;
@@ -132,7 +172,7 @@ static void test_table_and_schema(const char *base)
 	           "INSERT INTO t VALUES ('é', 'a,b', 1e300);");
 	sqlite3_close(w);
 
-	EXPECT_EQ_INT(bri_inspect_open(path, &db, &err), 0);
+	EXPECT_EQ_INT(open_path(path, &rd, &db, &err), 0);
 	check_render(db, open_schema, NULL,
 	             "CREATE TABLE t(a, \"b c\", d);\nCREATE TABLE e(x);\n"
 	             "CREATE INDEX ti ON t(a);\nCREATE VIEW v AS SELECT 1;\n");
@@ -155,11 +195,13 @@ static void test_table_and_schema(const char *base)
 	}
 	bri_inspect_names_free(names, n);
 	sqlite3_close(db);
+	bri_reader_close(rd);
 
 	/* Not a database: refused at open. */
 	char *junk = tu_fmt("%s/junk.db", base);
 	tu_write_str(junk, "this is not an SQLite database, not at all, no no no no no no no");
-	EXPECT_EQ_INT(bri_inspect_open(junk, &db, &err), -EINVAL);
+	EXPECT_EQ_INT(open_path(junk, &rd, &db, &err), -EINVAL);
+	EXPECT(strstr(err.msg, "junk.db is not an SQLite database") != NULL);
 	free(junk);
 	free(path);
 }
@@ -169,6 +211,7 @@ static void test_big_values(const char *base)
 	char *path = tu_fmt("%s/big.db", base);
 	struct bri_render *r = NULL;
 	struct bri_err err = {0};
+	struct bri_reader *rd = NULL;
 	sqlite3 *w = NULL, *db = NULL;
 	uint64_t size = 0;
 	size_t len;
@@ -181,7 +224,7 @@ static void test_big_values(const char *base)
 	           "CREATE TABLE t(x); INSERT INTO t VALUES (replace(hex(zeroblob(3000)), '00', "
 	           "'a\"')), (replace(hex(zeroblob(3000)), '00', 'ab'));");
 	sqlite3_close(w);
-	EXPECT_EQ_INT(bri_inspect_open(path, &db, &err), 0);
+	EXPECT_EQ_INT(open_path(path, &rd, &db, &err), 0);
 	EXPECT_EQ_INT(bri_inspect_table_csv(db, "b", &r, &err), 0);
 	EXPECT_EQ_INT(bri_render_count(r, &size, &err), 0);
 	EXPECT_EQ_INT(size, 2 + 2 + 3 + 66 * 1048576 + 2 + 1 + 2);
@@ -238,6 +281,7 @@ static void test_big_values(const char *base)
 	EXPECT_EQ_INT(bri_render_count(r, &size, &err), -EFBIG);
 	bri_render_free(r);
 	sqlite3_close(db);
+	bri_reader_close(rd);
 	free(path);
 }
 
@@ -245,6 +289,7 @@ static void test_diff(const char *base)
 {
 	char *a = tu_fmt("%s/old.db", base), *b = tu_fmt("%s/new.db", base);
 	struct bri_render *r = NULL;
+	struct bri_reader *ro = NULL, *rn = NULL;
 	struct bri_err err = {0};
 	sqlite3 *w = NULL, *db = NULL;
 
@@ -268,7 +313,7 @@ static void test_diff(const char *base)
 	        "CREATE TABLE infs(x); INSERT INTO infs VALUES (1e999), (-1e999), (0.5);");
 	sqlite3_close(w);
 
-	EXPECT_EQ_INT(bri_diff_open(a, b, &db, &err), 0);
+	EXPECT_EQ_INT(open_diff_paths(a, b, &ro, &rn, &db, &err), 0);
 	check_render(db, open_summary, NULL,
 	             "infs: missing from first database\n"
 	             "np: 1 changes, 0 inserts, 0 deletes, 1 unchanged\n"
@@ -312,11 +357,13 @@ static void test_diff(const char *base)
 	EXPECT_EQ_INT(ntn, 7);
 	bri_inspect_names_free(tn, ntn);
 	sqlite3_close(db);
+	bri_reader_close(ro);
+	bri_reader_close(rn);
 
 	/* Not a database on the NEW side. */
 	char *junk = tu_fmt("%s/junk2.db", base);
 	tu_write_str(junk, "this is not an SQLite database, not at all, no no no no no no no");
-	EXPECT(bri_diff_open(a, junk, &db, &err) < 0);
+	EXPECT(open_diff_paths(a, junk, &ro, &rn, &db, &err) < 0);
 	free(junk);
 	free(a);
 	free(b);
@@ -341,7 +388,8 @@ static int tmp_files(const char *dir)
 static void test_live(const char *base)
 {
 	char *live = tu_fmt("%s/live/bri.db", base), *dir = tu_fmt("%s/live", base);
-	char *tmp = NULL, *path = NULL, *got;
+	char *tmp = NULL, *got;
+	struct bri_reader *rd = NULL;
 	struct bri_store *s = NULL;
 	struct bri_render *r = NULL;
 	struct bri_err err = {0};
@@ -354,16 +402,16 @@ static void test_live(const char *base)
 	tu_exec(w, "PRAGMA journal_mode=WAL; CREATE TABLE t(a); INSERT INTO t VALUES (1), (2);");
 	EXPECT_EQ_INT(bri_store_open(live, NULL, true, &s, &err), 0);
 	/* A writer keeps its connection open (WAL): the snapshot sees what it committed. */
-	EXPECT_EQ_INT(bri_inspect_live_take(s, 1000, &tmp, &path, &err), 0);
+	EXPECT_EQ_INT(bri_inspect_live_take(s, 1000, &tmp, &rd, &err), 0);
 	EXPECT_EQ_INT(tmp_files(s->dir), 1);
-	EXPECT_EQ_INT(bri_inspect_open(path, &db, &err), 0);
+	EXPECT_EQ_INT(bri_inspect_open(rd, &db, &err), 0);
 	EXPECT_EQ_INT(bri_inspect_table_csv(db, "t", &r, &err), 0);
 	got = read_all(r, 100, &len, &rc);
 	EXPECT_STREQ(got, "a\n1\n2\n");
 	free(got);
 	bri_render_free(r);
 	sqlite3_close(db);
-	bri_inspect_live_drop(s, tmp, path);
+	bri_inspect_live_drop(s, tmp, rd);
 	EXPECT_EQ_INT(tmp_files(s->dir), 0);
 	sqlite3_close(w);
 	bri_store_close(s);
@@ -374,9 +422,10 @@ static void test_live(const char *base)
 	mkdir(gdir, 0700);
 	EXPECT_EQ_INT(bri_store_open(gone, NULL, true, &s, &err), 0);
 	if (s) {
-		tmp = path = NULL;
-		EXPECT(bri_inspect_live_take(s, 100, &tmp, &path, &err) < 0);
-		EXPECT(tmp == NULL && path == NULL);
+		tmp = NULL;
+		rd = NULL;
+		EXPECT(bri_inspect_live_take(s, 100, &tmp, &rd, &err) < 0);
+		EXPECT(tmp == NULL && rd == NULL);
 		EXPECT(strstr(err.msg, "snapshot of the live database") != NULL);
 		EXPECT_EQ_INT(tmp_files(s->dir), 0);
 		bri_store_close(s);
@@ -433,6 +482,78 @@ static void test_at(void)
 	tzset();
 }
 
+/* A reader of bytes in memory: no descriptor and no path, as a page store's. */
+static ssize_t mem_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off)
+{
+	const char *bytes = r->priv;
+
+	if (off >= r->size)
+		return 0;
+	if (len > r->size - off)
+		len = (size_t)(r->size - off);
+	memcpy(buf, bytes + off, len);
+	return (ssize_t)len;
+}
+
+static void mem_close(struct bri_reader *r)
+{
+	(void)r;
+}
+
+/*
+ * Inspection reads backups through readers only: a diff and a table of two
+ * databases held in memory (no file to open by name), the same bytes as
+ * from their files.
+ */
+static void test_readers_without_files(const char *base)
+{
+	char *a = tu_fmt("%s/mem_old.db", base), *b = tu_fmt("%s/mem_new.db", base);
+	struct bri_err err = {0};
+	sqlite3 *w = NULL, *db = NULL;
+	size_t la = 0, lb = 0;
+	char *ba, *bb;
+
+	EXPECT(sqlite3_open(a, &w) == SQLITE_OK);
+	tu_exec(
+	    w,
+	    "CREATE TABLE p(id INTEGER PRIMARY KEY, v); INSERT INTO p VALUES (1, 'a'), (2, 'b');");
+	sqlite3_close(w);
+	EXPECT(sqlite3_open(b, &w) == SQLITE_OK);
+	tu_exec(
+	    w,
+	    "CREATE TABLE p(id INTEGER PRIMARY KEY, v); INSERT INTO p VALUES (1, 'A'), (3, 'c');");
+	sqlite3_close(w);
+	ba = tu_read(a, &la);
+	bb = tu_read(b, &lb);
+	/* The files are gone: only the bytes in memory remain. */
+	unlink(a);
+	unlink(b);
+	struct bri_reader ro = {.pread = mem_pread,
+	                        .close = mem_close,
+	                        .size = la,
+	                        .fd = -1,
+	                        .label = "old (memory)",
+	                        .priv = ba};
+	struct bri_reader rn = {.pread = mem_pread,
+	                        .close = mem_close,
+	                        .size = lb,
+	                        .fd = -1,
+	                        .label = "new (memory)",
+	                        .priv = bb};
+	EXPECT_EQ_INT(bri_inspect_open(&rn, &db, &err), 0);
+	check_render(db, open_table, "p", "id,v\n1,A\n3,c\n");
+	sqlite3_close(db);
+	db = NULL;
+	EXPECT_EQ_INT(bri_diff_open(&ro, &rn, &db, &err), 0);
+	check_render(db, open_summary, NULL, "p: 1 changes, 1 inserts, 1 deletes, 0 unchanged\n");
+	check_render(db, open_diff, "p", "op,id,v\n-,2,b\n~-,1,a\n~+,1,A\n+,3,c\n");
+	sqlite3_close(db);
+	free(ba);
+	free(bb);
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
 	char *base = tu_tmpdir("inspect");
@@ -441,6 +562,7 @@ int main(void)
 	test_big_values(base);
 	test_diff(base);
 	test_live(base);
+	test_readers_without_files(base);
 	test_at();
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();

@@ -107,7 +107,7 @@ static void test_report(const char *base)
 	EXPECT(w >= 1);
 	/* No backup at all: no good backup, critical. */
 	{
-		struct bri_health_rules r0 = {24, 0};
+		struct bri_health_rules r0 = {.max_age_hours = 24, .min_backups = 0};
 		char *t0 = NULL;
 		size_t l0 = 0;
 		EXPECT_EQ_INT(bri_health_assess(c, time(NULL), &r0, false, &t0, &l0),
@@ -226,7 +226,7 @@ static void test_report(const char *base)
 	EXPECT_EQ_INT(w, 3);
 
 	/* The JSON form of health is a JSON object. */
-	struct bri_health_rules rules = {24, 7};
+	struct bri_health_rules rules = {.max_age_hours = 24, .min_backups = 7};
 	json = NULL;
 	bool ok = bri_health_check(c, newest + HOUR, &rules, true, &json, &len);
 	EXPECT(!ok);
@@ -239,6 +239,32 @@ static void test_report(const char *base)
 	EXPECT_EQ_INT(st.good, 6);
 	EXPECT_EQ_INT(bri_health_assess(c, newest + HOUR, &rules, false, &text, &len),
 	              BRI_HEALTH_WARNING);
+	free(text);
+
+	/* The critical thresholds: the same problem, one line, the worse level. */
+	struct bri_health_rules crit = {
+	    .max_age_hours = 2, .min_backups = 0, .crit_age_hours = 10, .crit_backups = 0};
+	EXPECT_EQ_INT(bri_health_assess(c, newest + 5 * HOUR, &crit, false, &text, &len),
+	              BRI_HEALTH_WARNING);
+	EXPECT(text && strstr(text, "warning: latest backup is 5.0 hours old (more than 2)"));
+	free(text);
+	EXPECT_EQ_INT(bri_health_assess(c, newest + 11 * HOUR, &crit, false, &text, &len),
+	              BRI_HEALTH_CRITICAL);
+	EXPECT(text && strstr(text, "critical: latest backup is 11.0 hours old (more than 10)") &&
+	       !strstr(text, "warning: latest backup"));
+	free(text);
+	crit.crit_backups = 8;
+	EXPECT_EQ_INT(bri_health_assess(c, newest + HOUR, &crit, false, &text, &len),
+	              BRI_HEALTH_CRITICAL);
+	EXPECT(text && strstr(text, "critical: only 7 backups available (fewer than 8)"));
+	free(text);
+	/* Nagios: one line, the worst problem first, performance data after '|'. */
+	bri_health_nagios(c, newest + 11 * HOUR, &crit, &text);
+	EXPECT_MSG(
+	    text && !strncmp(text, "BRI-BACKUP CRITICAL - latest backup is 11.0 hours old", 53) &&
+	        strstr(text, " | age=39600s;7200;36000 backups=7;0;8 good=6\n") &&
+	        strchr(text, '\n') == text + strlen(text) - 1,
+	    "nagios: %s", text ? text : "(null)");
 	free(text);
 
 	/* A .db without metadata is not a backup: counted apart, and a warning. */

@@ -156,16 +156,20 @@ static void test_take(const char *base)
 	free(src);
 }
 
-/* Rows of table videos in the backup at path, opened by bri_snapshot_open_backup. */
+/* Rows of table videos in the backup at path, read through a reader (bri_reader_open_path). */
 static int64_t backup_videos(const char *path)
 {
 	struct bri_err err = {0};
+	struct bri_reader *r = NULL;
 	sqlite3 *db = NULL;
-	int64_t n;
-	if (bri_snapshot_open_backup(path, &db, &err) != 0)
+	int64_t n = -1;
+	if (bri_reader_open_path(path, &r, &err) != 0)
 		return -1;
-	n = tu_count_rows(db, "videos");
-	sqlite3_close(db);
+	if (bri_snapshot_open_reader(r, &db, &err) == 0) {
+		n = tu_count_rows(db, "videos");
+		sqlite3_close(db);
+	}
+	bri_reader_close(r);
 	return n;
 }
 

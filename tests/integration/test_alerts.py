@@ -1,0 +1,185 @@
+"""Alerts (issue 14): health thresholds in sanoid's style (--warn-age,
+--crit-age, --warn-count, --crit-count; exit 0 ok, 1 warning or critical, 2
+bad usage), --nagios (one line, exit 0/1/2/3), and hooks: --on-success /
+--on-failure / -o on_success= / -o on_failure= run a program with no shell
+and exactly BRI_OPERATION, BRI_NAME, BRI_RESULT, BRI_REASON; shell
+metacharacters inject nothing; a hanging hook is killed (its whole process
+group) at the timeout; a hook's failure never changes the result."""
+
+import json
+import os
+import time
+
+from conftest import Mount, sh, wait_until
+from test_cli import corrupt
+
+HOUR = 3600
+
+
+def make(cli, n, age_hours):
+    now = time.time()
+    for i in range(n):
+        cli.run("create", "--name", f"b{i}", now=now - age_hours * HOUR - i * 60)
+
+
+def health(cli, *args):
+    return cli.run("health", *args, check=False)
+
+
+def test_health_thresholds(cli):
+    make(cli, 9, 30)
+    p = health(cli, "--warn-age", "26h", "--crit-age", "48h", "--warn-count", "7",
+               "--crit-count", "3")
+    assert p.returncode == 1 and p.stdout.startswith("warning: latest backup is 30.0 hours old")
+    p = health(cli, "--warn-age", "31h", "--crit-age", "48h")
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stdout
+    p = health(cli, "--warn-age", "2h", "--crit-age", "1d")
+    assert p.returncode == 1 and p.stdout.startswith("critical: latest backup is 30.0 hours"), \
+        p.stdout
+    assert "warning: latest backup" not in p.stdout  # one line per problem, the worst
+    p = health(cli, "--warn-age", "2d", "--warn-count", "20", "--crit-count", "10")
+    assert p.returncode == 1 and "critical: only 9 backups available (fewer than 10)" in p.stdout
+    j = json.loads(cli.run("--json", "health", "--warn-age", "2d", "--crit-count", "10",
+                           check=False).stdout)
+    assert j["status"] == "critical" and j["critical"]
+    for bad in (["--warn-age", "0"], ["--warn-age", "x"], ["--crit-count", "-1"],
+                ["--warn-age", "48h", "--crit-age", "26h"]):
+        assert health(cli, *bad).returncode == 2, bad
+
+
+def test_nagios(cli, tmp_path):
+    make(cli, 9, 30)
+    p = health(cli, "--nagios", "--warn-age", "31h", "--crit-age", "48h")
+    assert p.returncode == 0, p.stdout
+    assert p.stdout.startswith("BRI-BACKUP OK - 9 backups, 9 good, newest 30.0 hours old | ")
+    assert p.stdout.count("\n") == 1
+    assert "age=108" in p.stdout and ";111600;172800 backups=9;7; good=9" in p.stdout
+    p = health(cli, "--nagios", "--warn-age", "26h", "--crit-age", "48h")
+    assert p.returncode == 1 and p.stdout.startswith(
+        "BRI-BACKUP WARNING - latest backup is 30.0 hours old (more than 26) | "), p.stdout
+    p = health(cli, "--nagios", "--warn-age", "26h", "--crit-age", "29h")
+    assert p.returncode == 2 and p.stdout.startswith("BRI-BACKUP CRITICAL - "), p.stdout
+    # unknown: bad arguments, an unreadable store
+    assert health(cli, "--nagios", "--warn-age", "x").returncode == 3
+    (tmp_path / "notadir").write_text("x")
+    p = cli.run("--backup-dir", str(tmp_path / "notadir"), "health", "--nagios", check=False)
+    assert p.returncode == 3 and p.stdout.startswith("BRI-BACKUP UNKNOWN - "), (p.stdout,
+                                                                              p.stderr)
+
+
+HOOK = """#!/usr/bin/python3
+import json, os, sys
+with open({out!r}, "a") as f:
+    f.write(json.dumps({{"argv": sys.argv,
+                         "env": {{k: v for k, v in os.environ.items() if k.startswith("BRI_")
+                                  and k != "BRI_TEST_NOW"}}}}) + "\\n")
+sys.exit({status})
+"""
+
+
+def make_hook(tmp_path, name, status=0):
+    out = tmp_path / f"{name}.jsonl"
+    prog = tmp_path / name
+    prog.write_text(HOOK.format(out=str(out), status=status))
+    prog.chmod(0o755)
+    return prog, out
+
+
+def calls(out):
+    return [json.loads(x) for x in out.read_text().splitlines()] if out.exists() else []
+
+
+def test_hooks_get_exactly_the_right_variables(cli, store, tmp_path):
+    ok, ok_out = make_hook(tmp_path, "ok_hook")
+    bad, bad_out = make_hook(tmp_path, "bad_hook", status=3)  # a failing hook
+    hooks = ["--on-success", str(ok), "--on-failure", str(bad)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRI_")}
+
+    p = cli.run(*hooks, "create", "--name", "one", env=env)
+    assert p.returncode == 0  # the failure hook's exit 3 is not ours; the success hook ran
+    assert calls(ok_out) == [{"argv": [str(ok)], "env": {
+        "BRI_OPERATION": "create", "BRI_NAME": "one", "BRI_RESULT": "ok", "BRI_REASON": ""}}]
+    cli.run(*hooks, "verify", "one", env=env)
+    cli.run(*hooks, "restore", "one", env=env)
+    cli.run(*hooks, "cleanup", env=env)
+    cli.run(*hooks, "cleanup", "--dry-run", env=env)  # nothing done: no hook
+    cli.run(*hooks, "list", env=env)                  # not an operation: no hook
+    cli.run(*hooks, "create", "--help", env=env)     # nothing done: no hook
+    got = [(c["env"]["BRI_OPERATION"], c["env"]["BRI_NAME"], c["env"]["BRI_RESULT"])
+           for c in calls(ok_out)]
+    assert got == [("create", "one", "ok"), ("verify", "one", "ok"), ("restore", "one", "ok"),
+                   ("cleanup", "", "ok")]
+    assert calls(bad_out) == []
+
+    corrupt(store / "one.db")
+    p = cli.run(*hooks, "verify", "one", check=False, env=env)
+    assert p.returncode == 1
+    (c,) = calls(bad_out)
+    assert c["env"]["BRI_OPERATION"] == "verify" and c["env"]["BRI_NAME"] == "one"
+    assert c["env"]["BRI_RESULT"] == "failed" and c["env"]["BRI_REASON"].startswith("one: failed")
+    assert sorted(c["env"]) == ["BRI_NAME", "BRI_OPERATION", "BRI_REASON", "BRI_RESULT"]
+    assert "hook" in p.stderr and "exited 3" in p.stderr  # logged, result unchanged
+
+    # bad usage runs nothing, so no hook either
+    assert cli.run(*hooks, "create", "--name", "../x", check=False, env=env).returncode == 2
+    assert len(calls(bad_out)) == 1
+    assert cli.run("--on-failure", "relative/prog", "list", check=False).returncode == 2
+
+
+def test_shell_metacharacters_inject_nothing(cli, tmp_path):
+    hook, out = make_hook(tmp_path, "hook")
+    evil = tmp_path / "x; touch PWN1 $(touch PWN2) `touch PWN3` | touch PWN4 'a\"b.db"
+    p = cli.run("--db", str(evil), "--on-failure", str(hook), "create", check=False,
+                env=dict(os.environ, PWD=str(tmp_path)))
+    assert p.returncode == 1
+    (c,) = calls(out)
+    assert c["env"]["BRI_RESULT"] == "failed" and c["env"]["BRI_OPERATION"] == "create"
+    assert str(evil) in c["env"]["BRI_REASON"]  # passed literally
+    for d in (tmp_path, os.getcwd()):
+        assert not [f for f in os.listdir(d) if f.startswith("PWN")]
+
+
+def test_hanging_hook_is_killed_at_its_timeout(cli, tmp_path):
+    pids = tmp_path / "pids"
+    hang = tmp_path / "hang"
+    hang.write_text(f"#!/bin/sh\nsleep 1000 &\necho $$ $! > {pids}\nwait\n")
+    hang.chmod(0o755)
+    t0 = time.monotonic()
+    p = cli.run("--on-success", str(hang), "--hook-timeout", "1", "create", "--name", "h")
+    took = time.monotonic() - t0
+    assert p.returncode == 0 and "killed at its timeout" in p.stderr
+    assert took < 30, took
+    shell, sleeper = (int(x) for x in pids.read_text().split())
+
+    def gone(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(")")[-1].split()[0] == "Z"  # a zombie is dead
+        except FileNotFoundError:
+            return True
+    # the whole process group, the shell's child too
+    assert wait_until(lambda: gone(shell) and gone(sleeper), 10)
+
+
+def test_mount_hooks(live_db, store, tmp_path):
+    ok, ok_out = make_hook(tmp_path, "ok_hook")
+    bad, bad_out = make_hook(tmp_path, "bad_hook")
+    m = Mount(live_db, store, tmp_path / "mnt",
+              options=[f"on_success={ok}", f"on_failure={bad}", "hook_timeout=5"],
+              env={k: v for k, v in os.environ.items() if not k.startswith("BRI_")}).start()
+    try:
+        sh(f"echo mine > {m.path}/ctl/create")
+        assert wait_until(lambda: len(calls(ok_out)) == 1, 20)
+        assert calls(ok_out)[0]["env"] == {"BRI_OPERATION": "create", "BRI_NAME": "mine",
+                                           "BRI_RESULT": "ok", "BRI_REASON": ""}
+        corrupt(store / "mine.db")
+        sh(f"echo mine > {m.path}/ctl/verify", check=False)
+        assert wait_until(lambda: len(calls(bad_out)) == 1, 20)
+        c = calls(bad_out)[0]["env"]
+        assert (c["BRI_OPERATION"], c["BRI_NAME"], c["BRI_RESULT"]) == ("verify", "mine",
+                                                                         "failed")
+        assert "mine" in c["BRI_REASON"]
+    finally:
+        m.stop()
+    p = sh(f"{m.program} -f -o on_failure=relative {live_db} {tmp_path / 'mnt2'}", check=False)
+    assert p.returncode == 2
