@@ -73,10 +73,10 @@ struct spec {
 
 /* A snapshot of the live database. */
 struct live_snap {
-	uint64_t number; /* its number (a side's ident) */
-	char *tmp_name;  /* the file, relative to the store */
-	char *path;      /* to open it */
-	int refs;        /* specs and the current slot holding it (guarded by spec_lock) */
+	uint64_t number;           /* its number (a side's ident) */
+	char *tmp_name;            /* the file, relative to the store */
+	struct bri_reader *reader; /* a reader of it (thread-safe), shared by its connections */
+	int refs; /* specs and the current slot holding it (guarded by spec_lock) */
 };
 
 static pthread_mutex_t spec_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -88,13 +88,19 @@ static int64_t live_version;       /* its data_version when live_cur was taken *
 static uint64_t live_numbers;      /* last snapshot number given */
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A connection and the readers it reads through. */
+struct conn {
+	sqlite3 *db;               /* the connection */
+	struct bri_reader *own[2]; /* readers opened for it (closed after it), or NULL */
+};
+
 /* An open inspection file. */
 struct bfs_stream {
 	pthread_mutex_t lock; /* guards the fields below: reads of one open may overlap */
 	struct bfs *fs;
 	struct spec *sp;        /* what it renders */
 	enum bfs_kind kind;     /* schema, table CSV, summary or diff CSV */
-	sqlite3 *db;            /* the connection its renders read */
+	struct conn c;          /* the connection its renders read */
 	struct live_snap *live; /* the live snapshot it reads (one reference), or NULL */
 	struct bri_render *r;   /* the render now, or NULL */
 	uint64_t size;          /* the size given at stat */
@@ -149,7 +155,7 @@ static bool side_eq(const struct side *x, const struct side *y)
 static void live_put_locked(struct live_snap *l, struct bfs *fs)
 {
 	if (l && --l->refs == 0) {
-		bri_inspect_live_drop(fs->store, l->tmp_name, l->path);
+		bri_inspect_live_drop(fs->store, l->tmp_name, l->reader);
 		free(l);
 	}
 }
@@ -342,7 +348,7 @@ static int live_get(struct bfs *fs, struct live_snap **out)
 		}
 		rc = bri_inspect_live_take(fs->store,
 		                           fs->busy_timeout_ms ? fs->busy_timeout_ms : 5000,
-		                           &l->tmp_name, &l->path, &err);
+		                           &l->tmp_name, &l->reader, &err);
 		if (rc < 0) {
 			bri_log(BRI_LOG_ERR, "diff: live: %s", err.msg);
 			free(l);
@@ -399,47 +405,54 @@ static bool side_live(const struct side *s)
 }
 
 /*
- * The path of a side to open, malloc'd; NULL with *rc set. A live side
- * reads live (NULL: its snapshot was replaced, -ESTALE).
+ * A reader of a side: a backup's own (*own, to close), or the live
+ * snapshot's (shared; -ESTALE when the spec's snapshot was replaced).
  */
-static char *side_path(struct bfs *fs, struct live_snap *live, const struct side *s, int *rc)
+static int side_reader(struct bfs *fs, struct live_snap *live, const struct side *s,
+                       struct bri_reader **r, struct bri_reader **own, struct bri_err *err)
 {
-	char *p;
-
 	if (side_live(s)) {
-		if (!live || live->number != s->ident) {
-			*rc = -ESTALE;
-			return NULL;
-		}
-		p = strdup(live->path);
-	} else {
-		p = bri_store_fd_path(fs->store, s->name, ".db");
+		if (!live || live->number != s->ident)
+			return -ESTALE;
+		*r = live->reader;
+		return 0;
 	}
-	if (!p)
-		*rc = -ENOMEM;
-	return p;
+	int rc = bri_store_open_reader(fs->store, s->name, own, err);
+
+	if (rc == 0)
+		*r = *own;
+	return rc;
 }
 
 /* ---- rendering ---- */
 
-/* Opens the connection of sp and a render of kind k on it. */
-static int render_open(struct bfs *fs, struct spec *sp, struct live_snap *live, enum bfs_kind k,
-                       sqlite3 **db, struct bri_err *err)
+static void conn_close(struct conn *c)
 {
-	int rc = 0;
-	char *pa = side_path(fs, live, &sp->a, &rc), *pb = NULL;
+	if (c->db)
+		sqlite3_close(c->db);
+	for (int i = 0; i < 2; i++)
+		bri_reader_close(c->own[i]);
+	memset(c, 0, sizeof(*c));
+}
 
-	if (!pa)
-		return rc;
-	if (k == BFS_K_DIFF_SUMMARY || k == BFS_K_DIFF_CSV) {
-		pb = side_path(fs, live, &sp->b, &rc);
-		if (pb)
-			rc = bri_diff_open(pa, pb, db, err);
-	} else {
-		rc = bri_inspect_open(pa, db, err);
+/* Opens the connection of sp for kind k (live: what live reads, kept by the caller). */
+static int render_open(struct bfs *fs, struct spec *sp, struct live_snap *live, enum bfs_kind k,
+                       struct conn *c, struct bri_err *err)
+{
+	struct bri_reader *ra = NULL, *rb = NULL;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	rc = side_reader(fs, live, &sp->a, &ra, &c->own[0], err);
+	if (rc == 0 && (k == BFS_K_DIFF_SUMMARY || k == BFS_K_DIFF_CSV)) {
+		rc = side_reader(fs, live, &sp->b, &rb, &c->own[1], err);
+		if (rc == 0)
+			rc = bri_diff_open(ra, rb, &c->db, err);
+	} else if (rc == 0) {
+		rc = bri_inspect_open(ra, &c->db, err);
 	}
-	free(pa);
-	free(pb);
+	if (rc < 0)
+		conn_close(c);
 	return rc;
 }
 
@@ -473,7 +486,7 @@ static int spec_size(struct bfs *fs, struct spec *sp, enum bfs_kind k, uint64_t 
 	struct bri_err err = {0};
 	struct bri_render *r = NULL;
 	struct live_snap *live;
-	sqlite3 *db = NULL;
+	struct conn c;
 	uint64_t n = 0;
 	bool sized;
 	int rc;
@@ -485,16 +498,16 @@ static int spec_size(struct bfs *fs, struct spec *sp, enum bfs_kind k, uint64_t 
 	if (sized)
 		return 0;
 	live = live_ref(sp);
-	rc = render_open(fs, sp, live, k, &db, &err);
+	rc = render_open(fs, sp, live, k, &c, &err);
 	if (rc < 0) {
 		live_unref(fs, live);
 		goto out_log;
 	}
-	rc = render_new(db, sp, k, &r, &err);
+	rc = render_new(c.db, sp, k, &r, &err);
 	if (rc == 0)
 		rc = bri_render_count(r, &n, &err);
 	bri_render_free(r);
-	sqlite3_close(db);
+	conn_close(&c);
 	live_unref(fs, live);
 	if (rc < 0)
 		goto out_log;
@@ -754,17 +767,17 @@ static int spec_tables(struct bfs *fs, struct spec *sp, char ***names, size_t *n
 {
 	struct bri_err err = {0};
 	struct live_snap *live = live_ref(sp);
-	sqlite3 *db = NULL;
+	struct conn c;
 	int rc;
 
 	rc = render_open(fs, sp, live, sp->space == SPACE_DIFF ? BFS_K_DIFF_CSV : BFS_K_TABLE_CSV,
-	                 &db, &err);
-	live_unref(fs, live); /* an open connection keeps reading the unlinked file */
-	if (rc < 0)
-		return rc;
-	rc = sp->space == SPACE_DIFF ? bri_diff_tables(db, names, n, &err)
-	                             : bri_inspect_tables(db, names, n, &err);
-	sqlite3_close(db);
+	                 &c, &err);
+	if (rc == 0) {
+		rc = sp->space == SPACE_DIFF ? bri_diff_tables(c.db, names, n, &err)
+		                             : bri_inspect_tables(c.db, names, n, &err);
+		conn_close(&c);
+	}
+	live_unref(fs, live); /* after the connection that read it */
 	return rc;
 }
 
@@ -884,7 +897,7 @@ int bfs_insp_open(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi, str
 	st->kind = bfs_ino_kind(ino);
 	st->size = size;
 	st->live = live_ref(sp);
-	rc = render_open(fs, sp, st->live, st->kind, &st->db, &err);
+	rc = render_open(fs, sp, st->live, st->kind, &st->c, &err);
 	if (rc < 0) {
 		bri_log(BRI_LOG_ERR, "inspect %s: %s", sp->a.name, err.msg);
 		bfs_stream_free(st);
@@ -900,8 +913,7 @@ void bfs_stream_free(struct bfs_stream *st)
 	if (!st)
 		return;
 	bri_render_free(st->r);
-	if (st->db)
-		sqlite3_close(st->db);
+	conn_close(&st->c);
 	if (st->live)
 		live_unref(st->fs, st->live);
 	pthread_mutex_destroy(&st->lock);
@@ -936,7 +948,7 @@ void bfs_stream_read(fuse_req_t req, struct bfs_stream *st, size_t size, off_t o
 		st->r = NULL;
 	}
 	if (!st->r)
-		rc = render_new(st->db, st->sp, st->kind, &st->r, &err);
+		rc = render_new(st->c.db, st->sp, st->kind, &st->r, &err);
 	if (rc == 0 && bri_render_offset(st->r) < (uint64_t)off)
 		rc = bri_render_skip(st->r, (uint64_t)off - bri_render_offset(st->r), &err);
 	while (rc == 0 && got < size) {
