@@ -609,7 +609,17 @@ static int resolve_side(struct bfs *fs, const char *name, struct side *s, char *
                         struct live_snap **live)
 {
 	if (!strcmp(name, "live")) {
+		static atomic_bool warned;
+		bool shadowed;
 		int rc;
+
+		pthread_rwlock_rdlock(&fs->cat_lock);
+		shadowed = bri_catalog_find(fs->cat, "live") != NULL;
+		pthread_rwlock_unlock(&fs->cat_lock);
+		if (shadowed && !atomic_exchange(&warned, true))
+			bri_log(BRI_LOG_WARN,
+			        "a backup is named 'live': diff/ reads `live` as the live "
+			        "database; use bri-backup for that backup");
 
 		if (*live) { /* live..live: one snapshot */
 			s->name = "live";
@@ -660,8 +670,8 @@ static int lookup_diff_pair(struct bfs *fs, const char *name, struct fuse_entry_
 		return rc;
 	}
 	rc = spec_entry(fs, SPACE_DIFF, &a, &b, NULL, live, BFS_K_DIFF_PAIR, e);
-	if (rc == 0 && live)
-		e->entry_timeout = 0; /* `live` is looked at again at each lookup */
+	if (rc == 0 && (live || !strcmp(oldn, "latest") || !strcmp(newn, "latest")))
+		e->entry_timeout = 0; /* `live` and `latest` are looked at again at each lookup */
 	return rc;
 }
 

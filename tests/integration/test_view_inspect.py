@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import Mount, sh
+from conftest import Mount, sh, wait_until
 
 
 def oracle_csv(db, table):
@@ -191,3 +191,22 @@ def test_backup_named_like_a_folder_stays_reachable(cli, live_db, store, tmp_pat
     assert "as a folder of the mount's root" in m.proc.stderr.read()
     listed = cli.run("list").stdout
     assert "inspect" in listed and "at" in listed.split()
+
+
+def test_latest_moves_with_a_new_backup(mounted, two):
+    p = mounted.path / "diff" / "before_cleanup..latest" / "summary"
+    first = p.read_bytes()
+    con = sqlite3.connect(two.db)
+    con.execute("delete from videos")
+    con.commit()
+    con.close()
+    two.run("create", "--name", "emptied", now=calendar.timegm((2025, 10, 17, 0, 0, 0)))
+    # The view follows the CLI within its refresh interval (0.5 s), as latest does.
+    assert wait_until(lambda: p.read_bytes() != first, 10)
+    second = p.read_bytes()
+    assert second == subprocess.run(["sqldiff", "--primarykey", "--summary",
+                                     str(store_db(two, "before_cleanup")),
+                                     str(store_db(two, "emptied"))],
+                                    capture_output=True, check=True).stdout
+    assert (mounted.path / "inspect/latest/tables/videos.csv").read_bytes() == \
+        oracle_csv(store_db(two, "emptied"), "videos")
