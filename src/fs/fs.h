@@ -38,6 +38,11 @@
  *   render cache. node_lock may take render_lock (a reference to a node's
  *   version); render_lock is a leaf. Renderings are freed outside both.
  * - progress.lock, sched.lock and the core's log_lock are leaves.
+ * - inspectfs.c: live_lock -> spec_lock, taken with no other lock held.
+ *   live_lock serialises looking at / taking the live snapshot (held for the
+ *   online backup: seconds); spec_lock, a leaf, guards the spec table, the
+ *   specs' counted sizes and the snapshots' reference counts. An open
+ *   inspection file's stream lock is held while it renders, with no other.
  *
  * Fields set once before the session starts (store, se, uid, gid, rules,
  * health, scrub_interval, busy_timeout_ms, start_time, no_opendir, the
