@@ -32,6 +32,7 @@ struct bfs_fh {
 	bool ran;                        /* a request of this open file ran (one per open) */
 	bool log;                        /* ctl/log: reads by offset from the log's stream */
 	uint64_t log_epoch;              /* the epoch of the log it reads */
+	struct bfs_stream *stream;       /* an inspection file (inspectfs.c), or NULL */
 	int refused;          /* errno of a refused request (too long, two lines, invalid): spent */
 	pthread_mutex_t lock; /* guards ran and refused of a writer */
 	atomic_int refs;      /* release's reference plus one per reply in flight */
@@ -67,6 +68,7 @@ static void fh_destroy(struct bfs_fh *h)
 	bri_reader_close(h->reader);
 	free(h->buf);
 	bfs_render_put(h->render);
+	bfs_stream_free(h->stream);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
@@ -142,6 +144,7 @@ void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h->writer = src.writer;
 	h->log = src.log;
 	h->log_epoch = src.log_epoch;
+	h->stream = src.stream;
 	if (rc < 0) {
 		fh_put(h);
 		fuse_reply_err(req, -rc);
@@ -220,6 +223,8 @@ void bfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 	} else if (h->reader) {
 		read_reader(req, h->reader, size, off);
+	} else if (h->stream) {
+		bfs_stream_read(req, h->stream, size, off);
 	} else if (h->log && !h->writer) {
 		read_log(req, h->log_epoch, size, off);
 	} else if (h->writer || !h->render || off < 0 || (size_t)off >= h->len) {

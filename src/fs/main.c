@@ -505,6 +505,7 @@ out_catalog:
 	bfs_reports_free(&fs);
 	if (fs.cat)
 		bfs_catalog_fini(&fs);
+	bfs_insp_fini(&fs); /* removes the live snapshot: before the store */
 	bri_store_close(fs.store);
 	bfs_nodes_fini(&fs); /* holds renderings: before the cache */
 	bfs_render_cache_fini(&fs);

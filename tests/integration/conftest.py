@@ -59,6 +59,12 @@ def python_env(base=None, **extra):
     return env
 
 
+# The root's fixed entries (SPEC.md sections 4 and 4.1): everything else is a backup.
+# inspect/, diff/ and at/ list only a README each.
+INSPECTION_DIRS = ("inspect", "diff", "at")
+ROOT_FIXED = ("ctl", "restore", "latest") + INSPECTION_DIRS
+
+
 def sh(cmd, check=True, timeout=COMMAND_LIMIT, **kw):
     """Runs a shell command line with a time limit; returns the CompletedProcess."""
     p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout, **kw)
