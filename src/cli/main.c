@@ -108,14 +108,11 @@ void cli_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("bri-backup: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
+	/* Formatted once: the message printed is the hook's BRI_REASON. */
 	va_start(ap, fmt);
 	vsnprintf(last_error, sizeof(last_error), fmt, ap);
 	va_end(ap);
+	fprintf(stderr, "bri-backup: %s\n", last_error);
 }
 
 int cli_bad_option(const char *command, int opt, char **argv)
