@@ -28,7 +28,17 @@ struct bri_stats {
 	size_t good;             /* backups whose last verification did not fail */
 	size_t unknown_files;    /* .db files that are not backups (catalog's unknown) */
 	int64_t unknown_bytes;   /* their total size */
+	/* Filled by bri_stats_usage (format "" when not): */
+	char format[16];         /* the store's format (plain, pages) */
+	int64_t logical_bytes;   /* the backups' bytes as served */
+	int64_t stored_bytes;    /* bytes the store keeps for them (pages: packs) */
+	double dedup_ratio;      /* logical / stored; 0 when nothing is stored */
 };
+
+struct bri_store;
+
+/* Adds the store's format, logical and stored bytes and dedup ratio to out. */
+int bri_stats_usage(struct bri_store *s, struct bri_stats *out, struct bri_err *err);
 
 enum bri_health_level {
 	BRI_HEALTH_OK = 0,   /* nothing to report */

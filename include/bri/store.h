@@ -203,6 +203,8 @@ struct bri_reader {
 	                   (then sets it to -1); -1 when the format has none */
 	char *label;    /* what messages call it (plain: the file's path) */
 	void *priv;     /* the format's */
+	char why[256];  /* the format's words for its last failed read ("" if none;
+	                   pages: which page of which backup is damaged) */
 };
 
 /*
@@ -237,6 +239,10 @@ struct bri_store_ops {
 	                   struct bri_err *err);
 	int (*write_begin)(struct bri_store *s, const char *name, struct bri_backup_writer **out,
 	                   struct bri_err *err);
+	/* For a writer without fd (NULL for formats that always have one): the
+	 * logical size and SHA-256 of the copy written so far. */
+	int (*write_digest)(struct bri_backup_writer *w, uint64_t *size,
+	                    char hex[65], struct bri_err *err);
 	/* Stores meta as the metadata and publishes the backup: the commit point. */
 	int (*write_commit)(struct bri_backup_writer *w, const char *meta, size_t len,
 	                    struct bri_err *err);
@@ -257,12 +263,20 @@ struct bri_store_ops {
 	/* Whether the store entry fname (not a temporary file) is a leftover the
 	 * sweep may remove. */
 	bool (*is_leftover)(const struct bri_store *s, const char *fname);
+	/* Makes what a new store of the format needs besides store.json (NULL: nothing). */
+	int (*init)(struct bri_store *s, struct bri_err *err);
+	/* Bytes the backups hold as served and bytes the store keeps for them
+	 * (NULL: the same, the sum of the backups' sizes). */
+	int (*usage)(struct bri_store *s, uint64_t *logical, uint64_t *stored, struct bri_err *err);
 };
 
 /* The plain folder (SPEC.md section 1): one NAME.db per backup. */
 extern const struct bri_store_ops bri_store_plain_ops;
 
-/* The format called name ("plain"), or NULL when this build has none such. */
+/* The page store (SPEC.md section 5, store_pages.c): pages kept once in packs. */
+extern const struct bri_store_ops bri_store_pages_ops;
+
+/* The format called name ("plain", "pages"), or NULL when this build has none such. */
 const struct bri_store_ops *bri_store_format(const char *name);
 
 /* The operations below call s->ops; see struct bri_store_ops. */
@@ -278,6 +292,20 @@ int bri_store_write_begin(struct bri_store *s, const char *name, struct bri_back
 int bri_store_write_commit(struct bri_backup_writer *w, const char *meta, size_t len,
                            struct bri_err *err);
 void bri_store_write_end(struct bri_backup_writer *w);
+/* The size and SHA-256 of a writer's copy, for a format without fd (w->fd < 0). */
+int bri_store_write_digest(struct bri_backup_writer *w, uint64_t *size, char hex[65],
+                           struct bri_err *err);
+/*
+ * Makes the store s one of format (bri_store_format's names): writes what the
+ * format needs and store.json (format, version, and the format's parameters),
+ * then s->ops is that format. Call with the store's lock. A store already of
+ * that format is left as it is (0). A store of another format, or a plain
+ * store that holds backups, is refused with -EEXIST: converting is migrate's.
+ */
+int bri_store_init_format(struct bri_store *s, const char *format, struct bri_err *err);
+/* Logical bytes of all backups and bytes the store keeps for them. */
+int bri_store_usage(struct bri_store *s, uint64_t *logical, uint64_t *stored,
+                    struct bri_err *err);
 int bri_store_remove(struct bri_store *s, const char *name, struct bri_err *err);
 /* Reads a sidecar whole (NUL-terminated, malloc'd); -ENOENT when absent, -EFBIG over max. */
 int bri_store_sidecar_read(const struct bri_store *s, const char *name, enum bri_sidecar kind,

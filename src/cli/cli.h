@@ -51,6 +51,7 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_verify(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_restore(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_cleanup(struct cli_globals *g, int argc, char **argv);
+int cli_cmd_init(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_delete(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_rehearse(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_pin(struct cli_globals *g, int argc, char **argv);

@@ -49,6 +49,7 @@ enum {
 	OPT_MAX_AGE,
 	OPT_MIN_BACKUPS,
 	OPT_OUTPUT,
+	OPT_FORMAT,
 	OPT_REASON,
 	OPT_WARN_AGE,
 	OPT_CRIT_AGE,
@@ -69,6 +70,17 @@ static const char help_create[] =
     "      --verify     verify the new backup; exit 1 if that fails\n"
     "      --cleanup    then remove expired backups (--retention-days, --keep-min)\n"
     "  -h, --help       show this help\n";
+
+static const char help_init[] =
+    "Usage: bri-backup [OPTIONS] init [--format plain|pages]\n"
+    "Makes the backup store (if missing) of the given format and records it in\n"
+    "store.json. plain (the default): one complete .db per backup. pages: each\n"
+    "distinct page kept once, compressed, in shared pack files. A store that is\n"
+    "already of that format is left as it is; one of another format, or a plain\n"
+    "store that holds backups, is refused (converting is migrate's).\n"
+    "\n"
+    "      --format F  plain or pages (default: plain)\n"
+    "  -h, --help      show this help\n";
 
 static const char help_list[] = "Usage: bri-backup [OPTIONS] list\n"
                                 "Lists the backups, newest first: name, created, size, kind and\n"
@@ -1092,6 +1104,54 @@ int cli_cmd_cleanup(struct cli_globals *g, int argc, char **argv)
 
 /* ---- delete ---- */
 
+int cli_cmd_init(struct cli_globals *g, int argc, char **argv)
+{
+	static const struct option own[] = {
+	    {"format", required_argument, NULL, OPT_FORMAT},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct option longopts[32];
+	struct bri_store *s = NULL;
+	struct bri_err err = {0};
+	const char *format = "plain";
+	int opt, r, lockfd, rc = CLI_EXIT_OK;
+
+	cli_merge_longopts(own, 2, longopts);
+	for (;;) {
+		opt = next_option(g, argc, argv, ":hv", longopts, help_init, &rc);
+		if (opt == -1)
+			break;
+		if (opt == OPT_STOP)
+			return rc;
+		if (opt != OPT_FORMAT)
+			return cli_usage_error(argv[0], "unexpected option");
+		format = optarg;
+	}
+	if (optind != argc)
+		return cli_usage_error(argv[0], "init takes no arguments");
+	if (!bri_store_format(format))
+		return cli_usage_error(argv[0], "--format is plain or pages");
+	cli_setup_logging(g);
+	rc = open_store(g, true, &s);
+	if (rc)
+		return rc;
+	lockfd = bri_store_lock(s, &err);
+	if (lockfd < 0) {
+		rc = fail("init", &err, lockfd);
+		goto out_close_store;
+	}
+	r = bri_store_init_format(s, format, &err);
+	bri_store_unlock(lockfd);
+	if (r < 0) {
+		rc = fail("init", &err, r);
+		goto out_close_store;
+	}
+	printf("%s: a %s store\n", s->dir, s->ops->format);
+out_close_store:
+	close_store(s);
+	return rc;
+}
+
 int cli_cmd_delete(struct cli_globals *g, int argc, char **argv)
 {
 	struct bri_store *s = NULL;
@@ -1355,6 +1415,8 @@ int cli_cmd_stats(struct cli_globals *g, int argc, char **argv)
 		return rc;
 	memset(&st, 0, sizeof(st));
 	bri_stats_compute(c, &st);
+	if (s)
+		bri_stats_usage(s, &st, NULL); /* leaves format "" when it cannot tell */
 	if (g->json) {
 		if (bri_stats_to_json(&st, &json, &len) < 0) {
 			cli_error("stats: out of memory");
@@ -1375,6 +1437,10 @@ int cli_cmd_stats(struct cli_globals *g, int argc, char **argv)
 		       st.by_kind[BRI_KIND_NAMED], st.by_kind[BRI_KIND_SAFETY]);
 		printf("\nverification: %zu ok, %zu failed, %zu unverified (%zu good)\n",
 		       st.verified_ok, st.verify_failed, st.unverified, st.good);
+		if (st.format[0])
+			printf("format: %s; logical %.2f MB, stored %.2f MB, dedup ratio %.2f\n",
+			       st.format, mb2(st.logical_bytes), mb2(st.stored_bytes),
+			       st.dedup_ratio);
 		if (st.unknown_files)
 			printf("unknown: %zu .db file%s without usable metadata (%s, %.2f MB)\n",
 			       st.unknown_files, st.unknown_files == 1 ? "" : "s",

@@ -19,8 +19,10 @@
 #include <unistd.h>
 
 #include "bri/catalog.h"
+#include "bri/checksum.h"
 #include "bri/create.h"
 #include "bri/inspect.h"
+#include "bri/snapshot.h"
 #include "bri/store.h"
 #include "bri/target.h"
 #include "cli.h"
@@ -287,10 +289,106 @@ out_drop:
 }
 
 static const char export_help[] =
-    "Usage: bri-backup export NAME --table T | --schema\n"
-    "Print one table of a backup as CSV (the sqlite3 shell's -csv -header\n"
+    "Usage: bri-backup export NAME FILE | NAME --table T | --schema\n"
+    "Write the backup as a plain database FILE (which must not exist; checked\n"
+    "against its checksum), or\n"
+    "print one table of a backup as CSV (the sqlite3 shell's -csv -header\n"
     "output, with a header always and BLOBs as X'...' literals), or its\n"
     "schema as SQL. NAME: a backup name, 'latest' or 'live'.\n";
+
+/*
+ * export NAME FILE: the backup as the plain database it serves, into FILE
+ * (which must not exist), checked against the metadata's checksum. Made as
+ * FILE.tmp and renamed: FILE is complete or absent.
+ */
+static int export_file(struct cli_globals *g, const char *command, const char *arg,
+                       const char *file)
+{
+	char hex[BRI_CHECKSUM_HEX_LEN + 1], *tmp = NULL, *buf = NULL;
+	struct bri_store *s = NULL;
+	struct bri_catalog *c = NULL;
+	const struct bri_entry *e;
+	struct source a = {0};
+	struct bri_err err = {0};
+	int fd = -1, rc;
+
+	rc = open_all(g, command, &s, &c);
+	if (rc)
+		return rc;
+	rc = resolve(s, c, command, arg, &a);
+	if (rc)
+		goto out_drop;
+	rc = CLI_EXIT_FAIL;
+	e = bri_catalog_find(c, a.name);
+	if (!a.reader || !e || !e->meta_ok) {
+		cli_error("%s: %s has no usable metadata to check the copy against", command, arg);
+		goto out_drop;
+	}
+	if (access(file, F_OK) == 0) {
+		cli_error("%s: %s exists; refusing to overwrite it", command, file);
+		goto out_drop;
+	}
+	buf = malloc(1 << 20);
+	if (!buf || asprintf(&tmp, "%s.tmp", file) < 0) {
+		tmp = NULL;
+		cli_error("out of memory");
+		goto out_drop;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		cli_error("%s: cannot create %s: %s", command, tmp, strerror(errno));
+		goto out_drop;
+	}
+	for (uint64_t off = 0; off < a.reader->size;) {
+		ssize_t n = bri_reader_pread(a.reader, buf, 1 << 20, off);
+
+		if (n <= 0) {
+			cli_error("%s: cannot read %s: %s", command, a.name,
+			          a.reader->why[0] ? a.reader->why : strerror(n < 0 ? (int)-n : EIO));
+			goto out_unlink;
+		}
+		for (ssize_t done = 0; done < n;) {
+			ssize_t w = write(fd, buf + done, (size_t)(n - done));
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0) {
+				cli_error("%s: cannot write %s: %s", command, tmp, strerror(errno));
+				goto out_unlink;
+			}
+			done += w;
+		}
+		off += (uint64_t)n;
+	}
+	if (fsync(fd) < 0 || bri_checksum_path(tmp, NULL, hex, &err) < 0) {
+		cli_error("%s: cannot write %s: %s", command, tmp,
+		          err.msg[0] ? err.msg : strerror(errno));
+		goto out_unlink;
+	}
+	if (strcmp(hex, e->meta.checksum) != 0) {
+		cli_error("%s: the copy of %s does not match its checksum; nothing written",
+		          command, a.name);
+		goto out_unlink;
+	}
+	if (rename(tmp, file) < 0) {
+		cli_error("%s: cannot rename %s to %s: %s", command, tmp, file, strerror(errno));
+		goto out_unlink;
+	}
+	printf("%s\n", file);
+	rc = CLI_EXIT_OK;
+	goto out_close;
+out_unlink:
+	unlink(tmp);
+out_close:
+	close(fd);
+out_drop:
+	free(tmp);
+	free(buf);
+	source_drop(s, &a);
+	bri_catalog_free(c);
+	bri_store_close(s);
+	return rc;
+}
 
 int cli_cmd_export(struct cli_globals *g, int argc, char **argv)
 {
@@ -332,10 +430,14 @@ int cli_cmd_export(struct cli_globals *g, int argc, char **argv)
 		if (rc == 0)
 			return cli_usage_error(argv[0], "unexpected option");
 	}
+	if (argc - optind == 2 && !table && !schema)
+		return export_file(g, argv[0], argv[optind], argv[optind + 1]);
 	if (argc - optind != 1)
-		return cli_usage_error(argv[0], "export takes one backup: NAME");
+		return cli_usage_error(argv[0],
+		                       "export takes one backup: NAME (and FILE, or --table "
+		                       "T or --schema)");
 	if (!table == !schema)
-		return cli_usage_error(argv[0], "say what to export: --table T or --schema");
+		return cli_usage_error(argv[0], "say what to export: FILE, --table T or --schema");
 	rc = open_all(g, argv[0], &s, &c);
 	if (rc)
 		return rc;

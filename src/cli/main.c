@@ -73,6 +73,8 @@ static const struct {
 	const char *args;  /* its synopsis after the name */
 	const char *what;  /* one line for --help */
 } commands[] = {
+    {"init", cli_cmd_init, "[--format plain|pages]",
+     "make the backup store, of a format (plain: the default; pages)"},
     {"create", cli_cmd_create, "[--name NAME] [--verify] [--cleanup]",
      "take a backup; prints its path"},
     {"list", cli_cmd_list, "", "list the backups, newest first"},
@@ -93,8 +95,8 @@ static const struct {
      "print metrics in the Prometheus text format (or write FILE)"},
     {"diff", cli_cmd_diff, "OLD NEW [--table T] [--summary] [--json]",
      "compare two backups (or 'live'): the sqldiff summary, or one table's changed rows as CSV"},
-    {"export", cli_cmd_export, "NAME --table T | --schema",
-     "print a backup's table as CSV, or its schema"},
+    {"export", cli_cmd_export, "NAME FILE | NAME --table T | --schema",
+     "write a backup as a plain .db FILE, or print a table as CSV, or its schema"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -106,14 +108,11 @@ void cli_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("bri-backup: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
+	/* Formatted once: the message printed is the hook's BRI_REASON. */
 	va_start(ap, fmt);
 	vsnprintf(last_error, sizeof(last_error), fmt, ap);
 	va_end(ap);
+	fprintf(stderr, "bri-backup: %s\n", last_error);
 }
 
 int cli_bad_option(const char *command, int opt, char **argv)

@@ -81,6 +81,17 @@ static int finish_backup(struct bri_backup_writer *w, struct bri_meta *meta,
 	size_t len;
 	int rc;
 
+	if (fd < 0) {
+		/* A format without a file (pages): it hashes the logical bytes itself. */
+		uint64_t size = 0;
+
+		rc = bri_store_write_digest(w, &size, meta->checksum, err);
+		if (rc < 0)
+			return rc;
+		meta->size_bytes = (int64_t)size;
+		meta->size_mb = (double)size / (1024.0 * 1024.0);
+		goto out_commit;
+	}
 	if (fstat(fd, &st) < 0 || lseek(fd, 0, SEEK_SET) < 0)
 		return bri_err_set(err, -errno, "cannot read back the backup: %s", strerror(errno));
 	meta->size_bytes = st.st_size;
@@ -94,6 +105,7 @@ static int finish_backup(struct bri_backup_writer *w, struct bri_meta *meta,
 		pthread_join(writer, NULL);
 	if (rc < 0)
 		return rc;
+out_commit:
 	rc = bri_meta_format(meta, &json, &len);
 	if (rc < 0)
 		return bri_err_set(err, rc, "out of memory");
@@ -127,7 +139,7 @@ static void *watch_copy(void *arg)
 			until.tv_nsec -= 1000000000L;
 		}
 		pthread_cond_timedwait(&w->cond, &w->lock, &until);
-		if (!w->done && fstat(w->fd, &st) == 0)
+		if (!w->done && w->fd >= 0 && fstat(w->fd, &st) == 0)
 			w->ctx->progress(w->ctx->progress_arg, "copy", (uint64_t)st.st_size, w->total);
 	}
 	pthread_mutex_unlock(&w->lock);

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "bri/store.h"
 #include <string.h>
 
 void bri_stats_compute(const struct bri_catalog *c, struct bri_stats *out)
@@ -55,6 +56,20 @@ void bri_stats_compute(const struct bri_catalog *c, struct bri_stats *out)
 			bri_time_local(oldest->time, out->oldest_backup, sizeof(out->oldest_backup));
 		snprintf(out->newest_name, sizeof(out->newest_name), "%s", newest->name);
 	}
+}
+
+int bri_stats_usage(struct bri_store *s, struct bri_stats *out, struct bri_err *err)
+{
+	uint64_t logical = 0, stored = 0;
+	int rc = bri_store_usage(s, &logical, &stored, err);
+
+	if (rc < 0)
+		return rc;
+	snprintf(out->format, sizeof(out->format), "%s", s->ops ? s->ops->format : "plain");
+	out->logical_bytes = (int64_t)logical;
+	out->stored_bytes = (int64_t)stored;
+	out->dedup_ratio = stored ? (double)logical / (double)stored : 0;
+	return 0;
 }
 
 static json_object *string_or_null(const char *s)
@@ -104,6 +119,13 @@ int bri_stats_to_json(const struct bri_stats *st, char **out, size_t *len)
 	json_object_object_add(o, "unknown_files",
 	                       json_object_new_int64((int64_t)st->unknown_files));
 	json_object_object_add(o, "unknown_bytes", json_object_new_int64(st->unknown_bytes));
+	if (st->format[0]) {
+		json_object_object_add(o, "format", json_object_new_string(st->format));
+		json_object_object_add(o, "logical_bytes", json_object_new_int64(st->logical_bytes));
+		json_object_object_add(o, "stored_bytes", json_object_new_int64(st->stored_bytes));
+		json_object_object_add(o, "dedup_ratio",
+		                       st->stored_bytes ? bri_json_double(st->dedup_ratio, 2) : NULL);
+	}
 	return emit(o, out, len);
 }
 

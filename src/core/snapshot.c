@@ -17,6 +17,7 @@
 
 #include "bri/log.h"
 #include "reader_vfs.h"
+#include "store_int.h"
 
 /* A negative errno for an SQLite result code. */
 static int sqlite_errno(int rc)
@@ -600,13 +601,18 @@ static int take_from(sqlite3 *src, const char *dst_path, int busy_timeout_ms,
 	sqlite3 *dst = NULL;
 	int rc;
 
-	rc = open_db_vfs(dst_path, SQLITE_OPEN_READWRITE, wc_vfs_name(), busy_timeout_ms, &dst,
-			 err);
+	/* A store format that writes through its own VFS (pages) gets its path there. */
+	rc = open_db_vfs(dst_path, SQLITE_OPEN_READWRITE,
+			 store_path_vfs(dst_path) ? store_path_vfs(dst_path) : wc_vfs_name(),
+			 busy_timeout_ms, &dst, err);
 	if (rc < 0)
 		return rc;
 	/* The copy is a private temporary file until published: no journal, one
 	 * fsync by the caller at the end. */
 	rc = exec_sql(dst, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", "backup file", err);
+	/* A VFS without shared memory (pages) reads a WAL header only in exclusive mode. */
+	if (rc == 0 && store_path_vfs(dst_path))
+		rc = exec_sql(dst, "PRAGMA locking_mode=EXCLUSIVE", "backup file", err);
 	if (rc < 0)
 		goto out_close_dst;
 	rc = copy_all(dst, src, "backup", err);
@@ -980,6 +986,9 @@ int bri_snapshot_restore_save(struct bri_snapshot_restore *r, const char *dst_pa
 		sqlite3_close(reader);
 		return rc;
 	}
+	/* A format without a file (pages): the backup API from the locked connection itself. */
+	if (dst_fd < 0)
+		return take_from(r->live, dst_path, r->busy_timeout_ms, info, err);
 	rc = save_file(r, dst_fd, err);
 	if (rc < 0)
 		return rc;

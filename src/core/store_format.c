@@ -22,6 +22,7 @@
 
 static const struct bri_store_ops *const formats[] = {
     &bri_store_plain_ops,
+    &bri_store_pages_ops,
 };
 
 const struct bri_store_ops *bri_store_format(const char *name)
@@ -114,6 +115,97 @@ void bri_store_write_end(struct bri_backup_writer *w)
 {
 	if (w)
 		ops_of(w->s)->write_end(w);
+}
+
+int bri_store_write_digest(struct bri_backup_writer *w, uint64_t *size, char hex[65],
+                           struct bri_err *err)
+{
+	if (!ops_of(w->s)->write_digest)
+		return bri_err_set(err, -EINVAL, "the store's format writes into a file");
+	return ops_of(w->s)->write_digest(w, size, hex, err);
+}
+
+/* Counts backups, stopping at the first. */
+static int any_backup(void *arg, const char *name, const struct stat *st)
+{
+	(void)name, (void)st;
+	*(bool *)arg = true;
+	return 1;
+}
+
+static int sum_sizes(void *arg, const char *name, const struct stat *st)
+{
+	(void)name;
+	*(uint64_t *)arg += (uint64_t)st->st_size;
+	return 0;
+}
+
+int bri_store_usage(struct bri_store *s, uint64_t *logical, uint64_t *stored, struct bri_err *err)
+{
+	int rc;
+
+	if (ops_of(s)->usage)
+		return ops_of(s)->usage(s, logical, stored, err);
+	*logical = 0;
+	rc = bri_store_list(s, sum_sizes, logical, err);
+	*stored = *logical;
+	return rc;
+}
+
+int bri_store_init_format(struct bri_store *s, const char *format, struct bri_err *err)
+{
+	const struct bri_store_ops *ops = bri_store_format(format);
+	json_object *o;
+	bool has = false;
+	const char *text;
+	int rc;
+
+	if (!ops)
+		return bri_err_set(err, -EINVAL, "unknown store format \"%.64s\" (plain or pages)",
+		                   format);
+	if (ops_of(s) == ops)
+		return 0;
+	if (ops_of(s) != &bri_store_plain_ops)
+		return bri_err_set(err, -EEXIST,
+		                   "the backup store %s is already of format \"%s\"; converting "
+		                   "it is migrate's (not done yet)",
+		                   s->dir, ops_of(s)->format);
+	rc = bri_store_list(s, any_backup, &has, err);
+	if (rc < 0)
+		return rc;
+	if (has)
+		return bri_err_set(err, -EEXIST,
+		                   "the backup store %s already holds plain backups; a store's "
+		                   "format is chosen when it is made (converting it is migrate's, "
+		                   "not done yet)",
+		                   s->dir);
+	if (ops == &bri_store_plain_ops)
+		return 0; /* plain needs no store.json */
+	rc = bri_store_check(s, err);
+	if (rc == 0 && ops->init)
+		rc = ops->init(s, err);
+	if (rc < 0)
+		return rc;
+	o = json_object_new_object();
+	if (!o)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	json_object_object_add(o, "format", json_object_new_string(ops->format));
+	json_object_object_add(o, "version", json_object_new_int(1));
+	if (ops == &bri_store_pages_ops) {
+		json_object_object_add(o, "hash", json_object_new_string("hmac-sha256"));
+		json_object_object_add(o, "page_id_secret", json_object_new_string("pages.secret"));
+		json_object_object_add(o, "compression", json_object_new_string("zstd"));
+		json_object_object_add(o, "group_pages", json_object_new_int(16));
+		json_object_object_add(o, "encryption", json_object_new_string("none"));
+	}
+	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+	                                             JSON_C_TO_STRING_NOSLASHESCAPE);
+	/* store.json last: a store is of the new format only when all it needs is there. */
+	rc = bri_store_write_file(s, "store.json", text, strlen(text), err);
+	json_object_put(o);
+	if (rc == 0)
+		s->ops = ops;
+	return rc;
 }
 
 int bri_store_remove(struct bri_store *s, const char *name, struct bri_err *err)

@@ -16,4 +16,10 @@
  */
 int store_detect_format(struct bri_store *s, struct bri_err *err);
 
+/*
+ * The SQLite VFS that opens path, a writer's path of a format that writes
+ * through a VFS of its own (pages: "/bri-pages/N"), or NULL for a file.
+ */
+const char *store_path_vfs(const char *path);
+
 #endif

@@ -294,6 +294,9 @@ static int verify_reader(struct bri_reader *r, int open_rc, const char *open_msg
 			return no_verdict(res, job.rc, "hashing");
 		if (job.rc < 0) {
 			res->checksum_ok = 0;
+			/* The format's own words first: which page of which backup is damaged. */
+			if (r->why[0])
+				fail(res, "%s", r->why);
 			fail(res, "%s", job.err.msg);
 			goto out;
 		}

@@ -408,6 +408,8 @@ static int render_stats(struct bfs *fs, char **out, size_t *len)
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	bri_stats_compute(fs->cat, &st);
 	pthread_rwlock_unlock(&fs->cat_lock);
+	/* The format, logical and stored bytes, the dedup ratio (SPEC.md 5). */
+	bri_stats_usage(fs->store, &st, NULL);
 	return bri_stats_to_json(&st, out, len);
 }
 

@@ -23,6 +23,7 @@
 /* An open file. */
 struct bfs_fh {
 	int fd;                          /* the backup's .db in the store, -1 when none */
+	struct bri_reader *reader;       /* a backup without a file (pages), or NULL */
 	char *buf;                       /* meta.json or a rendering before it is shared */
 	size_t len;                      /* bytes in buf, or in render */
 	const struct bfs_render *render; /* generated content, shared (render.c) */
@@ -31,6 +32,7 @@ struct bfs_fh {
 	bool ran;                        /* a request of this open file ran (one per open) */
 	bool log;                        /* ctl/log: reads by offset from the log's stream */
 	uint64_t log_epoch;              /* the epoch of the log it reads */
+	struct bfs_stream *stream;       /* an inspection file (inspectfs.c), or NULL */
 	int refused;          /* errno of a refused request (too long, two lines, invalid): spent */
 	pthread_mutex_t lock; /* guards ran and refused of a writer */
 	atomic_int refs;      /* release's reference plus one per reply in flight */
@@ -63,8 +65,10 @@ static void fh_destroy(struct bfs_fh *h)
 {
 	if (h->fd >= 0)
 		close(h->fd);
+	bri_reader_close(h->reader);
 	free(h->buf);
 	bfs_render_put(h->render);
+	bfs_stream_free(h->stream);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
@@ -133,12 +137,14 @@ void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fh_link(h);
 	rc = k->open(fs, ino, fi, &src);
 	h->fd = src.fd;
+	h->reader = src.reader;
 	h->render = src.render;
 	h->len = src.render ? src.render->len : 0;
 	h->ctl = src.ctl;
 	h->writer = src.writer;
 	h->log = src.log;
 	h->log_epoch = src.log_epoch;
+	h->stream = src.stream;
 	if (rc < 0) {
 		fh_put(h);
 		fuse_reply_err(req, -rc);
@@ -177,6 +183,31 @@ static void read_log(fuse_req_t req, uint64_t epoch, size_t size, off_t off)
 	free(text);
 }
 
+/* A backup of a format without a file: size bytes at off, through its reader. */
+static void read_reader(fuse_req_t req, struct bri_reader *r, size_t size, off_t off)
+{
+	char *buf;
+	ssize_t n;
+
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (size > (32u << 20))
+		size = 32u << 20; /* the kernel asks for at most max_read; a cap all the same */
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = bri_reader_pread(r, buf, size, (uint64_t)off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
 void bfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
@@ -190,6 +221,10 @@ void bfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 		bv.buf[0].fd = h->fd;
 		bv.buf[0].pos = off;
 		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+	} else if (h->reader) {
+		read_reader(req, h->reader, size, off);
+	} else if (h->stream) {
+		bfs_stream_read(req, h->stream, size, off);
 	} else if (h->log && !h->writer) {
 		read_log(req, h->log_epoch, size, off);
 	} else if (h->writer || !h->render || off < 0 || (size_t)off >= h->len) {

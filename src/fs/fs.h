@@ -38,6 +38,11 @@
  *   render cache. node_lock may take render_lock (a reference to a node's
  *   version); render_lock is a leaf. Renderings are freed outside both.
  * - progress.lock, sched.lock and the core's log_lock are leaves.
+ * - inspectfs.c: live_lock -> spec_lock, taken with no other lock held.
+ *   live_lock serialises looking at / taking the live snapshot (held for the
+ *   online backup: seconds); spec_lock, a leaf, guards the spec table, the
+ *   specs' counted sizes and the snapshots' reference counts. An open
+ *   inspection file's stream lock is held while it renders, with no other.
  *
  * Fields set once before the session starts (store, se, uid, gid, rules,
  * health, scrub_interval, busy_timeout_ms, start_time, no_opendir, the
@@ -101,6 +106,19 @@ enum bfs_kind {
 	BFS_K_META = 9,         /* NAME/meta.json (store: NAME.db.meta) */
 	BFS_K_VERIFY = 10,      /* NAME/verify with a result (store: NAME.db.verify) */
 	BFS_K_VERIFY_NONE = 11, /* NAME/verify without one (store: NAME.db) */
+	/* Inspection (inspectfs.c); index: the folder's kind, or a spec's (inspectfs.c). */
+	BFS_K_INSPECT_DIR = 12,  /* inspect/ (lists only its README) */
+	BFS_K_DIFF_DIR = 13,     /* diff/ (lists only its README) */
+	BFS_K_AT_DIR = 14,       /* at/ (lists only its README) */
+	BFS_K_README = 15,       /* inspect/README, diff/README, at/README (index: the folder) */
+	BFS_K_AT_LINK = 16,      /* at/TIME -> ../NAME */
+	BFS_K_INSPECT_NAME = 17, /* inspect/NAME/ */
+	BFS_K_SCHEMA = 18,       /* inspect/NAME/schema.sql */
+	BFS_K_TABLES_DIR = 19,   /* inspect/NAME/tables/ */
+	BFS_K_TABLE_CSV = 20,    /* inspect/NAME/tables/TABLE.csv */
+	BFS_K_DIFF_PAIR = 21,    /* diff/OLD..NEW/ */
+	BFS_K_DIFF_SUMMARY = 22, /* diff/OLD..NEW/summary */
+	BFS_K_DIFF_CSV = 23,     /* diff/OLD..NEW/TABLE.csv */
 	BFS_K_COUNT
 };
 
@@ -221,6 +239,7 @@ struct bfs_options {
 	char *schedule;       /* -o schedule= daily@HH:MM, hourly, every=N{s,m,h,d}, none */
 	int follow_symlink;   /* -o follow_symlink: accept a symlinked DB or backup_dir */
 	int force;            /* -o force: accept a store in the database's own folder */
+	char *store_format;   /* -o store_format=plain|pages: the format of a new store */
 	int show_help;        /* -h, --help */
 	int show_version;     /* -V, --version */
 };
@@ -453,11 +472,13 @@ void bfs_appendf(char *buf, size_t cap, size_t *pos, const char *fmt, ...)
 /* What an open file reads, as a kind's open sets it up (file.c holds it). */
 struct bfs_source {
 	int fd;                          /* a store file (splice reads), or -1 */
+	struct bri_reader *reader;       /* a backup of a format without a file (pages), or NULL */
 	const struct bfs_render *render; /* generated content (one reference), or NULL */
 	int ctl;                         /* a ctl/ file: its index, else -1 */
 	bool writer;                     /* opened to write a ctl/ request */
 	bool log;                        /* ctl/log: read by offset from the log's stream */
 	uint64_t log_epoch;              /* the log's epoch this open reads */
+	struct bfs_stream *stream;       /* an inspection file rendered as read, or NULL */
 };
 
 /*
@@ -488,7 +509,30 @@ struct bfs_kind_ops {
 	/* A backup's kinds: attributes of ino from backup b (cat_lock held). */
 	int (*entry_attr)(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
 	                  struct fuse_entry_param *e);
+	/* A symlink's target into buf (size bytes); 0 or a negative errno. */
+	int (*readlink)(struct bfs *fs, fuse_ino_t ino, char *buf, size_t size);
 };
+
+/*
+ * Inspection (inspectfs.c): the rows' functions of the inspect/, diff/ and
+ * at/ kinds, and the stream an open inspection file reads (a render kept
+ * with the open file: a sequential read renders once, a read elsewhere
+ * starts again and skips; the size was counted at stat).
+ */
+struct bfs_stream;
+int bfs_insp_attr(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e);
+int bfs_insp_lookup(struct bfs *fs, fuse_ino_t dir, const char *name, struct fuse_entry_param *e,
+                    const struct bfs_render **r, int *sub);
+int bfs_insp_list(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx);
+int bfs_insp_open(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
+                  struct bfs_source *src);
+int bfs_insp_render_readme(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len);
+int bfs_insp_readlink(struct bfs *fs, fuse_ino_t ino, char *buf, size_t size);
+/* Replies to a read of an open inspection file (exactly once). */
+void bfs_stream_read(fuse_req_t req, struct bfs_stream *st, size_t size, off_t off);
+void bfs_stream_free(struct bfs_stream *st);
+/* Frees the specs and the live snapshot (at unmount). */
+void bfs_insp_fini(struct bfs *fs);
 
 /* The row of ino's kind, or NULL. */
 const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino);

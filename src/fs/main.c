@@ -54,6 +54,7 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("schedule=%s", schedule, 0),
     BFS_OPT("follow_symlink", follow_symlink, 1),
     BFS_OPT("force", force, 1),
+    BFS_OPT("store_format=%s", store_format, 0),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -114,6 +115,9 @@ static void usage(const char *prog)
 	       "                           link and use what it points to (refused by default)\n"
 	       "    -o force               accept a backup_dir that is the folder of DB\n"
 	       "                           (refused by default)\n"
+	       "    -o store_format=F      plain (default) or pages: the format of a new store\n"
+	       "                           (an existing store keeps its own; refused if it\n"
+	       "                           differs or a plain store already holds backups)\n"
 	       "    -h, --help             this help, then libfuse's\n"
 	       "    -V, --version          versions\n"
 	       "\n",
@@ -251,6 +255,29 @@ static void raise_open_files_limit(void)
 		        strerror((int)-n));
 	else
 		bri_log(BRI_LOG_DEBUG, "limit of open files: %ld", n);
+}
+
+/* -o store_format=F: makes the store one of format F (bri_store_init_format). */
+static int init_format(struct bri_store *s, const char *format)
+{
+	struct bri_err err = {0};
+	int lockfd, rc;
+
+	if (!bri_store_format(format)) {
+		fprintf(stderr, "bri-backupfs: -o store_format is plain or pages, not %s\n",
+		        format);
+		return -EINVAL;
+	}
+	lockfd = bri_store_lock(s, &err);
+	if (lockfd < 0) {
+		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
+		return lockfd;
+	}
+	rc = bri_store_init_format(s, format, &err);
+	bri_store_unlock(lockfd);
+	if (rc < 0)
+		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
+	return rc;
 }
 
 int main(int argc, char *argv[])
@@ -403,6 +430,8 @@ int main(int argc, char *argv[])
 		ret = 2;
 		goto out_catalog;
 	}
+	if (o.store_format && init_format(fs.store, o.store_format) < 0)
+		goto out_catalog;
 	fs.store->lock_timeout_ms = o.busy_timeout_ms; /* every wait for the store's lock too */
 	if (bfs_catalog_init(&fs) < 0) {
 		fprintf(stderr, "bri-backupfs: cannot read the store %s\n", fs.store->dir);
@@ -476,6 +505,7 @@ out_catalog:
 	bfs_reports_free(&fs);
 	if (fs.cat)
 		bfs_catalog_fini(&fs);
+	bfs_insp_fini(&fs); /* removes the live snapshot: before the store */
 	bri_store_close(fs.store);
 	bfs_nodes_fini(&fs); /* holds renderings: before the cache */
 	bfs_render_cache_fini(&fs);

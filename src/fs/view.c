@@ -31,7 +31,48 @@
 #define VERIFY_FILE "verify"
 
 /* Listing keys of the fixed entries; a backup's key is KEY_STORE + its st_ino. */
-enum { KEY_DOT = 1, KEY_DOTDOT = 2, KEY_CTL = 3, KEY_RESTORE = 4, KEY_LATEST = 5, KEY_STORE = 16 };
+enum {
+	KEY_DOT = 1,
+	KEY_DOTDOT = 2,
+	KEY_CTL = 3,
+	KEY_RESTORE = 4,
+	KEY_LATEST = 5,
+	KEY_INSPECT = 6,
+	KEY_DIFF = 7,
+	KEY_AT = 8,
+	KEY_STORE = 16
+};
+
+/* The root's inspection folders (inspectfs.c): a backup of that name is shadowed. */
+static const struct {
+	const char *name;
+	enum bfs_kind kind;
+	off_t key;
+} insp_dirs[] = {
+    {"inspect", BFS_K_INSPECT_DIR, KEY_INSPECT},
+    {"diff", BFS_K_DIFF_DIR, KEY_DIFF},
+    {"at", BFS_K_AT_DIR, KEY_AT},
+};
+
+/* Logs once that a backup is named like a root folder (reachable through bri-backup). */
+static void log_shadowed(const char *name)
+{
+	static atomic_bool warned;
+
+	if (!atomic_exchange(&warned, true))
+		bri_log(BRI_LOG_WARN,
+		        "a backup is named '%s', as a folder of the mount's root: it is not shown "
+		        "in the mount; use bri-backup (e.g. bri-backup restore %s)",
+		        name, name);
+}
+
+static bool insp_shadowed(const char *name)
+{
+	for (size_t i = 0; i < sizeof(insp_dirs) / sizeof(insp_dirs[0]); i++)
+		if (!strcmp(name, insp_dirs[i].name))
+			return true;
+	return false;
+}
 
 struct bfs *bfs_of(fuse_req_t req)
 {
@@ -326,7 +367,7 @@ static int attr_root(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	fill_common(fs, ino, S_IFDIR | 0755, 4096, fs->root_mtime ? fs->root_mtime : fs->start_time,
 	            e);
-	e->attr.st_nlink = 4 + fs->cat->n;
+	e->attr.st_nlink = 7 + fs->cat->n;
 	pthread_rwlock_unlock(&fs->cat_lock);
 	/*
 	 * With default_permissions every path walk checks the root, so
@@ -377,6 +418,9 @@ static int lookup_root(struct bfs *fs, fuse_ino_t dir, const char *name, struct 
 		return attr_fixed_dir(fs, BFS_INO_CTL, e);
 	if (!strcmp(name, "restore"))
 		return attr_fixed_dir(fs, BFS_INO_RESTORE, e);
+	for (size_t i = 0; i < sizeof(insp_dirs) / sizeof(insp_dirs[0]); i++)
+		if (!strcmp(name, insp_dirs[i].name))
+			return bfs_insp_attr(fs, bfs_ino_fixed(0, insp_dirs[i].kind), e);
 	rc = bfs_refresh(fs, false);
 	if (rc < 0)
 		return rc;
@@ -427,6 +471,11 @@ static int list_root(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn ad
 	if (after < KEY_LATEST && attr_latest(fs, BFS_INO_LATEST, &e) == 0 &&
 	    add(ctx, "latest", &e, NULL, 0, KEY_LATEST))
 		return 0;
+	for (size_t i = 0; i < sizeof(insp_dirs) / sizeof(insp_dirs[0]); i++)
+		if (after < insp_dirs[i].key &&
+		    bfs_insp_attr(fs, bfs_ino_fixed(0, insp_dirs[i].kind), &e) == 0 &&
+		    add(ctx, insp_dirs[i].name, &e, NULL, 0, insp_dirs[i].key))
+			return 0;
 	/* Backups in the order of their store inode numbers, which name them. */
 	do {
 		uint64_t from = after > KEY_STORE ? (uint64_t)(after - KEY_STORE) : 0;
@@ -440,6 +489,10 @@ static int list_root(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn ad
 
 			if (f->which != BFS_FILE_DB)
 				continue;
+			if (insp_shadowed(f->e->name)) {
+				log_shadowed(f->e->name);
+				continue;
+			}
 			rc = backup_attr(fs, f->e, BFS_K_BACKUP_DIR, &batch[n]);
 			names[n] = rc == 0 ? strdup(f->e->name) : NULL;
 			if (rc == 0 && !names[n])
@@ -779,12 +832,67 @@ static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT] = {
                            .open = open_generated,
                            .render = render_verify,
                            .entry_attr = verify_attr},
+    [BFS_K_INSPECT_DIR] = {.name = "inspect/",
+                           .mode = S_IFDIR | 0555,
+                           .attr = bfs_insp_attr,
+                           .lookup = bfs_insp_lookup,
+                           .list = bfs_insp_list},
+    [BFS_K_DIFF_DIR] = {.name = "diff/",
+                        .mode = S_IFDIR | 0555,
+                        .attr = bfs_insp_attr,
+                        .lookup = bfs_insp_lookup,
+                        .list = bfs_insp_list},
+    [BFS_K_AT_DIR] = {.name = "at/",
+                      .mode = S_IFDIR | 0555,
+                      .attr = bfs_insp_attr,
+                      .lookup = bfs_insp_lookup,
+                      .list = bfs_insp_list},
+    [BFS_K_README] = {.name = "README",
+                      .mode = S_IFREG | 0444,
+                      .attr = bfs_insp_attr,
+                      .open = open_generated,
+                      .render = bfs_insp_render_readme},
+    [BFS_K_AT_LINK] = {.name = "at/TIME",
+                       .mode = S_IFLNK | 0777,
+                       .attr = bfs_insp_attr,
+                       .readlink = bfs_insp_readlink},
+    [BFS_K_INSPECT_NAME] = {.name = "inspect/NAME/",
+                            .mode = S_IFDIR | 0555,
+                            .attr = bfs_insp_attr,
+                            .lookup = bfs_insp_lookup,
+                            .list = bfs_insp_list},
+    [BFS_K_SCHEMA] = {.name = "schema.sql",
+                      .mode = S_IFREG | 0444,
+                      .attr = bfs_insp_attr,
+                      .open = bfs_insp_open},
+    [BFS_K_TABLES_DIR] = {.name = "inspect/NAME/tables/",
+                          .mode = S_IFDIR | 0555,
+                          .attr = bfs_insp_attr,
+                          .lookup = bfs_insp_lookup,
+                          .list = bfs_insp_list},
+    [BFS_K_TABLE_CSV] = {.name = "TABLE.csv",
+                         .mode = S_IFREG | 0444,
+                         .attr = bfs_insp_attr,
+                         .open = bfs_insp_open},
+    [BFS_K_DIFF_PAIR] = {.name = "diff/OLD..NEW/",
+                         .mode = S_IFDIR | 0555,
+                         .attr = bfs_insp_attr,
+                         .lookup = bfs_insp_lookup,
+                         .list = bfs_insp_list},
+    [BFS_K_DIFF_SUMMARY] = {.name = "diff summary",
+                            .mode = S_IFREG | 0444,
+                            .attr = bfs_insp_attr,
+                            .open = bfs_insp_open},
+    [BFS_K_DIFF_CSV] = {.name = "diff TABLE.csv",
+                        .mode = S_IFREG | 0444,
+                        .attr = bfs_insp_attr,
+                        .open = bfs_insp_open},
 };
 
 const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino)
 {
 	enum bfs_kind k = bfs_ino_kind(ino);
-	bool store = k >= BFS_K_BACKUP_DIR;
+	bool store = k >= BFS_K_BACKUP_DIR && k <= BFS_K_VERIFY_NONE;
 
 	if (k <= BFS_K_NONE || k >= BFS_K_COUNT)
 		return NULL;
@@ -833,14 +941,19 @@ static int open_backup_db(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info 
 	rc = bri_store_open_reader(fs->store, name, &r, NULL);
 	if (rc < 0)
 		return rc;
-	/* Taken over from the reader. A format without a descriptor will need
-	 * reads through the reader (bri_reader_pread): not yet. */
+	fi->keep_cache = 1;
+	if (r->fd < 0) {
+		/* A format without a file (pages): reads go through the reader,
+		 * which assembles the database from its pages. */
+		src->reader = r;
+		if (bfs_db_check(fs, id, &r->st))
+			fi->keep_cache = 0;
+		return 0;
+	}
+	/* Taken over from the reader. */
 	src->fd = r->fd;
 	r->fd = -1;
 	bri_reader_close(r);
-	if (src->fd < 0)
-		return -EOPNOTSUPP;
-	fi->keep_cache = 1;
 	if (fstat(src->fd, &st) == 0 && bfs_db_check(fs, id, &st))
 		fi->keep_cache = 0;
 	return 0;
@@ -955,7 +1068,14 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	int rc;
 
 	if (ino != BFS_INO_LATEST) {
-		fuse_reply_err(req, EINVAL);
+		const struct bfs_kind_ops *k = bfs_kind_of(ino);
+		char buf[BRI_NAME_MAX + 8];
+
+		rc = k && k->readlink ? k->readlink(fs, ino, buf, sizeof(buf)) : -EINVAL;
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_readlink(req, buf);
 		return;
 	}
 	rc = bfs_refresh(fs, false);

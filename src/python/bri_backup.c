@@ -563,7 +563,8 @@ PyDoc_STRVAR(get_backup_stats_doc,
              "and oldest_backup (local \"YYYY-MM-DDTHH:MM:SS\" for\n"
              "datetime.fromisoformat, None when there are no backups), then\n"
              "total_bytes, newest_name, by_kind, verified_ok, verify_failed,\n"
-             "unverified, good_backups, unknown_files and unknown_bytes: the same\n"
+             "unverified, good_backups, unknown_files, unknown_bytes, format,\n"
+             "logical_bytes, stored_bytes and dedup_ratio: the same\n"
              "object as `bri-backup --json stats`, rendered by the core.");
 
 static PyObject *DatabaseBackup_get_backup_stats(DatabaseBackupObject *self, PyObject *unused)
@@ -582,6 +583,8 @@ static PyObject *DatabaseBackup_get_backup_stats(DatabaseBackupObject *self, PyO
 		return NULL;
 	memset(&st, 0, sizeof(st));
 	bri_stats_compute(c ? c : &empty, &st);
+	if (s)
+		bri_stats_usage(s, &st, NULL); /* format, logical and stored bytes, dedup ratio */
 	r = bri_stats_to_json(&st, &json, &len);
 	if (c)
 		bri_catalog_free(c);

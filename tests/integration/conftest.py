@@ -2,11 +2,13 @@
 live database in a temporary folder, a CLI runner and a real FUSE mount of
 the daemon that is always unmounted, even when a test fails."""
 
+import json
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -55,6 +57,12 @@ def python_env(base=None, **extra):
                                                      "detect_leaks=0"]))
     env.update(extra)
     return env
+
+
+# The root's fixed entries (SPEC.md sections 4 and 4.1): everything else is a backup.
+# inspect/, diff/ and at/ list only a README each.
+INSPECTION_DIRS = ("inspect", "diff", "at")
+ROOT_FIXED = ("ctl", "restore", "latest") + INSPECTION_DIRS
 
 
 def sh(cmd, check=True, timeout=COMMAND_LIMIT, **kw):
@@ -186,7 +194,40 @@ def make_sample_db(path, rows=200):
     return Path(path)
 
 
+def backup_file(store, name):
+    """Where the backup name of store is: NAME.db (plain), NAME.manifest (pages)."""
+    store = Path(store)
+    fmt = "plain"
+    if (store / "store.json").exists():
+        fmt = json.loads((store / "store.json").read_text())["format"]
+    return store / (f"{name}.manifest" if fmt == "pages" else f"{name}.db")
+
+
+def sidecar(backup_path, kind):
+    """The sidecar kind (meta, verify, pin, report) of the backup at backup_path."""
+    p = Path(backup_path)
+    if p.suffix == ".manifest":
+        return p.with_suffix(f".{kind}")
+    return Path(f"{p}.{kind}")
+
+
+def as_plain(path):
+    """A plain .db of the backup at path: path itself, or for a page store's
+    manifest (store/NAME.manifest, its live database ../bri.db) a copy made
+    with `bri-backup export NAME FILE` into a fresh temporary folder."""
+    p = Path(path)
+    if p.suffix != ".manifest":
+        return p
+    out = Path(tempfile.mkdtemp(prefix="bri-export-")) / (p.stem + ".db")
+    r = subprocess.run([str(BRI_BACKUP), "--backup-dir", str(p.parent), "--db",
+                        str(p.parent.parent / "bri.db"), "export", p.stem, str(out)],
+                       capture_output=True, text=True, timeout=COMMAND_LIMIT)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
 def table_counts(db):
+    db = as_plain(db)
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         names = [r[0] for r in con.execute(
@@ -228,8 +269,23 @@ def store(live_db):
 
 
 @pytest.fixture
-def cli(live_db, store):
-    return Cli(live_db, store)
+def store_format():
+    """The format the cli fixture makes its store in: plain unless a test is
+    parametrized over both_formats (SPEC.md section 5)."""
+    return "plain"
+
+
+# Runs a test once on a plain store and once on a page store: the same test,
+# its store made with `bri-backup init --format pages` for the second run.
+both_formats = pytest.mark.parametrize("store_format", ["plain", "pages"])
+
+
+@pytest.fixture
+def cli(live_db, store, store_format):
+    c = Cli(live_db, store)
+    if store_format != "plain":
+        c.run("init", "--format", store_format)
+    return c
 
 
 def is_mounted(mnt):

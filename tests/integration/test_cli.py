@@ -10,11 +10,12 @@ import os
 import re
 import sqlite3
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, table_counts
+from conftest import BRI_BACKUP, as_plain, backup_file, both_formats, sidecar, table_counts
 
 TIMEOUT = 120
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
@@ -39,18 +40,19 @@ def create(cli, *args):
 
 
 def meta_of(db_path):
-    with open(f"{db_path}.meta") as f:
+    with open(sidecar(db_path, "meta")) as f:
         return json.load(f)
 
 
 def sha256sum(path):
-    out = subprocess.run(["sha256sum", str(path)], capture_output=True, text=True,
+    out = subprocess.run(["sha256sum", str(as_plain(path))], capture_output=True, text=True,
                          check=True, timeout=TIMEOUT).stdout
     return out.split()[0]
 
 
 def content(db):
     """Every row of every table of db, as sorted lists per table: for equality."""
+    db = as_plain(db)
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
         names = sorted(r[0] for r in con.execute(
@@ -87,7 +89,7 @@ def age_backup(db_path, days, extra_seconds=0):
     meta["backup_time"] = when.isoformat()
     utc = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
     meta["backup_time_utc"] = utc.isoformat() + "Z"
-    with open(f"{db_path}.meta", "w") as f:
+    with open(sidecar(db_path, "meta"), "w") as f:
         json.dump(meta, f, indent=2)
     return meta["backup_time"]
 
@@ -214,6 +216,7 @@ def test_reading_commands_on_a_missing_store(tmp_path, live_db):
 
 # ---- list ----
 
+@both_formats
 def test_list_newest_first_text_and_json(cli, store, live_db):
     first = create(cli, "--name", "first")
     age_backup(first, 2)
@@ -233,13 +236,14 @@ def test_list_newest_first_text_and_json(cli, store, live_db):
     counts = table_counts(live_db)
     for e, path in zip(entries, (third, second, first)):
         # The seed's list keys with the seed's types, then ours.
-        assert e["filename"] == path.name
+        assert e["filename"] == f"{e['name']}.db"
         assert Path(e["path"]) == path
         assert TIME_RE.match(e["created"]) and e["created"] == meta_of(path)["backup_time"]
         assert isinstance(e["size_mb"], float)
-        assert e["size_mb"] == round(path.stat().st_size / 2**20, 2)
+        size = as_plain(path).stat().st_size  # the database as served
+        assert e["size_mb"] == round(size / 2**20, 2)
         assert e["tables"] == counts
-        assert e["size_bytes"] == path.stat().st_size
+        assert e["size_bytes"] == size
     assert [e["kind"] for e in entries] == ["named", "auto", "named"]
     assert [e["verify"] for e in entries] == ["ok", "unverified", "unverified"]
 
@@ -264,14 +268,15 @@ def test_list_hides_work_in_progress_and_survives_bad_meta(cli, store):
 
 # ---- delete ----
 
+@both_formats
 def test_delete(cli, store):
     a = create(cli, "--name", "a")
     create(cli, "--name", "b")
     cli.run("verify", "a")
-    assert Path(f"{a}.verify").exists()
+    assert sidecar(a, "verify").exists()
     p = cli.run("delete", "a")
     assert "a" in p.stdout
-    assert not a.exists() and not Path(f"{a}.meta").exists()
+    assert not a.exists() and not sidecar(a, "meta").exists()
     assert not Path(f"{a}.verify").exists()
     assert names_in(cli) == ["b"]
 
@@ -289,7 +294,8 @@ def test_delete(cli, store):
 
 # ---- stats ----
 
-def test_stats_keys_and_values(cli, store):
+@both_formats
+def test_stats_keys_and_values(cli, store, store_format):
     old = create(cli, "--name", "old")
     old_time = age_backup(old, 3)
     new = create(cli, "--name", "new")
@@ -298,17 +304,24 @@ def test_stats_keys_and_values(cli, store):
         assert key in st
     assert st["total_backups"] == 2
     assert isinstance(st["total_size_mb"], float)
-    total = old.stat().st_size + new.stat().st_size
+    total = meta_of(old)["size_bytes"] + meta_of(new)["size_bytes"]
     assert abs(st["total_size_mb"] - total / 2**20) < 0.01
     assert st["newest_backup"] == meta_of(new)["backup_time"]
     assert st["oldest_backup"] == old_time
     assert TIME_RE.match(st["newest_backup"]) and TIME_RE.match(st["oldest_backup"])
+    # Logical bytes (as served), stored bytes and the dedup ratio (SPEC.md 5).
+    assert st["format"] == store_format and st["logical_bytes"] == total
+    if store_format == "plain":
+        assert st["stored_bytes"] == total and st["dedup_ratio"] == 1.0
+    else:  # the same database twice: its pages are stored once, compressed
+        assert st["stored_bytes"] < total / 2 and st["dedup_ratio"] > 2
     # The seed's monitoring snippet works on it.
     newest = datetime.datetime.fromisoformat(st["newest_backup"])
     assert datetime.datetime.now() - newest < datetime.timedelta(minutes=5)
 
     text = cli.run("stats").stdout
     assert "total_backups: 2" in text and st["newest_backup"] in text
+    assert f"format: {store_format}" in text and "dedup ratio" in text
 
 
 def test_stats_empty_store(cli):
@@ -353,10 +366,11 @@ def test_health_warns_on_failed_verification(cli, store):
 
 # ---- --json of everything that has it ----
 
+@both_formats
 def test_json_outputs_parse(cli, store, tmp_path):
     p = cli.run("--json", "create", "--name", "j1", "--verify", "--cleanup")
     out = json.loads(p.stdout)
-    assert out["name"] == "j1" and Path(out["path"]) == store / "j1.db"
+    assert out["name"] == "j1" and Path(out["path"]) == backup_file(store, "j1")
     assert out["verify"]["status"] == "ok"
     assert "removed" in out["cleanup"]
     create(cli, "--name", "j2")

@@ -5,6 +5,7 @@ the store, never removes a safety backup, and --dry-run removes nothing."""
 import json
 import re
 
+from conftest import backup_file, both_formats
 from test_cli import age_backup, create, listing, names_in
 
 
@@ -23,10 +24,11 @@ def make_safety(cli, live_db, days):
     safety = [b for b in json.loads(cli.run("--json", "list").stdout) if b["kind"] == "safety"]
     assert len(safety) == 1
     cli.run("delete", "for_restore")
-    age_backup(cli.store / f"{safety[0]['name']}.db", days, 3600 * 24)
+    age_backup(backup_file(cli.store, safety[0]["name"]), days, 3600 * 24)
     return safety[0]["name"]
 
 
+@both_formats
 def test_cleanup_keeps_the_newest_keep_min_and_every_safety_backup(cli, live_db, store):
     make_aged(cli, 10, 60)
     safety = make_safety(cli, live_db, 60)
@@ -56,6 +58,7 @@ def test_cleanup_keeps_the_newest_keep_min_and_every_safety_backup(cli, live_db,
                for r in audit)
 
 
+@both_formats
 def test_cleanup_never_empties_the_store(cli, store):
     """A long pause in backups: all are older than the retention period."""
     make_aged(cli, 9, 90)
@@ -69,6 +72,7 @@ def test_cleanup_never_empties_the_store(cli, store):
     assert sorted(names_in(cli)) == ["b0", "b1"]
 
 
+@both_formats
 def test_cleanup_within_retention_removes_nothing(cli, store):
     make_aged(cli, 12, 10)
     before = listing(store)
@@ -80,6 +84,7 @@ def test_cleanup_within_retention_removes_nothing(cli, store):
     assert len(names_in(cli)) == 7
 
 
+@both_formats
 def test_cleanup_dry_run_json(cli, store):
     make_aged(cli, 9, 45)
     before = listing(store)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, make_sample_db, table_counts, wait_until
+from conftest import (BRI_BACKUP, as_plain, backup_file, both_formats, make_sample_db, sidecar,
+                      table_counts, wait_until)
 from test_cli import TIME_RE, create, listing, meta_of, names_in, sha256sum
 
 SEED_KEYS = ("backup_time", "source_db", "backup_path", "size_bytes", "size_mb", "checksum",
@@ -40,6 +41,7 @@ def header_versions(db):
 
 # ---- metadata ----
 
+@both_formats
 def test_metadata_keys_types_and_values(cli, live_db, store):
     before = datetime.datetime.now().replace(microsecond=0)
     path = create(cli)
@@ -51,9 +53,10 @@ def test_metadata_keys_types_and_values(cli, live_db, store):
     assert re.fullmatch(r"[0-9a-f]{64}", meta["checksum"])
     assert meta["tables"] == table_counts(live_db) == table_counts(path)
     assert meta["tables"] == {"videos": 42, "memory": 200, "video_context": 600}
-    assert type(meta["size_bytes"]) is int and meta["size_bytes"] == path.stat().st_size
+    size = as_plain(path).stat().st_size  # the database as served
+    assert type(meta["size_bytes"]) is int and meta["size_bytes"] == size
     assert type(meta["size_mb"]) is float
-    assert meta["size_mb"] == pytest.approx(path.stat().st_size / 2**20, abs=0.005)
+    assert meta["size_mb"] == pytest.approx(size / 2**20, abs=0.005)
     assert TIME_RE.match(meta["backup_time"])
     created = datetime.datetime.fromisoformat(meta["backup_time"])
     assert before <= created <= after  # local time, naive, as the seed compares it
@@ -73,14 +76,15 @@ def test_metadata_keys_types_and_values(cli, live_db, store):
 
     # Modes: backups and metadata 0600, the store 0700.
     assert path.stat().st_mode & 0o777 == 0o600
-    assert Path(f"{path}.meta").stat().st_mode & 0o777 == 0o600
+    assert sidecar(path, "meta").stat().st_mode & 0o777 == 0o600
     assert store.stat().st_mode & 0o777 == 0o700
     assert not [p for p in store.iterdir() if p.name.endswith(".tmp")]
 
 
+@both_formats
 def test_named_backup_and_automatic_names_never_collide(cli, store):
     named = create(cli, "--name", "before_update_v1.5")
-    assert named == store / "before_update_v1.5.db"
+    assert named == backup_file(store, "before_update_v1.5")
     assert meta_of(named)["kind"] == "named"
     paths = [create(cli) for _ in range(4)]  # within a second or two: _1, _2, ...
     assert len({p.name for p in paths}) == 4
@@ -89,21 +93,23 @@ def test_named_backup_and_automatic_names_never_collide(cli, store):
     assert len(names_in(cli)) == 5
 
 
+@both_formats
 def test_create_verify_records_the_result(cli, store):
     p = cli.run("create", "--name", "checked", "--verify")
-    assert p.stdout.strip() == str(store / "checked.db")
-    v = json.loads((store / "checked.db.verify").read_text())
+    assert p.stdout.strip() == str(backup_file(store, "checked"))
+    v = json.loads(sidecar(backup_file(store, "checked"), "verify").read_text())
     assert v["status"] == "ok"
     assert json.loads(cli.run("--json", "list").stdout)[0]["verify"] == "ok"
 
 
+@both_formats
 def test_create_cleanup_removes_only_expired(cli, store):
     from test_cli import age_backup
     olds = [create(cli, "--name", f"old{i}") for i in range(9)]
     for i, path in enumerate(olds):
         age_backup(path, 60, i * 60)
     p = cli.run("create", "--name", "fresh", "--cleanup")
-    assert p.stdout.strip() == str(store / "fresh.db")
+    assert p.stdout.strip() == str(backup_file(store, "fresh"))
     # keep_min 7 counts the fresh one: six of the old ones stay, the three oldest go.
     assert sorted(names_in(cli)) == sorted(["fresh"] + [f"old{i}" for i in range(6)])
     assert "old8" in p.stderr
@@ -215,7 +221,7 @@ def test_online_backup_while_a_writer_commits(tmp_path, live_mode):
 
     seen = set()
     for path in paths:
-        b = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        b = sqlite3.connect(f"file:{as_plain(path)}?mode=ro", uri=True)
         try:
             assert b.execute("pragma integrity_check").fetchone()[0] == "ok"
             total, count = b.execute("select sum(balance), count(*) from accounts").fetchone()
@@ -236,6 +242,7 @@ def test_online_backup_while_a_writer_commits(tmp_path, live_mode):
     live.close()
 
 
+@both_formats
 def test_rows_only_in_the_wal_are_captured(cli, live_db):
     con = sqlite3.connect(live_db, isolation_level=None)
     try:
@@ -252,7 +259,7 @@ def test_rows_only_in_the_wal_are_captured(cli, live_db):
         assert wal.stat().st_size > 0
     finally:
         con.close()
-    b = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    b = sqlite3.connect(f"file:{as_plain(path)}?mode=ro", uri=True)
     try:
         n = b.execute("select count(*) from memory where content like 'wal-only %'").fetchone()[0]
     finally:
@@ -288,6 +295,7 @@ def test_refused_name_in_a_fresh_store_creates_no_store(cli, store):
     assert not store.exists()
 
 
+@both_formats
 def test_existing_name_is_refused_and_the_backup_kept(cli, store, live_db):
     path = create(cli, "--name", "keep")
     before = listing(store)
@@ -353,6 +361,7 @@ def test_progress_bar_on_a_terminal(tmp_path):
 
 # ---- concurrency and crashes ----
 
+@both_formats
 def test_concurrent_creates_all_complete_or_are_refused_cleanly(cli, store):
     procs = [subprocess.Popen([str(BRI_BACKUP), "--db", str(cli.db), "--backup-dir",
                                str(store), "create", *(["--name", "same"] if i % 2 else [])],
@@ -373,10 +382,13 @@ def test_concurrent_creates_all_complete_or_are_refused_cleanly(cli, store):
     assert not [p for p in store.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_killed_create_leaves_no_backup_or_a_complete_one(tmp_path):
+@both_formats
+def test_killed_create_leaves_no_backup_or_a_complete_one(tmp_path, store_format):
     db = make_sample_db(tmp_path / "data" / "bri.db", rows=150000)
     store = tmp_path / "data" / "backups"
     base = [str(BRI_BACKUP), "--db", str(db)]
+    if store_format != "plain":
+        subprocess.run([*base, "init", "--format", store_format], check=True, timeout=60)
     for delay in (0.05, 0.15, 0.3, 0.6):
         p = subprocess.Popen([*base, "create", "--name", f"k{int(delay * 100)}"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -395,6 +407,9 @@ def test_killed_create_leaves_no_backup_or_a_complete_one(tmp_path):
     assert p.returncode == 0, p.stderr
     assert not [x for x in store.iterdir() if x.name.endswith(".tmp")]
     assert journal_mode(db) == "wal"
+    # Every backup still verifies, the one after the kills too.
+    v = subprocess.run([*base, "verify"], capture_output=True, text=True, timeout=120)
+    assert v.returncode == 0, v.stdout + v.stderr
 
 
 def test_create_on_a_locked_database_fails_cleanly(cli, live_db, store):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import table_counts
+from conftest import backup_file, both_formats, sidecar, table_counts
 from test_cli import content, corrupt, create, listing, meta_of, names_in, sha256sum
 
 
@@ -36,6 +36,7 @@ def safety_backups(cli):
 
 # ---- restore ----
 
+@both_formats
 def test_restore_seen_by_a_connection_opened_before(cli, live_db):
     original = content(live_db)
     create(cli, "--name", "orig")
@@ -98,6 +99,7 @@ def test_refused_restore_of_a_truncated_backup_by_path(cli, live_db, tmp_path):
     assert safety_backups(cli) == []
 
 
+@both_formats
 def test_safety_backup_holds_the_pre_restore_data(cli, live_db, store):
     create(cli, "--name", "base")
     change_live(live_db, marker="precious")
@@ -109,7 +111,7 @@ def test_safety_backup_holds_the_pre_restore_data(cli, live_db, store):
     s = safety[0]
     assert re.fullmatch(r"pre_restore_safety_\d{8}_\d{6}(_\d+)?", s["name"])
     assert s["name"] in p.stdout
-    spath = store / f"{s['name']}.db"
+    spath = backup_file(store, s["name"])
     meta = meta_of(spath)
     assert meta["kind"] == "safety"
     assert meta["tables"] == pre_counts
@@ -121,6 +123,7 @@ def test_safety_backup_holds_the_pre_restore_data(cli, live_db, store):
     assert content(live_db) == pre
 
 
+@both_formats
 def test_restore_newest_by_default(cli, live_db):
     create(cli, "--name", "older")
     con = sqlite3.connect(live_db)
@@ -146,6 +149,7 @@ def test_restore_with_no_backups_fails(cli, live_db):
     assert content(live_db) == before
 
 
+@both_formats
 def test_restore_unknown_name_fails(cli, live_db):
     create(cli, "--name", "exists")
     before = content(live_db)
@@ -230,6 +234,7 @@ def test_restore_into_a_missing_live_database(cli, live_db, tmp_path):
     assert content(fresh) == expected
 
 
+@both_formats
 def test_restore_waits_for_a_writer_then_fails_unchanged(cli, live_db):
     create(cli, "--name", "target")
     change_live(live_db)
@@ -307,15 +312,17 @@ def test_verify_all_names_and_paths(cli, store, tmp_path):
     assert p.returncode == 1
 
 
+@both_formats
 def test_verify_catches_count_mismatch(cli, store):
     path = create(cli, "--name", "counted")
     meta = meta_of(path)
     meta["tables"]["memory"] += 1
-    Path(f"{path}.meta").write_text(json.dumps(meta, indent=2))
+    sidecar(path, "meta").write_text(json.dumps(meta, indent=2))
     p = cli.run("verify", "counted", check=False)
     assert p.returncode == 1 and "failed" in p.stdout
 
 
+@both_formats
 def test_verify_empty_store(cli):
     p = cli.run("verify")
     assert p.returncode == 0

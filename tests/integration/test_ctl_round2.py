@@ -11,11 +11,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import Mount, sh, wait_until
+from conftest import ROOT_FIXED, Mount, sh, wait_until
 
 
 def names_in(m):
-    return {n for n in os.listdir(m) if n not in ("ctl", "restore", "latest")}
+    return {n for n in os.listdir(m) if n not in ROOT_FIXED}
 
 
 # ---- defect 4: each write(2) is one request, its result that write's ----

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, make_sample_db
+from conftest import BRI_BACKUP, as_plain, backup_file, both_formats, make_sample_db
 
 TIMEOUT = 120
 SQLDIFF = shutil.which("sqldiff")
@@ -157,15 +157,17 @@ UPDATE big SET b = randomblob(5000) WHERE id = 3;
 
 
 @pytest.fixture
-def awkward(tmp_path):
+def awkward(tmp_path, store_format):
     """A live database with awkward data and two backups: 'old' and, after
-    changes (rows, columns, tables), 'new'."""
+    changes (rows, columns, tables), 'new'; in a store of store_format."""
     db = tmp_path / "data" / "bri.db"
     db.parent.mkdir()
     store = tmp_path / "data" / "backups"
     con = sqlite3.connect(db)
     con.executescript(AWKWARD_OLD)
     con.close()
+    if store_format != "plain":
+        bri(db, store, "init", "--format", store_format)
     bri(db, store, "create", "--name", "old")
     con = sqlite3.connect(db)
     con.executescript(AWKWARD_CHANGE)
@@ -174,10 +176,11 @@ def awkward(tmp_path):
     return db, store
 
 
+@both_formats
 def test_export_matches_the_shell(awkward):
     db, store = awkward
     for name in ("old", "new"):
-        path = store / f"{name}.db"
+        path = as_plain(backup_file(store, name))  # the plain database it serves
         tables = user_tables(path)
         assert "weird table" in tables and "empty_t" in tables
         for t in tables:
@@ -200,11 +203,12 @@ def test_export_blob_and_nul(awkward):
 
 
 @pytest.mark.skipif(not SQLDIFF, reason="sqldiff (sqlite3-tools) not installed")
+@both_formats
 def test_diff_summary_matches_sqldiff(awkward):
     db, store = awkward
     for a, b in (("old", "new"), ("new", "old"), ("old", "old")):
-        want = subprocess.run([SQLDIFF, "--primarykey", "--summary", str(store / f"{a}.db"),
-                               str(store / f"{b}.db")], capture_output=True, check=True,
+        want = subprocess.run([SQLDIFF, "--primarykey", "--summary", str(as_plain(backup_file(store, a))),
+                               str(as_plain(backup_file(store, b)))], capture_output=True, check=True,
                               timeout=TIMEOUT).stdout
         assert bri(db, store, "diff", a, b).stdout == want, (a, b)
         assert bri(db, store, "diff", a, b, "--summary").stdout == want
@@ -219,6 +223,7 @@ def diff_lines(db, store, a, b, table):
     return out.split("\n")[:-1]
 
 
+@both_formats
 def test_diff_table_csv(awkward):
     db, store = awkward
     assert diff_lines(db, store, "old", "new", "t_pk") == [
@@ -274,6 +279,7 @@ def test_diff_csv_counts_agree_with_sqldiff(awkward):
     assert checked >= 8
 
 
+@both_formats
 def test_diff_json(awkward):
     db, store = awkward
     out = json.loads(bri(db, store, "diff", "old", "new", "--json").stdout)

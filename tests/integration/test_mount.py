@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BRI_BACKUPFS, COMMAND_LIMIT as T, Mount, is_mounted, sh, table_counts,
+from conftest import (INSPECTION_DIRS, ROOT_FIXED, BRI_BACKUPFS, COMMAND_LIMIT as T, Mount, is_mounted, sh, table_counts,
                       wait_until)
 
 
@@ -52,7 +52,7 @@ def live_content(db):
 
 
 def all_verified(m):
-    names = [p.name for p in m.path.iterdir() if p.name not in ("ctl", "restore", "latest")]
+    names = [p.name for p in m.path.iterdir() if p.name not in ROOT_FIXED]
     return all(not (m.path / n / "verify").read_text().startswith("unverified") for n in names)
 
 
@@ -68,7 +68,7 @@ def two(cli, mounted):
 
 def test_ls(two):
     names = sh(f"ls {two.path}").stdout.split()
-    assert names == sorted(["ctl", "first", "latest", "restore", "second"])
+    assert names == sorted(["ctl", "first", "latest", "restore", "second", *INSPECTION_DIRS])
     assert sh(f"ls {two.path}/first").stdout.split() == ["bri.db", "meta.json", "verify"]
     assert sh(f"ls {two.path}/ctl").stdout.split() == sorted(
         ["cleanup", "create", "delete", "health", "log", "metrics", "pin", "progress", "rehearse",
@@ -268,7 +268,8 @@ def test_writes_inside_view_refused_and_nothing_changed(two, store):
         assert re.search(r"Read-only file system|Permission denied|Operation not permitted|"
                          r"Invalid argument|Bad file", p.stderr), (c, p.stderr)
     assert store_state(store) == before
-    assert sorted(os.listdir(m)) == ["ctl", "first", "latest", "restore", "second"]
+    assert sorted(os.listdir(m)) == sorted(["ctl", "first", "latest", "restore", "second",
+                                           *INSPECTION_DIRS])
     assert os.stat(m / "first/bri.db").st_mode & 0o777 == 0o400
 
 
@@ -367,7 +368,7 @@ def test_background_verification(cli, live_db, store, tmp_path):
 
 def test_backup_made_by_cli_appears(mounted, cli):
     m = mounted.path
-    assert sorted(os.listdir(m)) == ["ctl", "restore"]
+    assert sorted(os.listdir(m)) == sorted(["ctl", "restore", *INSPECTION_DIRS])
     cli.run("create", "--name", "from_cli")
     t0 = time.monotonic()
     assert (m / "from_cli" / "bri.db").is_file()  # a lookup looks at the store at once
@@ -410,7 +411,7 @@ def test_rsync_twice_copies_nothing_the_second_time(two, tmp_path, store):
     dest = tmp_path / "offsite"
     cmd = f"rsync -a --itemize-changes --stats --exclude ctl --exclude restore {m}/ {dest}/"
     p = sh(cmd)
-    assert "Number of regular files transferred: 6" in p.stdout, p.stdout
+    assert "Number of regular files transferred: 9" in p.stdout, p.stdout
     for name in ("first", "second"):
         assert sha256(dest / name / "bri.db") == sha256(store / f"{name}.db")
     assert os.readlink(dest / "latest") == "second"
@@ -426,7 +427,8 @@ def test_tar_and_find(two, tmp_path, store):
     m = two.path
     out = sh(f"find {m} -path {m}/ctl -prune -o -type f -print").stdout.split()
     assert sorted(os.path.relpath(p, m) for p in out) == sorted(
-        f"{n}/{f}" for n in ("first", "second") for f in ("bri.db", "meta.json", "verify"))
+        [f"{n}/{f}" for n in ("first", "second") for f in ("bri.db", "meta.json", "verify")]
+        + [f"{d}/README" for d in INSPECTION_DIRS])
     assert wait_until(lambda: all_verified(two), 20)
     sh(f"tar -C {m} -cf {tmp_path}/b.tar .")  # everything, ctl/ and restore/ too
     sh(f"mkdir {tmp_path}/x && tar -C {tmp_path}/x -xf {tmp_path}/b.tar")
@@ -637,7 +639,7 @@ def test_ctl_cleanup_removes_expired_keeps_safety_and_newest(cli, live_db, store
         assert re.search(r"^keep\told3\t", plan, re.M), plan  # keep_min 2: new and old3
         assert re.search(r"^keep\tpre_restore_safety_20200101_000000\t", plan, re.M), plan
         sh(f"echo yes > {m}/ctl/cleanup")
-        assert sorted(n for n in os.listdir(m) if n not in ("ctl", "restore", "latest")) == [
+        assert sorted(n for n in os.listdir(m) if n not in ROOT_FIXED) == [
             "new", "old3", "pre_restore_safety_20200101_000000"]
         assert not (m / "old2").exists() and not (store / "old2.db").exists()
         assert not (m / "old1").exists()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUPFS, COMMAND_LIMIT as T, Mount, sh, wait_until
+from conftest import ROOT_FIXED, BRI_BACKUPFS, COMMAND_LIMIT as T, Mount, sh, wait_until
 
 
 
@@ -55,7 +55,7 @@ def keys(text):
 
 
 def all_verified(m):
-    names = [p.name for p in m.path.iterdir() if p.name not in ("ctl", "restore", "latest")]
+    names = [p.name for p in m.path.iterdir() if p.name not in ROOT_FIXED]
     return all(not (m.path / n / "verify").read_text().startswith("unverified") for n in names)
 
 

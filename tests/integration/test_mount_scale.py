@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import time
 
-from conftest import Mount
+from conftest import INSPECTION_DIRS, Mount
 
 N = 5000
 
@@ -27,10 +27,10 @@ def test_ls_l_of_5000_backups(cli, live_db, store, tmp_path):
         took = time.monotonic() - t0
         assert p.returncode == 0, p.stderr
         lines = [l for l in p.stdout.splitlines() if l.startswith("d")]
-        assert len(lines) == N + 2  # backups, ctl and restore
+        assert len(lines) == N + 2 + len(INSPECTION_DIRS)  # backups, ctl, restore, inspect, diff, at
         assert took < 30, took
         names = os.listdir(m.path)
-        assert len(names) == N + 3
+        assert len(names) == N + 3 + len(INSPECTION_DIRS)
         ino = os.stat(m.path / "copy_04999").st_ino
         p = subprocess.run(["find", str(m.path), "-name", "bri.db"], capture_output=True,
                            text=True, timeout=120)

@@ -48,17 +48,17 @@ def test_a_store_of_an_unknown_format_is_refused_and_left_alone(cli, live_db, st
     its files are no plain store's, so the plain sweep (which removes
     metadata without a .db) must never run on it."""
     cli.run("create", "--name", "first", now=1_700_000_000)
-    (store / "store.json").write_text('{"format": "pages", "version": 1}\n')
+    (store / "store.json").write_text('{"format": "tapes", "version": 1}\n')
     (store / "kept.db.meta").write_text("{}\n")  # plain would sweep this
     before = sorted(os.listdir(store))
     for args in (["list"], ["create", "--name", "second"], ["cleanup"], ["verify", "first"]):
         p = cli.run(*args, check=False)
         assert p.returncode != 0, (args, p.stdout)
-        assert 'format "pages"' in p.stderr, (args, p.stderr)
+        assert 'format "tapes"' in p.stderr, (args, p.stderr)
     from test_daemon_guards import refused_mount
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     rc, err = refused_mount(live_db, mnt, store)
     assert rc != 0
-    assert 'format "pages"' in err, err
+    assert 'format "tapes"' in err, err
     assert sorted(os.listdir(store)) == before

@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from conftest import Mount, sh, wait_until
+from conftest import ROOT_FIXED, Mount, sh, wait_until
 
-SKIP = ("ctl", "restore", "latest")
+SKIP = ROOT_FIXED
 
 
 def all_ok(m):

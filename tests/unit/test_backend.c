@@ -357,13 +357,14 @@ static void test_format(const char *live)
 	EXPECT(s && s->ops == &bri_store_plain_ops);
 	bri_store_close(s);
 	s = NULL;
-	tu_write_str(json, "{\"format\": \"pages\"}\n");
+	tu_write_str(json, "{\"format\": \"tapes\"}\n");
 	EXPECT_EQ_INT(bri_store_open(live, dir, false, &s, &err), -EPROTONOSUPPORT);
-	EXPECT_MSG(strstr(err.msg, "\"pages\""), "%s", err.msg);
+	EXPECT_MSG(strstr(err.msg, "\"tapes\""), "%s", err.msg);
 	tu_write_str(json, "not json");
 	EXPECT_EQ_INT(bri_store_open(live, dir, false, &s, &err), -EINVAL);
 	EXPECT(s == NULL);
 	EXPECT(bri_store_format("plain") == &bri_store_plain_ops);
+	EXPECT(bri_store_format("pages") == &bri_store_pages_ops);
 	EXPECT(bri_store_format("nope") == NULL);
 	free(json);
 	free(dir);

@@ -1,0 +1,1078 @@
+/*
+ * The page store's packs (pack.h): page ids, the index rebuilt from the
+ * packs, reading a page (one group decompressed, checked against the ids,
+ * kept in a small cache), appending new pages to a new pack that is
+ * published (fsync, rename) before any manifest names its pages, the
+ * manifest's blob, and the garbage collection of delete and cleanup.
+ *
+ * Blob header, 32 bytes, little-endian: "BRIb", version 1, kind (1 group,
+ * 2 manifest), codec (0 raw, 1 zstd), sealing (0 none), page size, page
+ * count, ids length, payload raw length, payload stored length, reserved.
+ * A group blob is header, ids, payload; a manifest blob is header, payload.
+ */
+#include "pack.h"
+
+#include <dirent.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/params.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "bri/log.h"
+
+#define BLOB_HDR      32
+#define BLOB_GROUP    1
+#define BLOB_MANIFEST 2
+#define CODEC_RAW     0
+#define CODEC_ZSTD    1
+#define SEAL_NONE     0
+#define PACK_MAGIC    "BRIPACK1"
+#define PACK_HDR      16
+#define ZSTD_LEVEL    3
+/* Index entries at most (2^28 pages: 1 TiB of 4 KiB pages). */
+#define ENTRIES_MAX (1u << 28)
+
+struct blob_hdr {
+	uint8_t kind, codec, seal;
+	uint32_t page_size, npages, ids_len, raw_len, stored_len;
+};
+
+/*
+ * zstd at ZSTD_LEVEL with the frame's content checksum on: a damaged
+ * manifest fails to decompress (pages are checked against their ids too).
+ */
+static size_t zcompress(void *dst, size_t cap, const void *src, size_t len)
+{
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	size_t n;
+
+	if (!cctx)
+		return (size_t)-1; /* an error code for ZSTD_isError */
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+	n = ZSTD_compress2(cctx, dst, cap, src, len);
+	ZSTD_freeCCtx(cctx);
+	return n;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, 4);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return le32toh(v);
+}
+
+static void hdr_encode(const struct blob_hdr *h, uint8_t out[BLOB_HDR])
+{
+	memset(out, 0, BLOB_HDR);
+	memcpy(out, "BRIb", 4);
+	out[4] = 1;
+	out[5] = h->kind;
+	out[6] = h->codec;
+	out[7] = h->seal;
+	put32(out + 8, h->page_size);
+	put32(out + 12, h->npages);
+	put32(out + 16, h->ids_len);
+	put32(out + 20, h->raw_len);
+	put32(out + 24, h->stored_len);
+}
+
+static int hdr_decode(const uint8_t in[BLOB_HDR], struct blob_hdr *h)
+{
+	if (memcmp(in, "BRIb", 4) != 0 || in[4] != 1 || get32(in + 28) != 0)
+		return -EBADMSG;
+	h->kind = in[5];
+	h->codec = in[6];
+	h->seal = in[7];
+	h->page_size = get32(in + 8);
+	h->npages = get32(in + 12);
+	h->ids_len = get32(in + 16);
+	h->raw_len = get32(in + 20);
+	h->stored_len = get32(in + 24);
+	if (h->seal != SEAL_NONE)
+		return -EPROTONOSUPPORT; /* sealed: a later step */
+	if (h->codec != CODEC_RAW && h->codec != CODEC_ZSTD)
+		return -EBADMSG;
+	if (h->kind == BLOB_GROUP &&
+	    (h->npages == 0 || h->npages > PACK_GROUP_PAGES || h->page_size < PAGE_SIZE_MIN ||
+	     h->page_size > PAGE_SIZE_MAX || h->ids_len != h->npages * PAGE_ID_LEN ||
+	     h->raw_len != h->npages * h->page_size))
+		return -EBADMSG;
+	if (h->kind == BLOB_MANIFEST && (h->npages != 0 || h->ids_len != 0))
+		return -EBADMSG;
+	if (h->kind != BLOB_GROUP && h->kind != BLOB_MANIFEST)
+		return -EBADMSG;
+	if (h->codec == CODEC_RAW && h->raw_len != h->stored_len)
+		return -EBADMSG;
+	return 0;
+}
+
+/* An HMAC-SHA-256 context keyed with the store's secret, copied for each page. */
+static EVP_MAC_CTX *mac_new(const uint8_t *key, size_t len)
+{
+	OSSL_PARAM params[] = {
+	    OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+	    OSSL_PARAM_construct_end(),
+	};
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+
+	EVP_MAC_free(mac); /* the context keeps its own reference */
+	if (ctx && !EVP_MAC_init(ctx, key, len, params)) {
+		EVP_MAC_CTX_free(ctx);
+		ctx = NULL;
+	}
+	return ctx;
+}
+
+void page_id(const struct pages_db *db, const void *page, size_t len, uint8_t id[PAGE_ID_LEN])
+{
+	EVP_MAC_CTX *ctx = db->mac ? EVP_MAC_CTX_dup(db->mac) : NULL;
+	unsigned int n = PAGE_ID_LEN;
+	size_t out = 0;
+
+	if (ctx && EVP_MAC_update(ctx, page, len) && EVP_MAC_final(ctx, id, &out, PAGE_ID_LEN) &&
+	    out == PAGE_ID_LEN) {
+		EVP_MAC_CTX_free(ctx);
+		return;
+	}
+	EVP_MAC_CTX_free(ctx);
+	HMAC(EVP_sha256(), db->secret, sizeof(db->secret), page, len, id, &n);
+}
+
+static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static size_t id_hash(const uint8_t id[PAGE_ID_LEN])
+{
+	uint64_t h;
+
+	memcpy(&h, id, sizeof(h));
+	return (size_t)h;
+}
+
+static int table_grow(struct pages_db *db)
+{
+	size_t size = db->table_size ? db->table_size * 2 : 1024;
+	uint32_t *t = calloc(size, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < db->nentries; i++) {
+		size_t j = id_hash(db->entries[i].id) & (size - 1);
+
+		while (t[j])
+			j = (j + 1) & (size - 1);
+		t[j] = (uint32_t)(i + 1);
+	}
+	free(db->table);
+	db->table = t;
+	db->table_size = size;
+	return 0;
+}
+
+const struct pack_entry *pages_db_find(struct pages_db *db, const uint8_t id[PAGE_ID_LEN])
+{
+	if (!db->table_size)
+		return NULL;
+	for (size_t j = id_hash(id) & (db->table_size - 1);; j = (j + 1) & (db->table_size - 1)) {
+		uint32_t e = db->table[j];
+
+		if (!e)
+			return NULL;
+		if (memcmp(db->entries[e - 1].id, id, PAGE_ID_LEN) == 0)
+			return &db->entries[e - 1];
+	}
+}
+
+/* Adds an entry unless id is known. */
+static int index_add(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t pack,
+                     uint32_t slot, uint64_t blob_off)
+{
+	struct pack_entry *e;
+	size_t j;
+
+	if (pages_db_find(db, id))
+		return 0;
+	if (db->nentries >= ENTRIES_MAX)
+		return -EFBIG;
+	if (db->nentries == db->cap_entries) {
+		size_t cap = db->cap_entries ? db->cap_entries * 2 : 1024;
+
+		e = realloc(db->entries, cap * sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		db->entries = e;
+		db->cap_entries = cap;
+	}
+	if ((db->nentries + 1) * 2 > db->table_size && table_grow(db) < 0)
+		return -ENOMEM;
+	e = &db->entries[db->nentries];
+	memcpy(e->id, id, PAGE_ID_LEN);
+	e->pack = pack;
+	e->slot = slot;
+	e->blob_off = blob_off;
+	j = id_hash(id) & (db->table_size - 1);
+	while (db->table[j])
+		j = (j + 1) & (db->table_size - 1);
+	db->table[j] = (uint32_t)(++db->nentries);
+	return 0;
+}
+
+static int add_pack(struct pages_db *db, int fd, const char *name, uint32_t *index)
+{
+	if (db->npacks == db->cap_packs) {
+		size_t cap = db->cap_packs ? db->cap_packs * 2 : 16;
+		struct pack_file *p = realloc(db->packs, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		db->packs = p;
+		db->cap_packs = cap;
+	}
+	db->packs[db->npacks].fd = fd;
+	db->packs[db->npacks].name = strdup(name);
+	if (!db->packs[db->npacks].name)
+		return -ENOMEM;
+	*index = (uint32_t)db->npacks++;
+	return 0;
+}
+
+/*
+ * Calls fn for each group blob of the pack fd (header and ids); stops at the
+ * end, or with -EBADMSG at a damaged frame.
+ */
+static int
+pack_scan(int fd, int (*fn)(void *arg, const struct blob_hdr *h, const uint8_t *ids, uint64_t off),
+          void *arg)
+{
+	uint8_t head[PACK_HDR], hb[BLOB_HDR], ids[PACK_GROUP_PAGES * PAGE_ID_LEN];
+	struct stat st;
+	uint64_t off = PACK_HDR;
+	int rc;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (pread_full(fd, head, PACK_HDR, 0) != PACK_HDR || memcmp(head, PACK_MAGIC, 8) != 0)
+		return -EBADMSG;
+	while (off < (uint64_t)st.st_size) {
+		struct blob_hdr h;
+
+		if (pread_full(fd, hb, BLOB_HDR, off) != BLOB_HDR)
+			return -EBADMSG;
+		rc = hdr_decode(hb, &h);
+		if (rc < 0 || h.kind != BLOB_GROUP)
+			return rc < 0 ? rc : -EBADMSG;
+		if (pread_full(fd, ids, h.ids_len, off + BLOB_HDR) != (ssize_t)h.ids_len)
+			return -EBADMSG;
+		rc = fn(arg, &h, ids, off);
+		if (rc)
+			return rc;
+		off += BLOB_HDR + (uint64_t)h.ids_len + h.stored_len;
+	}
+	return 0;
+}
+
+struct load_arg {
+	struct pages_db *db;
+	uint32_t pack;
+};
+
+static int load_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, uint64_t off)
+{
+	struct load_arg *a = arg;
+
+	for (uint32_t i = 0; i < h->npages; i++) {
+		int rc = index_add(a->db, ids + i * PAGE_ID_LEN, a->pack, i, off);
+
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static bool is_pack_name(const char *n)
+{
+	size_t len = strlen(n);
+
+	return strncmp(n, PACK_PREFIX, strlen(PACK_PREFIX)) == 0 &&
+	       len > strlen(PACK_PREFIX) + strlen(PACK_SUFFIX) &&
+	       strcmp(n + len - strlen(PACK_SUFFIX), PACK_SUFFIX) == 0;
+}
+
+/* Calls fn for the name of every pack of s. */
+static int each_pack(const struct bri_store *s, int (*fn)(void *arg, const char *name), void *arg)
+{
+	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+	struct dirent *d;
+	DIR *dir;
+
+	if (fd < 0)
+		return -errno;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return -errno;
+	}
+	while ((d = readdir(dir)) && rc == 0)
+		if (is_pack_name(d->d_name))
+			rc = fn(arg, d->d_name);
+	closedir(dir);
+	return rc;
+}
+
+static int load_pack(void *arg, const char *name)
+{
+	struct pages_db *db = arg;
+	struct load_arg a = {.db = db};
+	int fd, rc;
+
+	for (size_t i = 0; i < db->npacks; i++)
+		if (strcmp(db->packs[i].name, name) == 0)
+			return 0; /* known already (a rescan) */
+
+	fd = openat(db->s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno; /* removed by a cleanup meanwhile */
+	rc = add_pack(db, fd, name, &a.pack);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	rc = pack_scan(fd, load_group, &a);
+	if (rc == -EBADMSG) {
+		/* Pages before the damage are still found; the damaged ones fail on reading. */
+		bri_log(BRI_LOG_WARN, "pack %s/%s is damaged; pages after the damage are missing",
+		        db->s->dir, name);
+		rc = 0;
+	}
+	return rc;
+}
+
+int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *err)
+{
+	struct pages_db *db = calloc(1, sizeof(*db));
+	char *secret = NULL;
+	size_t len;
+	int rc;
+
+	if (!db)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	db->s = s;
+	db->wfd = -1;
+	pthread_mutex_init(&db->lock, NULL);
+	rc = bri_store_read_file(s, PAGES_SECRET_FILE, 1024, &secret, &len);
+	if (rc < 0 || len != sizeof(db->secret)) {
+		rc = bri_err_set(err, rc < 0 ? rc : -EBADMSG,
+		                 "cannot read the page store's secret %s/%s: %s", s->dir,
+		                 PAGES_SECRET_FILE, rc < 0 ? strerror(-rc) : "not 32 bytes");
+		free(secret);
+		pages_db_close(db);
+		return rc;
+	}
+	memcpy(db->secret, secret, sizeof(db->secret));
+	free(secret);
+	db->mac = mac_new(db->secret, sizeof(db->secret)); /* NULL: HMAC() each time */
+	rc = each_pack(s, load_pack, db);
+	if (rc < 0) {
+		bri_err_set(err, rc, "cannot read the packs of %s: %s", s->dir, strerror(-rc));
+		pages_db_close(db);
+		return rc;
+	}
+	*out = db;
+	return 0;
+}
+
+void pages_db_abort(struct pages_db *db)
+{
+	if (db->wfd >= 0) {
+		/* The pack's descriptor stays in packs (closed with them); only the name goes. */
+		bri_store_unlink(db->s, db->wtmp);
+		db->wfd = -1;
+	}
+	free(db->wtmp);
+	db->wtmp = NULL;
+}
+
+void pages_db_close(struct pages_db *db)
+{
+	if (!db)
+		return;
+	pages_db_abort(db);
+	for (size_t i = 0; i < db->npacks; i++) {
+		close(db->packs[i].fd);
+		free(db->packs[i].name);
+	}
+	for (int i = 0; i < GROUP_CACHE_SLOTS; i++)
+		free(db->cache[i].data);
+	free(db->packs);
+	free(db->entries);
+	free(db->table);
+	free(db->wbuf);
+	pthread_mutex_destroy(&db->lock);
+	EVP_MAC_CTX_free(db->mac);
+	memset(db->secret, 0, sizeof(db->secret));
+	free(db);
+}
+
+/* Reads and decompresses the group at off of pack p into a cache slot. */
+static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct group_cache **out)
+{
+	struct group_cache *c = NULL, *victim = &db->cache[0];
+	uint8_t hb[BLOB_HDR], *ids = NULL, *stored = NULL, *raw = NULL;
+	struct blob_hdr h;
+	int rc;
+
+	for (int i = 0; i < GROUP_CACHE_SLOTS; i++) {
+		if (db->cache[i].data && db->cache[i].pack == p && db->cache[i].blob_off == off) {
+			c = &db->cache[i];
+			c->used = ++db->clock;
+			*out = c;
+			return 0;
+		}
+		if (!db->cache[i].data || db->cache[i].used < victim->used)
+			victim = &db->cache[i];
+	}
+	if (pread_full(db->packs[p].fd, hb, BLOB_HDR, off) != BLOB_HDR)
+		return -EBADMSG;
+	rc = hdr_decode(hb, &h);
+	if (rc < 0 || h.kind != BLOB_GROUP || h.stored_len > 2 * h.raw_len + 1024)
+		return rc < 0 ? rc : -EBADMSG;
+	ids = malloc(h.ids_len);
+	stored = malloc(h.stored_len ? h.stored_len : 1);
+	raw = malloc(h.raw_len);
+	rc = -ENOMEM;
+	if (!ids || !stored || !raw)
+		goto out_free;
+	rc = -EBADMSG;
+	if (pread_full(db->packs[p].fd, ids, h.ids_len, off + BLOB_HDR) != (ssize_t)h.ids_len ||
+	    pread_full(db->packs[p].fd, stored, h.stored_len, off + BLOB_HDR + h.ids_len) !=
+	        (ssize_t)h.stored_len)
+		goto out_free;
+	if (h.codec == CODEC_ZSTD) {
+		size_t n = ZSTD_decompress(raw, h.raw_len, stored, h.stored_len);
+
+		if (ZSTD_isError(n) || n != h.raw_len)
+			goto out_free;
+	} else {
+		memcpy(raw, stored, h.raw_len);
+	}
+	/* Every page's bytes against its id: a damaged pack is never served. */
+	for (uint32_t i = 0; i < h.npages; i++) {
+		uint8_t id[PAGE_ID_LEN];
+
+		page_id(db, raw + (size_t)i * h.page_size, h.page_size, id);
+		if (memcmp(id, ids + i * PAGE_ID_LEN, PAGE_ID_LEN) != 0)
+			goto out_free;
+	}
+	free(victim->data);
+	victim->data = raw;
+	raw = NULL;
+	victim->pack = p;
+	victim->blob_off = off;
+	victim->page_size = h.page_size;
+	victim->npages = h.npages;
+	victim->used = ++db->clock;
+	*out = victim;
+	rc = 0;
+out_free:
+	free(ids);
+	free(stored);
+	free(raw);
+	return rc;
+}
+
+int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size, void *buf)
+{
+	const struct pack_entry *e;
+	struct group_cache *c;
+	int rc = 0;
+
+	pthread_mutex_lock(&db->lock);
+	/* The pending group of the pack being written. */
+	for (uint32_t i = 0; i < db->wcount; i++) {
+		if (db->wpsize == page_size && memcmp(db->wids[i], id, PAGE_ID_LEN) == 0) {
+			memcpy(buf, db->wbuf + (size_t)i * page_size, page_size);
+			goto out_unlock;
+		}
+	}
+	e = pages_db_find(db, id);
+	if (!e) {
+		/* A cleanup may have rewritten a pack while the folder was read:
+		 * its page is in a pack published since. Look once more. */
+		each_pack(db->s, load_pack, db);
+		e = pages_db_find(db, id);
+	}
+	if (!e) {
+		rc = -ENOENT;
+		goto out_unlock;
+	}
+	rc = load_cached(db, e->pack, e->blob_off, &c);
+	if (rc < 0)
+		goto out_unlock;
+	if (c->page_size != page_size || e->slot >= c->npages) {
+		rc = -EBADMSG;
+		goto out_unlock;
+	}
+	memcpy(buf, c->data + (size_t)e->slot * page_size, page_size);
+out_unlock:
+	pthread_mutex_unlock(&db->lock);
+	return rc;
+}
+
+/* Appends a group blob of count pages (ids, bytes) to fd at *off. */
+static int write_group(int fd, uint64_t *off, uint32_t page_size, uint32_t count,
+                       const uint8_t (*ids)[PAGE_ID_LEN], const uint8_t *pages, uint64_t *stored)
+{
+	size_t raw_len = (size_t)count * page_size, cap = ZSTD_compressBound(raw_len), n;
+	struct blob_hdr h = {.kind = BLOB_GROUP, .codec = CODEC_ZSTD, .seal = SEAL_NONE};
+	uint8_t hb[BLOB_HDR], *z = malloc(cap);
+	int rc;
+
+	if (!z)
+		return -ENOMEM;
+	n = zcompress(z, cap, pages, raw_len);
+	if (ZSTD_isError(n)) {
+		free(z);
+		return -EIO;
+	}
+	if (n >= raw_len) { /* incompressible: stored raw */
+		h.codec = CODEC_RAW;
+		memcpy(z, pages, raw_len);
+		n = raw_len;
+	}
+	h.page_size = page_size;
+	h.npages = count;
+	h.ids_len = count * PAGE_ID_LEN;
+	h.raw_len = (uint32_t)raw_len;
+	h.stored_len = (uint32_t)n;
+	hdr_encode(&h, hb);
+	rc = write_full(fd, hb, BLOB_HDR);
+	if (rc == 0)
+		rc = write_full(fd, ids, h.ids_len);
+	if (rc == 0)
+		rc = write_full(fd, z, n);
+	free(z);
+	if (rc == 0) {
+		*off += BLOB_HDR + h.ids_len + n;
+		*stored += BLOB_HDR + h.ids_len + n;
+	}
+	return rc;
+}
+
+/* Writes out the pending group into the pack being written. Caller holds the lock. */
+static int flush_group(struct pages_db *db)
+{
+	uint64_t off = db->woff;
+	int rc;
+
+	if (!db->wcount)
+		return 0;
+	rc = write_group(db->wfd, &db->woff, db->wpsize, db->wcount,
+	                 (const uint8_t(*)[PAGE_ID_LEN])db->wids, db->wbuf, &db->stored_new);
+	if (rc < 0)
+		return rc;
+	for (uint32_t i = 0; i < db->wcount; i++) {
+		rc = index_add(db, db->wids[i], db->wpack, i, off);
+		if (rc < 0)
+			return rc;
+	}
+	db->wcount = 0;
+	return 0;
+}
+
+static int start_pack(struct pages_db *db, struct bri_err *err)
+{
+	int fd, rc;
+	uint8_t head[PACK_HDR] = PACK_MAGIC;
+
+	if (!db->wbuf) {
+		db->wbuf = malloc((size_t)PACK_GROUP_PAGES * PAGE_SIZE_MAX);
+		if (!db->wbuf)
+			return bri_err_set(err, -ENOMEM, "out of memory");
+	}
+	fd = bri_store_tmpfile(db->s, "pages", "pack", &db->wtmp, err);
+	if (fd < 0)
+		return fd;
+	rc = add_pack(db, fd, db->wtmp, &db->wpack);
+	if (rc == 0)
+		rc = write_full(fd, head, PACK_HDR);
+	if (rc < 0) {
+		close(fd);
+		bri_store_unlink(db->s, db->wtmp);
+		free(db->wtmp);
+		db->wtmp = NULL;
+		return bri_err_set(err, rc, "cannot write a pack in %s: %s", db->s->dir,
+		                   strerror(-rc));
+	}
+	db->wfd = fd;
+	db->woff = PACK_HDR;
+	return 0;
+}
+
+int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint8_t id[PAGE_ID_LEN],
+                 struct bri_err *err)
+{
+	int rc = 0;
+
+	page_id(db, page, page_size, id);
+	pthread_mutex_lock(&db->lock);
+	if (pages_db_find(db, id))
+		goto out_unlock;
+	for (uint32_t i = 0; i < db->wcount; i++)
+		if (db->wpsize == page_size && memcmp(db->wids[i], id, PAGE_ID_LEN) == 0)
+			goto out_unlock;
+	if (db->wfd < 0) {
+		rc = start_pack(db, err);
+		if (rc < 0)
+			goto out_unlock;
+	}
+	if (db->wcount && (db->wpsize != page_size || db->wcount == PACK_GROUP_PAGES)) {
+		rc = flush_group(db);
+		if (rc < 0) {
+			bri_err_set(err, rc, "cannot write a pack in %s: %s", db->s->dir,
+			            strerror(-rc));
+			goto out_unlock;
+		}
+	}
+	db->wpsize = page_size;
+	memcpy(db->wids[db->wcount], id, PAGE_ID_LEN);
+	memcpy(db->wbuf + (size_t)db->wcount * page_size, page, page_size);
+	db->wcount++;
+out_unlock:
+	pthread_mutex_unlock(&db->lock);
+	return rc;
+}
+
+int pages_db_flush(struct pages_db *db, struct bri_err *err)
+{
+	char name[64];
+	uint8_t tag[8];
+	int rc;
+
+	if (db->wfd < 0)
+		return 0;
+	pthread_mutex_lock(&db->lock);
+	rc = flush_group(db);
+	pthread_mutex_unlock(&db->lock);
+	if (rc < 0)
+		return bri_err_set(err, rc, "cannot write a pack in %s: %s", db->s->dir,
+		                   strerror(-rc));
+	if (getrandom(tag, sizeof(tag), 0) != (ssize_t)sizeof(tag))
+		return bri_err_set(err, -EIO, "no random bytes for a pack's name");
+	snprintf(name, sizeof(name), PACK_PREFIX "%02x%02x%02x%02x%02x%02x%02x%02x" PACK_SUFFIX,
+	         tag[0], tag[1], tag[2], tag[3], tag[4], tag[5], tag[6], tag[7]);
+	/* fsync, rename without replacing, fsync the folder: then manifests may name its pages. */
+	rc = bri_store_publish(db->s, db->wfd, db->wtmp, name, true, err);
+	db->wfd = -1; /* its descriptor stays among the packs, for reading */
+	free(db->wtmp);
+	db->wtmp = NULL;
+	return rc;
+}
+
+/* ---- manifests ---- */
+
+int manifest_encode(const struct manifest *m, void **out, size_t *len)
+{
+	size_t raw_len = 12 + (size_t)m->page_count * PAGE_ID_LEN,
+	       cap = ZSTD_compressBound(raw_len);
+	struct blob_hdr h = {.kind = BLOB_MANIFEST, .codec = CODEC_ZSTD, .seal = SEAL_NONE};
+	uint8_t *raw = malloc(raw_len), *blob = malloc(BLOB_HDR + cap);
+	uint64_t count = htole64(m->page_count);
+	size_t n;
+
+	if (!raw || !blob) {
+		free(raw);
+		free(blob);
+		return -ENOMEM;
+	}
+	put32(raw, m->page_size);
+	memcpy(raw + 4, &count, 8);
+	memcpy(raw + 12, m->ids, (size_t)m->page_count * PAGE_ID_LEN);
+	n = zcompress(blob + BLOB_HDR, cap, raw, raw_len);
+	free(raw);
+	if (ZSTD_isError(n)) {
+		free(blob);
+		return -EIO;
+	}
+	h.page_size = m->page_size;
+	h.raw_len = (uint32_t)raw_len;
+	h.stored_len = (uint32_t)n;
+	hdr_encode(&h, blob);
+	*out = blob;
+	*len = BLOB_HDR + n;
+	return 0;
+}
+
+int manifest_decode(const void *data, size_t len, struct manifest *m)
+{
+	struct blob_hdr h;
+	uint8_t *raw;
+	uint64_t count;
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	if (len < BLOB_HDR)
+		return -EBADMSG;
+	rc = hdr_decode(data, &h);
+	if (rc < 0)
+		return rc;
+	if (h.kind != BLOB_MANIFEST || h.stored_len != len - BLOB_HDR || h.raw_len < 12 ||
+	    (h.raw_len - 12) % PAGE_ID_LEN != 0 ||
+	    (h.raw_len - 12) / PAGE_ID_LEN > MANIFEST_PAGES_MAX)
+		return -EBADMSG;
+	raw = malloc(h.raw_len);
+	if (!raw)
+		return -ENOMEM;
+	if (h.codec == CODEC_ZSTD) {
+		size_t n =
+		    ZSTD_decompress(raw, h.raw_len, (const uint8_t *)data + BLOB_HDR, h.stored_len);
+
+		if (ZSTD_isError(n) || n != h.raw_len) {
+			free(raw);
+			return -EBADMSG;
+		}
+	} else {
+		memcpy(raw, (const uint8_t *)data + BLOB_HDR, h.raw_len);
+	}
+	m->page_size = get32(raw);
+	memcpy(&count, raw + 4, 8);
+	m->page_count = le64toh(count);
+	if (m->page_count != (h.raw_len - 12) / PAGE_ID_LEN || m->page_size != h.page_size ||
+	    (m->page_count && (m->page_size < PAGE_SIZE_MIN || m->page_size > PAGE_SIZE_MAX ||
+	                       (m->page_size & (m->page_size - 1))))) {
+		free(raw);
+		return -EBADMSG;
+	}
+	m->ids = malloc(m->page_count * PAGE_ID_LEN + 1);
+	if (!m->ids) {
+		free(raw);
+		return -ENOMEM;
+	}
+	memcpy(m->ids, raw + 12, m->page_count * PAGE_ID_LEN);
+	free(raw);
+	return 0;
+}
+
+int manifest_logical_size(const struct bri_store *s, const char *name, uint64_t *size)
+{
+	char file[BRI_NAME_MAX + 16];
+	uint8_t hb[BLOB_HDR];
+	struct blob_hdr h;
+	ssize_t n;
+	int fd, rc;
+
+	snprintf(file, sizeof(file), "%s" MANIFEST_SUFFIX, name);
+	fd = openat(s->dirfd, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	n = pread_full(fd, hb, BLOB_HDR, 0);
+	close(fd);
+	if (n < 0)
+		return (int)n;
+	if (n != BLOB_HDR)
+		return -EBADMSG;
+	rc = hdr_decode(hb, &h);
+	if (rc < 0)
+		return rc;
+	if (h.kind != BLOB_MANIFEST || h.raw_len < 12 || (h.raw_len - 12) % PAGE_ID_LEN)
+		return -EBADMSG;
+	*size = (uint64_t)(h.raw_len - 12) / PAGE_ID_LEN * h.page_size;
+	return 0;
+}
+
+int manifest_read(const struct bri_store *s, const char *name, struct manifest *m)
+{
+	char file[BRI_NAME_MAX + 16];
+	char *data;
+	size_t len;
+	int rc;
+
+	snprintf(file, sizeof(file), "%s" MANIFEST_SUFFIX, name);
+	rc = bri_store_read_file(s, file, 12 + (size_t)MANIFEST_PAGES_MAX / 64, &data, &len);
+	if (rc < 0)
+		return rc;
+	rc = manifest_decode(data, len, m);
+	free(data);
+	return rc;
+}
+
+/* ---- garbage ---- */
+
+/* The ids every manifest of the store uses: an open-addressed set. */
+struct id_set {
+	uint8_t (*ids)[PAGE_ID_LEN];
+	bool *used;
+	size_t size, n;
+};
+
+static int set_add(struct id_set *set, const uint8_t *id)
+{
+	size_t j;
+
+	if ((set->n + 1) * 2 > set->size) {
+		struct id_set bigger = {.size = set->size ? set->size * 2 : 4096};
+
+		bigger.ids = malloc(bigger.size * PAGE_ID_LEN);
+		bigger.used = calloc(bigger.size, 1);
+		if (!bigger.ids || !bigger.used) {
+			free(bigger.ids);
+			free(bigger.used);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < set->size; i++)
+			if (set->used[i])
+				set_add(&bigger, set->ids[i]);
+		free(set->ids);
+		free(set->used);
+		*set = bigger;
+	}
+	for (j = id_hash(id) & (set->size - 1); set->used[j]; j = (j + 1) & (set->size - 1))
+		if (memcmp(set->ids[j], id, PAGE_ID_LEN) == 0)
+			return 0;
+	memcpy(set->ids[j], id, PAGE_ID_LEN);
+	set->used[j] = true;
+	set->n++;
+	return 0;
+}
+
+static bool set_has(const struct id_set *set, const uint8_t *id)
+{
+	if (!set->size)
+		return false;
+	for (size_t j = id_hash(id) & (set->size - 1); set->used[j]; j = (j + 1) & (set->size - 1))
+		if (memcmp(set->ids[j], id, PAGE_ID_LEN) == 0)
+			return true;
+	return false;
+}
+
+struct gc_arg {
+	struct bri_store *s;
+	struct id_set live;
+	uint64_t logical;
+	/* per pack */
+	uint64_t total, used;
+	struct pages_db *db; /* for rewriting */
+	int fd;
+	uint32_t pack;
+	int rc;
+};
+
+static int manifest_live(void *arg, const char *name, const struct stat *st)
+{
+	struct gc_arg *g = arg;
+	struct manifest m;
+	int rc;
+
+	(void)st;
+	rc = manifest_read(g->s, name, &m);
+	if (rc < 0)
+		return rc == -ENOENT ? 0 : rc;
+	g->logical += m.page_count * m.page_size;
+	for (uint64_t i = 0; i < m.page_count && rc == 0; i++)
+		rc = set_add(&g->live, m.ids + i * PAGE_ID_LEN);
+	free(m.ids);
+	return rc;
+}
+
+static int count_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, uint64_t off)
+{
+	struct gc_arg *g = arg;
+
+	(void)off;
+	for (uint32_t i = 0; i < h->npages; i++) {
+		g->total++;
+		if (set_has(&g->live, ids + i * PAGE_ID_LEN))
+			g->used++;
+	}
+	return 0;
+}
+
+/* Copies the used pages of one group into the new pack (db's writer). */
+static int copy_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, uint64_t off)
+{
+	struct gc_arg *g = arg;
+	struct group_cache *c;
+	uint8_t id[PAGE_ID_LEN];
+	int rc;
+
+	for (uint32_t i = 0; i < h->npages; i++)
+		if (set_has(&g->live, ids + i * PAGE_ID_LEN))
+			break;
+		else if (i + 1 == h->npages)
+			return 0;
+	pthread_mutex_lock(&g->db->lock);
+	rc = load_cached(g->db, g->pack, off, &c);
+	pthread_mutex_unlock(&g->db->lock);
+	if (rc < 0)
+		return rc;
+	for (uint32_t i = 0; i < h->npages && rc == 0; i++)
+		if (set_has(&g->live, ids + i * PAGE_ID_LEN))
+			rc = pages_db_add(g->db, c->data + (size_t)i * c->page_size, c->page_size,
+			                  id, NULL);
+	return rc;
+}
+
+static int gc_pack(void *arg, const char *name)
+{
+	struct gc_arg *g = arg;
+	int fd = openat(g->s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), rc;
+
+	if (fd < 0)
+		return 0;
+	g->total = g->used = 0;
+	rc = pack_scan(fd, count_group, g);
+	if (rc < 0 || g->total == 0 || g->used * 2 > g->total) {
+		/* Damaged packs are left for verify to report; mostly used packs stay as they are.
+		 */
+		close(fd);
+		return 0;
+	}
+	if (g->used > 0) {
+		/* The used pages into a fresh pack, published before the old one goes. */
+		struct pages_db *db;
+
+		rc = pages_db_open(g->s, &db, NULL);
+		if (rc < 0) {
+			close(fd);
+			return rc;
+		}
+		/* A fresh db knows every pack, this one too: forget its pages so they are copied.
+		 */
+		db->nentries = 0;
+		memset(db->table, 0, db->table_size * sizeof(*db->table));
+		for (size_t i = 0; i < db->npacks; i++)
+			if (strcmp(db->packs[i].name, name) == 0)
+				g->pack = (uint32_t)i;
+		g->db = db;
+		rc = pack_scan(db->packs[g->pack].fd, copy_group, g);
+		if (rc == 0)
+			rc = pages_db_flush(db, NULL);
+		pages_db_close(db);
+		g->db = NULL;
+		if (rc < 0) {
+			close(fd);
+			return rc;
+		}
+	}
+	close(fd);
+	if (bri_store_unlink(g->s, name) == 0)
+		bri_log(BRI_LOG_INFO, "%s %s/%s (%llu of %llu pages in use)",
+		        g->used ? "rewrote" : "removed", g->s->dir, name,
+		        (unsigned long long)g->used, (unsigned long long)g->total);
+	return 0;
+}
+
+int pages_gc(struct bri_store *s, struct bri_err *err)
+{
+	struct gc_arg g = {.s = s};
+	int rc;
+
+	/* Garbage only from committed manifests: a backup being written holds the lock. */
+	rc = bri_store_list(s, manifest_live, &g, err);
+	if (rc == 0)
+		rc = each_pack(s, gc_pack, &g);
+	if (rc == 0)
+		rc = bri_store_sync(s, err);
+	else
+		bri_err_set(err, rc, "cannot free unused pages in %s: %s", s->dir, strerror(-rc));
+	free(g.live.ids);
+	free(g.live.used);
+	return rc;
+}
+
+struct usage_arg {
+	const struct bri_store *s;
+	uint64_t stored;
+};
+
+static int pack_size(void *arg, const char *name)
+{
+	struct usage_arg *u = arg;
+	struct stat st;
+
+	if (fstatat(u->s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		u->stored += (uint64_t)st.st_size;
+	return 0;
+}
+
+struct logical_arg {
+	const struct bri_store *s;
+	uint64_t logical, manifests;
+};
+
+static int logical_of(void *arg, const char *name, const struct stat *st)
+{
+	struct logical_arg *l = arg;
+	char file[BRI_NAME_MAX + 16];
+	struct stat mst;
+
+	l->logical += (uint64_t)st->st_size;
+	snprintf(file, sizeof(file), "%s" MANIFEST_SUFFIX, name);
+	if (fstatat(l->s->dirfd, file, &mst, AT_SYMLINK_NOFOLLOW) == 0)
+		l->manifests += (uint64_t)mst.st_size;
+	return 0;
+}
+
+int pages_usage(struct bri_store *s, uint64_t *logical, uint64_t *stored, struct bri_err *err)
+{
+	struct usage_arg u = {.s = s};
+	struct logical_arg l = {.s = s};
+	int rc;
+
+	rc = bri_store_list(s, logical_of, &l, err);
+	if (rc == 0)
+		rc = each_pack(s, pack_size, &u);
+	*logical = l.logical;
+	*stored = u.stored + l.manifests; /* packs and manifests */
+	return rc;
+}

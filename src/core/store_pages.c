@@ -1,0 +1,949 @@
+/*
+ * The page store format (SPEC.md section 5): a backup NAME is NAME.meta
+ * (the same JSON as plain's; checksum the SHA-256 of the database as
+ * served), NAME.manifest (page size, count, one page id per page; the
+ * commit point) and pages kept once each in shared pack files (pack.c).
+ * Sidecars are NAME.verify, NAME.pin and NAME.report. The only file that
+ * spells those names.
+ *
+ * A new backup is written by SQLite's backup API through the "bri-pages"
+ * VFS: its xWrite hashes each page and appends the pages the store lacks to
+ * a new pack, so the full copy is never written to disk. Commit: the pack is
+ * fsynced and published, then the metadata, then the manifest (rename
+ * without replacing): a backup is complete or absent. Reading maps an offset
+ * to a page, its id to a group in a pack, decompressed and checked against
+ * the ids. Removing a backup removes its manifest first, then its sidecars,
+ * then frees the pages no remaining manifest uses (pages_gc).
+ */
+#include "bri/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "bri/checksum.h"
+#include "bri/log.h"
+#include "bri/testpoint.h"
+#include "pack.h"
+#include "store_int.h"
+
+#define FILE_MAX       (BRI_NAME_MAX + 16)
+#define PAGES_VFS_NAME "bri-pages"
+#define PAGES_PREFIX   "/bri-pages/"
+
+static const char *const sidecar_suffix[BRI_SIDECAR_KINDS] = {
+    [BRI_SIDECAR_META] = ".meta",
+    [BRI_SIDECAR_VERIFY] = ".verify",
+    [BRI_SIDECAR_PIN] = ".pin",
+    [BRI_SIDECAR_REPORT] = ".report",
+};
+
+static void sidecar_file(const char *name, enum bri_sidecar kind, char file[FILE_MAX])
+{
+	snprintf(file, FILE_MAX, "%s%s", name, sidecar_suffix[kind]);
+}
+
+static void manifest_file(const char *name, char file[FILE_MAX])
+{
+	snprintf(file, FILE_MAX, "%s" MANIFEST_SUFFIX, name);
+}
+
+static bool backup_name(const char *fname, char name[BRI_NAME_MAX + 1])
+{
+	size_t n = strlen(fname), m = strlen(MANIFEST_SUFFIX);
+
+	if (n <= m || n - m > BRI_NAME_MAX || strcmp(fname + n - m, MANIFEST_SUFFIX) != 0)
+		return false;
+	memcpy(name, fname, n - m);
+	name[n - m] = '\0';
+	return bri_store_check_name(name, n - m, NULL) == 0;
+}
+
+/* The manifest's identity with the backup's logical size, from the manifest's header. */
+static int manifest_stat(const struct bri_store *s, const char *name, struct stat *st)
+{
+	char file[FILE_MAX];
+	uint64_t size;
+	int rc;
+
+	manifest_file(name, file);
+	if (fstatat(s->dirfd, file, st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!S_ISREG(st->st_mode))
+		return -ENOENT;
+	rc = manifest_logical_size(s, name, &size);
+	if (rc < 0)
+		return rc;
+	st->st_size = (off_t)size;
+	return 0;
+}
+
+static int pages_list(const struct bri_store *s,
+                      int (*fn)(void *arg, const char *name, const struct stat *st), void *arg,
+                      struct bri_err *err)
+{
+	char name[BRI_NAME_MAX + 1];
+	struct dirent *d;
+	struct stat st;
+	DIR *dir;
+	int fd, rc = 0;
+
+	fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || !(dir = fdopendir(fd))) {
+		rc = bri_err_set(err, -errno, "cannot read backup folder %s: %s", s->dir,
+		                 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	for (;;) {
+		errno = 0;
+		d = readdir(dir);
+		if (!d) {
+			if (errno)
+				rc = bri_err_set(err, -errno, "cannot read backup folder %s: %s",
+				                 s->dir, strerror(errno));
+			break;
+		}
+		if (!backup_name(d->d_name, name) || manifest_stat(s, name, &st) < 0)
+			continue;
+		rc = fn(arg, name, &st);
+		if (rc)
+			break;
+	}
+	closedir(dir);
+	return rc;
+}
+
+static int pages_stat(const struct bri_store *s, const char *name, struct stat *st)
+{
+	int rc = manifest_stat(s, name, st);
+
+	return rc == -EBADMSG ? -ENOENT : rc;
+}
+
+/* ---- reading ---- */
+
+struct pages_reader {
+	struct pages_db *db;
+	struct manifest m;
+	char name[BRI_NAME_MAX + 1];
+};
+
+static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off)
+{
+	struct pages_reader *p = r->priv;
+	uint32_t ps = p->m.page_size;
+	uint8_t *page = NULL;
+	size_t done = 0;
+
+	if (off >= r->size)
+		return 0;
+	if (len > r->size - off)
+		len = (size_t)(r->size - off);
+	while (done < len) {
+		uint64_t pos = off + done, pgno = pos / ps;
+		size_t in = (size_t)(pos % ps), n = ps - in;
+		int rc;
+
+		if (n > len - done)
+			n = len - done;
+		if (in == 0 && n == ps) {
+			rc = pages_db_read(p->db, p->m.ids + pgno * PAGE_ID_LEN, ps,
+			                   (char *)buf + done);
+		} else {
+			if (!page && !(page = malloc(ps)))
+				return done ? (ssize_t)done : -ENOMEM;
+			rc = pages_db_read(p->db, p->m.ids + pgno * PAGE_ID_LEN, ps, page);
+			if (rc == 0)
+				memcpy((char *)buf + done, page + in, n);
+		}
+		if (rc < 0) {
+			snprintf(r->why, sizeof(r->why),
+			         "backup %s: page %" PRIu64 " (bytes %" PRIu64 "-%" PRIu64
+			         ") is %s in the store's packs",
+			         p->name, pgno + 1, pgno * ps, (pgno + 1) * ps - 1,
+			         rc == -ENOENT ? "missing"
+			                       : "damaged (its bytes do not match its id)");
+			bri_log(BRI_LOG_WARN, "%s/%s", r->label, r->why);
+			free(page);
+			return rc == -ENOENT ? -EBADMSG : rc;
+		}
+		done += n;
+	}
+	free(page);
+	return (ssize_t)done;
+}
+
+static void pages_reader_close(struct bri_reader *r)
+{
+	struct pages_reader *p = r->priv;
+
+	if (p) {
+		pages_db_close(p->db);
+		free(p->m.ids);
+		free(p);
+	}
+	free(r->label);
+	free(r);
+}
+
+static int pages_open_reader(const struct bri_store *s, const char *name, struct bri_reader **out,
+                             struct bri_err *err)
+{
+	struct bri_reader *r = calloc(1, sizeof(*r));
+	struct pages_reader *p = calloc(1, sizeof(*p));
+	char file[FILE_MAX];
+	int rc;
+
+	if (!r || !p) {
+		free(r);
+		free(p);
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	}
+	r->fd = -1;
+	r->priv = p;
+	r->pread = pages_pread;
+	r->close = pages_reader_close;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	r->label = bri_store_path(s, name, MANIFEST_SUFFIX);
+	manifest_file(name, file);
+	if (!r->label) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_close;
+	}
+	if (fstatat(s->dirfd, file, &r->st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(r->st.st_mode)) {
+		rc = bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
+		goto out_close;
+	}
+	rc = manifest_read(s, name, &p->m);
+	if (rc < 0) {
+		rc = bri_err_set(err, rc, "cannot read the manifest of backup %s in %s: %s", name,
+		                 s->dir, rc == -EBADMSG ? "damaged" : strerror(-rc));
+		goto out_close;
+	}
+	/* The manifest first, then the packs: the packs its pages are in are published. */
+	rc = pages_db_open((struct bri_store *)s, &p->db, err);
+	if (rc < 0)
+		goto out_close;
+	r->size = p->m.page_count * p->m.page_size;
+	r->st.st_size = (off_t)r->size;
+	*out = r;
+	return 0;
+out_close:
+	pages_reader_close(r);
+	return rc;
+}
+
+/* ---- writing: the bri-pages VFS ---- */
+
+struct pages_writer {
+	struct pages_db *db;
+	uint32_t page_size; /* 0 until the first write */
+	uint64_t npages;    /* the file's size in pages */
+	uint8_t *ids;       /* npages ids; all zero: never written (reads as zeros) */
+	uint64_t cap;       /* ids allocated */
+	uint64_t id;        /* its number in the VFS name */
+	struct bri_err err; /* the first failure of a write */
+	struct pages_writer *next;
+};
+
+static pthread_mutex_t writers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pages_writer *writers; /* guarded by writers_lock */
+static uint64_t next_writer = 1;
+static sqlite3_vfs pages_vfs;
+static sqlite3_vfs *pages_root;
+static pthread_once_t pages_once = PTHREAD_ONCE_INIT;
+static int pages_registered = SQLITE_ERROR;
+
+struct pages_file {
+	sqlite3_file base;
+	struct pages_writer *w; /* the copy; NULL for a journal */
+	/* A journal (SQLite's, while it changes the copy's journal mode): in memory. */
+	uint8_t *buf;
+	size_t len, cap;
+};
+
+/* A journal in memory holds at most this much: it only ever holds a few pages. */
+#define JOURNAL_MAX (64u << 20)
+
+static const uint8_t zero_id[PAGE_ID_LEN];
+
+static int mj_close(sqlite3_file *file)
+{
+	struct pages_file *f = (struct pages_file *)file;
+
+	free(f->buf);
+	f->buf = NULL;
+	return SQLITE_OK;
+}
+
+static int mj_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
+{
+	struct pages_file *f = (struct pages_file *)file;
+	size_t n = 0;
+
+	if (off < 0 || amt < 0)
+		return SQLITE_IOERR_READ;
+	if ((uint64_t)off < f->len)
+		n = f->len - (size_t)off < (size_t)amt ? f->len - (size_t)off : (size_t)amt;
+	memcpy(buf, f->buf + (n ? off : 0), n);
+	if (n < (size_t)amt) {
+		memset((char *)buf + n, 0, (size_t)amt - n);
+		return SQLITE_IOERR_SHORT_READ;
+	}
+	return SQLITE_OK;
+}
+
+static int mj_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 off)
+{
+	struct pages_file *f = (struct pages_file *)file;
+	size_t end = (size_t)off + (size_t)amt;
+
+	if (off < 0 || amt < 0 || end > JOURNAL_MAX)
+		return SQLITE_FULL;
+	if (end > f->cap) {
+		size_t cap = f->cap ? f->cap : 65536;
+		uint8_t *b;
+
+		while (cap < end)
+			cap *= 2;
+		b = realloc(f->buf, cap);
+		if (!b)
+			return SQLITE_IOERR_NOMEM;
+		f->buf = b;
+		f->cap = cap;
+	}
+	if ((size_t)off > f->len)
+		memset(f->buf + f->len, 0, (size_t)off - f->len);
+	memcpy(f->buf + off, buf, (size_t)amt);
+	if (end > f->len)
+		f->len = end;
+	return SQLITE_OK;
+}
+
+static int mj_truncate(sqlite3_file *file, sqlite3_int64 size)
+{
+	struct pages_file *f = (struct pages_file *)file;
+
+	if (size >= 0 && (size_t)size < f->len)
+		f->len = (size_t)size;
+	return SQLITE_OK;
+}
+
+static int mj_file_size(sqlite3_file *file, sqlite3_int64 *size)
+{
+	*size = (sqlite3_int64)((struct pages_file *)file)->len;
+	return SQLITE_OK;
+}
+
+static int pw_close(sqlite3_file *file)
+{
+	(void)file;
+	return SQLITE_OK;
+}
+
+/* Reads page pgno (page_size bytes) of the copy into buf. */
+static int pw_page(struct pages_writer *w, uint64_t pgno, uint8_t *buf)
+{
+	const uint8_t *id = w->ids + pgno * PAGE_ID_LEN;
+
+	if (pgno >= w->npages || memcmp(id, zero_id, PAGE_ID_LEN) == 0) {
+		memset(buf, 0, w->page_size);
+		return 0;
+	}
+	return pages_db_read(w->db, id, w->page_size, buf);
+}
+
+static int pw_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
+{
+	struct pages_writer *w = ((struct pages_file *)file)->w;
+	uint64_t size = w->npages * w->page_size;
+	uint8_t *page = NULL;
+	int done = 0;
+
+	if (off < 0 || amt < 0)
+		return SQLITE_IOERR_READ;
+	if (!w->page_size || (uint64_t)off >= size) {
+		memset(buf, 0, (size_t)amt);
+		return SQLITE_IOERR_SHORT_READ;
+	}
+	page = malloc(w->page_size);
+	if (!page)
+		return SQLITE_IOERR_NOMEM;
+	while (done < amt && (uint64_t)(off + done) < size) {
+		uint64_t pos = (uint64_t)off + (uint64_t)done, pgno = pos / w->page_size;
+		size_t in = (size_t)(pos % w->page_size), n = w->page_size - in;
+
+		if (n > (size_t)(amt - done))
+			n = (size_t)(amt - done);
+		if (pw_page(w, pgno, page) < 0) {
+			free(page);
+			return SQLITE_IOERR_READ;
+		}
+		memcpy((char *)buf + done, page + in, n);
+		done += (int)n;
+	}
+	free(page);
+	if (done < amt) {
+		memset((char *)buf + done, 0, (size_t)(amt - done));
+		return SQLITE_IOERR_SHORT_READ;
+	}
+	return SQLITE_OK;
+}
+
+static int pw_grow(struct pages_writer *w, uint64_t npages)
+{
+	if (npages > MANIFEST_PAGES_MAX)
+		return -EFBIG;
+	if (npages > w->cap) {
+		uint64_t cap = w->cap ? w->cap : 1024;
+		uint8_t *ids;
+
+		while (cap < npages)
+			cap *= 2;
+		ids = realloc(w->ids, cap * PAGE_ID_LEN);
+		if (!ids)
+			return -ENOMEM;
+		memset(ids + w->cap * PAGE_ID_LEN, 0, (cap - w->cap) * PAGE_ID_LEN);
+		w->ids = ids;
+		w->cap = cap;
+	}
+	if (npages > w->npages)
+		w->npages = npages;
+	return 0;
+}
+
+static int pw_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 off)
+{
+	struct pages_writer *w = ((struct pages_file *)file)->w;
+	uint8_t *page = NULL;
+	int done = 0, rc = 0;
+
+	if (off < 0 || amt <= 0)
+		return SQLITE_IOERR_WRITE;
+	if (!w->page_size) {
+		/* SQLite writes the main database in whole pages: the first write's length. */
+		if (amt < PAGE_SIZE_MIN || amt > PAGE_SIZE_MAX || (amt & (amt - 1)) || off % amt) {
+			bri_err_set(&w->err, -EINVAL, "a page store takes whole pages only");
+			return SQLITE_IOERR_WRITE;
+		}
+		w->page_size = (uint32_t)amt;
+	}
+	while (done < amt && rc == 0) {
+		uint64_t pos = (uint64_t)off + (uint64_t)done, pgno = pos / w->page_size;
+		size_t in = (size_t)(pos % w->page_size), n = w->page_size - in;
+		const uint8_t *src = (const uint8_t *)buf + done;
+
+		if (n > (size_t)(amt - done))
+			n = (size_t)(amt - done);
+		rc = pw_grow(w, pgno + 1);
+		if (rc == 0 && n != w->page_size) {
+			/* A part of a page: read, change, store it whole. */
+			if (!page && !(page = malloc(w->page_size)))
+				rc = -ENOMEM;
+			if (rc == 0)
+				rc = pw_page(w, pgno, page);
+			if (rc == 0)
+				memcpy(page + in, src, n);
+			src = page;
+		}
+		if (rc == 0)
+			rc = pages_db_add(w->db, src, w->page_size, w->ids + pgno * PAGE_ID_LEN,
+			                  &w->err);
+		done += (int)n;
+	}
+	free(page);
+	if (rc < 0) {
+		if (!w->err.code)
+			bri_err_set(&w->err, rc, "cannot write the backup's pages: %s",
+			            strerror(-rc));
+		return rc == -ENOSPC ? SQLITE_FULL : SQLITE_IOERR_WRITE;
+	}
+	return SQLITE_OK;
+}
+
+static int pw_truncate(sqlite3_file *file, sqlite3_int64 size)
+{
+	struct pages_writer *w = ((struct pages_file *)file)->w;
+
+	if (size < 0)
+		return SQLITE_IOERR_TRUNCATE;
+	if (!w->page_size)
+		return size == 0 ? SQLITE_OK : SQLITE_IOERR_TRUNCATE;
+	if ((uint64_t)size % w->page_size)
+		return SQLITE_IOERR_TRUNCATE;
+	if ((uint64_t)size / w->page_size < w->npages)
+		w->npages = (uint64_t)size / w->page_size;
+	return SQLITE_OK;
+}
+
+static int pw_sync(sqlite3_file *file, int flags)
+{
+	(void)file, (void)flags;
+	return SQLITE_OK; /* durable at the commit, when the pack is published */
+}
+
+static int pw_file_size(sqlite3_file *file, sqlite3_int64 *size)
+{
+	struct pages_writer *w = ((struct pages_file *)file)->w;
+
+	*size = (sqlite3_int64)(w->npages * w->page_size);
+	return SQLITE_OK;
+}
+
+static int pw_lock(sqlite3_file *file, int level)
+{
+	(void)file, (void)level;
+	return SQLITE_OK;
+}
+
+static int pw_check_reserved(sqlite3_file *file, int *out)
+{
+	(void)file;
+	*out = 0;
+	return SQLITE_OK;
+}
+
+static int pw_file_control(sqlite3_file *file, int op, void *arg)
+{
+	(void)file, (void)op, (void)arg;
+	return SQLITE_NOTFOUND;
+}
+
+static int pw_sector_size(sqlite3_file *file)
+{
+	(void)file;
+	return 4096;
+}
+
+static int pw_device_characteristics(sqlite3_file *file)
+{
+	(void)file;
+	return 0;
+}
+
+static const sqlite3_io_methods pages_methods = {
+    .iVersion = 1,
+    .xClose = pw_close,
+    .xRead = pw_read,
+    .xWrite = pw_write,
+    .xTruncate = pw_truncate,
+    .xSync = pw_sync,
+    .xFileSize = pw_file_size,
+    .xLock = pw_lock,
+    .xUnlock = pw_lock,
+    .xCheckReservedLock = pw_check_reserved,
+    .xFileControl = pw_file_control,
+    .xSectorSize = pw_sector_size,
+    .xDeviceCharacteristics = pw_device_characteristics,
+};
+
+static int pw_sync(sqlite3_file *file, int flags);
+static int pw_lock(sqlite3_file *file, int level);
+static int pw_check_reserved(sqlite3_file *file, int *out);
+static int pw_file_control(sqlite3_file *file, int op, void *arg);
+static int pw_sector_size(sqlite3_file *file);
+static int pw_device_characteristics(sqlite3_file *file);
+
+static const sqlite3_io_methods journal_methods = {
+    .iVersion = 1,
+    .xClose = mj_close,
+    .xRead = mj_read,
+    .xWrite = mj_write,
+    .xTruncate = mj_truncate,
+    .xSync = pw_sync,
+    .xFileSize = mj_file_size,
+    .xLock = pw_lock,
+    .xUnlock = pw_lock,
+    .xCheckReservedLock = pw_check_reserved,
+    .xFileControl = pw_file_control,
+    .xSectorSize = pw_sector_size,
+    .xDeviceCharacteristics = pw_device_characteristics,
+};
+
+static bool ours(const char *name)
+{
+	return name && strncmp(name, PAGES_PREFIX, sizeof(PAGES_PREFIX) - 1) == 0;
+}
+
+static int pv_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags,
+                   int *out_flags)
+{
+	struct pages_file *f = (struct pages_file *)file;
+	uint64_t id;
+	char *end;
+
+	(void)vfs;
+	if (!ours(name))
+		return pages_root->xOpen(pages_root, name, file, flags, out_flags);
+	memset(f, 0, sizeof(*f));
+	if (!(flags & SQLITE_OPEN_MAIN_DB)) {
+		/* The journal or (empty) WAL of the copy's journal-mode change: in memory. */
+		if (!(flags & (SQLITE_OPEN_MAIN_JOURNAL | SQLITE_OPEN_WAL)))
+			return SQLITE_CANTOPEN;
+		f->base.pMethods = &journal_methods;
+		if (out_flags)
+			*out_flags = flags;
+		return SQLITE_OK;
+	}
+	id = strtoull(name + sizeof(PAGES_PREFIX) - 1, &end, 10);
+	pthread_mutex_lock(&writers_lock);
+	for (struct pages_writer *w = writers; w; w = w->next)
+		if (w->id == id && !*end)
+			f->w = w;
+	pthread_mutex_unlock(&writers_lock);
+	if (!f->w)
+		return SQLITE_CANTOPEN;
+	f->base.pMethods = &pages_methods;
+	if (out_flags)
+		*out_flags = flags;
+	return SQLITE_OK;
+}
+
+static int pv_access(sqlite3_vfs *vfs, const char *name, int flags, int *out)
+{
+	(void)vfs;
+	if (!ours(name))
+		return pages_root->xAccess(pages_root, name, flags, out);
+	*out = 0;
+	return SQLITE_OK;
+}
+
+static int pv_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
+{
+	(void)vfs;
+	if (!ours(name))
+		return pages_root->xDelete(pages_root, name, sync_dir);
+	return SQLITE_OK; /* a journal in memory goes with its close */
+}
+
+static int pv_full_pathname(sqlite3_vfs *vfs, const char *name, int n, char *out)
+{
+	size_t len = strlen(name);
+
+	(void)vfs;
+	if (!ours(name))
+		return pages_root->xFullPathname(pages_root, name, n, out);
+	if (len >= (size_t)n)
+		return SQLITE_CANTOPEN;
+	memcpy(out, name, len + 1);
+	return SQLITE_OK;
+}
+
+static void pages_register(void)
+{
+	pages_root = sqlite3_vfs_find(NULL);
+	if (!pages_root)
+		return;
+	pages_vfs = *pages_root;
+	pages_vfs.pNext = NULL;
+	pages_vfs.zName = PAGES_VFS_NAME;
+	if ((size_t)pages_vfs.szOsFile < sizeof(struct pages_file))
+		pages_vfs.szOsFile = (int)sizeof(struct pages_file);
+	pages_vfs.xOpen = pv_open;
+	pages_vfs.xAccess = pv_access;
+	pages_vfs.xDelete = pv_delete;
+	pages_vfs.xFullPathname = pv_full_pathname;
+	pages_registered = sqlite3_vfs_register(&pages_vfs, 0);
+}
+
+const char *store_path_vfs(const char *path)
+{
+	if (!ours(path))
+		return NULL;
+	pthread_once(&pages_once, pages_register);
+	return pages_registered == SQLITE_OK ? PAGES_VFS_NAME : NULL;
+}
+
+static int pages_write_begin(struct bri_store *s, const char *name, struct bri_backup_writer **out,
+                             struct bri_err *err)
+{
+	struct bri_backup_writer *w = calloc(1, sizeof(*w));
+	struct pages_writer *p = calloc(1, sizeof(*p));
+	int rc;
+
+	if (!w || !p) {
+		free(w);
+		free(p);
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	}
+	w->s = s;
+	w->fd = -1;
+	w->priv = p;
+	snprintf(w->name, sizeof(w->name), "%s", name);
+	rc = bri_store_check(s, err);
+	if (rc < 0)
+		goto out_free;
+	rc = pages_db_open(s, &p->db, err);
+	if (rc < 0)
+		goto out_free;
+	pthread_mutex_lock(&writers_lock);
+	p->id = next_writer++;
+	p->next = writers;
+	writers = p;
+	pthread_mutex_unlock(&writers_lock);
+	if (asprintf(&w->path, PAGES_PREFIX "%" PRIu64, p->id) < 0) {
+		w->path = NULL;
+		bri_store_write_end(w);
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	}
+	if (!store_path_vfs(w->path)) {
+		bri_store_write_end(w);
+		return bri_err_set(err, -ENOMEM, "cannot register the page store's SQLite VFS");
+	}
+	*out = w;
+	return 0;
+out_free:
+	pages_db_close(p->db);
+	free(p);
+	free(w);
+	return rc;
+}
+
+static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
+                              char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err)
+{
+	struct pages_writer *p = w->priv;
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint8_t *page = malloc(p->page_size ? p->page_size : 1);
+	unsigned dlen = 0;
+	int rc = 0;
+
+	if (p->err.code) {
+		rc = bri_err_set(err, p->err.code, "%s", p->err.msg);
+		goto out_free;
+	}
+	if (!md || !page || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_free;
+	}
+	/* The logical bytes as served, read back through the pages just written. */
+	for (uint64_t i = 0; i < p->npages && rc == 0; i++) {
+		rc = pw_page(p, i, page);
+		if (rc < 0)
+			bri_err_set(err, rc, "cannot read back page %" PRIu64 " of the new backup",
+			            i + 1);
+		else if (!EVP_DigestUpdate(md, page, p->page_size))
+			rc = bri_err_set(err, -EIO, "SHA-256 failed");
+	}
+	if (rc == 0 && !EVP_DigestFinal_ex(md, digest, &dlen))
+		rc = bri_err_set(err, -EIO, "SHA-256 failed");
+	for (unsigned i = 0; rc == 0 && i < dlen; i++)
+		sprintf(hex + 2 * i, "%02x", digest[i]);
+	*size = p->npages * p->page_size;
+out_free:
+	EVP_MD_CTX_free(md);
+	free(page);
+	return rc;
+}
+
+static int pages_sidecar_write(struct bri_store *s, const char *name, enum bri_sidecar kind,
+                               const void *data, size_t len, struct bri_err *err)
+{
+	char file[FILE_MAX];
+
+	sidecar_file(name, kind, file);
+	return bri_store_write_file(s, file, data, len, err);
+}
+
+static int pages_sidecar_remove(struct bri_store *s, const char *name, enum bri_sidecar kind)
+{
+	char file[FILE_MAX];
+
+	sidecar_file(name, kind, file);
+	return bri_store_unlink(s, file);
+}
+
+/* The pack (fsync, publish), the metadata, then the manifest: the commit point. */
+static int pages_write_commit(struct bri_backup_writer *w, const char *meta, size_t len,
+                              struct bri_err *err)
+{
+	struct pages_writer *p = w->priv;
+	struct manifest m = {.page_size = p->page_size, .page_count = p->npages, .ids = p->ids};
+	char file[FILE_MAX], *tmp = NULL;
+	struct stat st;
+	size_t mlen;
+	void *blob;
+	int fd, rc;
+
+	if (p->err.code)
+		return bri_err_set(err, p->err.code, "%s", p->err.msg);
+	manifest_file(w->name, file);
+	if (fstatat(w->s->dirfd, file, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return bri_err_set(err, -EEXIST, "cannot publish %s/%s: it already exists",
+		                   w->s->dir, file);
+	rc = pages_db_flush(p->db, err);
+	if (rc < 0)
+		return rc;
+	bri_testpoint("pages-pack-published");
+	rc = manifest_encode(&m, &blob, &mlen);
+	if (rc < 0)
+		return bri_err_set(err, rc, "cannot make the manifest: %s", strerror(-rc));
+	fd = bri_store_tmpfile(w->s, w->name, "manifest", &tmp, err);
+	if (fd < 0) {
+		free(blob);
+		return fd;
+	}
+	rc = 0;
+	for (size_t done = 0; done < mlen && rc == 0;) {
+		ssize_t n = write(fd, (char *)blob + done, mlen - done);
+
+		if (n < 0 && errno != EINTR)
+			rc = bri_err_set(err, -errno, "cannot write the manifest: %s",
+			                 strerror(errno));
+		else if (n > 0)
+			done += (size_t)n;
+	}
+	free(blob);
+	if (rc == 0)
+		rc = pages_sidecar_write(w->s, w->name, BRI_SIDECAR_META, meta, len, err);
+	if (rc == 0) {
+		rc = bri_store_publish(w->s, fd, tmp, file, true, err);
+		if (rc < 0)
+			pages_sidecar_remove(w->s, w->name, BRI_SIDECAR_META);
+	} else {
+		bri_store_unlink(w->s, tmp);
+	}
+	close(fd);
+	free(tmp);
+	return rc;
+}
+
+static void pages_write_end(struct bri_backup_writer *w)
+{
+	struct pages_writer *p = w->priv;
+
+	pthread_mutex_lock(&writers_lock);
+	for (struct pages_writer **q = &writers; *q; q = &(*q)->next)
+		if (*q == p) {
+			*q = p->next;
+			break;
+		}
+	pthread_mutex_unlock(&writers_lock);
+	/* Uncommitted: an unpublished pack goes; a published one holds only pages
+	 * no manifest names, freed by the next cleanup. */
+	pages_db_close(p->db);
+	free(p->ids);
+	free(p);
+	free(w->path);
+	free(w);
+}
+
+/* The manifest first: an interrupted removal leaves sidecars the sweep removes. */
+static int pages_remove(struct bri_store *s, const char *name, struct bri_err *err)
+{
+	char file[FILE_MAX];
+	int rc;
+
+	manifest_file(name, file);
+	rc = bri_store_unlink(s, file);
+	for (int k = 0; rc == 0 && k < BRI_SIDECAR_KINDS; k++) {
+		sidecar_file(name, (enum bri_sidecar)k, file);
+		rc = bri_store_unlink(s, file);
+	}
+	if (rc < 0)
+		return bri_err_set(err, rc, "cannot remove %s/%s: %s", s->dir, file, strerror(-rc));
+	rc = bri_store_sync(s, err);
+	if (rc < 0)
+		return rc;
+	bri_testpoint("pages-removed");
+	return pages_gc(s, err);
+}
+
+static int pages_sidecar_read(const struct bri_store *s, const char *name, enum bri_sidecar kind,
+                              size_t max, char **out, size_t *len)
+{
+	char file[FILE_MAX];
+
+	sidecar_file(name, kind, file);
+	return bri_store_read_file(s, file, max, out, len);
+}
+
+static int pages_sidecar_stat(const struct bri_store *s, const char *name, enum bri_sidecar kind,
+                              struct stat *st)
+{
+	char file[FILE_MAX];
+	struct stat got;
+
+	sidecar_file(name, kind, file);
+	if (fstatat(s->dirfd, file, &got, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!S_ISREG(got.st_mode))
+		return -ENOENT;
+	*st = got;
+	return 0;
+}
+
+static char *pages_backup_path(const struct bri_store *s, const char *name)
+{
+	return bri_store_path(s, name, MANIFEST_SUFFIX);
+}
+
+/* A metadata, verification result or pin whose manifest is missing. */
+static bool pages_is_leftover(const struct bri_store *s, const char *fname)
+{
+	static const enum bri_sidecar kinds[] = {BRI_SIDECAR_META, BRI_SIDECAR_VERIFY,
+	                                         BRI_SIDECAR_PIN};
+	char man[NAME_MAX + 1];
+	struct stat st;
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		const char *suffix = sidecar_suffix[kinds[i]];
+		size_t n = strlen(fname), m = strlen(suffix);
+
+		if (n <= m || fname[0] == '.' || strcmp(fname + n - m, suffix) != 0)
+			continue;
+		snprintf(man, sizeof(man), "%.*s" MANIFEST_SUFFIX, (int)(n - m), fname);
+		return fstatat(s->dirfd, man, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
+	}
+	return false;
+}
+
+static int pages_init(struct bri_store *s, struct bri_err *err)
+{
+	uint8_t secret[32];
+	struct stat st;
+
+	if (fstatat(s->dirfd, PAGES_SECRET_FILE, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	if (getrandom(secret, sizeof(secret), 0) != (ssize_t)sizeof(secret))
+		return bri_err_set(err, -EIO, "no random bytes for the page-id secret");
+	return bri_store_write_file(s, PAGES_SECRET_FILE, secret, sizeof(secret), err);
+}
+
+static int pages_usage_op(struct bri_store *s, uint64_t *logical, uint64_t *stored,
+                          struct bri_err *err)
+{
+	return pages_usage(s, logical, stored, err);
+}
+
+const struct bri_store_ops bri_store_pages_ops = {
+    .format = "pages",
+    .list = pages_list,
+    .stat = pages_stat,
+    .open_reader = pages_open_reader,
+    .write_begin = pages_write_begin,
+    .write_digest = pages_write_digest,
+    .write_commit = pages_write_commit,
+    .write_end = pages_write_end,
+    .remove = pages_remove,
+    .sidecar_read = pages_sidecar_read,
+    .sidecar_write = pages_sidecar_write,
+    .sidecar_remove = pages_sidecar_remove,
+    .sidecar_stat = pages_sidecar_stat,
+    .backup_path = pages_backup_path,
+    .is_leftover = pages_is_leftover,
+    .init = pages_init,
+    .usage = pages_usage_op,
+};

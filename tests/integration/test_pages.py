@@ -1,0 +1,165 @@
+"""The page store (SPEC.md section 5) where the common tests, parametrized
+over both formats with both_formats, cannot reach: choosing the format
+(init, the mount's -o store_format), refusing to change a store's format,
+export NAME FILE, and the space the page store saves over a plain one."""
+
+import json
+import os
+import sqlite3
+import subprocess
+
+from conftest import BRI_BACKUP, Cli, Mount, backup_file, make_sample_db
+from test_cli import meta_of, sha256sum
+
+
+def test_init_records_the_format_and_refuses_to_change_it(cli, store):
+    cli.run("init", "--format", "pages")
+    conf = json.loads((store / "store.json").read_text())
+    assert conf["format"] == "pages" and conf["version"] == 1
+    assert conf["hash"] == "hmac-sha256" and conf["compression"] == "zstd"
+    assert (store / "pages.secret").stat().st_size == 32
+    cli.run("init", "--format", "pages")  # already so: nothing changes
+    p = cli.run("init", "--format", "plain", check=False)
+    assert p.returncode == 1 and "already of format" in p.stderr
+
+
+def test_init_pages_on_a_plain_store_with_backups_is_refused(cli, store):
+    cli.run("create", "--name", "kept")
+    before = sorted(os.listdir(store))
+    p = cli.run("init", "--format", "pages", check=False)
+    assert p.returncode == 1 and "migrate" in p.stderr
+    assert sorted(os.listdir(store)) == before
+    assert not (store / "store.json").exists()
+
+
+def test_export_file_is_the_plain_database(cli, store, tmp_path):
+    cli.run("init", "--format", "pages")
+    cli.run("create", "--name", "b")
+    out = tmp_path / "out.db"
+    cli.run("export", "b", str(out))
+    path = backup_file(store, "b")
+    assert sha256sum(out) == meta_of(path)["checksum"]
+    con = sqlite3.connect(f"file:{out}?mode=ro", uri=True)
+    assert con.execute("pragma integrity_check").fetchone()[0] == "ok"
+    con.close()
+    p = cli.run("export", "b", str(out), check=False)  # never overwrites
+    assert p.returncode == 1 and "exists" in p.stderr
+
+
+def test_mount_makes_a_new_store_a_page_store(live_db, store, tmp_path):
+    m = Mount(live_db, store, tmp_path / "mnt", options=["store_format=pages"])
+    m.start()
+    try:
+        assert json.loads((store / "store.json").read_text())["format"] == "pages"
+        st = json.loads((m.path / "ctl" / "stats.json").read_text())
+        assert st["format"] == "pages"
+    finally:
+        m.stop()
+    # The CLI takes backups into it, and they verify.
+    cli = Cli(live_db, store)
+    cli.run("create", "--name", "after")
+    assert "after: ok" in cli.run("verify", "after").stdout
+
+
+def test_thirty_backups_with_one_percent_churn(tmp_path):
+    """30 backups of a database with about 1 % of its pages changed between
+    them: the page store keeps a small fraction of what plain keeps."""
+    sizes = {}
+    for fmt in ("plain", "pages"):
+        db = make_sample_db(tmp_path / fmt / "bri.db", rows=20000)
+        store = db.parent / "backups"
+        cli = Cli(db, store)
+        if fmt == "pages":
+            cli.run("init", "--format", "pages")
+        con = sqlite3.connect(db)
+        pages = con.execute("pragma page_count").fetchone()[0]
+        rows = con.execute("select max(id) from memory").fetchone()[0]
+        for i in range(30):
+            # ~1 % of the pages: UPDATEs spread over the table, and a few INSERTs.
+            step = max(1, rows // max(1, pages // 100))
+            con.execute(f"update memory set content = content || 'x' where id % {step} = {i % step}")
+            con.execute("insert into memory(video_id, content) values (1, 'new ' || ?)", (i,))
+            con.commit()
+            cli.run("create", "--name", f"b{i:02d}")
+        con.close()
+        sizes[fmt] = sum(f.stat().st_size for f in store.iterdir() if f.is_file())
+        assert cli.run("verify").returncode == 0
+    ratio = sizes["pages"] / sizes["plain"]
+    print(f"30 backups, ~1% churn: plain {sizes['plain']} B, pages {sizes['pages']} B, "
+          f"ratio {ratio:.3f}")
+    assert ratio < 0.2, sizes
+
+
+def test_mount_serves_a_page_store_backup(live_db, store, tmp_path):
+    """Through the mount NAME/bri.db is the plain database, assembled from
+    pages: sha256sum equals the checksum, sqlite3 reads it."""
+    cli = Cli(live_db, store)
+    cli.run("init", "--format", "pages")
+    cli.run("create", "--name", "served")
+    checksum = meta_of(backup_file(store, "served"))["checksum"]
+    m = Mount(live_db, store, tmp_path / "mnt")
+    m.start()
+    try:
+        served = m.path / "served" / "bri.db"
+        assert sha256sum(served) == checksum
+        con = sqlite3.connect(f"file:{served}?mode=ro&immutable=1", uri=True)
+        try:
+            assert con.execute("pragma integrity_check").fetchone()[0] == "ok"
+            assert con.execute("select count(*) from memory").fetchone()[0] == 200
+        finally:
+            con.close()
+        assert served.stat().st_size == meta_of(backup_file(store, "served"))["size_bytes"]
+    finally:
+        m.stop()
+
+
+def kill_at(cli, pause_points, point, *args):
+    """Runs bri-backup args, kill -9 once it reaches the pause point."""
+    pause_points.arm(point)
+    proc = subprocess.Popen([str(BRI_BACKUP), "--db", str(cli.db), "--backup-dir",
+                             str(cli.store), *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=pause_points.env())
+    try:
+        pause_points.wait_reached(point)
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        pause_points.release(point)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+
+
+def test_kill_9_in_create_and_delete_leaves_every_backup_complete(cli, live_db, store,
+                                                                  pause_points):
+    """kill -9 after a create's pack is published (before its manifest), and
+    after a delete removed its manifest (before freeing pages): no partial
+    backup is listed, every remaining one verifies, and the next delete
+    frees the pages nothing uses."""
+    cli.run("init", "--format", "pages")
+    cli.run("create", "--name", "a")
+    con = sqlite3.connect(live_db)
+    con.execute("update memory set content = content || ' changed'")
+    con.commit()
+    con.close()
+    before = set(store.glob("pack-*.pack"))
+    kill_at(cli, pause_points, "pages-pack-published", "create", "--name", "killed")
+    assert "killed" not in cli.run("list").stdout
+    orphan = set(store.glob("pack-*.pack")) - before  # the killed create's pack stays
+    assert len(orphan) == 1
+    assert cli.run("verify").returncode == 0
+    con = sqlite3.connect(live_db)  # other pages than the killed create's
+    con.execute("update memory set content = content || ' again'")
+    con.commit()
+    con.close()
+    cli.run("create", "--name", "b")
+    cli.run("create", "--name", "c")
+    kill_at(cli, pause_points, "pages-removed", "delete", "b")
+    names = cli.run("list").stdout
+    assert "b " not in names and "a " in names and "c " in names
+    assert cli.run("verify").returncode == 0
+    cli.run("delete", "a")  # frees a's pages and the killed create's
+    assert cli.run("verify").returncode == 0
+    assert not orphan & set(store.glob("pack-*.pack")), sorted(os.listdir(store))
+    st = json.loads(cli.run("--json", "stats").stdout)
+    assert st["stored_bytes"] < st["logical_bytes"]

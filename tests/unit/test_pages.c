@@ -1,0 +1,229 @@
+/*
+ * Unit tests of the page store (src/core/store_pages.c, pack.c; SPEC.md
+ * section 5): the manifest's round trip and its damage refused, page ids
+ * keyed by the store's secret, identical pages stored once across backups,
+ * a backup read back byte for byte (checksum) and verified, a flipped bit in
+ * a pack a failed verification naming the backup and page, a create killed
+ * before its commit leaving no backup (its published pack freed by the next
+ * delete), and delete freeing every page no backup uses.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../src/core/pack.h"
+#include "bri/checksum.h"
+#include "bri/cleanup.h"
+#include "bri/create.h"
+#include "bri/snapshot.h"
+#include "bri/verify.h"
+#include "expect.h"
+#include "testutil.h"
+
+static char *base;
+
+/* The number of pack files of the store. */
+static int count_packs(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, PACK_PREFIX, strlen(PACK_PREFIX)) == 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* The path of the store's (first) pack, malloc'd. */
+static char *first_pack(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char *p = NULL;
+
+	while (d && (e = readdir(d)))
+		if (!p && strncmp(e->d_name, PACK_PREFIX, strlen(PACK_PREFIX)) == 0)
+			p = tu_fmt("%s/%s", dir, e->d_name);
+	if (d)
+		closedir(d);
+	return p;
+}
+
+/* Flips one bit in the middle of the file at path. */
+static void flip(const char *path)
+{
+	int fd = open(path, O_RDWR);
+	struct stat st;
+	uint8_t b = 0;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || pread(fd, &b, 1, st.st_size / 2) != 1)
+		TU_DIE("cannot read %s", path);
+	b ^= 0x04;
+	if (pwrite(fd, &b, 1, st.st_size / 2) != 1)
+		TU_DIE("cannot write %s", path);
+	close(fd);
+}
+
+static void test_manifest_round_trip(void)
+{
+	struct manifest m = {.page_size = 4096, .page_count = 3}, back;
+	uint8_t ids[3 * PAGE_ID_LEN];
+	size_t len;
+	void *blob;
+
+	for (size_t i = 0; i < sizeof(ids); i++)
+		ids[i] = (uint8_t)(i * 7);
+	m.ids = ids;
+	EXPECT_EQ_INT(manifest_encode(&m, &blob, &len), 0);
+	EXPECT_EQ_INT(manifest_decode(blob, len, &back), 0);
+	EXPECT(back.page_size == 4096 && back.page_count == 3);
+	EXPECT(back.ids && memcmp(back.ids, ids, sizeof(ids)) == 0);
+	free(back.ids);
+	/* A flipped bit anywhere after the magic is refused, never a wrong list. */
+	for (size_t at = 5; at < len; at += 3) {
+		((uint8_t *)blob)[at] ^= 0x10;
+		EXPECT_MSG(manifest_decode(blob, len, &back) < 0, "flip at %zu", at);
+		((uint8_t *)blob)[at] ^= 0x10;
+	}
+	EXPECT_EQ_INT(manifest_decode(blob, len - 1, &back), -EBADMSG);
+	free(blob);
+}
+
+static int create_named(struct bri_store *s, const char *name)
+{
+	struct bri_create_opts o = {.name = name};
+	struct bri_err err = {0};
+	char *out = NULL;
+	int rc = bri_create(s, &o, NULL, &out, &err);
+
+	EXPECT_MSG(rc == 0, "create %s: %s", name, err.msg);
+	free(out);
+	return rc;
+}
+
+static void test_store(const char *live)
+{
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	struct bri_verify_result res;
+	struct bri_reader *r = NULL;
+	struct pages_db *db = NULL;
+	char *dir = tu_fmt("%s/store", base), *pack, *buf;
+	char hex[BRI_CHECKSUM_HEX_LEN + 1], *meta;
+	uint64_t logical = 0, stored = 0;
+	uint8_t id1[PAGE_ID_LEN], id2[PAGE_ID_LEN];
+	size_t len;
+	int status;
+	pid_t pid;
+
+	EXPECT_EQ_INT(bri_store_open(live, dir, true, &s, &err), 0);
+	EXPECT_EQ_INT(bri_store_init_format(s, "pages", &err), 0);
+	EXPECT(s->ops == &bri_store_pages_ops);
+	bri_store_close(s);
+	/* Reopened, store.json says pages. */
+	EXPECT_EQ_INT(bri_store_open(live, dir, false, &s, &err), 0);
+	EXPECT(s && s->ops == &bri_store_pages_ops);
+
+	/* Page ids: the same bytes the same id, other bytes another. */
+	EXPECT_EQ_INT(pages_db_open(s, &db, &err), 0);
+	buf = calloc(1, 4096);
+	page_id(db, buf, 4096, id1);
+	page_id(db, buf, 4096, id2);
+	EXPECT(memcmp(id1, id2, PAGE_ID_LEN) == 0);
+	buf[100] = 1;
+	page_id(db, buf, 4096, id2);
+	EXPECT(memcmp(id1, id2, PAGE_ID_LEN) != 0);
+	pages_db_close(db);
+	free(buf);
+
+	/* Two backups of the same database: the second stores no page. */
+	EXPECT_EQ_INT(create_named(s, "one"), 0);
+	EXPECT_EQ_INT(count_packs(dir), 1);
+	EXPECT_EQ_INT(create_named(s, "two"), 0);
+	EXPECT_EQ_INT(count_packs(dir), 1);
+	EXPECT_EQ_INT(bri_store_usage(s, &logical, &stored, &err), 0);
+	EXPECT_MSG(logical > stored, "logical %llu stored %llu", (unsigned long long)logical,
+	           (unsigned long long)stored);
+
+	/* Read back: the SHA-256 of the bytes served is the metadata's checksum. */
+	EXPECT_EQ_INT(bri_store_open_reader(s, "one", &r, &err), 0);
+	EXPECT(r && r->fd == -1);
+	EXPECT_EQ_INT(bri_checksum_reader(r, NULL, hex, &err), 0);
+	bri_reader_close(r);
+	EXPECT_EQ_INT(bri_store_sidecar_read(s, "one", BRI_SIDECAR_META, 1 << 20, &meta, &len), 0);
+	EXPECT_MSG(strstr(meta, hex) != NULL, "checksum %s not in %s", hex, meta);
+	free(meta);
+	EXPECT_EQ_INT(bri_verify_backup(s, "one", NULL, &res, &err), 0);
+	EXPECT_MSG(res.status == BRI_VERIFY_OK, "%s", res.reason);
+
+	/* A flipped bit in the pack: verify fails, naming the backup and the page. */
+	pack = first_pack(dir);
+	flip(pack);
+	EXPECT_EQ_INT(bri_verify_backup(s, "one", NULL, &res, &err), 0);
+	EXPECT_EQ_INT(res.status, BRI_VERIFY_FAILED);
+	EXPECT_MSG(strstr(res.reason, "backup one") && strstr(res.reason, "page "), "%s",
+	           res.reason);
+	flip(pack); /* undone */
+	EXPECT_EQ_INT(bri_verify_backup(s, "one", NULL, &res, &err), 0);
+	EXPECT_MSG(res.status == BRI_VERIFY_OK, "%s", res.reason);
+	free(pack);
+
+	/* A create killed after its pack is published, before its manifest
+	 * (the child exits without commit or cleanup, as kill -9 would). */
+	pid = fork();
+	if (pid == 0) {
+		struct bri_backup_writer *w = NULL;
+		struct bri_snapshot_info info = {0};
+		struct bri_err e = {0};
+		sqlite3 *ldb;
+
+		/* New content, so the pack has pages of its own. */
+		if (sqlite3_open(live, &ldb) != SQLITE_OK)
+			_exit(2);
+		sqlite3_exec(ldb, "UPDATE memory SET content = 'changed ' || id", NULL, NULL, NULL);
+		sqlite3_close(ldb);
+		if (bri_store_write_begin(s, "killed", &w, &e) < 0 ||
+		    bri_snapshot_take(live, w->path, 5000, &info, &e) < 0)
+			_exit(3);
+		/* The writer's first member is its pages_db (store_pages.c). */
+		if (pages_db_flush(*(struct pages_db **)w->priv, &e) < 0)
+			_exit(4);
+		_exit(0); /* as kill -9: no commit, no cleanup */
+	}
+	waitpid(pid, &status, 0);
+	EXPECT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	EXPECT_EQ_INT(count_packs(dir), 2);
+	EXPECT_EQ_INT(bri_store_has(s, "killed"), 0);
+	EXPECT_EQ_INT(bri_verify_backup(s, "two", NULL, &res, &err), 0);
+	EXPECT_MSG(res.status == BRI_VERIFY_OK, "%s", res.reason);
+
+	/* Delete: the killed create's pack goes with the first delete, all with the last. */
+	EXPECT_EQ_INT(bri_delete(s, "one", NULL, &err), 0);
+	EXPECT_EQ_INT(count_packs(dir), 1);
+	EXPECT_EQ_INT(bri_verify_backup(s, "two", NULL, &res, &err), 0);
+	EXPECT_MSG(res.status == BRI_VERIFY_OK, "%s", res.reason);
+	EXPECT_EQ_INT(bri_delete(s, "two", NULL, &err), 0);
+	EXPECT_EQ_INT(count_packs(dir), 0);
+	bri_store_close(s);
+	free(dir);
+}
+
+int main(void)
+{
+	char *live;
+
+	base = tu_tmpdir("pages");
+	live = tu_fmt("%s/live.db", base);
+	tu_make_db(live, "wal", 20, 2000, false);
+	test_manifest_round_trip();
+	test_store(live);
+	free(live);
+	tu_tmpdir_done(base);
+	return EXPECT_RESULT();
+}
