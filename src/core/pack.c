@@ -82,7 +82,7 @@ static uint32_t get32(const uint8_t *p)
 static void hdr_encode(const struct blob_hdr *h, uint8_t out[BLOB_HDR])
 {
 	memset(out, 0, BLOB_HDR);
-	memcpy(out, "BRIb", 4);
+	memcpy(out, (const uint8_t[4]){'B', 'R', 'I', 'b'}, 4); /* a magic, not a string */
 	out[4] = 1;
 	out[5] = h->kind;
 	out[6] = h->codec;
@@ -902,9 +902,7 @@ struct gc_arg {
 	/* per pack */
 	uint64_t total, used;
 	struct pages_db *db; /* for rewriting */
-	int fd;
 	uint32_t pack;
-	int rc;
 };
 
 static int manifest_live(void *arg, const char *name, const struct stat *st)
