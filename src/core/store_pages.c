@@ -497,7 +497,7 @@ static int pw_file_size(sqlite3_file *file, sqlite3_int64 *size)
 {
 	struct pages_writer *w = ((struct pages_file *)file)->w;
 
-	*size = (sqlite3_int64)(w->npages * w->page_size);
+	*size = (sqlite3_int64)w->npages * (sqlite3_int64)w->page_size;
 	return SQLITE_OK;
 }
 
