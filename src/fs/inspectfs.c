@@ -194,7 +194,7 @@ static int64_t spec_intern(struct bfs *fs, enum spec_space space, const struct s
 		struct spec *x = specs[i];
 
 		if (x->space == space && side_eq(&x->a, a) && side_eq(&x->b, b) &&
-		    (x->table ? table && !strcmp(x->table, table) : !table)) {
+		    (x->table && table ? !strcmp(x->table, table) : x->table == table)) {
 			idx = (int64_t)i;
 			break;
 		}
@@ -385,8 +385,11 @@ static struct live_snap *live_ref(struct spec *sp)
 
 	pthread_mutex_lock(&spec_lock);
 	l = sp->live;
-	if (l)
+	/* sp's own reference keeps refs >= 1 while sp->live points to it. */
+	if (l && l->refs > 0)
 		l->refs++;
+	else
+		l = NULL;
 	pthread_mutex_unlock(&spec_lock);
 	return l;
 }
