@@ -453,12 +453,13 @@ static int render_progress(struct bfs *fs, char **out, size_t *len)
  * writing); a row without render reads as empty.
  */
 const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT] = {
-    [BFS_CTL_CREATE] = {"create", 0200, valid_create, run_create, NULL, 0},
+    [BFS_CTL_CREATE] = {"create", 0200, valid_create, run_create, NULL, BFS_CTL_INVAL},
     [BFS_CTL_VERIFY] = {"verify", 0200, valid_verify, run_verify, NULL, 0},
     [BFS_CTL_CLEANUP] = {"cleanup", 0644, valid_any, run_cleanup, bfs_render_cleanup_plan,
                          BFS_CTL_INVAL},
     [BFS_CTL_DELETE] = {"delete", 0200, valid_name, run_delete, NULL, BFS_CTL_INVAL},
-    [BFS_CTL_RESTORE] = {"restore", 0200, valid_target, run_restore, NULL, BFS_CTL_OWN_LOCK},
+    [BFS_CTL_RESTORE] = {"restore", 0200, valid_target, run_restore, NULL,
+                         BFS_CTL_OWN_LOCK | BFS_CTL_INVAL},
     [BFS_CTL_STATS] = {"stats.json", 0444, NULL, NULL, render_stats, 0},
     [BFS_CTL_HEALTH] = {"health", 0444, NULL, NULL, render_health, 0},
     [BFS_CTL_LOG] = {"log", 0444, NULL, NULL, render_log, 0},
@@ -575,7 +576,12 @@ int bfs_ctl_write(struct bfs *fs, int ctl, const char *buf, size_t size, const s
 	free(req);
 	if (rc < 0)
 		return rc;
-	/* A removed backup must vanish from the kernel's caches before we return. */
+	/*
+	 * A changed listing must reach the kernel's caches before we return: a
+	 * removed backup vanishes, a new one (a create, a restore's safety
+	 * backup) is listed by the next readdir, which the kernel may otherwise
+	 * serve from its cache of the root.
+	 */
 	if (c->flags & BFS_CTL_INVAL)
 		bfs_inval_wait(fs, BFS_INVAL_WAIT_S);
 	return 0;

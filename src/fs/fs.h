@@ -168,7 +168,7 @@ enum bfs_ctl_op {
 struct bfs;
 
 /* Flags of a ctl/ row. */
-#define BFS_CTL_INVAL    1u /* may remove backups: wait for the kernel's caches before replying */
+#define BFS_CTL_INVAL    1u /* changes the listing: wait for the kernel's caches before replying */
 #define BFS_CTL_OWN_LOCK 2u /* run takes op_lock itself and logs its own failure */
 /* How long a removing request waits for its invalidations to be sent (seconds). */
 #define BFS_INVAL_WAIT_S 2.0

@@ -417,10 +417,11 @@ def _threads(pid):
 def test_background_verifier_runs_at_idle_io_priority(cli, mount, store):
     cli.run("create", "--name", "bg")
     m = mount("scrub_interval=2s", "schedule=every=1h")
+    # The threads name themselves once they run, which may be after the mount.
+    assert wait_until(lambda: {"bri-verify", "bri-schedule"} <= _threads(m.proc.pid).keys(), 30)
     threads = _threads(m.proc.pid)
-    assert "bri-verify" in threads and "bri-schedule" in threads, threads
     (tid,) = threads["bri-verify"]
-    assert sh(f"ionice -p {tid}").stdout.strip() == "idle"
+    assert wait_until(lambda: sh(f"ionice -p {tid}").stdout.strip() == "idle", 30)
     # Only that thread: requests are served at normal priority.
     assert sh(f"ionice -p {m.proc.pid}").stdout.strip() != "idle"
     # And it still verifies and scrubs.
