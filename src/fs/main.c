@@ -227,6 +227,7 @@ static void free_options(struct bfs_options *o)
 	free(o->on_success);
 	free(o->on_failure);
 	free(o->checks);
+	free(o->store_format);
 }
 
 /* Refuses (with a message) a mount point the daemon would wait on: guard.c. */
