@@ -9,6 +9,7 @@
  * outside any store (bri_reader_open_path).
  */
 #include "bri/store.h"
+#include "bri/testpoint.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -290,6 +291,7 @@ static int plain_write_commit(struct bri_backup_writer *w, const char *meta, siz
 	rc = plain_sidecar_write(w->s, w->name, BRI_SIDECAR_META, meta, len, err);
 	if (rc < 0)
 		return rc;
+	bri_testpoint("plain-between-renames"); /* the metadata is there, the .db not yet */
 	rc = bri_store_publish(w->s, w->fd, p->tmp, file, true, err);
 	if (rc < 0)
 		plain_sidecar_remove(w->s, w->name, BRI_SIDECAR_META);

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT_FIXED, BRI_BACKUP, BRI_BACKUPFS, Cli, Mount, make_sample_db
+from conftest import ROOT_FIXED, BRI_BACKUP, BRI_BACKUPFS, Cli, Mount, PausePoints, make_sample_db
 from test_reliability import (SEED, assert_store_sound, file_sha, fingerprint, integrity,
                               listed, make_big_db, make_content_a, orphans, sweep, temp_files,
                               wait_stopped)
@@ -169,9 +169,21 @@ def test_daemon_killed_at_each_stage_of_ctl_create(tmp_path, stage):
     size = os.path.getsize(db)
     before = (file_sha(db), fingerprint(db))
     caught = 0
+    # The moment between the two renames is too short to catch by looking on a
+    # busy machine: the daemon is held there by a pause point instead.
+    pause = PausePoints(tmp_path / "pause-points") if stage == "between-renames" else None
+    point = "plain-between-renames"
+
+    def seen(name):
+        if pause:
+            return (pause.dir / f"{point}.reached").exists()
+        return stage_seen(cli.store, name, stage, size)
+
     for i in range(2):
         name = f"s{i}"
-        m = Mount(db, cli.store, tmp_path / "mnt")
+        m = Mount(db, cli.store, tmp_path / "mnt", env=pause.env() if pause else None)
+        if pause:
+            pause.arm(point)
         m.start()
         hit = published = False
         t = threading.Thread(target=write_ctl, args=(m.path / "ctl/create",
@@ -180,7 +192,7 @@ def test_daemon_killed_at_each_stage_of_ctl_create(tmp_path, stage):
             t.start()
             deadline = time.monotonic() + 60
             while t.is_alive() and time.monotonic() < deadline:
-                if stage_seen(cli.store, name, stage, size):
+                if seen(name):
                     m.proc.send_signal(signal.SIGSTOP)
                     wait_stopped(m.proc.pid)
                     hit = True
@@ -194,6 +206,8 @@ def test_daemon_killed_at_each_stage_of_ctl_create(tmp_path, stage):
         finally:
             # Never unmount a stopped daemon: unmount would wait on it forever.
             kill_daemon(m)
+            if pause:
+                pause.release(point)
             if t.is_alive():
                 t.join(timeout=90)
             m.stop()
