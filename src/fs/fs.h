@@ -611,6 +611,13 @@ void bfs_inval_inode(struct bfs *fs, fuse_ino_t ino);
 void bfs_inval_verify(struct bfs *fs, uint64_t id);
 /* Waits (at most timeout_s) until everything queued so far was sent. */
 void bfs_inval_wait(struct bfs *fs, double timeout_s);
+
+/*
+ * Fills e for a node of the mount: inode ino, generation 1, mode, size (and
+ * blocks), the mounting user as owner, and t as its three times.
+ */
+void bfs_fill_entry(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, time_t t,
+                    struct fuse_entry_param *e);
 /* Tells the background verifier to look for work. */
 void bfs_verify_kick(struct bfs *fs);
 

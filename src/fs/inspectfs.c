@@ -122,27 +122,6 @@ static const char readme_at[] =
     "(2025-10-16T14:30, 2025-10-16T14:30:00, or 2025-10-16 = the end of that day;\n"
     "local time, or UTC with a trailing Z). Entries exist when looked up: ls -l at/2025-10-16\n";
 
-static void fill(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, time_t t,
-                 struct fuse_entry_param *e)
-{
-	struct stat *st = &e->attr;
-
-	memset(e, 0, sizeof(*e));
-	e->ino = ino;
-	e->generation = 1;
-	st->st_ino = ino;
-	st->st_mode = mode;
-	st->st_nlink = S_ISDIR(mode) ? 2 : 1;
-	st->st_uid = fs->uid;
-	st->st_gid = fs->gid;
-	st->st_size = size;
-	st->st_blksize = 4096;
-	st->st_blocks = (size + 511) / 512;
-	st->st_atim.tv_sec = t;
-	st->st_mtim.tv_sec = t;
-	st->st_ctim.tv_sec = t;
-}
-
 /* ---- specs ---- */
 
 static bool side_eq(const struct side *x, const struct side *y)
@@ -546,7 +525,7 @@ int bfs_insp_attr(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 	case BFS_K_INSPECT_DIR:
 	case BFS_K_DIFF_DIR:
 	case BFS_K_AT_DIR:
-		fill(fs, ino, S_IFDIR | 0555, 4096, README_TIME, e);
+		bfs_fill_entry(fs, ino, S_IFDIR | 0555, 4096, README_TIME, e);
 		e->entry_timeout = BFS_TTL_LONG;
 		e->attr_timeout = BFS_TTL_LONG;
 		return 0;
@@ -556,7 +535,7 @@ int bfs_insp_attr(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 		             : dir == BFS_K_DIFF_DIR  ? sizeof(readme_diff) - 1
 		                                      : sizeof(readme_at) - 1;
 
-		fill(fs, ino, S_IFREG | 0444, (off_t)len, README_TIME, e);
+		bfs_fill_entry(fs, ino, S_IFREG | 0444, (off_t)len, README_TIME, e);
 		e->entry_timeout = BFS_TTL_LONG;
 		e->attr_timeout = BFS_TTL_LONG;
 		return 0;
@@ -573,16 +552,16 @@ int bfs_insp_attr(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 		rc = bfs_insp_readlink(fs, ino, target, sizeof(target));
 		if (rc < 0)
 			return rc;
-		fill(fs, ino, S_IFLNK | 0777, (off_t)strlen(target), fs->start_time, e);
+		bfs_fill_entry(fs, ino, S_IFLNK | 0777, (off_t)strlen(target), fs->start_time, e);
 		return 0; /* the answer moves with new backups: looked up each time */
 	}
 	if (is_file_kind(k)) {
 		rc = spec_size(fs, sp, k, &size);
 		if (rc < 0)
 			return rc;
-		fill(fs, ino, S_IFREG | 0444, (off_t)size, fs->start_time, e);
+		bfs_fill_entry(fs, ino, S_IFREG | 0444, (off_t)size, fs->start_time, e);
 	} else {
-		fill(fs, ino, S_IFDIR | 0555, 4096, fs->start_time, e);
+		bfs_fill_entry(fs, ino, S_IFDIR | 0555, 4096, fs->start_time, e);
 	}
 	/* A spec names immutable backups (or one live snapshot): its files never change. */
 	e->attr_timeout = BFS_TTL_LONG;

@@ -79,8 +79,8 @@ struct bfs *bfs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
-static void fill_common(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, time_t t,
-                        struct fuse_entry_param *e)
+void bfs_fill_entry(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, time_t t,
+                    struct fuse_entry_param *e)
 {
 	struct stat *st = &e->attr;
 
@@ -153,7 +153,7 @@ static void immutable(const struct bri_entry *b, fuse_ino_t ino, struct fuse_ent
 static int dir_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
                     struct fuse_entry_param *e)
 {
-	fill_common(fs, ino, S_IFDIR | 0700, 4096, b->time, e);
+	bfs_fill_entry(fs, ino, S_IFDIR | 0700, 4096, b->time, e);
 	immutable(b, ino, e);
 	return 0;
 }
@@ -161,7 +161,7 @@ static int dir_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
 static int db_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
                    struct fuse_entry_param *e)
 {
-	fill_common(fs, ino, S_IFREG | 0400, b->db_st.st_size, b->time, e);
+	bfs_fill_entry(fs, ino, S_IFREG | 0400, b->db_st.st_size, b->time, e);
 	immutable(b, ino, e);
 	return 0;
 }
@@ -171,7 +171,7 @@ static int meta_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
 {
 	if (!b->meta_st.st_ino)
 		return -ENOENT;
-	fill_common(fs, ino, S_IFREG | 0400, b->meta_st.st_size, b->time, e);
+	bfs_fill_entry(fs, ino, S_IFREG | 0400, b->meta_st.st_size, b->time, e);
 	immutable(b, ino, e);
 	return 0;
 }
@@ -187,8 +187,8 @@ static int verify_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino
 	if (rc < 0)
 		return rc;
 	free(text);
-	fill_common(fs, ino, S_IFREG | 0400, (off_t)len,
-	            b->verify.checked ? b->verify.checked : b->time, e);
+	bfs_fill_entry(fs, ino, S_IFREG | 0400, (off_t)len,
+	               b->verify.checked ? b->verify.checked : b->time, e);
 	/*
 	 * A version's attributes never change (a new result is a new file in
 	 * the store, so a new inode), but the name is looked up each time
@@ -365,8 +365,8 @@ static int attr_root(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 	if (rc < 0)
 		return rc;
 	pthread_rwlock_rdlock(&fs->cat_lock);
-	fill_common(fs, ino, S_IFDIR | 0755, 4096, fs->root_mtime ? fs->root_mtime : fs->start_time,
-	            e);
+	bfs_fill_entry(fs, ino, S_IFDIR | 0755, 4096,
+	               fs->root_mtime ? fs->root_mtime : fs->start_time, e);
 	e->attr.st_nlink = 7 + fs->cat->n;
 	pthread_rwlock_unlock(&fs->cat_lock);
 	/*
@@ -383,7 +383,7 @@ static int attr_root(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 
 static int attr_fixed_dir(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 {
-	fill_common(fs, ino, S_IFDIR | 0755, 4096, fs->start_time, e);
+	bfs_fill_entry(fs, ino, S_IFDIR | 0755, 4096, fs->start_time, e);
 	e->entry_timeout = BFS_TTL_LONG;
 	e->attr_timeout = BFS_TTL_LONG;
 	return 0;
@@ -399,7 +399,7 @@ static int attr_latest(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = bri_catalog_newest(fs->cat);
 	if (b)
-		fill_common(fs, ino, S_IFLNK | 0777, (off_t)strlen(b->name), b->time, e);
+		bfs_fill_entry(fs, ino, S_IFLNK | 0777, (off_t)strlen(b->name), b->time, e);
 	pthread_rwlock_unlock(&fs->cat_lock);
 	return b ? 0 : -ENOENT;
 }
@@ -582,12 +582,12 @@ static int ctl_entry(struct bfs *fs, int i, struct fuse_entry_param *e, const st
 
 		bfs_audit_follow(fs); /* operations of other processes join the log first */
 		end = bri_log_end(&start, &epoch);
-		fill_common(fs, log_ino(epoch), S_IFREG | c->mode, (off_t)(end - start),
-		            ctl_time(fs), e);
+		bfs_fill_entry(fs, log_ino(epoch), S_IFREG | c->mode, (off_t)(end - start),
+		               ctl_time(fs), e);
 		return 0; /* grows: attributes looked at each time */
 	}
 	if (!ctl_versioned(i)) {
-		fill_common(fs, base, S_IFREG | c->mode, 0, ctl_time(fs), e);
+		bfs_fill_entry(fs, base, S_IFREG | c->mode, 0, ctl_time(fs), e);
 		e->attr_timeout = BFS_TTL_LONG;
 		return 0;
 	}
@@ -596,8 +596,8 @@ static int ctl_entry(struct bfs *fs, int i, struct fuse_entry_param *e, const st
 		rc = bfs_render_intern(fs, base, text, len, r);
 	if (rc != 0) /* 0 or a negative errno: *r is set only on 0 */
 		return rc;
-	fill_common(fs, bfs_ino_version((*r)->gen, BFS_K_CTL_FILE), S_IFREG | c->mode,
-	            (off_t)(*r)->len, ctl_time(fs), e);
+	bfs_fill_entry(fs, bfs_ino_version((*r)->gen, BFS_K_CTL_FILE), S_IFREG | c->mode,
+	               (off_t)(*r)->len, ctl_time(fs), e);
 	e->attr_timeout = BFS_TTL_LONG; /* this version never changes */
 	return 0;
 }
@@ -610,7 +610,7 @@ static int attr_ctl_file(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param
 	if (i < 0)
 		return -ENOENT;
 	if (ino & BFS_SPACE_VERSION) {
-		fill_common(fs, ino, S_IFREG | bfs_ctl_files[i].mode, 0, ctl_time(fs), e);
+		bfs_fill_entry(fs, ino, S_IFREG | bfs_ctl_files[i].mode, 0, ctl_time(fs), e);
 		rc = bfs_node_attr(fs, ino, &e->attr);
 		e->attr_timeout = BFS_TTL_LONG;
 		return rc;
@@ -771,7 +771,7 @@ static int attr_report(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *
 		if (fs->reports[i].id == id)
 			t = fs->reports[i].time;
 	pthread_rwlock_unlock(&fs->cat_lock);
-	fill_common(fs, ino, S_IFREG | 0444, (off_t)len, t, e);
+	bfs_fill_entry(fs, ino, S_IFREG | 0444, (off_t)len, t, e);
 	return 0;
 }
 
