@@ -59,6 +59,8 @@ int cli_cmd_unpin(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_stats(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_health(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_metrics(struct cli_globals *g, int argc, char **argv);
+/* report.c */
+int cli_cmd_report(struct cli_globals *g, int argc, char **argv);
 /* inspect.c */
 int cli_cmd_diff(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_export(struct cli_globals *g, int argc, char **argv);
@@ -93,6 +95,12 @@ int cli_bad_option(const char *command, int opt, char **argv);
 
 /* Sets up logging to stderr at the level the -v options ask for. */
 void cli_setup_logging(const struct cli_globals *g);
+
+/*
+ * Writes len bytes of text to path through a temporary file beside it and a
+ * rename, never through a symlink at path (ELOOP). 0, or -1 with errno set.
+ */
+int cli_write_atomically(const char *path, const char *text, size_t len);
 
 /* Prints "bri-backup: <message>" on stderr. */
 void cli_error(const char *fmt, ...) BRI_PRINTF(1, 2);

@@ -93,6 +93,8 @@ static const struct {
      "check the store's health; exit 1 on a warning"},
     {"metrics", cli_cmd_metrics, "[--output FILE]",
      "print metrics in the Prometheus text format (or write FILE)"},
+    {"report", cli_cmd_report, "[--html FILE]",
+     "the status page: text for a terminal, or one self-contained HTML FILE"},
     {"diff", cli_cmd_diff, "OLD NEW [--table T] [--summary] [--json]",
      "compare two backups (or 'live'): the sqldiff summary, or one table's changed rows as CSV"},
     {"export", cli_cmd_export, "NAME FILE | NAME --table T | --schema",

@@ -1,0 +1,140 @@
+/*
+ * The status page of a store: what an operator wants at a glance (is it
+ * healthy, which days have a backup and did it verify, how big and how slow
+ * the backups are, how the store grows), gathered from the store only (its
+ * catalog, the audit log, its usage) at a time `now` that is an argument,
+ * then rendered as one self-contained HTML page (inline SVG and CSS, no
+ * JavaScript, no external resource: the mount's ctl/report.html and
+ * `bri-backup report --html FILE`) or as text for an 80-column terminal
+ * (`bri-backup report`). The same store and the same minute give the same
+ * bytes: now is taken to the minute, and nothing else varies.
+ *
+ * Not here: the health rules themselves (report.h), the metrics (metrics.h).
+ */
+#ifndef BRI_STATUSPAGE_H
+#define BRI_STATUSPAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "bri/catalog.h"
+#include "bri/report.h"
+#include "bri/store.h"
+
+/* Days of the calendar strip and of the per-backup charts (today included). */
+#define BRI_STATUS_DAYS 90
+/* Cap on a rendered page (bytes); 10,000 backups take well under 2 MiB. */
+#define BRI_STATUS_MAX (8u << 20)
+
+/* One day: of the calendar strip, or of the history before it. */
+struct bri_status_day {
+	time_t start;          /* local midnight that starts it */
+	char date[12];         /* "YYYY-MM-DD", local */
+	size_t backups;        /* backups made that day that the store keeps */
+	size_t ok;             /* of those, verified ok */
+	size_t failed;         /* of those, failed their last verification */
+	size_t unverified;     /* of those, never verified */
+	unsigned kinds;        /* bit (1u << enum bri_kind) for each kind among them */
+	size_t failed_creates; /* creates that failed that day (audit log) */
+	int64_t max_bytes;     /* the largest backup of the day */
+	double max_create_s;   /* the longest create of the day (meta's duration_s), 0 if none */
+	double max_verify_s;   /* the longest last verification of the day, 0 if none */
+};
+
+/* One backup of the calendar's window: one bar in each chart. */
+struct bri_status_backup {
+	char name[BRI_NAME_MAX + 1];
+	time_t time;                   /* its backup time */
+	enum bri_kind kind;            /* auto, named, safety */
+	enum bri_verify_status verify; /* its last verification */
+	int64_t bytes;                 /* its logical size */
+	double create_s;               /* create's duration, < 0 when not recorded */
+	double verify_s;               /* its last verification's duration, < 0 when none */
+	char reason[160];              /* why its verification failed, "" otherwise */
+};
+
+/* A restore or a failed create of the window, from the audit log. */
+struct bri_status_event {
+	char name[BRI_NAME_MAX + 1]; /* the backup (or path) it was about */
+	time_t time;                 /* when it was recorded */
+	bool ok;                     /* it succeeded */
+	double duration_s;           /* how long it took, < 0 when not recorded */
+};
+
+/* The store's size at one time (audit records of create, delete, cleanup; and now). */
+struct bri_status_usage {
+	time_t time;
+	int64_t logical; /* the backups' bytes as served */
+	int64_t stored;  /* the bytes the store keeps for them */
+};
+
+/*
+ * HOOK (issue 14, rehearsals): the last rehearsal the audit log records.
+ * When the core gains a rehearsal status of its own (scheduled rehearsals,
+ * per-backup `rehearsal` files), fill this from it instead.
+ */
+struct bri_status_rehearsal {
+	bool known;                  /* a rehearsal is recorded */
+	char name[BRI_NAME_MAX + 1]; /* the backup rehearsed */
+	time_t time;                 /* when it ended */
+	bool ok;                     /* it passed */
+	double duration_s;           /* how long it took, < 0 when not recorded */
+	char detail[256];            /* its summary or why it failed */
+};
+
+/*
+ * HOOK (issue 12, offsite): the remote's state (last push, how far it
+ * lags, failures). The core has no offsite module yet: known stays false,
+ * and the page says nothing about offsite rather than guess.
+ */
+struct bri_status_offsite {
+	bool known; /* the core reported an offsite state */
+};
+
+struct bri_status {
+	time_t now;                    /* the time shown, to the minute */
+	char generated[24];            /* now as "YYYY-MM-DD HH:MM", local */
+	char *store_dir;               /* the store folder (malloc'd) */
+	struct bri_health_rules rules; /* the thresholds in effect */
+	enum bri_health_level level;   /* the verdict */
+	char *health;                  /* its lines ("ok\n" or one per problem), malloc'd */
+	struct bri_stats stats;        /* the stats, with format/logical/stored when known */
+	time_t window_start;           /* midnight starting days[0] */
+	struct bri_status_day days[BRI_STATUS_DAYS]; /* oldest first; the last is today */
+	struct bri_status_backup *recent;            /* backups of the window, oldest first */
+	size_t nrecent;
+	struct bri_status_day *history; /* days before the window with a backup, oldest first */
+	size_t nhistory;
+	struct bri_status_event *restores; /* restores of the window, oldest first */
+	size_t nrestores;
+	struct bri_status_usage *usage; /* samples of the window, oldest first; the last is now */
+	size_t nusage;
+	struct bri_status_rehearsal rehearsal; /* HOOK: see above */
+	struct bri_status_offsite offsite;     /* HOOK: see above */
+};
+
+/*
+ * Gathers the status of store s (catalog c, rules) at now (taken to the
+ * minute) into *out (free with bri_status_free): the catalog for backups,
+ * the audit log for restores, failed creates, the last rehearsal and the
+ * store's size over time, bri_store_usage for its size now. An unreadable
+ * audit log leaves those parts empty (the page says so by their absence),
+ * never fails the page. 0 or -ENOMEM.
+ */
+int bri_status_collect(struct bri_store *s, const struct bri_catalog *c, time_t now,
+                       const struct bri_health_rules *rules, struct bri_status **out);
+
+/* The page as HTML, malloc'd (*len bytes, NUL-terminated). 0, -ENOMEM or -EFBIG. */
+int bri_status_html(const struct bri_status *st, char **out, size_t *len);
+
+/*
+ * The same facts as text for a terminal: at most 80 columns, charts of
+ * Unicode block characters, UTF-8. malloc'd; 0, -ENOMEM or -EFBIG.
+ */
+int bri_status_text(const struct bri_status *st, char **out, size_t *len);
+
+void bri_status_free(struct bri_status *st);
+
+#endif
