@@ -503,39 +503,46 @@ static const char *verify_class(enum bri_verify_status v)
 
 /* ---- HTML --------------------------------------------------------------- */
 
+/*
+ * Layout: every chart of the window shares one x scale with the calendar,
+ * so a day lines up across them. Words (titles, scales, dates) are HTML
+ * around the SVGs, never SVG text, so a text browser (w3m, lynx) reads them
+ * in order; the SVGs hold only shapes, and each bar's <title> its details.
+ */
 #define PAGE_W  960 /* the SVGs' width */
-#define PLOT_X  64  /* left edge of plots (labels to its left) */
-#define PLOT_W  880 /* width of plots */
-#define CHART_H 120 /* height of a chart's SVG */
-#define PLOT_T  18  /* top of the plot area (title above) */
-#define PLOT_H  80  /* height of the plot area */
+#define PLOT_X  4   /* left edge of plots */
+#define PLOT_W  950 /* width of plots */
+#define PLOT_T  2   /* top of the plot area */
+#define PLOT_H  76  /* height of the plot area */
+#define CHART_H (PLOT_T + PLOT_H + 2)
 
 static const char css[] =
     "body{font:14px/1.4 system-ui,sans-serif;margin:16px;color:#222;background:#fff;"
     "max-width:980px}"
-    "h1{font-size:20px;margin:0 0 4px}"
-    "h2{font-size:15px;margin:14px 0 2px}"
-    ".sub{color:#666;margin:0 0 8px}"
-    ".verdict{padding:8px 12px;border-radius:6px;margin:8px 0}"
+    "h1{font-size:20px;margin:0 0 2px}"
+    "h2{font-size:13px;margin:10px 0 2px}"
+    "h2 small{font-weight:normal;color:#555}"
+    ".sub{color:#666;margin:0 0 6px}"
+    ".verdict{padding:8px 12px;border-radius:6px;margin:6px 0}"
     ".verdict p{margin:0;font-size:18px}"
     ".verdict ul{margin:4px 0 0;padding-left:20px}"
     ".verdict.ok{background:#e8f5e9;border:2px solid #2e7d32}"
     ".verdict.warning{background:#fff8e1;border:2px solid #f9a825}"
     ".verdict.critical{background:#ffebee;border:2px solid #c62828}"
     ".verdict p.thr{color:#555;font-size:12px;margin:4px 0 0}"
-    "table.facts{border-collapse:collapse;margin:6px 0}"
-    "table.facts th{text-align:left;padding:1px 12px 1px 0;color:#555;font-weight:normal}"
-    "table.facts td{padding:1px 16px 1px 0}"
+    "table.facts{border-collapse:collapse;margin:4px 0}"
+    "table.facts th{text-align:left;padding:0 12px 0 0;color:#555;font-weight:normal}"
+    "table.facts td{padding:0 16px 0 0}"
     "svg{display:block}"
-    "svg text{font:11px system-ui,sans-serif;fill:#444}"
-    "svg .t{font-weight:bold;fill:#222}"
+    ".ax{position:relative;height:15px;width:960px;font-size:11px;color:#555}"
+    ".ax span{position:absolute;top:0}"
     ".day.ok,.bar.ok{fill:#2e7d32}"
     ".day.unverified,.bar.unverified{fill:#9e9e9e}"
     ".day.failed,.bar.failed{fill:#c62828}"
     ".day.none{fill:#eee}"
     ".k-auto{fill:#78909c}.k-named{fill:#1565c0}.k-safety{fill:#8e24aa}"
     ".ser{fill:#5c6bc0}.ser.v{fill:#00897b}"
-    ".axis{stroke:#bbb;stroke-width:1}"
+    ".grid{stroke:#e4e4e4;stroke-width:1}.base{stroke:#aaa;stroke-width:1}"
     ".logical{stroke:#1565c0;fill:none;stroke-width:2}"
     ".stored{stroke:#2e7d32;fill:none;stroke-width:2}"
     ".sample.l{fill:#1565c0}.sample.s{fill:#2e7d32}"
@@ -556,26 +563,32 @@ static double x_at(const struct bri_status *st, time_t t)
 	return PLOT_X + f * PLOT_W;
 }
 
-/* The day labels under a plot of the window: every 15 days and today. */
-static void axis_days(struct text *t, const struct bri_status *st, double y)
+/* The date row under the window's plots: every 15 days, and today. */
+static void axis_days(struct text *t, const struct bri_status *st)
 {
-	add(t, "<line class=\"axis\" x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>", PLOT_X, y,
-	    PLOT_X + PLOT_W, y);
-	for (int i = 0; i < BRI_STATUS_DAYS; i += 15)
-		add(t, "<text x=\"%.1f\" y=\"%.1f\">%s</text>", x_at(st, st->days[i].start), y + 12,
-		    st->days[i].date + 5);
+	add(t, "<div class=\"ax\">");
+	for (int i = 0; i + 15 < BRI_STATUS_DAYS; i += 15)
+		add(t, "<span style=\"left:%.0fpx\">%s</span> ", x_at(st, st->days[i].start),
+		    st->days[i].date);
+	add(t, "<span style=\"right:0\">%s (today)</span></div>\n",
+	    st->days[BRI_STATUS_DAYS - 1].date);
 }
 
-/* A chart's frame: an SVG with a title and the value at the top of the scale. */
-static void chart_open(struct text *t, const char *id, const char *title, const char *top)
+/* A chart of the window: its title and scale in HTML, then the SVG's frame. */
+static void chart_open(struct text *t, const struct bri_status *st, const char *id,
+                       const char *title, const char *scale)
 {
-	add(t, "<svg id=\"%s\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">", id,
-	    PAGE_W, CHART_H, PAGE_W, CHART_H);
-	add(t, "<text class=\"t\" x=\"0\" y=\"12\">");
+	add(t, "<h2>");
 	add_esc(t, title);
-	add(t, "</text><text x=\"0\" y=\"%d\">", PLOT_T + 10);
-	add_esc(t, top);
-	add(t, "</text><text x=\"0\" y=\"%d\">0</text>", PLOT_T + PLOT_H);
+	add(t, " <small>(");
+	add_esc(t, scale);
+	add(t,
+	    ")</small></h2>\n<svg id=\"%s\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+	    "role=\"img\"><path class=\"grid\" d=\"",
+	    id, PAGE_W, CHART_H, PAGE_W, CHART_H);
+	for (int i = 0; st && i < BRI_STATUS_DAYS; i += 15)
+		add(t, "M%.1f %dv%d", x_at(st, st->days[i].start), PLOT_T, PLOT_H);
+	add(t, "\"/><path class=\"base\" d=\"M%d %dh%d\"/>", PLOT_X, PLOT_T + PLOT_H, PLOT_W);
 }
 
 static double bar_width(size_t n)
@@ -590,13 +603,14 @@ static void chart_sizes(struct text *t, const struct bri_status *st)
 {
 	int64_t max = 1;
 	double w = bar_width(st->nrecent);
-	char top[32], sz[32];
+	char scale[64], sz[32];
 
 	for (size_t i = 0; i < st->nrecent; i++)
 		if (st->recent[i].bytes > max)
 			max = st->recent[i].bytes;
-	fmt_bytes(max, top, sizeof(top));
-	chart_open(t, "sizes", "Backup size (one bar per backup; red: failed verification)", top);
+	fmt_bytes(max, sz, sizeof(sz));
+	snprintf(scale, sizeof(scale), "up to %s; red: failed verification", sz);
+	chart_open(t, st, "sizes", "Backup size, one bar per backup", scale);
 	for (size_t i = 0; i < st->nrecent; i++) {
 		const struct bri_status_backup *b = &st->recent[i];
 		double h = (double)b->bytes / (double)max * PLOT_H;
@@ -613,7 +627,6 @@ static void chart_sizes(struct text *t, const struct bri_status *st)
 		add_esc(t, b->reason);
 		add(t, "</title></rect>");
 	}
-	axis_days(t, st, PLOT_T + PLOT_H);
 	add(t, "</svg>\n");
 }
 
@@ -627,7 +640,7 @@ static void chart_durations(struct text *t, const struct bri_status *st, const c
 {
 	double max = 0, w = bar_width(n);
 	size_t shown = 0;
-	char top[32];
+	char scale[64], d[32];
 	time_t when;
 
 	for (size_t i = 0; i < n; i++) {
@@ -636,8 +649,9 @@ static void chart_durations(struct text *t, const struct bri_status *st, const c
 		if (v > max)
 			max = v;
 	}
-	fmt_dur(max, top, sizeof(top));
-	chart_open(t, id, title, max > 0 ? top : "none recorded");
+	fmt_dur(max, d, sizeof(d));
+	snprintf(scale, sizeof(scale), "up to %s", d);
+	chart_open(t, st, id, title, max > 0 ? scale : "none recorded");
 	add(t, "<path class=\"%s\" d=\"", cls);
 	for (size_t i = 0; i < n; i++) {
 		double v = value(st, i, &when), h;
@@ -651,9 +665,7 @@ static void chart_durations(struct text *t, const struct bri_status *st, const c
 		    h, -w);
 		shown++;
 	}
-	add(t, "\" data-bars=\"%zu\"/>", shown);
-	axis_days(t, st, PLOT_T + PLOT_H);
-	add(t, "</svg>\n");
+	add(t, "\" data-bars=\"%zu\"/></svg>\n", shown);
 }
 
 static double create_value(const struct bri_status *st, size_t i, time_t *when)
@@ -672,14 +684,16 @@ static double verify_value(const struct bri_status *st, size_t i, time_t *when)
 static void chart_restores(struct text *t, const struct bri_status *st)
 {
 	double max = 0, w = bar_width(st->nrestores);
-	char top[32], d[32], when[24];
+	char scale[96], d[32], when[24];
 
 	for (size_t i = 0; i < st->nrestores; i++)
 		if (st->restores[i].duration_s > max)
 			max = st->restores[i].duration_s;
-	fmt_dur(max, top, sizeof(top));
-	chart_open(t, "restores", "Restore time (one bar per restore; red: failed)",
-	           st->nrestores ? top : "no restore in 90 days");
+	fmt_dur(max, d, sizeof(d));
+	snprintf(scale, sizeof(scale), "%zu restore%s, up to %s; red: failed", st->nrestores,
+	         st->nrestores == 1 ? "" : "s", d);
+	chart_open(t, st, "restores", "Restore time, one bar per restore",
+	           st->nrestores ? scale : "no restore in 90 days");
 	for (size_t i = 0; i < st->nrestores; i++) {
 		const struct bri_status_event *e = &st->restores[i];
 		double h = max > 0 && e->duration_s > 0 ? e->duration_s / max * PLOT_H : 1;
@@ -695,15 +709,14 @@ static void chart_restores(struct text *t, const struct bri_status *st)
 		add_esc(t, e->name);
 		add(t, " %s %s %s</title></rect>", when, d, e->ok ? "ok" : "failed");
 	}
-	axis_days(t, st, PLOT_T + PLOT_H);
 	add(t, "</svg>\n");
 }
 
-/* The store's logical and stored bytes over the window, and the dedup ratio now. */
+/* The store's logical and stored bytes over the window (a sample a day), and the ratio now. */
 static void chart_store(struct text *t, const struct bri_status *st)
 {
 	int64_t max = 1;
-	char top[32], title[160], l[32], s[32];
+	char scale[200], l[32], s[32], top[32];
 	const struct bri_status_usage *now = st->nusage ? &st->usage[st->nusage - 1] : NULL;
 
 	for (size_t i = 0; i < st->nusage; i++)
@@ -713,13 +726,13 @@ static void chart_store(struct text *t, const struct bri_status *st)
 	if (now) {
 		fmt_bytes(now->logical, l, sizeof(l));
 		fmt_bytes(now->stored, s, sizeof(s));
-		snprintf(title, sizeof(title),
-		         "Store size (blue: logical %s, green: stored %s; dedup ratio %.2f)", l, s,
-		         now->stored ? (double)now->logical / (double)now->stored : 0);
+		snprintf(scale, sizeof(scale),
+		         "blue: logical, now %s; green: stored, now %s; dedup ratio %.2f; up to %s",
+		         l, s, now->stored ? (double)now->logical / (double)now->stored : 0, top);
 	} else {
-		snprintf(title, sizeof(title), "Store size (not known)");
+		snprintf(scale, sizeof(scale), "not known");
 	}
-	chart_open(t, "store", title, top);
+	chart_open(t, st, "store", "Store size over time", scale);
 	for (int k = 0; k < 2; k++) {
 		add(t, "<polyline class=\"%s\" points=\"", k ? "stored" : "logical");
 		for (size_t i = 0; i < st->nusage; i++) {
@@ -732,12 +745,11 @@ static void chart_store(struct text *t, const struct bri_status *st)
 	}
 	for (size_t i = 0; i < st->nusage; i++) /* one sample per day */
 		for (int k = 0; k < 2; k++)
-			add(t, "<circle class=\"sample %s\" cx=\"%.1f\" cy=\"%.1f\" r=\"2\"/>",
+			add(t, "<circle class=\"sample %s\" cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\"/>",
 			    k ? "s" : "l", x_at(st, st->usage[i].time),
 			    PLOT_T + PLOT_H -
 			        (double)(k ? st->usage[i].stored : st->usage[i].logical) /
 			            (double)max * PLOT_H);
-	axis_days(t, st, PLOT_T + PLOT_H);
 	add(t, "</svg>\n");
 }
 
@@ -748,7 +760,7 @@ static void chart_history(struct text *t, const struct bri_status *st)
 	size_t backups = 0;
 	time_t from, to = st->window_start;
 	double span, w;
-	char top[32], title[160];
+	char top[32], title[96], scale[96];
 
 	if (!st->nhistory)
 		return;
@@ -761,10 +773,10 @@ static void chart_history(struct text *t, const struct bri_status *st)
 			max = st->history[i].max_bytes;
 	}
 	fmt_bytes(max, top, sizeof(top));
-	snprintf(title, sizeof(title),
-	         "Before %s: %zu backups on %zu days (one mark per day: its largest backup)",
-	         st->days[0].date, backups, st->nhistory);
-	chart_open(t, "history", title, top);
+	snprintf(title, sizeof(title), "Before %s: %zu backups on %zu days", st->days[0].date,
+	         backups, st->nhistory);
+	snprintf(scale, sizeof(scale), "one mark per day, its largest backup, up to %s", top);
+	chart_open(t, NULL, "history", title, scale);
 	for (size_t i = 0; i < st->nhistory; i++) {
 		const struct bri_status_day *d = &st->history[i];
 		double x = PLOT_X + (span > 0 ? difftime(d->start, from) / span : 0) * (PLOT_W - w);
@@ -777,12 +789,10 @@ static void chart_history(struct text *t, const struct bri_status *st)
 		    "<title>%s: %zu backups</title></rect>",
 		    d->failed ? " failed" : "", x, PLOT_T + PLOT_H - h, w, h, d->date, d->backups);
 	}
-	add(t, "<line class=\"axis\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>", PLOT_X,
-	    PLOT_T + PLOT_H, PLOT_X + PLOT_W, PLOT_T + PLOT_H);
-	add(t, "<text x=\"%d\" y=\"%d\">%s</text><text x=\"%d\" y=\"%d\">%s</text>", PLOT_X,
-	    PLOT_T + PLOT_H + 12, st->history[0].date, PLOT_X + PLOT_W - 64, PLOT_T + PLOT_H + 12,
-	    st->history[st->nhistory - 1].date);
-	add(t, "</svg>\n");
+	add(t,
+	    "</svg>\n<div class=\"ax\"><span style=\"left:%dpx\">%s</span> "
+	    "<span style=\"right:0\">%s</span></div>\n",
+	    PLOT_X, st->history[0].date, st->history[st->nhistory - 1].date);
 }
 
 /* The calendar strip: one cell per day, its colour the worst result, kind marks below. */
@@ -790,21 +800,24 @@ static void calendar(struct text *t, const struct bri_status *st)
 {
 	static const char *const kinds[] = {"auto", "named", "safety"};
 	double cw = (double)PLOT_W / BRI_STATUS_DAYS;
+	size_t with = 0, bad = 0;
 
+	for (int i = 0; i < BRI_STATUS_DAYS; i++) {
+		with += st->days[i].backups > 0;
+		bad += !strcmp(day_class(&st->days[i]), "failed");
+	}
+	add(t, "<h2>Last %d days <small>(%zu with a backup, %zu with a failure)</small></h2>\n",
+	    BRI_STATUS_DAYS, with, bad);
 	add(t,
-	    "<svg id=\"calendar\" width=\"%d\" height=\"62\" viewBox=\"0 0 %d 62\" role=\"img\">",
+	    "<svg id=\"calendar\" width=\"%d\" height=\"38\" viewBox=\"0 0 %d 38\" role=\"img\">",
 	    PAGE_W, PAGE_W);
-	add(t, "<text class=\"t\" x=\"0\" y=\"12\">Last %d days</text>", BRI_STATUS_DAYS);
-	for (int k = 0; k < 3; k++)
-		add(t, "<text x=\"0\" y=\"%d\">%s</text>", 44 + k * 5 + (k == 2 ? 3 : 0),
-		    k == 0 ? "kind" : "");
 	for (int i = 0; i < BRI_STATUS_DAYS; i++) {
 		const struct bri_status_day *d = &st->days[i];
 		double x = PLOT_X + i * cw;
 
 		add(t,
 		    "<rect class=\"day %s\" data-date=\"%s\" data-backups=\"%zu\" x=\"%.1f\" "
-		    "y=\"18\" width=\"%.1f\" height=\"20\"><title>%s: ",
+		    "y=\"0\" width=\"%.1f\" height=\"22\"><title>%s: ",
 		    day_class(d), d->date, d->backups, x, cw - 1.5, d->date);
 		if (!d->backups)
 			add(t, "no backup");
@@ -820,17 +833,16 @@ static void calendar(struct text *t, const struct bri_status *st)
 				add(t,
 				    "<rect class=\"kind k-%s\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" "
 				    "height=\"4\"><title>%s</title></rect>",
-				    kinds[k], x, 40 + k * 5, cw - 1.5, kinds[k]);
+				    kinds[k], x, 24 + k * 5, cw - 1.5, kinds[k]);
 	}
-	add(t, "<text x=\"%d\" y=\"60\">%s</text><text x=\"%d\" y=\"60\">%s (today)</text>", PLOT_X,
-	    st->days[0].date, PLOT_X + PLOT_W - 100, st->days[BRI_STATUS_DAYS - 1].date);
 	add(t, "</svg>\n");
-	add(t, "<div class=\"legend\">Cell: <span class=\"sw\" style=\"background:#2e7d32\"></span>"
-	       "verified ok<span class=\"sw\" style=\"background:#9e9e9e\"></span>unverified"
+	axis_days(t, st);
+	add(t, "<div class=\"legend\">Day: <span class=\"sw\" style=\"background:#2e7d32\"></span>"
+	       "verified ok <span class=\"sw\" style=\"background:#9e9e9e\"></span>unverified "
 	       "<span class=\"sw\" style=\"background:#c62828\"></span>failed (verification or "
-	       "create)<span class=\"sw\" style=\"background:#eee\"></span>no backup. Marks "
-	       "below: <span class=\"sw\" style=\"background:#78909c\"></span>auto"
-	       "<span class=\"sw\" style=\"background:#1565c0\"></span>named"
+	       "create) <span class=\"sw\" style=\"background:#eee\"></span>no backup. Kinds "
+	       "below it: <span class=\"sw\" style=\"background:#78909c\"></span>auto "
+	       "<span class=\"sw\" style=\"background:#1565c0\"></span>named "
 	       "<span class=\"sw\" style=\"background:#8e24aa\"></span>safety</div>\n");
 }
 
@@ -969,12 +981,13 @@ int bri_status_html(const struct bri_status *st, char **out, size_t *len)
 	add(&t, "</table>\n");
 	calendar(&t, st);
 	chart_sizes(&t, st);
-	chart_durations(&t, st, "creates", "Create time (one bar per backup with a recorded time)",
+	chart_durations(&t, st, "creates", "Create time, one bar per backup that recorded it",
 	                "ser", st->nrecent, create_value);
-	chart_durations(&t, st, "verifies", "Verify time (each backup's last verification)",
-	                "ser v", st->nrecent, verify_value);
+	chart_durations(&t, st, "verifies", "Verify time, each backup's last verification", "ser v",
+	                st->nrecent, verify_value);
 	chart_restores(&t, st);
 	chart_store(&t, st);
+	axis_days(&t, st);
 	chart_history(&t, st);
 	add(&t, "</body></html>\n");
 	return finish(&t, out, len);
