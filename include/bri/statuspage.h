@@ -119,12 +119,21 @@ struct bri_status {
  * Gathers the status of store s (catalog c, rules) at now (taken to the
  * minute) into *out (free with bri_status_free): the catalog for backups,
  * the audit log for restores, failed creates, the last rehearsal and the
- * store's size over time, bri_store_usage for its size now. An unreadable
- * audit log leaves those parts empty (the page says so by their absence),
- * never fails the page. 0 or -ENOMEM.
+ * store's size over time, bri_store_usage for its size now. s may be NULL
+ * (no store yet). An unreadable audit log leaves those parts empty, never
+ * fails the page. 0 or -ENOMEM.
  */
 int bri_status_collect(struct bri_store *s, const struct bri_catalog *c, time_t now,
                        const struct bri_health_rules *rules, struct bri_status **out);
+
+/*
+ * The same in two steps, for a caller that holds a lock over its catalog:
+ * the catalog's part (no I/O; store_dir is only shown), then the store's
+ * (the audit log and the usage, without the catalog). 0 or a negative errno.
+ */
+int bri_status_collect_catalog(const char *store_dir, const struct bri_catalog *c, time_t now,
+                               const struct bri_health_rules *rules, struct bri_status **out);
+int bri_status_collect_store(struct bri_status *st, struct bri_store *s);
 
 /* The page as HTML, malloc'd (*len bytes, NUL-terminated). 0, -ENOMEM or -EFBIG. */
 int bri_status_html(const struct bri_status *st, char **out, size_t *len);

@@ -208,11 +208,10 @@ static int collect_history(struct bri_status *st, const struct bri_catalog *c, s
 	return 0;
 }
 
-int bri_status_collect(struct bri_store *s, const struct bri_catalog *c, time_t now,
-                       const struct bri_health_rules *rules, struct bri_status **out)
+int bri_status_collect_catalog(const char *store_dir, const struct bri_catalog *c, time_t now,
+                               const struct bri_health_rules *rules, struct bri_status **out)
 {
 	struct bri_status *st = calloc(1, sizeof(*st));
-	struct scan sc = {.st = st};
 	size_t first_old = c->n, nrecent = 0;
 	size_t hlen;
 	struct tm tm;
@@ -225,7 +224,7 @@ int bri_status_collect(struct bri_store *s, const struct bri_catalog *c, time_t 
 	localtime_r(&now, &tm);
 	strftime(st->generated, sizeof(st->generated), "%Y-%m-%d %H:%M", &tm);
 	st->rules = *rules;
-	st->store_dir = strdup(s && s->dir ? s->dir : "");
+	st->store_dir = strdup(store_dir ? store_dir : "");
 	if (!st->store_dir)
 		goto out_free;
 	st->level = bri_health_assess(c, now, rules, false, &st->health, &hlen);
@@ -260,22 +259,45 @@ int bri_status_collect(struct bri_store *s, const struct bri_catalog *c, time_t 
 	st->nrecent = nrecent;
 	if (collect_history(st, c, first_old) < 0)
 		goto out_free;
-
-	/* The audit log: restores, failed creates, the last rehearsal, size over time. */
-	if (s) {
-		bri_audit_scan(s, st->window_start, scan_rec, &sc);
-		if (sc.error)
-			goto out_free;
-		if (bri_stats_usage(s, &st->stats, NULL) == 0 &&
-		    add_usage(&sc, now, st->stats.logical_bytes, st->stats.stored_bytes) < 0)
-			goto out_free;
-	}
-	/* HOOK: offsite (issue 12) is not in the core yet; st->offsite.known stays false. */
 	*out = st;
 	return 0;
 out_free:
 	bri_status_free(st);
 	return rc;
+}
+
+int bri_status_collect_store(struct bri_status *st, struct bri_store *s)
+{
+	struct scan sc = {.st = st};
+
+	/* The audit log: restores, failed creates, the last rehearsal, size over time. */
+	bri_audit_scan(s, st->window_start, scan_rec, &sc);
+	if (sc.error)
+		return sc.error;
+	if (bri_stats_usage(s, &st->stats, NULL) == 0 &&
+	    add_usage(&sc, st->now, st->stats.logical_bytes, st->stats.stored_bytes) < 0)
+		return -ENOMEM;
+	/* HOOK: offsite (issue 12) is not in the core yet; st->offsite.known stays false. */
+	return 0;
+}
+
+int bri_status_collect(struct bri_store *s, const struct bri_catalog *c, time_t now,
+                       const struct bri_health_rules *rules, struct bri_status **out)
+{
+	struct bri_status *st;
+	int rc = bri_status_collect_catalog(s ? s->dir : "", c, now, rules, &st);
+
+	if (rc < 0)
+		return rc;
+	if (s) {
+		rc = bri_status_collect_store(st, s);
+		if (rc < 0) {
+			bri_status_free(st);
+			return rc;
+		}
+	}
+	*out = st;
+	return 0;
 }
 
 void bri_status_free(struct bri_status *st)
@@ -618,12 +640,13 @@ static void chart_sizes(struct text *t, const struct bri_status *st)
 		if (h < 1)
 			h = 1;
 		fmt_bytes(b->bytes, sz, sizeof(sz));
-		add(t, "<rect class=\"bar %s\" data-name=\"", verify_class(b->verify));
+		add(t,
+		    "<rect class=\"bar %s\" x=\"%.4g\" y=\"%.4g\" width=\"%.3g\" height=\"%.4g\">"
+		    "<title>",
+		    verify_class(b->verify), x_at(st, b->time) - w / 2, PLOT_T + PLOT_H - h, w, h);
 		add_esc(t, b->name);
-		add(t, "\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>",
-		    x_at(st, b->time) - w / 2, PLOT_T + PLOT_H - h, w, h);
-		add_esc(t, b->name);
-		add(t, " %s %s%s", sz, verify_class(b->verify), b->reason[0] ? ": " : "");
+		add(t, " %s%s%s", sz, b->verify == BRI_VERIFY_FAILED ? " failed" : "",
+		    b->reason[0] ? ": " : "");
 		add_esc(t, b->reason);
 		add(t, "</title></rect>");
 	}
@@ -661,7 +684,7 @@ static void chart_durations(struct text *t, const struct bri_status *st, const c
 		h = v / max * PLOT_H;
 		if (h < 1)
 			h = 1;
-		add(t, "M%.1f %.1fh%.1fv%.1fh%.1fz", x_at(st, when) - w / 2, PLOT_T + PLOT_H - h, w,
+		add(t, "M%.4g %.4gh%.3gv%.4gh%.3gz", x_at(st, when) - w / 2, PLOT_T + PLOT_H - h, w,
 		    h, -w);
 		shown++;
 	}

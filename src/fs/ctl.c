@@ -447,11 +447,15 @@ static int render_report(struct bfs *fs, char **out, size_t *len)
 	int rc;
 
 	pthread_rwlock_rdlock(&fs->cat_lock);
-	rc = bri_status_collect(fs->store, fs->cat, bri_testpoint_now(), &fs->health, &st);
+	rc = bri_status_collect_catalog(fs->store->dir, fs->cat, bri_testpoint_now(), &fs->health,
+	                                &st);
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (rc < 0)
 		return rc;
-	rc = bri_status_html(st, out, len);
+	/* The audit log and the usage are read outside cat_lock. */
+	rc = bri_status_collect_store(st, fs->store);
+	if (rc == 0)
+		rc = bri_status_html(st, out, len);
 	bri_status_free(st);
 	return rc;
 }
