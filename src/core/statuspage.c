@@ -274,8 +274,17 @@ int bri_status_collect_store(struct bri_status *st, struct bri_store *s)
 	bri_audit_scan(s, st->window_start, scan_rec, &sc);
 	if (sc.error)
 		return sc.error;
-	if (bri_stats_usage(s, &st->stats, NULL) == 0 &&
-	    add_usage(&sc, st->now, st->stats.logical_bytes, st->stats.stored_bytes) < 0)
+	if (!s->ops || !s->ops->usage) {
+		/* A plain store keeps each backup whole: its bytes are the catalog's, no listing.
+		 */
+		snprintf(st->stats.format, sizeof(st->stats.format), "%s",
+		         s->ops ? s->ops->format : "plain");
+		st->stats.logical_bytes = st->stats.stored_bytes = st->stats.total_bytes;
+		st->stats.dedup_ratio = st->stats.total_bytes ? 1 : 0;
+	} else if (bri_stats_usage(s, &st->stats, NULL) < 0) {
+		return 0; /* the size now is not known: no sample */
+	}
+	if (add_usage(&sc, st->now, st->stats.logical_bytes, st->stats.stored_bytes) < 0)
 		return -ENOMEM;
 	/* HOOK: offsite (issue 12) is not in the core yet; st->offsite.known stays false. */
 	return 0;
