@@ -1,8 +1,10 @@
 /*
  * Internal interface of bri-backup, the command line: the options shared by
- * every command, the exit statuses, the command entry points (commands.c)
- * and the terminal progress bar (progress.c). Not a public header: nothing
- * outside src/cli includes it.
+ * every command, the exit statuses, the command table (commands.c) and its
+ * machinery (parse.c), the command entry points (backups.c, restore.c,
+ * status.c, inspect.c), the helpers they share (util.c) and the terminal
+ * progress bar (progress.c). Not a public header: nothing outside src/cli
+ * includes it.
  */
 #ifndef BRI_CLI_H
 #define BRI_CLI_H

@@ -1,9 +1,10 @@
 /*
  * bri-backup, the command line of bri-backupfs (SPEC.md section 3): the
- * same operations as the mount, for cron jobs and scripts. This file parses
- * the global options (before the command, or after it), picks the defaults
- * from the environment, sets up logging and dispatches to the command in
- * commands.c. It does no backup work itself.
+ * same operations as the mount, for cron jobs and scripts. This file declares
+ * and applies the global options (before the command, or after it), picks
+ * the defaults from the environment, sets up logging, prints bri-backup
+ * --help and dispatches to the command of the table in commands.c. It does
+ * no backup work itself.
  */
 #include <errno.h>
 #include <getopt.h>

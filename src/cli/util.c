@@ -59,7 +59,6 @@ int cli_fail(const char *what, const struct bri_err *err, int code)
 	return CLI_EXIT_FAIL;
 }
 
-/* Checks a backup name given by the user; returns 0 or CLI_EXIT_USAGE (message printed). */
 /*
  * A refused name as it may be shown on a terminal: control characters as
  * '?', cut after 64 bytes (a name can be an attacker's escape sequence).
@@ -73,6 +72,7 @@ static void printable_name(const char *name, char out[72])
 	strcpy(out + i, name[i] ? "..." : "");
 }
 
+/* Checks a backup name given by the user; returns 0 or CLI_EXIT_USAGE (message printed). */
 int cli_check_name(const char *command, const char *name)
 {
 	struct bri_err err = {0};
