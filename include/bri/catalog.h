@@ -40,7 +40,6 @@ struct bri_entry {
 	                                    entry always failed ("not a backup") */
 	uint64_t id;                     /* stable per name while the process lives */
 	bool pinned;                     /* NAME.db.pin exists (looked up at every scan) */
-	bool moved;                      /* internal: taken over by a newer scan */
 };
 
 struct bri_catalog {
