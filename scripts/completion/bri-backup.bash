@@ -1,6 +1,6 @@
 # bash completion for bri-backup: commands, options, and backup names of the
-# store (read with `bri-backup list --json`, so --db and --backup-dir given on
-# the line are honoured). The commands and options are not written here: they
+# store (read with `bri-backup list --json`, so the global options given on
+# the line, such as --db and --backup-dir, are honoured). The commands and options are not written here: they
 # come from bri-backup's own command table (`bri-backup --completion-table`),
 # so a new command or option completes as soon as it is in the program.
 # Install: source this file, or copy it to
@@ -8,13 +8,18 @@
 
 _bri_backup_names()
 {
+	# The global options on the line (the store's place, a key, ...), so
+	# that list reads the store the command will use.
 	local -a global=()
-	local i
+	local i t
 	for ((i = 1; i < ${#COMP_WORDS[@]} - 1; i++)); do
-		case "${COMP_WORDS[i]}" in
-		--db | --backup-dir) global+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}") ;;
-		--follow-symlink | --force) global+=("${COMP_WORDS[i]}") ;;
-		esac
+		t=${takes[global${COMP_WORDS[i]}]}
+		if [ "$t" = flag ]; then
+			global+=("${COMP_WORDS[i]}")
+		elif [ -n "$t" ]; then
+			global+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}")
+			((i++))
+		fi
 	done
 	"${COMP_WORDS[0]}" "${global[@]}" --json list 2>/dev/null |
 		sed -n 's/^ *"name": *"\([^"]*\)".*/\1/p'
