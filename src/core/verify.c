@@ -27,6 +27,7 @@
 #include "bri/log.h"
 #include "bri/snapshot.h"
 #include "bri/testpoint.h"
+#include "snapshot_sql.h"
 
 #define VERIFY_FILE_MAX (64u << 10)
 /* Page cache of the connection that checks a backup, in KiB (SQLite's default: 2000). */
@@ -145,7 +146,7 @@ static int check_database(struct bri_reader *r, const struct bri_meta *meta,
 	size_t n = 0;
 	int rc, out = 0;
 
-	rc = bri_snapshot_open_reader(r, &db, &e);
+	rc = snapshot_open_reader(r, &db, &e);
 	if (rc < 0) {
 		if (bri_errno_is_resource(rc))
 			return rc;
@@ -156,7 +157,7 @@ static int check_database(struct bri_reader *r, const struct bri_meta *meta,
 	/* integrity_check revisits pages: with SQLite's default 2 MiB cache it
 	 * reads a 1 GiB backup about twice (1.3 s here); 8 MiB halves that. */
 	sqlite3_exec(db, "PRAGMA cache_size=-" VERIFY_CACHE_KIB, NULL, NULL, NULL);
-	rc = bri_snapshot_check(db, false, &e);
+	rc = snapshot_check(db, false, &e);
 	if (rc < 0 && (out = db_resource_error(db)) < 0)
 		goto out_close;
 	res->integrity_ok = rc == 0;
@@ -166,7 +167,7 @@ static int check_database(struct bri_reader *r, const struct bri_meta *meta,
 	}
 	if (!meta)
 		goto out_close;
-	rc = bri_snapshot_count_rows(db, &t, &n, &e);
+	rc = snapshot_count_rows(db, &t, &n, &e);
 	if (rc < 0) {
 		out = bri_errno_is_resource(rc) ? rc : db_resource_error(db);
 		if (out < 0)
