@@ -19,6 +19,7 @@
 
 #include "bri/log.h"
 #include "bri/pin.h"
+#include "internal.h"
 
 static atomic_uint_fast64_t next_id = 1;
 
@@ -379,7 +380,7 @@ struct bri_entry *bri_catalog_find(const struct bri_catalog *c, const char *name
 	return e && e->kind != BRI_KIND_UNKNOWN ? e : NULL;
 }
 
-struct bri_entry *bri_catalog_find_unknown(const struct bri_catalog *c, const char *name)
+struct bri_entry *catalog_find_unknown(const struct bri_catalog *c, const char *name)
 {
 	struct bri_entry *e = find_any(c, name);
 

@@ -28,6 +28,7 @@
 #include "bri/snapshot.h"
 #include "bri/testpoint.h"
 #include "snapshot_sql.h"
+#include "internal.h"
 
 #define VERIFY_FILE_MAX (64u << 10)
 /* Page cache of the connection that checks a backup, in KiB (SQLite's default: 2000). */
@@ -209,7 +210,7 @@ static int64_t mtime_ns(const struct stat *st)
 	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
-void bri_verify_file_of(struct bri_verify_file *f, const struct stat *st)
+void verify_file_of(struct bri_verify_file *f, const struct stat *st)
 {
 	f->known = true;
 	f->dev = (uint64_t)st->st_dev;
@@ -267,7 +268,7 @@ static int verify_reader(struct bri_reader *r, int open_rc, const char *open_msg
 		goto out;
 	}
 	/* One reader for the identity, the hash and SQLite: it keeps the file checked. */
-	bri_verify_file_of(&res->file, &r->st);
+	verify_file_of(&res->file, &r->st);
 	if (meta && (int64_t)r->size != meta->size_bytes)
 		fail(res, "size is %lld bytes, the metadata says %lld", (long long)r->size,
 		     (long long)meta->size_bytes);
