@@ -9,12 +9,19 @@ capabilities, no_new_privs, umask 0077, the whole tree read-only but its
 ReadWritePaths= and a private /tmp, must take, verify, clean up and rehearse
 a backup and run a hook; the daemon's, as its user with only the ambient
 CAP_SYS_ADMIN and no_new_privs, must mount where the host sees it, unmount
-at stop, and start its hooks without the capability. What the emulation
-leaves out (seccomp filters, address families, device policy) is checked
-only by systemd-analyze."""
+at stop, and start its hooks without the capability. Both run under the
+units' system call filters, address families and MemoryDenyWriteExecute=,
+loaded with libseccomp as systemd builds them (unit_seccomp.py). What the
+emulation leaves out (the device policy, the argument filters of
+RestrictNamespaces=, RestrictRealtime=, LockPersonality= and
+RestrictSUIDSGID=, PrivateNetwork=, PrivateUsers=, ProtectProc=,
+ProcSubset=) is checked only by systemd-analyze."""
 
+import errno
+import json
 import os
 import re
+import socket
 import shutil
 import signal
 import subprocess
@@ -27,6 +34,7 @@ from conftest import (BRI_BACKUP, BRI_BACKUPFS, ROOT, copy_programs, is_mounted,
                       make_sample_db, reachable_tmp, wait_for_mount, wait_until)
 
 T = 120
+HELPER = Path(__file__).resolve().parent / "unit_seccomp.py"
 UNITS = ROOT / "scripts/systemd"
 CLI_UNIT = UNITS / "bri-backup.service"
 DAEMON_UNIT = UNITS / "bri-backupfs.service"
@@ -92,6 +100,49 @@ def one(unit_settings, key):
     values = unit_settings.get(key)
     assert values and len(values) == 1, f"{key}= should be set once, is {values}"
     return values[0]
+
+
+def syscall_set(item, _cache={}):
+    """The system calls of a systemd-analyze group (@name, nested groups
+    expanded), or the one call named."""
+    if not item.startswith("@"):
+        return {item}
+    if item not in _cache:
+        p = subprocess.run(["systemd-analyze", "syscall-filter", item], capture_output=True,
+                           text=True, timeout=T)
+        assert p.returncode == 0, p.stderr
+        out = set()
+        for line in p.stdout.splitlines():
+            if line.startswith((" ", "\t")) and not line.strip().startswith("#"):
+                out |= syscall_set(line.strip())
+        _cache[item] = out
+    return _cache[item]
+
+
+# Deny lists that other settings add (systemd.exec(5)).
+IMPLIED_DENIALS = {"ProtectClock": ["@clock"], "ProtectKernelModules": ["@module"],
+                   "ProtectKernelLogs": ["syslog"], "ProtectHostname": ["sethostname",
+                                                                      "setdomainname"]}
+
+
+def seccomp_spec(unit_settings):
+    """unit_seccomp.py's SPEC for a unit: its SystemCallFilter= lines in order
+    (an allow list gets @default too, as systemd adds it), the denials other
+    settings imply, RestrictAddressFamilies= and MemoryDenyWriteExecute=."""
+    lines = unit_settings["SystemCallFilter"]
+    assert not lines[0].startswith("~"), "an allow list is expected"
+    assert unit_settings.get("SystemCallErrorNumber") == ["EPERM"]
+    allow = set(syscall_set("@default"))
+    for line in lines:
+        names = set().union(*(syscall_set(x) for x in line.lstrip("~").split()))
+        allow = allow - names if line.startswith("~") else allow | names
+    for key, denied in IMPLIED_DENIALS.items():
+        if unit_settings.get(key) == ["yes"]:
+            allow -= set().union(*(syscall_set(x) for x in denied))
+    families = one(unit_settings, "RestrictAddressFamilies").split()
+    return json.dumps({"allow": sorted(allow),
+                       "families": [getattr(socket, f) for f in families],
+                       "mdwe": unit_settings.get("MemoryDenyWriteExecute") == ["yes"]})
 
 
 def copy_units(dest, units=None, drop_ins=False):
@@ -259,10 +310,15 @@ def service_user():
 # settings make, then runs the command as the user. $1: the data folder on
 # the host, bound at the unit's database folder; $2: the programs, bound at
 # /usr/local/bin (the unit's ExecStart= path); $3: ReadWritePaths (space
-# separated); $4 $5: uid, gid; the rest: the command.
+# separated); $4 $5: uid, gid; $6: unit_seccomp.py's SPEC (empty: no
+# filters); the rest: the command.
 SANDBOX = r"""
 set -eu
-data=$1 bin=$2 rw=$3 uid=$4 gid=$5; shift 5
+data=$1 bin=$2 rw=$3 uid=$4 gid=$5 filters=$6; shift 6
+# SystemCallFilter=, RestrictAddressFamilies=, MemoryDenyWriteExecute=
+if [ -n "$filters" ]; then
+    set -- /usr/bin/python3 /usr/local/bin/unit_seccomp.py "$filters" -- "$@"
+fi
 # The unit's paths, in this namespace only.
 mount -t tmpfs -o mode=0755 tmpfs /srv
 mkdir -p /srv/bri/data
@@ -287,7 +343,7 @@ exec setpriv --reuid "$uid" --regid "$gid" --clear-groups --inh-caps=-all \
 """
 
 
-def in_cli_sandbox(data, bindir, uid, gid, cmd, read_write=None):
+def in_cli_sandbox(data, bindir, uid, gid, cmd, read_write=None, filters=True):
     cli = settings(CLI_UNIT)
     for key, value in {"ProtectSystem": "strict", "PrivateTmp": "yes", "ProtectHome": "yes",
                        "PrivateDevices": "yes", "NoNewPrivileges": "yes",
@@ -296,7 +352,8 @@ def in_cli_sandbox(data, bindir, uid, gid, cmd, read_write=None):
     rw = cli["ReadWritePaths"] if read_write is None else read_write
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "--",
                            "bash", "-c", SANDBOX, "sandbox", str(data), str(bindir), " ".join(rw),
-                           str(uid), str(gid), *cmd], capture_output=True, text=True, timeout=T)
+                           str(uid), str(gid), seccomp_spec(cli) if filters else "", *cmd],
+                          capture_output=True, text=True, timeout=T)
 
 
 def unit_command(unit, key="ExecStart", **env):
@@ -329,6 +386,7 @@ def cli_sandbox(service_user, tmp_path):
     data.chmod(0o750)
     bindir = tmp_path / "bin"
     copy_programs(bindir)
+    shutil.copy(HELPER, bindir / HELPER.name)
     return data, bindir, uid, gid
 
 
@@ -375,10 +433,23 @@ def test_cli_sandbox_is_real(cli_sandbox):
     try:
         marker.chmod(0o755)
         p = in_cli_sandbox(data, bindir, uid, gid,
-                           ["sh", "-c", f"test ! -e {marker} && ! ls /root >/dev/null 2>&1"])
+                           ["/bin/sh", "-c", f"test ! -e {marker} && ! ls /root >/dev/null 2>&1"])
         assert p.returncode == 0, p.stderr
     finally:
         marker.rmdir()
+    # The filters are loaded: chown(2) of one's own file to oneself (fine
+    # without them) is in @privileged, an AF_INET socket is not AF_UNIX, and
+    # W+X memory is refused.
+    own = f"/bin/chown {uid}:{gid} /srv/bri/data/bri.db"
+    assert in_cli_sandbox(data, bindir, uid, gid, own.split(), filters=False).returncode == 0
+    p = in_cli_sandbox(data, bindir, uid, gid, own.split())
+    assert p.returncode != 0 and "Operation not permitted" in p.stderr, p.stderr
+    probe = ("import mmap, socket\n"
+             "try:\n socket.socket(socket.AF_INET)\nexcept OSError as e: print(e.errno)\n"
+             "try:\n mmap.mmap(-1, 4096, prot=mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+             "except OSError as e: print(e.errno)\n")
+    p = in_cli_sandbox(data, bindir, uid, gid, ["/usr/bin/python3", "-c", probe])
+    assert p.stdout.split() == [str(errno.EAFNOSUPPORT), str(errno.EPERM)], p.stdout + p.stderr
 
 
 # --- The daemon's unit --------------------------------------------------------
@@ -395,6 +466,7 @@ def daemon_env(service_user, tmp_path):
     try:
         base.chmod(0o755)
         copy_programs(base / "bin")
+        shutil.copy(HELPER, base / "bin" / HELPER.name)
         db = make_sample_db(base / "data" / "bri.db")
         (base / "mnt").mkdir()
         hook = base / "data" / "hook"
@@ -412,8 +484,9 @@ def daemon_env(service_user, tmp_path):
         fuse.release()
 
 
-def daemon_credentials(uid, gid, unit_settings=None):
-    """setpriv arguments giving what the daemon's unit gives its process."""
+def daemon_credentials(uid, gid, bindir, unit_settings=None):
+    """setpriv (and unit_seccomp.py) arguments giving what the daemon's unit
+    gives its process: user, capabilities, no_new_privs, seccomp filters."""
     s = settings(DAEMON_UNIT) if unit_settings is None else unit_settings
     caps = [c.lower().removeprefix("cap_") for c in s.get("AmbientCapabilities", [""])[0].split()]
     bounding = [c.lower().removeprefix("cap_")
@@ -424,7 +497,7 @@ def daemon_credentials(uid, gid, unit_settings=None):
             "--bounding-set=" + ",".join(["-all"] + ["+" + c for c in bounding])]
     if s.get("NoNewPrivileges") == ["yes"]:
         args.append("--no-new-privs")
-    return args + ["--"]
+    return args + ["--", "/usr/bin/python3", str(bindir / HELPER.name), seccomp_spec(s), "--"]
 
 
 def start_daemon(prefix, base, db, options=()):
@@ -443,7 +516,7 @@ def test_daemon_mounts_with_its_units_credentials(daemon_env):
     CAP_SYS_ADMIN; on SIGTERM it unmounts itself with umount2(2)."""
     uid, gid, base, db = daemon_env
     mnt = base / "mnt"
-    prefix = daemon_credentials(uid, gid)
+    prefix = daemon_credentials(uid, gid, base / "bin")
     proc = start_daemon(prefix, base, db, [f"on_success={base}/data/hook"])
     try:
         wait_for_mount(proc, mnt)
@@ -452,6 +525,7 @@ def test_daemon_mounts_with_its_units_credentials(daemon_env):
         assert len(mine) == 1 and f"user_id={uid}" in mine[0], mine
         status = Path(f"/proc/{proc.pid}/status").read_text()
         assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
+        assert re.search(r"^Seccomp:\s+2$", status, re.M), status  # filters loaded
         assert re.search(r"^CapBnd:\s+0000000000200000$", status, re.M), status
         p = subprocess.run(["setpriv", "--reuid", str(uid), "--regid", str(gid), "--clear-groups",
                             "--", "sh", "-c", f"echo by_unit > {mnt}/ctl/create && ls {mnt}"],
@@ -491,7 +565,7 @@ def test_daemon_without_the_capability_cannot_mount_under_no_new_privs(daemon_en
     s = dict(settings(DAEMON_UNIT))
     s.pop("AmbientCapabilities")
     s["CapabilityBoundingSet"] = [""]
-    proc = start_daemon(daemon_credentials(uid, gid, s), base, db)
+    proc = start_daemon(daemon_credentials(uid, gid, base / "bin", s), base, db)
     try:
         assert proc.wait(timeout=60) != 0
         assert "fusermount3: mount failed: Operation not permitted" in proc.stderr.read()
