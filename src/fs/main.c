@@ -258,6 +258,17 @@ static void drop_ambient_caps(void)
 }
 
 /*
+ * The exit status for what libfuse's loop returned: 0 when it ended at the
+ * unmount, the signal's number after SIGTERM or SIGINT (the unmount follows:
+ * a clean stop too, as systemd's own stop of the service), a negative errno
+ * when it failed.
+ */
+static int loop_exit_status(int rc)
+{
+	return rc < 0 ? 1 : 0;
+}
+
+/*
  * The kernel's open files each hold one descriptor here (a backup open
  * through the mount keeps its .db open until release), and a verification
  * or a create needs a few more: start with the soft limit of open files
@@ -494,7 +505,7 @@ int main(int argc, char *argv[])
 		goto out_stop_workers;
 	}
 	if (copts.singlethread) {
-		ret = fuse_session_loop(fs.se) ? 1 : 0;
+		ret = loop_exit_status(fuse_session_loop(fs.se));
 	} else {
 		/* libfuse 3.14 warns about its own "unset" (-1) here: use its old default. */
 		struct fuse_loop_config lc = {.clone_fd = copts.clone_fd, .max_idle_threads = 10};
@@ -502,7 +513,7 @@ int main(int argc, char *argv[])
 		if (copts.max_idle_threads != UINT_MAX)
 			lc.max_idle_threads = copts.max_idle_threads;
 
-		ret = fuse_session_loop_mt(fs.se, &lc) ? 1 : 0;
+		ret = loop_exit_status(fuse_session_loop_mt(fs.se, &lc));
 	}
 	bfs_schedule_stop(&fs);
 	unreleased = bfs_files_free_unreleased();
