@@ -324,8 +324,12 @@ mount -t tmpfs -o mode=0755 tmpfs /srv
 mkdir -p /srv/bri/data
 mount --bind "$data" /srv/bri/data
 mount --bind "$bin" /usr/local/bin
-# ProtectSystem=strict: every mount read-only, but the API file systems.
-for m in $(awk '{print $5}' /proc/self/mountinfo | sort -u); do
+# ProtectSystem=strict: every mount read-only, but the API file systems and
+# FUSE mounts (other tests' daemons, perhaps held at a pause point: never
+# wait on them; nothing here writes to them).
+awk '{for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1), $5; break }}' \
+    /proc/self/mountinfo | sort -u -k2 | while read -r fstype m; do
+    case $fstype in fuse|fuse.*|fuseblk) continue ;; esac
     case $m in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
     mount -o remount,bind,ro "$(printf '%b' "$m")"
 done
