@@ -14,8 +14,9 @@ units' system call filters, address families and MemoryDenyWriteExecute=,
 loaded with libseccomp as systemd builds them (unit_seccomp.py). What the
 emulation leaves out (the device policy, the argument filters of
 RestrictNamespaces=, RestrictRealtime=, LockPersonality= and
-RestrictSUIDSGID=, PrivateNetwork=, PrivateUsers=, ProtectProc=,
-ProcSubset=) is checked only by systemd-analyze."""
+RestrictSUIDSGID=, PrivateNetwork=, PrivateUsers=, the kernel tunables,
+modules and logs made read-only or hidden) is checked only by
+systemd-analyze."""
 
 import errno
 import json
@@ -337,6 +338,8 @@ awk '{for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1), $5; break }}' \
 done
 # ReadWritePaths=
 for p in $rw; do mount --bind "$p" "$p"; mount -o remount,bind,rw "$p"; done
+# ProtectProc=invisible, ProcSubset=pid
+mount -t proc -o nosuid,nodev,noexec,hidepid=invisible,subset=pid proc /proc
 # PrivateTmp=, PrivateDevices= (its /dev/shm), ProtectHome=yes
 for t in /tmp /var/tmp /dev/shm; do mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$t"; done
 for h in /home /root /run/user; do
@@ -353,6 +356,7 @@ def in_cli_sandbox(data, bindir, uid, gid, cmd, read_write=None, filters=True):
     cli = settings(CLI_UNIT)
     for key, value in {"ProtectSystem": "strict", "PrivateTmp": "yes", "ProtectHome": "yes",
                        "PrivateDevices": "yes", "NoNewPrivileges": "yes",
+                       "ProtectProc": "invisible", "ProcSubset": "pid",
                        "CapabilityBoundingSet": "", "UMask": "0077"}.items():
         assert one(cli, key) == value, f"the emulation assumes {key}={value}"
     rw = cli["ReadWritePaths"] if read_write is None else read_write
@@ -443,6 +447,11 @@ def test_cli_sandbox_is_real(cli_sandbox):
         assert p.returncode == 0, p.stderr
     finally:
         marker.rmdir()
+    # /proc shows the run's own processes only, and no /proc/meminfo (ProcSubset=pid).
+    p = in_cli_sandbox(data, bindir, uid, gid,
+                       ["/bin/sh", "-c", "test -e /proc/self/status && test ! -e /proc/meminfo"
+                        " && test ! -e /proc/1"])
+    assert p.returncode == 0, p.stderr
     # The filters are loaded: chown(2) of one's own file to oneself (fine
     # without them) is in @privileged, an AF_INET socket is not AF_UNIX, and
     # W+X memory is refused.
