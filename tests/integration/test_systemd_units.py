@@ -32,7 +32,8 @@ from pathlib import Path
 import pytest
 
 from conftest import (BRI_BACKUP, BRI_BACKUPFS, ROOT, copy_programs, is_mounted,
-                      make_sample_db, reachable_tmp, wait_for_mount, wait_until)
+                      make_sample_db, reachable_tmp, sanitizer_preload, wait_for_mount,
+                      wait_until)
 
 T = 120
 HELPER = Path(__file__).resolve().parent / "unit_seccomp.py"
@@ -314,10 +315,11 @@ def service_user():
 # the host, bound at the unit's database folder; $2: the programs, bound at
 # /usr/local/bin (the unit's ExecStart= path); $3: ReadWritePaths (space
 # separated); $4 $5: uid, gid; $6: unit_seccomp.py's SPEC (empty: no
-# filters); the rest: the command.
+# filters); $7: extra environment (NAME=VALUE ..., see sandbox_env()); the
+# rest: the command.
 SANDBOX = r"""
 set -eu
-data=$1 bin=$2 rw=$3 uid=$4 gid=$5 filters=$6; shift 6
+data=$1 bin=$2 rw=$3 uid=$4 gid=$5 filters=$6 envs=$7; shift 7
 # SystemCallFilter=, RestrictAddressFamilies=, MemoryDenyWriteExecute=
 if [ -n "$filters" ]; then
     set -- /usr/bin/python3 /usr/local/bin/unit_seccomp.py "$filters" -- "$@"
@@ -348,8 +350,26 @@ done
 # User=, Group=, CapabilityBoundingSet= (empty), NoNewPrivileges=, UMask=
 exec setpriv --reuid "$uid" --regid "$gid" --clear-groups --inh-caps=-all \
     --bounding-set=-all --no-new-privs -- \
-    env -i PATH=/usr/bin:/bin LANG=C.UTF-8 sh -c 'umask 0077 && exec "$@"' sh "$@"
+    env -i PATH=/usr/bin:/bin LANG=C.UTF-8 $envs sh -c 'umask 0077 && exec "$@"' sh "$@"
 """
+
+
+def sandbox_env(inside):
+    """Extra environment of the programs in a sandbox: none for the ordinary
+    build. An ASan build (scripts/check sanitize) runs without LeakSanitizer
+    there: it stops the threads with ptrace(2), which the units' system call
+    filter refuses, as it should (systemd runs the ordinary build). Every other
+    check stays on; inside the read-only tree the reports go to stderr, shown
+    when the test fails, since the stage's log folder cannot be written."""
+    if not sanitizer_preload():
+        return {}
+    if inside:
+        return {"ASAN_OPTIONS": "detect_leaks=0",
+                "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
+    return {"ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                    "detect_leaks=0"])),
+            "UBSAN_OPTIONS": os.environ.get("UBSAN_OPTIONS",
+                                            "halt_on_error=1:print_stacktrace=1")}
 
 
 def in_cli_sandbox(data, bindir, uid, gid, cmd, read_write=None, filters=True):
@@ -362,7 +382,8 @@ def in_cli_sandbox(data, bindir, uid, gid, cmd, read_write=None, filters=True):
     rw = cli["ReadWritePaths"] if read_write is None else read_write
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "--",
                            "bash", "-c", SANDBOX, "sandbox", str(data), str(bindir), " ".join(rw),
-                           str(uid), str(gid), seccomp_spec(cli) if filters else "", *cmd],
+                           str(uid), str(gid), seccomp_spec(cli) if filters else "",
+                           " ".join(f"{k}={v}" for k, v in sandbox_env(inside=True).items()), *cmd],
                           capture_output=True, text=True, timeout=T)
 
 
@@ -520,7 +541,7 @@ def start_daemon(prefix, base, db, options=()):
     cmd = [*prefix, str(base / "bin/bri-backupfs"), "-f", "-o",
            ",".join(["backup_dir=" + str(base / "data/backups"), *options]), str(db), str(mnt)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={"PATH": "/usr/bin:/bin"}, cwd=base)
+                            env={"PATH": "/usr/bin:/bin", **sandbox_env(inside=False)}, cwd=base)
 
 
 def test_daemon_mounts_with_its_units_credentials(daemon_env):
