@@ -49,9 +49,9 @@ DROP_INS = {"bri-backup.service": UNITS / "bri-backup-offsite.conf",
 # RootDirectory= (the CLI runs from the host's /usr), AF_UNIX (stdout and
 # stderr go to the journal over a local socket), the read access to
 # /dev/rtc that ProtectClock= itself grants, and RemoveIPC= (left out: it
-# would remove the IPC objects of an application running as the same user). The daemon reaches 3.2, and
-# no lower while it mounts: a FUSE mount made in a mount namespace stays
-# there, so ProtectSystem=, ProtectHome=, PrivateTmp=, PrivateDevices=,
+# would remove the IPC objects of an application running as the same user).
+# The daemon reaches 3.2, and no lower while it mounts: a FUSE mount made in a
+# mount namespace stays there, so ProtectSystem=, ProtectHome=, PrivateTmp=, PrivateDevices=,
 # PrivateMounts=, ProtectKernel*=, ProtectControlGroups=, ProtectProc=,
 # ProcSubset=, RootDirectory= and PrivateUsers= are out; mount(2) needs
 # CAP_SYS_ADMIN and @mount's mount/umount2; PrivateNetwork= is out for
