@@ -250,8 +250,7 @@ static int add_entry(struct bri_catalog *c, size_t *cap, struct bri_entry *e)
 struct scan {
 	const struct bri_store *s; /* the store */
 	struct bri_catalog *c;     /* being filled */
-	struct bri_catalog *prev;  /* the previous scan, or NULL */
-	struct taken taken;        /* its entries this scan took over */
+	struct taken taken;        /* the previous scan (or none) and what this one took over */
 	size_t cap;                /* room in c->entries */
 	size_t reused;             /* entries taken over from prev */
 	struct bri_err *err;       /* why it failed */
@@ -298,7 +297,7 @@ int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct
                      struct bri_err *err)
 {
 	struct bri_catalog *c = calloc(1, sizeof(*c));
-	struct scan sc = {.s = s, .c = c, .prev = prev, .taken = {.prev = prev}, .err = err};
+	struct scan sc = {.s = s, .c = c, .taken = {.prev = prev}, .err = err};
 	size_t total;
 	int rc = 0;
 
