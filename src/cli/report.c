@@ -4,10 +4,10 @@
  * terminal; with --html FILE, the self-contained HTML page, byte for byte
  * what the mount's ctl/report.html serves for the same store and minute
  * (written through a temporary file and a rename; "-" is standard output).
- * The thresholds are health's (--max-age-hours, --min-backups).
+ * The thresholds are health's (--max-age-hours, --min-backups). Its row in
+ * the command table (commands.c) declares the options.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,20 +19,7 @@
 #include "bri/testpoint.h"
 #include "cli.h"
 
-enum { OPT_HTML = 0x300, OPT_MAX_AGE, OPT_MIN_BACKUPS };
-
-static const char report_help[] =
-    "Usage: bri-backup report [--html FILE] [--max-age-hours H] [--min-backups N]\n"
-    "The store's status at a glance: the health verdict and its thresholds, a\n"
-    "calendar of the last 90 days, backup sizes, create/verify/restore times and\n"
-    "the store's size over time. Reads the store only.\n"
-    "  --html FILE          write one self-contained HTML page (no script, no external\n"
-    "                       resource; the mount's ctl/report.html); - for stdout\n"
-    "  --max-age-hours H    warn when the newest backup is older (default 24)\n"
-    "  --min-backups N      warn when fewer backups exist (default 7)\n"
-    "  -h, --help           show this help\n";
-
-/* A positive number from arg into *out; false when it is not one. */
+/* A number above 0 from arg into *out; false when it is not one. */
 static bool parse_positive(const char *arg, double *out)
 {
 	char *end = NULL;
@@ -46,77 +33,36 @@ static bool parse_positive(const char *arg, double *out)
 	return true;
 }
 
-int cli_cmd_report(struct cli_globals *g, int argc, char **argv)
+int cli_cmd_report(struct cli_globals *g, const struct cli_args *a)
 {
-	static const struct option own[] = {
-	    {"html", required_argument, NULL, OPT_HTML},
-	    {"max-age-hours", required_argument, NULL, OPT_MAX_AGE},
-	    {"min-backups", required_argument, NULL, OPT_MIN_BACKUPS},
-	    {"help", no_argument, NULL, 'h'},
-	};
 	struct bri_health_rules rules = {.max_age_hours = 24, .min_backups = 7};
-	struct bri_store_open_opts o = {.follow_symlink = g->follow_symlink, .force = g->force};
-	static struct bri_catalog empty; /* a store not made yet */
-	struct option longopts[32];
+	const char *html = cli_opt(a, "html"), *age = cli_opt(a, "max-age-hours");
+	const char *count = cli_opt(a, "min-backups");
 	struct bri_store *s = NULL;
-	struct bri_catalog *c = &empty;
+	struct bri_catalog *c = NULL;
 	struct bri_status *st = NULL;
-	struct bri_err err = {0};
-	const char *html = NULL;
 	char *text = NULL;
 	size_t len = 0;
 	double v;
-	int opt, r, rc = CLI_EXIT_FAIL;
+	int r, rc;
 
-	cli_merge_longopts(own, 4, longopts);
-	while ((opt = getopt_long(argc, argv, ":hv", longopts, NULL)) != -1) {
-		switch (opt) {
-		case 'h':
-			fputs(report_help, stdout);
-			return CLI_EXIT_OK;
-		case OPT_HTML:
-			html = optarg;
-			continue;
-		case OPT_MAX_AGE:
-			if (!parse_positive(optarg, &rules.max_age_hours))
-				return cli_usage_error(argv[0],
-				                       "--max-age-hours wants a positive number");
-			continue;
-		case OPT_MIN_BACKUPS:
-			if (!parse_positive(optarg, &v) || v != floor(v) || v > 1e9)
-				return cli_usage_error(argv[0],
-				                       "--min-backups wants a positive integer");
-			rules.min_backups = (size_t)v;
-			continue;
-		case '?':
-		case ':':
-			return cli_bad_option(argv[0], opt, argv);
-		default:
-			r = cli_global_option(g, opt, optarg);
-			if (r < 0)
-				return CLI_EXIT_USAGE;
-			if (r == 0)
-				return cli_usage_error(argv[0], "unexpected option");
-		}
+	if (age && !parse_positive(age, &rules.max_age_hours))
+		return cli_usage_error(a->name,
+		                       "--max-age-hours wants a number of hours above 0, "
+		                       "not '%s'",
+		                       age);
+	if (count) {
+		if (!parse_positive(count, &v) || v != floor(v) || v > 1e9)
+			return cli_usage_error(a->name,
+			                       "--min-backups wants a whole number above 0, "
+			                       "not '%s'",
+			                       count);
+		rules.min_backups = (size_t)v;
 	}
-	if (optind < argc)
-		return cli_usage_error(argv[0], "unexpected argument '%s'", argv[optind]);
-	cli_setup_logging(g);
-	r = bri_store_open_ex(g->db, g->backup_dir, &o, &s, &err);
-	if (r < 0 && r != -ENOENT) {
-		cli_error("report: cannot open the backup store: %s", err.msg);
-		return CLI_EXIT_FAIL;
-	}
-	if (r == 0) {
-		r = bri_catalog_scan(s, NULL, &c, &err);
-		if (r < 0) {
-			cli_error("report: cannot read the backup store: %s", err.msg);
-			c = &empty;
-			goto out_close_store;
-		}
-	} else {
-		s = NULL;
-	}
+	rc = cli_open_catalog(g, a, &s, &c); /* a store not made yet: s NULL, c empty */
+	if (rc)
+		return rc;
+	rc = CLI_EXIT_FAIL;
 	/* bri_testpoint_now: the tests' fixed clock ($BRI_TEST_NOW), else time(NULL). */
 	r = bri_status_collect(s, c, bri_testpoint_now(), &rules, &st);
 	if (r == 0)
@@ -130,7 +76,10 @@ int cli_cmd_report(struct cli_globals *g, int argc, char **argv)
 			rc = CLI_EXIT_OK; /* else main reports the write error */
 	} else if (cli_write_atomically(html, text, len) < 0) {
 		if (errno == ELOOP)
-			cli_error("report: refusing to write %s: it is a symbolic link", html);
+			cli_error(
+			    "report: refusing to write %s: it is a symbolic link (give the path "
+			    "of a regular file)",
+			    html);
 		else
 			cli_error("report: cannot write %s: %s", html, strerror(errno));
 	} else {
@@ -139,10 +88,7 @@ int cli_cmd_report(struct cli_globals *g, int argc, char **argv)
 out_free:
 	free(text);
 	bri_status_free(st);
-	if (c != &empty)
-		bri_catalog_free(c);
-out_close_store:
-	if (s)
-		bri_store_close(s);
+	cli_put_catalog(c);
+	cli_close_store(s);
 	return rc;
 }
