@@ -212,6 +212,22 @@ def test_mount_and_cli_give_the_same_page(cli, live_db, store, tmp_path, history
     assert report(cli, "--html", "-", now=now + 60).stdout.encode() != page
 
 
+@both_formats
+def test_same_page_from_the_mount_and_the_cli_on_both_formats(cli, live_db, store, tmp_path,
+                                                              store_format):
+    now = int(time.time())
+    for d in (9, 2, 1, 0):
+        cli.run("create", "--verify", now=now - d * DAY)
+    m = Mount(live_db, store, tmp_path / "mnt", env=dict(os.environ, BRI_TEST_NOW=str(now)))
+    m.start()
+    try:
+        page = (m.path / "ctl/report.html").read_bytes()
+    finally:
+        m.stop()
+    assert report(cli, "--html", "-", now=now).stdout.encode() == page
+    assert f"{store_format} format".encode() in page
+
+
 def test_chromium_renders_the_page_from_the_mount(cli, live_db, store, tmp_path, history):
     now, failed = history
     start = window_start(now)
