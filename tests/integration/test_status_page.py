@@ -350,6 +350,8 @@ def test_text_report_fits_80_columns(cli, history):
 def test_report_without_a_store_and_bad_usage(cli, tmp_path):
     p = cli.run("report", check=False)
     assert p.returncode == 0 and "Health: critical" in p.stdout  # no backup at all
+    page = check_valid(cli.run("report", "--html", "-").stdout)
+    assert len(page.classes("rect", "day")) == 90 and not page.classes("rect", "bar")
     assert cli.run("report", "--bogus", check=False).returncode == 2
     assert cli.run("report", "extra", check=False).returncode == 2
     assert cli.run("report", "--max-age-hours", "-1", check=False).returncode == 2
