@@ -3,7 +3,8 @@
  * (total_backups, total_size_mb, newest_backup, oldest_backup) and more, and
  * the seed's health thresholds (newest older than 24 hours, fewer than 7
  * backups) plus failed verifications and unknown .db files (warnings), and
- * no good backup at all (critical).
+ * no good backup at all (critical); when rehearsals are configured, a failed
+ * newest rehearsal (critical) and a stale or missing one (warning).
  */
 #ifndef BRI_REPORT_H
 #define BRI_REPORT_H
@@ -51,6 +52,9 @@ struct bri_health_rules {
 	size_t min_backups;   /* warn when fewer backups exist (default 7) */
 	double crit_age_hours; /* critical when the newest is older; 0: no such rule */
 	size_t crit_backups;   /* critical when fewer backups exist; 0: no such rule */
+	/* Rehearsals (bri/rehearsal.h), when configured: */
+	bool rehearse_checked;         /* critical when the newest rehearsal failed */
+	double rehearse_max_age_hours; /* warn when the newest is older, or none ran; 0: no rule */
 };
 
 void bri_stats_compute(const struct bri_catalog *c, struct bri_stats *out);

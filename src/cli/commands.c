@@ -26,6 +26,7 @@
 #include "bri/meta.h"
 #include "bri/metrics.h"
 #include "bri/pin.h"
+#include "bri/rehearsal.h"
 #include "bri/rehearse.h"
 #include "bri/report.h"
 #include "bri/restore.h"
@@ -56,6 +57,7 @@ enum {
 	OPT_WARN_COUNT,
 	OPT_CRIT_COUNT,
 	OPT_NAGIOS,
+	OPT_REHEARSE_AGE,
 	OPT_CHECKS,
 	OPT_SCRATCH,
 };
@@ -151,6 +153,7 @@ static const char help_stats[] = "Usage: bri-backup [OPTIONS] stats\n"
 
 static const char help_health[] =
     "Usage: bri-backup [OPTIONS] health [--max-age-hours H] [--min-backups N]\n"
+    "                                   [--rehearse-age D]\n"
     "Prints ok, or one line per problem, and exits 1 on any: first \"critical:\"\n"
     "when no good backup exists (none, or every one failed verification), then\n"
     "\"warning:\" lines: the newest backup older than H hours (default 24), fewer\n"
@@ -166,6 +169,9 @@ static const char help_health[] =
     "      --nagios           one line in the Nagios plugin format; exit 0 ok,\n"
     "                         1 warning, 2 critical, 3 unknown (store unreadable,\n"
     "                         bad arguments)\n"
+    "      --rehearse-age D   restore rehearsals are expected: critical when the\n"
+    "                         newest one failed, warning when it is older than D\n"
+    "                         (e.g. 8d) or none ran\n"
     "  -h, --help             show this help\n";
 
 static const char help_metrics[] =
@@ -655,11 +661,22 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 			snprintf(pinned, sizeof(pinned), "  [pinned: %s]", pin.reason);
 		else if (e->pinned)
 			snprintf(pinned, sizeof(pinned), "  [pinned]");
-		printf("%-*s  %-19s  %10.2f  %-7s  %s%s%s%s\n", (int)width, e->name, created,
+		char rehearsal[BRI_REHEARSAL_REASON_MAX + 128] = "";
+
+		if (e->rehearsal.time) {
+			size_t n;
+
+			memcpy(rehearsal, "  [rehearsal ", 13);
+			n = 13 + bri_rehearsal_describe(&e->rehearsal, rehearsal + 13,
+			                                sizeof(rehearsal) - 14);
+			rehearsal[n - 1] = ']'; /* over the newline */
+		}
+		printf("%-*s  %-19s  %10.2f  %-7s  %s%s%s%s%s\n", (int)width, e->name, created,
 		       mb2((int64_t)e->db_st.st_size), bri_kind_name(e->kind),
 		       bri_verify_status_name(e->verify.status),
 		       e->verify.status == BRI_VERIFY_FAILED ? ": " : "",
-		       e->verify.status == BRI_VERIFY_FAILED ? e->verify.reason : "", pinned);
+		       e->verify.status == BRI_VERIFY_FAILED ? e->verify.reason : "", pinned,
+		       rehearsal);
 	}
 	if (c->nunknown)
 		printf("%zu .db file%s marked unknown %s not a backup: never verified as good, "
@@ -1493,6 +1510,7 @@ int cli_cmd_health(struct cli_globals *g, int argc, char **argv)
 	    {"warn-count", required_argument, NULL, OPT_WARN_COUNT},
 	    {"crit-count", required_argument, NULL, OPT_CRIT_COUNT},
 	    {"nagios", no_argument, NULL, OPT_NAGIOS},
+	    {"rehearse-age", required_argument, NULL, OPT_REHEARSE_AGE},
 	    {"help", no_argument, NULL, 'h'},
 	};
 	struct option longopts[40];
@@ -1511,7 +1529,7 @@ int cli_cmd_health(struct cli_globals *g, int argc, char **argv)
 		if (!strcmp(argv[i], "--nagios"))
 			nagios = true;
 #define USAGE(call) return nagios ? (call, CLI_EXIT_NAGIOS_UNKNOWN) : call
-	cli_merge_longopts(own, 8, longopts);
+	cli_merge_longopts(own, sizeof(own) / sizeof(own[0]), longopts);
 	for (;;) {
 		opt = next_option(g, argc, argv, ":hv", longopts, help_health, &rc);
 		if (opt == -1)
@@ -1557,6 +1575,13 @@ int cli_cmd_health(struct cli_globals *g, int argc, char **argv)
 			break;
 		case OPT_NAGIOS:
 			nagios = true;
+			break;
+		case OPT_REHEARSE_AGE:
+			hours = health_age(argv[0], "--rehearse-age", optarg);
+			if (hours < 0)
+				return nagios ? CLI_EXIT_NAGIOS_UNKNOWN : CLI_EXIT_USAGE;
+			rules.rehearse_max_age_hours = hours;
+			rules.rehearse_checked = true;
 			break;
 		default:
 			USAGE(cli_usage_error(argv[0], "unexpected option"));
