@@ -91,10 +91,11 @@ int bri_schedule_parse(const char *spec, struct bri_schedule *out, struct bri_er
 			                   "s, m, h or d, e.g. every=6h",
 			                   spec);
 	} else {
-		return bri_err_set(err, -EINVAL,
-		                   "unknown schedule '%s' (use daily@HH:MM, hourly, weekly, monthly "
-		                   "or every=6h)",
-		                   spec);
+		return bri_err_set(
+		    err, -EINVAL,
+		    "unknown schedule '%s' (use daily@HH:MM, hourly, weekly, monthly "
+		    "or every=6h)",
+		    spec);
 	}
 	*out = sc;
 	return 0;
