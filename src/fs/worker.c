@@ -396,6 +396,9 @@ static void *verify_main(void *arg)
 		if (res.status != BRI_VERIFY_OK)
 			bri_log(BRI_LOG_ERR, "background verification of %s failed: %s", name,
 			        res.reason);
+		/* A verdict was kept: the hook hears it (a postponed one is no verdict). */
+		bfs_hook_async(fs, "verify", name, res.status == BRI_VERIFY_OK ? 0 : -EIO,
+		               res.status == BRI_VERIFY_OK ? NULL : res.reason);
 		bfs_inval_verify(fs, id);
 	}
 	free(a.ids);
