@@ -64,7 +64,9 @@ void bri_stats_compute(const struct bri_catalog *c, struct bri_stats *out);
  * are not backups (kind "unknown"): per entry the seed's list keys
  * (filename, path, created, size_mb, tables), then name, kind, verify ("ok",
  * "failed", "unverified"), verified (true, false, null), size_bytes,
- * checksum, backup_time_utc, verified_at, verify_reason and meta_error.
+ * checksum, backup_time_utc, verified_at, verify_reason, meta_error,
+ * pinned, pin_reason and rehearsal (null, or the last rehearsal's time,
+ * result, reason, verify_s, restore_s, checks, checks_failed).
  * `bri-backup --json list` prints it and the Python module's list_backups()
  * returns it. s may be NULL (no store: path null). Pretty, malloc'd; 0 or
  * -ENOMEM.
