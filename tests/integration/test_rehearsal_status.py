@@ -273,6 +273,8 @@ def test_mount_hooks_for_every_way_in(cli, live_db, store, tmp_path):
         sh(f"echo one > {m.path}/ctl/restore")
         assert wait_until(lambda: hook_calls(ok_out, "restore") == [("one", "ok")] * 2, 20)
         assert hook_calls(bad_out, "restore") == []
+        sh(f"echo > {m.path}/ctl/cleanup")
+        assert wait_until(lambda: hook_calls(ok_out, "cleanup") == [("", "ok")], 20)
 
         from test_cli import corrupt
         corrupt(store / "one.db")
