@@ -664,12 +664,12 @@ int cli_cmd_list(struct cli_globals *g, int argc, char **argv)
 		char rehearsal[BRI_REHEARSAL_REASON_MAX + 128] = "";
 
 		if (e->rehearsal.time) {
-			size_t n;
+			char line[sizeof(rehearsal) - 16];
+			size_t n = bri_rehearsal_describe(&e->rehearsal, line, sizeof(line));
 
-			memcpy(rehearsal, "  [rehearsal ", 13);
-			n = 13 + bri_rehearsal_describe(&e->rehearsal, rehearsal + 13,
-			                                sizeof(rehearsal) - 14);
-			rehearsal[n - 1] = ']'; /* over the newline */
+			if (n)
+				line[n - 1] = '\0'; /* the newline */
+			snprintf(rehearsal, sizeof(rehearsal), "  [rehearsal %s]", line);
 		}
 		printf("%-*s  %-19s  %10.2f  %-7s  %s%s%s%s%s\n", (int)width, e->name, created,
 		       mb2((int64_t)e->db_st.st_size), bri_kind_name(e->kind),
