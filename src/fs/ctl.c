@@ -334,6 +334,8 @@ static void *hook_main(void *arg)
 {
 	struct hook_job *j = arg;
 
+	/* Not the starting thread's name (bri-verify, bri-rehearse), which it inherits. */
+	pthread_setname_np(pthread_self(), "bri-hook");
 	bri_hook_run(&j->hooks, j->operation, j->name, j->rc, j->reason);
 	free(j->program);
 	free(j->operation);

@@ -644,6 +644,11 @@ void bfs_fill_entry(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, tim
                     struct fuse_entry_param *e);
 /* Tells the background verifier to look for work. */
 void bfs_verify_kick(struct bfs *fs);
+/*
+ * Puts the calling thread in the idle I/O class (background work: the
+ * verifier, scheduled rehearsals); who names it in the log if that fails.
+ */
+void bfs_io_idle(const char *who);
 
 /* progress.c */
 void bfs_progress_init(struct bfs_progress *p);

@@ -130,6 +130,7 @@ static void *rehearsals_main(void *arg)
 	struct bfs_rehearsals *r = &fs->rehearsals;
 	bool warned = false;
 
+	bfs_io_idle("scheduled rehearsals"); /* a whole copy: the application goes first */
 	for (;;) {
 		time_t last, now, next;
 

@@ -167,6 +167,10 @@ def test_scheduled_rehearsal_runs_when_due(cli, live_db, store, tmp_path, pause_
         assert "rehearse_last: newest: ok " in sched
         assert int(sched.split("rehearse_next_in_s: ")[1].split()[0]) > 0
         assert "rehearsal" not in (m / "ctl" / "health").read_text()
+        # the rehearsals' thread works at idle I/O priority, as the verifier's
+        from test_mount_operations import _threads
+        for tid in _threads(m.proc.pid)["bri-rehearse"]:
+            assert sh(f"ionice -p {tid}").stdout.strip() == "idle"
     finally:
         pause_points.release("rehearse-waits")
         m.stop()
