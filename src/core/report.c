@@ -504,9 +504,23 @@ void bri_health_nagios(const struct bri_catalog *c, time_t now,
 		snprintf(age_s, sizeof(age_s), "%lds", age);
 	else
 		snprintf(age_s, sizeof(age_s), "U");
-	if (asprintf(text, "BRI-BACKUP %s - %s | age=%s;%.0f;%s backups=%zu;%zu;%s good=%zu\n",
+	/* With rehearsals configured, the newest one's age (U: none ran). */
+	char rehearsal[64] = "";
+	if (rules->rehearse_checked || rules->rehearse_max_age_hours > 0) {
+		const struct bri_entry *r = bri_rehearsal_newest(c);
+		char warn[32] = "";
+
+		if (rules->rehearse_max_age_hours > 0)
+			snprintf(warn, sizeof(warn), "%.0f", rules->rehearse_max_age_hours * 3600);
+		if (r)
+			snprintf(rehearsal, sizeof(rehearsal), " rehearsal_age=%lds;%s",
+			         (long)difftime(now, r->rehearsal.time), warn);
+		else
+			snprintf(rehearsal, sizeof(rehearsal), " rehearsal_age=U;%s", warn);
+	}
+	if (asprintf(text, "BRI-BACKUP %s - %s | age=%s;%.0f;%s backups=%zu;%zu;%s good=%zu%s\n",
 	             word[level], head, age_s, rules->max_age_hours * 3600, crit_age,
-	             st.total_backups, rules->min_backups, crit_n, st.good) < 0)
+	             st.total_backups, rules->min_backups, crit_n, st.good, rehearsal) < 0)
 		*text = NULL;
 	free(lines);
 }

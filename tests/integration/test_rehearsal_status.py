@@ -10,6 +10,7 @@ waiting), and runs the hooks."""
 
 import json
 import os
+import re
 import time
 
 import pytest
@@ -69,6 +70,7 @@ def test_rehearsal_status_in_the_store(cli, store, tmp_path):
                 "--rehearse-age", "1d", check=False)
     assert p.returncode == 1 and p.stdout.startswith(
         "BRI-BACKUP WARNING - the last restore rehearsal (new) is 30.0 hours old"), p.stdout
+    assert re.search(r" good=2 rehearsal_age=108\d\d\ds;86400\n$", p.stdout), p.stdout
 
     got = listed(cli)
     assert got["new"]["rehearsal"]["result"] == "ok" and got["new"]["rehearsal"]["checks"] == 1
