@@ -889,7 +889,7 @@ static char *pages_backup_path(const struct bri_store *s, const char *name)
 	return bri_store_path(s, name, MANIFEST_SUFFIX);
 }
 
-/* A metadata, verification result or pin whose manifest is missing. */
+/* A metadata, verification result, pin or rehearsal status whose manifest is missing. */
 static bool pages_is_leftover(const struct bri_store *s, const char *fname)
 {
 	static const enum bri_sidecar kinds[] = {BRI_SIDECAR_META, BRI_SIDECAR_VERIFY,

@@ -366,7 +366,8 @@ static char *plain_backup_path(const struct bri_store *s, const char *name)
 }
 
 /*
- * A metadata, verification result or pin whose NAME.db is missing. A
+ * A metadata, verification result, pin or rehearsal status whose NAME.db is
+ * missing. A
  * report is not one: it may outlive the backup it tells of.
  */
 static bool plain_is_leftover(const struct bri_store *s, const char *fname)
