@@ -30,17 +30,19 @@
 
 /* One day: of the calendar strip, or of the history before it. */
 struct bri_status_day {
-	time_t start;          /* local midnight that starts it */
-	char date[12];         /* "YYYY-MM-DD", local */
-	size_t backups;        /* backups made that day that the store keeps */
-	size_t ok;             /* of those, verified ok */
-	size_t failed;         /* of those, failed their last verification */
-	size_t unverified;     /* of those, never verified */
-	unsigned kinds;        /* bit (1u << enum bri_kind) for each kind among them */
-	size_t failed_creates; /* creates that failed that day (audit log) */
-	int64_t max_bytes;     /* the largest backup of the day */
-	double max_create_s;   /* the longest create of the day (meta's duration_s), 0 if none */
-	double max_verify_s;   /* the longest last verification of the day, 0 if none */
+	time_t start;            /* local midnight that starts it */
+	char date[12];           /* "YYYY-MM-DD", local */
+	size_t backups;          /* backups made that day that the store keeps */
+	size_t ok;               /* of those, verified ok */
+	size_t failed;           /* of those, failed their last verification */
+	size_t unverified;       /* of those, never verified */
+	unsigned kinds;          /* bit (1u << enum bri_kind) for each kind among them */
+	size_t failed_creates;   /* creates that failed that day (audit log) */
+	size_t rehearsed_ok;     /* backups of the day whose last rehearsal passed */
+	size_t rehearsed_failed; /* backups of the day whose last rehearsal failed */
+	int64_t max_bytes;       /* the largest backup of the day */
+	double max_create_s;     /* the longest create of the day (meta's duration_s), 0 if none */
+	double max_verify_s;     /* the longest last verification of the day, 0 if none */
 };
 
 /* One backup of the calendar's window: one bar in each chart. */
@@ -71,17 +73,17 @@ struct bri_status_usage {
 };
 
 /*
- * HOOK (issue 14, rehearsals): the last rehearsal the audit log records.
- * When the core gains a rehearsal status of its own (scheduled rehearsals,
- * per-backup `rehearsal` files), fill this from it instead.
+ * The last restore rehearsal: the newest rehearsal status the catalog holds
+ * (bri/rehearsal.h, a backup's rehearsal sidecar); when no backup kept has
+ * one, the newest rehearse record of the audit log.
  */
 struct bri_status_rehearsal {
 	bool known;                  /* a rehearsal is recorded */
 	char name[BRI_NAME_MAX + 1]; /* the backup rehearsed */
-	time_t time;                 /* when it ended */
+	time_t time;                 /* when it ran */
 	bool ok;                     /* it passed */
-	double duration_s;           /* how long it took, < 0 when not recorded */
-	char detail[256];            /* its summary or why it failed */
+	double duration_s;           /* verify + restore, < 0 when not recorded */
+	char detail[256];            /* its one-line summary (bri_rehearsal_describe) */
 };
 
 /*
@@ -111,7 +113,7 @@ struct bri_status {
 	size_t nrestores;
 	struct bri_status_usage *usage; /* samples of the window, oldest first; the last is now */
 	size_t nusage;
-	struct bri_status_rehearsal rehearsal; /* HOOK: see above */
+	struct bri_status_rehearsal rehearsal; /* see above */
 	struct bri_status_offsite offsite;     /* HOOK: see above */
 };
 

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "bri/audit.h"
+#include "bri/rehearsal.h"
 
 #define DAY_S 86400
 
@@ -85,12 +86,19 @@ static void day_add(struct bri_status_day *d, const struct bri_entry *e)
 		d->max_create_s = e->meta.duration_s;
 	if (e->verify.status != BRI_VERIFY_UNVERIFIED && e->verify.duration_s > d->max_verify_s)
 		d->max_verify_s = e->verify.duration_s;
+	if (e->rehearsal.time) {
+		if (e->rehearsal.ok)
+			d->rehearsed_ok++;
+		else
+			d->rehearsed_failed++;
+	}
 }
 
 /* What the audit scan collects. */
 struct scan {
 	struct bri_status *st;
-	int error; /* -ENOMEM when an array could not grow */
+	int error;                   /* -ENOMEM when an array could not grow */
+	bool rehearsal_from_catalog; /* st->rehearsal came from a backup's status */
 	size_t restores_cap, usage_cap;
 };
 
@@ -153,7 +161,8 @@ static int scan_rec(void *arg, const struct bri_audit_rec *r)
 		ev->duration_s = r->duration_s;
 	} else if ((!strcmp(r->op, "create") || !strcmp(r->op, "create-safety")) && !r->ok) {
 		st->days[i].failed_creates++;
-	} else if (!strcmp(r->op, "rehearse")) {
+	} else if (!strcmp(r->op, "rehearse") && !sc->rehearsal_from_catalog) {
+		/* No backup kept has a rehearsal status: the audit log's newest record. */
 		struct bri_status_rehearsal *h = &st->rehearsal;
 
 		h->known = true;
@@ -208,6 +217,23 @@ static int collect_history(struct bri_status *st, const struct bri_catalog *c, s
 	return 0;
 }
 
+/* The newest rehearsal status among the backups kept. */
+static void rehearsal_of(struct bri_status *st, const struct bri_catalog *c)
+{
+	const struct bri_entry *e = bri_rehearsal_newest(c);
+	struct bri_status_rehearsal *h = &st->rehearsal;
+
+	if (!e)
+		return;
+	h->known = true;
+	snprintf(h->name, sizeof(h->name), "%s", e->name);
+	h->time = e->rehearsal.time;
+	h->ok = e->rehearsal.ok;
+	h->duration_s = e->rehearsal.verify_s + e->rehearsal.restore_s;
+	bri_rehearsal_describe(&e->rehearsal, h->detail, sizeof(h->detail));
+	h->detail[strcspn(h->detail, "\n")] = '\0';
+}
+
 int bri_status_collect_catalog(const char *store_dir, const struct bri_catalog *c, time_t now,
                                const struct bri_health_rules *rules, struct bri_status **out)
 {
@@ -259,6 +285,7 @@ int bri_status_collect_catalog(const char *store_dir, const struct bri_catalog *
 	st->nrecent = nrecent;
 	if (collect_history(st, c, first_old) < 0)
 		goto out_free;
+	rehearsal_of(st, c);
 	*out = st;
 	return 0;
 out_free:
@@ -268,7 +295,7 @@ out_free:
 
 int bri_status_collect_store(struct bri_status *st, struct bri_store *s)
 {
-	struct scan sc = {.st = st};
+	struct scan sc = {.st = st, .rehearsal_from_catalog = st->rehearsal.known};
 
 	/* The audit log: restores, failed creates, the last rehearsal, size over time. */
 	bri_audit_scan(s, st->window_start, scan_rec, &sc);
@@ -485,7 +512,7 @@ static void fmt_hours(double h, char *buf, size_t len)
 /* The thresholds in effect, as one sentence. */
 static void thresholds(const struct bri_health_rules *r, char *buf, size_t len)
 {
-	char age[32], crit_age[64] = "", crit_n[64] = "";
+	char age[32], crit_age[64] = "", crit_n[64] = "", reh_age[96] = "";
 
 	fmt_hours(r->max_age_hours, age, sizeof(age));
 	if (r->crit_age_hours > 0) {
@@ -496,11 +523,19 @@ static void thresholds(const struct bri_health_rules *r, char *buf, size_t len)
 	}
 	if (r->crit_backups > 0)
 		snprintf(crit_n, sizeof(crit_n), ", fewer than %zu backups exist", r->crit_backups);
+	if (r->rehearse_max_age_hours > 0) {
+		char h[24];
+
+		fmt_hours(r->rehearse_max_age_hours, h, sizeof(h));
+		snprintf(reh_age, sizeof(reh_age),
+		         ", the newest rehearsal is older than %s or none ran", h);
+	}
 	snprintf(buf, len,
 	         "warning when the newest backup is older than %s, fewer than %zu backups "
-	         "exist, a verification failed or the store holds .db files that are not "
-	         "backups; critical when no good backup exists%s%s",
-	         age, r->min_backups, crit_age, crit_n);
+	         "exist, a verification failed%s or the store holds .db files that are not "
+	         "backups; critical when no good backup exists%s%s%s",
+	         age, r->min_backups, reh_age, crit_age, crit_n,
+	         r->rehearse_checked ? ", the newest rehearsal failed" : "");
 }
 
 static const char *verdict_words(enum bri_health_level l)
@@ -572,6 +607,7 @@ static const char css[] =
     ".day.failed,.bar.failed{fill:#c62828}"
     ".day.none{fill:#eee}"
     ".k-auto{fill:#78909c}.k-named{fill:#1565c0}.k-safety{fill:#8e24aa}"
+    ".reh.ok{fill:#00897b}.reh.failed{fill:#c62828}"
     ".ser{fill:#5c6bc0}.ser.v{fill:#00897b}"
     ".grid{stroke:#e4e4e4;stroke-width:1}.base{stroke:#aaa;stroke-width:1}"
     ".logical{stroke:#1565c0;fill:none;stroke-width:2}"
@@ -841,7 +877,7 @@ static void calendar(struct text *t, const struct bri_status *st)
 	add(t, "<h2>Last %d days <small>(%zu with a backup, %zu with a failure)</small></h2>\n",
 	    BRI_STATUS_DAYS, with, bad);
 	add(t,
-	    "<svg id=\"calendar\" width=\"%d\" height=\"38\" viewBox=\"0 0 %d 38\" role=\"img\">",
+	    "<svg id=\"calendar\" width=\"%d\" height=\"44\" viewBox=\"0 0 %d 44\" role=\"img\">",
 	    PAGE_W, PAGE_W);
 	for (int i = 0; i < BRI_STATUS_DAYS; i++) {
 		const struct bri_status_day *d = &st->days[i];
@@ -866,6 +902,13 @@ static void calendar(struct text *t, const struct bri_status *st)
 				    "<rect class=\"kind k-%s\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" "
 				    "height=\"4\"><title>%s</title></rect>",
 				    kinds[k], x, 24 + k * 5, cw - 1.5, kinds[k]);
+		if (d->rehearsed_ok || d->rehearsed_failed)
+			add(t,
+			    "<rect class=\"reh %s\" x=\"%.1f\" y=\"40\" width=\"%.1f\" "
+			    "height=\"4\">"
+			    "<title>rehearsed: %zu passed, %zu failed</title></rect>",
+			    d->rehearsed_failed ? "failed" : "ok", x, cw - 1.5, d->rehearsed_ok,
+			    d->rehearsed_failed);
 	}
 	add(t, "</svg>\n");
 	axis_days(t, st);
@@ -875,7 +918,9 @@ static void calendar(struct text *t, const struct bri_status *st)
 	       "create) <span class=\"sw\" style=\"background:#eee\"></span>no backup. Kinds "
 	       "below it: <span class=\"sw\" style=\"background:#78909c\"></span>auto "
 	       "<span class=\"sw\" style=\"background:#1565c0\"></span>named "
-	       "<span class=\"sw\" style=\"background:#8e24aa\"></span>safety</div>\n");
+	       "<span class=\"sw\" style=\"background:#8e24aa\"></span>safety; last rehearsal "
+	       "<span class=\"sw\" style=\"background:#00897b\"></span>passed "
+	       "<span class=\"sw\" style=\"background:#c62828\"></span>failed</div>\n");
 }
 
 static void fact(struct text *t, const char *label, const char *value)

@@ -171,7 +171,8 @@ def chromium(tmp_path, *args):
 def history(cli, live_db):
     """Backups over 200 days: in the window on days 0, 1, 2, 3 (named), 4, 7
     (damaged: fails verification), 30 and 60; before it on days 100, 101 and
-    200; a restore (with its safety backup); all verified. Returns (now,
+    200; a restore (with its safety backup); a rehearsal of the newest; all
+    verified. Returns (now,
     failed name)."""
     now = int(time.time()) - 120
     for d in (0, 1, 2, 4, 7, 30, 60, 100, 101, 200):
@@ -184,6 +185,7 @@ def history(cli, live_db):
     assert cli.run("verify", failed, check=False).returncode == 1
     restored = datetime.fromtimestamp(now - DAY - 3600).strftime("bri_backup_%Y%m%d_%H%M%S")
     cli.run("restore", restored)
+    cli.run("rehearse", "latest")  # the newest backup's rehearsal status: passed
     # Everything verified now: the mount's background verifier changes nothing.
     assert cli.run("verify", check=False).returncode == 1
     return now, failed
@@ -279,6 +281,12 @@ def test_chromium_renders_the_page_from_the_mount(cli, live_db, store, tmp_path,
     # Kinds: the named backup's day, and the safety backup of the restore today.
     kinds = {(a["x"], c[1]) for a, c in p.classes("rect", "kind")}
     assert any(k == "k-named" for _, k in kinds) and any(k == "k-safety" for _, k in kinds)
+    # The rehearsal of the newest backup: one mark, passed, under its day's cell.
+    rehs = p.classes("rect", "reh", inside="calendar")
+    assert len(rehs) == 1 and "ok" in rehs[0][1]
+    newest_day = datetime.fromtimestamp(now - 3600).strftime("%Y-%m-%d")
+    cell = [a for a, _ in days if a["data-date"] == newest_day][0]
+    assert rehs[0][0]["x"] == cell["x"]
     # The restore is a bar; days before the window are one mark each (100, 101, 200).
     assert len(p.classes("rect", "restore", inside="restores")) == 1
     assert len(p.classes("rect", "mark", inside="history")) == 3
@@ -305,6 +313,7 @@ def test_w3m_reads_the_page_and_its_health_line(cli, live_db, store, tmp_path, h
                for ln in lines)
     assert any(ln.startswith("Last 90 days") for ln in lines)
     assert any(ln.strip().startswith("Verification") and "1 failed" in ln for ln in lines)
+    assert any(ln.strip().startswith("Last rehearsal") and ": passed, took" in ln for ln in lines)
     assert "<" not in dump and "M4" not in dump  # no markup, no path data
 
 
@@ -438,6 +447,7 @@ def test_grafana_dashboard_names_only_exported_metrics(cli, live_db, store, tmp_
         cli.run("create", "--verify", now=now - d * DAY)
     cli.run("restore", "latest")
     cli.run("cleanup")
+    cli.run("rehearse", "latest")
     m = Mount(live_db, store, tmp_path / "mnt")
     m.start()
     try:
@@ -445,7 +455,7 @@ def test_grafana_dashboard_names_only_exported_metrics(cli, live_db, store, tmp_
     finally:
         m.stop()
     families = exported_families(metrics)
-    assert len(families) >= 11
+    assert len(families) >= 16
     names = re.compile(r"\bbri_[a-z_]+\b")
 
     dash = json.loads((GRAFANA / "bri-backup.json").read_text())
@@ -475,5 +485,6 @@ def test_grafana_dashboard_names_only_exported_metrics(cli, live_db, store, tmp_
         assert r["condition"] in {q["refId"] for q in r["data"]}
     assert any("bri_backup_newest_age_seconds" in e for e in rule_exprs.values())
     assert any('bri_backup_verification{result="failed"}' in e for e in rule_exprs.values())
+    assert any("bri_backup_rehearsal_success" in e for e in rule_exprs.values())
     # The labels the exprs select exist in the metrics.
     assert 'bri_backup_verification{result="failed"}' in metrics
