@@ -78,12 +78,13 @@ struct bri_status_usage {
  * one, the newest rehearse record of the audit log.
  */
 struct bri_status_rehearsal {
-	bool known;                  /* a rehearsal is recorded */
+	bool known;  /* a rehearsal is recorded */
+	bool status; /* from a backup's status (detail says it all), not the audit log */
 	char name[BRI_NAME_MAX + 1]; /* the backup rehearsed */
 	time_t time;                 /* when it ran */
 	bool ok;                     /* it passed */
 	double duration_s;           /* verify + restore, < 0 when not recorded */
-	char detail[256];            /* its one-line summary (bri_rehearsal_describe) */
+	char detail[256]; /* bri_rehearsal_describe's line, or the audit record's detail */
 };
 
 /*

@@ -226,6 +226,7 @@ static void rehearsal_of(struct bri_status *st, const struct bri_catalog *c)
 	if (!e)
 		return;
 	h->known = true;
+	h->status = true;
 	snprintf(h->name, sizeof(h->name), "%s", e->name);
 	h->time = e->rehearsal.time;
 	h->ok = e->rehearsal.ok;
@@ -597,7 +598,8 @@ static const char css[] =
     ".verdict.critical{background:#ffebee;border:2px solid #c62828}"
     ".verdict p.thr{color:#555;font-size:12px;margin:4px 0 0}"
     "table.facts{border-collapse:collapse;margin:4px 0}"
-    "table.facts th{text-align:left;padding:0 12px 0 0;color:#555;font-weight:normal}"
+    "table.facts th{text-align:left;padding:0 12px 0 0;color:#555;font-weight:normal;"
+    "white-space:nowrap;vertical-align:top}"
     "table.facts td{padding:0 16px 0 0}"
     "svg{display:block}"
     ".ax{position:relative;height:15px;width:960px;font-size:11px;color:#555}"
@@ -914,13 +916,13 @@ static void calendar(struct text *t, const struct bri_status *st)
 	axis_days(t, st);
 	add(t, "<div class=\"legend\">Day: <span class=\"sw\" style=\"background:#2e7d32\"></span>"
 	       "verified ok <span class=\"sw\" style=\"background:#9e9e9e\"></span>unverified "
-	       "<span class=\"sw\" style=\"background:#c62828\"></span>failed (verification or "
-	       "create) <span class=\"sw\" style=\"background:#eee\"></span>no backup. Kinds "
-	       "below it: <span class=\"sw\" style=\"background:#78909c\"></span>auto "
+	       "<span class=\"sw\" style=\"background:#c62828\"></span>failed (verify or create) "
+	       "<span class=\"sw\" style=\"background:#eee\"></span>none. Below: "
+	       "<span class=\"sw\" style=\"background:#78909c\"></span>auto "
 	       "<span class=\"sw\" style=\"background:#1565c0\"></span>named "
-	       "<span class=\"sw\" style=\"background:#8e24aa\"></span>safety; last rehearsal "
-	       "<span class=\"sw\" style=\"background:#00897b\"></span>passed "
-	       "<span class=\"sw\" style=\"background:#c62828\"></span>failed</div>\n");
+	       "<span class=\"sw\" style=\"background:#8e24aa\"></span>safety "
+	       "<span class=\"sw\" style=\"background:#00897b\"></span>rehearsed "
+	       "<span class=\"sw\" style=\"background:#c62828\"></span>rehearsal failed</div>\n");
 }
 
 static void fact(struct text *t, const char *label, const char *value)
@@ -996,9 +998,13 @@ static void facts_lines(const struct bri_status *st, struct fact lines[8], int *
 	if (st->rehearsal.known) {
 		fmt_time(st->rehearsal.time, a, sizeof(a));
 		fmt_dur(st->rehearsal.duration_s, c, sizeof(c));
-		snprintf(lines[k++].value, sizeof(lines[0].value), "%s at %s: %s, took %s (%.120s)",
-		         st->rehearsal.name, a, st->rehearsal.ok ? "passed" : "failed", c,
-		         st->rehearsal.detail);
+		if (st->rehearsal.status) /* its status says it all */
+			snprintf(lines[k++].value, sizeof(lines[0].value), "%s: %s",
+			         st->rehearsal.name, st->rehearsal.detail);
+		else
+			snprintf(lines[k++].value, sizeof(lines[0].value),
+			         "%s at %s: %s, took %s (%.120s)", st->rehearsal.name, a,
+			         st->rehearsal.ok ? "passed" : "failed", c, st->rehearsal.detail);
 	} else {
 		snprintf(lines[k++].value, sizeof(lines[0].value), "none in %d days",
 		         BRI_STATUS_DAYS);

@@ -313,7 +313,8 @@ def test_w3m_reads_the_page_and_its_health_line(cli, live_db, store, tmp_path, h
                for ln in lines)
     assert any(ln.startswith("Last 90 days") for ln in lines)
     assert any(ln.strip().startswith("Verification") and "1 failed" in ln for ln in lines)
-    assert any(ln.strip().startswith("Last rehearsal") and ": passed, took" in ln for ln in lines)
+    newest = datetime.fromtimestamp(now - 3600).strftime("bri_backup_%Y%m%d_%H%M%S")
+    assert any(ln.strip().startswith(f"Last rehearsal {newest}: ok ") for ln in lines), lines
     assert "<" not in dump and "M4" not in dump  # no markup, no path data
 
 
