@@ -1218,7 +1218,7 @@ int bri_status_text(const struct bri_status *st, char **out, size_t *len)
 		char label[32];
 
 		snprintf(label, sizeof(label), "%-15.23s", lines[i].label);
-		add_wrapped(&t, label, "                ", lines[i].value);
+		add_wrapped(&t, label, "               ", lines[i].value);
 	}
 
 	add(&t, "\nLast %d days (█ verified ok, ▒ unverified, ✗ failed, · no backup)\n",
