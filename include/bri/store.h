@@ -35,6 +35,7 @@ enum bri_sidecar {
 	BRI_SIDECAR_VERIFY, /* the last verification's result (plain: NAME.db.verify) */
 	BRI_SIDECAR_PIN,    /* a pin: kept by cleanup (plain: NAME.db.pin) */
 	BRI_SIDECAR_REPORT, /* a restore report (plain: NAME.db.report) */
+	BRI_SIDECAR_OFFSITE, /* its push state to the offsite copy (plain: NAME.db.offsite) */
 	BRI_SIDECAR_KINDS   /* how many kinds there are */
 };
 

@@ -59,6 +59,15 @@ int cli_cmd_unpin(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_stats(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_health(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_metrics(struct cli_globals *g, int argc, char **argv);
+/* offsite.c */
+int cli_cmd_offsite(struct cli_globals *g, int argc, char **argv);
+/*
+ * restore s3://BUCKET/PREFIX/NAME: downloads the remote backup into a new
+ * folder of store s (*dir, remove with bri_offsite_tmpdir_remove) and
+ * checks it against its remote .meta; *path is the .db (with its .meta
+ * beside it). 0, or an exit status with the message printed.
+ */
+int cli_offsite_fetch(const char *url, struct bri_store *s, char **dir, char **path);
 /* inspect.c */
 int cli_cmd_diff(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_export(struct cli_globals *g, int argc, char **argv);

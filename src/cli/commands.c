@@ -28,6 +28,7 @@
 #include "bri/pin.h"
 #include "bri/rehearse.h"
 #include "bri/report.h"
+#include "bri/offsite.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
 #include "bri/schedule.h"
@@ -95,7 +96,7 @@ static const char help_verify[] =
     "recording the result. Exit 1 if any verification failed.\n";
 
 static const char help_restore[] =
-    "Usage: bri-backup [OPTIONS] restore [NAME|PATH] [--no-verify]\n"
+    "Usage: bri-backup [OPTIONS] restore [NAME|PATH|s3://BUCKET/PREFIX/NAME] [--no-verify]\n"
     "Restores a backup (none given: the newest) into the live database: verify,\n"
     "safety backup of the live data (pre_restore_safety_*), copy through SQLite,\n"
     "quick_check. A failed verification aborts and changes nothing.\n"
@@ -894,7 +895,7 @@ int cli_cmd_restore(struct cli_globals *g, int argc, char **argv)
 	struct bri_op_ctx ctx;
 	struct bri_err err = {0};
 	struct bri_store *s = NULL;
-	char *name = NULL, *path = NULL;
+	char *name = NULL, *path = NULL, *fetch_dir = NULL;
 	const char *what = NULL;
 	int opt, r, rc = CLI_EXIT_OK;
 
@@ -919,7 +920,12 @@ int cli_cmd_restore(struct cli_globals *g, int argc, char **argv)
 	rc = open_store(g, true, &s);
 	if (rc)
 		return rc;
-	if (optind < argc) {
+	if (optind < argc && strncmp(argv[optind], "s3://", 5) == 0) {
+		/* An offsite backup: downloaded and checked first (src/cli/offsite.c). */
+		rc = cli_offsite_fetch(argv[optind], s, &fetch_dir, &path);
+		if (rc)
+			goto out_close_store;
+	} else if (optind < argc) {
 		struct bri_target t;
 
 		rc = resolve_target(s, argv[0], argv[optind], &t);
@@ -985,6 +991,10 @@ out_free_target:
 	free(name);
 	free(path);
 out_close_store:
+	if (fetch_dir) {
+		bri_offsite_tmpdir_remove(fetch_dir);
+		free(fetch_dir);
+	}
 	close_store(s);
 	return rc;
 }

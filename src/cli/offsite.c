@@ -1,0 +1,478 @@
+/*
+ * `bri-backup offsite init|push|list|verify|pull|prune` and the s3:// form
+ * of `restore` (SPEC.md section 6): the command line over the core's
+ * offsite module (include/bri/offsite.h). Where the remote is comes from
+ * --remote / --endpoint / --addressing, else $BRI_OFFSITE,
+ * $BRI_OFFSITE_ADDRESSING and the aws CLI's variables and files;
+ * credentials only from the environment or ~/.aws, never from argv.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bri/offsite.h"
+#include "bri/restore.h"
+#include "bri/store.h"
+#include "bri/testpoint.h"
+#include "cli.h"
+
+enum {
+	OPT_REMOTE = 0x300,
+	OPT_ENDPOINT,
+	OPT_ADDRESSING,
+	OPT_LOCK_DAYS,
+	OPT_LOCK,
+	OPT_READ_DATA,
+	OPT_SAMPLE,
+	OPT_DRY_RUN,
+	OPT_REMOTE_RETENTION,
+	OPT_STOP = -2,
+};
+
+static const char help_offsite[] =
+    "Usage: bri-backup [OPTIONS] offsite SUBCOMMAND [--remote s3://BUCKET/PREFIX]\n"
+    "                  [--endpoint URL] [--addressing path|virtual]\n"
+    "Copies the store's backups to S3-compatible object storage (AWS S3, Ceph RGW,\n"
+    "MinIO, Garage, B2, R2) and back.\n"
+    "\n"
+    "  init [--lock]              create the bucket (--lock: with S3 Object Lock)\n"
+    "  push [NAME] [--lock-days N]  upload every backup the remote lacks (or NAME);\n"
+    "                             the .meta goes last; --lock-days N locks each upload\n"
+    "                             (COMPLIANCE) for N days\n"
+    "  list                       the remote's backups, newest first\n"
+    "  verify [NAME...] [--read-data] [--sample N%]\n"
+    "                             check every object is there with its size and\n"
+    "                             stored SHA-256 (HEAD); --read-data downloads and\n"
+    "                             rehashes (all, or a random N% of the backups)\n"
+    "  pull NAME                  download a remote backup into the local store\n"
+    "  prune [--dry-run] [--remote-retention-days N]\n"
+    "                             apply the retention policy (global --retention-days,\n"
+    "                             --keep-min, --keep-daily ...) to the remote's list;\n"
+    "                             the newest good remote backup always stays; stale\n"
+    "                             multipart uploads are aborted\n"
+    "\n"
+    "  --remote s3://BUCKET/PREFIX   default $BRI_OFFSITE\n"
+    "  --endpoint URL                default $AWS_ENDPOINT_URL, endpoint_url in\n"
+    "                                ~/.aws/config, else AWS (https://s3.REGION.amazonaws.com)\n"
+    "  --addressing path|virtual     default $BRI_OFFSITE_ADDRESSING, else path for a\n"
+    "                                custom endpoint, virtual for AWS\n"
+    "Credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN), or\n"
+    "the profile AWS_PROFILE (default \"default\") of ~/.aws/credentials\n"
+    "(AWS_SHARED_CREDENTIALS_FILE) and ~/.aws/config (AWS_CONFIG_FILE); region\n"
+    "AWS_REGION. Never on the command line.\n"
+    "Restore from the remote: bri-backup restore s3://BUCKET/PREFIX/NAME\n";
+
+struct offsite_args {
+	struct bri_offsite_opts o;
+	bool lock, read_data, dry_run;
+	int sample_pct;
+	int remote_retention_days; /* -1: not given */
+};
+
+static int parse_int(const char *opt, const char *arg, int min, int max, int *out)
+{
+	char *end = NULL;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno || end == arg || (*end && strcmp(end, "%") != 0) || v < min || v > max)
+		return cli_usage_error("offsite", "%s takes a number from %d to %d, not %s", opt,
+		                       min, max, arg);
+	*out = (int)v;
+	return 0;
+}
+
+/* Parses the offsite options of argv (after the subcommand). -1 to go on, else an exit status. */
+static int parse(struct cli_globals *g, int argc, char **argv, struct offsite_args *a)
+{
+	static const struct option own[] = {
+	    {"remote", required_argument, NULL, OPT_REMOTE},
+	    {"endpoint", required_argument, NULL, OPT_ENDPOINT},
+	    {"addressing", required_argument, NULL, OPT_ADDRESSING},
+	    {"lock-days", required_argument, NULL, OPT_LOCK_DAYS},
+	    {"lock", no_argument, NULL, OPT_LOCK},
+	    {"read-data", no_argument, NULL, OPT_READ_DATA},
+	    {"sample", required_argument, NULL, OPT_SAMPLE},
+	    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+	    {"remote-retention-days", required_argument, NULL, OPT_REMOTE_RETENTION},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	struct option longopts[48];
+	int opt, r;
+
+	memset(a, 0, sizeof(*a));
+	a->sample_pct = 100;
+	a->remote_retention_days = -1;
+	a->o.addressing = getenv("BRI_OFFSITE_ADDRESSING");
+	cli_merge_longopts(own, (int)(sizeof(own) / sizeof(own[0])), longopts);
+	for (;;) {
+		opt = getopt_long(argc, argv, ":hv", longopts, NULL);
+		if (opt == -1)
+			return -1;
+		switch (opt) {
+		case 'h':
+			fputs(help_offsite, stdout);
+			return CLI_EXIT_OK;
+		case '?':
+		case ':':
+			return cli_bad_option(argv[0], opt, argv);
+		case OPT_REMOTE:
+			a->o.remote = optarg;
+			break;
+		case OPT_ENDPOINT:
+			a->o.endpoint = optarg;
+			break;
+		case OPT_ADDRESSING:
+			a->o.addressing = optarg;
+			break;
+		case OPT_LOCK_DAYS:
+			if (parse_int("--lock-days", optarg, 1, 36500, &a->o.lock_days))
+				return CLI_EXIT_USAGE;
+			break;
+		case OPT_LOCK:
+			a->lock = true;
+			break;
+		case OPT_READ_DATA:
+			a->read_data = true;
+			break;
+		case OPT_SAMPLE:
+			if (parse_int("--sample", optarg, 1, 100, &a->sample_pct))
+				return CLI_EXIT_USAGE;
+			a->read_data = true;
+			break;
+		case OPT_DRY_RUN:
+			a->dry_run = true;
+			break;
+		case OPT_REMOTE_RETENTION:
+			if (parse_int("--remote-retention-days", optarg, 0, 1000000,
+			              &a->remote_retention_days))
+				return CLI_EXIT_USAGE;
+			break;
+		default:
+			r = cli_global_option(g, opt, optarg);
+			if (r < 0)
+				return CLI_EXIT_USAGE;
+			if (r == 0)
+				return cli_usage_error(argv[0], "unexpected option");
+		}
+	}
+}
+
+static int open_remote(const struct offsite_args *a, struct bri_offsite **r)
+{
+	struct bri_err err = {0};
+
+	if (bri_offsite_open(&a->o, r, &err) < 0) {
+		cli_error("offsite: %s", err.msg);
+		return err.code == -EINVAL && !a->o.remote && !getenv("BRI_OFFSITE")
+		           ? CLI_EXIT_USAGE
+		           : CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
+static int open_local(const struct cli_globals *g, bool create, struct bri_store **s)
+{
+	struct bri_store_open_opts o = {
+	    .create = create, .follow_symlink = g->follow_symlink, .force = g->force};
+	struct bri_err err = {0};
+
+	if (bri_store_open_ex(g->db, g->backup_dir, &o, s, &err) < 0) {
+		cli_error("offsite: cannot open the backup store: %s", err.msg);
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
+static void print_json(json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+	                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
+static int do_push(struct cli_globals *g, struct offsite_args *a, struct bri_offsite *r,
+                   const char *name)
+{
+	struct bri_offsite_push_result res = {0};
+	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	int rc;
+
+	(void)a;
+	rc = open_local(g, false, &s);
+	if (rc)
+		return rc;
+	if (name)
+		rc = bri_offsite_push_one(s, r, name, &ctx, &res, &err);
+	else
+		rc = bri_offsite_push(s, r, &ctx, &res, &err);
+	bri_store_close(s);
+	if (g->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "remote", json_object_new_string(bri_offsite_url(r)));
+		json_object_object_add(o, "pushed", json_object_new_int((int)res.pushed));
+		json_object_object_add(o, "present", json_object_new_int((int)res.present));
+		json_object_object_add(o, "failed", json_object_new_int((int)res.failed));
+		json_object_object_add(o, "objects", json_object_new_int((int)res.objects));
+		json_object_object_add(o, "bytes", json_object_new_int64((int64_t)res.bytes));
+		if (rc < 0)
+			json_object_object_add(o, "error", json_object_new_string(err.msg));
+		print_json(o);
+	} else {
+		printf(
+		    "%s: %u pushed, %u already there, %u failed; %u objects, %llu bytes uploaded\n",
+		    bri_offsite_url(r), res.pushed, res.present, res.failed, res.objects,
+		    (unsigned long long)res.bytes);
+	}
+	if (rc < 0) {
+		cli_error("offsite push: %s", err.msg);
+		return CLI_EXIT_FAIL;
+	}
+	return CLI_EXIT_OK;
+}
+
+static int do_list(struct cli_globals *g, struct bri_offsite *r)
+{
+	struct bri_offsite_backup *b = NULL;
+	struct bri_err err = {0};
+	json_object *arr = NULL;
+	size_t n = 0;
+
+	if (bri_offsite_list(r, &b, &n, &err) < 0) {
+		cli_error("offsite list: %s", err.msg);
+		return CLI_EXIT_FAIL;
+	}
+	if (g->json)
+		arr = json_object_new_array();
+	for (size_t i = 0; i < n; i++) {
+		if (arr) {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "name", json_object_new_string(b[i].name));
+			json_object_object_add(o, "backup_time",
+			                       json_object_new_string(b[i].backup_time));
+			json_object_object_add(o, "kind", json_object_new_string(b[i].kind));
+			json_object_object_add(o, "size_bytes",
+			                       json_object_new_int64((int64_t)b[i].size));
+			json_object_object_add(o, "checksum",
+			                       json_object_new_string(b[i].checksum));
+			json_object_object_add(
+			    o, "format", json_object_new_string(b[i].pages ? "pages" : "plain"));
+			json_object_object_add(o, "complete",
+			                       json_object_new_boolean(b[i].data_present));
+			json_object_array_add(arr, o);
+		} else {
+			printf("%-40s %s  %12llu bytes  %-6s %s%s\n", b[i].name, b[i].backup_time,
+			       (unsigned long long)b[i].size, b[i].kind,
+			       b[i].pages ? "pages" : "plain",
+			       b[i].data_present ? "" : "  (data missing)");
+		}
+	}
+	if (arr)
+		print_json(arr);
+	else if (!n)
+		printf("no backups on %s\n", bri_offsite_url(r));
+	free(b);
+	return CLI_EXIT_OK;
+}
+
+static int do_verify(struct cli_globals *g, struct offsite_args *a, struct bri_offsite *r, int argc,
+                     char **argv)
+{
+	struct bri_offsite_check *c = NULL;
+	struct bri_err err = {0};
+	json_object *arr = NULL;
+	size_t n = 0;
+	int rc;
+
+	rc = bri_offsite_verify(r, (const char *const *)argv, (size_t)argc, a->read_data,
+	                        a->sample_pct, &c, &n, &err);
+	if (rc < 0) {
+		cli_error("offsite verify: %s", err.msg);
+		return CLI_EXIT_FAIL;
+	}
+	if (g->json)
+		arr = json_object_new_array();
+	for (size_t i = 0; i < n; i++) {
+		if (arr) {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "name", json_object_new_string(c[i].name));
+			json_object_object_add(o, "status",
+			                       json_object_new_string(c[i].ok ? "ok" : "failed"));
+			json_object_object_add(o, "read_data",
+			                       json_object_new_boolean(c[i].read_data));
+			json_object_object_add(o, "detail", json_object_new_string(c[i].detail));
+			json_object_array_add(arr, o);
+		} else {
+			printf("%s: %s%s\n", c[i].name, c[i].ok ? "" : "FAILED: ", c[i].detail);
+		}
+	}
+	if (arr)
+		print_json(arr);
+	free(c);
+	return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+static int do_pull(struct cli_globals *g, struct bri_offsite *r, const char *name)
+{
+	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	int rc;
+
+	rc = open_local(g, true, &s);
+	if (rc)
+		return rc;
+	rc = bri_offsite_pull(s, r, name, &ctx, &err);
+	if (rc == 0)
+		printf("pulled %s from %s into %s\n", name, bri_offsite_url(r), s->dir);
+	bri_store_close(s);
+	if (rc < 0) {
+		cli_error("offsite pull: %s", err.msg);
+		return CLI_EXIT_FAIL;
+	}
+	return CLI_EXIT_OK;
+}
+
+static int do_prune(struct cli_globals *g, struct offsite_args *a, struct bri_offsite *r)
+{
+	struct bri_retention_rules rules = cli_rules(g);
+	struct bri_offsite_prune_item *items = NULL;
+	struct bri_err err = {0};
+	json_object *arr = NULL;
+	unsigned aborted = 0;
+	size_t n = 0;
+
+	if (a->remote_retention_days >= 0)
+		rules.retention_days = a->remote_retention_days;
+	if (bri_offsite_prune(r, &rules, bri_testpoint_now(), a->dry_run, &items, &n, &aborted,
+	                      &err) < 0) {
+		cli_error("offsite prune: %s", err.msg);
+		return CLI_EXIT_FAIL;
+	}
+	if (g->json)
+		arr = json_object_new_array();
+	for (size_t i = 0; i < n; i++) {
+		bool removes = bri_retention_removes(items[i].verdict);
+		if (arr) {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "name", json_object_new_string(items[i].name));
+			json_object_object_add(o, "remove", json_object_new_boolean(removes));
+			json_object_object_add(o, "removed",
+			                       json_object_new_boolean(items[i].removed));
+			json_object_object_add(o, "detail",
+			                       json_object_new_string(items[i].detail));
+			json_object_array_add(arr, o);
+		} else if (removes) {
+			printf("%s %s (%s)\n",
+			       a->dry_run         ? "would remove"
+			       : items[i].removed ? "removed"
+			                          : "kept",
+			       items[i].name, items[i].detail);
+		}
+	}
+	if (arr) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "backups", arr);
+		json_object_object_add(o, "aborted_uploads", json_object_new_int((int)aborted));
+		print_json(o);
+	} else if (aborted) {
+		printf("%s %u stale multipart upload(s)\n", a->dry_run ? "would abort" : "aborted",
+		       aborted);
+	}
+	free(items);
+	return CLI_EXIT_OK;
+}
+
+int cli_cmd_offsite(struct cli_globals *g, int argc, char **argv)
+{
+	struct offsite_args a;
+	struct bri_offsite *r = NULL;
+	const char *sub;
+	int rc;
+
+	rc = parse(g, argc, argv, &a);
+	if (rc >= 0)
+		return rc;
+	if (optind >= argc)
+		return cli_usage_error(argv[0], "which? init, push, list, verify, pull or prune");
+	sub = argv[optind++];
+	if (strcmp(sub, "init") && strcmp(sub, "push") && strcmp(sub, "list") &&
+	    strcmp(sub, "verify") && strcmp(sub, "pull") && strcmp(sub, "prune"))
+		return cli_usage_error(argv[0], "unknown subcommand %s", sub);
+	if ((!strcmp(sub, "pull") && argc - optind != 1) ||
+	    ((!strcmp(sub, "init") || !strcmp(sub, "list") || !strcmp(sub, "prune")) &&
+	     argc - optind != 0) ||
+	    (!strcmp(sub, "push") && argc - optind > 1))
+		return cli_usage_error(argv[0], "wrong number of arguments for offsite %s", sub);
+	cli_setup_logging(g);
+	rc = open_remote(&a, &r);
+	if (rc)
+		return rc;
+	if (!strcmp(sub, "init")) {
+		struct bri_err err = {0};
+		if (bri_offsite_init(r, a.lock, &err) < 0) {
+			cli_error("offsite init: %s", err.msg);
+			rc = CLI_EXIT_FAIL;
+		} else {
+			printf("%s is ready%s\n", bri_offsite_url(r),
+			       a.lock ? " (Object Lock enabled)" : "");
+		}
+	} else if (!strcmp(sub, "push")) {
+		rc = do_push(g, &a, r, optind < argc ? argv[optind] : NULL);
+	} else if (!strcmp(sub, "list")) {
+		rc = do_list(g, r);
+	} else if (!strcmp(sub, "verify")) {
+		rc = do_verify(g, &a, r, argc - optind, argv + optind);
+	} else if (!strcmp(sub, "pull")) {
+		rc = do_pull(g, r, argv[optind]);
+	} else {
+		rc = do_prune(g, &a, r);
+	}
+	bri_offsite_close(r);
+	return rc;
+}
+
+int cli_offsite_fetch(const char *url, struct bri_store *s, char **dir, char **path)
+{
+	struct bri_offsite_opts o = {.addressing = getenv("BRI_OFFSITE_ADDRESSING")};
+	struct bri_offsite *r = NULL;
+	struct bri_err err = {0};
+	const char *slash = strrchr(url, '/');
+	char *remote;
+	int rc;
+
+	*dir = *path = NULL;
+	if (!slash || slash < url + 5 || !slash[1]) {
+		cli_error("restore: %s: give s3://BUCKET/PREFIX/NAME", url);
+		return CLI_EXIT_USAGE;
+	}
+	remote = strndup(url, (size_t)(slash - url));
+	if (!remote) {
+		cli_error("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	o.remote = remote;
+	rc = bri_offsite_open(&o, &r, &err);
+	if (rc == 0) {
+		*dir = bri_offsite_tmpdir(s, &err);
+		rc = *dir ? bri_offsite_fetch(r, slash + 1, *dir, path, &err) : -EIO;
+	}
+	bri_offsite_close(r);
+	free(remote);
+	if (rc < 0) {
+		cli_error("restore: %s", err.msg);
+		if (*dir) {
+			bri_offsite_tmpdir_remove(*dir);
+			free(*dir);
+			*dir = NULL;
+		}
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
