@@ -25,10 +25,10 @@
 #include "bri/create.h"
 #include "bri/meta.h"
 #include "bri/metrics.h"
+#include "bri/offsite.h"
 #include "bri/pin.h"
 #include "bri/rehearse.h"
 #include "bri/report.h"
-#include "bri/offsite.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
 #include "bri/schedule.h"
@@ -100,6 +100,8 @@ static const char help_restore[] =
     "Restores a backup (none given: the newest) into the live database: verify,\n"
     "safety backup of the live data (pre_restore_safety_*), copy through SQLite,\n"
     "quick_check. A failed verification aborts and changes nothing.\n"
+    "s3://BUCKET/PREFIX/NAME: the offsite backup NAME, downloaded into the store and\n"
+    "checked against its remote .meta first (bri-backup offsite --help).\n"
     "\n"
     "      --no-verify  restore without verifying first (faster, risky)\n"
     "  -h, --help       show this help\n";
@@ -968,7 +970,8 @@ int cli_cmd_restore(struct cli_globals *g, int argc, char **argv)
 	if (g->json) {
 		json_object *o = json_object_new_object();
 
-		json_object_object_add(o, "source", json_str(report.source));
+		json_object_object_add(o, "source",
+		                       json_str(fetch_dir ? argv[optind] : report.source));
 		json_object_object_add(o, "database", json_str(s->db_path));
 		json_object_object_add(o, "verified", json_object_new_boolean(report.verified));
 		json_object_object_add(
@@ -980,7 +983,10 @@ int cli_cmd_restore(struct cli_globals *g, int argc, char **argv)
 		json_object_object_add(o, "duration_s", json_object_new_double(report.duration_s));
 		print_json(o);
 	} else {
-		printf("restored %s into %s\n", report.source[0] ? report.source : "the backup",
+		printf("restored %s into %s\n",
+		       fetch_dir          ? argv[optind]
+		       : report.source[0] ? report.source
+		                          : "the backup",
 		       s->db_path);
 		if (report.safety_name[0])
 			printf("safety backup of the previous content: %s\n", report.safety_name);

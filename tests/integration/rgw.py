@@ -59,6 +59,9 @@ class RGW:
         self.mon_port = free_port()
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        # For virtual-host addressing: BUCKET.localhost (curl resolves *.localhost
+        # to the loopback itself) and rgw dns name = localhost.
+        self.vhost_endpoint = f"http://localhost:{self.port}"
         self.conf = self.dir / "ceph.conf"
         self.logs = self.dir / "log"
 
@@ -97,6 +100,7 @@ admin socket = {d}/run/$name.$pid.asok
 [client.rgw]
 rgw frontends = beast endpoint=127.0.0.1:{self.port}
 rgw data = {d}/rgw
+rgw dns name = localhost
 """)
 
     def _run(self, *cmd, timeout=60):

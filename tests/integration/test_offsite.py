@@ -127,6 +127,22 @@ def test_the_meta_goes_last_so_a_half_pushed_backup_is_no_backup(off, cli, pause
     assert [b["name"] for b in off.listing()] == ["second", "first"]
 
 
+def test_virtual_host_addressing(cli, rgw, bucket, live_db, store):
+    """--addressing virtual: the bucket in the host name (BUCKET.localhost)."""
+    o = Offsite(cli, rgw, bucket)
+    o.env = rgw.env(AWS_ENDPOINT_URL=rgw.vhost_endpoint)
+    o.off("init", "--addressing", "virtual")
+    create(cli, "one")
+    o.off("push", "--addressing", "virtual")
+    assert o.keys() == ["one.db", "one.db.meta"]  # seen path-style by the test's client
+    o.env["BRI_OFFSITE_ADDRESSING"] = "virtual"
+    assert [b["name"] for b in o.listing()] == ["one"]
+    assert o.off("verify").returncode == 0
+    # Proof the bucket went into the host name: with an IP endpoint there is no such host.
+    ip = o.off("list", check=False, env=rgw.env(BRI_OFFSITE_ADDRESSING="virtual", BRI_S3_TRIES="1"))
+    assert ip.returncode == 1 and f"{bucket}.127.0.0.1" not in ip.stdout
+
+
 def test_push_to_a_stopped_server_fails_and_records_why(cli, rgw, bucket, store):
     create(cli, "one")
     o = Offsite(cli, rgw, bucket)
