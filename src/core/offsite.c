@@ -164,6 +164,7 @@ static void rindex_free(struct rindex *x)
 static int rindex_load(struct bri_offsite *r, struct rindex *x, struct bri_err *err)
 {
 	size_t plen = strlen(r->conf.prefix);
+	const char *prev = NULL;
 	int rc;
 
 	memset(x, 0, sizeof(*x));
@@ -184,8 +185,9 @@ static int rindex_load(struct bri_offsite *r, struct rindex *x, struct bri_err *
 		name = o->key + plen;
 		if (!*name || strchr(name, '/'))
 			continue; /* not ours: a sub-folder */
-		if (x->nkeys && strcmp(x->keys[x->nkeys - 1].name, name) == 0)
+		if (prev && strcmp(prev, name) == 0)
 			continue; /* an older version of the same key */
+		prev = name;
 		x->keys[x->nkeys].name = name;
 		x->keys[x->nkeys].obj = o;
 		x->nkeys++;
@@ -718,7 +720,7 @@ static int list_backups(struct bri_offsite *r, const struct rindex *x,
 		char file[FILE_MAX], *text = NULL;
 		const struct s3_obj *d;
 		struct bri_err why = {0};
-		size_t len;
+		size_t len = 0;
 
 		if (!meta_name(x->keys[i].name, e->name, &e->pages))
 			continue;
@@ -951,8 +953,8 @@ int bri_offsite_verify(struct bri_offsite *r, const char *const *names, size_t n
 			any_bad = true;
 			continue;
 		}
-		if (getrandom(&coin, sizeof(coin), 0) < 0)
-			coin = (unsigned)rand();
+		if (getrandom(&coin, sizeof(coin), 0) < (ssize_t)sizeof(coin))
+			coin = (unsigned)i * 2654435761u; /* no entropy: spread by position */
 		k->read_data = read_data && (sample_pct >= 100 || (int)(coin % 100) < sample_pct);
 		meta_file(e, file);
 		bad = check_object(r, &x, file, -1, NULL, k->read_data, k->detail,
@@ -1323,7 +1325,6 @@ int bri_offsite_prune(struct bri_offsite *r, const struct bri_retention_rules *r
 		rc = bri_err_set(err, rc, "the retention rules are not valid");
 		goto out_free;
 	}
-	rc = 0;
 	for (size_t i = 0; i < nb; i++) {
 		char file[FILE_MAX];
 		int d;

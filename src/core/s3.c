@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,6 +303,26 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *arg)
 	return n;
 }
 
+#define HDRS_MAX 32 /* signed headers of one request */
+
+/* Appends a formatted "name:value" to hdrs (HDRS_MAX): 0, or -ENOMEM when full or out of memory. */
+static int add_hdr(char **hdrs, size_t *nh, const char *fmt, ...) BRI_PRINTF(3, 4);
+static int add_hdr(char **hdrs, size_t *nh, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*nh >= HDRS_MAX)
+		return -ENOMEM;
+	va_start(ap, fmt);
+	n = vasprintf(&hdrs[*nh], fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -ENOMEM;
+	(*nh)++;
+	return 0;
+}
+
 static int hdr_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -318,7 +339,7 @@ static int build_headers(struct s3 *c, const struct s3_req *q, const char *host,
 	const struct s3_conf *cf = c->conf;
 	char amz_date[20], day[9], payload[65], md5[32], scope[160], kdate[32], kreg[32], ksvc[32],
 	    ksign[32], sig_raw[32], sig[65], creq_hash[65];
-	char *hdrs[32], *canon = NULL, *signed_names = NULL, *tosign = NULL, *auth = NULL;
+	char *hdrs[HDRS_MAX], *canon = NULL, *signed_names = NULL, *tosign = NULL, *auth = NULL;
 	size_t nh = 0, canon_len = 0, names_len = 0;
 	struct tm tm;
 	time_t now = time(NULL);
@@ -329,27 +350,23 @@ static int build_headers(struct s3 *c, const struct s3_req *q, const char *host,
 	strftime(day, sizeof(day), "%Y%m%d", &tm);
 	sha256_hex(q->data ? q->data : "", q->data ? q->len : 0, payload);
 
-#define ADD_HDR(...)                                                                               \
-	do {                                                                                       \
-		if (nh >= sizeof(hdrs) / sizeof(hdrs[0]) - 1 ||                                    \
-		    asprintf(&hdrs[nh], __VA_ARGS__) < 0) {                                        \
-			rc = bri_err_set(err, -ENOMEM, "out of memory");                           \
-			goto out_free;                                                             \
-		}                                                                                  \
-		nh++;                                                                              \
-	} while (0)
-
-	ADD_HDR("host:%s", host);
-	ADD_HDR("x-amz-content-sha256:%s", payload);
-	ADD_HDR("x-amz-date:%s", amz_date);
+	if (add_hdr(hdrs, &nh, "host:%s", host) < 0)
+		goto out_nomem;
+	if (add_hdr(hdrs, &nh, "x-amz-content-sha256:%s", payload) < 0)
+		goto out_nomem;
+	if (add_hdr(hdrs, &nh, "x-amz-date:%s", amz_date) < 0)
+		goto out_nomem;
 	if (q->data) {
 		md5_b64(q->data, q->len, md5);
-		ADD_HDR("content-md5:%s", md5);
+		if (add_hdr(hdrs, &nh, "content-md5:%s", md5) < 0)
+			goto out_nomem;
 	}
 	if (cf->session_token)
-		ADD_HDR("x-amz-security-token:%s", cf->session_token);
+		if (add_hdr(hdrs, &nh, "x-amz-security-token:%s", cf->session_token) < 0)
+			goto out_nomem;
 	for (const char *const *h = q->headers; h && *h; h++)
-		ADD_HDR("%s", *h);
+		if (add_hdr(hdrs, &nh, "%s", *h) < 0)
+			goto out_nomem;
 	qsort(hdrs, nh, sizeof(hdrs[0]), hdr_cmp);
 
 	for (size_t i = 0; i < nh; i++) {
@@ -425,8 +442,10 @@ static int build_headers(struct s3 *c, const struct s3_req *q, const char *host,
 		free(line);
 	}
 	*list = curl_slist_append(*list, "Expect:");
+	goto out_free;
+out_nomem:
+	rc = bri_err_set(err, -ENOMEM, "out of memory (or too many headers)");
 out_free:
-#undef ADD_HDR
 	for (size_t i = 0; i < nh; i++) {
 		OPENSSL_cleanse(hdrs[i], strlen(hdrs[i]));
 		free(hdrs[i]);
@@ -496,7 +515,6 @@ int s3_do(struct s3 *c, const struct s3_req *q, struct s3_resp *r, struct bri_er
 		free(path);
 		return bri_err_set(err, -ENOMEM, "out of memory");
 	}
-	rc = 0;
 	for (int attempt = 1;; attempt++) {
 		struct curl_slist *hl = NULL;
 		struct xfer x = {.q = q, .r = r, .curl = c->curl};
