@@ -579,11 +579,24 @@ int bri_offsite_push_one(struct bri_store *s, struct bri_offsite *r, const char 
 	return rc;
 }
 
+struct name_time {
+	char name[BRI_NAME_MAX + 1];
+	time_t t;
+};
+
 struct name_list {
-	char (*names)[BRI_NAME_MAX + 1];
-	time_t *times;
+	struct name_time *items;
 	size_t n, cap;
 };
+
+static int name_time_cmp(const void *x, const void *y)
+{
+	const struct name_time *a = x, *b = y;
+
+	if (a->t != b->t)
+		return a->t < b->t ? -1 : 1;
+	return strcmp(a->name, b->name);
+}
 
 static int collect(void *arg, const char *name, const struct stat *st)
 {
@@ -591,19 +604,14 @@ static int collect(void *arg, const char *name, const struct stat *st)
 
 	if (l->n == l->cap) {
 		size_t nc = l->cap ? 2 * l->cap : 64;
-		void *a = realloc(l->names, nc * sizeof(*l->names));
-		void *b;
+		struct name_time *a = realloc(l->items, nc * sizeof(*a));
 		if (!a)
 			return -ENOMEM;
-		l->names = a;
-		b = realloc(l->times, nc * sizeof(*l->times));
-		if (!b)
-			return -ENOMEM;
-		l->times = b;
+		l->items = a;
 		l->cap = nc;
 	}
-	snprintf(l->names[l->n], sizeof(l->names[l->n]), "%s", name);
-	l->times[l->n] = st->st_mtime;
+	snprintf(l->items[l->n].name, sizeof(l->items[l->n].name), "%s", name);
+	l->items[l->n].t = st->st_mtime;
 	l->n++;
 	return 0;
 }
@@ -623,25 +631,15 @@ int bri_offsite_push(struct bri_store *s, struct bri_offsite *r, const struct br
 	if (rc < 0)
 		goto out_free;
 	/* Oldest first: an interrupted push leaves the older history complete. */
-	for (size_t i = 0; i < l.n; i++)
-		for (size_t j = i + 1; j < l.n; j++)
-			if (l.times[j] < l.times[i]) {
-				char t[BRI_NAME_MAX + 1];
-				time_t tt = l.times[i];
-				memcpy(t, l.names[i], sizeof(t));
-				memcpy(l.names[i], l.names[j], sizeof(t));
-				memcpy(l.names[j], t, sizeof(t));
-				l.times[i] = l.times[j];
-				l.times[j] = tt;
-			}
+	qsort(l.items, l.n, sizeof(*l.items), name_time_cmp);
 	for (size_t i = 0; i < l.n; i++) {
 		struct bri_err e = {0};
 		struct bri_meta m;
 
-		if (read_meta(s, l.names[i], &m, &e) < 0)
+		if (read_meta(s, l.items[i].name, &m, &e) < 0)
 			continue; /* not a backup (no usable .meta): nothing to send */
 		bri_meta_free(&m);
-		if (push_backup(s, r, &x, l.names[i], ctx, res, &e) < 0) {
+		if (push_backup(s, r, &x, l.items[i].name, ctx, res, &e) < 0) {
 			if (!failed++)
 				first = e;
 			if (e.code == -ECONNREFUSED || e.code == -EHOSTUNREACH || e.code == -EACCES)
@@ -653,8 +651,7 @@ int bri_offsite_push(struct bri_store *s, struct bri_offsite *r, const struct br
 	if (failed)
 		rc = bri_err_set(err, first.code ? first.code : -EIO, "%s", first.msg);
 out_free:
-	free(l.names);
-	free(l.times);
+	free(l.items);
 	return rc;
 }
 
@@ -667,6 +664,16 @@ static int backup_cmp(const void *a, const void *b)
 	if (x->time != y->time)
 		return x->time < y->time ? 1 : -1;
 	return strcmp(y->name, x->name);
+}
+
+struct sort_ent {
+	const struct bri_offsite_backup *b;
+	size_t i;
+};
+
+static int sort_ent_cmp(const void *x, const void *y)
+{
+	return backup_cmp(((const struct sort_ent *)x)->b, ((const struct sort_ent *)y)->b);
 }
 
 /* The backup name of meta key k ("NAME.db.meta" or "NAME.meta"), or false. */
@@ -701,7 +708,7 @@ static void meta_file(const struct bri_offsite_backup *b, char file[FILE_MAX])
 }
 
 /* The remote's backups from x; metas are downloaded and parsed. *metas (may be NULL) keeps them. */
-static int list_backups(struct bri_offsite *r, const struct rindex *x,
+static int list_backups(struct bri_offsite *r, const struct rindex *x, const char *only,
                         struct bri_offsite_backup **out, size_t *n, struct bri_meta **metas,
                         struct bri_err *err)
 {
@@ -722,7 +729,8 @@ static int list_backups(struct bri_offsite *r, const struct rindex *x,
 		struct bri_err why = {0};
 		size_t len = 0;
 
-		if (!meta_name(x->keys[i].name, e->name, &e->pages))
+		if (!meta_name(x->keys[i].name, e->name, &e->pages) ||
+		    (only && strcmp(only, e->name) != 0))
 			continue;
 		/* "X.db.meta" also ends in ".meta": a page store's backup "X.db" would be
 		 * named like that, but names of ours never end in ".db". */
@@ -755,11 +763,11 @@ static int list_backups(struct bri_offsite *r, const struct rindex *x,
 		free(b);
 		return rc;
 	}
-	/* Sort both arrays together: through an index. */
+	/* Sort both arrays together: an index ordered by qsort, then applied. */
 	{
+		struct sort_ent *idx = malloc((count ? count : 1) * sizeof(*idx));
 		struct bri_offsite_backup *sb = malloc((count ? count : 1) * sizeof(*sb));
 		struct bri_meta *sm = malloc((count ? count : 1) * sizeof(*sm));
-		size_t *idx = malloc((count ? count : 1) * sizeof(*idx));
 		if (!sb || !sm || !idx) {
 			free(sb);
 			free(sm);
@@ -770,18 +778,14 @@ static int list_backups(struct bri_offsite *r, const struct rindex *x,
 			free(b);
 			return bri_err_set(err, -ENOMEM, "out of memory");
 		}
-		for (size_t i = 0; i < count; i++)
-			idx[i] = i;
-		for (size_t i = 0; i < count; i++)
-			for (size_t j = i + 1; j < count; j++)
-				if (backup_cmp(&b[idx[j]], &b[idx[i]]) < 0) {
-					size_t t = idx[i];
-					idx[i] = idx[j];
-					idx[j] = t;
-				}
 		for (size_t i = 0; i < count; i++) {
-			sb[i] = b[idx[i]];
-			sm[i] = ms[idx[i]];
+			idx[i].b = &b[i];
+			idx[i].i = i;
+		}
+		qsort(idx, count, sizeof(*idx), sort_ent_cmp);
+		for (size_t i = 0; i < count; i++) {
+			sb[i] = b[idx[i].i];
+			sm[i] = ms[idx[i].i];
 		}
 		free(idx);
 		free(b);
@@ -816,7 +820,7 @@ int bri_offsite_list(struct bri_offsite *r, struct bri_offsite_backup **out, siz
 
 	if (rc < 0)
 		return rc;
-	rc = list_backups(r, &x, out, n, NULL, err);
+	rc = list_backups(r, &x, NULL, out, n, NULL, err);
 	rindex_free(&x);
 	return rc;
 }
@@ -912,6 +916,40 @@ static int check_object(struct bri_offsite *r, const struct rindex *x, const cha
 	return 0;
 }
 
+/*
+ * A page store's backup, assembled from a download of its manifest and the
+ * packs into a temporary folder, against the checksum of its .meta
+ * (bri_offsite_fetch): 0, 1 (detail says why), or < 0 when it could not run.
+ */
+static int check_assembled(struct bri_offsite *r, const char *name, char *detail, size_t dlen,
+                           struct bri_err *err)
+{
+	const char *tmp = getenv("TMPDIR");
+	struct bri_err why = {0};
+	char *dir = NULL, *db = NULL;
+	int rc;
+
+	if (asprintf(&dir, "%s/bri-offsite-verify-XXXXXX", tmp && *tmp ? tmp : "/tmp") < 0)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	if (!mkdtemp(dir)) {
+		rc =
+		    bri_err_set(err, -errno, "cannot make a temporary folder: %s", strerror(errno));
+		free(dir);
+		return rc;
+	}
+	rc = bri_offsite_fetch(r, name, dir, &db, &why);
+	bri_offsite_tmpdir_remove(dir);
+	free(dir);
+	free(db);
+	if (rc == -ENOMEM)
+		return bri_err_set(err, rc, "out of memory");
+	if (rc < 0) {
+		snprintf(detail, dlen, "%.380s", why.msg);
+		return 1;
+	}
+	return 0;
+}
+
 int bri_offsite_verify(struct bri_offsite *r, const char *const *names, size_t n, bool read_data,
                        int sample_pct, struct bri_offsite_check **out, size_t *nout,
                        struct bri_err *err)
@@ -920,14 +958,16 @@ int bri_offsite_verify(struct bri_offsite *r, const char *const *names, size_t n
 	struct bri_offsite_check *c = NULL;
 	struct bri_meta *ms = NULL;
 	size_t nb = 0, count = 0;
-	bool any_bad = false;
+	char packs_detail[400] = "";
+	bool any_bad = false, packs_read = false;
+	int packs_bad = -1; /* -1: not checked yet */
 	struct rindex x;
 	int rc;
 
 	rc = rindex_load(r, &x, err);
 	if (rc < 0)
 		return rc;
-	rc = list_backups(r, &x, &b, &nb, &ms, err);
+	rc = list_backups(r, &x, NULL, &b, &nb, &ms, err);
 	if (rc < 0)
 		goto out_index;
 	c = calloc((n ? n : nb) + 1, sizeof(*c));
@@ -966,16 +1006,28 @@ int bri_offsite_verify(struct bri_offsite *r, const char *const *names, size_t n
 			                   e->pages ? NULL : e->checksum, k->read_data, k->detail,
 			                   sizeof(k->detail), err);
 		}
-		if (bad == 0 && e->pages)
-			for (size_t j = 0; bad == 0 && j < x.nkeys; j++) {
-				const char *kn = x.keys[j].name;
-				size_t kl = strlen(kn), m = strlen(PACK_SUFFIX);
-				if (strncmp(kn, PACK_PREFIX, strlen(PACK_PREFIX)) == 0 && kl > m &&
-				    strcmp(kn + kl - m, PACK_SUFFIX) == 0)
-					bad = check_object(r, &x, kn, (int64_t)x.keys[j].obj->size,
-					                   NULL, k->read_data, k->detail,
-					                   sizeof(k->detail), err);
+		if (bad == 0 && e->pages) {
+			/* The packs are shared: checked once (again when this one reads data). */
+			if (packs_bad < 0 || (k->read_data && !packs_read)) {
+				packs_bad = 0;
+				packs_read = k->read_data;
+				for (size_t j = 0; packs_bad == 0 && j < x.nkeys; j++) {
+					const char *kn = x.keys[j].name;
+					size_t kl = strlen(kn), m = strlen(PACK_SUFFIX);
+					if (strncmp(kn, PACK_PREFIX, strlen(PACK_PREFIX)) == 0 &&
+					    kl > m && strcmp(kn + kl - m, PACK_SUFFIX) == 0)
+						packs_bad = check_object(
+						    r, &x, kn, (int64_t)x.keys[j].obj->size, NULL,
+						    k->read_data, packs_detail,
+						    sizeof(packs_detail), err);
+				}
 			}
+			bad = packs_bad;
+			if (bad > 0)
+				snprintf(k->detail, sizeof(k->detail), "%s", packs_detail);
+		}
+		if (bad == 0 && e->pages && k->read_data)
+			bad = check_assembled(r, e->name, k->detail, sizeof(k->detail), err);
 		if (bad < 0) {
 			rc = bad;
 			goto out_list;
@@ -1153,7 +1205,7 @@ int bri_offsite_fetch(struct bri_offsite *r, const char *name, const char *dir, 
 	rc = rindex_load(r, &x, err);
 	if (rc < 0)
 		return rc;
-	rc = list_backups(r, &x, &b, &nb, &ms, err);
+	rc = list_backups(r, &x, name, &b, &nb, &ms, err);
 	if (rc < 0)
 		goto out_index;
 	for (size_t i = 0; i < nb; i++)
@@ -1304,7 +1356,7 @@ int bri_offsite_prune(struct bri_offsite *r, const struct bri_retention_rules *r
 	rc = rindex_load(r, &x, err);
 	if (rc < 0)
 		return rc;
-	rc = list_backups(r, &x, &b, &nb, NULL, err);
+	rc = list_backups(r, &x, NULL, &b, &nb, NULL, err);
 	if (rc < 0)
 		goto out_index;
 	items = calloc(nb + 1, sizeof(*items));

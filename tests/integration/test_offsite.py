@@ -357,3 +357,17 @@ def test_the_secret_never_leaks(cli, rgw, bucket, store, tmp_path, pause_points,
         assert SECRET_KEY not in (r.stdout or "") + (r.stderr or "")
     assert SECRET_KEY.encode() not in _all_text_under(store)
     assert b"offsite-push" in (store / "audit.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("store_format", ["pages"])
+def test_verify_read_data_assembles_a_page_store_backup(off, cli, store_format):
+    """A pack gone from the remote is not seen by HEADs of the objects that
+    are there; --read-data assembles the backup from its pages and finds it."""
+    create(cli, "one")
+    push(off)
+    assert off.off("verify", "--read-data").returncode == 0
+    s3 = off.rgw.client()
+    pack = next(k for k in off.keys() if k.startswith("pack-"))
+    assert s3.request("DELETE", off.bucket, f"{off.prefix}/{pack}").status == 204
+    r = off.off("verify", "--read-data", check=False)
+    assert r.returncode == 1 and "one: FAILED" in r.stdout
