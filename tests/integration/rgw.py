@@ -53,8 +53,9 @@ def _alive(pid):
 class RGW:
     """A running single-node Ceph RGW under folder."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, memstore_bytes=1 << 30):
         self.dir = Path(folder)
+        self.memstore_bytes = memstore_bytes  # RAM the OSD keeps objects in (RGW: 507 when full)
         self.procs = {}  # name -> Popen, only what we started
         self.mon_port = free_port()
         self.port = free_port()
@@ -86,7 +87,7 @@ mon allow pool delete = true
 osd crush chooseleaf type = 0
 paxos propose interval = 0.1
 osd objectstore = memstore
-memstore device bytes = {1 << 30}
+memstore device bytes = {self.memstore_bytes}
 osd max object name len = 256
 osd max object namespace len = 64
 run dir = {d}/run
