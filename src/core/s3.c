@@ -1007,12 +1007,12 @@ int s3_list(struct s3 *c, const char *prefix, bool versions, struct s3_obj **out
 
 		free(query);
 		if (versions)
-			qr = asprintf(
-			    &query, "%s%s%sprefix=%s%s%s%sversions=", token ? "key-marker=" : "",
-			    token ? token : "", token ? "&" : "", eprefix,
-			    vtoken ? "&version-id-marker=" : "", vtoken ? vtoken : "", "&");
+			qr = asprintf(&query, "delimiter=%%2F&%s%s%sprefix=%s%s%s&versions=",
+			              token ? "key-marker=" : "", token ? token : "",
+			              token ? "&" : "", eprefix,
+			              vtoken ? "&version-id-marker=" : "", vtoken ? vtoken : "");
 		else
-			qr = asprintf(&query, "%s%s%slist-type=2&prefix=%s",
+			qr = asprintf(&query, "%s%s%sdelimiter=%%2F&list-type=2&prefix=%s",
 			              token ? "continuation-token=" : "", token ? token : "",
 			              token ? "&" : "", eprefix);
 		if (qr < 0) {

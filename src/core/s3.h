@@ -128,8 +128,8 @@ struct s3_obj {
 };
 
 /*
- * Lists keys under prefix: ListObjectsV2 following continuation tokens, or
- * with versions ListObjectVersions following key/version markers (newest
+ * Lists keys right under prefix (delimiter '/': not in sub-folders): ListObjectsV2 following
+ * continuation tokens, or with versions ListObjectVersions following key/version markers (newest
  * version of each key first, as S3 orders them). *out is malloc'd (free
  * with s3_objs_free); at most max objects (-EFBIG beyond).
  */

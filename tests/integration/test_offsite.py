@@ -371,3 +371,19 @@ def test_verify_read_data_assembles_a_page_store_backup(off, cli, store_format):
     assert s3.request("DELETE", off.bucket, f"{off.prefix}/{pack}").status == 204
     r = off.off("verify", "--read-data", check=False)
     assert r.returncode == 1 and "one: FAILED" in r.stdout
+
+
+def test_listings_follow_markers_past_a_thousand_keys(off, cli):
+    """S3 answers 1000 keys a page: a remote with more (other files under the
+    prefix, and things in sub-folders) still lists, pushes and restores."""
+    create(cli, "one")
+    s3 = off.rgw.client()
+    for i in range(1005):  # sort before "one.db": the backup is on the second page
+        assert s3.request("PUT", off.bucket, f"{off.prefix}/a{i:04d}.txt", body=b"x").status == 200
+    assert s3.request("PUT", off.bucket, f"{off.prefix}/sub/zz.db.meta", body=b"{}").status == 200
+    assert push(off)["pushed"] == 1
+    assert push(off)["present"] == 1
+    create(cli, "two")
+    assert push(off)["pushed"] == 1
+    assert [b["name"] for b in off.listing()] == ["two", "one"]
+    assert off.off("verify").returncode == 0
