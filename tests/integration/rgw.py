@@ -115,6 +115,17 @@ rgw dns name = localhost
             raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}; see {self.logs}")
         return p.stdout
 
+    def _run_retry(self, *cmd, attempts=5):
+        """_run, again after a short pause when it fails (a client's first
+        command can race the monitor map; the commands given are idempotent)."""
+        for attempt in range(attempts):
+            try:
+                return self._run(*cmd)
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2)
+
     def _spawn(self, name, *cmd):
         out = open(self.logs / f"{name}.out", "ab")
         try:
@@ -139,11 +150,14 @@ rgw dns name = localhost
         self._run("ceph-mon", "-c", c, "--mkfs", "-i", "a", "--monmap", str(self.dir / "monmap"))
         self._spawn("mon", "ceph-mon", "-c", c, "-i", "a", "-f")
         osd_uuid = str(uuid.uuid4())
-        self._run("ceph", "-c", c, "--connect-timeout", "30", "osd", "create", osd_uuid)
+        # The same race as the OSD's (below): a client's first command can reach
+        # a fresh monitor before the client has the monitor map ("EPERM: problem
+        # getting command descriptions"). With the uuid, osd create is idempotent.
+        self._run_retry("ceph", "-c", c, "--connect-timeout", "30", "osd", "create", osd_uuid)
         self._run("ceph-osd", "-c", c, "-i", "0", "--mkfs", "--osd-uuid", osd_uuid)
         self._spawn("osd", "ceph-osd", "-c", c, "-i", "0", "-f")
         self.start_rgw()
-        self._run("radosgw-admin", "-c", c, "user", "create", "--uid=bri-test",
+        self._run_retry("radosgw-admin", "-c", c, "user", "create", "--uid=bri-test",
                   "--display-name=bri test", f"--access-key={ACCESS_KEY}",
                   f"--secret={SECRET_KEY}")
         return self
