@@ -117,6 +117,25 @@ int bri_offsite_state_write(struct bri_store *s, const char *name,
 /* "uploaded 2026-11-30T23:10:00Z", "pending", "failed: <why>", "" for NONE. Returns buf. */
 const char *bri_offsite_state_text(const struct bri_offsite_state *st, char *buf, size_t len);
 
+/* How far the remote lags behind the store, from the push states alone (no network). */
+struct bri_offsite_lag {
+	unsigned backups;      /* backups in the store (with usable metadata) */
+	unsigned uploaded;     /* of those, uploaded to this remote */
+	unsigned pending;      /* not uploaded: no state, pending, or uploaded elsewhere */
+	unsigned failed;       /* not uploaded: the last push failed */
+	time_t oldest_missing; /* backup time of the oldest not uploaded, 0 when none */
+	double lag_s;          /* now - oldest_missing, 0 when none */
+	time_t last_upload;    /* the latest "uploaded" time, 0 when none */
+};
+
+/*
+ * Reads the push state of every backup of s for remote (a bri_offsite_url,
+ * e.g. "s3://BUCKET/PREFIX") at time now into *out: what the mount's
+ * metrics and health show. 0, or a negative errno with err.
+ */
+int bri_offsite_lag(const struct bri_store *s, const char *remote, time_t now,
+                    struct bri_offsite_lag *out, struct bri_err *err);
+
 /* A backup on the remote: one whose .meta is there and parses. */
 struct bri_offsite_backup {
 	char name[BRI_NAME_MAX + 1];

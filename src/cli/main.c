@@ -96,7 +96,7 @@ static const struct {
     {"diff", cli_cmd_diff, "OLD NEW [--table T] [--summary] [--json]",
      "compare two backups (or 'live'): the sqldiff summary, or one table's changed rows as CSV"},
     {"offsite", cli_cmd_offsite,
-     "init|push|list|verify|pull|prune [--remote s3://BUCKET/PREFIX] [--endpoint URL]",
+     "init|push|list|verify|pull|prune|status [--remote s3://BUCKET/PREFIX] [--endpoint URL]",
      "copy backups to S3-compatible object storage and back (offsite --help)"},
     {"export", cli_cmd_export, "NAME FILE | NAME --table T | --schema",
      "write a backup as a plain .db FILE, or print a table as CSV, or its schema"},

@@ -48,6 +48,9 @@ static const char help_offsite[] =
     "                             stored SHA-256 (HEAD); --read-data downloads and\n"
     "                             rehashes (all, or a random N% of the backups)\n"
     "  pull NAME                  download a remote backup into the local store\n"
+    "  status                     each local backup's push state to the remote\n"
+    "                             (uploaded, pending, failed: why) and how far the\n"
+    "                             remote lags; reads only the store (no network)\n"
     "  prune [--dry-run] [--remote-retention-days N]\n"
     "                             apply the retention policy (global --retention-days,\n"
     "                             --keep-min, --keep-daily ...) to the remote's list;\n"
@@ -389,6 +392,88 @@ static int do_prune(struct cli_globals *g, struct offsite_args *a, struct bri_of
 	return CLI_EXIT_OK;
 }
 
+struct status_arg {
+	const struct bri_store *s;
+	json_object *arr;
+};
+
+static int status_one(void *arg, const char *name, const struct stat *st)
+{
+	struct status_arg *a = arg;
+	struct bri_offsite_state state;
+	char text[600];
+
+	(void)st;
+	if (bri_offsite_state_read(a->s, name, &state) < 0)
+		state.status = BRI_OFFSITE_NONE;
+	bri_offsite_state_text(&state, text, sizeof(text));
+	if (a->arr) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "name", json_object_new_string(name));
+		json_object_object_add(o, "offsite", json_object_new_string(text));
+		json_object_object_add(o, "remote", json_object_new_string(state.remote));
+		json_object_array_add(a->arr, o);
+	} else {
+		printf("%-40s %s%s%s\n", name, text[0] ? text : "not pushed",
+		       state.remote[0] ? "  " : "", state.remote);
+	}
+	return 0;
+}
+
+/* offsite status: the push states in the store, and the lag (no network). */
+static int do_status(struct cli_globals *g, const struct offsite_args *a)
+{
+	const char *env = getenv("BRI_OFFSITE");
+	const char *given = a->o.remote ? a->o.remote : env;
+	struct status_arg sa = {0};
+	struct bri_offsite_lag lag;
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	char remote[600];
+	size_t n;
+	int rc;
+
+	if (!given || strncmp(given, "s3://", 5) != 0)
+		return cli_usage_error("offsite", "status needs --remote s3://BUCKET/PREFIX "
+		                                  "(or BRI_OFFSITE)");
+	snprintf(remote, sizeof(remote), "%s", given);
+	n = strlen(remote);
+	while (n > 5 && remote[n - 1] == '/')
+		remote[--n] = '\0';
+	rc = open_local(g, false, &s);
+	if (rc)
+		return rc;
+	sa.s = s;
+	if (g->json)
+		sa.arr = json_object_new_array();
+	rc = bri_store_list(s, status_one, &sa, &err);
+	if (rc == 0)
+		rc = bri_offsite_lag(s, remote, bri_testpoint_now(), &lag, &err);
+	bri_store_close(s);
+	if (rc < 0) {
+		json_object_put(sa.arr);
+		cli_error("offsite status: %s", err.msg);
+		return CLI_EXIT_FAIL;
+	}
+	if (sa.arr) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "remote", json_object_new_string(remote));
+		json_object_object_add(o, "backups", json_object_new_int((int)lag.backups));
+		json_object_object_add(o, "uploaded", json_object_new_int((int)lag.uploaded));
+		json_object_object_add(o, "pending", json_object_new_int((int)lag.pending));
+		json_object_object_add(o, "failed", json_object_new_int((int)lag.failed));
+		json_object_object_add(o, "lag_seconds", json_object_new_double(lag.lag_s));
+		json_object_object_add(o, "last_upload",
+		                       json_object_new_int64((int64_t)lag.last_upload));
+		json_object_object_add(o, "items", sa.arr);
+		print_json(o);
+	} else {
+		printf("%s: %u of %u backups uploaded, %u pending, %u failed; lag %.0f s\n", remote,
+		       lag.uploaded, lag.backups, lag.pending, lag.failed, lag.lag_s);
+	}
+	return CLI_EXIT_OK;
+}
+
 int cli_cmd_offsite(struct cli_globals *g, int argc, char **argv)
 {
 	struct offsite_args a;
@@ -400,11 +485,19 @@ int cli_cmd_offsite(struct cli_globals *g, int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	if (optind >= argc)
-		return cli_usage_error(argv[0], "which? init, push, list, verify, pull or prune");
+		return cli_usage_error(argv[0],
+		                       "which? init, push, list, verify, pull, prune or status");
 	sub = argv[optind++];
 	if (strcmp(sub, "init") && strcmp(sub, "push") && strcmp(sub, "list") &&
-	    strcmp(sub, "verify") && strcmp(sub, "pull") && strcmp(sub, "prune"))
+	    strcmp(sub, "verify") && strcmp(sub, "pull") && strcmp(sub, "prune") &&
+	    strcmp(sub, "status"))
 		return cli_usage_error(argv[0], "unknown subcommand %s", sub);
+	if (!strcmp(sub, "status")) {
+		if (argc - optind != 0)
+			return cli_usage_error(argv[0], "offsite status takes no arguments");
+		cli_setup_logging(g);
+		return do_status(g, &a);
+	}
 	if ((!strcmp(sub, "pull") && argc - optind != 1) ||
 	    ((!strcmp(sub, "init") || !strcmp(sub, "list") || !strcmp(sub, "prune")) &&
 	     argc - optind != 0) ||

@@ -628,8 +628,23 @@ int bri_offsite_push(struct bri_store *s, struct bri_offsite *r, const struct br
 	if (rc < 0)
 		goto out_free;
 	rc = rindex_load(r, &x, err);
-	if (rc < 0)
+	if (rc < 0) {
+		/* The remote cannot be listed: every backup not up there has failed now. */
+		for (size_t i = 0; i < l.n; i++) {
+			struct bri_offsite_state st;
+			if (bri_offsite_state_read(s, l.items[i].name, &st) == 0 &&
+			    st.status == BRI_OFFSITE_UPLOADED && strcmp(st.remote, r->url) == 0)
+				continue;
+			if (bri_store_sidecar_stat(s, l.items[i].name, BRI_SIDECAR_META,
+			                           &(struct stat){0}) == 0) {
+				set_state(s, r, l.items[i].name, BRI_OFFSITE_FAILED,
+				          err ? err->msg : strerror(-rc));
+				if (res)
+					res->failed++;
+			}
+		}
 		goto out_free;
+	}
 	/* Oldest first: an interrupted push leaves the older history complete. */
 	qsort(l.items, l.n, sizeof(*l.items), name_time_cmp);
 	for (size_t i = 0; i < l.n; i++) {
@@ -653,6 +668,57 @@ int bri_offsite_push(struct bri_store *s, struct bri_offsite *r, const struct br
 out_free:
 	free(l.items);
 	return rc;
+}
+
+/* ---- lag ---- */
+
+struct lag_arg {
+	const struct bri_store *s;
+	const char *remote;
+	struct bri_offsite_lag *out;
+};
+
+static int lag_one(void *arg, const char *name, const struct stat *st)
+{
+	struct lag_arg *a = arg;
+	struct bri_offsite_state state;
+	struct bri_err e = {0};
+	struct bri_meta m;
+
+	(void)st;
+	if (read_meta(a->s, name, &m, &e) < 0)
+		return 0; /* not a backup */
+	a->out->backups++;
+	if (bri_offsite_state_read(a->s, name, &state) == 0 &&
+	    state.status == BRI_OFFSITE_UPLOADED && strcmp(state.remote, a->remote) == 0) {
+		a->out->uploaded++;
+		if (state.time > a->out->last_upload)
+			a->out->last_upload = state.time;
+	} else {
+		if (state.status == BRI_OFFSITE_FAILED && strcmp(state.remote, a->remote) == 0)
+			a->out->failed++;
+		else
+			a->out->pending++;
+		if (!a->out->oldest_missing || m.time < a->out->oldest_missing)
+			a->out->oldest_missing = m.time;
+	}
+	bri_meta_free(&m);
+	return 0;
+}
+
+int bri_offsite_lag(const struct bri_store *s, const char *remote, time_t now,
+                    struct bri_offsite_lag *out, struct bri_err *err)
+{
+	struct lag_arg a = {.s = s, .remote = remote, .out = out};
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = bri_store_list(s, lag_one, &a, err);
+	if (rc < 0)
+		return rc;
+	if (out->oldest_missing && now > out->oldest_missing)
+		out->lag_s = difftime(now, out->oldest_missing);
+	return 0;
 }
 
 /* ---- list ---- */

@@ -387,3 +387,28 @@ def test_listings_follow_markers_past_a_thousand_keys(off, cli):
     assert push(off)["pushed"] == 1
     assert [b["name"] for b in off.listing()] == ["two", "one"]
     assert off.off("verify").returncode == 0
+
+
+def test_status_shows_push_states_and_the_lag(off, cli, store, rgw):
+    now = int(time.time())
+    create(cli, "old", now=now - 7200)
+    push(off)
+    create(cli, "new", now=now - 600)
+    st = json.loads(off.run("--json", "offsite", "status", "--remote", off.remote + "/").stdout)
+    assert (st["backups"], st["uploaded"], st["pending"], st["failed"]) == (2, 1, 1, 0)
+    assert 500 < st["lag_seconds"] < 3600
+    states = {i["name"]: i["offsite"] for i in st["items"]}
+    assert states["old"].startswith("uploaded ") and states["new"] == ""
+    # A failed push says why, and status needs no server nor credentials.
+    bad = rgw.env(AWS_ENDPOINT_URL="http://127.0.0.1:1", BRI_S3_TRIES="1")
+    off.off("push", check=False, env=bad)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    st = json.loads(off.run("--json", "offsite", "status", "--remote", off.remote,
+                            env=clean).stdout)
+    assert (st["uploaded"], st["failed"]) == (1, 1)
+    states = {i["name"]: i["offsite"] for i in st["items"]}
+    assert states["new"].startswith("failed: ") and "127.0.0.1:1" in states["new"]
+    push(off)
+    st = json.loads(off.run("--json", "offsite", "status", "--remote", off.remote,
+                            env=clean).stdout)
+    assert (st["uploaded"], st["pending"], st["lag_seconds"]) == (2, 0, 0)
