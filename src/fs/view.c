@@ -27,8 +27,9 @@
 #include "bri/verify.h"
 #include "fs.h"
 
-#define META_FILE   "meta.json"
-#define VERIFY_FILE "verify"
+#define META_FILE    "meta.json"
+#define VERIFY_FILE  "verify"
+#define OFFSITE_FILE "offsite" /* only with -o offsite= */
 
 /* Listing keys of the fixed entries; a backup's key is KEY_STORE + its st_ino. */
 enum {
@@ -202,6 +203,28 @@ static int verify_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino
 	return 0;
 }
 
+/*
+ * NAME/offsite: its size is its text's now. The state changes under the
+ * same inode (pending, then uploaded), so nothing of it is cached.
+ */
+static int offsite_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+                        struct fuse_entry_param *e)
+{
+	char *text;
+	size_t len;
+	int rc;
+
+	rc = bfs_offsite_render(fs, b->name, &text, &len);
+	if (rc < 0)
+		return rc;
+	free(text);
+	bfs_fill_entry(fs, ino, S_IFREG | 0400, (off_t)len, b->time, e);
+	e->generation = bfs_generation(b->name, &b->db_st, BFS_K_OFFSITE);
+	e->entry_timeout = 0;
+	e->attr_timeout = 0;
+	return 0;
+}
+
 static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT];
 
 /* Attributes of backup b's node of kind k; cat_lock held. */
@@ -262,6 +285,8 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 		k = BFS_K_META;
 	else if (!strcmp(name, VERIFY_FILE))
 		k = BFS_K_VERIFY;
+	else if (fs->offsite && !strcmp(name, OFFSITE_FILE))
+		k = BFS_K_OFFSITE;
 	else
 		return -ENOENT;
 	if (backup_id_of(fs, dir, &id) < 0)
@@ -279,10 +304,12 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 
 static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
 {
-	static const enum bfs_kind kinds[] = {BFS_K_BACKUP_DB, BFS_K_META, BFS_K_VERIFY};
-	struct fuse_entry_param e[3], dot;
-	const char *names[3];
-	bool have[3] = {false, false, false};
+	static const enum bfs_kind kinds[] = {BFS_K_BACKUP_DB, BFS_K_META, BFS_K_VERIFY,
+	                                      BFS_K_OFFSITE};
+	struct fuse_entry_param e[4], dot;
+	const char *names[4];
+	bool have[4] = {false, false, false, false};
+	int nkinds = fs->offsite ? 4 : 3; /* offsite only when the mount has one */
 	struct bri_entry *b;
 	uint64_t id;
 	int rc;
@@ -295,7 +322,7 @@ static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn 
 	bfs_fresh_verify(fs, id);
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = entry_of(fs, dir);
-	for (size_t i = 0; b && i < 3; i++)
+	for (int i = 0; b && i < nkinds; i++)
 		have[i] = backup_attr(fs, b, kinds[i], &e[i]) == 0;
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!b)
@@ -303,13 +330,14 @@ static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn 
 	names[0] = fs->store->db_filename;
 	names[1] = META_FILE;
 	names[2] = VERIFY_FILE;
+	names[3] = OFFSITE_FILE;
 	memset(&dot, 0, sizeof(dot));
 	dot.attr.st_mode = S_IFDIR;
 	if (after < KEY_DOT && add(ctx, ".", &dot, NULL, 0, KEY_DOT))
 		return 0;
 	if (after < KEY_DOTDOT && add(ctx, "..", &dot, NULL, 0, KEY_DOTDOT))
 		return 0;
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < nkinds; i++)
 		if (have[i] && after < 3 + i && add(ctx, names[i], &e[i], NULL, 0, 3 + i))
 			return 0;
 	return 0;
@@ -354,6 +382,21 @@ static int render_verify(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len
 	if (!b)
 		return -ESTALE; /* a newer result has another inode: look it up again */
 	return bri_verify_render(&res, out, len);
+}
+
+static int render_offsite(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len)
+{
+	char name[BRI_NAME_MAX + 1];
+	struct bri_entry *b;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = entry_of(fs, ino);
+	if (b)
+		snprintf(name, sizeof(name), "%s", b->name);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!b)
+		return -ENOENT;
+	return bfs_offsite_render(fs, name, out, len);
 }
 
 /* ---- the root ---- */
@@ -887,12 +930,18 @@ static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT] = {
                         .mode = S_IFREG | 0444,
                         .attr = bfs_insp_attr,
                         .open = bfs_insp_open},
+    [BFS_K_OFFSITE] = {.name = "offsite",
+                       .mode = S_IFREG | 0400,
+                       .attr = attr_backup,
+                       .open = open_generated,
+                       .render = render_offsite,
+                       .entry_attr = offsite_attr},
 };
 
 const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino)
 {
 	enum bfs_kind k = bfs_ino_kind(ino);
-	bool store = k >= BFS_K_BACKUP_DIR && k <= BFS_K_VERIFY_NONE;
+	bool store = (k >= BFS_K_BACKUP_DIR && k <= BFS_K_VERIFY_NONE) || k == BFS_K_OFFSITE;
 
 	if (k <= BFS_K_NONE || k >= BFS_K_COUNT)
 		return NULL;
