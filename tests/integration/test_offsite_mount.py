@@ -119,3 +119,42 @@ def test_a_backup_held_before_its_meta_is_never_listed(live_db, store, tmp_path,
     finally:
         pause_points.release("offsite-before-meta")
         m.stop()
+
+
+def test_the_daemon_never_shows_the_secret(live_db, store, tmp_path, rgw, remote):
+    """Credentials from a profile file: not in the daemon's argv, its log
+    (debug level), any ctl/ file, the offsite files, the store or the audit
+    log, neither when pushes fail (a wrong secret) nor when they work."""
+    from rgw import ACCESS_KEY, SECRET_KEY
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    creds = home / ".aws" / "credentials"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(HOME=str(home), AWS_PROFILE="bri", BRI_S3_TRIES="1")
+    log = tmp_path / "daemon.log"
+    for secret, want in ((SECRET_KEY + "wrong", "failed: "), (SECRET_KEY, "uploaded ")):
+        creds.write_text(f"[bri]\naws_access_key_id = {ACCESS_KEY}\n"
+                         f"aws_secret_access_key = {secret}\n")
+        m = Mount(live_db, store, tmp_path / "mnt",
+                  options=[f"offsite={remote}", f"endpoint={rgw.endpoint}",
+                           "offsite_retry_max=1", f"log={log}", "log_level=debug"], env=env)
+        m.start()
+        try:
+            name = f"b{len(want)}"
+            (m / "ctl" / "create").write_text(name + "\n")
+            assert wait_until(lambda: offsite_text(m, name).startswith(want), timeout=60), \
+                offsite_text(m, name)
+            assert SECRET_KEY.encode() not in Path(f"/proc/{m.proc.pid}/cmdline").read_bytes()
+            seen = "".join((m / "ctl" / f).read_text() for f in os.listdir(m / "ctl")
+                           if os.access(m / "ctl" / f, os.R_OK)
+                           and (m / "ctl" / f).is_file() and f not in ("create",))
+            seen += "".join(offsite_text(m, n) for n in folders(m))
+            assert "SignatureDoesNotMatch" in seen or want == "uploaded "
+            assert SECRET_KEY not in seen
+        finally:
+            m.stop()
+    assert SECRET_KEY.encode() not in log.read_bytes()
+    assert b"offsite" in log.read_bytes()
+    for p in store.rglob("*"):
+        if p.is_file():
+            assert SECRET_KEY.encode() not in p.read_bytes(), p
