@@ -7,7 +7,6 @@
  * credentials only from the environment or ~/.aws, never from argv.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,55 +17,6 @@
 #include "bri/store.h"
 #include "bri/testpoint.h"
 #include "cli.h"
-
-enum {
-	OPT_REMOTE = 0x300,
-	OPT_ENDPOINT,
-	OPT_ADDRESSING,
-	OPT_LOCK_DAYS,
-	OPT_LOCK,
-	OPT_READ_DATA,
-	OPT_SAMPLE,
-	OPT_DRY_RUN,
-	OPT_REMOTE_RETENTION,
-	OPT_STOP = -2,
-};
-
-static const char help_offsite[] =
-    "Usage: bri-backup [OPTIONS] offsite SUBCOMMAND [--remote s3://BUCKET/PREFIX]\n"
-    "                  [--endpoint URL] [--addressing path|virtual]\n"
-    "Copies the store's backups to S3-compatible object storage (AWS S3, Ceph RGW,\n"
-    "MinIO, Garage, B2, R2) and back.\n"
-    "\n"
-    "  init [--lock]              create the bucket (--lock: with S3 Object Lock)\n"
-    "  push [NAME] [--lock-days N]  upload every backup the remote lacks (or NAME);\n"
-    "                             the .meta goes last; --lock-days N locks each upload\n"
-    "                             (COMPLIANCE) for N days\n"
-    "  list                       the remote's backups, newest first\n"
-    "  verify [NAME...] [--read-data] [--sample N%]\n"
-    "                             check every object is there with its size and\n"
-    "                             stored SHA-256 (HEAD); --read-data downloads and\n"
-    "                             rehashes (all, or a random N% of the backups)\n"
-    "  pull NAME                  download a remote backup into the local store\n"
-    "  status                     each local backup's push state to the remote\n"
-    "                             (uploaded, pending, failed: why) and how far the\n"
-    "                             remote lags; reads only the store (no network)\n"
-    "  prune [--dry-run] [--remote-retention-days N]\n"
-    "                             apply the retention policy (global --retention-days,\n"
-    "                             --keep-min, --keep-daily ...) to the remote's list;\n"
-    "                             the newest good remote backup always stays; stale\n"
-    "                             multipart uploads are aborted\n"
-    "\n"
-    "  --remote s3://BUCKET/PREFIX   default $BRI_OFFSITE\n"
-    "  --endpoint URL                default $AWS_ENDPOINT_URL, endpoint_url in\n"
-    "                                ~/.aws/config, else AWS (https://s3.REGION.amazonaws.com)\n"
-    "  --addressing path|virtual     default $BRI_OFFSITE_ADDRESSING, else path for a\n"
-    "                                custom endpoint, virtual for AWS\n"
-    "Credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN), or\n"
-    "the profile AWS_PROFILE (default \"default\") of ~/.aws/credentials\n"
-    "(AWS_SHARED_CREDENTIALS_FILE) and ~/.aws/config (AWS_CONFIG_FILE); region\n"
-    "AWS_REGION. Never on the command line.\n"
-    "Restore from the remote: bri-backup restore s3://BUCKET/PREFIX/NAME\n";
 
 struct offsite_args {
 	struct bri_offsite_opts o;
@@ -89,80 +39,35 @@ static int parse_int(const char *opt, const char *arg, int min, int max, int *ou
 	return 0;
 }
 
-/* Parses the offsite options of argv (after the subcommand). -1 to go on, else an exit status. */
-static int parse(struct cli_globals *g, int argc, char **argv, struct offsite_args *a)
+/* The offsite options of the parsed line. -1 to go on, else an exit status. */
+static int parse(const struct cli_args *ca, struct offsite_args *a)
 {
-	static const struct option own[] = {
-	    {"remote", required_argument, NULL, OPT_REMOTE},
-	    {"endpoint", required_argument, NULL, OPT_ENDPOINT},
-	    {"addressing", required_argument, NULL, OPT_ADDRESSING},
-	    {"lock-days", required_argument, NULL, OPT_LOCK_DAYS},
-	    {"lock", no_argument, NULL, OPT_LOCK},
-	    {"read-data", no_argument, NULL, OPT_READ_DATA},
-	    {"sample", required_argument, NULL, OPT_SAMPLE},
-	    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-	    {"remote-retention-days", required_argument, NULL, OPT_REMOTE_RETENTION},
-	    {"help", no_argument, NULL, 'h'},
-	};
-	struct option longopts[48];
-	int opt, r;
+	const char *v;
 
 	memset(a, 0, sizeof(*a));
 	a->sample_pct = 100;
 	a->remote_retention_days = -1;
-	a->o.addressing = getenv("BRI_OFFSITE_ADDRESSING");
-	cli_merge_longopts(own, (int)(sizeof(own) / sizeof(own[0])), longopts);
-	for (;;) {
-		opt = getopt_long(argc, argv, ":hv", longopts, NULL);
-		if (opt == -1)
-			return -1;
-		switch (opt) {
-		case 'h':
-			fputs(help_offsite, stdout);
-			return CLI_EXIT_OK;
-		case '?':
-		case ':':
-			return cli_bad_option(argv[0], opt, argv);
-		case OPT_REMOTE:
-			a->o.remote = optarg;
-			break;
-		case OPT_ENDPOINT:
-			a->o.endpoint = optarg;
-			break;
-		case OPT_ADDRESSING:
-			a->o.addressing = optarg;
-			break;
-		case OPT_LOCK_DAYS:
-			if (parse_int("--lock-days", optarg, 1, 36500, &a->o.lock_days))
-				return CLI_EXIT_USAGE;
-			break;
-		case OPT_LOCK:
-			a->lock = true;
-			break;
-		case OPT_READ_DATA:
-			a->read_data = true;
-			break;
-		case OPT_SAMPLE:
-			if (parse_int("--sample", optarg, 1, 100, &a->sample_pct))
-				return CLI_EXIT_USAGE;
-			a->read_data = true;
-			break;
-		case OPT_DRY_RUN:
-			a->dry_run = true;
-			break;
-		case OPT_REMOTE_RETENTION:
-			if (parse_int("--remote-retention-days", optarg, 0, 1000000,
-			              &a->remote_retention_days))
-				return CLI_EXIT_USAGE;
-			break;
-		default:
-			r = cli_global_option(g, opt, optarg);
-			if (r < 0)
-				return CLI_EXIT_USAGE;
-			if (r == 0)
-				return cli_usage_error(argv[0], "unexpected option");
-		}
+	a->o.remote = cli_opt(ca, "remote");
+	a->o.endpoint = cli_opt(ca, "endpoint");
+	a->o.addressing = cli_opt(ca, "addressing");
+	if (!a->o.addressing)
+		a->o.addressing = getenv("BRI_OFFSITE_ADDRESSING");
+	a->lock = cli_flag(ca, "lock");
+	a->read_data = cli_flag(ca, "read-data");
+	a->dry_run = cli_flag(ca, "dry-run");
+	v = cli_opt(ca, "lock-days");
+	if (v && parse_int("--lock-days", v, 1, 36500, &a->o.lock_days))
+		return CLI_EXIT_USAGE;
+	v = cli_opt(ca, "sample");
+	if (v) {
+		if (parse_int("--sample", v, 1, 100, &a->sample_pct))
+			return CLI_EXIT_USAGE;
+		a->read_data = true;
 	}
+	v = cli_opt(ca, "remote-retention-days");
+	if (v && parse_int("--remote-retention-days", v, 0, 1000000, &a->remote_retention_days))
+		return CLI_EXIT_USAGE;
+	return -1;
 }
 
 static int open_remote(const struct offsite_args *a, struct bri_offsite **r)
@@ -193,9 +98,7 @@ static int open_local(const struct cli_globals *g, bool create, struct bri_store
 
 static void print_json(json_object *o)
 {
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-	                                           JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
+	cli_print_json(o);
 }
 
 static int do_push(struct cli_globals *g, struct offsite_args *a, struct bri_offsite *r,
@@ -474,36 +377,37 @@ static int do_status(struct cli_globals *g, const struct offsite_args *a)
 	return CLI_EXIT_OK;
 }
 
-int cli_cmd_offsite(struct cli_globals *g, int argc, char **argv)
+int cli_cmd_offsite(struct cli_globals *g, const struct cli_args *ca)
 {
+	static const char *const subs[] = {"init", "push",  "list",   "verify",
+	                                   "pull", "prune", "status", NULL};
 	struct offsite_args a;
 	struct bri_offsite *r = NULL;
 	const char *sub;
-	int rc;
+	int rc, npos;
+	bool known = false;
 
-	rc = parse(g, argc, argv, &a);
+	rc = parse(ca, &a);
 	if (rc >= 0)
 		return rc;
-	if (optind >= argc)
-		return cli_usage_error(argv[0],
-		                       "which? init, push, list, verify, pull, prune or status");
-	sub = argv[optind++];
-	if (strcmp(sub, "init") && strcmp(sub, "push") && strcmp(sub, "list") &&
-	    strcmp(sub, "verify") && strcmp(sub, "pull") && strcmp(sub, "prune") &&
-	    strcmp(sub, "status"))
-		return cli_usage_error(argv[0], "unknown subcommand %s", sub);
-	if (!strcmp(sub, "status")) {
-		if (argc - optind != 0)
-			return cli_usage_error(argv[0], "offsite status takes no arguments");
-		cli_setup_logging(g);
-		return do_status(g, &a);
-	}
-	if ((!strcmp(sub, "pull") && argc - optind != 1) ||
-	    ((!strcmp(sub, "init") || !strcmp(sub, "list") || !strcmp(sub, "prune")) &&
-	     argc - optind != 0) ||
-	    (!strcmp(sub, "push") && argc - optind > 1))
-		return cli_usage_error(argv[0], "wrong number of arguments for offsite %s", sub);
+	if (ca->npos < 1)
+		return cli_usage_error(ca->name, "which? init, push, list, verify, pull, prune or "
+		                                 "status");
+	sub = ca->pos[0];
+	npos = ca->npos - 1;
+	for (size_t i = 0; subs[i]; i++)
+		known = known || !strcmp(sub, subs[i]);
+	if (!known)
+		return cli_usage_error(ca->name, "unknown subcommand %s", sub);
+	if ((!strcmp(sub, "pull") && npos != 1) ||
+	    ((!strcmp(sub, "init") || !strcmp(sub, "list") || !strcmp(sub, "prune") ||
+	      !strcmp(sub, "status")) &&
+	     npos != 0) ||
+	    (!strcmp(sub, "push") && npos > 1))
+		return cli_usage_error(ca->name, "wrong number of arguments for offsite %s", sub);
 	cli_setup_logging(g);
+	if (!strcmp(sub, "status"))
+		return do_status(g, &a);
 	rc = open_remote(&a, &r);
 	if (rc)
 		return rc;
@@ -517,13 +421,13 @@ int cli_cmd_offsite(struct cli_globals *g, int argc, char **argv)
 			       a.lock ? " (Object Lock enabled)" : "");
 		}
 	} else if (!strcmp(sub, "push")) {
-		rc = do_push(g, &a, r, optind < argc ? argv[optind] : NULL);
+		rc = do_push(g, &a, r, npos ? ca->pos[1] : NULL);
 	} else if (!strcmp(sub, "list")) {
 		rc = do_list(g, r);
 	} else if (!strcmp(sub, "verify")) {
-		rc = do_verify(g, &a, r, argc - optind, argv + optind);
+		rc = do_verify(g, &a, r, npos, ca->pos + 1);
 	} else if (!strcmp(sub, "pull")) {
-		rc = do_pull(g, r, argv[optind]);
+		rc = do_pull(g, r, ca->pos[1]);
 	} else {
 		rc = do_prune(g, &a, r);
 	}
