@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, Mount, wait_until
+from conftest import BRI_BACKUP, Mount, both_formats, wait_until
 
 
 def remote_names(rgw, remote):
@@ -54,8 +54,9 @@ def test_without_offsite_there_is_no_offsite_file(mounted):
     assert not (mounted / name / "offsite").exists()
 
 
-def test_a_create_is_pushed_and_its_offsite_file_says_uploaded(live_db, store, tmp_path, rgw,
-                                                              remote):
+@both_formats
+def test_a_create_is_pushed_and_its_offsite_file_says_uploaded(cli, live_db, store, tmp_path, rgw,
+                                                              remote, store_format):
     m = mount_offsite(live_db, store, tmp_path, rgw, remote)
     try:
         (m / "ctl" / "create").write_text("one\n")
