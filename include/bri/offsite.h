@@ -43,6 +43,8 @@ struct bri_offsite_opts {
 	const char *addressing; /* "path" or "virtual"; NULL: path for a custom endpoint,
 	                           virtual for AWS */
 	int lock_days;          /* > 0: uploads get S3 Object Lock COMPLIANCE for so many days */
+	const volatile int *cancel; /* NULL, or set non-zero (by another thread) to abort the
+	                               transfer in progress and the push: -ECANCELED */
 };
 
 struct bri_offsite;

@@ -44,6 +44,7 @@
 
 struct bri_offsite {
 	struct s3_conf conf;
+	const volatile int *cancel; /* the caller's abort flag, or NULL */
 	struct s3 *s3;
 	int lock_days;
 	char url[600];
@@ -77,13 +78,14 @@ int bri_offsite_open(const struct bri_offsite_opts *o, struct bri_offsite **out,
 		free(r);
 		return rc;
 	}
-	rc = s3_open(&r->conf, &r->s3, err);
+	rc = s3_open(&r->conf, o->cancel, &r->s3, err);
 	if (rc < 0) {
 		s3_conf_free(&r->conf);
 		free(r);
 		return rc;
 	}
 	r->lock_days = o->lock_days;
+	r->cancel = o->cancel;
 	snprintf(r->url, sizeof(r->url), "s3://%s/%s", r->conf.bucket, r->conf.prefix);
 	if (r->url[strlen(r->url) - 1] == '/')
 		r->url[strlen(r->url) - 1] = '\0';
@@ -654,6 +656,11 @@ int bri_offsite_push(struct bri_store *s, struct bri_offsite *r, const struct br
 		if (read_meta(s, l.items[i].name, &m, &e) < 0)
 			continue; /* not a backup (no usable .meta): nothing to send */
 		bri_meta_free(&m);
+		if (r->cancel && *r->cancel) {
+			if (!failed++)
+				bri_err_set(&first, -ECANCELED, "the push was cancelled");
+			break;
+		}
 		if (push_backup(s, r, &x, l.items[i].name, ctx, res, &e) < 0) {
 			if (!failed++)
 				first = e;

@@ -25,6 +25,7 @@
 
 struct s3 {
 	const struct s3_conf *conf;
+	const volatile int *cancel; /* non-zero: abort (another thread sets it) */
 	CURL *curl;
 	char host[512]; /* the Host header of path-style requests (endpoint's host[:port]) */
 	char scheme[8]; /* "http" or "https" */
@@ -37,7 +38,8 @@ static void curl_init_once(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-int s3_open(const struct s3_conf *conf, struct s3 **out, struct bri_err *err)
+int s3_open(const struct s3_conf *conf, const volatile int *cancel, struct s3 **out,
+            struct bri_err *err)
 {
 	const char *p = strstr(conf->endpoint, "://");
 	struct s3 *c;
@@ -51,6 +53,7 @@ int s3_open(const struct s3_conf *conf, struct s3 **out, struct bri_err *err)
 	if (!c)
 		return bri_err_set(err, -ENOMEM, "out of memory");
 	c->conf = conf;
+	c->cancel = cancel;
 	n = (size_t)(p - conf->endpoint);
 	if (n >= sizeof(c->scheme)) {
 		free(c);
@@ -457,6 +460,19 @@ out_free:
 	return rc;
 }
 
+/* curl's progress callback: non-zero aborts the transfer (CURLE_ABORTED_BY_CALLBACK). */
+static int cancel_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                     curl_off_t ulnow)
+{
+	const struct s3 *c = arg;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return c->cancel && *c->cancel;
+}
+
 static bool retryable(CURLcode cc, long status)
 {
 	if (cc != CURLE_OK)
@@ -476,9 +492,20 @@ static int curl_errno(CURLcode cc)
 		return -EHOSTUNREACH;
 	case CURLE_OPERATION_TIMEDOUT:
 		return -ETIMEDOUT;
+	case CURLE_ABORTED_BY_CALLBACK:
+		return -ECANCELED;
 	default:
 		return -EIO;
 	}
+}
+
+/* The upload bandwidth limit in bytes/s: $BRI_S3_MAX_SEND_KBPS KiB/s, 0: none. */
+static long max_send_bps(void)
+{
+	const char *t = getenv("BRI_S3_MAX_SEND_KBPS");
+	long n = t ? strtol(t, NULL, 10) : 0;
+
+	return n > 0 && n < (1L << 40) / 1024 ? n * 1024 : 0;
 }
 
 /* How many attempts a request gets: S3_TRIES, or $BRI_S3_TRIES (tests: 1). */
@@ -544,6 +571,14 @@ int s3_do(struct s3 *c, const struct s3_req *q, struct s3_resp *r, struct bri_er
 		curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, header_cb);
 		curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &x);
 		curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+		if (max_send_bps() > 0)
+			curl_easy_setopt(c->curl, CURLOPT_MAX_SEND_SPEED_LARGE,
+			                 (curl_off_t)max_send_bps());
+		if (c->cancel) {
+			curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, cancel_cb);
+			curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, c);
+			curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+		}
 		if (strcmp(q->method, "HEAD") == 0) {
 			curl_easy_setopt(c->curl, CURLOPT_NOBODY, 1L);
 		} else if (strcmp(q->method, "PUT") == 0) {
@@ -570,7 +605,7 @@ int s3_do(struct s3 *c, const struct s3_req *q, struct s3_resp *r, struct bri_er
 			    x.werr == -EFBIG ? "the answer is too large" : strerror(-x.werr));
 			break;
 		}
-		if (!retryable(cc, r->status) || attempt >= attempts)
+		if (!retryable(cc, r->status) || attempt >= attempts || (c->cancel && *c->cancel))
 			break;
 		bri_log(BRI_LOG_INFO, "offsite: %s %s: %s, trying again (%d of %d)", q->method,
 		        q->key ? q->key : cf->bucket,

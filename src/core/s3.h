@@ -72,8 +72,13 @@ void s3_resp_free(struct s3_resp *r);
 
 struct s3;
 
-/* A client for conf (which must outlive it). 0 and *out, or a negative errno. */
-int s3_open(const struct s3_conf *conf, struct s3 **out, struct bri_err *err);
+/*
+ * A client for conf (which must outlive it); cancel (may be NULL) set
+ * non-zero by another thread aborts the request in progress (-ECANCELED, not
+ * retried). 0 and *out, or a negative errno.
+ */
+int s3_open(const struct s3_conf *conf, const volatile int *cancel, struct s3 **out,
+            struct bri_err *err);
 void s3_close(struct s3 *c);
 
 /*

@@ -37,6 +37,7 @@ struct bfs_offsite {
 	bool kick;                    /* a backup was made: push now */
 	bool stop;                    /* the thread must exit */
 	bool busy;                    /* a push runs now */
+	volatile int cancel;          /* set by bfs_offsite_stop: abort the transfer */
 	char last_error[512];         /* why the last push failed, "" after a success */
 };
 
@@ -72,6 +73,7 @@ int bfs_offsite_setup(struct bfs *fs, const char *remote, const char *endpoint,
 	o->opts.endpoint = dup_opt(endpoint);
 	o->opts.addressing = dup_opt(addressing);
 	o->opts.lock_days = lock_days;
+	o->opts.cancel = &o->cancel;
 	o->retry_max_s = retry_max_s ? (double)retry_max_s : RETRY_MAX_DEFAULT;
 	o->lag_warn_s = lag_warn_s ? (double)lag_warn_s : LAG_WARN_DEFAULT_S;
 	snprintf(o->url, sizeof(o->url), "%s", remote);
@@ -199,9 +201,10 @@ void bfs_offsite_stop(struct bfs *fs)
 		return;
 	pthread_mutex_lock(&o->lock);
 	o->stop = true;
+	o->cancel = 1; /* a transfer in progress is aborted: unmounting never waits for one */
 	pthread_cond_signal(&o->cond);
 	pthread_mutex_unlock(&o->lock);
-	pthread_join(o->thread, NULL); /* a push in progress ends at its next request */
+	pthread_join(o->thread, NULL);
 	o->started = false;
 }
 

@@ -159,3 +159,29 @@ def test_the_daemon_never_shows_the_secret(live_db, store, tmp_path, rgw, remote
     for p in store.rglob("*"):
         if p.is_file():
             assert SECRET_KEY.encode() not in p.read_bytes(), p
+
+
+def test_unmounting_aborts_an_upload_in_progress(tmp_path, rgw, remote):
+    """A push of a large backup (slowed to 512 KiB/s) does not hold up the
+    unmount: the transfer is aborted, the backup stays not uploaded."""
+    import time
+    from conftest import Cli, make_sample_db
+    db = make_sample_db(tmp_path / "big" / "bri.db", rows=50000)
+    store = tmp_path / "big" / "backups"
+    Cli(db, store).run("create", "--name", "big")
+    m = Mount(db, store, tmp_path / "mnt",
+              options=[f"offsite={remote}", f"endpoint={rgw.endpoint}"],
+              env=rgw.env(BRI_S3_MAX_SEND_KBPS="512", BRI_S3_PART_MB="8"))
+    m.start()
+    try:
+        bucket = remote[5:].split("/")[0]
+        s3 = rgw.client()
+        assert wait_until(lambda: b"<UploadId>" in s3.request(
+            "GET", bucket, query={"uploads": "", "prefix": "mnt/"}).body, timeout=60)
+    finally:
+        t0 = time.monotonic()
+        m.stop()
+    assert time.monotonic() - t0 < 10
+    assert remote_names(rgw, remote) == []
+    state = json.loads((store / "big.db.offsite").read_text())
+    assert state["status"] == "failed"
