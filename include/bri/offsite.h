@@ -7,8 +7,9 @@
  * or the audit log.
  *
  * Layout on the remote, under PREFIX/: a plain store's backup is NAME.db and
- * NAME.db.meta; a page store's is NAME.manifest and NAME.meta, with the pack
- * files (pack-*.pack), pages.secret and store.json it needs beside them.
+ * NAME.db.meta; a page store's is NAME.manifest, NAME.packs (the pack files
+ * its pages are in) and NAME.meta, with those packs (pack-*.pack),
+ * pages.secret and store.json beside them.
  * The .meta is always uploaded last: a backup whose .meta is not on the
  * remote is not a backup there (an interrupted push leaves nothing listed).
  * Every object carries its SHA-256 as x-amz-meta-sha256 and was sent with
@@ -218,12 +219,15 @@ struct bri_offsite_prune_item {
  * Applies the retention rules to the remote's own list (the newest good
  * remote backup always stays) and deletes what they remove, .meta first,
  * every version of each object (a locked version is refused by the server
- * and stays: its detail says until when). Page stores' packs stay. Aborts
- * multipart uploads under the prefix begun more than a day before now.
- * *out malloc'd. 0, or a negative errno.
+ * and stays: its detail says until when). A page store's packs go when no
+ * remaining backup's pack list (NAME.packs, uploaded by push) names them
+ * and they are more than a day old (*removed_packs counts them); none go
+ * while a remaining backup has no list. Aborts multipart uploads under the
+ * prefix begun more than a day before now. *out malloc'd. 0, or a negative
+ * errno.
  */
 int bri_offsite_prune(struct bri_offsite *r, const struct bri_retention_rules *rules, time_t now,
                       bool dry_run, struct bri_offsite_prune_item **out, size_t *n,
-                      unsigned *aborted_uploads, struct bri_err *err);
+                      unsigned *aborted_uploads, unsigned *removed_packs, struct bri_err *err);
 
 #endif

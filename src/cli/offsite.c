@@ -251,13 +251,13 @@ static int do_prune(struct cli_globals *g, struct offsite_args *a, struct bri_of
 	struct bri_offsite_prune_item *items = NULL;
 	struct bri_err err = {0};
 	json_object *arr = NULL;
-	unsigned aborted = 0;
+	unsigned aborted = 0, packs = 0;
 	size_t n = 0;
 
 	if (a->remote_retention_days >= 0)
 		rules.retention_days = a->remote_retention_days;
 	if (bri_offsite_prune(r, &rules, bri_testpoint_now(), a->dry_run, &items, &n, &aborted,
-	                      &err) < 0) {
+	                      &packs, &err) < 0) {
 		cli_error("offsite prune: %s", err.msg);
 		return CLI_EXIT_FAIL;
 	}
@@ -286,10 +286,15 @@ static int do_prune(struct cli_globals *g, struct offsite_args *a, struct bri_of
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "backups", arr);
 		json_object_object_add(o, "aborted_uploads", json_object_new_int((int)aborted));
+		json_object_object_add(o, "removed_packs", json_object_new_int((int)packs));
 		print_json(o);
-	} else if (aborted) {
-		printf("%s %u stale multipart upload(s)\n", a->dry_run ? "would abort" : "aborted",
-		       aborted);
+	} else {
+		if (aborted)
+			printf("%s %u stale multipart upload(s)\n",
+			       a->dry_run ? "would abort" : "aborted", aborted);
+		if (packs)
+			printf("%s %u pack(s) no remaining backup uses\n",
+			       a->dry_run ? "would remove" : "removed", packs);
 	}
 	free(items);
 	return CLI_EXIT_OK;
@@ -329,7 +334,7 @@ static int do_status(struct cli_globals *g, const struct offsite_args *a)
 	const char *env = getenv("BRI_OFFSITE");
 	const char *given = a->o.remote ? a->o.remote : env;
 	struct status_arg sa = {0};
-	struct bri_offsite_lag lag;
+	struct bri_offsite_lag lag = {0};
 	struct bri_err err = {0};
 	struct bri_store *s = NULL;
 	char remote[600];

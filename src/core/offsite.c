@@ -39,6 +39,8 @@
 #define PLAIN_DB     ".db"
 #define PLAIN_META   ".db.meta"
 #define STORE_JSON   "store.json"
+#define PACKS_SUFFIX ".packs"    /* pages: the packs a backup's pages were in when pushed */
+#define PACKS_MAX    (16u << 20) /* bytes of a .packs list that are read */
 #define FILE_MAX     (BRI_NAME_MAX + 32)
 #define UPLOAD_STALE (24 * 3600) /* a multipart upload older than this is abandoned */
 
@@ -297,6 +299,45 @@ static int head(struct bri_offsite *r, const struct s3_obj *o, struct s3_resp *r
 	return rc;
 }
 
+static bool is_pack(const char *f)
+{
+	size_t n = strlen(f), m = strlen(PACK_SUFFIX);
+
+	return strncmp(f, PACK_PREFIX, strlen(PACK_PREFIX)) == 0 && n > m &&
+	       strcmp(f + n - m, PACK_SUFFIX) == 0;
+}
+
+/* A backup's pack list on the remote (NAME.packs), sorted. */
+struct pack_list {
+	char **names;
+	size_t n;
+};
+
+static void pack_list_free(struct pack_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->names[i]);
+	free(l->names);
+	memset(l, 0, sizeof(*l));
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool pack_list_has(const struct pack_list *l, const char *name)
+{
+	return l->n && bsearch(&name, l->names, l->n, sizeof(*l->names), str_cmp) != NULL;
+}
+
+static int get_mem(struct bri_offsite *r, const struct s3_obj *o, size_t max, char **out,
+                   size_t *len, char sha[65], struct bri_err *err);
+
+/* Reads NAME.packs of the remote: 0, -ENOENT (pushed without one), or < 0 with err. */
+static int pack_list_get(struct bri_offsite *r, const struct rindex *x, const char *name,
+                         struct pack_list *l, struct bri_err *err);
+
 /* ---- push state ---- */
 
 static const char *const status_word[] = {
@@ -398,6 +439,51 @@ static void set_state(struct bri_store *s, struct bri_offsite *r, const char *na
 		        e.msg);
 }
 
+static int pack_list_get(struct bri_offsite *r, const struct rindex *x, const char *name,
+                         struct pack_list *l, struct bri_err *err)
+{
+	char file[FILE_MAX], *text = NULL;
+	const struct s3_obj *o;
+	json_object *arr;
+	size_t len = 0;
+	int rc;
+
+	memset(l, 0, sizeof(*l));
+	snprintf(file, sizeof(file), "%s" PACKS_SUFFIX, name);
+	o = rindex_get(x, file);
+	if (!o)
+		return -ENOENT;
+	rc = get_mem(r, o, PACKS_MAX, &text, &len, NULL, err);
+	if (rc < 0)
+		return rc;
+	arr = json_tokener_parse(text);
+	free(text);
+	if (!arr || !json_object_is_type(arr, json_type_array)) {
+		json_object_put(arr);
+		return bri_err_set(err, -EINVAL, "%s on %s is not a list of packs", file, r->url);
+	}
+	l->names = calloc(json_object_array_length(arr) + 1, sizeof(*l->names));
+	if (!l->names) {
+		json_object_put(arr);
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		const char *v = json_object_get_string(json_object_array_get_idx(arr, i));
+		if (v && is_pack(v) && !strchr(v, '/')) {
+			l->names[l->n] = strdup(v);
+			if (!l->names[l->n]) {
+				json_object_put(arr);
+				pack_list_free(l);
+				return bri_err_set(err, -ENOMEM, "out of memory");
+			}
+			l->n++;
+		}
+	}
+	json_object_put(arr);
+	qsort(l->names, l->n, sizeof(*l->names), str_cmp);
+	return 0;
+}
+
 /* ---- push ---- */
 
 static bool is_pages(const struct bri_store *s)
@@ -476,14 +562,73 @@ static int read_meta(const struct bri_store *s, const char *name, struct bri_met
 }
 
 /* A page store's packs and store-wide files, uploaded when the remote lacks them. */
+/*
+ * The packs backup name's pages are in, into packs (a JSON array of file
+ * names): its manifest's page ids looked up in the store's index. 0, or a
+ * negative errno (then the caller falls back to every pack).
+ */
+static int backup_packs(struct bri_store *s, const char *name, json_object *packs,
+                        struct bri_err *err)
+{
+	struct pages_db *db = NULL;
+	struct manifest m = {0};
+	bool *used = NULL;
+	int rc;
+
+	rc = manifest_read(s, name, &m);
+	if (rc < 0)
+		return bri_err_set(err, rc, "cannot read the manifest of %s", name);
+	rc = pages_db_open(s, &db, err);
+	if (rc < 0)
+		goto out_manifest;
+	used = calloc(db->npacks + 1, sizeof(*used));
+	if (!used) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_db;
+	}
+	pthread_mutex_lock(&db->lock);
+	for (uint64_t i = 0; i < m.page_count; i++) {
+		const struct pack_entry *e = pages_db_find(db, m.ids + i * PAGE_ID_LEN);
+		if (!e) {
+			rc = bri_err_set(err, -EBADMSG, "a page of %s is in no pack of the store",
+			                 name);
+			break;
+		}
+		used[e->pack] = true;
+	}
+	pthread_mutex_unlock(&db->lock);
+	for (size_t i = 0; rc == 0 && i < db->npacks; i++)
+		if (used[i])
+			json_object_array_add(packs, json_object_new_string(db->packs[i].name));
+	free(used);
+out_db:
+	pages_db_close(db);
+out_manifest:
+	free(m.ids);
+	return rc;
+}
+
+/*
+ * A page store's packs of backup name (all of the store's when they cannot
+ * be told), store.json and pages.secret: uploaded when the remote lacks
+ * them; packs gets the pack names.
+ */
 static int push_pages_shared(struct bri_store *s, struct bri_offsite *r, const struct rindex *x,
+                             const char *name, json_object *packs,
                              struct bri_offsite_push_result *res, struct bri_err *err)
 {
-	int dfd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct bri_err why = {0};
+	bool all = backup_packs(s, name, packs, &why) < 0;
+	int dfd, rc = 0;
 	struct dirent *de;
 	DIR *d;
-	int rc = 0;
 
+	if (all) {
+		bri_log(BRI_LOG_WARN, "offsite: %s: pushing every pack (%s)", name, why.msg);
+		while (json_object_array_length(packs))
+			json_object_array_del_idx(packs, 0, 1);
+	}
+	dfd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return bri_err_set(err, -errno, "cannot list %s: %s", s->dir, strerror(errno));
 	d = fdopendir(dfd);
@@ -492,15 +637,46 @@ static int push_pages_shared(struct bri_store *s, struct bri_offsite *r, const s
 		return bri_err_set(err, -errno, "cannot list %s: %s", s->dir, strerror(errno));
 	}
 	while (rc == 0 && (de = readdir(d))) {
-		size_t n = strlen(de->d_name), m = strlen(PACK_SUFFIX);
-		bool pack = strncmp(de->d_name, PACK_PREFIX, strlen(PACK_PREFIX)) == 0 && n > m &&
-		            strcmp(de->d_name + n - m, PACK_SUFFIX) == 0;
+		bool pack = is_pack(de->d_name);
 
+		if (pack && !all)
+			continue; /* its own packs: below */
 		if (pack || strcmp(de->d_name, STORE_JSON) == 0 ||
 		    strcmp(de->d_name, PAGES_SECRET_FILE) == 0)
 			rc = push_file(s, r, x, de->d_name, NULL, true, res, err);
+		if (rc == 0 && pack)
+			json_object_array_add(packs, json_object_new_string(de->d_name));
 	}
 	closedir(d);
+	for (size_t i = 0; rc == 0 && !all && i < json_object_array_length(packs); i++)
+		rc = push_file(s, r, x, json_object_get_string(json_object_array_get_idx(packs, i)),
+		               NULL, true, res, err);
+	return rc;
+}
+
+/*
+ * Uploads NAME.packs: the packs the store had when NAME was pushed, all up
+ * there now (a superset of those its pages are in): what prune keeps and
+ * restore downloads.
+ */
+static int push_pack_list(struct bri_offsite *r, const char *name, json_object *packs,
+                          struct bri_offsite_push_result *res, struct bri_err *err)
+{
+	const char *text = json_object_to_json_string_ext(packs, JSON_C_TO_STRING_PLAIN);
+	char file[FILE_MAX], until[40], *key;
+	int rc;
+
+	snprintf(file, sizeof(file), "%s" PACKS_SUFFIX, name);
+	key = rkey_full(r, file);
+	if (!key)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	lock_until(r, until);
+	rc = s3_put_mem(r->s3, key, text, strlen(text), until[0] ? until : NULL, err);
+	free(key);
+	if (rc == 0 && res) {
+		res->objects++;
+		res->bytes += strlen(text);
+	}
 	return rc;
 }
 
@@ -536,7 +712,13 @@ static int push_backup(struct bri_store *s, struct bri_offsite *r, const struct 
 	}
 	set_state(s, r, name, BRI_OFFSITE_PENDING, NULL);
 	if (is_pages(s)) {
-		rc = push_pages_shared(s, r, x, res, err);
+		json_object *packs = json_object_new_array();
+
+		rc = packs ? push_pages_shared(s, r, x, name, packs, res, err)
+		           : bri_err_set(err, -ENOMEM, "out of memory");
+		if (rc == 0)
+			rc = push_pack_list(r, name, packs, res, err);
+		json_object_put(packs);
 		if (rc == 0)
 			rc = push_file(s, r, x, data, NULL, false, res, err);
 	} else {
@@ -1031,9 +1213,8 @@ int bri_offsite_verify(struct bri_offsite *r, const char *const *names, size_t n
 	struct bri_offsite_check *c = NULL;
 	struct bri_meta *ms = NULL;
 	size_t nb = 0, count = 0;
-	char packs_detail[400] = "";
-	bool any_bad = false, packs_read = false;
-	int packs_bad = -1; /* -1: not checked yet */
+	unsigned char *pack_seen = NULL; /* per x.keys: 0 not checked, 1 read, 2 by HEAD */
+	bool any_bad = false;
 	struct rindex x;
 	int rc;
 
@@ -1043,6 +1224,11 @@ int bri_offsite_verify(struct bri_offsite *r, const char *const *names, size_t n
 	rc = list_backups(r, &x, NULL, &b, &nb, &ms, err);
 	if (rc < 0)
 		goto out_index;
+	pack_seen = calloc(x.nkeys + 1, 1);
+	if (!pack_seen) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_list;
+	}
 	c = calloc((n ? n : nb) + 1, sizeof(*c));
 	if (!c) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
@@ -1080,24 +1266,42 @@ int bri_offsite_verify(struct bri_offsite *r, const char *const *names, size_t n
 			                   sizeof(k->detail), err);
 		}
 		if (bad == 0 && e->pages) {
-			/* The packs are shared: checked once (again when this one reads data). */
-			if (packs_bad < 0 || (k->read_data && !packs_read)) {
-				packs_bad = 0;
-				packs_read = k->read_data;
-				for (size_t j = 0; packs_bad == 0 && j < x.nkeys; j++) {
-					const char *kn = x.keys[j].name;
-					size_t kl = strlen(kn), m = strlen(PACK_SUFFIX);
-					if (strncmp(kn, PACK_PREFIX, strlen(PACK_PREFIX)) == 0 &&
-					    kl > m && strcmp(kn + kl - m, PACK_SUFFIX) == 0)
-						packs_bad = check_object(
-						    r, &x, kn, (int64_t)x.keys[j].obj->size, NULL,
-						    k->read_data, packs_detail,
-						    sizeof(packs_detail), err);
-				}
+			struct pack_list pl;
+			int lr = pack_list_get(r, &x, e->name, &pl, err);
+
+			if (lr < 0 && lr != -ENOENT) {
+				rc = lr;
+				goto out_list;
 			}
-			bad = packs_bad;
-			if (bad > 0)
-				snprintf(k->detail, sizeof(k->detail), "%s", packs_detail);
+			/* The packs are shared: each checked once (again to read its data). */
+			for (size_t j = 0; bad == 0 && j < (lr == 0 ? pl.n : x.nkeys); j++) {
+				const char *kn = lr == 0 ? pl.names[j] : x.keys[j].name;
+				const struct s3_obj *po = rindex_get(&x, kn);
+				size_t slot;
+
+				if (!is_pack(kn))
+					continue;
+				if (!po) {
+					snprintf(k->detail, sizeof(k->detail),
+					         "%.200s, which its pages are in, is missing on "
+					         "the remote",
+					         kn);
+					bad = 1;
+					break;
+				}
+				slot = (size_t)((const struct rkey *)bsearch(
+				                    &(struct rkey){.name = kn}, x.keys, x.nkeys,
+				                    sizeof(*x.keys), rkey_cmp) -
+				                x.keys);
+				if (pack_seen[slot] == 1 || (pack_seen[slot] == 2 && !k->read_data))
+					continue; /* checked: ok */
+				bad = check_object(r, &x, kn, (int64_t)po->size, NULL, k->read_data,
+				                   k->detail, sizeof(k->detail), err);
+				if (bad == 0)
+					pack_seen[slot] = k->read_data ? 1 : 2;
+			}
+			if (lr == 0)
+				pack_list_free(&pl);
 		}
 		if (bad == 0 && e->pages && k->read_data)
 			bad = check_assembled(r, e->name, k->detail, sizeof(k->detail), err);
@@ -1118,6 +1322,7 @@ int bri_offsite_verify(struct bri_offsite *r, const char *const *names, size_t n
 	c = NULL;
 	rc = any_bad ? 1 : 0;
 out_list:
+	free(pack_seen);
 	free(c);
 	free(b);
 	metas_free(ms, nb);
@@ -1194,6 +1399,8 @@ static int assemble_pages(struct bri_offsite *r, const struct rindex *x, const c
 	struct bri_store *ps = NULL;
 	struct bri_reader *rd = NULL;
 	char *pdir = NULL, *live = NULL, *buf = NULL;
+	struct pack_list pl = {0};
+	bool have_list = false;
 	int rc;
 
 	if (asprintf(&pdir, "%s/pages", dir) < 0 || asprintf(&live, "%s/live.db", dir) < 0) {
@@ -1204,11 +1411,14 @@ static int assemble_pages(struct bri_offsite *r, const struct rindex *x, const c
 		rc = bri_err_set(err, -errno, "cannot make %s: %s", pdir, strerror(errno));
 		goto out_free;
 	}
+	/* Only the packs of its list (a backup pushed without one: every pack). */
+	rc = pack_list_get(r, x, name, &pl, err);
+	if (rc < 0 && rc != -ENOENT)
+		goto out_free;
+	have_list = rc == 0;
 	for (size_t i = 0; i < x->nkeys; i++) {
 		const char *kn = x->keys[i].name;
-		size_t kl = strlen(kn), m = strlen(PACK_SUFFIX);
-		bool pack = strncmp(kn, PACK_PREFIX, strlen(PACK_PREFIX)) == 0 && kl > m &&
-		            strcmp(kn + kl - m, PACK_SUFFIX) == 0;
+		bool pack = is_pack(kn) && (!have_list || pack_list_has(&pl, kn));
 
 		if (pack || strcmp(kn, STORE_JSON) == 0 || strcmp(kn, PAGES_SECRET_FILE) == 0) {
 			rc = fetch_file(r, x, pdir, kn, err);
@@ -1256,6 +1466,7 @@ out_reader:
 out_store:
 	bri_store_close(ps);
 out_free:
+	pack_list_free(&pl);
 	free(pdir);
 	free(live);
 	return rc;
@@ -1412,9 +1623,96 @@ static time_t iso_utc(const char *s)
 	return timegm(&tm);
 }
 
+/*
+ * A page store's packs on the remote that no backup's pack list names any
+ * more (the lists of every backup that stays, complete or still being
+ * pushed), and older than a day (a push in progress uploads its packs before
+ * its list): deleted, every version. Nothing when a backup that stays has
+ * no list (pushed by an older version: its packs are unknown).
+ */
+static int prune_packs(struct bri_offsite *r, const struct rindex *x,
+                       const struct bri_offsite_backup *b, const struct bri_offsite_prune_item *res,
+                       size_t nb, time_t now, bool dry_run, unsigned *removed_packs,
+                       struct bri_err *err)
+{
+	struct pack_list keep = {0};
+	size_t cap = 0;
+	int rc = 0;
+
+	*removed_packs = 0;
+	for (size_t i = 0; i < nb; i++)
+		if (b[i].pages && !res[i].removed &&
+		    !(dry_run && bri_retention_removes(res[i].verdict))) {
+			char file[FILE_MAX];
+			snprintf(file, sizeof(file), "%s" PACKS_SUFFIX, b[i].name);
+			if (!rindex_get(x, file))
+				return 0; /* its packs are unknown: keep them all */
+		}
+	for (size_t i = 0; rc == 0 && i < x->nkeys; i++) {
+		const char *kn = x->keys[i].name;
+		size_t n = strlen(kn), m = strlen(PACKS_SUFFIX);
+		char name[BRI_NAME_MAX + 1];
+		struct pack_list l;
+		bool going = false;
+
+		if (n <= m || n - m > BRI_NAME_MAX || strcmp(kn + n - m, PACKS_SUFFIX) != 0)
+			continue;
+		memcpy(name, kn, n - m);
+		name[n - m] = '\0';
+		for (size_t j = 0; j < nb; j++)
+			if (!strcmp(b[j].name, name) &&
+			    (res[j].removed || (dry_run && bri_retention_removes(res[j].verdict))))
+				going = true;
+		if (going)
+			continue;
+		rc = pack_list_get(r, x, name, &l, err);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue;
+		}
+		if (rc < 0)
+			break;
+		if (l.n && keep.n + l.n > cap) {
+			size_t nc = (keep.n + l.n) * 2;
+			char **nn = realloc(keep.names, nc * sizeof(*nn));
+			if (!nn) {
+				pack_list_free(&l);
+				rc = bri_err_set(err, -ENOMEM, "out of memory");
+				break;
+			}
+			keep.names = nn;
+			cap = nc;
+		}
+		if (l.n) {
+			memcpy(keep.names + keep.n, l.names, l.n * sizeof(*l.names));
+			keep.n += l.n;
+		}
+		free(l.names); /* the strings moved to keep */
+	}
+	if (rc == 0 && keep.n)
+		qsort(keep.names, keep.n, sizeof(*keep.names), str_cmp);
+	for (size_t i = 0; rc == 0 && i < x->nkeys; i++) {
+		const char *kn = x->keys[i].name;
+		time_t t = iso_utc(x->keys[i].obj->last_modified);
+		char detail[200] = "";
+		int d = 0;
+
+		if (!is_pack(kn) || pack_list_has(&keep, kn) || !t || now - t <= UPLOAD_STALE)
+			continue;
+		if (!dry_run)
+			d = delete_all_versions(r, x, kn, detail, sizeof(detail), err);
+		if (d < 0)
+			rc = d;
+		else if (d == 0)
+			(*removed_packs)++;
+	}
+	pack_list_free(&keep);
+	return rc;
+}
+
 int bri_offsite_prune(struct bri_offsite *r, const struct bri_retention_rules *rules, time_t now,
                       bool dry_run, struct bri_offsite_prune_item **out, size_t *n,
-                      unsigned *aborted_uploads, struct bri_err *err)
+                      unsigned *aborted_uploads, unsigned *removed_packs, struct bri_err *err)
 {
 	struct bri_offsite_backup *b = NULL;
 	struct bri_retention_item *items = NULL;
@@ -1467,12 +1765,20 @@ int bri_offsite_prune(struct bri_offsite *r, const struct bri_retention_rules *r
 			d = delete_all_versions(r, &x, file, res[i].detail, sizeof(res[i].detail),
 			                        err);
 		}
+		if (d == 0 && b[i].pages) {
+			snprintf(file, sizeof(file), "%s" PACKS_SUFFIX, b[i].name);
+			d = delete_all_versions(r, &x, file, res[i].detail, sizeof(res[i].detail),
+			                        err);
+		}
 		if (d < 0) {
 			rc = d;
 			goto out_free;
 		}
 		res[i].removed = d == 0;
 	}
+	rc = prune_packs(r, &x, b, res, nb, now, dry_run, removed_packs, err);
+	if (rc < 0)
+		goto out_free;
 	rc = s3_list_uploads(r->s3, r->conf.prefix, &up, &nup, err);
 	if (rc < 0)
 		goto out_free;

@@ -412,3 +412,33 @@ def test_status_shows_push_states_and_the_lag(off, cli, store, rgw):
     st = json.loads(off.run("--json", "offsite", "status", "--remote", off.remote,
                             env=clean).stdout)
     assert (st["uploaded"], st["pending"], st["lag_seconds"]) == (2, 0, 0)
+
+
+@pytest.mark.parametrize("store_format", ["pages"])
+def test_prune_of_a_page_store_removes_the_packs_no_backup_uses(off, cli, live_db, store_format):
+    """A page store's backup lists its packs on the remote (NAME.packs);
+    prune keeps exactly the packs the remaining backups list, and they still
+    restore."""
+    now = int(time.time())
+    create(cli, "old", now=now - 90 * 86400)
+    push(off)
+    # Every page changes (freed pages zeroed): the new backup shares no pack with the old.
+    subprocess.run(["sqlite3", str(live_db)], check=True, timeout=60, input=(
+        "PRAGMA secure_delete=ON; UPDATE videos SET title = title || ' v2';"
+        "UPDATE memory SET video_id = video_id + 1000000, content = content || ' v2';"
+        "UPDATE video_context SET data = data || ' v2';"), text=True)
+    create(cli, "new", now=now - 3600)
+    push(off)
+    s3 = off.rgw.client()
+    lists = {n: set(json.loads(s3.request("GET", off.bucket,
+                                          f"{off.prefix}/{n}.packs").body)) for n in ("old", "new")}
+    assert lists["old"] and lists["new"] and not lists["old"] & lists["new"], lists
+    r = json.loads(off.run("--json", "offsite", "prune", "--remote", off.remote,
+                           "--remote-retention-days", "30", "--keep-min", "1",
+                           now=now + 2 * 86400).stdout)
+    assert r["removed_packs"] == len(lists["old"])
+    assert [b["name"] for b in off.listing()] == ["new"]
+    packs = {k for k in off.keys() if k.startswith("pack-")}
+    assert packs == lists["new"]
+    assert "old.packs" not in off.keys()
+    assert off.off("verify", "--read-data").returncode == 0
