@@ -770,9 +770,26 @@ static size_t part_size(void)
 	return S3_PART_DEFAULT;
 }
 
-static int multipart(struct s3 *c, const char *key, int fd, uint64_t size, const char *const *h,
-                     size_t psize, struct bri_err *err)
+static int check_expect(const char *key, const char *expect, const char *hex, struct bri_err *err)
 {
+	if (!expect || strcmp(expect, hex) == 0)
+		return 0;
+	return bri_err_set(err, -EIO,
+	                   "%s was not uploaded: its SHA-256 %.12s... is not the %.12s... its "
+	                   "metadata records (damaged, or changed while read)",
+	                   key, hex, expect);
+}
+
+/*
+ * A multipart upload of size bytes of fd. With expect (the SHA-256 the
+ * bytes must have, already in the headers h), the whole object is hashed
+ * from the parts as they are sent and the upload is aborted, never
+ * completed, when it differs: one read of the file instead of two.
+ */
+static int multipart(struct s3 *c, const char *key, int fd, uint64_t size, const char *const *h,
+                     size_t psize, const char *expect, char hex[65], struct bri_err *err)
+{
+	EVP_MD_CTX *whole = NULL;
 	struct s3_req q = {.method = "POST",
 	                   .key = key,
 	                   .query = "uploads=",
@@ -802,7 +819,8 @@ static int multipart(struct s3 *c, const char *key, int fd, uint64_t size, const
 	eid = s3_uri_encode(upload_id, false);
 	etags = calloc(nparts, sizeof(*etags));
 	buf = malloc(psize);
-	if (!eid || !etags || !buf) {
+	whole = EVP_MD_CTX_new();
+	if (!eid || !etags || !buf || !whole || !EVP_DigestInit_ex(whole, EVP_sha256(), NULL)) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_abort;
 	}
@@ -816,6 +834,7 @@ static int multipart(struct s3 *c, const char *key, int fd, uint64_t size, const
 			            strerror(-rc));
 			goto out_abort;
 		}
+		EVP_DigestUpdate(whole, buf, n);
 		free(query);
 		if (asprintf(&query, "partNumber=%zu&uploadId=%s", i + 1, eid) < 0) {
 			query = NULL;
@@ -828,6 +847,14 @@ static int multipart(struct s3 *c, const char *key, int fd, uint64_t size, const
 		snprintf(etags[i], sizeof(etags[i]), "%s", r.etag);
 		s3_resp_free(&r);
 	}
+	{
+		unsigned char d[32];
+		EVP_DigestFinal_ex(whole, d, NULL);
+		to_hex(d, 32, hex);
+	}
+	rc = check_expect(key, expect, hex, err);
+	if (rc < 0)
+		goto out_abort; /* changed or damaged while sent: never completed */
 	xml_len = 64 + nparts * 160;
 	xml = malloc(xml_len);
 	if (!xml) {
@@ -875,6 +902,7 @@ out_abort : {
 	s3_abort_upload(c, key, upload_id, &ignored);
 }
 out_free:
+	EVP_MD_CTX_free(whole);
 	free(xml);
 	free(buf);
 	free(etags);
@@ -882,16 +910,6 @@ out_free:
 	free(eid);
 	free(upload_id);
 	return rc;
-}
-
-static int check_expect(const char *key, const char *expect, const char *hex, struct bri_err *err)
-{
-	if (!expect || strcmp(expect, hex) == 0)
-		return 0;
-	return bri_err_set(err, -EIO,
-	                   "%s was not uploaded: its SHA-256 %.12s... is not the %.12s... its "
-	                   "metadata records (damaged, or changed while read)",
-	                   key, hex, expect);
 }
 
 int s3_put_fd(struct s3 *c, const char *key, int fd, uint64_t size, const char *lock_until,
@@ -905,13 +923,17 @@ int s3_put_fd(struct s3 *c, const char *key, int fd, uint64_t size, const char *
 	int rc;
 
 	if (size > psize) {
-		rc = fd_sha256(fd, size, hex, err);
-		if (rc == 0)
-			rc = check_expect(key, expect, hex, err);
-		if (rc < 0)
-			return rc;
-		object_headers(hex, lock_until, sha_h, lock_h, h);
-		return multipart(c, key, fd, size, h, psize, err);
+		/* Without an expected hash, a first pass finds the one to store. */
+		char pre[65];
+
+		if (!expect) {
+			rc = fd_sha256(fd, size, pre, err);
+			if (rc < 0)
+				return rc;
+			expect = pre;
+		}
+		object_headers(expect, lock_until, sha_h, lock_h, h);
+		return multipart(c, key, fd, size, h, psize, expect, hex, err);
 	}
 	buf = malloc(size ? (size_t)size : 1);
 	if (!buf)

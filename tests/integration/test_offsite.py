@@ -442,3 +442,27 @@ def test_prune_of_a_page_store_removes_the_packs_no_backup_uses(off, cli, live_d
     assert packs == lists["new"]
     assert "old.packs" not in off.keys()
     assert off.off("verify", "--read-data").returncode == 0
+
+
+@pytest.mark.parametrize("part_mb", ["64", "8"])
+def test_a_damaged_local_backup_is_not_pushed(cli, rgw, bucket, tmp_path, part_mb):
+    """Bytes that are not what the metadata says never reach the remote: not
+    as one PUT, and a multipart upload is aborted, never completed."""
+    db = make_sample_db(tmp_path / "big" / "bri.db", rows=50000)
+    big = Cli(db, tmp_path / "big" / "backups")
+    big.run("create", "--name", "big")
+    f = tmp_path / "big" / "backups" / "big.db"
+    data = bytearray(f.read_bytes())
+    data[len(data) - 100] ^= 0xFF  # in the last part
+    f.chmod(0o600)
+    f.write_bytes(bytes(data))
+    o = Offsite(big, rgw, bucket)
+    o.env = rgw.env(BRI_S3_PART_MB=part_mb)
+    o.off("init")
+    r = o.off("push", check=False)
+    assert r.returncode == 1 and "was not uploaded" in r.stderr
+    assert o.keys() == []
+    uploads = rgw.client().request("GET", bucket, query={"uploads": ""})
+    assert b"<UploadId>" not in uploads.body
+    st = json.loads((tmp_path / "big" / "backups" / "big.db.offsite").read_text())
+    assert st["status"] == "failed"
