@@ -24,12 +24,14 @@
 #include <unistd.h>
 
 #include "bri/log.h"
+#include "bri/rehearsal.h"
 #include "bri/verify.h"
 #include "fs.h"
 
-#define META_FILE    "meta.json"
-#define VERIFY_FILE  "verify"
-#define OFFSITE_FILE "offsite" /* only with -o offsite= */
+#define META_FILE      "meta.json"
+#define VERIFY_FILE    "verify"
+#define REHEARSAL_FILE "rehearsal"
+#define OFFSITE_FILE   "offsite" /* only with -o offsite= */
 
 /* Listing keys of the fixed entries; a backup's key is KEY_STORE + its st_ino. */
 enum {
@@ -106,12 +108,31 @@ void bfs_fill_entry(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, tim
 /* The store file a backup kind's inode derives from. */
 static enum bfs_file file_of_kind(enum bfs_kind k)
 {
-	return k == BFS_K_META ? BFS_FILE_META : k == BFS_K_VERIFY ? BFS_FILE_VERIFY : BFS_FILE_DB;
+	switch (k) {
+	case BFS_K_META:
+		return BFS_FILE_META;
+	case BFS_K_VERIFY:
+		return BFS_FILE_VERIFY;
+	case BFS_K_REHEARSAL:
+		return BFS_FILE_REHEARSAL;
+	default:
+		return BFS_FILE_DB;
+	}
 }
 
 static const struct stat *file_stat(const struct bri_entry *b, enum bfs_file f)
 {
-	return f == BFS_FILE_META ? &b->meta_st : f == BFS_FILE_VERIFY ? &b->verify_st : &b->db_st;
+	switch (f) {
+	case BFS_FILE_META:
+		return &b->meta_st;
+	case BFS_FILE_VERIFY:
+		return &b->verify_st;
+	case BFS_FILE_REHEARSAL:
+		return &b->rehearsal_st;
+	case BFS_FILE_DB:
+		break;
+	}
+	return &b->db_st;
 }
 
 /* The inode of backup b's node of kind k (its verify: with or without a result). */
@@ -119,6 +140,8 @@ static fuse_ino_t backup_ino(const struct bri_entry *b, enum bfs_kind k)
 {
 	if (k == BFS_K_VERIFY || k == BFS_K_VERIFY_NONE)
 		k = b->verify_st.st_ino ? BFS_K_VERIFY : BFS_K_VERIFY_NONE;
+	if (k == BFS_K_REHEARSAL || k == BFS_K_REHEARSAL_NONE)
+		k = b->rehearsal_st.st_ino ? BFS_K_REHEARSAL : BFS_K_REHEARSAL_NONE;
 	return bfs_ino_store(b, file_stat(b, file_of_kind(k)), k);
 }
 
@@ -225,6 +248,37 @@ static int offsite_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t in
 	return 0;
 }
 
+/* NAME/rehearsal: the last rehearsal's one line (bri_rehearsal_describe). */
+static int rehearsal_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+                          struct fuse_entry_param *e)
+{
+	char line[BRI_REHEARSAL_REASON_MAX + 128];
+	size_t len = bri_rehearsal_describe(&b->rehearsal, line, sizeof(line));
+
+	bfs_fill_entry(fs, ino, S_IFREG | 0400, (off_t)len,
+	               b->rehearsal.time ? b->rehearsal.time : b->time, e);
+	/* As verify: a new outcome is a new store file, so a new inode, looked up anew. */
+	immutable(b, ino, e);
+	e->entry_timeout = 0;
+	return 0;
+}
+
+static int render_rehearsal(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len)
+{
+	char line[BRI_REHEARSAL_REASON_MAX + 128];
+	struct bri_entry *b;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = entry_of(fs, ino);
+	if (b)
+		*len = bri_rehearsal_describe(&b->rehearsal, line, sizeof(line));
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!b)
+		return -ESTALE; /* a newer outcome has another inode: look it up again */
+	*out = strdup(line);
+	return *out ? 0 : -ENOMEM;
+}
+
 static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT];
 
 /* Attributes of backup b's node of kind k; cat_lock held. */
@@ -285,10 +339,17 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 		k = BFS_K_META;
 	else if (!strcmp(name, VERIFY_FILE))
 		k = BFS_K_VERIFY;
+	else if (fs->rehearsals.configured && !strcmp(name, REHEARSAL_FILE))
+		k = BFS_K_REHEARSAL;
 	else if (fs->offsite && !strcmp(name, OFFSITE_FILE))
 		k = BFS_K_OFFSITE;
 	else
 		return -ENOENT;
+	if (k == BFS_K_REHEARSAL) {
+		rc = bfs_refresh(fs, false); /* a rehearsal by another process shows */
+		if (rc < 0)
+			return rc;
+	}
 	if (backup_id_of(fs, dir, &id) < 0)
 		return -ENOENT;
 	if (k == BFS_K_VERIFY)
@@ -305,11 +366,13 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
 {
 	static const enum bfs_kind kinds[] = {BFS_K_BACKUP_DB, BFS_K_META, BFS_K_VERIFY,
-	                                      BFS_K_OFFSITE};
-	struct fuse_entry_param e[4], dot;
-	const char *names[4];
-	bool have[4] = {false, false, false, false};
-	int nkinds = fs->offsite ? 4 : 3; /* offsite only when the mount has one */
+	                                      BFS_K_REHEARSAL, BFS_K_OFFSITE};
+	struct fuse_entry_param e[5], dot;
+	const char *names[5];
+	bool have[5] = {false, false, false, false, false};
+	/* rehearsal and offsite only when configured: the default folder is as SPEC 4 says */
+	bool shown[5] = {true, true, true, fs->rehearsals.configured, fs->offsite != NULL};
+	int nkinds = 5;
 	struct bri_entry *b;
 	uint64_t id;
 	int rc;
@@ -323,14 +386,15 @@ static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn 
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = entry_of(fs, dir);
 	for (int i = 0; b && i < nkinds; i++)
-		have[i] = backup_attr(fs, b, kinds[i], &e[i]) == 0;
+		have[i] = shown[i] && backup_attr(fs, b, kinds[i], &e[i]) == 0;
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!b)
 		return -ENOENT;
 	names[0] = fs->store->db_filename;
 	names[1] = META_FILE;
 	names[2] = VERIFY_FILE;
-	names[3] = OFFSITE_FILE;
+	names[3] = REHEARSAL_FILE;
+	names[4] = OFFSITE_FILE;
 	memset(&dot, 0, sizeof(dot));
 	dot.attr.st_mode = S_IFDIR;
 	if (after < KEY_DOT && add(ctx, ".", &dot, NULL, 0, KEY_DOT))
@@ -875,6 +939,18 @@ static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT] = {
                            .open = open_generated,
                            .render = render_verify,
                            .entry_attr = verify_attr},
+    [BFS_K_REHEARSAL] = {.name = "rehearsal",
+                         .mode = S_IFREG | 0400,
+                         .attr = attr_backup,
+                         .open = open_generated,
+                         .render = render_rehearsal,
+                         .entry_attr = rehearsal_attr},
+    [BFS_K_REHEARSAL_NONE] = {.name = "rehearsal (never)",
+                              .mode = S_IFREG | 0400,
+                              .attr = attr_backup,
+                              .open = open_generated,
+                              .render = render_rehearsal,
+                              .entry_attr = rehearsal_attr},
     [BFS_K_INSPECT_DIR] = {.name = "inspect/",
                            .mode = S_IFDIR | 0555,
                            .attr = bfs_insp_attr,
@@ -941,7 +1017,8 @@ static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT] = {
 const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino)
 {
 	enum bfs_kind k = bfs_ino_kind(ino);
-	bool store = (k >= BFS_K_BACKUP_DIR && k <= BFS_K_VERIFY_NONE) || k == BFS_K_OFFSITE;
+	bool store = (k >= BFS_K_BACKUP_DIR && k <= BFS_K_VERIFY_NONE) || k == BFS_K_REHEARSAL ||
+	             k == BFS_K_REHEARSAL_NONE || k == BFS_K_OFFSITE;
 
 	if (k <= BFS_K_NONE || k >= BFS_K_COUNT)
 		return NULL;

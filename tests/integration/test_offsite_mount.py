@@ -185,3 +185,17 @@ def test_unmounting_aborts_an_upload_in_progress(tmp_path, rgw, remote):
     assert remote_names(rgw, remote) == []
     state = json.loads((store / "big.db.offsite").read_text())
     assert state["status"] == "failed"
+
+
+def test_offsite_and_rehearsal_files_side_by_side(live_db, store, tmp_path, rgw, remote):
+    checks = tmp_path / "checks.sql"
+    checks.write_text("SELECT count(*) > 0 FROM videos; -- expect 1\n")
+    m = mount_offsite(live_db, store, tmp_path, rgw, remote, f"checks={checks}")
+    try:
+        (m / "ctl" / "create").write_text("one\n")
+        assert sorted(os.listdir(m / "one")) == ["bri.db", "meta.json", "offsite", "rehearsal",
+                                                 "verify"]
+        assert wait_until(lambda: offsite_text(m, "one").startswith("uploaded "), timeout=60)
+        assert (m / "one" / "rehearsal").read_text().startswith("never")
+    finally:
+        m.stop()
