@@ -40,6 +40,8 @@ struct bri_status_day {
 	size_t failed_creates;   /* creates that failed that day (audit log) */
 	size_t rehearsed_ok;     /* backups of the day whose last rehearsal passed */
 	size_t rehearsed_failed; /* backups of the day whose last rehearsal failed */
+	size_t offsite_ok;       /* backups of the day uploaded offsite (audit log) */
+	size_t offsite_failed;   /* backups of the day whose last push failed (audit log) */
 	int64_t max_bytes;       /* the largest backup of the day */
 	double max_create_s;     /* the longest create of the day (meta's duration_s), 0 if none */
 	double max_verify_s;     /* the longest last verification of the day, 0 if none */
@@ -88,12 +90,19 @@ struct bri_status_rehearsal {
 };
 
 /*
- * HOOK (issue 12, offsite): the remote's state (last push, how far it
- * lags, failures). The core has no offsite module yet: known stays false,
- * and the page says nothing about offsite rather than guess.
+ * The offsite copy (SPEC.md 6), from the audit log's offsite-push records of
+ * the window: none when the store was never pushed (the page then says
+ * nothing about offsite). How far the remote lags is ctl/metrics' (it needs
+ * the remote the mount pushes to; the page reads the store alone).
  */
 struct bri_status_offsite {
-	bool known; /* the core reported an offsite state */
+	bool known;                       /* a push is recorded in the window */
+	char remote[256];                 /* where the last successful push went */
+	char last_name[BRI_NAME_MAX + 1]; /* the backup it uploaded */
+	time_t last_upload;               /* when, 0 when no push succeeded */
+	size_t uploads, failures;         /* pushes of the window, by result */
+	time_t last_failure;              /* the newest failed push, 0 when none */
+	char last_error[256];             /* its reason */
 };
 
 struct bri_status {
@@ -115,7 +124,7 @@ struct bri_status {
 	struct bri_status_usage *usage; /* samples of the window, oldest first; the last is now */
 	size_t nusage;
 	struct bri_status_rehearsal rehearsal; /* see above */
-	struct bri_status_offsite offsite;     /* HOOK: see above */
+	struct bri_status_offsite offsite;     /* see above */
 };
 
 /*

@@ -97,8 +97,10 @@ static void day_add(struct bri_status_day *d, const struct bri_entry *e)
 /* What the audit scan collects. */
 struct scan {
 	struct bri_status *st;
-	int error;                   /* -ENOMEM when an array could not grow */
-	bool rehearsal_from_catalog; /* st->rehearsal came from a backup's status */
+	int error;                                /* -ENOMEM when an array could not grow */
+	bool rehearsal_from_catalog;              /* st->rehearsal came from a backup's status */
+	const struct bri_status_backup **by_name; /* st->recent sorted by name (NULL: none) */
+	signed char *pushed; /* per recent backup: 0 no push, 1 the last push ok, -1 it failed */
 	size_t restores_cap, usage_cap;
 };
 
@@ -135,6 +137,39 @@ static int add_usage(struct scan *sc, time_t t, int64_t logical, int64_t stored)
 	return 0;
 }
 
+static int by_name_cmp(const void *a, const void *b)
+{
+	return strcmp((*(const struct bri_status_backup *const *)a)->name,
+	              (*(const struct bri_status_backup *const *)b)->name);
+}
+
+/* One offsite push: the offsite facts, and (last one wins) its backup's mark. */
+static void offsite_rec(struct scan *sc, const struct bri_audit_rec *r)
+{
+	struct bri_status_offsite *o = &sc->st->offsite;
+	struct bri_status_backup key, *k = &key;
+	const struct bri_status_backup **hit;
+
+	o->known = true;
+	if (r->ok) {
+		o->uploads++;
+		o->last_upload = r->time;
+		snprintf(o->last_name, sizeof(o->last_name), "%s", r->name);
+		snprintf(o->remote, sizeof(o->remote), "%s", r->detail);
+	} else {
+		o->failures++;
+		o->last_failure = r->time;
+		snprintf(o->last_error, sizeof(o->last_error), "%s",
+		         r->detail[0] ? r->detail : r->result);
+	}
+	if (!sc->by_name)
+		return;
+	snprintf(key.name, sizeof(key.name), "%s", r->name);
+	hit = bsearch(&k, sc->by_name, sc->st->nrecent, sizeof(*sc->by_name), by_name_cmp);
+	if (hit)
+		sc->pushed[*hit - sc->st->recent] = r->ok ? 1 : -1;
+}
+
 static int scan_rec(void *arg, const struct bri_audit_rec *r)
 {
 	struct scan *sc = arg;
@@ -161,6 +196,8 @@ static int scan_rec(void *arg, const struct bri_audit_rec *r)
 		ev->duration_s = r->duration_s;
 	} else if ((!strcmp(r->op, "create") || !strcmp(r->op, "create-safety")) && !r->ok) {
 		st->days[i].failed_creates++;
+	} else if (!strcmp(r->op, "offsite-push")) {
+		offsite_rec(sc, r);
 	} else if (!strcmp(r->op, "rehearse") && !sc->rehearsal_from_catalog) {
 		/* No backup kept has a rehearsal status: the audit log's newest record. */
 		struct bri_status_rehearsal *h = &st->rehearsal;
@@ -298,8 +335,32 @@ int bri_status_collect_store(struct bri_status *st, struct bri_store *s)
 {
 	struct scan sc = {.st = st, .rehearsal_from_catalog = st->rehearsal.known};
 
-	/* The audit log: restores, failed creates, the last rehearsal, size over time. */
+	/* The backups of the window by name, for the offsite pushes' marks. */
+	if (st->nrecent) {
+		sc.by_name = malloc(st->nrecent * sizeof(*sc.by_name));
+		sc.pushed = calloc(st->nrecent, 1);
+		if (!sc.by_name || !sc.pushed) {
+			free(sc.by_name);
+			free(sc.pushed);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < st->nrecent; i++)
+			sc.by_name[i] = &st->recent[i];
+		qsort(sc.by_name, st->nrecent, sizeof(*sc.by_name), by_name_cmp);
+	}
+	/* The audit log: restores, failed creates, the last rehearsal, offsite pushes,
+	   size over time. */
 	bri_audit_scan(s, st->window_start, scan_rec, &sc);
+	for (size_t i = 0; sc.pushed && i < st->nrecent; i++) {
+		struct bri_status_day *d = &st->days[day_index(st, st->recent[i].time)];
+
+		if (sc.pushed[i] > 0)
+			d->offsite_ok++;
+		else if (sc.pushed[i] < 0)
+			d->offsite_failed++;
+	}
+	free(sc.by_name);
+	free(sc.pushed);
 	if (sc.error)
 		return sc.error;
 	if (!s->ops || !s->ops->usage) {
@@ -314,7 +375,6 @@ int bri_status_collect_store(struct bri_status *st, struct bri_store *s)
 	}
 	if (add_usage(&sc, st->now, st->stats.logical_bytes, st->stats.stored_bytes) < 0)
 		return -ENOMEM;
-	/* HOOK: offsite (issue 12) is not in the core yet; st->offsite.known stays false. */
 	return 0;
 }
 
@@ -610,6 +670,7 @@ static const char css[] =
     ".day.none{fill:#eee}"
     ".k-auto{fill:#78909c}.k-named{fill:#1565c0}.k-safety{fill:#8e24aa}"
     ".reh.ok{fill:#00897b}.reh.failed{fill:#c62828}"
+    ".off.ok{fill:#f9a825}.off.failed{fill:#c62828}"
     ".ser{fill:#5c6bc0}.ser.v{fill:#00897b}"
     ".grid{stroke:#e4e4e4;stroke-width:1}.base{stroke:#aaa;stroke-width:1}"
     ".logical{stroke:#1565c0;fill:none;stroke-width:2}"
@@ -879,7 +940,7 @@ static void calendar(struct text *t, const struct bri_status *st)
 	add(t, "<h2>Last %d days <small>(%zu with a backup, %zu with a failure)</small></h2>\n",
 	    BRI_STATUS_DAYS, with, bad);
 	add(t,
-	    "<svg id=\"calendar\" width=\"%d\" height=\"44\" viewBox=\"0 0 %d 44\" role=\"img\">",
+	    "<svg id=\"calendar\" width=\"%d\" height=\"50\" viewBox=\"0 0 %d 50\" role=\"img\">",
 	    PAGE_W, PAGE_W);
 	for (int i = 0; i < BRI_STATUS_DAYS; i++) {
 		const struct bri_status_day *d = &st->days[i];
@@ -911,6 +972,13 @@ static void calendar(struct text *t, const struct bri_status *st)
 			    "<title>rehearsed: %zu passed, %zu failed</title></rect>",
 			    d->rehearsed_failed ? "failed" : "ok", x, cw - 1.5, d->rehearsed_ok,
 			    d->rehearsed_failed);
+		if (d->offsite_ok || d->offsite_failed)
+			add(t,
+			    "<rect class=\"off %s\" x=\"%.1f\" y=\"46\" width=\"%.1f\" "
+			    "height=\"4\">"
+			    "<title>offsite: %zu uploaded, %zu failed</title></rect>",
+			    d->offsite_failed ? "failed" : "ok", x, cw - 1.5, d->offsite_ok,
+			    d->offsite_failed);
 	}
 	add(t, "</svg>\n");
 	axis_days(t, st);
@@ -922,7 +990,10 @@ static void calendar(struct text *t, const struct bri_status *st)
 	       "<span class=\"sw\" style=\"background:#1565c0\"></span>named "
 	       "<span class=\"sw\" style=\"background:#8e24aa\"></span>safety "
 	       "<span class=\"sw\" style=\"background:#00897b\"></span>rehearsed "
-	       "<span class=\"sw\" style=\"background:#c62828\"></span>rehearsal failed</div>\n");
+	       "<span class=\"sw\" style=\"background:#c62828\"></span>rehearsal failed");
+	if (st->offsite.known)
+		add(t, " <span class=\"sw\" style=\"background:#f9a825\"></span>offsite");
+	add(t, "</div>\n");
 }
 
 static void fact(struct text *t, const char *label, const char *value)
@@ -939,7 +1010,7 @@ struct fact {
 };
 
 /* The facts as lines. */
-static void facts_lines(const struct bri_status *st, struct fact lines[8], int *n)
+static void facts_lines(const struct bri_status *st, struct fact lines[10], int *n)
 {
 	const struct bri_stats *s = &st->stats;
 	char a[64], b[64], c[64];
@@ -1009,7 +1080,28 @@ static void facts_lines(const struct bri_status *st, struct fact lines[8], int *
 		snprintf(lines[k++].value, sizeof(lines[0].value), "none in %d days",
 		         BRI_STATUS_DAYS);
 	}
-	/* HOOK: an "Offsite" line goes here once st->offsite.known (issue 12). */
+	if (st->offsite.known) {
+		const struct bri_status_offsite *o = &st->offsite;
+		char when[24] = "never", fail[400] = "";
+
+		if (o->last_upload)
+			fmt_time(o->last_upload, when, sizeof(when));
+		if (o->failures) {
+			fmt_time(o->last_failure, a, sizeof(a));
+			snprintf(fail, sizeof(fail), "; last failure %s: %.200s", a, o->last_error);
+		}
+		snprintf(lines[k].label, sizeof(lines[k].label), "Offsite");
+		if (o->last_upload)
+			snprintf(lines[k].value, sizeof(lines[0].value),
+			         "last upload %s: %s to %s; ", when, o->last_name, o->remote);
+		else
+			snprintf(lines[k].value, sizeof(lines[0].value), "no upload yet; ");
+		snprintf(lines[k].value + strlen(lines[k].value),
+		         sizeof(lines[0].value) - strlen(lines[k].value),
+		         "%zu uploaded, %zu failed in %d days%s", o->uploads, o->failures,
+		         BRI_STATUS_DAYS, fail);
+		k++;
+	}
 	*n = k;
 }
 
@@ -1035,7 +1127,7 @@ int bri_status_html(const struct bri_status *st, char **out, size_t *len)
 {
 	const char *level = bri_health_level_name(st->level);
 	char thr[512];
-	struct fact lines[8];
+	struct fact lines[10];
 	struct text t = {0};
 	int n;
 
@@ -1190,7 +1282,7 @@ static double day_verify(const struct bri_status_day *d)
 int bri_status_text(const struct bri_status *st, char **out, size_t *len)
 {
 	char thr[512], head[64], top[32];
-	struct fact lines[8];
+	struct fact lines[10];
 	double maxc = 0, maxv = 0;
 	int64_t maxb = 0;
 	struct text t = {0};

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, ROOT, Mount, both_formats, sh
+from conftest import BRI_BACKUP, ROOT, Mount, both_formats, sh, wait_until
 from test_cli import corrupt
 
 DAY = 86400
@@ -441,22 +441,35 @@ def exprs_of_dashboard(d):
     return out
 
 
-def test_grafana_dashboard_names_only_exported_metrics(cli, live_db, store, tmp_path):
-    # Every operation once, so that every family has samples.
+def test_grafana_dashboard_names_only_exported_metrics(cli, live_db, store, tmp_path, rgw,
+                                                      bucket):
+    """With every feature on (offsite to a real RGW, a rehearsal, every
+    operation once), so that every metric family has samples."""
+    assert rgw.client().request("PUT", bucket).status == 200
+    remote = f"s3://{bucket}/mnt"
     now = int(time.time())
     for d in (2, 1, 0):
         cli.run("create", "--verify", now=now - d * DAY)
     cli.run("restore", "latest")
     cli.run("cleanup")
     cli.run("rehearse", "latest")
-    m = Mount(live_db, store, tmp_path / "mnt")
+    m = Mount(live_db, store, tmp_path / "mnt",
+              options=[f"offsite={remote}", f"endpoint={rgw.endpoint}", "offsite_retry_max=1"],
+              env=rgw.env(BRI_S3_TRIES="1"))
     m.start()
     try:
+        (m.path / "ctl/create").write_text("pushed\n")
+        assert wait_until(lambda: (m.path / "pushed/offsite").read_text().startswith("uploaded"),
+                          60), (m.path / "pushed/offsite").read_text()
+        # Every backup pushed (the older ones too), so the page has settled.
+        assert wait_until(lambda: "\nbri_offsite_pending_backups 0\n" in
+                          (m.path / "ctl/metrics").read_text(), 60)
         metrics = (m.path / "ctl/metrics").read_text()
+        page = (m.path / "ctl/report.html").read_text()
     finally:
         m.stop()
     families = exported_families(metrics)
-    assert len(families) >= 16
+    assert {"bri_offsite_lag_seconds", "bri_backup_rehearsal_success"} <= families
     names = re.compile(r"\bbri_[a-z_]+\b")
 
     dash = json.loads((GRAFANA / "bri-backup.json").read_text())
@@ -489,3 +502,12 @@ def test_grafana_dashboard_names_only_exported_metrics(cli, live_db, store, tmp_
     assert any("bri_backup_rehearsal_success" in e for e in rule_exprs.values())
     # The labels the exprs select exist in the metrics.
     assert 'bri_backup_verification{result="failed"}' in metrics
+
+    # The status page shows the pushes, from the audit log: a fact, and a mark
+    # under each day whose backups went offsite (all of them).
+    assert "last upload " in page and f": pushed to {remote}; " in page
+    p = parse(page)
+    offs = p.classes("rect", "off", inside="calendar")
+    with_backups = [a for a, _ in p.classes("rect", "day") if a["data-backups"] != "0"]
+    assert len(offs) == len(with_backups) == 3 and all("ok" in c for _, c in offs)
+    assert sorted(a["x"] for a, _ in offs) == sorted(a["x"] for a in with_backups)
