@@ -29,8 +29,8 @@
  *   write lock), idmap (with its file index), cat_changed, reports and
  *   nreports. Read-locked by every request that looks at a backup; never
  *   held while rendering into the render cache or sending to the kernel.
- * - q_lock (mutex): guards the invalidation queue, q_pushed, q_sent, stop,
- *   verify_kick. Pushing an invalidation takes only q_lock, so it may be done
+ * - q_lock (mutex): guards the invalidation queue, q_held, renames, q_pushed,
+ *   q_sent, stop, verify_kick. Pushing an invalidation takes only q_lock, so it may be done
  *   under cat_lock; the notify worker sends them holding no lock at all
  *   (a notification sent from a request handler, or while holding a lock a
  *   handler needs, deadlocks the daemon).
@@ -216,15 +216,17 @@ struct bfs_inval {
 	fuse_ino_t parent;            /* entry invalidation: parent (0: inode) */
 	fuse_ino_t ino;               /* inode invalidation: inode */
 	char name[BRI_NAME_MAX + 16]; /* entry invalidation: name */
+	bool counted;                 /* held back, and already counted in q_sent */
 };
 
 /* The daemon's options (filled by main.c's fuse_opt table). */
 struct bfs_options {
-	char *db;             /* the live database (first non-option) */
-	char *backup_dir;     /* -o backup_dir= */
-	int retention_days;   /* -o retention_days= */
-	int keep_min;         /* -o keep_min= */
-	int keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly; /* -o keep_daily= ... */
+	char *db;           /* the live database (first non-option) */
+	char *backup_dir;   /* -o backup_dir= */
+	int retention_days; /* -o retention_days= */
+	int keep_min;       /* -o keep_min= */
+	int keep_hourly, keep_daily, keep_weekly, keep_monthly,
+	    keep_yearly;      /* -o keep_daily= ... */
 	char *keep_within;    /* -o keep_within= (e.g. 7d, 1y6m) */
 	char *on_success;     /* -o on_success=PROGRAM */
 	char *on_failure;     /* -o on_failure=PROGRAM */
@@ -298,6 +300,33 @@ struct bfs_render {
 	size_t len;     /* bytes in buf */
 };
 
+/*
+ * The FUSE requests the daemon answers, counted by kind, so that what the
+ * kernel's caches save is measured: a no-change rsync of the mount makes a
+ * bounded number of them. Test-only: ctl/metrics shows them
+ * (bri_fuse_requests_total) when $BRI_TEST_REQUESTS is set.
+ */
+enum bfs_req {
+	BFS_REQ_LOOKUP,
+	BFS_REQ_FORGET,
+	BFS_REQ_GETATTR,
+	BFS_REQ_SETATTR,
+	BFS_REQ_READLINK,
+	BFS_REQ_OPEN,
+	BFS_REQ_READ,
+	BFS_REQ_WRITE,
+	BFS_REQ_FLUSH,
+	BFS_REQ_RELEASE,
+	BFS_REQ_OPENDIR,
+	BFS_REQ_READDIR,
+	BFS_REQ_READDIRPLUS,
+	BFS_REQ_RELEASEDIR,
+	BFS_REQ_RENAME,
+	BFS_REQ_STATFS,
+	BFS_REQ_REFUSED, /* mknod, mkdir, create, unlink, rmdir, symlink, link */
+	BFS_REQ_COUNT
+};
+
 struct bfs_render_cache;
 struct bfs_nodes;
 
@@ -340,6 +369,8 @@ struct bfs {
 	pthread_cond_t q_cond;             /* signalled on queue push and stop */
 	pthread_cond_t q_done_cond;        /* signalled when the notify worker drained */
 	struct bfs_inval *q_head, *q_tail; /* pending invalidations */
+	struct bfs_inval *q_held;          /* entry invalidations held back during renames */
+	int renames;                       /* renames into restore/ being answered */
 	uint64_t q_pushed;                 /* invalidations queued so far */
 	uint64_t q_sent;                   /* invalidations processed so far */
 	bool stop;                         /* the workers must exit */
@@ -354,6 +385,7 @@ struct bfs {
 	bool no_opendir;                  /* the kernel lists folders without OPENDIR */
 	struct bfs_progress progress;     /* ctl/progress (progress.c) */
 	struct bfs_sched sched;           /* the backup schedule (schedule.c) */
+	atomic_uint_fast64_t requests[BFS_REQ_COUNT]; /* requests answered, by kind */
 };
 
 /* guard.c */
@@ -540,6 +572,10 @@ const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino);
 extern const struct fuse_lowlevel_ops bfs_ops;
 /* The struct bfs of a request. */
 struct bfs *bfs_of(fuse_req_t req);
+/* Counts one request of kind r (the first line of every handler); returns the request's bfs. */
+struct bfs *bfs_count(fuse_req_t req, enum bfs_req r);
+/* Appends the request counters to buf as Prometheus lines; 0 or -ENOMEM. */
+int bfs_requests_render(struct bfs *fs, char **buf, size_t *len);
 /* Attributes and cache lifetimes of ino; 0 or a negative errno. */
 int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e);
 
@@ -609,8 +645,18 @@ void bfs_inval_entry(struct bfs *fs, fuse_ino_t parent, const char *name);
 void bfs_inval_inode(struct bfs *fs, fuse_ino_t ino);
 /* Queues the invalidation of backup id's verify entry (a new result). */
 void bfs_inval_verify(struct bfs *fs, uint64_t id);
-/* Waits (at most timeout_s) until everything queued so far was sent. */
+/*
+ * Waits (at most timeout_s) until everything queued so far was sent (or
+ * held back until the renames in flight are answered).
+ */
 void bfs_inval_wait(struct bfs *fs, double timeout_s);
+/*
+ * A rename into restore/ is being answered, from its start to after its
+ * reply: the kernel holds the root's, restore/'s and the backup folder's
+ * locks meanwhile, which an entry invalidation there would wait for.
+ */
+void bfs_rename_begin(struct bfs *fs);
+void bfs_rename_end(struct bfs *fs);
 
 /*
  * Fills e for a node of the mount: inode ino, generation 1, mode, size (and

@@ -79,6 +79,54 @@ struct bfs *bfs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+static const char *const req_names[BFS_REQ_COUNT] = {
+    [BFS_REQ_LOOKUP] = "lookup",
+    [BFS_REQ_FORGET] = "forget",
+    [BFS_REQ_GETATTR] = "getattr",
+    [BFS_REQ_SETATTR] = "setattr",
+    [BFS_REQ_READLINK] = "readlink",
+    [BFS_REQ_OPEN] = "open",
+    [BFS_REQ_READ] = "read",
+    [BFS_REQ_WRITE] = "write",
+    [BFS_REQ_FLUSH] = "flush",
+    [BFS_REQ_RELEASE] = "release",
+    [BFS_REQ_OPENDIR] = "opendir",
+    [BFS_REQ_READDIR] = "readdir",
+    [BFS_REQ_READDIRPLUS] = "readdirplus",
+    [BFS_REQ_RELEASEDIR] = "releasedir",
+    [BFS_REQ_RENAME] = "rename",
+    [BFS_REQ_STATFS] = "statfs",
+    [BFS_REQ_REFUSED] = "refused",
+};
+
+struct bfs *bfs_count(fuse_req_t req, enum bfs_req r)
+{
+	struct bfs *fs = fuse_req_userdata(req);
+
+	atomic_fetch_add_explicit(&fs->requests[r], 1, memory_order_relaxed);
+	return fs;
+}
+
+int bfs_requests_render(struct bfs *fs, char **buf, size_t *len)
+{
+	static const char head[] =
+	    "# HELP bri_fuse_requests_total FUSE requests the daemon answered, by kind\n"
+	    "# TYPE bri_fuse_requests_total counter\n";
+	size_t cap = *len + sizeof(head) + BFS_REQ_COUNT * 64;
+	char *p = realloc(*buf, cap);
+	size_t pos = *len;
+
+	if (!p)
+		return -ENOMEM;
+	*buf = p;
+	bfs_appendf(p, cap, &pos, "%s", head);
+	for (int i = 0; i < BFS_REQ_COUNT; i++)
+		bfs_appendf(p, cap, &pos, "bri_fuse_requests_total{op=\"%s\"} %llu\n", req_names[i],
+		            (unsigned long long)atomic_load(&fs->requests[i]));
+	*len = pos;
+	return 0;
+}
+
 void bfs_fill_entry(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, time_t t,
                     struct fuse_entry_param *e)
 {
@@ -190,15 +238,12 @@ static int verify_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino
 	bfs_fill_entry(fs, ino, S_IFREG | 0400, (off_t)len,
 	               b->verify.checked ? b->verify.checked : b->time, e);
 	/*
-	 * A version's attributes never change (a new result is a new file in
-	 * the store, so a new inode), but the name is looked up each time
-	 * rather than invalidated: an entry invalidation waits for the
-	 * folder's lock, which a rename of this backup into restore/ holds
-	 * while it waits for the daemon, and a daemon killed then could not
-	 * exit (its notify thread stuck in the kernel), leaving mv hung.
+	 * A version's attributes never change: a new result is a new file in
+	 * the store, so a new inode, and the name's entry is invalidated then
+	 * (bfs_fresh_verify; worker.c holds such invalidations back while a
+	 * rename into restore/ holds the folder's lock).
 	 */
 	immutable(b, ino, e);
-	e->entry_timeout = 0;
 	return 0;
 }
 
@@ -1002,6 +1047,7 @@ int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	bfs_count(req, BFS_REQ_LOOKUP);
 	const struct bfs_kind_ops *k = bfs_kind_of(parent);
 	const struct bfs_render *r = NULL;
 	struct bfs *fs = bfs_of(req);
@@ -1026,12 +1072,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
+	bfs_count(req, BFS_REQ_FORGET);
 	bfs_node_forget(bfs_of(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
+	bfs_count(req, BFS_REQ_FORGET);
 	for (size_t i = 0; i < count; i++)
 		bfs_node_forget(bfs_of(req), forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
@@ -1039,6 +1087,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_GETATTR);
 	struct bfs *fs = bfs_of(req);
 	struct fuse_entry_param e;
 	int rc;
@@ -1062,6 +1111,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+	bfs_count(req, BFS_REQ_READLINK);
 	struct bfs *fs = bfs_of(req);
 	char target[BRI_NAME_MAX + 1] = "";
 	const struct bri_entry *b;
@@ -1096,6 +1146,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_OPENDIR);
 	struct bfs *fs = bfs_of(req);
 	const struct bfs_kind_ops *k = bfs_kind_of(ino);
 
@@ -1183,6 +1234,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_READDIR);
 	(void)fi;
 	do_readdir(req, ino, size, off, false);
 }
@@ -1190,12 +1242,14 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                            struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_READDIRPLUS);
 	(void)fi;
 	do_readdir(req, ino, size, off, true);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_RELEASEDIR);
 	(void)ino;
 	(void)fi;
 	fuse_reply_err(req, 0);
@@ -1204,6 +1258,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                        struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_SETATTR);
 	const int allowed = FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
 	                    FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
 	struct bfs *fs = bfs_of(req);
@@ -1234,6 +1289,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 static void op_refuse_entry(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
+	bfs_count(req, BFS_REQ_REFUSED);
 	(void)parent;
 	(void)name;
 	(void)mode;
@@ -1272,6 +1328,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	bfs_count(req, BFS_REQ_STATFS);
 	struct bfs *fs = bfs_of(req);
 	struct statvfs sv;
 
