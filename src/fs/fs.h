@@ -126,6 +126,7 @@ enum bfs_kind {
 #define BFS_SPACE_MASK    (3ull << 62)
 #define BFS_SPACE_STORE   (1ull << 63)
 #define BFS_SPACE_VERSION (1ull << 62)
+#define BFS_SPACE_INSPECT (3ull << 62)
 /* Fixed-space index base of backups whose store inode numbers do not fit. */
 #define BFS_ID_BASE 64
 

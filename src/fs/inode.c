@@ -22,10 +22,21 @@
  *                                           file (ctl/stats.json, ...): gen is
  *                                           the render cache's generation, so
  *                                           a new content is a new inode
+ *   11  inspect    3 * 2^62 | (h << 5) | kind
+ *                                           inspect/NAME/..., diff/OLD..NEW/...
+ *                                           and at/TIME (inspect/, diff/, at/
+ *                                           and their READMEs are fixed): h is
+ *                                           a 57-bit hash of what the name
+ *                                           means (the backups' names, store
+ *                                           inode numbers and mtimes, the
+ *                                           table, the TIME text), probed to
+ *                                           the next free number on a clash;
+ *                                           the generation is a second hash
+ *                                           of it (inspectfs.c)
  *
- * So the numbers of a backup's files are the same after a remount for the
- * same store content (restic, borg and rsync see them unchanged), and a
- * new result in NAME.db.verify (written to a new file and renamed) is a new
+ * So the numbers of a backup's files, and of the inspection files about
+ * them, are the same after a remount for the same store content (restic, borg and rsync see them
+ * unchanged), and a new result in NAME.db.verify (written to a new file and renamed) is a new
  * inode. The generation (fuse_entry_param.generation) of a store inode is a
  * hash of the backup's name, the kind and the store file's mtime: when the
  * store file system reuses an inode number for another file, the kernel

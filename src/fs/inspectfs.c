@@ -11,10 +11,16 @@
  *
  * Inodes: a looked-up name becomes a spec (what it names: the backups by
  * name and store identity, and the table), interned in a table capped at
- * SPEC_MAX, and its inode is bfs_ino_fixed(BFS_ID_BASE + spec index,
- * kind). A backup deleted and made again under its name is another spec.
- * Spec numbers are stable while mounted, not across remounts (these files
- * are generated; backup files keep their store-derived inodes).
+ * SPEC_MAX. Its inode is in the inspection id space (inode.c): a 57-bit
+ * hash of the spec (space, the sides' names, store inode numbers and
+ * mtimes, the table, at/'s TIME text), with the kind in the low bits, so
+ * the same store content gives the same numbers after a remount. A hash
+ * already taken by another spec (2^-57 odds) probes to the next number; the
+ * generation is a second hash of the spec, so a number that comes to name
+ * another spec after a remount is another generation to the kernel. A
+ * backup deleted and made again under its name is another spec. A `live`
+ * side is a snapshot number of this mount: not stable, as the live
+ * database is not store content.
  *
  * Sizes are exact at stat: the first stat of a file renders it once,
  * counting (bri_render_count), and keeps the count in its spec (a backup
@@ -69,6 +75,8 @@ struct spec {
 	struct live_snap *live; /* the snapshot a live side reads (one reference), or NULL */
 	uint64_t size;          /* the file's bytes, once counted (guarded by spec_lock) */
 	bool sized;             /* size is set (guarded by spec_lock) */
+	uint64_t num;           /* its number: the inode's index (spec_hash, then probed) */
+	uint64_t gen;           /* its inodes' generation (a second hash, never 0) */
 };
 
 /* A snapshot of the live database. */
@@ -82,6 +90,9 @@ struct live_snap {
 static pthread_mutex_t spec_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct spec **specs; /* by index (guarded by spec_lock) */
 static size_t nspecs, capspecs;
+static uint64_t *num_keys;         /* spec numbers + 1, 0: empty (open addressing; spec_lock) */
+static uint32_t *num_vals;         /* the index in specs of each key */
+static size_t num_cap;             /* slots, a power of two, at least twice nspecs */
 static struct live_snap *live_cur; /* the current snapshot (guarded by live_lock) */
 static sqlite3 *live_watch;        /* a connection on the live database (live_lock) */
 static int64_t live_version;       /* its data_version when live_cur was taken */
@@ -139,23 +150,100 @@ static void live_put_locked(struct live_snap *l, struct bfs *fs)
 	}
 }
 
-/* The spec at index i, or NULL. Specs are never freed while mounted. */
-static struct spec *spec_at(uint64_t i)
+/* Spec numbers: 57 bits (inode.c's inspection space), never 0. */
+#define NUM_MASK ((1ull << (64 - 2 - BFS_KIND_BITS)) - 1)
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	for (const unsigned char *c = p; n; n--, c++)
+		h = (h ^ *c) * 0x100000001b3ull;
+	return h;
+}
+
+static uint64_t fnv_side(uint64_t h, const struct side *x)
+{
+	/* The name with its NUL, so that ("ab", "c") and ("a", "bc") differ. */
+	h = x->name ? fnv(h, x->name, strlen(x->name) + 1) : fnv(h, "", 0);
+	h = fnv(h, &x->ident, sizeof(x->ident));
+	return fnv(h, &x->mtime, sizeof(x->mtime));
+}
+
+/* A hash of what a spec names, from seed (two seeds: its number and its generation). */
+static uint64_t spec_hash(uint64_t seed, enum spec_space space, const struct side *a,
+                          const struct side *b, const char *table)
+{
+	uint32_t sp = (uint32_t)space;
+	uint64_t h = fnv(seed, &sp, sizeof(sp));
+
+	h = fnv_side(h, a);
+	h = fnv_side(h, b);
+	h = table ? fnv(h, table, strlen(table) + 1) : fnv(h, "\xff", 1);
+	return h ^ (h >> 29);
+}
+
+/* The slot of number num in the map, or of the empty slot where it goes; spec_lock held. */
+static size_t num_slot(uint64_t num)
+{
+	size_t i = (size_t)((num * 0x9E3779B97F4A7C15ull) >> 20) & (num_cap - 1);
+
+	while (num_keys[i] && num_keys[i] != num + 1)
+		i = (i + 1) & (num_cap - 1);
+	return i;
+}
+
+/* Makes room for one more number; 0 or -ENOMEM. spec_lock held. */
+static int num_grow(void)
+{
+	uint64_t *ok = num_keys;
+	uint32_t *ov = num_vals;
+	size_t ocap = num_cap, cap = num_cap ? num_cap * 2 : 128;
+
+	if ((nspecs + 1) * 2 <= num_cap)
+		return 0;
+	num_keys = calloc(cap, sizeof(*num_keys));
+	num_vals = calloc(cap, sizeof(*num_vals));
+	if (!num_keys || !num_vals) {
+		free(num_keys);
+		free(num_vals);
+		num_keys = ok;
+		num_vals = ov;
+		return -ENOMEM;
+	}
+	num_cap = cap;
+	for (size_t i = 0; i < ocap; i++) {
+		if (ok[i]) {
+			size_t j = num_slot(ok[i] - 1);
+
+			num_keys[j] = ok[i];
+			num_vals[j] = ov[i];
+		}
+	}
+	free(ok);
+	free(ov);
+	return 0;
+}
+
+/* The spec numbered num, or NULL. Specs are never freed while mounted. */
+static struct spec *spec_by_num(uint64_t num)
 {
 	struct spec *sp = NULL;
 
 	pthread_mutex_lock(&spec_lock);
-	if (i < nspecs)
-		sp = specs[i];
+	if (num_cap) {
+		size_t i = num_slot(num);
+
+		if (num_keys[i])
+			sp = specs[num_vals[i]];
+	}
 	pthread_mutex_unlock(&spec_lock);
 	return sp;
 }
 
 static struct spec *spec_of(fuse_ino_t ino)
 {
-	uint64_t idx = bfs_ino_index(ino);
-
-	return idx >= BFS_ID_BASE ? spec_at(idx - BFS_ID_BASE) : NULL;
+	if ((ino & BFS_SPACE_MASK) != BFS_SPACE_INSPECT)
+		return NULL;
+	return spec_by_num(bfs_ino_index(ino));
 }
 
 /*
@@ -184,6 +272,10 @@ static int64_t spec_intern(struct bfs *fs, enum spec_space space, const struct s
 	}
 	if (nspecs >= SPEC_MAX) {
 		idx = -ENFILE;
+		goto out_drop_live;
+	}
+	if (num_grow() < 0) {
+		idx = -ENOMEM;
 		goto out_drop_live;
 	}
 	if (nspecs == capspecs) {
@@ -217,6 +309,21 @@ static int64_t spec_intern(struct bfs *fs, enum spec_space space, const struct s
 		goto out_drop_live;
 	}
 	sp->live = live;
+	sp->num = spec_hash(0xcbf29ce484222325ull, space, a, b, table) & NUM_MASK;
+	sp->gen = spec_hash(0x84222325cbf29ce4ull, space, a, b, table) | 1;
+	for (;;) {
+		size_t slot;
+
+		if (!sp->num)
+			sp->num = 1;
+		slot = num_slot(sp->num);
+		if (!num_keys[slot]) {
+			num_keys[slot] = sp->num + 1;
+			num_vals[slot] = (uint32_t)nspecs;
+			break;
+		}
+		sp->num = (sp->num + 1) & NUM_MASK; /* taken by another spec */
+	}
 	specs[nspecs] = sp;
 	idx = (int64_t)nspecs++;
 	goto out_unlock;
@@ -227,9 +334,20 @@ out_unlock:
 	return idx;
 }
 
-static fuse_ino_t spec_ino(int64_t idx, enum bfs_kind k)
+static fuse_ino_t spec_ino(const struct spec *sp, enum bfs_kind k)
 {
-	return bfs_ino_fixed(BFS_ID_BASE + (uint64_t)idx, k);
+	return BFS_SPACE_INSPECT | (sp->num << BFS_KIND_BITS) | (fuse_ino_t)k;
+}
+
+/* The spec at index idx (interned: never freed while mounted). */
+static const struct spec *spec_at(int64_t idx)
+{
+	const struct spec *sp;
+
+	pthread_mutex_lock(&spec_lock);
+	sp = specs[idx];
+	pthread_mutex_unlock(&spec_lock);
+	return sp;
 }
 
 void bfs_insp_fini(struct bfs *fs)
@@ -246,6 +364,11 @@ void bfs_insp_fini(struct bfs *fs)
 	free(specs);
 	specs = NULL;
 	nspecs = capspecs = 0;
+	free(num_keys);
+	free(num_vals);
+	num_keys = NULL;
+	num_vals = NULL;
+	num_cap = 0;
 	live_put_locked(live_cur, fs);
 	live_cur = NULL;
 	pthread_mutex_unlock(&spec_lock);
@@ -519,6 +642,7 @@ int bfs_insp_attr(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 	enum bfs_kind k = bfs_ino_kind(ino);
 	struct spec *sp;
 	uint64_t size;
+	time_t t;
 	int rc;
 
 	switch (k) {
@@ -552,17 +676,23 @@ int bfs_insp_attr(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 		rc = bfs_insp_readlink(fs, ino, target, sizeof(target));
 		if (rc < 0)
 			return rc;
-		bfs_fill_entry(fs, ino, S_IFLNK | 0777, (off_t)strlen(target), fs->start_time, e);
+		bfs_fill_entry(fs, ino, S_IFLNK | 0777, (off_t)strlen(target), README_TIME, e);
+		e->generation = sp->gen;
 		return 0; /* the answer moves with new backups: looked up each time */
 	}
+	/* The newer side's store file time: the same after a remount (live: now-ish). */
+	t = (time_t)((sp->a.mtime > sp->b.mtime ? sp->a.mtime : sp->b.mtime) / 1000000000);
+	if (!t)
+		t = fs->start_time;
 	if (is_file_kind(k)) {
 		rc = spec_size(fs, sp, k, &size);
 		if (rc < 0)
 			return rc;
-		bfs_fill_entry(fs, ino, S_IFREG | 0444, (off_t)size, fs->start_time, e);
+		bfs_fill_entry(fs, ino, S_IFREG | 0444, (off_t)size, t, e);
 	} else {
-		bfs_fill_entry(fs, ino, S_IFDIR | 0555, 4096, fs->start_time, e);
+		bfs_fill_entry(fs, ino, S_IFDIR | 0555, 4096, t, e);
 	}
+	e->generation = sp->gen;
 	/* A spec names immutable backups (or one live snapshot): its files never change. */
 	e->attr_timeout = BFS_TTL_LONG;
 	return 0;
@@ -583,7 +713,7 @@ static int spec_entry(struct bfs *fs, enum spec_space space, const struct side *
 			        SPEC_MAX);
 		return (int)idx;
 	}
-	return bfs_insp_attr(fs, spec_ino(idx, k), e);
+	return bfs_insp_attr(fs, spec_ino(spec_at(idx), k), e);
 }
 
 /* A side of a diff (a backup, `latest` or `live`) into s; buf holds its name. */

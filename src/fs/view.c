@@ -942,6 +942,8 @@ const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino)
 	if (k <= BFS_K_NONE || k >= BFS_K_COUNT)
 		return NULL;
 	/* Each kind lives in its own id space (inode.c). */
+	if ((ino & BFS_SPACE_MASK) == BFS_SPACE_INSPECT)
+		return k >= BFS_K_AT_LINK && k <= BFS_K_DIFF_CSV ? &bfs_kinds[k] : NULL;
 	if ((ino & BFS_SPACE_VERSION) && k != BFS_K_CTL_FILE)
 		return NULL;
 	if ((ino & BFS_SPACE_STORE) && !store)
