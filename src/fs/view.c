@@ -744,19 +744,25 @@ static int lookup_restore(struct bfs *fs, fuse_ino_t dir, const char *name,
 	return bfs_restore_lookup(fs, name, e);
 }
 
-static int id_cmp(const void *a, const void *b)
+/* One entry of restore/: a report's id (its inode's index and its key) and its file name. */
+struct report_ent {
+	uint64_t id;
+	char name[BRI_NAME_MAX + 8];
+};
+
+static int report_ent_cmp(const void *a, const void *b)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	uint64_t x = ((const struct report_ent *)a)->id, y = ((const struct report_ent *)b)->id;
 
 	return x < y ? -1 : x > y;
 }
 
+/* Every report the store keeps (at most BRI_REPORTS_MAX), keyed by its id. */
 static int list_restore(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
 {
-	uint64_t ids[64];
-	char names[64][BRI_NAME_MAX + 8];
-	size_t n = 0;
+	struct report_ent *ents;
 	struct fuse_entry_param e;
+	size_t n;
 
 	(void)dir;
 	memset(&e, 0, sizeof(e));
@@ -765,32 +771,28 @@ static int list_restore(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn
 		return 0;
 	if (after < KEY_DOTDOT && add(ctx, "..", &e, NULL, 0, KEY_DOTDOT))
 		return 0;
-	/* The newest 64 reports, keyed by their catalog id. */
 	bfs_reports_sync(fs);
 	pthread_rwlock_rdlock(&fs->cat_lock);
-	for (size_t i = fs->nreports; i > 0 && n < 64; i--)
-		ids[n++] = fs->reports[i - 1].id;
-	pthread_rwlock_unlock(&fs->cat_lock);
-	qsort(ids, n, sizeof(ids[0]), id_cmp);
-	for (size_t i = 0; i < n; i++) {
-		bool found = false;
-
-		if (after >= KEY_STORE + (off_t)ids[i])
-			continue;
-		pthread_rwlock_rdlock(&fs->cat_lock);
-		for (size_t j = 0; j < fs->nreports; j++) {
-			if (fs->reports[j].id == ids[i]) {
-				snprintf(names[i], sizeof(names[i]), "%s.report",
-				         fs->reports[j].name);
-				found = true;
-			}
-		}
-		pthread_rwlock_unlock(&fs->cat_lock);
-		if (!found || bfs_getattr_ino(fs, bfs_ino_fixed(ids[i], BFS_K_REPORT), &e) < 0)
-			continue;
-		if (add(ctx, names[i], &e, NULL, 0, KEY_STORE + (off_t)ids[i]))
-			return 0;
+	n = fs->nreports;
+	ents = calloc(n + 1, sizeof(*ents));
+	for (size_t i = 0; ents && i < n; i++) {
+		ents[i].id = fs->reports[i].id;
+		snprintf(ents[i].name, sizeof(ents[i].name), "%s.report", fs->reports[i].name);
 	}
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!ents)
+		return -ENOMEM;
+	qsort(ents, n, sizeof(*ents), report_ent_cmp);
+	for (size_t i = 0; i < n; i++) {
+		off_t key = KEY_STORE + (off_t)ents[i].id;
+
+		if (after >= key ||
+		    bfs_getattr_ino(fs, bfs_ino_fixed(ents[i].id, BFS_K_REPORT), &e) < 0)
+			continue;
+		if (add(ctx, ents[i].name, &e, NULL, 0, key))
+			break;
+	}
+	free(ents);
 	return 0;
 }
 
