@@ -1,8 +1,8 @@
 /*
  * The inode scheme of the mount, and the table of inodes the kernel holds.
  *
- * An inode number is 64 bits: the node kind (enum bfs_kind, view.c's table)
- * in the low BFS_KIND_BITS bits, and above it one of three id spaces chosen
+ * An inode number is 64 bits: the node kind (fs.h: each module's rows)
+ * in the low BFS_KIND_BITS bits, and above it one of four id spaces chosen
  * by the top two bits:
  *
  *   00  fixed      (index << 5) | kind     the root (1), ctl/ (2), restore/
@@ -81,17 +81,17 @@ static size_t node_bucket(fuse_ino_t ino)
 	return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 40) & (NODE_BUCKETS - 1);
 }
 
-fuse_ino_t bfs_ino_fixed(uint64_t index, enum bfs_kind kind)
+fuse_ino_t bfs_ino_fixed(uint64_t index, unsigned kind)
 {
 	return (index << BFS_KIND_BITS) | (fuse_ino_t)kind;
 }
 
-fuse_ino_t bfs_ino_version(uint64_t gen, enum bfs_kind kind)
+fuse_ino_t bfs_ino_version(uint64_t gen, unsigned kind)
 {
 	return BFS_SPACE_VERSION | ((gen << BFS_KIND_BITS) & ~BFS_SPACE_MASK) | (fuse_ino_t)kind;
 }
 
-fuse_ino_t bfs_ino_store(const struct bri_entry *e, const struct stat *st, enum bfs_kind kind)
+fuse_ino_t bfs_ino_store(const struct bri_entry *e, const struct stat *st, unsigned kind)
 {
 	static atomic_bool warned;
 
@@ -105,7 +105,7 @@ fuse_ino_t bfs_ino_store(const struct bri_entry *e, const struct stat *st, enum 
 	return BFS_SPACE_STORE | ((uint64_t)st->st_ino << BFS_KIND_BITS) | (fuse_ino_t)kind;
 }
 
-uint64_t bfs_generation(const char *name, const struct stat *st, enum bfs_kind kind)
+uint64_t bfs_generation(const char *name, const struct stat *st, unsigned kind)
 {
 	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
 
@@ -117,9 +117,9 @@ uint64_t bfs_generation(const char *name, const struct stat *st, enum bfs_kind k
 	return h ? h : 1;
 }
 
-enum bfs_kind bfs_ino_kind(fuse_ino_t ino)
+unsigned bfs_ino_kind(fuse_ino_t ino)
 {
-	return (enum bfs_kind)(ino & ((1u << BFS_KIND_BITS) - 1));
+	return (unsigned)(ino & ((1u << BFS_KIND_BITS) - 1));
 }
 
 uint64_t bfs_ino_index(fuse_ino_t ino)

@@ -425,7 +425,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
 		goto out_log;
 	}
-	if (bfs_render_cache_init(&fs) < 0 || bfs_nodes_init(&fs) < 0)
+	if (bfs_kinds_check() < 0 || bfs_render_cache_init(&fs) < 0 || bfs_nodes_init(&fs) < 0)
 		goto out_catalog;
 	if (refuse_own_mountpoint(copts.mountpoint, fs.store) < 0) {
 		ret = 2;

@@ -95,7 +95,7 @@ int bfs_restore_lookup(struct bfs *fs, const char *name, struct fuse_entry_param
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!found)
 		return -ENOENT;
-	return bfs_getattr_ino(fs, bfs_ino_fixed(id, BFS_K_REPORT), e);
+	return bfs_getattr_ino(fs, bfs_ino_report(id), e);
 }
 
 int bfs_restore_run(struct bfs *fs, const char *what, const struct bri_op_ctx *who, const char *via)

@@ -122,8 +122,8 @@ void bfs_rename_end(struct bfs *fs)
 /* Whether a rename being answered holds the kernel's lock of folder dir; q_lock held. */
 static bool folder_renaming(struct bfs *fs, fuse_ino_t dir)
 {
-	return fs->renames > 0 && (dir == BFS_INO_ROOT || dir == BFS_INO_RESTORE ||
-	                           bfs_ino_kind(dir) == BFS_K_BACKUP_DIR);
+	return fs->renames > 0 &&
+	       (dir == BFS_INO_ROOT || dir == BFS_INO_RESTORE || bfs_ino_is_backup_dir(dir));
 }
 
 static void *notify_main(void *arg)
