@@ -385,6 +385,16 @@ struct bfs {
 int bfs_check_mountpoint(const char *mountpoint, const char *store_dir, const char *db_path,
                          char *why, size_t why_len);
 
+/*
+ * watchdog.c: a child process that aborts the FUSE connection when the
+ * daemon dies without unmounting (kill -9), so that no request waits for a
+ * dead daemon whose thread is stuck in the kernel. Start after mounting and
+ * daemonizing, before any thread; 0 or a negative errno (then no watchdog).
+ */
+int bfs_watchdog_start(const char *mountpoint);
+/* After unmounting: tells the watchdog to exit without aborting, and reaps it. */
+void bfs_watchdog_stop(void);
+
 /* sighup.c: SIGHUP reopens the -o log= file; the daemon stays mounted. */
 /* Installs the handler (after fuse_set_signal_handlers); 0 or a negative errno. */
 int bfs_sighup_install(void);

@@ -452,6 +452,9 @@ int main(int argc, char *argv[])
 	        fs.store->dir, copts.mountpoint);
 	if (fuse_daemonize(copts.foreground) != 0)
 		goto out_unmount;
+	/* Before any thread: a killed daemon's connection is aborted, never left hung. */
+	if (bfs_watchdog_start(copts.mountpoint) < 0)
+		bri_log(BRI_LOG_WARN, "no watchdog: a killed daemon may leave requests hung");
 	/*
 	 * Our threads start with every signal blocked (they inherit the mask),
 	 * as libfuse's own workers do: SIGTERM/SIGINT must reach the thread
@@ -497,6 +500,7 @@ out_stop_workers:
 	bfs_workers_stop(&fs);
 out_unmount:
 	fuse_session_unmount(fs.se);
+	bfs_watchdog_stop(); /* unmounted: nothing to abort */
 out_signals:
 	bfs_sighup_remove();
 	fuse_remove_signal_handlers(fs.se);

@@ -78,15 +78,29 @@ def test_no_change_rsync_of_1000_backups_makes_few_requests(live_db, store, tmp_
         # The copy's reads make the kernel ask once more for each file's
         # attributes (its atime); from then on nothing changed.
         rsync(m.path, dest)
-        for run in range(3):
-            before = requests(m)
-            changed = rsync(m.path, dest)
-            made = made_since(before, m)
-            assert changed == [], changed
+        # A run counts when the kernel kept its caches through it and the
+        # run before (a FORGET or two per reading of ctl/metrics, whose new
+        # version replaces the old, but not the thousands of an eviction, e.g.
+        # by another process's drop_caches on a busy machine); two such runs
+        # are needed.
+        clean = []
+        for attempt in range(30):
+            s0 = requests(m)
+            assert rsync(m.path, dest) == []
+            s1 = requests(m)
+            assert rsync(m.path, dest) == []
+            s2 = requests(m)
+            if s2["forget"] - s0["forget"] > 10:
+                continue
+            made = {k: s2[k] - s1[k] for k in s2 if s2[k] != s1[k]}
             # About a dozen, reading ctl/metrics included; before the
             # verify entries were cached, one LOOKUP per backup (1,000+).
             assert sum(made.values()) <= 40, made
             assert made.get("lookup", 0) <= 8, made
+            clean.append(made)
+            if len(clean) == 2:
+                break
+        assert len(clean) == 2, "the kernel's caches were dropped in every run"
     finally:
         m.stop()
 
@@ -101,9 +115,15 @@ def test_new_verify_result_is_seen_at_once_though_cached(live_db, store, tmp_pat
         checked = json.loads((store / "one.db.verify").read_text())["checked_epoch"]
         assert wait_until(lambda: time.time() >= checked + 1, 5)
         before = requests(m)
-        for _ in range(20):  # cached: no lookup of verify
-            os.stat(m.path / "one/verify")
-        assert made_since(before, m).get("lookup", 0) <= 2
+        reading = made_since(before, m)  # what reading ctl/metrics costs
+        for attempt in range(20):  # cached: no lookup of verify (unless evicted meanwhile)
+            before = requests(m)
+            for _ in range(20):
+                os.stat(m.path / "one/verify")
+            made = made_since(before, m)
+            if made.get("forget", 0) <= reading.get("forget", 0) + 2:
+                break
+        assert made.get("lookup", 0) <= reading["lookup"], (made, reading)
         sh(f"echo one > {m.path}/ctl/verify")
         st = os.stat(m.path / "one/verify")  # a stat, no open: the entry was dropped
         assert st.st_ino != ino
@@ -142,7 +162,8 @@ def restoring(live_db, store, tmp_path, pause_points):
     mv = None
     try:
         old = (m.path / "one/verify").read_text()  # the kernel knows one/verify
-        os.stat(m.path / "ctl/verify")  # and ctl/ (else its lookup waits for the rename)
+        # Opened now: a lookup in the root waits for the rename (SPEC 4.1).
+        ctl = os.open(m.path / "ctl/verify", os.O_WRONLY)
         checked = json.loads((store / "one.db.verify").read_text())["checked_epoch"]
         assert wait_until(lambda: time.time() >= checked + 1, 5)
         pause_points.arm("restore_reply")
@@ -151,7 +172,8 @@ def restoring(live_db, store, tmp_path, pause_points):
         pause_points.wait_reached("restore_reply")
         # A new result for one/verify: its entry invalidation waits for
         # one/'s lock, which the rename holds.
-        sh(f"echo one > {m.path}/ctl/verify")
+        os.write(ctl, b"one")
+        os.close(ctl)
         assert json.loads((store / "one.db.verify").read_text())["checked_epoch"] > checked
         yield m, mv, old
     finally:
