@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "bri/log.h"
+#include "bri/testpoint.h"
 #include "bri/verify.h"
 #include "fs.h"
 
@@ -297,6 +298,7 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 
 	(void)r;
 	(void)sub;
+	bri_testpoint("lookup_backup"); /* the kernel holds the folder's lock (shared) */
 	if (!strcmp(name, fs->store->db_filename))
 		k = K_BACKUP_DB;
 	else if (!strcmp(name, META_FILE))

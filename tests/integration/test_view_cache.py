@@ -227,3 +227,37 @@ def test_daemon_killed_while_answering_mv_into_restore_exits(restoring, live_db,
         rsync(m2.path, tmp_path / "dest")
     finally:
         m2.stop()
+
+
+def test_daemon_killed_while_an_invalidation_waits_for_a_lookup_exits(live_db, store, tmp_path,
+                                                                      pause_points):
+    """An entry invalidation of one/verify waits in the kernel for one/'s
+    lock, held by a lookup in one/ that the daemon is answering; the daemon
+    killed then still exits (its watchdog aborts the connection, which ends
+    the lookup, which frees the lock, which wakes the notify thread)."""
+    cli = Cli(live_db, store)
+    cli.run("create", "--name", "one", "--verify")
+    m = Mount(live_db, store, tmp_path / "mnt", env=pause_points.env()).start()
+    conn = connection_of(m.path)
+    looker = None
+    try:
+        (m.path / "one/verify").read_text()
+        ctl = os.open(m.path / "ctl/verify", os.O_WRONLY)
+        checked = json.loads((store / "one.db.verify").read_text())["checked_epoch"]
+        assert wait_until(lambda: time.time() >= checked + 1, 5)
+        pause_points.arm("lookup_backup")
+        looker = subprocess.Popen(["stat", str(m.path / "one/nosuch")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pause_points.wait_reached("lookup_backup")
+        os.write(ctl, b"one")  # a new result: the invalidation waits for the lookup
+        os.close(ctl)
+        m.proc.send_signal(signal.SIGKILL)
+        m.proc.wait(timeout=20)
+        looker.wait(timeout=20)
+    finally:
+        pause_points.release("lookup_backup")
+        if m.proc.poll() is None or (looker and looker.poll() is None):
+            abort_connection(conn)
+        if looker:
+            looker.wait(timeout=30)
+        m.stop()
