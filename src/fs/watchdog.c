@@ -57,15 +57,31 @@ static int mount_dev(const char *path, unsigned *major, unsigned *minor)
 
 	if (!f)
 		return -errno;
+	/* Each line: id parent major:minor root point ... (spaces in names are escaped). */
 	while (fgets(line, sizeof(line), f)) {
-		char point[PATH_MAX];
-		unsigned ma, mi;
+		char *p = strchr(line, ' '), *end, *point;
+		unsigned long ma, mi;
 
-		/* id parent major:minor root point ... (no spaces in our paths' escapes) */
-		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &ma, &mi, point) == 3 &&
-		    !strcmp(point, path)) {
-			*major = ma;
-			*minor = mi;
+		p = p ? strchr(p + 1, ' ') : NULL;
+		if (!p)
+			continue;
+		ma = strtoul(p + 1, &end, 10);
+		if (*end != ':')
+			continue;
+		mi = strtoul(end + 1, &end, 10);
+		if (*end != ' ')
+			continue;
+		p = strchr(end + 1, ' '); /* after the root */
+		if (!p)
+			continue;
+		point = p + 1;
+		end = strchr(point, ' ');
+		if (!end)
+			continue;
+		*end = '\0';
+		if (!strcmp(point, path)) {
+			*major = (unsigned)ma;
+			*minor = (unsigned)mi;
 			rc = 0; /* the last one is the newest */
 		}
 	}
@@ -79,7 +95,7 @@ static void watch(int rd, pid_t parent, const char *path, unsigned major, unsign
 	struct sigaction sa;
 	char c = 0, abort_path[128];
 	ssize_t n;
-	unsigned ma, mi;
+	unsigned ma = 0, mi = 0;
 	int fd;
 
 	memset(&sa, 0, sizeof(sa));
@@ -119,7 +135,7 @@ static void watch(int rd, pid_t parent, const char *path, unsigned major, unsign
 int bfs_watchdog_start(const char *mountpoint)
 {
 	char path[PATH_MAX];
-	unsigned major, minor;
+	unsigned major = 0, minor = 0;
 	pid_t parent = getpid(), pid;
 	int p[2];
 
