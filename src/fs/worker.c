@@ -9,15 +9,20 @@
  * entry invalidations in those folders are held back until the rename is
  * answered (else the notify thread would sleep in the kernel for the whole
  * restore, and a daemon killed then could never exit: its thread stuck,
- * its /dev/fuse never closed, the rename never answered). The verifier verifies every backup that
- * was never verified and re-verifies ("scrub") those whose last verification is older than
- * scrub_interval, one at a time, in the background, holding the daemon's op_lock for each so that
- * it never races a restore or a request. It is throttled so that it never starves the live
- * application: its thread (and the hashing thread the core starts from it, which inherits this)
- * does I/O at idle priority, and it pauses between backups as long as the last verification took
- * (so at most half the time is spent verifying). Its CPU priority is left alone: it holds op_lock
- * while it verifies, and a request waiting for that lock must not wait for a starved thread longer
- * than the idle I/O class already makes it.
+ * its /dev/fuse never closed, the rename never answered; what cannot be
+ * held back, a request not read yet, is watchdog.c's).
+ *
+ * The verifier verifies every backup that was never verified and
+ * re-verifies ("scrub") those whose last verification is older than
+ * scrub_interval, one at a time, in the background, holding the daemon's
+ * op_lock for each so that it never races a restore or a request. It is
+ * throttled so that it never starves the live application: its thread (and
+ * the hashing thread the core starts from it, which inherits this) does
+ * I/O at idle priority, and it pauses between backups as long as the last
+ * verification took (so at most half the time is spent verifying). Its CPU
+ * priority is left alone: it holds op_lock while it verifies, and a request
+ * waiting for that lock must not wait for a starved thread longer than the
+ * idle I/O class already makes it.
  */
 #include <errno.h>
 #include <stdlib.h>
