@@ -79,10 +79,11 @@ def test_no_change_rsync_of_1000_backups_makes_few_requests(live_db, store, tmp_
         # attributes (its atime); from then on nothing changed.
         rsync(m.path, dest)
         # A run counts when the kernel kept its caches through it and the
-        # run before (a FORGET or two per reading of ctl/metrics, whose new
-        # version replaces the old, but not the thousands of an eviction, e.g.
-        # by another process's drop_caches on a busy machine); two such runs
-        # are needed.
+        # run before: a drop_caches by another process on a busy machine
+        # drops the cached listings (the next run lists every folder again,
+        # READDIRPLUS, and the one after asks for their attributes) or the
+        # entries (FORGETs, then LOOKUPs). Reading ctl/metrics makes a FORGET
+        # or two (its new version replaces the old). Two clean runs needed.
         clean = []
         for attempt in range(30):
             s0 = requests(m)
@@ -90,7 +91,7 @@ def test_no_change_rsync_of_1000_backups_makes_few_requests(live_db, store, tmp_
             s1 = requests(m)
             assert rsync(m.path, dest) == []
             s2 = requests(m)
-            if s2["forget"] - s0["forget"] > 10:
+            if s2["forget"] - s0["forget"] > 10 or s2["readdirplus"] - s0["readdirplus"] > 4:
                 continue
             made = {k: s2[k] - s1[k] for k in s2 if s2[k] != s1[k]}
             # About a dozen, reading ctl/metrics included; before the
