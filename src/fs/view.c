@@ -34,8 +34,9 @@
 #define META_FILE      "meta.json"
 #define VERIFY_FILE    "verify"
 #define REHEARSAL_FILE "rehearsal"
+#define OFFSITE_FILE   "offsite" /* only with -o offsite= */
 
-/* This file's node kinds (fs.h: numbers 1-11 and 24-25 are view.c's; never renumber). */
+/* This file's node kinds (fs.h: numbers 1-11 and 24-26 are view.c's; never renumber). */
 enum view_kind {
 	K_ROOT = BFS_INO_ROOT,           /* the mount's root (FUSE_ROOT_ID) */
 	K_CTL_DIR = BFS_INO_CTL,         /* ctl/ */
@@ -51,6 +52,7 @@ enum view_kind {
 	/* Rehearsal status, shown when rehearsals are configured (-o rehearse=, checks=). */
 	K_REHEARSAL = 24,      /* NAME/rehearsal with a result (store: its REHEARSAL sidecar) */
 	K_REHEARSAL_NONE = 25, /* NAME/rehearsal without one, "never" (store: NAME.db) */
+	K_OFFSITE = 26,        /* NAME/offsite, with -o offsite= (store: NAME.db) */
 };
 
 /* Listing keys of the fixed entries; a backup's key is KEY_STORE + its st_ino. */
@@ -270,6 +272,28 @@ static int verify_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino
 	return 0;
 }
 
+/*
+ * NAME/offsite: its size is its text's now. The state changes under the
+ * same inode (pending, then uploaded), so nothing of it is cached.
+ */
+static int offsite_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+                        struct fuse_entry_param *e)
+{
+	char *text;
+	size_t len;
+	int rc;
+
+	rc = bfs_offsite_render(fs, b->name, &text, &len);
+	if (rc < 0)
+		return rc;
+	free(text);
+	bfs_fill_entry(fs, ino, S_IFREG | 0400, (off_t)len, b->time, e);
+	e->generation = bfs_generation(b->name, &b->db_st, K_OFFSITE);
+	e->entry_timeout = 0;
+	e->attr_timeout = 0;
+	return 0;
+}
+
 /* NAME/rehearsal: the last rehearsal's one line (bri_rehearsal_describe). */
 static int rehearsal_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
                           struct fuse_entry_param *e)
@@ -364,6 +388,8 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 		k = K_VERIFY;
 	else if (fs->rehearsals.configured && !strcmp(name, REHEARSAL_FILE))
 		k = K_REHEARSAL;
+	else if (fs->offsite && !strcmp(name, OFFSITE_FILE))
+		k = K_OFFSITE;
 	else
 		return -ENOENT;
 	if (k == K_REHEARSAL) {
@@ -386,12 +412,14 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 
 static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
 {
-	static const enum view_kind kinds[] = {K_BACKUP_DB, K_META, K_VERIFY, K_REHEARSAL};
-	struct fuse_entry_param e[4], dot;
-	const char *names[4];
-	bool have[4] = {false, false, false, false};
-	/* rehearsal only when rehearsals are configured: the default folder is as SPEC 4 says */
-	int nkinds = fs->rehearsals.configured ? 4 : 3;
+	static const enum view_kind kinds[] = {K_BACKUP_DB, K_META, K_VERIFY, K_REHEARSAL,
+	                                       K_OFFSITE};
+	struct fuse_entry_param e[5], dot;
+	const char *names[5];
+	bool have[5] = {false, false, false, false, false};
+	/* rehearsal and offsite only when configured: the default folder is as SPEC 4 says */
+	bool shown[5] = {true, true, true, fs->rehearsals.configured, fs->offsite != NULL};
+	int nkinds = 5;
 	struct bri_entry *b;
 	uint64_t id;
 	int rc;
@@ -405,7 +433,7 @@ static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn 
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = entry_of(fs, dir);
 	for (int i = 0; b && i < nkinds; i++)
-		have[i] = backup_attr(fs, b, kinds[i], &e[i]) == 0;
+		have[i] = shown[i] && backup_attr(fs, b, kinds[i], &e[i]) == 0;
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!b)
 		return -ENOENT;
@@ -413,6 +441,7 @@ static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn 
 	names[1] = META_FILE;
 	names[2] = VERIFY_FILE;
 	names[3] = REHEARSAL_FILE;
+	names[4] = OFFSITE_FILE;
 	memset(&dot, 0, sizeof(dot));
 	dot.attr.st_mode = S_IFDIR;
 	if (after < KEY_DOT && add(ctx, ".", &dot, NULL, 0, KEY_DOT))
@@ -461,6 +490,21 @@ static int render_verify(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len
 	if (!b)
 		return -ESTALE; /* a newer result has another inode: look it up again */
 	return bri_verify_render(&res, out, len);
+}
+
+static int render_offsite(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len)
+{
+	char name[BRI_NAME_MAX + 1];
+	struct bri_entry *b;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = entry_of(fs, ino);
+	if (b)
+		snprintf(name, sizeof(name), "%s", b->name);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!b)
+		return -ENOENT;
+	return bfs_offsite_render(fs, name, out, len);
 }
 
 /* ---- the root ---- */
@@ -988,6 +1032,13 @@ static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT] = {
                           .open = bfs_open_generated,
                           .render = render_rehearsal,
                           .entry_attr = rehearsal_attr},
+    [K_OFFSITE] = {.name = "offsite",
+                   .mode = S_IFREG | 0400,
+                   .spaces = STORE_SPACES,
+                   .attr = attr_backup,
+                   .open = bfs_open_generated,
+                   .render = render_offsite,
+                   .entry_attr = offsite_attr},
 };
 
 /* Every module's table of kinds (fs.h). */
