@@ -418,7 +418,7 @@ static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn 
 	const char *names[5];
 	bool have[5] = {false, false, false, false, false};
 	/* rehearsal and offsite only when configured: the default folder is as SPEC 4 says */
-	bool shown[5] = {true, true, true, fs->rehearsals.configured, fs->offsite != NULL};
+	const bool shown[5] = {true, true, true, fs->rehearsals.configured, fs->offsite != NULL};
 	int nkinds = 5;
 	struct bri_entry *b;
 	uint64_t id;
