@@ -4,8 +4,10 @@ every one) and as man/bri-backupfs.8 describes them are one set; every
 `bri-backup COMMAND --option` and every `-o key` the README and the man
 pages' examples show is one the programs accept (bri-backup's from its
 command table, --completion-table; the daemon's from --help, whose keys the
-mount test proves real). An option renamed, removed or misspelt in either
-place fails here without changing this file."""
+mount test proves real); every ctl/ file and root entry the mount lists
+is described in the man page and drawn in the README's tree. An option or
+file renamed, removed or misspelt in either place fails here without
+changing this file."""
 
 import re
 import shlex
@@ -302,3 +304,22 @@ def test_the_checker_finds_a_wrong_line(line, problem):
     commands, options = cli_table()
     (args,) = cli_invocations(line)
     assert any(problem in p for p in check_cli(args, commands, options))
+
+
+def test_every_ctl_file_and_root_entry_is_documented(mounted):
+    """What the mount's root and ctl/ list is described in bri-backupfs(8)'s
+    THE VIEW and shown in the README's tree."""
+    man = "\n".join(roff_words(line) for line in man_section(MAN_FS, "THE VIEW"))
+    readme = README.read_text()
+    tree = readme[readme.index("/mnt/bri-backups/\n├──"):]
+    tree = tree[:tree.index("```")]
+    (mounted / "ctl/create").write_text("docs\n")  # so that latest exists
+    ctl = sorted(p.name for p in (mounted / "ctl").iterdir())
+    assert {"create", "verify", "rehearse", "pin"} <= set(ctl)
+    for name in ctl:
+        assert re.search(rf"^ctl/{re.escape(name)}$", man, re.M), f"ctl/{name} not in the man page"
+        assert re.search(rf"(^|[ ,])(ctl/)?{re.escape(name)}\b", tree, re.M), \
+            f"ctl/{name} not in the README's tree"
+    for entry in ("restore", "latest", "inspect", "diff", "at"):
+        assert (mounted / entry).exists() or (mounted / entry).is_symlink()
+        assert re.search(rf"^{entry}/?", man, re.M) and f"── {entry}" in tree, entry
