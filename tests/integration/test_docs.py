@@ -323,3 +323,29 @@ def test_every_ctl_file_and_root_entry_is_documented(mounted):
     for entry in ("restore", "latest", "inspect", "diff", "at"):
         assert (mounted / entry).exists() or (mounted / entry).is_symlink()
         assert re.search(rf"^{entry}/?", man, re.M) and f"── {entry}" in tree, entry
+
+
+def test_the_guarantees_table_names_real_tests():
+    """Every test file, test function (`::name`, a bare test_name) and
+    prefix (`test_prune_*`, `test_x_…`) the README's Guarantees table cites
+    exists under tests/."""
+    import fnmatch
+    readme = README.read_text()
+    table = readme[readme.index("## Guarantees"):readme.index("## Speed")]
+    tests = ROOT / "tests"
+    files = {p.name: p for p in tests.rglob("test_*") if p.suffix in (".py", ".c")}
+    defs = "\n".join(p.read_text(errors="replace") for n, p in files.items() if n.endswith(".py"))
+    missing = []
+    for pattern in re.findall(r"(test_[\w*]+\.(?:py|c))", table):
+        if not fnmatch.filter(files, pattern):
+            missing.append(pattern)
+    for file, name in re.findall(r"(test_\w+\.py)::(test_\w+)", table):
+        if file not in files or not re.search(rf"def {name}\b", files[file].read_text()):
+            missing.append(f"{file}::{name}")
+    bare = re.sub(r"test_[\w*]+\.(?:py|c)(::[\w*]+)?", "", table)  # files, checked above
+    for name, wild in re.findall(r"(?<![\w.:*])(test_\w+)(\*|…)?(?![\w.])", bare):
+        end = "" if wild else r"\b"
+        if not re.search(rf"def {name}{end}", defs):
+            missing.append(name + wild)
+    assert len(re.findall(r"test_", table)) > 50
+    assert missing == []
