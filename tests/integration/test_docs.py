@@ -1,7 +1,7 @@
 """The documentation against the programs: bri-backupfs's -o options as
 --help lists them, as its fuse_opt table accepts them (a real mount with
 every one) and as man/bri-backupfs.8 describes them are one set; every
-`bri-backup COMMAND --option` and every `-o key` the README and the man
+`bri-backup COMMAND --option` and every `-o key` the READMEs and the man
 pages' examples show is one the programs accept (bri-backup's from its
 command table, --completion-table; the daemon's from --help, whose keys the
 mount test proves real); every ctl/ file and root entry the mount lists
@@ -194,7 +194,8 @@ def man_examples(path):
 
 
 def doc_lines():
-    return ([("README.md", s) for s in code_of(README.read_text())] +
+    readmes = (README, ROOT / "scripts/systemd/README.md")
+    return ([(p.name, s) for p in readmes for s in code_of(p.read_text())] +
             [(p.name, s) for p in (MAN_CLI, MAN_FS) for s in man_examples(p)])
 
 
