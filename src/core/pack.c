@@ -29,6 +29,7 @@
 #include <zstd.h>
 
 #include "bri/log.h"
+#include "store_int.h"
 
 #define BLOB_HDR      32
 #define BLOB_GROUP    1
@@ -1073,4 +1074,25 @@ int pages_usage(struct bri_store *s, uint64_t *logical, uint64_t *stored, struct
 	*logical = l.logical;
 	*stored = u.stored + l.manifests; /* packs and manifests */
 	return rc;
+}
+
+static int list_pack(void *arg, const char *name)
+{
+	return name_list_add(arg, name);
+}
+
+int pages_remove_packs(struct bri_store *s, struct bri_err *err)
+{
+	struct name_list packs = {0};
+	int rc = each_pack(s, list_pack, &packs);
+
+	/* Listed first, removed after: the folder does not change while it is read. */
+	for (size_t i = 0; rc == 0 && i < packs.n; i++)
+		rc = bri_store_unlink(s, packs.v[i]);
+	name_list_free(&packs);
+
+	if (rc < 0)
+		return bri_err_set(err, rc, "cannot remove the packs of %s: %s", s->dir,
+		                   strerror(-rc));
+	return 0;
 }

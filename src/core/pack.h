@@ -132,6 +132,9 @@ int manifest_read(const struct bri_store *s, const char *name, struct manifest *
  */
 int pages_gc(struct bri_store *s, struct bri_err *err);
 
+/* Removes every pack of s (migrate away from pages, after every manifest is gone). */
+int pages_remove_packs(struct bri_store *s, struct bri_err *err);
+
 /* Logical bytes of all backups, bytes of all packs and manifests. */
 int pages_usage(struct bri_store *s, uint64_t *logical, uint64_t *stored, struct bri_err *err);
 

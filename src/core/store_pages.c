@@ -423,29 +423,26 @@ static int pw_grow(struct pages_writer *w, uint64_t npages)
 	return 0;
 }
 
-static int pw_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 off)
+/* Stores amt bytes of the copy at off: 0 or a negative errno, w->err filled. */
+static int pw_put(struct pages_writer *w, const void *buf, size_t amt, uint64_t off)
 {
-	struct pages_writer *w = ((struct pages_file *)file)->w;
 	uint8_t *page = NULL;
-	int done = 0, rc = 0;
+	size_t done = 0;
+	int rc = 0;
 
-	if (off < 0 || amt <= 0)
-		return SQLITE_IOERR_WRITE;
 	if (!w->page_size) {
 		/* SQLite writes the main database in whole pages: the first write's length. */
-		if (amt < PAGE_SIZE_MIN || amt > PAGE_SIZE_MAX || (amt & (amt - 1)) || off % amt) {
-			bri_err_set(&w->err, -EINVAL, "a page store takes whole pages only");
-			return SQLITE_IOERR_WRITE;
-		}
+		if (amt < PAGE_SIZE_MIN || amt > PAGE_SIZE_MAX || (amt & (amt - 1)) || off % amt)
+			return bri_err_set(&w->err, -EINVAL, "a page store takes whole pages only");
 		w->page_size = (uint32_t)amt;
 	}
 	while (done < amt && rc == 0) {
-		uint64_t pos = (uint64_t)off + (uint64_t)done, pgno = pos / w->page_size;
+		uint64_t pos = off + done, pgno = pos / w->page_size;
 		size_t in = (size_t)(pos % w->page_size), n = w->page_size - in;
 		const uint8_t *src = (const uint8_t *)buf + done;
 
-		if (n > (size_t)(amt - done))
-			n = (size_t)(amt - done);
+		if (n > amt - done)
+			n = amt - done;
 		rc = pw_grow(w, pgno + 1);
 		if (rc == 0 && n != w->page_size) {
 			/* A part of a page: read, change, store it whole. */
@@ -460,15 +457,24 @@ static int pw_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 
 		if (rc == 0)
 			rc = pages_db_add(w->db, src, w->page_size, w->ids + pgno * PAGE_ID_LEN,
 			                  &w->err);
-		done += (int)n;
+		done += n;
 	}
 	free(page);
-	if (rc < 0) {
-		if (!w->err.code)
-			bri_err_set(&w->err, rc, "cannot write the backup's pages: %s",
-			            strerror(-rc));
+	if (rc < 0 && !w->err.code)
+		bri_err_set(&w->err, rc, "cannot write the backup's pages: %s", strerror(-rc));
+	return rc;
+}
+
+static int pw_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 off)
+{
+	struct pages_writer *w = ((struct pages_file *)file)->w;
+	int rc;
+
+	if (off < 0 || amt <= 0)
+		return SQLITE_IOERR_WRITE;
+	rc = pw_put(w, buf, (size_t)amt, (uint64_t)off);
+	if (rc < 0)
 		return rc == -ENOSPC ? SQLITE_FULL : SQLITE_IOERR_WRITE;
-	}
 	return SQLITE_OK;
 }
 
@@ -748,6 +754,33 @@ out_free:
 	return rc;
 }
 
+/* The database's bytes verbatim: its page size from its header (bytes 16-17). */
+static int pages_write_data(struct bri_backup_writer *w, const void *buf, size_t len, uint64_t off,
+                            struct bri_err *err)
+{
+	struct pages_writer *p = w->priv;
+	const uint8_t *b = buf;
+	int rc = 0;
+
+	if (!p->page_size && len > 0) {
+		uint32_t ps = off == 0 && len >= 100 ? (uint32_t)(b[16] << 8 | b[17]) : 0;
+
+		if (ps == 1)
+			ps = 65536;
+		if (ps < PAGE_SIZE_MIN || (ps & (ps - 1)) || len % ps)
+			return bri_err_set(err, -EINVAL,
+			                   "backup %s is not an SQLite database of whole pages",
+			                   w->name);
+		rc = pw_put(p, b, ps, 0);
+		b += ps, off += ps, len -= ps;
+	}
+	if (rc == 0 && len > 0)
+		rc = pw_put(p, b, len, off);
+	if (rc < 0)
+		return bri_err_set(err, rc, "%s", p->err.msg);
+	return 0;
+}
+
 static int pages_sidecar_write(struct bri_store *s, const char *name, enum bri_sidecar kind,
                                const void *data, size_t len, struct bri_err *err)
 {
@@ -910,6 +943,47 @@ static bool pages_is_leftover(const struct bri_store *s, const char *fname)
 	return false;
 }
 
+static int add_name(void *arg, const char *name, const struct stat *st)
+{
+	struct name_list *n = arg;
+
+	(void)st;
+	return name_list_add(n, name);
+}
+
+/* Each backup's sidecars, then its manifest; then the packs and the secret. */
+static int pages_purge(struct bri_store *s, struct bri_err *err)
+{
+	struct name_list names = {0};
+	char file[FILE_MAX];
+	int rc;
+
+	rc = pages_list(s, add_name, &names, err);
+	for (size_t i = 0; rc == 0 && i < names.n; i++) {
+		for (int k = 0; rc == 0 && k < BRI_SIDECAR_KINDS; k++) {
+			sidecar_file(names.v[i], (enum bri_sidecar)k, file);
+			rc = bri_store_unlink(s, file);
+		}
+		manifest_file(names.v[i], file);
+		if (rc == 0)
+			rc = bri_store_unlink(s, file);
+		if (rc < 0)
+			rc = bri_err_set(err, rc, "cannot remove %s/%s: %s", s->dir, file,
+			                 strerror(-rc));
+		else if (i == 0)
+			bri_testpoint("migrate-purged-one");
+	}
+	name_list_free(&names);
+	if (rc == 0)
+		rc = pages_remove_packs(s, err);
+	if (rc == 0 && (rc = bri_store_unlink(s, PAGES_SECRET_FILE)) < 0)
+		rc = bri_err_set(err, rc, "cannot remove %s/%s: %s", s->dir, PAGES_SECRET_FILE,
+		                 strerror(-rc));
+	if (rc == 0)
+		rc = bri_store_sync(s, err);
+	return rc;
+}
+
 static int pages_init(struct bri_store *s, struct bri_err *err)
 {
 	uint8_t secret[32];
@@ -946,4 +1020,6 @@ const struct bri_store_ops bri_store_pages_ops = {
     .is_leftover = pages_is_leftover,
     .init = pages_init,
     .usage = pages_usage_op,
+    .write_data = pages_write_data,
+    .purge = pages_purge,
 };
