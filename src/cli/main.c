@@ -97,7 +97,8 @@ static const struct {
      "compare two backups (or 'live'): the sqldiff summary, or one table's changed rows as CSV"},
     {"export", cli_cmd_export, "NAME FILE | NAME --table T | --schema",
      "write a backup as a plain .db FILE, or print a table as CSV, or its schema"},
-    {"migrate", cli_cmd_migrate, "--to plain|pages", "convert the store in place to the other format"},
+    {"migrate", cli_cmd_migrate, "--to plain|pages",
+     "convert the store in place to the other format"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
