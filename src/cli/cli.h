@@ -64,6 +64,8 @@ int cli_cmd_diff(struct cli_globals *g, int argc, char **argv);
 int cli_cmd_export(struct cli_globals *g, int argc, char **argv);
 /* migrate.c */
 int cli_cmd_migrate(struct cli_globals *g, int argc, char **argv);
+/* scrub.c */
+int cli_cmd_scrub(struct cli_globals *g, int argc, char **argv);
 
 /*
  * Handles one global option (the getopt_long value opt with argument arg)

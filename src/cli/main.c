@@ -99,6 +99,7 @@ static const struct {
      "write a backup as a plain .db FILE, or print a table as CSV, or its schema"},
     {"migrate", cli_cmd_migrate, "--to plain|pages",
      "convert the store in place to the other format"},
+    {"scrub", cli_cmd_scrub, "", "check every stored byte: every page of every pack"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

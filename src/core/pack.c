@@ -570,6 +570,19 @@ out_unlock:
 	return rc;
 }
 
+int pages_db_check_entry(struct pages_db *db, size_t i)
+{
+	struct group_cache *c;
+	int rc;
+
+	pthread_mutex_lock(&db->lock);
+	rc = load_cached(db, db->entries[i].pack, db->entries[i].blob_off, &c);
+	if (rc == 0 && db->entries[i].slot >= c->npages)
+		rc = -EBADMSG;
+	pthread_mutex_unlock(&db->lock);
+	return rc;
+}
+
 /* Appends a group blob of count pages (ids, bytes) to fd at *off. */
 static int write_group(int fd, uint64_t *off, uint32_t page_size, uint32_t count,
                        const uint8_t (*ids)[PAGE_ID_LEN], const uint8_t *pages, uint64_t *stored)

@@ -103,6 +103,11 @@ const struct pack_entry *pages_db_find(struct pages_db *db, const uint8_t id[PAG
  */
 int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
                   void *buf);
+/*
+ * Reads the group of entry i (decompressed, every page checked against its
+ * id): 0, or -EBADMSG when it is damaged. For scrub.
+ */
+int pages_db_check_entry(struct pages_db *db, size_t i);
 /* Stores page (page_size bytes) unless the store has it; sets id. */
 int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint8_t id[PAGE_ID_LEN],
                  struct bri_err *err);
