@@ -158,6 +158,22 @@ void page_id(const struct pages_db *db, const void *page, size_t len, uint8_t id
 	HMAC(EVP_sha256(), db->secret, sizeof(db->secret), page, len, id, &n);
 }
 
+/*
+ * The id of a page with ctx, a context of the store's own that this caller
+ * alone uses: re-initialised with the key it holds (HMAC keeps its keyed
+ * state: no key schedule, no allocation per page). Falls back to page_id.
+ */
+static void page_id_with(const struct pages_db *db, void *ctx, const void *page, size_t len,
+                         uint8_t id[PAGE_ID_LEN])
+{
+	size_t out = 0;
+
+	if (ctx && EVP_MAC_init(ctx, NULL, 0, NULL) && EVP_MAC_update(ctx, page, len) &&
+	    EVP_MAC_final(ctx, id, &out, PAGE_ID_LEN) && out == PAGE_ID_LEN)
+		return;
+	page_id(db, page, len, id);
+}
+
 static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
@@ -423,6 +439,9 @@ int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *er
 	memcpy(db->secret, secret, sizeof(db->secret));
 	free(secret);
 	db->mac = mac_new(db->secret, sizeof(db->secret)); /* NULL: HMAC() each time */
+	db->wmac = db->mac ? EVP_MAC_CTX_dup(db->mac) : NULL;
+	db->rmac = db->mac ? EVP_MAC_CTX_dup(db->mac) : NULL;
+	db->dctx = ZSTD_createDCtx(); /* NULL: ZSTD_decompress makes one each time */
 	rc = each_pack(s, load_pack, db);
 	if (rc < 0) {
 		bri_err_set(err, rc, "cannot read the packs of %s: %s", s->dir, strerror(-rc));
@@ -461,21 +480,47 @@ void pages_db_close(struct pages_db *db)
 	free(db->wbuf);
 	pthread_mutex_destroy(&db->lock);
 	EVP_MAC_CTX_free(db->mac);
+	EVP_MAC_CTX_free(db->wmac);
+	EVP_MAC_CTX_free(db->rmac);
+	ZSTD_freeDCtx(db->dctx);
 	memset(db->secret, 0, sizeof(db->secret));
 	free(db);
 }
 
-/* Reads and decompresses the group at off of pack p into a cache slot. */
-static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct group_cache **out)
+/* Every page of cache slot c against its id: 0, or -EBADMSG (the slot is emptied). */
+static int check_group(struct pages_db *db, struct group_cache *c)
+{
+	for (uint32_t i = 0; i < c->npages; i++) {
+		uint8_t id[PAGE_ID_LEN];
+
+		page_id_with(db, db->rmac, c->data + (size_t)i * c->page_size, c->page_size, id);
+		if (memcmp(id, c->ids[i], PAGE_ID_LEN) != 0) {
+			free(c->data);
+			c->data = NULL;
+			return -EBADMSG;
+		}
+	}
+	c->checked = true;
+	return 0;
+}
+
+/*
+ * Reads and decompresses the group at off of pack p into a cache slot,
+ * every page checked against its id when check (or the group is raw).
+ */
+static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, bool check,
+                       struct group_cache **out)
 {
 	struct group_cache *c = NULL, *victim = &db->cache[0];
-	uint8_t hb[BLOB_HDR], *ids = NULL, *stored = NULL, *raw = NULL;
+	uint8_t hb[BLOB_HDR], *stored = NULL, *raw = NULL;
 	struct blob_hdr h;
 	int rc;
 
 	for (int i = 0; i < GROUP_CACHE_SLOTS; i++) {
 		if (db->cache[i].data && db->cache[i].pack == p && db->cache[i].blob_off == off) {
 			c = &db->cache[i];
+			if (check && !c->checked && check_group(db, c) < 0)
+				return -EBADMSG;
 			c->used = ++db->clock;
 			*out = c;
 			return 0;
@@ -483,39 +528,35 @@ static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct gro
 		if (!db->cache[i].data || db->cache[i].used < victim->used)
 			victim = &db->cache[i];
 	}
+	/* The slot is emptied first: its ids are overwritten below. */
+	free(victim->data);
+	victim->data = NULL;
 	if (pread_full(db->packs[p].fd, hb, BLOB_HDR, off) != BLOB_HDR)
 		return -EBADMSG;
 	rc = hdr_decode(hb, &h);
 	if (rc < 0 || h.kind != BLOB_GROUP || h.stored_len > 2 * h.raw_len + 1024)
 		return rc < 0 ? rc : -EBADMSG;
-	ids = malloc(h.ids_len);
 	stored = malloc(h.stored_len ? h.stored_len : 1);
 	raw = malloc(h.raw_len);
 	rc = -ENOMEM;
-	if (!ids || !stored || !raw)
+	if (!stored || !raw)
 		goto out_free;
 	rc = -EBADMSG;
-	if (pread_full(db->packs[p].fd, ids, h.ids_len, off + BLOB_HDR) != (ssize_t)h.ids_len ||
+	if (pread_full(db->packs[p].fd, victim->ids, h.ids_len, off + BLOB_HDR) !=
+	        (ssize_t)h.ids_len ||
 	    pread_full(db->packs[p].fd, stored, h.stored_len, off + BLOB_HDR + h.ids_len) !=
 	        (ssize_t)h.stored_len)
 		goto out_free;
 	if (h.codec == CODEC_ZSTD) {
-		size_t n = ZSTD_decompress(raw, h.raw_len, stored, h.stored_len);
+		size_t n = db->dctx
+		               ? ZSTD_decompressDCtx(db->dctx, raw, h.raw_len, stored, h.stored_len)
+		               : ZSTD_decompress(raw, h.raw_len, stored, h.stored_len);
 
 		if (ZSTD_isError(n) || n != h.raw_len)
 			goto out_free;
 	} else {
 		memcpy(raw, stored, h.raw_len);
 	}
-	/* Every page's bytes against its id: a damaged pack is never served. */
-	for (uint32_t i = 0; i < h.npages; i++) {
-		uint8_t id[PAGE_ID_LEN];
-
-		page_id(db, raw + (size_t)i * h.page_size, h.page_size, id);
-		if (memcmp(id, ids + i * PAGE_ID_LEN, PAGE_ID_LEN) != 0)
-			goto out_free;
-	}
-	free(victim->data);
 	victim->data = raw;
 	raw = NULL;
 	victim->pack = p;
@@ -523,16 +564,20 @@ static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct gro
 	victim->page_size = h.page_size;
 	victim->npages = h.npages;
 	victim->used = ++db->clock;
+	victim->checked = false;
+	/* Every page's bytes against its id: a damaged pack is never served. */
+	if ((check || h.codec != CODEC_ZSTD) && check_group(db, victim) < 0)
+		goto out_free;
 	*out = victim;
 	rc = 0;
 out_free:
-	free(ids);
 	free(stored);
 	free(raw);
 	return rc;
 }
 
-int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size, void *buf)
+static int read_page(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
+                     bool check, void *buf)
 {
 	const struct pack_entry *e;
 	struct group_cache *c;
@@ -557,7 +602,7 @@ int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t p
 		rc = -ENOENT;
 		goto out_unlock;
 	}
-	rc = load_cached(db, e->pack, e->blob_off, &c);
+	rc = load_cached(db, e->pack, e->blob_off, check, &c);
 	if (rc < 0)
 		goto out_unlock;
 	if (c->page_size != page_size || e->slot >= c->npages) {
@@ -570,13 +615,24 @@ out_unlock:
 	return rc;
 }
 
+int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size, void *buf)
+{
+	return read_page(db, id, page_size, true, buf);
+}
+
+int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
+                          void *buf)
+{
+	return read_page(db, id, page_size, false, buf);
+}
+
 int pages_db_check_entry(struct pages_db *db, size_t i)
 {
 	struct group_cache *c;
 	int rc;
 
 	pthread_mutex_lock(&db->lock);
-	rc = load_cached(db, db->entries[i].pack, db->entries[i].blob_off, &c);
+	rc = load_cached(db, db->entries[i].pack, db->entries[i].blob_off, true, &c);
 	if (rc == 0 && db->entries[i].slot >= c->npages)
 		rc = -EBADMSG;
 	pthread_mutex_unlock(&db->lock);
@@ -678,7 +734,7 @@ int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint
 {
 	int rc = 0;
 
-	page_id(db, page, page_size, id);
+	page_id_with(db, db->wmac, page, page_size, id);
 	pthread_mutex_lock(&db->lock);
 	if (pages_db_find(db, id))
 		goto out_unlock;
@@ -963,7 +1019,7 @@ static int copy_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, u
 		else if (i + 1 == h->npages)
 			return 0;
 	pthread_mutex_lock(&g->db->lock);
-	rc = load_cached(g->db, g->pack, off, &c);
+	rc = load_cached(g->db, g->pack, off, true, &c);
 	pthread_mutex_unlock(&g->db->lock);
 	if (rc < 0)
 		return rc;

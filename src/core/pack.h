@@ -60,6 +60,8 @@ struct group_cache {
 	uint32_t npages;
 	uint8_t *data; /* npages * page_size bytes; NULL: empty slot */
 	uint64_t used; /* for LRU */
+	bool checked;  /* every page against its id (else only zstd's content checksum) */
+	uint8_t ids[PACK_GROUP_PAGES][PAGE_ID_LEN];
 };
 
 #define GROUP_CACHE_SLOTS 64
@@ -68,7 +70,10 @@ struct group_cache {
 struct pages_db {
 	struct bri_store *s;
 	uint8_t secret[32];
-	void *mac; /* EVP_MAC_CTX keyed with secret: copied for each page id */
+	void *mac;  /* EVP_MAC_CTX keyed with secret: copied for each page id */
+	void *wmac; /* a copy for the writer's thread (pages_db_add), re-initialised per page */
+	void *rmac; /* a copy for reads, used under lock */
+	void *dctx; /* ZSTD_DCtx for reads, used under lock (NULL: one per call) */
 	struct pack_file *packs;
 	size_t npacks, cap_packs;
 	struct pack_entry *entries;
@@ -103,6 +108,13 @@ const struct pack_entry *pages_db_find(struct pages_db *db, const uint8_t id[PAG
  */
 int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
                   void *buf);
+/*
+ * pages_db_read for a writer hashing what it has just written: a zstd group
+ * is trusted on its frame's content checksum (ids not recomputed); a raw
+ * group is still checked against its ids.
+ */
+int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
+                          void *buf);
 /*
  * Reads the group of entry i (decompressed, every page checked against its
  * id): 0, or -EBADMSG when it is damaged. For scrub.

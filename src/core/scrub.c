@@ -110,7 +110,8 @@ static int check_manifest(void *arg, const char *name, const struct stat *st)
 			d.pack = sc->db->packs[b->pack].name;
 			d.what = "damaged (its bytes do not match its id)";
 		} else {
-			d.what = "missing from every pack (a damaged pack hides the pages after the damage)";
+			d.what = "missing from every pack (a damaged pack hides the pages after "
+			         "the damage)";
 		}
 		bad_backup = true;
 		rc = sc->fn(sc->arg, &d);

@@ -361,7 +361,8 @@ static int pw_page(struct pages_writer *w, uint64_t pgno, uint8_t *buf)
 		memset(buf, 0, w->page_size);
 		return 0;
 	}
-	return pages_db_read(w->db, id, w->page_size, buf);
+	/* Pages this writer wrote or found: zstd's frame checksum guards them. */
+	return pages_db_read_written(w->db, id, w->page_size, buf);
 }
 
 static int pw_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
