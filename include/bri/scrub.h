@@ -16,7 +16,8 @@
 #include "bri/store.h"
 
 struct bri_scrub_damage {
-	const char *backup; /* the backup that uses the page (or the damaged backup) */
+	const char *backup; /* the backup that uses the page (or the damaged backup);
+	                       NULL: a damaged page no backup uses (pack names it) */
 	uint64_t page;      /* its page number, 1-based; 0: the whole file (plain) */
 	const char *pack;   /* the pack file holding it; NULL when missing or plain */
 	const char *what;   /* "damaged (...)", "missing from every pack", ... */

@@ -205,6 +205,10 @@ struct bri_reader {
 	void *priv;     /* the format's */
 	char why[256];  /* the format's words for its last failed read ("" if none;
 	                   pages: which page of which backup is damaged) */
+	bool quick;     /* set by a caller that checks every byte against the whole
+	                   file's checksum itself (verify): the format may skip its
+	                   own per-page checks (pages: ids are not recomputed for a
+	                   zstd group, whose frame checksum still guards it) */
 };
 
 /*

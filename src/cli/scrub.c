@@ -41,7 +41,8 @@ static int show(void *arg, const struct bri_scrub_damage *d)
 	if (sh->list) {
 		json_object *j = json_object_new_object();
 
-		json_object_object_add(j, "backup", json_object_new_string(d->backup));
+		json_object_object_add(j, "backup",
+		                       d->backup ? json_object_new_string(d->backup) : NULL);
 		json_object_object_add(j, "page",
 		                       d->page ? json_object_new_int64((int64_t)d->page) : NULL);
 		json_object_object_add(j, "pack", d->pack ? json_object_new_string(d->pack) : NULL);
@@ -51,7 +52,9 @@ static int show(void *arg, const struct bri_scrub_damage *d)
 		else
 			json_object_put(j);
 	} else if (sh->n < SHOWN_MAX) {
-		if (d->page)
+		if (!d->backup)
+			printf("%s: %s\n", d->pack, d->what);
+		else if (d->page)
 			printf("%s: page %" PRIu64 " %s%s%s\n", d->backup, d->page, d->what,
 			       d->pack ? " in " : "", d->pack ? d->pack : "");
 		else

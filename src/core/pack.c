@@ -487,42 +487,47 @@ void pages_db_close(struct pages_db *db)
 	free(db);
 }
 
-/* Every page of cache slot c against its id: 0, or -EBADMSG (the slot is emptied). */
-static int check_group(struct pages_db *db, struct group_cache *c)
-{
-	for (uint32_t i = 0; i < c->npages; i++) {
-		uint8_t id[PAGE_ID_LEN];
+/* What a read checks against the ids. */
+enum check {
+	CHECK_NONE, /* nothing: the caller checks (scrub) */
+	CHECK_RAW,  /* pages of raw groups only: zstd's frame checksum guards the others */
+	CHECK_ALL,  /* every page read */
+};
 
-		page_id_with(db, db->rmac, c->data + (size_t)i * c->page_size, c->page_size, id);
-		if (memcmp(id, c->ids[i], PAGE_ID_LEN) != 0) {
-			free(c->data);
-			c->data = NULL;
-			return -EBADMSG;
-		}
-	}
-	c->checked = true;
+/*
+ * Page slot of cache slot c against its id, as check says: 0, or -EBADMSG.
+ * Page by page, so that one damaged page does not condemn its group's others;
+ * a page found good is not hashed again while its group stays cached.
+ */
+static int page_ok(struct pages_db *db, struct group_cache *c, uint32_t slot, enum check check)
+{
+	uint8_t id[PAGE_ID_LEN];
+
+	if (check == CHECK_NONE || (check == CHECK_RAW && c->codec != CODEC_RAW) ||
+	    (c->checked & (1u << slot)))
+		return 0;
+	page_id_with(db, db->rmac, c->data + (size_t)slot * c->page_size, c->page_size, id);
+	if (memcmp(id, c->ids[slot], PAGE_ID_LEN) != 0)
+		return -EBADMSG;
+	c->checked |= 1u << slot;
 	return 0;
 }
 
 /*
- * Reads and decompresses the group at off of pack p into a cache slot,
- * every page checked against its id when check (or the group is raw).
+ * The group at off of pack p, read and decompressed (its frame and zstd's
+ * content checksum checked, not the ids: page_ok) into a cache slot.
  */
-static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, bool check,
-                       struct group_cache **out)
+static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct group_cache **out)
 {
-	struct group_cache *c = NULL, *victim = &db->cache[0];
+	struct group_cache *victim = &db->cache[0];
 	uint8_t hb[BLOB_HDR], *stored = NULL, *raw = NULL;
 	struct blob_hdr h;
 	int rc;
 
 	for (int i = 0; i < GROUP_CACHE_SLOTS; i++) {
 		if (db->cache[i].data && db->cache[i].pack == p && db->cache[i].blob_off == off) {
-			c = &db->cache[i];
-			if (check && !c->checked && check_group(db, c) < 0)
-				return -EBADMSG;
-			c->used = ++db->clock;
-			*out = c;
+			db->cache[i].used = ++db->clock;
+			*out = &db->cache[i];
 			return 0;
 		}
 		if (!db->cache[i].data || db->cache[i].used < victim->used)
@@ -563,11 +568,9 @@ static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, bool check
 	victim->blob_off = off;
 	victim->page_size = h.page_size;
 	victim->npages = h.npages;
+	victim->codec = h.codec;
 	victim->used = ++db->clock;
-	victim->checked = false;
-	/* Every page's bytes against its id: a damaged pack is never served. */
-	if ((check || h.codec != CODEC_ZSTD) && check_group(db, victim) < 0)
-		goto out_free;
+	victim->checked = 0;
 	*out = victim;
 	rc = 0;
 out_free:
@@ -577,7 +580,7 @@ out_free:
 }
 
 static int read_page(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
-                     bool check, void *buf)
+                     enum check check, void *buf)
 {
 	const struct pack_entry *e;
 	struct group_cache *c;
@@ -602,14 +605,15 @@ static int read_page(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_
 		rc = -ENOENT;
 		goto out_unlock;
 	}
-	rc = load_cached(db, e->pack, e->blob_off, check, &c);
-	if (rc < 0)
-		goto out_unlock;
-	if (c->page_size != page_size || e->slot >= c->npages) {
+	rc = load_cached(db, e->pack, e->blob_off, &c);
+	if (rc == 0 && (c->page_size != page_size || e->slot >= c->npages ||
+	                memcmp(c->ids[e->slot], id, PAGE_ID_LEN) != 0))
 		rc = -EBADMSG;
-		goto out_unlock;
-	}
-	memcpy(buf, c->data + (size_t)e->slot * page_size, page_size);
+	/* A damaged pack is never served: the page's bytes against its id. */
+	if (rc == 0)
+		rc = page_ok(db, c, e->slot, check);
+	if (rc == 0)
+		memcpy(buf, c->data + (size_t)e->slot * page_size, page_size);
 out_unlock:
 	pthread_mutex_unlock(&db->lock);
 	return rc;
@@ -617,24 +621,28 @@ out_unlock:
 
 int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size, void *buf)
 {
-	return read_page(db, id, page_size, true, buf);
+	return read_page(db, id, page_size, CHECK_ALL, buf);
 }
 
 int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
                           void *buf)
 {
-	return read_page(db, id, page_size, false, buf);
+	return read_page(db, id, page_size, CHECK_RAW, buf);
 }
 
 int pages_db_check_entry(struct pages_db *db, size_t i)
 {
+	const struct pack_entry *e = &db->entries[i];
 	struct group_cache *c;
 	int rc;
 
 	pthread_mutex_lock(&db->lock);
-	rc = load_cached(db, db->entries[i].pack, db->entries[i].blob_off, true, &c);
-	if (rc == 0 && db->entries[i].slot >= c->npages)
+	/* The group once (cached), then this one page against its own id. */
+	rc = load_cached(db, e->pack, e->blob_off, &c);
+	if (rc == 0 && (e->slot >= c->npages || memcmp(c->ids[e->slot], e->id, PAGE_ID_LEN)))
 		rc = -EBADMSG;
+	if (rc == 0)
+		rc = page_ok(db, c, e->slot, CHECK_ALL);
 	pthread_mutex_unlock(&db->lock);
 	return rc;
 }
@@ -1019,7 +1027,11 @@ static int copy_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, u
 		else if (i + 1 == h->npages)
 			return 0;
 	pthread_mutex_lock(&g->db->lock);
-	rc = load_cached(g->db, g->pack, off, true, &c);
+	rc = load_cached(g->db, g->pack, off, &c);
+	/* A damaged page that is used stops the rewrite: verify and scrub report it. */
+	for (uint32_t i = 0; i < h->npages && rc == 0; i++)
+		if (set_has(&g->live, ids + i * PAGE_ID_LEN))
+			rc = page_ok(g->db, c, i, CHECK_ALL);
 	pthread_mutex_unlock(&g->db->lock);
 	if (rc < 0)
 		return rc;

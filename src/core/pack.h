@@ -58,9 +58,10 @@ struct group_cache {
 	uint64_t blob_off;
 	uint32_t page_size;
 	uint32_t npages;
-	uint8_t *data; /* npages * page_size bytes; NULL: empty slot */
-	uint64_t used; /* for LRU */
-	bool checked;  /* every page against its id (else only zstd's content checksum) */
+	uint8_t *data;    /* npages * page_size bytes; NULL: empty slot */
+	uint64_t used;    /* for LRU */
+	uint8_t codec;    /* CODEC_ZSTD's groups are guarded by zstd's content checksum */
+	uint32_t checked; /* bit i: page i found equal to its id */
 	uint8_t ids[PACK_GROUP_PAGES][PAGE_ID_LEN];
 };
 
@@ -116,8 +117,9 @@ int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t p
 int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
                           void *buf);
 /*
- * Reads the group of entry i (decompressed, every page checked against its
- * id): 0, or -EBADMSG when it is damaged. For scrub.
+ * Reads the page of entry i (its group decompressed) and checks it against
+ * its id: 0, or -EBADMSG when it is damaged. For scrub: page by page, so
+ * one damaged page does not condemn the others of its group.
  */
 int pages_db_check_entry(struct pages_db *db, size_t i);
 /* Stores page (page_size bytes) unless the store has it; sets id. */

@@ -23,6 +23,7 @@
 struct bad_page {
 	uint8_t id[PAGE_ID_LEN];
 	uint32_t pack;
+	bool used; /* a backup uses it */
 };
 
 static int id_cmp(const void *a, const void *b)
@@ -59,6 +60,7 @@ static int check_packs(struct scrub *sc)
 			return rc;
 		if (rc < 0) {
 			memcpy(sc->bad[sc->nbad].id, db->entries[i].id, PAGE_ID_LEN);
+			sc->bad[sc->nbad].used = false;
 			sc->bad[sc->nbad++].pack = db->entries[i].pack;
 		}
 		sc->res->pages++;
@@ -107,11 +109,12 @@ static int check_manifest(void *arg, const char *name, const struct stat *st)
 		if (e && !b)
 			continue;
 		if (b) {
+			b->used = true;
 			d.pack = sc->db->packs[b->pack].name;
 			d.what = "damaged (its bytes do not match its id)";
 		} else {
-			d.what = "missing from every pack (a damaged pack hides the pages after "
-			         "the damage)";
+			d.what = "missing: no pack holds a page with its id (a pack's ids or "
+			         "framing may be damaged)";
 		}
 		bad_backup = true;
 		rc = sc->fn(sc->arg, &d);
@@ -142,6 +145,16 @@ static int scrub_pages(struct bri_store *s, struct scrub *sc, struct bri_err *er
 			sc->res->bytes += (uint64_t)st.st_size;
 	}
 	rc = bri_store_list(s, check_manifest, sc, err);
+	/* Damaged pages no backup uses by that id: the id may be what was damaged. */
+	for (size_t i = 0; rc == 0 && i < sc->nbad; i++) {
+		struct bri_scrub_damage d = {
+		    .pack = sc->db->packs[sc->bad[i].pack].name,
+		    .what = "a page does not match the id it is stored under, and no backup "
+		            "uses that id (the id itself may be the damaged part)"};
+
+		if (!sc->bad[i].used)
+			rc = sc->fn(sc->arg, &d);
+	}
 out_close:
 	pages_db_close(sc->db);
 	free(sc->bad);

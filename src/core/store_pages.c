@@ -157,13 +157,15 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 
 		if (n > len - done)
 			n = len - done;
+		int (*read)(struct pages_db *, const uint8_t *, uint32_t, void *) =
+		    r->quick ? pages_db_read_written : pages_db_read;
+
 		if (in == 0 && n == ps) {
-			rc = pages_db_read(p->db, p->m.ids + pgno * PAGE_ID_LEN, ps,
-			                   (char *)buf + done);
+			rc = read(p->db, p->m.ids + pgno * PAGE_ID_LEN, ps, (char *)buf + done);
 		} else {
 			if (!page && !(page = malloc(ps)))
 				return done ? (ssize_t)done : -ENOMEM;
-			rc = pages_db_read(p->db, p->m.ids + pgno * PAGE_ID_LEN, ps, page);
+			rc = read(p->db, p->m.ids + pgno * PAGE_ID_LEN, ps, page);
 			if (rc == 0)
 				memcpy((char *)buf + done, page + in, n);
 		}
