@@ -499,14 +499,15 @@ enum check {
  * Page by page, so that one damaged page does not condemn its group's others;
  * a page found good is not hashed again while its group stays cached.
  */
-static int page_ok(struct pages_db *db, struct group_cache *c, uint32_t slot, enum check check)
+static int page_ok(struct pages_db *db, void *mac, struct group_cache *c, uint32_t slot,
+                   enum check check)
 {
 	uint8_t id[PAGE_ID_LEN];
 
 	if (check == CHECK_NONE || (check == CHECK_RAW && c->codec != CODEC_RAW) ||
 	    (c->checked & (1u << slot)))
 		return 0;
-	page_id_with(db, db->rmac, c->data + (size_t)slot * c->page_size, c->page_size, id);
+	page_id_with(db, mac, c->data + (size_t)slot * c->page_size, c->page_size, id);
 	if (memcmp(id, c->ids[slot], PAGE_ID_LEN) != 0)
 		return -EBADMSG;
 	c->checked |= 1u << slot;
@@ -514,14 +515,60 @@ static int page_ok(struct pages_db *db, struct group_cache *c, uint32_t slot, en
 }
 
 /*
- * The group at off of pack p, read and decompressed (its frame and zstd's
- * content checksum checked, not the ids: page_ok) into a cache slot.
+ * The group at off of the pack fd, read and decompressed (its frame and
+ * zstd's content checksum checked, not the ids: page_ok) into slot, which
+ * is emptied first. dctx: a ZSTD_DCtx of the caller's, or NULL.
  */
+static int group_read(int fd, uint64_t off, void *dctx, struct group_cache *slot)
+{
+	uint8_t hb[BLOB_HDR], *stored = NULL, *raw = NULL;
+	struct blob_hdr h;
+	int rc;
+
+	free(slot->data);
+	slot->data = NULL;
+	if (pread_full(fd, hb, BLOB_HDR, off) != BLOB_HDR)
+		return -EBADMSG;
+	rc = hdr_decode(hb, &h);
+	if (rc < 0 || h.kind != BLOB_GROUP || h.stored_len > 2 * h.raw_len + 1024)
+		return rc < 0 ? rc : -EBADMSG;
+	stored = malloc(h.stored_len ? h.stored_len : 1);
+	raw = malloc(h.raw_len);
+	rc = -ENOMEM;
+	if (!stored || !raw)
+		goto out_free;
+	rc = -EBADMSG;
+	if (pread_full(fd, slot->ids, h.ids_len, off + BLOB_HDR) != (ssize_t)h.ids_len ||
+	    pread_full(fd, stored, h.stored_len, off + BLOB_HDR + h.ids_len) !=
+	        (ssize_t)h.stored_len)
+		goto out_free;
+	if (h.codec == CODEC_ZSTD) {
+		size_t n = dctx ? ZSTD_decompressDCtx(dctx, raw, h.raw_len, stored, h.stored_len)
+		                : ZSTD_decompress(raw, h.raw_len, stored, h.stored_len);
+
+		if (ZSTD_isError(n) || n != h.raw_len)
+			goto out_free;
+	} else {
+		memcpy(raw, stored, h.raw_len);
+	}
+	slot->data = raw;
+	raw = NULL;
+	slot->blob_off = off;
+	slot->page_size = h.page_size;
+	slot->npages = h.npages;
+	slot->codec = h.codec;
+	slot->checked = 0;
+	rc = 0;
+out_free:
+	free(stored);
+	free(raw);
+	return rc;
+}
+
+/* The group at off of pack p, from the cache or read into it (group_read). */
 static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct group_cache **out)
 {
 	struct group_cache *victim = &db->cache[0];
-	uint8_t hb[BLOB_HDR], *stored = NULL, *raw = NULL;
-	struct blob_hdr h;
 	int rc;
 
 	for (int i = 0; i < GROUP_CACHE_SLOTS; i++) {
@@ -533,50 +580,13 @@ static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct gro
 		if (!db->cache[i].data || db->cache[i].used < victim->used)
 			victim = &db->cache[i];
 	}
-	/* The slot is emptied first: its ids are overwritten below. */
-	free(victim->data);
-	victim->data = NULL;
-	if (pread_full(db->packs[p].fd, hb, BLOB_HDR, off) != BLOB_HDR)
-		return -EBADMSG;
-	rc = hdr_decode(hb, &h);
-	if (rc < 0 || h.kind != BLOB_GROUP || h.stored_len > 2 * h.raw_len + 1024)
-		return rc < 0 ? rc : -EBADMSG;
-	stored = malloc(h.stored_len ? h.stored_len : 1);
-	raw = malloc(h.raw_len);
-	rc = -ENOMEM;
-	if (!stored || !raw)
-		goto out_free;
-	rc = -EBADMSG;
-	if (pread_full(db->packs[p].fd, victim->ids, h.ids_len, off + BLOB_HDR) !=
-	        (ssize_t)h.ids_len ||
-	    pread_full(db->packs[p].fd, stored, h.stored_len, off + BLOB_HDR + h.ids_len) !=
-	        (ssize_t)h.stored_len)
-		goto out_free;
-	if (h.codec == CODEC_ZSTD) {
-		size_t n = db->dctx
-		               ? ZSTD_decompressDCtx(db->dctx, raw, h.raw_len, stored, h.stored_len)
-		               : ZSTD_decompress(raw, h.raw_len, stored, h.stored_len);
-
-		if (ZSTD_isError(n) || n != h.raw_len)
-			goto out_free;
-	} else {
-		memcpy(raw, stored, h.raw_len);
-	}
-	victim->data = raw;
-	raw = NULL;
+	rc = group_read(db->packs[p].fd, off, db->dctx, victim);
+	if (rc < 0)
+		return rc;
 	victim->pack = p;
-	victim->blob_off = off;
-	victim->page_size = h.page_size;
-	victim->npages = h.npages;
-	victim->codec = h.codec;
 	victim->used = ++db->clock;
-	victim->checked = 0;
 	*out = victim;
-	rc = 0;
-out_free:
-	free(stored);
-	free(raw);
-	return rc;
+	return 0;
 }
 
 static int read_page(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
@@ -611,7 +621,7 @@ static int read_page(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_
 		rc = -EBADMSG;
 	/* A damaged pack is never served: the page's bytes against its id. */
 	if (rc == 0)
-		rc = page_ok(db, c, e->slot, check);
+		rc = page_ok(db, db->rmac, c, e->slot, check);
 	if (rc == 0)
 		memcpy(buf, c->data + (size_t)e->slot * page_size, page_size);
 out_unlock:
@@ -630,6 +640,75 @@ int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], ui
 	return read_page(db, id, page_size, CHECK_RAW, buf);
 }
 
+int pages_cursor_new(struct pages_db *db, struct page_cursor **out)
+{
+	struct page_cursor *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	c->mac = db->mac ? EVP_MAC_CTX_dup(db->mac) : NULL;
+	c->dctx = ZSTD_createDCtx();
+	*out = c;
+	return 0;
+}
+
+void pages_cursor_free(struct page_cursor *c)
+{
+	if (!c)
+		return;
+	free(c->slot.data);
+	EVP_MAC_CTX_free(c->mac);
+	ZSTD_freeDCtx(c->dctx);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_t id[PAGE_ID_LEN],
+                      uint32_t page_size, bool quick, void *buf)
+{
+	const struct pack_entry *e;
+	uint32_t pack = 0, slot = 0;
+	uint64_t off = 0;
+	int fd = -1, rc = 0;
+
+	/* The index under the store's lock; the group read and decompressed outside it. */
+	pthread_mutex_lock(&db->lock);
+	for (uint32_t i = 0; i < db->wcount; i++) {
+		if (db->wpsize == page_size && memcmp(db->wids[i], id, PAGE_ID_LEN) == 0) {
+			memcpy(buf, db->wbuf + (size_t)i * page_size, page_size);
+			pthread_mutex_unlock(&db->lock);
+			return 0;
+		}
+	}
+	e = pages_db_find(db, id);
+	if (!e) {
+		each_pack(db->s, load_pack, db);
+		e = pages_db_find(db, id);
+	}
+	if (e) {
+		pack = e->pack;
+		off = e->blob_off;
+		slot = e->slot;
+		fd = db->packs[pack].fd; /* open until the store's reader closes */
+	}
+	pthread_mutex_unlock(&db->lock);
+	if (fd < 0)
+		return -ENOENT;
+	if (!cur->slot.data || cur->slot.pack != pack || cur->slot.blob_off != off) {
+		rc = group_read(fd, off, cur->dctx, &cur->slot);
+		cur->slot.pack = pack;
+	}
+	if (rc == 0 && (cur->slot.page_size != page_size || slot >= cur->slot.npages ||
+	                memcmp(cur->slot.ids[slot], id, PAGE_ID_LEN) != 0))
+		rc = -EBADMSG;
+	if (rc == 0)
+		rc = page_ok(db, cur->mac, &cur->slot, slot, quick ? CHECK_RAW : CHECK_ALL);
+	if (rc == 0)
+		memcpy(buf, cur->slot.data + (size_t)slot * page_size, page_size);
+	return rc;
+}
+
 int pages_db_check_entry(struct pages_db *db, size_t i)
 {
 	const struct pack_entry *e = &db->entries[i];
@@ -642,7 +721,7 @@ int pages_db_check_entry(struct pages_db *db, size_t i)
 	if (rc == 0 && (e->slot >= c->npages || memcmp(c->ids[e->slot], e->id, PAGE_ID_LEN)))
 		rc = -EBADMSG;
 	if (rc == 0)
-		rc = page_ok(db, c, e->slot, CHECK_ALL);
+		rc = page_ok(db, db->rmac, c, e->slot, CHECK_ALL);
 	pthread_mutex_unlock(&db->lock);
 	return rc;
 }
@@ -1031,7 +1110,7 @@ static int copy_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, u
 	/* A damaged page that is used stops the rewrite: verify and scrub report it. */
 	for (uint32_t i = 0; i < h->npages && rc == 0; i++)
 		if (set_has(&g->live, ids + i * PAGE_ID_LEN))
-			rc = page_ok(g->db, c, i, CHECK_ALL);
+			rc = page_ok(g->db, g->db->rmac, c, i, CHECK_ALL);
 	pthread_mutex_unlock(&g->db->lock);
 	if (rc < 0)
 		return rc;

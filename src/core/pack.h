@@ -65,7 +65,7 @@ struct group_cache {
 	uint8_t ids[PACK_GROUP_PAGES][PAGE_ID_LEN];
 };
 
-#define GROUP_CACHE_SLOTS 64
+#define GROUP_CACHE_SLOTS 1024
 
 /* The store's pages: secret, packs and index. Thread-safe reads (lock). */
 struct pages_db {
@@ -122,6 +122,24 @@ int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], ui
  * one damaged page does not condemn the others of its group.
  */
 int pages_db_check_entry(struct pages_db *db, size_t i);
+/*
+ * A reader's own group slot, decompressor and HMAC context, for streaming
+ * reads (the hash of verify, a cat through the mount): the group is read
+ * and decompressed outside the store's lock and cache, so a second thread
+ * reading the same backup (SQLite's integrity_check) neither waits for it
+ * nor loses its cached groups to it. One user at a time: lock.
+ */
+struct page_cursor {
+	pthread_mutex_t lock;
+	struct group_cache slot;
+	void *mac;  /* EVP_MAC_CTX */
+	void *dctx; /* ZSTD_DCtx */
+};
+int pages_cursor_new(struct pages_db *db, struct page_cursor **out);
+void pages_cursor_free(struct page_cursor *c);
+/* pages_db_read (quick: as pages_db_read_written) through cursor cur; caller holds cur->lock. */
+int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_t id[PAGE_ID_LEN],
+                      uint32_t page_size, bool quick, void *buf);
 /* Stores page (page_size bytes) unless the store has it; sets id. */
 int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint8_t id[PAGE_ID_LEN],
                  struct bri_err *err);

@@ -137,39 +137,59 @@ struct pages_reader {
 	struct pages_db *db;
 	struct manifest m;
 	char name[BRI_NAME_MAX + 1];
+	pthread_mutex_t cur_lock; /* guards making cur */
+	struct page_cursor *cur;  /* for streaming reads; NULL until the first */
 };
+
+/* A read at least this long streams through the reader's cursor (pack.h). */
+#define STREAM_MIN (64u << 10)
 
 static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off)
 {
+	int (*read)(struct pages_db *, const uint8_t *, uint32_t, void *) =
+	    r->quick ? pages_db_read_written : pages_db_read;
 	struct pages_reader *p = r->priv;
+	struct page_cursor *cur = NULL;
 	uint32_t ps = p->m.page_size;
 	uint8_t *page = NULL;
 	size_t done = 0;
+	int rc = 0;
 
 	if (off >= r->size)
 		return 0;
 	if (len > r->size - off)
 		len = (size_t)(r->size - off);
-	while (done < len) {
+	if (len >= STREAM_MIN) {
+		pthread_mutex_lock(&p->cur_lock);
+		if (!p->cur)
+			pages_cursor_new(p->db, &p->cur); /* NULL: the shared path */
+		cur = p->cur;
+		pthread_mutex_unlock(&p->cur_lock);
+		/* Another stream on it: this one takes the shared path. */
+		if (cur && pthread_mutex_trylock(&cur->lock) != 0)
+			cur = NULL;
+	}
+	while (done < len && rc == 0) {
 		uint64_t pos = off + done, pgno = pos / ps;
 		size_t in = (size_t)(pos % ps), n = ps - in;
-		int rc;
+		const uint8_t *id = p->m.ids + pgno * PAGE_ID_LEN;
 
 		if (n > len - done)
 			n = len - done;
-		int (*read)(struct pages_db *, const uint8_t *, uint32_t, void *) =
-		    r->quick ? pages_db_read_written : pages_db_read;
-
 		if (in == 0 && n == ps) {
-			rc = read(p->db, p->m.ids + pgno * PAGE_ID_LEN, ps, (char *)buf + done);
+			rc = cur ? pages_cursor_read(p->db, cur, id, ps, r->quick,
+			                             (char *)buf + done)
+			         : read(p->db, id, ps, (char *)buf + done);
+		} else if (!page && !(page = malloc(ps))) {
+			rc = -ENOMEM;
 		} else {
-			if (!page && !(page = malloc(ps)))
-				return done ? (ssize_t)done : -ENOMEM;
-			rc = read(p->db, p->m.ids + pgno * PAGE_ID_LEN, ps, page);
+			rc = read(p->db, id, ps, page);
 			if (rc == 0)
 				memcpy((char *)buf + done, page + in, n);
 		}
-		if (rc < 0) {
+		if (rc == 0) {
+			done += n;
+		} else if (rc != -ENOMEM) {
 			snprintf(r->why, sizeof(r->why),
 			         "backup %s: page %" PRIu64 " (bytes %" PRIu64 "-%" PRIu64
 			         ") is %s in the store's packs",
@@ -177,12 +197,13 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 			         rc == -ENOENT ? "missing"
 			                       : "damaged (its bytes do not match its id)");
 			bri_log(BRI_LOG_WARN, "%s/%s", r->label, r->why);
-			free(page);
-			return rc == -ENOENT ? -EBADMSG : rc;
 		}
-		done += n;
 	}
+	if (cur)
+		pthread_mutex_unlock(&cur->lock);
 	free(page);
+	if (rc < 0 && !(rc == -ENOMEM && done))
+		return rc == -ENOENT ? -EBADMSG : rc;
 	return (ssize_t)done;
 }
 
@@ -191,6 +212,8 @@ static void pages_reader_close(struct bri_reader *r)
 	struct pages_reader *p = r->priv;
 
 	if (p) {
+		pages_cursor_free(p->cur);
+		pthread_mutex_destroy(&p->cur_lock);
 		pages_db_close(p->db);
 		free(p->m.ids);
 		free(p);
@@ -214,6 +237,7 @@ static int pages_open_reader(const struct bri_store *s, const char *name, struct
 	}
 	r->fd = -1;
 	r->priv = p;
+	pthread_mutex_init(&p->cur_lock, NULL);
 	r->pread = pages_pread;
 	r->close = pages_reader_close;
 	snprintf(p->name, sizeof(p->name), "%s", name);
