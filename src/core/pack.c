@@ -819,6 +819,12 @@ static int start_pack(struct pages_db *db, struct bri_err *err)
 int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint8_t id[PAGE_ID_LEN],
                  struct bri_err *err)
 {
+	return pages_db_add_at(db, page, page_size, UINT64_MAX, id, err);
+}
+
+int pages_db_add_at(struct pages_db *db, const void *page, uint32_t page_size, uint64_t pgno,
+                    uint8_t id[PAGE_ID_LEN], struct bri_err *err)
+{
 	int rc = 0;
 
 	page_id_with(db, db->wmac, page, page_size, id);
@@ -833,7 +839,13 @@ int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint
 		if (rc < 0)
 			goto out_unlock;
 	}
-	if (db->wcount && (db->wpsize != page_size || db->wcount == PACK_GROUP_PAGES)) {
+	/*
+	 * A group holds neighbours: a new page that does not follow the last one
+	 * in its file starts a group of its own. A backup's scattered changes
+	 * then cost a reader one page's decompression each, not a group's.
+	 */
+	if (db->wcount && (db->wpsize != page_size || db->wcount == PACK_GROUP_PAGES ||
+	                   (pgno != UINT64_MAX && pgno != db->wnext))) {
 		rc = flush_group(db);
 		if (rc < 0) {
 			bri_err_set(err, rc, "cannot write a pack in %s: %s", db->s->dir,
@@ -842,6 +854,7 @@ int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint
 		}
 	}
 	db->wpsize = page_size;
+	db->wnext = pgno + 1;
 	memcpy(db->wids[db->wcount], id, PAGE_ID_LEN);
 	memcpy(db->wbuf + (size_t)db->wcount * page_size, page, page_size);
 	db->wcount++;

@@ -91,6 +91,7 @@ struct pages_db {
 	uint64_t woff;   /* its size so far */
 	uint32_t wpsize; /* page size of the pending group */
 	uint32_t wcount; /* pages pending */
+	uint64_t wnext;  /* the page number that continues the pending group */
 	uint8_t wids[PACK_GROUP_PAGES][PAGE_ID_LEN];
 	uint8_t *wbuf;       /* PACK_GROUP_PAGES * PAGE_SIZE_MAX */
 	uint64_t stored_new; /* bytes appended by this writer */
@@ -143,6 +144,13 @@ int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_
 /* Stores page (page_size bytes) unless the store has it; sets id. */
 int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint8_t id[PAGE_ID_LEN],
                  struct bri_err *err);
+/*
+ * pages_db_add for page pgno of a file being written: a new page that is not
+ * the neighbour (pgno + 1) of the last new one starts a new group, so that
+ * groups hold pages a reader reads together.
+ */
+int pages_db_add_at(struct pages_db *db, const void *page, uint32_t page_size, uint64_t pgno,
+                    uint8_t id[PAGE_ID_LEN], struct bri_err *err);
 /* Writes out the pending group, fsyncs and publishes the new pack (if any). */
 int pages_db_flush(struct pages_db *db, struct bri_err *err);
 /* Removes the unpublished pack being written, if any. */

@@ -482,8 +482,8 @@ static int pw_put(struct pages_writer *w, const void *buf, size_t amt, uint64_t 
 			src = page;
 		}
 		if (rc == 0)
-			rc = pages_db_add(w->db, src, w->page_size, w->ids + pgno * PAGE_ID_LEN,
-			                  &w->err);
+			rc = pages_db_add_at(w->db, src, w->page_size, pgno,
+			                     w->ids + pgno * PAGE_ID_LEN, &w->err);
 		done += n;
 	}
 	free(page);
