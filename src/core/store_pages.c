@@ -207,6 +207,93 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 	return (ssize_t)done;
 }
 
+/*
+ * The readers of one store share its pages: one index, one group cache and
+ * one descriptor per pack for all of them (the mount opens a reader per open
+ * file), made by the first and closed with the last. A store whose packs
+ * changed under it (a cleanup removed one) gets a fresh one for new readers;
+ * the old one goes with its last reader, so a removed pack's space is never
+ * held longer than that.
+ */
+struct shared_db {
+	const struct bri_store *s;
+	struct pages_db *db;
+	int refs;
+	bool stale; /* not given to new readers */
+	struct shared_db *next;
+};
+
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shared_db *shared; /* guarded by shared_lock */
+
+/* Whether every pack db knows is still in the store. Caller holds db->lock. */
+static bool packs_present(const struct pages_db *db)
+{
+	struct stat st;
+
+	for (size_t i = 0; i < db->npacks; i++)
+		if (fstatat(db->s->dirfd, db->packs[i].name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return false;
+	return true;
+}
+
+static int shared_get(const struct bri_store *s, struct pages_db **out, struct bri_err *err)
+{
+	struct shared_db *h;
+	int rc = 0;
+
+	pthread_mutex_lock(&shared_lock);
+	for (h = shared; h; h = h->next) {
+		if (h->s != s || h->stale)
+			continue;
+		pthread_mutex_lock(&h->db->lock);
+		h->stale = !packs_present(h->db);
+		pthread_mutex_unlock(&h->db->lock);
+		if (!h->stale)
+			break;
+	}
+	if (!h) {
+		h = calloc(1, sizeof(*h));
+		rc = h ? pages_db_open((struct bri_store *)s, &h->db, err)
+		       : bri_err_set(err, -ENOMEM, "out of memory");
+		if (rc < 0) {
+			free(h);
+			h = NULL;
+		} else {
+			h->s = s;
+			h->next = shared;
+			shared = h;
+		}
+	}
+	if (h) {
+		h->refs++;
+		*out = h->db;
+	}
+	pthread_mutex_unlock(&shared_lock);
+	return rc;
+}
+
+static void shared_put(struct pages_db *db)
+{
+	struct shared_db **q, *h = NULL;
+
+	if (!db)
+		return;
+	pthread_mutex_lock(&shared_lock);
+	for (q = &shared; *q; q = &(*q)->next)
+		if ((*q)->db == db) {
+			h = *q;
+			if (--h->refs == 0)
+				*q = h->next;
+			break;
+		}
+	pthread_mutex_unlock(&shared_lock);
+	if (h && h->refs == 0) {
+		pages_db_close(h->db);
+		free(h);
+	}
+}
+
 static void pages_reader_close(struct bri_reader *r)
 {
 	struct pages_reader *p = r->priv;
@@ -214,7 +301,7 @@ static void pages_reader_close(struct bri_reader *r)
 	if (p) {
 		pages_cursor_free(p->cur);
 		pthread_mutex_destroy(&p->cur_lock);
-		pages_db_close(p->db);
+		shared_put(p->db);
 		free(p->m.ids);
 		free(p);
 	}
@@ -258,7 +345,7 @@ static int pages_open_reader(const struct bri_store *s, const char *name, struct
 		goto out_close;
 	}
 	/* The manifest first, then the packs: the packs its pages are in are published. */
-	rc = pages_db_open((struct bri_store *)s, &p->db, err);
+	rc = shared_get(s, &p->db, err);
 	if (rc < 0)
 		goto out_close;
 	r->size = p->m.page_count * p->m.page_size;
