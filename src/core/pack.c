@@ -472,8 +472,10 @@ void pages_db_close(struct pages_db *db)
 		close(db->packs[i].fd);
 		free(db->packs[i].name);
 	}
-	for (int i = 0; i < GROUP_CACHE_SLOTS; i++)
+	for (int i = 0; i < GROUP_CACHE_SLOTS; i++) {
 		free(db->cache[i].data);
+		free(db->cache[i].stored);
+	}
 	free(db->packs);
 	free(db->entries);
 	free(db->table);
@@ -521,48 +523,59 @@ static int page_ok(struct pages_db *db, void *mac, struct group_cache *c, uint32
  */
 static int group_read(int fd, uint64_t off, void *dctx, struct group_cache *slot)
 {
-	uint8_t hb[BLOB_HDR], *stored = NULL, *raw = NULL;
+	uint8_t hb[BLOB_HDR];
 	struct blob_hdr h;
 	int rc;
 
-	free(slot->data);
-	slot->data = NULL;
+	/* Emptied first (its ids are overwritten below); its buffers are kept. */
+	slot->npages = 0;
 	if (pread_full(fd, hb, BLOB_HDR, off) != BLOB_HDR)
-		return -EBADMSG;
+		goto out_empty;
 	rc = hdr_decode(hb, &h);
 	if (rc < 0 || h.kind != BLOB_GROUP || h.stored_len > 2 * h.raw_len + 1024)
 		return rc < 0 ? rc : -EBADMSG;
-	stored = malloc(h.stored_len ? h.stored_len : 1);
-	raw = malloc(h.raw_len);
-	rc = -ENOMEM;
-	if (!stored || !raw)
-		goto out_free;
-	rc = -EBADMSG;
+	/* Buffers of the largest group, made once: no allocation (and no page
+	 * faults on fresh memory) per group read. */
+	if (h.raw_len > slot->data_cap) {
+		uint8_t *b = realloc(slot->data, h.raw_len);
+
+		if (!b)
+			return -ENOMEM;
+		slot->data = b;
+		slot->data_cap = h.raw_len;
+	}
+	if (h.stored_len > slot->stored_cap) {
+		uint8_t *b = realloc(slot->stored, h.stored_len);
+
+		if (!b)
+			return -ENOMEM;
+		slot->stored = b;
+		slot->stored_cap = h.stored_len;
+	}
 	if (pread_full(fd, slot->ids, h.ids_len, off + BLOB_HDR) != (ssize_t)h.ids_len ||
-	    pread_full(fd, stored, h.stored_len, off + BLOB_HDR + h.ids_len) !=
+	    pread_full(fd, slot->stored, h.stored_len, off + BLOB_HDR + h.ids_len) !=
 	        (ssize_t)h.stored_len)
-		goto out_free;
+		goto out_empty;
 	if (h.codec == CODEC_ZSTD) {
-		size_t n = dctx ? ZSTD_decompressDCtx(dctx, raw, h.raw_len, stored, h.stored_len)
-		                : ZSTD_decompress(raw, h.raw_len, stored, h.stored_len);
+		size_t n = dctx
+		               ? ZSTD_decompressDCtx(dctx, slot->data, h.raw_len, slot->stored,
+		                                     h.stored_len)
+		               : ZSTD_decompress(slot->data, h.raw_len, slot->stored, h.stored_len);
 
 		if (ZSTD_isError(n) || n != h.raw_len)
-			goto out_free;
+			goto out_empty;
 	} else {
-		memcpy(raw, stored, h.raw_len);
+		memcpy(slot->data, slot->stored, h.raw_len);
 	}
-	slot->data = raw;
-	raw = NULL;
 	slot->blob_off = off;
 	slot->page_size = h.page_size;
 	slot->npages = h.npages;
 	slot->codec = h.codec;
 	slot->checked = 0;
-	rc = 0;
-out_free:
-	free(stored);
-	free(raw);
-	return rc;
+	return 0;
+out_empty:
+	slot->npages = 0;
+	return -EBADMSG;
 }
 
 /* The group at off of pack p, from the cache or read into it (group_read). */
@@ -572,12 +585,12 @@ static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct gro
 	int rc;
 
 	for (int i = 0; i < GROUP_CACHE_SLOTS; i++) {
-		if (db->cache[i].data && db->cache[i].pack == p && db->cache[i].blob_off == off) {
+		if (db->cache[i].npages && db->cache[i].pack == p && db->cache[i].blob_off == off) {
 			db->cache[i].used = ++db->clock;
 			*out = &db->cache[i];
 			return 0;
 		}
-		if (!db->cache[i].data || db->cache[i].used < victim->used)
+		if (!db->cache[i].npages || db->cache[i].used < victim->used)
 			victim = &db->cache[i];
 	}
 	rc = group_read(db->packs[p].fd, off, db->dctx, victim);
@@ -658,6 +671,7 @@ void pages_cursor_free(struct page_cursor *c)
 	if (!c)
 		return;
 	free(c->slot.data);
+	free(c->slot.stored);
 	EVP_MAC_CTX_free(c->mac);
 	ZSTD_freeDCtx(c->dctx);
 	pthread_mutex_destroy(&c->lock);
@@ -695,7 +709,7 @@ int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_
 	pthread_mutex_unlock(&db->lock);
 	if (fd < 0)
 		return -ENOENT;
-	if (!cur->slot.data || cur->slot.pack != pack || cur->slot.blob_off != off) {
+	if (!cur->slot.npages || cur->slot.pack != pack || cur->slot.blob_off != off) {
 		rc = group_read(fd, off, cur->dctx, &cur->slot);
 		cur->slot.pack = pack;
 	}

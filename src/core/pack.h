@@ -58,10 +58,13 @@ struct group_cache {
 	uint64_t blob_off;
 	uint32_t page_size;
 	uint32_t npages;
-	uint8_t *data;    /* npages * page_size bytes; NULL: empty slot */
-	uint64_t used;    /* for LRU */
-	uint8_t codec;    /* CODEC_ZSTD's groups are guarded by zstd's content checksum */
-	uint32_t checked; /* bit i: page i found equal to its id */
+	uint8_t *data;     /* npages * page_size bytes (npages 0: an empty slot) */
+	size_t data_cap;   /* bytes allocated at data, kept between groups */
+	uint8_t *stored;   /* the group as stored, read before decompressing */
+	size_t stored_cap; /* bytes allocated at stored */
+	uint64_t used;     /* for LRU */
+	uint8_t codec;     /* CODEC_ZSTD's groups are guarded by zstd's content checksum */
+	uint32_t checked;  /* bit i: page i found equal to its id */
 	uint8_t ids[PACK_GROUP_PAGES][PAGE_ID_LEN];
 };
 

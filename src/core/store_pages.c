@@ -138,11 +138,14 @@ struct pages_reader {
 	struct manifest m;
 	char name[BRI_NAME_MAX + 1];
 	pthread_mutex_t cur_lock; /* guards making cur */
-	struct page_cursor *cur;  /* for streaming reads; NULL until the first */
+	/* For streaming reads, one per concurrent reader (the mount's threads
+	 * read ahead in parallel), each made when first needed. */
+	struct page_cursor *cur[4];
 };
 
-/* A read at least this long streams through the reader's cursor (pack.h). */
+/* A read at least this long streams through a cursor of the reader's (pack.h). */
 #define STREAM_MIN (64u << 10)
+#define CURSORS    (sizeof(((struct pages_reader *)0)->cur) / sizeof(struct page_cursor *))
 
 static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off)
 {
@@ -159,13 +162,13 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 		return 0;
 	if (len > r->size - off)
 		len = (size_t)(r->size - off);
-	if (len >= STREAM_MIN) {
+	/* A free cursor, or a new one; all busy (or no memory): the shared path. */
+	for (size_t i = 0; len >= STREAM_MIN && !cur && i < CURSORS; i++) {
 		pthread_mutex_lock(&p->cur_lock);
-		if (!p->cur)
-			pages_cursor_new(p->db, &p->cur); /* NULL: the shared path */
-		cur = p->cur;
+		if (!p->cur[i])
+			pages_cursor_new(p->db, &p->cur[i]);
+		cur = p->cur[i];
 		pthread_mutex_unlock(&p->cur_lock);
-		/* Another stream on it: this one takes the shared path. */
 		if (cur && pthread_mutex_trylock(&cur->lock) != 0)
 			cur = NULL;
 	}
@@ -299,7 +302,8 @@ static void pages_reader_close(struct bri_reader *r)
 	struct pages_reader *p = r->priv;
 
 	if (p) {
-		pages_cursor_free(p->cur);
+		for (size_t i = 0; i < CURSORS; i++)
+			pages_cursor_free(p->cur[i]);
 		pthread_mutex_destroy(&p->cur_lock);
 		shared_put(p->db);
 		free(p->m.ids);
