@@ -312,31 +312,54 @@ static int
 pack_scan(int fd, int (*fn)(void *arg, const struct blob_hdr *h, const uint8_t *ids, uint64_t off),
           void *arg)
 {
-	uint8_t head[PACK_HDR], hb[BLOB_HDR], ids[PACK_GROUP_PAGES * PAGE_ID_LEN];
+	/* Read in windows of SCAN_WINDOW: a header and its ids are usually in the
+	 * window already (small groups of scattered pages lie close together). */
+	enum { SCAN_WINDOW = 256 << 10, NEED = BLOB_HDR + PACK_GROUP_PAGES * PAGE_ID_LEN };
+	uint8_t head[PACK_HDR], *win = malloc(SCAN_WINDOW);
+	uint64_t off = PACK_HDR, wstart = 0, wlen = 0;
 	struct stat st;
-	uint64_t off = PACK_HDR;
-	int rc;
+	int rc = 0;
 
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (pread_full(fd, head, PACK_HDR, 0) != PACK_HDR || memcmp(head, PACK_MAGIC, 8) != 0)
-		return -EBADMSG;
-	while (off < (uint64_t)st.st_size) {
+	if (!win)
+		return -ENOMEM;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	if (pread_full(fd, head, PACK_HDR, 0) != PACK_HDR || memcmp(head, PACK_MAGIC, 8) != 0) {
+		rc = -EBADMSG;
+		goto out_free;
+	}
+	while (off < (uint64_t)st.st_size && rc == 0) {
 		struct blob_hdr h;
+		const uint8_t *hb;
 
-		if (pread_full(fd, hb, BLOB_HDR, off) != BLOB_HDR)
-			return -EBADMSG;
+		if (off < wstart || off + NEED > wstart + wlen) {
+			ssize_t n = pread_full(fd, win, SCAN_WINDOW, off);
+
+			if (n < BLOB_HDR) {
+				rc = n < 0 ? (int)n : -EBADMSG;
+				break;
+			}
+			wstart = off;
+			wlen = (uint64_t)n;
+		}
+		hb = win + (off - wstart);
 		rc = hdr_decode(hb, &h);
-		if (rc < 0 || h.kind != BLOB_GROUP)
-			return rc < 0 ? rc : -EBADMSG;
-		if (pread_full(fd, ids, h.ids_len, off + BLOB_HDR) != (ssize_t)h.ids_len)
-			return -EBADMSG;
-		rc = fn(arg, &h, ids, off);
-		if (rc)
-			return rc;
+		if (rc < 0 || h.kind != BLOB_GROUP) {
+			rc = rc < 0 ? rc : -EBADMSG;
+			break;
+		}
+		if (off + BLOB_HDR + h.ids_len > wstart + wlen) {
+			rc = -EBADMSG; /* the file ends inside the ids */
+			break;
+		}
+		rc = fn(arg, &h, hb + BLOB_HDR, off);
 		off += BLOB_HDR + (uint64_t)h.ids_len + h.stored_len;
 	}
-	return 0;
+out_free:
+	free(win);
+	return rc;
 }
 
 struct load_arg {

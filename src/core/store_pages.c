@@ -838,6 +838,7 @@ static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
                               char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err)
 {
 	struct pages_writer *p = w->priv;
+	struct page_cursor *cur = NULL;
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	uint8_t *page = malloc(p->page_size ? p->page_size : 1);
@@ -852,9 +853,19 @@ static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}
-	/* The logical bytes as served, read back through the pages just written. */
+	/* The logical bytes as served, read back through the pages just written
+	 * (in order: through a cursor of its own, outside the store's cache). */
+	if (pages_cursor_new(p->db, &cur) < 0) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_free;
+	}
 	for (uint64_t i = 0; i < p->npages && rc == 0; i++) {
-		rc = pw_page(p, i, page);
+		const uint8_t *id = p->ids + i * PAGE_ID_LEN;
+
+		if (memcmp(id, zero_id, PAGE_ID_LEN) == 0)
+			memset(page, 0, p->page_size);
+		else
+			rc = pages_cursor_read(p->db, cur, id, p->page_size, true, page);
 		if (rc < 0)
 			bri_err_set(err, rc, "cannot read back page %" PRIu64 " of the new backup",
 			            i + 1);
@@ -867,6 +878,7 @@ static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
 		sprintf(hex + 2 * i, "%02x", digest[i]);
 	*size = p->npages * p->page_size;
 out_free:
+	pages_cursor_free(cur);
 	EVP_MD_CTX_free(md);
 	free(page);
 	return rc;
