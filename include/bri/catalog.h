@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "bri/meta.h"
+#include "bri/rehearsal.h"
 #include "bri/store.h"
 #include "bri/verify.h"
 
@@ -33,14 +34,15 @@ struct bri_entry {
 	                                    (bri_store_stat; plain: lstat of NAME.db) */
 	struct stat meta_st;             /* identity of its metadata (zeroed if absent) */
 	struct stat verify_st;           /* identity of its verify result (zeroed if absent) */
+	struct stat rehearsal_st;        /* identity of its rehearsal status (zeroed if absent) */
 	bool meta_ok;                    /* meta parsed */
 	struct bri_meta meta;            /* valid when meta_ok */
 	char meta_error[512];            /* why meta is not ok */
 	struct bri_verify_result verify; /* last verification; for an unknown
 	                                    entry always failed ("not a backup") */
 	uint64_t id;                     /* stable per name while the process lives */
+	struct bri_rehearsal rehearsal;  /* its last rehearsal (time 0: never, or damaged) */
 	bool pinned;                     /* NAME.db.pin exists (looked up at every scan) */
-	bool moved;                      /* internal: taken over by a newer scan */
 };
 
 struct bri_catalog {
@@ -65,9 +67,6 @@ void bri_catalog_free(struct bri_catalog *c);
 
 /* The backup called name, or NULL (a binary search; never an unknown file). */
 struct bri_entry *bri_catalog_find(const struct bri_catalog *c, const char *name);
-
-/* The unknown (not a backup) .db file called name, or NULL. */
-struct bri_entry *bri_catalog_find_unknown(const struct bri_catalog *c, const char *name);
 
 /* The newest backup that is not a safety backup, else the newest, else NULL. */
 struct bri_entry *bri_catalog_newest(const struct bri_catalog *c);

@@ -10,7 +10,8 @@
  * list and stat backups (with their logical size and identity), open a
  * reader (pread), write a new backup (begin, commit, end), remove one, and
  * read, write and remove its sidecars (metadata, verification result, pin,
- * restore report) by kind. "plain" (SPEC.md section 1, store_plain.c) is the
+ * restore report, rehearsal status) by kind. "plain" (SPEC.md section 1,
+ * store_plain.c) is the
  * first format and the default; a store records another in store.json. No
  * caller outside a format's own file spells a backup's file names.
  */
@@ -31,11 +32,12 @@ struct bri_store_ops;
 
 /* What a backup has besides its bytes, each kept by the format as it likes. */
 enum bri_sidecar {
-	BRI_SIDECAR_META,   /* the metadata JSON (plain: NAME.db.meta) */
-	BRI_SIDECAR_VERIFY, /* the last verification's result (plain: NAME.db.verify) */
-	BRI_SIDECAR_PIN,    /* a pin: kept by cleanup (plain: NAME.db.pin) */
-	BRI_SIDECAR_REPORT, /* a restore report (plain: NAME.db.report) */
-	BRI_SIDECAR_KINDS   /* how many kinds there are */
+	BRI_SIDECAR_META,      /* the metadata JSON (plain: NAME.db.meta) */
+	BRI_SIDECAR_VERIFY,    /* the last verification's result (plain: NAME.db.verify) */
+	BRI_SIDECAR_PIN,       /* a pin: kept by cleanup (plain: NAME.db.pin) */
+	BRI_SIDECAR_REPORT,    /* a restore report (plain: NAME.db.report) */
+	BRI_SIDECAR_REHEARSAL, /* the last rehearsal's outcome (plain: NAME.db.rehearsal) */
+	BRI_SIDECAR_KINDS      /* how many kinds there are */
 };
 
 struct bri_store {
@@ -166,13 +168,6 @@ int bri_store_unlink(struct bri_store *s, const char *file_name);
 
 /* fsyncs the store folder. */
 int bri_store_sync(struct bri_store *s, struct bri_err *err);
-
-/*
- * Removes leftover ".*.tmp" files whose creating process is gone, and what
- * the format calls leftovers (plain: sidecars without their .db). Call with
- * the lock held. Returns the number removed.
- */
-int bri_store_sweep(struct bri_store *s);
 
 /*
  * A fresh automatic name "<stem>_backup_YYYYMMDD_HHMMSS" (local time of

@@ -4,7 +4,6 @@
  * how a kill at any point loses nothing and how a second run finishes. Here:
  * the options, the progress bar and the one-line result (or JSON).
  */
-#include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,58 +12,20 @@
 #include "bri/store.h"
 #include "cli.h"
 
-enum { OPT_TO = 0x300 };
-
-static const char migrate_help[] =
-    "usage: bri-backup migrate --to plain|pages\n"
-    "\n"
-    "Converts the backup store in place to the other format: each backup is copied\n"
-    "byte for byte into the new format and checked against its checksum, then the\n"
-    "store switches format in one step, then the old files are removed. Killed at\n"
-    "any point, every backup stays complete; run migrate again to finish (or run it\n"
-    "with the other --to to undo a conversion that had not switched yet). Refused\n"
-    "while another process holds the store.\n"
-    "\n"
-    "  --to FORMAT   plain (one .db per backup) or pages (pages kept once each)\n"
-    "  -h, --help    show this help\n";
-
-int cli_cmd_migrate(struct cli_globals *g, int argc, char **argv)
+int cli_cmd_migrate(struct cli_globals *g, const struct cli_args *a)
 {
-	static const struct option own[] = {
-	    {"to", required_argument, NULL, OPT_TO},
-	    {"help", no_argument, NULL, 'h'},
-	};
 	struct bri_store_open_opts o = {.follow_symlink = g->follow_symlink, .force = g->force};
 	struct bri_op_ctx ctx = cli_progress_ctx("migrate");
+	const char *to = cli_opt(a, "to");
 	struct bri_migrate_result res;
 	struct bri_err err = {0};
 	struct bri_store *s = NULL;
-	struct option longopts[32];
-	const char *to = NULL;
-	int opt, r;
+	int r;
 
-	cli_merge_longopts(own, 2, longopts);
-	while ((opt = getopt_long(argc, argv, ":hv", longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			fputs(migrate_help, stdout);
-			return CLI_EXIT_OK;
-		}
-		if (opt == OPT_TO) {
-			to = optarg;
-			continue;
-		}
-		if (opt == '?' || opt == ':')
-			return cli_bad_option(argv[0], opt, argv);
-		r = cli_global_option(g, opt, optarg);
-		if (r < 0)
-			return CLI_EXIT_USAGE;
-		if (r == 0)
-			return cli_usage_error(argv[0], "unexpected option");
-	}
-	if (optind != argc)
-		return cli_usage_error(argv[0], "migrate takes no arguments");
+	if (a->npos != 0)
+		return cli_usage_error(a->name, "migrate takes no arguments");
 	if (!to || !bri_store_format(to))
-		return cli_usage_error(argv[0], "--to is plain or pages");
+		return cli_usage_error(a->name, "--to is plain or pages");
 	cli_setup_logging(g);
 	r = bri_store_open_ex(g->db, g->backup_dir, &o, &s, &err);
 	if (r < 0) {

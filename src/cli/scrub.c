@@ -5,7 +5,6 @@
  * file against its checksum. Prints each damaged page with its backup and
  * page number; exit 1 when anything is damaged or missing.
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -17,17 +16,6 @@
 
 /* Damage lines printed at most (JSON lists as many); the count is always exact. */
 #define SHOWN_MAX 1000
-
-static const char scrub_help[] =
-    "usage: bri-backup scrub\n"
-    "\n"
-    "Reads every stored byte of the store. A page store: every page of every pack is\n"
-    "decompressed and its id recomputed, and every page of every backup is looked\n"
-    "up; each damaged or missing page is printed with the backup(s) and page number\n"
-    "that use it. A plain store: every backup's file is hashed against its checksum.\n"
-    "Changes nothing. Exit 1 when anything is damaged.\n"
-    "\n"
-    "  -h, --help    show this help\n";
 
 struct shown {
 	size_t n;
@@ -64,34 +52,18 @@ static int show(void *arg, const struct bri_scrub_damage *d)
 	return 0;
 }
 
-int cli_cmd_scrub(struct cli_globals *g, int argc, char **argv)
+int cli_cmd_scrub(struct cli_globals *g, const struct cli_args *a)
 {
-	static const struct option own[] = {{"help", no_argument, NULL, 'h'}};
 	struct bri_store_open_opts o = {.follow_symlink = g->follow_symlink, .force = g->force};
 	struct bri_op_ctx ctx = cli_progress_ctx("scrub");
 	struct bri_scrub_result res;
 	struct bri_err err = {0};
 	struct bri_store *s = NULL;
 	struct shown sh = {0};
-	struct option longopts[32];
-	int opt, r;
+	int r;
 
-	cli_merge_longopts(own, 1, longopts);
-	while ((opt = getopt_long(argc, argv, ":hv", longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			fputs(scrub_help, stdout);
-			return CLI_EXIT_OK;
-		}
-		if (opt == '?' || opt == ':')
-			return cli_bad_option(argv[0], opt, argv);
-		r = cli_global_option(g, opt, optarg);
-		if (r < 0)
-			return CLI_EXIT_USAGE;
-		if (r == 0)
-			return cli_usage_error(argv[0], "unexpected option");
-	}
-	if (optind != argc)
-		return cli_usage_error(argv[0], "scrub takes no arguments");
+	if (a->npos != 0)
+		return cli_usage_error(a->name, "scrub takes no arguments");
 	cli_setup_logging(g);
 	r = bri_store_open_ex(g->db, g->backup_dir, &o, &s, &err);
 	if (r < 0) {

@@ -1,9 +1,11 @@
 /*
  * Schedules as pure time arithmetic: daily runs at a local time of day,
- * interval runs anchored at the last run. Missed runs (the machine was off)
+ * interval runs (hourly, weekly: 7 days, monthly: 30 days, every=N)
+ * anchored at the last run. Missed runs (the machine was off)
  * show as "due" once, not once per missed slot.
  */
 #include "bri/schedule.h"
+#include "internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -62,6 +64,9 @@ int bri_schedule_parse(const char *spec, struct bri_schedule *out, struct bri_er
 	if (strcmp(spec, "hourly") == 0) {
 		sc.kind = BRI_SCHEDULE_EVERY;
 		sc.interval_s = 3600;
+	} else if (strcmp(spec, "weekly") == 0 || strcmp(spec, "monthly") == 0) {
+		sc.kind = BRI_SCHEDULE_EVERY;
+		sc.interval_s = (spec[0] == 'w' ? 7L : 30L) * 86400;
 	} else if (strcmp(spec, "daily") == 0) {
 		sc.kind = BRI_SCHEDULE_DAILY;
 		sc.hour = 2;
@@ -87,11 +92,26 @@ int bri_schedule_parse(const char *spec, struct bri_schedule *out, struct bri_er
 			                   "s, m, h or d, e.g. every=6h",
 			                   spec);
 	} else {
-		return bri_err_set(err, -EINVAL,
-		                   "unknown schedule '%s' (use daily@HH:MM, hourly or every=6h)",
-		                   spec);
+		return bri_err_set(
+		    err, -EINVAL,
+		    "unknown schedule '%s' (use daily@HH:MM, hourly, weekly, monthly "
+		    "or every=6h)",
+		    spec);
 	}
 	*out = sc;
+	return 0;
+}
+
+long bri_schedule_period(const struct bri_schedule *sc)
+{
+	switch (sc->kind) {
+	case BRI_SCHEDULE_DAILY:
+		return 86400;
+	case BRI_SCHEDULE_EVERY:
+		return sc->interval_s;
+	case BRI_SCHEDULE_NONE:
+		break;
+	}
 	return 0;
 }
 
@@ -127,7 +147,7 @@ time_t bri_schedule_next(const struct bri_schedule *sc, time_t t)
 	return (time_t)-1;
 }
 
-time_t bri_schedule_prev(const struct bri_schedule *sc, time_t now, time_t last_run)
+time_t schedule_prev(const struct bri_schedule *sc, time_t now, time_t last_run)
 {
 	time_t run;
 
@@ -161,7 +181,7 @@ bool bri_schedule_due(const struct bri_schedule *sc, time_t last_run, time_t now
 		return true;
 	if (sc->kind == BRI_SCHEDULE_EVERY)
 		return now - last_run >= sc->interval_s;
-	return last_run < bri_schedule_prev(sc, now, last_run);
+	return last_run < schedule_prev(sc, now, last_run);
 }
 
 void bri_schedule_describe(const struct bri_schedule *sc, char *buf, size_t len)

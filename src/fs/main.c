@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "bri/log.h"
@@ -45,6 +46,7 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("on_failure=%s", on_failure, 0),
     BFS_OPT("hook_timeout=%d", hook_timeout, 0),
     BFS_OPT("checks=%s", checks, 0),
+    BFS_OPT("rehearse=%s", rehearse, 0),
     BFS_OPT("scrub_interval=%s", scrub_interval, 0),
     BFS_OPT("busy_timeout=%d", busy_timeout_ms, 0),
     BFS_OPT("log=%s", log_file, 0),
@@ -97,7 +99,13 @@ static void usage(const char *prog)
 	       "                           succeeded / failed, with BRI_OPERATION, BRI_NAME,\n"
 	       "                           BRI_RESULT and BRI_REASON in its environment\n"
 	       "    -o hook_timeout=S      kill a hook's process group after S seconds (30)\n"
-	       "    -o checks=FILE         the SQL checks of ctl/rehearse (SELECT ...; -- expect 1)\n"
+	       "    -o checks=FILE         the SQL checks of rehearsals (SELECT ...; -- expect 1)\n"
+	       "    -o rehearse=WHEN       rehearse a restore of the newest good backup into a\n"
+	       "                           scratch copy, with the checks: daily (02:00),\n"
+	       "                           daily@HH:MM, weekly, monthly, every=N, or none\n"
+	       "                           (default); with this or checks=, each backup folder\n"
+	       "                           has a `rehearsal` file and ctl/health fails when the\n"
+	       "                           newest rehearsal failed or is two periods old\n"
 	       "    -o scrub_interval=T    re-verify backups every T seconds, or with suffix\n"
 	       "                           s, m, h, d (default %s; 0 disables)\n"
 	       "    -o busy_timeout=MS     how long create and restore wait for a writer\n"
@@ -108,8 +116,9 @@ static void usage(const char *prog)
 	       "    -o max_age_hours=H     ctl/health warns when the newest backup is older (24)\n"
 	       "    -o min_backups=N       ctl/health warns when fewer backups exist (7)\n"
 	       "    -o schedule=WHEN       take automatic backups, each followed by a cleanup:\n"
-	       "                           daily@HH:MM, daily (02:00), hourly, every=N with\n"
-	       "                           suffix s, m, h, d, or none (default); a run missed\n"
+	       "                           daily@HH:MM, daily (02:00), hourly, weekly (7 days),\n"
+	       "                           monthly (30 days), every=N with suffix s, m, h,\n"
+	       "                           d, or none (default); a run missed\n"
 	       "                           while the machine was off runs at start-up\n"
 	       "    -o follow_symlink      accept a DB or backup_dir path that is a symbolic\n"
 	       "                           link and use what it points to (refused by default)\n"
@@ -227,6 +236,7 @@ static void free_options(struct bfs_options *o)
 	free(o->on_success);
 	free(o->on_failure);
 	free(o->checks);
+	free(o->rehearse);
 	free(o->store_format);
 }
 
@@ -239,6 +249,32 @@ static int refuse_own_mountpoint(const char *mountpoint, const struct bri_store 
 	if (rc < 0)
 		fprintf(stderr, "bri-backupfs: refusing to mount: %s\n", why);
 	return rc;
+}
+
+/*
+ * Started with CAP_SYS_ADMIN as an ambient capability (the hardened unit,
+ * scripts/systemd/bri-backupfs.service: mount(2) without the setuid
+ * fusermount3), the daemon keeps the capability in its own sets, for
+ * umount2(2) at exit, but the programs it runs (the on_success= and
+ * on_failure= hooks) must not inherit it. Called after the mount and before
+ * any thread starts: capability sets are per thread, and new threads copy
+ * this one's. Nothing to do on kernels without ambient capabilities.
+ */
+static void drop_ambient_caps(void)
+{
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		bri_log(BRI_LOG_WARN, "cannot clear the ambient capabilities: %s", strerror(errno));
+}
+
+/*
+ * The exit status for what libfuse's loop returned: 0 when it ended at the
+ * unmount, the signal's number after SIGTERM or SIGINT (the unmount follows:
+ * a clean stop too, as systemd's own stop of the service), a negative errno
+ * when it failed.
+ */
+static int loop_exit_status(int rc)
+{
+	return rc < 0 ? 1 : 0;
 }
 
 /*
@@ -376,6 +412,11 @@ int main(int argc, char *argv[])
 		ret = 2;
 		goto out_free_cmdline;
 	}
+	if (bfs_rehearsals_setup(&fs, o.rehearse, &err) < 0) {
+		fprintf(stderr, "bri-backupfs: rehearse: %s\n", err.msg);
+		ret = 2;
+		goto out_free_cmdline;
+	}
 	if (o.log_level && parse_level(o.log_level, &logcfg.level) < 0) {
 		fprintf(stderr, "bri-backupfs: log_level must be err, warn, info or debug\n");
 		ret = 2;
@@ -448,6 +489,7 @@ int main(int argc, char *argv[])
 		goto out_signals;
 	if (fuse_session_mount(fs.se, copts.mountpoint) != 0)
 		goto out_signals;
+	drop_ambient_caps();
 	bri_log(BRI_LOG_INFO, "serving the backups of %s (store %s) at %s", fs.store->db_path,
 	        fs.store->dir, copts.mountpoint);
 	if (fuse_daemonize(copts.foreground) != 0)
@@ -471,13 +513,18 @@ int main(int argc, char *argv[])
 		bri_log(BRI_LOG_WARN,
 		        "cannot start the SIGHUP thread: SIGHUP will not reopen the log");
 	rc = bfs_schedule_start(&fs);
+	if (rc == 0) {
+		rc = bfs_rehearsals_start(&fs);
+		if (rc < 0)
+			bfs_schedule_stop(&fs);
+	}
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	if (rc < 0) {
-		bri_log(BRI_LOG_ERR, "cannot start the scheduler thread");
+		bri_log(BRI_LOG_ERR, "cannot start the scheduler threads");
 		goto out_stop_workers;
 	}
 	if (copts.singlethread) {
-		ret = fuse_session_loop(fs.se) ? 1 : 0;
+		ret = loop_exit_status(fuse_session_loop(fs.se));
 	} else {
 		/* libfuse 3.14 warns about its own "unset" (-1) here: use its old default. */
 		struct fuse_loop_config lc = {.clone_fd = copts.clone_fd, .max_idle_threads = 10};
@@ -485,8 +532,9 @@ int main(int argc, char *argv[])
 		if (copts.max_idle_threads != UINT_MAX)
 			lc.max_idle_threads = copts.max_idle_threads;
 
-		ret = fuse_session_loop_mt(fs.se, &lc) ? 1 : 0;
+		ret = loop_exit_status(fuse_session_loop_mt(fs.se, &lc));
 	}
+	bfs_rehearsals_stop(&fs);
 	bfs_schedule_stop(&fs);
 	unreleased = bfs_files_free_unreleased();
 	if (unreleased)

@@ -10,6 +10,7 @@
 
 #include "bri/schedule.h"
 #include "expect.h"
+#include "../../src/core/internal.h"
 
 /* 2025-10-16T14:30:00Z */
 #define T0 ((time_t)1760625000)
@@ -35,20 +36,21 @@ static void test_parse(void)
 	EXPECT_EQ_INT(sc.interval_s, 90 * 60);
 	EXPECT_EQ_INT(bri_schedule_parse("every=2", &sc, &err), 0);
 	EXPECT_EQ_INT(sc.interval_s, 2);
+	EXPECT_EQ_INT(bri_schedule_parse("weekly", &sc, &err), 0);
+	EXPECT_EQ_INT(sc.kind, BRI_SCHEDULE_EVERY);
+	EXPECT_EQ_INT(sc.interval_s, 7 * 86400);
+	EXPECT_EQ_INT(bri_schedule_period(&sc), 7 * 86400);
+	EXPECT_EQ_INT(bri_schedule_parse("monthly", &sc, &err), 0);
+	EXPECT_EQ_INT(sc.interval_s, 30 * 86400);
+	EXPECT_EQ_INT(bri_schedule_parse("daily", &sc, &err), 0);
+	EXPECT_EQ_INT(bri_schedule_period(&sc), 86400);
 	EXPECT_EQ_INT(bri_schedule_parse("none", &sc, &err), 0);
 	EXPECT_EQ_INT(sc.kind, BRI_SCHEDULE_NONE);
+	EXPECT_EQ_INT(bri_schedule_period(&sc), 0);
 
-	const char *bad[] = {"daily@24:00",
-	                     "daily@2:00",
-	                     "daily@02:60",
-	                     "daily@",
-	                     "weekly",
-	                     "every=",
-	                     "every=0",
-	                     "every=6x",
-	                     "every=-1h",
-	                     "every=h",
-	                     "every=99999999999d",
+	const char *bad[] = {"daily@24:00",  "daily@2:00", "daily@02:60", "daily@",
+	                     "weekly@02:00", "yearly",     "every=",      "every=0",
+	                     "every=6x",     "every=-1h",  "every=h",     "every=99999999999d",
 	                     "daily@02:00 "};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err.msg[0] = '\0';
@@ -77,7 +79,7 @@ static void test_daily(void)
 	/* Exactly at 02:00: the next is a day later. */
 	time_t at2 = T0 + 11 * 3600 + 30 * 60;
 	EXPECT_EQ_INT(bri_schedule_next(&sc, at2), at2 + 86400);
-	EXPECT_EQ_INT(bri_schedule_prev(&sc, T0, 0), at2 - 86400);
+	EXPECT_EQ_INT(schedule_prev(&sc, T0, 0), at2 - 86400);
 	/* Ran at 02:00 today: not due until tomorrow 02:00. */
 	EXPECT(!bri_schedule_due(&sc, at2 - 86400, T0));
 	EXPECT(bri_schedule_due(&sc, at2 - 86400, at2));
@@ -97,7 +99,7 @@ static void test_every(void)
 	EXPECT(!bri_schedule_due(&sc, T0, T0 + 6 * 3600 - 1));
 	EXPECT(bri_schedule_due(&sc, T0, T0 + 6 * 3600));
 	EXPECT(bri_schedule_due(&sc, T0, T0 + 100 * 3600));
-	EXPECT_EQ_INT(bri_schedule_prev(&sc, T0 + 13 * 3600, T0), T0 + 12 * 3600);
+	EXPECT_EQ_INT(schedule_prev(&sc, T0 + 13 * 3600, T0), T0 + 12 * 3600);
 	bri_schedule_parse("none", &sc, NULL);
 	EXPECT(!bri_schedule_due(&sc, 0, T0));
 	EXPECT_EQ_INT(bri_schedule_next(&sc, T0), -1);
