@@ -559,21 +559,25 @@ static int group_read(int fd, uint64_t off, void *dctx, struct group_cache *slot
 		return rc < 0 ? rc : -EBADMSG;
 	/* Buffers of the largest group, made once: no allocation (and no page
 	 * faults on fresh memory) per group read. */
+	/* Room for a full group of this page size at once: groups of 1 to 16 pages
+	 * then never make the buffers move (and fault in fresh memory). */
 	if (h.raw_len > slot->data_cap) {
-		uint8_t *b = realloc(slot->data, h.raw_len);
+		size_t cap = (size_t)PACK_GROUP_PAGES * h.page_size;
+		uint8_t *b = realloc(slot->data, cap > h.raw_len ? cap : h.raw_len);
 
 		if (!b)
 			return -ENOMEM;
 		slot->data = b;
-		slot->data_cap = h.raw_len;
+		slot->data_cap = cap > h.raw_len ? cap : h.raw_len;
 	}
 	if (h.stored_len > slot->stored_cap) {
-		uint8_t *b = realloc(slot->stored, h.stored_len);
+		size_t cap = (size_t)PACK_GROUP_PAGES * h.page_size + 1024;
+		uint8_t *b = realloc(slot->stored, cap > h.stored_len ? cap : h.stored_len);
 
 		if (!b)
 			return -ENOMEM;
 		slot->stored = b;
-		slot->stored_cap = h.stored_len;
+		slot->stored_cap = cap > h.stored_len ? cap : h.stored_len;
 	}
 	if (pread_full(fd, slot->ids, h.ids_len, off + BLOB_HDR) != (ssize_t)h.ids_len ||
 	    pread_full(fd, slot->stored, h.stored_len, off + BLOB_HDR + h.ids_len) !=
@@ -604,12 +608,19 @@ out_empty:
 /* The group at off of pack p, from the cache or read into it (group_read). */
 static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct group_cache **out)
 {
-	struct group_cache *victim = &db->cache[0];
+	struct group_cache *victim = &db->cache[0], *last = &db->cache[db->last_slot];
 	int rc;
 
+	/* Pages are mostly read in order: the slot of the last hit first. */
+	if (last->npages && last->pack == p && last->blob_off == off) {
+		last->used = ++db->clock;
+		*out = last;
+		return 0;
+	}
 	for (int i = 0; i < GROUP_CACHE_SLOTS; i++) {
 		if (db->cache[i].npages && db->cache[i].pack == p && db->cache[i].blob_off == off) {
 			db->cache[i].used = ++db->clock;
+			db->last_slot = (uint32_t)i;
 			*out = &db->cache[i];
 			return 0;
 		}
@@ -621,6 +632,7 @@ static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct gro
 		return rc;
 	victim->pack = p;
 	victim->used = ++db->clock;
+	db->last_slot = (uint32_t)(victim - db->cache);
 	*out = victim;
 	return 0;
 }

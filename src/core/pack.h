@@ -87,6 +87,7 @@ struct pages_db {
 	pthread_mutex_t lock;
 	struct group_cache cache[GROUP_CACHE_SLOTS];
 	uint64_t clock;
+	uint32_t last_slot; /* the cache slot of the last hit */
 	/* The pack being written (pages_db_add), -1 when none. */
 	int wfd;
 	char *wtmp;
