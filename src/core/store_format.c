@@ -98,6 +98,24 @@ int bri_store_open_reader(const struct bri_store *s, const char *name, struct br
 int bri_store_write_begin(struct bri_store *s, const char *name, struct bri_backup_writer **out,
                           struct bri_err *err)
 {
+	struct bri_store now = *s;
+	int rc;
+
+	/*
+	 * The format on disk now, not the one this process found at open: a
+	 * long-lived process (the mount) must not write a backup of the old
+	 * format into a store migrate has converted since (it would be invisible).
+	 */
+	now.ops = NULL;
+	rc = store_detect_format(&now, err);
+	if (rc < 0)
+		return rc;
+	if (now.ops != ops_of(s))
+		return bri_err_set(err, -ESTALE,
+		                   "the backup store %s is a %s store now (converted by migrate "
+		                   "since this process opened it as %s); nothing was written: "
+		                   "reopen the store (restart the mount)",
+		                   s->dir, now.ops->format, ops_of(s)->format);
 	return ops_of(s)->write_begin(s, name, out, err);
 }
 

@@ -184,3 +184,30 @@ def test_migrate_usage(cli):
     assert p.returncode == 2 and "--to" in p.stderr
     p = cli.run("migrate", "--to", "tapes", check=False)
     assert p.returncode == 2
+
+
+def test_mount_opened_before_migrate_writes_nothing_in_the_old_format(cli, live_db, store,
+                                                                      tmp_path):
+    """A mount started on a plain store that migrate then converts refuses to
+    create (a plain .db in a page store would be invisible to it), and a
+    restarted mount creates in the new format."""
+    from conftest import Mount, sh
+    sums = fill(cli, live_db)
+    m = Mount(live_db, store, tmp_path / "mnt")
+    m.start()
+    try:
+        migrate(cli, "pages")
+        p = sh(f"echo late > {m.path}/ctl/create", check=False)
+        assert p.returncode != 0
+        assert not list(store.glob("late*")), os.listdir(store)
+    finally:
+        m.stop()
+    assert_only(store, "pages")
+    assert_complete(cli, sums)
+    m = Mount(live_db, store, tmp_path / "mnt")
+    m.start()
+    try:
+        sh(f"echo later > {m.path}/ctl/create")
+        assert (store / "later.manifest").exists()
+    finally:
+        m.stop()
