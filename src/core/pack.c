@@ -312,11 +312,11 @@ static int
 pack_scan(int fd, int (*fn)(void *arg, const struct blob_hdr *h, const uint8_t *ids, uint64_t off),
           void *arg)
 {
-	/* Read in windows of SCAN_WINDOW: a header and its ids are usually in the
-	 * window already (small groups of scattered pages lie close together). */
+	/* Read in windows of SCAN_WINDOW while groups are small (scattered single
+	 * pages lie close together): a header and its ids are then in the window. */
 	enum { SCAN_WINDOW = 256 << 10, NEED = BLOB_HDR + PACK_GROUP_PAGES * PAGE_ID_LEN };
 	uint8_t head[PACK_HDR], *win = malloc(SCAN_WINDOW);
-	uint64_t off = PACK_HDR, wstart = 0, wlen = 0;
+	uint64_t off = PACK_HDR, wstart = 0, wlen = 0, last = 0;
 	struct stat st;
 	int rc = 0;
 
@@ -335,7 +335,10 @@ pack_scan(int fd, int (*fn)(void *arg, const struct blob_hdr *h, const uint8_t *
 		const uint8_t *hb;
 
 		if (off < wstart || off + NEED > wstart + wlen) {
-			ssize_t n = pread_full(fd, win, SCAN_WINDOW, off);
+			/* Small groups: a window of them; a large one: its header and ids only
+			 * (the payload is never read, cold or warm). */
+			ssize_t n =
+			    pread_full(fd, win, last > SCAN_WINDOW / 16 ? NEED : SCAN_WINDOW, off);
 
 			if (n < BLOB_HDR) {
 				rc = n < 0 ? (int)n : -EBADMSG;
@@ -355,7 +358,8 @@ pack_scan(int fd, int (*fn)(void *arg, const struct blob_hdr *h, const uint8_t *
 			break;
 		}
 		rc = fn(arg, &h, hb + BLOB_HDR, off);
-		off += BLOB_HDR + (uint64_t)h.ids_len + h.stored_len;
+		last = BLOB_HDR + (uint64_t)h.ids_len + h.stored_len;
+		off += last;
 	}
 out_free:
 	free(win);
