@@ -833,53 +833,147 @@ out_free:
 	return rc;
 }
 
+/*
+ * The digest's read-back on two threads: a second one reads (and
+ * decompresses) the copy's pages in batches into one of two buffers while
+ * this one hashes the other.
+ */
+#define DIGEST_BATCH 256
+
+struct digest_feed {
+	struct pages_writer *p;
+	struct page_cursor *cur;
+	uint8_t *buf[2];
+	size_t n[2];  /* pages in a full buffer; 0: the end (or a failure) */
+	bool full[2]; /* guarded by lock */
+	bool stop;    /* guarded by lock */
+	int rc;       /* the reader's failure */
+	uint64_t bad; /* at this page (0-based) */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+static void *digest_reader(void *arg)
+{
+	struct digest_feed *f = arg;
+	struct pages_writer *p = f->p;
+	uint64_t next = 0;
+
+	for (int b = 0;; b ^= 1) {
+		size_t k = 0;
+
+		pthread_mutex_lock(&f->lock);
+		while (f->full[b] && !f->stop)
+			pthread_cond_wait(&f->cond, &f->lock);
+		pthread_mutex_unlock(&f->lock);
+		if (f->stop)
+			break;
+		for (; k < DIGEST_BATCH && next < p->npages && f->rc == 0; k++, next++) {
+			const uint8_t *id = p->ids + next * PAGE_ID_LEN;
+			uint8_t *page = f->buf[b] + k * p->page_size;
+
+			if (memcmp(id, zero_id, PAGE_ID_LEN) == 0)
+				memset(page, 0, p->page_size);
+			else if ((f->rc = pages_cursor_read(p->db, f->cur, id, p->page_size, true,
+			                                    page)) < 0)
+				f->bad = next;
+		}
+		if (f->rc < 0)
+			k = 0;
+		pthread_mutex_lock(&f->lock);
+		f->n[b] = k;
+		f->full[b] = true;
+		pthread_cond_broadcast(&f->cond);
+		pthread_mutex_unlock(&f->lock);
+		if (k == 0)
+			break;
+	}
+	return NULL;
+}
+
 static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
                               char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err)
 {
 	struct pages_writer *p = w->priv;
-	struct page_cursor *cur = NULL;
+	struct digest_feed f = {.p = p};
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	uint8_t *page = malloc(p->page_size ? p->page_size : 1);
+	pthread_t reader;
+	bool reading = false;
 	unsigned dlen = 0;
 	int rc = 0;
 
+	pthread_mutex_init(&f.lock, NULL);
+	pthread_cond_init(&f.cond, NULL);
 	if (p->err.code) {
 		rc = bri_err_set(err, p->err.code, "%s", p->err.msg);
 		goto out_free;
 	}
-	if (!md || !page || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-		rc = bri_err_set(err, -ENOMEM, "out of memory");
-		goto out_free;
-	}
+	f.buf[0] = malloc((size_t)DIGEST_BATCH * (p->page_size ? p->page_size : 1));
+	f.buf[1] = malloc((size_t)DIGEST_BATCH * (p->page_size ? p->page_size : 1));
 	/* The logical bytes as served, read back through the pages just written
 	 * (in order: through a cursor of its own, outside the store's cache). */
-	if (pages_cursor_new(p->db, &cur) < 0) {
+	if (!md || !f.buf[0] || !f.buf[1] || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ||
+	    pages_cursor_new(p->db, &f.cur) < 0) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}
-	for (uint64_t i = 0; i < p->npages && rc == 0; i++) {
+	reading = pthread_create(&reader, NULL, digest_reader, &f) == 0;
+	for (uint64_t i = 0; !reading && i < p->npages && rc == 0; i++) {
+		/* No second thread: page by page, here. */
 		const uint8_t *id = p->ids + i * PAGE_ID_LEN;
 
 		if (memcmp(id, zero_id, PAGE_ID_LEN) == 0)
-			memset(page, 0, p->page_size);
-		else
-			rc = pages_cursor_read(p->db, cur, id, p->page_size, true, page);
-		if (rc < 0)
-			bri_err_set(err, rc, "cannot read back page %" PRIu64 " of the new backup",
-			            i + 1);
-		else if (!EVP_DigestUpdate(md, page, p->page_size))
+			memset(f.buf[0], 0, p->page_size);
+		else if ((f.rc = pages_cursor_read(p->db, f.cur, id, p->page_size, true,
+		                                   f.buf[0])) < 0)
+			f.bad = i;
+		if (f.rc < 0)
+			break;
+		if (!EVP_DigestUpdate(md, f.buf[0], p->page_size))
 			rc = bri_err_set(err, -EIO, "SHA-256 failed");
 	}
+	for (int b = 0; reading; b ^= 1) {
+		size_t n;
+
+		pthread_mutex_lock(&f.lock);
+		while (!f.full[b])
+			pthread_cond_wait(&f.cond, &f.lock);
+		n = f.n[b];
+		pthread_mutex_unlock(&f.lock);
+		if (n == 0)
+			break;
+		if (!EVP_DigestUpdate(md, f.buf[b], n * p->page_size)) {
+			rc = bri_err_set(err, -EIO, "SHA-256 failed");
+			break;
+		}
+		pthread_mutex_lock(&f.lock);
+		f.full[b] = false;
+		pthread_cond_broadcast(&f.cond);
+		pthread_mutex_unlock(&f.lock);
+	}
+	if (reading) {
+		pthread_mutex_lock(&f.lock);
+		f.stop = true;
+		pthread_cond_broadcast(&f.cond);
+		pthread_mutex_unlock(&f.lock);
+		pthread_join(reader, NULL);
+	}
+	if (rc == 0 && f.rc < 0)
+		rc = bri_err_set(err, f.rc, "cannot read back page %" PRIu64 " of the new backup",
+		                 f.bad + 1);
 	if (rc == 0 && !EVP_DigestFinal_ex(md, digest, &dlen))
 		rc = bri_err_set(err, -EIO, "SHA-256 failed");
 	for (unsigned i = 0; rc == 0 && i < dlen; i++)
 		sprintf(hex + 2 * i, "%02x", digest[i]);
 	*size = p->npages * p->page_size;
 out_free:
-	pages_cursor_free(cur);
+	pages_cursor_free(f.cur);
 	EVP_MD_CTX_free(md);
-	free(page);
+	free(f.buf[0]);
+	free(f.buf[1]);
+	pthread_cond_destroy(&f.cond);
+	pthread_mutex_destroy(&f.lock);
 	return rc;
 }
 

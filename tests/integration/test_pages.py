@@ -221,3 +221,20 @@ def sha256sum_fileobj(f):
     import hashlib
     f.seek(0)
     return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_create_over_a_damaged_pack_fails_and_publishes_nothing(cli, store):
+    """A new backup whose pages the store already has in a damaged pack: its
+    digest reads them back, fails, and no backup is published."""
+    cli.run("init", "--format", "pages")
+    cli.run("create", "--name", "a")
+    pack = max(store.glob("pack-*.pack"), key=lambda f: f.stat().st_size)
+    with open(pack, "r+b") as f:
+        f.seek(pack.stat().st_size // 2)
+        b = f.read(1)
+        f.seek(pack.stat().st_size // 2)
+        f.write(bytes([b[0] ^ 0x01]))
+    p = cli.run("create", "--name", "b", check=False)
+    assert p.returncode == 1, p.stderr
+    assert "b" not in [x["name"] for x in json.loads(cli.run("--json", "list").stdout)]
+    assert not (store / "b.manifest").exists()
