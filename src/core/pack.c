@@ -52,17 +52,28 @@ struct blob_hdr {
  * zstd at ZSTD_LEVEL with the frame's content checksum on: a damaged
  * manifest fails to decompress (pages are checked against their ids too).
  */
-static size_t zcompress(void *dst, size_t cap, const void *src, size_t len)
+static ZSTD_CCtx *zcctx_new(void)
 {
 	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+
+	if (cctx) {
+		ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+		ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+	}
+	return cctx;
+}
+
+/* keep: a context of the caller's made by zcctx_new (NULL: one for this call). */
+static size_t zcompress(ZSTD_CCtx *keep, void *dst, size_t cap, const void *src, size_t len)
+{
+	ZSTD_CCtx *cctx = keep ? keep : zcctx_new();
 	size_t n;
 
 	if (!cctx)
 		return (size_t)-1; /* an error code for ZSTD_isError */
-	ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
-	ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
 	n = ZSTD_compress2(cctx, dst, cap, src, len);
-	ZSTD_freeCCtx(cctx);
+	if (!keep)
+		ZSTD_freeCCtx(cctx);
 	return n;
 }
 
@@ -512,6 +523,7 @@ void pages_db_close(struct pages_db *db)
 	EVP_MAC_CTX_free(db->wmac);
 	EVP_MAC_CTX_free(db->rmac);
 	ZSTD_freeDCtx(db->dctx);
+	ZSTD_freeCCtx(db->cctx);
 	memset(db->secret, 0, sizeof(db->secret));
 	free(db);
 }
@@ -780,7 +792,7 @@ int pages_db_check_entry(struct pages_db *db, size_t i)
 }
 
 /* Appends a group blob of count pages (ids, bytes) to fd at *off. */
-static int write_group(int fd, uint64_t *off, uint32_t page_size, uint32_t count,
+static int write_group(ZSTD_CCtx *cctx, int fd, uint64_t *off, uint32_t page_size, uint32_t count,
                        const uint8_t (*ids)[PAGE_ID_LEN], const uint8_t *pages, uint64_t *stored)
 {
 	size_t raw_len = (size_t)count * page_size, cap = ZSTD_compressBound(raw_len), n;
@@ -790,7 +802,7 @@ static int write_group(int fd, uint64_t *off, uint32_t page_size, uint32_t count
 
 	if (!z)
 		return -ENOMEM;
-	n = zcompress(z, cap, pages, raw_len);
+	n = zcompress(cctx, z, cap, pages, raw_len);
 	if (ZSTD_isError(n)) {
 		free(z);
 		return -EIO;
@@ -827,7 +839,9 @@ static int flush_group(struct pages_db *db)
 
 	if (!db->wcount)
 		return 0;
-	rc = write_group(db->wfd, &db->woff, db->wpsize, db->wcount,
+	if (!db->cctx)
+		db->cctx = zcctx_new(); /* NULL: one per group */
+	rc = write_group(db->cctx, db->wfd, &db->woff, db->wpsize, db->wcount,
 	                 (const uint8_t(*)[PAGE_ID_LEN])db->wids, db->wbuf, &db->stored_new);
 	if (rc < 0)
 		return rc;
@@ -961,7 +975,7 @@ int manifest_encode(const struct manifest *m, void **out, size_t *len)
 	put32(raw, m->page_size);
 	memcpy(raw + 4, &count, 8);
 	memcpy(raw + 12, m->ids, (size_t)m->page_count * PAGE_ID_LEN);
-	n = zcompress(blob + BLOB_HDR, cap, raw, raw_len);
+	n = zcompress(NULL, blob + BLOB_HDR, cap, raw, raw_len);
 	free(raw);
 	if (ZSTD_isError(n)) {
 		free(blob);

@@ -78,6 +78,7 @@ struct pages_db {
 	void *wmac; /* a copy for the writer's thread (pages_db_add), re-initialised per page */
 	void *rmac; /* a copy for reads, used under lock */
 	void *dctx; /* ZSTD_DCtx for reads, used under lock (NULL: one per call) */
+	void *cctx; /* ZSTD_CCtx of the writer, made at its first group */
 	struct pack_file *packs;
 	size_t npacks, cap_packs;
 	struct pack_entry *entries;
