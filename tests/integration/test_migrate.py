@@ -211,3 +211,30 @@ def test_mount_opened_before_migrate_writes_nothing_in_the_old_format(cli, live_
         assert (store / "later.manifest").exists()
     finally:
         m.stop()
+
+
+def test_migrate_out_of_space_loses_nothing_and_finishes_after(tmp_path):
+    """A page store on a small file system has no room for its plain copies:
+    migrate --to plain fails with a clear error, every backup is still there
+    and verifies in the page store, and with room again a rerun finishes."""
+    import subprocess as sp
+    from conftest import Cli, make_sample_db
+    from test_reliability import tmpfs
+    db = make_sample_db(tmp_path / "data" / "bri.db", rows=3000)
+    with tmpfs(tmp_path / "small", "4m") as mnt:
+        store = mnt / "backups"
+        cli = Cli(db, store)
+        cli.run("init", "--format", "pages")
+        sums = fill(cli, db)
+        used = sum(f.stat().st_size for f in store.iterdir())
+        size = db.stat().st_size
+        room = used + size + size // 2  # one plain copy fits, not three
+        sp.run(["mount", "-o", f"remount,size={room}", str(mnt)], check=True, timeout=30)
+        p = migrate(cli, "plain", check=False)
+        assert p.returncode == 1 and "space" in p.stderr.lower(), p.stderr
+        assert format_of(store) == "pages"
+        assert_complete(cli, sums)
+        sp.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True, timeout=30)
+        migrate(cli, "plain")
+        assert_only(store, "plain")
+        assert_complete(cli, sums)
