@@ -98,6 +98,24 @@ int bri_store_open_reader(const struct bri_store *s, const char *name, struct br
 int bri_store_write_begin(struct bri_store *s, const char *name, struct bri_backup_writer **out,
                           struct bri_err *err)
 {
+	struct bri_store now = *s;
+	int rc;
+
+	/*
+	 * The format on disk now, not the one this process found at open: a
+	 * long-lived process (the mount) must not write a backup of the old
+	 * format into a store migrate has converted since (it would be invisible).
+	 */
+	now.ops = NULL;
+	rc = store_detect_format(&now, err);
+	if (rc < 0)
+		return rc;
+	if (now.ops != ops_of(s))
+		return bri_err_set(err, -ESTALE,
+		                   "the backup store %s is a %s store now (converted by migrate "
+		                   "since this process opened it as %s); nothing was written: "
+		                   "reopen the store (restart the mount)",
+		                   s->dir, now.ops->format, ops_of(s)->format);
 	return ops_of(s)->write_begin(s, name, out, err);
 }
 
@@ -123,6 +141,31 @@ int bri_store_write_digest(struct bri_backup_writer *w, uint64_t *size, char hex
 	if (!ops_of(w->s)->write_digest)
 		return bri_err_set(err, -EINVAL, "the store's format writes into a file");
 	return ops_of(w->s)->write_digest(w, size, hex, err);
+}
+
+int bri_store_write_data(struct bri_backup_writer *w, const void *buf, size_t len, uint64_t off,
+                         struct bri_err *err)
+{
+	const char *p = buf;
+
+	if (w->fd < 0) {
+		if (!ops_of(w->s)->write_data)
+			return bri_err_set(err, -EINVAL, "the store's format takes no raw bytes");
+		return ops_of(w->s)->write_data(w, buf, len, off, err);
+	}
+	while (len > 0) {
+		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return bri_err_set(err, -errno, "cannot write the copy of backup %s: %s",
+			                   w->name, strerror(errno));
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 /* Counts backups, stopping at the first. */
@@ -155,9 +198,7 @@ int bri_store_usage(struct bri_store *s, uint64_t *logical, uint64_t *stored, st
 int bri_store_init_format(struct bri_store *s, const char *format, struct bri_err *err)
 {
 	const struct bri_store_ops *ops = bri_store_format(format);
-	json_object *o;
 	bool has = false;
-	const char *text;
 	int rc;
 
 	if (!ops)
@@ -167,18 +208,18 @@ int bri_store_init_format(struct bri_store *s, const char *format, struct bri_er
 		return 0;
 	if (ops_of(s) != &bri_store_plain_ops)
 		return bri_err_set(err, -EEXIST,
-		                   "the backup store %s is already of format \"%s\"; converting "
-		                   "it is migrate's (not done yet)",
-		                   s->dir, ops_of(s)->format);
+		                   "the backup store %s is already of format \"%s\"; convert it "
+		                   "with bri-backup migrate --to %s",
+		                   s->dir, ops_of(s)->format, ops->format);
 	rc = bri_store_list(s, any_backup, &has, err);
 	if (rc < 0)
 		return rc;
 	if (has)
 		return bri_err_set(err, -EEXIST,
 		                   "the backup store %s already holds plain backups; a store's "
-		                   "format is chosen when it is made (converting it is migrate's, "
-		                   "not done yet)",
-		                   s->dir);
+		                   "format is chosen when it is made; convert it with "
+		                   "bri-backup migrate --to %s",
+		                   s->dir, ops->format);
 	if (ops == &bri_store_plain_ops)
 		return 0; /* plain needs no store.json */
 	rc = bri_store_check(s, err);
@@ -186,6 +227,25 @@ int bri_store_init_format(struct bri_store *s, const char *format, struct bri_er
 		rc = ops->init(s, err);
 	if (rc < 0)
 		return rc;
+	return store_format_publish(s, ops, err);
+}
+
+int store_format_publish(struct bri_store *s, const struct bri_store_ops *ops, struct bri_err *err)
+{
+	json_object *o;
+	const char *text;
+	int rc;
+
+	if (ops == &bri_store_plain_ops) {
+		/* Plain is the store without store.json: its removal is the switch. */
+		if (unlinkat(s->dirfd, "store.json", 0) < 0 && errno != ENOENT)
+			return bri_err_set(err, -errno, "cannot remove %s/store.json: %s", s->dir,
+			                   strerror(errno));
+		rc = bri_store_sync(s, err);
+		if (rc == 0)
+			s->ops = ops;
+		return rc;
+	}
 	o = json_object_new_object();
 	if (!o)
 		return bri_err_set(err, -ENOMEM, "out of memory");
@@ -268,4 +328,40 @@ void bri_reader_close(struct bri_reader *r)
 {
 	if (r)
 		r->close(r);
+}
+
+int name_list_add(struct name_list *l, const char *name)
+{
+	if (l->n >= NAME_LIST_MAX)
+		return -EFBIG;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		char **v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n] = strdup(name);
+	if (!l->v[l->n])
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+bool name_list_has(const struct name_list *l, const char *name)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i], name) == 0)
+			return true;
+	return false;
+}
+
+void name_list_free(struct name_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
 }
