@@ -43,6 +43,7 @@ enum {
 	OPT_ON_SUCCESS,
 	OPT_ON_FAILURE,
 	OPT_HOOK_TIMEOUT,
+	OPT_KEY_FILE,
 };
 
 const struct option cli_global_longopts[] = {
@@ -62,6 +63,7 @@ const struct option cli_global_longopts[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"follow-symlink", no_argument, NULL, OPT_FOLLOW_SYMLINK},
     {"force", no_argument, NULL, OPT_FORCE},
+    {"key-file", required_argument, NULL, OPT_KEY_FILE},
     {"verbose", no_argument, NULL, 'v'},
     {NULL, 0, NULL, 0},
 };
@@ -255,6 +257,13 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 	case OPT_FORCE:
 		g->force = true;
 		return 1;
+	case OPT_KEY_FILE:
+		if (!*arg) {
+			cli_usage_error(NULL, "--key-file needs a file");
+			return -1;
+		}
+		g->key_file = arg;
+		return 1;
 	case 'v':
 		g->verbose++;
 		return 1;
@@ -308,11 +317,14 @@ static void usage(FILE *f)
 	        "  --force               accept a --backup-dir that is the database's own folder\n"
 	        "                        (refused by default: other .db files there would be\n"
 	        "                        taken for backups)\n"
+	        "  --key-file F          the key of an encrypted page store: 32 random bytes or\n"
+	        "                        a passphrase (default $BRI_KEY_FILE); with init\n"
+	        "                        --format pages it makes the store encrypted\n"
 	        "  -v, --verbose         log what happens on stderr (twice: debug)\n"
 	        "  -h, --help            show this help (after a command: that command's help)\n"
 	        "  -V, --version         show the version\n"
 	        "\n"
-	        "Environment: BRI_DB and BRI_BACKUP_DIR (the defaults above), and\n"
+	        "Environment: BRI_DB, BRI_BACKUP_DIR and BRI_KEY_FILE (the defaults above), and\n"
 	        "BRI_BUSY_TIMEOUT_MS: how long to wait for a locked database or for the\n"
 	        "store's lock held by another process (milliseconds, default 30000).\n"
 	        "\n"

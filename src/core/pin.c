@@ -27,7 +27,7 @@ bool bri_pin_exists(const struct bri_store *s, const char *name)
 /* 0 when name is a backup whose .meta parses, else -ENOENT or -EINVAL with why. */
 static int check_backup(struct bri_store *s, const char *name, struct bri_err *err)
 {
-	char file[BRI_NAME_MAX + 16], *text = NULL;
+	char *text = NULL;
 	struct bri_err why = {0};
 	struct bri_meta meta;
 	size_t len;
@@ -35,11 +35,11 @@ static int check_backup(struct bri_store *s, const char *name, struct bri_err *e
 
 	if (!bri_store_has(s, name))
 		return bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
-	snprintf(file, sizeof(file), "%s.db.meta", name);
-	rc = bri_store_read_file(s, file, BRI_META_MAX_BYTES, &text, &len);
+	/* Through the store: its format's file, sealed in an encrypted store. */
+	rc = bri_store_sidecar_read(s, name, BRI_SIDECAR_META, BRI_META_MAX_BYTES, &text, &len);
 	if (rc < 0)
-		return bri_err_set(err, -EINVAL, "%s.db in %s is not a backup (%s: %s)", name,
-		                   s->dir, file, rc == -ENOENT ? "missing" : strerror(-rc));
+		return bri_err_set(err, -EINVAL, "%s in %s is not a backup (its metadata: %s)",
+		                   name, s->dir, rc == -ENOENT ? "missing" : strerror(-rc));
 	rc = bri_meta_parse(text, len, &meta, &why);
 	free(text);
 	if (rc < 0)

@@ -251,7 +251,8 @@ int bri_store_open_ex(const char *db_path, const char *backup_dir,
 	}
 	free(folder);
 	key = o->key_file && *o->key_file ? o->key_file : getenv(SEAL_KEY_ENV);
-	if (key && *key && !(s->key_file = strdup(key))) {
+	/* Absolute: a daemon changes its folder to / when it detaches. */
+	if (key && *key && !(s->key_file = bri_path_absolute(key))) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}

@@ -55,6 +55,7 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("follow_symlink", follow_symlink, 1),
     BFS_OPT("force", force, 1),
     BFS_OPT("store_format=%s", store_format, 0),
+    BFS_OPT("key_file=%s", key_file, 0),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -118,6 +119,9 @@ static void usage(const char *prog)
 	       "    -o store_format=F      plain (default) or pages: the format of a new store\n"
 	       "                           (an existing store keeps its own; refused if it\n"
 	       "                           differs or a plain store already holds backups)\n"
+	       "    -o key_file=F          the key of an encrypted page store (32 random bytes\n"
+	       "                           or a passphrase; default $BRI_KEY_FILE); with\n"
+	       "                           store_format=pages a new store is made encrypted\n"
 	       "    -h, --help             this help, then libfuse's\n"
 	       "    -V, --version          versions\n"
 	       "\n",
@@ -228,6 +232,7 @@ static void free_options(struct bfs_options *o)
 	free(o->on_failure);
 	free(o->checks);
 	free(o->store_format);
+	free(o->key_file);
 }
 
 /* Refuses (with a message) a mount point the daemon would wait on: guard.c. */
@@ -421,6 +426,7 @@ int main(int argc, char *argv[])
 
 	sopts.follow_symlink = o.follow_symlink;
 	sopts.force = o.force;
+	sopts.key_file = o.key_file;
 	if (bri_store_open_ex(o.db, o.backup_dir, &sopts, &fs.store, &err) < 0) {
 		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
 		goto out_log;
