@@ -146,8 +146,12 @@ static int open_key(struct bri_store *s, json_object *o, struct bri_err *err)
 		                   "--key-file F (the mount: -o key_file=F; or BRI_KEY_FILE=F)",
 		                   s->dir);
 	rc = read_params(s, o, &p, err);
-	if (rc == 0)
-		rc = load_key(s, &p, &s->seal, err);
+	if (rc < 0)
+		return rc;
+	rc = load_key(s, &p, &s->seal, err);
+	if (rc == -EINVAL) /* not a key of the store's kind */
+		return bri_err_wrap(err, -EKEYREJECTED,
+		                    "the key file does not open the encrypted backup store");
 	if (rc < 0)
 		return rc;
 	if (!seal_check_ok(s->seal, get_string(o, "key_check"))) {

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, as_plain, backup_file, both_formats, sidecar, table_counts
+from conftest import (BRI_BACKUP, all_formats, as_plain, audit_records, backup_file, both_formats, read_sidecar,
+                      sidecar, table_counts, write_sidecar)
 
 TIMEOUT = 120
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
@@ -40,8 +41,7 @@ def create(cli, *args):
 
 
 def meta_of(db_path):
-    with open(sidecar(db_path, "meta")) as f:
-        return json.load(f)
+    return json.loads(read_sidecar(db_path, "meta"))
 
 
 def sha256sum(path):
@@ -89,8 +89,7 @@ def age_backup(db_path, days, extra_seconds=0):
     meta["backup_time"] = when.isoformat()
     utc = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
     meta["backup_time_utc"] = utc.isoformat() + "Z"
-    with open(sidecar(db_path, "meta"), "w") as f:
-        json.dump(meta, f, indent=2)
+    write_sidecar(db_path, "meta", json.dumps(meta, indent=2))
     return meta["backup_time"]
 
 
@@ -216,7 +215,7 @@ def test_reading_commands_on_a_missing_store(tmp_path, live_db):
 
 # ---- list ----
 
-@both_formats
+@all_formats
 def test_list_newest_first_text_and_json(cli, store, live_db):
     first = create(cli, "--name", "first")
     age_backup(first, 2)
@@ -268,7 +267,7 @@ def test_list_hides_work_in_progress_and_survives_bad_meta(cli, store):
 
 # ---- delete ----
 
-@both_formats
+@all_formats
 def test_delete(cli, store):
     a = create(cli, "--name", "a")
     create(cli, "--name", "b")
@@ -288,7 +287,7 @@ def test_delete(cli, store):
         assert p.returncode == 2, bad
     assert listing(store) == before
 
-    audit = [json.loads(line) for line in (store / "audit.jsonl").read_text().splitlines()]
+    audit = audit_records(store)
     assert any(r["operation"] == "delete" and r["name"] == "a" for r in audit)
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BRI_BACKUP, as_plain, backup_file, both_formats, make_sample_db, sidecar,
+from conftest import (BRI_BACKUP, all_formats, as_plain, backup_file, both_formats, make_sample_db,
+                      read_sidecar, sidecar,
                       table_counts, wait_until)
 from test_cli import TIME_RE, create, listing, meta_of, names_in, sha256sum
 
@@ -41,7 +42,7 @@ def header_versions(db):
 
 # ---- metadata ----
 
-@both_formats
+@all_formats
 def test_metadata_keys_types_and_values(cli, live_db, store):
     before = datetime.datetime.now().replace(microsecond=0)
     path = create(cli)
@@ -93,11 +94,11 @@ def test_named_backup_and_automatic_names_never_collide(cli, store):
     assert len(names_in(cli)) == 5
 
 
-@both_formats
+@all_formats
 def test_create_verify_records_the_result(cli, store):
     p = cli.run("create", "--name", "checked", "--verify")
     assert p.stdout.strip() == str(backup_file(store, "checked"))
-    v = json.loads(sidecar(backup_file(store, "checked"), "verify").read_text())
+    v = json.loads(read_sidecar(backup_file(store, "checked"), "verify"))
     assert v["status"] == "ok"
     assert json.loads(cli.run("--json", "list").stdout)[0]["verify"] == "ok"
 
