@@ -74,6 +74,8 @@ def test_create_verify_restore_export_and_no_plaintext_in_the_folder(live_db, st
     con.execute("update memory set content = 'after the backup'")
     con.commit()
     con.close()
+    # diff against the live database: its snapshot is taken outside the store.
+    assert "memory: 200 changes" in cli.run(*k, "diff", "daily", "live").stdout
     cli.run(*k, "restore", "daily")
     con = sqlite3.connect(live_db)
     assert con.execute("select count(*) from memory where content = 'after the backup'"
