@@ -10,9 +10,11 @@ import hashlib
 import json
 import os
 import sqlite3
+import subprocess
+import sys
+import textwrap
 
-from conftest import (Cli, Mount, audit_records, backup_file, read_sidecar,
-                      unseal)
+from conftest import Cli, Mount, audit_records, backup_file, python_env, read_sidecar, unseal
 from test_cli import sha256sum
 
 
@@ -205,3 +207,24 @@ def test_mount_serves_an_encrypted_store_and_makes_a_new_one(live_db, store, tmp
     finally:
         m.stop()
     assert b"checksum" not in (store / "served.meta").read_bytes()
+
+
+def test_python_module_takes_the_key_from_bri_key_file(live_db, store, tmp_path):
+    """The Python module opens stores through the core: $BRI_KEY_FILE is its key."""
+    cli, key = sealed_store(live_db, store, tmp_path)
+    code = textwrap.dedent("""
+        from bri_backup import DatabaseBackup
+        m = DatabaseBackup()
+        m.create_backup("from_python")
+        print(m.verify_backup("daily"), m.verify_backup("from_python"),
+              sorted(b["name"] for b in m.list_backups()))
+    """)
+    project = live_db.parent.parent
+    p = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True,
+                       text=True, timeout=120, env=python_env(BRI_KEY_FILE=str(key)))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["True", "True", "['daily',", "'from_python']"]
+    env = {k: v for k, v in python_env().items() if k != "BRI_KEY_FILE"}
+    p = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert p.returncode != 0 and "is encrypted" in p.stderr
