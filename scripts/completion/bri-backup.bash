@@ -9,7 +9,7 @@ _bri_backup_names()
 	local i
 	for ((i = 1; i < ${#COMP_WORDS[@]} - 1; i++)); do
 		case "${COMP_WORDS[i]}" in
-		--db | --backup-dir) global+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}") ;;
+		--db | --backup-dir | --key-file) global+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}") ;;
 		--follow-symlink | --force) global+=("${COMP_WORDS[i]}") ;;
 		esac
 	done
@@ -23,10 +23,10 @@ _bri_backup()
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
 	local commands="create list verify restore cleanup delete rehearse pin unpin stats health metrics diff export"
-	local globals="--db --backup-dir --retention-days --keep-min --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --on-success --on-failure --hook-timeout --json --follow-symlink --force --help --version"
+	local globals="--db --backup-dir --retention-days --keep-min --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --on-success --on-failure --hook-timeout --json --follow-symlink --force --key-file --help --version"
 
 	case "$prev" in
-	--db | --backup-dir | --on-success | --on-failure)
+	--db | --backup-dir | --key-file | --on-success | --on-failure)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
@@ -39,7 +39,7 @@ _bri_backup()
 	cmd=
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case "${COMP_WORDS[i]}" in
-		--db | --backup-dir | --retention-days | --keep-min | --keep-hourly | --keep-daily | --keep-weekly | --keep-monthly | --keep-yearly | --keep-within | --on-success | --on-failure | --hook-timeout) ((i++)) ;;
+		--db | --backup-dir | --key-file | --retention-days | --keep-min | --keep-hourly | --keep-daily | --keep-weekly | --keep-monthly | --keep-yearly | --keep-within | --on-success | --on-failure | --hook-timeout) ((i++)) ;;
 		-*) ;;
 		*)
 			cmd=${COMP_WORDS[i]}
