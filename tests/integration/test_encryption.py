@@ -61,6 +61,13 @@ def test_store_json_records_the_key_kind_never_the_key(live_db, store, tmp_path)
     cli = Cli(live_db, other)
     cli.run("--key-file", str(phrase), "create", "--name", "p")
     assert "p: ok" in cli.run("--key-file", str(phrase), "verify", "p").stdout
+    # Another passphrase: scrypt of it fails the key check; refused, nothing written.
+    before = folder_bytes(other)
+    wrong = tmp_path / "wrong-phrase"
+    wrong.write_text("correct horse battery staple 33!\n")
+    p = cli.run("--key-file", str(wrong), "list", check=False)
+    assert p.returncode == 1 and "does not open" in p.stderr
+    assert folder_bytes(other) == before
 
 
 def test_create_verify_restore_export_and_no_plaintext_in_the_folder(live_db, store, tmp_path):
