@@ -236,21 +236,58 @@ def store_key(store, key_file=None):
                           p=kdf["p"], maxmem=1 << 30, dklen=32)
 
 
+def aes_gcm(encrypt, key, nonce, data, aad, tag=b""):
+    """AES-256-GCM through libcrypto by ctypes (the tests use the standard
+    library only): (ciphertext, tag) when encrypting, the plaintext when
+    decrypting; ValueError when the tag does not match."""
+    import ctypes
+    import ctypes.util
+    lib = ctypes.CDLL(ctypes.util.find_library("crypto"))
+    vp, cp, ip = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
+    lib.EVP_CIPHER_CTX_new.restype = vp
+    lib.EVP_aes_256_gcm.restype = vp
+    lib.EVP_CipherInit_ex.argtypes = [vp, vp, vp, cp, cp, ip]
+    lib.EVP_CIPHER_CTX_ctrl.argtypes = [vp, ip, ip, vp]
+    lib.EVP_CipherUpdate.argtypes = [vp, vp, ctypes.POINTER(ip), cp, ip]
+    lib.EVP_CipherFinal_ex.argtypes = [vp, vp, ctypes.POINTER(ip)]
+    lib.EVP_CIPHER_CTX_free.argtypes = [vp]
+    ctx = lib.EVP_CIPHER_CTX_new()
+    out = ctypes.create_string_buffer(len(data) + 16)
+    n, tagbuf = ip(0), ctypes.create_string_buffer(tag, 16)
+    try:
+        ok = (lib.EVP_CipherInit_ex(ctx, lib.EVP_aes_256_gcm(), None, None, None, encrypt) and
+              lib.EVP_CIPHER_CTX_ctrl(ctx, 0x9, len(nonce), None) and  # SET_IVLEN
+              lib.EVP_CipherInit_ex(ctx, None, None, key, nonce, encrypt) and
+              lib.EVP_CipherUpdate(ctx, None, ctypes.byref(n), aad, len(aad)) and
+              lib.EVP_CipherUpdate(ctx, out, ctypes.byref(n), data, len(data)))
+        size = n.value
+        if ok and not encrypt:
+            ok = lib.EVP_CIPHER_CTX_ctrl(ctx, 0x11, 16, tagbuf)  # SET_TAG
+        if ok:
+            ok = lib.EVP_CipherFinal_ex(ctx, ctypes.byref(out, size), ctypes.byref(n))
+        if ok and encrypt:
+            ok = lib.EVP_CIPHER_CTX_ctrl(ctx, 0x10, 16, tagbuf)  # GET_TAG
+    finally:
+        lib.EVP_CIPHER_CTX_free(ctx)
+    if not ok:
+        raise ValueError("AES-256-GCM: the tag does not match")
+    return (out.raw[:size], tagbuf.raw) if encrypt else out.raw[:size]
+
+
 def unseal(key, blob, context):
     """A sealed blob (seal.h: "BRIs", version 1, cipher 1, 2 zero bytes, a
     12-byte nonce, ciphertext, 16-byte tag; header and context the AEAD's
-    additional data) opened with AES-256-GCM; raises when it does not open."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    additional data) opened with AES-256-GCM; ValueError when it does not open."""
     assert blob[:8] == b"BRIs\x01\x01\x00\x00", blob[:8]
-    return AESGCM(key).decrypt(blob[8:20], blob[20:], blob[:8] + context)
+    return aes_gcm(0, key, blob[8:20], blob[20:-16], blob[:8] + context, blob[-16:])
 
 
 def seal(key, data, context):
     """data sealed as seal.h does (a fresh random nonce): for tests that
     change a sidecar by hand."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     head, nonce = b"BRIs\x01\x01\x00\x00", os.urandom(12)
-    return head + nonce + AESGCM(key).encrypt(nonce, data, head + context)
+    ct, tag = aes_gcm(1, key, nonce, data, head + context)
+    return head + nonce + ct + tag
 
 
 def write_sidecar(backup_path, kind, text, key_file=None):
