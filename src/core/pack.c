@@ -144,14 +144,13 @@ static int hdr_check_seal(const struct blob_hdr *h, const struct bri_seal *k)
 }
 
 /* The additional data of a blob's sealed part: its header and what the part is. */
-static size_t blob_ctx(const uint8_t hb[BLOB_HDR], const char *what, uint8_t *ctx, size_t cap)
+static size_t blob_ctx(const uint8_t hb[BLOB_HDR], const void *what, size_t n, uint8_t *ctx,
+                       size_t cap)
 {
-	size_t n = strlen(what);
-
 	if (n > cap - BLOB_HDR)
 		n = cap - BLOB_HDR;
 	memcpy(ctx, hb, BLOB_HDR);
-	memcpy(ctx + BLOB_HDR, what, n);
+	memcpy(ctx + BLOB_HDR, what, n); /* bytes of additional data, not a string */
 	return BLOB_HDR + n;
 }
 
@@ -165,7 +164,7 @@ static int part_open(const struct bri_seal *k, const uint8_t hb[BLOB_HDR], const
 		memcpy(out, in, len);
 		return 0;
 	}
-	return seal_open(k, ctx, blob_ctx(hb, what, ctx, sizeof(ctx)), in, len, out);
+	return seal_open(k, ctx, blob_ctx(hb, what, strlen(what), ctx, sizeof(ctx)), in, len, out);
 }
 
 /* Seals in (len bytes) into out (len + SEAL_OVERHEAD bytes). */
@@ -174,7 +173,7 @@ static int part_seal(const struct bri_seal *k, const uint8_t hb[BLOB_HDR], const
 {
 	uint8_t ctx[BLOB_HDR + BRI_NAME_MAX + 32];
 
-	return seal_data(k, ctx, blob_ctx(hb, what, ctx, sizeof(ctx)), in, len, out);
+	return seal_data(k, ctx, blob_ctx(hb, what, strlen(what), ctx, sizeof(ctx)), in, len, out);
 }
 
 /* An HMAC-SHA-256 context keyed with the store's secret, copied for each page. */

@@ -13,6 +13,7 @@
  */
 #include "bri/store.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -88,9 +89,10 @@ static int read_params(const struct bri_store *s, json_object *o, struct seal_pa
 	p->r = (uint32_t)r;
 	p->p = (uint32_t)par;
 	for (size_t i = 0; i < SEAL_SALT_LEN; i++) {
-		unsigned int b;
+		char two[3] = {salt[2 * i], salt[2 * i + 1], '\0'}, *end;
+		unsigned long b = strtoul(two, &end, 16);
 
-		if (sscanf(salt + 2 * i, "%2x", &b) != 1)
+		if (*end || !isxdigit((unsigned char)two[0]))
 			return bri_err_set(err, -EINVAL, "%s/store.json: the kdf's salt is not hex",
 			                   s->dir);
 		p->salt[i] = (uint8_t)b;
