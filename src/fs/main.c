@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "bri/log.h"
@@ -247,6 +248,32 @@ static int refuse_own_mountpoint(const char *mountpoint, const struct bri_store 
 }
 
 /*
+ * Started with CAP_SYS_ADMIN as an ambient capability (the hardened unit,
+ * scripts/systemd/bri-backupfs.service: mount(2) without the setuid
+ * fusermount3), the daemon keeps the capability in its own sets, for
+ * umount2(2) at exit, but the programs it runs (the on_success= and
+ * on_failure= hooks) must not inherit it. Called after the mount and before
+ * any thread starts: capability sets are per thread, and new threads copy
+ * this one's. Nothing to do on kernels without ambient capabilities.
+ */
+static void drop_ambient_caps(void)
+{
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		bri_log(BRI_LOG_WARN, "cannot clear the ambient capabilities: %s", strerror(errno));
+}
+
+/*
+ * The exit status for what libfuse's loop returned: 0 when it ended at the
+ * unmount, the signal's number after SIGTERM or SIGINT (the unmount follows:
+ * a clean stop too, as systemd's own stop of the service), a negative errno
+ * when it failed.
+ */
+static int loop_exit_status(int rc)
+{
+	return rc < 0 ? 1 : 0;
+}
+
+/*
  * The kernel's open files each hold one descriptor here (a backup open
  * through the mount keeps its .db open until release), and a verification
  * or a create needs a few more: start with the soft limit of open files
@@ -454,6 +481,7 @@ int main(int argc, char *argv[])
 		goto out_signals;
 	if (fuse_session_mount(fs.se, copts.mountpoint) != 0)
 		goto out_signals;
+	drop_ambient_caps();
 	bri_log(BRI_LOG_INFO, "serving the backups of %s (store %s) at %s", fs.store->db_path,
 	        fs.store->dir, copts.mountpoint);
 	if (fuse_daemonize(copts.foreground) != 0)
@@ -483,7 +511,7 @@ int main(int argc, char *argv[])
 		goto out_stop_workers;
 	}
 	if (copts.singlethread) {
-		ret = fuse_session_loop(fs.se) ? 1 : 0;
+		ret = loop_exit_status(fuse_session_loop(fs.se));
 	} else {
 		/* libfuse 3.14 warns about its own "unset" (-1) here: use its old default. */
 		struct fuse_loop_config lc = {.clone_fd = copts.clone_fd, .max_idle_threads = 10};
@@ -491,7 +519,7 @@ int main(int argc, char *argv[])
 		if (copts.max_idle_threads != UINT_MAX)
 			lc.max_idle_threads = copts.max_idle_threads;
 
-		ret = fuse_session_loop_mt(fs.se, &lc) ? 1 : 0;
+		ret = loop_exit_status(fuse_session_loop_mt(fs.se, &lc));
 	}
 	bfs_schedule_stop(&fs);
 	unreleased = bfs_files_free_unreleased();
