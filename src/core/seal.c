@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bri/log.h"
+
 #define SEAL_VERSION 1
 #define SEAL_AES_GCM 1
 #define CHECK_TEXT   "bri-backup key check 1"
@@ -40,6 +42,10 @@ int seal_key_file_read(const char *path, uint8_t **out, size_t *len, struct bri_
 		rc = bri_err_set(err, -EINVAL, "the key file %s is not a regular file", path);
 		goto out_close;
 	}
+	if (st.st_mode & 0077)
+		bri_log(BRI_LOG_WARN,
+		        "the key file %s can be read by other users (mode %03o): chmod 600 it",
+		        path, (unsigned)(st.st_mode & 0777));
 	buf = malloc(SEAL_KEY_FILE_MAX + 1);
 	if (!buf) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");

@@ -96,7 +96,7 @@ def test_create_verify_restore_export_and_no_plaintext_in_the_folder(live_db, st
     # restore report, audit lines, the secret. None holds a known plaintext.
     names = set(os.listdir(store))
     assert {"daily.manifest", "daily.meta", "daily.verify", "daily.pin",
-            "audit.jsonl", "pages.secret"} <= names
+            "audit.jsonl", "restore_reports.jsonl", "pages.secret"} <= names
     assert any(n.endswith(".pack") for n in names)
     known = [b"SQLite format 3", b"CREATE TABLE", b"videos", b"memory", b"video_context",
              b"checksum", b"integrity", b"quarterly audit", b"backup_time", b"restore",
