@@ -169,6 +169,7 @@ int seal_key_derive(const uint8_t *bytes, size_t len, const struct seal_params *
 	if (!k)
 		return bri_err_set(err, -ENOMEM, "out of memory");
 	k->params = *p;
+	k->cipher = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
 	if (!p->passphrase) {
 		memcpy(k->key, bytes, SEAL_KEY_LEN);
 	} else if (scrypt(bytes, len, p, k->key) < 0) {
@@ -183,6 +184,7 @@ void seal_free(struct bri_seal *k)
 {
 	if (!k)
 		return;
+	EVP_CIPHER_free(k->cipher);
 	OPENSSL_cleanse(k, sizeof(*k));
 	if (CRYPTO_secure_allocated(k))
 		OPENSSL_secure_free(k);
@@ -204,7 +206,8 @@ static int gcm(bool enc, const struct bri_seal *k, const uint8_t hdr[SEAL_HDR_LE
 		EVP_CIPHER_CTX_free(c);
 		return -EFBIG;
 	}
-	ok = EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) == 1 &&
+	ok = EVP_CipherInit_ex(c, k->cipher ? k->cipher : EVP_aes_256_gcm(), NULL, NULL, NULL,
+	                       enc) == 1 &&
 	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, SEAL_NONCE_LEN, NULL) == 1 &&
 	     EVP_CipherInit_ex(c, NULL, NULL, k->key, nonce, enc) == 1 &&
 	     EVP_CipherUpdate(c, NULL, &n, hdr, SEAL_HDR_LEN) == 1 &&

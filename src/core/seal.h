@@ -56,6 +56,8 @@ struct seal_params {
 struct bri_seal {
 	uint8_t key[SEAL_KEY_LEN];
 	struct seal_params params;
+	void *cipher; /* EVP_CIPHER of AES-256-GCM, fetched once (OpenSSL 3's explicit
+	                 fetch; NULL: EVP_aes_256_gcm() at each use) */
 };
 
 /*
