@@ -383,13 +383,17 @@ def test_concurrent_creates_all_complete_or_are_refused_cleanly(cli, store):
     assert not [p for p in store.iterdir() if p.name.endswith(".tmp")]
 
 
-@both_formats
+@all_formats
 def test_killed_create_leaves_no_backup_or_a_complete_one(tmp_path, store_format):
     db = make_sample_db(tmp_path / "data" / "bri.db", rows=150000)
     store = tmp_path / "data" / "backups"
     base = [str(BRI_BACKUP), "--db", str(db)]
+    if store_format == "pages-sealed":
+        key = tmp_path / "store.key"
+        key.write_bytes(os.urandom(32))
+        base += ["--key-file", str(key)]
     if store_format != "plain":
-        subprocess.run([*base, "init", "--format", store_format], check=True, timeout=60)
+        subprocess.run([*base, "init", "--format", "pages"], check=True, timeout=60)
     for delay in (0.05, 0.15, 0.3, 0.6):
         p = subprocess.Popen([*base, "create", "--name", f"k{int(delay * 100)}"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
