@@ -1147,7 +1147,7 @@ int cli_cmd_init(struct cli_globals *g, int argc, char **argv)
 		rc = fail("init", &err, r);
 		goto out_close_store;
 	}
-	printf("%s: a %s store\n", s->dir, s->ops->format);
+	printf("%s: a %s store%s\n", s->dir, s->ops->format, s->seal ? " (encrypted)" : "");
 out_close_store:
 	close_store(s);
 	return rc;

@@ -41,7 +41,8 @@ def folder_bytes(store):
 
 def test_store_json_records_the_key_kind_never_the_key(live_db, store, tmp_path):
     key = raw_key(tmp_path / "raw.key")
-    Cli(live_db, store).run("init", "--format", "pages", "--key-file", str(key))
+    p = Cli(live_db, store).run("init", "--format", "pages", "--key-file", str(key))
+    assert p.stdout == f"{store}: a pages store (encrypted)\n"
     conf = json.loads((store / "store.json").read_text())
     assert conf["encryption"] == "aes-256-gcm" and conf["key"] == "raw"
     assert "kdf" not in conf and conf["key_check"]
