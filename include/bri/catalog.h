@@ -40,7 +40,6 @@ struct bri_entry {
 	                                    entry always failed ("not a backup") */
 	uint64_t id;                     /* stable per name while the process lives */
 	bool pinned;                     /* NAME.db.pin exists (looked up at every scan) */
-	bool moved;                      /* internal: taken over by a newer scan */
 };
 
 struct bri_catalog {
@@ -65,9 +64,6 @@ void bri_catalog_free(struct bri_catalog *c);
 
 /* The backup called name, or NULL (a binary search; never an unknown file). */
 struct bri_entry *bri_catalog_find(const struct bri_catalog *c, const char *name);
-
-/* The unknown (not a backup) .db file called name, or NULL. */
-struct bri_entry *bri_catalog_find_unknown(const struct bri_catalog *c, const char *name);
 
 /* The newest backup that is not a safety backup, else the newest, else NULL. */
 struct bri_entry *bri_catalog_newest(const struct bri_catalog *c);

@@ -12,9 +12,6 @@
 
 #define BRI_CHECKSUM_HEX_LEN 64
 
-/* SHA-256 of len bytes at data as 64 lowercase hex digits + NUL in hex. */
-int bri_checksum_buffer(const void *data, size_t len, char hex[BRI_CHECKSUM_HEX_LEN + 1]);
-
 /*
  * SHA-256 of everything readable from fd (from its current offset to EOF).
  * Reports progress (phase "checksum") against total bytes when ctx has a

@@ -36,12 +36,6 @@ int bri_duration_parse(const char *s, long *out);
 time_t bri_schedule_next(const struct bri_schedule *sc, time_t t);
 
 /*
- * The latest run time at or before now; a run is missed when the last run
- * happened before it. For "every" schedules, runs are anchored at last_run.
- */
-time_t bri_schedule_prev(const struct bri_schedule *sc, time_t now, time_t last_run);
-
-/*
  * Whether a run is due at now, given the last run (0: never): true when a
  * scheduled time has passed since last_run, and when last_run is after now
  * (a clock that went back must not stop the schedule).

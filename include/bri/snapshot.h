@@ -2,7 +2,9 @@
  * The SQLite side of a backup: copying one database into another with the
  * online backup API (sqlite3_backup_step(-1), one step, so a steady writer in
  * WAL mode cannot starve it), setting the copy's journal mode to DELETE, and
- * counting rows. The only module besides verify that talks to SQLite.
+ * counting rows. The only module besides verify that talks to SQLite. Its
+ * functions that hand out SQLite connections are internal (src/core/
+ * snapshot_sql.h): no sqlite3 handle crosses the public API here.
  */
 #ifndef BRI_SNAPSHOT_H
 #define BRI_SNAPSHOT_H
@@ -14,8 +16,6 @@
 #include "bri/common.h"
 #include "bri/meta.h"
 #include "bri/store.h"
-
-struct sqlite3;
 
 /* What a copy learned about the database it wrote. */
 struct bri_snapshot_info {
@@ -36,7 +36,7 @@ struct bri_snapshot_info {
  * never resolved to the folder's current name.
  */
 int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeout_ms,
-		      struct bri_snapshot_info *info, struct bri_err *err);
+                      struct bri_snapshot_info *info, struct bri_err *err);
 
 /*
  * Copies the backup at backup_path into the live database at live_path
@@ -53,7 +53,7 @@ int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeo
  * opened with O_NOFOLLOW too).
  */
 int bri_snapshot_restore(const char *backup_path, const char *live_path, const char *scratch_dir,
-			 int busy_timeout_ms, struct bri_err *err);
+                         int busy_timeout_ms, struct bri_err *err);
 
 /*
  * The same restore in steps, so that a safety copy of the live database can
@@ -83,39 +83,12 @@ struct bri_snapshot_restore;
  * open until end.
  */
 int bri_snapshot_restore_begin_reader(struct bri_reader *backup, const char *live_path,
-				      const char *scratch_dir, int busy_timeout_ms,
-				      struct bri_snapshot_restore **out, struct bri_err *err);
+                                      const char *scratch_dir, int busy_timeout_ms,
+                                      struct bri_snapshot_restore **out, struct bri_err *err);
 int bri_snapshot_restore_save(struct bri_snapshot_restore *r, const char *dst_path, int dst_fd,
-			      struct bri_snapshot_info *info, struct bri_err *err);
+                              struct bri_snapshot_info *info, struct bri_err *err);
 int bri_snapshot_restore_commit(struct bri_snapshot_restore *r, struct bri_err *err);
 void bri_snapshot_restore_end(struct bri_snapshot_restore *r);
-
-/*
- * Opens the backup that r reads (bri_store_open_reader, bri_reader_open_path)
- * read-only and immutable through the reader VFS: SQLite reads exactly the
- * bytes r serves, of whatever store format, and nothing is written beside
- * them. r must stay open until the connection is closed. Returns 0 and
- * *out (close with sqlite3_close), or a negative errno with err filled.
- */
-int bri_snapshot_open_reader(struct bri_reader *r, struct sqlite3 **out, struct bri_err *err);
-
-/*
- * Attaches the backup that r reads to db as schema, through the reader VFS
- * as bri_snapshot_open_reader does (r must stay open until it is detached or
- * db closed). Returns 0 or a negative errno.
- */
-int bri_snapshot_attach_reader(struct sqlite3 *db, struct bri_reader *r, const char *schema,
-			       struct bri_err *err);
-
-/* Counts rows of every table not named sqlite_* in db, sorted by name. */
-int bri_snapshot_count_rows(struct sqlite3 *db, struct bri_table_count **out, size_t *n,
-			    struct bri_err *err);
-
-/*
- * Runs "PRAGMA integrity_check" (quick false) or "quick_check" on db. Returns
- * 0 when it says "ok", -EIO with its first complaint in err otherwise.
- */
-int bri_snapshot_check(struct sqlite3 *db, bool quick, struct bri_err *err);
 
 void bri_snapshot_info_free(struct bri_snapshot_info *info);
 void bri_table_counts_free(struct bri_table_count *t, size_t n);

@@ -176,13 +176,6 @@ int bri_store_unlink(struct bri_store *s, const char *file_name);
 int bri_store_sync(struct bri_store *s, struct bri_err *err);
 
 /*
- * Removes leftover ".*.tmp" files whose creating process is gone, and what
- * the format calls leftovers (plain: sidecars without their .db). Call with
- * the lock held. Returns the number removed.
- */
-int bri_store_sweep(struct bri_store *s);
-
-/*
  * A fresh automatic name "<stem>_backup_YYYYMMDD_HHMMSS" (local time of
  * now), with "_1", "_2", ... appended while taken; or with prefix given,
  * "<prefix>_YYYYMMDD_HHMMSS". Writes into buf (>= BRI_NAME_MAX + 1).

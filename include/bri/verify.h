@@ -80,9 +80,6 @@ int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op
  */
 int bri_verify_load(const struct bri_store *s, const char *name, struct bri_verify_result *res);
 
-/* Fills f with the identity of the file st (known, dev, inode, size, mtime). */
-void bri_verify_file_of(struct bri_verify_file *f, const struct stat *st);
-
 /* Whether res describes the file st (dev, inode, size and mtime match). */
 bool bri_verify_matches(const struct bri_verify_result *res, const struct stat *st);
 

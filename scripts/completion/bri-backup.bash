@@ -1,17 +1,25 @@
 # bash completion for bri-backup: commands, options, and backup names of the
-# store (read with `bri-backup list --json`, so --db and --backup-dir given on
-# the line are honoured). Install: source this file, or copy it to
+# store (read with `bri-backup list --json`, so the global options given on
+# the line, such as --db and --backup-dir, are honoured). The commands and options are not written here: they
+# come from bri-backup's own command table (`bri-backup --completion-table`),
+# so a new command or option completes as soon as it is in the program.
+# Install: source this file, or copy it to
 # /usr/share/bash-completion/completions/bri-backup.
 
 _bri_backup_names()
 {
+	# The global options on the line (the store's place, a key, ...), so
+	# that list reads the store the command will use.
 	local -a global=()
-	local i
+	local i t
 	for ((i = 1; i < ${#COMP_WORDS[@]} - 1; i++)); do
-		case "${COMP_WORDS[i]}" in
-		--db | --backup-dir | --key-file) global+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}") ;;
-		--follow-symlink | --force) global+=("${COMP_WORDS[i]}") ;;
-		esac
+		t=${takes[global${COMP_WORDS[i]}]}
+		if [ "$t" = flag ]; then
+			global+=("${COMP_WORDS[i]}")
+		elif [ -n "$t" ]; then
+			global+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}")
+			((i++))
+		fi
 	done
 	"${COMP_WORDS[0]}" "${global[@]}" --json list 2>/dev/null |
 		sed -n 's/^ *"name": *"\([^"]*\)".*/\1/p'
@@ -19,28 +27,49 @@ _bri_backup_names()
 
 _bri_backup()
 {
-	local cur prev cmd i
+	local cur prev cmd i kind scope long short arg complete synopsis
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
-	local commands="create list verify restore cleanup delete rehearse pin unpin stats health metrics diff export"
-	local globals="--db --backup-dir --retention-days --keep-min --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-yearly --keep-within --on-success --on-failure --hook-timeout --json --follow-symlink --force --key-file --help --version"
+	local commands="" before="" globals=""
+	# Per option (--long, and -s): what its argument completes to ("-": none,
+	# "flag": it takes none); per command: its options and its arguments.
+	local -A takes=() cmd_opts=() cmd_args=()
 
-	case "$prev" in
-	--db | --backup-dir | --key-file | --on-success | --on-failure)
-		COMPREPLY=($(compgen -f -- "$cur"))
-		return
-		;;
-	--retention-days | --keep-min | --keep-hourly | --keep-daily | --keep-weekly | --keep-monthly | --keep-yearly | --keep-within | --hook-timeout | --reason | --warn-age | --crit-age | --warn-count | --crit-count | --name | --max-age-hours | --min-backups | --table)
-		COMPREPLY=()
-		return
-		;;
-	esac
+	while IFS=$'\t' read -r kind scope long short arg complete synopsis; do
+		case "$kind" in
+		command)
+			commands+=" $scope"
+			cmd_args[$scope]=$long
+			;;
+		option)
+			case "$scope" in
+			main) before+=" $long" ;;
+			global)
+				before+=" $long"
+				globals+=" $long"
+				;;
+			*) cmd_opts[$scope]+=" $long" ;;
+			esac
+			# Global options are accepted after the command too.
+			if [ "$arg" = - ]; then
+				takes[$scope$long]=flag
+				[ "$short" != - ] && takes[$scope$short]=flag
+			else
+				takes[$scope$long]=$complete
+				[ "$short" != - ] && takes[$scope$short]=$complete
+			fi
+			;;
+		esac
+	done < <("${COMP_WORDS[0]}" --completion-table 2>/dev/null)
 
+	# The command: the first word that is neither an option nor an option's argument.
 	cmd=
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case "${COMP_WORDS[i]}" in
-		--db | --backup-dir | --key-file | --retention-days | --keep-min | --keep-hourly | --keep-daily | --keep-weekly | --keep-monthly | --keep-yearly | --keep-within | --on-success | --on-failure | --hook-timeout) ((i++)) ;;
-		-*) ;;
+		-*)
+			local t=${takes[global${COMP_WORDS[i]}]}
+			[ -n "$t" ] && [ "$t" != flag ] && ((i++))
+			;;
 		*)
 			cmd=${COMP_WORDS[i]}
 			break
@@ -48,56 +77,37 @@ _bri_backup()
 		esac
 	done
 
-	if [ -z "$cmd" ]; then
-		COMPREPLY=($(compgen -W "$commands $globals" -- "$cur"))
+	# The argument of an option: a file, or nothing to offer.
+	local value=${takes[global$prev]:-${takes[main$prev]}}
+	[ -n "$cmd" ] && [ -z "$value" ] && value=${takes[$cmd$prev]}
+	if [ -n "$value" ] && [ "$value" != flag ]; then
+		if [[ ",$value," == *,file,* ]]; then
+			COMPREPLY=($(compgen -f -- "$cur"))
+		else
+			COMPREPLY=()
+		fi
 		return
 	fi
-	case "$cmd" in
-	create) COMPREPLY=($(compgen -W "--name --verify --cleanup --help" -- "$cur")) ;;
-	cleanup) COMPREPLY=($(compgen -W "--dry-run --help" -- "$cur")) ;;
-	health) COMPREPLY=($(compgen -W "--max-age-hours --min-backups --warn-age --crit-age --warn-count --crit-count --nagios --help" -- "$cur")) ;;
-	rehearse)
-		if [[ "$prev" == --checks || "$prev" == --scratch ]]; then
-			COMPREPLY=($(compgen -f -- "$cur"))
-		elif [[ "$cur" == -* ]]; then
-			COMPREPLY=($(compgen -W "--checks --scratch --help" -- "$cur"))
-		else
-			COMPREPLY=($(compgen -W "latest $(_bri_backup_names)" -- "$cur"))
-		fi
-		;;
-	pin | unpin)
-		if [[ "$cur" == -* ]]; then
-			local opts="--help"
-			[ "$cmd" = pin ] && opts="--reason --help"
-			COMPREPLY=($(compgen -W "$opts" -- "$cur"))
-		else
-			COMPREPLY=($(compgen -W "$(_bri_backup_names)" -- "$cur"))
-		fi
-		;;
-	diff | export)
-		if [[ "$cur" == -* ]]; then
-			local opts="--table --summary --json --help"
-			[ "$cmd" = export ] && opts="--table --schema --help"
-			COMPREPLY=($(compgen -W "$opts" -- "$cur"))
-		else
-			COMPREPLY=($(compgen -W "latest live $(_bri_backup_names)" -- "$cur"))
-		fi
-		;;
-	verify | restore | delete)
-		if [[ "$cur" == -* ]]; then
-			local opts="--help"
-			[ "$cmd" = restore ] && opts="--no-verify --help"
-			COMPREPLY=($(compgen -W "$opts" -- "$cur"))
-		elif [[ "$cur" == */* || "$cur" == .* ]]; then
-			COMPREPLY=($(compgen -f -- "$cur"))
-		elif [ "$cmd" = delete ]; then
-			COMPREPLY=($(compgen -W "$(_bri_backup_names)" -- "$cur"))
-		else
-			COMPREPLY=($(compgen -W "latest $(_bri_backup_names)" -- "$cur"))
-		fi
-		;;
-	*) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
-	esac
+
+	if [ -z "$cmd" ]; then
+		COMPREPLY=($(compgen -W "$commands $before" -- "$cur"))
+		return
+	fi
+	local what=${cmd_args[$cmd]:--}
+	if [[ "$cur" == -* || "$what" == - ]]; then
+		# Its own options, then the global ones (accepted after it too).
+		COMPREPLY=($(compgen -W "${cmd_opts[$cmd]} $globals" -- "$cur"))
+		return
+	fi
+	if [[ ",$what," == *,file,* && ( "$cur" == */* || "$cur" == .* ) ]]; then
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+	fi
+	local words=""
+	[[ ",$what," == *,latest,* ]] && words+=" latest"
+	[[ ",$what," == *,live,* ]] && words+=" live"
+	[[ ",$what," == *,names,* ]] && words+=" $(_bri_backup_names)"
+	COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }
 
 complete -F _bri_backup bri-backup

@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <json-c/json.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -26,8 +25,6 @@
 #include "bri/store.h"
 #include "bri/target.h"
 #include "cli.h"
-
-enum { OPT_TABLE = 0x200, OPT_SUMMARY, OPT_SCHEMA };
 
 /* A database given by name, open for reading (any store format). */
 struct source {
@@ -202,72 +199,34 @@ static int summary_json(sqlite3 *db, const char *old_name, const char *new_name)
 	return rc;
 }
 
-static const char diff_help[] =
-    "Usage: bri-backup diff OLD NEW [--table T] [--summary] [--json]\n"
-    "Compare two databases. OLD and NEW: backup names, 'latest', or 'live' (an\n"
-    "online snapshot of the live database, removed afterwards).\n"
-    "  --summary   what `sqldiff --primarykey --summary` prints (the default)\n"
-    "  --table T   the rows of table T that differ, as CSV: a header 'op,...',\n"
-    "              then '-' deleted rows, '~-'/'~+' changed rows (old, new) and\n"
-    "              '+' added rows\n"
-    "  --json      the summary as JSON; with --table, the rows as JSON lines:\n"
-    "              {\"op\":\"-\",\"old\":{...}}, {\"op\":\"~\",\"old\":{...},\"new\":{...}},\n"
-    "              {\"op\":\"+\",\"new\":{...}}\n";
-
-int cli_cmd_diff(struct cli_globals *g, int argc, char **argv)
+int cli_cmd_diff(struct cli_globals *g, const struct cli_args *a)
 {
-	static const struct option own[] = {
-	    {"table", required_argument, NULL, OPT_TABLE},
-	    {"summary", no_argument, NULL, OPT_SUMMARY},
-	    {"help", no_argument, NULL, 'h'},
-	};
-	struct option longopts[32];
-	const char *table = NULL;
+	const char *table = cli_opt(a, "table");
 	struct bri_store *s = NULL;
 	struct bri_catalog *c = NULL;
-	struct source a = {0}, b = {0};
+	struct source x = {0}, y = {0};
 	struct bri_render *r = NULL;
 	struct bri_err err = {0};
 	sqlite3 *db = NULL;
-	int opt, rc;
+	int rc;
 
-	cli_merge_longopts(own, 3, longopts);
-	while ((opt = getopt_long(argc, argv, ":hv", longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			fputs(diff_help, stdout);
-			return CLI_EXIT_OK;
-		}
-		if (opt == OPT_TABLE) {
-			table = optarg;
-			continue;
-		}
-		if (opt == OPT_SUMMARY)
-			continue;
-		if (opt == '?' || opt == ':')
-			return cli_bad_option(argv[0], opt, argv);
-		rc = cli_global_option(g, opt, optarg);
-		if (rc < 0)
-			return CLI_EXIT_USAGE;
-		if (rc == 0)
-			return cli_usage_error(argv[0], "unexpected option");
-	}
-	if (argc - optind != 2)
-		return cli_usage_error(argv[0], "diff takes two databases: OLD NEW");
-	rc = open_all(g, argv[0], &s, &c);
+	if (a->npos != 2)
+		return cli_usage_error(a->name, "diff takes two databases: OLD NEW");
+	rc = open_all(g, a->name, &s, &c);
 	if (rc)
 		return rc;
-	rc = resolve(s, c, argv[0], argv[optind], &a);
+	rc = resolve(s, c, a->name, a->pos[0], &x);
 	if (rc == 0)
-		rc = resolve(s, c, argv[0], argv[optind + 1], &b);
+		rc = resolve(s, c, a->name, a->pos[1], &y);
 	if (rc)
 		goto out_drop;
-	if (bri_diff_open(a.reader, b.reader, &db, &err) < 0) {
+	if (bri_diff_open(x.reader, y.reader, &db, &err) < 0) {
 		cli_error("diff: %s", err.msg);
 		rc = CLI_EXIT_FAIL;
 		goto out_drop;
 	}
 	if (g->json && !table) {
-		rc = summary_json(db, a.name, b.name);
+		rc = summary_json(db, x.name, y.name);
 		goto out_close;
 	}
 	if (table ? (g->json ? bri_diff_table_json(db, table, &r, &err)
@@ -282,20 +241,12 @@ int cli_cmd_diff(struct cli_globals *g, int argc, char **argv)
 out_close:
 	sqlite3_close(db);
 out_drop:
-	source_drop(s, &a);
-	source_drop(s, &b);
+	source_drop(s, &x);
+	source_drop(s, &y);
 	bri_catalog_free(c);
 	bri_store_close(s);
 	return rc;
 }
-
-static const char export_help[] =
-    "Usage: bri-backup export NAME FILE | NAME --table T | --schema\n"
-    "Write the backup as a plain database FILE (which must not exist; checked\n"
-    "against its checksum), or\n"
-    "print one table of a backup as CSV (the sqlite3 shell's -csv -header\n"
-    "output, with a header always and BLOBs as X'...' literals), or its\n"
-    "schema as SQL. NAME: a backup name, 'latest' or 'live'.\n";
 
 /*
  * export NAME FILE: the backup as the plain database it serves, into FILE
@@ -345,7 +296,8 @@ static int export_file(struct cli_globals *g, const char *command, const char *a
 
 		if (n <= 0) {
 			cli_error("%s: cannot read %s: %s", command, a.name,
-			          a.reader->why[0] ? a.reader->why : strerror(n < 0 ? (int)-n : EIO));
+			          a.reader->why[0] ? a.reader->why
+			                           : strerror(n < 0 ? (int)-n : EIO));
 			goto out_unlink;
 		}
 		for (ssize_t done = 0; done < n;) {
@@ -391,61 +343,33 @@ out_drop:
 	return rc;
 }
 
-int cli_cmd_export(struct cli_globals *g, int argc, char **argv)
+int cli_cmd_export(struct cli_globals *g, const struct cli_args *a)
 {
-	static const struct option own[] = {
-	    {"table", required_argument, NULL, OPT_TABLE},
-	    {"schema", no_argument, NULL, OPT_SCHEMA},
-	    {"help", no_argument, NULL, 'h'},
-	};
-	struct option longopts[32];
-	const char *table = NULL;
-	bool schema = false;
+	const char *table = cli_opt(a, "table");
+	bool schema = cli_flag(a, "schema");
 	struct bri_store *s = NULL;
 	struct bri_catalog *c = NULL;
-	struct source a = {0};
+	struct source src = {0};
 	struct bri_render *r = NULL;
 	struct bri_err err = {0};
 	sqlite3 *db = NULL;
-	int opt, rc;
+	int rc;
 
-	cli_merge_longopts(own, 3, longopts);
-	while ((opt = getopt_long(argc, argv, ":hv", longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			fputs(export_help, stdout);
-			return CLI_EXIT_OK;
-		}
-		if (opt == OPT_TABLE) {
-			table = optarg;
-			continue;
-		}
-		if (opt == OPT_SCHEMA) {
-			schema = true;
-			continue;
-		}
-		if (opt == '?' || opt == ':')
-			return cli_bad_option(argv[0], opt, argv);
-		rc = cli_global_option(g, opt, optarg);
-		if (rc < 0)
-			return CLI_EXIT_USAGE;
-		if (rc == 0)
-			return cli_usage_error(argv[0], "unexpected option");
-	}
-	if (argc - optind == 2 && !table && !schema)
-		return export_file(g, argv[0], argv[optind], argv[optind + 1]);
-	if (argc - optind != 1)
-		return cli_usage_error(argv[0],
+	if (a->npos == 2 && !table && !schema)
+		return export_file(g, a->name, a->pos[0], a->pos[1]);
+	if (a->npos != 1)
+		return cli_usage_error(a->name,
 		                       "export takes one backup: NAME (and FILE, or --table "
 		                       "T or --schema)");
 	if (!table == !schema)
-		return cli_usage_error(argv[0], "say what to export: FILE, --table T or --schema");
-	rc = open_all(g, argv[0], &s, &c);
+		return cli_usage_error(a->name, "say what to export: FILE, --table T or --schema");
+	rc = open_all(g, a->name, &s, &c);
 	if (rc)
 		return rc;
-	rc = resolve(s, c, argv[0], argv[optind], &a);
+	rc = resolve(s, c, a->name, a->pos[0], &src);
 	if (rc)
 		goto out_drop;
-	if (bri_inspect_open(a.reader, &db, &err) < 0) {
+	if (bri_inspect_open(src.reader, &db, &err) < 0) {
 		cli_error("export: %s", err.msg);
 		rc = CLI_EXIT_FAIL;
 		goto out_drop;
@@ -461,7 +385,7 @@ int cli_cmd_export(struct cli_globals *g, int argc, char **argv)
 out_close:
 	sqlite3_close(db);
 out_drop:
-	source_drop(s, &a);
+	source_drop(s, &src);
 	bri_catalog_free(c);
 	bri_store_close(s);
 	return rc;

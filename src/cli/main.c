@@ -1,9 +1,10 @@
 /*
  * bri-backup, the command line of bri-backupfs (SPEC.md section 3): the
- * same operations as the mount, for cron jobs and scripts. This file parses
- * the global options (before the command, or after it), picks the defaults
- * from the environment, sets up logging and dispatches to the command in
- * commands.c. It does no backup work itself.
+ * same operations as the mount, for cron jobs and scripts. This file declares
+ * and applies the global options (before the command, or after it), picks
+ * the defaults from the environment, sets up logging, prints bri-backup
+ * --help and dispatches to the command of the table in commands.c. It does
+ * no backup work itself.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,10 +24,12 @@
 #endif
 
 #define DEFAULT_DB "data/bri.db"
+#define STR(x)     #x
+#define XSTR(x)    STR(x)
 
-/* Values of the global options that have no short form. */
+/* Which global option a row of cli_global_opts is (its id). */
 enum {
-	OPT_DB = 0x100,
+	OPT_DB = 1,
 	OPT_BACKUP_DIR,
 	OPT_RETENTION_DAYS,
 	OPT_KEEP_MIN,
@@ -43,65 +46,76 @@ enum {
 	OPT_ON_SUCCESS,
 	OPT_ON_FAILURE,
 	OPT_HOOK_TIMEOUT,
+	OPT_VERBOSE,
 	OPT_KEY_FILE,
 };
 
-const struct option cli_global_longopts[] = {
-    {"db", required_argument, NULL, OPT_DB},
-    {"backup-dir", required_argument, NULL, OPT_BACKUP_DIR},
-    {"retention-days", required_argument, NULL, OPT_RETENTION_DAYS},
-    {"keep-min", required_argument, NULL, OPT_KEEP_MIN},
-    {"keep-hourly", required_argument, NULL, OPT_KEEP_HOURLY},
-    {"keep-daily", required_argument, NULL, OPT_KEEP_DAILY},
-    {"keep-weekly", required_argument, NULL, OPT_KEEP_WEEKLY},
-    {"keep-monthly", required_argument, NULL, OPT_KEEP_MONTHLY},
-    {"keep-yearly", required_argument, NULL, OPT_KEEP_YEARLY},
-    {"keep-within", required_argument, NULL, OPT_KEEP_WITHIN},
-    {"on-success", required_argument, NULL, OPT_ON_SUCCESS},
-    {"on-failure", required_argument, NULL, OPT_ON_FAILURE},
-    {"hook-timeout", required_argument, NULL, OPT_HOOK_TIMEOUT},
-    {"json", no_argument, NULL, OPT_JSON},
-    {"follow-symlink", no_argument, NULL, OPT_FOLLOW_SYMLINK},
-    {"force", no_argument, NULL, OPT_FORCE},
-    {"key-file", required_argument, NULL, OPT_KEY_FILE},
-    {"verbose", no_argument, NULL, 'v'},
-    {NULL, 0, NULL, 0},
+/* Option rows give the fields they need, in order; the rest are 0. */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+/*
+ * The options every command accepts too, before or after it. Each is
+ * declared once here: getopt_long, --help, completion and the man page
+ * test all read this table.
+ */
+const struct cli_opt cli_global_opts[] = {
+    {"db", 0, "PATH", "the live database (default $BRI_DB, else " DEFAULT_DB ")", CLI_COMPLETE_FILE,
+     .id = OPT_DB},
+    {"backup-dir", 0, "DIR",
+     "the store (default $BRI_BACKUP_DIR, else the folder\n'backups' beside the database)",
+     CLI_COMPLETE_FILE, .id = OPT_BACKUP_DIR},
+    {"retention-days", 0, "N",
+     "cleanup removes backups older than N days (default " XSTR(BRI_DEFAULT_RETENTION_DAYS) ")",
+     .id = OPT_RETENTION_DAYS},
+    {"keep-min", 0, "N",
+     "cleanup keeps the newest N good backups (default " XSTR(BRI_DEFAULT_KEEP_MIN) ")",
+     .id = OPT_KEEP_MIN},
+    {"keep-hourly", 0, "N",
+     "calendar tiers: keep the newest backup of each of the\nlast N hours (local time)",
+     .id = OPT_KEEP_HOURLY},
+    {"keep-daily", 0, "N", "... of each of the last N days", .id = OPT_KEEP_DAILY},
+    {"keep-weekly", 0, "N", "... of each of the last N ISO weeks", .id = OPT_KEEP_WEEKLY},
+    {"keep-monthly", 0, "N", "... of each of the last N months", .id = OPT_KEEP_MONTHLY},
+    {"keep-yearly", 0, "N", "... of each of the last N years", .id = OPT_KEEP_YEARLY},
+    {"keep-within", 0, "D",
+     "keep all backups within D (7d, 36h, 1y6m) of the newest;\n"
+     "with tiers, --retention-days applies only if given",
+     .id = OPT_KEEP_WITHIN},
+    {"on-success", 0, "PROGRAM",
+     "run PROGRAM (absolute path, no shell) after a create,\n"
+     "verify, restore or cleanup that succeeded, with\n"
+     "BRI_OPERATION, BRI_NAME, BRI_RESULT, BRI_REASON",
+     CLI_COMPLETE_FILE, .id = OPT_ON_SUCCESS},
+    {"on-failure", 0, "PROGRAM", "the same, after one that failed", CLI_COMPLETE_FILE,
+     .id = OPT_ON_FAILURE},
+    {"hook-timeout", 0, "S", "kill a hook's process group after S seconds (30)",
+     .id = OPT_HOOK_TIMEOUT},
+    {"json", 0, NULL, "machine-readable output of list, verify, stats, health", .id = OPT_JSON},
+    {"follow-symlink", 0, NULL,
+     "accept a --db or --backup-dir path that is a symbolic\n"
+     "link, and use what it points to (refused by default)",
+     .id = OPT_FOLLOW_SYMLINK},
+    {"force", 0, NULL,
+     "accept a --backup-dir that is the database's own folder\n"
+     "(refused by default: other .db files there would be\n"
+     "taken for backups)",
+     .id = OPT_FORCE},
+    {"key-file", 0, "F",
+     "the key of an encrypted page store: 32 random bytes or\n"
+     "a passphrase (default $BRI_KEY_FILE); given to the init\n"
+     "of a page store, it makes the store encrypted",
+     CLI_COMPLETE_FILE, .id = OPT_KEY_FILE},
+    {"verbose", 'v', NULL, "log what happens on stderr (twice: debug)", .id = OPT_VERBOSE},
+    {0},
 };
 
-/* The commands, in the order --help lists them. */
-static const struct {
-	const char *name;  /* as typed */
-	cli_command_fn fn; /* its implementation */
-	const char *args;  /* its synopsis after the name */
-	const char *what;  /* one line for --help */
-} commands[] = {
-    {"init", cli_cmd_init, "[--format plain|pages]",
-     "make the backup store, of a format (plain: the default; pages)"},
-    {"create", cli_cmd_create, "[--name NAME] [--verify] [--cleanup]",
-     "take a backup; prints its path"},
-    {"list", cli_cmd_list, "", "list the backups, newest first"},
-    {"verify", cli_cmd_verify, "[NAME|PATH ...]",
-     "verify backups (none given: all); exit 1 if any failed"},
-    {"restore", cli_cmd_restore, "[NAME|PATH] [--no-verify]",
-     "restore a backup (none given: the newest) into the live database"},
-    {"cleanup", cli_cmd_cleanup, "[--dry-run]", "remove backups older than the retention period"},
-    {"delete", cli_cmd_delete, "NAME", "remove one backup (refused when pinned)"},
-    {"rehearse", cli_cmd_rehearse, "[NAME|latest] [--checks FILE] [--scratch DIR]",
-     "prove a backup restores: restore into a scratch copy, run your checks"},
-    {"pin", cli_cmd_pin, "NAME [--reason TEXT]", "keep a backup from every cleanup"},
-    {"unpin", cli_cmd_unpin, "NAME", "remove a backup's pin"},
-    {"stats", cli_cmd_stats, "", "show the store's statistics"},
-    {"health", cli_cmd_health, "[--max-age-hours H] [--min-backups N]",
-     "check the store's health; exit 1 on a warning"},
-    {"metrics", cli_cmd_metrics, "[--output FILE]",
-     "print metrics in the Prometheus text format (or write FILE)"},
-    {"diff", cli_cmd_diff, "OLD NEW [--table T] [--summary] [--json]",
-     "compare two backups (or 'live'): the sqldiff summary, or one table's changed rows as CSV"},
-    {"export", cli_cmd_export, "NAME FILE | NAME --table T | --schema",
-     "write a backup as a plain .db FILE, or print a table as CSV, or its schema"},
+/* The options only before a command. */
+static const struct cli_opt main_opts[] = {
+    {"help", 'h', NULL, "show this help (after a command: that command's help)"},
+    {"version", 'V', NULL, "show the version"},
+    {"completion-table", 0, NULL, NULL}, /* hidden: the table, for bash completion */
+    {0},
 };
-
-#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 /* The last error printed: the BRI_REASON of a failure hook. */
 static char last_error[1024];
@@ -159,9 +173,9 @@ static int parse_count(const char *s)
 	return (int)v;
 }
 
-int cli_global_option(struct cli_globals *g, int opt, const char *arg)
+int cli_global_option(struct cli_globals *g, const struct cli_opt *o, const char *arg)
 {
-	int n;
+	int opt = o->id, n;
 
 	switch (opt) {
 	case OPT_DB:
@@ -170,14 +184,14 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 			return -1;
 		}
 		g->db = arg;
-		return 1;
+		return 0;
 	case OPT_BACKUP_DIR:
 		if (!*arg) {
 			cli_usage_error(NULL, "--backup-dir needs a folder");
 			return -1;
 		}
 		g->backup_dir = arg;
-		return 1;
+		return 0;
 	case OPT_RETENTION_DAYS:
 	case OPT_KEEP_MIN:
 		n = parse_count(arg);
@@ -193,7 +207,7 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 			g->retention_days = n;
 			g->retention_days_set = true;
 		}
-		return 1;
+		return 0;
 	case OPT_KEEP_HOURLY:
 	case OPT_KEEP_DAILY:
 	case OPT_KEEP_WEEKLY:
@@ -212,7 +226,7 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 			return -1;
 		}
 		*slot[opt - OPT_KEEP_HOURLY] = n;
-		return 1;
+		return 0;
 	}
 	case OPT_ON_SUCCESS:
 	case OPT_ON_FAILURE:
@@ -228,7 +242,7 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 			g->hooks.on_success = arg;
 		else
 			g->hooks.on_failure = arg;
-		return 1;
+		return 0;
 	case OPT_HOOK_TIMEOUT:
 		n = parse_count(arg);
 		if (n <= 0) {
@@ -238,7 +252,7 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 			return -1;
 		}
 		g->hooks.timeout_s = n;
-		return 1;
+		return 0;
 	case OPT_KEEP_WITHIN:
 		if (bri_calendar_duration_parse(arg, &g->tiers.keep_within) < 0) {
 			cli_usage_error(NULL,
@@ -247,90 +261,56 @@ int cli_global_option(struct cli_globals *g, int opt, const char *arg)
 			                arg);
 			return -1;
 		}
-		return 1;
+		return 0;
 	case OPT_JSON:
 		g->json = true;
-		return 1;
+		return 0;
 	case OPT_FOLLOW_SYMLINK:
 		g->follow_symlink = true;
-		return 1;
+		return 0;
 	case OPT_FORCE:
 		g->force = true;
-		return 1;
+		return 0;
 	case OPT_KEY_FILE:
 		if (!*arg) {
 			cli_usage_error(NULL, "--key-file needs a file");
 			return -1;
 		}
 		g->key_file = arg;
-		return 1;
-	case 'v':
+		return 0;
+	case OPT_VERBOSE:
 		g->verbose++;
-		return 1;
+		return 0;
 	default:
 		return 0;
 	}
 }
 
-void cli_merge_longopts(const struct option *own, int n, struct option *out)
-{
-	size_t i;
-
-	memcpy(out, own, (size_t)n * sizeof(*own));
-	for (i = 0; cli_global_longopts[i].name; i++)
-		out[n + i] = cli_global_longopts[i];
-	memset(&out[n + i], 0, sizeof(*out));
-}
-
 static void usage(FILE *f)
 {
-	size_t i;
+	const struct cli_opt *const lists[] = {cli_global_opts, main_opts};
+	const struct cli_command *c;
 
 	fputs("Usage: bri-backup [OPTIONS] COMMAND [ARGS]\n"
 	      "Backups of a live SQLite database: create, list, verify, restore, clean up.\n"
 	      "\n"
 	      "Commands:\n",
 	      f);
-	for (i = 0; i < NCOMMANDS; i++)
-		fprintf(f, "  %s%s%s\n      %s\n", commands[i].name, *commands[i].args ? " " : "",
-		        commands[i].args, commands[i].what);
-	fprintf(f,
-	        "\n"
-	        "Options (before or after the command):\n"
-	        "  --db PATH             the live database (default $BRI_DB, else %s)\n"
-	        "  --backup-dir DIR      the store (default $BRI_BACKUP_DIR, else the folder\n"
-	        "                        'backups' beside the database)\n"
-	        "  --retention-days N    cleanup removes backups older than N days (default %d)\n"
-	        "  --keep-min N          cleanup keeps the newest N good backups (default %d)\n"
-	        "  --keep-hourly N, --keep-daily N, --keep-weekly N, --keep-monthly N,\n"
-	        "  --keep-yearly N       calendar tiers: keep the newest backup of each of the\n"
-	        "                        last N hours/days/ISO weeks/months/years (local time)\n"
-	        "  --keep-within D       keep all backups within D (7d, 36h, 1y6m) of the newest;\n"
-	        "                        with tiers, --retention-days applies only if given\n"
-	        "  --on-success PROGRAM  run PROGRAM (absolute path, no shell) after a create,\n"
-	        "  --on-failure PROGRAM  verify, restore or cleanup that succeeded / failed,\n"
-	        "                        with BRI_OPERATION, BRI_NAME, BRI_RESULT, BRI_REASON\n"
-	        "  --hook-timeout S      kill a hook's process group after S seconds (30)\n"
-	        "  --json                machine-readable output of list, verify, stats, health\n"
-	        "  --follow-symlink      accept a --db or --backup-dir path that is a symbolic\n"
-	        "                        link, and use what it points to (refused by default)\n"
-	        "  --force               accept a --backup-dir that is the database's own folder\n"
-	        "                        (refused by default: other .db files there would be\n"
-	        "                        taken for backups)\n"
-	        "  --key-file F          the key of an encrypted page store: 32 random bytes or\n"
-	        "                        a passphrase (default $BRI_KEY_FILE); with init\n"
-	        "                        --format pages it makes the store encrypted\n"
-	        "  -v, --verbose         log what happens on stderr (twice: debug)\n"
-	        "  -h, --help            show this help (after a command: that command's help)\n"
-	        "  -V, --version         show the version\n"
-	        "\n"
-	        "Environment: BRI_DB, BRI_BACKUP_DIR and BRI_KEY_FILE (the defaults above), and\n"
-	        "BRI_BUSY_TIMEOUT_MS: how long to wait for a locked database or for the\n"
-	        "store's lock held by another process (milliseconds, default 30000).\n"
-	        "\n"
-	        "Exit status: 0 success, 1 the operation failed, 2 bad usage.\n"
-	        "See bri-backup(1).\n",
-	        DEFAULT_DB, BRI_DEFAULT_RETENTION_DAYS, BRI_DEFAULT_KEEP_MIN);
+	for (c = cli_commands; c->name; c++) {
+		fputs("  ", f);
+		cli_command_synopsis(c, f);
+		fprintf(f, "\n      %s\n", c->summary);
+	}
+	fputs("\nOptions (before or after the command):\n", f);
+	cli_print_options(lists, 2, true, f);
+	fputs("\n"
+	      "Environment: BRI_DB, BRI_BACKUP_DIR and BRI_KEY_FILE (the defaults above), and\n"
+	      "BRI_BUSY_TIMEOUT_MS: how long to wait for a locked database or for the\n"
+	      "store's lock held by another process (milliseconds, default 30000).\n"
+	      "\n"
+	      "Exit status: 0 success, 1 the operation failed, 2 bad usage.\n"
+	      "See bri-backup(1).\n",
+	      f);
 }
 
 void cli_setup_logging(const struct cli_globals *g)
@@ -350,22 +330,34 @@ void cli_setup_logging(const struct cli_globals *g)
 		cli_error("cannot set up logging; continuing without it");
 }
 
+/* Runs command cmd on its line (argv[0] its name); returns the exit status. */
+static int run(struct cli_globals *g, const struct cli_command *cmd, int argc, char **argv)
+{
+	struct cli_args a;
+	int rc;
+
+	rc = cli_parse(g, cmd, argc, argv, &a);
+	if (rc >= 0)
+		return rc;
+	rc = cmd->fn(g, &a);
+	cli_args_free(&a);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
-	static const struct option own[] = {
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	};
-	struct option longopts[32];
+	const struct cli_opt *const lists[] = {main_opts, cli_global_opts};
 	struct cli_globals g = {
 	    .db = DEFAULT_DB,
 	    .retention_days = BRI_DEFAULT_RETENTION_DAYS,
 	    .keep_min = BRI_DEFAULT_KEEP_MIN,
 	};
+	const struct cli_command *cmd;
+	const struct cli_opt *row;
+	struct cli_getopt p;
 	const char *env;
 	const char *command;
-	size_t i;
-	int opt, rc;
+	int opt, rc = -1;
 
 	env = getenv("BRI_DB");
 	if (env && *env)
@@ -374,31 +366,31 @@ int main(int argc, char **argv)
 	if (env && *env)
 		g.backup_dir = env;
 
-	cli_merge_longopts(own, (int)(sizeof(own) / sizeof(own[0])), longopts);
-	opterr = 0;
 	/* "+": stop at the command; its arguments are its own. */
-	for (;;) {
-		opt = getopt_long(argc, argv, "+:hVv", longopts, NULL);
-		if (opt == -1)
-			break;
-		switch (opt) {
-		case 'h':
+	if (cli_getopt_init(&p, "+", lists, 2) < 0) {
+		cli_error("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	opterr = 0;
+	while (rc < 0 && (opt = cli_getopt_next(&p, argc, argv, &row)) != -1) {
+		if (opt) {
+			rc = cli_bad_option(NULL, opt, argv);
+		} else if (row == &main_opts[0]) {
 			usage(stdout);
-			return CLI_EXIT_OK;
-		case 'V':
+			rc = CLI_EXIT_OK;
+		} else if (row == &main_opts[1]) {
 			printf("bri-backup %s\n", BRI_VERSION);
-			return CLI_EXIT_OK;
-		case '?':
-		case ':':
-			return cli_bad_option(NULL, opt, argv);
-		default:
-			rc = cli_global_option(&g, opt, optarg);
-			if (rc < 0)
-				return CLI_EXIT_USAGE;
-			if (rc == 0)
-				return cli_usage_error(NULL, "unexpected option");
+			rc = CLI_EXIT_OK;
+		} else if (row == &main_opts[2]) {
+			cli_completion_table(main_opts, stdout);
+			rc = CLI_EXIT_OK;
+		} else if (cli_global_option(&g, row, optarg) < 0) {
+			rc = CLI_EXIT_USAGE;
 		}
 	}
+	cli_getopt_free(&p);
+	if (rc >= 0)
+		return rc;
 	if (optind >= argc)
 		return cli_usage_error(NULL, "no command given");
 	command = argv[optind];
@@ -408,31 +400,19 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return CLI_EXIT_OK;
 		}
-		command = argv[optind + 1];
-		for (i = 0; i < NCOMMANDS; i++) {
-			if (!strcmp(command, commands[i].name)) {
-				char *help_argv[] = {argv[optind + 1], "--help", NULL};
-
-				optind = 0;
-				return commands[i].fn(&g, 2, help_argv);
-			}
-		}
-		return cli_usage_error(NULL, "unknown command '%s'", command);
+		cmd = cli_command_find(argv[optind + 1]);
+		if (!cmd)
+			return cli_usage_error(NULL, "unknown command '%s'", argv[optind + 1]);
+		cli_command_help(cmd, stdout);
+		return CLI_EXIT_OK;
 	}
-	for (i = 0; i < NCOMMANDS; i++) {
-		if (!strcmp(command, commands[i].name))
-			break;
-	}
-	if (i == NCOMMANDS)
+	cmd = cli_command_find(command);
+	if (!cmd)
 		return cli_usage_error(NULL, "unknown command '%s'", command);
 
 	/* One descriptor per backup being checked or copied: use all we may. */
 	bri_raise_nofile_limit();
-	argc -= optind;
-	argv += optind;
-	/* optind 0 makes GNU getopt start afresh on the command's arguments. */
-	optind = 0;
-	rc = commands[i].fn(&g, argc, argv);
+	rc = run(&g, cmd, argc - optind, argv + optind);
 	/* The operation ran (not --help, not bad usage): tell the hook. */
 	if (g.hook_ran && rc != CLI_EXIT_USAGE)
 		bri_hook_run(&g.hooks, command, g.hook_name, rc == CLI_EXIT_OK ? 0 : -1,

@@ -19,6 +19,7 @@
 
 #include "bri/log.h"
 #include "bri/pin.h"
+#include "internal.h"
 
 static atomic_uint_fast64_t next_id = 1;
 
@@ -95,7 +96,7 @@ static void load_entry(const struct bri_store *s, struct bri_entry *e)
 		free(text);
 	} else {
 		snprintf(e->meta_error, sizeof(e->meta_error), "metadata %s",
-			 rc == -ENOENT ? "missing" : strerror(-rc));
+		         rc == -ENOENT ? "missing" : strerror(-rc));
 	}
 	if (!e->meta_ok) {
 		/* Not a backup: never verified as good, whatever a .verify says. */
@@ -120,54 +121,89 @@ static int by_name(const void *a, const void *b)
 	return strcmp((*(struct bri_entry *const *)a)->name, (*(struct bri_entry *const *)b)->name);
 }
 
-/* The entry called name, a backup or an unknown file, or NULL. */
-static struct bri_entry *find_any(const struct bri_catalog *c, const char *name)
+/* The index in c->by_name of the entry called name, a backup or an unknown file, or -1. */
+static ssize_t find_any_index(const struct bri_catalog *c, const char *name)
 {
 	struct bri_entry key = {.name = (char *)name}, *kp = &key, **found;
 
-	if (!c->by_name)
-		return NULL;
+	if (!c || !c->by_name)
+		return -1;
 	found = bsearch(&kp, c->by_name, c->n + c->nunknown, sizeof(*c->by_name), by_name);
-	return found ? *found : NULL;
+	return found ? found - c->by_name : -1;
+}
+
+/* The entry called name, a backup or an unknown file, or NULL. */
+static struct bri_entry *find_any(const struct bri_catalog *c, const char *name)
+{
+	ssize_t i = find_any_index(c, name);
+
+	return i < 0 ? NULL : c->by_name[i];
+}
+
+/*
+ * Which entries of prev a scan took over, by their index in prev->by_name
+ * (the scan's own record: the entries themselves carry no mark).
+ */
+struct taken {
+	const struct bri_catalog *prev;
+	bool *by_name; /* prev->n + prev->nunknown flags, or NULL without prev */
+};
+
+/* Whether e (an entry of the new scan) was taken over from prev. */
+static bool is_taken(const struct taken *t, const struct bri_entry *e)
+{
+	ssize_t i = t->by_name ? find_any_index(t->prev, e->name) : -1;
+
+	return i >= 0 && t->prev->by_name[i] == e && t->by_name[i];
+}
+
+static void untake(struct taken *t, const struct bri_entry *e)
+{
+	ssize_t i = t->by_name ? find_any_index(t->prev, e->name) : -1;
+
+	if (i >= 0 && t->prev->by_name[i] == e)
+		t->by_name[i] = false;
 }
 
 /* Takes the entry called name out of prev when its files are unchanged. */
-static struct bri_entry *take_unchanged(struct bri_catalog *prev, const struct bri_entry *fresh,
-					uint64_t *id)
+static struct bri_entry *take_unchanged(struct taken *t, const struct bri_entry *fresh,
+                                        uint64_t *id)
 {
-	struct bri_entry *old = prev ? find_any(prev, fresh->name) : NULL;
+	ssize_t i = t->by_name ? find_any_index(t->prev, fresh->name) : -1;
+	struct bri_entry *old = i >= 0 ? t->prev->by_name[i] : NULL;
 
 	if (!old)
 		return NULL;
 	if (old->db_st.st_ino == fresh->db_st.st_ino && old->db_st.st_dev == fresh->db_st.st_dev)
 		*id = old->id;
-	if (old->moved || !same_file(&old->db_st, &fresh->db_st) ||
+	if (t->by_name[i] || !same_file(&old->db_st, &fresh->db_st) ||
 	    !same_file(&old->meta_st, &fresh->meta_st) ||
 	    !same_file(&old->verify_st, &fresh->verify_st))
 		return NULL;
-	old->moved = true;
+	t->by_name[i] = true;
 	return old;
 }
 
-/* Removes the moved entries of list (n of them), keeping the order; the new count. */
-static size_t drop_moved(struct bri_entry **list, size_t n)
+/* Removes the taken entries of list (n of them), keeping the order; the new count. */
+static size_t drop_taken(const struct taken *t, struct bri_entry **list, size_t n)
 {
 	size_t kept = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		if (list[i]->moved)
-			list[i]->moved = false;
-		else
+		if (!is_taken(t, list[i]))
 			list[kept++] = list[i];
 	}
 	return kept;
 }
 
-/* Drops the entries a newer scan took over from prev. */
-static void forget_moved(struct bri_catalog *prev)
+/* Drops the entries a newer scan took over from prev (the flags of t are then stale). */
+static void forget_taken(struct bri_catalog *prev, const struct taken *t)
 {
-	prev->n = drop_moved(prev->entries, prev->n);
-	prev->nunknown = prev->unknown ? drop_moved(prev->unknown, prev->nunknown) : 0;
+	size_t n = drop_taken(t, prev->entries, prev->n);
+
+	/* by_name is what is_taken searches: rebuild it only after both lists. */
+	prev->nunknown = prev->unknown ? drop_taken(t, prev->unknown, prev->nunknown) : 0;
+	prev->n = n;
 	if (prev->by_name) {
 		if (prev->n)
 			memcpy(prev->by_name, prev->entries, prev->n * sizeof(*prev->entries));
@@ -214,7 +250,7 @@ static int add_entry(struct bri_catalog *c, size_t *cap, struct bri_entry *e)
 struct scan {
 	const struct bri_store *s; /* the store */
 	struct bri_catalog *c;     /* being filled */
-	struct bri_catalog *prev;  /* the previous scan, or NULL */
+	struct taken taken;        /* the previous scan (or none) and what this one took over */
 	size_t cap;                /* room in c->entries */
 	size_t reused;             /* entries taken over from prev */
 	struct bri_err *err;       /* why it failed */
@@ -231,7 +267,7 @@ static int scan_one(void *arg, const char *name, const struct stat *st)
 	stat_sidecar(sc->s, name, BRI_SIDECAR_META, &probe.meta_st);
 	stat_sidecar(sc->s, name, BRI_SIDECAR_VERIFY, &probe.verify_st);
 	probe.name = (char *)name;
-	e = take_unchanged(sc->prev, &probe, &id);
+	e = take_unchanged(&sc->taken, &probe, &id);
 	if (e) {
 		sc->reused++;
 	} else {
@@ -248,8 +284,8 @@ static int scan_one(void *arg, const char *name, const struct stat *st)
 	}
 	e->pinned = bri_pin_exists(sc->s, name);
 	if (add_entry(sc->c, &sc->cap, e) < 0) {
-		if (e->moved)
-			e->moved = false;
+		if (is_taken(&sc->taken, e))
+			untake(&sc->taken, e);
 		else
 			free_entry(e);
 		return bri_err_set(sc->err, -ENOMEM, "out of memory");
@@ -258,15 +294,22 @@ static int scan_one(void *arg, const char *name, const struct stat *st)
 }
 
 int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct bri_catalog **out,
-		     struct bri_err *err)
+                     struct bri_err *err)
 {
 	struct bri_catalog *c = calloc(1, sizeof(*c));
-	struct scan sc = {.s = s, .c = c, .prev = prev, .err = err};
+	struct scan sc = {.s = s, .c = c, .taken = {.prev = prev}, .err = err};
 	size_t total;
 	int rc = 0;
 
 	if (!c)
 		return bri_err_set(err, -ENOMEM, "out of memory");
+	if (prev && prev->by_name) {
+		sc.taken.by_name = calloc(prev->n + prev->nunknown + 1, sizeof(bool));
+		if (!sc.taken.by_name) {
+			free(c);
+			return bri_err_set(err, -ENOMEM, "out of memory");
+		}
+	}
 	rc = bri_store_list(s, scan_one, &sc, err);
 	if (rc < 0)
 		goto out_fail;
@@ -300,17 +343,17 @@ int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct
 	if (!prev || sc.reused != total || prev->n + prev->nunknown != total)
 		c->generation++;
 	if (prev)
-		forget_moved(prev);
+		forget_taken(prev, &sc.taken);
+	free(sc.taken.by_name);
 	*out = c;
 	return 0;
 out_fail:
 	/* Entries taken over from prev go back to it. */
 	for (size_t i = 0; i < c->n; i++) {
-		if (c->entries[i]->moved) {
-			c->entries[i]->moved = false;
+		if (is_taken(&sc.taken, c->entries[i]))
 			c->entries[i] = NULL;
-		}
 	}
+	free(sc.taken.by_name);
 	bri_catalog_free(c);
 	return rc;
 }
@@ -336,7 +379,7 @@ struct bri_entry *bri_catalog_find(const struct bri_catalog *c, const char *name
 	return e && e->kind != BRI_KIND_UNKNOWN ? e : NULL;
 }
 
-struct bri_entry *bri_catalog_find_unknown(const struct bri_catalog *c, const char *name)
+struct bri_entry *catalog_find_unknown(const struct bri_catalog *c, const char *name)
 {
 	struct bri_entry *e = find_any(c, name);
 

@@ -3,6 +3,7 @@
  * are read in 1 MiB chunks so the SHA-NI code path runs at full speed.
  */
 #include "bri/checksum.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +26,7 @@ static void to_hex(const unsigned char *digest, unsigned len, char *hex)
 	hex[2 * len] = '\0';
 }
 
-int bri_checksum_buffer(const void *data, size_t len, char hex[BRI_CHECKSUM_HEX_LEN + 1])
+int checksum_buffer(const void *data, size_t len, char hex[BRI_CHECKSUM_HEX_LEN + 1])
 {
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned dlen = 0;

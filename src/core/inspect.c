@@ -17,6 +17,7 @@
 
 #include "bri/inspect.h"
 #include "bri/snapshot.h"
+#include "snapshot_sql.h"
 
 /*
  * ---- the row buffer: one rendered row ----
@@ -645,7 +646,7 @@ uint64_t bri_render_offset(const struct bri_render *r)
 int bri_inspect_open(struct bri_reader *r, sqlite3 **out, struct bri_err *err)
 {
 	sqlite3 *db = NULL;
-	int rc = bri_snapshot_open_reader(r, &db, err);
+	int rc = snapshot_open_reader(r, &db, err);
 
 	if (rc < 0)
 		return rc;
@@ -670,9 +671,9 @@ int bri_diff_open(struct bri_reader *old, struct bri_reader *new, sqlite3 **out,
 	if (rc < 0)
 		return rc;
 	/* OLD is "main"; "o" names it too, so that queries read alike. */
-	rc = bri_snapshot_attach_reader(db, old, "o", err);
+	rc = snapshot_attach_reader(db, old, "o", err);
 	if (rc == 0)
-		rc = bri_snapshot_attach_reader(db, new, "n", err);
+		rc = snapshot_attach_reader(db, new, "n", err);
 	if (rc == 0 && sqlite3_exec(db, "SELECT 1 FROM n.sqlite_schema LIMIT 1", NULL, NULL,
 	                            NULL) != SQLITE_OK)
 		rc = bri_err_set(err, -EINVAL, "%s is not an SQLite database: %s", new->label,

@@ -1,6 +1,6 @@
 /*
  * Internal: the SQLite VFS over a bri_reader (reader_vfs.c), used by
- * snapshot.c's bri_snapshot_open_reader. Not part of the contract: the
+ * snapshot.c's snapshot_open_reader. Not part of the contract: the
  * names have no bri_ prefix, so libbri does not export them.
  */
 #ifndef BRI_READER_VFS_H

@@ -4,6 +4,7 @@
  * show as "due" once, not once per missed slot.
  */
 #include "bri/schedule.h"
+#include "internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -127,7 +128,7 @@ time_t bri_schedule_next(const struct bri_schedule *sc, time_t t)
 	return (time_t)-1;
 }
 
-time_t bri_schedule_prev(const struct bri_schedule *sc, time_t now, time_t last_run)
+time_t schedule_prev(const struct bri_schedule *sc, time_t now, time_t last_run)
 {
 	time_t run;
 
@@ -161,7 +162,7 @@ bool bri_schedule_due(const struct bri_schedule *sc, time_t last_run, time_t now
 		return true;
 	if (sc->kind == BRI_SCHEDULE_EVERY)
 		return now - last_run >= sc->interval_s;
-	return last_run < bri_schedule_prev(sc, now, last_run);
+	return last_run < schedule_prev(sc, now, last_run);
 }
 
 void bri_schedule_describe(const struct bri_schedule *sc, char *buf, size_t len)

@@ -17,6 +17,7 @@
 
 #include "bri/log.h"
 #include "reader_vfs.h"
+#include "snapshot_sql.h"
 #include "store_int.h"
 
 /* A negative errno for an SQLite result code. */
@@ -485,8 +486,8 @@ static int copy_all(sqlite3 *dst, sqlite3 *src, const char *what, struct bri_err
 	return 0;
 }
 
-int bri_snapshot_count_rows(sqlite3 *db, struct bri_table_count **out, size_t *n,
-			    struct bri_err *err)
+int snapshot_count_rows(sqlite3 *db, struct bri_table_count **out, size_t *n,
+			struct bri_err *err)
 {
 	const char *list = "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE "
 			   "'sqlite\\_%' ESCAPE '\\' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name";
@@ -546,7 +547,7 @@ out_fail:
 	return rc;
 }
 
-int bri_snapshot_check(sqlite3 *db, bool quick, struct bri_err *err)
+int snapshot_check(sqlite3 *db, bool quick, struct bri_err *err)
 {
 	const char *sql = quick ? "PRAGMA quick_check" : "PRAGMA integrity_check";
 	sqlite3_stmt *st;
@@ -585,7 +586,7 @@ static int describe_copy(sqlite3 *dst, struct bri_snapshot_info *out, struct bri
 	if (rc == 0)
 		rc = query_int(dst, "PRAGMA page_count", &out->page_count, err);
 	if (rc == 0)
-		rc = bri_snapshot_count_rows(dst, &out->tables, &out->ntables, err);
+		rc = snapshot_count_rows(dst, &out->tables, &out->ntables, err);
 	return rc;
 }
 
@@ -666,7 +667,7 @@ out_close_src:
 	return rc;
 }
 
-int bri_snapshot_open_reader(struct bri_reader *r, sqlite3 **out, struct bri_err *err)
+int snapshot_open_reader(struct bri_reader *r, sqlite3 **out, struct bri_err *err)
 {
 	char uri[96];
 	const char *vfs;
@@ -685,8 +686,8 @@ int bri_snapshot_open_reader(struct bri_reader *r, sqlite3 **out, struct bri_err
 	return rc;
 }
 
-int bri_snapshot_attach_reader(sqlite3 *db, struct bri_reader *r, const char *schema,
-                               struct bri_err *err)
+int snapshot_attach_reader(sqlite3 *db, struct bri_reader *r, const char *schema,
+			   struct bri_err *err)
 {
 	char uri[96], *sql;
 	uint64_t id;
@@ -887,7 +888,7 @@ int bri_snapshot_restore_begin_reader(struct bri_reader *backup, const char *liv
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_end;
 	}
-	rc = bri_snapshot_open_reader(backup, &r->src, err);
+	rc = snapshot_open_reader(backup, &r->src, err);
 	if (rc == 0)
 		rc = restore_begin_src(r, backup->label, scratch_dir, err);
 	if (rc < 0)
@@ -1016,7 +1017,7 @@ int bri_snapshot_restore_commit(struct bri_snapshot_restore *r, struct bri_err *
 	r->b = NULL;
 	if (rc != SQLITE_DONE)
 		return step_error(r->live, rc, "restore", err);
-	rc = bri_snapshot_check(r->live, true, err);
+	rc = snapshot_check(r->live, true, err);
 	if (rc < 0) {
 		bri_log(BRI_LOG_ERR, "restored database %s fails quick_check: %s", r->live_path,
 			err ? err->msg : "");

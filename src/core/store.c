@@ -29,6 +29,7 @@
 #include "bri/testpoint.h"
 #include "seal.h"
 #include "store_int.h"
+#include "internal.h"
 
 /* mkdir -p of path; the last component gets mode. */
 static int make_dirs(const char *path, mode_t mode)
@@ -504,7 +505,7 @@ int bri_store_lock(struct bri_store *s, struct bri_err *err)
 	held_fd = fd;
 	held_ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
 	bri_testpoint("store_locked");
-	bri_store_sweep(s);
+	store_sweep(s);
 	return fd;
 }
 
@@ -761,7 +762,7 @@ static bool process_alive(pid_t pid)
 	return pid == getpid() || kill(pid, 0) == 0 || errno == EPERM;
 }
 
-int bri_store_sweep(struct bri_store *s)
+int store_sweep(struct bri_store *s)
 {
 	int fd = dup(s->dirfd), removed = 0;
 	struct dirent *d;

@@ -27,6 +27,8 @@
 #include "bri/log.h"
 #include "bri/snapshot.h"
 #include "bri/testpoint.h"
+#include "snapshot_sql.h"
+#include "internal.h"
 
 #define VERIFY_FILE_MAX (64u << 10)
 /* Page cache of the connection that checks a backup, in KiB (SQLite's default: 2000). */
@@ -145,7 +147,7 @@ static int check_database(struct bri_reader *r, const struct bri_meta *meta,
 	size_t n = 0;
 	int rc, out = 0;
 
-	rc = bri_snapshot_open_reader(r, &db, &e);
+	rc = snapshot_open_reader(r, &db, &e);
 	if (rc < 0) {
 		if (bri_errno_is_resource(rc))
 			return rc;
@@ -156,7 +158,7 @@ static int check_database(struct bri_reader *r, const struct bri_meta *meta,
 	/* integrity_check revisits pages: with SQLite's default 2 MiB cache it
 	 * reads a 1 GiB backup about twice (1.3 s here); 8 MiB halves that. */
 	sqlite3_exec(db, "PRAGMA cache_size=-" VERIFY_CACHE_KIB, NULL, NULL, NULL);
-	rc = bri_snapshot_check(db, false, &e);
+	rc = snapshot_check(db, false, &e);
 	if (rc < 0 && (out = db_resource_error(db)) < 0)
 		goto out_close;
 	res->integrity_ok = rc == 0;
@@ -166,7 +168,7 @@ static int check_database(struct bri_reader *r, const struct bri_meta *meta,
 	}
 	if (!meta)
 		goto out_close;
-	rc = bri_snapshot_count_rows(db, &t, &n, &e);
+	rc = snapshot_count_rows(db, &t, &n, &e);
 	if (rc < 0) {
 		out = bri_errno_is_resource(rc) ? rc : db_resource_error(db);
 		if (out < 0)
@@ -208,7 +210,7 @@ static int64_t mtime_ns(const struct stat *st)
 	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
-void bri_verify_file_of(struct bri_verify_file *f, const struct stat *st)
+void verify_file_of(struct bri_verify_file *f, const struct stat *st)
 {
 	f->known = true;
 	f->dev = (uint64_t)st->st_dev;
@@ -266,7 +268,7 @@ static int verify_reader(struct bri_reader *r, int open_rc, const char *open_msg
 		goto out;
 	}
 	/* One reader for the identity, the hash and SQLite: it keeps the file checked. */
-	bri_verify_file_of(&res->file, &r->st);
+	verify_file_of(&res->file, &r->st);
 	if (meta && (int64_t)r->size != meta->size_bytes)
 		fail(res, "size is %lld bytes, the metadata says %lld", (long long)r->size,
 		     (long long)meta->size_bytes);

@@ -19,6 +19,7 @@
 #include "bri/snapshot.h"
 #include "bri/store.h"
 #include "bri/verify.h"
+#include "../../src/core/snapshot_sql.h"
 #include "expect.h"
 #include "testutil.h"
 
@@ -229,10 +230,10 @@ static void test_vfs(struct bri_store *s, const char *bytes, size_t len)
 
 	EXPECT_EQ_INT(bri_store_open_reader(s, "b1", &r, &err), 0);
 	if (r) {
-		EXPECT_EQ_INT(bri_snapshot_open_reader(r, &db, &err), 0);
+		EXPECT_EQ_INT(snapshot_open_reader(r, &db, &err), 0);
 		EXPECT_EQ_INT(tu_count_rows(db, "videos"), 20);
 		EXPECT_EQ_INT(tu_count_rows(db, "memory"), 300);
-		EXPECT_EQ_INT(bri_snapshot_check(db, false, &err), 0);
+		EXPECT_EQ_INT(snapshot_check(db, false, &err), 0);
 		/* Read-only: nothing is written through it, nothing beside it. */
 		EXPECT(sqlite3_exec(db, "DELETE FROM videos", NULL, NULL, NULL) != SQLITE_OK);
 		sqlite3_close(db);
@@ -247,17 +248,17 @@ static void test_vfs(struct bri_store *s, const char *bytes, size_t len)
 	                        .fd = -1,
 	                        .label = "memory",
 	                        .priv = &m};
-	EXPECT_EQ_INT(bri_snapshot_open_reader(&mr, &db, &err), 0);
+	EXPECT_EQ_INT(snapshot_open_reader(&mr, &db, &err), 0);
 	EXPECT_EQ_INT(tu_count_rows(db, "memory"), 300);
-	EXPECT_EQ_INT(bri_snapshot_check(db, false, &err), 0);
+	EXPECT_EQ_INT(snapshot_check(db, false, &err), 0);
 	sqlite3_close(db);
 	db = NULL;
 
 	/* Attached beside another backup (a diff of two backups reads both). */
 	EXPECT_EQ_INT(bri_store_open_reader(s, "b1", &r, &err), 0);
 	if (r) {
-		EXPECT_EQ_INT(bri_snapshot_open_reader(r, &db, &err), 0);
-		EXPECT_EQ_INT(bri_snapshot_attach_reader(db, &mr, "other", &err), 0);
+		EXPECT_EQ_INT(snapshot_open_reader(r, &db, &err), 0);
+		EXPECT_EQ_INT(snapshot_attach_reader(db, &mr, "other", &err), 0);
 		EXPECT_EQ_INT(tu_count_rows(db, "other\".\"memory"), 300);
 		sqlite3_close(db);
 		db = NULL;
@@ -266,7 +267,7 @@ static void test_vfs(struct bri_store *s, const char *bytes, size_t len)
 
 	/* A reader that fails: an error, never a crash or a verdict of "ok". */
 	m.fail = EIO;
-	int rc = bri_snapshot_open_reader(&mr, &db, &err);
+	int rc = snapshot_open_reader(&mr, &db, &err);
 	if (rc == 0) {
 		EXPECT(tu_count_rows(db, "memory") < 0);
 		sqlite3_close(db);

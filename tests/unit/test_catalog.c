@@ -24,6 +24,7 @@
 #include "bri/verify.h"
 #include "expect.h"
 #include "testutil.h"
+#include "../../src/core/internal.h"
 
 static struct bri_op_ctx ctx;
 static time_t clock_now; /* the time of the next backup: one second apart, in the past */
@@ -272,7 +273,7 @@ static void test_catalog(const char *base)
 		TU_DIE("scan: %s", err.msg);
 	EXPECT_EQ_INT(c->n, 3);
 	EXPECT_EQ_INT(c->nunknown, 4);
-	EXPECT(bri_catalog_find(c, n128) == NULL && bri_catalog_find_unknown(c, n128) != NULL);
+	EXPECT(bri_catalog_find(c, n128) == NULL && catalog_find_unknown(c, n128) != NULL);
 	for (size_t i = 0; i < c->n; i++) {
 		const char *nm = c->entries[i]->name;
 		EXPECT_MSG(strcmp(nm, "third") == 0 || strcmp(nm, n2) == 0 ||
@@ -293,7 +294,7 @@ static void test_catalog(const char *base)
 	}
 	struct bri_entry *e = bri_catalog_find(c, "orphan");
 	EXPECT(e == NULL);
-	e = bri_catalog_find_unknown(c, "orphan");
+	e = catalog_find_unknown(c, "orphan");
 	EXPECT(e != NULL);
 	if (e) {
 		EXPECT(!e->meta_ok);
@@ -304,11 +305,11 @@ static void test_catalog(const char *base)
 	}
 	/* Whatever the name says: without metadata, not a backup. */
 	EXPECT(bri_catalog_find(c, "pre_restore_safety_20250101_000000") == NULL);
-	e = bri_catalog_find_unknown(c, "pre_restore_safety_20250101_000000");
+	e = catalog_find_unknown(c, "pre_restore_safety_20250101_000000");
 	EXPECT(e && e->kind == BRI_KIND_UNKNOWN);
 	EXPECT(bri_catalog_find(c, "bri_backup_20250101_000000") == NULL);
-	EXPECT(bri_catalog_find_unknown(c, "bri_backup_20250101_000000") != NULL);
-	EXPECT(bri_catalog_find_unknown(c, "first") == NULL);
+	EXPECT(catalog_find_unknown(c, "bri_backup_20250101_000000") != NULL);
+	EXPECT(catalog_find_unknown(c, "first") == NULL);
 	EXPECT(bri_catalog_find(c, "link") == NULL);
 	EXPECT(bri_catalog_find(c, "link2") == NULL);
 	EXPECT(bri_catalog_find(c, "dir") == NULL);
@@ -321,7 +322,7 @@ static void test_catalog(const char *base)
 	uint64_t id_first = bri_catalog_find(c, "first") ? bri_catalog_find(c, "first")->id : 0;
 	uint64_t id_third = bri_catalog_find(c, "third") ? bri_catalog_find(c, "third")->id : 0;
 	uint64_t id_orphan =
-	    bri_catalog_find_unknown(c, "orphan") ? bri_catalog_find_unknown(c, "orphan")->id : 0;
+	    catalog_find_unknown(c, "orphan") ? catalog_find_unknown(c, "orphan")->id : 0;
 	struct bri_catalog *c2 = NULL;
 	EXPECT_EQ_INT(bri_catalog_scan(s, c, &c2, &err), 0);
 	if (!c2)
@@ -331,8 +332,8 @@ static void test_catalog(const char *base)
 	EXPECT_EQ_INT(c2->generation, c->generation);
 	EXPECT(bri_catalog_find(c2, "first") && bri_catalog_find(c2, "first")->id == id_first);
 	EXPECT(bri_catalog_find(c2, "third") && bri_catalog_find(c2, "third")->id == id_third);
-	EXPECT(bri_catalog_find_unknown(c2, "orphan") &&
-	       bri_catalog_find_unknown(c2, "orphan")->id == id_orphan);
+	EXPECT(catalog_find_unknown(c2, "orphan") &&
+	       catalog_find_unknown(c2, "orphan")->id == id_orphan);
 	bri_catalog_free(c);
 
 	/* A verification changes .verify: the entry is re-read, its id stays. */
@@ -355,7 +356,7 @@ static void test_catalog(const char *base)
 	EXPECT(bri_catalog_find(c3, "third") == NULL);
 	e = bri_catalog_find(c3, "first");
 	EXPECT(e && e->id == id_first && e->verify.status == BRI_VERIFY_OK);
-	e = bri_catalog_find_unknown(c3, "orphan");
+	e = catalog_find_unknown(c3, "orphan");
 	EXPECT(e && e->id == id_orphan && e->verify.status == BRI_VERIFY_FAILED);
 	/* Its verification wrote nothing beside it. */
 	char *orphan_verify = bri_store_path(s, "orphan", ".db.verify");

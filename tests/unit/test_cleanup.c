@@ -19,6 +19,7 @@
 #include "bri/verify.h"
 #include "expect.h"
 #include "testutil.h"
+#include "../../src/core/internal.h"
 
 #define DAY ((time_t)86400)
 
@@ -304,8 +305,8 @@ static void test_store_is_db_folder(const char *base)
 		c = NULL;
 		EXPECT_EQ_INT(bri_catalog_scan(s, NULL, &c, &err), 0);
 		EXPECT(c && c->n == 1 && c->nunknown == 2);
-		EXPECT(c && bri_catalog_find_unknown(c, "analytics") &&
-		       bri_catalog_find_unknown(c, "seedless"));
+		EXPECT(c && catalog_find_unknown(c, "analytics") &&
+		       catalog_find_unknown(c, "seedless"));
 		bri_catalog_free(c);
 		free(an);
 		free(sl);

@@ -19,6 +19,7 @@
 #include "bri/verify.h"
 #include "expect.h"
 #include "testutil.h"
+#include "../../src/core/internal.h"
 
 #define HOUR ((time_t)3600)
 
@@ -298,7 +299,7 @@ static void test_report(const char *base)
 		char *dbp = bri_store_path(s, c->entries[i]->name, ".db");
 		EXPECT(dbp && stat(dbp, &dbst) == 0);
 		free(dbp);
-		bri_verify_file_of(&bad.file, &dbst); /* a result for this very file */
+		verify_file_of(&bad.file, &dbst); /* a result for this very file */
 		snprintf(bad.reason, sizeof(bad.reason), "checksum mismatch");
 		snprintf(vf, sizeof(vf), "%s.db.verify", c->entries[i]->name);
 		EXPECT_EQ_INT(bri_verify_to_json(&bad, &vj, &vl), 0);

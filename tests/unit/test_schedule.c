@@ -10,6 +10,7 @@
 
 #include "bri/schedule.h"
 #include "expect.h"
+#include "../../src/core/internal.h"
 
 /* 2025-10-16T14:30:00Z */
 #define T0 ((time_t)1760625000)
@@ -77,7 +78,7 @@ static void test_daily(void)
 	/* Exactly at 02:00: the next is a day later. */
 	time_t at2 = T0 + 11 * 3600 + 30 * 60;
 	EXPECT_EQ_INT(bri_schedule_next(&sc, at2), at2 + 86400);
-	EXPECT_EQ_INT(bri_schedule_prev(&sc, T0, 0), at2 - 86400);
+	EXPECT_EQ_INT(schedule_prev(&sc, T0, 0), at2 - 86400);
 	/* Ran at 02:00 today: not due until tomorrow 02:00. */
 	EXPECT(!bri_schedule_due(&sc, at2 - 86400, T0));
 	EXPECT(bri_schedule_due(&sc, at2 - 86400, at2));
@@ -97,7 +98,7 @@ static void test_every(void)
 	EXPECT(!bri_schedule_due(&sc, T0, T0 + 6 * 3600 - 1));
 	EXPECT(bri_schedule_due(&sc, T0, T0 + 6 * 3600));
 	EXPECT(bri_schedule_due(&sc, T0, T0 + 100 * 3600));
-	EXPECT_EQ_INT(bri_schedule_prev(&sc, T0 + 13 * 3600, T0), T0 + 12 * 3600);
+	EXPECT_EQ_INT(schedule_prev(&sc, T0 + 13 * 3600, T0), T0 + 12 * 3600);
 	bri_schedule_parse("none", &sc, NULL);
 	EXPECT(!bri_schedule_due(&sc, 0, T0));
 	EXPECT_EQ_INT(bri_schedule_next(&sc, T0), -1);

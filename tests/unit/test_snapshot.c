@@ -1,8 +1,8 @@
 /*
  * Unit tests of the SQLite side (include/bri/snapshot.h) called directly:
  * bri_snapshot_take into an empty file (DELETE journal mode, page size and
- * count, row counts sorted by name, source unchanged), bri_snapshot_count_rows,
- * bri_snapshot_check on a sound and a damaged database, and
+ * count, row counts sorted by name, source unchanged), snapshot_count_rows,
+ * snapshot_check on a sound and a damaged database, and
  * bri_snapshot_restore into an existing and a missing live file and against
  * a writer (-EBUSY, nothing changed); snapshots and backups opened through a
  * store's descriptor after its folder was replaced, and a live database
@@ -15,6 +15,7 @@
 #include "bri/checksum.h"
 #include "bri/snapshot.h"
 #include "bri/store.h"
+#include "../../src/core/snapshot_sql.h"
 #include "expect.h"
 #include "testutil.h"
 
@@ -66,11 +67,11 @@ static void test_take(const char *base)
 	EXPECT(sqlite3_open_v2(dst, &copy, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
 	struct bri_table_count *t = NULL;
 	size_t n = 0;
-	EXPECT_EQ_INT(bri_snapshot_count_rows(copy, &t, &n, &err), 0);
+	EXPECT_EQ_INT(snapshot_count_rows(copy, &t, &n, &err), 0);
 	EXPECT_EQ_INT(n, 4);
 	bri_table_counts_free(t, n);
-	EXPECT_EQ_INT(bri_snapshot_check(copy, false, &err), 0);
-	EXPECT_EQ_INT(bri_snapshot_check(copy, true, &err), 0);
+	EXPECT_EQ_INT(snapshot_check(copy, false, &err), 0);
+	EXPECT_EQ_INT(snapshot_check(copy, true, &err), 0);
 	sqlite3_close(copy);
 
 	/* A missing source: an error, and no source file is created. */
@@ -95,7 +96,7 @@ static void test_take(const char *base)
 	free(bytes);
 	EXPECT(sqlite3_open_v2(dmg, &copy, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
 	memset(&err, 0, sizeof(err));
-	EXPECT_EQ_INT(bri_snapshot_check(copy, false, &err), -EIO);
+	EXPECT_EQ_INT(snapshot_check(copy, false, &err), -EIO);
 	EXPECT(err.msg[0] != '\0');
 	sqlite3_close(copy);
 
@@ -165,7 +166,7 @@ static int64_t backup_videos(const char *path)
 	int64_t n = -1;
 	if (bri_reader_open_path(path, &r, &err) != 0)
 		return -1;
-	if (bri_snapshot_open_reader(r, &db, &err) == 0) {
+	if (snapshot_open_reader(r, &db, &err) == 0) {
 		n = tu_count_rows(db, "videos");
 		sqlite3_close(db);
 	}

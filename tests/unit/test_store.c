@@ -22,6 +22,7 @@
 #include "bri/store.h"
 #include "expect.h"
 #include "testutil.h"
+#include "../../src/core/internal.h"
 
 /* Checks that name (len bytes) is refused with code and a reason. */
 static void refused(const char *name, size_t len, int code, const char *what)
@@ -625,7 +626,7 @@ static void test_sweep(const char *base)
 	int tfd = bri_store_tmpfile(s, "mine", "create", &own, &err);
 	EXPECT(tfd >= 0);
 
-	int n = bri_store_sweep(s);
+	int n = store_sweep(s);
 	EXPECT_EQ_INT(n, 4);
 	EXPECT(!tu_exists(dead1));
 	EXPECT(!tu_exists(dead2));
@@ -647,7 +648,7 @@ static void test_sweep(const char *base)
 	char *lockp = bri_store_path(s, ".lock", "");
 	EXPECT(tu_exists(lockp));
 	free(lockp);
-	EXPECT_EQ_INT(bri_store_sweep(s), 0);
+	EXPECT_EQ_INT(store_sweep(s), 0);
 	if (fd >= 0)
 		bri_store_unlock(fd);
 
