@@ -903,6 +903,11 @@ int manifest_decode(const struct bri_seal *k, const char *name, const void *data
 		payload = opened;
 		h.stored_len -= SEAL_OVERHEAD;
 	}
+	/* A damaged header or frame is refused before its size is allocated. */
+	if (h.codec == CODEC_ZSTD && ZSTD_getFrameContentSize(payload, h.stored_len) != h.raw_len) {
+		free(opened);
+		return -EBADMSG;
+	}
 	raw = malloc(h.raw_len);
 	if (!raw) {
 		free(opened);
