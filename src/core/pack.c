@@ -680,11 +680,14 @@ static int write_group(int fd, const struct bri_seal *k, uint64_t *off, uint32_t
 	if (k) {
 		/* After compression: sealed bytes do not compress. */
 		sz = malloc(h.stored_len);
-		if (!sz || part_seal(k, hb, "ids", out_ids, count * PAGE_ID_LEN, sids) < 0 ||
-		    part_seal(k, hb, "pages", z, n, sz) < 0) {
+		rc = sz ? 0 : -ENOMEM;
+		if (rc == 0 && (part_seal(k, hb, "ids", out_ids, count * PAGE_ID_LEN, sids) < 0 ||
+		                part_seal(k, hb, "pages", z, n, sz) < 0))
+			rc = -EIO;
+		if (rc < 0) {
 			free(sz);
 			free(z);
-			return sz ? -EIO : -ENOMEM;
+			return rc;
 		}
 		free(z);
 		z = sz;
