@@ -209,8 +209,10 @@ def test_mount_serves_an_encrypted_store_and_makes_a_new_one(live_db, store, tmp
             assert con.execute("select count(*) from memory").fetchone()[0] == 200
         finally:
             con.close()
-        # ctl/log reads the sealed audit log.
+        # ctl/log reads the sealed audit log; inspect/ reads the backup's pages.
         assert "create served" in (m.path / "ctl" / "log").read_text()
+        schema = (m.path / "inspect" / "served" / "schema.sql").read_text()
+        assert "CREATE TABLE" in schema and "memory" in schema
     finally:
         m.stop()
     assert b"checksum" not in (store / "served.meta").read_bytes()
