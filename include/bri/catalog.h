@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "bri/meta.h"
+#include "bri/rehearsal.h"
 #include "bri/store.h"
 #include "bri/verify.h"
 
@@ -33,12 +34,14 @@ struct bri_entry {
 	                                    (bri_store_stat; plain: lstat of NAME.db) */
 	struct stat meta_st;             /* identity of its metadata (zeroed if absent) */
 	struct stat verify_st;           /* identity of its verify result (zeroed if absent) */
+	struct stat rehearsal_st;        /* identity of its rehearsal status (zeroed if absent) */
 	bool meta_ok;                    /* meta parsed */
 	struct bri_meta meta;            /* valid when meta_ok */
 	char meta_error[512];            /* why meta is not ok */
 	struct bri_verify_result verify; /* last verification; for an unknown
 	                                    entry always failed ("not a backup") */
 	uint64_t id;                     /* stable per name while the process lives */
+	struct bri_rehearsal rehearsal;  /* its last rehearsal (time 0: never, or damaged) */
 	bool pinned;                     /* NAME.db.pin exists (looked up at every scan) */
 };
 

@@ -1,8 +1,9 @@
 /*
  * Metrics of a store in the Prometheus text exposition format: backup count
  * by kind, total bytes, newest backup's time and age, verification results,
- * health, and the time, result and duration of the last create, verify,
- * restore and cleanup. Served as the mount's ctl/metrics and written by
+ * health, the time, result and duration of the last create, verify,
+ * restore, cleanup and rehearsal, and the newest rehearsal's time and
+ * result (bri_backup_rehearsal_*). Served as the mount's ctl/metrics and written by
  * `bri-backup metrics` for node_exporter's textfile collector.
  */
 #ifndef BRI_METRICS_H

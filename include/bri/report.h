@@ -3,7 +3,8 @@
  * (total_backups, total_size_mb, newest_backup, oldest_backup) and more, and
  * the seed's health thresholds (newest older than 24 hours, fewer than 7
  * backups) plus failed verifications and unknown .db files (warnings), and
- * no good backup at all (critical).
+ * no good backup at all (critical); when rehearsals are configured, a failed
+ * newest rehearsal (critical) and a stale or missing one (warning).
  */
 #ifndef BRI_REPORT_H
 #define BRI_REPORT_H
@@ -52,6 +53,9 @@ struct bri_health_rules {
 	size_t min_backups;   /* warn when fewer backups exist (default 7) */
 	double crit_age_hours; /* critical when the newest is older; 0: no such rule */
 	size_t crit_backups;   /* critical when fewer backups exist; 0: no such rule */
+	/* Rehearsals (bri/rehearsal.h), when configured: */
+	bool rehearse_checked;         /* critical when the newest rehearsal failed */
+	double rehearse_max_age_hours; /* warn when the newest is older, or none ran; 0: no rule */
 };
 
 void bri_stats_compute(const struct bri_catalog *c, struct bri_stats *out);
@@ -61,7 +65,9 @@ void bri_stats_compute(const struct bri_catalog *c, struct bri_stats *out);
  * are not backups (kind "unknown"): per entry the seed's list keys
  * (filename, path, created, size_mb, tables), then name, kind, verify ("ok",
  * "failed", "unverified"), verified (true, false, null), size_bytes,
- * checksum, backup_time_utc, verified_at, verify_reason and meta_error.
+ * checksum, backup_time_utc, verified_at, verify_reason, meta_error,
+ * pinned, pin_reason and rehearsal (null, or the last rehearsal's time,
+ * result, reason, verify_s, restore_s, checks, checks_failed).
  * `bri-backup --json list` prints it and the Python module's list_backups()
  * returns it. s may be NULL (no store: path null). Pretty, malloc'd; 0 or
  * -ENOMEM.

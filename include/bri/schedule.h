@@ -1,5 +1,6 @@
 /*
- * Backup schedules, pure: parsing "daily@HH:MM", "hourly" or "every=N{s,m,h,d}"
+ * Backup and rehearsal schedules, pure: parsing "daily@HH:MM", "hourly",
+ * "weekly", "monthly" or "every=N{s,m,h,d}"
  * and computing when a run is due, including a run missed while the machine
  * was off. No clock and no I/O: times are arguments, local time is used for
  * daily schedules.
@@ -21,10 +22,14 @@ struct bri_schedule {
 };
 
 /*
- * Parses spec ("daily@02:00", "daily" meaning 02:00, "hourly", "every=6h",
- * "every=90m", "every=3600", "none"). Returns 0, or -EINVAL with the reason.
+ * Parses spec ("daily@02:00", "daily" meaning 02:00, "hourly", "weekly"
+ * meaning every=7d, "monthly" meaning every=30d, "every=6h", "every=90m",
+ * "every=3600", "none"). Returns 0, or -EINVAL with the reason.
  */
 int bri_schedule_parse(const char *spec, struct bri_schedule *out, struct bri_err *err);
+
+/* The time between two runs of sc in seconds (daily: 86400); 0 for none. */
+long bri_schedule_period(const struct bri_schedule *sc);
 
 /*
  * Parses a duration "N" (seconds) or "N{s,m,h,d}" into *out seconds;

@@ -10,7 +10,8 @@
  * list and stat backups (with their logical size and identity), open a
  * reader (pread), write a new backup (begin, commit, end), remove one, and
  * read, write and remove its sidecars (metadata, verification result, pin,
- * restore report) by kind. "plain" (SPEC.md section 1, store_plain.c) is the
+ * restore report, rehearsal status) by kind. "plain" (SPEC.md section 1,
+ * store_plain.c) is the
  * first format and the default; a store records another in store.json. No
  * caller outside a format's own file spells a backup's file names.
  */
@@ -31,11 +32,12 @@ struct bri_store_ops;
 
 /* What a backup has besides its bytes, each kept by the format as it likes. */
 enum bri_sidecar {
-	BRI_SIDECAR_META,   /* the metadata JSON (plain: NAME.db.meta) */
-	BRI_SIDECAR_VERIFY, /* the last verification's result (plain: NAME.db.verify) */
-	BRI_SIDECAR_PIN,    /* a pin: kept by cleanup (plain: NAME.db.pin) */
-	BRI_SIDECAR_REPORT, /* a restore report (plain: NAME.db.report) */
-	BRI_SIDECAR_KINDS   /* how many kinds there are */
+	BRI_SIDECAR_META,      /* the metadata JSON (plain: NAME.db.meta) */
+	BRI_SIDECAR_VERIFY,    /* the last verification's result (plain: NAME.db.verify) */
+	BRI_SIDECAR_PIN,       /* a pin: kept by cleanup (plain: NAME.db.pin) */
+	BRI_SIDECAR_REPORT,    /* a restore report (plain: NAME.db.report) */
+	BRI_SIDECAR_REHEARSAL, /* the last rehearsal's outcome (plain: NAME.db.rehearsal) */
+	BRI_SIDECAR_KINDS      /* how many kinds there are */
 };
 
 struct bri_store {

@@ -55,8 +55,9 @@ const struct cli_command cli_commands[] = {
         .fn = cli_cmd_list,
         .summary = "list the backups, newest first",
         .help = "Lists the backups, newest first: name, created, size, kind and\n"
-                "last verification, then the .db files that are not backups (no\n"
-                "usable .meta) as unknown. With --json: an array of objects.\n",
+                "last verification (then [pinned] and [rehearsal ...] when they are),\n"
+                "then the .db files that are not backups (no usable .meta) as unknown.\n"
+                "With --json: an array of objects.\n",
     },
     {
         .name = "verify",
@@ -156,7 +157,9 @@ const struct cli_command cli_commands[] = {
                 "when no good backup exists (none, or every one failed verification), then\n"
                 "\"warning:\" lines: the newest backup older than H hours (default 24), fewer\n"
                 "than N backups (default 7), .db files that are not backups, or a failed\n"
-                "verification.\n",
+                "verification. With --rehearse-age D, restore rehearsals are expected: a\n"
+                "\"critical:\" line when the newest one failed, a \"warning:\" line when it is\n"
+                "older than D or none ran.\n",
         .options =
             CLI_OPTIONS({"max-age-hours", 0, "H", "age limit of the newest backup"},
                         {"min-backups", 0, "N", "least number of backups"},
@@ -168,7 +171,10 @@ const struct cli_command cli_commands[] = {
                          "one line in the Nagios plugin format; exit 0 ok,\n"
                          "1 warning, 2 critical, 3 unknown (store unreadable,\n"
                          "bad arguments)",
-                         .usage_exit = CLI_EXIT_NAGIOS_UNKNOWN}),
+                         .usage_exit = CLI_EXIT_NAGIOS_UNKNOWN},
+                        {"rehearse-age", 0, "D",
+                         "expect restore rehearsals: the newest one failed is\n"
+                         "critical, older than D (e.g. 8d) or none a warning"}),
     },
     {
         .name = "metrics",
@@ -176,10 +182,10 @@ const struct cli_command cli_commands[] = {
         .summary = "print metrics in the Prometheus text format (or write FILE)",
         .help = "Prints the store's metrics in the Prometheus text format: backups by kind,\n"
                 "bytes, the newest backup's time and age, verification results, health, and\n"
-                "the time, result and duration of the last create, verify, restore and\n"
-                "cleanup. With --output, writes FILE atomically (mode 0644) instead, for\n"
-                "node_exporter's textfile collector (FILE should end in .prom); a FILE that\n"
-                "is a symbolic link is refused.\n",
+                "the time, result and duration of the last create, verify, restore,\n"
+                "cleanup and rehearse, and the newest rehearsal's. With --output, writes\n"
+                "FILE atomically (mode 0644) instead, for node_exporter's textfile collector\n"
+                "(FILE should end in .prom); a FILE that is a symbolic link is refused.\n",
         .options = CLI_OPTIONS(
             {"output", 'o', "FILE", "write FILE instead of standard output", CLI_COMPLETE_FILE}),
     },

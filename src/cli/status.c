@@ -19,6 +19,7 @@
 #include "bri/catalog.h"
 #include "bri/metrics.h"
 #include "bri/pin.h"
+#include "bri/rehearsal.h"
 #include "bri/report.h"
 #include "bri/schedule.h"
 #include "bri/store.h"
@@ -86,11 +87,22 @@ int cli_cmd_list(struct cli_globals *g, const struct cli_args *a)
 			snprintf(pinned, sizeof(pinned), "  [pinned: %s]", pin.reason);
 		else if (e->pinned)
 			snprintf(pinned, sizeof(pinned), "  [pinned]");
-		printf("%-*s  %-19s  %10.2f  %-7s  %s%s%s%s\n", (int)width, e->name, created,
+		char rehearsal[BRI_REHEARSAL_REASON_MAX + 128] = "";
+
+		if (e->rehearsal.time) {
+			char line[sizeof(rehearsal) - 16];
+			size_t n = bri_rehearsal_describe(&e->rehearsal, line, sizeof(line));
+
+			if (n)
+				line[n - 1] = '\0'; /* the newline */
+			snprintf(rehearsal, sizeof(rehearsal), "  [rehearsal %s]", line);
+		}
+		printf("%-*s  %-19s  %10.2f  %-7s  %s%s%s%s%s\n", (int)width, e->name, created,
 		       cli_mb2((int64_t)e->db_st.st_size), bri_kind_name(e->kind),
 		       bri_verify_status_name(e->verify.status),
 		       e->verify.status == BRI_VERIFY_FAILED ? ": " : "",
-		       e->verify.status == BRI_VERIFY_FAILED ? e->verify.reason : "", pinned);
+		       e->verify.status == BRI_VERIFY_FAILED ? e->verify.reason : "", pinned,
+		       rehearsal);
 	}
 	if (c->nunknown)
 		printf("%zu .db file%s marked unknown %s not a backup: never verified as good, "
@@ -205,6 +217,13 @@ static int health_option(const char *cmd, const char *opt, const char *arg,
 			    cmd, "--max-age-hours wants a number of hours above 0, not '%s'", arg);
 			return -1;
 		}
+	} else if (!strcmp(opt, "rehearse-age")) {
+		/* rehearsals are expected: a failed newest one, a stale one or none fail */
+		hours = health_age(cmd, "--rehearse-age", arg);
+		if (hours < 0)
+			return -1;
+		rules->rehearse_max_age_hours = hours;
+		rules->rehearse_checked = true;
 	} else if (!strcmp(opt, "warn-age") || !strcmp(opt, "crit-age")) {
 		hours = health_age(cmd, opt[0] == 'w' ? "--warn-age" : "--crit-age", arg);
 		if (hours < 0)
@@ -233,7 +252,8 @@ int cli_cmd_health(struct cli_globals *g, const struct cli_args *a)
 {
 	/* In the order they are checked; a later one of a pair wins (--warn-age). */
 	static const char *const limits[] = {"max-age-hours", "warn-age",   "crit-age",
-	                                     "min-backups",   "warn-count", "crit-count"};
+	                                     "min-backups",   "warn-count", "crit-count",
+	                                     "rehearse-age"};
 	struct bri_health_rules rules = {.max_age_hours = 24, .min_backups = 7};
 	struct bri_store *s = NULL;
 	struct bri_catalog *c = NULL;

@@ -1,7 +1,7 @@
 /*
  * The in-memory index of a store: one listing of the store (its format's
  * list: for plain, one readdir), a stat of each backup's sidecars, and a
- * read of the metadata and verification result only for entries that are
+ * read of the metadata, verification result and rehearsal status only for entries that are
  * new or changed since the previous scan. Symlinks and anything that is not a
  * regular file are never indexed, so a planted link cannot expose a file.
  * A .db whose .meta does not parse is not a backup: it goes to the unknown
@@ -19,6 +19,7 @@
 
 #include "bri/log.h"
 #include "bri/pin.h"
+#include "bri/rehearsal.h"
 #include "internal.h"
 
 static atomic_uint_fast64_t next_id = 1;
@@ -114,6 +115,8 @@ static void load_entry(const struct bri_store *s, struct bri_entry *e)
 	if (e->kind == BRI_KIND_UNKNOWN)
 		e->kind = kind_by_name(e->name);
 	bri_verify_load(s, e->name, &e->verify);
+	if (e->rehearsal_st.st_ino)
+		bri_rehearsal_read(s, e->name, &e->rehearsal);
 }
 
 static int by_name(const void *a, const void *b)
@@ -178,7 +181,8 @@ static struct bri_entry *take_unchanged(struct taken *t, const struct bri_entry 
 		*id = old->id;
 	if (t->by_name[i] || !same_file(&old->db_st, &fresh->db_st) ||
 	    !same_file(&old->meta_st, &fresh->meta_st) ||
-	    !same_file(&old->verify_st, &fresh->verify_st))
+	    !same_file(&old->verify_st, &fresh->verify_st) ||
+	    !same_file(&old->rehearsal_st, &fresh->rehearsal_st))
 		return NULL;
 	t->by_name[i] = true;
 	return old;
@@ -266,6 +270,7 @@ static int scan_one(void *arg, const char *name, const struct stat *st)
 	probe.db_st = *st;
 	stat_sidecar(sc->s, name, BRI_SIDECAR_META, &probe.meta_st);
 	stat_sidecar(sc->s, name, BRI_SIDECAR_VERIFY, &probe.verify_st);
+	stat_sidecar(sc->s, name, BRI_SIDECAR_REHEARSAL, &probe.rehearsal_st);
 	probe.name = (char *)name;
 	e = take_unchanged(&sc->taken, &probe, &id);
 	if (e) {
@@ -279,6 +284,7 @@ static int scan_one(void *arg, const char *name, const struct stat *st)
 		e->db_st = probe.db_st;
 		e->meta_st = probe.meta_st;
 		e->verify_st = probe.verify_st;
+		e->rehearsal_st = probe.rehearsal_st;
 		e->id = id ? id : atomic_fetch_add(&next_id, 1);
 		load_entry(sc->s, e);
 	}

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bri/audit.h"
+#include "bri/rehearsal.h"
 
 /* A growing text buffer with a cap. */
 struct text {
@@ -67,8 +68,10 @@ static void header(struct text *t, const char *name, const char *type, const cha
 int bri_metrics_render(const struct bri_store *s, const struct bri_catalog *c, time_t now,
 		       const struct bri_health_rules *rules, char **out, size_t *len)
 {
-	static const char *const ops[] = {"create", "verify", "restore", "cleanup"};
-	struct bri_audit_last last[4];
+	static const char *const ops[] = {"create", "verify", "restore", "cleanup", "rehearse"};
+	enum { NOPS = sizeof(ops) / sizeof(ops[0]) };
+	struct bri_audit_last last[NOPS];
+	const struct bri_entry *rehearsed = bri_rehearsal_newest(c);
 	struct text t = {.cap = 4096};
 	struct bri_stats st;
 	enum bri_health_level level;
@@ -81,9 +84,9 @@ int bri_metrics_render(const struct bri_store *s, const struct bri_catalog *c, t
 	t.buf[0] = '\0';
 	bri_stats_compute(c, &st);
 	if (s)
-		bri_audit_last(s, ops, 4, last);
+		bri_audit_last(s, ops, NOPS, last);
 	else
-		for (size_t i = 0; i < 4; i++)
+		for (size_t i = 0; i < NOPS; i++)
 			last[i] = (struct bri_audit_last){.duration_s = -1};
 	level = bri_health_assess(c, now, rules, false, &health, &hlen);
 	free(health);
@@ -123,22 +126,43 @@ int bri_metrics_render(const struct bri_store *s, const struct bri_catalog *c, t
 		    level == (enum bri_health_level)l);
 	header(&t, "bri_backup_last_run_timestamp_seconds", "gauge",
 	       "When the operation last ran (Unix seconds).");
-	for (size_t i = 0; i < 4; i++)
+	for (size_t i = 0; i < NOPS; i++)
 		if (last[i].time)
 			add(&t, "bri_backup_last_run_timestamp_seconds{operation=\"%s\"} %lld\n",
 			    ops[i], (long long)last[i].time);
 	header(&t, "bri_backup_last_run_success", "gauge",
 	       "1 when the operation's last run succeeded, else 0.");
-	for (size_t i = 0; i < 4; i++)
+	for (size_t i = 0; i < NOPS; i++)
 		if (last[i].time)
 			add(&t, "bri_backup_last_run_success{operation=\"%s\"} %d\n", ops[i],
 			    last[i].ok ? 1 : 0);
 	header(&t, "bri_backup_last_run_duration_seconds", "gauge",
 	       "How long the operation's last run took.");
-	for (size_t i = 0; i < 4; i++)
+	for (size_t i = 0; i < NOPS; i++)
 		if (last[i].time && last[i].duration_s >= 0)
 			add(&t, "bri_backup_last_run_duration_seconds{operation=\"%s\"} %.3f\n",
 			    ops[i], last[i].duration_s);
+	if (rehearsed) {
+		const struct bri_rehearsal *r = &rehearsed->rehearsal;
+
+		header(&t, "bri_backup_rehearsal_timestamp_seconds", "gauge",
+		       "When the newest restore rehearsal ran (Unix seconds).");
+		add(&t, "bri_backup_rehearsal_timestamp_seconds %lld\n", (long long)r->time);
+		header(&t, "bri_backup_rehearsal_age_seconds", "gauge",
+		       "Age of the newest restore rehearsal.");
+		add(&t, "bri_backup_rehearsal_age_seconds %lld\n", (long long)(now - r->time));
+		header(&t, "bri_backup_rehearsal_success", "gauge",
+		       "1 when the newest restore rehearsal passed (restore and checks), else 0.");
+		add(&t, "bri_backup_rehearsal_success %d\n", r->ok ? 1 : 0);
+		header(&t, "bri_backup_rehearsal_restore_duration_seconds", "gauge",
+		       "How long the newest rehearsal's restore into a scratch copy took.");
+		add(&t, "bri_backup_rehearsal_restore_duration_seconds %.3f\n", r->restore_s);
+		header(&t, "bri_backup_rehearsal_checks", "gauge",
+		       "The newest rehearsal's user checks, by result.");
+		add(&t, "bri_backup_rehearsal_checks{result=\"ok\"} %zu\n",
+		    r->checks - r->checks_failed);
+		add(&t, "bri_backup_rehearsal_checks{result=\"failed\"} %zu\n", r->checks_failed);
+	}
 	if (t.error) {
 		free(t.buf);
 		return t.error;

@@ -15,7 +15,10 @@
 
 #include "bri/audit.h"
 #include "bri/create.h"
+#include "bri/log.h"
+#include "bri/rehearsal.h"
 #include "bri/snapshot.h"
+#include "bri/testpoint.h"
 
 /* Reads the checks file into checks; 0 or -EINVAL / -errno with err. */
 static int load_checks(const char *path, char **text_out, struct bri_err *err)
@@ -154,6 +157,32 @@ static void remove_scratch(const char *dir, const char *file)
 	rmdir(dir);
 }
 
+/*
+ * Keeps the outcome in the store (bri/rehearsal.h) for list, health, metrics
+ * and the mount. A lack of resources (memory, descriptors, the store's lock
+ * held too long) says nothing of the backup and is not kept.
+ */
+static void record(struct bri_store *s, const char *name, const struct bri_rehearse_report *r,
+                   int rc, time_t began)
+{
+	struct bri_rehearsal st = {.time = began,
+	                           .ok = rc == 0,
+	                           .verify_s = r->verify_s,
+	                           .restore_s = r->restore_s,
+	                           .checks = r->nchecks,
+	                           .checks_failed = r->failed};
+	struct bri_err err = {0};
+
+	if (rc < 0 && bri_errno_is_resource(rc))
+		return;
+	if (rc < 0)
+		snprintf(st.reason, sizeof(st.reason), "%.*s", BRI_REHEARSAL_REASON_MAX,
+		         r->message);
+	if (bri_rehearsal_record(s, name, &st, &err) < 0)
+		bri_log(BRI_LOG_WARN, "rehearsal of %s: its outcome was not kept: %s", name,
+		        err.msg);
+}
+
 int bri_rehearse(struct bri_store *s, const char *name, const char *checks_path,
                  const char *scratch_parent, const struct bri_op_ctx *ctx,
                  struct bri_rehearse_report *r, struct bri_err *err)
@@ -165,6 +194,7 @@ int bri_rehearse(struct bri_store *s, const char *name, const char *checks_path,
 	struct bri_err local = {0};
 	sqlite3 *db = NULL;
 	double start, total = bri_now_mono();
+	time_t began = bri_testpoint_now();
 	int rc;
 
 	if (!err)
@@ -250,6 +280,7 @@ out_report:
 	         r->nchecks, r->failed);
 	bri_audit_record(s, "rehearse", name, rc, rc == 0 ? detail : err->msg,
 	                 bri_now_mono() - total, ctx);
+	record(s, name, r, rc, began);
 	return rc;
 }
 

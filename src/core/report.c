@@ -4,8 +4,9 @@
  * files (not backups) counted apart, and a critical level when no good
  * backup exists.
  */
-#include "bri/pin.h"
 #include "bri/report.h"
+#include "bri/pin.h"
+#include "bri/rehearsal.h"
 
 #include "json_number.h"
 
@@ -146,6 +147,29 @@ static json_object *verified_of(enum bri_verify_status st)
 	return st == BRI_VERIFY_UNVERIFIED ? NULL : json_object_new_boolean(st == BRI_VERIFY_OK);
 }
 
+/* A backup's last rehearsal (list --json), or null when never rehearsed. */
+static json_object *rehearsal_json(const struct bri_rehearsal *r)
+{
+	json_object *o;
+	char when[40];
+
+	if (!r->time)
+		return NULL;
+	o = json_object_new_object();
+	if (!o)
+		return NULL;
+	bri_time_utc(r->time, when, sizeof(when));
+	json_object_object_add(o, "time", json_object_new_string(when));
+	json_object_object_add(o, "result", json_object_new_string(r->ok ? "ok" : "failed"));
+	json_object_object_add(o, "reason", r->ok ? NULL : json_object_new_string(r->reason));
+	json_object_object_add(o, "verify_s", bri_json_double(r->verify_s, 3));
+	json_object_object_add(o, "restore_s", bri_json_double(r->restore_s, 3));
+	json_object_object_add(o, "checks", json_object_new_int64((int64_t)r->checks));
+	json_object_object_add(o, "checks_failed",
+	                       json_object_new_int64((int64_t)r->checks_failed));
+	return o;
+}
+
 static json_object *entry_json(const struct bri_store *s, const struct bri_entry *e)
 {
 	json_object *o = json_object_new_object(), *tables = json_object_new_object();
@@ -189,6 +213,7 @@ static json_object *entry_json(const struct bri_store *s, const struct bri_entry
 	                       e->pinned && s && bri_pin_read(s, e->name, &pin) == 0
 	                           ? json_object_new_string(pin.reason)
 	                           : NULL);
+	json_object_object_add(o, "rehearsal", rehearsal_json(&e->rehearsal));
 	free(path);
 	return o;
 }
@@ -227,6 +252,70 @@ const char *bri_health_level_name(enum bri_health_level level)
 }
 
 #define HEALTH_LINES 12
+
+/*
+ * The rehearsal rules: the newest rehearsal failed (critical), is older than
+ * the threshold or none ran (warning). Adds at most one line.
+ */
+static void rehearsal_lines(const struct bri_catalog *c, time_t now,
+                            const struct bri_health_rules *rules, char lines[][320],
+                            enum bri_health_level *line_level, size_t *nlines)
+{
+	const struct bri_entry *e = bri_rehearsal_newest(c);
+	double age_hours;
+
+	if (!rules->rehearse_checked && rules->rehearse_max_age_hours <= 0)
+		return;
+	if (!c->n)
+		return; /* "no backups exist" says it already */
+	if (!e) {
+		if (rules->rehearse_max_age_hours <= 0)
+			return;
+		line_level[*nlines] = BRI_HEALTH_WARNING;
+		snprintf(lines[(*nlines)++], 320,
+		         "no restore rehearsal has run (one is expected every %g hours)",
+		         rules->rehearse_max_age_hours);
+		return;
+	}
+	if (!e->rehearsal.ok) {
+		line_level[*nlines] = BRI_HEALTH_CRITICAL;
+		snprintf(lines[(*nlines)++], 320, "the last restore rehearsal (%s) failed: %.200s",
+		         e->name, e->rehearsal.reason);
+		return;
+	}
+	age_hours = difftime(now, e->rehearsal.time) / 3600.0;
+	if (rules->rehearse_max_age_hours > 0 && age_hours > rules->rehearse_max_age_hours) {
+		line_level[*nlines] = BRI_HEALTH_WARNING;
+		snprintf(lines[(*nlines)++], 320,
+		         "the last restore rehearsal (%s) is %.1f hours old (more than %g)",
+		         e->name, age_hours, rules->rehearse_max_age_hours);
+	}
+}
+
+/* health --json's rehearsal keys: the newest one's backup, time, age and result. */
+static void add_rehearsal(json_object *o, const struct bri_catalog *c, time_t now)
+{
+	const struct bri_entry *e = bri_rehearsal_newest(c);
+	char when[40];
+
+	if (!e) {
+		json_object_object_add(o, "rehearsal", NULL);
+		return;
+	}
+	json_object *r = json_object_new_object();
+
+	if (!r)
+		return;
+	bri_time_utc(e->rehearsal.time, when, sizeof(when));
+	json_object_object_add(r, "name", json_object_new_string(e->name));
+	json_object_object_add(r, "time", json_object_new_string(when));
+	json_object_object_add(r, "age_hours",
+	                       bri_json_double(difftime(now, e->rehearsal.time) / 3600.0, 1));
+	json_object_object_add(r, "result",
+	                       json_object_new_string(e->rehearsal.ok ? "ok" : "failed"));
+	json_object_object_add(r, "reason", string_or_null(e->rehearsal.reason));
+	json_object_object_add(o, "rehearsal", r);
+}
 
 enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
                                         const struct bri_health_rules *rules, bool json,
@@ -291,6 +380,7 @@ enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
 		         c->nunknown, c->nunknown == 1 ? "" : "s",
 		         c->nunknown == 1 ? "is not a backup" : "are not backups",
 		         c->unknown[0]->name);
+	rehearsal_lines(c, now, rules, lines, line_level, &nlines);
 	for (size_t i = 0; i < c->n && nlines < HEALTH_LINES; i++) {
 		const struct bri_entry *e = c->entries[i];
 
@@ -301,6 +391,19 @@ enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
 	for (size_t i = 0; i < nlines; i++)
 		if (line_level[i] > level)
 			level = line_level[i];
+	/* Critical lines first, each level in its order (a stable partition). */
+	for (size_t i = 1; i < nlines; i++) {
+		for (size_t j = i; j > 0 && line_level[j] > line_level[j - 1]; j--) {
+			char tmp[320];
+			enum bri_health_level tl = line_level[j];
+
+			memcpy(tmp, lines[j], sizeof(tmp));
+			memcpy(lines[j], lines[j - 1], sizeof(tmp));
+			memcpy(lines[j - 1], tmp, sizeof(tmp));
+			line_level[j] = line_level[j - 1];
+			line_level[j - 1] = tl;
+		}
+	}
 
 	if (json) {
 		o = json_object_new_object();
@@ -326,6 +429,8 @@ enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
 					       json_object_new_int64((int64_t)st.verify_failed));
 			json_object_object_add(o, "unknown_files",
 			                       json_object_new_int64((int64_t)st.unknown_files));
+			if (rules->rehearse_checked || rules->rehearse_max_age_hours > 0)
+				add_rehearsal(o, c, now);
 			if (emit(o, text, len) < 0)
 				*text = NULL;
 		} else {
@@ -401,9 +506,23 @@ void bri_health_nagios(const struct bri_catalog *c, time_t now,
 		snprintf(age_s, sizeof(age_s), "%lds", age);
 	else
 		snprintf(age_s, sizeof(age_s), "U");
-	if (asprintf(text, "BRI-BACKUP %s - %s | age=%s;%.0f;%s backups=%zu;%zu;%s good=%zu\n",
+	/* With rehearsals configured, the newest one's age (U: none ran). */
+	char rehearsal[64] = "";
+	if (rules->rehearse_checked || rules->rehearse_max_age_hours > 0) {
+		const struct bri_entry *r = bri_rehearsal_newest(c);
+		char warn[32] = "";
+
+		if (rules->rehearse_max_age_hours > 0)
+			snprintf(warn, sizeof(warn), "%.0f", rules->rehearse_max_age_hours * 3600);
+		if (r)
+			snprintf(rehearsal, sizeof(rehearsal), " rehearsal_age=%lds;%s",
+			         (long)difftime(now, r->rehearsal.time), warn);
+		else
+			snprintf(rehearsal, sizeof(rehearsal), " rehearsal_age=U;%s", warn);
+	}
+	if (asprintf(text, "BRI-BACKUP %s - %s | age=%s;%.0f;%s backups=%zu;%zu;%s good=%zu%s\n",
 	             word[level], head, age_s, rules->max_age_hours * 3600, crit_age,
-	             st.total_backups, rules->min_backups, crit_n, st.good) < 0)
+	             st.total_backups, rules->min_backups, crit_n, st.good, rehearsal) < 0)
 		*text = NULL;
 	free(lines);
 }

@@ -1,6 +1,7 @@
 /*
  * Schedules as pure time arithmetic: daily runs at a local time of day,
- * interval runs anchored at the last run. Missed runs (the machine was off)
+ * interval runs (hourly, weekly: 7 days, monthly: 30 days, every=N)
+ * anchored at the last run. Missed runs (the machine was off)
  * show as "due" once, not once per missed slot.
  */
 #include "bri/schedule.h"
@@ -63,6 +64,9 @@ int bri_schedule_parse(const char *spec, struct bri_schedule *out, struct bri_er
 	if (strcmp(spec, "hourly") == 0) {
 		sc.kind = BRI_SCHEDULE_EVERY;
 		sc.interval_s = 3600;
+	} else if (strcmp(spec, "weekly") == 0 || strcmp(spec, "monthly") == 0) {
+		sc.kind = BRI_SCHEDULE_EVERY;
+		sc.interval_s = (spec[0] == 'w' ? 7L : 30L) * 86400;
 	} else if (strcmp(spec, "daily") == 0) {
 		sc.kind = BRI_SCHEDULE_DAILY;
 		sc.hour = 2;
@@ -88,11 +92,26 @@ int bri_schedule_parse(const char *spec, struct bri_schedule *out, struct bri_er
 			                   "s, m, h or d, e.g. every=6h",
 			                   spec);
 	} else {
-		return bri_err_set(err, -EINVAL,
-		                   "unknown schedule '%s' (use daily@HH:MM, hourly or every=6h)",
-		                   spec);
+		return bri_err_set(
+		    err, -EINVAL,
+		    "unknown schedule '%s' (use daily@HH:MM, hourly, weekly, monthly "
+		    "or every=6h)",
+		    spec);
 	}
 	*out = sc;
+	return 0;
+}
+
+long bri_schedule_period(const struct bri_schedule *sc)
+{
+	switch (sc->kind) {
+	case BRI_SCHEDULE_DAILY:
+		return 86400;
+	case BRI_SCHEDULE_EVERY:
+		return sc->interval_s;
+	case BRI_SCHEDULE_NONE:
+		break;
+	}
 	return 0;
 }
 

@@ -46,9 +46,8 @@
 #define PAGES_PREFIX   "/bri-pages/"
 
 static const char *const sidecar_suffix[BRI_SIDECAR_KINDS] = {
-    [BRI_SIDECAR_META] = ".meta",
-    [BRI_SIDECAR_VERIFY] = ".verify",
-    [BRI_SIDECAR_PIN] = ".pin",
+    [BRI_SIDECAR_META] = ".meta",     [BRI_SIDECAR_VERIFY] = ".verify",
+    [BRI_SIDECAR_PIN] = ".pin",       [BRI_SIDECAR_REHEARSAL] = ".rehearsal",
     [BRI_SIDECAR_REPORT] = ".report",
 };
 
@@ -895,11 +894,11 @@ static char *pages_backup_path(const struct bri_store *s, const char *name)
 	return bri_store_path(s, name, MANIFEST_SUFFIX);
 }
 
-/* A metadata, verification result or pin whose manifest is missing. */
+/* A metadata, verification result, pin or rehearsal status whose manifest is missing. */
 static bool pages_is_leftover(const struct bri_store *s, const char *fname)
 {
 	static const enum bri_sidecar kinds[] = {BRI_SIDECAR_META, BRI_SIDECAR_VERIFY,
-	                                         BRI_SIDECAR_PIN};
+	                                         BRI_SIDECAR_PIN, BRI_SIDECAR_REHEARSAL};
 	char man[NAME_MAX + 1];
 	struct stat st;
 

@@ -24,9 +24,8 @@
 #define FILE_MAX (BRI_NAME_MAX + 16)
 
 static const char *const sidecar_suffix[BRI_SIDECAR_KINDS] = {
-    [BRI_SIDECAR_META] = ".db.meta",
-    [BRI_SIDECAR_VERIFY] = ".db.verify",
-    [BRI_SIDECAR_PIN] = ".db.pin",
+    [BRI_SIDECAR_META] = ".db.meta",     [BRI_SIDECAR_VERIFY] = ".db.verify",
+    [BRI_SIDECAR_PIN] = ".db.pin",       [BRI_SIDECAR_REHEARSAL] = ".db.rehearsal",
     [BRI_SIDECAR_REPORT] = ".db.report",
 };
 
@@ -367,13 +366,14 @@ static char *plain_backup_path(const struct bri_store *s, const char *name)
 }
 
 /*
- * A metadata, verification result or pin whose NAME.db is missing. A
+ * A metadata, verification result, pin or rehearsal status whose NAME.db is
+ * missing. A
  * report is not one: it may outlive the backup it tells of.
  */
 static bool plain_is_leftover(const struct bri_store *s, const char *fname)
 {
 	static const enum bri_sidecar kinds[] = {BRI_SIDECAR_META, BRI_SIDECAR_VERIFY,
-	                                         BRI_SIDECAR_PIN};
+	                                         BRI_SIDECAR_PIN, BRI_SIDECAR_REHEARSAL};
 	char db[NAME_MAX + 1];
 	struct stat st;
 

@@ -131,6 +131,9 @@ static int run_create(struct bfs *fs, const char *line, size_t len, struct bri_o
 	bfs_progress_begin(&fs->progress, ctx, "create", opts.name, "ctl/create");
 	rc = bri_create(fs->store, &opts, ctx, &made, err);
 	bfs_progress_end(&fs->progress, made, rc, err->msg);
+	/* the hook hears the backup's name, the automatic one too */
+	bfs_hook_async(fs, "create", made ? made : opts.name, rc,
+	               rc < 0 ? (err->msg[0] ? err->msg : strerror(-rc)) : NULL);
 	if (rc < 0)
 		return rc;
 	bri_log(BRI_LOG_INFO, "ctl/create: created backup %s", made);
@@ -166,13 +169,18 @@ static int verify_one(struct bfs *fs, const char *name, const struct bri_op_ctx 
 static int run_verify(struct bfs *fs, const char *line, size_t len, struct bri_op_ctx *ctx,
                       struct bri_err *err)
 {
-	char **names = NULL, one_name[BRI_NAME_MAX + 1];
+	char **names = NULL, one_name[BRI_NAME_MAX + 1] = "";
 	size_t n = 0, total;
 	int rc = 0;
 
 	if (!is_word(line, len, "all")) {
 		rc = resolve_name(fs, line, one_name, err);
-		return rc < 0 ? rc : verify_one(fs, one_name, ctx, err);
+		if (rc == 0)
+			rc = verify_one(fs, one_name, ctx, err);
+		/* the hook hears the backup's name, not "latest" */
+		bfs_hook_async(fs, "verify", rc == 0 || one_name[0] ? one_name : line, rc,
+		               rc < 0 ? (err->msg[0] ? err->msg : strerror(-rc)) : NULL);
+		return rc;
 	}
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	total = fs->cat->n;
@@ -204,7 +212,10 @@ static int run_verify(struct bfs *fs, const char *line, size_t len, struct bri_o
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
-	return rc < 0 ? rc : err->code;
+	rc = rc < 0 ? rc : err->code;
+	bfs_hook_async(fs, "verify", "all", rc,
+	               rc < 0 ? (err->msg[0] ? err->msg : strerror(-rc)) : NULL);
+	return rc;
 }
 
 /* Cleanup by the retention rules (the core holds the store's lock). */
@@ -219,6 +230,8 @@ static int run_cleanup(struct bfs *fs, const char *line, size_t len, struct bri_
 	(void)len;
 	rc = bri_cleanup(fs->store, &fs->rules, time(NULL), false, ctx, &items, &n, err);
 	free(items);
+	bfs_hook_async(fs, "cleanup", "", rc < 0 ? rc : 0,
+	               rc < 0 ? (err->msg[0] ? err->msg : strerror(-rc)) : NULL);
 	if (rc < 0)
 		return rc;
 	char described[256];
@@ -321,6 +334,8 @@ static void *hook_main(void *arg)
 {
 	struct hook_job *j = arg;
 
+	/* Not the starting thread's name (bri-verify, bri-rehearse), which it inherits. */
+	pthread_setname_np(pthread_self(), "bri-hook");
 	bri_hook_run(&j->hooks, j->operation, j->name, j->rc, j->reason);
 	free(j->program);
 	free(j->operation);
@@ -519,6 +534,17 @@ static void log_failure(const struct bfs_ctl_file *c, const char *req, size_t le
 	bri_log(BRI_LOG_ERR, "ctl/%s '%s' %s: %s", c->name, shown, what, why);
 }
 
+/*
+ * The requests that are operations, whose run runs the hook with the
+ * backup's name (create: the one made; verify, rehearse: latest resolved).
+ * restore's is bfs_restore_run's, for mv into restore/ and ctl/restore alike.
+ */
+static bool ctl_hooked(int ctl)
+{
+	return ctl == BFS_CTL_CREATE || ctl == BFS_CTL_VERIFY || ctl == BFS_CTL_CLEANUP ||
+	       ctl == BFS_CTL_REHEARSE;
+}
+
 int bfs_ctl_write(struct bfs *fs, int ctl, const char *buf, size_t size, const struct fuse_ctx *who,
                   bool *refused)
 {
@@ -569,10 +595,9 @@ int bfs_ctl_write(struct bfs *fs, int ctl, const char *buf, size_t size, const s
 	}
 	if (rc < 0 && !(c->flags & BFS_CTL_OWN_LOCK))
 		log_failure(c, req, len, "failed", err.msg[0] ? err.msg : strerror(-rc));
-	if (ctl == BFS_CTL_CREATE || ctl == BFS_CTL_VERIFY || ctl == BFS_CTL_RESTORE ||
-	    ctl == BFS_CTL_CLEANUP)
-		bfs_hook_async(fs, c->name, ctl == BFS_CTL_CLEANUP ? "" : req, rc,
-		               rc < 0 ? (err.msg[0] ? err.msg : strerror(-rc)) : NULL);
+	/* op_lock refused (too many waiting): the operation's own hook did not run */
+	if (rc == -EBUSY && !(c->flags & BFS_CTL_OWN_LOCK) && ctl_hooked(ctl))
+		bfs_hook_async(fs, c->name, req, rc, strerror(-rc));
 	free(req);
 	if (rc < 0)
 		return rc;

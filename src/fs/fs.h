@@ -16,7 +16,8 @@
  * are taken in this order, never the other way round:
  *
  *   op_lock -> refresh_lock -> cat_lock -> { q_lock, node_lock -> render_lock,
- *                                            progress.lock, sched.lock, log_lock }
+ *                                            progress.lock, sched.lock,
+ *                                            rehearsals.lock, log_lock }
  *
  * - op_lock (mutex): one store operation at a time (ctl/ requests, restores,
  *   the background verifier, scheduled backups). Held for seconds; at most
@@ -37,7 +38,8 @@
  * - node_lock (inode.c) guards the node table; render_lock (render.c) the
  *   render cache. node_lock may take render_lock (a reference to a node's
  *   version); render_lock is a leaf. Renderings are freed outside both.
- * - progress.lock, sched.lock and the core's log_lock are leaves.
+ * - progress.lock, sched.lock, rehearsals.lock and the core's log_lock are
+ *   leaves.
  * - inspectfs.c: live_lock -> spec_lock, taken with no other lock held.
  *   live_lock serialises looking at / taking the live snapshot (held for the
  *   online backup: seconds); spec_lock, a leaf, guards the spec table, the
@@ -119,6 +121,9 @@ enum bfs_kind {
 	BFS_K_DIFF_PAIR = 21,    /* diff/OLD..NEW/ */
 	BFS_K_DIFF_SUMMARY = 22, /* diff/OLD..NEW/summary */
 	BFS_K_DIFF_CSV = 23,     /* diff/OLD..NEW/TABLE.csv */
+	/* Rehearsal status, shown when rehearsals are configured (-o rehearse=, checks=). */
+	BFS_K_REHEARSAL = 24,      /* NAME/rehearsal with a result (store: its REHEARSAL sidecar) */
+	BFS_K_REHEARSAL_NONE = 25, /* NAME/rehearsal without one, "never" (store: NAME.db) */
 	BFS_K_COUNT
 };
 
@@ -137,7 +142,7 @@ enum bfs_fixed_ino {
 };
 
 /* Which store file of a backup a bfs_fileref names. */
-enum bfs_file { BFS_FILE_DB, BFS_FILE_META, BFS_FILE_VERIFY };
+enum bfs_file { BFS_FILE_DB, BFS_FILE_META, BFS_FILE_VERIFY, BFS_FILE_REHEARSAL };
 
 /* A store file of the catalog, found by its inode number. */
 struct bfs_fileref {
@@ -230,6 +235,7 @@ struct bfs_options {
 	char *on_failure;     /* -o on_failure=PROGRAM */
 	int hook_timeout;     /* -o hook_timeout=SECONDS */
 	char *checks;         /* -o checks=FILE: ctl/rehearse's checks */
+	char *rehearse;       /* -o rehearse= daily, weekly, monthly, every=N, none */
 	char *scrub_interval; /* -o scrub_interval= (seconds or s/m/h/d suffix) */
 	int busy_timeout_ms;  /* -o busy_timeout= (milliseconds; 0: the core's default) */
 	char *log_file;       /* -o log= */
@@ -284,6 +290,23 @@ struct bfs_sched {
 	char last_error[512];             /* why it failed */
 	int last_removed;                 /* backups its cleanup removed, -1: cleanup failed */
 	pthread_t thread;                 /* the scheduler */
+	bool started;                     /* the thread runs (main thread only) */
+};
+
+/* Scheduled restore rehearsals (-o rehearse=) and their thread (rehearsal.c). */
+struct bfs_rehearsals {
+	bool configured;                  /* -o rehearse= or -o checks=: folders show `rehearsal` */
+	struct bri_schedule sc;           /* the schedule; kind NONE: no thread */
+	pthread_mutex_t lock;             /* guards every field below but thread and started */
+	pthread_cond_t cond;              /* wakes the thread to stop */
+	bool stop;                        /* the thread must exit */
+	bool running;                     /* a scheduled rehearsal runs */
+	bool waiting_for_backup;          /* one was due but the store had no good backup */
+	time_t last_attempt;              /* when this thread last rehearsed, 0: never */
+	int last_result;                  /* 0 or the negative errno of that rehearsal */
+	char last_name[BRI_NAME_MAX + 1]; /* the backup it rehearsed */
+	char last_error[512];             /* why it failed */
+	pthread_t thread;                 /* the rehearsal scheduler */
 	bool started;                     /* the thread runs (main thread only) */
 };
 
@@ -355,6 +378,7 @@ struct bfs {
 	bool no_opendir;                  /* the kernel lists folders without OPENDIR */
 	struct bfs_progress progress;     /* ctl/progress (progress.c) */
 	struct bfs_sched sched;           /* the backup schedule (schedule.c) */
+	struct bfs_rehearsals rehearsals; /* scheduled rehearsals (rehearsal.c) */
 };
 
 /* guard.c */
@@ -621,6 +645,11 @@ void bfs_fill_entry(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, tim
                     struct fuse_entry_param *e);
 /* Tells the background verifier to look for work. */
 void bfs_verify_kick(struct bfs *fs);
+/*
+ * Puts the calling thread in the idle I/O class (background work: the
+ * verifier, scheduled rehearsals); who names it in the log if that fails.
+ */
+void bfs_io_idle(const char *who);
 
 /* progress.c */
 void bfs_progress_init(struct bfs_progress *p);
@@ -649,5 +678,18 @@ int bfs_schedule_start(struct bfs *fs);
 void bfs_schedule_stop(struct bfs *fs);
 /* The text of ctl/schedule, malloc'd. 0 or -ENOMEM. */
 int bfs_schedule_render(struct bfs *fs, char **out, size_t *len);
+
+/* rehearsal.c */
+/*
+ * Parses -o rehearse= into fs->rehearsals (after fs->checks is set) and sets
+ * the health rules it implies; 0, or -EINVAL with the reason in err.
+ */
+int bfs_rehearsals_setup(struct bfs *fs, const char *spec, struct bri_err *err);
+/* Starts the rehearsal thread when a schedule is set; 0 or a negative errno. */
+int bfs_rehearsals_start(struct bfs *fs);
+/* Stops it (waits for a rehearsal running). */
+void bfs_rehearsals_stop(struct bfs *fs);
+/* Appends ctl/schedule's rehearsal lines to buf (cap bytes, *pos used). */
+void bfs_rehearsals_render(struct bfs *fs, char *buf, size_t cap, size_t *pos);
 
 #endif

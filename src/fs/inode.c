@@ -17,7 +17,10 @@
  *                                           from NAME.db.meta, verify from
  *                                           NAME.db.verify (NAME.db's with
  *                                           kind VERIFY_NONE when there is no
- *                                           result yet); st_ino < 2^58
+ *                                           result yet), rehearsal from
+ *                                           NAME.db.rehearsal (NAME.db's with
+ *                                           kind REHEARSAL_NONE when never
+ *                                           rehearsed); st_ino < 2^58
  *   01  version    2^62 | (gen << 5) | kind one content version of a generated
  *                                           file (ctl/stats.json, ...): gen is
  *                                           the render cache's generation, so
@@ -282,7 +285,7 @@ static int fileref_cmp(const void *a, const void *b)
 /* Every store file of c's entries, sorted by inode number. */
 static int files_build(struct bfs_idmap *m, const struct bri_catalog *c)
 {
-	struct bfs_fileref *f = calloc(c->n * 3 + 1, sizeof(*f));
+	struct bfs_fileref *f = calloc(c->n * 4 + 1, sizeof(*f));
 	size_t n = 0, ndb = 0;
 
 	if (!f)
@@ -296,6 +299,9 @@ static int files_build(struct bfs_idmap *m, const struct bri_catalog *c)
 			f[n++] = (struct bfs_fileref){e->meta_st.st_ino, BFS_FILE_META, e};
 		if (e->verify_st.st_ino)
 			f[n++] = (struct bfs_fileref){e->verify_st.st_ino, BFS_FILE_VERIFY, e};
+		if (e->rehearsal_st.st_ino)
+			f[n++] =
+			    (struct bfs_fileref){e->rehearsal_st.st_ino, BFS_FILE_REHEARSAL, e};
 	}
 	qsort(f, n, sizeof(*f), fileref_cmp);
 	free(m->files);

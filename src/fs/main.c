@@ -46,6 +46,7 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("on_failure=%s", on_failure, 0),
     BFS_OPT("hook_timeout=%d", hook_timeout, 0),
     BFS_OPT("checks=%s", checks, 0),
+    BFS_OPT("rehearse=%s", rehearse, 0),
     BFS_OPT("scrub_interval=%s", scrub_interval, 0),
     BFS_OPT("busy_timeout=%d", busy_timeout_ms, 0),
     BFS_OPT("log=%s", log_file, 0),
@@ -99,7 +100,13 @@ static void usage(const char *prog)
 	       "                           succeeded / failed, with BRI_OPERATION, BRI_NAME,\n"
 	       "                           BRI_RESULT and BRI_REASON in its environment\n"
 	       "    -o hook_timeout=S      kill a hook's process group after S seconds (30)\n"
-	       "    -o checks=FILE         the SQL checks of ctl/rehearse (SELECT ...; -- expect 1)\n"
+	       "    -o checks=FILE         the SQL checks of rehearsals (SELECT ...; -- expect 1)\n"
+	       "    -o rehearse=WHEN       rehearse a restore of the newest good backup into a\n"
+	       "                           scratch copy, with the checks: daily (02:00),\n"
+	       "                           daily@HH:MM, weekly, monthly, every=N, or none\n"
+	       "                           (default); with this or checks=, each backup folder\n"
+	       "                           has a `rehearsal` file and ctl/health fails when the\n"
+	       "                           newest rehearsal failed or is two periods old\n"
 	       "    -o scrub_interval=T    re-verify backups every T seconds, or with suffix\n"
 	       "                           s, m, h, d (default %s; 0 disables)\n"
 	       "    -o busy_timeout=MS     how long create and restore wait for a writer\n"
@@ -110,8 +117,9 @@ static void usage(const char *prog)
 	       "    -o max_age_hours=H     ctl/health warns when the newest backup is older (24)\n"
 	       "    -o min_backups=N       ctl/health warns when fewer backups exist (7)\n"
 	       "    -o schedule=WHEN       take automatic backups, each followed by a cleanup:\n"
-	       "                           daily@HH:MM, daily (02:00), hourly, every=N with\n"
-	       "                           suffix s, m, h, d, or none (default); a run missed\n"
+	       "                           daily@HH:MM, daily (02:00), hourly, weekly (7 days),\n"
+	       "                           monthly (30 days), every=N with suffix s, m, h,\n"
+	       "                           d, or none (default); a run missed\n"
 	       "                           while the machine was off runs at start-up\n"
 	       "    -o follow_symlink      accept a DB or backup_dir path that is a symbolic\n"
 	       "                           link and use what it points to (refused by default)\n"
@@ -232,6 +240,7 @@ static void free_options(struct bfs_options *o)
 	free(o->on_success);
 	free(o->on_failure);
 	free(o->checks);
+	free(o->rehearse);
 	free(o->store_format);
 	free(o->key_file);
 }
@@ -408,6 +417,11 @@ int main(int argc, char *argv[])
 		ret = 2;
 		goto out_free_cmdline;
 	}
+	if (bfs_rehearsals_setup(&fs, o.rehearse, &err) < 0) {
+		fprintf(stderr, "bri-backupfs: rehearse: %s\n", err.msg);
+		ret = 2;
+		goto out_free_cmdline;
+	}
 	if (o.log_level && parse_level(o.log_level, &logcfg.level) < 0) {
 		fprintf(stderr, "bri-backupfs: log_level must be err, warn, info or debug\n");
 		ret = 2;
@@ -505,9 +519,14 @@ int main(int argc, char *argv[])
 		bri_log(BRI_LOG_WARN,
 		        "cannot start the SIGHUP thread: SIGHUP will not reopen the log");
 	rc = bfs_schedule_start(&fs);
+	if (rc == 0) {
+		rc = bfs_rehearsals_start(&fs);
+		if (rc < 0)
+			bfs_schedule_stop(&fs);
+	}
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	if (rc < 0) {
-		bri_log(BRI_LOG_ERR, "cannot start the scheduler thread");
+		bri_log(BRI_LOG_ERR, "cannot start the scheduler threads");
 		goto out_stop_workers;
 	}
 	if (copts.singlethread) {
@@ -521,6 +540,7 @@ int main(int argc, char *argv[])
 
 		ret = loop_exit_status(fuse_session_loop_mt(fs.se, &lc));
 	}
+	bfs_rehearsals_stop(&fs);
 	bfs_schedule_stop(&fs);
 	unreleased = bfs_files_free_unreleased();
 	if (unreleased)

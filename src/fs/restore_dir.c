@@ -115,20 +115,26 @@ int bfs_restore_run(struct bfs *fs, const char *what, const struct bri_op_ctx *w
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (rc < 0) {
 		bri_log(BRI_LOG_ERR, "restore %s refused: %s", what, err.msg);
+		bfs_hook_async(fs, "restore", what, rc, err.msg);
 		return rc;
 	}
 	snprintf(name, sizeof(name), "%s", t.name);
 	bri_target_free(&t);
 	memset(&report, 0, sizeof(report));
 	rc = bfs_op_lock(fs);
-	if (rc < 0)
+	if (rc < 0) {
+		bfs_hook_async(fs, "restore", name, rc, strerror(-rc));
 		return rc;
+	}
 	bfs_progress_begin(&fs->progress, &ctx, "restore", name, via);
 	rc = bri_restore(fs->store, name, &opts, &ctx, &report, &err);
 	bfs_progress_end(&fs->progress, NULL, rc, err.msg);
 	bfs_refresh(fs, true);
 	bfs_op_unlock(fs);
 	bfs_reports_sync(fs); /* the core kept the report in the store */
+	/* Both ways in (mv into restore/, ctl/restore); the name, not "latest". */
+	bfs_hook_async(fs, "restore", name, rc,
+	               rc < 0 ? (err.msg[0] ? err.msg : strerror(-rc)) : NULL);
 	if (rc < 0)
 		bri_log(BRI_LOG_ERR, "restore %s%s%s failed: %s", what,
 		        strcmp(what, name) ? " = " : "", strcmp(what, name) ? name : "",

@@ -306,6 +306,7 @@ int bfs_schedule_render(struct bfs *fs, char **out, size_t *len)
 			bfs_appendf(buf, cap, &pos, ", cleanup removed %d\n", s->last_removed);
 	}
 	pthread_mutex_unlock(&s->lock);
+	bfs_rehearsals_render(fs, buf, cap, &pos);
 	*out = buf;
 	*len = pos;
 	return 0;

@@ -24,11 +24,13 @@
 #include <unistd.h>
 
 #include "bri/log.h"
+#include "bri/rehearsal.h"
 #include "bri/verify.h"
 #include "fs.h"
 
-#define META_FILE   "meta.json"
-#define VERIFY_FILE "verify"
+#define META_FILE      "meta.json"
+#define VERIFY_FILE    "verify"
+#define REHEARSAL_FILE "rehearsal"
 
 /* Listing keys of the fixed entries; a backup's key is KEY_STORE + its st_ino. */
 enum {
@@ -105,12 +107,31 @@ void bfs_fill_entry(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, tim
 /* The store file a backup kind's inode derives from. */
 static enum bfs_file file_of_kind(enum bfs_kind k)
 {
-	return k == BFS_K_META ? BFS_FILE_META : k == BFS_K_VERIFY ? BFS_FILE_VERIFY : BFS_FILE_DB;
+	switch (k) {
+	case BFS_K_META:
+		return BFS_FILE_META;
+	case BFS_K_VERIFY:
+		return BFS_FILE_VERIFY;
+	case BFS_K_REHEARSAL:
+		return BFS_FILE_REHEARSAL;
+	default:
+		return BFS_FILE_DB;
+	}
 }
 
 static const struct stat *file_stat(const struct bri_entry *b, enum bfs_file f)
 {
-	return f == BFS_FILE_META ? &b->meta_st : f == BFS_FILE_VERIFY ? &b->verify_st : &b->db_st;
+	switch (f) {
+	case BFS_FILE_META:
+		return &b->meta_st;
+	case BFS_FILE_VERIFY:
+		return &b->verify_st;
+	case BFS_FILE_REHEARSAL:
+		return &b->rehearsal_st;
+	case BFS_FILE_DB:
+		break;
+	}
+	return &b->db_st;
 }
 
 /* The inode of backup b's node of kind k (its verify: with or without a result). */
@@ -118,6 +139,8 @@ static fuse_ino_t backup_ino(const struct bri_entry *b, enum bfs_kind k)
 {
 	if (k == BFS_K_VERIFY || k == BFS_K_VERIFY_NONE)
 		k = b->verify_st.st_ino ? BFS_K_VERIFY : BFS_K_VERIFY_NONE;
+	if (k == BFS_K_REHEARSAL || k == BFS_K_REHEARSAL_NONE)
+		k = b->rehearsal_st.st_ino ? BFS_K_REHEARSAL : BFS_K_REHEARSAL_NONE;
 	return bfs_ino_store(b, file_stat(b, file_of_kind(k)), k);
 }
 
@@ -202,6 +225,37 @@ static int verify_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino
 	return 0;
 }
 
+/* NAME/rehearsal: the last rehearsal's one line (bri_rehearsal_describe). */
+static int rehearsal_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+                          struct fuse_entry_param *e)
+{
+	char line[BRI_REHEARSAL_REASON_MAX + 128];
+	size_t len = bri_rehearsal_describe(&b->rehearsal, line, sizeof(line));
+
+	bfs_fill_entry(fs, ino, S_IFREG | 0400, (off_t)len,
+	               b->rehearsal.time ? b->rehearsal.time : b->time, e);
+	/* As verify: a new outcome is a new store file, so a new inode, looked up anew. */
+	immutable(b, ino, e);
+	e->entry_timeout = 0;
+	return 0;
+}
+
+static int render_rehearsal(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len)
+{
+	char line[BRI_REHEARSAL_REASON_MAX + 128];
+	struct bri_entry *b;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = entry_of(fs, ino);
+	if (b)
+		*len = bri_rehearsal_describe(&b->rehearsal, line, sizeof(line));
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!b)
+		return -ESTALE; /* a newer outcome has another inode: look it up again */
+	*out = strdup(line);
+	return *out ? 0 : -ENOMEM;
+}
+
 static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT];
 
 /* Attributes of backup b's node of kind k; cat_lock held. */
@@ -262,8 +316,15 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 		k = BFS_K_META;
 	else if (!strcmp(name, VERIFY_FILE))
 		k = BFS_K_VERIFY;
+	else if (fs->rehearsals.configured && !strcmp(name, REHEARSAL_FILE))
+		k = BFS_K_REHEARSAL;
 	else
 		return -ENOENT;
+	if (k == BFS_K_REHEARSAL) {
+		rc = bfs_refresh(fs, false); /* a rehearsal by another process shows */
+		if (rc < 0)
+			return rc;
+	}
 	if (backup_id_of(fs, dir, &id) < 0)
 		return -ENOENT;
 	if (k == BFS_K_VERIFY)
@@ -279,10 +340,13 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 
 static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
 {
-	static const enum bfs_kind kinds[] = {BFS_K_BACKUP_DB, BFS_K_META, BFS_K_VERIFY};
-	struct fuse_entry_param e[3], dot;
-	const char *names[3];
-	bool have[3] = {false, false, false};
+	static const enum bfs_kind kinds[] = {BFS_K_BACKUP_DB, BFS_K_META, BFS_K_VERIFY,
+	                                      BFS_K_REHEARSAL};
+	struct fuse_entry_param e[4], dot;
+	const char *names[4];
+	bool have[4] = {false, false, false, false};
+	/* rehearsal only when rehearsals are configured: the default folder is as SPEC 4 says */
+	int nkinds = fs->rehearsals.configured ? 4 : 3;
 	struct bri_entry *b;
 	uint64_t id;
 	int rc;
@@ -295,7 +359,7 @@ static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn 
 	bfs_fresh_verify(fs, id);
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = entry_of(fs, dir);
-	for (size_t i = 0; b && i < 3; i++)
+	for (int i = 0; b && i < nkinds; i++)
 		have[i] = backup_attr(fs, b, kinds[i], &e[i]) == 0;
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!b)
@@ -303,13 +367,14 @@ static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn 
 	names[0] = fs->store->db_filename;
 	names[1] = META_FILE;
 	names[2] = VERIFY_FILE;
+	names[3] = REHEARSAL_FILE;
 	memset(&dot, 0, sizeof(dot));
 	dot.attr.st_mode = S_IFDIR;
 	if (after < KEY_DOT && add(ctx, ".", &dot, NULL, 0, KEY_DOT))
 		return 0;
 	if (after < KEY_DOTDOT && add(ctx, "..", &dot, NULL, 0, KEY_DOTDOT))
 		return 0;
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < nkinds; i++)
 		if (have[i] && after < 3 + i && add(ctx, names[i], &e[i], NULL, 0, 3 + i))
 			return 0;
 	return 0;
@@ -832,6 +897,18 @@ static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT] = {
                            .open = open_generated,
                            .render = render_verify,
                            .entry_attr = verify_attr},
+    [BFS_K_REHEARSAL] = {.name = "rehearsal",
+                         .mode = S_IFREG | 0400,
+                         .attr = attr_backup,
+                         .open = open_generated,
+                         .render = render_rehearsal,
+                         .entry_attr = rehearsal_attr},
+    [BFS_K_REHEARSAL_NONE] = {.name = "rehearsal (never)",
+                              .mode = S_IFREG | 0400,
+                              .attr = attr_backup,
+                              .open = open_generated,
+                              .render = render_rehearsal,
+                              .entry_attr = rehearsal_attr},
     [BFS_K_INSPECT_DIR] = {.name = "inspect/",
                            .mode = S_IFDIR | 0555,
                            .attr = bfs_insp_attr,
@@ -892,7 +969,8 @@ static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT] = {
 const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino)
 {
 	enum bfs_kind k = bfs_ino_kind(ino);
-	bool store = k >= BFS_K_BACKUP_DIR && k <= BFS_K_VERIFY_NONE;
+	bool store = (k >= BFS_K_BACKUP_DIR && k <= BFS_K_VERIFY_NONE) || k == BFS_K_REHEARSAL ||
+	             k == BFS_K_REHEARSAL_NONE;
 
 	if (k <= BFS_K_NONE || k >= BFS_K_COUNT)
 		return NULL;

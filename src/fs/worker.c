@@ -290,14 +290,13 @@ static bool stopping(struct bfs *fs)
  * nobody else wants it (honoured by the bfq scheduler, ignored by none and
  * mq-deadline). Per-thread on Linux, inherited by threads started from it.
  */
-static void become_background(void)
+void bfs_io_idle(const char *who)
 {
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 
 	if (syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid,
 	            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT) < 0)
-		bri_log(BRI_LOG_WARN, "background verifier: cannot set idle I/O priority: %s",
-		        strerror(errno));
+		bri_log(BRI_LOG_WARN, "%s: cannot set idle I/O priority: %s", who, strerror(errno));
 }
 
 /* Sleeps seconds, or less when the daemon stops. */
@@ -326,7 +325,7 @@ static void *verify_main(void *arg)
 	char name[BRI_NAME_MAX + 1];
 	double rest = 0; /* seconds to pause before the next verification */
 
-	become_background();
+	bfs_io_idle("background verifier");
 	for (;;) {
 		struct bri_op_ctx ctx = bri_op_ctx_self("mount");
 		struct bri_verify_result res = {0};
@@ -396,6 +395,9 @@ static void *verify_main(void *arg)
 		if (res.status != BRI_VERIFY_OK)
 			bri_log(BRI_LOG_ERR, "background verification of %s failed: %s", name,
 			        res.reason);
+		/* A verdict was kept: the hook hears it (a postponed one is no verdict). */
+		bfs_hook_async(fs, "verify", name, res.status == BRI_VERIFY_OK ? 0 : -EIO,
+		               res.status == BRI_VERIFY_OK ? NULL : res.reason);
 		bfs_inval_verify(fs, id);
 	}
 	free(a.ids);

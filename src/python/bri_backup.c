@@ -487,7 +487,9 @@ PyDoc_STRVAR(list_backups_doc,
              "tables ({table: rows}), and also path, name, kind (\"auto\", \"named\",\n"
              "\"safety\"), verified (True, False, or None when never verified), verify\n"
              "(\"ok\", \"failed\", \"unverified\"), size_bytes, checksum, backup_time_utc,\n"
-             "verified_at, verify_reason, meta_error, pinned and pin_reason: the\n"
+             "verified_at, verify_reason, meta_error, pinned, pin_reason and\n"
+             "rehearsal (None, or the last rehearsal's time, result, reason,\n"
+             "verify_s, restore_s, checks, checks_failed): the\n"
              "entries of `bri-backup --json list`, rendered by the core. .db files in\n"
              "the folder that are not backups (no usable .meta) come last, with kind\n"
              "\"unknown\". No folder: [].");

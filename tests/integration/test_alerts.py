@@ -169,12 +169,15 @@ def test_mount_hooks(live_db, store, tmp_path):
               env={k: v for k, v in os.environ.items() if not k.startswith("BRI_")}).start()
     try:
         sh(f"echo mine > {m.path}/ctl/create")
-        assert wait_until(lambda: len(calls(ok_out)) == 1, 20)
-        assert calls(ok_out)[0]["env"] == {"BRI_OPERATION": "create", "BRI_NAME": "mine",
-                                           "BRI_RESULT": "ok", "BRI_REASON": ""}
+        # (the background verifier's verifications run the hooks too)
+        assert wait_until(lambda: any(c["env"]["BRI_OPERATION"] == "create"
+                                      for c in calls(ok_out)), 20)
+        assert [c["env"] for c in calls(ok_out) if c["env"]["BRI_OPERATION"] == "create"] == [
+            {"BRI_OPERATION": "create", "BRI_NAME": "mine", "BRI_RESULT": "ok",
+             "BRI_REASON": ""}]
         corrupt(store / "mine.db")
         sh(f"echo mine > {m.path}/ctl/verify", check=False)
-        assert wait_until(lambda: len(calls(bad_out)) == 1, 20)
+        assert wait_until(lambda: len(calls(bad_out)) >= 1, 20)
         c = calls(bad_out)[0]["env"]
         assert (c["BRI_OPERATION"], c["BRI_NAME"], c["BRI_RESULT"]) == ("verify", "mine",
                                                                          "failed")

@@ -194,7 +194,7 @@ def test_ctl_schedule_without_schedule(mounted):
     assert sched["next_run"].startswith("none")
 
 
-@pytest.mark.parametrize("spec", ["weekly", "every=0", "every=soon", "daily@25:00", "daily@2"])
+@pytest.mark.parametrize("spec", ["fortnightly", "weekly@02:00", "every=0", "every=soon", "daily@25:00", "daily@2"])
 def test_bad_schedule_refused(live_db, store, tmp_path, spec):
     mnt = tmp_path / "mnt"
     mnt.mkdir()

@@ -13,10 +13,12 @@ from test_cli import corrupt
 
 
 def listing(store):
-    """The store's files but the audit log, the lock and verification results
-    (a rehearsal verifies, and records that like any verification)."""
+    """The store's files but the audit log, the lock, verification results
+    (a rehearsal verifies, and records that like any verification) and
+    rehearsal outcomes (test_rehearsal_status.py)."""
     return sorted(f for f in os.listdir(store)
-                  if f not in ("audit.jsonl", ".lock") and not f.endswith(".verify"))
+                  if f not in ("audit.jsonl", ".lock") and not f.endswith(".verify")
+                  and not f.endswith(".rehearsal"))
 
 
 def test_rehearse_runs_the_checks_on_a_scratch_copy(cli, live_db, store, tmp_path):
@@ -101,12 +103,17 @@ def test_ctl_rehearse(live_db, store, tmp_path, cli):
     m = Mount(live_db, store, tmp_path / "mnt",
               options=[f"checks={checks}", f"on_success={hook}", f"on_failure={hook}"]).start()
     try:
+        def rehearsals():  # (the background verifier's verifications run the hook too)
+            lines = out.read_text().splitlines(True) if out.exists() else []
+            return "".join(x for x in lines if x.startswith("rehearse|"))
         sh(f"echo latest > {m.path}/ctl/rehearse")
-        assert wait_until(lambda: out.exists() and out.read_text() == "rehearse|one|ok\n", 20)
+        assert wait_until(lambda: rehearsals() == "rehearse|one|ok\n", 20)
         assert "ctl/rehearse: one ok" in (m / "ctl/log").read_text()
         checks.write_text("SELECT count(*) FROM videos; -- expect -1\n")
         assert sh(f"echo one > {m.path}/ctl/rehearse", check=False).returncode != 0
-        assert wait_until(lambda: out.read_text().endswith("rehearse|one|failed\n"), 20)
-        assert sorted(os.listdir(m / "one")) == ["bri.db", "meta.json", "verify"]
+        assert wait_until(lambda: rehearsals().endswith("rehearse|one|failed\n"), 20)
+        # checks= configures rehearsals: the folder shows the outcome
+        assert sorted(os.listdir(m / "one")) == ["bri.db", "meta.json", "rehearsal", "verify"]
+        assert (m / "one" / "rehearsal").read_text().startswith("failed: 1 of 1 checks")
     finally:
         m.stop()

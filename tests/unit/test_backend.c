@@ -331,12 +331,14 @@ static void test_remove_and_sweep(struct bri_store *s)
 	/* The sweep removes sidecars of no backup, but keeps a report. */
 	EXPECT_EQ_INT(bri_store_sidecar_write(s, "gone", BRI_SIDECAR_META, "{}", 2, &err), 0);
 	EXPECT_EQ_INT(bri_store_sidecar_write(s, "gone", BRI_SIDECAR_PIN, "", 0, &err), 0);
+	EXPECT_EQ_INT(bri_store_sidecar_write(s, "gone", BRI_SIDECAR_REHEARSAL, "{}", 2, &err), 0);
 	EXPECT_EQ_INT(bri_store_sidecar_write(s, "gone", BRI_SIDECAR_REPORT, "r", 1, &err), 0);
 	lockfd = bri_store_lock(s, &err);
 	EXPECT(lockfd >= 0);
 	bri_store_unlock(lockfd);
 	EXPECT_EQ_INT(bri_store_sidecar_stat(s, "gone", BRI_SIDECAR_META, &st), -ENOENT);
 	EXPECT_EQ_INT(bri_store_sidecar_stat(s, "gone", BRI_SIDECAR_PIN, &st), -ENOENT);
+	EXPECT_EQ_INT(bri_store_sidecar_stat(s, "gone", BRI_SIDECAR_REHEARSAL, &st), -ENOENT);
 	EXPECT_EQ_INT(bri_store_sidecar_stat(s, "gone", BRI_SIDECAR_REPORT, &st), 0);
 	path = tu_fmt("%s/gone.db.report", s->dir);
 	unlink(path);

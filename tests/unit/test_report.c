@@ -14,6 +14,7 @@
 
 #include "bri/catalog.h"
 #include "bri/create.h"
+#include "bri/rehearsal.h"
 #include "bri/report.h"
 #include "bri/store.h"
 #include "bri/verify.h"
@@ -267,6 +268,84 @@ static void test_report(const char *base)
 	        strchr(text, '\n') == text + strlen(text) - 1,
 	    "nagios: %s", text ? text : "(null)");
 	free(text);
+
+	/* Rehearsals (bri/rehearsal.h): kept in the store, read by the catalog, judged by health.
+	 */
+	{
+		struct bri_health_rules rh = {
+		    .max_age_hours = 1e6, .rehearse_checked = true, .rehearse_max_age_hours = 24};
+		struct bri_rehearsal good = {
+		    .time = newest, .ok = true, .restore_s = 1.3, .checks = 4};
+		struct bri_rehearsal bad = {
+		    .time = newest + 2 * HOUR, .ok = false, .checks = 2, .checks_failed = 1};
+		struct bri_rehearsal back;
+		const struct bri_entry *pick = bri_rehearsal_pick(c), *last;
+		char line[600], *one = strdup(c->entries[1]->name),
+		                *zero = strdup(c->entries[0]->name);
+
+		EXPECT(pick && pick->kind != BRI_KIND_SAFETY &&
+		       pick->verify.status != BRI_VERIFY_FAILED);
+		EXPECT(bri_rehearsal_newest(c) == NULL);
+		EXPECT_EQ_INT(bri_health_assess(c, newest + HOUR, &rh, false, &text, &len),
+		              BRI_HEALTH_WARNING);
+		EXPECT_MSG(text && strstr(text, "warning: no restore rehearsal has run (one is "
+		                                "expected every 24 hours)"),
+		           "%s", text ? text : "");
+		free(text);
+		EXPECT_EQ_INT(bri_rehearsal_record(s, one, &good, &err), 0);
+		EXPECT_EQ_INT(bri_rehearsal_record(s, "nosuch", &good, &err), 0); /* nothing kept */
+		EXPECT_EQ_INT(bri_rehearsal_read(s, "nosuch", &back), -ENOENT);
+		c = scan(s, c);
+		last = bri_rehearsal_newest(c);
+		EXPECT(last && !strcmp(last->name, one) && last->rehearsal.ok &&
+		       last->rehearsal.time == newest && last->rehearsal.checks == 4);
+		bri_rehearsal_describe(&last->rehearsal, line, sizeof(line));
+		EXPECT_MSG(!strncmp(line, "ok ", 3) && strstr(line, " (restore 1.3 s, 4 checks)\n"),
+		           "%s", line);
+		EXPECT_EQ_INT(bri_health_assess(c, newest + HOUR, &rh, false, &text, &len),
+		              BRI_HEALTH_WARNING); /* copy2's failed verification */
+		EXPECT_MSG(text && !strstr(text, "rehearsal"), "%s", text ? text : "");
+		free(text);
+		EXPECT_EQ_INT(bri_health_assess(c, newest + 25 * HOUR, &rh, false, &text, &len),
+		              BRI_HEALTH_WARNING);
+		EXPECT(text && strstr(text, "the last restore rehearsal (") &&
+		       strstr(text, ") is 25.0 hours old (more than 24)"));
+		free(text);
+		/* Not configured: no rehearsal rule at all. */
+		EXPECT_EQ_INT(bri_health_assess(c, newest + 25 * HOUR, &rules, false, &text, &len),
+		              BRI_HEALTH_WARNING);
+		EXPECT(text && !strstr(text, "rehearsal"));
+		free(text);
+		/* The newest (by its time) failed: critical, first. */
+		snprintf(bad.reason, sizeof(bad.reason), "1 of 2 checks failed");
+		EXPECT_EQ_INT(bri_rehearsal_record(s, zero, &bad, &err), 0);
+		c = scan(s, c);
+		last = bri_rehearsal_newest(c);
+		EXPECT(last && !strcmp(last->name, zero) && !last->rehearsal.ok);
+		bri_rehearsal_describe(&last->rehearsal, line, sizeof(line));
+		EXPECT_MSG(!strncmp(line, "failed: 1 of 2 checks failed (", 30) &&
+		               strstr(line, ", restore 0.0 s, 2 checks)\n"),
+		           "%s", line);
+		EXPECT_EQ_INT(bri_health_assess(c, newest + 3 * HOUR, &rh, false, &text, &len),
+		              BRI_HEALTH_CRITICAL);
+		EXPECT_MSG(text && !strncmp(text, "critical: the last restore rehearsal (", 38) &&
+		               strstr(text, ") failed: 1 of 2 checks failed\n"),
+		           "%s", text ? text : "");
+		free(text);
+		/* A damaged status file says nothing good. */
+		EXPECT_EQ_INT(bri_store_sidecar_write(s, zero, BRI_SIDECAR_REHEARSAL, "{", 1, &err),
+		              0);
+		EXPECT_EQ_INT(bri_rehearsal_read(s, zero, &back), -EINVAL);
+		EXPECT(back.time == 0 && !back.ok);
+		EXPECT_EQ_INT(bri_store_sidecar_remove(s, zero, BRI_SIDECAR_REHEARSAL), 0);
+		EXPECT_EQ_INT(bri_store_sidecar_remove(s, one, BRI_SIDECAR_REHEARSAL), 0);
+		c = scan(s, c);
+		EXPECT(bri_rehearsal_newest(c) == NULL);
+		bri_rehearsal_describe(&c->entries[0]->rehearsal, line, sizeof(line));
+		EXPECT_STREQ(line, "never\n");
+		free(one);
+		free(zero);
+	}
 
 	/* A .db without metadata is not a backup: counted apart, and a warning. */
 	char *stray = bri_store_path(s, "stray", ".db");

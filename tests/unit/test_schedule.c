@@ -36,20 +36,21 @@ static void test_parse(void)
 	EXPECT_EQ_INT(sc.interval_s, 90 * 60);
 	EXPECT_EQ_INT(bri_schedule_parse("every=2", &sc, &err), 0);
 	EXPECT_EQ_INT(sc.interval_s, 2);
+	EXPECT_EQ_INT(bri_schedule_parse("weekly", &sc, &err), 0);
+	EXPECT_EQ_INT(sc.kind, BRI_SCHEDULE_EVERY);
+	EXPECT_EQ_INT(sc.interval_s, 7 * 86400);
+	EXPECT_EQ_INT(bri_schedule_period(&sc), 7 * 86400);
+	EXPECT_EQ_INT(bri_schedule_parse("monthly", &sc, &err), 0);
+	EXPECT_EQ_INT(sc.interval_s, 30 * 86400);
+	EXPECT_EQ_INT(bri_schedule_parse("daily", &sc, &err), 0);
+	EXPECT_EQ_INT(bri_schedule_period(&sc), 86400);
 	EXPECT_EQ_INT(bri_schedule_parse("none", &sc, &err), 0);
 	EXPECT_EQ_INT(sc.kind, BRI_SCHEDULE_NONE);
+	EXPECT_EQ_INT(bri_schedule_period(&sc), 0);
 
-	const char *bad[] = {"daily@24:00",
-	                     "daily@2:00",
-	                     "daily@02:60",
-	                     "daily@",
-	                     "weekly",
-	                     "every=",
-	                     "every=0",
-	                     "every=6x",
-	                     "every=-1h",
-	                     "every=h",
-	                     "every=99999999999d",
+	const char *bad[] = {"daily@24:00",  "daily@2:00", "daily@02:60", "daily@",
+	                     "weekly@02:00", "yearly",     "every=",      "every=0",
+	                     "every=6x",     "every=-1h",  "every=h",     "every=99999999999d",
 	                     "daily@02:00 "};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err.msg[0] = '\0';
