@@ -82,6 +82,7 @@ def test_create_verify_restore_export_and_no_plaintext_in_the_folder(live_db, st
     cli.run(*k, "export", "daily", str(out))
     assert sha256sum(out) == meta["checksum"]
     cli.run(*k, "pin", "daily", "--reason", "quarterly audit")
+    assert "rehearsal of daily: ok" in cli.run(*k, "rehearse", "daily").stdout
     con = sqlite3.connect(live_db)
     con.execute("update memory set content = 'after the backup'")
     con.commit()
@@ -94,13 +95,15 @@ def test_create_verify_restore_export_and_no_plaintext_in_the_folder(live_db, st
                        ).fetchone()[0] == 0
     con.close()
     # What was written: packs, manifests, metas, verify results, a pin, a
-    # restore report, audit lines, the secret. None holds a known plaintext.
+    # rehearsal's outcome, a restore report, audit lines, the secret. None
+    # holds a known plaintext.
     names = set(os.listdir(store))
-    assert {"daily.manifest", "daily.meta", "daily.verify", "daily.pin",
+    assert {"daily.manifest", "daily.meta", "daily.verify", "daily.pin", "daily.rehearsal",
             "audit.jsonl", "restore_reports.jsonl", "pages.secret"} <= names
     assert any(n.endswith(".pack") for n in names)
     known = [b"SQLite format 3", b"CREATE TABLE", b"videos", b"memory", b"video_context",
              b"checksum", b"integrity", b"quarterly audit", b"backup_time", b"restore",
+             b"quick_check", b"rehears",
              meta["checksum"].encode(), b"message 1 "]
     for name, data in folder_bytes(store).items():
         if name == "store.json":
