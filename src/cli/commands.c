@@ -73,11 +73,13 @@ const struct cli_command cli_commands[] = {
     {
         .name = "restore",
         .fn = cli_cmd_restore,
-        .args = "[NAME|PATH]",
+        .args = "[NAME|PATH|s3://BUCKET/PREFIX/NAME]",
         .summary = "restore a backup (none given: the newest) into the live database",
         .help = "Restores a backup (none given: the newest) into the live database: verify,\n"
                 "safety backup of the live data (pre_restore_safety_*), copy through SQLite,\n"
-                "quick_check. A failed verification aborts and changes nothing.\n",
+                "quick_check. A failed verification aborts and changes nothing.\n"
+                "s3://BUCKET/PREFIX/NAME: the offsite backup NAME, downloaded into the store\n"
+                "and checked against its remote .meta first (bri-backup offsite --help).\n",
         .options =
             CLI_OPTIONS({"no-verify", 0, NULL, "restore without verifying first (faster, risky)"}),
         .complete = NAMES_OR_PATHS,
@@ -221,6 +223,42 @@ const struct cli_command cli_commands[] = {
         .options = CLI_OPTIONS({"table", 0, "T", "print table T as CSV"},
                                {"schema", 0, NULL, "print the schema as SQL"}),
         .complete = NAMES_OR_LIVE,
+    },
+    {
+        .name = "offsite",
+        .fn = cli_cmd_offsite,
+        .args = "init|push|list|verify|pull|prune|status [NAME ...]",
+        .summary = "copy backups to S3-compatible object storage and back",
+        .help = "Copies the store's backups to S3-compatible object storage (AWS S3, Ceph RGW,\n"
+                "MinIO, Garage, B2, R2) and back (SPEC section 6).\n"
+                "  init              create the bucket (--lock: with S3 Object Lock)\n"
+                "  push [NAME]       upload every backup the remote lacks (or NAME), .meta last\n"
+                "  list              the remote's backups, newest first\n"
+                "  verify [NAME...]  every object there with its size and stored SHA-256 (HEAD);\n"
+                "                    --read-data downloads and rehashes (--sample N%: a part)\n"
+                "  pull NAME         download a remote backup into the local store\n"
+                "  prune             the retention policy (global --retention-days, --keep-*,\n"
+                "                    or --remote-retention-days) on the remote's list; the newest\n"
+                "                    good one stays; stale multipart uploads are aborted\n"
+                "  status            each local backup's push state, and the lag (no network)\n"
+                "Credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN), or\n"
+                "the profile AWS_PROFILE of ~/.aws/credentials (AWS_SHARED_CREDENTIALS_FILE) and\n"
+                "~/.aws/config; region AWS_REGION. Never on the command line.\n"
+                "Restore from the remote: bri-backup restore s3://BUCKET/PREFIX/NAME\n",
+        .options = CLI_OPTIONS(
+            {"remote", 0, "s3://BUCKET/PREFIX", "the remote (default $BRI_OFFSITE)"},
+            {"endpoint", 0, "URL",
+             "the S3 endpoint (default $AWS_ENDPOINT_URL, endpoint_url in\n~/.aws/config, "
+             "else AWS)"},
+            {"addressing", 0, "path|virtual",
+             "the bucket in the path (default for a custom endpoint) or\nthe host name "
+             "(default for AWS); default $BRI_OFFSITE_ADDRESSING"},
+            {"lock", 0, NULL, "init: make the bucket with S3 Object Lock"},
+            {"lock-days", 0, "N", "push: Object Lock COMPLIANCE for N days on every upload"},
+            {"read-data", 0, NULL, "verify: download and rehash"},
+            {"sample", 0, "N%", "verify: download and rehash a random N% of the backups"},
+            {"dry-run", 'n', NULL, "prune: say what would go, delete nothing"},
+            {"remote-retention-days", 0, "N", "prune: the age rule for the remote"}),
     },
     {0},
 };

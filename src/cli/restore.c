@@ -11,6 +11,7 @@
 
 #include "bri/catalog.h"
 #include "bri/rehearse.h"
+#include "bri/offsite.h"
 #include "bri/restore.h"
 #include "bri/store.h"
 #include "bri/target.h"
@@ -204,7 +205,7 @@ int cli_cmd_restore(struct cli_globals *g, const struct cli_args *a)
 	struct bri_op_ctx ctx;
 	struct bri_err err = {0};
 	struct bri_store *s = NULL;
-	char *name = NULL, *path = NULL;
+	char *name = NULL, *path = NULL, *fetch_dir = NULL;
 	const char *what = NULL;
 	int r, rc = CLI_EXIT_OK;
 
@@ -214,7 +215,12 @@ int cli_cmd_restore(struct cli_globals *g, const struct cli_args *a)
 	rc = cli_open_store(g, true, &s);
 	if (rc)
 		return rc;
-	if (a->npos > 0) {
+	if (a->npos > 0 && strncmp(a->pos[0], "s3://", 5) == 0) {
+		/* An offsite backup: downloaded and checked first (offsite.c). */
+		rc = cli_offsite_fetch(a->pos[0], s, &fetch_dir, &path);
+		if (rc)
+			goto out_close_store;
+	} else if (a->npos > 0) {
 		struct bri_target t;
 
 		rc = cli_resolve_target(s, a->name, a->pos[0], &t);
@@ -257,7 +263,8 @@ int cli_cmd_restore(struct cli_globals *g, const struct cli_args *a)
 	if (g->json) {
 		json_object *o = json_object_new_object();
 
-		json_object_object_add(o, "source", cli_json_str(report.source));
+		json_object_object_add(o, "source",
+		                       cli_json_str(fetch_dir ? a->pos[0] : report.source));
 		json_object_object_add(o, "database", cli_json_str(s->db_path));
 		json_object_object_add(o, "verified", json_object_new_boolean(report.verified));
 		json_object_object_add(
@@ -271,7 +278,8 @@ int cli_cmd_restore(struct cli_globals *g, const struct cli_args *a)
 		json_object_object_add(o, "duration_s", json_object_new_double(report.duration_s));
 		cli_print_json(o);
 	} else {
-		printf("restored %s into %s\n", report.source[0] ? report.source : "the backup",
+		printf("restored %s into %s\n",
+		       fetch_dir ? a->pos[0] : report.source[0] ? report.source : "the backup",
 		       s->db_path);
 		if (report.safety_name[0])
 			printf("safety backup of the previous content: %s\n", report.safety_name);
@@ -282,6 +290,10 @@ out_free_target:
 	free(name);
 	free(path);
 out_close_store:
+	if (fetch_dir) {
+		bri_offsite_tmpdir_remove(fetch_dir);
+		free(fetch_dir);
+	}
 	cli_close_store(s);
 	return rc;
 }

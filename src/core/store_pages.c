@@ -49,6 +49,7 @@ static const char *const sidecar_suffix[BRI_SIDECAR_KINDS] = {
     [BRI_SIDECAR_META] = ".meta",     [BRI_SIDECAR_VERIFY] = ".verify",
     [BRI_SIDECAR_PIN] = ".pin",       [BRI_SIDECAR_REHEARSAL] = ".rehearsal",
     [BRI_SIDECAR_REPORT] = ".report",
+    [BRI_SIDECAR_OFFSITE] = ".offsite",
 };
 
 static void sidecar_file(const char *name, enum bri_sidecar kind, char file[FILE_MAX])
@@ -898,7 +899,8 @@ static char *pages_backup_path(const struct bri_store *s, const char *name)
 static bool pages_is_leftover(const struct bri_store *s, const char *fname)
 {
 	static const enum bri_sidecar kinds[] = {BRI_SIDECAR_META, BRI_SIDECAR_VERIFY,
-	                                         BRI_SIDECAR_PIN, BRI_SIDECAR_REHEARSAL};
+	                                         BRI_SIDECAR_PIN, BRI_SIDECAR_REHEARSAL,
+	                                         BRI_SIDECAR_OFFSITE};
 	char man[NAME_MAX + 1];
 	struct stat st;
 

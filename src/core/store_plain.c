@@ -27,6 +27,7 @@ static const char *const sidecar_suffix[BRI_SIDECAR_KINDS] = {
     [BRI_SIDECAR_META] = ".db.meta",     [BRI_SIDECAR_VERIFY] = ".db.verify",
     [BRI_SIDECAR_PIN] = ".db.pin",       [BRI_SIDECAR_REHEARSAL] = ".db.rehearsal",
     [BRI_SIDECAR_REPORT] = ".db.report",
+    [BRI_SIDECAR_OFFSITE] = ".db.offsite",
 };
 
 /* "NAME.db" into file. */
@@ -373,7 +374,8 @@ static char *plain_backup_path(const struct bri_store *s, const char *name)
 static bool plain_is_leftover(const struct bri_store *s, const char *fname)
 {
 	static const enum bri_sidecar kinds[] = {BRI_SIDECAR_META, BRI_SIDECAR_VERIFY,
-	                                         BRI_SIDECAR_PIN, BRI_SIDECAR_REHEARSAL};
+	                                         BRI_SIDECAR_PIN, BRI_SIDECAR_REHEARSAL,
+	                                         BRI_SIDECAR_OFFSITE};
 	char db[NAME_MAX + 1];
 	struct stat st;
 

@@ -138,6 +138,7 @@ static int run_create(struct bfs *fs, const char *line, size_t len, struct bri_o
 		return rc;
 	bri_log(BRI_LOG_INFO, "ctl/create: created backup %s", made);
 	free(made);
+	bfs_offsite_kick(fs);
 	return 0;
 }
 
@@ -434,6 +435,10 @@ static int render_health(struct bfs *fs, char **out, size_t *len)
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	bri_health_check(fs->cat, time(NULL), &fs->health, false, out, len);
 	pthread_rwlock_unlock(&fs->cat_lock);
+	if (*out && bfs_offsite_health(fs, out, len) < 0) {
+		free(*out);
+		*out = NULL;
+	}
 	return *out ? 0 : -ENOMEM;
 }
 
@@ -450,6 +455,11 @@ static int render_metrics(struct bfs *fs, char **out, size_t *len)
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	rc = bri_metrics_render(fs->store, fs->cat, time(NULL), &fs->health, out, len);
 	pthread_rwlock_unlock(&fs->cat_lock);
+	if (rc == 0 && bfs_offsite_metrics(fs, out, len) < 0) {
+		free(*out);
+		*out = NULL;
+		rc = -ENOMEM;
+	}
 	return rc;
 }
 

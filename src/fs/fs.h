@@ -124,6 +124,7 @@ enum bfs_kind {
 	/* Rehearsal status, shown when rehearsals are configured (-o rehearse=, checks=). */
 	BFS_K_REHEARSAL = 24,      /* NAME/rehearsal with a result (store: its REHEARSAL sidecar) */
 	BFS_K_REHEARSAL_NONE = 25, /* NAME/rehearsal without one, "never" (store: NAME.db) */
+	BFS_K_OFFSITE = 26,        /* NAME/offsite, with -o offsite= (store: NAME.db) */
 	BFS_K_COUNT
 };
 
@@ -247,6 +248,12 @@ struct bfs_options {
 	int force;            /* -o force: accept a store in the database's own folder */
 	char *store_format;   /* -o store_format=plain|pages: the format of a new store */
 	char *key_file;       /* -o key_file=F: an encrypted page store's key */
+	char *offsite;        /* -o offsite=s3://BUCKET/PREFIX: push every backup there */
+	char *endpoint;       /* -o endpoint=URL: its S3 endpoint (else the aws CLI's) */
+	char *off_addr;       /* -o offsite_addressing=path|virtual */
+	int off_lock_days;    /* -o offsite_lock_days=N: Object Lock on every upload */
+	char *off_retry;      /* -o offsite_retry_max=T: longest wait between attempts */
+	char *off_lag_warn;   /* -o offsite_lag_warn=T: ctl/health warns past it */
 	int show_help;        /* -h, --help */
 	int show_version;     /* -V, --version */
 };
@@ -379,7 +386,29 @@ struct bfs {
 	struct bfs_progress progress;     /* ctl/progress (progress.c) */
 	struct bfs_sched sched;           /* the backup schedule (schedule.c) */
 	struct bfs_rehearsals rehearsals; /* scheduled rehearsals (rehearsal.c) */
+	struct bfs_offsite *offsite;      /* -o offsite=: the pusher (offsite.c); NULL: none */
 };
+
+/* offsite.c: -o offsite=, the background push to object storage (SPEC.md 6) */
+struct bfs_offsite;
+/*
+ * Reads the options (remote NULL: no offsite copy, fs->offsite stays NULL);
+ * 0, or -EINVAL with why. retry_max_s / lag_warn_s 0: the defaults.
+ */
+int bfs_offsite_setup(struct bfs *fs, const char *remote, const char *endpoint,
+                      const char *addressing, int lock_days, long retry_max_s, long lag_warn_s,
+                      struct bri_err *err);
+void bfs_offsite_free(struct bfs *fs);
+/* Starts / stops the pusher thread (no-ops without offsite). */
+int bfs_offsite_start(struct bfs *fs);
+void bfs_offsite_stop(struct bfs *fs);
+/* A backup was made: push soon. Never waits for the remote. */
+void bfs_offsite_kick(struct bfs *fs);
+/* NAME/offsite: "uploaded <time>", "pending" or "failed: <why>", and a newline. */
+int bfs_offsite_render(struct bfs *fs, const char *name, char **out, size_t *len);
+/* Appends the offsite lines to ctl/metrics' and ctl/health's text (malloc'd). */
+int bfs_offsite_metrics(struct bfs *fs, char **out, size_t *len);
+int bfs_offsite_health(struct bfs *fs, char **out, size_t *len);
 
 /* guard.c */
 /*

@@ -58,6 +58,12 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("force", force, 1),
     BFS_OPT("store_format=%s", store_format, 0),
     BFS_OPT("key_file=%s", key_file, 0),
+    BFS_OPT("offsite=%s", offsite, 0),
+    BFS_OPT("endpoint=%s", endpoint, 0),
+    BFS_OPT("offsite_addressing=%s", off_addr, 0),
+    BFS_OPT("offsite_lock_days=%d", off_lock_days, 0),
+    BFS_OPT("offsite_retry_max=%s", off_retry, 0),
+    BFS_OPT("offsite_lag_warn=%s", off_lag_warn, 0),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -131,6 +137,16 @@ static void usage(const char *prog)
 	       "    -o key_file=F          the key of an encrypted page store (32 random bytes\n"
 	       "                           or a passphrase; default $BRI_KEY_FILE); with\n"
 	       "                           store_format=pages a new store is made encrypted\n"
+	       "    -o offsite=s3://BUCKET/PREFIX\n"
+	       "                           push every backup there in the background (after\n"
+	       "                           each create, retrying with backoff); each backup\n"
+	       "                           folder gets an offsite file (uploaded TIME, pending,\n"
+	       "                           failed: WHY); credentials as the aws CLI reads them\n"
+	       "    -o endpoint=URL        its S3 endpoint (default $AWS_ENDPOINT_URL, ~/.aws)\n"
+	       "    -o offsite_addressing=path|virtual    bucket in the path or host name\n"
+	       "    -o offsite_lock_days=N Object Lock (COMPLIANCE) on every upload\n"
+	       "    -o offsite_retry_max=T longest wait between attempts (default 300 s)\n"
+	       "    -o offsite_lag_warn=T  ctl/health warns when the remote lags more (26h)\n"
 	       "    -h, --help             this help, then libfuse's\n"
 	       "    -V, --version          versions\n"
 	       "\n",
@@ -206,6 +222,26 @@ static int parse_level(const char *s, enum bri_log_level *out)
 	return -EINVAL;
 }
 
+/* -o offsite= and its companions (offsite.c); 0, or -1 with the message printed. */
+static int setup_offsite(struct bfs *fs, const struct bfs_options *o)
+{
+	long retry = o->off_retry ? parse_interval(o->off_retry) : 0;
+	long lag = o->off_lag_warn ? parse_interval(o->off_lag_warn) : 0;
+	struct bri_err err = {0};
+
+	if (retry < 0 || lag < 0) {
+		fprintf(stderr, "bri-backupfs: offsite_retry_max and offsite_lag_warn want seconds, "
+		                "or a number with s, m, h or d\n");
+		return -1;
+	}
+	if (bfs_offsite_setup(fs, o->offsite, o->endpoint, o->off_addr, o->off_lock_days, retry,
+	                      lag, &err) < 0) {
+		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
 /* "-ofsname=DB" with the characters fuse_opt treats specially escaped. */
 static int add_fsname(struct fuse_args *args, const char *db)
 {
@@ -243,6 +279,11 @@ static void free_options(struct bfs_options *o)
 	free(o->rehearse);
 	free(o->store_format);
 	free(o->key_file);
+	free(o->offsite);
+	free(o->endpoint);
+	free(o->off_addr);
+	free(o->off_retry);
+	free(o->off_lag_warn);
 }
 
 /* Refuses (with a message) a mount point the daemon would wait on: guard.c. */
@@ -422,6 +463,10 @@ int main(int argc, char *argv[])
 		ret = 2;
 		goto out_free_cmdline;
 	}
+	if (setup_offsite(&fs, &o) < 0) {
+		ret = 2;
+		goto out_free_cmdline;
+	}
 	if (o.log_level && parse_level(o.log_level, &logcfg.level) < 0) {
 		fprintf(stderr, "bri-backupfs: log_level must be err, warn, info or debug\n");
 		ret = 2;
@@ -524,6 +569,8 @@ int main(int argc, char *argv[])
 		if (rc < 0)
 			bfs_schedule_stop(&fs);
 	}
+	if (rc == 0 && bfs_offsite_start(&fs) < 0)
+		bri_log(BRI_LOG_ERR, "cannot start the offsite thread: nothing is pushed");
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	if (rc < 0) {
 		bri_log(BRI_LOG_ERR, "cannot start the scheduler threads");
@@ -542,6 +589,7 @@ int main(int argc, char *argv[])
 	}
 	bfs_rehearsals_stop(&fs);
 	bfs_schedule_stop(&fs);
+	bfs_offsite_stop(&fs);
 	unreleased = bfs_files_free_unreleased();
 	if (unreleased)
 		bri_log(BRI_LOG_INFO, "%zu open file(s) never released by the kernel: freed",
@@ -568,6 +616,8 @@ out_catalog:
 out_log:
 	bri_log_shutdown();
 out_free_cmdline:
+	bfs_offsite_stop(&fs);
+	bfs_offsite_free(&fs);
 	free(fs.checks);
 	free(copts.mountpoint);
 	free(log_path);

@@ -130,6 +130,7 @@ static void run_once(struct bfs *fs)
 	               rc < 0 ? (err.msg[0] ? err.msg : strerror(-rc)) : NULL);
 	if (rc == 0) {
 		bri_log(BRI_LOG_INFO, "schedule: created backup %s", made);
+		bfs_offsite_kick(fs);
 		removed =
 		    bri_cleanup(fs->store, &fs->rules, time(NULL), false, &ctx, &items, &n, &cerr);
 		free(items);

@@ -31,6 +31,7 @@
 #define META_FILE      "meta.json"
 #define VERIFY_FILE    "verify"
 #define REHEARSAL_FILE "rehearsal"
+#define OFFSITE_FILE   "offsite" /* only with -o offsite= */
 
 /* Listing keys of the fixed entries; a backup's key is KEY_STORE + its st_ino. */
 enum {
@@ -225,6 +226,28 @@ static int verify_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino
 	return 0;
 }
 
+/*
+ * NAME/offsite: its size is its text's now. The state changes under the
+ * same inode (pending, then uploaded), so nothing of it is cached.
+ */
+static int offsite_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
+                        struct fuse_entry_param *e)
+{
+	char *text;
+	size_t len;
+	int rc;
+
+	rc = bfs_offsite_render(fs, b->name, &text, &len);
+	if (rc < 0)
+		return rc;
+	free(text);
+	bfs_fill_entry(fs, ino, S_IFREG | 0400, (off_t)len, b->time, e);
+	e->generation = bfs_generation(b->name, &b->db_st, BFS_K_OFFSITE);
+	e->entry_timeout = 0;
+	e->attr_timeout = 0;
+	return 0;
+}
+
 /* NAME/rehearsal: the last rehearsal's one line (bri_rehearsal_describe). */
 static int rehearsal_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
                           struct fuse_entry_param *e)
@@ -318,6 +341,8 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 		k = BFS_K_VERIFY;
 	else if (fs->rehearsals.configured && !strcmp(name, REHEARSAL_FILE))
 		k = BFS_K_REHEARSAL;
+	else if (fs->offsite && !strcmp(name, OFFSITE_FILE))
+		k = BFS_K_OFFSITE;
 	else
 		return -ENOENT;
 	if (k == BFS_K_REHEARSAL) {
@@ -341,12 +366,13 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
 {
 	static const enum bfs_kind kinds[] = {BFS_K_BACKUP_DB, BFS_K_META, BFS_K_VERIFY,
-	                                      BFS_K_REHEARSAL};
-	struct fuse_entry_param e[4], dot;
-	const char *names[4];
-	bool have[4] = {false, false, false, false};
-	/* rehearsal only when rehearsals are configured: the default folder is as SPEC 4 says */
-	int nkinds = fs->rehearsals.configured ? 4 : 3;
+	                                      BFS_K_REHEARSAL, BFS_K_OFFSITE};
+	struct fuse_entry_param e[5], dot;
+	const char *names[5];
+	bool have[5] = {false, false, false, false, false};
+	/* rehearsal and offsite only when configured: the default folder is as SPEC 4 says */
+	bool shown[5] = {true, true, true, fs->rehearsals.configured, fs->offsite != NULL};
+	int nkinds = 5;
 	struct bri_entry *b;
 	uint64_t id;
 	int rc;
@@ -360,7 +386,7 @@ static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn 
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = entry_of(fs, dir);
 	for (int i = 0; b && i < nkinds; i++)
-		have[i] = backup_attr(fs, b, kinds[i], &e[i]) == 0;
+		have[i] = shown[i] && backup_attr(fs, b, kinds[i], &e[i]) == 0;
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!b)
 		return -ENOENT;
@@ -368,6 +394,7 @@ static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn 
 	names[1] = META_FILE;
 	names[2] = VERIFY_FILE;
 	names[3] = REHEARSAL_FILE;
+	names[4] = OFFSITE_FILE;
 	memset(&dot, 0, sizeof(dot));
 	dot.attr.st_mode = S_IFDIR;
 	if (after < KEY_DOT && add(ctx, ".", &dot, NULL, 0, KEY_DOT))
@@ -419,6 +446,21 @@ static int render_verify(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len
 	if (!b)
 		return -ESTALE; /* a newer result has another inode: look it up again */
 	return bri_verify_render(&res, out, len);
+}
+
+static int render_offsite(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len)
+{
+	char name[BRI_NAME_MAX + 1];
+	struct bri_entry *b;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = entry_of(fs, ino);
+	if (b)
+		snprintf(name, sizeof(name), "%s", b->name);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!b)
+		return -ENOENT;
+	return bfs_offsite_render(fs, name, out, len);
 }
 
 /* ---- the root ---- */
@@ -964,13 +1006,19 @@ static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT] = {
                         .mode = S_IFREG | 0444,
                         .attr = bfs_insp_attr,
                         .open = bfs_insp_open},
+    [BFS_K_OFFSITE] = {.name = "offsite",
+                       .mode = S_IFREG | 0400,
+                       .attr = attr_backup,
+                       .open = open_generated,
+                       .render = render_offsite,
+                       .entry_attr = offsite_attr},
 };
 
 const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino)
 {
 	enum bfs_kind k = bfs_ino_kind(ino);
 	bool store = (k >= BFS_K_BACKUP_DIR && k <= BFS_K_VERIFY_NONE) || k == BFS_K_REHEARSAL ||
-	             k == BFS_K_REHEARSAL_NONE;
+	             k == BFS_K_REHEARSAL_NONE || k == BFS_K_OFFSITE;
 
 	if (k <= BFS_K_NONE || k >= BFS_K_COUNT)
 		return NULL;

@@ -492,3 +492,25 @@ def mounted(live_db, store, tmp_path):
         yield m
     finally:
         m.stop()
+
+
+# ---- A real S3 server (Ceph RGW) for the offsite tests: tests/integration/rgw.py ----
+
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory):
+    """A single-node Ceph RGW for the whole session, stopped at the end
+    (only the daemons it started). Errors, never skips, when ceph is missing."""
+    from rgw import RGW
+    r = RGW(tmp_path_factory.mktemp("rgw"))
+    try:
+        r.start()
+        yield r
+    finally:
+        r.stop()
+
+
+@pytest.fixture
+def bucket(rgw):
+    """A fresh bucket name for this test (made by the test, or by offsite init)."""
+    import uuid
+    return "bri-" + uuid.uuid4().hex[:16]
