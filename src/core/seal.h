@@ -108,6 +108,15 @@ char *seal_check_make(const struct bri_seal *k);
 bool seal_check_ok(const struct bri_seal *k, const char *hex);
 
 /*
+ * The key of the store whose store.json holds text (where: the store, for
+ * messages), from key_file: 0 with *out NULL for a store without
+ * encryption; -ENOKEY without a key file, -EKEYREJECTED with another key
+ * (store_format.c). For copies of a store kept elsewhere (offsite).
+ */
+int store_key_for_json(const char *where, const char *text, const char *key_file,
+                       struct bri_seal **out, struct bri_err *err);
+
+/*
  * bri_store_read_file / bri_store_write_file of a store file that is
  * sealed when s has a key (bound to the file's name, so a sealed file
  * renamed does not open). Reading a damaged or foreign sealed file is

@@ -62,9 +62,8 @@ static bool get_u64(json_object *o, const char *key, uint64_t *out)
 	return true;
 }
 
-/* The key parameters of an encrypted store's store.json o. */
-static int read_params(const struct bri_store *s, json_object *o, struct seal_params *p,
-                       struct bri_err *err)
+/* The key parameters of an encrypted store's store.json o (dir: for messages). */
+static int read_params(const char *dir, json_object *o, struct seal_params *p, struct bri_err *err)
 {
 	const char *kind = get_string(o, "key"), *salt;
 	json_object *kdf;
@@ -85,7 +84,7 @@ static int read_params(const struct bri_store *s, json_object *o, struct seal_pa
 		    err, -EINVAL,
 		    "%s/store.json does not say how the store's key is made (\"key\": "
 		    "\"raw\", or \"passphrase\" with \"kdf\": scrypt's n, r, p and salt)",
-		    s->dir);
+		    dir);
 	p->r = (uint32_t)r;
 	p->p = (uint32_t)par;
 	for (size_t i = 0; i < SEAL_SALT_LEN; i++) {
@@ -94,26 +93,69 @@ static int read_params(const struct bri_store *s, json_object *o, struct seal_pa
 
 		if (*end || !isxdigit((unsigned char)two[0]))
 			return bri_err_set(err, -EINVAL, "%s/store.json: the kdf's salt is not hex",
-			                   s->dir);
+			                   dir);
 		p->salt[i] = (uint8_t)b;
 	}
 	return 0;
 }
 
-/* Reads s->key_file and makes the key for params p. */
-static int load_key(struct bri_store *s, const struct seal_params *p, struct bri_seal **out,
+/* Reads key_file and makes the key for params p. */
+static int load_key(const char *key_file, const struct seal_params *p, struct bri_seal **out,
                     struct bri_err *err)
 {
 	uint8_t *bytes;
 	size_t len;
 	int rc;
 
-	rc = seal_key_file_read(s->key_file, &bytes, &len, err);
+	rc = seal_key_file_read(key_file, &bytes, &len, err);
 	if (rc < 0)
 		return rc;
 	rc = seal_key_derive(bytes, len, p, out, err);
 	seal_key_file_free(bytes, len);
 	return rc;
+}
+
+/*
+ * The key of the encrypted store at dir (for messages) whose store.json is o,
+ * from key_file (NULL: none given), checked against its key check.
+ */
+static int key_of(const char *dir, json_object *o, const char *key_file, struct bri_seal **out,
+                  struct bri_err *err)
+{
+	const char *enc = get_string(o, "encryption");
+	struct seal_params p;
+	int rc;
+
+	if (!enc || strcmp(enc, "aes-256-gcm") != 0)
+		return bri_err_set(err, -EPROTONOSUPPORT,
+		                   "the backup store %s is encrypted with \"%.64s\", which this "
+		                   "version of bri-backup cannot read",
+		                   dir, enc ? enc : "?");
+	if (!key_file)
+		return bri_err_set(err, -ENOKEY,
+		                   "the backup store %s is encrypted; give its key file with "
+		                   "--key-file F (the mount: -o key_file=F; or BRI_KEY_FILE=F)",
+		                   dir);
+	rc = read_params(dir, o, &p, err);
+	if (rc < 0)
+		return rc;
+	rc = load_key(key_file, &p, out, err);
+	if (rc == -EINVAL) /* not a key of the store's kind */
+		return bri_err_wrap(err, -EKEYREJECTED,
+		                    "the key file does not open the encrypted backup store");
+	if (rc < 0)
+		return rc;
+	if (!seal_check_ok(*out, get_string(o, "key_check"))) {
+		seal_free(*out);
+		*out = NULL;
+		return bri_err_set(
+		    err, -EKEYREJECTED,
+		    "the key file %s does not open the encrypted backup store %s "
+		    "(wrong key or passphrase; store.json's key check fails); nothing "
+		    "was read or written",
+		    key_file, dir);
+	}
+	return 0;
 }
 
 /*
@@ -124,8 +166,6 @@ static int load_key(struct bri_store *s, const struct seal_params *p, struct bri
 static int open_key(struct bri_store *s, json_object *o, struct bri_err *err)
 {
 	const char *enc = get_string(o, "encryption");
-	struct seal_params p;
-	int rc;
 
 	if (!enc || strcmp(enc, "none") == 0) {
 		if (s->key_file)
@@ -137,36 +177,26 @@ static int open_key(struct bri_store *s, json_object *o, struct bri_err *err)
 			    s->dir, s->key_file);
 		return 0;
 	}
-	if (strcmp(enc, "aes-256-gcm") != 0)
-		return bri_err_set(err, -EPROTONOSUPPORT,
-		                   "the backup store %s is encrypted with \"%.64s\", which this "
-		                   "version of bri-backup cannot read",
-		                   s->dir, enc);
-	if (!s->key_file)
-		return bri_err_set(err, -ENOKEY,
-		                   "the backup store %s is encrypted; give its key file with "
-		                   "--key-file F (the mount: -o key_file=F; or BRI_KEY_FILE=F)",
-		                   s->dir);
-	rc = read_params(s, o, &p, err);
-	if (rc < 0)
-		return rc;
-	rc = load_key(s, &p, &s->seal, err);
-	if (rc == -EINVAL) /* not a key of the store's kind */
-		return bri_err_wrap(err, -EKEYREJECTED,
-		                    "the key file does not open the encrypted backup store");
-	if (rc < 0)
-		return rc;
-	if (!seal_check_ok(s->seal, get_string(o, "key_check"))) {
-		seal_free(s->seal);
-		s->seal = NULL;
-		return bri_err_set(
-		    err, -EKEYREJECTED,
-		    "the key file %s does not open the encrypted backup store %s "
-		    "(wrong key or passphrase; store.json's key check fails); nothing "
-		    "was read or written",
-		    s->key_file, s->dir);
+	return key_of(s->dir, o, s->key_file, &s->seal, err);
+}
+
+int store_key_for_json(const char *where, const char *text, const char *key_file,
+                       struct bri_seal **out, struct bri_err *err)
+{
+	json_object *o = json_tokener_parse(text);
+	const char *enc;
+	int rc = 0;
+
+	*out = NULL;
+	if (!o || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return bri_err_set(err, -EINVAL, "%s/store.json is not a JSON object", where);
 	}
-	return 0;
+	enc = get_string(o, "encryption");
+	if (enc && strcmp(enc, "none") != 0)
+		rc = key_of(where, o, key_file, out, err);
+	json_object_put(o);
+	return rc;
 }
 
 int store_detect_format(struct bri_store *s, struct bri_err *err)
