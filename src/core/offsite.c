@@ -8,7 +8,9 @@
  *
  * A page store's files are named here through pack.h's suffixes (the
  * format's own names): the packs, NAME.manifest and NAME.meta are uploaded
- * as they are on disk. An encrypted page store is not pushed by this step.
+ * as they are on disk. An encrypted page store's are sealed as they are on
+ * disk; its NAME.meta is opened (meta_open) with the key that opens the
+ * remote's store.json.
  */
 #include "bri/offsite.h"
 
