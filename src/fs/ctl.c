@@ -160,7 +160,10 @@ static int verify_one(struct bfs *fs, const char *name, const struct bri_op_ctx 
 	/* Only for the file checked: a newer one of that name is not. */
 	if (e && bri_verify_matches(&res, &e->db_st))
 		e->verify = res;
+	uint64_t id = e ? e->id : 0;
 	pthread_rwlock_unlock(&fs->cat_lock);
+	if (e)
+		bfs_inval_verify(fs, id); /* waited for before the write returns (BFS_CTL_INVAL) */
 	if (res.status != BRI_VERIFY_OK)
 		return bri_err_set(err, -EIO, "verification of %s failed: %s", name, res.reason);
 	bri_log(BRI_LOG_INFO, "ctl/verify: %s ok", name);
@@ -460,6 +463,17 @@ static int render_metrics(struct bfs *fs, char **out, size_t *len)
 		*out = NULL;
 		rc = -ENOMEM;
 	}
+	/*
+	 * Test-only ($BRI_TEST_REQUESTS): the requests the daemon answered. Not
+	 * shown otherwise: every request would make a new version of the file.
+	 */
+	if (rc < 0 || !getenv("BRI_TEST_REQUESTS"))
+		return rc;
+	rc = bfs_requests_render(fs, out, len);
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+	}
 	return rc;
 }
 
@@ -479,7 +493,7 @@ static int render_progress(struct bfs *fs, char **out, size_t *len)
  */
 const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT] = {
     [BFS_CTL_CREATE] = {"create", 0200, valid_create, run_create, NULL, BFS_CTL_INVAL},
-    [BFS_CTL_VERIFY] = {"verify", 0200, valid_verify, run_verify, NULL, 0},
+    [BFS_CTL_VERIFY] = {"verify", 0200, valid_verify, run_verify, NULL, BFS_CTL_INVAL},
     [BFS_CTL_CLEANUP] = {"cleanup", 0644, valid_any, run_cleanup, bfs_render_cleanup_plan,
                          BFS_CTL_INVAL},
     [BFS_CTL_DELETE] = {"delete", 0200, valid_name, run_delete, NULL, BFS_CTL_INVAL},

@@ -113,6 +113,7 @@ size_t bfs_files_free_unreleased(void)
 
 void bfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_OPEN);
 	const struct bfs_kind_ops *k = bfs_kind_of(ino);
 	struct bfs_source src = {.fd = -1, .ctl = -1};
 	struct bfs *fs = bfs_of(req);
@@ -210,6 +211,7 @@ static void read_reader(fuse_req_t req, struct bri_reader *r, size_t size, off_t
 
 void bfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_READ);
 	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
 
 	(void)ino;
@@ -240,6 +242,7 @@ void bfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_WRITE);
 	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
 	bool refused = false;
 	int rc;
@@ -287,6 +290,7 @@ void bfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 
 void bfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_FLUSH);
 	(void)ino;
 	(void)fi;
 	fuse_reply_err(req, 0); /* every request ran at its write */
@@ -294,6 +298,7 @@ void bfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 void bfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_RELEASE);
 	struct bfs_fh *h = (struct bfs_fh *)(uintptr_t)fi->fh;
 
 	(void)ino;

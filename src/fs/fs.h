@@ -30,8 +30,8 @@
  *   write lock), idmap (with its file index), cat_changed, reports and
  *   nreports. Read-locked by every request that looks at a backup; never
  *   held while rendering into the render cache or sending to the kernel.
- * - q_lock (mutex): guards the invalidation queue, q_pushed, q_sent, stop,
- *   verify_kick. Pushing an invalidation takes only q_lock, so it may be done
+ * - q_lock (mutex): guards the invalidation queue, q_held, renames, q_pushed,
+ *   q_sent, stop, verify_kick. Pushing an invalidation takes only q_lock, so it may be done
  *   under cat_lock; the notify worker sends them holding no lock at all
  *   (a notification sent from a request handler, or while holding a lock a
  *   handler needs, deadlocks the daemon).
@@ -92,54 +92,37 @@
 #define BFS_REFRESH_INTERVAL 0.5
 
 /*
- * Node kinds: the low BFS_KIND_BITS bits of every inode number. view.c's
- * table has one row per kind; inode.c documents the id spaces above them.
+ * Node kinds: the low BFS_KIND_BITS bits of every inode number (inode.c
+ * documents the id spaces above them). Each module numbers its own kinds
+ * and holds their rows {name, mode, attr, lookup, list, open, render, ...}
+ * next to their functions: view.c the root, ctl/, restore/ and the backups
+ * (1-11, 24-26), inspectfs.c inspect/, diff/ and at/ (12-23). A new kind is one
+ * number, its functions and its row, in its module; bfs_kinds_check()
+ * refuses, at start, a number that two rows claim. The numbers are part of
+ * the inode numbers a copy of the mount remembers: never renumber.
  */
-enum bfs_kind {
-	BFS_K_NONE = 0,
-	BFS_K_ROOT = 1,         /* the mount's root (FUSE_ROOT_ID) */
-	BFS_K_CTL_DIR = 2,      /* ctl/ */
-	BFS_K_RESTORE_DIR = 3,  /* restore/ */
-	BFS_K_LATEST = 4,       /* latest -> the newest backup */
-	BFS_K_CTL_FILE = 5,     /* a ctl/ file (fixed, or a version of a readable one) */
-	BFS_K_REPORT = 6,       /* restore/NAME.report (fixed: the catalog id) */
-	BFS_K_BACKUP_DIR = 7,   /* a backup's folder (store: NAME.db) */
-	BFS_K_BACKUP_DB = 8,    /* NAME/<db file name> (store: NAME.db) */
-	BFS_K_META = 9,         /* NAME/meta.json (store: NAME.db.meta) */
-	BFS_K_VERIFY = 10,      /* NAME/verify with a result (store: NAME.db.verify) */
-	BFS_K_VERIFY_NONE = 11, /* NAME/verify without one (store: NAME.db) */
-	/* Inspection (inspectfs.c); index: the folder's kind, or a spec's (inspectfs.c). */
-	BFS_K_INSPECT_DIR = 12,  /* inspect/ (lists only its README) */
-	BFS_K_DIFF_DIR = 13,     /* diff/ (lists only its README) */
-	BFS_K_AT_DIR = 14,       /* at/ (lists only its README) */
-	BFS_K_README = 15,       /* inspect/README, diff/README, at/README (index: the folder) */
-	BFS_K_AT_LINK = 16,      /* at/TIME -> ../NAME */
-	BFS_K_INSPECT_NAME = 17, /* inspect/NAME/ */
-	BFS_K_SCHEMA = 18,       /* inspect/NAME/schema.sql */
-	BFS_K_TABLES_DIR = 19,   /* inspect/NAME/tables/ */
-	BFS_K_TABLE_CSV = 20,    /* inspect/NAME/tables/TABLE.csv */
-	BFS_K_DIFF_PAIR = 21,    /* diff/OLD..NEW/ */
-	BFS_K_DIFF_SUMMARY = 22, /* diff/OLD..NEW/summary */
-	BFS_K_DIFF_CSV = 23,     /* diff/OLD..NEW/TABLE.csv */
-	/* Rehearsal status, shown when rehearsals are configured (-o rehearse=, checks=). */
-	BFS_K_REHEARSAL = 24,      /* NAME/rehearsal with a result (store: its REHEARSAL sidecar) */
-	BFS_K_REHEARSAL_NONE = 25, /* NAME/rehearsal without one, "never" (store: NAME.db) */
-	BFS_K_OFFSITE = 26,        /* NAME/offsite, with -o offsite= (store: NAME.db) */
-	BFS_K_COUNT
-};
+#define BFS_KIND_BITS 5
+#define BFS_K_COUNT   (1u << BFS_KIND_BITS)
 
-#define BFS_KIND_BITS     5
 #define BFS_SPACE_MASK    (3ull << 62)
 #define BFS_SPACE_STORE   (1ull << 63)
 #define BFS_SPACE_VERSION (1ull << 62)
+#define BFS_SPACE_INSPECT (3ull << 62)
 /* Fixed-space index base of backups whose store inode numbers do not fit. */
 #define BFS_ID_BASE 64
 
+/* The id spaces a kind's inodes may be in (bfs_kind_ops.spaces): 1 << (ino >> 62). */
+#define BFS_IN_FIXED   (1u << 0)
+#define BFS_IN_VERSION (1u << 1)
+#define BFS_IN_STORE   (1u << 2)
+#define BFS_IN_INSPECT (1u << 3)
+
+/* The inodes of one node each (their kind's number: view.c). */
 enum bfs_fixed_ino {
-	BFS_INO_ROOT = BFS_K_ROOT,
-	BFS_INO_CTL = BFS_K_CTL_DIR,
-	BFS_INO_RESTORE = BFS_K_RESTORE_DIR,
-	BFS_INO_LATEST = BFS_K_LATEST,
+	BFS_INO_ROOT = 1,
+	BFS_INO_CTL = 2,
+	BFS_INO_RESTORE = 3,
+	BFS_INO_LATEST = 4,
 };
 
 /* Which store file of a backup a bfs_fileref names. */
@@ -222,15 +205,17 @@ struct bfs_inval {
 	fuse_ino_t parent;            /* entry invalidation: parent (0: inode) */
 	fuse_ino_t ino;               /* inode invalidation: inode */
 	char name[BRI_NAME_MAX + 16]; /* entry invalidation: name */
+	bool counted;                 /* held back, and already counted in q_sent */
 };
 
 /* The daemon's options (filled by main.c's fuse_opt table). */
 struct bfs_options {
-	char *db;             /* the live database (first non-option) */
-	char *backup_dir;     /* -o backup_dir= */
-	int retention_days;   /* -o retention_days= */
-	int keep_min;         /* -o keep_min= */
-	int keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly; /* -o keep_daily= ... */
+	char *db;           /* the live database (first non-option) */
+	char *backup_dir;   /* -o backup_dir= */
+	int retention_days; /* -o retention_days= */
+	int keep_min;       /* -o keep_min= */
+	int keep_hourly, keep_daily, keep_weekly, keep_monthly,
+	    keep_yearly;      /* -o keep_daily= ... */
 	char *keep_within;    /* -o keep_within= (e.g. 7d, 1y6m) */
 	char *on_success;     /* -o on_success=PROGRAM */
 	char *on_failure;     /* -o on_failure=PROGRAM */
@@ -329,6 +314,33 @@ struct bfs_render {
 	size_t len;     /* bytes in buf */
 };
 
+/*
+ * The FUSE requests the daemon answers, counted by kind, so that what the
+ * kernel's caches save is measured: a no-change rsync of the mount makes a
+ * bounded number of them. Test-only: ctl/metrics shows them
+ * (bri_fuse_requests_total) when $BRI_TEST_REQUESTS is set.
+ */
+enum bfs_req {
+	BFS_REQ_LOOKUP,
+	BFS_REQ_FORGET,
+	BFS_REQ_GETATTR,
+	BFS_REQ_SETATTR,
+	BFS_REQ_READLINK,
+	BFS_REQ_OPEN,
+	BFS_REQ_READ,
+	BFS_REQ_WRITE,
+	BFS_REQ_FLUSH,
+	BFS_REQ_RELEASE,
+	BFS_REQ_OPENDIR,
+	BFS_REQ_READDIR,
+	BFS_REQ_READDIRPLUS,
+	BFS_REQ_RELEASEDIR,
+	BFS_REQ_RENAME,
+	BFS_REQ_STATFS,
+	BFS_REQ_REFUSED, /* mknod, mkdir, create, unlink, rmdir, symlink, link */
+	BFS_REQ_COUNT
+};
+
 struct bfs_render_cache;
 struct bfs_nodes;
 
@@ -371,6 +383,8 @@ struct bfs {
 	pthread_cond_t q_cond;             /* signalled on queue push and stop */
 	pthread_cond_t q_done_cond;        /* signalled when the notify worker drained */
 	struct bfs_inval *q_head, *q_tail; /* pending invalidations */
+	struct bfs_inval *q_held;          /* entry invalidations held back during renames */
+	int renames;                       /* renames into restore/ being answered */
 	uint64_t q_pushed;                 /* invalidations queued so far */
 	uint64_t q_sent;                   /* invalidations processed so far */
 	bool stop;                         /* the workers must exit */
@@ -385,8 +399,9 @@ struct bfs {
 	bool no_opendir;                  /* the kernel lists folders without OPENDIR */
 	struct bfs_progress progress;     /* ctl/progress (progress.c) */
 	struct bfs_sched sched;           /* the backup schedule (schedule.c) */
-	struct bfs_rehearsals rehearsals; /* scheduled rehearsals (rehearsal.c) */
-	struct bfs_offsite *offsite;      /* -o offsite=: the pusher (offsite.c); NULL: none */
+	atomic_uint_fast64_t requests[BFS_REQ_COUNT]; /* requests answered, by kind */
+	struct bfs_rehearsals rehearsals;             /* scheduled rehearsals (rehearsal.c) */
+	struct bfs_offsite *offsite; /* -o offsite=: the pusher (offsite.c); NULL: none */
 };
 
 /* offsite.c: -o offsite=, the background push to object storage (SPEC.md 6) */
@@ -420,6 +435,16 @@ int bfs_offsite_health(struct bfs *fs, char **out, size_t *len);
 int bfs_check_mountpoint(const char *mountpoint, const char *store_dir, const char *db_path,
                          char *why, size_t why_len);
 
+/*
+ * watchdog.c: a child process that aborts the FUSE connection when the
+ * daemon dies without unmounting (kill -9), so that no request waits for a
+ * dead daemon whose thread is stuck in the kernel. Start after mounting and
+ * daemonizing, before any thread; 0 or a negative errno (then no watchdog).
+ */
+int bfs_watchdog_start(const char *mountpoint);
+/* After unmounting: tells the watchdog to exit without aborting, and reaps it. */
+void bfs_watchdog_stop(void);
+
 /* sighup.c: SIGHUP reopens the -o log= file; the daemon stays mounted. */
 /* Installs the handler (after fuse_set_signal_handlers); 0 or a negative errno. */
 int bfs_sighup_install(void);
@@ -451,13 +476,13 @@ void bfs_render_put(const struct bfs_render *r);
 void bfs_render_stats(struct bfs *fs, size_t *versions, size_t *bytes);
 
 /* inode.c: the inode scheme (its header comment) and the node table */
-fuse_ino_t bfs_ino_fixed(uint64_t index, enum bfs_kind kind);
-fuse_ino_t bfs_ino_version(uint64_t gen, enum bfs_kind kind);
+fuse_ino_t bfs_ino_fixed(uint64_t index, unsigned kind);
+fuse_ino_t bfs_ino_version(uint64_t gen, unsigned kind);
 /* The inode of kind derived from store file st of backup e. */
-fuse_ino_t bfs_ino_store(const struct bri_entry *e, const struct stat *st, enum bfs_kind kind);
+fuse_ino_t bfs_ino_store(const struct bri_entry *e, const struct stat *st, unsigned kind);
 /* The generation of such an inode. */
-uint64_t bfs_generation(const char *name, const struct stat *st, enum bfs_kind kind);
-enum bfs_kind bfs_ino_kind(fuse_ino_t ino);
+uint64_t bfs_generation(const char *name, const struct stat *st, unsigned kind);
+unsigned bfs_ino_kind(fuse_ino_t ino);
 /* The index of a fixed inode, the st_ino of a store one, the gen of a version. */
 uint64_t bfs_ino_index(fuse_ino_t ino);
 int bfs_nodes_init(struct bfs *fs);
@@ -544,10 +569,12 @@ struct bfs_source {
 typedef int (*bfs_list_fn)(void *ctx, const char *name, const struct fuse_entry_param *e,
                            const struct bfs_render *r, int sub, off_t key);
 
-/* One kind of node: a row of view.c's table. NULL: not that kind of node. */
+/* One kind of node: a row of its module's table. NULL: not that kind of node. */
 struct bfs_kind_ops {
-	const char *name; /* what it is, for the log */
+	const char *name; /* what it is, for the log (NULL: no such kind) */
 	mode_t mode;      /* file type and permission bits (ctl files: per file) */
+	unsigned spaces;  /* the id spaces its inodes are in (BFS_IN_*) */
+	bool singleton;   /* one node, whose inode number is the kind's number */
 	/* Attributes and cache lifetimes of ino; 0 or a negative errno. */
 	int (*attr)(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e);
 	/* A folder's entry name: fills e, and r and sub for a version inode. */
@@ -568,32 +595,52 @@ struct bfs_kind_ops {
 };
 
 /*
- * Inspection (inspectfs.c): the rows' functions of the inspect/, diff/ and
- * at/ kinds, and the stream an open inspection file reads (a render kept
- * with the open file: a sequential read renders once, a read elsewhere
- * starts again and skips; the size was counted at stat).
+ * Inspection (inspectfs.c): its kinds' rows, the root's folders inspect/,
+ * diff/ and at/, and the stream an open inspection file reads (a render
+ * kept with the open file: a sequential read renders once, a read
+ * elsewhere starts again and skips; the size was counted at stat).
  */
 struct bfs_stream;
-int bfs_insp_attr(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e);
-int bfs_insp_lookup(struct bfs *fs, fuse_ino_t dir, const char *name, struct fuse_entry_param *e,
-                    const struct bfs_render **r, int *sub);
-int bfs_insp_list(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx);
-int bfs_insp_open(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
-                  struct bfs_source *src);
-int bfs_insp_render_readme(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len);
-int bfs_insp_readlink(struct bfs *fs, fuse_ino_t ino, char *buf, size_t size);
+extern const struct bfs_kind_ops bfs_insp_kinds[BFS_K_COUNT];
+/* Whether name is one of the root's inspection folders (a backup so named is not shown). */
+bool bfs_insp_root_name(const char *name);
+/* The entry of the root's inspection folder name; 0 or -ENOENT. */
+int bfs_insp_root_lookup(struct bfs *fs, const char *name, struct fuse_entry_param *e);
+/*
+ * Adds the root's inspection folders whose key (first_key + 0, 1, 2) is over
+ * after, in order; returns nonzero when the reply is full.
+ */
+int bfs_insp_root_list(struct bfs *fs, off_t after, off_t first_key, bfs_list_fn add, void *ctx);
 /* Replies to a read of an open inspection file (exactly once). */
 void bfs_stream_read(fuse_req_t req, struct bfs_stream *st, size_t size, off_t off);
 void bfs_stream_free(struct bfs_stream *st);
 /* Frees the specs and the live snapshot (at unmount). */
 void bfs_insp_fini(struct bfs *fs);
 
-/* The row of ino's kind, or NULL. */
+/* The row of ino's kind, or NULL (no such kind, or not in that id space). */
 const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino);
+/* 0, or -EINVAL (logged) when two modules' rows claim one kind number. */
+int bfs_kinds_check(void);
+/*
+ * Opens a file rendered at open (the row's render), shared through the
+ * render cache by (inode, generation): a row's open.
+ */
+int bfs_open_generated(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
+                       struct bfs_source *src);
+/* The inodes of backup b's folder and database file, and of restore report id. */
+fuse_ino_t bfs_ino_backup_dir(const struct bri_entry *b);
+fuse_ino_t bfs_ino_backup_db(const struct bri_entry *b);
+fuse_ino_t bfs_ino_report(uint64_t id);
+/* Whether ino is a backup's folder. */
+bool bfs_ino_is_backup_dir(fuse_ino_t ino);
 
 extern const struct fuse_lowlevel_ops bfs_ops;
 /* The struct bfs of a request. */
 struct bfs *bfs_of(fuse_req_t req);
+/* Counts one request of kind r (the first line of every handler); returns the request's bfs. */
+struct bfs *bfs_count(fuse_req_t req, enum bfs_req r);
+/* Appends the request counters to buf as Prometheus lines; 0 or -ENOMEM. */
+int bfs_requests_render(struct bfs *fs, char **buf, size_t *len);
 /* Attributes and cache lifetimes of ino; 0 or a negative errno. */
 int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e);
 
@@ -663,8 +710,18 @@ void bfs_inval_entry(struct bfs *fs, fuse_ino_t parent, const char *name);
 void bfs_inval_inode(struct bfs *fs, fuse_ino_t ino);
 /* Queues the invalidation of backup id's verify entry (a new result). */
 void bfs_inval_verify(struct bfs *fs, uint64_t id);
-/* Waits (at most timeout_s) until everything queued so far was sent. */
+/*
+ * Waits (at most timeout_s) until everything queued so far was sent (or
+ * held back until the renames in flight are answered).
+ */
 void bfs_inval_wait(struct bfs *fs, double timeout_s);
+/*
+ * A rename into restore/ is being answered, from its start to after its
+ * reply: the kernel holds the root's, restore/'s and the backup folder's
+ * locks meanwhile, which an entry invalidation there would wait for.
+ */
+void bfs_rename_begin(struct bfs *fs);
+void bfs_rename_end(struct bfs *fs);
 
 /*
  * Fills e for a node of the mount: inode ino, generation 1, mode, size (and

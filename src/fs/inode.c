@@ -1,8 +1,8 @@
 /*
  * The inode scheme of the mount, and the table of inodes the kernel holds.
  *
- * An inode number is 64 bits: the node kind (enum bfs_kind, view.c's table)
- * in the low BFS_KIND_BITS bits, and above it one of three id spaces chosen
+ * An inode number is 64 bits: the node kind (fs.h: each module's rows)
+ * in the low BFS_KIND_BITS bits, and above it one of four id spaces chosen
  * by the top two bits:
  *
  *   00  fixed      (index << 5) | kind     the root (1), ctl/ (2), restore/
@@ -25,10 +25,21 @@
  *                                           file (ctl/stats.json, ...): gen is
  *                                           the render cache's generation, so
  *                                           a new content is a new inode
+ *   11  inspect    3 * 2^62 | (h << 5) | kind
+ *                                           inspect/NAME/..., diff/OLD..NEW/...
+ *                                           and at/TIME (inspect/, diff/, at/
+ *                                           and their READMEs are fixed): h is
+ *                                           a 57-bit hash of what the name
+ *                                           means (the backups' names, store
+ *                                           inode numbers and mtimes, the
+ *                                           table, the TIME text), probed to
+ *                                           the next free number on a clash;
+ *                                           the generation is a second hash
+ *                                           of it (inspectfs.c)
  *
- * So the numbers of a backup's files are the same after a remount for the
- * same store content (restic, borg and rsync see them unchanged), and a
- * new result in NAME.db.verify (written to a new file and renamed) is a new
+ * So the numbers of a backup's files, and of the inspection files about
+ * them, are the same after a remount for the same store content (restic, borg and rsync see them
+ * unchanged), and a new result in NAME.db.verify (written to a new file and renamed) is a new
  * inode. The generation (fuse_entry_param.generation) of a store inode is a
  * hash of the backup's name, the kind and the store file's mtime: when the
  * store file system reuses an inode number for another file, the kernel
@@ -73,17 +84,17 @@ static size_t node_bucket(fuse_ino_t ino)
 	return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 40) & (NODE_BUCKETS - 1);
 }
 
-fuse_ino_t bfs_ino_fixed(uint64_t index, enum bfs_kind kind)
+fuse_ino_t bfs_ino_fixed(uint64_t index, unsigned kind)
 {
 	return (index << BFS_KIND_BITS) | (fuse_ino_t)kind;
 }
 
-fuse_ino_t bfs_ino_version(uint64_t gen, enum bfs_kind kind)
+fuse_ino_t bfs_ino_version(uint64_t gen, unsigned kind)
 {
 	return BFS_SPACE_VERSION | ((gen << BFS_KIND_BITS) & ~BFS_SPACE_MASK) | (fuse_ino_t)kind;
 }
 
-fuse_ino_t bfs_ino_store(const struct bri_entry *e, const struct stat *st, enum bfs_kind kind)
+fuse_ino_t bfs_ino_store(const struct bri_entry *e, const struct stat *st, unsigned kind)
 {
 	static atomic_bool warned;
 
@@ -97,7 +108,7 @@ fuse_ino_t bfs_ino_store(const struct bri_entry *e, const struct stat *st, enum 
 	return BFS_SPACE_STORE | ((uint64_t)st->st_ino << BFS_KIND_BITS) | (fuse_ino_t)kind;
 }
 
-uint64_t bfs_generation(const char *name, const struct stat *st, enum bfs_kind kind)
+uint64_t bfs_generation(const char *name, const struct stat *st, unsigned kind)
 {
 	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
 
@@ -109,9 +120,9 @@ uint64_t bfs_generation(const char *name, const struct stat *st, enum bfs_kind k
 	return h ? h : 1;
 }
 
-enum bfs_kind bfs_ino_kind(fuse_ino_t ino)
+unsigned bfs_ino_kind(fuse_ino_t ino)
 {
-	return (enum bfs_kind)(ino & ((1u << BFS_KIND_BITS) - 1));
+	return (unsigned)(ino & ((1u << BFS_KIND_BITS) - 1));
 }
 
 uint64_t bfs_ino_index(fuse_ino_t ino)

@@ -1,9 +1,9 @@
 /*
  * The inspection folders of the view (SPEC.md section 4.1): inspect/NAME/
  * (schema.sql, tables/TABLE.csv), diff/OLD..NEW/ (summary, TABLE.csv) and
- * at/TIME (a symlink to the newest backup made at or before TIME). The
- * rows of these kinds are view.c's; this file holds their functions. The
- * bytes are the core's (bri/inspect.h): nothing here formats a row.
+ * at/TIME (a symlink to the newest backup made at or before TIME): their
+ * kinds' rows (bfs_insp_kinds, at the end) and functions. The bytes are the
+ * core's (bri/inspect.h): nothing here formats a row.
  *
  * inspect/, diff/ and at/ list only a README; their entries exist when
  * looked up by name (autofs-style), so no recipe that copies the mount
@@ -11,10 +11,16 @@
  *
  * Inodes: a looked-up name becomes a spec (what it names: the backups by
  * name and store identity, and the table), interned in a table capped at
- * SPEC_MAX, and its inode is bfs_ino_fixed(BFS_ID_BASE + spec index,
- * kind). A backup deleted and made again under its name is another spec.
- * Spec numbers are stable while mounted, not across remounts (these files
- * are generated; backup files keep their store-derived inodes).
+ * SPEC_MAX. Its inode is in the inspection id space (inode.c): a 57-bit
+ * hash of the spec (space, the sides' names, store inode numbers and
+ * mtimes, the table, at/'s TIME text), with the kind in the low bits, so
+ * the same store content gives the same numbers after a remount. A hash
+ * already taken by another spec (2^-57 odds) probes to the next number; the
+ * generation is a second hash of the spec, so a number that comes to name
+ * another spec after a remount is another generation to the kernel. A
+ * backup deleted and made again under its name is another spec. A `live`
+ * side is a snapshot number of this mount: not stable, as the live
+ * database is not store content.
  *
  * Sizes are exact at stat: the first stat of a file renders it once,
  * counting (bri_render_count), and keeps the count in its spec (a backup
@@ -39,6 +45,22 @@
 #include "bri/inspect.h"
 #include "bri/log.h"
 #include "fs.h"
+
+/* This file's node kinds (fs.h: numbers 12-23 are inspectfs.c's; never renumber). */
+enum insp_kind {
+	K_INSPECT_DIR = 12,  /* inspect/ (lists only its README) */
+	K_DIFF_DIR = 13,     /* diff/ (lists only its README) */
+	K_AT_DIR = 14,       /* at/ (lists only its README) */
+	K_README = 15,       /* inspect/README, diff/README, at/README (index: the folder's kind) */
+	K_AT_LINK = 16,      /* at/TIME -> ../NAME */
+	K_INSPECT_NAME = 17, /* inspect/NAME/ */
+	K_SCHEMA = 18,       /* inspect/NAME/schema.sql */
+	K_TABLES_DIR = 19,   /* inspect/NAME/tables/ */
+	K_TABLE_CSV = 20,    /* inspect/NAME/tables/TABLE.csv */
+	K_DIFF_PAIR = 21,    /* diff/OLD..NEW/ */
+	K_DIFF_SUMMARY = 22, /* diff/OLD..NEW/summary */
+	K_DIFF_CSV = 23,     /* diff/OLD..NEW/TABLE.csv */
+};
 
 /* Most specs a mount interns (then lookups fail with ENFILE). */
 #define SPEC_MAX 65536
@@ -69,6 +91,8 @@ struct spec {
 	struct live_snap *live; /* the snapshot a live side reads (one reference), or NULL */
 	uint64_t size;          /* the file's bytes, once counted (guarded by spec_lock) */
 	bool sized;             /* size is set (guarded by spec_lock) */
+	uint64_t num;           /* its number: the inode's index (spec_hash, then probed) */
+	uint64_t gen;           /* its inodes' generation (a second hash, never 0) */
 };
 
 /* A snapshot of the live database. */
@@ -82,6 +106,9 @@ struct live_snap {
 static pthread_mutex_t spec_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct spec **specs; /* by index (guarded by spec_lock) */
 static size_t nspecs, capspecs;
+static uint64_t *num_keys;         /* spec numbers + 1, 0: empty (open addressing; spec_lock) */
+static uint32_t *num_vals;         /* the index in specs of each key */
+static size_t num_cap;             /* slots, a power of two, at least twice nspecs */
 static struct live_snap *live_cur; /* the current snapshot (guarded by live_lock) */
 static sqlite3 *live_watch;        /* a connection on the live database (live_lock) */
 static int64_t live_version;       /* its data_version when live_cur was taken */
@@ -99,7 +126,7 @@ struct bfs_stream {
 	pthread_mutex_t lock; /* guards the fields below: reads of one open may overlap */
 	struct bfs *fs;
 	struct spec *sp;        /* what it renders */
-	enum bfs_kind kind;     /* schema, table CSV, summary or diff CSV */
+	enum insp_kind kind;    /* schema, table CSV, summary or diff CSV */
 	struct conn c;          /* the connection its renders read */
 	struct live_snap *live; /* the live snapshot it reads (one reference), or NULL */
 	struct bri_render *r;   /* the render now, or NULL */
@@ -122,6 +149,8 @@ static const char readme_at[] =
     "(2025-10-16T14:30, 2025-10-16T14:30:00, or 2025-10-16 = the end of that day;\n"
     "local time, or UTC with a trailing Z). Entries exist when looked up: ls -l at/2025-10-16\n";
 
+static int bfs_insp_readlink(struct bfs *fs, fuse_ino_t ino, char *buf, size_t size);
+
 /* ---- specs ---- */
 
 static bool side_eq(const struct side *x, const struct side *y)
@@ -139,23 +168,100 @@ static void live_put_locked(struct live_snap *l, struct bfs *fs)
 	}
 }
 
-/* The spec at index i, or NULL. Specs are never freed while mounted. */
-static struct spec *spec_at(uint64_t i)
+/* Spec numbers: 57 bits (inode.c's inspection space), never 0. */
+#define NUM_MASK ((1ull << (64 - 2 - BFS_KIND_BITS)) - 1)
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	for (const unsigned char *c = p; n; n--, c++)
+		h = (h ^ *c) * 0x100000001b3ull;
+	return h;
+}
+
+static uint64_t fnv_side(uint64_t h, const struct side *x)
+{
+	/* The name with its NUL, so that ("ab", "c") and ("a", "bc") differ. */
+	h = x->name ? fnv(h, x->name, strlen(x->name) + 1) : fnv(h, "", 0);
+	h = fnv(h, &x->ident, sizeof(x->ident));
+	return fnv(h, &x->mtime, sizeof(x->mtime));
+}
+
+/* A hash of what a spec names, from seed (two seeds: its number and its generation). */
+static uint64_t spec_hash(uint64_t seed, enum spec_space space, const struct side *a,
+                          const struct side *b, const char *table)
+{
+	uint32_t sp = (uint32_t)space;
+	uint64_t h = fnv(seed, &sp, sizeof(sp));
+
+	h = fnv_side(h, a);
+	h = fnv_side(h, b);
+	h = table ? fnv(h, table, strlen(table) + 1) : fnv(h, "\xff", 1);
+	return h ^ (h >> 29);
+}
+
+/* The slot of number num in the map, or of the empty slot where it goes; spec_lock held. */
+static size_t num_slot(uint64_t num)
+{
+	size_t i = (size_t)((num * 0x9E3779B97F4A7C15ull) >> 20) & (num_cap - 1);
+
+	while (num_keys[i] && num_keys[i] != num + 1)
+		i = (i + 1) & (num_cap - 1);
+	return i;
+}
+
+/* Makes room for one more number; 0 or -ENOMEM. spec_lock held. */
+static int num_grow(void)
+{
+	uint64_t *ok = num_keys;
+	uint32_t *ov = num_vals;
+	size_t ocap = num_cap, cap = num_cap ? num_cap * 2 : 128;
+
+	if ((nspecs + 1) * 2 <= num_cap)
+		return 0;
+	num_keys = calloc(cap, sizeof(*num_keys));
+	num_vals = calloc(cap, sizeof(*num_vals));
+	if (!num_keys || !num_vals) {
+		free(num_keys);
+		free(num_vals);
+		num_keys = ok;
+		num_vals = ov;
+		return -ENOMEM;
+	}
+	num_cap = cap;
+	for (size_t i = 0; i < ocap; i++) {
+		if (ok[i]) {
+			size_t j = num_slot(ok[i] - 1);
+
+			num_keys[j] = ok[i];
+			num_vals[j] = ov[i];
+		}
+	}
+	free(ok);
+	free(ov);
+	return 0;
+}
+
+/* The spec numbered num, or NULL. Specs are never freed while mounted. */
+static struct spec *spec_by_num(uint64_t num)
 {
 	struct spec *sp = NULL;
 
 	pthread_mutex_lock(&spec_lock);
-	if (i < nspecs)
-		sp = specs[i];
+	if (num_cap) {
+		size_t i = num_slot(num);
+
+		if (num_keys[i])
+			sp = specs[num_vals[i]];
+	}
 	pthread_mutex_unlock(&spec_lock);
 	return sp;
 }
 
 static struct spec *spec_of(fuse_ino_t ino)
 {
-	uint64_t idx = bfs_ino_index(ino);
-
-	return idx >= BFS_ID_BASE ? spec_at(idx - BFS_ID_BASE) : NULL;
+	if ((ino & BFS_SPACE_MASK) != BFS_SPACE_INSPECT)
+		return NULL;
+	return spec_by_num(bfs_ino_index(ino));
 }
 
 /*
@@ -184,6 +290,10 @@ static int64_t spec_intern(struct bfs *fs, enum spec_space space, const struct s
 	}
 	if (nspecs >= SPEC_MAX) {
 		idx = -ENFILE;
+		goto out_drop_live;
+	}
+	if (num_grow() < 0) {
+		idx = -ENOMEM;
 		goto out_drop_live;
 	}
 	if (nspecs == capspecs) {
@@ -217,6 +327,21 @@ static int64_t spec_intern(struct bfs *fs, enum spec_space space, const struct s
 		goto out_drop_live;
 	}
 	sp->live = live;
+	sp->num = spec_hash(0xcbf29ce484222325ull, space, a, b, table) & NUM_MASK;
+	sp->gen = spec_hash(0x84222325cbf29ce4ull, space, a, b, table) | 1;
+	for (;;) {
+		size_t slot;
+
+		if (!sp->num)
+			sp->num = 1;
+		slot = num_slot(sp->num);
+		if (!num_keys[slot]) {
+			num_keys[slot] = sp->num + 1;
+			num_vals[slot] = (uint32_t)nspecs;
+			break;
+		}
+		sp->num = (sp->num + 1) & NUM_MASK; /* taken by another spec */
+	}
 	specs[nspecs] = sp;
 	idx = (int64_t)nspecs++;
 	goto out_unlock;
@@ -227,9 +352,20 @@ out_unlock:
 	return idx;
 }
 
-static fuse_ino_t spec_ino(int64_t idx, enum bfs_kind k)
+static fuse_ino_t spec_ino(const struct spec *sp, enum insp_kind k)
 {
-	return bfs_ino_fixed(BFS_ID_BASE + (uint64_t)idx, k);
+	return BFS_SPACE_INSPECT | (sp->num << BFS_KIND_BITS) | (fuse_ino_t)k;
+}
+
+/* The spec at index idx (interned: never freed while mounted). */
+static const struct spec *spec_at(int64_t idx)
+{
+	const struct spec *sp;
+
+	pthread_mutex_lock(&spec_lock);
+	sp = specs[idx];
+	pthread_mutex_unlock(&spec_lock);
+	return sp;
 }
 
 void bfs_insp_fini(struct bfs *fs)
@@ -246,6 +382,11 @@ void bfs_insp_fini(struct bfs *fs)
 	free(specs);
 	specs = NULL;
 	nspecs = capspecs = 0;
+	free(num_keys);
+	free(num_vals);
+	num_keys = NULL;
+	num_vals = NULL;
+	num_cap = 0;
 	live_put_locked(live_cur, fs);
 	live_cur = NULL;
 	pthread_mutex_unlock(&spec_lock);
@@ -418,7 +559,7 @@ static void conn_close(struct conn *c)
 }
 
 /* Opens the connection of sp for kind k (live: what live reads, kept by the caller). */
-static int render_open(struct bfs *fs, struct spec *sp, struct live_snap *live, enum bfs_kind k,
+static int render_open(struct bfs *fs, struct spec *sp, struct live_snap *live, enum insp_kind k,
                        struct conn *c, struct bri_err *err)
 {
 	struct bri_reader *ra = NULL, *rb = NULL;
@@ -426,7 +567,7 @@ static int render_open(struct bfs *fs, struct spec *sp, struct live_snap *live, 
 
 	memset(c, 0, sizeof(*c));
 	rc = side_reader(fs, live, &sp->a, &ra, &c->own[0], err);
-	if (rc == 0 && (k == BFS_K_DIFF_SUMMARY || k == BFS_K_DIFF_CSV)) {
+	if (rc == 0 && (k == K_DIFF_SUMMARY || k == K_DIFF_CSV)) {
 		rc = side_reader(fs, live, &sp->b, &rb, &c->own[1], err);
 		if (rc == 0)
 			rc = bri_diff_open(ra, rb, &c->db, err);
@@ -438,19 +579,19 @@ static int render_open(struct bfs *fs, struct spec *sp, struct live_snap *live, 
 	return rc;
 }
 
-static int render_new(sqlite3 *db, const struct spec *sp, enum bfs_kind k, struct bri_render **r,
+static int render_new(sqlite3 *db, const struct spec *sp, enum insp_kind k, struct bri_render **r,
                       struct bri_err *err)
 {
 	int rc;
 
 	switch (k) {
-	case BFS_K_SCHEMA:
+	case K_SCHEMA:
 		rc = bri_inspect_schema(db, r, err);
 		break;
-	case BFS_K_TABLE_CSV:
+	case K_TABLE_CSV:
 		rc = bri_inspect_table_csv(db, sp->table, r, err);
 		break;
-	case BFS_K_DIFF_SUMMARY:
+	case K_DIFF_SUMMARY:
 		rc = bri_diff_summary(db, r, err);
 		break;
 	default:
@@ -463,7 +604,7 @@ static int render_new(sqlite3 *db, const struct spec *sp, enum bfs_kind k, struc
 }
 
 /* The size of sp's file of kind k: counted once (a render to the end). */
-static int spec_size(struct bfs *fs, struct spec *sp, enum bfs_kind k, uint64_t *size)
+static int spec_size(struct bfs *fs, struct spec *sp, enum insp_kind k, uint64_t *size)
 {
 	struct bri_err err = {0};
 	struct bri_render *r = NULL;
@@ -508,32 +649,32 @@ out_log:
 
 /* ---- attributes ---- */
 
-static bool is_file_kind(enum bfs_kind k)
+static bool is_file_kind(enum insp_kind k)
 {
-	return k == BFS_K_SCHEMA || k == BFS_K_TABLE_CSV || k == BFS_K_DIFF_SUMMARY ||
-	       k == BFS_K_DIFF_CSV;
+	return k == K_SCHEMA || k == K_TABLE_CSV || k == K_DIFF_SUMMARY || k == K_DIFF_CSV;
 }
 
-int bfs_insp_attr(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
+static int bfs_insp_attr(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 {
-	enum bfs_kind k = bfs_ino_kind(ino);
+	enum insp_kind k = bfs_ino_kind(ino);
 	struct spec *sp;
 	uint64_t size;
+	time_t t;
 	int rc;
 
 	switch (k) {
-	case BFS_K_INSPECT_DIR:
-	case BFS_K_DIFF_DIR:
-	case BFS_K_AT_DIR:
+	case K_INSPECT_DIR:
+	case K_DIFF_DIR:
+	case K_AT_DIR:
 		bfs_fill_entry(fs, ino, S_IFDIR | 0555, 4096, README_TIME, e);
 		e->entry_timeout = BFS_TTL_LONG;
 		e->attr_timeout = BFS_TTL_LONG;
 		return 0;
-	case BFS_K_README: {
+	case K_README: {
 		uint64_t dir = bfs_ino_index(ino);
-		size_t len = dir == BFS_K_INSPECT_DIR ? sizeof(readme_inspect) - 1
-		             : dir == BFS_K_DIFF_DIR  ? sizeof(readme_diff) - 1
-		                                      : sizeof(readme_at) - 1;
+		size_t len = dir == K_INSPECT_DIR ? sizeof(readme_inspect) - 1
+		             : dir == K_DIFF_DIR  ? sizeof(readme_diff) - 1
+		                                  : sizeof(readme_at) - 1;
 
 		bfs_fill_entry(fs, ino, S_IFREG | 0444, (off_t)len, README_TIME, e);
 		e->entry_timeout = BFS_TTL_LONG;
@@ -546,23 +687,29 @@ int bfs_insp_attr(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 	sp = spec_of(ino);
 	if (!sp)
 		return -ENOENT;
-	if (k == BFS_K_AT_LINK) {
+	if (k == K_AT_LINK) {
 		char target[BRI_NAME_MAX + 4];
 
 		rc = bfs_insp_readlink(fs, ino, target, sizeof(target));
 		if (rc < 0)
 			return rc;
-		bfs_fill_entry(fs, ino, S_IFLNK | 0777, (off_t)strlen(target), fs->start_time, e);
+		bfs_fill_entry(fs, ino, S_IFLNK | 0777, (off_t)strlen(target), README_TIME, e);
+		e->generation = sp->gen;
 		return 0; /* the answer moves with new backups: looked up each time */
 	}
+	/* The newer side's store file time: the same after a remount (live: now-ish). */
+	t = (time_t)((sp->a.mtime > sp->b.mtime ? sp->a.mtime : sp->b.mtime) / 1000000000);
+	if (!t)
+		t = fs->start_time;
 	if (is_file_kind(k)) {
 		rc = spec_size(fs, sp, k, &size);
 		if (rc < 0)
 			return rc;
-		bfs_fill_entry(fs, ino, S_IFREG | 0444, (off_t)size, fs->start_time, e);
+		bfs_fill_entry(fs, ino, S_IFREG | 0444, (off_t)size, t, e);
 	} else {
-		bfs_fill_entry(fs, ino, S_IFDIR | 0555, 4096, fs->start_time, e);
+		bfs_fill_entry(fs, ino, S_IFDIR | 0555, 4096, t, e);
 	}
+	e->generation = sp->gen;
 	/* A spec names immutable backups (or one live snapshot): its files never change. */
 	e->attr_timeout = BFS_TTL_LONG;
 	return 0;
@@ -573,7 +720,7 @@ int bfs_insp_attr(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 /* An entry of the spec (space, a, b, table) as kind k. */
 static int spec_entry(struct bfs *fs, enum spec_space space, const struct side *a,
                       const struct side *b, const char *table, struct live_snap *live,
-                      enum bfs_kind k, struct fuse_entry_param *e)
+                      enum insp_kind k, struct fuse_entry_param *e)
 {
 	int64_t idx = spec_intern(fs, space, a, b, table, live);
 
@@ -583,7 +730,7 @@ static int spec_entry(struct bfs *fs, enum spec_space space, const struct side *
 			        SPEC_MAX);
 		return (int)idx;
 	}
-	return bfs_insp_attr(fs, spec_ino(idx, k), e);
+	return bfs_insp_attr(fs, spec_ino(spec_at(idx), k), e);
 }
 
 /* A side of a diff (a backup, `latest` or `live`) into s; buf holds its name. */
@@ -651,7 +798,7 @@ static int lookup_diff_pair(struct bfs *fs, const char *name, struct fuse_entry_
 		}
 		return rc;
 	}
-	rc = spec_entry(fs, SPACE_DIFF, &a, &b, NULL, live, BFS_K_DIFF_PAIR, e);
+	rc = spec_entry(fs, SPACE_DIFF, &a, &b, NULL, live, K_DIFF_PAIR, e);
 	if (rc == 0 && (live || !strcmp(oldn, "latest") || !strcmp(newn, "latest")))
 		e->entry_timeout = 0; /* `live` and `latest` are looked at again at each lookup */
 	return rc;
@@ -670,7 +817,7 @@ static int csv_table(const char *name, char *buf, size_t size)
 }
 
 /* A child of spec sp (an inspect/NAME or diff pair folder) as kind k. */
-static int child_entry(struct bfs *fs, const struct spec *sp, const char *table, enum bfs_kind k,
+static int child_entry(struct bfs *fs, const struct spec *sp, const char *table, enum insp_kind k,
                        struct fuse_entry_param *e)
 {
 	struct live_snap *live = live_ref((struct spec *)sp);
@@ -678,10 +825,10 @@ static int child_entry(struct bfs *fs, const struct spec *sp, const char *table,
 	return spec_entry(fs, sp->space, &sp->a, &sp->b, table, live, k, e);
 }
 
-int bfs_insp_lookup(struct bfs *fs, fuse_ino_t dir, const char *name, struct fuse_entry_param *e,
-                    const struct bfs_render **r, int *sub)
+static int bfs_insp_lookup(struct bfs *fs, fuse_ino_t dir, const char *name,
+                           struct fuse_entry_param *e, const struct bfs_render **r, int *sub)
 {
-	enum bfs_kind k = bfs_ino_kind(dir);
+	enum insp_kind k = bfs_ino_kind(dir);
 	char buf[BRI_NAME_MAX + 1], table[256];
 	struct spec *sp = NULL;
 	struct side a = {0}, none = {0};
@@ -690,26 +837,25 @@ int bfs_insp_lookup(struct bfs *fs, fuse_ino_t dir, const char *name, struct fus
 
 	(void)r;
 	(void)sub;
-	if (!strcmp(name, "README") &&
-	    (k == BFS_K_INSPECT_DIR || k == BFS_K_DIFF_DIR || k == BFS_K_AT_DIR))
-		return bfs_insp_attr(fs, bfs_ino_fixed((uint64_t)k, BFS_K_README), e);
+	if (!strcmp(name, "README") && (k == K_INSPECT_DIR || k == K_DIFF_DIR || k == K_AT_DIR))
+		return bfs_insp_attr(fs, bfs_ino_fixed((uint64_t)k, K_README), e);
 	switch (k) {
-	case BFS_K_INSPECT_DIR:
+	case K_INSPECT_DIR:
 		rc = resolve_backup(fs, name, &a, buf, sizeof(buf), NULL);
 		if (rc < 0)
 			return rc;
-		rc = spec_entry(fs, SPACE_INSPECT, &a, &none, NULL, NULL, BFS_K_INSPECT_NAME, e);
+		rc = spec_entry(fs, SPACE_INSPECT, &a, &none, NULL, NULL, K_INSPECT_NAME, e);
 		if (rc == 0 && !strcmp(name, "latest"))
 			e->entry_timeout = 0; /* moves with each new backup */
 		return rc;
-	case BFS_K_DIFF_DIR:
+	case K_DIFF_DIR:
 		return lookup_diff_pair(fs, name, e);
-	case BFS_K_AT_DIR:
+	case K_AT_DIR:
 		if (bri_inspect_parse_at(name, &t) < 0)
 			return -ENOENT;
 		a.name = (char *)name;
 		a.ident = 0;
-		rc = spec_entry(fs, SPACE_AT, &a, &none, NULL, NULL, BFS_K_AT_LINK, e);
+		rc = spec_entry(fs, SPACE_AT, &a, &none, NULL, NULL, K_AT_LINK, e);
 		return rc;
 	default:
 		break;
@@ -717,24 +863,24 @@ int bfs_insp_lookup(struct bfs *fs, fuse_ino_t dir, const char *name, struct fus
 	sp = spec_of(dir);
 	if (!sp)
 		return -ENOENT;
-	if (k == BFS_K_INSPECT_NAME) {
+	if (k == K_INSPECT_NAME) {
 		if (!strcmp(name, "schema.sql"))
-			return child_entry(fs, sp, NULL, BFS_K_SCHEMA, e);
+			return child_entry(fs, sp, NULL, K_SCHEMA, e);
 		if (!strcmp(name, "tables"))
-			return child_entry(fs, sp, NULL, BFS_K_TABLES_DIR, e);
+			return child_entry(fs, sp, NULL, K_TABLES_DIR, e);
 		return -ENOENT;
 	}
-	if (k == BFS_K_TABLES_DIR) {
+	if (k == K_TABLES_DIR) {
 		if (csv_table(name, table, sizeof(table)) < 0)
 			return -ENOENT;
-		return child_entry(fs, sp, table, BFS_K_TABLE_CSV, e);
+		return child_entry(fs, sp, table, K_TABLE_CSV, e);
 	}
-	if (k == BFS_K_DIFF_PAIR) {
+	if (k == K_DIFF_PAIR) {
 		if (!strcmp(name, "summary"))
-			return child_entry(fs, sp, NULL, BFS_K_DIFF_SUMMARY, e);
+			return child_entry(fs, sp, NULL, K_DIFF_SUMMARY, e);
 		if (csv_table(name, table, sizeof(table)) < 0)
 			return -ENOENT;
-		return child_entry(fs, sp, table, BFS_K_DIFF_CSV, e);
+		return child_entry(fs, sp, table, K_DIFF_CSV, e);
 	}
 	return -ENOENT;
 }
@@ -762,8 +908,8 @@ static int spec_tables(struct bfs *fs, struct spec *sp, char ***names, size_t *n
 	struct conn c;
 	int rc;
 
-	rc = render_open(fs, sp, live, sp->space == SPACE_DIFF ? BFS_K_DIFF_CSV : BFS_K_TABLE_CSV,
-	                 &c, &err);
+	rc =
+	    render_open(fs, sp, live, sp->space == SPACE_DIFF ? K_DIFF_CSV : K_TABLE_CSV, &c, &err);
 	if (rc == 0) {
 		rc = sp->space == SPACE_DIFF ? bri_diff_tables(c.db, names, n, &err)
 		                             : bri_inspect_tables(c.db, names, n, &err);
@@ -773,9 +919,9 @@ static int spec_tables(struct bfs *fs, struct spec *sp, char ***names, size_t *n
 	return rc;
 }
 
-int bfs_insp_list(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
+static int bfs_insp_list(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
 {
-	enum bfs_kind k = bfs_ino_kind(dir);
+	enum insp_kind k = bfs_ino_kind(dir);
 	struct fuse_entry_param e;
 	struct spec *sp;
 	char **names = NULL;
@@ -784,25 +930,23 @@ int bfs_insp_list(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, 
 
 	if (list_dots(after, add, ctx))
 		return 0;
-	if (k == BFS_K_INSPECT_DIR || k == BFS_K_DIFF_DIR || k == BFS_K_AT_DIR) {
-		if (after < 3 &&
-		    bfs_insp_attr(fs, bfs_ino_fixed((uint64_t)k, BFS_K_README), &e) == 0)
+	if (k == K_INSPECT_DIR || k == K_DIFF_DIR || k == K_AT_DIR) {
+		if (after < 3 && bfs_insp_attr(fs, bfs_ino_fixed((uint64_t)k, K_README), &e) == 0)
 			add(ctx, "README", &e, NULL, 0, 3);
 		return 0;
 	}
 	sp = spec_of(dir);
 	if (!sp)
 		return -ENOENT;
-	if (k == BFS_K_INSPECT_NAME) {
-		if (after < 3 && child_entry(fs, sp, NULL, BFS_K_SCHEMA, &e) == 0 &&
+	if (k == K_INSPECT_NAME) {
+		if (after < 3 && child_entry(fs, sp, NULL, K_SCHEMA, &e) == 0 &&
 		    add(ctx, "schema.sql", &e, NULL, 0, 3))
 			return 0;
-		if (after < 4 && child_entry(fs, sp, NULL, BFS_K_TABLES_DIR, &e) == 0)
+		if (after < 4 && child_entry(fs, sp, NULL, K_TABLES_DIR, &e) == 0)
 			add(ctx, "tables", &e, NULL, 0, 4);
 		return 0;
 	}
-	if (k == BFS_K_DIFF_PAIR && after < 3 &&
-	    child_entry(fs, sp, NULL, BFS_K_DIFF_SUMMARY, &e) == 0 &&
+	if (k == K_DIFF_PAIR && after < 3 && child_entry(fs, sp, NULL, K_DIFF_SUMMARY, &e) == 0 &&
 	    add(ctx, "summary", &e, NULL, 0, 3))
 		return 0;
 	/* The tables of a backup never change: an offset is a position (+ 4). */
@@ -816,8 +960,8 @@ int bfs_insp_list(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, 
 		if (key <= after || strlen(names[i]) > 251)
 			continue;
 		snprintf(file, sizeof(file), "%s.csv", names[i]);
-		if (child_entry(fs, sp, names[i],
-		                k == BFS_K_DIFF_PAIR ? BFS_K_DIFF_CSV : BFS_K_TABLE_CSV, &e) < 0)
+		if (child_entry(fs, sp, names[i], k == K_DIFF_PAIR ? K_DIFF_CSV : K_TABLE_CSV, &e) <
+		    0)
 			continue;
 		if (add(ctx, file, &e, NULL, 0, key))
 			break;
@@ -828,7 +972,7 @@ int bfs_insp_list(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, 
 
 /* ---- at/TIME ---- */
 
-int bfs_insp_readlink(struct bfs *fs, fuse_ino_t ino, char *buf, size_t size)
+static int bfs_insp_readlink(struct bfs *fs, fuse_ino_t ino, char *buf, size_t size)
 {
 	struct spec *sp = spec_of(ino);
 	const struct bri_entry *b;
@@ -850,12 +994,12 @@ int bfs_insp_readlink(struct bfs *fs, fuse_ino_t ino, char *buf, size_t size)
 
 /* ---- open files ---- */
 
-int bfs_insp_render_readme(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len)
+static int bfs_insp_render_readme(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len)
 {
 	uint64_t dir = bfs_ino_index(ino);
-	const char *t = dir == BFS_K_INSPECT_DIR ? readme_inspect
-	                : dir == BFS_K_DIFF_DIR  ? readme_diff
-	                                         : readme_at;
+	const char *t = dir == K_INSPECT_DIR ? readme_inspect
+	                : dir == K_DIFF_DIR  ? readme_diff
+	                                     : readme_at;
 
 	(void)fs;
 	*out = strdup(t);
@@ -865,7 +1009,8 @@ int bfs_insp_render_readme(struct bfs *fs, fuse_ino_t ino, char **out, size_t *l
 	return 0;
 }
 
-int bfs_insp_open(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi, struct bfs_source *src)
+static int bfs_insp_open(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
+                         struct bfs_source *src)
 {
 	struct bri_err err = {0};
 	struct bfs_stream *st;
@@ -966,3 +1111,94 @@ void bfs_stream_read(fuse_req_t req, struct bfs_stream *st, size_t size, off_t o
 	}
 	free(buf);
 }
+
+/* ---- the root's inspection folders, and the table: one row per kind of this file ---- */
+
+static const struct {
+	const char *name;
+	enum insp_kind kind;
+} root_dirs[] = {{"inspect", K_INSPECT_DIR}, {"diff", K_DIFF_DIR}, {"at", K_AT_DIR}};
+
+bool bfs_insp_root_name(const char *name)
+{
+	for (size_t i = 0; i < sizeof(root_dirs) / sizeof(root_dirs[0]); i++)
+		if (!strcmp(name, root_dirs[i].name))
+			return true;
+	return false;
+}
+
+int bfs_insp_root_lookup(struct bfs *fs, const char *name, struct fuse_entry_param *e)
+{
+	for (size_t i = 0; i < sizeof(root_dirs) / sizeof(root_dirs[0]); i++)
+		if (!strcmp(name, root_dirs[i].name))
+			return bfs_insp_attr(fs, bfs_ino_fixed(0, root_dirs[i].kind), e);
+	return -ENOENT;
+}
+
+int bfs_insp_root_list(struct bfs *fs, off_t after, off_t first_key, bfs_list_fn add, void *ctx)
+{
+	struct fuse_entry_param e;
+
+	for (size_t i = 0; i < sizeof(root_dirs) / sizeof(root_dirs[0]); i++) {
+		off_t key = first_key + (off_t)i;
+
+		if (after < key &&
+		    bfs_insp_attr(fs, bfs_ino_fixed(0, root_dirs[i].kind), &e) == 0 &&
+		    add(ctx, root_dirs[i].name, &e, NULL, 0, key))
+			return 1;
+	}
+	return 0;
+}
+
+#define INSP_DIR(n)                                                                                \
+	{                                                                                          \
+		.name = (n), .mode = S_IFDIR | 0555, .spaces = BFS_IN_INSPECT,                     \
+		.attr = bfs_insp_attr, .lookup = bfs_insp_lookup, .list = bfs_insp_list            \
+	}
+#define INSP_FILE(n)                                                                               \
+	{                                                                                          \
+		.name = (n), .mode = S_IFREG | 0444, .spaces = BFS_IN_INSPECT,                     \
+		.attr = bfs_insp_attr, .open = bfs_insp_open                                       \
+	}
+
+const struct bfs_kind_ops bfs_insp_kinds[BFS_K_COUNT] = {
+    [K_INSPECT_DIR] = {.name = "inspect/",
+                       .mode = S_IFDIR | 0555,
+                       .spaces = BFS_IN_FIXED,
+                       .singleton = true,
+                       .attr = bfs_insp_attr,
+                       .lookup = bfs_insp_lookup,
+                       .list = bfs_insp_list},
+    [K_DIFF_DIR] = {.name = "diff/",
+                    .mode = S_IFDIR | 0555,
+                    .spaces = BFS_IN_FIXED,
+                    .singleton = true,
+                    .attr = bfs_insp_attr,
+                    .lookup = bfs_insp_lookup,
+                    .list = bfs_insp_list},
+    [K_AT_DIR] = {.name = "at/",
+                  .mode = S_IFDIR | 0555,
+                  .spaces = BFS_IN_FIXED,
+                  .singleton = true,
+                  .attr = bfs_insp_attr,
+                  .lookup = bfs_insp_lookup,
+                  .list = bfs_insp_list},
+    [K_README] = {.name = "README",
+                  .mode = S_IFREG | 0444,
+                  .spaces = BFS_IN_FIXED,
+                  .attr = bfs_insp_attr,
+                  .open = bfs_open_generated,
+                  .render = bfs_insp_render_readme},
+    [K_AT_LINK] = {.name = "at/TIME",
+                   .mode = S_IFLNK | 0777,
+                   .spaces = BFS_IN_INSPECT,
+                   .attr = bfs_insp_attr,
+                   .readlink = bfs_insp_readlink},
+    [K_INSPECT_NAME] = INSP_DIR("inspect/NAME/"),
+    [K_SCHEMA] = INSP_FILE("schema.sql"),
+    [K_TABLES_DIR] = INSP_DIR("inspect/NAME/tables/"),
+    [K_TABLE_CSV] = INSP_FILE("TABLE.csv"),
+    [K_DIFF_PAIR] = INSP_DIR("diff/OLD..NEW/"),
+    [K_DIFF_SUMMARY] = INSP_FILE("diff summary"),
+    [K_DIFF_CSV] = INSP_FILE("diff TABLE.csv"),
+};

@@ -517,7 +517,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
 		goto out_log;
 	}
-	if (bfs_render_cache_init(&fs) < 0 || bfs_nodes_init(&fs) < 0)
+	if (bfs_kinds_check() < 0 || bfs_render_cache_init(&fs) < 0 || bfs_nodes_init(&fs) < 0)
 		goto out_catalog;
 	if (refuse_own_mountpoint(copts.mountpoint, fs.store) < 0) {
 		ret = 2;
@@ -545,6 +545,9 @@ int main(int argc, char *argv[])
 	        fs.store->dir, copts.mountpoint);
 	if (fuse_daemonize(copts.foreground) != 0)
 		goto out_unmount;
+	/* Before any thread: a killed daemon's connection is aborted, never left hung. */
+	if (bfs_watchdog_start(copts.mountpoint) < 0)
+		bri_log(BRI_LOG_WARN, "no watchdog: a killed daemon may leave requests hung");
 	/*
 	 * Our threads start with every signal blocked (they inherit the mask),
 	 * as libfuse's own workers do: SIGTERM/SIGINT must reach the thread
@@ -599,6 +602,7 @@ out_stop_workers:
 	bfs_workers_stop(&fs);
 out_unmount:
 	fuse_session_unmount(fs.se);
+	bfs_watchdog_stop(); /* unmounted: nothing to abort */
 out_signals:
 	bfs_sighup_remove();
 	fuse_remove_signal_handlers(fs.se);

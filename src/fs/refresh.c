@@ -72,11 +72,13 @@ static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
 			bfs_inval_entry(fs, BFS_INO_ROOT, e->name);
 			continue;
 		}
-		dir = bfs_ino_store(ne, &ne->db_st, BFS_K_BACKUP_DIR);
+		dir = bfs_ino_backup_dir(ne);
+		if (ne->verify_st.st_ino != e->verify_st.st_ino)
+			bfs_inval_entry(fs, dir, "verify"); /* a new result: another inode */
 		if (e->db_st.st_size != ne->db_st.st_size ||
 		    !ts_equal(&e->db_st.st_mtim, &ne->db_st.st_mtim) ||
 		    !ts_equal(&e->db_st.st_ctim, &ne->db_st.st_ctim))
-			bfs_inval_inode(fs, bfs_ino_store(ne, &ne->db_st, BFS_K_BACKUP_DB));
+			bfs_inval_inode(fs, bfs_ino_backup_db(ne));
 		if (e->meta_st.st_ino != ne->meta_st.st_ino ||
 		    e->meta_st.st_size != ne->meta_st.st_size ||
 		    !ts_equal(&e->meta_st.st_mtim, &ne->meta_st.st_mtim)) {
@@ -95,12 +97,11 @@ static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
 void bfs_inval_verify(struct bfs *fs, uint64_t id)
 {
 	/*
-	 * Nothing to send: a new result is a new inode that the next lookup
-	 * of the name (entry lifetime 0) finds; the old one keeps answering
-	 * for the descriptors that read it until the kernel forgets it.
+	 * The result is a new file in the store, so a new inode: the catalog
+	 * takes its identity and the kernel's entry of the name is dropped
+	 * (it is cached: a no-change rsync looks nothing up).
 	 */
-	(void)fs;
-	(void)id;
+	bfs_fresh_verify(fs, id);
 }
 
 /* Whether the backups listed differ between old and cur (names, not content). */
@@ -241,6 +242,9 @@ void bfs_fresh_verify(struct bfs *fs, uint64_t id)
 		e->verify_st = st;
 		if (refile && bfs_idmap_refile(fs) < 0)
 			bri_log(BRI_LOG_ERR, "out of memory indexing the store's files");
+		/* Another inode for the name: the kernel keeps entries (inode.c). */
+		if (refile)
+			bfs_inval_entry(fs, bfs_ino_backup_dir(e), "verify");
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);
 }
@@ -292,7 +296,7 @@ bool bfs_db_check(struct bfs *fs, uint64_t id, const struct stat *st)
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	e = bfs_entry_by_id(fs, id);
 	if (e)
-		bfs_inval_inode(fs, bfs_ino_store(e, &e->db_st, BFS_K_BACKUP_DB));
+		bfs_inval_inode(fs, bfs_ino_backup_db(e));
 	pthread_rwlock_unlock(&fs->cat_lock);
 	return true;
 }

@@ -18,6 +18,7 @@
 #include "bri/log.h"
 #include "bri/reports.h"
 #include "bri/target.h"
+#include "bri/testpoint.h"
 #include "fs.h"
 
 #define REPORT_SUFFIX ".report"
@@ -94,7 +95,7 @@ int bfs_restore_lookup(struct bfs *fs, const char *name, struct fuse_entry_param
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!found)
 		return -ENOENT;
-	return bfs_getattr_ino(fs, bfs_ino_fixed(id, BFS_K_REPORT), e);
+	return bfs_getattr_ino(fs, bfs_ino_report(id), e);
 }
 
 int bfs_restore_run(struct bfs *fs, const char *what, const struct bri_op_ctx *who, const char *via)
@@ -149,6 +150,7 @@ int bfs_restore_run(struct bfs *fs, const char *what, const struct bri_op_ctx *w
 void bfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                 const char *newname, unsigned int flags)
 {
+	bfs_count(req, BFS_REQ_RENAME);
 	struct bfs *fs = bfs_of(req);
 	int rc;
 
@@ -168,11 +170,14 @@ void bfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t 
 	}
 	struct bri_op_ctx ctx = bfs_op_ctx(fuse_req_ctx(req));
 
+	bfs_rename_begin(fs); /* the kernel holds the folders' locks until the reply */
 	rc = bfs_restore_run(fs, name, &ctx, "restore/");
+	bri_testpoint("restore_reply");
 	fuse_reply_err(req, -rc);
 	/* After the reply: the kernel moved X's dentry into restore/. */
 	bfs_inval_entry(fs, BFS_INO_RESTORE, name);
 	bfs_inval_entry(fs, BFS_INO_ROOT, name);
+	bfs_rename_end(fs);
 }
 
 void bfs_reports_free(struct bfs *fs)

@@ -1,12 +1,14 @@
 /*
- * The node-kind table of the view and the FUSE low-level operations that
- * dispatch on it: lookup, forget, getattr, readlink, readdir(plus), statfs,
- * and the refusal of every change inside the view (EROFS). Each kind of node
- * (enum bfs_kind) is one row {name, mode, attr, lookup, list, open, render}
- * in bfs_kinds below; a new kind is one enum value, its functions and its
- * row. The inode scheme is inode.c's; open files are file.c's; ctl/ files'
- * own logic (requests, what they render) is ctl.c's and gen.c's; rename
- * (mv into restore/) is restore_dir.c's. Every handler replies exactly once.
+ * The view's kinds of node (the root, ctl/, restore/, the backups) and the
+ * FUSE low-level operations that dispatch on every module's kinds: lookup,
+ * forget, getattr, readlink, readdir(plus), statfs, and the refusal of every
+ * change inside the view (EROFS). Each kind is one row {name, mode, spaces,
+ * attr, lookup, list, open, render, ...} in its module's table (this file's
+ * bfs_kinds, inspectfs.c's bfs_insp_kinds): a new kind is one number, its
+ * functions and its row, in one file (fs.h). The inode scheme is inode.c's;
+ * open files are file.c's; ctl/ files' own logic (requests, what they
+ * render) is ctl.c's and gen.c's; rename (mv into restore/) is
+ * restore_dir.c's. Every handler replies exactly once.
  *
  * Listings are served without OPENDIR (FUSE_CAP_NO_OPENDIR_SUPPORT): the
  * kernel caches them, and a listing is built from (inode, offset) at each
@@ -25,6 +27,7 @@
 
 #include "bri/log.h"
 #include "bri/rehearsal.h"
+#include "bri/testpoint.h"
 #include "bri/verify.h"
 #include "fs.h"
 
@@ -33,6 +36,25 @@
 #define REHEARSAL_FILE "rehearsal"
 #define OFFSITE_FILE   "offsite" /* only with -o offsite= */
 
+/* This file's node kinds (fs.h: numbers 1-11 and 24-26 are view.c's; never renumber). */
+enum view_kind {
+	K_ROOT = BFS_INO_ROOT,           /* the mount's root (FUSE_ROOT_ID) */
+	K_CTL_DIR = BFS_INO_CTL,         /* ctl/ */
+	K_RESTORE_DIR = BFS_INO_RESTORE, /* restore/ */
+	K_LATEST = BFS_INO_LATEST,       /* latest -> the newest backup */
+	K_CTL_FILE = 5,                  /* a ctl/ file (fixed, or a version of a readable one) */
+	K_REPORT = 6,                    /* restore/NAME.report (fixed: the report's id) */
+	K_BACKUP_DIR = 7,                /* a backup's folder (store: NAME.db) */
+	K_BACKUP_DB = 8,                 /* NAME/<db file name> (store: NAME.db) */
+	K_META = 9,                      /* NAME/meta.json (store: NAME.db.meta) */
+	K_VERIFY = 10,                   /* NAME/verify with a result (store: NAME.db.verify) */
+	K_VERIFY_NONE = 11,              /* NAME/verify without one (store: NAME.db) */
+	/* Rehearsal status, shown when rehearsals are configured (-o rehearse=, checks=). */
+	K_REHEARSAL = 24,      /* NAME/rehearsal with a result (store: its REHEARSAL sidecar) */
+	K_REHEARSAL_NONE = 25, /* NAME/rehearsal without one, "never" (store: NAME.db) */
+	K_OFFSITE = 26,        /* NAME/offsite, with -o offsite= (store: NAME.db) */
+};
+
 /* Listing keys of the fixed entries; a backup's key is KEY_STORE + its st_ino. */
 enum {
 	KEY_DOT = 1,
@@ -40,21 +62,8 @@ enum {
 	KEY_CTL = 3,
 	KEY_RESTORE = 4,
 	KEY_LATEST = 5,
-	KEY_INSPECT = 6,
-	KEY_DIFF = 7,
-	KEY_AT = 8,
+	KEY_INSP = 6, /* inspect/, diff/, at/: 6, 7, 8 (bfs_insp_root_list) */
 	KEY_STORE = 16
-};
-
-/* The root's inspection folders (inspectfs.c): a backup of that name is shadowed. */
-static const struct {
-	const char *name;
-	enum bfs_kind kind;
-	off_t key;
-} insp_dirs[] = {
-    {"inspect", BFS_K_INSPECT_DIR, KEY_INSPECT},
-    {"diff", BFS_K_DIFF_DIR, KEY_DIFF},
-    {"at", BFS_K_AT_DIR, KEY_AT},
 };
 
 /* Logs once that a backup is named like a root folder (reachable through bri-backup). */
@@ -69,17 +78,57 @@ static void log_shadowed(const char *name)
 		        name, name);
 }
 
-static bool insp_shadowed(const char *name)
-{
-	for (size_t i = 0; i < sizeof(insp_dirs) / sizeof(insp_dirs[0]); i++)
-		if (!strcmp(name, insp_dirs[i].name))
-			return true;
-	return false;
-}
-
 struct bfs *bfs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
+}
+
+static const char *const req_names[BFS_REQ_COUNT] = {
+    [BFS_REQ_LOOKUP] = "lookup",
+    [BFS_REQ_FORGET] = "forget",
+    [BFS_REQ_GETATTR] = "getattr",
+    [BFS_REQ_SETATTR] = "setattr",
+    [BFS_REQ_READLINK] = "readlink",
+    [BFS_REQ_OPEN] = "open",
+    [BFS_REQ_READ] = "read",
+    [BFS_REQ_WRITE] = "write",
+    [BFS_REQ_FLUSH] = "flush",
+    [BFS_REQ_RELEASE] = "release",
+    [BFS_REQ_OPENDIR] = "opendir",
+    [BFS_REQ_READDIR] = "readdir",
+    [BFS_REQ_READDIRPLUS] = "readdirplus",
+    [BFS_REQ_RELEASEDIR] = "releasedir",
+    [BFS_REQ_RENAME] = "rename",
+    [BFS_REQ_STATFS] = "statfs",
+    [BFS_REQ_REFUSED] = "refused",
+};
+
+struct bfs *bfs_count(fuse_req_t req, enum bfs_req r)
+{
+	struct bfs *fs = fuse_req_userdata(req);
+
+	atomic_fetch_add_explicit(&fs->requests[r], 1, memory_order_relaxed);
+	return fs;
+}
+
+int bfs_requests_render(struct bfs *fs, char **buf, size_t *len)
+{
+	static const char head[] =
+	    "# HELP bri_fuse_requests_total FUSE requests the daemon answered, by kind\n"
+	    "# TYPE bri_fuse_requests_total counter\n";
+	size_t cap = *len + sizeof(head) + BFS_REQ_COUNT * 64;
+	char *p = realloc(*buf, cap);
+	size_t pos = *len;
+
+	if (!p)
+		return -ENOMEM;
+	*buf = p;
+	bfs_appendf(p, cap, &pos, "%s", head);
+	for (int i = 0; i < BFS_REQ_COUNT; i++)
+		bfs_appendf(p, cap, &pos, "bri_fuse_requests_total{op=\"%s\"} %llu\n", req_names[i],
+		            (unsigned long long)atomic_load(&fs->requests[i]));
+	*len = pos;
+	return 0;
 }
 
 void bfs_fill_entry(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, time_t t,
@@ -106,14 +155,14 @@ void bfs_fill_entry(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, tim
 /* ---- backups: inodes derived from their store files ---- */
 
 /* The store file a backup kind's inode derives from. */
-static enum bfs_file file_of_kind(enum bfs_kind k)
+static enum bfs_file file_of_kind(enum view_kind k)
 {
 	switch (k) {
-	case BFS_K_META:
+	case K_META:
 		return BFS_FILE_META;
-	case BFS_K_VERIFY:
+	case K_VERIFY:
 		return BFS_FILE_VERIFY;
-	case BFS_K_REHEARSAL:
+	case K_REHEARSAL:
 		return BFS_FILE_REHEARSAL;
 	default:
 		return BFS_FILE_DB;
@@ -136,19 +185,19 @@ static const struct stat *file_stat(const struct bri_entry *b, enum bfs_file f)
 }
 
 /* The inode of backup b's node of kind k (its verify: with or without a result). */
-static fuse_ino_t backup_ino(const struct bri_entry *b, enum bfs_kind k)
+static fuse_ino_t backup_ino(const struct bri_entry *b, enum view_kind k)
 {
-	if (k == BFS_K_VERIFY || k == BFS_K_VERIFY_NONE)
-		k = b->verify_st.st_ino ? BFS_K_VERIFY : BFS_K_VERIFY_NONE;
-	if (k == BFS_K_REHEARSAL || k == BFS_K_REHEARSAL_NONE)
-		k = b->rehearsal_st.st_ino ? BFS_K_REHEARSAL : BFS_K_REHEARSAL_NONE;
+	if (k == K_VERIFY || k == K_VERIFY_NONE)
+		k = b->verify_st.st_ino ? K_VERIFY : K_VERIFY_NONE;
+	if (k == K_REHEARSAL || k == K_REHEARSAL_NONE)
+		k = b->rehearsal_st.st_ino ? K_REHEARSAL : K_REHEARSAL_NONE;
 	return bfs_ino_store(b, file_stat(b, file_of_kind(k)), k);
 }
 
 /* The backup that ino (a backup kind) belongs to now, or NULL; cat_lock held. */
 static struct bri_entry *entry_of(struct bfs *fs, fuse_ino_t ino)
 {
-	enum bfs_kind k = bfs_ino_kind(ino);
+	enum view_kind k = bfs_ino_kind(ino);
 	struct bri_entry *b;
 
 	if (ino & BFS_SPACE_STORE) {
@@ -167,7 +216,7 @@ static struct bri_entry *entry_of(struct bfs *fs, fuse_ino_t ino)
 /* Long lifetimes and the generation of a backup's immutable node. */
 static void immutable(const struct bri_entry *b, fuse_ino_t ino, struct fuse_entry_param *e)
 {
-	enum bfs_kind k = bfs_ino_kind(ino);
+	enum view_kind k = bfs_ino_kind(ino);
 
 	e->generation = bfs_generation(b->name, file_stat(b, file_of_kind(k)), k);
 	e->entry_timeout = BFS_TTL_LONG;
@@ -214,15 +263,12 @@ static int verify_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino
 	bfs_fill_entry(fs, ino, S_IFREG | 0400, (off_t)len,
 	               b->verify.checked ? b->verify.checked : b->time, e);
 	/*
-	 * A version's attributes never change (a new result is a new file in
-	 * the store, so a new inode), but the name is looked up each time
-	 * rather than invalidated: an entry invalidation waits for the
-	 * folder's lock, which a rename of this backup into restore/ holds
-	 * while it waits for the daemon, and a daemon killed then could not
-	 * exit (its notify thread stuck in the kernel), leaving mv hung.
+	 * A version's attributes never change: a new result is a new file in
+	 * the store, so a new inode, and the name's entry is invalidated then
+	 * (bfs_fresh_verify; worker.c holds such invalidations back while a
+	 * rename into restore/ holds the folder's lock).
 	 */
 	immutable(b, ino, e);
-	e->entry_timeout = 0;
 	return 0;
 }
 
@@ -242,7 +288,7 @@ static int offsite_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t in
 		return rc;
 	free(text);
 	bfs_fill_entry(fs, ino, S_IFREG | 0400, (off_t)len, b->time, e);
-	e->generation = bfs_generation(b->name, &b->db_st, BFS_K_OFFSITE);
+	e->generation = bfs_generation(b->name, &b->db_st, K_OFFSITE);
 	e->entry_timeout = 0;
 	e->attr_timeout = 0;
 	return 0;
@@ -282,7 +328,7 @@ static int render_rehearsal(struct bfs *fs, fuse_ino_t ino, char **out, size_t *
 static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT];
 
 /* Attributes of backup b's node of kind k; cat_lock held. */
-static int backup_attr(struct bfs *fs, const struct bri_entry *b, enum bfs_kind k,
+static int backup_attr(struct bfs *fs, const struct bri_entry *b, enum view_kind k,
                        struct fuse_entry_param *e)
 {
 	fuse_ino_t ino = backup_ino(b, k);
@@ -305,15 +351,15 @@ static int backup_id_of(struct bfs *fs, fuse_ino_t ino, uint64_t *id)
 
 static int attr_backup(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 {
-	enum bfs_kind k = bfs_ino_kind(ino);
+	enum view_kind k = bfs_ino_kind(ino);
 	struct bri_entry *b;
 	uint64_t id;
 	int rc;
 
 	if (backup_id_of(fs, ino, &id) == 0) {
-		if (k == BFS_K_BACKUP_DB)
+		if (k == K_BACKUP_DB)
 			bfs_db_check(fs, id, NULL); /* changed in place: the new size */
-		if (k == BFS_K_VERIFY || k == BFS_K_VERIFY_NONE)
+		if (k == K_VERIFY || k == K_VERIFY_NONE)
 			bfs_fresh_verify(fs, id);
 	}
 	pthread_rwlock_rdlock(&fs->cat_lock);
@@ -326,35 +372,36 @@ static int attr_backup(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *
 static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
                          struct fuse_entry_param *e, const struct bfs_render **r, int *sub)
 {
-	enum bfs_kind k;
+	enum view_kind k;
 	struct bri_entry *b;
 	uint64_t id;
 	int rc;
 
 	(void)r;
 	(void)sub;
+	bri_testpoint("lookup_backup"); /* the kernel holds the folder's lock (shared) */
 	if (!strcmp(name, fs->store->db_filename))
-		k = BFS_K_BACKUP_DB;
+		k = K_BACKUP_DB;
 	else if (!strcmp(name, META_FILE))
-		k = BFS_K_META;
+		k = K_META;
 	else if (!strcmp(name, VERIFY_FILE))
-		k = BFS_K_VERIFY;
+		k = K_VERIFY;
 	else if (fs->rehearsals.configured && !strcmp(name, REHEARSAL_FILE))
-		k = BFS_K_REHEARSAL;
+		k = K_REHEARSAL;
 	else if (fs->offsite && !strcmp(name, OFFSITE_FILE))
-		k = BFS_K_OFFSITE;
+		k = K_OFFSITE;
 	else
 		return -ENOENT;
-	if (k == BFS_K_REHEARSAL) {
+	if (k == K_REHEARSAL) {
 		rc = bfs_refresh(fs, false); /* a rehearsal by another process shows */
 		if (rc < 0)
 			return rc;
 	}
 	if (backup_id_of(fs, dir, &id) < 0)
 		return -ENOENT;
-	if (k == BFS_K_VERIFY)
+	if (k == K_VERIFY)
 		bfs_fresh_verify(fs, id);
-	if (k == BFS_K_BACKUP_DB)
+	if (k == K_BACKUP_DB)
 		bfs_db_check(fs, id, NULL);
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = entry_of(fs, dir);
@@ -365,13 +412,13 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 
 static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
 {
-	static const enum bfs_kind kinds[] = {BFS_K_BACKUP_DB, BFS_K_META, BFS_K_VERIFY,
-	                                      BFS_K_REHEARSAL, BFS_K_OFFSITE};
+	static const enum view_kind kinds[] = {K_BACKUP_DB, K_META, K_VERIFY, K_REHEARSAL,
+	                                       K_OFFSITE};
 	struct fuse_entry_param e[5], dot;
 	const char *names[5];
 	bool have[5] = {false, false, false, false, false};
 	/* rehearsal and offsite only when configured: the default folder is as SPEC 4 says */
-	bool shown[5] = {true, true, true, fs->rehearsals.configured, fs->offsite != NULL};
+	const bool shown[5] = {true, true, true, fs->rehearsals.configured, fs->offsite != NULL};
 	int nkinds = 5;
 	struct bri_entry *b;
 	uint64_t id;
@@ -408,9 +455,6 @@ static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn 
 }
 
 static int open_backup_db(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
-                          struct bfs_source *src);
-
-static int open_generated(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
                           struct bfs_source *src);
 
 /* meta.json: the store's NAME.db.meta, read at open. */
@@ -525,9 +569,8 @@ static int lookup_root(struct bfs *fs, fuse_ino_t dir, const char *name, struct 
 		return attr_fixed_dir(fs, BFS_INO_CTL, e);
 	if (!strcmp(name, "restore"))
 		return attr_fixed_dir(fs, BFS_INO_RESTORE, e);
-	for (size_t i = 0; i < sizeof(insp_dirs) / sizeof(insp_dirs[0]); i++)
-		if (!strcmp(name, insp_dirs[i].name))
-			return bfs_insp_attr(fs, bfs_ino_fixed(0, insp_dirs[i].kind), e);
+	if (bfs_insp_root_name(name))
+		return bfs_insp_root_lookup(fs, name, e);
 	rc = bfs_refresh(fs, false);
 	if (rc < 0)
 		return rc;
@@ -536,7 +579,7 @@ static int lookup_root(struct bfs *fs, fuse_ino_t dir, const char *name, struct 
 	for (int pass = 0; pass < 2; pass++) {
 		pthread_rwlock_rdlock(&fs->cat_lock);
 		b = bri_catalog_find(fs->cat, name);
-		rc = b ? backup_attr(fs, b, BFS_K_BACKUP_DIR, e) : -ENOENT;
+		rc = b ? backup_attr(fs, b, K_BACKUP_DIR, e) : -ENOENT;
 		pthread_rwlock_unlock(&fs->cat_lock);
 		if (rc != -ENOENT || pass)
 			break;
@@ -578,11 +621,8 @@ static int list_root(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn ad
 	if (after < KEY_LATEST && attr_latest(fs, BFS_INO_LATEST, &e) == 0 &&
 	    add(ctx, "latest", &e, NULL, 0, KEY_LATEST))
 		return 0;
-	for (size_t i = 0; i < sizeof(insp_dirs) / sizeof(insp_dirs[0]); i++)
-		if (after < insp_dirs[i].key &&
-		    bfs_insp_attr(fs, bfs_ino_fixed(0, insp_dirs[i].kind), &e) == 0 &&
-		    add(ctx, insp_dirs[i].name, &e, NULL, 0, insp_dirs[i].key))
-			return 0;
+	if (bfs_insp_root_list(fs, after, KEY_INSP, add, ctx))
+		return 0;
 	/* Backups in the order of their store inode numbers, which name them. */
 	do {
 		uint64_t from = after > KEY_STORE ? (uint64_t)(after - KEY_STORE) : 0;
@@ -596,11 +636,11 @@ static int list_root(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn ad
 
 			if (f->which != BFS_FILE_DB)
 				continue;
-			if (insp_shadowed(f->e->name)) {
+			if (bfs_insp_root_name(f->e->name)) {
 				log_shadowed(f->e->name);
 				continue;
 			}
-			rc = backup_attr(fs, f->e, BFS_K_BACKUP_DIR, &batch[n]);
+			rc = backup_attr(fs, f->e, K_BACKUP_DIR, &batch[n]);
 			names[n] = rc == 0 ? strdup(f->e->name) : NULL;
 			if (rc == 0 && !names[n])
 				rc = -ENOMEM;
@@ -631,7 +671,7 @@ static int list_root(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn ad
 
 static fuse_ino_t log_ino(uint64_t epoch)
 {
-	return bfs_ino_fixed((uint64_t)BFS_CTL_LOG | epoch << LOG_EPOCH_SHIFT, BFS_K_CTL_FILE);
+	return bfs_ino_fixed((uint64_t)BFS_CTL_LOG | epoch << LOG_EPOCH_SHIFT, K_CTL_FILE);
 }
 
 /* Whether ctl file i's content is rendered into versions (a new inode each). */
@@ -678,7 +718,7 @@ static time_t ctl_time(struct bfs *fs)
 static int ctl_entry(struct bfs *fs, int i, struct fuse_entry_param *e, const struct bfs_render **r)
 {
 	const struct bfs_ctl_file *c = &bfs_ctl_files[i];
-	fuse_ino_t base = bfs_ino_fixed((uint64_t)i, BFS_K_CTL_FILE);
+	fuse_ino_t base = bfs_ino_fixed((uint64_t)i, K_CTL_FILE);
 	char *text;
 	size_t len;
 	int rc;
@@ -703,7 +743,7 @@ static int ctl_entry(struct bfs *fs, int i, struct fuse_entry_param *e, const st
 		rc = bfs_render_intern(fs, base, text, len, r);
 	if (rc != 0) /* 0 or a negative errno: *r is set only on 0 */
 		return rc;
-	bfs_fill_entry(fs, bfs_ino_version((*r)->gen, BFS_K_CTL_FILE), S_IFREG | c->mode,
+	bfs_fill_entry(fs, bfs_ino_version((*r)->gen, K_CTL_FILE), S_IFREG | c->mode,
 	               (off_t)(*r)->len, ctl_time(fs), e);
 	e->attr_timeout = BFS_TTL_LONG; /* this version never changes */
 	return 0;
@@ -806,19 +846,25 @@ static int lookup_restore(struct bfs *fs, fuse_ino_t dir, const char *name,
 	return bfs_restore_lookup(fs, name, e);
 }
 
-static int id_cmp(const void *a, const void *b)
+/* One entry of restore/: a report's id (its inode's index and its key) and its file name. */
+struct report_ent {
+	uint64_t id;
+	char name[BRI_NAME_MAX + 8];
+};
+
+static int report_ent_cmp(const void *a, const void *b)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	uint64_t x = ((const struct report_ent *)a)->id, y = ((const struct report_ent *)b)->id;
 
 	return x < y ? -1 : x > y;
 }
 
+/* Every report the store keeps (at most BRI_REPORTS_MAX), keyed by its id. */
 static int list_restore(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn add, void *ctx)
 {
-	uint64_t ids[64];
-	char names[64][BRI_NAME_MAX + 8];
-	size_t n = 0;
+	struct report_ent *ents;
 	struct fuse_entry_param e;
+	size_t n;
 
 	(void)dir;
 	memset(&e, 0, sizeof(e));
@@ -827,32 +873,28 @@ static int list_restore(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn
 		return 0;
 	if (after < KEY_DOTDOT && add(ctx, "..", &e, NULL, 0, KEY_DOTDOT))
 		return 0;
-	/* The newest 64 reports, keyed by their catalog id. */
 	bfs_reports_sync(fs);
 	pthread_rwlock_rdlock(&fs->cat_lock);
-	for (size_t i = fs->nreports; i > 0 && n < 64; i--)
-		ids[n++] = fs->reports[i - 1].id;
-	pthread_rwlock_unlock(&fs->cat_lock);
-	qsort(ids, n, sizeof(ids[0]), id_cmp);
-	for (size_t i = 0; i < n; i++) {
-		bool found = false;
-
-		if (after >= KEY_STORE + (off_t)ids[i])
-			continue;
-		pthread_rwlock_rdlock(&fs->cat_lock);
-		for (size_t j = 0; j < fs->nreports; j++) {
-			if (fs->reports[j].id == ids[i]) {
-				snprintf(names[i], sizeof(names[i]), "%s.report",
-				         fs->reports[j].name);
-				found = true;
-			}
-		}
-		pthread_rwlock_unlock(&fs->cat_lock);
-		if (!found || bfs_getattr_ino(fs, bfs_ino_fixed(ids[i], BFS_K_REPORT), &e) < 0)
-			continue;
-		if (add(ctx, names[i], &e, NULL, 0, KEY_STORE + (off_t)ids[i]))
-			return 0;
+	n = fs->nreports;
+	ents = calloc(n + 1, sizeof(*ents));
+	for (size_t i = 0; ents && i < n; i++) {
+		ents[i].id = fs->reports[i].id;
+		snprintf(ents[i].name, sizeof(ents[i].name), "%s.report", fs->reports[i].name);
 	}
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (!ents)
+		return -ENOMEM;
+	qsort(ents, n, sizeof(*ents), report_ent_cmp);
+	for (size_t i = 0; i < n; i++) {
+		off_t key = KEY_STORE + (off_t)ents[i].id;
+
+		if (after >= key ||
+		    bfs_getattr_ino(fs, bfs_ino_fixed(ents[i].id, K_REPORT), &e) < 0)
+			continue;
+		if (add(ctx, ents[i].name, &e, NULL, 0, key))
+			break;
+	}
+	free(ents);
 	return 0;
 }
 
@@ -882,156 +924,179 @@ static int attr_report(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *
 	return 0;
 }
 
-/* ---- the table ---- */
+/* latest's target: the newest backup's name. */
+static int readlink_latest(struct bfs *fs, fuse_ino_t ino, char *buf, size_t size)
+{
+	const struct bri_entry *b;
+	int rc = bfs_refresh(fs, false);
+
+	(void)ino;
+	if (rc < 0)
+		return rc;
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	b = bri_catalog_newest(fs->cat);
+	if (b)
+		snprintf(buf, size, "%s", b->name);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	return b ? 0 : -ENOENT;
+}
+
+/* ---- the table: one row per kind of this file ---- */
+
+#define STORE_SPACES (BFS_IN_STORE | BFS_IN_FIXED) /* fixed: store inode numbers too large */
 
 static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT] = {
-    [BFS_K_ROOT] = {.name = "root",
-                    .mode = S_IFDIR | 0755,
-                    .attr = attr_root,
-                    .lookup = lookup_root,
-                    .list = list_root},
-    [BFS_K_CTL_DIR] = {.name = "ctl/",
+    [K_ROOT] = {.name = "root",
+                .mode = S_IFDIR | 0755,
+                .spaces = BFS_IN_FIXED,
+                .singleton = true,
+                .attr = attr_root,
+                .lookup = lookup_root,
+                .list = list_root},
+    [K_CTL_DIR] = {.name = "ctl/",
+                   .mode = S_IFDIR | 0755,
+                   .spaces = BFS_IN_FIXED,
+                   .singleton = true,
+                   .attr = attr_fixed_dir,
+                   .lookup = lookup_ctl,
+                   .list = list_ctl},
+    [K_RESTORE_DIR] = {.name = "restore/",
                        .mode = S_IFDIR | 0755,
+                       .spaces = BFS_IN_FIXED,
+                       .singleton = true,
                        .attr = attr_fixed_dir,
-                       .lookup = lookup_ctl,
-                       .list = list_ctl},
-    [BFS_K_RESTORE_DIR] = {.name = "restore/",
-                           .mode = S_IFDIR | 0755,
-                           .attr = attr_fixed_dir,
-                           .lookup = lookup_restore,
-                           .list = list_restore},
-    [BFS_K_LATEST] = {.name = "latest", .mode = S_IFLNK | 0777, .attr = attr_latest},
-    [BFS_K_CTL_FILE] = {.name = "ctl file",
-                        .mode = S_IFREG,
-                        .attr = attr_ctl_file,
-                        .open = open_ctl_file},
-    [BFS_K_REPORT] = {.name = "restore report",
-                      .mode = S_IFREG | 0444,
-                      .attr = attr_report,
-                      .open = open_generated,
-                      .render = render_report},
-    [BFS_K_BACKUP_DIR] = {.name = "backup folder",
-                          .mode = S_IFDIR | 0700,
-                          .attr = attr_backup,
-                          .lookup = lookup_backup,
-                          .list = list_backup,
-                          .entry_attr = dir_attr},
-    [BFS_K_BACKUP_DB] = {.name = "backup file",
-                         .mode = S_IFREG | 0400,
-                         .attr = attr_backup,
-                         .open = open_backup_db,
-                         .entry_attr = db_attr},
-    [BFS_K_META] = {.name = "meta.json",
-                    .mode = S_IFREG | 0400,
-                    .attr = attr_backup,
-                    .open = open_generated,
-                    .render = render_meta,
-                    .entry_attr = meta_attr},
-    [BFS_K_VERIFY] = {.name = "verify",
-                      .mode = S_IFREG | 0400,
+                       .lookup = lookup_restore,
+                       .list = list_restore},
+    [K_LATEST] = {.name = "latest",
+                  .mode = S_IFLNK | 0777,
+                  .spaces = BFS_IN_FIXED,
+                  .singleton = true,
+                  .attr = attr_latest,
+                  .readlink = readlink_latest},
+    [K_CTL_FILE] = {.name = "ctl file",
+                    .mode = S_IFREG,
+                    .spaces = BFS_IN_FIXED | BFS_IN_VERSION,
+                    .attr = attr_ctl_file,
+                    .open = open_ctl_file},
+    [K_REPORT] = {.name = "restore report",
+                  .mode = S_IFREG | 0444,
+                  .spaces = BFS_IN_FIXED,
+                  .attr = attr_report,
+                  .open = bfs_open_generated,
+                  .render = render_report},
+    [K_BACKUP_DIR] = {.name = "backup folder",
+                      .mode = S_IFDIR | 0700,
+                      .spaces = STORE_SPACES,
                       .attr = attr_backup,
-                      .open = open_generated,
-                      .render = render_verify,
-                      .entry_attr = verify_attr},
-    [BFS_K_VERIFY_NONE] = {.name = "verify (no result)",
-                           .mode = S_IFREG | 0400,
-                           .attr = attr_backup,
-                           .open = open_generated,
-                           .render = render_verify,
-                           .entry_attr = verify_attr},
-    [BFS_K_REHEARSAL] = {.name = "rehearsal",
-                         .mode = S_IFREG | 0400,
-                         .attr = attr_backup,
-                         .open = open_generated,
-                         .render = render_rehearsal,
-                         .entry_attr = rehearsal_attr},
-    [BFS_K_REHEARSAL_NONE] = {.name = "rehearsal (never)",
-                              .mode = S_IFREG | 0400,
-                              .attr = attr_backup,
-                              .open = open_generated,
-                              .render = render_rehearsal,
-                              .entry_attr = rehearsal_attr},
-    [BFS_K_INSPECT_DIR] = {.name = "inspect/",
-                           .mode = S_IFDIR | 0555,
-                           .attr = bfs_insp_attr,
-                           .lookup = bfs_insp_lookup,
-                           .list = bfs_insp_list},
-    [BFS_K_DIFF_DIR] = {.name = "diff/",
-                        .mode = S_IFDIR | 0555,
-                        .attr = bfs_insp_attr,
-                        .lookup = bfs_insp_lookup,
-                        .list = bfs_insp_list},
-    [BFS_K_AT_DIR] = {.name = "at/",
-                      .mode = S_IFDIR | 0555,
-                      .attr = bfs_insp_attr,
-                      .lookup = bfs_insp_lookup,
-                      .list = bfs_insp_list},
-    [BFS_K_README] = {.name = "README",
-                      .mode = S_IFREG | 0444,
-                      .attr = bfs_insp_attr,
-                      .open = open_generated,
-                      .render = bfs_insp_render_readme},
-    [BFS_K_AT_LINK] = {.name = "at/TIME",
-                       .mode = S_IFLNK | 0777,
-                       .attr = bfs_insp_attr,
-                       .readlink = bfs_insp_readlink},
-    [BFS_K_INSPECT_NAME] = {.name = "inspect/NAME/",
-                            .mode = S_IFDIR | 0555,
-                            .attr = bfs_insp_attr,
-                            .lookup = bfs_insp_lookup,
-                            .list = bfs_insp_list},
-    [BFS_K_SCHEMA] = {.name = "schema.sql",
-                      .mode = S_IFREG | 0444,
-                      .attr = bfs_insp_attr,
-                      .open = bfs_insp_open},
-    [BFS_K_TABLES_DIR] = {.name = "inspect/NAME/tables/",
-                          .mode = S_IFDIR | 0555,
-                          .attr = bfs_insp_attr,
-                          .lookup = bfs_insp_lookup,
-                          .list = bfs_insp_list},
-    [BFS_K_TABLE_CSV] = {.name = "TABLE.csv",
-                         .mode = S_IFREG | 0444,
-                         .attr = bfs_insp_attr,
-                         .open = bfs_insp_open},
-    [BFS_K_DIFF_PAIR] = {.name = "diff/OLD..NEW/",
-                         .mode = S_IFDIR | 0555,
-                         .attr = bfs_insp_attr,
-                         .lookup = bfs_insp_lookup,
-                         .list = bfs_insp_list},
-    [BFS_K_DIFF_SUMMARY] = {.name = "diff summary",
-                            .mode = S_IFREG | 0444,
-                            .attr = bfs_insp_attr,
-                            .open = bfs_insp_open},
-    [BFS_K_DIFF_CSV] = {.name = "diff TABLE.csv",
-                        .mode = S_IFREG | 0444,
-                        .attr = bfs_insp_attr,
-                        .open = bfs_insp_open},
-    [BFS_K_OFFSITE] = {.name = "offsite",
+                      .lookup = lookup_backup,
+                      .list = list_backup,
+                      .entry_attr = dir_attr},
+    [K_BACKUP_DB] = {.name = "backup file",
+                     .mode = S_IFREG | 0400,
+                     .spaces = STORE_SPACES,
+                     .attr = attr_backup,
+                     .open = open_backup_db,
+                     .entry_attr = db_attr},
+    [K_META] = {.name = "meta.json",
+                .mode = S_IFREG | 0400,
+                .spaces = STORE_SPACES,
+                .attr = attr_backup,
+                .open = bfs_open_generated,
+                .render = render_meta,
+                .entry_attr = meta_attr},
+    [K_VERIFY] = {.name = "verify",
+                  .mode = S_IFREG | 0400,
+                  .spaces = STORE_SPACES,
+                  .attr = attr_backup,
+                  .open = bfs_open_generated,
+                  .render = render_verify,
+                  .entry_attr = verify_attr},
+    [K_VERIFY_NONE] = {.name = "verify (no result)",
                        .mode = S_IFREG | 0400,
+                       .spaces = STORE_SPACES,
                        .attr = attr_backup,
-                       .open = open_generated,
-                       .render = render_offsite,
-                       .entry_attr = offsite_attr},
+                       .open = bfs_open_generated,
+                       .render = render_verify,
+                       .entry_attr = verify_attr},
+    [K_REHEARSAL] = {.name = "rehearsal",
+                     .mode = S_IFREG | 0400,
+                     .spaces = STORE_SPACES,
+                     .attr = attr_backup,
+                     .open = bfs_open_generated,
+                     .render = render_rehearsal,
+                     .entry_attr = rehearsal_attr},
+    [K_REHEARSAL_NONE] = {.name = "rehearsal (never)",
+                          .mode = S_IFREG | 0400,
+                          .spaces = STORE_SPACES,
+                          .attr = attr_backup,
+                          .open = bfs_open_generated,
+                          .render = render_rehearsal,
+                          .entry_attr = rehearsal_attr},
+    [K_OFFSITE] = {.name = "offsite",
+                   .mode = S_IFREG | 0400,
+                   .spaces = STORE_SPACES,
+                   .attr = attr_backup,
+                   .open = bfs_open_generated,
+                   .render = render_offsite,
+                   .entry_attr = offsite_attr},
 };
+
+/* Every module's table of kinds (fs.h). */
+static const struct bfs_kind_ops *const kind_tables[] = {bfs_kinds, bfs_insp_kinds};
+
+int bfs_kinds_check(void)
+{
+	for (unsigned k = 0; k < BFS_K_COUNT; k++) {
+		int rows = 0;
+
+		for (size_t t = 0; t < sizeof(kind_tables) / sizeof(kind_tables[0]); t++)
+			rows += kind_tables[t][k].name != NULL;
+		if (rows > 1 || (k == 0 && rows)) {
+			bri_log(BRI_LOG_ERR, "node kind %u has %d rows: renumber the new kind", k,
+			        rows);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
 
 const struct bfs_kind_ops *bfs_kind_of(fuse_ino_t ino)
 {
-	enum bfs_kind k = bfs_ino_kind(ino);
-	bool store = (k >= BFS_K_BACKUP_DIR && k <= BFS_K_VERIFY_NONE) || k == BFS_K_REHEARSAL ||
-	             k == BFS_K_REHEARSAL_NONE || k == BFS_K_OFFSITE;
+	unsigned k = bfs_ino_kind(ino);
 
-	if (k <= BFS_K_NONE || k >= BFS_K_COUNT)
-		return NULL;
-	/* Each kind lives in its own id space (inode.c). */
-	if ((ino & BFS_SPACE_VERSION) && k != BFS_K_CTL_FILE)
-		return NULL;
-	if ((ino & BFS_SPACE_STORE) && !store)
-		return NULL;
-	if (!(ino & BFS_SPACE_MASK) && store && bfs_ino_index(ino) < BFS_ID_BASE)
-		return NULL;
-	if (k <= BFS_K_LATEST && ino != (fuse_ino_t)k)
-		return NULL;
-	return &bfs_kinds[k];
+	for (size_t t = 0; t < sizeof(kind_tables) / sizeof(kind_tables[0]); t++) {
+		const struct bfs_kind_ops *row = &kind_tables[t][k];
+
+		if (!row->name)
+			continue;
+		/* Each kind lives in its id spaces (inode.c). */
+		if (!(row->spaces & (1u << (ino >> 62))))
+			return NULL;
+		if (row->singleton && ino != (fuse_ino_t)k)
+			return NULL;
+		return row;
+	}
+	return NULL;
+}
+
+fuse_ino_t bfs_ino_backup_dir(const struct bri_entry *b)
+{
+	return bfs_ino_store(b, &b->db_st, K_BACKUP_DIR);
+}
+
+fuse_ino_t bfs_ino_backup_db(const struct bri_entry *b)
+{
+	return bfs_ino_store(b, &b->db_st, K_BACKUP_DB);
+}
+
+fuse_ino_t bfs_ino_report(uint64_t id)
+{
+	return bfs_ino_fixed(id, K_REPORT);
+}
+
+bool bfs_ino_is_backup_dir(fuse_ino_t ino)
+{
+	return bfs_ino_kind(ino) == K_BACKUP_DIR && bfs_kind_of(ino);
 }
 
 /*
@@ -1085,12 +1150,9 @@ static int open_backup_db(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info 
 	return 0;
 }
 
-/*
- * Opens a file rendered at open (meta.json, verify, a report): the row's
- * render, shared through the render cache by (inode, generation).
- */
-static int open_generated(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
-                          struct bfs_source *src)
+/* meta.json, verify, a report, a README: see fs.h. */
+int bfs_open_generated(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
+                       struct bfs_source *src)
 {
 	const struct bfs_kind_ops *k = bfs_kind_of(ino);
 	char *text;
@@ -1110,7 +1172,7 @@ static int open_generated(struct bfs *fs, fuse_ino_t ino, struct fuse_file_info 
 		bri_log(BRI_LOG_ERR, "inode %lu: rendering of %zu bytes over the cap refused",
 		        (unsigned long)ino, len);
 	/* A store file's content never changes under its inode: cache it. */
-	if (bfs_ino_kind(ino) == BFS_K_META)
+	if (bfs_ino_kind(ino) == K_META)
 		fi->keep_cache = 1;
 	else
 		fi->direct_io = 1;
@@ -1128,6 +1190,7 @@ int bfs_getattr_ino(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *e)
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	bfs_count(req, BFS_REQ_LOOKUP);
 	const struct bfs_kind_ops *k = bfs_kind_of(parent);
 	const struct bfs_render *r = NULL;
 	struct bfs *fs = bfs_of(req);
@@ -1152,12 +1215,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
+	bfs_count(req, BFS_REQ_FORGET);
 	bfs_node_forget(bfs_of(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
+	bfs_count(req, BFS_REQ_FORGET);
 	for (size_t i = 0; i < count; i++)
 		bfs_node_forget(bfs_of(req), forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
@@ -1165,6 +1230,7 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_GETATTR);
 	struct bfs *fs = bfs_of(req);
 	struct fuse_entry_param e;
 	int rc;
@@ -1188,40 +1254,21 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct bfs *fs = bfs_of(req);
-	char target[BRI_NAME_MAX + 1] = "";
-	const struct bri_entry *b;
+	struct bfs *fs = bfs_count(req, BFS_REQ_READLINK);
+	const struct bfs_kind_ops *k = bfs_kind_of(ino);
+	char buf[BRI_NAME_MAX + 8];
 	int rc;
 
-	if (ino != BFS_INO_LATEST) {
-		const struct bfs_kind_ops *k = bfs_kind_of(ino);
-		char buf[BRI_NAME_MAX + 8];
-
-		rc = k && k->readlink ? k->readlink(fs, ino, buf, sizeof(buf)) : -EINVAL;
-		if (rc < 0)
-			fuse_reply_err(req, -rc);
-		else
-			fuse_reply_readlink(req, buf);
-		return;
-	}
-	rc = bfs_refresh(fs, false);
-	if (rc < 0) {
+	rc = k && k->readlink ? k->readlink(fs, ino, buf, sizeof(buf)) : -EINVAL;
+	if (rc < 0)
 		fuse_reply_err(req, -rc);
-		return;
-	}
-	pthread_rwlock_rdlock(&fs->cat_lock);
-	b = bri_catalog_newest(fs->cat);
-	if (b)
-		snprintf(target, sizeof(target), "%s", b->name);
-	pthread_rwlock_unlock(&fs->cat_lock);
-	if (!target[0])
-		fuse_reply_err(req, ENOENT);
 	else
-		fuse_reply_readlink(req, target);
+		fuse_reply_readlink(req, buf);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_OPENDIR);
 	struct bfs *fs = bfs_of(req);
 	const struct bfs_kind_ops *k = bfs_kind_of(ino);
 
@@ -1234,7 +1281,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	fi->fh = 0;
-	if (bfs_ino_kind(ino) == BFS_K_BACKUP_DIR) {
+	if (bfs_ino_kind(ino) == K_BACKUP_DIR) {
 		/* A backup's names never change: the kernel may keep the listing. */
 		fi->cache_readdir = 1;
 		fi->keep_cache = 1;
@@ -1309,6 +1356,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_READDIR);
 	(void)fi;
 	do_readdir(req, ino, size, off, false);
 }
@@ -1316,12 +1364,14 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                            struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_READDIRPLUS);
 	(void)fi;
 	do_readdir(req, ino, size, off, true);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_RELEASEDIR);
 	(void)ino;
 	(void)fi;
 	fuse_reply_err(req, 0);
@@ -1330,10 +1380,11 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                        struct fuse_file_info *fi)
 {
+	bfs_count(req, BFS_REQ_SETATTR);
 	const int allowed = FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
 	                    FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
 	struct bfs *fs = bfs_of(req);
-	enum bfs_kind k = bfs_ino_kind(ino);
+	enum view_kind k = bfs_ino_kind(ino);
 	struct fuse_entry_param e;
 	int ctl = -1;
 	int rc;
@@ -1343,7 +1394,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (k == BFS_K_CTL_FILE)
+	if (k == K_CTL_FILE)
 		ctl = ctl_index(fs, ino);
 	/* Truncating a ctl/ request file (echo > ctl/create) is a no-op. */
 	if (ctl >= 0 && bfs_ctl_files[ctl].run && (to_set & FUSE_SET_ATTR_SIZE) &&
@@ -1355,11 +1406,12 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			fuse_reply_attr(req, &e.attr, 0);
 		return;
 	}
-	fuse_reply_err(req, k == BFS_K_CTL_FILE || k == BFS_K_CTL_DIR ? EPERM : EROFS);
+	fuse_reply_err(req, k == K_CTL_FILE || k == K_CTL_DIR ? EPERM : EROFS);
 }
 
 static void op_refuse_entry(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
+	bfs_count(req, BFS_REQ_REFUSED);
 	(void)parent;
 	(void)name;
 	(void)mode;
@@ -1398,6 +1450,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	bfs_count(req, BFS_REQ_STATFS);
 	struct bfs *fs = bfs_of(req);
 	struct statvfs sv;
 

@@ -3,17 +3,26 @@
  * invalidations that handlers and the catalog refresh queue: libfuse's
  * fuse_lowlevel_notify_inval_* must never run inside a related request
  * handler or while holding a lock a handler needs, so they are sent only
- * from here, holding nothing. The verifier verifies every backup that was
- * never verified and re-verifies ("scrub") those whose last verification is
- * older than scrub_interval, one at a time, in the background, holding the
- * daemon's op_lock for each so that it never races a restore or a request.
- * It is throttled so that it never starves the live application: its
- * thread (and the hashing thread the core starts from it, which inherits
- * this) does I/O at idle priority, and it pauses between backups as long as
- * the last verification took (so at most half the time is spent
- * verifying). Its CPU priority is left alone: it holds op_lock while it
- * verifies, and a request waiting for that lock must not wait for a
- * starved thread longer than the idle I/O class already makes it.
+ * from here, holding nothing. An entry invalidation takes the folder's
+ * lock in the kernel; while a rename into restore/ is being answered, the
+ * kernel holds the root's, restore/'s and the backup folder's locks, so
+ * entry invalidations in those folders are held back until the rename is
+ * answered (else the notify thread would sleep in the kernel for the whole
+ * restore, and a daemon killed then could never exit: its thread stuck,
+ * its /dev/fuse never closed, the rename never answered; what cannot be
+ * held back, a request not read yet, is watchdog.c's).
+ *
+ * The verifier verifies every backup that was never verified and
+ * re-verifies ("scrub") those whose last verification is older than
+ * scrub_interval, one at a time, in the background, holding the daemon's
+ * op_lock for each so that it never races a restore or a request. It is
+ * throttled so that it never starves the live application: its thread (and
+ * the hashing thread the core starts from it, which inherits this) does
+ * I/O at idle priority, and it pauses between backups as long as the last
+ * verification took (so at most half the time is spent verifying). Its CPU
+ * priority is left alone: it holds op_lock while it verifies, and a request
+ * waiting for that lock must not wait for a starved thread longer than the
+ * idle I/O class already makes it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -89,6 +98,39 @@ void bfs_inval_wait(struct bfs *fs, double timeout_s)
 	pthread_mutex_unlock(&fs->q_lock);
 }
 
+void bfs_rename_begin(struct bfs *fs)
+{
+	pthread_mutex_lock(&fs->q_lock);
+	fs->renames++;
+	pthread_mutex_unlock(&fs->q_lock);
+}
+
+void bfs_rename_end(struct bfs *fs)
+{
+	pthread_mutex_lock(&fs->q_lock);
+	if (--fs->renames == 0 && fs->q_held) {
+		/* Sent first, in the order they came. */
+		struct bfs_inval *last = fs->q_held;
+
+		while (last->next)
+			last = last->next;
+		last->next = fs->q_head;
+		if (!fs->q_head)
+			fs->q_tail = last;
+		fs->q_head = fs->q_held;
+		fs->q_held = NULL;
+		pthread_cond_signal(&fs->q_cond);
+	}
+	pthread_mutex_unlock(&fs->q_lock);
+}
+
+/* Whether a rename being answered holds the kernel's lock of folder dir; q_lock held. */
+static bool folder_renaming(struct bfs *fs, fuse_ino_t dir)
+{
+	return fs->renames > 0 &&
+	       (dir == BFS_INO_ROOT || dir == BFS_INO_RESTORE || bfs_ino_is_backup_dir(dir));
+}
+
 static void *notify_main(void *arg)
 {
 	struct bfs *fs = arg;
@@ -104,6 +146,21 @@ static void *notify_main(void *arg)
 		fs->q_head = iv->next;
 		if (!fs->q_head)
 			fs->q_tail = NULL;
+		if (iv->parent && folder_renaming(fs, iv->parent)) {
+			/* Held back (bfs_rename_end queues it again); waiters need not wait. */
+			struct bfs_inval **end = &fs->q_held;
+
+			while (*end)
+				end = &(*end)->next;
+			iv->next = NULL;
+			*end = iv;
+			if (!iv->counted) {
+				iv->counted = true;
+				fs->q_sent++;
+				pthread_cond_broadcast(&fs->q_done_cond);
+			}
+			continue;
+		}
 		pthread_mutex_unlock(&fs->q_lock);
 		bri_testpoint("notify_send");
 		/* -ENOENT: the kernel does not know it; nothing to do. */
@@ -112,15 +169,23 @@ static void *notify_main(void *arg)
 			                                 strlen(iv->name));
 		else
 			fuse_lowlevel_notify_inval_inode(fs->se, iv->ino, 0, 0);
-		free(iv);
 		pthread_mutex_lock(&fs->q_lock);
-		fs->q_sent++;
-		pthread_cond_broadcast(&fs->q_done_cond);
+		if (!iv->counted) {
+			fs->q_sent++;
+			pthread_cond_broadcast(&fs->q_done_cond);
+		}
+		free(iv);
 	}
 	while (fs->q_head) {
 		struct bfs_inval *iv = fs->q_head;
 
 		fs->q_head = iv->next;
+		free(iv);
+	}
+	while (fs->q_held) {
+		struct bfs_inval *iv = fs->q_held;
+
+		fs->q_held = iv->next;
 		free(iv);
 	}
 	fs->q_tail = NULL;

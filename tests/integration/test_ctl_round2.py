@@ -145,6 +145,32 @@ def test_restore_reports_survive_a_remount_and_include_bri_backup_restores(live_
     assert [json.loads(line)["name"] for line in lines] == ["by_mount", "by_cli"]
 
 
+def test_restore_lists_every_report_the_store_keeps(live_db, store, cli, tmp_path):
+    """The store keeps the newest 256 reports (SPEC.md 4.1); restore/ lists
+    them all, each readable, and a new restore takes the oldest's place."""
+    cli.run("create", "--name", "real")
+    # 300 earlier restores' reports, as the core writes them (JSON lines).
+    with open(store / "restore_reports.jsonl", "w") as f:
+        for i in range(300):
+            f.write(json.dumps({"name": f"old{i:03}", "time": 1760000000 + i,
+                                "text": f"backup: old{i:03}\nresult: ok\n"}) + "\n")
+    m = Mount(live_db, store, tmp_path / "mnt").start()
+    try:
+        listed = os.listdir(m.path / "restore")
+        assert sorted(listed) == [f"old{i:03}.report" for i in range(44, 300)]
+        assert (m.path / "restore/old044.report").read_text() == "backup: old044\nresult: ok\n"
+        assert (m.path / "restore/old299.report").read_text() == "backup: old299\nresult: ok\n"
+        sh(f"mv {m.path}/real {m.path}/restore/")
+        listed = os.listdir(m.path / "restore")
+        assert len(listed) == 256 and "real.report" in listed and "old044.report" not in listed
+        assert "result: ok" in (m.path / "restore/real.report").read_text()
+    finally:
+        m.stop()
+    kept = [json.loads(line)["name"] + ".report"
+            for line in (store / "restore_reports.jsonl").read_text().splitlines()]
+    assert sorted(kept) == sorted(listed)
+
+
 def test_ctl_log_shows_operations_of_bri_backup(mounted, cli):
     m = mounted.path
     cli.run("create", "--name", "made_by_cli")

@@ -71,6 +71,38 @@ def test_inodes_stable_across_remount(three, live_db, store, tmp_path):
     assert "two/bri.db" in after and "two/verify" in after
 
 
+INSPECTED = ("inspect/two", "inspect/two/schema.sql", "inspect/two/tables",
+             "inspect/two/tables/videos.csv", "inspect/latest/tables/memory.csv",
+             "diff/one..two", "diff/one..two/summary", "diff/one..latest/videos.csv",
+             "at/2099-01-01", "inspect/README", "diff", "at")
+
+
+def test_inspect_inodes_stable_across_remount(three, live_db, store, tmp_path):
+    def numbers(order):
+        m = Mount(live_db, store, tmp_path / "mnt").start()
+        try:
+            # Looked up in another order each time: a number is not the order
+            # of the lookups, but what the name means.
+            got = {p: os.lstat(m.path / p) for p in order}
+            return {p: (st.st_ino, st.st_mtime, st.st_size) for p, st in got.items()}
+        finally:
+            m.stop()
+
+    first = numbers(INSPECTED)
+    again = numbers(tuple(reversed(INSPECTED)))
+    assert again == first
+    assert len({v[0] for v in first.values()}) == len(INSPECTED)
+    # latest is three: the same files under both names.
+    assert numbers(("inspect/three/tables/memory.csv",))["inspect/three/tables/memory.csv"] == \
+        first["inspect/latest/tables/memory.csv"]
+    # Another backup under the same name is another file, with another number.
+    three.run("delete", "two")
+    three.run("create", "--name", "two")
+    other = numbers(("inspect/two/tables/videos.csv", "diff/one..two/summary"))
+    assert other["inspect/two/tables/videos.csv"][0] != first["inspect/two/tables/videos.csv"][0]
+    assert other["diff/one..two/summary"][0] != first["diff/one..two/summary"][0]
+
+
 def test_restic_sees_nothing_changed_after_remount(three, live_db, store, tmp_path):
     repo = tmp_path / "restic-repo"
     env = dict(os.environ, RESTIC_PASSWORD="test", RESTIC_CACHE_DIR=str(tmp_path / "rc"))
