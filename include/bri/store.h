@@ -209,6 +209,10 @@ struct bri_reader {
 	void *priv;     /* the format's */
 	char why[256];  /* the format's words for its last failed read ("" if none;
 	                   pages: which page of which backup is damaged) */
+	bool quick;     /* set by a caller that checks every byte against the whole
+	                   file's checksum itself (verify): the format may skip its
+	                   own per-page checks (pages: ids are not recomputed for a
+	                   zstd group, whose frame checksum still guards it) */
 };
 
 /*
@@ -272,6 +276,14 @@ struct bri_store_ops {
 	/* Bytes the backups hold as served and bytes the store keeps for them
 	 * (NULL: the same, the sum of the backups' sizes). */
 	int (*usage)(struct bri_store *s, uint64_t *logical, uint64_t *stored, struct bri_err *err);
+	/* For a writer without fd: writes len bytes of the copy at off, verbatim
+	 * (whole pages; migrate's byte-for-byte conversion). */
+	int (*write_data)(struct bri_backup_writer *w, const void *buf, size_t len, uint64_t off,
+	                  struct bri_err *err);
+	/* Removes every file of this format from a store of another format (what
+	 * an interrupted or finished migrate leaves): each backup's sidecars, then
+	 * the backup itself, then the format's shared files. Safe to run again. */
+	int (*purge)(struct bri_store *s, struct bri_err *err);
 };
 
 /* The plain folder (SPEC.md section 1): one NAME.db per backup. */
@@ -296,6 +308,9 @@ int bri_store_write_begin(struct bri_store *s, const char *name, struct bri_back
 int bri_store_write_commit(struct bri_backup_writer *w, const char *meta, size_t len,
                            struct bri_err *err);
 void bri_store_write_end(struct bri_backup_writer *w);
+/* Writes len bytes of the writer's copy at off, verbatim (the fd's, or the format's). */
+int bri_store_write_data(struct bri_backup_writer *w, const void *buf, size_t len, uint64_t off,
+                         struct bri_err *err);
 /* The size and SHA-256 of a writer's copy, for a format without fd (w->fd < 0). */
 int bri_store_write_digest(struct bri_backup_writer *w, uint64_t *size, char hex[65],
                            struct bri_err *err);

@@ -135,6 +135,8 @@ int cli_cmd_health(struct cli_globals *g, const struct cli_args *a);
 int cli_cmd_metrics(struct cli_globals *g, const struct cli_args *a);
 int cli_cmd_diff(struct cli_globals *g, const struct cli_args *a);
 int cli_cmd_export(struct cli_globals *g, const struct cli_args *a);
+int cli_cmd_migrate(struct cli_globals *g, const struct cli_args *a);
+int cli_cmd_scrub(struct cli_globals *g, const struct cli_args *a);
 /* offsite.c */
 int cli_cmd_offsite(struct cli_globals *g, const struct cli_args *a);
 /*

@@ -34,7 +34,7 @@ const struct cli_command cli_commands[] = {
                 "store.json. plain (the default): one complete .db per backup. pages: each\n"
                 "distinct page kept once, compressed, in shared pack files. A store that is\n"
                 "already of that format is left as it is; one of another format, or a plain\n"
-                "store that holds backups, is refused (converting is migrate's).\n",
+                "store that holds backups, is refused (convert it with migrate --to).\n",
         .options = CLI_OPTIONS({"format", 0, "plain|pages", "the store's format (default: plain)"}),
     },
     {
@@ -223,6 +223,29 @@ const struct cli_command cli_commands[] = {
         .options = CLI_OPTIONS({"table", 0, "T", "print table T as CSV"},
                                {"schema", 0, NULL, "print the schema as SQL"}),
         .complete = NAMES_OR_LIVE,
+    },
+    {
+        .name = "migrate",
+        .fn = cli_cmd_migrate,
+        .summary = "convert the store in place to the other format",
+        .help = "Converts the backup store in place to the other format: each backup is\n"
+                "copied byte for byte into the new format and checked against its checksum,\n"
+                "then the store switches format in one step, then the old files are removed.\n"
+                "Killed at any point, every backup stays complete; run migrate again to\n"
+                "finish (or with the other --to, before the switch, to undo). Refused while\n"
+                "another process holds the store.\n",
+        .options = CLI_OPTIONS({"to", 0, "plain|pages",
+                                "plain (one .db per backup) or pages (pages kept once each)"}),
+    },
+    {
+        .name = "scrub",
+        .fn = cli_cmd_scrub,
+        .summary = "check every stored byte: every page of every pack",
+        .help = "Reads every stored byte of the store. A page store: every page of every pack\n"
+                "is decompressed and its id recomputed, and every page of every backup is\n"
+                "looked up; each damaged or missing page is printed with the backup(s) and\n"
+                "page number that use it. A plain store: every backup's file is hashed\n"
+                "against its checksum. Changes nothing. Exit 1 when anything is damaged.\n",
     },
     {
         .name = "offsite",

@@ -38,6 +38,7 @@
 
 #include "bri/log.h"
 #include "seal.h"
+#include "store_int.h"
 
 #define BLOB_HDR      32
 #define BLOB_GROUP    1
@@ -61,17 +62,28 @@ struct blob_hdr {
  * zstd at ZSTD_LEVEL with the frame's content checksum on: a damaged
  * manifest fails to decompress (pages are checked against their ids too).
  */
-static size_t zcompress(void *dst, size_t cap, const void *src, size_t len)
+static ZSTD_CCtx *zcctx_new(void)
 {
 	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+
+	if (cctx) {
+		ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+		ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+	}
+	return cctx;
+}
+
+/* keep: a context of the caller's made by zcctx_new (NULL: one for this call). */
+static size_t zcompress(ZSTD_CCtx *keep, void *dst, size_t cap, const void *src, size_t len)
+{
+	ZSTD_CCtx *cctx = keep ? keep : zcctx_new();
 	size_t n;
 
 	if (!cctx)
 		return (size_t)-1; /* an error code for ZSTD_isError */
-	ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
-	ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
 	n = ZSTD_compress2(cctx, dst, cap, src, len);
-	ZSTD_freeCCtx(cctx);
+	if (!keep)
+		ZSTD_freeCCtx(cctx);
 	return n;
 }
 
@@ -207,6 +219,22 @@ void page_id(const struct pages_db *db, const void *page, size_t len, uint8_t id
 	}
 	EVP_MAC_CTX_free(ctx);
 	HMAC(EVP_sha256(), db->secret, sizeof(db->secret), page, len, id, &n);
+}
+
+/*
+ * The id of a page with ctx, a context of the store's own that this caller
+ * alone uses: re-initialised with the key it holds (HMAC keeps its keyed
+ * state: no key schedule, no allocation per page). Falls back to page_id.
+ */
+static void page_id_with(const struct pages_db *db, void *ctx, const void *page, size_t len,
+                         uint8_t id[PAGE_ID_LEN])
+{
+	size_t out = 0;
+
+	if (ctx && EVP_MAC_init(ctx, NULL, 0, NULL) && EVP_MAC_update(ctx, page, len) &&
+	    EVP_MAC_final(ctx, id, &out, PAGE_ID_LEN) && out == PAGE_ID_LEN)
+		return;
+	page_id(db, page, len, id);
 }
 
 static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
@@ -348,35 +376,69 @@ static int pack_scan(int fd, const struct bri_seal *k,
                                uint64_t off),
                      void *arg)
 {
-	uint8_t head[PACK_HDR], hb[BLOB_HDR], ids[PACK_GROUP_PAGES * PAGE_ID_LEN],
-	    stored[PACK_GROUP_PAGES * PAGE_ID_LEN + SEAL_OVERHEAD];
+	uint8_t ids[PACK_GROUP_PAGES * PAGE_ID_LEN];
+	/* Read in windows of SCAN_WINDOW while groups are small (scattered single
+	 * pages lie close together): a header and its ids are then in the window. */
+	enum {
+		SCAN_WINDOW = 256 << 10,
+		NEED = BLOB_HDR + PACK_GROUP_PAGES * PAGE_ID_LEN + SEAL_OVERHEAD
+	};
+	uint8_t head[PACK_HDR], *win = malloc(SCAN_WINDOW);
+	uint64_t off = PACK_HDR, wstart = 0, wlen = 0, last = 0;
 	struct stat st;
-	uint64_t off = PACK_HDR;
-	int rc;
+	int rc = 0;
 
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (pread_full(fd, head, PACK_HDR, 0) != PACK_HDR || memcmp(head, PACK_MAGIC, 8) != 0)
-		return -EBADMSG;
-	while (off < (uint64_t)st.st_size) {
+	if (!win)
+		return -ENOMEM;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	if (pread_full(fd, head, PACK_HDR, 0) != PACK_HDR || memcmp(head, PACK_MAGIC, 8) != 0) {
+		rc = -EBADMSG;
+		goto out_free;
+	}
+	while (off < (uint64_t)st.st_size && rc == 0) {
 		struct blob_hdr h;
+		const uint8_t *hb;
 
-		if (pread_full(fd, hb, BLOB_HDR, off) != BLOB_HDR)
-			return -EBADMSG;
+		if (off < wstart || off + NEED > wstart + wlen) {
+			/* Small groups: a window of them; a large one: its header and ids only
+			 * (the payload is never read, cold or warm). */
+			ssize_t n =
+			    pread_full(fd, win, last > SCAN_WINDOW / 16 ? NEED : SCAN_WINDOW, off);
+
+			if (n < BLOB_HDR) {
+				rc = n < 0 ? (int)n : -EBADMSG;
+				break;
+			}
+			wstart = off;
+			wlen = (uint64_t)n;
+		}
+		hb = win + (off - wstart);
 		rc = hdr_decode(hb, &h);
 		if (rc == 0)
 			rc = hdr_check_seal(&h, k);
-		if (rc < 0 || h.kind != BLOB_GROUP)
-			return rc < 0 ? rc : -EBADMSG;
-		if (pread_full(fd, stored, h.ids_len, off + BLOB_HDR) != (ssize_t)h.ids_len ||
-		    part_open(k, hb, "ids", stored, h.ids_len, ids) < 0)
-			return -EBADMSG;
-		rc = fn(arg, &h, ids, off);
-		if (rc)
-			return rc;
-		off += BLOB_HDR + (uint64_t)h.ids_len + h.stored_len;
+		if (rc < 0 || h.kind != BLOB_GROUP) {
+			rc = rc < 0 ? rc : -EBADMSG;
+			break;
+		}
+		if (off + BLOB_HDR + h.ids_len > wstart + wlen) {
+			rc = -EBADMSG; /* the file ends inside the ids */
+			break;
+		}
+		/* Sealed ids are opened (the header bound to them) before anyone sees them. */
+		if (k && part_open(k, hb, "ids", hb + BLOB_HDR, h.ids_len, ids) < 0) {
+			rc = -EBADMSG;
+			break;
+		}
+		rc = fn(arg, &h, k ? ids : hb + BLOB_HDR, off);
+		last = BLOB_HDR + (uint64_t)h.ids_len + h.stored_len;
+		off += last;
 	}
-	return 0;
+out_free:
+	free(win);
+	return rc;
 }
 
 struct load_arg {
@@ -482,6 +544,9 @@ int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *er
 	memcpy(db->secret, secret, sizeof(db->secret));
 	free(secret);
 	db->mac = mac_new(db->secret, sizeof(db->secret)); /* NULL: HMAC() each time */
+	db->wmac = db->mac ? EVP_MAC_CTX_dup(db->mac) : NULL;
+	db->rmac = db->mac ? EVP_MAC_CTX_dup(db->mac) : NULL;
+	db->dctx = ZSTD_createDCtx(); /* NULL: ZSTD_decompress makes one each time */
 	rc = each_pack(s, load_pack, db);
 	if (rc < 0) {
 		bri_err_set(err, rc, "cannot read the packs of %s: %s", s->dir, strerror(-rc));
@@ -512,99 +577,171 @@ void pages_db_close(struct pages_db *db)
 		close(db->packs[i].fd);
 		free(db->packs[i].name);
 	}
-	for (int i = 0; i < GROUP_CACHE_SLOTS; i++)
+	for (int i = 0; i < GROUP_CACHE_SLOTS; i++) {
 		free(db->cache[i].data);
+		free(db->cache[i].stored);
+	}
 	free(db->packs);
 	free(db->entries);
 	free(db->table);
 	free(db->wbuf);
 	pthread_mutex_destroy(&db->lock);
 	EVP_MAC_CTX_free(db->mac);
+	EVP_MAC_CTX_free(db->wmac);
+	EVP_MAC_CTX_free(db->rmac);
+	ZSTD_freeDCtx(db->dctx);
+	ZSTD_freeCCtx(db->cctx);
 	memset(db->secret, 0, sizeof(db->secret));
 	free(db);
 }
 
-/* Reads and decompresses the group at off of pack p into a cache slot. */
-static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct group_cache **out)
+/* What a read checks against the ids. */
+enum check {
+	CHECK_NONE, /* nothing: the caller checks (scrub) */
+	CHECK_RAW,  /* pages of raw groups only: zstd's frame checksum guards the others */
+	CHECK_ALL,  /* every page read */
+};
+
+/*
+ * Page slot of cache slot c against its id, as check says: 0, or -EBADMSG.
+ * Page by page, so that one damaged page does not condemn its group's others;
+ * a page found good is not hashed again while its group stays cached.
+ */
+static int page_ok(struct pages_db *db, void *mac, struct group_cache *c, uint32_t slot,
+                   enum check check)
 {
-	struct group_cache *c = NULL, *victim = &db->cache[0];
-	uint8_t hb[BLOB_HDR], *ids = NULL, *stored = NULL, *raw = NULL, *z = NULL;
-	const struct bri_seal *k = db->s->seal;
-	uint8_t sids[PACK_GROUP_PAGES * PAGE_ID_LEN + SEAL_OVERHEAD];
+	uint8_t id[PAGE_ID_LEN];
+
+	if (check == CHECK_NONE || (check == CHECK_RAW && c->codec != CODEC_RAW) ||
+	    (c->checked & (1u << slot)))
+		return 0;
+	page_id_with(db, mac, c->data + (size_t)slot * c->page_size, c->page_size, id);
+	if (memcmp(id, c->ids[slot], PAGE_ID_LEN) != 0)
+		return -EBADMSG;
+	c->checked |= 1u << slot;
+	return 0;
+}
+
+/*
+ * The group at off of the pack fd, read and decompressed (its frame and
+ * zstd's content checksum checked, not the ids: page_ok) into slot, which
+ * is emptied first. dctx: a ZSTD_DCtx of the caller's, or NULL.
+ */
+static int group_read(int fd, const struct bri_seal *k, uint64_t off, void *dctx,
+                      struct group_cache *slot)
+{
+	uint8_t hb[BLOB_HDR], sids[PACK_GROUP_PAGES * PAGE_ID_LEN + SEAL_OVERHEAD];
+	const uint8_t *z;
+	uint8_t *opened = NULL;
 	struct blob_hdr h;
 	size_t zlen;
 	int rc;
 
-	for (int i = 0; i < GROUP_CACHE_SLOTS; i++) {
-		if (db->cache[i].data && db->cache[i].pack == p && db->cache[i].blob_off == off) {
-			c = &db->cache[i];
-			c->used = ++db->clock;
-			*out = c;
-			return 0;
-		}
-		if (!db->cache[i].data || db->cache[i].used < victim->used)
-			victim = &db->cache[i];
-	}
-	if (pread_full(db->packs[p].fd, hb, BLOB_HDR, off) != BLOB_HDR)
-		return -EBADMSG;
+	/* Emptied first (its ids are overwritten below); its buffers are kept. */
+	slot->npages = 0;
+	if (pread_full(fd, hb, BLOB_HDR, off) != BLOB_HDR)
+		goto out_empty;
 	rc = hdr_decode(hb, &h);
 	if (rc == 0)
 		rc = hdr_check_seal(&h, k);
 	if (rc < 0 || h.kind != BLOB_GROUP || h.stored_len > 2 * h.raw_len + 1024)
 		return rc < 0 ? rc : -EBADMSG;
-	zlen = h.stored_len - (k ? SEAL_OVERHEAD : 0);
-	ids = malloc(h.ids_len);
-	stored = malloc(h.stored_len ? h.stored_len : 1);
-	raw = malloc(h.raw_len);
-	z = k ? malloc(zlen ? zlen : 1) : stored;
-	rc = -ENOMEM;
-	if (!ids || !stored || !raw || !z)
-		goto out_free;
-	rc = -EBADMSG;
-	if (pread_full(db->packs[p].fd, sids, h.ids_len, off + BLOB_HDR) != (ssize_t)h.ids_len ||
-	    pread_full(db->packs[p].fd, stored, h.stored_len, off + BLOB_HDR + h.ids_len) !=
+	/* Buffers of the largest group, made once: no allocation (and no page
+	 * faults on fresh memory) per group read. */
+	/* Room for a full group of this page size at once: groups of 1 to 16 pages
+	 * then never make the buffers move (and fault in fresh memory). */
+	if (h.raw_len > slot->data_cap) {
+		size_t cap = (size_t)PACK_GROUP_PAGES * h.page_size;
+		uint8_t *b = realloc(slot->data, cap > h.raw_len ? cap : h.raw_len);
+
+		if (!b)
+			return -ENOMEM;
+		slot->data = b;
+		slot->data_cap = cap > h.raw_len ? cap : h.raw_len;
+	}
+	if (h.stored_len > slot->stored_cap) {
+		size_t cap = (size_t)PACK_GROUP_PAGES * h.page_size + 1024;
+		uint8_t *b = realloc(slot->stored, cap > h.stored_len ? cap : h.stored_len);
+
+		if (!b)
+			return -ENOMEM;
+		slot->stored = b;
+		slot->stored_cap = cap > h.stored_len ? cap : h.stored_len;
+	}
+	if (pread_full(fd, k ? sids : (uint8_t *)slot->ids, h.ids_len, off + BLOB_HDR) !=
+	        (ssize_t)h.ids_len ||
+	    pread_full(fd, slot->stored, h.stored_len, off + BLOB_HDR + h.ids_len) !=
 	        (ssize_t)h.stored_len)
-		goto out_free;
-	/* Sealed: the tag checks every byte before anything is decompressed. */
-	if (part_open(k, hb, "ids", sids, h.ids_len, ids) < 0 ||
-	    (k && part_open(k, hb, "pages", stored, h.stored_len, z) < 0))
-		goto out_free;
+		goto out_empty;
+	z = slot->stored;
+	zlen = h.stored_len;
+	if (k) {
+		/* Sealed: the tags check every byte before anything is decompressed. */
+		zlen = h.stored_len - SEAL_OVERHEAD;
+		opened = malloc(zlen ? zlen : 1);
+		if (!opened)
+			return -ENOMEM;
+		if (part_open(k, hb, "ids", sids, h.ids_len, (uint8_t *)slot->ids) < 0 ||
+		    part_open(k, hb, "pages", slot->stored, h.stored_len, opened) < 0)
+			goto out_empty;
+		z = opened;
+	}
 	if (h.codec == CODEC_ZSTD) {
-		size_t n = ZSTD_decompress(raw, h.raw_len, z, zlen);
+		size_t n = dctx ? ZSTD_decompressDCtx(dctx, slot->data, h.raw_len, z, zlen)
+		                : ZSTD_decompress(slot->data, h.raw_len, z, zlen);
 
 		if (ZSTD_isError(n) || n != h.raw_len)
-			goto out_free;
+			goto out_empty;
 	} else {
-		memcpy(raw, z, h.raw_len);
+		memcpy(slot->data, z, h.raw_len);
 	}
-	/* Every page's bytes against its id: a damaged pack is never served. */
-	for (uint32_t i = 0; i < h.npages; i++) {
-		uint8_t id[PAGE_ID_LEN];
-
-		page_id(db, raw + (size_t)i * h.page_size, h.page_size, id);
-		if (memcmp(id, ids + i * PAGE_ID_LEN, PAGE_ID_LEN) != 0)
-			goto out_free;
-	}
-	free(victim->data);
-	victim->data = raw;
-	raw = NULL;
-	victim->pack = p;
-	victim->blob_off = off;
-	victim->page_size = h.page_size;
-	victim->npages = h.npages;
-	victim->used = ++db->clock;
-	*out = victim;
-	rc = 0;
-out_free:
-	if (z != stored)
-		free(z);
-	free(ids);
-	free(stored);
-	free(raw);
-	return rc;
+	free(opened);
+	slot->blob_off = off;
+	slot->page_size = h.page_size;
+	slot->npages = h.npages;
+	slot->codec = h.codec;
+	slot->checked = 0;
+	return 0;
+out_empty:
+	free(opened);
+	slot->npages = 0;
+	return -EBADMSG;
 }
 
-int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size, void *buf)
+/* The group at off of pack p, from the cache or read into it (group_read). */
+static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct group_cache **out)
+{
+	struct group_cache *victim = &db->cache[0], *last = &db->cache[db->last_slot];
+	int rc;
+
+	/* Pages are mostly read in order: the slot of the last hit first. */
+	if (last->npages && last->pack == p && last->blob_off == off) {
+		last->used = ++db->clock;
+		*out = last;
+		return 0;
+	}
+	for (int i = 0; i < GROUP_CACHE_SLOTS; i++) {
+		if (db->cache[i].npages && db->cache[i].pack == p && db->cache[i].blob_off == off) {
+			db->cache[i].used = ++db->clock;
+			db->last_slot = (uint32_t)i;
+			*out = &db->cache[i];
+			return 0;
+		}
+		if (!db->cache[i].npages || db->cache[i].used < victim->used)
+			victim = &db->cache[i];
+	}
+	rc = group_read(db->packs[p].fd, db->s->seal, off, db->dctx, victim);
+	if (rc < 0)
+		return rc;
+	victim->pack = p;
+	victim->used = ++db->clock;
+	db->last_slot = (uint32_t)(victim - db->cache);
+	*out = victim;
+	return 0;
+}
+
+static int read_page(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
+                     enum check check, void *buf)
 {
 	const struct pack_entry *e;
 	struct group_cache *c;
@@ -630,22 +767,121 @@ int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t p
 		goto out_unlock;
 	}
 	rc = load_cached(db, e->pack, e->blob_off, &c);
-	if (rc < 0)
-		goto out_unlock;
-	if (c->page_size != page_size || e->slot >= c->npages) {
+	if (rc == 0 && (c->page_size != page_size || e->slot >= c->npages ||
+	                memcmp(c->ids[e->slot], id, PAGE_ID_LEN) != 0))
 		rc = -EBADMSG;
-		goto out_unlock;
-	}
-	memcpy(buf, c->data + (size_t)e->slot * page_size, page_size);
+	/* A damaged pack is never served: the page's bytes against its id. */
+	if (rc == 0)
+		rc = page_ok(db, db->rmac, c, e->slot, check);
+	if (rc == 0)
+		memcpy(buf, c->data + (size_t)e->slot * page_size, page_size);
 out_unlock:
 	pthread_mutex_unlock(&db->lock);
 	return rc;
 }
 
+int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size, void *buf)
+{
+	return read_page(db, id, page_size, CHECK_ALL, buf);
+}
+
+int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
+                          void *buf)
+{
+	return read_page(db, id, page_size, CHECK_RAW, buf);
+}
+
+int pages_cursor_new(struct pages_db *db, struct page_cursor **out)
+{
+	struct page_cursor *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	c->mac = db->mac ? EVP_MAC_CTX_dup(db->mac) : NULL;
+	c->dctx = ZSTD_createDCtx();
+	*out = c;
+	return 0;
+}
+
+void pages_cursor_free(struct page_cursor *c)
+{
+	if (!c)
+		return;
+	free(c->slot.data);
+	free(c->slot.stored);
+	EVP_MAC_CTX_free(c->mac);
+	ZSTD_freeDCtx(c->dctx);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_t id[PAGE_ID_LEN],
+                      uint32_t page_size, bool quick, void *buf)
+{
+	const struct pack_entry *e;
+	uint32_t pack = 0, slot = 0;
+	uint64_t off = 0;
+	int fd = -1, rc = 0;
+
+	/* The index under the store's lock; the group read and decompressed outside it. */
+	pthread_mutex_lock(&db->lock);
+	for (uint32_t i = 0; i < db->wcount; i++) {
+		if (db->wpsize == page_size && memcmp(db->wids[i], id, PAGE_ID_LEN) == 0) {
+			memcpy(buf, db->wbuf + (size_t)i * page_size, page_size);
+			pthread_mutex_unlock(&db->lock);
+			return 0;
+		}
+	}
+	e = pages_db_find(db, id);
+	if (!e) {
+		each_pack(db->s, load_pack, db);
+		e = pages_db_find(db, id);
+	}
+	if (e) {
+		pack = e->pack;
+		off = e->blob_off;
+		slot = e->slot;
+		fd = db->packs[pack].fd; /* open until the store's reader closes */
+	}
+	pthread_mutex_unlock(&db->lock);
+	if (fd < 0)
+		return -ENOENT;
+	if (!cur->slot.npages || cur->slot.pack != pack || cur->slot.blob_off != off) {
+		rc = group_read(fd, db->s->seal, off, cur->dctx, &cur->slot);
+		cur->slot.pack = pack;
+	}
+	if (rc == 0 && (cur->slot.page_size != page_size || slot >= cur->slot.npages ||
+	                memcmp(cur->slot.ids[slot], id, PAGE_ID_LEN) != 0))
+		rc = -EBADMSG;
+	if (rc == 0)
+		rc = page_ok(db, cur->mac, &cur->slot, slot, quick ? CHECK_RAW : CHECK_ALL);
+	if (rc == 0)
+		memcpy(buf, cur->slot.data + (size_t)slot * page_size, page_size);
+	return rc;
+}
+
+int pages_db_check_entry(struct pages_db *db, size_t i)
+{
+	const struct pack_entry *e = &db->entries[i];
+	struct group_cache *c;
+	int rc;
+
+	pthread_mutex_lock(&db->lock);
+	/* The group once (cached), then this one page against its own id. */
+	rc = load_cached(db, e->pack, e->blob_off, &c);
+	if (rc == 0 && (e->slot >= c->npages || memcmp(c->ids[e->slot], e->id, PAGE_ID_LEN)))
+		rc = -EBADMSG;
+	if (rc == 0)
+		rc = page_ok(db, db->rmac, c, e->slot, CHECK_ALL);
+	pthread_mutex_unlock(&db->lock);
+	return rc;
+}
+
 /* Appends a group blob of count pages (ids, bytes) to fd at *off, sealed with k if given. */
-static int write_group(int fd, const struct bri_seal *k, uint64_t *off, uint32_t page_size,
-                       uint32_t count, const uint8_t (*ids)[PAGE_ID_LEN], const uint8_t *pages,
-                       uint64_t *stored)
+static int write_group(ZSTD_CCtx *cctx, const struct bri_seal *k, int fd, uint64_t *off,
+                       uint32_t page_size, uint32_t count, const uint8_t (*ids)[PAGE_ID_LEN],
+                       const uint8_t *pages, uint64_t *stored)
 {
 	size_t raw_len = (size_t)count * page_size, cap = ZSTD_compressBound(raw_len), n;
 	struct blob_hdr h = {.kind = BLOB_GROUP, .codec = CODEC_ZSTD, .seal = SEAL_NONE};
@@ -656,7 +892,7 @@ static int write_group(int fd, const struct bri_seal *k, uint64_t *off, uint32_t
 
 	if (!z)
 		return -ENOMEM;
-	n = zcompress(z, cap, pages, raw_len);
+	n = zcompress(cctx, z, cap, pages, raw_len);
 	if (ZSTD_isError(n)) {
 		free(z);
 		return -EIO;
@@ -714,7 +950,9 @@ static int flush_group(struct pages_db *db)
 
 	if (!db->wcount)
 		return 0;
-	rc = write_group(db->wfd, db->s->seal, &db->woff, db->wpsize, db->wcount,
+	if (!db->cctx)
+		db->cctx = zcctx_new(); /* NULL: one per group */
+	rc = write_group(db->cctx, db->s->seal, db->wfd, &db->woff, db->wpsize, db->wcount,
 	                 (const uint8_t(*)[PAGE_ID_LEN])db->wids, db->wbuf, &db->stored_new);
 	if (rc < 0)
 		return rc;
@@ -759,9 +997,15 @@ static int start_pack(struct pages_db *db, struct bri_err *err)
 int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint8_t id[PAGE_ID_LEN],
                  struct bri_err *err)
 {
+	return pages_db_add_at(db, page, page_size, UINT64_MAX, id, err);
+}
+
+int pages_db_add_at(struct pages_db *db, const void *page, uint32_t page_size, uint64_t pgno,
+                    uint8_t id[PAGE_ID_LEN], struct bri_err *err)
+{
 	int rc = 0;
 
-	page_id(db, page, page_size, id);
+	page_id_with(db, db->wmac, page, page_size, id);
 	pthread_mutex_lock(&db->lock);
 	if (pages_db_find(db, id))
 		goto out_unlock;
@@ -773,7 +1017,13 @@ int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint
 		if (rc < 0)
 			goto out_unlock;
 	}
-	if (db->wcount && (db->wpsize != page_size || db->wcount == PACK_GROUP_PAGES)) {
+	/*
+	 * A group holds neighbours: a new page that does not follow the last one
+	 * in its file starts a group of its own. A backup's scattered changes
+	 * then cost a reader one page's decompression each, not a group's.
+	 */
+	if (db->wcount && (db->wpsize != page_size || db->wcount == PACK_GROUP_PAGES ||
+	                   (pgno != UINT64_MAX && pgno != db->wnext))) {
 		rc = flush_group(db);
 		if (rc < 0) {
 			bri_err_set(err, rc, "cannot write a pack in %s: %s", db->s->dir,
@@ -782,6 +1032,7 @@ int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint
 		}
 	}
 	db->wpsize = page_size;
+	db->wnext = pgno + 1;
 	memcpy(db->wids[db->wcount], id, PAGE_ID_LEN);
 	memcpy(db->wbuf + (size_t)db->wcount * page_size, page, page_size);
 	db->wcount++;
@@ -838,7 +1089,7 @@ int manifest_encode(const struct bri_seal *k, const char *name, const struct man
 	put32(raw, m->page_size);
 	memcpy(raw + 4, &count, 8);
 	memcpy(raw + 12, m->ids, (size_t)m->page_count * PAGE_ID_LEN);
-	n = zcompress(blob + BLOB_HDR, cap, raw, raw_len);
+	n = zcompress(NULL, blob + BLOB_HDR, cap, raw, raw_len);
 	free(raw);
 	if (ZSTD_isError(n)) {
 		free(blob);
@@ -1094,6 +1345,10 @@ static int copy_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, u
 			return 0;
 	pthread_mutex_lock(&g->db->lock);
 	rc = load_cached(g->db, g->pack, off, &c);
+	/* A damaged page that is used stops the rewrite: verify and scrub report it. */
+	for (uint32_t i = 0; i < h->npages && rc == 0; i++)
+		if (set_has(&g->live, ids + i * PAGE_ID_LEN))
+			rc = page_ok(g->db, g->db->rmac, c, i, CHECK_ALL);
 	pthread_mutex_unlock(&g->db->lock);
 	if (rc < 0)
 		return rc;
@@ -1217,4 +1472,25 @@ int pages_usage(struct bri_store *s, uint64_t *logical, uint64_t *stored, struct
 	*logical = l.logical;
 	*stored = u.stored + l.manifests; /* packs and manifests */
 	return rc;
+}
+
+static int list_pack(void *arg, const char *name)
+{
+	return name_list_add(arg, name);
+}
+
+int pages_remove_packs(struct bri_store *s, struct bri_err *err)
+{
+	struct name_list packs = {0};
+	int rc = each_pack(s, list_pack, &packs);
+
+	/* Listed first, removed after: the folder does not change while it is read. */
+	for (size_t i = 0; rc == 0 && i < packs.n; i++)
+		rc = bri_store_unlink(s, packs.v[i]);
+	name_list_free(&packs);
+
+	if (rc < 0)
+		return bri_err_set(err, rc, "cannot remove the packs of %s: %s", s->dir,
+		                   strerror(-rc));
+	return 0;
 }

@@ -56,17 +56,27 @@ struct group_cache {
 	uint64_t blob_off;
 	uint32_t page_size;
 	uint32_t npages;
-	uint8_t *data; /* npages * page_size bytes; NULL: empty slot */
-	uint64_t used; /* for LRU */
+	uint8_t *data;     /* npages * page_size bytes (npages 0: an empty slot) */
+	size_t data_cap;   /* bytes allocated at data, kept between groups */
+	uint8_t *stored;   /* the group as stored, read before decompressing */
+	size_t stored_cap; /* bytes allocated at stored */
+	uint64_t used;     /* for LRU */
+	uint8_t codec;     /* CODEC_ZSTD's groups are guarded by zstd's content checksum */
+	uint32_t checked;  /* bit i: page i found equal to its id */
+	uint8_t ids[PACK_GROUP_PAGES][PAGE_ID_LEN];
 };
 
-#define GROUP_CACHE_SLOTS 64
+#define GROUP_CACHE_SLOTS 1024
 
 /* The store's pages: secret, packs and index. Thread-safe reads (lock). */
 struct pages_db {
 	struct bri_store *s;
 	uint8_t secret[32];
-	void *mac; /* EVP_MAC_CTX keyed with secret: copied for each page id */
+	void *mac;  /* EVP_MAC_CTX keyed with secret: copied for each page id */
+	void *wmac; /* a copy for the writer's thread (pages_db_add), re-initialised per page */
+	void *rmac; /* a copy for reads, used under lock */
+	void *dctx; /* ZSTD_DCtx for reads, used under lock (NULL: one per call) */
+	void *cctx; /* ZSTD_CCtx of the writer, made at its first group */
 	struct pack_file *packs;
 	size_t npacks, cap_packs;
 	struct pack_entry *entries;
@@ -76,6 +86,7 @@ struct pages_db {
 	pthread_mutex_t lock;
 	struct group_cache cache[GROUP_CACHE_SLOTS];
 	uint64_t clock;
+	uint32_t last_slot; /* the cache slot of the last hit */
 	/* The pack being written (pages_db_add), -1 when none. */
 	int wfd;
 	char *wtmp;
@@ -83,6 +94,7 @@ struct pages_db {
 	uint64_t woff;   /* its size so far */
 	uint32_t wpsize; /* page size of the pending group */
 	uint32_t wcount; /* pages pending */
+	uint64_t wnext;  /* the page number that continues the pending group */
 	uint8_t wids[PACK_GROUP_PAGES][PAGE_ID_LEN];
 	uint8_t *wbuf;       /* PACK_GROUP_PAGES * PAGE_SIZE_MAX */
 	uint64_t stored_new; /* bytes appended by this writer */
@@ -101,9 +113,47 @@ const struct pack_entry *pages_db_find(struct pages_db *db, const uint8_t id[PAG
  */
 int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
                   void *buf);
+/*
+ * pages_db_read for a writer hashing what it has just written: a zstd group
+ * is trusted on its frame's content checksum (ids not recomputed); a raw
+ * group is still checked against its ids.
+ */
+int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
+                          void *buf);
+/*
+ * Reads the page of entry i (its group decompressed) and checks it against
+ * its id: 0, or -EBADMSG when it is damaged. For scrub: page by page, so
+ * one damaged page does not condemn the others of its group.
+ */
+int pages_db_check_entry(struct pages_db *db, size_t i);
+/*
+ * A reader's own group slot, decompressor and HMAC context, for streaming
+ * reads (the hash of verify, a cat through the mount): the group is read
+ * and decompressed outside the store's lock and cache, so a second thread
+ * reading the same backup (SQLite's integrity_check) neither waits for it
+ * nor loses its cached groups to it. One user at a time: lock.
+ */
+struct page_cursor {
+	pthread_mutex_t lock;
+	struct group_cache slot;
+	void *mac;  /* EVP_MAC_CTX */
+	void *dctx; /* ZSTD_DCtx */
+};
+int pages_cursor_new(struct pages_db *db, struct page_cursor **out);
+void pages_cursor_free(struct page_cursor *c);
+/* pages_db_read (quick: as pages_db_read_written) through cursor cur; caller holds cur->lock. */
+int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_t id[PAGE_ID_LEN],
+                      uint32_t page_size, bool quick, void *buf);
 /* Stores page (page_size bytes) unless the store has it; sets id. */
 int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint8_t id[PAGE_ID_LEN],
                  struct bri_err *err);
+/*
+ * pages_db_add for page pgno of a file being written: a new page that is not
+ * the neighbour (pgno + 1) of the last new one starts a new group, so that
+ * groups hold pages a reader reads together.
+ */
+int pages_db_add_at(struct pages_db *db, const void *page, uint32_t page_size, uint64_t pgno,
+                    uint8_t id[PAGE_ID_LEN], struct bri_err *err);
 /* Writes out the pending group, fsyncs and publishes the new pack (if any). */
 int pages_db_flush(struct pages_db *db, struct bri_err *err);
 /* Removes the unpublished pack being written, if any. */
@@ -136,6 +186,9 @@ int manifest_read(const struct bri_store *s, const char *name, struct manifest *
  * published before the old one is removed). Call with the store's lock.
  */
 int pages_gc(struct bri_store *s, struct bri_err *err);
+
+/* Removes every pack of s (migrate away from pages, after every manifest is gone). */
+int pages_remove_packs(struct bri_store *s, struct bri_err *err);
 
 /* Logical bytes of all backups, bytes of all packs and manifests. */
 int pages_usage(struct bri_store *s, uint64_t *logical, uint64_t *stored, struct bri_err *err);

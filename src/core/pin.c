@@ -35,7 +35,8 @@ static int check_backup(struct bri_store *s, const char *name, struct bri_err *e
 
 	if (!bri_store_has(s, name))
 		return bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
-	/* Through the store: its format's file, sealed in an encrypted store. */
+	/* The metadata through the store's format (plain: NAME.db.meta; pages: NAME.meta,
+	 * sealed in an encrypted store). */
 	rc = bri_store_sidecar_read(s, name, BRI_SIDECAR_META, BRI_META_MAX_BYTES, &text, &len);
 	if (rc < 0)
 		return bri_err_set(err, -EINVAL, "%s in %s is not a backup (its metadata: %s)",
@@ -43,7 +44,7 @@ static int check_backup(struct bri_store *s, const char *name, struct bri_err *e
 	rc = bri_meta_parse(text, len, &meta, &why);
 	free(text);
 	if (rc < 0)
-		return bri_err_set(err, -EINVAL, "%s.db in %s is not a backup (%s)", name, s->dir,
+		return bri_err_set(err, -EINVAL, "%s in %s is not a backup (%s)", name, s->dir,
 		                   why.msg);
 	bri_meta_free(&meta);
 	return 0;

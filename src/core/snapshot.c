@@ -576,7 +576,8 @@ int snapshot_check(sqlite3 *db, bool quick, struct bri_err *err)
  * database says WAL in its header, and readers on read-only media could not
  * open it.
  */
-static int describe_copy(sqlite3 *dst, struct bri_snapshot_info *out, struct bri_err *err)
+static int describe_copy(sqlite3 *dst, sqlite3 *counted, struct bri_snapshot_info *out,
+			 struct bri_err *err)
 {
 	int rc;
 
@@ -586,7 +587,7 @@ static int describe_copy(sqlite3 *dst, struct bri_snapshot_info *out, struct bri
 	if (rc == 0)
 		rc = query_int(dst, "PRAGMA page_count", &out->page_count, err);
 	if (rc == 0)
-		rc = snapshot_count_rows(dst, &out->tables, &out->ntables, err);
+		rc = snapshot_count_rows(counted, &out->tables, &out->ntables, err);
 	return rc;
 }
 
@@ -599,27 +600,38 @@ static int take_from(sqlite3 *src, const char *dst_path, int busy_timeout_ms,
 		      struct bri_snapshot_info *info, struct bri_err *err)
 {
 	struct bri_snapshot_info out = {0};
+	bool pages = store_path_vfs(dst_path) != NULL, own_txn = false;
 	sqlite3 *dst = NULL;
 	int rc;
 
 	/* A store format that writes through its own VFS (pages) gets its path there. */
 	rc = open_db_vfs(dst_path, SQLITE_OPEN_READWRITE,
-			 store_path_vfs(dst_path) ? store_path_vfs(dst_path) : wc_vfs_name(),
-			 busy_timeout_ms, &dst, err);
+			 pages ? store_path_vfs(dst_path) : wc_vfs_name(), busy_timeout_ms, &dst,
+			 err);
 	if (rc < 0)
 		return rc;
 	/* The copy is a private temporary file until published: no journal, one
 	 * fsync by the caller at the end. */
 	rc = exec_sql(dst, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", "backup file", err);
 	/* A VFS without shared memory (pages) reads a WAL header only in exclusive mode. */
-	if (rc == 0 && store_path_vfs(dst_path))
+	if (rc == 0 && pages)
 		rc = exec_sql(dst, "PRAGMA locking_mode=EXCLUSIVE", "backup file", err);
+	/*
+	 * Pages: the rows are counted on the source, in the read transaction the
+	 * copy is taken in (the same snapshot: the backup API keeps a transaction
+	 * it finds open), not read back through the copy's VFS page by page.
+	 */
+	if (rc == 0 && pages && sqlite3_get_autocommit(src)) {
+		rc = exec_sql(src, "BEGIN; SELECT count(*) FROM sqlite_schema",
+			      "starting the backup's read transaction", err);
+		own_txn = rc == 0;
+	}
 	if (rc < 0)
 		goto out_close_dst;
 	rc = copy_all(dst, src, "backup", err);
 	if (rc < 0)
 		goto out_close_dst;
-	rc = describe_copy(dst, &out, err);
+	rc = describe_copy(dst, pages ? src : dst, &out, err);
 	if (rc < 0)
 		goto out_close_dst;
 	/* Every deferred write is in the file, or its error is reported here. */
@@ -631,6 +643,8 @@ static int take_from(sqlite3 *src, const char *dst_path, int busy_timeout_ms,
 	}
 	rc = 0;
 out_close_dst:
+	if (own_txn)
+		sqlite3_exec(src, "COMMIT", NULL, NULL, NULL); /* a read transaction: ends */
 	if (sqlite3_close(dst) != SQLITE_OK && rc == 0)
 		rc = bri_err_set(err, -EIO, "cannot close the backup file");
 	/* info is set only on success: a failed close must not hand out tables
@@ -998,7 +1012,7 @@ int bri_snapshot_restore_save(struct bri_snapshot_restore *r, const char *dst_pa
 			 &dst, err);
 	if (rc < 0)
 		return rc;
-	rc = describe_copy(dst, &out, err);
+	rc = describe_copy(dst, dst, &out, err);
 	if (sqlite3_close(dst) != SQLITE_OK && rc == 0)
 		rc = bri_err_set(err, -EIO, "cannot close the backup file");
 	if (rc == 0)

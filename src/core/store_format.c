@@ -199,7 +199,13 @@ int store_key_for_json(const char *where, const char *text, const char *key_file
 	return rc;
 }
 
-int store_detect_format(struct bri_store *s, struct bri_err *err)
+/*
+ * The format store.json names (plain when there is none) into *ops, and the
+ * parsed store.json into *json when asked (NULL for plain; json_object_put
+ * it). No key is looked at.
+ */
+static int read_format(const struct bri_store *s, const struct bri_store_ops **ops,
+                       json_object **json, struct bri_err *err)
 {
 	json_object *o = NULL, *v;
 	const char *name;
@@ -207,9 +213,11 @@ int store_detect_format(struct bri_store *s, struct bri_err *err)
 	size_t len;
 	int rc;
 
+	if (json)
+		*json = NULL;
 	rc = bri_store_read_file(s, "store.json", STORE_JSON_MAX, &text, &len);
 	if (rc == -ENOENT) {
-		s->ops = &bri_store_plain_ops; /* the seed's layout needs no store.json */
+		*ops = &bri_store_plain_ops; /* the seed's layout needs no store.json */
 		return 0;
 	}
 	if (rc < 0)
@@ -227,13 +235,25 @@ int store_detect_format(struct bri_store *s, struct bri_err *err)
 		                   s->dir);
 	}
 	name = json_object_get_string(v);
-	s->ops = bri_store_format(name);
-	if (!s->ops)
+	*ops = bri_store_format(name);
+	if (!*ops)
 		rc = bri_err_set(err, -EPROTONOSUPPORT,
 		                 "the backup store %s has format \"%.64s\", which this version of "
 		                 "bri-backup cannot read",
 		                 s->dir, name);
+	if (rc == 0 && json)
+		*json = o;
 	else
+		json_object_put(o);
+	return rc;
+}
+
+int store_detect_format(struct bri_store *s, struct bri_err *err)
+{
+	json_object *o = NULL;
+	int rc = read_format(s, &s->ops, &o, err);
+
+	if (rc == 0 && o)
 		rc = open_key(s, o, err);
 	json_object_put(o);
 	return rc;
@@ -266,6 +286,9 @@ int bri_store_open_reader(const struct bri_store *s, const char *name, struct br
 int bri_store_write_begin(struct bri_store *s, const char *name, struct bri_backup_writer **out,
                           struct bri_err *err)
 {
+	const struct bri_store_ops *now = NULL;
+	int rc;
+
 	if (s->key_file && !s->seal)
 		return bri_err_set(
 		    err, -EINVAL,
@@ -273,6 +296,21 @@ int bri_store_write_begin(struct bri_store *s, const char *name, struct bri_back
 		    "(%s); refusing to write a backup in the clear (an encrypted store "
 		    "is made by init --format pages --key-file F)",
 		    s->dir, s->key_file);
+	/*
+	 * The format on disk now, not the one this process found at open: a
+	 * long-lived process (the mount) must not write a backup of the old
+	 * format into a store migrate has converted since (it would be invisible).
+	 * The format only: the key was checked at open.
+	 */
+	rc = read_format(s, &now, NULL, err);
+	if (rc < 0)
+		return rc;
+	if (now != ops_of(s))
+		return bri_err_set(err, -ESTALE,
+		                   "the backup store %s is a %s store now (converted by migrate "
+		                   "since this process opened it as %s); nothing was written: "
+		                   "reopen the store (restart the mount)",
+		                   s->dir, now->format, ops_of(s)->format);
 	return ops_of(s)->write_begin(s, name, out, err);
 }
 
@@ -298,6 +336,31 @@ int bri_store_write_digest(struct bri_backup_writer *w, uint64_t *size, char hex
 	if (!ops_of(w->s)->write_digest)
 		return bri_err_set(err, -EINVAL, "the store's format writes into a file");
 	return ops_of(w->s)->write_digest(w, size, hex, err);
+}
+
+int bri_store_write_data(struct bri_backup_writer *w, const void *buf, size_t len, uint64_t off,
+                         struct bri_err *err)
+{
+	const char *p = buf;
+
+	if (w->fd < 0) {
+		if (!ops_of(w->s)->write_data)
+			return bri_err_set(err, -EINVAL, "the store's format takes no raw bytes");
+		return ops_of(w->s)->write_data(w, buf, len, off, err);
+	}
+	while (len > 0) {
+		ssize_t n = pwrite(w->fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return bri_err_set(err, -errno, "cannot write the copy of backup %s: %s",
+			                   w->name, strerror(errno));
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 /* Counts backups, stopping at the first. */
@@ -371,10 +434,8 @@ static void add_encryption(json_object *o, const struct bri_seal *k)
 int bri_store_init_format(struct bri_store *s, const char *format, struct bri_err *err)
 {
 	const struct bri_store_ops *ops = bri_store_format(format);
-	json_object *o = NULL;
 	struct seal_params p;
 	bool has = false;
-	const char *text;
 	int rc;
 
 	if (!ops)
@@ -389,18 +450,18 @@ int bri_store_init_format(struct bri_store *s, const char *format, struct bri_er
 		return 0; /* an encrypted one was opened with its key; a key for another, refused */
 	if (ops_of(s) != &bri_store_plain_ops)
 		return bri_err_set(err, -EEXIST,
-		                   "the backup store %s is already of format \"%s\"; converting "
-		                   "it is migrate's (not done yet)",
-		                   s->dir, ops_of(s)->format);
+		                   "the backup store %s is already of format \"%s\"; convert it "
+		                   "with bri-backup migrate --to %s",
+		                   s->dir, ops_of(s)->format, ops->format);
 	rc = bri_store_list(s, any_backup, &has, err);
 	if (rc < 0)
 		return rc;
 	if (has)
 		return bri_err_set(err, -EEXIST,
 		                   "the backup store %s already holds plain backups; a store's "
-		                   "format is chosen when it is made (converting it is migrate's, "
-		                   "not done yet)",
-		                   s->dir);
+		                   "format is chosen when it is made; convert it with "
+		                   "bri-backup migrate --to %s",
+		                   s->dir, ops->format);
 	if (ops == &bri_store_plain_ops)
 		return 0; /* plain needs no store.json */
 	rc = bri_store_check(s, err);
@@ -408,10 +469,34 @@ int bri_store_init_format(struct bri_store *s, const char *format, struct bri_er
 		rc = new_key(s, &p, err); /* before init: the page-id secret is sealed */
 	if (rc == 0 && ops->init)
 		rc = ops->init(s, err);
-	if (rc == 0 && !(o = json_object_new_object()))
-		rc = bri_err_set(err, -ENOMEM, "out of memory");
-	if (rc < 0)
-		goto out_forget_key;
+	if (rc == 0)
+		rc = store_format_publish(s, ops, err);
+	if (rc < 0 && s->key_file) {
+		seal_free(s->seal); /* the store stays as it was: without encryption */
+		s->seal = NULL;
+	}
+	return rc;
+}
+
+int store_format_publish(struct bri_store *s, const struct bri_store_ops *ops, struct bri_err *err)
+{
+	json_object *o;
+	const char *text;
+	int rc;
+
+	if (ops == &bri_store_plain_ops) {
+		/* Plain is the store without store.json: its removal is the switch. */
+		if (unlinkat(s->dirfd, "store.json", 0) < 0 && errno != ENOENT)
+			return bri_err_set(err, -errno, "cannot remove %s/store.json: %s", s->dir,
+			                   strerror(errno));
+		rc = bri_store_sync(s, err);
+		if (rc == 0)
+			s->ops = ops;
+		return rc;
+	}
+	o = json_object_new_object();
+	if (!o)
+		return bri_err_set(err, -ENOMEM, "out of memory");
 	json_object_object_add(o, "format", json_object_new_string(ops->format));
 	json_object_object_add(o, "version", json_object_new_int(1));
 	if (ops == &bri_store_pages_ops) {
@@ -429,13 +514,8 @@ int bri_store_init_format(struct bri_store *s, const char *format, struct bri_er
 	/* store.json last: a store is of the new format only when all it needs is there. */
 	rc = bri_store_write_file(s, "store.json", text, strlen(text), err);
 	json_object_put(o);
-	if (rc == 0) {
+	if (rc == 0)
 		s->ops = ops;
-		return 0;
-	}
-out_forget_key:
-	seal_free(s->seal);
-	s->seal = NULL;
 	return rc;
 }
 
@@ -499,4 +579,40 @@ void bri_reader_close(struct bri_reader *r)
 {
 	if (r)
 		r->close(r);
+}
+
+int name_list_add(struct name_list *l, const char *name)
+{
+	if (l->n >= NAME_LIST_MAX)
+		return -EFBIG;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		char **v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n] = strdup(name);
+	if (!l->v[l->n])
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+bool name_list_has(const struct name_list *l, const char *name)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i], name) == 0)
+			return true;
+	return false;
+}
+
+void name_list_free(struct name_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
 }

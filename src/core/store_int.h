@@ -22,4 +22,22 @@ int store_detect_format(struct bri_store *s, struct bri_err *err);
  */
 const char *store_path_vfs(const char *path);
 
+/*
+ * Makes the store of format ops from now on: writes store.json (atomically,
+ * synced), or for plain removes it. Nothing else: what the format needs
+ * (ops->init) is made before. Sets s->ops on success. migrate's switch.
+ */
+int store_format_publish(struct bri_store *s, const struct bri_store_ops *ops, struct bri_err *err);
+
+/* A list of backup names (migrate and purge collect them before changing the folder). */
+#define NAME_LIST_MAX (1u << 20)
+struct name_list {
+	char **v;
+	size_t n, cap;
+};
+/* Adds a copy of name: 0, -ENOMEM, or -EFBIG past NAME_LIST_MAX names. */
+int name_list_add(struct name_list *l, const char *name);
+bool name_list_has(const struct name_list *l, const char *name);
+void name_list_free(struct name_list *l);
+
 #endif

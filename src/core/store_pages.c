@@ -142,37 +142,62 @@ struct pages_reader {
 	struct pages_db *db;
 	struct manifest m;
 	char name[BRI_NAME_MAX + 1];
+	pthread_mutex_t cur_lock; /* guards making cur */
+	/* For streaming reads, one per concurrent reader (the mount's threads
+	 * read ahead in parallel), each made when first needed. */
+	struct page_cursor *cur[4];
 };
+
+/* A read at least this long streams through a cursor of the reader's (pack.h). */
+#define STREAM_MIN (64u << 10)
+#define CURSORS    (sizeof(((struct pages_reader *)0)->cur) / sizeof(struct page_cursor *))
 
 static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off)
 {
+	int (*read)(struct pages_db *, const uint8_t *, uint32_t, void *) =
+	    r->quick ? pages_db_read_written : pages_db_read;
 	struct pages_reader *p = r->priv;
+	struct page_cursor *cur = NULL;
 	uint32_t ps = p->m.page_size;
 	uint8_t *page = NULL;
 	size_t done = 0;
+	int rc = 0;
 
 	if (off >= r->size)
 		return 0;
 	if (len > r->size - off)
 		len = (size_t)(r->size - off);
-	while (done < len) {
+	/* A free cursor, or a new one; all busy (or no memory): the shared path. */
+	for (size_t i = 0; len >= STREAM_MIN && !cur && i < CURSORS; i++) {
+		pthread_mutex_lock(&p->cur_lock);
+		if (!p->cur[i])
+			pages_cursor_new(p->db, &p->cur[i]);
+		cur = p->cur[i];
+		pthread_mutex_unlock(&p->cur_lock);
+		if (cur && pthread_mutex_trylock(&cur->lock) != 0)
+			cur = NULL;
+	}
+	while (done < len && rc == 0) {
 		uint64_t pos = off + done, pgno = pos / ps;
 		size_t in = (size_t)(pos % ps), n = ps - in;
-		int rc;
+		const uint8_t *id = p->m.ids + pgno * PAGE_ID_LEN;
 
 		if (n > len - done)
 			n = len - done;
 		if (in == 0 && n == ps) {
-			rc = pages_db_read(p->db, p->m.ids + pgno * PAGE_ID_LEN, ps,
-			                   (char *)buf + done);
+			rc = cur ? pages_cursor_read(p->db, cur, id, ps, r->quick,
+			                             (char *)buf + done)
+			         : read(p->db, id, ps, (char *)buf + done);
+		} else if (!page && !(page = malloc(ps))) {
+			rc = -ENOMEM;
 		} else {
-			if (!page && !(page = malloc(ps)))
-				return done ? (ssize_t)done : -ENOMEM;
-			rc = pages_db_read(p->db, p->m.ids + pgno * PAGE_ID_LEN, ps, page);
+			rc = read(p->db, id, ps, page);
 			if (rc == 0)
 				memcpy((char *)buf + done, page + in, n);
 		}
-		if (rc < 0) {
+		if (rc == 0) {
+			done += n;
+		} else if (rc != -ENOMEM) {
 			snprintf(r->why, sizeof(r->why),
 			         "backup %s: page %" PRIu64 " (bytes %" PRIu64 "-%" PRIu64
 			         ") is %s in the store's packs",
@@ -180,13 +205,101 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 			         rc == -ENOENT ? "missing"
 			                       : "damaged (its bytes do not match its id)");
 			bri_log(BRI_LOG_WARN, "%s/%s", r->label, r->why);
-			free(page);
-			return rc == -ENOENT ? -EBADMSG : rc;
 		}
-		done += n;
 	}
+	if (cur)
+		pthread_mutex_unlock(&cur->lock);
 	free(page);
+	if (rc < 0 && !(rc == -ENOMEM && done))
+		return rc == -ENOENT ? -EBADMSG : rc;
 	return (ssize_t)done;
+}
+
+/*
+ * The readers of one store share its pages: one index, one group cache and
+ * one descriptor per pack for all of them (the mount opens a reader per open
+ * file), made by the first and closed with the last. A store whose packs
+ * changed under it (a cleanup removed one) gets a fresh one for new readers;
+ * the old one goes with its last reader, so a removed pack's space is never
+ * held longer than that.
+ */
+struct shared_db {
+	const struct bri_store *s;
+	struct pages_db *db;
+	int refs;
+	bool stale; /* not given to new readers */
+	struct shared_db *next;
+};
+
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shared_db *shared; /* guarded by shared_lock */
+
+/* Whether every pack db knows is still in the store. Caller holds db->lock. */
+static bool packs_present(const struct pages_db *db)
+{
+	struct stat st;
+
+	for (size_t i = 0; i < db->npacks; i++)
+		if (fstatat(db->s->dirfd, db->packs[i].name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return false;
+	return true;
+}
+
+static int shared_get(const struct bri_store *s, struct pages_db **out, struct bri_err *err)
+{
+	struct shared_db *h;
+	int rc = 0;
+
+	pthread_mutex_lock(&shared_lock);
+	for (h = shared; h; h = h->next) {
+		if (h->s != s || h->stale)
+			continue;
+		pthread_mutex_lock(&h->db->lock);
+		h->stale = !packs_present(h->db);
+		pthread_mutex_unlock(&h->db->lock);
+		if (!h->stale)
+			break;
+	}
+	if (!h) {
+		h = calloc(1, sizeof(*h));
+		rc = h ? pages_db_open((struct bri_store *)s, &h->db, err)
+		       : bri_err_set(err, -ENOMEM, "out of memory");
+		if (rc < 0) {
+			free(h);
+			h = NULL;
+		} else {
+			h->s = s;
+			h->next = shared;
+			shared = h;
+		}
+	}
+	if (h) {
+		h->refs++;
+		*out = h->db;
+	}
+	pthread_mutex_unlock(&shared_lock);
+	return rc;
+}
+
+static void shared_put(struct pages_db *db)
+{
+	struct shared_db **q, *h = NULL;
+
+	if (!db)
+		return;
+	pthread_mutex_lock(&shared_lock);
+	for (q = &shared; *q; q = &(*q)->next)
+		if ((*q)->db == db) {
+			h = *q;
+			if (--h->refs == 0)
+				*q = h->next;
+			break;
+		}
+	pthread_mutex_unlock(&shared_lock);
+	if (h && h->refs == 0) {
+		pages_db_close(h->db);
+		free(h);
+	}
 }
 
 static void pages_reader_close(struct bri_reader *r)
@@ -194,7 +307,10 @@ static void pages_reader_close(struct bri_reader *r)
 	struct pages_reader *p = r->priv;
 
 	if (p) {
-		pages_db_close(p->db);
+		for (size_t i = 0; i < CURSORS; i++)
+			pages_cursor_free(p->cur[i]);
+		pthread_mutex_destroy(&p->cur_lock);
+		shared_put(p->db);
 		free(p->m.ids);
 		free(p);
 	}
@@ -217,6 +333,7 @@ static int pages_open_reader(const struct bri_store *s, const char *name, struct
 	}
 	r->fd = -1;
 	r->priv = p;
+	pthread_mutex_init(&p->cur_lock, NULL);
 	r->pread = pages_pread;
 	r->close = pages_reader_close;
 	snprintf(p->name, sizeof(p->name), "%s", name);
@@ -237,7 +354,7 @@ static int pages_open_reader(const struct bri_store *s, const char *name, struct
 		goto out_close;
 	}
 	/* The manifest first, then the packs: the packs its pages are in are published. */
-	rc = pages_db_open((struct bri_store *)s, &p->db, err);
+	rc = shared_get(s, &p->db, err);
 	if (rc < 0)
 		goto out_close;
 	r->size = p->m.page_count * p->m.page_size;
@@ -366,7 +483,8 @@ static int pw_page(struct pages_writer *w, uint64_t pgno, uint8_t *buf)
 		memset(buf, 0, w->page_size);
 		return 0;
 	}
-	return pages_db_read(w->db, id, w->page_size, buf);
+	/* Pages this writer wrote or found: zstd's frame checksum guards them. */
+	return pages_db_read_written(w->db, id, w->page_size, buf);
 }
 
 static int pw_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
@@ -428,29 +546,26 @@ static int pw_grow(struct pages_writer *w, uint64_t npages)
 	return 0;
 }
 
-static int pw_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 off)
+/* Stores amt bytes of the copy at off: 0 or a negative errno, w->err filled. */
+static int pw_put(struct pages_writer *w, const void *buf, size_t amt, uint64_t off)
 {
-	struct pages_writer *w = ((struct pages_file *)file)->w;
 	uint8_t *page = NULL;
-	int done = 0, rc = 0;
+	size_t done = 0;
+	int rc = 0;
 
-	if (off < 0 || amt <= 0)
-		return SQLITE_IOERR_WRITE;
 	if (!w->page_size) {
 		/* SQLite writes the main database in whole pages: the first write's length. */
-		if (amt < PAGE_SIZE_MIN || amt > PAGE_SIZE_MAX || (amt & (amt - 1)) || off % amt) {
-			bri_err_set(&w->err, -EINVAL, "a page store takes whole pages only");
-			return SQLITE_IOERR_WRITE;
-		}
+		if (amt < PAGE_SIZE_MIN || amt > PAGE_SIZE_MAX || (amt & (amt - 1)) || off % amt)
+			return bri_err_set(&w->err, -EINVAL, "a page store takes whole pages only");
 		w->page_size = (uint32_t)amt;
 	}
 	while (done < amt && rc == 0) {
-		uint64_t pos = (uint64_t)off + (uint64_t)done, pgno = pos / w->page_size;
+		uint64_t pos = off + done, pgno = pos / w->page_size;
 		size_t in = (size_t)(pos % w->page_size), n = w->page_size - in;
 		const uint8_t *src = (const uint8_t *)buf + done;
 
-		if (n > (size_t)(amt - done))
-			n = (size_t)(amt - done);
+		if (n > amt - done)
+			n = amt - done;
 		rc = pw_grow(w, pgno + 1);
 		if (rc == 0 && n != w->page_size) {
 			/* A part of a page: read, change, store it whole. */
@@ -463,17 +578,26 @@ static int pw_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 
 			src = page;
 		}
 		if (rc == 0)
-			rc = pages_db_add(w->db, src, w->page_size, w->ids + pgno * PAGE_ID_LEN,
-			                  &w->err);
-		done += (int)n;
+			rc = pages_db_add_at(w->db, src, w->page_size, pgno,
+			                     w->ids + pgno * PAGE_ID_LEN, &w->err);
+		done += n;
 	}
 	free(page);
-	if (rc < 0) {
-		if (!w->err.code)
-			bri_err_set(&w->err, rc, "cannot write the backup's pages: %s",
-			            strerror(-rc));
+	if (rc < 0 && !w->err.code)
+		bri_err_set(&w->err, rc, "cannot write the backup's pages: %s", strerror(-rc));
+	return rc;
+}
+
+static int pw_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 off)
+{
+	struct pages_writer *w = ((struct pages_file *)file)->w;
+	int rc;
+
+	if (off < 0 || amt <= 0)
+		return SQLITE_IOERR_WRITE;
+	rc = pw_put(w, buf, (size_t)amt, (uint64_t)off);
+	if (rc < 0)
 		return rc == -ENOSPC ? SQLITE_FULL : SQLITE_IOERR_WRITE;
-	}
 	return SQLITE_OK;
 }
 
@@ -715,42 +839,175 @@ out_free:
 	return rc;
 }
 
+/*
+ * The digest's read-back on two threads: a second one reads (and
+ * decompresses) the copy's pages in batches into one of two buffers while
+ * this one hashes the other.
+ */
+#define DIGEST_BATCH 256
+
+struct digest_feed {
+	struct pages_writer *p;
+	struct page_cursor *cur;
+	uint8_t *buf[2];
+	size_t n[2];  /* pages in a full buffer; 0: the end (or a failure) */
+	bool full[2]; /* guarded by lock */
+	bool stop;    /* guarded by lock */
+	int rc;       /* the reader's failure */
+	uint64_t bad; /* at this page (0-based) */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+static void *digest_reader(void *arg)
+{
+	struct digest_feed *f = arg;
+	struct pages_writer *p = f->p;
+	uint64_t next = 0;
+
+	for (int b = 0;; b ^= 1) {
+		size_t k = 0;
+
+		pthread_mutex_lock(&f->lock);
+		while (f->full[b] && !f->stop)
+			pthread_cond_wait(&f->cond, &f->lock);
+		pthread_mutex_unlock(&f->lock);
+		if (f->stop)
+			break;
+		for (; k < DIGEST_BATCH && next < p->npages && f->rc == 0; k++, next++) {
+			const uint8_t *id = p->ids + next * PAGE_ID_LEN;
+			uint8_t *page = f->buf[b] + k * p->page_size;
+
+			if (memcmp(id, zero_id, PAGE_ID_LEN) == 0)
+				memset(page, 0, p->page_size);
+			else if ((f->rc = pages_cursor_read(p->db, f->cur, id, p->page_size, true,
+			                                    page)) < 0)
+				f->bad = next;
+		}
+		if (f->rc < 0)
+			k = 0;
+		pthread_mutex_lock(&f->lock);
+		f->n[b] = k;
+		f->full[b] = true;
+		pthread_cond_broadcast(&f->cond);
+		pthread_mutex_unlock(&f->lock);
+		if (k == 0)
+			break;
+	}
+	return NULL;
+}
+
 static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
                               char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err)
 {
 	struct pages_writer *p = w->priv;
+	struct digest_feed f = {.p = p};
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	uint8_t *page = malloc(p->page_size ? p->page_size : 1);
+	pthread_t reader;
+	bool reading = false;
 	unsigned dlen = 0;
 	int rc = 0;
 
+	pthread_mutex_init(&f.lock, NULL);
+	pthread_cond_init(&f.cond, NULL);
 	if (p->err.code) {
 		rc = bri_err_set(err, p->err.code, "%s", p->err.msg);
 		goto out_free;
 	}
-	if (!md || !page || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+	f.buf[0] = malloc((size_t)DIGEST_BATCH * (p->page_size ? p->page_size : 1));
+	f.buf[1] = malloc((size_t)DIGEST_BATCH * (p->page_size ? p->page_size : 1));
+	/* The logical bytes as served, read back through the pages just written
+	 * (in order: through a cursor of its own, outside the store's cache). */
+	if (!md || !f.buf[0] || !f.buf[1] || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ||
+	    pages_cursor_new(p->db, &f.cur) < 0) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}
-	/* The logical bytes as served, read back through the pages just written. */
-	for (uint64_t i = 0; i < p->npages && rc == 0; i++) {
-		rc = pw_page(p, i, page);
-		if (rc < 0)
-			bri_err_set(err, rc, "cannot read back page %" PRIu64 " of the new backup",
-			            i + 1);
-		else if (!EVP_DigestUpdate(md, page, p->page_size))
+	reading = pthread_create(&reader, NULL, digest_reader, &f) == 0;
+	for (uint64_t i = 0; !reading && i < p->npages && rc == 0; i++) {
+		/* No second thread: page by page, here. */
+		const uint8_t *id = p->ids + i * PAGE_ID_LEN;
+
+		if (memcmp(id, zero_id, PAGE_ID_LEN) == 0)
+			memset(f.buf[0], 0, p->page_size);
+		else if ((f.rc = pages_cursor_read(p->db, f.cur, id, p->page_size, true,
+		                                   f.buf[0])) < 0)
+			f.bad = i;
+		if (f.rc < 0)
+			break;
+		if (!EVP_DigestUpdate(md, f.buf[0], p->page_size))
 			rc = bri_err_set(err, -EIO, "SHA-256 failed");
 	}
+	for (int b = 0; reading; b ^= 1) {
+		size_t n;
+
+		pthread_mutex_lock(&f.lock);
+		while (!f.full[b])
+			pthread_cond_wait(&f.cond, &f.lock);
+		n = f.n[b];
+		pthread_mutex_unlock(&f.lock);
+		if (n == 0)
+			break;
+		if (!EVP_DigestUpdate(md, f.buf[b], n * p->page_size)) {
+			rc = bri_err_set(err, -EIO, "SHA-256 failed");
+			break;
+		}
+		pthread_mutex_lock(&f.lock);
+		f.full[b] = false;
+		pthread_cond_broadcast(&f.cond);
+		pthread_mutex_unlock(&f.lock);
+	}
+	if (reading) {
+		pthread_mutex_lock(&f.lock);
+		f.stop = true;
+		pthread_cond_broadcast(&f.cond);
+		pthread_mutex_unlock(&f.lock);
+		pthread_join(reader, NULL);
+	}
+	if (rc == 0 && f.rc < 0)
+		rc = bri_err_set(err, f.rc, "cannot read back page %" PRIu64 " of the new backup",
+		                 f.bad + 1);
 	if (rc == 0 && !EVP_DigestFinal_ex(md, digest, &dlen))
 		rc = bri_err_set(err, -EIO, "SHA-256 failed");
 	for (unsigned i = 0; rc == 0 && i < dlen; i++)
 		sprintf(hex + 2 * i, "%02x", digest[i]);
 	*size = p->npages * p->page_size;
 out_free:
+	pages_cursor_free(f.cur);
 	EVP_MD_CTX_free(md);
-	free(page);
+	free(f.buf[0]);
+	free(f.buf[1]);
+	pthread_cond_destroy(&f.cond);
+	pthread_mutex_destroy(&f.lock);
 	return rc;
+}
+
+/* The database's bytes verbatim: its page size from its header (bytes 16-17). */
+static int pages_write_data(struct bri_backup_writer *w, const void *buf, size_t len, uint64_t off,
+                            struct bri_err *err)
+{
+	struct pages_writer *p = w->priv;
+	const uint8_t *b = buf;
+	int rc = 0;
+
+	if (!p->page_size && len > 0) {
+		uint32_t ps = off == 0 && len >= 100 ? (uint32_t)(b[16] << 8 | b[17]) : 0;
+
+		if (ps == 1)
+			ps = 65536;
+		if (ps < PAGE_SIZE_MIN || (ps & (ps - 1)) || len % ps)
+			return bri_err_set(err, -EINVAL,
+			                   "backup %s is not an SQLite database of whole pages",
+			                   w->name);
+		rc = pw_put(p, b, ps, 0);
+		b += ps, off += ps, len -= ps;
+	}
+	if (rc == 0 && len > 0)
+		rc = pw_put(p, b, len, off);
+	if (rc < 0)
+		return bri_err_set(err, rc, "%s", p->err.msg);
+	return 0;
 }
 
 static int pages_sidecar_write(struct bri_store *s, const char *name, enum bri_sidecar kind,
@@ -916,6 +1173,47 @@ static bool pages_is_leftover(const struct bri_store *s, const char *fname)
 	return false;
 }
 
+static int add_name(void *arg, const char *name, const struct stat *st)
+{
+	struct name_list *n = arg;
+
+	(void)st;
+	return name_list_add(n, name);
+}
+
+/* Each backup's sidecars, then its manifest; then the packs and the secret. */
+static int pages_purge(struct bri_store *s, struct bri_err *err)
+{
+	struct name_list names = {0};
+	char file[FILE_MAX];
+	int rc;
+
+	rc = pages_list(s, add_name, &names, err);
+	for (size_t i = 0; rc == 0 && i < names.n; i++) {
+		for (int k = 0; rc == 0 && k < BRI_SIDECAR_KINDS; k++) {
+			sidecar_file(names.v[i], (enum bri_sidecar)k, file);
+			rc = bri_store_unlink(s, file);
+		}
+		manifest_file(names.v[i], file);
+		if (rc == 0)
+			rc = bri_store_unlink(s, file);
+		if (rc < 0)
+			rc = bri_err_set(err, rc, "cannot remove %s/%s: %s", s->dir, file,
+			                 strerror(-rc));
+		else if (i == 0)
+			bri_testpoint("migrate-purged-one");
+	}
+	name_list_free(&names);
+	if (rc == 0)
+		rc = pages_remove_packs(s, err);
+	if (rc == 0 && (rc = bri_store_unlink(s, PAGES_SECRET_FILE)) < 0)
+		rc = bri_err_set(err, rc, "cannot remove %s/%s: %s", s->dir, PAGES_SECRET_FILE,
+		                 strerror(-rc));
+	if (rc == 0)
+		rc = bri_store_sync(s, err);
+	return rc;
+}
+
 static int pages_init(struct bri_store *s, struct bri_err *err)
 {
 	uint8_t secret[32];
@@ -957,4 +1255,6 @@ const struct bri_store_ops bri_store_pages_ops = {
     .is_leftover = pages_is_leftover,
     .init = pages_init,
     .usage = pages_usage_op,
+    .write_data = pages_write_data,
+    .purge = pages_purge,
 };

@@ -10,6 +10,7 @@
  */
 #include "bri/store.h"
 #include "bri/testpoint.h"
+#include "store_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -391,6 +392,38 @@ static bool plain_is_leftover(const struct bri_store *s, const char *fname)
 	return false;
 }
 
+static int add_name(void *arg, const char *name, const struct stat *st)
+{
+	(void)st;
+	return name_list_add(arg, name);
+}
+
+/* Each backup's sidecars, then its .db (never the live database: the list skips it). */
+static int plain_purge(struct bri_store *s, struct bri_err *err)
+{
+	struct name_list names = {0};
+	char file[FILE_MAX];
+	int rc;
+
+	rc = plain_list(s, add_name, &names, err);
+	for (size_t i = 0; rc == 0 && i < names.n; i++) {
+		for (int k = 0; rc == 0 && k < BRI_SIDECAR_KINDS; k++) {
+			sidecar_file(names.v[i], (enum bri_sidecar)k, file);
+			rc = bri_store_unlink(s, file);
+		}
+		db_file(names.v[i], file);
+		if (rc == 0)
+			rc = bri_store_unlink(s, file);
+		if (rc < 0)
+			rc = bri_err_set(err, rc, "cannot remove %s/%s: %s", s->dir, file,
+			                 strerror(-rc));
+		else if (i == 0)
+			bri_testpoint("migrate-purged-one");
+	}
+	name_list_free(&names);
+	return rc == 0 ? bri_store_sync(s, err) : rc;
+}
+
 const struct bri_store_ops bri_store_plain_ops = {
     .format = "plain",
     .list = plain_list,
@@ -406,4 +439,5 @@ const struct bri_store_ops bri_store_plain_ops = {
     .sidecar_stat = plain_sidecar_stat,
     .backup_path = plain_backup_path,
     .is_leftover = plain_is_leftover,
+    .purge = plain_purge,
 };

@@ -226,6 +226,27 @@ bool bri_verify_matches(const struct bri_verify_result *res, const struct stat *
 	       res->file.mtime_ns == mtime_ns(st);
 }
 
+/*
+ * After a quick read failed the checksum: the file read again with the
+ * format's own per-page checks, so that r->why names the damaged page.
+ */
+static void find_damage(struct bri_reader *r)
+{
+	size_t len = 1u << 20;
+	char *buf = malloc(len);
+
+	r->quick = false;
+	r->why[0] = '\0';
+	for (uint64_t off = 0; buf && off < r->size;) {
+		ssize_t n = bri_reader_pread(r, buf, len, off);
+
+		if (n <= 0)
+			break;
+		off += (uint64_t)n;
+	}
+	free(buf);
+}
+
 /* Makes res "could not verify": no verdict, for a resource error rc. */
 static int no_verdict(struct bri_verify_result *res, int rc, const char *what)
 {
@@ -272,6 +293,9 @@ static int verify_reader(struct bri_reader *r, int open_rc, const char *open_msg
 	if (meta && (int64_t)r->size != meta->size_bytes)
 		fail(res, "size is %lld bytes, the metadata says %lld", (long long)r->size,
 		     (long long)meta->size_bytes);
+	/* Every byte is checked against the whole file's checksum: the format's
+	 * per-page checks run only to name the damage when it fails. */
+	r->quick = meta != NULL;
 	/* The hash and the SQLite checks read the file at the same time, on two
 	 * threads; the verdict is composed as if they ran one after the other
 	 * (checksum first, and no database verdict when the file is unreadable). */
@@ -294,6 +318,10 @@ static int verify_reader(struct bri_reader *r, int open_rc, const char *open_msg
 	if (meta) {
 		if (job.rc < 0 && bri_errno_is_resource(job.rc))
 			return no_verdict(res, job.rc, "hashing");
+		if (job.rc < 0 || strcmp(job.hex, meta->checksum) != 0) {
+			if (r->quick)
+				find_damage(r);
+		}
 		if (job.rc < 0) {
 			res->checksum_ok = 0;
 			/* The format's own words first: which page of which backup is damaged. */
@@ -304,6 +332,8 @@ static int verify_reader(struct bri_reader *r, int open_rc, const char *open_msg
 		}
 		snprintf(res->file.sha256, sizeof(res->file.sha256), "%s", job.hex);
 		res->checksum_ok = strcmp(job.hex, meta->checksum) == 0;
+		if (!res->checksum_ok && r->why[0])
+			fail(res, "%s", r->why);
 		if (!res->checksum_ok)
 			fail(res,
 			     "checksum mismatch: file has %.12s..., the metadata says %.12s...",

@@ -171,3 +171,78 @@ def test_kill_9_in_create_and_delete_leaves_every_backup_complete(cli, live_db, 
     assert not orphan & set(store.glob("pack-*.pack")), sorted(os.listdir(store))
     st = json.loads(cli.run("--json", "stats").stdout)
     assert st["stored_bytes"] < st["logical_bytes"]
+
+
+def pack_fds(pid):
+    """The daemon's descriptors of pack files: (target, deleted)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if "/pack-" in target:
+            out.append(target)
+    return out
+
+
+def test_mount_shares_pack_descriptors_between_open_files(live_db, store, tmp_path):
+    """Files open through the mount share the store's packs: one descriptor
+    per pack however many backups are open (each open file held one per pack
+    before), and none of a pack a cleanup removed once its files close."""
+    cli = Cli(live_db, store)
+    cli.run("init", "--format", "pages")
+    for i in range(4):
+        con = sqlite3.connect(live_db)
+        con.execute("update memory set content = content || ? where id % 3 = ?", (str(i), i % 3))
+        con.commit()
+        con.close()
+        cli.run("create", "--name", f"b{i}")
+    packs = len(list(store.glob("pack-*.pack")))
+    assert packs >= 4
+    m = Mount(live_db, store, tmp_path / "mnt")
+    m.start()
+    files = []
+    try:
+        for i in range(4):
+            f = open(m.path / f"b{i}" / "bri.db", "rb")
+            f.read(65536)
+            files.append(f)
+        fds = pack_fds(m.proc.pid)
+        assert len(fds) <= packs, fds
+        for f in files:
+            f.close()
+        files = []
+        cli.run("delete", "b0")
+        cli.run("delete", "b1")
+        f = open(m.path / "b3" / "bri.db", "rb")
+        files.append(f)
+        assert sha256sum_fileobj(f) == meta_of(backup_file(store, "b3"))["checksum"]
+        assert not [t for t in pack_fds(m.proc.pid) if t.endswith("(deleted)")]
+    finally:
+        for f in files:
+            f.close()
+        m.stop()
+
+
+def sha256sum_fileobj(f):
+    import hashlib
+    f.seek(0)
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_create_over_a_damaged_pack_fails_and_publishes_nothing(cli, store):
+    """A new backup whose pages the store already has in a damaged pack: its
+    digest reads them back, fails, and no backup is published."""
+    cli.run("init", "--format", "pages")
+    cli.run("create", "--name", "a")
+    pack = max(store.glob("pack-*.pack"), key=lambda f: f.stat().st_size)
+    with open(pack, "r+b") as f:
+        f.seek(pack.stat().st_size // 2)
+        b = f.read(1)
+        f.seek(pack.stat().st_size // 2)
+        f.write(bytes([b[0] ^ 0x01]))
+    p = cli.run("create", "--name", "b", check=False)
+    assert p.returncode == 1, p.stderr
+    assert "b" not in [x["name"] for x in json.loads(cli.run("--json", "list").stdout)]
+    assert not (store / "b.manifest").exists()
