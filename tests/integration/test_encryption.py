@@ -180,6 +180,7 @@ def test_a_key_for_a_store_without_encryption_is_refused(live_db, store, tmp_pat
 def test_a_flipped_bit_in_a_pack_fails_verify_naming_backup_and_page(live_db, store,
                                                                      tmp_path):
     cli, key = sealed_store(live_db, store, tmp_path)
+    assert cli.run("--key-file", str(key), "scrub").returncode == 0
     pack = next(p for p in store.iterdir() if p.suffix == ".pack")
     data = bytearray(pack.read_bytes())
     data[len(data) // 2] ^= 0x08
@@ -188,6 +189,8 @@ def test_a_flipped_bit_in_a_pack_fails_verify_naming_backup_and_page(live_db, st
     assert p.returncode == 1
     out = p.stdout + p.stderr
     assert "backup daily" in out and "page " in out, out
+    p = cli.run("--key-file", str(key), "scrub", check=False)  # scrub reads every pack
+    assert p.returncode == 1 and pack.name in p.stdout + p.stderr
     data[len(data) // 2] ^= 0x08
     pack.write_bytes(bytes(data))
     assert "daily: ok" in cli.run("--key-file", str(key), "verify", "daily").stdout
