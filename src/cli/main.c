@@ -83,14 +83,16 @@ const struct cli_opt cli_global_opts[] = {
      .id = OPT_KEEP_WITHIN},
     {"on-success", 0, "PROGRAM",
      "run PROGRAM (absolute path, no shell) after a create,\n"
-     "verify, restore or cleanup that succeeded, with\n"
+     "verify, restore, cleanup or rehearse that succeeded, with\n"
      "BRI_OPERATION, BRI_NAME, BRI_RESULT, BRI_REASON",
      CLI_COMPLETE_FILE, .id = OPT_ON_SUCCESS},
     {"on-failure", 0, "PROGRAM", "the same, after one that failed", CLI_COMPLETE_FILE,
      .id = OPT_ON_FAILURE},
     {"hook-timeout", 0, "S", "kill a hook's process group after S seconds (30)",
      .id = OPT_HOOK_TIMEOUT},
-    {"json", 0, NULL, "machine-readable output of list, verify, stats, health", .id = OPT_JSON},
+    {"json", 0, NULL,
+     "machine-readable output of list, verify, stats, health\nand more (see bri-backup(1))",
+     .id = OPT_JSON},
     {"follow-symlink", 0, NULL,
      "accept a --db or --backup-dir path that is a symbolic\n"
      "link, and use what it points to (refused by default)",
