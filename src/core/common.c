@@ -31,8 +31,9 @@ int(bri_err_set)(struct bri_err *err, int code, const char *fmt, ...)
 
 int bri_err_wrap(struct bri_err *err, int code, const char *fmt, ...)
 {
-	char context[sizeof(err->msg)];
-	char joined[2 * sizeof(err->msg) + 2];
+	/* sized from the type, not from err, which may be NULL */
+	char context[sizeof(((struct bri_err *)0)->msg)];
+	char joined[2 * sizeof(context) + 2];
 	const char *cause;
 	size_t n;
 	va_list ap;

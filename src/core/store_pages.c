@@ -281,7 +281,7 @@ static int shared_get(const struct bri_store *s, struct pages_db **out, struct b
 	return rc;
 }
 
-static void shared_put(struct pages_db *db)
+static void shared_put(const struct pages_db *db)
 {
 	struct shared_db **q, *h = NULL;
 
