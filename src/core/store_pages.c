@@ -43,8 +43,7 @@
 static const char *const sidecar_suffix[BRI_SIDECAR_KINDS] = {
     [BRI_SIDECAR_META] = ".meta",     [BRI_SIDECAR_VERIFY] = ".verify",
     [BRI_SIDECAR_PIN] = ".pin",       [BRI_SIDECAR_REHEARSAL] = ".rehearsal",
-    [BRI_SIDECAR_REPORT] = ".report",
-    [BRI_SIDECAR_OFFSITE] = ".offsite",
+    [BRI_SIDECAR_REPORT] = ".report", [BRI_SIDECAR_OFFSITE] = ".offsite",
 };
 
 static void sidecar_file(const char *name, enum bri_sidecar kind, char file[FILE_MAX])
@@ -149,8 +148,11 @@ struct pages_reader {
 
 static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off)
 {
+	/* Pages served on their group's frame checksum, unless the caller looks
+	 * for damage (pack.c, enum check: the integrity argument). */
+	bool quick = !r->every_page;
 	int (*read)(struct pages_db *, const uint8_t *, uint32_t, void *) =
-	    r->quick ? pages_db_read_written : pages_db_read;
+	    quick ? pages_db_read_written : pages_db_read;
 	struct pages_reader *p = r->priv;
 	struct page_cursor *cur = NULL;
 	uint32_t ps = p->m.page_size;
@@ -180,8 +182,7 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 		if (n > len - done)
 			n = len - done;
 		if (in == 0 && n == ps) {
-			rc = cur ? pages_cursor_read(p->db, cur, id, ps, r->quick,
-			                             (char *)buf + done)
+			rc = cur ? pages_cursor_read(p->db, cur, id, ps, quick, (char *)buf + done)
 			         : read(p->db, id, ps, (char *)buf + done);
 		} else if (!page && !(page = malloc(ps))) {
 			rc = -ENOMEM;
