@@ -11,12 +11,12 @@
 #include "json_number.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +27,8 @@
 #include "bri/log.h"
 #include "bri/snapshot.h"
 #include "bri/testpoint.h"
-#include "internal.h"
 #include "snapshot_sql.h"
+#include "internal.h"
 
 #define VERIFY_FILE_MAX (64u << 10)
 /* Page cache of the connection that checks a backup, in KiB (SQLite's default: 2000). */
@@ -61,7 +61,7 @@ static void fail(struct bri_verify_result *res, const char *fmt, ...)
 
 /* Compares the row count of one of SQLite's own tables that the metadata lists. */
 static void compare_internal(sqlite3 *db, const struct bri_table_count *want,
-                             struct bri_verify_result *res)
+			     struct bri_verify_result *res)
 {
 	char *sql = sqlite3_mprintf("SELECT count(*) FROM \"%w\"", want->name);
 	sqlite3_stmt *st = NULL;
@@ -83,7 +83,7 @@ static void compare_internal(sqlite3 *db, const struct bri_table_count *want,
 }
 
 static void compare_counts(sqlite3 *db, const struct bri_meta *meta,
-                           const struct bri_table_count *t, size_t n, struct bri_verify_result *res)
+			   const struct bri_table_count *t, size_t n, struct bri_verify_result *res)
 {
 	res->counts_ok = 1;
 	for (size_t i = 0; i < n; i++) {
@@ -350,7 +350,7 @@ out:
 }
 
 int bri_verify_file(const char *db_path, const struct bri_meta *meta, const char *meta_error,
-                    const struct bri_op_ctx *ctx, struct bri_verify_result *res)
+		    const struct bri_op_ctx *ctx, struct bri_verify_result *res)
 {
 	struct bri_reader *r = NULL;
 	struct bri_err e = {0};
@@ -411,7 +411,7 @@ out_free:
 }
 
 int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
-                      struct bri_verify_result *res, struct bri_err *err)
+		      struct bri_verify_result *res, struct bri_err *err)
 {
 	struct bri_err merr = {0}, rerr = {0};
 	struct bri_reader *r = NULL;
@@ -516,8 +516,7 @@ static json_object *string_or_null(const char *s)
  */
 static void add_result(json_object *o, const struct bri_verify_result *res)
 {
-	json_object_object_add(o, "status",
-	                       json_object_new_string(bri_verify_status_name(res->status)));
+	json_object_object_add(o, "status", json_object_new_string(bri_verify_status_name(res->status)));
 	json_object_object_add(o, "reason", json_object_new_string(res->reason));
 	json_object_object_add(o, "checked_at",
 	                       res->checked ? string_or_null(res->checked_at) : NULL);
@@ -660,7 +659,7 @@ int bri_verify_from_json(const char *json, size_t len, struct bri_verify_result 
 		size_t end = json_tokener_get_parse_end(tok);
 
 		while (end < len && (json[end] == ' ' || json[end] == '\n' || json[end] == '\t' ||
-		                     json[end] == '\r'))
+				     json[end] == '\r'))
 			end++;
 		if (end != len) {
 			json_object_put(o);
@@ -670,8 +669,7 @@ int bri_verify_from_json(const char *json, size_t len, struct bri_verify_result 
 	json_tokener_free(tok);
 	if (!o || !json_object_is_type(o, json_type_object) || !known_types_ok(o))
 		goto out_put;
-	if (!json_object_object_get_ex(o, "status", &v) ||
-	    !json_object_is_type(v, json_type_string))
+	if (!json_object_object_get_ex(o, "status", &v) || !json_object_is_type(v, json_type_string))
 		goto out_put;
 	s = json_object_get_string(v);
 	if (strcmp(s, "ok") == 0)
@@ -680,11 +678,9 @@ int bri_verify_from_json(const char *json, size_t len, struct bri_verify_result 
 		r.status = BRI_VERIFY_FAILED;
 	else if (strcmp(s, "unverified") != 0)
 		goto out_put;
-	if (json_object_object_get_ex(o, "checked_at", &v) &&
-	    json_object_is_type(v, json_type_string))
+	if (json_object_object_get_ex(o, "checked_at", &v) && json_object_is_type(v, json_type_string))
 		snprintf(r.checked_at, sizeof(r.checked_at), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "checked_epoch", &v) &&
-	    json_object_is_type(v, json_type_int))
+	if (json_object_object_get_ex(o, "checked_epoch", &v) && json_object_is_type(v, json_type_int))
 		r.checked = (time_t)json_object_get_int64(v);
 	if (json_object_object_get_ex(o, "check", &v) && json_object_is_type(v, json_type_string))
 		snprintf(r.check, sizeof(r.check), "%s", json_object_get_string(v));
@@ -724,14 +720,14 @@ int bri_verify_render(const struct bri_verify_result *res, char **out, size_t *l
 		n = asprintf(out, "unverified\n");
 	else
 		n = asprintf(out,
-		             "%s%s%s\nchecked_at: %s\ncheck: %s\nchecksum: %s\nintegrity: %s\n"
-		             "row_counts: %s\nduration_s: %.3f\n",
-		             res->status == BRI_VERIFY_OK ? "ok" : "failed",
-		             res->status == BRI_VERIFY_OK ? "" : ": ",
-		             res->status == BRI_VERIFY_OK ? "" : res->reason, res->checked_at,
-		             res->check, tristate_word(res->checksum_ok),
-		             tristate_word(res->integrity_ok), tristate_word(res->counts_ok),
-		             res->duration_s);
+			     "%s%s%s\nchecked_at: %s\ncheck: %s\nchecksum: %s\nintegrity: %s\n"
+			     "row_counts: %s\nduration_s: %.3f\n",
+			     res->status == BRI_VERIFY_OK ? "ok" : "failed",
+			     res->status == BRI_VERIFY_OK ? "" : ": ",
+			     res->status == BRI_VERIFY_OK ? "" : res->reason, res->checked_at,
+			     res->check, tristate_word(res->checksum_ok),
+			     tristate_word(res->integrity_ok), tristate_word(res->counts_ok),
+			     res->duration_s);
 	if (n < 0)
 		return -ENOMEM;
 	*len = (size_t)n;
