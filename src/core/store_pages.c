@@ -24,10 +24,12 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bri/checksum.h"
@@ -140,11 +142,137 @@ struct pages_reader {
 	/* For streaming reads, one per concurrent reader (the mount's threads
 	 * read ahead in parallel), each made when first needed. */
 	struct page_cursor *cur[4];
+	/* verify's spill (see spill_read): an unnamed temporary file holding
+	 * bytes 0..spilled of the backup as the hash read them, or -1. */
+	_Atomic int spill_fd;
+	bool spill_tried;          /* guarded by cur_lock */
+	bool spill_over;           /* no more bytes will come (guarded by cur_lock) */
+	_Atomic uint64_t spilled;  /* written by the one sequential reader, read by all */
+	pthread_cond_t spill_cond; /* spilled grew or spill_over (with cur_lock, monotonic) */
 };
 
 /* A read at least this long streams through a cursor of the reader's (pack.h). */
 #define STREAM_MIN (64u << 10)
 #define CURSORS    (sizeof(((struct pages_reader *)0)->cur) / sizeof(struct page_cursor *))
+
+/*
+ * verify's spill. verify hashes a backup (one thread, in order, in 1 MiB
+ * reads) while SQLite's integrity_check and row counts read it page by
+ * page on another thread, in tree order, each page about three times
+ * (tables, then indexes, then counts): from the packs, each visit would
+ * decompress the page's group again (with a cache bounded whatever the
+ * backup's size, about three times the zstd work of the hash). So while a
+ * reader is quick (verify: every byte it serves is hashed and compared with
+ * the metadata's SHA-256), the bytes the hash reads, once their groups
+ * passed their checks (pack.c, enum check), are also written to an unnamed
+ * temporary file (O_TMPFILE in $TMPDIR or /var/tmp: nothing to clean up,
+ * its pages dropped unwritten when it is closed), and a later small read
+ * of bytes already there is served from it, as a plain store serves them
+ * from its file. The verdict is unchanged: the hash covers exactly those
+ * bytes (they are the buffers it hashed), and SQLite reads them back from
+ * the page cache. Any failure (no temporary folder, a full disk) only
+ * stops the spill: reads then go to the packs. A damage search (every_page)
+ * never reads from it.
+ */
+/*
+ * How long a read waits for the hash to bring its bytes without progress
+ * before it reads the packs itself (the hash stopped: cancelled, failed).
+ */
+#define SPILL_PATIENCE_NS 500000000LL
+
+/*
+ * Bytes off..off+len from the spill: true, or false when the caller reads
+ * them from the packs. While the hash is still spilling, a read of bytes it
+ * has not reached yet waits for them: the hash decompresses them anyway, in
+ * order, faster than this reader would one group at a time.
+ */
+static bool spill_read(struct pages_reader *p, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	if (p->spill_fd < 0)
+		return false;
+	if (off + len > atomic_load(&p->spilled)) {
+		uint64_t seen = atomic_load(&p->spilled);
+		struct timespec until;
+
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += SPILL_PATIENCE_NS;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_mutex_lock(&p->cur_lock);
+		while (!p->spill_over && off + len > atomic_load(&p->spilled)) {
+			if (pthread_cond_timedwait(&p->spill_cond, &p->cur_lock, &until) == 0)
+				continue;
+			if (atomic_load(&p->spilled) == seen) {
+				p->spill_over = true; /* no progress: the hash has stopped */
+				break;
+			}
+			seen = atomic_load(&p->spilled);
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_nsec += SPILL_PATIENCE_NS;
+			until.tv_sec += until.tv_nsec / 1000000000L;
+			until.tv_nsec %= 1000000000L;
+		}
+		pthread_mutex_unlock(&p->cur_lock);
+		if (off + len > atomic_load(&p->spilled))
+			return false;
+	}
+	while (done < len) {
+		ssize_t n = pread(p->spill_fd, (char *)buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		done += (size_t)n;
+	}
+	return true;
+}
+
+/* After a read of bytes off..off+len that the hash made (in order from 0): keeps them. */
+static void spill_write(struct pages_reader *p, uint64_t size, const void *buf, size_t len,
+                        uint64_t off)
+{
+	const char *dir = getenv("TMPDIR");
+	size_t done = 0;
+
+	pthread_mutex_lock(&p->cur_lock);
+	if (!p->spill_tried && off == 0) {
+		p->spill_tried = true;
+		atomic_store(&p->spill_fd, open(dir && *dir ? dir : "/var/tmp",
+		                                O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+	}
+	pthread_mutex_unlock(&p->cur_lock);
+	if (p->spill_fd < 0 || off != atomic_load(&p->spilled))
+		return;
+	while (done < len) {
+		ssize_t n =
+		    pwrite(p->spill_fd, (const char *)buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break; /* the spill stops here; reads past it go to the packs */
+		done += (size_t)n;
+	}
+	pthread_mutex_lock(&p->cur_lock);
+	if (done == len)
+		atomic_store(&p->spilled, off + len);
+	if (done < len || off + len >= size)
+		p->spill_over = true;
+	pthread_cond_broadcast(&p->spill_cond);
+	pthread_mutex_unlock(&p->cur_lock);
+}
+
+/* The hash's read failed: readers waiting for the spill read the packs. */
+static void spill_stop(struct pages_reader *p)
+{
+	pthread_mutex_lock(&p->cur_lock);
+	p->spill_over = true;
+	pthread_cond_broadcast(&p->spill_cond);
+	pthread_mutex_unlock(&p->cur_lock);
+}
 
 static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off)
 {
@@ -164,6 +292,8 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 		return 0;
 	if (len > r->size - off)
 		len = (size_t)(r->size - off);
+	if (r->quick && !r->every_page && len < STREAM_MIN && spill_read(p, buf, len, off))
+		return (ssize_t)len;
 	/* A free cursor, or a new one; all busy (or no memory): the shared path. */
 	for (size_t i = 0; len >= STREAM_MIN && !cur && i < CURSORS; i++) {
 		pthread_mutex_lock(&p->cur_lock);
@@ -205,6 +335,12 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 	}
 	if (cur)
 		pthread_mutex_unlock(&cur->lock);
+	if (r->quick && !r->every_page && len >= STREAM_MIN) {
+		if (rc == 0)
+			spill_write(p, r->size, buf, done, off);
+		else
+			spill_stop(p);
+	}
 	free(page);
 	if (rc < 0 && !(rc == -ENOMEM && done))
 		return rc == -ENOENT ? -EBADMSG : rc;
@@ -306,6 +442,9 @@ static void pages_reader_close(struct bri_reader *r)
 		for (size_t i = 0; i < CURSORS; i++)
 			pages_cursor_free(p->cur[i]);
 		pthread_mutex_destroy(&p->cur_lock);
+		pthread_cond_destroy(&p->spill_cond);
+		if (p->spill_fd >= 0)
+			close(p->spill_fd);
 		shared_put(p->db);
 		free(p->m.ids);
 		free(p);
@@ -329,7 +468,16 @@ static int pages_open_reader(const struct bri_store *s, const char *name, struct
 	}
 	r->fd = -1;
 	r->priv = p;
+	p->spill_fd = -1;
 	pthread_mutex_init(&p->cur_lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&p->spill_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	r->pread = pages_pread;
 	r->close = pages_reader_close;
 	snprintf(p->name, sizeof(p->name), "%s", name);
