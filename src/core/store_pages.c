@@ -335,7 +335,10 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 	}
 	if (cur)
 		pthread_mutex_unlock(&cur->lock);
-	if (r->quick && !r->every_page && len >= STREAM_MIN) {
+	/* The hash's reads only: 1 MiB in order (longer than any page SQLite reads), and its tail.
+	 */
+	if (r->quick && !r->every_page &&
+	    (len > PAGE_SIZE_MAX || (off + len == r->size && off == atomic_load(&p->spilled)))) {
 		if (rc == 0)
 			spill_write(p, r->size, buf, done, off);
 		else
