@@ -46,6 +46,8 @@ struct bri_offsite_opts {
 	int lock_days;          /* > 0: uploads get S3 Object Lock COMPLIANCE for so many days */
 	const volatile int *cancel; /* NULL, or set non-zero (by another thread) to abort the
 	                               transfer in progress and the push: -ECANCELED */
+	const char *key_file; /* the key of an encrypted page store's copy (its metadata
+	                         is sealed); NULL: $BRI_KEY_FILE if set */
 };
 
 struct bri_offsite;

@@ -34,6 +34,7 @@ struct bri_stats {
 	int64_t logical_bytes;   /* the backups' bytes as served */
 	int64_t stored_bytes;    /* bytes the store keeps for them (pages: packs) */
 	double dedup_ratio;      /* logical / stored; 0 when nothing is stored */
+	char encryption[16];     /* "aes-256-gcm" for an encrypted store, else "none" */
 };
 
 struct bri_store;

@@ -49,6 +49,8 @@ struct bri_store {
 	char *dir;         /* the store folder, absolute */
 	int dirfd;         /* O_DIRECTORY descriptor of dir, kept open */
 	int lock_timeout_ms; /* how long bri_store_lock waits; 0: bri_default_busy_timeout_ms() */
+	char *key_file;        /* the key file given (option or BRI_KEY_FILE); NULL: none */
+	struct bri_seal *seal; /* the key of an encrypted store (SPEC.md section 5); NULL: none */
 };
 
 /* How bri_store_open_ex treats a missing store, symlinks and a shared folder. */
@@ -56,6 +58,11 @@ struct bri_store_open_opts {
 	bool create;         /* make a missing store folder (mode 0700) */
 	bool follow_symlink; /* accept a database path or store folder that is a symlink */
 	bool force;          /* accept a store that is the live database's own folder */
+	/* The key file of an encrypted page store (32 random bytes or a passphrase);
+	 * NULL: $BRI_KEY_FILE if set. An encrypted store opens only with its key
+	 * (-ENOKEY without one, -EKEYREJECTED with another); a key given for a
+	 * store.json without encryption is refused (-EINVAL). */
+	const char *key_file;
 };
 
 /*
@@ -69,7 +76,8 @@ struct bri_store_open_opts {
  * folder>/<file name>", s->dir the canonical store, so the live database can
  * be opened with SQLITE_OPEN_NOFOLLOW.
  * A store that is the live database's own folder (same st_dev/st_ino) is
- * refused with -EINVAL unless o->force.
+ * refused with -EINVAL unless o->force. An encrypted store's key is checked
+ * here (o->key_file): a missing or wrong key fails before anything is read.
  * Returns 0 and *out (free with bri_store_close), or a negative errno with
  * err filled.
  */

@@ -192,7 +192,7 @@ int cli_cmd_init(struct cli_globals *g, const struct cli_args *a)
 		rc = cli_fail("init", &err, r);
 		goto out_close_store;
 	}
-	printf("%s: a %s store\n", s->dir, s->ops->format);
+	printf("%s: a %s store%s\n", s->dir, s->ops->format, s->seal ? " (encrypted)" : "");
 out_close_store:
 	cli_close_store(s);
 	return rc;

@@ -38,9 +38,10 @@ struct cli_globals {
 	char hook_name[BRI_NAME_MAX + 1]; /* the backup it was about (BRI_NAME) */
 	char hook_reason[1024];           /* why it failed, when no error was printed */
 	bool json;                        /* --json: machine-readable output */
-	bool follow_symlink; /* --follow-symlink: accept a symlinked --db or --backup-dir */
-	bool force;          /* --force: accept a store in the database's own folder */
-	int verbose;         /* -v count: log level above WARN */
+	bool follow_symlink;  /* --follow-symlink: accept a symlinked --db or --backup-dir */
+	bool force;           /* --force: accept a store in the database's own folder */
+	const char *key_file; /* --key-file: an encrypted store's key ($BRI_KEY_FILE); NULL: none */
+	int verbose;          /* -v count: log level above WARN */
 };
 
 /*

@@ -121,6 +121,7 @@ static int open_all(struct cli_globals *g, const char *command, struct bri_store
 	struct bri_store_open_opts o = {
 	    .follow_symlink = g->follow_symlink,
 	    .force = g->force,
+	    .key_file = g->key_file,
 	};
 	struct bri_err err = {0};
 	int r;

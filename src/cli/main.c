@@ -47,6 +47,7 @@ enum {
 	OPT_ON_FAILURE,
 	OPT_HOOK_TIMEOUT,
 	OPT_VERBOSE,
+	OPT_KEY_FILE,
 };
 
 /* Option rows give the fields they need, in order; the rest are 0. */
@@ -82,14 +83,16 @@ const struct cli_opt cli_global_opts[] = {
      .id = OPT_KEEP_WITHIN},
     {"on-success", 0, "PROGRAM",
      "run PROGRAM (absolute path, no shell) after a create,\n"
-     "verify, restore or cleanup that succeeded, with\n"
+     "verify, restore, cleanup or rehearse that succeeded, with\n"
      "BRI_OPERATION, BRI_NAME, BRI_RESULT, BRI_REASON",
      CLI_COMPLETE_FILE, .id = OPT_ON_SUCCESS},
     {"on-failure", 0, "PROGRAM", "the same, after one that failed", CLI_COMPLETE_FILE,
      .id = OPT_ON_FAILURE},
     {"hook-timeout", 0, "S", "kill a hook's process group after S seconds (30)",
      .id = OPT_HOOK_TIMEOUT},
-    {"json", 0, NULL, "machine-readable output of list, verify, stats, health", .id = OPT_JSON},
+    {"json", 0, NULL,
+     "machine-readable output of list, verify, stats, health\nand more (see bri-backup(1))",
+     .id = OPT_JSON},
     {"follow-symlink", 0, NULL,
      "accept a --db or --backup-dir path that is a symbolic\n"
      "link, and use what it points to (refused by default)",
@@ -99,6 +102,11 @@ const struct cli_opt cli_global_opts[] = {
      "(refused by default: other .db files there would be\n"
      "taken for backups)",
      .id = OPT_FORCE},
+    {"key-file", 0, "F",
+     "the key of an encrypted page store: 32 random bytes or\n"
+     "a passphrase (default $BRI_KEY_FILE); given to the init\n"
+     "of a page store, it makes the store encrypted",
+     CLI_COMPLETE_FILE, .id = OPT_KEY_FILE},
     {"verbose", 'v', NULL, "log what happens on stderr (twice: debug)", .id = OPT_VERBOSE},
     {0},
 };
@@ -265,6 +273,13 @@ int cli_global_option(struct cli_globals *g, const struct cli_opt *o, const char
 	case OPT_FORCE:
 		g->force = true;
 		return 0;
+	case OPT_KEY_FILE:
+		if (!*arg) {
+			cli_usage_error(NULL, "--key-file needs a file");
+			return -1;
+		}
+		g->key_file = arg;
+		return 0;
 	case OPT_VERBOSE:
 		g->verbose++;
 		return 0;
@@ -291,7 +306,7 @@ static void usage(FILE *f)
 	fputs("\nOptions (before or after the command):\n", f);
 	cli_print_options(lists, 2, true, f);
 	fputs("\n"
-	      "Environment: BRI_DB and BRI_BACKUP_DIR (the defaults above), and\n"
+	      "Environment: BRI_DB, BRI_BACKUP_DIR and BRI_KEY_FILE (the defaults above), and\n"
 	      "BRI_BUSY_TIMEOUT_MS: how long to wait for a locked database or for the\n"
 	      "store's lock held by another process (milliseconds, default 30000).\n"
 	      "\n"

@@ -14,7 +14,8 @@
 
 int cli_cmd_migrate(struct cli_globals *g, const struct cli_args *a)
 {
-	struct bri_store_open_opts o = {.follow_symlink = g->follow_symlink, .force = g->force};
+	struct bri_store_open_opts o = {
+	    .follow_symlink = g->follow_symlink, .force = g->force, .key_file = g->key_file};
 	struct bri_op_ctx ctx = cli_progress_ctx("migrate");
 	const char *to = cli_opt(a, "to");
 	struct bri_migrate_result res;

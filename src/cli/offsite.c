@@ -85,8 +85,10 @@ static int open_remote(const struct offsite_args *a, struct bri_offsite **r)
 
 static int open_local(const struct cli_globals *g, bool create, struct bri_store **s)
 {
-	struct bri_store_open_opts o = {
-	    .create = create, .follow_symlink = g->follow_symlink, .force = g->force};
+	struct bri_store_open_opts o = {.create = create,
+	                                .follow_symlink = g->follow_symlink,
+	                                .force = g->force,
+	                                .key_file = g->key_file};
 	struct bri_err err = {0};
 
 	if (bri_store_open_ex(g->db, g->backup_dir, &o, s, &err) < 0) {
@@ -395,6 +397,7 @@ int cli_cmd_offsite(struct cli_globals *g, const struct cli_args *ca)
 	rc = parse(ca, &a);
 	if (rc >= 0)
 		return rc;
+	a.o.key_file = g->key_file; /* an encrypted store's copy: its metadata is sealed */
 	if (ca->npos < 1)
 		return cli_usage_error(ca->name, "which? init, push, list, verify, pull, prune or "
 		                                 "status");
@@ -460,6 +463,7 @@ int cli_offsite_fetch(const char *url, struct bri_store *s, char **dir, char **p
 		return CLI_EXIT_FAIL;
 	}
 	o.remote = remote;
+	o.key_file = s ? s->key_file : NULL;
 	rc = bri_offsite_open(&o, &r, &err);
 	if (rc == 0) {
 		*dir = bri_offsite_tmpdir(s, &err);

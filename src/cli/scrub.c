@@ -54,7 +54,8 @@ static int show(void *arg, const struct bri_scrub_damage *d)
 
 int cli_cmd_scrub(struct cli_globals *g, const struct cli_args *a)
 {
-	struct bri_store_open_opts o = {.follow_symlink = g->follow_symlink, .force = g->force};
+	struct bri_store_open_opts o = {
+	    .follow_symlink = g->follow_symlink, .force = g->force, .key_file = g->key_file};
 	struct bri_op_ctx ctx = cli_progress_ctx("scrub");
 	struct bri_scrub_result res;
 	struct bri_err err = {0};

@@ -153,9 +153,9 @@ int cli_cmd_stats(struct cli_globals *g, const struct cli_args *a)
 		printf("\nverification: %zu ok, %zu failed, %zu unverified (%zu good)\n",
 		       st.verified_ok, st.verify_failed, st.unverified, st.good);
 		if (st.format[0])
-			printf("format: %s; logical %.2f MB, stored %.2f MB, dedup ratio %.2f\n",
-			       st.format, cli_mb2(st.logical_bytes), cli_mb2(st.stored_bytes),
-			       st.dedup_ratio);
+			printf("format: %s%s; logical %.2f MB, stored %.2f MB, dedup ratio %.2f\n",
+			       st.format, strcmp(st.encryption, "none") ? ", encrypted" : "",
+			       cli_mb2(st.logical_bytes), cli_mb2(st.stored_bytes), st.dedup_ratio);
 		if (st.unknown_files)
 			printf("unknown: %zu .db file%s without usable metadata (%s, %.2f MB)\n",
 			       st.unknown_files, st.unknown_files == 1 ? "" : "s",

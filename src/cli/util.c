@@ -98,6 +98,7 @@ int cli_open_store(const struct cli_globals *g, bool create, struct bri_store **
 	    .create = create,
 	    .follow_symlink = g->follow_symlink,
 	    .force = g->force,
+	    .key_file = g->key_file,
 	};
 	struct bri_err err = {0};
 	int r;

@@ -4,7 +4,10 @@
  * that streams the file (bounded memory, any size). Past AUDIT_MAX_BYTES the
  * oldest lines go whatever their age, so the file stays bounded; an append
  * that takes it past the cap prunes at once. An appender that finds the file
- * was replaced while it waited reopens it.
+ * was replaced while it waited reopens it. In an encrypted store each line
+ * is sealed on its own ("sealed:" and base64, seal.h), so appending, pruning
+ * and following still work line by line; every reader parses a line through
+ * parse_line, the one place that opens it.
  */
 #include "bri/audit.h"
 
@@ -21,6 +24,7 @@
 
 #include "bri/log.h"
 #include "json_number.h"
+#include "seal.h"
 
 #define AUDIT_FILE       "audit.jsonl"
 #define AUDIT_MAX_BYTES  (64u << 20) /* past this, the oldest lines go, whatever their age */
@@ -93,7 +97,16 @@ void bri_audit_record(struct bri_store *s, const char *op, const char *name, int
 	}
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 	                                             JSON_C_TO_STRING_NOSLASHESCAPE);
-	n = text ? asprintf(&line, "%s\n", text) : -1;
+	n = -1;
+	if (text) {
+		char *kept = NULL;
+		size_t klen = 0;
+
+		/* As kept on disk: sealed in an encrypted store. */
+		if (seal_line(s, AUDIT_FILE, text, strlen(text), &kept, &klen) == 0)
+			n = asprintf(&line, "%s\n", kept);
+		free(kept);
+	}
 	json_object_put(o);
 	if (n < 0)
 		return;
@@ -128,16 +141,36 @@ void bri_audit_record(struct bri_store *s, const char *op, const char *name, int
 	free(line);
 }
 
-/* The epoch time of one line, or -1 when it has none. */
-static time_t line_time(const char *line, size_t len)
+/*
+ * One line (len bytes, no newline) as a JSON object, opened first in an
+ * encrypted store; NULL when it is none (or does not open).
+ */
+static json_object *parse_line(const struct bri_store *s, const char *line, size_t len)
 {
 	enum json_tokener_error jerr;
+	json_object *o;
+	char *text = NULL;
+	size_t tlen;
+
+	if (seal_line_open(s, AUDIT_FILE, line, len, &text, &tlen) < 0)
+		return NULL;
+	/* json-c stores the error through its second argument: never NULL. */
+	o = json_tokener_parse_verbose(text, &jerr);
+	free(text);
+	if (o && !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		o = NULL;
+	}
+	return o;
+}
+
+/* The epoch time of one line, or -1 when it has none. */
+static time_t line_time(const struct bri_store *s, const char *line, size_t len)
+{
 	json_object *o, *v;
 	time_t t = -1;
 
-	/* json-c stores the error through its second argument: never NULL. */
-	o = json_tokener_parse_verbose(line, &jerr);
-	(void)len;
+	o = parse_line(s, line, len);
 	if (!o)
 		return -1;
 	if (json_object_object_get_ex(o, "time_utc", &v) &&
@@ -213,14 +246,15 @@ static ssize_t read_chunk(int fd, char *buf)
  * Copies the complete line (len bytes, its newline included when it has one,
  * line[len] writable) to o unless its time is before cutoff; counts drops.
  */
-static int keep_line(struct out *o, char *line, size_t len, time_t cutoff, size_t *dropped)
+static int keep_line(const struct bri_store *s, struct out *o, char *line, size_t len,
+                     time_t cutoff, size_t *dropped)
 {
 	size_t body = len && line[len - 1] == '\n' ? len - 1 : len;
 	char save = line[body];
 	time_t t;
 
 	line[body] = '\0';
-	t = line_time(line, body);
+	t = line_time(s, line, body);
 	line[body] = save;
 	if (t >= 0 && t < cutoff) {
 		(*dropped)++;
@@ -234,7 +268,8 @@ static int keep_line(struct out *o, char *line, size_t len, time_t cutoff, size_
  * without a time are kept, and so are lines longer than AUDIT_LINE_MAX (copied
  * through unparsed). Memory: one chunk and one line, whatever the file's size.
  */
-static int filter_lines(int in, time_t cutoff, struct out *o, size_t *dropped)
+static int filter_lines(const struct bri_store *s, int in, time_t cutoff, struct out *o,
+                        size_t *dropped)
 {
 	char *chunk = malloc(AUDIT_CHUNK), *line = malloc(AUDIT_LINE_MAX + 1);
 	size_t llen = 0;
@@ -264,7 +299,7 @@ static int filter_lines(int in, time_t cutoff, struct out *o, size_t *dropped)
 				memcpy(line + llen, p, seg);
 				llen += seg;
 				if (nl) {
-					rc = keep_line(o, line, llen, cutoff, dropped);
+					rc = keep_line(s, o, line, llen, cutoff, dropped);
 					llen = 0;
 				}
 			}
@@ -276,7 +311,7 @@ static int filter_lines(int in, time_t cutoff, struct out *o, size_t *dropped)
 	if (n < 0)
 		rc = (int)n;
 	else if (llen) /* a last line without its newline */
-		rc = keep_line(o, line, llen, cutoff, dropped);
+		rc = keep_line(s, o, line, llen, cutoff, dropped);
 out_free:
 	free(line);
 	free(chunk);
@@ -352,7 +387,7 @@ static int prune_locked(struct bri_store *s, int fd, time_t now, int keep_days)
 		rc = o.fd;
 		goto out_free_buf;
 	}
-	rc = filter_lines(in, cutoff, &o, &dropped);
+	rc = filter_lines(s, in, cutoff, &o, &dropped);
 	if (rc == 0)
 		rc = out_flush(&o);
 	if (rc < 0)
@@ -489,8 +524,8 @@ int bri_audit_last(const struct bri_store *s, const char *const *ops, size_t n,
 		if (!end)
 			end = buf + got;
 		*end = '\0';
-		o = json_tokener_parse(p);
-		if (o && json_object_is_type(o, json_type_object))
+		o = parse_line(s, p, (size_t)(end - p));
+		if (o)
 			note_line(o, ops, n, last);
 		json_object_put(o);
 	}
@@ -511,15 +546,15 @@ static const char *get_str(json_object *o, const char *key)
 }
 
 /* One record as a readable line into buf; its time into *t. False when it is no record. */
-static bool render_record(const char *line, char *buf, size_t len, const char **via, time_t *t)
+static bool render_record(const struct bri_store *s, const char *line, size_t llen, char *buf,
+                          size_t len, const char **via, time_t *t)
 {
-	enum json_tokener_error jerr;
 	json_object *o, *v;
 	const char *when, *op, *name, *result, *detail, *by;
 	char who[96] = "";
 	size_t w = 0;
 
-	o = json_tokener_parse_verbose(line, &jerr);
+	o = parse_line(s, line, llen);
 	if (!o)
 		return false;
 	when = get_str(o, "time");
@@ -619,7 +654,7 @@ int bri_audit_follow(const struct bri_store *s, struct bri_audit_cursor *cur, co
 		time_t t = -1;
 
 		*end = '\0';
-		if (render_record(p, text, sizeof(text), &via, &t)) {
+		if (render_record(s, p, (size_t)(end - p), text, sizeof(text), &via, &t)) {
 			bool shown = !(by_time && t <= after) &&
 			             (first || !skip_via || strcmp(via, skip_via));
 

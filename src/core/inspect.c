@@ -708,12 +708,27 @@ int bri_inspect_live_take(struct bri_store *s, int busy_timeout_ms, char **tmp_n
 	char *tmp = NULL, *p = NULL;
 	int fd, rc;
 
-	fd = bri_store_tmpfile(s, "live", "inspect", &tmp, err);
-	if (fd < 0)
-		return fd;
+	if (s->seal) {
+		/* An encrypted store holds nothing in the clear: the copy of the live
+		 * database goes beside it (an absolute name, which bri_store_unlink
+		 * takes as it is). */
+		if (asprintf(&tmp, "%.*s/.bri-live-inspect.XXXXXX.tmp",
+		             (int)(strrchr(s->db_path, '/') - s->db_path), s->db_path) < 0)
+			return bri_err_set(err, -ENOMEM, "out of memory");
+		fd = mkstemps(tmp, 4);
+		if (fd < 0) {
+			rc = bri_err_set(err, -errno, "cannot make %s: %s", tmp, strerror(errno));
+			free(tmp);
+			return rc;
+		}
+	} else {
+		fd = bri_store_tmpfile(s, "live", "inspect", &tmp, err);
+		if (fd < 0)
+			return fd;
+	}
 	close(fd);
 	/* SQLite writes the copy by name: a name through the store's descriptor. */
-	p = bri_store_fd_path(s, tmp, NULL);
+	p = s->seal ? strdup(tmp) : bri_store_fd_path(s, tmp, NULL);
 	if (!p) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_remove;

@@ -8,7 +8,9 @@
  *
  * A page store's files are named here through pack.h's suffixes (the
  * format's own names): the packs, NAME.manifest and NAME.meta are uploaded
- * as they are on disk. An encrypted page store is not pushed by this step.
+ * as they are on disk. An encrypted page store's are sealed as they are on
+ * disk; its NAME.meta is opened (meta_open) with the key that opens the
+ * remote's store.json.
  */
 #include "bri/offsite.h"
 
@@ -33,6 +35,7 @@
 #include "bri/testpoint.h"
 #include "pack.h"
 #include "s3.h"
+#include "seal.h"
 
 #define OBJECTS_MAX  (1u << 22) /* objects a remote listing may hold */
 #define META_SUFFIX  ".meta"    /* pages: NAME.meta */
@@ -50,6 +53,8 @@ struct bri_offsite {
 	struct s3 *s3;
 	int lock_days;
 	char url[600];
+	char *key_file;        /* an encrypted store's key file (absolute), or NULL */
+	struct bri_seal *seal; /* the remote copy's key, once its store.json was read */
 };
 
 /* One key of the remote: its newest version that is not a delete marker. */
@@ -88,6 +93,14 @@ int bri_offsite_open(const struct bri_offsite_opts *o, struct bri_offsite **out,
 	}
 	r->lock_days = o->lock_days;
 	r->cancel = o->cancel;
+	{
+		const char *key = o->key_file ? o->key_file : getenv(SEAL_KEY_ENV);
+
+		if (key && *key && !(r->key_file = bri_path_absolute(key))) {
+			bri_offsite_close(r);
+			return bri_err_set(err, -ENOMEM, "out of memory");
+		}
+	}
 	snprintf(r->url, sizeof(r->url), "s3://%s/%s", r->conf.bucket, r->conf.prefix);
 	if (r->url[strlen(r->url) - 1] == '/')
 		r->url[strlen(r->url) - 1] = '\0';
@@ -101,6 +114,8 @@ void bri_offsite_close(struct bri_offsite *r)
 		return;
 	s3_close(r->s3);
 	s3_conf_free(&r->conf);
+	free(r->key_file);
+	seal_free(r->seal);
 	free(r);
 }
 
@@ -962,6 +977,55 @@ static void meta_file(const struct bri_offsite_backup *b, char file[FILE_MAX])
 	snprintf(file, FILE_MAX, "%s%s", b->name, b->pages ? META_SUFFIX : PLAIN_META);
 }
 
+/*
+ * A metadata file of the remote (file: its key without the prefix) as text:
+ * an encrypted page store's is sealed (bound to its file name), opened with
+ * the key that opens the remote's store.json. *text is replaced.
+ */
+static int meta_open(struct bri_offsite *r, const struct rindex *x, const char *file, char **text,
+                     size_t *len, struct bri_err *err)
+{
+	char *plain;
+	int rc;
+
+	if (*len < SEAL_OVERHEAD || memcmp(*text, "BRIs", 4) != 0)
+		return 0; /* in the clear */
+	if (!r->seal) {
+		const struct s3_obj *o = rindex_get(x, STORE_JSON);
+		char *conf = NULL;
+		size_t clen = 0;
+
+		if (!o)
+			return bri_err_set(err, -EBADMSG,
+			                   "%s/%s is sealed, but %s has no store.json to say how",
+			                   r->url, file, r->url);
+		rc = get_mem(r, o, 64u << 10, &conf, &clen, NULL, err);
+		if (rc == 0)
+			rc = store_key_for_json(r->url, conf, r->key_file, &r->seal, err);
+		free(conf);
+		if (rc < 0)
+			return rc;
+		if (!r->seal)
+			return bri_err_set(err, -EBADMSG,
+			                   "%s/%s is sealed, but the store.json of %s says it is "
+			                   "not encrypted",
+			                   r->url, file, r->url);
+	}
+	plain = malloc(*len - SEAL_OVERHEAD + 1);
+	if (!plain)
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	if (seal_open(r->seal, file, strlen(file), *text, *len, plain) < 0) {
+		free(plain);
+		return bri_err_set(err, -EBADMSG, "%s/%s does not open with the store's key",
+		                   r->url, file);
+	}
+	*len -= SEAL_OVERHEAD;
+	plain[*len] = '\0';
+	free(*text);
+	*text = plain;
+	return 0;
+}
+
 /* The remote's backups from x; metas are downloaded and parsed. *metas (may be NULL) keeps them. */
 static int list_backups(struct bri_offsite *r, const struct rindex *x, const char *only,
                         struct bri_offsite_backup **out, size_t *n, struct bri_meta **metas,
@@ -989,9 +1053,14 @@ static int list_backups(struct bri_offsite *r, const struct rindex *x, const cha
 			continue;
 		/* "X.db.meta" also ends in ".meta": a page store's backup "X.db" would be
 		 * named like that, but names of ours never end in ".db". */
-		rc = get_mem(r, x->keys[i].obj, BRI_META_MAX_BYTES, &text, &len, NULL, err);
-		if (rc < 0)
+		rc = get_mem(r, x->keys[i].obj, BRI_META_MAX_BYTES + SEAL_OVERHEAD, &text, &len,
+		             NULL, err);
+		if (rc == 0)
+			rc = meta_open(r, x, x->keys[i].name, &text, &len, err);
+		if (rc < 0) {
+			free(text);
 			break;
+		}
 		if (bri_meta_parse(text, len, &ms[count], &why) < 0) {
 			bri_log(BRI_LOG_WARN, "offsite: %s%s does not parse as metadata: %s",
 			        r->conf.prefix, x->keys[i].name, why.msg);
@@ -1395,7 +1464,7 @@ static int fetch_file(struct bri_offsite *r, const struct rindex *x, const char 
 static int assemble_pages(struct bri_offsite *r, const struct rindex *x, const char *dir,
                           const char *name, int fd, struct bri_err *err)
 {
-	struct bri_store_open_opts oo = {0};
+	struct bri_store_open_opts oo = {.key_file = r->key_file};
 	struct bri_store *ps = NULL;
 	struct bri_reader *rd = NULL;
 	char *pdir = NULL, *live = NULL, *buf = NULL;
@@ -1536,7 +1605,10 @@ int bri_offsite_fetch(struct bri_offsite *r, const char *name, const char *dir, 
 		const struct s3_obj *o;
 		meta_file(e, file);
 		o = rindex_get(&x, file);
-		rc = o ? get_mem(r, o, BRI_META_MAX_BYTES, &text, &len, NULL, err) : -ENOENT;
+		rc = o ? get_mem(r, o, BRI_META_MAX_BYTES + SEAL_OVERHEAD, &text, &len, NULL, err)
+		       : -ENOENT;
+		if (rc == 0)
+			rc = meta_open(r, &x, file, &text, &len, err);
 		if (rc < 0)
 			goto out_close;
 		snprintf(file, sizeof(file), "%s" PLAIN_META, name);
@@ -1837,7 +1909,11 @@ char *bri_offsite_tmpdir(const struct bri_store *s, struct bri_err *err)
 {
 	char *dir = NULL;
 
-	if (asprintf(&dir, "%s/.offsite-fetch-XXXXXX", s->dir) < 0) {
+	/* An encrypted store holds nothing in the clear: the download goes beside the
+	 * live database instead. */
+	if ((s->seal ? asprintf(&dir, "%.*s/.offsite-fetch-XXXXXX",
+	                        (int)(strrchr(s->db_path, '/') - s->db_path), s->db_path)
+	             : asprintf(&dir, "%s/.offsite-fetch-XXXXXX", s->dir)) < 0) {
 		bri_err_set(err, -ENOMEM, "out of memory");
 		return NULL;
 	}

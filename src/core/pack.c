@@ -6,9 +6,17 @@
  * manifest's blob, and the garbage collection of delete and cleanup.
  *
  * Blob header, 32 bytes, little-endian: "BRIb", version 1, kind (1 group,
- * 2 manifest), codec (0 raw, 1 zstd), sealing (0 none), page size, page
- * count, ids length, payload raw length, payload stored length, reserved.
- * A group blob is header, ids, payload; a manifest blob is header, payload.
+ * 2 manifest), codec (0 raw, 1 zstd), sealing (0 none, 1 AES-256-GCM),
+ * page size, page count, ids length, payload raw length, payload stored
+ * length, reserved. A group blob is header, ids, payload; a manifest blob
+ * is header, payload. In an encrypted store (s->seal) every blob is sealed
+ * (seal.h), after compression: a group's ids and its payload each as a
+ * sealed blob of their own (the ids are read alone when a store is opened),
+ * the manifest's payload as one; lengths in the header are the sealed ones
+ * (plaintext + SEAL_OVERHEAD). The header stays readable (sizes only) and is
+ * bound to each sealed part as additional data, with what the part is
+ * ("ids", "pages", the manifest's file name). A store with a key reads only
+ * sealed blobs, a store without one only unsealed blobs.
  */
 #include "pack.h"
 
@@ -29,6 +37,7 @@
 #include <zstd.h>
 
 #include "bri/log.h"
+#include "seal.h"
 #include "store_int.h"
 
 #define BLOB_HDR      32
@@ -37,6 +46,7 @@
 #define CODEC_RAW     0
 #define CODEC_ZSTD    1
 #define SEAL_NONE     0
+#define SEAL_AES      1
 #define PACK_MAGIC    "BRIPACK1"
 #define PACK_HDR      16
 #define ZSTD_LEVEL    3
@@ -108,6 +118,8 @@ static void hdr_encode(const struct blob_hdr *h, uint8_t out[BLOB_HDR])
 
 static int hdr_decode(const uint8_t in[BLOB_HDR], struct blob_hdr *h)
 {
+	uint32_t ovh;
+
 	if (memcmp(in, "BRIb", 4) != 0 || in[4] != 1 || get32(in + 28) != 0)
 		return -EBADMSG;
 	h->kind = in[5];
@@ -118,22 +130,62 @@ static int hdr_decode(const uint8_t in[BLOB_HDR], struct blob_hdr *h)
 	h->ids_len = get32(in + 16);
 	h->raw_len = get32(in + 20);
 	h->stored_len = get32(in + 24);
-	if (h->seal != SEAL_NONE)
-		return -EPROTONOSUPPORT; /* sealed: a later step */
+	if (h->seal != SEAL_NONE && h->seal != SEAL_AES)
+		return -EBADMSG;
+	ovh = h->seal == SEAL_AES ? SEAL_OVERHEAD : 0;
 	if (h->codec != CODEC_RAW && h->codec != CODEC_ZSTD)
 		return -EBADMSG;
 	if (h->kind == BLOB_GROUP &&
 	    (h->npages == 0 || h->npages > PACK_GROUP_PAGES || h->page_size < PAGE_SIZE_MIN ||
-	     h->page_size > PAGE_SIZE_MAX || h->ids_len != h->npages * PAGE_ID_LEN ||
+	     h->page_size > PAGE_SIZE_MAX || h->ids_len != h->npages * PAGE_ID_LEN + ovh ||
 	     h->raw_len != h->npages * h->page_size))
 		return -EBADMSG;
 	if (h->kind == BLOB_MANIFEST && (h->npages != 0 || h->ids_len != 0))
 		return -EBADMSG;
 	if (h->kind != BLOB_GROUP && h->kind != BLOB_MANIFEST)
 		return -EBADMSG;
-	if (h->codec == CODEC_RAW && h->raw_len != h->stored_len)
+	if (h->stored_len < ovh || (h->codec == CODEC_RAW && h->raw_len + ovh != h->stored_len))
 		return -EBADMSG;
 	return 0;
+}
+
+/* A blob's sealing must be the store's: sealed with a key, in the clear without. */
+static int hdr_check_seal(const struct blob_hdr *h, const struct bri_seal *k)
+{
+	return (h->seal == SEAL_AES) == (k != NULL) ? 0 : -EBADMSG;
+}
+
+/* The additional data of a blob's sealed part: its header and what the part is. */
+static size_t blob_ctx(const uint8_t hb[BLOB_HDR], const void *what, size_t n, uint8_t *ctx,
+                       size_t cap)
+{
+	if (n > cap - BLOB_HDR)
+		n = cap - BLOB_HDR;
+	memcpy(ctx, hb, BLOB_HDR);
+	memcpy(ctx + BLOB_HDR, what, n); /* bytes of additional data, not a string */
+	return BLOB_HDR + n;
+}
+
+/* Opens the sealed part in (len bytes) into out, or copies it when k is NULL. */
+static int part_open(const struct bri_seal *k, const uint8_t hb[BLOB_HDR], const char *what,
+                     const uint8_t *in, size_t len, uint8_t *out)
+{
+	uint8_t ctx[BLOB_HDR + BRI_NAME_MAX + 32];
+
+	if (!k) {
+		memcpy(out, in, len);
+		return 0;
+	}
+	return seal_open(k, ctx, blob_ctx(hb, what, strlen(what), ctx, sizeof(ctx)), in, len, out);
+}
+
+/* Seals in (len bytes) into out (len + SEAL_OVERHEAD bytes). */
+static int part_seal(const struct bri_seal *k, const uint8_t hb[BLOB_HDR], const char *what,
+                     const uint8_t *in, size_t len, uint8_t *out)
+{
+	uint8_t ctx[BLOB_HDR + BRI_NAME_MAX + 32];
+
+	return seal_data(k, ctx, blob_ctx(hb, what, strlen(what), ctx, sizeof(ctx)), in, len, out);
 }
 
 /* An HMAC-SHA-256 context keyed with the store's secret, copied for each page. */
@@ -319,13 +371,18 @@ static int add_pack(struct pages_db *db, int fd, const char *name, uint32_t *ind
  * Calls fn for each group blob of the pack fd (header and ids); stops at the
  * end, or with -EBADMSG at a damaged frame.
  */
-static int
-pack_scan(int fd, int (*fn)(void *arg, const struct blob_hdr *h, const uint8_t *ids, uint64_t off),
-          void *arg)
+static int pack_scan(int fd, const struct bri_seal *k,
+                     int (*fn)(void *arg, const struct blob_hdr *h, const uint8_t *ids,
+                               uint64_t off),
+                     void *arg)
 {
+	uint8_t ids[PACK_GROUP_PAGES * PAGE_ID_LEN];
 	/* Read in windows of SCAN_WINDOW while groups are small (scattered single
 	 * pages lie close together): a header and its ids are then in the window. */
-	enum { SCAN_WINDOW = 256 << 10, NEED = BLOB_HDR + PACK_GROUP_PAGES * PAGE_ID_LEN };
+	enum {
+		SCAN_WINDOW = 256 << 10,
+		NEED = BLOB_HDR + PACK_GROUP_PAGES * PAGE_ID_LEN + SEAL_OVERHEAD
+	};
 	uint8_t head[PACK_HDR], *win = malloc(SCAN_WINDOW);
 	uint64_t off = PACK_HDR, wstart = 0, wlen = 0, last = 0;
 	struct stat st;
@@ -360,6 +417,8 @@ pack_scan(int fd, int (*fn)(void *arg, const struct blob_hdr *h, const uint8_t *
 		}
 		hb = win + (off - wstart);
 		rc = hdr_decode(hb, &h);
+		if (rc == 0)
+			rc = hdr_check_seal(&h, k);
 		if (rc < 0 || h.kind != BLOB_GROUP) {
 			rc = rc < 0 ? rc : -EBADMSG;
 			break;
@@ -368,7 +427,12 @@ pack_scan(int fd, int (*fn)(void *arg, const struct blob_hdr *h, const uint8_t *
 			rc = -EBADMSG; /* the file ends inside the ids */
 			break;
 		}
-		rc = fn(arg, &h, hb + BLOB_HDR, off);
+		/* Sealed ids are opened (the header bound to them) before anyone sees them. */
+		if (k && part_open(k, hb, "ids", hb + BLOB_HDR, h.ids_len, ids) < 0) {
+			rc = -EBADMSG;
+			break;
+		}
+		rc = fn(arg, &h, k ? ids : hb + BLOB_HDR, off);
 		last = BLOB_HDR + (uint64_t)h.ids_len + h.stored_len;
 		off += last;
 	}
@@ -443,7 +507,7 @@ static int load_pack(void *arg, const char *name)
 		close(fd);
 		return rc;
 	}
-	rc = pack_scan(fd, load_group, &a);
+	rc = pack_scan(fd, db->s->seal, load_group, &a);
 	if (rc == -EBADMSG) {
 		/* Pages before the damage are still found; the damaged ones fail on reading. */
 		bri_log(BRI_LOG_WARN, "pack %s/%s is damaged; pages after the damage are missing",
@@ -465,11 +529,14 @@ int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *er
 	db->s = s;
 	db->wfd = -1;
 	pthread_mutex_init(&db->lock, NULL);
-	rc = bri_store_read_file(s, PAGES_SECRET_FILE, 1024, &secret, &len);
+	rc = store_read_sealed(s, PAGES_SECRET_FILE, 1024, &secret, &len);
 	if (rc < 0 || len != sizeof(db->secret)) {
 		rc = bri_err_set(err, rc < 0 ? rc : -EBADMSG,
 		                 "cannot read the page store's secret %s/%s: %s", s->dir,
-		                 PAGES_SECRET_FILE, rc < 0 ? strerror(-rc) : "not 32 bytes");
+		                 PAGES_SECRET_FILE,
+		                 rc == -EBADMSG ? "damaged (it does not open with the store's key)"
+		                 : rc < 0       ? strerror(-rc)
+		                                : "not 32 bytes");
 		free(secret);
 		pages_db_close(db);
 		return rc;
@@ -539,7 +606,9 @@ void pages_db_close(struct pages_db *db)
  * checksum (XXH64 of the decompressed bytes, computed by the writer from
  * the very buffer whose pages it had just hashed into their ids):
  * ZSTD_decompressDCtx then fails on any mismatch, and any damage to the
- * frame's structure fails too. A guarded group's pages are served without
+ * frame's structure fails too; a sealed group (an encrypted store) is
+ * guarded by its AES-GCM tags, checked over every stored byte, ids and
+ * pages, before anything is decompressed. A guarded group's pages are served without
  * recomputing their HMAC ids; every other group (raw, stored incompressible;
  * a frame without a checksum, whatever made it) has each page checked
  * against its id. The page's id is always compared with the group's ids
@@ -582,12 +651,15 @@ static int page_ok(struct pages_db *db, void *mac, struct group_cache *c, uint32
  * zstd's content checksum checked, not the ids: page_ok) into slot, which
  * is emptied first. dctx: a ZSTD_DCtx of the caller's, or NULL.
  */
-static int group_read(int fd, uint64_t off, void *dctx, struct group_cache *slot, uint8_t **stored,
-                      size_t *stored_cap)
+static int group_read(int fd, const struct bri_seal *k, uint64_t off, void *dctx,
+                      struct group_cache *slot, uint8_t **stored, size_t *stored_cap)
 {
-	uint8_t hb[BLOB_HDR];
+	uint8_t hb[BLOB_HDR], sids[PACK_GROUP_PAGES * PAGE_ID_LEN + SEAL_OVERHEAD];
+	const uint8_t *z;
+	uint8_t *opened = NULL;
 	struct blob_hdr h;
 	bool guarded = false;
+	size_t zlen;
 	int rc;
 
 	/* Emptied first (its ids are overwritten below); its buffers are kept. */
@@ -595,6 +667,8 @@ static int group_read(int fd, uint64_t off, void *dctx, struct group_cache *slot
 	if (pread_full(fd, hb, BLOB_HDR, off) != BLOB_HDR)
 		goto out_empty;
 	rc = hdr_decode(hb, &h);
+	if (rc == 0)
+		rc = hdr_check_seal(&h, k);
 	if (rc < 0 || h.kind != BLOB_GROUP || h.stored_len > 2 * h.raw_len + 1024)
 		return rc < 0 ? rc : -EBADMSG;
 	/* Buffers of the largest group, made once: no allocation (and no page
@@ -619,26 +693,42 @@ static int group_read(int fd, uint64_t off, void *dctx, struct group_cache *slot
 		*stored = b;
 		*stored_cap = cap > h.stored_len ? cap : h.stored_len;
 	}
-	if (pread_full(fd, slot->ids, h.ids_len, off + BLOB_HDR) != (ssize_t)h.ids_len ||
+	if (pread_full(fd, k ? sids : (uint8_t *)slot->ids, h.ids_len, off + BLOB_HDR) !=
+	        (ssize_t)h.ids_len ||
 	    pread_full(fd, *stored, h.stored_len, off + BLOB_HDR + h.ids_len) !=
 	        (ssize_t)h.stored_len)
 		goto out_empty;
+	z = *stored;
+	zlen = h.stored_len;
+	if (k) {
+		/* Sealed: the tags check every byte before anything is decompressed. */
+		zlen = h.stored_len - SEAL_OVERHEAD;
+		opened = malloc(zlen ? zlen : 1);
+		if (!opened)
+			return -ENOMEM;
+		if (part_open(k, hb, "ids", sids, h.ids_len, (uint8_t *)slot->ids) < 0 ||
+		    part_open(k, hb, "pages", *stored, h.stored_len, opened) < 0)
+			goto out_empty;
+		z = opened;
+	}
 	if (h.codec == CODEC_ZSTD) {
-		const uint8_t *f = *stored;
-		size_t n =
-		    dctx ? ZSTD_decompressDCtx(dctx, slot->data, h.raw_len, *stored, h.stored_len)
-		         : ZSTD_decompress(slot->data, h.raw_len, *stored, h.stored_len);
+		size_t n = dctx ? ZSTD_decompressDCtx(dctx, slot->data, h.raw_len, z, zlen)
+		                : ZSTD_decompress(slot->data, h.raw_len, z, zlen);
 
 		if (ZSTD_isError(n) || n != h.raw_len)
 			goto out_empty;
 		/* Guarded (enum check): one frame, the whole payload, whose header
 		 * (RFC 8878 3.1.1: magic 28 b5 2f fd, then the descriptor, bit 2 the
 		 * Content_Checksum_flag) says its checksum was there to check. */
-		guarded = h.stored_len > 5 && get32(f) == ZSTD_MAGICNUMBER && (f[4] & 0x04) &&
-		          ZSTD_findFrameCompressedSize(f, h.stored_len) == h.stored_len;
+		guarded = zlen > 5 && get32(z) == ZSTD_MAGICNUMBER && (z[4] & 0x04) &&
+		          ZSTD_findFrameCompressedSize(z, zlen) == zlen;
 	} else {
-		memcpy(slot->data, *stored, h.raw_len);
+		memcpy(slot->data, z, h.raw_len);
 	}
+	free(opened);
+	/* A sealed group's tags checked every stored byte (ids and pages): guarded too. */
+	if (k)
+		guarded = true;
 	slot->blob_off = off;
 	slot->page_size = h.page_size;
 	slot->npages = h.npages;
@@ -647,6 +737,7 @@ static int group_read(int fd, uint64_t off, void *dctx, struct group_cache *slot
 	slot->checked = 0;
 	return 0;
 out_empty:
+	free(opened);
 	slot->npages = 0;
 	return -EBADMSG;
 }
@@ -673,7 +764,8 @@ static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct gro
 		if (!db->cache[i].npages || db->cache[i].used < victim->used)
 			victim = &db->cache[i];
 	}
-	rc = group_read(db->packs[p].fd, off, db->dctx, victim, &db->stored, &db->stored_cap);
+	rc = group_read(db->packs[p].fd, db->s->seal, off, db->dctx, victim, &db->stored,
+	                &db->stored_cap);
 	if (rc < 0)
 		return rc;
 	victim->pack = p;
@@ -802,7 +894,7 @@ int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_
 	if (fd < 0)
 		return -ENOENT;
 	if (!cur->slot.npages || cur->slot.pack != pack || cur->slot.blob_off != off) {
-		rc = group_read(fd, off, cur->dctx, &cur->slot, &cur->slot.stored,
+		rc = group_read(fd, db->s->seal, off, cur->dctx, &cur->slot, &cur->slot.stored,
 		                &cur->slot.stored_cap);
 		cur->slot.pack = pack;
 	}
@@ -833,13 +925,16 @@ int pages_db_check_entry(struct pages_db *db, size_t i)
 	return rc;
 }
 
-/* Appends a group blob of count pages (ids, bytes) to fd at *off. */
-static int write_group(ZSTD_CCtx *cctx, int fd, uint64_t *off, uint32_t page_size, uint32_t count,
-                       const uint8_t (*ids)[PAGE_ID_LEN], const uint8_t *pages, uint64_t *stored)
+/* Appends a group blob of count pages (ids, bytes) to fd at *off, sealed with k if given. */
+static int write_group(ZSTD_CCtx *cctx, const struct bri_seal *k, int fd, uint64_t *off,
+                       uint32_t page_size, uint32_t count, const uint8_t (*ids)[PAGE_ID_LEN],
+                       const uint8_t *pages, uint64_t *stored)
 {
 	size_t raw_len = (size_t)count * page_size, cap = ZSTD_compressBound(raw_len), n;
 	struct blob_hdr h = {.kind = BLOB_GROUP, .codec = CODEC_ZSTD, .seal = SEAL_NONE};
-	uint8_t hb[BLOB_HDR], *z = malloc(cap);
+	uint8_t hb[BLOB_HDR], *z = malloc(cap + SEAL_OVERHEAD), *sz = NULL;
+	uint8_t sids[PACK_GROUP_PAGES * PAGE_ID_LEN + SEAL_OVERHEAD];
+	const uint8_t *out_ids = (const uint8_t *)ids;
 	int rc;
 
 	if (!z)
@@ -859,16 +954,37 @@ static int write_group(ZSTD_CCtx *cctx, int fd, uint64_t *off, uint32_t page_siz
 	h.ids_len = count * PAGE_ID_LEN;
 	h.raw_len = (uint32_t)raw_len;
 	h.stored_len = (uint32_t)n;
+	if (k) {
+		h.seal = SEAL_AES;
+		h.ids_len += SEAL_OVERHEAD;
+		h.stored_len += SEAL_OVERHEAD;
+	}
 	hdr_encode(&h, hb);
+	if (k) {
+		/* After compression: sealed bytes do not compress. */
+		sz = malloc(h.stored_len);
+		rc = sz ? 0 : -ENOMEM;
+		if (rc == 0 && (part_seal(k, hb, "ids", out_ids, count * PAGE_ID_LEN, sids) < 0 ||
+		                part_seal(k, hb, "pages", z, n, sz) < 0))
+			rc = -EIO;
+		if (rc < 0) {
+			free(sz);
+			free(z);
+			return rc;
+		}
+		free(z);
+		z = sz;
+		out_ids = sids;
+	}
 	rc = write_full(fd, hb, BLOB_HDR);
 	if (rc == 0)
-		rc = write_full(fd, ids, h.ids_len);
+		rc = write_full(fd, out_ids, h.ids_len);
 	if (rc == 0)
-		rc = write_full(fd, z, n);
+		rc = write_full(fd, z, h.stored_len);
 	free(z);
 	if (rc == 0) {
-		*off += BLOB_HDR + h.ids_len + n;
-		*stored += BLOB_HDR + h.ids_len + n;
+		*off += BLOB_HDR + h.ids_len + h.stored_len;
+		*stored += BLOB_HDR + h.ids_len + h.stored_len;
 	}
 	return rc;
 }
@@ -883,7 +999,7 @@ static int flush_group(struct pages_db *db)
 		return 0;
 	if (!db->cctx)
 		db->cctx = zcctx_new(); /* NULL: one per group */
-	rc = write_group(db->cctx, db->wfd, &db->woff, db->wpsize, db->wcount,
+	rc = write_group(db->cctx, db->s->seal, db->wfd, &db->woff, db->wpsize, db->wcount,
 	                 (const uint8_t(*)[PAGE_ID_LEN])db->wids, db->wbuf, &db->stored_new);
 	if (rc < 0)
 		return rc;
@@ -1000,14 +1116,17 @@ int pages_db_flush(struct pages_db *db, struct bri_err *err)
 
 /* ---- manifests ---- */
 
-int manifest_encode(const struct manifest *m, void **out, size_t *len)
+int manifest_encode(const struct bri_seal *k, const char *name, const struct manifest *m,
+                    void **out, size_t *len)
 {
 	size_t raw_len = 12 + (size_t)m->page_count * PAGE_ID_LEN,
 	       cap = ZSTD_compressBound(raw_len);
 	struct blob_hdr h = {.kind = BLOB_MANIFEST, .codec = CODEC_ZSTD, .seal = SEAL_NONE};
-	uint8_t *raw = malloc(raw_len), *blob = malloc(BLOB_HDR + cap);
+	uint8_t *raw = malloc(raw_len), *blob = malloc(BLOB_HDR + cap + SEAL_OVERHEAD);
 	uint64_t count = htole64(m->page_count);
+	char file[BRI_NAME_MAX + 16];
 	size_t n;
+	int rc;
 
 	if (!raw || !blob) {
 		free(raw);
@@ -1026,16 +1145,37 @@ int manifest_encode(const struct manifest *m, void **out, size_t *len)
 	h.page_size = m->page_size;
 	h.raw_len = (uint32_t)raw_len;
 	h.stored_len = (uint32_t)n;
+	if (k) {
+		uint8_t *z = malloc(n);
+
+		h.seal = SEAL_AES;
+		h.stored_len += SEAL_OVERHEAD;
+		hdr_encode(&h, blob);
+		snprintf(file, sizeof(file), "%s" MANIFEST_SUFFIX, name);
+		rc = z ? 0 : -ENOMEM;
+		if (rc == 0) {
+			memcpy(z, blob + BLOB_HDR, n);
+			rc = part_seal(k, blob, file, z, n, blob + BLOB_HDR);
+		}
+		free(z);
+		if (rc < 0) {
+			free(blob);
+			return rc;
+		}
+	}
 	hdr_encode(&h, blob);
 	*out = blob;
-	*len = BLOB_HDR + n;
+	*len = BLOB_HDR + h.stored_len;
 	return 0;
 }
 
-int manifest_decode(const void *data, size_t len, struct manifest *m)
+int manifest_decode(const struct bri_seal *k, const char *name, const void *data, size_t len,
+                    struct manifest *m)
 {
+	char file[BRI_NAME_MAX + 16];
 	struct blob_hdr h;
-	uint8_t *raw;
+	uint8_t *raw, *opened = NULL;
+	const uint8_t *payload = (const uint8_t *)data + BLOB_HDR;
 	uint64_t count;
 	int rc;
 
@@ -1043,26 +1183,49 @@ int manifest_decode(const void *data, size_t len, struct manifest *m)
 	if (len < BLOB_HDR)
 		return -EBADMSG;
 	rc = hdr_decode(data, &h);
+	if (rc == 0)
+		rc = hdr_check_seal(&h, k);
 	if (rc < 0)
 		return rc;
 	if (h.kind != BLOB_MANIFEST || h.stored_len != len - BLOB_HDR || h.raw_len < 12 ||
 	    (h.raw_len - 12) % PAGE_ID_LEN != 0 ||
 	    (h.raw_len - 12) / PAGE_ID_LEN > MANIFEST_PAGES_MAX)
 		return -EBADMSG;
+	if (k) {
+		/* The tag first: nothing of a damaged or moved manifest is decoded. */
+		snprintf(file, sizeof(file), "%s" MANIFEST_SUFFIX, name);
+		opened = malloc(h.stored_len - SEAL_OVERHEAD + 1);
+		if (!opened)
+			return -ENOMEM;
+		if (part_open(k, data, file, payload, h.stored_len, opened) < 0) {
+			free(opened);
+			return -EBADMSG;
+		}
+		payload = opened;
+		h.stored_len -= SEAL_OVERHEAD;
+	}
+	/* A damaged header or frame is refused before its size is allocated. */
+	if (h.codec == CODEC_ZSTD && ZSTD_getFrameContentSize(payload, h.stored_len) != h.raw_len) {
+		free(opened);
+		return -EBADMSG;
+	}
 	raw = malloc(h.raw_len);
-	if (!raw)
+	if (!raw) {
+		free(opened);
 		return -ENOMEM;
+	}
 	if (h.codec == CODEC_ZSTD) {
-		size_t n =
-		    ZSTD_decompress(raw, h.raw_len, (const uint8_t *)data + BLOB_HDR, h.stored_len);
+		size_t n = ZSTD_decompress(raw, h.raw_len, payload, h.stored_len);
 
 		if (ZSTD_isError(n) || n != h.raw_len) {
+			free(opened);
 			free(raw);
 			return -EBADMSG;
 		}
 	} else {
-		memcpy(raw, (const uint8_t *)data + BLOB_HDR, h.raw_len);
+		memcpy(raw, payload, h.raw_len);
 	}
+	free(opened);
 	m->page_size = get32(raw);
 	memcpy(&count, raw + 4, 8);
 	m->page_count = le64toh(count);
@@ -1120,7 +1283,7 @@ int manifest_read(const struct bri_store *s, const char *name, struct manifest *
 	rc = bri_store_read_file(s, file, 12 + (size_t)MANIFEST_PAGES_MAX / 64, &data, &len);
 	if (rc < 0)
 		return rc;
-	rc = manifest_decode(data, len, m);
+	rc = manifest_decode(s->seal, name, data, len, m);
 	free(data);
 	return rc;
 }
@@ -1251,7 +1414,7 @@ static int gc_pack(void *arg, const char *name)
 	if (fd < 0)
 		return 0;
 	g->total = g->used = 0;
-	rc = pack_scan(fd, count_group, g);
+	rc = pack_scan(fd, g->s->seal, count_group, g);
 	if (rc < 0 || g->total == 0 || g->used * 2 > g->total) {
 		/* Damaged packs are left for verify to report; mostly used packs stay as they are.
 		 */
@@ -1275,7 +1438,7 @@ static int gc_pack(void *arg, const char *name)
 			if (strcmp(db->packs[i].name, name) == 0)
 				g->pack = (uint32_t)i;
 		g->db = db;
-		rc = pack_scan(db->packs[g->pack].fd, copy_group, g);
+		rc = pack_scan(db->packs[g->pack].fd, g->s->seal, copy_group, g);
 		if (rc == 0)
 			rc = pages_db_flush(db, NULL);
 		pages_db_close(db);

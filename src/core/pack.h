@@ -4,17 +4,15 @@
  * keyed hash, HMAC-SHA-256 with the store's page-id secret).
  *
  * Every piece on disk is a blob framed by a 32-byte header naming its kind,
- * codec (raw or zstd) and sealing (none yet; a later step seals the payload
- * with AES-256-GCM and says so in the same byte), so that sealing plugs in
- * without a new layout. A pack file "pack-<16 hex>.pack" is a file header
- * followed by group blobs: up to PACK_GROUP_PAGES pages of one page size,
- * their ids (raw) and then their bytes, compressed together. Groups rather
- * than one page at a time with a trained dictionary: on the sample database
- * (1073 pages of 4 KiB) groups of 16 took 1.38 MB, pages with a 110 KB
- * dictionary 1.41 MB plus the dictionary, pages alone 1.53 MB; and groups
- * need no dictionary to train, keep and retrain as the data changes. A read
- * decompresses its page's group (64 KiB), kept in a small cache. A manifest is
- * one blob: page size, page count and one id per page. The index (page id
+ * codec (raw or zstd) and sealing (none, or AES-256-GCM in an encrypted
+ * store: seal.h, the store's key in s->seal; pack.c says what is sealed). A pack file "pack-<16
+ * hex>.pack" is a file header followed by group blobs: up to PACK_GROUP_PAGES pages of one page
+ * size, their ids (raw) and then their bytes, compressed together. Groups rather than one page at a
+ * time with a trained dictionary: on the sample database (1073 pages of 4 KiB) groups of 16
+ * took 1.38 MB, pages with a 110 KB dictionary 1.41 MB plus the dictionary, pages alone 1.53 MB;
+ * and groups need no dictionary to train, keep and retrain as the data changes. A read decompresses
+ * its page's group (64 KiB), kept in a small cache. A manifest is one blob: page size, page count
+ * and one id per page. The index (page id
  * -> pack, blob, slot) is rebuilt from the packs' headers and ids when a
  * store is opened for reading or writing; nothing else is needed to find a
  * page. Not part of the contract: names without the bri_ prefix.
@@ -175,8 +173,15 @@ struct manifest {
 	uint8_t *ids;
 };
 
-int manifest_encode(const struct manifest *m, void **out, size_t *len);
-int manifest_decode(const void *data, size_t len, struct manifest *m);
+/*
+ * The manifest blob of backup name; sealed with k (bound to the file name
+ * NAME.manifest) when k is given. decode refuses a blob whose sealing is not
+ * k's (sealed without a key, in the clear with one): -EBADMSG.
+ */
+int manifest_encode(const struct bri_seal *k, const char *name, const struct manifest *m,
+                    void **out, size_t *len);
+int manifest_decode(const struct bri_seal *k, const char *name, const void *data, size_t len,
+                    struct manifest *m);
 /* The logical size of NAME.manifest's backup from its header alone (no decoding). */
 int manifest_logical_size(const struct bri_store *s, const char *name, uint64_t *size);
 /* Reads NAME.manifest of s: 0, -ENOENT, -EBADMSG, or another negative errno. */

@@ -35,7 +35,8 @@ static int check_backup(struct bri_store *s, const char *name, struct bri_err *e
 
 	if (!bri_store_has(s, name))
 		return bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
-	/* The metadata through the store's format (plain: NAME.db.meta; pages: NAME.meta). */
+	/* The metadata through the store's format (plain: NAME.db.meta; pages: NAME.meta,
+	 * sealed in an encrypted store). */
 	rc = bri_store_sidecar_read(s, name, BRI_SIDECAR_META, BRI_META_MAX_BYTES, &text, &len);
 	if (rc < 0)
 		return bri_err_set(err, -EINVAL, "%s in %s is not a backup (its metadata: %s)",

@@ -70,6 +70,7 @@ int bri_stats_usage(struct bri_store *s, struct bri_stats *out, struct bri_err *
 	out->logical_bytes = (int64_t)logical;
 	out->stored_bytes = (int64_t)stored;
 	out->dedup_ratio = stored ? (double)logical / (double)stored : 0;
+	snprintf(out->encryption, sizeof(out->encryption), "%s", s->seal ? "aes-256-gcm" : "none");
 	return 0;
 }
 
@@ -126,6 +127,7 @@ int bri_stats_to_json(const struct bri_stats *st, char **out, size_t *len)
 		json_object_object_add(o, "stored_bytes", json_object_new_int64(st->stored_bytes));
 		json_object_object_add(o, "dedup_ratio",
 		                       st->stored_bytes ? bri_json_double(st->dedup_ratio, 2) : NULL);
+		json_object_object_add(o, "encryption", json_object_new_string(st->encryption));
 	}
 	return emit(o, out, len);
 }

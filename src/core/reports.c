@@ -1,7 +1,8 @@
 /*
  * Restore reports in the store (include/bri/reports.h): a small JSON-lines
- * file rewritten durably (bri_store_write_file) under the store's lock. The
- * file is capped; parsing is json-c's, line by line.
+ * file rewritten durably (store_write_sealed: sealed in an encrypted store)
+ * under the store's lock. The file is capped; parsing is json-c's, line by
+ * line.
  */
 #include "bri/reports.h"
 
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "seal.h"
 
 void bri_reports_free(struct bri_report_rec *r, size_t n)
 {
@@ -57,7 +60,7 @@ int bri_reports_load(const struct bri_store *s, struct bri_report_rec **out, siz
 
 	*out = NULL;
 	*n = 0;
-	rc = bri_store_read_file(s, BRI_REPORTS_FILE, BRI_REPORTS_FILE_MAX, &text, &len);
+	rc = store_read_sealed(s, BRI_REPORTS_FILE, BRI_REPORTS_FILE_MAX, &text, &len);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0)
@@ -163,7 +166,7 @@ int bri_reports_add(struct bri_store *s, const char *name, time_t when, const ch
 		rc = bri_err_set(err, rc, "out of memory");
 		goto out_free;
 	}
-	rc = bri_store_write_file(s, BRI_REPORTS_FILE, buf, len, err);
+	rc = store_write_sealed(s, BRI_REPORTS_FILE, buf, len, err);
 out_free:
 	free(buf);
 	free(cut);

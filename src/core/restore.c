@@ -198,7 +198,10 @@ int bri_restore(struct bri_store *s, const char *what, const struct bri_restore_
 	live_exists = stat(s->db_path, &st) == 0;
 	/* From here the live database's write lock is held: no commit can fall
 	 * between the safety backup and the restore. */
-	scratch = bri_store_fd_path(s, NULL, NULL);
+	/* An encrypted store keeps nothing in the clear, not even for a moment: its
+	 * scratch copy (a page size rebuilt) goes beside the live database. */
+	scratch = s->seal ? strndup(s->db_path, (size_t)(strrchr(s->db_path, '/') - s->db_path))
+			  : bri_store_fd_path(s, NULL, NULL);
 	rc = scratch ? bri_snapshot_restore_begin_reader(src.reader, s->db_path, scratch,
 							 o.busy_timeout_ms, &live, err)
 		     : bri_err_set(err, -ENOMEM, "out of memory");

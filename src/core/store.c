@@ -27,6 +27,7 @@
 #include "bri/create.h"
 #include "bri/log.h"
 #include "bri/testpoint.h"
+#include "seal.h"
 #include "store_int.h"
 #include "internal.h"
 
@@ -194,6 +195,7 @@ int bri_store_open_ex(const char *db_path, const char *backup_dir,
 	struct stat db_folder, store_st;
 	struct bri_store *s;
 	char *dir = NULL, *folder;
+	const char *key;
 	int rc;
 
 	if (!db_path || !*db_path)
@@ -249,6 +251,12 @@ int bri_store_open_ex(const char *db_path, const char *backup_dir,
 		goto out_free;
 	}
 	free(folder);
+	key = o->key_file && *o->key_file ? o->key_file : getenv(SEAL_KEY_ENV);
+	/* Absolute: a daemon changes its folder to / when it detaches. */
+	if (key && *key && !(s->key_file = bri_path_absolute(key))) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_free;
+	}
 	rc = store_detect_format(s, err);
 	if (rc < 0)
 		goto out_free;
@@ -296,6 +304,8 @@ void bri_store_close(struct bri_store *s)
 	free(s->db_filename);
 	free(s->stem);
 	free(s->dir);
+	free(s->key_file);
+	seal_free(s->seal);
 	free(s);
 }
 

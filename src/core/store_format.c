@@ -4,17 +4,26 @@
  * store's table of operations), and the reader helpers. What a format does
  * is in its own file (store_plain.c); nothing here knows a file name of a
  * backup.
+ *
+ * An encrypted page store's store.json says so: "encryption":
+ * "aes-256-gcm", "key": "raw" or "passphrase", "kdf" (scrypt's n, r, p and
+ * salt, for a passphrase) and "key_check" (a known text sealed with the key,
+ * seal.h). Opening one needs the key file (bri_store_open_opts.key_file or
+ * $BRI_KEY_FILE); the key is checked before anything else is read.
  */
 #include "bri/store.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "seal.h"
 #include "store_int.h"
 
 /* store.json is a few lines; anything larger is not one. */
@@ -33,7 +42,170 @@ const struct bri_store_ops *bri_store_format(const char *name)
 	return NULL;
 }
 
-int store_detect_format(struct bri_store *s, struct bri_err *err)
+static const char *get_string(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static bool get_u64(json_object *o, const char *key, uint64_t *out)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int) ||
+	    json_object_get_int64(v) <= 0)
+		return false;
+	*out = (uint64_t)json_object_get_int64(v);
+	return true;
+}
+
+/* The key parameters of an encrypted store's store.json o (dir: for messages). */
+static int read_params(const char *dir, json_object *o, struct seal_params *p, struct bri_err *err)
+{
+	const char *kind = get_string(o, "key"), *salt;
+	json_object *kdf;
+	uint64_t r = 0, par = 0;
+
+	memset(p, 0, sizeof(*p));
+	if (kind && strcmp(kind, "raw") == 0)
+		return 0;
+	p->passphrase = true;
+	if (!kind || strcmp(kind, "passphrase") != 0 ||
+	    !json_object_object_get_ex(o, "kdf", &kdf) ||
+	    !json_object_is_type(kdf, json_type_object) || !get_string(kdf, "name") ||
+	    strcmp(get_string(kdf, "name"), "scrypt") != 0 || !get_u64(kdf, "n", &p->n) ||
+	    !get_u64(kdf, "r", &r) || !get_u64(kdf, "p", &par) || r > UINT32_MAX ||
+	    par > UINT32_MAX || !(salt = get_string(kdf, "salt")) ||
+	    strlen(salt) != 2 * SEAL_SALT_LEN)
+		return bri_err_set(
+		    err, -EINVAL,
+		    "%s/store.json does not say how the store's key is made (\"key\": "
+		    "\"raw\", or \"passphrase\" with \"kdf\": scrypt's n, r, p and salt)",
+		    dir);
+	p->r = (uint32_t)r;
+	p->p = (uint32_t)par;
+	for (size_t i = 0; i < SEAL_SALT_LEN; i++) {
+		char two[3] = {salt[2 * i], salt[2 * i + 1], '\0'}, *end;
+		unsigned long b = strtoul(two, &end, 16);
+
+		if (*end || !isxdigit((unsigned char)two[0]))
+			return bri_err_set(err, -EINVAL, "%s/store.json: the kdf's salt is not hex",
+			                   dir);
+		p->salt[i] = (uint8_t)b;
+	}
+	return 0;
+}
+
+/* Reads key_file and makes the key for params p. */
+static int load_key(const char *key_file, const struct seal_params *p, struct bri_seal **out,
+                    struct bri_err *err)
+{
+	uint8_t *bytes;
+	size_t len;
+	int rc;
+
+	rc = seal_key_file_read(key_file, &bytes, &len, err);
+	if (rc < 0)
+		return rc;
+	rc = seal_key_derive(bytes, len, p, out, err);
+	seal_key_file_free(bytes, len);
+	return rc;
+}
+
+/*
+ * The key of the encrypted store at dir (for messages) whose store.json is o,
+ * from key_file (NULL: none given), checked against its key check.
+ */
+static int key_of(const char *dir, json_object *o, const char *key_file, struct bri_seal **out,
+                  struct bri_err *err)
+{
+	const char *enc = get_string(o, "encryption");
+	struct seal_params p;
+	int rc;
+
+	if (!enc || strcmp(enc, "aes-256-gcm") != 0)
+		return bri_err_set(err, -EPROTONOSUPPORT,
+		                   "the backup store %s is encrypted with \"%.64s\", which this "
+		                   "version of bri-backup cannot read",
+		                   dir, enc ? enc : "?");
+	if (!key_file)
+		return bri_err_set(err, -ENOKEY,
+		                   "the backup store %s is encrypted; give its key file with "
+		                   "--key-file F (the mount: -o key_file=F; or BRI_KEY_FILE=F)",
+		                   dir);
+	rc = read_params(dir, o, &p, err);
+	if (rc < 0)
+		return rc;
+	rc = load_key(key_file, &p, out, err);
+	if (rc == -EINVAL) /* not a key of the store's kind */
+		return bri_err_wrap(err, -EKEYREJECTED,
+		                    "the key file does not open the encrypted backup store");
+	if (rc < 0)
+		return rc;
+	if (!seal_check_ok(*out, get_string(o, "key_check"))) {
+		seal_free(*out);
+		*out = NULL;
+		return bri_err_set(
+		    err, -EKEYREJECTED,
+		    "the key file %s does not open the encrypted backup store %s "
+		    "(wrong key or passphrase; store.json's key check fails); nothing "
+		    "was read or written",
+		    key_file, dir);
+	}
+	return 0;
+}
+
+/*
+ * The key of the store whose store.json is o: none for a store without
+ * encryption (and then no key file may be given), else s->key_file's, checked
+ * against the store's key check.
+ */
+static int open_key(struct bri_store *s, json_object *o, struct bri_err *err)
+{
+	const char *enc = get_string(o, "encryption");
+
+	if (!enc || strcmp(enc, "none") == 0) {
+		if (s->key_file)
+			return bri_err_set(
+			    err, -EINVAL,
+			    "the backup store %s is not encrypted (store.json), but a "
+			    "key file was given (%s); refusing, so that nobody believes "
+			    "it is (drop --key-file / -o key_file / BRI_KEY_FILE)",
+			    s->dir, s->key_file);
+		return 0;
+	}
+	return key_of(s->dir, o, s->key_file, &s->seal, err);
+}
+
+int store_key_for_json(const char *where, const char *text, const char *key_file,
+                       struct bri_seal **out, struct bri_err *err)
+{
+	json_object *o = json_tokener_parse(text);
+	const char *enc;
+	int rc = 0;
+
+	*out = NULL;
+	if (!o || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return bri_err_set(err, -EINVAL, "%s/store.json is not a JSON object", where);
+	}
+	enc = get_string(o, "encryption");
+	if (enc && strcmp(enc, "none") != 0)
+		rc = key_of(where, o, key_file, out, err);
+	json_object_put(o);
+	return rc;
+}
+
+/*
+ * The format store.json names (plain when there is none) into *ops, and the
+ * parsed store.json into *json when asked (NULL for plain; json_object_put
+ * it). No key is looked at.
+ */
+static int read_format(const struct bri_store *s, const struct bri_store_ops **ops,
+                       json_object **json, struct bri_err *err)
 {
 	json_object *o = NULL, *v;
 	const char *name;
@@ -41,9 +213,11 @@ int store_detect_format(struct bri_store *s, struct bri_err *err)
 	size_t len;
 	int rc;
 
+	if (json)
+		*json = NULL;
 	rc = bri_store_read_file(s, "store.json", STORE_JSON_MAX, &text, &len);
 	if (rc == -ENOENT) {
-		s->ops = &bri_store_plain_ops; /* the seed's layout needs no store.json */
+		*ops = &bri_store_plain_ops; /* the seed's layout needs no store.json */
 		return 0;
 	}
 	if (rc < 0)
@@ -61,12 +235,26 @@ int store_detect_format(struct bri_store *s, struct bri_err *err)
 		                   s->dir);
 	}
 	name = json_object_get_string(v);
-	s->ops = bri_store_format(name);
-	if (!s->ops)
+	*ops = bri_store_format(name);
+	if (!*ops)
 		rc = bri_err_set(err, -EPROTONOSUPPORT,
 		                 "the backup store %s has format \"%.64s\", which this version of "
 		                 "bri-backup cannot read",
 		                 s->dir, name);
+	if (rc == 0 && json)
+		*json = o;
+	else
+		json_object_put(o);
+	return rc;
+}
+
+int store_detect_format(struct bri_store *s, struct bri_err *err)
+{
+	json_object *o = NULL;
+	int rc = read_format(s, &s->ops, &o, err);
+
+	if (rc == 0 && o)
+		rc = open_key(s, o, err);
 	json_object_put(o);
 	return rc;
 }
@@ -98,24 +286,31 @@ int bri_store_open_reader(const struct bri_store *s, const char *name, struct br
 int bri_store_write_begin(struct bri_store *s, const char *name, struct bri_backup_writer **out,
                           struct bri_err *err)
 {
-	struct bri_store now = *s;
+	const struct bri_store_ops *now = NULL;
 	int rc;
 
+	if (s->key_file && !s->seal)
+		return bri_err_set(
+		    err, -EINVAL,
+		    "the backup store %s is not encrypted, but a key file was given "
+		    "(%s); refusing to write a backup in the clear (an encrypted store "
+		    "is made by init --format pages --key-file F)",
+		    s->dir, s->key_file);
 	/*
 	 * The format on disk now, not the one this process found at open: a
 	 * long-lived process (the mount) must not write a backup of the old
 	 * format into a store migrate has converted since (it would be invisible).
+	 * The format only: the key was checked at open.
 	 */
-	now.ops = NULL;
-	rc = store_detect_format(&now, err);
+	rc = read_format(s, &now, NULL, err);
 	if (rc < 0)
 		return rc;
-	if (now.ops != ops_of(s))
+	if (now != ops_of(s))
 		return bri_err_set(err, -ESTALE,
 		                   "the backup store %s is a %s store now (converted by migrate "
 		                   "since this process opened it as %s); nothing was written: "
 		                   "reopen the store (restart the mount)",
-		                   s->dir, now.ops->format, ops_of(s)->format);
+		                   s->dir, now->format, ops_of(s)->format);
 	return ops_of(s)->write_begin(s, name, out, err);
 }
 
@@ -195,17 +390,64 @@ int bri_store_usage(struct bri_store *s, uint64_t *logical, uint64_t *stored, st
 	return rc;
 }
 
+/* A new store's key from s->key_file: its kind from its bytes (seal_bytes_are_raw). */
+static int new_key(struct bri_store *s, struct seal_params *p, struct bri_err *err)
+{
+	uint8_t *bytes;
+	size_t len;
+	int rc;
+
+	rc = seal_key_file_read(s->key_file, &bytes, &len, err);
+	if (rc < 0)
+		return rc;
+	rc = seal_params_new(!seal_bytes_are_raw(bytes, len), p, err);
+	if (rc == 0)
+		rc = seal_key_derive(bytes, len, p, &s->seal, err);
+	seal_key_file_free(bytes, len);
+	return rc;
+}
+
+/* store.json's encryption fields for the key k (never the key). */
+static void add_encryption(json_object *o, const struct bri_seal *k)
+{
+	char salt[2 * SEAL_SALT_LEN + 1], *check = seal_check_make(k);
+
+	json_object_object_add(o, "encryption", json_object_new_string("aes-256-gcm"));
+	json_object_object_add(o, "key",
+	                       json_object_new_string(k->params.passphrase ? "passphrase" : "raw"));
+	if (k->params.passphrase) {
+		json_object *kdf = json_object_new_object();
+
+		for (size_t i = 0; i < SEAL_SALT_LEN; i++)
+			snprintf(salt + 2 * i, 3, "%02x", k->params.salt[i]);
+		json_object_object_add(kdf, "name", json_object_new_string("scrypt"));
+		json_object_object_add(kdf, "n", json_object_new_int64((int64_t)k->params.n));
+		json_object_object_add(kdf, "r", json_object_new_int64(k->params.r));
+		json_object_object_add(kdf, "p", json_object_new_int64(k->params.p));
+		json_object_object_add(kdf, "salt", json_object_new_string(salt));
+		json_object_object_add(o, "kdf", kdf);
+	}
+	json_object_object_add(o, "key_check", json_object_new_string(check ? check : ""));
+	free(check);
+}
+
 int bri_store_init_format(struct bri_store *s, const char *format, struct bri_err *err)
 {
 	const struct bri_store_ops *ops = bri_store_format(format);
+	struct seal_params p;
 	bool has = false;
 	int rc;
 
 	if (!ops)
 		return bri_err_set(err, -EINVAL, "unknown store format \"%.64s\" (plain or pages)",
 		                   format);
+	if (s->key_file && ops != &bri_store_pages_ops)
+		return bri_err_set(
+		    err, -EINVAL,
+		    "only a page store is encrypted (--format pages --key-file F); a "
+		    "plain store keeps every backup as an ordinary .db");
 	if (ops_of(s) == ops)
-		return 0;
+		return 0; /* an encrypted one was opened with its key; a key for another, refused */
 	if (ops_of(s) != &bri_store_plain_ops)
 		return bri_err_set(err, -EEXIST,
 		                   "the backup store %s is already of format \"%s\"; convert it "
@@ -223,11 +465,17 @@ int bri_store_init_format(struct bri_store *s, const char *format, struct bri_er
 	if (ops == &bri_store_plain_ops)
 		return 0; /* plain needs no store.json */
 	rc = bri_store_check(s, err);
+	if (rc == 0 && s->key_file)
+		rc = new_key(s, &p, err); /* before init: the page-id secret is sealed */
 	if (rc == 0 && ops->init)
 		rc = ops->init(s, err);
-	if (rc < 0)
-		return rc;
-	return store_format_publish(s, ops, err);
+	if (rc == 0)
+		rc = store_format_publish(s, ops, err);
+	if (rc < 0 && s->key_file) {
+		seal_free(s->seal); /* the store stays as it was: without encryption */
+		s->seal = NULL;
+	}
+	return rc;
 }
 
 int store_format_publish(struct bri_store *s, const struct bri_store_ops *ops, struct bri_err *err)
@@ -256,7 +504,10 @@ int store_format_publish(struct bri_store *s, const struct bri_store_ops *ops, s
 		json_object_object_add(o, "page_id_secret", json_object_new_string("pages.secret"));
 		json_object_object_add(o, "compression", json_object_new_string("zstd"));
 		json_object_object_add(o, "group_pages", json_object_new_int(16));
-		json_object_object_add(o, "encryption", json_object_new_string("none"));
+		if (s->seal)
+			add_encryption(o, s->seal);
+		else
+			json_object_object_add(o, "encryption", json_object_new_string("none"));
 	}
 	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
 	                                             JSON_C_TO_STRING_NOSLASHESCAPE);

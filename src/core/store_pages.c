@@ -4,7 +4,11 @@
  * served), NAME.manifest (page size, count, one page id per page; the
  * commit point) and pages kept once each in shared pack files (pack.c).
  * Sidecars are NAME.verify, NAME.pin and NAME.report. The only file that
- * spells those names.
+ * spells those names. In an encrypted store the names stay (they are the
+ * backups' names, which SPEC.md section 5 leaves visible) and every file's
+ * content is sealed: packs and manifests by pack.c, the metadata and the
+ * sidecars by store_read_sealed/store_write_sealed (seal.h), bound to their
+ * file names.
  *
  * A new backup is written by SQLite's backup API through the "bri-pages"
  * VFS: its xWrite hashes each page and appends the pages the store lacks to
@@ -36,6 +40,7 @@
 #include "bri/log.h"
 #include "bri/testpoint.h"
 #include "pack.h"
+#include "seal.h"
 #include "store_int.h"
 
 #define FILE_MAX       (BRI_NAME_MAX + 16)
@@ -1163,7 +1168,7 @@ static int pages_sidecar_write(struct bri_store *s, const char *name, enum bri_s
 	char file[FILE_MAX];
 
 	sidecar_file(name, kind, file);
-	return bri_store_write_file(s, file, data, len, err);
+	return store_write_sealed(s, file, data, len, err);
 }
 
 static int pages_sidecar_remove(struct bri_store *s, const char *name, enum bri_sidecar kind)
@@ -1196,7 +1201,7 @@ static int pages_write_commit(struct bri_backup_writer *w, const char *meta, siz
 	if (rc < 0)
 		return rc;
 	bri_testpoint("pages-pack-published");
-	rc = manifest_encode(&m, &blob, &mlen);
+	rc = manifest_encode(w->s->seal, w->name, &m, &blob, &mlen);
 	if (rc < 0)
 		return bri_err_set(err, rc, "cannot make the manifest: %s", strerror(-rc));
 	fd = bri_store_tmpfile(w->s, w->name, "manifest", &tmp, err);
@@ -1276,7 +1281,7 @@ static int pages_sidecar_read(const struct bri_store *s, const char *name, enum 
 	char file[FILE_MAX];
 
 	sidecar_file(name, kind, file);
-	return bri_store_read_file(s, file, max, out, len);
+	return store_read_sealed(s, file, max, out, len);
 }
 
 static int pages_sidecar_stat(const struct bri_store *s, const char *name, enum bri_sidecar kind,
@@ -1364,13 +1369,18 @@ static int pages_purge(struct bri_store *s, struct bri_err *err)
 static int pages_init(struct bri_store *s, struct bri_err *err)
 {
 	uint8_t secret[32];
-	struct stat st;
+	char *old = NULL;
+	size_t len = 0;
 
-	if (fstatat(s->dirfd, PAGES_SECRET_FILE, &st, AT_SYMLINK_NOFOLLOW) == 0)
+	/* A secret left by an interrupted init is kept if it opens (sealed as the store is). */
+	if (store_read_sealed(s, PAGES_SECRET_FILE, 1024, &old, &len) == 0 && len == 32) {
+		free(old);
 		return 0;
+	}
+	free(old);
 	if (getrandom(secret, sizeof(secret), 0) != (ssize_t)sizeof(secret))
 		return bri_err_set(err, -EIO, "no random bytes for the page-id secret");
-	return bri_store_write_file(s, PAGES_SECRET_FILE, secret, sizeof(secret), err);
+	return store_write_sealed(s, PAGES_SECRET_FILE, secret, sizeof(secret), err);
 }
 
 static int pages_usage_op(struct bri_store *s, uint64_t *logical, uint64_t *stored,

@@ -232,6 +232,7 @@ struct bfs_options {
 	int follow_symlink;   /* -o follow_symlink: accept a symlinked DB or backup_dir */
 	int force;            /* -o force: accept a store in the database's own folder */
 	char *store_format;   /* -o store_format=plain|pages: the format of a new store */
+	char *key_file;       /* -o key_file=F: an encrypted page store's key */
 	char *offsite;        /* -o offsite=s3://BUCKET/PREFIX: push every backup there */
 	char *endpoint;       /* -o endpoint=URL: its S3 endpoint (else the aws CLI's) */
 	char *off_addr;       /* -o offsite_addressing=path|virtual */

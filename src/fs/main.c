@@ -57,6 +57,7 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("follow_symlink", follow_symlink, 1),
     BFS_OPT("force", force, 1),
     BFS_OPT("store_format=%s", store_format, 0),
+    BFS_OPT("key_file=%s", key_file, 0),
     BFS_OPT("offsite=%s", offsite, 0),
     BFS_OPT("endpoint=%s", endpoint, 0),
     BFS_OPT("offsite_addressing=%s", off_addr, 0),
@@ -101,7 +102,8 @@ static void usage(const char *prog)
 	       "                           when given too\n"
 	       "    -o on_success=PROGRAM, on_failure=PROGRAM\n"
 	       "                           run PROGRAM (absolute path, no shell) after a create,\n"
-	       "                           verify, restore or cleanup (ctl/ or scheduled) that\n"
+	       "                           verify, restore, cleanup or rehearse (ctl/, mv into\n"
+	       "                           restore/, scheduled or the background verifier) that\n"
 	       "                           succeeded / failed, with BRI_OPERATION, BRI_NAME,\n"
 	       "                           BRI_RESULT and BRI_REASON in its environment\n"
 	       "    -o hook_timeout=S      kill a hook's process group after S seconds (30)\n"
@@ -133,6 +135,9 @@ static void usage(const char *prog)
 	       "    -o store_format=F      plain (default) or pages: the format of a new store\n"
 	       "                           (an existing store keeps its own; refused if it\n"
 	       "                           differs or a plain store already holds backups)\n"
+	       "    -o key_file=F          the key of an encrypted page store (32 random bytes\n"
+	       "                           or a passphrase; default $BRI_KEY_FILE); with\n"
+	       "                           store_format=pages a new store is made encrypted\n"
 	       "    -o offsite=s3://BUCKET/PREFIX\n"
 	       "                           push every backup there in the background (after\n"
 	       "                           each create, retrying with backoff); each backup\n"
@@ -274,6 +279,7 @@ static void free_options(struct bfs_options *o)
 	free(o->checks);
 	free(o->rehearse);
 	free(o->store_format);
+	free(o->key_file);
 	free(o->offsite);
 	free(o->endpoint);
 	free(o->off_addr);
@@ -507,6 +513,7 @@ int main(int argc, char *argv[])
 
 	sopts.follow_symlink = o.follow_symlink;
 	sopts.force = o.force;
+	sopts.key_file = o.key_file;
 	if (bri_store_open_ex(o.db, o.backup_dir, &sopts, &fs.store, &err) < 0) {
 		fprintf(stderr, "bri-backupfs: %s\n", err.msg);
 		goto out_log;

@@ -566,7 +566,7 @@ PyDoc_STRVAR(get_backup_stats_doc,
              "datetime.fromisoformat, None when there are no backups), then\n"
              "total_bytes, newest_name, by_kind, verified_ok, verify_failed,\n"
              "unverified, good_backups, unknown_files, unknown_bytes, format,\n"
-             "logical_bytes, stored_bytes and dedup_ratio: the same\n"
+             "logical_bytes, stored_bytes, dedup_ratio and encryption: the same\n"
              "object as `bri-backup --json stats`, rendered by the core.");
 
 static PyObject *DatabaseBackup_get_backup_stats(DatabaseBackupObject *self, PyObject *unused)

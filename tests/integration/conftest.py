@@ -211,6 +211,120 @@ def sidecar(backup_path, kind):
     return Path(f"{p}.{kind}")
 
 
+def store_key(store, key_file=None):
+    """The 32-byte key of an encrypted page store (None for one without
+    encryption), from key_file or $BRI_KEY_FILE, made as SPEC.md section 5
+    says: the file's bytes (key "raw") or scrypt of the passphrase with
+    store.json's parameters. Independent of the C code: a second reader of
+    the format."""
+    conf_path = Path(store) / "store.json"
+    if not conf_path.exists():
+        return None
+    conf = json.loads(conf_path.read_text())
+    if conf.get("encryption", "none") == "none":
+        return None
+    data = Path(key_file or os.environ["BRI_KEY_FILE"]).read_bytes()
+    if conf["key"] == "raw":
+        return data
+    import hashlib
+    kdf = conf["kdf"]
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    if data.endswith(b"\r"):
+        data = data[:-1]
+    return hashlib.scrypt(data, salt=bytes.fromhex(kdf["salt"]), n=kdf["n"], r=kdf["r"],
+                          p=kdf["p"], maxmem=1 << 30, dklen=32)
+
+
+def aes_gcm(encrypt, key, nonce, data, aad, tag=b""):
+    """AES-256-GCM through libcrypto by ctypes (the tests use the standard
+    library only): (ciphertext, tag) when encrypting, the plaintext when
+    decrypting; ValueError when the tag does not match."""
+    import ctypes
+    import ctypes.util
+    lib = ctypes.CDLL(ctypes.util.find_library("crypto"))
+    vp, cp, ip = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
+    lib.EVP_CIPHER_CTX_new.restype = vp
+    lib.EVP_aes_256_gcm.restype = vp
+    lib.EVP_CipherInit_ex.argtypes = [vp, vp, vp, cp, cp, ip]
+    lib.EVP_CIPHER_CTX_ctrl.argtypes = [vp, ip, ip, vp]
+    lib.EVP_CipherUpdate.argtypes = [vp, vp, ctypes.POINTER(ip), cp, ip]
+    lib.EVP_CipherFinal_ex.argtypes = [vp, vp, ctypes.POINTER(ip)]
+    lib.EVP_CIPHER_CTX_free.argtypes = [vp]
+    ctx = lib.EVP_CIPHER_CTX_new()
+    out = ctypes.create_string_buffer(len(data) + 16)
+    n, tagbuf = ip(0), ctypes.create_string_buffer(tag, 16)
+    try:
+        ok = (lib.EVP_CipherInit_ex(ctx, lib.EVP_aes_256_gcm(), None, None, None, encrypt) and
+              lib.EVP_CIPHER_CTX_ctrl(ctx, 0x9, len(nonce), None) and  # SET_IVLEN
+              lib.EVP_CipherInit_ex(ctx, None, None, key, nonce, encrypt) and
+              lib.EVP_CipherUpdate(ctx, None, ctypes.byref(n), aad, len(aad)) and
+              lib.EVP_CipherUpdate(ctx, out, ctypes.byref(n), data, len(data)))
+        size = n.value
+        if ok and not encrypt:
+            ok = lib.EVP_CIPHER_CTX_ctrl(ctx, 0x11, 16, tagbuf)  # SET_TAG
+        if ok:
+            ok = lib.EVP_CipherFinal_ex(ctx, ctypes.byref(out, size), ctypes.byref(n))
+        if ok and encrypt:
+            ok = lib.EVP_CIPHER_CTX_ctrl(ctx, 0x10, 16, tagbuf)  # GET_TAG
+    finally:
+        lib.EVP_CIPHER_CTX_free(ctx)
+    if not ok:
+        raise ValueError("AES-256-GCM: the tag does not match")
+    return (out.raw[:size], tagbuf.raw) if encrypt else out.raw[:size]
+
+
+def unseal(key, blob, context):
+    """A sealed blob (seal.h: "BRIs", version 1, cipher 1, 2 zero bytes, a
+    12-byte nonce, ciphertext, 16-byte tag; header and context the AEAD's
+    additional data) opened with AES-256-GCM; ValueError when it does not open."""
+    assert blob[:8] == b"BRIs\x01\x01\x00\x00", blob[:8]
+    return aes_gcm(0, key, blob[8:20], blob[20:-16], blob[:8] + context, blob[-16:])
+
+
+def seal(key, data, context):
+    """data sealed as seal.h does (a fresh random nonce): for tests that
+    change a sidecar by hand."""
+    head, nonce = b"BRIs\x01\x01\x00\x00", os.urandom(12)
+    ct, tag = aes_gcm(1, key, nonce, data, head + context)
+    return head + nonce + ct + tag
+
+
+def write_sidecar(backup_path, kind, text, key_file=None):
+    """Writes a backup's sidecar by hand, sealed when its store is encrypted."""
+    path = sidecar(backup_path, kind)
+    data = text.encode()
+    key = store_key(path.parent, key_file)
+    if key is not None:
+        data = seal(key, data, path.name.encode())
+    path.write_bytes(data)
+
+
+def audit_records(store, key_file=None):
+    """The records of store's audit.jsonl, each line opened first when the
+    store is encrypted (a sealed line: "sealed:" and the blob in base64,
+    bound to the file's name)."""
+    import base64
+    key = store_key(store, key_file)
+    out = []
+    for line in (Path(store) / "audit.jsonl").read_text().splitlines():
+        if key is not None:
+            assert line.startswith("sealed:"), line
+            line = unseal(key, base64.b64decode(line[7:]), b"audit.jsonl").decode()
+        out.append(json.loads(line))
+    return out
+
+
+def read_sidecar(backup_path, kind, key_file=None):
+    """The text of a backup's sidecar, opened when its store is encrypted."""
+    path = sidecar(backup_path, kind)
+    data = path.read_bytes()
+    key = store_key(path.parent, key_file)
+    if key is not None:
+        data = unseal(key, data, path.name.encode())
+    return data.decode()
+
+
 def as_plain(path):
     """A plain .db of the backup at path: path itself, or for a page store's
     manifest (store/NAME.manifest, its live database ../bri.db) a copy made
@@ -278,12 +392,22 @@ def store_format():
 # Runs a test once on a plain store and once on a page store: the same test,
 # its store made with `bri-backup init --format pages` for the second run.
 both_formats = pytest.mark.parametrize("store_format", ["plain", "pages"])
+# A chosen few run a third time on an encrypted page store ("pages-sealed":
+# init --format pages --key-file K, with $BRI_KEY_FILE=K for the test, so
+# every bri-backup, mount and Python call of the test has the key).
+all_formats = pytest.mark.parametrize("store_format", ["plain", "pages", "pages-sealed"])
 
 
 @pytest.fixture
-def cli(live_db, store, store_format):
+def cli(live_db, store, store_format, tmp_path, monkeypatch):
     c = Cli(live_db, store)
-    if store_format != "plain":
+    if store_format == "pages-sealed":
+        key = tmp_path / "store.key"
+        key.write_bytes(os.urandom(32))
+        key.chmod(0o600)
+        monkeypatch.setenv("BRI_KEY_FILE", str(key))
+        c.run("init", "--format", "pages")
+    elif store_format != "plain":
         c.run("init", "--format", store_format)
     return c
 

@@ -5,7 +5,7 @@ the store, never removes a safety backup, and --dry-run removes nothing."""
 import json
 import re
 
-from conftest import backup_file, both_formats
+from conftest import all_formats, audit_records, backup_file, both_formats
 from test_cli import age_backup, create, listing, names_in
 
 
@@ -28,7 +28,7 @@ def make_safety(cli, live_db, days):
     return safety[0]["name"]
 
 
-@both_formats
+@all_formats
 def test_cleanup_keeps_the_newest_keep_min_and_every_safety_backup(cli, live_db, store):
     make_aged(cli, 10, 60)
     safety = make_safety(cli, live_db, 60)
@@ -53,7 +53,7 @@ def test_cleanup_keeps_the_newest_keep_min_and_every_safety_backup(cli, live_db,
     # Again: nothing more to do.
     p = cli.run("cleanup")
     assert not re.findall(r"^removed (\S+) \(", p.stdout, re.M)
-    audit = [json.loads(x) for x in (store / "audit.jsonl").read_text().splitlines()]
+    audit = audit_records(store)
     assert any(r["operation"].startswith("cleanup") or r["operation"] == "delete"
                for r in audit)
 

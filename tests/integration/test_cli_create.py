@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BRI_BACKUP, as_plain, backup_file, both_formats, make_sample_db, sidecar,
+from conftest import (BRI_BACKUP, all_formats, as_plain, backup_file, both_formats, make_sample_db,
+                      read_sidecar, sidecar,
                       table_counts, wait_until)
 from test_cli import TIME_RE, create, listing, meta_of, names_in, sha256sum
 
@@ -41,7 +42,7 @@ def header_versions(db):
 
 # ---- metadata ----
 
-@both_formats
+@all_formats
 def test_metadata_keys_types_and_values(cli, live_db, store):
     before = datetime.datetime.now().replace(microsecond=0)
     path = create(cli)
@@ -93,11 +94,11 @@ def test_named_backup_and_automatic_names_never_collide(cli, store):
     assert len(names_in(cli)) == 5
 
 
-@both_formats
+@all_formats
 def test_create_verify_records_the_result(cli, store):
     p = cli.run("create", "--name", "checked", "--verify")
     assert p.stdout.strip() == str(backup_file(store, "checked"))
-    v = json.loads(sidecar(backup_file(store, "checked"), "verify").read_text())
+    v = json.loads(read_sidecar(backup_file(store, "checked"), "verify"))
     assert v["status"] == "ok"
     assert json.loads(cli.run("--json", "list").stdout)[0]["verify"] == "ok"
 
@@ -382,13 +383,17 @@ def test_concurrent_creates_all_complete_or_are_refused_cleanly(cli, store):
     assert not [p for p in store.iterdir() if p.name.endswith(".tmp")]
 
 
-@both_formats
+@all_formats
 def test_killed_create_leaves_no_backup_or_a_complete_one(tmp_path, store_format):
     db = make_sample_db(tmp_path / "data" / "bri.db", rows=150000)
     store = tmp_path / "data" / "backups"
     base = [str(BRI_BACKUP), "--db", str(db)]
+    if store_format == "pages-sealed":
+        key = tmp_path / "store.key"
+        key.write_bytes(os.urandom(32))
+        base += ["--key-file", str(key)]
     if store_format != "plain":
-        subprocess.run([*base, "init", "--format", store_format], check=True, timeout=60)
+        subprocess.run([*base, "init", "--format", "pages"], check=True, timeout=60)
     for delay in (0.05, 0.15, 0.3, 0.6):
         p = subprocess.Popen([*base, "create", "--name", f"k{int(delay * 100)}"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

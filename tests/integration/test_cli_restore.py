@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import backup_file, both_formats, sidecar, table_counts
+from conftest import all_formats, backup_file, both_formats, sidecar, table_counts
 from test_cli import content, corrupt, create, listing, meta_of, names_in, sha256sum
 
 
@@ -99,7 +99,7 @@ def test_refused_restore_of_a_truncated_backup_by_path(cli, live_db, tmp_path):
     assert safety_backups(cli) == []
 
 
-@both_formats
+@all_formats
 def test_safety_backup_holds_the_pre_restore_data(cli, live_db, store):
     create(cli, "--name", "base")
     change_live(live_db, marker="precious")
@@ -123,7 +123,7 @@ def test_safety_backup_holds_the_pre_restore_data(cli, live_db, store):
     assert content(live_db) == pre
 
 
-@both_formats
+@all_formats
 def test_restore_newest_by_default(cli, live_db):
     create(cli, "--name", "older")
     con = sqlite3.connect(live_db)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, Cli, both_formats, make_sample_db, table_counts
+from conftest import BRI_BACKUP, Cli, all_formats, both_formats, make_sample_db, table_counts
 from rgw import ACCESS_KEY, SECRET_KEY
 
 
@@ -73,7 +73,7 @@ def push(off, *args, **kw):
                               **kw).stdout)
 
 
-@both_formats
+@all_formats
 def test_push_uploads_then_a_second_push_uploads_nothing(off, cli, store_format):
     create(cli, "one")
     create(cli, "two")
@@ -89,6 +89,13 @@ def test_push_uploads_then_a_second_push_uploads_nothing(off, cli, store_format)
     again = push(off)
     assert (again["pushed"], again["present"], again["objects"], again["bytes"]) == (0, 2, 0, 0)
     assert [b["name"] for b in off.listing()] == ["two", "one"]
+    if store_format == "pages-sealed":
+        # The remote's metadata is sealed: another key reads none of it.
+        wrong = cli.store.parent / "wrong.key"
+        wrong.write_bytes(os.urandom(32))
+        p = off.run("offsite", "list", "--remote", off.remote, check=False,
+                    env=dict(off.env, BRI_KEY_FILE=str(wrong)))
+        assert p.returncode == 1 and "does not open" in p.stderr, p.stderr
     # A third backup: only it (and, for pages, only the new pack) goes up.
     create(cli, "three")
     third = push(off)
@@ -178,7 +185,7 @@ def test_verify_catches_a_tampered_object(off, cli, store_format):
     assert r.returncode == 1 and "do not hash" in r.stdout
 
 
-@both_formats
+@all_formats
 def test_restore_from_s3_into_an_empty_machine(off, cli, store_format, live_db, store):
     create(cli, "good")
     want = table_counts(live_db)
@@ -208,14 +215,15 @@ def test_restore_from_s3_refuses_a_damaged_download(off, cli, live_db):
     assert live_db.read_bytes() == before
 
 
-@both_formats
+@all_formats
 def test_pull_brings_a_remote_backup_into_the_store(off, cli, store_format, tmp_path):
     create(cli, "one")
     push(off)
-    # Another machine with an empty store of the same format pulls it.
+    # Another machine with an empty store of the same format pulls it (an
+    # encrypted one: with the same key, $BRI_KEY_FILE).
     other = Cli(make_sample_db(tmp_path / "other" / "bri.db"), tmp_path / "other" / "backups")
     if store_format != "plain":
-        other.run("init", "--format", store_format)
+        other.run("init", "--format", "pages")
     o2 = Offsite(other, off.rgw, off.bucket)
     o2.off("pull", "one")
     v = other.run("--json", "verify", "one")
@@ -359,7 +367,7 @@ def test_the_secret_never_leaks(cli, rgw, bucket, store, tmp_path, pause_points,
     assert b"offsite-push" in (store / "audit.jsonl").read_bytes()
 
 
-@pytest.mark.parametrize("store_format", ["pages"])
+@pytest.mark.parametrize("store_format", ["pages", "pages-sealed"])
 def test_verify_read_data_assembles_a_page_store_backup(off, cli, store_format):
     """A pack gone from the remote is not seen by HEADs of the objects that
     are there; --read-data assembles the backup from its pages and finds it."""

@@ -133,12 +133,18 @@ def kill_at(cli, pause_points, point, *args):
             proc.wait(timeout=60)
 
 
+@pytest.mark.parametrize("sealed", [False, True], ids=["clear", "encrypted"])
 def test_kill_9_in_create_and_delete_leaves_every_backup_complete(cli, live_db, store,
-                                                                  pause_points):
+                                                                  pause_points, sealed,
+                                                                  tmp_path, monkeypatch):
     """kill -9 after a create's pack is published (before its manifest), and
     after a delete removed its manifest (before freeing pages): no partial
     backup is listed, every remaining one verifies, and the next delete
-    frees the pages nothing uses."""
+    frees the pages nothing uses. Also on an encrypted store ($BRI_KEY_FILE
+    for every command of the test)."""
+    if sealed:
+        (tmp_path / "store.key").write_bytes(os.urandom(32))
+        monkeypatch.setenv("BRI_KEY_FILE", str(tmp_path / "store.key"))
     cli.run("init", "--format", "pages")
     cli.run("create", "--name", "a")
     con = sqlite3.connect(live_db)

@@ -9,7 +9,7 @@ import json
 import os
 import re
 
-from conftest import Mount, sh
+from conftest import Mount, all_formats, backup_file, read_sidecar, sh, sidecar
 
 DAY = 86400
 
@@ -61,6 +61,21 @@ def test_pin_survives_cleanup_and_delete_until_unpinned(cli, store):
     audit = [json.loads(x) for x in (store / "audit.jsonl").read_text().splitlines()]
     ops = [r["operation"] for r in audit]
     assert "pin" in ops and "unpin" in ops
+
+
+@all_formats
+def test_pin_and_unpin_on_every_format(cli, store):
+    """pin reads the backup's metadata through the store (a page store's
+    NAME.meta, sealed in an encrypted one), not as NAME.db.meta by hand."""
+    cli.run("create", "--name", "a")
+    assert cli.run("pin", "a", "--reason", "keep").stdout.strip() == "pinned a"
+    assert json.loads(read_sidecar(backup_file(store, "a"), "pin"))["reason"] == "keep"
+    assert json.loads(cli.run("--json", "list").stdout)[0]["pinned"] is True
+    p = cli.run("delete", "a", check=False)
+    assert p.returncode == 1 and "pinned" in p.stderr
+    assert cli.run("unpin", "a").stdout.strip() == "unpinned a"
+    assert not sidecar(backup_file(store, "a"), "pin").exists()
+    cli.run("delete", "a")
 
 
 def test_pin_refuses_bad_requests(cli, store):

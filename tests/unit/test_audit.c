@@ -4,7 +4,10 @@
  * documented keys (also when several processes append at once), the newest
  * record per operation is read back, pruning drops only lines older than the
  * retention, and the log keeps the last ring_lines lines, oldest first, at
- * the configured level. Real files in a private temporary folder.
+ * the configured level. In an encrypted store every line is sealed on its
+ * own, and pruning, the newest record per operation and following still
+ * work (another key reads none of it). Real files in a private temporary
+ * folder.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../src/core/seal.h"
 #include "bri/audit.h"
 #include "bri/log.h"
 #include "bri/store.h"
@@ -400,6 +404,84 @@ static void test_follow(const char *base)
 	free(dir);
 }
 
+static struct bri_seal *audit_key(uint8_t fill)
+{
+	struct seal_params p = {0};
+	struct bri_seal *k = NULL;
+	struct bri_err err = {0};
+	uint8_t bytes[SEAL_KEY_LEN];
+
+	memset(bytes, fill, sizeof(bytes));
+	if (seal_key_derive(bytes, sizeof(bytes), &p, &k, &err) < 0)
+		TU_DIE("key: %s", err.msg);
+	return k;
+}
+
+/* The audit log of an encrypted store: sealed line by line, still pruned, read and followed. */
+static void test_sealed(const char *base)
+{
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	struct bri_seal *other = audit_key(2);
+	struct bri_audit_cursor cur = {0};
+	struct bri_audit_last last = {0};
+	struct seen w = {0};
+	char *live = tu_fmt("%s/sealed.db", base), *dir = tu_fmt("%s/sealed-store", base);
+	char *path = tu_fmt("%s/audit.jsonl", dir), old[40], *json, *line = NULL, *text;
+	time_t now = time(NULL);
+	size_t n = 0, len = 0;
+	int lines = 0;
+
+	if (bri_store_open(live, dir, true, &s, &err) != 0)
+		TU_DIE("store: %s", err.msg);
+	s->seal = audit_key(1);
+	/* A line 100 days old, sealed as the store seals them, then today's. */
+	bri_time_utc(now - 100 * DAY, old, sizeof(old));
+	json = tu_fmt("{\"time_utc\": \"%s\", \"operation\": \"create\", \"name\": \"old\"}", old);
+	EXPECT_EQ_INT(seal_line(s, "audit.jsonl", json, strlen(json), &line, &n), 0);
+	text = tu_fmt("%s\n", line);
+	EXPECT_EQ_INT(bri_store_write_file(s, "audit.jsonl", text, strlen(text), &err), 0);
+	free(text);
+	free(line);
+	free(json);
+	bri_audit_record(s, "create", "sealed_one", 0, "1.0 MB", 1.5, &ctx);
+	bri_audit_record(s, "verify", "sealed_one", 0, NULL, 0.5, &ctx);
+	text = tu_read(path, &len);
+	EXPECT(text && !strstr(text, "create") && !strstr(text, "sealed_one") &&
+	       !strstr(text, "time_utc"));
+	for (char *p = text; p && *p; p = strchr(p, '\n') + 1, lines++)
+		EXPECT(strncmp(p, "sealed:", 7) == 0 && strchr(p, '\n'));
+	EXPECT_EQ_INT(lines, 3);
+	free(text);
+	/* Pruned by the times inside the sealed lines: the old one goes. */
+	EXPECT_EQ_INT(bri_audit_prune(s, now, BRI_AUDIT_RETENTION_DAYS), 0);
+	text = tu_read(path, &len);
+	lines = 0;
+	for (char *p = text; p && *p; p = strchr(p, '\n') + 1)
+		lines++;
+	EXPECT_EQ_INT(lines, 2);
+	free(text);
+	EXPECT_EQ_INT(bri_audit_last(s, (const char *const[]){"create"}, 1, &last), 0);
+	EXPECT(last.ok && last.time >= now - 5 && last.duration_s == 1.5);
+	EXPECT_EQ_INT(bri_audit_follow(s, &cur, NULL, collect, &w), 0);
+	EXPECT_EQ_INT(w.n, 2);
+	EXPECT_MSG(strstr(w.lines[0], "create sealed_one: ok: 1.0 MB") != NULL, "%s", w.lines[0]);
+	/* Another key opens none of the lines. */
+	seal_free(s->seal);
+	s->seal = other;
+	memset(&cur, 0, sizeof(cur));
+	memset(&w, 0, sizeof(w));
+	last = (struct bri_audit_last){0};
+	EXPECT_EQ_INT(bri_audit_follow(s, &cur, NULL, collect, &w), 0);
+	EXPECT_EQ_INT(w.n, 0);
+	EXPECT_EQ_INT(bri_audit_last(s, (const char *const[]){"create"}, 1, &last), 0);
+	EXPECT_EQ_INT((long long)last.time, 0);
+	bri_store_close(s); /* frees s->seal */
+	free(path);
+	free(live);
+	free(dir);
+}
+
 int main(void)
 {
 	ctx = bri_op_ctx_self("cli");
@@ -417,6 +499,7 @@ int main(void)
 	bri_store_close(s);
 	test_log();
 	test_follow(base);
+	test_sealed(base);
 	free(live);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();

@@ -5,7 +5,11 @@
  * a backup read back byte for byte (checksum) and verified, a flipped bit in
  * a pack a failed verification naming the backup and page, a create killed
  * before its commit leaving no backup (its published pack freed by the next
- * delete), and delete freeing every page no backup uses.
+ * delete), and delete freeing every page no backup uses. The same again on
+ * an encrypted store (raw key): every file but store.json sealed (no known
+ * plaintext in the folder), a sealed manifest refused with another key, in
+ * the clear, or under another name, and the store refused without its key
+ * or with another one, before anything is read.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -14,6 +18,7 @@
 #include <unistd.h>
 
 #include "../../src/core/pack.h"
+#include "../../src/core/seal.h"
 #include "bri/checksum.h"
 #include "bri/cleanup.h"
 #include "bri/create.h"
@@ -70,6 +75,77 @@ static void flip(const char *path)
 	close(fd);
 }
 
+static struct bri_seal *test_key(uint8_t fill)
+{
+	struct seal_params p = {0};
+	struct bri_seal *k = NULL;
+	struct bri_err err = {0};
+	uint8_t bytes[SEAL_KEY_LEN];
+
+	memset(bytes, fill, sizeof(bytes));
+	EXPECT_EQ_INT(seal_key_derive(bytes, sizeof(bytes), &p, &k, &err), 0);
+	return k;
+}
+
+static void test_manifest_sealed(void)
+{
+	struct manifest m = {.page_size = 1024, .page_count = 2}, back;
+	struct bri_seal *k = test_key(3), *other = test_key(4);
+	uint8_t ids[2 * PAGE_ID_LEN];
+	size_t len, plen;
+	void *blob, *pblob;
+
+	memset(ids, 0x42, sizeof(ids));
+	m.ids = ids;
+	EXPECT_EQ_INT(manifest_encode(k, "daily", &m, &blob, &len), 0);
+	EXPECT(memmem(blob, len, ids, PAGE_ID_LEN) == NULL);
+	EXPECT_EQ_INT(manifest_decode(k, "daily", blob, len, &back), 0);
+	EXPECT(back.page_count == 2 && back.ids && memcmp(back.ids, ids, sizeof(ids)) == 0);
+	free(back.ids);
+	EXPECT_EQ_INT(manifest_decode(other, "daily", blob, len, &back), -EBADMSG);
+	EXPECT_EQ_INT(manifest_decode(k, "weekly", blob, len, &back), -EBADMSG);
+	EXPECT_EQ_INT(manifest_decode(NULL, "daily", blob, len, &back), -EBADMSG);
+	/* A manifest in the clear planted in an encrypted store: refused. */
+	EXPECT_EQ_INT(manifest_encode(NULL, "daily", &m, &pblob, &plen), 0);
+	EXPECT_EQ_INT(manifest_decode(k, "daily", pblob, plen, &back), -EBADMSG);
+	for (size_t at = 5; at < len; at += 7) {
+		((uint8_t *)blob)[at] ^= 0x01;
+		EXPECT_MSG(manifest_decode(k, "daily", blob, len, &back) < 0, "flip at %zu", at);
+		((uint8_t *)blob)[at] ^= 0x01;
+	}
+	free(blob);
+	free(pblob);
+	seal_free(k);
+	seal_free(other);
+}
+
+/* Whether any file of dir holds needle (len bytes). */
+static bool folder_has(const char *dir, const void *needle, size_t len)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	bool found = false;
+
+	while (d && (e = readdir(d)) && !found) {
+		char *path = tu_fmt("%s/%s", dir, e->d_name);
+		struct stat st;
+
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+			size_t n = 0;
+			char *data = tu_read(path, &n);
+
+			found = memmem(data, n, needle, len) != NULL;
+			if (found)
+				fprintf(stderr, "found in %s\n", path);
+			free(data);
+		}
+		free(path);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
 static void test_manifest_round_trip(void)
 {
 	struct manifest m = {.page_size = 4096, .page_count = 3}, back;
@@ -80,18 +156,18 @@ static void test_manifest_round_trip(void)
 	for (size_t i = 0; i < sizeof(ids); i++)
 		ids[i] = (uint8_t)(i * 7);
 	m.ids = ids;
-	EXPECT_EQ_INT(manifest_encode(&m, &blob, &len), 0);
-	EXPECT_EQ_INT(manifest_decode(blob, len, &back), 0);
+	EXPECT_EQ_INT(manifest_encode(NULL, "x", &m, &blob, &len), 0);
+	EXPECT_EQ_INT(manifest_decode(NULL, "x", blob, len, &back), 0);
 	EXPECT(back.page_size == 4096 && back.page_count == 3);
 	EXPECT(back.ids && memcmp(back.ids, ids, sizeof(ids)) == 0);
 	free(back.ids);
 	/* A flipped bit anywhere after the magic is refused, never a wrong list. */
 	for (size_t at = 5; at < len; at += 3) {
 		((uint8_t *)blob)[at] ^= 0x10;
-		EXPECT_MSG(manifest_decode(blob, len, &back) < 0, "flip at %zu", at);
+		EXPECT_MSG(manifest_decode(NULL, "x", blob, len, &back) < 0, "flip at %zu", at);
 		((uint8_t *)blob)[at] ^= 0x10;
 	}
-	EXPECT_EQ_INT(manifest_decode(blob, len - 1, &back), -EBADMSG);
+	EXPECT_EQ_INT(manifest_decode(NULL, "x", blob, len - 1, &back), -EBADMSG);
 	free(blob);
 }
 
@@ -107,14 +183,15 @@ static int create_named(struct bri_store *s, const char *name)
 	return rc;
 }
 
-static void test_store(const char *live)
+static void test_store(const char *live, const char *key_file)
 {
+	struct bri_store_open_opts oo = {.key_file = key_file};
 	struct bri_err err = {0};
 	struct bri_store *s = NULL;
 	struct bri_verify_result res;
 	struct bri_reader *r = NULL;
 	struct pages_db *db = NULL;
-	char *dir = tu_fmt("%s/store", base), *pack, *buf;
+	char *dir = tu_fmt("%s/store%s", base, key_file ? "-sealed" : ""), *pack, *buf;
 	char hex[BRI_CHECKSUM_HEX_LEN + 1], *meta;
 	uint64_t logical = 0, stored = 0;
 	uint8_t id1[PAGE_ID_LEN], id2[PAGE_ID_LEN];
@@ -122,12 +199,15 @@ static void test_store(const char *live)
 	int status;
 	pid_t pid;
 
-	EXPECT_EQ_INT(bri_store_open(live, dir, true, &s, &err), 0);
+	oo.create = true;
+	EXPECT_EQ_INT(bri_store_open_ex(live, dir, &oo, &s, &err), 0);
 	EXPECT_EQ_INT(bri_store_init_format(s, "pages", &err), 0);
 	EXPECT(s->ops == &bri_store_pages_ops);
+	EXPECT((s->seal != NULL) == (key_file != NULL));
 	bri_store_close(s);
 	/* Reopened, store.json says pages. */
-	EXPECT_EQ_INT(bri_store_open(live, dir, false, &s, &err), 0);
+	oo.create = false;
+	EXPECT_EQ_INT(bri_store_open_ex(live, dir, &oo, &s, &err), 0);
 	EXPECT(s && s->ops == &bri_store_pages_ops);
 
 	/* Page ids: the same bytes the same id, other bytes another. */
@@ -161,6 +241,34 @@ static void test_store(const char *live)
 	free(meta);
 	EXPECT_EQ_INT(bri_verify_backup(s, "one", NULL, &res, &err), 0);
 	EXPECT_MSG(res.status == BRI_VERIFY_OK, "%s", res.reason);
+	if (key_file) {
+		struct bri_store *t = NULL;
+		struct bri_store_open_opts none = {0},
+		                           wrong = {.key_file = tu_fmt("%s.wrong", key_file)};
+		uint8_t other[SEAL_KEY_LEN] = {1};
+
+		/* Known plaintext: none in the folder (SQLite's header, a table, a meta key). */
+		EXPECT(!folder_has(dir, "SQLite format 3", 15));
+		EXPECT(!folder_has(dir, "CREATE TABLE", 12));
+		EXPECT(!folder_has(dir, "memory", 6));
+		EXPECT(!folder_has(dir, "checksum", 8));
+		EXPECT(!folder_has(dir, hex, strlen(hex)));
+		/* Without the key, or with another: refused at open. */
+		unsetenv(SEAL_KEY_ENV);
+		EXPECT_EQ_INT(bri_store_open_ex(live, dir, &none, &t, &err), -ENOKEY);
+		EXPECT_MSG(strstr(err.msg, "encrypted") && strstr(err.msg, "--key-file"), "%s",
+		           err.msg);
+		tu_write(wrong.key_file, other, sizeof(other));
+		EXPECT_EQ_INT(bri_store_open_ex(live, dir, &wrong, &t, &err), -EKEYREJECTED);
+		EXPECT_MSG(strstr(err.msg, "does not open"), "%s", err.msg);
+		/* BRI_KEY_FILE when no option names one. */
+		setenv(SEAL_KEY_ENV, key_file, 1);
+		EXPECT_EQ_INT(bri_store_open_ex(live, dir, &none, &t, &err), 0);
+		EXPECT(t && t->seal);
+		bri_store_close(t);
+		unsetenv(SEAL_KEY_ENV);
+		free((char *)wrong.key_file);
+	}
 
 	/* A flipped bit in the pack: verify fails, naming the backup and the page. */
 	pack = first_pack(dir);
@@ -186,7 +294,11 @@ static void test_store(const char *live)
 		/* New content, so the pack has pages of its own. */
 		if (sqlite3_open(live, &ldb) != SQLITE_OK)
 			_exit(2);
-		sqlite3_exec(ldb, "UPDATE memory SET content = 'changed ' || id", NULL, NULL, NULL);
+		/* (Content of its own in each run, sealed or not.) */
+		sqlite3_exec(ldb,
+		             key_file ? "UPDATE memory SET content = 'sealed ' || id"
+		                      : "UPDATE memory SET content = 'changed ' || id",
+		             NULL, NULL, NULL);
 		sqlite3_close(ldb);
 		if (bri_store_write_begin(s, "killed", &w, &e) < 0 ||
 		    bri_snapshot_take(live, w->path, 5000, &info, &e) < 0)
@@ -222,7 +334,18 @@ int main(void)
 	live = tu_fmt("%s/live.db", base);
 	tu_make_db(live, "wal", 20, 2000, false);
 	test_manifest_round_trip();
-	test_store(live);
+	test_manifest_sealed();
+	test_store(live, NULL);
+	{
+		char *key = tu_fmt("%s/key", base);
+		uint8_t raw[SEAL_KEY_LEN];
+
+		for (size_t i = 0; i < sizeof(raw); i++)
+			raw[i] = (uint8_t)(i * 37 + 1);
+		tu_write(key, raw, sizeof(raw));
+		test_store(live, key);
+		free(key);
+	}
 	free(live);
 	tu_tmpdir_done(base);
 	return EXPECT_RESULT();
