@@ -28,12 +28,10 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <sqlite3.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bri/checksum.h"
@@ -147,13 +145,12 @@ struct pages_reader {
 	/* For streaming reads, one per concurrent reader (the mount's threads
 	 * read ahead in parallel), each made when first needed. */
 	struct page_cursor *cur[4];
-	/* verify's spill (see spill_read): an unnamed temporary file holding
-	 * bytes 0..spilled of the backup as the hash read them, or -1. */
-	_Atomic int spill_fd;
+	/* verify's spill (see spill_get), made at its first read. */
+	int spill_fd;              /* an unnamed temporary file, -1 when none (cur_lock) */
 	bool spill_tried;          /* guarded by cur_lock */
-	bool spill_over;           /* no more bytes will come (guarded by cur_lock) */
-	_Atomic uint64_t spilled;  /* written by the one sequential reader, read by all */
-	pthread_cond_t spill_cond; /* spilled grew or spill_over (with cur_lock, monotonic) */
+	uint8_t *chunk;            /* per SPILL_CHUNK of the file: enum chunk_state (cur_lock) */
+	uint64_t nchunks;          /* entries at chunk */
+	pthread_cond_t spill_cond; /* a chunk's state changed (with cur_lock) */
 };
 
 /* A read at least this long streams through a cursor of the reader's (pack.h). */
@@ -168,118 +165,126 @@ struct pages_reader {
  * decompress the page's group again (with a cache bounded whatever the
  * backup's size, about three times the zstd work of the hash). So while a
  * reader is quick (verify: every byte it serves is hashed and compared with
- * the metadata's SHA-256), the bytes the hash reads, once their groups
- * passed their checks (pack.c, enum check), are also written to an unnamed
- * temporary file (O_TMPFILE in $TMPDIR or /var/tmp: nothing to clean up,
- * its pages dropped unwritten when it is closed), and a later small read
- * of bytes already there is served from it, as a plain store serves them
- * from its file. The verdict is unchanged: the hash covers exactly those
- * bytes (they are the buffers it hashed), and SQLite reads them back from
- * the page cache. Any failure (no temporary folder, a full disk) only
- * stops the spill: reads then go to the packs. A damage search (every_page)
- * never reads from it.
+ * the metadata's SHA-256), its bytes are assembled once, a chunk of
+ * SPILL_CHUNK at a time, by whichever thread first needs the chunk (the
+ * hash and SQLite then decompress different chunks at the same time), into
+ * an unnamed temporary file (O_TMPFILE in $TMPDIR or /var/tmp: nothing to
+ * clean up, its pages dropped unwritten when it is closed), and every read,
+ * the hash's and SQLite's, is served from that file, as a plain store serves
+ * them from its own. A chunk is written once and never changes, so the
+ * bytes SQLite checks are the bytes hashed; they were assembled by the same
+ * checked path as any read (read_range; pack.c, enum check). Any failure (no
+ * temporary folder, a full disk, a damaged group) only takes the chunk out:
+ * reads of it go to the packs, and the hash's read reports the damage. A
+ * damage search (every_page) never reads from it.
  */
-/*
- * How long a read waits for the hash to bring its bytes without progress
- * before it reads the packs itself (the hash stopped: cancelled, failed).
- */
-#define SPILL_PATIENCE_NS 500000000LL
+#define SPILL_CHUNK (1u << 20)
+#define SPILL_AHEAD 4 /* how far past a busy chunk a thread looks for one to assemble */
 
-/*
- * Bytes off..off+len from the spill: true, or false when the caller reads
- * them from the packs. While the hash is still spilling, a read of bytes it
- * has not reached yet waits for them: the hash decompresses them anyway, in
- * order, faster than this reader would one group at a time.
- */
-static bool spill_read(struct pages_reader *p, void *buf, size_t len, uint64_t off)
+static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report);
+
+enum chunk_state { CHUNK_EMPTY, CHUNK_FILLING, CHUNK_DONE, CHUNK_FAILED };
+
+/* Assembles chunk c into the spill: 0, or -1 (the chunk is then left out). */
+static int spill_fill(struct bri_reader *r, int fd, uint64_t c)
 {
+	uint64_t off = c * SPILL_CHUNK;
+	size_t len = r->size - off < SPILL_CHUNK ? (size_t)(r->size - off) : SPILL_CHUNK;
+	uint8_t *buf = malloc(len);
 	size_t done = 0;
+	int rc = -1;
 
-	if (p->spill_fd < 0)
-		return false;
-	if (off + len > atomic_load(&p->spilled)) {
-		uint64_t seen = atomic_load(&p->spilled);
-		struct timespec until;
+	if (buf && read_range(r, buf, len, off, false) == (ssize_t)len) {
+		while (done < len) {
+			ssize_t n = pwrite(fd, buf + done, len - done, (off_t)(off + done));
 
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_nsec += SPILL_PATIENCE_NS;
-		until.tv_sec += until.tv_nsec / 1000000000L;
-		until.tv_nsec %= 1000000000L;
-		pthread_mutex_lock(&p->cur_lock);
-		while (!p->spill_over && off + len > atomic_load(&p->spilled)) {
-			if (pthread_cond_timedwait(&p->spill_cond, &p->cur_lock, &until) == 0)
+			if (n < 0 && errno == EINTR)
 				continue;
-			if (atomic_load(&p->spilled) == seen) {
-				p->spill_over = true; /* no progress: the hash has stopped */
+			if (n <= 0)
 				break;
-			}
-			seen = atomic_load(&p->spilled);
-			clock_gettime(CLOCK_MONOTONIC, &until);
-			until.tv_nsec += SPILL_PATIENCE_NS;
-			until.tv_sec += until.tv_nsec / 1000000000L;
-			until.tv_nsec %= 1000000000L;
+			done += (size_t)n;
 		}
-		pthread_mutex_unlock(&p->cur_lock);
-		if (off + len > atomic_load(&p->spilled))
-			return false;
+		rc = done == len ? 0 : -1;
 	}
-	while (done < len) {
-		ssize_t n = pread(p->spill_fd, (char *)buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		done += (size_t)n;
-	}
-	return true;
+	free(buf);
+	return rc;
 }
 
-/* After a read of bytes off..off+len that the hash made (in order from 0): keeps them. */
-static void spill_write(struct pages_reader *p, uint64_t size, const void *buf, size_t len,
-                        uint64_t off)
+/* Assembles empty chunk c; caller holds cur_lock, released meanwhile. */
+static void spill_claim(struct bri_reader *r, struct pages_reader *p, int fd, uint64_t c)
 {
-	const char *dir = getenv("TMPDIR");
+	int rc;
+
+	p->chunk[c] = CHUNK_FILLING;
+	pthread_mutex_unlock(&p->cur_lock);
+	rc = spill_fill(r, fd, c);
+	pthread_mutex_lock(&p->cur_lock);
+	p->chunk[c] = rc == 0 ? CHUNK_DONE : CHUNK_FAILED;
+	pthread_cond_broadcast(&p->spill_cond);
+}
+
+/* Bytes off..off+len (within the file) from the spill, assembling its chunks as needed: true, or
+ * false. */
+static bool spill_get(struct bri_reader *r, struct pages_reader *p, void *buf, size_t len,
+                      uint64_t off)
+{
+	uint64_t first = off / SPILL_CHUNK, last = (off + len - 1) / SPILL_CHUNK;
+	const char *dir;
 	size_t done = 0;
+	int fd;
 
+	if (!len)
+		return false;
 	pthread_mutex_lock(&p->cur_lock);
-	if (!p->spill_tried && off == 0) {
+	if (!p->spill_tried) {
 		p->spill_tried = true;
-		atomic_store(&p->spill_fd, open(dir && *dir ? dir : "/var/tmp",
-		                                O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+		p->nchunks = (r->size + SPILL_CHUNK - 1) / SPILL_CHUNK;
+		p->chunk = calloc((size_t)p->nchunks, 1);
+		dir = getenv("TMPDIR");
+		if (p->chunk)
+			p->spill_fd = open(dir && *dir ? dir : "/var/tmp",
+			                   O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	}
+	fd = p->spill_fd;
+	for (uint64_t c = first; fd >= 0 && c <= last; c++) {
+		/* A chunk another thread is assembling: meanwhile, one of the next
+		 * few that nobody has started (the two threads then decompress side
+		 * by side instead of one waiting for the other). */
+		while (p->chunk[c] == CHUNK_FILLING) {
+			uint64_t e = c + 1;
+
+			while (e < p->nchunks && e <= c + SPILL_AHEAD && p->chunk[e] != CHUNK_EMPTY)
+				e++;
+			if (e < p->nchunks && e <= c + SPILL_AHEAD)
+				spill_claim(r, p, fd, e);
+			else
+				pthread_cond_wait(&p->spill_cond, &p->cur_lock);
+		}
+		if (p->chunk[c] == CHUNK_EMPTY)
+			spill_claim(r, p, fd, c);
+		if (p->chunk[c] != CHUNK_DONE)
+			fd = -1;
 	}
 	pthread_mutex_unlock(&p->cur_lock);
-	if (p->spill_fd < 0 || off != atomic_load(&p->spilled))
-		return;
-	while (done < len) {
-		ssize_t n =
-		    pwrite(p->spill_fd, (const char *)buf + done, len - done, (off_t)(off + done));
+	while (fd >= 0 && done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			break; /* the spill stops here; reads past it go to the packs */
+			return false;
 		done += (size_t)n;
 	}
-	pthread_mutex_lock(&p->cur_lock);
-	if (done == len)
-		atomic_store(&p->spilled, off + len);
-	if (done < len || off + len >= size)
-		p->spill_over = true;
-	pthread_cond_broadcast(&p->spill_cond);
-	pthread_mutex_unlock(&p->cur_lock);
+	return fd >= 0;
 }
 
-/* The hash's read failed: readers waiting for the spill read the packs. */
-static void spill_stop(struct pages_reader *p)
-{
-	pthread_mutex_lock(&p->cur_lock);
-	p->spill_over = true;
-	pthread_cond_broadcast(&p->spill_cond);
-	pthread_mutex_unlock(&p->cur_lock);
-}
-
-static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off)
+/*
+ * Bytes off..off+len (within the file) through the reader's cursors or the
+ * store's shared cache: the count, or a negative errno. report: a failure
+ * is told in r->why and the log (not by the spill, whose failed chunk the
+ * reader's own read then meets and tells).
+ */
+static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report)
 {
 	/* Pages served on their group's frame checksum, unless the caller looks
 	 * for damage (pack.c, enum check: the integrity argument). */
@@ -293,12 +298,6 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 	size_t done = 0;
 	int rc = 0;
 
-	if (off >= r->size)
-		return 0;
-	if (len > r->size - off)
-		len = (size_t)(r->size - off);
-	if (r->quick && !r->every_page && len < STREAM_MIN && spill_read(p, buf, len, off))
-		return (ssize_t)len;
 	/* A free cursor, or a new one; all busy (or no memory): the shared path. */
 	for (size_t i = 0; len >= STREAM_MIN && !cur && i < CURSORS; i++) {
 		pthread_mutex_lock(&p->cur_lock);
@@ -328,7 +327,7 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 		}
 		if (rc == 0) {
 			done += n;
-		} else if (rc != -ENOMEM) {
+		} else if (rc != -ENOMEM && report) {
 			snprintf(r->why, sizeof(r->why),
 			         "backup %s: page %" PRIu64 " (bytes %" PRIu64 "-%" PRIu64
 			         ") is %s in the store's packs",
@@ -340,19 +339,21 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 	}
 	if (cur)
 		pthread_mutex_unlock(&cur->lock);
-	/* The hash's reads only: 1 MiB in order (longer than any page SQLite reads), and its tail.
-	 */
-	if (r->quick && !r->every_page &&
-	    (len > PAGE_SIZE_MAX || (off + len == r->size && off == atomic_load(&p->spilled)))) {
-		if (rc == 0)
-			spill_write(p, r->size, buf, done, off);
-		else
-			spill_stop(p);
-	}
 	free(page);
 	if (rc < 0 && !(rc == -ENOMEM && done))
 		return rc == -ENOENT ? -EBADMSG : rc;
 	return (ssize_t)done;
+}
+
+static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off)
+{
+	if (off >= r->size)
+		return 0;
+	if (len > r->size - off)
+		len = (size_t)(r->size - off);
+	if (r->quick && !r->every_page && spill_get(r, r->priv, buf, len, off))
+		return (ssize_t)len;
+	return read_range(r, buf, len, off, true);
 }
 
 /*
@@ -453,6 +454,7 @@ static void pages_reader_close(struct bri_reader *r)
 		pthread_cond_destroy(&p->spill_cond);
 		if (p->spill_fd >= 0)
 			close(p->spill_fd);
+		free(p->chunk);
 		shared_put(p->db);
 		free(p->m.ids);
 		free(p);
@@ -478,14 +480,7 @@ static int pages_open_reader(const struct bri_store *s, const char *name, struct
 	r->priv = p;
 	p->spill_fd = -1;
 	pthread_mutex_init(&p->cur_lock, NULL);
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-		pthread_cond_init(&p->spill_cond, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	pthread_cond_init(&p->spill_cond, NULL); /* never waited on with a deadline */
 	r->pread = pages_pread;
 	r->close = pages_reader_close;
 	snprintf(p->name, sizeof(p->name), "%s", name);
