@@ -186,11 +186,12 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
 enum chunk_state { CHUNK_EMPTY, CHUNK_FILLING, CHUNK_DONE, CHUNK_FAILED };
 
 /* Assembles chunk c into the spill: 0, or -1 (the chunk is then left out). */
-static int spill_fill(struct bri_reader *r, int fd, uint64_t c)
+/* Assembles chunk c into the spill, through dst (the chunk's length) or a buffer of its own. */
+static int spill_fill(struct bri_reader *r, int fd, uint64_t c, uint8_t *dst)
 {
 	uint64_t off = c * SPILL_CHUNK;
 	size_t len = r->size - off < SPILL_CHUNK ? (size_t)(r->size - off) : SPILL_CHUNK;
-	uint8_t *buf = malloc(len);
+	uint8_t *buf = dst ? dst : malloc(len);
 	size_t done = 0;
 	int rc = -1;
 
@@ -206,18 +207,20 @@ static int spill_fill(struct bri_reader *r, int fd, uint64_t c)
 		}
 		rc = done == len ? 0 : -1;
 	}
-	free(buf);
+	if (buf != dst)
+		free(buf);
 	return rc;
 }
 
-/* Assembles empty chunk c; caller holds cur_lock, released meanwhile. */
-static void spill_claim(struct bri_reader *r, struct pages_reader *p, int fd, uint64_t c)
+/* Assembles empty chunk c (spill_fill); caller holds cur_lock, released meanwhile. */
+static void spill_claim(struct bri_reader *r, struct pages_reader *p, int fd, uint64_t c,
+                        uint8_t *dst)
 {
 	int rc;
 
 	p->chunk[c] = CHUNK_FILLING;
 	pthread_mutex_unlock(&p->cur_lock);
-	rc = spill_fill(r, fd, c);
+	rc = spill_fill(r, fd, c, dst);
 	pthread_mutex_lock(&p->cur_lock);
 	p->chunk[c] = rc == 0 ? CHUNK_DONE : CHUNK_FAILED;
 	pthread_cond_broadcast(&p->spill_cond);
@@ -229,6 +232,7 @@ static bool spill_get(struct bri_reader *r, struct pages_reader *p, void *buf, s
                       uint64_t off)
 {
 	uint64_t first = off / SPILL_CHUNK, last = (off + len - 1) / SPILL_CHUNK;
+	bool whole = false; /* buf holds the bytes already */
 	const char *dir;
 	size_t done = 0;
 	int fd;
@@ -256,17 +260,21 @@ static bool spill_get(struct bri_reader *r, struct pages_reader *p, void *buf, s
 			while (e < p->nchunks && e <= c + SPILL_AHEAD && p->chunk[e] != CHUNK_EMPTY)
 				e++;
 			if (e < p->nchunks && e <= c + SPILL_AHEAD)
-				spill_claim(r, p, fd, e);
+				spill_claim(r, p, fd, e, NULL);
 			else
 				pthread_cond_wait(&p->spill_cond, &p->cur_lock);
 		}
-		if (p->chunk[c] == CHUNK_EMPTY)
-			spill_claim(r, p, fd, c);
+		/* The hash reads whole chunks: one it assembles goes straight into its buffer. */
+		if (p->chunk[c] == CHUNK_EMPTY) {
+			whole = first == last && off == c * SPILL_CHUNK &&
+			        (len == SPILL_CHUNK || off + len == r->size);
+			spill_claim(r, p, fd, c, whole ? buf : NULL);
+		}
 		if (p->chunk[c] != CHUNK_DONE)
 			fd = -1;
 	}
 	pthread_mutex_unlock(&p->cur_lock);
-	while (fd >= 0 && done < len) {
+	while (fd >= 0 && !whole && done < len) {
 		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
 
 		if (n < 0 && errno == EINTR)
