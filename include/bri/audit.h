@@ -19,7 +19,9 @@
  * Appends one line and mirrors it to the log. result is 0 or a negative
  * errno; detail may be NULL; duration_s < 0 means not measured. Failure to
  * write the audit log is logged, not returned: it never fails the operation
- * it records.
+ * it records. A successful create, create-safety, delete or cleanup also
+ * records the store's logical and stored bytes after it (store_logical_bytes,
+ * store_stored_bytes: the status page's store-over-time chart).
  */
 void bri_audit_record(struct bri_store *s, const char *op, const char *name, int result,
 		      const char *detail, double duration_s, const struct bri_op_ctx *ctx);
@@ -38,6 +40,31 @@ struct bri_audit_last {
  */
 int bri_audit_last(const struct bri_store *s, const char *const *ops, size_t n,
 		   struct bri_audit_last *last);
+
+/*
+ * One record of audit.jsonl as bri_audit_scan hands it over. The strings
+ * live only during the callback.
+ */
+struct bri_audit_rec {
+	time_t time;           /* when it was recorded */
+	const char *op;        /* operation: create, create-safety, verify, restore, ... */
+	const char *name;      /* the backup it was about, "" when none */
+	bool ok;               /* its result was ok */
+	const char *result;    /* "ok" or the error's words */
+	const char *detail;    /* detail or reason, "" when none */
+	double duration_s;     /* how long it took, < 0 when not measured */
+	int64_t store_logical; /* the store's logical bytes after it, -1 when not recorded */
+	int64_t store_stored;  /* the store's stored bytes after it, -1 when not recorded */
+};
+
+/*
+ * Calls fn(arg, rec) for each record of audit.jsonl recorded at or after
+ * since, oldest first; lines that do not parse are skipped. fn returns 0 to
+ * go on, anything else stops the scan (and is returned). Streams the file in
+ * bounded memory. 0 (also when there is no audit log) or a negative errno.
+ */
+int bri_audit_scan(const struct bri_store *s, time_t since,
+                   int (*fn)(void *arg, const struct bri_audit_rec *rec), void *arg);
 
 /* A reader's place in audit.jsonl (bri_audit_follow); zero it before the first call. */
 struct bri_audit_cursor {

@@ -133,6 +133,7 @@ int cli_cmd_unpin(struct cli_globals *g, const struct cli_args *a);
 int cli_cmd_stats(struct cli_globals *g, const struct cli_args *a);
 int cli_cmd_health(struct cli_globals *g, const struct cli_args *a);
 int cli_cmd_metrics(struct cli_globals *g, const struct cli_args *a);
+int cli_cmd_report(struct cli_globals *g, const struct cli_args *a);
 int cli_cmd_diff(struct cli_globals *g, const struct cli_args *a);
 int cli_cmd_export(struct cli_globals *g, const struct cli_args *a);
 int cli_cmd_migrate(struct cli_globals *g, const struct cli_args *a);
@@ -226,6 +227,13 @@ struct bri_catalog;
 struct bri_target;
 struct bri_verify_result;
 struct json_object;
+
+/*
+ * Writes len bytes of text to path through a temporary file beside it and a
+ * rename, never through a symlink at path (ELOOP). 0, or -1 with errno set
+ * (status.c).
+ */
+int cli_write_atomically(const char *path, const char *text, size_t len);
 
 /* The operation of this command runs now, about backup name (may be NULL). */
 void cli_hook_note(struct cli_globals *g, const char *name);

@@ -192,6 +192,22 @@ const struct cli_command cli_commands[] = {
             {"output", 'o', "FILE", "write FILE instead of standard output", CLI_COMPLETE_FILE}),
     },
     {
+        .name = "report",
+        .fn = cli_cmd_report,
+        .summary = "the status page: text for a terminal, or one self-contained HTML FILE",
+        .help = "The store's status at a glance, from the store alone: the health verdict and\n"
+                "its thresholds, a calendar of the last 90 days (a backup, its kinds, its\n"
+                "verification), backup sizes, create/verify/restore times and the store's size\n"
+                "over time. Text for an 80-column terminal, or with --html one page with\n"
+                "inline CSS and SVG, no script, no external resource: the bytes of the mount's\n"
+                "ctl/report.html for the same store and minute.\n",
+        .options = CLI_OPTIONS(
+            {"html", 0, "FILE", "write the HTML page to FILE (atomically; - for stdout)",
+             CLI_COMPLETE_FILE},
+            {"max-age-hours", 0, "H", "warn when the newest backup is older (default 24)"},
+            {"min-backups", 0, "N", "warn when fewer backups exist (default 7)"}),
+    },
+    {
         .name = "diff",
         .fn = cli_cmd_diff,
         .args = "OLD NEW",

@@ -314,7 +314,7 @@ out_put_catalog:
  * descriptor, and the rename replaces the name, never a file a link points
  * to. Returns 0, or -1 with errno set.
  */
-static int write_atomically(const char *path, const char *text, size_t len)
+int cli_write_atomically(const char *path, const char *text, size_t len)
 {
 	char *copy = strdup(path), *slash, *tmp = NULL;
 	const char *folder = ".", *base;
@@ -403,7 +403,7 @@ int cli_cmd_metrics(struct cli_globals *g, const struct cli_args *a)
 	}
 	if (!output) {
 		fwrite(text, 1, len, stdout);
-	} else if (write_atomically(output, text, len) < 0) {
+	} else if (cli_write_atomically(output, text, len) < 0) {
 		if (errno == ELOOP)
 			cli_error("metrics: refusing to write %s: it is a symbolic link (give the "
 			          "path of a regular file)",

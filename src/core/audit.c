@@ -63,6 +63,13 @@ static int open_locked(struct bri_store *s)
 
 static int prune_locked(struct bri_store *s, int fd, time_t now, int keep_days);
 
+/* Whether a successful op changes the store's size: its record carries a usage sample. */
+static bool records_usage(const char *op)
+{
+	return !strcmp(op, "create") || !strcmp(op, "create-safety") || !strcmp(op, "delete") ||
+	       !strcmp(op, "cleanup");
+}
+
 void bri_audit_record(struct bri_store *s, const char *op, const char *name, int result,
                       const char *detail, double duration_s, const struct bri_op_ctx *ctx)
 {
@@ -88,6 +95,17 @@ void bri_audit_record(struct bri_store *s, const char *op, const char *name, int
 		json_object_object_add(o, "detail", json_object_new_string(detail));
 	if (duration_s >= 0)
 		json_object_object_add(o, "duration_s", bri_json_double(duration_s, 3));
+	if (result == 0 && records_usage(op)) {
+		uint64_t logical, stored;
+
+		/* A sample of the store's size over time (the status page's chart). */
+		if (bri_store_usage(s, &logical, &stored, NULL) == 0) {
+			json_object_object_add(o, "store_logical_bytes",
+			                       json_object_new_int64((int64_t)logical));
+			json_object_object_add(o, "store_stored_bytes",
+			                       json_object_new_int64((int64_t)stored));
+		}
+	}
 	if (ctx) {
 		json_object_object_add(o, "uid", json_object_new_int64(ctx->uid));
 		if (ctx->pid)
@@ -670,6 +688,100 @@ int bri_audit_follow(const struct bri_store *s, struct bri_audit_cursor *cur, co
 	cur->off = start + (uint64_t)(p - buf);
 	free(buf);
 out_close:
+	close(fd);
+	return rc;
+}
+
+/* Hands the record of one line to fn when it is at or after since; fn's value. */
+static int scan_line(const struct bri_store *s, const char *line, size_t len, time_t since,
+                     int (*fn)(void *arg, const struct bri_audit_rec *rec), void *arg)
+{
+	struct bri_audit_rec r = {.duration_s = -1, .store_logical = -1, .store_stored = -1};
+	const char *when;
+	json_object *o, *v;
+	int rc = 0;
+
+	o = parse_line(s, line, len); /* opened first in an encrypted store */
+	if (!o)
+		return 0;
+	when = get_str(o, "time_utc");
+	if (!when)
+		when = get_str(o, "time");
+	r.op = get_str(o, "operation");
+	r.result = get_str(o, "result");
+	if (!when || bri_time_parse(when, &r.time) < 0 || !r.op || !r.result || r.time < since)
+		goto out_put;
+	r.name = get_str(o, "name");
+	r.name = r.name ? r.name : "";
+	r.detail = get_str(o, "detail");
+	r.detail = r.detail ? r.detail : "";
+	r.ok = !strcmp(r.result, "ok");
+	if (json_object_object_get_ex(o, "duration_s", &v) &&
+	    (json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)))
+		r.duration_s = json_object_get_double(v);
+	if (json_object_object_get_ex(o, "store_logical_bytes", &v) &&
+	    json_object_is_type(v, json_type_int))
+		r.store_logical = json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "store_stored_bytes", &v) &&
+	    json_object_is_type(v, json_type_int))
+		r.store_stored = json_object_get_int64(v);
+	rc = fn(arg, &r);
+out_put:
+	json_object_put(o);
+	return rc;
+}
+
+int bri_audit_scan(const struct bri_store *s, time_t since,
+                   int (*fn)(void *arg, const struct bri_audit_rec *rec), void *arg)
+{
+	char *chunk, *line;
+	size_t llen = 0;
+	bool skipping = false; /* inside a line longer than AUDIT_LINE_MAX */
+	ssize_t n = 0;
+	int fd, rc = 0;
+
+	fd = openat(s->dirfd, AUDIT_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	chunk = malloc(AUDIT_CHUNK);
+	line = malloc(AUDIT_LINE_MAX + 1);
+	if (!chunk || !line) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	while (rc == 0 && (n = read_chunk(fd, chunk)) > 0) {
+		for (char *p = chunk, *end = chunk + n; p < end && rc == 0;) {
+			char *nl = memchr(p, '\n', (size_t)(end - p));
+			size_t seg = nl ? (size_t)(nl - p) : (size_t)(end - p);
+
+			if (!skipping && llen + seg > AUDIT_LINE_MAX) {
+				skipping = true; /* no record is that long: left out */
+				llen = 0;
+			}
+			if (!skipping) {
+				memcpy(line + llen, p, seg);
+				llen += seg;
+			}
+			if (nl) {
+				if (!skipping && llen) {
+					line[llen] = '\0';
+					rc = scan_line(s, line, llen, since, fn, arg);
+				}
+				llen = 0;
+				skipping = false;
+			}
+			p += seg + (nl ? 1 : 0);
+		}
+	}
+	if (rc == 0 && n < 0)
+		rc = (int)n;
+	if (rc == 0 && llen && !skipping) { /* a last line without its newline */
+		line[llen] = '\0';
+		rc = scan_line(s, line, llen, since, fn, arg);
+	}
+out_free:
+	free(line);
+	free(chunk);
 	close(fd);
 	return rc;
 }

@@ -22,7 +22,9 @@
 #include "bri/metrics.h"
 #include "bri/pin.h"
 #include "bri/rehearse.h"
+#include "bri/statuspage.h"
 #include "bri/target.h"
+#include "bri/testpoint.h"
 #include "bri/verify.h"
 #include "fs.h"
 
@@ -477,6 +479,26 @@ static int render_metrics(struct bfs *fs, char **out, size_t *len)
 	return rc;
 }
 
+/* The status page (statuspage.h): the same bytes as `bri-backup report --html` this minute. */
+static int render_report(struct bfs *fs, char **out, size_t *len)
+{
+	struct bri_status *st = NULL;
+	int rc;
+
+	pthread_rwlock_rdlock(&fs->cat_lock);
+	rc = bri_status_collect_catalog(fs->store->dir, fs->cat, bri_testpoint_now(), &fs->health,
+	                                &st);
+	pthread_rwlock_unlock(&fs->cat_lock);
+	if (rc < 0)
+		return rc;
+	/* The audit log and the usage are read outside cat_lock. */
+	rc = bri_status_collect_store(st, fs->store);
+	if (rc == 0)
+		rc = bri_status_html(st, out, len);
+	bri_status_free(st);
+	return rc;
+}
+
 static int render_schedule(struct bfs *fs, char **out, size_t *len)
 {
 	return bfs_schedule_render(fs, out, len);
@@ -508,6 +530,7 @@ const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT] = {
     [BFS_CTL_PIN] = {"pin", 0200, valid_pin, run_pin, NULL, 0},
     [BFS_CTL_UNPIN] = {"unpin", 0200, valid_name, run_unpin, NULL, 0},
     [BFS_CTL_REHEARSE] = {"rehearse", 0200, valid_target, run_rehearse, NULL, 0},
+    [BFS_CTL_REPORT] = {"report.html", 0444, NULL, NULL, render_report, 0},
 };
 
 int bfs_ctl_lookup(const char *name)

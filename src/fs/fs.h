@@ -151,6 +151,7 @@ enum bfs_ctl_op {
 	BFS_CTL_PIN,
 	BFS_CTL_UNPIN,
 	BFS_CTL_REHEARSE,
+	BFS_CTL_REPORT,
 	BFS_CTL_COUNT
 };
 

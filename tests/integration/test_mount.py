@@ -72,7 +72,7 @@ def test_ls(two):
     assert sh(f"ls {two.path}/first").stdout.split() == ["bri.db", "meta.json", "verify"]
     assert sh(f"ls {two.path}/ctl").stdout.split() == sorted(
         ["cleanup", "create", "delete", "health", "log", "metrics", "pin", "progress", "rehearse",
-         "restore", "schedule", "stats.json", "unpin", "verify"])
+         "report.html", "restore", "schedule", "stats.json", "unpin", "verify"])
     assert sh(f"ls {two.path}/restore").stdout.split() == []
 
 
