@@ -15,8 +15,8 @@
  * a new pack, so the full copy is never written to disk. Commit: the pack is
  * fsynced and published, then the metadata, then the manifest (rename
  * without replacing): a backup is complete or absent. Reading maps an offset
- * to a page, its id to a group in a pack, decompressed and checked against
- * the ids. Removing a backup removes its manifest first, then its sidecars,
+ * to a page, its id to a group in a pack, decompressed and checked (its
+ * frame checksum or GCM tags, else the page's id: pack.c, enum check). Removing a backup removes its manifest first, then its sidecars,
  * then frees the pages no remaining manifest uses (pages_gc).
  */
 #include "bri/store.h"
