@@ -213,6 +213,11 @@ struct bri_reader {
 	                   file's checksum itself (verify): the format may skip its
 	                   own per-page checks (pages: ids are not recomputed for a
 	                   zstd group, whose frame checksum still guards it) */
+	bool every_page; /* set by a caller looking for damage to name (verify after a
+	                    checksum mismatch): the format checks every page it
+	                    reads by its own strongest means (pages: each page's id
+	                    recomputed). Without it, pages are served once their
+	                    group passed its frame checksum (pack.c, enum check) */
 };
 
 /*

@@ -581,6 +581,7 @@ void pages_db_close(struct pages_db *db)
 		free(db->cache[i].data);
 		free(db->cache[i].stored);
 	}
+	free(db->stored);
 	free(db->packs);
 	free(db->entries);
 	free(db->table);
@@ -595,10 +596,32 @@ void pages_db_close(struct pages_db *db)
 	free(db);
 }
 
-/* What a read checks against the ids. */
+/*
+ * What a read checks against the ids.
+ *
+ * The integrity argument for CHECK_RAW (what the mount, restore, export
+ * and verify's hash read with): a page is served only from a group whose
+ * bytes were checked against what was written. A group is "guarded" when
+ * its payload is exactly one zstd frame whose header carries the content
+ * checksum (XXH64 of the decompressed bytes, computed by the writer from
+ * the very buffer whose pages it had just hashed into their ids):
+ * ZSTD_decompressDCtx then fails on any mismatch, and any damage to the
+ * frame's structure fails too; a sealed group (an encrypted store) is
+ * guarded by its AES-GCM tags, checked over every stored byte, ids and
+ * pages, before anything is decompressed. A guarded group's pages are served without
+ * recomputing their HMAC ids; every other group (raw, stored incompressible;
+ * a frame without a checksum, whatever made it) has each page checked
+ * against its id. The page's id is always compared with the group's ids
+ * read from disk, so a damaged id or index entry is never served either.
+ * XXH64 catches accidental damage (a flipped bit, a torn or misplaced
+ * write), not a forger: someone who can rewrite the packs can read the
+ * page-id secret beside them too (an encrypted store has AES-GCM for
+ * that). Whole backups stay covered by the SHA-256 of their metadata
+ * (verify), and scrub (CHECK_ALL) recomputes every page's id.
+ */
 enum check {
 	CHECK_NONE, /* nothing: the caller checks (scrub) */
-	CHECK_RAW,  /* pages of raw groups only: zstd's frame checksum guards the others */
+	CHECK_RAW,  /* pages of unguarded groups only (see above) */
 	CHECK_ALL,  /* every page read */
 };
 
@@ -612,7 +635,7 @@ static int page_ok(struct pages_db *db, void *mac, struct group_cache *c, uint32
 {
 	uint8_t id[PAGE_ID_LEN];
 
-	if (check == CHECK_NONE || (check == CHECK_RAW && c->codec != CODEC_RAW) ||
+	if (check == CHECK_NONE || (check == CHECK_RAW && c->guarded) ||
 	    (c->checked & (1u << slot)))
 		return 0;
 	page_id_with(db, mac, c->data + (size_t)slot * c->page_size, c->page_size, id);
@@ -623,17 +646,19 @@ static int page_ok(struct pages_db *db, void *mac, struct group_cache *c, uint32
 }
 
 /*
- * The group at off of the pack fd, read and decompressed (its frame and
+ * The group at off of the pack fd, read (into *stored, a buffer of
+ * *stored_cap bytes, grown as needed) and decompressed (its frame and
  * zstd's content checksum checked, not the ids: page_ok) into slot, which
  * is emptied first. dctx: a ZSTD_DCtx of the caller's, or NULL.
  */
 static int group_read(int fd, const struct bri_seal *k, uint64_t off, void *dctx,
-                      struct group_cache *slot)
+                      struct group_cache *slot, uint8_t **stored, size_t *stored_cap)
 {
 	uint8_t hb[BLOB_HDR], sids[PACK_GROUP_PAGES * PAGE_ID_LEN + SEAL_OVERHEAD];
 	const uint8_t *z;
 	uint8_t *opened = NULL;
 	struct blob_hdr h;
+	bool guarded = false;
 	size_t zlen;
 	int rc;
 
@@ -659,21 +684,21 @@ static int group_read(int fd, const struct bri_seal *k, uint64_t off, void *dctx
 		slot->data = b;
 		slot->data_cap = cap > h.raw_len ? cap : h.raw_len;
 	}
-	if (h.stored_len > slot->stored_cap) {
+	if (h.stored_len > *stored_cap) {
 		size_t cap = (size_t)PACK_GROUP_PAGES * h.page_size + 1024;
-		uint8_t *b = realloc(slot->stored, cap > h.stored_len ? cap : h.stored_len);
+		uint8_t *b = realloc(*stored, cap > h.stored_len ? cap : h.stored_len);
 
 		if (!b)
 			return -ENOMEM;
-		slot->stored = b;
-		slot->stored_cap = cap > h.stored_len ? cap : h.stored_len;
+		*stored = b;
+		*stored_cap = cap > h.stored_len ? cap : h.stored_len;
 	}
 	if (pread_full(fd, k ? sids : (uint8_t *)slot->ids, h.ids_len, off + BLOB_HDR) !=
 	        (ssize_t)h.ids_len ||
-	    pread_full(fd, slot->stored, h.stored_len, off + BLOB_HDR + h.ids_len) !=
+	    pread_full(fd, *stored, h.stored_len, off + BLOB_HDR + h.ids_len) !=
 	        (ssize_t)h.stored_len)
 		goto out_empty;
-	z = slot->stored;
+	z = *stored;
 	zlen = h.stored_len;
 	if (k) {
 		/* Sealed: the tags check every byte before anything is decompressed. */
@@ -682,7 +707,7 @@ static int group_read(int fd, const struct bri_seal *k, uint64_t off, void *dctx
 		if (!opened)
 			return -ENOMEM;
 		if (part_open(k, hb, "ids", sids, h.ids_len, (uint8_t *)slot->ids) < 0 ||
-		    part_open(k, hb, "pages", slot->stored, h.stored_len, opened) < 0)
+		    part_open(k, hb, "pages", *stored, h.stored_len, opened) < 0)
 			goto out_empty;
 		z = opened;
 	}
@@ -692,14 +717,23 @@ static int group_read(int fd, const struct bri_seal *k, uint64_t off, void *dctx
 
 		if (ZSTD_isError(n) || n != h.raw_len)
 			goto out_empty;
+		/* Guarded (enum check): one frame, the whole payload, whose header
+		 * (RFC 8878 3.1.1: magic 28 b5 2f fd, then the descriptor, bit 2 the
+		 * Content_Checksum_flag) says its checksum was there to check. */
+		guarded = zlen > 5 && get32(z) == ZSTD_MAGICNUMBER && (z[4] & 0x04) &&
+		          ZSTD_findFrameCompressedSize(z, zlen) == zlen;
 	} else {
 		memcpy(slot->data, z, h.raw_len);
 	}
 	free(opened);
+	/* A sealed group's tags checked every stored byte (ids and pages): guarded too. */
+	if (k)
+		guarded = true;
 	slot->blob_off = off;
 	slot->page_size = h.page_size;
 	slot->npages = h.npages;
 	slot->codec = h.codec;
+	slot->guarded = guarded;
 	slot->checked = 0;
 	return 0;
 out_empty:
@@ -730,7 +764,8 @@ static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct gro
 		if (!db->cache[i].npages || db->cache[i].used < victim->used)
 			victim = &db->cache[i];
 	}
-	rc = group_read(db->packs[p].fd, db->s->seal, off, db->dctx, victim);
+	rc = group_read(db->packs[p].fd, db->s->seal, off, db->dctx, victim, &db->stored,
+	                &db->stored_cap);
 	if (rc < 0)
 		return rc;
 	victim->pack = p;
@@ -824,6 +859,17 @@ int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_
 	uint64_t off = 0;
 	int fd = -1, rc = 0;
 
+	/* A page of the group the cursor holds (a stream reads its pages in turn):
+	 * found by the group's own ids, without the store's lock or index. */
+	for (uint32_t i = 0;
+	     cur->slot.npages && cur->slot.page_size == page_size && i < cur->slot.npages; i++) {
+		if (memcmp(cur->slot.ids[i], id, PAGE_ID_LEN) == 0) {
+			rc = page_ok(db, cur->mac, &cur->slot, i, quick ? CHECK_RAW : CHECK_ALL);
+			if (rc == 0)
+				memcpy(buf, cur->slot.data + (size_t)i * page_size, page_size);
+			return rc;
+		}
+	}
 	/* The index under the store's lock; the group read and decompressed outside it. */
 	pthread_mutex_lock(&db->lock);
 	for (uint32_t i = 0; i < db->wcount; i++) {
@@ -848,7 +894,8 @@ int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_
 	if (fd < 0)
 		return -ENOENT;
 	if (!cur->slot.npages || cur->slot.pack != pack || cur->slot.blob_off != off) {
-		rc = group_read(fd, db->s->seal, off, cur->dctx, &cur->slot);
+		rc = group_read(fd, db->s->seal, off, cur->dctx, &cur->slot, &cur->slot.stored,
+		                &cur->slot.stored_cap);
 		cur->slot.pack = pack;
 	}
 	if (rc == 0 && (cur->slot.page_size != page_size || slot >= cur->slot.npages ||

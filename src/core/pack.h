@@ -58,10 +58,15 @@ struct group_cache {
 	uint32_t npages;
 	uint8_t *data;     /* npages * page_size bytes (npages 0: an empty slot) */
 	size_t data_cap;   /* bytes allocated at data, kept between groups */
-	uint8_t *stored;   /* the group as stored, read before decompressing */
+	uint8_t *stored;   /* the group as stored, read before decompressing (a
+	                      cursor's own; NULL in pages_db.cache, which shares
+	                      pages_db.stored) */
 	size_t stored_cap; /* bytes allocated at stored */
 	uint64_t used;     /* for LRU */
-	uint8_t codec;     /* CODEC_ZSTD's groups are guarded by zstd's content checksum */
+	uint8_t codec;     /* CODEC_RAW or CODEC_ZSTD */
+	bool guarded;      /* one zstd frame carrying its content checksum (XXH64), which
+	                      decompression checked: its pages need no id recomputed
+	                      to be served (see group_read) */
 	uint32_t checked;  /* bit i: page i found equal to its id */
 	uint8_t ids[PACK_GROUP_PAGES][PAGE_ID_LEN];
 };
@@ -85,6 +90,8 @@ struct pages_db {
 	size_t table_size;
 	pthread_mutex_t lock;
 	struct group_cache cache[GROUP_CACHE_SLOTS];
+	uint8_t *stored;   /* the cache's one buffer for a group as stored (under lock) */
+	size_t stored_cap; /* bytes allocated at stored */
 	uint64_t clock;
 	uint32_t last_slot; /* the cache slot of the last hit */
 	/* The pack being written (pages_db_add), -1 when none. */

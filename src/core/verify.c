@@ -236,6 +236,7 @@ static void find_damage(struct bri_reader *r)
 	char *buf = malloc(len);
 
 	r->quick = false;
+	r->every_page = true;
 	r->why[0] = '\0';
 	for (uint64_t off = 0; buf && off < r->size;) {
 		ssize_t n = bri_reader_pread(r, buf, len, off);

@@ -3,6 +3,7 @@ over both formats with both_formats, cannot reach: choosing the format
 (init, the mount's -o store_format), refusing to change a store's format,
 export NAME FILE, and the space the page store saves over a plain one."""
 
+import errno
 import json
 import os
 import sqlite3
@@ -246,3 +247,100 @@ def test_create_over_a_damaged_pack_fails_and_publishes_nothing(cli, store):
     assert p.returncode == 1, p.stderr
     assert "b" not in [x["name"] for x in json.loads(cli.run("--json", "list").stdout)]
     assert not (store / "b.manifest").exists()
+
+
+# ---- reading speed without weaker checks (issue 11: verify's spill, the
+# mount's reads on the frame checksum) ----
+
+def grow_db(live_db, mib):
+    """About mib MiB more rows in live_db (random text: groups compress about 2:1)."""
+    con = sqlite3.connect(live_db)
+    con.execute("insert into memory(video_id, role, content) select 1, 'user', "
+                "hex(randomblob(1500)) from (with recursive n(i) as (select 1 union all "
+                f"select i + 1 from n where i < {mib * 350}) select i from n)")
+    con.commit()
+    con.execute("pragma wal_checkpoint(TRUNCATE)")
+    con.close()
+
+
+def first_group(pack):
+    """(payload offset, payload length, page count) of the first group blob of pack."""
+    with open(pack, "rb") as f:
+        f.seek(16)
+        hdr = f.read(32)
+    npages = int.from_bytes(hdr[12:16], "little")
+    stored = int.from_bytes(hdr[24:28], "little")
+    assert hdr[:4] == b"BRIb" and hdr[5] == 1 and hdr[6] == 1, hdr  # a zstd group
+    return 16 + 32 + npages * 32, stored, npages
+
+
+def flip(path, at, mask):
+    with open(path, "r+b") as f:
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ mask]))
+
+
+def test_verify_reads_a_big_backup_in_bounded_memory_and_twice_at_once(cli, live_db, store):
+    """verify of a page-store backup larger than the readers' group cache
+    (64 MiB): its peak memory stays below the backup's size (SQLite reads the
+    bytes the hash spilled, not a cache of decompressed groups), and two
+    verifies and a sha256sum through the mount at the same time all agree."""
+    cli.run("init", "--format", "pages")
+    grow_db(live_db, 80)
+    cli.run("create", "--name", "big")
+    size = meta_of(backup_file(store, "big"))["size_bytes"]
+    assert size > 80 << 20
+    p = subprocess.Popen(["/usr/bin/time", "-f", "%M", str(BRI_BACKUP), "--db", str(live_db),
+                          "--backup-dir", str(store), "verify", "big"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, out + err
+    peak_kib = int(err.strip().splitlines()[-1])
+    assert peak_kib * 1024 < size // 2, (peak_kib, size)
+    checksum = meta_of(backup_file(store, "big"))["checksum"]
+    m = Mount(live_db, store, store.parent / "mnt")
+    m.start()
+    try:
+        procs = [subprocess.Popen([str(BRI_BACKUP), "--db", str(live_db), "--backup-dir",
+                                   str(store), "verify", "big"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        assert sha256sum(m.path / "big" / "bri.db") == checksum
+        for q in procs:
+            out, err = q.communicate(timeout=120)
+            assert q.returncode == 0 and "big: ok" in out, out + err
+    finally:
+        m.stop()
+
+
+def test_a_flipped_bit_in_a_frame_fails_verify_by_page_and_is_never_served(cli, live_db,
+                                                                           store, tmp_path):
+    """One flipped bit in a zstd group's payload, or in its frame header's
+    checksum flag (so that its checksum would not be checked): verify fails
+    and names a page of the backup, and reading it through the mount is an
+    I/O error, never other bytes."""
+    cli.run("init", "--format", "pages")
+    grow_db(live_db, 2)
+    cli.run("create", "--name", "a")
+    pack = max(store.glob("pack-*.pack"), key=lambda f: f.stat().st_size)
+    at, stored, npages = first_group(pack)
+    good = pack.read_bytes()
+    for where, mask in ((at + stored // 2, 0x01), (at + 4, 0x04)):
+        flip(pack, where, mask)
+        v = cli.run("verify", "a", check=False)
+        assert v.returncode != 0, v.stdout
+        assert "backup a: page " in v.stdout + v.stderr and "damaged" in v.stdout + v.stderr, \
+            v.stdout + v.stderr
+        m = Mount(live_db, store, tmp_path / "mnt")
+        m.start()
+        try:
+            with pytest.raises(OSError) as e:
+                with open(m.path / "a" / "bri.db", "rb") as f:
+                    while f.read(1 << 20):
+                        pass
+            assert e.value.errno in (errno.EIO, errno.EBADMSG)
+        finally:
+            m.stop()
+        pack.write_bytes(good)
+    assert cli.run("verify", "a").returncode == 0
