@@ -169,7 +169,8 @@ struct pages_reader {
  * SPILL_CHUNK at a time, by whichever thread first needs the chunk (the
  * hash and SQLite then decompress different chunks at the same time), into
  * an unnamed temporary file (O_TMPFILE in $TMPDIR or /var/tmp: nothing to
- * clean up, its pages dropped unwritten when it is closed), and every read,
+ * clean up, its pages dropped unwritten when it is closed; never for an
+ * encrypted store, whose verify reads the packs), and every read,
  * the hash's and SQLite's, is served from that file, as a plain store serves
  * them from its own. A chunk is written once and never changes, so the
  * bytes SQLite checks are the bytes hashed; they were assembled by the same
@@ -245,9 +246,14 @@ static bool spill_get(struct bri_reader *r, struct pages_reader *p, void *buf, s
 		p->nchunks = (r->size + SPILL_CHUNK - 1) / SPILL_CHUNK;
 		p->chunk = calloc((size_t)p->nchunks, 1);
 		dir = getenv("TMPDIR");
-		if (p->chunk)
+		/* Never for an encrypted store: the spill is the backup in the
+		 * clear, and nothing of an encrypted store is written in the clear,
+		 * not even an unnamed file's blocks on another disk. */
+		if (p->chunk && !p->db->s->seal)
 			p->spill_fd = open(dir && *dir ? dir : "/var/tmp",
 			                   O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (p->spill_fd >= 0)
+			bri_testpoint("pages-spill-open");
 	}
 	fd = p->spill_fd;
 	for (uint64_t c = first; fd >= 0 && c <= last; c++) {

@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 
-from conftest import Cli, Mount, audit_records, backup_file, python_env, read_sidecar, unseal
+from conftest import BRI_BACKUP, Cli, Mount, audit_records, backup_file, python_env, read_sidecar, unseal
 from test_cli import sha256sum
 
 
@@ -243,3 +243,33 @@ def test_python_module_takes_the_key_from_bri_key_file(live_db, store, tmp_path)
     p = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True,
                        text=True, timeout=120, env=env)
     assert p.returncode != 0 and "is encrypted" in p.stderr
+
+
+def test_verify_of_an_encrypted_store_spills_nothing_in_the_clear(live_db, store, tmp_path,
+                                                                   pause_points):
+    """A page store's verify assembles the backup once into an unnamed
+    temporary file (the spill) and reads it from there; that file is the
+    backup in the clear, so an encrypted store's verify never makes one. The
+    control: the same verify of a store without a key does."""
+    plain_pages = tmp_path / "unsealed"
+    cli = Cli(live_db, plain_pages)
+    cli.run("init", "--format", "pages")
+    cli.run("create", "--name", "daily")
+    pause_points.arm("pages-spill-open")
+    cmd = [str(BRI_BACKUP), "--db", str(live_db), "--backup-dir", str(plain_pages), "verify", "daily"]
+    p = subprocess.Popen(cmd, env=pause_points.env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pause_points.wait_reached("pages-spill-open")
+    finally:
+        pause_points.release("pages-spill-open")
+        out, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and "daily: ok" in out, err
+
+    cli, key = sealed_store(live_db, store, tmp_path)
+    reached = pause_points.dir / "pages-spill-open.reached"
+    reached.unlink()
+    pause_points.arm("pages-spill-open")
+    p = cli.run("--key-file", str(key), "verify", "daily", env=pause_points.env())
+    assert "daily: ok" in p.stdout
+    assert not reached.exists()
