@@ -211,7 +211,8 @@ static int rindex_load(struct bri_offsite *r, struct rindex *x, struct bri_err *
 		x->keys[x->nkeys].obj = o;
 		x->nkeys++;
 	}
-	qsort(x->keys, x->nkeys, sizeof(*x->keys), rkey_cmp);
+	if (x->nkeys > 1) /* qsort wants a non-NULL array even for none */
+		qsort(x->keys, x->nkeys, sizeof(*x->keys), rkey_cmp);
 	/* Versions of one key are adjacent in S3's order; after sorting, keep the first seen. */
 	{
 		size_t w = 0;
@@ -495,7 +496,8 @@ static int pack_list_get(struct bri_offsite *r, const struct rindex *x, const ch
 		}
 	}
 	json_object_put(arr);
-	qsort(l->names, l->n, sizeof(*l->names), str_cmp);
+	if (l->n > 1)
+		qsort(l->names, l->n, sizeof(*l->names), str_cmp);
 	return 0;
 }
 
@@ -845,7 +847,8 @@ int bri_offsite_push(struct bri_store *s, struct bri_offsite *r, const struct br
 		goto out_free;
 	}
 	/* Oldest first: an interrupted push leaves the older history complete. */
-	qsort(l.items, l.n, sizeof(*l.items), name_time_cmp);
+	if (l.n > 1) /* an empty store has no array: qsort wants one */
+		qsort(l.items, l.n, sizeof(*l.items), name_time_cmp);
 	for (size_t i = 0; i < l.n; i++) {
 		struct bri_err e = {0};
 		struct bri_meta m;
@@ -949,7 +952,11 @@ static int sort_ent_cmp(const void *x, const void *y)
 /* The backup name of meta key k ("NAME.db.meta" or "NAME.meta"), or false. */
 static bool meta_name(const char *k, char name[BRI_NAME_MAX + 1], bool *pages)
 {
-	size_t n = strlen(k), lp = strlen(PLAIN_META), lm = strlen(META_SUFFIX);
+	size_t n, lp = strlen(PLAIN_META), lm = strlen(META_SUFFIX);
+
+	if (!k)
+		return false;
+	n = strlen(k);
 
 	if (n > lp && strcmp(k + n - lp, PLAIN_META) == 0) {
 		*pages = false;

@@ -140,7 +140,8 @@ int bri_retention_plan(const struct bri_retention_item *items, size_t n, time_t 
 		r[nr++] = (struct ranked){.index = i, .time = items[i].time, .name = items[i].name};
 		ngood += !items[i].failed;
 	}
-	qsort(r, nr, sizeof(*r), newest_first);
+	if (nr > 1)
+		qsort(r, nr, sizeof(*r), newest_first);
 	if (within && nr > 0)
 		within_from = within_cutoff(r[0].time, w);
 	/*

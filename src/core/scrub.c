@@ -68,7 +68,8 @@ static int check_packs(struct scrub *sc)
 			sc->ctx->progress(sc->ctx->progress_arg, "scrub", i + 1, db->nentries);
 	}
 	sc->res->pages_bad = sc->nbad;
-	qsort(sc->bad, sc->nbad, sizeof(*sc->bad), id_cmp);
+	if (sc->nbad > 1)
+		qsort(sc->bad, sc->nbad, sizeof(*sc->bad), id_cmp);
 	return 0;
 }
 

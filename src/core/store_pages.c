@@ -255,7 +255,7 @@ static bool spill_get(struct bri_reader *r, struct pages_reader *p, void *buf, s
 		if (p->spill_fd >= 0)
 			bri_testpoint("pages-spill-open");
 	}
-	fd = p->spill_fd;
+	fd = p->chunk ? p->spill_fd : -1;
 	for (uint64_t c = first; fd >= 0 && c <= last; c++) {
 		/* A chunk another thread is assembling: meanwhile, one of the next
 		 * few that nobody has started (the two threads then decompress side

@@ -314,7 +314,8 @@ static int files_build(struct bfs_idmap *m, const struct bri_catalog *c)
 			f[n++] =
 			    (struct bfs_fileref){e->rehearsal_st.st_ino, BFS_FILE_REHEARSAL, e};
 	}
-	qsort(f, n, sizeof(*f), fileref_cmp);
+	if (n > 1)
+		qsort(f, n, sizeof(*f), fileref_cmp);
 	free(m->files);
 	m->files = f;
 	m->nfiles = n;
