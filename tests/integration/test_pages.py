@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import BRI_BACKUP, Cli, Mount, backup_file, make_sample_db
+from conftest import BRI_BACKUP, Cli, Mount, backup_file, make_sample_db, sanitizer_preload
 from test_cli import meta_of, sha256sum
 
 
@@ -298,7 +298,11 @@ def test_verify_reads_a_big_backup_in_bounded_memory_and_twice_at_once(cli, live
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, out + err
     peak_kib = int(err.strip().splitlines()[-1])
-    assert peak_kib * 1024 < size // 2, (peak_kib, size)
+    # The bound is the ordinary build's: AddressSanitizer keeps freed memory
+    # in quarantine (256 MiB) and adds shadow memory, so there the peak says
+    # nothing about the reader's caches; the concurrent verifies still run.
+    if not sanitizer_preload():
+        assert peak_kib * 1024 < size // 2, (peak_kib, size)
     checksum = meta_of(backup_file(store, "big"))["checksum"]
     m = Mount(live_db, store, store.parent / "mnt")
     m.start()
