@@ -83,6 +83,23 @@ def wait_until(pred, timeout=10, step=0.05):
     return pred()
 
 
+def open_paths(pid):
+    """The paths process pid has open, read from /proc/PID/fd. A descriptor
+    closed between the listing and its readlink is skipped; a process gone
+    has none."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
+    out = []
+    for fd in fds:
+        try:
+            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue
+    return out
+
+
 class PausePoints:
     """Test-only pause points (include/bri/testpoint.h) of the processes a
     test starts with env() in their environment: arm(P) makes the next one to

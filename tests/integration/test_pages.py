@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import BRI_BACKUP, Cli, Mount, backup_file, make_sample_db, sanitizer_preload
+from conftest import BRI_BACKUP, Cli, Mount, backup_file, make_sample_db, open_paths, sanitizer_preload
 from test_cli import meta_of, sha256sum
 
 
@@ -176,15 +176,7 @@ def test_kill_9_in_create_and_delete_leaves_every_backup_complete(cli, live_db, 
 
 def pack_fds(pid):
     """The daemon's descriptors of pack files: (target, deleted)."""
-    out = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if "/pack-" in target:
-            out.append(target)
-    return out
+    return [t for t in open_paths(pid) if "/pack-" in t]
 
 
 def test_mount_shares_pack_descriptors_between_open_files(live_db, store, tmp_path):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, Cli, make_sample_db, wait_until
+from conftest import BRI_BACKUP, Cli, make_sample_db, open_paths, wait_until
 
 TIMEOUT = 120
 SEED = int(os.environ.get("BRI_TEST_SEED", "0")) or random.SystemRandom().randrange(1, 1 << 30)
@@ -171,17 +171,7 @@ def tmpfs(path, size):
 
 def holds_open(pid, path):
     """Whether process pid has path open."""
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
-                return True
-        except OSError:
-            continue
-    return False
+    return str(path) in open_paths(pid)
 
 
 def kill_tree(p):

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import ROOT_FIXED, Mount, sh, wait_until
+from conftest import ROOT_FIXED, Mount, open_paths, sh, wait_until
 
 SKIP = ROOT_FIXED
 
@@ -194,8 +194,7 @@ def test_tail_f_ctl_log_shows_new_lines(three, mounted):
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         # tail has opened the file when its descriptor shows in /proc.
-        assert wait_until(lambda: any(os.readlink(f"/proc/{p.pid}/fd/{f}").endswith("ctl/log")
-                                      for f in os.listdir(f"/proc/{p.pid}/fd")), 10)
+        assert wait_until(lambda: any(t.endswith("ctl/log") for t in open_paths(p.pid)), 10)
         sh(f"echo tailed_one > {m.path}/ctl/create")
         os.set_blocking(p.stdout.fileno(), False)
         seen = []
