@@ -16,8 +16,9 @@
  * fsynced and published, then the metadata, then the manifest (rename
  * without replacing): a backup is complete or absent. Reading maps an offset
  * to a page, its id to a group in a pack, decompressed and checked (its
- * frame checksum or GCM tags, else the page's id: pack.c, enum check). Removing a backup removes its manifest first, then its sidecars,
- * then frees the pages no remaining manifest uses (pages_gc).
+ * frame checksum or GCM tags, else the page's id: pack.c, enum check). Removing a backup removes
+ * its manifest first, then its sidecars, then frees the pages no remaining manifest uses
+ * (pages_gc).
  */
 #include "bri/store.h"
 
@@ -529,14 +530,51 @@ out_close:
 
 /* ---- writing: the bri-pages VFS ---- */
 
+/*
+ * The pages of a copy are stored on a second thread (the store worker):
+ * SQLite's copy hands a whole page to pw_put, which queues it and returns;
+ * the worker computes its id (a keyed hash of 4 KiB, as much work as SQLite's
+ * copy of it) and appends it to the pack if new, while SQLite reads the next
+ * pages. The queue holds at most QUEUE_BYTES (QUEUE_SLOTS_MIN pages of the
+ * largest size); the worker takes QUEUE_BATCH pages at a time. A page's id
+ * is in ids once the worker is done with it: whoever reads ids (pw_page, the
+ * digest, the commit) waits for the queue to empty first (pw_drain). The
+ * worker's first failure stops it and is returned by the next pw_put, by
+ * pw_drain and so by the digest and the commit: nothing is published. On an
+ * abandoned copy (pages_write_end) it stops without storing the rest; its
+ * unpublished pack is removed as before.
+ */
+#define QUEUE_BYTES     (4u << 20)
+#define QUEUE_SLOTS_MIN 64u
+#define QUEUE_BATCH     32u
+
+struct pw_queue {
+	pthread_mutex_t lock;
+	pthread_cond_t more; /* the worker waits: pages queued, or stop */
+	pthread_cond_t room; /* the copy waits: a free slot, or the queue empty */
+	pthread_t thread;
+	uint32_t slots;      /* pages the queue holds */
+	uint8_t *pages;      /* slots * page_size bytes */
+	uint64_t *pgno;      /* each slot's page number */
+	uint8_t *ids;        /* each slot's id, set by the worker */
+	uint64_t head, tail; /* queued: [tail, head) (slot: index % slots); guarded by lock */
+	bool busy;           /* the worker holds pages taken from the queue (guarded by lock) */
+	bool stop;           /* the worker exits (guarded by lock) */
+	int failed;          /* the worker's first failure; err says why (guarded by lock) */
+};
+
 struct pages_writer {
 	struct pages_db *db;
 	uint32_t page_size; /* 0 until the first write */
 	uint64_t npages;    /* the file's size in pages */
-	uint8_t *ids;       /* npages ids; all zero: never written (reads as zeros) */
+	uint8_t *ids;       /* npages ids; all zero: never written (reads as zeros);
+	                       while the worker runs, guarded by q.lock */
 	uint64_t cap;       /* ids allocated */
 	uint64_t id;        /* its number in the VFS name */
-	struct bri_err err; /* the first failure of a write */
+	struct bri_err err; /* the first failure of a write (the worker's: under q.lock) */
+	struct pw_queue q;
+	bool queued;    /* q is set up and its worker runs */
+	bool no_worker; /* no second thread could be made: pages stored here */
 	struct pages_writer *next;
 };
 
@@ -635,11 +673,53 @@ static int pw_close(sqlite3_file *file)
 	return SQLITE_OK;
 }
 
+/*
+ * Waits until the worker has stored every queued page: 0, or its failure
+ * (w->err says why). After it, w->ids can be read on this thread until the
+ * next pw_put.
+ */
+static int pw_drain(struct pages_writer *w)
+{
+	int rc;
+
+	if (!w->queued)
+		return w->err.code;
+	pthread_mutex_lock(&w->q.lock);
+	while ((w->q.head != w->q.tail || w->q.busy) && !w->q.failed)
+		pthread_cond_wait(&w->q.room, &w->q.lock);
+	rc = w->q.failed;
+	pthread_mutex_unlock(&w->q.lock);
+	return rc;
+}
+
+/* Stops the worker (the queued pages it has not taken are dropped) and frees the queue. */
+static void pw_stop(struct pages_writer *w)
+{
+	if (!w->queued)
+		return;
+	pthread_mutex_lock(&w->q.lock);
+	w->q.stop = true;
+	pthread_cond_broadcast(&w->q.more);
+	pthread_mutex_unlock(&w->q.lock);
+	pthread_join(w->q.thread, NULL);
+	w->queued = false;
+	pthread_cond_destroy(&w->q.room);
+	pthread_cond_destroy(&w->q.more);
+	pthread_mutex_destroy(&w->q.lock);
+	free(w->q.pages);
+	free(w->q.pgno);
+	free(w->q.ids);
+	memset(&w->q, 0, sizeof(w->q));
+}
+
 /* Reads page pgno (page_size bytes) of the copy into buf. */
 static int pw_page(struct pages_writer *w, uint64_t pgno, uint8_t *buf)
 {
-	const uint8_t *id = w->ids + pgno * PAGE_ID_LEN;
+	const uint8_t *id;
 
+	if (pw_drain(w) < 0)
+		return w->err.code;
+	id = w->ids + pgno * PAGE_ID_LEN;
 	if (pgno >= w->npages || memcmp(id, zero_id, PAGE_ID_LEN) == 0) {
 		memset(buf, 0, w->page_size);
 		return 0;
@@ -707,6 +787,127 @@ static int pw_grow(struct pages_writer *w, uint64_t npages)
 	return 0;
 }
 
+/* The store worker: ids and packs for the queued pages, QUEUE_BATCH at a time. */
+static void *pw_worker(void *arg)
+{
+	struct pages_writer *w = arg;
+	struct pw_queue *q = &w->q;
+	struct bri_err err = {0};
+	bool paused = false, more;
+
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		uint64_t first = q->tail, n = 0, done = 0;
+		int rc = 0;
+
+		while (q->head == q->tail && !q->stop)
+			pthread_cond_wait(&q->more, &q->lock);
+		if (q->stop)
+			break;
+		n = q->head - q->tail < QUEUE_BATCH ? q->head - q->tail : QUEUE_BATCH;
+		more = q->head - q->tail > 1;
+		q->busy = true;
+		pthread_mutex_unlock(&q->lock);
+		if (!paused && more) {
+			/* For tests: kill -9 or a full disk with pages still queued. */
+			bri_testpoint("pages-worker-queued");
+			paused = true;
+		}
+		for (; done < n && rc == 0; done++) {
+			uint32_t k = (uint32_t)((first + done) % q->slots);
+
+			rc = pages_db_add_at(w->db, q->pages + (size_t)k * w->page_size,
+			                     w->page_size, q->pgno[k],
+			                     q->ids + (size_t)k * PAGE_ID_LEN, &err);
+		}
+		if (rc < 0)
+			done--; /* the failed page has no id */
+		pthread_mutex_lock(&q->lock);
+		for (uint64_t i = 0; i < done; i++) {
+			uint32_t k = (uint32_t)((first + i) % q->slots);
+
+			memcpy(w->ids + q->pgno[k] * PAGE_ID_LEN, q->ids + (size_t)k * PAGE_ID_LEN,
+			       PAGE_ID_LEN);
+		}
+		q->tail = first + done;
+		if (rc < 0) {
+			if (!err.code)
+				bri_err_set(&err, rc, "cannot write the backup's pages: %s",
+				            strerror(-rc));
+			w->err = err;
+			q->failed = rc;
+			q->tail = q->head; /* the rest is dropped: the copy fails */
+		}
+		q->busy = false;
+		pthread_cond_broadcast(&q->room);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
+}
+
+/* Sets up the queue and starts the worker; false: none (pages are stored on this thread). */
+static bool pw_start(struct pages_writer *w)
+{
+	struct pw_queue *q = &w->q;
+	uint32_t slots = QUEUE_BYTES / w->page_size;
+
+	if (slots < QUEUE_SLOTS_MIN)
+		slots = QUEUE_SLOTS_MIN;
+	memset(q, 0, sizeof(*q));
+	q->slots = slots;
+	q->pages = malloc((size_t)slots * w->page_size);
+	q->pgno = malloc(slots * sizeof(*q->pgno));
+	q->ids = malloc((size_t)slots * PAGE_ID_LEN);
+	if (!q->pages || !q->pgno || !q->ids)
+		goto out_free;
+	if (pthread_mutex_init(&q->lock, NULL) != 0)
+		goto out_free;
+	if (pthread_cond_init(&q->more, NULL) != 0)
+		goto out_lock;
+	if (pthread_cond_init(&q->room, NULL) != 0)
+		goto out_more;
+	if (pthread_create(&q->thread, NULL, pw_worker, w) != 0)
+		goto out_room;
+	w->queued = true;
+	return true;
+out_room:
+	pthread_cond_destroy(&q->room);
+out_more:
+	pthread_cond_destroy(&q->more);
+out_lock:
+	pthread_mutex_destroy(&q->lock);
+out_free:
+	free(q->pages);
+	free(q->pgno);
+	free(q->ids);
+	memset(q, 0, sizeof(*q));
+	return false;
+}
+
+/* Queues whole page pgno for the worker: 0 or its failure (w->err filled). */
+static int pw_enqueue(struct pages_writer *w, const uint8_t *page, uint64_t pgno)
+{
+	struct pw_queue *q = &w->q;
+	int rc;
+
+	pthread_mutex_lock(&q->lock);
+	while (q->head - q->tail == q->slots && !q->failed)
+		pthread_cond_wait(&q->room, &q->lock);
+	rc = q->failed;
+	if (rc == 0) /* ids may move: under the lock the worker writes them with */
+		rc = pw_grow(w, pgno + 1);
+	if (rc == 0) {
+		uint32_t k = (uint32_t)(q->head % q->slots);
+
+		memcpy(q->pages + (size_t)k * w->page_size, page, w->page_size);
+		q->pgno[k] = pgno;
+		q->head++;
+		pthread_cond_signal(&q->more);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return rc;
+}
+
 /* Stores amt bytes of the copy at off: 0 or a negative errno, w->err filled. */
 static int pw_put(struct pages_writer *w, const void *buf, size_t amt, uint64_t off)
 {
@@ -727,9 +928,11 @@ static int pw_put(struct pages_writer *w, const void *buf, size_t amt, uint64_t 
 
 		if (n > amt - done)
 			n = amt - done;
-		rc = pw_grow(w, pgno + 1);
-		if (rc == 0 && n != w->page_size) {
-			/* A part of a page: read, change, store it whole. */
+		if (n == w->page_size && !w->queued && !w->no_worker)
+			w->no_worker = !pw_start(w);
+		if (n != w->page_size) {
+			/* A part of a page: read (the worker done first), change, store it whole.
+			 */
 			if (!page && !(page = malloc(w->page_size)))
 				rc = -ENOMEM;
 			if (rc == 0)
@@ -738,14 +941,26 @@ static int pw_put(struct pages_writer *w, const void *buf, size_t amt, uint64_t 
 				memcpy(page + in, src, n);
 			src = page;
 		}
-		if (rc == 0)
-			rc = pages_db_add_at(w->db, src, w->page_size, pgno,
-			                     w->ids + pgno * PAGE_ID_LEN, &w->err);
+		if (rc == 0 && w->queued) {
+			rc = pw_enqueue(w, src, pgno);
+		} else if (rc == 0) {
+			rc = pw_grow(w, pgno + 1);
+			if (rc == 0)
+				rc = pages_db_add_at(w->db, src, w->page_size, pgno,
+				                     w->ids + pgno * PAGE_ID_LEN, &w->err);
+		}
 		done += n;
 	}
 	free(page);
-	if (rc < 0 && !w->err.code)
-		bri_err_set(&w->err, rc, "cannot write the backup's pages: %s", strerror(-rc));
+	if (rc < 0) {
+		if (w->queued) /* the worker may be filling w->err */
+			pthread_mutex_lock(&w->q.lock);
+		if (!w->err.code)
+			bri_err_set(&w->err, rc, "cannot write the backup's pages: %s",
+			            strerror(-rc));
+		if (w->queued)
+			pthread_mutex_unlock(&w->q.lock);
+	}
 	return rc;
 }
 
@@ -1072,6 +1287,9 @@ static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
 
 	pthread_mutex_init(&f.lock, NULL);
 	pthread_cond_init(&f.cond, NULL);
+	/* Every page stored (or the worker's failure in p->err), the worker gone. */
+	pw_drain(p);
+	pw_stop(p);
 	if (p->err.code) {
 		rc = bri_err_set(err, p->err.code, "%s", p->err.msg);
 		goto out_free;
@@ -1200,6 +1418,8 @@ static int pages_write_commit(struct bri_backup_writer *w, const char *meta, siz
 	void *blob;
 	int fd, rc;
 
+	pw_drain(p);
+	pw_stop(p);
 	if (p->err.code)
 		return bri_err_set(err, p->err.code, "%s", p->err.msg);
 	manifest_file(w->name, file);
@@ -1254,6 +1474,7 @@ static void pages_write_end(struct bri_backup_writer *w)
 			break;
 		}
 	pthread_mutex_unlock(&writers_lock);
+	pw_stop(p);
 	/* Uncommitted: an unpublished pack goes; a published one holds only pages
 	 * no manifest names, freed by the next cleanup. */
 	pages_db_close(p->db);
