@@ -750,9 +750,13 @@ static int pw_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
 
 		if (n > (size_t)(amt - done))
 			n = (size_t)(amt - done);
-		if (pw_page(w, pgno, page) < 0) {
+		int rc = pw_page(w, pgno, page);
+
+		if (rc < 0) {
 			free(page);
-			return SQLITE_IOERR_READ;
+			/* A page the worker could not store for want of space: SQLite
+			 * reports a full disk, as for a write that failed here. */
+			return rc == -ENOSPC ? SQLITE_FULL : SQLITE_IOERR_READ;
 		}
 		memcpy((char *)buf + done, page + in, n);
 		done += (int)n;
@@ -793,7 +797,7 @@ static void *pw_worker(void *arg)
 	struct pages_writer *w = arg;
 	struct pw_queue *q = &w->q;
 	struct bri_err err = {0};
-	bool paused = false, more;
+	bool paused = false;
 
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
@@ -805,11 +809,11 @@ static void *pw_worker(void *arg)
 		if (q->stop)
 			break;
 		n = q->head - q->tail < QUEUE_BATCH ? q->head - q->tail : QUEUE_BATCH;
-		more = q->head - q->tail > 1;
 		q->busy = true;
 		pthread_mutex_unlock(&q->lock);
-		if (!paused && more) {
-			/* For tests: kill -9 or a full disk with pages still queued. */
+		if (!paused && w->db->wfd >= 0) {
+			/* For tests: a pack started, SQLite's copy queueing pages meanwhile
+			 * (kill -9, a full disk for the next group). */
 			bri_testpoint("pages-worker-queued");
 			paused = true;
 		}

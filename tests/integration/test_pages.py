@@ -340,3 +340,78 @@ def test_a_flipped_bit_in_a_frame_fails_verify_by_page_and_is_never_served(cli, 
             m.stop()
         pack.write_bytes(good)
     assert cli.run("verify", "a").returncode == 0
+
+
+def change_every_page(db, tag):
+    """An UPDATE of every row: a create after it finds no page in the store."""
+    con = sqlite3.connect(db)
+    con.execute("update memory set content = content || ?", (tag,))
+    con.commit()
+    con.close()
+
+
+def test_kill_9_while_the_store_worker_has_pages_queued_leaves_nothing(cli, live_db, store,
+                                                                       pause_points):
+    """kill -9 while a create's store worker holds its pack unpublished and
+    SQLite's copy queues pages behind it: the backup is absent, the others
+    verify, and the next create sweeps the unpublished pack."""
+    cli.run("init", "--format", "pages")
+    grow_db(live_db, 2)
+    cli.run("create", "--name", "a")
+    packs = set(store.glob("pack-*.pack"))
+    change_every_page(live_db, " changed")
+    kill_at(cli, pause_points, "pages-worker-queued", "create", "--name", "killed")
+    assert "killed" not in cli.run("list").stdout
+    assert not (store / "killed.manifest").exists() and not (store / "killed.meta").exists()
+    assert set(store.glob("pack-*.pack")) == packs  # nothing published
+    assert cli.run("verify").returncode == 0
+    cli.run("create", "--name", "b")
+    assert not [f.name for f in store.iterdir() if f.name.endswith(".tmp")]
+    assert cli.run("verify").returncode == 0
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["clear", "encrypted"])
+def test_full_disk_while_the_store_worker_writes_fails_the_create_cleanly(tmp_path,
+                                                                         pause_points, sealed,
+                                                                         monkeypatch):
+    """The disk fills up while the store worker writes a create's pack (its
+    first group written, the copy queueing pages): the create fails saying
+    so, nothing of it is left or listed, the earlier backup verifies, and
+    with room again the next create works."""
+    from test_reliability import tmpfs
+    db = make_sample_db(tmp_path / "data" / "bri.db", rows=12000)
+    if sealed:
+        (tmp_path / "store.key").write_bytes(os.urandom(32))
+        monkeypatch.setenv("BRI_KEY_FILE", str(tmp_path / "store.key"))
+    with tmpfs(tmp_path / "small", "64m") as mnt:
+        store = mnt / "backups"
+        cli = Cli(db, store)
+        cli.run("init", "--format", "pages")
+        cli.run("create", "--name", "a")
+        change_every_page(db, " changed")
+        pause_points.arm("pages-worker-queued")
+        proc = subprocess.Popen([str(BRI_BACKUP), "--db", str(db), "--backup-dir", str(store),
+                                 "create", "--name", "full"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=pause_points.env())
+        filler = mnt / "filler"
+        try:
+            pause_points.wait_reached("pages-worker-queued")
+            with open(filler, "wb") as f:
+                with pytest.raises(OSError) as e:
+                    while True:
+                        f.write(b"\0" * (1 << 20))
+                        f.flush()
+            assert e.value.errno == errno.ENOSPC
+        finally:
+            pause_points.release("pages-worker-queued")
+            out, errout = proc.communicate(timeout=120)
+        filler.unlink()
+        assert proc.returncode == 1, (out, errout)
+        assert "space" in errout.lower(), errout
+        assert out == ""
+        assert "full" not in cli.run("list").stdout
+        assert not [f.name for f in store.iterdir()
+                    if f.name.endswith(".tmp") or f.name.startswith("full.")]
+        assert cli.run("verify").returncode == 0
+        cli.run("create", "--name", "after")
+        assert cli.run("verify").returncode == 0
