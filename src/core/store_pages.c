@@ -1220,52 +1220,82 @@ out_free:
 }
 
 /*
- * The digest's read-back on two threads: a second one reads (and
- * decompresses) the copy's pages in batches into one of two buffers while
- * this one hashes the other.
+ * The digest's read-back: SHA-256 wants page 1 first, and SQLite writes it
+ * last, so the copy's pages are read back once it is done. Two reader
+ * threads read (and decompress: the larger cost) alternate batches of
+ * DIGEST_BATCH pages, each through its own cursor, into DIGEST_BUFS buffers
+ * (batch i in buffer i % DIGEST_BUFS, always the same reader's), while this
+ * thread hashes the batches in order.
  */
-#define DIGEST_BATCH 256
+#define DIGEST_BATCH   256
+#define DIGEST_READERS 2
+#define DIGEST_BUFS    4 /* a multiple of DIGEST_READERS */
 
 struct digest_feed {
 	struct pages_writer *p;
-	struct page_cursor *cur;
-	uint8_t *buf[2];
-	size_t n[2];  /* pages in a full buffer; 0: the end (or a failure) */
-	bool full[2]; /* guarded by lock */
-	bool stop;    /* guarded by lock */
-	int rc;       /* the reader's failure */
-	uint64_t bad; /* at this page (0-based) */
+	uint8_t *buf[DIGEST_BUFS];
+	size_t n[DIGEST_BUFS];  /* pages in a full buffer; 0: the end (or a failure) */
+	bool full[DIGEST_BUFS]; /* guarded by lock */
+	bool stop;              /* guarded by lock */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 };
 
+struct digest_reader {
+	struct digest_feed *f;
+	struct page_cursor *cur;
+	pthread_t thread;
+	uint64_t first; /* its first batch; then every DIGEST_READERS-th */
+	int rc;         /* its failure (read after the join) */
+	uint64_t bad;   /* at this page (0-based) */
+};
+
+/* Reads pages [from, from + n) of the copy into buf: the number read, < n on a failure. */
+static size_t digest_read(struct pages_writer *p, struct digest_reader *r, uint64_t from, size_t n,
+                          uint8_t *buf)
+{
+	size_t k = 0;
+
+	for (; k < n; k++) {
+		const uint8_t *id = p->ids + (from + k) * PAGE_ID_LEN;
+		uint8_t *page = buf + k * p->page_size;
+
+		if (memcmp(id, zero_id, PAGE_ID_LEN) == 0) {
+			memset(page, 0, p->page_size);
+		} else if ((r->rc = pages_cursor_read(p->db, r->cur, id, p->page_size, true,
+		                                      page)) < 0) {
+			r->bad = from + k;
+			break;
+		}
+	}
+	return k;
+}
+
 static void *digest_reader(void *arg)
 {
-	struct digest_feed *f = arg;
+	struct digest_reader *r = arg;
+	struct digest_feed *f = r->f;
 	struct pages_writer *p = f->p;
-	uint64_t next = 0;
 
-	for (int b = 0;; b ^= 1) {
-		size_t k = 0;
+	for (uint64_t batch = r->first;; batch += DIGEST_READERS) {
+		int b = (int)(batch % DIGEST_BUFS);
+		uint64_t from = batch * DIGEST_BATCH;
+		size_t n = 0, k = 0;
+		bool stop;
 
 		pthread_mutex_lock(&f->lock);
 		while (f->full[b] && !f->stop)
 			pthread_cond_wait(&f->cond, &f->lock);
+		stop = f->stop;
 		pthread_mutex_unlock(&f->lock);
-		if (f->stop)
+		if (stop)
 			break;
-		for (; k < DIGEST_BATCH && next < p->npages && f->rc == 0; k++, next++) {
-			const uint8_t *id = p->ids + next * PAGE_ID_LEN;
-			uint8_t *page = f->buf[b] + k * p->page_size;
-
-			if (memcmp(id, zero_id, PAGE_ID_LEN) == 0)
-				memset(page, 0, p->page_size);
-			else if ((f->rc = pages_cursor_read(p->db, f->cur, id, p->page_size, true,
-			                                    page)) < 0)
-				f->bad = next;
-		}
-		if (f->rc < 0)
-			k = 0;
+		if (from < p->npages)
+			n = p->npages - from < DIGEST_BATCH ? (size_t)(p->npages - from)
+			                                    : DIGEST_BATCH;
+		k = digest_read(p, r, from, n, f->buf[b]);
+		if (k < n)
+			k = 0; /* the failure ends the hash */
 		pthread_mutex_lock(&f->lock);
 		f->n[b] = k;
 		f->full[b] = true;
@@ -1282,12 +1312,12 @@ static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
 {
 	struct pages_writer *p = w->priv;
 	struct digest_feed f = {.p = p};
+	struct digest_reader r[DIGEST_READERS] = {0};
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	pthread_t reader;
-	bool reading = false;
+	size_t bytes = (size_t)DIGEST_BATCH * (p->page_size ? p->page_size : 1);
+	int started = 0, rc = 0;
 	unsigned dlen = 0;
-	int rc = 0;
 
 	pthread_mutex_init(&f.lock, NULL);
 	pthread_cond_init(&f.cond, NULL);
@@ -1298,31 +1328,46 @@ static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
 		rc = bri_err_set(err, p->err.code, "%s", p->err.msg);
 		goto out_free;
 	}
-	f.buf[0] = malloc((size_t)DIGEST_BATCH * (p->page_size ? p->page_size : 1));
-	f.buf[1] = malloc((size_t)DIGEST_BATCH * (p->page_size ? p->page_size : 1));
+	for (int b = 0; b < DIGEST_BUFS; b++)
+		if (!(f.buf[b] = malloc(bytes)))
+			rc = -ENOMEM;
+	for (int i = 0; i < DIGEST_READERS; i++) {
+		r[i].f = &f;
+		r[i].first = (uint64_t)i;
+		if (pages_cursor_new(p->db, &r[i].cur) < 0)
+			rc = -ENOMEM;
+	}
 	/* The logical bytes as served, read back through the pages just written
-	 * (in order: through a cursor of its own, outside the store's cache). */
-	if (!md || !f.buf[0] || !f.buf[1] || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ||
-	    pages_cursor_new(p->db, &f.cur) < 0) {
+	 * (in order: through cursors of their own, outside the store's cache). */
+	if (rc < 0 || !md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}
-	reading = pthread_create(&reader, NULL, digest_reader, &f) == 0;
-	for (uint64_t i = 0; !reading && i < p->npages && rc == 0; i++) {
-		/* No second thread: page by page, here. */
-		const uint8_t *id = p->ids + i * PAGE_ID_LEN;
+	while (started < DIGEST_READERS &&
+	       pthread_create(&r[started].thread, NULL, digest_reader, &r[started]) == 0)
+		started++;
+	if (started < DIGEST_READERS) {
+		/* Not every reader: this thread reads and hashes alone. */
+		pthread_mutex_lock(&f.lock);
+		f.stop = true;
+		pthread_cond_broadcast(&f.cond);
+		pthread_mutex_unlock(&f.lock);
+		for (int i = 0; i < started; i++)
+			pthread_join(r[i].thread, NULL);
+		started = 0;
+		r[0].rc = 0;
+		for (uint64_t from = 0; from < p->npages && rc == 0; from += DIGEST_BATCH) {
+			size_t n = p->npages - from < DIGEST_BATCH ? (size_t)(p->npages - from)
+			                                           : DIGEST_BATCH;
 
-		if (memcmp(id, zero_id, PAGE_ID_LEN) == 0)
-			memset(f.buf[0], 0, p->page_size);
-		else if ((f.rc = pages_cursor_read(p->db, f.cur, id, p->page_size, true,
-		                                   f.buf[0])) < 0)
-			f.bad = i;
-		if (f.rc < 0)
-			break;
-		if (!EVP_DigestUpdate(md, f.buf[0], p->page_size))
-			rc = bri_err_set(err, -EIO, "SHA-256 failed");
+			if (digest_read(p, &r[0], from, n, f.buf[0]) < n)
+				break;
+			if (!EVP_DigestUpdate(md, f.buf[0], n * p->page_size))
+				rc = bri_err_set(err, -EIO, "SHA-256 failed");
+		}
 	}
-	for (int b = 0; reading; b ^= 1) {
+	for (uint64_t batch = 0; started; batch++) {
+		int b = (int)(batch % DIGEST_BUFS);
 		size_t n;
 
 		pthread_mutex_lock(&f.lock);
@@ -1341,26 +1386,30 @@ static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
 		pthread_cond_broadcast(&f.cond);
 		pthread_mutex_unlock(&f.lock);
 	}
-	if (reading) {
+	if (started) {
 		pthread_mutex_lock(&f.lock);
 		f.stop = true;
 		pthread_cond_broadcast(&f.cond);
 		pthread_mutex_unlock(&f.lock);
-		pthread_join(reader, NULL);
+		for (int i = 0; i < started; i++)
+			pthread_join(r[i].thread, NULL);
 	}
-	if (rc == 0 && f.rc < 0)
-		rc = bri_err_set(err, f.rc, "cannot read back page %" PRIu64 " of the new backup",
-		                 f.bad + 1);
+	for (int i = 0; i < DIGEST_READERS && rc == 0; i++)
+		if (r[i].rc < 0)
+			rc = bri_err_set(err, r[i].rc,
+			                 "cannot read back page %" PRIu64 " of the new backup",
+			                 r[i].bad + 1);
 	if (rc == 0 && !EVP_DigestFinal_ex(md, digest, &dlen))
 		rc = bri_err_set(err, -EIO, "SHA-256 failed");
 	for (unsigned i = 0; rc == 0 && i < dlen; i++)
 		sprintf(hex + 2 * i, "%02x", digest[i]);
 	*size = p->npages * p->page_size;
 out_free:
-	pages_cursor_free(f.cur);
+	for (int i = 0; i < DIGEST_READERS; i++)
+		pages_cursor_free(r[i].cur);
 	EVP_MD_CTX_free(md);
-	free(f.buf[0]);
-	free(f.buf[1]);
+	for (int b = 0; b < DIGEST_BUFS; b++)
+		free(f.buf[b]);
 	pthread_cond_destroy(&f.cond);
 	pthread_mutex_destroy(&f.lock);
 	return rc;
