@@ -621,6 +621,16 @@ static int take_from(sqlite3 *src, const char *dst_path, int busy_timeout_ms,
 	 * copy is taken in (the same snapshot: the backup API keeps a transaction
 	 * it finds open), not read back through the copy's VFS page by page.
 	 */
+	/*
+	 * Pages: the live database is read through a memory map (SQLite's
+	 * mmap_size, up to its compiled-in limit): SQLite's copy then takes each
+	 * page from the map, without a pread into its cache, which made a tenth
+	 * of a page-store create. Only a hint: without a map, pread as before.
+	 * (SQLite maps read-only; an I/O error under the map is a SIGBUS rather
+	 * than an error code: the create dies, and its backup is absent.)
+	 */
+	if (rc == 0 && pages)
+		sqlite3_exec(src, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
 	if (rc == 0 && pages && sqlite3_get_autocommit(src)) {
 		rc = exec_sql(src, "BEGIN; SELECT count(*) FROM sqlite_schema",
 			      "starting the backup's read transaction", err);
