@@ -560,6 +560,8 @@ struct pw_queue {
 	uint64_t head, tail; /* queued: [tail, head) (slot: index % slots); guarded by lock */
 	bool busy;           /* the worker holds pages taken from the queue (guarded by lock) */
 	bool stop;           /* the worker exits (guarded by lock) */
+	bool idle;           /* the worker waits for more (guarded by lock) */
+	bool draining;       /* pw_drain waits: the worker takes less than a batch (lock) */
 	int failed;          /* the worker's first failure; err says why (guarded by lock) */
 };
 
@@ -685,8 +687,11 @@ static int pw_drain(struct pages_writer *w)
 	if (!w->queued)
 		return w->err.code;
 	pthread_mutex_lock(&w->q.lock);
+	w->q.draining = true; /* the worker takes what is queued, even less than a batch */
+	pthread_cond_signal(&w->q.more);
 	while ((w->q.head != w->q.tail || w->q.busy) && !w->q.failed)
 		pthread_cond_wait(&w->q.room, &w->q.lock);
+	w->q.draining = false;
 	rc = w->q.failed;
 	pthread_mutex_unlock(&w->q.lock);
 	return rc;
@@ -804,8 +809,12 @@ static void *pw_worker(void *arg)
 		uint64_t first = q->tail, n = 0, done = 0;
 		int rc = 0;
 
-		while (q->head == q->tail && !q->stop)
+		while ((q->head == q->tail || (q->head - q->tail < QUEUE_BATCH && !q->draining)) &&
+		       !q->stop) {
+			q->idle = true;
 			pthread_cond_wait(&q->more, &q->lock);
+			q->idle = false;
+		}
 		if (q->stop)
 			break;
 		n = q->head - q->tail < QUEUE_BATCH ? q->head - q->tail : QUEUE_BATCH;
@@ -906,7 +915,9 @@ static int pw_enqueue(struct pages_writer *w, const uint8_t *page, uint64_t pgno
 		memcpy(q->pages + (size_t)k * w->page_size, page, w->page_size);
 		q->pgno[k] = pgno;
 		q->head++;
-		pthread_cond_signal(&q->more);
+		/* A whole batch wakes the worker: not a wake-up per page. */
+		if (q->idle && q->head - q->tail >= QUEUE_BATCH)
+			pthread_cond_signal(&q->more);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return rc;
