@@ -1234,16 +1234,17 @@ out_free:
  * The digest's read-back: SHA-256 wants page 1 first, and SQLite writes it
  * last, so the copy's pages are read back once it is done. Two reader
  * threads read (and decompress: the larger cost) alternate batches of
- * DIGEST_BATCH pages, each through its own cursor, into DIGEST_BUFS buffers
- * (batch i in buffer i % DIGEST_BUFS, always the same reader's), while this
- * thread hashes the batches in order.
+ * DIGEST_BATCH_BYTES (at least PACK_GROUP_PAGES pages), each through its own
+ * cursor, into DIGEST_BUFS buffers (batch i in buffer i % DIGEST_BUFS, always
+ * the same reader's), while this thread hashes the batches in order.
  */
-#define DIGEST_BATCH   256
-#define DIGEST_READERS 2
-#define DIGEST_BUFS    4 /* a multiple of DIGEST_READERS */
+#define DIGEST_BATCH_BYTES (1u << 20)
+#define DIGEST_READERS     2
+#define DIGEST_BUFS        4 /* a multiple of DIGEST_READERS */
 
 struct digest_feed {
 	struct pages_writer *p;
+	size_t batch; /* pages a batch */
 	uint8_t *buf[DIGEST_BUFS];
 	size_t n[DIGEST_BUFS];  /* pages in a full buffer; 0: the end (or a failure) */
 	bool full[DIGEST_BUFS]; /* guarded by lock */
@@ -1290,7 +1291,7 @@ static void *digest_reader(void *arg)
 
 	for (uint64_t batch = r->first;; batch += DIGEST_READERS) {
 		int b = (int)(batch % DIGEST_BUFS);
-		uint64_t from = batch * DIGEST_BATCH;
+		uint64_t from = batch * f->batch;
 		size_t n = 0, k = 0;
 		bool stop;
 
@@ -1302,8 +1303,7 @@ static void *digest_reader(void *arg)
 		if (stop)
 			break;
 		if (from < p->npages)
-			n = p->npages - from < DIGEST_BATCH ? (size_t)(p->npages - from)
-			                                    : DIGEST_BATCH;
+			n = p->npages - from < f->batch ? (size_t)(p->npages - from) : f->batch;
 		k = digest_read(p, r, from, n, f->buf[b]);
 		if (k < n)
 			k = 0; /* the failure ends the hash */
@@ -1326,7 +1326,7 @@ static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
 	struct digest_reader r[DIGEST_READERS] = {0};
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	size_t bytes = (size_t)DIGEST_BATCH * (p->page_size ? p->page_size : 1);
+	size_t bytes;
 	int started = 0, rc = 0;
 	unsigned dlen = 0;
 
@@ -1339,6 +1339,10 @@ static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
 		rc = bri_err_set(err, p->err.code, "%s", p->err.msg);
 		goto out_free;
 	}
+	f.batch = p->page_size ? DIGEST_BATCH_BYTES / p->page_size : 1;
+	if (f.batch < PACK_GROUP_PAGES)
+		f.batch = PACK_GROUP_PAGES;
+	bytes = f.batch * (p->page_size ? p->page_size : 1);
 	for (int b = 0; b < DIGEST_BUFS; b++)
 		if (!(f.buf[b] = malloc(bytes)))
 			rc = -ENOMEM;
@@ -1367,9 +1371,9 @@ static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
 			pthread_join(r[i].thread, NULL);
 		started = 0;
 		r[0].rc = 0;
-		for (uint64_t from = 0; from < p->npages && rc == 0; from += DIGEST_BATCH) {
-			size_t n = p->npages - from < DIGEST_BATCH ? (size_t)(p->npages - from)
-			                                           : DIGEST_BATCH;
+		for (uint64_t from = 0; from < p->npages && rc == 0; from += f.batch) {
+			size_t n =
+			    p->npages - from < f.batch ? (size_t)(p->npages - from) : f.batch;
 
 			if (digest_read(p, &r[0], from, n, f.buf[0]) < n)
 				break;
