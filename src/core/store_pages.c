@@ -11,14 +11,16 @@
  * file names.
  *
  * A new backup is written by SQLite's backup API through the "bri-pages"
- * VFS: its xWrite hashes each page and appends the pages the store lacks to
- * a new pack, so the full copy is never written to disk. Commit: the pack is
- * fsynced and published, then the metadata, then the manifest (rename
- * without replacing): a backup is complete or absent. Reading maps an offset
- * to a page, its id to a group in a pack, decompressed and checked (its
- * frame checksum or GCM tags, else the page's id: pack.c, enum check). Removing a backup removes
- * its manifest first, then its sidecars, then frees the pages no remaining manifest uses
- * (pages_gc).
+ * VFS: its xWrite queues each page for the store worker (a second thread),
+ * which hashes it and appends the pages the store lacks to a new pack, so
+ * the full copy is never written to disk. The whole file's SHA-256 is then
+ * taken from the pages read back (SQLite writes page 1 last). Commit: the
+ * pack is fsynced and published, then the metadata, then the manifest
+ * (rename without replacing): a backup is complete or absent. Reading maps
+ * an offset to a page, its id to a group in a pack, decompressed and checked
+ * (its frame checksum or GCM tags, else the page's id: pack.c, enum check).
+ * Removing a backup removes its manifest first, then its sidecars, then
+ * frees the pages no remaining manifest uses (pages_gc).
  */
 #include "bri/store.h"
 
