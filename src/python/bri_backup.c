@@ -50,24 +50,6 @@ typedef struct {
 
 /* ---- errors ---- */
 
-/* The command line's hint for code (bri-backup's fail()). */
-static const char *hint_for(int code)
-{
-	switch (code) {
-	case -EBUSY:
-		return "the live database is locked by a writer; stop the writers and retry";
-	case -ENOSPC:
-		return "the disk is full; free space (e.g. bri-backup cleanup) and retry";
-	case -EACCES:
-	case -EPERM:
-		return "check the permissions of the database and of the backup folder";
-	case -EROFS:
-		return "the file system is read-only";
-	default:
-		return "";
-	}
-}
-
 /*
  * Raises bri_backup.Error(errno, "<what>: <message> (<hint>)"), the words
  * bri-backup prints after "bri-backup: ". Returns NULL.
@@ -75,17 +57,14 @@ static const char *hint_for(int code)
 static PyObject *raise_err_note(const char *what, const struct bri_err *err, int code,
                                 const char *note)
 {
-	const char *msg = err && err->msg[0] ? err->msg : strerror(-code);
-	const char *hint = hint_for(code);
-	char text[sizeof(err->msg) + 512];
+	char words[sizeof(err->msg) + 128];
+	char text[sizeof(words) + 512];
 	PyObject *exc;
 
 	if (code == -ENOMEM && !(err && err->msg[0]))
 		return PyErr_NoMemory();
-	if (*hint && !strstr(msg, hint))
-		snprintf(text, sizeof(text), "%s: %s (%s)%s", what, msg, hint, note ? note : "");
-	else
-		snprintf(text, sizeof(text), "%s: %s%s", what, msg, note ? note : "");
+	bri_err_text(err, code, words, sizeof(words));
+	snprintf(text, sizeof(text), "%s: %s%s", what, words, note ? note : "");
 	/* OSError(errno, strerror): sets .errno and .strerror, str() shows both. */
 	exc = PyObject_CallFunction(BriError, "is", -code, text);
 	if (!exc)
