@@ -3,7 +3,7 @@
  * (the same JSON as plain's; checksum the SHA-256 of the database as
  * served), NAME.manifest (page size, count, one page id per page; the
  * commit point) and pages kept once each in shared pack files (pack.c).
- * Sidecars are NAME.verify, NAME.pin and NAME.report. The only file that
+ * Sidecars are NAME.verify, NAME.pin and the like. The only file that
  * spells those names. In an encrypted store the names stay (they are the
  * backups' names, which SPEC.md section 5 leaves visible) and every file's
  * content is sealed: packs and manifests by pack.c, the metadata and the
@@ -48,7 +48,7 @@
 static const char *const sidecar_suffix[BRI_SIDECAR_KINDS] = {
     [BRI_SIDECAR_META] = ".meta",     [BRI_SIDECAR_VERIFY] = ".verify",
     [BRI_SIDECAR_PIN] = ".pin",       [BRI_SIDECAR_REHEARSAL] = ".rehearsal",
-    [BRI_SIDECAR_REPORT] = ".report", [BRI_SIDECAR_OFFSITE] = ".offsite",
+    [BRI_SIDECAR_OFFSITE] = ".offsite",
 };
 
 static void sidecar_file(const char *name, enum bri_sidecar kind, char file[FILE_MAX])
