@@ -206,7 +206,7 @@ struct bri_reader {
 	                   (then sets it to -1); -1 when the format has none */
 	char *label;    /* what messages call it (plain: the file's path) */
 	void *priv;     /* the format's */
-	char why[256];  /* the format's words for its last failed read ("" if none;
+	char why[384];  /* the format's words for its last failed read ("" if none;
 	                   pages: which page of which backup is damaged) */
 	bool quick;     /* set by a caller that checks every byte against the whole
 	                   file's checksum itself (verify): the format may skip its

@@ -346,8 +346,7 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
 			         "backup %s: page %" PRIu64 " (bytes %" PRIu64 "-%" PRIu64
 			         ") is %s in the store's packs",
 			         p->name, pgno + 1, pgno * ps, (pgno + 1) * ps - 1,
-			         rc == -ENOENT ? "missing"
-			                       : "damaged (its bytes do not match its id)");
+			         rc == -ENOENT ? "missing" : pages_damage_words(p->db));
 			bri_log(BRI_LOG_WARN, "%s/%s", r->label, r->why);
 		}
 	}
