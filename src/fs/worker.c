@@ -22,7 +22,8 @@
  * verification took (so at most half the time is spent verifying). Its CPU
  * priority is left alone: it holds op_lock while it verifies, and a request
  * waiting for that lock must not wait for a starved thread longer than the
- * idle I/O class already makes it.
+ * idle I/O class already makes it. Its failed verdicts run the on_failure
+ * hook; its good ones run no hook (a ping hook would fire per backup).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -457,12 +458,16 @@ static void *verify_main(void *arg)
 				    name, (long long)retry_interval(fs), err.msg);
 			continue;
 		}
-		if (res.status != BRI_VERIFY_OK)
+		/*
+		 * A failed verdict was kept: on_failure hears it (a postponed one is
+		 * no verdict). A good one is no event: on_success would ping once per
+		 * backup at every scrub; ctl/health and ctl/metrics show it.
+		 */
+		if (res.status != BRI_VERIFY_OK) {
 			bri_log(BRI_LOG_ERR, "background verification of %s failed: %s", name,
 			        res.reason);
-		/* A verdict was kept: the hook hears it (a postponed one is no verdict). */
-		bfs_hook_async(fs, "verify", name, res.status == BRI_VERIFY_OK ? 0 : -EIO,
-		               res.status == BRI_VERIFY_OK ? NULL : res.reason);
+			bfs_hook_async(fs, "verify", name, -EIO, res.reason);
+		}
 		bfs_inval_verify(fs, id);
 	}
 	free(a.ids);
