@@ -67,7 +67,15 @@ struct bri_op_ctx {
 	const char *via;          /* "cli" or "mount", for the audit log */
 	bri_progress_fn progress; /* may be NULL */
 	void *progress_arg;       /* passed to progress */
+	/* May be NULL. Asked between chunks of a long read (verify's hash and
+	 * database check): true stops the operation with -ECANCELED and it
+	 * records nothing. Called from the core's threads, often: keep it cheap. */
+	bool (*stop)(void *arg);
+	void *stop_arg; /* passed to stop */
 };
+
+/* Whether ctx (may be NULL) asks the operation to stop (its stop function). */
+bool bri_op_stopped(const struct bri_op_ctx *ctx);
 
 /*
  * Whether errno e (positive or negative) is a shortage of this machine's

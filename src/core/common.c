@@ -117,6 +117,11 @@ long bri_raise_nofile_limit(void)
 	return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
 }
 
+bool bri_op_stopped(const struct bri_op_ctx *ctx)
+{
+	return ctx && ctx->stop && ctx->stop(ctx->stop_arg);
+}
+
 struct bri_op_ctx bri_op_ctx_self(const char *via)
 {
 	struct bri_op_ctx ctx = {

@@ -23,7 +23,9 @@
  * priority is left alone: it holds op_lock while it verifies, and a request
  * waiting for that lock must not wait for a starved thread longer than the
  * idle I/O class already makes it. Its failed verdicts run the on_failure
- * hook; its good ones run no hook (a ping hook would fire per backup).
+ * hook; its good ones run no hook (a ping hook would fire per backup). When
+ * the daemon stops it stops too, between chunks of a verification, which
+ * then records nothing: unmounting never waits for a whole verification.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -343,6 +345,12 @@ static bool stopping(struct bfs *fs)
 	return stop;
 }
 
+/* The verification's stop (bri_op_ctx): the daemon is stopping. */
+static bool verify_stop(void *arg)
+{
+	return stopping(arg);
+}
+
 /* linux/ioprio.h's values (glibc has no wrapper). */
 #define IOPRIO_CLASS_SHIFT 13
 #define IOPRIO_CLASS_IDLE  3
@@ -434,6 +442,9 @@ static void *verify_main(void *arg)
 		pthread_mutex_lock(&fs->op_lock);
 		took = bri_now_mono();
 		bfs_progress_begin(&fs->progress, &ctx, "verify", name, "background");
+		/* SIGTERM must not wait for a whole verification: unmount comes after. */
+		ctx.stop = verify_stop;
+		ctx.stop_arg = fs;
 		rc = bri_verify_backup(fs->store, name, &ctx, &res, &err);
 		bfs_progress_end_verify(&fs->progress, rc, &res, &err);
 		took = bri_now_mono() - took;
@@ -448,6 +459,8 @@ static void *verify_main(void *arg)
 		pthread_mutex_unlock(&fs->op_lock);
 		/* Throttle: rest as long as the work took, so the application gets the disk. */
 		rest = took < PAUSE_MIN ? PAUSE_MIN : took > PAUSE_MAX ? PAUSE_MAX : took;
+		if (rc == -ECANCELED)
+			break; /* the daemon stops: nothing was recorded */
 		if (rc < 0) {
 			/* Nothing was recorded; it is tried again after the retry interval. */
 			if (rc != -ENOENT)
@@ -509,6 +522,7 @@ void bfs_workers_stop(struct bfs *fs)
 	pthread_cond_broadcast(&fs->verify_cond);
 	pthread_cond_broadcast(&fs->q_done_cond);
 	pthread_mutex_unlock(&fs->q_lock);
+	bri_testpoint("workers_stopping"); /* fs->stop is set */
 	pthread_join(fs->notify_thread, NULL);
 	pthread_join(fs->verify_thread, NULL);
 	fs->threads_started = false;
