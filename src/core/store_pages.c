@@ -1296,15 +1296,9 @@ static int pages_sidecar_stat(const struct bri_store *s, const char *name, enum 
                               struct stat *st)
 {
 	char file[FILE_MAX];
-	struct stat got;
 
 	sidecar_file(name, kind, file);
-	if (fstatat(s->dirfd, file, &got, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	if (!S_ISREG(got.st_mode))
-		return -ENOENT;
-	*st = got;
-	return 0;
+	return store_stat_file(s, file, st);
 }
 
 static char *pages_backup_path(const struct bri_store *s, const char *name)
@@ -1315,22 +1309,7 @@ static char *pages_backup_path(const struct bri_store *s, const char *name)
 /* A metadata, verification result, pin or rehearsal status whose manifest is missing. */
 static bool pages_is_leftover(const struct bri_store *s, const char *fname)
 {
-	static const enum bri_sidecar kinds[] = {BRI_SIDECAR_META, BRI_SIDECAR_VERIFY,
-	                                         BRI_SIDECAR_PIN, BRI_SIDECAR_REHEARSAL,
-	                                         BRI_SIDECAR_OFFSITE};
-	char man[NAME_MAX + 1];
-	struct stat st;
-
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		const char *suffix = sidecar_suffix[kinds[i]];
-		size_t n = strlen(fname), m = strlen(suffix);
-
-		if (n <= m || fname[0] == '.' || strcmp(fname + n - m, suffix) != 0)
-			continue;
-		snprintf(man, sizeof(man), "%.*s" MANIFEST_SUFFIX, (int)(n - m), fname);
-		return fstatat(s->dirfd, man, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
-	}
-	return false;
+	return store_sidecar_orphan(s, fname, sidecar_suffix, MANIFEST_SUFFIX);
 }
 
 static int add_name(void *arg, const char *name, const struct stat *st)

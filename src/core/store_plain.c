@@ -350,15 +350,9 @@ static int plain_sidecar_stat(const struct bri_store *s, const char *name, enum 
                               struct stat *st)
 {
 	char file[FILE_MAX];
-	struct stat got;
 
 	sidecar_file(name, kind, file);
-	if (fstatat(s->dirfd, file, &got, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	if (!S_ISREG(got.st_mode))
-		return -ENOENT;
-	*st = got;
-	return 0;
+	return store_stat_file(s, file, st);
 }
 
 static char *plain_backup_path(const struct bri_store *s, const char *name)
@@ -373,22 +367,7 @@ static char *plain_backup_path(const struct bri_store *s, const char *name)
  */
 static bool plain_is_leftover(const struct bri_store *s, const char *fname)
 {
-	static const enum bri_sidecar kinds[] = {BRI_SIDECAR_META, BRI_SIDECAR_VERIFY,
-	                                         BRI_SIDECAR_PIN, BRI_SIDECAR_REHEARSAL,
-	                                         BRI_SIDECAR_OFFSITE};
-	char db[NAME_MAX + 1];
-	struct stat st;
-
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		const char *suffix = sidecar_suffix[kinds[i]];
-		size_t n = strlen(fname), m = strlen(suffix);
-
-		if (n <= m || fname[0] == '.' || strcmp(fname + n - m, suffix) != 0)
-			continue;
-		snprintf(db, sizeof(db), "%.*s.db", (int)(n - m), fname);
-		return fstatat(s->dirfd, db, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
-	}
-	return false;
+	return store_sidecar_orphan(s, fname, sidecar_suffix, ".db");
 }
 
 static int add_name(void *arg, const char *name, const struct stat *st)
