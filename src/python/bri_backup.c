@@ -115,6 +115,19 @@ static char *fs_copy(PyObject *s)
 	return out;
 }
 
+/* fs_copy of a str/bytes/os.PathLike argument (path_str); NULL with an exception. */
+static char *path_copy(PyObject *arg)
+{
+	PyObject *s = path_str(arg);
+	char *out;
+
+	if (!s)
+		return NULL;
+	out = fs_copy(s);
+	Py_DECREF(s);
+	return out;
+}
+
 /* The store paths of self, malloc'd (dir NULL for the default); -1 with an exception. */
 static int self_paths(DatabaseBackupObject *self, char **db, char **dir)
 {
@@ -308,7 +321,7 @@ static PyObject *DatabaseBackup_restore_backup(DatabaseBackupObject *self, PyObj
                                                PyObject *kwds)
 {
 	static char *kwlist[] = {"path", "verify", NULL};
-	PyObject *what_obj = Py_None, *what_s = NULL;
+	PyObject *what_obj = Py_None;
 	int verify = 1;
 	struct bri_restore_opts opts = {0};
 	struct bri_restore_report report;
@@ -322,11 +335,7 @@ static PyObject *DatabaseBackup_restore_backup(DatabaseBackupObject *self, PyObj
 	                                 &verify))
 		return NULL;
 	if (what_obj != Py_None) {
-		what_s = path_str(what_obj);
-		if (!what_s)
-			return NULL;
-		arg = fs_copy(what_s);
-		Py_DECREF(what_s);
+		arg = path_copy(what_obj);
 		if (!arg)
 			return NULL;
 	}
@@ -378,7 +387,7 @@ static PyObject *DatabaseBackup_verify_backup(DatabaseBackupObject *self, PyObje
                                               PyObject *kwds)
 {
 	static char *kwlist[] = {"path", NULL};
-	PyObject *what_obj, *what_s;
+	PyObject *what_obj;
 	struct bri_verify_result res = {0};
 	struct bri_op_ctx ctx = bri_op_ctx_self("python");
 	struct bri_err err = {0};
@@ -389,11 +398,7 @@ static PyObject *DatabaseBackup_verify_backup(DatabaseBackupObject *self, PyObje
 
 	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:verify_backup", kwlist, &what_obj))
 		return NULL;
-	what_s = path_str(what_obj);
-	if (!what_s)
-		return NULL;
-	arg = fs_copy(what_s);
-	Py_DECREF(what_s);
+	arg = path_copy(what_obj);
 	if (!arg)
 		return NULL;
 	if (self_paths(self, &db, &dir) < 0) {
