@@ -553,20 +553,6 @@ static void add_result(json_object *o, const struct bri_verify_result *res)
 	json_object_object_add(o, "duration_s", bri_json_double(res->duration_s, 3));
 }
 
-static int emit(json_object *o, char **out, size_t *len)
-{
-	const char *text = json_object_to_json_string_ext(
-	    o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
-	int rc = 0;
-
-	if (!text || asprintf(out, "%s\n", text) < 0)
-		rc = -ENOMEM;
-	else
-		*len = strlen(*out);
-	json_object_put(o);
-	return rc;
-}
-
 int bri_verify_to_json(const struct bri_verify_result *res, char **out, size_t *len)
 {
 	json_object *o = json_object_new_object();
@@ -593,7 +579,7 @@ int bri_verify_to_json(const struct bri_verify_result *res, char **out, size_t *
 			                       json_object_new_string(res->file.sha256));
 		json_object_object_add(o, "file", f);
 	}
-	return emit(o, out, len);
+	return bri_json_emit(o, out, len);
 }
 
 int bri_verify_result_to_json(const char *name, const char *path,
@@ -606,7 +592,7 @@ int bri_verify_result_to_json(const char *name, const char *path,
 	json_object_object_add(o, "name", string_or_null(name));
 	json_object_object_add(o, "path", string_or_null(path));
 	add_result(o, res);
-	return emit(o, out, len);
+	return bri_json_emit(o, out, len);
 }
 
 static int read_tristate(json_object *o, const char *key)
