@@ -169,7 +169,7 @@ def test_mount_hooks(live_db, store, tmp_path):
               env={k: v for k, v in os.environ.items() if not k.startswith("BRI_")}).start()
     try:
         sh(f"echo mine > {m.path}/ctl/create")
-        # (the background verifier's verifications run the hooks too)
+        # (the background verifier's failed verdicts run on_failure too)
         assert wait_until(lambda: any(c["env"]["BRI_OPERATION"] == "create"
                                       for c in calls(ok_out)), 20)
         assert [c["env"] for c in calls(ok_out) if c["env"]["BRI_OPERATION"] == "create"] == [
