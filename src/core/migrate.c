@@ -487,6 +487,42 @@ static int key_among(const char *where, const char *text, const char *const file
 	return rc1;
 }
 
+/*
+ * A store swapped with a folder beside it must be a folder of its own on its
+ * parent's file system, and not the live database's folder: checked before
+ * anything is written.
+ */
+static int beside_possible(const struct bri_store *s, struct bri_err *err)
+{
+	struct stat st_store, st_parent, st_db;
+	char *dbdir;
+	int parentfd = openat(s->dirfd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+	if (parentfd < 0)
+		return bri_err_set(err, -errno, "cannot open the folder holding %s: %s", s->dir,
+		                   strerror(errno));
+	if (fstat(s->dirfd, &st_store) < 0 || fstat(parentfd, &st_parent) < 0 ||
+	    st_store.st_dev != st_parent.st_dev || st_store.st_ino == st_parent.st_ino)
+		rc = bri_err_set(err, -EXDEV,
+		                 "the backup store %s is a mount point (or the root of its file "
+		                 "system); a migrate that changes the key builds the new store "
+		                 "in a folder beside it and swaps the two, so the store must be "
+		                 "a folder of its own inside a folder on the same file system; "
+		                 "nothing was changed",
+		                 s->dir);
+	close(parentfd);
+	dbdir = strndup(s->db_path, (size_t)(strrchr(s->db_path, '/') - s->db_path));
+	if (rc == 0 && dbdir && stat(dbdir[0] ? dbdir : "/", &st_db) == 0 &&
+	    st_db.st_dev == st_store.st_dev && st_db.st_ino == st_store.st_ino)
+		rc = bri_err_set(err, -EINVAL,
+		                 "the backup store %s is the live database's own folder; a "
+		                 "migrate that changes the key swaps the store's folder, which "
+		                 "would move the live database; nothing was changed",
+		                 s->dir);
+	free(dbdir);
+	return rc;
+}
+
 static int plan_make(struct bri_store *s, const struct bri_store_ops *to, const char *new_key_file,
                      struct plan *p, struct bri_err *err)
 {
@@ -510,6 +546,7 @@ static int plan_make(struct bri_store *s, const struct bri_store_ops *to, const 
 		                 s->dir, BRI_MIGRATE_MARKER);
 		goto out;
 	}
+	rc = 0;
 	if (p->has_marker && p->m.after) {
 		/* The new store is in force; the old one beside has only to go. */
 		const char *now_files[2] = {new_key_file, k}, *old_files[2] = {k, new_key_file};
@@ -598,8 +635,10 @@ static int plan_make(struct bri_store *s, const struct bri_store_ops *to, const 
 		p->already = same && (sealed_now || tk);
 		p->beside = !same && (sealed_now || tk);
 	}
+	if (p->beside && !p->undo)
+		rc = beside_possible(s, err);
 	/* The new key, made now: an unreadable or unfit key file is refused before anything. */
-	if (p->beside && !p->undo && tk)
+	if (rc == 0 && p->beside && !p->undo && tk)
 		rc = store_key_new(tk, &p->new_key, err);
 out:
 	free(now);
@@ -894,8 +933,7 @@ static int beside_run(struct bri_store *s, struct plan *p, const struct bri_op_c
 	const char *base = strrchr(s->dir, '/') + 1;
 	struct beside_marker m = p->m;
 	struct bri_store *t = NULL;
-	struct stat st_store, st_parent, st_db;
-	char *dbdir = NULL;
+	struct stat st_parent;
 	size_t dropped = 0;
 	bool reuse;
 	int parentfd, rc;
@@ -930,28 +968,6 @@ static int beside_run(struct bri_store *s, struct plan *p, const struct bri_op_c
 			                 BRI_MIGRATE_MARKER, strerror(-rc));
 		if (rc == 0)
 			rc = bri_store_sync(s, err);
-		goto out;
-	}
-	/* Swapped with a folder beside it: the same file system, not the database's folder. */
-	if (fstat(s->dirfd, &st_store) < 0 || fstat(parentfd, &st_parent) < 0 ||
-	    st_store.st_dev != st_parent.st_dev || st_store.st_ino == st_parent.st_ino) {
-		rc = bri_err_set(err, -EXDEV,
-		                 "the backup store %s is a mount point (or the root of its file "
-		                 "system); a migrate that changes the key builds the new store "
-		                 "in a folder beside it and swaps the two, so the store must be "
-		                 "a folder of its own inside a folder on the same file system; "
-		                 "nothing was changed",
-		                 s->dir);
-		goto out;
-	}
-	dbdir = strndup(s->db_path, (size_t)(strrchr(s->db_path, '/') - s->db_path));
-	if (dbdir && stat(dbdir[0] ? dbdir : "/", &st_db) == 0 && st_db.st_dev == st_store.st_dev &&
-	    st_db.st_ino == st_store.st_ino) {
-		rc = bri_err_set(err, -EINVAL,
-		                 "the backup store %s is the live database's own folder; a "
-		                 "migrate that changes the key swaps the store's folder, which "
-		                 "would move the live database; nothing was changed",
-		                 s->dir);
 		goto out;
 	}
 	if (!p->has_marker) {
@@ -1046,7 +1062,6 @@ static int beside_run(struct bri_store *s, struct plan *p, const struct bri_op_c
 out:
 	res->sealed_before = m.sealed_from;
 	res->sealed_after = m.sealed_to;
-	free(dbdir);
 	bri_store_close(t);
 	close(parentfd);
 	return rc;
