@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, audit_records, backup_file, both_formats
+from conftest import (BRI_BACKUP, audit_records, backup_file, both_formats, seal, store_key,
+                      unseal, wait_until)
 from test_cli import meta_of, sha256sum
 
 OTHER = {"plain": "pages", "pages": "plain"}
@@ -202,7 +203,16 @@ def test_mount_opened_before_migrate_writes_nothing_in_the_old_format(cli, live_
     m = Mount(live_db, store, tmp_path / "mnt")
     m.start()
     try:
-        migrate(cli, "pages")
+        # A mount just started may hold the store's lock a moment (its start's own
+        # work): migrate is refused then, and run again once it is free.
+        got = {}
+
+        def run():
+            got["p"] = migrate(cli, "pages", check=False)
+            return "locked" not in got["p"].stderr
+
+        assert wait_until(run, 60)
+        assert got["p"].returncode == 0, got["p"].stderr
         p = sh(f"echo late > {m.path}/ctl/create", check=False)
         assert p.returncode != 0
         assert not list(store.glob("late*")), os.listdir(store)
@@ -314,6 +324,18 @@ def no_plaintext(*folders):
                 assert b"SQLite format 3" not in data and b"row 2" not in data, p
 
 
+def write_store_file(store, name, data):
+    """A store file as the store keeps it: sealed (bound to its name) when encrypted."""
+    key = store_key(store)
+    (store / name).write_bytes(data if key is None else seal(key, data, name.encode()))
+
+
+def read_store_file(store, name):
+    key = store_key(store)
+    data = (store / name).read_bytes()
+    return data if key is None else unseal(key, data, name.encode())
+
+
 def beside(store):
     return store.parent / f".{store.name}.migrate"
 
@@ -332,6 +354,9 @@ def test_key_change_converts_every_backup(cli, live_db, store, tmp_path, monkeyp
     make_store(cli, start, keys, monkeypatch)
     sums = fill(cli, live_db)
     before = [r["operation"] for r in audit_records(store)]
+    # The restore reports (the mount writes them) come along too, in the new form.
+    reports = b'{"backup": "b1", "text": "restored"}\n'
+    write_store_file(store, "restore_reports.jsonl", reports)
     p = cli.run(*key_args(args, keys), env=run_env())
     assert "3 backup(s) converted" in p.stdout, p.stdout
     assert ("NOT encrypted" in p.stderr) == (change == "decrypt"), p.stderr
@@ -343,6 +368,7 @@ def test_key_change_converts_every_backup(cli, live_db, store, tmp_path, monkeyp
     # The audit log came along, in the new store's form, with the migrate at its end.
     after = [r["operation"] for r in audit_records(store)]
     assert after[:len(before)] == before and "migrate" in after[len(before):], after
+    assert read_store_file(store, "restore_reports.jsonl") == reports
     if isinstance(end, tuple):
         no_plaintext(store)
     if isinstance(start, tuple) and isinstance(end, tuple):
