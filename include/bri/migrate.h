@@ -7,7 +7,8 @@
  * migrate.json, says a conversion is under way until the end. Killed at any
  * point, every backup is complete and verifiable in the format the store
  * then has, and running migrate again finishes the job (or, with the other
- * --to, undoes it).
+ * --to, undoes it). bri_migrate_ex also decrypts, encrypts and re-keys a
+ * store (the new store built in a folder beside it, then the two swapped).
  */
 #ifndef BRI_MIGRATE_H
 #define BRI_MIGRATE_H

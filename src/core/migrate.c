@@ -23,6 +23,13 @@
  * switch it redoes stage 2 (keeping what is done), after it stage 4. With
  * the other --to before the switch, it undoes: the store is already of that
  * format, so the partial new format is purged.
+ *
+ * That is the conversion in place, between two forms without encryption
+ * (their file names never clash). One that changes the key (decrypting,
+ * encrypting, re-keying) is built beside the store instead and swapped in
+ * whole: the same stages and pause points, described below ("Conversions
+ * that change the key"). Which one a run is, and every key it needs, is
+ * found before anything is written (plan_make).
  */
 #include "bri/migrate.h"
 

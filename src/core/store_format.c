@@ -9,7 +9,9 @@
  * "aes-256-gcm", "key": "raw" or "passphrase", "kdf" (scrypt's n, r, p and
  * salt, for a passphrase) and "key_check" (a known text sealed with the key,
  * seal.h). Opening one needs the key file (bri_store_open_opts.key_file or
- * $BRI_KEY_FILE); the key is checked before anything else is read.
+ * $BRI_KEY_FILE); the key is checked before anything else is read (migrate
+ * opens with key_later and checks the keys itself, store_key_for_json; a
+ * new key, for init or migrate, is made by store_key_new).
  */
 #include "bri/store.h"
 
