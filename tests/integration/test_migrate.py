@@ -357,6 +357,8 @@ def test_key_change_converts_every_backup(cli, live_db, store, tmp_path, monkeyp
     # The restore reports (the mount writes them) come along too, in the new form.
     reports = b'{"backup": "b1", "text": "restored"}\n'
     write_store_file(store, "restore_reports.jsonl", reports)
+    # A file of no format's (the user's) stays in the store.
+    (store / "notes.txt").write_text("mine\n")
     p = cli.run(*key_args(args, keys), env=run_env())
     assert "3 backup(s) converted" in p.stdout, p.stdout
     assert ("NOT encrypted" in p.stderr) == (change == "decrypt"), p.stderr
@@ -369,6 +371,7 @@ def test_key_change_converts_every_backup(cli, live_db, store, tmp_path, monkeyp
     after = [r["operation"] for r in audit_records(store)]
     assert after[:len(before)] == before and "migrate" in after[len(before):], after
     assert read_store_file(store, "restore_reports.jsonl") == reports
+    assert (store / "notes.txt").read_text() == "mine\n"
     if isinstance(end, tuple):
         no_plaintext(store)
     if isinstance(start, tuple) and isinstance(end, tuple):
@@ -405,6 +408,11 @@ def test_key_change_killed_at_each_stage_loses_nothing(cli, live_db, store, tmp_
         no_plaintext(store, beside(store), tmp)
     use_store(monkeypatch, end if switched else start, keys)
     assert_complete(cli, sums)
+    if isinstance(start, tuple) and isinstance(end, tuple):
+        # The key not in force does not open the store: the switch is the one step.
+        other = keys[(start if switched else end)[1]]
+        p = cli.run("list", check=False, env=run_env({"BRI_KEY_FILE": str(other)}))
+        assert p.returncode != 0 and "does not open" in p.stderr, p.stderr
     p = cli.run(*key_args(args, keys), env=run_env())
     assert ("finished an interrupted migrate" in p.stdout) == switched, p.stdout
     assert_store_is(store, end)
@@ -501,14 +509,33 @@ def test_key_change_refused_while_the_store_is_locked(cli, live_db, store, tmp_p
 
 def test_mount_opens_the_rekeyed_store_with_the_new_key(cli, live_db, store, tmp_path,
                                                         monkeypatch):
-    from conftest import Mount
+    """A mount with the old key, running while the store is re-keyed, writes
+    nothing (its folder was swapped away); restarted, the old key is refused
+    and the new one serves every backup byte for byte and creates sealed."""
+    from conftest import Mount, sh
     keys = key_files(tmp_path)
     make_store(cli, ("sealed", "k1"), keys, monkeypatch)
     sums = fill(cli, live_db)
-    cli.run(*key_args(KEY_CHANGES["rekey"][1], keys), env=run_env())
     monkeypatch.delenv("BRI_KEY_FILE", raising=False)
     m = Mount(live_db, store, tmp_path / "mnt", options=[f"key_file={keys['k1']}"])
-    with pytest.raises(Exception):
+    m.start()
+    try:
+        got = {}
+
+        def run():  # a mount just started may hold the lock a moment
+            got["p"] = cli.run(*key_args(KEY_CHANGES["rekey"][1], keys), check=False,
+                               env=run_env())
+            return "locked" not in got["p"].stderr
+
+        assert wait_until(run, 60)
+        assert got["p"].returncode == 0, got["p"].stderr
+        p = sh(f"echo late > {m.path}/ctl/create", check=False)
+        assert p.returncode != 0
+        assert not list(store.glob("late*")), os.listdir(store)
+    finally:
+        m.stop()
+    m = Mount(live_db, store, tmp_path / "mnt", options=[f"key_file={keys['k1']}"])
+    with pytest.raises(AssertionError):
         m.start()  # the old key opens it no more
     m.stop()
     m = Mount(live_db, store, tmp_path / "mnt", options=[f"key_file={keys['k2']}"])
