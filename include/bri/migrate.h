@@ -31,6 +31,7 @@ struct bri_migrate_result {
 	bool already;     /* the store was of that format, with nothing to finish */
 	bool sealed_before; /* the store was encrypted */
 	bool sealed_after;  /* and is (with the new key, when one was given) */
+	bool offsite;       /* a backup had been pushed offsite: that copy keeps the old form */
 };
 
 /*

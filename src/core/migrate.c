@@ -278,7 +278,11 @@ static int convert_all(struct bri_store *s, const struct bri_store_ops *a, struc
 
 	rc = a->list(s, add_name, &old, err);
 	for (size_t i = 0; rc == 0 && i < old.n; i++) {
+		struct stat st;
 		bool converted;
+
+		if (a->sidecar_stat(s, old.v[i], BRI_SIDECAR_OFFSITE, &st) == 0)
+			res->offsite = true;
 
 		rc = convert_one(s, a, t, b, old.v[i], ctx, &converted, err);
 		if (rc == 0 && converted)

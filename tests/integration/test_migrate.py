@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BRI_BACKUP, audit_records, backup_file, both_formats, seal, store_key,
-                      unseal, wait_until)
+from conftest import (BRI_BACKUP, audit_records, backup_file, both_formats, seal, sidecar,
+                      store_key, unseal, wait_until, write_sidecar)
 from test_cli import meta_of, sha256sum
 
 OTHER = {"plain": "pages", "pages": "plain"}
@@ -359,9 +359,12 @@ def test_key_change_converts_every_backup(cli, live_db, store, tmp_path, monkeyp
     write_store_file(store, "restore_reports.jsonl", reports)
     # A file of no format's (the user's) stays in the store.
     (store / "notes.txt").write_text("mine\n")
+    # b1 was pushed offsite: that copy keeps the old form and key (a warning says so).
+    write_sidecar(backup_file(store, "b1"), "offsite", "uploaded 2026-01-01T00:00:00\n")
     p = cli.run(*key_args(args, keys), env=run_env())
     assert "3 backup(s) converted" in p.stdout, p.stdout
     assert ("NOT encrypted" in p.stderr) == (change == "decrypt"), p.stderr
+    assert "pushed offsite" in p.stderr and "new --remote prefix" in p.stderr, p.stderr
     assert_store_is(store, end)
     assert not beside(store).exists()
     use_store(monkeypatch, end, keys)
@@ -372,6 +375,7 @@ def test_key_change_converts_every_backup(cli, live_db, store, tmp_path, monkeyp
     assert after[:len(before)] == before and "migrate" in after[len(before):], after
     assert read_store_file(store, "restore_reports.jsonl") == reports
     assert (store / "notes.txt").read_text() == "mine\n"
+    assert not sidecar(backup_file(store, "b1"), "offsite").exists()
     if isinstance(end, tuple):
         no_plaintext(store)
     if isinstance(start, tuple) and isinstance(end, tuple):
