@@ -62,6 +62,11 @@ struct bri_store_open_opts {
 	 * (-ENOKEY without one, -EKEYREJECTED with another); a key given for a
 	 * store.json without encryption is refused (-EINVAL). */
 	const char *key_file;
+	/* The key is neither checked nor loaded (s->seal stays NULL; a key file
+	 * is kept in s->key_file even for a store without encryption): for
+	 * migrate, which checks the keys of the store before and after its
+	 * switch itself. */
+	bool key_later;
 };
 
 /*

@@ -257,7 +257,7 @@ int bri_store_open_ex(const char *db_path, const char *backup_dir,
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}
-	rc = store_detect_format(s, err);
+	rc = store_detect_format(s, !o->key_later, err);
 	if (rc < 0)
 		goto out_free;
 	free(dir);

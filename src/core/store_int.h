@@ -14,11 +14,19 @@
 
 /*
  * Sets s->ops: the format named by the store's store.json, or plain when
- * there is none. Returns 0, or a negative errno with err filled
+ * there is none, and with check_key the key of an encrypted one (s->seal,
+ * from s->key_file). Returns 0, or a negative errno with err filled
  * (-EPROTONOSUPPORT for a format this build does not know, -EINVAL for a
- * store.json that cannot be read as one).
+ * store.json that cannot be read as one; the key's errors, store_key_for_json).
  */
-int store_detect_format(struct bri_store *s, struct bri_err *err);
+int store_detect_format(struct bri_store *s, bool check_key, struct bri_err *err);
+
+/*
+ * A new key from key_file, its kind from its bytes (seal_bytes_are_raw; a
+ * passphrase gets fresh scrypt parameters), as init --key-file makes it.
+ * *out: seal_free it.
+ */
+int store_key_new(const char *key_file, struct bri_seal **out, struct bri_err *err);
 
 /*
  * The SQLite VFS that opens path, a writer's path of a format that writes
