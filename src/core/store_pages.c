@@ -49,8 +49,8 @@
 #define PAGES_PREFIX   "/bri-pages/"
 
 static const char *const sidecar_suffix[BRI_SIDECAR_KINDS] = {
-    [BRI_SIDECAR_META] = ".meta",     [BRI_SIDECAR_VERIFY] = ".verify",
-    [BRI_SIDECAR_PIN] = ".pin",       [BRI_SIDECAR_REHEARSAL] = ".rehearsal",
+    [BRI_SIDECAR_META] = ".meta",       [BRI_SIDECAR_VERIFY] = ".verify",
+    [BRI_SIDECAR_PIN] = ".pin",         [BRI_SIDECAR_REHEARSAL] = ".rehearsal",
     [BRI_SIDECAR_OFFSITE] = ".offsite",
 };
 
@@ -562,6 +562,7 @@ struct pw_queue {
 	bool busy;           /* the worker holds pages taken from the queue (guarded by lock) */
 	bool stop;           /* the worker exits (guarded by lock) */
 	bool idle;           /* the worker waits for more (guarded by lock) */
+	bool full;           /* the copy waits for room (guarded by lock) */
 	bool draining;       /* pw_drain waits: the worker takes less than a batch (lock) */
 	int failed;          /* the worker's first failure; err says why (guarded by lock) */
 };
@@ -853,7 +854,10 @@ static void *pw_worker(void *arg)
 			q->tail = q->head; /* the rest is dropped: the copy fails */
 		}
 		q->busy = false;
-		pthread_cond_broadcast(&q->room);
+		/* The copy waits for half the queue free (not a wake-up per batch), a
+		 * drain for the queue empty: each is woken when that holds. */
+		if (q->draining || q->failed || (q->full && q->head - q->tail <= q->slots / 2))
+			pthread_cond_broadcast(&q->room);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return NULL;
@@ -905,8 +909,12 @@ static int pw_enqueue(struct pages_writer *w, const uint8_t *page, uint64_t pgno
 	int rc;
 
 	pthread_mutex_lock(&q->lock);
-	while (q->head - q->tail == q->slots && !q->failed)
-		pthread_cond_wait(&q->room, &q->lock);
+	if (q->head - q->tail == q->slots) {
+		q->full = true;
+		while (q->head - q->tail > q->slots / 2 && !q->failed)
+			pthread_cond_wait(&q->room, &q->lock);
+		q->full = false;
+	}
 	rc = q->failed;
 	if (rc == 0) /* ids may move: under the lock the worker writes them with */
 		rc = pw_grow(w, pgno + 1);
