@@ -26,6 +26,7 @@
 #ifndef BRI_OFFSITE_H
 #define BRI_OFFSITE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -92,8 +93,23 @@ int bri_offsite_push_one(struct bri_store *s, struct bri_offsite *r, const char 
                          struct bri_err *err);
 
 /*
+ * A push first compares the remote's store identity with the store's, by
+ * content: a plain store's copy holds no store.json and no page-store
+ * object; a page store's copy holds this store's store.json (format,
+ * encryption, key kind, KDF parameters, key check) and pages.secret (the
+ * page-id secret, sealed under the key when encrypted), uploaded before any
+ * pack. A remote holding nothing yet matches. Otherwise (the store was
+ * converted or re-keyed since it was pushed there, or the prefix holds
+ * another store's copy) nothing is uploaded, every backup not yet uploaded
+ * there is marked failed, and the push returns BRI_OFFSITE_EMISMATCH with
+ * the difference and what to do (a new prefix) in err.
+ */
+#define BRI_OFFSITE_EMISMATCH (-EMEDIUMTYPE)
+
+/*
  * Pushes every backup of s the remote lacks (oldest first). 0 when all are
- * there; -EIO when any failed (the count in res, the first reason in err).
+ * there; -EIO when any failed (the count in res, the first reason in err);
+ * BRI_OFFSITE_EMISMATCH as above.
  */
 int bri_offsite_push(struct bri_store *s, struct bri_offsite *r, const struct bri_op_ctx *ctx,
                      struct bri_offsite_push_result *res, struct bri_err *err);
