@@ -1719,8 +1719,9 @@ static int fetch_file(struct bri_offsite *r, const struct rindex *x, const char 
 static int assemble_pages(struct bri_offsite *r, const struct rindex *x, const char *dir,
                           const char *name, bool sealed, int fd, struct bri_err *err)
 {
-	/* The copy's own key: none for one pushed before the store was encrypted. */
-	struct bri_store_open_opts oo = {.key_file = sealed ? r->key_file : NULL};
+	/* The copy's own key; none for one pushed before the store was encrypted (its
+	 * key is not looked at: the store's key file, given too, would be refused). */
+	struct bri_store_open_opts oo = {.key_file = r->key_file, .key_later = !sealed};
 	struct bri_store *ps = NULL;
 	struct bri_reader *rd = NULL;
 	char *pdir = NULL, *live = NULL, *buf = NULL;
