@@ -117,14 +117,13 @@ static int meta_of(const struct bri_store *s, const struct bri_store_ops *ops, c
 }
 
 /*
- * Pins, reports and rehearsal outcomes follow the backup (its bytes do not
+ * Pins and rehearsal outcomes follow the backup (its bytes do not
  * change); a verification belongs to the file it checked.
  */
 static int copy_sidecars(struct bri_store *s, const struct bri_store_ops *a, struct bri_store *t,
                          const struct bri_store_ops *b, const char *name, struct bri_err *err)
 {
-	static const enum bri_sidecar kinds[] = {BRI_SIDECAR_PIN, BRI_SIDECAR_REPORT,
-	                                         BRI_SIDECAR_REHEARSAL};
+	static const enum bri_sidecar kinds[] = {BRI_SIDECAR_PIN, BRI_SIDECAR_REHEARSAL};
 	int rc = 0;
 
 	b->sidecar_remove(t, name, BRI_SIDECAR_VERIFY);
