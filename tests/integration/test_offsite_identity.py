@@ -103,6 +103,21 @@ def test_a_rekeyed_store_is_refused_by_its_old_prefix_and_the_old_copy_still_res
     other.run("restore", f"{off.remote}/one", env=old_env)
     assert table_counts(other.db) == want
 
+    # On this machine too: the re-keyed store reads the old copy with --remote-key-file,
+    # and what it pulls is sealed under its own key.
+    cli.run("delete", "one")
+    r = off.run("offsite", "pull", "one", "--remote", off.remote, check=False)
+    assert r.returncode == 1 and "another key" in r.stderr, r.stderr
+    off.run("offsite", "pull", "one", "--remote", off.remote, "--remote-key-file", str(old_key))
+    assert json.loads(cli.run("--json", "verify", "one").stdout)[0]["status"] == "ok"
+    for p in live_db.parent.glob("bri.db*"):
+        p.unlink()
+    off.run("restore", f"{off.remote}/two", "--remote-key-file", str(old_key))
+    assert table_counts(live_db) == want
+    r = off.run("offsite", "push", "--remote", off.remote, "--remote-key-file", str(old_key),
+                check=False)
+    assert r.returncode == 2 and "--remote-key-file" in r.stderr, r.stderr
+
     # A new prefix takes the re-keyed store whole.
     new = Offsite(cli, rgw, off.bucket, prefix="bri/new")
     new.env = off.env
