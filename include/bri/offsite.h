@@ -9,7 +9,8 @@
  * Layout on the remote, under PREFIX/: a plain store's backup is NAME.db and
  * NAME.db.meta; a page store's is NAME.manifest, NAME.packs (the pack files
  * its pages are in) and NAME.meta, with those packs (pack-*.pack),
- * pages.secret and store.json beside them.
+ * pages.secret and store.json beside them (those two first: what the copy
+ * is, compared by every push, below).
  * The .meta is always uploaded last: a backup whose .meta is not on the
  * remote is not a backup there (an interrupted push leaves nothing listed).
  * Every object carries its SHA-256 as x-amz-meta-sha256 and was sent with

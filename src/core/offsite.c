@@ -10,7 +10,14 @@
  * format's own names): the packs, NAME.manifest and NAME.meta are uploaded
  * as they are on disk. An encrypted page store's are sealed as they are on
  * disk; its NAME.meta is opened (meta_open) with the key that opens the
- * remote's store.json.
+ * remote's store.json, checked (remote_key) before anything is downloaded.
+ *
+ * One prefix holds one form of one store: a push first compares the
+ * remote's store identity with the store's by content (identity_check:
+ * store.json and pages.secret, or no page-store object for plain) and
+ * refuses another form or key before uploading anything; pages.secret and
+ * store.json go up before any pack, so a remote with packs but without them
+ * is of no known store.
  */
 #include "bri/offsite.h"
 
@@ -33,10 +40,10 @@
 #include "bri/meta.h"
 #include "bri/snapshot.h"
 #include "bri/testpoint.h"
+#include "json_number.h"
 #include "pack.h"
 #include "s3.h"
 #include "seal.h"
-#include "json_number.h"
 
 #define OBJECTS_MAX  (1u << 22) /* objects a remote listing may hold */
 #define META_SUFFIX  ".meta"    /* pages: NAME.meta */
@@ -606,7 +613,7 @@ static int mismatch(const struct bri_offsite *r, const char *why, struct bri_err
 	                   "refusing to push into %.200s: %s; nothing was uploaded. It holds "
 	                   "another form of the store (converted or re-keyed since with "
 	                   "bri-backup migrate?) and still restores with its own key: push "
-	                   "this store to a new --remote prefix",
+	                   "this store to a new prefix (--remote, the mount's -o offsite=)",
 	                   r->url, why);
 }
 

@@ -6,8 +6,10 @@
  * create never waits for it and never fails because of it. What each
  * backup folder's `offsite` file says, and the lines ctl/metrics and
  * ctl/health add, come from the push states the core keeps in the store
- * (bri_offsite_state_read, bri_offsite_lag). Not here: S3, credentials (the
- * core's, from the daemon's environment and ~/.aws).
+ * (bri_offsite_state_read, bri_offsite_lag). A push the core refuses
+ * because the remote holds another form of the store (BRI_OFFSITE_EMISMATCH)
+ * is retried like any failure, but ctl/health says so at once. Not here:
+ * S3, credentials (the core's, from the daemon's environment and ~/.aws).
  */
 #include <errno.h>
 #include <pthread.h>

@@ -74,7 +74,7 @@ def test_a_rekeyed_store_is_refused_by_its_old_prefix_and_the_old_copy_still_res
     r = off.run("--json", "offsite", "push", "--remote", off.remote, check=False)
     assert r.returncode == 1, r.stdout
     assert "refusing to push into" in r.stderr and "another key" in r.stderr, r.stderr
-    assert "new --remote prefix" in r.stderr, r.stderr
+    assert "new prefix (--remote" in r.stderr, r.stderr
     assert json.loads(r.stdout)["objects"] == 0
     assert remote_bytes(off) == before  # untouched, byte for byte
     status = json.loads(off.run("--json", "offsite", "status", "--remote", off.remote).stdout)
