@@ -40,10 +40,10 @@
 #include "bri/meta.h"
 #include "bri/snapshot.h"
 #include "bri/testpoint.h"
-#include "json_number.h"
 #include "pack.h"
 #include "s3.h"
 #include "seal.h"
+#include "json_number.h"
 
 #define OBJECTS_MAX  (1u << 22) /* objects a remote listing may hold */
 #define META_SUFFIX  ".meta"    /* pages: NAME.meta */
