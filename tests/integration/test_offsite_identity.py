@@ -139,6 +139,7 @@ def test_a_rekeyed_store_is_refused_by_its_old_prefix_and_the_old_copy_still_res
 ])
 def test_a_converted_store_is_refused_by_its_old_prefix(off, cli, store_format, route, words,
                                                         tmp_path, monkeypatch):
+    old_key = os.environ.get("BRI_KEY_FILE")
     create(cli, "one")
     assert push(off)["pushed"] == 1
     before = remote_bytes(off)
@@ -159,6 +160,11 @@ def test_a_converted_store_is_refused_by_its_old_prefix(off, cli, store_format, 
     r = off.run("offsite", "push", "--remote", off.remote, check=False)
     assert r.returncode == 1, r.stdout
     assert "refusing to push into" in r.stderr and words in r.stderr, r.stderr
+    assert remote_bytes(off) == before
+    # The old copy still pulls into the converted store (read in its own form and key).
+    cli.run("delete", "one")
+    off.off("pull", "one", *(["--remote-key-file", old_key] if old_key else []))
+    assert json.loads(cli.run("--json", "verify", "one").stdout)[0]["status"] == "ok"
     assert remote_bytes(off) == before
     # A new prefix works.
     new = Offsite(cli, off.rgw, off.bucket, prefix="bri/new")
