@@ -422,9 +422,12 @@ void bfs_offsite_stop(struct bfs *fs);
 void bfs_offsite_kick(struct bfs *fs);
 /* NAME/offsite: "uploaded <time>", "pending" or "failed: <why>", and a newline. */
 int bfs_offsite_render(struct bfs *fs, const char *name, char **out, size_t *len);
-/* Appends the offsite lines to ctl/metrics' and ctl/health's text (malloc'd). */
-int bfs_offsite_metrics(struct bfs *fs, char **out, size_t *len);
-int bfs_offsite_health(struct bfs *fs, char **out, size_t *len);
+/*
+ * The offsite copy for the health rules (rules.offsite) at time now: true
+ * with *w filled, false without -o offsite= or when the store can't be listed.
+ */
+struct bri_offsite_watch;
+bool bfs_offsite_watch(struct bfs *fs, time_t now, struct bri_offsite_watch *w);
 
 /* guard.c */
 /*
