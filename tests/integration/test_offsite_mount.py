@@ -3,17 +3,20 @@ push after every create against a real Ceph RGW (tests/integration/rgw.py),
 the `offsite` file of each backup folder going pending -> uploaded, the
 local create never waiting for or failing because of the remote (RGW
 stopped mid-way), nothing half-uploaded ever listed as a backup, and the
-lag in ctl/metrics and ctl/health. Real mounts, always unmounted."""
+lag in ctl/metrics and ctl/health, the same bytes as `bri-backup health`,
+`metrics`, `report --html -` and the Python module's health() and metrics()
+(one core renders them). Real mounts, always unmounted."""
 
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUP, Mount, both_formats, wait_until
+from conftest import BRI_BACKUP, Mount, both_formats, python_env, wait_until
 
 
 def remote_names(rgw, remote):
@@ -223,6 +226,18 @@ def cli_face(cli, now, *args, env=None):
     return cli.run(*args, check=False, now=now, env=env)
 
 
+def py_face(cli, now, method, **kwargs):
+    """DatabaseBackup(...).method(**kwargs) in /usr/bin/python3 at time now."""
+    code = ("import sys, bri_backup\n"
+            f"t = bri_backup.DatabaseBackup({str(cli.db)!r}, {str(cli.store)!r}).{method}"
+            f"(**{kwargs!r})\n"
+            "sys.stdout.write(t)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=python_env(BRI_TEST_NOW=str(now)), timeout=120)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
 @both_formats
 def test_the_mount_and_the_cli_warn_alike_of_the_lag(cli, live_db, store, tmp_path, rgw, remote,
                                                     pause_points, store_format):
@@ -263,11 +278,13 @@ def test_the_mount_and_the_cli_warn_alike_of_the_lag(cli, live_db, store, tmp_pa
         health = (m / "ctl" / "health").read_text()
         assert health.endswith(f"warning: the offsite copy {remote} {lag}"), health
         assert health == cli_face(cli, now, "health", *args).stdout
+        assert health == py_face(cli, now, "health", offsite_lag_warn=3600)
         metrics = (m / "ctl" / "metrics").read_text()
         assert "bri_offsite_pending_backups 1\n" in metrics
         assert f"bri_offsite_lag_seconds {2 * HOUR - 360}\n" in metrics
         assert "bri_backup_healthy 0\n" in metrics  # ctl/health warns: not healthy
         assert metrics == cli_face(cli, now, "metrics", *args).stdout
+        assert metrics == py_face(cli, now, "metrics", offsite_lag_warn=3600)
         page = (m / "ctl" / "report.html").read_text()
         assert f"the offsite copy {remote} lags more than 1 h" in page
         assert page == cli_face(cli, now, "report", "--html", "-", *args).stdout
@@ -280,6 +297,7 @@ def test_the_mount_and_the_cli_warn_alike_of_the_lag(cli, live_db, store, tmp_pa
         # Caught up: no offsite line in either face, the gauges at 0.
         assert wait_until(lambda: "offsite" not in (m / "ctl" / "health").read_text())
         assert (m / "ctl" / "health").read_text() == cli_face(cli, now, "health", *args).stdout
+        assert (m / "ctl" / "health").read_text() == py_face(cli, now, "health")
         metrics = (m / "ctl" / "metrics").read_text()
         assert "bri_offsite_lag_seconds 0\n" in metrics
         assert metrics == cli_face(cli, now, "metrics", *args).stdout
@@ -312,6 +330,8 @@ def test_with_the_remote_down_both_faces_give_the_last_error(cli, live_db, store
                     cli, now, "health", "--offsite-lag-warn", "1h").stdout
 
             assert wait_until(faces_agree, timeout=60), (m / "ctl" / "health").read_text()
+            assert (m / "ctl" / "health").read_text() == py_face(cli, now, "health",
+                                                                 offsite_lag_warn=3600)
             why = offsite_text(m, "second")[len("failed: "):].strip()
             assert (m / "ctl" / "health").read_text().endswith(f"; last error: {why}\n")
             assert wait_until(lambda: (m / "ctl" / "metrics").read_text() == cli_face(
