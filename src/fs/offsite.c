@@ -55,6 +55,8 @@ int bfs_offsite_setup(struct bfs *fs, const char *remote, const char *endpoint,
 	size_t n;
 
 	fs->offsite = NULL;
+	fs->offsite_lag_warn_s =
+	    lag_warn_s > 0 ? lag_warn_s : 0; /* health watches a push without */
 	if (!remote || !*remote)
 		return 0;
 	if (strncmp(remote, "s3://", 5) != 0 || strlen(remote) < 8)
@@ -247,8 +249,10 @@ bool bfs_offsite_watch(struct bfs *fs, time_t now, struct bri_offsite_watch *w)
 	struct bfs_offsite *o = fs->offsite;
 	char last_error[sizeof(o->last_error)];
 
-	if (!o)
-		return false;
+	if (!o) /* the remote the store's push states name, if any */
+		return bri_offsite_watch_read(fs->store, NULL, (double)fs->offsite_lag_warn_s, NULL,
+		                              now, w, NULL) == 0 &&
+		       w->remote[0];
 	pthread_mutex_lock(&o->lock);
 	memcpy(last_error, o->last_error, sizeof(last_error));
 	pthread_mutex_unlock(&o->lock);

@@ -341,3 +341,35 @@ def test_with_the_remote_down_both_faces_give_the_last_error(cli, live_db, store
             m.stop()
     finally:
         rgw.start_rgw()
+
+
+def test_a_mount_without_offsite_watches_what_cron_pushes(cli, live_db, store, tmp_path, rgw,
+                                                          remote):
+    """The store pushed by `bri-backup offsite push` (cron), mounted without
+    -o offsite=: ctl/health and ctl/metrics watch the remote the push states
+    name, as `bri-backup health` and Python do; -o offsite_lag_warn= is its
+    threshold. No offsite file appears (the mount pushes nothing)."""
+    now = pushed_then_lagging(cli, rgw, remote)
+    m = Mount(live_db, store, tmp_path / "mnt", options=["offsite_lag_warn=1h"],
+              env=dict(os.environ, BRI_TEST_NOW=str(now)))
+    m.start()
+    try:
+        health = (m / "ctl" / "health").read_text()
+        assert health.endswith(f"warning: the offsite copy {remote} lags 1.9 hours (more than "
+                               "1.0): 1 backup(s) not uploaded\n"), health
+        assert health == cli_face(cli, now, "health", "--offsite-lag-warn", "1h").stdout
+        assert health == py_face(cli, now, "health", offsite_lag_warn=3600)
+        metrics = (m / "ctl" / "metrics").read_text()
+        assert metrics == cli_face(cli, now, "metrics", "--offsite-lag-warn", "1h").stdout
+        assert "bri_offsite_pending_backups 1\n" in metrics
+        assert not (m / "second" / "offsite").exists()
+    finally:
+        m.stop()
+    # The default threshold (26 h): no warning from either face.
+    m = Mount(live_db, store, tmp_path / "mnt", env=dict(os.environ, BRI_TEST_NOW=str(now)))
+    m.start()
+    try:
+        health = (m / "ctl" / "health").read_text()
+        assert "offsite" not in health and health == cli_face(cli, now, "health").stdout
+    finally:
+        m.stop()
