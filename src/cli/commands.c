@@ -101,7 +101,10 @@ const struct cli_command cli_commands[] = {
                 "s3://BUCKET/PREFIX/NAME: the offsite backup NAME, downloaded into the store\n"
                 "and checked against its remote .meta first (bri-backup offsite --help).\n",
         .options =
-            CLI_OPTIONS({"no-verify", 0, NULL, "restore without verifying first (faster, risky)"}),
+            CLI_OPTIONS({"no-verify", 0, NULL, "restore without verifying first (faster, risky)"},
+                        {"remote-key-file", 0, "F",
+                         "s3://: the key of a copy pushed under another key than\nthe "
+                         "store's (before a re-key)"}),
         .complete = NAMES_OR_PATHS,
     },
     {
@@ -322,7 +325,10 @@ const struct cli_command cli_commands[] = {
             {"read-data", 0, NULL, "verify: download and rehash"},
             {"sample", 0, "N%", "verify: download and rehash a random N% of the backups"},
             {"dry-run", 'n', NULL, "prune: say what would go, delete nothing"},
-            {"remote-retention-days", 0, "N", "prune: the age rule for the remote"}),
+            {"remote-retention-days", 0, "N", "prune: the age rule for the remote"},
+            {"remote-key-file", 0, "F",
+             "list, verify, pull, prune: the key of a copy pushed under\nanother key "
+             "than the store's (before a re-key)"}),
     },
     {0},
 };

@@ -294,8 +294,8 @@ void cli_health_read(struct cli_health *h, const struct bri_store *s, time_t now
 	if (!s || (h->offsite && !strcmp(h->offsite, "none")))
 		return;
 	/* As the mount: a store that cannot be listed says so in its own lines. */
-	if (bri_offsite_watch_read(s, h->offsite, h->offsite_lag_warn_s, NULL, now, &h->watch,
-	                           NULL) == 0 &&
+	if (bri_offsite_watch_read(s, h->offsite, h->offsite_lag_warn_s, NULL, false, now,
+	                           &h->watch, NULL) == 0 &&
 	    h->watch.remote[0])
 		h->rules.offsite = &h->watch;
 }

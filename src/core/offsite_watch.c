@@ -31,8 +31,8 @@ static int newest_one(void *arg, const char *name, const struct stat *st)
 }
 
 int bri_offsite_watch_read(const struct bri_store *s, const char *remote, double lag_warn_s,
-                           const char *last_error, time_t now, struct bri_offsite_watch *out,
-                           struct bri_err *err)
+                           const char *last_error, bool refused, time_t now,
+                           struct bri_offsite_watch *out, struct bri_err *err)
 {
 	size_t n;
 	int rc;
@@ -61,6 +61,8 @@ int bri_offsite_watch_read(const struct bri_store *s, const char *remote, double
 	}
 	snprintf(out->why, sizeof(out->why), "%s",
 	         last_error && *last_error ? last_error : out->lag.why);
+	out->refused = refused || !strncmp(out->lag.why, BRI_OFFSITE_REFUSED_PREFIX,
+	                                   strlen(BRI_OFFSITE_REFUSED_PREFIX));
 	return 0;
 }
 
@@ -70,7 +72,13 @@ bool bri_offsite_watch_line(const struct bri_offsite_watch *w, char *buf, size_t
 
 	if (len)
 		buf[0] = '\0';
-	if (!w || !w->remote[0] || !(w->lag.lag_s > w->lag_warn_s))
+	if (!w || !w->remote[0])
+		return false;
+	if (w->refused && w->why[0]) { /* waiting would not help: say so now, whatever the lag */
+		snprintf(buf, len, "offsite: %.500s", w->why);
+		return true;
+	}
+	if (!(w->lag.lag_s > w->lag_warn_s))
 		return false;
 	if (w->why[0])
 		snprintf(why, sizeof(why), "; last error: %.500s", w->why);

@@ -316,6 +316,7 @@ static void add_offsite(json_object *o, const struct bri_offsite_watch *w)
 	json_object_object_add(r, "pending", json_object_new_int64(w->lag.pending + w->lag.failed));
 	json_object_object_add(r, "failed", json_object_new_int64(w->lag.failed));
 	json_object_object_add(r, "last_error", string_or_null(w->why));
+	json_object_object_add(r, "refused", json_object_new_boolean(w->refused));
 	json_object_object_add(o, "offsite", r);
 }
 

@@ -7,8 +7,11 @@
  * backup folder's `offsite` file says comes from the push states the core
  * keeps in the store (bri_offsite_state_read); what ctl/health, ctl/metrics
  * and ctl/report.html say of the lag, from the core's offsite watch
- * (bri_offsite_watch_read: the same lines as `bri-backup health`). Not here: S3, credentials (the
- * core's, from the daemon's environment and ~/.aws).
+ * (bri_offsite_watch_read: the same lines as `bri-backup health`). A push
+ * the core refuses because the remote holds another form of the store
+ * (BRI_OFFSITE_EMISMATCH) is retried like any failure, but ctl/health says
+ * so at once. Not here: S3, credentials (the core's, from the daemon's
+ * environment and ~/.aws).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -40,6 +43,7 @@ struct bfs_offsite {
 	bool busy;                    /* a push runs now */
 	volatile int cancel;          /* set by bfs_offsite_stop: abort the transfer */
 	char last_error[512];         /* why the last push failed, "" after a success */
+	bool refused; /* the last push was refused: the remote is another form of the store */
 };
 
 static char *dup_opt(const char *s)
@@ -55,8 +59,8 @@ int bfs_offsite_setup(struct bfs *fs, const char *remote, const char *endpoint,
 	size_t n;
 
 	fs->offsite = NULL;
-	fs->offsite_lag_warn_s =
-	    lag_warn_s > 0 ? lag_warn_s : 0; /* health watches a push without */
+	/* Health watches a cron push even without offsite= (bfs_offsite_watch). */
+	fs->offsite_lag_warn_s = lag_warn_s > 0 ? lag_warn_s : 0;
 	if (!remote || !*remote)
 		return 0;
 	if (strncmp(remote, "s3://", 5) != 0 || strlen(remote) < 8)
@@ -165,6 +169,7 @@ static void *pusher(void *arg)
 		rc = push_once(fs, o, &err);
 		pthread_mutex_lock(&o->lock);
 		o->busy = false;
+		o->refused = rc == BRI_OFFSITE_EMISMATCH;
 		if (rc < 0) {
 			snprintf(o->last_error, sizeof(o->last_error), "%s",
 			         err.msg[0] ? err.msg : strerror(-rc));
@@ -248,16 +253,18 @@ bool bfs_offsite_watch(struct bfs *fs, time_t now, struct bri_offsite_watch *w)
 {
 	struct bfs_offsite *o = fs->offsite;
 	char last_error[sizeof(o->last_error)];
+	bool refused;
 
 	if (!o) /* the remote the store's push states name, if any */
 		return bri_offsite_watch_read(fs->store, NULL, (double)fs->offsite_lag_warn_s, NULL,
-		                              now, w, NULL) == 0 &&
+		                              false, now, w, NULL) == 0 &&
 		       w->remote[0];
 	pthread_mutex_lock(&o->lock);
 	memcpy(last_error, o->last_error, sizeof(last_error));
+	refused = o->refused;
 	pthread_mutex_unlock(&o->lock);
 	/* The store's own lines say what is wrong with it when it cannot be listed. */
-	return bri_offsite_watch_read(fs->store, o->url, o->lag_warn_s, last_error, now, w, NULL) ==
-	           0 &&
+	return bri_offsite_watch_read(fs->store, o->url, o->lag_warn_s, last_error, refused, now, w,
+	                              NULL) == 0 &&
 	       w->remote[0];
 }

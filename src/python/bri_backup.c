@@ -632,7 +632,8 @@ static PyObject *render_health(DatabaseBackupObject *self, PyObject *args, PyObj
 	/* bri_testpoint_now: the tests' fixed clock ($BRI_TEST_NOW), else time(NULL). */
 	now = bri_testpoint_now();
 	if (s && !(offsite && !strcmp(offsite, "none")) &&
-	    bri_offsite_watch_read(s, offsite, lag_warn, NULL, now, &w, NULL) == 0 && w.remote[0])
+	    bri_offsite_watch_read(s, offsite, lag_warn, NULL, false, now, &w, NULL) == 0 &&
+	    w.remote[0])
 		rules.offsite = &w;
 	if (metrics)
 		r = bri_metrics_render(s, c ? c : &empty, now, &rules, &text, &len);

@@ -262,7 +262,7 @@ def test_the_mount_and_the_cli_warn_alike_of_the_lag(cli, live_db, store, tmp_pa
     assert j["status"] == "warning" and j["warnings"][-1].endswith(lag.strip())
     assert j["offsite"] == {"remote": remote, "lag_seconds": 2 * HOUR - 360,
                             "lag_warn_seconds": 3600, "pending": 1, "failed": 0,
-                            "last_error": None}
+                            "last_error": None, "refused": False}
 
     # The mount pushes second at start: held before its .meta, the remote still lags.
     pause_points.arm("offsite-before-meta")
