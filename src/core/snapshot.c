@@ -617,11 +617,6 @@ static int take_from(sqlite3 *src, const char *dst_path, int busy_timeout_ms,
 	if (rc == 0 && pages)
 		rc = exec_sql(dst, "PRAGMA locking_mode=EXCLUSIVE", "backup file", err);
 	/*
-	 * Pages: the rows are counted on the source, in the read transaction the
-	 * copy is taken in (the same snapshot: the backup API keeps a transaction
-	 * it finds open), not read back through the copy's VFS page by page.
-	 */
-	/*
 	 * Pages: the live database is read through a memory map (SQLite's
 	 * mmap_size, up to its compiled-in limit): SQLite's copy then takes each
 	 * page from the map, without a pread into its cache, which made a tenth
@@ -631,6 +626,11 @@ static int take_from(sqlite3 *src, const char *dst_path, int busy_timeout_ms,
 	 */
 	if (rc == 0 && pages)
 		sqlite3_exec(src, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
+	/*
+	 * Pages: the rows are counted on the source, in the read transaction the
+	 * copy is taken in (the same snapshot: the backup API keeps a transaction
+	 * it finds open), not read back through the copy's VFS page by page.
+	 */
 	if (rc == 0 && pages && sqlite3_get_autocommit(src)) {
 		rc = exec_sql(src, "BEGIN; SELECT count(*) FROM sqlite_schema",
 			      "starting the backup's read transaction", err);
