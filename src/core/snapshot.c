@@ -617,16 +617,6 @@ static int take_from(sqlite3 *src, const char *dst_path, int busy_timeout_ms,
 	if (rc == 0 && pages)
 		rc = exec_sql(dst, "PRAGMA locking_mode=EXCLUSIVE", "backup file", err);
 	/*
-	 * Pages: the live database is read through a memory map (SQLite's
-	 * mmap_size, up to its compiled-in limit): SQLite's copy then takes each
-	 * page from the map, without a pread into its cache, which made a tenth
-	 * of a page-store create. Only a hint: without a map, pread as before.
-	 * (SQLite maps read-only; an I/O error under the map is a SIGBUS rather
-	 * than an error code: the create dies, and its backup is absent.)
-	 */
-	if (rc == 0 && pages)
-		sqlite3_exec(src, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
-	/*
 	 * Pages: the rows are counted on the source, in the read transaction the
 	 * copy is taken in (the same snapshot: the backup API keeps a transaction
 	 * it finds open), not read back through the copy's VFS page by page.
@@ -685,6 +675,17 @@ int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeo
 			    sqlite3_errmsg(src));
 		goto out_close_src;
 	}
+	/*
+	 * Pages: this read-only connection reads the live database through a
+	 * memory map (SQLite's mmap_size, up to its compiled-in limit): SQLite's
+	 * copy then takes each page from the map, without a pread into its
+	 * cache, which made a tenth of a page-store create. Only a hint: without
+	 * a map, pread as before. (SQLite maps read-only; an I/O error under the
+	 * map is a SIGBUS rather than an error code: the create dies, and its
+	 * backup is absent.) Not for a restore's connection, which writes.
+	 */
+	if (store_path_vfs(dst_path))
+		sqlite3_exec(src, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
 	rc = take_from(src, dst_path, busy_timeout_ms, info, err);
 out_close_src:
 	sqlite3_close(src);
