@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Cli, Mount, sh, wait_until
+from conftest import Cli, Mount, is_mounted, mount_field, sh, wait_until
 
 
 def requests(m):
@@ -139,7 +139,7 @@ def connection_of(mnt):
     """The FUSE connection number of the mount at mnt (/proc/self/mountinfo)."""
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         f = line.split()
-        if f[4] == str(mnt):
+        if mount_field(f[4]) == str(mnt):
             return int(f[2].split(":")[1])
     return None
 
@@ -230,15 +230,23 @@ def test_daemon_killed_while_answering_mv_into_restore_exits(restoring, live_db,
         m2.stop()
 
 
+# A mount point that /proc/self/mountinfo writes escaped (a space as \040,
+# a tab as \011): the watchdog must still find its mount.
+AWKWARD_MOUNT = "mnt with space\tand tab \u00fcn\u00efc\u00f8d\u00e9 \u65e5\u672c"
+
+
+@pytest.mark.parametrize("mount_name", ["mnt", AWKWARD_MOUNT], ids=["plain", "escaped"])
 def test_daemon_killed_while_an_invalidation_waits_for_a_lookup_exits(live_db, store, tmp_path,
-                                                                      pause_points):
+                                                                      pause_points, mount_name):
     """An entry invalidation of one/verify waits in the kernel for one/'s
     lock, held by a lookup in one/ that the daemon is answering; the daemon
     killed then still exits (its watchdog aborts the connection, which ends
-    the lookup, which frees the lock, which wakes the notify thread)."""
+    the lookup, which frees the lock, which wakes the notify thread), and
+    after fusermount3 -u no dead mount stays behind, whatever the mount
+    point's name."""
     cli = Cli(live_db, store)
     cli.run("create", "--name", "one", "--verify")
-    m = Mount(live_db, store, tmp_path / "mnt", env=pause_points.env()).start()
+    m = Mount(live_db, store, tmp_path / mount_name, env=pause_points.env()).start()
     conn = connection_of(m.path)
     looker = None
     try:
@@ -262,3 +270,6 @@ def test_daemon_killed_while_an_invalidation_waits_for_a_lookup_exits(live_db, s
         if looker:
             looker.wait(timeout=30)
         m.stop()
+    assert m.proc.returncode == -signal.SIGKILL
+    assert "no watchdog" not in m.proc.stderr.read()
+    assert not is_mounted(m.path)
