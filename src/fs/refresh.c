@@ -73,8 +73,13 @@ static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
 			continue;
 		}
 		dir = bfs_ino_backup_dir(ne);
+		/* A new result, rehearsal outcome or push state: another inode. */
 		if (ne->verify_st.st_ino != e->verify_st.st_ino)
-			bfs_inval_entry(fs, dir, "verify"); /* a new result: another inode */
+			bfs_inval_entry(fs, dir, "verify");
+		if (ne->rehearsal_st.st_ino != e->rehearsal_st.st_ino)
+			bfs_inval_entry(fs, dir, "rehearsal");
+		if (ne->offsite_st.st_ino != e->offsite_st.st_ino)
+			bfs_inval_entry(fs, dir, "offsite");
 		if (e->db_st.st_size != ne->db_st.st_size ||
 		    !ts_equal(&e->db_st.st_mtim, &ne->db_st.st_mtim) ||
 		    !ts_equal(&e->db_st.st_ctim, &ne->db_st.st_ctim))
@@ -212,41 +217,72 @@ static bool same_stat(const struct stat *a, const struct stat *b)
 	       ts_equal(&a->st_mtim, &b->st_mtim) && ts_equal(&a->st_ctim, &b->st_ctim);
 }
 
-void bfs_fresh_verify(struct bfs *fs, uint64_t id)
+/* The catalog's identity of backup e's sidecar kind, and the name of its file in the folder. */
+static struct stat *sidecar_st(struct bri_entry *e, enum bri_sidecar kind, const char **file)
+{
+	switch (kind) {
+	case BRI_SIDECAR_REHEARSAL:
+		*file = "rehearsal";
+		return &e->rehearsal_st;
+	case BRI_SIDECAR_OFFSITE:
+		*file = "offsite";
+		return &e->offsite_st;
+	default:
+		*file = "verify";
+		return &e->verify_st;
+	}
+}
+
+void bfs_fresh_sidecar(struct bfs *fs, uint64_t id, enum bri_sidecar kind)
 {
 	char name[BRI_NAME_MAX + 1];
 	struct bri_verify_result res;
+	struct bri_rehearsal reh;
 	struct stat st, known;
 	struct bri_entry *e;
+	const char *file;
 
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	e = bfs_entry_by_id(fs, id);
 	if (e) {
 		snprintf(name, sizeof(name), "%s", e->name);
-		known = e->verify_st;
+		known = *sidecar_st(e, kind, &file);
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!e)
 		return;
-	if (bri_store_sidecar_stat(fs->store, name, BRI_SIDECAR_VERIFY, &st) < 0)
+	if (bri_store_sidecar_stat(fs->store, name, kind, &st) < 0)
 		memset(&st, 0, sizeof(st));
 	if (same_stat(&st, &known))
 		return;
-	bri_verify_load(fs->store, name, &res);
+	if (kind == BRI_SIDECAR_VERIFY)
+		bri_verify_load(fs->store, name, &res);
+	memset(&reh, 0, sizeof(reh));
+	if (kind == BRI_SIDECAR_REHEARSAL && st.st_ino)
+		bri_rehearsal_read(fs->store, name, &reh);
 	pthread_rwlock_wrlock(&fs->cat_lock);
 	e = bfs_entry_by_id(fs, id);
 	if (e && !strcmp(e->name, name)) {
-		bool refile = e->verify_st.st_ino != st.st_ino;
+		struct stat *mine = sidecar_st(e, kind, &file);
+		bool refile = mine->st_ino != st.st_ino;
 
-		e->verify = res;
-		e->verify_st = st;
+		if (kind == BRI_SIDECAR_VERIFY)
+			e->verify = res;
+		if (kind == BRI_SIDECAR_REHEARSAL)
+			e->rehearsal = reh;
+		*mine = st;
 		if (refile && bfs_idmap_refile(fs) < 0)
 			bri_log(BRI_LOG_ERR, "out of memory indexing the store's files");
 		/* Another inode for the name: the kernel keeps entries (inode.c). */
 		if (refile)
-			bfs_inval_entry(fs, bfs_ino_backup_dir(e), "verify");
+			bfs_inval_entry(fs, bfs_ino_backup_dir(e), file);
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);
+}
+
+void bfs_fresh_verify(struct bfs *fs, uint64_t id)
+{
+	bfs_fresh_sidecar(fs, id, BRI_SIDECAR_VERIFY);
 }
 
 bool bfs_db_check(struct bfs *fs, uint64_t id, const struct stat *st)
