@@ -514,8 +514,8 @@ int bfs_idmap_refile(struct bfs *fs);
 void bfs_idmap_free(struct bfs_idmap *m);
 /* The entry with id in the current catalog, or NULL; call with cat_lock held. */
 struct bri_entry *bfs_entry_by_id(struct bfs *fs, uint64_t id);
-/* The store file with inode number st_ino, or NULL; cat_lock held. */
-const struct bfs_fileref *bfs_file_by_ino(struct bfs *fs, uint64_t st_ino);
+/* The store file with inode number st_ino that is a backup's which, or NULL; cat_lock held. */
+const struct bfs_fileref *bfs_file_by_ino(struct bfs *fs, uint64_t st_ino, enum bfs_file which);
 /* The index in idmap.files of the first file after st_ino; cat_lock held. */
 size_t bfs_file_after(struct bfs *fs, uint64_t st_ino);
 

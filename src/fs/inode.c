@@ -384,7 +384,7 @@ struct bri_entry *bfs_entry_by_id(struct bfs *fs, uint64_t id)
 	return NULL;
 }
 
-const struct bfs_fileref *bfs_file_by_ino(struct bfs *fs, uint64_t st_ino)
+const struct bfs_fileref *bfs_file_by_ino(struct bfs *fs, uint64_t st_ino, enum bfs_file which)
 {
 	const struct bfs_idmap *m = &fs->idmap;
 	size_t lo = 0, hi = m->nfiles;
@@ -397,7 +397,15 @@ const struct bfs_fileref *bfs_file_by_ino(struct bfs *fs, uint64_t st_ino)
 		else
 			hi = mid;
 	}
-	return lo < m->nfiles && m->files[lo].st_ino == st_ino ? &m->files[lo] : NULL;
+	/*
+	 * The same number twice: a file's number freed and taken by another
+	 * before the catalog saw both (a rehearsal's new outcome takes the
+	 * number of the verify result it replaced, not yet looked at again).
+	 */
+	for (; lo < m->nfiles && m->files[lo].st_ino == st_ino; lo++)
+		if (m->files[lo].which == which)
+			return &m->files[lo];
+	return NULL;
 }
 
 size_t bfs_file_after(struct bfs *fs, uint64_t st_ino)

@@ -209,9 +209,10 @@ static struct bri_entry *entry_of(struct bfs *fs, fuse_ino_t ino)
 	struct bri_entry *b;
 
 	if (ino & BFS_SPACE_STORE) {
-		const struct bfs_fileref *f = bfs_file_by_ino(fs, bfs_ino_index(ino));
+		const struct bfs_fileref *f =
+		    bfs_file_by_ino(fs, bfs_ino_index(ino), file_of_kind(k));
 
-		b = f && f->which == file_of_kind(k) ? f->e : NULL;
+		b = f ? f->e : NULL;
 	} else {
 		uint64_t idx = bfs_ino_index(ino);
 
@@ -408,25 +409,25 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 		k = K_OFFSITE;
 	else
 		return -ENOENT;
-	if (k == K_REHEARSAL) {
-		rc = bfs_refresh(fs, false); /* a rehearsal by another process shows */
-		if (rc < 0)
-			return rc;
-	}
 	if (backup_id_of(fs, dir, &id) < 0)
 		return -ENOENT;
-	if (k == K_VERIFY)
-		bfs_fresh_verify(fs, id);
-	if (k == K_REHEARSAL)
-		bfs_fresh_sidecar(fs, id, BRI_SIDECAR_REHEARSAL);
-	if (k == K_OFFSITE)
-		bfs_fresh_sidecar(fs, id, BRI_SIDECAR_OFFSITE);
 	if (k == K_BACKUP_DB)
 		bfs_db_check(fs, id, NULL);
-	pthread_rwlock_rdlock(&fs->cat_lock);
-	b = entry_of(fs, dir);
-	rc = b ? backup_attr(fs, b, k, e) : -ENOENT;
-	pthread_rwlock_unlock(&fs->cat_lock);
+	/* A result, outcome or push state by another process shows (another inode). */
+	for (int pass = 0; pass < 3; pass++) {
+		if (k == K_VERIFY)
+			bfs_fresh_verify(fs, id);
+		if (k == K_REHEARSAL)
+			bfs_fresh_sidecar(fs, id, BRI_SIDECAR_REHEARSAL);
+		if (k == K_OFFSITE)
+			bfs_fresh_sidecar(fs, id, BRI_SIDECAR_OFFSITE);
+		pthread_rwlock_rdlock(&fs->cat_lock);
+		b = entry_of(fs, dir);
+		rc = b ? backup_attr(fs, b, k, e) : -ENOENT;
+		pthread_rwlock_unlock(&fs->cat_lock);
+		if (rc != -ESTALE)
+			break; /* ESTALE: a push state replaced meanwhile; take the new one */
+	}
 	return rc;
 }
 
