@@ -26,8 +26,10 @@
  * counting (bri_render_count), and keeps the count in its spec (a backup
  * never changes, so the count holds). An open file keeps one render and
  * one connection (struct bfs_stream): a sequential read goes on where the
- * last stopped; a read elsewhere starts a new render and skips. Nothing
- * holds a whole output: a read's reply is at most the kernel's read size.
+ * last stopped, a read up to STREAM_BACK (2 MiB) behind it is served from
+ * the bytes kept behind the render (reads come out of order), and a read
+ * elsewhere starts a new render and skips. Nothing holds a whole output:
+ * an open file holds at most STREAM_BACK bytes of it.
  *
  * `live` is an online snapshot of the live database (bri_inspect_live_take)
  * taken at the lookup, kept while the live database's change counter
