@@ -243,15 +243,25 @@ const struct cli_command cli_commands[] = {
     {
         .name = "migrate",
         .fn = cli_cmd_migrate,
-        .summary = "convert the store in place to the other format",
+        .summary = "convert the store in place to the other format, or change its key",
         .help = "Converts the backup store in place to the other format: each backup is\n"
                 "copied byte for byte into the new format and checked against its checksum,\n"
                 "then the store switches format in one step, then the old files are removed.\n"
-                "Killed at any point, every backup stays complete; run migrate again to\n"
-                "finish (or with the other --to, before the switch, to undo). Refused while\n"
-                "another process holds the store.\n",
+                "Encryption: --to pages --key-file F encrypts a store without encryption\n"
+                "with F; --to plain --key-file F decrypts an encrypted one (every file in\n"
+                "the clear, with a warning); --to pages --key-file OLD --new-key-file NEW\n"
+                "re-keys one (every sealed file sealed again; OLD works until the switch,\n"
+                "NEW from it). These build the new store in a folder beside the store and\n"
+                "swap the two folders in one step. A missing or wrong key changes nothing.\n"
+                "Killed at any point, every backup stays complete; run migrate again with\n"
+                "the same options to finish (or, before the switch, ask for the store as it\n"
+                "is, e.g. the other --to, to undo). Refused while another process holds the\n"
+                "store.\n",
         .options = CLI_OPTIONS({"to", 0, "plain|pages",
-                                "plain (one .db per backup) or pages (pages kept once each)"}),
+                                "plain (one .db per backup) or pages (pages kept once each)"},
+                               {"new-key-file", 0, "F",
+                                "the encrypted page store's new key (32 random bytes or a "
+                                "passphrase)"}),
     },
     {
         .name = "scrub",

@@ -36,6 +36,7 @@
 #include "pack.h"
 #include "s3.h"
 #include "seal.h"
+#include "json_number.h"
 
 #define OBJECTS_MAX  (1u << 22) /* objects a remote listing may hold */
 #define META_SUFFIX  ".meta"    /* pages: NAME.meta */
@@ -368,8 +369,6 @@ int bri_offsite_state_write(struct bri_store *s, const char *name,
 {
 	char when[40];
 	json_object *o = json_object_new_object();
-	const char *text;
-	int rc;
 
 	if (!o)
 		return bri_err_set(err, -ENOMEM, "out of memory");
@@ -379,11 +378,7 @@ int bri_offsite_state_write(struct bri_store *s, const char *name,
 	json_object_object_add(o, "remote", json_object_new_string(st->remote));
 	if (st->status == BRI_OFFSITE_FAILED)
 		json_object_object_add(o, "why", json_object_new_string(st->why));
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-	                                             JSON_C_TO_STRING_NOSLASHESCAPE);
-	rc = bri_store_sidecar_write(s, name, BRI_SIDECAR_OFFSITE, text, strlen(text), err);
-	json_object_put(o);
-	return rc;
+	return bri_json_sidecar_write(s, name, BRI_SIDECAR_OFFSITE, o, err);
 }
 
 int bri_offsite_state_read(const struct bri_store *s, const char *name,
