@@ -109,15 +109,30 @@ void bfs_inval_verify(struct bfs *fs, uint64_t id)
 	bfs_fresh_verify(fs, id);
 }
 
-/* Whether the backups listed differ between old and cur (names, not content). */
-static bool listing_changed(const struct bri_catalog *old, const struct bri_catalog *cur)
+/*
+ * What the backups listed are (names, not content): their count and the sum
+ * of their names' hashes. Taken before a scan, which moves the entries it
+ * takes over out of the old catalog (comparing with what is left of it saw
+ * a listing change at every rescan that re-read some backups and not all).
+ */
+struct listing {
+	size_t n;
+	uint64_t sum;
+};
+
+static struct listing listing_of(const struct bri_catalog *c)
 {
-	if (!old || old->n != cur->n)
-		return true;
-	for (size_t i = 0; i < cur->n; i++)
-		if (!bri_catalog_find(old, cur->entries[i]->name))
-			return true;
-	return false;
+	struct listing l = {0, 0};
+
+	for (size_t i = 0; c && i < c->n; i++) {
+		uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+
+		for (const unsigned char *p = (const unsigned char *)c->entries[i]->name; *p; p++)
+			h = (h ^ *p) * 0x100000001b3ull;
+		l.sum += h;
+	}
+	l.n = c ? c->n : 0;
+	return l;
 }
 
 /* Rescans; call with refresh_lock held. */
@@ -126,11 +141,13 @@ static int rescan(struct bfs *fs, const struct stat *st)
 	struct bri_catalog *cur = NULL, *old;
 	struct bfs_idmap map = {0};
 	struct bri_err err = {0};
+	struct listing before, after;
 	double started = now_real();
 	int rc;
 
 	pthread_rwlock_wrlock(&fs->cat_lock);
 	old = fs->cat;
+	before = listing_of(old);
 	rc = bri_catalog_scan(fs->store, old, &cur, &err);
 	if (rc < 0) {
 		pthread_rwlock_unlock(&fs->cat_lock);
@@ -147,7 +164,9 @@ static int rescan(struct bfs *fs, const struct stat *st)
 	 * The root's mtime: the store folder's when the listing changed (a
 	 * create, delete, cleanup or safety backup), never going back.
 	 */
-	if (listing_changed(old, cur) && st->st_mtim.tv_sec > fs->root_mtime)
+	after = listing_of(cur);
+	if ((!old || before.n != after.n || before.sum != after.sum) &&
+	    st->st_mtim.tv_sec > fs->root_mtime)
 		fs->root_mtime = st->st_mtim.tv_sec;
 	fs->cat = cur;
 	if (old) {
