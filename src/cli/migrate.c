@@ -55,12 +55,12 @@ int cli_cmd_migrate(struct cli_globals *g, const struct cli_args *a)
 		        "bri-backup: warning: the backup store %s is NOT encrypted any more: every "
 		        "backup, its metadata and the audit log are in the clear on disk\n",
 		        s->dir);
-	if (res.offsite && (res.sealed_before || res.sealed_after))
-		fprintf(
-		    stderr,
-		    "bri-backup: warning: backups of this store were pushed offsite; the remote "
-		    "copy keeps the old form and key (its own store.json): push the converted "
-		    "store to a new --remote prefix, not into the old one\n");
+	if (res.offsite && !res.already)
+		fprintf(stderr,
+		        "bri-backup: warning: backups of this store were pushed offsite; that "
+		        "copy keeps the old form and key and still restores with them, and "
+		        "offsite push (and the mount's -o offsite=) refuses to push the "
+		        "converted store into it: push it to a new --remote prefix\n");
 	if (g->json) {
 		json_object *j = json_object_new_object();
 
