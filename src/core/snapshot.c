@@ -676,16 +676,11 @@ int bri_snapshot_take(const char *src_path, const char *dst_path, int busy_timeo
 		goto out_close_src;
 	}
 	/*
-	 * Pages: this read-only connection reads the live database through a
-	 * memory map (SQLite's mmap_size, up to its compiled-in limit): SQLite's
-	 * copy then takes each page from the map, without a pread into its
-	 * cache, which made a tenth of a page-store create. Only a hint: without
-	 * a map, pread as before. (SQLite maps read-only; an I/O error under the
-	 * map is a SIGBUS rather than an error code: the create dies, and its
-	 * backup is absent.) Not for a restore's connection, which writes.
+	 * No memory map of the live database (PRAGMA mmap_size), though it made a
+	 * tenth of a page-store create: under a map, a read error or a file cut
+	 * short by another program is a SIGBUS that kills the process (the
+	 * mount, for ctl/create) instead of an error that names the cause.
 	 */
-	if (store_path_vfs(dst_path))
-		sqlite3_exec(src, "PRAGMA mmap_size=1099511627776", NULL, NULL, NULL);
 	rc = take_from(src, dst_path, busy_timeout_ms, info, err);
 out_close_src:
 	sqlite3_close(src);
