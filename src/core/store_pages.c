@@ -154,8 +154,8 @@ struct pages_reader {
 	uint8_t *chunk;            /* per SPILL_CHUNK of the file: enum chunk_state (cur_lock) */
 	uint64_t nchunks;          /* entries at chunk */
 	pthread_cond_t spill_cond; /* a chunk's state changed (with cur_lock) */
-	/* Read-ahead of a sequential reader (see ahead_get), made at its second
-	 * sequential read. */
+	/* Read-ahead of a sequential reader (see ahead_get), made at its first
+	 * sequential streaming read. */
 	pthread_mutex_t ahead_lock; /* a leaf: never held while reading the packs */
 	uint64_t last_end;          /* where the latest read ended (ahead_lock) */
 	struct ahead *ahead;        /* NULL when none (ahead_lock) */
@@ -370,19 +370,17 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
 /*
  * Read-ahead of a sequential reader (a cat or a cp through the mount). Its
  * first read of a backup spends its time decompressing (in an encrypted
- * store, also opening) groups, request after request, on one core. At the
- * reader's second read that starts where its latest one ended, a thread of
- * the reader's own starts assembling the file ahead of it, in chunks of at
- * least AHEAD_CHUNK bytes (and at least one full group), into a ring of
- * about AHEAD_BYTES, through read_range like any read: every group is
- * checked as for any read (its frame checksum or GCM tags: pack.c, enum
- * check). Whichever thread first needs a chunk assembles it, and a request
- * whose chunk is being assembled assembles a later one meanwhile, so the
- * mount's threads and the read-ahead decompress side by side. A chunk whose
- * assembly failed (a damaged group, no memory) is left out of the ring: the
- * request reads the packs itself (read_range, which names the backup and the
- * page in r->why and the log, and fails the request), exactly as without
- * read-ahead. Bounded: at most AHEAD_STREAMS readers of the process have a
+ * store, also opening) groups, request after request, on one core. At a
+ * streaming read (STREAM_MIN) that starts where the reader's latest read
+ * ended (a first read at offset 0 too), a thread of the reader's own starts assembling the file
+ * ahead of it, in chunks of at least AHEAD_CHUNK bytes (and at least one full group), into a ring
+ * of about AHEAD_BYTES, through read_range like any read: every group is checked as for any read
+ * (its frame checksum or GCM tags: pack.c, enum check). Whichever thread first needs a chunk
+ * assembles it, and a request whose chunk is being assembled assembles a later one meanwhile, so
+ * the mount's threads and the read-ahead decompress side by side. A chunk whose assembly failed (a
+ * damaged group, no memory) is left out of the ring: the request reads the packs itself
+ * (read_range, which names the backup and the page in r->why and the log, and fails the request),
+ * exactly as without read-ahead. Bounded: at most AHEAD_STREAMS readers of the process have a
  * read-ahead at once; the thread ends at the end of the file, and close
  * stops and joins it (after the chunk it is assembling, if any). Never for
  * verify (the spill) nor a damage search (every_page).
@@ -543,7 +541,7 @@ static void ahead_free(struct pages_reader *p)
 
 /*
  * Bytes off..off+len (within the file) through the read-ahead, made at the
- * reader's second sequential read: true, or false (no read-ahead, or a chunk
+ * reader's first sequential streaming read: true, or false (no read-ahead, or a chunk
  * of the range could not be assembled: the caller reads the packs itself).
  */
 static bool ahead_get(struct bri_reader *r, struct pages_reader *p, void *buf, size_t len,
