@@ -492,15 +492,20 @@ static void ahead_start(struct pages_reader *p, struct ahead *a)
 	a->running = a->thread_made;
 }
 
+/* Bytes per chunk of p's read-ahead: AHEAD_CHUNK, or a full group. */
+static size_t ahead_chunk(const struct pages_reader *p)
+{
+	size_t group = (size_t)PACK_GROUP_PAGES * p->m.page_size;
+
+	return group > AHEAD_CHUNK ? group : AHEAD_CHUNK;
+}
+
 /* A read-ahead for r, within AHEAD_STREAMS, or NULL. */
 static struct ahead *ahead_new(struct bri_reader *r, const struct pages_reader *p)
 {
-	size_t chunk = (size_t)PACK_GROUP_PAGES * p->m.page_size, nslots;
+	size_t chunk = ahead_chunk(p), nslots = AHEAD_BYTES / chunk < 2 ? 2 : AHEAD_BYTES / chunk;
 	struct ahead *a;
 
-	if (chunk < AHEAD_CHUNK)
-		chunk = AHEAD_CHUNK;
-	nslots = AHEAD_BYTES / chunk < 2 ? 2 : AHEAD_BYTES / chunk;
 	if (atomic_fetch_add(&ahead_streams, 1) >= AHEAD_STREAMS) {
 		atomic_fetch_sub(&ahead_streams, 1);
 		return NULL;
@@ -554,7 +559,8 @@ static bool ahead_get(struct bri_reader *r, struct pages_reader *p, void *buf, s
 	pthread_mutex_lock(&p->ahead_lock);
 	seq = off == p->last_end;
 	p->last_end = off + len;
-	if (!p->ahead && seq && len >= STREAM_MIN)
+	/* Not for a read that leaves less than a chunk to read after it (a small file). */
+	if (!p->ahead && seq && len >= STREAM_MIN && off + len + ahead_chunk(p) < r->size)
 		p->ahead = ahead_new(r, p);
 	a = p->ahead;
 	if (!a || len < STREAM_MIN || !len) {
