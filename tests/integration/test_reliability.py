@@ -354,7 +354,9 @@ def wait_stopped(pid, timeout=10):
             states = [Path(f"/proc/{pid}/task/{t}/stat").read_text().rsplit(")", 1)[1].split()[0]
                       for t in os.listdir(f"/proc/{pid}/task")]
         except (FileNotFoundError, ProcessLookupError):
-            return
+            if not Path(f"/proc/{pid}").exists():
+                return  # the process is gone
+            continue  # a thread ended while it was listed: look again
         if all(st in ("T", "t", "Z", "X") for st in states):
             return
         time.sleep(0.002)
