@@ -545,73 +545,149 @@ static void ahead_free(struct pages_reader *p)
 }
 
 /*
- * Bytes off..off+len (within the file) through the read-ahead, made at the
- * reader's first sequential streaming read: true, or false (no read-ahead, or a chunk
- * of the range could not be assembled: the caller reads the packs itself).
+ * A request for off..off+len (within the file) enters p's read-ahead, made
+ * at the reader's first sequential streaming read: the window starts at
+ * its first chunk (a seek moves it), the thread is started if it is not
+ * running. Returns the read-ahead, or NULL (none; ahead_lock released).
+ * single: only for a request within one chunk (else NULL and nothing
+ * changes). Caller holds ahead_lock.
  */
-static bool ahead_get(struct bri_reader *r, struct pages_reader *p, void *buf, size_t len,
-                      uint64_t off)
+static struct ahead *ahead_enter(struct bri_reader *r, struct pages_reader *p, size_t len,
+                                 uint64_t off, bool single)
 {
-	uint64_t first, last;
-	struct ahead *a;
-	bool seq, ok = true;
+	struct ahead *a = p->ahead;
+	uint64_t first;
+	bool seq;
 
-	pthread_mutex_lock(&p->ahead_lock);
+	if (single && (!a || len < STREAM_MIN || off / a->chunk != (off + len - 1) / a->chunk)) {
+		pthread_mutex_unlock(&p->ahead_lock);
+		return NULL;
+	}
 	seq = off == p->last_end;
 	p->last_end = off + len;
 	/* Not for a read that leaves less than a chunk to read after it (a small file). */
-	if (!p->ahead && seq && len >= STREAM_MIN && off + len + ahead_chunk(p) < r->size)
-		p->ahead = ahead_new(r, p);
-	a = p->ahead;
-	if (!a || len < STREAM_MIN || !len) {
+	if (!a && seq && len >= STREAM_MIN && off + len + ahead_chunk(p) < r->size)
+		a = p->ahead = ahead_new(r, p);
+	if (!a || len < STREAM_MIN) {
 		pthread_mutex_unlock(&p->ahead_lock);
-		return false;
+		return NULL;
 	}
 	first = off / a->chunk;
-	last = (off + len - 1) / a->chunk;
-	/* The window starts at this request; a seek moves it. */
 	a->lo = first;
 	if (a->next < first || a->next > first + a->nslots)
 		a->next = first;
 	if (!a->running && seq && a->next < a->nchunks)
 		ahead_start(p, a);
 	pthread_cond_broadcast(&a->cond);
-	for (uint64_t c = first; ok && c <= last; c++) {
-		struct ahead_slot *s = &a->slot[c % a->nslots];
+	return a;
+}
 
-		for (;;) {
-			if (s->state == AHEAD_DONE && s->chunk == c) {
-				uint64_t from = off > c * a->chunk ? off : c * a->chunk;
-				uint64_t to =
-				    off + len < (c + 1) * a->chunk ? off + len : (c + 1) * a->chunk;
+/*
+ * Chunk c of a, assembled (by this thread if nobody has started it) and
+ * pinned: its slot, or NULL (its assembly failed). Caller holds ahead_lock;
+ * unpin with ahead_unpin.
+ */
+static struct ahead_slot *ahead_pin(struct pages_reader *p, struct ahead *a, uint64_t c)
+{
+	struct ahead_slot *s = &a->slot[c % a->nslots];
 
-				s->pins++;
-				pthread_mutex_unlock(&p->ahead_lock);
-				memcpy((char *)buf + (from - off), s->buf + (from - c * a->chunk),
-				       (size_t)(to - from));
-				pthread_mutex_lock(&p->ahead_lock);
-				if (--s->pins == 0)
-					pthread_cond_broadcast(&a->cond);
-				break;
-			}
-			if (s->state == AHEAD_FAILED && s->chunk == c) {
-				ok = false;
-				break;
-			}
-			if (s->state == AHEAD_FILLING || s->pins) {
-				/* Meanwhile, a later chunk nobody has started. */
-				if (s->chunk == c && ahead_claimable(a, a->next))
-					ahead_fill(p, a, &a->slot[a->next % a->nslots], a->next,
-					           false);
-				else
-					pthread_cond_wait(&a->cond, &p->ahead_lock);
-				continue;
-			}
-			ahead_fill(p, a, s, c, false); /* not there: this request assembles it */
+	for (;;) {
+		if (s->state == AHEAD_DONE && s->chunk == c) {
+			s->pins++;
+			return s;
 		}
+		if (s->state == AHEAD_FAILED && s->chunk == c)
+			return NULL;
+		if (s->state == AHEAD_FILLING || s->pins) {
+			/* Meanwhile, a later chunk nobody has started. */
+			if (s->chunk == c && ahead_claimable(a, a->next))
+				ahead_fill(p, a, &a->slot[a->next % a->nslots], a->next, false);
+			else
+				pthread_cond_wait(&a->cond, &p->ahead_lock);
+			continue;
+		}
+		ahead_fill(p, a, s, c, false); /* not there: this request assembles it */
+	}
+}
+
+/* Caller holds ahead_lock. */
+static void ahead_unpin(struct ahead *a, struct ahead_slot *s)
+{
+	if (--s->pins == 0)
+		pthread_cond_broadcast(&a->cond);
+}
+
+/*
+ * Bytes off..off+len (within the file) through the read-ahead: true, or
+ * false (no read-ahead, or a chunk of the range could not be assembled: the
+ * caller reads the packs itself).
+ */
+static bool ahead_get(struct bri_reader *r, struct pages_reader *p, void *buf, size_t len,
+                      uint64_t off)
+{
+	struct ahead_slot *s;
+	struct ahead *a;
+	bool ok = true;
+
+	pthread_mutex_lock(&p->ahead_lock);
+	a = ahead_enter(r, p, len, off, false);
+	if (!a)
+		return false;
+	for (uint64_t c = off / a->chunk; ok && c <= (off + len - 1) / a->chunk; c++) {
+		uint64_t from = off > c * a->chunk ? off : c * a->chunk;
+		uint64_t to = off + len < (c + 1) * a->chunk ? off + len : (c + 1) * a->chunk;
+
+		s = ahead_pin(p, a, c);
+		ok = s != NULL;
+		if (!s)
+			break;
+		pthread_mutex_unlock(&p->ahead_lock);
+		memcpy((char *)buf + (from - off), s->buf + (from - c * a->chunk),
+		       (size_t)(to - from));
+		pthread_mutex_lock(&p->ahead_lock);
+		ahead_unpin(a, s);
 	}
 	pthread_mutex_unlock(&p->ahead_lock);
 	return ok;
+}
+
+/*
+ * bri_reader.hold: a request within one chunk of the read-ahead is served
+ * from the chunk itself (the mount replies from it: no copy), pinned until
+ * pages_release. 0, or -EAGAIN (then pread: it makes the read-ahead, reads
+ * a range over several chunks, or reads the packs itself, reporting damage).
+ */
+static int pages_hold(struct bri_reader *r, size_t *len, uint64_t off, const void **data,
+                      void **ref)
+{
+	struct pages_reader *p = r->priv;
+	struct ahead_slot *s;
+	struct ahead *a;
+
+	if (r->quick || r->every_page || off >= r->size)
+		return -EAGAIN;
+	if (*len > r->size - off)
+		*len = (size_t)(r->size - off);
+	pthread_mutex_lock(&p->ahead_lock);
+	a = ahead_enter(r, p, *len, off, true);
+	if (!a)
+		return -EAGAIN;
+	s = ahead_pin(p, a, off / a->chunk);
+	pthread_mutex_unlock(&p->ahead_lock);
+	if (!s)
+		return -EAGAIN;
+	*data = s->buf + (off - s->chunk * a->chunk);
+	*ref = s;
+	return 0;
+}
+
+static void pages_release(struct bri_reader *r, void *ref)
+{
+	struct pages_reader *p = r->priv;
+
+	pthread_mutex_lock(&p->ahead_lock);
+	ahead_unpin(p->ahead, ref);
+	pthread_mutex_unlock(&p->ahead_lock);
 }
 
 static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off)
@@ -756,6 +832,8 @@ static int pages_open_reader(const struct bri_store *s, const char *name, struct
 	pthread_cond_init(&p->spill_cond, NULL); /* never waited on with a deadline */
 	pthread_mutex_init(&p->ahead_lock, NULL);
 	r->pread = pages_pread;
+	r->hold = pages_hold;
+	r->release = pages_release;
 	r->close = pages_reader_close;
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	r->label = bri_store_path(s, name, MANIFEST_SUFFIX);
