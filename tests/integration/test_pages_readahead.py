@@ -46,21 +46,19 @@ def pack_groups(pack):
     return out
 
 
-def direct_reads(path, size, length):
-    """Reads path from start to end in reads of length bytes with O_DIRECT
-    (each read one FUSE request of exactly that range): [bytes or errno]."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+def direct_reads(fd, start, size, length):
+    """Reads fd (opened with O_DIRECT) from start to size in reads of length
+    bytes (each read one FUSE request of exactly that range): [bytes or errno]."""
     buf = mmap.mmap(-1, length)  # page-aligned, as O_DIRECT wants
     out = []
     try:
-        for off in range(0, size, length):
+        for off in range(start, size, length):
             try:
                 n = os.preadv(fd, [buf], off)
                 out.append(bytes(buf[:n]))
             except OSError as e:
                 out.append(e.errno)
     finally:
-        os.close(fd)
         buf.close()
     return out
 
@@ -93,19 +91,16 @@ def test_readahead_across_a_damaged_group_fails_exactly_its_reads(cli, live_db, 
     bad_pages = {i for i, pid in enumerate(ids) if pid in damaged_ids}
     assert bad_pages and len(bad_pages) < len(ids) // 4
 
-    pause_points.arm(POINT)
     m = Mount(live_db, store, tmp_path / "mnt", env=pause_points.env())
     m.start()
+    fd = None
     try:
-        served = m.path / "a" / "bri.db"
-        first = {}
-        t = threading.Thread(target=lambda: first.update(r=direct_reads(served, READ, READ)))
-        t.start()
-        pause_points.wait_reached(POINT)  # the read-ahead's thread is there
+        # The first read, the read-ahead's thread seen at its first chunk;
+        # then the rest of the file through the same open file.
+        fd, first = paused_reader(m, pause_points)
         pause_points.release(POINT)
-        t.join(timeout=60)
-        assert first["r"] == [good[:READ]]
-        got = direct_reads(served, len(good), READ)
+        assert first == good[:READ]
+        got = [first] + direct_reads(fd, READ, len(good), READ)
         per_read = READ // page_size
         for i, r in enumerate(got):
             pages = set(range(i * per_read, (i + 1) * per_read))
@@ -117,6 +112,9 @@ def test_readahead_across_a_damaged_group_fails_exactly_its_reads(cli, live_db, 
         named = [p for p in bad_pages if f"backup a: page {p + 1} " in log]
         assert named, log[-2000:]
     finally:
+        pause_points.release(POINT)
+        if fd is not None:
+            os.close(fd)
         m.stop()
 
 
@@ -165,18 +163,18 @@ def test_readers_of_two_backups_at_once_each_get_their_bytes(cli, live_db, store
 
 
 def paused_reader(m, pause_points):
-    """Opens a's bri.db of mount m and reads its first chunk in a thread, so
-    that the read-ahead's thread reaches POINT and pauses there: the fd."""
+    """Opens a's bri.db of mount m with O_DIRECT and reads its first READ
+    bytes in a thread, the file kept open until the read-ahead's thread has
+    reached POINT (where it pauses): (the fd, the bytes read)."""
     pause_points.arm(POINT)
     fd = os.open(m.path / "a" / "bri.db", os.O_RDONLY | os.O_DIRECT)
-    buf = mmap.mmap(-1, READ)
-    t = threading.Thread(target=lambda: os.preadv(fd, [buf], 0))
+    got = {}
+    t = threading.Thread(target=lambda: got.update(r=direct_reads(fd, 0, READ, READ)))
     t.start()
     pause_points.wait_reached(POINT)
     t.join(timeout=60)
     assert not t.is_alive()
-    buf.close()
-    return fd
+    return fd, got["r"][0]
 
 
 @pytest.mark.parametrize("store_format", ["pages"])
@@ -191,7 +189,7 @@ def test_release_while_the_readahead_assembles_a_chunk(cli, live_db, store, tmp_
     m = Mount(live_db, store, tmp_path / "mnt", env=pause_points.env())
     m.start()
     try:
-        fd = paused_reader(m, pause_points)
+        fd, _ = paused_reader(m, pause_points)
         os.close(fd)  # RELEASE: the daemon's release waits for the paused thread
         pause_points.release(POINT)
         assert sha256sum(m.path / "a" / "bri.db") == want
@@ -215,7 +213,7 @@ def test_unmount_while_the_readahead_assembles_a_chunk(cli, live_db, store, tmp_
     m.start()
     fd = None
     try:
-        fd = paused_reader(m, pause_points)
+        fd, _ = paused_reader(m, pause_points)
         abort = conns / str(os.minor(os.stat(m.path).st_dev)) / "abort"
         abort.write_text("1")
         with contextlib.suppress(OSError):
