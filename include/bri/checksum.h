@@ -15,7 +15,8 @@
 /*
  * SHA-256 of everything readable from fd (from its current offset to EOF).
  * Reports progress (phase "checksum") against total bytes when ctx has a
- * progress function. Returns 0 or a negative errno.
+ * progress function. Returns 0 or a negative errno (-ECANCELED when ctx
+ * asked it to stop: bri_op_stopped, checked after each chunk).
  */
 int bri_checksum_fd(int fd, uint64_t total, const struct bri_op_ctx *ctx,
 		    char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err);

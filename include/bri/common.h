@@ -39,6 +39,21 @@ int bri_err_set(struct bri_err *err, int code, const char *fmt, ...) BRI_PRINTF(
 int bri_err_wrap(struct bri_err *err, int code, const char *fmt, ...) BRI_PRINTF(3, 4);
 
 /*
+ * What a person can do about a failure with negative errno code (a locked
+ * database, a full disk, permissions, a read-only file system), or "" when
+ * there is nothing general to say. Returns a static string.
+ */
+const char *bri_err_hint(int code);
+
+/*
+ * Formats the words shown for a failure into buf (len bytes, always
+ * terminated): err's message (strerror(-code) when err is NULL or empty),
+ * then " (<hint>)" from bri_err_hint(code) unless the message already says
+ * it. bri-backup and the Python module print these same words.
+ */
+void bri_err_text(const struct bri_err *err, int code, char *buf, size_t len);
+
+/*
  * Called during long operations; done and total are bytes (total 0: unknown).
  * It may be called from a thread of the core's own while the operation runs,
  * but never twice at the same time.
@@ -52,7 +67,15 @@ struct bri_op_ctx {
 	const char *via;          /* "cli" or "mount", for the audit log */
 	bri_progress_fn progress; /* may be NULL */
 	void *progress_arg;       /* passed to progress */
+	/* May be NULL. Asked between chunks of a long read (verify's hash and
+	 * database check): true stops the operation with -ECANCELED and it
+	 * records nothing. Called from the core's threads, often: keep it cheap. */
+	bool (*stop)(void *arg);
+	void *stop_arg; /* passed to stop */
 };
+
+/* Whether ctx (may be NULL) asks the operation to stop (its stop function). */
+bool bri_op_stopped(const struct bri_op_ctx *ctx);
 
 /*
  * Whether errno e (positive or negative) is a shortage of this machine's

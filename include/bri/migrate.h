@@ -7,7 +7,8 @@
  * migrate.json, says a conversion is under way until the end. Killed at any
  * point, every backup is complete and verifiable in the format the store
  * then has, and running migrate again finishes the job (or, with the other
- * --to, undoes it).
+ * --to, undoes it). bri_migrate_ex also decrypts, encrypts and re-keys a
+ * store (the new store built in a folder beside it, then the two swapped).
  */
 #ifndef BRI_MIGRATE_H
 #define BRI_MIGRATE_H
@@ -28,6 +29,9 @@ struct bri_migrate_result {
 	size_t kept;      /* already converted by an interrupted run: checked, kept */
 	bool finished;    /* an interrupted run's leftovers were removed */
 	bool already;     /* the store was of that format, with nothing to finish */
+	bool sealed_before; /* the store was encrypted */
+	bool sealed_after;  /* and is (with the new key, when one was given) */
+	bool offsite;       /* a backup had been pushed offsite: that copy keeps the old form */
 };
 
 /*
@@ -39,5 +43,23 @@ struct bri_migrate_result {
  */
 int bri_migrate(struct bri_store *s, const char *to, const struct bri_op_ctx *ctx,
                 struct bri_migrate_result *res, struct bri_err *err);
+
+/*
+ * bri_migrate, changing the key too. s is best opened with key_later
+ * (bri_store_open_opts): its s->key_file is the key of the store as it is
+ * (an encrypted one: checked here, before anything is written; -ENOKEY
+ * without it, -EKEYREJECTED with another) or, for a store without
+ * encryption, the key to encrypt it with. new_key_file (to "pages" only):
+ * the key of the result, for an encrypted store its new key (re-keying).
+ * "plain" of an encrypted store decrypts it. A conversion that changes the
+ * key is built in a folder beside the store (".<name>.migrate", same parent)
+ * and swapped in by one renameat2(RENAME_EXCHANGE); it is refused (-EXDEV)
+ * for a store folder that is a mount point. Run again after a kill with the
+ * same key arguments, it finishes; before the switch, asked for the store as
+ * it is (e.g. --to pages with only its key), it undoes.
+ */
+int bri_migrate_ex(struct bri_store *s, const char *to, const char *new_key_file,
+                   const struct bri_op_ctx *ctx, struct bri_migrate_result *res,
+                   struct bri_err *err);
 
 #endif

@@ -9,7 +9,8 @@
  * Layout on the remote, under PREFIX/: a plain store's backup is NAME.db and
  * NAME.db.meta; a page store's is NAME.manifest, NAME.packs (the pack files
  * its pages are in) and NAME.meta, with those packs (pack-*.pack),
- * pages.secret and store.json beside them.
+ * pages.secret and store.json beside them (those two first: what the copy
+ * is, compared by every push, below).
  * The .meta is always uploaded last: a backup whose .meta is not on the
  * remote is not a backup there (an interrupted push leaves nothing listed).
  * Every object carries its SHA-256 as x-amz-meta-sha256 and was sent with
@@ -26,6 +27,7 @@
 #ifndef BRI_OFFSITE_H
 #define BRI_OFFSITE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -92,8 +94,23 @@ int bri_offsite_push_one(struct bri_store *s, struct bri_offsite *r, const char 
                          struct bri_err *err);
 
 /*
+ * A push first compares the remote's store identity with the store's, by
+ * content: a plain store's copy holds no store.json and no page-store
+ * object; a page store's copy holds this store's store.json (format,
+ * encryption, key kind, KDF parameters, key check) and pages.secret (the
+ * page-id secret, sealed under the key when encrypted), uploaded before any
+ * pack. A remote holding nothing yet matches. Otherwise (the store was
+ * converted or re-keyed since it was pushed there, or the prefix holds
+ * another store's copy) nothing is uploaded, every backup not yet uploaded
+ * there is marked failed, and the push returns BRI_OFFSITE_EMISMATCH with
+ * the difference and what to do (a new prefix) in err.
+ */
+#define BRI_OFFSITE_EMISMATCH (-EMEDIUMTYPE)
+
+/*
  * Pushes every backup of s the remote lacks (oldest first). 0 when all are
- * there; -EIO when any failed (the count in res, the first reason in err).
+ * there; -EIO when any failed (the count in res, the first reason in err);
+ * BRI_OFFSITE_EMISMATCH as above.
  */
 int bri_offsite_push(struct bri_store *s, struct bri_offsite *r, const struct bri_op_ctx *ctx,
                      struct bri_offsite_push_result *res, struct bri_err *err);

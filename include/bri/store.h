@@ -35,7 +35,6 @@ enum bri_sidecar {
 	BRI_SIDECAR_META,      /* the metadata JSON (plain: NAME.db.meta) */
 	BRI_SIDECAR_VERIFY,    /* the last verification's result (plain: NAME.db.verify) */
 	BRI_SIDECAR_PIN,       /* a pin: kept by cleanup (plain: NAME.db.pin) */
-	BRI_SIDECAR_REPORT,    /* a restore report (plain: NAME.db.report) */
 	BRI_SIDECAR_REHEARSAL, /* the last rehearsal's outcome (plain: NAME.db.rehearsal) */
 	BRI_SIDECAR_OFFSITE,   /* its push state to the offsite copy (plain: NAME.db.offsite) */
 	BRI_SIDECAR_KINDS      /* how many kinds there are */
@@ -63,6 +62,11 @@ struct bri_store_open_opts {
 	 * (-ENOKEY without one, -EKEYREJECTED with another); a key given for a
 	 * store.json without encryption is refused (-EINVAL). */
 	const char *key_file;
+	/* The key is neither checked nor loaded (s->seal stays NULL; a key file
+	 * is kept in s->key_file even for a store without encryption): for
+	 * migrate, which checks the keys of the store before and after its
+	 * switch itself. */
+	bool key_later;
 };
 
 /*
@@ -214,7 +218,7 @@ struct bri_reader {
 	                   (then sets it to -1); -1 when the format has none */
 	char *label;    /* what messages call it (plain: the file's path) */
 	void *priv;     /* the format's */
-	char why[256];  /* the format's words for its last failed read ("" if none;
+	char why[384];  /* the format's words for its last failed read ("" if none;
 	                   pages: which page of which backup is damaged) */
 	bool quick;     /* set by a caller that checks every byte against the whole
 	                   file's checksum itself (verify): the format may skip its

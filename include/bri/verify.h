@@ -67,7 +67,9 @@ int bri_verify_file(const char *db_path, const struct bri_meta *meta, const char
  * backup, or it was removed during the verification; -ESTALE when NAME.db
  * was replaced during it (the result is discarded); a resource error
  * (bri_errno_is_resource: nothing recorded, try again later; -EBUSY also
- * when the store's lock stayed busy); or another negative errno.
+ * when the store's lock stayed busy); -ECANCELED when ctx asked it to stop
+ * (bri_op_stopped, asked between chunks: nothing recorded); or another
+ * negative errno.
  */
 int bri_verify_backup(struct bri_store *s, const char *name, const struct bri_op_ctx *ctx,
 		      struct bri_verify_result *res, struct bri_err *err);

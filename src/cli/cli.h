@@ -144,9 +144,11 @@ int cli_cmd_offsite(struct cli_globals *g, const struct cli_args *a);
  * restore s3://BUCKET/PREFIX/NAME: downloads the remote backup into a new
  * folder of store s (*dir, remove with bri_offsite_tmpdir_remove) and
  * checks it against its remote .meta; *path is the .db (with its .meta
- * beside it). 0, or an exit status with the message printed.
+ * beside it). The copy's key: remote_key, else the store's (NULL: none).
+ * 0, or an exit status with the message printed.
  */
-int cli_offsite_fetch(const char *url, struct bri_store *s, char **dir, char **path);
+int cli_offsite_fetch(const char *url, struct bri_store *s, const char *remote_key, char **dir,
+                      char **path);
 
 /*
  * Parses the line of command cmd (argv[0] is its name; global options are

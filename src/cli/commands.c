@@ -81,7 +81,10 @@ const struct cli_command cli_commands[] = {
                 "s3://BUCKET/PREFIX/NAME: the offsite backup NAME, downloaded into the store\n"
                 "and checked against its remote .meta first (bri-backup offsite --help).\n",
         .options =
-            CLI_OPTIONS({"no-verify", 0, NULL, "restore without verifying first (faster, risky)"}),
+            CLI_OPTIONS({"no-verify", 0, NULL, "restore without verifying first (faster, risky)"},
+                        {"remote-key-file", 0, "F",
+                         "s3://: the key of a copy pushed under another key than\nthe "
+                         "store's (before a re-key)"}),
         .complete = NAMES_OR_PATHS,
     },
     {
@@ -243,15 +246,25 @@ const struct cli_command cli_commands[] = {
     {
         .name = "migrate",
         .fn = cli_cmd_migrate,
-        .summary = "convert the store in place to the other format",
+        .summary = "convert the store in place to the other format, or change its key",
         .help = "Converts the backup store in place to the other format: each backup is\n"
                 "copied byte for byte into the new format and checked against its checksum,\n"
                 "then the store switches format in one step, then the old files are removed.\n"
-                "Killed at any point, every backup stays complete; run migrate again to\n"
-                "finish (or with the other --to, before the switch, to undo). Refused while\n"
-                "another process holds the store.\n",
+                "Encryption: --to pages --key-file F encrypts a store without encryption\n"
+                "with F; --to plain --key-file F decrypts an encrypted one (every file in\n"
+                "the clear, with a warning); --to pages --key-file OLD --new-key-file NEW\n"
+                "re-keys one (every sealed file sealed again; OLD works until the switch,\n"
+                "NEW from it). These build the new store in a folder beside the store and\n"
+                "swap the two folders in one step. A missing or wrong key changes nothing.\n"
+                "Killed at any point, every backup stays complete; run migrate again with\n"
+                "the same options to finish (or, before the switch, ask for the store as it\n"
+                "is, e.g. the other --to, to undo). Refused while another process holds the\n"
+                "store.\n",
         .options = CLI_OPTIONS({"to", 0, "plain|pages",
-                                "plain (one .db per backup) or pages (pages kept once each)"}),
+                                "plain (one .db per backup) or pages (pages kept once each)"},
+                               {"new-key-file", 0, "F",
+                                "the encrypted page store's new key (32 random bytes or a "
+                                "passphrase)"}),
     },
     {
         .name = "scrub",
@@ -297,7 +310,10 @@ const struct cli_command cli_commands[] = {
             {"read-data", 0, NULL, "verify: download and rehash"},
             {"sample", 0, "N%", "verify: download and rehash a random N% of the backups"},
             {"dry-run", 'n', NULL, "prune: say what would go, delete nothing"},
-            {"remote-retention-days", 0, "N", "prune: the age rule for the remote"}),
+            {"remote-retention-days", 0, "N", "prune: the age rule for the remote"},
+            {"remote-key-file", 0, "F",
+             "list, verify, pull, prune: the key of a copy pushed under\nanother key "
+             "than the store's (before a re-key)"}),
     },
     {0},
 };

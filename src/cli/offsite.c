@@ -397,7 +397,10 @@ int cli_cmd_offsite(struct cli_globals *g, const struct cli_args *ca)
 	rc = parse(ca, &a);
 	if (rc >= 0)
 		return rc;
-	a.o.key_file = g->key_file; /* an encrypted store's copy: its metadata is sealed */
+	/* An encrypted store's copy: its metadata is sealed. A copy pushed under
+	 * another key (before a re-key) is read with its own. */
+	a.o.key_file =
+	    cli_opt(ca, "remote-key-file") ? cli_opt(ca, "remote-key-file") : g->key_file;
 	if (ca->npos < 1)
 		return cli_usage_error(ca->name, "which? init, push, list, verify, pull, prune or "
 		                                 "status");
@@ -407,6 +410,12 @@ int cli_cmd_offsite(struct cli_globals *g, const struct cli_args *ca)
 		known = known || !strcmp(sub, subs[i]);
 	if (!known)
 		return cli_usage_error(ca->name, "unknown subcommand %s", sub);
+	if (cli_opt(ca, "remote-key-file") &&
+	    (!strcmp(sub, "push") || !strcmp(sub, "init") || !strcmp(sub, "status")))
+		return cli_usage_error(ca->name,
+		                       "--remote-key-file reads a copy pushed under another key "
+		                       "(list, verify, pull, prune); a push goes only to a copy "
+		                       "of the store as it is");
 	if ((!strcmp(sub, "pull") && npos != 1) ||
 	    ((!strcmp(sub, "init") || !strcmp(sub, "list") || !strcmp(sub, "prune") ||
 	      !strcmp(sub, "status")) &&
@@ -443,7 +452,8 @@ int cli_cmd_offsite(struct cli_globals *g, const struct cli_args *ca)
 	return rc;
 }
 
-int cli_offsite_fetch(const char *url, struct bri_store *s, char **dir, char **path)
+int cli_offsite_fetch(const char *url, struct bri_store *s, const char *remote_key, char **dir,
+                      char **path)
 {
 	struct bri_offsite_opts o = {.addressing = getenv("BRI_OFFSITE_ADDRESSING")};
 	struct bri_offsite *r = NULL;
@@ -463,7 +473,7 @@ int cli_offsite_fetch(const char *url, struct bri_store *s, char **dir, char **p
 		return CLI_EXIT_FAIL;
 	}
 	o.remote = remote;
-	o.key_file = s ? s->key_file : NULL;
+	o.key_file = remote_key ? remote_key : s ? s->key_file : NULL;
 	rc = bri_offsite_open(&o, &r, &err);
 	if (rc == 0) {
 		*dir = bri_offsite_tmpdir(s, &err);

@@ -211,13 +211,16 @@ int cli_cmd_restore(struct cli_globals *g, const struct cli_args *a)
 
 	if (a->npos > 1)
 		return cli_usage_error(a->name, "restore takes one backup, not %d", a->npos);
+	if (cli_opt(a, "remote-key-file") && (a->npos < 1 || strncmp(a->pos[0], "s3://", 5) != 0))
+		return cli_usage_error(a->name, "--remote-key-file is for restore s3://...");
 	cli_setup_logging(g);
 	rc = cli_open_store(g, true, &s);
 	if (rc)
 		return rc;
 	if (a->npos > 0 && strncmp(a->pos[0], "s3://", 5) == 0) {
 		/* An offsite backup: downloaded and checked first (offsite.c). */
-		rc = cli_offsite_fetch(a->pos[0], s, &fetch_dir, &path);
+		rc = cli_offsite_fetch(a->pos[0], s, cli_opt(a, "remote-key-file"), &fetch_dir,
+		                       &path);
 		if (rc)
 			goto out_close_store;
 	} else if (a->npos > 0) {

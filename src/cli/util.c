@@ -20,24 +20,6 @@
 #include "bri/verify.h"
 #include "cli.h"
 
-/* A hint for the error code of a failed operation, or "". */
-static const char *hint_for(int code)
-{
-	switch (code) {
-	case -EBUSY:
-		return "the live database is locked by a writer; stop the writers and retry";
-	case -ENOSPC:
-		return "the disk is full; free space (e.g. bri-backup cleanup) and retry";
-	case -EACCES:
-	case -EPERM:
-		return "check the permissions of the database and of the backup folder";
-	case -EROFS:
-		return "the file system is read-only";
-	default:
-		return "";
-	}
-}
-
 /* The operation of this command runs now, about backup name (may be NULL). */
 void cli_hook_note(struct cli_globals *g, const char *name)
 {
@@ -48,14 +30,11 @@ void cli_hook_note(struct cli_globals *g, const char *name)
 /* Prints "bri-backup: <what>: <err>" and a hint; returns CLI_EXIT_FAIL. */
 int cli_fail(const char *what, const struct bri_err *err, int code)
 {
-	const char *msg = err && err->msg[0] ? err->msg : strerror(-code);
-	const char *hint = hint_for(code);
+	char text[sizeof(err->msg) + 128];
 
+	bri_err_text(err, code, text, sizeof(text));
 	cli_progress_done();
-	if (*hint && !strstr(msg, hint))
-		cli_error("%s: %s (%s)", what, msg, hint);
-	else
-		cli_error("%s: %s", what, msg);
+	cli_error("%s: %s", what, text);
 	return CLI_EXIT_FAIL;
 }
 

@@ -88,6 +88,10 @@ static int checksum(next_fn next, void *src, uint64_t total, const struct bri_op
 			break;
 		EVP_DigestUpdate(md, buf, (size_t)n);
 		done += (uint64_t)n;
+		if (bri_op_stopped(ctx)) {
+			rc = bri_err_set(err, -ECANCELED, "stopped before the hash was complete");
+			goto out_free;
+		}
 		if (ctx && ctx->progress)
 			ctx->progress(ctx->progress_arg, "checksum", done, total);
 	}

@@ -1,7 +1,8 @@
 /*
- * The small shared pieces of the core: error records (and which errors are
- * a shortage of resources), the open-files limit, the caller context and
- * time formatting and parsing in the store's formats.
+ * The small shared pieces of the core: error records (the words and hint
+ * shown for one, and which errors are a shortage of resources), the
+ * open-files limit, the caller context and time formatting and parsing in
+ * the store's formats.
  */
 #include "bri/common.h"
 
@@ -54,6 +55,36 @@ int bri_err_wrap(struct bri_err *err, int code, const char *fmt, ...)
 	return code;
 }
 
+const char *bri_err_hint(int code)
+{
+	switch (code) {
+	case -EBUSY:
+		return "the live database is locked by a writer; stop the writers and retry";
+	case -ENOSPC:
+		return "the disk is full; free space (e.g. bri-backup cleanup) and retry";
+	case -EACCES:
+	case -EPERM:
+		return "check the permissions of the database and of the backup folder";
+	case -EROFS:
+		return "the file system is read-only";
+	default:
+		return "";
+	}
+}
+
+void bri_err_text(const struct bri_err *err, int code, char *buf, size_t len)
+{
+	const char *msg = err && err->msg[0] ? err->msg : strerror(code < 0 ? -code : code);
+	const char *hint = bri_err_hint(code);
+
+	if (!len)
+		return;
+	if (*hint && !strstr(msg, hint))
+		snprintf(buf, len, "%s (%s)", msg, hint);
+	else
+		snprintf(buf, len, "%s", msg);
+}
+
 bool bri_errno_is_resource(int e)
 {
 	switch (e < 0 ? -e : e) {
@@ -86,12 +117,17 @@ long bri_raise_nofile_limit(void)
 	return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
 }
 
+bool bri_op_stopped(const struct bri_op_ctx *ctx)
+{
+	return ctx && ctx->stop && ctx->stop(ctx->stop_arg);
+}
+
 struct bri_op_ctx bri_op_ctx_self(const char *via)
 {
 	struct bri_op_ctx ctx = {
-		.uid = getuid(),
-		.pid = getpid(),
-		.via = via,
+	    .uid = getuid(),
+	    .pid = getpid(),
+	    .via = via,
 	};
 	return ctx;
 }

@@ -250,8 +250,6 @@ out_fail:
 int bri_meta_format(const struct bri_meta *m, char **out, size_t *len)
 {
 	json_object *obj = json_object_new_object(), *tables = json_object_new_object();
-	const char *text;
-	int rc = 0;
 
 	if (!obj || !tables) {
 		json_object_put(obj);
@@ -282,15 +280,7 @@ int bri_meta_format(const struct bri_meta *m, char **out, size_t *len)
 			       bri_json_double(m->duration_s, 3));
 	json_object_object_add(obj, "tool", json_object_new_string("bri-backupfs " BRI_VERSION));
 
-	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
-						       JSON_C_TO_STRING_SPACED |
-						       JSON_C_TO_STRING_NOSLASHESCAPE);
-	if (!text || asprintf(out, "%s\n", text) < 0)
-		rc = -ENOMEM;
-	else
-		*len = strlen(*out);
-	json_object_put(obj);
-	return rc;
+	return bri_json_emit(obj, out, len);
 }
 
 int bri_meta_copy(struct bri_meta *dst, const struct bri_meta *src)

@@ -10,7 +10,14 @@
  * format's own names): the packs, NAME.manifest and NAME.meta are uploaded
  * as they are on disk. An encrypted page store's are sealed as they are on
  * disk; its NAME.meta is opened (meta_open) with the key that opens the
- * remote's store.json.
+ * remote's store.json, checked (remote_key) before anything is downloaded.
+ *
+ * One prefix holds one form of one store: a push first compares the
+ * remote's store identity with the store's by content (identity_check:
+ * store.json and pages.secret, or no page-store object for plain) and
+ * refuses another form or key before uploading anything; pages.secret and
+ * store.json go up before any pack, so a remote with packs but without them
+ * is of no known store.
  */
 #include "bri/offsite.h"
 
@@ -36,6 +43,7 @@
 #include "pack.h"
 #include "s3.h"
 #include "seal.h"
+#include "json_number.h"
 
 #define OBJECTS_MAX  (1u << 22) /* objects a remote listing may hold */
 #define META_SUFFIX  ".meta"    /* pages: NAME.meta */
@@ -368,8 +376,6 @@ int bri_offsite_state_write(struct bri_store *s, const char *name,
 {
 	char when[40];
 	json_object *o = json_object_new_object();
-	const char *text;
-	int rc;
 
 	if (!o)
 		return bri_err_set(err, -ENOMEM, "out of memory");
@@ -379,11 +385,7 @@ int bri_offsite_state_write(struct bri_store *s, const char *name,
 	json_object_object_add(o, "remote", json_object_new_string(st->remote));
 	if (st->status == BRI_OFFSITE_FAILED)
 		json_object_object_add(o, "why", json_object_new_string(st->why));
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-	                                             JSON_C_TO_STRING_NOSLASHESCAPE);
-	rc = bri_store_sidecar_write(s, name, BRI_SIDECAR_OFFSITE, text, strlen(text), err);
-	json_object_put(o);
-	return rc;
+	return bri_json_sidecar_write(s, name, BRI_SIDECAR_OFFSITE, o, err);
 }
 
 int bri_offsite_state_read(const struct bri_store *s, const char *name,
@@ -508,6 +510,201 @@ static bool is_pages(const struct bri_store *s)
 	return strcmp(s->ops->format, "pages") == 0;
 }
 
+/* ---- the remote's store identity ---- */
+
+#define IDENT_MAX (64u << 10) /* bytes of a store.json or pages.secret that are read */
+
+/* What the remote under the prefix holds of a store's form. */
+struct rform {
+	const struct s3_obj *json, *secret; /* store.json, pages.secret, or NULL */
+	const char *plain_obj;              /* a plain backup's object (NAME.db[.meta]), or NULL */
+	const char *page_obj;               /* a page store's pack, manifest or meta, or NULL */
+};
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n > m && strcmp(s + n - m, suffix) == 0;
+}
+
+static void rform_of(const struct rindex *x, struct rform *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->json = rindex_get(x, STORE_JSON);
+	f->secret = rindex_get(x, PAGES_SECRET_FILE);
+	for (size_t i = 0; i < x->nkeys; i++) {
+		const char *k = x->keys[i].name;
+
+		if (ends_with(k, PLAIN_DB) || ends_with(k, PLAIN_META)) {
+			if (!f->plain_obj)
+				f->plain_obj = k;
+		} else if (is_pack(k) || ends_with(k, MANIFEST_SUFFIX) ||
+		           ends_with(k, PACKS_SUFFIX) || ends_with(k, META_SUFFIX)) {
+			if (!f->page_obj)
+				f->page_obj = k;
+		}
+	}
+}
+
+/* Which part of the store's identity the store.json field key is about. */
+static const char *json_field_what(const char *key)
+{
+	if (strcmp(key, "format") == 0)
+		return "format";
+	if (strcmp(key, "encryption") == 0)
+		return "encryption";
+	if (strcmp(key, "key") == 0 || strcmp(key, "kdf") == 0 || strcmp(key, "key_check") == 0)
+		return "key";
+	return NULL;
+}
+
+/*
+ * The first field where the store.json texts a (the remote's) and b (the
+ * store's) differ, into what (a word of json_field_what, or the field's
+ * name); false when they are the same object.
+ */
+static bool json_differs(const char *a, const char *b, char *what, size_t wlen)
+{
+	json_object *ja = json_tokener_parse(a), *jb = json_tokener_parse(b);
+	bool differ = false;
+
+	snprintf(what, wlen, "contents");
+	if (!ja || !jb || !json_object_is_type(ja, json_type_object) ||
+	    !json_object_is_type(jb, json_type_object)) {
+		differ = true;
+		goto out;
+	}
+	for (int pass = 0; pass < 2 && !differ; pass++) {
+		json_object *one = pass ? jb : ja, *other = pass ? ja : jb;
+
+		json_object_object_foreach(one, k, v)
+		{
+			json_object *w = NULL;
+
+			if (json_object_object_get_ex(other, k, &w) && json_object_equal(v, w))
+				continue;
+			snprintf(what, wlen, "%s", json_field_what(k) ? json_field_what(k) : k);
+			differ = true;
+			break;
+		}
+	}
+out:
+	json_object_put(ja);
+	json_object_put(jb);
+	return differ;
+}
+
+/* The remote's store.json field (a string), or "" (for messages). */
+static void json_field(const char *text, const char *key, char *out, size_t len)
+{
+	json_object *o = json_tokener_parse(text), *v;
+
+	out[0] = '\0';
+	if (o && json_object_is_type(o, json_type_object) &&
+	    json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+		snprintf(out, len, "%s", json_object_get_string(v));
+	json_object_put(o);
+}
+
+static int mismatch(const struct bri_offsite *r, const char *why, struct bri_err *err)
+{
+	return bri_err_set(err, BRI_OFFSITE_EMISMATCH,
+	                   "refusing to push into %.200s: %s; nothing was uploaded. It holds "
+	                   "another form of the store (converted or re-keyed since with "
+	                   "bri-backup migrate?) and still restores with its own key: push "
+	                   "this store to a new prefix (--remote, the mount's -o offsite=)",
+	                   r->url, why);
+}
+
+/*
+ * Whether the remote x is a copy of s as s is now (see BRI_OFFSITE_EMISMATCH
+ * in offsite.h): 0, BRI_OFFSITE_EMISMATCH, or another negative errno.
+ */
+static int identity_check(const struct bri_store *s, struct bri_offsite *r, const struct rindex *x,
+                          struct bri_err *err)
+{
+	char *mine = NULL, *theirs = NULL, why[300], what[64], enc[64];
+	size_t mlen = 0, tlen = 0;
+	struct rform f;
+	int rc = 0;
+
+	rform_of(x, &f);
+	if (!is_pages(s)) {
+		if (f.json || f.secret || f.page_obj) {
+			snprintf(why, sizeof(why),
+			         "it holds a page store's copy (%s), but this store is plain",
+			         f.json     ? STORE_JSON
+			         : f.secret ? PAGES_SECRET_FILE
+			                    : f.page_obj);
+			return mismatch(r, why, err);
+		}
+		return 0;
+	}
+	if (f.plain_obj) {
+		snprintf(why, sizeof(why),
+		         "it holds a plain store's backups (%.100s), but this "
+		         "store is a page store",
+		         f.plain_obj);
+		return mismatch(r, why, err);
+	}
+	if ((!f.json || !f.secret) && f.page_obj) {
+		snprintf(why, sizeof(why),
+		         "it holds page-store objects (%.100s) but no %s, so whose they are cannot "
+		         "be told",
+		         f.page_obj, f.json ? PAGES_SECRET_FILE : STORE_JSON);
+		return mismatch(r, why, err);
+	}
+	for (int i = 0; i < 2 && rc == 0; i++) {
+		const char *file = i ? PAGES_SECRET_FILE : STORE_JSON;
+		const struct s3_obj *o = i ? f.secret : f.json;
+
+		if (!o)
+			continue; /* uploaded first by the push, before any pack */
+		rc = bri_store_read_file(s, file, IDENT_MAX, &mine, &mlen);
+		if (rc < 0) {
+			rc = bri_err_set(err, rc, "cannot read %s in %s: %s", file, s->dir,
+			                 strerror(-rc));
+			break;
+		}
+		rc = get_mem(r, o, IDENT_MAX, &theirs, &tlen, NULL, err);
+		if (rc < 0) {
+			bri_err_wrap(err, rc, "reading %s of %s", file, r->url);
+		} else if (i == 0 && json_differs(theirs, mine, what, sizeof(what))) {
+			if (strcmp(what, "format") == 0) {
+				json_field(theirs, "format", enc, sizeof(enc));
+				snprintf(
+				    why, sizeof(why),
+				    "its store.json says format \"%.40s\", this store's \"%s\"",
+				    enc, s->ops->format);
+			} else if (strcmp(what, "encryption") == 0) {
+				json_field(theirs, "encryption", enc, sizeof(enc));
+				snprintf(why, sizeof(why), "it is %s, this store %s",
+				         strcmp(enc, "none") == 0 || !enc[0] ? "not encrypted"
+				                                             : "encrypted",
+				         s->seal ? "is encrypted" : "is not encrypted");
+			} else if (strcmp(what, "key") == 0) {
+				snprintf(why, sizeof(why),
+				         "it is encrypted under another key (its store.json's key "
+				         "check or key derivation differs from this store's)");
+			} else {
+				snprintf(why, sizeof(why),
+				         "its store.json differs from this store's (\"%.40s\")",
+				         what);
+			}
+			rc = mismatch(r, why, err);
+		} else if (i == 1 && (tlen != mlen || memcmp(theirs, mine, mlen) != 0)) {
+			snprintf(why, sizeof(why), "its page-id secret (%s) is not this store's",
+			         PAGES_SECRET_FILE);
+			rc = mismatch(r, why, err);
+		}
+		free(mine);
+		free(theirs);
+		mine = theirs = NULL;
+	}
+	return rc;
+}
+
 /* The ISO time lock_days from now, for Object Lock; "" when not locking. */
 static void lock_until(const struct bri_offsite *r, char buf[40])
 {
@@ -626,9 +823,10 @@ out_manifest:
 }
 
 /*
- * A page store's packs of backup name (all of the store's when they cannot
- * be told), store.json and pages.secret: uploaded when the remote lacks
- * them; packs gets the pack names.
+ * A page store's pages.secret and store.json (first: the remote's identity,
+ * which identity_check compared, before any pack), then the packs of backup
+ * name (all of the store's when they cannot be told): uploaded when the
+ * remote lacks them; packs gets the pack names.
  */
 static int push_pages_shared(struct bri_store *s, struct bri_offsite *r, const struct rindex *x,
                              const char *name, json_object *packs,
@@ -640,6 +838,15 @@ static int push_pages_shared(struct bri_store *s, struct bri_offsite *r, const s
 	struct dirent *de;
 	DIR *d;
 
+	for (int i = 0; i < 2; i++) {
+		const char *f = i ? STORE_JSON : PAGES_SECRET_FILE;
+
+		if (rindex_get(x, f))
+			continue; /* the same content: identity_check */
+		rc = push_file(s, r, x, f, NULL, false, res, err);
+		if (rc < 0)
+			return rc;
+	}
 	if (all) {
 		bri_log(BRI_LOG_WARN, "offsite: %s: pushing every pack (%s)", name, why.msg);
 		while (json_object_array_length(packs))
@@ -658,8 +865,7 @@ static int push_pages_shared(struct bri_store *s, struct bri_offsite *r, const s
 
 		if (pack && !all)
 			continue; /* its own packs: below */
-		if (pack || strcmp(de->d_name, STORE_JSON) == 0 ||
-		    strcmp(de->d_name, PAGES_SECRET_FILE) == 0)
+		if (pack)
 			rc = push_file(s, r, x, de->d_name, NULL, true, res, err);
 		if (rc == 0 && pack)
 			json_object_array_add(packs, json_object_new_string(de->d_name));
@@ -775,7 +981,11 @@ int bri_offsite_push_one(struct bri_store *s, struct bri_offsite *r, const char 
 		set_state(s, r, name, BRI_OFFSITE_FAILED, err ? err->msg : strerror(-rc));
 		return rc;
 	}
-	rc = push_backup(s, r, &x, name, ctx, res, err);
+	rc = identity_check(s, r, &x, err);
+	if (rc < 0)
+		set_state(s, r, name, BRI_OFFSITE_FAILED, err ? err->msg : strerror(-rc));
+	else
+		rc = push_backup(s, r, &x, name, ctx, res, err);
 	rindex_free(&x);
 	return rc;
 }
@@ -829,8 +1039,14 @@ int bri_offsite_push(struct bri_store *s, struct bri_offsite *r, const struct br
 	if (rc < 0)
 		goto out_free;
 	rc = rindex_load(r, &x, err);
+	if (rc == 0) {
+		rc = identity_check(s, r, &x, err);
+		if (rc < 0)
+			rindex_free(&x);
+	}
 	if (rc < 0) {
-		/* The remote cannot be listed: every backup not up there has failed now. */
+		/* The remote cannot be listed or is another store's copy: every backup not
+		 * up there has failed now. */
 		for (size_t i = 0; i < l.n; i++) {
 			struct bri_offsite_state st;
 			if (bri_offsite_state_read(s, l.items[i].name, &st) == 0 &&
@@ -985,6 +1201,40 @@ static void meta_file(const struct bri_offsite_backup *b, char file[FILE_MAX])
 }
 
 /*
+ * Whether the remote's copy is encrypted (its store.json says so) into
+ * *sealed, and then its key (r->seal, from r->key_file) checked against its
+ * store.json's key check: before anything of it is downloaded. 0 or a
+ * negative errno (-EKEYREJECTED: the key file is another key).
+ */
+static int remote_key(struct bri_offsite *r, const struct rindex *x, bool *sealed,
+                      struct bri_err *err)
+{
+	const struct s3_obj *o = rindex_get(x, STORE_JSON);
+	char *conf = NULL, enc[64];
+	size_t clen = 0;
+	int rc;
+
+	*sealed = false;
+	if (!o)
+		return 0; /* a plain store's copy, or nothing yet */
+	rc = get_mem(r, o, IDENT_MAX, &conf, &clen, NULL, err);
+	if (rc < 0)
+		return bri_err_wrap(err, rc, "reading the store.json of %s", r->url);
+	json_field(conf, "encryption", enc, sizeof(enc));
+	*sealed = enc[0] && strcmp(enc, "none") != 0;
+	if (*sealed && !r->seal) {
+		rc = store_key_for_json(r->url, conf, r->key_file, &r->seal, err);
+		if (rc == -EKEYREJECTED)
+			bri_err_wrap(err, rc,
+			             "the offsite copy %.200s was pushed under another key (give "
+			             "the key file it was pushed with)",
+			             r->url);
+	}
+	free(conf);
+	return rc;
+}
+
+/*
  * A metadata file of the remote (file: its key without the prefix) as text:
  * an encrypted page store's is sealed (bound to its file name), opened with
  * the key that opens the remote's store.json. *text is replaced.
@@ -998,18 +1248,13 @@ static int meta_open(struct bri_offsite *r, const struct rindex *x, const char *
 	if (*len < SEAL_OVERHEAD || memcmp(*text, "BRIs", 4) != 0)
 		return 0; /* in the clear */
 	if (!r->seal) {
-		const struct s3_obj *o = rindex_get(x, STORE_JSON);
-		char *conf = NULL;
-		size_t clen = 0;
+		bool sealed;
 
-		if (!o)
+		if (!rindex_get(x, STORE_JSON))
 			return bri_err_set(err, -EBADMSG,
 			                   "%s/%s is sealed, but %s has no store.json to say how",
 			                   r->url, file, r->url);
-		rc = get_mem(r, o, 64u << 10, &conf, &clen, NULL, err);
-		if (rc == 0)
-			rc = store_key_for_json(r->url, conf, r->key_file, &r->seal, err);
-		free(conf);
+		rc = remote_key(r, x, &sealed, err);
 		if (rc < 0)
 			return rc;
 		if (!r->seal)
@@ -1151,7 +1396,9 @@ int bri_offsite_list(struct bri_offsite *r, struct bri_offsite_backup **out, siz
 
 	if (rc < 0)
 		return rc;
-	rc = list_backups(r, &x, NULL, out, n, NULL, err);
+	rc = remote_key(r, &x, &(bool){false}, err);
+	if (rc == 0)
+		rc = list_backups(r, &x, NULL, out, n, NULL, err);
 	rindex_free(&x);
 	return rc;
 }
@@ -1297,7 +1544,9 @@ int bri_offsite_verify(struct bri_offsite *r, const char *const *names, size_t n
 	rc = rindex_load(r, &x, err);
 	if (rc < 0)
 		return rc;
-	rc = list_backups(r, &x, NULL, &b, &nb, &ms, err);
+	rc = remote_key(r, &x, &(bool){false}, err);
+	if (rc == 0)
+		rc = list_backups(r, &x, NULL, &b, &nb, &ms, err);
 	if (rc < 0)
 		goto out_index;
 	pack_seen = calloc(x.nkeys + 1, 1);
@@ -1467,11 +1716,14 @@ static int fetch_file(struct bri_offsite *r, const struct rindex *x, const char 
 	return rc;
 }
 
-/* Assembles the page-store backup name (downloaded into dir/pages) into fd. */
+/* Assembles the page-store backup name (downloaded into dir/pages; sealed: the copy is
+ * encrypted) into fd. */
 static int assemble_pages(struct bri_offsite *r, const struct rindex *x, const char *dir,
-                          const char *name, int fd, struct bri_err *err)
+                          const char *name, bool sealed, int fd, struct bri_err *err)
 {
-	struct bri_store_open_opts oo = {.key_file = r->key_file};
+	/* The copy's own key; none for one pushed before the store was encrypted (its
+	 * key is not looked at: the store's key file, given too, would be refused). */
+	struct bri_store_open_opts oo = {.key_file = r->key_file, .key_later = !sealed};
 	struct bri_store *ps = NULL;
 	struct bri_reader *rd = NULL;
 	char *pdir = NULL, *live = NULL, *buf = NULL;
@@ -1557,6 +1809,7 @@ int bri_offsite_fetch(struct bri_offsite *r, const char *name, const char *dir, 
 	size_t nb = 0, len = 0;
 	uint64_t size = 0;
 	struct rindex x;
+	bool sealed = false;
 	int fd = -1, mfd = -1, rc;
 
 	rc = bri_store_check_name(name, strlen(name), err);
@@ -1565,6 +1818,9 @@ int bri_offsite_fetch(struct bri_offsite *r, const char *name, const char *dir, 
 	rc = rindex_load(r, &x, err);
 	if (rc < 0)
 		return rc;
+	rc = remote_key(r, &x, &sealed, err); /* a wrong key: refused before any download */
+	if (rc < 0)
+		goto out_index;
 	rc = list_backups(r, &x, name, &b, &nb, &ms, err);
 	if (rc < 0)
 		goto out_index;
@@ -1583,7 +1839,7 @@ int bri_offsite_fetch(struct bri_offsite *r, const char *name, const char *dir, 
 		goto out_list;
 	}
 	if (e->pages) {
-		rc = assemble_pages(r, &x, dir, name, fd, err);
+		rc = assemble_pages(r, &x, dir, name, sealed, fd, err);
 	} else {
 		const struct s3_obj *o;
 		data_file(e, file);

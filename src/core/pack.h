@@ -134,6 +134,18 @@ int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], ui
  */
 int pages_db_check_entry(struct pages_db *db, size_t i);
 /*
+ * What a page that failed its check is, in words for "page N is ...": in an
+ * encrypted store its group failed AES-GCM authentication before anything
+ * was compared (the bytes changed on disk, or were sealed with another
+ * key), else its bytes do not match its id. A static string.
+ */
+static inline const char *pages_damage_words(const struct pages_db *db)
+{
+	return db->s->seal ? "damaged (its sealed data failed authentication: changed on disk, or "
+	                     "not sealed with this store's key)"
+	                   : "damaged (its bytes do not match its id)";
+}
+/*
  * A reader's own group slot, decompressor and HMAC context, for streaming
  * reads (the hash of verify, a cat through the mount): the group is read
  * and decompressed outside the store's lock and cache, so a second thread

@@ -16,6 +16,7 @@
 #include "bri/audit.h"
 #include "bri/catalog.h"
 #include "bri/meta.h"
+#include "json_number.h"
 
 bool bri_pin_exists(const struct bri_store *s, const char *name)
 {
@@ -70,7 +71,6 @@ int bri_pin(struct bri_store *s, const char *name, const char *reason, time_t no
 {
 	char when[40], by[64];
 	json_object *o = NULL;
-	const char *text;
 	int lockfd = -1, rc;
 
 	if (!reason)
@@ -101,10 +101,7 @@ int bri_pin(struct bri_store *s, const char *name, const char *reason, time_t no
 	json_object_object_add(o, "time", json_object_new_string(when));
 	json_object_object_add(o, "reason", json_object_new_string(reason));
 	json_object_object_add(o, "by", json_object_new_string(by));
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-	                                             JSON_C_TO_STRING_NOSLASHESCAPE);
-	rc = bri_store_sidecar_write(s, name, BRI_SIDECAR_PIN, text, strlen(text), err);
-	json_object_put(o);
+	rc = bri_json_sidecar_write(s, name, BRI_SIDECAR_PIN, o, err);
 out_unlock:
 	bri_store_unlock(lockfd);
 out_audit:

@@ -20,7 +20,6 @@ int bri_rehearsal_record(struct bri_store *s, const char *name, const struct bri
 {
 	char when[40];
 	json_object *o;
-	const char *text;
 	int lockfd, rc;
 
 	lockfd = bri_store_lock(s, err);
@@ -43,10 +42,7 @@ int bri_rehearsal_record(struct bri_store *s, const char *name, const struct bri
 	json_object_object_add(o, "checks", json_object_new_int64((int64_t)r->checks));
 	json_object_object_add(o, "checks_failed",
 	                       json_object_new_int64((int64_t)r->checks_failed));
-	text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-	                                             JSON_C_TO_STRING_NOSLASHESCAPE);
-	rc = bri_store_sidecar_write(s, name, BRI_SIDECAR_REHEARSAL, text, strlen(text), err);
-	json_object_put(o);
+	rc = bri_json_sidecar_write(s, name, BRI_SIDECAR_REHEARSAL, o, err);
 out_unlock:
 	bri_store_unlock(lockfd);
 	return rc;

@@ -79,21 +79,6 @@ static json_object *string_or_null(const char *s)
 	return s[0] ? json_object_new_string(s) : NULL;
 }
 
-static int emit(json_object *o, char **out, size_t *len)
-{
-	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-								 JSON_C_TO_STRING_SPACED |
-								 JSON_C_TO_STRING_NOSLASHESCAPE);
-	int rc = 0;
-
-	if (!text || asprintf(out, "%s\n", text) < 0)
-		rc = -ENOMEM;
-	else
-		*len = strlen(*out);
-	json_object_put(o);
-	return rc;
-}
-
 int bri_stats_to_json(const struct bri_stats *st, char **out, size_t *len)
 {
 	json_object *o = json_object_new_object(), *kinds = json_object_new_object();
@@ -129,7 +114,7 @@ int bri_stats_to_json(const struct bri_stats *st, char **out, size_t *len)
 		                       st->stored_bytes ? bri_json_double(st->dedup_ratio, 2) : NULL);
 		json_object_object_add(o, "encryption", json_object_new_string(st->encryption));
 	}
-	return emit(o, out, len);
+	return bri_json_emit(o, out, len);
 }
 
 /* The backup's time as the seed writes it: the meta's backup_time, else the entry's time. */
@@ -235,7 +220,7 @@ int bri_list_to_json(const struct bri_store *s, const struct bri_catalog *c, cha
 			return -ENOMEM;
 		}
 	}
-	return emit(arr, out, len);
+	return bri_json_emit(arr, out, len);
 }
 
 const char *bri_health_level_name(enum bri_health_level level)
@@ -431,7 +416,7 @@ enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
 			                       json_object_new_int64((int64_t)st.unknown_files));
 			if (rules->rehearse_checked || rules->rehearse_max_age_hours > 0)
 				add_rehearsal(o, c, now);
-			if (emit(o, text, len) < 0)
+			if (bri_json_emit(o, text, len) < 0)
 				*text = NULL;
 		} else {
 			json_object_put(o);

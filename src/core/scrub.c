@@ -112,7 +112,7 @@ static int check_manifest(void *arg, const char *name, const struct stat *st)
 		if (b) {
 			b->used = true;
 			d.pack = sc->db->packs[b->pack].name;
-			d.what = "damaged (its bytes do not match its id)";
+			d.what = pages_damage_words(sc->db);
 		} else {
 			d.what = "missing: no pack holds a page with its id (a pack's ids or "
 			         "framing may be damaged)";

@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 
 #include "bri/audit.h"
 #include "bri/rehearsal.h"
+#include "bri/text.h"
 
 #define DAY_S 86400
 
@@ -410,95 +410,35 @@ void bri_status_free(struct bri_status *st)
 	free(st);
 }
 
-/* ---- text buffer -------------------------------------------------------- */
-
-struct text {
-	char *buf;  /* NUL-terminated */
-	size_t len; /* bytes used */
-	size_t cap; /* bytes allocated */
-	int error;  /* first error */
-};
-
-static void add(struct text *t, const char *fmt, ...) BRI_PRINTF(2, 3);
-
-static void add(struct text *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (t->error)
-		return;
-	for (;;) {
-		if (t->cap) {
-			va_start(ap, fmt);
-			n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
-			va_end(ap);
-			if (n < 0) {
-				t->error = -EINVAL;
-				return;
-			}
-			if ((size_t)n < t->cap - t->len) {
-				t->len += (size_t)n;
-				return;
-			}
-		}
-		size_t ncap = t->cap ? t->cap * 2 : 65536;
-
-		if (ncap > BRI_STATUS_MAX) {
-			t->error = -EFBIG;
-			return;
-		}
-		char *nb = realloc(t->buf, ncap);
-
-		if (!nb) {
-			t->error = -ENOMEM;
-			return;
-		}
-		t->buf = nb;
-		t->cap = ncap;
-	}
-}
+/* ---- text buffer (bri/text.h) ------------------------------------------ */
 
 /* s with &, <, > and " escaped for HTML text and attributes. */
-static void add_esc(struct text *t, const char *s)
+static void add_esc(struct bri_text *t, const char *s)
 {
 	for (const char *p = s; *p;) {
 		size_t n = strcspn(p, "&<>\"");
 
 		if (n)
-			add(t, "%.*s", (int)n, p);
+			bri_text_add(t, "%.*s", (int)n, p);
 		p += n;
 		switch (*p) {
 		case '&':
-			add(t, "&amp;");
+			bri_text_add(t, "&amp;");
 			break;
 		case '<':
-			add(t, "&lt;");
+			bri_text_add(t, "&lt;");
 			break;
 		case '>':
-			add(t, "&gt;");
+			bri_text_add(t, "&gt;");
 			break;
 		case '"':
-			add(t, "&quot;");
+			bri_text_add(t, "&quot;");
 			break;
 		default:
 			continue;
 		}
 		p++;
 	}
-}
-
-static int finish(struct text *t, char **out, size_t *len)
-{
-	if (!t->error && !t->buf)
-		add(t, "%s", "");
-	if (t->error) {
-		free(t->buf);
-		return t->error;
-	}
-	*out = t->buf;
-	*len = t->len;
-	return 0;
 }
 
 /* ---- words -------------------------------------------------------------- */
@@ -694,31 +634,33 @@ static double x_at(const struct bri_status *st, time_t t)
 }
 
 /* The date row under the window's plots: every 15 days, and today. */
-static void axis_days(struct text *t, const struct bri_status *st)
+static void axis_days(struct bri_text *t, const struct bri_status *st)
 {
-	add(t, "<div class=\"ax\">");
+	bri_text_add(t, "<div class=\"ax\">");
 	for (int i = 0; i + 15 < BRI_STATUS_DAYS; i += 15)
-		add(t, "<span style=\"left:%.0fpx\">%s</span> ", x_at(st, st->days[i].start),
-		    st->days[i].date);
-	add(t, "<span style=\"right:0\">%s (today)</span></div>\n",
-	    st->days[BRI_STATUS_DAYS - 1].date);
+		bri_text_add(t, "<span style=\"left:%.0fpx\">%s</span> ",
+		             x_at(st, st->days[i].start), st->days[i].date);
+	bri_text_add(t, "<span style=\"right:0\">%s (today)</span></div>\n",
+	             st->days[BRI_STATUS_DAYS - 1].date);
 }
 
 /* A chart of the window: its title and scale in HTML, then the SVG's frame. */
-static void chart_open(struct text *t, const struct bri_status *st, const char *id,
+static void chart_open(struct bri_text *t, const struct bri_status *st, const char *id,
                        const char *title, const char *scale)
 {
-	add(t, "<h2>");
+	bri_text_add(t, "<h2>");
 	add_esc(t, title);
-	add(t, " <small>(");
+	bri_text_add(t, " <small>(");
 	add_esc(t, scale);
-	add(t,
+	bri_text_add(
+	    t,
 	    ")</small></h2>\n<svg id=\"%s\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
 	    "role=\"img\"><path class=\"grid\" d=\"",
 	    id, PAGE_W, CHART_H, PAGE_W, CHART_H);
 	for (int i = 0; st && i < BRI_STATUS_DAYS; i += 15)
-		add(t, "M%.1f %dv%d", x_at(st, st->days[i].start), PLOT_T, PLOT_H);
-	add(t, "\"/><path class=\"base\" d=\"M%d %dh%d\"/>", PLOT_X, PLOT_T + PLOT_H, PLOT_W);
+		bri_text_add(t, "M%.1f %dv%d", x_at(st, st->days[i].start), PLOT_T, PLOT_H);
+	bri_text_add(t, "\"/><path class=\"base\" d=\"M%d %dh%d\"/>", PLOT_X, PLOT_T + PLOT_H,
+	             PLOT_W);
 }
 
 static double bar_width(size_t n)
@@ -729,7 +671,7 @@ static double bar_width(size_t n)
 }
 
 /* Backup sizes: one rect per backup of the window, coloured by its verification. */
-static void chart_sizes(struct text *t, const struct bri_status *st)
+static void chart_sizes(struct bri_text *t, const struct bri_status *st)
 {
 	int64_t max = 1;
 	double w = bar_width(st->nrecent);
@@ -748,24 +690,25 @@ static void chart_sizes(struct text *t, const struct bri_status *st)
 		if (h < 1)
 			h = 1;
 		fmt_bytes(b->bytes, sz, sizeof(sz));
-		add(t,
+		bri_text_add(
+		    t,
 		    "<rect class=\"bar %s\" x=\"%.4g\" y=\"%.4g\" width=\"%.3g\" height=\"%.4g\">"
 		    "<title>",
 		    verify_class(b->verify), x_at(st, b->time) - w / 2, PLOT_T + PLOT_H - h, w, h);
 		add_esc(t, b->name);
-		add(t, " %s%s%s", sz, b->verify == BRI_VERIFY_FAILED ? " failed" : "",
-		    b->reason[0] ? ": " : "");
+		bri_text_add(t, " %s%s%s", sz, b->verify == BRI_VERIFY_FAILED ? " failed" : "",
+		             b->reason[0] ? ": " : "");
 		add_esc(t, b->reason);
-		add(t, "</title></rect>");
+		bri_text_add(t, "</title></rect>");
 	}
-	add(t, "</svg>\n");
+	bri_text_add(t, "</svg>\n");
 }
 
 /*
  * Durations of the window, one bar each, as one path (a few bytes a bar):
  * value(i) < 0 means none for item i.
  */
-static void chart_durations(struct text *t, const struct bri_status *st, const char *id,
+static void chart_durations(struct bri_text *t, const struct bri_status *st, const char *id,
                             const char *title, const char *cls, size_t n,
                             double (*value)(const struct bri_status *, size_t, time_t *))
 {
@@ -783,7 +726,7 @@ static void chart_durations(struct text *t, const struct bri_status *st, const c
 	fmt_dur(max, d, sizeof(d));
 	snprintf(scale, sizeof(scale), "up to %s", d);
 	chart_open(t, st, id, title, max > 0 ? scale : "none recorded");
-	add(t, "<path class=\"%s\" d=\"", cls);
+	bri_text_add(t, "<path class=\"%s\" d=\"", cls);
 	for (size_t i = 0; i < n; i++) {
 		double v = value(st, i, &when), h;
 
@@ -792,11 +735,11 @@ static void chart_durations(struct text *t, const struct bri_status *st, const c
 		h = v / max * PLOT_H;
 		if (h < 1)
 			h = 1;
-		add(t, "M%.4g %.4gh%.3gv%.4gh%.3gz", x_at(st, when) - w / 2, PLOT_T + PLOT_H - h, w,
-		    h, -w);
+		bri_text_add(t, "M%.4g %.4gh%.3gv%.4gh%.3gz", x_at(st, when) - w / 2,
+		             PLOT_T + PLOT_H - h, w, h, -w);
 		shown++;
 	}
-	add(t, "\" data-bars=\"%zu\"/></svg>\n", shown);
+	bri_text_add(t, "\" data-bars=\"%zu\"/></svg>\n", shown);
 }
 
 static double create_value(const struct bri_status *st, size_t i, time_t *when)
@@ -812,7 +755,7 @@ static double verify_value(const struct bri_status *st, size_t i, time_t *when)
 }
 
 /* Restores: one rect each (few), red when it failed. */
-static void chart_restores(struct text *t, const struct bri_status *st)
+static void chart_restores(struct bri_text *t, const struct bri_status *st)
 {
 	double max = 0, w = bar_width(st->nrestores);
 	char scale[96], d[32], when[24];
@@ -833,18 +776,19 @@ static void chart_restores(struct text *t, const struct bri_status *st)
 			h = 1;
 		fmt_dur(e->duration_s, d, sizeof(d));
 		fmt_time(e->time, when, sizeof(when));
-		add(t,
-		    "<rect class=\"bar restore %s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
-		    "height=\"%.1f\"><title>",
-		    e->ok ? "ok" : "failed", x_at(st, e->time) - w / 2, PLOT_T + PLOT_H - h, w, h);
+		bri_text_add(t,
+		             "<rect class=\"bar restore %s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
+		             "height=\"%.1f\"><title>",
+		             e->ok ? "ok" : "failed", x_at(st, e->time) - w / 2,
+		             PLOT_T + PLOT_H - h, w, h);
 		add_esc(t, e->name);
-		add(t, " %s %s %s</title></rect>", when, d, e->ok ? "ok" : "failed");
+		bri_text_add(t, " %s %s %s</title></rect>", when, d, e->ok ? "ok" : "failed");
 	}
-	add(t, "</svg>\n");
+	bri_text_add(t, "</svg>\n");
 }
 
 /* The store's logical and stored bytes over the window (a sample a day), and the ratio now. */
-static void chart_store(struct text *t, const struct bri_status *st)
+static void chart_store(struct bri_text *t, const struct bri_status *st)
 {
 	int64_t max = 1;
 	char scale[200], l[32], s[32], top[32];
@@ -865,27 +809,28 @@ static void chart_store(struct text *t, const struct bri_status *st)
 	}
 	chart_open(t, st, "store", "Store size over time", scale);
 	for (int k = 0; k < 2; k++) {
-		add(t, "<polyline class=\"%s\" points=\"", k ? "stored" : "logical");
+		bri_text_add(t, "<polyline class=\"%s\" points=\"", k ? "stored" : "logical");
 		for (size_t i = 0; i < st->nusage; i++) {
 			int64_t v = k ? st->usage[i].stored : st->usage[i].logical;
 
-			add(t, "%s%.1f,%.1f", i ? " " : "", x_at(st, st->usage[i].time),
-			    PLOT_T + PLOT_H - (double)v / (double)max * PLOT_H);
+			bri_text_add(t, "%s%.1f,%.1f", i ? " " : "", x_at(st, st->usage[i].time),
+			             PLOT_T + PLOT_H - (double)v / (double)max * PLOT_H);
 		}
-		add(t, "\"/>");
+		bri_text_add(t, "\"/>");
 	}
 	for (size_t i = 0; i < st->nusage; i++) /* one sample per day */
 		for (int k = 0; k < 2; k++)
-			add(t, "<circle class=\"sample %s\" cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\"/>",
+			bri_text_add(
+			    t, "<circle class=\"sample %s\" cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\"/>",
 			    k ? "s" : "l", x_at(st, st->usage[i].time),
 			    PLOT_T + PLOT_H -
 			        (double)(k ? st->usage[i].stored : st->usage[i].logical) /
 			            (double)max * PLOT_H);
-	add(t, "</svg>\n");
+	bri_text_add(t, "</svg>\n");
 }
 
 /* Before the window: one mark per day, its height the day's largest backup. */
-static void chart_history(struct text *t, const struct bri_status *st)
+static void chart_history(struct bri_text *t, const struct bri_status *st)
 {
 	int64_t max = 1;
 	size_t backups = 0;
@@ -915,19 +860,20 @@ static void chart_history(struct text *t, const struct bri_status *st)
 
 		if (h < 1)
 			h = 1;
-		add(t,
+		bri_text_add(
+		    t,
 		    "<rect class=\"mark%s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\">"
 		    "<title>%s: %zu backups</title></rect>",
 		    d->failed ? " failed" : "", x, PLOT_T + PLOT_H - h, w, h, d->date, d->backups);
 	}
-	add(t,
-	    "</svg>\n<div class=\"ax\"><span style=\"left:%dpx\">%s</span> "
-	    "<span style=\"right:0\">%s</span></div>\n",
-	    PLOT_X, st->history[0].date, st->history[st->nhistory - 1].date);
+	bri_text_add(t,
+	             "</svg>\n<div class=\"ax\"><span style=\"left:%dpx\">%s</span> "
+	             "<span style=\"right:0\">%s</span></div>\n",
+	             PLOT_X, st->history[0].date, st->history[st->nhistory - 1].date);
 }
 
 /* The calendar strip: one cell per day, its colour the worst result, kind marks below. */
-static void calendar(struct text *t, const struct bri_status *st)
+static void calendar(struct bri_text *t, const struct bri_status *st)
 {
 	static const char *const kinds[] = {"auto", "named", "safety"};
 	double cw = (double)PLOT_W / BRI_STATUS_DAYS;
@@ -937,52 +883,58 @@ static void calendar(struct text *t, const struct bri_status *st)
 		with += st->days[i].backups > 0;
 		bad += !strcmp(day_class(&st->days[i]), "failed");
 	}
-	add(t, "<h2>Last %d days <small>(%zu with a backup, %zu with a failure)</small></h2>\n",
+	bri_text_add(
+	    t, "<h2>Last %d days <small>(%zu with a backup, %zu with a failure)</small></h2>\n",
 	    BRI_STATUS_DAYS, with, bad);
-	add(t,
+	bri_text_add(
+	    t,
 	    "<svg id=\"calendar\" width=\"%d\" height=\"50\" viewBox=\"0 0 %d 50\" role=\"img\">",
 	    PAGE_W, PAGE_W);
 	for (int i = 0; i < BRI_STATUS_DAYS; i++) {
 		const struct bri_status_day *d = &st->days[i];
 		double x = PLOT_X + i * cw;
 
-		add(t,
+		bri_text_add(
+		    t,
 		    "<rect class=\"day %s\" data-date=\"%s\" data-backups=\"%zu\" x=\"%.1f\" "
 		    "y=\"0\" width=\"%.1f\" height=\"22\"><title>%s: ",
 		    day_class(d), d->date, d->backups, x, cw - 1.5, d->date);
 		if (!d->backups)
-			add(t, "no backup");
+			bri_text_add(t, "no backup");
 		else
-			add(t, "%zu backup%s (%zu ok, %zu failed, %zu unverified)", d->backups,
-			    d->backups == 1 ? "" : "s", d->ok, d->failed, d->unverified);
+			bri_text_add(t, "%zu backup%s (%zu ok, %zu failed, %zu unverified)",
+			             d->backups, d->backups == 1 ? "" : "s", d->ok, d->failed,
+			             d->unverified);
 		if (d->failed_creates)
-			add(t, "; %zu failed create%s", d->failed_creates,
-			    d->failed_creates == 1 ? "" : "s");
-		add(t, "</title></rect>");
+			bri_text_add(t, "; %zu failed create%s", d->failed_creates,
+			             d->failed_creates == 1 ? "" : "s");
+		bri_text_add(t, "</title></rect>");
 		for (int k = 0; k < 3; k++)
 			if (d->kinds & (1u << k))
-				add(t,
+				bri_text_add(
+				    t,
 				    "<rect class=\"kind k-%s\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" "
 				    "height=\"4\"><title>%s</title></rect>",
 				    kinds[k], x, 24 + k * 5, cw - 1.5, kinds[k]);
 		if (d->rehearsed_ok || d->rehearsed_failed)
-			add(t,
-			    "<rect class=\"reh %s\" x=\"%.1f\" y=\"40\" width=\"%.1f\" "
-			    "height=\"4\">"
-			    "<title>rehearsed: %zu passed, %zu failed</title></rect>",
-			    d->rehearsed_failed ? "failed" : "ok", x, cw - 1.5, d->rehearsed_ok,
-			    d->rehearsed_failed);
+			bri_text_add(t,
+			             "<rect class=\"reh %s\" x=\"%.1f\" y=\"40\" width=\"%.1f\" "
+			             "height=\"4\">"
+			             "<title>rehearsed: %zu passed, %zu failed</title></rect>",
+			             d->rehearsed_failed ? "failed" : "ok", x, cw - 1.5,
+			             d->rehearsed_ok, d->rehearsed_failed);
 		if (d->offsite_ok || d->offsite_failed)
-			add(t,
-			    "<rect class=\"off %s\" x=\"%.1f\" y=\"46\" width=\"%.1f\" "
-			    "height=\"4\">"
-			    "<title>offsite: %zu uploaded, %zu failed</title></rect>",
-			    d->offsite_failed ? "failed" : "ok", x, cw - 1.5, d->offsite_ok,
-			    d->offsite_failed);
+			bri_text_add(t,
+			             "<rect class=\"off %s\" x=\"%.1f\" y=\"46\" width=\"%.1f\" "
+			             "height=\"4\">"
+			             "<title>offsite: %zu uploaded, %zu failed</title></rect>",
+			             d->offsite_failed ? "failed" : "ok", x, cw - 1.5,
+			             d->offsite_ok, d->offsite_failed);
 	}
-	add(t, "</svg>\n");
+	bri_text_add(t, "</svg>\n");
 	axis_days(t, st);
-	add(t, "<div class=\"legend\">Day: <span class=\"sw\" style=\"background:#2e7d32\"></span>"
+	bri_text_add(
+	    t, "<div class=\"legend\">Day: <span class=\"sw\" style=\"background:#2e7d32\"></span>"
 	       "verified ok <span class=\"sw\" style=\"background:#9e9e9e\"></span>unverified "
 	       "<span class=\"sw\" style=\"background:#c62828\"></span>failed (verify or create) "
 	       "<span class=\"sw\" style=\"background:#eee\"></span>none. Below: "
@@ -992,15 +944,15 @@ static void calendar(struct text *t, const struct bri_status *st)
 	       "<span class=\"sw\" style=\"background:#00897b\"></span>rehearsed "
 	       "<span class=\"sw\" style=\"background:#c62828\"></span>rehearsal failed");
 	if (st->offsite.known)
-		add(t, " <span class=\"sw\" style=\"background:#f9a825\"></span>offsite");
-	add(t, "</div>\n");
+		bri_text_add(t, " <span class=\"sw\" style=\"background:#f9a825\"></span>offsite");
+	bri_text_add(t, "</div>\n");
 }
 
-static void fact(struct text *t, const char *label, const char *value)
+static void fact(struct bri_text *t, const char *label, const char *value)
 {
-	add(t, "<tr><th>%s</th><td>", label);
+	bri_text_add(t, "<tr><th>%s</th><td>", label);
 	add_esc(t, value);
-	add(t, "</td></tr>\n");
+	bri_text_add(t, "</td></tr>\n");
 }
 
 /* One line of the facts: shared by the HTML table and the text. */
@@ -1106,7 +1058,7 @@ static void facts_lines(const struct bri_status *st, struct fact lines[10], int 
 }
 
 /* The health lines: "critical: x" / "warning: x" / "ok". */
-static void health_items(struct text *t, const char *health)
+static void health_items(struct bri_text *t, const char *health)
 {
 	for (const char *p = health; *p;) {
 		const char *nl = strchr(p, '\n');
@@ -1115,9 +1067,9 @@ static void health_items(struct text *t, const char *health)
 
 		snprintf(line, sizeof(line), "%.*s", (int)(n < 599 ? n : 599), p);
 		if (strcmp(line, "ok")) {
-			add(t, "<li>");
+			bri_text_add(t, "<li>");
 			add_esc(t, line);
-			add(t, "</li>");
+			bri_text_add(t, "</li>");
 		}
 		p += n + (nl ? 1 : 0);
 	}
@@ -1128,32 +1080,34 @@ int bri_status_html(const struct bri_status *st, char **out, size_t *len)
 	const char *level = bri_health_level_name(st->level);
 	char thr[512];
 	struct fact lines[10];
-	struct text t = {0};
+	struct bri_text t = {.max = BRI_STATUS_MAX};
 	int n;
 
-	add(&t,
-	    "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-	    "<meta name=\"viewport\" content=\"width=device-width\">"
-	    "<title>bri-backup: %s</title><style>%s</style></head>\n<body>\n",
-	    level, css);
-	add(&t, "<h1>Backups of ");
+	bri_text_add(&t,
+	             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+	             "<meta name=\"viewport\" content=\"width=device-width\">"
+	             "<title>bri-backup: %s</title><style>%s</style></head>\n<body>\n",
+	             level, css);
+	bri_text_add(&t, "<h1>Backups of ");
 	add_esc(&t, st->store_dir);
-	add(&t, "</h1>\n<p class=\"sub\">Status at %s, from the store alone.</p>\n", st->generated);
-	add(&t, "<div class=\"verdict %s\" id=\"health\"><p><b>Health: %s</b> &mdash; %s</p>",
-	    level, level, verdict_words(st->level));
+	bri_text_add(&t, "</h1>\n<p class=\"sub\">Status at %s, from the store alone.</p>\n",
+	             st->generated);
+	bri_text_add(&t,
+	             "<div class=\"verdict %s\" id=\"health\"><p><b>Health: %s</b> &mdash; %s</p>",
+	             level, level, verdict_words(st->level));
 	if (st->level != BRI_HEALTH_OK) {
-		add(&t, "<ul>");
+		bri_text_add(&t, "<ul>");
 		health_items(&t, st->health);
-		add(&t, "</ul>");
+		bri_text_add(&t, "</ul>");
 	}
 	thresholds(&st->rules, thr, sizeof(thr));
-	add(&t, "<p class=\"thr\">Thresholds: ");
+	bri_text_add(&t, "<p class=\"thr\">Thresholds: ");
 	add_esc(&t, thr);
-	add(&t, ".</p></div>\n<table class=\"facts\">\n");
+	bri_text_add(&t, ".</p></div>\n<table class=\"facts\">\n");
 	facts_lines(st, lines, &n);
 	for (int i = 0; i < n; i++)
 		fact(&t, lines[i].label, lines[i].value);
-	add(&t, "</table>\n");
+	bri_text_add(&t, "</table>\n");
 	calendar(&t, st);
 	chart_sizes(&t, st);
 	chart_durations(&t, st, "creates", "Create time, one bar per backup that recorded it",
@@ -1164,8 +1118,8 @@ int bri_status_html(const struct bri_status *st, char **out, size_t *len)
 	chart_store(&t, st);
 	axis_days(&t, st);
 	chart_history(&t, st);
-	add(&t, "</body></html>\n");
-	return finish(&t, out, len);
+	bri_text_add(&t, "</body></html>\n");
+	return bri_text_finish(&t, out, len);
 }
 
 /* ---- text --------------------------------------------------------------- */
@@ -1187,13 +1141,13 @@ static size_t cols(const char *s, size_t n)
  * Adds s word-wrapped to TEXT_W columns: the first line after first, the
  * others after indent; a word longer than a line is cut.
  */
-static void add_wrapped(struct text *t, const char *first, const char *indent, const char *s)
+static void add_wrapped(struct bri_text *t, const char *first, const char *indent, const char *s)
 {
 	size_t col = cols(first, strlen(first)), ind = cols(indent, strlen(indent));
 	bool bare = true; /* no word on this line yet */
 	bool spaced = *first && first[strlen(first) - 1] == ' ';
 
-	add(t, "%s", first);
+	bri_text_add(t, "%s", first);
 	while (*s) {
 		size_t w;
 
@@ -1203,13 +1157,13 @@ static void add_wrapped(struct text *t, const char *first, const char *indent, c
 			break;
 		w = strcspn(s, " ");
 		if (!bare && col + 1 + cols(s, w) > TEXT_W) {
-			add(t, "\n%s", indent);
+			bri_text_add(t, "\n%s", indent);
 			col = ind;
 			bare = true;
 			spaced = *indent && indent[strlen(indent) - 1] == ' ';
 		}
 		if (!(bare && spaced)) {
-			add(t, " ");
+			bri_text_add(t, " ");
 			col++;
 		}
 		/* A word that does not fit a line is cut where the line ends. */
@@ -1222,23 +1176,23 @@ static void add_wrapped(struct text *t, const char *first, const char *indent, c
 					fit++;
 				c++;
 			}
-			add(t, "%.*s\n%s", (int)fit, s, indent);
+			bri_text_add(t, "%.*s\n%s", (int)fit, s, indent);
 			s += fit;
 			w -= fit;
 			col = ind;
 		}
-		add(t, "%.*s", (int)w, s);
+		bri_text_add(t, "%.*s", (int)w, s);
 		col += cols(s, w);
 		s += w;
 		bare = false;
 	}
-	add(t, "\n");
+	bri_text_add(t, "\n");
 }
 
 static const char *const blocks[] = {"▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
 
 /* A sparkline of one value per day (two rows of ROW_DAYS), "·" for a day without one. */
-static void spark(struct text *t, const struct bri_status *st, const char *title,
+static void spark(struct bri_text *t, const struct bri_status *st, const char *title,
                   double (*value)(const struct bri_status_day *), const char *top)
 {
 	double max = 0;
@@ -1246,21 +1200,21 @@ static void spark(struct text *t, const struct bri_status *st, const char *title
 	for (int i = 0; i < BRI_STATUS_DAYS; i++)
 		if (value(&st->days[i]) > max)
 			max = value(&st->days[i]);
-	add(t, "%s (▁..█ up to %s)\n", title, top);
+	bri_text_add(t, "%s (▁..█ up to %s)\n", title, top);
 	for (int r = 0; r < BRI_STATUS_DAYS; r += ROW_DAYS) {
-		add(t, "  %s ", st->days[r].date);
+		bri_text_add(t, "  %s ", st->days[r].date);
 		for (int i = r; i < r + ROW_DAYS && i < BRI_STATUS_DAYS; i++) {
 			double v = value(&st->days[i]);
 			int b;
 
 			if (v <= 0 || max <= 0) {
-				add(t, "·");
+				bri_text_add(t, "·");
 				continue;
 			}
 			b = (int)ceil(v / max * 8) - 1;
-			add(t, "%s", blocks[b < 0 ? 0 : b > 7 ? 7 : b]);
+			bri_text_add(t, "%s", blocks[b < 0 ? 0 : b > 7 ? 7 : b]);
 		}
-		add(t, "\n");
+		bri_text_add(t, "\n");
 	}
 }
 
@@ -1285,11 +1239,11 @@ int bri_status_text(const struct bri_status *st, char **out, size_t *len)
 	struct fact lines[10];
 	double maxc = 0, maxv = 0;
 	int64_t maxb = 0;
-	struct text t = {0};
+	struct bri_text t = {.max = BRI_STATUS_MAX};
 	int n;
 
 	add_wrapped(&t, "Backups of ", "  ", st->store_dir);
-	add(&t, "Status at %s, from the store alone.\n\n", st->generated);
+	bri_text_add(&t, "Status at %s, from the store alone.\n\n", st->generated);
 	snprintf(head, sizeof(head), "Health: %s -", bri_health_level_name(st->level));
 	add_wrapped(&t, head, "  ", verdict_words(st->level));
 	if (st->level != BRI_HEALTH_OK)
@@ -1304,7 +1258,7 @@ int bri_status_text(const struct bri_status *st, char **out, size_t *len)
 		}
 	thresholds(&st->rules, thr, sizeof(thr));
 	add_wrapped(&t, "Thresholds:", "  ", thr);
-	add(&t, "\n");
+	bri_text_add(&t, "\n");
 	facts_lines(st, lines, &n);
 	for (int i = 0; i < n; i++) {
 		char label[32];
@@ -1313,20 +1267,20 @@ int bri_status_text(const struct bri_status *st, char **out, size_t *len)
 		add_wrapped(&t, label, "               ", lines[i].value);
 	}
 
-	add(&t, "\nLast %d days (█ verified ok, ▒ unverified, ✗ failed, · no backup)\n",
-	    BRI_STATUS_DAYS);
+	bri_text_add(&t, "\nLast %d days (█ verified ok, ▒ unverified, ✗ failed, · no backup)\n",
+	             BRI_STATUS_DAYS);
 	for (int r = 0; r < BRI_STATUS_DAYS; r += ROW_DAYS) {
-		add(&t, "  %s ", st->days[r].date);
+		bri_text_add(&t, "  %s ", st->days[r].date);
 		for (int i = r; i < r + ROW_DAYS && i < BRI_STATUS_DAYS; i++) {
 			const char *c = day_class(&st->days[i]);
 
-			add(&t, "%s",
-			    !strcmp(c, "failed")       ? "✗"
-			    : !strcmp(c, "unverified") ? "▒"
-			    : !strcmp(c, "ok")         ? "█"
-			                               : "·");
+			bri_text_add(&t, "%s",
+			             !strcmp(c, "failed")       ? "✗"
+			             : !strcmp(c, "unverified") ? "▒"
+			             : !strcmp(c, "ok")         ? "█"
+			                                        : "·");
 		}
-		add(&t, "\n");
+		bri_text_add(&t, "\n");
 	}
 	for (int i = 0; i < BRI_STATUS_DAYS; i++) {
 		if (st->days[i].max_bytes > maxb)
@@ -1347,8 +1301,8 @@ int bri_status_text(const struct bri_status *st, char **out, size_t *len)
 
 		for (size_t i = 0; i < st->nhistory; i++)
 			b += st->history[i].backups;
-		add(&t, "Before %s: %zu backups on %zu days, from %s.\n", st->days[0].date, b,
-		    st->nhistory, st->history[0].date);
+		bri_text_add(&t, "Before %s: %zu backups on %zu days, from %s.\n", st->days[0].date,
+		             b, st->nhistory, st->history[0].date);
 	}
-	return finish(&t, out, len);
+	return bri_text_finish(&t, out, len);
 }

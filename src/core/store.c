@@ -257,7 +257,7 @@ int bri_store_open_ex(const char *db_path, const char *backup_dir,
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 		goto out_free;
 	}
-	rc = store_detect_format(s, err);
+	rc = store_detect_format(s, !o->key_later, err);
 	if (rc < 0)
 		goto out_free;
 	free(dir);
@@ -827,4 +827,34 @@ int bri_store_auto_name(const struct bri_store *s, const char *prefix, time_t no
 			return -ENAMETOOLONG;
 	}
 	return 0;
+}
+
+int store_stat_file(const struct bri_store *s, const char *file, struct stat *st)
+{
+	struct stat got;
+
+	if (fstatat(s->dirfd, file, &got, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!S_ISREG(got.st_mode))
+		return -ENOENT;
+	*st = got;
+	return 0;
+}
+
+bool store_sidecar_orphan(const struct bri_store *s, const char *fname,
+                          const char *const suffix[BRI_SIDECAR_KINDS], const char *backup_suffix)
+{
+	size_t n = strlen(fname);
+	char backup[NAME_MAX + 1];
+	struct stat st;
+
+	for (int k = 0; k < BRI_SIDECAR_KINDS; k++) {
+		size_t m = strlen(suffix[k]);
+
+		if (n <= m || fname[0] == '.' || strcmp(fname + n - m, suffix[k]) != 0)
+			continue;
+		snprintf(backup, sizeof(backup), "%.*s%s", (int)(n - m), fname, backup_suffix);
+		return fstatat(s->dirfd, backup, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
+	}
+	return false;
 }

@@ -9,7 +9,9 @@
  * "aes-256-gcm", "key": "raw" or "passphrase", "kdf" (scrypt's n, r, p and
  * salt, for a passphrase) and "key_check" (a known text sealed with the key,
  * seal.h). Opening one needs the key file (bri_store_open_opts.key_file or
- * $BRI_KEY_FILE); the key is checked before anything else is read.
+ * $BRI_KEY_FILE); the key is checked before anything else is read (migrate
+ * opens with key_later and checks the keys itself, store_key_for_json; a
+ * new key, for init or migrate, is made by store_key_new).
  */
 #include "bri/store.h"
 
@@ -248,12 +250,12 @@ static int read_format(const struct bri_store *s, const struct bri_store_ops **o
 	return rc;
 }
 
-int store_detect_format(struct bri_store *s, struct bri_err *err)
+int store_detect_format(struct bri_store *s, bool check_key, struct bri_err *err)
 {
 	json_object *o = NULL;
 	int rc = read_format(s, &s->ops, &o, err);
 
-	if (rc == 0 && o)
+	if (rc == 0 && o && check_key)
 		rc = open_key(s, o, err);
 	json_object_put(o);
 	return rc;
@@ -390,19 +392,20 @@ int bri_store_usage(struct bri_store *s, uint64_t *logical, uint64_t *stored, st
 	return rc;
 }
 
-/* A new store's key from s->key_file: its kind from its bytes (seal_bytes_are_raw). */
-static int new_key(struct bri_store *s, struct seal_params *p, struct bri_err *err)
+int store_key_new(const char *key_file, struct bri_seal **out, struct bri_err *err)
 {
+	struct seal_params p;
 	uint8_t *bytes;
 	size_t len;
 	int rc;
 
-	rc = seal_key_file_read(s->key_file, &bytes, &len, err);
+	*out = NULL;
+	rc = seal_key_file_read(key_file, &bytes, &len, err);
 	if (rc < 0)
 		return rc;
-	rc = seal_params_new(!seal_bytes_are_raw(bytes, len), p, err);
+	rc = seal_params_new(!seal_bytes_are_raw(bytes, len), &p, err);
 	if (rc == 0)
-		rc = seal_key_derive(bytes, len, p, &s->seal, err);
+		rc = seal_key_derive(bytes, len, &p, out, err);
 	seal_key_file_free(bytes, len);
 	return rc;
 }
@@ -434,7 +437,6 @@ static void add_encryption(json_object *o, const struct bri_seal *k)
 int bri_store_init_format(struct bri_store *s, const char *format, struct bri_err *err)
 {
 	const struct bri_store_ops *ops = bri_store_format(format);
-	struct seal_params p;
 	bool has = false;
 	int rc;
 
@@ -466,7 +468,8 @@ int bri_store_init_format(struct bri_store *s, const char *format, struct bri_er
 		return 0; /* plain needs no store.json */
 	rc = bri_store_check(s, err);
 	if (rc == 0 && s->key_file)
-		rc = new_key(s, &p, err); /* before init: the page-id secret is sealed */
+		rc = store_key_new(s->key_file, &s->seal,
+		                   err); /* before init: the secret is sealed */
 	if (rc == 0 && ops->init)
 		rc = ops->init(s, err);
 	if (rc == 0)

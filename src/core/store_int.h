@@ -1,20 +1,32 @@
 /*
- * Internal to the store's files (store.c, store_format.c, store_plain.c):
- * choosing a store's format when it is opened. Not part of the contract:
+ * Internal to the store's files (store.c, store_format.c and the formats):
+ * choosing a store's format when it is opened, and what the formats share.
+ * Not part of the contract:
  * the names have no bri_ prefix, so libbri does not export them.
  */
 #ifndef BRI_STORE_INT_H
 #define BRI_STORE_INT_H
 
+#include <stdbool.h>
+#include <sys/stat.h>
+
 #include "bri/store.h"
 
 /*
  * Sets s->ops: the format named by the store's store.json, or plain when
- * there is none. Returns 0, or a negative errno with err filled
+ * there is none, and with check_key the key of an encrypted one (s->seal,
+ * from s->key_file). Returns 0, or a negative errno with err filled
  * (-EPROTONOSUPPORT for a format this build does not know, -EINVAL for a
- * store.json that cannot be read as one).
+ * store.json that cannot be read as one; the key's errors, store_key_for_json).
  */
-int store_detect_format(struct bri_store *s, struct bri_err *err);
+int store_detect_format(struct bri_store *s, bool check_key, struct bri_err *err);
+
+/*
+ * A new key from key_file, its kind from its bytes (seal_bytes_are_raw; a
+ * passphrase gets fresh scrypt parameters), as init --key-file makes it.
+ * *out: seal_free it.
+ */
+int store_key_new(const char *key_file, struct bri_seal **out, struct bri_err *err);
 
 /*
  * The SQLite VFS that opens path, a writer's path of a format that writes
@@ -39,5 +51,19 @@ struct name_list {
 int name_list_add(struct name_list *l, const char *name);
 bool name_list_has(const struct name_list *l, const char *name);
 void name_list_free(struct name_list *l);
+
+/*
+ * The formats' sidecar_stat: file of the store folder, never through a
+ * symlink. 0 with *st, -ENOENT when it is missing or no regular file, or
+ * another negative errno.
+ */
+int store_stat_file(const struct bri_store *s, const char *file, struct stat *st);
+
+/*
+ * The formats' is_leftover: whether fname is a sidecar, spelled NAME +
+ * suffix[kind] for some kind, whose backup, NAME + backup_suffix, is missing.
+ */
+bool store_sidecar_orphan(const struct bri_store *s, const char *fname,
+                          const char *const suffix[BRI_SIDECAR_KINDS], const char *backup_suffix);
 
 #endif

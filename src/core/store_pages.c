@@ -3,7 +3,7 @@
  * (the same JSON as plain's; checksum the SHA-256 of the database as
  * served), NAME.manifest (page size, count, one page id per page; the
  * commit point) and pages kept once each in shared pack files (pack.c).
- * Sidecars are NAME.verify, NAME.pin and NAME.report. The only file that
+ * Sidecars are NAME.verify, NAME.pin and the like. The only file that
  * spells those names. In an encrypted store the names stay (they are the
  * backups' names, which SPEC.md section 5 leaves visible) and every file's
  * content is sealed: packs and manifests by pack.c, the metadata and the
@@ -51,7 +51,7 @@
 static const char *const sidecar_suffix[BRI_SIDECAR_KINDS] = {
     [BRI_SIDECAR_META] = ".meta",     [BRI_SIDECAR_VERIFY] = ".verify",
     [BRI_SIDECAR_PIN] = ".pin",       [BRI_SIDECAR_REHEARSAL] = ".rehearsal",
-    [BRI_SIDECAR_REPORT] = ".report", [BRI_SIDECAR_OFFSITE] = ".offsite",
+    [BRI_SIDECAR_OFFSITE] = ".offsite",
 };
 
 static void sidecar_file(const char *name, enum bri_sidecar kind, char file[FILE_MAX])
@@ -354,8 +354,7 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
 			         "backup %s: page %" PRIu64 " (bytes %" PRIu64 "-%" PRIu64
 			         ") is %s in the store's packs",
 			         p->name, pgno + 1, pgno * ps, (pgno + 1) * ps - 1,
-			         rc == -ENOENT ? "missing"
-			                       : "damaged (its bytes do not match its id)");
+			         rc == -ENOENT ? "missing" : pages_damage_words(p->db));
 			bri_log(BRI_LOG_WARN, "%s/%s", r->label, r->why);
 		}
 	}
@@ -1635,15 +1634,9 @@ static int pages_sidecar_stat(const struct bri_store *s, const char *name, enum 
                               struct stat *st)
 {
 	char file[FILE_MAX];
-	struct stat got;
 
 	sidecar_file(name, kind, file);
-	if (fstatat(s->dirfd, file, &got, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	if (!S_ISREG(got.st_mode))
-		return -ENOENT;
-	*st = got;
-	return 0;
+	return store_stat_file(s, file, st);
 }
 
 static char *pages_backup_path(const struct bri_store *s, const char *name)
@@ -1654,22 +1647,7 @@ static char *pages_backup_path(const struct bri_store *s, const char *name)
 /* A metadata, verification result, pin or rehearsal status whose manifest is missing. */
 static bool pages_is_leftover(const struct bri_store *s, const char *fname)
 {
-	static const enum bri_sidecar kinds[] = {BRI_SIDECAR_META, BRI_SIDECAR_VERIFY,
-	                                         BRI_SIDECAR_PIN, BRI_SIDECAR_REHEARSAL,
-	                                         BRI_SIDECAR_OFFSITE};
-	char man[NAME_MAX + 1];
-	struct stat st;
-
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		const char *suffix = sidecar_suffix[kinds[i]];
-		size_t n = strlen(fname), m = strlen(suffix);
-
-		if (n <= m || fname[0] == '.' || strcmp(fname + n - m, suffix) != 0)
-			continue;
-		snprintf(man, sizeof(man), "%.*s" MANIFEST_SUFFIX, (int)(n - m), fname);
-		return fstatat(s->dirfd, man, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
-	}
-	return false;
+	return store_sidecar_orphan(s, fname, sidecar_suffix, MANIFEST_SUFFIX);
 }
 
 static int add_name(void *arg, const char *name, const struct stat *st)

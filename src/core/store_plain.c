@@ -1,7 +1,7 @@
 /*
  * The plain store format (SPEC.md section 1, the seed's layout): a backup
  * NAME is the complete database NAME.db, with sidecars NAME.db.meta,
- * NAME.db.verify, NAME.db.pin and NAME.db.report beside it, readable without
+ * NAME.db.verify, NAME.db.pin and others beside it, readable without
  * this software. The only file that spells those names. A new backup is a
  * temporary file renamed to NAME.db without replacing anything; that rename
  * is the commit point. Everything is opened relative to the store's
@@ -25,9 +25,8 @@
 #define FILE_MAX (BRI_NAME_MAX + 16)
 
 static const char *const sidecar_suffix[BRI_SIDECAR_KINDS] = {
-    [BRI_SIDECAR_META] = ".db.meta",     [BRI_SIDECAR_VERIFY] = ".db.verify",
-    [BRI_SIDECAR_PIN] = ".db.pin",       [BRI_SIDECAR_REHEARSAL] = ".db.rehearsal",
-    [BRI_SIDECAR_REPORT] = ".db.report",
+    [BRI_SIDECAR_META] = ".db.meta",       [BRI_SIDECAR_VERIFY] = ".db.verify",
+    [BRI_SIDECAR_PIN] = ".db.pin",         [BRI_SIDECAR_REHEARSAL] = ".db.rehearsal",
     [BRI_SIDECAR_OFFSITE] = ".db.offsite",
 };
 
@@ -351,15 +350,9 @@ static int plain_sidecar_stat(const struct bri_store *s, const char *name, enum 
                               struct stat *st)
 {
 	char file[FILE_MAX];
-	struct stat got;
 
 	sidecar_file(name, kind, file);
-	if (fstatat(s->dirfd, file, &got, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	if (!S_ISREG(got.st_mode))
-		return -ENOENT;
-	*st = got;
-	return 0;
+	return store_stat_file(s, file, st);
 }
 
 static char *plain_backup_path(const struct bri_store *s, const char *name)
@@ -368,28 +361,13 @@ static char *plain_backup_path(const struct bri_store *s, const char *name)
 }
 
 /*
- * A metadata, verification result, pin or rehearsal status whose NAME.db is
- * missing. A
- * report is not one: it may outlive the backup it tells of.
+ * A metadata, verification result, pin, rehearsal status or offsite state
+ * whose NAME.db is missing. Any other file is not one (restore reports live
+ * in a file of their own, reports.c, and may outlive their backup).
  */
 static bool plain_is_leftover(const struct bri_store *s, const char *fname)
 {
-	static const enum bri_sidecar kinds[] = {BRI_SIDECAR_META, BRI_SIDECAR_VERIFY,
-	                                         BRI_SIDECAR_PIN, BRI_SIDECAR_REHEARSAL,
-	                                         BRI_SIDECAR_OFFSITE};
-	char db[NAME_MAX + 1];
-	struct stat st;
-
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		const char *suffix = sidecar_suffix[kinds[i]];
-		size_t n = strlen(fname), m = strlen(suffix);
-
-		if (n <= m || fname[0] == '.' || strcmp(fname + n - m, suffix) != 0)
-			continue;
-		snprintf(db, sizeof(db), "%.*s.db", (int)(n - m), fname);
-		return fstatat(s->dirfd, db, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
-	}
-	return false;
+	return store_sidecar_orphan(s, fname, sidecar_suffix, ".db");
 }
 
 static int add_name(void *arg, const char *name, const struct stat *st)

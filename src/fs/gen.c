@@ -15,17 +15,9 @@
 
 #include "bri/cleanup.h"
 #include "bri/log.h"
+#include "bri/text.h"
 #include "bri/verify.h"
 #include "fs.h"
-
-static int empty(char **out, size_t *len)
-{
-	*out = calloc(1, 1);
-	if (!*out)
-		return -ENOMEM;
-	*len = 0;
-	return 0;
-}
 
 int bfs_render_report(struct bfs *fs, uint64_t id, char **out, size_t *len)
 {
@@ -64,74 +56,13 @@ void bfs_appendf(char *buf, size_t cap, size_t *pos, const char *fmt, ...)
 		*pos = *pos + (size_t)n < cap ? *pos + (size_t)n : cap - 1;
 }
 
-/* A growing text buffer with a cap. */
-struct text {
-	char *buf;  /* NUL-terminated */
-	size_t len; /* bytes used */
-	size_t cap; /* bytes allocated */
-	int error;  /* first failure, sticky */
-};
-
-#define TEXT_MAX (16u << 20)
-
-static void text_add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void text_add(struct text *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (t->error)
-		return;
-	for (;;) {
-		size_t room = t->cap - t->len;
-
-		va_start(ap, fmt);
-		n = room ? vsnprintf(t->buf + t->len, room, fmt, ap) : 0;
-		va_end(ap);
-		if (n < 0) {
-			t->error = -EINVAL;
-			return;
-		}
-		if (room && (size_t)n < room) {
-			t->len += (size_t)n;
-			return;
-		}
-		size_t ncap = t->cap ? t->cap * 2 : 4096;
-		while (ncap < t->len + (size_t)n + 1)
-			ncap *= 2;
-		if (ncap > TEXT_MAX) {
-			t->error = -EFBIG;
-			return;
-		}
-		char *nb = realloc(t->buf, ncap);
-		if (!nb) {
-			t->error = -ENOMEM;
-			return;
-		}
-		t->buf = nb;
-		t->cap = ncap;
-	}
-}
-
-static int text_done(struct text *t, char **out, size_t *len)
-{
-	if (t->error) {
-		free(t->buf);
-		return t->error;
-	}
-	if (!t->buf)
-		return empty(out, len);
-	*out = t->buf;
-	*len = t->len;
-	return 0;
-}
+#define TEXT_MAX (16u << 20) /* the cleanup plan: a line per backup */
 
 /* cleanup's plan: what a cleanup would remove now, and why (the core's plan). */
 int bfs_render_cleanup_plan(struct bfs *fs, char **out, size_t *len)
 {
 	enum bri_retention_verdict *verdict = NULL;
-	struct text t = {0};
+	struct bri_text t = {.max = TEXT_MAX};
 	time_t now = time(NULL);
 	const struct bri_catalog *c;
 	int n, rc = 0;
@@ -150,24 +81,24 @@ int bfs_render_cleanup_plan(struct bfs *fs, char **out, size_t *len)
 	}
 	char described[256];
 
-	text_add(&t, "cleanup would remove %d of %zu backups (%s)\n", n, c->n,
-	         bri_retention_describe(&fs->rules, described, sizeof(described)));
+	bri_text_add(&t, "cleanup would remove %d of %zu backups (%s)\n", n, c->n,
+	             bri_retention_describe(&fs->rules, described, sizeof(described)));
 	for (size_t i = 0; i < c->n; i++) {
 		const struct bri_entry *e = c->entries[i];
 		char when[40], rule[64];
 
 		bri_time_local(e->time, when, sizeof(when));
 		bri_retention_label(verdict[i], e->time, rule, sizeof(rule));
-		text_add(&t, "%s\t%s\t%s\t%s: %s\n",
-		         bri_retention_removes(verdict[i]) ? "remove" : "keep", e->name, when, rule,
-		         bri_retention_reason(verdict[i]));
+		bri_text_add(&t, "%s\t%s\t%s\t%s: %s\n",
+		             bri_retention_removes(verdict[i]) ? "remove" : "keep", e->name, when,
+		             rule, bri_retention_reason(verdict[i]));
 	}
 out_unlock:
 	pthread_rwlock_unlock(&fs->cat_lock);
 	free(verdict);
 	if (rc < 0) {
-		free(t.buf);
+		bri_text_free(&t);
 		return rc;
 	}
-	return text_done(&t, out, len);
+	return bri_text_finish(&t, out, len);
 }

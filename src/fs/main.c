@@ -231,8 +231,9 @@ static int setup_offsite(struct bfs *fs, const struct bfs_options *o)
 	struct bri_err err = {0};
 
 	if (retry < 0 || lag < 0) {
-		fprintf(stderr, "bri-backupfs: offsite_retry_max and offsite_lag_warn want seconds, "
-		                "or a number with s, m, h or d\n");
+		fprintf(stderr,
+		        "bri-backupfs: offsite_retry_max and offsite_lag_warn want seconds, "
+		        "or a number with s, m, h or d\n");
 		return -1;
 	}
 	if (bfs_offsite_setup(fs, o->offsite, o->endpoint, o->off_addr, o->off_lock_days, retry,
@@ -424,8 +425,9 @@ int main(int argc, char *argv[])
 	}
 	if ((o.on_success && o.on_success[0] != '/') || (o.on_failure && o.on_failure[0] != '/') ||
 	    o.hook_timeout < 0) {
-		fprintf(stderr, "bri-backupfs: on_success and on_failure want the absolute path of "
-		                "a program (run with no shell); hook_timeout a number of seconds\n");
+		fprintf(stderr,
+		        "bri-backupfs: on_success and on_failure want the absolute path of "
+		        "a program (run with no shell); hook_timeout a number of seconds\n");
 		ret = 2;
 		goto out_free_cmdline;
 	}
@@ -475,17 +477,26 @@ int main(int argc, char *argv[])
 	}
 	if (copts.debug)
 		logcfg.level = BRI_LOG_DEBUG;
+	/*
+	 * Before anything is created (the log, the store folder): libfuse
+	 * refuses the -o options neither table knows here, which is bad usage.
+	 */
+	fs.se = fuse_session_new(&args, &bfs_ops, sizeof(bfs_ops), &fs);
+	if (!fs.se) {
+		ret = 2;
+		goto out_free_cmdline;
+	}
 	if (o.log_file) {
 		log_path = bri_path_absolute(o.log_file);
 		if (!log_path)
-			goto out_free_cmdline;
+			goto out_session;
 	}
 	logcfg.to_stderr = copts.foreground;
 	logcfg.to_syslog = !copts.foreground;
 	logcfg.file = log_path;
 	if (bri_log_init(&logcfg) < 0) {
 		fprintf(stderr, "bri-backupfs: cannot open the log %s\n", log_path);
-		goto out_free_cmdline;
+		goto out_session;
 	}
 
 	raise_open_files_limit();
@@ -532,11 +543,8 @@ int main(int argc, char *argv[])
 		goto out_catalog;
 	}
 	bfs_audit_follow(&fs); /* ctl/log starts with the store's recent operations */
-	fs.se = fuse_session_new(&args, &bfs_ops, sizeof(bfs_ops), &fs);
-	if (!fs.se)
-		goto out_catalog;
 	if (fuse_set_signal_handlers(fs.se) != 0)
-		goto out_session;
+		goto out_catalog;
 	if (bfs_sighup_install() < 0) /* after libfuse's: SIGHUP reopens the log */
 		goto out_signals;
 	if (fuse_session_mount(fs.se, copts.mountpoint) != 0)
@@ -607,8 +615,6 @@ out_unmount:
 out_signals:
 	bfs_sighup_remove();
 	fuse_remove_signal_handlers(fs.se);
-out_session:
-	fuse_session_destroy(fs.se);
 out_catalog:
 	bfs_reports_free(&fs);
 	if (fs.cat)
@@ -620,6 +626,8 @@ out_catalog:
 	bfs_progress_fini(&fs.progress);
 out_log:
 	bri_log_shutdown();
+out_session:
+	fuse_session_destroy(fs.se);
 out_free_cmdline:
 	bfs_offsite_stop(&fs);
 	bfs_offsite_free(&fs);

@@ -6,8 +6,10 @@
  * create never waits for it and never fails because of it. What each
  * backup folder's `offsite` file says, and the lines ctl/metrics and
  * ctl/health add, come from the push states the core keeps in the store
- * (bri_offsite_state_read, bri_offsite_lag). Not here: S3, credentials (the
- * core's, from the daemon's environment and ~/.aws).
+ * (bri_offsite_state_read, bri_offsite_lag). A push the core refuses
+ * because the remote holds another form of the store (BRI_OFFSITE_EMISMATCH)
+ * is retried like any failure, but ctl/health says so at once. Not here:
+ * S3, credentials (the core's, from the daemon's environment and ~/.aws).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -39,6 +41,7 @@ struct bfs_offsite {
 	bool busy;                    /* a push runs now */
 	volatile int cancel;          /* set by bfs_offsite_stop: abort the transfer */
 	char last_error[512];         /* why the last push failed, "" after a success */
+	bool refused; /* the last push was refused: the remote is another form of the store */
 };
 
 static char *dup_opt(const char *s)
@@ -162,6 +165,7 @@ static void *pusher(void *arg)
 		rc = push_once(fs, o, &err);
 		pthread_mutex_lock(&o->lock);
 		o->busy = false;
+		o->refused = rc == BRI_OFFSITE_EMISMATCH;
 		if (rc < 0) {
 			snprintf(o->last_error, sizeof(o->last_error), "%s",
 			         err.msg[0] ? err.msg : strerror(-rc));
@@ -301,6 +305,17 @@ int bfs_offsite_health(struct bfs *fs, char **out, size_t *len)
 
 	if (!o || !*out)
 		return 0;
+	pthread_mutex_lock(&o->lock);
+	if (o->refused) /* waiting would not help: say so now, whatever the lag */
+		snprintf(why, sizeof(why), "%.500s", o->last_error);
+	pthread_mutex_unlock(&o->lock);
+	if (why[0]) {
+		if (!strcmp(*out, "ok\n")) {
+			(*out)[0] = '\0';
+			*len = 0;
+		}
+		return append(out, len, "warning: offsite: %s\n", why);
+	}
 	if (bri_offsite_lag(fs->store, o->url, time(NULL), &lag, NULL) < 0 ||
 	    lag.lag_s <= o->lag_warn_s)
 		return 0;

@@ -22,7 +22,10 @@
  * verification took (so at most half the time is spent verifying). Its CPU
  * priority is left alone: it holds op_lock while it verifies, and a request
  * waiting for that lock must not wait for a starved thread longer than the
- * idle I/O class already makes it.
+ * idle I/O class already makes it. Its failed verdicts run the on_failure
+ * hook; its good ones run no hook (a ping hook would fire per backup). When
+ * the daemon stops it stops too, between chunks of a verification, which
+ * then records nothing: unmounting never waits for a whole verification.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -342,6 +345,12 @@ static bool stopping(struct bfs *fs)
 	return stop;
 }
 
+/* The verification's stop (bri_op_ctx): the daemon is stopping. */
+static bool verify_stop(void *arg)
+{
+	return stopping(arg);
+}
+
 /* linux/ioprio.h's values (glibc has no wrapper). */
 #define IOPRIO_CLASS_SHIFT 13
 #define IOPRIO_CLASS_IDLE  3
@@ -433,6 +442,9 @@ static void *verify_main(void *arg)
 		pthread_mutex_lock(&fs->op_lock);
 		took = bri_now_mono();
 		bfs_progress_begin(&fs->progress, &ctx, "verify", name, "background");
+		/* SIGTERM must not wait for a whole verification: unmount comes after. */
+		ctx.stop = verify_stop;
+		ctx.stop_arg = fs;
 		rc = bri_verify_backup(fs->store, name, &ctx, &res, &err);
 		bfs_progress_end_verify(&fs->progress, rc, &res, &err);
 		took = bri_now_mono() - took;
@@ -447,6 +459,8 @@ static void *verify_main(void *arg)
 		pthread_mutex_unlock(&fs->op_lock);
 		/* Throttle: rest as long as the work took, so the application gets the disk. */
 		rest = took < PAUSE_MIN ? PAUSE_MIN : took > PAUSE_MAX ? PAUSE_MAX : took;
+		if (rc == -ECANCELED)
+			break; /* the daemon stops: nothing was recorded */
 		if (rc < 0) {
 			/* Nothing was recorded; it is tried again after the retry interval. */
 			if (rc != -ENOENT)
@@ -457,12 +471,16 @@ static void *verify_main(void *arg)
 				    name, (long long)retry_interval(fs), err.msg);
 			continue;
 		}
-		if (res.status != BRI_VERIFY_OK)
+		/*
+		 * A failed verdict was kept: on_failure hears it (a postponed one is
+		 * no verdict). A good one is no event: on_success would ping once per
+		 * backup at every scrub; ctl/health and ctl/metrics show it.
+		 */
+		if (res.status != BRI_VERIFY_OK) {
 			bri_log(BRI_LOG_ERR, "background verification of %s failed: %s", name,
 			        res.reason);
-		/* A verdict was kept: the hook hears it (a postponed one is no verdict). */
-		bfs_hook_async(fs, "verify", name, res.status == BRI_VERIFY_OK ? 0 : -EIO,
-		               res.status == BRI_VERIFY_OK ? NULL : res.reason);
+			bfs_hook_async(fs, "verify", name, -EIO, res.reason);
+		}
 		bfs_inval_verify(fs, id);
 	}
 	free(a.ids);
@@ -504,6 +522,7 @@ void bfs_workers_stop(struct bfs *fs)
 	pthread_cond_broadcast(&fs->verify_cond);
 	pthread_cond_broadcast(&fs->q_done_cond);
 	pthread_mutex_unlock(&fs->q_lock);
+	bri_testpoint("workers_stopping"); /* fs->stop is set */
 	pthread_join(fs->notify_thread, NULL);
 	pthread_join(fs->verify_thread, NULL);
 	fs->threads_started = false;

@@ -50,24 +50,6 @@ typedef struct {
 
 /* ---- errors ---- */
 
-/* The command line's hint for code (bri-backup's fail()). */
-static const char *hint_for(int code)
-{
-	switch (code) {
-	case -EBUSY:
-		return "the live database is locked by a writer; stop the writers and retry";
-	case -ENOSPC:
-		return "the disk is full; free space (e.g. bri-backup cleanup) and retry";
-	case -EACCES:
-	case -EPERM:
-		return "check the permissions of the database and of the backup folder";
-	case -EROFS:
-		return "the file system is read-only";
-	default:
-		return "";
-	}
-}
-
 /*
  * Raises bri_backup.Error(errno, "<what>: <message> (<hint>)"), the words
  * bri-backup prints after "bri-backup: ". Returns NULL.
@@ -75,17 +57,14 @@ static const char *hint_for(int code)
 static PyObject *raise_err_note(const char *what, const struct bri_err *err, int code,
                                 const char *note)
 {
-	const char *msg = err && err->msg[0] ? err->msg : strerror(-code);
-	const char *hint = hint_for(code);
-	char text[sizeof(err->msg) + 512];
+	char words[sizeof(err->msg) + 128];
+	char text[sizeof(words) + 512];
 	PyObject *exc;
 
 	if (code == -ENOMEM && !(err && err->msg[0]))
 		return PyErr_NoMemory();
-	if (*hint && !strstr(msg, hint))
-		snprintf(text, sizeof(text), "%s: %s (%s)%s", what, msg, hint, note ? note : "");
-	else
-		snprintf(text, sizeof(text), "%s: %s%s", what, msg, note ? note : "");
+	bri_err_text(err, code, words, sizeof(words));
+	snprintf(text, sizeof(text), "%s: %s%s", what, words, note ? note : "");
 	/* OSError(errno, strerror): sets .errno and .strerror, str() shows both. */
 	exc = PyObject_CallFunction(BriError, "is", -code, text);
 	if (!exc)
@@ -133,6 +112,19 @@ static char *fs_copy(PyObject *s)
 	Py_DECREF(b);
 	if (!out)
 		PyErr_NoMemory();
+	return out;
+}
+
+/* fs_copy of a str/bytes/os.PathLike argument (path_str); NULL with an exception. */
+static char *path_copy(PyObject *arg)
+{
+	PyObject *s = path_str(arg);
+	char *out;
+
+	if (!s)
+		return NULL;
+	out = fs_copy(s);
+	Py_DECREF(s);
 	return out;
 }
 
@@ -329,7 +321,7 @@ static PyObject *DatabaseBackup_restore_backup(DatabaseBackupObject *self, PyObj
                                                PyObject *kwds)
 {
 	static char *kwlist[] = {"path", "verify", NULL};
-	PyObject *what_obj = Py_None, *what_s = NULL;
+	PyObject *what_obj = Py_None;
 	int verify = 1;
 	struct bri_restore_opts opts = {0};
 	struct bri_restore_report report;
@@ -343,11 +335,7 @@ static PyObject *DatabaseBackup_restore_backup(DatabaseBackupObject *self, PyObj
 	                                 &verify))
 		return NULL;
 	if (what_obj != Py_None) {
-		what_s = path_str(what_obj);
-		if (!what_s)
-			return NULL;
-		arg = fs_copy(what_s);
-		Py_DECREF(what_s);
+		arg = path_copy(what_obj);
 		if (!arg)
 			return NULL;
 	}
@@ -399,7 +387,7 @@ static PyObject *DatabaseBackup_verify_backup(DatabaseBackupObject *self, PyObje
                                               PyObject *kwds)
 {
 	static char *kwlist[] = {"path", NULL};
-	PyObject *what_obj, *what_s;
+	PyObject *what_obj;
 	struct bri_verify_result res = {0};
 	struct bri_op_ctx ctx = bri_op_ctx_self("python");
 	struct bri_err err = {0};
@@ -410,11 +398,7 @@ static PyObject *DatabaseBackup_verify_backup(DatabaseBackupObject *self, PyObje
 
 	if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:verify_backup", kwlist, &what_obj))
 		return NULL;
-	what_s = path_str(what_obj);
-	if (!what_s)
-		return NULL;
-	arg = fs_copy(what_s);
-	Py_DECREF(what_s);
+	arg = path_copy(what_obj);
 	if (!arg)
 		return NULL;
 	if (self_paths(self, &db, &dir) < 0) {

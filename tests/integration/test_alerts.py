@@ -169,7 +169,7 @@ def test_mount_hooks(live_db, store, tmp_path):
               env={k: v for k, v in os.environ.items() if not k.startswith("BRI_")}).start()
     try:
         sh(f"echo mine > {m.path}/ctl/create")
-        # (the background verifier's verifications run the hooks too)
+        # (the background verifier's failed verdicts run on_failure too)
         assert wait_until(lambda: any(c["env"]["BRI_OPERATION"] == "create"
                                       for c in calls(ok_out)), 20)
         assert [c["env"] for c in calls(ok_out) if c["env"]["BRI_OPERATION"] == "create"] == [
@@ -186,3 +186,30 @@ def test_mount_hooks(live_db, store, tmp_path):
         m.stop()
     p = sh(f"{m.program} -f -o on_failure=relative {live_db} {tmp_path / 'mnt2'}", check=False)
     assert p.returncode == 2
+
+
+def test_background_verifier_runs_only_the_failure_hook(cli, live_db, store, tmp_path):
+    """The background verifier's good verdicts are no event: a ping hook
+    (on_success) would fire once per backup at every scrub. Its failed
+    verdicts reach on_failure, one per backup, named; a verify asked for
+    through ctl/ still runs on_success."""
+    for name in ("bad", "good1", "good2"):
+        cli.run("create", "--name", name)
+    corrupt(store / "bad.db")
+    ok, ok_out = make_hook(tmp_path, "ok_hook")
+    bad, bad_out = make_hook(tmp_path, "bad_hook")
+    m = Mount(live_db, store, tmp_path / "mnt",
+              options=[f"on_success={ok}", f"on_failure={bad}"],
+              env={k: v for k, v in os.environ.items() if not k.startswith("BRI_")}).start()
+    try:
+        # newest first: good2, good1, then bad, whose hook comes last
+        assert wait_until(lambda: [(c["env"]["BRI_OPERATION"], c["env"]["BRI_NAME"])
+                                   for c in calls(bad_out)] == [("verify", "bad")], 60)
+        for name in ("good1", "good2"):
+            assert (m.path / name / "verify").read_text().startswith("ok"), name
+        sh(f"echo good1 > {m.path}/ctl/verify")
+        assert wait_until(lambda: len(calls(ok_out)) >= 1, 20)
+        assert [(c["env"]["BRI_OPERATION"], c["env"]["BRI_NAME"]) for c in calls(ok_out)] == [
+            ("verify", "good1")]
+    finally:
+        m.stop()

@@ -6,17 +6,19 @@ future not stopping the schedule. Every mount is unmounted in a finally
 block; every subprocess runs under a timeout."""
 
 import hashlib
+import json
 import os
 import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import BRI_BACKUPFS, Cli, Mount, is_mounted, make_sample_db, wait_until
+from conftest import BRI_BACKUPFS, Cli, Mount, both_formats, is_mounted, make_sample_db, wait_until
 
 pytestmark = pytest.mark.skipif(not BRI_BACKUPFS.exists(), reason="bri-backupfs is not built")
 
@@ -188,6 +190,45 @@ def test_sigterm_reaches_the_fuse_loop_not_our_own_threads(live_db, store, tmp_p
     finally:
         m.stop()
 
+
+
+@both_formats
+def test_sigterm_during_a_background_verification_unmounts_at_once(cli, live_db, store,
+                                                                   tmp_path, pause_points):
+    """SIGTERM while the background verifier checks a large backup: it stops
+    between chunks and records nothing, so the daemon unmounts and exits
+    without waiting for the verification's end (held at
+    verify_before_persist: a verifier that ran on would stop there, and the
+    daemon with it)."""
+    con = sqlite3.connect(live_db)
+    con.execute("create table bulk(b)")
+    con.execute("insert into bulk select randomblob(65536) from (with recursive n(i) as "
+                "(select 1 union all select i + 1 from n where i < 1024) select i from n)")
+    con.commit()
+    con.close()
+    cli.run("create", "--name", "big")  # 64 MiB, not verified yet
+    before = sorted(os.listdir(store))
+    for point in ("verify_database_check", "verify_before_persist", "workers_stopping"):
+        pause_points.arm(point)
+    m = Mount(live_db, store, tmp_path / "mnt", env=pause_points.env()).start()
+    try:
+        pause_points.wait_reached("verify_database_check")  # the hash runs beside it
+        m.proc.send_signal(signal.SIGTERM)
+        pause_points.wait_reached("workers_stopping")  # the daemon is stopping
+        pause_points.release("verify_database_check")
+        pause_points.release("workers_stopping")
+        assert m.proc.wait(timeout=30) == 0
+        assert not is_mounted(m.path)
+        assert not (pause_points.dir / "verify_before_persist.reached").exists()
+    finally:
+        m.stop()
+    # No verification result, whole or half-written, and no temporary file.
+    assert sorted(os.listdir(store)) == before
+    # The audit log says the verification stopped, not a verdict.
+    verifies = [r for r in map(json.loads, (store / "audit.jsonl").read_text().splitlines())
+                if r["operation"] == "verify"]
+    assert [(r["name"], r["result"] != "ok", "stopped" in r.get("detail", ""))
+            for r in verifies] == [("big", True, True)], verifies
 
 
 def test_sighup_reopens_the_log_file_and_keeps_the_mount(live_db, store, tmp_path):

@@ -545,6 +545,19 @@ def test_help_and_version():
         assert p.returncode == 2 and p.stderr, bad
 
 
+def test_unknown_mount_option_is_a_usage_error_and_touches_nothing(tmp_path):
+    """An -o option neither we nor libfuse know is bad usage, exit 2 as the
+    man page says, refused before the store folder or the log is created."""
+    (tmp_path / "mnt").mkdir()
+    db, backups, log = tmp_path / "bri.db", tmp_path / "backups", tmp_path / "bfs.log"
+    p = subprocess.run([str(BRI_BACKUPFS), "-f", "-o", f"log={log}", "-o", "no_such_opt=1",
+                        str(db), str(tmp_path / "mnt")],
+                       capture_output=True, text=True, timeout=T)
+    assert p.returncode == 2 and "no_such_opt" in p.stderr, (p.returncode, p.stderr)
+    assert not backups.exists() and not log.exists() and not db.exists()
+    assert not is_mounted(tmp_path / "mnt")
+
+
 def test_log_option_writes_file(live_db, store, tmp_path):
     log = tmp_path / "bfs.log"
     m = Mount(live_db, store, tmp_path / "mnt6", options=[f"log={log}"]).start()

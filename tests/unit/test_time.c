@@ -2,7 +2,7 @@
  * Unit tests of the common helpers (include/bri/common.h): formatting times
  * as local seed-style and UTC strings, parsing them back (with and without a
  * fraction, "Z", "+HH:MM"/"-HH:MM" offsets, local when no offset), refusing
- * garbage, the error record, the caller context and the monotonic clock.
+ * garbage, the error record and the words shown for it, the caller context and the monotonic clock.
  * Time zones are fixed POSIX TZ strings so no tzdata is needed.
  */
 #include <errno.h>
@@ -167,6 +167,24 @@ static void test_err_ctx_clock(void)
 	EXPECT_EQ_INT(strlen(err.msg), sizeof(err.msg) - 1);
 	EXPECT(strncmp(err.msg, "ctx: mmm", 8) == 0);
 	EXPECT_EQ_INT(bri_err_wrap(NULL, -EIO, "ignored"), -EIO);
+
+	/* The words shown for a failure: the message and the hint, once. */
+	char text[700];
+	bri_err_set(&err, -ENOSPC, "writing x");
+	bri_err_text(&err, -ENOSPC, text, sizeof(text));
+	EXPECT_STREQ(text, "writing x (the disk is full; free space (e.g. bri-backup cleanup) and "
+	                   "retry)");
+	bri_err_set(&err, -ENOSPC, "writing x (%s)", bri_err_hint(-ENOSPC));
+	bri_err_text(&err, -ENOSPC, text, sizeof(text));
+	EXPECT_STREQ(text, err.msg);
+	bri_err_text(NULL, -EROFS, text, sizeof(text));
+	EXPECT_STREQ(text, "Read-only file system (the file system is read-only)");
+	bri_err_text(&empty, -ENOENT, text, sizeof(text));
+	EXPECT_STREQ(text, empty.msg);
+	EXPECT_STREQ(bri_err_hint(-EINVAL), "");
+	EXPECT(bri_err_hint(-EPERM) == bri_err_hint(-EACCES));
+	bri_err_text(&err, -ENOSPC, text, 8);
+	EXPECT_EQ_INT(strlen(text), 7);
 
 	struct bri_op_ctx ctx = bri_op_ctx_self("cli");
 	EXPECT_EQ_INT(ctx.uid, getuid());

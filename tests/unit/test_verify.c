@@ -480,6 +480,14 @@ static void put_backup(struct bri_store *s, const char *src, const char *name, b
 	free(f);
 }
 
+/* A bri_op_ctx stop that says "go on" once, then "stop" (counting in *arg). */
+static bool stop_after_one(void *arg)
+{
+	int *asked = arg;
+
+	return __atomic_add_fetch(asked, 1, __ATOMIC_SEQ_CST) > 1;
+}
+
 static void test_store_verify(const char *base)
 {
 	struct bri_err err = {0};
@@ -502,6 +510,21 @@ static void test_store_verify(const char *base)
 	struct bri_verify_result r, l;
 	/* Never verified: unverified, returns 0. */
 	memset(&l, 0x5a, sizeof(l));
+	EXPECT_EQ_INT(bri_verify_load(s, "fresh", &l), 0);
+	EXPECT_EQ_INT(l.status, BRI_VERIFY_UNVERIFIED);
+
+	/* Asked to stop (after the first question): -ECANCELED, nothing recorded. */
+	int asked = 0;
+	struct bri_op_ctx stopping = ctx;
+	stopping.stop = stop_after_one;
+	stopping.stop_arg = &asked;
+	EXPECT_EQ_INT(bri_verify_backup(s, "fresh", &stopping, &r, &err), -ECANCELED);
+	EXPECT(asked >= 2);
+	EXPECT(strstr(err.msg, "stopped") != NULL);
+	EXPECT_EQ_INT(r.status, BRI_VERIFY_UNVERIFIED);
+	char *fp = bri_store_path(s, "fresh", ".db.verify");
+	EXPECT(!tu_exists(fp));
+	free(fp);
 	EXPECT_EQ_INT(bri_verify_load(s, "fresh", &l), 0);
 	EXPECT_EQ_INT(l.status, BRI_VERIFY_UNVERIFIED);
 
