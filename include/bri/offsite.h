@@ -148,6 +148,7 @@ struct bri_offsite_lag {
 	time_t oldest_missing; /* backup time of the oldest not uploaded, 0 when none */
 	double lag_s;          /* now - oldest_missing, 0 when none */
 	time_t last_upload;    /* the latest "uploaded" time, 0 when none */
+	char why[400];         /* the oldest not uploaded's last push failure, "" none */
 };
 
 /*

@@ -4,7 +4,8 @@
  * the seed's health thresholds (newest older than 24 hours, fewer than 7
  * backups) plus failed verifications and unknown .db files (warnings), and
  * no good backup at all (critical); when rehearsals are configured, a failed
- * newest rehearsal (critical) and a stale or missing one (warning).
+ * newest rehearsal (critical) and a stale or missing one (warning); with
+ * an offsite copy watched, a remote that lags past its threshold (warning).
  */
 #ifndef BRI_REPORT_H
 #define BRI_REPORT_H
@@ -14,6 +15,8 @@
 #include <time.h>
 
 #include "bri/catalog.h"
+
+struct bri_offsite_watch;
 
 struct bri_stats {
 	size_t total_backups;    /* every backup, safety ones included (no unknown files) */
@@ -56,6 +59,9 @@ struct bri_health_rules {
 	/* Rehearsals (bri/rehearsal.h), when configured: */
 	bool rehearse_checked;         /* critical when the newest rehearsal failed */
 	double rehearse_max_age_hours; /* warn when the newest is older, or none ran; 0: no rule */
+	/* The offsite copy, when one is watched (bri/offsite_watch.h; NULL: none). Read
+	 * by the caller, as it reads the catalog; must outlive what is made with the rules. */
+	const struct bri_offsite_watch *offsite;
 };
 
 void bri_stats_compute(const struct bri_catalog *c, struct bri_stats *out);

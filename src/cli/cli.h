@@ -16,6 +16,8 @@
 
 #include "bri/common.h"
 #include "bri/hook.h"
+#include "bri/offsite_watch.h"
+#include "bri/report.h"
 #include "bri/retention.h"
 #include "bri/store.h"
 
@@ -236,6 +238,22 @@ struct json_object;
  * (status.c).
  */
 int cli_write_atomically(const char *path, const char *text, size_t len);
+
+/*
+ * The health thresholds of health, metrics and report (status.c): the
+ * options --max-age-hours ... --rehearse-age, --offsite and
+ * --offsite-lag-warn of their rows in the table (commands.c).
+ */
+struct cli_health {
+	struct bri_health_rules rules;  /* rules.offsite: &watch when one is watched */
+	const char *offsite;            /* --offsite, else $BRI_OFFSITE; NULL: the store's */
+	double offsite_lag_warn_s;      /* --offsite-lag-warn; 0: the default (26 h) */
+	struct bri_offsite_watch watch; /* the offsite copy, once read */
+};
+/* Parses a's thresholds into *h: 0, or -1 with the usage message printed. */
+int cli_health_parse(const struct cli_args *a, struct cli_health *h);
+/* Reads the offsite copy of store s (may be NULL) at now into h->watch and h->rules. */
+void cli_health_read(struct cli_health *h, const struct bri_store *s, time_t now);
 
 /* The operation of this command runs now, about backup name (may be NULL). */
 void cli_hook_note(struct cli_globals *g, const char *name);

@@ -25,6 +25,26 @@
 #define NAMES_OR_PATHS (CLI_COMPLETE_NAMES | CLI_COMPLETE_LATEST | CLI_COMPLETE_FILE)
 #define NAMES_OR_LIVE  (CLI_COMPLETE_NAMES | CLI_COMPLETE_LATEST | CLI_COMPLETE_LIVE)
 
+/* The thresholds health, metrics and report share (status.c: cli_health_parse). */
+#define HEALTH_THRESHOLDS                                                                       \
+	{"max-age-hours", 0, "H", "warn when the newest backup is older (default 24)"},         \
+	    {"min-backups", 0, "N", "warn when fewer backups exist (default 7)"},                \
+	    {"warn-age", 0, "D", "as --max-age-hours, as a duration: 26h, 90m, 2d"},             \
+	    {"crit-age", 0, "D", "critical when the newest backup is older than D"},             \
+	    {"warn-count", 0, "N", "as --min-backups"},                                          \
+	    {"crit-count", 0, "N", "critical when fewer than N backups exist"},                  \
+	    {"rehearse-age", 0, "D",                                                             \
+	     "expect restore rehearsals: the newest one failed is\n"                             \
+	     "critical, older than D (e.g. 8d) or none a warning"},                              \
+	    {"offsite", 0, "s3://BUCKET/PREFIX|none",                                            \
+	     "the offsite copy to watch (default $BRI_OFFSITE, else\n"                           \
+	     "the remote the store last pushed to; none: no rule)"},                             \
+	{                                                                                       \
+		"offsite-lag-warn", 0, "D",                                                     \
+		    "warn when the offsite copy lags more than D (26h),\n"                      \
+		    "as the mount's -o offsite_lag_warn="                                       \
+	}
+
 const struct cli_command cli_commands[] = {
     {
         .name = "init",
@@ -164,22 +184,15 @@ const struct cli_command cli_commands[] = {
                 "than N backups (default 7), .db files that are not backups, or a failed\n"
                 "verification. With --rehearse-age D, restore rehearsals are expected: a\n"
                 "\"critical:\" line when the newest one failed, a \"warning:\" line when it is\n"
-                "older than D or none ran.\n",
-        .options =
-            CLI_OPTIONS({"max-age-hours", 0, "H", "age limit of the newest backup"},
-                        {"min-backups", 0, "N", "least number of backups"},
-                        {"warn-age", 0, "D", "as --max-age-hours, as a duration: 26h, 90m, 2d"},
-                        {"crit-age", 0, "D", "critical when the newest backup is older than D"},
-                        {"warn-count", 0, "N", "as --min-backups"},
-                        {"crit-count", 0, "N", "critical when fewer than N backups exist"},
-                        {"nagios", 0, NULL,
-                         "one line in the Nagios plugin format; exit 0 ok,\n"
-                         "1 warning, 2 critical, 3 unknown (store unreadable,\n"
-                         "bad arguments)",
-                         .usage_exit = CLI_EXIT_NAGIOS_UNKNOWN},
-                        {"rehearse-age", 0, "D",
-                         "expect restore rehearsals: the newest one failed is\n"
-                         "critical, older than D (e.g. 8d) or none a warning"}),
+                "older than D or none ran. The offsite copy (--offsite, else $BRI_OFFSITE, else\n"
+                "the remote the store last pushed to): a \"warning:\" line when it lags more\n"
+                "than --offsite-lag-warn (default 26h), as the mount's ctl/health says.\n",
+        .options = CLI_OPTIONS(HEALTH_THRESHOLDS,
+                               {"nagios", 0, NULL,
+                                "one line in the Nagios plugin format; exit 0 ok,\n"
+                                "1 warning, 2 critical, 3 unknown (store unreadable,\n"
+                                "bad arguments)",
+                                .usage_exit = CLI_EXIT_NAGIOS_UNKNOWN}),
     },
     {
         .name = "metrics",
@@ -190,9 +203,12 @@ const struct cli_command cli_commands[] = {
                 "the time, result and duration of the last create, verify, restore,\n"
                 "cleanup and rehearse, and the newest rehearsal's. With --output, writes\n"
                 "FILE atomically (mode 0644) instead, for node_exporter's textfile collector\n"
-                "(FILE should end in .prom); a FILE that is a symbolic link is refused.\n",
+                "(FILE should end in .prom); a FILE that is a symbolic link is refused.\n"
+                "The offsite copy's lag (bri_offsite_*) as health finds it; health's\n"
+                "thresholds decide bri_backup_healthy.\n",
         .options = CLI_OPTIONS(
-            {"output", 'o', "FILE", "write FILE instead of standard output", CLI_COMPLETE_FILE}),
+            {"output", 'o', "FILE", "write FILE instead of standard output", CLI_COMPLETE_FILE},
+            HEALTH_THRESHOLDS),
     },
     {
         .name = "report",
@@ -203,12 +219,11 @@ const struct cli_command cli_commands[] = {
                 "verification), backup sizes, create/verify/restore times and the store's size\n"
                 "over time. Text for an 80-column terminal, or with --html one page with\n"
                 "inline CSS and SVG, no script, no external resource: the bytes of the mount's\n"
-                "ctl/report.html for the same store and minute.\n",
+                "ctl/report.html for the same store and minute. The thresholds are health's.\n",
         .options = CLI_OPTIONS(
             {"html", 0, "FILE", "write the HTML page to FILE (atomically; - for stdout)",
              CLI_COMPLETE_FILE},
-            {"max-age-hours", 0, "H", "warn when the newest backup is older (default 24)"},
-            {"min-backups", 0, "N", "warn when fewer backups exist (default 7)"}),
+            HEALTH_THRESHOLDS),
     },
     {
         .name = "diff",

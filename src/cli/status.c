@@ -2,7 +2,9 @@
  * The commands of bri-backup that report on the store: list, stats, health
  * (also in the Nagios plugin format) and metrics (the Prometheus text
  * format, printed or written atomically for node_exporter). They read the
- * catalog and print what the core renders.
+ * catalog and print what the core renders. The health thresholds (health,
+ * metrics and report take the same options, cli_health_parse) include the
+ * offsite copy's lag, read from the store's push states as the mount does.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,11 +20,13 @@
 
 #include "bri/catalog.h"
 #include "bri/metrics.h"
+#include "bri/offsite_watch.h"
 #include "bri/pin.h"
 #include "bri/rehearsal.h"
 #include "bri/report.h"
 #include "bri/schedule.h"
 #include "bri/store.h"
+#include "bri/testpoint.h"
 #include "bri/verify.h"
 #include "cli.h"
 
@@ -248,28 +252,69 @@ static int health_option(const char *cmd, const char *opt, const char *arg,
 	return 0;
 }
 
-int cli_cmd_health(struct cli_globals *g, const struct cli_args *a)
+int cli_health_parse(const struct cli_args *a, struct cli_health *h)
 {
 	/* In the order they are checked; a later one of a pair wins (--warn-age). */
 	static const char *const limits[] = {"max-age-hours", "warn-age",   "crit-age",
 	                                     "min-backups",   "warn-count", "crit-count",
 	                                     "rehearse-age"};
-	struct bri_health_rules rules = {.max_age_hours = 24, .min_backups = 7};
+	const char *lag = cli_opt(a, "offsite-lag-warn");
+
+	memset(h, 0, sizeof(*h));
+	h->rules = (struct bri_health_rules){.max_age_hours = 24, .min_backups = 7};
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
+		if (health_option(a->name, limits[i], cli_opt(a, limits[i]), &h->rules) < 0)
+			return -1;
+	if (h->rules.crit_age_hours > 0 && h->rules.crit_age_hours < h->rules.max_age_hours) {
+		cli_usage_error(a->name, "--crit-age must not be below --warn-age");
+		return -1;
+	}
+	h->offsite = cli_opt(a, "offsite");
+	if (!h->offsite)
+		h->offsite = getenv("BRI_OFFSITE");
+	if (h->offsite && *h->offsite && strcmp(h->offsite, "none") != 0 &&
+	    (strncmp(h->offsite, "s3://", 5) != 0 || strlen(h->offsite) < 8)) {
+		cli_usage_error(a->name, "--offsite wants s3://BUCKET/PREFIX or none, not '%s'",
+		                h->offsite);
+		return -1;
+	}
+	if (lag) {
+		double hours = health_age(a->name, "--offsite-lag-warn", lag);
+
+		if (hours < 0)
+			return -1;
+		h->offsite_lag_warn_s = hours * 3600;
+	}
+	return 0;
+}
+
+void cli_health_read(struct cli_health *h, const struct bri_store *s, time_t now)
+{
+	h->rules.offsite = NULL;
+	if (!s || (h->offsite && !strcmp(h->offsite, "none")))
+		return;
+	/* As the mount: a store that cannot be listed says so in its own lines. */
+	if (bri_offsite_watch_read(s, h->offsite, h->offsite_lag_warn_s, NULL, false, now,
+	                           &h->watch, NULL) == 0 &&
+	    h->watch.remote[0])
+		h->rules.offsite = &h->watch;
+}
+
+int cli_cmd_health(struct cli_globals *g, const struct cli_args *a)
+{
+	struct cli_health h;
 	struct bri_store *s = NULL;
 	struct bri_catalog *c = NULL;
 	char *text = NULL, *end;
 	size_t len = 0;
 	bool nagios = cli_flag(a, "nagios");
+	/* bri_testpoint_now: the tests' fixed clock ($BRI_TEST_NOW), else time(NULL). */
+	time_t now = bri_testpoint_now();
 	int rc = CLI_EXIT_OK;
 
 	/* Bad usage: 2, or 3 (unknown) with --nagios, which the table says of it. */
-	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
-		if (health_option(a->name, limits[i], cli_opt(a, limits[i]), &rules) < 0)
-			return nagios ? CLI_EXIT_NAGIOS_UNKNOWN : CLI_EXIT_USAGE;
-	if (rules.crit_age_hours > 0 && rules.crit_age_hours < rules.max_age_hours) {
-		cli_usage_error(a->name, "--crit-age must not be below --warn-age");
+	if (cli_health_parse(a, &h) < 0)
 		return nagios ? CLI_EXIT_NAGIOS_UNKNOWN : CLI_EXIT_USAGE;
-	}
 	rc = cli_open_catalog(g, a, &s, &c);
 	if (rc) {
 		if (!nagios)
@@ -277,20 +322,21 @@ int cli_cmd_health(struct cli_globals *g, const struct cli_args *a)
 		printf("BRI-BACKUP UNKNOWN - cannot read the store (see the error above)\n");
 		return CLI_EXIT_NAGIOS_UNKNOWN;
 	}
+	cli_health_read(&h, s, now);
 	if (nagios) {
-		bri_health_nagios(c, time(NULL), &rules, &text);
+		bri_health_nagios(c, now, &h.rules, &text);
 		if (!text) {
 			printf("BRI-BACKUP UNKNOWN - out of memory\n");
 			rc = CLI_EXIT_NAGIOS_UNKNOWN;
 		} else {
 			fputs(text, stdout);
-			rc = (int)bri_health_assess(c, time(NULL), &rules, false, &end, &len);
+			rc = (int)bri_health_assess(c, now, &h.rules, false, &end, &len);
 			free(end);
 		}
 		free(text);
 		goto out_put_catalog;
 	}
-	rc = bri_health_assess(c, time(NULL), &rules, g->json, &text, &len) == BRI_HEALTH_OK
+	rc = bri_health_assess(c, now, &h.rules, g->json, &text, &len) == BRI_HEALTH_OK
 	         ? CLI_EXIT_OK
 	         : CLI_EXIT_FAIL;
 	if (text) {
@@ -385,18 +431,22 @@ out_free:
 
 int cli_cmd_metrics(struct cli_globals *g, const struct cli_args *a)
 {
-	struct bri_health_rules rules = {.max_age_hours = 24, .min_backups = 7};
+	struct cli_health h;
 	struct bri_store *s = NULL;
 	struct bri_catalog *c = NULL;
 	const char *output = cli_opt(a, "output");
 	char *text = NULL;
 	size_t len = 0;
+	time_t now = bri_testpoint_now();
 	int rc = CLI_EXIT_OK;
 
+	if (cli_health_parse(a, &h) < 0)
+		return CLI_EXIT_USAGE;
 	rc = cli_open_catalog(g, a, &s, &c);
 	if (rc)
 		return rc;
-	if (bri_metrics_render(s, c, time(NULL), &rules, &text, &len) < 0) {
+	cli_health_read(&h, s, now);
+	if (bri_metrics_render(s, c, now, &h.rules, &text, &len) < 0) {
 		cli_error("metrics: out of memory");
 		rc = CLI_EXIT_FAIL;
 		goto out_put_catalog;

@@ -1,7 +1,8 @@
 /*
  * The Prometheus text format of a store's state, from its catalog and the
  * tail of its audit log. Metric names carry the "bri_backup_" prefix and
- * base units (seconds, bytes), as Prometheus conventions ask.
+ * base units (seconds, bytes), as Prometheus conventions ask; the offsite
+ * copy's gauges (bri_offsite_*) come last, when the rules watch one.
  */
 #include "bri/metrics.h"
 
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "bri/audit.h"
+#include "bri/offsite_watch.h"
 #include "bri/rehearsal.h"
 #include "bri/text.h"
 
@@ -121,5 +123,7 @@ int bri_metrics_render(const struct bri_store *s, const struct bri_catalog *c, t
 		bri_text_add(&t, "bri_backup_rehearsal_checks{result=\"failed\"} %zu\n",
 		             r->checks_failed);
 	}
+	/* The offsite copy's gauges, when one is watched (bri/offsite_watch.h). */
+	bri_offsite_watch_metrics(rules->offsite, &t);
 	return bri_text_finish(&t, out, len);
 }

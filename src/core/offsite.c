@@ -1122,8 +1122,14 @@ static int lag_one(void *arg, const char *name, const struct stat *st)
 			a->out->failed++;
 		else
 			a->out->pending++;
-		if (!a->out->oldest_missing || m.time < a->out->oldest_missing)
+		if (!a->out->oldest_missing || m.time < a->out->oldest_missing) {
 			a->out->oldest_missing = m.time;
+			snprintf(a->out->why, sizeof(a->out->why), "%s",
+			         state.status == BRI_OFFSITE_FAILED &&
+			                 strcmp(state.remote, a->remote) == 0
+			             ? state.why
+			             : "");
+		}
 	}
 	bri_meta_free(&m);
 	return 0;

@@ -6,6 +6,7 @@
  */
 #include "bri/report.h"
 #include "bri/pin.h"
+#include "bri/offsite_watch.h"
 #include "bri/rehearsal.h"
 
 #include "json_number.h"
@@ -302,6 +303,23 @@ static void add_rehearsal(json_object *o, const struct bri_catalog *c, time_t no
 	json_object_object_add(o, "rehearsal", r);
 }
 
+/* health --json's offsite keys: the remote, its lag and the threshold, the backups not uploaded. */
+static void add_offsite(json_object *o, const struct bri_offsite_watch *w)
+{
+	json_object *r = json_object_new_object();
+
+	if (!r)
+		return;
+	json_object_object_add(r, "remote", json_object_new_string(w->remote));
+	json_object_object_add(r, "lag_seconds", json_object_new_int64((int64_t)w->lag.lag_s));
+	json_object_object_add(r, "lag_warn_seconds", json_object_new_int64((int64_t)w->lag_warn_s));
+	json_object_object_add(r, "pending", json_object_new_int64(w->lag.pending + w->lag.failed));
+	json_object_object_add(r, "failed", json_object_new_int64(w->lag.failed));
+	json_object_object_add(r, "last_error", string_or_null(w->why));
+	json_object_object_add(r, "refused", json_object_new_boolean(w->refused));
+	json_object_object_add(o, "offsite", r);
+}
+
 enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
                                         const struct bri_health_rules *rules, bool json,
                                         char **text, size_t *len)
@@ -373,6 +391,12 @@ enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
 			snprintf(lines[nlines++], sizeof(lines[0]), "backup %s failed verification: %.200s",
 				 e->name, e->verify.reason);
 	}
+	/* The offsite copy's line comes last, a warning (its own buffer: it holds a URL and a reason). */
+	char offsite[1200];
+	bool off = bri_offsite_watch_line(rules->offsite, offsite, sizeof(offsite));
+
+	if (off && level < BRI_HEALTH_WARNING)
+		level = BRI_HEALTH_WARNING;
 	for (size_t i = 0; i < nlines; i++)
 		if (line_level[i] > level)
 			level = line_level[i];
@@ -401,6 +425,8 @@ enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
 				json_object_array_add(
 				    line_level[i] == BRI_HEALTH_CRITICAL ? critical : warnings,
 				    json_object_new_string(lines[i]));
+			if (off)
+				json_object_array_add(warnings, json_object_new_string(offsite));
 			json_object_object_add(o, "critical", critical);
 			json_object_object_add(o, "warnings", warnings);
 			json_object_object_add(o, "total_backups",
@@ -416,6 +442,8 @@ enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
 			                       json_object_new_int64((int64_t)st.unknown_files));
 			if (rules->rehearse_checked || rules->rehearse_max_age_hours > 0)
 				add_rehearsal(o, c, now);
+			if (rules->offsite && rules->offsite->remote[0])
+				add_offsite(o, rules->offsite);
 			if (bri_json_emit(o, text, len) < 0)
 				*text = NULL;
 		} else {
@@ -428,14 +456,17 @@ enum bri_health_level bri_health_assess(const struct bri_catalog *c, time_t now,
 	}
 	for (size_t i = 0; i < nlines; i++)
 		total += strlen(lines[i]) + 12;
+	total += off ? strlen(offsite) + 12 : 0;
 	*text = malloc(total + 4);
 	if (!*text)
 		return level;
-	if (!nlines)
+	if (!nlines && !off)
 		pos = (size_t)sprintf(*text, "ok\n");
 	for (size_t i = 0; i < nlines; i++)
 		pos += (size_t)sprintf(*text + pos, "%s: %s\n",
 		                       bri_health_level_name(line_level[i]), lines[i]);
+	if (off)
+		pos += (size_t)sprintf(*text + pos, "warning: %s\n", offsite);
 	*len = pos;
 	return level;
 }
@@ -505,9 +536,15 @@ void bri_health_nagios(const struct bri_catalog *c, time_t now,
 		else
 			snprintf(rehearsal, sizeof(rehearsal), " rehearsal_age=U;%s", warn);
 	}
-	if (asprintf(text, "BRI-BACKUP %s - %s | age=%s;%.0f;%s backups=%zu;%zu;%s good=%zu%s\n",
+	/* With an offsite copy watched, its lag and threshold. */
+	char offsite[64] = "";
+	if (rules->offsite && rules->offsite->remote[0])
+		snprintf(offsite, sizeof(offsite), " offsite_lag=%.0fs;%.0f",
+		         rules->offsite->lag.lag_s, rules->offsite->lag_warn_s);
+	if (asprintf(text, "BRI-BACKUP %s - %s | age=%s;%.0f;%s backups=%zu;%zu;%s good=%zu%s%s\n",
 	             word[level], head, age_s, rules->max_age_hours * 3600, crit_age,
-	             st.total_backups, rules->min_backups, crit_n, st.good, rehearsal) < 0)
+	             st.total_backups, rules->min_backups, crit_n, st.good, rehearsal,
+	             offsite) < 0)
 		*text = NULL;
 	free(lines);
 }

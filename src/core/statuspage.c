@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "bri/audit.h"
+#include "bri/offsite_watch.h"
 #include "bri/rehearsal.h"
 #include "bri/text.h"
 
@@ -513,7 +514,7 @@ static void fmt_hours(double h, char *buf, size_t len)
 /* The thresholds in effect, as one sentence. */
 static void thresholds(const struct bri_health_rules *r, char *buf, size_t len)
 {
-	char age[32], crit_age[64] = "", crit_n[64] = "", reh_age[96] = "";
+	char age[32], crit_age[64] = "", crit_n[64] = "", reh_age[96] = "", off[720] = "";
 
 	fmt_hours(r->max_age_hours, age, sizeof(age));
 	if (r->crit_age_hours > 0) {
@@ -531,11 +532,18 @@ static void thresholds(const struct bri_health_rules *r, char *buf, size_t len)
 		snprintf(reh_age, sizeof(reh_age),
 		         ", the newest rehearsal is older than %s or none ran", h);
 	}
+	if (r->offsite && r->offsite->remote[0]) {
+		char h[24];
+
+		fmt_hours(r->offsite->lag_warn_s / 3600, h, sizeof(h));
+		snprintf(off, sizeof(off), ", the offsite copy %s lags more than %s",
+		         r->offsite->remote, h);
+	}
 	snprintf(buf, len,
 	         "warning when the newest backup is older than %s, fewer than %zu backups "
-	         "exist, a verification failed%s or the store holds .db files that are not "
+	         "exist, a verification failed%s%s or the store holds .db files that are not "
 	         "backups; critical when no good backup exists%s%s%s",
-	         age, r->min_backups, reh_age, crit_age, crit_n,
+	         age, r->min_backups, reh_age, off, crit_age, crit_n,
 	         r->rehearse_checked ? ", the newest rehearsal failed" : "");
 }
 
@@ -1078,7 +1086,7 @@ static void health_items(struct bri_text *t, const char *health)
 int bri_status_html(const struct bri_status *st, char **out, size_t *len)
 {
 	const char *level = bri_health_level_name(st->level);
-	char thr[512];
+	char thr[1400];
 	struct fact lines[10];
 	struct bri_text t = {.max = BRI_STATUS_MAX};
 	int n;
@@ -1235,7 +1243,7 @@ static double day_verify(const struct bri_status_day *d)
 
 int bri_status_text(const struct bri_status *st, char **out, size_t *len)
 {
-	char thr[512], head[64], top[32];
+	char thr[1400], head[64], top[32];
 	struct fact lines[10];
 	double maxc = 0, maxv = 0;
 	int64_t maxb = 0;

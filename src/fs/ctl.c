@@ -20,6 +20,7 @@
 #include "bri/create.h"
 #include "bri/log.h"
 #include "bri/metrics.h"
+#include "bri/offsite_watch.h"
 #include "bri/pin.h"
 #include "bri/rehearse.h"
 #include "bri/statuspage.h"
@@ -434,16 +435,30 @@ static int render_stats(struct bfs *fs, char **out, size_t *len)
 	return bri_stats_to_json(&st, out, len);
 }
 
+/*
+ * The health rules with the offsite copy (read from the store outside
+ * cat_lock) when -o offsite= is set: what ctl/health, ctl/metrics and
+ * ctl/report.html judge by, as `bri-backup health --offsite` does.
+ */
+static struct bri_health_rules health_rules(struct bfs *fs, time_t now, struct bri_offsite_watch *w)
+{
+	struct bri_health_rules rules = fs->health;
+
+	rules.offsite = bfs_offsite_watch(fs, now, w) ? w : NULL;
+	return rules;
+}
+
 static int render_health(struct bfs *fs, char **out, size_t *len)
 {
+	/* bri_testpoint_now: the tests' fixed clock ($BRI_TEST_NOW), else time(NULL). */
+	time_t now = bri_testpoint_now();
+	struct bri_offsite_watch w;
+	struct bri_health_rules rules = health_rules(fs, now, &w);
+
 	*out = NULL;
 	pthread_rwlock_rdlock(&fs->cat_lock);
-	bri_health_check(fs->cat, time(NULL), &fs->health, false, out, len);
+	bri_health_check(fs->cat, now, &rules, false, out, len);
 	pthread_rwlock_unlock(&fs->cat_lock);
-	if (*out && bfs_offsite_health(fs, out, len) < 0) {
-		free(*out);
-		*out = NULL;
-	}
 	return *out ? 0 : -ENOMEM;
 }
 
@@ -455,16 +470,14 @@ static int render_log(struct bfs *fs, char **out, size_t *len)
 
 static int render_metrics(struct bfs *fs, char **out, size_t *len)
 {
+	time_t now = bri_testpoint_now();
+	struct bri_offsite_watch w;
+	struct bri_health_rules rules = health_rules(fs, now, &w);
 	int rc;
 
 	pthread_rwlock_rdlock(&fs->cat_lock);
-	rc = bri_metrics_render(fs->store, fs->cat, time(NULL), &fs->health, out, len);
+	rc = bri_metrics_render(fs->store, fs->cat, now, &rules, out, len);
 	pthread_rwlock_unlock(&fs->cat_lock);
-	if (rc == 0 && bfs_offsite_metrics(fs, out, len) < 0) {
-		free(*out);
-		*out = NULL;
-		rc = -ENOMEM;
-	}
 	/*
 	 * Test-only ($BRI_TEST_REQUESTS): the requests the daemon answered. Not
 	 * shown otherwise: every request would make a new version of the file.
@@ -482,12 +495,14 @@ static int render_metrics(struct bfs *fs, char **out, size_t *len)
 /* The status page (statuspage.h): the same bytes as `bri-backup report --html` this minute. */
 static int render_report(struct bfs *fs, char **out, size_t *len)
 {
+	time_t now = bri_testpoint_now();
+	struct bri_offsite_watch w;
+	struct bri_health_rules rules = health_rules(fs, now, &w); /* w outlives st */
 	struct bri_status *st = NULL;
 	int rc;
 
 	pthread_rwlock_rdlock(&fs->cat_lock);
-	rc = bri_status_collect_catalog(fs->store->dir, fs->cat, bri_testpoint_now(), &fs->health,
-	                                &st);
+	rc = bri_status_collect_catalog(fs->store->dir, fs->cat, now, &rules, &st);
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (rc < 0)
 		return rc;

@@ -409,6 +409,7 @@ struct bfs {
 	atomic_uint_fast64_t requests[BFS_REQ_COUNT]; /* requests answered, by kind */
 	struct bfs_rehearsals rehearsals;             /* scheduled rehearsals (rehearsal.c) */
 	struct bfs_offsite *offsite; /* -o offsite=: the pusher (offsite.c); NULL: none */
+	long offsite_lag_warn_s;     /* -o offsite_lag_warn=, also without offsite= (0: 26 h) */
 };
 
 /* offsite.c: -o offsite=, the background push to object storage (SPEC.md 6) */
@@ -428,9 +429,14 @@ void bfs_offsite_stop(struct bfs *fs);
 void bfs_offsite_kick(struct bfs *fs);
 /* NAME/offsite: "uploaded <time>", "pending" or "failed: <why>", and a newline. */
 int bfs_offsite_render(struct bfs *fs, const char *name, char **out, size_t *len);
-/* Appends the offsite lines to ctl/metrics' and ctl/health's text (malloc'd). */
-int bfs_offsite_metrics(struct bfs *fs, char **out, size_t *len);
-int bfs_offsite_health(struct bfs *fs, char **out, size_t *len);
+/*
+ * The offsite copy for the health rules (rules.offsite) at time now: true
+ * with *w filled. Without -o offsite=, the remote the store last pushed to
+ * (`bri-backup offsite push` from cron), as bri-backup health finds it;
+ * false when there is none or the store can't be listed.
+ */
+struct bri_offsite_watch;
+bool bfs_offsite_watch(struct bfs *fs, time_t now, struct bri_offsite_watch *w);
 
 /* guard.c */
 /*

@@ -4,12 +4,14 @@
  * (bri_offsite_push) at start, after each create (bfs_offsite_kick), and
  * again after a failure with backoff (1 s doubling to offsite_retry_max). A
  * create never waits for it and never fails because of it. What each
- * backup folder's `offsite` file says, and the lines ctl/metrics and
- * ctl/health add, come from the push states the core keeps in the store
- * (bri_offsite_state_read, bri_offsite_lag). A push the core refuses
- * because the remote holds another form of the store (BRI_OFFSITE_EMISMATCH)
- * is retried like any failure, but ctl/health says so at once. Not here:
- * S3, credentials (the core's, from the daemon's environment and ~/.aws).
+ * backup folder's `offsite` file says comes from the push states the core
+ * keeps in the store (bri_offsite_state_read); what ctl/health, ctl/metrics
+ * and ctl/report.html say of the lag, from the core's offsite watch
+ * (bri_offsite_watch_read: the same lines as `bri-backup health`). A push
+ * the core refuses because the remote holds another form of the store
+ * (BRI_OFFSITE_EMISMATCH) is retried like any failure, but ctl/health says
+ * so at once. Not here: S3, credentials (the core's, from the daemon's
+ * environment and ~/.aws).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -20,12 +22,12 @@
 
 #include "bri/log.h"
 #include "bri/offsite.h"
+#include "bri/offsite_watch.h"
 #include "fs.h"
 
-#define RETRY_FIRST_S      1.0
-#define RETRY_MAX_DEFAULT  300
-#define IDLE_RECHECK_S     3600.0 /* with nothing to do, look again this often */
-#define LAG_WARN_DEFAULT_S (26 * 3600)
+#define RETRY_FIRST_S     1.0
+#define RETRY_MAX_DEFAULT 300
+#define IDLE_RECHECK_S    3600.0 /* with nothing to do, look again this often */
 
 struct bfs_offsite {
 	struct bri_offsite_opts opts; /* where (strings owned here) */
@@ -57,6 +59,8 @@ int bfs_offsite_setup(struct bfs *fs, const char *remote, const char *endpoint,
 	size_t n;
 
 	fs->offsite = NULL;
+	/* Health watches a cron push even without offsite= (bfs_offsite_watch). */
+	fs->offsite_lag_warn_s = lag_warn_s > 0 ? lag_warn_s : 0;
 	if (!remote || !*remote)
 		return 0;
 	if (strncmp(remote, "s3://", 5) != 0 || strlen(remote) < 8)
@@ -78,7 +82,7 @@ int bfs_offsite_setup(struct bfs *fs, const char *remote, const char *endpoint,
 	o->opts.lock_days = lock_days;
 	o->opts.cancel = &o->cancel;
 	o->retry_max_s = retry_max_s ? (double)retry_max_s : RETRY_MAX_DEFAULT;
-	o->lag_warn_s = lag_warn_s ? (double)lag_warn_s : LAG_WARN_DEFAULT_S;
+	o->lag_warn_s = lag_warn_s ? (double)lag_warn_s : BRI_OFFSITE_LAG_WARN_DEFAULT_S;
 	snprintf(o->url, sizeof(o->url), "%s", remote);
 	n = strlen(o->url);
 	while (n > 5 && o->url[n - 1] == '/')
@@ -245,91 +249,22 @@ int bfs_offsite_render(struct bfs *fs, const char *name, char **out, size_t *len
 	return 0;
 }
 
-/* Appends to the malloc'd text *out (*len bytes) what fmt formats. */
-static int append(char **out, size_t *len, const char *fmt, ...) BRI_PRINTF(3, 4);
-static int append(char **out, size_t *len, const char *fmt, ...)
-{
-	char *more = NULL, *n;
-	va_list ap;
-	int m;
-
-	va_start(ap, fmt);
-	m = vasprintf(&more, fmt, ap);
-	va_end(ap);
-	if (m < 0)
-		return -ENOMEM;
-	n = realloc(*out, *len + (size_t)m + 1);
-	if (!n) {
-		free(more);
-		return -ENOMEM;
-	}
-	memcpy(n + *len, more, (size_t)m + 1);
-	*out = n;
-	*len += (size_t)m;
-	free(more);
-	return 0;
-}
-
-int bfs_offsite_metrics(struct bfs *fs, char **out, size_t *len)
+bool bfs_offsite_watch(struct bfs *fs, time_t now, struct bri_offsite_watch *w)
 {
 	struct bfs_offsite *o = fs->offsite;
-	struct bri_offsite_lag lag;
+	char last_error[sizeof(o->last_error)];
+	bool refused;
 
-	if (!o)
-		return 0;
-	if (bri_offsite_lag(fs->store, o->url, time(NULL), &lag, NULL) < 0)
-		return 0; /* the store's own lines say what is wrong with it */
-	return append(out, len,
-	              "# HELP bri_offsite_lag_seconds Age of the oldest backup not yet uploaded "
-	              "offsite (0: none).\n"
-	              "# TYPE bri_offsite_lag_seconds gauge\n"
-	              "bri_offsite_lag_seconds %.0f\n"
-	              "# HELP bri_offsite_pending_backups Backups not yet uploaded offsite.\n"
-	              "# TYPE bri_offsite_pending_backups gauge\n"
-	              "bri_offsite_pending_backups %u\n"
-	              "# HELP bri_offsite_failed_backups Backups whose last push failed.\n"
-	              "# TYPE bri_offsite_failed_backups gauge\n"
-	              "bri_offsite_failed_backups %u\n"
-	              "# HELP bri_offsite_last_upload_timestamp_seconds When a backup was last "
-	              "uploaded offsite (0: never).\n"
-	              "# TYPE bri_offsite_last_upload_timestamp_seconds gauge\n"
-	              "bri_offsite_last_upload_timestamp_seconds %lld\n",
-	              lag.lag_s, lag.pending + lag.failed, lag.failed, (long long)lag.last_upload);
-}
-
-int bfs_offsite_health(struct bfs *fs, char **out, size_t *len)
-{
-	struct bfs_offsite *o = fs->offsite;
-	struct bri_offsite_lag lag;
-	char why[600] = "";
-
-	if (!o || !*out)
-		return 0;
+	if (!o) /* the remote the store's push states name, if any */
+		return bri_offsite_watch_read(fs->store, NULL, (double)fs->offsite_lag_warn_s, NULL,
+		                              false, now, w, NULL) == 0 &&
+		       w->remote[0];
 	pthread_mutex_lock(&o->lock);
-	if (o->refused) /* waiting would not help: say so now, whatever the lag */
-		snprintf(why, sizeof(why), "%.500s", o->last_error);
+	memcpy(last_error, o->last_error, sizeof(last_error));
+	refused = o->refused;
 	pthread_mutex_unlock(&o->lock);
-	if (why[0]) {
-		if (!strcmp(*out, "ok\n")) {
-			(*out)[0] = '\0';
-			*len = 0;
-		}
-		return append(out, len, "warning: offsite: %s\n", why);
-	}
-	if (bri_offsite_lag(fs->store, o->url, time(NULL), &lag, NULL) < 0 ||
-	    lag.lag_s <= o->lag_warn_s)
-		return 0;
-	pthread_mutex_lock(&o->lock);
-	if (o->last_error[0])
-		snprintf(why, sizeof(why), "; last error: %.500s", o->last_error);
-	pthread_mutex_unlock(&o->lock);
-	if (!strcmp(*out, "ok\n")) {
-		(*out)[0] = '\0';
-		*len = 0;
-	}
-	return append(out, len,
-	              "warning: the offsite copy %s lags %.1f hours (more than %.1f): %u backup(s) "
-	              "not uploaded%s\n",
-	              o->url, lag.lag_s / 3600, o->lag_warn_s / 3600, lag.pending + lag.failed,
-	              why);
+	/* The store's own lines say what is wrong with it when it cannot be listed. */
+	return bri_offsite_watch_read(fs->store, o->url, o->lag_warn_s, last_error, refused, now, w,
+	                              NULL) == 0 &&
+	       w->remote[0];
 }

@@ -1,8 +1,9 @@
 /*
  * bri_backup: the seed's Python API (SPEC.md section 7) as a CPython
  * extension module over the core. DatabaseBackup(db_path, backup_dir,
- * retention_days) with create/restore/verify/list/cleanup/stats, and the
- * function verify_all_backups(). It only translates: arguments in, the
+ * retention_days) with create/restore/verify/list/cleanup/stats (and
+ * health/metrics, the CLI's and the mount's text), and the function
+ * verify_all_backups(). It only translates: arguments in, the
  * core's calls with the GIL released for the long ones, Python objects and
  * bri_backup.Error (an OSError with errno and the command line's message)
  * out. It decides nothing about backups itself: what a backup argument
@@ -28,12 +29,15 @@
 #include "bri/create.h"
 #include "bri/log.h"
 #include "bri/meta.h"
+#include "bri/metrics.h"
+#include "bri/offsite_watch.h"
 #include "bri/pin.h"
 #include "bri/report.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
 #include "bri/store.h"
 #include "bri/target.h"
+#include "bri/testpoint.h"
 #include "bri/verify.h"
 
 #define DEFAULT_DB "data/bri.db"
@@ -584,6 +588,96 @@ static PyObject *DatabaseBackup_get_backup_stats(DatabaseBackupObject *self, PyO
 }
 
 /*
+ * health() and metrics(): the thresholds from keywords (those of `bri-backup
+ * health`: max_age_hours, min_backups, offsite, offsite_lag_warn), the
+ * catalog and the offsite copy read without the GIL, the core's rendering
+ * (bri_health_assess, bri_metrics_render): the same lines as the CLI and
+ * the mount's ctl/health and ctl/metrics. Returns a new str, or NULL with an
+ * exception.
+ */
+static PyObject *render_health(DatabaseBackupObject *self, PyObject *args, PyObject *kwds,
+                               bool metrics)
+{
+	static char *kwlist[] = {"max_age_hours", "min_backups", "offsite", "offsite_lag_warn",
+	                         NULL};
+	static struct bri_catalog empty;
+	struct bri_health_rules rules = {.max_age_hours = 24, .min_backups = 7};
+	struct bri_offsite_watch w;
+	const char *offsite = NULL;
+	double lag_warn = 0;
+	Py_ssize_t min_backups = 7;
+	struct bri_store *s;
+	struct bri_catalog *c;
+	char *text = NULL;
+	size_t len = 0;
+	PyObject *out;
+	time_t now;
+	int r = 0;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, metrics ? "|$dnzd:metrics" : "|$dnzd:health",
+	                                 kwlist, &rules.max_age_hours, &min_backups, &offsite,
+	                                 &lag_warn))
+		return NULL;
+	if (!(rules.max_age_hours > 0) || min_backups < 0 || lag_warn < 0) {
+		PyErr_SetString(PyExc_ValueError, "max_age_hours must be above 0, min_backups and "
+		                                  "offsite_lag_warn (seconds) 0 or more");
+		return NULL;
+	}
+	rules.min_backups = (size_t)min_backups;
+	if (!offsite)
+		offsite = getenv("BRI_OFFSITE");
+	if (scan(self, metrics ? "metrics" : "health", &s, &c) < 0)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS;
+	/* bri_testpoint_now: the tests' fixed clock ($BRI_TEST_NOW), else time(NULL). */
+	now = bri_testpoint_now();
+	if (s && !(offsite && !strcmp(offsite, "none")) &&
+	    bri_offsite_watch_read(s, offsite, lag_warn, NULL, false, now, &w, NULL) == 0 &&
+	    w.remote[0])
+		rules.offsite = &w;
+	if (metrics)
+		r = bri_metrics_render(s, c ? c : &empty, now, &rules, &text, &len);
+	else
+		bri_health_assess(c ? c : &empty, now, &rules, false, &text, &len);
+	if (c)
+		bri_catalog_free(c);
+	if (s)
+		bri_store_close(s);
+	Py_END_ALLOW_THREADS;
+	if (r < 0 || !text)
+		return PyErr_NoMemory();
+	out = PyUnicode_DecodeUTF8(text, (Py_ssize_t)len, "replace");
+	free(text);
+	return out;
+}
+
+PyDoc_STRVAR(health_doc,
+             "health($self, /, *, max_age_hours=24, min_backups=7, offsite=None,\n"
+             "       offsite_lag_warn=0)\n--\n\n"
+             "Return the store's health as text: \"ok\\n\", or one line per problem,\n"
+             "\"critical: ...\" lines first, then \"warning: ...\" ones, as `bri-backup\n"
+             "health` prints and the mount's ctl/health shows. offsite: the offsite copy\n"
+             "to watch (\"s3://BUCKET/PREFIX\"; None: $BRI_OFFSITE, else the remote the\n"
+             "store last pushed to; \"none\": no rule), warned of when it lags more than\n"
+             "offsite_lag_warn seconds (0: 26 hours).");
+
+static PyObject *DatabaseBackup_health(DatabaseBackupObject *self, PyObject *args, PyObject *kwds)
+{
+	return render_health(self, args, kwds, false);
+}
+
+PyDoc_STRVAR(metrics_doc, "metrics($self, /, *, max_age_hours=24, min_backups=7, offsite=None,\n"
+                          "        offsite_lag_warn=0)\n--\n\n"
+                          "Return the store's metrics in the Prometheus text format (str), as\n"
+                          "`bri-backup metrics` prints and the mount's ctl/metrics shows, the\n"
+                          "offsite copy's gauges included; the keywords are health()'s.");
+
+static PyObject *DatabaseBackup_metrics(DatabaseBackupObject *self, PyObject *args, PyObject *kwds)
+{
+	return render_health(self, args, kwds, true);
+}
+
+/*
  * Verifies every backup of self's store (and reports the .db files that are
  * not backups as invalid), as `bri-backup verify` with no argument does.
  * Backups removed or replaced meanwhile are skipped. Fills the counts;
@@ -664,6 +758,10 @@ static PyMethodDef DatabaseBackup_methods[] = {
      get_backup_stats_doc},
     {"verify_all_backups", (PyCFunction)DatabaseBackup_verify_all_backups, METH_NOARGS,
      verify_all_method_doc},
+    {"health", (PyCFunction)(void (*)(void))DatabaseBackup_health, METH_VARARGS | METH_KEYWORDS,
+     health_doc},
+    {"metrics", (PyCFunction)(void (*)(void))DatabaseBackup_metrics, METH_VARARGS | METH_KEYWORDS,
+     metrics_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -707,7 +805,8 @@ PyDoc_STRVAR(DatabaseBackup_doc,
              "time, size, SHA-256, row counts) beside it; bri-backup(1) and the\n"
              "bri-backupfs mount read and write the same folder.\n\n"
              "Methods: create_backup, restore_backup, verify_backup, list_backups,\n"
-             "cleanup_old_backups, get_backup_stats, verify_all_backups. Failures raise\n"
+             "cleanup_old_backups, get_backup_stats, verify_all_backups, and health and\n"
+             "metrics (the text of `bri-backup health` and `metrics`). Failures raise\n"
              "bri_backup.Error, an OSError whose errno says what failed and whose\n"
              "message is the one bri-backup prints.");
 

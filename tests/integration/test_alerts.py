@@ -47,6 +47,36 @@ def test_health_thresholds(cli):
         assert health(cli, *bad).returncode == 2, bad
 
 
+def test_report_and_metrics_take_healths_thresholds(cli):
+    """report and metrics accept health's whole family of thresholds (one
+    parser), so the status page, bri_backup_health and health say the same:
+    the same lines, the same level, the thresholds in the page's sentence."""
+    make(cli, 9, 30)
+    now = int(time.time())
+    for args, level in ((["--warn-age", "2h", "--crit-age", "1d"], "critical"),
+                        (["--warn-age", "31h", "--crit-count", "3"], "ok"),
+                        (["--warn-age", "2d", "--warn-count", "20", "--crit-count", "10"],
+                         "critical"),
+                        (["--max-age-hours", "26", "--min-backups", "9"], "warning")):
+        h = cli.run("health", *args, check=False, now=now).stdout
+        lines = h.splitlines() if level != "ok" else []
+        text = cli.run("report", *args, now=now).stdout
+        assert f"Health: {level}" in text, (args, text)
+        for line in lines:
+            assert line.split(": ", 1)[1][:40] in " ".join(text.split()), (line, text)
+        metrics = cli.run("metrics", *args, now=now).stdout
+        assert f'bri_backup_health{{level="{level}"}} 1\n' in metrics, (args, metrics)
+        assert f"bri_backup_healthy {int(level == 'ok')}\n" in metrics
+    page = " ".join(cli.run("report", "--crit-age", "2d", "--crit-count", "3",
+                            "--rehearse-age", "8d", now=now).stdout.split())
+    assert "the newest is older than 48 h, fewer than 3 backups exist" in page, page
+    assert "the newest rehearsal is older than 192 h" in page
+    for cmd in ("report", "metrics"):
+        for bad in (["--warn-age", "0"], ["--crit-count", "-1"], ["--offsite-lag-warn", "x"],
+                    ["--offsite", "http://x"], ["--warn-age", "48h", "--crit-age", "26h"]):
+            assert cli.run(cmd, *bad, check=False).returncode == 2, (cmd, bad)
+
+
 def test_nagios(cli, tmp_path):
     make(cli, 9, 30)
     p = health(cli, "--nagios", "--warn-age", "31h", "--crit-age", "48h")

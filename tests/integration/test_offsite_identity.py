@@ -222,6 +222,13 @@ def test_the_mount_refuses_to_push_a_rekeyed_store_into_its_old_prefix(
         assert wait_until(lambda: "another key" in (m / "ctl" / "health").read_text(),
                           timeout=30), (m / "ctl" / "health").read_text()
         assert "refusing to push into" in (m / "ctl" / "log").read_text()
+        # bri-backup health (from cron) reads the refusal the push states record
+        # and says it alike, at once, whatever the lag (one core renders both).
+        assert wait_until(lambda: (m / "ctl" / "health").read_text() == cli.run(
+            "health", check=False).stdout, timeout=30), (
+            (m / "ctl" / "health").read_text(), cli.run("health", check=False).stdout)
+        assert "warning: offsite: refusing to push into" in cli.run("health",
+                                                                    check=False).stdout
     finally:
         m.stop()
     assert remote_bytes(off) == before
