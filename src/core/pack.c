@@ -860,13 +860,20 @@ int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_
 	int fd = -1, rc = 0;
 
 	/* A page of a group the cursor holds (a stream reads its pages in turn):
-	 * found by the groups' own ids, without the store's lock or index. */
-	for (int k = 0; k < CURSOR_SLOTS; k++) {
+	 * found by the groups' own ids, without the store's lock or index.
+	 * The slot of the last page first, from the place after it: in order,
+	 * the first id compared is the page's. */
+	for (uint32_t n = 0; n < CURSOR_SLOTS; n++) {
+		uint32_t k = (cur->last + n) % CURSOR_SLOTS, from = n ? 0 : cur->hint;
 		struct group_cache *g = &cur->slot[k];
 
-		for (uint32_t i = 0; g->npages && g->page_size == page_size && i < g->npages; i++) {
+		for (uint32_t j = 0; g->npages && g->page_size == page_size && j < g->npages; j++) {
+			uint32_t i = (from + j) % g->npages;
+
 			if (memcmp(g->ids[i], id, PAGE_ID_LEN) == 0) {
 				g->used = ++cur->clock;
+				cur->last = k;
+				cur->hint = i + 1;
 				rc = page_ok(db, cur->mac, g, i, quick ? CHECK_RAW : CHECK_ALL);
 				if (rc == 0)
 					memcpy(buf, g->data + (size_t)i * page_size, page_size);
@@ -914,6 +921,8 @@ int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_
 		c->pack = pack;
 	}
 	c->used = ++cur->clock;
+	cur->last = (uint32_t)(c - cur->slot);
+	cur->hint = slot + 1;
 	if (rc == 0 && (c->page_size != page_size || slot >= c->npages ||
 	                memcmp(c->ids[slot], id, PAGE_ID_LEN) != 0))
 		rc = -EBADMSG;

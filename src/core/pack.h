@@ -159,6 +159,8 @@ struct page_cursor {
 	pthread_mutex_t lock;
 	struct group_cache slot[CURSOR_SLOTS];
 	uint64_t clock;    /* for LRU (slot[].used) */
+	uint32_t last;     /* the slot of the last page read */
+	uint32_t hint;     /* the place after that page in its slot */
 	uint8_t *stored;   /* the slots' one buffer for a group as stored */
 	size_t stored_cap; /* bytes allocated at stored */
 	void *mac;         /* EVP_MAC_CTX */
