@@ -35,6 +35,7 @@ struct bri_entry {
 	struct stat meta_st;             /* identity of its metadata (zeroed if absent) */
 	struct stat verify_st;           /* identity of its verify result (zeroed if absent) */
 	struct stat rehearsal_st;        /* identity of its rehearsal status (zeroed if absent) */
+	struct stat offsite_st;          /* identity of its offsite push state (zeroed if absent) */
 	bool meta_ok;                    /* meta parsed */
 	struct bri_meta meta;            /* valid when meta_ok */
 	char meta_error[512];            /* why meta is not ok */
@@ -55,13 +56,13 @@ struct bri_catalog {
 };
 
 /*
- * Scans the store. With prev (may be NULL), entries whose three files have
+ * Scans the store. With prev (may be NULL), entries whose files (the .db, its sidecars) have
  * the same inode, size and mtime are taken over from prev (and removed from
  * it) instead of re-read. Returns 0 and *out, or a negative errno when the
  * store cannot be read (never an empty catalog because of an error).
  */
 int bri_catalog_scan(const struct bri_store *s, struct bri_catalog *prev, struct bri_catalog **out,
-		     struct bri_err *err);
+                     struct bri_err *err);
 
 void bri_catalog_free(struct bri_catalog *c);
 

@@ -182,7 +182,8 @@ static struct bri_entry *take_unchanged(struct taken *t, const struct bri_entry 
 	if (t->by_name[i] || !same_file(&old->db_st, &fresh->db_st) ||
 	    !same_file(&old->meta_st, &fresh->meta_st) ||
 	    !same_file(&old->verify_st, &fresh->verify_st) ||
-	    !same_file(&old->rehearsal_st, &fresh->rehearsal_st))
+	    !same_file(&old->rehearsal_st, &fresh->rehearsal_st) ||
+	    !same_file(&old->offsite_st, &fresh->offsite_st))
 		return NULL;
 	t->by_name[i] = true;
 	return old;
@@ -271,6 +272,7 @@ static int scan_one(void *arg, const char *name, const struct stat *st)
 	stat_sidecar(sc->s, name, BRI_SIDECAR_META, &probe.meta_st);
 	stat_sidecar(sc->s, name, BRI_SIDECAR_VERIFY, &probe.verify_st);
 	stat_sidecar(sc->s, name, BRI_SIDECAR_REHEARSAL, &probe.rehearsal_st);
+	stat_sidecar(sc->s, name, BRI_SIDECAR_OFFSITE, &probe.offsite_st);
 	probe.name = (char *)name;
 	e = take_unchanged(&sc->taken, &probe, &id);
 	if (e) {
@@ -285,6 +287,7 @@ static int scan_one(void *arg, const char *name, const struct stat *st)
 		e->meta_st = probe.meta_st;
 		e->verify_st = probe.verify_st;
 		e->rehearsal_st = probe.rehearsal_st;
+		e->offsite_st = probe.offsite_st;
 		e->id = id ? id : atomic_fetch_add(&next_id, 1);
 		load_entry(sc->s, e);
 	}

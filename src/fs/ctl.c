@@ -544,7 +544,7 @@ const struct bfs_ctl_file bfs_ctl_files[BFS_CTL_COUNT] = {
     [BFS_CTL_PROGRESS] = {"progress", 0444, NULL, NULL, render_progress, 0},
     [BFS_CTL_PIN] = {"pin", 0200, valid_pin, run_pin, NULL, 0},
     [BFS_CTL_UNPIN] = {"unpin", 0200, valid_name, run_unpin, NULL, 0},
-    [BFS_CTL_REHEARSE] = {"rehearse", 0200, valid_target, run_rehearse, NULL, 0},
+    [BFS_CTL_REHEARSE] = {"rehearse", 0200, valid_target, run_rehearse, NULL, BFS_CTL_INVAL},
     [BFS_CTL_REPORT] = {"report.html", 0444, NULL, NULL, render_report, 0},
 };
 

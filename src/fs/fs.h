@@ -25,10 +25,10 @@
  *   Guards nothing in struct bfs by itself: it orders the store's changes.
  * - refresh_lock (mutex): one look at / rescan of the store at a time;
  *   guards last_check, dir_st, dir_scan_real, store_error.
- * - cat_lock (rwlock): guards cat (and each entry's verify, verify_st and
- *   db_st, which bfs_fresh_verify and bfs_db_check update in place under the
- *   write lock), idmap (with its file index), cat_changed, reports and
- *   nreports. Read-locked by every request that looks at a backup; never
+ * - cat_lock (rwlock): guards cat (and each entry's verify, verify_st,
+ *   rehearsal, rehearsal_st, offsite_st and db_st, which bfs_fresh_sidecar
+ *   and bfs_db_check update in place under the write lock), idmap (with its file index),
+ * cat_changed, reports and nreports. Read-locked by every request that looks at a backup; never
  *   held while rendering into the render cache or sending to the kernel.
  * - q_lock (mutex): guards the invalidation queue, q_held, renames, q_pushed,
  *   q_sent, stop, verify_kick. Pushing an invalidation takes only q_lock, so it may be done
@@ -102,7 +102,7 @@
  * documents the id spaces above them). Each module numbers its own kinds
  * and holds their rows {name, mode, attr, lookup, list, open, render, ...}
  * next to their functions: view.c the root, ctl/, restore/ and the backups
- * (1-11, 24-26), inspectfs.c inspect/, diff/ and at/ (12-23). A new kind is one
+ * (1-11, 24-27), inspectfs.c inspect/, diff/ and at/ (12-23). A new kind is one
  * number, its functions and its row, in its module; bfs_kinds_check()
  * refuses, at start, a number that two rows claim. The numbers are part of
  * the inode numbers a copy of the mount remembers: never renumber.
@@ -132,7 +132,7 @@ enum bfs_fixed_ino {
 };
 
 /* Which store file of a backup a bfs_fileref names. */
-enum bfs_file { BFS_FILE_DB, BFS_FILE_META, BFS_FILE_VERIFY, BFS_FILE_REHEARSAL };
+enum bfs_file { BFS_FILE_DB, BFS_FILE_META, BFS_FILE_VERIFY, BFS_FILE_REHEARSAL, BFS_FILE_OFFSITE };
 
 /* A store file of the catalog, found by its inode number. */
 struct bfs_fileref {
@@ -427,8 +427,13 @@ int bfs_offsite_start(struct bfs *fs);
 void bfs_offsite_stop(struct bfs *fs);
 /* A backup was made: push soon. Never waits for the remote. */
 void bfs_offsite_kick(struct bfs *fs);
-/* NAME/offsite: "uploaded <time>", "pending" or "failed: <why>", and a newline. */
-int bfs_offsite_render(struct bfs *fs, const char *name, char **out, size_t *len);
+/*
+ * NAME/offsite: "uploaded <time>", "pending" or "failed: <why>", and a
+ * newline, of the push state whose store file is want (zeroed: none yet),
+ * and *t its time (0: none); -ESTALE when the store's state is another now.
+ */
+int bfs_offsite_render(struct bfs *fs, const char *name, const struct stat *want, char **out,
+                       size_t *len, time_t *t);
 /*
  * The offsite copy for the health rules (rules.offsite) at time now: true
  * with *w filled. Without -o offsite=, the remote the store last pushed to
@@ -521,8 +526,8 @@ int bfs_idmap_refile(struct bfs *fs);
 void bfs_idmap_free(struct bfs_idmap *m);
 /* The entry with id in the current catalog, or NULL; call with cat_lock held. */
 struct bri_entry *bfs_entry_by_id(struct bfs *fs, uint64_t id);
-/* The store file with inode number st_ino, or NULL; cat_lock held. */
-const struct bfs_fileref *bfs_file_by_ino(struct bfs *fs, uint64_t st_ino);
+/* The store file with inode number st_ino that is a backup's which, or NULL; cat_lock held. */
+const struct bfs_fileref *bfs_file_by_ino(struct bfs *fs, uint64_t st_ino, enum bfs_file which);
 /* The index in idmap.files of the first file after st_ino; cat_lock held. */
 size_t bfs_file_after(struct bfs *fs, uint64_t st_ino);
 
@@ -540,6 +545,13 @@ int bfs_refresh_look(struct bfs *fs);
  * (bri-backup verify while mounted): one fstatat, no rescan.
  */
 void bfs_fresh_verify(struct bfs *fs, uint64_t id);
+/*
+ * As bfs_fresh_verify for backup id's sidecar kind (BRI_SIDECAR_VERIFY,
+ * _REHEARSAL or _OFFSITE): takes a new file's identity (and for a rehearsal
+ * its outcome) into the catalog and queues the invalidation of the name's
+ * entry in the backup's folder (another file is another inode).
+ */
+void bfs_fresh_sidecar(struct bfs *fs, uint64_t id, enum bri_sidecar kind);
 /*
  * Checks backup id's .db against the catalog's identity of it (inode, size,
  * mtime, ctime): st is an fstat of it (NULL: fstatat by name now). When it

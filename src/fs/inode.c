@@ -20,7 +20,10 @@
  *                                           result yet), rehearsal from
  *                                           NAME.db.rehearsal (NAME.db's with
  *                                           kind REHEARSAL_NONE when never
- *                                           rehearsed); st_ino < 2^58
+ *                                           rehearsed), offsite from
+ *                                           NAME.db.offsite (NAME.db's with
+ *                                           kind OFFSITE_NONE before the first
+ *                                           push); st_ino < 2^58
  *   01  version    2^62 | (gen << 5) | kind one content version of a generated
  *                                           file (ctl/stats.json, ...): gen is
  *                                           the render cache's generation, so
@@ -296,7 +299,7 @@ static int fileref_cmp(const void *a, const void *b)
 /* Every store file of c's entries, sorted by inode number. */
 static int files_build(struct bfs_idmap *m, const struct bri_catalog *c)
 {
-	struct bfs_fileref *f = calloc(c->n * 4 + 1, sizeof(*f));
+	struct bfs_fileref *f = calloc(c->n * 5 + 1, sizeof(*f));
 	size_t n = 0, ndb = 0;
 
 	if (!f)
@@ -313,6 +316,8 @@ static int files_build(struct bfs_idmap *m, const struct bri_catalog *c)
 		if (e->rehearsal_st.st_ino)
 			f[n++] =
 			    (struct bfs_fileref){e->rehearsal_st.st_ino, BFS_FILE_REHEARSAL, e};
+		if (e->offsite_st.st_ino)
+			f[n++] = (struct bfs_fileref){e->offsite_st.st_ino, BFS_FILE_OFFSITE, e};
 	}
 	if (n > 1)
 		qsort(f, n, sizeof(*f), fileref_cmp);
@@ -379,7 +384,7 @@ struct bri_entry *bfs_entry_by_id(struct bfs *fs, uint64_t id)
 	return NULL;
 }
 
-const struct bfs_fileref *bfs_file_by_ino(struct bfs *fs, uint64_t st_ino)
+const struct bfs_fileref *bfs_file_by_ino(struct bfs *fs, uint64_t st_ino, enum bfs_file which)
 {
 	const struct bfs_idmap *m = &fs->idmap;
 	size_t lo = 0, hi = m->nfiles;
@@ -392,7 +397,15 @@ const struct bfs_fileref *bfs_file_by_ino(struct bfs *fs, uint64_t st_ino)
 		else
 			hi = mid;
 	}
-	return lo < m->nfiles && m->files[lo].st_ino == st_ino ? &m->files[lo] : NULL;
+	/*
+	 * The same number twice: a file's number freed and taken by another
+	 * before the catalog saw both (a rehearsal's new outcome takes the
+	 * number of the verify result it replaced, not yet looked at again).
+	 */
+	for (; lo < m->nfiles && m->files[lo].st_ino == st_ino; lo++)
+		if (m->files[lo].which == which)
+			return &m->files[lo];
+	return NULL;
 }
 
 size_t bfs_file_after(struct bfs *fs, uint64_t st_ino)

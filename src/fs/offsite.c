@@ -23,6 +23,7 @@
 #include "bri/log.h"
 #include "bri/offsite.h"
 #include "bri/offsite_watch.h"
+#include "bri/testpoint.h"
 #include "fs.h"
 
 #define RETRY_FIRST_S     1.0
@@ -167,6 +168,14 @@ static void *pusher(void *arg)
 		o->busy = true;
 		pthread_mutex_unlock(&o->lock);
 		rc = push_once(fs, o, &err);
+		/*
+		 * Each backup's offsite file shows its new state now: a state is a
+		 * new store file, so a new inode, and the rescan drops the kernel's
+		 * entry of the old one (cached, with the folder's other entries).
+		 */
+		bfs_refresh(fs, true);
+		bfs_inval_wait(fs, BFS_INVAL_WAIT_S);
+		bri_testpoint("offsite-shown"); /* tests: the states of this push are shown */
 		pthread_mutex_lock(&o->lock);
 		o->busy = false;
 		o->refused = rc == BRI_OFFSITE_EMISMATCH;
@@ -228,20 +237,39 @@ void bfs_offsite_kick(struct bfs *fs)
 	pthread_mutex_unlock(&o->lock);
 }
 
-int bfs_offsite_render(struct bfs *fs, const char *name, char **out, size_t *len)
+/* Whether a and b are one version of a sidecar (replaced by rename, never changed in place). */
+static bool same_version(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+int bfs_offsite_render(struct bfs *fs, const char *name, const struct stat *want, char **out,
+                       size_t *len, time_t *t)
 {
 	struct bfs_offsite *o = fs->offsite;
 	struct bri_offsite_state st;
+	struct stat before, after;
 	char text[600];
-	int n;
+	int n, rc;
 
 	if (!o)
 		return -ENOENT;
-	if (bri_offsite_state_read(fs->store, name, &st) < 0 || strcmp(st.remote, o->url) != 0 ||
-	    st.status == BRI_OFFSITE_NONE)
+	/* The state read is want's when the same file is there before and after. */
+	if (bri_store_sidecar_stat(fs->store, name, BRI_SIDECAR_OFFSITE, &before) < 0)
+		memset(&before, 0, sizeof(before));
+	rc = bri_offsite_state_read(fs->store, name, &st);
+	if (bri_store_sidecar_stat(fs->store, name, BRI_SIDECAR_OFFSITE, &after) < 0)
+		memset(&after, 0, sizeof(after));
+	if (!same_version(&before, &after) || !same_version(&before, want))
+		return -ESTALE;
+	*t = 0;
+	if (rc < 0 || strcmp(st.remote, o->url) != 0 || st.status == BRI_OFFSITE_NONE) {
 		snprintf(text, sizeof(text), "pending");
-	else
+	} else {
 		bri_offsite_state_text(&st, text, sizeof(text));
+		*t = st.time;
+	}
 	n = asprintf(out, "%s\n", text);
 	if (n < 0)
 		return -ENOMEM;

@@ -73,8 +73,13 @@ static void queue_changes(struct bfs *fs, const struct bri_catalog *old,
 			continue;
 		}
 		dir = bfs_ino_backup_dir(ne);
+		/* A new result, rehearsal outcome or push state: another inode. */
 		if (ne->verify_st.st_ino != e->verify_st.st_ino)
-			bfs_inval_entry(fs, dir, "verify"); /* a new result: another inode */
+			bfs_inval_entry(fs, dir, "verify");
+		if (ne->rehearsal_st.st_ino != e->rehearsal_st.st_ino)
+			bfs_inval_entry(fs, dir, "rehearsal");
+		if (ne->offsite_st.st_ino != e->offsite_st.st_ino)
+			bfs_inval_entry(fs, dir, "offsite");
 		if (e->db_st.st_size != ne->db_st.st_size ||
 		    !ts_equal(&e->db_st.st_mtim, &ne->db_st.st_mtim) ||
 		    !ts_equal(&e->db_st.st_ctim, &ne->db_st.st_ctim))
@@ -104,15 +109,30 @@ void bfs_inval_verify(struct bfs *fs, uint64_t id)
 	bfs_fresh_verify(fs, id);
 }
 
-/* Whether the backups listed differ between old and cur (names, not content). */
-static bool listing_changed(const struct bri_catalog *old, const struct bri_catalog *cur)
+/*
+ * What the backups listed are (names, not content): their count and the sum
+ * of their names' hashes. Taken before a scan, which moves the entries it
+ * takes over out of the old catalog (comparing with what is left of it saw
+ * a listing change at every rescan that re-read some backups and not all).
+ */
+struct listing {
+	size_t n;
+	uint64_t sum;
+};
+
+static struct listing listing_of(const struct bri_catalog *c)
 {
-	if (!old || old->n != cur->n)
-		return true;
-	for (size_t i = 0; i < cur->n; i++)
-		if (!bri_catalog_find(old, cur->entries[i]->name))
-			return true;
-	return false;
+	struct listing l = {0, 0};
+
+	for (size_t i = 0; c && i < c->n; i++) {
+		uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+
+		for (const unsigned char *p = (const unsigned char *)c->entries[i]->name; *p; p++)
+			h = (h ^ *p) * 0x100000001b3ull;
+		l.sum += h;
+	}
+	l.n = c ? c->n : 0;
+	return l;
 }
 
 /* Rescans; call with refresh_lock held. */
@@ -121,11 +141,13 @@ static int rescan(struct bfs *fs, const struct stat *st)
 	struct bri_catalog *cur = NULL, *old;
 	struct bfs_idmap map = {0};
 	struct bri_err err = {0};
+	struct listing before, after;
 	double started = now_real();
 	int rc;
 
 	pthread_rwlock_wrlock(&fs->cat_lock);
 	old = fs->cat;
+	before = listing_of(old);
 	rc = bri_catalog_scan(fs->store, old, &cur, &err);
 	if (rc < 0) {
 		pthread_rwlock_unlock(&fs->cat_lock);
@@ -142,7 +164,9 @@ static int rescan(struct bfs *fs, const struct stat *st)
 	 * The root's mtime: the store folder's when the listing changed (a
 	 * create, delete, cleanup or safety backup), never going back.
 	 */
-	if (listing_changed(old, cur) && st->st_mtim.tv_sec > fs->root_mtime)
+	after = listing_of(cur);
+	if ((!old || before.n != after.n || before.sum != after.sum) &&
+	    st->st_mtim.tv_sec > fs->root_mtime)
 		fs->root_mtime = st->st_mtim.tv_sec;
 	fs->cat = cur;
 	if (old) {
@@ -212,41 +236,72 @@ static bool same_stat(const struct stat *a, const struct stat *b)
 	       ts_equal(&a->st_mtim, &b->st_mtim) && ts_equal(&a->st_ctim, &b->st_ctim);
 }
 
-void bfs_fresh_verify(struct bfs *fs, uint64_t id)
+/* The catalog's identity of backup e's sidecar kind, and the name of its file in the folder. */
+static struct stat *sidecar_st(struct bri_entry *e, enum bri_sidecar kind, const char **file)
+{
+	switch (kind) {
+	case BRI_SIDECAR_REHEARSAL:
+		*file = "rehearsal";
+		return &e->rehearsal_st;
+	case BRI_SIDECAR_OFFSITE:
+		*file = "offsite";
+		return &e->offsite_st;
+	default:
+		*file = "verify";
+		return &e->verify_st;
+	}
+}
+
+void bfs_fresh_sidecar(struct bfs *fs, uint64_t id, enum bri_sidecar kind)
 {
 	char name[BRI_NAME_MAX + 1];
 	struct bri_verify_result res;
+	struct bri_rehearsal reh;
 	struct stat st, known;
 	struct bri_entry *e;
+	const char *file;
 
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	e = bfs_entry_by_id(fs, id);
 	if (e) {
 		snprintf(name, sizeof(name), "%s", e->name);
-		known = e->verify_st;
+		known = *sidecar_st(e, kind, &file);
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!e)
 		return;
-	if (bri_store_sidecar_stat(fs->store, name, BRI_SIDECAR_VERIFY, &st) < 0)
+	if (bri_store_sidecar_stat(fs->store, name, kind, &st) < 0)
 		memset(&st, 0, sizeof(st));
 	if (same_stat(&st, &known))
 		return;
-	bri_verify_load(fs->store, name, &res);
+	if (kind == BRI_SIDECAR_VERIFY)
+		bri_verify_load(fs->store, name, &res);
+	memset(&reh, 0, sizeof(reh));
+	if (kind == BRI_SIDECAR_REHEARSAL && st.st_ino)
+		bri_rehearsal_read(fs->store, name, &reh);
 	pthread_rwlock_wrlock(&fs->cat_lock);
 	e = bfs_entry_by_id(fs, id);
 	if (e && !strcmp(e->name, name)) {
-		bool refile = e->verify_st.st_ino != st.st_ino;
+		struct stat *mine = sidecar_st(e, kind, &file);
+		bool refile = mine->st_ino != st.st_ino;
 
-		e->verify = res;
-		e->verify_st = st;
+		if (kind == BRI_SIDECAR_VERIFY)
+			e->verify = res;
+		if (kind == BRI_SIDECAR_REHEARSAL)
+			e->rehearsal = reh;
+		*mine = st;
 		if (refile && bfs_idmap_refile(fs) < 0)
 			bri_log(BRI_LOG_ERR, "out of memory indexing the store's files");
 		/* Another inode for the name: the kernel keeps entries (inode.c). */
 		if (refile)
-			bfs_inval_entry(fs, bfs_ino_backup_dir(e), "verify");
+			bfs_inval_entry(fs, bfs_ino_backup_dir(e), file);
 	}
 	pthread_rwlock_unlock(&fs->cat_lock);
+}
+
+void bfs_fresh_verify(struct bfs *fs, uint64_t id)
+{
+	bfs_fresh_sidecar(fs, id, BRI_SIDECAR_VERIFY);
 }
 
 bool bfs_db_check(struct bfs *fs, uint64_t id, const struct stat *st)

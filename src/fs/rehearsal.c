@@ -3,7 +3,8 @@
  * monthly, every=N): one thread that sleeps until a rehearsal is due, then,
  * holding op_lock as ctl/rehearse does, rehearses the newest good backup
  * (bri_rehearsal_pick) with the mount's checks (-o checks=), runs the hook
- * and rescans the catalog so NAME/rehearsal shows the outcome at once. The
+ * and rescans the catalog so NAME/rehearsal shows the outcome at once (a new
+ * outcome is a new inode: the rescan drops the kernel's entry). The
  * core keeps the outcome in the store (bri/rehearsal.h); "last run" is the
  * newest rehearsal the store knows of, whoever ran it (bri-backup rehearse,
  * ctl/rehearse, this thread, another mount), so a remount does not rehearse
@@ -102,6 +103,7 @@ static bool run_once(struct bfs *fs)
 	bfs_progress_end(&fs->progress, name, rc, err.msg);
 	bfs_refresh(fs, true); /* NAME/rehearsal and NAME/verify show the outcome */
 	pthread_mutex_unlock(&fs->op_lock);
+	bfs_inval_wait(fs, BFS_INVAL_WAIT_S); /* their cached entries are dropped now */
 	bfs_hook_async(fs, "rehearse", name, rc, rc < 0 ? err.msg : NULL);
 	if (rc == 0)
 		bri_log(BRI_LOG_INFO,

@@ -36,7 +36,7 @@
 #define REHEARSAL_FILE "rehearsal"
 #define OFFSITE_FILE   "offsite" /* only with -o offsite= */
 
-/* This file's node kinds (fs.h: numbers 1-11 and 24-26 are view.c's; never renumber). */
+/* This file's node kinds (fs.h: numbers 1-11 and 24-27 are view.c's; never renumber). */
 enum view_kind {
 	K_ROOT = BFS_INO_ROOT,           /* the mount's root (FUSE_ROOT_ID) */
 	K_CTL_DIR = BFS_INO_CTL,         /* ctl/ */
@@ -52,7 +52,9 @@ enum view_kind {
 	/* Rehearsal status, shown when rehearsals are configured (-o rehearse=, checks=). */
 	K_REHEARSAL = 24,      /* NAME/rehearsal with a result (store: its REHEARSAL sidecar) */
 	K_REHEARSAL_NONE = 25, /* NAME/rehearsal without one, "never" (store: NAME.db) */
-	K_OFFSITE = 26,        /* NAME/offsite, with -o offsite= (store: NAME.db) */
+	/* Offsite push state, shown with -o offsite=. */
+	K_OFFSITE = 26,      /* NAME/offsite with a push state (store: NAME.db.offsite) */
+	K_OFFSITE_NONE = 27, /* NAME/offsite before the first push, "pending" (store: NAME.db) */
 };
 
 /* Listing keys of the fixed entries; a backup's key is KEY_STORE + its st_ino. */
@@ -164,6 +166,8 @@ static enum bfs_file file_of_kind(enum view_kind k)
 		return BFS_FILE_VERIFY;
 	case K_REHEARSAL:
 		return BFS_FILE_REHEARSAL;
+	case K_OFFSITE:
+		return BFS_FILE_OFFSITE;
 	default:
 		return BFS_FILE_DB;
 	}
@@ -178,6 +182,8 @@ static const struct stat *file_stat(const struct bri_entry *b, enum bfs_file f)
 		return &b->verify_st;
 	case BFS_FILE_REHEARSAL:
 		return &b->rehearsal_st;
+	case BFS_FILE_OFFSITE:
+		return &b->offsite_st;
 	case BFS_FILE_DB:
 		break;
 	}
@@ -191,6 +197,8 @@ static fuse_ino_t backup_ino(const struct bri_entry *b, enum view_kind k)
 		k = b->verify_st.st_ino ? K_VERIFY : K_VERIFY_NONE;
 	if (k == K_REHEARSAL || k == K_REHEARSAL_NONE)
 		k = b->rehearsal_st.st_ino ? K_REHEARSAL : K_REHEARSAL_NONE;
+	if (k == K_OFFSITE || k == K_OFFSITE_NONE)
+		k = b->offsite_st.st_ino ? K_OFFSITE : K_OFFSITE_NONE;
 	return bfs_ino_store(b, file_stat(b, file_of_kind(k)), k);
 }
 
@@ -201,9 +209,10 @@ static struct bri_entry *entry_of(struct bfs *fs, fuse_ino_t ino)
 	struct bri_entry *b;
 
 	if (ino & BFS_SPACE_STORE) {
-		const struct bfs_fileref *f = bfs_file_by_ino(fs, bfs_ino_index(ino));
+		const struct bfs_fileref *f =
+		    bfs_file_by_ino(fs, bfs_ino_index(ino), file_of_kind(k));
 
-		b = f && f->which == file_of_kind(k) ? f->e : NULL;
+		b = f ? f->e : NULL;
 	} else {
 		uint64_t idx = bfs_ino_index(ino);
 
@@ -273,24 +282,24 @@ static int verify_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino
 }
 
 /*
- * NAME/offsite: its size is its text's now. The state changes under the
- * same inode (pending, then uploaded), so nothing of it is cached.
+ * NAME/offsite: the text of the push state the inode is a version of. As
+ * verify: a new state (pending, uploaded, failed) is a new file in the
+ * store, so a new inode, and the name's entry is invalidated then.
  */
 static int offsite_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t ino,
                         struct fuse_entry_param *e)
 {
 	char *text;
 	size_t len;
+	time_t t;
 	int rc;
 
-	rc = bfs_offsite_render(fs, b->name, &text, &len);
+	rc = bfs_offsite_render(fs, b->name, &b->offsite_st, &text, &len, &t);
 	if (rc < 0)
 		return rc;
 	free(text);
-	bfs_fill_entry(fs, ino, S_IFREG | 0400, (off_t)len, b->time, e);
-	e->generation = bfs_generation(b->name, &b->db_st, K_OFFSITE);
-	e->entry_timeout = 0;
-	e->attr_timeout = 0;
+	bfs_fill_entry(fs, ino, S_IFREG | 0400, (off_t)len, t ? t : b->time, e);
+	immutable(b, ino, e);
 	return 0;
 }
 
@@ -305,15 +314,19 @@ static int rehearsal_attr(struct bfs *fs, const struct bri_entry *b, fuse_ino_t 
 	               b->rehearsal.time ? b->rehearsal.time : b->time, e);
 	/* As verify: a new outcome is a new store file, so a new inode, looked up anew. */
 	immutable(b, ino, e);
-	e->entry_timeout = 0;
 	return 0;
 }
+
+static int backup_id_of(struct bfs *fs, fuse_ino_t ino, uint64_t *id);
 
 static int render_rehearsal(struct bfs *fs, fuse_ino_t ino, char **out, size_t *len)
 {
 	char line[BRI_REHEARSAL_REASON_MAX + 128];
 	struct bri_entry *b;
+	uint64_t id;
 
+	if (backup_id_of(fs, ino, &id) == 0)
+		bfs_fresh_sidecar(fs, id, BRI_SIDECAR_REHEARSAL);
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = entry_of(fs, ino);
 	if (b)
@@ -361,6 +374,10 @@ static int attr_backup(struct bfs *fs, fuse_ino_t ino, struct fuse_entry_param *
 			bfs_db_check(fs, id, NULL); /* changed in place: the new size */
 		if (k == K_VERIFY || k == K_VERIFY_NONE)
 			bfs_fresh_verify(fs, id);
+		if (k == K_REHEARSAL || k == K_REHEARSAL_NONE)
+			bfs_fresh_sidecar(fs, id, BRI_SIDECAR_REHEARSAL);
+		if (k == K_OFFSITE || k == K_OFFSITE_NONE)
+			bfs_fresh_sidecar(fs, id, BRI_SIDECAR_OFFSITE);
 	}
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = entry_of(fs, ino);
@@ -392,21 +409,25 @@ static int lookup_backup(struct bfs *fs, fuse_ino_t dir, const char *name,
 		k = K_OFFSITE;
 	else
 		return -ENOENT;
-	if (k == K_REHEARSAL) {
-		rc = bfs_refresh(fs, false); /* a rehearsal by another process shows */
-		if (rc < 0)
-			return rc;
-	}
 	if (backup_id_of(fs, dir, &id) < 0)
 		return -ENOENT;
-	if (k == K_VERIFY)
-		bfs_fresh_verify(fs, id);
 	if (k == K_BACKUP_DB)
 		bfs_db_check(fs, id, NULL);
-	pthread_rwlock_rdlock(&fs->cat_lock);
-	b = entry_of(fs, dir);
-	rc = b ? backup_attr(fs, b, k, e) : -ENOENT;
-	pthread_rwlock_unlock(&fs->cat_lock);
+	/* A result, outcome or push state by another process shows (another inode). */
+	for (int pass = 0; pass < 3; pass++) {
+		if (k == K_VERIFY)
+			bfs_fresh_verify(fs, id);
+		if (k == K_REHEARSAL)
+			bfs_fresh_sidecar(fs, id, BRI_SIDECAR_REHEARSAL);
+		if (k == K_OFFSITE)
+			bfs_fresh_sidecar(fs, id, BRI_SIDECAR_OFFSITE);
+		pthread_rwlock_rdlock(&fs->cat_lock);
+		b = entry_of(fs, dir);
+		rc = b ? backup_attr(fs, b, k, e) : -ENOENT;
+		pthread_rwlock_unlock(&fs->cat_lock);
+		if (rc != -ESTALE)
+			break; /* ESTALE: a push state replaced meanwhile; take the new one */
+	}
 	return rc;
 }
 
@@ -430,6 +451,10 @@ static int list_backup(struct bfs *fs, fuse_ino_t dir, off_t after, bfs_list_fn 
 	if (backup_id_of(fs, dir, &id) < 0)
 		return -ENOENT;
 	bfs_fresh_verify(fs, id);
+	if (shown[3])
+		bfs_fresh_sidecar(fs, id, BRI_SIDECAR_REHEARSAL);
+	if (shown[4])
+		bfs_fresh_sidecar(fs, id, BRI_SIDECAR_OFFSITE);
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = entry_of(fs, dir);
 	for (int i = 0; b && i < nkinds; i++)
@@ -496,15 +521,22 @@ static int render_offsite(struct bfs *fs, fuse_ino_t ino, char **out, size_t *le
 {
 	char name[BRI_NAME_MAX + 1];
 	struct bri_entry *b;
+	struct stat want;
+	uint64_t id;
+	time_t t;
 
+	if (backup_id_of(fs, ino, &id) == 0)
+		bfs_fresh_sidecar(fs, id, BRI_SIDECAR_OFFSITE);
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	b = entry_of(fs, ino);
-	if (b)
+	if (b) {
 		snprintf(name, sizeof(name), "%s", b->name);
+		want = b->offsite_st;
+	}
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!b)
-		return -ENOENT;
-	return bfs_offsite_render(fs, name, out, len);
+		return -ESTALE; /* a newer state has another inode: look it up again */
+	return bfs_offsite_render(fs, name, &want, out, len, &t);
 }
 
 /* ---- the root ---- */
@@ -1039,6 +1071,13 @@ static const struct bfs_kind_ops bfs_kinds[BFS_K_COUNT] = {
                    .open = bfs_open_generated,
                    .render = render_offsite,
                    .entry_attr = offsite_attr},
+    [K_OFFSITE_NONE] = {.name = "offsite (pending)",
+                        .mode = S_IFREG | 0400,
+                        .spaces = STORE_SPACES,
+                        .attr = attr_backup,
+                        .open = bfs_open_generated,
+                        .render = render_offsite,
+                        .entry_attr = offsite_attr},
 };
 
 /* Every module's table of kinds (fs.h). */

@@ -48,16 +48,36 @@ static void on_parent_death(int sig)
 	parent_died = 1;
 }
 
+/*
+ * Undoes mountinfo's escapes in s, in place: the kernel writes a space, tab,
+ * newline and backslash of a path as \040, \011, \012 and \134 (octal).
+ */
+static void unescape(char *s)
+{
+	char *out = s;
+
+	for (const char *p = s; *p; p++) {
+		if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+		    p[3] >= '0' && p[3] <= '7') {
+			*out++ = (char)((p[1] - '0') << 6 | (p[2] - '0') << 3 | (p[3] - '0'));
+			p += 3;
+		} else {
+			*out++ = *p;
+		}
+	}
+	*out = '\0';
+}
+
 /* The device (major:minor) of the newest mount at path, from mountinfo; 0 or -ENOENT. */
 static int mount_dev(const char *path, unsigned *major, unsigned *minor)
 {
-	char line[4096];
+	char line[4 * PATH_MAX + 1024]; /* a path escaped: up to 4 bytes a byte */
 	int rc = -ENOENT;
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 
 	if (!f)
 		return -errno;
-	/* Each line: id parent major:minor root point ... (spaces in names are escaped). */
+	/* Each line: id parent major:minor root point ... (names escaped: unescape). */
 	while (fgets(line, sizeof(line), f)) {
 		char *p = strchr(line, ' '), *end, *point;
 		unsigned long ma, mi;
@@ -79,6 +99,7 @@ static int mount_dev(const char *path, unsigned *major, unsigned *minor)
 		if (!end)
 			continue;
 		*end = '\0';
+		unescape(point);
 		if (!strcmp(point, path)) {
 			*major = (unsigned)ma;
 			*minor = (unsigned)mi;

@@ -4,6 +4,7 @@ the daemon that is always unmounted, even when a test fails."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -429,10 +430,16 @@ def cli(live_db, store, store_format, tmp_path, monkeypatch):
     return c
 
 
+def mount_field(text):
+    """A path as /proc/self/mounts and mountinfo write it: a space, tab,
+    newline and backslash are escaped as \\040, \\011, \\012 and \\134."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
 def is_mounted(mnt):
     mnt = os.path.realpath(mnt)
     with open("/proc/self/mounts") as f:
-        return any(line.split()[1] == mnt for line in f)
+        return any(mount_field(line.split()[1]) == mnt for line in f)
 
 
 def wait_for_mount(proc, mnt, timeout=20):

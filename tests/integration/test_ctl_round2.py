@@ -216,6 +216,29 @@ def test_root_mtime_never_goes_back_on_delete_and_follows_safety_backups(mounted
     assert wait_until(lambda: root_mtime(m) >= int(safety_time)), (root_mtime(m), safety_time)
 
 
+def test_root_mtime_stays_when_only_a_backups_files_change(mounted, cli, store):
+    """The root's mtime is the time of the last listing change (SPEC 4.1):
+    a new verification result (a new file in the store folder, so a newer
+    folder mtime and a rescan) changes no name, so not the root's mtime,
+    else every `rsync -a` of the mount copies the root's time again (a
+    rescan that took some backups over unchanged and re-read others saw a
+    listing change: the count of what was left of the old catalog)."""
+    m = mounted.path
+    cli.run("create", "--name", "one", "--verify")
+    cli.run("create", "--name", "two", "--verify")  # unchanged: taken over by the rescan
+    assert wait_until(lambda: {"one", "two"} <= names_in(m))
+    t1 = root_mtime(m)
+    later = (store / ".").stat().st_mtime + 1.1
+    assert wait_until(lambda: time.time() >= later, 5)  # a later second of the folder's mtime
+    sh(f"echo one > {m}/ctl/verify")  # the daemon's own
+    assert (store / ".").stat().st_mtime > t1 + 1
+    assert root_mtime(m) == t1
+    cli.run("verify", "two")  # another process's: seen at the rescan of the next look
+    looked = time.monotonic() + 0.6  # the daemon looks at the store at most every 0.5 s
+    assert wait_until(lambda: time.monotonic() >= looked, 5)
+    assert root_mtime(m) == t1  # this stat's look rescans: one taken over, two re-read
+
+
 def test_ctl_progress_names_the_integrity_phase(live_db, store, cli, tmp_path, pause_points,
                                                 monkeypatch):
     cli.run("create", "--name", "checked")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Cli, Mount, sh, wait_until
+from conftest import Cli, Mount, is_mounted, mount_field, sh, wait_until
 
 
 def requests(m):
@@ -135,11 +135,147 @@ def test_new_verify_result_is_seen_at_once_though_cached(live_db, store, tmp_pat
         m.stop()
 
 
+def checks_file(tmp_path):
+    f = tmp_path / "checks.sql"
+    f.write_text("SELECT count(*) > 0 FROM videos; -- expect 1\n")
+    return f
+
+
+def lookups_of_20_stats(m, path):
+    """LOOKUPs that 20 stats of path made, and what reading ctl/metrics
+    alone makes, in a run where the kernel kept its caches."""
+    before = requests(m)
+    reading = made_since(before, m)  # what reading ctl/metrics costs
+    for attempt in range(20):  # unless a drop_caches evicted entries meanwhile
+        before = requests(m)
+        for _ in range(20):
+            os.stat(path)
+        made = made_since(before, m)
+        if made.get("forget", 0) <= reading.get("forget", 0) + 2:
+            break
+    return made.get("lookup", 0), reading.get("lookup", 0)
+
+
+def test_new_rehearsal_outcome_is_seen_at_once_though_cached(live_db, store, tmp_path):
+    """NAME/rehearsal (with -o checks=) is cached as verify is: its entry
+    and attributes, and a new outcome is another inode whose entry the
+    daemon invalidates before ctl/rehearse's write returns."""
+    Cli(live_db, store).run("create", "--name", "one")
+    m = Mount(live_db, store, tmp_path / "mnt", options=[f"checks={checks_file(tmp_path)}"],
+              env=counting()).start()
+    try:
+        f = m.path / "one/rehearsal"
+        assert f.read_text() == "never\n"
+        ino = os.stat(f).st_ino
+        made, reading = lookups_of_20_stats(m, f)
+        assert made <= reading, (made, reading)  # before: one LOOKUP a stat
+        sh(f"echo one > {m.path}/ctl/rehearse")
+        st = os.stat(f)  # a stat, no open: the entry was dropped
+        assert st.st_ino != ino
+        text = f.read_text()
+        assert text.startswith("ok "), text
+        assert st.st_size == len(text.encode())
+        with open(f, "rb") as fd:  # one descriptor, one version
+            assert os.fstat(fd.fileno()).st_size == len(fd.read())
+    finally:
+        m.stop()
+
+
+@pytest.fixture
+def s3_remote(rgw, bucket):
+    assert rgw.client().request("PUT", bucket).status == 200
+    return f"s3://{bucket}/cache"
+
+
+def test_new_offsite_state_is_seen_at_once_though_cached(live_db, store, tmp_path, rgw,
+                                                         s3_remote, pause_points):
+    """NAME/offsite (with -o offsite=) is cached: its entry and attributes;
+    each push state (pending, uploaded) is another inode, whose entry the
+    pusher invalidates as soon as the push is done."""
+    Cli(live_db, store).run("create", "--name", "one")
+    m = Mount(live_db, store, tmp_path / "mnt",
+              options=[f"offsite={s3_remote}", f"endpoint={rgw.endpoint}"],
+              env=counting(pause_points.env(rgw.env())))
+    pause_points.arm("offsite-before-meta")
+    pause_points.arm("offsite-shown")
+    m.start()
+    try:
+        f = m.path / "one/offsite"
+        # The push at start: one is pending (the backup is up, its metadata not yet).
+        pause_points.wait_reached("offsite-before-meta")
+        assert f.read_text() == "pending\n"
+        ino = os.stat(f).st_ino
+        made, reading = lookups_of_20_stats(m, f)
+        assert made <= reading, (made, reading)  # before: one LOOKUP a stat
+        pause_points.release("offsite-before-meta")
+        pause_points.wait_reached("offsite-shown")  # the push is done
+        st = os.stat(f)
+        assert st.st_ino != ino
+        text = f.read_text()
+        assert text.startswith("uploaded "), text
+        assert st.st_size == len(text.encode())
+        with open(f, "rb") as fd:  # one descriptor, one version
+            assert os.fstat(fd.fileno()).st_size == len(fd.read())
+    finally:
+        pause_points.release("offsite-before-meta")
+        pause_points.release("offsite-shown")
+        m.stop()
+
+
+def test_no_change_rsync_with_rehearsal_and_offsite_files_makes_few_requests(
+        live_db, store, tmp_path, rgw, s3_remote, pause_points):
+    """With -o checks= and -o offsite=, every backup folder has `rehearsal`
+    and `offsite` too: a no-change rsync still looks none of them up."""
+    cli = Cli(live_db, store)
+    cli.run("create", "--name", "seed", "--verify")
+    fill_store(store, "seed", 200)
+    m = Mount(live_db, store, tmp_path / "mnt",
+              options=[f"checks={checks_file(tmp_path)}", f"offsite={s3_remote}",
+                       f"endpoint={rgw.endpoint}"],
+              env=counting(pause_points.env(rgw.env())))
+    pause_points.arm("offsite-shown")
+    m.start()
+    try:
+        for attempt in range(5):  # a push that failed on a busy machine is tried again
+            pause_points.wait_reached("offsite-shown", timeout=240)
+            states = [json.loads(f.read_text())["status"] for f in store.glob("*.db.offsite")]
+            pause_points.release("offsite-shown")
+            if len(states) == 201 and set(states) == {"uploaded"}:
+                break  # every backup is up, and its offsite file says so
+            pause_points.arm("offsite-shown")
+        assert set(states) == {"uploaded"} and len(states) == 201, states
+        dest = tmp_path / "dest"
+        rsync(m.path, dest)
+        rsync(m.path, dest)
+        assert (dest / "seed/offsite").read_text().startswith("uploaded ")
+        assert (dest / "seed/rehearsal").read_text() == "never\n"
+        clean = []
+        for attempt in range(30):  # as in the test above: two runs with caches kept
+            s0 = requests(m)
+            assert rsync(m.path, dest) == []
+            s1 = requests(m)
+            assert rsync(m.path, dest) == []
+            s2 = requests(m)
+            if s2["forget"] - s0["forget"] > 10 or s2["readdirplus"] - s0["readdirplus"] > 4:
+                continue
+            made = {k: s2[k] - s1[k] for k in s2 if s2[k] != s1[k]}
+            # before: two LOOKUPs a backup (400+)
+            assert sum(made.values()) <= 40, made
+            assert made.get("lookup", 0) <= 8, made
+            clean.append(made)
+            if len(clean) == 2:
+                break
+        assert len(clean) == 2, "the kernel's caches were dropped in every run"
+    finally:
+        pause_points.release("offsite-shown")
+        m.stop()
+
+
 def connection_of(mnt):
     """The FUSE connection number of the mount at mnt (/proc/self/mountinfo)."""
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         f = line.split()
-        if f[4] == str(mnt):
+        if mount_field(f[4]) == str(mnt):
             return int(f[2].split(":")[1])
     return None
 
@@ -230,15 +366,23 @@ def test_daemon_killed_while_answering_mv_into_restore_exits(restoring, live_db,
         m2.stop()
 
 
+# A mount point that /proc/self/mountinfo writes escaped (a space as \040,
+# a tab as \011): the watchdog must still find its mount.
+AWKWARD_MOUNT = "mnt with space\tand tab \u00fcn\u00efc\u00f8d\u00e9 \u65e5\u672c"
+
+
+@pytest.mark.parametrize("mount_name", ["mnt", AWKWARD_MOUNT], ids=["plain", "escaped"])
 def test_daemon_killed_while_an_invalidation_waits_for_a_lookup_exits(live_db, store, tmp_path,
-                                                                      pause_points):
+                                                                      pause_points, mount_name):
     """An entry invalidation of one/verify waits in the kernel for one/'s
     lock, held by a lookup in one/ that the daemon is answering; the daemon
     killed then still exits (its watchdog aborts the connection, which ends
-    the lookup, which frees the lock, which wakes the notify thread)."""
+    the lookup, which frees the lock, which wakes the notify thread), and
+    after fusermount3 -u no dead mount stays behind, whatever the mount
+    point's name."""
     cli = Cli(live_db, store)
     cli.run("create", "--name", "one", "--verify")
-    m = Mount(live_db, store, tmp_path / "mnt", env=pause_points.env()).start()
+    m = Mount(live_db, store, tmp_path / mount_name, env=pause_points.env()).start()
     conn = connection_of(m.path)
     looker = None
     try:
@@ -262,3 +406,6 @@ def test_daemon_killed_while_an_invalidation_waits_for_a_lookup_exits(live_db, s
         if looker:
             looker.wait(timeout=30)
         m.stop()
+    assert m.proc.returncode == -signal.SIGKILL
+    assert "no watchdog" not in m.proc.stderr.read()
+    assert not is_mounted(m.path)
