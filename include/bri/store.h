@@ -203,6 +203,13 @@ struct bri_reader {
 	 * end of the file), or a negative errno. */
 	ssize_t (*pread)(struct bri_reader *r, void *buf, size_t len, uint64_t off);
 	void (*close)(struct bri_reader *r); /* frees r and what it holds */
+	/* Optional (NULL: none), for a caller that only passes bytes on (the
+	 * mount's reply): up to *len bytes at off (*len set to the count) that
+	 * the reader holds in memory already checked, without a copy; *data
+	 * stays valid until release(r, *ref). 0, or -EAGAIN: not held (pread). */
+	int (*hold)(struct bri_reader *r, size_t *len, uint64_t off, const void **data,
+	            void **ref);
+	void (*release)(struct bri_reader *r, void *ref);
 	uint64_t size;                       /* the logical size: bytes of the database as served */
 	struct stat st; /* identity of what was opened (st_dev, st_ino, st_mtim;
 	                   st_size == size), for tying a verification to it */

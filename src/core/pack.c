@@ -577,10 +577,8 @@ void pages_db_close(struct pages_db *db)
 		close(db->packs[i].fd);
 		free(db->packs[i].name);
 	}
-	for (int i = 0; i < GROUP_CACHE_SLOTS; i++) {
+	for (int i = 0; i < GROUP_CACHE_SLOTS; i++)
 		free(db->cache[i].data);
-		free(db->cache[i].stored);
-	}
 	free(db->stored);
 	free(db->packs);
 	free(db->entries);
@@ -843,8 +841,9 @@ void pages_cursor_free(struct page_cursor *c)
 {
 	if (!c)
 		return;
-	free(c->slot.data);
-	free(c->slot.stored);
+	for (int i = 0; i < CURSOR_SLOTS; i++)
+		free(c->slot[i].data);
+	free(c->stored);
 	EVP_MAC_CTX_free(c->mac);
 	ZSTD_freeDCtx(c->dctx);
 	pthread_mutex_destroy(&c->lock);
@@ -854,20 +853,32 @@ void pages_cursor_free(struct page_cursor *c)
 int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_t id[PAGE_ID_LEN],
                       uint32_t page_size, bool quick, void *buf)
 {
+	struct group_cache *c = &cur->slot[0];
 	const struct pack_entry *e;
 	uint32_t pack = 0, slot = 0;
 	uint64_t off = 0;
 	int fd = -1, rc = 0;
 
-	/* A page of the group the cursor holds (a stream reads its pages in turn):
-	 * found by the group's own ids, without the store's lock or index. */
-	for (uint32_t i = 0;
-	     cur->slot.npages && cur->slot.page_size == page_size && i < cur->slot.npages; i++) {
-		if (memcmp(cur->slot.ids[i], id, PAGE_ID_LEN) == 0) {
-			rc = page_ok(db, cur->mac, &cur->slot, i, quick ? CHECK_RAW : CHECK_ALL);
-			if (rc == 0)
-				memcpy(buf, cur->slot.data + (size_t)i * page_size, page_size);
-			return rc;
+	/* A page of a group the cursor holds (a stream reads its pages in turn):
+	 * found by the groups' own ids, without the store's lock or index.
+	 * The slot of the last page first, from the place after it: in order,
+	 * the first id compared is the page's. */
+	for (uint32_t n = 0; n < CURSOR_SLOTS; n++) {
+		uint32_t k = (cur->last + n) % CURSOR_SLOTS, from = n ? 0 : cur->hint;
+		struct group_cache *g = &cur->slot[k];
+
+		for (uint32_t j = 0; g->npages && g->page_size == page_size && j < g->npages; j++) {
+			uint32_t i = (from + j) % g->npages;
+
+			if (memcmp(g->ids[i], id, PAGE_ID_LEN) == 0) {
+				g->used = ++cur->clock;
+				cur->last = k;
+				cur->hint = i + 1;
+				rc = page_ok(db, cur->mac, g, i, quick ? CHECK_RAW : CHECK_ALL);
+				if (rc == 0)
+					memcpy(buf, g->data + (size_t)i * page_size, page_size);
+				return rc;
+			}
 		}
 	}
 	/* The index under the store's lock; the group read and decompressed outside it. */
@@ -893,18 +904,32 @@ int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_
 	pthread_mutex_unlock(&db->lock);
 	if (fd < 0)
 		return -ENOENT;
-	if (!cur->slot.npages || cur->slot.pack != pack || cur->slot.blob_off != off) {
-		rc = group_read(fd, db->s->seal, off, cur->dctx, &cur->slot, &cur->slot.stored,
-		                &cur->slot.stored_cap);
-		cur->slot.pack = pack;
+	/* The group's slot if held (its ids did not name the page: damage), else
+	 * an empty one, else the least recently used. */
+	for (int k = 0; k < CURSOR_SLOTS; k++) {
+		struct group_cache *g = &cur->slot[k];
+
+		if (g->npages && g->pack == pack && g->blob_off == off) {
+			c = g;
+			break;
+		}
+		if (!g->npages || (c->npages && g->used < c->used))
+			c = g;
 	}
-	if (rc == 0 && (cur->slot.page_size != page_size || slot >= cur->slot.npages ||
-	                memcmp(cur->slot.ids[slot], id, PAGE_ID_LEN) != 0))
+	if (!c->npages || c->pack != pack || c->blob_off != off) {
+		rc = group_read(fd, db->s->seal, off, cur->dctx, c, &cur->stored, &cur->stored_cap);
+		c->pack = pack;
+	}
+	c->used = ++cur->clock;
+	cur->last = (uint32_t)(c - cur->slot);
+	cur->hint = slot + 1;
+	if (rc == 0 && (c->page_size != page_size || slot >= c->npages ||
+	                memcmp(c->ids[slot], id, PAGE_ID_LEN) != 0))
 		rc = -EBADMSG;
 	if (rc == 0)
-		rc = page_ok(db, cur->mac, &cur->slot, slot, quick ? CHECK_RAW : CHECK_ALL);
+		rc = page_ok(db, cur->mac, c, slot, quick ? CHECK_RAW : CHECK_ALL);
 	if (rc == 0)
-		memcpy(buf, cur->slot.data + (size_t)slot * page_size, page_size);
+		memcpy(buf, c->data + (size_t)slot * page_size, page_size);
 	return rc;
 }
 

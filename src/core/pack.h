@@ -56,18 +56,15 @@ struct group_cache {
 	uint64_t blob_off;
 	uint32_t page_size;
 	uint32_t npages;
-	uint8_t *data;     /* npages * page_size bytes (npages 0: an empty slot) */
-	size_t data_cap;   /* bytes allocated at data, kept between groups */
-	uint8_t *stored;   /* the group as stored, read before decompressing (a
-	                      cursor's own; NULL in pages_db.cache, which shares
-	                      pages_db.stored) */
-	size_t stored_cap; /* bytes allocated at stored */
-	uint64_t used;     /* for LRU */
-	uint8_t codec;     /* CODEC_RAW or CODEC_ZSTD */
-	bool guarded;      /* one zstd frame carrying its content checksum (XXH64), which
-	                      decompression checked: its pages need no id recomputed
-	                      to be served (see group_read) */
-	uint32_t checked;  /* bit i: page i found equal to its id */
+	uint8_t *data;    /* npages * page_size bytes (npages 0: an empty slot) */
+	size_t data_cap;  /* bytes allocated at data, kept between groups */
+	uint64_t used;    /* for LRU (the group as stored is read into a buffer its
+	                     cache shares: pages_db.stored, page_cursor.stored) */
+	uint8_t codec;    /* CODEC_RAW or CODEC_ZSTD */
+	bool guarded;     /* one zstd frame carrying its content checksum (XXH64), which
+	                     decompression checked: its pages need no id recomputed
+	                     to be served (see group_read) */
+	uint32_t checked; /* bit i: page i found equal to its id */
 	uint8_t ids[PACK_GROUP_PAGES][PAGE_ID_LEN];
 };
 
@@ -146,17 +143,28 @@ static inline const char *pages_damage_words(const struct pages_db *db)
 	                   : "damaged (its bytes do not match its id)";
 }
 /*
- * A reader's own group slot, decompressor and HMAC context, for streaming
+ * A reader's own group slots, decompressor and HMAC context, for streaming
  * reads (the hash of verify, a cat through the mount): the group is read
  * and decompressed outside the store's lock and cache, so a second thread
  * reading the same backup (SQLite's integrity_check) neither waits for it
- * nor loses its cached groups to it. One user at a time: lock.
+ * nor loses its cached groups to it. CURSOR_SLOTS groups, least recently
+ * used out: a backup whose changed pages sit in newer, smaller groups reads
+ * an old group, a new one, the old one again; with one slot the old group
+ * was decompressed again after every change (a first cat of the 31st daily
+ * backup at 1 % churn decompressed 2.9 groups per group of pages served).
+ * One user at a time: lock.
  */
+#define CURSOR_SLOTS 4
 struct page_cursor {
 	pthread_mutex_t lock;
-	struct group_cache slot;
-	void *mac;  /* EVP_MAC_CTX */
-	void *dctx; /* ZSTD_DCtx */
+	struct group_cache slot[CURSOR_SLOTS];
+	uint64_t clock;    /* for LRU (slot[].used) */
+	uint32_t last;     /* the slot of the last page read */
+	uint32_t hint;     /* the place after that page in its slot */
+	uint8_t *stored;   /* the slots' one buffer for a group as stored */
+	size_t stored_cap; /* bytes allocated at stored */
+	void *mac;         /* EVP_MAC_CTX */
+	void *dctx;        /* ZSTD_DCtx */
 };
 int pages_cursor_new(struct pages_db *db, struct page_cursor **out);
 void pages_cursor_free(struct page_cursor *c);

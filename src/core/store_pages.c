@@ -30,7 +30,9 @@
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +156,11 @@ struct pages_reader {
 	uint8_t *chunk;            /* per SPILL_CHUNK of the file: enum chunk_state (cur_lock) */
 	uint64_t nchunks;          /* entries at chunk */
 	pthread_cond_t spill_cond; /* a chunk's state changed (with cur_lock) */
+	/* Read-ahead of a sequential reader (see ahead_get), made at its first
+	 * sequential streaming read. */
+	pthread_mutex_t ahead_lock; /* a leaf: never held while reading the packs */
+	uint64_t last_end;          /* where the latest read ended (ahead_lock) */
+	struct ahead *ahead;        /* NULL when none (ahead_lock) */
 };
 
 /* A read at least this long streams through a cursor of the reader's (pack.h). */
@@ -361,6 +368,329 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
 	return (ssize_t)done;
 }
 
+/*
+ * Read-ahead of a sequential reader (a cat or a cp through the mount). Its
+ * first read of a backup spends its time decompressing (in an encrypted
+ * store, also opening) groups, request after request, on one core. At a
+ * streaming read (STREAM_MIN) that starts where the reader's latest read
+ * ended (a first read at offset 0 too), a thread of the reader's own starts assembling the file
+ * ahead of it, in chunks of at least AHEAD_CHUNK bytes (and at least one full group), into a ring
+ * of about AHEAD_BYTES, through read_range like any read: every group is checked as for any read
+ * (its frame checksum or GCM tags: pack.c, enum check). Whichever thread first needs a chunk
+ * assembles it, and a request whose chunk is being assembled assembles a later one meanwhile, so
+ * the mount's threads and the read-ahead decompress side by side. A chunk whose assembly failed (a
+ * damaged group, no memory) is left out of the ring: the request reads the packs itself
+ * (read_range, which names the backup and the page in r->why and the log, and fails the request),
+ * exactly as without read-ahead. Bounded: at most AHEAD_STREAMS readers of the process have a
+ * read-ahead at once; the thread ends at the end of the file, and close
+ * stops and joins it (after the chunk it is assembling, if any). Never for
+ * verify (the spill) nor a damage search (every_page).
+ */
+#define AHEAD_BYTES   (4u << 20)
+#define AHEAD_CHUNK   (256u << 10)
+#define AHEAD_STREAMS 4
+
+enum ahead_state { AHEAD_EMPTY, AHEAD_FILLING, AHEAD_DONE, AHEAD_FAILED };
+
+struct ahead_slot {
+	uint64_t chunk; /* the chunk it holds (state not EMPTY) */
+	int state;      /* enum ahead_state */
+	int pins;       /* requests copying from it */
+	uint8_t *buf;   /* the chunk's bytes, made at its first use */
+};
+
+/* All fields guarded by the reader's ahead_lock, but r and the sizes (fixed). */
+struct ahead {
+	struct bri_reader *r;
+	pthread_t thread;
+	bool thread_made; /* to join */
+	bool running;     /* the thread has not ended */
+	bool stop;        /* close: end now */
+	size_t chunk;     /* bytes per chunk */
+	uint64_t nchunks; /* of the file */
+	uint64_t next;    /* the next chunk the thread assembles */
+	uint64_t lo;      /* the first chunk of the latest request: earlier ones are done with */
+	size_t nslots;
+	pthread_cond_t cond; /* a slot, lo, next or stop changed (with ahead_lock) */
+	struct ahead_slot slot[];
+};
+
+static atomic_int ahead_streams; /* readers with a read-ahead now */
+
+/*
+ * Assembles chunk c into s (neither FILLING nor pinned). Caller holds
+ * ahead_lock, released meanwhile. worker: the read-ahead's thread.
+ */
+static void ahead_fill(struct pages_reader *p, struct ahead *a, struct ahead_slot *s, uint64_t c,
+                       bool worker)
+{
+	uint64_t off = c * a->chunk;
+	size_t len = a->r->size - off < a->chunk ? (size_t)(a->r->size - off) : a->chunk;
+	int state = AHEAD_FAILED;
+
+	s->chunk = c;
+	s->state = AHEAD_FILLING;
+	if (a->next == c)
+		a->next = c + 1;
+	pthread_mutex_unlock(&p->ahead_lock);
+	if (worker)
+		bri_testpoint("pages-ahead-fill");
+	if (!s->buf)
+		s->buf = malloc(a->chunk);
+	if (s->buf && read_range(a->r, s->buf, len, off, false) == (ssize_t)len)
+		state = AHEAD_DONE;
+	pthread_mutex_lock(&p->ahead_lock);
+	s->state = state;
+	pthread_cond_broadcast(&a->cond);
+}
+
+/* Whether chunk c can be claimed now (in the window, not there, its slot free). */
+static bool ahead_claimable(const struct ahead *a, uint64_t c)
+{
+	const struct ahead_slot *s = &a->slot[c % a->nslots];
+
+	return c < a->nchunks && c < a->lo + a->nslots && s->state != AHEAD_FILLING && !s->pins &&
+	       !(s->state != AHEAD_EMPTY && s->chunk == c);
+}
+
+static void *ahead_main(void *arg)
+{
+	struct pages_reader *p = arg;
+	struct ahead *a;
+
+	pthread_mutex_lock(&p->ahead_lock);
+	a = p->ahead;
+	while (!a->stop && a->next < a->nchunks) {
+		uint64_t c = a->next;
+		struct ahead_slot *s = &a->slot[c % a->nslots];
+
+		if (s->state != AHEAD_EMPTY && s->chunk == c)
+			a->next++; /* a request assembled it, or is assembling it */
+		else if (ahead_claimable(a, c))
+			ahead_fill(p, a, s, c, true);
+		else
+			pthread_cond_wait(&a->cond, &p->ahead_lock);
+	}
+	a->running = false;
+	pthread_mutex_unlock(&p->ahead_lock);
+	return NULL;
+}
+
+/* Starts the read-ahead's thread (ended or never made). Caller holds ahead_lock. */
+static void ahead_start(struct pages_reader *p, struct ahead *a)
+{
+	sigset_t all, old;
+
+	if (a->thread_made) {
+		pthread_join(a->thread, NULL); /* it has ended: running is false */
+		a->thread_made = false;
+	}
+	/* No signal for it: the daemon's threads that handle them are elsewhere. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	a->thread_made = pthread_create(&a->thread, NULL, ahead_main, p) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	a->running = a->thread_made;
+}
+
+/* Bytes per chunk of p's read-ahead: AHEAD_CHUNK, or a full group. */
+static size_t ahead_chunk(const struct pages_reader *p)
+{
+	size_t group = (size_t)PACK_GROUP_PAGES * p->m.page_size;
+
+	return group > AHEAD_CHUNK ? group : AHEAD_CHUNK;
+}
+
+/* A read-ahead for r, within AHEAD_STREAMS, or NULL. */
+static struct ahead *ahead_new(struct bri_reader *r, const struct pages_reader *p)
+{
+	size_t chunk = ahead_chunk(p), nslots = AHEAD_BYTES / chunk < 2 ? 2 : AHEAD_BYTES / chunk;
+	struct ahead *a;
+
+	if (atomic_fetch_add(&ahead_streams, 1) >= AHEAD_STREAMS) {
+		atomic_fetch_sub(&ahead_streams, 1);
+		return NULL;
+	}
+	a = calloc(1, sizeof(*a) + nslots * sizeof(a->slot[0]));
+	if (!a) {
+		atomic_fetch_sub(&ahead_streams, 1);
+		return NULL;
+	}
+	a->r = r;
+	a->chunk = chunk;
+	a->nslots = nslots;
+	a->nchunks = (r->size + chunk - 1) / chunk;
+	pthread_cond_init(&a->cond, NULL); /* never waited on with a deadline */
+	return a;
+}
+
+/* Stops and frees p's read-ahead (close: no request is in flight). */
+static void ahead_free(struct pages_reader *p)
+{
+	struct ahead *a = p->ahead;
+
+	if (!a)
+		return;
+	pthread_mutex_lock(&p->ahead_lock);
+	a->stop = true;
+	pthread_cond_broadcast(&a->cond);
+	pthread_mutex_unlock(&p->ahead_lock);
+	if (a->thread_made)
+		pthread_join(a->thread, NULL);
+	for (size_t i = 0; i < a->nslots; i++)
+		free(a->slot[i].buf);
+	pthread_cond_destroy(&a->cond);
+	free(a);
+	p->ahead = NULL;
+	atomic_fetch_sub(&ahead_streams, 1);
+}
+
+/*
+ * A request for off..off+len (within the file) enters p's read-ahead, made
+ * at the reader's first sequential streaming read: the window starts at
+ * its first chunk (a seek moves it), the thread is started if it is not
+ * running. Returns the read-ahead, or NULL (none; ahead_lock released).
+ * single: only for a request within one chunk (else NULL and nothing
+ * changes). Caller holds ahead_lock.
+ */
+static struct ahead *ahead_enter(struct bri_reader *r, struct pages_reader *p, size_t len,
+                                 uint64_t off, bool single)
+{
+	struct ahead *a = p->ahead;
+	uint64_t first;
+	bool seq;
+
+	if (single && (!a || len < STREAM_MIN || off / a->chunk != (off + len - 1) / a->chunk)) {
+		pthread_mutex_unlock(&p->ahead_lock);
+		return NULL;
+	}
+	seq = off == p->last_end;
+	p->last_end = off + len;
+	/* Not for a read that leaves less than a chunk to read after it (a small file). */
+	if (!a && seq && len >= STREAM_MIN && off + len + ahead_chunk(p) < r->size)
+		a = p->ahead = ahead_new(r, p);
+	if (!a || len < STREAM_MIN) {
+		pthread_mutex_unlock(&p->ahead_lock);
+		return NULL;
+	}
+	first = off / a->chunk;
+	a->lo = first;
+	if (a->next < first || a->next > first + a->nslots)
+		a->next = first;
+	if (!a->running && seq && a->next < a->nchunks)
+		ahead_start(p, a);
+	pthread_cond_broadcast(&a->cond);
+	return a;
+}
+
+/*
+ * Chunk c of a, assembled (by this thread if nobody has started it) and
+ * pinned: its slot, or NULL (its assembly failed). Caller holds ahead_lock;
+ * unpin with ahead_unpin.
+ */
+static struct ahead_slot *ahead_pin(struct pages_reader *p, struct ahead *a, uint64_t c)
+{
+	struct ahead_slot *s = &a->slot[c % a->nslots];
+
+	for (;;) {
+		if (s->state == AHEAD_DONE && s->chunk == c) {
+			s->pins++;
+			return s;
+		}
+		if (s->state == AHEAD_FAILED && s->chunk == c)
+			return NULL;
+		if (s->state == AHEAD_FILLING || s->pins) {
+			/* Meanwhile, a later chunk nobody has started. */
+			if (s->chunk == c && ahead_claimable(a, a->next))
+				ahead_fill(p, a, &a->slot[a->next % a->nslots], a->next, false);
+			else
+				pthread_cond_wait(&a->cond, &p->ahead_lock);
+			continue;
+		}
+		ahead_fill(p, a, s, c, false); /* not there: this request assembles it */
+	}
+}
+
+/* Caller holds ahead_lock. */
+static void ahead_unpin(struct ahead *a, struct ahead_slot *s)
+{
+	if (--s->pins == 0)
+		pthread_cond_broadcast(&a->cond);
+}
+
+/*
+ * Bytes off..off+len (within the file) through the read-ahead: true, or
+ * false (no read-ahead, or a chunk of the range could not be assembled: the
+ * caller reads the packs itself).
+ */
+static bool ahead_get(struct bri_reader *r, struct pages_reader *p, void *buf, size_t len,
+                      uint64_t off)
+{
+	struct ahead_slot *s;
+	struct ahead *a;
+	bool ok = true;
+
+	pthread_mutex_lock(&p->ahead_lock);
+	a = ahead_enter(r, p, len, off, false);
+	if (!a)
+		return false;
+	for (uint64_t c = off / a->chunk; ok && c <= (off + len - 1) / a->chunk; c++) {
+		uint64_t from = off > c * a->chunk ? off : c * a->chunk;
+		uint64_t to = off + len < (c + 1) * a->chunk ? off + len : (c + 1) * a->chunk;
+
+		s = ahead_pin(p, a, c);
+		ok = s != NULL;
+		if (!s)
+			break;
+		pthread_mutex_unlock(&p->ahead_lock);
+		memcpy((char *)buf + (from - off), s->buf + (from - c * a->chunk),
+		       (size_t)(to - from));
+		pthread_mutex_lock(&p->ahead_lock);
+		ahead_unpin(a, s);
+	}
+	pthread_mutex_unlock(&p->ahead_lock);
+	return ok;
+}
+
+/*
+ * bri_reader.hold: a request within one chunk of the read-ahead is served
+ * from the chunk itself (the mount replies from it: no copy), pinned until
+ * pages_release. 0, or -EAGAIN (then pread: it makes the read-ahead, reads
+ * a range over several chunks, or reads the packs itself, reporting damage).
+ */
+static int pages_hold(struct bri_reader *r, size_t *len, uint64_t off, const void **data,
+                      void **ref)
+{
+	struct pages_reader *p = r->priv;
+	struct ahead_slot *s;
+	struct ahead *a;
+
+	if (r->quick || r->every_page || off >= r->size)
+		return -EAGAIN;
+	if (*len > r->size - off)
+		*len = (size_t)(r->size - off);
+	pthread_mutex_lock(&p->ahead_lock);
+	a = ahead_enter(r, p, *len, off, true);
+	if (!a)
+		return -EAGAIN;
+	s = ahead_pin(p, a, off / a->chunk);
+	pthread_mutex_unlock(&p->ahead_lock);
+	if (!s)
+		return -EAGAIN;
+	*data = s->buf + (off - s->chunk * a->chunk);
+	*ref = s;
+	return 0;
+}
+
+static void pages_release(struct bri_reader *r, void *ref)
+{
+	struct pages_reader *p = r->priv;
+
+	pthread_mutex_lock(&p->ahead_lock);
+	ahead_unpin(p->ahead, ref);
+	pthread_mutex_unlock(&p->ahead_lock);
+}
+
 static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off)
 {
 	if (off >= r->size)
@@ -368,6 +698,8 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 	if (len > r->size - off)
 		len = (size_t)(r->size - off);
 	if (r->quick && !r->every_page && spill_get(r, r->priv, buf, len, off))
+		return (ssize_t)len;
+	if (!r->quick && !r->every_page && ahead_get(r, r->priv, buf, len, off))
 		return (ssize_t)len;
 	return read_range(r, buf, len, off, true);
 }
@@ -464,6 +796,8 @@ static void pages_reader_close(struct bri_reader *r)
 	struct pages_reader *p = r->priv;
 
 	if (p) {
+		ahead_free(p);
+		pthread_mutex_destroy(&p->ahead_lock);
 		for (size_t i = 0; i < CURSORS; i++)
 			pages_cursor_free(p->cur[i]);
 		pthread_mutex_destroy(&p->cur_lock);
@@ -497,7 +831,10 @@ static int pages_open_reader(const struct bri_store *s, const char *name, struct
 	p->spill_fd = -1;
 	pthread_mutex_init(&p->cur_lock, NULL);
 	pthread_cond_init(&p->spill_cond, NULL); /* never waited on with a deadline */
+	pthread_mutex_init(&p->ahead_lock, NULL);
 	r->pread = pages_pread;
+	r->hold = pages_hold;
+	r->release = pages_release;
 	r->close = pages_reader_close;
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	r->label = bri_store_path(s, name, MANIFEST_SUFFIX);

@@ -246,6 +246,8 @@ static char *read_buf_get(size_t size, bool *keep)
 /* A backup of a format without a file: size bytes at off, through its reader. */
 static void read_reader(fuse_req_t req, struct bri_reader *r, size_t size, off_t off)
 {
+	const void *held;
+	void *ref;
 	bool keep;
 	char *buf;
 	ssize_t n;
@@ -256,6 +258,12 @@ static void read_reader(fuse_req_t req, struct bri_reader *r, size_t size, off_t
 	}
 	if (size > (32u << 20))
 		size = 32u << 20; /* the kernel asks for at most max_read; a cap all the same */
+	/* Bytes the reader holds already (a page store's read-ahead): replied from there. */
+	if (r->hold && r->hold(r, &size, (uint64_t)off, &held, &ref) == 0) {
+		fuse_reply_buf(req, held, size);
+		r->release(r, ref);
+		return;
+	}
 	buf = read_buf_get(size ? size : 1, &keep);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
