@@ -18,7 +18,8 @@
  * pack is fsynced and published, then the metadata, then the manifest
  * (rename without replacing): a backup is complete or absent. Reading maps
  * an offset to a page, its id to a group in a pack, decompressed and checked
- * (its frame checksum or GCM tags, else the page's id: pack.c, enum check).
+ * (its frame checksum or GCM tags, else the page's id: pack.c, enum check);
+ * a sequential reader gets a read-ahead thread of its own (ahead_get).
  * Removing a backup removes its manifest first, then its sidecars, then
  * frees the pages no remaining manifest uses (pages_gc).
  */
