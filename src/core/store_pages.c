@@ -182,9 +182,8 @@ struct pages_reader {
  * backup's size, about three times the zstd work of the hash). So while a
  * reader is quick (verify: every byte it serves is hashed and compared with
  * the metadata's SHA-256), its bytes are assembled once, a chunk of
- * SPILL_CHUNK at a time, by whichever thread first needs the chunk (the
- * hash and SQLite then decompress different chunks at the same time), into
- * an unnamed temporary file (O_TMPFILE in $TMPDIR or /var/tmp: nothing to
+ * SPILL_CHUNK at a time (see below: who), into an unnamed temporary file
+ * (O_TMPFILE in $TMPDIR or /var/tmp: nothing to
  * clean up, its pages dropped unwritten when it is closed; never for an
  * encrypted store, whose verify reads the packs), and every read,
  * the hash's and SQLite's, is served from that file, as a plain store serves
@@ -194,6 +193,16 @@ struct pages_reader {
  * temporary folder, a full disk, a damaged group) only takes the chunk out:
  * reads of it go to the packs, and the hash's read reports the damage. A
  * damage search (every_page) never reads from it.
+ *
+ * Who assembles a chunk: SQLite's thread is verify's longest (its own work
+ * is most of a plain verify's), so it assembles none while a filler thread
+ * runs: the filler, started with the spill, assembles the chunks nobody has
+ * started, in order, and a chunk SQLite waits for is its next (SQLite's core
+ * meanwhile the filler's and the hash's). The hash assembles a chunk it
+ * reaches before the filler, straight into its buffer, and one past the
+ * filler's while it waits. Memory: at most a chunk per thread, beside the
+ * cursors. The filler ends at the end of the file, or at close (which joins
+ * it after the chunk in hand: a stopped verify waits for at most that).
  */
 #define SPILL_CHUNK (1u << 20)
 #define SPILL_AHEAD 4 /* how far past a busy chunk a thread looks for one to assemble */
