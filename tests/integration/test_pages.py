@@ -6,6 +6,7 @@ export NAME FILE, and the space the page store saves over a plain one."""
 import errno
 import json
 import os
+import re
 import sqlite3
 import subprocess
 
@@ -340,6 +341,52 @@ def test_a_flipped_bit_in_a_frame_fails_verify_by_page_and_is_never_served(cli, 
         finally:
             m.stop()
         pack.write_bytes(good)
+    assert cli.run("verify", "a").returncode == 0
+
+
+
+def groups(pack):
+    """(payload offset, payload length) of each group blob of pack, in order."""
+    data = pack.read_bytes()
+    at, out = 16, []
+    while at < len(data):
+        hdr = data[at:at + 32]
+        assert hdr[:4] == b"BRIb" and hdr[4] == 1, (at, hdr)
+        ids, stored = int.from_bytes(hdr[16:20], "little"), int.from_bytes(hdr[24:28], "little")
+        if hdr[5] == 1:
+            out.append((at + 32 + ids, stored))
+        at += 32 + ids + stored
+    return out
+
+
+def test_a_damaged_group_anywhere_in_a_big_backup_fails_verify_by_page(cli, live_db, store):
+    """verify's spill is assembled by a filler thread while SQLite waits for
+    the chunks it needs: a flipped bit in a group at the start, a quarter,
+    the middle or the end of a backup of many chunks fails verify (never
+    hangs it) and names the backup and a page there; each names a different
+    page, and with the bit back it verifies."""
+    cli.run("init", "--format", "pages")
+    grow_db(live_db, 24)
+    cli.run("create", "--name", "a")
+    size = meta_of(backup_file(store, "a"))["size_bytes"]
+    assert size > 16 << 20
+    pack = max(store.glob("pack-*.pack"), key=lambda f: f.stat().st_size)
+    good = pack.read_bytes()
+    gs = groups(pack)
+    assert len(gs) > 8, len(gs)
+    named = []
+    for i in (0, len(gs) // 4, len(gs) // 2, len(gs) - 1):
+        at, stored = gs[i]
+        flip(pack, at + stored // 2, 0x10)
+        v = cli.run("verify", "a", check=False, timeout=300)
+        out = v.stdout + v.stderr
+        assert v.returncode != 0, out
+        m = re.search(r"backup a: page (\d+) .*damaged", out)
+        assert m, out
+        assert 1 <= int(m.group(1)) <= size // 512, out
+        named.append(int(m.group(1)))
+        pack.write_bytes(good)
+    assert len(set(named)) == 4, named
     assert cli.run("verify", "a").returncode == 0
 
 
