@@ -210,7 +210,11 @@ def test_sigterm_during_a_background_verification_unmounts_at_once(cli, live_db,
     before = sorted(os.listdir(store))
     for point in ("verify_database_check", "verify_before_persist", "workers_stopping"):
         pause_points.arm(point)
-    m = Mount(live_db, store, tmp_path / "mnt", env=pause_points.env()).start()
+    tmp = tmp_path / "tmpdir"  # where a page store's verify spills (and its filler writes)
+    tmp.mkdir()
+    env = pause_points.env()
+    env["TMPDIR"] = str(tmp)
+    m = Mount(live_db, store, tmp_path / "mnt", env=env).start()
     try:
         pause_points.wait_reached("verify_database_check")  # the hash runs beside it
         m.proc.send_signal(signal.SIGTERM)
@@ -224,6 +228,7 @@ def test_sigterm_during_a_background_verification_unmounts_at_once(cli, live_db,
         m.stop()
     # No verification result, whole or half-written, and no temporary file.
     assert sorted(os.listdir(store)) == before
+    assert os.listdir(tmp) == []
     # The audit log says the verification stopped, not a verdict.
     verifies = [r for r in map(json.loads, (store / "audit.jsonl").read_text().splitlines())
                 if r["operation"] == "verify"]
