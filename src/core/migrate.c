@@ -665,17 +665,20 @@ static int beside_open(const struct bri_store *s, int parentfd, const char *name
 	struct bri_store *t = calloc(1, sizeof(*t));
 	const char *slash = strrchr(s->dir, '/');
 
-	if (!t)
-		return bri_err_set(err, -ENOMEM, "out of memory");
+	*out = NULL;
+	if (!t) {
+		bri_err_set(err, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
 	t->dirfd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (t->dirfd < 0) {
 		int rc = -errno;
 
 		free(t);
-		return rc == -ENOENT
-		           ? rc
-		           : bri_err_set(err, rc, "cannot open the folder %s beside %s: %s", name,
-		                         s->dir, strerror(-rc));
+		if (rc != -ENOENT)
+			bri_err_set(err, rc, "cannot open the folder %s beside %s: %s", name,
+			            s->dir, strerror(-rc));
+		return rc < 0 ? rc : -EIO;
 	}
 	t->ops = &bri_store_plain_ops;
 	t->lock_timeout_ms = s->lock_timeout_ms;
@@ -686,7 +689,8 @@ static int beside_open(const struct bri_store *s, int parentfd, const char *name
 	t->stem = strdup(s->stem);
 	if (!t->dir || !t->db_path || !t->db_filename || !t->stem) {
 		bri_store_close(t);
-		return bri_err_set(err, -ENOMEM, "out of memory");
+		bri_err_set(err, -ENOMEM, "out of memory");
+		return -ENOMEM;
 	}
 	*out = t;
 	return 0;
@@ -1012,14 +1016,16 @@ static int beside_run(struct bri_store *s, struct plan *p, const struct bri_op_c
 		}
 	}
 	if (rc == -ENOENT) {
-		rc = mkdirat(parentfd, m.name, 0700) < 0
-		         ? bri_err_set(err, -errno, "cannot make %s/../%s: %s", s->dir, m.name,
-		                       strerror(errno))
-		         : 0;
-		if (rc == 0)
+		rc = mkdirat(parentfd, m.name, 0700) < 0 ? -errno : 0;
+		if (rc < 0)
+			bri_err_set(err, rc, "cannot make %s/../%s: %s", s->dir, m.name,
+			            strerror(-rc));
+		else
 			rc = beside_open(s, parentfd, m.name, &t, err);
 	}
-	if (rc < 0)
+	if (rc == 0 && !t) /* beside_open gives a store with 0 */
+		rc = bri_err_set(err, -EIO, "cannot open the folder %s beside %s", m.name, s->dir);
+	if (rc < 0 || !t)
 		goto out;
 	seal_free(s->seal); /* the caller's, when it opened the store with its key */
 	s->seal = p->now_key;

@@ -192,6 +192,7 @@ static int rindex_load(struct bri_offsite *r, struct rindex *x, struct bri_err *
 {
 	size_t plen = strlen(r->conf.prefix);
 	const char *prev = NULL;
+	size_t n = 0; /* keys taken; a local, so the analyzer sees it start at 0 */
 	int rc;
 
 	memset(x, 0, sizeof(*x));
@@ -215,10 +216,11 @@ static int rindex_load(struct bri_offsite *r, struct rindex *x, struct bri_err *
 		if (prev && strcmp(prev, name) == 0)
 			continue; /* an older version of the same key */
 		prev = name;
-		x->keys[x->nkeys].name = name;
-		x->keys[x->nkeys].obj = o;
-		x->nkeys++;
+		x->keys[n].name = name;
+		x->keys[n].obj = o;
+		n++;
 	}
+	x->nkeys = n;
 	if (x->nkeys > 1) /* qsort wants a non-NULL array even for none */
 		qsort(x->keys, x->nkeys, sizeof(*x->keys), rkey_cmp);
 	/* Versions of one key are adjacent in S3's order; after sorting, keep the first seen. */
