@@ -157,11 +157,6 @@ struct pages_reader {
 	uint8_t *chunk;            /* per SPILL_CHUNK of the file: enum chunk_state (cur_lock) */
 	uint64_t nchunks;          /* entries at chunk */
 	pthread_cond_t spill_cond; /* a chunk's state changed (with cur_lock) */
-	pthread_t filler;          /* assembles the spill's chunks in order (spill_main) */
-	bool filler_made;          /* to join (cur_lock) */
-	bool filler_running;       /* it has not ended (cur_lock) */
-	bool filler_stop;          /* close: end after the chunk in hand (cur_lock) */
-	uint64_t want; /* a chunk SQLite waits for, the filler's next; NO_WANT (cur_lock) */
 	/* Read-ahead of a sequential reader (see ahead_get), made at its first
 	 * sequential streaming read. */
 	pthread_mutex_t ahead_lock; /* a leaf: never held while reading the packs */
@@ -182,8 +177,9 @@ struct pages_reader {
  * backup's size, about three times the zstd work of the hash). So while a
  * reader is quick (verify: every byte it serves is hashed and compared with
  * the metadata's SHA-256), its bytes are assembled once, a chunk of
- * SPILL_CHUNK at a time (see below: who), into an unnamed temporary file
- * (O_TMPFILE in $TMPDIR or /var/tmp: nothing to
+ * SPILL_CHUNK at a time, by whichever thread first needs the chunk (the
+ * hash and SQLite then decompress different chunks at the same time), into
+ * an unnamed temporary file (O_TMPFILE in $TMPDIR or /var/tmp: nothing to
  * clean up, its pages dropped unwritten when it is closed; never for an
  * encrypted store, whose verify reads the packs), and every read,
  * the hash's and SQLite's, is served from that file, as a plain store serves
@@ -193,28 +189,16 @@ struct pages_reader {
  * temporary folder, a full disk, a damaged group) only takes the chunk out:
  * reads of it go to the packs, and the hash's read reports the damage. A
  * damage search (every_page) never reads from it.
- *
- * Who assembles a chunk: SQLite's thread is verify's longest (its own work
- * is most of a plain verify's), so it assembles none while a filler thread
- * runs: the filler, started with the spill, assembles the chunks nobody has
- * started, in order, and a chunk SQLite waits for is its next (SQLite's core
- * meanwhile the filler's and the hash's). The hash assembles a chunk it
- * reaches before the filler, straight into its buffer, and one past the
- * filler's while it waits. Memory: at most a chunk per thread, beside the
- * cursors. The filler ends at the end of the file, or at close (which joins
- * it after the chunk in hand: a stopped verify waits for at most that).
  */
 #define SPILL_CHUNK (1u << 20)
 #define SPILL_AHEAD 4 /* how far past a busy chunk a thread looks for one to assemble */
-#define NO_WANT     UINT64_MAX
 
-static ssize_t read_pages(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report,
-                          bool quick);
+static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report);
 
 enum chunk_state { CHUNK_EMPTY, CHUNK_FILLING, CHUNK_DONE, CHUNK_FAILED };
 
 /* Assembles chunk c into the spill, through dst (the chunk's length) or a buffer of its own: 0,
- * or -1 (the chunk is then left out). Always quick: the spill serves only quick reads. */
+ * or -1 (the chunk is then left out). */
 static int spill_fill(struct bri_reader *r, int fd, uint64_t c, uint8_t *dst)
 {
 	uint64_t off = c * SPILL_CHUNK;
@@ -223,7 +207,7 @@ static int spill_fill(struct bri_reader *r, int fd, uint64_t c, uint8_t *dst)
 	size_t done = 0;
 	int rc = -1;
 
-	if (buf && read_pages(r, buf, len, off, false, true) == (ssize_t)len) {
+	if (buf && read_range(r, buf, len, off, false) == (ssize_t)len) {
 		while (done < len) {
 			ssize_t n = pwrite(fd, buf + done, len - done, (off_t)(off + done));
 
@@ -254,43 +238,13 @@ static void spill_claim(struct bri_reader *r, struct pages_reader *p, int fd, ui
 	pthread_cond_broadcast(&p->spill_cond);
 }
 
-/* The filler: assembles the chunks nobody has started, in order, until the end of the file or
- * close, so that the hash and SQLite mostly find them done. */
-static void *spill_main(void *arg)
-{
-	struct bri_reader *r = arg;
-	struct pages_reader *p = r->priv;
-
-	uint64_t c = 0, w;
-
-	pthread_mutex_lock(&p->cur_lock);
-	while (!p->filler_stop) {
-		w = p->want;
-		p->want = NO_WANT;
-		if (w != NO_WANT && p->chunk[w] == CHUNK_EMPTY) {
-			spill_claim(r, p, p->spill_fd, w, NULL);
-			continue;
-		}
-		while (c < p->nchunks && p->chunk[c] != CHUNK_EMPTY)
-			c++;
-		if (c == p->nchunks)
-			break;
-		spill_claim(r, p, p->spill_fd, c, NULL);
-	}
-	p->filler_running = false;
-	pthread_cond_broadcast(&p->spill_cond);
-	pthread_mutex_unlock(&p->cur_lock);
-	return NULL;
-}
-
 /* Bytes off..off+len (within the file) from the spill, assembling its chunks as needed: true, or
  * false. */
 static bool spill_get(struct bri_reader *r, struct pages_reader *p, void *buf, size_t len,
                       uint64_t off)
 {
 	uint64_t first = off / SPILL_CHUNK, last = (off + len - 1) / SPILL_CHUNK;
-	bool whole = false;                                    /* buf holds the bytes already */
-	bool small = len < SPILL_CHUNK && off + len < r->size; /* SQLite's, not the hash's */
+	bool whole = false; /* buf holds the bytes already */
 	const char *dir;
 	size_t done = 0;
 	int fd;
@@ -309,28 +263,14 @@ static bool spill_get(struct bri_reader *r, struct pages_reader *p, void *buf, s
 		if (p->chunk && !p->db->s->seal)
 			p->spill_fd = open(dir && *dir ? dir : "/var/tmp",
 			                   O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-		if (p->spill_fd >= 0) {
+		if (p->spill_fd >= 0)
 			bri_testpoint("pages-spill-open");
-			p->want = NO_WANT;
-			p->filler_made = pthread_create(&p->filler, NULL, spill_main, r) == 0;
-			p->filler_running = p->filler_made;
-		}
 	}
 	fd = p->chunk ? p->spill_fd : -1;
 	for (uint64_t c = first; fd >= 0 && c <= last; c++) {
 		/* A chunk another thread is assembling: meanwhile, one of the next
 		 * few that nobody has started (the two threads then decompress side
 		 * by side instead of one waiting for the other). */
-		/* SQLite's reads leave the assembly to the filler and the hash:
-		 * its chunk becomes the filler's next, and it waits (its core
-		 * meanwhile theirs), so its own work stays what it is in a plain
-		 * store. */
-		while (small && p->filler_running &&
-		       (p->chunk[c] == CHUNK_EMPTY || p->chunk[c] == CHUNK_FILLING)) {
-			if (p->chunk[c] == CHUNK_EMPTY)
-				p->want = c;
-			pthread_cond_wait(&p->spill_cond, &p->cur_lock);
-		}
 		while (p->chunk[c] == CHUNK_FILLING) {
 			uint64_t e = c + 1;
 
@@ -369,9 +309,11 @@ static bool spill_get(struct bri_reader *r, struct pages_reader *p, void *buf, s
  * is told in r->why and the log (not by the spill, whose failed chunk the
  * reader's own read then meets and tells).
  */
-static ssize_t read_pages(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report,
-                          bool quick)
+static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report)
 {
+	/* Pages served on their group's frame checksum, unless the caller looks
+	 * for damage (pack.c, enum check: the integrity argument). */
+	bool quick = !r->every_page;
 	int (*read)(struct pages_db *, const uint8_t *, uint32_t, void *) =
 	    quick ? pages_db_read_written : pages_db_read;
 	struct pages_reader *p = r->priv;
@@ -425,13 +367,6 @@ static ssize_t read_pages(struct bri_reader *r, void *buf, size_t len, uint64_t 
 	if (rc < 0 && !(rc == -ENOMEM && done))
 		return rc == -ENOENT ? -EBADMSG : rc;
 	return (ssize_t)done;
-}
-
-static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report)
-{
-	/* Pages served on their group's frame checksum, unless the caller looks
-	 * for damage (pack.c, enum check: the integrity argument). */
-	return read_pages(r, buf, len, off, report, !r->every_page);
 }
 
 /*
@@ -863,11 +798,6 @@ static void pages_reader_close(struct bri_reader *r)
 
 	if (p) {
 		ahead_free(p);
-		pthread_mutex_lock(&p->cur_lock);
-		p->filler_stop = true;
-		pthread_mutex_unlock(&p->cur_lock);
-		if (p->filler_made)
-			pthread_join(p->filler, NULL);
 		pthread_mutex_destroy(&p->ahead_lock);
 		for (size_t i = 0; i < CURSORS; i++)
 			pages_cursor_free(p->cur[i]);
@@ -1236,6 +1166,9 @@ static void *pw_worker(void *arg)
 			bri_testpoint("pages-worker-queued");
 			paused = true;
 		}
+		/* n >= 1: the wait above ends with pages queued (cppcheck does not see
+		 * pthread_cond_wait change q->head). */
+		// cppcheck-suppress knownConditionTrueFalse
 		for (; done < n && rc == 0; done++) {
 			uint32_t k = (uint32_t)((first + done) % q->slots);
 
