@@ -1166,6 +1166,9 @@ static void *pw_worker(void *arg)
 			bri_testpoint("pages-worker-queued");
 			paused = true;
 		}
+		/* n >= 1: the wait above ends with pages queued (cppcheck does not see
+		 * pthread_cond_wait change q->head). */
+		// cppcheck-suppress knownConditionTrueFalse
 		for (; done < n && rc == 0; done++) {
 			uint32_t k = (uint32_t)((first + done) % q->slots);
 
