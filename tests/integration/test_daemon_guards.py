@@ -210,7 +210,7 @@ def test_sigterm_during_a_background_verification_unmounts_at_once(cli, live_db,
     before = sorted(os.listdir(store))
     for point in ("verify_database_check", "verify_before_persist", "workers_stopping"):
         pause_points.arm(point)
-    tmp = tmp_path / "tmpdir"  # where a page store's verify spills (and its filler writes)
+    tmp = tmp_path / "tmpdir"  # where a page store's verify spills
     tmp.mkdir()
     env = pause_points.env()
     env["TMPDIR"] = str(tmp)

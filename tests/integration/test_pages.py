@@ -360,11 +360,11 @@ def groups(pack):
 
 
 def test_a_damaged_group_anywhere_in_a_big_backup_fails_verify_by_page(cli, live_db, store):
-    """verify's spill is assembled by a filler thread while SQLite waits for
-    the chunks it needs: a flipped bit in a group at the start, a quarter,
-    the middle or the end of a backup of many chunks fails verify (never
-    hangs it) and names the backup and a page there; each names a different
-    page, and with the bit back it verifies."""
+    """verify's spill is assembled chunk by chunk by the hash and SQLite,
+    whichever needs a chunk first: a flipped bit in a group at the start, a
+    quarter, the middle or the end of a backup of many chunks fails verify
+    (never hangs it) and names the backup and a page there; each names a
+    different page, and with the bit back it verifies."""
     cli.run("init", "--format", "pages")
     grow_db(live_db, 24)
     cli.run("create", "--name", "a")
