@@ -1668,6 +1668,17 @@ static void *digest_reader(void *arg)
 	return NULL;
 }
 
+/* Tells the digest's reader threads to stop, and joins the started ones. */
+static void digest_readers_stop(struct digest_feed *f, struct digest_reader *r, int started)
+{
+	pthread_mutex_lock(&f->lock);
+	f->stop = true;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+	for (int i = 0; i < started; i++)
+		pthread_join(r[i].thread, NULL);
+}
+
 static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
                               char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err)
 {
@@ -1713,12 +1724,7 @@ static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
 		started++;
 	if (started < DIGEST_READERS) {
 		/* Not every reader: this thread reads and hashes alone. */
-		pthread_mutex_lock(&f.lock);
-		f.stop = true;
-		pthread_cond_broadcast(&f.cond);
-		pthread_mutex_unlock(&f.lock);
-		for (int i = 0; i < started; i++)
-			pthread_join(r[i].thread, NULL);
+		digest_readers_stop(&f, r, started);
 		started = 0;
 		r[0].rc = 0;
 		for (uint64_t from = 0; from < p->npages && rc == 0; from += f.batch) {
@@ -1751,14 +1757,8 @@ static int pages_write_digest(struct bri_backup_writer *w, uint64_t *size,
 		pthread_cond_broadcast(&f.cond);
 		pthread_mutex_unlock(&f.lock);
 	}
-	if (started) {
-		pthread_mutex_lock(&f.lock);
-		f.stop = true;
-		pthread_cond_broadcast(&f.cond);
-		pthread_mutex_unlock(&f.lock);
-		for (int i = 0; i < started; i++)
-			pthread_join(r[i].thread, NULL);
-	}
+	if (started)
+		digest_readers_stop(&f, r, started);
 	for (int i = 0; i < DIGEST_READERS && rc == 0; i++)
 		if (r[i].rc < 0)
 			rc = bri_err_set(err, r[i].rc,
