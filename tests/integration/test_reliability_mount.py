@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT_FIXED, BRI_BACKUP, BRI_BACKUPFS, Cli, Mount, PausePoints, make_sample_db
+from conftest import ROOT_FIXED, BRI_BACKUP, BRI_BACKUPFS, Cli, Mount, PausePoints, make_sample_db, wait_until
 from test_reliability import (SEED, assert_store_sound, file_sha, fingerprint, integrity,
                               listed, make_big_db, make_content_a, orphans, sweep, temp_files,
                               wait_stopped)
@@ -296,9 +296,12 @@ def test_daemon_and_cli_on_one_store_at_once(cli, live_db, store, tmp_path):
         expected = {f"m{i}" for i in range(n)} | {f"c{i}" for i in range(n)}
         names = set(assert_store_sound(cli))
         assert names == expected, names
-        # The mount shows exactly the same backups.
-        shown = {e for e in os.listdir(m.path) if e not in ROOT_FIXED}
-        assert shown == expected
+        # The mount shows exactly the same backups, once the daemon has
+        # looked at the store again (another process's changes reach it
+        # then; the kernel keeps the listing until the daemon drops it).
+        def shown():
+            return {e for e in os.listdir(m.path) if e not in ROOT_FIXED}
+        assert wait_until(lambda: shown() == expected, 30), shown()
     finally:
         m.stop()
     # Only once the daemon is gone: until then its background verifier may be
