@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (BRI_BACKUP, audit_records, backup_file, both_formats, seal, sidecar,
-                      store_key, unseal, wait_until, write_sidecar)
+                      sh, store_key, unseal, wait_until, write_sidecar)
 from test_cli import meta_of, sha256sum
 
 OTHER = {"plain": "pages", "pages": "plain"}
@@ -96,6 +96,24 @@ def kill_at(cli, pause_points, point, *args):
 
 
 @both_formats
+def migrate_beside_a_mount(m, store, run_migrate):
+    """Runs a migrate (run_migrate() gives its CompletedProcess) while mount m
+    runs: a mount just started may hold the store's lock a moment (its start's
+    own work), so a refusal for the lock is run again once it is free. Then
+    the mount, opened before, creates nothing in the old form."""
+    got = {}
+
+    def run():
+        got["p"] = run_migrate()
+        return "locked" not in got["p"].stderr
+
+    assert wait_until(run, 60)
+    assert got["p"].returncode == 0, got["p"].stderr
+    p = sh(f"echo late > {m.path}/ctl/create", check=False)
+    assert p.returncode != 0
+    assert not list(store.glob("late*")), os.listdir(store)
+
+
 def test_migrate_converts_every_backup_byte_for_byte(cli, live_db, store, store_format):
     sums = fill(cli, live_db)
     to = OTHER[store_format]
@@ -198,24 +216,12 @@ def test_mount_opened_before_migrate_writes_nothing_in_the_old_format(cli, live_
     """A mount started on a plain store that migrate then converts refuses to
     create (a plain .db in a page store would be invisible to it), and a
     restarted mount creates in the new format."""
-    from conftest import Mount, sh
+    from conftest import Mount
     sums = fill(cli, live_db)
     m = Mount(live_db, store, tmp_path / "mnt")
     m.start()
     try:
-        # A mount just started may hold the store's lock a moment (its start's own
-        # work): migrate is refused then, and run again once it is free.
-        got = {}
-
-        def run():
-            got["p"] = migrate(cli, "pages", check=False)
-            return "locked" not in got["p"].stderr
-
-        assert wait_until(run, 60)
-        assert got["p"].returncode == 0, got["p"].stderr
-        p = sh(f"echo late > {m.path}/ctl/create", check=False)
-        assert p.returncode != 0
-        assert not list(store.glob("late*")), os.listdir(store)
+        migrate_beside_a_mount(m, store, lambda: migrate(cli, "pages", check=False))
     finally:
         m.stop()
     assert_only(store, "pages")
@@ -516,7 +522,7 @@ def test_mount_opens_the_rekeyed_store_with_the_new_key(cli, live_db, store, tmp
     """A mount with the old key, running while the store is re-keyed, writes
     nothing (its folder was swapped away); restarted, the old key is refused
     and the new one serves every backup byte for byte and creates sealed."""
-    from conftest import Mount, sh
+    from conftest import Mount
     keys = key_files(tmp_path)
     make_store(cli, ("sealed", "k1"), keys, monkeypatch)
     sums = fill(cli, live_db)
@@ -524,18 +530,8 @@ def test_mount_opens_the_rekeyed_store_with_the_new_key(cli, live_db, store, tmp
     m = Mount(live_db, store, tmp_path / "mnt", options=[f"key_file={keys['k1']}"])
     m.start()
     try:
-        got = {}
-
-        def run():  # a mount just started may hold the lock a moment
-            got["p"] = cli.run(*key_args(KEY_CHANGES["rekey"][1], keys), check=False,
-                               env=run_env())
-            return "locked" not in got["p"].stderr
-
-        assert wait_until(run, 60)
-        assert got["p"].returncode == 0, got["p"].stderr
-        p = sh(f"echo late > {m.path}/ctl/create", check=False)
-        assert p.returncode != 0
-        assert not list(store.glob("late*")), os.listdir(store)
+        migrate_beside_a_mount(m, store, lambda: cli.run(*key_args(KEY_CHANGES["rekey"][1], keys),
+                                                         check=False, env=run_env()))
     finally:
         m.stop()
     m = Mount(live_db, store, tmp_path / "mnt", options=[f"key_file={keys['k1']}"])
