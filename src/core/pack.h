@@ -1,7 +1,8 @@
 /*
- * Internal to the page store (store_pages.c, pack.c): the pages of a store
- * kept once each in shared, immutable pack files, found by their id (a
- * keyed hash, HMAC-SHA-256 with the store's page-id secret).
+ * Internal to the page store (store_pages.c, pages_read.c, pages_write.c,
+ * pack.c): the pages of a store kept once each in shared, immutable pack
+ * files, found by their id (a keyed hash, HMAC-SHA-256 with the store's
+ * page-id secret).
  *
  * Every piece on disk is a blob framed by a 32-byte header naming its kind,
  * codec (raw or zstd) and sealing (none, or AES-256-GCM in an encrypted

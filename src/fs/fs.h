@@ -46,7 +46,7 @@
  *   specs' counted sizes and the snapshots' reference counts. An open
  *   inspection file's stream lock is held while it renders, with no other.
  * - Reading a backup's bytes (file.c, read_reader) takes none of these: a
- *   page store's reader has locks of its own (store_pages.c: ahead_lock, a
+ *   page store's reader has locks of its own (pages_read.c: ahead_lock, a
  *   leaf, not held while a read-ahead chunk is assembled; assembling takes
  *   cur_lock, a cursor's lock and the store's pages lock, pack.c), and a
  *   read-ahead chunk held for a reply (bri_reader.hold) is pinned, not

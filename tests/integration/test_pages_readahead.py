@@ -1,4 +1,4 @@
-"""The page store's read-ahead through the mount (store_pages.c, ahead_get):
+"""The page store's read-ahead through the mount (pages_read.c, ahead_get):
 a sequential reader of a backup has a thread assembling the file ahead of
 it. What must hold with it: a damaged group fails exactly the reads that
 cover its pages, every other read returns the backup's bytes; readers of two

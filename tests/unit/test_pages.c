@@ -303,7 +303,7 @@ static void test_store(const char *live, const char *key_file)
 		if (bri_store_write_begin(s, "killed", &w, &e) < 0 ||
 		    bri_snapshot_take(live, w->path, 5000, &info, &e) < 0)
 			_exit(3);
-		/* The writer's first member is its pages_db (store_pages.c). */
+		/* The writer's first member is its pages_db (pages_write.c). */
 		if (pages_db_flush(*(struct pages_db **)w->priv, &e) < 0)
 			_exit(4);
 		_exit(0); /* as kill -9: no commit, no cleanup */

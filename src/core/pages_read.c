@@ -1,0 +1,749 @@
+/*
+ * The page store's reader (the format: store_pages.c). Reading maps an
+ * offset to a page, its id to a group in a pack, decompressed and checked
+ * (its frame checksum or GCM tags, else the page's id: pack.c, enum check);
+ * a sequential reader gets a read-ahead thread of its own (ahead_get), and
+ * verify a spill (spill_get). The readers of one store share its pages
+ * (shared_get).
+ */
+#include "bri/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bri/log.h"
+#include "bri/testpoint.h"
+#include "pack.h"
+#include "pages_int.h"
+
+struct pages_reader {
+	struct pages_db *db;
+	struct manifest m;
+	char name[BRI_NAME_MAX + 1];
+	pthread_mutex_t cur_lock; /* guards making cur */
+	/* For streaming reads, one per concurrent reader (the mount's threads
+	 * read ahead in parallel), each made when first needed. */
+	struct page_cursor *cur[4];
+	/* verify's spill (see spill_get), made at its first read. */
+	int spill_fd;              /* an unnamed temporary file, -1 when none (cur_lock) */
+	bool spill_tried;          /* guarded by cur_lock */
+	uint8_t *chunk;            /* per SPILL_CHUNK of the file: enum chunk_state (cur_lock) */
+	uint64_t nchunks;          /* entries at chunk */
+	pthread_cond_t spill_cond; /* a chunk's state changed (with cur_lock) */
+	/* Read-ahead of a sequential reader (see ahead_get), made at its first
+	 * sequential streaming read. */
+	pthread_mutex_t ahead_lock; /* a leaf: never held while reading the packs */
+	uint64_t last_end;          /* where the latest read ended (ahead_lock) */
+	struct ahead *ahead;        /* NULL when none (ahead_lock) */
+};
+
+/* A read at least this long streams through a cursor of the reader's (pack.h). */
+#define STREAM_MIN (64u << 10)
+#define CURSORS    (sizeof(((struct pages_reader *)0)->cur) / sizeof(struct page_cursor *))
+
+/*
+ * verify's spill. verify hashes a backup (one thread, in order, in 1 MiB
+ * reads) while SQLite's integrity_check and row counts read it page by
+ * page on another thread, in tree order, each page about three times
+ * (tables, then indexes, then counts): from the packs, each visit would
+ * decompress the page's group again (with a cache bounded whatever the
+ * backup's size, about three times the zstd work of the hash). So while a
+ * reader is quick (verify: every byte it serves is hashed and compared with
+ * the metadata's SHA-256), its bytes are assembled once, a chunk of
+ * SPILL_CHUNK at a time, by whichever thread first needs the chunk (the
+ * hash and SQLite then decompress different chunks at the same time), into
+ * an unnamed temporary file (O_TMPFILE in $TMPDIR or /var/tmp: nothing to
+ * clean up, its pages dropped unwritten when it is closed; never for an
+ * encrypted store, whose verify reads the packs), and every read,
+ * the hash's and SQLite's, is served from that file, as a plain store serves
+ * them from its own. A chunk is written once and never changes, so the
+ * bytes SQLite checks are the bytes hashed; they were assembled by the same
+ * checked path as any read (read_range; pack.c, enum check). Any failure (no
+ * temporary folder, a full disk, a damaged group) only takes the chunk out:
+ * reads of it go to the packs, and the hash's read reports the damage. A
+ * damage search (every_page) never reads from it.
+ */
+#define SPILL_CHUNK (1u << 20)
+#define SPILL_AHEAD 4 /* how far past a busy chunk a thread looks for one to assemble */
+
+static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report);
+
+enum chunk_state { CHUNK_EMPTY, CHUNK_FILLING, CHUNK_DONE, CHUNK_FAILED };
+
+/* Assembles chunk c into the spill, through dst (the chunk's length) or a buffer of its own: 0,
+ * or -1 (the chunk is then left out). */
+static int spill_fill(struct bri_reader *r, int fd, uint64_t c, uint8_t *dst)
+{
+	uint64_t off = c * SPILL_CHUNK;
+	size_t len = r->size - off < SPILL_CHUNK ? (size_t)(r->size - off) : SPILL_CHUNK;
+	uint8_t *buf = dst ? dst : malloc(len);
+	size_t done = 0;
+	int rc = -1;
+
+	if (buf && read_range(r, buf, len, off, false) == (ssize_t)len) {
+		while (done < len) {
+			ssize_t n = pwrite(fd, buf + done, len - done, (off_t)(off + done));
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			done += (size_t)n;
+		}
+		rc = done == len ? 0 : -1;
+	}
+	if (buf != dst)
+		free(buf);
+	return rc;
+}
+
+/* Assembles empty chunk c (spill_fill); caller holds cur_lock, released meanwhile. */
+static void spill_claim(struct bri_reader *r, struct pages_reader *p, int fd, uint64_t c,
+                        uint8_t *dst)
+{
+	int rc;
+
+	p->chunk[c] = CHUNK_FILLING;
+	pthread_mutex_unlock(&p->cur_lock);
+	rc = spill_fill(r, fd, c, dst);
+	pthread_mutex_lock(&p->cur_lock);
+	p->chunk[c] = rc == 0 ? CHUNK_DONE : CHUNK_FAILED;
+	pthread_cond_broadcast(&p->spill_cond);
+}
+
+/* Bytes off..off+len (within the file) from the spill, assembling its chunks as needed: true, or
+ * false. */
+static bool spill_get(struct bri_reader *r, struct pages_reader *p, void *buf, size_t len,
+                      uint64_t off)
+{
+	uint64_t first = off / SPILL_CHUNK, last = (off + len - 1) / SPILL_CHUNK;
+	bool whole = false; /* buf holds the bytes already */
+	const char *dir;
+	size_t done = 0;
+	int fd;
+
+	if (!len)
+		return false;
+	pthread_mutex_lock(&p->cur_lock);
+	if (!p->spill_tried) {
+		p->spill_tried = true;
+		p->nchunks = (r->size + SPILL_CHUNK - 1) / SPILL_CHUNK;
+		p->chunk = calloc((size_t)p->nchunks, 1);
+		dir = getenv("TMPDIR");
+		/* Never for an encrypted store: the spill is the backup in the
+		 * clear, and nothing of an encrypted store is written in the clear,
+		 * not even an unnamed file's blocks on another disk. */
+		if (p->chunk && !p->db->s->seal)
+			p->spill_fd = open(dir && *dir ? dir : "/var/tmp",
+			                   O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (p->spill_fd >= 0)
+			bri_testpoint("pages-spill-open");
+	}
+	fd = p->chunk ? p->spill_fd : -1;
+	for (uint64_t c = first; fd >= 0 && c <= last; c++) {
+		/* A chunk another thread is assembling: meanwhile, one of the next
+		 * few that nobody has started (the two threads then decompress side
+		 * by side instead of one waiting for the other). */
+		while (p->chunk[c] == CHUNK_FILLING) {
+			uint64_t e = c + 1;
+
+			while (e < p->nchunks && e <= c + SPILL_AHEAD && p->chunk[e] != CHUNK_EMPTY)
+				e++;
+			if (e < p->nchunks && e <= c + SPILL_AHEAD)
+				spill_claim(r, p, fd, e, NULL);
+			else
+				pthread_cond_wait(&p->spill_cond, &p->cur_lock);
+		}
+		/* The hash reads whole chunks: one it assembles goes straight into its buffer. */
+		if (p->chunk[c] == CHUNK_EMPTY) {
+			whole = first == last && off == c * SPILL_CHUNK &&
+			        (len == SPILL_CHUNK || off + len == r->size);
+			spill_claim(r, p, fd, c, whole ? buf : NULL);
+		}
+		if (p->chunk[c] != CHUNK_DONE)
+			fd = -1;
+	}
+	pthread_mutex_unlock(&p->cur_lock);
+	while (fd >= 0 && !whole && done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		done += (size_t)n;
+	}
+	return fd >= 0;
+}
+
+/*
+ * Bytes off..off+len (within the file) through the reader's cursors or the
+ * store's shared cache: the count, or a negative errno. report: a failure
+ * is told in r->why and the log (not by the spill, whose failed chunk the
+ * reader's own read then meets and tells).
+ */
+static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report)
+{
+	/* Pages served on their group's frame checksum, unless the caller looks
+	 * for damage (pack.c, enum check: the integrity argument). */
+	bool quick = !r->every_page;
+	int (*read)(struct pages_db *, const uint8_t *, uint32_t, void *) =
+	    quick ? pages_db_read_written : pages_db_read;
+	struct pages_reader *p = r->priv;
+	struct page_cursor *cur = NULL;
+	uint32_t ps = p->m.page_size;
+	uint8_t *page = NULL;
+	size_t done = 0;
+	int rc = 0;
+
+	/* A free cursor, or a new one; all busy (or no memory): the shared path. */
+	for (size_t i = 0; len >= STREAM_MIN && !cur && i < CURSORS; i++) {
+		pthread_mutex_lock(&p->cur_lock);
+		if (!p->cur[i])
+			pages_cursor_new(p->db, &p->cur[i]);
+		cur = p->cur[i];
+		pthread_mutex_unlock(&p->cur_lock);
+		if (cur && pthread_mutex_trylock(&cur->lock) != 0)
+			cur = NULL;
+	}
+	while (done < len && rc == 0) {
+		uint64_t pos = off + done, pgno = pos / ps;
+		size_t in = (size_t)(pos % ps), n = ps - in;
+		const uint8_t *id = p->m.ids + pgno * PAGE_ID_LEN;
+
+		if (n > len - done)
+			n = len - done;
+		if (in == 0 && n == ps) {
+			rc = cur ? pages_cursor_read(p->db, cur, id, ps, quick, (char *)buf + done)
+			         : read(p->db, id, ps, (char *)buf + done);
+		} else if (!page && !(page = malloc(ps))) {
+			rc = -ENOMEM;
+		} else {
+			rc = read(p->db, id, ps, page);
+			if (rc == 0)
+				memcpy((char *)buf + done, page + in, n);
+		}
+		if (rc == 0) {
+			done += n;
+		} else if (rc != -ENOMEM && report) {
+			snprintf(r->why, sizeof(r->why),
+			         "backup %s: page %" PRIu64 " (bytes %" PRIu64 "-%" PRIu64
+			         ") is %s in the store's packs",
+			         p->name, pgno + 1, pgno * ps, (pgno + 1) * ps - 1,
+			         rc == -ENOENT ? "missing" : pages_damage_words(p->db));
+			bri_log(BRI_LOG_WARN, "%s/%s", r->label, r->why);
+		}
+	}
+	if (cur)
+		pthread_mutex_unlock(&cur->lock);
+	free(page);
+	if (rc < 0 && !(rc == -ENOMEM && done))
+		return rc == -ENOENT ? -EBADMSG : rc;
+	return (ssize_t)done;
+}
+
+/*
+ * Read-ahead of a sequential reader (a cat or a cp through the mount). Its
+ * first read of a backup spends its time decompressing (in an encrypted
+ * store, also opening) groups, request after request, on one core. At a
+ * streaming read (STREAM_MIN) that starts where the reader's latest read
+ * ended (a first read at offset 0 too), a thread of the reader's own starts assembling the file
+ * ahead of it, in chunks of at least AHEAD_CHUNK bytes (and at least one full group), into a ring
+ * of about AHEAD_BYTES, through read_range like any read: every group is checked as for any read
+ * (its frame checksum or GCM tags: pack.c, enum check). Whichever thread first needs a chunk
+ * assembles it, and a request whose chunk is being assembled assembles a later one meanwhile, so
+ * the mount's threads and the read-ahead decompress side by side. A chunk whose assembly failed (a
+ * damaged group, no memory) is left out of the ring: the request reads the packs itself
+ * (read_range, which names the backup and the page in r->why and the log, and fails the request),
+ * exactly as without read-ahead. Bounded: at most AHEAD_STREAMS readers of the process have a
+ * read-ahead at once; the thread ends at the end of the file, and close
+ * stops and joins it (after the chunk it is assembling, if any). Never for
+ * verify (the spill) nor a damage search (every_page).
+ */
+#define AHEAD_BYTES   (4u << 20)
+#define AHEAD_CHUNK   (256u << 10)
+#define AHEAD_STREAMS 4
+
+enum ahead_state { AHEAD_EMPTY, AHEAD_FILLING, AHEAD_DONE, AHEAD_FAILED };
+
+struct ahead_slot {
+	uint64_t chunk; /* the chunk it holds (state not EMPTY) */
+	int state;      /* enum ahead_state */
+	int pins;       /* requests copying from it */
+	uint8_t *buf;   /* the chunk's bytes, made at its first use */
+};
+
+/* All fields guarded by the reader's ahead_lock, but r and the sizes (fixed). */
+struct ahead {
+	struct bri_reader *r;
+	pthread_t thread;
+	bool thread_made; /* to join */
+	bool running;     /* the thread has not ended */
+	bool stop;        /* close: end now */
+	size_t chunk;     /* bytes per chunk */
+	uint64_t nchunks; /* of the file */
+	uint64_t next;    /* the next chunk the thread assembles */
+	uint64_t lo;      /* the first chunk of the latest request: earlier ones are done with */
+	size_t nslots;
+	pthread_cond_t cond; /* a slot, lo, next or stop changed (with ahead_lock) */
+	struct ahead_slot slot[];
+};
+
+static atomic_int ahead_streams; /* readers with a read-ahead now */
+
+/*
+ * Assembles chunk c into s (neither FILLING nor pinned). Caller holds
+ * ahead_lock, released meanwhile. worker: the read-ahead's thread.
+ */
+static void ahead_fill(struct pages_reader *p, struct ahead *a, struct ahead_slot *s, uint64_t c,
+                       bool worker)
+{
+	uint64_t off = c * a->chunk;
+	size_t len = a->r->size - off < a->chunk ? (size_t)(a->r->size - off) : a->chunk;
+	int state = AHEAD_FAILED;
+
+	s->chunk = c;
+	s->state = AHEAD_FILLING;
+	if (a->next == c)
+		a->next = c + 1;
+	pthread_mutex_unlock(&p->ahead_lock);
+	if (worker)
+		bri_testpoint("pages-ahead-fill");
+	if (!s->buf)
+		s->buf = malloc(a->chunk);
+	if (s->buf && read_range(a->r, s->buf, len, off, false) == (ssize_t)len)
+		state = AHEAD_DONE;
+	pthread_mutex_lock(&p->ahead_lock);
+	s->state = state;
+	pthread_cond_broadcast(&a->cond);
+}
+
+/* Whether chunk c can be claimed now (in the window, not there, its slot free). */
+static bool ahead_claimable(const struct ahead *a, uint64_t c)
+{
+	const struct ahead_slot *s = &a->slot[c % a->nslots];
+
+	return c < a->nchunks && c < a->lo + a->nslots && s->state != AHEAD_FILLING && !s->pins &&
+	       !(s->state != AHEAD_EMPTY && s->chunk == c);
+}
+
+static void *ahead_main(void *arg)
+{
+	struct pages_reader *p = arg;
+	struct ahead *a;
+
+	pthread_mutex_lock(&p->ahead_lock);
+	a = p->ahead;
+	while (!a->stop && a->next < a->nchunks) {
+		uint64_t c = a->next;
+		struct ahead_slot *s = &a->slot[c % a->nslots];
+
+		if (s->state != AHEAD_EMPTY && s->chunk == c)
+			a->next++; /* a request assembled it, or is assembling it */
+		else if (ahead_claimable(a, c))
+			ahead_fill(p, a, s, c, true);
+		else
+			pthread_cond_wait(&a->cond, &p->ahead_lock);
+	}
+	a->running = false;
+	pthread_mutex_unlock(&p->ahead_lock);
+	return NULL;
+}
+
+/* Starts the read-ahead's thread (ended or never made). Caller holds ahead_lock. */
+static void ahead_start(struct pages_reader *p, struct ahead *a)
+{
+	sigset_t all, old;
+
+	if (a->thread_made) {
+		pthread_join(a->thread, NULL); /* it has ended: running is false */
+		a->thread_made = false;
+	}
+	/* No signal for it: the daemon's threads that handle them are elsewhere. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	a->thread_made = pthread_create(&a->thread, NULL, ahead_main, p) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	a->running = a->thread_made;
+}
+
+/* Bytes per chunk of p's read-ahead: AHEAD_CHUNK, or a full group. */
+static size_t ahead_chunk(const struct pages_reader *p)
+{
+	size_t group = (size_t)PACK_GROUP_PAGES * p->m.page_size;
+
+	return group > AHEAD_CHUNK ? group : AHEAD_CHUNK;
+}
+
+/* A read-ahead for r, within AHEAD_STREAMS, or NULL. */
+static struct ahead *ahead_new(struct bri_reader *r, const struct pages_reader *p)
+{
+	size_t chunk = ahead_chunk(p), nslots = AHEAD_BYTES / chunk < 2 ? 2 : AHEAD_BYTES / chunk;
+	struct ahead *a;
+
+	if (atomic_fetch_add(&ahead_streams, 1) >= AHEAD_STREAMS) {
+		atomic_fetch_sub(&ahead_streams, 1);
+		return NULL;
+	}
+	a = calloc(1, sizeof(*a) + nslots * sizeof(a->slot[0]));
+	if (!a) {
+		atomic_fetch_sub(&ahead_streams, 1);
+		return NULL;
+	}
+	a->r = r;
+	a->chunk = chunk;
+	a->nslots = nslots;
+	a->nchunks = (r->size + chunk - 1) / chunk;
+	pthread_cond_init(&a->cond, NULL); /* never waited on with a deadline */
+	return a;
+}
+
+/* Stops and frees p's read-ahead (close: no request is in flight). */
+static void ahead_free(struct pages_reader *p)
+{
+	struct ahead *a = p->ahead;
+
+	if (!a)
+		return;
+	pthread_mutex_lock(&p->ahead_lock);
+	a->stop = true;
+	pthread_cond_broadcast(&a->cond);
+	pthread_mutex_unlock(&p->ahead_lock);
+	if (a->thread_made)
+		pthread_join(a->thread, NULL);
+	for (size_t i = 0; i < a->nslots; i++)
+		free(a->slot[i].buf);
+	pthread_cond_destroy(&a->cond);
+	free(a);
+	p->ahead = NULL;
+	atomic_fetch_sub(&ahead_streams, 1);
+}
+
+/*
+ * A request for off..off+len (within the file) enters p's read-ahead, made
+ * at the reader's first sequential streaming read: the window starts at
+ * its first chunk (a seek moves it), the thread is started if it is not
+ * running. Returns the read-ahead, or NULL (none; ahead_lock released).
+ * single: only for a request within one chunk (else NULL and nothing
+ * changes). Caller holds ahead_lock.
+ */
+static struct ahead *ahead_enter(struct bri_reader *r, struct pages_reader *p, size_t len,
+                                 uint64_t off, bool single)
+{
+	struct ahead *a = p->ahead;
+	uint64_t first;
+	bool seq;
+
+	if (single && (!a || len < STREAM_MIN || off / a->chunk != (off + len - 1) / a->chunk)) {
+		pthread_mutex_unlock(&p->ahead_lock);
+		return NULL;
+	}
+	seq = off == p->last_end;
+	p->last_end = off + len;
+	/* Not for a read that leaves less than a chunk to read after it (a small file). */
+	if (!a && seq && len >= STREAM_MIN && off + len + ahead_chunk(p) < r->size)
+		a = p->ahead = ahead_new(r, p);
+	if (!a || len < STREAM_MIN) {
+		pthread_mutex_unlock(&p->ahead_lock);
+		return NULL;
+	}
+	first = off / a->chunk;
+	a->lo = first;
+	if (a->next < first || a->next > first + a->nslots)
+		a->next = first;
+	if (!a->running && seq && a->next < a->nchunks)
+		ahead_start(p, a);
+	pthread_cond_broadcast(&a->cond);
+	return a;
+}
+
+/*
+ * Chunk c of a, assembled (by this thread if nobody has started it) and
+ * pinned: its slot, or NULL (its assembly failed). Caller holds ahead_lock;
+ * unpin with ahead_unpin.
+ */
+static struct ahead_slot *ahead_pin(struct pages_reader *p, struct ahead *a, uint64_t c)
+{
+	struct ahead_slot *s = &a->slot[c % a->nslots];
+
+	for (;;) {
+		if (s->state == AHEAD_DONE && s->chunk == c) {
+			s->pins++;
+			return s;
+		}
+		if (s->state == AHEAD_FAILED && s->chunk == c)
+			return NULL;
+		if (s->state == AHEAD_FILLING || s->pins) {
+			/* Meanwhile, a later chunk nobody has started. */
+			if (s->chunk == c && ahead_claimable(a, a->next))
+				ahead_fill(p, a, &a->slot[a->next % a->nslots], a->next, false);
+			else
+				pthread_cond_wait(&a->cond, &p->ahead_lock);
+			continue;
+		}
+		ahead_fill(p, a, s, c, false); /* not there: this request assembles it */
+	}
+}
+
+/* Caller holds ahead_lock. */
+static void ahead_unpin(struct ahead *a, struct ahead_slot *s)
+{
+	if (--s->pins == 0)
+		pthread_cond_broadcast(&a->cond);
+}
+
+/*
+ * Bytes off..off+len (within the file) through the read-ahead: true, or
+ * false (no read-ahead, or a chunk of the range could not be assembled: the
+ * caller reads the packs itself).
+ */
+static bool ahead_get(struct bri_reader *r, struct pages_reader *p, void *buf, size_t len,
+                      uint64_t off)
+{
+	struct ahead_slot *s;
+	struct ahead *a;
+	bool ok = true;
+
+	pthread_mutex_lock(&p->ahead_lock);
+	a = ahead_enter(r, p, len, off, false);
+	if (!a)
+		return false;
+	for (uint64_t c = off / a->chunk; ok && c <= (off + len - 1) / a->chunk; c++) {
+		uint64_t from = off > c * a->chunk ? off : c * a->chunk;
+		uint64_t to = off + len < (c + 1) * a->chunk ? off + len : (c + 1) * a->chunk;
+
+		s = ahead_pin(p, a, c);
+		ok = s != NULL;
+		if (!s)
+			break;
+		pthread_mutex_unlock(&p->ahead_lock);
+		memcpy((char *)buf + (from - off), s->buf + (from - c * a->chunk),
+		       (size_t)(to - from));
+		pthread_mutex_lock(&p->ahead_lock);
+		ahead_unpin(a, s);
+	}
+	pthread_mutex_unlock(&p->ahead_lock);
+	return ok;
+}
+
+/*
+ * bri_reader.hold: a request within one chunk of the read-ahead is served
+ * from the chunk itself (the mount replies from it: no copy), pinned until
+ * pages_release. 0, or -EAGAIN (then pread: it makes the read-ahead, reads
+ * a range over several chunks, or reads the packs itself, reporting damage).
+ */
+static int pages_hold(struct bri_reader *r, size_t *len, uint64_t off, const void **data,
+                      void **ref)
+{
+	struct pages_reader *p = r->priv;
+	struct ahead_slot *s;
+	struct ahead *a;
+
+	if (r->quick || r->every_page || off >= r->size)
+		return -EAGAIN;
+	if (*len > r->size - off)
+		*len = (size_t)(r->size - off);
+	pthread_mutex_lock(&p->ahead_lock);
+	a = ahead_enter(r, p, *len, off, true);
+	if (!a)
+		return -EAGAIN;
+	s = ahead_pin(p, a, off / a->chunk);
+	pthread_mutex_unlock(&p->ahead_lock);
+	if (!s)
+		return -EAGAIN;
+	*data = s->buf + (off - s->chunk * a->chunk);
+	*ref = s;
+	return 0;
+}
+
+static void pages_release(struct bri_reader *r, void *ref)
+{
+	struct pages_reader *p = r->priv;
+
+	pthread_mutex_lock(&p->ahead_lock);
+	ahead_unpin(p->ahead, ref);
+	pthread_mutex_unlock(&p->ahead_lock);
+}
+
+static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t off)
+{
+	if (off >= r->size)
+		return 0;
+	if (len > r->size - off)
+		len = (size_t)(r->size - off);
+	if (r->quick && !r->every_page && spill_get(r, r->priv, buf, len, off))
+		return (ssize_t)len;
+	if (!r->quick && !r->every_page && ahead_get(r, r->priv, buf, len, off))
+		return (ssize_t)len;
+	return read_range(r, buf, len, off, true);
+}
+
+/*
+ * The readers of one store share its pages: one index, one group cache and
+ * one descriptor per pack for all of them (the mount opens a reader per open
+ * file), made by the first and closed with the last. A store whose packs
+ * changed under it (a cleanup removed one) gets a fresh one for new readers;
+ * the old one goes with its last reader, so a removed pack's space is never
+ * held longer than that.
+ */
+struct shared_db {
+	const struct bri_store *s;
+	struct pages_db *db;
+	int refs;
+	bool stale; /* not given to new readers */
+	struct shared_db *next;
+};
+
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shared_db *shared; /* guarded by shared_lock */
+
+/* Whether every pack db knows is still in the store. Caller holds db->lock. */
+static bool packs_present(const struct pages_db *db)
+{
+	struct stat st;
+
+	for (size_t i = 0; i < db->npacks; i++)
+		if (fstatat(db->s->dirfd, db->packs[i].name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return false;
+	return true;
+}
+
+static int shared_get(const struct bri_store *s, struct pages_db **out, struct bri_err *err)
+{
+	struct shared_db *h;
+	int rc = 0;
+
+	pthread_mutex_lock(&shared_lock);
+	for (h = shared; h; h = h->next) {
+		if (h->s != s || h->stale)
+			continue;
+		pthread_mutex_lock(&h->db->lock);
+		h->stale = !packs_present(h->db);
+		pthread_mutex_unlock(&h->db->lock);
+		if (!h->stale)
+			break;
+	}
+	if (!h) {
+		h = calloc(1, sizeof(*h));
+		rc = h ? pages_db_open((struct bri_store *)s, &h->db, err)
+		       : bri_err_set(err, -ENOMEM, "out of memory");
+		if (rc < 0) {
+			free(h);
+			h = NULL;
+		} else {
+			h->s = s;
+			h->next = shared;
+			shared = h;
+		}
+	}
+	if (h) {
+		h->refs++;
+		*out = h->db;
+	}
+	pthread_mutex_unlock(&shared_lock);
+	return rc;
+}
+
+static void shared_put(const struct pages_db *db)
+{
+	struct shared_db **q, *h = NULL;
+
+	if (!db)
+		return;
+	pthread_mutex_lock(&shared_lock);
+	for (q = &shared; *q; q = &(*q)->next)
+		if ((*q)->db == db) {
+			h = *q;
+			if (--h->refs == 0)
+				*q = h->next;
+			break;
+		}
+	pthread_mutex_unlock(&shared_lock);
+	if (h && h->refs == 0) {
+		pages_db_close(h->db);
+		free(h);
+	}
+}
+
+static void pages_reader_close(struct bri_reader *r)
+{
+	struct pages_reader *p = r->priv;
+
+	if (p) {
+		ahead_free(p);
+		pthread_mutex_destroy(&p->ahead_lock);
+		for (size_t i = 0; i < CURSORS; i++)
+			pages_cursor_free(p->cur[i]);
+		pthread_mutex_destroy(&p->cur_lock);
+		pthread_cond_destroy(&p->spill_cond);
+		if (p->spill_fd >= 0)
+			close(p->spill_fd);
+		free(p->chunk);
+		shared_put(p->db);
+		free(p->m.ids);
+		free(p);
+	}
+	free(r->label);
+	free(r);
+}
+
+int pages_open_reader(const struct bri_store *s, const char *name, struct bri_reader **out,
+                      struct bri_err *err)
+{
+	struct bri_reader *r = calloc(1, sizeof(*r));
+	struct pages_reader *p = calloc(1, sizeof(*p));
+	char file[FILE_MAX];
+	int rc;
+
+	if (!r || !p) {
+		free(r);
+		free(p);
+		return bri_err_set(err, -ENOMEM, "out of memory");
+	}
+	r->fd = -1;
+	r->priv = p;
+	p->spill_fd = -1;
+	pthread_mutex_init(&p->cur_lock, NULL);
+	pthread_cond_init(&p->spill_cond, NULL); /* never waited on with a deadline */
+	pthread_mutex_init(&p->ahead_lock, NULL);
+	r->pread = pages_pread;
+	r->hold = pages_hold;
+	r->release = pages_release;
+	r->close = pages_reader_close;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	r->label = bri_store_path(s, name, MANIFEST_SUFFIX);
+	pages_manifest_file(name, file);
+	if (!r->label) {
+		rc = bri_err_set(err, -ENOMEM, "out of memory");
+		goto out_close;
+	}
+	if (fstatat(s->dirfd, file, &r->st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(r->st.st_mode)) {
+		rc = bri_err_set(err, -ENOENT, "no backup named %s in %s", name, s->dir);
+		goto out_close;
+	}
+	rc = manifest_read(s, name, &p->m);
+	if (rc < 0) {
+		rc = bri_err_set(err, rc, "cannot read the manifest of backup %s in %s: %s", name,
+		                 s->dir, rc == -EBADMSG ? "damaged" : strerror(-rc));
+		goto out_close;
+	}
+	/* The manifest first, then the packs: the packs its pages are in are published. */
+	rc = shared_get(s, &p->db, err);
+	if (rc < 0)
+		goto out_close;
+	r->size = p->m.page_count * p->m.page_size;
+	r->st.st_size = (off_t)r->size;
+	*out = r;
+	return 0;
+out_close:
+	pages_reader_close(r);
+	return rc;
+}
