@@ -9,7 +9,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/stat.h>
 
 #include "bri/checksum.h"
 #include "bri/store.h"
@@ -19,9 +18,10 @@
 
 /* store_pages.c: NAME.manifest, the file that is backup NAME. */
 void pages_manifest_file(const char *name, char file[FILE_MAX]);
-/* store_pages.c: the sidecar kind of backup name written (sealed) or removed: ops of the format. */
+/* store_pages.c: bri_store_ops.sidecar_write, backup name's sidecar kind written sealed. */
 int pages_sidecar_write(struct bri_store *s, const char *name, enum bri_sidecar kind,
                         const void *data, size_t len, struct bri_err *err);
+/* store_pages.c: bri_store_ops.sidecar_remove, backup name's sidecar kind removed. */
 int pages_sidecar_remove(struct bri_store *s, const char *name, enum bri_sidecar kind);
 
 /* pages_read.c: bri_store_ops.open_reader, a reader of backup name's manifest and pages. */
