@@ -62,7 +62,7 @@
  * the space a page store saves is mostly its dedup (30 daily backups of
  * 1 GiB: 836 MiB at level 3, 1306 MiB at -1). Packs of any level read alike.
  */
-#define ZSTD_LEVEL    -1
+#define ZSTD_LEVEL -1
 /* Index entries at most (2^28 pages: 1 TiB of 4 KiB pages). */
 #define ENTRIES_MAX (1u << 28)
 
@@ -835,6 +835,89 @@ int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], ui
                           void *buf)
 {
 	return read_page(db, id, page_size, CHECK_RAW, buf);
+}
+
+/* A group to ask the kernel for: pack, its blob's start and (an estimate of) its end. */
+struct hint {
+	uint32_t pack;
+	uint64_t off, end;
+};
+
+static int hint_cmp(const void *a, const void *b)
+{
+	const struct hint *x = a, *y = b;
+
+	if (x->pack != y->pack)
+		return x->pack < y->pack ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/*
+ * Where the group of entry e ends: where the next group of its pack starts
+ * (entries are added in the packs' order, a group's pages one after the
+ * other), else the end of the largest group of its page size (an estimate:
+ * a hint may reach a little past the group).
+ */
+static uint64_t group_end(const struct pages_db *db, const struct pack_entry *e, uint32_t page_size)
+{
+	size_t i = (size_t)(e - db->entries);
+
+	for (size_t j = i + 1; j < db->nentries && j <= i + PACK_GROUP_PAGES; j++) {
+		const struct pack_entry *n = &db->entries[j];
+
+		if (n->pack != e->pack)
+			break;
+		if (n->blob_off > e->blob_off)
+			return n->blob_off;
+	}
+	return e->blob_off + BLOB_HDR + 2 * SEAL_OVERHEAD +
+	       (uint64_t)PACK_GROUP_PAGES * (PAGE_ID_LEN + page_size) + 1024;
+}
+
+size_t pages_db_prefetch(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t page_size)
+{
+	struct hint h[PREFETCH_PAGES];
+	int fd[PREFETCH_PAGES];
+	size_t nh = 0, asked = 0;
+
+	if (n > PREFETCH_PAGES)
+		n = PREFETCH_PAGES;
+	/* One lookup per page, under the lock once; a page's group once (its
+	 * pages are neighbours in the manifest). No rescan for a page not found:
+	 * its read looks again. */
+	pthread_mutex_lock(&db->lock);
+	for (size_t i = 0; i < n; i++) {
+		const struct pack_entry *e = pages_db_find(db, ids + i * PAGE_ID_LEN);
+
+		if (!e || (nh && h[nh - 1].pack == e->pack && h[nh - 1].off == e->blob_off))
+			continue;
+		h[nh].pack = e->pack;
+		h[nh].off = e->blob_off;
+		h[nh].end = group_end(db, e, page_size);
+		nh++;
+	}
+	qsort(h, nh, sizeof(h[0]), hint_cmp);
+	for (size_t i = 0; i < nh; i++)
+		fd[i] = db->packs[h[i].pack].fd;
+	pthread_mutex_unlock(&db->lock);
+	/* Groups of a pack close together, one range; each range asked for once.
+	 * The descriptors stay open while db does (a pack a cleanup removed
+	 * meanwhile included: it is what this db reads). */
+	for (size_t i = 0; i < nh;) {
+		uint64_t from = h[i].off, to = h[i].end;
+		size_t j = i + 1;
+
+		while (j < nh && h[j].pack == h[i].pack && h[j].off <= to + PREFETCH_GAP) {
+			if (h[j].end > to)
+				to = h[j].end;
+			j++;
+		}
+		/* A hint: whatever it returns, the reads are the same. */
+		(void)posix_fadvise(fd[i], (off_t)from, (off_t)(to - from), POSIX_FADV_WILLNEED);
+		asked++;
+		i = j;
+	}
+	return asked;
 }
 
 int pages_cursor_new(struct pages_db *db, struct page_cursor **out)

@@ -167,6 +167,18 @@ struct page_cursor {
 	void *mac;         /* EVP_MAC_CTX */
 	void *dctx;        /* ZSTD_DCtx */
 };
+/*
+ * Asks the kernel to read the groups of the pages ids (n of them, at most
+ * PREFETCH_PAGES, of page_size bytes) into its cache, without waiting
+ * (posix_fadvise POSIX_FADV_WILLNEED), so that a reader's later reads of
+ * them find them there: the groups' places from the index (one lookup per
+ * page), each pack's groups within PREFETCH_GAP of each other as one range.
+ * Only a hint: a page not in the index, a pack removed meanwhile, a call the
+ * kernel refuses change nothing read. Returns the number of ranges asked for.
+ */
+#define PREFETCH_PAGES 1024
+#define PREFETCH_GAP   (128u << 10)
+size_t pages_db_prefetch(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t page_size);
 int pages_cursor_new(struct pages_db *db, struct page_cursor **out);
 void pages_cursor_free(struct page_cursor *c);
 /* pages_db_read (quick: as pages_db_read_written) through cursor cur; caller holds cur->lock. */

@@ -292,12 +292,49 @@ struct ahead {
 	uint64_t nchunks; /* of the file */
 	uint64_t next;    /* the next chunk the thread assembles */
 	uint64_t lo;      /* the first chunk of the latest request: earlier ones are done with */
+	uint64_t
+	    hinted; /* the file's bytes before it were asked of the kernel (the thread's own) */
 	size_t nslots;
 	pthread_cond_t cond; /* a slot, lo, next or stop changed (with ahead_lock) */
 	struct ahead_slot slot[];
 };
 
 static atomic_int ahead_streams; /* readers with a read-ahead now */
+
+/*
+ * The read-ahead's thread, before it assembles chunk c, makes sure the
+ * kernel has been asked for the packs' bytes of the file up to
+ * PREFETCH_AHEAD past the chunk (pages_db_prefetch, once the hinted part
+ * has shrunk to half of that: a few calls of PREFETCH_PAGES pages each). A
+ * cold first read otherwise waits on the disk for each group in turn; the
+ * backup's pages of a day's churn sit in that day's pack, so the kernel's
+ * own read-ahead of each file, which sees a read here and one there, does
+ * not help them. A seek starts again at c. One index lookup per page of the
+ * file, under the store's lock a batch at a time; only a hint (see
+ * pages_db_prefetch).
+ */
+#define PREFETCH_AHEAD (16u << 20)
+
+static void ahead_hint(struct pages_reader *p, struct ahead *a, uint64_t c)
+{
+	uint64_t at = c * a->chunk, want = at + a->chunk + PREFETCH_AHEAD;
+	uint32_t ps = p->m.page_size;
+
+	if (want > a->r->size)
+		want = a->r->size;
+	if (a->hinted < at || a->hinted > want)
+		a->hinted = at; /* a seek (chunks are whole pages) */
+	if (a->hinted >= at + a->chunk + PREFETCH_AHEAD / 2 && a->hinted < want)
+		return;
+	while (a->hinted < want) {
+		uint64_t n = (want - a->hinted + ps - 1) / ps;
+
+		if (n > PREFETCH_PAGES)
+			n = PREFETCH_PAGES;
+		pages_db_prefetch(p->db, p->m.ids + a->hinted / ps * PAGE_ID_LEN, (size_t)n, ps);
+		a->hinted += n * ps;
+	}
+}
 
 /*
  * Assembles chunk c into s (neither FILLING nor pinned). Caller holds
@@ -315,8 +352,10 @@ static void ahead_fill(struct pages_reader *p, struct ahead *a, struct ahead_slo
 	if (a->next == c)
 		a->next = c + 1;
 	pthread_mutex_unlock(&p->ahead_lock);
-	if (worker)
+	if (worker) {
 		bri_testpoint("pages-ahead-fill");
+		ahead_hint(p, a, c);
+	}
 	if (!s->buf)
 		s->buf = malloc(a->chunk);
 	if (s->buf && read_range(a->r, s->buf, len, off, false) == (ssize_t)len)
