@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/params.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -457,19 +458,33 @@ out_free:
 struct load_arg {
 	struct pages_db *db;
 	uint32_t pack;
+	bool lock;       /* the loader's thread: take db->lock, tell the readers waiting */
+	uint32_t groups; /* added since they were last told */
 };
+
+/* Groups added before the readers waiting for a page are told (the loader's thread). */
+#define LOAD_TELL 64
 
 static int load_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, uint64_t off)
 {
 	struct load_arg *a = arg;
+	int rc = 0;
 
-	for (uint32_t i = 0; i < h->npages; i++) {
-		int rc = index_add(a->db, ids + i * PAGE_ID_LEN, a->pack, i, off);
-
-		if (rc < 0)
-			return rc;
+	if (a->lock) {
+		pthread_mutex_lock(&a->db->lock);
+		if (a->db->load_stop)
+			rc = -ECANCELED;
 	}
-	return 0;
+	for (uint32_t i = 0; rc == 0 && i < h->npages; i++)
+		rc = index_add(a->db, ids + i * PAGE_ID_LEN, a->pack, i, off);
+	if (a->lock) {
+		if (++a->groups == LOAD_TELL) {
+			a->groups = 0;
+			pthread_cond_broadcast(&a->db->load_cond);
+		}
+		pthread_mutex_unlock(&a->db->lock);
+	}
+	return rc;
 }
 
 static bool is_pack_name(const char *n)
@@ -502,20 +517,29 @@ static int each_pack(const struct bri_store *s, int (*fn)(void *arg, const char 
 	return rc;
 }
 
-static int load_pack(void *arg, const char *name)
+/*
+ * Adds pack name to db's index. lock: called by the loader's thread (see
+ * pages_db_open_reader), which takes db->lock for each change; else the
+ * caller holds it, or is the only user of db.
+ */
+static int load_one(struct pages_db *db, const char *name, bool lock)
 {
-	struct pages_db *db = arg;
-	struct load_arg a = {.db = db};
+	struct load_arg a = {.db = db, .lock = lock};
 	int fd, rc;
 
-	for (size_t i = 0; i < db->npacks; i++)
+	/* A rescan (no loader runs then): the packs known already are skipped. */
+	for (size_t i = 0; !lock && i < db->npacks; i++)
 		if (strcmp(db->packs[i].name, name) == 0)
-			return 0; /* known already (a rescan) */
+			return 0;
 
 	fd = openat(db->s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno; /* removed by a cleanup meanwhile */
+	if (lock)
+		pthread_mutex_lock(&db->lock);
 	rc = add_pack(db, fd, name, &a.pack);
+	if (lock)
+		pthread_mutex_unlock(&db->lock);
 	if (rc < 0) {
 		close(fd);
 		return rc;
@@ -527,10 +551,21 @@ static int load_pack(void *arg, const char *name)
 		        db->s->dir, name);
 		rc = 0;
 	}
+	if (lock) {
+		pthread_mutex_lock(&db->lock);
+		pthread_cond_broadcast(&db->load_cond);
+		pthread_mutex_unlock(&db->lock);
+	}
 	return rc;
 }
 
-int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *err)
+static int load_pack(void *arg, const char *name)
+{
+	return load_one(arg, name, false);
+}
+
+/* The secret and the contexts of a new db, its index empty. */
+static int db_new(struct bri_store *s, struct pages_db **out, struct bri_err *err)
 {
 	struct pages_db *db = calloc(1, sizeof(*db));
 	char *secret = NULL;
@@ -542,6 +577,7 @@ int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *er
 	db->s = s;
 	db->wfd = -1;
 	pthread_mutex_init(&db->lock, NULL);
+	pthread_cond_init(&db->load_cond, NULL); /* never waited on with a deadline */
 	rc = store_read_sealed(s, PAGES_SECRET_FILE, 1024, &secret, &len);
 	if (rc < 0 || len != sizeof(db->secret)) {
 		rc = bri_err_set(err, rc < 0 ? rc : -EBADMSG,
@@ -560,6 +596,17 @@ int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *er
 	db->wmac = db->mac ? EVP_MAC_CTX_dup(db->mac) : NULL;
 	db->rmac = db->mac ? EVP_MAC_CTX_dup(db->mac) : NULL;
 	db->dctx = ZSTD_createDCtx(); /* NULL: ZSTD_decompress makes one each time */
+	*out = db;
+	return 0;
+}
+
+int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *err)
+{
+	struct pages_db *db;
+	int rc = db_new(s, &db, err);
+
+	if (rc < 0)
+		return rc;
 	rc = each_pack(s, load_pack, db);
 	if (rc < 0) {
 		bri_err_set(err, rc, "cannot read the packs of %s: %s", s->dir, strerror(-rc));
@@ -568,6 +615,142 @@ int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *er
 	}
 	*out = db;
 	return 0;
+}
+
+/* A pack to load and its size (the loader's list). */
+struct pack_name {
+	char *name;
+	uint64_t size;
+};
+
+struct pack_list {
+	const struct bri_store *s;
+	struct pack_name *v;
+	size_t n, cap;
+};
+
+/* Packs at most in a reader's list (each a file of the store's folder). */
+#define PACKS_MAX (1u << 20)
+
+static int list_name(void *arg, const char *name)
+{
+	struct pack_list *l = arg;
+	struct stat st;
+
+	if (fstatat(l->s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct pack_name *v = l->n < PACKS_MAX ? realloc(l->v, cap * sizeof(*v)) : NULL;
+
+		if (!v)
+			return l->n < PACKS_MAX ? -ENOMEM : -EFBIG;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n].name = strdup(name);
+	if (!l->v[l->n].name)
+		return -ENOMEM;
+	l->v[l->n++].size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int smaller_first(const void *a, const void *b)
+{
+	const struct pack_name *x = a, *y = b;
+
+	return x->size < y->size ? -1 : x->size > y->size;
+}
+
+/*
+ * A loader's thread: takes the packs of the list one at a time, the first
+ * loader from the smallest up, the second from the largest down, until
+ * none is left, a loader failed, or close stops them.
+ */
+static void *loader_main(void *arg)
+{
+	struct pages_db *db = arg;
+	bool large;
+	int rc = 0;
+
+	pthread_mutex_lock(&db->lock);
+	large = db->loaders++ == 1;
+	while (db->load_rc == 0 && !db->load_stop && db->load_lo < db->load_hi) {
+		const char *name = db->load[large ? --db->load_hi : db->load_lo++].name;
+
+		pthread_mutex_unlock(&db->lock);
+		rc = load_one(db, name, true);
+		pthread_mutex_lock(&db->lock);
+		if (rc < 0 && db->load_rc == 0)
+			db->load_rc = rc;
+	}
+	if (rc < 0 && rc != -ECANCELED)
+		bri_log(BRI_LOG_WARN, "cannot read the packs of %s: %s", db->s->dir, strerror(-rc));
+	if (--db->loaders == 0)
+		db->loading = false;
+	pthread_cond_broadcast(&db->load_cond);
+	pthread_mutex_unlock(&db->lock);
+	return NULL;
+}
+
+int pages_db_open_reader(struct bri_store *s, struct pages_db **out, struct bri_err *err)
+{
+	struct pack_list l = {.s = s};
+	struct pages_db *db;
+	sigset_t all, old;
+	int rc = db_new(s, &db, err);
+
+	if (rc < 0)
+		return rc;
+	rc = each_pack(s, list_name, &l);
+	if (rc < 0) {
+		for (size_t i = 0; i < l.n; i++)
+			free(l.v[i].name);
+		free(l.v);
+		bri_err_set(err, rc, "cannot read the packs of %s: %s", s->dir, strerror(-rc));
+		pages_db_close(db);
+		return rc;
+	}
+	qsort(l.v, l.n, sizeof(l.v[0]), smaller_first);
+	db->load = l.v;
+	db->nload = l.n;
+	db->load_hi = l.n;
+	db->loading = true;
+	/* No signal for them: the daemon's threads that handle them are elsewhere. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (int i = 0; i < LOADERS; i++)
+		if (pthread_create(&db->loader[db->nloaders], NULL, loader_main, db) == 0)
+			db->nloaders++;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!db->nloaders)
+		loader_main(db); /* no thread: loaded here, as pages_db_open does */
+	*out = db;
+	return 0;
+}
+
+/*
+ * The entry of a page pages_db_find did not find (caller holds db->lock):
+ * while the loader runs, looked up again each time it has added groups;
+ * after it, once more after a rescan (a cleanup may have rewritten a pack
+ * while the folder was read: its page is in a pack published since).
+ * NULL: -ENOENT, or why the load failed (*rc).
+ */
+static const struct pack_entry *find_late(struct pages_db *db, const uint8_t id[PAGE_ID_LEN],
+                                          int *rc)
+{
+	const struct pack_entry *e = NULL;
+
+	while (!e && db->loading) {
+		pthread_cond_wait(&db->load_cond, &db->lock);
+		e = pages_db_find(db, id);
+	}
+	if (!e && db->load_rc == 0) {
+		each_pack(db->s, load_pack, db);
+		e = pages_db_find(db, id);
+	}
+	*rc = e ? 0 : db->load_rc < 0 ? db->load_rc : -ENOENT;
+	return e;
 }
 
 void pages_db_abort(struct pages_db *db)
@@ -585,6 +768,16 @@ void pages_db_close(struct pages_db *db)
 {
 	if (!db)
 		return;
+	if (db->nloaders) {
+		pthread_mutex_lock(&db->lock);
+		db->load_stop = true;
+		pthread_mutex_unlock(&db->lock);
+		for (int i = 0; i < db->nloaders; i++)
+			pthread_join(db->loader[i], NULL);
+	}
+	for (size_t i = 0; i < db->nload; i++)
+		free(db->load[i].name);
+	free(db->load);
 	pages_db_abort(db);
 	for (size_t i = 0; i < db->npacks; i++) {
 		close(db->packs[i].fd);
@@ -598,6 +791,7 @@ void pages_db_close(struct pages_db *db)
 	free(db->table);
 	free(db->wbuf);
 	pthread_mutex_destroy(&db->lock);
+	pthread_cond_destroy(&db->load_cond);
 	EVP_MAC_CTX_free(db->mac);
 	EVP_MAC_CTX_free(db->wmac);
 	EVP_MAC_CTX_free(db->rmac);
@@ -802,16 +996,8 @@ static int read_page(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_
 		}
 	}
 	e = pages_db_find(db, id);
-	if (!e) {
-		/* A cleanup may have rewritten a pack while the folder was read:
-		 * its page is in a pack published since. Look once more. */
-		each_pack(db->s, load_pack, db);
-		e = pages_db_find(db, id);
-	}
-	if (!e) {
-		rc = -ENOENT;
+	if (!e && !(e = find_late(db, id, &rc)))
 		goto out_unlock;
-	}
 	rc = load_cached(db, e->pack, e->blob_off, &c);
 	if (rc == 0 && (c->page_size != page_size || e->slot >= c->npages ||
 	                memcmp(c->ids[e->slot], id, PAGE_ID_LEN) != 0))
@@ -987,10 +1173,8 @@ int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_
 		}
 	}
 	e = pages_db_find(db, id);
-	if (!e) {
-		each_pack(db->s, load_pack, db);
-		e = pages_db_find(db, id);
-	}
+	if (!e)
+		e = find_late(db, id, &rc);
 	if (e) {
 		pack = e->pack;
 		off = e->blob_off;
@@ -999,7 +1183,7 @@ int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_
 	}
 	pthread_mutex_unlock(&db->lock);
 	if (fd < 0)
-		return -ENOENT;
+		return rc;
 	/* The group's slot if held (its ids did not name the page: damage), else
 	 * an empty one, else the least recently used. */
 	for (int k = 0; k < CURSOR_SLOTS; k++) {

@@ -39,6 +39,8 @@
 /* A manifest holds at most this many pages (2^31 pages: SQLite's own limit is lower). */
 #define MANIFEST_PAGES_MAX (1u << 31)
 
+struct pack_name; /* pack.c */
+
 struct pack_entry {
 	uint8_t id[PAGE_ID_LEN];
 	uint32_t pack;     /* index into pages_db.packs */
@@ -70,6 +72,8 @@ struct group_cache {
 };
 
 #define GROUP_CACHE_SLOTS 1024
+/* Threads loading a reader's index (pages_db_open_reader). */
+#define LOADERS 2
 
 /* The store's pages: secret, packs and index. Thread-safe reads (lock). */
 struct pages_db {
@@ -103,10 +107,36 @@ struct pages_db {
 	uint8_t wids[PACK_GROUP_PAGES][PAGE_ID_LEN];
 	uint8_t *wbuf;       /* PACK_GROUP_PAGES * PAGE_SIZE_MAX */
 	uint64_t stored_new; /* bytes appended by this writer */
+	/* A reader's index, loaded by a thread of its own (pages_db_open_reader). */
+	pthread_t loader[LOADERS];
+	int nloaders;             /* threads made (to join) */
+	int loaders;              /* of them, running (lock) */
+	bool loading;             /* a loader runs (lock) */
+	bool load_stop;           /* close: stop now (lock) */
+	int load_rc;              /* 0, or why a loader stopped (lock) */
+	pthread_cond_t load_cond; /* groups added, or the loaders ended (with lock) */
+	struct pack_name *load;   /* the packs to load, smallest first */
+	size_t nload;
+	size_t load_lo, load_hi; /* the packs not taken yet: load[lo..hi) (lock) */
 };
 
 /* Loads the secret and the index of every pack of s. */
 int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *err);
+/*
+ * pages_db_open for readers (pages_read.c): returns once the secret is read
+ * and the packs are listed; a thread of the db's own then loads their
+ * headers and ids, smallest pack first (the newest pages: a daily backup's
+ * churn), while reads go on: a read of a page not yet in the index waits
+ * until the loader has added it, or has ended (then as pages_db_open's
+ * db: a rescan for packs published since, else -ENOENT; or, when the load
+ * failed, its error). Cold, loading the index is a wait on the disk for
+ * every group of a pack of large groups (a header and its ids in each
+ * 50 KiB or so): a first read of a backup no longer waits for all of it
+ * before its first byte, and decompresses while the rest is loaded. Close
+ * stops and joins the loader. Only reads (no pages_db_add, nor entries
+ * walked) on such a db.
+ */
+int pages_db_open_reader(struct bri_store *s, struct pages_db **out, struct bri_err *err);
 void pages_db_close(struct pages_db *db);
 void page_id(const struct pages_db *db, const void *page, size_t len, uint8_t id[PAGE_ID_LEN]);
 /* The entry of id, or NULL. Caller holds db->lock. */

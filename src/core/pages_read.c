@@ -665,14 +665,14 @@ static int shared_get(const struct bri_store *s, struct pages_db **out, struct b
 		if (h->s != s || h->stale)
 			continue;
 		pthread_mutex_lock(&h->db->lock);
-		h->stale = !packs_present(h->db);
+		h->stale = h->db->load_rc < 0 || !packs_present(h->db);
 		pthread_mutex_unlock(&h->db->lock);
 		if (!h->stale)
 			break;
 	}
 	if (!h) {
 		h = calloc(1, sizeof(*h));
-		rc = h ? pages_db_open((struct bri_store *)s, &h->db, err)
+		rc = h ? pages_db_open_reader((struct bri_store *)s, &h->db, err)
 		       : bri_err_set(err, -ENOMEM, "out of memory");
 		if (rc < 0) {
 			free(h);
