@@ -38,6 +38,7 @@
 #include <zstd.h>
 
 #include "bri/log.h"
+#include "bri/testpoint.h"
 #include "seal.h"
 #include "store_int.h"
 
@@ -679,6 +680,7 @@ static void *loader_main(void *arg)
 		const char *name = db->load[large ? --db->load_hi : db->load_lo++].name;
 
 		pthread_mutex_unlock(&db->lock);
+		bri_testpoint("pages-load-pack");
 		rc = load_one(db, name, true);
 		pthread_mutex_lock(&db->lock);
 		if (rc < 0 && db->load_rc == 0)
