@@ -456,34 +456,56 @@ out_free:
 	return rc;
 }
 
+/*
+ * Entries a loader's thread collects before it adds them to the index under
+ * db->lock at once (and wakes the readers waiting for a page, if any): the
+ * lock is taken once per 256 pages, not once per group.
+ */
+#define LOAD_BATCH 256
+
 struct load_arg {
 	struct pages_db *db;
 	uint32_t pack;
-	bool lock;       /* the loader's thread: take db->lock, tell the readers waiting */
-	uint32_t groups; /* added since they were last told */
+	bool lock;       /* the loader's thread: batch, take db->lock, wake the readers waiting */
+	uint32_t nbatch; /* entries in batch */
+	struct pack_entry batch[LOAD_BATCH];
 };
 
-/* Groups added before the readers waiting for a page are told (the loader's thread). */
-#define LOAD_TELL 64
+/* The loader's batch into the index. */
+static int load_flush(struct load_arg *a)
+{
+	struct pages_db *db = a->db;
+	int rc = 0;
+
+	pthread_mutex_lock(&db->lock);
+	if (db->load_stop)
+		rc = -ECANCELED;
+	for (uint32_t i = 0; rc == 0 && i < a->nbatch; i++)
+		rc = index_add(db, a->batch[i].id, a->pack, a->batch[i].slot, a->batch[i].blob_off);
+	a->nbatch = 0;
+	if (db->load_waiters)
+		pthread_cond_broadcast(&db->load_cond);
+	pthread_mutex_unlock(&db->lock);
+	return rc;
+}
 
 static int load_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, uint64_t off)
 {
 	struct load_arg *a = arg;
 	int rc = 0;
 
-	if (a->lock) {
-		pthread_mutex_lock(&a->db->lock);
-		if (a->db->load_stop)
-			rc = -ECANCELED;
-	}
-	for (uint32_t i = 0; rc == 0 && i < h->npages; i++)
-		rc = index_add(a->db, ids + i * PAGE_ID_LEN, a->pack, i, off);
-	if (a->lock) {
-		if (++a->groups == LOAD_TELL) {
-			a->groups = 0;
-			pthread_cond_broadcast(&a->db->load_cond);
+	if (a->lock && a->nbatch + h->npages > LOAD_BATCH)
+		rc = load_flush(a);
+	for (uint32_t i = 0; rc == 0 && i < h->npages; i++) {
+		if (a->lock) {
+			struct pack_entry *e = &a->batch[a->nbatch++];
+
+			memcpy(e->id, ids + i * PAGE_ID_LEN, PAGE_ID_LEN);
+			e->slot = i;
+			e->blob_off = off;
+		} else {
+			rc = index_add(a->db, ids + i * PAGE_ID_LEN, a->pack, i, off);
 		}
-		pthread_mutex_unlock(&a->db->lock);
 	}
 	return rc;
 }
@@ -525,7 +547,7 @@ static int each_pack(const struct bri_store *s, int (*fn)(void *arg, const char 
  */
 static int load_one(struct pages_db *db, const char *name, bool lock)
 {
-	struct load_arg a = {.db = db, .lock = lock};
+	struct load_arg *a = malloc(sizeof(*a));
 	int fd, rc;
 
 	/* A rescan (no loader runs then): the packs known already are skipped. */
@@ -533,30 +555,36 @@ static int load_one(struct pages_db *db, const char *name, bool lock)
 		if (strcmp(db->packs[i].name, name) == 0)
 			return 0;
 
+	if (!a)
+		return -ENOMEM;
+	a->db = db;
+	a->lock = lock;
+	a->nbatch = 0;
 	fd = openat(db->s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
+	if (fd < 0) {
+		free(a);
 		return errno == ENOENT ? 0 : -errno; /* removed by a cleanup meanwhile */
+	}
 	if (lock)
 		pthread_mutex_lock(&db->lock);
-	rc = add_pack(db, fd, name, &a.pack);
+	rc = add_pack(db, fd, name, &a->pack);
 	if (lock)
 		pthread_mutex_unlock(&db->lock);
 	if (rc < 0) {
 		close(fd);
+		free(a);
 		return rc;
 	}
-	rc = pack_scan(fd, db->s->seal, load_group, &a);
+	rc = pack_scan(fd, db->s->seal, load_group, a);
 	if (rc == -EBADMSG) {
 		/* Pages before the damage are still found; the damaged ones fail on reading. */
 		bri_log(BRI_LOG_WARN, "pack %s/%s is damaged; pages after the damage are missing",
 		        db->s->dir, name);
 		rc = 0;
 	}
-	if (lock) {
-		pthread_mutex_lock(&db->lock);
-		pthread_cond_broadcast(&db->load_cond);
-		pthread_mutex_unlock(&db->lock);
-	}
+	if (lock && rc == 0) /* the pages before a damage included */
+		rc = load_flush(a);
+	free(a);
 	return rc;
 }
 
@@ -675,7 +703,7 @@ static void *loader_main(void *arg)
 	int rc = 0;
 
 	pthread_mutex_lock(&db->lock);
-	large = db->loaders++ == 1;
+	large = db->loaders++ == 0;
 	while (db->load_rc == 0 && !db->load_stop && db->load_lo < db->load_hi) {
 		const char *name = db->load[large ? --db->load_hi : db->load_lo++].name;
 
@@ -744,7 +772,9 @@ static const struct pack_entry *find_late(struct pages_db *db, const uint8_t id[
 	const struct pack_entry *e = NULL;
 
 	while (!e && db->loading) {
+		db->load_waiters++;
 		pthread_cond_wait(&db->load_cond, &db->lock);
+		db->load_waiters--;
 		e = pages_db_find(db, id);
 	}
 	if (!e && db->load_rc == 0) {

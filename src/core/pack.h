@@ -73,7 +73,7 @@ struct group_cache {
 
 #define GROUP_CACHE_SLOTS 1024
 /* Threads loading a reader's index (pages_db_open_reader). */
-#define LOADERS 2
+#define LOADERS 4
 
 /* The store's pages: secret, packs and index. Thread-safe reads (lock). */
 struct pages_db {
@@ -114,6 +114,7 @@ struct pages_db {
 	bool loading;             /* a loader runs (lock) */
 	bool load_stop;           /* close: stop now (lock) */
 	int load_rc;              /* 0, or why a loader stopped (lock) */
+	int load_waiters;         /* readers waiting for a page (lock) */
 	pthread_cond_t load_cond; /* groups added, or the loaders ended (with lock) */
 	struct pack_name *load;   /* the packs to load, smallest first */
 	size_t nload;
