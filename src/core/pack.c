@@ -375,6 +375,8 @@ static int add_pack(struct pages_db *db, int fd, const char *name, uint32_t *ind
 		db->cap_packs = cap;
 	}
 	db->packs[db->npacks].fd = fd;
+	db->packs[db->npacks].loaded = false;
+	db->packs[db->npacks].read_end = 0;
 	db->packs[db->npacks].name = strdup(name);
 	if (!db->packs[db->npacks].name)
 		return -ENOMEM;
@@ -486,6 +488,7 @@ static int load_flush(struct load_arg *a)
 	if (db->load_waiters)
 		pthread_cond_broadcast(&db->load_cond);
 	pthread_mutex_unlock(&db->lock);
+	bri_testpoint("pages-load-batch");
 	return rc;
 }
 
@@ -548,7 +551,8 @@ static int each_pack(const struct bri_store *s, int (*fn)(void *arg, const char 
 static int load_one(struct pages_db *db, const char *name, bool lock)
 {
 	struct load_arg *a = malloc(sizeof(*a));
-	int fd, rc;
+	struct stat st[2];
+	int fd, sfd, rc;
 
 	/* A rescan (no loader runs then): the packs known already are skipped. */
 	for (size_t i = 0; !lock && i < db->npacks; i++)
@@ -575,7 +579,19 @@ static int load_one(struct pages_db *db, const char *name, bool lock)
 		free(a);
 		return rc;
 	}
-	rc = pack_scan(fd, db->s->seal, load_group, a);
+	/* The loader's scan through a descriptor of its own: the kernel's
+	 * read-ahead of a file is kept per open file, and readers streaming
+	 * through the pack's (cursor reads, which go on meanwhile) would see
+	 * their sequential reads mixed with the scan's, and lose it. */
+	sfd = lock ? openat(db->s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+	if (sfd >= 0 && (fstat(sfd, &st[0]) < 0 || fstat(fd, &st[1]) < 0 ||
+	                 st[0].st_ino != st[1].st_ino || st[0].st_dev != st[1].st_dev)) {
+		close(sfd);
+		sfd = -1;
+	}
+	rc = pack_scan(sfd >= 0 ? sfd : fd, db->s->seal, load_group, a);
+	if (sfd >= 0)
+		close(sfd);
 	if (rc == -EBADMSG) {
 		/* Pages before the damage are still found; the damaged ones fail on reading. */
 		bri_log(BRI_LOG_WARN, "pack %s/%s is damaged; pages after the damage are missing",
@@ -584,6 +600,11 @@ static int load_one(struct pages_db *db, const char *name, bool lock)
 	}
 	if (lock && rc == 0) /* the pages before a damage included */
 		rc = load_flush(a);
+	if (lock)
+		pthread_mutex_lock(&db->lock);
+	db->packs[a->pack].loaded = true;
+	if (lock)
+		pthread_mutex_unlock(&db->lock);
 	free(a);
 	return rc;
 }
@@ -692,20 +713,22 @@ static int smaller_first(const void *a, const void *b)
 }
 
 /*
- * A loader's thread: takes the packs of the list one at a time, the first
- * loader from the smallest up, the second from the largest down, until
- * none is left, a loader failed, or close stops them.
+ * A loader's thread: takes the packs of the list one at a time, smallest
+ * first, until none is left, a loader failed, or close stops them. The
+ * small packs (the newest pages: a daily backup's churn, wherever a read
+ * starts) load first and side by side; the large ones (a first backup's
+ * pages: a scan that waits on the disk for every group's header, cold)
+ * last, while the readers already read them (cursor_chain).
  */
 static void *loader_main(void *arg)
 {
 	struct pages_db *db = arg;
-	bool large;
 	int rc = 0;
 
 	pthread_mutex_lock(&db->lock);
-	large = db->loaders++ == 0;
-	while (db->load_rc == 0 && !db->load_stop && db->load_lo < db->load_hi) {
-		const char *name = db->load[large ? --db->load_hi : db->load_lo++].name;
+	db->loaders++;
+	while (db->load_rc == 0 && !db->load_stop && db->load_next < db->nload) {
+		const char *name = db->load[db->load_next++].name;
 
 		pthread_mutex_unlock(&db->lock);
 		bri_testpoint("pages-load-pack");
@@ -744,7 +767,6 @@ int pages_db_open_reader(struct bri_store *s, struct pages_db **out, struct bri_
 	qsort(l.v, l.n, sizeof(l.v[0]), smaller_first);
 	db->load = l.v;
 	db->nload = l.n;
-	db->load_hi = l.n;
 	db->loading = true;
 	/* No signal for them: the daemon's threads that handle them are elsewhere. */
 	sigfillset(&all);
@@ -967,6 +989,7 @@ static int group_read(int fd, const struct bri_seal *k, uint64_t off, void *dctx
 	if (k)
 		guarded = true;
 	slot->blob_off = off;
+	slot->blob_end = off + BLOB_HDR + h.ids_len + h.stored_len;
 	slot->page_size = h.page_size;
 	slot->npages = h.npages;
 	slot->codec = h.codec;
@@ -1164,11 +1187,115 @@ void pages_cursor_free(struct page_cursor *c)
 	free(c);
 }
 
+/*
+ * A page not in the index while the loaders run (caller holds db->lock,
+ * released meanwhile): most likely in a group that follows, in its pack, a
+ * group just read (a backup's pages were written in their order, a group
+ * after the other, and a stream reads them in that order). Tried in turn:
+ * the group after each group the cursor holds, the most recent first; then,
+ * for each pack still loading, the group after the furthest one a cursor
+ * has read (pack_file.read_end: the read-ahead and the requests assemble
+ * different chunks side by side) and the groups after it, up to CHAIN_HOPS
+ * groups read in all. They are read into the cursor's slots like any group
+ * and checked as any read is (their ids, read from disk, name the page).
+ * Returns the slot holding the page, *slot its place; or NULL: the caller
+ * waits for the loaders. So a first read does not wait for the loaders'
+ * scan of a pack of large groups (cold, a wait on the disk for each group's
+ * header) before it can go on. A group that does not read (past the
+ * pack's end, damaged) ends its try: the loaders' index decides then.
+ */
+#define CHAIN_HOPS  8
+#define CHAIN_FRONT 4 /* packs still loading whose read_end is tried */
+
+static struct group_cache *cursor_chain(struct pages_db *db, struct page_cursor *cur,
+                                        const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
+                                        uint32_t *slot)
+{
+	struct {
+		uint32_t pack;
+		uint64_t off, end; /* end: the furthest group end read from it here */
+		int fd;
+		bool walk; /* a frontier: the groups after it too */
+	} next[CURSOR_SLOTS + CHAIN_FRONT];
+	uint32_t n = 0, hops = 0, own;
+	struct group_cache *found = NULL;
+
+	for (uint32_t i = 0; i < CURSOR_SLOTS; i++) {
+		const struct group_cache *g =
+		    &cur->slot[(cur->last + CURSOR_SLOTS - i) % CURSOR_SLOTS];
+		bool held = false;
+
+		if (!g->npages || g->page_size != page_size || db->packs[g->pack].loaded)
+			continue;
+		for (uint32_t k = 0; k < CURSOR_SLOTS; k++)
+			held |= cur->slot[k].npages && cur->slot[k].pack == g->pack &&
+			        cur->slot[k].blob_off == g->blob_end;
+		if (held)
+			continue; /* read already: its ids did not name the page */
+		next[n].pack = g->pack;
+		next[n].off = g->blob_end;
+		next[n].walk = false;
+		next[n++].fd = db->packs[g->pack].fd;
+	}
+	own = n;
+	for (uint32_t p = 0; p < db->npacks && n < own + CHAIN_FRONT; p++) {
+		bool dup = false;
+
+		if (db->packs[p].loaded || !db->packs[p].read_end)
+			continue;
+		for (uint32_t k = 0; k < own; k++)
+			dup |= next[k].pack == p && next[k].off == db->packs[p].read_end;
+		next[n].pack = p;
+		next[n].off = db->packs[p].read_end;
+		next[n].walk = true;
+		next[n].fd = db->packs[p].fd;
+		n += !dup;
+	}
+	if (!n)
+		return NULL;
+	pthread_mutex_unlock(&db->lock);
+	for (uint32_t i = 0; !found && i < n; i++) {
+		uint64_t off = next[i].off;
+
+		next[i].end = 0;
+		while (!found && hops < CHAIN_HOPS) {
+			struct group_cache *c = &cur->slot[0];
+
+			for (int k = 1; k < CURSOR_SLOTS; k++)
+				if (!cur->slot[k].npages ||
+				    (c->npages && cur->slot[k].used < c->used))
+					c = &cur->slot[k];
+			hops++;
+			if (group_read(next[i].fd, db->s->seal, off, cur->dctx, c, &cur->stored,
+			               &cur->stored_cap) < 0)
+				break;
+			c->pack = next[i].pack;
+			c->used = ++cur->clock;
+			next[i].end = c->blob_end;
+			for (uint32_t j = 0; c->page_size == page_size && j < c->npages; j++)
+				if (memcmp(c->ids[j], id, PAGE_ID_LEN) == 0) {
+					*slot = j;
+					found = c;
+					break;
+				}
+			if (!next[i].walk || c->page_size != page_size)
+				break;
+			off = c->blob_end;
+		}
+	}
+	pthread_mutex_lock(&db->lock);
+	for (uint32_t i = 0; i < n; i++)
+		if (next[i].end > db->packs[next[i].pack].read_end)
+			db->packs[next[i].pack].read_end = next[i].end;
+	return found;
+}
+
 int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_t id[PAGE_ID_LEN],
                       uint32_t page_size, bool quick, void *buf)
 {
-	struct group_cache *c = &cur->slot[0];
+	struct group_cache *c;
 	const struct pack_entry *e;
+	bool loading = false;
 	uint32_t pack = 0, slot = 0;
 	uint64_t off = 0;
 	int fd = -1, rc = 0;
@@ -1205,17 +1332,23 @@ int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_
 		}
 	}
 	e = pages_db_find(db, id);
-	if (!e)
+	if (!e && db->loading && (c = cursor_chain(db, cur, id, page_size, &slot))) {
+		pthread_mutex_unlock(&db->lock);
+		goto serve;
+	}
+	if (!e && !(e = pages_db_find(db, id)))
 		e = find_late(db, id, &rc);
 	if (e) {
 		pack = e->pack;
 		off = e->blob_off;
 		slot = e->slot;
 		fd = db->packs[pack].fd; /* open until the store's reader closes */
+		loading = !db->packs[pack].loaded;
 	}
 	pthread_mutex_unlock(&db->lock);
 	if (fd < 0)
 		return rc;
+	c = &cur->slot[0];
 	/* The group's slot if held (its ids did not name the page: damage), else
 	 * an empty one, else the least recently used. */
 	for (int k = 0; k < CURSOR_SLOTS; k++) {
@@ -1231,7 +1364,15 @@ int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_
 	if (!c->npages || c->pack != pack || c->blob_off != off) {
 		rc = group_read(fd, db->s->seal, off, cur->dctx, c, &cur->stored, &cur->stored_cap);
 		c->pack = pack;
+		if (rc == 0 && loading) {
+			/* Where cursor_chain goes on from while the pack loads. */
+			pthread_mutex_lock(&db->lock);
+			if (c->blob_end > db->packs[pack].read_end)
+				db->packs[pack].read_end = c->blob_end;
+			pthread_mutex_unlock(&db->lock);
+		}
 	}
+serve:
 	c->used = ++cur->clock;
 	cur->last = (uint32_t)(c - cur->slot);
 	cur->hint = slot + 1;

@@ -50,7 +50,9 @@ struct pack_entry {
 
 struct pack_file {
 	int fd;
-	char *name; /* relative to the store */
+	char *name;        /* relative to the store */
+	bool loaded;       /* all its groups are in the index (lock) */
+	uint64_t read_end; /* while it loads: the furthest end of a group a cursor read (lock) */
 };
 
 /* A decompressed group, kept for the next read. */
@@ -59,15 +61,16 @@ struct group_cache {
 	uint64_t blob_off;
 	uint32_t page_size;
 	uint32_t npages;
-	uint8_t *data;    /* npages * page_size bytes (npages 0: an empty slot) */
-	size_t data_cap;  /* bytes allocated at data, kept between groups */
-	uint64_t used;    /* for LRU (the group as stored is read into a buffer its
-	                     cache shares: pages_db.stored, page_cursor.stored) */
-	uint8_t codec;    /* CODEC_RAW or CODEC_ZSTD */
-	bool guarded;     /* one zstd frame carrying its content checksum (XXH64), which
-	                     decompression checked: its pages need no id recomputed
-	                     to be served (see group_read) */
-	uint32_t checked; /* bit i: page i found equal to its id */
+	uint8_t *data;     /* npages * page_size bytes (npages 0: an empty slot) */
+	size_t data_cap;   /* bytes allocated at data, kept between groups */
+	uint64_t used;     /* for LRU (the group as stored is read into a buffer its
+	                      cache shares: pages_db.stored, page_cursor.stored) */
+	uint8_t codec;     /* CODEC_RAW or CODEC_ZSTD */
+	bool guarded;      /* one zstd frame carrying its content checksum (XXH64), which
+	                      decompression checked: its pages need no id recomputed
+	                      to be served (see group_read) */
+	uint32_t checked;  /* bit i: page i found equal to its id */
+	uint64_t blob_end; /* where the group's blob ends: the next group of its pack, if any */
 	uint8_t ids[PACK_GROUP_PAGES][PAGE_ID_LEN];
 };
 
@@ -118,7 +121,7 @@ struct pages_db {
 	pthread_cond_t load_cond; /* groups added, or the loaders ended (with lock) */
 	struct pack_name *load;   /* the packs to load, smallest first */
 	size_t nload;
-	size_t load_lo, load_hi; /* the packs not taken yet: load[lo..hi) (lock) */
+	size_t load_next; /* the first pack not taken yet (lock) */
 };
 
 /* Loads the secret and the index of every pack of s. */

@@ -8,6 +8,8 @@ cleanup rewrote one of the listed packs meanwhile; a file closed while the
 index loads ends cleanly."""
 
 import hashlib
+import mmap
+import os
 import sqlite3
 import threading
 
@@ -101,6 +103,7 @@ def test_a_read_waits_for_the_index_and_finds_a_pack_a_cleanup_rewrote(cli, live
     con.close()
     cli.run("create", "--name", "b")
     want = exported_sha(cli, "b", tmp_path)
+    cli.run("verify")  # the mount's verifier then leaves them alone: the read is the only one
     m = Mount(live_db, store, tmp_path / "mnt", env=pause_points.env())
     m.start()
     got, t = {}, None
@@ -132,6 +135,7 @@ def test_a_file_closed_while_the_index_loads(cli, live_db, store, tmp_path, paus
     grow_db(live_db, 2)
     cli.run("create", "--name", "a")
     want = exported_sha(cli, "a", tmp_path)
+    cli.run("verify", "a")  # the mount's verifier then leaves it alone
     m = Mount(live_db, store, tmp_path / "mnt", env=pause_points.env())
     m.start()
     try:
@@ -145,4 +149,58 @@ def test_a_file_closed_while_the_index_loads(cli, live_db, store, tmp_path, paus
         assert m.proc.poll() is None
     finally:
         pause_points.release(POINT)
+        m.stop()
+
+
+@pytest.mark.parametrize("store_format", ["pages", "pages-sealed"])
+def test_a_read_goes_on_past_what_the_loader_has_indexed(cli, live_db, store, tmp_path,
+                                                         pause_points):
+    """A backup whose pages are all in one pack, in their order (but page 1,
+    which SQLite writes last): its loader paused after the first batch of
+    the pack's pages it indexed (256 pages: 1 MiB), reads of 64 KiB from
+    256 KiB to 6 MiB, each a page past the end of the one before (so no
+    read-ahead: each read is the request's own, through one cursor), get
+    the backup's bytes while the loader stays paused: each next page is
+    found in the group that follows one read before it, in the pack."""
+    grow_db(live_db, 8)
+    cli.run("create", "--name", "a")
+    assert len(packs(store)) == 1
+    out = tmp_path / "a.export.db"
+    cli.run("export", "a", str(out))
+    data = out.read_bytes()
+    page_size = int.from_bytes(data[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    assert page_size == 4096  # the batch (256 pages) holds the pages of the start
+    pages = [data[i:i + page_size] for i in range(0, len(data), page_size)]
+    assert len(set(pages)) == len(pages)  # no page stored once for two places
+    offsets = range(256 << 10, 6 << 20, (64 << 10) + page_size)
+    assert len(data) > offsets[-1] + (64 << 10)
+    cli.run("verify", "a")  # the mount's verifier then leaves it alone: the read is the only one
+    m = Mount(live_db, store, tmp_path / "mnt", env=pause_points.env())
+    m.start()
+    got, t = {}, None
+
+    def read():
+        fd = os.open(m.path / "a" / "bri.db", os.O_RDONLY | os.O_DIRECT)
+        buf = mmap.mmap(-1, 64 << 10)  # page-aligned, as O_DIRECT wants
+        try:
+            got["bad"] = [off for off in offsets
+                          if os.preadv(fd, [buf], off) != len(buf) or buf[:] != data[off:off + len(buf)]]
+        finally:
+            buf.close()
+            os.close(fd)
+
+    try:
+        pause_points.arm("pages-load-batch")
+        t = threading.Thread(target=read)
+        t.start()
+        pause_points.wait_reached("pages-load-batch")
+        t.join(timeout=30)
+        assert not t.is_alive(), "the reads waited for the paused loader"
+        assert (pause_points.dir / "pages-load-batch").exists()  # still paused
+        assert got.get("bad") == []
+    finally:
+        pause_points.release("pages-load-batch")
+        if t:
+            t.join(timeout=120)
         m.stop()
