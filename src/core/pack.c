@@ -1,7 +1,8 @@
 /*
  * The page store's packs (pack.h): page ids, the index rebuilt from the
- * packs, reading a page (one group decompressed, checked against the ids,
- * kept in a small cache), appending new pages to a new pack that is
+ * packs (for readers by loader threads while reads go on), reading a page
+ * (one group decompressed, checked against the ids, kept in a small cache;
+ * the kernel asked ahead for a reader's next groups), appending new pages to a new pack that is
  * published (fsync, rename) before any manifest names its pages, the
  * manifest's blob, and the garbage collection of delete and cleanup.
  *

@@ -16,7 +16,16 @@
  * and one id per page. The index (page id
  * -> pack, blob, slot) is rebuilt from the packs' headers and ids when a
  * store is opened for reading or writing; nothing else is needed to find a
- * page. Not part of the contract: names without the bri_ prefix.
+ * page. A pack has no table of its groups: its headers and ids are found
+ * by reading it from start to end, one group after the other (cold, a
+ * pack of large groups costs a wait on the disk per group). So for readers
+ * (pages_db_open_reader) threads of the db's own load the index, smallest
+ * pack first, while reads go on: a streaming read finds a page not indexed
+ * yet in the group after one it has just read (cursor_chain), else waits
+ * for the loaders; and a sequential reader's read-ahead asks the kernel for
+ * the groups of the next 16 MiB of the file (pages_db_prefetch), so that
+ * the disk works ahead of the decompression. Not part of the contract:
+ * names without the bri_ prefix.
  */
 #ifndef BRI_PACK_H
 #define BRI_PACK_H
@@ -128,17 +137,18 @@ struct pages_db {
 int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *err);
 /*
  * pages_db_open for readers (pages_read.c): returns once the secret is read
- * and the packs are listed; a thread of the db's own then loads their
+ * and the packs are listed; LOADERS threads of the db's own then load their
  * headers and ids, smallest pack first (the newest pages: a daily backup's
- * churn), while reads go on: a read of a page not yet in the index waits
- * until the loader has added it, or has ended (then as pages_db_open's
- * db: a rescan for packs published since, else -ENOENT; or, when the load
- * failed, its error). Cold, loading the index is a wait on the disk for
- * every group of a pack of large groups (a header and its ids in each
- * 50 KiB or so): a first read of a backup no longer waits for all of it
- * before its first byte, and decompresses while the rest is loaded. Close
- * stops and joins the loader. Only reads (no pages_db_add, nor entries
- * walked) on such a db.
+ * churn), while reads go on. A read of a page not yet in the index: a
+ * cursor's looks in the groups that follow the ones just read
+ * (cursor_chain, pack.c); else it waits until the loaders have added it,
+ * or have ended (then as pages_db_open's db: a rescan for packs published
+ * since, else -ENOENT; or, when the load failed, its error). Cold, loading
+ * the index is a wait on the disk for every group of a pack of large
+ * groups (a header and its ids in each 50 KiB or so): a first read no
+ * longer waits for all of it, and decompresses while the rest is loaded.
+ * Close stops and joins the loaders. Only reads (no pages_db_add, nor
+ * entries walked) on such a db.
  */
 int pages_db_open_reader(struct bri_store *s, struct pages_db **out, struct bri_err *err);
 void pages_db_close(struct pages_db *db);

@@ -2,9 +2,11 @@
  * The page store's reader (the format: store_pages.c). Reading maps an
  * offset to a page, its id to a group in a pack, decompressed and checked
  * (its frame checksum or GCM tags, else the page's id: pack.c, enum check);
- * a sequential reader gets a read-ahead thread of its own (ahead_get), and
- * verify a spill (spill_get). The readers of one store share its pages
- * (shared_get).
+ * a sequential reader gets a read-ahead thread of its own (ahead_get),
+ * which asks the kernel for the packs' bytes of the next 16 MiB of the file
+ * (ahead_hint), and verify a spill (spill_get). The readers of one store
+ * share its pages (shared_get), their index loaded by threads of its own
+ * while the first reads go on (pack.h, pages_db_open_reader).
  */
 #include "bri/store.h"
 
