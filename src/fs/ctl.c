@@ -145,7 +145,12 @@ static int run_create(struct bfs *fs, const char *line, size_t len, struct bri_o
 	return 0;
 }
 
-/* Verifies one backup and shows the result at once; -EIO when it failed. */
+/*
+ * Verifies one backup and shows the result at once; -EIO when it failed,
+ * -ECANCELED when the daemon was told to stop meanwhile (SIGTERM, SIGINT,
+ * the unmount): the verification stops between chunks and records nothing,
+ * as the background verifier's does, so the daemon need not wait for it.
+ */
 static int verify_one(struct bfs *fs, const char *name, const struct bri_op_ctx *ctx,
                       struct bri_err *err)
 {
@@ -153,6 +158,8 @@ static int verify_one(struct bfs *fs, const char *name, const struct bri_op_ctx 
 	struct bri_op_ctx shown = *ctx;
 	int rc;
 
+	shown.stop = bfs_stopping;
+	shown.stop_arg = fs;
 	bfs_progress_begin(&fs->progress, &shown, "verify", name, "ctl/verify");
 	rc = bri_verify_backup(fs->store, name, &shown, &res, err);
 	bfs_progress_end_verify(&fs->progress, rc, &res, err);
@@ -203,7 +210,15 @@ static int run_verify(struct bfs *fs, const char *line, size_t len, struct bri_o
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct bri_err one = {0};
-		int r = verify_one(fs, names[i], ctx, &one);
+		int r;
+
+		if (bfs_stopping(fs)) {
+			bri_err_set(err, -ECANCELED,
+			            "the daemon is stopping: %zu of %zu backups not verified",
+			            n - i, n);
+			break;
+		}
+		r = verify_one(fs, names[i], ctx, &one);
 
 		/* Removed or replaced since the listing: skipped, not a failure. */
 		if (r == -ENOENT || r == -ESTALE) {
@@ -212,9 +227,12 @@ static int run_verify(struct bfs *fs, const char *line, size_t len, struct bri_o
 		}
 		if (r < 0) {
 			bri_log(BRI_LOG_ERR, "ctl/verify: %s", one.msg);
-			if (!err->code)
+			if (!err->code || r == -ECANCELED)
 				*err = one;
 		}
+		/* The daemon stops: the backups after this one are not begun. */
+		if (r == -ECANCELED)
+			break;
 	}
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
