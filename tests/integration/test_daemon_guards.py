@@ -267,15 +267,18 @@ def test_sigterm_during_a_background_verification_unmounts_at_once(cli, live_db,
 
 
 @both_formats
-@pytest.mark.parametrize("request_, sig", [("big", signal.SIGTERM), ("all", signal.SIGINT)],
-                         ids=["one-sigterm", "all-sigint"])
+@pytest.mark.parametrize("ctl, request_, sig", [("verify", "big", signal.SIGTERM),
+                                                ("verify", "all", signal.SIGINT),
+                                                ("rehearse", "big", signal.SIGTERM)],
+                         ids=["verify-sigterm", "verify-all-sigint", "rehearse-sigterm"])
 def test_stop_signal_during_a_ctl_verify_unmounts_at_once(cli, live_db, store, tmp_path,
-                                                          pause_points, request_, sig):
-    """SIGTERM (or SIGINT) while a verification asked through ctl/verify runs:
-    it stops between chunks as the background verifier does, records no
-    result (the backup's earlier one stays as it was), and the daemon exits
-    and unmounts without waiting for its end. With "all", no later backup is
-    started either. Held at verify_database_check; a verification that ran on
+                                                          pause_points, ctl, request_, sig):
+    """SIGTERM (or SIGINT) while a verification asked through ctl/verify (or
+    the one a ctl/rehearse begins with) runs: it stops between chunks as the
+    background verifier does, records no result (the backup's earlier one
+    stays as it was; a rehearsal keeps no outcome), and the daemon exits and
+    unmounts without waiting for its end. With "all", no later backup is
+    begun either. Held at verify_database_check; a verification that ran on
     would pause at verify_before_persist (and the daemon with it)."""
     add_64_mib(live_db)
     cli.run("create", "--name", "big")
@@ -297,7 +300,7 @@ def test_stop_signal_during_a_ctl_verify_unmounts_at_once(cli, live_db, store, t
     writer = None
     try:
         writer = subprocess.Popen([sys.executable, "-c", CTL_WRITER,
-                                   str(m / "ctl" / "verify"), request_],
+                                   str(m / "ctl" / ctl), request_],
                                   stdout=subprocess.PIPE, text=True)
         pause_points.wait_reached("verify_database_check")
         m.proc.send_signal(sig)
@@ -333,6 +336,13 @@ def test_stop_signal_during_a_ctl_verify_unmounts_at_once(cli, live_db, store, t
     assert [(r["result"] != "ok", "stopped" in r.get("detail", "")) for r in new] == [
         (True, True)], new
     assert new[0]["name"] in ("big", "big2")
+    rehearsals = [r for r in map(json.loads, (store / "audit.jsonl").read_text().splitlines())
+                  if r["operation"] == "rehearse"]
+    if ctl == "rehearse":
+        assert [(r["name"], r["result"] != "ok", "stopped" in r.get("detail", ""))
+                for r in rehearsals] == [("big", True, True)], rehearsals
+    else:
+        assert rehearsals == []
 
 
 def test_sighup_reopens_the_log_file_and_keeps_the_mount(live_db, store, tmp_path):
