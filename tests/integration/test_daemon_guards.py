@@ -269,16 +269,19 @@ def test_sigterm_during_a_background_verification_unmounts_at_once(cli, live_db,
 @both_formats
 @pytest.mark.parametrize("ctl, request_, sig", [("verify", "big", signal.SIGTERM),
                                                 ("verify", "all", signal.SIGINT),
-                                                ("rehearse", "big", signal.SIGTERM)],
-                         ids=["verify-sigterm", "verify-all-sigint", "rehearse-sigterm"])
-def test_stop_signal_during_a_ctl_verify_unmounts_at_once(cli, live_db, store, tmp_path,
+                                                ("rehearse", "big", signal.SIGTERM),
+                                                ("schedule", "", signal.SIGTERM)],
+                         ids=["verify-sigterm", "verify-all-sigint", "rehearse-sigterm",
+                              "scheduled-rehearsal-sigterm"])
+def test_stop_signal_during_a_ctl_verify_or_rehearsal_unmounts_at_once(cli, live_db, store, tmp_path,
                                                           pause_points, ctl, request_, sig):
     """SIGTERM (or SIGINT) while a verification asked through ctl/verify (or
     the one a ctl/rehearse begins with) runs: it stops between chunks as the
     background verifier does, records no result (the backup's earlier one
     stays as it was; a rehearsal keeps no outcome), and the daemon exits and
     unmounts without waiting for its end. With "all", no later backup is
-    begun either. Held at verify_database_check; a verification that ran on
+    begun either. A scheduled rehearsal (-o rehearse=, "schedule" here) stops
+    the same way. Held at verify_database_check; a verification that ran on
     would pause at verify_before_persist (and the daemon with it)."""
     add_64_mib(live_db)
     cli.run("create", "--name", "big")
@@ -296,12 +299,15 @@ def test_stop_signal_during_a_ctl_verify_unmounts_at_once(cli, live_db, store, t
     env = pause_points.env()
     env["TMPDIR"] = str(tmp)
     # scrub_interval=0: the background verifier leaves verified backups alone.
-    m = Mount(live_db, store, tmp_path / "mnt", options=["scrub_interval=0"], env=env).start()
+    # A scheduled rehearsal is due at once: the store has none yet.
+    options = ["scrub_interval=0"] + (["rehearse=daily"] if ctl == "schedule" else [])
+    m = Mount(live_db, store, tmp_path / "mnt", options=options, env=env).start()
     writer = None
     try:
-        writer = subprocess.Popen([sys.executable, "-c", CTL_WRITER,
-                                   str(m / "ctl" / ctl), request_],
-                                  stdout=subprocess.PIPE, text=True)
+        if ctl != "schedule":
+            writer = subprocess.Popen([sys.executable, "-c", CTL_WRITER,
+                                       str(m / "ctl" / ctl), request_],
+                                      stdout=subprocess.PIPE, text=True)
         pause_points.wait_reached("verify_database_check")
         m.proc.send_signal(sig)
         # The signal reached the daemon before the verification goes on.
@@ -317,8 +323,9 @@ def test_stop_signal_during_a_ctl_verify_unmounts_at_once(cli, live_db, store, t
             "the verification ran on to its end after the stop signal")
         assert m.proc.wait(timeout=30) == 0
         assert not is_mounted(m.path)
-        out, _ = writer.communicate(timeout=30)
-        assert out.strip() == str(errno.ECANCELED), out
+        if writer:
+            out, _ = writer.communicate(timeout=30)
+            assert out.strip() == str(errno.ECANCELED), out
     finally:
         # The daemon first (its writer waits for it, SIGKILL or not).
         for point in ("verify_database_check", "verify_before_persist"):
@@ -338,9 +345,9 @@ def test_stop_signal_during_a_ctl_verify_unmounts_at_once(cli, live_db, store, t
     assert new[0]["name"] in ("big", "big2")
     rehearsals = [r for r in map(json.loads, (store / "audit.jsonl").read_text().splitlines())
                   if r["operation"] == "rehearse"]
-    if ctl == "rehearse":
+    if ctl in ("rehearse", "schedule"):  # the newest good backup for the schedule
         assert [(r["name"], r["result"] != "ok", "stopped" in r.get("detail", ""))
-                for r in rehearsals] == [("big", True, True)], rehearsals
+                for r in rehearsals] == [("big" if request_ else "big2", True, True)], rehearsals
     else:
         assert rehearsals == []
 
