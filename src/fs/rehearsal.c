@@ -87,6 +87,11 @@ static bool run_once(struct bfs *fs)
 
 	/* Not bfs_op_lock: no request's thread waits here (BFS_OP_WAITERS_MAX). */
 	pthread_mutex_lock(&fs->op_lock);
+	if (bfs_stopping(fs)) {
+		/* SIGTERM came while a request held op_lock: no rehearsal begins now. */
+		pthread_mutex_unlock(&fs->op_lock);
+		return true;
+	}
 	bfs_refresh(fs, true);
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	e = bri_rehearsal_pick(fs->cat);
