@@ -385,6 +385,12 @@ struct bfs {
 
 	pthread_mutex_t op_lock; /* serialises ctl/ operations and restores */
 	atomic_int op_waiters;   /* requests waiting for op_lock (bounded: BFS_OP_WAITERS_MAX) */
+	/*
+	 * Set by main once libfuse's loop has returned, before the threads are
+	 * stopped: the loop clears the session's exit flag (fuse_session_reset)
+	 * as it returns, so bfs_stopping asks both.
+	 */
+	atomic_bool loop_ended;
 
 	pthread_mutex_t q_lock;            /* guards the queue, q_pushed, q_sent, stop */
 	pthread_cond_t q_cond;             /* signalled on queue push and stop */

@@ -599,6 +599,8 @@ int main(int argc, char *argv[])
 
 		ret = loop_exit_status(fuse_session_loop_mt(fs.se, &lc));
 	}
+	/* What runs on in our threads stops early (bfs_stopping): the loop reset its flag. */
+	atomic_store(&fs.loop_ended, true);
 	bfs_rehearsals_stop(&fs);
 	bfs_schedule_stop(&fs);
 	bfs_offsite_stop(&fs);

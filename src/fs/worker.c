@@ -351,10 +351,11 @@ bool bfs_stopping(void *arg)
 
 	/*
 	 * libfuse's SIGTERM/SIGINT handler and its loop (at the unmount) set
-	 * the session's exit flag at once; fs->stop only once the loop has
-	 * returned, which waits for every request being answered.
+	 * the session's exit flag at once, and the loop clears it as it
+	 * returns (after every request being answered): main then sets
+	 * loop_ended, before it stops the threads (fs->stop).
 	 */
-	return fuse_session_exited(fs->se) || stopping(fs);
+	return fuse_session_exited(fs->se) || atomic_load(&fs->loop_ended) || stopping(fs);
 }
 
 /* linux/ioprio.h's values (glibc has no wrapper). */
