@@ -996,7 +996,9 @@ PyDoc_STRVAR(DatabaseBackup_doc,
              "bri-backupfs mount read and write the same folder.\n\n"
              "Methods: create_backup, restore_backup, verify_backup, list_backups,\n"
              "cleanup_old_backups, get_backup_stats, verify_all_backups, and health and\n"
-             "metrics (the text of `bri-backup health` and `metrics`). Failures raise\n"
+             "metrics (the text of `bri-backup health` and `metrics`, with its thresholds\n"
+             "as keywords: warn_age=\"26h\", crit_count=3, ...; a value it refuses raises\n"
+             "ValueError). Failures raise\n"
              "bri_backup.Error, an OSError whose errno says what failed and whose\n"
              "message is the one bri-backup prints.");
 
