@@ -793,6 +793,8 @@ static PyObject *render_health(DatabaseBackupObject *self, PyObject *args, PyObj
 	if (set_thresholds(method, values, &rules) < 0 ||
 	    lag_warn_seconds(method, lag, &lag_warn) < 0)
 		return NULL;
+	if (!offsite)
+		offsite = getenv("BRI_OFFSITE"); /* checked as the CLI checks it */
 	if (offsite && *offsite && strcmp(offsite, "none") != 0 &&
 	    (strncmp(offsite, "s3://", 5) != 0 || strlen(offsite) < 8)) {
 		PyErr_Format(PyExc_ValueError,
@@ -800,8 +802,6 @@ static PyObject *render_health(DatabaseBackupObject *self, PyObject *args, PyObj
 		             offsite);
 		return NULL;
 	}
-	if (!offsite)
-		offsite = getenv("BRI_OFFSITE");
 	if (scan(self, method, &s, &c) < 0)
 		return NULL;
 	Py_BEGIN_ALLOW_THREADS;
