@@ -233,8 +233,6 @@ struct bfs_options {
 	int busy_timeout_ms;  /* -o busy_timeout= (milliseconds; 0: the core's default) */
 	char *log_file;       /* -o log= */
 	char *log_level;      /* -o log_level= err|warn|info|debug */
-	double max_age_hours; /* -o max_age_hours= (health) */
-	int min_backups;      /* -o min_backups= (health) */
 	char *schedule;       /* -o schedule= daily@HH:MM, hourly, every=N{s,m,h,d}, none */
 	int follow_symlink;   /* -o follow_symlink: accept a symlinked DB or backup_dir */
 	int force;            /* -o force: accept a store in the database's own folder */
@@ -248,6 +246,10 @@ struct bfs_options {
 	char *off_lag_warn;   /* -o offsite_lag_warn=T: ctl/health warns past it */
 	int show_help;        /* -h, --help */
 	int show_version;     /* -V, --version */
+	/* -o max_age_hours=, warn_age=, crit_age=, min_backups=, warn_count=,
+	 * crit_count=, rehearse_age=: ctl/health's thresholds, as text, in the order
+	 * `bri-backup health` sets them (main.c: setup_health) */
+	char *health[7];
 };
 
 /*
