@@ -230,8 +230,7 @@ int bri_rehearse(struct bri_store *s, const char *name, const char *checks_path,
 		goto out_report;
 	}
 	if (!scratch_parent) {
-		const char *tmpdir =
-		    getenv("TMPDIR"); /* read once: the value tested is the one used */
+		const char *tmpdir = getenv("TMPDIR"); /* read once: the value tested is the one used */
 
 		scratch_parent = tmpdir && *tmpdir ? tmpdir : "/tmp";
 	}

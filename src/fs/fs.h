@@ -766,9 +766,10 @@ void bfs_fill_entry(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, tim
 void bfs_verify_kick(struct bfs *fs);
 /*
  * Whether the daemon is stopping (SIGTERM, SIGINT, the unmount: libfuse's
- * session has exited, or the workers were told to stop). Takes the struct
- * bfs as void * so it is a bri_op_ctx stop function as it is: a long
- * operation given it stops between chunks and records nothing. Cheap.
+ * session has exited, its loop has returned (loop_ended), or the workers
+ * were told to stop). Takes the struct bfs as void * so it is a bri_op_ctx
+ * stop function as it is: a long operation given it stops between chunks
+ * and records nothing. Cheap.
  */
 bool bfs_stopping(void *fs);
 /*
