@@ -46,6 +46,9 @@ struct bri_rehearse_report {
  * Returns 0 when every step and check passed, -EIO when a check or the
  * verification failed, another negative errno when the rehearsal could not
  * run; the report is filled either way (free with bri_rehearse_report_free).
+ * ctx's stop (bri_op_stopped) is asked within the verification and between
+ * the steps: a rehearsal stopped so returns -ECANCELED and keeps no
+ * outcome (it says nothing of the backup); its scratch copy is removed.
  */
 int bri_rehearse(struct bri_store *s, const char *name, const char *checks_path,
                  const char *scratch_parent, const struct bri_op_ctx *ctx,

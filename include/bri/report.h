@@ -64,6 +64,35 @@ struct bri_health_rules {
 	const struct bri_offsite_watch *offsite;
 };
 
+/*
+ * Sets the health threshold called name from its text, as `bri-backup health
+ * --NAME TEXT` takes it; the mount's -o NAME=TEXT and the Python module's
+ * health(NAME=...) spell it with '_' for '-' and give it here, so the three
+ * faces accept the same values:
+ *   max-age-hours H   a number of hours above 0 (warn when the newest is older)
+ *   warn-age D        the same as a duration above 0: N seconds, or N with s,
+ *                     m, h, d or w (bri_duration_parse), e.g. 26h, 90m, 2d
+ *   crit-age D        critical when the newest backup is older than D
+ *   min-backups N     warn when fewer backups exist; N a whole number 0..INT_MAX
+ *   warn-count N      the same as min-backups
+ *   crit-count N      critical when fewer than N backups exist
+ *   rehearse-age D    rehearsals are expected: the newest failed is critical,
+ *                     older than D or none a warning
+ * Returns 0, -ENOENT for a name that is none of these, or -EINVAL with err:
+ * "wants a duration such as 26h, 90m or 2d, not 'x'" (the caller puts the
+ * name in front as its users spell it: "--warn-age", "-o warn_age=",
+ * "warn_age"). Check bri_health_rules_check once all are set.
+ */
+int bri_health_threshold_set(struct bri_health_rules *rules, const char *name, const char *text,
+                             struct bri_err *err);
+
+/*
+ * 0, or -EINVAL with err when the rules contradict themselves: a critical age
+ * below the warning age ("the critical age (26 hours) must not be below the
+ * warning age (48 hours)": the caller puts the name in front).
+ */
+int bri_health_rules_check(const struct bri_health_rules *rules, struct bri_err *err);
+
 void bri_stats_compute(const struct bri_catalog *c, struct bri_stats *out);
 
 /*

@@ -174,21 +174,6 @@ out_put_catalog:
 
 /* ---- health ---- */
 
-/* A whole number of 0 or more for option what, or -1 (message printed). */
-static long health_count(const char *cmd, const char *what, const char *arg)
-{
-	unsigned long v;
-	char *end;
-
-	errno = 0;
-	v = strtoul(arg, &end, 10);
-	if (errno || end == arg || *end || *arg == '-' || v > INT_MAX) {
-		cli_usage_error(cmd, "%s wants a whole number of 0 or more, not '%s'", what, arg);
-		return -1;
-	}
-	return (long)v;
-}
-
 /* A duration (N seconds or N{s,m,h,d}) above 0 in hours, or -1 (message printed). */
 static double health_age(const char *cmd, const char *what, const char *arg)
 {
@@ -202,52 +187,15 @@ static double health_age(const char *cmd, const char *what, const char *arg)
 	return secs / 3600.0;
 }
 
-/* Parses the value of option opt (a number or duration) into rules; 0 or -1 (message printed). */
+/* Sets threshold opt from arg (core: bri_health_threshold_set); 0 or -1 (message printed). */
 static int health_option(const char *cmd, const char *opt, const char *arg,
                          struct bri_health_rules *rules)
 {
-	double hours;
-	long count;
-	char *end;
+	struct bri_err err = {0};
 
-	if (!arg)
-		return 0;
-	if (!strcmp(opt, "max-age-hours")) {
-		errno = 0;
-		rules->max_age_hours = strtod(arg, &end);
-		if (errno || end == arg || *end || !(rules->max_age_hours > 0) ||
-		    !isfinite(rules->max_age_hours)) {
-			cli_usage_error(
-			    cmd, "--max-age-hours wants a number of hours above 0, not '%s'", arg);
-			return -1;
-		}
-	} else if (!strcmp(opt, "rehearse-age")) {
-		/* rehearsals are expected: a failed newest one, a stale one or none fail */
-		hours = health_age(cmd, "--rehearse-age", arg);
-		if (hours < 0)
-			return -1;
-		rules->rehearse_max_age_hours = hours;
-		rules->rehearse_checked = true;
-	} else if (!strcmp(opt, "warn-age") || !strcmp(opt, "crit-age")) {
-		hours = health_age(cmd, opt[0] == 'w' ? "--warn-age" : "--crit-age", arg);
-		if (hours < 0)
-			return -1;
-		if (opt[0] == 'w')
-			rules->max_age_hours = hours;
-		else
-			rules->crit_age_hours = hours;
-	} else {
-		count = health_count(cmd,
-		                     opt[0] == 'm'   ? "--min-backups"
-		                     : opt[0] == 'w' ? "--warn-count"
-		                                     : "--crit-count",
-		                     arg);
-		if (count < 0)
-			return -1;
-		if (opt[0] == 'c')
-			rules->crit_backups = (size_t)count;
-		else
-			rules->min_backups = (size_t)count;
+	if (arg && bri_health_threshold_set(rules, opt, arg, &err) < 0) {
+		cli_usage_error(cmd, "--%s %s", opt, err.msg);
+		return -1;
 	}
 	return 0;
 }
@@ -265,7 +213,7 @@ int cli_health_parse(const struct cli_args *a, struct cli_health *h)
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
 		if (health_option(a->name, limits[i], cli_opt(a, limits[i]), &h->rules) < 0)
 			return -1;
-	if (h->rules.crit_age_hours > 0 && h->rules.crit_age_hours < h->rules.max_age_hours) {
+	if (bri_health_rules_check(&h->rules, NULL) < 0) {
 		cli_usage_error(a->name, "--crit-age must not be below --warn-age");
 		return -1;
 	}

@@ -40,10 +40,10 @@
 #include "bri/meta.h"
 #include "bri/snapshot.h"
 #include "bri/testpoint.h"
+#include "json_number.h"
 #include "pack.h"
 #include "s3.h"
 #include "seal.h"
-#include "json_number.h"
 
 #define OBJECTS_MAX  (1u << 22) /* objects a remote listing may hold */
 #define META_SUFFIX  ".meta"    /* pages: NAME.meta */
@@ -63,6 +63,7 @@ struct bri_offsite {
 	char url[600];
 	char *key_file;        /* an encrypted store's key file (absolute), or NULL */
 	struct bri_seal *seal; /* the remote copy's key, once its store.json was read */
+	bool json_stale;       /* the remote's store.json is this store's identity in other bytes */
 };
 
 /* One key of the remote: its newest version that is not a delete marker. */
@@ -562,9 +563,20 @@ static const char *json_field_what(const char *key)
 }
 
 /*
- * The first field where the store.json texts a (the remote's) and b (the
- * store's) differ, into what (a word of json_field_what, or the field's
- * name); false when they are the same object.
+ * The store.json fields that make a store's identity: its format and its
+ * version, how page ids are made and from which secret, and its key. The
+ * others (the codec, the group size, any a later version adds) describe how
+ * new packs are written, each pack describing itself, so a copy that
+ * differs only in them is still this store's.
+ */
+static const char *const identity_fields[] = {
+    "format", "version", "hash", "page_id_secret", "encryption", "key", "kdf", "key_check",
+};
+
+/*
+ * The first identity field where the store.json texts a (the remote's) and
+ * b (the store's) differ, into what (a word of json_field_what, or the
+ * field's name); false when they are the same store.
  */
 static bool json_differs(const char *a, const char *b, char *what, size_t wlen)
 {
@@ -577,19 +589,17 @@ static bool json_differs(const char *a, const char *b, char *what, size_t wlen)
 		differ = true;
 		goto out;
 	}
-	for (int pass = 0; pass < 2 && !differ; pass++) {
-		json_object *one = pass ? jb : ja, *other = pass ? ja : jb;
+	for (size_t i = 0; i < sizeof(identity_fields) / sizeof(identity_fields[0]); i++) {
+		const char *k = identity_fields[i];
+		json_object *va = NULL, *vb = NULL;
+		bool in_a = json_object_object_get_ex(ja, k, &va);
+		bool in_b = json_object_object_get_ex(jb, k, &vb);
 
-		json_object_object_foreach(one, k, v)
-		{
-			json_object *w = NULL;
-
-			if (json_object_object_get_ex(other, k, &w) && json_object_equal(v, w))
-				continue;
-			snprintf(what, wlen, "%s", json_field_what(k) ? json_field_what(k) : k);
-			differ = true;
-			break;
-		}
+		if (in_a == in_b && (!in_a || json_object_equal(va, vb)))
+			continue;
+		snprintf(what, wlen, "%s", json_field_what(k) ? json_field_what(k) : k);
+		differ = true;
+		break;
 	}
 out:
 	json_object_put(ja);
@@ -631,6 +641,7 @@ static int identity_check(const struct bri_store *s, struct bri_offsite *r, cons
 	struct rform f;
 	int rc = 0;
 
+	r->json_stale = false;
 	rform_of(x, &f);
 	if (!is_pages(s)) {
 		if (f.json || f.secret || f.page_obj) {
@@ -695,6 +706,9 @@ static int identity_check(const struct bri_store *s, struct bri_offsite *r, cons
 				         what);
 			}
 			rc = mismatch(r, why, err);
+		} else if (i == 0 && (tlen != mlen || memcmp(theirs, mine, mlen) != 0)) {
+			r->json_stale =
+			    true; /* the same store: push_pages_shared uploads it again */
 		} else if (i == 1 && (tlen != mlen || memcmp(theirs, mine, mlen) != 0)) {
 			snprintf(why, sizeof(why), "its page-id secret (%s) is not this store's",
 			         PAGES_SECRET_FILE);
@@ -826,7 +840,8 @@ out_manifest:
 
 /*
  * A page store's pages.secret and store.json (first: the remote's identity,
- * which identity_check compared, before any pack), then the packs of backup
+ * which identity_check compared, before any pack; a store.json of the same
+ * identity in other bytes is replaced by the store's), then the packs of backup
  * name (all of the store's when they cannot be told): uploaded when the
  * remote lacks them; packs gets the pack names.
  */
@@ -843,7 +858,7 @@ static int push_pages_shared(struct bri_store *s, struct bri_offsite *r, const s
 	for (int i = 0; i < 2; i++) {
 		const char *f = i ? STORE_JSON : PAGES_SECRET_FILE;
 
-		if (rindex_get(x, f))
+		if (rindex_get(x, f) && !(i && r->json_stale))
 			continue; /* the same content: identity_check */
 		rc = push_file(s, r, x, f, NULL, false, res, err);
 		if (rc < 0)

@@ -160,7 +160,7 @@ static void remove_scratch(const char *dir, const char *file)
 /*
  * Keeps the outcome in the store (bri/rehearsal.h) for list, health, metrics
  * and the mount. A lack of resources (memory, descriptors, the store's lock
- * held too long) says nothing of the backup and is not kept.
+ * held too long) or a stop (ctx's) says nothing of the backup and is not kept.
  */
 static void record(struct bri_store *s, const char *name, const struct bri_rehearse_report *r,
                    int rc, time_t began)
@@ -173,7 +173,7 @@ static void record(struct bri_store *s, const char *name, const struct bri_rehea
 	                           .checks_failed = r->failed};
 	struct bri_err err = {0};
 
-	if (rc < 0 && bri_errno_is_resource(rc))
+	if (rc < 0 && (bri_errno_is_resource(rc) || rc == -ECANCELED))
 		return;
 	if (rc < 0)
 		snprintf(st.reason, sizeof(st.reason), "%.*s", BRI_REHEARSAL_REASON_MAX,
@@ -222,6 +222,13 @@ int bri_rehearse(struct bri_store *s, const char *name, const char *checks_path,
 		    bri_err_set(err, -EIO, "verification of %s failed: %s", name, r->verify.reason);
 		goto out_report;
 	}
+	if (bri_op_stopped(ctx)) {
+		rc = bri_err_set(err, -ECANCELED,
+		                 "the rehearsal of %s was stopped after its verification; nothing "
+		                 "was restored",
+		                 name);
+		goto out_report;
+	}
 	if (!scratch_parent) {
 		const char *tmpdir = getenv("TMPDIR"); /* read once: the value tested is the one used */
 
@@ -253,6 +260,11 @@ int bri_rehearse(struct bri_store *s, const char *name, const char *checks_path,
 		goto out_scratch;
 	}
 	r->restored = true;
+	if (text && bri_op_stopped(ctx)) {
+		rc = bri_err_set(err, -ECANCELED,
+		                 "the rehearsal of %s was stopped before its checks ran", name);
+		goto out_scratch;
+	}
 	if (text) {
 		if (sqlite3_open_v2(copy, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) !=
 		    SQLITE_OK) {

@@ -8,11 +8,13 @@
 #include "bri/pin.h"
 #include "bri/offsite_watch.h"
 #include "bri/rehearsal.h"
+#include "bri/schedule.h"
 
 #include "json_number.h"
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,6 +237,73 @@ const char *bri_health_level_name(enum bri_health_level level)
 		return "critical";
 	}
 	return "critical";
+}
+
+/* The name with '_' for '-' equals want. */
+static bool threshold_is(const char *name, const char *want)
+{
+	for (; *name && *want; name++, want++)
+		if (*name != *want && !(*name == '_' && *want == '-'))
+			return false;
+	return !*name && !*want;
+}
+
+int bri_health_threshold_set(struct bri_health_rules *rules, const char *name, const char *text,
+                             struct bri_err *err)
+{
+	unsigned long count;
+	double hours;
+	long secs;
+	char *end;
+
+	if (threshold_is(name, "max-age-hours")) {
+		errno = 0;
+		hours = strtod(text, &end);
+		if (errno || end == text || *end || !(hours > 0) || !isfinite(hours))
+			return bri_err_set(err, -EINVAL,
+			                   "wants a number of hours above 0, not '%.100s'", text);
+		rules->max_age_hours = hours;
+	} else if (threshold_is(name, "warn-age") || threshold_is(name, "crit-age") ||
+	           threshold_is(name, "rehearse-age")) {
+		if (bri_duration_parse(text, &secs) < 0 || secs <= 0)
+			return bri_err_set(err, -EINVAL,
+			                   "wants a duration such as 26h, 90m or 2d, not '%.100s'",
+			                   text);
+		hours = secs / 3600.0;
+		if (name[0] == 'w') {
+			rules->max_age_hours = hours;
+		} else if (name[1] == 'r') {
+			rules->crit_age_hours = hours;
+		} else {
+			/* rehearsals are expected: a failed newest one, a stale one or none fail */
+			rules->rehearse_max_age_hours = hours;
+			rules->rehearse_checked = true;
+		}
+	} else if (threshold_is(name, "min-backups") || threshold_is(name, "warn-count") ||
+	           threshold_is(name, "crit-count")) {
+		errno = 0;
+		count = strtoul(text, &end, 10);
+		if (errno || end == text || *end || *text == '-' || count > INT_MAX)
+			return bri_err_set(err, -EINVAL,
+			                   "wants a whole number of 0 or more, not '%.100s'", text);
+		if (name[0] == 'c')
+			rules->crit_backups = (size_t)count;
+		else
+			rules->min_backups = (size_t)count;
+	} else {
+		return bri_err_set(err, -ENOENT, "is not a health threshold");
+	}
+	return 0;
+}
+
+int bri_health_rules_check(const struct bri_health_rules *rules, struct bri_err *err)
+{
+	if (rules->crit_age_hours > 0 && rules->crit_age_hours < rules->max_age_hours)
+		return bri_err_set(
+		    err, -EINVAL,
+		    "the critical age (%g hours) must not be below the warning age (%g hours)",
+		    rules->crit_age_hours, rules->max_age_hours);
+	return 0;
 }
 
 #define HEALTH_LINES 12

@@ -145,7 +145,12 @@ static int run_create(struct bfs *fs, const char *line, size_t len, struct bri_o
 	return 0;
 }
 
-/* Verifies one backup and shows the result at once; -EIO when it failed. */
+/*
+ * Verifies one backup and shows the result at once; -EIO when it failed,
+ * -ECANCELED when the daemon was told to stop meanwhile (SIGTERM, SIGINT,
+ * the unmount): the verification stops between chunks and records nothing,
+ * as the background verifier's does, so the daemon need not wait for it.
+ */
 static int verify_one(struct bfs *fs, const char *name, const struct bri_op_ctx *ctx,
                       struct bri_err *err)
 {
@@ -153,6 +158,8 @@ static int verify_one(struct bfs *fs, const char *name, const struct bri_op_ctx 
 	struct bri_op_ctx shown = *ctx;
 	int rc;
 
+	shown.stop = bfs_stopping;
+	shown.stop_arg = fs;
 	bfs_progress_begin(&fs->progress, &shown, "verify", name, "ctl/verify");
 	rc = bri_verify_backup(fs->store, name, &shown, &res, err);
 	bfs_progress_end_verify(&fs->progress, rc, &res, err);
@@ -177,16 +184,17 @@ static int run_verify(struct bfs *fs, const char *line, size_t len, struct bri_o
                       struct bri_err *err)
 {
 	char **names = NULL, one_name[BRI_NAME_MAX + 1] = "";
-	size_t n = 0, total;
+	size_t n = 0, total, done = 0;
 	int rc = 0;
 
 	if (!is_word(line, len, "all")) {
 		rc = resolve_name(fs, line, one_name, err);
 		if (rc == 0)
 			rc = verify_one(fs, one_name, ctx, err);
-		/* the hook hears the backup's name, not "latest" */
-		bfs_hook_async(fs, "verify", rc == 0 || one_name[0] ? one_name : line, rc,
-		               rc < 0 ? (err->msg[0] ? err->msg : strerror(-rc)) : NULL);
+		/* the hook hears the backup's name, not "latest"; a stop is no verdict */
+		if (rc != -ECANCELED)
+			bfs_hook_async(fs, "verify", rc == 0 || one_name[0] ? one_name : line, rc,
+			               rc < 0 ? (err->msg[0] ? err->msg : strerror(-rc)) : NULL);
 		return rc;
 	}
 	pthread_rwlock_rdlock(&fs->cat_lock);
@@ -201,13 +209,20 @@ static int run_verify(struct bfs *fs, const char *line, size_t len, struct bri_o
 	pthread_rwlock_unlock(&fs->cat_lock);
 	if (!names || n < total)
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
-	for (size_t i = 0; rc == 0 && i < n; i++) {
+	for (; rc == 0 && done < n; done++) {
 		struct bri_err one = {0};
-		int r = verify_one(fs, names[i], ctx, &one);
+		int r;
 
+		/* The daemon stops: the backups after the one stopped are not begun. */
+		if (bfs_stopping(fs))
+			break;
+		r = verify_one(fs, names[done], ctx, &one);
+		if (r == -ECANCELED)
+			break;
 		/* Removed or replaced since the listing: skipped, not a failure. */
 		if (r == -ENOENT || r == -ESTALE) {
-			bri_log(BRI_LOG_INFO, "ctl/verify all: %s skipped: %s", names[i], one.msg);
+			bri_log(BRI_LOG_INFO, "ctl/verify all: %s skipped: %s", names[done],
+			        one.msg);
 			continue;
 		}
 		if (r < 0) {
@@ -220,8 +235,15 @@ static int run_verify(struct bfs *fs, const char *line, size_t len, struct bri_o
 		free(names[i]);
 	free(names);
 	rc = rc < 0 ? rc : err->code;
-	bfs_hook_async(fs, "verify", "all", rc,
-	               rc < 0 ? (err->msg[0] ? err->msg : strerror(-rc)) : NULL);
+	/* A failed verdict found before the stop is still a failure the hook hears. */
+	if (rc == 0 && done < n)
+		rc = bri_err_set(err, -ECANCELED,
+		                 "the daemon is stopping: %zu of %zu backups were not verified "
+		                 "(nothing was recorded for them)",
+		                 n - done, n);
+	if (rc != -ECANCELED)
+		bfs_hook_async(fs, "verify", "all", rc,
+		               rc < 0 ? (err->msg[0] ? err->msg : strerror(-rc)) : NULL);
 	return rc;
 }
 
@@ -312,11 +334,15 @@ static int run_rehearse(struct bfs *fs, const char *line, size_t len, struct bri
 		bfs_hook_async(fs, "rehearse", line, rc, err->msg);
 		return rc;
 	}
+	/* Stopped with the daemon (-ECANCELED): no outcome kept, as verify_one. */
+	ctx->stop = bfs_stopping;
+	ctx->stop_arg = fs;
 	bfs_progress_begin(&fs->progress, ctx, "rehearse", name, "ctl/rehearse");
 	rc = bri_rehearse(fs->store, name, fs->checks, NULL, ctx, &rep, err);
 	bfs_progress_end(&fs->progress, name, rc, err->msg);
-	/* the hook hears the backup's name, not "latest" */
-	bfs_hook_async(fs, "rehearse", name, rc, rc < 0 ? err->msg : NULL);
+	/* the hook hears the backup's name, not "latest"; a stop is no outcome */
+	if (rc != -ECANCELED)
+		bfs_hook_async(fs, "rehearse", name, rc, rc < 0 ? err->msg : NULL);
 	if (rc == 0)
 		bri_log(BRI_LOG_INFO,
 		        "ctl/rehearse: %s ok (verify %.2f s, restore %.2f s, %zu checks)", name,

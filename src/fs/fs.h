@@ -233,8 +233,6 @@ struct bfs_options {
 	int busy_timeout_ms;  /* -o busy_timeout= (milliseconds; 0: the core's default) */
 	char *log_file;       /* -o log= */
 	char *log_level;      /* -o log_level= err|warn|info|debug */
-	double max_age_hours; /* -o max_age_hours= (health) */
-	int min_backups;      /* -o min_backups= (health) */
 	char *schedule;       /* -o schedule= daily@HH:MM, hourly, every=N{s,m,h,d}, none */
 	int follow_symlink;   /* -o follow_symlink: accept a symlinked DB or backup_dir */
 	int force;            /* -o force: accept a store in the database's own folder */
@@ -248,6 +246,10 @@ struct bfs_options {
 	char *off_lag_warn;   /* -o offsite_lag_warn=T: ctl/health warns past it */
 	int show_help;        /* -h, --help */
 	int show_version;     /* -V, --version */
+	/* -o max_age_hours=, warn_age=, crit_age=, min_backups=, warn_count=,
+	 * crit_count=, rehearse_age=: ctl/health's thresholds, as text, in the order
+	 * `bri-backup health` sets them (main.c: setup_health) */
+	char *health[7];
 };
 
 /*
@@ -385,6 +387,12 @@ struct bfs {
 
 	pthread_mutex_t op_lock; /* serialises ctl/ operations and restores */
 	atomic_int op_waiters;   /* requests waiting for op_lock (bounded: BFS_OP_WAITERS_MAX) */
+	/*
+	 * Set by main once libfuse's loop has returned, before the threads are
+	 * stopped: the loop clears the session's exit flag (fuse_session_reset)
+	 * as it returns, so bfs_stopping asks both.
+	 */
+	atomic_bool loop_ended;
 
 	pthread_mutex_t q_lock;            /* guards the queue, q_pushed, q_sent, stop */
 	pthread_cond_t q_cond;             /* signalled on queue push and stop */
@@ -756,6 +764,14 @@ void bfs_fill_entry(struct bfs *fs, fuse_ino_t ino, mode_t mode, off_t size, tim
                     struct fuse_entry_param *e);
 /* Tells the background verifier to look for work. */
 void bfs_verify_kick(struct bfs *fs);
+/*
+ * Whether the daemon is stopping (SIGTERM, SIGINT, the unmount: libfuse's
+ * session has exited, its loop has returned (loop_ended), or the workers
+ * were told to stop). Takes the struct bfs as void * so it is a bri_op_ctx
+ * stop function as it is: a long operation given it stops between chunks
+ * and records nothing. Cheap.
+ */
+bool bfs_stopping(void *fs);
 /*
  * Puts the calling thread in the idle I/O class (background work: the
  * verifier, scheduled rehearsals); who names it in the log if that fails.

@@ -51,8 +51,13 @@ static const struct fuse_opt bfs_opt_table[] = {
     BFS_OPT("busy_timeout=%d", busy_timeout_ms, 0),
     BFS_OPT("log=%s", log_file, 0),
     BFS_OPT("log_level=%s", log_level, 0),
-    BFS_OPT("max_age_hours=%lf", max_age_hours, 0),
-    BFS_OPT("min_backups=%d", min_backups, 0),
+    BFS_OPT("max_age_hours=%s", health[0], 0),
+    BFS_OPT("warn_age=%s", health[1], 0),
+    BFS_OPT("crit_age=%s", health[2], 0),
+    BFS_OPT("min_backups=%s", health[3], 0),
+    BFS_OPT("warn_count=%s", health[4], 0),
+    BFS_OPT("crit_count=%s", health[5], 0),
+    BFS_OPT("rehearse_age=%s", health[6], 0),
     BFS_OPT("schedule=%s", schedule, 0),
     BFS_OPT("follow_symlink", follow_symlink, 1),
     BFS_OPT("force", force, 1),
@@ -123,6 +128,15 @@ static void usage(const char *prog)
 	       "    -o log_level=LEVEL     err, warn, info (default) or debug\n"
 	       "    -o max_age_hours=H     ctl/health warns when the newest backup is older (24)\n"
 	       "    -o min_backups=N       ctl/health warns when fewer backups exist (7)\n"
+	       "    -o warn_age=T, warn_count=N\n"
+	       "                           the same as max_age_hours (as a duration) and\n"
+	       "                           min_backups, as bri-backup health --warn-age ...\n"
+	       "    -o crit_age=T          ctl/health is critical when the newest backup is\n"
+	       "                           older (not below the warning age)\n"
+	       "    -o crit_count=N        ctl/health is critical when fewer backups exist\n"
+	       "    -o rehearse_age=T      expect restore rehearsals: the newest one failed is\n"
+	       "                           critical, older than T or none a warning (default\n"
+	       "                           with rehearse= or checks=: two periods)\n"
 	       "    -o schedule=WHEN       take automatic backups, each followed by a cleanup:\n"
 	       "                           daily@HH:MM, daily (02:00), hourly, weekly (7 days),\n"
 	       "                           monthly (30 days), every=N with suffix s, m, h,\n"
@@ -221,6 +235,37 @@ static int parse_level(const char *s, enum bri_log_level *out)
 		}
 	}
 	return -EINVAL;
+}
+
+/*
+ * ctl/health's thresholds from -o max_age_hours= ... rehearse_age=, checked
+ * by the core as `bri-backup health` checks --max-age-hours ... (after
+ * bfs_rehearsals_setup: rehearse_age= wins over the two periods of
+ * rehearse=). 0, or -1 with the message printed.
+ */
+static int setup_health(struct bfs *fs, const struct bfs_options *o)
+{
+	static const char *const names[] = {"max_age_hours", "warn_age",   "crit_age",
+	                                    "min_backups",   "warn_count", "crit_count",
+	                                    "rehearse_age"};
+	struct bri_err err = {0};
+
+	_Static_assert(sizeof(names) / sizeof(names[0]) == sizeof(o->health) / sizeof(o->health[0]),
+	               "a name for each threshold");
+	fs->health.max_age_hours = 24;
+	fs->health.min_backups = 7;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (o->health[i] &&
+		    bri_health_threshold_set(&fs->health, names[i], o->health[i], &err) < 0) {
+			fprintf(stderr, "bri-backupfs: %s %s\n", names[i], err.msg);
+			return -1;
+		}
+	}
+	if (bri_health_rules_check(&fs->health, &err) < 0) {
+		fprintf(stderr, "bri-backupfs: crit_age: %s\n", err.msg);
+		return -1;
+	}
+	return 0;
 }
 
 /* -o offsite= and its companions (offsite.c); 0, or -1 with the message printed. */
@@ -369,9 +414,7 @@ int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct bfs_options o = {.retention_days = RETENTION_DAYS_UNSET,
-	                        .keep_min = BRI_DEFAULT_KEEP_MIN,
-	                        .max_age_hours = 24,
-	                        .min_backups = 7};
+	                        .keep_min = BRI_DEFAULT_KEEP_MIN};
 	struct fuse_cmdline_opts copts = {0};
 	struct bri_store_open_opts sopts = {.create = true};
 	struct bri_log_config logcfg = {.level = BRI_LOG_INFO, .ring_lines = RING_LINES};
@@ -451,7 +494,7 @@ int main(int argc, char *argv[])
 		o.retention_days = RETENTION_DAYS_UNSET; /* refused below */
 	if (scrub < 0 || o.busy_timeout_ms < 0 || o.retention_days < BRI_RETENTION_DAYS_OFF ||
 	    o.keep_min < 0 || o.keep_hourly < 0 || o.keep_daily < 0 || o.keep_weekly < 0 ||
-	    o.keep_monthly < 0 || o.keep_yearly < 0 || o.min_backups < 0 || o.max_age_hours < 0) {
+	    o.keep_monthly < 0 || o.keep_yearly < 0) {
 		fprintf(stderr, "bri-backupfs: invalid option value (see --help)\n");
 		ret = 2;
 		goto out_free_cmdline;
@@ -463,6 +506,10 @@ int main(int argc, char *argv[])
 	}
 	if (bfs_rehearsals_setup(&fs, o.rehearse, &err) < 0) {
 		fprintf(stderr, "bri-backupfs: rehearse: %s\n", err.msg);
+		ret = 2;
+		goto out_free_cmdline;
+	}
+	if (setup_health(&fs, &o) < 0) {
 		ret = 2;
 		goto out_free_cmdline;
 	}
@@ -505,8 +552,6 @@ int main(int argc, char *argv[])
 	fs.start_time = time(NULL);
 	fs.rules.retention_days = o.retention_days;
 	fs.rules.keep_min = o.keep_min;
-	fs.health.max_age_hours = o.max_age_hours;
-	fs.health.min_backups = (size_t)o.min_backups;
 	fs.scrub_interval = scrub;
 	fs.busy_timeout_ms = o.busy_timeout_ms;
 	pthread_mutex_init(&fs.op_lock, NULL);
@@ -599,6 +644,8 @@ int main(int argc, char *argv[])
 
 		ret = loop_exit_status(fuse_session_loop_mt(fs.se, &lc));
 	}
+	/* What runs on in our threads stops early (bfs_stopping): the loop reset its flag. */
+	atomic_store(&fs.loop_ended, true);
 	bfs_rehearsals_stop(&fs);
 	bfs_schedule_stop(&fs);
 	bfs_offsite_stop(&fs);

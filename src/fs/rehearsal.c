@@ -87,6 +87,11 @@ static bool run_once(struct bfs *fs)
 
 	/* Not bfs_op_lock: no request's thread waits here (BFS_OP_WAITERS_MAX). */
 	pthread_mutex_lock(&fs->op_lock);
+	if (bfs_stopping(fs)) {
+		/* SIGTERM came while a request held op_lock: no rehearsal begins now. */
+		pthread_mutex_unlock(&fs->op_lock);
+		return true;
+	}
 	bfs_refresh(fs, true);
 	pthread_rwlock_rdlock(&fs->cat_lock);
 	e = bri_rehearsal_pick(fs->cat);
@@ -98,12 +103,20 @@ static bool run_once(struct bfs *fs)
 		return false;
 	}
 	bri_testpoint("rehearse-starts"); /* tests: a rehearsal is due and about to run */
+	/* SIGTERM stops it within its verification: it keeps no outcome. */
+	ctx.stop = bfs_stopping;
+	ctx.stop_arg = fs;
 	bfs_progress_begin(&fs->progress, &ctx, "rehearse", name, "schedule");
 	rc = bri_rehearse(fs->store, name, fs->checks, NULL, &ctx, &rep, &err);
 	bfs_progress_end(&fs->progress, name, rc, err.msg);
 	bfs_refresh(fs, true); /* NAME/rehearsal and NAME/verify show the outcome */
 	pthread_mutex_unlock(&fs->op_lock);
 	bfs_inval_wait(fs, BFS_INVAL_WAIT_S); /* their cached entries are dropped now */
+	if (rc == -ECANCELED) {
+		bri_log(BRI_LOG_INFO, "schedule: rehearsal of %s stopped: %s", name, err.msg);
+		bri_rehearse_report_free(&rep);
+		return true;
+	}
 	bfs_hook_async(fs, "rehearse", name, rc, rc < 0 ? err.msg : NULL);
 	if (rc == 0)
 		bri_log(BRI_LOG_INFO,
@@ -151,7 +164,8 @@ static void *rehearsals_main(void *arg)
 			pthread_mutex_unlock(&r->lock);
 			continue;
 		}
-		if (r->stop) {
+		/* The daemon stopping (SIGTERM): no rehearsal begins, even before r->stop. */
+		if (r->stop || bfs_stopping(fs)) {
 			pthread_mutex_unlock(&r->lock);
 			break;
 		}

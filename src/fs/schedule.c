@@ -121,6 +121,11 @@ static void run_once(struct bfs *fs)
 	 * libfuse's threads, so BFS_OP_WAITERS_MAX does not apply to it.
 	 */
 	pthread_mutex_lock(&fs->op_lock);
+	if (bfs_stopping(fs)) {
+		/* SIGTERM came while a request held op_lock: no backup begins now. */
+		pthread_mutex_unlock(&fs->op_lock);
+		return;
+	}
 	bfs_progress_begin(&fs->progress, &ctx, "create", NULL, "schedule");
 	opts.now = started;
 	rc = bri_create(fs->store, &opts, &ctx, &made, &err);
@@ -208,7 +213,7 @@ static void *sched_main(void *arg)
 			pthread_mutex_unlock(&s->lock);
 			continue;
 		}
-		if (s->stop) {
+		if (s->stop || bfs_stopping(fs)) {
 			pthread_mutex_unlock(&s->lock);
 			break;
 		}

@@ -345,10 +345,17 @@ static bool stopping(struct bfs *fs)
 	return stop;
 }
 
-/* The verification's stop (bri_op_ctx): the daemon is stopping. */
-static bool verify_stop(void *arg)
+bool bfs_stopping(void *arg)
 {
-	return stopping(arg);
+	struct bfs *fs = arg;
+
+	/*
+	 * libfuse's SIGTERM/SIGINT handler and its loop (at the unmount) set
+	 * the session's exit flag at once, and the loop clears it as it
+	 * returns (after every request being answered): main then sets
+	 * loop_ended, before it stops the threads (fs->stop).
+	 */
+	return fuse_session_exited(fs->se) || atomic_load(&fs->loop_ended) || stopping(fs);
 }
 
 /* linux/ioprio.h's values (glibc has no wrapper). */
@@ -414,7 +421,7 @@ static void *verify_main(void *arg)
 			rest = 0;
 			now = time(NULL);
 		}
-		if (stopping(fs))
+		if (bfs_stopping(fs))
 			break;
 		bri_testpoint("background_verify");
 		if (!pick(fs, &a, now, name, &id)) {
@@ -437,13 +444,18 @@ static void *verify_main(void *arg)
 		 * be overwritten by a result computed from the file it replaced.
 		 */
 		/* Requests go first: the verifier never starves them of op_lock. */
-		while (atomic_load(&fs->op_waiters) > 0 && !stopping(fs))
+		while (atomic_load(&fs->op_waiters) > 0 && !bfs_stopping(fs))
 			usleep(10000);
 		pthread_mutex_lock(&fs->op_lock);
+		if (bfs_stopping(fs)) {
+			/* Stopped while a request held op_lock: nothing begins now. */
+			pthread_mutex_unlock(&fs->op_lock);
+			break;
+		}
 		took = bri_now_mono();
 		bfs_progress_begin(&fs->progress, &ctx, "verify", name, "background");
 		/* SIGTERM must not wait for a whole verification: unmount comes after. */
-		ctx.stop = verify_stop;
+		ctx.stop = bfs_stopping;
 		ctx.stop_arg = fs;
 		rc = bri_verify_backup(fs->store, name, &ctx, &res, &err);
 		bfs_progress_end_verify(&fs->progress, rc, &res, &err);

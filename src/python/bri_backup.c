@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #include "bri/report.h"
 #include "bri/restore.h"
 #include "bri/retention.h"
+#include "bri/schedule.h"
 #include "bri/store.h"
 #include "bri/target.h"
 #include "bri/testpoint.h"
@@ -588,9 +590,173 @@ static PyObject *DatabaseBackup_get_backup_stats(DatabaseBackupObject *self, PyO
 }
 
 /*
+ * health() and metrics() take the thresholds of `bri-backup health` as
+ * keywords, in the order the CLI sets them (a later one of a pair wins:
+ * warn_age over max_age_hours, warn_count over min_backups), each checked by
+ * the core as the CLI checks its text (bri_health_threshold_set): a value
+ * the CLI would refuse raises ValueError, one of the wrong type TypeError.
+ */
+enum threshold_kind {
+	THRESHOLD_HOURS,    /* a number of hours: int or float */
+	THRESHOLD_DURATION, /* seconds (int) or the CLI's text: "26h", "90m", "2d" */
+	THRESHOLD_COUNT,    /* a whole number (int) */
+};
+
+static const struct {
+	const char *name;
+	enum threshold_kind kind;
+} thresholds[] = {
+    {"max_age_hours", THRESHOLD_HOURS},   {"warn_age", THRESHOLD_DURATION},
+    {"crit_age", THRESHOLD_DURATION},     {"min_backups", THRESHOLD_COUNT},
+    {"warn_count", THRESHOLD_COUNT},      {"crit_count", THRESHOLD_COUNT},
+    {"rehearse_age", THRESHOLD_DURATION},
+};
+#define NTHRESHOLDS (sizeof(thresholds) / sizeof(thresholds[0]))
+
+/*
+ * The text the CLI would be given for v, a value of the threshold of kind:
+ * a new str, or NULL with TypeError (or ValueError: a str with a NUL in it).
+ */
+static PyObject *threshold_text(const char *method, const char *name, enum threshold_kind kind,
+                                PyObject *v)
+{
+	static const char *const wants[] = {
+	    [THRESHOLD_HOURS] = "a number of hours (int or float)",
+	    [THRESHOLD_DURATION] =
+	        "a duration: seconds (int) or a str such as '26h', '90m' or '2d'",
+	    [THRESHOLD_COUNT] = "a whole number (int)",
+	};
+	PyObject *n, *text = NULL;
+	char buf[64];
+	double d;
+
+	if (PyBool_Check(v))
+		goto out_type;
+	if (PyUnicode_Check(v)) {
+		Py_ssize_t len;
+		const char *u;
+
+		if (kind != THRESHOLD_DURATION)
+			goto out_type;
+		u = PyUnicode_AsUTF8AndSize(v, &len);
+		if (!u)
+			return NULL;
+		if (strlen(u) != (size_t)len) {
+			PyErr_Format(PyExc_ValueError, "%s: %s must not contain a NUL character",
+			             method, name);
+			return NULL;
+		}
+		Py_INCREF(v);
+		return v;
+	}
+	if (kind == THRESHOLD_HOURS && !PyIndex_Check(v)) {
+		d = PyFloat_AsDouble(v);
+		if (d == -1.0 && PyErr_Occurred()) {
+			if (!PyErr_ExceptionMatches(PyExc_TypeError))
+				return NULL;
+			PyErr_Clear();
+			goto out_type;
+		}
+		snprintf(buf, sizeof(buf), "%.17g", d); /* inf and nan too, which strtod reads */
+		return PyUnicode_FromString(buf);
+	}
+	if (!PyIndex_Check(v))
+		goto out_type;
+	n = PyNumber_Index(v);
+	if (!n)
+		return NULL;
+	text = PyObject_Str(n); /* "-1" or a huge number: the core refuses it as the CLI does */
+	Py_DECREF(n);
+	return text;
+out_type:
+	PyErr_Format(PyExc_TypeError, "%s: %s wants %s, not %.50s", method, name, wants[kind],
+	             Py_TYPE(v)->tp_name);
+	return NULL;
+}
+
+/* Sets the thresholds given (not None) in values into rules; 0, or -1 with an exception. */
+static int set_thresholds(const char *method, PyObject *const values[NTHRESHOLDS],
+                          struct bri_health_rules *rules)
+{
+	struct bri_err err = {0};
+
+	for (size_t i = 0; i < NTHRESHOLDS; i++) {
+		PyObject *text;
+		int r;
+
+		if (!values[i] || values[i] == Py_None)
+			continue;
+		text = threshold_text(method, thresholds[i].name, thresholds[i].kind, values[i]);
+		if (!text)
+			return -1;
+		r = bri_health_threshold_set(rules, thresholds[i].name, PyUnicode_AsUTF8(text),
+		                             &err);
+		Py_DECREF(text);
+		if (r < 0) {
+			PyErr_Format(PyExc_ValueError, "%s: %s %s", method, thresholds[i].name,
+			             err.msg);
+			return -1;
+		}
+	}
+	if (bri_health_rules_check(rules, &err) < 0) {
+		PyErr_Format(PyExc_ValueError, "%s: crit_age: %s", method, err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * offsite_lag_warn: seconds (0: 26 hours), or the CLI's text ("26h", above
+ * 0). Sets *secs; 0, or -1 with an exception.
+ */
+static int lag_warn_seconds(const char *method, PyObject *v, double *secs)
+{
+	long s;
+
+	*secs = 0;
+	if (!v || v == Py_None)
+		return 0;
+	if (PyUnicode_Check(v)) {
+		Py_ssize_t len;
+		const char *u = PyUnicode_AsUTF8AndSize(v, &len);
+
+		if (!u)
+			return -1;
+		if (strlen(u) != (size_t)len || bri_duration_parse(u, &s) < 0 || s <= 0) {
+			PyErr_Format(
+			    PyExc_ValueError,
+			    "%s: offsite_lag_warn wants a duration such as 26h, 90m or 2d, "
+			    "not '%.100s'",
+			    method, u);
+			return -1;
+		}
+		*secs = (double)s;
+		return 0;
+	}
+	if (PyBool_Check(v) || !PyNumber_Check(v)) {
+		PyErr_Format(PyExc_TypeError,
+		             "%s: offsite_lag_warn wants seconds (int or float; 0: 26 hours) or a "
+		             "str such as '26h', not %.50s",
+		             method, Py_TYPE(v)->tp_name);
+		return -1;
+	}
+	*secs = PyFloat_AsDouble(v);
+	if (*secs == -1.0 && PyErr_Occurred())
+		return -1;
+	if (!(*secs >= 0) || !isfinite(*secs)) {
+		PyErr_Format(
+		    PyExc_ValueError,
+		    "%s: offsite_lag_warn wants seconds of 0 or more (0: 26 hours), not %R", method,
+		    v);
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * health() and metrics(): the thresholds from keywords (those of `bri-backup
- * health`: max_age_hours, min_backups, offsite, offsite_lag_warn), the
- * catalog and the offsite copy read without the GIL, the core's rendering
+ * health`, above, with offsite and offsite_lag_warn), the catalog and the
+ * offsite copy read without the GIL, the core's rendering
  * (bri_health_assess, bri_metrics_render): the same lines as the CLI and
  * the mount's ctl/health and ctl/metrics. Returns a new str, or NULL with an
  * exception.
@@ -598,14 +764,17 @@ static PyObject *DatabaseBackup_get_backup_stats(DatabaseBackupObject *self, PyO
 static PyObject *render_health(DatabaseBackupObject *self, PyObject *args, PyObject *kwds,
                                bool metrics)
 {
-	static char *kwlist[] = {"max_age_hours", "min_backups", "offsite", "offsite_lag_warn",
-	                         NULL};
+	/* The first four in the order of old (keyword-only, so order is free). */
+	static char *kwlist[] = {"max_age_hours", "min_backups", "offsite",    "offsite_lag_warn",
+	                         "warn_age",      "crit_age",    "warn_count", "crit_count",
+	                         "rehearse_age",  NULL};
 	static struct bri_catalog empty;
+	const char *method = metrics ? "metrics" : "health";
 	struct bri_health_rules rules = {.max_age_hours = 24, .min_backups = 7};
+	PyObject *values[NTHRESHOLDS] = {NULL}, *lag = NULL;
 	struct bri_offsite_watch w;
 	const char *offsite = NULL;
 	double lag_warn = 0;
-	Py_ssize_t min_backups = 7;
 	struct bri_store *s;
 	struct bri_catalog *c;
 	char *text = NULL;
@@ -614,19 +783,26 @@ static PyObject *render_health(DatabaseBackupObject *self, PyObject *args, PyObj
 	time_t now;
 	int r = 0;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, metrics ? "|$dnzd:metrics" : "|$dnzd:health",
-	                                 kwlist, &rules.max_age_hours, &min_backups, &offsite,
-	                                 &lag_warn))
+	/* values[] is in the order of thresholds[]: max_age_hours, warn_age, crit_age,
+	 * min_backups, warn_count, crit_count, rehearse_age. */
+	if (!PyArg_ParseTupleAndKeywords(args, kwds,
+	                                 metrics ? "|$OOzOOOOOO:metrics" : "|$OOzOOOOOO:health",
+	                                 kwlist, &values[0], &values[3], &offsite, &lag, &values[1],
+	                                 &values[2], &values[4], &values[5], &values[6]))
 		return NULL;
-	if (!(rules.max_age_hours > 0) || min_backups < 0 || lag_warn < 0) {
-		PyErr_SetString(PyExc_ValueError, "max_age_hours must be above 0, min_backups and "
-		                                  "offsite_lag_warn (seconds) 0 or more");
+	if (set_thresholds(method, values, &rules) < 0 ||
+	    lag_warn_seconds(method, lag, &lag_warn) < 0)
+		return NULL;
+	if (!offsite)
+		offsite = getenv("BRI_OFFSITE"); /* checked as the CLI checks it */
+	if (offsite && *offsite && strcmp(offsite, "none") != 0 &&
+	    (strncmp(offsite, "s3://", 5) != 0 || strlen(offsite) < 8)) {
+		PyErr_Format(PyExc_ValueError,
+		             "%s: offsite wants s3://BUCKET/PREFIX or none, not '%.200s'", method,
+		             offsite);
 		return NULL;
 	}
-	rules.min_backups = (size_t)min_backups;
-	if (!offsite)
-		offsite = getenv("BRI_OFFSITE");
-	if (scan(self, metrics ? "metrics" : "health", &s, &c) < 0)
+	if (scan(self, method, &s, &c) < 0)
 		return NULL;
 	Py_BEGIN_ALLOW_THREADS;
 	/* bri_testpoint_now: the tests' fixed clock ($BRI_TEST_NOW), else time(NULL). */
@@ -653,13 +829,26 @@ static PyObject *render_health(DatabaseBackupObject *self, PyObject *args, PyObj
 
 PyDoc_STRVAR(health_doc,
              "health($self, /, *, max_age_hours=24, min_backups=7, offsite=None,\n"
-             "       offsite_lag_warn=0)\n--\n\n"
+             "       offsite_lag_warn=0, warn_age=None, crit_age=None, warn_count=None,\n"
+             "       crit_count=None, rehearse_age=None)\n--\n\n"
              "Return the store's health as text: \"ok\\n\", or one line per problem,\n"
-             "\"critical: ...\" lines first, then \"warning: ...\" ones, as `bri-backup\n"
-             "health` prints and the mount's ctl/health shows. offsite: the offsite copy\n"
-             "to watch (\"s3://BUCKET/PREFIX\"; None: $BRI_OFFSITE, else the remote the\n"
-             "store last pushed to; \"none\": no rule), warned of when it lags more than\n"
-             "offsite_lag_warn seconds (0: 26 hours).");
+             "\"critical: ...\" lines first, then \"warning: ...\" ones: the bytes\n"
+             "`bri-backup health` prints with the same thresholds (--max-age-hours,\n"
+             "--warn-age, ...) and the mount's ctl/health shows with -o max_age_hours=,\n"
+             "warn_age=, ...; None: the CLI's default (the option not given).\n"
+             "max_age_hours: warn when the newest backup is older (hours, above 0).\n"
+             "warn_age: the same as a duration, which wins over max_age_hours.\n"
+             "crit_age: critical when the newest backup is older (not below warn_age).\n"
+             "min_backups, warn_count (which wins): warn when fewer backups exist.\n"
+             "crit_count: critical when fewer backups exist.\n"
+             "rehearse_age: restore rehearsals are expected: the newest one failed is\n"
+             "critical, one older than this or none a warning.\n"
+             "A duration is seconds (int) or the CLI's text: \"26h\", \"90m\", \"2d\".\n"
+             "offsite: the offsite copy to watch (\"s3://BUCKET/PREFIX\"; None:\n"
+             "$BRI_OFFSITE, else the remote the store last pushed to; \"none\": no rule),\n"
+             "warned of when it lags more than offsite_lag_warn (seconds, 0: 26 hours,\n"
+             "or a duration str). A value the CLI would refuse raises ValueError, one\n"
+             "of the wrong type TypeError.");
 
 static PyObject *DatabaseBackup_health(DatabaseBackupObject *self, PyObject *args, PyObject *kwds)
 {
@@ -667,7 +856,8 @@ static PyObject *DatabaseBackup_health(DatabaseBackupObject *self, PyObject *arg
 }
 
 PyDoc_STRVAR(metrics_doc, "metrics($self, /, *, max_age_hours=24, min_backups=7, offsite=None,\n"
-                          "        offsite_lag_warn=0)\n--\n\n"
+                          "        offsite_lag_warn=0, warn_age=None, crit_age=None,\n"
+                          "        warn_count=None, crit_count=None, rehearse_age=None)\n--\n\n"
                           "Return the store's metrics in the Prometheus text format (str), as\n"
                           "`bri-backup metrics` prints and the mount's ctl/metrics shows, the\n"
                           "offsite copy's gauges included; the keywords are health()'s.");
@@ -806,7 +996,9 @@ PyDoc_STRVAR(DatabaseBackup_doc,
              "bri-backupfs mount read and write the same folder.\n\n"
              "Methods: create_backup, restore_backup, verify_backup, list_backups,\n"
              "cleanup_old_backups, get_backup_stats, verify_all_backups, and health and\n"
-             "metrics (the text of `bri-backup health` and `metrics`). Failures raise\n"
+             "metrics (the text of `bri-backup health` and `metrics`, with its thresholds\n"
+             "as keywords: warn_age=\"26h\", crit_count=3, ...; a value it refuses raises\n"
+             "ValueError). Failures raise\n"
              "bri_backup.Error, an OSError whose errno says what failed and whose\n"
              "message is the one bri-backup prints.");
 

@@ -6,6 +6,8 @@ from typing import Any, Optional, TypedDict, Union
 __version__: str
 
 _Path = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+_Duration = Union[int, str]  # seconds, or "26h", "90m", "2d" as bri-backup takes them
+_Lag = Union[float, str]     # offsite_lag_warn: seconds (0: 26 hours), or "26h"
 
 class Error(OSError):
     """A backup operation failed: errno set, the message bri-backup prints."""
@@ -43,10 +45,19 @@ class DatabaseBackup:
     def cleanup_old_backups(self) -> int: ...
     def get_backup_stats(self) -> dict[str, Any]: ...
     def verify_all_backups(self) -> tuple[int, int]: ...
+    # The thresholds of `bri-backup health` (--warn-age -> warn_age, ...), the
+    # same values refused (ValueError) and the same text returned; None: the
+    # option not given. A duration: seconds (int) or the CLI's text ("26h").
     def health(self, *, max_age_hours: float = 24, min_backups: int = 7,
-               offsite: Optional[str] = None, offsite_lag_warn: float = 0) -> str: ...
+               offsite: Optional[str] = None, offsite_lag_warn: _Lag = 0,
+               warn_age: Optional[_Duration] = None, crit_age: Optional[_Duration] = None,
+               warn_count: Optional[int] = None, crit_count: Optional[int] = None,
+               rehearse_age: Optional[_Duration] = None) -> str: ...
     def metrics(self, *, max_age_hours: float = 24, min_backups: int = 7,
-                offsite: Optional[str] = None, offsite_lag_warn: float = 0) -> str: ...
+                offsite: Optional[str] = None, offsite_lag_warn: _Lag = 0,
+                warn_age: Optional[_Duration] = None, crit_age: Optional[_Duration] = None,
+                warn_count: Optional[int] = None, crit_count: Optional[int] = None,
+                rehearse_age: Optional[_Duration] = None) -> str: ...
 
 def verify_all_backups(db_path: _Path = "data/bri.db",
                        backup_dir: Optional[_Path] = None) -> tuple[int, int]: ...

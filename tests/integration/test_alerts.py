@@ -8,9 +8,13 @@ group) at the timeout; a hook's failure never changes the result."""
 
 import json
 import os
+import subprocess
+import sys
 import time
 
-from conftest import Mount, sh, wait_until
+import pytest
+
+from conftest import BRI_BACKUPFS, Mount, python_env, sh, unmount, wait_until
 from test_cli import corrupt
 
 HOUR = 3600
@@ -45,6 +49,115 @@ def test_health_thresholds(cli):
     for bad in (["--warn-age", "0"], ["--warn-age", "x"], ["--crit-count", "-1"],
                 ["--warn-age", "48h", "--crit-age", "26h"]):
         assert health(cli, *bad).returncode == 2, bad
+
+
+# Values `bri-backup health --NAME TEXT` refuses, as the mount (-o name=TEXT)
+# and health(name=VALUE) are given them: (NAME, TEXT, VALUE). The three say
+# the same words: the core checks the text (bri_health_threshold_set).
+BAD_THRESHOLDS = [
+    ("max-age-hours", "0", 0),
+    ("max-age-hours", "inf", float("inf")),
+    ("warn-age", "0", 0),
+    ("warn-age", "soon", "soon"),
+    ("crit-age", "0", 0),
+    ("crit-age", "-1h", "-1h"),
+    ("crit-age", "2x", "2x"),
+    ("min-backups", "-1", -1),
+    ("warn-count", "-1", -1),
+    ("crit-count", "-1", -1),
+    ("crit-count", "99999999999", 99999999999),
+    ("rehearse-age", "0", 0),
+    ("rehearse-age", "1y", "1y"),
+]
+
+
+def py_health(store, db, **kwargs):
+    """health(**kwargs) in /usr/bin/python3: ("ok", text) or (exception type, message)."""
+    code = ("import json, bri_backup\n"
+            f"m = bri_backup.DatabaseBackup({str(db)!r}, {str(store)!r})\n"
+            f"kw = json.loads({json.dumps(kwargs)!r})\n"  # float("inf") too
+            "try:\n"
+            "    print(json.dumps(['ok', m.health(**kw)]))\n"
+            "except Exception as e:\n"
+            "    print(json.dumps([type(e).__name__, str(e)]))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=python_env(), timeout=120)
+    assert p.returncode == 0, p.stderr
+    return tuple(json.loads(p.stdout))
+
+
+def mount_refuses(tmp_path, *opts):
+    """bri-backupfs -f -o opts over a database whose folder does not exist:
+    the bad value is refused at startup, before the store, the log or the
+    mount. Returns (exit status, stderr)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir(exist_ok=True)
+    proc = subprocess.Popen([str(BRI_BACKUPFS), "-f", "-o", ",".join(opts),
+                             str(tmp_path / "no" / "bri.db"), str(mnt)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        unmount(proc, mnt)
+    assert not (tmp_path / "no").exists()
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("name,text,value", BAD_THRESHOLDS)
+def test_bad_thresholds_are_refused_alike(cli, live_db, store, tmp_path, name, text, value):
+    """A threshold value the CLI refuses (exit 2) is refused by the mount at
+    startup (exit 2, nothing made) and by health() (ValueError), in the
+    same words after the option's name."""
+    p = health(cli, f"--{name}", text)
+    assert p.returncode == 2, (name, text, p.stdout)
+    first = p.stderr.splitlines()[0]
+    assert first.startswith(f"bri-backup: --{name} wants "), first
+    words = first[len(f"bri-backup: --{name}"):]  # " wants ..., not 'TEXT'"
+    key = name.replace("-", "_")
+    rc, err = mount_refuses(tmp_path, f"{key}={text}")
+    assert rc == 2 and err == f"bri-backupfs: {key}{words}\n", (rc, err)
+    assert py_health(store, live_db, **{key: value}) == ("ValueError", f"health: {key}{words}")
+
+
+def test_crit_age_below_warn_age_is_refused_alike(cli, live_db, store, tmp_path):
+    assert health(cli, "--warn-age", "48h", "--crit-age", "26h").returncode == 2
+    assert health(cli, "--max-age-hours", "48", "--crit-age", "26h").returncode == 2
+    for opts in (["warn_age=48h", "crit_age=26h"], ["max_age_hours=48", "crit_age=1d"]):
+        rc, err = mount_refuses(tmp_path, *opts)
+        assert rc == 2 and err.startswith("bri-backupfs: crit_age: the critical age ("), err
+    kind, msg = py_health(store, live_db, warn_age="48h", crit_age=26 * 3600)
+    assert kind == "ValueError" and msg == ("health: crit_age: the critical age (26 hours) must "
+                                            "not be below the warning age (48 hours)"), msg
+    # Equal is allowed, as by the CLI: critical from the same age on.
+    cli.run("create", "--name", "one", now=time.time() - 30 * HOUR)
+    p = health(cli, "--warn-age", "1d", "--crit-age", "1d")
+    assert p.stdout.startswith("critical: latest backup is 30.0 hours old")
+    assert py_health(store, live_db, warn_age="1d", crit_age="1d") == ("ok", p.stdout)
+
+
+def test_health_keywords_of_the_wrong_type(cli, live_db, store):
+    """health() and metrics() take seconds (int) or the CLI's text for the
+    durations, ints for the counts, numbers for max_age_hours; anything
+    else is a TypeError naming the keyword. The old keywords still work."""
+    cli.run("create", "--name", "one", now=time.time() - 30 * HOUR)
+    for kwargs in ({"warn_age": 1.5}, {"crit_age": [1]}, {"crit_count": "3"},
+                   {"warn_count": True}, {"max_age_hours": "24"},
+                   {"rehearse_age": None, "min_backups": 2.0},
+                   {"offsite_lag_warn": [1]}):
+        kind, msg = py_health(store, live_db, **kwargs)
+        assert kind == "TypeError", (kwargs, kind, msg)
+        key = [k for k, v in kwargs.items() if v is not None][0]
+        assert msg.startswith(f"health: {key} wants "), msg
+    for kwargs in ({"offsite_lag_warn": -1}, {"offsite_lag_warn": "0"},
+                   {"offsite": "http://x"}, {"rehearse_age": "1d\0"}):
+        assert py_health(store, live_db, **kwargs)[0] == "ValueError", kwargs
+    # The keywords of old, and None for "not given", as before.
+    old = py_health(store, live_db, max_age_hours=26, min_backups=1, offsite=None,
+                    offsite_lag_warn=0)
+    assert old == ("ok", health(cli, "--max-age-hours", "26", "--min-backups", "1").stdout)
+    assert old[1] == "warning: latest backup is 30.0 hours old (more than 26)\n"
+    assert py_health(store, live_db, warn_age=None, crit_age=None, warn_count=None,
+                     crit_count=None, rehearse_age=None) == ("ok", health(cli).stdout)
 
 
 def test_report_and_metrics_take_healths_thresholds(cli):

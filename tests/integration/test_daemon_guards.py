@@ -5,6 +5,7 @@ got EFBIG refusing more, SIGHUP reopening -o log=, and a backup dated in the
 future not stopping the schedule. Every mount is unmounted in a finally
 block; every subprocess runs under a timeout."""
 
+import errno
 import hashlib
 import json
 import os
@@ -13,6 +14,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -192,6 +194,39 @@ def test_sigterm_reaches_the_fuse_loop_not_our_own_threads(live_db, store, tmp_p
 
 
 
+def add_64_mib(live_db):
+    """Makes the live database 64 MiB larger: a backup long enough to verify
+    that it is stopped in the middle."""
+    con = sqlite3.connect(live_db)
+    con.execute("create table bulk(b)")
+    con.execute("insert into bulk select randomblob(65536) from (with recursive n(i) as "
+                "(select 1 union all select i + 1 from n where i < 1024) select i from n)")
+    con.commit()
+    con.close()
+
+
+def verify_results(store):
+    """Every verification result file of the store, by name, with its bytes."""
+    return {f.name: f.read_bytes() for f in store.iterdir() if "verify" in f.name}
+
+
+def audit_verifies(store):
+    return [r for r in map(json.loads, (store / "audit.jsonl").read_text().splitlines())
+            if r["operation"] == "verify"]
+
+
+# A write to ctl/verify that ends in an error prints its errno; success prints "ok".
+CTL_WRITER = r"""
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+try:
+    os.write(fd, sys.argv[2].encode() + b"\n")
+    print("ok")
+except OSError as e:
+    print(e.errno)
+"""
+
+
 @both_formats
 def test_sigterm_during_a_background_verification_unmounts_at_once(cli, live_db, store,
                                                                    tmp_path, pause_points):
@@ -200,12 +235,7 @@ def test_sigterm_during_a_background_verification_unmounts_at_once(cli, live_db,
     without waiting for the verification's end (held at
     verify_before_persist: a verifier that ran on would stop there, and the
     daemon with it)."""
-    con = sqlite3.connect(live_db)
-    con.execute("create table bulk(b)")
-    con.execute("insert into bulk select randomblob(65536) from (with recursive n(i) as "
-                "(select 1 union all select i + 1 from n where i < 1024) select i from n)")
-    con.commit()
-    con.close()
+    add_64_mib(live_db)
     cli.run("create", "--name", "big")  # 64 MiB, not verified yet
     before = sorted(os.listdir(store))
     for point in ("verify_database_check", "verify_before_persist", "workers_stopping"):
@@ -234,6 +264,92 @@ def test_sigterm_during_a_background_verification_unmounts_at_once(cli, live_db,
                 if r["operation"] == "verify"]
     assert [(r["name"], r["result"] != "ok", "stopped" in r.get("detail", ""))
             for r in verifies] == [("big", True, True)], verifies
+
+
+@both_formats
+@pytest.mark.parametrize("ctl, request_, sig", [("verify", "big", signal.SIGTERM),
+                                                ("verify", "all", signal.SIGINT),
+                                                ("rehearse", "big", signal.SIGTERM),
+                                                ("schedule", "", signal.SIGTERM)],
+                         ids=["verify-sigterm", "verify-all-sigint", "rehearse-sigterm",
+                              "scheduled-rehearsal-sigterm"])
+def test_stop_signal_during_a_ctl_verify_or_rehearsal_unmounts_at_once(cli, live_db, store, tmp_path,
+                                                          pause_points, ctl, request_, sig):
+    """SIGTERM (or SIGINT) while a verification asked through ctl/verify (or
+    the one a ctl/rehearse begins with) runs: it stops between chunks as the
+    background verifier does, records no result (the backup's earlier one
+    stays as it was; a rehearsal keeps no outcome), and the daemon exits and
+    unmounts without waiting for its end. With "all", no later backup is
+    begun either. A scheduled rehearsal (-o rehearse=, "schedule" here) stops
+    the same way. Held at verify_database_check; a verification that ran on
+    would pause at verify_before_persist (and the daemon with it)."""
+    add_64_mib(live_db)
+    cli.run("create", "--name", "big")
+    cli.run("create", "--name", "big2")
+    cli.run("verify", "big")
+    cli.run("verify", "big2")
+    before = sorted(os.listdir(store))
+    results = verify_results(store)
+    assert len(results) == 2, results
+    audited = len(audit_verifies(store))
+    for point in ("verify_database_check", "verify_before_persist"):
+        pause_points.arm(point)
+    tmp = tmp_path / "tmpdir"  # where a page store's verify spills
+    tmp.mkdir()
+    env = pause_points.env()
+    env["TMPDIR"] = str(tmp)
+    # scrub_interval=0: the background verifier leaves verified backups alone.
+    # A scheduled rehearsal is due at once: the store has none yet.
+    options = ["scrub_interval=0"] + (["rehearse=daily"] if ctl == "schedule" else [])
+    m = Mount(live_db, store, tmp_path / "mnt", options=options, env=env).start()
+    writer = None
+    try:
+        if ctl != "schedule":
+            writer = subprocess.Popen([sys.executable, "-c", CTL_WRITER,
+                                       str(m / "ctl" / ctl), request_],
+                                      stdout=subprocess.PIPE, text=True)
+        pause_points.wait_reached("verify_database_check")
+        m.proc.send_signal(sig)
+        # The signal reached the daemon before the verification goes on.
+        assert wait_until(lambda: "SigPnd:\t0000000000000000" in
+                          Path(f"/proc/{m.proc.pid}/status").read_text() and
+                          "ShdPnd:\t0000000000000000" in
+                          Path(f"/proc/{m.proc.pid}/status").read_text(), 30)
+        pause_points.release("verify_database_check")
+        # Either the daemon exits, or (the fault) the verification ran on to its end.
+        assert wait_until(lambda: m.proc.poll() is not None or
+                          (pause_points.dir / "verify_before_persist.reached").exists(), 30)
+        assert not (pause_points.dir / "verify_before_persist.reached").exists(), (
+            "the verification ran on to its end after the stop signal")
+        assert m.proc.wait(timeout=30) == 0
+        assert not is_mounted(m.path)
+        if writer:
+            out, _ = writer.communicate(timeout=30)
+            assert out.strip() == str(errno.ECANCELED), out
+    finally:
+        # The daemon first (its writer waits for it, SIGKILL or not).
+        for point in ("verify_database_check", "verify_before_persist"):
+            pause_points.release(point)
+        m.stop()
+        if writer and writer.poll() is None:
+            writer.kill()
+            writer.wait(timeout=30)
+    # No new result, whole or half-written; the earlier ones are as they were.
+    assert sorted(os.listdir(store)) == before
+    assert verify_results(store) == results
+    assert os.listdir(tmp) == []
+    # One verification was stopped (with "all", none after it began).
+    new = audit_verifies(store)[audited:]
+    assert [(r["result"] != "ok", "stopped" in r.get("detail", "")) for r in new] == [
+        (True, True)], new
+    assert new[0]["name"] in ("big", "big2")
+    rehearsals = [r for r in map(json.loads, (store / "audit.jsonl").read_text().splitlines())
+                  if r["operation"] == "rehearse"]
+    if ctl in ("rehearse", "schedule"):  # the newest good backup for the schedule
+        assert [(r["name"], r["result"] != "ok", "stopped" in r.get("detail", ""))
+                for r in rehearsals] == [("big" if request_ else "big2", True, True)], rehearsals
+    else:
+        assert rehearsals == []
 
 
 def test_sighup_reopens_the_log_file_and_keeps_the_mount(live_db, store, tmp_path):

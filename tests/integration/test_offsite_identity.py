@@ -185,6 +185,52 @@ def test_page_objects_without_a_store_json_are_refused(off, cli, store_format):
     assert remote_bytes(off) == before
 
 
+def rewrite_remote_store_json(off, **changes):
+    """The remote's store.json with fields changed (None: removed), put back."""
+    s3 = off.rgw.client()
+    key = f"{off.prefix}/store.json"
+    conf = json.loads(s3.request("GET", off.bucket, key).body)
+    for k, v in changes.items():
+        if v is None:
+            conf.pop(k, None)
+        else:
+            conf[k] = v
+    assert s3.request("PUT", off.bucket, key, body=json.dumps(conf).encode()).status == 200
+
+
+@pytest.mark.parametrize("store_format", ["pages", "pages-sealed"])
+def test_a_store_json_that_differs_only_in_how_packs_are_written_is_the_same_store(
+        off, cli, store, store_format):
+    # A later version may add fields or write packs another way; its copy is
+    # still this store's: the push goes on and puts the store's store.json back.
+    create(cli, "one")
+    push(off)
+    rewrite_remote_store_json(off, group_pages=64, compression="zstd-2", added_later={"x": 1})
+    create(cli, "two")
+    assert push(off)["pushed"] == 1
+    assert remote_bytes(off)["store.json"] == \
+        hashlib.sha256((store / "store.json").read_bytes()).hexdigest()
+    off.run("restore", f"{off.remote}/two")
+
+
+@pytest.mark.parametrize("store_format", ["pages"])
+@pytest.mark.parametrize("field,value,words", [
+    ("version", 2, "version"),
+    ("hash", "blake2b", "hash"),
+    ("format", None, "format"),
+])
+def test_a_store_json_of_another_identity_is_refused(off, cli, store_format, field, value,
+                                                     words):
+    create(cli, "one")
+    push(off)
+    rewrite_remote_store_json(off, **{field: value})
+    before = remote_bytes(off)
+    create(cli, "two")
+    r = off.run("offsite", "push", "--remote", off.remote, check=False)
+    assert r.returncode == 1 and words in r.stderr, r.stderr
+    assert remote_bytes(off) == before
+
+
 @pytest.mark.parametrize("store_format", ["pages"])
 def test_a_copy_pushed_before_encryption_restores_into_the_encrypted_store(
         off, cli, store_format, live_db, tmp_path, monkeypatch):

@@ -279,6 +279,7 @@ def test_the_mount_and_the_cli_warn_alike_of_the_lag(cli, live_db, store, tmp_pa
         assert health.endswith(f"warning: the offsite copy {remote} {lag}"), health
         assert health == cli_face(cli, now, "health", *args).stdout
         assert health == py_face(cli, now, "health", offsite_lag_warn=3600)
+        assert health == py_face(cli, now, "health", offsite_lag_warn="1h")  # the CLI's text
         metrics = (m / "ctl" / "metrics").read_text()
         assert "bri_offsite_pending_backups 1\n" in metrics
         assert f"bri_offsite_lag_seconds {2 * HOUR - 360}\n" in metrics

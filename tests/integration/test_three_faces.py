@@ -196,3 +196,79 @@ def test_verify_json_is_one_shape(faces):
     made = json.loads(faces.cli.run("--json", "create", "--name", "fresh", "--verify").stdout)
     assert set(made["verify"]) == set(out) and made["verify"]["status"] == "ok"
     assert made["verify"]["name"] == "fresh" and made["verify"]["reason"] == ""
+
+
+# ---- Health thresholds: one core function, the same bytes from the three faces ----
+
+HOUR = 3600
+
+# Each threshold of `bri-backup health` as the CLI, the mount (-o) and the
+# Python module (keyword) spell it, for a store whose newest backup is 30
+# hours old, with 3 backups and one good rehearsal 48 hours old.
+# (CLI options, mount options, Python keywords, the lines all three give)
+THRESHOLDS = [
+    pytest.param(["--warn-age", "26h", "--warn-count", "5"],
+                 ["warn_age=26h", "warn_count=5"],
+                 {"warn_age": "26h", "warn_count": 5},
+                 "warning: latest backup is 30.0 hours old (more than 26)\n"
+                 "warning: only 3 backups available (fewer than 5)\n", id="warn"),
+    pytest.param(["--warn-age", "2h", "--crit-age", "1d", "--crit-count", "5",
+                  "--min-backups", "1"],
+                 ["warn_age=2h", "crit_age=1d", "crit_count=5", "min_backups=1"],
+                 {"warn_age": 2 * HOUR, "crit_age": "1d", "crit_count": 5, "min_backups": 1},
+                 "critical: latest backup is 30.0 hours old (more than 24)\n"
+                 "critical: only 3 backups available (fewer than 5)\n", id="crit"),
+    pytest.param(["--crit-age", "2d", "--crit-count", "3", "--min-backups", "3"],
+                 ["crit_age=2d", "crit_count=3", "min_backups=3"],
+                 {"crit_age": 2 * 86400, "crit_count": 3, "min_backups": 3},
+                 "warning: latest backup is 30.0 hours old (more than 24)\n",
+                 id="crit_not_reached"),
+    pytest.param(["--max-age-hours", "48", "--warn-count", "1", "--rehearse-age", "1d"],
+                 ["max_age_hours=48", "warn_count=1", "rehearse_age=1d"],
+                 {"max_age_hours": 48, "warn_count": 1, "rehearse_age": "1d"},
+                 "warning: the last restore rehearsal (b1) is 48.0 hours old (more than 24)\n",
+                 id="rehearse"),
+    pytest.param(["--max-age-hours", "48", "--min-backups", "1", "--rehearse-age", "3d"],
+                 ["max_age_hours=48", "min_backups=1", "rehearse_age=3d"],
+                 {"max_age_hours": 48.0, "min_backups": 1, "rehearse_age": 3 * 86400},
+                 "ok\n", id="rehearse_fresh"),
+]
+
+
+@pytest.mark.parametrize("cli_args,mount_opts,py_kwargs,lines", THRESHOLDS)
+def test_health_thresholds_agree(cli, live_db, store, tmp_path, cli_args, mount_opts, py_kwargs,
+                                 lines):
+    """For every threshold `bri-backup health` takes (--warn-age, --crit-age,
+    --warn-count, --crit-count, --rehearse-age, --max-age-hours,
+    --min-backups), the mount's -o option and health()'s keyword of the same
+    name give the same ctl/health bytes and health() text, and ctl/metrics,
+    `bri-backup metrics` and metrics() the same bytes, at the same time."""
+    now = int(time.time())
+    for i in range(3):
+        cli.run("create", "--name", f"b{i}", now=now - 30 * HOUR - i * 60)
+    checks = tmp_path / "checks.sql"
+    checks.write_text("SELECT count(*) > 0 FROM videos; -- expect 1\n")
+    cli.run("rehearse", "b1", "--checks", str(checks), now=now - 48 * HOUR)
+    cli.run("verify")  # every backup verified: the mount's verifier changes nothing
+    p = cli.run("health", *cli_args, check=False, now=now)
+    assert p.stdout == lines and p.returncode == (lines != "ok\n"), (p.stdout, p.stderr)
+    cli_metrics = cli.run("metrics", *cli_args, now=now).stdout
+    level = lines.split(":")[0].strip()
+    assert f'bri_backup_health{{level="{level}"}} 1\n' in cli_metrics
+    code = textwrap.dedent("""
+        import json, bri_backup
+        m = bri_backup.DatabaseBackup({db!r}, {store!r})
+        print(json.dumps([m.health(**{kw!r}), m.metrics(**{kw!r})]))
+    """).format(db=str(live_db), store=str(store), kw=py_kwargs)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=python_env(BRI_TEST_NOW=str(now)), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == [lines, cli_metrics]
+    m = Mount(live_db, store, tmp_path / "mnt", options=mount_opts,
+              env=dict(os.environ, BRI_TEST_NOW=str(now)))
+    m.start()
+    try:
+        assert (m / "ctl" / "health").read_text() == lines
+        assert (m / "ctl" / "metrics").read_text() == cli_metrics
+    finally:
+        m.stop()

@@ -420,8 +420,46 @@ static void test_report(const char *base)
 	free(live);
 }
 
+/* bri_health_threshold_set: the CLI's names, '_' or '-', each value's range. */
+static void test_thresholds(void)
+{
+	struct bri_health_rules r = {.max_age_hours = 24, .min_backups = 7};
+	struct bri_err err = {0};
+
+	EXPECT_EQ_INT(bri_health_threshold_set(&r, "warn-age", "26h", &err), 0);
+	EXPECT(r.max_age_hours == 26);
+	EXPECT_EQ_INT(bri_health_threshold_set(&r, "max_age_hours", "1.5", &err), 0);
+	EXPECT(r.max_age_hours == 1.5);
+	EXPECT_EQ_INT(bri_health_threshold_set(&r, "crit_age", "2d", &err), 0);
+	EXPECT(r.crit_age_hours == 48);
+	EXPECT_EQ_INT(bri_health_threshold_set(&r, "warn_count", "3", &err), 0);
+	EXPECT_EQ_INT(bri_health_threshold_set(&r, "crit-count", "0", &err), 0);
+	EXPECT(r.min_backups == 3 && r.crit_backups == 0);
+	EXPECT_EQ_INT(bri_health_threshold_set(&r, "rehearse_age", "90m", &err), 0);
+	EXPECT(r.rehearse_checked && r.rehearse_max_age_hours == 1.5);
+	EXPECT_EQ_INT(bri_health_rules_check(&r, &err), 0);
+
+	EXPECT_EQ_INT(bri_health_threshold_set(&r, "warn_age", "0", &err), -EINVAL);
+	EXPECT_STREQ(err.msg, "wants a duration such as 26h, 90m or 2d, not '0'");
+	EXPECT_EQ_INT(bri_health_threshold_set(&r, "max-age-hours", "nan", &err), -EINVAL);
+	EXPECT_EQ_INT(bri_health_threshold_set(&r, "crit_count", "2147483648", &err), -EINVAL);
+	EXPECT_STREQ(err.msg, "wants a whole number of 0 or more, not '2147483648'");
+	EXPECT_EQ_INT(bri_health_threshold_set(&r, "min-backups", "-0", &err), -EINVAL);
+	EXPECT_EQ_INT(bri_health_threshold_set(&r, "max_age", "1", &err), -ENOENT);
+	EXPECT_EQ_INT(bri_health_threshold_set(&r, "warn__age", "1", &err), -ENOENT);
+	EXPECT(r.max_age_hours == 1.5 && r.min_backups == 3); /* a refused value changes nothing */
+
+	EXPECT_EQ_INT(bri_health_threshold_set(&r, "warn_age", "3d", &err), 0);
+	EXPECT_EQ_INT(bri_health_rules_check(&r, &err), -EINVAL);
+	EXPECT_STREQ(err.msg,
+	             "the critical age (48 hours) must not be below the warning age (72 hours)");
+	r.crit_age_hours = 0; /* no critical age: no rule to contradict */
+	EXPECT_EQ_INT(bri_health_rules_check(&r, &err), 0);
+}
+
 int main(void)
 {
+	test_thresholds();
 	ctx = bri_op_ctx_self("cli");
 	char *base = tu_tmpdir("report");
 	test_report(base);
