@@ -62,7 +62,7 @@
  * the space a page store saves is mostly its dedup (30 daily backups of
  * 1 GiB: 836 MiB at level 3, 1306 MiB at -1). Packs of any level read alike.
  */
-#define ZSTD_LEVEL -1
+#define ZSTD_LEVEL (-1)
 /* Index entries at most (2^28 pages: 1 TiB of 4 KiB pages). */
 #define ENTRIES_MAX (1u << 28)
 
