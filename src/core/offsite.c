@@ -819,6 +819,9 @@ static int backup_packs(struct bri_store *s, const char *name, json_object *pack
 	pthread_mutex_lock(&db->lock);
 	for (uint64_t i = 0; i < m.page_count; i++) {
 		const struct pack_entry *e = pages_db_find(db, m.ids + i * PAGE_ID_LEN);
+
+		if (!e && page_id_is_hole(m.ids + i * PAGE_ID_LEN))
+			continue; /* never written: in no pack */
 		if (!e) {
 			rc = bri_err_set(err, -EBADMSG, "a page of %s is in no pack of the store",
 			                 name);

@@ -65,7 +65,7 @@
  * the space a page store saves is mostly its dedup (30 daily backups of
  * 1 GiB: 836 MiB at level 3, 1306 MiB at -1). Packs of any level read alike.
  */
-#define ZSTD_LEVEL -1
+#define ZSTD_LEVEL (-1)
 /* Index entries at most (2^28 pages: 1 TiB of 4 KiB pages). */
 #define ENTRIES_MAX (1u << 28)
 
@@ -314,6 +314,13 @@ static int table_grow(struct pages_db *db)
 	db->table = t;
 	db->table_size = size;
 	return 0;
+}
+
+bool page_id_is_hole(const uint8_t id[PAGE_ID_LEN])
+{
+	static const uint8_t zero[PAGE_ID_LEN];
+
+	return memcmp(id, zero, PAGE_ID_LEN) == 0;
 }
 
 const struct pack_entry *pages_db_find(struct pages_db *db, const uint8_t id[PAGE_ID_LEN])
@@ -1838,7 +1845,8 @@ static int manifest_live(void *arg, const char *name, const struct stat *st)
 		return rc == -ENOENT ? 0 : rc;
 	g->logical += m.page_count * m.page_size;
 	for (uint64_t i = 0; i < m.page_count && rc == 0; i++)
-		rc = set_add(&g->live, m.ids + i * PAGE_ID_LEN);
+		if (!page_id_is_hole(m.ids + i * PAGE_ID_LEN))
+			rc = set_add(&g->live, m.ids + i * PAGE_ID_LEN);
 	free(m.ids);
 	return rc;
 }

@@ -48,6 +48,14 @@
 /* A manifest holds at most this many pages (2^31 pages: SQLite's own limit is lower). */
 #define MANIFEST_PAGES_MAX (1u << 31)
 
+/*
+ * Whether a manifest's page id is all zeros: a page SQLite never wrote,
+ * which reads as zeros and is in no pack. SQLite never writes the page
+ * holding its pending byte (offset 1 GiB), so every database past 1 GiB has
+ * one. (A keyed hash of 32 zero bytes is as likely as guessing the key.)
+ */
+bool page_id_is_hole(const uint8_t id[PAGE_ID_LEN]);
+
 struct pack_name; /* pack.c */
 
 struct pack_entry {

@@ -223,7 +223,9 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
 
 		if (n > len - done)
 			n = len - done;
-		if (in == 0 && n == ps) {
+		if (page_id_is_hole(id)) {
+			memset((char *)buf + done, 0, n); /* never written: zeros, as in a file */
+		} else if (in == 0 && n == ps) {
 			rc = cur ? pages_cursor_read(p->db, cur, id, ps, quick, (char *)buf + done)
 			         : read(p->db, id, ps, (char *)buf + done);
 		} else if (!page && !(page = malloc(ps))) {

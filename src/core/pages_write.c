@@ -100,8 +100,6 @@ struct pages_file {
 /* A journal in memory holds at most this much: it only ever holds a few pages. */
 #define JOURNAL_MAX (64u << 20)
 
-static const uint8_t zero_id[PAGE_ID_LEN];
-
 static int mj_close(sqlite3_file *file)
 {
 	struct pages_file *f = (struct pages_file *)file;
@@ -226,7 +224,7 @@ static int pw_page(struct pages_writer *w, uint64_t pgno, uint8_t *buf)
 	if (pw_drain(w) < 0)
 		return w->err.code;
 	id = w->ids + pgno * PAGE_ID_LEN;
-	if (pgno >= w->npages || memcmp(id, zero_id, PAGE_ID_LEN) == 0) {
+	if (pgno >= w->npages || page_id_is_hole(id)) {
 		memset(buf, 0, w->page_size);
 		return 0;
 	}
@@ -783,7 +781,7 @@ static size_t digest_read(struct pages_writer *p, struct digest_reader *r, uint6
 		const uint8_t *id = p->ids + (from + k) * PAGE_ID_LEN;
 		uint8_t *page = buf + k * p->page_size;
 
-		if (memcmp(id, zero_id, PAGE_ID_LEN) == 0) {
+		if (page_id_is_hole(id)) {
 			memset(page, 0, p->page_size);
 		} else if ((r->rc = pages_cursor_read(p->db, r->cur, id, p->page_size, true,
 		                                      page)) < 0) {

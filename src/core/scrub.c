@@ -77,7 +77,6 @@ static int check_packs(struct scrub *sc)
 static int check_manifest(void *arg, const char *name, const struct stat *st)
 {
 	struct scrub *sc = arg;
-	static const uint8_t zero[PAGE_ID_LEN];
 	struct manifest m;
 	bool bad_backup = false;
 	int rc;
@@ -101,7 +100,7 @@ static int check_manifest(void *arg, const char *name, const struct stat *st)
 		const struct pack_entry *e;
 		struct bad_page *b;
 
-		if (memcmp(id, zero, PAGE_ID_LEN) == 0)
+		if (page_id_is_hole(id))
 			continue;
 		pthread_mutex_lock(&sc->db->lock);
 		e = pages_db_find(sc->db, id);
