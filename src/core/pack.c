@@ -1128,6 +1128,8 @@ size_t pages_db_prefetch(struct pages_db *db, const uint8_t *ids, size_t n, uint
 	struct hint h[PREFETCH_PAGES];
 	int fd[PREFETCH_PAGES];
 	size_t nh = 0, asked = 0;
+	uint32_t last_pack = 0;
+	uint64_t last_off = 0;
 
 	if (n > PREFETCH_PAGES)
 		n = PREFETCH_PAGES;
@@ -1138,14 +1140,17 @@ size_t pages_db_prefetch(struct pages_db *db, const uint8_t *ids, size_t n, uint
 	for (size_t i = 0; i < n; i++) {
 		const struct pack_entry *e = pages_db_find(db, ids + i * PAGE_ID_LEN);
 
-		if (!e || (nh && h[nh - 1].pack == e->pack && h[nh - 1].off == e->blob_off))
+		if (!e || (nh && last_pack == e->pack && last_off == e->blob_off))
 			continue;
+		last_pack = e->pack;
+		last_off = e->blob_off;
 		h[nh].pack = e->pack;
 		h[nh].off = e->blob_off;
 		h[nh].end = group_end(db, e, page_size);
 		nh++;
 	}
-	qsort(h, nh, sizeof(h[0]), hint_cmp);
+	if (nh > 1)
+		qsort(h, nh, sizeof(h[0]), hint_cmp);
 	for (size_t i = 0; i < nh; i++)
 		fd[i] = db->packs[h[i].pack].fd;
 	pthread_mutex_unlock(&db->lock);
