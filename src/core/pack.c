@@ -558,7 +558,7 @@ static int each_pack(const struct bri_store *s, int (*fn)(void *arg, const char 
  */
 static int load_one(struct pages_db *db, const char *name, bool lock)
 {
-	struct load_arg *a = malloc(sizeof(*a));
+	struct load_arg *a;
 	struct stat st[2];
 	int fd, sfd, rc;
 
@@ -567,6 +567,7 @@ static int load_one(struct pages_db *db, const char *name, bool lock)
 		if (strcmp(db->packs[i].name, name) == 0)
 			return 0;
 
+	a = malloc(sizeof(*a));
 	if (!a)
 		return -ENOMEM;
 	a->db = db;
