@@ -331,6 +331,8 @@ static void free_options(struct bfs_options *o)
 	free(o->off_addr);
 	free(o->off_retry);
 	free(o->off_lag_warn);
+	for (size_t i = 0; i < sizeof(o->health) / sizeof(o->health[0]); i++)
+		free(o->health[i]);
 }
 
 /* Refuses (with a message) a mount point the daemon would wait on: guard.c. */
