@@ -577,13 +577,6 @@ static const sqlite3_io_methods pages_methods = {
     .xDeviceCharacteristics = pw_device_characteristics,
 };
 
-static int pw_sync(sqlite3_file *file, int flags);
-static int pw_lock(sqlite3_file *file, int level);
-static int pw_check_reserved(sqlite3_file *file, int *out);
-static int pw_file_control(sqlite3_file *file, int op, void *arg);
-static int pw_sector_size(sqlite3_file *file);
-static int pw_device_characteristics(sqlite3_file *file);
-
 static const sqlite3_io_methods journal_methods = {
     .iVersion = 1,
     .xClose = mj_close,
