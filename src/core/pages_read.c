@@ -2,7 +2,7 @@
  * The page store's reader (the format: store_pages.c). Reading maps an
  * offset to a page, its id to a group in a pack, decompressed and checked
  * (its frame checksum or GCM tags, else the page's id: pack.c, enum check);
- * a sequential reader gets a read-ahead thread of its own (ahead_get),
+ * a sequential reader gets read-ahead threads of its own (ahead_get),
  * which asks the kernel for the packs' bytes of the next 16 MiB of the file
  * (ahead_hint), and verify a spill (spill_get). The readers of one store
  * share its pages (shared_get), their index loaded by threads of its own
@@ -257,24 +257,31 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
 /*
  * Read-ahead of a sequential reader (a cat or a cp through the mount). Its
  * first read of a backup spends its time decompressing (in an encrypted
- * store, also opening) groups, request after request, on one core. At a
- * streaming read (STREAM_MIN) that starts where the reader's latest read
- * ended (a first read at offset 0 too), a thread of the reader's own starts assembling the file
- * ahead of it, in chunks of at least AHEAD_CHUNK bytes (and at least one full group), into a ring
- * of about AHEAD_BYTES, through read_range like any read: every group is checked as for any read
- * (its frame checksum or GCM tags: pack.c, enum check). Whichever thread first needs a chunk
- * assembles it, and a request whose chunk is being assembled assembles a later one meanwhile, so
- * the mount's threads and the read-ahead decompress side by side. A chunk whose assembly failed (a
- * damaged group, no memory) is left out of the ring: the request reads the packs itself
- * (read_range, which names the backup and the page in r->why and the log, and fails the request),
- * exactly as without read-ahead. Bounded: at most AHEAD_STREAMS readers of the process have a
- * read-ahead at once; the thread ends at the end of the file, and close
- * stops and joins it (after the chunk it is assembling, if any). Never for
- * verify (the spill) nor a damage search (every_page).
+ * store, also opening) groups, request after request. At a streaming read
+ * (STREAM_MIN) that starts where the reader's latest read ended (a first
+ * read at offset 0 too), AHEAD_WORKERS threads of the reader's own start
+ * assembling the file ahead of it, each a different chunk at a time, in
+ * chunks of at least AHEAD_CHUNK bytes (and at least one full group), into
+ * a ring of about AHEAD_BYTES, through read_range like any read: every group
+ * is checked as for any read (its frame checksum or GCM tags: pack.c, enum
+ * check). A request whose chunk is being assembled waits for it, and one
+ * whose chunk nobody has started assembles it itself; a request never takes
+ * a later chunk meanwhile (it answered late: with one worker, the requests
+ * of a first cat assembled a third of the chunks themselves, each one's
+ * reader waiting). Two workers: two cores decompress (and open) side by
+ * side while the mount's threads copy the replies. A chunk whose assembly failed (a damaged group,
+ * no memory) is left out of the ring: the request reads the packs itself
+ * (read_range, which names the backup and the page in r->why and the log,
+ * and fails the request), exactly as without read-ahead. Bounded: at most
+ * AHEAD_STREAMS readers of the process have a read-ahead at once; the
+ * threads end at the end of the file, and close stops and joins them (after
+ * the chunk each is assembling, if any). Never for verify (the spill) nor a
+ * damage search (every_page).
  */
 #define AHEAD_BYTES   (4u << 20)
 #define AHEAD_CHUNK   (256u << 10)
 #define AHEAD_STREAMS 4
+#define AHEAD_WORKERS 2
 
 enum ahead_state { AHEAD_EMPTY, AHEAD_FILLING, AHEAD_DONE, AHEAD_FAILED };
 
@@ -288,16 +295,16 @@ struct ahead_slot {
 /* All fields guarded by the reader's ahead_lock, but r and the sizes (fixed). */
 struct ahead {
 	struct bri_reader *r;
-	pthread_t thread;
-	bool thread_made; /* to join */
-	bool running;     /* the thread has not ended */
+	pthread_t thread[AHEAD_WORKERS];
+	int made;         /* threads made (to join) */
+	int running;      /* of them, not ended */
 	bool stop;        /* close: end now */
 	size_t chunk;     /* bytes per chunk */
 	uint64_t nchunks; /* of the file */
-	uint64_t next;    /* the next chunk the thread assembles */
+	uint64_t next;    /* the next chunk a worker takes */
 	uint64_t lo;      /* the first chunk of the latest request: earlier ones are done with */
-	uint64_t
-	    hinted; /* the file's bytes before it were asked of the kernel (the thread's own) */
+	bool hinting;     /* a worker is asking the kernel (ahead_hint): hinted is its own */
+	uint64_t hinted;  /* the file's bytes before it were asked of the kernel (hinting's) */
 	size_t nslots;
 	pthread_cond_t cond; /* a slot, lo, next or stop changed (with ahead_lock) */
 	struct ahead_slot slot[];
@@ -342,29 +349,36 @@ static void ahead_hint(struct pages_reader *p, struct ahead *a, uint64_t c)
 
 /*
  * Assembles chunk c into s (neither FILLING nor pinned). Caller holds
- * ahead_lock, released meanwhile. worker: the read-ahead's thread.
+ * ahead_lock, released meanwhile. worker: a read-ahead thread (not a
+ * request). One worker at a time asks the kernel (hinting).
  */
 static void ahead_fill(struct pages_reader *p, struct ahead *a, struct ahead_slot *s, uint64_t c,
                        bool worker)
 {
 	uint64_t off = c * a->chunk;
 	size_t len = a->r->size - off < a->chunk ? (size_t)(a->r->size - off) : a->chunk;
+	bool hint = worker && !a->hinting;
 	int state = AHEAD_FAILED;
 
 	s->chunk = c;
 	s->state = AHEAD_FILLING;
 	if (a->next == c)
 		a->next = c + 1;
+	a->hinting |= hint;
 	pthread_mutex_unlock(&p->ahead_lock);
-	if (worker) {
+	if (worker)
 		bri_testpoint("pages-ahead-fill");
+	if (worker && c == 2)
+		bri_testpoint("pages-ahead-chunk-2"); /* one thread, the other going on */
+	if (hint)
 		ahead_hint(p, a, c);
-	}
 	if (!s->buf)
 		s->buf = malloc(a->chunk);
 	if (s->buf && read_range(a->r, s->buf, len, off, false) == (ssize_t)len)
 		state = AHEAD_DONE;
 	pthread_mutex_lock(&p->ahead_lock);
+	if (hint)
+		a->hinting = false;
 	s->state = state;
 	pthread_cond_broadcast(&a->cond);
 }
@@ -396,26 +410,28 @@ static void *ahead_main(void *arg)
 		else
 			pthread_cond_wait(&a->cond, &p->ahead_lock);
 	}
-	a->running = false;
+	a->running--;
 	pthread_mutex_unlock(&p->ahead_lock);
 	return NULL;
 }
 
-/* Starts the read-ahead's thread (ended or never made). Caller holds ahead_lock. */
+/* Starts the read-ahead's threads (all ended, or never made). Caller holds ahead_lock. */
 static void ahead_start(struct pages_reader *p, struct ahead *a)
 {
 	sigset_t all, old;
 
-	if (a->thread_made) {
-		pthread_join(a->thread, NULL); /* it has ended: running is false */
-		a->thread_made = false;
-	}
-	/* No signal for it: the daemon's threads that handle them are elsewhere. */
+	/* Ended (running is 0): each let go of ahead_lock for good before it. */
+	for (int i = 0; i < a->made; i++)
+		pthread_join(a->thread[i], NULL);
+	a->made = 0;
+	/* No signal for them: the daemon's threads that handle them are elsewhere. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	a->thread_made = pthread_create(&a->thread, NULL, ahead_main, p) == 0;
+	for (int i = 0; i < AHEAD_WORKERS; i++)
+		if (pthread_create(&a->thread[a->made], NULL, ahead_main, p) == 0)
+			a->made++;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	a->running = a->thread_made;
+	a->running = a->made;
 }
 
 /* Bytes per chunk of p's read-ahead: AHEAD_CHUNK, or a full group. */
@@ -460,8 +476,8 @@ static void ahead_free(struct pages_reader *p)
 	a->stop = true;
 	pthread_cond_broadcast(&a->cond);
 	pthread_mutex_unlock(&p->ahead_lock);
-	if (a->thread_made)
-		pthread_join(a->thread, NULL);
+	for (int i = 0; i < a->made; i++)
+		pthread_join(a->thread[i], NULL);
 	for (size_t i = 0; i < a->nslots; i++)
 		free(a->slot[i].buf);
 	pthread_cond_destroy(&a->cond);
@@ -525,11 +541,7 @@ static struct ahead_slot *ahead_pin(struct pages_reader *p, struct ahead *a, uin
 		if (s->state == AHEAD_FAILED && s->chunk == c)
 			return NULL;
 		if (s->state == AHEAD_FILLING || s->pins) {
-			/* Meanwhile, a later chunk nobody has started. */
-			if (s->chunk == c && ahead_claimable(a, a->next))
-				ahead_fill(p, a, &a->slot[a->next % a->nslots], a->next, false);
-			else
-				pthread_cond_wait(&a->cond, &p->ahead_lock);
+			pthread_cond_wait(&a->cond, &p->ahead_lock);
 			continue;
 		}
 		ahead_fill(p, a, s, c, false); /* not there: this request assembles it */

@@ -1,9 +1,11 @@
 """The page store's read-ahead through the mount (pages_read.c, ahead_get):
-a sequential reader of a backup has a thread assembling the file ahead of
-it. What must hold with it: a damaged group fails exactly the reads that
-cover its pages, every other read returns the backup's bytes; readers of two
-backups at once each get their own bytes; a file released, or a mount
-unmounted, while the read-ahead is assembling a chunk ends cleanly."""
+a sequential reader of a backup has two threads assembling the file ahead
+of it, each a different chunk. What must hold with it: a damaged group fails
+exactly the reads that cover its pages, every other read returns the
+backup's bytes; readers of two backups at once each get their own bytes; a
+read of a chunk a thread is still assembling waits for it; a file released,
+or a mount unmounted, while the read-ahead is assembling a chunk ends
+cleanly."""
 
 import contextlib
 import errno
@@ -21,7 +23,9 @@ from test_pages import grow_db
 from test_reliability_mount import fuse_connections
 
 READ = 64 << 10  # the smallest read that streams (STREAM_MIN)
-POINT = "pages-ahead-fill"  # the read-ahead's thread, before it assembles a chunk
+POINT = "pages-ahead-fill"  # the read-ahead's threads, before each assembles a chunk
+CHUNK2 = "pages-ahead-chunk-2"  # the one of them assembling the file's third chunk
+CHUNK = 256 << 10  # the read-ahead's chunk (AHEAD_CHUNK: a group of 4 KiB pages is less)
 
 
 def exported(cli, name, tmp_path):
@@ -162,41 +166,91 @@ def test_readers_of_two_backups_at_once_each_get_their_bytes(cli, live_db, store
         m.stop()
 
 
-def paused_reader(m, pause_points):
+def paused_reader(m, pause_points, point=POINT):
     """Opens a's bri.db of mount m with O_DIRECT and reads its first READ
-    bytes in a thread, the file kept open until the read-ahead's thread has
-    reached POINT (where it pauses): (the fd, the bytes read)."""
-    pause_points.arm(POINT)
+    bytes in a thread, the file kept open until a read-ahead thread has
+    reached point (where it pauses): (the fd, the bytes read)."""
+    pause_points.arm(point)
     fd = os.open(m.path / "a" / "bri.db", os.O_RDONLY | os.O_DIRECT)
     got = {}
     t = threading.Thread(target=lambda: got.update(r=direct_reads(fd, 0, READ, READ)))
     t.start()
-    pause_points.wait_reached(POINT)
+    pause_points.wait_reached(point)
     t.join(timeout=60)
     assert not t.is_alive()
     return fd, got["r"][0]
 
 
 @pytest.mark.parametrize("store_format", ["pages"])
+@pytest.mark.parametrize("point", [POINT, CHUNK2], ids=["both-threads", "one-thread"])
 def test_release_while_the_readahead_assembles_a_chunk(cli, live_db, store, tmp_path,
-                                                       pause_points):
-    """The file is closed while the read-ahead's thread is in the middle of
-    a chunk: the release waits for that chunk and stops the thread; the
-    daemon goes on serving, the same backup read again is its bytes."""
+                                                       pause_points, point):
+    """The file is closed while read-ahead threads are in the middle of a
+    chunk (both, or one while the other goes on): the release waits
+    for those chunks and stops the threads; the daemon goes on serving, the
+    same backup read again is its bytes."""
     grow_db(live_db, 2)
     cli.run("create", "--name", "a")
     want = hashlib.sha256(exported(cli, "a", tmp_path)).hexdigest()
     m = Mount(live_db, store, tmp_path / "mnt", env=pause_points.env())
     m.start()
     try:
-        fd, _ = paused_reader(m, pause_points)
+        fd, _ = paused_reader(m, pause_points, point)
         os.close(fd)  # RELEASE: the daemon's release waits for the paused thread
-        pause_points.release(POINT)
+        pause_points.release(point)
         assert sha256sum(m.path / "a" / "bri.db") == want
         assert (m.path / "ctl" / "health").read_text()
         assert m.proc.poll() is None
     finally:
-        pause_points.release(POINT)
+        pause_points.release(point)
+        m.stop()
+
+
+@pytest.mark.parametrize("store_format", ["pages", "pages-sealed"])
+def test_a_read_of_a_chunk_still_being_assembled_waits_for_it(cli, live_db, store, tmp_path,
+                                                              pause_points):
+    """The read-ahead thread that took the file's third chunk paused before
+    assembling it: the other thread goes on, so a sequential reader gets the
+    file's first two chunks meanwhile; it stops at the third, answered with
+    nothing of it until the thread is let go; then every read is the
+    backup's bytes (an encrypted store too)."""
+    grow_db(live_db, 3)
+    cli.run("create", "--name", "a")
+    good = exported(cli, "a", tmp_path)
+    assert len(good) > 8 * CHUNK
+    m = Mount(live_db, store, tmp_path / "mnt", env=pause_points.env())
+    m.start()
+    fd = None
+    got = []
+
+    def read_rest():
+        buf = mmap.mmap(-1, READ)
+        try:
+            for off in range(READ, len(good), READ):
+                n = os.preadv(fd, [buf], off)
+                got.append(bytes(buf[:n]))
+        except OSError as e:
+            got.append(e.errno)
+        finally:
+            buf.close()
+
+    try:
+        fd, first = paused_reader(m, pause_points, CHUNK2)
+        assert first == good[:READ]
+        t = threading.Thread(target=read_rest)
+        t.start()
+        before = 2 * CHUNK // READ - 1  # the reads of the first two chunks after the first
+        assert wait_until(lambda: len(got) >= before, timeout=60), len(got)
+        assert not wait_until(lambda: len(got) > before, timeout=1), len(got)
+        pause_points.release(CHUNK2)
+        t.join(timeout=120)
+        assert not t.is_alive()
+        bad = [i for i, r in enumerate(got) if r != good[(i + 1) * READ:(i + 2) * READ]]
+        assert not bad and len(got) == (len(good) - 1) // READ, bad[:5]
+    finally:
+        pause_points.release(CHUNK2)
+        if fd is not None:
+            os.close(fd)
         m.stop()
 
 
