@@ -272,14 +272,18 @@ def test_verify_descriptor_keeps_its_version(three, mounted):
         st = os.fstat(fd)
         old = path.read_bytes()
         # A new result (a new check time at least) is a new version.
-        # The result's time has a resolution of one second: let it tick.
+        # The result's time has a resolution of one second and is the
+        # daemon's time(2), which glibc reads from the coarse clock: up to a
+        # tick (a few ms) behind Python's time.time(). Let it pass the next
+        # second with a margin, else both results may read alike (seen in CI).
         t = int(time.time())
-        assert wait_until(lambda: int(time.time()) > t, 5)
+        assert wait_until(lambda: time.time() > t + 1.2, 5)
         sh(f"echo two > {m.path}/ctl/verify")
         # The write waits a bounded time for the kernel to drop its entry of
         # the old version (BFS_INVAL_WAIT_S); on a loaded machine the new one
-        # may show a moment later. Seen once in CI's sanitize stage.
-        assert wait_until(lambda: path.read_bytes() != old, 30)
+        # may show a moment later.
+        assert wait_until(lambda: os.stat(path).st_ino != st.st_ino, 30)
+        assert path.read_bytes() != old
         new = path.read_bytes()
         assert os.stat(path).st_ino != st.st_ino
         assert os.stat(path).st_size == len(new)
