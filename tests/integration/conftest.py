@@ -74,6 +74,14 @@ def sh(cmd, check=True, timeout=COMMAND_LIMIT, **kw):
     return p
 
 
+def wait_past_second(sec):
+    """Waits until the daemon's and the CLI's clock have left second sec (so a
+    result they time now reads differently from one timed in sec). Their
+    time(2) comes from glibc's coarse clock, up to a tick (a few ms) behind
+    time.time(): a margin of 0.2 s covers it."""
+    assert wait_until(lambda: time.time() >= sec + 1.2, 5)
+
+
 def wait_until(pred, timeout=10, step=0.05):
     """Polls pred until it is true or timeout seconds pass; returns its last value."""
     deadline = time.monotonic() + timeout
