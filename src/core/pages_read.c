@@ -306,7 +306,10 @@ struct ahead {
 	bool hinting;     /* a worker is asking the kernel (ahead_hint): hinted is its own */
 	uint64_t hinted;  /* the file's bytes before it were asked of the kernel (hinting's) */
 	size_t nslots;
-	pthread_cond_t cond; /* a slot, lo, next or stop changed (with ahead_lock) */
+	pthread_cond_t cond; /* a slot's state or pins changed (with ahead_lock): requests */
+	int waiting;         /* requests waiting on cond */
+	pthread_cond_t work; /* a worker can go on (see ahead_wake; with ahead_lock) */
+	int idle;            /* workers waiting on work */
 	struct ahead_slot slot[];
 };
 
@@ -347,6 +350,32 @@ static void ahead_hint(struct pages_reader *p, struct ahead *a, uint64_t c)
 	}
 }
 
+/* Whether chunk c can be claimed now (in the window, not there, its slot free). */
+static bool ahead_claimable(const struct ahead *a, uint64_t c)
+{
+	const struct ahead_slot *s = &a->slot[c % a->nslots];
+
+	return c < a->nchunks && c < a->lo + a->nslots && s->state != AHEAD_FILLING && !s->pins &&
+	       !(s->state != AHEAD_EMPTY && s->chunk == c);
+}
+
+/*
+ * Wakes an idle worker if one can go on: a chunk to claim, the next one
+ * there already (a request assembled it), the end of the file, or close.
+ * Workers sleep on a condition of their own, woken one at a time and only
+ * then: with a full ring, every request (and every reply's release) used to
+ * wake both, for nothing but to find the ring full again. Caller holds
+ * ahead_lock.
+ */
+static void ahead_wake(struct ahead *a)
+{
+	const struct ahead_slot *s = &a->slot[a->next % a->nslots];
+
+	if (a->idle && (a->stop || a->next >= a->nchunks || ahead_claimable(a, a->next) ||
+	                (s->state != AHEAD_EMPTY && s->chunk == a->next)))
+		pthread_cond_signal(&a->work);
+}
+
 /*
  * Assembles chunk c into s (neither FILLING nor pinned). Caller holds
  * ahead_lock, released meanwhile. worker: a read-ahead thread (not a
@@ -365,6 +394,7 @@ static void ahead_fill(struct pages_reader *p, struct ahead *a, struct ahead_slo
 	if (a->next == c)
 		a->next = c + 1;
 	a->hinting |= hint;
+	ahead_wake(a); /* the next chunk, for an idle worker */
 	pthread_mutex_unlock(&p->ahead_lock);
 	if (worker)
 		bri_testpoint("pages-ahead-fill");
@@ -380,16 +410,9 @@ static void ahead_fill(struct pages_reader *p, struct ahead *a, struct ahead_slo
 	if (hint)
 		a->hinting = false;
 	s->state = state;
-	pthread_cond_broadcast(&a->cond);
-}
-
-/* Whether chunk c can be claimed now (in the window, not there, its slot free). */
-static bool ahead_claimable(const struct ahead *a, uint64_t c)
-{
-	const struct ahead_slot *s = &a->slot[c % a->nslots];
-
-	return c < a->nchunks && c < a->lo + a->nslots && s->state != AHEAD_FILLING && !s->pins &&
-	       !(s->state != AHEAD_EMPTY && s->chunk == c);
+	if (a->waiting)
+		pthread_cond_broadcast(&a->cond);
+	ahead_wake(a);
 }
 
 static void *ahead_main(void *arg)
@@ -407,10 +430,14 @@ static void *ahead_main(void *arg)
 			a->next++; /* a request assembled it, or is assembling it */
 		else if (ahead_claimable(a, c))
 			ahead_fill(p, a, s, c, true);
-		else
-			pthread_cond_wait(&a->cond, &p->ahead_lock);
+		else {
+			a->idle++;
+			pthread_cond_wait(&a->work, &p->ahead_lock);
+			a->idle--;
+		}
 	}
 	a->running--;
+	ahead_wake(a); /* the other worker ends too */
 	pthread_mutex_unlock(&p->ahead_lock);
 	return NULL;
 }
@@ -462,6 +489,7 @@ static struct ahead *ahead_new(struct bri_reader *r, const struct pages_reader *
 	a->nslots = nslots;
 	a->nchunks = (r->size + chunk - 1) / chunk;
 	pthread_cond_init(&a->cond, NULL); /* never waited on with a deadline */
+	pthread_cond_init(&a->work, NULL);
 	return a;
 }
 
@@ -474,13 +502,14 @@ static void ahead_free(struct pages_reader *p)
 		return;
 	pthread_mutex_lock(&p->ahead_lock);
 	a->stop = true;
-	pthread_cond_broadcast(&a->cond);
+	pthread_cond_broadcast(&a->work);
 	pthread_mutex_unlock(&p->ahead_lock);
 	for (int i = 0; i < a->made; i++)
 		pthread_join(a->thread[i], NULL);
 	for (size_t i = 0; i < a->nslots; i++)
 		free(a->slot[i].buf);
 	pthread_cond_destroy(&a->cond);
+	pthread_cond_destroy(&a->work);
 	free(a);
 	p->ahead = NULL;
 	atomic_fetch_sub(&ahead_streams, 1);
@@ -520,7 +549,7 @@ static struct ahead *ahead_enter(struct bri_reader *r, struct pages_reader *p, s
 		a->next = first;
 	if (!a->running && seq && a->next < a->nchunks)
 		ahead_start(p, a);
-	pthread_cond_broadcast(&a->cond);
+	ahead_wake(a);
 	return a;
 }
 
@@ -541,7 +570,9 @@ static struct ahead_slot *ahead_pin(struct pages_reader *p, struct ahead *a, uin
 		if (s->state == AHEAD_FAILED && s->chunk == c)
 			return NULL;
 		if (s->state == AHEAD_FILLING || s->pins) {
+			a->waiting++;
 			pthread_cond_wait(&a->cond, &p->ahead_lock);
+			a->waiting--;
 			continue;
 		}
 		ahead_fill(p, a, s, c, false); /* not there: this request assembles it */
@@ -551,8 +582,11 @@ static struct ahead_slot *ahead_pin(struct pages_reader *p, struct ahead *a, uin
 /* Caller holds ahead_lock. */
 static void ahead_unpin(struct ahead *a, struct ahead_slot *s)
 {
-	if (--s->pins == 0)
-		pthread_cond_broadcast(&a->cond);
+	if (--s->pins == 0) {
+		if (a->waiting)
+			pthread_cond_broadcast(&a->cond);
+		ahead_wake(a);
+	}
 }
 
 /*
