@@ -276,10 +276,15 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
  * AHEAD_STREAMS readers of the process have a read-ahead at once; the
  * threads end at the end of the file, and close stops and joins them (after
  * the chunk each is assembling, if any). Never for verify (the spill) nor a
- * damage search (every_page).
+ * damage search (every_page). Chunks of 1 MiB: while the store's index
+ * loads, a worker finds a page not indexed yet by the group after the one
+ * it read last (cursor_chain, pack.c), which at the start of a chunk is
+ * the other worker's; with 256 KiB chunks (a break every 256 KiB) a first
+ * cat of a one-pack store took 0.95 s of the daemon's CPU against 0.79 s
+ * with one worker, with 1 MiB chunks 0.71 s (medians of 5, same run).
  */
 #define AHEAD_BYTES   (4u << 20)
-#define AHEAD_CHUNK   (256u << 10)
+#define AHEAD_CHUNK   (1u << 20)
 #define AHEAD_STREAMS 4
 #define AHEAD_WORKERS 2
 
