@@ -2,7 +2,7 @@
  * The page store's reader (the format: store_pages.c). Reading maps an
  * offset to a page, its id to a group in a pack, decompressed and checked
  * (its frame checksum or GCM tags, else the page's id: pack.c, enum check);
- * a sequential reader gets read-ahead threads of its own (ahead_get),
+ * a sequential reader gets a read-ahead thread of its own (ahead_get),
  * which asks the kernel for the packs' bytes of the next 16 MiB of the file
  * (ahead_hint), and verify a spill (spill_get). The readers of one store
  * share its pages (shared_get), their index loaded by threads of its own
@@ -266,27 +266,30 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
  * is checked as for any read (its frame checksum or GCM tags: pack.c, enum
  * check). A request whose chunk is being assembled waits for it, and one
  * whose chunk nobody has started assembles it itself; a request never takes
- * a later chunk meanwhile (it answered late: with one worker, the requests
- * of a first cat assembled a third of the chunks themselves, each one's
- * reader waiting). Two workers: two cores decompress (and open) side by
- * side while the mount's threads copy the replies. A chunk whose assembly failed (a damaged group,
- * no memory) is left out of the ring: the request reads the packs itself
- * (read_range, which names the backup and the page in r->why and the log,
- * and fails the request), exactly as without read-ahead. Bounded: at most
- * AHEAD_STREAMS readers of the process have a read-ahead at once; the
- * threads end at the end of the file, and close stops and joins them (after
- * the chunk each is assembling, if any). Never for verify (the spill) nor a
- * damage search (every_page). Chunks of 1 MiB: while the store's index
- * loads, a worker finds a page not indexed yet by the group after the one
- * it read last (cursor_chain, pack.c), which at the start of a chunk is
- * the other worker's; with 256 KiB chunks (a break every 256 KiB) a first
- * cat of a one-pack store took 0.95 s of the daemon's CPU against 0.79 s
- * with one worker, with 1 MiB chunks 0.71 s (medians of 5, same run).
+ * a later chunk meanwhile (it answered late: the requests of a first cat
+ * assembled a third of the chunks themselves, each one's reader waiting). A
+ * chunk whose assembly failed (a damaged group, no memory) is left out of
+ * the ring: the request reads the packs itself (read_range, which names the
+ * backup and the page in r->why and the log, and fails the request), exactly
+ * as without read-ahead. Bounded: at most AHEAD_STREAMS readers of the
+ * process have a read-ahead at once; the threads end at the end of the file,
+ * and close stops and joins them (after the chunk each is assembling, if
+ * any). Never for verify (the spill) nor a damage search (every_page).
+ *
+ * One worker, measured: on this 2-core VM two of them lost to one in first
+ * cats of one-pack stores, clear and encrypted (medians of 7, interleaved:
+ * 1.24 and 1.53 s against 1.14 and 1.23 s), the second thread's decoding
+ * competing with the mount's replies, the reader and the index's loader for
+ * the cores. Chunks of 1 MiB: while the store's index loads, a worker finds
+ * a page not indexed yet by the group after the one it read last
+ * (cursor_chain, pack.c), which at a chunk's start another thread may have
+ * read; with 256 KiB chunks and two workers a first cat of a one-pack store
+ * took 0.95 s of the daemon's CPU against 0.71 s with 1 MiB chunks.
  */
 #define AHEAD_BYTES   (4u << 20)
 #define AHEAD_CHUNK   (1u << 20)
 #define AHEAD_STREAMS 4
-#define AHEAD_WORKERS 2
+#define AHEAD_WORKERS 1
 
 enum ahead_state { AHEAD_EMPTY, AHEAD_FILLING, AHEAD_DONE, AHEAD_FAILED };
 

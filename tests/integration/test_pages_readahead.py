@@ -1,6 +1,7 @@
 """The page store's read-ahead through the mount (pages_read.c, ahead_get):
-a sequential reader of a backup has two threads assembling the file ahead
-of it, each a different chunk. What must hold with it: a damaged group fails
+a sequential reader of a backup has a thread (or more, each a different
+chunk: AHEAD_WORKERS) assembling the file ahead of it, in chunks of 1 MiB.
+What must hold with it: a damaged group fails
 exactly the reads that cover its pages, every other read returns the
 backup's bytes; readers of two backups at once each get their own bytes; a
 read of a chunk a thread is still assembling waits for it; a file released,
@@ -24,7 +25,7 @@ from test_reliability_mount import fuse_connections
 
 READ = 64 << 10  # the smallest read that streams (STREAM_MIN)
 POINT = "pages-ahead-fill"  # the read-ahead's threads, before each assembles a chunk
-CHUNK2 = "pages-ahead-chunk-2"  # the one of them assembling the file's third chunk
+CHUNK2 = "pages-ahead-chunk-2"  # the one of them that assembles the file's third chunk
 CHUNK = 1 << 20  # the read-ahead's chunk (AHEAD_CHUNK: a group of 4 KiB pages is less)
 
 
@@ -182,12 +183,12 @@ def paused_reader(m, pause_points, point=POINT):
 
 
 @pytest.mark.parametrize("store_format", ["pages"])
-@pytest.mark.parametrize("point", [POINT, CHUNK2], ids=["both-threads", "one-thread"])
+@pytest.mark.parametrize("point", [POINT, CHUNK2], ids=["first-chunk", "third-chunk"])
 def test_release_while_the_readahead_assembles_a_chunk(cli, live_db, store, tmp_path,
                                                        pause_points, point):
-    """The file is closed while read-ahead threads are in the middle of a
-    chunk (both, or one while the other goes on): the release waits
-    for those chunks and stops the threads; the daemon goes on serving, the
+    """The file is closed while the read-ahead is in the middle of a chunk
+    (its first, or the file's third after two assembled): the release waits
+    for that chunk and stops the threads; the daemon goes on serving, the
     same backup read again is its bytes."""
     grow_db(live_db, 4)
     cli.run("create", "--name", "a")
@@ -210,10 +211,10 @@ def test_release_while_the_readahead_assembles_a_chunk(cli, live_db, store, tmp_
 def test_a_read_of_a_chunk_still_being_assembled_waits_for_it(cli, live_db, store, tmp_path,
                                                               pause_points):
     """The read-ahead thread that took the file's third chunk paused before
-    assembling it: the other thread goes on, so a sequential reader gets the
-    file's first two chunks meanwhile; it stops at the third, answered with
-    nothing of it until the thread is let go; then every read is the
-    backup's bytes (an encrypted store too)."""
+    assembling it: a sequential reader gets the file's first two chunks
+    meanwhile; it stops at the third, answered with nothing of it until the
+    thread is let go; then every read is the backup's bytes (an encrypted
+    store too)."""
     grow_db(live_db, 6)
     cli.run("create", "--name", "a")
     good = exported(cli, "a", tmp_path)
