@@ -279,9 +279,8 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
  * One worker, measured: on this 2-core VM two of them lost to one in first
  * cats of one-pack stores, clear and encrypted (medians of 14 and 7
  * interleaved runs: 1.24 and 1.53 s against 1.14 and 1.23 s), the second
- * thread's decoding
- * competing with the mount's replies, the reader and the index's loader for
- * the cores. Chunks of 1 MiB: while the store's index loads, a worker finds
+ * thread's decoding competing with the mount's replies, the reader and the
+ * index's loader for the cores. Chunks of 1 MiB: while the store's index loads, a worker finds
  * a page not indexed yet by the group after the one it read last
  * (cursor_chain, pack.c), which at a chunk's start another thread may have
  * read; with 256 KiB chunks and two workers a first cat of a one-pack store
