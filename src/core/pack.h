@@ -91,9 +91,51 @@ struct group_cache {
 	uint8_t ids[PACK_GROUP_PAGES][PAGE_ID_LEN];
 };
 
+/*
+ * The store's cache of decompressed groups, shared by every read that does
+ * not stream through a cursor of its own: SQLite's page reads (verify's
+ * integrity_check and row counts, restore, export, diff), the mount's small
+ * reads, scrub. A group is found by its place (pack, offset) in a hash
+ * table, read and decompressed outside db->lock (a reader of another group
+ * goes on meanwhile; one that wants the same group waits for it, so a group
+ * is decompressed once while it stays cached), and the least recently used
+ * one makes room. Bounded whatever the backup's size: at most
+ * GROUP_CACHE_BYTES of decompressed groups (512 full groups of 4 KiB pages;
+ * 32 of 64 KiB pages) in at most GROUP_CACHE_SLOTS slots. The size: SQLite
+ * reads a backup in its trees' order, a table's pages and its indexes'
+ * pages interleaved in the file and so in the groups; a cache that holds the
+ * groups of the last 32 MiB of pages read serves every page of a group from
+ * one decompression while the tree walk passes through it, and costs little
+ * fresh memory (on a VM that gives freed memory back to its host, touching
+ * memory again costs about 2.4 s per GiB; 32 MiB, 75 ms). Measured on the
+ * bench's 1 GiB database (docs/benchmark.md): 8 MiB and 64 MiB cost verify
+ * the same time within the noise as 32 MiB.
+ */
+#define GROUP_CACHE_BYTES (32u << 20)
 #define GROUP_CACHE_SLOTS 1024
+#define GROUP_CACHE_HASH  2048 /* buckets of the cache's hash table (a power of two) */
+/* Groups read and decompressed at once into the shared cache (each with a
+ * decompressor and a buffer for the group as stored); more readers wait. */
+#define GROUP_DECODERS 4
 /* Threads loading a reader's index (pages_db_open_reader). */
 #define LOADERS 4
+
+/* A slot of the shared cache. */
+struct cache_slot {
+	struct group_cache g;
+	uint8_t state;      /* enum slot_state (pack.c) */
+	uint32_t pins;      /* users of g outside db->lock (gc's copy) */
+	int32_t hnext;      /* the next slot of its hash bucket, -1 none */
+	int32_t prev, next; /* the recency list (most recent first), -1 none */
+};
+
+/* A decompressor of the shared cache, and its buffer for a group as stored. */
+struct group_decoder {
+	void *dctx; /* ZSTD_DCtx, NULL: one per call */
+	uint8_t *stored;
+	size_t stored_cap;
+	bool busy; /* lock */
+};
 
 /* The store's pages: secret, packs and index. Thread-safe reads (lock). */
 struct pages_db {
@@ -102,7 +144,6 @@ struct pages_db {
 	void *mac;  /* EVP_MAC_CTX keyed with secret: copied for each page id */
 	void *wmac; /* a copy for the writer's thread (pages_db_add), re-initialised per page */
 	void *rmac; /* a copy for reads, used under lock */
-	void *dctx; /* ZSTD_DCtx for reads, used under lock (NULL: one per call) */
 	void *cctx; /* ZSTD_CCtx of the writer, made at its first group */
 	struct pack_file *packs;
 	size_t npacks, cap_packs;
@@ -111,11 +152,15 @@ struct pages_db {
 	uint32_t *table; /* open addressing: entry index + 1, 0 empty */
 	size_t table_size;
 	pthread_mutex_t lock;
-	struct group_cache cache[GROUP_CACHE_SLOTS];
-	uint8_t *stored;   /* the cache's one buffer for a group as stored (under lock) */
-	size_t stored_cap; /* bytes allocated at stored */
-	uint64_t clock;
-	uint32_t last_slot; /* the cache slot of the last hit */
+	/* The shared cache of decompressed groups (see GROUP_CACHE_BYTES), all under lock. */
+	struct cache_slot cache[GROUP_CACHE_SLOTS];
+	int32_t cache_hash[GROUP_CACHE_HASH]; /* first slot of each bucket, -1 none */
+	int32_t cache_head, cache_tail;       /* the recency list: READY and EMPTY slots */
+	uint32_t cache_made;                  /* slots in use so far: cache[0..cache_made) */
+	size_t cache_bytes;                   /* bytes allocated at the slots' data */
+	struct group_decoder decoder[GROUP_DECODERS];
+	pthread_cond_t cache_cond; /* a slot was read, or a decoder freed (with lock) */
+	uint64_t cache_reads;      /* groups read into the cache (for tests) */
 	/* The pack being written (pages_db_add), -1 when none. */
 	int wfd;
 	char *wtmp;

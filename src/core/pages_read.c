@@ -4,9 +4,11 @@
  * (its frame checksum or GCM tags, else the page's id: pack.c, enum check);
  * a sequential reader gets a read-ahead thread of its own (ahead_get),
  * which asks the kernel for the packs' bytes of the next 16 MiB of the file
- * (ahead_hint), and verify a spill (spill_get). The readers of one store
- * share its pages (shared_get), their index loaded by threads of its own
- * while the first reads go on (pack.h, pages_db_open_reader).
+ * (ahead_hint). Other reads (SQLite's pages for verify, restore, export)
+ * go through the store's bounded cache of decompressed groups (pack.h,
+ * GROUP_CACHE_BYTES). The readers of one store share its pages
+ * (shared_get), their index loaded by threads of its own while the first
+ * reads go on (pack.h, pages_db_open_reader).
  */
 #include "bri/store.h"
 
@@ -34,12 +36,6 @@ struct pages_reader {
 	/* For streaming reads, one per concurrent reader (the mount's threads
 	 * read ahead in parallel), each made when first needed. */
 	struct page_cursor *cur[4];
-	/* verify's spill (see spill_get), made at its first read. */
-	int spill_fd;              /* an unnamed temporary file, -1 when none (cur_lock) */
-	bool spill_tried;          /* guarded by cur_lock */
-	uint8_t *chunk;            /* per SPILL_CHUNK of the file: enum chunk_state (cur_lock) */
-	uint64_t nchunks;          /* entries at chunk */
-	pthread_cond_t spill_cond; /* a chunk's state changed (with cur_lock) */
 	/* Read-ahead of a sequential reader (see ahead_get), made at its first
 	 * sequential streaming read. */
 	pthread_mutex_t ahead_lock; /* a leaf: never held while reading the packs */
@@ -52,145 +48,10 @@ struct pages_reader {
 #define CURSORS    (sizeof(((struct pages_reader *)0)->cur) / sizeof(struct page_cursor *))
 
 /*
- * verify's spill. verify hashes a backup (one thread, in order, in 1 MiB
- * reads) while SQLite's integrity_check and row counts read it page by
- * page on another thread, in tree order, each page about three times
- * (tables, then indexes, then counts): from the packs, each visit would
- * decompress the page's group again (with a cache bounded whatever the
- * backup's size, about three times the zstd work of the hash). So while a
- * reader is quick (verify: every byte it serves is hashed and compared with
- * the metadata's SHA-256), its bytes are assembled once, a chunk of
- * SPILL_CHUNK at a time, by whichever thread first needs the chunk (the
- * hash and SQLite then decompress different chunks at the same time), into
- * an unnamed temporary file (O_TMPFILE in $TMPDIR or /var/tmp: nothing to
- * clean up, its pages dropped unwritten when it is closed; never for an
- * encrypted store, whose verify reads the packs), and every read,
- * the hash's and SQLite's, is served from that file, as a plain store serves
- * them from its own. A chunk is written once and never changes, so the
- * bytes SQLite checks are the bytes hashed; they were assembled by the same
- * checked path as any read (read_range; pack.c, enum check). Any failure (no
- * temporary folder, a full disk, a damaged group) only takes the chunk out:
- * reads of it go to the packs, and the hash's read reports the damage. A
- * damage search (every_page) never reads from it.
- */
-#define SPILL_CHUNK (1u << 20)
-#define SPILL_AHEAD 4 /* how far past a busy chunk a thread looks for one to assemble */
-
-static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report);
-
-enum chunk_state { CHUNK_EMPTY, CHUNK_FILLING, CHUNK_DONE, CHUNK_FAILED };
-
-/* Assembles chunk c into the spill, through dst (the chunk's length) or a buffer of its own: 0,
- * or -1 (the chunk is then left out). */
-static int spill_fill(struct bri_reader *r, int fd, uint64_t c, uint8_t *dst)
-{
-	uint64_t off = c * SPILL_CHUNK;
-	size_t len = r->size - off < SPILL_CHUNK ? (size_t)(r->size - off) : SPILL_CHUNK;
-	uint8_t *buf = dst ? dst : malloc(len);
-	size_t done = 0;
-	int rc = -1;
-
-	if (buf && read_range(r, buf, len, off, false) == (ssize_t)len) {
-		while (done < len) {
-			ssize_t n = pwrite(fd, buf + done, len - done, (off_t)(off + done));
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				break;
-			done += (size_t)n;
-		}
-		rc = done == len ? 0 : -1;
-	}
-	if (buf != dst)
-		free(buf);
-	return rc;
-}
-
-/* Assembles empty chunk c (spill_fill); caller holds cur_lock, released meanwhile. */
-static void spill_claim(struct bri_reader *r, struct pages_reader *p, int fd, uint64_t c,
-                        uint8_t *dst)
-{
-	int rc;
-
-	p->chunk[c] = CHUNK_FILLING;
-	pthread_mutex_unlock(&p->cur_lock);
-	rc = spill_fill(r, fd, c, dst);
-	pthread_mutex_lock(&p->cur_lock);
-	p->chunk[c] = rc == 0 ? CHUNK_DONE : CHUNK_FAILED;
-	pthread_cond_broadcast(&p->spill_cond);
-}
-
-/* Bytes off..off+len (within the file) from the spill, assembling its chunks as needed: true, or
- * false. */
-static bool spill_get(struct bri_reader *r, struct pages_reader *p, void *buf, size_t len,
-                      uint64_t off)
-{
-	uint64_t first = off / SPILL_CHUNK, last = (off + len - 1) / SPILL_CHUNK;
-	bool whole = false; /* buf holds the bytes already */
-	const char *dir;
-	size_t done = 0;
-	int fd;
-
-	if (!len)
-		return false;
-	pthread_mutex_lock(&p->cur_lock);
-	if (!p->spill_tried) {
-		p->spill_tried = true;
-		p->nchunks = (r->size + SPILL_CHUNK - 1) / SPILL_CHUNK;
-		p->chunk = calloc((size_t)p->nchunks, 1);
-		dir = getenv("TMPDIR");
-		/* Never for an encrypted store: the spill is the backup in the
-		 * clear, and nothing of an encrypted store is written in the clear,
-		 * not even an unnamed file's blocks on another disk. */
-		if (p->chunk && !p->db->s->seal)
-			p->spill_fd = open(dir && *dir ? dir : "/var/tmp",
-			                   O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-		if (p->spill_fd >= 0)
-			bri_testpoint("pages-spill-open");
-	}
-	fd = p->chunk ? p->spill_fd : -1;
-	for (uint64_t c = first; fd >= 0 && c <= last; c++) {
-		/* A chunk another thread is assembling: meanwhile, one of the next
-		 * few that nobody has started (the two threads then decompress side
-		 * by side instead of one waiting for the other). */
-		while (p->chunk[c] == CHUNK_FILLING) {
-			uint64_t e = c + 1;
-
-			while (e < p->nchunks && e <= c + SPILL_AHEAD && p->chunk[e] != CHUNK_EMPTY)
-				e++;
-			if (e < p->nchunks && e <= c + SPILL_AHEAD)
-				spill_claim(r, p, fd, e, NULL);
-			else
-				pthread_cond_wait(&p->spill_cond, &p->cur_lock);
-		}
-		/* The hash reads whole chunks: one it assembles goes straight into its buffer. */
-		if (p->chunk[c] == CHUNK_EMPTY) {
-			whole = first == last && off == c * SPILL_CHUNK &&
-			        (len == SPILL_CHUNK || off + len == r->size);
-			spill_claim(r, p, fd, c, whole ? buf : NULL);
-		}
-		if (p->chunk[c] != CHUNK_DONE)
-			fd = -1;
-	}
-	pthread_mutex_unlock(&p->cur_lock);
-	while (fd >= 0 && !whole && done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		done += (size_t)n;
-	}
-	return fd >= 0;
-}
-
-/*
  * Bytes off..off+len (within the file) through the reader's cursors or the
  * store's shared cache: the count, or a negative errno. report: a failure
- * is told in r->why and the log (not by the spill, whose failed chunk the
- * reader's own read then meets and tells).
+ * is told in r->why and the log (not by the read-ahead, whose failed chunk
+ * the reader's own read then meets and tells).
  */
 static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report)
 {
@@ -270,7 +131,7 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
  * exactly as without read-ahead. Bounded: at most AHEAD_STREAMS readers of the process have a
  * read-ahead at once; the thread ends at the end of the file, and close
  * stops and joins it (after the chunk it is assembling, if any). Never for
- * verify (the spill) nor a damage search (every_page).
+ * verify (quick reads) nor a damage search (every_page).
  */
 #define AHEAD_BYTES   (4u << 20)
 #define AHEAD_CHUNK   (256u << 10)
@@ -622,8 +483,6 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 		return 0;
 	if (len > r->size - off)
 		len = (size_t)(r->size - off);
-	if (r->quick && !r->every_page && spill_get(r, r->priv, buf, len, off))
-		return (ssize_t)len;
 	if (!r->quick && !r->every_page && ahead_get(r, r->priv, buf, len, off))
 		return (ssize_t)len;
 	return read_range(r, buf, len, off, true);
@@ -726,10 +585,6 @@ static void pages_reader_close(struct bri_reader *r)
 		for (size_t i = 0; i < CURSORS; i++)
 			pages_cursor_free(p->cur[i]);
 		pthread_mutex_destroy(&p->cur_lock);
-		pthread_cond_destroy(&p->spill_cond);
-		if (p->spill_fd >= 0)
-			close(p->spill_fd);
-		free(p->chunk);
 		shared_put(p->db);
 		free(p->m.ids);
 		free(p);
@@ -753,9 +608,7 @@ int pages_open_reader(const struct bri_store *s, const char *name, struct bri_re
 	}
 	r->fd = -1;
 	r->priv = p;
-	p->spill_fd = -1;
 	pthread_mutex_init(&p->cur_lock, NULL);
-	pthread_cond_init(&p->spill_cond, NULL); /* never waited on with a deadline */
 	pthread_mutex_init(&p->ahead_lock, NULL);
 	r->pread = pages_pread;
 	r->hold = pages_hold;
