@@ -30,6 +30,7 @@
 #include <openssl/hmac.h>
 #include <openssl/params.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1146,6 +1147,17 @@ static void cache_trim(struct pages_db *db, int32_t keep)
 	}
 }
 
+/* The slot of the group at off of pack p (READY or LOADING), or -1. Caller holds db->lock. */
+static int32_t cache_lookup(const struct pages_db *db, uint32_t p, uint64_t off)
+{
+	int32_t i;
+
+	for (i = db->cache_hash[cache_bucket(p, off)]; i >= 0; i = db->cache[i].hnext)
+		if (db->cache[i].g.pack == p && db->cache[i].g.blob_off == off)
+			break;
+	return i;
+}
+
 /*
  * The group at off of pack p from the shared cache, read into it (group_read)
  * if it is not there. Caller holds db->lock, which is released while the
@@ -1164,9 +1176,7 @@ static int group_get(struct pages_db *db, uint32_t p, uint64_t off, struct cache
 	int fd, rc;
 
 	for (;;) {
-		for (i = db->cache_hash[cache_bucket(p, off)]; i >= 0; i = db->cache[i].hnext)
-			if (db->cache[i].g.pack == p && db->cache[i].g.blob_off == off)
-				break;
+		i = cache_lookup(db, p, off);
 		if (i >= 0 && db->cache[i].state == SLOT_READY) {
 			cache_unlink(db, i);
 			cache_link(db, i, true);
@@ -1222,13 +1232,40 @@ static void cache_unpin(struct pages_db *db, struct cache_slot *c)
 		pthread_cond_broadcast(&db->cache_cond);
 }
 
-static int read_page(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
-                     enum check check, void *buf)
+/*
+ * The shared slot holding page id, found by the ids of the group hint names
+ * (the slot of the reader's last page, from the place after it): -1 when
+ * it is not there. Caller holds db->lock.
+ */
+static int32_t hint_find(struct pages_db *db, const struct page_hint *hint,
+                         const uint8_t id[PAGE_ID_LEN], uint32_t page_size, uint32_t *slot)
+{
+	int32_t k = atomic_load_explicit(&hint->slot, memory_order_relaxed);
+	uint32_t from = atomic_load_explicit(&hint->next, memory_order_relaxed);
+	const struct group_cache *g;
+
+	if (k < 0 || (uint32_t)k >= db->cache_made || db->cache[k].state != SLOT_READY)
+		return -1;
+	g = &db->cache[k].g;
+	for (uint32_t j = 0; g->page_size == page_size && j < g->npages; j++) {
+		uint32_t i = (from + j) % g->npages;
+
+		if (memcmp(g->ids[i], id, PAGE_ID_LEN) == 0) {
+			*slot = i;
+			return k;
+		}
+	}
+	return -1;
+}
+
+static int read_page(struct pages_db *db, struct page_hint *hint, const uint8_t id[PAGE_ID_LEN],
+                     uint32_t page_size, enum check check, void *buf)
 {
 	const struct pack_entry *e;
 	struct cache_slot *s;
 	struct group_cache *c;
-	uint32_t slot;
+	uint32_t slot = 0;
+	int32_t k;
 	int rc = 0;
 
 	pthread_mutex_lock(&db->lock);
@@ -1239,11 +1276,18 @@ static int read_page(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_
 			goto out_unlock;
 		}
 	}
-	e = pages_db_find(db, id);
-	if (!e && !(e = find_late(db, id, &rc)))
-		goto out_unlock;
-	slot = e->slot; /* e moves when a loader grows the index (the lock is let go) */
-	rc = group_get(db, e->pack, e->blob_off, &s);
+	/* A page of the reader's last group: no index lookup. */
+	if (hint && (k = hint_find(db, hint, id, page_size, &slot)) >= 0) {
+		s = &db->cache[k];
+		cache_unlink(db, k);
+		cache_link(db, k, true);
+	} else {
+		e = pages_db_find(db, id);
+		if (!e && !(e = find_late(db, id, &rc)))
+			goto out_unlock;
+		slot = e->slot; /* e moves when a loader grows the index (the lock is let go) */
+		rc = group_get(db, e->pack, e->blob_off, &s);
+	}
 	c = &s->g;
 	if (rc == 0 && (c->page_size != page_size || slot >= c->npages ||
 	                memcmp(c->ids[slot], id, PAGE_ID_LEN) != 0))
@@ -1253,6 +1297,10 @@ static int read_page(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_
 		rc = page_ok(db, db->rmac, c, slot, check);
 	if (rc == 0)
 		memcpy(buf, c->data + (size_t)slot * page_size, page_size);
+	if (rc == 0 && hint) {
+		atomic_store_explicit(&hint->slot, (int32_t)(s - db->cache), memory_order_relaxed);
+		atomic_store_explicit(&hint->next, slot + 1, memory_order_relaxed);
+	}
 out_unlock:
 	pthread_mutex_unlock(&db->lock);
 	return rc;
@@ -1260,13 +1308,55 @@ out_unlock:
 
 int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size, void *buf)
 {
-	return read_page(db, id, page_size, CHECK_ALL, buf);
+	return read_page(db, NULL, id, page_size, CHECK_ALL, buf);
 }
 
 int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
                           void *buf)
 {
-	return read_page(db, id, page_size, CHECK_RAW, buf);
+	return read_page(db, NULL, id, page_size, CHECK_RAW, buf);
+}
+
+int pages_db_read_hinted(struct pages_db *db, struct page_hint *hint, const uint8_t id[PAGE_ID_LEN],
+                         uint32_t page_size, bool quick, void *buf)
+{
+	return read_page(db, hint, id, page_size, quick ? CHECK_RAW : CHECK_ALL, buf);
+}
+
+size_t pages_db_warm(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t page_size)
+{
+	struct page_hint hint;
+	size_t read = 0;
+
+	pages_db_hint_init(&hint);
+	pthread_mutex_lock(&db->lock);
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *id = ids + i * PAGE_ID_LEN;
+		const struct pack_entry *e;
+		struct cache_slot *s;
+		uint32_t slot;
+		int32_t k;
+
+		/* A page of the group warmed last (neighbours share groups), a hole,
+		 * a page not indexed yet (its reader finds it): nothing to do. */
+		if (page_id_is_hole(id) || hint_find(db, &hint, id, page_size, &slot) >= 0 ||
+		    !(e = pages_db_find(db, id)))
+			continue;
+		k = cache_lookup(db, e->pack, e->blob_off);
+		if (k < 0 && group_get(db, e->pack, e->blob_off, &s) == 0) {
+			k = (int32_t)(s - db->cache);
+			read++;
+		}
+		/* Read, being read, or failed (not kept: the reader meets it and tells).
+		 * A group there already is kept the longest, as if just read. */
+		if (k >= 0 && db->cache[k].state == SLOT_READY) {
+			cache_unlink(db, k);
+			cache_link(db, k, true);
+			atomic_store_explicit(&hint.slot, k, memory_order_relaxed);
+		}
+	}
+	pthread_mutex_unlock(&db->lock);
+	return read;
 }
 
 /* A group to ask the kernel for: pack, its blob's start and (an estimate of) its end. */

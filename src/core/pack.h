@@ -31,6 +31,7 @@
 #define BRI_PACK_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -100,16 +101,17 @@ struct group_cache {
  * goes on meanwhile; one that wants the same group waits for it, so a group
  * is decompressed once while it stays cached), and the least recently used
  * one makes room. Bounded whatever the backup's size: at most
- * GROUP_CACHE_BYTES of decompressed groups (512 full groups of 4 KiB pages;
+ * GROUP_CACHE_BYTES of decompressed groups (512 full groups of 4 KiB pages,
  * 32 of 64 KiB pages) in at most GROUP_CACHE_SLOTS slots. The size: SQLite
- * reads a backup in its trees' order, a table's pages and its indexes'
- * pages interleaved in the file and so in the groups; a cache that holds the
- * groups of the last 32 MiB of pages read serves every page of a group from
- * one decompression while the tree walk passes through it, and costs little
- * fresh memory (on a VM that gives freed memory back to its host, touching
- * memory again costs about 2.4 s per GiB; 32 MiB, 75 ms). Measured on the
- * bench's 1 GiB database (docs/benchmark.md): 8 MiB and 64 MiB cost verify
- * the same time within the noise as 32 MiB.
+ * reads a table's pages in the file's order (or its reverse), each page of
+ * a group soon after the others, so the cache only has to hold the groups
+ * of the pages near the reader, plus verify's window warmed ahead of it
+ * (pages_read.c, WARM_SPAN_BYTES: 1 MiB of pages, up to 256 groups of one
+ * page each where a daily churn left them). On the bench's 1 GiB backup
+ * after 35 days of churn, a verify without warming decompressed 4.26, 4.19,
+ * 4.18 and 4.17 GiB with caches of 2, 8, 32 and 128 MiB: a larger cache
+ * buys nothing, while fresh memory costs about 2.4 s per GiB on a VM that
+ * gives freed memory back to its host (32 MiB: 75 ms).
  */
 #define GROUP_CACHE_BYTES (32u << 20)
 #define GROUP_CACHE_SLOTS 1024
@@ -222,6 +224,36 @@ int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t p
  */
 int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
                           void *buf);
+/*
+ * A reader's hint for reading pages in turn through the shared cache: the
+ * slot of its last page and the place after it there. Only a hint, checked
+ * under db->lock (any value is safe); atomic, since the threads of one
+ * reader (the mount's) may share it. pages_db_hint_init before use.
+ */
+struct page_hint {
+	_Atomic int32_t slot; /* -1: none */
+	_Atomic uint32_t next;
+};
+static inline void pages_db_hint_init(struct page_hint *h)
+{
+	atomic_init(&h->slot, -1);
+	atomic_init(&h->next, 0);
+}
+/*
+ * pages_db_read (quick: as pages_db_read_written) for a reader that reads
+ * pages in turn (SQLite's page reads of a backup): a page of the group hint
+ * names is found by that group's own ids, without an index lookup.
+ */
+int pages_db_read_hinted(struct pages_db *db, struct page_hint *hint, const uint8_t id[PAGE_ID_LEN],
+                         uint32_t page_size, bool quick, void *buf);
+/*
+ * Reads into the shared cache the groups of the pages ids (n of them, of
+ * page_size bytes) that are not there nor being read: for a thread that
+ * decompresses ahead of a reader (pages_read.c, warm_main). A group that
+ * does not read is not kept (its reader meets the damage and tells); a page
+ * not indexed yet is skipped. Returns the number of groups read.
+ */
+size_t pages_db_warm(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t page_size);
 /*
  * Reads the page of entry i (its group decompressed) and checks it against
  * its id: 0, or -EBADMSG when it is damaged. For scrub: page by page, so

@@ -36,6 +36,9 @@ struct pages_reader {
 	/* For streaming reads, one per concurrent reader (the mount's threads
 	 * read ahead in parallel), each made when first needed. */
 	struct page_cursor *cur[4];
+	struct page_hint hint;       /* shorter reads: the shared cache's slot of the last page */
+	_Atomic(struct warm *) warm; /* a quick reader's warming thread (see warm_note), or NULL */
+	atomic_bool warm_tried;      /* made under cur_lock */
 	/* Read-ahead of a sequential reader (see ahead_get), made at its first
 	 * sequential streaming read. */
 	pthread_mutex_t ahead_lock; /* a leaf: never held while reading the packs */
@@ -48,6 +51,179 @@ struct pages_reader {
 #define CURSORS    (sizeof(((struct pages_reader *)0)->cur) / sizeof(struct page_cursor *))
 
 /*
+ * Warming ahead of a quick reader (verify). SQLite's integrity_check reads
+ * the backup page by page in two passes over each table: its tree, leaves
+ * from the last to the first, then its rows from the first to the last
+ * (with their index entries); a table written in order lies in the file in
+ * that order. On SQLite's thread alone, each pass decompresses every group
+ * again (the shared cache is bounded, the backup is not) while the other
+ * core idles once the hash is done. So a thread of the reader's own reads
+ * into the store's shared cache (pages_db_warm) the groups of the next
+ * WARM_SPAN_BYTES of pages in the direction the reader goes, a batch of
+ * WARM_BATCH pages at a time. The reader's position follows its reads near
+ * the warmed window, and jumps to a read whose group was not in the cache
+ * (a new pass, another tree); a read the cache served elsewhere (an index
+ * page) leaves it. Only for quick readers (every byte is read, and hashed
+ * against the metadata's checksum); a group is checked as for any read
+ * (pack.c, enum check), and one that does not read is left out of the
+ * cache, so SQLite's own read meets the damage and names it. Bounded: one
+ * thread per quick reader, stopped and joined at close, its window well
+ * within the cache (GROUP_CACHE_BYTES); it never waits for the reader.
+ */
+#define WARM_SPAN_BYTES (1u << 20) /* of the file ahead of the reader */
+#define WARM_BATCH      64         /* pages per pages_db_warm call */
+#define WARM_STEP       64         /* pages between two reads that set the direction */
+
+struct warm {
+	pthread_t thread;
+	pthread_mutex_t lock; /* a leaf: never held while reading the packs */
+	pthread_cond_t cond;  /* want or stop changed (with lock) */
+	bool stop;            /* close: end now (lock) */
+	bool idle;            /* the thread waits for want to move (lock) */
+	bool down;            /* the reader goes from the last page to the first (lock) */
+	uint64_t want;        /* the reader's position: its latest read's first page (lock) */
+	uint64_t away;        /* the latest read far from the window, + 1 (0: none) (lock) */
+	uint64_t lo, hi;      /* pages lo..hi-1 warmed since the last jump (lock) */
+	uint64_t span;        /* WARM_SPAN_BYTES in pages */
+};
+
+/* The next batch to warm, [*from, *from + n): n, or 0 (far enough ahead). Caller holds w->lock. */
+static uint64_t warm_next(struct warm *w, uint64_t npages, uint64_t *from)
+{
+	uint64_t n;
+
+	if (!w->down) {
+		uint64_t end = w->want + w->span < npages ? w->want + w->span : npages;
+
+		if (w->hi >= end)
+			return 0;
+		n = end - w->hi < WARM_BATCH ? end - w->hi : WARM_BATCH;
+		*from = w->hi;
+		w->hi += n;
+		return n;
+	}
+	if (!w->lo || w->lo + w->span <= w->want)
+		return 0;
+	n = w->lo < WARM_BATCH ? w->lo : WARM_BATCH;
+	w->lo -= n;
+	*from = w->lo;
+	return n;
+}
+
+static void *warm_main(void *arg)
+{
+	struct pages_reader *p = arg;
+	struct warm *w = atomic_load(&p->warm);
+	uint64_t npages = p->m.page_count;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->stop) {
+		uint64_t from = 0, n = warm_next(w, npages, &from);
+
+		if (!n) {
+			w->idle = true;
+			pthread_cond_wait(&w->cond, &w->lock);
+			w->idle = false;
+			continue;
+		}
+		pthread_mutex_unlock(&w->lock);
+		pages_db_warm(p->db, p->m.ids + from * PAGE_ID_LEN, (size_t)n, p->m.page_size);
+		pthread_mutex_lock(&w->lock);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* Makes p's warming thread (a quick reader's first short read), or leaves p->warm NULL. */
+static void warm_start(struct pages_reader *p)
+{
+	struct warm *w;
+	sigset_t all, old;
+
+	pthread_mutex_lock(&p->cur_lock);
+	if (atomic_load(&p->warm_tried)) {
+		pthread_mutex_unlock(&p->cur_lock);
+		return;
+	}
+	w = calloc(1, sizeof(*w));
+	if (w) {
+		pthread_mutex_init(&w->lock, NULL);
+		pthread_cond_init(&w->cond, NULL); /* never waited on with a deadline */
+		w->span = WARM_SPAN_BYTES / p->m.page_size;
+		atomic_store(&p->warm, w); /* before the thread, which reads it */
+		/* No signal for it: the daemon's threads that handle them are elsewhere. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		if (pthread_create(&w->thread, NULL, warm_main, p) != 0) {
+			atomic_store(&p->warm, NULL);
+			pthread_cond_destroy(&w->cond);
+			pthread_mutex_destroy(&w->lock);
+			free(w);
+		}
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	atomic_store(&p->warm_tried, true);
+	pthread_mutex_unlock(&p->cur_lock);
+}
+
+/* Whether pages a and b are a step of a stream apart. */
+static bool warm_near(uint64_t a, uint64_t b)
+{
+	return (a > b ? a - b : b - a) <= WARM_STEP;
+}
+
+/*
+ * The reader read from page pos. A read near the window moves the stream
+ * on; two reads near each other far from it (a new pass, another tree) make
+ * it jump there; one read far from it (an index page) leaves it.
+ */
+static void warm_note(struct pages_reader *p, uint64_t pos)
+{
+	struct warm *w = atomic_load(&p->warm);
+	uint64_t lo, hi;
+
+	pthread_mutex_lock(&w->lock);
+	lo = w->lo > w->span ? w->lo - w->span : 0;
+	hi = w->hi + w->span;
+	if (pos >= lo && pos <= hi) {
+		/* The stream goes on: its direction from a step nearby. */
+		if (pos != w->want && warm_near(pos, w->want))
+			w->down = pos < w->want;
+		w->want = pos;
+		w->away = 0;
+	} else if (w->away && warm_near(pos, w->away - 1)) {
+		if (pos != w->away - 1)
+			w->down = pos < w->away - 1;
+		w->want = w->lo = w->hi = pos; /* a jump: warm from there */
+		w->hi++;                       /* pos itself the reader has read */
+		w->away = 0;
+	} else {
+		w->away = pos + 1;
+	}
+	if (w->idle && ((!w->down && w->hi < w->want + w->span / 2) ||
+	                (w->down && w->lo && w->lo + w->span / 2 > w->want)))
+		pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void warm_free(struct pages_reader *p)
+{
+	struct warm *w = atomic_load(&p->warm);
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+	atomic_store(&p->warm, NULL);
+}
+
+/*
  * Bytes off..off+len (within the file) through the reader's cursors or the
  * store's shared cache: the count, or a negative errno. report: a failure
  * is told in r->why and the log (not by the read-ahead, whose failed chunk
@@ -58,12 +234,11 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
 	/* Pages served on their group's frame checksum, unless the caller looks
 	 * for damage (pack.c, enum check: the integrity argument). */
 	bool quick = !r->every_page;
-	int (*read)(struct pages_db *, const uint8_t *, uint32_t, void *) =
-	    quick ? pages_db_read_written : pages_db_read;
 	struct pages_reader *p = r->priv;
 	struct page_cursor *cur = NULL;
 	uint32_t ps = p->m.page_size;
 	uint8_t *page = NULL;
+	bool warm = false;
 	size_t done = 0;
 	int rc = 0;
 
@@ -88,11 +263,14 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
 			memset((char *)buf + done, 0, n); /* never written: zeros, as in a file */
 		} else if (in == 0 && n == ps) {
 			rc = cur ? pages_cursor_read(p->db, cur, id, ps, quick, (char *)buf + done)
-			         : read(p->db, id, ps, (char *)buf + done);
+			         : pages_db_read_hinted(p->db, &p->hint, id, ps, quick,
+			                                (char *)buf + done);
+			warm |= !cur;
 		} else if (!page && !(page = malloc(ps))) {
 			rc = -ENOMEM;
 		} else {
-			rc = read(p->db, id, ps, page);
+			rc = pages_db_read_hinted(p->db, &p->hint, id, ps, quick, page);
+			warm = true;
 			if (rc == 0)
 				memcpy((char *)buf + done, page + in, n);
 		}
@@ -109,6 +287,11 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
 	}
 	if (cur)
 		pthread_mutex_unlock(&cur->lock);
+	/* A quick reader's page reads: warming ahead of them (see warm_note). */
+	if (warm && r->quick && quick && rc == 0 && !atomic_load(&p->warm_tried))
+		warm_start(p);
+	if (warm && r->quick && quick && rc == 0 && atomic_load(&p->warm))
+		warm_note(p, off / ps);
 	free(page);
 	if (rc < 0 && !(rc == -ENOMEM && done))
 		return rc == -ENOENT ? -EBADMSG : rc;
@@ -580,6 +763,7 @@ static void pages_reader_close(struct bri_reader *r)
 	struct pages_reader *p = r->priv;
 
 	if (p) {
+		warm_free(p);
 		ahead_free(p);
 		pthread_mutex_destroy(&p->ahead_lock);
 		for (size_t i = 0; i < CURSORS; i++)
@@ -609,6 +793,7 @@ int pages_open_reader(const struct bri_store *s, const char *name, struct bri_re
 	r->fd = -1;
 	r->priv = p;
 	pthread_mutex_init(&p->cur_lock, NULL);
+	pages_db_hint_init(&p->hint);
 	pthread_mutex_init(&p->ahead_lock, NULL);
 	r->pread = pages_pread;
 	r->hold = pages_hold;

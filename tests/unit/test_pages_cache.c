@@ -32,12 +32,14 @@ static char *base;
 struct pages {
 	struct pages_db *db;
 	struct manifest m;
-	uint64_t *sum; /* per page: FNV-1a of its bytes as a streaming read served them */
+	uint64_t *sum;         /* per page: FNV-1a of its bytes as a streaming read served them */
+	struct page_hint hint; /* shared by the walkers that read with a hint */
 };
 
 struct walker {
 	struct pages *pg;
-	int order;      /* 0 forward, 1 backward, 2 a stride, 3 a shuffle */
+	int order;      /* 0 forward, 1 backward, 2 a stride, 3 a shuffle; 4 warm */
+	bool hinted;    /* reads with pg->hint (pages_db_read_hinted) */
 	uint64_t first; /* pages first..last only (inclusive) */
 	uint64_t last;
 	uint64_t wrong;  /* pages served with other bytes */
@@ -78,14 +80,19 @@ static void *walk(void *arg)
 	uint64_t n = w->last - w->first + 1;
 	uint8_t *buf = malloc(ps);
 
-	for (uint64_t i = 0; buf && i < n; i++) {
+	/* The warmer: the groups of every page into the cache, in batches, beside the readers. */
+	for (uint64_t i = 0; w->order == 4 && i < n; i += 64)
+		pages_db_warm(pg->db, pg->m.ids + (w->first + i) * PAGE_ID_LEN,
+		              (size_t)(n - i < 64 ? n - i : 64), ps);
+	for (uint64_t i = 0; buf && w->order < 4 && i < n; i++) {
 		uint64_t pgno = w->first + nth(w->order, i, n);
 		const uint8_t *id = pg->m.ids + pgno * PAGE_ID_LEN;
 		int rc;
 
 		if (page_id_is_hole(id))
 			continue;
-		rc = pages_db_read_written(pg->db, id, ps, buf);
+		rc = w->hinted ? pages_db_read_hinted(pg->db, &pg->hint, id, ps, true, buf)
+		               : pages_db_read_written(pg->db, id, ps, buf);
 		if (rc < 0) {
 			if (!w->failed++)
 				w->first_rc = rc;
@@ -97,13 +104,18 @@ static void *walk(void *arg)
 	return NULL;
 }
 
-/* Runs n walkers over pages first..last at once; each in order k % 4. */
+/*
+ * Runs n walkers over pages first..last at once: walker k in order k % 5
+ * (4: the warmer), walkers 1 and 3 sharing a hint.
+ */
 static void run_walkers(struct pages *pg, struct walker *w, int n, uint64_t first, uint64_t last)
 {
+	pages_db_hint_init(&pg->hint);
 	for (int k = 0; k < n; k++) {
 		memset(&w[k], 0, sizeof(w[k]));
 		w[k].pg = pg;
-		w[k].order = k % 4;
+		w[k].order = k % 5;
+		w[k].hinted = k % 2 == 1;
 		w[k].first = first;
 		w[k].last = last;
 		if (pthread_create(&w[k].thread, NULL, walk, &w[k]) != 0)
@@ -164,7 +176,7 @@ int main(void)
 	struct bri_store *s = NULL;
 	struct bri_reader *r = NULL;
 	struct pages pg = {0};
-	struct walker w[4];
+	struct walker w[5];
 	uint64_t groups = 0, payload = 0, bad, bad_first, bad_last;
 	uint32_t plen = 0;
 	size_t len, chunk = 1u << 20;
@@ -230,9 +242,10 @@ int main(void)
 	pthread_mutex_unlock(&pg.db->lock);
 	pages_db_close(pg.db);
 
-	/* Four threads at once, four orders, on a db still loading its index. */
+	/* Four readers at once, four orders (two of them sharing a hint), and a
+	 * warmer, on a db still loading its index. */
 	EXPECT_EQ_INT(pages_db_open_reader(s, &pg.db, &err), 0);
-	run_walkers(&pg, w, 4, 0, pg.m.page_count - 1);
+	run_walkers(&pg, w, 5, 0, pg.m.page_count - 1);
 	for (int k = 0; k < 4; k++)
 		EXPECT_MSG(w[k].failed == 0 && w[k].wrong == 0,
 		           "order %d: %llu failed (%d), %llu wrong", k,
