@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "bri/log.h"
+#include "bri/schedule.h"
 #include "fs.h"
 
 #define DEFAULT_SCRUB "7d"
@@ -120,7 +121,7 @@ static void usage(const char *prog)
 	       "                           has a `rehearsal` file and ctl/health fails when the\n"
 	       "                           newest rehearsal failed or is two periods old\n"
 	       "    -o scrub_interval=T    re-verify backups every T seconds, or with suffix\n"
-	       "                           s, m, h, d (default %s; 0 disables)\n"
+	       "                           s, m, h, d or w (default %s; 0 disables)\n"
 	       "    -o busy_timeout=MS     how long create and restore wait for a writer\n"
 	       "                           of the live database, and any request for the\n"
 	       "                           store's lock (default 30000)\n"
@@ -193,35 +194,12 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	}
 }
 
-/* Seconds in "N", "Ns", "Nm", "Nh" or "Nd"; -1 when malformed. */
+/* Seconds in "N" or N with s, m, h, d or w (the CLI's durations); -1 when malformed. */
 static long parse_interval(const char *s)
 {
-	char *end;
 	long v;
 
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || v < 0)
-		return -1;
-	switch (*end) {
-	case '\0':
-	case 's':
-		break;
-	case 'm':
-		v *= 60;
-		break;
-	case 'h':
-		v *= 3600;
-		break;
-	case 'd':
-		v *= 86400;
-		break;
-	default:
-		return -1;
-	}
-	if (*end && end[1])
-		return -1;
-	return v;
+	return bri_duration_parse(s, &v) < 0 ? -1 : v;
 }
 
 static int parse_level(const char *s, enum bri_log_level *out)
@@ -278,7 +256,7 @@ static int setup_offsite(struct bfs *fs, const struct bfs_options *o)
 	if (retry < 0 || lag < 0) {
 		fprintf(stderr,
 		        "bri-backupfs: offsite_retry_max and offsite_lag_warn want seconds, "
-		        "or a number with s, m, h or d\n");
+		        "or a number with s, m, h, d or w\n");
 		return -1;
 	}
 	if (bfs_offsite_setup(fs, o->offsite, o->endpoint, o->off_addr, o->off_lock_days, retry,
@@ -461,6 +439,12 @@ int main(int argc, char *argv[])
 		goto out_free_cmdline;
 	}
 	scrub = parse_interval(o.scrub_interval ? o.scrub_interval : DEFAULT_SCRUB);
+	if (scrub < 0) {
+		fprintf(stderr, "bri-backupfs: scrub_interval wants seconds, or a number with s, "
+		                "m, h, d or w\n");
+		ret = 2;
+		goto out_free_cmdline;
+	}
 	if (o.keep_within &&
 	    bri_calendar_duration_parse(o.keep_within, &fs.rules.keep_within) < 0) {
 		fprintf(stderr, "bri-backupfs: keep_within wants a duration such as 7d, 36h or "
@@ -494,10 +478,12 @@ int main(int argc, char *argv[])
 		                                                      : BRI_DEFAULT_RETENTION_DAYS;
 	else if (o.retention_days < 0)
 		o.retention_days = RETENTION_DAYS_UNSET; /* refused below */
-	if (scrub < 0 || o.busy_timeout_ms < 0 || o.retention_days < BRI_RETENTION_DAYS_OFF ||
+	if (o.busy_timeout_ms < 0 || o.retention_days < BRI_RETENTION_DAYS_OFF ||
 	    o.keep_min < 0 || o.keep_hourly < 0 || o.keep_daily < 0 || o.keep_weekly < 0 ||
 	    o.keep_monthly < 0 || o.keep_yearly < 0) {
-		fprintf(stderr, "bri-backupfs: invalid option value (see --help)\n");
+		fprintf(stderr, "bri-backupfs: busy_timeout, retention_days, keep_min and "
+		                "keep_hourly..keep_yearly want whole numbers of 0 or more "
+		                "(see --help)\n");
 		ret = 2;
 		goto out_free_cmdline;
 	}

@@ -74,6 +74,14 @@ def sh(cmd, check=True, timeout=COMMAND_LIMIT, **kw):
     return p
 
 
+def wait_past_second(sec):
+    """Waits until the daemon's and the CLI's clock have left second sec (so a
+    result they time now reads differently from one timed in sec). Their
+    time(2) comes from glibc's coarse clock, up to a tick (a few ms) behind
+    time.time(): a margin of 0.2 s covers it."""
+    assert wait_until(lambda: time.time() >= sec + 1.2, 5)
+
+
 def wait_until(pred, timeout=10, step=0.05):
     """Polls pred until it is true or timeout seconds pass; returns its last value."""
     deadline = time.monotonic() + timeout
@@ -343,14 +351,27 @@ def read_sidecar(backup_path, kind, key_file=None):
     return data.decode()
 
 
+_EXPORTS = []  # as_plain's folder, made at its first use, removed at the session's end
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_exports():
+    yield
+    for d in _EXPORTS:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def as_plain(path):
     """A plain .db of the backup at path: path itself, or for a page store's
     manifest (store/NAME.manifest, its live database ../bri.db) a copy made
-    with `bri-backup export NAME FILE` into a fresh temporary folder."""
+    with `bri-backup export NAME FILE` into a fresh folder (under one
+    temporary folder that the session removes at its end)."""
     p = Path(path)
     if p.suffix != ".manifest":
         return p
-    out = Path(tempfile.mkdtemp(prefix="bri-export-")) / (p.stem + ".db")
+    if not _EXPORTS:
+        _EXPORTS.append(tempfile.mkdtemp(prefix="bri-export-"))
+    out = Path(tempfile.mkdtemp(dir=_EXPORTS[0])) / (p.stem + ".db")
     r = subprocess.run([str(BRI_BACKUP), "--backup-dir", str(p.parent), "--db",
                         str(p.parent.parent / "bri.db"), "export", p.stem, str(out)],
                        capture_output=True, text=True, timeout=COMMAND_LIMIT)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (INSPECTION_DIRS, ROOT_FIXED, BRI_BACKUPFS, COMMAND_LIMIT as T, Mount, is_mounted, sh, table_counts,
-                      wait_until)
+                      unmount, wait_past_second, wait_until)
 
 
 def sha256(path):
@@ -330,7 +330,7 @@ def test_ctl_verify_shows_new_result_at_once(two, store):
     # A new check is told from the old one by its time (in seconds): wait for
     # the clock to pass the old check's second.
     checked = json.loads((store / "first.db.verify").read_text())["checked_epoch"]
-    assert wait_until(lambda: time.time() >= checked + 1, 5)
+    wait_past_second(checked)
     sh(f"echo first > {m}/ctl/verify")
     new = (m / "first/verify").read_text()
     assert new.startswith("ok") and new != old
@@ -539,10 +539,24 @@ def test_help_and_version():
     assert p.returncode == 0 and "bri-backupfs" in p.stdout
     p = subprocess.run([str(BRI_BACKUPFS)], capture_output=True, text=True, timeout=T)
     assert p.returncode == 2 and "usage" in p.stderr
-    for bad in ("scrub_interval=soon", "retention_days=-1", "log_level=loud"):
-        p = subprocess.run([str(BRI_BACKUPFS), "-o", bad, "/nonexistent/bri.db", "/nonexistent"],
-                           capture_output=True, text=True, timeout=T)
-        assert p.returncode == 2 and p.stderr, bad
+
+
+def test_bad_option_values_are_refused_by_name(tmp_path):
+    """A value the daemon cannot take is exit 2 with the option named, before
+    anything is mounted (a real mount point: a missing one is refused first).
+    A duration too large for seconds is refused, not wrapped around."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    for bad in ("scrub_interval=soon", "scrub_interval=213503982334602d",
+                "offsite_lag_warn=213503982334602d", "offsite_retry_max=1y",
+                "retention_days=-1", "log_level=loud"):
+        try:
+            p = subprocess.run([str(BRI_BACKUPFS), "-f", "-o", bad, str(tmp_path / "bri.db"),
+                                str(mnt)], capture_output=True, text=True, timeout=T)
+        finally:
+            unmount(None, mnt)
+        assert p.returncode == 2 and bad.split("=")[0] in p.stderr, (bad, p.stderr)
+        assert not (tmp_path / "bri.db").exists()
 
 
 def test_unknown_mount_option_is_a_usage_error_and_touches_nothing(tmp_path):

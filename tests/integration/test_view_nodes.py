@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import ROOT_FIXED, Mount, open_paths, sh, wait_until
+from conftest import ROOT_FIXED, Mount, open_paths, sh, wait_past_second, wait_until
 
 SKIP = ROOT_FIXED
 
@@ -271,15 +271,16 @@ def test_verify_descriptor_keeps_its_version(three, mounted):
     try:
         st = os.fstat(fd)
         old = path.read_bytes()
-        # A new result (a new check time at least) is a new version.
-        # The result's time has a resolution of one second: let it tick.
-        t = int(time.time())
-        assert wait_until(lambda: int(time.time()) > t, 5)
+        # A new result (a new check time at least) is a new version. The
+        # result's time has a resolution of one second: let it tick, else both
+        # results may read alike (seen in CI, with the clock checked too early).
+        wait_past_second(int(time.time()))
         sh(f"echo two > {m.path}/ctl/verify")
         # The write waits a bounded time for the kernel to drop its entry of
         # the old version (BFS_INVAL_WAIT_S); on a loaded machine the new one
-        # may show a moment later. Seen once in CI's sanitize stage.
-        assert wait_until(lambda: path.read_bytes() != old, 30)
+        # may show a moment later.
+        assert wait_until(lambda: os.stat(path).st_ino != st.st_ino, 30)
+        assert path.read_bytes() != old
         new = path.read_bytes()
         assert os.stat(path).st_ino != st.st_ino
         assert os.stat(path).st_size == len(new)
