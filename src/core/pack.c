@@ -1034,7 +1034,7 @@ static uint32_t cache_bucket(uint32_t pack, uint64_t off)
 
 static void cache_hash_add(struct pages_db *db, int32_t i)
 {
-	uint32_t b = cache_bucket(db->cache[i].g.pack, db->cache[i].g.blob_off);
+	uint32_t b = cache_bucket(db->cache[i].pack, db->cache[i].off);
 
 	db->cache[i].hnext = db->cache_hash[b];
 	db->cache_hash[b] = i;
@@ -1042,7 +1042,7 @@ static void cache_hash_add(struct pages_db *db, int32_t i)
 
 static void cache_hash_remove(struct pages_db *db, int32_t i)
 {
-	int32_t *q = &db->cache_hash[cache_bucket(db->cache[i].g.pack, db->cache[i].g.blob_off)];
+	int32_t *q = &db->cache_hash[cache_bucket(db->cache[i].pack, db->cache[i].off)];
 
 	while (*q >= 0 && *q != i)
 		q = &db->cache[*q].hnext;
@@ -1153,7 +1153,7 @@ static int32_t cache_lookup(const struct pages_db *db, uint32_t p, uint64_t off)
 	int32_t i;
 
 	for (i = db->cache_hash[cache_bucket(p, off)]; i >= 0; i = db->cache[i].hnext)
-		if (db->cache[i].g.pack == p && db->cache[i].g.blob_off == off)
+		if (db->cache[i].pack == p && db->cache[i].off == off)
 			break;
 	return i;
 }
@@ -1194,8 +1194,8 @@ static int group_get(struct pages_db *db, uint32_t p, uint64_t off, struct cache
 	}
 	c = &db->cache[i];
 	c->state = SLOT_LOADING;
-	c->g.pack = p;
-	c->g.blob_off = off;
+	c->pack = p;
+	c->off = off;
 	cache_hash_add(db, i);
 	d->busy = true;
 	if (!d->dctx)

@@ -124,7 +124,9 @@ struct group_cache {
 
 /* A slot of the shared cache. */
 struct cache_slot {
-	struct group_cache g;
+	struct group_cache g; /* written outside db->lock only while LOADING, by its reader */
+	uint32_t pack;        /* the group's place, its key in the hash table (lock) */
+	uint64_t off;
 	uint8_t state;      /* enum slot_state (pack.c) */
 	uint32_t pins;      /* users of g outside db->lock (gc's copy) */
 	int32_t hnext;      /* the next slot of its hash bucket, -1 none */
