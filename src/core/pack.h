@@ -101,19 +101,22 @@ struct group_cache {
  * goes on meanwhile; one that wants the same group waits for it, so a group
  * is decompressed once while it stays cached), and the least recently used
  * one makes room. Bounded whatever the backup's size: at most
- * GROUP_CACHE_BYTES of decompressed groups (512 full groups of 4 KiB pages,
- * 32 of 64 KiB pages) in at most GROUP_CACHE_SLOTS slots. The size: SQLite
+ * GROUP_CACHE_BYTES of decompressed groups (128 full groups of 4 KiB pages,
+ * 8 of 64 KiB pages) in at most GROUP_CACHE_SLOTS slots. The size: SQLite
  * reads a table's pages in the file's order (or its reverse), each page of
  * a group soon after the others, so the cache only has to hold the groups
  * of the pages near the reader, plus verify's window warmed ahead of it
- * (pages_read.c, WARM_SPAN_BYTES: 1 MiB of pages, up to 256 groups of one
- * page each where a daily churn left them). On the bench's 1 GiB backup
- * after 35 days of churn, a verify without warming decompressed 4.26, 4.19,
- * 4.18 and 4.17 GiB with caches of 2, 8, 32 and 128 MiB: a larger cache
- * buys nothing, while fresh memory costs about 2.4 s per GiB on a VM that
- * gives freed memory back to its host (32 MiB: 75 ms).
+ * (pages_read.c, WARM_SPAN_BYTES: at most half the cache even when each
+ * page of the window is a group of its own, as a daily churn leaves them).
+ * Measured on the bench's 1 GiB backup after 35 days of churn: without
+ * warming, caches of 2, 8, 32 and 128 MiB decompressed 4.26, 4.19, 4.18
+ * and 4.17 GiB in a verify (a larger cache buys nothing); with it, verify
+ * took 1.65-1.71x a plain verify with 8 MiB, 1.75x with 16 MiB and 1.81x
+ * with 32 MiB (farm-bench medians): fresh memory costs about 2.4 s per GiB
+ * on a VM that gives freed memory back to its host, and a small cache stays
+ * in the processor's caches.
  */
-#define GROUP_CACHE_BYTES (32u << 20)
+#define GROUP_CACHE_BYTES (8u << 20)
 #define GROUP_CACHE_SLOTS 1024
 #define GROUP_CACHE_HASH  2048 /* buckets of the cache's hash table (a power of two) */
 /* Groups read and decompressed at once into the shared cache (each with a

@@ -59,7 +59,7 @@ struct pages_reader {
  * again (the shared cache is bounded, the backup is not) while the other
  * core idles once the hash is done. So a thread of the reader's own reads
  * into the store's shared cache (pages_db_warm) the groups of the next
- * WARM_SPAN_BYTES of pages in the direction the reader goes, a batch of
+ * WARM_SPAN_BYTES of pages in the direction the reader goes, up to
  * WARM_BATCH pages at a time. The reader's position follows its reads near
  * the warmed window, and jumps to a read whose group was not in the cache
  * (a new pass, another tree); a read the cache served elsewhere (an index
@@ -70,9 +70,14 @@ struct pages_reader {
  * thread per quick reader, stopped and joined at close, its window well
  * within the cache (GROUP_CACHE_BYTES); it never waits for the reader.
  */
-#define WARM_SPAN_BYTES (1u << 20) /* of the file ahead of the reader */
-#define WARM_BATCH      64         /* pages per pages_db_warm call */
-#define WARM_STEP       64         /* pages between two reads that set the direction */
+/*
+ * The window: 64 pages of 4 KiB. At most half the shared cache's slots
+ * (pack.h, GROUP_CACHE_BYTES) even when each page of it is a group of its
+ * own, whatever the page size; a larger window measured no faster.
+ */
+#define WARM_SPAN_BYTES (256u << 10)
+#define WARM_BATCH      64 /* pages per pages_db_warm call */
+#define WARM_STEP       64 /* pages between two reads that set the direction */
 
 struct warm {
 	pthread_t thread;
@@ -104,7 +109,11 @@ static uint64_t warm_next(struct warm *w, uint64_t npages, uint64_t *from)
 	}
 	if (!w->lo || w->lo + w->span <= w->want)
 		return 0;
-	n = w->lo < WARM_BATCH ? w->lo : WARM_BATCH;
+	n = w->lo + w->span - w->want; /* to want - span, not past it */
+	if (n > w->lo)
+		n = w->lo;
+	if (n > WARM_BATCH)
+		n = WARM_BATCH;
 	w->lo -= n;
 	*from = w->lo;
 	return n;

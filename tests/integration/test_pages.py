@@ -312,8 +312,8 @@ def flip(path, at, mask):
 
 
 def test_verify_reads_a_big_backup_in_bounded_memory_and_twice_at_once(cli, live_db, store):
-    """verify of a page-store backup five times the store's cache of
-    decompressed groups (pack.h, GROUP_CACHE_BYTES: 32 MiB): its peak memory
+    """verify of a page-store backup twenty times the store's cache of
+    decompressed groups (pack.h, GROUP_CACHE_BYTES: 8 MiB): its peak memory
     stays well below the backup's size (the cache is bounded; nothing holds
     the backup whole, in memory or in a temporary file), and two verifies
     and a sha256sum through the mount at the same time all agree."""
