@@ -348,6 +348,36 @@ def test_verify_reads_a_big_backup_in_bounded_memory_and_twice_at_once(cli, live
         m.stop()
 
 
+def test_sqlite_readers_through_the_mount_and_a_verify_at_once_all_agree(cli, live_db, store):
+    """Three sqlite3 processes run integrity_check and count rows of one
+    page-store backup through the mount at the same time as the CLI verifies
+    it: the daemon's threads and the verify read pages of a backup several
+    times the store's cache of decompressed groups (8 MiB), meeting in it
+    (small reads) and beside it (streaming reads); every answer is the
+    backup's."""
+    cli.run("init", "--format", "pages")
+    grow_db(live_db, 40)
+    cli.run("create", "--name", "big")
+    con = sqlite3.connect(live_db)
+    rows = con.execute("select count(*) from memory").fetchone()[0]
+    con.close()
+    m = Mount(live_db, store, store.parent / "mnt")
+    m.start()
+    try:
+        uri = f"file:{m.path / 'big' / 'bri.db'}?mode=ro&immutable=1"
+        readers = [subprocess.Popen(["sqlite3", uri, "pragma integrity_check;",
+                                     "select count(*) from memory;"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                   for _ in range(3)]
+        v = cli.run("verify", "big", timeout=300)
+        assert "big: ok" in v.stdout, v.stdout + v.stderr
+        for q in readers:
+            out, err = q.communicate(timeout=300)
+            assert q.returncode == 0 and out.split() == ["ok", str(rows)], out + err
+    finally:
+        m.stop()
+
+
 def test_a_flipped_bit_in_a_frame_fails_verify_by_page_and_is_never_served(cli, live_db,
                                                                            store, tmp_path):
     """One flipped bit in a zstd group's payload, or in its frame header's
