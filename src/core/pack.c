@@ -30,6 +30,7 @@
 #include <openssl/hmac.h>
 #include <openssl/params.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -636,7 +637,10 @@ static int db_new(struct bri_store *s, struct pages_db **out, struct bri_err *er
 	db->s = s;
 	db->wfd = -1;
 	pthread_mutex_init(&db->lock, NULL);
-	pthread_cond_init(&db->load_cond, NULL); /* never waited on with a deadline */
+	pthread_cond_init(&db->load_cond, NULL);              /* never waited on with a deadline */
+	pthread_cond_init(&db->cache_cond, NULL);             /* never waited on with a deadline */
+	memset(db->cache_hash, 0xff, sizeof(db->cache_hash)); /* -1: empty buckets */
+	db->cache_head = db->cache_tail = -1;
 	rc = store_read_sealed(s, PAGES_SECRET_FILE, 1024, &secret, &len);
 	if (rc < 0 || len != sizeof(db->secret)) {
 		rc = bri_err_set(err, rc < 0 ? rc : -EBADMSG,
@@ -654,7 +658,6 @@ static int db_new(struct bri_store *s, struct pages_db **out, struct bri_err *er
 	db->mac = mac_new(db->secret, sizeof(db->secret)); /* NULL: HMAC() each time */
 	db->wmac = db->mac ? EVP_MAC_CTX_dup(db->mac) : NULL;
 	db->rmac = db->mac ? EVP_MAC_CTX_dup(db->mac) : NULL;
-	db->dctx = ZSTD_createDCtx(); /* NULL: ZSTD_decompress makes one each time */
 	*out = db;
 	return 0;
 }
@@ -846,19 +849,22 @@ void pages_db_close(struct pages_db *db)
 		close(db->packs[i].fd);
 		free(db->packs[i].name);
 	}
-	for (int i = 0; i < GROUP_CACHE_SLOTS; i++)
-		free(db->cache[i].data);
-	free(db->stored);
+	for (uint32_t i = 0; i < db->cache_made; i++)
+		free(db->cache[i].g.data);
+	for (int i = 0; i < GROUP_DECODERS; i++) {
+		free(db->decoder[i].stored);
+		ZSTD_freeDCtx(db->decoder[i].dctx);
+	}
 	free(db->packs);
 	free(db->entries);
 	free(db->table);
 	free(db->wbuf);
 	pthread_mutex_destroy(&db->lock);
 	pthread_cond_destroy(&db->load_cond);
+	pthread_cond_destroy(&db->cache_cond);
 	EVP_MAC_CTX_free(db->mac);
 	EVP_MAC_CTX_free(db->wmac);
 	EVP_MAC_CTX_free(db->rmac);
-	ZSTD_freeDCtx(db->dctx);
 	ZSTD_freeCCtx(db->cctx);
 	memset(db->secret, 0, sizeof(db->secret));
 	free(db);
@@ -1011,44 +1017,255 @@ out_empty:
 	return -EBADMSG;
 }
 
-/* The group at off of pack p, from the cache or read into it (group_read). */
-static int load_cached(struct pages_db *db, uint32_t p, uint64_t off, struct group_cache **out)
-{
-	struct group_cache *victim = &db->cache[0], *last = &db->cache[db->last_slot];
-	int rc;
+/* ---- the shared cache of decompressed groups (pack.h, GROUP_CACHE_BYTES) ---- */
 
-	/* Pages are mostly read in order: the slot of the last hit first. */
-	if (last->npages && last->pack == p && last->blob_off == off) {
-		last->used = ++db->clock;
-		*out = last;
-		return 0;
+enum slot_state {
+	SLOT_EMPTY,   /* no group (made, or its read failed, or its data freed) */
+	SLOT_LOADING, /* a thread reads its group outside the lock: wait for it */
+	SLOT_READY,   /* holds its group, found through the hash table */
+};
+
+static uint32_t cache_bucket(uint32_t pack, uint64_t off)
+{
+	uint64_t h = (off ^ ((uint64_t)pack << 44)) * 0x9e3779b97f4a7c15ull; /* Fibonacci hashing */
+
+	return (uint32_t)(h >> 40) & (GROUP_CACHE_HASH - 1);
+}
+
+static void cache_hash_add(struct pages_db *db, int32_t i)
+{
+	uint32_t b = cache_bucket(db->cache[i].pack, db->cache[i].off);
+
+	db->cache[i].hnext = db->cache_hash[b];
+	db->cache_hash[b] = i;
+}
+
+static void cache_hash_remove(struct pages_db *db, int32_t i)
+{
+	int32_t *q = &db->cache_hash[cache_bucket(db->cache[i].pack, db->cache[i].off)];
+
+	while (*q >= 0 && *q != i)
+		q = &db->cache[*q].hnext;
+	if (*q == i)
+		*q = db->cache[i].hnext;
+	db->cache[i].hnext = -1;
+}
+
+/* Takes slot i out of the recency list (a LOADING slot is in none). */
+static void cache_unlink(struct pages_db *db, int32_t i)
+{
+	struct cache_slot *c = &db->cache[i];
+
+	if (c->prev >= 0)
+		db->cache[c->prev].next = c->next;
+	else if (db->cache_head == i)
+		db->cache_head = c->next;
+	if (c->next >= 0)
+		db->cache[c->next].prev = c->prev;
+	else if (db->cache_tail == i)
+		db->cache_tail = c->prev;
+	c->prev = c->next = -1;
+}
+
+/* Puts slot i (out of the list) first (front: just used) or last (an empty slot, used next). */
+static void cache_link(struct pages_db *db, int32_t i, bool front)
+{
+	struct cache_slot *c = &db->cache[i];
+
+	if (front) {
+		c->prev = -1;
+		c->next = db->cache_head;
+		if (c->next >= 0)
+			db->cache[c->next].prev = i;
+		else
+			db->cache_tail = i;
+		db->cache_head = i;
+	} else {
+		c->next = -1;
+		c->prev = db->cache_tail;
+		if (c->prev >= 0)
+			db->cache[c->prev].next = i;
+		else
+			db->cache_head = i;
+		db->cache_tail = i;
 	}
-	for (int i = 0; i < GROUP_CACHE_SLOTS; i++) {
-		if (db->cache[i].npages && db->cache[i].pack == p && db->cache[i].blob_off == off) {
-			db->cache[i].used = ++db->clock;
-			db->last_slot = (uint32_t)i;
+}
+
+/*
+ * A slot for a group to read, out of the list and the hash table: an empty
+ * one, else a new one while the cache is under its bounds, else the least
+ * recently used one not pinned. -1: none (every slot is pinned or loading).
+ */
+static int32_t cache_victim(struct pages_db *db)
+{
+	int32_t i = db->cache_tail;
+
+	if (i >= 0 && db->cache[i].state == SLOT_EMPTY && !db->cache[i].pins) {
+		cache_unlink(db, i);
+		return i;
+	}
+	if (db->cache_made < GROUP_CACHE_SLOTS && db->cache_bytes < GROUP_CACHE_BYTES) {
+		i = (int32_t)db->cache_made++;
+		db->cache[i].hnext = db->cache[i].prev = db->cache[i].next = -1;
+		return i;
+	}
+	while (i >= 0 && db->cache[i].pins)
+		i = db->cache[i].prev;
+	if (i < 0)
+		return -1;
+	cache_unlink(db, i);
+	if (db->cache[i].state == SLOT_READY)
+		cache_hash_remove(db, i);
+	return i;
+}
+
+/*
+ * Frees the data of the least recently used slots (not keep, not pinned)
+ * while the cache holds more than GROUP_CACHE_BYTES: a slot grows to its
+ * group's page size, so a store whose page size changed could otherwise
+ * hold GROUP_CACHE_SLOTS groups of the largest.
+ */
+static void cache_trim(struct pages_db *db, int32_t keep)
+{
+	for (int32_t i = db->cache_tail; i >= 0 && db->cache_bytes > GROUP_CACHE_BYTES;) {
+		struct cache_slot *c = &db->cache[i];
+		int32_t prev = c->prev;
+
+		if (i != keep && !c->pins && c->g.data) {
+			if (c->state == SLOT_READY)
+				cache_hash_remove(db, i);
+			db->cache_bytes -= c->g.data_cap;
+			free(c->g.data);
+			c->g.data = NULL;
+			c->g.data_cap = 0;
+			c->g.npages = 0;
+			c->state = SLOT_EMPTY;
+			cache_unlink(db, i);
+			cache_link(db, i, false);
+		}
+		i = prev;
+	}
+}
+
+/* The slot of the group at off of pack p (READY or LOADING), or -1. Caller holds db->lock. */
+static int32_t cache_lookup(const struct pages_db *db, uint32_t p, uint64_t off)
+{
+	int32_t i;
+
+	for (i = db->cache_hash[cache_bucket(p, off)]; i >= 0; i = db->cache[i].hnext)
+		if (db->cache[i].pack == p && db->cache[i].off == off)
+			break;
+	return i;
+}
+
+/*
+ * The group at off of pack p from the shared cache, read into it (group_read)
+ * if it is not there. Caller holds db->lock, which is released while the
+ * group is read and decompressed: other groups are served meanwhile, and a
+ * reader of the same group waits for this read instead of making its own.
+ * On 0, *out is the group's slot, READY, valid while db->lock is held (or
+ * until cache_unpin, pinned). A group that does not read is not kept: a
+ * later reader of it tries again (and fails the same way).
+ */
+static int group_get(struct pages_db *db, uint32_t p, uint64_t off, struct cache_slot **out)
+{
+	struct group_decoder *d;
+	struct cache_slot *c;
+	size_t cap;
+	int32_t i;
+	int fd, rc;
+
+	for (;;) {
+		i = cache_lookup(db, p, off);
+		if (i >= 0 && db->cache[i].state == SLOT_READY) {
+			cache_unlink(db, i);
+			cache_link(db, i, true);
 			*out = &db->cache[i];
 			return 0;
 		}
-		if (!db->cache[i].npages || db->cache[i].used < victim->used)
-			victim = &db->cache[i];
+		d = NULL;
+		for (int k = 0; i < 0 && !d && k < GROUP_DECODERS; k++)
+			if (!db->decoder[k].busy)
+				d = &db->decoder[k];
+		/* Its read by another thread, no decoder free, or every slot busy: wait. */
+		if (i < 0 && d && (i = cache_victim(db)) >= 0)
+			break;
+		pthread_cond_wait(&db->cache_cond, &db->lock);
 	}
-	rc = group_read(db->packs[p].fd, db->s->seal, off, db->dctx, victim, &db->stored,
-	                &db->stored_cap);
-	if (rc < 0)
-		return rc;
-	victim->pack = p;
-	victim->used = ++db->clock;
-	db->last_slot = (uint32_t)(victim - db->cache);
-	*out = victim;
-	return 0;
+	c = &db->cache[i];
+	c->state = SLOT_LOADING;
+	c->pack = p;
+	c->off = off;
+	cache_hash_add(db, i);
+	d->busy = true;
+	if (!d->dctx)
+		d->dctx = ZSTD_createDCtx(); /* NULL: ZSTD_decompress makes one each time */
+	fd = db->packs[p].fd;                /* open until db closes */
+	cap = c->g.data_cap;
+	pthread_mutex_unlock(&db->lock);
+	rc = group_read(fd, db->s->seal, off, d->dctx, &c->g, &d->stored, &d->stored_cap);
+	pthread_mutex_lock(&db->lock);
+	d->busy = false;
+	db->cache_bytes += c->g.data_cap - cap;
+	db->cache_reads++;
+	c->g.pack = p;
+	c->g.blob_off = off;
+	if (rc < 0) {
+		cache_hash_remove(db, i);
+		c->g.npages = 0;
+		c->state = SLOT_EMPTY;
+		cache_link(db, i, false);
+	} else {
+		c->state = SLOT_READY;
+		cache_link(db, i, true);
+		cache_trim(db, i);
+	}
+	pthread_cond_broadcast(&db->cache_cond);
+	*out = c;
+	return rc;
 }
 
-static int read_page(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
-                     enum check check, void *buf)
+/* Ends a use of slot c outside db->lock (pinned: c->pins++ under it). Caller holds db->lock. */
+static void cache_unpin(struct pages_db *db, struct cache_slot *c)
+{
+	if (--c->pins == 0)
+		pthread_cond_broadcast(&db->cache_cond);
+}
+
+/*
+ * The shared slot holding page id, found by the ids of the group hint names
+ * (the slot of the reader's last page, from the place after it): -1 when
+ * it is not there. Caller holds db->lock.
+ */
+static int32_t hint_find(struct pages_db *db, const struct page_hint *hint,
+                         const uint8_t id[PAGE_ID_LEN], uint32_t page_size, uint32_t *slot)
+{
+	int32_t k = atomic_load_explicit(&hint->slot, memory_order_relaxed);
+	uint32_t from = atomic_load_explicit(&hint->next, memory_order_relaxed);
+	const struct group_cache *g;
+
+	if (k < 0 || (uint32_t)k >= db->cache_made || db->cache[k].state != SLOT_READY)
+		return -1;
+	g = &db->cache[k].g;
+	for (uint32_t j = 0; g->page_size == page_size && j < g->npages; j++) {
+		uint32_t i = (from + j) % g->npages;
+
+		if (memcmp(g->ids[i], id, PAGE_ID_LEN) == 0) {
+			*slot = i;
+			return k;
+		}
+	}
+	return -1;
+}
+
+static int read_page(struct pages_db *db, struct page_hint *hint, const uint8_t id[PAGE_ID_LEN],
+                     uint32_t page_size, enum check check, void *buf)
 {
 	const struct pack_entry *e;
+	struct cache_slot *s;
 	struct group_cache *c;
+	uint32_t slot = 0;
+	int32_t k;
 	int rc = 0;
 
 	pthread_mutex_lock(&db->lock);
@@ -1059,18 +1276,31 @@ static int read_page(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_
 			goto out_unlock;
 		}
 	}
-	e = pages_db_find(db, id);
-	if (!e && !(e = find_late(db, id, &rc)))
-		goto out_unlock;
-	rc = load_cached(db, e->pack, e->blob_off, &c);
-	if (rc == 0 && (c->page_size != page_size || e->slot >= c->npages ||
-	                memcmp(c->ids[e->slot], id, PAGE_ID_LEN) != 0))
+	/* A page of the reader's last group: no index lookup. */
+	if (hint && (k = hint_find(db, hint, id, page_size, &slot)) >= 0) {
+		s = &db->cache[k];
+		cache_unlink(db, k);
+		cache_link(db, k, true);
+	} else {
+		e = pages_db_find(db, id);
+		if (!e && !(e = find_late(db, id, &rc)))
+			goto out_unlock;
+		slot = e->slot; /* e moves when a loader grows the index (the lock is let go) */
+		rc = group_get(db, e->pack, e->blob_off, &s);
+	}
+	c = &s->g;
+	if (rc == 0 && (c->page_size != page_size || slot >= c->npages ||
+	                memcmp(c->ids[slot], id, PAGE_ID_LEN) != 0))
 		rc = -EBADMSG;
 	/* A damaged pack is never served: the page's bytes against its id. */
 	if (rc == 0)
-		rc = page_ok(db, db->rmac, c, e->slot, check);
+		rc = page_ok(db, db->rmac, c, slot, check);
 	if (rc == 0)
-		memcpy(buf, c->data + (size_t)e->slot * page_size, page_size);
+		memcpy(buf, c->data + (size_t)slot * page_size, page_size);
+	if (rc == 0 && hint) {
+		atomic_store_explicit(&hint->slot, (int32_t)(s - db->cache), memory_order_relaxed);
+		atomic_store_explicit(&hint->next, slot + 1, memory_order_relaxed);
+	}
 out_unlock:
 	pthread_mutex_unlock(&db->lock);
 	return rc;
@@ -1078,13 +1308,55 @@ out_unlock:
 
 int pages_db_read(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size, void *buf)
 {
-	return read_page(db, id, page_size, CHECK_ALL, buf);
+	return read_page(db, NULL, id, page_size, CHECK_ALL, buf);
 }
 
 int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], uint32_t page_size,
                           void *buf)
 {
-	return read_page(db, id, page_size, CHECK_RAW, buf);
+	return read_page(db, NULL, id, page_size, CHECK_RAW, buf);
+}
+
+int pages_db_read_hinted(struct pages_db *db, struct page_hint *hint, const uint8_t id[PAGE_ID_LEN],
+                         uint32_t page_size, bool quick, void *buf)
+{
+	return read_page(db, hint, id, page_size, quick ? CHECK_RAW : CHECK_ALL, buf);
+}
+
+size_t pages_db_warm(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t page_size)
+{
+	struct page_hint hint;
+	size_t read = 0;
+
+	pages_db_hint_init(&hint);
+	pthread_mutex_lock(&db->lock);
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *id = ids + i * PAGE_ID_LEN;
+		const struct pack_entry *e;
+		struct cache_slot *s;
+		uint32_t slot;
+		int32_t k;
+
+		/* A page of the group warmed last (neighbours share groups), a hole,
+		 * a page not indexed yet (its reader finds it): nothing to do. */
+		if (page_id_is_hole(id) || hint_find(db, &hint, id, page_size, &slot) >= 0 ||
+		    !(e = pages_db_find(db, id)))
+			continue;
+		k = cache_lookup(db, e->pack, e->blob_off);
+		if (k < 0 && group_get(db, e->pack, e->blob_off, &s) == 0) {
+			k = (int32_t)(s - db->cache);
+			read++;
+		}
+		/* Read, being read, or failed (not kept: the reader meets it and tells).
+		 * A group there already is kept the longest, as if just read. */
+		if (k >= 0 && db->cache[k].state == SLOT_READY) {
+			cache_unlink(db, k);
+			cache_link(db, k, true);
+			atomic_store_explicit(&hint.slot, k, memory_order_relaxed);
+		}
+	}
+	pthread_mutex_unlock(&db->lock);
+	return read;
 }
 
 /* A group to ask the kernel for: pack, its blob's start and (an estimate of) its end. */
@@ -1402,17 +1674,20 @@ serve:
 
 int pages_db_check_entry(struct pages_db *db, size_t i)
 {
-	const struct pack_entry *e = &db->entries[i];
+	struct pack_entry e;
+	struct cache_slot *s;
 	struct group_cache *c;
 	int rc;
 
 	pthread_mutex_lock(&db->lock);
+	e = db->entries[i]; /* a copy: the lock is let go while the group is read */
 	/* The group once (cached), then this one page against its own id. */
-	rc = load_cached(db, e->pack, e->blob_off, &c);
-	if (rc == 0 && (e->slot >= c->npages || memcmp(c->ids[e->slot], e->id, PAGE_ID_LEN)))
+	rc = group_get(db, e.pack, e.blob_off, &s);
+	c = &s->g;
+	if (rc == 0 && (e.slot >= c->npages || memcmp(c->ids[e.slot], e.id, PAGE_ID_LEN)))
 		rc = -EBADMSG;
 	if (rc == 0)
-		rc = page_ok(db, db->rmac, c, e->slot, CHECK_ALL);
+		rc = page_ok(db, db->rmac, c, e.slot, CHECK_ALL);
 	pthread_mutex_unlock(&db->lock);
 	return rc;
 }
@@ -1874,6 +2149,7 @@ static int count_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, 
 static int copy_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, uint64_t off)
 {
 	struct gc_arg *g = arg;
+	struct cache_slot *s;
 	struct group_cache *c;
 	uint8_t id[PAGE_ID_LEN];
 	int rc;
@@ -1884,11 +2160,14 @@ static int copy_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, u
 		else if (i + 1 == h->npages)
 			return 0;
 	pthread_mutex_lock(&g->db->lock);
-	rc = load_cached(g->db, g->pack, off, &c);
+	rc = group_get(g->db, g->pack, off, &s);
+	c = &s->g;
 	/* A damaged page that is used stops the rewrite: verify and scrub report it. */
 	for (uint32_t i = 0; i < h->npages && rc == 0; i++)
 		if (set_has(&g->live, ids + i * PAGE_ID_LEN))
 			rc = page_ok(g->db, g->db->rmac, c, i, CHECK_ALL);
+	if (rc == 0)
+		s->pins++; /* pages_db_add takes the lock: c stays while it copies */
 	pthread_mutex_unlock(&g->db->lock);
 	if (rc < 0)
 		return rc;
@@ -1896,6 +2175,9 @@ static int copy_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, u
 		if (set_has(&g->live, ids + i * PAGE_ID_LEN))
 			rc = pages_db_add(g->db, c->data + (size_t)i * c->page_size, c->page_size,
 			                  id, NULL);
+	pthread_mutex_lock(&g->db->lock);
+	cache_unpin(g->db, s);
+	pthread_mutex_unlock(&g->db->lock);
 	return rc;
 }
 

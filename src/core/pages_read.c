@@ -4,9 +4,11 @@
  * (its frame checksum or GCM tags, else the page's id: pack.c, enum check);
  * a sequential reader gets a read-ahead thread of its own (ahead_get),
  * which asks the kernel for the packs' bytes of the next 16 MiB of the file
- * (ahead_hint), and verify a spill (spill_get). The readers of one store
- * share its pages (shared_get), their index loaded by threads of its own
- * while the first reads go on (pack.h, pages_db_open_reader).
+ * (ahead_hint). Other reads (SQLite's pages for verify, restore, export)
+ * go through the store's bounded cache of decompressed groups (pack.h,
+ * GROUP_CACHE_BYTES). The readers of one store share its pages
+ * (shared_get), their index loaded by threads of its own while the first
+ * reads go on (pack.h, pages_db_open_reader).
  */
 #include "bri/store.h"
 
@@ -34,12 +36,9 @@ struct pages_reader {
 	/* For streaming reads, one per concurrent reader (the mount's threads
 	 * read ahead in parallel), each made when first needed. */
 	struct page_cursor *cur[4];
-	/* verify's spill (see spill_get), made at its first read. */
-	int spill_fd;              /* an unnamed temporary file, -1 when none (cur_lock) */
-	bool spill_tried;          /* guarded by cur_lock */
-	uint8_t *chunk;            /* per SPILL_CHUNK of the file: enum chunk_state (cur_lock) */
-	uint64_t nchunks;          /* entries at chunk */
-	pthread_cond_t spill_cond; /* a chunk's state changed (with cur_lock) */
+	struct page_hint hint;       /* shorter reads: the shared cache's slot of the last page */
+	_Atomic(struct warm *) warm; /* a quick reader's warming thread (see warm_note), or NULL */
+	atomic_bool warm_tried;      /* made under cur_lock */
 	/* Read-ahead of a sequential reader (see ahead_get), made at its first
 	 * sequential streaming read. */
 	pthread_mutex_t ahead_lock; /* a leaf: never held while reading the packs */
@@ -52,157 +51,203 @@ struct pages_reader {
 #define CURSORS    (sizeof(((struct pages_reader *)0)->cur) / sizeof(struct page_cursor *))
 
 /*
- * verify's spill. verify hashes a backup (one thread, in order, in 1 MiB
- * reads) while SQLite's integrity_check and row counts read it page by
- * page on another thread, in tree order, each page about three times
- * (tables, then indexes, then counts): from the packs, each visit would
- * decompress the page's group again (with a cache bounded whatever the
- * backup's size, about three times the zstd work of the hash). So while a
- * reader is quick (verify: every byte it serves is hashed and compared with
- * the metadata's SHA-256), its bytes are assembled once, a chunk of
- * SPILL_CHUNK at a time, by whichever thread first needs the chunk (the
- * hash and SQLite then decompress different chunks at the same time), into
- * an unnamed temporary file (O_TMPFILE in $TMPDIR or /var/tmp: nothing to
- * clean up, its pages dropped unwritten when it is closed; never for an
- * encrypted store, whose verify reads the packs), and every read,
- * the hash's and SQLite's, is served from that file, as a plain store serves
- * them from its own. A chunk is written once and never changes, so the
- * bytes SQLite checks are the bytes hashed; they were assembled by the same
- * checked path as any read (read_range; pack.c, enum check). Any failure (no
- * temporary folder, a full disk, a damaged group) only takes the chunk out:
- * reads of it go to the packs, and the hash's read reports the damage. A
- * damage search (every_page) never reads from it.
+ * Warming ahead of a quick reader (verify). SQLite's integrity_check reads
+ * the backup page by page in two passes over each table: its tree, leaves
+ * from the last to the first, then its rows from the first to the last
+ * (with their index entries); a table written in order lies in the file in
+ * that order. On SQLite's thread alone, each pass decompresses every group
+ * again (the shared cache is bounded, the backup is not) while the other
+ * core idles once the hash is done. So a thread of the reader's own reads
+ * into the store's shared cache (pages_db_warm) the groups of the next
+ * WARM_SPAN_BYTES of pages in the direction the reader goes, up to
+ * WARM_BATCH pages at a time. The reader's position follows its reads near
+ * the warmed window, and jumps to a read whose group was not in the cache
+ * (a new pass, another tree); a read the cache served elsewhere (an index
+ * page) leaves it. Only for quick readers (every byte is read, and hashed
+ * against the metadata's checksum); a group is checked as for any read
+ * (pack.c, enum check), and one that does not read is left out of the
+ * cache, so SQLite's own read meets the damage and names it. Bounded: one
+ * thread per quick reader, stopped and joined at close, its window well
+ * within the cache (GROUP_CACHE_BYTES); it never waits for the reader.
  */
-#define SPILL_CHUNK (1u << 20)
-#define SPILL_AHEAD 4 /* how far past a busy chunk a thread looks for one to assemble */
+/*
+ * The window: 64 pages of 4 KiB. At most half the shared cache's slots
+ * (pack.h, GROUP_CACHE_BYTES) even when each page of it is a group of its
+ * own, whatever the page size; a larger window measured no faster.
+ */
+#define WARM_SPAN_BYTES (256u << 10)
+#define WARM_BATCH      64 /* pages per pages_db_warm call */
+#define WARM_STEP       64 /* pages between two reads that set the direction */
 
-static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report);
+struct warm {
+	pthread_t thread;
+	pthread_mutex_t lock; /* a leaf: never held while reading the packs */
+	pthread_cond_t cond;  /* want or stop changed (with lock) */
+	bool stop;            /* close: end now (lock) */
+	bool idle;            /* the thread waits for want to move (lock) */
+	bool down;            /* the reader goes from the last page to the first (lock) */
+	uint64_t want;        /* the reader's position: its latest read's first page (lock) */
+	uint64_t away;        /* the latest read far from the window, + 1 (0: none) (lock) */
+	uint64_t lo, hi;      /* pages lo..hi-1 warmed since the last jump (lock) */
+	uint64_t span;        /* WARM_SPAN_BYTES in pages */
+};
 
-enum chunk_state { CHUNK_EMPTY, CHUNK_FILLING, CHUNK_DONE, CHUNK_FAILED };
-
-/* Assembles chunk c into the spill, through dst (the chunk's length) or a buffer of its own: 0,
- * or -1 (the chunk is then left out). */
-static int spill_fill(struct bri_reader *r, int fd, uint64_t c, uint8_t *dst)
+/* The next batch to warm, [*from, *from + n): n, or 0 (far enough ahead). Caller holds w->lock. */
+static uint64_t warm_next(struct warm *w, uint64_t npages, uint64_t *from)
 {
-	uint64_t off = c * SPILL_CHUNK;
-	size_t len = r->size - off < SPILL_CHUNK ? (size_t)(r->size - off) : SPILL_CHUNK;
-	uint8_t *buf = dst ? dst : malloc(len);
-	size_t done = 0;
-	int rc = -1;
+	uint64_t n;
 
-	if (buf && read_range(r, buf, len, off, false) == (ssize_t)len) {
-		while (done < len) {
-			ssize_t n = pwrite(fd, buf + done, len - done, (off_t)(off + done));
+	if (!w->down) {
+		uint64_t end = w->want + w->span < npages ? w->want + w->span : npages;
 
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				break;
-			done += (size_t)n;
-		}
-		rc = done == len ? 0 : -1;
+		if (w->hi >= end)
+			return 0;
+		n = end - w->hi < WARM_BATCH ? end - w->hi : WARM_BATCH;
+		*from = w->hi;
+		w->hi += n;
+		return n;
 	}
-	if (buf != dst)
-		free(buf);
-	return rc;
+	if (!w->lo || w->lo + w->span <= w->want)
+		return 0;
+	n = w->lo + w->span - w->want; /* to want - span, not past it */
+	if (n > w->lo)
+		n = w->lo;
+	if (n > WARM_BATCH)
+		n = WARM_BATCH;
+	w->lo -= n;
+	*from = w->lo;
+	return n;
 }
 
-/* Assembles empty chunk c (spill_fill); caller holds cur_lock, released meanwhile. */
-static void spill_claim(struct bri_reader *r, struct pages_reader *p, int fd, uint64_t c,
-                        uint8_t *dst)
+static void *warm_main(void *arg)
 {
-	int rc;
+	struct pages_reader *p = arg;
+	struct warm *w = atomic_load(&p->warm);
+	uint64_t npages = p->m.page_count;
 
-	p->chunk[c] = CHUNK_FILLING;
-	pthread_mutex_unlock(&p->cur_lock);
-	rc = spill_fill(r, fd, c, dst);
-	pthread_mutex_lock(&p->cur_lock);
-	p->chunk[c] = rc == 0 ? CHUNK_DONE : CHUNK_FAILED;
-	pthread_cond_broadcast(&p->spill_cond);
-}
+	pthread_mutex_lock(&w->lock);
+	while (!w->stop) {
+		uint64_t from = 0, n = warm_next(w, npages, &from);
 
-/* Bytes off..off+len (within the file) from the spill, assembling its chunks as needed: true, or
- * false. */
-static bool spill_get(struct bri_reader *r, struct pages_reader *p, void *buf, size_t len,
-                      uint64_t off)
-{
-	uint64_t first = off / SPILL_CHUNK, last = (off + len - 1) / SPILL_CHUNK;
-	bool whole = false; /* buf holds the bytes already */
-	const char *dir;
-	size_t done = 0;
-	int fd;
-
-	if (!len)
-		return false;
-	pthread_mutex_lock(&p->cur_lock);
-	if (!p->spill_tried) {
-		p->spill_tried = true;
-		p->nchunks = (r->size + SPILL_CHUNK - 1) / SPILL_CHUNK;
-		p->chunk = calloc((size_t)p->nchunks, 1);
-		dir = getenv("TMPDIR");
-		/* Never for an encrypted store: the spill is the backup in the
-		 * clear, and nothing of an encrypted store is written in the clear,
-		 * not even an unnamed file's blocks on another disk. */
-		if (p->chunk && !p->db->s->seal)
-			p->spill_fd = open(dir && *dir ? dir : "/var/tmp",
-			                   O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-		if (p->spill_fd >= 0)
-			bri_testpoint("pages-spill-open");
-	}
-	fd = p->chunk ? p->spill_fd : -1;
-	for (uint64_t c = first; fd >= 0 && c <= last; c++) {
-		/* A chunk another thread is assembling: meanwhile, one of the next
-		 * few that nobody has started (the two threads then decompress side
-		 * by side instead of one waiting for the other). */
-		while (p->chunk[c] == CHUNK_FILLING) {
-			uint64_t e = c + 1;
-
-			while (e < p->nchunks && e <= c + SPILL_AHEAD && p->chunk[e] != CHUNK_EMPTY)
-				e++;
-			if (e < p->nchunks && e <= c + SPILL_AHEAD)
-				spill_claim(r, p, fd, e, NULL);
-			else
-				pthread_cond_wait(&p->spill_cond, &p->cur_lock);
-		}
-		/* The hash reads whole chunks: one it assembles goes straight into its buffer. */
-		if (p->chunk[c] == CHUNK_EMPTY) {
-			whole = first == last && off == c * SPILL_CHUNK &&
-			        (len == SPILL_CHUNK || off + len == r->size);
-			spill_claim(r, p, fd, c, whole ? buf : NULL);
-		}
-		if (p->chunk[c] != CHUNK_DONE)
-			fd = -1;
-	}
-	pthread_mutex_unlock(&p->cur_lock);
-	while (fd >= 0 && !whole && done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
+		if (!n) {
+			w->idle = true;
+			pthread_cond_wait(&w->cond, &w->lock);
+			w->idle = false;
 			continue;
-		if (n <= 0)
-			return false;
-		done += (size_t)n;
+		}
+		pthread_mutex_unlock(&w->lock);
+		pages_db_warm(p->db, p->m.ids + from * PAGE_ID_LEN, (size_t)n, p->m.page_size);
+		pthread_mutex_lock(&w->lock);
 	}
-	return fd >= 0;
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* Makes p's warming thread (a quick reader's first short read), or leaves p->warm NULL. */
+static void warm_start(struct pages_reader *p)
+{
+	struct warm *w;
+	sigset_t all, old;
+
+	pthread_mutex_lock(&p->cur_lock);
+	if (atomic_load(&p->warm_tried)) {
+		pthread_mutex_unlock(&p->cur_lock);
+		return;
+	}
+	w = calloc(1, sizeof(*w));
+	if (w) {
+		pthread_mutex_init(&w->lock, NULL);
+		pthread_cond_init(&w->cond, NULL); /* never waited on with a deadline */
+		w->span = WARM_SPAN_BYTES / p->m.page_size;
+		atomic_store(&p->warm, w); /* before the thread, which reads it */
+		/* No signal for it: the daemon's threads that handle them are elsewhere. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		if (pthread_create(&w->thread, NULL, warm_main, p) != 0) {
+			atomic_store(&p->warm, NULL);
+			pthread_cond_destroy(&w->cond);
+			pthread_mutex_destroy(&w->lock);
+			free(w);
+		}
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	atomic_store(&p->warm_tried, true);
+	pthread_mutex_unlock(&p->cur_lock);
+}
+
+/* Whether pages a and b are a step of a stream apart. */
+static bool warm_near(uint64_t a, uint64_t b)
+{
+	return (a > b ? a - b : b - a) <= WARM_STEP;
+}
+
+/*
+ * The reader read from page pos. A read near the window moves the stream
+ * on; two reads near each other far from it (a new pass, another tree) make
+ * it jump there; one read far from it (an index page) leaves it.
+ */
+static void warm_note(struct pages_reader *p, uint64_t pos)
+{
+	struct warm *w = atomic_load(&p->warm);
+	uint64_t lo, hi;
+
+	pthread_mutex_lock(&w->lock);
+	lo = w->lo > w->span ? w->lo - w->span : 0;
+	hi = w->hi + w->span;
+	if (pos >= lo && pos <= hi) {
+		/* The stream goes on: its direction from a step nearby. */
+		if (pos != w->want && warm_near(pos, w->want))
+			w->down = pos < w->want;
+		w->want = pos;
+		w->away = 0;
+	} else if (w->away && warm_near(pos, w->away - 1)) {
+		if (pos != w->away - 1)
+			w->down = pos < w->away - 1;
+		w->want = w->lo = w->hi = pos; /* a jump: warm from there */
+		w->hi++;                       /* pos itself the reader has read */
+		w->away = 0;
+	} else {
+		w->away = pos + 1;
+	}
+	if (w->idle && ((!w->down && w->hi < w->want + w->span / 2) ||
+	                (w->down && w->lo && w->lo + w->span / 2 > w->want)))
+		pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void warm_free(struct pages_reader *p)
+{
+	struct warm *w = atomic_load(&p->warm);
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+	atomic_store(&p->warm, NULL);
 }
 
 /*
  * Bytes off..off+len (within the file) through the reader's cursors or the
  * store's shared cache: the count, or a negative errno. report: a failure
- * is told in r->why and the log (not by the spill, whose failed chunk the
- * reader's own read then meets and tells).
+ * is told in r->why and the log (not by the read-ahead, whose failed chunk
+ * the reader's own read then meets and tells).
  */
 static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report)
 {
 	/* Pages served on their group's frame checksum, unless the caller looks
 	 * for damage (pack.c, enum check: the integrity argument). */
 	bool quick = !r->every_page;
-	int (*read)(struct pages_db *, const uint8_t *, uint32_t, void *) =
-	    quick ? pages_db_read_written : pages_db_read;
 	struct pages_reader *p = r->priv;
 	struct page_cursor *cur = NULL;
 	uint32_t ps = p->m.page_size;
 	uint8_t *page = NULL;
+	bool warm = false;
 	size_t done = 0;
 	int rc = 0;
 
@@ -227,11 +272,14 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
 			memset((char *)buf + done, 0, n); /* never written: zeros, as in a file */
 		} else if (in == 0 && n == ps) {
 			rc = cur ? pages_cursor_read(p->db, cur, id, ps, quick, (char *)buf + done)
-			         : read(p->db, id, ps, (char *)buf + done);
+			         : pages_db_read_hinted(p->db, &p->hint, id, ps, quick,
+			                                (char *)buf + done);
+			warm |= !cur;
 		} else if (!page && !(page = malloc(ps))) {
 			rc = -ENOMEM;
 		} else {
-			rc = read(p->db, id, ps, page);
+			rc = pages_db_read_hinted(p->db, &p->hint, id, ps, quick, page);
+			warm = true;
 			if (rc == 0)
 				memcpy((char *)buf + done, page + in, n);
 		}
@@ -248,6 +296,11 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
 	}
 	if (cur)
 		pthread_mutex_unlock(&cur->lock);
+	/* A quick reader's page reads: warming ahead of them (see warm_note). */
+	if (warm && r->quick && quick && rc == 0 && !atomic_load(&p->warm_tried))
+		warm_start(p);
+	if (warm && r->quick && quick && rc == 0 && atomic_load(&p->warm))
+		warm_note(p, off / ps);
 	free(page);
 	if (rc < 0 && !(rc == -ENOMEM && done))
 		return rc == -ENOENT ? -EBADMSG : rc;
@@ -274,16 +327,16 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
  * as without read-ahead. Bounded: at most AHEAD_STREAMS readers of the
  * process have a read-ahead at once; the threads end at the end of the file,
  * and close stops and joins them (after the chunk each is assembling, if
- * any). Never for verify (the spill) nor a damage search (every_page).
+ * any). Never for verify (quick reads) nor a damage search (every_page).
  *
  * One worker, measured: on this 2-core VM two of them lost to one in first
  * cats of one-pack stores, clear and encrypted (medians of 14 and 7
  * interleaved runs: 1.24 and 1.53 s against 1.14 and 1.23 s), the second
  * thread's decoding competing with the mount's replies, the reader and the
- * index's loader for the cores. Chunks of 1 MiB: while the store's index loads, a worker finds
- * a page not indexed yet by the group after the one it read last
- * (cursor_chain, pack.c), which at a chunk's start another thread may have
- * read; with 256 KiB chunks and two workers a first cat of a one-pack store
+ * index's loader for the cores. Chunks of 1 MiB: while the store's index
+ * loads, a worker finds a page not indexed yet by the group after the one
+ * it read last (cursor_chain, pack.c), which at a chunk's start another
+ * thread may have read; with 256 KiB chunks and two workers a first cat of a one-pack store
  * took 0.95 s of the daemon's CPU against 0.71 s with 1 MiB chunks.
  */
 #define AHEAD_BYTES   (4u << 20)
@@ -676,8 +729,6 @@ static ssize_t pages_pread(struct bri_reader *r, void *buf, size_t len, uint64_t
 		return 0;
 	if (len > r->size - off)
 		len = (size_t)(r->size - off);
-	if (r->quick && !r->every_page && spill_get(r, r->priv, buf, len, off))
-		return (ssize_t)len;
 	if (!r->quick && !r->every_page && ahead_get(r, r->priv, buf, len, off))
 		return (ssize_t)len;
 	return read_range(r, buf, len, off, true);
@@ -775,15 +826,12 @@ static void pages_reader_close(struct bri_reader *r)
 	struct pages_reader *p = r->priv;
 
 	if (p) {
+		warm_free(p);
 		ahead_free(p);
 		pthread_mutex_destroy(&p->ahead_lock);
 		for (size_t i = 0; i < CURSORS; i++)
 			pages_cursor_free(p->cur[i]);
 		pthread_mutex_destroy(&p->cur_lock);
-		pthread_cond_destroy(&p->spill_cond);
-		if (p->spill_fd >= 0)
-			close(p->spill_fd);
-		free(p->chunk);
 		shared_put(p->db);
 		free(p->m.ids);
 		free(p);
@@ -807,9 +855,8 @@ int pages_open_reader(const struct bri_store *s, const char *name, struct bri_re
 	}
 	r->fd = -1;
 	r->priv = p;
-	p->spill_fd = -1;
 	pthread_mutex_init(&p->cur_lock, NULL);
-	pthread_cond_init(&p->spill_cond, NULL); /* never waited on with a deadline */
+	pages_db_hint_init(&p->hint);
 	pthread_mutex_init(&p->ahead_lock, NULL);
 	r->pread = pages_pread;
 	r->hold = pages_hold;

@@ -330,6 +330,7 @@ static int verify_reader(struct bri_reader *r, int open_rc, const char *open_msg
 	atomic_store(&job.db_done, true);
 	if (hashing)
 		pthread_join(thread, NULL);
+	bri_testpoint("verify_read_done"); /* the reader still open, every byte read */
 	/* Asked to stop: no verdict, even one that was complete. */
 	if (rc == -ECANCELED || job.rc == -ECANCELED || bri_op_stopped(ctx))
 		return no_verdict(res, -ECANCELED, "stopped");

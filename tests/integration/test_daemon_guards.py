@@ -240,7 +240,7 @@ def test_sigterm_during_a_background_verification_unmounts_at_once(cli, live_db,
     before = sorted(os.listdir(store))
     for point in ("verify_database_check", "verify_before_persist", "workers_stopping"):
         pause_points.arm(point)
-    tmp = tmp_path / "tmpdir"  # where a page store's verify spills
+    tmp = tmp_path / "tmpdir"  # verify leaves nothing here (nor anywhere in the store)
     tmp.mkdir()
     env = pause_points.env()
     env["TMPDIR"] = str(tmp)
@@ -294,7 +294,7 @@ def test_stop_signal_during_a_ctl_verify_or_rehearsal_unmounts_at_once(cli, live
     audited = len(audit_verifies(store))
     for point in ("verify_database_check", "verify_before_persist"):
         pause_points.arm(point)
-    tmp = tmp_path / "tmpdir"  # where a page store's verify spills
+    tmp = tmp_path / "tmpdir"  # verify leaves nothing here (nor anywhere in the store)
     tmp.mkdir()
     env = pause_points.env()
     env["TMPDIR"] = str(tmp)

@@ -245,31 +245,50 @@ def test_python_module_takes_the_key_from_bri_key_file(live_db, store, tmp_path)
     assert p.returncode != 0 and "is encrypted" in p.stderr
 
 
-def test_verify_of_an_encrypted_store_spills_nothing_in_the_clear(live_db, store, tmp_path,
-                                                                   pause_points):
-    """A page store's verify assembles the backup once into an unnamed
-    temporary file (the spill) and reads it from there; that file is the
-    backup in the clear, so an encrypted store's verify never makes one. The
-    control: the same verify of a store without a key does."""
-    plain_pages = tmp_path / "unsealed"
-    cli = Cli(live_db, plain_pages)
-    cli.run("init", "--format", "pages")
-    cli.run("create", "--name", "daily")
-    pause_points.arm("pages-spill-open")
-    cmd = [str(BRI_BACKUP), "--db", str(live_db), "--backup-dir", str(plain_pages), "verify", "daily"]
-    p = subprocess.Popen(cmd, env=pause_points.env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        pause_points.wait_reached("pages-spill-open")
-    finally:
-        pause_points.release("pages-spill-open")
-        out, err = p.communicate(timeout=120)
-    assert p.returncode == 0 and "daily: ok" in out, err
+def open_files(pid):
+    """What the descriptors of process pid name (/proc/PID/fd)."""
+    names = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            names.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass  # closed meanwhile
+    return names
 
+
+def test_verify_of_a_page_store_makes_no_temporary_file(live_db, store, tmp_path,
+                                                         pause_points):
+    """A page store's verify reads the backup from its packs through the
+    store's cache of decompressed groups, bounded whatever the backup's size:
+    it keeps no copy of the backup in a temporary file (which for an
+    encrypted store would be the backup in the clear, and for any store
+    needs temporary space the backup's size). Held at verify_read_done (every
+    byte read, the backup still open), the verify holds no temporary file,
+    named in $TMPDIR or unnamed (deleted); encrypted and not. (Before, a
+    store without a key had one there: verify's spill.)"""
+    plain_pages = tmp_path / "unsealed"
+    Cli(live_db, plain_pages).run("init", "--format", "pages")
+    Cli(live_db, plain_pages).run("create", "--name", "daily")
     cli, key = sealed_store(live_db, store, tmp_path)
-    reached = pause_points.dir / "pages-spill-open.reached"
-    reached.unlink()
-    pause_points.arm("pages-spill-open")
-    p = cli.run("--key-file", str(key), "verify", "daily", env=pause_points.env())
-    assert "daily: ok" in p.stdout
-    assert not reached.exists()
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    reached = pause_points.dir / "verify_read_done.reached"
+    for folder, extra in ((plain_pages, []), (store, ["--key-file", str(key)])):
+        reached.unlink(missing_ok=True)
+        pause_points.arm("verify_read_done")
+        env = pause_points.env()
+        env["TMPDIR"] = str(tmp)
+        p = subprocess.Popen([str(BRI_BACKUP), "--db", str(live_db), "--backup-dir", str(folder)]
+                             + extra + ["verify", "daily"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            pause_points.wait_reached("verify_read_done")
+            files = open_files(p.pid)
+        finally:
+            pause_points.release("verify_read_done")
+            out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and "daily: ok" in out, out + err
+        assert any(f.endswith(".pack") for f in files), files  # the backup, still open
+        assert not [f for f in files if f.endswith(" (deleted)") or f.startswith(str(tmp))], \
+            files
+        assert os.listdir(tmp) == []
