@@ -11,7 +11,7 @@
  * either form). So the new store is built whole in a folder of its own
  * beside the store, ".<store's name>.migrate" in the same parent folder
  * (never in $TMPDIR): every backup read through the old key (in memory:
- * an encrypted reader never spills) and written sealed with the new one (or
+ * no reader spills to disk) and written sealed with the new one (or
  * in the clear, for plain), checked against its checksum; the sidecars, the
  * restore reports and the audit log re-sealed (or opened) line by line; the
  * new store.json (a fresh page-id secret and, for a passphrase, a fresh
