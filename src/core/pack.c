@@ -37,6 +37,8 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+/* ZSTD_d_forceIgnoreChecksum (group_get): in libzstd since 1.4.7. */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
 #include "bri/log.h"
@@ -893,11 +895,7 @@ void pages_db_close(struct pages_db *db)
  * that). Whole backups stay covered by the SHA-256 of their metadata
  * (verify), and scrub (CHECK_ALL) recomputes every page's id.
  */
-enum check {
-	CHECK_NONE, /* nothing: the caller checks (scrub) */
-	CHECK_RAW,  /* pages of unguarded groups only (see above) */
-	CHECK_ALL,  /* every page read */
-};
+/* enum check: pack.h. */
 
 /*
  * Page slot of cache slot c against its id, as check says: 0, or -EBADMSG.
@@ -1160,14 +1158,19 @@ static int32_t cache_lookup(const struct pages_db *db, uint32_t p, uint64_t off)
 
 /*
  * The group at off of pack p from the shared cache, read into it (group_read)
- * if it is not there. Caller holds db->lock, which is released while the
- * group is read and decompressed: other groups are served meanwhile, and a
- * reader of the same group waits for this read instead of making its own.
- * On 0, *out is the group's slot, READY, valid while db->lock is held (or
- * until cache_unpin, pinned). A group that does not read is not kept: a
- * later reader of it tries again (and fails the same way).
+ * if it is not there. trusted: for a reader that serves its pages unchecked
+ * (CHECK_NONE: verify, whose whole file is hashed against the metadata's
+ * SHA-256): zstd's content checksum (XXH64, a fifth of the decoding's time) is
+ * not computed either, and the group is kept unguarded, so that another
+ * reader of it recomputes its pages' ids (an encrypted store's group stays
+ * guarded: its GCM tags were checked over every byte). Caller holds db->lock, which is released
+ * while the group is read and decompressed: other groups are served meanwhile, and a reader of the
+ * same group waits for this read instead of making its own. On 0, *out is the group's slot, READY,
+ * valid while db->lock is held (or until cache_unpin, pinned). A group that does not read is not
+ * kept: a later reader of it tries again (and fails the same way).
  */
-static int group_get(struct pages_db *db, uint32_t p, uint64_t off, struct cache_slot **out)
+static int group_get(struct pages_db *db, uint32_t p, uint64_t off, bool trusted,
+                     struct cache_slot **out)
 {
 	struct group_decoder *d;
 	struct cache_slot *c;
@@ -1203,7 +1206,14 @@ static int group_get(struct pages_db *db, uint32_t p, uint64_t off, struct cache
 	fd = db->packs[p].fd;                /* open until db closes */
 	cap = c->g.data_cap;
 	pthread_mutex_unlock(&db->lock);
+	/* Refused (a libzstd without it): the checksum is checked, as without trusted. */
+	if (d->dctx && ZSTD_isError(ZSTD_DCtx_setParameter(d->dctx, ZSTD_d_forceIgnoreChecksum,
+	                                                   trusted ? ZSTD_d_ignoreChecksum
+	                                                           : ZSTD_d_validateChecksum)))
+		trusted = false;
 	rc = group_read(fd, db->s->seal, off, d->dctx, &c->g, &d->stored, &d->stored_cap);
+	if (rc == 0 && trusted && !db->s->seal)
+		c->g.guarded = false;
 	pthread_mutex_lock(&db->lock);
 	d->busy = false;
 	db->cache_bytes += c->g.data_cap - cap;
@@ -1233,29 +1243,73 @@ static void cache_unpin(struct pages_db *db, struct cache_slot *c)
 }
 
 /*
- * The shared slot holding page id, found by the ids of the group hint names
- * (the slot of the reader's last page, from the place after it): -1 when
- * it is not there. Caller holds db->lock.
+ * The place of page id in the group of slot k (READY: the caller holds
+ * db->lock, or pins k), looked for from place from on: 0, and *slot; or
+ * -1 when the group does not hold it.
  */
-static int32_t hint_find(struct pages_db *db, const struct page_hint *hint,
-                         const uint8_t id[PAGE_ID_LEN], uint32_t page_size, uint32_t *slot)
+static int group_find(const struct pages_db *db, int32_t k, uint32_t from,
+                      const uint8_t id[PAGE_ID_LEN], uint32_t page_size, uint32_t *slot)
 {
-	int32_t k = atomic_load_explicit(&hint->slot, memory_order_relaxed);
-	uint32_t from = atomic_load_explicit(&hint->next, memory_order_relaxed);
-	const struct group_cache *g;
+	const struct group_cache *g = &db->cache[k].g;
 
-	if (k < 0 || (uint32_t)k >= db->cache_made || db->cache[k].state != SLOT_READY)
-		return -1;
-	g = &db->cache[k].g;
 	for (uint32_t j = 0; g->page_size == page_size && j < g->npages; j++) {
 		uint32_t i = (from + j) % g->npages;
 
 		if (memcmp(g->ids[i], id, PAGE_ID_LEN) == 0) {
 			*slot = i;
-			return k;
+			return 0;
 		}
 	}
 	return -1;
+}
+
+/* hint (held by the caller) pins slot k from now on (k READY). Caller holds db->lock. */
+static void hint_pin(struct pages_db *db, struct page_hint *hint, int32_t k)
+{
+	if (hint->slot == k)
+		return;
+	if (hint->slot >= 0) {
+		/* Kept the longest of the unpinned ones: it was used last. */
+		cache_unpin(db, &db->cache[hint->slot]);
+		if (db->cache[hint->slot].state == SLOT_READY) {
+			cache_unlink(db, hint->slot);
+			cache_link(db, hint->slot, true);
+		}
+	}
+	db->cache[k].pins++;
+	hint->slot = k;
+}
+
+void pages_db_hint_release(struct pages_db *db, struct page_hint *hint)
+{
+	if (db && hint->slot >= 0) {
+		pthread_mutex_lock(&db->lock);
+		cache_unpin(db, &db->cache[hint->slot]);
+		pthread_mutex_unlock(&db->lock);
+	}
+	hint->slot = -1;
+	pthread_mutex_destroy(&hint->lock);
+}
+
+/*
+ * A page of the group hint pins, served without db->lock: 0, or -1 (not
+ * there, or it needs a check that writes to the slot: the locked path).
+ * Caller holds hint->lock. The pinned slot is READY and nobody changes it.
+ */
+static int read_pinned(struct pages_db *db, struct page_hint *hint, const uint8_t id[PAGE_ID_LEN],
+                       uint32_t page_size, enum check check, void *buf)
+{
+	const struct group_cache *g;
+	uint32_t slot;
+
+	if (hint->slot < 0 || group_find(db, hint->slot, hint->next, id, page_size, &slot) < 0)
+		return -1;
+	g = &db->cache[hint->slot].g;
+	if (check == CHECK_ALL || (check == CHECK_RAW && !g->guarded))
+		return -1;
+	memcpy(buf, g->data + (size_t)slot * page_size, page_size);
+	hint->next = slot + 1;
+	return 0;
 }
 
 static int read_page(struct pages_db *db, struct page_hint *hint, const uint8_t id[PAGE_ID_LEN],
@@ -1265,9 +1319,15 @@ static int read_page(struct pages_db *db, struct page_hint *hint, const uint8_t 
 	struct cache_slot *s;
 	struct group_cache *c;
 	uint32_t slot = 0;
-	int32_t k;
 	int rc = 0;
 
+	/* Another thread reads with this hint now: without it. */
+	if (hint && pthread_mutex_trylock(&hint->lock) != 0)
+		hint = NULL;
+	if (hint && read_pinned(db, hint, id, page_size, check, buf) == 0) {
+		pthread_mutex_unlock(&hint->lock);
+		return 0;
+	}
 	pthread_mutex_lock(&db->lock);
 	/* The pending group of the pack being written. */
 	for (uint32_t i = 0; i < db->wcount; i++) {
@@ -1277,16 +1337,15 @@ static int read_page(struct pages_db *db, struct page_hint *hint, const uint8_t 
 		}
 	}
 	/* A page of the reader's last group: no index lookup. */
-	if (hint && (k = hint_find(db, hint, id, page_size, &slot)) >= 0) {
-		s = &db->cache[k];
-		cache_unlink(db, k);
-		cache_link(db, k, true);
+	if (hint && hint->slot >= 0 &&
+	    group_find(db, hint->slot, hint->next, id, page_size, &slot) == 0) {
+		s = &db->cache[hint->slot];
 	} else {
 		e = pages_db_find(db, id);
 		if (!e && !(e = find_late(db, id, &rc)))
 			goto out_unlock;
 		slot = e->slot; /* e moves when a loader grows the index (the lock is let go) */
-		rc = group_get(db, e->pack, e->blob_off, &s);
+		rc = group_get(db, e->pack, e->blob_off, check == CHECK_NONE, &s);
 	}
 	c = &s->g;
 	if (rc == 0 && (c->page_size != page_size || slot >= c->npages ||
@@ -1298,11 +1357,13 @@ static int read_page(struct pages_db *db, struct page_hint *hint, const uint8_t 
 	if (rc == 0)
 		memcpy(buf, c->data + (size_t)slot * page_size, page_size);
 	if (rc == 0 && hint) {
-		atomic_store_explicit(&hint->slot, (int32_t)(s - db->cache), memory_order_relaxed);
-		atomic_store_explicit(&hint->next, slot + 1, memory_order_relaxed);
+		hint_pin(db, hint, (int32_t)(s - db->cache));
+		hint->next = slot + 1;
 	}
 out_unlock:
 	pthread_mutex_unlock(&db->lock);
+	if (hint)
+		pthread_mutex_unlock(&hint->lock);
 	return rc;
 }
 
@@ -1318,17 +1379,17 @@ int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], ui
 }
 
 int pages_db_read_hinted(struct pages_db *db, struct page_hint *hint, const uint8_t id[PAGE_ID_LEN],
-                         uint32_t page_size, bool quick, void *buf)
+                         uint32_t page_size, enum check check, void *buf)
 {
-	return read_page(db, hint, id, page_size, quick ? CHECK_RAW : CHECK_ALL, buf);
+	return read_page(db, hint, id, page_size, check, buf);
 }
 
-size_t pages_db_warm(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t page_size)
+size_t pages_db_warm(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t page_size,
+                     bool trusted)
 {
-	struct page_hint hint;
+	int32_t last = -1; /* the slot of the group warmed last */
 	size_t read = 0;
 
-	pages_db_hint_init(&hint);
 	pthread_mutex_lock(&db->lock);
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *id = ids + i * PAGE_ID_LEN;
@@ -1339,11 +1400,13 @@ size_t pages_db_warm(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t
 
 		/* A page of the group warmed last (neighbours share groups), a hole,
 		 * a page not indexed yet (its reader finds it): nothing to do. */
-		if (page_id_is_hole(id) || hint_find(db, &hint, id, page_size, &slot) >= 0 ||
+		if (page_id_is_hole(id) ||
+		    (last >= 0 && db->cache[last].state == SLOT_READY &&
+		     group_find(db, last, 0, id, page_size, &slot) == 0) ||
 		    !(e = pages_db_find(db, id)))
 			continue;
 		k = cache_lookup(db, e->pack, e->blob_off);
-		if (k < 0 && group_get(db, e->pack, e->blob_off, &s) == 0) {
+		if (k < 0 && group_get(db, e->pack, e->blob_off, trusted, &s) == 0) {
 			k = (int32_t)(s - db->cache);
 			read++;
 		}
@@ -1352,7 +1415,7 @@ size_t pages_db_warm(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t
 		if (k >= 0 && db->cache[k].state == SLOT_READY) {
 			cache_unlink(db, k);
 			cache_link(db, k, true);
-			atomic_store_explicit(&hint.slot, k, memory_order_relaxed);
+			last = k;
 		}
 	}
 	pthread_mutex_unlock(&db->lock);
@@ -1682,7 +1745,7 @@ int pages_db_check_entry(struct pages_db *db, size_t i)
 	pthread_mutex_lock(&db->lock);
 	e = db->entries[i]; /* a copy: the lock is let go while the group is read */
 	/* The group once (cached), then this one page against its own id. */
-	rc = group_get(db, e.pack, e.blob_off, &s);
+	rc = group_get(db, e.pack, e.blob_off, false, &s);
 	c = &s->g;
 	if (rc == 0 && (e.slot >= c->npages || memcmp(c->ids[e.slot], e.id, PAGE_ID_LEN)))
 		rc = -EBADMSG;
@@ -2160,7 +2223,7 @@ static int copy_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, u
 		else if (i + 1 == h->npages)
 			return 0;
 	pthread_mutex_lock(&g->db->lock);
-	rc = group_get(g->db, g->pack, off, &s);
+	rc = group_get(g->db, g->pack, off, false, &s);
 	c = &s->g;
 	/* A damaged page that is used stops the rewrite: verify and scrub report it. */
 	for (uint32_t i = 0; i < h->npages && rc == 0; i++)
