@@ -1158,16 +1158,18 @@ static int32_t cache_lookup(const struct pages_db *db, uint32_t p, uint64_t off)
 
 /*
  * The group at off of pack p from the shared cache, read into it (group_read)
- * if it is not there. trusted: for a reader that serves its pages unchecked
- * (CHECK_NONE: verify, whose whole file is hashed against the metadata's
- * SHA-256): zstd's content checksum (XXH64, a fifth of the decoding's time) is
- * not computed either, and the group is kept unguarded, so that another
- * reader of it recomputes its pages' ids (an encrypted store's group stays
- * guarded: its GCM tags were checked over every byte). Caller holds db->lock, which is released
- * while the group is read and decompressed: other groups are served meanwhile, and a reader of the
- * same group waits for this read instead of making its own. On 0, *out is the group's slot, READY,
- * valid while db->lock is held (or until cache_unpin, pinned). A group that does not read is not
- * kept: a later reader of it tries again (and fails the same way).
+ * if it is not there. Caller holds db->lock, which is released while the
+ * group is read and decompressed: other groups are served meanwhile, and a
+ * reader of the same group waits for this read instead of making its own.
+ * On 0, *out is the group's slot, READY, valid while db->lock is held (or
+ * until cache_unpin, pinned). A group that does not read is not kept: a
+ * later reader of it tries again (and fails the same way). trusted: for a
+ * reader that serves its pages unchecked (CHECK_NONE: verify, whose whole
+ * file is hashed against the metadata's SHA-256): zstd's content checksum
+ * (XXH64, a fifth of the decoding's time) is not computed either, and the
+ * group is kept unguarded, so that another reader of it recomputes its
+ * pages' ids (an encrypted store's group stays guarded: its GCM tags were
+ * checked over every byte).
  */
 static int group_get(struct pages_db *db, uint32_t p, uint64_t off, bool trusted,
                      struct cache_slot **out)
@@ -1263,31 +1265,50 @@ static int group_find(const struct pages_db *db, int32_t k, uint32_t from,
 	return -1;
 }
 
-/* hint (held by the caller) pins slot k from now on (k READY). Caller holds db->lock. */
-static void hint_pin(struct pages_db *db, struct page_hint *hint, int32_t k)
+/* hint (held by the caller) forgets its slot, unpinned. Caller holds db->lock. */
+static void hint_unpin(struct pages_db *db, struct page_hint *hint)
 {
-	if (hint->slot == k)
-		return;
-	if (hint->slot >= 0) {
+	if (hint->slot >= 0 && hint->pinned) {
+		struct cache_slot *c = &db->cache[hint->slot];
+
+		db->hint_pinned -= c->g.data_cap; /* unchanged while pinned */
+		cache_unpin(db, c);
 		/* Kept the longest of the unpinned ones: it was used last. */
-		cache_unpin(db, &db->cache[hint->slot]);
-		if (db->cache[hint->slot].state == SLOT_READY) {
+		if (c->state == SLOT_READY) {
 			cache_unlink(db, hint->slot);
 			cache_link(db, hint->slot, true);
 		}
 	}
-	db->cache[k].pins++;
+	hint->slot = -1;
+	hint->pinned = false;
+}
+
+/* hint (held) names slot k (READY), pinned within HINT_PINNED_BYTES. Caller holds db->lock. */
+static void hint_set(struct pages_db *db, struct page_hint *hint, int32_t k)
+{
+	struct cache_slot *c = &db->cache[k];
+
+	if (hint->slot == k && hint->pinned)
+		return;
+	hint_unpin(db, hint);
 	hint->slot = k;
+	if (db->hint_pinned + c->g.data_cap <= HINT_PINNED_BYTES) {
+		c->pins++;
+		db->hint_pinned += c->g.data_cap;
+		hint->pinned = true;
+	} else {
+		cache_unlink(db, k); /* just used */
+		cache_link(db, k, true);
+	}
 }
 
 void pages_db_hint_release(struct pages_db *db, struct page_hint *hint)
 {
-	if (db && hint->slot >= 0) {
+	if (db) {
 		pthread_mutex_lock(&db->lock);
-		cache_unpin(db, &db->cache[hint->slot]);
+		hint_unpin(db, hint);
 		pthread_mutex_unlock(&db->lock);
 	}
-	hint->slot = -1;
 	pthread_mutex_destroy(&hint->lock);
 }
 
@@ -1302,7 +1323,7 @@ static int read_pinned(struct pages_db *db, struct page_hint *hint, const uint8_
 	const struct group_cache *g;
 	uint32_t slot;
 
-	if (hint->slot < 0 || group_find(db, hint->slot, hint->next, id, page_size, &slot) < 0)
+	if (!hint->pinned || group_find(db, hint->slot, hint->next, id, page_size, &slot) < 0)
 		return -1;
 	g = &db->cache[hint->slot].g;
 	if (check == CHECK_ALL || (check == CHECK_RAW && !g->guarded))
@@ -1336,11 +1357,16 @@ static int read_page(struct pages_db *db, struct page_hint *hint, const uint8_t 
 			goto out_unlock;
 		}
 	}
-	/* A page of the reader's last group: no index lookup. */
+	/* A page of the reader's last group: no index lookup (an unpinned slot
+	 * may hold another group by now: its ids tell). */
 	if (hint && hint->slot >= 0 &&
+	    (hint->pinned || db->cache[hint->slot].state == SLOT_READY) &&
 	    group_find(db, hint->slot, hint->next, id, page_size, &slot) == 0) {
 		s = &db->cache[hint->slot];
 	} else {
+		/* No pin held while this thread waits (for the index, a slot, a group). */
+		if (hint)
+			hint_unpin(db, hint);
 		e = pages_db_find(db, id);
 		if (!e && !(e = find_late(db, id, &rc)))
 			goto out_unlock;
@@ -1357,7 +1383,7 @@ static int read_page(struct pages_db *db, struct page_hint *hint, const uint8_t 
 	if (rc == 0)
 		memcpy(buf, c->data + (size_t)slot * page_size, page_size);
 	if (rc == 0 && hint) {
-		hint_pin(db, hint, (int32_t)(s - db->cache));
+		hint_set(db, hint, (int32_t)(s - db->cache));
 		hint->next = slot + 1;
 	}
 out_unlock:

@@ -116,6 +116,8 @@ struct group_cache {
  * 2.4 s per GiB on a VM that gives freed memory back to its host.
  */
 #define GROUP_CACHE_BYTES (8u << 20)
+/* At most this much of the cache is pinned by readers' hints (struct page_hint). */
+#define HINT_PINNED_BYTES (GROUP_CACHE_BYTES / 2)
 #define GROUP_CACHE_SLOTS 1024
 #define GROUP_CACHE_HASH  2048 /* buckets of the cache's hash table (a power of two) */
 /* Groups read and decompressed at once into the shared cache (each with a
@@ -164,6 +166,7 @@ struct pages_db {
 	int32_t cache_head, cache_tail;       /* the recency list: READY and EMPTY slots */
 	uint32_t cache_made;                  /* slots in use so far: cache[0..cache_made) */
 	size_t cache_bytes;                   /* bytes allocated at the slots' data */
+	size_t hint_pinned;                   /* of them, at slots hints pin (page_hint) */
 	struct group_decoder decoder[GROUP_DECODERS];
 	pthread_cond_t cache_cond; /* a slot was read, or a decoder freed (with lock) */
 	uint64_t cache_reads;      /* groups read into the cache (for tests) */
@@ -234,20 +237,26 @@ int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], ui
  * the place after that page there. A page of the pinned group is served
  * without the store's lock or index: its slot cannot change while pinned,
  * and a guarded group (see pack.c, enum check) needs no write to be served.
+ * Hints pin at most HINT_PINNED_BYTES of the cache (a hint past it keeps its
+ * slot unpinned, found under the lock), and a reader lets go of its pin
+ * before it waits for another group: readers that hold pins (the mount's
+ * idle open files) never leave the others without a slot to read into.
  * One user at a time (lock, taken with a trylock: the mount's threads may
  * share one reader's hint; a thread that finds it busy reads without it).
  * pages_db_hint_init before use, pages_db_hint_release before the db closes.
  */
 struct page_hint {
 	pthread_mutex_t lock;
-	int32_t slot;  /* the pinned slot, -1: none (lock) */
+	int32_t slot;  /* the slot of the last page, -1: none (lock) */
 	uint32_t next; /* the place after the last page in it (lock) */
+	bool pinned;   /* slot is pinned (see HINT_PINNED_BYTES) (lock) */
 };
 static inline void pages_db_hint_init(struct page_hint *h)
 {
 	pthread_mutex_init(&h->lock, NULL);
 	h->slot = -1;
 	h->next = 0;
+	h->pinned = false;
 }
 /* Lets go of the slot h pins and destroys h (no read may be using it). */
 void pages_db_hint_release(struct pages_db *db, struct page_hint *h);
