@@ -895,8 +895,11 @@ void pages_db_close(struct pages_db *db)
  * ZSTD_decompressDCtx then fails on any mismatch, and any damage to the
  * frame's structure fails too; a sealed group (an encrypted store) is
  * guarded by its AES-GCM tags, checked over every stored byte, ids and
- * pages, before anything is decompressed. A guarded group's pages are served without
- * recomputing their HMAC ids; every other group (raw, stored incompressible;
+ * pages, before anything is decompressed (its frame's XXH64 is then not
+ * checked: the tag proved the frame is the writer's, byte for byte; a
+ * pass over every page for nothing, 0.12 s of a GiB's read measured). A
+ * guarded group's pages are served without recomputing their HMAC ids;
+ * every other group (raw, stored incompressible;
  * a frame without a checksum, whatever made it) has each page checked
  * against its id. The page's id is always compared with the group's ids
  * read from disk, so a damaged id or index entry is never served either.

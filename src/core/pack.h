@@ -85,9 +85,10 @@ struct group_cache {
 	uint64_t used;     /* for LRU (the group as stored is read into a buffer its
 	                      cache shares: pages_db.stored, page_cursor.stored) */
 	uint8_t codec;     /* CODEC_RAW or CODEC_ZSTD */
-	bool guarded;      /* one zstd frame carrying its content checksum (XXH64), which
-	                      decompression checked: its pages need no id recomputed
-	                      to be served (see group_read) */
+	bool guarded;      /* its bytes proved the writer's: a sealed group's GCM tags, or one
+	                      zstd frame carrying its content checksum (XXH64), which
+	                      decompression checked; its pages need no id recomputed to be
+	                      served (see enum check, pack.c) */
 	uint32_t checked;  /* bit i: page i found equal to its id */
 	uint64_t blob_end; /* where the group's blob ends: the next group of its pack, if any */
 	uint8_t ids[PACK_GROUP_PAGES][PAGE_ID_LEN];
