@@ -58,6 +58,7 @@
 bool page_id_is_hole(const uint8_t id[PAGE_ID_LEN]);
 
 struct pack_name; /* pack.c */
+struct seal_ctx;  /* seal.h */
 
 struct pack_entry {
 	uint8_t id[PAGE_ID_LEN];
@@ -84,9 +85,10 @@ struct group_cache {
 	uint64_t used;     /* for LRU (the group as stored is read into a buffer its
 	                      cache shares: pages_db.stored, page_cursor.stored) */
 	uint8_t codec;     /* CODEC_RAW or CODEC_ZSTD */
-	bool guarded;      /* one zstd frame carrying its content checksum (XXH64), which
-	                      decompression checked: its pages need no id recomputed
-	                      to be served (see group_read) */
+	bool guarded;      /* its bytes proved the writer's: a sealed group's GCM tags, or one
+	                      zstd frame carrying its content checksum (XXH64), which
+	                      decompression checked; its pages need no id recomputed to be
+	                      served (see enum check, pack.c) */
 	uint32_t checked;  /* bit i: page i found equal to its id */
 	uint64_t blob_end; /* where the group's blob ends: the next group of its pack, if any */
 	uint8_t ids[PACK_GROUP_PAGES][PAGE_ID_LEN];
@@ -292,13 +294,14 @@ static inline const char *pages_damage_words(const struct pages_db *db)
 struct page_cursor {
 	pthread_mutex_t lock;
 	struct group_cache slot[CURSOR_SLOTS];
-	uint64_t clock;    /* for LRU (slot[].used) */
-	uint32_t last;     /* the slot of the last page read */
-	uint32_t hint;     /* the place after that page in its slot */
-	uint8_t *stored;   /* the slots' one buffer for a group as stored */
-	size_t stored_cap; /* bytes allocated at stored */
-	void *mac;         /* EVP_MAC_CTX */
-	void *dctx;        /* ZSTD_DCtx */
+	uint64_t clock;      /* for LRU (slot[].used) */
+	uint32_t last;       /* the slot of the last page read */
+	uint32_t hint;       /* the place after that page in its slot */
+	uint8_t *stored;     /* the slots' one buffer for a group as stored */
+	size_t stored_cap;   /* bytes allocated at stored */
+	void *mac;           /* EVP_MAC_CTX */
+	void *dctx;          /* ZSTD_DCtx */
+	struct seal_ctx *sc; /* the store's key, keyed once (seal.h); NULL: no key */
 };
 /*
  * Asks the kernel to read the groups of the pages ids (n of them, at most
