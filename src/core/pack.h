@@ -58,6 +58,7 @@
 bool page_id_is_hole(const uint8_t id[PAGE_ID_LEN]);
 
 struct pack_name; /* pack.c */
+struct toc_build; /* pack_toc.h */
 
 struct pack_entry {
 	uint8_t id[PAGE_ID_LEN];
@@ -176,8 +177,9 @@ struct pages_db {
 	uint32_t wcount; /* pages pending */
 	uint64_t wnext;  /* the page number that continues the pending group */
 	uint8_t wids[PACK_GROUP_PAGES][PAGE_ID_LEN];
-	uint8_t *wbuf;       /* PACK_GROUP_PAGES * PAGE_SIZE_MAX */
-	uint64_t stored_new; /* bytes appended by this writer */
+	uint8_t *wbuf;          /* PACK_GROUP_PAGES * PAGE_SIZE_MAX */
+	struct toc_build *wtoc; /* its table of contents so far (pack_toc.h) */
+	uint64_t stored_new;    /* bytes appended by this writer */
 	/* A reader's index, loaded by a thread of its own (pages_db_open_reader). */
 	pthread_t loader[LOADERS];
 	int nloaders;             /* threads made (to join) */
