@@ -1,21 +1,26 @@
 /*
  * The page store's packs (pack.h): page ids, the index rebuilt from the
- * packs (for readers by loader threads while reads go on), reading a page
- * (one group decompressed, checked against the ids, kept in a small cache;
- * the kernel asked ahead for a reader's next groups), appending new pages to a new pack that is
- * published (fsync, rename) before any manifest names its pages, the
- * manifest's blob, and the garbage collection of delete and cleanup.
+ * packs (from each one's table of contents, pack_toc.c, else by reading
+ * its groups; for readers by loader threads while reads go on), reading a
+ * page (one group decompressed, checked against the ids, kept in a small
+ * cache; the kernel asked ahead for a reader's next groups), appending new
+ * pages to a new pack that is published (its table of contents written,
+ * fsync, rename) before any manifest names its pages, the manifest's blob,
+ * and the garbage collection of delete and cleanup.
  *
  * Blob header, 32 bytes, little-endian: "BRIb", version 1, kind (1 group,
- * 2 manifest, 3 a pack's table of contents: pack_toc.c), codec (0 raw, 1 zstd), sealing (0 none, 1
- * AES-256-GCM), page size, page count, ids length, payload raw length, payload stored length,
- * reserved. A group blob is header, ids, payload; a manifest blob is header, payload. In an
- * encrypted store (s->seal) every blob is sealed (seal.h), after compression: a group's ids and its
- * payload each as a sealed blob of their own (the ids are read alone when a store is opened), the
- * manifest's payload as one; lengths in the header are the sealed ones (plaintext + SEAL_OVERHEAD).
- * The header stays readable (sizes only) and is bound to each sealed part as additional data, with
- * what the part is
- * ("ids", "pages", the manifest's file name). A store with a key reads only
+ * 2 manifest, 3 a pack's table of contents: pack_toc.c), codec (0 raw,
+ * 1 zstd), sealing (0 none, 1 AES-256-GCM), page size, page count, ids
+ * length, payload raw length, payload stored length, reserved. A group
+ * blob is header, ids, payload; a manifest blob is header, payload. In an
+ * encrypted store (s->seal) every blob is sealed (seal.h), after
+ * compression: a group's ids and its payload each as a sealed blob of
+ * their own (the ids are read alone when a pack without a table of
+ * contents is scanned), the manifest's payload as one, a pack's table of
+ * contents as one; lengths in the header are the sealed ones (plaintext +
+ * SEAL_OVERHEAD). The header stays readable (sizes only) and is bound to
+ * each sealed part as additional data, with what the part is ("ids",
+ * "pages", "toc", the manifest's file name). A store with a key reads only
  * sealed blobs, a store without one only unsealed blobs.
  */
 #include "pack.h"

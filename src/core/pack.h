@@ -14,17 +14,23 @@
  * and groups need no dictionary to train, keep and retrain as the data changes. A read decompresses
  * its page's group (64 KiB), kept in a small cache. A manifest is one blob: page size, page count
  * and one id per page. The index (page id
- * -> pack, blob, slot) is rebuilt from the packs' headers and ids when a
- * store is opened for reading or writing; nothing else is needed to find a
- * page. A pack has no table of its groups: its headers and ids are found
- * by reading it from start to end, one group after the other (cold, a
- * pack of large groups costs a wait on the disk per group). So for readers
+ * -> pack, blob, slot) is rebuilt from the packs when a store is opened for
+ * reading or writing; nothing else is needed to find a page. Each pack ends
+ * with a table of its groups (pack_toc.c: offset, length, page size and
+ * count, ids; sealed in an encrypted store) and a footer pointing at it,
+ * written before the pack is published: a pack is indexed from it with one
+ * or two preads at its end. A pack without one (written before TOCs), or
+ * with a damaged one (said in the log), is scanned instead: its headers and
+ * ids read from start to end, one group after the other (cold, a wait on
+ * the disk per group of a pack of large groups). Either way, for readers
  * (pages_db_open_reader) threads of the db's own load the index, smallest
  * pack first, while reads go on: a streaming read finds a page not indexed
  * yet in the group after one it has just read (cursor_chain), else waits
  * for the loaders; and a sequential reader's read-ahead asks the kernel for
  * the groups of the next 16 MiB of the file (pages_db_prefetch), so that
- * the disk works ahead of the decompression. Not part of the contract:
+ * the disk works ahead of the decompression. The index trusts a TOC for
+ * where a page is, never for what it is: a read checks the group's own ids
+ * and bytes. Not part of the contract:
  * names without the bri_ prefix.
  */
 #ifndef BRI_PACK_H
@@ -204,10 +210,11 @@ int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *er
  * cursor's looks in the groups that follow the ones just read
  * (cursor_chain, pack.c); else it waits until the loaders have added it,
  * or have ended (then as pages_db_open's db: a rescan for packs published
- * since, else -ENOENT; or, when the load failed, its error). Cold, loading
- * the index is a wait on the disk for every group of a pack of large
- * groups (a header and its ids in each 50 KiB or so): a first read no
- * longer waits for all of it, and decompresses while the rest is loaded.
+ * since, else -ENOENT; or, when the load failed, its error). A pack with a
+ * table of contents loads from it (one or two reads at its end); one
+ * without is scanned, cold a wait on the disk for every group of a pack of
+ * large groups (a header and its ids in each 50 KiB or so): a first read
+ * does not wait for all of it, and decompresses while the rest is loaded.
  * Close stops and joins the loaders. Only reads (no pages_db_add, nor
  * entries walked) on such a db.
  */

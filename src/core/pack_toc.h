@@ -49,9 +49,9 @@ ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off);
 int write_full(int fd, const void *buf, size_t len);
 /*
  * pack.c: calls fn for each group blob of the pack fd (header and ids, read
- * from the group itself); stops at the end, at the table of contents (0,
- * its offset in *toc_at when toc_at is given, else *toc_at is left 0), or
- * with -EBADMSG at a damaged frame.
+ * from the group itself); stops at the end or at the table of contents
+ * (0; its offset is put in *toc_at when toc_at is given, which is left as
+ * it was when the pack has none), or with -EBADMSG at a damaged frame.
  */
 int pack_scan(int fd, const struct bri_seal *k,
               int (*fn)(void *arg, const struct blob_hdr *h, const uint8_t *ids, uint64_t off),
