@@ -755,22 +755,65 @@ static int smaller_first(const void *a, const void *b)
 	return x->size < y->size ? -1 : x->size > y->size;
 }
 
+/* Whether pack name ends with a table of contents' footer (its magic only). */
+static bool ends_with_toc(const struct pages_db *db, const char *name)
+{
+	int fd = openat(db->s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	uint8_t magic[8];
+	struct stat st;
+	bool yes;
+
+	if (fd < 0)
+		return false;
+	yes = fstat(fd, &st) == 0 && st.st_size >= TOC_FOOTER &&
+	      pread_full(fd, magic, 8, (uint64_t)st.st_size - TOC_FOOTER) == 8 &&
+	      memcmp(magic, TOC_MAGIC, 8) == 0;
+	close(fd);
+	return yes;
+}
+
 /*
  * A loader's thread: takes the packs of the list one at a time, smallest
  * first, until none is left, a loader failed, or close stops them. The
  * small packs (the newest pages: a daily backup's churn, wherever a read
  * starts) load first and side by side; the large ones (a first backup's
  * pages: a scan that waits on the disk for every group's header, cold)
- * last, while the readers already read them (cursor_chain).
+ * last, while the readers already read them (cursor_chain). But the first
+ * loader takes the largest pack first when it has a table of contents:
+ * one read of its end gives the most pages of any pack, that a first read
+ * would otherwise wait for until every small pack is loaded (the bench's
+ * first cat, 35 packs: its first MiB after 11 ms rather than 31, medians
+ * of 6). Scanned instead, it would compete with the small packs' loads
+ * for the disk all along (first MiB 0.41 s rather than 0.13).
  */
 static void *loader_main(void *arg)
 {
 	struct pages_db *db = arg;
+	bool first;
 	int rc = 0;
 
 	pthread_mutex_lock(&db->lock);
 	db->loaders++;
-	while (db->load_rc == 0 && !db->load_stop && db->load_next < db->nload) {
+	first = !db->load_big_tried && db->nload > 1;
+	db->load_big_tried = true;
+	if (first) {
+		const char *big = db->load[db->nload - 1].name;
+		bool toc;
+
+		pthread_mutex_unlock(&db->lock);
+		toc = ends_with_toc(db, big);
+		pthread_mutex_lock(&db->lock);
+		if (toc && db->load_next < db->load_end && !db->load_stop) {
+			db->load_end--; /* taken: the last of the list */
+			pthread_mutex_unlock(&db->lock);
+			bri_testpoint("pages-load-pack");
+			rc = load_one(db, big, true);
+			pthread_mutex_lock(&db->lock);
+			if (rc < 0 && db->load_rc == 0)
+				db->load_rc = rc;
+		}
+	}
+	while (db->load_rc == 0 && !db->load_stop && db->load_next < db->load_end) {
 		const char *name = db->load[db->load_next++].name;
 
 		pthread_mutex_unlock(&db->lock);
@@ -809,7 +852,7 @@ int pages_db_open_reader(struct bri_store *s, struct pages_db **out, struct bri_
 	}
 	qsort(l.v, l.n, sizeof(l.v[0]), smaller_first);
 	db->load = l.v;
-	db->nload = l.n;
+	db->nload = db->load_end = l.n;
 	db->loading = true;
 	/* No signal for them: the daemon's threads that handle them are elsewhere. */
 	sigfillset(&all);

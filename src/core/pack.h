@@ -197,7 +197,10 @@ struct pages_db {
 	pthread_cond_t load_cond; /* groups added, or the loaders ended (with lock) */
 	struct pack_name *load;   /* the packs to load, smallest first */
 	size_t nload;
-	size_t load_next; /* the first pack not taken yet (lock) */
+	size_t load_next;    /* the first pack not taken yet (lock) */
+	size_t load_end;     /* the packs to take end here (lock; the largest, last, may be
+	                        taken first) */
+	bool load_big_tried; /* a loader looked at the largest pack (lock) */
 };
 
 /* Loads the secret and the index of every pack of s. */
