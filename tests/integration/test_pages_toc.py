@@ -266,3 +266,16 @@ def test_scrub_reports_a_toc_that_disagrees_with_its_groups(cli, live_db, store)
     assert [d["pack"] for d in res["damage"]] == [pack.name], res
     assert "its footer is damaged" in res["damage"][0]["problem"], res
     assert cli.run("verify").returncode == 0  # read by its groups meanwhile
+
+
+def test_migrate_to_pages_writes_packs_with_a_toc(cli, live_db, store, tmp_path):
+    """A plain store migrated to a page store: its packs are written through
+    the same writer, each with a TOC, and every backup reads as before."""
+    three_backups(cli, live_db)
+    sums = {n: meta_of(backup_file(store, n))["checksum"] for n in ("b1", "b2", "b3")}
+    cli.run("migrate", "--to", "pages")
+    ps = list(store.glob("pack-*.pack"))
+    assert ps and all(toc_at(p) for p in ps), [p.name for p in ps]
+    assert {n: meta_of(backup_file(store, n))["checksum"] for n in sums} == sums
+    assert cli.run("verify").stdout.count(": ok") == 3
+    read_all_through_the_mount(live_db, store, tmp_path, ("b1", "b2", "b3"))
