@@ -100,7 +100,8 @@ struct pack_toc {
 	struct toc_group *g;
 	size_t n;
 	uint64_t off; /* where the TOC blob starts: where the groups end */
-	uint8_t *buf; /* the opened plaintext */
+	uint8_t *buf; /* the opened plaintext, when it was copied (sealed) */
+	uint8_t *mem; /* the bytes read, when the plaintext is read where it is (clear) */
 };
 
 /*
