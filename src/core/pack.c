@@ -387,6 +387,19 @@ static int add_pack(struct pages_db *db, int fd, const char *name, uint32_t *ind
 	return 0;
 }
 
+/* Whether the pack fd (size bytes) ends with a footer pointing at off. */
+static bool footer_points_at(int fd, uint64_t size, uint64_t off)
+{
+	uint8_t f[TOC_FOOTER];
+	uint64_t at;
+
+	if (size < TOC_FOOTER || pread_full(fd, f, TOC_FOOTER, size - TOC_FOOTER) != TOC_FOOTER ||
+	    memcmp(f, TOC_MAGIC, 8) != 0)
+		return false;
+	memcpy(&at, f + 8, 8);
+	return le64toh(at) == off;
+}
+
 /* pack_toc.h: each group's header and ids, read from the groups themselves. */
 int pack_scan(int fd, const struct bri_seal *k,
               int (*fn)(void *arg, const struct blob_hdr *h, const uint8_t *ids, uint64_t off),
@@ -439,6 +452,14 @@ int pack_scan(int fd, const struct bri_seal *k,
 			/* The table of contents follows the last group: the end (not damage). */
 			if (toc_at)
 				*toc_at = off;
+			break;
+		}
+		if (rc < 0 && footer_points_at(fd, (uint64_t)st.st_size, off)) {
+			/* A damaged header where the footer says the table of contents
+			 * starts: the groups end here all the same (that table is not used). */
+			if (toc_at)
+				*toc_at = off;
+			rc = 0;
 			break;
 		}
 		if (rc < 0 || h.kind != BLOB_GROUP) {
