@@ -24,14 +24,13 @@
  * ids read from start to end, one group after the other (cold, a wait on
  * the disk per group of a pack of large groups). Either way, for readers
  * (pages_db_open_reader) threads of the db's own load the index, smallest
- * pack first, while reads go on: a streaming read finds a page not indexed
- * yet in the group after one it has just read (cursor_chain), else waits
- * for the loaders; and a sequential reader's read-ahead asks the kernel for
- * the groups of the next 16 MiB of the file (pages_db_prefetch), so that
- * the disk works ahead of the decompression. The index trusts a TOC for
- * where a page is, never for what it is: a read checks the group's own ids
- * and bytes. Not part of the contract:
- * names without the bri_ prefix.
+ * pack first (the largest first of all when it has a table), while reads
+ * go on: a streaming read finds a page not indexed yet in the group after
+ * one it has just read (cursor_chain), else waits for the loaders; and a sequential reader's
+ * read-ahead asks the kernel for the groups of the next 16 MiB of the file (pages_db_prefetch), so
+ * that the disk works ahead of the decompression. The index trusts a TOC for where a page is, never
+ * for what it is: a read checks the group's own ids and bytes. Not part of the contract: names
+ * without the bri_ prefix.
  */
 #ifndef BRI_PACK_H
 #define BRI_PACK_H
@@ -208,8 +207,9 @@ int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *er
 /*
  * pages_db_open for readers (pages_read.c): returns once the secret is read
  * and the packs are listed; LOADERS threads of the db's own then load their
- * headers and ids, smallest pack first (the newest pages: a daily backup's
- * churn), while reads go on. A read of a page not yet in the index: a
+ * entries, smallest pack first (the newest pages: a daily backup's churn;
+ * but the largest first of all when it has a table of contents: loader_main),
+ * while reads go on. A read of a page not yet in the index: a
  * cursor's looks in the groups that follow the ones just read
  * (cursor_chain, pack.c); else it waits until the loaders have added it,
  * or have ended (then as pages_db_open's db: a rescan for packs published
