@@ -26,11 +26,12 @@
  * (pages_db_open_reader) threads of the db's own load the index, smallest
  * pack first (the largest first of all when it has a table), while reads
  * go on: a streaming read finds a page not indexed yet in the group after
- * one it has just read (cursor_chain), else waits for the loaders; and a sequential reader's
- * read-ahead asks the kernel for the groups of the next 16 MiB of the file (pages_db_prefetch), so
- * that the disk works ahead of the decompression. The index trusts a TOC for where a page is, never
- * for what it is: a read checks the group's own ids and bytes. Not part of the contract: names
- * without the bri_ prefix.
+ * one it has just read (cursor_chain), else waits for the loaders; and a
+ * sequential reader's read-ahead asks the kernel for the groups of the next
+ * 16 MiB of the file (pages_db_prefetch), so that the disk works ahead of
+ * the decompression. The index trusts a TOC for where a page is, never for
+ * what it is: a read checks the group's own ids and bytes. Not part of the
+ * contract: names without the bri_ prefix.
  */
 #ifndef BRI_PACK_H
 #define BRI_PACK_H
