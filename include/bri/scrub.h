@@ -3,7 +3,9 @@
  * a store checked, not only what one backup reads. In a page store every
  * page of every pack is decompressed and its id recomputed (a keyed hash of
  * its bytes), and every page each manifest names is looked up; a damaged or
- * missing page is reported with the backup(s) and page number that use it.
+ * missing page is reported with the backup(s) and page number that use it,
+ * and each pack whose table of contents disagrees with its groups is
+ * reported naming the pack.
  * In a plain store every backup's whole file is hashed against its checksum.
  * Read only: nothing is changed, repaired or recorded.
  */
@@ -30,6 +32,8 @@ struct bri_scrub_result {
 	uint64_t backups;     /* backups looked at */
 	uint64_t backups_bad; /* of which with a damaged or missing page (or file) */
 	uint64_t bytes;       /* bytes read */
+	uint64_t packs_bad;   /* packs whose table of contents is damaged or disagrees
+	                         with their groups (page store) */
 };
 
 /*

@@ -92,6 +92,8 @@ int cli_cmd_scrub(struct cli_globals *g, const struct cli_args *a)
 		json_object_object_add(j, "backups", json_object_new_int64((int64_t)res.backups));
 		json_object_object_add(j, "backups_damaged",
 		                       json_object_new_int64((int64_t)res.backups_bad));
+		json_object_object_add(j, "packs_damaged",
+		                       json_object_new_int64((int64_t)res.packs_bad));
 		json_object_object_add(j, "damage", sh.list);
 		puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
 		                                           JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -99,7 +101,13 @@ int cli_cmd_scrub(struct cli_globals *g, const struct cli_args *a)
 	} else {
 		if (sh.n > SHOWN_MAX)
 			printf("... and %zu more\n", sh.n - SHOWN_MAX);
-		if (s->ops == &bri_store_pages_ops)
+		if (s->ops == &bri_store_pages_ops && res.packs_bad)
+			printf("scrubbed %" PRIu64 " pack(s), %" PRIu64 " page(s): %" PRIu64
+			       " damaged; %" PRIu64 " of %" PRIu64 " backup(s) affected; %" PRIu64
+			       " pack(s) with a damaged table of contents\n",
+			       res.packs, res.pages, res.pages_bad, res.backups_bad, res.backups,
+			       res.packs_bad);
+		else if (s->ops == &bri_store_pages_ops)
 			printf("scrubbed %" PRIu64 " pack(s), %" PRIu64 " page(s): %" PRIu64
 			       " damaged; %" PRIu64 " of %" PRIu64 " backup(s) affected\n",
 			       res.packs, res.pages, res.pages_bad, res.backups_bad, res.backups);
@@ -108,5 +116,5 @@ int cli_cmd_scrub(struct cli_globals *g, const struct cli_args *a)
 			       res.backups_bad);
 	}
 	bri_store_close(s);
-	return res.backups_bad || res.pages_bad ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+	return res.backups_bad || res.pages_bad || res.packs_bad ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }

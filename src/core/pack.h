@@ -14,18 +14,24 @@
  * and groups need no dictionary to train, keep and retrain as the data changes. A read decompresses
  * its page's group (64 KiB), kept in a small cache. A manifest is one blob: page size, page count
  * and one id per page. The index (page id
- * -> pack, blob, slot) is rebuilt from the packs' headers and ids when a
- * store is opened for reading or writing; nothing else is needed to find a
- * page. A pack has no table of its groups: its headers and ids are found
- * by reading it from start to end, one group after the other (cold, a
- * pack of large groups costs a wait on the disk per group). So for readers
+ * -> pack, blob, slot) is rebuilt from the packs when a store is opened for
+ * reading or writing; nothing else is needed to find a page. Each pack ends
+ * with a table of its groups (pack_toc.c: offset, length, page size and
+ * count, ids; sealed in an encrypted store) and a footer pointing at it,
+ * written before the pack is published: a pack is indexed from it with one
+ * or two preads at its end. A pack without one (written before TOCs), or
+ * with a damaged one (said in the log), is scanned instead: its headers and
+ * ids read from start to end, one group after the other (cold, a wait on
+ * the disk per group of a pack of large groups). Either way, for readers
  * (pages_db_open_reader) threads of the db's own load the index, smallest
- * pack first, while reads go on: a streaming read finds a page not indexed
- * yet in the group after one it has just read (cursor_chain), else waits
- * for the loaders; and a sequential reader's read-ahead asks the kernel for
- * the groups of the next 16 MiB of the file (pages_db_prefetch), so that
- * the disk works ahead of the decompression. Not part of the contract:
- * names without the bri_ prefix.
+ * pack first (the largest first of all when it has a table), while reads
+ * go on: a streaming read finds a page not indexed yet in the group after
+ * one it has just read (cursor_chain), else waits for the loaders; and a
+ * sequential reader's read-ahead asks the kernel for the groups of the next
+ * 16 MiB of the file (pages_db_prefetch), so that the disk works ahead of
+ * the decompression. The index trusts a TOC for where a page is, never for
+ * what it is: a read checks the group's own ids and bytes. Not part of the
+ * contract: names without the bri_ prefix.
  */
 #ifndef BRI_PACK_H
 #define BRI_PACK_H
@@ -58,6 +64,8 @@
 bool page_id_is_hole(const uint8_t id[PAGE_ID_LEN]);
 
 struct pack_name; /* pack.c */
+struct seal_ctx;  /* seal.h */
+struct toc_build; /* pack_toc.h */
 
 struct pack_entry {
 	uint8_t id[PAGE_ID_LEN];
@@ -84,9 +92,10 @@ struct group_cache {
 	uint64_t used;     /* for LRU (the group as stored is read into a buffer its
 	                      cache shares: pages_db.stored, page_cursor.stored) */
 	uint8_t codec;     /* CODEC_RAW or CODEC_ZSTD */
-	bool guarded;      /* one zstd frame carrying its content checksum (XXH64), which
-	                      decompression checked: its pages need no id recomputed
-	                      to be served (see group_read) */
+	bool guarded;      /* its bytes proved the writer's: a sealed group's GCM tags, or one
+	                      zstd frame carrying its content checksum (XXH64), which
+	                      decompression checked; its pages need no id recomputed to be
+	                      served (see enum check, pack.c) */
 	uint32_t checked;  /* bit i: page i found equal to its id */
 	uint64_t blob_end; /* where the group's blob ends: the next group of its pack, if any */
 	uint8_t ids[PACK_GROUP_PAGES][PAGE_ID_LEN];
@@ -179,8 +188,9 @@ struct pages_db {
 	uint32_t wcount; /* pages pending */
 	uint64_t wnext;  /* the page number that continues the pending group */
 	uint8_t wids[PACK_GROUP_PAGES][PAGE_ID_LEN];
-	uint8_t *wbuf;       /* PACK_GROUP_PAGES * PAGE_SIZE_MAX */
-	uint64_t stored_new; /* bytes appended by this writer */
+	uint8_t *wbuf;          /* PACK_GROUP_PAGES * PAGE_SIZE_MAX */
+	struct toc_build *wtoc; /* its table of contents so far (pack_toc.h) */
+	uint64_t stored_new;    /* bytes appended by this writer */
 	/* A reader's index, loaded by a thread of its own (pages_db_open_reader). */
 	pthread_t loader[LOADERS];
 	int nloaders;             /* threads made (to join) */
@@ -192,7 +202,10 @@ struct pages_db {
 	pthread_cond_t load_cond; /* groups added, or the loaders ended (with lock) */
 	struct pack_name *load;   /* the packs to load, smallest first */
 	size_t nload;
-	size_t load_next; /* the first pack not taken yet (lock) */
+	size_t load_next;    /* the first pack not taken yet (lock) */
+	size_t load_end;     /* the packs to take end here (lock; the largest, last, may be
+	                        taken first) */
+	bool load_big_tried; /* a loader looked at the largest pack (lock) */
 };
 
 /* Loads the secret and the index of every pack of s. */
@@ -200,15 +213,17 @@ int pages_db_open(struct bri_store *s, struct pages_db **out, struct bri_err *er
 /*
  * pages_db_open for readers (pages_read.c): returns once the secret is read
  * and the packs are listed; LOADERS threads of the db's own then load their
- * headers and ids, smallest pack first (the newest pages: a daily backup's
- * churn), while reads go on. A read of a page not yet in the index: a
+ * entries, smallest pack first (the newest pages: a daily backup's churn;
+ * but the largest first of all when it has a table of contents: loader_main),
+ * while reads go on. A read of a page not yet in the index: a
  * cursor's looks in the groups that follow the ones just read
  * (cursor_chain, pack.c); else it waits until the loaders have added it,
  * or have ended (then as pages_db_open's db: a rescan for packs published
- * since, else -ENOENT; or, when the load failed, its error). Cold, loading
- * the index is a wait on the disk for every group of a pack of large
- * groups (a header and its ids in each 50 KiB or so): a first read no
- * longer waits for all of it, and decompresses while the rest is loaded.
+ * since, else -ENOENT; or, when the load failed, its error). A pack with a
+ * table of contents loads from it (one or two reads at its end); one
+ * without is scanned, cold a wait on the disk for every group of a pack of
+ * large groups (a header and its ids in each 50 KiB or so): a first read
+ * does not wait for all of it, and decompresses while the rest is loaded.
  * Close stops and joins the loaders. Only reads (no pages_db_add, nor
  * entries walked) on such a db.
  */
@@ -320,13 +335,14 @@ static inline const char *pages_damage_words(const struct pages_db *db)
 struct page_cursor {
 	pthread_mutex_t lock;
 	struct group_cache slot[CURSOR_SLOTS];
-	uint64_t clock;    /* for LRU (slot[].used) */
-	uint32_t last;     /* the slot of the last page read */
-	uint32_t hint;     /* the place after that page in its slot */
-	uint8_t *stored;   /* the slots' one buffer for a group as stored */
-	size_t stored_cap; /* bytes allocated at stored */
-	void *mac;         /* EVP_MAC_CTX */
-	void *dctx;        /* ZSTD_DCtx */
+	uint64_t clock;      /* for LRU (slot[].used) */
+	uint32_t last;       /* the slot of the last page read */
+	uint32_t hint;       /* the place after that page in its slot */
+	uint8_t *stored;     /* the slots' one buffer for a group as stored */
+	size_t stored_cap;   /* bytes allocated at stored */
+	void *mac;           /* EVP_MAC_CTX */
+	void *dctx;          /* ZSTD_DCtx */
+	struct seal_ctx *sc; /* the store's key, keyed once (seal.h); NULL: no key */
 };
 /*
  * Asks the kernel to read the groups of the pages ids (n of them, at most

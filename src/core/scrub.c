@@ -3,7 +3,8 @@
  * read through the store's own page reader (its group decompressed, every
  * id recomputed with the store's secret), the damaged ids kept in a sorted
  * list; then every manifest's pages are looked up, and each damaged or
- * missing one is reported with its backup and page number. A plain store:
+ * missing one is reported with its backup and page number; last, every
+ * pack's table of contents is compared with its groups. A plain store:
  * every backup's file hashed against the checksum of its metadata.
  */
 #include "bri/scrub.h"
@@ -16,6 +17,7 @@
 #include "bri/checksum.h"
 #include "bri/meta.h"
 #include "pack.h"
+#include "pack_toc.h"
 
 /* Metadata is a few kilobytes. */
 #define META_MAX (16u << 20)
@@ -126,6 +128,39 @@ static int check_manifest(void *arg, const char *name, const struct stat *st)
 	return rc;
 }
 
+/*
+ * Every pack's table of contents against its groups (pack_toc.c,
+ * toc_check): one that disagrees, or is damaged, is damage of that pack,
+ * reported naming it (its readers fall back to reading the groups, so no
+ * page is lost by it). A pack without one (written before TOCs) is fine.
+ */
+static int check_tocs(struct scrub *sc)
+{
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < sc->db->npacks; i++) {
+		struct bri_scrub_damage d = {.pack = sc->db->packs[i].name};
+		const char *why = NULL;
+		char what[256];
+		uint64_t at = 0;
+		int r = toc_check(sc->db->packs[i].fd, sc->s->seal, &why, &at);
+
+		if (r == 0)
+			continue;
+		if (r == -EBADMSG)
+			snprintf(what, sizeof(what),
+			         "its table of contents is damaged: %s (at byte %llu)", why,
+			         (unsigned long long)at);
+		else
+			snprintf(what, sizeof(what), "its table of contents cannot be checked: %s",
+			         strerror(-r));
+		d.what = what;
+		sc->res->packs_bad++;
+		rc = sc->fn(sc->arg, &d);
+	}
+	return rc;
+}
+
 static int scrub_pages(struct bri_store *s, struct scrub *sc, struct bri_err *err)
 {
 	int rc;
@@ -155,6 +190,8 @@ static int scrub_pages(struct bri_store *s, struct scrub *sc, struct bri_err *er
 		if (!sc->bad[i].used)
 			rc = sc->fn(sc->arg, &d);
 	}
+	if (rc == 0)
+		rc = check_tocs(sc);
 out_close:
 	pages_db_close(sc->db);
 	free(sc->bad);

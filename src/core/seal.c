@@ -192,39 +192,93 @@ void seal_free(struct bri_seal *k)
 		free(k);
 }
 
-/* AES-256-GCM of in (len) with the header and ctx as additional data. */
-static int gcm(bool enc, const struct bri_seal *k, const uint8_t hdr[SEAL_HDR_LEN],
-               const uint8_t nonce[SEAL_NONCE_LEN], const void *ctx, size_t ctx_len,
-               const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[SEAL_TAG_LEN])
+/*
+ * AES-256-GCM of in (len) with the header and ctx as additional data, on c,
+ * a context keyed already: only the nonce is set here, which starts a new
+ * message (OpenSSL keeps the key's schedule and GCM's hash key). out may
+ * be in itself (GCM works in place).
+ */
+static int gcm_run(EVP_CIPHER_CTX *c, bool enc, const uint8_t hdr[SEAL_HDR_LEN],
+                   const uint8_t nonce[SEAL_NONCE_LEN], const void *ctx, size_t ctx_len,
+                   const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[SEAL_TAG_LEN])
 {
-	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
 	int n, ok;
 
-	if (!c)
-		return -ENOMEM;
-	if (len > (size_t)INT32_MAX || ctx_len > (size_t)INT32_MAX) {
-		EVP_CIPHER_CTX_free(c);
+	if (len > (size_t)INT32_MAX || ctx_len > (size_t)INT32_MAX)
 		return -EFBIG;
-	}
-	ok = EVP_CipherInit_ex(c, k->cipher ? k->cipher : EVP_aes_256_gcm(), NULL, NULL, NULL,
-	                       enc) == 1 &&
-	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, SEAL_NONCE_LEN, NULL) == 1 &&
-	     EVP_CipherInit_ex(c, NULL, NULL, k->key, nonce, enc) == 1 &&
+	ok = EVP_CipherInit_ex(c, NULL, NULL, NULL, nonce, enc) == 1 &&
 	     EVP_CipherUpdate(c, NULL, &n, hdr, SEAL_HDR_LEN) == 1 &&
 	     (ctx_len == 0 || EVP_CipherUpdate(c, NULL, &n, ctx, (int)ctx_len) == 1) &&
 	     (len == 0 || EVP_CipherUpdate(c, out, &n, in, (int)len) == 1);
 	if (ok && !enc)
 		ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN, tag) == 1;
 	if (ok)
-		ok = EVP_CipherFinal_ex(c, out + (len ? len : 0), &n) == 1;
+		ok = EVP_CipherFinal_ex(c, out + len, &n) == 1;
 	if (ok && enc)
 		ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN, tag) == 1;
-	EVP_CIPHER_CTX_free(c);
 	return ok ? 0 : enc ? -EIO : -EBADMSG;
 }
 
-int seal_data(const struct bri_seal *k, const void *ctx, size_t ctx_len, const void *in, size_t len,
-              void *out)
+/* A context for k's key, its schedule made (gcm_run sets each message's nonce), or NULL. */
+static EVP_CIPHER_CTX *gcm_keyed(const struct bri_seal *k)
+{
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+
+	if (c && (EVP_CipherInit_ex(c, k->cipher ? k->cipher : EVP_aes_256_gcm(), NULL, NULL, NULL,
+	                            0) != 1 ||
+	          EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, SEAL_NONCE_LEN, NULL) != 1 ||
+	          EVP_CipherInit_ex(c, NULL, NULL, k->key, NULL, 0) != 1)) {
+		EVP_CIPHER_CTX_free(c);
+		c = NULL;
+	}
+	return c;
+}
+
+struct seal_ctx {
+	const struct bri_seal *k;
+	EVP_CIPHER_CTX *evp; /* keyed with k->key (gcm_keyed) */
+};
+
+struct seal_ctx *seal_ctx_new(const struct bri_seal *k)
+{
+	struct seal_ctx *c = calloc(1, sizeof(*c));
+
+	if (c && !(c->evp = gcm_keyed(k))) {
+		free(c);
+		c = NULL;
+	}
+	if (c)
+		c->k = k;
+	return c;
+}
+
+void seal_ctx_free(struct seal_ctx *c)
+{
+	if (!c)
+		return;
+	EVP_CIPHER_CTX_free(c->evp); /* cleanses the key's schedule */
+	free(c);
+}
+
+/* gcm_run on c's context, or on one made for this call when c is NULL. */
+static int gcm(struct seal_ctx *c, const struct bri_seal *k, bool enc,
+               const uint8_t hdr[SEAL_HDR_LEN], const uint8_t nonce[SEAL_NONCE_LEN],
+               const void *ctx, size_t ctx_len, const uint8_t *in, size_t len, uint8_t *out,
+               uint8_t tag[SEAL_TAG_LEN])
+{
+	EVP_CIPHER_CTX *e = c ? c->evp : gcm_keyed(k);
+	int rc;
+
+	if (!e)
+		return -ENOMEM;
+	rc = gcm_run(e, enc, hdr, nonce, ctx, ctx_len, in, len, out, tag);
+	if (!c)
+		EVP_CIPHER_CTX_free(e);
+	return rc;
+}
+
+static int seal_with(struct seal_ctx *c, const struct bri_seal *k, const void *ctx, size_t ctx_len,
+                     const void *in, size_t len, void *out)
 {
 	uint8_t *o = out;
 
@@ -232,14 +286,15 @@ int seal_data(const struct bri_seal *k, const void *ctx, size_t ctx_len, const v
 	o[4] = SEAL_VERSION;
 	o[5] = SEAL_AES_GCM;
 	o[6] = o[7] = 0;
+	/* A fresh random nonce for every blob, whether the context is new or kept. */
 	if (RAND_bytes(o + SEAL_HDR_LEN, SEAL_NONCE_LEN) != 1)
 		return -EIO;
-	return gcm(true, k, o, o + SEAL_HDR_LEN, ctx, ctx_len, in, len,
+	return gcm(c, k, true, o, o + SEAL_HDR_LEN, ctx, ctx_len, in, len,
 	           o + SEAL_HDR_LEN + SEAL_NONCE_LEN, o + SEAL_HDR_LEN + SEAL_NONCE_LEN + len);
 }
 
-int seal_open(const struct bri_seal *k, const void *ctx, size_t ctx_len, const void *in, size_t len,
-              void *out)
+static int open_with(struct seal_ctx *c, const struct bri_seal *k, const void *ctx, size_t ctx_len,
+                     const void *in, size_t len, void *out)
 {
 	const uint8_t *i = in;
 	uint8_t tag[SEAL_TAG_LEN];
@@ -250,8 +305,32 @@ int seal_open(const struct bri_seal *k, const void *ctx, size_t ctx_len, const v
 		return -EBADMSG;
 	plen = len - SEAL_OVERHEAD;
 	memcpy(tag, i + len - SEAL_TAG_LEN, SEAL_TAG_LEN);
-	return gcm(false, k, i, i + SEAL_HDR_LEN, ctx, ctx_len, i + SEAL_HDR_LEN + SEAL_NONCE_LEN,
-	           plen, out, tag);
+	return gcm(c, k, false, i, i + SEAL_HDR_LEN, ctx, ctx_len,
+	           i + SEAL_HDR_LEN + SEAL_NONCE_LEN, plen, out, tag);
+}
+
+int seal_data(const struct bri_seal *k, const void *ctx, size_t ctx_len, const void *in, size_t len,
+              void *out)
+{
+	return seal_with(NULL, k, ctx, ctx_len, in, len, out);
+}
+
+int seal_open(const struct bri_seal *k, const void *ctx, size_t ctx_len, const void *in, size_t len,
+              void *out)
+{
+	return open_with(NULL, k, ctx, ctx_len, in, len, out);
+}
+
+int seal_data_ctx(struct seal_ctx *c, const void *ctx, size_t ctx_len, const void *in, size_t len,
+                  void *out)
+{
+	return seal_with(c, c->k, ctx, ctx_len, in, len, out);
+}
+
+int seal_open_ctx(struct seal_ctx *c, const void *ctx, size_t ctx_len, const void *in, size_t len,
+                  void *out)
+{
+	return open_with(c, c->k, ctx, ctx_len, in, len, out);
 }
 
 char *seal_check_make(const struct bri_seal *k)

@@ -102,6 +102,25 @@ int seal_data(const struct bri_seal *k, const void *ctx, size_t ctx_len, const v
 int seal_open(const struct bri_seal *k, const void *ctx, size_t ctx_len, const void *in, size_t len,
               void *out);
 
+/*
+ * A cipher context for one thread at a time: AES-256-GCM keyed once with k
+ * (the key's schedule and GCM's hash key made here, not per blob), then
+ * reused for many blobs, each its own GCM message. Sealing through it draws
+ * a fresh random nonce for every blob, as seal_data does: a kept context
+ * never reuses a nonce. seal_open_ctx may open in place: out may be
+ * in + SEAL_HDR_LEN + SEAL_NONCE_LEN (where the ciphertext starts), so the
+ * plaintext takes the ciphertext's place and nothing else is written. Made
+ * for readers that open one group after another (pack.c). NULL when out of
+ * memory; k must outlive it. seal_ctx_free cleanses the key's schedule.
+ */
+struct seal_ctx;
+struct seal_ctx *seal_ctx_new(const struct bri_seal *k);
+void seal_ctx_free(struct seal_ctx *c);
+int seal_data_ctx(struct seal_ctx *c, const void *ctx, size_t ctx_len, const void *in, size_t len,
+                  void *out);
+int seal_open_ctx(struct seal_ctx *c, const void *ctx, size_t ctx_len, const void *in, size_t len,
+                  void *out);
+
 /* The key check kept in store.json: a known text sealed, as hex (malloc'd). */
 char *seal_check_make(const struct bri_seal *k);
 /* Whether k opens the key check hex. */

@@ -418,6 +418,8 @@ def groups(pack):
     while at < len(data):
         hdr = data[at:at + 32]
         assert hdr[:4] == b"BRIb" and hdr[4] == 1, (at, hdr)
+        if hdr[5] == 3:
+            break  # the pack's table of contents: the groups end here
         ids, stored = int.from_bytes(hdr[16:20], "little"), int.from_bytes(hdr[24:28], "little")
         if hdr[5] == 1:
             out.append((at + 32 + ids, stored))

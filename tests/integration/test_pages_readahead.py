@@ -42,6 +42,8 @@ def pack_groups(pack):
     off, out = 16, []
     while off + 32 <= len(data):
         h = data[off:off + 32]
+        if h[:4] == b"BRIb" and h[5] == 3:
+            break  # the pack's table of contents: the groups end here
         assert h[:4] == b"BRIb" and h[5] == 1 and h[7] == 0, h
         ids_len = int.from_bytes(h[16:20], "little")
         stored = int.from_bytes(h[24:28], "little")

@@ -9,7 +9,8 @@
  * an encrypted store (raw key): every file but store.json sealed (no known
  * plaintext in the folder), a sealed manifest refused with another key, in
  * the clear, or under another name, and the store refused without its key
- * or with another one, before anything is read.
+ * or with another one, before anything is read. What a group's read checks,
+ * sealed (its GCM tags, not zstd's checksum) and not (zstd's checksum).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -326,6 +327,160 @@ static void test_store(const char *live, const char *key_file)
 	free(dir);
 }
 
+/* The backup's bytes read through a reader in reads of chunk bytes: 0 and
+ * *out (malloc'd, *len bytes), or the first read's negative errno and why. */
+static int read_backup(struct bri_store *s, const char *name, size_t chunk, uint8_t **out,
+                       size_t *len, char *why, size_t why_len)
+{
+	struct bri_err err = {0};
+	struct bri_reader *r = NULL;
+	uint8_t *buf;
+	uint64_t off = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*len = 0;
+	if (bri_store_open_reader(s, name, &r, &err) < 0)
+		TU_DIE("cannot open backup %s: %s", name, err.msg);
+	buf = malloc(r->size ? r->size : 1);
+	while (buf && off < r->size && rc == 0) {
+		ssize_t n = bri_reader_pread(
+		    r, buf + off, r->size - off < chunk ? (size_t)(r->size - off) : chunk, off);
+
+		if (n <= 0)
+			rc = n < 0 ? (int)n : -EIO;
+		else
+			off += (uint64_t)n;
+	}
+	snprintf(why, why_len, "%s", r->why);
+	if (rc == 0) {
+		*out = buf;
+		*len = (size_t)off;
+	} else {
+		free(buf);
+	}
+	bri_reader_close(r);
+	return rc;
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/*
+ * The group blob that starts nearest after the middle of the pack's bytes
+ * (the last one if none does): *ids_len and *stored_len from its header.
+ */
+static size_t middle_group(const uint8_t *data, size_t len, uint32_t *ids_len, uint32_t *stored_len)
+{
+	size_t off = 16, found = 0;
+
+	while (off + 32 <= len) {
+		EXPECT(memcmp(data + off, "BRIb", 4) == 0 && data[off + 5] == 1);
+		found = off;
+		*ids_len = get_le32(data + off + 16);
+		*stored_len = get_le32(data + off + 24);
+		if (off >= len / 2)
+			break;
+		off += 32 + *ids_len + *stored_len;
+	}
+	return found;
+}
+
+/*
+ * What a group's read checks (pack.c, group_read_with): in an encrypted
+ * store the GCM tags, over every stored byte, before anything is
+ * decompressed, and then not zstd's content checksum (the tag proved the
+ * frame is the writer's); without a key, the content checksum. Shown by a
+ * group whose frame's checksum is wrong but whose seal is good (made with
+ * the store's key, as only the key's holder can): served, byte for byte
+ * the backup, and verified; without a key the same damage fails the read and
+ * verify, naming the backup and a page. And one flipped bit in a sealed
+ * group's stored bytes fails every read of it (streaming, through the
+ * cursor, and page by page, through the shared cache) and verify, naming the
+ * backup and a page.
+ */
+static void test_group_checks(const char *live, const char *key_file)
+{
+	struct bri_store_open_opts oo = {.key_file = key_file, .create = true};
+	char *dir = tu_fmt("%s/checks%s", base, key_file ? "-sealed" : ""), *pack, why[384];
+	size_t chunks[] = {1 << 20, 128 << 10, 4096}, plen, len, good_len, at;
+	struct bri_err err = {0};
+	struct bri_store *s = NULL;
+	struct bri_verify_result res;
+	uint8_t *data, *good, *got;
+	uint32_t ids_len = 0, stored_len = 0;
+
+	EXPECT_EQ_INT(bri_store_open_ex(live, dir, &oo, &s, &err), 0);
+	EXPECT_EQ_INT(bri_store_init_format(s, "pages", &err), 0);
+	EXPECT_EQ_INT(create_named(s, "one"), 0);
+	EXPECT_EQ_INT(read_backup(s, "one", 1 << 20, &good, &good_len, why, sizeof(why)), 0);
+	pack = first_pack(dir);
+	data = (uint8_t *)tu_read(pack, &len);
+	at = middle_group(data, len, &ids_len, &stored_len);
+	EXPECT(at > 0 && stored_len > SEAL_OVERHEAD + 8);
+
+	/* zstd's content checksum (the frame's last 4 bytes) made wrong. */
+	if (key_file) {
+		uint8_t ctx[32 + 5], *part = data + at + 32 + ids_len, *frame;
+
+		memcpy(ctx, data + at, 32);
+		memcpy(ctx + 32, "pages", 5);
+		plen = stored_len - SEAL_OVERHEAD;
+		frame = malloc(plen);
+		EXPECT_EQ_INT(seal_open(s->seal, ctx, sizeof(ctx), part, stored_len, frame), 0);
+		EXPECT(frame[4] & 0x04); /* the frame carries its content checksum */
+		frame[plen - 1] ^= 0x01;
+		EXPECT_EQ_INT(seal_data(s->seal, ctx, sizeof(ctx), frame, plen, part), 0);
+		free(frame);
+	} else {
+		EXPECT(data[at + 32 + ids_len + 4] & 0x04);
+		data[at + 32 + ids_len + stored_len - 1] ^= 0x01;
+	}
+	tu_write(pack, data, len);
+	for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+		int rc = read_backup(s, "one", chunks[i], &got, &plen, why, sizeof(why));
+
+		if (key_file) {
+			EXPECT_MSG(rc == 0, "reads of %zu: %d %s", chunks[i], rc, why);
+			EXPECT(rc != 0 || (plen == good_len && memcmp(got, good, plen) == 0));
+		} else {
+			EXPECT_MSG(rc == -EBADMSG, "reads of %zu: %d", chunks[i], rc);
+			EXPECT_MSG(strstr(why, "backup one: page "), "%s", why);
+		}
+		free(got);
+	}
+	EXPECT_EQ_INT(bri_verify_backup(s, "one", NULL, &res, &err), 0);
+	EXPECT_MSG(res.status == (key_file ? BRI_VERIFY_OK : BRI_VERIFY_FAILED), "%s", res.reason);
+	if (!key_file)
+		EXPECT_MSG(strstr(res.reason, "backup one") && strstr(res.reason, "page "), "%s",
+		           res.reason);
+
+	/* A sealed group: one flipped bit in its stored pages fails every read of it. */
+	if (key_file) {
+		data[at + 32 + ids_len + stored_len / 2] ^= 0x10;
+		tu_write(pack, data, len);
+		for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+			EXPECT_EQ_INT(
+			    read_backup(s, "one", chunks[i], &got, &plen, why, sizeof(why)),
+			    -EBADMSG);
+			EXPECT_MSG(strstr(why, "backup one: page ") &&
+			               strstr(why, "authentication"),
+			           "%s", why);
+		}
+		EXPECT_EQ_INT(bri_verify_backup(s, "one", NULL, &res, &err), 0);
+		EXPECT_EQ_INT(res.status, BRI_VERIFY_FAILED);
+		EXPECT_MSG(strstr(res.reason, "backup one") && strstr(res.reason, "page "), "%s",
+		           res.reason);
+	}
+	free(data);
+	free(good);
+	free(pack);
+	bri_store_close(s);
+	free(dir);
+}
+
 int main(void)
 {
 	char *live;
@@ -336,6 +491,7 @@ int main(void)
 	test_manifest_round_trip();
 	test_manifest_sealed();
 	test_store(live, NULL);
+	test_group_checks(live, NULL);
 	{
 		char *key = tu_fmt("%s/key", base);
 		uint8_t raw[SEAL_KEY_LEN];
@@ -344,6 +500,7 @@ int main(void)
 			raw[i] = (uint8_t)(i * 37 + 1);
 		tu_write(key, raw, sizeof(raw));
 		test_store(live, key);
+		test_group_checks(live, key);
 		free(key);
 	}
 	free(live);

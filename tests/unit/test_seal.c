@@ -5,7 +5,8 @@
  * the key check tells the right key from a wrong one; a passphrase is
  * stretched by scrypt (same salt, same key; other salt, other key; the
  * trailing newline not part of it); a key file's kind from its bytes (a
- * 32-character passphrase is not a raw key); sealed lines round trip.
+ * 32-character passphrase is not a raw key); sealed lines round trip; a
+ * context keyed once seals with a fresh nonce every time and opens in place.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +67,77 @@ static void test_round_trip_and_tamper(void)
 	/* An empty plaintext seals too. */
 	EXPECT_EQ_INT(seal_data(k, "", 0, "", 0, blob2), 0);
 	EXPECT_EQ_INT(seal_open(k, "", 0, blob2, SEAL_OVERHEAD, back), 0);
+	seal_free(k);
+	seal_free(other);
+}
+
+/*
+ * A kept context (seal_ctx): keyed once, then many blobs. Every seal draws a
+ * fresh nonce (never one twice, though the context is the same); its blobs
+ * and seal_data's open through either; a damaged blob fails and the context
+ * then opens the next good one; another key's context opens nothing of k's;
+ * a blob opens in place (the plaintext over the ciphertext).
+ */
+static void test_kept_context(void)
+{
+	enum { N = 512 };
+	struct bri_seal *k = raw_key(0x33), *other = raw_key(0x44);
+	struct seal_ctx *c = seal_ctx_new(k), *oc = seal_ctx_new(other);
+	const char text[] = "a page's bytes, sealed again and again with one context";
+	size_t len = sizeof(text) - 1, blen = len + SEAL_OVERHEAD;
+	uint8_t(*blobs)[sizeof(text) - 1 + SEAL_OVERHEAD] = calloc(N, sizeof(*blobs));
+	uint8_t once[sizeof(text) - 1 + SEAL_OVERHEAD];
+	char back[sizeof(text)];
+	int same = 0, bad = 0;
+
+	EXPECT(c != NULL && oc != NULL && blobs != NULL);
+	for (int i = 0; i < N; i++)
+		EXPECT_EQ_INT(seal_data_ctx(c, "ctx", 3, text, len, blobs[i]), 0);
+	/* No two nonces alike (nor ciphertexts): each blob is its own GCM message. */
+	for (int i = 0; i < N; i++)
+		for (int j = 0; j < i; j++) {
+			same += memcmp(blobs[i] + SEAL_HDR_LEN, blobs[j] + SEAL_HDR_LEN,
+			               SEAL_NONCE_LEN) == 0;
+			same += memcmp(blobs[i] + SEAL_HDR_LEN + SEAL_NONCE_LEN,
+			               blobs[j] + SEAL_HDR_LEN + SEAL_NONCE_LEN, len) == 0;
+		}
+	EXPECT_EQ_INT(same, 0);
+	/* Each opens, through the context and without it. */
+	for (int i = 0; i < N; i++) {
+		memset(back, 0, sizeof(back));
+		bad += seal_open_ctx(c, "ctx", 3, blobs[i], blen, back) != 0 ||
+		       memcmp(back, text, len) != 0;
+		memset(back, 0, sizeof(back));
+		bad += seal_open(k, "ctx", 3, blobs[i], blen, back) != 0 ||
+		       memcmp(back, text, len) != 0;
+	}
+	EXPECT_EQ_INT(bad, 0);
+	EXPECT_EQ_INT(seal_data(k, "ctx", 3, text, len, once), 0);
+	EXPECT_EQ_INT(seal_open_ctx(c, "ctx", 3, once, blen, back), 0);
+	EXPECT(memcmp(back, text, len) == 0);
+	/* A flipped bit anywhere fails; the context goes on opening good blobs. */
+	for (size_t at = 0; at < blen; at++) {
+		blobs[0][at] ^= 0x20;
+		bad += seal_open_ctx(c, "ctx", 3, blobs[0], blen, back) != -EBADMSG;
+		blobs[0][at] ^= 0x20;
+		bad += seal_open_ctx(c, "ctx", 3, blobs[1], blen, back) != 0;
+	}
+	EXPECT_EQ_INT(bad, 0);
+	/* Another context (what it is), another key: refused. */
+	EXPECT_EQ_INT(seal_open_ctx(c, "ctz", 3, blobs[0], blen, back), -EBADMSG);
+	EXPECT_EQ_INT(seal_open_ctx(oc, "ctx", 3, blobs[0], blen, back), -EBADMSG);
+	/* In place: the plaintext where the ciphertext was, the rest untouched. */
+	EXPECT_EQ_INT(
+	    seal_open_ctx(c, "ctx", 3, blobs[2], blen, blobs[2] + SEAL_HDR_LEN + SEAL_NONCE_LEN),
+	    0);
+	EXPECT(memcmp(blobs[2] + SEAL_HDR_LEN + SEAL_NONCE_LEN, text, len) == 0);
+	EXPECT(memcmp(blobs[2], "BRIs", 4) == 0);
+	/* Empty plaintexts too. */
+	EXPECT_EQ_INT(seal_data_ctx(c, "", 0, "", 0, once), 0);
+	EXPECT_EQ_INT(seal_open_ctx(c, "", 0, once, SEAL_OVERHEAD, back), 0);
+	seal_ctx_free(c);
+	seal_ctx_free(oc);
+	free(blobs);
 	seal_free(k);
 	seal_free(other);
 }
@@ -181,6 +253,7 @@ static void test_lines(void)
 int main(void)
 {
 	test_round_trip_and_tamper();
+	test_kept_context();
 	test_key_check();
 	test_passphrase();
 	test_key_file();
