@@ -223,7 +223,9 @@ struct bri_reader {
 	bool quick;     /* set by a caller that checks every byte against the whole
 	                   file's checksum itself (verify): the format may skip its
 	                   own per-page checks (pages: ids are not recomputed for a
-	                   zstd group, whose frame checksum still guards it) */
+	                   zstd group, whose frame checksum still guards streaming
+	                   reads; shorter reads, SQLite's pages, are served
+	                   unchecked, not even by the frame checksum) */
 	bool every_page; /* set by a caller looking for damage to name (verify after a
 	                    checksum mismatch): the format checks every page it
 	                    reads by its own strongest means (pages: each page's id

@@ -41,7 +41,8 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_d_forceIgnoreChecksum */
+/* ZSTD_d_forceIgnoreChecksum (group_read_with): in libzstd since 1.4.7. */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
 #include "bri/log.h"
@@ -1008,11 +1009,7 @@ void pages_db_close(struct pages_db *db)
  * that). Whole backups stay covered by the SHA-256 of their metadata
  * (verify), and scrub (CHECK_ALL) recomputes every page's id.
  */
-enum check {
-	CHECK_NONE, /* nothing: the caller checks (scrub) */
-	CHECK_RAW,  /* pages of unguarded groups only (see above) */
-	CHECK_ALL,  /* every page read */
-};
+/* enum check: pack.h. */
 
 /*
  * Page slot of cache slot c against its id, as check says: 0, or -EBADMSG.
@@ -1054,11 +1051,14 @@ static int page_ok(struct pages_db *db, void *mac, struct group_cache *c, uint32
  * Then zstd does not check the frame's content checksum (XXH64 of the
  * pages): the tag has proved the frame is the one the writer made, from
  * the pages it had just hashed into their ids, so the checksum adds
- * nothing but a pass over every page.
+ * nothing but a pass over every page. unchecked: the caller serves the
+ * pages unchecked (CHECK_NONE: verify's SQLite reads, which the whole
+ * file's SHA-256 covers): the checksum is not checked either, and a clear
+ * group is then not guarded (another reader of it recomputes its ids).
  */
 static int group_read_with(int fd, const struct bri_seal *k, uint64_t off, void *dctx,
                            struct seal_ctx *sc, struct group_cache *slot, uint8_t **stored,
-                           size_t *stored_cap)
+                           size_t *stored_cap, bool unchecked)
 {
 	uint8_t *z;
 	struct blob_hdr h;
@@ -1132,9 +1132,11 @@ static int group_read_with(int fd, const struct bri_seal *k, uint64_t off, void 
 	if (h.codec == CODEC_ZSTD) {
 		size_t n;
 
-		if (dctx)
-			ZSTD_DCtx_setParameter(dctx, ZSTD_d_forceIgnoreChecksum,
-			                       k ? ZSTD_d_ignoreChecksum : ZSTD_d_validateChecksum);
+		/* Refused (a libzstd without it): the checksum is checked. */
+		if (dctx && ZSTD_isError(ZSTD_DCtx_setParameter(
+		                dctx, ZSTD_d_forceIgnoreChecksum,
+		                k || unchecked ? ZSTD_d_ignoreChecksum : ZSTD_d_validateChecksum)))
+			unchecked = false;
 		n = dctx ? ZSTD_decompressDCtx(dctx, slot->data, h.raw_len, z, zlen)
 		         : ZSTD_decompress(slot->data, h.raw_len, z, zlen);
 		if (ZSTD_isError(n) || n != h.raw_len)
@@ -1147,9 +1149,12 @@ static int group_read_with(int fd, const struct bri_seal *k, uint64_t off, void 
 	} else {
 		memcpy(slot->data, z, h.raw_len);
 	}
-	/* A sealed group's tags checked every stored byte (ids and pages): guarded too. */
+	/* A sealed group's tags checked every stored byte (ids and pages): guarded too.
+	 * A clear one decompressed unchecked is not: its pages' ids tell. */
 	if (k)
 		guarded = true;
+	else if (unchecked)
+		guarded = false;
 	slot->blob_off = off;
 	slot->blob_end = off + len;
 	slot->page_size = h.page_size;
@@ -1163,11 +1168,15 @@ out_empty:
 	return -EBADMSG;
 }
 
-/* group_read_with without a cipher context of the caller's. */
+/*
+ * group_read_with without a cipher context of the caller's. unchecked: for
+ * a reader that serves the group's pages unchecked (CHECK_NONE: group_get).
+ */
 static int group_read(int fd, const struct bri_seal *k, uint64_t off, void *dctx,
-                      struct group_cache *slot, uint8_t **stored, size_t *stored_cap)
+                      struct group_cache *slot, uint8_t **stored, size_t *stored_cap,
+                      bool unchecked)
 {
-	return group_read_with(fd, k, off, dctx, NULL, slot, stored, stored_cap);
+	return group_read_with(fd, k, off, dctx, NULL, slot, stored, stored_cap, unchecked);
 }
 
 /* ---- the shared cache of decompressed groups (pack.h, GROUP_CACHE_BYTES) ---- */
@@ -1318,9 +1327,16 @@ static int32_t cache_lookup(const struct pages_db *db, uint32_t p, uint64_t off)
  * reader of the same group waits for this read instead of making its own.
  * On 0, *out is the group's slot, READY, valid while db->lock is held (or
  * until cache_unpin, pinned). A group that does not read is not kept: a
- * later reader of it tries again (and fails the same way).
+ * later reader of it tries again (and fails the same way). trusted: for a
+ * reader that serves its pages unchecked (CHECK_NONE: verify, whose whole
+ * file is hashed against the metadata's SHA-256): zstd's content checksum
+ * (XXH64, a fifth of the decoding's time) is not computed either, and the
+ * group is kept unguarded, so that another reader of it recomputes its
+ * pages' ids (an encrypted store's group stays guarded: its GCM tags were
+ * checked over every byte).
  */
-static int group_get(struct pages_db *db, uint32_t p, uint64_t off, struct cache_slot **out)
+static int group_get(struct pages_db *db, uint32_t p, uint64_t off, bool trusted,
+                     struct cache_slot **out)
 {
 	struct group_decoder *d;
 	struct cache_slot *c;
@@ -1356,7 +1372,7 @@ static int group_get(struct pages_db *db, uint32_t p, uint64_t off, struct cache
 	fd = db->packs[p].fd;                /* open until db closes */
 	cap = c->g.data_cap;
 	pthread_mutex_unlock(&db->lock);
-	rc = group_read(fd, db->s->seal, off, d->dctx, &c->g, &d->stored, &d->stored_cap);
+	rc = group_read(fd, db->s->seal, off, d->dctx, &c->g, &d->stored, &d->stored_cap, trusted);
 	pthread_mutex_lock(&db->lock);
 	d->busy = false;
 	db->cache_bytes += c->g.data_cap - cap;
@@ -1386,29 +1402,92 @@ static void cache_unpin(struct pages_db *db, struct cache_slot *c)
 }
 
 /*
- * The shared slot holding page id, found by the ids of the group hint names
- * (the slot of the reader's last page, from the place after it): -1 when
- * it is not there. Caller holds db->lock.
+ * The place of page id in the group of slot k (READY: the caller holds
+ * db->lock, or pins k), looked for from place from on: 0, and *slot; or
+ * -1 when the group does not hold it.
  */
-static int32_t hint_find(struct pages_db *db, const struct page_hint *hint,
-                         const uint8_t id[PAGE_ID_LEN], uint32_t page_size, uint32_t *slot)
+static int group_find(const struct pages_db *db, int32_t k, uint32_t from,
+                      const uint8_t id[PAGE_ID_LEN], uint32_t page_size, uint32_t *slot)
 {
-	int32_t k = atomic_load_explicit(&hint->slot, memory_order_relaxed);
-	uint32_t from = atomic_load_explicit(&hint->next, memory_order_relaxed);
-	const struct group_cache *g;
+	const struct group_cache *g = &db->cache[k].g;
 
-	if (k < 0 || (uint32_t)k >= db->cache_made || db->cache[k].state != SLOT_READY)
-		return -1;
-	g = &db->cache[k].g;
 	for (uint32_t j = 0; g->page_size == page_size && j < g->npages; j++) {
 		uint32_t i = (from + j) % g->npages;
 
 		if (memcmp(g->ids[i], id, PAGE_ID_LEN) == 0) {
 			*slot = i;
-			return k;
+			return 0;
 		}
 	}
 	return -1;
+}
+
+/* hint (held by the caller) forgets its slot, unpinned. Caller holds db->lock. */
+static void hint_unpin(struct pages_db *db, struct page_hint *hint)
+{
+	if (hint->slot >= 0 && hint->pinned) {
+		struct cache_slot *c = &db->cache[hint->slot];
+
+		db->hint_pinned -= c->g.data_cap; /* unchanged while pinned */
+		cache_unpin(db, c);
+		/* Kept the longest of the unpinned ones: it was used last. */
+		if (c->state == SLOT_READY) {
+			cache_unlink(db, hint->slot);
+			cache_link(db, hint->slot, true);
+		}
+	}
+	hint->slot = -1;
+	hint->pinned = false;
+}
+
+/* hint (held) names slot k (READY), pinned within HINT_PINNED_BYTES. Caller holds db->lock. */
+static void hint_set(struct pages_db *db, struct page_hint *hint, int32_t k)
+{
+	struct cache_slot *c = &db->cache[k];
+
+	if (hint->slot == k && hint->pinned)
+		return;
+	hint_unpin(db, hint);
+	hint->slot = k;
+	if (db->hint_pinned + c->g.data_cap <= HINT_PINNED_BYTES) {
+		c->pins++;
+		db->hint_pinned += c->g.data_cap;
+		hint->pinned = true;
+	} else {
+		cache_unlink(db, k); /* just used */
+		cache_link(db, k, true);
+	}
+}
+
+void pages_db_hint_release(struct pages_db *db, struct page_hint *hint)
+{
+	if (db) {
+		pthread_mutex_lock(&db->lock);
+		hint_unpin(db, hint);
+		pthread_mutex_unlock(&db->lock);
+	}
+	pthread_mutex_destroy(&hint->lock);
+}
+
+/*
+ * A page of the group hint pins, served without db->lock: 0, or -1 (not
+ * there, or it needs a check that writes to the slot: the locked path).
+ * Caller holds hint->lock. The pinned slot is READY and nobody changes it.
+ */
+static int read_pinned(struct pages_db *db, struct page_hint *hint, const uint8_t id[PAGE_ID_LEN],
+                       uint32_t page_size, enum check check, void *buf)
+{
+	const struct group_cache *g;
+	uint32_t slot;
+
+	if (!hint->pinned || group_find(db, hint->slot, hint->next, id, page_size, &slot) < 0)
+		return -1;
+	g = &db->cache[hint->slot].g;
+	if (check == CHECK_ALL || (check == CHECK_RAW && !g->guarded))
+		return -1;
+	memcpy(buf, g->data + (size_t)slot * page_size, page_size);
+	hint->next = slot + 1;
+	return 0;
 }
 
 static int read_page(struct pages_db *db, struct page_hint *hint, const uint8_t id[PAGE_ID_LEN],
@@ -1418,9 +1497,15 @@ static int read_page(struct pages_db *db, struct page_hint *hint, const uint8_t 
 	struct cache_slot *s;
 	struct group_cache *c;
 	uint32_t slot = 0;
-	int32_t k;
 	int rc = 0;
 
+	/* Another thread reads with this hint now: without it. */
+	if (hint && pthread_mutex_trylock(&hint->lock) != 0)
+		hint = NULL;
+	if (hint && read_pinned(db, hint, id, page_size, check, buf) == 0) {
+		pthread_mutex_unlock(&hint->lock);
+		return 0;
+	}
 	pthread_mutex_lock(&db->lock);
 	/* The pending group of the pack being written. */
 	for (uint32_t i = 0; i < db->wcount; i++) {
@@ -1429,17 +1514,21 @@ static int read_page(struct pages_db *db, struct page_hint *hint, const uint8_t 
 			goto out_unlock;
 		}
 	}
-	/* A page of the reader's last group: no index lookup. */
-	if (hint && (k = hint_find(db, hint, id, page_size, &slot)) >= 0) {
-		s = &db->cache[k];
-		cache_unlink(db, k);
-		cache_link(db, k, true);
+	/* A page of the reader's last group: no index lookup (an unpinned slot
+	 * may hold another group by now: its ids tell). */
+	if (hint && hint->slot >= 0 &&
+	    (hint->pinned || db->cache[hint->slot].state == SLOT_READY) &&
+	    group_find(db, hint->slot, hint->next, id, page_size, &slot) == 0) {
+		s = &db->cache[hint->slot];
 	} else {
+		/* No pin held while this thread waits (for the index, a slot, a group). */
+		if (hint)
+			hint_unpin(db, hint);
 		e = pages_db_find(db, id);
 		if (!e && !(e = find_late(db, id, &rc)))
 			goto out_unlock;
 		slot = e->slot; /* e moves when a loader grows the index (the lock is let go) */
-		rc = group_get(db, e->pack, e->blob_off, &s);
+		rc = group_get(db, e->pack, e->blob_off, check == CHECK_NONE, &s);
 	}
 	c = &s->g;
 	if (rc == 0 && (c->page_size != page_size || slot >= c->npages ||
@@ -1451,11 +1540,13 @@ static int read_page(struct pages_db *db, struct page_hint *hint, const uint8_t 
 	if (rc == 0)
 		memcpy(buf, c->data + (size_t)slot * page_size, page_size);
 	if (rc == 0 && hint) {
-		atomic_store_explicit(&hint->slot, (int32_t)(s - db->cache), memory_order_relaxed);
-		atomic_store_explicit(&hint->next, slot + 1, memory_order_relaxed);
+		hint_set(db, hint, (int32_t)(s - db->cache));
+		hint->next = slot + 1;
 	}
 out_unlock:
 	pthread_mutex_unlock(&db->lock);
+	if (hint)
+		pthread_mutex_unlock(&hint->lock);
 	return rc;
 }
 
@@ -1471,17 +1562,17 @@ int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], ui
 }
 
 int pages_db_read_hinted(struct pages_db *db, struct page_hint *hint, const uint8_t id[PAGE_ID_LEN],
-                         uint32_t page_size, bool quick, void *buf)
+                         uint32_t page_size, enum check check, void *buf)
 {
-	return read_page(db, hint, id, page_size, quick ? CHECK_RAW : CHECK_ALL, buf);
+	return read_page(db, hint, id, page_size, check, buf);
 }
 
-size_t pages_db_warm(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t page_size)
+size_t pages_db_warm(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t page_size,
+                     bool trusted)
 {
-	struct page_hint hint;
+	int32_t last = -1; /* the slot of the group warmed last */
 	size_t read = 0;
 
-	pages_db_hint_init(&hint);
 	pthread_mutex_lock(&db->lock);
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *id = ids + i * PAGE_ID_LEN;
@@ -1492,11 +1583,13 @@ size_t pages_db_warm(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t
 
 		/* A page of the group warmed last (neighbours share groups), a hole,
 		 * a page not indexed yet (its reader finds it): nothing to do. */
-		if (page_id_is_hole(id) || hint_find(db, &hint, id, page_size, &slot) >= 0 ||
+		if (page_id_is_hole(id) ||
+		    (last >= 0 && db->cache[last].state == SLOT_READY &&
+		     group_find(db, last, 0, id, page_size, &slot) == 0) ||
 		    !(e = pages_db_find(db, id)))
 			continue;
 		k = cache_lookup(db, e->pack, e->blob_off);
-		if (k < 0 && group_get(db, e->pack, e->blob_off, &s) == 0) {
+		if (k < 0 && group_get(db, e->pack, e->blob_off, trusted, &s) == 0) {
 			k = (int32_t)(s - db->cache);
 			read++;
 		}
@@ -1505,7 +1598,7 @@ size_t pages_db_warm(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t
 		if (k >= 0 && db->cache[k].state == SLOT_READY) {
 			cache_unlink(db, k);
 			cache_link(db, k, true);
-			atomic_store_explicit(&hint.slot, k, memory_order_relaxed);
+			last = k;
 		}
 	}
 	pthread_mutex_unlock(&db->lock);
@@ -1709,7 +1802,7 @@ static struct group_cache *cursor_chain(struct pages_db *db, struct page_cursor 
 					c = &cur->slot[k];
 			hops++;
 			if (group_read_with(next[i].fd, db->s->seal, off, cur->dctx, cur->sc, c,
-			                    &cur->stored, &cur->stored_cap) < 0)
+			                    &cur->stored, &cur->stored_cap, false) < 0)
 				break;
 			c->pack = next[i].pack;
 			c->used = ++cur->clock;
@@ -1805,7 +1898,7 @@ int pages_cursor_read(struct pages_db *db, struct page_cursor *cur, const uint8_
 	}
 	if (!c->npages || c->pack != pack || c->blob_off != off) {
 		rc = group_read_with(fd, db->s->seal, off, cur->dctx, cur->sc, c, &cur->stored,
-		                     &cur->stored_cap);
+		                     &cur->stored_cap, false);
 		c->pack = pack;
 		if (rc == 0 && loading) {
 			/* Where cursor_chain goes on from while the pack loads. */
@@ -1839,7 +1932,7 @@ int pages_db_check_entry(struct pages_db *db, size_t i)
 	pthread_mutex_lock(&db->lock);
 	e = db->entries[i]; /* a copy: the lock is let go while the group is read */
 	/* The group once (cached), then this one page against its own id. */
-	rc = group_get(db, e.pack, e.blob_off, &s);
+	rc = group_get(db, e.pack, e.blob_off, false, &s);
 	c = &s->g;
 	if (rc == 0 && (e.slot >= c->npages || memcmp(c->ids[e.slot], e.id, PAGE_ID_LEN)))
 		rc = -EBADMSG;
@@ -2361,7 +2454,7 @@ static int copy_group(void *arg, const struct blob_hdr *h, const uint8_t *ids, u
 		else if (i + 1 == h->npages)
 			return 0;
 	pthread_mutex_lock(&g->db->lock);
-	rc = group_get(g->db, g->pack, off, &s);
+	rc = group_get(g->db, g->pack, off, false, &s);
 	c = &s->g;
 	/* A damaged page that is used stops the rewrite: verify and scrub report it. */
 	for (uint32_t i = 0; i < h->npages && rc == 0; i++)

@@ -125,6 +125,8 @@ struct group_cache {
  * 2.4 s per GiB on a VM that gives freed memory back to its host.
  */
 #define GROUP_CACHE_BYTES (8u << 20)
+/* At most this much of the cache is pinned by readers' hints (struct page_hint). */
+#define HINT_PINNED_BYTES (GROUP_CACHE_BYTES / 2)
 #define GROUP_CACHE_SLOTS 1024
 #define GROUP_CACHE_HASH  2048 /* buckets of the cache's hash table (a power of two) */
 /* Groups read and decompressed at once into the shared cache (each with a
@@ -173,6 +175,7 @@ struct pages_db {
 	int32_t cache_head, cache_tail;       /* the recency list: READY and EMPTY slots */
 	uint32_t cache_made;                  /* slots in use so far: cache[0..cache_made) */
 	size_t cache_bytes;                   /* bytes allocated at the slots' data */
+	size_t hint_pinned;                   /* of them, at slots hints pin (page_hint) */
 	struct group_decoder decoder[GROUP_DECODERS];
 	pthread_cond_t cache_cond; /* a slot was read, or a decoder freed (with lock) */
 	uint64_t cache_reads;      /* groups read into the cache (for tests) */
@@ -245,34 +248,59 @@ int pages_db_read_written(struct pages_db *db, const uint8_t id[PAGE_ID_LEN], ui
                           void *buf);
 /*
  * A reader's hint for reading pages in turn through the shared cache: the
- * slot of its last page and the place after it there. Only a hint, checked
- * under db->lock (any value is safe); atomic, since the threads of one
- * reader (the mount's) may share it. pages_db_hint_init before use.
+ * slot of its last page, pinned (never evicted while the hint holds it), and
+ * the place after that page there. A page of the pinned group is served
+ * without the store's lock or index: its slot cannot change while pinned,
+ * and a guarded group (see pack.c, enum check) needs no write to be served.
+ * Hints pin at most HINT_PINNED_BYTES of the cache (a hint past it keeps its
+ * slot unpinned, found under the lock), and a reader lets go of its pin
+ * before it waits for another group: readers that hold pins (the mount's
+ * idle open files) never leave the others without a slot to read into.
+ * One user at a time (lock, taken with a trylock: the mount's threads may
+ * share one reader's hint; a thread that finds it busy reads without it).
+ * pages_db_hint_init before use, pages_db_hint_release before the db closes.
  */
 struct page_hint {
-	_Atomic int32_t slot; /* -1: none */
-	_Atomic uint32_t next;
+	pthread_mutex_t lock;
+	int32_t slot;  /* the slot of the last page, -1: none (lock) */
+	uint32_t next; /* the place after the last page in it (lock) */
+	bool pinned;   /* slot is pinned (see HINT_PINNED_BYTES) (lock) */
 };
 static inline void pages_db_hint_init(struct page_hint *h)
 {
-	atomic_init(&h->slot, -1);
-	atomic_init(&h->next, 0);
+	pthread_mutex_init(&h->lock, NULL);
+	h->slot = -1;
+	h->next = 0;
+	h->pinned = false;
 }
+/* Lets go of the slot h pins and destroys h (no read may be using it). */
+void pages_db_hint_release(struct pages_db *db, struct page_hint *h);
+/* What a read checks against the ids (pack.c says why each is enough). */
+enum check {
+	CHECK_NONE, /* nothing: the caller checks (scrub; verify, by the whole file's SHA-256) */
+	CHECK_RAW,  /* pages of unguarded groups only (pages_db_read_written) */
+	CHECK_ALL,  /* every page read (pages_db_read) */
+};
 /*
- * pages_db_read (quick: as pages_db_read_written) for a reader that reads
- * pages in turn (SQLite's page reads of a backup): a page of the group hint
- * names is found by that group's own ids, without an index lookup.
+ * pages_db_read, checking as check says, for a reader that reads pages in
+ * turn (SQLite's page reads of a backup): a page of the group hint pins is
+ * served without the store's lock nor an index lookup (see struct
+ * page_hint). CHECK_NONE also decodes without zstd's content checksum
+ * (pack.c, group_get).
  */
 int pages_db_read_hinted(struct pages_db *db, struct page_hint *hint, const uint8_t id[PAGE_ID_LEN],
-                         uint32_t page_size, bool quick, void *buf);
+                         uint32_t page_size, enum check check, void *buf);
 /*
  * Reads into the shared cache the groups of the pages ids (n of them, of
  * page_size bytes) that are not there nor being read: for a thread that
  * decompresses ahead of a reader (pages_read.c, warm_main). A group that
  * does not read is not kept (its reader meets the damage and tells); a page
- * not indexed yet is skipped. Returns the number of groups read.
+ * not indexed yet is skipped. trusted: for a reader reading with CHECK_NONE
+ * (decoded as its own reads would be: group_get). Returns the number of
+ * groups read.
  */
-size_t pages_db_warm(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t page_size);
+size_t pages_db_warm(struct pages_db *db, const uint8_t *ids, size_t n, uint32_t page_size,
+                     bool trusted);
 /*
  * Reads the page of entry i (its group decompressed) and checks it against
  * its id: 0, or -EBADMSG when it is damaged. For scrub: page by page, so

@@ -36,7 +36,7 @@ struct pages_reader {
 	/* For streaming reads, one per concurrent reader (the mount's threads
 	 * read ahead in parallel), each made when first needed. */
 	struct page_cursor *cur[4];
-	struct page_hint hint;       /* shorter reads: the shared cache's slot of the last page */
+	struct page_hint hint; /* shorter reads: the shared cache's slot of the last page, pinned */
 	_Atomic(struct warm *) warm; /* a quick reader's warming thread (see warm_note), or NULL */
 	atomic_bool warm_tried;      /* made under cur_lock */
 	/* Read-ahead of a sequential reader (see ahead_get), made at its first
@@ -136,7 +136,8 @@ static void *warm_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&w->lock);
-		pages_db_warm(p->db, p->m.ids + from * PAGE_ID_LEN, (size_t)n, p->m.page_size);
+		pages_db_warm(p->db, p->m.ids + from * PAGE_ID_LEN, (size_t)n, p->m.page_size,
+		              true);
 		pthread_mutex_lock(&w->lock);
 	}
 	pthread_mutex_unlock(&w->lock);
@@ -241,8 +242,11 @@ static void warm_free(struct pages_reader *p)
 static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t off, bool report)
 {
 	/* Pages served on their group's frame checksum, unless the caller looks
-	 * for damage (pack.c, enum check: the integrity argument). */
+	 * for damage (pack.c, enum check: the integrity argument); SQLite's
+	 * pages of a quick reader (verify) unchecked: the whole file is hashed
+	 * against the metadata's SHA-256, and the damage named when it fails. */
 	bool quick = !r->every_page;
+	enum check check = !quick ? CHECK_ALL : r->quick ? CHECK_NONE : CHECK_RAW;
 	struct pages_reader *p = r->priv;
 	struct page_cursor *cur = NULL;
 	uint32_t ps = p->m.page_size;
@@ -272,13 +276,13 @@ static ssize_t read_range(struct bri_reader *r, void *buf, size_t len, uint64_t 
 			memset((char *)buf + done, 0, n); /* never written: zeros, as in a file */
 		} else if (in == 0 && n == ps) {
 			rc = cur ? pages_cursor_read(p->db, cur, id, ps, quick, (char *)buf + done)
-			         : pages_db_read_hinted(p->db, &p->hint, id, ps, quick,
+			         : pages_db_read_hinted(p->db, &p->hint, id, ps, check,
 			                                (char *)buf + done);
 			warm |= !cur;
 		} else if (!page && !(page = malloc(ps))) {
 			rc = -ENOMEM;
 		} else {
-			rc = pages_db_read_hinted(p->db, &p->hint, id, ps, quick, page);
+			rc = pages_db_read_hinted(p->db, &p->hint, id, ps, check, page);
 			warm = true;
 			if (rc == 0)
 				memcpy((char *)buf + done, page + in, n);
@@ -832,6 +836,7 @@ static void pages_reader_close(struct bri_reader *r)
 		for (size_t i = 0; i < CURSORS; i++)
 			pages_cursor_free(p->cur[i]);
 		pthread_mutex_destroy(&p->cur_lock);
+		pages_db_hint_release(p->db, &p->hint);
 		shared_put(p->db);
 		free(p->m.ids);
 		free(p);

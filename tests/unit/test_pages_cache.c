@@ -12,7 +12,10 @@
  * decompresses each group once however many of its pages are read. A group
  * damaged on disk fails every read of its pages, from two threads at once,
  * while the other groups are still served; a group that failed is not
- * kept, so with the bit back the same db serves it again.
+ * kept, so with the bit back the same db serves it again. Reads that check
+ * nothing (verify's SQLite pages) decompress without zstd's checksum: a
+ * damaged group they, or the warmer for them, leave in the cache is never
+ * served to a reader that checks.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +31,9 @@
 #include "testutil.h"
 
 static char *base;
+
+/* Hints kept at once: more than the groups the cache holds (8 MiB of 64 KiB). */
+#define HINTS 300
 
 /* The pages of the backup and what the threads share. */
 struct pages {
@@ -84,7 +90,7 @@ static void *walk(void *arg)
 	/* The warmer: the groups of every page into the cache, in batches, beside the readers. */
 	for (uint64_t i = 0; w->order == 4 && i < n; i += 64)
 		pages_db_warm(pg->db, pg->m.ids + (w->first + i) * PAGE_ID_LEN,
-		              (size_t)(n - i < 64 ? n - i : 64), ps);
+		              (size_t)(n - i < 64 ? n - i : 64), ps, false);
 	for (uint64_t i = 0; buf && w->order < 4 && i < n; i++) {
 		uint64_t pgno = w->first + nth(w->order, i, n);
 		const uint8_t *id = pg->m.ids + pgno * PAGE_ID_LEN;
@@ -92,7 +98,7 @@ static void *walk(void *arg)
 
 		if (page_id_is_hole(id))
 			continue;
-		rc = w->hinted ? pages_db_read_hinted(pg->db, &pg->hint, id, ps, true, buf)
+		rc = w->hinted ? pages_db_read_hinted(pg->db, &pg->hint, id, ps, CHECK_RAW, buf)
 		               : pages_db_read_written(pg->db, id, ps, buf);
 		if (rc < 0) {
 			if (!w->failed++)
@@ -124,6 +130,42 @@ static void run_walkers(struct pages *pg, struct walker *w, int n, uint64_t firs
 	}
 	for (int k = 0; k < n; k++)
 		pthread_join(w[k].thread, NULL);
+	pages_db_hint_release(pg->db, &pg->hint);
+}
+
+/*
+ * pg->sum for backup name: each page as a streaming read (a cursor, 1 MiB
+ * at a time) serves it, whose SHA-256 is the metadata's checksum.
+ */
+static void reference_sums(struct bri_store *s, const char *name, struct pages *pg)
+{
+	char hex[BRI_CHECKSUM_HEX_LEN + 1], *meta = NULL;
+	size_t len, chunk = 1u << 20;
+	struct bri_reader *r = NULL;
+	struct bri_err err = {0};
+	uint8_t *buf = malloc(chunk);
+
+	EXPECT_EQ_INT(manifest_read(s, name, &pg->m), 0);
+	pg->sum = calloc(pg->m.page_count, sizeof(*pg->sum));
+	if (!buf || !pg->sum)
+		TU_DIE("out of memory");
+	EXPECT_EQ_INT(bri_store_open_reader(s, name, &r, &err), 0);
+	EXPECT_EQ_INT(bri_checksum_reader(r, NULL, hex, &err), 0);
+	EXPECT_EQ_INT(bri_store_sidecar_read(s, name, BRI_SIDECAR_META, 1 << 20, &meta, &len), 0);
+	EXPECT_MSG(meta && strstr(meta, hex), "checksum %s not in the metadata", hex);
+	free(meta);
+	for (uint64_t off = 0; off < r->size; off += chunk) {
+		ssize_t n = bri_reader_pread(r, buf, chunk, off);
+
+		EXPECT(n > 0 && n % pg->m.page_size == 0);
+		for (ssize_t k = 0; n > 0 && k < n; k += pg->m.page_size)
+			pg->sum[(off + (uint64_t)k) / pg->m.page_size] =
+			    fnv(buf + k, pg->m.page_size);
+		if (n <= 0)
+			break;
+	}
+	bri_reader_close(r);
+	free(buf);
 }
 
 /* The store's file and offset of page pgno's group, and the group's payload place. */
@@ -171,16 +213,14 @@ int main(void)
 {
 	struct bri_store_open_opts oo = {.create = true};
 	struct bri_create_opts co = {.name = "big"};
-	char *live, *dir, *meta = NULL, *out = NULL, *pack = NULL;
-	char hex[BRI_CHECKSUM_HEX_LEN + 1];
+	char *live, *dir, *out = NULL, *pack = NULL;
 	struct bri_err err = {0};
 	struct bri_store *s = NULL;
-	struct bri_reader *r = NULL;
 	struct pages pg = {0};
 	struct walker w[5];
 	uint64_t groups = 0, payload = 0, bad, bad_first, bad_last;
 	uint32_t plen = 0;
-	size_t len, chunk = 1u << 20;
+	struct page_hint *hints;
 	uint8_t *buf;
 	sqlite3 *ldb;
 
@@ -199,31 +239,10 @@ int main(void)
 	EXPECT_EQ_INT(bri_store_init_format(s, "pages", &err), 0);
 	EXPECT_MSG(bri_create(s, &co, NULL, &out, &err) == 0, "create: %s", err.msg);
 	free(out);
-	EXPECT_EQ_INT(manifest_read(s, "big", &pg.m), 0);
+	reference_sums(s, "big", &pg);
 	EXPECT_MSG((uint64_t)pg.m.page_count * pg.m.page_size > GROUP_CACHE_BYTES * 4ull,
 	           "backup of %llu bytes", (unsigned long long)pg.m.page_count * pg.m.page_size);
 	EXPECT(pg.m.page_count % 37 != 0 && pg.m.page_count % 7919 != 0);
-
-	/* The reference: each page as a streaming read (a cursor, 1 MiB at a
-	 * time) serves it, whose SHA-256 is the metadata's checksum. */
-	pg.sum = calloc(pg.m.page_count, sizeof(*pg.sum));
-	buf = malloc(chunk);
-	EXPECT_EQ_INT(bri_store_open_reader(s, "big", &r, &err), 0);
-	EXPECT_EQ_INT(bri_checksum_reader(r, NULL, hex, &err), 0);
-	EXPECT_EQ_INT(bri_store_sidecar_read(s, "big", BRI_SIDECAR_META, 1 << 20, &meta, &len), 0);
-	EXPECT_MSG(meta && strstr(meta, hex), "checksum %s not in the metadata", hex);
-	free(meta);
-	for (uint64_t off = 0; off < r->size; off += chunk) {
-		ssize_t n = bri_reader_pread(r, buf, chunk, off);
-
-		EXPECT(n > 0 && n % pg.m.page_size == 0);
-		for (ssize_t k = 0; n > 0 && k < n; k += pg.m.page_size)
-			pg.sum[(off + (uint64_t)k) / pg.m.page_size] = fnv(buf + k, pg.m.page_size);
-		if (n <= 0)
-			break;
-	}
-	bri_reader_close(r);
-	free(buf);
 
 	/* One forward pass on a fresh db: each group decompressed once. */
 	EXPECT_EQ_INT(pages_db_open_reader(s, &pg.db, &err), 0);
@@ -262,6 +281,47 @@ int main(void)
 	pthread_mutex_unlock(&pg.db->lock);
 	pages_db_close(pg.db);
 
+	/* Readers that keep their hints (the mount's open files, idle) never
+	 * leave the others without a slot: HINTS hints each read a page of a
+	 * different group and keep it, more groups than the cache holds; then
+	 * each reads its page again, and a read without a hint still gets its
+	 * page. Hints pin at most HINT_PINNED_BYTES (else the 129th read
+	 * waited for ever for a slot to read into). */
+	EXPECT_EQ_INT(pages_db_open_reader(s, &pg.db, &err), 0);
+	EXPECT(pg.m.page_count > HINTS * PACK_GROUP_PAGES);
+	buf = malloc(pg.m.page_size);
+	hints = calloc(HINTS, sizeof(*hints));
+	if (!buf || !hints)
+		TU_DIE("out of memory");
+	for (int round = 0; round < 2; round++)
+		for (uint64_t i = 0; i < HINTS; i++) {
+			uint64_t pgno =
+			    i * PACK_GROUP_PAGES; /* groups hold at most 16 neighbours */
+			int rc;
+
+			if (!round)
+				pages_db_hint_init(&hints[i]);
+			rc = pages_db_read_hinted(pg.db, &hints[i], pg.m.ids + pgno * PAGE_ID_LEN,
+			                          pg.m.page_size, CHECK_RAW, buf);
+			EXPECT(rc == 0 && fnv(buf, pg.m.page_size) == pg.sum[pgno]);
+			pthread_mutex_lock(&pg.db->lock);
+			EXPECT(pg.db->hint_pinned <= HINT_PINNED_BYTES);
+			pthread_mutex_unlock(&pg.db->lock);
+		}
+	EXPECT_EQ_INT(pages_db_read_written(pg.db, pg.m.ids + (pg.m.page_count - 1) * PAGE_ID_LEN,
+	                                    pg.m.page_size, buf),
+	              0);
+	for (uint64_t i = 0; i < HINTS; i++)
+		pages_db_hint_release(pg.db, &hints[i]);
+	pthread_mutex_lock(&pg.db->lock);
+	EXPECT(pg.db->hint_pinned == 0);
+	for (uint32_t k = 0; k < pg.db->cache_made; k++)
+		EXPECT(pg.db->cache[k].pins == 0);
+	pthread_mutex_unlock(&pg.db->lock);
+	free(hints);
+	free(buf);
+	pages_db_close(pg.db);
+
 	/* A damaged group: its pages fail, from two threads, the others are served. */
 	EXPECT_EQ_INT(pages_db_open_reader(s, &pg.db, &err), 0);
 	bad = pg.m.page_count / 2;
@@ -282,6 +342,71 @@ int main(void)
 		EXPECT_MSG(w[k].failed == 0 && w[k].wrong == 0, "repaired: %llu failed, %llu wrong",
 		           (unsigned long long)w[k].failed, (unsigned long long)w[k].wrong);
 	pages_db_close(pg.db);
+
+	/* Unchecked reads (CHECK_NONE: verify's SQLite pages, which the whole
+	 * file's SHA-256 covers) decompress without zstd's content checksum: a
+	 * group damaged so that it still decompresses (a flipped byte of its
+	 * raw literals: random bytes beside zeros) is served to them with the
+	 * damage, and left in the shared cache; a reader that checks never gets
+	 * its bytes, whether an unchecked read or the warmer put it there. */
+	free(pg.sum);
+	free(pg.m.ids);
+	if (sqlite3_open(live, &ldb) != SQLITE_OK)
+		TU_DIE("cannot open %s", live);
+	tu_exec(ldb, "UPDATE memory SET content = randomblob(1500) || zeroblob(1500);"
+	             " PRAGMA wal_checkpoint(TRUNCATE);");
+	sqlite3_close(ldb);
+	co.name = "mixed";
+	EXPECT_MSG(bri_create(s, &co, NULL, &out, &err) == 0, "create: %s", err.msg);
+	free(out);
+	reference_sums(s, "mixed", &pg);
+	bad = pg.m.page_count / 2;
+	bad_first = bad - 32;
+	bad_last = bad + 32;
+	for (int warmed = 0; warmed < 2; warmed++) {
+		uint64_t none_wrong = 0, none_failed = 0, wrong = 0, failed = 0;
+
+		EXPECT_EQ_INT(pages_db_open_reader(s, &pg.db, &err), 0);
+		free(pack);
+		group_of(&pg, bad, dir, &pack, &payload, &plen);
+		flip_at(pack, payload + plen / 4);
+		buf = malloc(pg.m.page_size);
+		pages_db_hint_init(&pg.hint);
+		if (warmed)
+			EXPECT(pages_db_warm(pg.db, pg.m.ids + bad_first * PAGE_ID_LEN,
+			                     (size_t)(bad_last - bad_first + 1), pg.m.page_size,
+			                     true) > 0);
+		for (uint64_t i = bad_first; !warmed && buf && i <= bad_last; i++) {
+			int rc = pages_db_read_hinted(pg.db, &pg.hint, pg.m.ids + i * PAGE_ID_LEN,
+			                              pg.m.page_size, CHECK_NONE, buf);
+
+			none_failed += rc < 0;
+			none_wrong += rc == 0 && fnv(buf, pg.m.page_size) != pg.sum[i];
+		}
+		if (!warmed)
+			EXPECT_MSG(none_failed == 0 && none_wrong >= 1,
+			           "unchecked: %llu failed, %llu served damaged",
+			           (unsigned long long)none_failed, (unsigned long long)none_wrong);
+		for (int hinted = 0; hinted < 2; hinted++)
+			for (uint64_t i = bad_first; buf && i <= bad_last; i++) {
+				const uint8_t *id = pg.m.ids + i * PAGE_ID_LEN;
+				int rc =
+				    hinted ? pages_db_read_hinted(pg.db, &pg.hint, id,
+				                                  pg.m.page_size, CHECK_RAW, buf)
+				           : pages_db_read_written(pg.db, id, pg.m.page_size, buf);
+
+				EXPECT(rc == 0 || rc == -EBADMSG);
+				failed += rc < 0;
+				wrong += rc == 0 && fnv(buf, pg.m.page_size) != pg.sum[i];
+			}
+		EXPECT_MSG(wrong == 0 && failed >= 2, "%s: %llu failed, %llu wrong",
+		           warmed ? "warmed unchecked" : "read unchecked",
+		           (unsigned long long)failed, (unsigned long long)wrong);
+		pages_db_hint_release(pg.db, &pg.hint);
+		free(buf);
+		pages_db_close(pg.db);
+		flip_at(pack, payload + plen / 4);
+	}
 
 	free(pack);
 	free(pg.sum);
