@@ -964,6 +964,7 @@ void pages_db_close(struct pages_db *db)
 	for (int i = 0; i < GROUP_DECODERS; i++) {
 		free(db->decoder[i].stored);
 		ZSTD_freeDCtx(db->decoder[i].dctx);
+		seal_ctx_free(db->decoder[i].sc);
 	}
 	free(db->packs);
 	free(db->entries);
@@ -1168,17 +1169,6 @@ out_empty:
 	return -EBADMSG;
 }
 
-/*
- * group_read_with without a cipher context of the caller's. unchecked: for
- * a reader that serves the group's pages unchecked (CHECK_NONE: group_get).
- */
-static int group_read(int fd, const struct bri_seal *k, uint64_t off, void *dctx,
-                      struct group_cache *slot, uint8_t **stored, size_t *stored_cap,
-                      bool unchecked)
-{
-	return group_read_with(fd, k, off, dctx, NULL, slot, stored, stored_cap, unchecked);
-}
-
 /* ---- the shared cache of decompressed groups (pack.h, GROUP_CACHE_BYTES) ---- */
 
 enum slot_state {
@@ -1321,7 +1311,7 @@ static int32_t cache_lookup(const struct pages_db *db, uint32_t p, uint64_t off)
 }
 
 /*
- * The group at off of pack p from the shared cache, read into it (group_read)
+ * The group at off of pack p from the shared cache, read into it (group_read_with)
  * if it is not there. Caller holds db->lock, which is released while the
  * group is read and decompressed: other groups are served meanwhile, and a
  * reader of the same group waits for this read instead of making its own.
@@ -1369,10 +1359,13 @@ static int group_get(struct pages_db *db, uint32_t p, uint64_t off, bool trusted
 	d->busy = true;
 	if (!d->dctx)
 		d->dctx = ZSTD_createDCtx(); /* NULL: ZSTD_decompress makes one each time */
-	fd = db->packs[p].fd;                /* open until db closes */
+	if (!d->sc && db->s->seal)
+		d->sc = seal_ctx_new(db->s->seal); /* NULL: a cipher context per part */
+	fd = db->packs[p].fd;                      /* open until db closes */
 	cap = c->g.data_cap;
 	pthread_mutex_unlock(&db->lock);
-	rc = group_read(fd, db->s->seal, off, d->dctx, &c->g, &d->stored, &d->stored_cap, trusted);
+	rc = group_read_with(fd, db->s->seal, off, d->dctx, d->sc, &c->g, &d->stored,
+	                     &d->stored_cap, trusted);
 	pthread_mutex_lock(&db->lock);
 	d->busy = false;
 	db->cache_bytes += c->g.data_cap - cap;

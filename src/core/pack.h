@@ -148,7 +148,8 @@ struct cache_slot {
 
 /* A decompressor of the shared cache, and its buffer for a group as stored. */
 struct group_decoder {
-	void *dctx; /* ZSTD_DCtx, NULL: one per call */
+	void *dctx;          /* ZSTD_DCtx, NULL: one per call */
+	struct seal_ctx *sc; /* the store's key, keyed once (seal.h); NULL: none, or one per part */
 	uint8_t *stored;
 	size_t stored_cap;
 	bool busy; /* lock */
