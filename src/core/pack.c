@@ -97,20 +97,6 @@ static size_t zcompress(ZSTD_CCtx *keep, void *dst, size_t cap, const void *src,
 	return n;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
 void hdr_encode(const struct blob_hdr *h, uint8_t out[BLOB_HDR])
 {
 	memset(out, 0, BLOB_HDR);

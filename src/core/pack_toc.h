@@ -10,9 +10,11 @@
 #ifndef BRI_PACK_TOC_H
 #define BRI_PACK_TOC_H
 
+#include <endian.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "pack.h"
@@ -29,6 +31,35 @@
 #define SEAL_AES      1
 #define PACK_MAGIC    "BRIPACK1"
 #define PACK_HDR      16
+
+/* The little-endian fields of headers, tables and footers. */
+static inline void put32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, 4);
+}
+
+static inline uint32_t get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return le32toh(v);
+}
+
+static inline void put64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, 8);
+}
+
+static inline uint64_t get64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return le64toh(v);
+}
 
 struct blob_hdr {
 	uint8_t kind, codec, seal;
