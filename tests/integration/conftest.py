@@ -16,6 +16,15 @@ from pathlib import Path
 
 import pytest
 
+# Tests stop daemons and scripts with SIGINT, as Ctrl-C does. A suite
+# started in the background of a non-interactive shell (`./scripts/test &`
+# from a script) inherits SIGINT ignored, and every process it starts would
+# too (an ignored signal stays ignored across exec, and libfuse leaves it
+# so): back to Python's own handler here, so that they start with the
+# default, as from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("BRI_BUILD_DIR", ROOT / "build"))
 BRI_BACKUP = BUILD / "src/cli/bri-backup"
