@@ -15,7 +15,12 @@
  * kept, so with the bit back the same db serves it again. Reads that check
  * nothing (verify's SQLite pages) decompress without zstd's checksum: a
  * damaged group they, or the warmer for them, leave in the cache is never
- * served to a reader that checks.
+ * served to a reader that checks. A quick reader (verify) streamed by one
+ * thread (the hash) while another reads it page by page (SQLite), forward
+ * then backward: the stream warms for the page reads while the reader's
+ * warming thread waits; every page is right, the stream's SHA-256 is the
+ * metadata's, and a stream that stops before the end (a failed hash)
+ * leaves the page reads served and the reader's close prompt.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -166,6 +171,67 @@ static void reference_sums(struct bri_store *s, const char *name, struct pages *
 	}
 	bri_reader_close(r);
 	free(buf);
+}
+
+/* A quick reader's stream (verify's hash), to stop_at bytes (the file's size: a SHA-256). */
+struct stream {
+	struct bri_reader *r;
+	uint64_t stop_at;
+	char hex[BRI_CHECKSUM_HEX_LEN + 1];
+	int rc;
+	pthread_t thread;
+};
+
+static void *stream_main(void *arg)
+{
+	struct stream *st = arg;
+	struct bri_err err = {0};
+	size_t chunk = 1u << 20;
+	uint8_t *buf;
+
+	if (st->stop_at >= st->r->size) {
+		st->rc = bri_checksum_reader(st->r, NULL, st->hex, &err);
+		return NULL;
+	}
+	buf = malloc(chunk);
+	for (uint64_t off = 0; buf && off < st->stop_at; off += chunk)
+		if (bri_reader_pread(st->r, buf, chunk, off) != (ssize_t)chunk)
+			st->rc = -EIO;
+	free(buf);
+	return NULL;
+}
+
+/*
+ * Backup name through a quick reader: streamed to stop_at bytes on a thread
+ * of its own while this one reads every page, forward then backward, as
+ * SQLite's integrity_check does. Returns the pages served with other bytes
+ * or failed; st holds the stream's result.
+ */
+static uint64_t quick_reads(struct bri_store *s, const char *name, struct pages *pg,
+                            uint64_t stop_at, struct stream *st)
+{
+	struct bri_err err = {0};
+	uint8_t *buf = malloc(pg->m.page_size);
+	uint64_t bad = 0, n = pg->m.page_count;
+
+	memset(st, 0, sizeof(*st));
+	EXPECT_EQ_INT(bri_store_open_reader(s, name, &st->r, &err), 0);
+	if (!buf || !st->r)
+		TU_DIE("cannot read %s", name);
+	st->r->quick = true;
+	st->stop_at = stop_at;
+	if (pthread_create(&st->thread, NULL, stream_main, st) != 0)
+		TU_DIE("pthread_create");
+	for (uint64_t k = 0; k < 2 * n; k++) {
+		uint64_t i = k < n ? k : 2 * n - 1 - k;
+		ssize_t got = bri_reader_pread(st->r, buf, pg->m.page_size, i * pg->m.page_size);
+
+		bad += got != (ssize_t)pg->m.page_size || fnv(buf, pg->m.page_size) != pg->sum[i];
+	}
+	pthread_join(st->thread, NULL);
+	bri_reader_close(st->r); /* stops and joins the warming thread, waiting or not */
+	free(buf);
+	return bad;
 }
 
 /* The store's file and offset of page pgno's group, and the group's payload place. */
@@ -321,6 +387,22 @@ int main(void)
 	free(hints);
 	free(buf);
 	pages_db_close(pg.db);
+
+	/* A quick reader, streamed whole and streamed halfway, read page by page meanwhile. */
+	for (int whole = 1; whole >= 0; whole--) {
+		uint64_t size = (uint64_t)pg.m.page_count * pg.m.page_size;
+		struct stream st;
+		char *meta = NULL;
+		size_t mlen = 0;
+		uint64_t wrong = quick_reads(s, "big", &pg, whole ? size : size / 2, &st);
+
+		EXPECT_MSG(wrong == 0 && st.rc == 0, "stream %s: %llu pages wrong, stream %d",
+		           whole ? "whole" : "halfway", (unsigned long long)wrong, st.rc);
+		EXPECT_EQ_INT(bri_store_sidecar_read(s, "big", BRI_SIDECAR_META, 1 << 20, &meta, &mlen),
+		              0);
+		EXPECT_MSG(!whole || (meta && strstr(meta, st.hex)), "stream's SHA-256 %s", st.hex);
+		free(meta);
+	}
 
 	/* A damaged group: its pages fail, from two threads, the others are served. */
 	EXPECT_EQ_INT(pages_db_open_reader(s, &pg.db, &err), 0);
