@@ -1,6 +1,10 @@
 /*
  * SHA-256 through OpenSSL's EVP interface: the only user of libcrypto. Files
- * are read in 1 MiB chunks so the SHA-NI code path runs at full speed.
+ * are read in 1 MiB chunks so the SHA-NI code path runs at full speed. A
+ * reader without a descriptor (the page store's) is read in 128 KiB chunks:
+ * it assembles the bytes in memory, so longer reads save nothing, and
+ * between two groups of its stream it warms the cache for verify's SQLite
+ * reads (pages_read.c, warm_help), which a 1 MiB hash left waiting.
  */
 #include "bri/checksum.h"
 #include "internal.h"
@@ -13,7 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CHUNK_BYTES (1u << 20)
+#define CHUNK_BYTES        (1u << 20)
+#define READER_CHUNK_BYTES (128u << 10)
 
 static void to_hex(const unsigned char *digest, unsigned len, char *hex)
 {
@@ -56,8 +61,9 @@ static ssize_t next_of_reader(void *src, void *buf, size_t len, uint64_t off)
 	return bri_reader_pread(src, buf, len, off);
 }
 
-static int checksum(next_fn next, void *src, uint64_t total, const struct bri_op_ctx *ctx,
-                    char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err)
+static int checksum(next_fn next, void *src, uint64_t total, size_t chunk,
+                    const struct bri_op_ctx *ctx, char hex[BRI_CHECKSUM_HEX_LEN + 1],
+                    struct bri_err *err)
 {
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned dlen = 0;
@@ -66,7 +72,7 @@ static int checksum(next_fn next, void *src, uint64_t total, const struct bri_op
 	char *buf;
 	int rc = 0;
 
-	buf = malloc(CHUNK_BYTES);
+	buf = malloc(chunk);
 	md = EVP_MD_CTX_new();
 	if (!buf || !md) {
 		rc = bri_err_set(err, -ENOMEM, "out of memory");
@@ -77,7 +83,7 @@ static int checksum(next_fn next, void *src, uint64_t total, const struct bri_op
 		goto out_free;
 	}
 	for (;;) {
-		ssize_t n = next(src, buf, CHUNK_BYTES, done);
+		ssize_t n = next(src, buf, chunk, done);
 
 		if (n < 0) {
 			rc = bri_err_set(err, (int)n, "read error while hashing: %s",
@@ -106,7 +112,7 @@ out_free:
 int bri_checksum_fd(int fd, uint64_t total, const struct bri_op_ctx *ctx,
 		    char hex[BRI_CHECKSUM_HEX_LEN + 1], struct bri_err *err)
 {
-	return checksum(next_of_fd, &fd, total, ctx, hex, err);
+	return checksum(next_of_fd, &fd, total, CHUNK_BYTES, ctx, hex, err);
 }
 
 int bri_checksum_reader(struct bri_reader *r, const struct bri_op_ctx *ctx,
@@ -114,7 +120,8 @@ int bri_checksum_reader(struct bri_reader *r, const struct bri_op_ctx *ctx,
 {
 	if (r->fd >= 0)
 		posix_fadvise(r->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	return checksum(next_of_reader, r, r->size, ctx, hex, err);
+	return checksum(next_of_reader, r, r->size, r->fd >= 0 ? CHUNK_BYTES : READER_CHUNK_BYTES,
+	                ctx, hex, err);
 }
 
 int bri_checksum_path(const char *path, const struct bri_op_ctx *ctx,
