@@ -68,6 +68,8 @@
 /* Index entries at most (2^28 pages: 1 TiB of 4 KiB pages). */
 #define ENTRIES_MAX (1u << 28)
 
+static void write_stage_free(struct pages_db *db);
+
 /*
  * zstd at ZSTD_LEVEL with the frame's content checksum on: a damaged
  * manifest fails to decompress (pages are checked against their ids too).
@@ -940,6 +942,7 @@ void pages_db_close(struct pages_db *db)
 	for (size_t i = 0; i < db->nload; i++)
 		free(db->load[i].name);
 	free(db->load);
+	write_stage_free(db); /* before the pack goes: its thread may be writing to it */
 	pages_db_abort(db);
 	for (size_t i = 0; i < db->npacks; i++) {
 		close(db->packs[i].fd);
@@ -1921,86 +1924,275 @@ int pages_db_check_entry(struct pages_db *db, size_t i)
 	return rc;
 }
 
-/* Appends a group blob of count pages (ids, bytes) to fd at *off, sealed with k if given. */
-static int write_group(ZSTD_CCtx *cctx, const struct bri_seal *k, int fd, uint64_t *off,
-                       uint32_t page_size, uint32_t count, const uint8_t (*ids)[PAGE_ID_LEN],
-                       const uint8_t *pages, uint64_t *stored)
-{
-	size_t raw_len = (size_t)count * page_size, cap = ZSTD_compressBound(raw_len), n;
-	struct blob_hdr h = {.kind = BLOB_GROUP, .codec = CODEC_ZSTD, .seal = SEAL_NONE};
-	uint8_t hb[BLOB_HDR], *z = malloc(cap + SEAL_OVERHEAD), *sz = NULL;
-	uint8_t sids[PACK_GROUP_PAGES * PAGE_ID_LEN + SEAL_OVERHEAD];
-	const uint8_t *out_ids = (const uint8_t *)ids;
-	int rc;
+/*
+ * A group blob as written: header, ids, payload, one buffer, so that it is
+ * sealed in place and written with one write. In an encrypted store each
+ * part has room for its seal's header and nonce before its plaintext and
+ * for its tag after it (seal.h): sealing it writes no byte outside the part.
+ */
+struct group_out {
+	uint8_t *buf;
+	size_t cap;         /* bytes allocated at buf, kept from group to group */
+	size_t len;         /* the blob's length */
+	uint32_t ids_plain; /* the parts' plaintext lengths */
+	uint32_t pay_plain;
+	int fd; /* the pack it goes to */
+};
 
-	if (!z)
-		return -ENOMEM;
-	n = zcompress(cctx, z, cap, pages, raw_len);
-	if (ZSTD_isError(n)) {
-		free(z);
+/* Where a sealed part's plaintext starts in it (seal.h: header, nonce, ciphertext, tag). */
+#define PART_PRE (SEAL_HDR_LEN + SEAL_NONCE_LEN)
+
+/*
+ * Makes the blob of a group of count pages (ids, bytes) in o, compressed,
+ * its parts' plaintext in place for sealing when k is given: 0 or a
+ * negative errno.
+ */
+static int group_make(ZSTD_CCtx *cctx, const struct bri_seal *k, uint32_t page_size, uint32_t count,
+                      const uint8_t (*ids)[PAGE_ID_LEN], const uint8_t *pages, struct group_out *o)
+{
+	size_t raw_len = (size_t)count * page_size, bound = ZSTD_compressBound(raw_len), n;
+	size_t ovh = k ? SEAL_OVERHEAD : 0, pre = k ? PART_PRE : 0;
+	size_t ids_plain = (size_t)count * PAGE_ID_LEN;
+	size_t need = BLOB_HDR + ids_plain + ovh + bound + ovh;
+	struct blob_hdr h = {.kind = BLOB_GROUP, .codec = CODEC_ZSTD, .seal = SEAL_NONE};
+	uint8_t *z;
+
+	if (ZSTD_isError(bound))
 		return -EIO;
+	if (o->cap < need) {
+		uint8_t *b = realloc(o->buf, need);
+
+		if (!b)
+			return -ENOMEM;
+		o->buf = b;
+		o->cap = need;
 	}
-	if (n >= raw_len) { /* incompressible: stored raw */
+	memcpy(o->buf + BLOB_HDR + pre, ids, ids_plain);
+	z = o->buf + BLOB_HDR + ids_plain + ovh + pre;
+	n = zcompress(cctx, z, bound, pages, raw_len);
+	if (ZSTD_isError(n))
+		return -EIO;
+	if (n >= raw_len) { /* incompressible: stored raw (bound >= raw_len) */
 		h.codec = CODEC_RAW;
 		memcpy(z, pages, raw_len);
 		n = raw_len;
 	}
 	h.page_size = page_size;
 	h.npages = count;
-	h.ids_len = count * PAGE_ID_LEN;
+	h.ids_len = (uint32_t)(ids_plain + ovh);
 	h.raw_len = (uint32_t)raw_len;
-	h.stored_len = (uint32_t)n;
-	if (k) {
+	h.stored_len = (uint32_t)(n + ovh);
+	if (k)
 		h.seal = SEAL_AES;
-		h.ids_len += SEAL_OVERHEAD;
-		h.stored_len += SEAL_OVERHEAD;
-	}
-	hdr_encode(&h, hb);
+	hdr_encode(&h, o->buf);
+	o->ids_plain = (uint32_t)ids_plain;
+	o->pay_plain = (uint32_t)n;
+	o->len = BLOB_HDR + h.ids_len + h.stored_len;
+	return 0;
+}
+
+/* part_seal through sc, a cipher context of the caller's for k (NULL: one per call). */
+static int part_seal_with(struct seal_ctx *sc, const struct bri_seal *k, const uint8_t hb[BLOB_HDR],
+                          const char *what, const uint8_t *in, size_t len, uint8_t *out)
+{
+	uint8_t ctx[BLOB_HDR + BRI_NAME_MAX + 32];
+	size_t n = blob_ctx(hb, what, strlen(what), ctx, sizeof(ctx));
+
+	return sc ? seal_data_ctx(sc, ctx, n, in, len, out) : seal_data(k, ctx, n, in, len, out);
+}
+
+/*
+ * Seals o's parts in place (after compression: sealed bytes do not
+ * compress), each with a fresh nonce, when k is given; then appends the
+ * blob to o->fd. Nothing of a part that did not seal is written.
+ */
+static int group_put(struct seal_ctx *sc, const struct bri_seal *k, struct group_out *o)
+{
 	if (k) {
-		/* After compression: sealed bytes do not compress. */
-		sz = malloc(h.stored_len);
-		rc = sz ? 0 : -ENOMEM;
-		if (rc == 0 && (part_seal(k, hb, "ids", out_ids, count * PAGE_ID_LEN, sids) < 0 ||
-		                part_seal(k, hb, "pages", z, n, sz) < 0))
-			rc = -EIO;
-		if (rc < 0) {
-			free(sz);
-			free(z);
-			return rc;
+		uint8_t *ids = o->buf + BLOB_HDR;
+		uint8_t *pay = ids + o->ids_plain + SEAL_OVERHEAD;
+
+		if (part_seal_with(sc, k, o->buf, "ids", ids + PART_PRE, o->ids_plain, ids) < 0 ||
+		    part_seal_with(sc, k, o->buf, "pages", pay + PART_PRE, o->pay_plain, pay) < 0)
+			return -EIO;
+	}
+	return write_full(o->fd, o->buf, o->len);
+}
+
+/*
+ * The pack writer's stage (pack.h, pages_db_write_ahead): the groups made
+ * by pages_db_add_at's thread, sealed and written in order by a thread of
+ * its own. Measured on the bench's 1 GiB database, a create into a page
+ * store: the store worker (pages_write.c) hashed, compressed, sealed and
+ * wrote every group, the create's critical path, with the other core
+ * mostly idle during the copy; sealing added 0.26 s to it (AES-GCM of the
+ * compressed bytes), and the writes' copies into the page cache were
+ * 0.2-0.4 s more on both sides.
+ */
+#define WRITE_STAGE_GROUPS 8
+
+struct write_stage {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* a group handed over, one written, or stop (with lock) */
+	pthread_t thread;
+	bool running;        /* thread was made (to join) */
+	bool stop;           /* the thread exits, the groups it has not taken dropped (lock) */
+	int failed;          /* the first failure of a group's sealing or write (lock) */
+	uint64_t head, tail; /* handed over, not yet written: [tail, head) (lock) */
+	struct group_out out[WRITE_STAGE_GROUPS]; /* group i at out[i % WRITE_STAGE_GROUPS] */
+	struct seal_ctx *sc; /* the store's key, keyed once; NULL: no key, or one per part */
+	const struct bri_seal *k;
+};
+
+static void *write_stage_main(void *arg)
+{
+	struct write_stage *st = arg;
+
+	pthread_mutex_lock(&st->lock);
+	for (;;) {
+		struct group_out *o;
+		int rc = 0;
+
+		while (st->head == st->tail && !st->stop)
+			pthread_cond_wait(&st->cond, &st->lock);
+		if (st->stop)
+			break;
+		o = &st->out[st->tail % WRITE_STAGE_GROUPS];
+		if (!st->failed) { /* after a failure the pack is not published: nothing more */
+			pthread_mutex_unlock(&st->lock);
+			rc = group_put(st->sc, st->k, o);
+			pthread_mutex_lock(&st->lock);
 		}
-		free(z);
-		z = sz;
-		out_ids = sids;
+		if (rc < 0 && !st->failed)
+			st->failed = rc;
+		st->tail++;
+		pthread_cond_broadcast(&st->cond);
 	}
-	rc = write_full(fd, hb, BLOB_HDR);
-	if (rc == 0)
-		rc = write_full(fd, out_ids, h.ids_len);
-	if (rc == 0)
-		rc = write_full(fd, z, h.stored_len);
-	free(z);
-	if (rc == 0) {
-		*off += BLOB_HDR + h.ids_len + h.stored_len;
-		*stored += BLOB_HDR + h.ids_len + h.stored_len;
+	pthread_mutex_unlock(&st->lock);
+	return NULL;
+}
+
+/* db's stage, made at its first group (its thread if db->write_ahead): NULL when out of memory. */
+static struct write_stage *write_stage_get(struct pages_db *db)
+{
+	struct write_stage *st = db->wst;
+
+	if (st)
+		return st;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	st->k = db->s->seal;
+	st->sc = st->k ? seal_ctx_new(st->k) : NULL; /* NULL: a context per part */
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->cond, NULL); /* never waited on with a deadline */
+	if (db->write_ahead && pthread_create(&st->thread, NULL, write_stage_main, st) == 0)
+		st->running = true;
+	db->wst = st;
+	return st;
+}
+
+/* Stops db's stage (the groups not written are dropped) and frees it. */
+static void write_stage_free(struct pages_db *db)
+{
+	struct write_stage *st = db->wst;
+
+	if (!st)
+		return;
+	if (st->running) {
+		pthread_mutex_lock(&st->lock);
+		st->stop = true;
+		pthread_cond_broadcast(&st->cond);
+		pthread_mutex_unlock(&st->lock);
+		pthread_join(st->thread, NULL);
 	}
+	for (int i = 0; i < WRITE_STAGE_GROUPS; i++)
+		free(st->out[i].buf);
+	seal_ctx_free(st->sc);
+	pthread_cond_destroy(&st->cond);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+	db->wst = NULL;
+}
+
+void pages_db_write_ahead(struct pages_db *db)
+{
+	db->write_ahead = true;
+}
+
+/* Waits until st has written every group handed to it: 0 or its first failure. */
+static int write_stage_wait(struct write_stage *st)
+{
+	int rc;
+
+	if (!st || !st->running)
+		return 0;
+	pthread_mutex_lock(&st->lock);
+	while (st->head != st->tail && !st->failed)
+		pthread_cond_wait(&st->cond, &st->lock);
+	rc = st->failed;
+	pthread_mutex_unlock(&st->lock);
 	return rc;
 }
 
-/* Writes out the pending group into the pack being written. Caller holds the lock. */
+int pages_db_wait_written(struct pages_db *db, struct bri_err *err)
+{
+	int rc = write_stage_wait(db->wst);
+
+	if (rc < 0)
+		return bri_err_set(err, rc, "cannot write a pack in %s: %s", db->s->dir,
+		                   strerror(-rc));
+	return 0;
+}
+
+/*
+ * Writes out the pending group into the pack being written: made here, then
+ * sealed and written by the stage's thread, or here when it has none.
+ * Caller holds the lock.
+ */
 static int flush_group(struct pages_db *db)
 {
+	struct write_stage *st;
+	struct group_out *o;
 	uint64_t off = db->woff;
-	int rc;
+	int rc = 0;
 
 	if (!db->wcount)
 		return 0;
 	if (!db->cctx)
 		db->cctx = zcctx_new(); /* NULL: one per group */
-	rc = write_group(db->cctx, db->s->seal, db->wfd, &db->woff, db->wpsize, db->wcount,
-	                 (const uint8_t(*)[PAGE_ID_LEN])db->wids, db->wbuf, &db->stored_new);
+	if (!(st = write_stage_get(db)))
+		return -ENOMEM;
+	o = &st->out[0];
+	if (st->running) {
+		/* A free slot (at most WRITE_STAGE_GROUPS groups wait), or the stage's failure. */
+		pthread_mutex_lock(&st->lock);
+		while (st->head - st->tail == WRITE_STAGE_GROUPS && !st->failed)
+			pthread_cond_wait(&st->cond, &st->lock);
+		rc = st->failed;
+		o = &st->out[st->head % WRITE_STAGE_GROUPS]; /* the stage's thread leaves it be */
+		pthread_mutex_unlock(&st->lock);
+	}
+	if (rc == 0)
+		rc = group_make(db->cctx, db->s->seal, db->wpsize, db->wcount,
+		                (const uint8_t(*)[PAGE_ID_LEN])db->wids, db->wbuf, o);
 	if (rc < 0)
 		return rc;
-	toc_build_add(db->wtoc, off, (uint32_t)(db->woff - off), db->wpsize, db->wcount,
+	o->fd = db->wfd;
+	db->woff += o->len;
+	db->stored_new += o->len;
+	toc_build_add(db->wtoc, off, (uint32_t)o->len, db->wpsize, db->wcount,
 	              (const uint8_t *)db->wids);
+	if (st->running) {
+		pthread_mutex_lock(&st->lock);
+		st->head++;
+		pthread_cond_broadcast(&st->cond);
+		pthread_mutex_unlock(&st->lock);
+	} else {
+		rc = group_put(st->sc, st->k, o);
+		if (rc < 0)
+			return rc;
+	}
 	for (uint32_t i = 0; i < db->wcount; i++) {
 		rc = index_add(db, db->wids[i], db->wpack, i, off);
 		if (rc < 0)
@@ -2136,6 +2328,8 @@ int pages_db_flush(struct pages_db *db, struct bri_err *err)
 	pthread_mutex_lock(&db->lock);
 	rc = flush_group(db);
 	pthread_mutex_unlock(&db->lock);
+	if (rc == 0) /* every group in the pack before its table of contents */
+		rc = write_stage_wait(db->wst);
 	if (rc == 0)
 		rc = write_toc(db);
 	if (rc < 0)

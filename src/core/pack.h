@@ -63,9 +63,10 @@
  */
 bool page_id_is_hole(const uint8_t id[PAGE_ID_LEN]);
 
-struct pack_name; /* pack.c */
-struct seal_ctx;  /* seal.h */
-struct toc_build; /* pack_toc.h */
+struct pack_name;   /* pack.c */
+struct seal_ctx;    /* seal.h */
+struct write_stage; /* pack.c: the pack writer's stage (pages_db_write_ahead) */
+struct toc_build;   /* pack_toc.h */
 
 struct pack_entry {
 	uint8_t id[PAGE_ID_LEN];
@@ -189,9 +190,11 @@ struct pages_db {
 	uint32_t wcount; /* pages pending */
 	uint64_t wnext;  /* the page number that continues the pending group */
 	uint8_t wids[PACK_GROUP_PAGES][PAGE_ID_LEN];
-	uint8_t *wbuf;          /* PACK_GROUP_PAGES * PAGE_SIZE_MAX */
-	struct toc_build *wtoc; /* its table of contents so far (pack_toc.h) */
-	uint64_t stored_new;    /* bytes appended by this writer */
+	uint8_t *wbuf;           /* PACK_GROUP_PAGES * PAGE_SIZE_MAX */
+	struct toc_build *wtoc;  /* its table of contents so far (pack_toc.h) */
+	struct write_stage *wst; /* the groups made, being sealed and written (pack.c) */
+	bool write_ahead;        /* wst writes on a thread of its own (pages_db_write_ahead) */
+	uint64_t stored_new;     /* bytes appended by this writer */
 	/* A reader's index, loaded by a thread of its own (pages_db_open_reader). */
 	pthread_t loader[LOADERS];
 	int nloaders;             /* threads made (to join) */
@@ -372,6 +375,23 @@ int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint
  */
 int pages_db_add_at(struct pages_db *db, const void *page, uint32_t page_size, uint64_t pgno,
                     uint8_t id[PAGE_ID_LEN], struct bri_err *err);
+/*
+ * From now on the groups of db's new pack are sealed (in an encrypted
+ * store) and written by a thread of db's own, in their order, while the
+ * caller of pages_db_add_at hashes and compresses the next ones: at most
+ * WRITE_STAGE_GROUPS groups wait for it (made, not yet written). A group
+ * handed over is indexed at once (a later page with its id is not stored
+ * twice), but its bytes are in the pack only once written: a reader of db's
+ * own new pages calls pages_db_wait_written first (pages_write.c does, in
+ * pw_drain). The thread's first failure (a full disk) fails the next
+ * pages_db_add_at that ends a group, pages_db_wait_written and
+ * pages_db_flush, with the message a write on the caller's thread gives;
+ * the groups after it are not written. Without a thread (none could be
+ * made) groups are written by pages_db_add_at's caller, as without this call.
+ */
+void pages_db_write_ahead(struct pages_db *db);
+/* Waits until every group handed to db's writer stage is written: 0 or its failure (err). */
+int pages_db_wait_written(struct pages_db *db, struct bri_err *err);
 /* Writes out the pending group, fsyncs and publishes the new pack (if any). */
 int pages_db_flush(struct pages_db *db, struct bri_err *err);
 /* Removes the unpublished pack being written, if any. */

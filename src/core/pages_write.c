@@ -181,18 +181,32 @@ static int pw_close(sqlite3_file *file)
  */
 static int pw_drain(struct pages_writer *w)
 {
+	struct bri_err err = {0};
 	int rc;
 
-	if (!w->queued)
-		return w->err.code;
-	pthread_mutex_lock(&w->q.lock);
-	w->q.draining = true; /* the worker takes what is queued, even less than a batch */
-	pthread_cond_signal(&w->q.more);
-	while ((w->q.head != w->q.tail || w->q.busy) && !w->q.failed)
-		pthread_cond_wait(&w->q.room, &w->q.lock);
-	w->q.draining = false;
-	rc = w->q.failed;
-	pthread_mutex_unlock(&w->q.lock);
+	if (!w->queued) {
+		rc = w->err.code;
+	} else {
+		pthread_mutex_lock(&w->q.lock);
+		w->q.draining = true; /* the worker takes what is queued, even less than a batch */
+		pthread_cond_signal(&w->q.more);
+		while ((w->q.head != w->q.tail || w->q.busy) && !w->q.failed)
+			pthread_cond_wait(&w->q.room, &w->q.lock);
+		w->q.draining = false;
+		rc = w->q.failed;
+		pthread_mutex_unlock(&w->q.lock);
+	}
+	/* The groups the worker made are in the pack (pages_db_write_ahead): readable. */
+	if (rc == 0 && (rc = pages_db_wait_written(w->db, &err)) < 0) {
+		if (w->queued)
+			pthread_mutex_lock(&w->q.lock);
+		if (!w->err.code)
+			w->err = err;
+		if (w->queued) {
+			w->q.failed = rc;
+			pthread_mutex_unlock(&w->q.lock);
+		}
+	}
 	return rc;
 }
 
@@ -709,6 +723,7 @@ int pages_write_begin(struct bri_store *s, const char *name, struct bri_backup_w
 	rc = pages_db_open(s, &p->db, err);
 	if (rc < 0)
 		goto out_free;
+	pages_db_write_ahead(p->db); /* groups sealed and written while the next are made */
 	pthread_mutex_lock(&writers_lock);
 	p->id = next_writer++;
 	p->next = writers;
