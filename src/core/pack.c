@@ -2060,6 +2060,8 @@ static void *write_stage_main(void *arg)
 		o = &st->out[st->tail % WRITE_STAGE_GROUPS];
 		if (!st->failed) { /* after a failure the pack is not published: nothing more */
 			pthread_mutex_unlock(&st->lock);
+			if (!st->tail) /* for tests: its first group made, not yet in the pack */
+				bri_testpoint("pages-stage-first-group");
 			rc = group_put(st->sc, st->k, o);
 			pthread_mutex_lock(&st->lock);
 		}
@@ -2128,6 +2130,12 @@ static int write_stage_wait(struct write_stage *st)
 	if (!st || !st->running)
 		return 0;
 	pthread_mutex_lock(&st->lock);
+	if (st->head != st->tail && !st->failed) {
+		/* For tests: a reader waits for groups made, not yet written. */
+		pthread_mutex_unlock(&st->lock);
+		bri_testpoint("pages-wait-written");
+		pthread_mutex_lock(&st->lock);
+	}
 	while (st->head != st->tail && !st->failed)
 		pthread_cond_wait(&st->cond, &st->lock);
 	rc = st->failed;

@@ -534,6 +534,105 @@ def test_full_disk_while_the_store_worker_writes_fails_the_create_cleanly(tmp_pa
         assert cli.run("verify").returncode == 0
 
 
+@pytest.mark.parametrize("sealed", [False, True], ids=["clear", "encrypted"])
+def test_create_reads_back_its_pages_only_once_its_groups_are_written(tmp_path, pause_points,
+                                                                      sealed, monkeypatch):
+    """A create's groups are sealed and written by a thread of the pack
+    writer behind the store worker: with that thread held on the first
+    group, the copy ends and the digest's read-back waits for the groups to
+    be in the pack (it does not read them half written), and the backup is
+    its database's (the digest taken then is the exported file's)."""
+    db = make_sample_db(tmp_path / "data" / "bri.db", rows=300)
+    assert os.path.getsize(db) < 6 * 16 * 4096  # its groups fit the writer's stage (8)
+    if sealed:
+        (tmp_path / "store.key").write_bytes(os.urandom(32))
+        monkeypatch.setenv("BRI_KEY_FILE", str(tmp_path / "store.key"))
+    store = tmp_path / "backups"
+    cli = Cli(db, store)
+    cli.run("init", "--format", "pages")
+    pause_points.arm("pages-stage-first-group")
+    pause_points.arm("pages-wait-written")
+    proc = subprocess.Popen([str(BRI_BACKUP), "--db", str(db), "--backup-dir", str(store),
+                             "create", "--name", "held"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=pause_points.env())
+    try:
+        pause_points.wait_reached("pages-stage-first-group")
+        pause_points.wait_reached("pages-wait-written")
+        assert not list(store.glob("pack-*.pack"))
+    finally:
+        pause_points.release("pages-wait-written")
+        pause_points.release("pages-stage-first-group")
+        out, errout = proc.communicate(timeout=120)
+    assert proc.returncode == 0, errout
+    assert cli.run("verify", "held").returncode == 0
+    cli.run("export", "held", str(tmp_path / "held.db"))
+    assert sha256sum(tmp_path / "held.db") == meta_of(backup_file(store, "held"))["checksum"]
+    con = sqlite3.connect(f"file:{tmp_path / 'held.db'}?mode=ro", uri=True)
+    assert con.execute("select count(*) from sqlite_master").fetchone()[0] > 0
+    con.close()
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["clear", "encrypted"])
+def test_full_disk_at_every_point_of_a_page_store_create(tmp_path, sealed, monkeypatch):
+    """The store's free space is set below, at and above what a create of a
+    page store needs, so that the disk fills up while its pack's groups are
+    sealed and written (behind the store worker: the first groups, the last
+    ones, those still being written when the copy ends), its table of
+    contents, manifest and metadata: each create fully succeeds, or fails
+    saying the disk is full and leaves nothing of itself."""
+    from test_reliability import tmpfs
+    db = make_sample_db(tmp_path / "data" / "bri.db", rows=12000)
+    if sealed:
+        (tmp_path / "store.key").write_bytes(os.urandom(32))
+        monkeypatch.setenv("BRI_KEY_FILE", str(tmp_path / "store.key"))
+    results = []
+    with tmpfs(tmp_path / "small", "32m") as mnt:
+        store = mnt / "backups"
+        cli = Cli(db, store)
+        cli.run("init", "--format", "pages")
+        empty = {f.name for f in store.iterdir()}
+        cli.run("create", "--name", "first")
+        need = sum(f.stat().st_size for f in store.iterdir() if f.name not in empty)
+        cli.run("delete", "first")
+        assert not list(store.glob("pack-*.pack"))
+        assert need > 1 << 20  # groups enough to fill the writer's stage several times
+        filler = mnt / "filler"
+        steps = [-need // 2, -need // 4, -need // 8, -65536, -16384, -8192, -4096, 0, 4096,
+                 8192, 16384, 65536, 262144]
+        for extra in steps:
+            st = os.statvfs(mnt)
+            fill = st.f_bavail * st.f_frsize - (need + extra)
+            if fill <= 0:
+                continue
+            with open(filler, "wb") as f:
+                f.write(b"\0" * fill)
+            name = f"n{steps.index(extra)}"
+            p = cli.run("create", "--name", name, check=False)
+            filler.unlink()
+            if p.returncode == 0:
+                results.append("ok")
+                assert cli.run("verify", name).returncode == 0
+            else:
+                results.append("full")
+                assert p.returncode == 1, p.stderr
+                assert "space" in p.stderr.lower(), p.stderr
+                assert p.stdout == ""
+                assert name not in cli.run("list").stdout
+            assert not [f.name for f in store.iterdir()
+                        if f.name.endswith(".tmp") or (p.returncode and f.name.startswith(name))]
+            if p.returncode == 0:
+                cli.run("delete", name)
+            elif list(store.glob("pack-*.pack")):
+                # Full at the manifest: its pack, published, names no backup's
+                # pages. A backup and its delete free it (delete's gc).
+                cli.run("create", "--name", "sweep")
+                assert cli.run("verify", "sweep").returncode == 0
+                cli.run("delete", "sweep")
+            assert not list(store.glob("pack-*.pack"))
+    print(results, "need", need)
+    assert results[0] == "full" and results[-1] == "ok", results
+
+
 @pytest.mark.parametrize("page_size", [512, 65536])
 def test_create_of_the_smallest_and_largest_pages_is_the_database(tmp_path, page_size):
     """Databases of 512 B and 64 KiB pages (the store worker's queue then
