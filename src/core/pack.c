@@ -2287,31 +2287,9 @@ int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint
 int pages_db_add_at(struct pages_db *db, const void *page, uint32_t page_size, uint64_t pgno,
                     uint8_t id[PAGE_ID_LEN], struct bri_err *err)
 {
-	page_id_with(db, db->wmac, page, page_size, id);
-	return pages_db_add_id(db, page, page_size, pgno, id, err);
-}
-
-void *pages_db_mac_new(const struct pages_db *db)
-{
-	return db->mac ? EVP_MAC_CTX_dup(db->mac) : NULL;
-}
-
-void pages_db_mac_free(void *mac)
-{
-	EVP_MAC_CTX_free(mac);
-}
-
-void pages_db_page_id(const struct pages_db *db, void *mac, const void *page, size_t len,
-                      uint8_t id[PAGE_ID_LEN])
-{
-	page_id_with(db, mac, page, len, id);
-}
-
-int pages_db_add_id(struct pages_db *db, const void *page, uint32_t page_size, uint64_t pgno,
-                    const uint8_t id[PAGE_ID_LEN], struct bri_err *err)
-{
 	int rc = 0;
 
+	page_id_with(db, db->wmac, page, page_size, id);
 	pthread_mutex_lock(&db->lock);
 	if (pages_db_find(db, id))
 		goto out_unlock;

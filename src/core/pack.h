@@ -376,18 +376,6 @@ int pages_db_add(struct pages_db *db, const void *page, uint32_t page_size, uint
 int pages_db_add_at(struct pages_db *db, const void *page, uint32_t page_size, uint64_t pgno,
                     uint8_t id[PAGE_ID_LEN], struct bri_err *err);
 /*
- * pages_db_add_at for a page whose id its caller made (pages_db_page_id),
- * so that the hashing is done on the caller's thread.
- */
-int pages_db_add_id(struct pages_db *db, const void *page, uint32_t page_size, uint64_t pgno,
-                    const uint8_t id[PAGE_ID_LEN], struct bri_err *err);
-/* A context for pages_db_page_id of the caller's own (one thread at a time); NULL: none. */
-void *pages_db_mac_new(const struct pages_db *db);
-void pages_db_mac_free(void *mac);
-/* The id of a page (page_id) through mac, from pages_db_mac_new (NULL: page_id itself). */
-void pages_db_page_id(const struct pages_db *db, void *mac, const void *page, size_t len,
-                      uint8_t id[PAGE_ID_LEN]);
-/*
  * From now on the groups of db's new pack are sealed (in an encrypted
  * store) and written by a thread of db's own, in their order, while the
  * caller of pages_db_add_at hashes and compresses the next ones: at most

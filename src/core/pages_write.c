@@ -78,7 +78,6 @@ struct pages_writer {
 	struct pw_queue q;
 	bool queued;    /* q is set up and its worker runs */
 	bool no_worker; /* no second thread could be made: pages stored here */
-	void *mac;      /* the ids of queued pages, made on the copy's thread (pw_enqueue) */
 	struct pages_writer *next;
 };
 
@@ -346,7 +345,7 @@ static void *pw_worker(void *arg)
 		for (; done < n && rc == 0; done++) {
 			uint32_t k = (uint32_t)((first + done) % q->slots);
 
-			rc = pages_db_add_id(w->db, q->pages + (size_t)k * w->page_size,
+			rc = pages_db_add_at(w->db, q->pages + (size_t)k * w->page_size,
 			                     w->page_size, q->pgno[k],
 			                     q->ids + (size_t)k * PAGE_ID_LEN, &err);
 		}
@@ -421,11 +420,8 @@ out_free:
 static int pw_enqueue(struct pages_writer *w, const uint8_t *page, uint64_t pgno)
 {
 	struct pw_queue *q = &w->q;
-	uint8_t id[PAGE_ID_LEN];
 	int rc;
 
-	/* Its id here, outside the lock: the worker, the create's critical path, compresses. */
-	pages_db_page_id(w->db, w->mac, page, w->page_size, id);
 	pthread_mutex_lock(&q->lock);
 	if (q->head - q->tail == q->slots) {
 		q->full = true;
@@ -440,7 +436,6 @@ static int pw_enqueue(struct pages_writer *w, const uint8_t *page, uint64_t pgno
 		uint32_t k = (uint32_t)(q->head % q->slots);
 
 		memcpy(q->pages + (size_t)k * w->page_size, page, w->page_size);
-		memcpy(q->ids + (size_t)k * PAGE_ID_LEN, id, PAGE_ID_LEN);
 		q->pgno[k] = pgno;
 		q->head++;
 		/* A whole batch wakes the worker: not a wake-up per page. */
@@ -728,8 +723,7 @@ int pages_write_begin(struct bri_store *s, const char *name, struct bri_backup_w
 	rc = pages_db_open(s, &p->db, err);
 	if (rc < 0)
 		goto out_free;
-	pages_db_write_ahead(p->db);      /* groups sealed and written while the next are made */
-	p->mac = pages_db_mac_new(p->db); /* NULL: page_id's own per page */
+	pages_db_write_ahead(p->db); /* groups sealed and written while the next are made */
 	pthread_mutex_lock(&writers_lock);
 	p->id = next_writer++;
 	p->next = writers;
@@ -1052,7 +1046,6 @@ void pages_write_end(struct bri_backup_writer *w)
 	/* Uncommitted: an unpublished pack goes; a published one holds only pages
 	 * no manifest names, freed by the next cleanup. */
 	pages_db_close(p->db);
-	pages_db_mac_free(p->mac);
 	free(p->ids);
 	free(p);
 	free(w->path);
