@@ -2,8 +2,10 @@
  * The page store's writer (the format: store_pages.c). A new backup is
  * written by SQLite's backup API through the "bri-pages" VFS: its xWrite
  * queues each page for the store worker (a second thread), which hashes it
- * and appends the pages the store lacks to a new pack, so the full copy is
- * never written to disk. The whole file's SHA-256 is then taken from the
+ * and puts the pages the store lacks into groups, compressed; a third thread
+ * (the pack writer's stage: pages_db_write_ahead) seals them in an encrypted
+ * store and appends them to a new pack, so the full copy is never written
+ * to disk. The whole file's SHA-256 is then taken from the
  * pages read back (SQLite writes page 1 last). Commit: the pack is fsynced
  * and published, then the metadata, then the manifest (rename without
  * replacing): a backup is complete or absent.
